@@ -1,0 +1,94 @@
+//! Extractors that turn every rejection into a problem document instead of axum's plain text.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// JSON body. Syntax errors → 400, schema errors (types, unknown fields) → 422, wrong content
+/// type → 415, over the body limit → 413.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::Invalid(
+            format!(
+                "the body does not match the schema: {}",
+                std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
+            ),
+            Vec::new(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
+            "the body is not valid JSON: {}",
+            std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
+        )),
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "send the body as JSON with `Content-Type: application/json`".to_owned(),
+        ),
+        JsonRejection::BytesRejection(e) => {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("the body exceeds the size limit".to_owned())
+            } else {
+                ApiError::BadRequest(format!("the body could not be read: {}", e.body_text()))
+            }
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
+/// Query string. Malformed → 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| {
+                ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
+            })
+    }
+}
+
+/// Path parameters. Malformed → 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| {
+                ApiError::BadRequest(format!("invalid path: {}", e.body_text()))
+            })
+    }
+}

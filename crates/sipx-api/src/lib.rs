@@ -1,0 +1,74 @@
+//! The HTTP Web API of SIPx. **The only crate that knows HTTP.**
+//!
+//! [`router`] builds the whole API from an [`ApiState`]; the server binds it to listeners and
+//! tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
+
+pub mod auth;
+mod extract;
+mod observe;
+pub mod openapi;
+mod pagination;
+pub mod problem;
+mod routes;
+pub mod state;
+mod time;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use observe::metrics_handle;
+pub use state::{AdminCredential, ApiState, AuthSettings, Health};
+
+/// Default request body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Builds the API.
+pub fn router(state: ApiState, body_limit: usize) -> Router {
+    use routes::{app, apps, ops, sip_accounts};
+
+    let spec: serde_json::Value =
+        serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
+    let docs =
+        utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", spec);
+
+    let api = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/app", get(app::current))
+        .route("/v1/apps", post(apps::create).get(apps::list))
+        .route("/v1/apps/{app_id}", get(apps::get).patch(apps::update))
+        .route("/v1/apps/{app_id}/rotate-secret", post(apps::rotate_secret))
+        .route(
+            "/v1/sip-accounts",
+            post(sip_accounts::create).get(sip_accounts::list),
+        )
+        .route(
+            "/v1/sip-accounts/{sip_account_id}",
+            get(sip_accounts::get)
+                .patch(sip_accounts::update)
+                .delete(sip_accounts::delete),
+        )
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state);
+
+    Router::new()
+        .merge(docs)
+        .merge(api)
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(observe::observe))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(observe::MakeUlid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(|_| {
+                    use axum::response::IntoResponse;
+                    problem::ApiError::Internal("handler panicked".to_owned()).into_response()
+                })),
+        )
+}

@@ -1,0 +1,337 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+//!
+//! utoipa 5 emits OpenAPI 3.1; SIPx promises 3.0 (many client generators still need it), so the
+//! document is converted by [`to_openapi_30`], a small rewrite of the few 3.1 constructs utoipa
+//! uses. The committed `openapi.json` at the repository root must equal [`openapi_json`]'s
+//! output (a test checks it; `cargo run -p sipx -- openapi > openapi.json` refreshes it).
+
+use serde_json::{Map, Value, json};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{self, Content, Ref, RefOr, Response};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SIPx API",
+        description = include_str!("openapi_intro.md"),
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        routes::ops::healthz,
+        routes::ops::readyz,
+        routes::ops::metrics,
+        routes::app::current,
+        routes::apps::create,
+        routes::apps::list,
+        routes::apps::get,
+        routes::apps::update,
+        routes::apps::rotate_secret,
+        routes::sip_accounts::create,
+        routes::sip_accounts::list,
+        routes::sip_accounts::get,
+        routes::sip_accounts::update,
+        routes::sip_accounts::delete,
+    ),
+    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    modifiers(&Security, &CommonResponses),
+    tags(
+        (name = "apps", description = "Applications (tenants) and their credentials"),
+        (name = "sip-accounts", description = "Credentials that gateways and phones register with"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let query = |name: &str, what: &str| {
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(name, what)))
+        };
+        components.add_security_scheme(
+            "sipx_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Sipx api_key=<key>, expire_at=<unix seconds>, signature=<base64url HMAC-SHA256 of api_key‖expire_at under api_secret>`",
+            ))),
+        );
+        components.add_security_scheme("api_key", query("api_key", "The application's API key"));
+        components.add_security_scheme(
+            "expire_at",
+            query(
+                "expire_at",
+                "Unix time (s) after which the signature is refused; at most 24 h ahead",
+            ),
+        );
+        components.add_security_scheme(
+            "signature",
+            query(
+                "signature",
+                "base64url (no padding) of HMAC-SHA256(api_secret, api_key ‖ expire_at)",
+            ),
+        );
+    }
+}
+
+/// Adds the error answers every operation can give, so each one documents them all.
+struct CommonResponses;
+
+fn problem_ref(description: &str) -> RefOr<Response> {
+    let mut response = Response::new(description);
+    response.content.insert(
+        "application/problem+json".to_owned(),
+        Content::new(Some(Ref::from_schema_name("Problem"))),
+    );
+    RefOr::T(response)
+}
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem_ref(description));
+                };
+                if path.starts_with("/v1/") {
+                    add("400", "Malformed request (query string or path)");
+                    add("401", "Missing, expired or invalid signature");
+                    add("403", "The application is disabled");
+                    if path.contains('{') {
+                        add("404", "No such object for this application");
+                    }
+                }
+                if op.request_body.is_some() {
+                    add("413", "The body exceeds the size limit");
+                    add("415", "The body is not `application/json`");
+                    add("422", "The body does not fit the schema or breaks a rule");
+                }
+                add(
+                    "500",
+                    "Internal error (details in the server log, by request id)",
+                );
+            }
+        }
+    }
+}
+
+/// The document as served and committed: OpenAPI 3.0.3, pretty-printed, newline-terminated.
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let value = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    let mut text = serde_json::to_string_pretty(&to_openapi_30(value)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Rewrites the OpenAPI 3.1 constructs utoipa emits into their 3.0.3 equivalents:
+/// `type: [T, "null"]` → `type: T, nullable: true`; `oneOf: [{type: null}, X]` → X made nullable;
+/// schema `examples: [..]` → `example`; `license.identifier` dropped.
+pub fn to_openapi_30(mut doc: Value) -> Value {
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("openapi".to_owned(), json!("3.0.3"));
+        if let Some(license) = obj
+            .get_mut("info")
+            .and_then(|i| i.get_mut("license"))
+            .and_then(Value::as_object_mut)
+        {
+            license.remove("identifier");
+        }
+        if let Some(components) = obj.get_mut("components").and_then(|c| c.get_mut("schemas")) {
+            for schema in components
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.values_mut())
+            {
+                convert_schema(schema);
+            }
+        }
+        // Schemas inline in paths: parameters, bodies, responses.
+        if let Some(paths) = obj.get_mut("paths") {
+            walk_for_schemas(paths);
+        }
+    }
+    doc
+}
+
+fn walk_for_schemas(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "schema" {
+                    convert_schema(child);
+                } else {
+                    walk_for_schemas(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(walk_for_schemas),
+        _ => {}
+    }
+}
+
+fn convert_schema(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    // type: ["string", "null"]
+    if let Some(Value::Array(types)) = map.get("type").cloned() {
+        let non_null: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        let nullable = non_null.len() < types.len();
+        match non_null.as_slice() {
+            [one] => {
+                map.insert("type".to_owned(), one.clone());
+            }
+            _ => {
+                map.remove("type");
+            }
+        }
+        if nullable {
+            map.insert("nullable".to_owned(), json!(true));
+        }
+    }
+    // oneOf: [{type: "null"}, X]
+    for key in ["oneOf", "anyOf"] {
+        if let Some(Value::Array(alts)) = map.get(key).cloned() {
+            let is_null = |a: &Value| a.get("type") == Some(&json!("null"));
+            if alts.iter().any(is_null) {
+                let rest: Vec<Value> = alts.into_iter().filter(|a| !is_null(a)).collect();
+                map.remove(key);
+                if let [single] = rest.as_slice() {
+                    if single.get("$ref").is_some() {
+                        map.insert("allOf".to_owned(), json!([single]));
+                    } else if let Some(inner) = single.as_object() {
+                        for (k, v) in inner {
+                            map.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                } else {
+                    map.insert(key.to_owned(), Value::Array(rest));
+                }
+                map.insert("nullable".to_owned(), json!(true));
+            }
+        }
+    }
+    if let Some(Value::Array(examples)) = map.remove("examples")
+        && let Some(first) = examples.into_iter().next()
+    {
+        map.entry("example".to_owned()).or_insert(first);
+    }
+    // `$ref` with siblings is legal in 3.1 only: wrap it.
+    if map.len() > 1
+        && let Some(r) = map.remove("$ref")
+    {
+        map.insert("allOf".to_owned(), json!([{ "$ref": r }]));
+    }
+    recurse_children(map);
+}
+
+fn recurse_children(map: &mut Map<String, Value>) {
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = map.get_mut(key) {
+            convert_schema(child);
+        }
+    }
+    for key in ["properties", "patternProperties"] {
+        if let Some(Value::Object(props)) = map.get_mut(key) {
+            props.values_mut().for_each(convert_schema);
+        }
+    }
+    for key in ["allOf", "oneOf", "anyOf"] {
+        if let Some(Value::Array(alts)) = map.get_mut(key) {
+            alts.iter_mut().for_each(convert_schema);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains_31_constructs(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                matches!(m.get("type"), Some(Value::Array(_)))
+                    || m.get("type") == Some(&json!("null"))
+                    || matches!(m.get("examples"), Some(Value::Array(_)))
+                    || m.values().any(contains_31_constructs)
+            }
+            Value::Array(a) => a.iter().any(contains_31_constructs),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn converts_nullable_forms() {
+        let v = to_openapi_30(json!({
+            "openapi": "3.1.0",
+            "components": {"schemas": {"X": {"type": "object", "properties": {
+                "a": {"type": ["string", "null"]},
+                "b": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Y"}]},
+                "c": {"type": "array", "items": {"type": ["integer", "null"]}, "examples": [[1]]}
+            }}}}
+        }));
+        let props = &v["components"]["schemas"]["X"]["properties"];
+        assert_eq!(v["openapi"], "3.0.3");
+        assert_eq!(props["a"], json!({"type": "string", "nullable": true}));
+        assert_eq!(
+            props["b"],
+            json!({"allOf": [{"$ref": "#/components/schemas/Y"}], "nullable": true})
+        );
+        assert_eq!(
+            props["c"]["items"],
+            json!({"type": "integer", "nullable": true})
+        );
+        assert_eq!(props["c"]["example"], json!([1]));
+    }
+
+    #[test]
+    fn generated_document_is_openapi_30() {
+        let v: Value = serde_json::from_str(&openapi_json()).unwrap();
+        assert_eq!(v["openapi"], "3.0.3");
+        assert!(
+            !contains_31_constructs(&v),
+            "3.1 construct left in the document"
+        );
+    }
+
+    #[test]
+    fn every_operation_has_a_summary_and_error_answers() {
+        let v: Value = serde_json::from_str(&openapi_json()).unwrap();
+        for (path, item) in v["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                assert!(op["summary"].is_string(), "{method} {path} has no summary");
+                assert!(op["responses"]["500"].is_object(), "{method} {path}");
+                if path.starts_with("/v1/") {
+                    assert!(op["responses"]["401"].is_object(), "{method} {path}");
+                }
+            }
+        }
+    }
+
+    /// The committed document must be the generated one: regenerate with
+    /// `cargo run -p sipx -- openapi > openapi.json`.
+    #[test]
+    fn committed_document_is_current() {
+        let committed = include_str!("../../../openapi.json");
+        assert!(
+            committed == openapi_json(),
+            "openapi.json is stale: run `cargo run -p sipx -- openapi > openapi.json`"
+        );
+    }
+}

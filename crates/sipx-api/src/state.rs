@@ -1,0 +1,79 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sipx_secrets::Redacted;
+use sipx_store::Store;
+
+/// Shared state of the API. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub auth: Arc<AuthSettings>,
+    pub metrics: PrometheusHandle,
+    pub health: Health,
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// How far in the future `expire_at` may lie; a signature valid for longer is refused, so a
+    /// leaked URL cannot be replayed for months.
+    pub max_expiry_ahead: Duration,
+    /// The operator's credential for `/v1/apps`, when configured.
+    pub admin: Option<AdminCredential>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminCredential {
+    pub api_key: String,
+    pub api_secret: Redacted<String>,
+}
+
+/// Readiness inputs owned by the server: each listener flips its flag once bound, and the
+/// drain sets `draining` so load balancers stop sending new work.
+#[derive(Clone, Default)]
+pub struct Health {
+    inner: Arc<HealthInner>,
+}
+
+#[derive(Default)]
+struct HealthInner {
+    draining: AtomicBool,
+    listeners: std::sync::RwLock<Vec<(String, Arc<AtomicBool>)>>,
+}
+
+impl Health {
+    /// Registers a listener, initially down; set the returned flag once it is bound.
+    pub fn listener(&self, name: &str) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        if let Ok(mut l) = self.inner.listeners.write() {
+            l.push((name.to_owned(), flag.clone()));
+        }
+        flag
+    }
+
+    pub fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Each listener with whether it is up.
+    pub fn listeners(&self) -> Vec<(String, bool)> {
+        self.inner
+            .listeners
+            .read()
+            .map(|l| {
+                l.iter()
+                    .map(|(n, f)| (n.clone(), f.load(Ordering::SeqCst)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

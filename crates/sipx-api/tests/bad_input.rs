@@ -1,0 +1,235 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+//! Bad input of every kind gets a 4xx problem document, never a 500 or a bare body.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{TestApi, now};
+use serde_json::json;
+
+fn signed_uri(c: &common::Creds, path: &str) -> String {
+    let exp = (now() + 600).to_string();
+    let sig = sipx_secrets::sign(&c.key, &exp, c.secret.as_bytes());
+    format!("{path}?api_key={}&expire_at={exp}&signature={sig}", c.key)
+}
+
+/// (what, method, content type, body, expected status, expected problem slug)
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, String, u16, &'a str);
+
+#[tokio::test]
+async fn malformed_bodies_answer_4xx_problems() {
+    let api = TestApi::with_body_limit(4096).await;
+    let c = api.new_app("a").await;
+    let json_ct = Some("application/json");
+    let long = "x".repeat(300);
+    let cases: Vec<Case> = vec![
+        (
+            "syntax error",
+            "POST",
+            json_ct,
+            "{\"username\": ".into(),
+            400,
+            "bad-request",
+        ),
+        (
+            "not an object",
+            "POST",
+            json_ct,
+            "[1,2]".into(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "empty body",
+            "POST",
+            json_ct,
+            String::new(),
+            400,
+            "bad-request",
+        ),
+        (
+            "wrong type",
+            "POST",
+            json_ct,
+            json!({"username": 5, "password": "password-1"}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "wrong nested type",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "password-1", "allowed_cidrs": "10.0.0.0/8"})
+                .to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "missing field",
+            "POST",
+            json_ct,
+            json!({"username": "u1"}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "unknown field",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "password-1", "pasword": "x"}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "negative number",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "password-1", "max_bindings": -1}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "out of range",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "password-1", "max_bindings": 1000}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "bad username",
+            "POST",
+            json_ct,
+            json!({"username": "a b@c", "password": "password-1"}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "short password",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "short"}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "bad cidr",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "password-1", "allowed_cidrs": ["10.0.0.0/33"]})
+                .to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "long description",
+            "POST",
+            json_ct,
+            json!({"username": "u1", "password": "password-1", "description": long}).to_string(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "no content type",
+            "POST",
+            None,
+            json!({"username": "u1", "password": "password-1"}).to_string(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "text content type",
+            "POST",
+            Some("text/plain"),
+            json!({"username": "u1", "password": "password-1"}).to_string(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "oversize",
+            "POST",
+            json_ct,
+            format!(
+                "{{\"username\": \"u1\", \"password\": \"{}\"}}",
+                "p".repeat(8000)
+            ),
+            413,
+            "payload-too-large",
+        ),
+        (
+            "invalid utf-8 escape",
+            "POST",
+            json_ct,
+            "{\"username\": \"\\ud800\", \"password\": \"password-1\"}".into(),
+            400,
+            "bad-request",
+        ),
+    ];
+    for (what, method, ct, body, status, slug) in cases {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(signed_uri(&c, "/v1/sip-accounts"));
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let r = api.send(req.body(Body::from(body)).unwrap()).await;
+        assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text);
+        r.assert_problem(status, slug);
+    }
+    // Nothing was created by any of them.
+    let listed = api.call(&c, "GET", "/v1/sip-accounts", None).await;
+    assert_eq!(listed.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn oversize_body_without_content_length_is_refused() {
+    let api = TestApi::with_body_limit(1024).await;
+    let c = api.new_app("a").await;
+    let req = Request::builder()
+        .method("POST")
+        .uri(signed_uri(&c, "/v1/sip-accounts"))
+        .header("content-type", "application/json")
+        .body(Body::new(Unsized(Some("x".repeat(4096)))))
+        .unwrap();
+    api.send(req).await.assert_problem(413, "payload-too-large");
+}
+
+/// A one-frame body with no size hint, as a chunked upload has: only the streaming limit can
+/// catch it.
+struct Unsized(Option<String>);
+
+impl http_body::Body for Unsized {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|s| Ok(http_body::Frame::data(s.into()))))
+    }
+}
+
+#[tokio::test]
+async fn bad_queries_paths_and_methods_answer_problems() {
+    let api = TestApi::new().await;
+    let c = api.new_app("a").await;
+    api.call(&c, "GET", "/v1/sip-accounts?limit=0", None)
+        .await
+        .assert_problem(400, "bad-request");
+    api.call(&c, "GET", "/v1/sip-accounts?limit=abc", None)
+        .await
+        .assert_problem(400, "bad-request");
+    api.call(&c, "GET", "/v1/sip-accounts?cursor=%%%", None)
+        .await
+        .assert_problem(400, "bad-request");
+    api.call(&c, "GET", "/v1/sip-accounts?cursor=!!", None)
+        .await
+        .assert_problem(400, "bad-request");
+    api.call(&c, "GET", "/v1/nothing-here", None)
+        .await
+        .assert_problem(404, "not-found");
+    let r = api.call(&c, "PUT", "/v1/sip-accounts", None).await;
+    r.assert_problem(405, "method-not-allowed");
+}

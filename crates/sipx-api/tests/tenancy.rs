@@ -1,0 +1,152 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+//! Objects are per application: B can neither read, list, change nor delete A's.
+
+mod common;
+
+use common::TestApi;
+use serde_json::json;
+
+#[tokio::test]
+async fn application_b_cannot_touch_application_a_objects() {
+    let api = TestApi::new().await;
+    let a = api.new_app("a").await;
+    let b = api.new_app("b").await;
+    let created = api
+        .call(
+            &a,
+            "POST",
+            "/v1/sip-accounts",
+            Some(json!({"username": "gw-a", "password": "password-a-1"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/sip-accounts/{id}");
+
+    api.call(&b, "GET", &path, None)
+        .await
+        .assert_problem(404, "not-found");
+    api.call(&b, "PATCH", &path, Some(json!({"max_bindings": 1})))
+        .await
+        .assert_problem(404, "not-found");
+    api.call(&b, "DELETE", &path, None)
+        .await
+        .assert_problem(404, "not-found");
+    let listed = api.call(&b, "GET", "/v1/sip-accounts", None).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["items"], json!([]));
+
+    // A still sees it, unchanged.
+    let got = api.call(&a, "GET", &path, None).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["max_bindings"], 5);
+    assert!(got.body.get("password").is_none(), "password is write-only");
+    let listed = api.call(&a, "GET", "/v1/sip-accounts", None).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn crud_and_cursor_pagination() {
+    let api = TestApi::new().await;
+    let a = api.new_app("a").await;
+    for i in 0..5 {
+        let r = api
+            .call(
+                &a,
+                "POST",
+                "/v1/sip-accounts",
+                Some(json!({
+                    "username": format!("gw{i}"), "password": "password-123",
+                    "allowed_cidrs": ["10.1.2.3/8", "2001:db8::1"], "description": "x"
+                })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(
+            r.body["allowed_cidrs"],
+            json!(["10.0.0.0/8", "2001:db8::1/128"])
+        );
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/v1/sip-accounts?limit=2".to_owned();
+    for _ in 0..5 {
+        let page = api.call(&a, "GET", &uri, None).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        for item in page.body["items"].as_array().unwrap() {
+            seen.push(item["username"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/v1/sip-accounts?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["gw0", "gw1", "gw2", "gw3", "gw4"]);
+
+    let id = api
+        .call(&a, "GET", "/v1/sip-accounts?limit=1", None)
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/sip-accounts/{id}");
+    let patched = api
+        .call(
+            &a,
+            "PATCH",
+            &path,
+            Some(json!({"enabled": false, "description": null})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["enabled"], false);
+    assert_eq!(patched.body["description"], serde_json::Value::Null);
+    assert_eq!(patched.body["max_bindings"], 5);
+
+    let dup = api
+        .call(
+            &a,
+            "POST",
+            "/v1/sip-accounts",
+            Some(json!({"username": "gw1", "password": "password-123"})),
+        )
+        .await;
+    dup.assert_problem(409, "conflict");
+
+    assert_eq!(api.call(&a, "DELETE", &path, None).await.status, 204);
+    api.call(&a, "GET", &path, None)
+        .await
+        .assert_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn operator_manages_applications() {
+    let api = TestApi::new().await;
+    let admin = TestApi::admin();
+    let created = api
+        .call(&admin, "POST", "/v1/apps", Some(json!({"name": "Support"})))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["app"]["id"].as_str().unwrap();
+    let listed = api.call(&admin, "GET", "/v1/apps", None).await;
+    assert_eq!(listed.body["items"][0]["id"], id);
+    let got = api
+        .call(&admin, "GET", &format!("/v1/apps/{id}"), None)
+        .await;
+    assert_eq!(got.body["name"], "Support");
+    assert!(got.body.get("api_secret").is_none());
+    let upd = api
+        .call(
+            &admin,
+            "PATCH",
+            &format!("/v1/apps/{id}"),
+            Some(json!({"name": "Sales", "disabled": true})),
+        )
+        .await;
+    assert_eq!(upd.body["name"], "Sales");
+    assert_eq!(upd.body["disabled"], true);
+    api.call(&admin, "GET", "/v1/apps/app_nope", None)
+        .await
+        .assert_problem(404, "not-found");
+}

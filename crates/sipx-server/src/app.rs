@@ -1,0 +1,191 @@
+//! The running service: built from a [`Config`], run until a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sipx_api::{AdminCredential, ApiState, AuthSettings, Health};
+use sipx_secrets::Redacted;
+use sipx_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::{Config, Drain, StartupError};
+
+/// How the service is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SIGTERM: stop taking new work, let live work finish (bounded by the drain timeout).
+    Drain,
+    /// SIGINT: stop now.
+    Immediate,
+}
+
+pub struct App {
+    config: Config,
+    store: Store,
+    health: Health,
+    drain: Drain,
+    http_listener: TcpListener,
+    http_ready: Arc<std::sync::atomic::AtomicBool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl App {
+    /// Opens storage and binds every listener. Nothing is served until [`App::run`].
+    pub async fn build(config: Config) -> Result<App, StartupError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let tls = Self::tls(&config)?;
+        let master = crate::load_master_key(&config)?;
+        let store = Store::open(&config.data_dir.join("sipx.db"), master).await?;
+        store.check_master_key().await.map_err(|e| {
+            StartupError::MasterKey(format!(
+                "{e}: the configured master key is not the one the database was written with"
+            ))
+        })?;
+        let http_listener = TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                what: "the HTTP API",
+                addr: config.http.listen,
+                source,
+            })?;
+        let health = Health::default();
+        let http_ready = health.listener("http");
+        Ok(App {
+            config,
+            store,
+            health,
+            drain: Drain::default(),
+            http_listener,
+            http_ready,
+            tls,
+        })
+    }
+
+    fn tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, StartupError> {
+        match (
+            &config.http.tls.cert,
+            &config.http.tls.key,
+            config.http.tls.dev,
+        ) {
+            (Some(cert), Some(key), _) => Ok(Some(crate::tls::server_config(cert, key)?)),
+            (Some(_), None, _) | (None, Some(_), _) => Err(StartupError::Tls(
+                "set both http.tls.cert and http.tls.key".to_owned(),
+            )),
+            (None, None, true) => {
+                std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+                    StartupError::DataDir {
+                        path: config.data_dir.display().to_string(),
+                        source,
+                    }
+                })?;
+                let (cert, key, fingerprint) = crate::tls::dev_certificate(&config.data_dir)?;
+                tracing::info!(cert = %cert.display(), %fingerprint, "development TLS certificate (self-signed)");
+                Ok(Some(crate::tls::server_config(&cert, &key)?))
+            }
+            (None, None, false) => Ok(None),
+        }
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener.local_addr().ok()
+    }
+
+    /// The drain tracker that live calls register with.
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops as it asks.
+    pub async fn run(self, shutdown: impl Future<Output = Shutdown>) {
+        let App {
+            config,
+            store,
+            health,
+            drain,
+            http_listener,
+            http_ready,
+            tls,
+        } = self;
+        let admin = match (&config.admin.api_key, &config.admin.api_secret) {
+            (Some(key), Some(secret)) => Some(AdminCredential {
+                api_key: key.clone(),
+                api_secret: Redacted::new(secret.expose().to_owned()),
+            }),
+            _ => None,
+        };
+        let state = ApiState {
+            store: store.clone(),
+            auth: Arc::new(AuthSettings {
+                max_expiry_ahead: Duration::from_secs(config.auth.max_expiry_ahead_secs),
+                admin,
+            }),
+            metrics: sipx_api::metrics_handle(),
+            health: health.clone(),
+        };
+        let router = sipx_api::router(state, config.http.body_limit);
+
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Ok(addr) = http_listener.local_addr() {
+            tracing::info!(%addr, %scheme, url = %format!("{scheme}://{addr}/"), "HTTP API listening");
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        http_ready.store(true, Ordering::SeqCst);
+        let server = tokio::spawn(crate::http::serve(http_listener, tls, router, stop_rx));
+
+        let how = shutdown.await;
+        health.set_draining();
+        let _ = stop_tx.send(true);
+        let graceful = server.await.ok();
+        match how {
+            Shutdown::Immediate => {
+                tracing::info!("SIGINT: stopping now");
+            }
+            Shutdown::Drain => {
+                let timeout = Duration::from_secs(config.shutdown.drain_timeout_secs);
+                tracing::info!(
+                    live = drain.active(),
+                    timeout_s = timeout.as_secs(),
+                    "SIGTERM: draining (new work refused)"
+                );
+                let start = tokio::time::Instant::now();
+                let requests_done = match graceful {
+                    Some(g) => tokio::time::timeout(timeout, g.shutdown()).await.is_ok(),
+                    None => true,
+                };
+                let left = timeout.saturating_sub(start.elapsed());
+                let calls_done = drain.wait_idle(left).await;
+                if requests_done && calls_done {
+                    tracing::info!("drained");
+                } else {
+                    tracing::warn!(
+                        live = drain.active(),
+                        "drain timeout: stopping with work still live"
+                    );
+                }
+            }
+        }
+        store.close().await;
+    }
+}
+
+/// Waits for SIGTERM (drain) or SIGINT (immediate).
+pub async fn signals() -> Shutdown {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => Shutdown::Drain,
+        _ = int.recv() => Shutdown::Immediate,
+    }
+}

@@ -1,0 +1,300 @@
+//! Configuration, layered: built-in defaults < TOML file (`--config`) < environment (`SIPX_…`,
+//! nested keys joined by `__`, e.g. `SIPX_HTTP__LISTEN`) < command-line flags.
+//!
+//! The tree mirrors the components (one section per subsystem); every field has a default, so
+//! `sipx serve` runs with no file at all. Secrets are [`Secret`]s: printed as `<redacted>`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::StartupError;
+
+/// A configured secret. Serializes as `<redacted>` so `sipx config` can print the rest.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, generated keys and dev certificates live.
+    pub data_dir: PathBuf,
+    /// 32 bytes (base64 or hex) sealing stored secrets. When unset, a key is generated into
+    /// `<data_dir>/master.key` on first start.
+    pub master_key: Option<Secret>,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub admin: AdminConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,sipx_api=debug`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, the API serves HTTPS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Generate (once) a self-signed certificate in `<data_dir>/dev-tls/` and serve HTTPS.
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How far ahead a signature's `expire_at` may lie, in seconds.
+    pub max_expiry_ahead_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The operator's API key for `/v1/apps`; with `api_secret`, enables the operator API.
+    pub api_key: Option<String>,
+    pub api_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long to wait for live calls and requests before stopping anyway.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            master_key: None,
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            filter: "info,sqlx=warn".to_owned(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: 1 << 20,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            max_expiry_ahead_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
+/// Values given as command-line flags: the top layer. Keys are dotted paths (`http.listen`).
+#[derive(Debug, Default)]
+pub struct Overrides(Vec<(&'static str, figment::value::Value)>);
+
+impl Overrides {
+    pub fn set(&mut self, key: &'static str, value: impl Serialize) -> &mut Self {
+        if let Ok(v) = figment::value::Value::serialize(value) {
+            self.0.push((key, v));
+        }
+        self
+    }
+}
+
+impl Config {
+    /// Loads the layers. `file` must exist when given.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
+        Self::figment(file, overrides)?
+            .extract()
+            .map_err(|e| StartupError::Config(one_line(&e.to_string())))
+    }
+
+    fn figment(file: Option<&Path>, overrides: &Overrides) -> Result<Figment, StartupError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StartupError::Config(format!("cannot read {}: {e}", path.display()))
+            })?;
+            // Parse here to name the file in the error.
+            toml::from_str::<toml::Table>(&text).map_err(|e| {
+                StartupError::Config(format!("{}: {}", path.display(), one_line(&e.to_string())))
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        figment = figment.merge(Env::prefixed("SIPX_").split("__").ignore(&["CONFIG"]));
+        for (key, value) in &overrides.0 {
+            figment = figment.merge(Serialized::global(key, value.clone()));
+        }
+        Ok(figment)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c, Config::default());
+            assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.http.body_limit, 1 << 20);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "sipx.toml",
+                r#"
+                data_dir = "/var/lib/sipx"
+                [http]
+                listen = "0.0.0.0:9000"
+                body_limit = 2048
+                [admin]
+                api_key = "from-file"
+                "#,
+            )?;
+            jail.set_env("SIPX_HTTP__LISTEN", "127.0.0.1:9100");
+            jail.set_env("SIPX_ADMIN__API_SECRET", "env-secret");
+            let mut flags = Overrides::default();
+            flags.set("data_dir", "/tmp/flag");
+            let c = Config::load(Some(Path::new("sipx.toml")), &flags).unwrap();
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/flag"), "flag beats file");
+            assert_eq!(
+                c.http.listen.to_string(),
+                "127.0.0.1:9100",
+                "env beats file"
+            );
+            assert_eq!(c.http.body_limit, 2048, "file beats default");
+            assert_eq!(c.admin.api_key.as_deref(), Some("from-file"));
+            assert_eq!(c.admin.api_secret.as_ref().unwrap().expose(), "env-secret");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn printed_config_redacts_secrets() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SIPX_ADMIN__API_SECRET", "super-secret-value");
+            jail.set_env(
+                "SIPX_MASTER_KEY",
+                "c2VjcmV0LW1hc3Rlci1rZXktMzItYnl0ZXMtbG9uZyE=",
+            );
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            let text = c.to_redacted_toml();
+            assert!(!text.contains("super-secret-value"));
+            assert!(!text.contains("c2VjcmV0"));
+            assert!(text.contains("<redacted>"));
+            assert!(!format!("{c:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[http]\nlisten = 12\n")?;
+            let e = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(!e.to_string().contains('\n'), "{e}");
+            assert!(e.to_string().contains("listen"), "{e}");
+            jail.create_file("syntax.toml", "[http\n")?;
+            let e =
+                Config::load(Some(Path::new("syntax.toml")), &Overrides::default()).unwrap_err();
+            assert!(
+                !e.to_string().contains('\n') && e.to_string().contains("syntax.toml"),
+                "{e}"
+            );
+            let e =
+                Config::load(Some(Path::new("missing.toml")), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("cannot read missing.toml"), "{e}");
+            jail.set_env("SIPX_HTTP__NOPE", "1");
+            let e = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("nope"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,20 @@
+//! Wires SIPx together: layered configuration, logging, storage, listeners, drain.
+//!
+//! `main` calls [`Config::load`], [`App::build`] (which binds every listener, so a port in use
+//! fails before anything starts) and [`App::run`] until a signal. Protocol logic lives in other
+//! crates; this one only owns I/O, time and lifecycles.
+
+mod app;
+pub mod config;
+mod drain;
+mod error;
+mod http;
+pub mod logging;
+mod master_key;
+pub mod tls;
+
+pub use app::{App, Shutdown, signals};
+pub use config::Config;
+pub use drain::{Drain, DrainGuard};
+pub use error::StartupError;
+pub use master_key::load_master_key;

@@ -1,0 +1,117 @@
+//! HTTPS for the API: operator-provided PEM files, or a self-signed development certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::StartupError;
+
+fn tls_err(msg: String) -> StartupError {
+    StartupError::Tls(msg)
+}
+
+/// Builds a server configuration from PEM files, with ALPN for HTTP/2 and HTTP/1.1.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, StartupError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_err(format!("cannot read certificate {}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_err(format!("bad certificate PEM in {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(tls_err(format!("no certificate in {}", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| tls_err(format!("cannot read private key {}: {e}", key.display())))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_err(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| {
+        tls_err(format!(
+            "certificate and key do not form a usable pair: {e}"
+        ))
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`, created once in
+/// `<data_dir>/dev-tls/`. Returns the cert and key paths and the certificate's SHA-256
+/// fingerprint, so a client can pin it.
+pub fn dev_certificate(data_dir: &Path) -> Result<(PathBuf, PathBuf, String), StartupError> {
+    let dir = data_dir.join("dev-tls");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    if !cert_path.exists() || !key_path.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| tls_err(format!("cannot create {}: {e}", dir.display())))?;
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let generated = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| tls_err(format!("cannot generate a certificate: {e}")))?;
+        write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
+        std::fs::write(&cert_path, generated.cert.pem())
+            .map_err(|e| tls_err(format!("cannot write {}: {e}", cert_path.display())))?;
+    }
+    let der = CertificateDer::from_pem_file(&cert_path)
+        .map_err(|e| tls_err(format!("cannot read {}: {e}", cert_path.display())))?;
+    Ok((cert_path, key_path, fingerprint(&der)))
+}
+
+/// SHA-256 of the DER certificate, as colon-separated upper-case hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StartupError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| tls_err(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_certificate_is_created_once_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, fp) = dev_certificate(dir.path()).unwrap();
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        let (_, _, again) = dev_certificate(dir.path()).unwrap();
+        assert_eq!(fp, again, "the certificate is reused");
+        server_config(&cert, &key).unwrap();
+    }
+
+    #[test]
+    fn bad_files_give_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let e = server_config(&missing, &missing).unwrap_err().to_string();
+        assert!(e.contains("nope.pem"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a pem").unwrap();
+        let e = server_config(&junk, &junk).unwrap_err().to_string();
+        assert!(e.contains("junk.pem"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! Persistent state of SIPx. **The only crate that knows SQL.**
+//!
+//! The embedded default is SQLite in WAL mode with `synchronous=FULL`: a write is acknowledged
+//! only once its transaction is in the write-ahead log on disk, so neither `kill -9` nor a power
+//! cut loses an acknowledged write. Secrets are sealed before they reach a row and opened only
+//! when a caller needs them (see `sipx_secrets::sealed`).
+//!
+//! Tenant isolation lives here: every query on a tenant's objects takes the `AppId` and filters
+//! by it, so a handler cannot forget to.
+
+mod apps;
+mod error;
+mod migrations;
+mod page;
+mod sip_accounts;
+mod store;
+mod time;
+
+pub use apps::{AppRecord, AppUpdate};
+pub use error::StoreError;
+pub use page::{Page, PageRequest};
+pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
+pub use store::Store;

@@ -1,0 +1,28 @@
+//! Migrations are compiled into the binary (no files needed beside it) and applied at start.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "apps and sip accounts",
+    include_str!("../migrations/0001_apps_and_sip_accounts.sql"),
+)];
+
+pub(crate) fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}

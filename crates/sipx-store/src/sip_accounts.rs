@@ -1,0 +1,315 @@
+//! SIP accounts: the credentials gateways and phones REGISTER with. Owned by one application.
+
+use sipx_secrets::Redacted;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::time::now_ms;
+use crate::{Page, PageRequest, Store, StoreError};
+
+/// A SIP account as stored, without its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipAccountRecord {
+    pub id: String,
+    pub app_id: String,
+    pub username: String,
+    /// Source networks allowed to register; empty means any.
+    pub allowed_cidrs: Vec<String>,
+    pub max_bindings: u32,
+    pub enabled: bool,
+    pub description: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSipAccount {
+    pub username: String,
+    pub password: Redacted<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub max_bindings: u32,
+    pub enabled: bool,
+    pub description: Option<String>,
+}
+
+/// `None` leaves a field unchanged; `description: Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct SipAccountUpdate {
+    pub password: Option<Redacted<String>>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub max_bindings: Option<u32>,
+    pub enabled: Option<bool>,
+    pub description: Option<Option<String>>,
+}
+
+const COLUMNS: &str = "id, app_id, username, allowed_cidrs, max_bindings, enabled, description, \
+                       created_at_ms, updated_at_ms";
+
+fn password_context(id: &str) -> String {
+    format!("sip-password:{id}")
+}
+
+fn join_cidrs(cidrs: &[String]) -> String {
+    cidrs.join(" ")
+}
+
+fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
+    let cidrs: String = row.try_get("allowed_cidrs")?;
+    let max_bindings: i64 = row.try_get("max_bindings")?;
+    Ok(SipAccountRecord {
+        id: row.try_get("id")?,
+        app_id: row.try_get("app_id")?,
+        username: row.try_get("username")?,
+        allowed_cidrs: cidrs.split_whitespace().map(str::to_owned).collect(),
+        max_bindings: u32::try_from(max_bindings).unwrap_or(0),
+        enabled: row.try_get("enabled")?,
+        description: row.try_get("description")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+impl Store {
+    pub async fn create_sip_account(
+        &self,
+        app_id: &str,
+        new: &NewSipAccount,
+    ) -> Result<SipAccountRecord, StoreError> {
+        let id = format!("sipacct_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let now = now_ms();
+        let sealed = self
+            .master
+            .seal(&password_context(&id), new.password.expose().as_bytes());
+        sqlx::query(
+            "INSERT INTO sip_accounts (id, app_id, username, password_sealed, allowed_cidrs,
+             max_bindings, enabled, description, created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(app_id)
+        .bind(&new.username)
+        .bind(sealed)
+        .bind(join_cidrs(&new.allowed_cidrs))
+        .bind(i64::from(new.max_bindings))
+        .bind(new.enabled)
+        .bind(new.description.as_deref())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(SipAccountRecord {
+            id,
+            app_id: app_id.to_owned(),
+            username: new.username.clone(),
+            allowed_cidrs: new.allowed_cidrs.clone(),
+            max_bindings: new.max_bindings,
+            enabled: new.enabled,
+            description: new.description.clone(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        })
+    }
+
+    pub async fn list_sip_accounts(
+        &self,
+        app_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<SipAccountRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sip_accounts WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(app_id)
+            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let rows = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(rows, page.limit, |a| &a.id))
+    }
+
+    pub async fn get_sip_account(
+        &self,
+        app_id: &str,
+        id: &str,
+    ) -> Result<Option<SipAccountRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM sip_accounts WHERE app_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
+    pub async fn update_sip_account(
+        &self,
+        app_id: &str,
+        id: &str,
+        update: &SipAccountUpdate,
+    ) -> Result<Option<SipAccountRecord>, StoreError> {
+        let sealed = update.password.as_ref().map(|p| {
+            self.master
+                .seal(&password_context(id), p.expose().as_bytes())
+        });
+        let (set_description, description) = match &update.description {
+            Some(d) => (true, d.as_deref()),
+            None => (false, None),
+        };
+        sqlx::query(
+            "UPDATE sip_accounts SET
+               password_sealed = COALESCE(?, password_sealed),
+               allowed_cidrs = COALESCE(?, allowed_cidrs),
+               max_bindings = COALESCE(?, max_bindings),
+               enabled = COALESCE(?, enabled),
+               description = CASE WHEN ? THEN ? ELSE description END,
+               updated_at_ms = ?
+             WHERE app_id = ? AND id = ?",
+        )
+        .bind(sealed)
+        .bind(update.allowed_cidrs.as_deref().map(join_cidrs))
+        .bind(update.max_bindings.map(i64::from))
+        .bind(update.enabled)
+        .bind(set_description)
+        .bind(description)
+        .bind(now_ms())
+        .bind(app_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.get_sip_account(app_id, id).await
+    }
+
+    /// Deletes the account; `false` when the application has no such account.
+    pub async fn delete_sip_account(&self, app_id: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sip_accounts WHERE app_id = ? AND id = ?")
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The account registering as `username`, with its password opened (for digest).
+    pub async fn sip_account_credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(SipAccountRecord, Redacted<String>)>, StoreError> {
+        let sql = format!("SELECT {COLUMNS}, password_sealed FROM sip_accounts WHERE username = ?");
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let account = from_row(&row)?;
+        let sealed: String = row.try_get("password_sealed")?;
+        let password = self.master.open(&password_context(&account.id), &sealed)?;
+        let password =
+            String::from_utf8(password).map_err(|_| sipx_secrets::SealError::Malformed)?;
+        Ok(Some((account, Redacted::new(password))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::temp_store;
+
+    fn new_account(username: &str) -> NewSipAccount {
+        NewSipAccount {
+            username: username.to_owned(),
+            password: Redacted::new("gateway-pass-1".to_owned()),
+            allowed_cidrs: vec!["192.0.2.0/24".to_owned()],
+            max_bindings: 3,
+            enabled: true,
+            description: Some("SIM gateway".to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn accounts_are_isolated_per_application() {
+        let (store, _dir) = temp_store().await;
+        let (a, _) = store.create_app("a").await.unwrap();
+        let (b, _) = store.create_app("b").await.unwrap();
+        let acct = store
+            .create_sip_account(&a.id, &new_account("gw1"))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.get_sip_account(&a.id, &acct.id).await.unwrap(),
+            Some(acct.clone())
+        );
+        assert_eq!(store.get_sip_account(&b.id, &acct.id).await.unwrap(), None);
+        let page = PageRequest {
+            after: None,
+            limit: 10,
+        };
+        assert!(
+            store
+                .list_sip_accounts(&b.id, &page)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        let upd = SipAccountUpdate {
+            max_bindings: Some(9),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .update_sip_account(&b.id, &acct.id, &upd)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(!store.delete_sip_account(&b.id, &acct.id).await.unwrap());
+        assert_eq!(
+            store
+                .get_sip_account(&a.id, &acct.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .max_bindings,
+            3,
+            "B's update must not have touched A's account"
+        );
+        assert!(store.delete_sip_account(&a.id, &acct.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn usernames_are_unique_and_passwords_sealed() {
+        let (store, _dir) = temp_store().await;
+        let (a, _) = store.create_app("a").await.unwrap();
+        let acct = store
+            .create_sip_account(&a.id, &new_account("gw1"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create_sip_account(&a.id, &new_account("gw1")).await,
+            Err(StoreError::Conflict("username"))
+        ));
+        let (found, pw) = store.sip_account_credentials("gw1").await.unwrap().unwrap();
+        assert_eq!(found.id, acct.id);
+        assert_eq!(pw.expose(), "gateway-pass-1");
+
+        let upd = SipAccountUpdate {
+            password: Some(Redacted::new("new-pass-22".to_owned())),
+            description: Some(None),
+            allowed_cidrs: Some(vec![]),
+            ..Default::default()
+        };
+        let updated = store
+            .update_sip_account(&a.id, &acct.id, &upd)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.description, None);
+        assert!(updated.allowed_cidrs.is_empty());
+        let (_, pw) = store.sip_account_credentials("gw1").await.unwrap().unwrap();
+        assert_eq!(pw.expose(), "new-pass-22");
+    }
+}
