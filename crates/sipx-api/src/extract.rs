@@ -7,8 +7,11 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
 
-/// JSON body. Syntax errors → 400, schema errors (types, unknown fields) → 422, wrong content
-/// type → 415, over the body limit → 413.
+/// JSON body. Syntax errors → 400, schema errors (types, unknown fields, not an object) → 422,
+/// wrong content type → 415, over the body limit → 413.
+///
+/// Every request body of this API is a JSON object. serde's derive would also accept an array
+/// for a struct (`[null, null]` as an all-absent PATCH), so the top level is checked first.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -19,10 +22,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::Invalid(
+                "the body must be a JSON object".to_owned(),
+                Vec::new(),
+            ));
         }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            ApiError::Invalid(
+                format!("the body does not match the schema: {e}"),
+                Vec::new(),
+            )
+        })
     }
 }
 

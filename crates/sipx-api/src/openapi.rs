@@ -227,6 +227,21 @@ fn convert_schema(schema: &mut Value) {
             }
         }
     }
+    // Keywords 3.0 lacks: map keys are always strings there; `const` is a one-value enum;
+    // numeric exclusive bounds become the boolean form.
+    map.remove("propertyNames");
+    if let Some(c) = map.remove("const") {
+        map.insert("enum".to_owned(), json!([c]));
+    }
+    for (bound, flag) in [
+        ("exclusiveMinimum", "minimum"),
+        ("exclusiveMaximum", "maximum"),
+    ] {
+        if let Some(n) = map.get(bound).filter(|v| v.is_number()).cloned() {
+            map.insert(flag.to_owned(), n);
+            map.insert(bound.to_owned(), json!(true));
+        }
+    }
     if let Some(Value::Array(examples)) = map.remove("examples")
         && let Some(first) = examples.into_iter().next()
     {
@@ -269,6 +284,9 @@ mod tests {
                 matches!(m.get("type"), Some(Value::Array(_)))
                     || m.get("type") == Some(&json!("null"))
                     || matches!(m.get("examples"), Some(Value::Array(_)))
+                    || m.contains_key("propertyNames")
+                    || m.contains_key("const")
+                    || m.get("exclusiveMinimum").is_some_and(Value::is_number)
                     || m.values().any(contains_31_constructs)
             }
             Value::Array(a) => a.iter().any(contains_31_constructs),
@@ -283,7 +301,10 @@ mod tests {
             "components": {"schemas": {"X": {"type": "object", "properties": {
                 "a": {"type": ["string", "null"]},
                 "b": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Y"}]},
-                "c": {"type": "array", "items": {"type": ["integer", "null"]}, "examples": [[1]]}
+                "c": {"type": "array", "items": {"type": ["integer", "null"]}, "examples": [[1]]},
+                "d": {"type": "object", "propertyNames": {"type": "string"}},
+                "e": {"const": "x"},
+                "f": {"type": "integer", "exclusiveMinimum": 0}
             }}}}
         }));
         let props = &v["components"]["schemas"]["X"]["properties"];
@@ -298,6 +319,12 @@ mod tests {
             json!({"type": "integer", "nullable": true})
         );
         assert_eq!(props["c"]["example"], json!([1]));
+        assert_eq!(props["d"], json!({"type": "object"}));
+        assert_eq!(props["e"], json!({"enum": ["x"]}));
+        assert_eq!(
+            props["f"],
+            json!({"type": "integer", "minimum": 0, "exclusiveMinimum": true})
+        );
     }
 
     #[test]
@@ -319,6 +346,29 @@ mod tests {
                 assert!(op["responses"]["500"].is_object(), "{method} {path}");
                 if path.starts_with("/v1/") {
                     assert!(op["responses"]["401"].is_object(), "{method} {path}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_schema_and_text_answer_has_an_example() {
+        let v: Value = serde_json::from_str(&openapi_json()).unwrap();
+        for (name, schema) in v["components"]["schemas"].as_object().unwrap() {
+            assert!(
+                schema.get("example").is_some(),
+                "schema {name} has no example"
+            );
+        }
+        for (path, item) in v["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, resp) in op["responses"].as_object().unwrap() {
+                    for (media, content) in resp["content"].as_object().into_iter().flatten() {
+                        let has = content.get("example").is_some()
+                            || content["schema"].get("$ref").is_some()
+                            || content["schema"].get("example").is_some();
+                        assert!(has, "{method} {path} {status} {media} has no example");
+                    }
                 }
             }
         }

@@ -35,6 +35,7 @@ pub struct Problem {
 
 /// One refused field.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"field": "allowed_cidrs[0]", "message": "not an IP network (203.0.113.0/24) or address"}))]
 pub struct FieldError {
     /// The field, as a JSON path (`name`, `allowed_cidrs[1]`).
     pub field: String,

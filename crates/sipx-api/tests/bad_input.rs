@@ -233,3 +233,22 @@ async fn bad_queries_paths_and_methods_answer_problems() {
     let r = api.call(&c, "PUT", "/v1/sip-accounts", None).await;
     r.assert_problem(405, "method-not-allowed");
 }
+
+#[tokio::test]
+async fn array_shaped_patch_is_not_taken_for_an_empty_update() {
+    let api = TestApi::new().await;
+    let admin = TestApi::admin();
+    let created = api
+        .call(&admin, "POST", "/v1/apps", Some(json!({"name": "x"})))
+        .await;
+    let id = created.body["app"]["id"].as_str().unwrap();
+    let r = api
+        .call(
+            &admin,
+            "PATCH",
+            &format!("/v1/apps/{id}"),
+            Some(json!([null, null])),
+        )
+        .await;
+    r.assert_problem(422, "invalid-body");
+}

@@ -35,18 +35,8 @@ pub struct App {
 impl App {
     /// Opens storage and binds every listener. Nothing is served until [`App::run`].
     pub async fn build(config: Config) -> Result<App, StartupError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-        let tls = Self::tls(&config)?;
-        let master = crate::load_master_key(&config)?;
-        let store = Store::open(&config.data_dir.join("sipx.db"), master).await?;
-        store.check_master_key().await.map_err(|e| {
-            StartupError::MasterKey(format!(
-                "{e}: the configured master key is not the one the database was written with"
-            ))
-        })?;
+        // Bind and load TLS before touching the data directory: a start that fails on a busy
+        // port or a bad certificate leaves nothing behind.
         let http_listener = TcpListener::bind(config.http.listen)
             .await
             .map_err(|source| StartupError::Bind {
@@ -54,6 +44,18 @@ impl App {
                 addr: config.http.listen,
                 source,
             })?;
+        let tls = Self::tls(&config)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let master = crate::load_master_key(&config)?;
+        let store = Store::open(&config.data_dir.join("sipx.db"), master).await?;
+        store.check_master_key().await.map_err(|e| {
+            StartupError::MasterKey(format!(
+                "{e}: the configured master key is not the one the database was written with"
+            ))
+        })?;
         let health = Health::default();
         let http_ready = health.listener("http");
         Ok(App {

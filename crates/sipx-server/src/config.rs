@@ -158,6 +158,17 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// Keys whose environment values are taken as written. figment parses other values (`8080` is a
+/// number, `true` a boolean), which would turn an all-digit API key such as `23456789` into a
+/// number, drop the leading zeros of `007…`, and put the value in a type error.
+const VERBATIM_ENV: &[(&str, &str)] = &[
+    ("MASTER_KEY", "master_key"),
+    ("ADMIN__API_KEY", "admin.api_key"),
+    ("ADMIN__API_SECRET", "admin.api_secret"),
+    ("DATA_DIR", "data_dir"),
+    ("LOG__FILTER", "log.filter"),
+];
+
 /// Values given as command-line flags: the top layer. Keys are dotted paths (`http.listen`).
 #[derive(Debug, Default)]
 pub struct Overrides(Vec<(&'static str, figment::value::Value)>);
@@ -191,7 +202,22 @@ impl Config {
             })?;
             figment = figment.merge(Toml::string(&text));
         }
-        figment = figment.merge(Env::prefixed("SIPX_").split("__").ignore(&["CONFIG"]));
+        let verbatim = |key: &str| {
+            VERBATIM_ENV
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(key))
+        };
+        figment = figment.merge(
+            Env::prefixed("SIPX_")
+                .ignore(&["CONFIG"])
+                .filter(move |k| !verbatim(k.as_str()))
+                .split("__"),
+        );
+        for (env_key, path) in VERBATIM_ENV {
+            if let Ok(value) = std::env::var(format!("SIPX_{env_key}")) {
+                figment = figment.merge(Serialized::global(path, value));
+            }
+        }
         for (key, value) in &overrides.0 {
             figment = figment.merge(Serialized::global(key, value.clone()));
         }
@@ -270,6 +296,18 @@ mod tests {
             assert!(!text.contains("c2VjcmV0"));
             assert!(text.contains("<redacted>"));
             assert!(!format!("{c:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_looking_secrets_stay_verbatim() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SIPX_ADMIN__API_KEY", "0023456789");
+            jail.set_env("SIPX_ADMIN__API_SECRET", "1.50");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.admin.api_key.as_deref(), Some("0023456789"));
+            assert_eq!(c.admin.api_secret.unwrap().expose(), "1.50");
             Ok(())
         });
     }

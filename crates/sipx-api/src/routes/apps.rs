@@ -52,6 +52,17 @@ impl From<AppRecord> for App {
 
 /// An application with its secret, shown once at creation or rotation.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "app": {
+        "id": "app_01jdx3n5k8q2r7t9v4w6y8z0ab",
+        "name": "Support line",
+        "api_key": "k3m9q2x7v4n8p1r5t6w0",
+        "disabled": false,
+        "created_at": "2026-11-28T10:00:00.000Z",
+        "updated_at": "2026-11-28T10:00:00.000Z"
+    },
+    "api_secret": "Qm4v8ZrT2kLw9XcN5pHs7Jd3Fb6Gy1Ae0Ru2Io4Ka"
+}))]
 pub struct AppWithSecret {
     pub app: App,
     /// Keep it safe: SIPx never shows it again.
@@ -78,6 +89,17 @@ pub struct UpdateApp {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "items": [{
+        "id": "app_01jdx3n5k8q2r7t9v4w6y8z0ab",
+        "name": "Support line",
+        "api_key": "k3m9q2x7v4n8p1r5t6w0",
+        "disabled": false,
+        "created_at": "2026-11-28T10:00:00.000Z",
+        "updated_at": "2026-11-28T10:00:00.000Z"
+    }],
+    "next_cursor": null
+}))]
 pub struct AppList {
     pub items: Vec<App>,
     /// Pass as `cursor` to get the next page; absent on the last page.

@@ -14,6 +14,7 @@ use crate::problem::ApiError;
 use crate::state::ApiState;
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "version": "0.1.0"}))]
 pub struct Health {
     /// `ok` when the process is serving.
     #[schema(example = "ok")]
@@ -85,7 +86,8 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
 /// Text exposition format: HTTP requests by route and status, request durations, build info.
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "Metrics in Prometheus text format",
-        content_type = "text/plain", body = String)))]
+        content_type = "text/plain", body = String,
+        example = json!("# TYPE sipx_build_info gauge\nsipx_build_info{version=\"0.1.0\"} 1\n"))))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     state.metrics.run_upkeep();
     (

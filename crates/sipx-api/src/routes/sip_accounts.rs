@@ -138,6 +138,19 @@ where
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "items": [{
+        "id": "sipacct_01jdx3p0a1b2c3d4e5f6g7h8j9",
+        "username": "gw-office-1",
+        "allowed_cidrs": ["203.0.113.0/24"],
+        "max_bindings": 5,
+        "enabled": true,
+        "description": "SIM gateway, 4 ports",
+        "created_at": "2026-11-28T10:00:00.000Z",
+        "updated_at": "2026-11-28T10:00:00.000Z"
+    }],
+    "next_cursor": "c2lwYWNjdF8wMWpkeDNwMGExYjJjM2Q0ZTVmNmc3aDhqOQ"
+}))]
 pub struct SipAccountList {
     pub items: Vec<SipAccount>,
     /// Pass as `cursor` to get the next page; absent on the last page.

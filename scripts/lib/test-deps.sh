@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need, on top of scripts/lib/build-deps.sh: Chromium (headless page
+# tests), Python tools in ./.venv (pinned in tests/e2e/requirements.txt), cargo-nextest.
+# Installs only what is missing; safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source scripts/lib/build-deps.sh
+
+apt_install chromium python3 python3-venv
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum tests/e2e/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing Python test tools into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "==> installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,40 @@
+"""Bad input over real HTTP: a 4xx problem document every time, never a 500."""
+
+import socket
+
+import pytest
+import requests
+
+from conftest import auth_header, create_app
+
+CASES = [
+    ("malformed json", b'{"username": ', "application/json", 400),
+    ("wrong type", b'{"username": 1, "password": "password-1"}', "application/json", 422),
+    ("unknown field", b'{"username": "u", "password": "password-1", "extra": 1}', "application/json", 422),
+    ("null body", b"null", "application/json", 422),
+    ("not json content type", b'{"username": "u", "password": "password-1"}', "text/plain", 415),
+    ("oversize", b'{"username": "u", "password": "' + b"p" * (1 << 20) + b'"}', "application/json", 413),
+    ("binary", bytes(range(256)), "application/json", 400),
+]
+
+
+@pytest.mark.parametrize("what,body,ctype,status", CASES, ids=[c[0] for c in CASES])
+def test_bad_bodies(server, what, body, ctype, status):
+    key, secret, _ = create_app(server, what)
+    headers = {**auth_header(key, secret), "Content-Type": ctype}
+    r = requests.post(server.url("/v1/sip-accounts"), data=body, headers=headers, timeout=10)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == status
+
+
+def test_garbage_http_does_not_hurt_the_server(server):
+    host, port = server.base.removeprefix("http://").split(":")
+    for junk in [b"\x00\x01\x02garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n"]:
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(junk)
+            try:
+                s.recv(1024)
+            except OSError:
+                pass
+    assert requests.get(server.url("/healthz"), timeout=5).status_code == 200

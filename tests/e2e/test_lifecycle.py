@@ -1,0 +1,197 @@
+"""Process lifecycle: restarts, crashes, signals, startup errors, HTTPS, configuration."""
+
+import hashlib
+import signal
+import socket
+import ssl
+import threading
+import tomllib
+
+import requests
+
+from conftest import ADMIN_KEY, ADMIN_SECRET, Server, auth_header, create_app, run_cli
+
+
+def test_restart_keeps_applications_keys_and_objects(data_dir):
+    created = run_cli(data_dir, "apps", "create", "--name", "from-cli").stdout
+    key = created.split("api_key:")[1].split()[0]
+    secret = created.split("api_secret:")[1].split()[0]
+    s = Server(data_dir).start()
+    r = requests.post(s.url("/v1/sip-accounts"), headers=auth_header(key, secret),
+                      json={"username": "kept", "password": "password-123"}, timeout=5)
+    assert r.status_code == 201
+    assert s.stop() == 0
+    s = Server(data_dir).start()
+    try:
+        r = requests.get(s.url("/v1/sip-accounts"), headers=auth_header(key, secret), timeout=5)
+        assert r.status_code == 200
+        assert [a["username"] for a in r.json()["items"]] == ["kept"]
+    finally:
+        s.stop()
+
+
+def list_all(server, creds):
+    ids, cursor = set(), None
+    for _ in range(1000):
+        params = {"limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        page = requests.get(server.url("/v1/sip-accounts"), params=params, headers=auth_header(*creds),
+                            timeout=10).json()
+        ids.update(a["id"] for a in page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return ids
+    raise AssertionError("pagination did not end")
+
+
+def test_kill_9_during_a_burst_loses_no_acknowledged_write(data_dir):
+    s = Server(data_dir).start()
+    key, secret, _ = create_app(s)
+    acknowledged, lock = [], threading.Lock()
+    enough = threading.Event()
+
+    def writer(n):
+        session = requests.Session()
+        for i in range(100_000):
+            try:
+                r = session.post(s.url("/v1/sip-accounts"), headers=auth_header(key, secret),
+                                 json={"username": f"w{n}-{i}", "password": "password-123"}, timeout=5)
+            except requests.RequestException:
+                return  # the server is gone
+            if r.status_code == 201:
+                with lock:
+                    acknowledged.append(r.json()["id"])
+                    if len(acknowledged) >= 150:
+                        enough.set()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    assert enough.wait(120), "the burst did not get going"
+    s.kill9()  # mid-burst: writers are still sending
+    for t in threads:
+        t.join(30)
+    with lock:
+        acked = set(acknowledged)
+    s = Server(data_dir).start()
+    try:
+        stored = list_all(s, (key, secret))
+        assert acked <= stored, f"{len(acked - stored)} acknowledged writes lost"
+        assert len(acked) >= 150
+    finally:
+        s.stop()
+
+
+def test_sigterm_drains_and_sigint_stops_at_once(data_dir):
+    s = Server(data_dir).start()
+    assert s.stop(signal.SIGTERM) == 0
+    messages = [e.get("message") for e in s.events()]
+    assert any("draining" in (m or "") for m in messages) and "drained" in messages
+    s = Server(data_dir).start()
+    assert s.stop(signal.SIGINT, timeout=5) == 0
+    assert any("stopping now" in (e.get("message") or "") for e in s.events())
+
+
+def startup_failure(data_dir, *args, env=None):
+    p = run_cli(data_dir, "serve", *args, env=env, check=False)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode != 0, p.stderr
+    assert len(lines) == 1, p.stderr
+    assert "panicked" not in p.stderr
+    return lines[0]
+
+
+def test_startup_errors_are_one_clear_line(data_dir, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        line = startup_failure(data_dir, "--listen", f"127.0.0.1:{port}")
+        assert "cannot listen on" in line and str(port) in line
+    finally:
+        busy.close()
+    assert "cannot read" in startup_failure(data_dir, "--config", str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http]\nlisten = 'not an address'\n")
+    assert "listen" in startup_failure(data_dir, "--config", str(bad))
+    env = {"SIPX_HTTP__TLS__CERT": str(tmp_path / "no-cert.pem"), "SIPX_HTTP__TLS__KEY": str(tmp_path / "no-key.pem")}
+    assert "TLS" in startup_failure(data_dir, env=env)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    env = {"SIPX_HTTP__TLS__CERT": str(junk), "SIPX_HTTP__TLS__KEY": str(junk)}
+    assert "TLS" in startup_failure(data_dir, env=env)
+    assert "master key" in startup_failure(data_dir, env={"SIPX_MASTER_KEY": "too-short"})
+
+
+def test_a_different_master_key_is_refused_at_start(data_dir):
+    run_cli(data_dir, "apps", "create", "--name", "x")
+    line = startup_failure(data_dir, env={"SIPX_MASTER_KEY": "A" * 43 + "="})
+    assert "master key" in line
+
+
+def test_dev_tls_serves_https_with_the_printed_fingerprint(data_dir):
+    s = Server(data_dir, "--dev-tls").start()
+    try:
+        assert s.base.startswith("https://")
+        event = s.wait_log(lambda e: "fingerprint" in e, 5)
+        cert = data_dir / "dev-tls" / "cert.pem"
+        r = requests.get(s.url("/healthz"), verify=str(cert), timeout=5)
+        assert r.status_code == 200
+        der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+        want = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        assert event["fingerprint"] == want
+        # Plain HTTP to the TLS port does not get an API answer.
+        try:
+            plain = requests.get(s.url("/healthz").replace("https://", "http://"), timeout=5)
+            assert plain.status_code != 200
+        except requests.RequestException:
+            pass
+    finally:
+        s.stop()
+
+
+def test_config_layers_and_redaction(data_dir, tmp_path):
+    cfg = tmp_path / "sipx.toml"
+    cfg.write_text('[http]\nlisten = "127.0.0.1:9999"\nbody_limit = 4096\n[admin]\napi_key = "file-key"\n')
+    env = {"SIPX_HTTP__LISTEN": "127.0.0.1:9998", "SIPX_ADMIN__API_SECRET": "very-secret-value",
+           "SIPX_MASTER_KEY": "B" * 43 + "="}
+    out = run_cli(data_dir, "--config", str(cfg), "config", env=env).stdout
+    assert "very-secret-value" not in out and "BBBB" not in out
+    parsed = tomllib.loads(out)
+    assert parsed["http"]["listen"] == "127.0.0.1:9998"  # env beats file
+    assert parsed["http"]["body_limit"] == 4096          # file beats default
+    assert parsed["admin"] == {"api_key": "file-key", "api_secret": "<redacted>"}
+    assert parsed["master_key"] == "<redacted>"
+    assert parsed["data_dir"] == str(data_dir)           # flag
+
+
+def test_apps_cli_disable_enable_rotate(data_dir):
+    out = run_cli(data_dir, "apps", "create", "--name", "cli").stdout
+    key = out.split("api_key:")[1].split()[0]
+    secret = out.split("api_secret:")[1].split()[0]
+    listing = run_cli(data_dir, "apps", "list").stdout
+    assert key in listing and "enabled" in listing and secret not in listing
+    s = Server(data_dir).start()
+    try:
+        assert requests.get(s.url("/v1/app"), headers=auth_header(key, secret), timeout=5).status_code == 200
+        run_cli(data_dir, "apps", "disable", key)
+        r = requests.get(s.url("/v1/app"), headers=auth_header(key, secret), timeout=5)
+        assert r.status_code == 403 and r.json()["type"] == "urn:sipx:problem:forbidden"
+        run_cli(data_dir, "apps", "enable", "cli")
+        out = run_cli(data_dir, "apps", "rotate-secret", key).stdout
+        new_secret = out.split("api_secret:")[1].split()[0]
+        assert requests.get(s.url("/v1/app"), headers=auth_header(key, secret), timeout=5).status_code == 401
+        assert requests.get(s.url("/v1/app"), headers=auth_header(key, new_secret), timeout=5).status_code == 200
+        assert run_cli(data_dir, "apps", "disable", "nobody", check=False).returncode != 0
+    finally:
+        s.stop()
+
+
+def test_operator_api_refuses_application_credentials(server):
+    key, secret, _ = create_app(server)
+    r = requests.get(server.url("/v1/apps"), headers=auth_header(key, secret), timeout=5)
+    assert r.status_code == 401
+    r = requests.get(server.url("/v1/apps"), headers=auth_header(ADMIN_KEY, ADMIN_SECRET), timeout=5)
+    assert r.status_code == 200 and len(r.json()["items"]) == 1
