@@ -154,18 +154,24 @@ pub fn check_expiry(expire_at: &str, now: SystemTime, max_ahead: Duration) -> Re
     Ok(())
 }
 
+/// The request's credentials, once their expiry is known to be within the accepted window.
+fn unexpired_credentials(parts: &Parts, state: &ApiState) -> Result<Credentials, ApiError> {
+    let creds = credentials(parts)?;
+    check_expiry(
+        &creds.expire_at,
+        SystemTime::now(),
+        state.auth.max_expiry_ahead,
+    )?;
+    Ok(creds)
+}
+
 const BAD_SIGNATURE: &str = "invalid api_key or signature";
 
 impl FromRequestParts<ApiState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let creds = credentials(parts)?;
-        check_expiry(
-            &creds.expire_at,
-            SystemTime::now(),
-            state.auth.max_expiry_ahead,
-        )?;
+        let creds = unexpired_credentials(parts, state)?;
         let Some((app, secret)) = state.store.app_credentials(&creds.api_key).await? else {
             // Same answer as a wrong signature: the API does not reveal which keys exist.
             return Err(unauthorized(BAD_SIGNATURE));
@@ -190,12 +196,7 @@ impl FromRequestParts<ApiState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let creds = credentials(parts)?;
-        check_expiry(
-            &creds.expire_at,
-            SystemTime::now(),
-            state.auth.max_expiry_ahead,
-        )?;
+        let creds = unexpired_credentials(parts, state)?;
         let Some(admin) = &state.auth.admin else {
             return Err(unauthorized(
                 "the operator API is disabled: configure admin.api_key and admin.api_secret",

@@ -36,6 +36,8 @@ use crate::routes;
         routes::sip_accounts::delete,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
+    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])),
     modifiers(&Security, &CommonResponses),
     tags(
         (name = "apps", description = "Applications (tenants) and their credentials"),

@@ -9,8 +9,7 @@ use crate::routes::apps::App;
 ///
 /// Who the signature belongs to: a quick way to check credentials.
 #[utoipa::path(get, path = "/v1/app", tag = "apps", operation_id = "get_current_app",
-    responses((status = 200, description = "The application that signed the request", body = App)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "The application that signed the request", body = App)))]
 pub async fn current(Tenant(app): Tenant) -> Json<App> {
     Json(app.into())
 }

@@ -128,8 +128,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
 /// Creates a tenant with a new `api_key`/`api_secret` pair. The secret is in this answer only.
 #[utoipa::path(post, path = "/v1/apps", tag = "apps", operation_id = "create_app",
     request_body = CreateApp,
-    responses((status = 201, description = "Created", body = AppWithSecret)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 201, description = "Created", body = AppWithSecret)))]
 pub async fn create(
     _: Admin,
     State(state): State<ApiState>,
@@ -150,8 +149,7 @@ pub async fn create(
 /// List applications
 #[utoipa::path(get, path = "/v1/apps", tag = "apps", operation_id = "list_apps",
     params(ListParams),
-    responses((status = 200, description = "One page of applications", body = AppList)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "One page of applications", body = AppList)))]
 pub async fn list(
     _: Admin,
     State(state): State<ApiState>,
@@ -167,8 +165,7 @@ pub async fn list(
 /// Get an application
 #[utoipa::path(get, path = "/v1/apps/{app_id}", tag = "apps", operation_id = "get_app",
     params(("app_id" = String, Path, description = "Application id")),
-    responses((status = 200, description = "The application", body = App)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "The application", body = App)))]
 pub async fn get(
     _: Admin,
     State(state): State<ApiState>,
@@ -188,8 +185,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/v1/apps/{app_id}", tag = "apps", operation_id = "update_app",
     params(("app_id" = String, Path, description = "Application id")),
     request_body = UpdateApp,
-    responses((status = 200, description = "The updated application", body = App)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "The updated application", body = App)))]
 pub async fn update(
     _: Admin,
     State(state): State<ApiState>,
@@ -217,8 +213,7 @@ pub async fn update(
 #[utoipa::path(post, path = "/v1/apps/{app_id}/rotate-secret", tag = "apps",
     operation_id = "rotate_app_secret",
     params(("app_id" = String, Path, description = "Application id")),
-    responses((status = 200, description = "The new secret", body = AppWithSecret)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "The new secret", body = AppWithSecret)))]
 pub async fn rotate_secret(
     _: Admin,
     State(state): State<ApiState>,

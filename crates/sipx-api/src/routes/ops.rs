@@ -26,7 +26,7 @@ pub struct Health {
 /// Liveness probe
 ///
 /// Answers 200 while the process is serving HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz", security(()),
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
@@ -48,7 +48,7 @@ pub struct Readiness {
 ///
 /// 200 when the database answers and every enabled listener is bound; 503 otherwise, and
 /// while the service drains for shutdown.
-#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", security(()),
     responses(
         (status = 200, description = "Ready to take work", body = Readiness),
         (status = 503, description = "Not ready", body = Readiness),
@@ -84,7 +84,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
 /// Prometheus metrics
 ///
 /// Text exposition format: HTTP requests by route and status, request durations, build info.
-#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics", security(()),
     responses((status = 200, description = "Metrics in Prometheus text format",
         content_type = "text/plain", body = String,
         example = json!("# TYPE sipx_build_info gauge\nsipx_build_info{version=\"0.1.0\"} 1\n"))))]

@@ -248,8 +248,7 @@ fn not_found() -> ApiError {
         (status = 201, description = "Created", body = SipAccount),
         (status = 409, description = "The user name is taken", body = crate::problem::Problem,
             content_type = "application/problem+json"),
-    ),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    ))]
 pub async fn create(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
@@ -279,8 +278,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/sip-accounts", tag = "sip-accounts",
     operation_id = "list_sip_accounts",
     params(ListParams),
-    responses((status = 200, description = "One page of SIP accounts", body = SipAccountList)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "One page of SIP accounts", body = SipAccountList)))]
 pub async fn list(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
@@ -300,8 +298,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/sip-accounts/{sip_account_id}", tag = "sip-accounts",
     operation_id = "get_sip_account",
     params(("sip_account_id" = String, Path, description = "SIP account id")),
-    responses((status = 200, description = "The SIP account", body = SipAccount)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "The SIP account", body = SipAccount)))]
 pub async fn get(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
@@ -320,8 +317,7 @@ pub async fn get(
     operation_id = "update_sip_account",
     params(("sip_account_id" = String, Path, description = "SIP account id")),
     request_body = UpdateSipAccount,
-    responses((status = 200, description = "The updated SIP account", body = SipAccount)),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 200, description = "The updated SIP account", body = SipAccount)))]
 pub async fn update(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
@@ -364,8 +360,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/v1/sip-accounts/{sip_account_id}", tag = "sip-accounts",
     operation_id = "delete_sip_account",
     params(("sip_account_id" = String, Path, description = "SIP account id")),
-    responses((status = 204, description = "Deleted")),
-    security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
