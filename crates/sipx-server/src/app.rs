@@ -176,18 +176,23 @@ impl App {
     }
 }
 
-/// Waits for SIGTERM (drain) or SIGINT (immediate).
-pub async fn signals() -> Shutdown {
+/// Installs the SIGTERM (drain) and SIGINT (immediate) handlers now, and returns the future that
+/// resolves on the first of them.
+///
+/// Installing them before anything is bound matters: until a handler exists, SIGTERM kills the
+/// process outright, skipping the drain.
+pub fn signals() -> Result<impl Future<Output = Shutdown>, StartupError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
+    let install = |kind| {
+        signal(kind)
+            .map_err(|e| StartupError::Config(format!("cannot install signal handlers: {e}")))
     };
-    tokio::select! {
-        _ = term.recv() => Shutdown::Drain,
-        _ = int.recv() => Shutdown::Immediate,
-    }
+    let mut term = install(SignalKind::terminate())?;
+    let mut int = install(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => Shutdown::Drain,
+            _ = int.recv() => Shutdown::Immediate,
+        }
+    })
 }

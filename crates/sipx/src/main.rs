@@ -112,11 +112,15 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let signals = match sipx_server::signals() {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
         let app = match App::build(config).await {
             Ok(app) => app,
             Err(e) => return fail(&e),
         };
-        app.run(sipx_server::signals()).await;
+        app.run(signals).await;
         ExitCode::SUCCESS
     })
 }
