@@ -1,0 +1,123 @@
+//! Cuts messages out of a byte stream (TCP, TLS): by the blank line ending the headers and
+//! then `Content-Length` (mandatory on streams, RFC 3261 §18.3). CRLF keep-alives between
+//! messages (RFC 5626 §3.5.1) are recognised and reported so the transport can answer them.
+
+use super::parse::{find, parse_framed};
+use super::{MAX_MESSAGE_SIZE, ParseError, SipMessage};
+
+/// What the framer produced from the buffered bytes.
+#[derive(Debug)]
+pub enum Framed {
+    /// A complete message (or why it could not be parsed).
+    Message(Result<SipMessage, ParseError>),
+    /// A double-CRLF ping: answer with a single CRLF (pong).
+    Ping,
+}
+
+/// Per-connection stream reassembly.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+}
+
+/// The stream broke the rules beyond repair: the connection should be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("message larger than {MAX_MESSAGE_SIZE} bytes")]
+    TooLarge,
+    #[error("missing or bad Content-Length on a stream")]
+    BadContentLength,
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete unit, if the buffer holds one.
+    pub fn next(&mut self) -> Result<Option<Framed>, FramingError> {
+        // Keep-alives: CRLFCRLF is a ping; a lone CRLF is a pong (ignored).
+        if self.buf.starts_with(b"\r\n\r\n") {
+            self.buf.drain(..4);
+            return Ok(Some(Framed::Ping));
+        }
+        while self.buf.starts_with(b"\r\n") && !self.buf[2..].starts_with(b"\r") {
+            self.buf.drain(..2);
+        }
+        if self.buf == b"\r\n" || self.buf.is_empty() {
+            return Ok(None);
+        }
+        let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {
+            if self.buf.len() > MAX_MESSAGE_SIZE {
+                return Err(FramingError::TooLarge);
+            }
+            return Ok(None);
+        };
+        let head = &self.buf[..head_end];
+        let length = content_length(head).ok_or(FramingError::BadContentLength)?;
+        let total = head_end + 4 + length;
+        if total > MAX_MESSAGE_SIZE {
+            return Err(FramingError::TooLarge);
+        }
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let msg: Vec<u8> = self.buf.drain(..total).collect();
+        Ok(Some(Framed::Message(parse_framed(&msg))))
+    }
+}
+
+/// Finds `Content-Length` (or `l`) in a raw header section.
+fn content_length(head: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut found = None;
+    for line in text.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim_matches([' ', '\t']);
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+            let v = value.trim_matches([' ', '\t']);
+            if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            found = Some(v.parse().ok()?);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
+
+    #[test]
+    fn frames_split_and_joined_messages() {
+        let mut f = Framer::new();
+        f.push(&MSG[..20]);
+        assert!(f.next().unwrap().is_none());
+        f.push(&MSG[20..]);
+        f.push(b"\r\n\r\n");
+        f.push(MSG);
+        assert!(matches!(f.next().unwrap(), Some(Framed::Message(Ok(_)))));
+        assert!(matches!(f.next().unwrap(), Some(Framed::Ping)));
+        assert!(matches!(f.next().unwrap(), Some(Framed::Message(Ok(_)))));
+        assert!(f.next().unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_streams_without_length_or_too_large() {
+        let mut f = Framer::new();
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
+        assert_eq!(f.next().unwrap_err(), FramingError::BadContentLength);
+        let mut f = Framer::new();
+        f.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
+        assert_eq!(f.next().unwrap_err(), FramingError::TooLarge);
+    }
+}

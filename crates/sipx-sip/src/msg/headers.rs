@@ -1,0 +1,219 @@
+//! Header storage: ordered lines, canonical names for known headers, unknown ones kept as sent.
+
+use super::lex::{split_top, trim_ws};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<Header>);
+
+/// Known headers: (canonical name, compact form).
+const KNOWN: &[(&str, Option<char>)] = &[
+    ("Accept", None),
+    ("Accept-Contact", Some('a')),
+    ("Accept-Encoding", None),
+    ("Accept-Language", None),
+    ("Alert-Info", None),
+    ("Allow", None),
+    ("Allow-Events", Some('u')),
+    ("Authentication-Info", None),
+    ("Authorization", None),
+    ("Call-ID", Some('i')),
+    ("Call-Info", None),
+    ("Contact", Some('m')),
+    ("Content-Disposition", None),
+    ("Content-Encoding", Some('e')),
+    ("Content-Language", None),
+    ("Content-Length", Some('l')),
+    ("Content-Type", Some('c')),
+    ("CSeq", None),
+    ("Date", None),
+    ("Error-Info", None),
+    ("Event", Some('o')),
+    ("Expires", None),
+    ("From", Some('f')),
+    ("Identity", Some('y')),
+    ("In-Reply-To", None),
+    ("Max-Forwards", None),
+    ("Min-Expires", None),
+    ("Min-SE", None),
+    ("MIME-Version", None),
+    ("Organization", None),
+    ("P-Asserted-Identity", None),
+    ("Path", None),
+    ("Priority", None),
+    ("Proxy-Authenticate", None),
+    ("Proxy-Authorization", None),
+    ("Proxy-Require", None),
+    ("RAck", None),
+    ("Reason", None),
+    ("Record-Route", None),
+    ("Refer-To", Some('r')),
+    ("Referred-By", Some('b')),
+    ("Reject-Contact", Some('j')),
+    ("Reply-To", None),
+    ("Request-Disposition", Some('d')),
+    ("Require", None),
+    ("Retry-After", None),
+    ("Route", None),
+    ("RSeq", None),
+    ("Server", None),
+    ("Session-Expires", Some('x')),
+    ("Subject", Some('s')),
+    ("Supported", Some('k')),
+    ("Timestamp", None),
+    ("To", Some('t')),
+    ("Unsupported", None),
+    ("User-Agent", None),
+    ("Via", Some('v')),
+    ("Warning", None),
+    ("WWW-Authenticate", None),
+];
+
+/// Headers whose values are comma-separated lists (RFC 3261 §7.3.1). Authorization-style
+/// headers are not: their commas separate parameters of one value.
+const LIST_HEADERS: &[&str] = &[
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Allow",
+    "Allow-Events",
+    "Contact",
+    "Content-Encoding",
+    "Content-Language",
+    "In-Reply-To",
+    "Path",
+    "Proxy-Require",
+    "Record-Route",
+    "Require",
+    "Route",
+    "Supported",
+    "Unsupported",
+    "Via",
+    "Warning",
+];
+
+/// The canonical spelling of a header name; unknown names are returned as given.
+pub fn canonical_name(name: &str) -> String {
+    if name.len() == 1 {
+        let c = name.as_bytes()[0].to_ascii_lowercase() as char;
+        if let Some((full, _)) = KNOWN.iter().find(|(_, compact)| *compact == Some(c)) {
+            return (*full).to_owned();
+        }
+    }
+    KNOWN
+        .iter()
+        .find(|(full, _)| full.eq_ignore_ascii_case(name))
+        .map_or_else(|| name.to_owned(), |(full, _)| (*full).to_owned())
+}
+
+pub fn is_list_header(canonical: &str) -> bool {
+    LIST_HEADERS.contains(&canonical)
+}
+
+impl Headers {
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    fn matches(h: &Header, name: &str) -> bool {
+        h.name.eq_ignore_ascii_case(name)
+    }
+
+    /// The first value of `name` (canonical or compact name, any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let name = canonical_name(name);
+        self.0
+            .iter()
+            .find(|h| Self::matches(h, &name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every line of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let name = canonical_name(name);
+        self.0
+            .iter()
+            .filter(move |h| Self::matches(h, &name))
+            .map(|h| h.value.as_str())
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.get_all(name).count()
+    }
+
+    /// Every value of a list header, across lines and commas, trimmed. Unbalanced quoting
+    /// yields the line whole (the typed parser will then refuse it).
+    pub fn list(&self, name: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        for line in self.get_all(name) {
+            match split_top(line, ',') {
+                Some(parts) => out.extend(parts.into_iter().map(trim_ws)),
+                None => out.push(line),
+            }
+        }
+        out
+    }
+
+    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+        self.0.push(Header {
+            name: canonical_name(name),
+            value: value.into(),
+        });
+    }
+
+    /// Replaces every line of `name` with one line (added at the end if absent).
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let name = canonical_name(name);
+        let value = value.into();
+        match self.0.iter().position(|h| Self::matches(h, &name)) {
+            Some(i) => {
+                self.0[i].value = value;
+                let mut seen = false;
+                self.0.retain(|h| {
+                    if Self::matches(h, &name) {
+                        let keep = !seen;
+                        seen = true;
+                        keep
+                    } else {
+                        true
+                    }
+                });
+            }
+            None => self.0.push(Header { name, value }),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        let name = canonical_name(name);
+        self.0.retain(|h| !Self::matches(h, &name));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_case_insensitive_names() {
+        let mut h = Headers::new();
+        h.push("v", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b");
+        h.push("VIA", "SIP/2.0/TCP c");
+        h.push("X-Custom", "kept");
+        assert_eq!(h.list("Via").len(), 3);
+        assert_eq!(h.get("x-custom"), Some("kept"));
+        assert_eq!(h.0[0].name, "Via");
+        h.set("Via", "SIP/2.0/UDP only");
+        assert_eq!(h.count("v"), 1);
+        assert_eq!(canonical_name("i"), "Call-ID");
+        assert_eq!(canonical_name("CALL-ID"), "Call-ID");
+    }
+}

@@ -1,0 +1,208 @@
+//! Lexical helpers of RFC 3261 §25: tokens, LWS, quoted strings, and splitting that respects
+//! quotes and angle brackets. Everything works on `&str` slices and never panics on any input.
+
+/// `token` characters: alphanumerics and `-.!%*_+`'~`.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// Linear white space inside one (already unfolded) header value.
+pub fn is_ws(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+pub fn trim_ws(s: &str) -> &str {
+    s.trim_matches(is_ws)
+}
+
+/// Splits on `sep` where it is not inside a quoted string or `<…>`. Unbalanced quotes or
+/// brackets are reported as `None`.
+pub fn split_top(s: &str, sep: char) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    let mut depth = 0u32;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if in_quotes {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_quotes = true,
+            '<' => depth += 1,
+            '>' => depth = depth.checked_sub(1)?,
+            c if c == sep && depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    if in_quotes || depth != 0 {
+        return None;
+    }
+    out.push(&s[start..]);
+    Some(out)
+}
+
+/// Reads a quoted string at the start of `s` (after optional LWS). Returns the unescaped
+/// content and the rest after the closing quote.
+pub fn take_quoted(s: &str) -> Option<(String, &str)> {
+    let s = s.trim_start_matches(is_ws);
+    let body = s.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                // quoted-pair: any char except CR/LF may be escaped.
+                let (_, e) = chars.next()?;
+                if e == '\r' || e == '\n' {
+                    return None;
+                }
+                out.push(e);
+            }
+            '"' => return Some((out, &body[i + 1..])),
+            '\r' | '\n' => return None,
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Generic parameters `;name[=value]…`: names are tokens (lower-cased for comparison by
+/// callers), values are tokens, hosts or quoted strings. LWS around `;` and `=` is allowed.
+pub fn parse_params(s: &str) -> Option<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    let s = trim_ws(s);
+    if s.is_empty() {
+        return Some(out);
+    }
+    let s = s.strip_prefix(';')?;
+    for part in split_top(s, ';')? {
+        let part = trim_ws(part);
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (trim_ws(n), Some(trim_ws(v))),
+            None => (part, None),
+        };
+        if !is_token(name) {
+            return None;
+        }
+        let value = match value {
+            Some(v) if v.starts_with('"') => {
+                let (q, rest) = take_quoted(v)?;
+                if !trim_ws(rest).is_empty() {
+                    return None;
+                }
+                Some(format!("\"{}\"", escape_quoted(&q)))
+            }
+            Some(v) => {
+                // gen-value = token / host / quoted-string; hosts include IPv6 references.
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| is_token_byte(b) || b"[]:".contains(&b) || b >= 0x80)
+                {
+                    return None;
+                }
+                Some(v.to_owned())
+            }
+            None => None,
+        };
+        out.push((name.to_owned(), value));
+    }
+    Some(out)
+}
+
+/// Escapes `"` and `\` for a quoted string.
+pub fn escape_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is broken or the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses a decimal that must fit `u32`; leading zeros allowed (RFC 4475 wsinv).
+pub fn parse_u32(s: &str) -> Option<u32> {
+    let s = trim_ws(s);
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_outside_quotes_and_brackets() {
+        assert_eq!(
+            split_top(r#""a,b" <sip:x;y=1,2>, <sip:z>"#, ',').unwrap(),
+            vec![r#""a,b" <sip:x;y=1,2>"#, " <sip:z>"]
+        );
+        assert!(split_top("\"open", ',').is_none());
+        assert!(split_top("<open", ',').is_none());
+        assert!(split_top("close>", ',').is_none());
+    }
+
+    #[test]
+    fn quoted_strings_unescape() {
+        let (q, rest) = take_quoted(r#" "J \"R\" \\" <sip:a>"#).unwrap();
+        assert_eq!(q, r#"J "R" \"#);
+        assert_eq!(rest, " <sip:a>");
+        assert!(take_quoted("\"unterminated").is_none());
+    }
+
+    #[test]
+    fn params_allow_lws_and_quotes() {
+        let p = parse_params(" ;   tag    = 1918181833n ; lr ;x=\"a b\"").unwrap();
+        assert_eq!(p[0], ("tag".into(), Some("1918181833n".into())));
+        assert_eq!(p[1], ("lr".into(), None));
+        assert_eq!(p[2], ("x".into(), Some("\"a b\"".into())));
+        assert!(parse_params(";;").is_none());
+        assert!(parse_params("x").is_none());
+    }
+
+    #[test]
+    fn numbers_and_escapes() {
+        assert_eq!(parse_u32("0068"), Some(68));
+        assert_eq!(parse_u32("4294967296"), None);
+        assert_eq!(parse_u32("-1"), None);
+        assert_eq!(percent_decode("%75se%72").as_deref(), Some("user"));
+        assert_eq!(percent_decode("%zz"), None);
+    }
+}

@@ -1,0 +1,346 @@
+//! Parsing one SIP message from bytes. Never panics; every refusal says why.
+
+use super::headers::{Header, Headers, canonical_name};
+use super::lex::{is_token, parse_u32, trim_ws};
+use super::{CSeq, Method, NameAddr, Request, Response, SipMessage, Uri, Via};
+
+/// Why a message was refused, with what is needed to answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// Becomes the reason phrase of the 400 (so it is kept to one printable line).
+    pub reason: String,
+    /// What a request with this error is answered with: 400, or 505 for another SIP version.
+    pub status: u16,
+    /// True when the start line was a request line.
+    pub is_request: bool,
+    /// The header lines, when they could be read: the error response copies Via, From, To,
+    /// Call-ID and CSeq from them.
+    pub headers: Option<Headers>,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn err(reason: impl Into<String>, is_request: bool, headers: Option<&Headers>) -> ParseError {
+    ParseError {
+        reason: reason.into(),
+        status: 400,
+        is_request,
+        headers: headers.cloned(),
+    }
+}
+
+/// Parses a message received as one datagram (UDP). Bytes beyond `Content-Length` are ignored
+/// (RFC 3261 §18.3); a `Content-Length` larger than what arrived is an error.
+pub fn parse_datagram(buf: &[u8]) -> Result<SipMessage, ParseError> {
+    parse(buf, false)
+}
+
+/// Parses a message framed from a stream: the framer already cut it at `Content-Length`.
+pub(crate) fn parse_framed(buf: &[u8]) -> Result<SipMessage, ParseError> {
+    parse(buf, true)
+}
+
+fn split_head(buf: &[u8]) -> (&[u8], &[u8]) {
+    if let Some(i) = find(buf, b"\r\n\r\n") {
+        return (&buf[..i], &buf[i + 4..]);
+    }
+    if let Some(i) = find(buf, b"\n\n") {
+        return (&buf[..i], &buf[i + 2..]);
+    }
+    (buf, &[])
+}
+
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
+    // Empty lines before the start line are ignored (RFC 3261 §7.5).
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let (head, body) = split_head(&buf[start..]);
+    let is_request = !head.starts_with(b"SIP/");
+    let head = std::str::from_utf8(head)
+        .map_err(|_| err("Header section is not UTF-8", is_request, None))?;
+    let mut lines = unfold(head).into_iter();
+    let start_line = lines
+        .next()
+        .ok_or_else(|| err("Empty message", is_request, None))?;
+    let mut headers = Headers::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| err("Header line without a colon", is_request, Some(&headers)))?;
+        let name = trim_ws(name);
+        if !is_token(name) {
+            return Err(err("Malformed header name", is_request, Some(&headers)));
+        }
+        headers.0.push(Header {
+            name: canonical_name(name),
+            value: trim_ws(value).to_owned(),
+        });
+    }
+    let body = take_body(body, &headers, framed, is_request)?;
+    if is_request {
+        parse_request(&start_line, headers, body).map(SipMessage::Request)
+    } else {
+        parse_response(&start_line, headers, body).map(SipMessage::Response)
+    }
+}
+
+/// Splits the header section into lines and joins continuation lines (a line starting with
+/// SP or HTAB continues the previous one; the line break and leading white space become one SP).
+fn unfold(head: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in head.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.starts_with([' ', '\t']) {
+            if let Some(prev) = out.last_mut() {
+                prev.push(' ');
+                prev.push_str(trim_ws(line));
+                continue;
+            }
+        }
+        out.push(line.to_owned());
+    }
+    out
+}
+
+fn take_body(
+    body: &[u8],
+    headers: &Headers,
+    framed: bool,
+    is_request: bool,
+) -> Result<Vec<u8>, ParseError> {
+    let mut length: Option<u32> = None;
+    for v in headers.get_all("Content-Length") {
+        let n = parse_u32(v).ok_or_else(|| err("Bad Content-Length", is_request, Some(headers)))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(err(
+                "Conflicting Content-Length values",
+                is_request,
+                Some(headers),
+            ));
+        }
+        length = Some(n);
+    }
+    match length {
+        Some(n) => {
+            let n = n as usize;
+            if n > body.len() {
+                return Err(err(
+                    "Content-Length exceeds the message body",
+                    is_request,
+                    Some(headers),
+                ));
+            }
+            if framed && n != body.len() {
+                return Err(err("Content-Length mismatch", is_request, Some(headers)));
+            }
+            Ok(body[..n].to_vec())
+        }
+        None => Ok(body.to_vec()),
+    }
+}
+
+fn parse_request(line: &str, headers: Headers, body: Vec<u8>) -> Result<Request, ParseError> {
+    let bad = |r: &str| err(r, true, Some(&headers));
+    // Exactly one SP between the three elements (RFC 4475 lwsstart, trws, lwsruri).
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("Malformed Request-Line"));
+    };
+    if !is_token(method) {
+        return Err(bad("Malformed method"));
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        let mut e = bad("Version Not Supported");
+        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+            e.status = 505;
+        }
+        return Err(e);
+    }
+    if uri.starts_with('<') {
+        return Err(bad("Request-URI in angle brackets"));
+    }
+    let uri = Uri::parse(uri).ok_or_else(|| bad("Malformed Request-URI"))?;
+    if let Uri::Sip(u) = &uri
+        && !u.headers.is_empty()
+    {
+        return Err(bad("Request-URI with escaped headers"));
+    }
+    let method = Method::from_token(method);
+    check_common(&headers, true)?;
+    let cseq = headers.get("CSeq").and_then(CSeq::parse);
+    if cseq.is_some_and(|c| c.method != method) {
+        return Err(bad("CSeq method does not match the Request-Line"));
+    }
+    if let Some(mf) = headers.get("Max-Forwards")
+        && parse_u32(mf).is_none()
+    {
+        return Err(bad("Bad Max-Forwards"));
+    }
+    Ok(Request {
+        method,
+        uri,
+        headers,
+        body,
+    })
+}
+
+fn parse_response(line: &str, headers: Headers, body: Vec<u8>) -> Result<Response, ParseError> {
+    let bad = |r: &str| err(r, false, Some(&headers));
+    let rest = line
+        .strip_prefix("SIP/2.0 ")
+        .ok_or_else(|| bad("Malformed Status-Line"))?;
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("Malformed status code"));
+    }
+    let status: u16 = code.parse().map_err(|_| bad("Malformed status code"))?;
+    if !(100..=699).contains(&status) {
+        return Err(bad("Status code out of range"));
+    }
+    check_common(&headers, false)?;
+    Ok(Response {
+        status,
+        reason: reason.to_owned(),
+        headers,
+        body,
+    })
+}
+
+/// The headers every request and response must carry, each well formed (RFC 3261 §8.1.1).
+fn check_common(headers: &Headers, is_request: bool) -> Result<(), ParseError> {
+    let bad = |r: &str| err(r, is_request, Some(headers));
+    let vias = headers.list("Via");
+    if vias.is_empty() {
+        return Err(bad("Missing Via"));
+    }
+    if vias.iter().any(|v| Via::parse(v).is_none()) {
+        return Err(bad("Malformed Via"));
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        match headers.count(name) {
+            0 => return Err(bad(&format!("Missing {name}"))),
+            1 => {}
+            _ => return Err(bad(&format!("More than one {name}"))),
+        }
+    }
+    if headers.get("From").and_then(NameAddr::parse).is_none() {
+        return Err(bad("Malformed From"));
+    }
+    if headers.get("To").and_then(NameAddr::parse).is_none() {
+        return Err(bad("Malformed To"));
+    }
+    let call_id = headers.get("Call-ID").unwrap_or("");
+    if call_id.is_empty() || call_id.contains([' ', '\t']) {
+        return Err(bad("Malformed Call-ID"));
+    }
+    if headers.get("CSeq").and_then(CSeq::parse).is_none() {
+        return Err(bad("Malformed CSeq"));
+    }
+    if headers.count("Max-Forwards") > 1 {
+        return Err(bad("More than one Max-Forwards"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::HasHeaders;
+
+    const OPTIONS: &str = "OPTIONS sip:sipx.test SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport\r\n\
+        Max-Forwards: 70\r\n\
+        To: <sip:sipx.test>\r\n\
+        From: <sip:probe@127.0.0.1>;tag=abc\r\n\
+        Call-ID: opt-1@127.0.0.1\r\n\
+        CSeq: 7 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn request(s: &str) -> Request {
+        match parse_datagram(s.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_plain_request() {
+        let r = request(OPTIONS);
+        assert_eq!(r.method, Method::Options);
+        assert_eq!(r.cseq().unwrap().seq, 7);
+        assert_eq!(r.from().unwrap().tag(), Some("abc"));
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK-1"));
+        assert_eq!(r.max_forwards(), Some(70));
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn ignores_bytes_past_content_length_and_leading_crlf() {
+        let r = request(&format!("\r\n\r\n{OPTIONS}garbage"));
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn refuses_with_reasons() {
+        let cases = [
+            (
+                OPTIONS.replace("OPTIONS sip", "OPTIONS  sip"),
+                "Malformed Request-Line",
+            ),
+            (
+                OPTIONS.replace("CSeq: 7 OPTIONS", "CSeq: 7 INVITE"),
+                "CSeq method does not match the Request-Line",
+            ),
+            (
+                OPTIONS.replace("Content-Length: 0", "Content-Length: 10"),
+                "Content-Length exceeds the message body",
+            ),
+            (
+                OPTIONS.replace("Content-Length: 0", "Content-Length: -1"),
+                "Bad Content-Length",
+            ),
+            (
+                OPTIONS.replace("Call-ID: opt-1@127.0.0.1\r\n", ""),
+                "Missing Call-ID",
+            ),
+            (
+                OPTIONS.replace("sip:sipx.test SIP", "<sip:sipx.test> SIP"),
+                "Request-URI in angle brackets",
+            ),
+        ];
+        for (msg, reason) in cases {
+            let e = parse_datagram(msg.as_bytes()).unwrap_err();
+            assert_eq!(e.reason, reason);
+            assert_eq!(e.status, 400);
+            assert!(e.is_request);
+        }
+        let e = parse_datagram(
+            OPTIONS
+                .replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia")
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 505);
+    }
+
+    #[test]
+    fn never_panics_on_prefixes() {
+        for i in 0..OPTIONS.len() {
+            let _ = parse_datagram(&OPTIONS.as_bytes()[..i]);
+        }
+    }
+}
