@@ -2,5 +2,13 @@
 //! clock, no async runtime: transport drivers in `sipx-server` feed it.
 //!
 //! - [`msg`]: messages, URIs, headers; parsing never panics and keeps unknown headers/methods.
+//! - [`endpoint`]: the transaction layer (four state machines, timers A–M, RFC 6026).
+//! - [`transport`]: names for transports, flows and peers.
 
+pub mod endpoint;
 pub mod msg;
+mod rng;
+pub mod transport;
+
+pub use endpoint::{ClientTxnId, Endpoint, EndpointConfig, Event, Output, ServerTxnId};
+pub use transport::{FlowId, Peer, Transmit, Transport};

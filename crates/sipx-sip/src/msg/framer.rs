@@ -39,7 +39,7 @@ impl Framer {
     }
 
     /// The next complete unit, if the buffer holds one.
-    pub fn next(&mut self) -> Result<Option<Framed>, FramingError> {
+    pub fn next_unit(&mut self) -> Result<Option<Framed>, FramingError> {
         // Keep-alives: CRLFCRLF is a ping; a lone CRLF is a pong (ignored).
         if self.buf.starts_with(b"\r\n\r\n") {
             self.buf.drain(..4);
@@ -101,23 +101,29 @@ mod tests {
     fn frames_split_and_joined_messages() {
         let mut f = Framer::new();
         f.push(&MSG[..20]);
-        assert!(f.next().unwrap().is_none());
+        assert!(f.next_unit().unwrap().is_none());
         f.push(&MSG[20..]);
         f.push(b"\r\n\r\n");
         f.push(MSG);
-        assert!(matches!(f.next().unwrap(), Some(Framed::Message(Ok(_)))));
-        assert!(matches!(f.next().unwrap(), Some(Framed::Ping)));
-        assert!(matches!(f.next().unwrap(), Some(Framed::Message(Ok(_)))));
-        assert!(f.next().unwrap().is_none());
+        assert!(matches!(
+            f.next_unit().unwrap(),
+            Some(Framed::Message(Ok(_)))
+        ));
+        assert!(matches!(f.next_unit().unwrap(), Some(Framed::Ping)));
+        assert!(matches!(
+            f.next_unit().unwrap(),
+            Some(Framed::Message(Ok(_)))
+        ));
+        assert!(f.next_unit().unwrap().is_none());
     }
 
     #[test]
     fn refuses_streams_without_length_or_too_large() {
         let mut f = Framer::new();
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
-        assert_eq!(f.next().unwrap_err(), FramingError::BadContentLength);
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
         let mut f = Framer::new();
         f.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
-        assert_eq!(f.next().unwrap_err(), FramingError::TooLarge);
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::TooLarge);
     }
 }

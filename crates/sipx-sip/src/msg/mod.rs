@@ -5,6 +5,7 @@
 //! plain string compares; typed views (`Via`, `NameAddr`, `CSeq`) are parsed on demand.
 
 mod addr;
+mod build;
 mod framer;
 mod headers;
 pub mod lex;
@@ -14,6 +15,7 @@ mod uri;
 mod via;
 
 pub use addr::NameAddr;
+pub use build::response_from_headers;
 pub use framer::{Framed, Framer, FramingError};
 pub use headers::{Header, Headers, canonical_name, is_list_header};
 pub use parse::{ParseError, parse_datagram};

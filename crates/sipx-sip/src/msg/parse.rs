@@ -102,12 +102,12 @@ fn unfold(head: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for raw in head.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.starts_with([' ', '\t']) {
-            if let Some(prev) = out.last_mut() {
-                prev.push(' ');
-                prev.push_str(trim_ws(line));
-                continue;
-            }
+        if line.starts_with([' ', '\t'])
+            && let Some(prev) = out.last_mut()
+        {
+            prev.push(' ');
+            prev.push_str(trim_ws(line));
+            continue;
         }
         out.push(line.to_owned());
     }

@@ -102,7 +102,7 @@ fn parse_uri_params(s: &str) -> Option<Vec<(String, Option<String>)>> {
             // `;;` or a trailing `;`: tolerated in URIs as an empty parameter list entry.
             continue;
         }
-        if !n.bytes().all(|b| is_token_byte_uri(b)) {
+        if !n.bytes().all(is_token_byte_uri) {
             return None;
         }
         out.push((n.to_owned(), v));

@@ -26,7 +26,7 @@ impl Via {
             let end = if i < 2 {
                 rest.find('/')?
             } else {
-                rest.find(|c: char| c == ' ' || c == '\t')?
+                rest.find([' ', '\t'])?
             };
             parts.push(trim_ws(&rest[..end]));
             rest = trim_ws(&rest[end + 1..]);

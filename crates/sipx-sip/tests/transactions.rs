@@ -1,0 +1,321 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+//! The transaction state machines, driven with simulated time: no sockets, no clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipx_sip::msg::{HasHeaders, Method, Request, SipMessage, parse_datagram};
+use sipx_sip::{Endpoint, EndpointConfig, Event, FlowId, Output, Peer, Transport};
+
+const T1: Duration = Duration::from_millis(500);
+
+fn peer(transport: Transport) -> Peer {
+    Peer {
+        transport,
+        flow: FlowId(1),
+        addr: "127.0.0.1:5070".parse::<SocketAddr>().unwrap(),
+    }
+}
+
+fn request(method: &str, branch: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "{method} sip:sipx.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 10.0.0.1:5070;branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         To: <sip:sipx.test>{extra}\r\n\
+         From: <sip:caller@10.0.0.1>;tag=from1\r\n\
+         Call-ID: call-1\r\n\
+         CSeq: 1 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Drains outputs: (transmitted messages, events).
+fn drain(ep: &mut Endpoint) -> (Vec<SipMessage>, Vec<Event>) {
+    let mut tx = Vec::new();
+    let mut ev = Vec::new();
+    while let Some(o) = ep.poll_output() {
+        match o {
+            Output::Transmit(t) => tx.push(parse_datagram(&t.bytes).unwrap()),
+            Output::Event(e) => ev.push(e),
+        }
+    }
+    (tx, ev)
+}
+
+fn status(m: &SipMessage) -> u16 {
+    match m {
+        SipMessage::Response(r) => r.status,
+        SipMessage::Request(_) => 0,
+    }
+}
+
+fn the_request(ev: &[Event]) -> (sipx_sip::ServerTxnId, Request) {
+    ev.iter()
+        .find_map(|e| match e {
+            Event::Request { txn, request, .. } => Some((*txn, request.clone())),
+            _ => None,
+        })
+        .expect("a request event")
+}
+
+/// Runs timers until `until`, returning the times of retransmitted messages.
+fn run_timers(ep: &mut Endpoint, from: Instant, until: Instant) -> (Vec<Duration>, Vec<Event>) {
+    let mut sent = Vec::new();
+    let mut events = Vec::new();
+    while let Some(at) = ep.poll_timeout() {
+        if at > until {
+            break;
+        }
+        ep.handle_timeout(at);
+        let (tx, ev) = drain(ep);
+        sent.extend(tx.iter().map(|_| at - from));
+        events.extend(ev);
+    }
+    (sent, events)
+}
+
+#[test]
+fn non_invite_server_answers_retransmissions_and_expires() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(
+        t0,
+        peer(Transport::Udp),
+        &request("OPTIONS", "z9hG4bKa", ""),
+    );
+    let (tx, ev) = drain(&mut ep);
+    assert!(tx.is_empty());
+    let (txn, req) = the_request(&ev);
+    // rport and received were filled in from the real source.
+    let via = req.top_via().unwrap();
+    assert_eq!(via.param("rport"), Some(Some("5070")));
+    assert_eq!(via.param("received"), Some(Some("127.0.0.1")));
+
+    ep.respond(t0, txn, req.response(200, Some("totag")));
+    let (tx, _) = drain(&mut ep);
+    assert_eq!(status(&tx[0]), 200);
+    // A retransmitted request gets the same answer, and no new event.
+    ep.handle_datagram(
+        t0 + T1,
+        peer(Transport::Udp),
+        &request("OPTIONS", "z9hG4bKa", ""),
+    );
+    let (tx, ev) = drain(&mut ep);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(status(&tx[0]), 200);
+    assert!(ev.is_empty());
+    // Timer J: gone after 64*T1.
+    run_timers(&mut ep, t0, t0 + 64 * T1);
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn invite_error_answer_is_retransmitted_until_ack() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(t0, peer(Transport::Udp), &request("INVITE", "z9hG4bKi", ""));
+    let (tx, ev) = drain(&mut ep);
+    assert_eq!(status(&tx[0]), 100, "100 Trying at once");
+    let (txn, req) = the_request(&ev);
+    ep.respond(t0, txn, req.response(486, Some("t")));
+    drain(&mut ep);
+    // Timer G: T1, 2T1, 4T1, then capped at T2 = 4 s.
+    let (sent, _) = run_timers(&mut ep, t0, t0 + Duration::from_millis(7600));
+    assert_eq!(
+        sent,
+        [500, 1500, 3500, 7500].map(Duration::from_millis).to_vec()
+    );
+    // The ACK (same branch) stops it; Timer I then ends the transaction.
+    ep.handle_datagram(
+        t0 + Duration::from_secs(8),
+        peer(Transport::Udp),
+        &request("ACK", "z9hG4bKi", ";tag=t"),
+    );
+    let (tx, ev) = drain(&mut ep);
+    assert!(
+        tx.is_empty() && ev.is_empty(),
+        "ACK absorbed by the transaction"
+    );
+    let (sent, _) = run_timers(&mut ep, t0, t0 + Duration::from_secs(20));
+    assert!(sent.is_empty());
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn invite_2xx_is_retransmitted_until_the_end_to_end_ack() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(t0, peer(Transport::Udp), &request("INVITE", "z9hG4bKj", ""));
+    let (_, ev) = drain(&mut ep);
+    let (txn, req) = the_request(&ev);
+    ep.respond(t0, txn, req.response(200, Some("t")));
+    drain(&mut ep);
+    let (sent, _) = run_timers(&mut ep, t0, t0 + Duration::from_millis(1600));
+    assert_eq!(sent, [500, 1500].map(Duration::from_millis).to_vec());
+    // Retransmitted INVITE is absorbed in Accepted (RFC 6026).
+    ep.handle_datagram(
+        t0 + Duration::from_millis(1700),
+        peer(Transport::Udp),
+        &request("INVITE", "z9hG4bKj", ""),
+    );
+    let (tx, ev) = drain(&mut ep);
+    assert!(tx.is_empty() && ev.is_empty());
+    // The ACK of a 2xx has its own branch; it reaches the TU once and stops retransmissions.
+    for _ in 0..2 {
+        ep.handle_datagram(
+            t0 + Duration::from_secs(2),
+            peer(Transport::Udp),
+            &request("ACK", "z9hG4bKack", ";tag=t"),
+        );
+    }
+    let (_, ev) = drain(&mut ep);
+    assert_eq!(
+        ev.iter().filter(|e| matches!(e, Event::Ack { .. })).count(),
+        1
+    );
+    let (sent, ev) = run_timers(&mut ep, t0, t0 + Duration::from_secs(40));
+    assert!(sent.is_empty());
+    assert!(!ev.iter().any(|e| matches!(e, Event::AckTimeout { .. })));
+}
+
+#[test]
+fn unacknowledged_2xx_reports_ack_timeout() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(t0, peer(Transport::Udp), &request("INVITE", "z9hG4bKk", ""));
+    let (_, ev) = drain(&mut ep);
+    let (txn, req) = the_request(&ev);
+    ep.respond(t0, txn, req.response(200, Some("t")));
+    drain(&mut ep);
+    let (sent, ev) = run_timers(&mut ep, t0, t0 + Duration::from_secs(40));
+    assert!(sent.len() >= 7);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::AckTimeout { txn: t } if *t == txn))
+    );
+}
+
+#[test]
+fn cancel_matches_the_invite_or_gets_481() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(t0, peer(Transport::Udp), &request("INVITE", "z9hG4bKc", ""));
+    let (_, ev) = drain(&mut ep);
+    let (invite, _) = the_request(&ev);
+    ep.handle_datagram(t0, peer(Transport::Udp), &request("CANCEL", "z9hG4bKc", ""));
+    let (tx, ev) = drain(&mut ep);
+    assert_eq!(status(&tx[0]), 200);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Cancelled { invite: i } if *i == invite))
+    );
+    ep.handle_datagram(
+        t0,
+        peer(Transport::Udp),
+        &request("CANCEL", "z9hG4bKnone", ""),
+    );
+    let (tx, _) = drain(&mut ep);
+    assert_eq!(status(&tx[0]), 481);
+}
+
+#[test]
+fn merged_request_gets_482() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(
+        t0,
+        peer(Transport::Udp),
+        &request("OPTIONS", "z9hG4bKm1", ""),
+    );
+    drain(&mut ep);
+    ep.handle_datagram(
+        t0,
+        peer(Transport::Udp),
+        &request("OPTIONS", "z9hG4bKm2", ""),
+    );
+    let (tx, ev) = drain(&mut ep);
+    assert_eq!(status(&tx[0]), 482);
+    assert!(ev.is_empty());
+}
+
+#[test]
+fn client_non_invite_retransmits_then_times_out() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let req = match parse_datagram(&request("OPTIONS", "z9hG4bKc1", "")).unwrap() {
+        SipMessage::Request(r) => r,
+        _ => unreachable!(),
+    };
+    let txn = ep.send_request(t0, peer(Transport::Udp), req);
+    drain(&mut ep);
+    let (sent, ev) = run_timers(&mut ep, t0, t0 + 64 * T1);
+    // Timer E: 0.5, 1.5, 3.5, 7.5, then every 4 s; Timer F at 32 s.
+    assert_eq!(
+        &sent[..4],
+        &[500, 1500, 3500, 7500].map(Duration::from_millis)
+    );
+    assert!(
+        sent.windows(2)
+            .skip(3)
+            .all(|w| w[1] - w[0] == Duration::from_secs(4))
+    );
+    assert!(matches!(ev.as_slice(), [Event::ClientTimeout { txn: t }] if *t == txn));
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn client_invite_acks_error_answers_once_per_retransmission() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let req = match parse_datagram(&request("INVITE", "z9hG4bKci", "")).unwrap() {
+        SipMessage::Request(r) => r,
+        _ => unreachable!(),
+    };
+    ep.send_request(t0, peer(Transport::Udp), req.clone());
+    drain(&mut ep);
+    let busy = req.response(486, Some("callee")).to_bytes();
+    ep.handle_datagram(t0, peer(Transport::Udp), &busy);
+    let (tx, ev) = drain(&mut ep);
+    let SipMessage::Request(ack) = &tx[0] else {
+        panic!()
+    };
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKci"));
+    assert_eq!(ack.to().unwrap().tag(), Some("callee"));
+    assert_eq!(ev.len(), 1);
+    ep.handle_datagram(t0, peer(Transport::Udp), &busy);
+    let (tx, ev) = drain(&mut ep);
+    assert_eq!(tx.len(), 1, "ACK resent for the retransmitted 486");
+    assert!(ev.is_empty(), "the TU hears of the 486 once");
+}
+
+#[test]
+fn malformed_requests_get_400_with_the_reason() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let bad = String::from_utf8(request("OPTIONS", "z9hG4bKb", ""))
+        .unwrap()
+        .replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
+    ep.handle_datagram(Instant::now(), peer(Transport::Udp), bad.as_bytes());
+    let (tx, ev) = drain(&mut ep);
+    let SipMessage::Response(r) = &tx[0] else {
+        panic!()
+    };
+    assert_eq!(r.status, 400);
+    assert_eq!(r.reason, "CSeq method does not match the Request-Line");
+    assert!(matches!(ev[0], Event::Malformed { .. }));
+}
+
+#[test]
+fn reliable_transports_do_not_retransmit() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(t0, peer(Transport::Tcp), &request("INVITE", "z9hG4bKt", ""));
+    let (_, ev) = drain(&mut ep);
+    let (txn, req) = the_request(&ev);
+    ep.respond(t0, txn, req.response(603, Some("t")));
+    drain(&mut ep);
+    let (sent, _) = run_timers(&mut ep, t0, t0 + Duration::from_secs(10));
+    assert!(sent.is_empty());
+}
