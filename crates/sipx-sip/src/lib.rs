@@ -4,11 +4,17 @@
 //! - [`msg`]: messages, URIs, headers; parsing never panics and keeps unknown headers/methods.
 //! - [`endpoint`]: the transaction layer (four state machines, timers A–M, RFC 6026).
 //! - [`transport`]: names for transports, flows and peers.
+//! - [`digest`]: digest authentication, server and client side.
+//! - [`uas`]: the checks a UAS makes before acting on a request.
+//! - [`registrar`]: REGISTER processing over a set of bindings.
 
+pub mod digest;
 pub mod endpoint;
 pub mod msg;
+pub mod registrar;
 mod rng;
 pub mod transport;
+pub mod uas;
 
 pub use endpoint::{ClientTxnId, Endpoint, EndpointConfig, Event, Output, ServerTxnId};
 pub use transport::{FlowId, Peer, Transmit, Transport};

@@ -1,0 +1,291 @@
+//! Registrar logic (RFC 3261 §10.3), pure: a REGISTER and the current bindings of an
+//! address-of-record in, the new bindings (or the error response) out. Authentication, storage
+//! and the clock belong to the caller.
+
+use std::net::SocketAddr;
+
+use crate::msg::lex::parse_u32;
+use crate::msg::{HasHeaders, NameAddr, Request, Response, Uri};
+use crate::transport::Transport;
+
+/// One registered contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    /// The Contact URI as registered.
+    pub contact: String,
+    /// Unix time (s) when the binding lapses.
+    pub expires_at: u64,
+    /// Preference, 0.0–1.0 (RFC 3261 §20.10); `None` when not given.
+    pub q: Option<f32>,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Where the REGISTER came from: calls to a NATed gateway go back there (RFC 5626 idea).
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisterPolicy {
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub max_bindings: u32,
+}
+
+impl Default for RegisterPolicy {
+    fn default() -> Self {
+        RegisterPolicy {
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            max_bindings: 5,
+        }
+    }
+}
+
+/// Syntax a registrar needs beyond the message grammar: a SIP AOR in To, and Contacts that
+/// parse (RFC 4475 unksm2, regbadct). `Some(reason)` means 400.
+pub fn check_syntax(req: &Request) -> Option<&'static str> {
+    match req.to().map(|t| t.uri) {
+        Some(Uri::Sip(_)) => {}
+        _ => return Some("To is not a SIP address-of-record"),
+    }
+    for c in req.headers.list("Contact") {
+        if c == "*" {
+            continue;
+        }
+        match NameAddr::parse(c) {
+            Some(a) if matches!(a.uri, Uri::Sip(_)) => {}
+            _ => return Some("Malformed Contact"),
+        }
+    }
+    None
+}
+
+/// Applies a REGISTER to `current` (the AOR's live bindings). Returns the new set, or the
+/// response refusing the request.
+pub fn apply(
+    req: &Request,
+    current: &[Binding],
+    policy: &RegisterPolicy,
+    now_secs: u64,
+    source: SocketAddr,
+    transport: Transport,
+    to_tag: &str,
+) -> Result<Vec<Binding>, Response> {
+    let refuse = |status: u16, reason: Option<&str>| {
+        let r = req.response(status, Some(to_tag));
+        match reason {
+            Some(reason) => r.with_reason(reason),
+            None => r,
+        }
+    };
+    if let Some(reason) = check_syntax(req) {
+        return Err(refuse(400, Some(reason)));
+    }
+    let call_id = req.call_id().unwrap_or("").to_owned();
+    let cseq = req.cseq().map_or(0, |c| c.seq);
+    // Expires header: an overlarge value is read as the default (RFC 4475 scalar02).
+    let header_expires = req
+        .headers
+        .get("Expires")
+        .map(|e| parse_u32(e).unwrap_or(policy.default_expires));
+    let contacts = req.headers.list("Contact");
+    let mut bindings: Vec<Binding> = current
+        .iter()
+        .filter(|b| b.expires_at > now_secs)
+        .cloned()
+        .collect();
+
+    if contacts.iter().any(|c| *c == "*") {
+        // `*` removes everything, and only with Expires: 0 and nothing else (§10.3 step 6).
+        if contacts.len() != 1 || header_expires != Some(0) {
+            return Err(refuse(
+                400,
+                Some("Wildcard Contact needs Expires: 0 and no other Contact"),
+            ));
+        }
+        if bindings
+            .iter()
+            .any(|b| b.call_id == call_id && b.cseq >= cseq)
+        {
+            return Err(refuse(500, Some("Out-of-order REGISTER")));
+        }
+        return Ok(Vec::new());
+    }
+
+    let user_agent = req.headers.get("User-Agent").map(str::to_owned);
+    for c in contacts {
+        let Some(addr) = NameAddr::parse(c) else {
+            return Err(refuse(400, Some("Malformed Contact")));
+        };
+        let expires = addr
+            .param("expires")
+            .flatten()
+            .map(|e| parse_u32(e).unwrap_or(policy.default_expires))
+            .or(header_expires)
+            .unwrap_or(policy.default_expires);
+        if expires != 0 && expires < policy.min_expires {
+            return Err(
+                refuse(423, None).with_header("Min-Expires", policy.min_expires.to_string())
+            );
+        }
+        let expires = expires.min(policy.max_expires);
+        let contact = addr.uri.to_string();
+        let q = addr
+            .param("q")
+            .flatten()
+            .and_then(|q| q.parse::<f32>().ok())
+            .filter(|q| (0.0..=1.0).contains(q));
+        if let Some(existing) = bindings.iter().position(|b| b.contact == contact) {
+            let b = &bindings[existing];
+            if b.call_id == call_id && b.cseq >= cseq {
+                return Err(refuse(500, Some("Out-of-order REGISTER")));
+            }
+            if expires == 0 {
+                bindings.remove(existing);
+                continue;
+            }
+        } else if expires == 0 {
+            continue;
+        }
+        let binding = Binding {
+            contact: contact.clone(),
+            expires_at: now_secs + u64::from(expires),
+            q,
+            call_id: call_id.clone(),
+            cseq,
+            source,
+            transport,
+            user_agent: user_agent.clone(),
+        };
+        match bindings.iter_mut().find(|b| b.contact == contact) {
+            Some(b) => *b = binding,
+            None => bindings.push(binding),
+        }
+    }
+    if bindings.len() > policy.max_bindings as usize {
+        return Err(refuse(
+            403,
+            Some("Too many registered contacts for this account"),
+        ));
+    }
+    Ok(bindings)
+}
+
+/// The 200 OK listing every current binding with its remaining time.
+pub fn ok_response(req: &Request, bindings: &[Binding], now_secs: u64, to_tag: &str) -> Response {
+    let mut r = req.response(200, Some(to_tag));
+    for b in bindings {
+        let left = b.expires_at.saturating_sub(now_secs);
+        let q = b.q.map(|q| format!(";q={q}")).unwrap_or_default();
+        r.headers
+            .push("Contact", format!("<{}>;expires={left}{q}", b.contact));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{SipMessage, parse_datagram};
+
+    fn register(contact: &str, expires: Option<u32>, cseq: u32) -> Request {
+        let exp = expires
+            .map(|e| format!("Expires: {e}\r\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "REGISTER sip:sipx.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK{cseq}\r\n\
+             To: <sip:gw1@sipx.test>\r\nFrom: <sip:gw1@sipx.test>;tag=f\r\nCall-ID: reg-1\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: {contact}\r\n{exp}Content-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(text.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    fn run(req: &Request, current: &[Binding], now: u64) -> Result<Vec<Binding>, Response> {
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        apply(
+            req,
+            current,
+            &RegisterPolicy::default(),
+            now,
+            src,
+            Transport::Udp,
+            "t",
+        )
+    }
+
+    #[test]
+    fn adds_refreshes_and_removes() {
+        let b = run(
+            &register("<sip:gw1@10.0.0.2:5070>", Some(300), 1),
+            &[],
+            1000,
+        )
+        .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].expires_at, 1300);
+        let b = run(
+            &register("<sip:gw1@10.0.0.2:5070>;expires=600", Some(300), 2),
+            &b,
+            1100,
+        )
+        .unwrap();
+        assert_eq!(b[0].expires_at, 1700);
+        let two = run(&register("<sip:gw1@10.0.0.3>;q=0.5", None, 3), &b, 1100).unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1].q, Some(0.5));
+        let ok = ok_response(&register("*", Some(0), 9), &two, 1100, "t");
+        assert_eq!(ok.headers.count("Contact"), 2);
+        let gone = run(&register("<sip:gw1@10.0.0.2:5070>", Some(0), 4), &two, 1100).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert!(
+            run(&register("*", Some(0), 5), &two, 1100)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn refuses_what_the_rfc_refuses() {
+        let b = run(&register("<sip:gw1@10.0.0.2>", Some(300), 5), &[], 1000).unwrap();
+        assert_eq!(
+            run(&register("<sip:gw1@10.0.0.2>", Some(300), 5), &b, 1000)
+                .unwrap_err()
+                .status,
+            500
+        );
+        assert_eq!(
+            run(&register("*", Some(300), 6), &b, 1000)
+                .unwrap_err()
+                .status,
+            400
+        );
+        let brief = run(&register("<sip:gw1@10.0.0.2>", Some(10), 7), &[], 1000).unwrap_err();
+        assert_eq!(brief.status, 423);
+        assert_eq!(brief.headers.get("Min-Expires"), Some("60"));
+        assert_eq!(
+            run(&register("sip:x@y?Route=z", Some(60), 8), &[], 1000)
+                .unwrap_err()
+                .status,
+            400
+        );
+        let many: Vec<String> = (0..6).map(|i| format!("<sip:gw1@10.0.0.{i}>")).collect();
+        assert_eq!(
+            run(&register(&many.join(", "), Some(300), 9), &[], 1000)
+                .unwrap_err()
+                .status,
+            403
+        );
+        // Expired bindings are dropped on the way.
+        assert!(
+            run(&register("<sip:gw1@10.0.0.9>", Some(0), 10), &b, 5000)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Checks a UAS makes before acting on a request (RFC 3261 §8.2): method, URI scheme,
+//! required extensions, body type and acceptable answer types. Each failure is the response.
+
+use crate::msg::lex::trim_ws;
+use crate::msg::{Method, Request, Response, Uri};
+
+/// What this UAS supports.
+#[derive(Debug, Clone)]
+pub struct UasPolicy {
+    pub allow: Vec<Method>,
+    /// Option tags (`Supported`), e.g. `path`, `outbound`, `replaces`.
+    pub supported: Vec<String>,
+    /// Body types understood.
+    pub accept: Vec<String>,
+}
+
+impl Default for UasPolicy {
+    fn default() -> Self {
+        UasPolicy {
+            allow: vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Bye,
+                Method::Cancel,
+                Method::Options,
+                Method::Register,
+                Method::Info,
+            ],
+            supported: vec!["path".to_owned(), "outbound".to_owned()],
+            accept: vec![
+                "application/sdp".to_owned(),
+                "application/dtmf-relay".to_owned(),
+                "application/dtmf".to_owned(),
+            ],
+        }
+    }
+}
+
+impl UasPolicy {
+    pub fn allow_header(&self) -> String {
+        self.allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn is_standard(m: &Method) -> bool {
+    !matches!(m, Method::Extension(_))
+}
+
+/// The error response this request deserves before any processing, if any.
+pub fn precheck(req: &Request, policy: &UasPolicy, to_tag: &str) -> Option<Response> {
+    let reply = |status| Some(req.response(status, Some(to_tag)));
+    // 416: the Request-URI scheme must be one we route.
+    if matches!(req.uri, Uri::Other { .. }) {
+        return reply(416);
+    }
+    // 405 for a method we know but do not take; 501 for one we do not know (both with Allow).
+    if !policy.allow.contains(&req.method) {
+        let status = if is_standard(&req.method) { 405 } else { 501 };
+        return reply(status).map(|r| r.with_header("Allow", policy.allow_header()));
+    }
+    // 420: every required option tag must be supported.
+    let unsupported: Vec<&str> = req
+        .headers
+        .list("Require")
+        .into_iter()
+        .filter(|t| !t.is_empty() && !policy.supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    if !unsupported.is_empty() && req.method != Method::Ack && req.method != Method::Cancel {
+        return reply(420).map(|r| r.with_header("Unsupported", unsupported.join(", ")));
+    }
+    // 415: a body we cannot read (type or encoding).
+    if !req.body.is_empty() && req.method != Method::Ack {
+        let ctype = req
+            .headers
+            .get("Content-Type")
+            .map(|c| trim_ws(c.split(';').next().unwrap_or("")).to_ascii_lowercase());
+        let type_ok = ctype
+            .as_deref()
+            .is_some_and(|c| policy.accept.iter().any(|a| a == c));
+        let encoding_ok = req
+            .headers
+            .list("Content-Encoding")
+            .iter()
+            .all(|e| e.eq_ignore_ascii_case("identity"));
+        if !type_ok || !encoding_ok {
+            return reply(415).map(|r| r.with_header("Accept", policy.accept.join(", ")));
+        }
+    }
+    // 406: an INVITE whose Accept excludes SDP, the only answer we could give.
+    if req.method == Method::Invite && req.headers.get("Accept").is_some() {
+        let accepts_sdp = req.headers.list("Accept").iter().any(|a| {
+            let t = trim_ws(a.split(';').next().unwrap_or("")).to_ascii_lowercase();
+            t == "application/sdp" || t == "application/*" || t == "*/*"
+        });
+        if !accepts_sdp {
+            return reply(406);
+        }
+    }
+    None
+}
