@@ -98,7 +98,7 @@ pub fn apply(
         .cloned()
         .collect();
 
-    if contacts.iter().any(|c| *c == "*") {
+    if contacts.contains(&"*") {
         // `*` removes everything, and only with Expires: 0 and nothing else (§10.3 step 6).
         if contacts.len() != 1 || header_expires != Some(0) {
             return Err(refuse(
