@@ -50,6 +50,7 @@ class Server:
         self.env = dict(os.environ)
         self.env.update({"SIPX_ADMIN__API_KEY": ADMIN_KEY, "SIPX_ADMIN__API_SECRET": ADMIN_SECRET})
         self.env.pop("RUST_LOG", None)
+        self.env.update({"SIPX_SIP__UDP": '["127.0.0.1:0"]', "SIPX_SIP__TCP": '["127.0.0.1:0"]'})
         self.env.update(env or {})
         self.proc = None
         self.lines = []
@@ -148,3 +149,25 @@ def run_cli(data_dir, *args, env=None, check=True):
     if check:
         assert p.returncode == 0, p.stderr
     return p
+
+
+PEERS = ROOT / "tests" / "e2e" / "peers"
+
+
+def sip_addr(server, transport="udp"):
+    """The address a running server's SIP listener got (it logs each one)."""
+    want = f"SIP listening on {transport.upper()}"
+    event = server.wait_log(lambda e: e.get("message") == want, 10)
+    host, port = event["addr"].rsplit(":", 1)
+    return host, int(port)
+
+
+def run_sipp(scenario, target, local_ip, *args, timeout=30, cwd=None):
+    """Runs sipp once against `target` from `local_ip` (each test uses its own 127.0.0.x, so
+    ports never clash and a ban in one test cannot touch another)."""
+    cmd = ["sipp", f"{target[0]}:{target[1]}", "-sf", str(PEERS / "sipp" / scenario), "-i", local_ip,
+           "-p", "5060", "-m", "1", "-nostdin", "-recv_timeout", "3000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+SIP_ENV = {"SIPX_SIP__UDP": '["127.0.0.1:0"]', "SIPX_SIP__TCP": '["127.0.0.1:0"]'}

@@ -19,7 +19,12 @@ def test_health_readiness_and_request_ids(server):
     rid = r.headers["x-request-id"]
     r = requests.get(server.url("/readyz"), timeout=5)
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "http": "ok"}}
+    body = r.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"] == "ok" and body["checks"]["http"] == "ok"
+    assert any(k.startswith("sip-udp ") for k in body["checks"]), body
+    assert any(k.startswith("sip-tcp ") for k in body["checks"]), body
+    assert set(body["checks"].values()) == {"ok"}
     # The request id of the answer is in the server's log line for that request.
     server.wait_log(lambda e: e.get("request_id") == rid or e.get("span", {}).get("request_id") == rid, 10)
 

@@ -34,6 +34,7 @@ use crate::routes;
         routes::sip_accounts::get,
         routes::sip_accounts::update,
         routes::sip_accounts::delete,
+        routes::registrations::list,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
     // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
@@ -41,7 +42,7 @@ use crate::routes;
     modifiers(&Security, &CommonResponses),
     tags(
         (name = "apps", description = "Applications (tenants) and their credentials"),
-        (name = "sip-accounts", description = "Credentials that gateways and phones register with"),
+        (name = "sip-accounts", description = "Credentials that gateways and phones register with, and their registrations"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -30,6 +30,7 @@ pub struct App {
     http_listener: TcpListener,
     http_ready: Arc<std::sync::atomic::AtomicBool>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    sip: Option<crate::sip::BoundSip>,
 }
 
 impl App {
@@ -45,6 +46,8 @@ impl App {
                 source,
             })?;
         let tls = Self::tls(&config)?;
+        let health = Health::default();
+        let sip = crate::sip::BoundSip::bind(&config.sip, &health).await?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -56,7 +59,6 @@ impl App {
                 "{e}: the configured master key is not the one the database was written with"
             ))
         })?;
-        let health = Health::default();
         let http_ready = health.listener("http");
         Ok(App {
             config,
@@ -66,6 +68,7 @@ impl App {
             http_listener,
             http_ready,
             tls,
+            sip,
         })
     }
 
@@ -113,6 +116,7 @@ impl App {
             http_listener,
             http_ready,
             tls,
+            sip,
         } = self;
         let admin = match (&config.admin.api_key, &config.admin.api_secret) {
             (Some(key), Some(secret)) => Some(AdminCredential {
@@ -137,6 +141,13 @@ impl App {
             tracing::info!(%addr, %scheme, url = %format!("{scheme}://{addr}/"), "HTTP API listening");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let mut sip_tasks = Vec::new();
+        if let Some(sip) = sip {
+            match sip.spawn(store.clone(), stop_rx.clone()).await {
+                Ok(tasks) => sip_tasks = tasks,
+                Err(e) => tracing::error!(error = %e, "SIP service did not start"),
+            }
+        }
         http_ready.store(true, Ordering::SeqCst);
         let server = tokio::spawn(crate::http::serve(http_listener, tls, router, stop_rx));
 
@@ -171,6 +182,11 @@ impl App {
                     );
                 }
             }
+        }
+        // The SIP tasks end on the stop signal; the registration writer ends once the core is
+        // gone, after flushing what was queued.
+        for t in sip_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         store.close().await;
     }

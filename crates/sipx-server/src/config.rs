@@ -48,7 +48,71 @@ pub struct Config {
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
+    pub sip: SipConfig,
     pub shutdown: ShutdownConfig,
+}
+
+/// SIP listeners and registrar.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    pub enabled: bool,
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// Host (name or address) to advertise in Via/Contact behind 1:1 NAT; the listen address
+    /// otherwise.
+    pub external_host: Option<String>,
+    /// Digest realm.
+    pub realm: String,
+    /// Transaction timers (RFC 3261 §17), in milliseconds.
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// Lifetime of a digest nonce before `stale=true`.
+    pub nonce_ttl_secs: u64,
+    /// Digest algorithms challenged with, in order (`MD5`, `SHA-256`). Credentials of either
+    /// algorithm are always verified. Only MD5 is offered by default: sipp reads only the first
+    /// challenge, and libre-based UAs (baresip 1.x) fail the whole registration on a challenge
+    /// whose algorithm they lack instead of skipping it.
+    pub digest_algorithms: Vec<String>,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Failed authentications from one address within `failure_window_secs` that earn a ban.
+    pub max_auth_failures: u32,
+    pub failure_window_secs: u64,
+    pub ban_secs: u64,
+    /// Drop requests from well-known scanners without answering.
+    pub drop_scanners: bool,
+    /// Socket receive buffer for UDP, in bytes.
+    pub udp_recv_buffer: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            enabled: true,
+            udp: vec![SocketAddr::from(([127, 0, 0, 1], 5060))],
+            tcp: vec![SocketAddr::from(([127, 0, 0, 1], 5060))],
+            external_host: None,
+            realm: "sipx".to_owned(),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            nonce_ttl_secs: 300,
+            digest_algorithms: vec!["MD5".to_owned()],
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            max_auth_failures: 5,
+            failure_window_secs: 60,
+            ban_secs: 300,
+            drop_scanners: true,
+            udp_recv_buffer: 4 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -118,6 +182,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             admin: AdminConfig::default(),
+            sip: SipConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -167,6 +232,8 @@ const VERBATIM_ENV: &[(&str, &str)] = &[
     ("ADMIN__API_SECRET", "admin.api_secret"),
     ("DATA_DIR", "data_dir"),
     ("LOG__FILTER", "log.filter"),
+    ("SIP__REALM", "sip.realm"),
+    ("SIP__EXTERNAL_HOST", "sip.external_host"),
 ];
 
 /// Values given as command-line flags: the top layer. Keys are dotted paths (`http.listen`).

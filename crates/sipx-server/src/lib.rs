@@ -11,6 +11,7 @@ mod error;
 mod http;
 pub mod logging;
 mod master_key;
+mod sip;
 pub mod tls;
 
 pub use app::{App, Shutdown, signals};

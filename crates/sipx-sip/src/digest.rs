@@ -28,7 +28,7 @@ impl Algorithm {
         }
     }
 
-    fn parse(s: &str) -> Option<Algorithm> {
+    pub fn parse(s: &str) -> Option<Algorithm> {
         match s.to_ascii_uppercase().as_str() {
             "MD5" => Some(Algorithm::Md5),
             "SHA-256" => Some(Algorithm::Sha256),
@@ -115,6 +115,8 @@ pub struct Verified {
 /// Issues and checks digest challenges for one realm.
 pub struct DigestServer {
     realm: String,
+    /// Offered in this order: many UAs answer only the first challenge they see.
+    algorithms: Vec<Algorithm>,
     key: [u8; 32],
     nonce_ttl_secs: u64,
     counter: u64,
@@ -127,10 +129,19 @@ impl DigestServer {
     pub fn new(realm: impl Into<String>, key: [u8; 32], nonce_ttl_secs: u64) -> Self {
         DigestServer {
             realm: realm.into(),
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             key,
             nonce_ttl_secs,
             counter: 0,
             seen: HashMap::new(),
+        }
+    }
+
+    /// Sets which challenges are offered, first preferred. RFC 8760 puts SHA-256 first, but
+    /// sipp and many gateways read only the first challenge and know only MD5.
+    pub fn set_algorithms(&mut self, algorithms: Vec<Algorithm>) {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
         }
     }
 
@@ -154,11 +165,11 @@ impl DigestServer {
         format!("{body}.{mac}")
     }
 
-    /// `WWW-Authenticate` values, SHA-256 first (RFC 8760), then MD5 for older clients.
+    /// `WWW-Authenticate` values, one per offered algorithm, in order of preference.
     pub fn challenges(&mut self, now_secs: u64, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now_secs);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.algorithms
             .iter()
             .map(|a| {
                 format!(

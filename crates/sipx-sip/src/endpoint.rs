@@ -550,6 +550,12 @@ impl Endpoint {
         self.transmit(peer, bytes);
     }
 
+    /// Drops a server transaction without answering (a scanner, a banned source): nothing is
+    /// sent and its retransmissions will start a new, equally unanswered, transaction.
+    pub fn abandon(&mut self, txn: ServerTxnId) {
+        self.remove(txn.0);
+    }
+
     // === Client side ===
 
     /// Sends a request in a new client transaction. The request must carry its top Via with a

@@ -85,7 +85,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let rows = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(rows, page.limit, |a| &a.id))
+        Ok(Page::from_rows(rows, page.limit, |a| a.id.clone()))
     }
 
     pub async fn get_app(&self, id: &str) -> Result<Option<AppRecord>, StoreError> {

@@ -5,11 +5,18 @@ use std::borrow::Cow;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "apps and sip accounts",
-    include_str!("../migrations/0001_apps_and_sip_accounts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "apps and sip accounts",
+        include_str!("../migrations/0001_apps_and_sip_accounts.sql"),
+    ),
+    (
+        2,
+        "registrations",
+        include_str!("../migrations/0002_registrations.sql"),
+    ),
+];
 
 pub(crate) fn migrator() -> Migrator {
     let migrations = MIGRATIONS

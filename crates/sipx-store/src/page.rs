@@ -17,15 +17,11 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` rows: the extra row only proves there is more.
-    pub(crate) fn from_rows(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Self {
+    pub(crate) fn from_rows(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
         let limit = limit as usize;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next_after = if more {
-            rows.last().map(|r| id(r).to_owned())
-        } else {
-            None
-        };
+        let next_after = if more { rows.last().map(key) } else { None };
         Page {
             items: rows,
             next_after,

@@ -4,4 +4,5 @@
 pub mod app;
 pub mod apps;
 pub mod ops;
+pub mod registrations;
 pub mod sip_accounts;

@@ -1,0 +1,93 @@
+//! `/v1/registrations`: contacts currently registered by the application's gateways and phones.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use sipx_store::RegistrationRecord;
+use utoipa::ToSchema;
+
+use crate::auth::Tenant;
+use crate::extract::ApiQuery;
+use crate::pagination::{ListParams, encode_cursor};
+use crate::problem::ApiError;
+use crate::state::ApiState;
+use crate::time::rfc3339;
+
+/// One registered contact (RFC 3261 binding).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "username": "gw-office-1",
+    "contact": "sip:gw-office-1@203.0.113.7:5060",
+    "expires_at": "2026-11-28T11:00:00.000Z",
+    "expires_in": 3540,
+    "q": null,
+    "source": "203.0.113.7:5060",
+    "transport": "UDP",
+    "user_agent": "GoIP-4 1.0"
+}))]
+pub struct Registration {
+    /// The SIP account (or application API key) that registered.
+    pub username: String,
+    /// The Contact URI calls are sent to.
+    pub contact: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// Seconds left.
+    pub expires_in: i64,
+    /// Preference among this user's contacts (0–1).
+    pub q: Option<f64>,
+    /// The address the REGISTER came from; calls reach NATed devices there.
+    pub source: String,
+    /// UDP, TCP, TLS, WS or WSS.
+    pub transport: String,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"items": [], "next_cursor": null}))]
+pub struct RegistrationList {
+    pub items: Vec<Registration>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn to_dto(r: RegistrationRecord, now: i64) -> Registration {
+    Registration {
+        username: r.username,
+        contact: r.contact,
+        expires_at: rfc3339(r.expires_at.saturating_mul(1000)),
+        expires_in: (r.expires_at - now).max(0),
+        q: r.q,
+        source: r.source,
+        transport: r.transport,
+        user_agent: r.user_agent,
+    }
+}
+
+/// List registrations
+///
+/// Live bindings of the application's SIP accounts (and of its API key, for gateways that
+/// register with it), by username then contact. Changes appear within a moment of the REGISTER.
+#[utoipa::path(get, path = "/v1/registrations", tag = "sip-accounts",
+    operation_id = "list_registrations",
+    params(ListParams),
+    responses((status = 200, description = "One page of registrations", body = RegistrationList)))]
+pub async fn list(
+    Tenant(app): Tenant,
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<RegistrationList>, ApiError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let page = state
+        .store
+        .list_registrations(&app.id, now, &params.to_page_request()?)
+        .await?;
+    Ok(Json(RegistrationList {
+        items: page.items.into_iter().map(|r| to_dto(r, now)).collect(),
+        next_cursor: page.next_after.as_deref().map(encode_cursor),
+    }))
+}

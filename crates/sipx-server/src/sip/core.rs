@@ -1,0 +1,591 @@
+//! The SIP core task: owns the sans-IO `Endpoint`, feeds it what the socket tasks received and
+//! the timers, sends what it asks to send, and plays the transaction user (OPTIONS, REGISTER).
+//!
+//! One task, one `&mut` owner: no locks around protocol state. Anything slow (database reads)
+//! runs in a spawned task whose result comes back as another input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use sipx_secrets::Redacted;
+use sipx_sip::digest::{DigestError, DigestParams, DigestServer};
+use sipx_sip::msg::{HasHeaders, Method, ParseError, Request, Response, SipMessage};
+use sipx_sip::registrar::{self, Binding, RegisterPolicy};
+use sipx_sip::uas::{UasPolicy, precheck};
+use sipx_sip::{Endpoint, Event, FlowId, Output, Peer, ServerTxnId, Transmit, Transport};
+use sipx_store::{BindingSet, RegistrationRecord, Store};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
+
+/// How long a looked-up account is trusted before it is read again (API changes reach the
+/// registrar within this time).
+const ACCOUNT_TTL: Duration = Duration::from_secs(5);
+
+pub(crate) enum CoreInput {
+    Datagram {
+        peer: Peer,
+        bytes: Vec<u8>,
+    },
+    Parsed {
+        peer: Peer,
+        msg: Result<SipMessage, ParseError>,
+    },
+    /// A CRLFCRLF keep-alive on a stream: answer with CRLF.
+    Pong {
+        peer: Peer,
+    },
+    FlowOpened {
+        flow: FlowId,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    FlowClosed {
+        flow: FlowId,
+    },
+    AccountLoaded {
+        username: String,
+        account: Option<Account>,
+    },
+    /// Binding changes committed (or not): the REGISTER answers held back until then.
+    Persisted {
+        replies: Vec<(ServerTxnId, Response)>,
+        ok: bool,
+    },
+}
+
+/// A change for the registration writer, with the answer to send once it is durable.
+pub(crate) struct PersistJob {
+    set: BindingSet,
+    reply: Option<(ServerTxnId, Response)>,
+}
+
+/// What the registrar needs to know of a registering identity.
+#[derive(Clone)]
+pub(crate) struct Account {
+    app_id: String,
+    password: Redacted<String>,
+    allowed: Vec<IpNet>,
+    max_bindings: u32,
+    enabled: bool,
+}
+
+struct PendingRegister {
+    txn: ServerTxnId,
+    request: Request,
+    peer: Peer,
+    creds: DigestParams,
+}
+
+pub(crate) struct CoreSettings {
+    pub register: RegisterPolicy,
+    pub abuse: AbusePolicy,
+    pub server_header: String,
+}
+
+pub(crate) struct Core {
+    endpoint: Endpoint,
+    settings: CoreSettings,
+    uas: UasPolicy,
+    digest: DigestServer,
+    guard: AbuseGuard,
+    udp: HashMap<FlowId, Arc<UdpSocket>>,
+    streams: HashMap<FlowId, mpsc::Sender<Vec<u8>>>,
+    /// username → (application, live bindings).
+    bindings: HashMap<String, (String, Vec<Binding>)>,
+    accounts: HashMap<String, (Option<Account>, Instant)>,
+    pending: HashMap<String, Vec<PendingRegister>>,
+    store: Store,
+    inputs: mpsc::Sender<CoreInput>,
+    persist: mpsc::UnboundedSender<PersistJob>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        settings: CoreSettings,
+        digest: DigestServer,
+        udp: HashMap<FlowId, Arc<UdpSocket>>,
+        store: Store,
+        inputs: mpsc::Sender<CoreInput>,
+        persist: mpsc::UnboundedSender<PersistJob>,
+        loaded: Vec<RegistrationRecord>,
+    ) -> Self {
+        let mut bindings: HashMap<String, (String, Vec<Binding>)> = HashMap::new();
+        for r in loaded {
+            let (Ok(source), Some(transport)) =
+                (r.source.parse(), Transport::from_via(&r.transport))
+            else {
+                continue;
+            };
+            let entry = bindings
+                .entry(r.username.clone())
+                .or_insert_with(|| (r.app_id.clone(), Vec::new()));
+            entry.1.push(Binding {
+                contact: r.contact,
+                expires_at: u64::try_from(r.expires_at).unwrap_or(0),
+                q: r.q.map(|q| q as f32),
+                call_id: r.call_id,
+                cseq: r.cseq,
+                source,
+                transport,
+                user_agent: r.user_agent,
+            });
+        }
+        Core {
+            endpoint,
+            settings,
+            uas: UasPolicy::default(),
+            digest,
+            guard: AbuseGuard::default(),
+            udp,
+            streams: HashMap::new(),
+            bindings,
+            accounts: HashMap::new(),
+            pending: HashMap::new(),
+            store,
+            inputs,
+            persist,
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CoreInput>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            let deadline = self.endpoint.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.handle_input(Instant::now(), input),
+                    None => break,
+                },
+                () = sleep => self.endpoint.handle_timeout(Instant::now()),
+                _ = housekeeping.tick() => self.housekeeping(),
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            self.pump(Instant::now());
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        self.guard.prune(now, &self.settings.abuse);
+        self.digest.prune(unix_now());
+        self.accounts
+            .retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_TTL);
+        let t = unix_now();
+        self.bindings.retain(|_, (_, b)| {
+            b.retain(|x| x.expires_at > t);
+            !b.is_empty()
+        });
+        metrics::gauge!("sipx_sip_registered_contacts")
+            .set(self.bindings.values().map(|(_, b)| b.len()).sum::<usize>() as f64);
+        metrics::gauge!("sipx_sip_banned_sources").set(self.guard.banned_count() as f64);
+    }
+
+    fn handle_input(&mut self, now: Instant, input: CoreInput) {
+        match input {
+            CoreInput::Datagram { peer, bytes } => {
+                if self.guard.is_banned(peer.addr.ip(), now) {
+                    metrics::counter!("sipx_sip_dropped_total", "reason" => "banned").increment(1);
+                    return;
+                }
+                self.endpoint.handle_datagram(now, peer, &bytes);
+            }
+            CoreInput::Parsed { peer, msg } => {
+                if self.guard.is_banned(peer.addr.ip(), now) {
+                    metrics::counter!("sipx_sip_dropped_total", "reason" => "banned").increment(1);
+                    return;
+                }
+                self.endpoint.handle_parsed(now, peer, msg);
+            }
+            CoreInput::Pong { peer } => self.send(Transmit {
+                peer,
+                bytes: b"\r\n".to_vec(),
+            }),
+            CoreInput::FlowOpened { flow, tx } => {
+                self.streams.insert(flow, tx);
+            }
+            CoreInput::FlowClosed { flow } => {
+                self.streams.remove(&flow);
+            }
+            CoreInput::Persisted { replies, ok } => {
+                for (txn, resp) in replies {
+                    let resp = if ok {
+                        resp
+                    } else {
+                        Response {
+                            status: 500,
+                            reason: "Registration could not be stored".to_owned(),
+                            body: Vec::new(),
+                            ..resp
+                        }
+                    };
+                    self.respond(now, txn, resp);
+                }
+            }
+            CoreInput::AccountLoaded { username, account } => {
+                self.accounts
+                    .insert(username.clone(), (account.clone(), now));
+                for p in self.pending.remove(&username).unwrap_or_default() {
+                    self.finish_register(now, p, account.clone());
+                }
+            }
+        }
+    }
+
+    fn pump(&mut self, now: Instant) {
+        while let Some(out) = self.endpoint.poll_output() {
+            match out {
+                Output::Transmit(t) => self.send(t),
+                Output::Event(e) => self.on_event(now, e),
+            }
+        }
+    }
+
+    fn send(&self, t: Transmit) {
+        match t.peer.transport {
+            Transport::Udp => {
+                if let Some(s) = self.udp.get(&t.peer.flow) {
+                    // Non-blocking: on a full socket buffer the message is lost, as UDP may
+                    // lose it anyway; transaction retransmissions cover it.
+                    let _ = s.try_send_to(&t.bytes, t.peer.addr);
+                }
+            }
+            _ => {
+                if let Some(tx) = self.streams.get(&t.peer.flow) {
+                    let _ = tx.try_send(t.bytes);
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, txn: ServerTxnId, mut response: Response) {
+        response
+            .headers
+            .push("Server", self.settings.server_header.clone());
+        metrics::counter!("sipx_sip_responses_total", "status" => response.status.to_string())
+            .increment(1);
+        self.endpoint.respond(now, txn, response);
+    }
+
+    fn on_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Request { txn, request, peer } => self.on_request(now, txn, request, peer),
+            Event::Malformed { peer, error } => {
+                metrics::counter!("sipx_sip_malformed_total").increment(1);
+                tracing::debug!(peer = %peer.addr, reason = %error.reason, "malformed SIP message");
+            }
+            // Calls join with call control; until then nothing else needs the TU.
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, txn: ServerTxnId, req: Request, peer: Peer) {
+        metrics::counter!("sipx_sip_requests_total", "method" => req.method.as_str().to_owned())
+            .increment(1);
+        if self.settings.abuse.drop_scanners
+            && req.headers.get("User-Agent").is_some_and(is_scanner)
+        {
+            metrics::counter!("sipx_sip_dropped_total", "reason" => "scanner").increment(1);
+            self.endpoint.abandon(txn);
+            return;
+        }
+        let tag = self.endpoint.new_tag();
+        if let Some(resp) = precheck(&req, &self.uas, &tag) {
+            self.respond(now, txn, resp);
+            return;
+        }
+        match req.method {
+            Method::Options => {
+                let resp = req
+                    .response(200, Some(&tag))
+                    .with_header("Allow", self.uas.allow_header())
+                    .with_header("Accept", self.uas.accept.join(", "))
+                    .with_header("Supported", self.uas.supported.join(", "));
+                self.respond(now, txn, resp);
+            }
+            Method::Register => self.on_register(now, txn, req, peer),
+            Method::Invite => {
+                let resp = req
+                    .response(480, Some(&tag))
+                    .with_reason("No route for this call");
+                self.respond(now, txn, resp);
+            }
+            _ => {
+                let resp = req.response(481, Some(&tag));
+                self.respond(now, txn, resp);
+            }
+        }
+    }
+
+    fn challenge(&mut self, now: Instant, txn: ServerTxnId, req: &Request, stale: bool) {
+        let tag = self.endpoint.new_tag();
+        let mut resp = req.response(401, Some(&tag));
+        for c in self.digest.challenges(unix_now(), stale) {
+            resp.headers.push("WWW-Authenticate", c);
+        }
+        self.respond(now, txn, resp);
+    }
+
+    fn on_register(&mut self, now: Instant, txn: ServerTxnId, req: Request, peer: Peer) {
+        if let Some(reason) = registrar::check_syntax(&req) {
+            let tag = self.endpoint.new_tag();
+            self.respond(now, txn, req.response(400, Some(&tag)).with_reason(reason));
+            return;
+        }
+        let creds = req
+            .headers
+            .get_all("Authorization")
+            .filter_map(DigestParams::parse)
+            .find(|c| self.digest.username(c).is_some());
+        let Some(creds) = creds else {
+            self.challenge(now, txn, &req, false);
+            return;
+        };
+        let username = self.digest.username(&creds).unwrap_or_default().to_owned();
+        let pending = PendingRegister {
+            txn,
+            request: req,
+            peer,
+            creds,
+        };
+        if let Some((account, at)) = self.accounts.get(&username)
+            && now.duration_since(*at) < ACCOUNT_TTL
+        {
+            let account = account.clone();
+            self.finish_register(now, pending, account);
+            return;
+        }
+        let waiting = self.pending.entry(username.clone()).or_default();
+        waiting.push(pending);
+        if waiting.len() == 1 {
+            let store = self.store.clone();
+            let inputs = self.inputs.clone();
+            tokio::spawn(async move {
+                let account = lookup(&store, &username).await;
+                let _ = inputs
+                    .send(CoreInput::AccountLoaded { username, account })
+                    .await;
+            });
+        }
+    }
+
+    fn auth_failed(&mut self, now: Instant, p: &PendingRegister) {
+        metrics::counter!("sipx_sip_auth_failures_total").increment(1);
+        let ip = p.peer.addr.ip();
+        if self.guard.record_failure(ip, now, &self.settings.abuse) {
+            metrics::counter!("sipx_sip_bans_total").increment(1);
+            tracing::warn!(source = %ip, "too many failed authentications: source banned");
+        }
+        self.challenge(now, p.txn, &p.request, false);
+    }
+
+    fn finish_register(&mut self, now: Instant, p: PendingRegister, account: Option<Account>) {
+        let now_secs = unix_now();
+        // An unknown user is answered exactly like a wrong password: no account enumeration.
+        let Some(account) = account else {
+            self.auth_failed(now, &p);
+            return;
+        };
+        match self
+            .digest
+            .verify(&p.creds, "REGISTER", account.password.expose(), now_secs)
+        {
+            Ok(_) => {}
+            Err(DigestError::Stale) => {
+                self.challenge(now, p.txn, &p.request, true);
+                return;
+            }
+            Err(_) => {
+                self.auth_failed(now, &p);
+                return;
+            }
+        }
+        let tag = self.endpoint.new_tag();
+        let ip = p.peer.addr.ip();
+        self.guard.record_success(ip);
+        let username = self
+            .digest
+            .username(&p.creds)
+            .unwrap_or_default()
+            .to_owned();
+        let forbidden = if !account.enabled {
+            Some("Account disabled")
+        } else if !account.allowed.is_empty() && !account.allowed.iter().any(|n| n.contains(&ip)) {
+            Some("Source address not allowed for this account")
+        } else if p.request.to().and_then(|t| t.uri.user()).as_deref() != Some(username.as_str()) {
+            Some("To does not match the authenticated user")
+        } else {
+            None
+        };
+        if let Some(reason) = forbidden {
+            self.respond(
+                now,
+                p.txn,
+                p.request.response(403, Some(&tag)).with_reason(reason),
+            );
+            return;
+        }
+        let policy = RegisterPolicy {
+            max_bindings: account.max_bindings,
+            ..self.settings.register.clone()
+        };
+        let current = self
+            .bindings
+            .get(&username)
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or(&[]);
+        match registrar::apply(
+            &p.request,
+            current,
+            &policy,
+            now_secs,
+            p.peer.addr,
+            p.peer.transport,
+            &tag,
+        ) {
+            Ok(new) => {
+                let resp = registrar::ok_response(&p.request, &new, now_secs, &tag);
+                tracing::info!(
+                    %username,
+                    source = %p.peer.addr,
+                    transport = %p.peer.transport,
+                    contacts = new.len(),
+                    "registration"
+                );
+                // The 200 leaves once the change is durable (group commit by the writer).
+                self.persist_bindings(&username, &account.app_id, &new, Some((p.txn, resp)));
+                if new.is_empty() {
+                    self.bindings.remove(&username);
+                } else {
+                    self.bindings.insert(username, (account.app_id, new));
+                }
+            }
+            Err(resp) => self.respond(now, p.txn, resp),
+        }
+    }
+
+    fn persist_bindings(
+        &self,
+        username: &str,
+        app_id: &str,
+        bindings: &[Binding],
+        reply: Option<(ServerTxnId, Response)>,
+    ) {
+        let set = BindingSet {
+            username: username.to_owned(),
+            app_id: app_id.to_owned(),
+            bindings: bindings
+                .iter()
+                .map(|b| RegistrationRecord {
+                    username: username.to_owned(),
+                    app_id: app_id.to_owned(),
+                    contact: b.contact.clone(),
+                    expires_at: i64::try_from(b.expires_at).unwrap_or(i64::MAX),
+                    q: b.q.map(f64::from),
+                    call_id: b.call_id.clone(),
+                    cseq: b.cseq,
+                    source: b.source.to_string(),
+                    transport: b.transport.via_name().to_owned(),
+                    user_agent: b.user_agent.clone(),
+                })
+                .collect(),
+        };
+        let _ = self.persist.send(PersistJob { set, reply });
+    }
+}
+
+/// A SIP account by username, else an application by API key (the first SIPx's scheme).
+async fn lookup(store: &Store, username: &str) -> Option<Account> {
+    match store.sip_account_credentials(username).await {
+        Ok(Some((rec, password))) => {
+            return Some(Account {
+                app_id: rec.app_id,
+                password,
+                allowed: rec
+                    .allowed_cidrs
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect(),
+                max_bindings: rec.max_bindings,
+                enabled: rec.enabled,
+            });
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "SIP account lookup failed");
+            return None;
+        }
+    }
+    match store.app_credentials(username).await {
+        Ok(Some((app, secret))) => Some(Account {
+            app_id: app.id,
+            password: Redacted::new(String::from_utf8_lossy(secret.expose()).into_owned()),
+            allowed: Vec::new(),
+            max_bindings: 10,
+            enabled: !app.disabled,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "application lookup failed");
+            None
+        }
+    }
+}
+
+/// Writes binding changes, batching whatever queued up meanwhile into one transaction (the
+/// last set per username wins), then releases the answers that waited for it: one fsync serves
+/// a whole burst of REGISTERs.
+pub(crate) async fn persist_loop(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<PersistJob>,
+    core: mpsc::Sender<CoreInput>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            jobs.push(next);
+        }
+        let mut latest: HashMap<String, BindingSet> = HashMap::new();
+        let mut replies = Vec::new();
+        for job in jobs {
+            replies.extend(job.reply);
+            latest.insert(job.set.username.clone(), job.set);
+        }
+        let sets: Vec<BindingSet> = latest.into_values().collect();
+        let ok = match store.replace_registrations(&sets).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist registrations");
+                false
+            }
+        };
+        if !replies.is_empty()
+            && core
+                .send(CoreInput::Persisted { replies, ok })
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! SIP service: binds the listeners at build time (so a busy port fails the start), then runs
+//! the core task, the socket tasks and the registration writer.
+
+mod abuse;
+mod core;
+mod transport;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sipx_api::Health;
+use sipx_sip::digest::{Algorithm, DigestServer};
+use sipx_sip::registrar::RegisterPolicy;
+use sipx_sip::{Endpoint, EndpointConfig, FlowId};
+use sipx_store::Store;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::StartupError;
+use crate::config::SipConfig;
+use abuse::AbusePolicy;
+use core::{Core, CoreSettings};
+use transport::FlowIds;
+
+/// Listeners bound, nothing running yet.
+pub struct BoundSip {
+    config: SipConfig,
+    udp: Vec<(FlowId, Arc<UdpSocket>, Arc<AtomicBool>)>,
+    tcp: Vec<(TcpListener, Arc<AtomicBool>)>,
+    ids: Arc<FlowIds>,
+    algorithms: Vec<Algorithm>,
+}
+
+impl BoundSip {
+    pub async fn bind(
+        config: &SipConfig,
+        health: &Health,
+    ) -> Result<Option<BoundSip>, StartupError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let algorithms = config
+            .digest_algorithms
+            .iter()
+            .map(|a| {
+                Algorithm::parse(a).ok_or_else(|| {
+                    StartupError::Config(format!("sip.digest_algorithms: unknown algorithm {a:?}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = Arc::new(FlowIds::default());
+        let mut udp = Vec::new();
+        for addr in &config.udp {
+            let socket = transport::bind_udp(*addr, config.udp_recv_buffer).map_err(|source| {
+                StartupError::Bind {
+                    what: "SIP over UDP",
+                    addr: *addr,
+                    source,
+                }
+            })?;
+            let ready = health.listener(&format!("sip-udp {addr}"));
+            udp.push((ids.next(), Arc::new(socket), ready));
+        }
+        let mut tcp = Vec::new();
+        for addr in &config.tcp {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    what: "SIP over TCP",
+                    addr: *addr,
+                    source,
+                })?;
+            let ready = health.listener(&format!("sip-tcp {addr}"));
+            tcp.push((listener, ready));
+        }
+        Ok(Some(BoundSip {
+            config: config.clone(),
+            udp,
+            tcp,
+            ids,
+            algorithms,
+        }))
+    }
+
+    /// Starts every task; they stop when `stop` turns true.
+    pub async fn spawn(
+        self,
+        store: Store,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Vec<JoinHandle<()>>, StartupError> {
+        let c = &self.config;
+        let mut seed = [0u8; 8];
+        sipx_secrets::generate::fill(&mut seed);
+        let mut nonce_key = [0u8; 32];
+        sipx_secrets::generate::fill(&mut nonce_key);
+        let endpoint = Endpoint::new(EndpointConfig {
+            t1: Duration::from_millis(c.t1_ms),
+            t2: Duration::from_millis(c.t2_ms),
+            t4: Duration::from_millis(c.t4_ms),
+            seed: u64::from_le_bytes(seed),
+        });
+        let settings = CoreSettings {
+            register: RegisterPolicy {
+                min_expires: c.min_expires,
+                max_expires: c.max_expires,
+                default_expires: c.default_expires,
+                max_bindings: 5,
+            },
+            abuse: AbusePolicy {
+                max_auth_failures: c.max_auth_failures.max(1),
+                failure_window: Duration::from_secs(c.failure_window_secs),
+                ban: Duration::from_secs(c.ban_secs),
+                drop_scanners: c.drop_scanners,
+            },
+            server_header: format!("SIPx/{}", env!("CARGO_PKG_VERSION")),
+        };
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let loaded = store
+            .live_registrations(i64::try_from(now_secs).unwrap_or(i64::MAX))
+            .await?;
+        tracing::info!(contacts = loaded.len(), "registrations restored");
+        let (tx, rx) = mpsc::channel(4096);
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(core::persist_loop(
+            store.clone(),
+            persist_rx,
+            tx.clone(),
+        )));
+        let mut udp_map = HashMap::new();
+        for (flow, socket, ready) in self.udp {
+            if let Ok(a) = socket.local_addr() {
+                tracing::info!(addr = %a, "SIP listening on UDP");
+            }
+            udp_map.insert(flow, socket.clone());
+            ready.store(true, Ordering::SeqCst);
+            tasks.push(tokio::spawn(transport::udp_loop(
+                socket,
+                flow,
+                tx.clone(),
+                stop.clone(),
+            )));
+        }
+        for (listener, ready) in self.tcp {
+            if let Ok(a) = listener.local_addr() {
+                tracing::info!(addr = %a, "SIP listening on TCP");
+            }
+            ready.store(true, Ordering::SeqCst);
+            tasks.push(tokio::spawn(transport::tcp_accept_loop(
+                listener,
+                self.ids.clone(),
+                tx.clone(),
+                stop.clone(),
+            )));
+        }
+        let mut digest = DigestServer::new(c.realm.clone(), nonce_key, c.nonce_ttl_secs);
+        digest.set_algorithms(self.algorithms);
+        let core = Core::new(
+            endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded,
+        );
+        tasks.push(tokio::spawn(core.run(rx, stop)));
+        Ok(tasks)
+    }
+}

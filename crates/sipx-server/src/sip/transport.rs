@@ -1,0 +1,170 @@
+//! Socket tasks for SIP: UDP receive loops and TCP connections (framed by `sipx_sip::msg::Framer`).
+//! They only move bytes: every decision is the core's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sipx_sip::msg::{Framed, Framer};
+use sipx_sip::{FlowId, Peer, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use super::core::CoreInput;
+
+/// Flow ids: UDP sockets and TCP connections share one numbering.
+#[derive(Debug, Default)]
+pub struct FlowIds(AtomicU64);
+
+impl FlowIds {
+    pub fn next(&self) -> FlowId {
+        FlowId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// Binds a UDP socket with a large receive buffer (bursts of REGISTERs and INVITEs must not be
+/// dropped by the kernel while the core is busy).
+pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(recv_buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+pub async fn udp_loop(
+    socket: Arc<UdpSocket>,
+    flow: FlowId,
+    core: mpsc::Sender<CoreInput>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match received {
+            Ok((n, addr)) => {
+                let peer = Peer {
+                    transport: Transport::Udp,
+                    flow,
+                    addr,
+                };
+                // Keep-alive CRLFs (RFC 5626 §3.5.1 over UDP) carry no message.
+                if buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
+                    continue;
+                }
+                if core
+                    .send(CoreInput::Datagram {
+                        peer,
+                        bytes: buf[..n].to_vec(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                // ICMP errors surface here on Linux (ECONNREFUSED from an earlier send).
+                tracing::debug!(error = %e, "UDP receive error");
+            }
+        }
+    }
+}
+
+pub async fn tcp_accept_loop(
+    listener: TcpListener,
+    ids: Arc<FlowIds>,
+    core: mpsc::Sender<CoreInput>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                let flow = ids.next();
+                tokio::spawn(tcp_connection(
+                    stream,
+                    addr,
+                    flow,
+                    core.clone(),
+                    stop.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIP TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn tcp_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    flow: FlowId,
+    core: mpsc::Sender<CoreInput>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = Peer {
+        transport: Transport::Tcp,
+        flow,
+        addr,
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
+        return;
+    }
+    let write_task = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut framer = Framer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = tokio::select! {
+            r = reader.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_unit() {
+                Ok(Some(Framed::Message(msg))) => {
+                    if core.send(CoreInput::Parsed { peer, msg }).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Ok(Some(Framed::Ping)) => {
+                    let _ = core.send(CoreInput::Pong { peer }).await;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "closing SIP TCP connection");
+                    break 'conn;
+                }
+            }
+        }
+    }
+    let _ = core.send(CoreInput::FlowClosed { flow }).await;
+    write_task.abort();
+}

@@ -1,0 +1,158 @@
+"""The registrar with real SIP peers: sipp (UDP and TCP) and baresip."""
+
+import re
+import subprocess
+import tempfile
+
+import requests
+
+from conftest import PEERS, Server, auth_header, create_app, run_sipp, sip_addr
+
+
+def account(server, creds, username, password, **extra):
+    r = requests.post(server.url("/v1/sip-accounts"), headers=auth_header(*creds),
+                      json={"username": username, "password": password, **extra}, timeout=5)
+    assert r.status_code == 201, r.text
+
+
+def registrations(server, creds):
+    r = requests.get(server.url("/v1/registrations"), headers=auth_header(*creds), timeout=5)
+    assert r.status_code == 200
+    return r.json()["items"]
+
+
+def users_csv(tmp_path, user, password):
+    f = tmp_path / f"{user}-{password}.csv"
+    f.write_text(f"SEQUENTIAL\n{user};sipx.test;[authentication username={user} password={password}]\n")
+    return str(f)
+
+
+def registration_logged(server, user, count):
+    """Waits for the registrar's log line for `user` (the count-th one)."""
+    seen = []
+
+    def match(e):
+        if e.get("message") == "registration" and e.get("username") == user:
+            seen.append(e)
+        return len(seen) >= count
+
+    server.wait_log(lambda e: match(e) if e not in seen else False, 10)
+
+
+def test_options_is_answered(server):
+    for transport, flag in (("udp", "u1"), ("tcp", "t1")):
+        p = run_sipp("options.xml", sip_addr(server, transport), "127.0.0.31", "-t", flag)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def test_register_with_digest_refresh_and_unregister(server, tmp_path):
+    creds = create_app(server)[:2]
+    account(server, creds, "alice", "alicepw123")
+    target = sip_addr(server, "udp")
+    csv = users_csv(tmp_path, "alice", "alicepw123")
+    # Challenge, then success.
+    p = run_sipp("register_auth.xml", target, "127.0.0.32", "-inf", csv, "-set", "expires", "300")
+    assert p.returncode == 0, p.stdout[-2000:]
+    regs = registrations(server, creds)
+    assert [(r["username"], r["contact"]) for r in regs] == [("alice", "sip:alice@127.0.0.32:5060;transport=UDP")]
+    assert 290 <= regs[0]["expires_in"] <= 300
+    assert regs[0]["source"] == "127.0.0.32:5060"
+    # Refresh: the same contact, a new expiry; still one binding.
+    p = run_sipp("register_auth.xml", target, "127.0.0.32", "-inf", csv, "-set", "expires", "600")
+    assert p.returncode == 0
+    regs = registrations(server, creds)
+    assert len(regs) == 1 and 590 <= regs[0]["expires_in"] <= 600
+    # Un-register.
+    p = run_sipp("register_auth.xml", target, "127.0.0.32", "-inf", csv, "-set", "expires", "0")
+    assert p.returncode == 0
+    assert registrations(server, creds) == []
+
+
+def test_register_over_tcp(server, tmp_path):
+    creds = create_app(server)[:2]
+    account(server, creds, "tcpuser", "tcppass123")
+    p = run_sipp("register_auth.xml", sip_addr(server, "tcp"), "127.0.0.33", "-t", "t1",
+                 "-inf", users_csv(tmp_path, "tcpuser", "tcppass123"), "-set", "expires", "300")
+    assert p.returncode == 0, p.stdout[-2000:]
+    regs = registrations(server, creds)
+    assert regs and regs[0]["transport"] == "TCP"
+
+
+def test_wrong_password_gets_401_then_the_source_is_banned(data_dir, tmp_path):
+    s = Server(data_dir, env={"SIPX_SIP__MAX_AUTH_FAILURES": "3"}).start()
+    try:
+        creds = create_app(s)[:2]
+        account(s, creds, "carol", "carolpw123")
+        target = sip_addr(s, "udp")
+        bad = users_csv(tmp_path, "carol", "wrong-password")
+        for _ in range(3):
+            p = run_sipp("register_auth.xml", target, "127.0.0.34", "-inf", bad, "-set", "expires", "300",
+                         "-trace_msg", cwd=tmp_path)
+            assert p.returncode != 0
+        log = "".join(f.read_text() for f in tmp_path.glob("*_messages.log"))
+        # Every attempt: a challenge, then a 401 for the wrong answer.
+        received_401 = re.findall(r"message received \[\d+\] bytes :\s*SIP/2.0 401 ", log)
+        assert len(received_401) == 6, log[-3000:]
+        s.wait_log(lambda e: "source banned" in (e.get("message") or ""), 5)
+        # Banned: even the right password from that address gets no answer...
+        good = users_csv(tmp_path, "carol", "carolpw123")
+        p = run_sipp("register_auth.xml", target, "127.0.0.34", "-inf", good, "-set", "expires", "300")
+        assert p.returncode != 0
+        # ...while another address registers fine.
+        p = run_sipp("register_auth.xml", target, "127.0.0.35", "-inf", good, "-set", "expires", "300")
+        assert p.returncode == 0
+        metrics = requests.get(s.url("/metrics"), timeout=5).text
+        assert "sipx_sip_bans_total 1" in metrics
+        assert "sipx_sip_auth_failures_total 3" in metrics
+    finally:
+        s.stop()
+
+
+def test_application_key_can_register_like_the_first_sipx(server, tmp_path):
+    key, secret, _ = create_app(server)
+    p = run_sipp("register_auth.xml", sip_addr(server, "udp"), "127.0.0.36",
+                 "-inf", users_csv(tmp_path, key, secret), "-set", "expires", "120")
+    assert p.returncode == 0, p.stdout[-2000:]
+    assert [r["username"] for r in registrations(server, (key, secret))] == [key]
+
+
+def test_registrations_survive_a_restart(data_dir, tmp_path):
+    s = Server(data_dir).start()
+    creds = create_app(s)[:2]
+    account(s, creds, "dave", "davepw1234")
+    p = run_sipp("register_auth.xml", sip_addr(s, "udp"), "127.0.0.37",
+                 "-inf", users_csv(tmp_path, "dave", "davepw1234"), "-set", "expires", "300")
+    assert p.returncode == 0
+    assert s.stop() == 0
+    s = Server(data_dir).start()
+    try:
+        s.wait_log(lambda e: e.get("message") == "registrations restored" and e.get("contacts") == 1, 10)
+        assert [r["username"] for r in registrations(s, creds)] == ["dave"]
+    finally:
+        s.stop()
+
+
+def baresip(tmp_path, name, sip_listen, ctrl, account_line):
+    d = tmp_path / name
+    subprocess.run(["sh", str(PEERS / "baresip" / "mkconf.sh"), str(d), sip_listen, ctrl, "20000-20099",
+                    "/dev/null", str(d / "rec"), account_line], check=True)
+    return subprocess.Popen(["baresip", "-f", str(d)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_baresip_registers_over_udp_and_tcp(server, tmp_path):
+    creds = create_app(server)[:2]
+    for i, transport in enumerate(("udp", "tcp")):
+        user = f"bare{transport}"
+        account(server, creds, user, "barepass123")
+        host, port = sip_addr(server, transport)
+        line = (f"<sip:{user}@127.0.0.1>;auth_pass=barepass123;"
+                f"outbound=\"sip:{host}:{port};transport={transport}\";regint=120")
+        proc = baresip(tmp_path, user, f"127.0.0.1:{5171 + 10 * i}", f"127.0.0.1:{4571 + i}", line)
+        try:
+            registration_logged(server, user, 1)
+            regs = [r for r in registrations(server, creds) if r["username"] == user]
+            assert regs and regs[0]["transport"] == transport.upper(), regs
+        finally:
+            proc.terminate()  # baresip un-registers on its way out
+            proc.wait(10)
