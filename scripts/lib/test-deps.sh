@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source scripts/lib/build-deps.sh
 
-apt_install chromium python3 python3-venv
+# Test peers: sipp (sip-tester) and baresip drive the SIP tests.
+apt_install chromium python3 python3-venv sip-tester baresip-core
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
@@ -23,4 +24,8 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "==> installing cargo-fuzz"
+  cargo install --locked cargo-fuzz
 fi

@@ -10,6 +10,8 @@
 
 pub mod digest;
 pub mod endpoint;
+#[cfg(any(test, feature = "_fuzz"))]
+pub mod fuzz;
 pub mod msg;
 pub mod registrar;
 mod rng;

@@ -166,3 +166,24 @@ fn no_torture_message_panics_when_truncated_or_mutated() {
         }
     }
 }
+
+/// The fuzz bodies over the torture corpus and the committed fuzz seeds: the round-trip
+/// invariant holds for every message there, in every CI run (the fuzzer explores further).
+#[test]
+fn fuzz_invariants_hold_on_the_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("tests/data/rfc4475")];
+    dirs.push(root.join("../../fuzz/corpus/sip_message"));
+    // Every crash the fuzzer found, kept so it can never come back.
+    dirs.push(root.join("tests/data/fuzz-regressions"));
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            sipx_sip::fuzz::sip_message(&bytes);
+            sipx_sip::fuzz::sip_framer(&bytes);
+        }
+    }
+}

@@ -18,6 +18,11 @@ pub enum Framed {
 #[derive(Debug, Default)]
 pub struct Framer {
     buf: Vec<u8>,
+    /// How far the search for the blank line has looked: resuming from there keeps a peer
+    /// that trickles one byte at a time from costing a rescan of the whole buffer each time.
+    scanned: usize,
+    /// Total length of the message whose header section is complete, while its body arrives.
+    pending_total: Option<usize>,
 }
 
 /// The stream broke the rules beyond repair: the connection should be closed.
@@ -42,32 +47,51 @@ impl Framer {
     pub fn next_unit(&mut self) -> Result<Option<Framed>, FramingError> {
         // Keep-alives: CRLFCRLF is a ping; a lone CRLF is a pong (ignored).
         if self.buf.starts_with(b"\r\n\r\n") {
-            self.buf.drain(..4);
+            self.consume(4);
             return Ok(Some(Framed::Ping));
         }
         while self.buf.starts_with(b"\r\n") && !self.buf[2..].starts_with(b"\r") {
-            self.buf.drain(..2);
+            self.consume(2);
         }
         if self.buf == b"\r\n" || self.buf.is_empty() {
             return Ok(None);
         }
-        let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {
+        if let Some(total) = self.pending_total {
+            return Ok(self.take(total));
+        }
+        let from = self.scanned.saturating_sub(3);
+        let Some(head_end) = find(&self.buf[from..], b"\r\n\r\n").map(|i| i + from) else {
+            self.scanned = self.buf.len();
             if self.buf.len() > MAX_MESSAGE_SIZE {
                 return Err(FramingError::TooLarge);
             }
             return Ok(None);
         };
+        self.scanned = head_end;
         let head = &self.buf[..head_end];
         let length = content_length(head).ok_or(FramingError::BadContentLength)?;
         let total = head_end + 4 + length;
         if total > MAX_MESSAGE_SIZE {
             return Err(FramingError::TooLarge);
         }
+        self.pending_total = Some(total);
+        Ok(self.take(total))
+    }
+
+    /// The message of `total` bytes, once all of it has arrived.
+    fn take(&mut self, total: usize) -> Option<Framed> {
         if self.buf.len() < total {
-            return Ok(None);
+            return None;
         }
         let msg: Vec<u8> = self.buf.drain(..total).collect();
-        Ok(Some(Framed::Message(parse_framed(&msg))))
+        self.scanned = 0;
+        self.pending_total = None;
+        Some(Framed::Message(parse_framed(&msg)))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.scanned = self.scanned.saturating_sub(n);
     }
 }
 
@@ -115,6 +139,19 @@ mod tests {
             Some(Framed::Message(Ok(_)))
         ));
         assert!(f.next_unit().unwrap().is_none());
+    }
+
+    #[test]
+    fn frames_a_message_fed_byte_by_byte() {
+        let mut f = Framer::new();
+        let mut got = 0;
+        for b in MSG.iter().chain(MSG) {
+            f.push(std::slice::from_ref(b));
+            while let Some(Framed::Message(Ok(_))) = f.next_unit().unwrap() {
+                got += 1;
+            }
+        }
+        assert_eq!(got, 2);
     }
 
     #[test]

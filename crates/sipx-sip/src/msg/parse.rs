@@ -165,7 +165,8 @@ fn parse_request(line: &str, headers: Headers, body: Vec<u8>) -> Result<Request,
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         let mut e = bad("Version Not Supported");
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        // Bytes, not a str slice: the version may hold multi-byte characters.
+        if version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
             e.status = 505;
         }
         return Err(e);
