@@ -132,27 +132,45 @@ def test_registrations_survive_a_restart(data_dir, tmp_path):
         s.stop()
 
 
-def baresip(tmp_path, name, sip_listen, ctrl, account_line):
+def baresip(tmp_path, name, sip_listen, ctrl, account_line, cafile=None):
     d = tmp_path / name
     subprocess.run(["sh", str(PEERS / "baresip" / "mkconf.sh"), str(d), sip_listen, ctrl, "20000-20099",
                     "/dev/null", str(d / "rec"), account_line], check=True)
+    if cafile:
+        with open(d / "config", "a") as f:
+            f.write(f"sip_cafile\t{cafile}\n")
     return subprocess.Popen(["baresip", "-f", str(d)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
-def test_baresip_registers_over_udp_and_tcp(server, tmp_path):
-    creds = create_app(server)[:2]
-    for i, transport in enumerate(("udp", "tcp")):
-        user = f"bare{transport}"
-        account(server, creds, user, "barepass123")
-        host, port = sip_addr(server, transport)
-        line = (f"<sip:{user}@127.0.0.1>;auth_pass=barepass123;"
-                f"outbound=\"sip:{host}:{port};transport={transport}\";regint=120")
-        proc = baresip(tmp_path, user, f"127.0.0.1:{5171 + 10 * i}", f"127.0.0.1:{4571 + i}", line)
-        try:
-            registration_logged(server, user, 1)
-            regs = [r for r in registrations(server, creds) if r["username"] == user]
-            assert regs and regs[0]["transport"] == transport.upper(), regs
-        finally:
-            proc.terminate()  # baresip un-registers on its way out
-            proc.wait(10)
+def self_signed(tmp_path):
+    cert, key = tmp_path / "sip-cert.pem", tmp_path / "sip-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_baresip_registers_over_udp_tcp_and_tls(data_dir, tmp_path):
+    cert, key = self_signed(tmp_path)
+    s = Server(data_dir, env={"SIPX_SIP__TLS": '["127.0.0.1:0"]', "SIPX_SIP__TLS_CERT": str(cert),
+                              "SIPX_SIP__TLS_KEY": str(key)}).start()
+    try:
+        creds = create_app(s)[:2]
+        cafile = cert  # baresip verifies the server certificate
+        for i, transport in enumerate(("udp", "tcp", "tls")):
+            user = f"bare{transport}"
+            account(s, creds, user, "barepass123")
+            host, port = sip_addr(s, transport)
+            line = (f"<sip:{user}@127.0.0.1>;auth_pass=barepass123;"
+                    f"outbound=\"sip:{host}:{port};transport={transport}\";regint=120")
+            proc = baresip(tmp_path, user, f"127.0.0.1:{5171 + 10 * i}", f"127.0.0.1:{4571 + i}", line, cafile)
+            try:
+                registration_logged(s, user, 1)
+                regs = [r for r in registrations(s, creds) if r["username"] == user]
+                assert regs and regs[0]["transport"] == transport.upper(), regs
+            finally:
+                proc.terminate()  # baresip un-registers on its way out
+                proc.wait(10)
+    finally:
+        s.stop()

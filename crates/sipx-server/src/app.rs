@@ -1,6 +1,7 @@
 //! The running service: built from a [`Config`], run until a signal.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -45,9 +46,13 @@ impl App {
                 addr: config.http.listen,
                 source,
             })?;
-        let tls = Self::tls(&config)?;
+        let (tls, tls_files) = Self::tls(&config)?;
+        let sip_tls_files = match (&config.sip.tls_cert, &config.sip.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => tls_files,
+        };
         let health = Health::default();
-        let sip = crate::sip::BoundSip::bind(&config.sip, &health).await?;
+        let sip = crate::sip::BoundSip::bind(&config.sip, &health, sip_tls_files).await?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -72,13 +77,26 @@ impl App {
         })
     }
 
-    fn tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, StartupError> {
+    /// The HTTPS configuration, and the certificate files it uses (SIP over TLS may share them).
+    #[allow(clippy::type_complexity)]
+    fn tls(
+        config: &Config,
+    ) -> Result<
+        (
+            Option<Arc<rustls::ServerConfig>>,
+            Option<(PathBuf, PathBuf)>,
+        ),
+        StartupError,
+    > {
         match (
             &config.http.tls.cert,
             &config.http.tls.key,
             config.http.tls.dev,
         ) {
-            (Some(cert), Some(key), _) => Ok(Some(crate::tls::server_config(cert, key)?)),
+            (Some(cert), Some(key), _) => Ok((
+                Some(crate::tls::server_config(cert, key)?),
+                Some((cert.clone(), key.clone())),
+            )),
             (Some(_), None, _) | (None, Some(_), _) => Err(StartupError::Tls(
                 "set both http.tls.cert and http.tls.key".to_owned(),
             )),
@@ -91,9 +109,12 @@ impl App {
                 })?;
                 let (cert, key, fingerprint) = crate::tls::dev_certificate(&config.data_dir)?;
                 tracing::info!(cert = %cert.display(), %fingerprint, "development TLS certificate (self-signed)");
-                Ok(Some(crate::tls::server_config(&cert, &key)?))
+                Ok((
+                    Some(crate::tls::server_config(&cert, &key)?),
+                    Some((cert, key)),
+                ))
             }
-            (None, None, false) => Ok(None),
+            (None, None, false) => Ok((None, None)),
         }
     }
 

@@ -61,6 +61,11 @@ pub struct SipConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses (`sips:`, `transport=tls`; conventionally port 5061). The
+    /// certificate is `tls_cert`/`tls_key`, else the HTTP API's (`http.tls`, or the dev one).
+    pub tls: Vec<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Host (name or address) to advertise in Via/Contact behind 1:1 NAT; the listen address
     /// otherwise.
     pub external_host: Option<String>,
@@ -96,6 +101,9 @@ impl Default for SipConfig {
             enabled: true,
             udp: vec![SocketAddr::from(([127, 0, 0, 1], 5060))],
             tcp: vec![SocketAddr::from(([127, 0, 0, 1], 5060))],
+            tls: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             external_host: None,
             realm: "sipx".to_owned(),
             t1_ms: 500,

@@ -15,6 +15,15 @@ fn tls_err(msg: String) -> StartupError {
 
 /// Builds a server configuration from PEM files, with ALPN for HTTP/2 and HTTP/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, StartupError> {
+    let mut config = plain_server_config(cert, key)?;
+    if let Some(c) = Arc::get_mut(&mut config) {
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    Ok(config)
+}
+
+/// A server configuration from PEM files, without ALPN (SIP over TLS).
+pub fn plain_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, StartupError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| tls_err(format!("cannot read certificate {}: {e}", cert.display())))?
         .collect::<Result<_, _>>()
@@ -24,7 +33,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Start
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| tls_err(format!("cannot read private key {}: {e}", key.display())))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
+    let config = ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -36,7 +45,6 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Start
             "certificate and key do not form a usable pair: {e}"
         ))
     })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -6,6 +6,7 @@ mod core;
 mod transport;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use sipx_store::Store;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::StartupError;
 use crate::config::SipConfig;
@@ -29,15 +31,18 @@ use transport::FlowIds;
 pub struct BoundSip {
     config: SipConfig,
     udp: Vec<(FlowId, Arc<UdpSocket>, Arc<AtomicBool>)>,
-    tcp: Vec<(TcpListener, Arc<AtomicBool>)>,
+    tcp: Vec<(TcpListener, Option<TlsAcceptor>, Arc<AtomicBool>)>,
     ids: Arc<FlowIds>,
     algorithms: Vec<Algorithm>,
 }
 
 impl BoundSip {
+    /// Binds every listener. `tls_files` is the certificate for SIP over TLS when `sip.tls`
+    /// has addresses (the caller resolves the fallbacks).
     pub async fn bind(
         config: &SipConfig,
         health: &Health,
+        tls_files: Option<(PathBuf, PathBuf)>,
     ) -> Result<Option<BoundSip>, StartupError> {
         if !config.enabled {
             return Ok(None);
@@ -74,7 +79,28 @@ impl BoundSip {
                     source,
                 })?;
             let ready = health.listener(&format!("sip-tcp {addr}"));
-            tcp.push((listener, ready));
+            tcp.push((listener, None, ready));
+        }
+        if !config.tls.is_empty() {
+            let Some((cert, key)) = tls_files else {
+                return Err(StartupError::Tls(
+                    "sip.tls needs a certificate: set sip.tls_cert/sip.tls_key or http.tls"
+                        .to_owned(),
+                ));
+            };
+            let acceptor = TlsAcceptor::from(crate::tls::plain_server_config(&cert, &key)?);
+            for addr in &config.tls {
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartupError::Bind {
+                            what: "SIP over TLS",
+                            addr: *addr,
+                            source,
+                        })?;
+                let ready = health.listener(&format!("sip-tls {addr}"));
+                tcp.push((listener, Some(acceptor.clone()), ready));
+            }
         }
         Ok(Some(BoundSip {
             config: config.clone(),
@@ -146,13 +172,18 @@ impl BoundSip {
                 stop.clone(),
             )));
         }
-        for (listener, ready) in self.tcp {
+        for (listener, tls, ready) in self.tcp {
             if let Ok(a) = listener.local_addr() {
-                tracing::info!(addr = %a, "SIP listening on TCP");
+                if tls.is_some() {
+                    tracing::info!(addr = %a, "SIP listening on TLS");
+                } else {
+                    tracing::info!(addr = %a, "SIP listening on TCP");
+                }
             }
             ready.store(true, Ordering::SeqCst);
-            tasks.push(tokio::spawn(transport::tcp_accept_loop(
+            tasks.push(tokio::spawn(transport::stream_accept_loop(
                 listener,
+                tls,
                 self.ids.clone(),
                 tx.clone(),
                 stop.clone(),

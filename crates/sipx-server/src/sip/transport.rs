@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sipx_sip::msg::{Framed, Framer};
 use sipx_sip::{FlowId, Peer, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::core::CoreInput;
@@ -80,8 +80,13 @@ pub async fn udp_loop(
     }
 }
 
-pub async fn tcp_accept_loop(
+/// A TLS handshake that has not finished by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TCP connections (`tls: None`) or TLS ones, one task per connection.
+pub async fn stream_accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     ids: Arc<FlowIds>,
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
@@ -95,35 +100,65 @@ pub async fn tcp_accept_loop(
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
                 let flow = ids.next();
-                tokio::spawn(tcp_connection(
-                    stream,
-                    addr,
-                    flow,
-                    core.clone(),
-                    stop.clone(),
-                ));
+                let (core, stop) = (core.clone(), stop.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(stream_connection(
+                            stream,
+                            addr,
+                            flow,
+                            Transport::Tcp,
+                            core,
+                            stop,
+                        ));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(tls)) => {
+                                    stream_connection(tls, addr, flow, Transport::Tls, core, stop)
+                                        .await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%addr, error = %e, "SIP TLS handshake failed")
+                                }
+                                Err(_) => tracing::debug!(%addr, "SIP TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "SIP TCP accept failed");
+                tracing::warn!(error = %e, "SIP stream accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-async fn tcp_connection(
-    stream: TcpStream,
+/// One stream connection (TCP or TLS): frames what arrives, writes what the core sends.
+async fn stream_connection<S>(
+    stream: S,
     addr: SocketAddr,
     flow: FlowId,
+    transport: Transport,
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let peer = Peer {
-        transport: Transport::Tcp,
+        transport,
         flow,
         addr,
     };
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
         return;
@@ -159,7 +194,7 @@ async fn tcp_connection(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(%addr, error = %e, "closing SIP TCP connection");
+                    tracing::debug!(%addr, error = %e, "closing SIP stream connection");
                     break 'conn;
                 }
             }
