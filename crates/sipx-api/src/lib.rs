@@ -28,7 +28,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
-    use routes::{app, apps, ops, registrations, sip_accounts};
+    use routes::{app, apps, ops, registrations, sip_accounts, trunks};
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
@@ -54,6 +54,11 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
                 .delete(sip_accounts::delete),
         )
         .route("/v1/registrations", get(registrations::list))
+        .route("/v1/trunks", post(trunks::create).get(trunks::list))
+        .route(
+            "/v1/trunks/{trunk_id}",
+            get(trunks::get).patch(trunks::update).delete(trunks::delete),
+        )
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 

@@ -35,6 +35,11 @@ use crate::routes;
         routes::sip_accounts::update,
         routes::sip_accounts::delete,
         routes::registrations::list,
+        routes::trunks::create,
+        routes::trunks::list,
+        routes::trunks::get,
+        routes::trunks::update,
+        routes::trunks::delete,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
     // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
@@ -43,6 +48,7 @@ use crate::routes;
     tags(
         (name = "apps", description = "Applications (tenants) and their credentials"),
         (name = "sip-accounts", description = "Credentials that gateways and phones register with, and their registrations"),
+        (name = "trunks", description = "SIP trunks to and from providers"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -16,6 +16,7 @@ mod registrations;
 mod sip_accounts;
 mod store;
 mod time;
+mod trunks;
 
 pub use apps::{AppRecord, AppUpdate};
 pub use error::StoreError;
@@ -23,3 +24,4 @@ pub use page::{Page, PageRequest};
 pub use registrations::{BindingSet, RegistrationRecord};
 pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 pub use store::Store;
+pub use trunks::{SecretChange, TrunkData, TrunkRecord, TrunkWithSecrets};

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registrations",
         include_str!("../migrations/0002_registrations.sql"),
     ),
+    (3, "trunks", include_str!("../migrations/0003_trunks.sql")),
 ];
 
 pub(crate) fn migrator() -> Migrator {

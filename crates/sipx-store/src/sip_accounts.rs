@@ -97,6 +97,7 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        self.changed();
         Ok(SipAccountRecord {
             id,
             app_id: app_id.to_owned(),
@@ -177,6 +178,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.changed();
         self.get_sip_account(app_id, id).await
     }
 
@@ -187,6 +189,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.changed();
         Ok(done.rows_affected() > 0)
     }
 

@@ -14,6 +14,9 @@ use crate::StoreError;
 pub struct Store {
     pub(crate) pool: SqlitePool,
     pub(crate) master: Arc<MasterKey>,
+    /// Bumped on every write the SIP service caches (trunks, SIP accounts), so it reloads at
+    /// once instead of polling.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -48,6 +51,7 @@ impl Store {
         Ok(Self {
             pool,
             master: Arc::new(master),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -68,6 +72,15 @@ impl Store {
             self.app_credentials(&key).await?;
         }
         Ok(())
+    }
+
+    /// A receiver that wakes on every change to trunks or SIP accounts.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Closes the pool, waiting for in-flight queries.

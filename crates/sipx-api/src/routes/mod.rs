@@ -6,3 +6,15 @@ pub mod apps;
 pub mod ops;
 pub mod registrations;
 pub mod sip_accounts;
+pub mod trunks;
+
+use serde::{Deserialize, Deserializer};
+
+/// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`) in PATCH bodies.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sipx_secrets::Redacted;
 use sipx_store::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 use utoipa::ToSchema;
@@ -123,19 +123,11 @@ pub struct UpdateSipAccount {
     #[schema(minimum = 1, maximum = 100)]
     pub max_bindings: Option<u32>,
     pub enabled: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(max_length = 200)]
     pub description: Option<Option<String>>,
 }
 
-/// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
