@@ -171,3 +171,54 @@ def run_sipp(scenario, target, local_ip, *args, timeout=30, cwd=None):
 
 
 SIP_ENV = {"SIPX_SIP__UDP": '["127.0.0.1:0"]', "SIPX_SIP__TCP": '["127.0.0.1:0"]'}
+
+
+class Kamailio:
+    """A Kamailio with one of tests/e2e/peers/kamailio/*.cfg, on a loopback address."""
+
+    def __init__(self, cfg, listen, rundir, **defines):
+        self.listen, self.rundir = listen, pathlib.Path(rundir)
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        self.ctl = f"unix:{self.rundir}/ctl"
+        args = ["kamailio", "-f", str(PEERS / "kamailio" / cfg), "-A", f"LISTEN=udp:{listen[0]}:{listen[1]}",
+                "-A", f'CTLSOCK="{self.ctl}"', "-DD", "-E", "-m", "32", "-M", "8", "-Y", str(self.rundir)]
+        for k, v in defines.items():
+            args += ["-A", f"{k}={v}"]
+        self.log = open(self.rundir / "kamailio.log", "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self._await_answer()
+
+    def _await_answer(self, timeout=10):
+        """Ready once it answers an OPTIONS (whatever the status)."""
+        import socket
+        probe = (f"OPTIONS sip:{self.listen[0]} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKprobe\r\n"
+                 "Max-Forwards: 70\r\nTo: <sip:probe@x>\r\nFrom: <sip:probe@x>;tag=1\r\nCall-ID: probe\r\n"
+                 "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(0.2)
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, (self.rundir / "kamailio.log").read_text()
+                s.sendto(probe.replace(b"127.0.0.1:1", f"127.0.0.1:{s.getsockname()[1]}".encode()), self.listen)
+                try:
+                    s.recvfrom(4096)
+                    return
+                except OSError:
+                    continue
+        raise AssertionError("kamailio did not answer:\n" + (self.rundir / "kamailio.log").read_text())
+
+    def rpc(self, *args):
+        return subprocess.run(["kamcmd", "-s", self.ctl, *args], capture_output=True, text=True, timeout=10).stdout
+
+    def log_text(self):
+        self.log.flush()
+        return (self.rundir / "kamailio.log").read_text()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

@@ -21,7 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use observe::metrics_handle;
-pub use state::{AdminCredential, ApiState, AuthSettings, Health};
+pub use state::{AdminCredential, ApiState, AuthSettings, Health, Runtime, TrunkRegistrationState};
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -57,7 +57,9 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/v1/trunks", post(trunks::create).get(trunks::list))
         .route(
             "/v1/trunks/{trunk_id}",
-            get(trunks::get).patch(trunks::update).delete(trunks::delete),
+            get(trunks::get)
+                .patch(trunks::update)
+                .delete(trunks::delete),
         )
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);

@@ -15,6 +15,47 @@ pub struct ApiState {
     pub auth: Arc<AuthSettings>,
     pub metrics: PrometheusHandle,
     pub health: Health,
+    pub runtime: Runtime,
+}
+
+/// Live state the SIP service publishes for the API to show (it is not in the database).
+#[derive(Clone, Default)]
+pub struct Runtime {
+    trunk_registrations:
+        Arc<std::sync::RwLock<std::collections::HashMap<String, TrunkRegistrationState>>>,
+}
+
+/// Where SIPx's registration to a trunk's provider stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistrationState {
+    /// `registering`, `registered`, `failed` or `idle`.
+    pub state: &'static str,
+    pub last_status: Option<u16>,
+    pub last_reason: Option<String>,
+    /// Unix seconds until which the provider holds the registration.
+    pub expires_at: Option<u64>,
+}
+
+impl Runtime {
+    pub fn set_trunk_registration(&self, trunk_id: &str, state: Option<TrunkRegistrationState>) {
+        if let Ok(mut m) = self.trunk_registrations.write() {
+            match state {
+                Some(s) => {
+                    m.insert(trunk_id.to_owned(), s);
+                }
+                None => {
+                    m.remove(trunk_id);
+                }
+            }
+        }
+    }
+
+    pub fn trunk_registration(&self, trunk_id: &str) -> Option<TrunkRegistrationState> {
+        self.trunk_registrations
+            .read()
+            .ok()
+            .and_then(|m| m.get(trunk_id).cloned())
+    }
 }
 
 /// How requests are authenticated.

@@ -168,36 +168,82 @@ async fn trunks_crud_isolation_and_write_only_passwords() {
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.body["outbound"]["host"], "sip.carrier.example");
     assert_eq!(created.body["outbound"]["has_password"], true);
-    assert!(!created.text.contains("pw-123"), "passwords are never returned");
-    assert_eq!(created.body["inbound"]["allowed_cidrs"], json!(["198.51.100.0/24"]));
+    assert!(
+        !created.text.contains("pw-123"),
+        "passwords are never returned"
+    );
+    assert_eq!(
+        created.body["inbound"]["allowed_cidrs"],
+        json!(["198.51.100.0/24"])
+    );
     let id = created.body["id"].as_str().unwrap();
     let path = format!("/v1/trunks/{id}");
-    api.call(&b, "GET", &path, None).await.assert_problem(404, "not-found");
-    api.call(&b, "DELETE", &path, None).await.assert_problem(404, "not-found");
-    assert_eq!(api.call(&b, "GET", "/v1/trunks", None).await.body["items"], json!([]));
+    api.call(&b, "GET", &path, None)
+        .await
+        .assert_problem(404, "not-found");
+    api.call(&b, "DELETE", &path, None)
+        .await
+        .assert_problem(404, "not-found");
+    assert_eq!(
+        api.call(&b, "GET", "/v1/trunks", None).await.body["items"],
+        json!([])
+    );
 
     // Replacing outbound without a password keeps the stored one.
     let patched = api
-        .call(&a, "PATCH", &path, Some(json!({"outbound": {"host": "10.0.0.9", "port": 5070,
-            "username": "acct1", "register": true}})))
+        .call(
+            &a,
+            "PATCH",
+            &path,
+            Some(json!({"outbound": {"host": "10.0.0.9", "port": 5070,
+            "username": "acct1", "register": true}})),
+        )
         .await;
     assert_eq!(patched.status, 200, "{}", patched.text);
     assert_eq!(patched.body["outbound"]["has_password"], true);
     assert_eq!(patched.body["outbound"]["port"], 5070);
-    let inbound_only = api.call(&a, "PATCH", &path, Some(json!({"outbound": null}))).await;
+    let inbound_only = api
+        .call(&a, "PATCH", &path, Some(json!({"outbound": null})))
+        .await;
     assert_eq!(inbound_only.body["outbound"], serde_json::Value::Null);
-    assert_eq!(inbound_only.body["inbound"]["numbers"], json!(["+4930123456"]));
+    assert_eq!(
+        inbound_only.body["inbound"]["numbers"],
+        json!(["+4930123456"])
+    );
 
     for (body, field) in [
-        (json!({"name": "x", "outbound": {"host": "sip://bad"}}), "outbound.host"),
-        (json!({"name": "x", "outbound": {"host": "h", "register": true}}), "outbound.username"),
-        (json!({"name": "x", "outbound": {"host": "h", "register_expires": 5}}), "outbound.register_expires"),
-        (json!({"name": "x", "outbound": {"host": "h", "caller_id": "abc"}}), "outbound.caller_id"),
-        (json!({"name": "x", "inbound": {"allowed_cidrs": ["nope"]}}), "inbound.allowed_cidrs[0]"),
+        (
+            json!({"name": "x", "outbound": {"host": "sip://bad"}}),
+            "outbound.host",
+        ),
+        (
+            json!({"name": "x", "outbound": {"host": "h", "register": true}}),
+            "outbound.username",
+        ),
+        (
+            json!({"name": "x", "outbound": {"host": "h", "register_expires": 5}}),
+            "outbound.register_expires",
+        ),
+        (
+            json!({"name": "x", "outbound": {"host": "h", "caller_id": "abc"}}),
+            "outbound.caller_id",
+        ),
+        (
+            json!({"name": "x", "inbound": {"allowed_cidrs": ["nope"]}}),
+            "inbound.allowed_cidrs[0]",
+        ),
     ] {
         let r = api.call(&a, "POST", "/v1/trunks", Some(body)).await;
         r.assert_problem(422, "invalid-body");
-        assert!(r.body["errors"].as_array().unwrap().iter().any(|e| e["field"] == field), "{}", r.text);
+        assert!(
+            r.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
+            "{}",
+            r.text
+        );
     }
     assert_eq!(api.call(&a, "DELETE", &path, None).await.status, 204);
 }

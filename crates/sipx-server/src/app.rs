@@ -146,6 +146,7 @@ impl App {
             }),
             _ => None,
         };
+        let runtime = sipx_api::Runtime::default();
         let state = ApiState {
             store: store.clone(),
             auth: Arc::new(AuthSettings {
@@ -154,6 +155,7 @@ impl App {
             }),
             metrics: sipx_api::metrics_handle(),
             health: health.clone(),
+            runtime: runtime.clone(),
         };
         let router = sipx_api::router(state, config.http.body_limit);
 
@@ -164,7 +166,7 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sip_tasks = Vec::new();
         if let Some(sip) = sip {
-            match sip.spawn(store.clone(), stop_rx.clone()).await {
+            match sip.spawn(store.clone(), runtime, stop_rx.clone()).await {
                 Ok(tasks) => sip_tasks = tasks,
                 Err(e) => tracing::error!(error = %e, "SIP service did not start"),
             }

@@ -13,6 +13,7 @@ pub mod endpoint;
 #[cfg(any(test, feature = "_fuzz"))]
 pub mod fuzz;
 pub mod msg;
+pub mod outbound;
 pub mod registrar;
 mod rng;
 pub mod transport;

@@ -108,11 +108,19 @@ fn context(kind: &str, id: &str) -> String {
 }
 
 impl Store {
-    fn seal_change(&self, kind: &str, id: &str, change: &SecretChange, old: Option<String>) -> Option<String> {
+    fn seal_change(
+        &self,
+        kind: &str,
+        id: &str,
+        change: &SecretChange,
+        old: Option<String>,
+    ) -> Option<String> {
         match change {
             SecretChange::Keep => old,
             SecretChange::Clear => None,
-            SecretChange::Set(p) => Some(self.master.seal(&context(kind, id), p.expose().as_bytes())),
+            SecretChange::Set(p) => {
+                Some(self.master.seal(&context(kind, id), p.expose().as_bytes()))
+            }
         }
     }
 
@@ -218,7 +226,11 @@ impl Store {
         self.get_trunk(app_id, id).await
     }
 
-    pub async fn get_trunk(&self, app_id: &str, id: &str) -> Result<Option<TrunkRecord>, StoreError> {
+    pub async fn get_trunk(
+        &self,
+        app_id: &str,
+        id: &str,
+    ) -> Result<Option<TrunkRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM trunks WHERE app_id = ? AND id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app_id)
@@ -228,8 +240,13 @@ impl Store {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
-    pub async fn list_trunks(&self, app_id: &str, page: &PageRequest) -> Result<Page<TrunkRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM trunks WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?");
+    pub async fn list_trunks(
+        &self,
+        app_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<TrunkRecord>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM trunks WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app_id)
             .bind(page.after.as_deref().unwrap_or(""))
@@ -256,7 +273,9 @@ impl Store {
             "SELECT {COLUMNS} FROM trunks WHERE enabled = 1 AND app_id IN
              (SELECT id FROM apps WHERE disabled = 0) ORDER BY id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let trunk = from_row(row)?;
@@ -312,9 +331,14 @@ mod tests {
         let (store, _dir) = temp_store().await;
         let (a, _) = store.create_app("a").await.unwrap();
         let (b, _) = store.create_app("b").await.unwrap();
-        let mut changes = store.subscribe_changes();
+        let changes = store.subscribe_changes();
         let t = store
-            .create_trunk(&a.id, &data("p1"), &SecretChange::Set(Redacted::new("s3cret".into())), &SecretChange::Keep)
+            .create_trunk(
+                &a.id,
+                &data("p1"),
+                &SecretChange::Set(Redacted::new("s3cret".into())),
+                &SecretChange::Keep,
+            )
             .await
             .unwrap();
         assert!(changes.has_changed().unwrap());
@@ -326,12 +350,24 @@ mod tests {
         let mut d = data("p2");
         d.register = false;
         let u = store
-            .update_trunk(&a.id, &t.id, &d, &SecretChange::Keep, &SecretChange::Set(Redacted::new("in".into())))
+            .update_trunk(
+                &a.id,
+                &t.id,
+                &d,
+                &SecretChange::Keep,
+                &SecretChange::Set(Redacted::new("in".into())),
+            )
             .await
             .unwrap()
             .unwrap();
         assert!(u.has_password && u.has_inbound_password && !u.data.register);
-        assert!(store.update_trunk(&b.id, &t.id, &d, &SecretChange::Keep, &SecretChange::Keep).await.unwrap().is_none());
+        assert!(
+            store
+                .update_trunk(&b.id, &t.id, &d, &SecretChange::Keep, &SecretChange::Keep)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(!store.delete_trunk(&b.id, &t.id).await.unwrap());
         assert!(store.delete_trunk(&a.id, &t.id).await.unwrap());
     }

@@ -128,7 +128,6 @@ pub struct UpdateSipAccount {
     pub description: Option<Option<String>>,
 }
 
-
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "items": [{

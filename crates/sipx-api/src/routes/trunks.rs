@@ -86,6 +86,19 @@ pub struct TrunkOutbound {
     pub max_concurrent_calls: Option<u32>,
 }
 
+/// Where SIPx's registration to the provider stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"state": "registered", "last_status": 200, "last_reason": "OK", "expires_at": "2026-11-28T11:00:00.000Z"}))]
+pub struct TrunkRegistration {
+    /// `registering`, `registered`, `failed` or `idle`.
+    pub state: String,
+    /// The provider's last answer.
+    pub last_status: Option<u16>,
+    pub last_reason: Option<String>,
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
 /// Who may send calls in through this trunk.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"]}))]
@@ -104,6 +117,7 @@ pub struct TrunkInbound {
     "id": "trunk_01jdx3r5t6y7u8i9o0p1a2s3d4",
     "name": "Carrier A",
     "enabled": true,
+    "registration": {"state": "registered", "last_status": 200, "last_reason": "OK", "expires_at": "2026-11-28T11:00:00.000Z"},
     "outbound": {
         "host": "sip.carrier-a.example", "port": 5060, "transport": "udp", "username": "4930123456",
         "auth_username": null, "has_password": true, "from_domain": null, "register": true,
@@ -118,6 +132,9 @@ pub struct Trunk {
     pub id: String,
     pub name: String,
     pub enabled: bool,
+    /// SIPx's registration to the provider, when `outbound.register` is on and the SIP
+    /// service has tried.
+    pub registration: Option<TrunkRegistration>,
     /// Absent for an inbound-only trunk.
     pub outbound: Option<TrunkOutbound>,
     pub inbound: TrunkInbound,
@@ -125,6 +142,24 @@ pub struct Trunk {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+fn to_dto(r: TrunkRecord, state: &ApiState) -> Trunk {
+    let registration = state
+        .runtime
+        .trunk_registration(&r.id)
+        .map(|s| TrunkRegistration {
+            state: s.state.to_owned(),
+            last_status: s.last_status,
+            last_reason: s.last_reason,
+            expires_at: s
+                .expires_at
+                .map(|t| rfc3339(i64::try_from(t).unwrap_or(0).saturating_mul(1000))),
+        });
+    Trunk {
+        registration,
+        ..Trunk::from(r)
+    }
 }
 
 impl From<TrunkRecord> for Trunk {
@@ -135,6 +170,7 @@ impl From<TrunkRecord> for Trunk {
             id: r.id,
             name: d.name,
             enabled: d.enabled,
+            registration: None,
             outbound: d.host.map(|host| TrunkOutbound {
                 host,
                 port: d.port,
@@ -263,7 +299,9 @@ fn is_number(s: &str, allow_empty: bool) -> bool {
     let digits = s.strip_prefix('+').unwrap_or(s);
     (allow_empty || !digits.is_empty())
         && digits.len() <= 32
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 fn is_host(s: &str) -> bool {
@@ -272,13 +310,15 @@ fn is_host(s: &str) -> bool {
     }
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn is_sip_user(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~+-!*'()&=$,;?/".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~+-!*'()&=$,;?/".contains(&b))
 }
 
 fn is_secret(s: &str) -> bool {
@@ -301,24 +341,46 @@ impl Checker {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Invalid("the request body breaks a rule".to_owned(), self.0))
+            Err(ApiError::Invalid(
+                "the request body breaks a rule".to_owned(),
+                self.0,
+            ))
         }
     }
 }
 
 fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker) {
-    c.check(is_host(&o.host), "outbound.host", "a host name or IP address, without scheme or port");
+    c.check(
+        is_host(&o.host),
+        "outbound.host",
+        "a host name or IP address, without scheme or port",
+    );
     c.check(o.port != Some(0), "outbound.port", "must be 1 to 65535");
-    for (v, f) in [(&o.username, "outbound.username"), (&o.auth_username, "outbound.auth_username")] {
+    for (v, f) in [
+        (&o.username, "outbound.username"),
+        (&o.auth_username, "outbound.auth_username"),
+    ] {
         if let Some(v) = v {
-            c.check(is_sip_user(v), f, "letters, digits and SIP user characters, at most 128");
+            c.check(
+                is_sip_user(v),
+                f,
+                "letters, digits and SIP user characters, at most 128",
+            );
         }
     }
     if let Some(p) = &o.password {
-        c.check(is_secret(p), "outbound.password", "1 to 128 characters without control characters");
+        c.check(
+            is_secret(p),
+            "outbound.password",
+            "1 to 128 characters without control characters",
+        );
     }
     if let Some(d) = &o.from_domain {
-        c.check(is_host(d), "outbound.from_domain", "a host name or IP address");
+        c.check(
+            is_host(d),
+            "outbound.from_domain",
+            "a host name or IP address",
+        );
     }
     c.check(
         (30..=86_400).contains(&o.register_expires),
@@ -326,7 +388,11 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
         "must be 30 to 86400",
     );
     if o.register {
-        c.check(o.username.is_some(), "outbound.username", "registration needs a username");
+        c.check(
+            o.username.is_some(),
+            "outbound.username",
+            "registration needs a username",
+        );
         c.check(
             o.password.is_some() || has_stored_password,
             "outbound.password",
@@ -334,29 +400,55 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
         );
     }
     if let Some(cid) = &o.caller_id {
-        c.check(is_number(cid, false), "outbound.caller_id", "a phone number: optional +, then digits");
+        c.check(
+            is_number(cid, false),
+            "outbound.caller_id",
+            "a phone number: optional +, then digits",
+        );
     }
-    c.check(o.number_rules.len() <= 32, "outbound.number_rules", "at most 32 rules");
+    c.check(
+        o.number_rules.len() <= 32,
+        "outbound.number_rules",
+        "at most 32 rules",
+    );
     for (i, r) in o.number_rules.iter().enumerate() {
         c.check(
-            is_number(&r.prefix, true) && is_number(&r.replace_with, true) && r.prefix.len() <= 17 && r.replace_with.len() <= 17,
+            is_number(&r.prefix, true)
+                && is_number(&r.replace_with, true)
+                && r.prefix.len() <= 17
+                && r.replace_with.len() <= 17,
             format!("outbound.number_rules[{i}]"),
             "prefix and replace_with: optional +, then up to 16 digits",
         );
     }
     if let Some(m) = o.max_concurrent_calls {
-        c.check((1..=100_000).contains(&m), "outbound.max_concurrent_calls", "must be 1 to 100000");
+        c.check(
+            (1..=100_000).contains(&m),
+            "outbound.max_concurrent_calls",
+            "must be 1 to 100000",
+        );
     }
 }
 
 fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
-    c.check(cidrs.len() <= 32, "inbound.allowed_cidrs", "at most 32 networks");
+    c.check(
+        cidrs.len() <= 32,
+        "inbound.allowed_cidrs",
+        "at most 32 networks",
+    );
     cidrs
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let net = s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
-            c.check(net.is_some(), format!("inbound.allowed_cidrs[{i}]"), "not an IP network or address");
+            let net = s
+                .parse::<IpNet>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
+            c.check(
+                net.is_some(),
+                format!("inbound.allowed_cidrs[{i}]"),
+                "not an IP network or address",
+            );
             net.map(|n| n.trunc().to_string())
         })
         .collect()
@@ -364,21 +456,41 @@ fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
 
 fn check_inbound(i: &InboundInput, c: &mut Checker) -> Vec<String> {
     if let Some(u) = &i.username {
-        c.check(is_sip_user(u), "inbound.username", "letters, digits and SIP user characters, at most 128");
+        c.check(
+            is_sip_user(u),
+            "inbound.username",
+            "letters, digits and SIP user characters, at most 128",
+        );
     }
     if let Some(p) = &i.password {
-        c.check(is_secret(p), "inbound.password", "1 to 128 characters without control characters");
+        c.check(
+            is_secret(p),
+            "inbound.password",
+            "1 to 128 characters without control characters",
+        );
     }
-    c.check(i.numbers.len() <= 256, "inbound.numbers", "at most 256 numbers");
+    c.check(
+        i.numbers.len() <= 256,
+        "inbound.numbers",
+        "at most 256 numbers",
+    );
     for (n, num) in i.numbers.iter().enumerate() {
-        c.check(is_number(num, false), format!("inbound.numbers[{n}]"), "a phone number: optional +, then digits");
+        c.check(
+            is_number(num, false),
+            format!("inbound.numbers[{n}]"),
+            "a phone number: optional +, then digits",
+        );
     }
     normalise_cidrs(&i.allowed_cidrs, c)
 }
 
 fn check_name(name: &str, c: &mut Checker) {
     let n = name.chars().count();
-    c.check((1..=100).contains(&n) && !name.chars().any(char::is_control), "name", "1 to 100 characters");
+    c.check(
+        (1..=100).contains(&n) && !name.chars().any(char::is_control),
+        "name",
+        "1 to 100 characters",
+    );
 }
 
 fn secret_change(p: &Option<String>) -> SecretChange {
@@ -392,7 +504,10 @@ fn secret_change(p: &Option<String>) -> SecretChange {
 fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
     d.host = o.map(|o| o.host.to_ascii_lowercase());
     d.port = o.and_then(|o| o.port);
-    d.transport = o.map_or(TrunkTransport::Udp, |o| o.transport).as_str().to_owned();
+    d.transport = o
+        .map_or(TrunkTransport::Udp, |o| o.transport)
+        .as_str()
+        .to_owned();
     d.username = o.and_then(|o| o.username.clone());
     d.auth_username = o.and_then(|o| o.auth_username.clone());
     d.from_domain = o.and_then(|o| o.from_domain.clone());
@@ -453,7 +568,7 @@ pub async fn create(
         .create_trunk(&app.id, &data, &password, &secret_change(&inbound.password))
         .await?;
     tracing::info!(app_id = %app.id, trunk_id = %trunk.id, "trunk created");
-    Ok((StatusCode::CREATED, Json(trunk.into())))
+    Ok((StatusCode::CREATED, Json(to_dto(trunk, &state))))
 }
 
 /// List trunks
@@ -465,9 +580,12 @@ pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<TrunkList>, ApiError> {
-    let page = state.store.list_trunks(&app.id, &params.to_page_request()?).await?;
+    let page = state
+        .store
+        .list_trunks(&app.id, &params.to_page_request()?)
+        .await?;
     Ok(Json(TrunkList {
-        items: page.items.into_iter().map(Trunk::from).collect(),
+        items: page.items.into_iter().map(|t| to_dto(t, &state)).collect(),
         next_cursor: page.next_after.as_deref().map(encode_cursor),
     }))
 }
@@ -485,7 +603,7 @@ pub async fn get(
         .store
         .get_trunk(&app.id, &id)
         .await?
-        .map(|t| Json(t.into()))
+        .map(|t| Json(to_dto(t, &state)))
         .ok_or_else(not_found)
 }
 
@@ -500,7 +618,11 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTrunk>,
 ) -> Result<Json<Trunk>, ApiError> {
-    let current = state.store.get_trunk(&app.id, &id).await?.ok_or_else(not_found)?;
+    let current = state
+        .store
+        .get_trunk(&app.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
     let mut data = current.data.clone();
     let mut c = Checker(Vec::new());
     if let Some(name) = &body.name {
@@ -535,7 +657,7 @@ pub async fn update(
         .store
         .update_trunk(&app.id, &id, &data, &password, &inbound_password)
         .await?
-        .map(|t| Json(t.into()))
+        .map(|t| Json(to_dto(t, &state)))
         .ok_or_else(not_found)
 }
 

@@ -65,6 +65,7 @@ impl TestApi {
             }),
             metrics: sipx_api::metrics_handle(),
             health: Health::default(),
+            runtime: sipx_api::Runtime::default(),
         };
         TestApi {
             router: sipx_api::router(state, limit),

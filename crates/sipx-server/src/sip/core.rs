@@ -5,17 +5,22 @@
 //! runs in a spawned task whose result comes back as another input.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
+use sipx_api::{Runtime, TrunkRegistrationState};
 use sipx_secrets::Redacted;
 use sipx_sip::digest::{DigestError, DigestParams, DigestServer};
 use sipx_sip::msg::{HasHeaders, Method, ParseError, Request, Response, SipMessage};
+use sipx_sip::outbound::{OutboundRegistration, RegState, RegistrationConfig};
 use sipx_sip::registrar::{self, Binding, RegisterPolicy};
 use sipx_sip::uas::{UasPolicy, precheck};
-use sipx_sip::{Endpoint, Event, FlowId, Output, Peer, ServerTxnId, Transmit, Transport};
-use sipx_store::{BindingSet, RegistrationRecord, Store};
+use sipx_sip::{
+    ClientTxnId, Endpoint, Event, FlowId, Output, Peer, ServerTxnId, Transmit, Transport,
+};
+use sipx_store::{BindingSet, RegistrationRecord, Store, TrunkWithSecrets};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -54,6 +59,14 @@ pub(crate) enum CoreInput {
         replies: Vec<(ServerTxnId, Response)>,
         ok: bool,
     },
+    /// Trunks (re)loaded from the store, each with its provider's resolved address.
+    TrunksLoaded(Vec<(TrunkWithSecrets, Option<SocketAddr>)>),
+}
+
+/// SIPx registering to one trunk's provider.
+struct TrunkReg {
+    reg: OutboundRegistration,
+    peer: Option<Peer>,
 }
 
 /// A change for the registration writer, with the answer to send once it is durable.
@@ -83,6 +96,8 @@ pub(crate) struct CoreSettings {
     pub register: RegisterPolicy,
     pub abuse: AbusePolicy,
     pub server_header: String,
+    /// Host to advertise in Via/Contact (1:1 NAT), else the listening address.
+    pub external_host: Option<String>,
 }
 
 pub(crate) struct Core {
@@ -100,6 +115,10 @@ pub(crate) struct Core {
     store: Store,
     inputs: mpsc::Sender<CoreInput>,
     persist: mpsc::UnboundedSender<PersistJob>,
+    runtime: Runtime,
+    /// trunk id → its outbound registration.
+    trunk_regs: HashMap<String, TrunkReg>,
+    reg_txns: HashMap<ClientTxnId, String>,
 }
 
 fn unix_now() -> u64 {
@@ -119,6 +138,7 @@ impl Core {
         inputs: mpsc::Sender<CoreInput>,
         persist: mpsc::UnboundedSender<PersistJob>,
         loaded: Vec<RegistrationRecord>,
+        runtime: Runtime,
     ) -> Self {
         let mut bindings: HashMap<String, (String, Vec<Binding>)> = HashMap::new();
         for r in loaded {
@@ -155,7 +175,40 @@ impl Core {
             store,
             inputs,
             persist,
+            runtime,
+            trunk_regs: HashMap::new(),
+            reg_txns: HashMap::new(),
         }
+    }
+
+    fn load_trunks(&self) {
+        let store = self.store.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let trunks = match store.trunks_for_sip().await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load trunks");
+                    return;
+                }
+            };
+            let mut resolved = Vec::with_capacity(trunks.len());
+            for t in trunks {
+                let addr = match (&t.trunk.data.host, t.trunk.data.register) {
+                    (Some(host), true) => {
+                        let port = t.trunk.data.port.unwrap_or(5060);
+                        let host = host.trim_matches(['[', ']']).to_owned();
+                        tokio::net::lookup_host((host.as_str(), port))
+                            .await
+                            .ok()
+                            .and_then(|mut a| a.next())
+                    }
+                    _ => None,
+                };
+                resolved.push((t, addr));
+            }
+            let _ = inputs.send(CoreInput::TrunksLoaded(resolved)).await;
+        });
     }
 
     pub(crate) async fn run(
@@ -164,8 +217,18 @@ impl Core {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+        let mut changes = self.store.subscribe_changes();
+        self.load_trunks();
         loop {
-            let deadline = self.endpoint.poll_timeout();
+            let regs_due = self
+                .trunk_regs
+                .values()
+                .filter_map(|t| t.reg.next_at())
+                .min();
+            let deadline = match (self.endpoint.poll_timeout(), regs_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -177,7 +240,16 @@ impl Core {
                     Some(input) => self.handle_input(Instant::now(), input),
                     None => break,
                 },
-                () = sleep => self.endpoint.handle_timeout(Instant::now()),
+                () = sleep => {
+                    let now = Instant::now();
+                    self.endpoint.handle_timeout(now);
+                    self.poll_registrations(now);
+                }
+                Ok(()) = changes.changed() => {
+                    // Trunks or accounts changed through the API: reload at once.
+                    self.accounts.clear();
+                    self.load_trunks();
+                }
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -242,6 +314,10 @@ impl Core {
                     self.respond(now, txn, resp);
                 }
             }
+            CoreInput::TrunksLoaded(trunks) => {
+                self.apply_trunks(now, trunks);
+                self.poll_registrations(now);
+            }
             CoreInput::AccountLoaded { username, account } => {
                 self.accounts
                     .insert(username.clone(), (account.clone(), now));
@@ -290,6 +366,18 @@ impl Core {
     fn on_event(&mut self, now: Instant, event: Event) {
         match event {
             Event::Request { txn, request, peer } => self.on_request(now, txn, request, peer),
+            Event::Response { txn, response, .. } => {
+                self.on_registration_response(now, txn, &response)
+            }
+            Event::ClientTimeout { txn } => {
+                if let Some(id) = self.reg_txns.remove(&txn)
+                    && let Some(t) = self.trunk_regs.get_mut(&id)
+                {
+                    t.reg.on_timeout(now);
+                    tracing::warn!(trunk_id = %id, "trunk registration timed out");
+                    self.publish(&id);
+                }
+            }
             Event::Malformed { peer, error } => {
                 metrics::counter!("sipx_sip_malformed_total").increment(1);
                 tracing::debug!(peer = %peer.addr, reason = %error.reason, "malformed SIP message");
@@ -482,6 +570,177 @@ impl Core {
             }
             Err(resp) => self.respond(now, p.txn, resp),
         }
+    }
+
+    /// The address to put in Via/Contact for requests to `dest` over UDP.
+    fn local_host_for(&self, dest: SocketAddr) -> Option<(FlowId, String)> {
+        let (flow, socket) = self.udp.iter().min_by_key(|(f, _)| **f)?;
+        let local = socket.local_addr().ok()?;
+        if let Some(host) = &self.settings.external_host {
+            return Some((*flow, format!("{host}:{}", local.port())));
+        }
+        let ip = if local.ip().is_unspecified() {
+            // Ask the routing table which address reaches `dest`.
+            let probe = std::net::UdpSocket::bind((local.ip(), 0)).ok()?;
+            probe.connect(dest).ok()?;
+            probe.local_addr().ok()?.ip()
+        } else {
+            local.ip()
+        };
+        Some((*flow, SocketAddr::new(ip, local.port()).to_string()))
+    }
+
+    fn apply_trunks(&mut self, now: Instant, trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>) {
+        let mut keep = HashMap::new();
+        for (t, addr) in trunks {
+            let d = &t.trunk.data;
+            let (Some(host), Some(user), Some(password), true) =
+                (&d.host, &d.username, &t.password, d.register)
+            else {
+                continue;
+            };
+            let id = t.trunk.id.clone();
+            let mut failure = None;
+            let mut peer = None;
+            let mut local_host = String::new();
+            if d.transport != "udp" {
+                failure = Some("outbound registration over TCP/TLS is not supported yet");
+            } else if let Some(addr) = addr {
+                match self.local_host_for(addr) {
+                    Some((flow, local)) => {
+                        peer = Some(Peer {
+                            transport: Transport::Udp,
+                            flow,
+                            addr,
+                        });
+                        local_host = local;
+                    }
+                    None => failure = Some("no UDP listener to send from"),
+                }
+            } else {
+                failure = Some("the provider host does not resolve");
+            }
+            let cfg = RegistrationConfig {
+                registrar_host: host.clone(),
+                registrar_port: d.port,
+                transport: d.transport.clone(),
+                user: user.clone(),
+                auth_user: d.auth_username.clone().unwrap_or_else(|| user.clone()),
+                password: password.expose().clone(),
+                expires: d.register_expires,
+                local_host,
+                via_transport: "UDP",
+            };
+            // An unchanged trunk keeps its registration (and its Call-ID: refreshes must reuse it).
+            let existing = self.trunk_regs.remove(&id).filter(|r| {
+                let c = r.reg.config();
+                (
+                    &c.registrar_host,
+                    c.registrar_port,
+                    &c.user,
+                    &c.auth_user,
+                    &c.password,
+                    c.expires,
+                    &c.local_host,
+                ) == (
+                    &cfg.registrar_host,
+                    cfg.registrar_port,
+                    &cfg.user,
+                    &cfg.auth_user,
+                    &cfg.password,
+                    cfg.expires,
+                    &cfg.local_host,
+                ) && r.peer == peer
+            });
+            let entry = match existing {
+                Some(e) => e,
+                None => {
+                    let call_id = self.endpoint.new_call_id();
+                    let tag = self.endpoint.new_tag();
+                    let mut reg = OutboundRegistration::new(cfg, call_id, tag, now);
+                    if failure.is_some() {
+                        reg.on_timeout(now);
+                    }
+                    TrunkReg { reg, peer }
+                }
+            };
+            if let Some(reason) = failure {
+                tracing::warn!(trunk_id = %id, reason, "trunk cannot register");
+            }
+            keep.insert(id, entry);
+        }
+        for gone in self.trunk_regs.keys() {
+            self.runtime.set_trunk_registration(gone, None);
+        }
+        self.trunk_regs = keep;
+        let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
+        for id in ids {
+            self.publish(&id);
+        }
+    }
+
+    fn poll_registrations(&mut self, now: Instant) {
+        let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
+        for id in ids {
+            let branch = self.endpoint.new_branch();
+            let Some(t) = self.trunk_regs.get_mut(&id) else {
+                continue;
+            };
+            let Some(peer) = t.peer else { continue };
+            if let Some(req) = t.reg.poll(now, &branch) {
+                let txn = self.endpoint.send_request(now, peer, req);
+                self.reg_txns.insert(txn, id.clone());
+                self.publish(&id);
+            }
+        }
+    }
+
+    fn on_registration_response(&mut self, now: Instant, txn: ClientTxnId, response: &Response) {
+        let Some(id) = self.reg_txns.get(&txn).cloned() else {
+            return;
+        };
+        if response.status >= 200 {
+            self.reg_txns.remove(&txn);
+        }
+        let branch = self.endpoint.new_branch();
+        let cnonce = self.endpoint.new_tag();
+        let Some(t) = self.trunk_regs.get_mut(&id) else {
+            return;
+        };
+        let next = t.reg.on_response(now, response, &branch, &cnonce);
+        let peer = t.peer;
+        if response.status >= 300 && next.is_none() {
+            tracing::warn!(trunk_id = %id, status = response.status, reason = %response.reason, "trunk registration failed");
+        } else if (200..300).contains(&response.status) {
+            tracing::info!(trunk_id = %id, "trunk registered");
+        }
+        if let (Some(req), Some(peer)) = (next, peer) {
+            let txn = self.endpoint.send_request(now, peer, req);
+            self.reg_txns.insert(txn, id.clone());
+        }
+        self.publish(&id);
+    }
+
+    fn publish(&self, id: &str) {
+        let Some(t) = self.trunk_regs.get(id) else {
+            return;
+        };
+        let s = t.reg.status();
+        let state = match s.state {
+            RegState::Idle => "idle",
+            RegState::Registering => "registering",
+            RegState::Registered => "registered",
+            RegState::Failed => "failed",
+        };
+        self.runtime.set_trunk_registration(
+            id,
+            Some(TrunkRegistrationState {
+                state,
+                last_status: s.last_status,
+                last_reason: s.last_reason,
+                expires_at: s.granted_expires.map(|g| unix_now() + u64::from(g)),
+            }),
+        );
     }
 
     fn persist_bindings(

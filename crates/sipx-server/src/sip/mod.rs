@@ -115,6 +115,7 @@ impl BoundSip {
     pub async fn spawn(
         self,
         store: Store,
+        runtime: sipx_api::Runtime,
         stop: watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, StartupError> {
         let c = &self.config;
@@ -142,6 +143,7 @@ impl BoundSip {
                 drop_scanners: c.drop_scanners,
             },
             server_header: format!("SIPx/{}", env!("CARGO_PKG_VERSION")),
+            external_host: c.external_host.clone(),
         };
         let now_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -192,7 +194,7 @@ impl BoundSip {
         let mut digest = DigestServer::new(c.realm.clone(), nonce_key, c.nonce_ttl_secs);
         digest.set_algorithms(self.algorithms);
         let core = Core::new(
-            endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded,
+            endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded, runtime,
         );
         tasks.push(tokio::spawn(core.run(rx, stop)));
         Ok(tasks)
