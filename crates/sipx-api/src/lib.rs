@@ -21,7 +21,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use observe::metrics_handle;
-pub use state::{AdminCredential, ApiState, AuthSettings, Health, Runtime, TrunkRegistrationState};
+pub use state::{
+    AdminCredential, ApiState, AuthSettings, BindingView, Health, Runtime, TrunkRegistrationState,
+};
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;

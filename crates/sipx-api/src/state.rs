@@ -23,6 +23,20 @@ pub struct ApiState {
 pub struct Runtime {
     trunk_registrations:
         Arc<std::sync::RwLock<std::collections::HashMap<String, TrunkRegistrationState>>>,
+    /// username → (application, live contacts): the registrar's own view, always current.
+    bindings: Arc<std::sync::RwLock<std::collections::HashMap<String, (String, Vec<BindingView>)>>>,
+}
+
+/// One registered contact, as the registrar holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingView {
+    pub contact: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub q: Option<f32>,
+    pub source: String,
+    pub transport: String,
+    pub user_agent: Option<String>,
 }
 
 /// Where SIPx's registration to a trunk's provider stands.
@@ -48,6 +62,37 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Replaces the contacts of `username` (empty: none left).
+    pub fn set_bindings(&self, username: &str, app_id: &str, contacts: Vec<BindingView>) {
+        if let Ok(mut m) = self.bindings.write() {
+            if contacts.is_empty() {
+                m.remove(username);
+            } else {
+                m.insert(username.to_owned(), (app_id.to_owned(), contacts));
+            }
+        }
+    }
+
+    /// An application's contacts live at `now_secs`, by username then contact.
+    pub fn bindings_of(&self, app_id: &str, now_secs: u64) -> Vec<(String, BindingView)> {
+        let mut out: Vec<(String, BindingView)> = self
+            .bindings
+            .read()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, (app, _))| app == app_id)
+                    .flat_map(|(user, (_, b))| {
+                        b.iter()
+                            .filter(|b| b.expires_at > now_secs)
+                            .map(|b| (user.clone(), b.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| (&a.0, &a.1.contact).cmp(&(&b.0, &b.1.contact)));
+        out
     }
 
     pub fn trunk_registration(&self, trunk_id: &str) -> Option<TrunkRegistrationState> {

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::time::now_ms;
-use crate::{Page, PageRequest, Store, StoreError};
+use crate::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistrationRecord {
@@ -46,11 +46,6 @@ fn from_row(row: &SqliteRow) -> Result<RegistrationRecord, sqlx::Error> {
         transport: row.try_get("transport")?,
         user_agent: row.try_get("user_agent")?,
     })
-}
-
-/// The pagination key of a registration: username and contact, joined by a unit separator.
-fn page_key(r: &RegistrationRecord) -> String {
-    format!("{}\u{1f}{}", r.username, r.contact)
 }
 
 impl Store {
@@ -103,28 +98,6 @@ impl Store {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
-    /// An application's live bindings, by username then contact.
-    pub async fn list_registrations(
-        &self,
-        app_id: &str,
-        now_secs: i64,
-        page: &PageRequest,
-    ) -> Result<Page<RegistrationRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM registrations WHERE app_id = ? AND expires_at > ?
-             AND (username || char(31) || contact) > ? ORDER BY username, contact LIMIT ?"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(app_id)
-            .bind(now_secs)
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(i64::from(page.limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let rows: Vec<RegistrationRecord> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(rows, page.limit, page_key))
-    }
-
     /// Deletes bindings that lapsed before `now_secs`.
     pub async fn purge_expired_registrations(&self, now_secs: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM registrations WHERE expires_at <= ?")
@@ -172,44 +145,18 @@ mod tests {
             ])
             .await
             .unwrap();
-        let page = PageRequest {
-            after: None,
-            limit: 1,
-        };
-        let p1 = store.list_registrations(&a.id, 1000, &page).await.unwrap();
-        assert_eq!(p1.items.len(), 1);
-        let p2 = store
-            .list_registrations(
-                &a.id,
-                1000,
-                &PageRequest {
-                    after: p1.next_after,
-                    limit: 1,
-                },
-            )
+        assert_eq!(store.live_registrations(1000).await.unwrap().len(), 3);
+        store
+            .replace_registrations(&[set("gw1", &a.id, &["sip:x@2"])])
             .await
             .unwrap();
-        assert_eq!(p2.items[0].contact, "sip:x@2");
-        assert!(p2.next_after.is_none());
+        let live = store.live_registrations(1000).await.unwrap();
+        let contacts: Vec<&str> = live.iter().map(|r| r.contact.as_str()).collect();
+        assert_eq!(contacts, ["sip:x@2", "sip:y@1"]);
         store
             .replace_registrations(&[set("gw1", &a.id, &[])])
             .await
             .unwrap();
-        assert!(
-            store
-                .list_registrations(
-                    &a.id,
-                    1000,
-                    &PageRequest {
-                        after: None,
-                        limit: 10
-                    }
-                )
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-        );
         assert_eq!(store.live_registrations(1000).await.unwrap().len(), 1);
         assert_eq!(store.live_registrations(3000).await.unwrap().len(), 0);
         assert_eq!(store.purge_expired_registrations(3000).await.unwrap(), 1);

@@ -5,14 +5,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use sipx_store::RegistrationRecord;
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
 use crate::extract::ApiQuery;
 use crate::pagination::{ListParams, encode_cursor};
 use crate::problem::ApiError;
-use crate::state::ApiState;
+use crate::state::{ApiState, BindingView};
 use crate::time::rfc3339;
 
 /// One registered contact (RFC 3261 binding).
@@ -53,23 +52,27 @@ pub struct RegistrationList {
     pub next_cursor: Option<String>,
 }
 
-fn to_dto(r: RegistrationRecord, now: i64) -> Registration {
+fn to_dto(username: String, b: BindingView, now: u64) -> Registration {
     Registration {
-        username: r.username,
-        contact: r.contact,
-        expires_at: rfc3339(r.expires_at.saturating_mul(1000)),
-        expires_in: (r.expires_at - now).max(0),
-        q: r.q,
-        source: r.source,
-        transport: r.transport,
-        user_agent: r.user_agent,
+        username,
+        contact: b.contact,
+        expires_at: rfc3339(
+            i64::try_from(b.expires_at)
+                .unwrap_or(0)
+                .saturating_mul(1000),
+        ),
+        expires_in: i64::try_from(b.expires_at.saturating_sub(now)).unwrap_or(0),
+        q: b.q.map(f64::from),
+        source: b.source,
+        transport: b.transport,
+        user_agent: b.user_agent,
     }
 }
 
 /// List registrations
 ///
 /// Live bindings of the application's SIP accounts (and of its API key, for gateways that
-/// register with it), by username then contact. Changes appear within a moment of the REGISTER.
+/// register with it), by username then contact, as the registrar holds them now.
 #[utoipa::path(get, path = "/v1/registrations", tag = "sip-accounts",
     operation_id = "list_registrations",
     params(ListParams),
@@ -79,15 +82,29 @@ pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<RegistrationList>, ApiError> {
+    let page = params.to_page_request()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let page = state
-        .store
-        .list_registrations(&app.id, now, &params.to_page_request()?)
-        .await?;
+        .map_or(0, |d| d.as_secs());
+    let key = |user: &str, contact: &str| format!("{user}\u{1f}{contact}");
+    let mut items: Vec<(String, BindingView)> = state
+        .runtime
+        .bindings_of(&app.id, now)
+        .into_iter()
+        .filter(|(u, b)| {
+            page.after
+                .as_deref()
+                .is_none_or(|a| key(u, &b.contact).as_str() > a)
+        })
+        .collect();
+    let limit = page.limit as usize;
+    let next_cursor = (items.len() > limit).then(|| {
+        let (u, b) = &items[limit - 1];
+        encode_cursor(&key(u, &b.contact))
+    });
+    items.truncate(limit);
     Ok(Json(RegistrationList {
-        items: page.items.into_iter().map(|r| to_dto(r, now)).collect(),
-        next_cursor: page.next_after.as_deref().map(encode_cursor),
+        items: items.into_iter().map(|(u, b)| to_dto(u, b, now)).collect(),
+        next_cursor,
     }))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use sipx_api::{Runtime, TrunkRegistrationState};
+use sipx_api::{BindingView, Runtime, TrunkRegistrationState};
 use sipx_secrets::Redacted;
 use sipx_sip::digest::{DigestError, DigestParams, DigestServer};
 use sipx_sip::msg::{HasHeaders, Method, ParseError, Request, Response, SipMessage};
@@ -116,6 +116,8 @@ pub(crate) struct Core {
     inputs: mpsc::Sender<CoreInput>,
     persist: mpsc::UnboundedSender<PersistJob>,
     runtime: Runtime,
+    /// username → contact → the expiry last written to the store.
+    persisted: HashMap<String, HashMap<String, u64>>,
     /// trunk id → its outbound registration.
     trunk_regs: HashMap<String, TrunkReg>,
     reg_txns: HashMap<ClientTxnId, String>,
@@ -141,6 +143,13 @@ impl Core {
         runtime: Runtime,
     ) -> Self {
         let mut bindings: HashMap<String, (String, Vec<Binding>)> = HashMap::new();
+        let mut persisted: HashMap<String, HashMap<String, u64>> = HashMap::new();
+        for r in &loaded {
+            persisted
+                .entry(r.username.clone())
+                .or_default()
+                .insert(r.contact.clone(), u64::try_from(r.expires_at).unwrap_or(0));
+        }
         for r in loaded {
             let (Ok(source), Some(transport)) =
                 (r.source.parse(), Transport::from_via(&r.transport))
@@ -176,8 +185,16 @@ impl Core {
             inputs,
             persist,
             runtime,
+            persisted,
             trunk_regs: HashMap::new(),
             reg_txns: HashMap::new(),
+        }
+    }
+
+    /// Shows every restored binding to the API.
+    pub(crate) fn publish_all(&self) {
+        for (user, (app, b)) in &self.bindings {
+            self.publish_bindings(user, app, b);
         }
     }
 
@@ -218,6 +235,7 @@ impl Core {
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
         let mut changes = self.store.subscribe_changes();
+        self.publish_all();
         self.load_trunks();
         loop {
             let regs_due = self
@@ -264,8 +282,13 @@ impl Core {
         self.accounts
             .retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_TTL);
         let t = unix_now();
-        self.bindings.retain(|_, (_, b)| {
+        let runtime = self.runtime.clone();
+        self.bindings.retain(|user, (app, b)| {
+            let before = b.len();
             b.retain(|x| x.expires_at > t);
+            if b.len() != before && b.is_empty() {
+                runtime.set_bindings(user, app, Vec::new());
+            }
             !b.is_empty()
         });
         metrics::gauge!("sipx_sip_registered_contacts")
@@ -560,8 +583,13 @@ impl Core {
                     contacts = new.len(),
                     "registration"
                 );
-                // The 200 leaves once the change is durable (group commit by the writer).
-                self.persist_bindings(&username, &account.app_id, &new, Some((p.txn, resp)));
+                if self.needs_write(&username, &new, now_secs) {
+                    // The 200 leaves once the change is durable (group commit by the writer).
+                    self.persist_bindings(&username, &account.app_id, &new, Some((p.txn, resp)));
+                } else {
+                    self.respond(now, p.txn, resp);
+                }
+                self.publish_bindings(&username, &account.app_id, &new);
                 if new.is_empty() {
                     self.bindings.remove(&username);
                 } else {
@@ -741,6 +769,56 @@ impl Core {
                 expires_at: s.granted_expires.map(|g| unix_now() + u64::from(g)),
             }),
         );
+    }
+
+    /// Whether a REGISTER's outcome must reach the store before it is answered. Adding or
+    /// removing a contact must. A refresh need not while the stored expiry still lies at least
+    /// half an interval beyond what the refresh asks: the stored binding then outlives the
+    /// next refresh, so a restart in between loses nothing. It keeps the write rate of
+    /// frequently refreshing devices far below their REGISTER rate.
+    fn needs_write(&mut self, username: &str, new: &[Binding], now_secs: u64) -> bool {
+        let stored = self.persisted.get(username);
+        let same_contacts = match stored {
+            Some(s) => s.len() == new.len() && new.iter().all(|b| s.contains_key(&b.contact)),
+            None => new.is_empty(),
+        };
+        let fresh_enough = stored.is_some_and(|s| {
+            new.iter().all(|b| {
+                let interval = b.expires_at.saturating_sub(now_secs);
+                s.get(&b.contact)
+                    .is_some_and(|&at| at + interval / 2 >= b.expires_at)
+            })
+        });
+        if same_contacts && (new.is_empty() || fresh_enough) {
+            return false;
+        }
+        if new.is_empty() {
+            self.persisted.remove(username);
+        } else {
+            self.persisted.insert(
+                username.to_owned(),
+                new.iter()
+                    .map(|b| (b.contact.clone(), b.expires_at))
+                    .collect(),
+            );
+        }
+        true
+    }
+
+    /// Shows `username`'s contacts to the API.
+    fn publish_bindings(&self, username: &str, app_id: &str, bindings: &[Binding]) {
+        let views = bindings
+            .iter()
+            .map(|b| BindingView {
+                contact: b.contact.clone(),
+                expires_at: b.expires_at,
+                q: b.q,
+                source: b.source.to_string(),
+                transport: b.transport.via_name().to_owned(),
+                user_agent: b.user_agent.clone(),
+            })
+            .collect();
+        self.runtime.set_bindings(username, app_id, views);
     }
 
     fn persist_bindings(

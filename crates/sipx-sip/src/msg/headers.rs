@@ -99,16 +99,22 @@ const LIST_HEADERS: &[&str] = &[
 
 /// The canonical spelling of a header name; unknown names are returned as given.
 pub fn canonical_name(name: &str) -> String {
+    canonical(name).to_owned()
+}
+
+/// The canonical spelling, borrowed: lookups run on every header access, so they must not
+/// allocate.
+fn canonical(name: &str) -> &str {
     if name.len() == 1 {
         let c = name.as_bytes()[0].to_ascii_lowercase() as char;
         if let Some((full, _)) = KNOWN.iter().find(|(_, compact)| *compact == Some(c)) {
-            return (*full).to_owned();
+            return full;
         }
     }
     KNOWN
         .iter()
         .find(|(full, _)| full.eq_ignore_ascii_case(name))
-        .map_or_else(|| name.to_owned(), |(full, _)| (*full).to_owned())
+        .map_or(name, |(full, _)| full)
 }
 
 pub fn is_list_header(canonical: &str) -> bool {
@@ -126,10 +132,10 @@ impl Headers {
 
     /// The first value of `name` (canonical or compact name, any case).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let name = canonical_name(name);
+        let name = canonical(name);
         self.0
             .iter()
-            .find(|h| Self::matches(h, &name))
+            .find(|h| Self::matches(h, name))
             .map(|h| h.value.as_str())
     }
 
