@@ -130,7 +130,7 @@ def main():
     http = free_port()
     env = dict(os.environ, SIPX_ADMIN__API_KEY="benchop", SIPX_ADMIN__API_SECRET="benchop-secret",
                SIPX_SIP__UDP='["127.0.0.50:5060"]', SIPX_SIP__TCP="[]", SIPX_LOG__FILTER="warn",
-               SIPX_SIP__MAX_AUTH_FAILURES="1000000")
+               SIPX_SIP__MAX_AUTH_FAILURES="1000000", SIPX_SIP__RATE_LIMIT_PER_SEC="0")
     sipx = subprocess.Popen([str(SIPX), "--data-dir", str(work / "data"), "serve", "--listen", f"127.0.0.1:{http}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(work / "sipx.log", "w"))
     kam = None

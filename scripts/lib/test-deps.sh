@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source scripts/lib/build-deps.sh
 
 # Test peers: sipp (sip-tester) and baresip drive the SIP tests.
-apt_install chromium python3 python3-venv sip-tester baresip-core kamailio openssl
+apt_install chromium python3 python3-venv sip-tester baresip-core kamailio linphone-cli openssl
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"

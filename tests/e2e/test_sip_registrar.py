@@ -1,7 +1,9 @@
 """The registrar with real SIP peers: sipp (UDP and TCP) and baresip."""
 
+import os
 import re
 import subprocess
+import time
 import tempfile
 
 import requests
@@ -172,5 +174,84 @@ def test_baresip_registers_over_udp_tcp_and_tls(data_dir, tmp_path):
             finally:
                 proc.terminate()  # baresip un-registers on its way out
                 proc.wait(10)
+    finally:
+        s.stop()
+
+
+def test_linphonec_registers_over_udp(server, tmp_path):
+    creds = create_app(server)[:2]
+    account(server, creds, "lin", "linphone-pw1")
+    host, port = sip_addr(server, "udp")
+    home = tmp_path / "home"
+    (home / ".local" / "share" / "linphone").mkdir(parents=True)
+    rc = home / "linphonerc"  # linphonec rewrites its config file: give it a copy
+    rc.write_text((PEERS / "linphone" / "linphonerc").read_text())
+    env = dict(os.environ, HOME=str(home))
+    sh = lambda *a: subprocess.run(["linphonecsh", *a], env=env, capture_output=True, text=True, timeout=30)  # noqa: E731
+    assert sh("init", "-c", str(rc), "-d", "0").returncode == 0
+    try:
+        # init returns before the daemon opens its control pipe: wait until it answers.
+        for _ in range(100):
+            r = sh("register", "--host", f"{host}:{port}", "--username", "lin", "--password", "linphone-pw1")
+            if "Failed to connect pipe" not in r.stderr:
+                break
+            time.sleep(0.1)
+        assert r.returncode == 0, r.stdout + r.stderr
+        registration_logged(server, "lin", 1)
+        regs = [x for x in registrations(server, creds) if x["username"] == "lin"]
+        assert regs and regs[0]["transport"] == "UDP", regs
+        assert regs[0]["user_agent"], regs
+    finally:
+        sh("exit")
+
+
+def test_browser_style_phone_registers_over_websocket(data_dir):
+    """RFC 7118: REGISTER with digest over a WebSocket speaking the `sip` subprotocol."""
+    import asyncio
+    import hashlib as h
+
+    import websockets
+
+    s = Server(data_dir, env={"SIPX_SIP__WS": '["127.0.0.1:0"]'}).start()
+    try:
+        creds = create_app(s)[:2]
+        account(s, creds, "webphone", "webphone-pw1")
+        host, port = sip_addr(s, "ws")
+
+        def register(cseq, auth=""):
+            return (f"REGISTER sip:{host} SIP/2.0\r\nVia: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKws{cseq}\r\n"
+                    f"Max-Forwards: 70\r\nTo: <sip:webphone@{host}>\r\nFrom: <sip:webphone@{host}>;tag=ws1\r\n"
+                    f"Call-ID: ws-reg-1\r\nCSeq: {cseq} REGISTER\r\n"
+                    f"Contact: <sip:webphone@df7jal23ls0d.invalid;transport=ws>\r\nExpires: 300\r\n{auth}"
+                    "Content-Length: 0\r\n\r\n")
+
+        async def run():
+            async with websockets.connect(f"ws://{host}:{port}", subprotocols=["sip"]) as ws:
+                assert ws.subprotocol == "sip"
+                await ws.send(register(1))
+                challenge = await asyncio.wait_for(ws.recv(), 5)
+                assert challenge.startswith("SIP/2.0 401"), challenge
+                www = next(l for l in challenge.split("\r\n") if l.startswith("WWW-Authenticate:"))
+                nonce = www.split('nonce="')[1].split('"')[0]
+                md5 = lambda x: h.md5(x.encode()).hexdigest()  # noqa: E731
+                ha1, ha2 = md5("webphone:sipx:webphone-pw1"), md5(f"REGISTER:sip:{host}")
+                resp = md5(f"{ha1}:{nonce}:00000001:abc:auth:{ha2}")
+                auth = (f'Authorization: Digest username="webphone", realm="sipx", nonce="{nonce}", '
+                        f'uri="sip:{host}", response="{resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"\r\n')
+                await ws.send(register(2, auth))
+                ok = await asyncio.wait_for(ws.recv(), 5)
+                assert ok.startswith("SIP/2.0 200"), ok
+                regs = [r for r in registrations(s, creds) if r["username"] == "webphone"]
+                assert regs and regs[0]["transport"] == "WS", regs
+
+        asyncio.run(run())
+        # Without the `sip` subprotocol the handshake is refused.
+        async def no_subprotocol():
+            try:
+                async with websockets.connect(f"ws://{host}:{port}"):
+                    return False
+            except websockets.exceptions.InvalidStatus as e:
+                return e.response.status_code == 400
+        assert asyncio.run(no_subprotocol())
     finally:
         s.stop()

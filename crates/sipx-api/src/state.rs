@@ -24,8 +24,11 @@ pub struct Runtime {
     trunk_registrations:
         Arc<std::sync::RwLock<std::collections::HashMap<String, TrunkRegistrationState>>>,
     /// username → (application, live contacts): the registrar's own view, always current.
-    bindings: Arc<std::sync::RwLock<std::collections::HashMap<String, (String, Vec<BindingView>)>>>,
+    bindings: Arc<std::sync::RwLock<BindingsByUser>>,
 }
+
+/// username → (application, live contacts).
+type BindingsByUser = std::collections::HashMap<String, (String, Vec<BindingView>)>;
 
 /// One registered contact, as the registrar holds it.
 #[derive(Debug, Clone, PartialEq)]

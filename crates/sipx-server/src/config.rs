@@ -66,6 +66,9 @@ pub struct SipConfig {
     pub tls: Vec<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// WebSocket (RFC 7118) listen addresses, for browser SIP phones; `wss` over TLS.
+    pub ws: Vec<SocketAddr>,
+    pub wss: Vec<SocketAddr>,
     /// Host (name or address) to advertise in Via/Contact behind 1:1 NAT; the listen address
     /// otherwise.
     pub external_host: Option<String>,
@@ -91,6 +94,17 @@ pub struct SipConfig {
     pub ban_secs: u64,
     /// Drop requests from well-known scanners without answering.
     pub drop_scanners: bool,
+    /// Messages per second one source address may send (0: unlimited), and the burst.
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    /// Proxies in front of SIPx (addresses or networks): never banned or rate-limited.
+    pub trusted_proxies: Vec<String>,
+    /// What requests other than REGISTER get from a source that is neither a trunk's inbound
+    /// network, a registered device, nor a trusted proxy: `reject` (403), `challenge` (401),
+    /// or `silent` (no answer at all, what scanners deserve).
+    pub unknown_source: UnknownSourcePolicy,
+    /// Keep-alives to devices registered over UDP, so NAT bindings stay open (0: off).
+    pub nat_keepalive_secs: u64,
     /// Socket receive buffer for UDP, in bytes.
     pub udp_recv_buffer: usize,
 }
@@ -104,6 +118,8 @@ impl Default for SipConfig {
             tls: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            ws: Vec::new(),
+            wss: Vec::new(),
             external_host: None,
             realm: "sipx".to_owned(),
             t1_ms: 500,
@@ -118,9 +134,23 @@ impl Default for SipConfig {
             failure_window_secs: 60,
             ban_secs: 300,
             drop_scanners: true,
+            rate_limit_per_sec: 200,
+            rate_limit_burst: 400,
+            trusted_proxies: Vec::new(),
+            unknown_source: UnknownSourcePolicy::Reject,
+            nat_keepalive_secs: 30,
             udp_recv_buffer: 4 << 20,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownSourcePolicy {
+    #[default]
+    Reject,
+    Challenge,
+    Silent,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

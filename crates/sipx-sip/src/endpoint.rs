@@ -550,6 +550,20 @@ impl Endpoint {
         self.transmit(peer, bytes);
     }
 
+    /// Answers and forgets the transaction at once (RFC 3261 §8.2.7 stateless UAS): for 401
+    /// challenges, where a retransmitted request just earns a fresh challenge, so keeping the
+    /// transaction for Timer J would cost memory for nothing.
+    pub fn respond_stateless(&mut self, txn: ServerTxnId, response: Response) {
+        if let Some(t) = self.txns.get(&txn.0)
+            && t.server
+            && matches!(t.state, State::Trying | State::Proceeding)
+        {
+            let peer = t.peer;
+            self.remove(txn.0);
+            self.transmit(peer, response.to_bytes());
+        }
+    }
+
     /// Drops a server transaction without answering (a scanner, a banned source): nothing is
     /// sent and its retransmissions will start a new, equally unanswered, transaction.
     pub fn abandon(&mut self, txn: ServerTxnId) {

@@ -12,6 +12,18 @@ pub struct AbusePolicy {
     pub failure_window: Duration,
     pub ban: Duration,
     pub drop_scanners: bool,
+    /// Messages per second one source may send (0: unlimited), and the burst above it.
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    /// Proxies in front of SIPx (Kamailio, an SBC): never banned or rate-limited, since they
+    /// carry everybody's traffic.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl AbusePolicy {
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// User-Agent prefixes of SIP scanners (SIPVicious and friends).
@@ -38,10 +50,33 @@ pub fn is_scanner(user_agent: &str) -> bool {
 pub struct AbuseGuard {
     failures: HashMap<IpAddr, (u32, Instant)>,
     bans: HashMap<IpAddr, Instant>,
+    /// Token buckets: (tokens, last refill).
+    buckets: HashMap<IpAddr, (f64, Instant)>,
 }
 
 impl AbuseGuard {
+    /// Takes one token from `ip`'s bucket; `false` when the source exceeds its rate.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant, policy: &AbusePolicy) -> bool {
+        if policy.rate_per_sec == 0 || policy.is_trusted(ip) {
+            return true;
+        }
+        let rate = f64::from(policy.rate_per_sec);
+        let burst = f64::from(policy.rate_burst.max(policy.rate_per_sec));
+        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     pub fn is_banned(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.bans.is_empty() {
+            return false;
+        }
         match self.bans.get(&ip) {
             Some(until) if *until > now => true,
             Some(_) => {
@@ -54,6 +89,9 @@ impl AbuseGuard {
 
     /// Counts a failed authentication; `true` when it earns the source a ban.
     pub fn record_failure(&mut self, ip: IpAddr, now: Instant, policy: &AbusePolicy) -> bool {
+        if policy.is_trusted(ip) {
+            return false;
+        }
         let entry = self.failures.entry(ip).or_insert((0, now));
         if now.duration_since(entry.1) > policy.failure_window {
             *entry = (0, now);
@@ -76,6 +114,9 @@ impl AbuseGuard {
         self.failures
             .retain(|_, (_, since)| now.duration_since(*since) <= policy.failure_window);
         self.bans.retain(|_, until| *until > now);
+        // A bucket idle for a second is full again: forget it.
+        self.buckets
+            .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(1));
     }
 
     pub fn banned_count(&self) -> usize {
@@ -87,14 +128,41 @@ impl AbuseGuard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bans_after_repeated_failures_then_forgives() {
-        let policy = AbusePolicy {
+    fn policy() -> AbusePolicy {
+        AbusePolicy {
             max_auth_failures: 3,
             failure_window: Duration::from_secs(60),
             ban: Duration::from_secs(300),
             drop_scanners: true,
-        };
+            rate_per_sec: 10,
+            rate_burst: 20,
+            trusted: vec!["10.9.0.0/16".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn rate_limits_per_source_except_trusted_proxies() {
+        let p = policy();
+        let mut g = AbuseGuard::default();
+        let ip: IpAddr = "192.0.2.8".parse().unwrap();
+        let t0 = Instant::now();
+        let allowed = (0..50).filter(|_| g.allow(ip, t0, &p)).count();
+        assert_eq!(allowed, 20, "the burst, then nothing");
+        assert!(
+            g.allow(ip, t0 + Duration::from_millis(100), &p),
+            "refilled at 10/s"
+        );
+        let proxy: IpAddr = "10.9.1.1".parse().unwrap();
+        assert!((0..1000).all(|_| g.allow(proxy, t0, &p)));
+        assert!(
+            (0..10).all(|_| !g.record_failure(proxy, t0, &p)),
+            "a trusted proxy is never banned"
+        );
+    }
+
+    #[test]
+    fn bans_after_repeated_failures_then_forgives() {
+        let policy = policy();
         let mut g = AbuseGuard::default();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let t0 = Instant::now();

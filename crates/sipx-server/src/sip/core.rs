@@ -5,7 +5,7 @@
 //! runs in a spawned task whose result comes back as another input.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,16 +25,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
+use crate::config::UnknownSourcePolicy;
 
 /// How long a looked-up account is trusted before it is read again (API changes reach the
 /// registrar within this time).
 const ACCOUNT_TTL: Duration = Duration::from_secs(5);
 
 pub(crate) enum CoreInput {
-    Datagram {
-        peer: Peer,
-        bytes: Vec<u8>,
-    },
     Parsed {
         peer: Peer,
         msg: Result<SipMessage, ParseError>,
@@ -95,6 +92,9 @@ struct PendingRegister {
 pub(crate) struct CoreSettings {
     pub register: RegisterPolicy,
     pub abuse: AbusePolicy,
+    pub unknown_source: UnknownSourcePolicy,
+    /// Period of keep-alives to UDP-registered devices; `None`: off.
+    pub nat_keepalive: Option<Duration>,
     pub server_header: String,
     /// Host to advertise in Via/Contact (1:1 NAT), else the listening address.
     pub external_host: Option<String>,
@@ -116,11 +116,58 @@ pub(crate) struct Core {
     inputs: mpsc::Sender<CoreInput>,
     persist: mpsc::UnboundedSender<PersistJob>,
     runtime: Runtime,
+    /// Source addresses of live registrations (with how many contacts each), for "known source".
+    binding_ips: HashMap<IpAddr, usize>,
+    /// Networks and digest users of the trunks' inbound side.
+    inbound_nets: Vec<IpNet>,
+    inbound_users: HashMap<String, Redacted<String>>,
     /// username → contact → the expiry last written to the store.
     persisted: HashMap<String, HashMap<String, u64>>,
     /// trunk id → its outbound registration.
     trunk_regs: HashMap<String, TrunkReg>,
     reg_txns: HashMap<ClientTxnId, String>,
+}
+
+/// Metric label of a method, without allocating (extension methods share one label).
+fn method_label(m: &Method) -> &'static str {
+    match m {
+        Method::Extension(_) => "other",
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Register => "REGISTER",
+        Method::Info => "INFO",
+        Method::Prack => "PRACK",
+        Method::Update => "UPDATE",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Notify => "NOTIFY",
+        Method::Refer => "REFER",
+        Method::Message => "MESSAGE",
+        Method::Publish => "PUBLISH",
+    }
+}
+
+/// Metric label of a status code, without allocating.
+fn status_label(status: u16) -> &'static str {
+    const LABELS: [&str; 7] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+    match status {
+        100 => "100",
+        180 => "180",
+        183 => "183",
+        200 => "200",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        407 => "407",
+        481 => "481",
+        486 => "486",
+        487 => "487",
+        500 => "500",
+        503 => "503",
+        s => LABELS[usize::from(s / 100).min(6)],
+    }
 }
 
 fn unix_now() -> u64 {
@@ -185,6 +232,9 @@ impl Core {
             inputs,
             persist,
             runtime,
+            binding_ips: HashMap::new(),
+            inbound_nets: Vec::new(),
+            inbound_users: HashMap::new(),
             persisted,
             trunk_regs: HashMap::new(),
             reg_txns: HashMap::new(),
@@ -192,9 +242,70 @@ impl Core {
     }
 
     /// Shows every restored binding to the API.
-    pub(crate) fn publish_all(&self) {
+    pub(crate) fn publish_all(&mut self) {
         for (user, (app, b)) in &self.bindings {
             self.publish_bindings(user, app, b);
+        }
+        let all: Vec<Binding> = self
+            .bindings
+            .values()
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        self.count_sources(&[], &all);
+    }
+
+    /// Keeps `binding_ips` in step when a user's contacts go from `old` to `new`.
+    fn count_sources(&mut self, old: &[Binding], new: &[Binding]) {
+        for b in old {
+            let ip = b.source.ip();
+            if let Some(n) = self.binding_ips.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.binding_ips.remove(&ip);
+                }
+            }
+        }
+        for b in new {
+            *self.binding_ips.entry(b.source.ip()).or_insert(0) += 1;
+        }
+    }
+
+    /// A trunk's inbound network, a registered device, or a trusted proxy.
+    fn is_known_source(&self, ip: IpAddr) -> bool {
+        self.settings.abuse.is_trusted(ip)
+            || self.binding_ips.contains_key(&ip)
+            || self.inbound_nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Credentials of a trunk's inbound digest user, when the request carries valid ones.
+    fn inbound_user_verified(&mut self, req: &Request) -> bool {
+        let Some(creds) = req
+            .headers
+            .get_all("Authorization")
+            .chain(req.headers.get_all("Proxy-Authorization"))
+            .filter_map(DigestParams::parse)
+            .find(|c| self.digest.username(c).is_some())
+        else {
+            return false;
+        };
+        let user = self.digest.username(&creds).unwrap_or_default().to_owned();
+        let Some(password) = self.inbound_users.get(&user).cloned() else {
+            return false;
+        };
+        self.digest
+            .verify(&creds, req.method.as_str(), password.expose(), unix_now())
+            .is_ok()
+    }
+
+    fn send_keepalives(&self) {
+        let Some((_, socket)) = self.udp.iter().min_by_key(|(f, _)| **f) else {
+            return;
+        };
+        for (_, bindings) in self.bindings.values() {
+            for b in bindings.iter().filter(|b| b.transport == Transport::Udp) {
+                // A double CRLF: ignored by SIP stacks, enough to keep a NAT binding open.
+                let _ = socket.try_send_to(b"\r\n\r\n", b.source);
+            }
         }
     }
 
@@ -235,6 +346,12 @@ impl Core {
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
         let mut changes = self.store.subscribe_changes();
+        let mut keepalive = tokio::time::interval(
+            self.settings
+                .nat_keepalive
+                .unwrap_or(Duration::from_secs(3600)),
+        );
+        let keepalive_on = self.settings.nat_keepalive.is_some();
         self.publish_all();
         self.load_trunks();
         loop {
@@ -269,6 +386,7 @@ impl Core {
                     self.load_trunks();
                 }
                 _ = housekeeping.tick() => self.housekeeping(),
+                _ = keepalive.tick(), if keepalive_on => self.send_keepalives(),
                 _ = stop.wait_for(|s| *s) => break,
             }
             self.pump(Instant::now());
@@ -283,14 +401,28 @@ impl Core {
             .retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_TTL);
         let t = unix_now();
         let runtime = self.runtime.clone();
+        let mut lapsed = Vec::new();
         self.bindings.retain(|user, (app, b)| {
             let before = b.len();
+            lapsed.extend(b.iter().filter(|x| x.expires_at <= t).cloned());
             b.retain(|x| x.expires_at > t);
-            if b.len() != before && b.is_empty() {
-                runtime.set_bindings(user, app, Vec::new());
+            if b.len() != before {
+                let views = b
+                    .iter()
+                    .map(|x| BindingView {
+                        contact: x.contact.clone(),
+                        expires_at: x.expires_at,
+                        q: x.q,
+                        source: x.source.to_string(),
+                        transport: x.transport.via_name().to_owned(),
+                        user_agent: x.user_agent.clone(),
+                    })
+                    .collect();
+                runtime.set_bindings(user, app, views);
             }
             !b.is_empty()
         });
+        self.count_sources(&lapsed, &[]);
         metrics::gauge!("sipx_sip_registered_contacts")
             .set(self.bindings.values().map(|(_, b)| b.len()).sum::<usize>() as f64);
         metrics::gauge!("sipx_sip_banned_sources").set(self.guard.banned_count() as f64);
@@ -298,19 +430,10 @@ impl Core {
 
     fn handle_input(&mut self, now: Instant, input: CoreInput) {
         match input {
-            CoreInput::Datagram { peer, bytes } => {
-                if self.guard.is_banned(peer.addr.ip(), now) {
-                    metrics::counter!("sipx_sip_dropped_total", "reason" => "banned").increment(1);
-                    return;
-                }
-                self.endpoint.handle_datagram(now, peer, &bytes);
-            }
             CoreInput::Parsed { peer, msg } => {
-                if self.guard.is_banned(peer.addr.ip(), now) {
-                    metrics::counter!("sipx_sip_dropped_total", "reason" => "banned").increment(1);
-                    return;
+                if self.admit(peer.addr.ip(), now) {
+                    self.endpoint.handle_parsed(now, peer, msg);
                 }
-                self.endpoint.handle_parsed(now, peer, msg);
             }
             CoreInput::Pong { peer } => self.send(Transmit {
                 peer,
@@ -351,6 +474,19 @@ impl Core {
         }
     }
 
+    /// Banned sources and sources over their rate are dropped before parsing.
+    fn admit(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.guard.is_banned(ip, now) {
+            metrics::counter!("sipx_sip_dropped_total", "reason" => "banned").increment(1);
+            return false;
+        }
+        if !self.guard.allow(ip, now, &self.settings.abuse) {
+            metrics::counter!("sipx_sip_dropped_total", "reason" => "rate").increment(1);
+            return false;
+        }
+        true
+    }
+
     fn pump(&mut self, now: Instant) {
         while let Some(out) = self.endpoint.poll_output() {
             match out {
@@ -381,7 +517,7 @@ impl Core {
         response
             .headers
             .push("Server", self.settings.server_header.clone());
-        metrics::counter!("sipx_sip_responses_total", "status" => response.status.to_string())
+        metrics::counter!("sipx_sip_responses_total", "status" => status_label(response.status))
             .increment(1);
         self.endpoint.respond(now, txn, response);
     }
@@ -411,13 +547,34 @@ impl Core {
     }
 
     fn on_request(&mut self, now: Instant, txn: ServerTxnId, req: Request, peer: Peer) {
-        metrics::counter!("sipx_sip_requests_total", "method" => req.method.as_str().to_owned())
+        metrics::counter!("sipx_sip_requests_total", "method" => method_label(&req.method))
             .increment(1);
         if self.settings.abuse.drop_scanners
             && req.headers.get("User-Agent").is_some_and(is_scanner)
         {
             metrics::counter!("sipx_sip_dropped_total", "reason" => "scanner").increment(1);
             self.endpoint.abandon(txn);
+            return;
+        }
+        let ip = peer.addr.ip();
+        // REGISTER authenticates itself; OPTIONS is answered to anyone unless in silent mode.
+        let open_method = req.method == Method::Register
+            || (req.method == Method::Options
+                && self.settings.unknown_source != UnknownSourcePolicy::Silent);
+        let gated = !open_method;
+        if gated && !self.is_known_source(ip) && !self.inbound_user_verified(&req) {
+            metrics::counter!("sipx_sip_unknown_source_total").increment(1);
+            match self.settings.unknown_source {
+                UnknownSourcePolicy::Silent => self.endpoint.abandon(txn),
+                UnknownSourcePolicy::Reject => {
+                    let tag = self.endpoint.new_tag();
+                    let resp = req
+                        .response(403, Some(&tag))
+                        .with_reason("Source not allowed");
+                    self.respond(now, txn, resp);
+                }
+                UnknownSourcePolicy::Challenge => self.challenge(now, txn, &req, false),
+            }
             return;
         }
         let tag = self.endpoint.new_tag();
@@ -448,13 +605,17 @@ impl Core {
         }
     }
 
-    fn challenge(&mut self, now: Instant, txn: ServerTxnId, req: &Request, stale: bool) {
+    /// A 401 with fresh challenges, sent statelessly: the nonce carries all the state.
+    fn challenge(&mut self, _now: Instant, txn: ServerTxnId, req: &Request, stale: bool) {
         let tag = self.endpoint.new_tag();
         let mut resp = req.response(401, Some(&tag));
         for c in self.digest.challenges(unix_now(), stale) {
             resp.headers.push("WWW-Authenticate", c);
         }
-        self.respond(now, txn, resp);
+        resp.headers
+            .push("Server", self.settings.server_header.clone());
+        metrics::counter!("sipx_sip_responses_total", "status" => "401").increment(1);
+        self.endpoint.respond_stateless(txn, resp);
     }
 
     fn on_register(&mut self, now: Instant, txn: ServerTxnId, req: Request, peer: Peer) {
@@ -590,6 +751,12 @@ impl Core {
                     self.respond(now, p.txn, resp);
                 }
                 self.publish_bindings(&username, &account.app_id, &new);
+                let old = self
+                    .bindings
+                    .get(&username)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                self.count_sources(&old, &new);
                 if new.is_empty() {
                     self.bindings.remove(&username);
                 } else {
@@ -619,6 +786,31 @@ impl Core {
     }
 
     fn apply_trunks(&mut self, now: Instant, trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>) {
+        self.inbound_nets = trunks
+            .iter()
+            .flat_map(|(t, _)| {
+                t.trunk
+                    .data
+                    .inbound_cidrs
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+            })
+            .collect();
+        self.inbound_users = trunks
+            .iter()
+            .filter_map(|(t, _)| {
+                Some((
+                    t.trunk.data.inbound_username.clone()?,
+                    t.inbound_password.clone()?,
+                ))
+            })
+            .collect();
+        tracing::info!(
+            trunks = trunks.len(),
+            inbound_networks = self.inbound_nets.len(),
+            inbound_users = self.inbound_users.len(),
+            "trunks loaded"
+        );
         let mut keep = HashMap::new();
         for (t, addr) in trunks {
             let d = &t.trunk.data;

@@ -4,6 +4,7 @@
 mod abuse;
 mod core;
 mod transport;
+mod ws;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,8 +33,10 @@ pub struct BoundSip {
     config: SipConfig,
     udp: Vec<(FlowId, Arc<UdpSocket>, Arc<AtomicBool>)>,
     tcp: Vec<(TcpListener, Option<TlsAcceptor>, Arc<AtomicBool>)>,
+    ws: Vec<(TcpListener, Option<TlsAcceptor>, Arc<AtomicBool>)>,
     ids: Arc<FlowIds>,
     algorithms: Vec<Algorithm>,
+    trusted: Vec<ipnet::IpNet>,
 }
 
 impl BoundSip {
@@ -54,6 +57,19 @@ impl BoundSip {
                 Algorithm::parse(a).ok_or_else(|| {
                     StartupError::Config(format!("sip.digest_algorithms: unknown algorithm {a:?}"))
                 })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let trusted = config
+            .trusted_proxies
+            .iter()
+            .map(|t| {
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        StartupError::Config(format!(
+                            "sip.trusted_proxies: {t:?} is not an address or network"
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let ids = Arc::new(FlowIds::default());
@@ -81,33 +97,63 @@ impl BoundSip {
             let ready = health.listener(&format!("sip-tcp {addr}"));
             tcp.push((listener, None, ready));
         }
-        if !config.tls.is_empty() {
+        // One certificate serves SIP over TLS and secure WebSocket.
+        let acceptor = if config.tls.is_empty() && config.wss.is_empty() {
+            None
+        } else {
             let Some((cert, key)) = tls_files else {
                 return Err(StartupError::Tls(
-                    "sip.tls needs a certificate: set sip.tls_cert/sip.tls_key or http.tls"
+                    "sip.tls and sip.wss need a certificate: set sip.tls_cert/sip.tls_key or http.tls"
                         .to_owned(),
                 ));
             };
-            let acceptor = TlsAcceptor::from(crate::tls::plain_server_config(&cert, &key)?);
-            for addr in &config.tls {
+            Some(TlsAcceptor::from(crate::tls::plain_server_config(
+                &cert, &key,
+            )?))
+        };
+        for addr in &config.tls {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    what: "SIP over TLS",
+                    addr: *addr,
+                    source,
+                })?;
+            let ready = health.listener(&format!("sip-tls {addr}"));
+            tcp.push((listener, acceptor.clone(), ready));
+        }
+        let mut ws = Vec::new();
+        let kinds = [
+            (&config.ws, None, "SIP over WebSocket", "sip-ws"),
+            (
+                &config.wss,
+                acceptor.clone(),
+                "SIP over secure WebSocket",
+                "sip-wss",
+            ),
+        ];
+        for (addrs, tls, what, name) in kinds {
+            for addr in addrs {
                 let listener =
                     TcpListener::bind(addr)
                         .await
                         .map_err(|source| StartupError::Bind {
-                            what: "SIP over TLS",
+                            what,
                             addr: *addr,
                             source,
                         })?;
-                let ready = health.listener(&format!("sip-tls {addr}"));
-                tcp.push((listener, Some(acceptor.clone()), ready));
+                let ready = health.listener(&format!("{name} {addr}"));
+                ws.push((listener, tls.clone(), ready));
             }
         }
         Ok(Some(BoundSip {
             config: config.clone(),
             udp,
             tcp,
+            ws,
             ids,
             algorithms,
+            trusted,
         }))
     }
 
@@ -141,7 +187,13 @@ impl BoundSip {
                 failure_window: Duration::from_secs(c.failure_window_secs),
                 ban: Duration::from_secs(c.ban_secs),
                 drop_scanners: c.drop_scanners,
+                rate_per_sec: c.rate_limit_per_sec,
+                rate_burst: c.rate_limit_burst,
+                trusted: self.trusted.clone(),
             },
+            unknown_source: c.unknown_source,
+            nat_keepalive: (c.nat_keepalive_secs > 0)
+                .then(|| Duration::from_secs(c.nat_keepalive_secs)),
             server_header: format!("SIPx/{}", env!("CARGO_PKG_VERSION")),
             external_host: c.external_host.clone(),
         };
@@ -184,6 +236,23 @@ impl BoundSip {
             }
             ready.store(true, Ordering::SeqCst);
             tasks.push(tokio::spawn(transport::stream_accept_loop(
+                listener,
+                tls,
+                self.ids.clone(),
+                tx.clone(),
+                stop.clone(),
+            )));
+        }
+        for (listener, tls, ready) in self.ws {
+            if let Ok(a) = listener.local_addr() {
+                if tls.is_some() {
+                    tracing::info!(addr = %a, "SIP listening on WSS");
+                } else {
+                    tracing::info!(addr = %a, "SIP listening on WS");
+                }
+            }
+            ready.store(true, Ordering::SeqCst);
+            tasks.push(tokio::spawn(ws::ws_accept_loop(
                 listener,
                 tls,
                 self.ids.clone(),

@@ -61,14 +61,9 @@ pub async fn udp_loop(
                 if buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
                     continue;
                 }
-                if core
-                    .send(CoreInput::Datagram {
-                        peer,
-                        bytes: buf[..n].to_vec(),
-                    })
-                    .await
-                    .is_err()
-                {
+                // Parsed here, on this task's thread, so parsing runs beside the core's work.
+                let msg = sipx_sip::msg::parse_datagram(&buf[..n]);
+                if core.send(CoreInput::Parsed { peer, msg }).await.is_err() {
                     return;
                 }
             }

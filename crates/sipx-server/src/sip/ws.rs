@@ -1,0 +1,164 @@
+//! SIP over WebSocket (RFC 7118), for browser SIP phones: each WebSocket message carries one
+//! SIP message; the handshake must agree on the `sip` subprotocol.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sipx_sip::{FlowId, Peer, Transport};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+
+use super::core::CoreInput;
+use super::transport::FlowIds;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts WebSocket (`tls: None`) or secure WebSocket connections.
+pub async fn ws_accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    ids: Arc<FlowIds>,
+    core: mpsc::Sender<CoreInput>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, addr)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let flow = ids.next();
+        let (core, stop, tls) = (core.clone(), stop.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => connection(stream, addr, flow, Transport::Ws, core, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            connection(tls, addr, flow, Transport::Wss, core, stop).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "SIP WSS TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%addr, "SIP WSS TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Completes the WebSocket handshake (insisting on the `sip` subprotocol, within a time
+/// limit), then runs the session.
+async fn connection<S>(
+    stream: S,
+    addr: SocketAddr,
+    flow: FlowId,
+    transport: Transport,
+    core: mpsc::Sender<CoreInput>,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The callback's signature is tungstenite's: its error type is an HTTP response.
+    #[allow(clippy::result_large_err)]
+    let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let offers_sip = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("sip"));
+        if !offers_sip {
+            let mut refusal = ErrorResponse::new(Some(
+                "the WebSocket subprotocol must be \"sip\" (RFC 7118)".to_owned(),
+            ));
+            *refusal.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(refusal);
+        }
+        resp.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("sip"));
+        Ok(resp)
+    };
+    let ws = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async(stream, check),
+    )
+    .await
+    {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "SIP WebSocket handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    session(ws, addr, flow, transport, core, stop).await;
+}
+
+async fn session<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    addr: SocketAddr,
+    flow: FlowId,
+    transport: Transport,
+    core: mpsc::Sender<CoreInput>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Peer {
+        transport,
+        flow,
+        addr,
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            // SIP is text; a message that is not UTF-8 (a binary body) goes as a binary frame.
+            let msg = match String::from_utf8(bytes) {
+                Ok(text) => Message::text(text),
+                Err(e) => Message::binary(e.into_bytes()),
+            };
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    loop {
+        let next = tokio::select! {
+            m = stream.next() => m,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let bytes = match next {
+            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+            Some(Ok(Message::Binary(b))) => b.to_vec(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+        };
+        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            continue;
+        }
+        let msg = sipx_sip::msg::parse_datagram(&bytes);
+        if core.send(CoreInput::Parsed { peer, msg }).await.is_err() {
+            break;
+        }
+    }
+    let _ = core.send(CoreInput::FlowClosed { flow }).await;
+    writer.abort();
+}
