@@ -296,25 +296,34 @@ impl Endpoint {
     }
 
     /// Records where the request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581).
+    /// The header is rewritten only when a parameter must be added or changed.
     fn stamp_via(req: &mut Request, peer: &Peer) -> Option<Via> {
-        let mut lines: Vec<String> = req.headers.get_all("Via").map(str::to_owned).collect();
-        let first = lines.first_mut()?;
-        let values = crate::msg::lex::split_top(first, ',')?;
+        let index = req.headers.0.iter().position(|h| h.name == "Via")?;
+        let line = &req.headers.0[index].value;
+        let values = crate::msg::lex::split_top(line, ',')?;
         let mut via = Via::parse(values.first()?)?;
         let ip = peer.addr.ip().to_string();
-        if via.param("rport").is_some() {
-            via.set_param("rport", Some(peer.addr.port().to_string()));
-            via.set_param("received", Some(ip));
-        } else if via.host.trim_matches(['[', ']']) != ip {
+        let port = peer.addr.port().to_string();
+        let rport = via.param("rport").is_some();
+        let needs_received = via.host.trim_matches(['[', ']']) != ip;
+        if !rport && !needs_received {
+            return Some(via);
+        }
+        if rport && via.param("rport") == Some(Some(port.as_str())) && !needs_received {
+            return Some(via);
+        }
+        if rport {
+            via.set_param("rport", Some(port));
+        }
+        if rport || needs_received {
             via.set_param("received", Some(ip));
         }
-        let mut rebuilt = vec![via.to_string()];
-        rebuilt.extend(values[1..].iter().map(|v| v.trim().to_owned()));
-        *first = rebuilt.join(", ");
-        req.headers.remove("Via");
-        for line in lines {
-            req.headers.push("Via", line);
+        let mut rebuilt = via.to_string();
+        for v in &values[1..] {
+            rebuilt.push_str(", ");
+            rebuilt.push_str(v.trim());
         }
+        req.headers.0[index].value = rebuilt;
         Some(via)
     }
 

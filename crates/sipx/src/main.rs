@@ -3,6 +3,10 @@
 
 mod apps_cli;
 
+// SIP handling allocates per message; mimalloc keeps that cheap on every thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -130,9 +130,15 @@ impl Headers {
         h.name.eq_ignore_ascii_case(name)
     }
 
+    /// The name to compare stored (canonical) names with: stored names are canonical, so a
+    /// full name matches case-insensitively as it is; only compact forms need mapping.
+    fn lookup_name(name: &str) -> &str {
+        if name.len() == 1 { canonical(name) } else { name }
+    }
+
     /// The first value of `name` (canonical or compact name, any case).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let name = canonical(name);
+        let name = Self::lookup_name(name);
         self.0
             .iter()
             .find(|h| Self::matches(h, name))
@@ -140,11 +146,11 @@ impl Headers {
     }
 
     /// Every line of `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
-        let name = canonical_name(name);
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let name = Self::lookup_name(name);
         self.0
             .iter()
-            .filter(move |h| Self::matches(h, &name))
+            .filter(move |h| Self::matches(h, name))
             .map(|h| h.value.as_str())
     }
 
@@ -154,7 +160,7 @@ impl Headers {
 
     /// Every value of a list header, across lines and commas, trimmed. Unbalanced quoting
     /// yields the line whole (the typed parser will then refuse it).
-    pub fn list(&self, name: &str) -> Vec<&str> {
+    pub fn list<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
         let mut out = Vec::new();
         for line in self.get_all(name) {
             match split_top(line, ',') {
