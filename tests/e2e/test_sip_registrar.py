@@ -8,7 +8,7 @@ import tempfile
 
 import requests
 
-from conftest import PEERS, Server, auth_header, create_app, run_sipp, sip_addr
+from conftest import PEERS, Server, auth_header, create_app, run_sipp, sip_addr, sip_transaction
 
 
 def account(server, creds, username, password, **extra):
@@ -118,18 +118,26 @@ def test_application_key_can_register_like_the_first_sipx(server, tmp_path):
     assert [r["username"] for r in registrations(server, (key, secret))] == [key]
 
 
-def test_registrations_survive_a_restart(data_dir, tmp_path):
+def test_registrations_and_trunks_survive_a_restart(data_dir, tmp_path):
     s = Server(data_dir).start()
     creds = create_app(s)[:2]
     account(s, creds, "dave", "davepw1234")
     p = run_sipp("register_auth.xml", sip_addr(s, "udp"), "127.0.0.37",
                  "-inf", users_csv(tmp_path, "dave", "davepw1234"), "-set", "expires", "300")
     assert p.returncode == 0
+    r = requests.post(s.url("/v1/trunks"), headers=auth_header(*creds), timeout=5,
+                      json={"name": "kept", "inbound": {"allowed_cidrs": ["127.0.0.38/32"]}})
+    assert r.status_code == 201
     assert s.stop() == 0
     s = Server(data_dir).start()
     try:
         s.wait_log(lambda e: e.get("message") == "registrations restored" and e.get("contacts") == 1, 10)
         assert [r["username"] for r in registrations(s, creds)] == ["dave"]
+        trunks = requests.get(s.url("/v1/trunks"), headers=auth_header(*creds), timeout=5).json()["items"]
+        assert [t["name"] for t in trunks] == ["kept"]
+        # And the SIP service applies it again: its network gets past the source gate.
+        s.wait_log(lambda e: e.get("message") == "trunks loaded" and e.get("inbound_networks") == 1, 10)
+        assert sip_transaction(sip_addr(s, "udp"), "127.0.0.38", "INVITE") == 480
     finally:
         s.stop()
 

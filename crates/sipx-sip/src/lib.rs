@@ -3,11 +3,13 @@
 //!
 //! - [`msg`]: messages, URIs, headers; parsing never panics and keeps unknown headers/methods.
 //! - [`endpoint`]: the transaction layer (four state machines, timers A–M, RFC 6026).
+//! - [`dialog`]: dialogs (route sets, CSeq, target refresh, early dialogs and forking).
 //! - [`transport`]: names for transports, flows and peers.
 //! - [`digest`]: digest authentication, server and client side.
 //! - [`uas`]: the checks a UAS makes before acting on a request.
 //! - [`registrar`]: REGISTER processing over a set of bindings.
 
+pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 #[cfg(any(test, feature = "_fuzz"))]

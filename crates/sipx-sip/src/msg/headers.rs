@@ -133,7 +133,11 @@ impl Headers {
     /// The name to compare stored (canonical) names with: stored names are canonical, so a
     /// full name matches case-insensitively as it is; only compact forms need mapping.
     fn lookup_name(name: &str) -> &str {
-        if name.len() == 1 { canonical(name) } else { name }
+        if name.len() == 1 {
+            canonical(name)
+        } else {
+            name
+        }
     }
 
     /// The first value of `name` (canonical or compact name, any case).
