@@ -130,23 +130,7 @@ pub(crate) struct Core {
 
 /// Metric label of a method, without allocating (extension methods share one label).
 fn method_label(m: &Method) -> &'static str {
-    match m {
-        Method::Extension(_) => "other",
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Options => "OPTIONS",
-        Method::Register => "REGISTER",
-        Method::Info => "INFO",
-        Method::Prack => "PRACK",
-        Method::Update => "UPDATE",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Notify => "NOTIFY",
-        Method::Refer => "REFER",
-        Method::Message => "MESSAGE",
-        Method::Publish => "PUBLISH",
-    }
+    m.known_name().unwrap_or("other")
 }
 
 /// Metric label of a status code, without allocating.
@@ -168,6 +152,21 @@ fn status_label(status: u16) -> &'static str {
         503 => "503",
         s => LABELS[usize::from(s / 100).min(6)],
     }
+}
+
+/// The API's view of registered contacts.
+fn binding_views(bindings: &[Binding]) -> Vec<BindingView> {
+    bindings
+        .iter()
+        .map(|b| BindingView {
+            contact: b.contact.clone(),
+            expires_at: b.expires_at,
+            q: b.q,
+            source: b.source.to_string(),
+            transport: b.transport.via_name().to_owned(),
+            user_agent: b.user_agent.clone(),
+        })
+        .collect()
 }
 
 fn unix_now() -> u64 {
@@ -407,18 +406,7 @@ impl Core {
             lapsed.extend(b.iter().filter(|x| x.expires_at <= t).cloned());
             b.retain(|x| x.expires_at > t);
             if b.len() != before {
-                let views = b
-                    .iter()
-                    .map(|x| BindingView {
-                        contact: x.contact.clone(),
-                        expires_at: x.expires_at,
-                        q: x.q,
-                        source: x.source.to_string(),
-                        transport: x.transport.via_name().to_owned(),
-                        user_agent: x.user_agent.clone(),
-                    })
-                    .collect();
-                runtime.set_bindings(user, app, views);
+                runtime.set_bindings(user, app, binding_views(b));
             }
             !b.is_empty()
         });
@@ -999,18 +987,8 @@ impl Core {
 
     /// Shows `username`'s contacts to the API.
     fn publish_bindings(&self, username: &str, app_id: &str, bindings: &[Binding]) {
-        let views = bindings
-            .iter()
-            .map(|b| BindingView {
-                contact: b.contact.clone(),
-                expires_at: b.expires_at,
-                q: b.q,
-                source: b.source.to_string(),
-                transport: b.transport.via_name().to_owned(),
-                user_agent: b.user_agent.clone(),
-            })
-            .collect();
-        self.runtime.set_bindings(username, app_id, views);
+        self.runtime
+            .set_bindings(username, app_id, binding_views(bindings));
     }
 
     fn persist_bindings(

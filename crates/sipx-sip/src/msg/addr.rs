@@ -74,10 +74,7 @@ impl NameAddr {
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        super::lex::find_param(&self.params, name)
     }
 
     pub fn tag(&self) -> Option<&str> {
@@ -85,14 +82,7 @@ impl NameAddr {
     }
 
     pub fn set_param(&mut self, name: &str, value: Option<String>) {
-        match self
-            .params
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            Some(p) => p.1 = value,
-            None => self.params.push((name.to_owned(), value)),
-        }
+        super::lex::set_param(&mut self.params, name, value);
     }
 }
 

@@ -125,6 +125,28 @@ pub fn parse_params(s: &str) -> Option<Vec<(String, Option<String>)>> {
     Some(out)
 }
 
+/// A parameter by case-insensitive name: `Some(None)` for a flag like `;lr`.
+pub fn find_param<'a>(
+    params: &'a [(String, Option<String>)],
+    name: &str,
+) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_deref())
+}
+
+/// Sets a parameter, replacing one of the same name or appending it.
+pub fn set_param(params: &mut Vec<(String, Option<String>)>, name: &str, value: Option<String>) {
+    match params
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        Some(p) => p.1 = value,
+        None => params.push((name.to_owned(), value)),
+    }
+}
+
 /// Escapes `"` and `\` for a quoted string.
 pub fn escape_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -167,10 +167,7 @@ impl SipUri {
 
     /// A URI parameter by case-insensitive name: `Some(None)` for a flag like `;lr`.
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        super::lex::find_param(&self.params, name)
     }
 
     pub fn transport(&self) -> Option<&str> {

@@ -48,10 +48,7 @@ impl Via {
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        super::lex::find_param(&self.params, name)
     }
 
     pub fn branch(&self) -> Option<&str> {
@@ -59,14 +56,7 @@ impl Via {
     }
 
     pub fn set_param(&mut self, name: &str, value: Option<String>) {
-        match self
-            .params
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            Some(p) => p.1 = value,
-            None => self.params.push((name.to_owned(), value)),
-        }
+        super::lex::set_param(&mut self.params, name, value);
     }
 
     /// The `host:port` the request says it was sent from.
