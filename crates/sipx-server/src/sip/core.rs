@@ -371,7 +371,17 @@ impl Core {
             };
             tokio::select! {
                 input = rx.recv() => match input {
-                    Some(input) => self.handle_input(Instant::now(), input),
+                    Some(input) => {
+                        let now = Instant::now();
+                        self.handle_input(now, input);
+                        // Whatever else queued meanwhile is handled in the same turn: one
+                        // wake-up serves a burst instead of a select! round per message.
+                        for _ in 0..256 {
+                            let Ok(more) = rx.try_recv() else { break };
+                            self.pump(now);
+                            self.handle_input(now, more);
+                        }
+                    }
                     None => break,
                 },
                 () = sleep => {
