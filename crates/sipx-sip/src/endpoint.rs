@@ -140,6 +140,28 @@ struct Txn {
 }
 
 impl Txn {
+    /// A transaction with no keys, responses or timers yet.
+    fn new(server: bool, invite: bool, state: State, peer: Peer, t1: Duration) -> Txn {
+        Txn {
+            server,
+            invite,
+            state,
+            peer,
+            server_key: None,
+            client_key: None,
+            ack_key: None,
+            merge_key: None,
+            last: Vec::new(),
+            request: None,
+            ack: None,
+            acked: false,
+            retransmit_at: None,
+            interval: t1,
+            end_at: None,
+            armed: None,
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         match (self.retransmit_at, self.end_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -363,27 +385,15 @@ impl Endpoint {
             return;
         }
         let invite = method == Method::Invite;
+        let state = if invite {
+            State::Proceeding
+        } else {
+            State::Trying
+        };
         let id = self.insert(Txn {
-            server: true,
-            invite,
-            state: if invite {
-                State::Proceeding
-            } else {
-                State::Trying
-            },
-            peer,
             server_key: Some(key.clone()),
-            client_key: None,
-            ack_key: None,
             merge_key: merge.clone().map(|m| (m, key.branch.clone())),
-            last: Vec::new(),
-            request: None,
-            ack: None,
-            acked: false,
-            retransmit_at: None,
-            interval: self.cfg.t1,
-            end_at: None,
-            armed: None,
+            ..Txn::new(true, invite, state, peer, self.cfg.t1)
         });
         self.server_keys.insert(key.clone(), id);
         if let Some(m) = merge {
@@ -474,22 +484,8 @@ impl Endpoint {
             .copied()
             .filter(|id| self.txns.get(id).is_some_and(|t| t.invite));
         let id = self.insert(Txn {
-            server: true,
-            invite: false,
-            state: State::Trying,
-            peer,
             server_key: Some(key.clone()),
-            client_key: None,
-            ack_key: None,
-            merge_key: None,
-            last: Vec::new(),
-            request: None,
-            ack: None,
-            acked: false,
-            retransmit_at: None,
-            interval: self.cfg.t1,
-            end_at: None,
-            armed: None,
+            ..Txn::new(true, false, State::Trying, peer, self.cfg.t1)
         });
         self.server_keys.insert(key, id);
         let status = if target.is_some() { 200 } else { 481 };
@@ -596,27 +592,18 @@ impl Endpoint {
         };
         let bytes = request.to_bytes();
         let unreliable = !peer.transport.is_reliable();
+        let state = if invite {
+            State::Calling
+        } else {
+            State::Trying
+        };
         let id = self.insert(Txn {
-            server: false,
-            invite,
-            state: if invite {
-                State::Calling
-            } else {
-                State::Trying
-            },
-            peer,
-            server_key: None,
             client_key: Some(key.clone()),
-            ack_key: None,
-            merge_key: None,
             last: bytes.clone(),
             request: invite.then_some(request),
-            ack: None,
-            acked: false,
             retransmit_at: unreliable.then(|| now + t1), // Timer A / E
-            interval: t1,
-            end_at: Some(now + 64 * t1), // Timer B / F
-            armed: None,
+            end_at: Some(now + 64 * t1),                 // Timer B / F
+            ..Txn::new(false, invite, state, peer, t1)
         });
         self.client_keys.insert(key, id);
         self.rearm(id);
