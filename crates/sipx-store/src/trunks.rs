@@ -103,6 +103,36 @@ fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
     })
 }
 
+type SqliteQuery<'q> =
+    sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
+
+/// Binds a trunk's fields, in the column order both the INSERT and the UPDATE list them.
+fn bind_fields<'q>(
+    q: SqliteQuery<'q>,
+    data: &'q TrunkData,
+    sealed: Option<String>,
+    sealed_in: Option<String>,
+) -> SqliteQuery<'q> {
+    q.bind(&data.name)
+        .bind(data.enabled)
+        .bind(data.host.as_deref())
+        .bind(data.port.map(i64::from))
+        .bind(&data.transport)
+        .bind(data.username.as_deref())
+        .bind(data.auth_username.as_deref())
+        .bind(sealed)
+        .bind(data.from_domain.as_deref())
+        .bind(data.register)
+        .bind(i64::from(data.register_expires))
+        .bind(data.caller_id.as_deref())
+        .bind(&data.number_rules)
+        .bind(data.max_concurrent_calls.map(i64::from))
+        .bind(data.inbound_cidrs.join(" "))
+        .bind(data.inbound_username.as_deref())
+        .bind(sealed_in)
+        .bind(data.inbound_numbers.join(" "))
+}
+
 fn context(kind: &str, id: &str) -> String {
     format!("trunk-{kind}:{id}")
 }
@@ -135,7 +165,7 @@ impl Store {
         let now = now_ms();
         let sealed = self.seal_change("password", &id, password, None);
         let sealed_in = self.seal_change("inbound", &id, inbound_password, None);
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO trunks (id, app_id, name, enabled, host, port, transport, username,
              auth_username, password_sealed, from_domain, register, register_expires, caller_id,
              number_rules, max_concurrent_calls, inbound_cidrs, inbound_username,
@@ -143,29 +173,12 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
-        .bind(app_id)
-        .bind(&data.name)
-        .bind(data.enabled)
-        .bind(data.host.as_deref())
-        .bind(data.port.map(i64::from))
-        .bind(&data.transport)
-        .bind(data.username.as_deref())
-        .bind(data.auth_username.as_deref())
-        .bind(sealed)
-        .bind(data.from_domain.as_deref())
-        .bind(data.register)
-        .bind(i64::from(data.register_expires))
-        .bind(data.caller_id.as_deref())
-        .bind(&data.number_rules)
-        .bind(data.max_concurrent_calls.map(i64::from))
-        .bind(data.inbound_cidrs.join(" "))
-        .bind(data.inbound_username.as_deref())
-        .bind(sealed_in)
-        .bind(data.inbound_numbers.join(" "))
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        .bind(app_id);
+        bind_fields(insert, data, sealed, sealed_in)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         self.changed();
         self.get_trunk(app_id, &id)
             .await?
@@ -192,36 +205,19 @@ impl Store {
         };
         let sealed = self.seal_change("password", id, password, old_pw);
         let sealed_in = self.seal_change("inbound", id, inbound_password, old_in);
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE trunks SET name = ?, enabled = ?, host = ?, port = ?, transport = ?,
              username = ?, auth_username = ?, password_sealed = ?, from_domain = ?, register = ?,
              register_expires = ?, caller_id = ?, number_rules = ?, max_concurrent_calls = ?,
              inbound_cidrs = ?, inbound_username = ?, inbound_password_sealed = ?,
              inbound_numbers = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
-        )
-        .bind(&data.name)
-        .bind(data.enabled)
-        .bind(data.host.as_deref())
-        .bind(data.port.map(i64::from))
-        .bind(&data.transport)
-        .bind(data.username.as_deref())
-        .bind(data.auth_username.as_deref())
-        .bind(sealed)
-        .bind(data.from_domain.as_deref())
-        .bind(data.register)
-        .bind(i64::from(data.register_expires))
-        .bind(data.caller_id.as_deref())
-        .bind(&data.number_rules)
-        .bind(data.max_concurrent_calls.map(i64::from))
-        .bind(data.inbound_cidrs.join(" "))
-        .bind(data.inbound_username.as_deref())
-        .bind(sealed_in)
-        .bind(data.inbound_numbers.join(" "))
-        .bind(now_ms())
-        .bind(app_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        );
+        bind_fields(update, data, sealed, sealed_in)
+            .bind(now_ms())
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         self.changed();
         self.get_trunk(app_id, id).await
     }
