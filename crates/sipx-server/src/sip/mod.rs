@@ -235,9 +235,10 @@ impl BoundSip {
                 }
             }
             ready.store(true, Ordering::SeqCst);
-            tasks.push(tokio::spawn(transport::stream_accept_loop(
+            tasks.push(tokio::spawn(transport::accept_loop(
                 listener,
                 tls,
+                transport::Protocol::Stream,
                 self.ids.clone(),
                 tx.clone(),
                 stop.clone(),
@@ -252,9 +253,10 @@ impl BoundSip {
                 }
             }
             ready.store(true, Ordering::SeqCst);
-            tasks.push(tokio::spawn(ws::ws_accept_loop(
+            tasks.push(tokio::spawn(transport::accept_loop(
                 listener,
                 tls,
+                transport::Protocol::WebSocket,
                 self.ids.clone(),
                 tx.clone(),
                 stop.clone(),

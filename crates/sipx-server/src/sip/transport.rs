@@ -78,10 +78,31 @@ pub async fn udp_loop(
 /// A TLS handshake that has not finished by then is dropped.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Accepts TCP connections (`tls: None`) or TLS ones, one task per connection.
-pub async fn stream_accept_loop(
+/// What a stream listener speaks once a connection is accepted (and TLS-wrapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// SIP framed by Content-Length (TCP, TLS).
+    Stream,
+    /// SIP over WebSocket, RFC 7118 (WS, WSS).
+    WebSocket,
+}
+
+impl Protocol {
+    fn transport(self, secure: bool) -> Transport {
+        match (self, secure) {
+            (Protocol::Stream, false) => Transport::Tcp,
+            (Protocol::Stream, true) => Transport::Tls,
+            (Protocol::WebSocket, false) => Transport::Ws,
+            (Protocol::WebSocket, true) => Transport::Wss,
+        }
+    }
+}
+
+/// Accepts connections on a stream listener, TLS-wrapped when `tls` is set, one task each.
+pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    protocol: Protocol,
     ids: Arc<FlowIds>,
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
@@ -91,48 +112,50 @@ pub async fn stream_accept_loop(
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
         };
-        match accepted {
-            Ok((stream, addr)) => {
-                let _ = stream.set_nodelay(true);
-                let flow = ids.next();
-                let (core, stop) = (core.clone(), stop.clone());
-                match &tls {
-                    None => {
-                        tokio::spawn(stream_connection(
-                            stream,
-                            addr,
-                            flow,
-                            Transport::Tcp,
-                            core,
-                            stop,
-                        ));
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(
-                                TLS_HANDSHAKE_TIMEOUT,
-                                acceptor.accept(stream),
-                            )
-                            .await
-                            {
-                                Ok(Ok(tls)) => {
-                                    stream_connection(tls, addr, flow, Transport::Tls, core, stop)
-                                        .await
-                                }
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%addr, error = %e, "SIP TLS handshake failed")
-                                }
-                                Err(_) => tracing::debug!(%addr, "SIP TLS handshake timed out"),
-                            }
-                        });
-                    }
-                }
-            }
+        let (stream, addr) = match accepted {
+            Ok(conn) => conn,
             Err(e) => {
-                tracing::warn!(error = %e, "SIP stream accept failed");
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "SIP accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        let _ = stream.set_nodelay(true);
+        let flow = ids.next();
+        let (core, stop, tls) = (core.clone(), stop.clone(), tls.clone());
+        tokio::spawn(async move {
+            let Some(acceptor) = tls else {
+                let transport = protocol.transport(false);
+                return serve(protocol, stream, addr, flow, transport, core, stop).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let transport = protocol.transport(true);
+                    serve(protocol, tls, addr, flow, transport, core, stop).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "SIP TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "SIP TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn serve<S>(
+    protocol: Protocol,
+    stream: S,
+    addr: SocketAddr,
+    flow: FlowId,
+    transport: Transport,
+    core: mpsc::Sender<CoreInput>,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match protocol {
+        Protocol::Stream => stream_connection(stream, addr, flow, transport, core, stop).await,
+        Protocol::WebSocket => {
+            super::ws::connection(stream, addr, flow, transport, core, stop).await
         }
     }
 }

@@ -2,65 +2,24 @@
 //! SIP message; the handshake must agree on the `sip` subprotocol.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sipx_sip::{FlowId, Peer, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
 use super::core::CoreInput;
-use super::transport::FlowIds;
 
+/// The WebSocket upgrade must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accepts WebSocket (`tls: None`) or secure WebSocket connections.
-pub async fn ws_accept_loop(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    ids: Arc<FlowIds>,
-    core: mpsc::Sender<CoreInput>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let Ok((stream, addr)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let flow = ids.next();
-        let (core, stop, tls) = (core.clone(), stop.clone(), tls.clone());
-        tokio::spawn(async move {
-            match tls {
-                None => connection(stream, addr, flow, Transport::Ws, core, stop).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            connection(tls, addr, flow, Transport::Wss, core, stop).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%addr, error = %e, "SIP WSS TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%addr, "SIP WSS TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
-}
 
 /// Completes the WebSocket handshake (insisting on the `sip` subprotocol, within a time
 /// limit), then runs the session.
-async fn connection<S>(
+pub(super) async fn connection<S>(
     stream: S,
     addr: SocketAddr,
     flow: FlowId,
