@@ -1,9 +1,27 @@
 """SIPx with Kamailio: registering out to it as a provider, and behind it as a dispatcher target."""
 
+import subprocess
+
 import requests
 
-from conftest import Kamailio, auth_header, create_app, run_sipp, sip_addr
+from conftest import Kamailio, Server, auth_header, create_app, run_sipp, sip_addr
 from test_sip_registrar import account, registrations, users_csv
+
+
+def trunk_logged(server, trunk_id, message, count):
+    """Waits for the count-th log line `message` about trunk `trunk_id`."""
+    seen = []
+
+    def match(e):
+        if e.get("message") == message and e.get("trunk_id") == trunk_id and e not in seen:
+            seen.append(e)
+        return len(seen) >= count
+
+    server.wait_log(match, 30)
+
+
+def get_trunk(server, creds, trunk_id):
+    return requests.get(server.url(f"/v1/trunks/{trunk_id}"), headers=auth_header(*creds), timeout=5).json()
 
 
 def test_sipx_registers_to_a_provider_and_refreshes(server, tmp_path):
@@ -73,3 +91,88 @@ def test_kamailio_in_front_dispatches_options_and_register_to_sipx(server, tmp_p
         assert "dispatching REGISTER" in kam.log_text()
     finally:
         kam.stop()
+
+
+def test_sipx_registers_over_tcp_and_again_after_the_provider_restarts(server, tmp_path):
+    addr = ("127.0.0.45", 5060)
+    tcp = {"MAXEXP": 10, "LISTEN_TCP": "tcp:127.0.0.45:5060"}
+    kam = Kamailio("registrar.cfg", addr, tmp_path / "kam", **tcp)
+    try:
+        creds = create_app(server)[:2]
+        r = requests.post(server.url("/v1/trunks"), headers=auth_header(*creds), timeout=5, json={
+            "name": "provider-tcp",
+            "outbound": {"host": "127.0.0.45", "port": 5060, "transport": "tcp", "username": "trunkuser",
+                         "password": "trunkpw-123", "register": True, "register_expires": 300}})
+        assert r.status_code == 201, r.text
+        trunk_id = r.json()["id"]
+        trunk_logged(server, trunk_id, "trunk registered", 2)  # registered, then refreshed
+        log = kam.log_text()
+        assert log.count("REQ REGISTER sip:127.0.0.45:5060;transport=tcp from tcp:127.0.0.1:") >= 4, log[-3000:]
+        assert "from udp:" not in log.split("REQ REGISTER", 1)[1], log[-3000:]
+        assert "transport=tcp" in kam.rpc("ul.dump")
+        assert get_trunk(server, creds, trunk_id)["registration"]["state"] == "registered"
+    finally:
+        kam.stop()
+    # The provider goes away: the connection closes and the registration with it.
+    trunk_logged(server, trunk_id, "trunk connection lost", 1)
+    reg = get_trunk(server, creds, trunk_id)["registration"]
+    assert reg["state"] == "failed" and reg["last_reason"] == "connection closed", reg
+    # It comes back: SIPx reconnects and registers again after its back-off.
+    kam = Kamailio("registrar.cfg", addr, tmp_path / "kam2", **tcp)
+    try:
+        trunk_logged(server, trunk_id, "trunk registered", 3)
+        assert "trunkuser" in kam.rpc("ul.dump")
+    finally:
+        kam.stop()
+
+
+def ca_and_server_cert(tmp_path):
+    """A private CA and a server certificate it signed for 127.0.0.1, as a provider's PKI."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca-key.pem"
+    cert, key, csr = tmp_path / "server.pem", tmp_path / "server-key.pem", tmp_path / "server.csr"
+    ext = tmp_path / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(ca_key),
+            "-out", str(ca), "-days", "1", "-subj", "/CN=Provider Test CA")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+            "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "1", "-extfile", str(ext))
+    return ca, cert, key
+
+
+def test_sipx_registers_to_another_sipx_over_verified_tls(tmp_path):
+    """Two SIPx: the provider listens on TLS with a certificate for 127.0.0.1 from a private CA;
+    the customer trusts that CA through sip.tls_ca_file. Without it the handshake must fail."""
+    ca, cert, key = ca_and_server_cert(tmp_path)
+    provider = Server(tmp_path / "provider", env={
+        "SIPX_SIP__TLS": '["127.0.0.1:0"]', "SIPX_SIP__TLS_CERT": str(cert), "SIPX_SIP__TLS_KEY": str(key)}).start()
+    customer = Server(tmp_path / "customer", env={"SIPX_SIP__TLS_CA_FILE": str(ca)}).start()
+    untrusting = Server(tmp_path / "untrusting").start()
+    try:
+        pcreds = create_app(provider)[:2]
+        account(provider, pcreds, "customer1", "customer-pw-1")
+        host, port = sip_addr(provider, "tls")
+        trunk = {"name": "provider-tls", "outbound": {
+            "host": host, "port": port, "transport": "tls", "username": "customer1",
+            "password": "customer-pw-1", "register": True}}
+        results = {}
+        for name, s in (("customer", customer), ("untrusting", untrusting)):
+            creds = create_app(s)[:2]
+            r = requests.post(s.url("/v1/trunks"), headers=auth_header(*creds), timeout=5, json=trunk)
+            assert r.status_code == 201, r.text
+            results[name] = (s, creds, r.json()["id"])
+        s, creds, trunk_id = results["customer"]
+        trunk_logged(s, trunk_id, "trunk registered", 1)
+        regs = [r for r in registrations(provider, pcreds) if r["username"] == "customer1"]
+        assert len(regs) == 1 and regs[0]["transport"] == "TLS", regs
+        assert "transport=tls" in regs[0]["contact"], regs
+        s, creds, trunk_id = results["untrusting"]
+        trunk_logged(s, trunk_id, "trunk connection lost", 1)
+        reg = get_trunk(s, creds, trunk_id)["registration"]
+        assert reg["state"] == "failed" and "certificate" in reg["last_reason"], reg
+    finally:
+        for s in (provider, customer, untrusting):
+            s.stop()

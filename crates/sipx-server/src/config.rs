@@ -66,6 +66,9 @@ pub struct SipConfig {
     pub tls: Vec<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Extra trusted CAs (PEM) for SIPx's own TLS connections to providers, beside the system's
+    /// roots (a private PKI, or a provider with a self-signed certificate).
+    pub tls_ca_file: Option<PathBuf>,
     /// WebSocket (RFC 7118) listen addresses, for browser SIP phones; `wss` over TLS.
     pub ws: Vec<SocketAddr>,
     pub wss: Vec<SocketAddr>,
@@ -118,6 +121,7 @@ impl Default for SipConfig {
             tls: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            tls_ca_file: None,
             ws: Vec::new(),
             wss: Vec::new(),
             external_host: None,

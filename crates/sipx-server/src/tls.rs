@@ -97,6 +97,41 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StartupError> {
         .map_err(|e| tls_err(format!("cannot write {}: {e}", path.display())))
 }
 
+/// The client configuration for SIPx's own TLS connections (registering to a provider over
+/// TLS): the system's trusted roots plus those in `extra_ca` (PEM), certificates verified.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, StartupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    for e in &system.errors {
+        tracing::warn!(error = %e, "cannot read a system trust store certificate");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(system.certs);
+    if let Some(path) = extra_ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| tls_err(format!("cannot read CA file {}: {e}", path.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls_err(format!("bad certificate PEM in {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(tls_err(format!("no certificate in {}", path.display())));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| tls_err(format!("unusable CA in {}: {e}", path.display())))?;
+        }
+    } else if added == 0 {
+        tracing::warn!("no trusted root certificates: TLS connections to providers will fail");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_err(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +156,17 @@ mod tests {
         std::fs::write(&junk, "not a pem").unwrap();
         let e = server_config(&junk, &junk).unwrap_err().to_string();
         assert!(e.contains("junk.pem"), "{e}");
+    }
+
+    #[test]
+    fn client_trust_takes_an_extra_ca_and_refuses_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _, _) = dev_certificate(dir.path()).unwrap();
+        client_config(Some(&cert)).unwrap();
+        client_config(None).unwrap();
+        let junk = dir.path().join("junk-ca.pem");
+        std::fs::write(&junk, "not a pem").unwrap();
+        let e = client_config(Some(&junk)).unwrap_err().to_string();
+        assert!(e.contains("junk-ca.pem"), "{e}");
     }
 }

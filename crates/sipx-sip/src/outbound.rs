@@ -60,6 +60,21 @@ pub struct OutboundRegistration {
     status: RegStatus,
 }
 
+/// A SIP URI as text without its parameters (`;transport=tcp`…), for comparing contacts.
+fn without_params(uri: &Uri) -> Option<String> {
+    match uri {
+        Uri::Sip(u) => Some(
+            Uri::Sip(SipUri {
+                params: Vec::new(),
+                headers: Vec::new(),
+                ..u.clone()
+            })
+            .to_string(),
+        ),
+        _ => None,
+    }
+}
+
 /// Retry delays after failures: 5 s, 10 s, 20 s … up to 5 minutes.
 fn backoff(failures: u32) -> Duration {
     Duration::from_secs((5u64 << failures.min(6)).min(300))
@@ -140,9 +155,17 @@ impl OutboundRegistration {
         h.push("To", format!("<{aor}>"));
         h.push("Call-ID", self.call_id.clone());
         h.push("CSeq", format!("{} REGISTER", self.cseq));
+        // Over TCP/TLS the registrar must call back with the same transport.
+        let contact_transport = match self.cfg.transport.as_str() {
+            "udp" => String::new(),
+            t => format!(";transport={t}"),
+        };
         h.push(
             "Contact",
-            format!("<sip:{}@{}>", self.cfg.user, self.cfg.local_host),
+            format!(
+                "<sip:{}@{}{contact_transport}>",
+                self.cfg.user, self.cfg.local_host
+            ),
         );
         h.push("Expires", expires.to_string());
         if let Some((proxy, value)) = authorization {
@@ -196,7 +219,7 @@ impl OutboundRegistration {
                     .list("Contact")
                     .iter()
                     .filter_map(|c| crate::msg::NameAddr::parse(c))
-                    .find(|c| c.uri.to_string() == ours)
+                    .find(|c| without_params(&c.uri).is_some_and(|u| u == ours))
                     .and_then(|c| c.param("expires").flatten().and_then(parse_u32))
                     .or_else(|| response.headers.get("Expires").and_then(parse_u32))
                     .unwrap_or(self.cfg.expires)
@@ -259,10 +282,18 @@ impl OutboundRegistration {
         }
     }
 
-    /// No answer (Timer F) or transport failure.
+    /// No answer (Timer F).
     pub fn on_timeout(&mut self, now: Instant) {
         self.status.last_status = Some(408);
         self.status.last_reason = Some("Request Timeout".to_owned());
+        self.fail(now);
+    }
+
+    /// The connection to the registrar failed or closed (TCP/TLS): the registration is lost
+    /// with it, and is retried after the usual back-off.
+    pub fn on_transport_error(&mut self, now: Instant, reason: &str) {
+        self.status.last_status = None;
+        self.status.last_reason = Some(reason.to_owned());
         self.fail(now);
     }
 
@@ -347,5 +378,47 @@ mod tests {
             Some(t0 + Duration::from_secs(20)),
             "refresh at half of a short interval"
         );
+    }
+
+    #[test]
+    fn over_tcp_contact_names_the_transport_and_the_granted_time_is_found_with_its_params() {
+        let t0 = Instant::now();
+        let mut r = reg(t0);
+        r.cfg.transport = "tcp".into();
+        r.cfg.via_transport = "TCP";
+        let req = r.poll(t0, "z9hG4bK1").unwrap();
+        assert_eq!(req.uri.to_string(), "sip:127.0.0.25:5060;transport=tcp");
+        assert_eq!(
+            req.headers.get("Contact"),
+            Some("<sip:alice@127.0.0.1:5060;transport=tcp>")
+        );
+        assert!(req.headers.get("Via").unwrap().starts_with("SIP/2.0/TCP "));
+        // Registrars echo the contact with its parameters; other contacts are not ours.
+        let ok = req
+            .response(200, Some("r"))
+            .with_header("Contact", "<sip:alice@10.0.0.9:5060>;expires=99")
+            .with_header(
+                "Contact",
+                "<sip:alice@127.0.0.1:5060;transport=tcp>;expires=10",
+            );
+        assert!(r.on_response(t0, &ok, "z9hG4bK2", "cn").is_none());
+        assert_eq!(r.status().granted_expires, Some(10));
+        assert_eq!(r.next_at(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_lost_connection_fails_the_registration_and_backs_off() {
+        let t0 = Instant::now();
+        let mut r = reg(t0);
+        r.poll(t0, "z9hG4bK1").unwrap();
+        r.on_transport_error(t0, "connection closed");
+        let s = r.status();
+        assert_eq!(s.state, RegState::Failed);
+        assert_eq!(
+            (s.last_status, s.last_reason.as_deref()),
+            (None, Some("connection closed"))
+        );
+        assert_eq!(r.next_at(), Some(t0 + Duration::from_secs(5)));
+        assert!(r.poll(t0 + Duration::from_secs(5), "z9hG4bK2").is_some());
     }
 }

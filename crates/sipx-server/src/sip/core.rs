@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use sipx_api::{BindingView, Runtime, TrunkRegistrationState};
+use sipx_api::{BindingView, Runtime};
 use sipx_secrets::Redacted;
 use sipx_sip::digest::{DigestError, DigestParams, DigestServer};
 use sipx_sip::msg::{HasHeaders, Method, ParseError, Request, Response, SipMessage};
-use sipx_sip::outbound::{OutboundRegistration, RegState, RegistrationConfig};
 use sipx_sip::registrar::{self, Binding, RegisterPolicy};
 use sipx_sip::uas::{UasPolicy, precheck};
 use sipx_sip::{
@@ -25,7 +24,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
+use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
+
+mod trunks;
+use trunks::TrunkReg;
 
 /// How long a looked-up account is trusted before it is read again (API changes reach the
 /// registrar within this time).
@@ -47,6 +50,11 @@ pub(crate) enum CoreInput {
     FlowClosed {
         flow: FlowId,
     },
+    /// A connection SIPx opened (to a provider) could not be established.
+    ConnectFailed {
+        flow: FlowId,
+        reason: String,
+    },
     AccountLoaded {
         username: String,
         account: Option<Account>,
@@ -60,10 +68,11 @@ pub(crate) enum CoreInput {
     TrunksLoaded(Vec<(TrunkWithSecrets, Option<SocketAddr>)>),
 }
 
-/// SIPx registering to one trunk's provider.
-struct TrunkReg {
-    reg: OutboundRegistration,
-    peer: Option<Peer>,
+/// What the core needs to open connections of its own.
+pub(crate) struct Connector {
+    pub flow_ids: Arc<FlowIds>,
+    pub tls: Option<tokio_rustls::TlsConnector>,
+    pub stop: watch::Receiver<bool>,
 }
 
 /// A change for the registration writer, with the answer to send once it is durable.
@@ -98,6 +107,8 @@ pub(crate) struct CoreSettings {
     pub server_header: String,
     /// Host to advertise in Via/Contact (1:1 NAT), else the listening address.
     pub external_host: Option<String>,
+    /// The bound UDP, TCP and TLS listeners, for the ports SIPx advertises.
+    pub listeners: Vec<(Transport, SocketAddr)>,
 }
 
 pub(crate) struct Core {
@@ -126,6 +137,10 @@ pub(crate) struct Core {
     /// trunk id → its outbound registration.
     trunk_regs: HashMap<String, TrunkReg>,
     reg_txns: HashMap<ClientTxnId, String>,
+    /// For connections SIPx opens itself (to providers).
+    flow_ids: Arc<FlowIds>,
+    tls_client: Option<tokio_rustls::TlsConnector>,
+    stop: watch::Receiver<bool>,
 }
 
 /// Metric label of a method, without allocating (extension methods share one label).
@@ -187,6 +202,7 @@ impl Core {
         persist: mpsc::UnboundedSender<PersistJob>,
         loaded: Vec<RegistrationRecord>,
         runtime: Runtime,
+        connector: Connector,
     ) -> Self {
         let mut bindings: HashMap<String, (String, Vec<Binding>)> = HashMap::new();
         let mut persisted: HashMap<String, HashMap<String, u64>> = HashMap::new();
@@ -237,6 +253,9 @@ impl Core {
             persisted,
             trunk_regs: HashMap::new(),
             reg_txns: HashMap::new(),
+            flow_ids: connector.flow_ids,
+            tls_client: connector.tls,
+            stop: connector.stop,
         }
     }
 
@@ -308,36 +327,6 @@ impl Core {
         }
     }
 
-    fn load_trunks(&self) {
-        let store = self.store.clone();
-        let inputs = self.inputs.clone();
-        tokio::spawn(async move {
-            let trunks = match store.trunks_for_sip().await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot load trunks");
-                    return;
-                }
-            };
-            let mut resolved = Vec::with_capacity(trunks.len());
-            for t in trunks {
-                let addr = match (&t.trunk.data.host, t.trunk.data.register) {
-                    (Some(host), true) => {
-                        let port = t.trunk.data.port.unwrap_or(5060);
-                        let host = host.trim_matches(['[', ']']).to_owned();
-                        tokio::net::lookup_host((host.as_str(), port))
-                            .await
-                            .ok()
-                            .and_then(|mut a| a.next())
-                    }
-                    _ => None,
-                };
-                resolved.push((t, addr));
-            }
-            let _ = inputs.send(CoreInput::TrunksLoaded(resolved)).await;
-        });
-    }
-
     pub(crate) async fn run(
         mut self,
         mut rx: mpsc::Receiver<CoreInput>,
@@ -354,11 +343,7 @@ impl Core {
         self.publish_all();
         self.load_trunks();
         loop {
-            let regs_due = self
-                .trunk_regs
-                .values()
-                .filter_map(|t| t.reg.next_at())
-                .min();
+            let regs_due = self.trunk_regs.values().filter_map(TrunkReg::due).min();
             let deadline = match (self.endpoint.poll_timeout(), regs_due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -439,9 +424,14 @@ impl Core {
             }),
             CoreInput::FlowOpened { flow, tx } => {
                 self.streams.insert(flow, tx);
+                self.on_trunk_flow_opened(now, flow);
             }
             CoreInput::FlowClosed { flow } => {
                 self.streams.remove(&flow);
+                self.on_trunk_flow_failed(now, flow, "connection closed");
+            }
+            CoreInput::ConnectFailed { flow, reason } => {
+                self.on_trunk_flow_failed(now, flow, &reason);
             }
             CoreInput::Persisted { replies, ok } => {
                 for (txn, resp) in replies {
@@ -526,15 +516,7 @@ impl Core {
             Event::Response { txn, response, .. } => {
                 self.on_registration_response(now, txn, &response)
             }
-            Event::ClientTimeout { txn } => {
-                if let Some(id) = self.reg_txns.remove(&txn)
-                    && let Some(t) = self.trunk_regs.get_mut(&id)
-                {
-                    t.reg.on_timeout(now);
-                    tracing::warn!(trunk_id = %id, "trunk registration timed out");
-                    self.publish(&id);
-                }
-            }
+            Event::ClientTimeout { txn } => self.on_registration_timeout(now, txn),
             Event::Malformed { peer, error } => {
                 metrics::counter!("sipx_sip_malformed_total").increment(1);
                 tracing::debug!(peer = %peer.addr, reason = %error.reason, "malformed SIP message");
@@ -763,202 +745,6 @@ impl Core {
             }
             Err(resp) => self.respond(now, p.txn, resp),
         }
-    }
-
-    /// The address to put in Via/Contact for requests to `dest` over UDP.
-    fn local_host_for(&self, dest: SocketAddr) -> Option<(FlowId, String)> {
-        let (flow, socket) = self.udp.iter().min_by_key(|(f, _)| **f)?;
-        let local = socket.local_addr().ok()?;
-        if let Some(host) = &self.settings.external_host {
-            return Some((*flow, format!("{host}:{}", local.port())));
-        }
-        let ip = if local.ip().is_unspecified() {
-            // Ask the routing table which address reaches `dest`.
-            let probe = std::net::UdpSocket::bind((local.ip(), 0)).ok()?;
-            probe.connect(dest).ok()?;
-            probe.local_addr().ok()?.ip()
-        } else {
-            local.ip()
-        };
-        Some((*flow, SocketAddr::new(ip, local.port()).to_string()))
-    }
-
-    fn apply_trunks(&mut self, now: Instant, trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>) {
-        self.inbound_nets = trunks
-            .iter()
-            .flat_map(|(t, _)| {
-                t.trunk
-                    .data
-                    .inbound_cidrs
-                    .iter()
-                    .filter_map(|c| c.parse().ok())
-            })
-            .collect();
-        self.inbound_users = trunks
-            .iter()
-            .filter_map(|(t, _)| {
-                Some((
-                    t.trunk.data.inbound_username.clone()?,
-                    t.inbound_password.clone()?,
-                ))
-            })
-            .collect();
-        tracing::info!(
-            trunks = trunks.len(),
-            inbound_networks = self.inbound_nets.len(),
-            inbound_users = self.inbound_users.len(),
-            "trunks loaded"
-        );
-        let mut keep = HashMap::new();
-        for (t, addr) in trunks {
-            let d = &t.trunk.data;
-            let (Some(host), Some(user), Some(password), true) =
-                (&d.host, &d.username, &t.password, d.register)
-            else {
-                continue;
-            };
-            let id = t.trunk.id.clone();
-            let mut failure = None;
-            let mut peer = None;
-            let mut local_host = String::new();
-            if d.transport != "udp" {
-                failure = Some("outbound registration over TCP/TLS is not supported yet");
-            } else if let Some(addr) = addr {
-                match self.local_host_for(addr) {
-                    Some((flow, local)) => {
-                        peer = Some(Peer {
-                            transport: Transport::Udp,
-                            flow,
-                            addr,
-                        });
-                        local_host = local;
-                    }
-                    None => failure = Some("no UDP listener to send from"),
-                }
-            } else {
-                failure = Some("the provider host does not resolve");
-            }
-            let cfg = RegistrationConfig {
-                registrar_host: host.clone(),
-                registrar_port: d.port,
-                transport: d.transport.clone(),
-                user: user.clone(),
-                auth_user: d.auth_username.clone().unwrap_or_else(|| user.clone()),
-                password: password.expose().clone(),
-                expires: d.register_expires,
-                local_host,
-                via_transport: "UDP",
-            };
-            // An unchanged trunk keeps its registration (and its Call-ID: refreshes must reuse it).
-            let existing = self.trunk_regs.remove(&id).filter(|r| {
-                let c = r.reg.config();
-                (
-                    &c.registrar_host,
-                    c.registrar_port,
-                    &c.user,
-                    &c.auth_user,
-                    &c.password,
-                    c.expires,
-                    &c.local_host,
-                ) == (
-                    &cfg.registrar_host,
-                    cfg.registrar_port,
-                    &cfg.user,
-                    &cfg.auth_user,
-                    &cfg.password,
-                    cfg.expires,
-                    &cfg.local_host,
-                ) && r.peer == peer
-            });
-            let entry = match existing {
-                Some(e) => e,
-                None => {
-                    let call_id = self.endpoint.new_call_id();
-                    let tag = self.endpoint.new_tag();
-                    let mut reg = OutboundRegistration::new(cfg, call_id, tag, now);
-                    if failure.is_some() {
-                        reg.on_timeout(now);
-                    }
-                    TrunkReg { reg, peer }
-                }
-            };
-            if let Some(reason) = failure {
-                tracing::warn!(trunk_id = %id, reason, "trunk cannot register");
-            }
-            keep.insert(id, entry);
-        }
-        for gone in self.trunk_regs.keys() {
-            self.runtime.set_trunk_registration(gone, None);
-        }
-        self.trunk_regs = keep;
-        let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
-        for id in ids {
-            self.publish(&id);
-        }
-    }
-
-    fn poll_registrations(&mut self, now: Instant) {
-        let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
-        for id in ids {
-            let branch = self.endpoint.new_branch();
-            let Some(t) = self.trunk_regs.get_mut(&id) else {
-                continue;
-            };
-            let Some(peer) = t.peer else { continue };
-            if let Some(req) = t.reg.poll(now, &branch) {
-                let txn = self.endpoint.send_request(now, peer, req);
-                self.reg_txns.insert(txn, id.clone());
-                self.publish(&id);
-            }
-        }
-    }
-
-    fn on_registration_response(&mut self, now: Instant, txn: ClientTxnId, response: &Response) {
-        let Some(id) = self.reg_txns.get(&txn).cloned() else {
-            return;
-        };
-        if response.status >= 200 {
-            self.reg_txns.remove(&txn);
-        }
-        let branch = self.endpoint.new_branch();
-        let cnonce = self.endpoint.new_tag();
-        let Some(t) = self.trunk_regs.get_mut(&id) else {
-            return;
-        };
-        let next = t.reg.on_response(now, response, &branch, &cnonce);
-        let peer = t.peer;
-        if response.status >= 300 && next.is_none() {
-            tracing::warn!(trunk_id = %id, status = response.status, reason = %response.reason, "trunk registration failed");
-        } else if (200..300).contains(&response.status) {
-            tracing::info!(trunk_id = %id, "trunk registered");
-        }
-        if let (Some(req), Some(peer)) = (next, peer) {
-            let txn = self.endpoint.send_request(now, peer, req);
-            self.reg_txns.insert(txn, id.clone());
-        }
-        self.publish(&id);
-    }
-
-    fn publish(&self, id: &str) {
-        let Some(t) = self.trunk_regs.get(id) else {
-            return;
-        };
-        let s = t.reg.status();
-        let state = match s.state {
-            RegState::Idle => "idle",
-            RegState::Registering => "registering",
-            RegState::Registered => "registered",
-            RegState::Failed => "failed",
-        };
-        self.runtime.set_trunk_registration(
-            id,
-            Some(TrunkRegistrationState {
-                state,
-                last_status: s.last_status,
-                last_reason: s.last_reason,
-                expires_at: s.granted_expires.map(|g| unix_now() + u64::from(g)),
-            }),
-        );
     }
 
     /// Whether a REGISTER's outcome must reach the store before it is answered. Adding or

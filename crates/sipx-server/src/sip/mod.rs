@@ -7,6 +7,7 @@ mod transport;
 mod ws;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use sipx_api::Health;
 use sipx_sip::digest::{Algorithm, DigestServer};
 use sipx_sip::registrar::RegisterPolicy;
-use sipx_sip::{Endpoint, EndpointConfig, FlowId};
+use sipx_sip::{Endpoint, EndpointConfig, FlowId, Transport};
 use sipx_store::Store;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -37,6 +38,8 @@ pub struct BoundSip {
     ids: Arc<FlowIds>,
     algorithms: Vec<Algorithm>,
     trusted: Vec<ipnet::IpNet>,
+    /// For SIPx's own TLS connections (registering to providers).
+    tls_client: Arc<rustls::ClientConfig>,
 }
 
 impl BoundSip {
@@ -72,6 +75,7 @@ impl BoundSip {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tls_client = crate::tls::client_config(config.tls_ca_file.as_deref())?;
         let ids = Arc::new(FlowIds::default());
         let mut udp = Vec::new();
         for addr in &config.udp {
@@ -154,7 +158,25 @@ impl BoundSip {
             ids,
             algorithms,
             trusted,
+            tls_client,
         }))
+    }
+
+    /// The UDP, TCP and TLS listeners' transports and addresses.
+    fn listeners(&self) -> Vec<(Transport, SocketAddr)> {
+        let udp = self
+            .udp
+            .iter()
+            .filter_map(|(_, s, _)| Some((Transport::Udp, s.local_addr().ok()?)));
+        let streams = self.tcp.iter().filter_map(|(l, tls, _)| {
+            let t = if tls.is_some() {
+                Transport::Tls
+            } else {
+                Transport::Tcp
+            };
+            Some((t, l.local_addr().ok()?))
+        });
+        udp.chain(streams).collect()
     }
 
     /// Starts every task; they stop when `stop` turns true.
@@ -196,6 +218,12 @@ impl BoundSip {
                 .then(|| Duration::from_secs(c.nat_keepalive_secs)),
             server_header: format!("SIPx/{}", env!("CARGO_PKG_VERSION")),
             external_host: c.external_host.clone(),
+            listeners: self.listeners(),
+        };
+        let connector = core::Connector {
+            flow_ids: self.ids.clone(),
+            tls: Some(tokio_rustls::TlsConnector::from(self.tls_client.clone())),
+            stop: stop.clone(),
         };
         let now_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -265,7 +293,7 @@ impl BoundSip {
         let mut digest = DigestServer::new(c.realm.clone(), nonce_key, c.nonce_ttl_secs);
         digest.set_algorithms(self.algorithms);
         let core = Core::new(
-            endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded, runtime,
+            endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded, runtime, connector,
         );
         tasks.push(tokio::spawn(core.run(rx, stop)));
         Ok(tasks)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sipx_sip::msg::{Framed, Framer};
 use sipx_sip::{FlowId, Peer, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::core::CoreInput;
@@ -138,6 +138,53 @@ pub async fn accept_loop(
                 Err(_) => tracing::debug!(%addr, "SIP TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// An outgoing connection that is not up by then has failed.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens a stream connection of SIPx's own (TCP, or TLS verified against `server_name`) and
+/// serves it like an accepted one. The core learns the outcome as `FlowOpened` (then its flow
+/// carries requests both ways) or `ConnectFailed`.
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    flow: FlowId,
+    core: mpsc::Sender<CoreInput>,
+    stop: watch::Receiver<bool>,
+) {
+    let failed = |reason: String| CoreInput::ConnectFailed { flow, reason };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let _ = core.send(failed(format!("connection failed: {e}"))).await;
+            return;
+        }
+        Err(_) => {
+            let _ = core.send(failed("connection timed out".to_owned())).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let Some((connector, name)) = tls else {
+        return stream_connection(stream, addr, flow, Transport::Tcp, core, stop).await;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => stream_connection(tls, addr, flow, Transport::Tls, core, stop).await,
+        Ok(Err(e)) => {
+            let _ = core
+                .send(failed(format!("TLS handshake failed: {e}")))
+                .await;
+        }
+        Err(_) => {
+            let _ = core
+                .send(failed("TLS handshake timed out".to_owned()))
+                .await;
+        }
     }
 }
 

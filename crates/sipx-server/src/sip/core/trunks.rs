@@ -1,0 +1,468 @@
+//! The core's outbound side of trunks: SIPx registering to its providers over UDP, TCP or TLS.
+//!
+//! Over UDP a REGISTER leaves from a listening socket. Over TCP/TLS SIPx opens a connection of
+//! its own (the provider's registrar answers, and later sends calls, over it); when that
+//! connection fails or closes the registration is lost with it and retried after a back-off.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sipx_api::TrunkRegistrationState;
+use sipx_sip::msg::Response;
+use sipx_sip::outbound::{OutboundRegistration, RegState, RegistrationConfig};
+use sipx_sip::{ClientTxnId, FlowId, Peer, Transport};
+use sipx_store::TrunkWithSecrets;
+
+use super::{Core, CoreInput, unix_now};
+use crate::sip::transport;
+
+/// SIPx registering to one trunk's provider.
+pub(crate) struct TrunkReg {
+    reg: OutboundRegistration,
+    /// Where the REGISTERs go, or why they cannot be sent.
+    target: Result<Target, &'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    transport: Transport,
+    addr: SocketAddr,
+    /// The provider's host, which its TLS certificate must name.
+    host: String,
+    link: Link,
+}
+
+/// The state of the way to the provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Link {
+    /// A UDP listening socket: always usable.
+    Udp(FlowId),
+    /// No connection (yet, or any more): one is opened when a REGISTER is due.
+    Down,
+    Connecting(FlowId),
+    Up(FlowId),
+}
+
+impl TrunkReg {
+    fn peer(&self) -> Option<Peer> {
+        let t = self.target.as_ref().ok()?;
+        match t.link {
+            Link::Udp(flow) | Link::Up(flow) => Some(Peer {
+                transport: t.transport,
+                flow,
+                addr: t.addr,
+            }),
+            Link::Down | Link::Connecting(_) => None,
+        }
+    }
+
+    /// When the core must next act for this trunk (nothing while a connection is being made:
+    /// its outcome comes as an input).
+    pub(crate) fn due(&self) -> Option<Instant> {
+        match &self.target {
+            Ok(Target {
+                link: Link::Connecting(_),
+                ..
+            }) => None,
+            _ => self.reg.next_at(),
+        }
+    }
+
+    fn link_on(&mut self, flow: FlowId) -> Option<&mut Link> {
+        let t = self.target.as_mut().ok()?;
+        matches!(t.link, Link::Connecting(f) | Link::Up(f) if f == flow).then_some(&mut t.link)
+    }
+}
+
+fn transport_of(name: &str) -> Transport {
+    match name {
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => Transport::Udp,
+    }
+}
+
+impl Core {
+    /// Reads the trunks and resolves their providers' addresses off the core task.
+    pub(super) fn load_trunks(&self) {
+        let store = self.store.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let trunks = match store.trunks_for_sip().await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load trunks");
+                    return;
+                }
+            };
+            let mut resolved = Vec::with_capacity(trunks.len());
+            for t in trunks {
+                let d = &t.trunk.data;
+                let addr = match (&d.host, d.register) {
+                    (Some(host), true) => {
+                        let default_port = if d.transport == "tls" { 5061 } else { 5060 };
+                        let port = d.port.unwrap_or(default_port);
+                        let host = host.trim_matches(['[', ']']).to_owned();
+                        tokio::net::lookup_host((host.as_str(), port))
+                            .await
+                            .ok()
+                            .and_then(|mut a| a.next())
+                    }
+                    _ => None,
+                };
+                resolved.push((t, addr));
+            }
+            let _ = inputs.send(CoreInput::TrunksLoaded(resolved)).await;
+        });
+    }
+
+    /// The `host:port` to put in Via/Contact for requests to `dest`: the external host when
+    /// set, else the local address that routes to `dest`; the port of a listener of the same
+    /// transport, so the provider can reach SIPx there too.
+    fn local_host_for(&self, dest: SocketAddr, transport: Transport) -> Option<String> {
+        let listeners = &self.settings.listeners;
+        let local = listeners
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .or_else(|| listeners.first())?
+            .1;
+        if let Some(host) = &self.settings.external_host {
+            return Some(format!("{host}:{}", local.port()));
+        }
+        let ip = if local.ip().is_unspecified() {
+            // Ask the routing table which address reaches `dest`.
+            let probe = std::net::UdpSocket::bind((local.ip(), 0)).ok()?;
+            probe.connect(dest).ok()?;
+            probe.local_addr().ok()?.ip()
+        } else {
+            local.ip()
+        };
+        Some(SocketAddr::new(ip, local.port()).to_string())
+    }
+
+    fn target_for(
+        &self,
+        transport: Transport,
+        host: &str,
+        addr: Option<SocketAddr>,
+    ) -> Result<(Target, String), &'static str> {
+        let addr = addr.ok_or("the provider host does not resolve")?;
+        let link = match transport {
+            Transport::Udp => Link::Udp(
+                *self
+                    .udp
+                    .keys()
+                    .min()
+                    .ok_or("no UDP listener to send from")?,
+            ),
+            Transport::Tls if self.tls_client.is_none() => {
+                return Err("no TLS client configuration");
+            }
+            _ => Link::Down,
+        };
+        let local = self
+            .local_host_for(addr, transport)
+            .ok_or("no local address reaches the provider")?;
+        let host = host.trim_matches(['[', ']']).to_owned();
+        Ok((
+            Target {
+                transport,
+                addr,
+                host,
+                link,
+            },
+            local,
+        ))
+    }
+
+    pub(super) fn apply_trunks(
+        &mut self,
+        now: Instant,
+        trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
+    ) {
+        self.inbound_nets = trunks
+            .iter()
+            .flat_map(|(t, _)| {
+                t.trunk
+                    .data
+                    .inbound_cidrs
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+            })
+            .collect();
+        self.inbound_users = trunks
+            .iter()
+            .filter_map(|(t, _)| {
+                Some((
+                    t.trunk.data.inbound_username.clone()?,
+                    t.inbound_password.clone()?,
+                ))
+            })
+            .collect();
+        tracing::info!(
+            trunks = trunks.len(),
+            inbound_networks = self.inbound_nets.len(),
+            inbound_users = self.inbound_users.len(),
+            "trunks loaded"
+        );
+        let mut keep = std::collections::HashMap::new();
+        for (t, addr) in trunks {
+            let d = &t.trunk.data;
+            let (Some(host), Some(user), Some(password), true) =
+                (&d.host, &d.username, &t.password, d.register)
+            else {
+                continue;
+            };
+            let id = t.trunk.id.clone();
+            let transport = transport_of(&d.transport);
+            let (target, local_host) = match self.target_for(transport, host, addr) {
+                Ok((target, local)) => (Ok(target), local),
+                Err(reason) => (Err(reason), String::new()),
+            };
+            let cfg = RegistrationConfig {
+                registrar_host: host.clone(),
+                registrar_port: d.port,
+                transport: d.transport.clone(),
+                user: user.clone(),
+                auth_user: d.auth_username.clone().unwrap_or_else(|| user.clone()),
+                password: password.expose().clone(),
+                expires: d.register_expires,
+                local_host,
+                via_transport: transport.via_name(),
+            };
+            // An unchanged trunk keeps its registration (its Call-ID: refreshes must reuse it)
+            // and its connection.
+            let existing = self.trunk_regs.remove(&id).filter(|r| {
+                let same_target = match (&r.target, &target) {
+                    (Ok(a), Ok(b)) => {
+                        (a.transport, a.addr, &a.host) == (b.transport, b.addr, &b.host)
+                    }
+                    (Err(a), Err(b)) => a == b,
+                    _ => false,
+                };
+                same_target && same_registration(r.reg.config(), &cfg)
+            });
+            let entry = match existing {
+                Some(e) => e,
+                None => {
+                    let call_id = self.endpoint.new_call_id();
+                    let tag = self.endpoint.new_tag();
+                    let mut reg = OutboundRegistration::new(cfg, call_id, tag, now);
+                    if let Err(reason) = target {
+                        tracing::warn!(trunk_id = %id, reason, "trunk cannot register");
+                        reg.on_transport_error(now, reason);
+                    }
+                    TrunkReg { reg, target }
+                }
+            };
+            keep.insert(id, entry);
+        }
+        for (gone, t) in &self.trunk_regs {
+            self.runtime.set_trunk_registration(gone, None);
+            // Closing the writer ends the connection of a removed trunk.
+            if let Ok(Target {
+                link: Link::Up(flow),
+                ..
+            }) = t.target
+            {
+                self.streams.remove(&flow);
+            }
+        }
+        self.trunk_regs = keep;
+        let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
+        for id in ids {
+            self.publish(&id);
+        }
+    }
+
+    /// Sends the REGISTERs that are due, opening connections first where needed.
+    pub(super) fn poll_registrations(&mut self, now: Instant) {
+        let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
+        let mut reload = false;
+        for id in ids {
+            let branch = self.endpoint.new_branch();
+            let Some(t) = self.trunk_regs.get_mut(&id) else {
+                continue;
+            };
+            if t.due().is_none_or(|at| at > now) {
+                continue;
+            }
+            let target = match &mut t.target {
+                Ok(target) => target,
+                Err(reason) => {
+                    // Perhaps the provider's name resolves now: read the trunks again.
+                    t.reg.on_transport_error(now, reason);
+                    reload = true;
+                    self.publish(&id);
+                    continue;
+                }
+            };
+            if target.link == Link::Down {
+                let flow = self.flow_ids.next();
+                target.link = Link::Connecting(flow);
+                let tls = match target.transport {
+                    Transport::Tls => {
+                        let Some(connector) = self.tls_client.clone() else {
+                            continue;
+                        };
+                        match rustls::pki_types::ServerName::try_from(target.host.clone()) {
+                            Ok(name) => Some((connector, name)),
+                            Err(_) => {
+                                target.link = Link::Down;
+                                t.reg
+                                    .on_transport_error(now, "the provider host is not a TLS name");
+                                self.publish(&id);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                tracing::debug!(trunk_id = %id, addr = %target.addr, transport = %target.transport, "connecting to provider");
+                tokio::spawn(transport::connect(
+                    target.addr,
+                    tls,
+                    flow,
+                    self.inputs.clone(),
+                    self.stop.clone(),
+                ));
+                continue;
+            }
+            let Some(peer) = t.peer() else { continue };
+            if let Some(req) = t.reg.poll(now, &branch) {
+                let txn = self.endpoint.send_request(now, peer, req);
+                self.reg_txns.insert(txn, id.clone());
+                self.publish(&id);
+            }
+        }
+        if reload {
+            self.load_trunks();
+        }
+    }
+
+    /// A connection is up: if it is a trunk's, its REGISTER goes now.
+    pub(super) fn on_trunk_flow_opened(&mut self, now: Instant, flow: FlowId) {
+        let mut opened = false;
+        for t in self.trunk_regs.values_mut() {
+            if let Some(link) = t.link_on(flow) {
+                *link = Link::Up(flow);
+                opened = true;
+            }
+        }
+        if opened {
+            self.poll_registrations(now);
+        }
+    }
+
+    /// A trunk's connection failed to open, or closed: its registration is lost.
+    pub(super) fn on_trunk_flow_failed(&mut self, now: Instant, flow: FlowId, reason: &str) {
+        let Some(id) = self
+            .trunk_regs
+            .iter()
+            .find(|(_, t)| {
+                matches!(&t.target, Ok(Target { link: Link::Connecting(f) | Link::Up(f), .. }) if *f == flow)
+            })
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        // Answers to REGISTERs sent on the lost connection will never come.
+        self.reg_txns.retain(|_, trunk| *trunk != id);
+        if let Some(t) = self.trunk_regs.get_mut(&id) {
+            if let Some(link) = t.link_on(flow) {
+                *link = Link::Down;
+            }
+            t.reg.on_transport_error(now, reason);
+        }
+        tracing::warn!(trunk_id = %id, reason, "trunk connection lost");
+        self.publish(&id);
+    }
+
+    pub(super) fn on_registration_response(
+        &mut self,
+        now: Instant,
+        txn: ClientTxnId,
+        response: &Response,
+    ) {
+        let Some(id) = self.reg_txns.get(&txn).cloned() else {
+            return;
+        };
+        if response.status >= 200 {
+            self.reg_txns.remove(&txn);
+        }
+        let branch = self.endpoint.new_branch();
+        let cnonce = self.endpoint.new_tag();
+        let Some(t) = self.trunk_regs.get_mut(&id) else {
+            return;
+        };
+        let next = t.reg.on_response(now, response, &branch, &cnonce);
+        let peer = t.peer();
+        if response.status >= 300 && next.is_none() {
+            tracing::warn!(trunk_id = %id, status = response.status, reason = %response.reason, "trunk registration failed");
+        } else if (200..300).contains(&response.status) {
+            tracing::info!(trunk_id = %id, "trunk registered");
+        }
+        if let (Some(req), Some(peer)) = (next, peer) {
+            let txn = self.endpoint.send_request(now, peer, req);
+            self.reg_txns.insert(txn, id.clone());
+        }
+        self.publish(&id);
+    }
+
+    /// No answer to a trunk's REGISTER.
+    pub(super) fn on_registration_timeout(&mut self, now: Instant, txn: ClientTxnId) {
+        if let Some(id) = self.reg_txns.remove(&txn)
+            && let Some(t) = self.trunk_regs.get_mut(&id)
+        {
+            t.reg.on_timeout(now);
+            tracing::warn!(trunk_id = %id, "trunk registration timed out");
+            self.publish(&id);
+        }
+    }
+
+    /// Shows a trunk's registration state to the API.
+    pub(super) fn publish(&self, id: &str) {
+        let Some(t) = self.trunk_regs.get(id) else {
+            return;
+        };
+        let s = t.reg.status();
+        let state = match s.state {
+            RegState::Idle => "idle",
+            RegState::Registering => "registering",
+            RegState::Registered => "registered",
+            RegState::Failed => "failed",
+        };
+        self.runtime.set_trunk_registration(
+            id,
+            Some(TrunkRegistrationState {
+                state,
+                last_status: s.last_status,
+                last_reason: s.last_reason,
+                expires_at: s.granted_expires.map(|g| unix_now() + u64::from(g)),
+            }),
+        );
+    }
+}
+
+/// Whether two configurations register the same identity the same way.
+fn same_registration(a: &RegistrationConfig, b: &RegistrationConfig) -> bool {
+    (
+        &a.registrar_host,
+        a.registrar_port,
+        &a.transport,
+        &a.user,
+        &a.auth_user,
+        &a.password,
+        a.expires,
+        &a.local_host,
+    ) == (
+        &b.registrar_host,
+        b.registrar_port,
+        &b.transport,
+        &b.user,
+        &b.auth_user,
+        &b.password,
+        b.expires,
+        &b.local_host,
+    )
+}
