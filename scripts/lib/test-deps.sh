@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, on top of scripts/lib/build-deps.sh: Chromium (headless page
-# tests), Python tools in ./.venv (pinned in tests/e2e/requirements.txt), cargo-nextest.
+# tests), Python tools in ./.venv (pinned in tests/e2e/requirements.txt), SIP.js for browser
+# peers (tests/e2e/package-lock.json), cargo-nextest, cargo-fuzz.
 # Installs only what is missing; safe to run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -18,6 +19,16 @@ want=$(sha256sum tests/e2e/requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing Python test tools into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# Browser-side peers (SIP.js) for the Chromium tests, pinned in tests/e2e/package-lock.json.
+command -v npm >/dev/null || apt_install nodejs npm
+stamp=tests/e2e/node_modules/.lock.sha256
+want=$(sha256sum tests/e2e/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing browser test peers into tests/e2e/node_modules"
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
 fi
 
