@@ -18,7 +18,6 @@ use crate::reject::Rejection;
 const INITIAL_VERSION: u64 = 1;
 
 /// Offer/answer state for one audio stream of one call.
-#[derive(Debug)]
 pub struct MediaSession {
     config: MediaConfig,
     key_material: Vec<u8>,
@@ -33,7 +32,6 @@ pub struct MediaSession {
     layout: Option<Layout>,
 }
 
-#[derive(Debug)]
 struct PendingOffer {
     sdp: SessionDescription,
     audio_index: usize,
@@ -42,7 +40,6 @@ struct PendingOffer {
 
 /// The `m=` sections as last agreed. A later offer must keep their number and order
 /// (RFC 3264 §8), so sections we refused come back with port 0.
-#[derive(Debug)]
 struct Layout {
     media: Vec<MediaDescription>,
     audio_index: usize,
@@ -257,6 +254,17 @@ impl MediaSession {
         }
         self.last_sent = Some(sdp.clone());
         sdp
+    }
+}
+
+impl std::fmt::Debug for MediaSession {
+    // Only what explains the state: key material and our SDPs (which carry it) stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("direction", &self.direction)
+            .field("offer_pending", &self.pending.is_some())
+            .field("negotiated", &self.negotiated)
+            .finish_non_exhaustive()
     }
 }
 

@@ -579,3 +579,16 @@ fn a_refused_reoffer_keeps_the_call_as_it_was() {
     assert_eq!(b.handle_offer(&bad).unwrap_err(), Rejection::NoCommonCodec);
     assert_eq!(b.negotiated(), Some(&before));
 }
+
+#[test]
+fn debug_output_keeps_keys_out() {
+    let (mut a, mut b) = (alice(), bob());
+    exchange(&mut a, &mut b);
+    let text = format!("{a:?}");
+    assert!(text.contains("AeadAes128Gcm"), "{text}");
+    // Alice's key bytes are all 1 (base64 AQEB…), Bob's all 2.
+    assert!(
+        !text.contains("AQEB") && !text.contains("[1, 1") && !text.contains("[2, 2"),
+        "{text}"
+    );
+}
