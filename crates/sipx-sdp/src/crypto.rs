@@ -1,0 +1,284 @@
+//! SDES: the `a=crypto` attribute (RFC 4568) and the SRTP suites SIPx speaks.
+//!
+//! `a=crypto:<tag> <suite> inline:<base64 key||salt>[|<lifetime>][|<MKI>:<length>] [params]`.
+//! A line with a suite we do not know still parses (its suite is kept as text), so an offer
+//! listing some exotic suite first costs only that line.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// The SRTP protection profiles SIPx negotiates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SrtpSuite {
+    /// AES-128 counter mode, 80-bit HMAC-SHA1 tag (RFC 4568 §6.2.1).
+    AesCm128HmacSha1_80,
+    /// AES-128 counter mode, 32-bit HMAC-SHA1 tag (RFC 4568 §6.2.2).
+    AesCm128HmacSha1_32,
+    /// AES-128 GCM (RFC 7714 §14.2).
+    AeadAes128Gcm,
+}
+
+impl SrtpSuite {
+    /// All suites, strongest first: a sensible default preference.
+    pub const ALL: [SrtpSuite; 3] = [
+        SrtpSuite::AeadAes128Gcm,
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+    ];
+
+    /// The suite's name as written in `a=crypto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SrtpSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            SrtpSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            SrtpSuite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+        }
+    }
+
+    /// Parses a suite name (names are case-sensitive in RFC 4568, but some phones lower-case
+    /// them, so compare without case).
+    pub fn from_name(name: &str) -> Option<SrtpSuite> {
+        SrtpSuite::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Master key length in bytes.
+    pub fn key_len(self) -> usize {
+        16
+    }
+
+    /// Master salt length in bytes: 112 bits for AES-CM, 96 bits for GCM.
+    pub fn salt_len(self) -> usize {
+        match self {
+            SrtpSuite::AesCm128HmacSha1_80 | SrtpSuite::AesCm128HmacSha1_32 => 14,
+            SrtpSuite::AeadAes128Gcm => 12,
+        }
+    }
+
+    /// Length of the `inline:` key material (key then salt).
+    pub fn key_salt_len(self) -> usize {
+        self.key_len() + self.salt_len()
+    }
+}
+
+impl fmt::Display for SrtpSuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `inline:` key parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyParam {
+    /// The decoded master key followed by the master salt.
+    pub key_salt: Vec<u8>,
+    /// The lifetime as written (`2^31` or a decimal number).
+    pub lifetime: Option<String>,
+    /// Master key identifier: value and its length in bytes on the wire.
+    pub mki: Option<(u32, u8)>,
+}
+
+/// A parsed `a=crypto` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoAttr {
+    /// Identifies the line: the answer repeats the tag of the line it accepts.
+    pub tag: u32,
+    /// The suite as written.
+    pub suite_name: String,
+    pub keys: Vec<KeyParam>,
+    /// Session parameters (`UNENCRYPTED_SRTP`, `KDR=…`, …), as written.
+    pub session_params: Vec<String>,
+}
+
+/// Most key parameters one line may carry; RFC 4568 allows several, nobody sends more than two.
+const MAX_KEYS: usize = 8;
+
+/// Standard base64; padding optional on input because some phones leave it off.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+impl CryptoAttr {
+    /// Parses an `a=crypto` value; `None` when it is malformed.
+    pub fn parse(value: &str) -> Option<CryptoAttr> {
+        let mut parts = value.split_ascii_whitespace();
+        let tag = parts.next()?;
+        if tag.len() > 9 {
+            return None;
+        }
+        let tag = tag.parse().ok()?;
+        let suite_name = parts.next()?.to_owned();
+        let keys = parts
+            .next()?
+            .split(';')
+            .map(KeyParam::parse)
+            .collect::<Option<Vec<_>>>()?;
+        if keys.len() > MAX_KEYS {
+            return None;
+        }
+        Some(CryptoAttr {
+            tag,
+            suite_name,
+            keys,
+            session_params: parts.map(str::to_owned).collect(),
+        })
+    }
+
+    /// The suite, when it is one SIPx speaks.
+    pub fn suite(&self) -> Option<SrtpSuite> {
+        SrtpSuite::from_name(&self.suite_name)
+    }
+
+    /// True when SIPx can use this line: a known suite, every key of the right length, and no
+    /// session parameter changing the packet format (we implement none of them).
+    pub fn is_usable(&self) -> bool {
+        let Some(suite) = self.suite() else {
+            return false;
+        };
+        // KDR and WSH only tune what both ends already do; the others change packets.
+        let harmless = |p: &String| p.starts_with("KDR=") || p.starts_with("WSH=");
+        self.keys
+            .iter()
+            .all(|k| k.key_salt.len() == suite.key_salt_len())
+            && self.session_params.iter().all(harmless)
+    }
+
+    /// The attribute value, e.g. `1 AES_CM_128_HMAC_SHA1_80 inline:…`.
+    pub fn to_value(&self) -> String {
+        let keys: Vec<String> = self.keys.iter().map(KeyParam::to_value).collect();
+        let mut value = format!("{} {} {}", self.tag, self.suite_name, keys.join(";"));
+        for p in &self.session_params {
+            value.push(' ');
+            value.push_str(p);
+        }
+        value
+    }
+}
+
+impl KeyParam {
+    fn parse(param: &str) -> Option<KeyParam> {
+        let (method, info) = param.split_once(':')?;
+        if !method.eq_ignore_ascii_case("inline") {
+            return None;
+        }
+        let mut fields = info.split('|');
+        let key_salt = BASE64.decode(fields.next()?).ok()?;
+        let mut lifetime = None;
+        let mut mki = None;
+        for field in fields {
+            // The MKI is the only field with a colon; the lifetime comes first when both appear.
+            if let Some((value, len)) = field.split_once(':') {
+                let len: u8 = len.parse().ok().filter(|l| (1..=128).contains(l))?;
+                mki = Some((value.parse().ok()?, len));
+            } else if lifetime.is_none() && mki.is_none() && is_lifetime(field) {
+                lifetime = Some(field.to_owned());
+            } else {
+                return None;
+            }
+        }
+        Some(KeyParam {
+            key_salt,
+            lifetime,
+            mki,
+        })
+    }
+
+    fn to_value(&self) -> String {
+        let mut value = format!("inline:{}", BASE64.encode(&self.key_salt));
+        if let Some(lifetime) = &self.lifetime {
+            value.push('|');
+            value.push_str(lifetime);
+        }
+        if let Some((mki, len)) = self.mki {
+            value.push_str(&format!("|{mki}:{len}"));
+        }
+        value
+    }
+}
+
+fn is_lifetime(field: &str) -> bool {
+    let digits = field.strip_prefix("2^").unwrap_or(field);
+    !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_30: &str = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+    #[test]
+    fn parses_key_params() {
+        type Want = Option<(
+            u32,
+            &'static str,
+            usize,
+            Option<&'static str>,
+            Option<(u32, u8)>,
+        )>;
+        let cases: &[(&str, Want)] = &[
+            (
+                "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4",
+                Some((1, "AES_CM_128_HMAC_SHA1_80", 30, Some("2^20"), Some((1, 4)))),
+            ),
+            (
+                "2 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|1:4",
+                Some((2, "AES_CM_128_HMAC_SHA1_32", 30, None, Some((1, 4)))),
+            ),
+            (
+                "3 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|1048576",
+                Some((3, "AES_CM_128_HMAC_SHA1_80", 30, Some("1048576"), None)),
+            ),
+            (
+                "4 FANCY_NEW_SUITE inline:AAAA",
+                Some((4, "FANCY_NEW_SUITE", 3, None, None)),
+            ),
+            ("1 AES_CM_128_HMAC_SHA1_80 inline:!!!", None),
+            ("1 AES_CM_128_HMAC_SHA1_80 uri:https://x", None),
+            ("1 AES_CM_128_HMAC_SHA1_80", None),
+            ("x AES_CM_128_HMAC_SHA1_80 inline:AAAA", None),
+            ("1234567890 AES_CM_128_HMAC_SHA1_80 inline:AAAA", None),
+            ("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA|1:0", None),
+            ("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA|1:4|2^20", None),
+            ("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA|junk", None),
+        ];
+        for (value, want) in cases {
+            let got = CryptoAttr::parse(value).map(|c| {
+                let k = &c.keys[0];
+                (
+                    c.tag,
+                    c.suite_name.clone(),
+                    k.key_salt.len(),
+                    k.lifetime.clone(),
+                    k.mki,
+                )
+            });
+            let want = want.map(|(t, s, n, l, m)| (t, s.to_owned(), n, l.map(str::to_owned), m));
+            assert_eq!(got, want, "{value}");
+        }
+    }
+
+    #[test]
+    fn usability_and_round_trip() {
+        let line = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^20|1:4 KDR=0");
+        let c = CryptoAttr::parse(&line).unwrap();
+        assert!(c.is_usable());
+        assert_eq!(c.to_value(), line);
+
+        // Right suite, wrong key length for GCM (28 bytes needed).
+        let gcm = CryptoAttr::parse(&format!("1 AEAD_AES_128_GCM inline:{KEY_30}")).unwrap();
+        assert!(!gcm.is_usable());
+        let unencrypted = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30} UNENCRYPTED_SRTP");
+        assert!(!CryptoAttr::parse(&unencrypted).unwrap().is_usable());
+        // Unpadded base64 is accepted.
+        let unpadded =
+            CryptoAttr::parse("1 AEAD_AES_128_GCM inline:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+                .unwrap();
+        assert_eq!(unpadded.keys[0].key_salt.len(), 28);
+        assert!(unpadded.is_usable());
+    }
+}

@@ -1,0 +1,203 @@
+//! Our side as offerer: the audio section we offer, and reading the answer to it.
+
+use crate::attr::Direction;
+use crate::codec::{Codec, formats_of};
+use crate::config::{MediaConfig, SrtpPolicy};
+use crate::crypto::CryptoAttr;
+use crate::model::{Attribute, MediaDescription, SessionDescription};
+use crate::negotiate::{
+    TELEPHONE_EVENT_FMTP, crypto_line, local_key, negotiated_codec, push_format, remote_stream,
+    select_telephone_event, send_ptime, srtp_params, usable_cryptos,
+};
+use crate::negotiated::NegotiatedMedia;
+use crate::reject::Rejection;
+
+/// Payload type numbers for the formats without a static number. They start at common values
+/// and follow what the peer used, so a re-offer keeps the numbers already in use for the
+/// session (RFC 3264 §8.3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PayloadNumbers {
+    opus: u8,
+    events_8000: u8,
+    events_48000: u8,
+}
+
+impl Default for PayloadNumbers {
+    fn default() -> Self {
+        PayloadNumbers {
+            opus: 111,
+            events_8000: 101,
+            events_48000: 110,
+        }
+    }
+}
+
+impl PayloadNumbers {
+    pub(crate) fn for_codec(&self, codec: Codec) -> u8 {
+        codec.static_payload_type().unwrap_or(self.opus)
+    }
+
+    /// Adopts the numbers of a negotiation, moving any of ours they collide with.
+    pub(crate) fn learn(&mut self, negotiated: &NegotiatedMedia) {
+        if negotiated.codec.codec == Codec::Opus {
+            self.opus = negotiated.codec.payload_type;
+        }
+        match negotiated.telephone_event {
+            Some(e) if e.clock_rate == 8000 => self.events_8000 = e.payload_type,
+            Some(e) if e.clock_rate == 48000 => self.events_48000 = e.payload_type,
+            _ => {}
+        }
+        let fixed = [negotiated.codec.payload_type]
+            .into_iter()
+            .chain(negotiated.telephone_event.map(|e| e.payload_type));
+        let mut taken: Vec<u8> = [0, 8, 9, 13, 18].into_iter().chain(fixed).collect();
+        for slot in [
+            &mut self.opus,
+            &mut self.events_8000,
+            &mut self.events_48000,
+        ] {
+            if taken.contains(slot) && !is_learned(*slot, negotiated) {
+                *slot = (96..=127).find(|pt| !taken.contains(pt)).unwrap_or(*slot);
+            }
+            taken.push(*slot);
+        }
+    }
+}
+
+fn is_learned(pt: u8, negotiated: &NegotiatedMedia) -> bool {
+    let codec = negotiated.codec.codec == Codec::Opus && negotiated.codec.payload_type == pt;
+    codec
+        || negotiated
+            .telephone_event
+            .is_some_and(|e| e.payload_type == pt)
+}
+
+/// The `m=` proto of our first offer: `RTP/SAVP` only when SRTP is required; with SRTP merely
+/// allowed, `RTP/AVP` plus crypto lines lets peers without SRTP answer too.
+pub(crate) fn default_proto(policy: SrtpPolicy) -> &'static str {
+    match policy {
+        SrtpPolicy::Required => "RTP/SAVP",
+        SrtpPolicy::Allowed | SrtpPolicy::Disabled => "RTP/AVP",
+    }
+}
+
+/// The audio section we offer: every codec in our order, DTMF, crypto lines for every suite.
+pub(crate) fn offer_audio(
+    config: &MediaConfig,
+    numbers: &PayloadNumbers,
+    material: &[u8],
+    direction: Direction,
+    proto: &str,
+) -> MediaDescription {
+    let mut media = MediaDescription::new("audio", config.rtp_port, proto, Vec::new());
+    for local in &config.codecs {
+        let c = local.codec;
+        let pt = numbers.for_codec(c);
+        media.formats.push(pt.to_string());
+        push_format(
+            &mut media.attributes,
+            pt,
+            c.encoding_name(),
+            c.clock_rate(),
+            c.channels(),
+            local.fmtp.as_deref(),
+        );
+    }
+    if config.telephone_event {
+        let has_opus = config.codecs.iter().any(|l| l.codec == Codec::Opus);
+        let mut events = vec![(numbers.events_8000, 8000)];
+        if has_opus {
+            events.push((numbers.events_48000, 48000));
+        }
+        for (pt, clock) in events {
+            media.formats.push(pt.to_string());
+            push_format(
+                &mut media.attributes,
+                pt,
+                "telephone-event",
+                clock,
+                None,
+                Some(TELEPHONE_EVENT_FMTP),
+            );
+        }
+    }
+    let attrs = &mut media.attributes;
+    attrs.push(Attribute::new("ptime", config.ptime.to_string()));
+    if config.rtcp_mux {
+        attrs.push(Attribute::flag("rtcp-mux"));
+    }
+    if config.srtp != SrtpPolicy::Disabled {
+        let suites = config
+            .srtp_suites
+            .iter()
+            .filter_map(|&s| Some((s, local_key(material, s)?)));
+        for (tag, (suite, key)) in (1..).zip(suites) {
+            attrs.push(crypto_line(tag, suite, key));
+        }
+    }
+    attrs.push(Attribute::flag(direction.as_str()));
+    media
+}
+
+/// Reads the answer's audio section against the section we offered.
+pub(crate) fn accept_answer(
+    config: &MediaConfig,
+    material: &[u8],
+    offered: &MediaDescription,
+    offered_direction: Direction,
+    answer: &SessionDescription,
+    media: &MediaDescription,
+) -> Result<NegotiatedMedia, Rejection> {
+    if media.is_disabled() {
+        return Err(Rejection::NoAudio);
+    }
+    let mux = offered.rtcp_mux() && media.rtcp_mux();
+    let remote = remote_stream(config, answer, media, mux)?;
+
+    // The first answered format we offered is the one to send (RFC 3264 §7).
+    let ours = formats_of(offered);
+    let (format, local, offered_pt) = remote
+        .formats
+        .iter()
+        .find_map(|f| {
+            let local = config.codecs.iter().find(|l| l.codec.matches(f))?;
+            let offered_pt = ours.iter().find(|o| local.codec.matches(o))?.payload_type;
+            Some((f, local, offered_pt))
+        })
+        .ok_or(Rejection::NoCommonCodec)?;
+    let codec = negotiated_codec(
+        local.codec,
+        format.payload_type,
+        media.fmtp(format.payload_type),
+        offered.fmtp(offered_pt),
+    );
+
+    let offered_lines: Vec<CryptoAttr> = usable_cryptos(offered).collect();
+    let accepted = usable_cryptos(media).find_map(|line| {
+        let suite = line.suite()?;
+        offered_lines
+            .iter()
+            .any(|o| o.tag == line.tag && o.suite() == Some(suite))
+            .then_some((line, suite))
+    });
+    let srtp = match accepted {
+        Some((line, suite)) => {
+            let key = local_key(material, suite).ok_or(Rejection::NoCommonCryptoSuite)?;
+            Some(srtp_params(&line, suite, key).ok_or(Rejection::NoCommonCryptoSuite)?)
+        }
+        None if config.srtp == SrtpPolicy::Required => return Err(Rejection::SrtpRequired),
+        None if remote.secure_profile => return Err(Rejection::NoCommonCryptoSuite),
+        None => None,
+    };
+
+    Ok(NegotiatedMedia {
+        remote_rtp: remote.rtp,
+        remote_rtcp: remote.rtcp,
+        telephone_event: select_telephone_event(config, &remote.formats, codec.clock_rate),
+        codec,
+        ptime: send_ptime(config, media),
+        direction: offered_direction.intersect(remote.direction.reversed()),
+        srtp,
+        proto: media.proto.clone(),
+    })
+}

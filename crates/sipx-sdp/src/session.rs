@@ -1,0 +1,274 @@
+//! `MediaSession`: RFC 3264 offer/answer for the audio stream of one SIP call, sans-IO.
+//!
+//! The SIP layer decides *when* SDP goes out (INVITE, 200, ACK, re-INVITE, UPDATE); this struct
+//! decides *what* it says and what the result means. It covers both roles and both kinds of
+//! INVITE: an early offer (the INVITE carries SDP: `handle_offer`) and a late offer (it does
+//! not: `create_offer` for the 200, `handle_answer` for the ACK).
+
+use crate::attr::Direction;
+use crate::config::{MediaConfig, SrtpPolicy};
+use crate::error::SdpError;
+use crate::model::{Connection, Line, MediaDescription, Origin, SessionDescription};
+use crate::negotiate::{KEY_MATERIAL_LEN, answer_audio};
+use crate::negotiated::NegotiatedMedia;
+use crate::offer::{PayloadNumbers, accept_answer, default_proto, offer_audio};
+use crate::reject::Rejection;
+
+/// The `o=` version of our first description.
+const INITIAL_VERSION: u64 = 1;
+
+/// Offer/answer state for one audio stream of one call.
+pub struct MediaSession {
+    config: MediaConfig,
+    key_material: Vec<u8>,
+    /// What we want: `sendrecv`, or a hold direction set by [`MediaSession::set_direction`].
+    direction: Direction,
+    numbers: PayloadNumbers,
+    /// The last description we sent: its version is the base for the next one.
+    last_sent: Option<SessionDescription>,
+    /// Our offer awaiting an answer.
+    pending: Option<PendingOffer>,
+    negotiated: Option<NegotiatedMedia>,
+    layout: Option<Layout>,
+}
+
+struct PendingOffer {
+    sdp: SessionDescription,
+    audio_index: usize,
+    direction: Direction,
+}
+
+/// The `m=` sections as last agreed. A later offer must keep their number and order
+/// (RFC 3264 §8), so sections we refused come back with port 0.
+struct Layout {
+    media: Vec<MediaDescription>,
+    audio_index: usize,
+    audio_proto: String,
+}
+
+impl MediaSession {
+    /// A session for `config`. Unless SRTP is disabled, `key_material` must hold at least
+    /// [`KEY_MATERIAL_LEN`] random bytes: they become our SRTP master keys (this crate has no
+    /// random number generator).
+    pub fn new(config: MediaConfig, key_material: &[u8]) -> Result<MediaSession, SdpError> {
+        if config.codecs.is_empty() {
+            return Err(SdpError::ApiMisuse("MediaConfig.codecs is empty"));
+        }
+        if config.srtp != SrtpPolicy::Disabled && key_material.len() < KEY_MATERIAL_LEN {
+            return Err(SdpError::ApiMisuse(
+                "SRTP key material shorter than KEY_MATERIAL_LEN",
+            ));
+        }
+        Ok(MediaSession {
+            config,
+            key_material: key_material.to_vec(),
+            direction: Direction::SendRecv,
+            numbers: PayloadNumbers::default(),
+            last_sent: None,
+            pending: None,
+            negotiated: None,
+            layout: None,
+        })
+    }
+
+    /// What we want the stream to do from now on: `SendOnly` (or `Inactive`) puts the peer on
+    /// hold, `SendRecv` resumes. Takes effect in the next offer or answer we make.
+    pub fn set_direction(&mut self, direction: Direction) {
+        self.direction = direction;
+    }
+
+    /// The result of the last successful offer/answer exchange.
+    pub fn negotiated(&self) -> Option<&NegotiatedMedia> {
+        self.negotiated.as_ref()
+    }
+
+    /// True while our offer awaits its answer.
+    pub fn offer_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Our offer: for an INVITE, a re-INVITE or UPDATE, or the 200 answering an INVITE without
+    /// SDP (late offer, answered in the ACK). A re-offer keeps the `m=` sections of the session
+    /// and bumps the `o=` version only when something changed.
+    pub fn create_offer(&mut self) -> Result<SessionDescription, SdpError> {
+        if self.pending.is_some() {
+            return Err(SdpError::ApiMisuse("an offer is already outstanding"));
+        }
+        let proto = match &self.layout {
+            Some(layout) => layout.audio_proto.clone(),
+            None => default_proto(self.config.srtp).to_owned(),
+        };
+        let audio = offer_audio(
+            &self.config,
+            &self.numbers,
+            &self.key_material,
+            self.direction,
+            &proto,
+        );
+        let (media, audio_index) = match &self.layout {
+            Some(layout) => {
+                let mut media = layout.media.clone();
+                match media.get_mut(layout.audio_index) {
+                    Some(slot) => *slot = audio,
+                    None => media.push(audio),
+                }
+                let index = layout.audio_index.min(media.len() - 1);
+                (media, index)
+            }
+            None => (vec![audio], 0),
+        };
+        let sdp = self.stamp(media);
+        self.pending = Some(PendingOffer {
+            sdp: sdp.clone(),
+            audio_index,
+            direction: self.direction,
+        });
+        Ok(sdp)
+    }
+
+    /// Our offer was refused (488, 491, a timeout…) or withdrawn: forget it and keep the
+    /// previous negotiation, as RFC 3264 §8 requires.
+    pub fn rollback_offer(&mut self) {
+        self.pending = None;
+    }
+
+    /// The answer to our offer (in a 200, or in the ACK for a late offer). On success the
+    /// result replaces the previous negotiation; on failure the exchange is over all the same,
+    /// the previous negotiation stays, and the call should be re-offered or ended.
+    pub fn handle_answer(
+        &mut self,
+        answer: &SessionDescription,
+    ) -> Result<NegotiatedMedia, SdpError> {
+        let pending = self.pending.take().ok_or(SdpError::ApiMisuse(
+            "an answer arrived with no offer outstanding",
+        ))?;
+        let offered = pending
+            .sdp
+            .media
+            .get(pending.audio_index)
+            .ok_or(SdpError::ApiMisuse("offer without its audio section"))?;
+        let media = answer
+            .media
+            .get(pending.audio_index)
+            .ok_or(Rejection::NoAudio)?;
+        let negotiated = accept_answer(
+            &self.config,
+            &self.key_material,
+            offered,
+            pending.direction,
+            answer,
+            media,
+        )?;
+        self.layout = Some(Layout {
+            media: pending.sdp.media.iter().map(disabled_copy).collect(),
+            audio_index: pending.audio_index,
+            audio_proto: offered.proto.clone(),
+        });
+        self.agree(&negotiated);
+        Ok(negotiated)
+    }
+
+    /// An offer from the peer (initial or re-offer). Returns our answer, or why we refuse:
+    /// then answer the request with [`Rejection::status`] and a `Warning` header from
+    /// [`Rejection::warning`]; the previous negotiation, if any, stays in force.
+    pub fn handle_offer(
+        &mut self,
+        offer: &SessionDescription,
+    ) -> Result<SessionDescription, Rejection> {
+        if self.pending.is_some() {
+            return Err(Rejection::Glare);
+        }
+        let mut first_error = None;
+        let mut chosen = None;
+        for (index, media) in offer.media.iter().enumerate() {
+            if !media.is_audio() || media.is_disabled() {
+                continue;
+            }
+            match answer_audio(
+                &self.config,
+                &self.key_material,
+                self.direction,
+                offer,
+                media,
+            ) {
+                Ok(result) => {
+                    chosen = Some((index, result));
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let Some((audio_index, (audio, negotiated))) = chosen else {
+            return Err(first_error.unwrap_or(Rejection::NoAudio));
+        };
+        let layout: Vec<MediaDescription> = offer.media.iter().map(disabled_copy).collect();
+        let mut media = layout.clone();
+        media[audio_index] = audio;
+        let answer = self.stamp(media);
+        self.layout = Some(Layout {
+            media: layout,
+            audio_index,
+            audio_proto: negotiated.proto.clone(),
+        });
+        self.agree(&negotiated);
+        Ok(answer)
+    }
+
+    fn agree(&mut self, negotiated: &NegotiatedMedia) {
+        self.numbers.learn(negotiated);
+        self.negotiated = Some(negotiated.clone());
+    }
+
+    /// A full description around `media`, with the `o=` version RFC 3264 §8 asks for: the
+    /// previous one if nothing changed, one more otherwise.
+    fn stamp(&mut self, media: Vec<MediaDescription>) -> SessionDescription {
+        let address = self.config.address;
+        let mut sdp = SessionDescription {
+            origin: Origin {
+                username: self.config.username.clone(),
+                session_id: self.config.session_id,
+                session_version: INITIAL_VERSION,
+                net_type: "IN".to_owned(),
+                addr_type: crate::model::addr_type_of(address).to_owned(),
+                address: address.to_string(),
+            },
+            session_name: "sipx".to_owned(),
+            info: Vec::new(),
+            connection: Some(Connection::for_ip(address)),
+            bandwidths: Vec::new(),
+            timing: vec![Line {
+                kind: 't',
+                value: "0 0".to_owned(),
+            }],
+            other: Vec::new(),
+            attributes: Vec::new(),
+            media,
+        };
+        if let Some(last) = &self.last_sent {
+            sdp.origin.session_version = last.origin.session_version;
+            if sdp != *last {
+                sdp.origin.session_version = last.origin.session_version.wrapping_add(1);
+            }
+        }
+        self.last_sent = Some(sdp.clone());
+        sdp
+    }
+}
+
+impl std::fmt::Debug for MediaSession {
+    // Only what explains the state: key material and our SDPs (which carry it) stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("direction", &self.direction)
+            .field("offer_pending", &self.pending.is_some())
+            .field("negotiated", &self.negotiated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refused copy of a section (RFC 3264 §6: port 0, same media, proto and formats).
+fn disabled_copy(media: &MediaDescription) -> MediaDescription {
+    MediaDescription::new(&media.kind, 0, &media.proto, media.formats.clone())
+}
