@@ -2,9 +2,13 @@
 //! payload into a caller's buffer, conceal a lost packet.
 //!
 //! Temporary skeleton.
+mod buffer;
 pub mod error;
+pub mod g711;
 pub mod g722;
 pub mod kind;
+pub mod plc;
+pub mod tone;
 
 pub use error::CodecError;
 pub use kind::CodecKind;
