@@ -5,8 +5,9 @@
 //! samples are quantized by their one's complement magnitude, as in the standard, so the
 //! quantizer is symmetric about −½ and a 16-bit −1 encodes as "negative zero".
 
+use crate::buffer::room;
 use crate::plc::Concealer;
-use crate::{CodecError, CodecKind};
+use crate::{AudioDecoder, AudioEncoder, CodecError, CodecKind};
 
 /// The two companding laws of G.711.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,15 +160,19 @@ impl G711Encoder {
     pub fn new(law: Law) -> Self {
         Self { law }
     }
+}
 
-    /// The law this encoder uses.
-    pub fn law(&self) -> Law {
-        self.law
+impl AudioEncoder for G711Encoder {
+    fn kind(&self) -> CodecKind {
+        self.law.kind()
     }
 
-    /// Encodes `pcm` into `out`, returning the number of bytes written.
-    pub fn encode(&self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        let out = crate::buffer::room(out, pcm.len())?;
+    fn sample_rate(&self) -> u32 {
+        8000
+    }
+
+    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        let out = room(out, pcm.len())?;
         for (code, &sample) in out.iter_mut().zip(pcm) {
             *code = self.law.encode(sample);
         }
@@ -175,7 +180,7 @@ impl G711Encoder {
     }
 }
 
-/// A G.711 decoder with packet-loss concealment.
+/// A G.711 decoder with packet-loss concealment. Every byte sequence is a valid payload.
 #[derive(Clone, Debug)]
 pub struct G711Decoder {
     law: Law,
@@ -190,16 +195,19 @@ impl G711Decoder {
             concealer: Concealer::new(8000),
         }
     }
+}
 
-    /// The law this decoder uses.
-    pub fn law(&self) -> Law {
-        self.law
+impl AudioDecoder for G711Decoder {
+    fn kind(&self) -> CodecKind {
+        self.law.kind()
     }
 
-    /// Decodes `payload` into `out`, returning the number of samples written. Every byte
-    /// sequence is a valid G.711 payload.
-    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
-        let out = crate::buffer::room(out, payload.len())?;
+    fn sample_rate(&self) -> u32 {
+        8000
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        let out = room(out, payload.len())?;
         for (sample, &code) in out.iter_mut().zip(payload) {
             *sample = self.law.decode(code);
         }
@@ -207,10 +215,9 @@ impl G711Decoder {
         Ok(payload.len())
     }
 
-    /// Fills `out` with a concealment of one lost stretch of audio.
-    pub fn conceal(&mut self, out: &mut [i16]) -> usize {
+    fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
         self.concealer.conceal(out);
-        out.len()
+        Ok(out.len())
     }
 }
 

@@ -16,7 +16,9 @@ use adpcm::{SubBand, limit_reconstructed, sat16};
 use qmf::{ReceiveQmf, TransmitQmf};
 use tables::{IHN, IHP, ILN, ILP, Q2, Q6, QM2, QM6};
 
-use crate::CodecError;
+use crate::buffer::room;
+use crate::plc::Concealer;
+use crate::{AudioDecoder, AudioEncoder, CodecError, CodecKind};
 
 /// A G.722 encoder at 64 kbit/s: one byte per pair of 16 kHz samples (or per 8 kHz sample).
 #[derive(Clone, Debug)]
@@ -38,34 +40,6 @@ impl G722Encoder {
         })
     }
 
-    /// The rate of the PCM this encoder takes.
-    pub fn sample_rate(&self) -> u32 {
-        if self.narrowband { 8000 } else { 16000 }
-    }
-
-    /// Encodes `pcm` into `out`, returning the number of bytes written.
-    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        if self.narrowband {
-            let out = payload_room(out, pcm.len())?;
-            for (byte, &sample) in out.iter_mut().zip(pcm) {
-                *byte = self.encode_bands(i32::from(sample) >> 1, 0);
-            }
-            return Ok(pcm.len());
-        }
-        if pcm.len() % 2 != 0 {
-            return Err(CodecError::FrameSize {
-                kind: crate::CodecKind::G722,
-                samples: pcm.len(),
-            });
-        }
-        let out = payload_room(out, pcm.len() / 2)?;
-        for (byte, pair) in out.iter_mut().zip(pcm.chunks_exact(2)) {
-            let (lower, higher) = self.qmf.split(pair[0], pair[1]);
-            *byte = self.encode_bands(lower, higher);
-        }
-        Ok(out.len())
-    }
-
     fn encode_bands(&mut self, lower: i32, higher: i32) -> u8 {
         let low = quantize_lower(sat16(lower - self.lower.prediction()), self.lower.scale);
         self.lower.advance_lower(low);
@@ -75,13 +49,48 @@ impl G722Encoder {
     }
 }
 
-/// A G.722 decoder at 64 kbit/s.
+impl AudioEncoder for G722Encoder {
+    fn kind(&self) -> CodecKind {
+        CodecKind::G722
+    }
+
+    fn sample_rate(&self) -> u32 {
+        rate(self.narrowband)
+    }
+
+    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        if self.narrowband {
+            // The lower sub-band runs at half the PCM scale (see the QMF).
+            let out = room(out, pcm.len())?;
+            for (byte, &sample) in out.iter_mut().zip(pcm) {
+                *byte = self.encode_bands(i32::from(sample) >> 1, 0);
+            }
+            return Ok(pcm.len());
+        }
+        if pcm.len() % 2 != 0 {
+            return Err(CodecError::FrameSize {
+                kind: CodecKind::G722,
+                samples: pcm.len(),
+            });
+        }
+        let out = room(out, pcm.len() / 2)?;
+        for (byte, pair) in out.iter_mut().zip(pcm.chunks_exact(2)) {
+            let (lower, higher) = self.qmf.split(pair[0], pair[1]);
+            *byte = self.encode_bands(lower, higher);
+        }
+        Ok(out.len())
+    }
+}
+
+/// A G.722 decoder at 64 kbit/s, with packet-loss concealment. Every byte sequence is a valid
+/// payload.
 #[derive(Clone, Debug)]
 pub struct G722Decoder {
     lower: SubBand,
     higher: SubBand,
     qmf: ReceiveQmf,
     narrowband: bool,
+    concealer: Concealer,
 }
 
 impl G722Decoder {
@@ -92,26 +101,21 @@ impl G722Decoder {
             higher: SubBand::higher(),
             qmf: ReceiveQmf::default(),
             narrowband: narrowband(audio_rate)?,
+            concealer: Concealer::new(audio_rate),
         })
     }
 
-    /// The rate of the PCM this decoder produces.
-    pub fn sample_rate(&self) -> u32 {
-        if self.narrowband { 8000 } else { 16000 }
-    }
-
-    /// Decodes `payload` into `out`, returning the number of samples written. Every byte
-    /// sequence is a valid G.722 payload.
-    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+    /// Decodes without concealment bookkeeping: the codec alone.
+    fn decode_frame(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         if self.narrowband {
-            let out = pcm_room(out, payload.len())?;
+            let out = room(out, payload.len())?;
             for (sample, &byte) in out.iter_mut().zip(payload) {
                 let (lower, _) = self.decode_bands(byte);
                 *sample = to_pcm(lower << 1);
             }
             return Ok(payload.len());
         }
-        let out = pcm_room(out, payload.len() * 2)?;
+        let out = room(out, payload.len() * 2)?;
         for (pair, &byte) in out.chunks_exact_mut(2).zip(payload) {
             let (lower, higher) = self.decode_bands(byte);
             let joined = self.qmf.join(lower, higher);
@@ -149,6 +153,27 @@ impl G722Decoder {
     }
 }
 
+impl AudioDecoder for G722Decoder {
+    fn kind(&self) -> CodecKind {
+        CodecKind::G722
+    }
+
+    fn sample_rate(&self) -> u32 {
+        rate(self.narrowband)
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        let samples = self.decode_frame(payload, out)?;
+        self.concealer.receive(&mut out[..samples]);
+        Ok(samples)
+    }
+
+    fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
+        self.concealer.conceal(out);
+        Ok(out.len())
+    }
+}
+
 /// Saturates a 16-bit output sample; the saturation makes the conversion lossless.
 fn to_pcm(x: i32) -> i16 {
     sat16(x) as i16
@@ -159,22 +184,14 @@ fn narrowband(audio_rate: u32) -> Result<bool, CodecError> {
         16000 => Ok(false),
         8000 => Ok(true),
         rate => Err(CodecError::UnsupportedRate {
-            kind: crate::CodecKind::G722,
+            kind: CodecKind::G722,
             rate,
         }),
     }
 }
 
-fn payload_room(out: &mut [u8], needed: usize) -> Result<&mut [u8], CodecError> {
-    let available = out.len();
-    out.get_mut(..needed)
-        .ok_or(CodecError::BufferTooSmall { needed, available })
-}
-
-fn pcm_room(out: &mut [i16], needed: usize) -> Result<&mut [i16], CodecError> {
-    let available = out.len();
-    out.get_mut(..needed)
-        .ok_or(CodecError::BufferTooSmall { needed, available })
+fn rate(narrowband: bool) -> u32 {
+    if narrowband { 8000 } else { 16000 }
 }
 
 /// QUANTL: the 6-bit lower sub-band code for difference `e` at scale `scale`.

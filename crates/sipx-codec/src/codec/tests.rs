@@ -1,0 +1,1 @@
+//! Construction and dispatch through the enums.
