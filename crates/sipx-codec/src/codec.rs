@@ -110,6 +110,9 @@ impl EncoderOptions {
 }
 
 /// Any encoder of this crate.
+// The G.722 state lives inline (a few hundred bytes): a codec is built once per leg and stays
+// put, and boxing it would add a pointer chase to every frame for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Encoder {
@@ -125,6 +128,9 @@ pub enum Encoder {
 }
 
 /// Any decoder of this crate.
+// The G.722 state lives inline (a few hundred bytes): a codec is built once per leg and stays
+// put, and boxing it would add a pointer chase to every frame for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Decoder {

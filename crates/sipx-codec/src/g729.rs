@@ -108,7 +108,7 @@ impl AudioEncoder for G729Encoder {
     /// Encodes whole 10 ms frames. A SID frame is kept only if it is the last thing written
     /// (a later voice or SID frame replaces it), so the payload stays valid for RTP.
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        if pcm.is_empty() || pcm.len() % FRAME_SAMPLES != 0 {
+        if pcm.is_empty() || !pcm.len().is_multiple_of(FRAME_SAMPLES) {
             return Err(CodecError::FrameSize {
                 kind: KIND,
                 samples: pcm.len(),
@@ -228,7 +228,7 @@ impl AudioDecoder for G729Decoder {
     }
 
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
-        if out.is_empty() || out.len() % FRAME_SAMPLES != 0 {
+        if out.is_empty() || !out.len().is_multiple_of(FRAME_SAMPLES) {
             return Err(CodecError::FrameSize {
                 kind: KIND,
                 samples: out.len(),

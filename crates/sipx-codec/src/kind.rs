@@ -103,12 +103,13 @@ impl CodecKind {
         }
         match self {
             CodecKind::Pcmu | CodecKind::Pcma => true,
-            CodecKind::G722 => audio_rate == 8000 || samples % 2 == 0,
+            CodecKind::G722 => audio_rate == 8000 || samples.is_multiple_of(2),
             CodecKind::Opus => {
                 let quantum = audio_rate as usize / 400; // 2.5 ms
-                samples % quantum == 0 && [1, 2, 4, 8, 16, 24].contains(&(samples / quantum))
+                samples.is_multiple_of(quantum)
+                    && [1, 2, 4, 8, 16, 24].contains(&(samples / quantum))
             }
-            CodecKind::G729 => samples > 0 && samples % 80 == 0,
+            CodecKind::G729 => samples > 0 && samples.is_multiple_of(80),
         }
     }
 

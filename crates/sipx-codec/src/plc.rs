@@ -116,7 +116,7 @@ impl Concealer {
         if self.lost >= SILENT_AFTER * self.scale {
             return 0.0;
         }
-        if self.lost > 0 && self.lost % stage == 0 && self.cursor.periods < 3 {
+        if self.lost > 0 && self.lost.is_multiple_of(stage) && self.cursor.periods < 3 {
             // Widen: continue at the same phase one period further back, blending over a
             // quarter period from the narrower stretch.
             self.fading = Some(self.cursor);

@@ -67,7 +67,7 @@ impl AudioEncoder for G722Encoder {
             }
             return Ok(pcm.len());
         }
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(CodecError::FrameSize {
                 kind: CodecKind::G722,
                 samples: pcm.len(),
