@@ -25,7 +25,7 @@
 //!
 //! # Safety
 //!
-//! `unsafe` is denied crate-wide and allowed only in the [`g729`] FFI module. Opus uses the safe
+//! `unsafe` is denied crate-wide and allowed only in the `g729` FFI module. Opus uses the safe
 //! API of `opusic-c`; PCM slices are reinterpreted for it with `bytemuck`.
 
 mod buffer;

@@ -166,3 +166,31 @@ fn short_output_buffers_are_errors_for_every_codec() {
         );
     }
 }
+
+#[test]
+fn arbitrary_payloads_decode_or_fail_but_never_panic() {
+    let mut state: u32 = 0x9E37_79B9;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    for kind in CodecKind::ALL.into_iter().filter(|&k| built(k)) {
+        for &rate in kind.audio_rates() {
+            let mut decoder = new_decoder(kind, rate).unwrap();
+            // Room for the longest payload below at the widest expansion (Opus: 120 ms).
+            let mut out = vec![0i16; rate as usize * 3];
+            for _ in 0..500 {
+                let length = (next() % 400) as usize;
+                let payload: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+                if let Ok(samples) = decoder.decode(&payload, &mut out) {
+                    assert!(samples <= out.len());
+                }
+            }
+            // And the decoder still works afterwards.
+            let frame = rate as usize / 50;
+            assert_eq!(decoder.conceal(&mut out[..frame]), Ok(frame), "{kind:?}");
+        }
+    }
+}

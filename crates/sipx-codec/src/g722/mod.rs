@@ -198,9 +198,9 @@ fn rate(narrowband: bool) -> u32 {
 fn quantize_lower(e: i32, scale: i32) -> u8 {
     // One's complement magnitude, as the standard forms it from the sign bit.
     let magnitude = if e < 0 { -(e + 1) } else { e };
-    let interval = (1..Q6.len())
-        .find(|&m| magnitude < (Q6[m] * scale) >> 12)
-        .unwrap_or(Q6.len());
+    // The scaled levels only grow, so the first level above the magnitude is found by
+    // bisection; intervals run from 1 to 30, 30 being everything above the top level.
+    let interval = 1 + Q6[1..].partition_point(|&level| magnitude >= (level * scale) >> 12);
     if e < 0 { ILN[interval] } else { ILP[interval] }
 }
 
