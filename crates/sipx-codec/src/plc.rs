@@ -20,6 +20,8 @@ const HISTORY_LEN: usize = 3 * PITCH_MAX + PITCH_MAX / 4;
 const STAGE_LEN: usize = 80;
 /// Loss length after which the output is silence (60 ms).
 const SILENT_AFTER: usize = 6 * STAGE_LEN;
+/// Blend back into the first good frame per 10 ms of loss (4 ms).
+const RETURN_BLEND_STEP: usize = 32;
 /// Longest blend back into the first good frame (10 ms).
 const MAX_RETURN_BLEND: usize = 80;
 
@@ -75,7 +77,7 @@ impl Concealer {
         if self.lost > 0 {
             // Appendix I: 4 ms after 10 ms of loss, 4 ms more per further 10 ms, at most 10 ms.
             let stages = self.lost.div_ceil(STAGE_LEN * self.scale);
-            let blend = (4 * stages * 8).min(MAX_RETURN_BLEND) * self.scale;
+            let blend = (RETURN_BLEND_STEP * stages).min(MAX_RETURN_BLEND) * self.scale;
             let blend = blend.min(frame.len());
             for (k, sample) in frame[..blend].iter_mut().enumerate() {
                 let weight = (k + 1) as f32 / (blend + 1) as f32;
