@@ -27,7 +27,7 @@ impl Rng {
     }
 
     /// Uniform in `[0, n)`; `n` must be non-zero.
-    #[cfg(any(test, feature = "_fuzz"))]
+    #[cfg(test)]
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }

@@ -340,8 +340,11 @@ impl<'a> RtcpCompound<'a> {
     }
 }
 
-/// Splits the first packet off a compound: (type, count, body without padding, the rest).
-fn split_packet(data: &[u8]) -> Result<(u8, u8, &[u8], &[u8]), MediaError> {
+/// One packet cut from a compound: type, count field, body without padding, and what follows.
+type Split<'a> = (u8, u8, &'a [u8], &'a [u8]);
+
+/// Splits the first packet off a compound.
+fn split_packet(data: &[u8]) -> Result<Split<'_>, MediaError> {
     let bad = MediaError::MalformedRtcp;
     let h = data
         .get(..HEADER_LEN)

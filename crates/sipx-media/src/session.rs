@@ -318,3 +318,148 @@ impl RtcpSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Pt;
+    use crate::rtcp::RTCP_SR;
+
+    fn config(ssrc: u32) -> RtcpConfig {
+        RtcpConfig {
+            ssrc: Ssrc(ssrc),
+            cname: format!("leg{ssrc}@sipx"),
+            seed: u64::from(ssrc),
+            ..RtcpConfig::default()
+        }
+    }
+
+    /// A sends 20 ms packets to B for 30 s with 40 ms one-way delay and every 10th packet lost;
+    /// both exchange reports as their sessions ask. Returns (A, B).
+    fn call() -> (RtcpSession, RtcpSession) {
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let one_way = Duration::from_millis(40);
+        let mut a = RtcpSession::new(config(0xa), t0, wall);
+        // B's wall clock is 3 s off: RTT must not depend on the peers' clocks agreeing.
+        let mut b = RtcpSession::new(config(0xb), t0, wall + Duration::from_secs(3));
+        let mut buf = [0u8; 1500];
+        let mut in_flight: Vec<(Instant, bool, Vec<u8>)> = Vec::new();
+        for k in 0..1500u32 {
+            let now = t0 + Duration::from_millis(20 * u64::from(k));
+            let header = RtpHeader {
+                marker: k == 0,
+                pt: Pt(0),
+                seq: 60_000u16.wrapping_add(k as u16),
+                timestamp: 160 * k,
+                ssrc: Ssrc(0xa),
+            };
+            a.on_rtp_sent(now, &header, 160);
+            if k % 10 != 5 {
+                b.on_rtp_received(now + one_way, &header, 160);
+            }
+            for (from_a, session) in [(true, &mut a), (false, &mut b)] {
+                if let Some(n) = session.poll_transmit(now, &mut buf).unwrap() {
+                    in_flight.push((now + one_way, from_a, buf[..n].to_vec()));
+                }
+            }
+            in_flight.retain(|(at, from_a, bytes)| {
+                if *at > now {
+                    return true;
+                }
+                let to = if *from_a { &mut b } else { &mut a };
+                to.handle_rtcp(*at, bytes).unwrap();
+                false
+            });
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn round_trip_time_and_loss_from_reports() {
+        let (a, b) = call();
+        let sa = a.stats();
+        let sb = b.stats();
+        assert_eq!(sa.packets_sent, 1500);
+        // B saw 9 of every 10 (the first one is probation).
+        assert_eq!(sb.packets_received, 1349);
+        assert_eq!(sb.packets_lost, 150);
+        assert!((sb.fraction_lost - 0.1).abs() < 0.02, "{sb:?}");
+        assert!(sb.jitter_ms < 0.5, "{sb:?}");
+        // A learns the RTT from B's report blocks about it; B's own SR-less side has none.
+        let rtt = sa.rtt_ms.unwrap();
+        assert!((rtt - 80.0).abs() < 1.0, "rtt {rtt}");
+        assert!(
+            (sa.remote_fraction_lost.unwrap() - 0.1).abs() < 0.02,
+            "{sa:?}"
+        );
+        assert_eq!(sb.rtt_ms, None);
+    }
+
+    #[test]
+    fn reports_follow_rfc3550_intervals() {
+        let t0 = Instant::now();
+        let mut s = RtcpSession::new(config(1), t0, UNIX_EPOCH);
+        let mut buf = [0u8; 1500];
+        // The first report comes after half the minimum, randomised [0.5, 1.5] / (e - 3/2).
+        let first = s.poll_timeout() - t0;
+        assert!(
+            first >= Duration::from_secs_f64(1.25 / COMPENSATION),
+            "{first:?}"
+        );
+        assert!(
+            first <= Duration::from_secs_f64(3.75 / COMPENSATION),
+            "{first:?}"
+        );
+        assert_eq!(s.poll_transmit(t0, &mut buf).unwrap(), None);
+        let mut now = s.poll_timeout();
+        let mut gaps = Vec::new();
+        for _ in 0..50 {
+            let n = s.poll_transmit(now, &mut buf).unwrap().unwrap();
+            // Nothing sent: an RR (no blocks, nothing received) and the SDES.
+            let packets: Vec<_> = RtcpCompound::parse(&buf[..n]).unwrap().packets().collect();
+            assert!(matches!(packets[0], RtcpPacket::ReceiverReport(_)));
+            assert!(
+                matches!(&packets[1], RtcpPacket::Sdes(sdes) if sdes.chunks().next().unwrap().cname() == Some(&b"leg1@sipx"[..]))
+            );
+            let next = s.poll_timeout();
+            gaps.push((next - now).as_secs_f64());
+            now = next;
+        }
+        let min = gaps.iter().copied().fold(f64::MAX, f64::min);
+        let max = gaps.iter().copied().fold(0.0, f64::max);
+        assert!(min >= 2.5 / COMPENSATION - 1e-6 && max <= 7.5 / COMPENSATION + 1e-6);
+        assert!(max - min > 1.0, "the interval is randomised");
+    }
+
+    #[test]
+    fn sends_an_sr_after_sending_and_reports_bye() {
+        let t0 = Instant::now();
+        let mut s = RtcpSession::new(config(1), t0, UNIX_EPOCH);
+        let header = RtpHeader {
+            marker: false,
+            pt: Pt(0),
+            seq: 1,
+            timestamp: 8000,
+            ssrc: Ssrc(1),
+        };
+        s.on_rtp_sent(t0, &header, 160);
+        let mut buf = [0u8; 1500];
+        let n = s
+            .write_bye(t0 + Duration::from_millis(500), &mut buf, Some(b"bye"))
+            .unwrap();
+        let packets: Vec<_> = RtcpCompound::parse(&buf[..n]).unwrap().packets().collect();
+        let RtcpPacket::SenderReport(sr) = &packets[0] else {
+            panic!("{packets:?}")
+        };
+        // The SR's RTP time is the last timestamp advanced by the 500 ms since.
+        assert_eq!((sr.info.rtp_timestamp, sr.info.packet_count), (12_000, 1));
+        assert_eq!(buf[1], RTCP_SR);
+        assert!(matches!(packets[2], RtcpPacket::Bye(_)));
+        // The peer sees the BYE as an event.
+        let mut peer = RtcpSession::new(config(2), t0, UNIX_EPOCH);
+        peer.handle_rtcp(t0, &buf[..n]).unwrap();
+        assert_eq!(peer.poll_event(), Some(RtcpEvent::Bye { ssrc: Ssrc(1) }));
+        assert!(peer.handle_rtcp(t0, &buf[..n - 1]).is_err());
+    }
+}

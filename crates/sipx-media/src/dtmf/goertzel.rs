@@ -67,7 +67,7 @@ impl DtmfDetector {
     pub fn new() -> Self {
         let mut coeffs = [0.0; 8];
         for (c, f) in coeffs.iter_mut().zip(ROWS.iter().chain(&COLS)) {
-            *c = 2.0 * (2.0 * std::f32::consts::PI * f / RATE).cos();
+            *c = goertzel_coeff(*f, RATE);
         }
         DtmfDetector {
             coeffs,
@@ -106,13 +106,7 @@ impl DtmfDetector {
     fn analyse(&self) -> Option<DtmfDigit> {
         let mut power = [0.0f32; 8];
         for (p, &coeff) in power.iter_mut().zip(&self.coeffs) {
-            let (mut s1, mut s2) = (0.0f32, 0.0f32);
-            for &x in &self.block {
-                let s0 = x + coeff * s1 - s2;
-                s2 = s1;
-                s1 = s0;
-            }
-            *p = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+            *p = goertzel_power(&self.block, coeff);
         }
         let energy: f32 = self.block.iter().map(|x| x * x).sum();
         let (rows, cols) = power.split_at(4);
@@ -160,6 +154,23 @@ impl DtmfDetector {
             self.active = Some((digit, n));
         }
     }
+}
+
+/// Goertzel coefficient for frequency `f` at sample rate `rate`.
+pub(crate) fn goertzel_coeff(f: f32, rate: f32) -> f32 {
+    2.0 * (2.0 * std::f32::consts::PI * f / rate).cos()
+}
+
+/// Power of one frequency over a block: for a sinusoid of amplitude A at that frequency
+/// filling the block, about (A·N/2)².
+pub(crate) fn goertzel_power(block: &[f32], coeff: f32) -> f32 {
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in block {
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
 }
 
 fn strongest(group: &[f32]) -> (usize, f32) {
