@@ -9,8 +9,9 @@ pub use rfc4733::{DtmfPacket, DtmfReceiver, DtmfSender};
 
 /// A DTMF key, or a hook flash (RFC 4733 §3.2 event codes 0..=16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum DtmfDigit {
-    D0,
+    D0 = 0,
     D1,
     D2,
     D3,
@@ -53,8 +54,8 @@ impl DtmfDigit {
 
     /// The RFC 4733 event code.
     pub fn event_code(self) -> u8 {
-        // The array above is in code order, so the position is the code.
-        Self::ALL.iter().position(|d| *d == self).unwrap_or(0) as u8
+        // The discriminants are the codes (D0 = 0, then in order up to Flash = 16).
+        self as u8
     }
 
     pub fn from_event_code(code: u8) -> Option<DtmfDigit> {

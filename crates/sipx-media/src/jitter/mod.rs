@@ -128,7 +128,9 @@ pub enum Playout<'a> {
     Empty,
 }
 
-/// Counters and levels, for stats and tests.
+/// Counters and levels, for stats and tests. `depth_ms` is measured from the playout point to
+/// the end of the newest packet; during a silence the playout point waits, so it can exceed
+/// the delay the next talkspurt will actually get.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JitterStats {
     pub buffered: usize,
@@ -491,7 +493,7 @@ impl JitterBuffer {
                 stream.started = true;
                 stream.talking = true;
                 stream.underrun_ticks = 0;
-                return self.play_window(ideal);
+                return self.play_window();
             }
             if !in_window {
                 if ext > stream.play_seq {
@@ -510,7 +512,7 @@ impl JitterBuffer {
                 self.stats.stretched += 1;
                 return Decision::Lost { fec: None };
             }
-            return self.play_window(ideal);
+            return self.play_window();
         }
         Decision::Empty
     }
@@ -578,7 +580,7 @@ impl JitterBuffer {
     }
 
     /// Hands out everything that starts in the current window.
-    fn play_window(&mut self, _ideal: i64) -> Decision {
+    fn play_window(&mut self) -> Decision {
         let f = self.frame;
         let cn_pt = self.cn_pt;
         let Some(stream) = self.stream.as_mut() else {
