@@ -1,0 +1,416 @@
+//! RFC 4733 telephone events: a receiver that turns event packets into one [`DtmfEvent`] per key
+//! press, and a sender that produces the packet sequence for a key press on a 20 ms tick.
+//!
+//! The payload (§2.3): event code, E(nd) bit, reserved bit, 6-bit volume, 16-bit duration in
+//! timestamp units. All packets of one event share its start timestamp; the duration grows; the
+//! last packet has E set and is sent three times. Events longer than 16 bits of duration are
+//! sent as segments whose timestamps follow each other (§2.5.2.3).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{DtmfDigit, DtmfEvent};
+use crate::error::MediaError;
+use crate::rtp::RtpHeader;
+
+/// How many times the final packet is sent (§2.5.1.4).
+const END_REPEATS: u8 = 3;
+/// Largest duration one segment can say.
+const MAX_SEGMENT: u32 = 0xffff;
+
+/// One telephone-event payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPayload {
+    pub code: u8,
+    pub end: bool,
+    pub volume: u8,
+    pub duration: u16,
+}
+
+impl EventPayload {
+    pub fn parse(data: &[u8]) -> Result<EventPayload, MediaError> {
+        let [code, flags, hi, lo, ..] = *data else {
+            return Err(MediaError::MalformedDtmf("shorter than 4 bytes"));
+        };
+        Ok(EventPayload {
+            code,
+            end: flags & 0x80 != 0,
+            volume: flags & 0x3f,
+            duration: u16::from_be_bytes([hi, lo]),
+        })
+    }
+
+    pub fn to_bytes(self) -> [u8; 4] {
+        let [hi, lo] = self.duration.to_be_bytes();
+        [
+            self.code,
+            (u8::from(self.end) << 7) | (self.volume & 0x3f),
+            hi,
+            lo,
+        ]
+    }
+}
+
+/// The event being received.
+#[derive(Debug, Clone, Copy)]
+struct Receiving {
+    digit: DtmfDigit,
+    /// Timestamp of the current segment.
+    ts: u32,
+    /// Duration of earlier segments of the same event.
+    earlier: u32,
+    duration: u32,
+    last_packet: Instant,
+}
+
+/// Receives telephone events of one stream.
+#[derive(Debug)]
+pub struct DtmfReceiver {
+    clock_rate: u32,
+    /// An event without packets for this long has ended (its end packets were all lost).
+    timeout: Duration,
+    current: Option<Receiving>,
+    /// Timestamp of the last event reported, so its repeated end packets are ignored.
+    last_reported: Option<u32>,
+    events: VecDeque<DtmfEvent>,
+}
+
+impl DtmfReceiver {
+    /// `clock_rate` of the telephone-event payload type (8000 or 48000).
+    pub fn new(clock_rate: u32) -> Self {
+        DtmfReceiver {
+            clock_rate: clock_rate.max(1),
+            timeout: Duration::from_millis(300),
+            current: None,
+            last_reported: None,
+            events: VecDeque::with_capacity(4),
+        }
+    }
+
+    /// Feeds one telephone-event packet. Unknown event codes (tones, §3.2 codes above 16) are
+    /// ignored.
+    pub fn push(
+        &mut self,
+        now: Instant,
+        header: &RtpHeader,
+        payload: &[u8],
+    ) -> Result<(), MediaError> {
+        let p = EventPayload::parse(payload)?;
+        let Some(digit) = DtmfDigit::from_event_code(p.code) else {
+            return Ok(());
+        };
+        let ts = header.timestamp;
+        if self.last_reported == Some(ts) {
+            return Ok(()); // a repeated end packet of an event already reported
+        }
+        let duration = u32::from(p.duration);
+        match &mut self.current {
+            Some(cur) if cur.ts == ts => {
+                cur.duration = cur.duration.max(duration);
+                cur.last_packet = now;
+            }
+            Some(cur) if (ts.wrapping_sub(cur.ts) as i32) < 0 => return Ok(()), // stale, reordered
+            Some(cur)
+                if cur.digit == digit
+                    && ts == cur.ts.wrapping_add(cur.duration)
+                    && !header.marker =>
+            {
+                // The next segment of a long event.
+                cur.earlier += cur.duration;
+                cur.ts = ts;
+                cur.duration = duration;
+                cur.last_packet = now;
+            }
+            _ => {
+                // A new event; a previous one whose end packets were all lost ends here. The
+                // start packets of this one may be lost too: any packet starts it.
+                self.finish();
+                self.current = Some(Receiving {
+                    digit,
+                    ts,
+                    earlier: 0,
+                    duration,
+                    last_packet: now,
+                });
+            }
+        }
+        if p.end {
+            self.finish();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        if let Some(cur) = self.current.take() {
+            let units = u64::from(cur.earlier + cur.duration);
+            self.events.push_back(DtmfEvent {
+                digit: cur.digit,
+                duration_ms: (units * 1000 / u64::from(self.clock_rate)) as u32,
+            });
+            self.last_reported = Some(cur.ts);
+        }
+    }
+
+    /// When an unfinished event should be given up on, if one is in progress.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.current.map(|c| c.last_packet + self.timeout)
+    }
+
+    /// Ends an event whose packets stopped without an end packet.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|t| now >= t) {
+            self.finish();
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<DtmfEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// A telephone-event packet to send: the caller's RTP sender adds its own sequence number (so
+/// events and audio share one sequence), this timestamp and marker, and the event payload type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtmfPacket {
+    pub marker: bool,
+    pub timestamp: u32,
+    pub payload: [u8; 4],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    digit: DtmfDigit,
+    volume: u8,
+    /// Timestamp of the current segment.
+    ts: u32,
+    /// Units of the event not yet covered by finished segments.
+    remaining: u32,
+    /// Units of the current segment sent so far.
+    elapsed: u32,
+    first: bool,
+    ends_left: u8,
+}
+
+/// Produces the packets of one key press at a time, one packet per tick.
+#[derive(Debug)]
+pub struct DtmfSender {
+    clock_rate: u32,
+    tick_units: u32,
+    current: Option<Sending>,
+}
+
+impl DtmfSender {
+    /// `clock_rate` of the telephone-event payload type; `tick` is the send interval (20 ms).
+    pub fn new(clock_rate: u32, tick: Duration) -> Self {
+        let tick_units = (u128::from(clock_rate) * tick.as_nanos() / 1_000_000_000) as u32;
+        DtmfSender {
+            clock_rate,
+            tick_units: tick_units.max(1),
+            current: None,
+        }
+    }
+
+    /// Starts a key press at RTP timestamp `ts` (the timestamp the next audio packet would
+    /// have had). `volume` is in -dBm0 (0..=63, 10 is usual).
+    pub fn start(
+        &mut self,
+        digit: DtmfDigit,
+        duration: Duration,
+        volume: u8,
+        ts: u32,
+    ) -> Result<(), MediaError> {
+        if self.current.is_some() {
+            return Err(MediaError::ApiMisuse("a DTMF event is already being sent"));
+        }
+        let units = u128::from(self.clock_rate) * duration.as_nanos() / 1_000_000_000;
+        let units =
+            u32::try_from(units).map_err(|_| MediaError::ApiMisuse("DTMF duration too long"))?;
+        self.current = Some(Sending {
+            digit,
+            volume: volume.min(63),
+            ts,
+            remaining: units.max(self.tick_units),
+            elapsed: 0,
+            first: true,
+            ends_left: END_REPEATS,
+        });
+        Ok(())
+    }
+
+    /// True while packets remain; the leg sends no audio meanwhile.
+    pub fn is_active(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The packet for this tick, if an event is being sent.
+    pub fn poll_packet(&mut self) -> Option<DtmfPacket> {
+        let tick = self.tick_units;
+        let cur = self.current.as_mut()?;
+        let segment_total = cur.remaining.min(MAX_SEGMENT);
+        let last_segment = cur.remaining <= MAX_SEGMENT;
+        cur.elapsed = (cur.elapsed + tick).min(segment_total);
+        let end = last_segment && cur.elapsed == segment_total;
+        let packet = DtmfPacket {
+            marker: cur.first,
+            timestamp: cur.ts,
+            payload: EventPayload {
+                code: cur.digit.event_code(),
+                end,
+                volume: cur.volume,
+                // `segment_total <= 0xffff`, so the duration fits.
+                duration: cur.elapsed as u16,
+            }
+            .to_bytes(),
+        };
+        cur.first = false;
+        if end {
+            cur.ends_left -= 1;
+            if cur.ends_left == 0 {
+                self.current = None;
+            }
+        } else if cur.elapsed == segment_total {
+            // Segment full: the next one starts where it ends (§2.5.2.3).
+            cur.ts = cur.ts.wrapping_add(segment_total);
+            cur.remaining -= segment_total;
+            cur.elapsed = 0;
+        }
+        Some(packet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Pt, Ssrc};
+
+    /// Sends `digit` for `ms` through sender and receiver, dropping packets whose index is in
+    /// `drop`; returns the packets sent and the events received.
+    fn run(
+        rate: u32,
+        digit: DtmfDigit,
+        ms: u64,
+        drop: &[usize],
+    ) -> (Vec<DtmfPacket>, Vec<DtmfEvent>) {
+        let t0 = Instant::now();
+        let mut tx = DtmfSender::new(rate, Duration::from_millis(20));
+        let mut rx = DtmfReceiver::new(rate);
+        tx.start(digit, Duration::from_millis(ms), 10, 1_000)
+            .unwrap();
+        let mut sent = Vec::new();
+        let mut i = 0;
+        while let Some(p) = tx.poll_packet() {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            if !drop.contains(&i) {
+                let header = RtpHeader {
+                    marker: p.marker,
+                    pt: Pt(101),
+                    seq: i as u16,
+                    timestamp: p.timestamp,
+                    ssrc: Ssrc(1),
+                };
+                rx.push(now, &header, &p.payload).unwrap();
+            }
+            sent.push(p);
+            i += 1;
+        }
+        rx.handle_timeout(t0 + Duration::from_secs(30));
+        (sent, std::iter::from_fn(|| rx.poll_event()).collect())
+    }
+
+    #[test]
+    fn sends_a_growing_duration_then_three_ends() {
+        let (sent, events) = run(8000, DtmfDigit::D5, 100, &[]);
+        let parsed: Vec<_> = sent
+            .iter()
+            .map(|p| EventPayload::parse(&p.payload).unwrap())
+            .collect();
+        let durations: Vec<u16> = parsed.iter().map(|p| p.duration).collect();
+        assert_eq!(durations, [160, 320, 480, 640, 800, 800, 800]);
+        let ends: Vec<bool> = parsed.iter().map(|p| p.end).collect();
+        assert_eq!(ends, [false, false, false, false, true, true, true]);
+        assert!(sent[0].marker && sent[1..].iter().all(|p| !p.marker));
+        assert!(sent.iter().all(|p| p.timestamp == 1_000));
+        assert!(parsed.iter().all(|p| p.code == 5 && p.volume == 10));
+        assert_eq!(
+            events,
+            [DtmfEvent {
+                digit: DtmfDigit::D5,
+                duration_ms: 100
+            }]
+        );
+    }
+
+    #[test]
+    fn every_digit_and_flash_round_trips() {
+        for digit in DtmfDigit::ALL {
+            let (_, events) = run(8000, digit, 160, &[]);
+            assert_eq!(
+                events,
+                [DtmfEvent {
+                    digit,
+                    duration_ms: 160
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn lost_start_or_end_packets_still_give_the_digit_once() {
+        // Start packets lost.
+        let (_, events) = run(8000, DtmfDigit::Pound, 120, &[0, 1]);
+        assert_eq!(
+            events,
+            [DtmfEvent {
+                digit: DtmfDigit::Pound,
+                duration_ms: 120
+            }]
+        );
+        // All three end packets lost: reported at the timeout with the duration seen.
+        let (sent, events) = run(8000, DtmfDigit::Star, 120, &[5, 6, 7]);
+        assert_eq!(sent.len(), 8);
+        assert_eq!(
+            events,
+            [DtmfEvent {
+                digit: DtmfDigit::Star,
+                duration_ms: 100
+            }]
+        );
+    }
+
+    #[test]
+    fn a_long_event_at_48khz_is_sent_in_segments_and_received_as_one() {
+        let (sent, events) = run(48_000, DtmfDigit::D1, 3_000, &[]);
+        let stamps: Vec<u32> = sent.iter().map(|p| p.timestamp).collect();
+        assert!(stamps.contains(&(1_000 + 0xffff)), "{stamps:?}");
+        assert_eq!(
+            events,
+            [DtmfEvent {
+                digit: DtmfDigit::D1,
+                duration_ms: 3_000
+            }]
+        );
+    }
+
+    #[test]
+    fn refuses_short_payloads_and_ignores_unknown_events() {
+        let mut rx = DtmfReceiver::new(8000);
+        let header = RtpHeader {
+            marker: true,
+            pt: Pt(101),
+            seq: 1,
+            timestamp: 1,
+            ssrc: Ssrc(1),
+        };
+        assert!(rx.push(Instant::now(), &header, &[1, 2, 3]).is_err());
+        rx.push(Instant::now(), &header, &[70, 0x80, 0, 160])
+            .unwrap();
+        assert_eq!(rx.poll_event(), None);
+        let mut tx = DtmfSender::new(8000, Duration::from_millis(20));
+        tx.start(DtmfDigit::D1, Duration::from_millis(100), 10, 0)
+            .unwrap();
+        assert!(
+            tx.start(DtmfDigit::D2, Duration::from_millis(100), 10, 0)
+                .is_err()
+        );
+    }
+}
