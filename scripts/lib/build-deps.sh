@@ -4,8 +4,8 @@
 # missing, so running it again is cheap and changes nothing.
 set -euo pipefail
 
-# Debian packages the build needs. libopus-dev etc. join as the media engine lands.
-BUILD_PACKAGES=(build-essential pkg-config ca-certificates curl git)
+# Debian packages the build needs: libopus-dev for the Opus codec (linked, not bundled).
+BUILD_PACKAGES=(build-essential pkg-config ca-certificates curl git libopus-dev)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

@@ -241,12 +241,18 @@ impl BoundSip {
             tx.clone(),
         )));
         let mut udp_map = HashMap::new();
+        let mut direct_udp = None;
         for (flow, socket, ready) in self.udp {
             if let Ok(a) = socket.local_addr() {
                 tracing::info!(addr = %a, "SIP listening on UDP");
             }
             udp_map.insert(flow, socket.clone());
             ready.store(true, Ordering::SeqCst);
+            // The core reads the first UDP socket itself; further ones get a task each.
+            if direct_udp.is_none() {
+                direct_udp = Some((flow, socket));
+                continue;
+            }
             tasks.push(tokio::spawn(transport::udp_loop(
                 socket,
                 flow,
@@ -292,9 +298,12 @@ impl BoundSip {
         }
         let mut digest = DigestServer::new(c.realm.clone(), nonce_key, c.nonce_ttl_secs);
         digest.set_algorithms(self.algorithms);
-        let core = Core::new(
+        let mut core = Core::new(
             endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded, runtime, connector,
         );
+        if let Some((flow, socket)) = direct_udp {
+            core.read_udp_directly(flow, socket);
+        }
         tasks.push(tokio::spawn(core.run(rx, stop)));
         Ok(tasks)
     }

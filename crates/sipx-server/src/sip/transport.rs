@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sipx_sip::msg::{Framed, Framer};
+use sipx_sip::msg::{Framed, Framer, ParseError, SipMessage};
 use sipx_sip::{FlowId, Peer, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -38,6 +38,17 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSock
     UdpSocket::from_std(socket.into())
 }
 
+/// A received datagram as a message, or `None` for a keep-alive CRLF (RFC 5626 §3.5.1 over
+/// UDP), which carries none.
+pub fn parse_datagram(bytes: &[u8]) -> Option<Result<SipMessage, ParseError>> {
+    if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+        return None;
+    }
+    Some(sipx_sip::msg::parse_datagram(bytes))
+}
+
+/// Receives on a UDP socket in a task of its own (for the sockets the core does not read
+/// itself), parsing on this task's thread.
 pub async fn udp_loop(
     socket: Arc<UdpSocket>,
     flow: FlowId,
@@ -57,12 +68,9 @@ pub async fn udp_loop(
                     flow,
                     addr,
                 };
-                // Keep-alive CRLFs (RFC 5626 §3.5.1 over UDP) carry no message.
-                if buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
+                let Some(msg) = parse_datagram(&buf[..n]) else {
                     continue;
-                }
-                // Parsed here, on this task's thread, so parsing runs beside the core's work.
-                let msg = sipx_sip::msg::parse_datagram(&buf[..n]);
+                };
                 if core.send(CoreInput::Parsed { peer, msg }).await.is_err() {
                     return;
                 }
