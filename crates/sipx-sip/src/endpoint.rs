@@ -369,7 +369,9 @@ impl Endpoint {
         }
         // Merged request (RFC 3261 §8.2.2.2): same From tag, Call-ID and CSeq as a live
         // transaction but another branch, and no To tag: it forked and came back. 482.
-        let merge = if req.to().is_some_and(|t| t.tag().is_none()) {
+        // REGISTER is exempt: it goes to its domain's registrar and is never forked, and
+        // skipping the bookkeeping matters at registrar rates.
+        let merge = if method != Method::Register && req.to().is_some_and(|t| t.tag().is_none()) {
             Self::dialogish(&req)
         } else {
             None

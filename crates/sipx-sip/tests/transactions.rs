@@ -241,6 +241,18 @@ fn merged_request_gets_482() {
 }
 
 #[test]
+fn register_is_never_treated_as_merged() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    for branch in ["z9hG4bKr1", "z9hG4bKr2"] {
+        ep.handle_datagram(t0, peer(Transport::Udp), &request("REGISTER", branch, ""));
+    }
+    let (tx, ev) = drain(&mut ep);
+    assert!(tx.is_empty(), "no 482");
+    assert_eq!(ev.len(), 2, "both reach the registrar");
+}
+
+#[test]
 fn client_non_invite_retransmits_then_times_out() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();
