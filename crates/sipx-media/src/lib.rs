@@ -23,6 +23,7 @@ mod rng;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod stats;
 
 pub use demux::{PacketKind, classify};
