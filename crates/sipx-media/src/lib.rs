@@ -19,6 +19,7 @@ pub mod fuzz;
 pub mod ids;
 pub mod jitter;
 pub mod mixer;
+pub mod resample;
 mod rng;
 pub mod rtcp;
 pub mod rtp;
