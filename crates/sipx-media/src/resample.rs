@@ -231,7 +231,11 @@ mod tests {
     fn decimation_removes_what_would_alias() {
         // Each tone would fold into the band below the new Nyquist frequency: 6 kHz at 16 kHz
         // to 2 kHz at 8 kHz, 5 kHz at 48 kHz to 3 kHz at 8 kHz, 12 kHz to 4 kHz at 16 kHz.
-        for (from, to, freq) in [(16000, 8000, 6000.0), (48000, 8000, 5000.0), (48000, 16000, 12000.0)] {
+        for (from, to, freq) in [
+            (16000, 8000, 6000.0),
+            (48000, 8000, 5000.0),
+            (48000, 16000, 12000.0),
+        ] {
             let (_, total) = response(from, to, freq, 1000.0);
             assert!(total < -60.0, "{from}->{to} {freq} Hz leaks {total:.1} dB");
         }

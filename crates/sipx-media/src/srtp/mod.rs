@@ -189,7 +189,7 @@ impl SrtpSession {
 
     /// A session keyed with session keys directly (the RFC 7714 vectors skip derivation).
     #[cfg(test)]
-    pub(crate) fn from_transforms(suite: SrtpSuite, tx: Transform, rx: Transform) -> Self {
+    fn from_transforms(suite: SrtpSuite, tx: Transform, rx: Transform) -> Self {
         SrtpSession {
             suite,
             tx,
@@ -220,7 +220,8 @@ impl SrtpSession {
         let header_len = rtp_header_len(&buf[..len])?;
         let (seq, ssrc) = rtp_seq_ssrc(buf);
         let roc = self.tx_roc(ssrc, seq);
-        self.tx.protect_rtp(&mut buf[..need], header_len, len, ssrc, roc, seq)?;
+        self.tx
+            .protect_rtp(&mut buf[..need], header_len, len, ssrc, roc, seq)?;
         Ok(need)
     }
 
@@ -276,7 +277,9 @@ impl SrtpSession {
     fn try_unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
         let overhead = self.suite.rtcp_overhead();
         if packet.len() < 8 + overhead {
-            return Err(MediaError::MalformedSrtp("shorter than header, index and tag"));
+            return Err(MediaError::MalformedSrtp(
+                "shorter than header, index and tag",
+            ));
         }
         let ssrc = crate::rtp::be_u32(&packet[4..8]);
         let index_at = if self.suite.is_aead() {

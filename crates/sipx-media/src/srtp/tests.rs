@@ -97,9 +97,8 @@ fn libsrtp_reference_packets_aes_cm_80() {
         rfc3711_master(),
     );
     let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
-    let protected = hex(
-        "800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb",
-    );
+    let protected =
+        hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb");
     let mut buf = [0u8; 128];
     buf[..plain.len()].copy_from_slice(&plain);
     let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
@@ -109,9 +108,8 @@ fn libsrtp_reference_packets_aes_cm_80() {
 
     // libsrtp sends its first SRTCP packet with index 1; we start at 0, so send one first.
     let rtcp = hex("81c8000bcafebabe abababababababababababababababab");
-    let srtcp = hex(
-        "81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798",
-    );
+    let srtcp =
+        hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798");
     buf[..rtcp.len()].copy_from_slice(&rtcp);
     s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
     buf[..rtcp.len()].copy_from_slice(&rtcp);
@@ -186,7 +184,9 @@ fn round_trip_across_rollover_for_every_suite() {
             .collect();
         wire.swap(15, 17); // 65535 arrives after 1
         for mut packet in wire {
-            let n = bob.unprotect_rtp(&mut packet).unwrap_or_else(|e| panic!("{suite:?}: {e}"));
+            let n = bob
+                .unprotect_rtp(&mut packet)
+                .unwrap_or_else(|e| panic!("{suite:?}: {e}"));
             let seq = u16::from_be_bytes([packet[2], packet[3]]);
             assert_eq!(packet[..n], rtp(seq, &[seq as u8; 33])[..], "{suite:?}");
         }
@@ -198,7 +198,10 @@ fn round_trip_across_rollover_for_every_suite() {
         let len = buf.len();
         buf.resize(len + suite.rtp_overhead(), 0);
         fresh.protect_rtp(&mut buf, len).unwrap();
-        assert_eq!(bob.unprotect_rtp(&mut buf), Err(MediaError::SrtpAuthentication));
+        assert_eq!(
+            bob.unprotect_rtp(&mut buf),
+            Err(MediaError::SrtpAuthentication)
+        );
     }
 }
 
@@ -217,7 +220,10 @@ fn replays_and_tampering_are_refused_and_counted() {
         };
         let first = protect(1000);
         bob.unprotect_rtp(&mut first.clone()).unwrap();
-        assert_eq!(bob.unprotect_rtp(&mut first.clone()), Err(MediaError::SrtpReplay));
+        assert_eq!(
+            bob.unprotect_rtp(&mut first.clone()),
+            Err(MediaError::SrtpReplay)
+        );
         // Every single-bit flip anywhere (header, payload, tag) fails authentication.
         let second = protect(1001);
         for byte in 0..second.len() {
@@ -233,7 +239,10 @@ fn replays_and_tampering_are_refused_and_counted() {
             bob.unprotect_rtp(&mut protect(seq)).unwrap();
         }
         let old = protect(1010);
-        assert_eq!(bob.unprotect_rtp(&mut old.clone()), Err(MediaError::SrtpReplay));
+        assert_eq!(
+            bob.unprotect_rtp(&mut old.clone()),
+            Err(MediaError::SrtpReplay)
+        );
         let stats = bob.stats();
         assert_eq!(stats.replays, 2, "{suite:?}");
         assert!(stats.auth_failures >= 12, "{suite:?} {stats:?}");
@@ -259,13 +268,19 @@ fn srtcp_round_trip_replay_and_tamper() {
         let mut copy = buf.clone();
         let n = bob.unprotect_rtcp(&mut copy).unwrap();
         assert_eq!(copy[..n], rr[..]);
-        assert_eq!(bob.unprotect_rtcp(&mut buf.clone()), Err(MediaError::SrtpReplay));
+        assert_eq!(
+            bob.unprotect_rtcp(&mut buf.clone()),
+            Err(MediaError::SrtpReplay)
+        );
         // The next packet, tampered with, fails; untouched, it passes.
         buf[..rr.len()].copy_from_slice(&rr);
         alice.protect_rtcp(&mut buf, rr.len()).unwrap();
         let mut bad = buf.clone();
         bad[10] ^= 1;
-        assert_eq!(bob.unprotect_rtcp(&mut bad), Err(MediaError::SrtpAuthentication));
+        assert_eq!(
+            bob.unprotect_rtcp(&mut bad),
+            Err(MediaError::SrtpAuthentication)
+        );
         assert_eq!(bob.unprotect_rtcp(&mut buf).unwrap(), rr.len());
     }
 }

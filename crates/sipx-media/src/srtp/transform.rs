@@ -18,7 +18,7 @@ const GCM_TAG: usize = 16;
 const INDEX_LEN: usize = 4;
 
 /// AES-CM keys of one of SRTP or SRTCP.
-struct CmKeys {
+pub(super) struct CmKeys {
     cipher: EncryptingKey,
     salt: [u8; 14],
     auth: hmac::Key,
@@ -62,7 +62,7 @@ impl CmKeys {
 }
 
 /// AES-GCM key and salt of one of SRTP or SRTCP.
-struct GcmKeys {
+pub(super) struct GcmKeys {
     aead: LessSafeKey,
     salt: [u8; 12],
 }
@@ -90,7 +90,10 @@ impl GcmKeys {
 }
 
 /// One direction's keys.
-pub(crate) enum Transform {
+// The HMAC contexts make the AES-CM variant large; a session holds two transforms for its
+// whole life, so boxing would only add a pointer chase per packet.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Transform {
     Cm {
         rtp: CmKeys,
         rtcp: CmKeys,
@@ -106,7 +109,9 @@ impl Transform {
     /// Derives the session keys of one direction from its master key and salt.
     pub(super) fn from_master(suite: SrtpSuite, master: &SrtpKey) -> Result<Self, MediaError> {
         if master.key.len() != suite.key_len() || master.salt.len() != suite.salt_len() {
-            return Err(MediaError::SrtpSetup("key or salt length does not fit the suite"));
+            return Err(MediaError::SrtpSetup(
+                "key or salt length does not fit the suite",
+            ));
         }
         let (k, s) = (&master.key[..], &master.salt[..]);
         let mut key = [0u8; 16];
