@@ -20,6 +20,22 @@ pub enum MediaError {
         /// Bytes the write needs in total.
         need: usize,
     },
+    /// An SRTP or SRTCP packet too short or malformed to unprotect.
+    #[error("malformed SRTP packet: {0}")]
+    MalformedSrtp(&'static str),
+    /// An SRTP or SRTCP packet whose authentication tag does not verify: forged, corrupted
+    /// or protected with other keys. The packet must be dropped.
+    #[error("SRTP authentication failed")]
+    SrtpAuthentication,
+    /// An SRTP or SRTCP packet already received, or too old to tell (RFC 3711 §3.3.2).
+    #[error("SRTP replay rejected")]
+    SrtpReplay,
+    /// Keys of the wrong length for the suite, or a crypto library failure.
+    #[error("SRTP setup failed: {0}")]
+    SrtpSetup(&'static str),
+    /// A codec could not be built or refused a frame.
+    #[error("codec: {0}")]
+    Codec(#[from] sipx_codec::CodecError),
     /// The caller broke an API contract (wrong frame length, unknown participant, ...).
     #[error("API misuse: {0}")]
     ApiMisuse(&'static str),

@@ -114,6 +114,50 @@ pub fn jitter_ops(data: &[u8]) {
     }
 }
 
+/// Any bytes as an SRTP and an SRTCP packet, for each suite: unprotect never panics and never
+/// accepts forged input; a packet we protect ourselves unprotects back to itself, once.
+pub fn srtp(data: &[u8]) {
+    use crate::srtp::{SrtpConfig, SrtpKey, SrtpSession, SrtpSuite};
+    for suite in [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+        SrtpSuite::AeadAes128Gcm,
+    ] {
+        let key = SrtpKey {
+            key: vec![1; suite.key_len()],
+            salt: vec![2; suite.salt_len()],
+        };
+        let config = SrtpConfig {
+            suite,
+            local: key.clone(),
+            remote: key,
+        };
+        let Ok(mut session) = SrtpSession::new(&config) else {
+            panic!("fixed keys fit every suite");
+        };
+        let mut copy = data.to_vec();
+        assert!(
+            session.unprotect_rtp(&mut copy).is_err(),
+            "forged SRTP accepted"
+        );
+        let mut copy = data.to_vec();
+        assert!(
+            session.unprotect_rtcp(&mut copy).is_err(),
+            "forged SRTCP accepted"
+        );
+        if RtpPacket::parse(data).is_ok() {
+            let mut buf = data.to_vec();
+            buf.resize(data.len() + suite.rtp_overhead(), 0);
+            if let Ok(n) = session.protect_rtp(&mut buf, data.len()) {
+                match session.unprotect_rtp(&mut buf[..n]) {
+                    Ok(len) => assert_eq!(&buf[..len], data),
+                    Err(e) => panic!("own packet refused: {e}"),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +183,13 @@ mod tests {
     fn rtp_rtcp_survives_random_input() {
         for data in inputs(11, 4000) {
             rtp_rtcp(&data);
+        }
+    }
+
+    #[test]
+    fn srtp_survives_random_input() {
+        for data in inputs(13, 1500) {
+            srtp(&data);
         }
     }
 

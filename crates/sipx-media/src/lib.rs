@@ -1,8 +1,14 @@
 //! Sans-IO media for SIPx: bytes, PCM frames and time in; packets, frames and events out. No
-//! sockets, no clock, no async runtime, no codecs (those live in the codec crate and meet this
-//! one at PCM `i16` frames and opaque payload bytes).
+//! sockets, no clock, no async runtime. The codecs themselves live in `sipx-codec`; the
+//! [`leg`] drives them (decode, conceal, encode) and everything else here meets them at PCM
+//! `i16` frames and opaque payload bytes.
 //!
+//! - [`leg`]: [`MediaLeg`], one SIP call's media: RTP/RTCP/SRTP in, 20 ms PCM frames out,
+//!   and back.
 //! - [`rtp`], [`rtcp`], [`demux`]: packets (RFC 3550, RFC 5761 rtcp-mux, RFC 7983).
+//! - [`srtp`]: SDES-SRTP and SRTCP (RFC 3711, RFC 7714), in place.
+//! - [`resample`]: integer-ratio polyphase resampling, where a codec cannot run at the
+//!   leg's frame rate.
 //! - [`stats`], [`session`]: receive/send statistics, RTCP reports, round-trip time.
 //! - [`jitter`]: an adaptive jitter buffer for one incoming stream.
 //! - [`dtmf`]: RFC 4733 telephone events (send and receive) and an in-band Goertzel detector.
@@ -18,16 +24,20 @@ pub mod error;
 pub mod fuzz;
 pub mod ids;
 pub mod jitter;
+pub mod leg;
 pub mod mixer;
+pub mod resample;
 mod rng;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod stats;
 
 pub use demux::{PacketKind, classify};
 pub use error::MediaError;
 pub use ids::{Pt, Ssrc};
+pub use leg::{FrameKind, LegConfig, LegEvent, LegStats, MediaLeg};
 pub use rtp::{RtpHeader, RtpPacket};
 pub use session::{RtcpConfig, RtcpEvent, RtcpSession};
 pub use stats::MediaStats;

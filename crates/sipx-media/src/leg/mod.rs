@@ -1,0 +1,397 @@
+//! [`MediaLeg`]: one SIP call's media, sans-IO. Datagrams of the leg's RTP/RTCP sockets in
+//! (SRTP unprotected in place), 20 ms PCM frames out at the leg's frame rate; 20 ms frames
+//! (or already-encoded payloads) in, datagrams out.
+//!
+//! The driver's loop, per leg:
+//! - every datagram: [`MediaLeg::handle_receive`];
+//! - every 20 ms tick: [`MediaLeg::pull_frame`] (to the mixer) and [`MediaLeg::push_frame`]
+//!   or [`MediaLeg::push_payload`] (from it);
+//! - at [`MediaLeg::poll_timeout`]: [`MediaLeg::handle_timeout`] (RTCP, DTMF packets, DTMF end
+//!   and media timeouts; the 20 ms tick is the driver's own);
+//! - after any of these: drain [`MediaLeg::poll_transmit`] and [`MediaLeg::poll_event`].
+//!
+//! Files: `config.rs` (settings and reports), `receive.rs` (demux, SRTP, latching, jitter
+//! buffer), `playout.rs` (decode, conceal, resample), `send.rs` (encode, packetise, DTMF),
+//! `transmit.rs` (the preallocated outgoing queue), `mos.rs` (the E-model estimate).
+
+mod config;
+mod mos;
+mod playout;
+mod receive;
+mod send;
+mod transmit;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipx_codec::{Decoder, Encoder, new_decoder, new_encoder};
+
+pub use config::{FrameKind, LegConfig, LegEvent, LegStats};
+
+use crate::dtmf::{DtmfDetector, DtmfDigit, DtmfReceiver, DtmfSender};
+use crate::error::MediaError;
+use crate::ids::Ssrc;
+use crate::jitter::{JitterBuffer, JitterConfig};
+use crate::resample::Resampler;
+use crate::rng::Rng;
+use crate::session::{RtcpConfig, RtcpSession};
+use crate::srtp::SrtpSession;
+use playout::PcmQueue;
+use transmit::TransmitQueue;
+
+/// Events kept before the oldest are dropped (the driver drains them after every call).
+const EVENT_CAPACITY: usize = 32;
+/// Key presses queued behind the one being sent.
+const DTMF_QUEUE: usize = 16;
+/// The tick of telephone-event packets.
+const DTMF_TICK: Duration = Duration::from_millis(20);
+
+/// One call's media. See the module docs for the driver's loop.
+#[derive(Debug)]
+pub struct MediaLeg {
+    cfg: LegConfig,
+    /// Where RTP goes now: the SDP address until symmetric RTP latches.
+    remote_rtp: SocketAddr,
+    remote_rtcp: Option<SocketAddr>,
+    rtcp: RtcpSession,
+    srtp: Option<SrtpSession>,
+    events: VecDeque<LegEvent>,
+    counters: Counters,
+    // Receiving.
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    /// The rate the decoder produces (the frame rate when it can).
+    decode_rate: u32,
+    /// Decoder rate → frame rate, when they differ.
+    upsampler: Option<Resampler>,
+    dtmf_rx: Option<DtmfReceiver>,
+    /// In-band detection at 8 kHz, with a resampler from the frame rate if it is higher.
+    inband: Option<(DtmfDetector, Option<Resampler>)>,
+    remote_ssrc: Option<Ssrc>,
+    queue: PcmQueue,
+    /// Decoder output and the 20 ms at decoder rate taken from the queue.
+    decoded: Box<[i16]>,
+    /// The frame handed to the caller.
+    frame: Box<[i16]>,
+    /// The in-band detector's 8 kHz copy of the frame.
+    narrow: Box<[i16]>,
+    /// Samples (at decoder rate) of the last received packet: what one lost packet covers.
+    last_packet_samples: usize,
+    last_kind: FrameKind,
+    /// RFC 3389 noise level in -dBov while in comfort noise.
+    cn_level: Option<u8>,
+    rng: Rng,
+    last_heard: Instant,
+    timeout_reported: bool,
+    // Sending.
+    encoder: Encoder,
+    encode_rate: u32,
+    /// Frame rate → encoder rate, when they differ.
+    downsampler: Option<Resampler>,
+    pending: PcmQueue,
+    /// One packet's PCM at encoder rate, and its encoding.
+    packet_pcm: Box<[i16]>,
+    payload: Box<[u8]>,
+    seq: u16,
+    ts: u32,
+    marker_next: bool,
+    dtmf_tx: Option<DtmfSender>,
+    dtmf_queue: VecDeque<(DtmfDigit, Duration)>,
+    next_dtmf: Option<Instant>,
+    transmit: TransmitQueue,
+}
+
+/// Things counted for [`LegStats`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    unknown_payload_types: u64,
+    malformed: u64,
+    decode_errors: u64,
+    transmit_dropped: u64,
+}
+
+impl MediaLeg {
+    /// Builds a leg: codecs, jitter buffer, SRTP keys, RTCP. Fails on a codec or rate this
+    /// build cannot do, a ptime outside 10..=60 ms, or SRTP keys that do not fit the suite.
+    pub fn new(cfg: LegConfig, now: Instant) -> Result<Self, MediaError> {
+        if !(10..=60).contains(&cfg.ptime_ms) {
+            return Err(MediaError::ApiMisuse("ptime must be 10..=60 ms"));
+        }
+        if ![8000, 16000, 48000].contains(&cfg.frame_rate) {
+            return Err(MediaError::ApiMisuse(
+                "frame rate must be 8000, 16000 or 48000",
+            ));
+        }
+        let decode_rate = codec_rate(&cfg)?;
+        let encode_rate = decode_rate;
+        let decoder = new_decoder(cfg.codec, decode_rate)?;
+        let encoder = new_encoder(cfg.codec, encode_rate, &cfg.opus)?;
+        let resampler = |from, to| (from != to).then(|| Resampler::new(from, to)).flatten();
+        let jitter = JitterBuffer::new(&JitterConfig {
+            clock_rate: cfg.clock_rate,
+            ..cfg.jitter.clone()
+        });
+        let srtp = cfg.srtp.as_ref().map(SrtpSession::new).transpose()?;
+        let rtcp = RtcpSession::new(
+            RtcpConfig {
+                ssrc: Ssrc(cfg.local_ssrc),
+                cname: cfg.cname.clone(),
+                clock_rate: cfg.clock_rate,
+                session_bandwidth_bps: session_bandwidth(&cfg),
+                seed: cfg.seed,
+                ..RtcpConfig::default()
+            },
+            now,
+            cfg.wallclock,
+        );
+        let frame_samples = cfg.frame_rate as usize / 50;
+        let decode_frame = decode_rate as usize / 50;
+        // Up to 120 ms packets decode at once; the queue holds a few of them.
+        let max_packet = decode_rate as usize * 120 / 1000;
+        let inband = cfg
+            .detect_inband_dtmf
+            .then(|| (DtmfDetector::new(), resampler(cfg.frame_rate, 8000)));
+        Ok(MediaLeg {
+            remote_rtp: cfg.remote_rtp,
+            remote_rtcp: cfg.remote_rtcp,
+            rtcp,
+            srtp,
+            events: VecDeque::with_capacity(EVENT_CAPACITY),
+            counters: Counters::default(),
+            jitter,
+            decoder,
+            decode_rate,
+            upsampler: resampler(decode_rate, cfg.frame_rate),
+            dtmf_rx: cfg
+                .telephone_event
+                .map(|(_, clock)| DtmfReceiver::new(clock)),
+            inband,
+            remote_ssrc: None,
+            queue: PcmQueue::new(4 * max_packet),
+            decoded: vec![0; max_packet.max(decode_frame)].into(),
+            frame: vec![0; frame_samples].into(),
+            narrow: vec![0; 160].into(),
+            last_packet_samples: decode_frame,
+            last_kind: FrameKind::Silence,
+            cn_level: None,
+            rng: Rng::new(cfg.seed ^ 0x636e),
+            last_heard: now,
+            timeout_reported: false,
+            encoder,
+            encode_rate,
+            downsampler: resampler(cfg.frame_rate, encode_rate),
+            pending: PcmQueue::new(encode_rate as usize * 80 / 1000),
+            packet_pcm: vec![0; encode_rate as usize * 60 / 1000].into(),
+            payload: vec![
+                0;
+                cfg.codec
+                    .max_payload_len(encode_rate as usize * 60 / 1000, encode_rate)
+            ]
+            .into(),
+            seq: cfg.initial_seq,
+            ts: cfg.initial_ts,
+            marker_next: true,
+            dtmf_tx: cfg
+                .telephone_event
+                .map(|(_, clock)| DtmfSender::new(clock, DTMF_TICK)),
+            dtmf_queue: VecDeque::with_capacity(DTMF_QUEUE),
+            next_dtmf: None,
+            transmit: TransmitQueue::new(),
+            cfg,
+        })
+    }
+
+    /// Applies a re-INVITE: new direction, remote addresses, keys or codec. With the same
+    /// codec settings the codec state, SSRC, sequence and timestamps carry on; with new ones
+    /// the leg restarts its media with the new configuration's SSRC, sequence and timestamp
+    /// (the driver may pass the old SSRC to keep it).
+    pub fn update(&mut self, cfg: LegConfig, now: Instant) -> Result<(), MediaError> {
+        let srtp = if cfg.srtp == self.cfg.srtp {
+            None
+        } else {
+            Some(cfg.srtp.as_ref().map(SrtpSession::new).transpose()?)
+        };
+        if !cfg.same_media(&self.cfg) {
+            let mut next = MediaLeg::new(cfg.clone(), now)?;
+            if next.cfg.local_ssrc == self.cfg.local_ssrc
+                && next.cfg.clock_rate == self.cfg.clock_rate
+            {
+                // Same source and clock: keep its RTCP counts and the sequence running.
+                std::mem::swap(&mut next.rtcp, &mut self.rtcp);
+                (next.seq, next.ts) = (self.seq, self.ts);
+            }
+            next.events = std::mem::take(&mut self.events);
+            next.counters = self.counters;
+            *self = next;
+        }
+        if let Some(srtp) = srtp {
+            self.srtp = srtp;
+        }
+        // Keep a latched address while the SDP address stays what it was.
+        if cfg.remote_rtp != self.cfg.remote_rtp {
+            self.remote_rtp = cfg.remote_rtp;
+        }
+        if cfg.remote_rtcp != self.cfg.remote_rtcp {
+            self.remote_rtcp = cfg.remote_rtcp;
+        }
+        if cfg.receive && !self.cfg.receive || cfg.media_timeout != self.cfg.media_timeout {
+            self.last_heard = now;
+            self.timeout_reported = false;
+        }
+        if cfg.send && !self.cfg.send {
+            self.marker_next = true;
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Runs what is due at `now`: DTMF packets and end timeouts, RTCP reports, the media
+    /// timeout. Calling it early or twice does nothing extra.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.send_due_dtmf(now);
+        if let Some(rx) = self.dtmf_rx.as_mut() {
+            rx.handle_timeout(now);
+        }
+        self.drain_dtmf_events();
+        if now >= self.rtcp.poll_timeout() {
+            let rtcp = &mut self.rtcp;
+            let queued = self.transmit.push(transmit::Channel::Rtcp, |buf| {
+                Ok(rtcp.poll_transmit(now, buf)?.unwrap_or(0))
+            });
+            if !queued {
+                self.counters.transmit_dropped += 1;
+            }
+        }
+        if let Some(deadline) = self.media_deadline()
+            && now >= deadline
+        {
+            self.timeout_reported = true;
+            self.push_event(LegEvent::MediaTimeout);
+        }
+    }
+
+    /// When [`MediaLeg::handle_timeout`] next has work (the 20 ms tick is not included).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            Some(self.rtcp.poll_timeout()),
+            self.next_dtmf,
+            self.dtmf_rx.as_ref().and_then(DtmfReceiver::poll_timeout),
+            self.media_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn media_deadline(&self) -> Option<Instant> {
+        let armed = self.cfg.receive && !self.cfg.media_timeout.is_zero() && !self.timeout_reported;
+        armed.then(|| self.last_heard + self.cfg.media_timeout)
+    }
+
+    /// The next datagram to send, written into `buf` (1500 bytes always suffice): its
+    /// destination and length. SRTP is applied here, in `buf`.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        loop {
+            let (channel, packet) = self.transmit.pop()?;
+            let written = copy_and_protect(self.srtp.as_mut(), channel, packet, buf);
+            let Some(len) = written else {
+                self.counters.transmit_dropped += 1;
+                continue;
+            };
+            let dest = match channel {
+                transmit::Channel::Rtp => self.remote_rtp,
+                transmit::Channel::Rtcp => self.remote_rtcp.unwrap_or(self.remote_rtp),
+            };
+            return Some((dest, len));
+        }
+    }
+
+    /// The next thing the leg noticed.
+    pub fn poll_event(&mut self) -> Option<LegEvent> {
+        self.events.pop_front()
+    }
+
+    /// Counters, codec, jitter buffer state and a MOS estimate.
+    pub fn stats(&self) -> LegStats {
+        let media = self.rtcp.stats();
+        let jitter = self.jitter.stats();
+        let mos = mos::estimate(self.cfg.codec, &media, &jitter, self.cfg.ptime_ms);
+        LegStats {
+            media,
+            codec: self.cfg.codec.encoding_name(),
+            jitter,
+            mos,
+            srtp: self.srtp.as_ref().map(SrtpSession::stats),
+            unknown_payload_types: self.counters.unknown_payload_types,
+            malformed: self.counters.malformed,
+            decode_errors: self.counters.decode_errors,
+            transmit_dropped: self.counters.transmit_dropped,
+            remote_rtp: self.remote_rtp,
+        }
+    }
+
+    fn push_event(&mut self, event: LegEvent) {
+        if self.events.len() < EVENT_CAPACITY {
+            self.events.push_back(event);
+        }
+    }
+
+    fn drain_dtmf_events(&mut self) {
+        while let Some(e) = self.dtmf_rx.as_mut().and_then(DtmfReceiver::poll_event) {
+            self.push_event(LegEvent::Dtmf(e));
+        }
+        while let Some(e) = self.inband.as_mut().and_then(|(d, _)| d.poll_event()) {
+            self.push_event(LegEvent::Dtmf(e));
+        }
+    }
+}
+
+/// Copies a queued packet into the caller's buffer and protects it there.
+fn copy_and_protect(
+    srtp: Option<&mut SrtpSession>,
+    channel: transmit::Channel,
+    packet: &[u8],
+    buf: &mut [u8],
+) -> Option<usize> {
+    let len = packet.len();
+    buf.get_mut(..len)?.copy_from_slice(packet);
+    let Some(srtp) = srtp else {
+        return Some(len);
+    };
+    let protected = match channel {
+        transmit::Channel::Rtp => srtp.protect_rtp(buf, len),
+        transmit::Channel::Rtcp => srtp.protect_rtcp(buf, len),
+    };
+    protected.ok()
+}
+
+/// The PCM rate the codec runs at: the frame rate when the codec can take and give it (no
+/// resampling: Opus and G.722 at 8 kHz, Opus at 16 and 48 kHz, G.722 at 16 kHz), otherwise
+/// the codec's native rate (G.711 and G.729 at 8 kHz, G.722 at 16 kHz for 48 kHz frames).
+fn codec_rate(cfg: &LegConfig) -> Result<u32, MediaError> {
+    let kind = cfg.codec;
+    if kind.supports_audio_rate(cfg.frame_rate) {
+        return Ok(cfg.frame_rate);
+    }
+    let native = kind.native_audio_rate();
+    if Resampler::new(native, cfg.frame_rate).is_some() {
+        Ok(native)
+    } else {
+        Err(MediaError::ApiMisuse("no codec rate fits the frame rate"))
+    }
+}
+
+/// RTP bandwidth for the RTCP interval: the codec bitrate plus 40 bytes of IP/UDP/RTP per packet.
+fn session_bandwidth(cfg: &LegConfig) -> u32 {
+    let packets_per_second = 1000 / cfg.ptime_ms.max(10);
+    let codec = match cfg.codec {
+        sipx_codec::CodecKind::Opus => cfg.opus.bitrate.unwrap_or(32_000),
+        sipx_codec::CodecKind::G729 => 8_000,
+        _ => 64_000,
+    };
+    codec + packets_per_second * 40 * 8
+}

@@ -1,0 +1,130 @@
+//! The receive path: tell RTP from RTCP by content, unprotect SRTP, latch the remote address,
+//! route telephone events to the DTMF receiver and audio and comfort noise to the jitter
+//! buffer.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{LegEvent, MediaLeg};
+use crate::demux::{PacketKind, classify};
+use crate::ids::{Pt, Ssrc};
+use crate::rtp::RtpPacket;
+use crate::session::RtcpEvent;
+
+/// What an RTP packet's payload type makes it.
+enum Payload {
+    Audio,
+    ComfortNoise,
+    TelephoneEvent,
+}
+
+impl MediaLeg {
+    /// One datagram from the leg's RTP or RTCP socket. SRTP is unprotected in place in
+    /// `bytes`. Anything that fails to parse, authenticate or match is counted and dropped.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
+        match classify(bytes) {
+            PacketKind::Rtp => self.receive_rtp(now, source, bytes),
+            PacketKind::Rtcp => self.receive_rtcp(now, source, bytes),
+            _ => self.counters.malformed += 1,
+        }
+    }
+
+    fn receive_rtp(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
+        let len = match self.srtp.as_mut() {
+            // Failures are counted by the SRTP session's own stats.
+            Some(srtp) => match srtp.unprotect_rtp(bytes) {
+                Ok(len) => len,
+                Err(_) => return,
+            },
+            None => bytes.len(),
+        };
+        let Ok(packet) = RtpPacket::parse(&bytes[..len]) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        let header = packet.header;
+        let kind = match header.pt {
+            pt if pt.0 == self.cfg.payload_type => Payload::Audio,
+            Pt::CN => Payload::ComfortNoise,
+            pt if self.cfg.telephone_event.is_some_and(|(te, _)| te == pt.0) => {
+                Payload::TelephoneEvent
+            }
+            _ => {
+                self.counters.unknown_payload_types += 1;
+                return;
+            }
+        };
+        // A valid packet of ours (authenticated, with SRTP): proof of where the peer is.
+        self.latch(source);
+        self.heard(now);
+        if !self.cfg.receive {
+            return;
+        }
+        self.on_ssrc(header.ssrc);
+        self.rtcp
+            .on_rtp_received(now, &header, packet.payload.len());
+        match kind {
+            Payload::TelephoneEvent => {
+                if let Some(rx) = self.dtmf_rx.as_mut()
+                    && rx.push(now, &header, packet.payload).is_err()
+                {
+                    self.counters.malformed += 1;
+                }
+                self.drain_dtmf_events();
+            }
+            Payload::Audio | Payload::ComfortNoise => {
+                self.jitter.push(now, &header, packet.payload);
+            }
+        }
+    }
+
+    fn receive_rtcp(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
+        let len = match self.srtp.as_mut() {
+            Some(srtp) => match srtp.unprotect_rtcp(bytes) {
+                Ok(len) => len,
+                Err(_) => return,
+            },
+            None => bytes.len(),
+        };
+        if self.rtcp.handle_rtcp(now, &bytes[..len]).is_err() {
+            self.counters.malformed += 1;
+            return;
+        }
+        // RTCP on its own port latches that port; with rtcp-mux RTP does the latching.
+        if self.cfg.symmetric_rtp && self.remote_rtcp.is_some_and(|a| a != source) {
+            self.remote_rtcp = Some(source);
+        }
+        self.heard(now);
+        while let Some(event) = self.rtcp.poll_event() {
+            if matches!(event, RtcpEvent::Bye { .. }) {
+                self.push_event(LegEvent::Bye);
+            }
+        }
+    }
+
+    fn latch(&mut self, source: SocketAddr) {
+        if self.cfg.symmetric_rtp && source != self.remote_rtp {
+            self.remote_rtp = source;
+            self.push_event(LegEvent::RemoteLatched(source));
+        }
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.timeout_reported = false;
+    }
+
+    /// A new source restarts decoding cleanly: the jitter buffer restarts itself on the new
+    /// SSRC; the decoder's history and the queued PCM belong to the old stream.
+    fn on_ssrc(&mut self, ssrc: Ssrc) {
+        match self.remote_ssrc {
+            Some(old) if old != ssrc => {
+                self.remote_ssrc = Some(ssrc);
+                self.reset_decoding();
+                self.push_event(LegEvent::SsrcChanged { old, new: ssrc });
+            }
+            Some(_) => {}
+            None => self.remote_ssrc = Some(ssrc),
+        }
+    }
+}

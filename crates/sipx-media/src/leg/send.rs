@@ -1,0 +1,191 @@
+//! The send path: resample to the encoder's rate if needed, gather `ptime` of PCM, encode,
+//! packetise with our SSRC, sequence and timestamps; RFC 4733 key presses on their own 20 ms
+//! timer, in the same sequence space, with audio held back meanwhile.
+
+use std::time::Instant;
+
+use sipx_codec::{AudioEncoder, CodecKind};
+
+use super::transmit::{Channel, TransmitQueue};
+use super::{Counters, DTMF_QUEUE, DTMF_TICK, MediaLeg};
+use crate::dtmf::DtmfDigit;
+use crate::ids::{Pt, Ssrc};
+use crate::rtp::RtpHeader;
+use crate::session::RtcpSession;
+
+/// RFC 4733 volume of the key presses we send, in -dBm0.
+const DTMF_VOLUME: u8 = 10;
+
+impl MediaLeg {
+    /// 20 ms of audio at the frame rate to send. Encodes and sends a packet whenever `ptime`
+    /// of audio has gathered. Nothing is sent while `send` is false or a key press is being
+    /// sent, but the RTP clock runs on. A frame of the wrong length is ignored.
+    pub fn push_frame(&mut self, now: Instant, pcm: &[i16]) {
+        if pcm.len() != self.frame.len() {
+            return;
+        }
+        let frame_at_codec = self.encode_rate as usize / 50;
+        if !self.sending() {
+            self.skip_samples(frame_at_codec + self.pending.len());
+            self.pending.clear();
+            self.marker_next = true;
+            return;
+        }
+        match self.downsampler.as_mut() {
+            Some(down) => {
+                let n = down.process(pcm, &mut self.packet_pcm);
+                self.pending.push(&self.packet_pcm[..n]);
+            }
+            None => self.pending.push(pcm),
+        }
+        let packet_samples = self.packet_samples();
+        while self.pending.len() >= packet_samples {
+            let pcm = &mut self.packet_pcm[..packet_samples];
+            self.pending.pop_into(pcm);
+            match self.encoder.encode(pcm, &mut self.payload) {
+                // Zero bytes: discontinuous transmission; the next packet starts a talkspurt.
+                Ok(0) => self.marker_next = true,
+                Ok(len) => self.send_audio(now, len),
+                Err(_) => self.counters.transmit_dropped += 1,
+            }
+            self.skip_samples(packet_samples);
+        }
+    }
+
+    /// An already encoded 20 ms payload of this leg's codec (a room encodes once for all legs
+    /// with the same codec); sent as one packet whatever `ptime` says.
+    pub fn push_payload(&mut self, now: Instant, payload: &[u8]) {
+        let frame_at_codec = self.encode_rate as usize / 50;
+        if self.sending() && !payload.is_empty() && payload.len() <= self.payload.len() {
+            self.payload[..payload.len()].copy_from_slice(payload);
+            self.send_audio(now, payload.len());
+        }
+        self.skip_samples(frame_at_codec);
+    }
+
+    /// Sends a key press as RFC 4733 events (the leg must have telephone-event; otherwise the
+    /// key is dropped). Presses queue behind one another; audio pauses while they play.
+    pub fn send_dtmf(&mut self, now: Instant, digit: DtmfDigit, duration: std::time::Duration) {
+        if self.dtmf_tx.is_none() || self.dtmf_queue.len() == DTMF_QUEUE {
+            return;
+        }
+        self.dtmf_queue.push_back((digit, duration));
+        if self.next_dtmf.is_none() {
+            self.start_next_dtmf(now);
+        }
+    }
+
+    /// Sends the telephone-event packets due at `now`.
+    pub(super) fn send_due_dtmf(&mut self, now: Instant) {
+        while let Some(due) = self.next_dtmf.filter(|&t| t <= now) {
+            let packet = self.dtmf_tx.as_mut().and_then(|tx| tx.poll_packet());
+            let Some(packet) = packet else {
+                // The event is over: audio resumes as a new talkspurt after it.
+                self.next_dtmf = None;
+                self.marker_next = true;
+                self.start_next_dtmf(due);
+                continue;
+            };
+            if self.cfg.send
+                && let Some((pt, _)) = self.cfg.telephone_event
+            {
+                let header = self.header(Pt(pt), packet.marker, packet.timestamp);
+                let (transmit, rtcp) = (&mut self.transmit, &mut self.rtcp);
+                queue_rtp(
+                    transmit,
+                    rtcp,
+                    &mut self.counters,
+                    now,
+                    header,
+                    &packet.payload,
+                );
+                // Audio after the event must not reuse its timestamps.
+                let duration = u16::from_be_bytes([packet.payload[2], packet.payload[3]]);
+                let end = packet.timestamp.wrapping_add(u32::from(duration));
+                if (end.wrapping_sub(self.ts) as i32) > 0 {
+                    self.ts = end;
+                }
+            }
+            self.next_dtmf = Some(due + DTMF_TICK);
+        }
+    }
+
+    fn start_next_dtmf(&mut self, now: Instant) {
+        let Some((digit, duration)) = self.dtmf_queue.pop_front() else {
+            return;
+        };
+        let Some(tx) = self.dtmf_tx.as_mut() else {
+            return;
+        };
+        if tx.start(digit, duration, DTMF_VOLUME, self.ts).is_ok() {
+            self.next_dtmf = Some(now);
+            self.send_due_dtmf(now);
+        }
+    }
+
+    fn sending(&self) -> bool {
+        self.cfg.send && self.next_dtmf.is_none()
+    }
+
+    /// Samples per packet at the encoder's rate: `ptime`, except Opus, always 20 ms.
+    fn packet_samples(&self) -> usize {
+        let ms = match self.cfg.codec {
+            CodecKind::Opus => 20,
+            CodecKind::G729 => self.cfg.ptime_ms / 10 * 10,
+            _ => self.cfg.ptime_ms,
+        };
+        self.encode_rate as usize * ms as usize / 1000
+    }
+
+    /// Lets the RTP clock run over audio not sent (hold, DTMF, DTX), and marks the next packet
+    /// as a talkspurt start if any was skipped.
+    fn skip_samples(&mut self, samples: usize) {
+        let ticks = self.cfg.codec.rtp_ticks(samples, self.encode_rate);
+        self.ts = self.ts.wrapping_add(ticks);
+    }
+
+    /// Sends `self.payload[..len]` as the next audio packet.
+    fn send_audio(&mut self, now: Instant, len: usize) {
+        let header = self.header(Pt(self.cfg.payload_type), self.marker_next, self.ts);
+        self.marker_next = false;
+        let payload = &self.payload[..len];
+        queue_rtp(
+            &mut self.transmit,
+            &mut self.rtcp,
+            &mut self.counters,
+            now,
+            header,
+            payload,
+        );
+    }
+
+    /// Our next header; takes a sequence number.
+    fn header(&mut self, pt: Pt, marker: bool, timestamp: u32) -> RtpHeader {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        RtpHeader {
+            marker,
+            pt,
+            seq,
+            timestamp,
+            ssrc: Ssrc(self.cfg.local_ssrc),
+        }
+    }
+}
+
+/// Queues one RTP packet and counts it as sent (or dropped). Takes the fields it needs, so a
+/// payload borrowed from the leg's own buffer can be passed.
+fn queue_rtp(
+    transmit: &mut TransmitQueue,
+    rtcp: &mut RtcpSession,
+    counters: &mut Counters,
+    now: Instant,
+    header: RtpHeader,
+    payload: &[u8],
+) {
+    if transmit.push(Channel::Rtp, |buf| header.write_packet(payload, buf)) {
+        rtcp.on_rtp_sent(now, &header, payload.len());
+    } else {
+        counters.transmit_dropped += 1;
+    }
+}

@@ -1,0 +1,300 @@
+#![allow(clippy::unwrap_used)]
+
+use super::kdf::{Label, derive, keystream};
+use super::transform::Transform;
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|c| (c as char).to_digit(16).unwrap() as u8)
+        .collect();
+    digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
+}
+
+/// RFC 3711 B.3 and libsrtp's reference packets share this master key and salt.
+fn rfc3711_master() -> SrtpKey {
+    SrtpKey {
+        key: hex("E1F97A0D3E018BE0D64FA32C06DE4139"),
+        salt: hex("0EC675AD498AFEEBB6960B3AABE6"),
+    }
+}
+
+fn session(suite: SrtpSuite, local: SrtpKey, remote: SrtpKey) -> SrtpSession {
+    SrtpSession::new(&SrtpConfig {
+        suite,
+        local,
+        remote,
+    })
+    .unwrap()
+}
+
+fn key_for(suite: SrtpSuite, fill: u8) -> SrtpKey {
+    SrtpKey {
+        key: vec![fill; suite.key_len()],
+        salt: vec![fill ^ 0x5a; suite.salt_len()],
+    }
+}
+
+const SUITES: [SrtpSuite; 3] = [
+    SrtpSuite::AesCm128HmacSha1_80,
+    SrtpSuite::AesCm128HmacSha1_32,
+    SrtpSuite::AeadAes128Gcm,
+];
+
+fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0x12, 0x34, 0xca, 0xfe, 0xba, 0xbe];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn rfc3711_b2_aes_cm_keystream() {
+    let mut iv = [0u8; 16];
+    iv[..14].copy_from_slice(&hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD"));
+    let mut out = [0u8; 48];
+    keystream(&hex("2B7E151628AED2A6ABF7158809CF4F3C"), iv, &mut out).unwrap();
+    let expected = hex(
+        "E03EAD0935C95E80E166B16DD92B4EB4 D23513162B02D0F72A43A2FE4A5F97AB
+         41E95B3BB0A2E8DD477901E4FCA894C0",
+    );
+    assert_eq!(out[..], expected[..]);
+
+    // The same keystream through the packet path: SSRC 0, index 0, a zero payload.
+    let salt: [u8; 14] = hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().unwrap();
+    let tx = Transform::cm_session(&hex("2B7E151628AED2A6ABF7158809CF4F3C"), salt).unwrap();
+    let rx = Transform::cm_session(&hex("2B7E151628AED2A6ABF7158809CF4F3C"), salt).unwrap();
+    let mut s = SrtpSession::from_transforms(SrtpSuite::AesCm128HmacSha1_80, tx, rx);
+    let mut buf = [0u8; 12 + 48 + 10];
+    buf[0] = 0x80;
+    assert_eq!(s.protect_rtp(&mut buf, 60).unwrap(), 70);
+    assert_eq!(buf[12..60], expected[..]);
+}
+
+#[test]
+fn rfc3711_b3_key_derivation() {
+    let m = rfc3711_master();
+    let cases: [(Label, &str); 3] = [
+        (Label::RtpCipher, "C61E7A93744F39EE10734AFE3FF7A087"),
+        (Label::RtpSalt, "30CBBC08863D8C85D49DB34A9AE1"),
+        (Label::RtpAuth, "CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4"),
+    ];
+    for (label, expected) in cases {
+        let expected = hex(expected);
+        let mut out = vec![0u8; expected.len()];
+        derive(&m.key, &m.salt, label, &mut out).unwrap();
+        assert_eq!(out, expected, "{label:?}");
+    }
+}
+
+#[test]
+fn libsrtp_reference_packets_aes_cm_80() {
+    let mut s = session(
+        SrtpSuite::AesCm128HmacSha1_80,
+        rfc3711_master(),
+        rfc3711_master(),
+    );
+    let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
+    let protected =
+        hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb");
+    let mut buf = [0u8; 128];
+    buf[..plain.len()].copy_from_slice(&plain);
+    let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
+    assert_eq!(buf[..n], protected[..]);
+    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], plain[..]);
+
+    // libsrtp sends its first SRTCP packet with index 1; we start at 0, so send one first.
+    let rtcp = hex("81c8000bcafebabe abababababababababababababababab");
+    let srtcp =
+        hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798");
+    buf[..rtcp.len()].copy_from_slice(&rtcp);
+    s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
+    buf[..rtcp.len()].copy_from_slice(&rtcp);
+    let n = s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
+    assert_eq!(buf[..n], srtcp[..]);
+    let n = s.unprotect_rtcp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], rtcp[..]);
+}
+
+#[test]
+fn rfc7714_gcm_vectors() {
+    let key = hex("000102030405060708090a0b0c0d0e0f");
+    let salt: [u8; 12] = hex("517569642070726f2071756f").try_into().unwrap();
+    let mut s = SrtpSession::from_transforms(
+        SrtpSuite::AeadAes128Gcm,
+        Transform::gcm_session(&key, salt).unwrap(),
+        Transform::gcm_session(&key, salt).unwrap(),
+    );
+    // §16.1.1: RTP, SSRC 0x5501a0b2, sequence 0xf17b, ROC 0.
+    let plain = hex(
+        "8040f17b 8041f8d3 5501a0b2 47616c6c 69612065 7374206f 6d6e6973 20646976
+         69736120 696e2070 61727465 73207472 6573",
+    );
+    let protected = hex(
+        "8040f17b 8041f8d3 5501a0b2 f24de3a3 fb34de6c acba861c 9d7e4bca be633bd5
+         0d294e6f 42a5f47a 51c7d19b 36de3adf 8833899d 7f27beb1 6a9152cf 765ee439 0cce",
+    );
+    let mut buf = [0u8; 128];
+    buf[..plain.len()].copy_from_slice(&plain);
+    let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
+    assert_eq!(buf[..n], protected[..]);
+    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], plain[..]);
+
+    // §17.1: SRTCP with index 0x5d4 (sent after 0x5d4 earlier packets).
+    let rtcp = hex(
+        "81c8000d 4d617273 4e545031 4e545032 52545020 0000042a 0000e930 4c756e61
+         deadbeef deadbeef deadbeef deadbeef deadbeef",
+    );
+    let srtcp = hex(
+        "81c8000d 4d617273 63e94885 dcdab67c a727d766 2f6b7e99 7ff5c0f7 6c06f32d
+         c676a5f1 730d6fda 4ce09b46 86303ded 0bb9275b c84aa458 96cf4d2f c5abf872
+         45d9eade 800005d4",
+    );
+    s.srtcp_index = 0x5d4;
+    buf[..rtcp.len()].copy_from_slice(&rtcp);
+    let n = s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
+    assert_eq!(buf[..n], srtcp[..]);
+    let n = s.unprotect_rtcp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], rtcp[..]);
+}
+
+/// Alice protects with her key, Bob unprotects with it as his remote key, for every suite,
+/// across the sequence number wrap, with one packet reordered over the wrap.
+#[test]
+fn round_trip_across_rollover_for_every_suite() {
+    for suite in SUITES {
+        let (ka, kb) = (key_for(suite, 1), key_for(suite, 2));
+        let mut alice = session(suite, ka.clone(), kb.clone());
+        let mut bob = session(suite, kb, ka);
+        let seqs: Vec<u16> = (0..40u16).map(|i| 65_520u16.wrapping_add(i)).collect();
+        let mut wire: Vec<Vec<u8>> = seqs
+            .iter()
+            .map(|&seq| {
+                let mut buf = rtp(seq, &[seq as u8; 33]);
+                let len = buf.len();
+                buf.resize(len + suite.rtp_overhead(), 0);
+                let n = alice.protect_rtp(&mut buf, len).unwrap();
+                assert_eq!(n, buf.len());
+                buf
+            })
+            .collect();
+        wire.swap(15, 17); // 65535 arrives after 1
+        for mut packet in wire {
+            let n = bob
+                .unprotect_rtp(&mut packet)
+                .unwrap_or_else(|e| panic!("{suite:?}: {e}"));
+            let seq = u16::from_be_bytes([packet[2], packet[3]]);
+            assert_eq!(packet[..n], rtp(seq, &[seq as u8; 33])[..], "{suite:?}");
+        }
+        assert_eq!(bob.stats(), SrtpStats::default());
+        // Beyond the wrap the ROC is 1: a packet protected with ROC 1 by a fresh sender
+        // (ROC 0) must not verify.
+        let mut fresh = session(suite, key_for(suite, 1), key_for(suite, 9));
+        let mut buf = rtp(30, &[7; 20]);
+        let len = buf.len();
+        buf.resize(len + suite.rtp_overhead(), 0);
+        fresh.protect_rtp(&mut buf, len).unwrap();
+        assert_eq!(
+            bob.unprotect_rtp(&mut buf),
+            Err(MediaError::SrtpAuthentication)
+        );
+    }
+}
+
+#[test]
+fn replays_and_tampering_are_refused_and_counted() {
+    for suite in SUITES {
+        let (ka, kb) = (key_for(suite, 3), key_for(suite, 4));
+        let mut alice = session(suite, ka.clone(), kb.clone());
+        let mut bob = session(suite, kb, ka);
+        let mut protect = |seq: u16| {
+            let mut buf = rtp(seq, b"hello, world");
+            let len = buf.len();
+            buf.resize(len + suite.rtp_overhead(), 0);
+            alice.protect_rtp(&mut buf, len).unwrap();
+            buf
+        };
+        let first = protect(1000);
+        bob.unprotect_rtp(&mut first.clone()).unwrap();
+        assert_eq!(
+            bob.unprotect_rtp(&mut first.clone()),
+            Err(MediaError::SrtpReplay)
+        );
+        // Every single-bit flip anywhere (header, payload, tag) fails authentication.
+        let second = protect(1001);
+        for byte in 0..second.len() {
+            let mut bad = second.clone();
+            bad[byte] ^= 0x10;
+            let result = bob.unprotect_rtp(&mut bad);
+            assert!(result.is_err(), "{suite:?} byte {byte}");
+        }
+        // The untouched packet still passes: failures did not move the window.
+        bob.unprotect_rtp(&mut second.clone()).unwrap();
+        // Far behind the window.
+        for seq in 1002..1200 {
+            bob.unprotect_rtp(&mut protect(seq)).unwrap();
+        }
+        let old = protect(1010);
+        assert_eq!(
+            bob.unprotect_rtp(&mut old.clone()),
+            Err(MediaError::SrtpReplay)
+        );
+        let stats = bob.stats();
+        assert_eq!(stats.replays, 2, "{suite:?}");
+        assert!(stats.auth_failures >= 12, "{suite:?} {stats:?}");
+        // Short input is malformed, never a panic.
+        for len in 0..20 {
+            let _ = bob.unprotect_rtp(&mut second.clone()[..len.min(second.len())]);
+            let _ = bob.unprotect_rtcp(&mut second.clone()[..len.min(second.len())]);
+        }
+    }
+}
+
+#[test]
+fn srtcp_round_trip_replay_and_tamper() {
+    for suite in SUITES {
+        let (ka, kb) = (key_for(suite, 5), key_for(suite, 6));
+        let mut alice = session(suite, ka.clone(), kb.clone());
+        let mut bob = session(suite, kb, ka);
+        let rr = hex("81c90007 cafebabe 12345678 01000002 0000ffff 00000010 00000000 00000000");
+        let mut buf = vec![0u8; rr.len() + suite.rtcp_overhead()];
+        buf[..rr.len()].copy_from_slice(&rr);
+        alice.protect_rtcp(&mut buf, rr.len()).unwrap();
+        assert_ne!(buf[8..rr.len()], rr[8..], "{suite:?}: encrypted");
+        let mut copy = buf.clone();
+        let n = bob.unprotect_rtcp(&mut copy).unwrap();
+        assert_eq!(copy[..n], rr[..]);
+        assert_eq!(
+            bob.unprotect_rtcp(&mut buf.clone()),
+            Err(MediaError::SrtpReplay)
+        );
+        // The next packet, tampered with, fails; untouched, it passes.
+        buf[..rr.len()].copy_from_slice(&rr);
+        alice.protect_rtcp(&mut buf, rr.len()).unwrap();
+        let mut bad = buf.clone();
+        bad[10] ^= 1;
+        assert_eq!(
+            bob.unprotect_rtcp(&mut bad),
+            Err(MediaError::SrtpAuthentication)
+        );
+        assert_eq!(bob.unprotect_rtcp(&mut buf).unwrap(), rr.len());
+    }
+}
+
+#[test]
+fn wrong_key_lengths_and_names() {
+    let bad = SrtpConfig {
+        suite: SrtpSuite::AeadAes128Gcm,
+        local: rfc3711_master(), // a 14-byte salt: AES-CM's, not GCM's
+        remote: rfc3711_master(),
+    };
+    assert!(SrtpSession::new(&bad).is_err());
+    for suite in SUITES {
+        assert_eq!(SrtpSuite::from_sdes_name(suite.sdes_name()), Some(suite));
+    }
+    assert_eq!(SrtpSuite::from_sdes_name("F8_128_HMAC_SHA1_80"), None);
+}
