@@ -52,7 +52,8 @@ impl App {
             _ => tls_files,
         };
         let health = Health::default();
-        let sip = crate::sip::BoundSip::bind(&config.sip, &health, sip_tls_files).await?;
+        let sip =
+            crate::sip::BoundSip::bind(&config.sip, &config.media, &health, sip_tls_files).await?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,

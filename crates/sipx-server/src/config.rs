@@ -49,7 +49,58 @@ pub struct Config {
     pub auth: AuthConfig,
     pub admin: AdminConfig,
     pub sip: SipConfig,
+    pub media: MediaConfig,
     pub shutdown: ShutdownConfig,
+}
+
+/// The media engine: RTP sockets, codecs, SRTP, jitter buffers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address the RTP/RTCP sockets bind to.
+    pub ip: std::net::IpAddr,
+    /// Address written into SDP when it differs from `ip` (1:1 NAT: cloud VMs, Docker).
+    pub external_ip: Option<std::net::IpAddr>,
+    /// RTP port range (even ports for RTP, the next odd one for RTCP).
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Media threads; 0: one per CPU core.
+    pub threads: usize,
+    /// Codecs offered and accepted on SIP legs, in order of preference:
+    /// `opus`, `G722`, `PCMU`, `PCMA` (and `G729` in builds with the `g729` feature).
+    pub codecs: Vec<String>,
+    /// SRTP (SDES) on SIP legs: `disabled`, `allowed` (used when the peer offers it) or
+    /// `required` (plain RTP offers are refused with 488).
+    pub srtp: String,
+    /// Packetisation SIPx sends, in ms.
+    pub ptime_ms: u32,
+    /// Adaptive jitter buffer bounds, in ms.
+    pub jitter_min_ms: u64,
+    pub jitter_max_ms: u64,
+    /// A call whose peer sends no RTP or RTCP for this long is hung up (0: never).
+    pub media_timeout_secs: u64,
+    /// User part of a Request-URI that reaches the echo test (audio and DTMF sent back);
+    /// empty: no echo test.
+    pub echo_extension: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            external_ip: None,
+            rtp_port_min: 20_000,
+            rtp_port_max: 29_999,
+            threads: 0,
+            codecs: ["opus", "G722", "PCMU", "PCMA"].map(str::to_owned).to_vec(),
+            srtp: "allowed".to_owned(),
+            ptime_ms: 20,
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            media_timeout_secs: 30,
+            echo_extension: "echo".to_owned(),
+        }
+    }
 }
 
 /// SIP listeners and registrar.
@@ -225,6 +276,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             admin: AdminConfig::default(),
             sip: SipConfig::default(),
+            media: MediaConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -276,6 +328,8 @@ const VERBATIM_ENV: &[(&str, &str)] = &[
     ("LOG__FILTER", "log.filter"),
     ("SIP__REALM", "sip.realm"),
     ("SIP__EXTERNAL_HOST", "sip.external_host"),
+    ("MEDIA__ECHO_EXTENSION", "media.echo_extension"),
+    ("MEDIA__SRTP", "media.srtp"),
 ];
 
 /// Values given as command-line flags: the top layer. Keys are dotted paths (`http.listen`).

@@ -11,6 +11,7 @@ mod error;
 mod http;
 pub mod logging;
 mod master_key;
+mod media;
 mod sip;
 pub mod tls;
 

@@ -27,7 +27,9 @@ use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
 use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
+mod calls;
 mod trunks;
+use calls::Calls;
 use trunks::TrunkReg;
 
 /// How long a looked-up account is trusted before it is read again (API changes reach the
@@ -66,6 +68,8 @@ pub(crate) enum CoreInput {
     },
     /// Trunks (re)loaded from the store, each with its provider's resolved address.
     TrunksLoaded(Vec<(TrunkWithSecrets, Option<SocketAddr>)>),
+    /// A media leg reported something (DTMF, media timeout).
+    Media(crate::media::MediaEvent),
 }
 
 /// What the core needs to open connections of its own.
@@ -109,6 +113,7 @@ pub(crate) struct CoreSettings {
     pub external_host: Option<String>,
     /// The bound UDP, TCP and TLS listeners, for the ports SIPx advertises.
     pub listeners: Vec<(Transport, SocketAddr)>,
+    pub media: crate::media::MediaSettings,
 }
 
 pub(crate) struct Core {
@@ -145,6 +150,8 @@ pub(crate) struct Core {
     /// core costs a cross-thread wake-up, which under load cost more than the parsing saved.
     direct_udp: Option<(FlowId, Arc<UdpSocket>)>,
     udp_buf: Vec<u8>,
+    media: Option<crate::media::MediaEngine>,
+    calls: Calls,
 }
 
 /// Metric label of a method, without allocating (extension methods share one label).
@@ -262,7 +269,13 @@ impl Core {
             stop: connector.stop,
             direct_udp: None,
             udp_buf: vec![0u8; 65_535],
+            media: None,
+            calls: Calls::default(),
         }
+    }
+
+    pub(crate) fn set_media(&mut self, engine: crate::media::MediaEngine) {
+        self.media = Some(engine);
     }
 
     /// Lets the core read `socket` itself instead of a socket task.
@@ -495,6 +508,7 @@ impl Core {
                     self.respond(now, txn, resp);
                 }
             }
+            CoreInput::Media(event) => self.on_media_event(now, event),
             CoreInput::TrunksLoaded(trunks) => {
                 self.apply_trunks(now, trunks);
                 self.poll_registrations(now);
@@ -561,9 +575,16 @@ impl Core {
         match event {
             Event::Request { txn, request, peer } => self.on_request(now, txn, request, peer),
             Event::Response { txn, response, .. } => {
+                if response.status >= 200 && self.calls.owns_client_txn(txn) {
+                    return;
+                }
                 self.on_registration_response(now, txn, &response)
             }
-            Event::ClientTimeout { txn } => self.on_registration_timeout(now, txn),
+            Event::ClientTimeout { txn } if !self.calls.owns_client_txn(txn) => {
+                self.on_registration_timeout(now, txn);
+            }
+            Event::Ack { request, .. } => self.on_ack(now, request),
+            Event::AckTimeout { txn } => self.on_ack_timeout(now, txn),
             Event::Malformed { peer, error } => {
                 metrics::counter!("sipx_sip_malformed_total").increment(1);
                 tracing::debug!(peer = %peer.addr, reason = %error.reason, "malformed SIP message");
@@ -619,12 +640,13 @@ impl Core {
                 self.respond(now, txn, resp);
             }
             Method::Register => self.on_register(now, txn, req, peer),
-            Method::Invite => {
-                let resp = req
-                    .response(480, Some(&tag))
-                    .with_reason("No route for this call");
-                self.respond(now, txn, resp);
+            _ if req.to().is_some_and(|t| t.tag().is_some()) => {
+                let unknown = req.response(481, None);
+                if !self.on_in_dialog(now, txn, req) {
+                    self.respond(now, txn, unknown);
+                }
             }
+            Method::Invite => self.on_new_invite(now, txn, req, peer),
             _ => {
                 let resp = req.response(481, Some(&tag));
                 self.respond(now, txn, resp);

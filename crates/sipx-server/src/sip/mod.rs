@@ -40,6 +40,8 @@ pub struct BoundSip {
     trusted: Vec<ipnet::IpNet>,
     /// For SIPx's own TLS connections (registering to providers).
     tls_client: Arc<rustls::ClientConfig>,
+    media_config: crate::config::MediaConfig,
+    media: crate::media::MediaSettings,
 }
 
 impl BoundSip {
@@ -47,6 +49,7 @@ impl BoundSip {
     /// has addresses (the caller resolves the fallbacks).
     pub async fn bind(
         config: &SipConfig,
+        media_config: &crate::config::MediaConfig,
         health: &Health,
         tls_files: Option<(PathBuf, PathBuf)>,
     ) -> Result<Option<BoundSip>, StartupError> {
@@ -76,6 +79,7 @@ impl BoundSip {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let tls_client = crate::tls::client_config(config.tls_ca_file.as_deref())?;
+        let media = crate::media::MediaSettings::from_config(media_config)?;
         let ids = Arc::new(FlowIds::default());
         let mut udp = Vec::new();
         for addr in &config.udp {
@@ -159,6 +163,8 @@ impl BoundSip {
             algorithms,
             trusted,
             tls_client,
+            media_config: media_config.clone(),
+            media,
         }))
     }
 
@@ -219,6 +225,7 @@ impl BoundSip {
             server_header: format!("SIPx/{}", env!("CARGO_PKG_VERSION")),
             external_host: c.external_host.clone(),
             listeners: self.listeners(),
+            media: self.media.clone(),
         };
         let connector = core::Connector {
             flow_ids: self.ids.clone(),
@@ -298,12 +305,24 @@ impl BoundSip {
         }
         let mut digest = DigestServer::new(c.realm.clone(), nonce_key, c.nonce_ttl_secs);
         digest.set_algorithms(self.algorithms);
+        let core_tx = tx.clone();
         let mut core = Core::new(
             endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded, runtime, connector,
         );
         if let Some((flow, socket)) = direct_udp {
             core.read_udp_directly(flow, socket);
         }
+        // The media threads report into the core's queue.
+        let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+        let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;
+        core.set_media(engine);
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = media_rx.recv().await {
+                if core_tx.send(core::CoreInput::Media(event)).await.is_err() {
+                    return;
+                }
+            }
+        }));
         tasks.push(tokio::spawn(core.run(rx, stop)));
         Ok(tasks)
     }

@@ -119,7 +119,7 @@ impl Core {
     /// The `host:port` to put in Via/Contact for requests to `dest`: the external host when
     /// set, else the local address that routes to `dest`; the port of a listener of the same
     /// transport, so the provider can reach SIPx there too.
-    fn local_host_for(&self, dest: SocketAddr, transport: Transport) -> Option<String> {
+    pub(super) fn local_host_for(&self, dest: SocketAddr, transport: Transport) -> Option<String> {
         let listeners = &self.settings.listeners;
         let local = listeners
             .iter()

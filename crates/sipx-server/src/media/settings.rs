@@ -1,0 +1,174 @@
+//! What calls need of the media configuration, checked once at start, and the mapping from
+//! an SDP negotiation (`sipx-sdp`) to a media leg's configuration (`sipx-media`).
+
+use std::time::Duration;
+
+use sipx_codec::{CodecKind, EncoderOptions};
+use sipx_media::jitter::JitterConfig;
+use sipx_media::leg::LegConfig;
+use sipx_media::srtp::{SrtpConfig, SrtpKey, SrtpSuite};
+use sipx_sdp::{Codec, LocalCodec, NegotiatedMedia, RtcpTarget, SrtpPolicy};
+
+use super::LegId;
+use crate::StartupError;
+use crate::config::MediaConfig;
+
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    pub echo_extension: String,
+    pub codecs: Vec<LocalCodec>,
+    pub srtp: SrtpPolicy,
+    pub ptime_ms: u32,
+    pub jitter_min: Duration,
+    pub jitter_max: Duration,
+    pub media_timeout: Duration,
+}
+
+impl MediaSettings {
+    pub fn from_config(c: &MediaConfig) -> Result<Self, StartupError> {
+        let codecs = c
+            .codecs
+            .iter()
+            .map(|name| {
+                let codec = match name.to_ascii_lowercase().as_str() {
+                    "pcmu" => Codec::Pcmu,
+                    "pcma" => Codec::Pcma,
+                    "g722" => Codec::G722,
+                    "opus" => Codec::Opus,
+                    "g729" if cfg!(feature = "g729") => Codec::G729,
+                    "g729" => {
+                        return Err(StartupError::Config(
+                            "media.codecs: G729 needs a build with the g729 feature".to_owned(),
+                        ));
+                    }
+                    _ => {
+                        return Err(StartupError::Config(format!(
+                            "media.codecs: unknown codec {name:?} (opus, G722, PCMU, PCMA, G729)"
+                        )));
+                    }
+                };
+                Ok(LocalCodec::new(codec))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if codecs.is_empty() {
+            return Err(StartupError::Config("media.codecs is empty".to_owned()));
+        }
+        let srtp = match c.srtp.to_ascii_lowercase().as_str() {
+            "disabled" => SrtpPolicy::Disabled,
+            "allowed" => SrtpPolicy::Allowed,
+            "required" => SrtpPolicy::Required,
+            other => {
+                return Err(StartupError::Config(format!(
+                    "media.srtp: {other:?} is not disabled, allowed or required"
+                )));
+            }
+        };
+        if !(10..=60).contains(&c.ptime_ms) || !c.ptime_ms.is_multiple_of(10) {
+            return Err(StartupError::Config(
+                "media.ptime_ms must be 10, 20, 30, 40, 50 or 60".to_owned(),
+            ));
+        }
+        if c.jitter_min_ms > c.jitter_max_ms {
+            return Err(StartupError::Config(
+                "media.jitter_min_ms must not exceed media.jitter_max_ms".to_owned(),
+            ));
+        }
+        Ok(MediaSettings {
+            echo_extension: c.echo_extension.clone(),
+            codecs,
+            srtp,
+            ptime_ms: c.ptime_ms,
+            jitter_min: Duration::from_millis(c.jitter_min_ms),
+            jitter_max: Duration::from_millis(c.jitter_max_ms),
+            media_timeout: Duration::from_secs(c.media_timeout_secs),
+        })
+    }
+}
+
+fn codec_kind(codec: Codec) -> Option<CodecKind> {
+    Some(match codec {
+        Codec::Pcmu => CodecKind::Pcmu,
+        Codec::Pcma => CodecKind::Pcma,
+        Codec::G722 => CodecKind::G722,
+        Codec::Opus => CodecKind::Opus,
+        Codec::G729 if cfg!(feature = "g729") => CodecKind::G729,
+        _ => return None,
+    })
+}
+
+fn srtp_suite(suite: sipx_sdp::SrtpSuite) -> Option<SrtpSuite> {
+    Some(match suite {
+        sipx_sdp::SrtpSuite::AesCm128HmacSha1_80 => SrtpSuite::AesCm128HmacSha1_80,
+        sipx_sdp::SrtpSuite::AesCm128HmacSha1_32 => SrtpSuite::AesCm128HmacSha1_32,
+        sipx_sdp::SrtpSuite::AeadAes128Gcm => SrtpSuite::AeadAes128Gcm,
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+/// The leg configuration for a negotiation; `None` when this build lacks the codec or suite.
+/// The PCM rate is the codec's own (no resampling for the echo test).
+pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<LegConfig> {
+    let codec = codec_kind(n.codec.codec)?;
+    let srtp = match &n.srtp {
+        Some(p) => Some(SrtpConfig {
+            suite: srtp_suite(p.suite)?,
+            local: SrtpKey {
+                key: p.local.key.clone(),
+                salt: p.local.salt.clone(),
+            },
+            remote: SrtpKey {
+                key: p.remote.key.clone(),
+                salt: p.remote.salt.clone(),
+            },
+        }),
+        None => None,
+    };
+    // Opus carries any rate: 16 kHz is wideband speech at a third of 48 kHz's cost.
+    let frame_rate = match codec {
+        CodecKind::Opus => 16_000,
+        _ => n.codec.audio_rate,
+    };
+    let mut random = [0u8; 18];
+    sipx_secrets::generate::fill(&mut random);
+    let [a, b, c, d, e, f, g, h, i, j, seed @ ..] = random;
+    Some(LegConfig {
+        codec,
+        payload_type: n.codec.payload_type,
+        clock_rate: n.codec.clock_rate,
+        ptime_ms: n.ptime,
+        telephone_event: n
+            .telephone_event
+            .as_ref()
+            .map(|t| (t.payload_type, t.clock_rate)),
+        remote_rtp: n.remote_rtp,
+        remote_rtcp: match n.remote_rtcp {
+            RtcpTarget::Muxed => None,
+            RtcpTarget::Separate(addr) => Some(addr),
+        },
+        srtp,
+        frame_rate,
+        jitter: JitterConfig {
+            clock_rate: n.codec.clock_rate,
+            min_delay: s.jitter_min,
+            max_delay: s.jitter_max,
+            initial_delay: s
+                .jitter_min
+                .max(Duration::from_millis(40))
+                .min(s.jitter_max),
+            ..JitterConfig::default()
+        },
+        media_timeout: s.media_timeout,
+        send: n.may_send(),
+        receive: n.should_receive(),
+        symmetric_rtp: true,
+        detect_inband_dtmf: false,
+        opus: EncoderOptions::default(),
+        local_ssrc: u32::from_le_bytes([a, b, c, d]),
+        initial_seq: u16::from_le_bytes([e, f]) & 0x7fff,
+        initial_ts: u32::from_le_bytes([g, h, i, j]),
+        cname: format!("sipx-{}", leg.0),
+        wallclock: std::time::SystemTime::now(),
+        seed: u64::from_le_bytes(seed),
+    })
+}

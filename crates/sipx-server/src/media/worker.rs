@@ -1,0 +1,307 @@
+//! One media thread: a `mio` poll loop over its legs' sockets, a 20 ms tick, and each leg's
+//! timers. Commands arrive on a channel with a `mio::Waker`; events leave on the core's queue.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use sipx_media::leg::{LegEvent, MediaLeg};
+use sipx_media::{PacketKind, classify};
+use tokio::sync::mpsc;
+
+use super::{Command, LegId, LegMode, MediaEvent};
+
+const WAKER: Token = Token(usize::MAX);
+const TICK: Duration = Duration::from_millis(20);
+/// Datagrams read per socket per wake-up, so one flooding peer cannot starve the others.
+const READ_BUDGET: usize = 64;
+
+pub(crate) struct Handle {
+    tx: std_mpsc::Sender<Command>,
+    waker: std::sync::Arc<Waker>,
+}
+
+impl Handle {
+    pub fn send(&self, command: Command) {
+        if self.tx.send(command).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct Slot {
+    id: LegId,
+    leg: MediaLeg,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    mode: LegMode,
+    /// RTCP shares the RTP socket (RFC 5761), else it leaves from the RTCP socket.
+    muxed: bool,
+}
+
+struct Worker {
+    poll: Poll,
+    commands: std_mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    /// Slots by token index; a token is (slot index << 1) | socket (0 = RTP, 1 = RTCP).
+    slots: Vec<Option<Slot>>,
+    by_id: HashMap<LegId, usize>,
+    free: Vec<usize>,
+    recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
+    pcm: Vec<i16>,
+    next_tick: Instant,
+}
+
+pub(crate) fn spawn(
+    index: usize,
+    events: mpsc::UnboundedSender<MediaEvent>,
+) -> std::io::Result<Handle> {
+    let poll = Poll::new()?;
+    let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = std_mpsc::channel();
+    let mut worker = Worker {
+        poll,
+        commands: rx,
+        events,
+        slots: Vec::new(),
+        by_id: HashMap::new(),
+        free: Vec::new(),
+        recv_buf: vec![0u8; 2048],
+        send_buf: vec![0u8; 2048],
+        pcm: vec![0i16; 48_000 / 50],
+        next_tick: Instant::now() + TICK,
+    };
+    std::thread::Builder::new()
+        .name(format!("sipx-media-{index}"))
+        .spawn(move || worker.run())?;
+    Ok(Handle { tx, waker })
+}
+
+impl Worker {
+    // The media clock is the driver's: the one place that reads the time.
+    #[allow(clippy::disallowed_methods)]
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Self::now();
+            let deadline = self
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|s| s.leg.poll_timeout())
+                .fold(self.next_tick, Instant::min);
+            let wait = deadline.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "media poll failed; the media thread stops");
+                return;
+            }
+            let now = Self::now();
+            for event in &events {
+                if event.token() == WAKER {
+                    if !self.drain_commands(now) {
+                        return;
+                    }
+                } else {
+                    self.receive(now, event.token());
+                }
+            }
+            if now >= self.next_tick {
+                self.tick(now);
+                self.next_tick += TICK;
+                if self.next_tick + 5 * TICK < now {
+                    // Far behind (the machine stalled): skip ahead instead of bursting.
+                    metrics::counter!("sipx_media_clock_skips_total").increment(1);
+                    self.next_tick = now + TICK;
+                }
+            }
+            for index in 0..self.slots.len() {
+                let due = self.slots[index]
+                    .as_ref()
+                    .and_then(|s| s.leg.poll_timeout())
+                    .is_some_and(|t| t <= now);
+                if due {
+                    if let Some(s) = self.slots[index].as_mut() {
+                        s.leg.handle_timeout(now);
+                    }
+                    self.flush(index);
+                }
+            }
+        }
+    }
+
+    /// Applies queued commands; false when the engine is gone.
+    fn drain_commands(&mut self, now: Instant) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(now, command),
+                Err(std_mpsc::TryRecvError::Empty) => return true,
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Add {
+                id,
+                ports,
+                config,
+                mode,
+            } => {
+                let muxed = config.remote_rtcp.is_none();
+                let leg = match MediaLeg::new(*config, now) {
+                    Ok(leg) => leg,
+                    Err(e) => {
+                        tracing::warn!(leg = id.0, error = %e, "cannot start a media leg");
+                        let _ = self.events.send(MediaEvent {
+                            leg: id,
+                            event: LegEvent::MediaTimeout,
+                        });
+                        return;
+                    }
+                };
+                let index = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(None);
+                    self.slots.len() - 1
+                });
+                let mut rtp = UdpSocket::from_std(ports.rtp);
+                let mut rtcp = UdpSocket::from_std(ports.rtcp);
+                let registry = self.poll.registry();
+                if registry
+                    .register(&mut rtp, Token(index << 1), Interest::READABLE)
+                    .and_then(|()| {
+                        registry.register(&mut rtcp, Token((index << 1) | 1), Interest::READABLE)
+                    })
+                    .is_err()
+                {
+                    tracing::warn!(leg = id.0, "cannot watch a media socket");
+                    self.free.push(index);
+                    return;
+                }
+                self.slots[index] = Some(Slot {
+                    id,
+                    leg,
+                    rtp,
+                    rtcp,
+                    mode,
+                    muxed,
+                });
+                self.by_id.insert(id, index);
+                metrics::gauge!("sipx_media_legs").increment(1.0);
+            }
+            Command::Update { id, config } => {
+                if let Some(s) = self.slot_mut(id) {
+                    s.muxed = config.remote_rtcp.is_none();
+                    if let Err(e) = s.leg.update(*config, now) {
+                        tracing::warn!(leg = id.0, error = %e, "cannot update a media leg");
+                    }
+                }
+            }
+            Command::SendDtmf {
+                id,
+                digit,
+                duration,
+            } => {
+                if let Some(s) = self.slot_mut(id) {
+                    s.leg.send_dtmf(now, digit, duration);
+                }
+            }
+            Command::Remove { id } => {
+                if let Some(index) = self.by_id.remove(&id)
+                    && let Some(mut s) = self.slots[index].take()
+                {
+                    let registry = self.poll.registry();
+                    let _ = registry.deregister(&mut s.rtp);
+                    let _ = registry.deregister(&mut s.rtcp);
+                    self.free.push(index);
+                    metrics::gauge!("sipx_media_legs").decrement(1.0);
+                }
+            }
+        }
+    }
+
+    fn slot_mut(&mut self, id: LegId) -> Option<&mut Slot> {
+        let index = *self.by_id.get(&id)?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
+    fn receive(&mut self, now: Instant, token: Token) {
+        let index = token.0 >> 1;
+        let rtcp_socket = token.0 & 1 == 1;
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        for _ in 0..READ_BUDGET {
+            let socket = if rtcp_socket { &slot.rtcp } else { &slot.rtp };
+            match socket.recv_from(&mut self.recv_buf) {
+                Ok((n, source)) => {
+                    slot.leg
+                        .handle_receive(now, source, &mut self.recv_buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                // ICMP port unreachable from an earlier send, and the like.
+                Err(_) => continue,
+            }
+        }
+        self.flush(index);
+    }
+
+    /// The 20 ms tick: every leg gives its received frame and takes the one it must send.
+    fn tick(&mut self, now: Instant) {
+        for index in 0..self.slots.len() {
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                continue;
+            };
+            match slot.mode {
+                LegMode::Echo => {
+                    let (_, frame) = slot.leg.pull_frame(now);
+                    let n = frame.len().min(self.pcm.len());
+                    self.pcm[..n].copy_from_slice(&frame[..n]);
+                    slot.leg.push_frame(now, &self.pcm[..n]);
+                }
+            }
+            self.flush(index);
+        }
+    }
+
+    /// Sends what the leg queued and forwards its events.
+    fn flush(&mut self, index: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        while let Some((dest, n)) = slot.leg.poll_transmit(&mut self.send_buf) {
+            let bytes = &self.send_buf[..n];
+            let socket = match classify(bytes) {
+                PacketKind::Rtcp if !slot.muxed => &slot.rtcp,
+                _ => &slot.rtp,
+            };
+            if socket.send_to(bytes, dest).is_err() {
+                metrics::counter!("sipx_media_send_errors_total").increment(1);
+            }
+        }
+        while let Some(event) = slot.leg.poll_event() {
+            if let (LegMode::Echo, LegEvent::Dtmf(d)) = (slot.mode, &event) {
+                // The echo test sends digits back, so a caller can check both directions.
+                slot.leg.send_dtmf(
+                    Self::now(),
+                    d.digit,
+                    Duration::from_millis(u64::from(d.duration_ms.max(100))),
+                );
+            }
+            let _ = self.events.send(MediaEvent {
+                leg: slot.id,
+                event,
+            });
+        }
+    }
+}
