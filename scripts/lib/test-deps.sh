@@ -7,8 +7,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source scripts/lib/build-deps.sh
 
-# Test peers: sipp (sip-tester) and baresip drive the SIP tests.
-apt_install chromium python3 python3-venv sip-tester baresip-core kamailio linphone-cli openssl
+# Test peers: sipp (sip-tester) and baresip drive the SIP tests. The media tests also make their
+# audio (espeak-ng, sox with its codec formats), capture on lo (tshark brings dumpcap; its debconf
+# question takes the default under DEBIAN_FRONTEND=noninteractive) and build pesq (gcc).
+apt_install chromium python3 python3-venv python3-dev sip-tester baresip-core kamailio linphone-cli openssl \
+  sox libsox-fmt-all espeak-ng tshark
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
