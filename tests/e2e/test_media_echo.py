@@ -1,0 +1,160 @@
+"""The media engine end to end: real SIP peers call SIPx's echo test (sip:echo@<sipx>) and what
+comes back is checked on the wire: tone and speech quality (P.862), RFC 4733 digits, SIP INFO
+digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99 belong to these
+tests; sipp runs as root (raw sockets for pcap and DTMF play), dumpcap captures on lo."""
+
+import re
+import threading
+
+import pytest
+
+import media
+from conftest import Server, sip_addr
+from media import Baresip, Capture, run_sipp_call
+
+SIPP_MEDIA_PORT = 6000
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return media.make_audio()
+
+
+def echo_server(data_dir, **env):
+    """SIPx whose loopback callers are trusted (a proxy in front, as far as it knows)."""
+    base = {"SIPX_SIP__TRUSTED_PROXIES": '["127.0.0.0/8"]', "SIPX_MEDIA__RTP_PORT_MIN": "31000",
+            "SIPX_MEDIA__RTP_PORT_MAX": "31999"}
+    return Server(data_dir, env={**base, **env}).start()
+
+
+@pytest.fixture
+def sipx(data_dir):
+    s = echo_server(data_dir)
+    yield s
+    s.stop()
+
+
+def logged(server, message, **fields):
+    return [e for e in server.events() if e.get("message") == message
+            and all(e.get(k) == v for k, v in fields.items())]
+
+
+def call(server, tmp_path, ip, scenario, *args, audio=None):
+    """One sipp call to the echo test, captured; returns (sipp run, pcap)."""
+    target = sip_addr(server, "udp")
+    with Capture(tmp_path / "call.pcap", f"host {ip}") as cap:
+        run = run_sipp_call(scenario, tmp_path / "uac", ip, target, "-s", "echo", *args, audio=audio)
+    return run, cap.pcap
+
+
+def test_speech_through_the_echo_keeps_g711_quality(sipx, tmp_path, audio):
+    run, pcap = call(sipx, tmp_path, "127.0.0.80", "uac_pcmu.xml", "-d", "6500",
+                     audio={"uac_audio.ulaw": audio["speech_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.80", SIPP_MEDIA_PORT), pt=0)
+    assert back.packets >= 250, back
+    # Decoded, jitter-buffered and re-encoded once more by SIPx: two G.711 encodings in all.
+    score = media.pesq_nb(audio.speech_8k, back.wav)
+    assert score >= 3.8, score
+    ended = logged(sipx, "call ended")
+    assert ended and ended[0]["reason"] == "caller hung up", ended
+
+
+def test_pcma_tone_comes_back(sipx, tmp_path, audio):
+    run, pcap = call(sipx, tmp_path, "127.0.0.81", "uac_pcma.xml", "-d", "2000",
+                     audio={"uac_audio.alaw": audio["tone1000_8k.alaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.81", SIPP_MEDIA_PORT))
+    assert back.payload_types.get(8, 0) >= 70 and set(back.payload_types) == {8}, back
+    tone = media.tone_check(back.wav, 1000, skip_s=0.2)
+    assert tone.band_ratio >= 0.99 and abs(tone.peak_hz - 1000) < 5, tone
+    negotiated = logged(sipx, "call media negotiated")
+    assert negotiated and negotiated[0]["codec"] == "PCMA", negotiated
+
+
+def test_rfc4733_digits_are_reported_and_sent_back(sipx, tmp_path, audio):
+    run, pcap = call(sipx, tmp_path, "127.0.0.82", "uac_pcmu_dtmf.xml",
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    digits = "".join(e["digit"] for e in logged(sipx, "DTMF digit", via="rfc4733"))
+    assert digits == "12#", sipx.events()[-20:]
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.82", SIPP_MEDIA_PORT))
+    assert back.dtmf == "12#", back
+
+
+def test_sip_info_digits_are_reported_and_sent_back_as_rfc4733(sipx, tmp_path, audio):
+    run, pcap = call(sipx, tmp_path, "127.0.0.83", "uac_info_dtmf.xml", "-key", "digit", "5",
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    assert "DTMF_RELAY 200" in run.logs and "DTMF 200" in run.logs, run.logs
+    digits = [e["digit"] for e in logged(sipx, "DTMF digit", via="info")]
+    assert digits == ["5", "5"], digits
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.83", SIPP_MEDIA_PORT))
+    assert back.dtmf == "55", back
+
+
+def test_hold_and_resume_by_reinvite(sipx, tmp_path, audio):
+    run, pcap = call(sipx, tmp_path, "127.0.0.84", "uac_hold_resume.xml", "-d", "1500",
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr + run.logs
+    assert re.search(r"HOLD (recvonly|inactive)", run.logs) and "RESUME ok" in run.logs, run.logs
+    directions = [e["direction"] for e in logged(sipx, "call media negotiated")]
+    assert directions[0] == "sendrecv" and directions[1] in ("recvonly", "inactive") \
+        and directions[2] == "sendrecv", directions
+    # Audio came back before the hold and again after the resume.
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.84", SIPP_MEDIA_PORT))
+    assert back.packets >= 100, back
+
+
+def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):
+    run, pcap = call(sipx, tmp_path, "127.0.0.85", "uac_late_offer.xml", "-d", "2000",
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    answered = logged(sipx, "call answered by the echo test")
+    assert answered and answered[0]["late_offer"] is True, answered
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.85", SIPP_MEDIA_PORT), pt=0)
+    tone = media.tone_check(back.wav, 1000, skip_s=0.2)
+    assert back.packets >= 60 and tone.band_ratio >= 0.99, (back, tone)
+
+
+@pytest.mark.parametrize("scenario, ip, expected", [
+    ("uac_sdp_multi_crypto.xml", "127.0.0.86", "200"),
+    ("uac_sdp_no_s_line.xml", "127.0.0.87", "200"),
+    ("uac_sdp_trailing_spaces.xml", "127.0.0.88", "200"),
+    # SIPx's media listens on IPv4 only: an IPv6-only offer is refused cleanly.
+    ("uac_sdp_ipv6.xml", "127.0.0.89", "488"),
+])
+def test_odd_sdps_are_answered_or_refused_cleanly(sipx, tmp_path, scenario, ip, expected):
+    run, _ = call(sipx, tmp_path, ip, scenario)
+    assert run.returncode == 0, run.errors + run.stderr
+    assert f"FINAL {expected}" in run.logs, run.logs
+
+
+def test_srtp_required_refuses_plain_rtp_with_488_and_a_warning(data_dir, tmp_path):
+    s = echo_server(data_dir, SIPX_MEDIA__SRTP="required")
+    try:
+        run, _ = call(s, tmp_path, "127.0.0.90", "uac_plain_rtp_offer.xml")
+        assert run.returncode == 0, run.errors + run.stderr
+        assert "FINAL 488" in run.logs, run.logs
+        refused = logged(s, "call refused: media")
+        assert refused and "SRTP" in refused[0]["rejection"], refused
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("codec, rate, ip", [("pcmu", 8000, "127.0.0.91"), ("g722", 16000, "127.0.0.92"),
+                                           ("opus", 48000, "127.0.0.93")])
+def test_baresip_srtp_call_is_encrypted_and_the_tone_comes_back(sipx, tmp_path, audio, codec, rate, ip):
+    host, port = sip_addr(sipx, "udp")
+    peer = Baresip(tmp_path / "bare", ip, audio.tone1000_8k, mediaenc="srtp-mand", codecs=(codec,))
+    with Capture(tmp_path / "srtp.pcap", f"host {ip} and udp and not port 5070 and not port {port}") as cap:
+        with peer:
+            peer.dial(f"sip:echo@{host}:{port}")
+            threading.Event().wait(2.5)  # media time: nothing to wait for but the clock
+            peer.hangup()
+    media.assert_no_cleartext_rtp(cap.pcap, min_streams=2)
+    # What baresip heard is its own tone, back through SIPx's decoder, jitter buffer and encoder.
+    tone = media.tone_check(peer.recording("dec"), 1000)
+    assert tone.band_ratio >= 0.9 and tone.active_s >= 1.0, tone
+    negotiated = logged(sipx, "call media negotiated")
+    assert negotiated and negotiated[0]["codec"].lower() == codec and negotiated[0]["srtp"], negotiated
