@@ -226,7 +226,7 @@ def _pesq(ref, deg, rate, mode, loop):
 
 def pesq_nb(ref, deg, loop=False):
     """ITU-T P.862 narrow-band MOS-LQO (8 kHz; other rates are resampled). A G.711 leg of the
-    espeak sentence scores ~3.94; the same file against itself 4.55."""
+    espeak sentence scores ~4.0; the same file against itself 4.55."""
     return _pesq(ref, deg, 8000, "nb", loop)
 
 
