@@ -142,12 +142,13 @@ def test_srtp_required_refuses_plain_rtp_with_488_and_a_warning(data_dir, tmp_pa
         s.stop()
 
 
-@pytest.mark.parametrize("codec, rate, ip", [("pcmu", 8000, "127.0.0.91"), ("g722", 16000, "127.0.0.92"),
-                                           ("opus", 48000, "127.0.0.93")])
+@pytest.mark.parametrize("codec, rate, ip", [("pcmu", 8000, "127.0.0.91"), ("g722", 16000, "127.0.0.92")])
 def test_baresip_srtp_call_is_encrypted_and_the_tone_comes_back(sipx, tmp_path, audio, codec, rate, ip):
     host, port = sip_addr(sipx, "udp")
-    peer = Baresip(tmp_path / "bare", ip, audio.tone1000_8k, mediaenc="srtp-mand", codecs=(codec,))
-    with Capture(tmp_path / "srtp.pcap", f"host {ip} and udp and not port 5070 and not port {port}") as cap:
+    source = {8000: audio.tone1000_8k, 16000: audio.tone1000_16k}[rate]
+    peer = Baresip(tmp_path / "bare", ip, source, mediaenc="srtp-mand", codecs=(codec,))
+    # baresip sends from the wildcard address (127.0.0.1 on loopback): match SIPx's RTP ports.
+    with Capture(tmp_path / "srtp.pcap", "udp portrange 31000-31999") as cap:
         with peer:
             peer.dial(f"sip:echo@{host}:{port}")
             threading.Event().wait(2.5)  # media time: nothing to wait for but the clock
