@@ -316,8 +316,14 @@ impl BoundSip {
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;
         core.set_media(engine);
+        let mut forward_stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(event) = media_rx.recv().await {
+            loop {
+                let event = tokio::select! {
+                    e = media_rx.recv() => e,
+                    _ = forward_stop.wait_for(|s| *s) => None,
+                };
+                let Some(event) = event else { return };
                 if core_tx.send(core::CoreInput::Media(event)).await.is_err() {
                     return;
                 }
