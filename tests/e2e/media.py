@@ -671,7 +671,10 @@ class Baresip:
     at sip_port + 1, which is why each instance gets its own address."""
 
     def __init__(self, workdir, ip, source_wav, user="peer", sip_port=5070, ctrl_port=4470,
-                 rtp_ports=(20000, 20099), codecs=("pcmu",), mediaenc=None, auto_answer=True, account_params=""):
+                 rtp_ports=(20000, 20099), codecs=("pcmu",), mediaenc=None, auto_answer=True, account_params="",
+                 account=None, extra_config=""):
+        """`account` replaces the generated account line (e.g. one that registers somewhere);
+        `extra_config` is appended to the config (e.g. `sip_cafile`)."""
         self.dir = pathlib.Path(workdir)
         self.ip, self.sip_port, self.ctrl_port = ip, sip_port, ctrl_port
         self.uri = f"sip:{user}@{ip}:{sip_port}"
@@ -681,12 +684,12 @@ class Baresip:
             params.append("answermode=auto")
         if mediaenc:
             params.append(f"mediaenc={mediaenc}")
-        self.account = f"<{self.uri}>;" + ";".join(params) + account_params
+        self.account = account or f"<{self.uri}>;" + ";".join(params) + account_params
         modules = sorted({BARESIP_CODEC_MODULES[c] for c in codecs})
         self.config = BARESIP_CONFIG.format(
             ip=ip, sip_port=sip_port, source=source_wav, rtp_first=rtp_ports[0], rtp_last=rtp_ports[1],
             codec_modules="\n".join(f"module\t\t\t{m}.so" for m in modules), ctrl_port=ctrl_port,
-            record_dir=self.record_dir)
+            record_dir=self.record_dir) + extra_config
         self.proc = None
         self.events = []
         self._responses = {}

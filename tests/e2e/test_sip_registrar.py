@@ -9,6 +9,7 @@ import tempfile
 import requests
 
 from conftest import PEERS, Server, auth_header, create_app, run_sipp, sip_addr, sip_transaction
+from media import Baresip
 
 
 def account(server, creds, username, password, **extra):
@@ -142,17 +143,6 @@ def test_registrations_and_trunks_survive_a_restart(data_dir, tmp_path):
         s.stop()
 
 
-def baresip(tmp_path, name, sip_listen, ctrl, account_line, cafile=None):
-    d = tmp_path / name
-    subprocess.run(["sh", str(PEERS / "baresip" / "mkconf.sh"), str(d), sip_listen, ctrl, "20000-20099",
-                    "/dev/null", str(d / "rec"), account_line], check=True)
-    if cafile:
-        with open(d / "config", "a") as f:
-            f.write(f"sip_cafile\t{cafile}\n")
-    return subprocess.Popen(["baresip", "-f", str(d)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
 def self_signed(tmp_path):
     cert, key = tmp_path / "sip-cert.pem", tmp_path / "sip-key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -167,21 +157,18 @@ def test_baresip_registers_over_udp_tcp_and_tls(data_dir, tmp_path):
                               "SIPX_SIP__TLS_KEY": str(key)}).start()
     try:
         creds = create_app(s)[:2]
-        cafile = cert  # baresip verifies the server certificate
         for i, transport in enumerate(("udp", "tcp", "tls")):
             user = f"bare{transport}"
             account(s, creds, user, "barepass123")
             host, port = sip_addr(s, transport)
             line = (f"<sip:{user}@127.0.0.1>;auth_pass=barepass123;"
                     f"outbound=\"sip:{host}:{port};transport={transport}\";regint=120")
-            proc = baresip(tmp_path, user, f"127.0.0.1:{5171 + 10 * i}", f"127.0.0.1:{4571 + i}", line, cafile)
-            try:
+            # baresip verifies the server certificate; it un-registers on its way out.
+            with Baresip(tmp_path / user, "127.0.0.1", "/dev/null", sip_port=5171 + 10 * i,
+                         ctrl_port=4571 + i, account=line, extra_config=f"sip_cafile\t{cert}\n"):
                 registration_logged(s, user, 1)
                 regs = [r for r in registrations(s, creds) if r["username"] == user]
                 assert regs and regs[0]["transport"] == transport.upper(), regs
-            finally:
-                proc.terminate()  # baresip un-registers on its way out
-                proc.wait(10)
     finally:
         s.stop()
 

@@ -34,11 +34,19 @@ pub enum LegMode {
     Echo,
 }
 
-/// Something a leg reported.
+/// Something a leg reported, or its failure to start.
 #[derive(Debug)]
-pub struct MediaEvent {
-    pub leg: LegId,
-    pub event: LegEvent,
+pub enum MediaEvent {
+    Leg { leg: LegId, event: LegEvent },
+    Failed { leg: LegId, reason: String },
+}
+
+impl MediaEvent {
+    pub fn leg(&self) -> LegId {
+        match self {
+            MediaEvent::Leg { leg, .. } | MediaEvent::Failed { leg, .. } => *leg,
+        }
+    }
 }
 
 pub(crate) enum Command {

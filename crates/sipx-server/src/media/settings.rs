@@ -96,34 +96,29 @@ fn codec_kind(codec: Codec) -> Option<CodecKind> {
     })
 }
 
-fn srtp_suite(suite: sipx_sdp::SrtpSuite) -> Option<SrtpSuite> {
-    Some(match suite {
+fn srtp_suite(suite: sipx_sdp::SrtpSuite) -> SrtpSuite {
+    match suite {
         sipx_sdp::SrtpSuite::AesCm128HmacSha1_80 => SrtpSuite::AesCm128HmacSha1_80,
         sipx_sdp::SrtpSuite::AesCm128HmacSha1_32 => SrtpSuite::AesCm128HmacSha1_32,
         sipx_sdp::SrtpSuite::AeadAes128Gcm => SrtpSuite::AeadAes128Gcm,
-        #[allow(unreachable_patterns)]
-        _ => return None,
-    })
+    }
 }
 
 /// The leg configuration for a negotiation; `None` when this build lacks the codec or suite.
 /// The PCM rate is the codec's own (no resampling for the echo test).
 pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<LegConfig> {
     let codec = codec_kind(n.codec.codec)?;
-    let srtp = match &n.srtp {
-        Some(p) => Some(SrtpConfig {
-            suite: srtp_suite(p.suite)?,
-            local: SrtpKey {
-                key: p.local.key.clone(),
-                salt: p.local.salt.clone(),
-            },
-            remote: SrtpKey {
-                key: p.remote.key.clone(),
-                salt: p.remote.salt.clone(),
-            },
-        }),
-        None => None,
-    };
+    let srtp = n.srtp.as_ref().map(|p| SrtpConfig {
+        suite: srtp_suite(p.suite),
+        local: SrtpKey {
+            key: p.local.key.clone(),
+            salt: p.local.salt.clone(),
+        },
+        remote: SrtpKey {
+            key: p.remote.key.clone(),
+            salt: p.remote.salt.clone(),
+        },
+    });
     // Opus carries any rate: 16 kHz is wideband speech at a third of 48 kHz's cost.
     let frame_rate = match codec {
         CodecKind::Opus => 16_000,

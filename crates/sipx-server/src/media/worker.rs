@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sipx_media::leg::{LegEvent, MediaLeg};
+use sipx_media::leg::MediaLeg;
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
@@ -54,6 +54,9 @@ struct Worker {
     send_buf: Vec<u8>,
     pcm: Vec<i16>,
     next_tick: Instant,
+    /// No leg's timer is due before this (it may be early, never late): legs are scanned for
+    /// timers only then, not on every packet.
+    timers_due: Option<Instant>,
 }
 
 pub(crate) fn spawn(
@@ -74,6 +77,7 @@ pub(crate) fn spawn(
         send_buf: vec![0u8; 2048],
         pcm: vec![0i16; 48_000 / 50],
         next_tick: Instant::now() + TICK,
+        timers_due: None,
     };
     std::thread::Builder::new()
         .name(format!("sipx-media-{index}"))
@@ -93,11 +97,8 @@ impl Worker {
         loop {
             let now = Self::now();
             let deadline = self
-                .slots
-                .iter()
-                .flatten()
-                .filter_map(|s| s.leg.poll_timeout())
-                .fold(self.next_tick, Instant::min);
+                .timers_due
+                .map_or(self.next_tick, |t| t.min(self.next_tick));
             let wait = deadline.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(wait))
                 && e.kind() != ErrorKind::Interrupted
@@ -124,18 +125,24 @@ impl Worker {
                     self.next_tick = now + TICK;
                 }
             }
-            for index in 0..self.slots.len() {
-                let due = self.slots[index]
-                    .as_ref()
-                    .and_then(|s| s.leg.poll_timeout())
-                    .is_some_and(|t| t <= now);
-                if due {
-                    if let Some(s) = self.slots[index].as_mut() {
-                        s.leg.handle_timeout(now);
-                    }
-                    self.flush(index);
-                }
+            if self.timers_due.is_some_and(|t| t <= now) {
+                self.run_timers(now);
             }
+        }
+    }
+
+    /// Fires the legs' due timers and finds the next one: one pass over the legs.
+    fn run_timers(&mut self, now: Instant) {
+        self.timers_due = None;
+        for index in 0..self.slots.len() {
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                continue;
+            };
+            if slot.leg.poll_timeout().is_some_and(|t| t <= now) {
+                slot.leg.handle_timeout(now);
+            }
+            // flush() records the leg's next timer.
+            self.flush(index);
         }
     }
 
@@ -163,9 +170,9 @@ impl Worker {
                     Ok(leg) => leg,
                     Err(e) => {
                         tracing::warn!(leg = id.0, error = %e, "cannot start a media leg");
-                        let _ = self.events.send(MediaEvent {
+                        let _ = self.events.send(MediaEvent::Failed {
                             leg: id,
-                            event: LegEvent::MediaTimeout,
+                            reason: format!("media could not start: {e}"),
                         });
                         return;
                     }
@@ -290,18 +297,14 @@ impl Worker {
             }
         }
         while let Some(event) = slot.leg.poll_event() {
-            if let (LegMode::Echo, LegEvent::Dtmf(d)) = (slot.mode, &event) {
-                // The echo test sends digits back, so a caller can check both directions.
-                slot.leg.send_dtmf(
-                    Self::now(),
-                    d.digit,
-                    Duration::from_millis(u64::from(d.duration_ms.max(100))),
-                );
-            }
-            let _ = self.events.send(MediaEvent {
+            let _ = self.events.send(MediaEvent::Leg {
                 leg: slot.id,
                 event,
             });
+        }
+        // What the leg did may have brought its next timer forward.
+        if let Some(at) = slot.leg.poll_timeout() {
+            self.timers_due = Some(self.timers_due.map_or(at, |t| t.min(at)));
         }
     }
 }

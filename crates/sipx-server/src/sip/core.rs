@@ -640,12 +640,7 @@ impl Core {
                 self.respond(now, txn, resp);
             }
             Method::Register => self.on_register(now, txn, req, peer),
-            _ if req.to().is_some_and(|t| t.tag().is_some()) => {
-                let unknown = req.response(481, None);
-                if !self.on_in_dialog(now, txn, req) {
-                    self.respond(now, txn, unknown);
-                }
-            }
+            _ if req.to().is_some_and(|t| t.tag().is_some()) => self.on_in_dialog(now, txn, req),
             Method::Invite => self.on_new_invite(now, txn, req, peer),
             _ => {
                 let resp = req.response(481, Some(&tag));

@@ -98,10 +98,10 @@ fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
     );
 }
 
-fn has_sdp(req_headers: &impl HasHeaders, body: &[u8]) -> bool {
-    !body.is_empty()
-        && req_headers
-            .headers()
+fn has_sdp(req: &Request) -> bool {
+    !req.body.is_empty()
+        && req
+            .headers
             .get("Content-Type")
             .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"))
 }
@@ -130,7 +130,7 @@ impl Core {
             self.respond(now, txn, resp);
             return;
         };
-        if !req.body.is_empty() && !has_sdp(&req, &req.body) {
+        if !req.body.is_empty() && !has_sdp(&req) {
             let resp = req
                 .response(415, Some(&tag))
                 .with_header("Accept", "application/sdp");
@@ -296,22 +296,21 @@ impl Core {
         }
     }
 
-    /// A request with a To tag: it belongs to a dialog, or gets 481. Returns false when it
-    /// is no call's (the caller answers it as before).
-    pub(super) fn on_in_dialog(&mut self, now: Instant, txn: ServerTxnId, req: Request) -> bool {
-        let Some(id) = DialogId::of_request(&req) else {
-            return false;
+    /// A request with a To tag: it belongs to a call's dialog, or gets 481.
+    pub(super) fn on_in_dialog(&mut self, now: Instant, txn: ServerTxnId, req: Request) {
+        let call = DialogId::of_request(&req)
+            .and_then(|id| Some((self.calls.by_dialog.get_mut(&id)?, id)));
+        let Some((call, id)) = call else {
+            self.respond(now, txn, req.response(481, None));
+            return;
         };
         let tag = id.local_tag.clone();
-        let Some(call) = self.calls.by_dialog.get_mut(&id) else {
-            return false;
-        };
         if let Err(DialogError::OutOfOrder) = call.dialog.on_request(&req) {
             let resp = req
                 .response(500, Some(&tag))
                 .with_reason("CSeq out of order");
             self.respond(now, txn, resp);
-            return true;
+            return;
         }
         match req.method {
             Method::Bye => {
@@ -345,7 +344,6 @@ impl Core {
                 self.respond(now, txn, resp);
             }
         }
-        true
     }
 
     /// A re-INVITE or UPDATE: a new offer (hold, resume, codec change), or none (we offer).
@@ -356,7 +354,7 @@ impl Core {
             return;
         };
         let peer = call.peer;
-        let result = if has_sdp(&req, &req.body) {
+        let result = if has_sdp(&req) {
             match SessionDescription::parse(&req.body) {
                 Ok(offer) => call
                     .sdp
@@ -409,19 +407,19 @@ impl Core {
         let Some(engine) = self.media.clone() else {
             return;
         };
-        let settings = self.settings.media.clone();
         let Some(call) = self.calls.by_dialog.get_mut(id) else {
             return;
         };
         let Some(negotiated) = call.sdp.negotiated().cloned() else {
             return;
         };
+        let (leg, ports) = (call.leg, call.ports.take());
         log_negotiation(&id.call_id, &negotiated);
-        let leg = call.leg;
-        match call.ports.take() {
+        match ports {
             Some(ports) => self.start_leg(&engine, leg, ports, &negotiated, &id.call_id),
             None => {
-                if let Some(cfg) = crate::media::leg_config(&negotiated, &settings, leg) {
+                if let Some(cfg) = crate::media::leg_config(&negotiated, &self.settings.media, leg)
+                {
                     engine.update_leg(leg, cfg);
                 }
             }
@@ -441,7 +439,7 @@ impl Core {
             return;
         }
         call.answer_in_ack = false;
-        let answer = has_sdp(&req, &req.body)
+        let answer = has_sdp(&req)
             .then(|| SessionDescription::parse(&req.body).ok())
             .flatten();
         let accepted = match answer {
@@ -473,26 +471,27 @@ impl Core {
     }
 
     pub(super) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
-        let Some(id) = self.calls.by_leg.get(&event.leg).cloned() else {
+        let Some(id) = self.calls.by_leg.get(&event.leg()).cloned() else {
             return;
         };
-        match event.event {
-            LegEvent::Dtmf(d) => self.on_digit(&id, d.digit, d.duration_ms, "rfc4733"),
-            LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
-            LegEvent::RemoteLatched(addr) => {
-                tracing::info!(call_id = %id.call_id, %addr, "media latched to the address the caller sends from");
-            }
-            _ => {}
+        match event {
+            MediaEvent::Leg { event, .. } => match event {
+                LegEvent::Dtmf(d) => self.on_digit(&id, d.digit, d.duration_ms, "rfc4733"),
+                LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
+                LegEvent::RemoteLatched(addr) => {
+                    tracing::info!(call_id = %id.call_id, %addr, "media latched to the address the caller sends from");
+                }
+                _ => {}
+            },
+            MediaEvent::Failed { reason, .. } => self.end_call(now, &id, &reason, true),
         }
     }
 
     fn on_digit(&mut self, id: &DialogId, digit: DtmfDigit, duration_ms: u32, via: &'static str) {
         tracing::info!(call_id = %id.call_id, digit = %digit.as_char(), duration_ms, via, "DTMF digit");
         metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
-        // The echo test sends digits that came by INFO back as RFC 4733 events too.
-        if via == "info"
-            && let (Some(engine), Some(call)) = (&self.media, self.calls.by_dialog.get(id))
-        {
+        // The echo test sends every digit back as an RFC 4733 event, however it came.
+        if let (Some(engine), Some(call)) = (&self.media, self.calls.by_dialog.get(id)) {
             engine.send_dtmf(
                 call.leg,
                 digit,
