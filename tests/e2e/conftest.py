@@ -20,7 +20,7 @@ import pytest
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SIPX = pathlib.Path(os.environ.get("SIPX_BIN", ROOT / "target" / "debug" / "sipx"))
+SIPX = pathlib.Path(os.environ.get("E2E_SIPX_BINARY", ROOT / "target" / "debug" / "sipx"))
 ARTIFACTS = ROOT / "tests" / "e2e" / ".artifacts"
 ADMIN_KEY = "operator-key"
 ADMIN_SECRET = "operator-secret-for-tests"
