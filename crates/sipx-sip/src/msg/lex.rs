@@ -20,31 +20,35 @@ pub fn trim_ws(s: &str) -> &str {
 }
 
 /// Splits on `sep` where it is not inside a quoted string or `<…>`. Unbalanced quotes or
-/// brackets are reported as `None`.
+/// brackets are reported as `None`, as is a separator that is not ASCII.
 pub fn split_top(s: &str, sep: char) -> Option<Vec<&str>> {
+    // Every delimiter here is ASCII, so scanning bytes finds the same places as scanning
+    // chars (UTF-8 continuation bytes never equal an ASCII byte) without decoding: this runs
+    // on most headers of every message.
+    let sep = u8::try_from(sep).ok().filter(u8::is_ascii)?;
     let mut out = Vec::new();
     let mut depth = 0u32;
     let mut in_quotes = false;
     let mut escaped = false;
     let mut start = 0;
-    for (i, c) in s.char_indices() {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
         if in_quotes {
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 in_quotes = false;
             }
             continue;
         }
-        match c {
-            '"' => in_quotes = true,
-            '<' => depth += 1,
-            '>' => depth = depth.checked_sub(1)?,
-            c if c == sep && depth == 0 => {
+        match b {
+            b'"' => in_quotes = true,
+            b'<' => depth += 1,
+            b'>' => depth = depth.checked_sub(1)?,
+            b if b == sep && depth == 0 => {
                 out.push(&s[start..i]);
-                start = i + c.len_utf8();
+                start = i + 1;
             }
             _ => {}
         }
