@@ -5,6 +5,7 @@
 //! Legs are sharded over the threads by id; a leg never moves, so each leg's state is touched
 //! by one thread only and nothing is locked on the packet path.
 
+mod phone_link;
 mod ports;
 mod settings;
 mod worker;
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::StartupError;
 use ports::PortAllocator;
+pub use phone_link::{LinkPacket, PhoneLink};
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
 

@@ -1,0 +1,270 @@
+//! [`PhoneLink`]: the audio of one phone participant between its media thread (which owns the
+//! SIP leg, decodes the room's Opus streams and mixes them, and encodes the caller's voice to
+//! Opus) and the rooms thread (which forwards Opus packets between participants and never
+//! decodes).
+//!
+//! Two bounded queues of fixed-size packets under one mutex: the media thread touches it once per
+//! 20 ms tick, the rooms thread once per forwarded packet, so the lock is never contended for
+//! long and nothing is allocated per packet. When a queue is full the oldest packet is dropped
+//! (and counted): late audio is worth less than new audio.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The largest Opus payload carried (RFC 6716 caps one frame at 1275 bytes).
+pub const MAX_PAYLOAD: usize = 1275;
+/// Packets queued toward the phone: 20 ms of up to 32 talking participants.
+const DOWN_CAPACITY: usize = 32;
+/// Packets queued toward the room: 200 ms of the caller's voice.
+const UP_CAPACITY: usize = 10;
+
+/// One Opus packet.
+#[derive(Clone)]
+pub struct LinkPacket {
+    /// Toward the phone: which participant it comes from (the rooms thread's key). Toward the
+    /// room: unused (0).
+    pub source: u64,
+    /// Extended RTP sequence number.
+    pub seq: u64,
+    /// RTP time in 48 kHz ticks (Opus's RTP clock, RFC 7587), extended.
+    pub rtp_time: u64,
+    /// RFC 6464 level of the audio in -dBov (0 loudest, 127 silence), when known.
+    pub level: Option<u8>,
+    len: u16,
+    data: [u8; MAX_PAYLOAD],
+}
+
+impl LinkPacket {
+    pub fn payload(&self) -> &[u8] {
+        &self.data[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for LinkPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkPacket")
+            .field("source", &self.source)
+            .field("seq", &self.seq)
+            .field("rtp_time", &self.rtp_time)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A ring of preallocated packets.
+struct Ring {
+    slots: Vec<LinkPacket>,
+    /// Indices of filled slots, oldest first; `free` holds the others.
+    filled: VecDeque<usize>,
+    free: Vec<usize>,
+    dropped: u64,
+}
+
+impl Ring {
+    fn new(capacity: usize) -> Ring {
+        let empty = LinkPacket {
+            source: 0,
+            seq: 0,
+            rtp_time: 0,
+            level: None,
+            len: 0,
+            data: [0; MAX_PAYLOAD],
+        };
+        Ring {
+            slots: vec![empty; capacity],
+            filled: VecDeque::with_capacity(capacity),
+            free: (0..capacity).rev().collect(),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, source: u64, seq: u64, rtp_time: u64, level: Option<u8>, payload: &[u8]) {
+        if payload.len() > MAX_PAYLOAD {
+            self.dropped += 1;
+            return;
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.dropped += 1;
+                match self.filled.pop_front() {
+                    Some(i) => i,
+                    None => return,
+                }
+            }
+        };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.source = source;
+        slot.seq = seq;
+        slot.rtp_time = rtp_time;
+        slot.level = level;
+        slot.len = payload.len() as u16;
+        slot.data[..payload.len()].copy_from_slice(payload);
+        self.filled.push_back(index);
+    }
+
+    fn drain(&mut self, mut f: impl FnMut(&LinkPacket)) {
+        while let Some(index) = self.filled.pop_front() {
+            if let Some(p) = self.slots.get(index) {
+                f(p);
+            }
+            self.free.push(index);
+        }
+    }
+}
+
+struct Inner {
+    down: Ring,
+    up: Ring,
+    /// Participants that left: the media thread forgets their decoders.
+    gone: Vec<u64>,
+    closed: bool,
+}
+
+/// What wakes the rooms thread when the caller's voice is queued.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Shared by one phone's media leg and the rooms thread. See the module docs.
+pub struct PhoneLink {
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+impl std::fmt::Debug for PhoneLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneLink").finish_non_exhaustive()
+    }
+}
+
+impl PhoneLink {
+    /// `notify` is called (from the media thread) after the caller's voice is queued.
+    pub fn new(notify: Notify) -> Arc<PhoneLink> {
+        Arc::new(PhoneLink {
+            inner: Mutex::new(Inner {
+                down: Ring::new(DOWN_CAPACITY),
+                up: Ring::new(UP_CAPACITY),
+                gone: Vec::with_capacity(8),
+                closed: false,
+            }),
+            notify,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves two queues of plain data: still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    // ---- rooms thread side ----
+
+    /// Queues a packet of another participant toward the phone.
+    pub fn push_downlink(&self, source: u64, seq: u64, rtp_time: u64, payload: &[u8]) {
+        self.lock().down.push(source, seq, rtp_time, None, payload);
+    }
+
+    /// A participant left: its decoder on the media side can go.
+    pub fn source_gone(&self, source: u64) {
+        let mut inner = self.lock();
+        if inner.gone.len() < inner.gone.capacity() {
+            inner.gone.push(source);
+        }
+    }
+
+    /// Takes the caller's voice packets queued since the last call.
+    pub fn drain_uplink(&self, f: impl FnMut(&LinkPacket)) {
+        self.lock().up.drain(f);
+    }
+
+    // ---- media thread side ----
+
+    /// Takes the room's packets queued since the last tick, and the participants that left.
+    pub fn drain_downlink(&self, f: impl FnMut(&LinkPacket), mut gone: impl FnMut(u64)) {
+        let mut inner = self.lock();
+        inner.down.drain(f);
+        for source in inner.gone.drain(..) {
+            gone(source);
+        }
+    }
+
+    /// Queues one packet of the caller's voice and wakes the rooms thread.
+    pub fn push_uplink(&self, seq: u64, rtp_time: u64, level: Option<u8>, payload: &[u8]) {
+        self.lock().up.push(0, seq, rtp_time, level, payload);
+        (self.notify)();
+    }
+
+    // ---- either side ----
+
+    /// The link is over (the call ended or the participant was removed).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Packets dropped because a queue was full: (toward the phone, toward the room).
+    pub fn dropped(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.down.dropped, inner.up.dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> Arc<PhoneLink> {
+        PhoneLink::new(Arc::new(|| {}))
+    }
+
+    #[test]
+    fn packets_cross_in_order_and_the_oldest_is_dropped_when_full() {
+        let link = link();
+        for seq in 0..(DOWN_CAPACITY as u64 + 3) {
+            link.push_downlink(7, seq, seq * 960, &[seq as u8; 3]);
+        }
+        let mut seen = Vec::new();
+        link.drain_downlink(|p| seen.push((p.source, p.seq, p.payload().to_vec())), |_| {});
+        assert_eq!(seen.len(), DOWN_CAPACITY);
+        assert_eq!(seen[0].1, 3);
+        assert_eq!(seen[0].2, vec![3u8; 3]);
+        assert_eq!(link.dropped(), (3, 0));
+        let mut again = 0;
+        link.drain_downlink(|_| again += 1, |_| {});
+        assert_eq!(again, 0);
+    }
+
+    #[test]
+    fn uplink_wakes_the_rooms_thread_and_oversized_payloads_are_refused() {
+        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let w = woken.clone();
+        let link = PhoneLink::new(Arc::new(move || {
+            w.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }));
+        link.push_uplink(1, 960, Some(30), &[1, 2, 3]);
+        link.push_uplink(2, 1920, None, &[0; MAX_PAYLOAD + 1]);
+        assert_eq!(woken.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let mut got = Vec::new();
+        link.drain_uplink(|p| got.push((p.seq, p.level, p.payload().len())));
+        assert_eq!(got, vec![(1, Some(30), 3)]);
+        assert_eq!(link.dropped(), (0, 1));
+    }
+
+    #[test]
+    fn departures_reach_the_media_side_once() {
+        let link = link();
+        link.source_gone(4);
+        let mut gone = Vec::new();
+        link.drain_downlink(|_| {}, |s| gone.push(s));
+        link.drain_downlink(|_| {}, |s| gone.push(s));
+        assert_eq!(gone, vec![4]);
+        assert!(!link.is_closed());
+        link.close();
+        assert!(link.is_closed());
+    }
+}
