@@ -1,0 +1,21 @@
+//! The built-in rooms of SIPx: a selective forwarding unit on str0m where browsers (WebRTC) and
+//! phone participants (through the media engine) meet. Sans-IO: the rooms thread in
+//! `sipx-server` owns the UDP socket and the clock and feeds [`Sfu`].
+//!
+//! Files: `sfu.rs` (rooms, participants, forwarding), `browser.rs` (one browser's `Rtc` and
+//! its SDP negotiation), `track.rs`, `speaking.rs` (active speakers from audio levels),
+//! `signal.rs` (the signalling messages, docs/rooms-signalling.md), `view.rs` (what the API
+//! shows), `ids.rs`, `error.rs`.
+
+mod browser;
+mod error;
+mod ids;
+pub mod signal;
+mod sfu;
+mod speaking;
+mod track;
+pub mod view;
+
+pub use error::RoomError;
+pub use ids::{ParticipantId, RoomKey, valid_name};
+pub use sfu::{JoinRequest, Output, RoomEvent, Sfu, SfuConfig};
