@@ -50,10 +50,20 @@ def static_server():
 @contextlib.contextmanager
 def chromium(extra_args=()):
     """A headless Chromium (Debian's) with fake media devices."""
+    with chromiums([extra_args]) as (browser,):
+        yield browser
+
+
+@contextlib.contextmanager
+def chromiums(args_per_browser):
+    """Several headless Chromiums (separate processes: each fake microphone plays its own file)."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
-                                    args=[*CHROMIUM_ARGS, *extra_args])
+        browsers = []
         try:
-            yield browser
+            for extra_args in args_per_browser:
+                browsers.append(p.chromium.launch(executable_path=chromium_path(), headless=True,
+                                                  args=[*CHROMIUM_ARGS, *extra_args]))
+            yield browsers
         finally:
-            browser.close()
+            for b in browsers:
+                b.close()

@@ -50,7 +50,8 @@ class Server:
         self.env = dict(os.environ)
         self.env.update({"SIPX_ADMIN__API_KEY": ADMIN_KEY, "SIPX_ADMIN__API_SECRET": ADMIN_SECRET})
         self.env.pop("RUST_LOG", None)
-        self.env.update({"SIPX_SIP__UDP": '["127.0.0.1:0"]', "SIPX_SIP__TCP": '["127.0.0.1:0"]'})
+        self.env.update({"SIPX_SIP__UDP": '["127.0.0.1:0"]', "SIPX_SIP__TCP": '["127.0.0.1:0"]',
+                         "SIPX_ROOMS__UDP": "127.0.0.1:0"})
         self.env.update(env or {})
         self.proc = None
         self.lines = []

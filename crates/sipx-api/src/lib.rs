@@ -9,6 +9,7 @@ mod observe;
 pub mod openapi;
 mod pagination;
 pub mod problem;
+pub mod room_service;
 mod routes;
 pub mod state;
 mod time;
@@ -30,7 +31,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
-    use routes::{app, apps, ops, registrations, sip_accounts, trunks};
+    use routes::{app, apps, ops, registrations, rooms, sip_accounts, trunks};
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
@@ -63,6 +64,18 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
                 .patch(trunks::update)
                 .delete(trunks::delete),
         )
+        .route("/v1/rooms", post(rooms::create).get(rooms::list))
+        .route("/v1/rooms/{room}", get(rooms::get).delete(rooms::close))
+        .route("/v1/rooms/{room}/tokens", post(rooms::create_token))
+        .route(
+            "/v1/rooms/{room}/participants/{identity}",
+            axum::routing::delete(rooms::remove_participant),
+        )
+        .route(
+            "/v1/rooms/{room}/participants/{identity}/mute",
+            post(rooms::mute),
+        )
+        .route("/v1/rtc", get(rooms::signalling::connect))
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 

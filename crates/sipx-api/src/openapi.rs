@@ -40,6 +40,13 @@ use crate::routes;
         routes::trunks::get,
         routes::trunks::update,
         routes::trunks::delete,
+        routes::rooms::create,
+        routes::rooms::list,
+        routes::rooms::get,
+        routes::rooms::close,
+        routes::rooms::token::create_token,
+        routes::rooms::remove_participant,
+        routes::rooms::mute,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
     // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
@@ -49,6 +56,7 @@ use crate::routes;
         (name = "apps", description = "Applications (tenants) and their credentials"),
         (name = "sip-accounts", description = "Credentials that gateways and phones register with, and their registrations"),
         (name = "trunks", description = "SIP trunks to and from providers"),
+        (name = "rooms", description = "Built-in WebRTC rooms, their participants (browsers and phone calls) and join tokens"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -16,6 +16,8 @@ pub struct ApiState {
     pub metrics: PrometheusHandle,
     pub health: Health,
     pub runtime: Runtime,
+    /// The built-in rooms, when enabled.
+    pub rooms: Option<std::sync::Arc<dyn crate::room_service::RoomService>>,
 }
 
 /// Live state the SIP service publishes for the API to show (it is not in the database).
@@ -112,6 +114,8 @@ pub struct AuthSettings {
     /// How far in the future `expire_at` may lie; a signature valid for longer is refused, so a
     /// leaked URL cannot be replayed for months.
     pub max_expiry_ahead: Duration,
+    /// The longest lifetime of a room join token the API mints.
+    pub room_token_max_ttl: Duration,
     /// The operator's credential for `/v1/apps`, when configured.
     pub admin: Option<AdminCredential>,
 }

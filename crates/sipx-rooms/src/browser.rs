@@ -51,6 +51,8 @@ pub struct Browser {
     pub tracks_out: Vec<TrackOut>,
     /// `TrackOut`s whose publisher left (same order as appended; looked up by source).
     gone: Vec<TrackIn>,
+    /// Inactive m-lines, reused for new tracks of their kind.
+    idle: Vec<(Mid, MediaKind)>,
     next_timeout: Instant,
     last_keyframe_request: Vec<(Mid, Instant)>,
     ice_disconnected_since: Option<Instant>,
@@ -86,6 +88,7 @@ impl Browser {
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
             gone: Vec::new(),
+            idle: Vec::new(),
             next_timeout: now,
             last_keyframe_request: Vec::new(),
             ice_disconnected_since: None,
@@ -216,7 +219,13 @@ impl Browser {
     }
 
     fn on_event(&mut self, event: Event, out: &mut Vec<BrowserOutput>) {
+        if let Event::IceConnectionStateChange(state) = &event {
+            tracing::info!(participant = self.id.0, ?state, "ICE state");
+        }
         match event {
+            Event::Closed => {
+                tracing::info!(participant = self.id.0, "WebRTC session closed by the peer");
+            }
             Event::IceConnectionStateChange(state) => match state {
                 IceConnectionState::Disconnected => {
                     self.ice_disconnected_since.get_or_insert(self.next_timeout);
@@ -256,13 +265,7 @@ impl Browser {
             .ok_or_else(|| "the session failed".to_owned())?
             .map_err(|e| format!("offer refused: {e}"))?;
         self.pending = None;
-        for t in &mut self.tracks_out {
-            t.state = match t.state {
-                TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
-                TrackOutState::NegotiatingStop(m) => TrackOutState::ToStop(m),
-                s => s,
-            };
-        }
+        self.settle_after_rollback();
         Ok(answer.to_sdp_string())
     }
 
@@ -277,29 +280,48 @@ impl Browser {
             .guard(|rtc| rtc.sdp_api().accept_answer(pending, answer))
             .ok_or_else(|| "the session failed".to_owned())?;
         if let Err(e) = result {
-            // Our changes are rolled back; try them again later.
-            for t in &mut self.tracks_out {
-                t.state = match t.state {
-                    TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
-                    TrackOutState::NegotiatingStop(m) => TrackOutState::ToStop(m),
-                    s => s,
-                };
-            }
+            // What the offer added is rolled back; directions already changed stay changed.
+            self.settle_after_rollback();
             return Err(format!("answer refused: {e}"));
         }
         let mut opened = Vec::new();
         for t in &mut self.tracks_out {
-            if let TrackOutState::Negotiating(m) = t.state {
-                t.state = TrackOutState::Open(m);
-                opened.push(t.source);
+            match t.state {
+                TrackOutState::Negotiating(m) => {
+                    t.state = TrackOutState::Open(m);
+                    opened.push(t.source);
+                }
+                TrackOutState::NegotiatingIdle(m) => self.idle.push((m, t.source.kind)),
+                _ => {}
             }
         }
         self.tracks_out
-            .retain(|t| !matches!(t.state, TrackOutState::NegotiatingStop(_)));
+            .retain(|t| !matches!(t.state, TrackOutState::NegotiatingIdle(_)));
         let tracks_out = &self.tracks_out;
         self.gone
             .retain(|g| tracks_out.iter().any(|t| t.source == *g));
         Ok(opened)
+    }
+
+    /// Our offer was dropped (the browser offered meanwhile) or refused. str0m applies
+    /// direction changes to the session at once (only added m-lines wait for the answer), so a
+    /// reused or idled m-line already has its new direction, which any answer we give carries:
+    /// count those as done; m-lines that were only proposed are proposed again.
+    fn settle_after_rollback(&mut self) {
+        let rtc = &self.rtc;
+        let idle = &mut self.idle;
+        for t in &mut self.tracks_out {
+            match t.state {
+                TrackOutState::Negotiating(m) if rtc.media(m).is_some() => {
+                    t.state = TrackOutState::Open(m);
+                }
+                TrackOutState::Negotiating(_) => t.state = TrackOutState::ToOpen,
+                TrackOutState::NegotiatingIdle(m) => idle.push((m, t.source.kind)),
+                _ => {}
+            }
+        }
+        self.tracks_out
+            .retain(|t| !matches!(t.state, TrackOutState::NegotiatingIdle(_)));
     }
 
     /// Receive a track published by someone else.
@@ -333,13 +355,13 @@ impl Browser {
             if let TrackOutState::Open(m) = t.state
                 && self.gone.contains(&t.source)
             {
-                t.state = TrackOutState::ToStop(m);
+                t.state = TrackOutState::ToIdle(m);
             }
         }
         let wanted = self
             .tracks_out
             .iter()
-            .any(|t| matches!(t.state, TrackOutState::ToOpen | TrackOutState::ToStop(_)));
+            .any(|t| matches!(t.state, TrackOutState::ToOpen | TrackOutState::ToIdle(_)));
         if !wanted {
             return None;
         }
@@ -353,9 +375,9 @@ impl Browser {
                         t.state = TrackOutState::Negotiating(m);
                     }
                 }
-                TrackOutState::ToStop(m) => {
+                TrackOutState::ToIdle(m) => {
                     let _ = it.next();
-                    t.state = TrackOutState::NegotiatingStop(m);
+                    t.state = TrackOutState::NegotiatingIdle(m);
                 }
                 _ => {}
             }
@@ -370,9 +392,10 @@ impl Browser {
         let waiting: Vec<TrackOut> = self
             .tracks_out
             .iter()
-            .filter(|t| matches!(t.state, TrackOutState::ToOpen | TrackOutState::ToStop(_)))
+            .filter(|t| matches!(t.state, TrackOutState::ToOpen | TrackOutState::ToIdle(_)))
             .copied()
             .collect();
+        let mut idle = std::mem::take(&mut self.idle);
         let origin_names: Vec<String> = waiting
             .iter()
             .map(|t| format!("p{}", t.source.origin.0))
@@ -383,27 +406,38 @@ impl Browser {
             for (t, stream) in waiting.iter().zip(origin_names) {
                 match t.state {
                     TrackOutState::ToOpen => {
-                        let mid = change.add_media(
-                            t.source.kind,
-                            Direction::SendOnly,
-                            Some(stream),
-                            None,
-                            None,
-                        );
+                        let reuse = idle.iter().position(|(_, k)| *k == t.source.kind);
+                        let mid = match reuse {
+                            Some(i) => {
+                                let (m, _) = idle.swap_remove(i);
+                                change.set_direction(m, Direction::SendOnly);
+                                m
+                            }
+                            None => change.add_media(
+                                t.source.kind,
+                                Direction::SendOnly,
+                                Some(stream),
+                                None,
+                                None,
+                            ),
+                        };
                         mids.push(Some(mid));
                     }
-                    TrackOutState::ToStop(m) => {
-                        change.stop_media(m);
+                    TrackOutState::ToIdle(m) => {
+                        change.set_direction(m, Direction::Inactive);
                         mids.push(None);
                     }
                     _ => {}
                 }
             }
-            change
+            let applied = change
                 .apply()
-                .map(|(offer, pending)| (offer.to_sdp_string(), pending, mids))
+                .map(|(offer, pending)| (offer.to_sdp_string(), pending, mids));
+            (applied, idle)
         });
-        result.flatten()
+        let (applied, idle) = result?;
+        self.idle = idle;
+        applied
     }
 
     /// The received m-lines (offered or open) and whose tracks they carry.

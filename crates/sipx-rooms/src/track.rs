@@ -29,9 +29,11 @@ pub enum TrackOutState {
     /// In the server's unanswered offer.
     Negotiating(Mid),
     Open(Mid),
-    /// Its publisher left: the m-line must be stopped.
-    ToStop(Mid),
-    NegotiatingStop(Mid),
+    /// Its publisher left: the m-line goes inactive, to be reused for a later track of the
+    /// same kind. (Stopping m-lines instead would make a browser tear down the whole transport
+    /// when the stopped one tags the BUNDLE group.)
+    ToIdle(Mid),
+    NegotiatingIdle(Mid),
 }
 
 /// A track a browser receives from another participant.
@@ -47,8 +49,8 @@ impl TrackOut {
             TrackOutState::ToOpen => None,
             TrackOutState::Negotiating(m)
             | TrackOutState::Open(m)
-            | TrackOutState::ToStop(m)
-            | TrackOutState::NegotiatingStop(m) => Some(m),
+            | TrackOutState::ToIdle(m)
+            | TrackOutState::NegotiatingIdle(m) => Some(m),
         }
     }
 

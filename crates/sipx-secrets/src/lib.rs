@@ -7,9 +7,11 @@
 //!   `api_secret` is the HMAC key; a SIP account password feeds digest) are stored sealed with
 //!   AES-256-GCM under a master key, bound to the row they belong to.
 //! - [`generate`]: new API keys, secrets and master keys from the system CSPRNG.
+//! - [`jwt`]: HS256 JSON Web Tokens, the room join tokens (signed with an application's secret).
 //! - [`Redacted`]: a wrapper whose `Debug`/`Display` never print the value.
 
 pub mod generate;
+pub mod jwt;
 pub mod redacted;
 pub mod sealed;
 pub mod signature;

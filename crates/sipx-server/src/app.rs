@@ -32,6 +32,10 @@ pub struct App {
     http_ready: Arc<std::sync::atomic::AtomicBool>,
     tls: Option<Arc<rustls::ServerConfig>>,
     sip: Option<crate::sip::BoundSip>,
+    rooms: Option<(
+        crate::rooms::RoomsHandle,
+        tokio::sync::mpsc::UnboundedReceiver<crate::rooms::PhoneNotice>,
+    )>,
 }
 
 impl App {
@@ -54,6 +58,12 @@ impl App {
         let health = Health::default();
         let sip =
             crate::sip::BoundSip::bind(&config.sip, &config.media, &health, sip_tls_files).await?;
+        let rooms = if config.rooms.enabled {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            Some((crate::rooms::RoomsHandle::start(&config.rooms, tx)?, rx))
+        } else {
+            None
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -75,6 +85,7 @@ impl App {
             http_ready,
             tls,
             sip,
+            rooms,
         })
     }
 
@@ -139,6 +150,7 @@ impl App {
             http_ready,
             tls,
             sip,
+            rooms,
         } = self;
         let admin = match (&config.admin.api_key, &config.admin.api_secret) {
             (Some(key), Some(secret)) => Some(AdminCredential {
@@ -153,10 +165,14 @@ impl App {
             auth: Arc::new(AuthSettings {
                 max_expiry_ahead: Duration::from_secs(config.auth.max_expiry_ahead_secs),
                 admin,
+                room_token_max_ttl: Duration::from_secs(config.rooms.max_token_ttl_secs),
             }),
             metrics: sipx_api::metrics_handle(),
             health: health.clone(),
             runtime: runtime.clone(),
+            rooms: rooms.as_ref().map(|(h, _)| {
+                Arc::new(h.clone()) as Arc<dyn sipx_api::room_service::RoomService>
+            }),
         };
         let router = sipx_api::router(state, config.http.body_limit);
 
@@ -167,7 +183,7 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sip_tasks = Vec::new();
         if let Some(sip) = sip {
-            match sip.spawn(store.clone(), runtime, stop_rx.clone()).await {
+            match sip.spawn(store.clone(), runtime, rooms, stop_rx.clone()).await {
                 Ok(tasks) => sip_tasks = tasks,
                 Err(e) => tracing::error!(error = %e, "SIP service did not start"),
             }

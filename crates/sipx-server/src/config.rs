@@ -50,6 +50,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub sip: SipConfig,
     pub media: MediaConfig,
+    pub rooms: RoomsConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -99,6 +100,43 @@ impl Default for MediaConfig {
             jitter_max_ms: 200,
             media_timeout_secs: 30,
             echo_extension: "echo".to_owned(),
+        }
+    }
+}
+
+/// The built-in WebRTC rooms (an SFU: ICE-lite and DTLS-SRTP on one UDP port).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    pub enabled: bool,
+    /// The UDP address browsers' media reaches (one port for every room).
+    pub udp: SocketAddr,
+    /// The address browsers are told to use, when it differs from `udp`'s (1:1 NAT); required
+    /// when `udp` binds all interfaces.
+    pub external_ip: Option<std::net::IpAddr>,
+    /// A join to a room that does not exist creates it (else rooms are made through the API).
+    pub auto_create: bool,
+    /// An auto-created room is closed after being empty this long.
+    pub empty_room_timeout_secs: u64,
+    pub max_participants: usize,
+    /// A call whose Request-URI user is this prefix plus a room name joins that room of the
+    /// application the call came through (its trunk or SIP account); empty: no dial-in.
+    pub dial_in_prefix: String,
+    /// Longest lifetime of a join token the API mints.
+    pub max_token_ttl_secs: u64,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            enabled: true,
+            udp: SocketAddr::from(([127, 0, 0, 1], 7882)),
+            external_ip: None,
+            auto_create: true,
+            empty_room_timeout_secs: 300,
+            max_participants: 100,
+            dial_in_prefix: "room-".to_owned(),
+            max_token_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -277,6 +315,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             sip: SipConfig::default(),
             media: MediaConfig::default(),
+            rooms: RoomsConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }

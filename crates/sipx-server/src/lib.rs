@@ -12,6 +12,7 @@ mod http;
 pub mod logging;
 mod master_key;
 mod media;
+mod rooms;
 mod sip;
 pub mod tls;
 
@@ -20,3 +21,11 @@ pub use config::Config;
 pub use drain::{Drain, DrainGuard};
 pub use error::StartupError;
 pub use master_key::load_master_key;
+
+/// Unix seconds now (for what is shown to people: join times, creation times).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -5,6 +5,7 @@ pub mod app;
 pub mod apps;
 pub mod ops;
 pub mod registrations;
+pub mod rooms;
 pub mod sip_accounts;
 pub mod trunks;
 

@@ -58,6 +58,7 @@ impl TestApi {
             store: store.clone(),
             auth: Arc::new(AuthSettings {
                 max_expiry_ahead: Duration::from_secs(86_400),
+                room_token_max_ttl: Duration::from_secs(86_400),
                 admin: Some(AdminCredential {
                     api_key: ADMIN_KEY.to_owned(),
                     api_secret: Redacted::new(ADMIN_SECRET.to_owned()),
@@ -66,6 +67,7 @@ impl TestApi {
             metrics: sipx_api::metrics_handle(),
             health: Health::default(),
             runtime: sipx_api::Runtime::default(),
+            rooms: None,
         };
         TestApi {
             router: sipx_api::router(state, limit),

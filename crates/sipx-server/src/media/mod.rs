@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::StartupError;
 use ports::PortAllocator;
-pub use phone_link::{LinkPacket, PhoneLink};
+pub use phone_link::{Notify, PhoneLink};
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
 

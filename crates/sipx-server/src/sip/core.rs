@@ -70,6 +70,8 @@ pub(crate) enum CoreInput {
     TrunksLoaded(Vec<(TrunkWithSecrets, Option<SocketAddr>)>),
     /// A media leg reported something (DTMF, media timeout).
     Media(crate::media::MediaEvent),
+    /// The rooms removed a phone participant: its call must end.
+    Room(crate::rooms::PhoneNotice),
 }
 
 /// What the core needs to open connections of its own.
@@ -151,6 +153,7 @@ pub(crate) struct Core {
     direct_udp: Option<(FlowId, Arc<UdpSocket>)>,
     udp_buf: Vec<u8>,
     media: Option<crate::media::MediaEngine>,
+    rooms: Option<crate::rooms::RoomsHandle>,
     calls: Calls,
 }
 
@@ -270,12 +273,17 @@ impl Core {
             direct_udp: None,
             udp_buf: vec![0u8; 65_535],
             media: None,
+            rooms: None,
             calls: Calls::default(),
         }
     }
 
     pub(crate) fn set_media(&mut self, engine: crate::media::MediaEngine) {
         self.media = Some(engine);
+    }
+
+    pub(crate) fn set_rooms(&mut self, rooms: crate::rooms::RoomsHandle) {
+        self.rooms = Some(rooms);
     }
 
     /// Lets the core read `socket` itself instead of a socket task.
@@ -509,6 +517,7 @@ impl Core {
                 }
             }
             CoreInput::Media(event) => self.on_media_event(now, event),
+            CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::TrunksLoaded(trunks) => {
                 self.apply_trunks(now, trunks);
                 self.poll_registrations(now);

@@ -190,6 +190,10 @@ impl BoundSip {
         self,
         store: Store,
         runtime: sipx_api::Runtime,
+        rooms: Option<(
+            crate::rooms::RoomsHandle,
+            mpsc::UnboundedReceiver<crate::rooms::PhoneNotice>,
+        )>,
         stop: watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, StartupError> {
         let c = &self.config;
@@ -306,6 +310,7 @@ impl BoundSip {
         let mut digest = DigestServer::new(c.realm.clone(), nonce_key, c.nonce_ttl_secs);
         digest.set_algorithms(self.algorithms);
         let core_tx = tx.clone();
+        let rooms_tx = tx.clone();
         let mut core = Core::new(
             endpoint, settings, digest, udp_map, store, tx, persist_tx, loaded, runtime, connector,
         );
@@ -329,6 +334,23 @@ impl BoundSip {
                 }
             }
         }));
+        if let Some((handle, mut notices)) = rooms {
+            core.set_rooms(handle);
+            let core_tx = rooms_tx;
+            let mut forward_stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let notice = tokio::select! {
+                        n = notices.recv() => n,
+                        _ = forward_stop.wait_for(|s| *s) => None,
+                    };
+                    let Some(notice) = notice else { return };
+                    if core_tx.send(core::CoreInput::Room(notice)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
         tasks.push(tokio::spawn(core.run(rx, stop)));
         Ok(tasks)
     }

@@ -501,6 +501,26 @@ impl Core {
     }
 
     /// Ends a call: its leg stops; with `send_bye` the caller gets a BYE.
+    /// The rooms removed a phone participant (API, room closed, replaced): hang its call up.
+    pub(super) fn on_room_notice(&mut self, now: Instant, notice: crate::rooms::PhoneNotice) {
+        let crate::rooms::PhoneNotice::Removed { call_id, reason } = notice;
+        let id = self
+            .calls
+            .by_dialog
+            .keys()
+            .find(|d| d.call_id == call_id)
+            .cloned();
+        if let Some(id) = id {
+            let reason = match reason {
+                "room_closed" => "Room closed",
+                "replaced" => "Replaced in the room",
+                "failed" => "Room failure",
+                _ => "Removed from the room",
+            };
+            self.end_call(now, &id, reason, true);
+        }
+    }
+
     pub(super) fn end_call(&mut self, now: Instant, id: &DialogId, reason: &str, send_bye: bool) {
         let Some(mut call) = self.calls.by_dialog.remove(id) else {
             return;

@@ -1,0 +1,93 @@
+"""Built-in rooms end to end: Chromium pages join a room over the signalling WebSocket and WebRTC
+(ICE-lite, DTLS-SRTP, str0m) and hear and see each other; the rooms API shows them."""
+
+import pytest
+import requests
+
+import media
+import rooms
+from browser import static_server
+from conftest import auth_header, create_app
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return media.make_audio()
+
+
+@pytest.fixture
+def pages():
+    with static_server() as base:
+        yield base
+
+
+def test_two_browsers_hear_and_see_each_other(server, pages, audio, tmp_path):
+    key, secret, _ = create_app(server)
+    with rooms.peer_browsers(audio.tone600_48k, audio.tone1000_48k) as (b1, b2):
+        alice, bob = rooms.open_peer(b1, pages), rooms.open_peer(b2, pages)
+        rooms.join(alice, server, rooms.token(server, key, secret, "standup", "alice"), video=True)
+        rooms.join(bob, server, rooms.token(server, key, secret, "standup", "bob"), video=True)
+
+        at_alice = rooms.heard(alice, "bob", 3, tmp_path / "alice-hears-bob.wav")
+        at_bob = rooms.heard(bob, "alice", 3, tmp_path / "bob-hears-alice.wav")
+        assert media.tone_check(at_alice, 1000).band_ratio > 0.8, media.tone_check(at_alice, 1000)
+        assert media.tone_check(at_bob, 600).band_ratio > 0.8, media.tone_check(at_bob, 600)
+        # Nobody receives their own tracks.
+        assert "alice" not in alice.evaluate("() => window.heardSeconds()")
+        assert "bob" not in bob.evaluate("() => window.heardSeconds()")
+
+        # Video decodes both ways, and keeps decoding.
+        for page in (alice, bob):
+            first = rooms.wait_until(lambda: sum(page.evaluate("() => window.framesDecoded()").values()),
+                                     what="decoded video frames")
+            rooms.wait_until(lambda: sum(page.evaluate("() => window.framesDecoded()").values()) > first + 10,
+                             what="more decoded video frames")
+
+        r = requests.get(server.url("/v1/rooms/standup"), headers=auth_header(key, secret), timeout=10)
+        assert r.status_code == 200, r.text
+        people = {p["identity"]: p for p in r.json()["participants"]}
+        assert set(people) == {"alice", "bob"}
+        assert all(p["kind"] == "browser" for p in people.values())
+        assert {t["kind"] for t in people["alice"]["tracks"]} == {"audio", "video"}
+
+        # Leaving is seen by the other side, and the API.
+        alice.evaluate("() => window.leaveRoom()")
+        rooms.wait_until(lambda: any(e.get("type") == "participant_left" and e.get("identity") == "alice"
+                                     for e in bob.evaluate("() => window.peerEvents()")),
+                         what="bob sees alice leave")
+        r = requests.get(server.url("/v1/rooms/standup"), headers=auth_header(key, secret), timeout=10)
+        left = [e for e in server.events() if e.get("message") == "participant left"]
+        assert [p["identity"] for p in r.json()["participants"]] == ["bob"], left
+
+
+def test_join_tokens_are_checked_and_rooms_are_per_application(server, pages, audio):
+    key, secret, _ = create_app(server, "one")
+    key2, secret2, _ = create_app(server, "two")
+    tok = rooms.token(server, key, secret, "board", "carol")
+    with rooms.peer_browsers(audio.tone600_48k) as (b,):
+        page = rooms.open_peer(b, pages)
+        # A forged token (signed with another application's secret but naming the first).
+        forged = dict(tok)
+        other = rooms.token(server, key2, secret2, "board", "carol")
+        forged["token"] = tok["token"].rsplit(".", 1)[0] + "." + other["token"].rsplit(".", 1)[1]
+        with pytest.raises(Exception):
+            rooms.join(page, server, forged)
+        closed = rooms.wait_until(lambda: page.evaluate("() => window.peerClosed()"), what="close")
+        assert closed["code"] == 4401, closed
+
+        page = rooms.open_peer(b, pages)
+        rooms.join(page, server, tok)
+        mine = requests.get(server.url("/v1/rooms"), headers=auth_header(key, secret), timeout=10).json()
+        theirs = requests.get(server.url("/v1/rooms"), headers=auth_header(key2, secret2), timeout=10).json()
+        assert [r["name"] for r in mine["items"]] == ["board"]
+        assert theirs["items"] == []
+        r = requests.get(server.url("/v1/rooms/board"), headers=auth_header(key2, secret2), timeout=10)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+
+        # Closing the room through the API disconnects the browser.
+        r = requests.delete(server.url("/v1/rooms/board"), headers=auth_header(key, secret), timeout=10)
+        assert r.status_code == 204, r.text
+        closed = rooms.wait_until(lambda: page.evaluate("() => window.peerClosed()"), what="close")
+        events = page.evaluate("() => window.peerEvents()")
+        assert {"type": "closed", "reason": "room_closed"} in events, events
+
