@@ -7,6 +7,7 @@ pub mod ops;
 pub mod registrations;
 pub mod sip_accounts;
 pub mod trunks;
+pub mod web;
 
 use serde::{Deserialize, Deserializer};
 
