@@ -82,6 +82,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
     Router::new()
         .merge(docs)
         .merge(api)
+        .merge(routes::web::router())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(observe::observe))

@@ -8,6 +8,7 @@ pub mod registrations;
 pub mod rooms;
 pub mod sip_accounts;
 pub mod trunks;
+pub mod web;
 
 use serde::{Deserialize, Deserializer};
 
