@@ -17,6 +17,7 @@
 //! Time: every call that needs it takes `now: Instant` from the caller, as `sipx-sip` does;
 //! RTP time is counted in timestamp units of the stream's clock rate.
 
+mod decoding;
 pub mod demux;
 pub mod dtmf;
 pub mod error;
@@ -25,7 +26,9 @@ pub mod fuzz;
 pub mod ids;
 pub mod jitter;
 pub mod leg;
+mod limiter;
 pub mod mixer;
+mod pcm_queue;
 pub mod resample;
 mod rng;
 pub mod rtcp;
