@@ -96,6 +96,11 @@ impl StreamDecoder {
         }
     }
 
+    /// Samples decoded and not yet taken.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Moves the oldest decoded samples into `out` (zero-filling what is missing); returns
     /// how many were real.
     pub(crate) fn pop_into(&mut self, out: &mut [i16]) -> usize {

@@ -1,5 +1,6 @@
 //! The limiter of a sum of voices: turns loud mixes down smoothly instead of clipping them.
-//! Used by the room [`Mixer`](crate::mixer::Mixer).
+//! Used by the room [`Mixer`](crate::mixer::Mixer) and the phone bridge's
+//! [`RoomListener`](crate::bridge::RoomListener).
 
 /// Output ceiling: a little under full scale, so rounding never reaches it.
 const CEILING: f32 = 32_000.0;
