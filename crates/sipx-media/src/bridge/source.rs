@@ -68,6 +68,8 @@ impl Source {
     /// One packet: extended sequence number and RTP time (48 kHz) from the rooms thread,
     /// truncated to RTP's widths, which the jitter buffer extends again.
     pub(super) fn push(&mut self, now: Instant, seq: u64, rtp_time: u64, payload: &[u8]) {
+        // One stream of one payload type: the jitter buffer only compares SSRC and payload
+        // type, and without a marker it finds talkspurts from the packets' timing.
         let header = RtpHeader {
             marker: false,
             pt: Pt(0),
