@@ -13,10 +13,15 @@
 //! - [`jitter`]: an adaptive jitter buffer for one incoming stream.
 //! - [`dtmf`]: RFC 4733 telephone events (send and receive) and an in-band Goertzel detector.
 //! - [`mixer`]: mix-minus for one room, with a limiter and a single-speaker fast path.
+//! - [`bridge`]: the phone side of a room participant: the room's Opus streams decoded and
+//!   mixed for the phone ([`bridge::RoomListener`]), the caller's voice encoded for the room
+//!   ([`bridge::RoomSpeaker`]).
 //!
 //! Time: every call that needs it takes `now: Instant` from the caller, as `sipx-sip` does;
 //! RTP time is counted in timestamp units of the stream's clock rate.
 
+pub mod bridge;
+mod decoding;
 pub mod demux;
 pub mod dtmf;
 pub mod error;
@@ -25,7 +30,9 @@ pub mod fuzz;
 pub mod ids;
 pub mod jitter;
 pub mod leg;
+mod limiter;
 pub mod mixer;
+mod pcm_queue;
 pub mod resample;
 mod rng;
 pub mod rtcp;

@@ -16,9 +16,7 @@
 use std::fmt;
 
 use crate::error::MediaError;
-
-/// Output ceiling: a little under full scale, so rounding never reaches it.
-const CEILING: f32 = 32_000.0;
+use crate::limiter::{self, Limiter};
 
 /// A participant of the mixer.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,57 +38,6 @@ pub enum OutputKey {
     Everyone,
     /// The mix of every talker but this one.
     AllBut(ParticipantId),
-}
-
-/// Gain smoothing without look-ahead beyond the frame: the gain never lets a sample exceed
-/// the ceiling, falls by about 2 ms per e-fold before a peak inside the frame, and recovers by
-/// about 300 ms per e-fold, so loud mixes are turned down rather than clipped. Steps are
-/// multiplicative so a low gain recovers as smoothly as a high one (an additive step would
-/// modulate a heavily limited signal within each period and add harmonics).
-#[derive(Debug, Clone)]
-struct Limiter {
-    gain: f32,
-}
-
-impl Limiter {
-    fn new() -> Self {
-        Limiter { gain: 1.0 }
-    }
-
-    fn apply(&mut self, input: &[i32], out: &mut [i16], gains: &mut [f32], steps: (f32, f32)) {
-        let (attack, release) = steps;
-        let peak = input.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
-        if self.gain >= 1.0 && peak as f32 <= CEILING {
-            for (o, &x) in out.iter_mut().zip(input) {
-                // |x| <= CEILING < i16::MAX, so this keeps the value.
-                *o = x as i16;
-            }
-            return;
-        }
-        // Forward: at most what each sample allows, rising slowly after a peak.
-        let mut g = self.gain;
-        for (slot, &x) in gains.iter_mut().zip(input) {
-            let allowed = if x == 0 {
-                1.0
-            } else {
-                (CEILING / x.unsigned_abs() as f32).min(1.0)
-            };
-            g = (g * release).min(1.0).min(allowed);
-            *slot = g;
-        }
-        // Backward: fall gradually into a peak instead of stepping down at it.
-        let mut next = 1.0f32;
-        for slot in gains.iter_mut().rev() {
-            next = slot.min(next * attack);
-            *slot = next;
-        }
-        for ((o, &x), &g) in out.iter_mut().zip(input).zip(gains.iter()) {
-            // g <= CEILING/|x| for every sample, so the product fits; the clamp only
-            // documents the range.
-            *o = (x as f32 * g).round().clamp(-32768.0, 32767.0) as i16;
-        }
-        self.gain = gains.last().copied().unwrap_or(self.gain);
-    }
 }
 
 #[derive(Debug)]
@@ -121,11 +68,9 @@ pub struct Mixer {
 impl Mixer {
     /// A mixer for frames of `frame_samples` at `sample_rate` Hz (160 at 8 kHz, 960 at 48 kHz).
     pub fn new(frame_samples: usize, sample_rate: u32) -> Self {
-        let rate = sample_rate.max(1) as f32;
         Mixer {
             frame: frame_samples,
-            // Per-sample gain factors: (attack, release).
-            steps: (1.0 + 1.0 / (0.002 * rate), 1.0 + 1.0 / (0.3 * rate)),
+            steps: limiter::steps(sample_rate),
             participants: Vec::new(),
             talkers: Vec::new(),
             total: vec![0; frame_samples].into_boxed_slice(),
@@ -238,9 +183,7 @@ impl Mixer {
         self.total.fill(0);
         for &i in talkers {
             if let Some(p) = &self.participants[i] {
-                for (t, &x) in self.total.iter_mut().zip(p.input.iter()) {
-                    *t += i32::from(x);
-                }
+                limiter::accumulate(&mut self.total, &p.input);
             }
         }
         self.everyone_limiter

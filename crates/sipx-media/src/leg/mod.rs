@@ -11,8 +11,9 @@
 //! - after any of these: drain [`MediaLeg::poll_transmit`] and [`MediaLeg::poll_event`].
 //!
 //! Files: `config.rs` (settings and reports), `receive.rs` (demux, SRTP, latching, jitter
-//! buffer), `playout.rs` (decode, conceal, resample), `send.rs` (encode, packetise, DTMF),
-//! `transmit.rs` (the preallocated outgoing queue), `mos.rs` (the E-model estimate).
+//! buffer), `playout.rs` (decode and conceal through `crate::decoding`, resample), `send.rs`
+//! (encode, packetise, DTMF), `transmit.rs` (the preallocated outgoing queue), `mos.rs` (the
+//! E-model estimate).
 
 mod config;
 mod mos;
@@ -28,19 +29,20 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipx_codec::{Decoder, Encoder, new_decoder, new_encoder};
+use sipx_codec::{Encoder, new_encoder};
 
 pub use config::{FrameKind, LegConfig, LegEvent, LegStats};
 
+use crate::decoding::StreamDecoder;
 use crate::dtmf::{DtmfDetector, DtmfDigit, DtmfReceiver, DtmfSender};
 use crate::error::MediaError;
 use crate::ids::Ssrc;
 use crate::jitter::{JitterBuffer, JitterConfig};
+use crate::pcm_queue::PcmQueue;
 use crate::resample::Resampler;
 use crate::rng::Rng;
 use crate::session::{RtcpConfig, RtcpSession};
 use crate::srtp::SrtpSession;
-use playout::PcmQueue;
 use transmit::TransmitQueue;
 
 /// Events kept before the oldest are dropped (the driver drains them after every call).
@@ -63,7 +65,8 @@ pub struct MediaLeg {
     counters: Counters,
     // Receiving.
     jitter: JitterBuffer,
-    decoder: Decoder,
+    /// Decoder, concealment and the PCM queue at the decoder's rate.
+    stream: StreamDecoder,
     /// The rate the decoder produces (the frame rate when it can).
     decode_rate: u32,
     /// Decoder rate → frame rate, when they differ.
@@ -72,15 +75,12 @@ pub struct MediaLeg {
     /// In-band detection at 8 kHz, with a resampler from the frame rate if it is higher.
     inband: Option<(DtmfDetector, Option<Resampler>)>,
     remote_ssrc: Option<Ssrc>,
-    queue: PcmQueue,
-    /// Decoder output and the 20 ms at decoder rate taken from the queue.
+    /// The 20 ms at decoder rate taken from the stream decoder's queue.
     decoded: Box<[i16]>,
     /// The frame handed to the caller.
     frame: Box<[i16]>,
     /// The in-band detector's 8 kHz copy of the frame.
     narrow: Box<[i16]>,
-    /// Samples (at decoder rate) of the last received packet: what one lost packet covers.
-    last_packet_samples: usize,
     last_kind: FrameKind,
     /// RFC 3389 noise level in -dBov while in comfort noise.
     cn_level: Option<u8>,
@@ -128,7 +128,7 @@ impl MediaLeg {
         }
         let decode_rate = codec_rate(&cfg)?;
         let encode_rate = decode_rate;
-        let decoder = new_decoder(cfg.codec, decode_rate)?;
+        let stream = StreamDecoder::new(cfg.codec, decode_rate)?;
         let encoder = new_encoder(cfg.codec, encode_rate, &cfg.opus)?;
         let resampler = |from, to| (from != to).then(|| Resampler::new(from, to)).flatten();
         let jitter = JitterBuffer::new(&JitterConfig {
@@ -150,8 +150,6 @@ impl MediaLeg {
         );
         let frame_samples = cfg.frame_rate as usize / 50;
         let decode_frame = decode_rate as usize / 50;
-        // Up to 120 ms packets decode at once; the queue holds a few of them.
-        let max_packet = decode_rate as usize * 120 / 1000;
         let inband = cfg
             .detect_inband_dtmf
             .then(|| (DtmfDetector::new(), resampler(cfg.frame_rate, 8000)));
@@ -163,7 +161,7 @@ impl MediaLeg {
             events: VecDeque::with_capacity(EVENT_CAPACITY),
             counters: Counters::default(),
             jitter,
-            decoder,
+            stream,
             decode_rate,
             upsampler: resampler(decode_rate, cfg.frame_rate),
             dtmf_rx: cfg
@@ -171,11 +169,9 @@ impl MediaLeg {
                 .map(|(_, clock)| DtmfReceiver::new(clock)),
             inband,
             remote_ssrc: None,
-            queue: PcmQueue::new(4 * max_packet),
-            decoded: vec![0; max_packet.max(decode_frame)].into(),
+            decoded: vec![0; decode_frame].into(),
             frame: vec![0; frame_samples].into(),
             narrow: vec![0; 160].into(),
-            last_packet_samples: decode_frame,
             last_kind: FrameKind::Silence,
             cn_level: None,
             rng: Rng::new(cfg.seed ^ 0x636e),
@@ -313,6 +309,11 @@ impl MediaLeg {
     /// The next thing the leg noticed.
     pub fn poll_event(&mut self) -> Option<LegEvent> {
         self.events.pop_front()
+    }
+
+    /// The configuration in force (the last one given to `new` or `update`).
+    pub fn config(&self) -> &LegConfig {
+        &self.cfg
     }
 
     /// Counters, codec, jitter buffer state and a MOS estimate.

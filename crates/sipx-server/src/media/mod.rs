@@ -4,10 +4,18 @@
 //!
 //! Legs are sharded over the threads by id; a leg never moves, so each leg's state is touched
 //! by one thread only and nothing is locked on the packet path.
+//!
+//! A leg's [`LegMode`] says what its audio is for: the echo test, silence while the call
+//! waits, or a room, where `room_bridge.rs` decodes and mixes the room's Opus packets for the
+//! phone and encodes the caller's voice for the room, across the leg's [`PhoneLink`] (the one
+//! lock, taken a few times per 20 ms tick).
 
 mod phone_link;
 mod ports;
+mod room_bridge;
 mod settings;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::net::IpAddr;
@@ -20,8 +28,8 @@ use sipx_media::leg::{LegConfig, LegEvent};
 use tokio::sync::mpsc;
 
 use crate::StartupError;
-use ports::PortAllocator;
 pub use phone_link::{Notify, PhoneLink};
+use ports::PortAllocator;
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
 
@@ -29,11 +37,18 @@ pub use settings::{MediaSettings, leg_config};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LegId(pub u64);
 
-/// What a leg's received audio is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a leg's received audio is for, and what it sends. DTMF and the other leg events
+/// reach the SIP core in every mode.
+#[derive(Debug, Clone)]
 pub enum LegMode {
     /// The echo test: what arrives is sent back (audio and DTMF).
     Echo,
+    /// Received audio is dropped and silence is sent (a call waiting for its room).
+    Silence,
+    /// A participant of a room: the caller's voice goes to the link as Opus, the room's
+    /// packets from it are decoded and mixed for the phone; silence once the link is closed.
+    /// The media thread closes the link when the leg leaves this mode or is removed.
+    Room(Arc<PhoneLink>),
 }
 
 /// Something a leg reported, or its failure to start.
@@ -61,6 +76,10 @@ pub(crate) enum Command {
     Update {
         id: LegId,
         config: Box<LegConfig>,
+    },
+    SetMode {
+        id: LegId,
+        mode: LegMode,
     },
     SendDtmf {
         id: LegId,
@@ -149,6 +168,12 @@ impl MediaEngine {
             id,
             config: Box::new(config),
         });
+    }
+
+    /// Moves a running leg to another mode (from the echo test or waiting into a room, and
+    /// back).
+    pub fn set_mode(&self, id: LegId, mode: LegMode) {
+        self.worker(id).send(Command::SetMode { id, mode });
     }
 
     pub fn send_dtmf(&self, id: LegId, digit: DtmfDigit, duration: Duration) {

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// The largest Opus payload carried (RFC 6716 caps one frame at 1275 bytes).
 pub const MAX_PAYLOAD: usize = 1275;
@@ -30,6 +31,9 @@ pub struct LinkPacket {
     pub rtp_time: u64,
     /// RFC 6464 level of the audio in -dBov (0 loudest, 127 silence), when known.
     pub level: Option<u8>,
+    /// When it was queued: toward the phone, when the rooms thread received it, which is
+    /// what the phone's jitter buffers measure (the media thread drains only every 20 ms).
+    pub arrived: Instant,
     len: u16,
     data: [u8; MAX_PAYLOAD],
 }
@@ -51,6 +55,15 @@ impl std::fmt::Debug for LinkPacket {
     }
 }
 
+/// A packet's fields but the payload.
+struct Header {
+    source: u64,
+    seq: u64,
+    rtp_time: u64,
+    level: Option<u8>,
+    arrived: Instant,
+}
+
 /// A ring of preallocated packets.
 struct Ring {
     slots: Vec<LinkPacket>,
@@ -61,12 +74,13 @@ struct Ring {
 }
 
 impl Ring {
-    fn new(capacity: usize) -> Ring {
+    fn new(capacity: usize, now: Instant) -> Ring {
         let empty = LinkPacket {
             source: 0,
             seq: 0,
             rtp_time: 0,
             level: None,
+            arrived: now,
             len: 0,
             data: [0; MAX_PAYLOAD],
         };
@@ -78,7 +92,14 @@ impl Ring {
         }
     }
 
-    fn push(&mut self, source: u64, seq: u64, rtp_time: u64, level: Option<u8>, payload: &[u8]) {
+    fn push(&mut self, header: Header, payload: &[u8]) {
+        let Header {
+            source,
+            seq,
+            rtp_time,
+            level,
+            arrived,
+        } = header;
         if payload.len() > MAX_PAYLOAD {
             self.dropped += 1;
             return;
@@ -100,6 +121,7 @@ impl Ring {
         slot.seq = seq;
         slot.rtp_time = rtp_time;
         slot.level = level;
+        slot.arrived = arrived;
         slot.len = payload.len() as u16;
         slot.data[..payload.len()].copy_from_slice(payload);
         self.filled.push_back(index);
@@ -141,15 +163,22 @@ impl std::fmt::Debug for PhoneLink {
 impl PhoneLink {
     /// `notify` is called (from the media thread) after the caller's voice is queued.
     pub fn new(notify: Notify) -> Arc<PhoneLink> {
+        let now = Self::now();
         Arc::new(PhoneLink {
             inner: Mutex::new(Inner {
-                down: Ring::new(DOWN_CAPACITY),
-                up: Ring::new(UP_CAPACITY),
+                down: Ring::new(DOWN_CAPACITY, now),
+                up: Ring::new(UP_CAPACITY, now),
                 gone: Vec::with_capacity(8),
                 closed: false,
             }),
             notify,
         })
+    }
+
+    // A driver's clock: packets are stamped when they cross.
+    #[allow(clippy::disallowed_methods)]
+    fn now() -> Instant {
+        Instant::now()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -161,9 +190,16 @@ impl PhoneLink {
 
     // ---- rooms thread side ----
 
-    /// Queues a packet of another participant toward the phone.
+    /// Queues a packet of another participant toward the phone, stamped with the time now.
     pub fn push_downlink(&self, source: u64, seq: u64, rtp_time: u64, payload: &[u8]) {
-        self.lock().down.push(source, seq, rtp_time, None, payload);
+        let header = Header {
+            source,
+            seq,
+            rtp_time,
+            level: None,
+            arrived: Self::now(),
+        };
+        self.lock().down.push(header, payload);
     }
 
     /// A participant left: its decoder on the media side can go.
@@ -192,7 +228,14 @@ impl PhoneLink {
 
     /// Queues one packet of the caller's voice and wakes the rooms thread.
     pub fn push_uplink(&self, seq: u64, rtp_time: u64, level: Option<u8>, payload: &[u8]) {
-        self.lock().up.push(0, seq, rtp_time, level, payload);
+        let header = Header {
+            source: 0,
+            seq,
+            rtp_time,
+            level,
+            arrived: Self::now(),
+        };
+        self.lock().up.push(header, payload);
         (self.notify)();
     }
 
@@ -229,7 +272,10 @@ mod tests {
             link.push_downlink(7, seq, seq * 960, &[seq as u8; 3]);
         }
         let mut seen = Vec::new();
-        link.drain_downlink(|p| seen.push((p.source, p.seq, p.payload().to_vec())), |_| {});
+        link.drain_downlink(
+            |p| seen.push((p.source, p.seq, p.payload().to_vec())),
+            |_| {},
+        );
         assert_eq!(seen.len(), DOWN_CAPACITY);
         assert_eq!(seen[0].1, 3);
         assert_eq!(seen[0].2, vec![3u8; 3]);

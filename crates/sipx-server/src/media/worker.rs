@@ -12,6 +12,7 @@ use sipx_media::leg::MediaLeg;
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
+use super::room_bridge::RoomBridge;
 use super::{Command, LegId, LegMode, MediaEvent};
 
 const WAKER: Token = Token(usize::MAX);
@@ -32,12 +33,45 @@ impl Handle {
     }
 }
 
+/// A leg's mode with the state it needs.
+enum Mode {
+    Echo,
+    Silence,
+    Room(Box<RoomBridge>),
+}
+
+impl Mode {
+    /// The state for `mode` on `leg`; a room the leg cannot join (no Opus at its rate) leaves
+    /// it in silence, and says why.
+    fn new(id: LegId, leg: &MediaLeg, mode: LegMode) -> Mode {
+        match mode {
+            LegMode::Echo => Mode::Echo,
+            LegMode::Silence => Mode::Silence,
+            LegMode::Room(link) => match RoomBridge::new(link.clone(), leg.config()) {
+                Ok(bridge) => Mode::Room(Box::new(bridge)),
+                Err(e) => {
+                    tracing::warn!(leg = id.0, error = %e, "a media leg cannot join its room");
+                    link.close();
+                    Mode::Silence
+                }
+            },
+        }
+    }
+
+    /// The leg leaves this mode: a room's link is closed, so the rooms side knows.
+    fn leave(&self) {
+        if let Mode::Room(bridge) = self {
+            bridge.link().close();
+        }
+    }
+}
+
 struct Slot {
     id: LegId,
     leg: MediaLeg,
     rtp: UdpSocket,
     rtcp: UdpSocket,
-    mode: LegMode,
+    mode: Mode,
     /// RTCP shares the RTP socket (RFC 5761), else it leaves from the RTCP socket.
     muxed: bool,
 }
@@ -170,6 +204,9 @@ impl Worker {
                     Ok(leg) => leg,
                     Err(e) => {
                         tracing::warn!(leg = id.0, error = %e, "cannot start a media leg");
+                        if let LegMode::Room(link) = &mode {
+                            link.close();
+                        }
                         let _ = self.events.send(MediaEvent::Failed {
                             leg: id,
                             reason: format!("media could not start: {e}"),
@@ -177,6 +214,7 @@ impl Worker {
                         return;
                     }
                 };
+                let mode = Mode::new(id, &leg, mode);
                 let index = self.free.pop().unwrap_or_else(|| {
                     self.slots.push(None);
                     self.slots.len() - 1
@@ -192,6 +230,7 @@ impl Worker {
                     .is_err()
                 {
                     tracing::warn!(leg = id.0, "cannot watch a media socket");
+                    mode.leave();
                     self.free.push(index);
                     return;
                 }
@@ -212,6 +251,27 @@ impl Worker {
                     if let Err(e) = s.leg.update(*config, now) {
                         tracing::warn!(leg = id.0, error = %e, "cannot update a media leg");
                     }
+                    // A new frame rate needs decoders and an encoder at that rate.
+                    if let Mode::Room(bridge) = &s.mode
+                        && !bridge.fits(s.leg.config())
+                    {
+                        let link = LegMode::Room(bridge.link().clone());
+                        s.mode = Mode::new(id, &s.leg, link);
+                    }
+                }
+            }
+            Command::SetMode { id, mode } => {
+                if let Some(s) = self.slot_mut(id) {
+                    let same_link = match (&s.mode, &mode) {
+                        (Mode::Room(bridge), LegMode::Room(link)) => {
+                            std::sync::Arc::ptr_eq(bridge.link(), link)
+                        }
+                        _ => false,
+                    };
+                    if !same_link {
+                        s.mode.leave();
+                        s.mode = Mode::new(id, &s.leg, mode);
+                    }
                 }
             }
             Command::SendDtmf {
@@ -227,6 +287,7 @@ impl Worker {
                 if let Some(index) = self.by_id.remove(&id)
                     && let Some(mut s) = self.slots[index].take()
                 {
+                    s.mode.leave();
                     let registry = self.poll.registry();
                     let _ = registry.deregister(&mut s.rtp);
                     let _ = registry.deregister(&mut s.rtcp);
@@ -269,13 +330,20 @@ impl Worker {
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            match slot.mode {
-                LegMode::Echo => {
+            match &mut slot.mode {
+                Mode::Echo => {
                     let (_, frame) = slot.leg.pull_frame(now);
                     let n = frame.len().min(self.pcm.len());
                     self.pcm[..n].copy_from_slice(&frame[..n]);
                     slot.leg.push_frame(now, &self.pcm[..n]);
                 }
+                Mode::Silence => {
+                    let (_, frame) = slot.leg.pull_frame(now);
+                    let n = frame.len().min(self.pcm.len());
+                    self.pcm[..n].fill(0);
+                    slot.leg.push_frame(now, &self.pcm[..n]);
+                }
+                Mode::Room(bridge) => bridge.tick(now, &mut slot.leg, &mut self.pcm),
             }
             self.flush(index);
         }

@@ -1,0 +1,230 @@
+//! The media driver with real sockets: a "phone" (a UDP socket on loopback speaking PCMU) on a
+//! leg of a running `MediaEngine`, and the room's side of its `PhoneLink` played by the test.
+//! The phone answers every RTP packet the leg sends with one of its own, so both sides run at
+//! the leg's 20 ms clock without sleeping; every socket read has a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use sipx_codec::opus::{OpusDecoder, OpusEncoder};
+use sipx_codec::tone::{Sine, goertzel_power, mean_power};
+use sipx_codec::{
+    AudioDecoder, AudioEncoder, CodecKind, Decoder, Encoder, EncoderOptions, new_decoder,
+    new_encoder,
+};
+use sipx_media::leg::LegConfig;
+use sipx_media::{Pt, RtpHeader, RtpPacket, Ssrc};
+use tokio::sync::mpsc;
+
+use super::{LegId, LegMode, MediaEngine, PhoneLink};
+use crate::config::MediaConfig;
+
+/// The tone the caller sends (DTMF "1"'s low tone) and the room's (its high tone).
+const CALLER_HZ: f64 = 697.0;
+const ROOM_HZ: f64 = 1209.0;
+const AMPLITUDE: f64 = 8000.0;
+
+/// A phone on loopback: sends PCMU RTP with a tone, keeps what it hears.
+struct Phone {
+    socket: UdpSocket,
+    leg: SocketAddr,
+    voice: Sine,
+    encoder: Encoder,
+    decoder: Decoder,
+    seq: u16,
+    heard: Vec<i16>,
+}
+
+/// The room's end of the link: one other participant sending a tone as 48 kHz Opus, and what
+/// the room receives of the caller.
+struct Room {
+    link: Arc<PhoneLink>,
+    woken: std_mpsc::Receiver<()>,
+    voice: Sine,
+    encoder: OpusEncoder,
+    decoder: OpusDecoder,
+    seq: u64,
+    heard: Vec<i16>,
+}
+
+impl Phone {
+    /// Waits (bounded) for the leg's next RTP packet and keeps its audio; then answers with
+    /// 20 ms of tone. RTCP is read past.
+    fn exchange(&mut self) {
+        let mut buf = [0u8; 1500];
+        let audio = loop {
+            let (n, _) = self
+                .socket
+                .recv_from(&mut buf)
+                .expect("the leg sends RTP every 20 ms");
+            if let Ok(p) = RtpPacket::parse(&buf[..n])
+                && p.header.pt == Pt(0)
+            {
+                break p.payload.to_vec();
+            }
+        };
+        let mut pcm = vec![0i16; audio.len()];
+        let n = self.decoder.decode(&audio, &mut pcm).unwrap();
+        self.heard.extend_from_slice(&pcm[..n]);
+        let mut frame = [0i16; 160];
+        self.voice.fill(&mut frame);
+        let mut payload = [0u8; 160];
+        let len = self.encoder.encode(&frame, &mut payload).unwrap();
+        let header = RtpHeader {
+            marker: self.seq == 0,
+            pt: Pt(0),
+            seq: self.seq,
+            timestamp: u32::from(self.seq) * 160,
+            ssrc: Ssrc(0x5eed),
+        };
+        self.seq += 1;
+        let mut packet = [0u8; 200];
+        let len = header.write_packet(&payload[..len], &mut packet).unwrap();
+        self.socket.send_to(&packet[..len], self.leg).unwrap();
+    }
+
+    /// Power at `frequency` in the last second heard.
+    fn power(&self, frequency: f64) -> f64 {
+        goertzel_power(last_second(&self.heard), frequency, 8000)
+    }
+}
+
+impl Room {
+    fn new() -> Room {
+        let (tx, woken) = std_mpsc::channel();
+        let link = PhoneLink::new(Arc::new(move || {
+            let _ = tx.send(());
+        }));
+        Room {
+            link,
+            woken,
+            voice: Sine::new(ROOM_HZ, 48_000, AMPLITUDE),
+            encoder: OpusEncoder::new(48_000, &EncoderOptions::default().bitrate(32_000)).unwrap(),
+            decoder: OpusDecoder::new(8000).unwrap(),
+            seq: 0,
+            heard: Vec::new(),
+        }
+    }
+
+    /// Another participant's next 20 ms toward the phone, and the caller's packets from it.
+    fn exchange(&mut self) {
+        let mut pcm = [0i16; 960];
+        self.voice.fill(&mut pcm);
+        let mut payload = [0u8; 1275];
+        let n = self.encoder.encode(&pcm, &mut payload).unwrap();
+        self.link
+            .push_downlink(7, self.seq, self.seq * 960, &payload[..n]);
+        self.seq += 1;
+        let (decoder, heard) = (&mut self.decoder, &mut self.heard);
+        self.link.drain_uplink(|p| {
+            let mut out = [0i16; 160];
+            let n = decoder.decode(p.payload(), &mut out).unwrap();
+            heard.extend_from_slice(&out[..n]);
+            assert!(p.level.is_some_and(|l| l < 127));
+        });
+    }
+
+    fn power(&self, frequency: f64) -> f64 {
+        goertzel_power(last_second(&self.heard), frequency, 8000)
+    }
+}
+
+fn last_second(pcm: &[i16]) -> &[i16] {
+    &pcm[pcm.len().saturating_sub(8000)..]
+}
+
+fn sine_power() -> f64 {
+    AMPLITUDE * AMPLITUDE / 2.0
+}
+
+#[test]
+fn a_pcmu_call_joins_a_room_and_leaves_it() {
+    let (events, _events) = mpsc::unbounded_channel();
+    let config = MediaConfig {
+        rtp_port_min: 47_000,
+        rtp_port_max: 47_199,
+        threads: 1,
+        ..MediaConfig::default()
+    };
+    let engine = MediaEngine::start(&config, events).unwrap();
+    let ports = engine.allocate().unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut phone = Phone {
+        leg: ports.rtp.local_addr().unwrap(),
+        voice: Sine::new(CALLER_HZ, 8000, AMPLITUDE),
+        encoder: new_encoder(CodecKind::Pcmu, 8000, &EncoderOptions::default()).unwrap(),
+        decoder: new_decoder(CodecKind::Pcmu, 8000).unwrap(),
+        seq: 0,
+        heard: Vec::new(),
+        socket,
+    };
+    let cfg = LegConfig {
+        local_ssrc: 0x1e9,
+        cname: "room-test".to_owned(),
+        ..LegConfig::new(CodecKind::Pcmu, 0, phone.socket.local_addr().unwrap())
+    };
+    let id: LegId = engine.new_leg_id();
+    // Waiting for the room: the phone hears silence.
+    engine.add_leg(id, ports, cfg, LegMode::Silence);
+    for _ in 0..25 {
+        phone.exchange();
+    }
+    assert!(mean_power(last_second(&phone.heard)) < 1.0);
+
+    let mut room = Room::new();
+    engine.set_mode(id, LegMode::Room(room.link.clone()));
+    for _ in 0..100 {
+        phone.exchange();
+        room.exchange();
+    }
+    // The room hears the caller's tone, as Opus.
+    assert!(room.woken.try_iter().count() > 40);
+    let caller = room.power(CALLER_HZ);
+    assert!(
+        caller > 0.5 * sine_power(),
+        "room hears the caller at {caller}"
+    );
+    assert!(room.power(ROOM_HZ) < 0.01 * sine_power());
+    // The phone hears the room, and not itself.
+    let other = phone.power(ROOM_HZ);
+    assert!(
+        other > 0.5 * sine_power(),
+        "phone hears the room at {other}"
+    );
+    assert!(phone.power(CALLER_HZ) < 0.01 * sine_power());
+
+    // The room ends the link: silence for the phone.
+    room.link.close();
+    for _ in 0..60 {
+        phone.exchange();
+        room.exchange();
+    }
+    assert!(mean_power(last_second(&phone.heard)) < 1.0);
+
+    // Back to the echo test: the phone hears itself.
+    engine.set_mode(id, LegMode::Echo);
+    for _ in 0..60 {
+        phone.exchange();
+    }
+    let echo = phone.power(CALLER_HZ);
+    assert!(echo > 0.5 * sine_power(), "echo at {echo}");
+
+    // Into another room, then the call ends: that link is closed for the rooms side.
+    let next = Room::new();
+    engine.set_mode(id, LegMode::Room(next.link.clone()));
+    engine.remove_leg(id);
+    let closed = (0..10).any(|_| {
+        // The leg's last packets pace this wait; after it is gone, the read times out.
+        let mut buf = [0u8; 1500];
+        let _ = phone.socket.recv_from(&mut buf);
+        next.link.is_closed()
+    });
+    assert!(closed, "the link of a removed leg stays open");
+}
