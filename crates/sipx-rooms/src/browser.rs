@@ -31,9 +31,11 @@ pub enum BrowserOutput {
     },
     /// The browser started sending a new track.
     TrackAdded(TrackIn),
-    Media(str0m::media::MediaData),
+    Media(Box<str0m::media::MediaData>),
     /// A subscriber wants a keyframe of the track it receives on `mid`.
-    KeyframeWanted { mid: Mid },
+    KeyframeWanted {
+        mid: Mid,
+    },
 }
 
 #[derive(Debug)]
@@ -104,7 +106,10 @@ impl Browser {
         match catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))) {
             Ok(v) => Some(v),
             Err(_) => {
-                tracing::error!(participant = self.id.0, "WebRTC session panicked; dropping it");
+                tracing::error!(
+                    participant = self.id.0,
+                    "WebRTC session panicked; dropping it"
+                );
                 self.failed = Some(SessionFailure::Panicked);
                 None
             }
@@ -133,7 +138,13 @@ impl Browser {
     }
 
     /// Whether a datagram belongs to this session.
-    pub fn accepts(&self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) -> bool {
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
         let Ok(contents) = DatagramRecv::try_from(bytes) else {
             return false;
         };
@@ -213,7 +224,7 @@ impl Browser {
                         contents,
                     });
                 }
-                Ok(Polled::Event(e)) => self.on_event(e, out),
+                Ok(Polled::Event(e)) => self.on_event(*e, out),
             }
         }
     }
@@ -235,20 +246,19 @@ impl Browser {
                 }
                 _ => {}
             },
-            Event::MediaAdded(added) => {
+            Event::MediaAdded(added)
                 if matches!(added.direction, Direction::RecvOnly | Direction::SendRecv)
-                    && !self.tracks_in.iter().any(|t| t.mid == Some(added.mid))
-                {
-                    let track = TrackIn {
-                        origin: self.id,
-                        mid: Some(added.mid),
-                        kind: added.kind,
-                    };
-                    self.tracks_in.push(track);
-                    out.push(BrowserOutput::TrackAdded(track));
-                }
+                    && !self.tracks_in.iter().any(|t| t.mid == Some(added.mid)) =>
+            {
+                let track = TrackIn {
+                    origin: self.id,
+                    mid: Some(added.mid),
+                    kind: added.kind,
+                };
+                self.tracks_in.push(track);
+                out.push(BrowserOutput::TrackAdded(track));
             }
-            Event::MediaData(data) => out.push(BrowserOutput::Media(data)),
+            Event::MediaData(data) => out.push(BrowserOutput::Media(Box::new(data))),
             Event::KeyframeRequest(req) => out.push(BrowserOutput::KeyframeWanted { mid: req.mid }),
             _ => {}
         }
@@ -494,7 +504,9 @@ impl Browser {
                 Some(level) => writer.audio_level(level, level > -50),
                 None => writer,
             };
-            writer.write(pt, wallclock, time, data.clone()).map(|()| true)
+            writer
+                .write(pt, wallclock, time, data.clone())
+                .map(|()| true)
         });
         match written {
             Some(Ok(true)) => self.drain(out),
@@ -539,7 +551,7 @@ impl Browser {
 enum Polled {
     Timeout(Instant),
     Transmit(SocketAddr, Vec<u8>),
-    Event(Event),
+    Event(Box<Event>),
 }
 
 impl From<Output> for Polled {
@@ -547,7 +559,7 @@ impl From<Output> for Polled {
         match o {
             Output::Timeout(t) => Polled::Timeout(t),
             Output::Transmit(t) => Polled::Transmit(t.destination, t.contents.to_vec()),
-            Output::Event(e) => Polled::Event(e),
+            Output::Event(e) => Polled::Event(Box::new(e)),
         }
     }
 }

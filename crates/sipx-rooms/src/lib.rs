@@ -10,8 +10,8 @@
 mod browser;
 mod error;
 mod ids;
-pub mod signal;
 mod sfu;
+pub mod signal;
 mod speaking;
 mod track;
 pub mod view;

@@ -219,7 +219,12 @@ impl Sfu {
 
     // ---- rooms ----
 
-    pub fn create_room(&mut self, now: Instant, key: RoomKey, wall: u64) -> Result<RoomView, RoomError> {
+    pub fn create_room(
+        &mut self,
+        now: Instant,
+        key: RoomKey,
+        wall: u64,
+    ) -> Result<RoomView, RoomError> {
         if !valid_name(&key.name) {
             return Err(RoomError::InvalidName);
         }
@@ -269,7 +274,8 @@ impl Sfu {
             self.remove(now, id, LeaveReason::RoomClosed);
         }
         self.rooms.remove(key);
-        self.out.push_back(Output::Event(RoomEvent::Closed { room: key.clone() }));
+        self.out
+            .push_back(Output::Event(RoomEvent::Closed { room: key.clone() }));
         Ok(())
     }
 
@@ -335,7 +341,8 @@ impl Sfu {
         };
         room.members.push(id);
         room.empty_since = None;
-        let others: Vec<ParticipantId> = room.members.iter().copied().filter(|m| *m != id).collect();
+        let others: Vec<ParticipantId> =
+            room.members.iter().copied().filter(|m| *m != id).collect();
 
         if is_browser {
             let participants = others
@@ -404,15 +411,29 @@ impl Sfu {
         self.remove(now, id, reason);
     }
 
-    pub fn remove_participant(&mut self, now: Instant, room: &RoomKey, identity: &str) -> Result<(), RoomError> {
-        let id = self.find(room, identity).ok_or(RoomError::ParticipantNotFound)?;
+    pub fn remove_participant(
+        &mut self,
+        now: Instant,
+        room: &RoomKey,
+        identity: &str,
+    ) -> Result<(), RoomError> {
+        let id = self
+            .find(room, identity)
+            .ok_or(RoomError::ParticipantNotFound)?;
         self.remove(now, id, LeaveReason::Removed);
         Ok(())
     }
 
     /// Mutes (or unmutes) a participant's audio for everyone.
-    pub fn set_muted(&mut self, room: &RoomKey, identity: &str, muted: bool) -> Result<ParticipantView, RoomError> {
-        let id = self.find(room, identity).ok_or(RoomError::ParticipantNotFound)?;
+    pub fn set_muted(
+        &mut self,
+        room: &RoomKey,
+        identity: &str,
+        muted: bool,
+    ) -> Result<ParticipantView, RoomError> {
+        let id = self
+            .find(room, identity)
+            .ok_or(RoomError::ParticipantNotFound)?;
         if let Some(p) = self.participants.get_mut(&id) {
             p.muted = muted;
         }
@@ -462,7 +483,9 @@ impl Sfu {
             );
             match self.participants.get_mut(o).map(|q| &mut q.role) {
                 Some(Role::Browser(b)) => b.unsubscribe_origin(id),
-                Some(Role::Phone) => self.out.push_back(Output::SourceGone { to: *o, source: id }),
+                Some(Role::Phone) => self
+                    .out
+                    .push_back(Output::SourceGone { to: *o, source: id }),
                 None => {}
             }
             self.negotiate(*o);
@@ -637,7 +660,13 @@ impl Sfu {
 
     // ---- network ----
 
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) {
         let owner = self.participants.iter().find_map(|(id, p)| match &p.role {
             Role::Browser(b) if b.accepts(now, source, destination, bytes) => Some(*id),
             _ => None,
@@ -779,7 +808,12 @@ impl Sfu {
         self.scratch = scratch;
     }
 
-    fn forward_browser_media(&mut self, now: Instant, from: ParticipantId, data: str0m::media::MediaData) {
+    fn forward_browser_media(
+        &mut self,
+        now: Instant,
+        from: ParticipantId,
+        data: Box<str0m::media::MediaData>,
+    ) {
         let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
@@ -787,7 +821,11 @@ impl Sfu {
             return;
         }
         let Some(source) = (match &p.role {
-            Role::Browser(b) => b.tracks_in.iter().find(|t| t.mid == Some(data.mid)).copied(),
+            Role::Browser(b) => b
+                .tracks_in
+                .iter()
+                .find(|t| t.mid == Some(data.mid))
+                .copied(),
             Role::Phone => None,
         }) else {
             return;

@@ -50,8 +50,12 @@ pub fn verify(token: &str, key: &[u8]) -> Result<Vec<u8>, JwtError> {
         .decode(signature)
         .map_err(|_| JwtError::Malformed)?;
     let signed = &token[..header.len() + 1 + claims.len()];
-    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, key), signed.as_bytes(), &tag)
-        .map_err(|_| JwtError::Signature)?;
+    hmac::verify(
+        &hmac::Key::new(hmac::HMAC_SHA256, key),
+        signed.as_bytes(),
+        &tag,
+    )
+    .map_err(|_| JwtError::Signature)?;
     URL_SAFE_NO_PAD
         .decode(claims)
         .map_err(|_| JwtError::Malformed)

@@ -170,9 +170,9 @@ impl App {
             metrics: sipx_api::metrics_handle(),
             health: health.clone(),
             runtime: runtime.clone(),
-            rooms: rooms.as_ref().map(|(h, _)| {
-                Arc::new(h.clone()) as Arc<dyn sipx_api::room_service::RoomService>
-            }),
+            rooms: rooms
+                .as_ref()
+                .map(|(h, _)| Arc::new(h.clone()) as Arc<dyn sipx_api::room_service::RoomService>),
         };
         let router = sipx_api::router(state, config.http.body_limit);
 
@@ -183,7 +183,10 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sip_tasks = Vec::new();
         if let Some(sip) = sip {
-            match sip.spawn(store.clone(), runtime, rooms, stop_rx.clone()).await {
+            match sip
+                .spawn(store.clone(), runtime, rooms, stop_rx.clone())
+                .await
+            {
                 Ok(tasks) => sip_tasks = tasks,
                 Err(e) => tracing::error!(error = %e, "SIP service did not start"),
             }

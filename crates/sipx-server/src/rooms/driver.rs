@@ -234,7 +234,9 @@ impl Driver {
 
     fn on_event(&mut self, event: RoomEvent) {
         match event {
-            RoomEvent::Joined { room, participant, .. } => {
+            RoomEvent::Joined {
+                room, participant, ..
+            } => {
                 metrics::gauge!("sipx_rooms_participants").increment(1.0);
                 tracing::info!(%room, identity = participant.identity, kind = ?participant.kind, "participant joined");
             }

@@ -21,7 +21,10 @@ use crate::media::PhoneLink;
 #[derive(Debug)]
 pub enum PhoneNotice {
     /// The participant was removed (API, room closed, replaced): hang the call up.
-    Removed { call_id: String, reason: &'static str },
+    Removed {
+        call_id: String,
+        reason: &'static str,
+    },
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -32,11 +35,20 @@ pub(crate) enum Command {
     List(String, Reply<Vec<RoomView>>),
     Close(RoomKey, Reply<Result<(), RoomError>>),
     Remove(RoomKey, String, Reply<Result<(), RoomError>>),
-    Mute(RoomKey, String, bool, Reply<Result<ParticipantView, RoomError>>),
+    Mute(
+        RoomKey,
+        String,
+        bool,
+        Reply<Result<ParticipantView, RoomError>>,
+    ),
     Connect(JoinRequest, Reply<Result<SignalSession, RoomError>>),
     Signal(ParticipantId, String),
     Disconnect(ParticipantId),
-    JoinPhone(JoinRequest, Arc<PhoneLink>, Reply<Result<ParticipantId, RoomError>>),
+    JoinPhone(
+        JoinRequest,
+        Arc<PhoneLink>,
+        Reply<Result<ParticipantId, RoomError>>,
+    ),
     /// The call ended: the phone participant leaves.
     PhoneHungUp(ParticipantId),
     CallState(ParticipantId, &'static str),

@@ -89,7 +89,11 @@ pub struct MuteParticipant {
 }
 
 fn secs_to_rfc3339(secs: u64) -> String {
-    rfc3339(i64::try_from(secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000))
+    rfc3339(
+        i64::try_from(secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    )
 }
 
 pub(crate) fn participant_dto(p: ParticipantView) -> Participant {

@@ -58,8 +58,8 @@ async fn check_token(state: &ApiState, token: &str) -> Result<(String, JoinClaim
     let verified = sipx_secrets::jwt::verify(token, secret.expose())
         .map_err(|_| refuse("the token is not valid"))?;
     // Act only on the verified bytes.
-    let claims: JoinClaims =
-        serde_json::from_slice(&verified).map_err(|_| refuse("the token's claims are not a join"))?;
+    let claims: JoinClaims = serde_json::from_slice(&verified)
+        .map_err(|_| refuse("the token's claims are not a join"))?;
     if claims.exp <= unix_now() {
         return Err(refuse("the token has expired"));
     }
@@ -82,13 +82,22 @@ async fn close(mut socket: WebSocket, code: u16, reason: String) {
         .await;
 }
 
-async fn session(state: ApiState, socket: WebSocket, checked: Result<(String, JoinClaims), (u16, String)>) {
+async fn session(
+    state: ApiState,
+    socket: WebSocket,
+    checked: Result<(String, JoinClaims), (u16, String)>,
+) {
     let (app, claims) = match checked {
         Ok(c) => c,
         Err((code, reason)) => return close(socket, code, reason).await,
     };
     let Some(rooms) = state.rooms.clone() else {
-        return close(socket, UNAVAILABLE, "the built-in rooms are disabled".into()).await;
+        return close(
+            socket,
+            UNAVAILABLE,
+            "the built-in rooms are disabled".into(),
+        )
+        .await;
     };
     let join = JoinRequest {
         room: RoomKey::new(app, claims.room.clone()),
