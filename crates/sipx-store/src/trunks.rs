@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::time::now_ms;
-use crate::{Page, PageRequest, Store, StoreError};
+use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError};
 
 /// Everything about a trunk except its secrets.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,8 @@ pub struct TrunkData {
     pub inbound_cidrs: Vec<String>,
     pub inbound_username: Option<String>,
     pub inbound_numbers: Vec<String>,
+    /// SRTP policy of calls through the trunk, either way; `None`: the server's.
+    pub srtp: Option<SrtpPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +63,7 @@ pub struct TrunkWithSecrets {
 const COLUMNS: &str = "id, app_id, name, enabled, host, port, transport, username, auth_username, \
     password_sealed, from_domain, register, register_expires, caller_id, number_rules, \
     max_concurrent_calls, inbound_cidrs, inbound_username, inbound_password_sealed, \
-    inbound_numbers, created_at_ms, updated_at_ms";
+    inbound_numbers, srtp, created_at_ms, updated_at_ms";
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
@@ -95,6 +97,7 @@ fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
             inbound_cidrs: words(&cidrs),
             inbound_username: row.try_get("inbound_username")?,
             inbound_numbers: words(&numbers),
+            srtp: crate::srtp::from_column(row.try_get("srtp")?),
         },
         has_password: password.is_some(),
         has_inbound_password: inbound_password.is_some(),
@@ -131,6 +134,7 @@ fn bind_fields<'q>(
         .bind(data.inbound_username.as_deref())
         .bind(sealed_in)
         .bind(data.inbound_numbers.join(" "))
+        .bind(data.srtp.map(SrtpPolicy::as_str))
 }
 
 fn context(kind: &str, id: &str) -> String {
@@ -169,8 +173,8 @@ impl Store {
             "INSERT INTO trunks (id, app_id, name, enabled, host, port, transport, username,
              auth_username, password_sealed, from_domain, register, register_expires, caller_id,
              number_rules, max_concurrent_calls, inbound_cidrs, inbound_username,
-             inbound_password_sealed, inbound_numbers, created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             inbound_password_sealed, inbound_numbers, srtp, created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id);
@@ -210,7 +214,7 @@ impl Store {
              username = ?, auth_username = ?, password_sealed = ?, from_domain = ?, register = ?,
              register_expires = ?, caller_id = ?, number_rules = ?, max_concurrent_calls = ?,
              inbound_cidrs = ?, inbound_username = ?, inbound_password_sealed = ?,
-             inbound_numbers = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
+             inbound_numbers = ?, srtp = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
         );
         bind_fields(update, data, sealed, sealed_in)
             .bind(now_ms())
@@ -319,6 +323,7 @@ mod tests {
             inbound_cidrs: vec!["192.0.2.0/24".into()],
             inbound_username: None,
             inbound_numbers: vec!["+4930123456".into()],
+            srtp: Some(SrtpPolicy::Required),
         }
     }
 
@@ -345,6 +350,7 @@ mod tests {
         assert_eq!(all[0].password.as_ref().unwrap().expose(), "s3cret");
         let mut d = data("p2");
         d.register = false;
+        d.srtp = None;
         let u = store
             .update_trunk(
                 &a.id,
@@ -357,6 +363,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(u.has_password && u.has_inbound_password && !u.data.register);
+        assert_eq!(u.data.srtp, None, "the policy is cleared with the update");
         assert!(
             store
                 .update_trunk(&b.id, &t.id, &d, &SecretChange::Keep, &SecretChange::Keep)

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod ops;
 pub mod registrations;
 pub mod sip_accounts;
+pub mod srtp;
 pub mod trunks;
 
 use serde::{Deserialize, Deserializer};

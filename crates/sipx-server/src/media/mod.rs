@@ -20,8 +20,8 @@ use sipx_media::leg::{LegConfig, LegEvent};
 use tokio::sync::mpsc;
 
 use crate::StartupError;
-use ports::PortAllocator;
 pub use phone_link::{LinkPacket, PhoneLink};
+use ports::PortAllocator;
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
 

@@ -229,7 +229,10 @@ mod tests {
             link.push_downlink(7, seq, seq * 960, &[seq as u8; 3]);
         }
         let mut seen = Vec::new();
-        link.drain_downlink(|p| seen.push((p.source, p.seq, p.payload().to_vec())), |_| {});
+        link.drain_downlink(
+            |p| seen.push((p.source, p.seq, p.payload().to_vec())),
+            |_| {},
+        );
         assert_eq!(seen.len(), DOWN_CAPACITY);
         assert_eq!(seen[0].1, 3);
         assert_eq!(seen[0].2, vec![3u8; 3]);
