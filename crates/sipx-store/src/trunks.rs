@@ -33,6 +33,32 @@ pub struct TrunkData {
     pub srtp: Option<SrtpPolicy>,
 }
 
+impl TrunkData {
+    /// An enabled trunk with nothing else set: no provider (inbound only), no inbound
+    /// network or user yet, the server's SRTP policy.
+    pub fn new(name: impl Into<String>) -> Self {
+        TrunkData {
+            name: name.into(),
+            enabled: true,
+            host: None,
+            port: None,
+            transport: "udp".to_owned(),
+            username: None,
+            auth_username: None,
+            from_domain: None,
+            register: false,
+            register_expires: 3600,
+            caller_id: None,
+            number_rules: "[]".to_owned(),
+            max_concurrent_calls: None,
+            inbound_cidrs: Vec::new(),
+            inbound_username: None,
+            inbound_numbers: Vec::new(),
+            srtp: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrunkRecord {
     pub id: String,

@@ -556,23 +556,12 @@ pub async fn create(
     let cidrs = check_inbound(&inbound, &mut c);
     c.done()?;
     let mut data = TrunkData {
-        name: body.name,
         enabled: body.enabled,
-        host: None,
-        port: None,
-        transport: "udp".to_owned(),
-        username: None,
-        auth_username: None,
-        from_domain: None,
-        register: false,
-        register_expires: 3600,
-        caller_id: None,
-        number_rules: "[]".to_owned(),
-        max_concurrent_calls: None,
         inbound_cidrs: cidrs,
         inbound_username: inbound.username.clone(),
         inbound_numbers: inbound.numbers.clone(),
         srtp: body.srtp.map(Into::into),
+        ..TrunkData::new(body.name)
     };
     apply_outbound(&mut data, body.outbound.as_ref());
     let password = secret_change(&body.outbound.as_ref().and_then(|o| o.password.clone()));
