@@ -378,22 +378,26 @@ class RtpStream:
     seconds: float
     gaps: int                 # packets missing from the sequence (filled with silence)
     out_of_order: int         # packets that arrived after a higher sequence number
+    too_late: int = 0         # with playout_ms: packets that missed their playout time
 
 
-def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101):
+def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=None):
     """One G.711 (PCMU/PCMA) stream of a capture, as an 8 kHz 16-bit WAV ordered by sequence
     number with lost packets as silence (an ideal jitter buffer), and the RFC 4733 digits it
     carried. `dst`/`src` are (ip, port) to pick the stream; `pt` keeps one audio PT only.
+    `playout_ms` plays a receiver with a fixed buffer instead: each packet is due that long after
+    the first one's arrival plus its place in the sequence, and one that arrives later is
+    silence too (0: no jitter buffer at all).
     G.722 and Opus are not decoded here: baresip records what it decoded itself (-dec.wav)."""
     flt = ["rtp"]
     for side, addr in (("dst", dst), ("src", src)):
         if addr:
             flt.append(f"ip.{side}=={addr[0]} && udp.{side}port=={addr[1]}")
     rows = tshark_fields(pcap, " && ".join(flt), ["rtp.ssrc", "rtp.seq", "rtp.p_type", "rtp.payload",
-                                                  "rtpevent.event_id", "rtp.timestamp"],
+                                                  "rtpevent.event_id", "rtp.timestamp", "frame.time_relative"],
                          "-o", f"rtpevent.event_payload_type_value:{event_pt}")
     streams, pts, digits, last_event = {}, Counter(), [], None
-    for ssrc, seq, ptype, payload, event, ts in rows:
+    for ssrc, seq, ptype, payload, event, ts, arrival in rows:
         if not seq:
             continue
         ptype = int(ptype)
@@ -405,17 +409,25 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101):
         if event:
             continue
         if ptype in G711_TABLES and (pt is None or ptype == pt):
-            streams.setdefault(ssrc, []).append((int(seq), ptype, bytes.fromhex(payload.replace(":", ""))))
-    chunks, gaps, late = [], 0, 0
+            streams.setdefault(ssrc, []).append((int(seq), ptype, bytes.fromhex(payload.replace(":", "")),
+                                                 float(arrival)))
+    chunks, gaps, late, too_late = [], 0, 0, 0
     for pkts in streams.values():
         ordered, wraps, prev, highest = [], 0, None, -1
-        for seq, ptype, data in pkts:
+        first = None  # (extended seq, arrival) of the first packet to arrive
+        for seq, ptype, data, arrival in pkts:
             if prev is not None and seq < prev - 30000:
                 wraps += 65536
             prev = seq
             ext = seq + wraps
             late += ext < highest
             highest = max(highest, ext)
+            first = first or (ext, arrival)
+            # G.711: 8 bytes a millisecond.
+            due = first[1] + ((ext - first[0]) * len(data) / 8 + (playout_ms or 0)) / 1000.0
+            if playout_ms is not None and arrival > due + 0.001:
+                too_late += 1
+                continue
             ordered.append((ext, ptype, data))
         ordered.sort(key=lambda p: p[0])
         last = None
@@ -430,7 +442,7 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101):
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     write_wav(out, 8000, samples)
     return RtpStream(pathlib.Path(out), sum(len(v) for v in streams.values()), list(streams), dict(pts),
-                     "".join(digits), round(len(samples) / 8000, 2), gaps, late)
+                     "".join(digits), round(len(samples) / 8000, 2), gaps, late, too_late)
 
 
 # ---------------------------------------------------------------------------------------------
