@@ -6,6 +6,7 @@ Parts, in the order a test uses them:
   tone_check & co.    what a received WAV holds (numpy; PESQ through PyPI `pesq`)
   Capture             dumpcap on lo, awaited until it really captures
   rtp_to_wav          one G.711 RTP stream of a capture -> WAV, plus the RFC 4733 digits it carried
+  call_sdps           the offer and answer of a call, as they crossed the wire
   media_streams,
   assert_no_cleartext_rtp   is the media in a capture encrypted?
   ImpairmentRelay     seeded loss / jitter / reordering between a peer and a server (no netem here)
@@ -70,6 +71,9 @@ AUDIO_RECIPE = [
                             f"speech_{k}k.wav"]) for k in (8, 16, 48)],
     *[(f"tone{f}_{k}k.wav", _sox_tone(f"tone{f}_{k}k.wav", k * 1000, f)) for f in (1000, 600) for k in (8, 16, 48)],
     ("tones_600_1000_8k.wav", _sox_tone("tones_600_1000_8k.wav", 8000, 600, 1000)),
+    # baresip's aufile source must match the codec's rate and channels (no resampling in 1.0):
+    # opus/48000/2 wants 48 kHz stereo.
+    ("tone1000_48k_stereo.wav", ["sox", "tone1000_48k.wav", "-c", "2", "tone1000_48k_stereo.wav"]),
     # Raw payload bytes for sipp's rtp_stream (it does not skip a WAV header).
     ("speech_8k.ulaw", _g711("speech_8k.wav", "speech_8k.ulaw", "mu-law")),
     ("speech_8k.alaw", _g711("speech_8k.wav", "speech_8k.alaw", "a-law")),
@@ -446,6 +450,26 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=
 
 
 # ---------------------------------------------------------------------------------------------
+# SDP in a capture
+# ---------------------------------------------------------------------------------------------
+
+def call_sdps(pcap, caller_ip):
+    """The SDP of the caller's first INVITE and of the 200 that answered it, from a capture."""
+    offer = answer = ""
+    for src, payload in tshark_fields(pcap, f"sip && ip.addr=={caller_ip}", ["ip.src", "udp.payload"]):
+        text = bytes.fromhex(payload.replace(":", "")).decode(errors="replace")
+        head, _, body = text.partition("\r\n\r\n")
+        if "m=audio" not in body or not any(line.lower().startswith("cseq:") and "INVITE" in line
+                                            for line in head.split("\r\n")):
+            continue
+        if src == caller_ip and head.startswith("INVITE ") and not offer:
+            offer = body
+        elif src != caller_ip and head.startswith("SIP/2.0 200") and not answer:
+            answer = body
+    return offer, answer
+
+
+# ---------------------------------------------------------------------------------------------
 # Is the media encrypted?
 # ---------------------------------------------------------------------------------------------
 
@@ -666,7 +690,8 @@ snd_path		{record_dir}
 statmode_default	off
 """
 
-# Codec name in `audio_codecs` -> the module that provides it (all shipped by baresip-core).
+# Codec name in `audio_codecs` (before any "/rate/channels") -> the module that provides it (all
+# shipped by baresip-core).
 BARESIP_CODEC_MODULES = {"pcmu": "g711", "pcma": "g711", "g722": "g722", "opus": "opus", "gsm": "gsm",
                          "l16": "l16"}
 
@@ -697,7 +722,7 @@ class Baresip:
         if mediaenc:
             params.append(f"mediaenc={mediaenc}")
         self.account = account or f"<{self.uri}>;" + ";".join(params) + account_params
-        modules = sorted({BARESIP_CODEC_MODULES[c] for c in codecs})
+        modules = sorted({BARESIP_CODEC_MODULES[c.split("/")[0]] for c in codecs})
         self.config = BARESIP_CONFIG.format(
             ip=ip, sip_port=sip_port, source=source_wav, rtp_first=rtp_ports[0], rtp_last=rtp_ports[1],
             codec_modules="\n".join(f"module\t\t\t{m}.so" for m in modules), ctrl_port=ctrl_port,

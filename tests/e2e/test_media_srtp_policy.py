@@ -99,7 +99,7 @@ def test_account_with_srtp_disabled_refuses_savp_and_answers_sdes_in_avp_without
                 peer.hangup()
         answered = logged(s, "call answered by the echo test")[-1]
         assert (answered["origin"], answered["srtp"]) == ("account:plainbare", "disabled"), answered
-        offer, answer = sdp_bodies(cap.pcap, "127.0.0.104")
+        offer, answer = media.call_sdps(cap.pcap, "127.0.0.104")
         assert "RTP/AVP" in offer and "a=crypto:" in offer, offer
         assert "m=audio" in answer and "RTP/AVP" in answer and "a=crypto" not in answer, answer
         streams = media.media_streams(cap.pcap)
@@ -108,19 +108,3 @@ def test_account_with_srtp_disabled_refuses_savp_and_answers_sdes_in_avp_without
         assert tone.band_ratio >= 0.9 and tone.active_s >= 1.0, tone
     finally:
         s.stop()
-
-
-def sdp_bodies(pcap, caller_ip):
-    """The SDP of the caller's first INVITE and of the 200 that answered it, from a capture."""
-    offer = answer = ""
-    for src, payload in media.tshark_fields(pcap, f"sip && ip.addr=={caller_ip}", ["ip.src", "udp.payload"]):
-        text = bytes.fromhex(payload.replace(":", "")).decode(errors="replace")
-        head, _, body = text.partition("\r\n\r\n")
-        if "m=audio" not in body or not any(line.lower().startswith("cseq:") and "INVITE" in line
-                                            for line in head.split("\r\n")):
-            continue
-        if src == caller_ip and head.startswith("INVITE ") and not offer:
-            offer = body
-        elif src != caller_ip and head.startswith("SIP/2.0 200") and not answer:
-            answer = body
-    return offer, answer

@@ -5,6 +5,7 @@
 //! Legs are sharded over the threads by id; a leg never moves, so each leg's state is touched
 //! by one thread only and nothing is locked on the packet path.
 
+mod opus_fmtp;
 mod phone_link;
 mod ports;
 mod settings;
