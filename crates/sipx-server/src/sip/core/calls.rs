@@ -223,7 +223,13 @@ impl Core {
             peer,
             started: now,
         };
-        let resp = self.answer_ok(&req, &tag, &peer, body);
+        let mut resp = self.answer_ok(&req, &tag, &peer, body);
+        // RFC 3261 §12.1.1: the answer that creates the dialog carries the request's
+        // Record-Route, so the caller's ACK and BYE take the proxies that asked to stay in
+        // the path (our own requests already do: the dialog's route set).
+        for rr in req.headers.get_all("Record-Route") {
+            resp.headers.push("Record-Route", rr);
+        }
         self.respond(now, txn, resp);
         if let Some(negotiated) = call.sdp.negotiated().cloned()
             && let Some(ports) = call.ports.take()
