@@ -11,6 +11,7 @@ Parts, in the order a test uses them:
   assert_no_cleartext_rtp   is the media in a capture encrypted?
   ImpairmentRelay     seeded loss / jitter / reordering between a peer and a server (no netem here)
   Baresip             a real UA (baresip-core) driven over ctrl_tcp
+  Rtpengine           a media relay that transcodes (G.729 through bcg729), behind Kamailio
   run_sipp_call       sipp with one of peers/sipp/*.xml, in a folder holding its audio files
 
 Every wait has a deadline; every random choice is seeded.
@@ -843,6 +844,64 @@ class Baresip:
                 self.proc.wait(timeout)
         if self._sock:
             self._sock.close()
+        self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# rtpengine
+# ---------------------------------------------------------------------------------------------
+
+class Rtpengine:
+    """rtpengine (Debian's rtpengine-daemon, userspace only: no kernel table) on `ip`, its ng
+    control protocol on `ng_port`, media ports from `ports`. Its transcoders include bcg729's
+    G.729. Ready once it answers an ng ping."""
+
+    def __init__(self, workdir, ip, ng_port=2223, ports=(33000, 33099)):
+        self.dir = pathlib.Path(workdir)
+        self.ip, self.ng = ip, (ip, ng_port)
+        self.ports = ports
+        self.proc = None
+
+    def start(self, timeout=10):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.dir / "rtpengine.log", "w")
+        self.proc = subprocess.Popen(
+            ["rtpengine", "--config-file=none", "--foreground", "--log-stderr", "--log-level=6", "--table=-1",
+             f"--interface={self.ip}", f"--listen-ng={self.ng[0]}:{self.ng[1]}", f"--port-min={self.ports[0]}",
+             f"--port-max={self.ports[1]}", "--num-threads=1", "--no-redis-required", "--delete-delay=0"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        # ng: "<cookie> <bencoded dict>"; a ping is answered {"result": "pong"}.
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            while True:
+                s.sendto(b"ready d7:command4:pinge", self.ng)
+                try:
+                    if s.recv(4096) == b"ready d6:result4:ponge":
+                        return self
+                except OSError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"rtpengine did not answer a ping:\n{self.log_text()[-2000:]}")
+
+    def log_text(self):
+        self.log.flush()
+        return (self.dir / "rtpengine.log").read_text(errors="replace")
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
         self.log.close()
 
     def __enter__(self):
