@@ -10,8 +10,10 @@ source scripts/lib/build-deps.sh
 # Test peers: sipp (sip-tester) and baresip drive the SIP tests. The media tests also make their
 # audio (espeak-ng, sox with its codec formats), capture on lo (tshark brings dumpcap; its debconf
 # question takes the default under DEBIAN_FRONTEND=noninteractive) and build pesq (gcc).
+# rtpengine (userspace only) is the SBC's media relay and the G.729 peer (it links bcg729);
+# libbcg729-dev builds SIPx's own G.729 (the g729 feature) for that test.
 apt_install chromium python3 python3-venv python3-dev sip-tester baresip-core kamailio linphone-cli openssl \
-  sox libsox-fmt-all espeak-ng tshark
+  sox libsox-fmt-all espeak-ng tshark rtpengine-daemon libbcg729-dev
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"

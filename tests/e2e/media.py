@@ -6,10 +6,12 @@ Parts, in the order a test uses them:
   tone_check & co.    what a received WAV holds (numpy; PESQ through PyPI `pesq`)
   Capture             dumpcap on lo, awaited until it really captures
   rtp_to_wav          one G.711 RTP stream of a capture -> WAV, plus the RFC 4733 digits it carried
+  call_sdps           the offer and answer of a call, as they crossed the wire
   media_streams,
   assert_no_cleartext_rtp   is the media in a capture encrypted?
   ImpairmentRelay     seeded loss / jitter / reordering between a peer and a server (no netem here)
   Baresip             a real UA (baresip-core) driven over ctrl_tcp
+  Rtpengine           a media relay that transcodes (G.729 through bcg729), behind Kamailio
   run_sipp_call       sipp with one of peers/sipp/*.xml, in a folder holding its audio files
 
 Every wait has a deadline; every random choice is seeded.
@@ -70,6 +72,9 @@ AUDIO_RECIPE = [
                             f"speech_{k}k.wav"]) for k in (8, 16, 48)],
     *[(f"tone{f}_{k}k.wav", _sox_tone(f"tone{f}_{k}k.wav", k * 1000, f)) for f in (1000, 600) for k in (8, 16, 48)],
     ("tones_600_1000_8k.wav", _sox_tone("tones_600_1000_8k.wav", 8000, 600, 1000)),
+    # baresip's aufile source must match the codec's rate and channels (no resampling in 1.0):
+    # opus/48000/2 wants 48 kHz stereo.
+    ("tone1000_48k_stereo.wav", ["sox", "tone1000_48k.wav", "-c", "2", "tone1000_48k_stereo.wav"]),
     # Raw payload bytes for sipp's rtp_stream (it does not skip a WAV header).
     ("speech_8k.ulaw", _g711("speech_8k.wav", "speech_8k.ulaw", "mu-law")),
     ("speech_8k.alaw", _g711("speech_8k.wav", "speech_8k.alaw", "a-law")),
@@ -378,22 +383,26 @@ class RtpStream:
     seconds: float
     gaps: int                 # packets missing from the sequence (filled with silence)
     out_of_order: int         # packets that arrived after a higher sequence number
+    too_late: int = 0         # with playout_ms: packets that missed their playout time
 
 
-def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101):
+def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=None):
     """One G.711 (PCMU/PCMA) stream of a capture, as an 8 kHz 16-bit WAV ordered by sequence
     number with lost packets as silence (an ideal jitter buffer), and the RFC 4733 digits it
     carried. `dst`/`src` are (ip, port) to pick the stream; `pt` keeps one audio PT only.
+    `playout_ms` plays a receiver with a fixed buffer instead: each packet is due that long after
+    the first one's arrival plus its place in the sequence, and one that arrives later is
+    silence too (0: no jitter buffer at all).
     G.722 and Opus are not decoded here: baresip records what it decoded itself (-dec.wav)."""
     flt = ["rtp"]
     for side, addr in (("dst", dst), ("src", src)):
         if addr:
             flt.append(f"ip.{side}=={addr[0]} && udp.{side}port=={addr[1]}")
     rows = tshark_fields(pcap, " && ".join(flt), ["rtp.ssrc", "rtp.seq", "rtp.p_type", "rtp.payload",
-                                                  "rtpevent.event_id", "rtp.timestamp"],
+                                                  "rtpevent.event_id", "rtp.timestamp", "frame.time_relative"],
                          "-o", f"rtpevent.event_payload_type_value:{event_pt}")
     streams, pts, digits, last_event = {}, Counter(), [], None
-    for ssrc, seq, ptype, payload, event, ts in rows:
+    for ssrc, seq, ptype, payload, event, ts, arrival in rows:
         if not seq:
             continue
         ptype = int(ptype)
@@ -405,17 +414,25 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101):
         if event:
             continue
         if ptype in G711_TABLES and (pt is None or ptype == pt):
-            streams.setdefault(ssrc, []).append((int(seq), ptype, bytes.fromhex(payload.replace(":", ""))))
-    chunks, gaps, late = [], 0, 0
+            streams.setdefault(ssrc, []).append((int(seq), ptype, bytes.fromhex(payload.replace(":", "")),
+                                                 float(arrival)))
+    chunks, gaps, late, too_late = [], 0, 0, 0
     for pkts in streams.values():
         ordered, wraps, prev, highest = [], 0, None, -1
-        for seq, ptype, data in pkts:
+        first = None  # (extended seq, arrival) of the first packet to arrive
+        for seq, ptype, data, arrival in pkts:
             if prev is not None and seq < prev - 30000:
                 wraps += 65536
             prev = seq
             ext = seq + wraps
             late += ext < highest
             highest = max(highest, ext)
+            first = first or (ext, arrival)
+            # G.711: 8 bytes a millisecond.
+            due = first[1] + ((ext - first[0]) * len(data) / 8 + (playout_ms or 0)) / 1000.0
+            if playout_ms is not None and arrival > due + 0.001:
+                too_late += 1
+                continue
             ordered.append((ext, ptype, data))
         ordered.sort(key=lambda p: p[0])
         last = None
@@ -430,7 +447,27 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101):
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     write_wav(out, 8000, samples)
     return RtpStream(pathlib.Path(out), sum(len(v) for v in streams.values()), list(streams), dict(pts),
-                     "".join(digits), round(len(samples) / 8000, 2), gaps, late)
+                     "".join(digits), round(len(samples) / 8000, 2), gaps, late, too_late)
+
+
+# ---------------------------------------------------------------------------------------------
+# SDP in a capture
+# ---------------------------------------------------------------------------------------------
+
+def call_sdps(pcap, caller_ip):
+    """The SDP of the caller's first INVITE and of the 200 that answered it, from a capture."""
+    offer = answer = ""
+    for src, payload in tshark_fields(pcap, f"sip && ip.addr=={caller_ip}", ["ip.src", "udp.payload"]):
+        text = bytes.fromhex(payload.replace(":", "")).decode(errors="replace")
+        head, _, body = text.partition("\r\n\r\n")
+        if "m=audio" not in body or not any(line.lower().startswith("cseq:") and "INVITE" in line
+                                            for line in head.split("\r\n")):
+            continue
+        if src == caller_ip and head.startswith("INVITE ") and not offer:
+            offer = body
+        elif src != caller_ip and head.startswith("SIP/2.0 200") and not answer:
+            answer = body
+    return offer, answer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,7 +691,8 @@ snd_path		{record_dir}
 statmode_default	off
 """
 
-# Codec name in `audio_codecs` -> the module that provides it (all shipped by baresip-core).
+# Codec name in `audio_codecs` (before any "/rate/channels") -> the module that provides it (all
+# shipped by baresip-core).
 BARESIP_CODEC_MODULES = {"pcmu": "g711", "pcma": "g711", "g722": "g722", "opus": "opus", "gsm": "gsm",
                          "l16": "l16"}
 
@@ -685,7 +723,7 @@ class Baresip:
         if mediaenc:
             params.append(f"mediaenc={mediaenc}")
         self.account = account or f"<{self.uri}>;" + ";".join(params) + account_params
-        modules = sorted({BARESIP_CODEC_MODULES[c] for c in codecs})
+        modules = sorted({BARESIP_CODEC_MODULES[c.split("/")[0]] for c in codecs})
         self.config = BARESIP_CONFIG.format(
             ip=ip, sip_port=sip_port, source=source_wav, rtp_first=rtp_ports[0], rtp_last=rtp_ports[1],
             codec_modules="\n".join(f"module\t\t\t{m}.so" for m in modules), ctrl_port=ctrl_port,
@@ -806,6 +844,64 @@ class Baresip:
                 self.proc.wait(timeout)
         if self._sock:
             self._sock.close()
+        self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# rtpengine
+# ---------------------------------------------------------------------------------------------
+
+class Rtpengine:
+    """rtpengine (Debian's rtpengine-daemon, userspace only: no kernel table) on `ip`, its ng
+    control protocol on `ng_port`, media ports from `ports`. Its transcoders include bcg729's
+    G.729. Ready once it answers an ng ping."""
+
+    def __init__(self, workdir, ip, ng_port=2223, ports=(33000, 33099)):
+        self.dir = pathlib.Path(workdir)
+        self.ip, self.ng = ip, (ip, ng_port)
+        self.ports = ports
+        self.proc = None
+
+    def start(self, timeout=10):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.dir / "rtpengine.log", "w")
+        self.proc = subprocess.Popen(
+            ["rtpengine", "--config-file=none", "--foreground", "--log-stderr", "--log-level=6", "--table=-1",
+             f"--interface={self.ip}", f"--listen-ng={self.ng[0]}:{self.ng[1]}", f"--port-min={self.ports[0]}",
+             f"--port-max={self.ports[1]}", "--num-threads=1", "--no-redis-required", "--delete-delay=0"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        # ng: "<cookie> <bencoded dict>"; a ping is answered {"result": "pong"}.
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            while True:
+                s.sendto(b"ready d7:command4:pinge", self.ng)
+                try:
+                    if s.recv(4096) == b"ready d6:result4:ponge":
+                        return self
+                except OSError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"rtpengine did not answer a ping:\n{self.log_text()[-2000:]}")
+
+    def log_text(self):
+        self.log.flush()
+        return (self.dir / "rtpengine.log").read_text(errors="replace")
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
         self.log.close()
 
     def __enter__(self):

@@ -159,3 +159,27 @@ def test_baresip_srtp_call_is_encrypted_and_the_tone_comes_back(sipx, tmp_path, 
     assert tone.band_ratio >= 0.9 and tone.active_s >= 1.0, tone
     negotiated = logged(sipx, "call media negotiated")
     assert negotiated and negotiated[0]["codec"].lower() == codec and negotiated[0]["srtp"], negotiated
+
+
+def test_baresip_opus_call_gets_its_tone_back(sipx, tmp_path, audio):
+    host, port = sip_addr(sipx, "udp")
+    # baresip 1.0 offers opus/48000/2 and cannot resample its file source: 48 kHz stereo it is.
+    peer = Baresip(tmp_path / "bare", "127.0.0.93", audio.tone1000_48k_stereo, codecs=("opus/48000/2",))
+    with Capture(tmp_path / "opus.pcap", "host 127.0.0.93 or udp portrange 31000-31999") as cap:
+        with peer:
+            peer.dial(f"sip:echo@{host}:{port}")
+            threading.Event().wait(2.5)  # media time: nothing to wait for but the clock
+            peer.hangup()
+    offer, answer = media.call_sdps(cap.pcap, "127.0.0.93")
+    pt = re.search(r"a=rtpmap:(\d+) opus/48000/2", offer).group(1)
+    # Its fmtp (stereo=1;sprop-stereo=1) needs nothing of SIPx: mono is what every Opus decoder
+    # takes, and SIPx decodes stereo to mono.
+    assert f"a=fmtp:{pt} stereo=1;sprop-stereo=1" in offer, offer
+    assert re.search(rf"m=audio \d+ RTP/AVP {pt} ", answer) and f"a=rtpmap:{pt} opus/48000/2" in answer, answer
+    negotiated = logged(sipx, "call media negotiated")
+    assert [(e["codec"], e["payload_type"]) for e in negotiated] == [("opus", int(pt))], negotiated
+    sent = [st for st in media.media_streams(cap.pcap) if st.key.startswith("127.0.0.1:31")]  # SIPx's ports
+    assert len(sent) == 1 and set(sent[0].payload_types) == {pt} and sent[0].packets >= 100, sent
+    # What baresip decoded is its own tone, through SIPx's Opus decoder, jitter buffer and encoder.
+    tone = media.tone_check(peer.recording("dec"), 1000)
+    assert tone.band_ratio >= 0.9 and tone.active_s >= 1.5, tone

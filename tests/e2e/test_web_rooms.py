@@ -9,9 +9,9 @@ import time
 import pytest
 
 from browser import chromium
+from rooms import ROOM_ARGS
 from conftest import create_app
 
-pytestmark = pytest.mark.skip(reason="skeleton until the built-in rooms land (/v1/rtc, room tokens, SFU)")
 
 
 def join(browser, server, creds, room, name):
@@ -37,7 +37,7 @@ def inbound_bytes(page, kind):
 
 def test_two_browsers_in_a_room_see_and_hear_each_other(server):
     creds = create_app(server)[:2]
-    with chromium() as browser:
+    with chromium(ROOM_ARGS) as browser:
         ada = join(browser, server, creds, "standup", "Ada")
         bob = join(browser, server, creds, "standup", "Bob")
         for page, other in [(ada, "Bob"), (bob, "Ada")]:
@@ -59,6 +59,7 @@ def test_two_browsers_in_a_room_see_and_hear_each_other(server):
         ada.locator("[data-testid=tile]", has_text="Bob").wait_for(state="detached", timeout=10_000)
 
 
+@pytest.mark.skip(reason="skeleton until a phone can be put into a room")
 def test_phone_dialled_into_the_room_shows_a_level_and_hangs_up(server):
     # To fill in once call control routes calls into rooms:
     # 1. a SIP peer that answers and plays a tone (media.Baresip, or sipp with an RTP stream),

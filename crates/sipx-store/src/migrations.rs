@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_registrations.sql"),
     ),
     (3, "trunks", include_str!("../migrations/0003_trunks.sql")),
+    (
+        4,
+        "srtp policy",
+        include_str!("../migrations/0004_srtp_policy.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::time::now_ms;
-use crate::{Page, PageRequest, Store, StoreError};
+use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError};
 
 /// A SIP account as stored, without its password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct SipAccountRecord {
     pub max_bindings: u32,
     pub enabled: bool,
     pub description: Option<String>,
+    /// SRTP policy of calls from the account's registered devices; `None`: the server's.
+    pub srtp: Option<SrtpPolicy>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -30,9 +32,11 @@ pub struct NewSipAccount {
     pub max_bindings: u32,
     pub enabled: bool,
     pub description: Option<String>,
+    pub srtp: Option<SrtpPolicy>,
 }
 
-/// `None` leaves a field unchanged; `description: Some(None)` clears it.
+/// `None` leaves a field unchanged; `description: Some(None)` clears it, and so does
+/// `srtp: Some(None)` (back to the server's policy).
 #[derive(Debug, Clone, Default)]
 pub struct SipAccountUpdate {
     pub password: Option<Redacted<String>>,
@@ -40,10 +44,11 @@ pub struct SipAccountUpdate {
     pub max_bindings: Option<u32>,
     pub enabled: Option<bool>,
     pub description: Option<Option<String>>,
+    pub srtp: Option<Option<SrtpPolicy>>,
 }
 
 const COLUMNS: &str = "id, app_id, username, allowed_cidrs, max_bindings, enabled, description, \
-                       created_at_ms, updated_at_ms";
+                       srtp, created_at_ms, updated_at_ms";
 
 fn password_context(id: &str) -> String {
     format!("sip-password:{id}")
@@ -64,6 +69,7 @@ fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
         max_bindings: u32::try_from(max_bindings).unwrap_or(0),
         enabled: row.try_get("enabled")?,
         description: row.try_get("description")?,
+        srtp: crate::srtp::from_column(row.try_get("srtp")?),
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -82,8 +88,8 @@ impl Store {
             .seal(&password_context(&id), new.password.expose().as_bytes());
         sqlx::query(
             "INSERT INTO sip_accounts (id, app_id, username, password_sealed, allowed_cidrs,
-             max_bindings, enabled, description, created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             max_bindings, enabled, description, srtp, created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id)
@@ -93,6 +99,7 @@ impl Store {
         .bind(i64::from(new.max_bindings))
         .bind(new.enabled)
         .bind(new.description.as_deref())
+        .bind(new.srtp.map(SrtpPolicy::as_str))
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -106,6 +113,7 @@ impl Store {
             max_bindings: new.max_bindings,
             enabled: new.enabled,
             description: new.description.clone(),
+            srtp: new.srtp,
             created_at_ms: now,
             updated_at_ms: now,
         })
@@ -157,6 +165,10 @@ impl Store {
             Some(d) => (true, d.as_deref()),
             None => (false, None),
         };
+        let (set_srtp, srtp) = match update.srtp {
+            Some(p) => (true, p.map(SrtpPolicy::as_str)),
+            None => (false, None),
+        };
         sqlx::query(
             "UPDATE sip_accounts SET
                password_sealed = COALESCE(?, password_sealed),
@@ -164,6 +176,7 @@ impl Store {
                max_bindings = COALESCE(?, max_bindings),
                enabled = COALESCE(?, enabled),
                description = CASE WHEN ? THEN ? ELSE description END,
+               srtp = CASE WHEN ? THEN ? ELSE srtp END,
                updated_at_ms = ?
              WHERE app_id = ? AND id = ?",
         )
@@ -173,6 +186,8 @@ impl Store {
         .bind(update.enabled)
         .bind(set_description)
         .bind(description)
+        .bind(set_srtp)
+        .bind(srtp)
         .bind(now_ms())
         .bind(app_id)
         .bind(id)
@@ -191,6 +206,20 @@ impl Store {
             .await?;
         self.changed();
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The SRTP policy of every account that has one of its own, by username: the SIP core's
+    /// view for calls from registered devices (accounts without one follow the server's).
+    pub async fn sip_account_srtp_policies(&self) -> Result<Vec<(String, SrtpPolicy)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT username, srtp FROM sip_accounts WHERE srtp IS NOT NULL ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(user, srtp)| Some((user, SrtpPolicy::parse(&srtp)?)))
+            .collect())
     }
 
     /// The account registering as `username`, with its password opened (for digest).
@@ -228,6 +257,7 @@ mod tests {
             max_bindings: 3,
             enabled: true,
             description: Some("SIM gateway".to_owned()),
+            srtp: None,
         }
     }
 
@@ -281,6 +311,46 @@ mod tests {
             "B's update must not have touched A's account"
         );
         assert!(store.delete_sip_account(&a.id, &acct.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn srtp_policy_is_stored_changed_and_cleared() {
+        let (store, _dir) = temp_store().await;
+        let (a, _) = store.create_app("a").await.unwrap();
+        let mut new = new_account("gw1");
+        new.srtp = Some(SrtpPolicy::Required);
+        let acct = store.create_sip_account(&a.id, &new).await.unwrap();
+        store
+            .create_sip_account(&a.id, &new_account("gw2"))
+            .await
+            .unwrap();
+        let stored = store.get_sip_account(&a.id, &acct.id).await.unwrap();
+        assert_eq!(stored.unwrap().srtp, Some(SrtpPolicy::Required));
+        assert_eq!(
+            store.sip_account_srtp_policies().await.unwrap(),
+            vec![("gw1".to_owned(), SrtpPolicy::Required)],
+            "accounts without a policy of their own are not listed"
+        );
+        // Another field changed: the policy stays.
+        let upd = SipAccountUpdate {
+            max_bindings: Some(2),
+            ..Default::default()
+        };
+        let kept = store.update_sip_account(&a.id, &acct.id, &upd).await;
+        assert_eq!(kept.unwrap().unwrap().srtp, Some(SrtpPolicy::Required));
+        let upd = SipAccountUpdate {
+            srtp: Some(Some(SrtpPolicy::Disabled)),
+            ..Default::default()
+        };
+        let changed = store.update_sip_account(&a.id, &acct.id, &upd).await;
+        assert_eq!(changed.unwrap().unwrap().srtp, Some(SrtpPolicy::Disabled));
+        let upd = SipAccountUpdate {
+            srtp: Some(None),
+            ..Default::default()
+        };
+        let cleared = store.update_sip_account(&a.id, &acct.id, &upd).await;
+        assert_eq!(cleared.unwrap().unwrap().srtp, None);
+        assert!(store.sip_account_srtp_policies().await.unwrap().is_empty());
     }
 
     #[tokio::test]

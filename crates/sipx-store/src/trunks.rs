@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::time::now_ms;
-use crate::{Page, PageRequest, Store, StoreError};
+use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError};
 
 /// Everything about a trunk except its secrets.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,34 @@ pub struct TrunkData {
     pub inbound_cidrs: Vec<String>,
     pub inbound_username: Option<String>,
     pub inbound_numbers: Vec<String>,
+    /// SRTP policy of calls through the trunk, either way; `None`: the server's.
+    pub srtp: Option<SrtpPolicy>,
+}
+
+impl TrunkData {
+    /// An enabled trunk with nothing else set: no provider (inbound only), no inbound
+    /// network or user yet, the server's SRTP policy.
+    pub fn new(name: impl Into<String>) -> Self {
+        TrunkData {
+            name: name.into(),
+            enabled: true,
+            host: None,
+            port: None,
+            transport: "udp".to_owned(),
+            username: None,
+            auth_username: None,
+            from_domain: None,
+            register: false,
+            register_expires: 3600,
+            caller_id: None,
+            number_rules: "[]".to_owned(),
+            max_concurrent_calls: None,
+            inbound_cidrs: Vec::new(),
+            inbound_username: None,
+            inbound_numbers: Vec::new(),
+            srtp: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +89,7 @@ pub struct TrunkWithSecrets {
 const COLUMNS: &str = "id, app_id, name, enabled, host, port, transport, username, auth_username, \
     password_sealed, from_domain, register, register_expires, caller_id, number_rules, \
     max_concurrent_calls, inbound_cidrs, inbound_username, inbound_password_sealed, \
-    inbound_numbers, created_at_ms, updated_at_ms";
+    inbound_numbers, srtp, created_at_ms, updated_at_ms";
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
@@ -95,6 +123,7 @@ fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
             inbound_cidrs: words(&cidrs),
             inbound_username: row.try_get("inbound_username")?,
             inbound_numbers: words(&numbers),
+            srtp: crate::srtp::from_column(row.try_get("srtp")?),
         },
         has_password: password.is_some(),
         has_inbound_password: inbound_password.is_some(),
@@ -131,6 +160,7 @@ fn bind_fields<'q>(
         .bind(data.inbound_username.as_deref())
         .bind(sealed_in)
         .bind(data.inbound_numbers.join(" "))
+        .bind(data.srtp.map(SrtpPolicy::as_str))
 }
 
 fn context(kind: &str, id: &str) -> String {
@@ -169,8 +199,8 @@ impl Store {
             "INSERT INTO trunks (id, app_id, name, enabled, host, port, transport, username,
              auth_username, password_sealed, from_domain, register, register_expires, caller_id,
              number_rules, max_concurrent_calls, inbound_cidrs, inbound_username,
-             inbound_password_sealed, inbound_numbers, created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             inbound_password_sealed, inbound_numbers, srtp, created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id);
@@ -210,7 +240,7 @@ impl Store {
              username = ?, auth_username = ?, password_sealed = ?, from_domain = ?, register = ?,
              register_expires = ?, caller_id = ?, number_rules = ?, max_concurrent_calls = ?,
              inbound_cidrs = ?, inbound_username = ?, inbound_password_sealed = ?,
-             inbound_numbers = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
+             inbound_numbers = ?, srtp = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
         );
         bind_fields(update, data, sealed, sealed_in)
             .bind(now_ms())
@@ -319,6 +349,7 @@ mod tests {
             inbound_cidrs: vec!["192.0.2.0/24".into()],
             inbound_username: None,
             inbound_numbers: vec!["+4930123456".into()],
+            srtp: Some(SrtpPolicy::Required),
         }
     }
 
@@ -345,6 +376,7 @@ mod tests {
         assert_eq!(all[0].password.as_ref().unwrap().expose(), "s3cret");
         let mut d = data("p2");
         d.register = false;
+        d.srtp = None;
         let u = store
             .update_trunk(
                 &a.id,
@@ -357,6 +389,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(u.has_password && u.has_inbound_password && !u.data.register);
+        assert_eq!(u.data.srtp, None, "the policy is cleared with the update");
         assert!(
             store
                 .update_trunk(&b.id, &t.id, &d, &SecretChange::Keep, &SecretChange::Keep)

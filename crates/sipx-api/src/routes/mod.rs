@@ -7,6 +7,7 @@ pub mod ops;
 pub mod registrations;
 pub mod rooms;
 pub mod sip_accounts;
+pub mod srtp;
 pub mod trunks;
 pub mod web;
 

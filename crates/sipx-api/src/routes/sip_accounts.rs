@@ -11,6 +11,7 @@ use sipx_secrets::Redacted;
 use sipx_store::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 use utoipa::ToSchema;
 
+use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListParams, encode_cursor};
@@ -30,6 +31,7 @@ const MAX_CIDRS: usize = 32;
     "max_bindings": 5,
     "enabled": true,
     "description": "SIM gateway, 4 ports",
+    "srtp": null,
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -43,6 +45,9 @@ pub struct SipAccount {
     pub max_bindings: u32,
     pub enabled: bool,
     pub description: Option<String>,
+    /// SRTP policy of calls from this account's registered devices; null: the server's
+    /// `media.srtp`.
+    pub srtp: Option<SrtpPolicy>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -58,6 +63,7 @@ impl From<SipAccountRecord> for SipAccount {
             max_bindings: r.max_bindings,
             enabled: r.enabled,
             description: r.description,
+            srtp: r.srtp.map(SrtpPolicy::from),
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
         }
@@ -105,9 +111,14 @@ pub struct CreateSipAccount {
     /// Up to 200 characters.
     #[schema(max_length = 200)]
     pub description: Option<String>,
+    /// SRTP policy of calls from this account's registered devices; absent or null: the
+    /// server's `media.srtp`.
+    #[serde(default)]
+    pub srtp: Option<SrtpPolicy>,
 }
 
-/// Absent fields are left unchanged; `"description": null` clears the description.
+/// Absent fields are left unchanged; `"description": null` clears the description and
+/// `"srtp": null` returns the account to the server's SRTP policy.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"max_bindings": 2, "enabled": false}))]
@@ -126,6 +137,8 @@ pub struct UpdateSipAccount {
     #[serde(default, deserialize_with = "super::present")]
     #[schema(max_length = 200)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::present")]
+    pub srtp: Option<Option<SrtpPolicy>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,6 +150,7 @@ pub struct UpdateSipAccount {
         "max_bindings": 5,
         "enabled": true,
         "description": "SIM gateway, 4 ports",
+        "srtp": null,
         "created_at": "2026-11-28T10:00:00.000Z",
         "updated_at": "2026-11-28T10:00:00.000Z"
     }],
@@ -259,6 +273,7 @@ pub async fn create(
         max_bindings: body.max_bindings,
         enabled: body.enabled,
         description: body.description,
+        srtp: body.srtp.map(Into::into),
     };
     let account = state.store.create_sip_account(&app.id, &new).await?;
     tracing::info!(app_id = %app.id, sip_account_id = %account.id, "SIP account created");
@@ -336,6 +351,7 @@ pub async fn update(
         max_bindings: body.max_bindings,
         enabled: body.enabled,
         description: body.description,
+        srtp: body.srtp.map(|p| p.map(Into::into)),
     };
     state
         .store

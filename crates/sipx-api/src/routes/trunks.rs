@@ -11,6 +11,7 @@ use sipx_secrets::Redacted;
 use sipx_store::{SecretChange, TrunkData, TrunkRecord};
 use utoipa::ToSchema;
 
+use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListParams, encode_cursor};
@@ -125,6 +126,7 @@ pub struct TrunkInbound {
         "number_rules": [{"prefix": "0", "replace_with": "+49"}], "max_concurrent_calls": 10
     },
     "inbound": {"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"]},
+    "srtp": "required",
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -138,6 +140,8 @@ pub struct Trunk {
     /// Absent for an inbound-only trunk.
     pub outbound: Option<TrunkOutbound>,
     pub inbound: TrunkInbound,
+    /// SRTP policy of calls through this trunk, in and out; null: the server's `media.srtp`.
+    pub srtp: Option<SrtpPolicy>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -191,6 +195,7 @@ impl From<TrunkRecord> for Trunk {
                 has_password: r.has_inbound_password,
                 numbers: d.inbound_numbers,
             },
+            srtp: d.srtp.map(SrtpPolicy::from),
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
         }
@@ -262,7 +267,8 @@ fn default_true() -> bool {
 #[schema(example = json!({
     "name": "Carrier A",
     "outbound": {"host": "sip.carrier-a.example", "username": "4930123456", "password": "s3cret-pass", "register": true},
-    "inbound": {"allowed_cidrs": ["198.51.100.0/24"], "numbers": ["+4930123456"]}
+    "inbound": {"allowed_cidrs": ["198.51.100.0/24"], "numbers": ["+4930123456"]},
+    "srtp": "required"
 }))]
 pub struct CreateTrunk {
     #[schema(min_length = 1, max_length = 100)]
@@ -271,10 +277,14 @@ pub struct CreateTrunk {
     pub enabled: bool,
     pub outbound: Option<OutboundInput>,
     pub inbound: Option<InboundInput>,
+    /// SRTP policy of calls through this trunk; absent or null: the server's `media.srtp`.
+    #[serde(default)]
+    pub srtp: Option<SrtpPolicy>,
 }
 
 /// Fields present replace the stored ones; `outbound`/`inbound` are replaced as a whole
-/// (passwords left out are kept); `"outbound": null` makes the trunk inbound-only.
+/// (passwords left out are kept); `"outbound": null` makes the trunk inbound-only;
+/// `"srtp": null` returns it to the server's SRTP policy.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"enabled": false}))]
@@ -285,6 +295,8 @@ pub struct UpdateTrunk {
     #[serde(default, deserialize_with = "super::present")]
     pub outbound: Option<Option<OutboundInput>>,
     pub inbound: Option<InboundInput>,
+    #[serde(default, deserialize_with = "super::present")]
+    pub srtp: Option<Option<SrtpPolicy>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -544,22 +556,12 @@ pub async fn create(
     let cidrs = check_inbound(&inbound, &mut c);
     c.done()?;
     let mut data = TrunkData {
-        name: body.name,
         enabled: body.enabled,
-        host: None,
-        port: None,
-        transport: "udp".to_owned(),
-        username: None,
-        auth_username: None,
-        from_domain: None,
-        register: false,
-        register_expires: 3600,
-        caller_id: None,
-        number_rules: "[]".to_owned(),
-        max_concurrent_calls: None,
         inbound_cidrs: cidrs,
         inbound_username: inbound.username.clone(),
         inbound_numbers: inbound.numbers.clone(),
+        srtp: body.srtp.map(Into::into),
+        ..TrunkData::new(body.name)
     };
     apply_outbound(&mut data, body.outbound.as_ref());
     let password = secret_change(&body.outbound.as_ref().and_then(|o| o.password.clone()));
@@ -631,6 +633,9 @@ pub async fn update(
     }
     if let Some(enabled) = body.enabled {
         data.enabled = enabled;
+    }
+    if let Some(srtp) = body.srtp {
+        data.srtp = srtp.map(Into::into);
     }
     let mut password = SecretChange::Keep;
     match &body.outbound {

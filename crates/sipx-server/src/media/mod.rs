@@ -10,6 +10,7 @@
 //! phone and encodes the caller's voice for the room, across the leg's [`PhoneLink`] (the one
 //! lock, taken a few times per 20 ms tick).
 
+mod opus_fmtp;
 mod phone_link;
 mod ports;
 mod room_bridge;

@@ -119,10 +119,14 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
             salt: p.remote.salt.clone(),
         },
     });
-    // Opus carries any rate: 16 kHz is wideband speech at a third of 48 kHz's cost.
-    let frame_rate = match codec {
-        CodecKind::Opus => 16_000,
-        _ => n.codec.audio_rate,
+    // Opus carries any rate: the peer's fmtp says what it plays back.
+    let remote_fmtp = n.codec.remote_fmtp.as_deref();
+    let (frame_rate, opus) = match codec {
+        CodecKind::Opus => (
+            super::opus_fmtp::frame_rate(remote_fmtp),
+            super::opus_fmtp::encoder_options(remote_fmtp),
+        ),
+        _ => (n.codec.audio_rate, EncoderOptions::default()),
     };
     let mut random = [0u8; 18];
     sipx_secrets::generate::fill(&mut random);
@@ -158,7 +162,7 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         receive: n.should_receive(),
         symmetric_rtp: true,
         detect_inband_dtmf: false,
-        opus: EncoderOptions::default(),
+        opus,
         local_ssrc: u32::from_le_bytes([a, b, c, d]),
         initial_seq: u16::from_le_bytes([e, f]) & 0x7fff,
         initial_ts: u32::from_le_bytes([g, h, i, j]),

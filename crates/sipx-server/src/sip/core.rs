@@ -28,8 +28,12 @@ use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
 mod calls;
+mod origin;
+mod sources;
 mod trunks;
 use calls::Calls;
+use origin::Origins;
+use sources::BindingSources;
 use trunks::TrunkReg;
 
 /// How long a looked-up account is trusted before it is read again (API changes reach the
@@ -66,8 +70,12 @@ pub(crate) enum CoreInput {
         replies: Vec<(ServerTxnId, Response)>,
         ok: bool,
     },
-    /// Trunks (re)loaded from the store, each with its provider's resolved address.
-    TrunksLoaded(Vec<(TrunkWithSecrets, Option<SocketAddr>)>),
+    /// Trunks (re)loaded from the store, each with its provider's resolved address, and the
+    /// SIP accounts' SRTP policies (those that have one).
+    TrunksLoaded {
+        trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
+        account_srtp: Vec<(String, sipx_store::SrtpPolicy)>,
+    },
     /// A media leg reported something (DTMF, media timeout).
     Media(crate::media::MediaEvent),
     /// The rooms removed a phone participant: its call must end.
@@ -134,11 +142,10 @@ pub(crate) struct Core {
     inputs: mpsc::Sender<CoreInput>,
     persist: mpsc::UnboundedSender<PersistJob>,
     runtime: Runtime,
-    /// Source addresses of live registrations (with how many contacts each), for "known source".
-    binding_ips: HashMap<IpAddr, usize>,
-    /// Networks and digest users of the trunks' inbound side.
-    inbound_nets: Vec<IpNet>,
-    inbound_users: HashMap<String, Redacted<String>>,
+    /// Source addresses of live registrations, for "known source" and a call's account.
+    registered: BindingSources,
+    /// The trunks' inbound networks and digest users, and the trunks' and accounts' policies.
+    origins: Origins,
     /// username → contact → the expiry last written to the store.
     persisted: HashMap<String, HashMap<String, u64>>,
     /// trunk id → its outbound registration.
@@ -261,9 +268,8 @@ impl Core {
             inputs,
             persist,
             runtime,
-            binding_ips: HashMap::new(),
-            inbound_nets: Vec::new(),
-            inbound_users: HashMap::new(),
+            registered: BindingSources::default(),
+            origins: Origins::default(),
             persisted,
             trunk_regs: HashMap::new(),
             reg_txns: HashMap::new(),
@@ -324,56 +330,33 @@ impl Core {
     pub(crate) fn publish_all(&mut self) {
         for (user, (app, b)) in &self.bindings {
             self.publish_bindings(user, app, b);
-        }
-        let all: Vec<Binding> = self
-            .bindings
-            .values()
-            .flat_map(|(_, b)| b.clone())
-            .collect();
-        self.count_sources(&[], &all);
-    }
-
-    /// Keeps `binding_ips` in step when a user's contacts go from `old` to `new`.
-    fn count_sources(&mut self, old: &[Binding], new: &[Binding]) {
-        for b in old {
-            let ip = b.source.ip();
-            if let Some(n) = self.binding_ips.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.binding_ips.remove(&ip);
-                }
-            }
-        }
-        for b in new {
-            *self.binding_ips.entry(b.source.ip()).or_insert(0) += 1;
+            self.registered.replace(user, &[], b);
         }
     }
 
     /// A trunk's inbound network, a registered device, or a trusted proxy.
     fn is_known_source(&self, ip: IpAddr) -> bool {
         self.settings.abuse.is_trusted(ip)
-            || self.binding_ips.contains_key(&ip)
-            || self.inbound_nets.iter().any(|n| n.contains(&ip))
+            || self.registered.contains_ip(ip)
+            || self.origins.trunk_by_network(ip).is_some()
     }
 
-    /// Credentials of a trunk's inbound digest user, when the request carries valid ones.
-    fn inbound_user_verified(&mut self, req: &Request) -> bool {
-        let Some(creds) = req
+    /// The trunk whose inbound digest user the request authenticates as, when it carries
+    /// valid credentials of one. Checked at most once per request: a nonce count verified
+    /// twice would look like a replay.
+    fn inbound_user_verified(&mut self, req: &Request) -> Option<usize> {
+        let creds = req
             .headers
             .get_all("Authorization")
             .chain(req.headers.get_all("Proxy-Authorization"))
             .filter_map(DigestParams::parse)
-            .find(|c| self.digest.username(c).is_some())
-        else {
-            return false;
-        };
-        let user = self.digest.username(&creds).unwrap_or_default().to_owned();
-        let Some(password) = self.inbound_users.get(&user).cloned() else {
-            return false;
-        };
+            .find(|c| self.digest.username(c).is_some())?;
+        let user = self.digest.username(&creds)?;
+        let (password, trunk) = self.origins.trunk_user(user)?;
         self.digest
             .verify(&creds, req.method.as_str(), password.expose(), unix_now())
             .is_ok()
+            .then_some(trunk)
     }
 
     fn send_keepalives(&self) {
@@ -463,17 +446,16 @@ impl Core {
             .retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_TTL);
         let t = unix_now();
         let runtime = self.runtime.clone();
-        let mut lapsed = Vec::new();
+        let registered = &mut self.registered;
         self.bindings.retain(|user, (app, b)| {
-            let before = b.len();
-            lapsed.extend(b.iter().filter(|x| x.expires_at <= t).cloned());
-            b.retain(|x| x.expires_at > t);
-            if b.len() != before {
+            let lapsed: Vec<Binding> = b.iter().filter(|x| x.expires_at <= t).cloned().collect();
+            if !lapsed.is_empty() {
+                b.retain(|x| x.expires_at > t);
+                registered.replace(user, &lapsed, &[]);
                 runtime.set_bindings(user, app, binding_views(b));
             }
             !b.is_empty()
         });
-        self.count_sources(&lapsed, &[]);
         metrics::gauge!("sipx_sip_registered_contacts")
             .set(self.bindings.values().map(|(_, b)| b.len()).sum::<usize>() as f64);
         metrics::gauge!("sipx_sip_banned_sources").set(self.guard.banned_count() as f64);
@@ -518,8 +500,11 @@ impl Core {
             }
             CoreInput::Media(event) => self.on_media_event(now, event),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
-            CoreInput::TrunksLoaded(trunks) => {
-                self.apply_trunks(now, trunks);
+            CoreInput::TrunksLoaded {
+                trunks,
+                account_srtp,
+            } => {
+                self.apply_trunks(now, trunks, account_srtp);
                 self.poll_registrations(now);
             }
             CoreInput::AccountLoaded { username, account } => {
@@ -619,7 +604,14 @@ impl Core {
             || (req.method == Method::Options
                 && self.settings.unknown_source != UnknownSourcePolicy::Silent);
         let gated = !open_method;
-        if gated && !self.is_known_source(ip) && !self.inbound_user_verified(&req) {
+        // A new call's credentials also tell which trunk it came through, wherever it came from.
+        let trunk_by_digest =
+            if gated && (req.method == Method::Invite || !self.is_known_source(ip)) {
+                self.inbound_user_verified(&req)
+            } else {
+                None
+            };
+        if gated && trunk_by_digest.is_none() && !self.is_known_source(ip) {
             metrics::counter!("sipx_sip_unknown_source_total").increment(1);
             match self.settings.unknown_source {
                 UnknownSourcePolicy::Silent => self.endpoint.abandon(txn),
@@ -650,7 +642,7 @@ impl Core {
             }
             Method::Register => self.on_register(now, txn, req, peer),
             _ if req.to().is_some_and(|t| t.tag().is_some()) => self.on_in_dialog(now, txn, req),
-            Method::Invite => self.on_new_invite(now, txn, req, peer),
+            Method::Invite => self.on_new_invite(now, txn, req, peer, trunk_by_digest),
             _ => {
                 let resp = req.response(481, Some(&tag));
                 self.respond(now, txn, resp);
@@ -809,7 +801,7 @@ impl Core {
                     .get(&username)
                     .map(|(_, b)| b.clone())
                     .unwrap_or_default();
-                self.count_sources(&old, &new);
+                self.registered.replace(&username, &old, &new);
                 if new.is_empty() {
                     self.bindings.remove(&username);
                 } else {

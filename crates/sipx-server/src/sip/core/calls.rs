@@ -17,6 +17,7 @@ use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 
 use super::Core;
+use super::origin::{policy_name, srtp_policy};
 use crate::media::{LegId, LegMode, MediaEngine, MediaEvent, PortPair};
 
 /// One answered INVITE dialog and its media.
@@ -114,6 +115,7 @@ impl Core {
         txn: ServerTxnId,
         req: Request,
         peer: Peer,
+        trunk_by_digest: Option<usize>,
     ) {
         let tag = self.endpoint.new_tag();
         let echo = &self.settings.media.echo_extension;
@@ -164,7 +166,12 @@ impl Core {
                 return;
             }
         };
-        let mut sdp = match self.new_media_session(&engine, ports.rtp_port()) {
+        // Calls that come in have no policy of their own (dial-out through the API will).
+        let origin = self
+            .origins
+            .origin(peer.addr, trunk_by_digest, &self.registered);
+        let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
+        let mut sdp = match self.new_media_session(&engine, ports.rtp_port(), srtp) {
             Some(s) => s,
             None => {
                 self.respond(now, txn, req.response(500, Some(&tag)));
@@ -175,7 +182,13 @@ impl Core {
             Some(offer) => match sdp.handle_offer(offer) {
                 Ok(answer) => answer.to_bytes(),
                 Err(rejection) => {
-                    tracing::info!(call_id = req.call_id().unwrap_or(""), %rejection, "call refused: media");
+                    tracing::info!(
+                        call_id = req.call_id().unwrap_or(""),
+                        %rejection,
+                        %origin,
+                        srtp = policy_name(srtp),
+                        "call refused: media"
+                    );
                     let resp = req
                         .response(rejection.status(), Some(&tag))
                         .with_header("Warning", rejection.warning(&self.warn_agent()));
@@ -210,7 +223,13 @@ impl Core {
             peer,
             started: now,
         };
-        let resp = self.answer_ok(&req, &tag, &peer, body);
+        let mut resp = self.answer_ok(&req, &tag, &peer, body);
+        // RFC 3261 §12.1.1: the answer that creates the dialog carries the request's
+        // Record-Route, so the caller's ACK and BYE take the proxies that asked to stay in
+        // the path (our own requests already do: the dialog's route set).
+        for rr in req.headers.get_all("Record-Route") {
+            resp.headers.push("Record-Route", rr);
+        }
         self.respond(now, txn, resp);
         if let Some(negotiated) = call.sdp.negotiated().cloned()
             && let Some(ports) = call.ports.take()
@@ -223,6 +242,8 @@ impl Core {
             from = req.from().map(|f| f.uri.to_string()).unwrap_or_default(),
             to = %req.uri,
             late_offer = call.answer_in_ack,
+            %origin,
+            srtp = policy_name(srtp),
             "call answered by the echo test"
         );
         self.calls.by_leg.insert(leg, call.dialog.id.clone());
@@ -230,7 +251,12 @@ impl Core {
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }
 
-    fn new_media_session(&self, engine: &MediaEngine, port: u16) -> Option<MediaSession> {
+    fn new_media_session(
+        &self,
+        engine: &MediaEngine,
+        port: u16,
+        srtp: sipx_sdp::SrtpPolicy,
+    ) -> Option<MediaSession> {
         let mut session_id = [0u8; 8];
         sipx_secrets::generate::fill(&mut session_id);
         let mut config = sipx_sdp::MediaConfig::new(
@@ -239,7 +265,7 @@ impl Core {
             u64::from_le_bytes(session_id) >> 1,
         );
         config.codecs = self.settings.media.codecs.clone();
-        config.srtp = self.settings.media.srtp;
+        config.srtp = srtp;
         config.ptime = self.settings.media.ptime_ms;
         let mut keys = [0u8; sipx_sdp::KEY_MATERIAL_LEN];
         sipx_secrets::generate::fill(&mut keys);

@@ -112,7 +112,16 @@ impl Core {
                 };
                 resolved.push((t, addr));
             }
-            let _ = inputs.send(CoreInput::TrunksLoaded(resolved)).await;
+            let account_srtp = store.sip_account_srtp_policies().await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies");
+                Vec::new()
+            });
+            let _ = inputs
+                .send(CoreInput::TrunksLoaded {
+                    trunks: resolved,
+                    account_srtp,
+                })
+                .await;
         });
     }
 
@@ -179,30 +188,13 @@ impl Core {
         &mut self,
         now: Instant,
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
+        account_srtp: Vec<(String, sipx_store::SrtpPolicy)>,
     ) {
-        self.inbound_nets = trunks
-            .iter()
-            .flat_map(|(t, _)| {
-                t.trunk
-                    .data
-                    .inbound_cidrs
-                    .iter()
-                    .filter_map(|c| c.parse().ok())
-            })
-            .collect();
-        self.inbound_users = trunks
-            .iter()
-            .filter_map(|(t, _)| {
-                Some((
-                    t.trunk.data.inbound_username.clone()?,
-                    t.inbound_password.clone()?,
-                ))
-            })
-            .collect();
+        self.origins = super::Origins::new(trunks.iter().map(|(t, _)| t), account_srtp);
         tracing::info!(
             trunks = trunks.len(),
-            inbound_networks = self.inbound_nets.len(),
-            inbound_users = self.inbound_users.len(),
+            inbound_networks = self.origins.network_count(),
+            inbound_users = self.origins.user_count(),
             "trunks loaded"
         );
         let mut keep = std::collections::HashMap::new();

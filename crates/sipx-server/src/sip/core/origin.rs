@@ -1,0 +1,293 @@
+//! Which trunk or SIP account a new call came through, and the media policy that follows from
+//! it. The layers, first set wins: the call's own (API dial-out, coming) > its trunk's or
+//! account's > the server's (`media.srtp`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use sipx_sdp::SrtpPolicy;
+use sipx_secrets::Redacted;
+use sipx_store::TrunkWithSecrets;
+
+use super::sources::BindingSources;
+
+/// Where a call came from, as far as its policies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Trunk(String),
+    Account(String),
+    /// A source known otherwise (a trusted proxy) or not at all: the server's policies.
+    Unknown,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Trunk(id) => write!(f, "trunk:{id}"),
+            Origin::Account(user) => write!(f, "account:{user}"),
+            Origin::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The stored spelling of a policy, mapped to the SDP engine's.
+pub(crate) fn sdp_policy(p: sipx_store::SrtpPolicy) -> SrtpPolicy {
+    match p {
+        sipx_store::SrtpPolicy::Disabled => SrtpPolicy::Disabled,
+        sipx_store::SrtpPolicy::Allowed => SrtpPolicy::Allowed,
+        sipx_store::SrtpPolicy::Required => SrtpPolicy::Required,
+    }
+}
+
+pub(crate) fn policy_name(p: SrtpPolicy) -> &'static str {
+    match p {
+        SrtpPolicy::Disabled => "disabled",
+        SrtpPolicy::Allowed => "allowed",
+        SrtpPolicy::Required => "required",
+    }
+}
+
+/// A call's SRTP policy: its own when set (dial-out through the API), else its origin's, else
+/// the server's.
+pub(crate) fn srtp_policy(
+    call: Option<SrtpPolicy>,
+    origin: Option<SrtpPolicy>,
+    server: SrtpPolicy,
+) -> SrtpPolicy {
+    call.or(origin).unwrap_or(server)
+}
+
+/// What the core knows to tell a call's origin: the trunks' inbound networks and digest users,
+/// and the policies of trunks and accounts that have their own.
+#[derive(Debug, Default)]
+pub(crate) struct Origins {
+    /// Inbound networks with the index of their trunk, most specific first.
+    nets: Vec<(IpNet, usize)>,
+    /// Inbound digest users: password and trunk index.
+    users: HashMap<String, (Redacted<String>, usize)>,
+    /// Trunk id and SRTP policy, by index.
+    trunks: Vec<(String, Option<SrtpPolicy>)>,
+    /// Accounts with a policy of their own, by username.
+    accounts: HashMap<String, SrtpPolicy>,
+}
+
+impl Origins {
+    pub fn new<'a>(
+        trunks: impl IntoIterator<Item = &'a TrunkWithSecrets>,
+        accounts: Vec<(String, sipx_store::SrtpPolicy)>,
+    ) -> Self {
+        let mut o = Origins {
+            accounts: accounts
+                .into_iter()
+                .map(|(user, p)| (user, sdp_policy(p)))
+                .collect(),
+            ..Origins::default()
+        };
+        for (i, t) in trunks.into_iter().enumerate() {
+            let d = &t.trunk.data;
+            o.trunks.push((t.trunk.id.clone(), d.srtp.map(sdp_policy)));
+            o.nets.extend(
+                d.inbound_cidrs
+                    .iter()
+                    // The API stores networks; a bare address is a host network all the same.
+                    .filter_map(|c| {
+                        c.parse::<IpNet>()
+                            .ok()
+                            .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from))
+                    })
+                    .map(|n| (n, i)),
+            );
+            if let (Some(user), Some(password)) = (&d.inbound_username, &t.inbound_password) {
+                o.users.insert(user.clone(), (password.clone(), i));
+            }
+        }
+        // Longest prefix first; a stable sort keeps the store's order (by id) among equals.
+        o.nets
+            .sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        o
+    }
+
+    pub fn network_count(&self) -> usize {
+        self.nets.len()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The trunk whose inbound networks hold `ip` (the most specific network wins).
+    pub fn trunk_by_network(&self, ip: IpAddr) -> Option<usize> {
+        self.nets
+            .iter()
+            .find(|(n, _)| n.contains(&ip))
+            .map(|&(_, i)| i)
+    }
+
+    /// The password and trunk of an inbound digest user.
+    pub fn trunk_user(&self, username: &str) -> Option<(&Redacted<String>, usize)> {
+        self.users.get(username).map(|(p, i)| (p, *i))
+    }
+
+    /// Where a new call from `source` came from: the trunk whose inbound user it authenticated
+    /// as (`trunk_by_digest`), else the account registered from that very address, else the
+    /// trunk whose inbound network holds it, else the only account registered from its IP.
+    pub fn origin(
+        &self,
+        source: SocketAddr,
+        trunk_by_digest: Option<usize>,
+        registered: &BindingSources,
+    ) -> Origin {
+        let trunk = |i: usize| self.trunks.get(i).map(|(id, _)| Origin::Trunk(id.clone()));
+        if let Some(o) = trunk_by_digest.and_then(trunk) {
+            return o;
+        }
+        if let Some(user) = registered.registered_at(source) {
+            return Origin::Account(user.to_owned());
+        }
+        if let Some(o) = self.trunk_by_network(source.ip()).and_then(trunk) {
+            return o;
+        }
+        registered
+            .sole_account_on(source.ip())
+            .map_or(Origin::Unknown, |u| Origin::Account(u.to_owned()))
+    }
+
+    /// The SRTP policy of an origin, when it has one of its own.
+    pub fn srtp(&self, origin: &Origin) -> Option<SrtpPolicy> {
+        match origin {
+            Origin::Trunk(id) => self
+                .trunks
+                .iter()
+                .find(|(t, _)| t == id)
+                .and_then(|(_, p)| *p),
+            Origin::Account(user) => self.accounts.get(user).copied(),
+            Origin::Unknown => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::sip::core::sources::tests::binding;
+    use sipx_store::{TrunkData, TrunkRecord};
+
+    fn trunk(
+        id: &str,
+        cidrs: &[&str],
+        user: Option<&str>,
+        srtp: Option<sipx_store::SrtpPolicy>,
+    ) -> TrunkWithSecrets {
+        TrunkWithSecrets {
+            trunk: TrunkRecord {
+                id: id.to_owned(),
+                app_id: "app".to_owned(),
+                data: TrunkData {
+                    inbound_cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+                    inbound_username: user.map(str::to_owned),
+                    srtp,
+                    ..TrunkData::new(id)
+                },
+                has_password: false,
+                has_inbound_password: user.is_some(),
+                created_at_ms: 0,
+                updated_at_ms: 0,
+            },
+            password: None,
+            inbound_password: user.map(|_| Redacted::new("pw".to_owned())),
+        }
+    }
+
+    fn registered(list: &[(&str, &str)]) -> BindingSources {
+        let mut s = BindingSources::default();
+        for (user, source) in list {
+            s.replace(user, &[], &[binding(source)]);
+        }
+        s
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    use sipx_store::SrtpPolicy as Stored;
+
+    fn origins() -> Origins {
+        Origins::new(
+            &[
+                trunk("trunk_wide", &["192.0.2.0/24"], None, Some(Stored::Allowed)),
+                trunk(
+                    "trunk_narrow",
+                    &["192.0.2.128/25"],
+                    Some("carrier"),
+                    Some(Stored::Required),
+                ),
+                trunk("trunk_plain", &["198.51.100.7"], None, None),
+            ],
+            vec![("alice".to_owned(), Stored::Disabled)],
+        )
+    }
+
+    #[test]
+    fn the_most_specific_trunk_network_wins() {
+        let o = origins();
+        let none = BindingSources::default();
+        let at = |a: &str| o.origin(addr(a), None, &none);
+        assert_eq!(at("192.0.2.200:5060"), Origin::Trunk("trunk_narrow".into()));
+        assert_eq!(at("192.0.2.10:5060"), Origin::Trunk("trunk_wide".into()));
+        assert_eq!(at("198.51.100.7:5060"), Origin::Trunk("trunk_plain".into()));
+        assert_eq!(at("203.0.113.1:5060"), Origin::Unknown);
+        assert_eq!((o.network_count(), o.user_count()), (3, 1));
+    }
+
+    #[test]
+    fn digest_then_registered_address_then_network_then_registered_ip() {
+        let o = origins();
+        let (_, carrier) = o.trunk_user("carrier").unwrap();
+        let regs = registered(&[("alice", "192.0.2.10:5060"), ("bob", "203.0.113.5:5060")]);
+        // Credentials of a trunk's inbound user name that trunk, wherever the call comes from.
+        assert_eq!(
+            o.origin(addr("192.0.2.10:5060"), Some(carrier), &regs),
+            Origin::Trunk("trunk_narrow".into())
+        );
+        // A device's own registered address is its account, inside a trunk's network or not.
+        assert_eq!(
+            o.origin(addr("192.0.2.10:5060"), None, &regs),
+            Origin::Account("alice".into())
+        );
+        // Another port of that address inside a trunk's network: the trunk.
+        assert_eq!(
+            o.origin(addr("192.0.2.10:7000"), None, &regs),
+            Origin::Trunk("trunk_wide".into())
+        );
+        // Outside any trunk network: the only account registered from that IP.
+        assert_eq!(
+            o.origin(addr("203.0.113.5:7000"), None, &regs),
+            Origin::Account("bob".into())
+        );
+    }
+
+    #[test]
+    fn the_call_layer_beats_the_origin_which_beats_the_server() {
+        let o = origins();
+        let server = SrtpPolicy::Allowed;
+        let trunk = o.srtp(&Origin::Trunk("trunk_narrow".into()));
+        assert_eq!(trunk, Some(SrtpPolicy::Required));
+        assert_eq!(srtp_policy(None, trunk, server), SrtpPolicy::Required);
+        assert_eq!(
+            srtp_policy(Some(SrtpPolicy::Disabled), trunk, server),
+            SrtpPolicy::Disabled
+        );
+        // No policy of its own: the server's.
+        let plain = o.srtp(&Origin::Trunk("trunk_plain".into()));
+        assert_eq!(srtp_policy(None, plain, server), SrtpPolicy::Allowed);
+        let alice = o.srtp(&Origin::Account("alice".into()));
+        assert_eq!(srtp_policy(None, alice, server), SrtpPolicy::Disabled);
+        assert_eq!(o.srtp(&Origin::Account("bob".into())), None);
+        assert_eq!(o.srtp(&Origin::Unknown), None);
+        assert_eq!(Origin::Trunk("t1".into()).to_string(), "trunk:t1");
+    }
+}
