@@ -72,6 +72,7 @@ AUDIO_RECIPE = [
                             f"speech_{k}k.wav"]) for k in (8, 16, 48)],
     *[(f"tone{f}_{k}k.wav", _sox_tone(f"tone{f}_{k}k.wav", k * 1000, f)) for f in (1000, 600) for k in (8, 16, 48)],
     ("tones_600_1000_8k.wav", _sox_tone("tones_600_1000_8k.wav", 8000, 600, 1000)),
+    ("tone400_8k.wav", _sox_tone("tone400_8k.wav", 8000, 400, seconds=20)),
     # baresip's aufile source must match the codec's rate and channels (no resampling in 1.0):
     # opus/48000/2 wants 48 kHz stereo.
     ("tone1000_48k_stereo.wav", ["sox", "tone1000_48k.wav", "-c", "2", "tone1000_48k_stereo.wav"]),

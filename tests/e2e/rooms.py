@@ -56,8 +56,12 @@ def wait_until(fn, timeout=20, step=0.1, what="condition"):
 
 def heard(page, identity, seconds, path):
     """Waits until `seconds` of `identity`'s audio were heard, writes the last of it to `path`."""
-    wait_until(lambda: page.evaluate("() => window.heardSeconds()").get(identity, 0) >= seconds + 1,
-               timeout=seconds + 20, what=f"{seconds}s of audio from {identity}")
+    try:
+        wait_until(lambda: page.evaluate("() => window.heardSeconds()").get(identity, 0) >= seconds + 1,
+                   timeout=seconds + 20, what=f"{seconds}s of audio from {identity}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; heard {page.evaluate('() => window.heardSeconds()')}; "
+                             f"events {page.evaluate('() => window.peerEvents()')}") from None
     data = page.evaluate("a => window.heardWav(a[0], a[1])", [identity, seconds])
     path.write_bytes(base64.b64decode(data))
     return path

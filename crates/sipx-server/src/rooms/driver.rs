@@ -34,6 +34,7 @@ struct Driver {
     sessions: HashMap<ParticipantId, mpsc::UnboundedSender<String>>,
     phones: HashMap<ParticipantId, Arc<PhoneLink>>,
     notices: mpsc::UnboundedSender<PhoneNotice>,
+    existing: Arc<std::sync::RwLock<std::collections::HashSet<sipx_rooms::RoomKey>>>,
     buf: Vec<u8>,
 }
 
@@ -41,6 +42,7 @@ pub(super) fn spawn(
     socket: std::net::UdpSocket,
     cfg: SfuConfig,
     notices: mpsc::UnboundedSender<PhoneNotice>,
+    existing: Arc<std::sync::RwLock<std::collections::HashSet<sipx_rooms::RoomKey>>>,
 ) -> std::io::Result<(std_mpsc::Sender<Command>, Arc<Waker>)> {
     socket.set_nonblocking(true)?;
     let mut socket = UdpSocket::from_std(socket);
@@ -59,6 +61,7 @@ pub(super) fn spawn(
         sessions: HashMap::new(),
         phones: HashMap::new(),
         notices,
+        existing,
         buf: vec![0u8; 2048],
     };
     std::thread::Builder::new()
@@ -122,6 +125,8 @@ impl Driver {
         let sfu = &mut self.sfu;
         for (id, link) in &self.phones {
             link.drain_uplink(|p| {
+                metrics::counter!("sipx_rooms_phone_packets_total", "direction" => "from_phone")
+                    .increment(1);
                 sfu.handle_phone_audio(now, *id, p.seq, p.rtp_time, p.level, p.payload());
             });
         }
@@ -141,7 +146,13 @@ impl Driver {
     fn apply(&mut self, now: Instant, command: Command) {
         match command {
             Command::Create(key, wall, reply) => {
-                let _ = reply.send(self.sfu.create_room(now, key, wall));
+                let created = self.sfu.create_room(now, key.clone(), wall);
+                if created.is_ok()
+                    && let Ok(mut set) = self.existing.write()
+                {
+                    set.insert(key);
+                }
+                let _ = reply.send(created);
             }
             Command::Get(key, reply) => {
                 let _ = reply.send(self.sfu.room(&key).ok_or(sipx_rooms::RoomError::NotFound));
@@ -220,6 +231,8 @@ impl Driver {
                 } => {
                     if let Some(link) = self.phones.get(&to) {
                         link.push_downlink(source.0, seq, rtp_time, &payload);
+                        metrics::counter!("sipx_rooms_phone_packets_total", "direction" => "to_phone")
+                            .increment(1);
                     }
                 }
                 Output::SourceGone { to, source } => {
@@ -263,7 +276,12 @@ impl Driver {
                     }
                 }
             }
-            RoomEvent::Closed { room } => tracing::info!(%room, "room closed"),
+            RoomEvent::Closed { room } => {
+                if let Ok(mut set) = self.existing.write() {
+                    set.remove(&room);
+                }
+                tracing::info!(%room, "room closed");
+            }
         }
     }
 }

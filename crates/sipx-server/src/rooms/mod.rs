@@ -60,6 +60,11 @@ pub struct RoomsHandle {
     tx: std_mpsc::Sender<Command>,
     waker: Arc<mio::Waker>,
     local: SocketAddr,
+    dial_in_prefix: Arc<str>,
+    auto_create: bool,
+    /// The rooms that exist, kept by the rooms thread: the SIP core decides 404 without a
+    /// round trip.
+    existing: Arc<std::sync::RwLock<std::collections::HashSet<RoomKey>>>,
 }
 
 impl RoomsHandle {
@@ -89,14 +94,32 @@ impl RoomsHandle {
             empty_room_timeout: std::time::Duration::from_secs(config.empty_room_timeout_secs),
             max_participants: config.max_participants.max(1),
         };
-        let (tx, waker) = driver::spawn(socket, sfu, notices)
+        let existing = Arc::new(std::sync::RwLock::new(std::collections::HashSet::new()));
+        let (tx, waker) = driver::spawn(socket, sfu, notices, existing.clone())
             .map_err(|e| StartupError::Config(format!("cannot start the rooms thread: {e}")))?;
         tracing::info!(addr = %local, "rooms listening (WebRTC, UDP)");
-        Ok(RoomsHandle { tx, waker, local })
+        Ok(RoomsHandle {
+            tx,
+            waker,
+            local,
+            dial_in_prefix: Arc::from(config.dial_in_prefix.as_str()),
+            auto_create: config.auto_create,
+            existing,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The Request-URI user prefix of calls into rooms (empty: none).
+    pub fn dial_in_prefix(&self) -> &str {
+        &self.dial_in_prefix
+    }
+
+    /// Whether a join to `room` can succeed: it exists, or joins create rooms.
+    pub fn may_join(&self, room: &RoomKey) -> bool {
+        self.auto_create || self.existing.read().is_ok_and(|s| s.contains(room))
     }
 
     fn send(&self, c: Command) {

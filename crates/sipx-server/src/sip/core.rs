@@ -80,6 +80,11 @@ pub(crate) enum CoreInput {
     Media(crate::media::MediaEvent),
     /// The rooms removed a phone participant: its call must end.
     Room(crate::rooms::PhoneNotice),
+    /// The rooms answered a phone's join.
+    RoomJoined {
+        leg: crate::media::LegId,
+        result: Result<sipx_rooms::ParticipantId, sipx_rooms::RoomError>,
+    },
 }
 
 /// What the core needs to open connections of its own.
@@ -500,6 +505,7 @@ impl Core {
             }
             CoreInput::Media(event) => self.on_media_event(now, event),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
+            CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
             CoreInput::TrunksLoaded {
                 trunks,
                 account_srtp,

@@ -7,18 +7,20 @@
 //! (DTMF) → BYE from either side, or a media timeout.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipx_media::dtmf::DtmfDigit;
 use sipx_media::leg::LegEvent;
+use sipx_rooms::{JoinRequest, ParticipantId, RoomError, RoomKey};
 use sipx_sdp::{MediaSession, NegotiatedMedia, SessionDescription};
 use sipx_sip::dialog::{Dialog, DialogError, DialogId};
 use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 
 use super::Core;
-use super::origin::{policy_name, srtp_policy};
-use crate::media::{LegId, LegMode, MediaEngine, MediaEvent, PortPair};
+use super::origin::{Origin, policy_name, srtp_policy};
+use crate::media::{LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
 
 /// One answered INVITE dialog and its media.
 pub(crate) struct Call {
@@ -34,6 +36,33 @@ pub(crate) struct Call {
     /// Where the caller's requests come from; ours go back there (NAT-safe).
     peer: Peer,
     started: Instant,
+    /// Set for a call that joins a room.
+    room: Option<RoomSeat>,
+}
+
+/// A call's place in a room: the audio link, and its participant once the rooms took it.
+pub(crate) struct RoomSeat {
+    link: Arc<PhoneLink>,
+    participant: Option<ParticipantId>,
+}
+
+impl Call {
+    /// What the media thread does with the call's audio now.
+    fn leg_mode(&self) -> LegMode {
+        match &self.room {
+            None => LegMode::Echo,
+            Some(RoomSeat {
+                participant: None, ..
+            }) => LegMode::Silence,
+            Some(RoomSeat { link, .. }) => LegMode::Room(link.clone()),
+        }
+    }
+}
+
+/// Where a new call goes.
+enum Destination {
+    Echo,
+    Room(RoomKey),
 }
 
 /// The calls the core holds, by dialog.
@@ -118,14 +147,19 @@ impl Core {
         trunk_by_digest: Option<usize>,
     ) {
         let tag = self.endpoint.new_tag();
-        let echo = &self.settings.media.echo_extension;
-        let to_echo = !echo.is_empty()
-            && req
-                .uri
-                .as_sip()
-                .and_then(|u| u.user.as_deref())
-                .is_some_and(|u| u == echo);
-        let Some(engine) = self.media.clone().filter(|_| to_echo) else {
+        // Calls that come in have no policy of their own (dial-out through the API will).
+        let origin = self
+            .origins
+            .origin(peer.addr, trunk_by_digest, &self.registered);
+        let destination = match self.destination(&req, &origin) {
+            Ok(d) => d,
+            Err((status, reason)) => {
+                let resp = req.response(status, Some(&tag)).with_reason(reason);
+                self.respond(now, txn, resp);
+                return;
+            }
+        };
+        let Some(engine) = self.media.clone() else {
             let resp = req
                 .response(480, Some(&tag))
                 .with_reason("No route for this call");
@@ -166,10 +200,6 @@ impl Core {
                 return;
             }
         };
-        // Calls that come in have no policy of their own (dial-out through the API will).
-        let origin = self
-            .origins
-            .origin(peer.addr, trunk_by_digest, &self.registered);
         let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
         let mut sdp = match self.new_media_session(&engine, ports.rtp_port(), srtp) {
             Some(s) => s,
@@ -222,7 +252,42 @@ impl Core {
             answer_in_ack: offer.is_none(),
             peer,
             started: now,
+            room: None,
         };
+        if let Destination::Room(room) = &destination {
+            let Some(rooms) = self.rooms.clone() else {
+                self.respond(now, txn, req.response(480, Some(&tag)));
+                return;
+            };
+            let link = PhoneLink::new(rooms.notifier());
+            call.room = Some(RoomSeat {
+                link: link.clone(),
+                participant: None,
+            });
+            let caller = req.from().map(|f| {
+                f.display
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .or_else(|| f.uri.as_sip().and_then(|u| u.user.clone()))
+                    .unwrap_or_else(|| "phone".to_owned())
+            });
+            let join = JoinRequest {
+                room: room.clone(),
+                identity: format!("phone-{}", leg.0),
+                name: caller.unwrap_or_else(|| "phone".to_owned()),
+                can_publish: true,
+                can_subscribe: true,
+                call_id: Some(call_id.clone()),
+                wall: crate::unix_now(),
+            };
+            let inputs = self.inputs.clone();
+            tokio::spawn(async move {
+                let result = rooms.join_phone(join, link).await;
+                let _ = inputs
+                    .send(super::CoreInput::RoomJoined { leg, result })
+                    .await;
+            });
+        }
         let mut resp = self.answer_ok(&req, &tag, &peer, body);
         // RFC 3261 §12.1.1: the answer that creates the dialog carries the request's
         // Record-Route, so the caller's ACK and BYE take the proxies that asked to stay in
@@ -235,8 +300,12 @@ impl Core {
             && let Some(ports) = call.ports.take()
         {
             log_negotiation(&call_id, &negotiated);
-            self.start_leg(&engine, leg, ports, &negotiated, &call_id);
+            self.start_leg(&engine, leg, ports, &negotiated, &call_id, call.leg_mode());
         }
+        let answered_by = match &destination {
+            Destination::Echo => "the echo test".to_owned(),
+            Destination::Room(room) => format!("room {}", room.name),
+        };
         tracing::info!(
             call_id = %call_id,
             from = req.from().map(|f| f.uri.to_string()).unwrap_or_default(),
@@ -244,11 +313,96 @@ impl Core {
             late_offer = call.answer_in_ack,
             %origin,
             srtp = policy_name(srtp),
-            "call answered by the echo test"
+            answered_by,
+            "call answered"
         );
+        if matches!(destination, Destination::Echo) {
+            // Kept for the logs' readers and tests that look for it.
+            tracing::info!(call_id = %call_id, "call answered by the echo test");
+        }
         self.calls.by_leg.insert(leg, call.dialog.id.clone());
         self.calls.by_dialog.insert(call.dialog.id.clone(), call);
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
+    }
+
+    /// The echo test, a room (dial-in: `rooms.dial_in_prefix` + room name, in the application
+    /// of the trunk or account the call came through), or a refusal.
+    fn destination(
+        &self,
+        req: &Request,
+        origin: &Origin,
+    ) -> Result<Destination, (u16, &'static str)> {
+        let user = req
+            .uri
+            .as_sip()
+            .and_then(|u| u.user.as_deref())
+            .unwrap_or("");
+        let echo = &self.settings.media.echo_extension;
+        if !echo.is_empty() && user == echo {
+            return Ok(Destination::Echo);
+        }
+        let rooms = self.rooms.as_ref();
+        let room_name = rooms
+            .map(|r| r.dial_in_prefix())
+            .filter(|p| !p.is_empty())
+            .and_then(|p| user.strip_prefix(p));
+        if let (Some(name), Some(rooms)) = (room_name, rooms) {
+            let app = match origin {
+                Origin::Trunk(id) => self.origins.trunk_app(id).map(str::to_owned),
+                Origin::Account(user) => self.bindings.get(user).map(|(app, _)| app.clone()),
+                Origin::Unknown => None,
+            };
+            let Some(app) = app else {
+                return Err((403, "Calls into rooms come through a trunk or SIP account"));
+            };
+            if !sipx_rooms::valid_name(name) {
+                return Err((404, "No such room"));
+            }
+            let key = RoomKey::new(app, name);
+            if !rooms.may_join(&key) {
+                return Err((404, "No such room"));
+            }
+            return Ok(Destination::Room(key));
+        }
+        Err((480, "No route for this call"))
+    }
+
+    /// The rooms answered a phone's join.
+    pub(super) fn on_room_joined(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        result: Result<ParticipantId, RoomError>,
+    ) {
+        let id = self.calls.by_leg.get(&leg).cloned();
+        let call = id.as_ref().and_then(|id| self.calls.by_dialog.get_mut(id));
+        match (call, result) {
+            (Some(call), Ok(participant)) => {
+                if let Some(seat) = &mut call.room {
+                    seat.participant = Some(participant);
+                }
+                let mode = call.leg_mode();
+                if let Some(engine) = &self.media {
+                    engine.set_mode(leg, mode);
+                }
+                if let Some(rooms) = &self.rooms {
+                    rooms.set_call_state(participant, "CONFIRMED");
+                }
+            }
+            // The caller hung up while joining.
+            (None, Ok(participant)) => {
+                if let Some(rooms) = &self.rooms {
+                    rooms.phone_hung_up(participant);
+                }
+            }
+            (Some(_), Err(e)) => {
+                tracing::info!(error = %e, "the room refused the call");
+                if let Some(id) = id {
+                    self.end_call(now, &id, "Room unavailable", true);
+                }
+            }
+            (None, Err(_)) => {}
+        }
     }
 
     fn new_media_session(
@@ -309,9 +463,10 @@ impl Core {
         ports: PortPair,
         negotiated: &NegotiatedMedia,
         call_id: &str,
+        mode: LegMode,
     ) {
         match crate::media::leg_config(negotiated, &self.settings.media, leg) {
-            Some(cfg) => engine.add_leg(leg, ports, cfg, LegMode::Echo),
+            Some(cfg) => engine.add_leg(leg, ports, cfg, mode),
             None => {
                 tracing::warn!(
                     call_id,
@@ -442,7 +597,10 @@ impl Core {
         let (leg, ports) = (call.leg, call.ports.take());
         log_negotiation(&id.call_id, &negotiated);
         match ports {
-            Some(ports) => self.start_leg(&engine, leg, ports, &negotiated, &id.call_id),
+            Some(ports) => {
+                let mode = call.leg_mode();
+                self.start_leg(&engine, leg, ports, &negotiated, &id.call_id, mode)
+            }
             None => {
                 if let Some(cfg) = crate::media::leg_config(&negotiated, &self.settings.media, leg)
                 {
@@ -517,7 +675,10 @@ impl Core {
         tracing::info!(call_id = %id.call_id, digit = %digit.as_char(), duration_ms, via, "DTMF digit");
         metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
         // The echo test sends every digit back as an RFC 4733 event, however it came.
-        if let (Some(engine), Some(call)) = (&self.media, self.calls.by_dialog.get(id)) {
+        if let (Some(engine), Some(call)) = (
+            &self.media,
+            self.calls.by_dialog.get(id).filter(|c| c.room.is_none()),
+        ) {
             engine.send_dtmf(
                 call.leg,
                 digit,
@@ -554,6 +715,17 @@ impl Core {
         self.calls.by_leg.remove(&call.leg);
         if let Some(engine) = &self.media {
             engine.remove_leg(call.leg);
+        }
+        if let (
+            Some(rooms),
+            Some(RoomSeat {
+                participant: Some(p),
+                ..
+            }),
+        ) = (&self.rooms, &call.room)
+        {
+            // A no-op when the room removed it first (that is why the call ends).
+            rooms.phone_hung_up(*p);
         }
         if send_bye {
             let branch = self.endpoint.new_branch();

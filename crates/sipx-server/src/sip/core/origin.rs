@@ -71,6 +71,8 @@ pub(crate) struct Origins {
     trunks: Vec<(String, Option<SrtpPolicy>)>,
     /// Accounts with a policy of their own, by username.
     accounts: HashMap<String, SrtpPolicy>,
+    /// The application of each trunk, by trunk id.
+    trunk_apps: HashMap<String, String>,
 }
 
 impl Origins {
@@ -88,6 +90,8 @@ impl Origins {
         for (i, t) in trunks.into_iter().enumerate() {
             let d = &t.trunk.data;
             o.trunks.push((t.trunk.id.clone(), d.srtp.map(sdp_policy)));
+            o.trunk_apps
+                .insert(t.trunk.id.clone(), t.trunk.app_id.clone());
             o.nets.extend(
                 d.inbound_cidrs
                     .iter()
@@ -107,6 +111,11 @@ impl Origins {
         o.nets
             .sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         o
+    }
+
+    /// The application a trunk belongs to.
+    pub fn trunk_app(&self, trunk_id: &str) -> Option<&str> {
+        self.trunk_apps.get(trunk_id).map(String::as_str)
     }
 
     pub fn network_count(&self) -> usize {
