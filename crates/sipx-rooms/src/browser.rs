@@ -269,11 +269,16 @@ impl Browser {
     /// The browser's offer (publishing, or an ICE restart). Any offer of ours is dropped: the
     /// server is the polite side (docs/rooms-signalling.md).
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad offer: {e}"))?;
+        // Parsed inside the guard too: str0m's parser is the first to see the browser's text.
         let answer = self
-            .guard(|rtc| rtc.sdp_api().accept_offer(offer))
-            .ok_or_else(|| "the session failed".to_owned())?
-            .map_err(|e| format!("offer refused: {e}"))?;
+            .guard(|rtc| {
+                let offer =
+                    SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad offer: {e}"))?;
+                rtc.sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| format!("offer refused: {e}"))
+            })
+            .ok_or_else(|| "the session failed".to_owned())??;
         self.pending = None;
         self.settle_after_rollback();
         Ok(answer.to_sdp_string())
@@ -285,9 +290,14 @@ impl Browser {
             // An answer to an offer we already dropped (glare): nothing to do.
             return Ok(Vec::new());
         };
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("bad answer: {e}"))?;
         let result = self
-            .guard(|rtc| rtc.sdp_api().accept_answer(pending, answer))
+            .guard(|rtc| {
+                let answer =
+                    SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("bad answer: {e}"))?;
+                rtc.sdp_api()
+                    .accept_answer(pending, answer)
+                    .map_err(|e| e.to_string())
+            })
             .ok_or_else(|| "the session failed".to_owned())?;
         if let Err(e) = result {
             // What the offer added is rolled back; directions already changed stay changed.

@@ -9,8 +9,12 @@
 
 mod browser;
 mod error;
+#[cfg(any(test, feature = "_fuzz"))]
+pub mod fuzz;
 mod ids;
 mod sfu;
+#[cfg(test)]
+mod sfu_tests;
 pub mod signal;
 mod speaking;
 mod track;

@@ -265,6 +265,15 @@ impl Driver {
                 if kind == ParticipantKind::Phone {
                     if let Some(link) = self.phones.remove(&id) {
                         link.close();
+                        let (down, up) = link.dropped();
+                        if down + up > 0 {
+                            tracing::info!(
+                                participant = id.0,
+                                to_phone = down,
+                                from_phone = up,
+                                "audio packets dropped on a full phone link"
+                            );
+                        }
                     }
                     if reason != LeaveReason::Hangup
                         && let Some(call_id) = call_id

@@ -59,7 +59,6 @@ pub(crate) enum Command {
 pub struct RoomsHandle {
     tx: std_mpsc::Sender<Command>,
     waker: Arc<mio::Waker>,
-    local: SocketAddr,
     dial_in_prefix: Arc<str>,
     auto_create: bool,
     /// The rooms that exist, kept by the rooms thread: the SIP core decides 404 without a
@@ -101,15 +100,10 @@ impl RoomsHandle {
         Ok(RoomsHandle {
             tx,
             waker,
-            local,
             dial_in_prefix: Arc::from(config.dial_in_prefix.as_str()),
             auto_create: config.auto_create,
             existing,
         })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
     }
 
     /// The Request-URI user prefix of calls into rooms (empty: none).
