@@ -43,6 +43,18 @@ def test_two_browsers_hear_and_see_each_other(server, pages, audio, tmp_path):
             rooms.wait_until(lambda: sum(page.evaluate("() => window.framesDecoded()").values()) > first + 10,
                              what="more decoded video frames")
 
+        # An ICE restart (a network change): both ends take new credentials, media keeps flowing.
+        old_remote = alice.evaluate("() => window.remoteUfrag()")
+        alice.evaluate("() => window.restartIce()")
+        rooms.wait_until(lambda: alice.evaluate("() => window.remoteUfrag()") not in (None, old_remote),
+                         what="the server's answer with new ICE credentials")
+        before = alice.evaluate("() => window.heardSeconds()")["bob"]
+        rooms.wait_until(lambda: alice.evaluate("() => window.heardSeconds()")["bob"] > before + 3,
+                         what="3 s of playout after the ICE restart")
+        after = rooms.heard(alice, "bob", 2, tmp_path / "after-restart.wav")
+        assert media.tone_check(after, 1000).band_ratio > 0.8, media.tone_check(after, 1000)
+        assert alice.evaluate("() => window.iceState()") in ("connected", "completed")
+
         r = requests.get(server.url("/v1/rooms/standup"), headers=auth_header(key, secret), timeout=10)
         assert r.status_code == 200, r.text
         people = {p["identity"]: p for p in r.json()["participants"]}
