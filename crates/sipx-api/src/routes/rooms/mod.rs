@@ -43,6 +43,10 @@ pub struct Room {
 
 /// Someone in a room: a browser (WebRTC) or a phone call.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"identity": "phone-12", "name": "+4930123456", "kind": "phone",
+    "tracks": [{"kind": "audio", "muted": false}], "muted": false, "speaking": false,
+    "call_id": "a84b4c76e66710", "call_state": "CONFIRMED",
+    "joined_at": "2026-11-29T10:01:00.000Z"}))]
 pub struct Participant {
     pub identity: String,
     pub name: String,
@@ -62,6 +66,7 @@ pub struct Participant {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"kind": "audio", "muted": false}))]
 pub struct Track {
     /// `audio` or `video`.
     #[schema(example = "audio")]
@@ -70,12 +75,15 @@ pub struct Track {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"name": "sales", "created_at": "2026-11-29T10:00:00.000Z",
+    "auto_created": false, "participants": []}]}))]
 pub struct RoomList {
     pub items: Vec<Room>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "sales"}))]
 pub struct CreateRoom {
     /// 1–64 letters, digits, `-`, `_`, `.`, `@`, `+`; unique within the application.
     #[schema(example = "sales")]
@@ -84,6 +92,7 @@ pub struct CreateRoom {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"muted": true}))]
 pub struct MuteParticipant {
     pub muted: bool,
 }

@@ -40,6 +40,8 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"identity": "alice", "name": "Alice", "can_publish": true,
+    "can_subscribe": true, "ttl_secs": 3600}))]
 pub struct CreateToken {
     /// Who joins: unique in the room (a second join with the same identity replaces the first).
     #[schema(example = "alice")]
