@@ -100,6 +100,7 @@ function el(tag, props = {}, ...children) {
 function showResult(box, result, context) {
   box.replaceChildren();
   box.hidden = false;
+  box.classList.remove('info');
   if (typeof result === 'string') {
     box.classList.add('ok');
     box.append(result);
@@ -116,6 +117,15 @@ function showResult(box, result, context) {
     box.append(el('ul', {}, ...p.errors.map((e) => el('li', { textContent: `${e.field}: ${e.message}` }))));
   }
   if (p.type) box.append(el('code', { className: 'problem-type', textContent: p.type }));
+  box.scrollIntoView({ block: 'nearest' });
+}
+
+/** Shows something the user should know that is neither a success nor a failure. */
+function showNotice(box, title, detail) {
+  box.replaceChildren(el('strong', { textContent: title }), el('span', { textContent: detail }));
+  box.classList.remove('ok');
+  box.classList.add('info');
+  box.hidden = false;
   box.scrollIntoView({ block: 'nearest' });
 }
 
@@ -283,9 +293,13 @@ function updateTile(tile, participant, isSelf) {
     const hangup = $('.hangup', tile);
     hangup.setAttribute('aria-label', `Hang up ${name}`);
     hangup.title = `Hang up ${name}`;
-    const state = $('.call-state', tile);
-    state.textContent = (participant.call_state || 'connected').replaceAll('_', ' ');
-    state.dataset.state = participant.call_state || 'connected';
+    const state = callState(participant.call_state);
+    const box = $('.call-state', tile);
+    $('.state-label', box).textContent = state.label;
+    box.dataset.state = state.style;
+    // The call's age counts from when it joined the room (server time, Unix seconds).
+    if (Number.isFinite(participant.joined_at)) tile.dataset.since = String(participant.joined_at);
+    showCallTime(tile);
   } else {
     $('.avatar', tile).textContent = initials(name);
     const audioMuted = participant.muted || (participant.tracks || []).some((t) => t.kind === 'audio' && t.muted);
@@ -293,6 +307,42 @@ function updateTile(tile, participant, isSelf) {
     const video = (participant.tracks || []).find((t) => t.kind === 'video');
     if (video && !isSelf) tile.classList.toggle('video-muted', Boolean(video.muted));
   }
+}
+
+/**
+ * How a phone's `call_state` reads on its tile. The server names SIP dialog states in capitals
+ * (`CONFIRMED` once the phone is answered and in the room); none yet while it joins.
+ * @returns {{label: string, style: string}} `style` picks the colour (demo.css).
+ */
+function callState(raw) {
+  const known = {
+    '': ['Connecting', 'connecting'],
+    trying: ['Calling', 'dialing'],
+    calling: ['Calling', 'dialing'],
+    proceeding: ['Ringing', 'ringing'],
+    early: ['Ringing', 'ringing'],
+    ringing: ['Ringing', 'ringing'],
+    confirmed: ['Connected', 'connected'],
+    terminated: ['Ended', 'ended'],
+  };
+  const key = String(raw || '').toLowerCase();
+  const [label, style] = known[key] || [key.replaceAll('_', ' '), key];
+  return { label, style };
+}
+
+/** `m:ss` (or `h:mm:ss`) since the tile's call joined, while it is connected. */
+function showCallTime(tile) {
+  const box = $('.call-time', tile);
+  const since = Number(tile.dataset.since);
+  let text = '';
+  if ($('.call-state', tile).dataset.state === 'connected' && since > 0) {
+    // Clamped: the browser's clock may run behind the server's.
+    const s = Math.max(0, Math.floor(Date.now() / 1000 - since));
+    const mm = String(Math.floor(s / 60) % 60);
+    const ss = String(s % 60).padStart(2, '0');
+    text = s >= 3600 ? `${Math.floor(s / 3600)}:${mm.padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+  }
+  if (box.textContent !== text) box.textContent = text;
 }
 
 function removeTile(identity) {
@@ -303,6 +353,7 @@ function removeTile(identity) {
 
 function updateCount() {
   const n = tiles.children.length;
+  tiles.dataset.count = String(n); // the layout (demo.css) sizes tiles by how many there are
   $('#room-count').textContent = n === 1 ? 'Just you' : `${n} in the room`;
 }
 
@@ -384,6 +435,7 @@ function animateLevels() {
     const percent = String(Math.round(shown * 100));
     const bar = $('.level', tile);
     if (bar.getAttribute('aria-valuenow') !== percent) bar.setAttribute('aria-valuenow', percent);
+    showCallTime(tile);
   }
   session.frame = requestAnimationFrame(animateLevels);
 }
@@ -414,7 +466,29 @@ async function dial(event) {
     showResult(box, `Calling ${to}${call?.id ? ` (${call.id})` : ''}: the phone joins when answered.`);
     dialForm.reset();
   } catch (err) {
-    showResult(box, err, 'The call could not be placed');
+    if (err instanceof ApiProblem && (err.status === 404 || err.status === 405) && !(await placesCalls())) {
+      showNotice(box, 'Dialing out arrives with call control',
+        'This SIPx does not place calls yet (its API has no POST /v1/calls). Meanwhile phones join '
+        + 'the room by calling in, through one of your trunks or SIP accounts.');
+    } else {
+      showResult(box, err, 'The call could not be placed');
+    }
+  }
+}
+
+/**
+ * Whether this server's API places calls (`POST /v1/calls` in its OpenAPI document): a 404 for
+ * a missing route and a 404 for, say, a missing trunk look alike otherwise.
+ * @returns {Promise<boolean>} `true` when it does, or when the document cannot be read.
+ */
+async function placesCalls() {
+  try {
+    const res = await fetch('/openapi.json', { credentials: 'omit', cache: 'no-store' });
+    if (!res.ok) return true;
+    const doc = await res.json();
+    return Boolean(doc?.paths?.['/v1/calls']?.post);
+  } catch {
+    return true;
   }
 }
 

@@ -14,8 +14,10 @@
  * @property {{kind: 'audio'|'video', muted: boolean}[]} tracks
  * @property {boolean} muted
  * @property {boolean} speaking
+ * @property {number} joined_at When it joined, Unix seconds (server clock).
  * @property {string} [call_id] Phone participants: the call.
- * @property {string} [call_state] Phone participants: the call's state.
+ * @property {string} [call_state] Phone participants: the call's state (`CONFIRMED` once
+ *   answered and in the room; absent while it joins).
  */
 
 /**

@@ -711,9 +711,10 @@ class Baresip:
 
     def __init__(self, workdir, ip, source_wav, user="peer", sip_port=5070, ctrl_port=4470,
                  rtp_ports=(20000, 20099), codecs=("pcmu",), mediaenc=None, auto_answer=True, account_params="",
-                 account=None, extra_config=""):
+                 account=None, extra_config="", display_name=None):
         """`account` replaces the generated account line (e.g. one that registers somewhere);
-        `extra_config` is appended to the config (e.g. `sip_cafile`)."""
+        `extra_config` is appended to the config (e.g. `sip_cafile`); `display_name` goes into
+        the From of its calls."""
         self.dir = pathlib.Path(workdir)
         self.ip, self.sip_port, self.ctrl_port = ip, sip_port, ctrl_port
         self.uri = f"sip:{user}@{ip}:{sip_port}"
@@ -723,7 +724,8 @@ class Baresip:
             params.append("answermode=auto")
         if mediaenc:
             params.append(f"mediaenc={mediaenc}")
-        self.account = account or f"<{self.uri}>;" + ";".join(params) + account_params
+        name = f'"{display_name}" ' if display_name else ""
+        self.account = account or f"{name}<{self.uri}>;" + ";".join(params) + account_params
         modules = sorted({BARESIP_CODEC_MODULES[c.split("/")[0]] for c in codecs})
         self.config = BARESIP_CONFIG.format(
             ip=ip, sip_port=sip_port, source=source_wav, rtp_first=rtp_ports[0], rtp_last=rtp_ports[1],

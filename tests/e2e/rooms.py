@@ -1,5 +1,6 @@
 """Helpers for the room tests: join tokens, Chromium pages in rooms (pages/room-peer.html, an
-independent implementation of docs/rooms-signalling.md) and what they heard."""
+independent implementation of docs/rooms-signalling.md) and what they heard, and phones that
+call into rooms."""
 
 import base64
 import time
@@ -7,7 +8,7 @@ import time
 import requests
 
 import browser
-from conftest import auth_header
+from conftest import auth_header, sip_addr
 
 # Chromium needs these for WebRTC over loopback with a fake microphone playing a file.
 ROOM_ARGS = ["--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
@@ -19,6 +20,22 @@ def token(server, key, secret, room, identity, **extra):
                       headers=auth_header(key, secret), timeout=10)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def trunk_for(server, key, secret, ip):
+    """An inbound trunk for `ip`: calls from there belong to the application (and may pick its
+    rooms). Returns once the SIP core has loaded it."""
+    before = len([e for e in server.events() if e.get("message") == "trunks loaded"])
+    r = requests.post(server.url("/v1/trunks"), headers=auth_header(key, secret), timeout=10,
+                      json={"name": "office-gw", "inbound": {"allowed_cidrs": [f"{ip}/32"]}})
+    assert r.status_code == 201, r.text
+    server.wait_log(lambda e: len([x for x in server.events() if x.get("message") == "trunks loaded"]) > before, 10)
+
+
+def dial_in(ua, server, room):
+    """A phone (media.Baresip) calls into `room` (`sip:room-<name>@sipx`); returns once answered."""
+    host, port = sip_addr(server)
+    return ua.dial(f"sip:room-{room}@{host}:{port}")
 
 
 def ws_url(server, tok):

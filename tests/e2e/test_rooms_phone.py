@@ -25,15 +25,6 @@ def pages():
         yield base
 
 
-def trunk_for(server, key, secret, ip):
-    """An inbound trunk for `ip`: calls from there belong to the application."""
-    before = len([e for e in server.events() if e.get("message") == "trunks loaded"])
-    r = requests.post(server.url("/v1/trunks"), headers=auth_header(key, secret), timeout=10,
-                      json={"name": "office-gw", "inbound": {"allowed_cidrs": [f"{ip}/32"]}})
-    assert r.status_code == 201, r.text
-    server.wait_log(lambda e: len([x for x in server.events() if x.get("message") == "trunks loaded"]) > before, 10)
-
-
 def phone(tmp_path, tone):
     return media.Baresip(tmp_path / "phone", PHONE_IP, tone, user="caller", codecs=("pcmu",),
                          rtp_ports=(32000, 32099))
@@ -56,12 +47,11 @@ def phone_identity(page):
 
 def test_phone_and_browser_hear_each_other_and_hangup_removes_the_participant(server, pages, audio, tmp_path):
     key, secret, _ = create_app(server)
-    trunk_for(server, key, secret, PHONE_IP)
-    target = sip_addr(server)
+    rooms.trunk_for(server, key, secret, PHONE_IP)
     with rooms.peer_browsers(audio.tone1000_48k) as (b,), phone(tmp_path, audio.tone400_8k) as ua:
         page = rooms.open_peer(b, pages)
         rooms.join(page, server, rooms.token(server, key, secret, "support", "agent"))
-        ua.dial(f"sip:room-support@{target[0]}:{target[1]}")
+        rooms.dial_in(ua, server, "support")
         who = phone_identity(page)
 
         heard = rooms.heard(page, who, 4, tmp_path / "page-hears-phone.wav")
@@ -83,14 +73,13 @@ def test_phone_and_browser_hear_each_other_and_hangup_removes_the_participant(se
 
 def test_two_pages_and_a_phone_each_hear_the_others_only(server, pages, audio, tmp_path):
     key, secret, _ = create_app(server)
-    trunk_for(server, key, secret, PHONE_IP)
-    target = sip_addr(server)
+    rooms.trunk_for(server, key, secret, PHONE_IP)
     with rooms.peer_browsers(audio.tone1000_48k, audio.tone600_48k) as (b1, b2), \
             phone(tmp_path, audio.tone400_8k) as ua:
         ann, ben = rooms.open_peer(b1, pages), rooms.open_peer(b2, pages)
         rooms.join(ann, server, rooms.token(server, key, secret, "weekly", "ann"))
         rooms.join(ben, server, rooms.token(server, key, secret, "weekly", "ben"))
-        ua.dial(f"sip:room-weekly@{target[0]}:{target[1]}")
+        rooms.dial_in(ua, server, "weekly")
         who = phone_identity(ann)
 
         for page, other_tone in ((ann, 600), (ben, 1000)):

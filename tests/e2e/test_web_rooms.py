@@ -1,74 +1,111 @@
-"""SKELETON, skipped: the demo page in real rooms. It needs the built-in rooms (the `/v1/rtc`
-signalling socket, `POST /v1/rooms/{room}/tokens`, the str0m SFU) and call control
-(`POST /v1/calls`, `DELETE /v1/rooms/{room}/participants/{identity}`), which are not in the
-server yet. Whoever lands the SFU removes the skip, checks the first test against the real
-server and fills in the second. Nothing here fakes a server."""
+"""The demo page (web/) in real rooms, driven by headless Chromium against the real binary: two
+pages see and hear each other; a real softphone (baresip) that calls into the room shows up as a
+phone tile whose level follows its voice, and the tile's hang-up button ends its call.
+Addresses 127.0.0.140-149 belong here and to scripts/screenshot-demo."""
 
 import time
 
 import pytest
 
+import demo_page
+import media
+import rooms
 from browser import chromium
-from rooms import ROOM_ARGS
 from conftest import create_app
 
+PHONE_IP = "127.0.0.140"
 
 
-def join(browser, server, creds, room, name):
-    """A demo page that joined `room` as `name`; returns the page."""
-    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-    page.goto(server.url("/") + f"#api_key={creds[0]}&api_secret={creds[1]}")
-    page.fill("[data-testid=room-input]", room)
-    page.fill("[data-testid=name-input]", name)
-    page.click("[data-testid=join-button]")
-    page.locator("[data-testid=room-title]").wait_for(state="visible", timeout=15_000)
-    return page
-
-
-def inbound_bytes(page, kind):
-    """Bytes received so far on `kind` (from the joined SipxRoom's RTCPeerConnection stats)."""
-    return page.evaluate("""(kind) => import('/demo.js').then(async (m) => {
-        const stats = await m.currentRoom().peerConnection.getStats();
-        let total = 0;
-        stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === kind) total += s.bytesReceived; });
-        return total;
-    })""", kind)
+@pytest.fixture(scope="module")
+def audio():
+    return media.make_audio()
 
 
 def test_two_browsers_in_a_room_see_and_hear_each_other(server):
     creds = create_app(server)[:2]
-    with chromium(ROOM_ARGS) as browser:
-        ada = join(browser, server, creds, "standup", "Ada")
-        bob = join(browser, server, creds, "standup", "Bob")
+    with chromium(rooms.ROOM_ARGS) as browser:
+        ada = demo_page.join(browser, server, creds, "standup", "Ada")
+        bob = demo_page.join(browser, server, creds, "standup", "Bob")
         for page, other in [(ada, "Bob"), (bob, "Ada")]:
             tile = page.locator("[data-testid=tile][data-kind=browser]", has_text=other)
             tile.wait_for(state="visible", timeout=15_000)
             # The other's camera (Chromium's fake device) plays in the tile.
-            page.wait_for_function(
-                "(name) => [...document.querySelectorAll('.tile.has-video')].some("
-                "(t) => t.textContent.includes(name) && t.querySelector('video').videoWidth > 0)",
-                arg=other, timeout=15_000)
+            demo_page.wait_for_video(page, other)
         # Audio flows both ways: received bytes grow (stats have no event: a bounded poll).
         for page in (ada, bob):
-            first = inbound_bytes(page, "audio")
+            first = demo_page.inbound_bytes(page, "audio")
             deadline = time.monotonic() + 15
-            while inbound_bytes(page, "audio") < first + 1000:
+            while demo_page.inbound_bytes(page, "audio") < first + 1000:
                 assert time.monotonic() < deadline, "no audio received"
                 page.wait_for_timeout(200)
         bob.click("[data-testid=leave-button]")
         ada.locator("[data-testid=tile]", has_text="Bob").wait_for(state="detached", timeout=10_000)
 
 
-@pytest.mark.skip(reason="skeleton until a phone can be put into a room")
-def test_phone_dialled_into_the_room_shows_a_level_and_hangs_up(server):
-    # To fill in once call control routes calls into rooms:
-    # 1. a SIP peer that answers and plays a tone (media.Baresip, or sipp with an RTP stream),
-    #    reachable through a trunk created with the API;
-    # 2. a demo page joins "support" and submits the dial form ([data-testid=dial-form]) with
-    #    the peer's number: POST /v1/calls {to, room: {connector: "builtin", name: "support"}};
-    # 3. a tile [data-kind=phone] appears; its [data-testid=level] aria-valuenow rises above 0
-    #    while the tone plays (the page measures the phone's track with WebAudio) and the
-    #    page's own voice reaches the peer (tone detected on the wire, as in test_media_echo);
-    # 4. [data-testid=hangup] → DELETE /v1/rooms/support/participants/{identity}: the peer
-    #    gets a BYE, the tile goes, participant_left says `removed` or `hangup`.
-    raise NotImplementedError("skeleton: see the steps above")
+def test_phone_called_into_the_room_shows_a_level_and_hangs_up_from_its_tile(server, audio, tmp_path):
+    key, secret, _ = create_app(server)
+    rooms.trunk_for(server, key, secret, PHONE_IP)
+    # The page's microphone plays a 1 kHz tone, the phone a 400 Hz one.
+    page_args = [*rooms.ROOM_ARGS, f"--use-file-for-fake-audio-capture={audio.tone1000_48k}"]
+    phone = media.Baresip(tmp_path / "phone", PHONE_IP, audio.tone400_8k, user="+15550100199",
+                          display_name="Front Desk", codecs=("pcmu",), rtp_ports=(32100, 32199))
+    with chromium(page_args) as browser, phone as ua:
+        page = demo_page.join(browser, server, (key, secret), "support", "Ada")
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        rooms.dial_in(ua, server, "support")
+
+        tile = demo_page.phone_tile(page)
+        # Its name is the caller's display name; its state says the call is up.
+        assert tile.locator(".tile-name").inner_text() == "Front Desk"
+        state = tile.locator("[data-testid=call-state]")
+        page.wait_for_function("(el) => el.dataset.state === 'connected'", arg=state.element_handle(),
+                               timeout=10_000)
+        assert state.inner_text().lower().startswith("connected"), state.inner_text()
+        assert tile.get_attribute("aria-label") == "Phone Front Desk"
+        assert page.locator("#room-count").inner_text() == "2 in the room"
+
+        # The level follows the phone's voice: up while its tone plays, down when it goes quiet
+        # (baresip's mute sends silence).
+        assert demo_page.wait_level(page, tile, above=40) > 40
+        ua.command("mute")
+        assert demo_page.wait_level(page, tile, below=5) < 5
+        ua.command("mute")
+        assert demo_page.wait_level(page, tile, above=40) > 40
+
+        # The tile counts the call's time; a few seconds of it also give the phone time to hear
+        # the page (checked below).
+        page.wait_for_function(
+            "(el) => /^0:(0[5-9]|[1-5][0-9])$/.test(el.textContent)",
+            arg=tile.locator(".call-time").element_handle(), timeout=10_000)
+
+        # The hang-up button: BYE reaches the phone, the tile goes.
+        mark = len(ua.events)
+        tile.locator("[data-testid=hangup]").click()
+        ua.wait_event("CALL_CLOSED", 10, since=mark)
+        tile.wait_for(state="detached", timeout=10_000)
+        assert page.locator("[data-testid=tile][data-kind=phone]").count() == 0
+        assert page.locator("#room-count").inner_text() == "Just you"
+        assert page.locator("[data-testid=dial-result]").is_hidden(), "no error shown for the hang-up"
+        assert errors == []
+
+    # What the phone heard in the room: the page's microphone.
+    got = media.tone_check(ua.recording("dec"), 1000, skip_s=0.5)
+    assert got.band_ratio > 0.7 and got.active_s >= 1.5, got
+
+
+def test_dial_form_says_that_dialing_out_is_not_there_yet(server):
+    """No `POST /v1/calls` yet: the form really asks, and says so plainly when refused."""
+    creds = create_app(server)[:2]
+    with chromium(rooms.ROOM_ARGS) as browser:
+        page = demo_page.join(browser, server, creds, "lobby", "Ada")
+        page.fill("[data-testid=dial-input]", "+1 555 010 0199")
+        with page.expect_response(lambda r: r.url.endswith("/v1/calls")) as asked:
+            page.click("[data-testid=dial-button]")
+        assert asked.value.request.method == "POST" and asked.value.status == 404
+        result = page.locator("[data-testid=dial-result]")
+        result.wait_for(state="visible", timeout=10_000)
+        text = result.inner_text()
+        assert text.startswith("Dialing out arrives with call control"), text
+        assert "calling in" in text and "urn:sipx:problem" not in text, text
+        assert "info" in result.get_attribute("class")
