@@ -176,6 +176,10 @@ impl App {
         };
         let router = sipx_api::router(state, config.http.body_limit);
 
+        if let Some((h, _)) = &rooms {
+            // Logged once running, not at bind: a start that fails says one line only.
+            tracing::info!(addr = %h.local_addr(), "rooms listening (WebRTC, UDP)");
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         if let Ok(addr) = http_listener.local_addr() {
             tracing::info!(%addr, %scheme, url = %format!("{scheme}://{addr}/"), "HTTP API listening");

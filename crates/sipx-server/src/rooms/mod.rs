@@ -59,6 +59,7 @@ pub(crate) enum Command {
 pub struct RoomsHandle {
     tx: std_mpsc::Sender<Command>,
     waker: Arc<mio::Waker>,
+    local: SocketAddr,
     dial_in_prefix: Arc<str>,
     auto_create: bool,
     /// The rooms that exist, kept by the rooms thread: the SIP core decides 404 without a
@@ -96,14 +97,19 @@ impl RoomsHandle {
         let existing = Arc::new(std::sync::RwLock::new(std::collections::HashSet::new()));
         let (tx, waker) = driver::spawn(socket, sfu, notices, existing.clone())
             .map_err(|e| StartupError::Config(format!("cannot start the rooms thread: {e}")))?;
-        tracing::info!(addr = %local, "rooms listening (WebRTC, UDP)");
         Ok(RoomsHandle {
             tx,
             waker,
+            local,
             dial_in_prefix: Arc::from(config.dial_in_prefix.as_str()),
             auto_create: config.auto_create,
             existing,
         })
+    }
+
+    /// The address the rooms' socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// The Request-URI user prefix of calls into rooms (empty: none).

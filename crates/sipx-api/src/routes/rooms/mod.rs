@@ -185,7 +185,11 @@ pub(crate) fn unix_now() -> u64 {
 /// Rooms are also created by a first join when the server allows it (`rooms.auto_create`).
 #[utoipa::path(post, path = "/v1/rooms", tag = "rooms", operation_id = "create_room",
     request_body = CreateRoom,
-    responses((status = 201, description = "Created", body = Room)))]
+    responses(
+        (status = 201, description = "Created", body = Room),
+        (status = 409, description = "A room with this name exists", body = crate::problem::Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     Tenant(app): Tenant,
     State(state): State<ApiState>,

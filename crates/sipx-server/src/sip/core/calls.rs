@@ -302,23 +302,27 @@ impl Core {
             log_negotiation(&call_id, &negotiated);
             self.start_leg(&engine, leg, ports, &negotiated, &call_id, call.leg_mode());
         }
-        let answered_by = match &destination {
-            Destination::Echo => "the echo test".to_owned(),
-            Destination::Room(room) => format!("room {}", room.name),
-        };
-        tracing::info!(
-            call_id = %call_id,
-            from = req.from().map(|f| f.uri.to_string()).unwrap_or_default(),
-            to = %req.uri,
-            late_offer = call.answer_in_ack,
-            %origin,
-            srtp = policy_name(srtp),
-            answered_by,
-            "call answered"
-        );
-        if matches!(destination, Destination::Echo) {
-            // Kept for the logs' readers and tests that look for it.
-            tracing::info!(call_id = %call_id, "call answered by the echo test");
+        let from = req.from().map(|f| f.uri.to_string()).unwrap_or_default();
+        match &destination {
+            Destination::Echo => tracing::info!(
+                call_id = %call_id,
+                from,
+                to = %req.uri,
+                late_offer = call.answer_in_ack,
+                %origin,
+                srtp = policy_name(srtp),
+                "call answered by the echo test"
+            ),
+            Destination::Room(room) => tracing::info!(
+                call_id = %call_id,
+                from,
+                to = %req.uri,
+                late_offer = call.answer_in_ack,
+                %origin,
+                srtp = policy_name(srtp),
+                room = %room,
+                "call answered into a room"
+            ),
         }
         self.calls.by_leg.insert(leg, call.dialog.id.clone());
         self.calls.by_dialog.insert(call.dialog.id.clone(), call);
