@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
 """Built-in rooms benchmark: what SIPx's SFU (the `sipx-rooms` thread) and the media threads
-spend per forwarded audio stream and per phone participant, and a room with 1 publisher and 50
-subscribers, all over loopback against the release binary.
+spend per forwarded audio (and video) stream and per phone participant, and a room with 1
+publisher and 50 subscribers, all over loopback against the release binary.
 
-  .venv/bin/python bench/rooms.py [--seconds 10] [--subscribers 50] [--phones 10] [--group 25]
-                                  [--binary target/release/sipx]
+  .venv/bin/python bench/rooms.py [--seconds 10] [--subscribers 50] [--video-subscribers 10]
+                                  [--phones 10] [--group 25] [--binary target/release/sipx]
 
 The WebRTC participants are aiortc peers (bench/rooms_webrtc.py: a full WebRTC stack in Python:
-ICE, DTLS-SRTP, Opus), grouped into a few processes; each publisher sends a 20 ms Opus tone, each
-subscriber decodes what it receives. The phones are bench/rooms_phone.py: SIP calls over UDP into
-`sip:room-<name>@` through a trunk's inbound network, then a PCMU tone every 20 ms.
-CPU is read from /proc/<sipx pid>/task/<tid> (schedstat's run time in ns, or stat's utime + stime
-where schedstat is missing) of the `sipx-rooms` thread, of the `sipx-media-*` threads and of all
-threads (the process), over a window of --seconds, after every
-participant is seen flowing. Figures are deltas against a phase measured earlier in the same
-run (the baseline), so ratios are printed.
+ICE, DTLS-SRTP through OpenSSL and libsrtp, Opus and VP8 through PyAV), grouped into a few
+processes; each publisher sends a 20 ms Opus tone (and VP8 video in the video phase), each
+subscriber decodes what it receives. Why aiortc: it is independent of SIPx's WebRTC stack
+(str0m), so str0m-to-str0m DTLS issue #932 upstream does not apply; 50 headless Chromium peers
+would not fit on 2 cores beside the server; and it costs a few % of a core per peer.
+The phones are bench/rooms_phone.py: SIP calls over UDP into `sip:room-<name>@` through a
+trunk's inbound network, then a PCMU tone every 20 ms.
+
+CPU is read from /proc/<sipx pid>/task/<tid> (schedstat's run time in ns, or stat's utime +
+stime where schedstat is missing) of the `sipx-rooms` thread, of the `sipx-media-*` threads and
+of all threads (the process), over a window of --seconds, once every participant is seen
+flowing. Figures are differences against a phase measured earlier in the same run (the
+baseline: the publishers alone; one subscriber), so ratios are printed. On loopback the sender's
+`sendto` also pays for the kernel's delivery to the receiving socket.
 
 Checks that can fail (the run exits 1 and says FAIL): each subscriber receives at least 90 % of
-the packets its publisher sent in the window and decodes the publisher's tone; each phone hears
-its room's browser tone through the mix, and each browser hears its phone. Not a test: nothing
-runs it in CI. Other work on the machine skews CPU figures: the load average is printed.
+the packets its publisher sent in the window and decodes the publisher's tone (video: 80 % of
+the frames); each phone hears its room's browser tone through the mix, and each browser hears
+its phone. Not a test: nothing runs it in CI. Other work on the machine skews CPU figures: the
+load average is printed.
 
 aiortc and its dependencies (bench/requirements.txt) are installed into the running interpreter's
 environment (the repo's .venv) on first use.
@@ -81,7 +88,7 @@ class Sipx:
                                       "--listen", f"127.0.0.1:{self.http}"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
-        self.log = open(work / "sipx.log", "w")
+        self.log = open(work / "sipx.log", "w")  # noqa: SIM115 (written until sipx exits)
         threading.Thread(target=self._read, daemon=True).start()
         self.base = f"http://127.0.0.1:{self.http}"
         self.wait_log("HTTP API listening", 30)
@@ -250,87 +257,87 @@ def token_url(sipx, tenant, room, identity, **extra):
 def fanout(sipx, tenant, args, work, checks, room, counts, video, first_ip):
     """1 publisher (Opus, and VP8 if `video`) alone, then with as many subscribers as each of
     `counts` in turn (a window each). Returns the publisher-alone measure and one result per count."""
-    log = open(work / f"{room}.log", "a")
-    workers = []
-    kinds = ("audio", "video") if video else ("audio",)
-    try:
-        pub = Worker("rooms_webrtc.py", {"ip": WEBRTC_NET.format(first_ip), "timeout": 60, "clients": [
-            {"name": "pub", "ws": token_url(sipx, tenant, room, "pub"), "publish": True, "tone": PUB_TONE,
-             "video": video}]}, log)
-        workers.append(pub)
-        pub.ready()
-        m0 = measure(sipx, workers, args.seconds)
-        sent0 = sent_by(m0, "pub")
-        print(f"  publisher alone:     rooms thread {pct(m0['rooms'], m0['elapsed']):5.2f} %; in: "
-              + ", ".join(f"{sent0[k] / m0['elapsed']:.0f} {k} packets/s" for k in kinds), flush=True)
-        results, joined = [], 0
-        for count in counts:
-            while joined < count:
-                group = [f"sub{i}" for i in range(joined, min(count, joined + args.group))]
-                w = Worker("rooms_webrtc.py", {
-                    "ip": WEBRTC_NET.format(first_ip + len(workers)), "timeout": 90,
-                    "clients": [{"name": s, "ws": token_url(sipx, tenant, room, s, can_publish=False)}
-                                for s in group],
-                    "expect": {s: len(kinds) for s in group}}, log)
-                workers.append(w)
-                w.ready()
-                joined += len(group)
-            m = measure(sipx, workers, args.seconds)
-            sent = sent_by(m, "pub")
-            received, tracks = judge_tracks(checks, m, sent, PUB_TONE, f"{room}, {count} subscribers")
-            checks.check(tracks == count * len(kinds), f"{room}, {count} subscribers: {tracks} tracks received")
-            total = sum(received.values())
-            above = m["rooms"] - m0["rooms"] * m["elapsed"] / m0["elapsed"]
-            result = {"subs": count, "m": m, "received": received, "above": above,
-                      "per_packet": above / max(total, 1)}
-            results.append(result)
-            print(f"  {count:2} subscriber(s):    rooms thread {pct(m['rooms'], m['elapsed']):5.2f} %; forwarded: "
-                  + ", ".join(f"{received[k] / m['elapsed']:.0f} {k} packets/s" for k in kinds)
-                  + f"; {1e6 * result['per_packet']:.1f} µs of rooms thread per forwarded packet; "
-                  f"load generators {pct(m['workers'], m['elapsed']):.0f} % of a core", flush=True)
-        return m0, results
-    finally:
-        for w in workers:
-            w.stop()
+    with open(work / f"{room}.log", "a") as log:
+        workers = []
+        kinds = ("audio", "video") if video else ("audio",)
+        try:
+            pub = Worker("rooms_webrtc.py", {"ip": WEBRTC_NET.format(first_ip), "timeout": 60, "clients": [
+                {"name": "pub", "ws": token_url(sipx, tenant, room, "pub"), "publish": True, "tone": PUB_TONE,
+                 "video": video}]}, log)
+            workers.append(pub)
+            pub.ready()
+            m0 = measure(sipx, workers, args.seconds)
+            sent0 = sent_by(m0, "pub")
+            print(f"  publisher alone:     rooms thread {pct(m0['rooms'], m0['elapsed']):5.2f} %; in: "
+                  + ", ".join(f"{sent0[k] / m0['elapsed']:.0f} {k} packets/s" for k in kinds), flush=True)
+            results, joined = [], 0
+            for count in counts:
+                while joined < count:
+                    group = [f"sub{i}" for i in range(joined, min(count, joined + args.group))]
+                    w = Worker("rooms_webrtc.py", {
+                        "ip": WEBRTC_NET.format(first_ip + len(workers)), "timeout": 90,
+                        "clients": [{"name": s, "ws": token_url(sipx, tenant, room, s, can_publish=False)}
+                                    for s in group],
+                        "expect": {s: len(kinds) for s in group}}, log)
+                    workers.append(w)
+                    w.ready()
+                    joined += len(group)
+                m = measure(sipx, workers, args.seconds)
+                sent = sent_by(m, "pub")
+                received, tracks = judge_tracks(checks, m, sent, PUB_TONE, f"{room}, {count} subscribers")
+                checks.check(tracks == count * len(kinds), f"{room}, {count} subscribers: {tracks} tracks received")
+                total = sum(received.values())
+                above = m["rooms"] - m0["rooms"] * m["elapsed"] / m0["elapsed"]
+                result = {"subs": count, "m": m, "received": received, "above": above,
+                          "per_packet": above / max(total, 1)}
+                results.append(result)
+                print(f"  {count:2} subscriber(s):    rooms thread {pct(m['rooms'], m['elapsed']):5.2f} %; forwarded: "
+                      + ", ".join(f"{received[k] / m['elapsed']:.0f} {k} packets/s" for k in kinds)
+                      + f"; {1e6 * result['per_packet']:.1f} µs of rooms thread per forwarded packet; "
+                      f"load generators {pct(m['workers'], m['elapsed']):.0f} % of a core", flush=True)
+            return m0, results
+        finally:
+            for w in workers:
+                w.stop()
 
 
 def phones(sipx, tenant, args, work, checks):
     """`args.phones` rooms with one publishing aiortc browser each; then a phone in each."""
-    log = open(work / "phones.log", "a")
-    workers = []
-    try:
-        agents = Worker("rooms_webrtc.py", {"ip": WEBRTC_NET.format(120), "timeout": 90, "clients": [
-            {"name": f"agent{i}", "ws": token_url(sipx, tenant, f"desk{i}", "agent"), "publish": True,
-             "tone": AGENT_TONE} for i in range(args.phones)]}, log)
-        workers.append(agents)
-        agents.ready()
-        p0 = measure(sipx, workers, args.seconds)
-        print(f"  browsers alone:      rooms thread {pct(p0['rooms'], p0['elapsed']):5.2f} %, "
-              f"media threads {pct(p0['media'], p0['elapsed']):5.2f} %, process {pct(p0['process'], p0['elapsed']):5.2f} %",
-              flush=True)
-        calls = Worker("rooms_phone.py", {"ip": PHONE_IP, "target": ["127.0.0.1", sipx.sip_port], "timeout": 60,
-                                          "phones": [{"name": f"phone{i}", "room": f"desk{i}", "tone": PHONE_TONE,
-                                                      "expect_hz": AGENT_TONE} for i in range(args.phones)]}, log)
-        workers.append(calls)
-        calls.ready()
-        agents.send("wait " + json.dumps({"expect": {f"agent{i}": 1 for i in range(args.phones)}, "timeout": 60}))
-        agents.ready()
-        p1 = measure(sipx, workers, args.seconds)
-        print(f"  + a phone in each:   rooms thread {pct(p1['rooms'], p1['elapsed']):5.2f} %, "
-              f"media threads {pct(p1['media'], p1['elapsed']):5.2f} %, process {pct(p1['process'], p1['elapsed']):5.2f} %",
-              flush=True)
-        expected = PACKETS_PER_S * p1["elapsed"]
-        for r in p1["reports"]:
-            for name, h in r.get("phones", {}).items():
-                checks.check(h["packets"] >= 0.9 * expected, f"phones: {name} received {h['packets']} packets, "
-                             f"expected {expected:.0f}")
-                checks.check(abs(h["peak_hz"] - AGENT_TONE) <= 20 and h["band"] > 0.7,
-                             f"phones: {name} hears {h['peak_hz']:.0f} Hz (band {h['band']:.2f}), not {AGENT_TONE} Hz")
-        judge_tracks(checks, p1, {"audio": expected}, PHONE_TONE, "browsers hearing phones")
-        return p0, p1
-    finally:
-        for w in workers:
-            w.stop()
+    with open(work / "phones.log", "a") as log:
+        workers = []
+        try:
+            agents = Worker("rooms_webrtc.py", {"ip": WEBRTC_NET.format(120), "timeout": 90, "clients": [
+                {"name": f"agent{i}", "ws": token_url(sipx, tenant, f"desk{i}", "agent"), "publish": True,
+                 "tone": AGENT_TONE} for i in range(args.phones)]}, log)
+            workers.append(agents)
+            agents.ready()
+            p0 = measure(sipx, workers, args.seconds)
+            print(f"  browsers alone:      rooms thread {pct(p0['rooms'], p0['elapsed']):5.2f} %, "
+                  f"media threads {pct(p0['media'], p0['elapsed']):5.2f} %, process {pct(p0['process'], p0['elapsed']):5.2f} %",
+                  flush=True)
+            calls = Worker("rooms_phone.py", {"ip": PHONE_IP, "target": ["127.0.0.1", sipx.sip_port], "timeout": 60,
+                                              "phones": [{"name": f"phone{i}", "room": f"desk{i}", "tone": PHONE_TONE,
+                                                          "expect_hz": AGENT_TONE} for i in range(args.phones)]}, log)
+            workers.append(calls)
+            calls.ready()
+            agents.send("wait " + json.dumps({"expect": {f"agent{i}": 1 for i in range(args.phones)}, "timeout": 60}))
+            agents.ready()
+            p1 = measure(sipx, workers, args.seconds)
+            print(f"  + a phone in each:   rooms thread {pct(p1['rooms'], p1['elapsed']):5.2f} %, "
+                  f"media threads {pct(p1['media'], p1['elapsed']):5.2f} %, process {pct(p1['process'], p1['elapsed']):5.2f} %",
+                  flush=True)
+            expected = PACKETS_PER_S * p1["elapsed"]
+            for r in p1["reports"]:
+                for name, h in r.get("phones", {}).items():
+                    checks.check(h["packets"] >= 0.9 * expected, f"phones: {name} received {h['packets']} packets, "
+                                 f"expected {expected:.0f}")
+                    checks.check(abs(h["peak_hz"] - AGENT_TONE) <= 20 and h["band"] > 0.7,
+                                 f"phones: {name} hears {h['peak_hz']:.0f} Hz (band {h['band']:.2f}), not {AGENT_TONE} Hz")
+            judge_tracks(checks, p1, {"audio": expected}, PHONE_TONE, "browsers hearing phones")
+            return p0, p1
+        finally:
+            for w in workers:
+                w.stop()
 
 
 def main():
@@ -404,7 +411,7 @@ def report(args, audio, video, p0, p1, checks):
     n = args.phones
     scale = p1["elapsed"] / p0["elapsed"]
     per = {k: (p1[k] - p0[k] * scale) / n / p1["elapsed"] for k in ("media", "rooms", "process")}
-    print(f"CPU per phone participant (in {n} rooms with one browser each, above the browsers alone): "
+    print(f"CPU per phone participant (in {n} room(s) with one browser each, above the browsers alone): "
           f"media threads {100 * per['media']:.3f} %, rooms thread {100 * per['rooms']:.3f} %, "
           f"whole process {100 * per['process']:.3f} % of a core; "
           f"{per['process'] / (many['per_packet'] * PACKETS_PER_S):.1f} forwarded audio streams")
