@@ -313,9 +313,10 @@ def phones(sipx, tenant, args, work, checks):
             agents.ready()
             p0 = measure(sipx, workers, args.seconds)
             print(f"  browsers alone:      rooms thread {pct(p0['rooms'], p0['elapsed']):5.2f} %, "
-                  f"media threads {pct(p0['media'], p0['elapsed']):5.2f} %, process {pct(p0['process'], p0['elapsed']):5.2f} %",
-                  flush=True)
+                  f"media threads {pct(p0['media'], p0['elapsed']):5.2f} %, process {pct(p0['process'], p0['elapsed']):5.2f} %; "
+                  f"load generators {pct(p0['workers'], p0['elapsed']):.0f} % of a core", flush=True)
             calls = Worker("rooms_phone.py", {"ip": PHONE_IP, "target": ["127.0.0.1", sipx.sip_port], "timeout": 60,
+                                              "record_dir": str(work),
                                               "phones": [{"name": f"phone{i}", "room": f"desk{i}", "tone": PHONE_TONE,
                                                           "expect_hz": AGENT_TONE} for i in range(args.phones)]}, log)
             workers.append(calls)
@@ -324,8 +325,8 @@ def phones(sipx, tenant, args, work, checks):
             agents.ready()
             p1 = measure(sipx, workers, args.seconds)
             print(f"  + a phone in each:   rooms thread {pct(p1['rooms'], p1['elapsed']):5.2f} %, "
-                  f"media threads {pct(p1['media'], p1['elapsed']):5.2f} %, process {pct(p1['process'], p1['elapsed']):5.2f} %",
-                  flush=True)
+                  f"media threads {pct(p1['media'], p1['elapsed']):5.2f} %, process {pct(p1['process'], p1['elapsed']):5.2f} %; "
+                  f"load generators {pct(p1['workers'], p1['elapsed']):.0f} % of a core", flush=True)
             expected = PACKETS_PER_S * p1["elapsed"]
             for r in p1["reports"]:
                 for name, h in r.get("phones", {}).items():
@@ -366,17 +367,21 @@ def main():
         sipx.api("POST", "/v1/trunks", tenant, {"name": "bench-phones",
                                                 "inbound": {"allowed_cidrs": [f"{PHONE_IP}/32"]}})
         sipx.wait_log("trunks loaded", 10)
-        print(f"Audio: 1 publisher, then 1 and {args.subscribers} subscribers (aiortc), one room:", flush=True)
-        _, audio = fanout(sipx, tenant, args, work, checks, "fanout", [1, args.subscribers], False, 20)
+        audio = video = phone = None
+        if args.subscribers:
+            print(f"Audio: 1 publisher, then 1 and {args.subscribers} subscribers (aiortc), one room:", flush=True)
+            _, audio = fanout(sipx, tenant, args, work, checks, "fanout", sorted({1, args.subscribers}), False, 20)
         if args.video_subscribers:
             print(f"Audio + video (VP8 320x240, {VIDEO_FPS} fps): 1 publisher, then {args.video_subscribers} "
                   "subscribers, one room:", flush=True)
             _, (video,) = fanout(sipx, tenant, args, work, checks, "video", [args.video_subscribers], True, 60)
-        print(f"{args.phones} rooms of 1 publishing browser (aiortc), then + 1 phone each (SIP, PCMU):", flush=True)
-        p0, p1 = phones(sipx, tenant, args, work, checks)
+        if args.phones:
+            print(f"{args.phones} rooms of 1 publishing browser (aiortc), then + 1 phone each (SIP, PCMU):",
+                  flush=True)
+            phone = phones(sipx, tenant, args, work, checks)
     finally:
         sipx.stop()
-    report(args, audio, video, p0, p1, checks)
+    report(args, audio, video, phone, checks)
     print(load())
     if checks.failed:
         print(f"FAILED: {len(checks.failed)} check(s); logs in {work}")
@@ -385,38 +390,44 @@ def main():
     return 0
 
 
-def report(args, audio, video, p0, p1, checks):
-    one, many = audio[0], audio[-1]
-    el = many["m"]["elapsed"]
-
-    def stream(r):
-        """A stream's CPU, % of a core: 50 packets a second at the measured cost per packet."""
-        return 100 * r["per_packet"] * PACKETS_PER_S
-
-    print()
-    print(f"Room with 1 publisher and {many['subs']} subscribers: rooms thread {pct(many['m']['rooms'], el):.2f} % "
-          f"of a core, {many['received']['audio'] / el:.0f} packets/s forwarded, "
-          + ("every subscriber received and decoded the tone" if not checks.failed else "CHECKS FAILED (above)"))
-    print(f"CPU per forwarded audio stream (rooms thread, above the publisher alone): {stream(many):.3f} % of a core "
-          f"({1e6 * many['per_packet']:.1f} µs/packet) with {many['subs']} subscribers; baseline with 1 subscriber "
-          f"{stream(one):.3f} % ({1e6 * one['per_packet']:.1f} µs/packet); ratio {many['per_packet'] / one['per_packet']:.2f}")
+def report(args, audio, video, phone, checks):
+    """The summary: figures, ratios to the same run's baselines, and whether the checks held."""
+    per_stream = None  # the CPU (fraction of a core) of one forwarded audio stream, at scale
+    if audio:
+        one, many = audio[0], audio[-1]
+        el = many["m"]["elapsed"]
+        per_stream = many["per_packet"] * PACKETS_PER_S
+        print(f"Room with 1 publisher and {many['subs']} subscribers: rooms thread "
+              f"{pct(many['m']['rooms'], el):.2f} % of a core, {many['received']['audio'] / el:.0f} packets/s "
+              f"forwarded; load generators {pct(many['m']['workers'], el):.0f} % of a core "
+              f"({pct(many['m']['workers'] / (many['subs'] + 1), el):.2f} % per WebRTC peer)")
+        print(f"CPU per forwarded audio stream (rooms thread, above the publisher alone): {100 * per_stream:.3f} % "
+              f"of a core ({1e6 * many['per_packet']:.1f} µs/packet) with {many['subs']} subscribers; baseline with "
+              f"1 subscriber {100 * one['per_packet'] * PACKETS_PER_S:.3f} % ({1e6 * one['per_packet']:.1f} µs/packet);"
+              f" ratio {many['per_packet'] / one['per_packet']:.2f}")
     if video:
         ve = video["m"]["elapsed"]
         per_sub = video["above"] / video["subs"] / ve
-        audio_part = many["per_packet"] * PACKETS_PER_S
         vpps = video["received"]["video"] / video["subs"] / ve
-        print(f"CPU per forwarded video stream (VP8 320x240 {VIDEO_FPS} fps, {vpps:.0f} packets/s): "
-              f"{100 * (per_sub - audio_part):.3f} % of a core (a subscriber's audio+video {100 * per_sub:.3f} % "
-              f"less the audio stream above); {(per_sub - audio_part) / audio_part:.1f} audio streams")
-    n = args.phones
-    scale = p1["elapsed"] / p0["elapsed"]
-    per = {k: (p1[k] - p0[k] * scale) / n / p1["elapsed"] for k in ("media", "rooms", "process")}
-    print(f"CPU per phone participant (in {n} room(s) with one browser each, above the browsers alone): "
-          f"media threads {100 * per['media']:.3f} %, rooms thread {100 * per['rooms']:.3f} %, "
-          f"whole process {100 * per['process']:.3f} % of a core; "
-          f"{per['process'] / (many['per_packet'] * PACKETS_PER_S):.1f} forwarded audio streams")
-    gen = many["m"]["workers"] / (many["subs"] + 1) / el
-    print(f"Load generator (aiortc), for scale: {100 * gen:.2f} % of a core per WebRTC participant")
+        line = (f"CPU per subscriber to audio + video (VP8 320x240 {VIDEO_FPS} fps, {vpps:.0f} packets/s) with "
+                f"{video['subs']} subscribers: {100 * per_sub:.3f} % of a core")
+        if per_stream:
+            line += (f"; the video stream alone (less the audio stream above) {100 * (per_sub - per_stream):.3f} %, "
+                     f"{(per_sub - per_stream) / per_stream:.1f} audio streams")
+        print(line)
+    if phone:
+        p0, p1 = phone
+        n = args.phones
+        scale = p1["elapsed"] / p0["elapsed"]
+        per = {k: (p1[k] - p0[k] * scale) / n / p1["elapsed"] for k in ("media", "rooms", "process")}
+        line = (f"CPU per phone participant (in {n} room(s) with one browser each, above the browsers alone): "
+                f"media threads {100 * per['media']:.3f} %, rooms thread {100 * per['rooms']:.3f} %, "
+                f"whole process {100 * per['process']:.3f} % of a core")
+        if per_stream:
+            line += f"; {per['process'] / per_stream:.1f} forwarded audio streams"
+        print(line)
+    print("Checks: " + ("all held (every subscriber, browser and phone received and decoded its tone)"
+                        if not checks.failed else f"{len(checks.failed)} FAILED (above)"))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ inbound network), then sends a PCMU tone every 20 ms and decodes what it receive
 
 Run by bench/rooms.py; JSON lines as bench/rooms_webrtc.py:
   stdin, first line: {"ip": "127.x.y.z", "target": [host, port], "timeout": s,
-                      "phones": [{"name", "room", "tone": Hz, "expect_hz": Hz}]}
+                      "phones": [{"name", "room", "tone": Hz, "expect_hz": Hz}], "record_dir"?}
   stdout: {"event": "ready"} once every phone hears its `expect_hz` tone (or {"event": "error"});
-  "mark" / "report" / "stop" as there; a report gives per phone {packets, peak_hz, band}.
+  "mark" / "report" / "stop" as there; a report gives per phone {packets, peak_hz, band} and,
+  with "record_dir", writes the last second each phone heard there as <name>.wav.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ import random
 import struct
 import sys
 import time
+import wave
 
 import numpy as np
 
@@ -176,6 +178,14 @@ class Phone(asyncio.DatagramProtocol):
             self.ring = np.roll(self.ring, -n)
             self.ring[-n:] = pcm
 
+    def save(self, path):
+        """The last second heard, as a 16-bit WAV (for a person to listen to)."""
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes(self.ring.astype(np.int16).tobytes())
+
     def spectrum(self):
         x = self.ring * np.hanning(len(self.ring))
         power = np.abs(np.fft.rfft(x)) ** 2
@@ -248,6 +258,8 @@ async def main():
             for p in phones:
                 peak, band = p.spectrum()
                 report[p.name] = {"packets": p.packets - p.packets_at_mark, "peak_hz": peak, "band": band}
+                if spec.get("record_dir"):
+                    p.save(os.path.join(spec["record_dir"], f"{p.name}.wav"))
             say({"event": "report", "cpu": cpu_seconds(), "phones": report})
         elif line == "stop":
             break
