@@ -120,15 +120,20 @@ class Sipx:
             return json.loads(r.read() or b"null")
 
     def threads(self):
-        """CPU seconds so far per thread name, and the process' total."""
-        out = {}
+        """CPU seconds so far per thread name, the process' total, and how often the rooms
+        thread went to sleep (its voluntary context switches: one per wait in its poll)."""
+        out, wakeups = {}, 0
         for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
             try:
                 name, seconds = cpu_of(task)
+                if name == "sipx-rooms":
+                    status = (task / "status").read_text()
+                    wakeups = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
             except OSError:
                 continue  # the thread ended
             out[name] = out.get(name, 0) + seconds
         out["(process)"] = sum(out.values())
+        out["(rooms wake-ups)"] = wakeups
         return out
 
     def stop(self):
@@ -184,7 +189,8 @@ def measure(sipx, workers, seconds):
     cpu = {k: after[k] - before.get(k, 0) for k in after}
     group = lambda prefix: sum(v for k, v in cpu.items() if k.startswith(prefix))
     return {"elapsed": elapsed, "rooms": group("sipx-rooms"), "media": group("sipx-media"),
-            "process": cpu["(process)"], "workers": sum(r["cpu"] for r in reports) - sum(marks),
+            "process": cpu["(process)"], "wakeups": cpu["(rooms wake-ups)"] / elapsed,
+            "workers": sum(r["cpu"] for r in reports) - sum(marks),
             "reports": reports}
 
 
@@ -268,7 +274,8 @@ def fanout(sipx, tenant, args, work, checks, room, counts, video, first_ip):
             pub.ready()
             m0 = measure(sipx, workers, args.seconds)
             sent0 = sent_by(m0, "pub")
-            print(f"  publisher alone:     rooms thread {pct(m0['rooms'], m0['elapsed']):5.2f} %; in: "
+            print(f"  publisher alone:     rooms thread {pct(m0['rooms'], m0['elapsed']):5.2f} % "
+                  f"({m0['wakeups']:.0f} wake-ups/s); in: "
                   + ", ".join(f"{sent0[k] / m0['elapsed']:.0f} {k} packets/s" for k in kinds), flush=True)
             results, joined = [], 0
             for count in counts:
@@ -291,7 +298,8 @@ def fanout(sipx, tenant, args, work, checks, room, counts, video, first_ip):
                 result = {"subs": count, "m": m, "received": received, "above": above,
                           "per_packet": above / max(total, 1)}
                 results.append(result)
-                print(f"  {count:2} subscriber(s):    rooms thread {pct(m['rooms'], m['elapsed']):5.2f} %; forwarded: "
+                print(f"  {count:2} subscriber(s):    rooms thread {pct(m['rooms'], m['elapsed']):5.2f} % "
+                      f"({m['wakeups']:.0f} wake-ups/s); forwarded: "
                       + ", ".join(f"{received[k] / m['elapsed']:.0f} {k} packets/s" for k in kinds)
                       + f"; {1e6 * result['per_packet']:.1f} µs of rooms thread per forwarded packet; "
                       f"load generators {pct(m['workers'], m['elapsed']):.0f} % of a core", flush=True)
