@@ -3,8 +3,8 @@
 spend per forwarded audio (and video) stream and per phone participant, and a room with 1
 publisher and 50 subscribers, all over loopback against the release binary.
 
-  .venv/bin/python bench/rooms.py [--seconds 10] [--subscribers 50] [--video-subscribers 10]
-                                  [--phones 10] [--group 25] [--binary target/release/sipx]
+  .venv/bin/python bench/rooms.py [--seconds 5] [--repeat 3] [--subscribers 50]
+      [--video-subscribers 10] [--phones 10] [--group 25] [--binary target/release/sipx]
 
 The WebRTC participants are aiortc peers (bench/rooms_webrtc.py: a full WebRTC stack in Python:
 ICE, DTLS-SRTP through OpenSSL and libsrtp, Opus and VP8 through PyAV), grouped into a few
@@ -17,13 +17,13 @@ trunk's inbound network, then a PCMU tone every 20 ms.
 
 CPU is read from /proc/<sipx pid>/task/<tid> (schedstat's run time in ns, or stat's utime +
 stime where schedstat is missing) of the `sipx-rooms` thread, of the `sipx-media-*` threads and
-of all threads (the process), over a window of --seconds, once every participant is seen
-flowing. Figures are differences against a phase measured earlier in the same run (the
-baseline: the publishers alone; one subscriber), so ratios are printed. On loopback the sender's
+of all threads (the process), over --repeat windows of --seconds (the median is taken), once
+every participant is seen flowing. Figures are differences against a phase measured earlier in
+the same run (the baseline: the publishers alone; one subscriber), so ratios are printed. On loopback the sender's
 `sendto` also pays for the kernel's delivery to the receiving socket.
 
-Checks that can fail (the run exits 1 and says FAIL): each subscriber receives at least 90 % of
-the packets its publisher sent in the window and decodes the publisher's tone (video: 80 % of
+Checks that can fail (the run exits 1 and says FAIL), in every window: each subscriber receives
+at least 90 % of the packets its publisher sent in the window and decodes the publisher's tone (video: 80 % of
 the frames); each phone hears its room's browser tone through the mix, and each browser hears
 its phone. Not a test: nothing runs it in CI. Other work on the machine skews CPU figures: the
 load average is printed.
@@ -36,22 +36,25 @@ import argparse
 import json
 import os
 import pathlib
-import queue
 import shutil
-import socket
-import subprocess
+import statistics
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
 
-from common import free_port, signed
+from common import signed
+from rooms_harness import (
+    OP_KEY,
+    OP_SECRET,
+    Checks,
+    Sipx,
+    Worker,
+    ensure_requirements,
+    load,
+    measure,
+    token_url,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
-TICK = os.sysconf("SC_CLK_TCK")
-OP_KEY, OP_SECRET = "benchop", "benchop-secret"
 # Loopback addresses of the load generators: one per worker process (aiortc offers one host
 # candidate per process) and the phones' network, which the trunk vouches for.
 WEBRTC_NET = "127.0.0.{}"
@@ -62,221 +65,67 @@ PACKETS_PER_S = 50
 VIDEO_FPS = 15  # bench/rooms_webrtc.py's Pattern
 
 
-def ensure_requirements():
-    """Installs bench/requirements.txt into this interpreter's environment when aiortc is missing."""
-    probe = subprocess.run([sys.executable, "-c", "import aiortc, numpy, websockets"], capture_output=True,
-                           check=False)
-    if probe.returncode != 0:
-        print("installing bench/requirements.txt into", sys.prefix, flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
-                        str(BENCH / "requirements.txt")], check=True)
+def judge_tracks(checks, m, tone, label, sent_by=None):
+    """In every window, every track each client receives brought ≥ 90 % of the packets sent for
+    its kind (by the client `sent_by`, or 50 a second) and decodes: audio as the `tone`, video at
+    ≥ 80 % of the frame rate. Returns ({kind: median packets received per second}, tracks in the
+    last window)."""
+    rates = {"audio": [], "video": []}
+    tracks = 0
+    for w in m["windows"]:
+        sent = {"audio": PACKETS_PER_S * w["elapsed"], "video": 0}
+        for r in w["reports"]:
+            if sent_by in r.get("clients", {}):
+                sent = r["clients"][sent_by]["sent"]
+        received, tracks = {"audio": 0, "video": 0}, 0
+        for r in w["reports"]:
+            for name, c in r.get("clients", {}).items():
+                for source, h in c["heard"].items():
+                    kind = h["kind"]
+                    tracks += 1
+                    received[kind] += h["packets"]
+                    checks.check(h["packets"] >= 0.9 * sent[kind], f"{label}: {name} received {h['packets']} of "
+                                 f"{sent[kind]:.0f} {kind} packets from {source}")
+                    if kind == "audio":
+                        checks.check(abs(h["peak_hz"] - tone) <= 20 and h["band"] > 0.7,
+                                     f"{label}: {name} decodes {h['peak_hz']:.0f} Hz (band {h['band']:.2f}) from "
+                                     f"{source}, not {tone} Hz")
+                    else:
+                        checks.check(h["frames"] >= 0.8 * VIDEO_FPS * w["elapsed"],
+                                     f"{label}: {name} decoded {h['frames']} video frames from {source}")
+        for kind, values in rates.items():
+            values.append(received[kind] / w["elapsed"])
+    return {k: statistics.median(v) for k, v in rates.items()}, tracks
 
 
-class Sipx:
-    """The release binary on loopback, its JSON log read line by line."""
-
-    def __init__(self, binary, work):
-        self.http, self.rooms_port, self.sip_port = free_port(), free_port(socket.SOCK_DGRAM), free_port(
-            socket.SOCK_DGRAM)
-        env = dict(os.environ, SIPX_ADMIN__API_KEY=OP_KEY, SIPX_ADMIN__API_SECRET=OP_SECRET,
-                   SIPX_SIP__UDP=f'["127.0.0.1:{self.sip_port}"]', SIPX_SIP__TCP="[]",
-                   SIPX_ROOMS__UDP=f"127.0.0.1:{self.rooms_port}", SIPX_ROOMS__MAX_PARTICIPANTS="200",
-                   # Warnings only, but the line that says a new trunk is in force.
-                   SIPX_LOG__FILTER="warn,sipx_server::app=info,sipx_server::sip::core::trunks=info")
-        env.pop("RUST_LOG", None)
-        self.proc = subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "--log-format", "json", "serve",
-                                      "--listen", f"127.0.0.1:{self.http}"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines = queue.Queue()
-        self.log = open(work / "sipx.log", "w")  # noqa: SIM115 (written until sipx exits)
-        threading.Thread(target=self._read, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.http}"
-        self.wait_log("HTTP API listening", 30)
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.log.write(line)
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                pass
-
-    def wait_log(self, message, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if event.get("message") == message or event.get("fields", {}).get("message") == message:
-                return event
-        raise SystemExit(f"sipx did not log {message!r} within {timeout} s (see its log)")
-
-    def api(self, method, path, header, body=None):
-        req = urllib.request.Request(self.base + path, method=method, headers={
-            "Authorization": header, "Content-Type": "application/json"},
-            data=json.dumps(body).encode() if body is not None else None)
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"null")
-
-    def threads(self):
-        """CPU seconds so far per thread name, the process' total, and how often the rooms
-        thread went to sleep (its voluntary context switches: one per wait in its poll)."""
-        out, wakeups = {}, 0
-        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
-            try:
-                name, seconds = cpu_of(task)
-                if name == "sipx-rooms":
-                    status = (task / "status").read_text()
-                    wakeups = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
-            except OSError:
-                continue  # the thread ended
-            out[name] = out.get(name, 0) + seconds
-        out["(process)"] = sum(out.values())
-        out["(rooms wake-ups)"] = wakeups
-        return out
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-class Worker:
-    """A load-generator process (rooms_webrtc.py or rooms_phone.py) speaking JSON lines."""
-
-    def __init__(self, script, spec, log):
-        self.proc = subprocess.Popen([sys.executable, str(BENCH / script)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=log, text=True)
-        self.send(json.dumps(spec))
-
-    def send(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def answer(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"a load generator ended (exit {self.proc.poll()}); see its log")
-        return json.loads(line)
-
-    def ready(self):
-        a = self.answer()
-        if a.get("event") != "ready":
-            raise SystemExit(f"load generator not ready: {a}")
-
-    def stop(self):
-        try:
-            self.send("stop")
-            self.proc.wait(timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-
-
-def measure(sipx, workers, seconds):
-    """CPU seconds per sipx thread name and per worker, and the workers' reports, over a window."""
-    for w in workers:
-        w.send("mark")
-    marks = [w.answer()["cpu"] for w in workers]
-    before, t0 = sipx.threads(), time.monotonic()
-    time.sleep(seconds)  # the measurement window itself, not a synchronisation
-    after, elapsed = sipx.threads(), time.monotonic() - t0
-    for w in workers:
-        w.send("report")
-    reports = [w.answer() for w in workers]
-    cpu = {k: after[k] - before.get(k, 0) for k in after}
-    group = lambda prefix: sum(v for k, v in cpu.items() if k.startswith(prefix))
-    return {"elapsed": elapsed, "rooms": group("sipx-rooms"), "media": group("sipx-media"),
-            "process": cpu["(process)"], "wakeups": cpu["(rooms wake-ups)"] / elapsed,
-            "workers": sum(r["cpu"] for r in reports) - sum(marks),
-            "reports": reports}
-
-
-def cpu_of(task):
-    """(thread name, CPU seconds) of /proc/<pid>/task/<tid>: utime + stime from its stat, or,
-    where the kernel keeps it, the same time in nanoseconds from schedstat (stat counts 10 ms
-    ticks, too coarse for a thread at 1 % over a few seconds)."""
-    stat = (task / "stat").read_text()
-    name = stat[stat.index("(") + 1:stat.rindex(")")]
-    try:
-        return name, int((task / "schedstat").read_text().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        fields = stat[stat.rindex(")") + 2:].split()
-        return name, (int(fields[11]) + int(fields[12])) / TICK
-
-
-def pct(seconds, elapsed):
-    return 100 * seconds / elapsed
-
-
-def load():
-    return "load average " + " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
-
-
-class Checks:
-    def __init__(self):
-        self.failed = []
-
-    def check(self, ok, what):
-        if not ok:
-            self.failed.append(what)
-            print(f"  FAIL {what}", flush=True)
-
-
-def judge_tracks(checks, m, sent, tone, label):
-    """Every track each client receives brought ≥ 90 % of the packets sent for its kind in the
-    window (`sent`: {kind: packets}) and decodes: audio as the `tone`, video at ≥ 80 % of the
-    frame rate. Returns ({kind: packets received}, tracks received)."""
-    received, tracks = {"audio": 0, "video": 0}, 0
-    for r in m["reports"]:
-        for name, c in r.get("clients", {}).items():
-            for source, h in c["heard"].items():
-                kind = h["kind"]
-                tracks += 1
-                received[kind] += h["packets"]
-                checks.check(h["packets"] >= 0.9 * sent[kind], f"{label}: {name} received {h['packets']} of "
-                             f"{sent[kind]} {kind} packets from {source}")
-                if kind == "audio":
-                    checks.check(abs(h["peak_hz"] - tone) <= 20 and h["band"] > 0.7,
-                                 f"{label}: {name} decodes {h['peak_hz']:.0f} Hz (band {h['band']:.2f}) from "
-                                 f"{source}, not {tone} Hz")
-                else:
-                    checks.check(h["frames"] >= 0.8 * VIDEO_FPS * m["elapsed"],
-                                 f"{label}: {name} decoded {h['frames']} video frames from {source}")
-    return received, tracks
-
-
-def sent_by(m, name):
-    for r in m["reports"]:
-        if name in r.get("clients", {}):
-            return r["clients"][name]["sent"]
-    return {"audio": 0, "video": 0}
-
-
-def token_url(sipx, tenant, room, identity, **extra):
-    t = sipx.api("POST", f"/v1/rooms/{room}/tokens", tenant, {"identity": identity, **extra})
-    return sipx.base.replace("http://", "ws://", 1) + t["url"] + "?token=" + t["token"]
+def sent_rate(m, name):
+    """Packets per second the client `name` sent, per kind (median over the windows)."""
+    rates = {"audio": [], "video": []}
+    for w in m["windows"]:
+        for r in w["reports"]:
+            if name in r.get("clients", {}):
+                for kind, values in rates.items():
+                    values.append(r["clients"][name]["sent"][kind] / w["elapsed"])
+    return {k: statistics.median(v) if v else 0 for k, v in rates.items()}
 
 
 def fanout(sipx, tenant, args, work, checks, room, counts, video, first_ip):
     """1 publisher (Opus, and VP8 if `video`) alone, then with as many subscribers as each of
-    `counts` in turn (a window each). Returns the publisher-alone measure and one result per count."""
+    `counts` in turn. Returns one result per count."""
+    kinds = ("audio", "video") if video else ("audio",)
     with open(work / f"{room}.log", "a") as log:
         workers = []
-        kinds = ("audio", "video") if video else ("audio",)
         try:
             pub = Worker("rooms_webrtc.py", {"ip": WEBRTC_NET.format(first_ip), "timeout": 60, "clients": [
                 {"name": "pub", "ws": token_url(sipx, tenant, room, "pub"), "publish": True, "tone": PUB_TONE,
                  "video": video}]}, log)
             workers.append(pub)
             pub.ready()
-            m0 = measure(sipx, workers, args.seconds)
-            sent0 = sent_by(m0, "pub")
-            print(f"  publisher alone:     rooms thread {pct(m0['rooms'], m0['elapsed']):5.2f} % "
-                  f"({m0['wakeups']:.0f} wake-ups/s); in: "
-                  + ", ".join(f"{sent0[k] / m0['elapsed']:.0f} {k} packets/s" for k in kinds), flush=True)
+            alone = measure(sipx, workers, args.seconds, args.repeat)
+            sent = sent_rate(alone, "pub")
+            print(f"  publisher alone:     rooms thread {100 * alone['rooms']:5.2f} % "
+                  f"({alone['wakeups']:.0f} wake-ups/s); in: "
+                  + ", ".join(f"{sent[k]:.0f} {k} packets/s" for k in kinds), flush=True)
             results, joined = [], 0
             for count in counts:
                 while joined < count:
@@ -289,28 +138,33 @@ def fanout(sipx, tenant, args, work, checks, room, counts, video, first_ip):
                     workers.append(w)
                     w.ready()
                     joined += len(group)
-                m = measure(sipx, workers, args.seconds)
-                sent = sent_by(m, "pub")
-                received, tracks = judge_tracks(checks, m, sent, PUB_TONE, f"{room}, {count} subscribers")
+                m = measure(sipx, workers, args.seconds, args.repeat)
+                received, tracks = judge_tracks(checks, m, PUB_TONE, f"{room}, {count} subscribers", "pub")
                 checks.check(tracks == count * len(kinds), f"{room}, {count} subscribers: {tracks} tracks received")
-                total = sum(received.values())
-                above = m["rooms"] - m0["rooms"] * m["elapsed"] / m0["elapsed"]
-                result = {"subs": count, "m": m, "received": received, "above": above,
-                          "per_packet": above / max(total, 1)}
-                results.append(result)
-                print(f"  {count:2} subscriber(s):    rooms thread {pct(m['rooms'], m['elapsed']):5.2f} % "
+                # The rooms thread above the publisher alone, per packet forwarded.
+                above = m["rooms"] - alone["rooms"]
+                per_packet = above / max(sum(received.values()), 1)
+                results.append({"subs": count, "m": m, "received": received, "above": above,
+                                "per_packet": per_packet})
+                print(f"  {count:2} subscriber(s):    rooms thread {100 * m['rooms']:5.2f} % "
                       f"({m['wakeups']:.0f} wake-ups/s); forwarded: "
-                      + ", ".join(f"{received[k] / m['elapsed']:.0f} {k} packets/s" for k in kinds)
-                      + f"; {1e6 * result['per_packet']:.1f} µs of rooms thread per forwarded packet; "
-                      f"load generators {pct(m['workers'], m['elapsed']):.0f} % of a core", flush=True)
-            return m0, results
+                      + ", ".join(f"{received[k]:.0f} {k} packets/s" for k in kinds)
+                      + f"; {1e6 * per_packet:.1f} µs of rooms thread per forwarded packet; "
+                      f"load generators {100 * m['workers']:.0f} % of a core", flush=True)
+            return results
         finally:
             for w in workers:
                 w.stop()
 
 
 def phones(sipx, tenant, args, work, checks):
-    """`args.phones` rooms with one publishing aiortc browser each; then a phone in each."""
+    """`args.phones` rooms with one publishing aiortc browser each; then a phone in each.
+    Returns the two measures."""
+    def line(label, m):
+        print(f"  {label:20} rooms thread {100 * m['rooms']:5.2f} %, media threads {100 * m['media']:5.2f} %, "
+              f"process {100 * m['process']:5.2f} %; load generators {100 * m['workers']:.0f} % of a core",
+              flush=True)
+
     with open(work / "phones.log", "a") as log:
         workers = []
         try:
@@ -319,31 +173,29 @@ def phones(sipx, tenant, args, work, checks):
                  "tone": AGENT_TONE} for i in range(args.phones)]}, log)
             workers.append(agents)
             agents.ready()
-            p0 = measure(sipx, workers, args.seconds)
-            print(f"  browsers alone:      rooms thread {pct(p0['rooms'], p0['elapsed']):5.2f} %, "
-                  f"media threads {pct(p0['media'], p0['elapsed']):5.2f} %, process {pct(p0['process'], p0['elapsed']):5.2f} %; "
-                  f"load generators {pct(p0['workers'], p0['elapsed']):.0f} % of a core", flush=True)
-            calls = Worker("rooms_phone.py", {"ip": PHONE_IP, "target": ["127.0.0.1", sipx.sip_port], "timeout": 60,
-                                              "record_dir": str(work),
-                                              "phones": [{"name": f"phone{i}", "room": f"desk{i}", "tone": PHONE_TONE,
-                                                          "expect_hz": AGENT_TONE} for i in range(args.phones)]}, log)
+            alone = measure(sipx, workers, args.seconds, args.repeat)
+            line("browsers alone:", alone)
+            calls = Worker("rooms_phone.py", {
+                "ip": PHONE_IP, "target": ["127.0.0.1", sipx.sip_port], "timeout": 60, "record_dir": str(work),
+                "phones": [{"name": f"phone{i}", "room": f"desk{i}", "tone": PHONE_TONE, "expect_hz": AGENT_TONE}
+                           for i in range(args.phones)]}, log)
             workers.append(calls)
             calls.ready()
             agents.send("wait " + json.dumps({"expect": {f"agent{i}": 1 for i in range(args.phones)}, "timeout": 60}))
             agents.ready()
-            p1 = measure(sipx, workers, args.seconds)
-            print(f"  + a phone in each:   rooms thread {pct(p1['rooms'], p1['elapsed']):5.2f} %, "
-                  f"media threads {pct(p1['media'], p1['elapsed']):5.2f} %, process {pct(p1['process'], p1['elapsed']):5.2f} %; "
-                  f"load generators {pct(p1['workers'], p1['elapsed']):.0f} % of a core", flush=True)
-            expected = PACKETS_PER_S * p1["elapsed"]
-            for r in p1["reports"]:
-                for name, h in r.get("phones", {}).items():
-                    checks.check(h["packets"] >= 0.9 * expected, f"phones: {name} received {h['packets']} packets, "
-                                 f"expected {expected:.0f}")
-                    checks.check(abs(h["peak_hz"] - AGENT_TONE) <= 20 and h["band"] > 0.7,
-                                 f"phones: {name} hears {h['peak_hz']:.0f} Hz (band {h['band']:.2f}), not {AGENT_TONE} Hz")
-            judge_tracks(checks, p1, {"audio": expected}, PHONE_TONE, "browsers hearing phones")
-            return p0, p1
+            m = measure(sipx, workers, args.seconds, args.repeat)
+            line("+ a phone in each:", m)
+            for w in m["windows"]:
+                expected = PACKETS_PER_S * w["elapsed"]
+                for r in w["reports"]:
+                    for name, h in r.get("phones", {}).items():
+                        checks.check(h["packets"] >= 0.9 * expected, f"phones: {name} received {h['packets']} "
+                                     f"packets, expected {expected:.0f}")
+                        checks.check(abs(h["peak_hz"] - AGENT_TONE) <= 20 and h["band"] > 0.7,
+                                     f"phones: {name} hears {h['peak_hz']:.0f} Hz (band {h['band']:.2f}), "
+                                     f"not {AGENT_TONE} Hz")
+            judge_tracks(checks, m, PHONE_TONE, "browsers hearing phones")
+            return alone, m
         finally:
             for w in workers:
                 w.stop()
@@ -351,10 +203,11 @@ def phones(sipx, tenant, args, work, checks):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=10, help="each measurement window")
-    ap.add_argument("--subscribers", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=5, help="one measurement window")
+    ap.add_argument("--repeat", type=int, default=3, help="windows per phase (their median is used)")
+    ap.add_argument("--subscribers", type=int, default=50, help="0: no audio phase")
     ap.add_argument("--video-subscribers", type=int, default=10, help="0: no video phase")
-    ap.add_argument("--phones", type=int, default=10)
+    ap.add_argument("--phones", type=int, default=10, help="0: no phone phase")
     ap.add_argument("--group", type=int, default=25, help="subscribers per load-generator process")
     ap.add_argument("--binary", type=pathlib.Path, default=ROOT / "target" / "release" / "sipx")
     args = ap.parse_args()
@@ -363,11 +216,11 @@ def main():
     ensure_requirements()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="sipx-bench-rooms-"))
-    print(f"SIPx {args.binary}; {os.cpu_count()} CPUs; {load()}; windows of {args.seconds:g} s; logs in {work}",
-          flush=True)
+    print(f"SIPx {args.binary}; {os.cpu_count()} CPUs; {load()}; {args.repeat} windows of {args.seconds:g} s "
+          f"per phase; logs in {work}", flush=True)
     sipx = Sipx(args.binary, work)
     checks = Checks()
-    video = None
+    audio = video = phone = None
     try:
         op = signed(OP_KEY, OP_SECRET)
         app = sipx.api("POST", "/v1/apps", op, {"name": "bench"})
@@ -375,20 +228,20 @@ def main():
         sipx.api("POST", "/v1/trunks", tenant, {"name": "bench-phones",
                                                 "inbound": {"allowed_cidrs": [f"{PHONE_IP}/32"]}})
         sipx.wait_log("trunks loaded", 10)
-        audio = video = phone = None
         if args.subscribers:
             print(f"Audio: 1 publisher, then 1 and {args.subscribers} subscribers (aiortc), one room:", flush=True)
-            _, audio = fanout(sipx, tenant, args, work, checks, "fanout", sorted({1, args.subscribers}), False, 20)
+            audio = fanout(sipx, tenant, args, work, checks, "fanout", sorted({1, args.subscribers}), False, 20)
         if args.video_subscribers:
             print(f"Audio + video (VP8 320x240, {VIDEO_FPS} fps): 1 publisher, then {args.video_subscribers} "
                   "subscribers, one room:", flush=True)
-            _, (video,) = fanout(sipx, tenant, args, work, checks, "video", [args.video_subscribers], True, 60)
+            (video,) = fanout(sipx, tenant, args, work, checks, "video", [args.video_subscribers], True, 60)
         if args.phones:
             print(f"{args.phones} rooms of 1 publishing browser (aiortc), then + 1 phone each (SIP, PCMU):",
                   flush=True)
             phone = phones(sipx, tenant, args, work, checks)
     finally:
         sipx.stop()
+    print()
     report(args, audio, video, phone, checks)
     print(load())
     if checks.failed:
@@ -403,20 +256,18 @@ def report(args, audio, video, phone, checks):
     per_stream = None  # the CPU (fraction of a core) of one forwarded audio stream, at scale
     if audio:
         one, many = audio[0], audio[-1]
-        el = many["m"]["elapsed"]
+        m = many["m"]
         per_stream = many["per_packet"] * PACKETS_PER_S
-        print(f"Room with 1 publisher and {many['subs']} subscribers: rooms thread "
-              f"{pct(many['m']['rooms'], el):.2f} % of a core, {many['received']['audio'] / el:.0f} packets/s "
-              f"forwarded; load generators {pct(many['m']['workers'], el):.0f} % of a core "
-              f"({pct(many['m']['workers'] / (many['subs'] + 1), el):.2f} % per WebRTC peer)")
+        print(f"Room with 1 publisher and {many['subs']} subscribers: rooms thread {100 * m['rooms']:.2f} % of a "
+              f"core, {many['received']['audio']:.0f} packets/s forwarded; load generators "
+              f"{100 * m['workers']:.0f} % of a core ({100 * m['workers'] / (many['subs'] + 1):.2f} % per WebRTC peer)")
         print(f"CPU per forwarded audio stream (rooms thread, above the publisher alone): {100 * per_stream:.3f} % "
               f"of a core ({1e6 * many['per_packet']:.1f} µs/packet) with {many['subs']} subscribers; baseline with "
               f"1 subscriber {100 * one['per_packet'] * PACKETS_PER_S:.3f} % ({1e6 * one['per_packet']:.1f} µs/packet);"
               f" ratio {many['per_packet'] / one['per_packet']:.2f}")
     if video:
-        ve = video["m"]["elapsed"]
-        per_sub = video["above"] / video["subs"] / ve
-        vpps = video["received"]["video"] / video["subs"] / ve
+        per_sub = video["above"] / video["subs"]
+        vpps = video["received"]["video"] / video["subs"]
         line = (f"CPU per subscriber to audio + video (VP8 320x240 {VIDEO_FPS} fps, {vpps:.0f} packets/s) with "
                 f"{video['subs']} subscribers: {100 * per_sub:.3f} % of a core")
         if per_stream:
@@ -424,12 +275,10 @@ def report(args, audio, video, phone, checks):
                      f"{(per_sub - per_stream) / per_stream:.1f} audio streams")
         print(line)
     if phone:
-        p0, p1 = phone
-        n = args.phones
-        scale = p1["elapsed"] / p0["elapsed"]
-        per = {k: (p1[k] - p0[k] * scale) / n / p1["elapsed"] for k in ("media", "rooms", "process")}
-        line = (f"CPU per phone participant (in {n} room(s) with one browser each, above the browsers alone): "
-                f"media threads {100 * per['media']:.3f} %, rooms thread {100 * per['rooms']:.3f} %, "
+        alone, m = phone
+        per = {k: (m[k] - alone[k]) / args.phones for k in ("media", "rooms", "process")}
+        line = (f"CPU per phone participant (in {args.phones} room(s) with one browser each, above the browsers "
+                f"alone): media threads {100 * per['media']:.3f} %, rooms thread {100 * per['rooms']:.3f} %, "
                 f"whole process {100 * per['process']:.3f} % of a core")
         if per_stream:
             line += f"; {per['process'] / per_stream:.1f} forwarded audio streams"
