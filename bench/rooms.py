@@ -18,12 +18,15 @@ trunk's inbound network, then a PCMU tone every 20 ms.
 CPU is read from /proc/<sipx pid>/task/<tid> (schedstat's run time in ns, or stat's utime +
 stime where schedstat is missing) of the `sipx-rooms` thread, of the `sipx-media-*` threads and
 of all threads (the process), over --repeat windows of --seconds (the median is taken), once
-every participant is seen flowing. Figures are differences against a phase measured earlier in
-the same run (the baseline: the publishers alone; one subscriber), so ratios are printed. On loopback the sender's
+every participant is seen flowing. Figures are differences within the same run, so ratios are
+printed: the cost of forwarding audio is each window's rooms-thread CPU less that of the next
+window, in which the publisher is muted through the API (its packets still arrive and are
+decrypted, none is forwarded); 1 subscriber is the baseline for 50. Video and phones are
+measured above the publishers alone. On loopback the sender's
 `sendto` also pays for the kernel's delivery to the receiving socket.
 
 Checks that can fail (the run exits 1 and says FAIL), in every window: each subscriber receives
-at least 90 % of the packets its publisher sent in the window and decodes the publisher's tone (video: 80 % of
+at least 90 % of the packets its publisher sent in the window (at most 5 % while it is muted) and decodes the publisher's tone (video: 80 % of
 the frames); each phone hears its room's browser tone through the mix, and each browser hears
 its phone. Not a test: nothing runs it in CI. Other work on the machine skews CPU figures: the
 load average is printed.
@@ -51,7 +54,9 @@ from rooms_harness import (
     ensure_requirements,
     load,
     measure,
+    summary,
     token_url,
+    window,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -98,6 +103,18 @@ def judge_tracks(checks, m, tone, label, sent_by=None):
     return {k: statistics.median(v) for k, v in rates.items()}, tracks
 
 
+def judge_muted(checks, m, label):
+    """Muting worked: in every muted window no subscriber received more than 5 % of what was
+    sent (the baseline windows measure what they say)."""
+    for w in m["windows"]:
+        sent = next((r["clients"]["pub"]["sent"] for r in w["reports"] if "pub" in r.get("clients", {})), None)
+        for r in w["reports"]:
+            for name, c in r.get("clients", {}).items():
+                for source, h in c["heard"].items():
+                    checks.check(sent is not None and h["packets"] <= 0.05 * sent[h["kind"]],
+                                 f"{label}, muted: {name} still received {h['packets']} packets from {source}")
+
+
 def sent_rate(m, name):
     """Packets per second the client `name` sent, per kind (median over the windows)."""
     rates = {"audio": [], "video": []}
@@ -138,16 +155,33 @@ def fanout(sipx, tenant, args, work, checks, room, counts, video, first_ip):
                     workers.append(w)
                     w.ready()
                     joined += len(group)
-                m = measure(sipx, workers, args.seconds, args.repeat)
-                received, tracks = judge_tracks(checks, m, PUB_TONE, f"{room}, {count} subscribers", "pub")
-                checks.check(tracks == count * len(kinds), f"{room}, {count} subscribers: {tracks} tracks received")
-                # The rooms thread above the publisher alone, per packet forwarded.
-                above = m["rooms"] - alone["rooms"]
+                label = f"{room}, {count} subscribers"
+                if video:
+                    # The rooms thread above the publisher alone.
+                    m = measure(sipx, workers, args.seconds, args.repeat)
+                    above = m["rooms"] - alone["rooms"]
+                else:
+                    # Windows with the publisher's audio forwarded, each followed by one with it
+                    # muted through the API (received and decrypted, not forwarded): the
+                    # difference of each pair is what forwarding costs, drift cancelled.
+                    on, off = [], []
+                    for _ in range(args.repeat):
+                        on.append(window(sipx, workers, args.seconds))
+                        sipx.mute(tenant, room, "pub", True)
+                        off.append(window(sipx, workers, args.seconds))
+                        sipx.mute(tenant, room, "pub", False)
+                    m, muted = summary(on), summary(off)
+                    above = statistics.median(a["rooms"] / a["elapsed"] - b["rooms"] / b["elapsed"]
+                                              for a, b in zip(on, off, strict=True))
+                    judge_muted(checks, muted, label)
+                received, tracks = judge_tracks(checks, m, PUB_TONE, label, "pub")
+                checks.check(tracks == count * len(kinds), f"{label}: {tracks} tracks received")
                 per_packet = above / max(sum(received.values()), 1)
                 results.append({"subs": count, "m": m, "received": received, "above": above,
                                 "per_packet": per_packet})
                 print(f"  {count:2} subscriber(s):    rooms thread {100 * m['rooms']:5.2f} % "
-                      f"({m['wakeups']:.0f} wake-ups/s); forwarded: "
+                      + ("" if video else f"({100 * muted['rooms']:.2f} % muted) ")
+                      + f"({m['wakeups']:.0f} wake-ups/s); forwarded: "
                       + ", ".join(f"{received[k]:.0f} {k} packets/s" for k in kinds)
                       + f"; {1e6 * per_packet:.1f} µs of rooms thread per forwarded packet; "
                       f"load generators {100 * m['workers']:.0f} % of a core", flush=True)
@@ -261,7 +295,7 @@ def report(args, audio, video, phone, checks):
         print(f"Room with 1 publisher and {many['subs']} subscribers: rooms thread {100 * m['rooms']:.2f} % of a "
               f"core, {many['received']['audio']:.0f} packets/s forwarded; load generators "
               f"{100 * m['workers']:.0f} % of a core ({100 * m['workers'] / (many['subs'] + 1):.2f} % per WebRTC peer)")
-        print(f"CPU per forwarded audio stream (rooms thread, above the publisher alone): {100 * per_stream:.3f} % "
+        print(f"CPU per forwarded audio stream (rooms thread, forwarded less muted): {100 * per_stream:.3f} % "
               f"of a core ({1e6 * many['per_packet']:.1f} µs/packet) with {many['subs']} subscribers; baseline with "
               f"1 subscriber {100 * one['per_packet'] * PACKETS_PER_S:.3f} % ({1e6 * one['per_packet']:.1f} µs/packet);"
               f" ratio {many['per_packet'] / one['per_packet']:.2f}")

@@ -77,6 +77,11 @@ class Sipx:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"null")
 
+    def mute(self, tenant, room, identity, muted):
+        """Mutes (or unmutes) a participant's audio through the API: the rooms thread has
+        applied it when this returns."""
+        self.api("POST", f"/v1/rooms/{room}/participants/{identity}/mute", tenant, {"muted": muted})
+
     def threads(self):
         """CPU seconds so far per thread name, the process' total, and how often the rooms
         thread went to sleep (its voluntary context switches: one per wait in its poll)."""
@@ -155,15 +160,19 @@ def window(sipx, workers, seconds):
             "workers": sum(r["cpu"] for r in reports) - sum(marks), "reports": reports}
 
 
-def measure(sipx, workers, seconds, repeat):
-    """`repeat` windows in a row. Returns them and, per figure, the median over them as a rate
-    (CPU as a fraction of one core, wake-ups per second): other work on the machine comes and
-    goes, and the median of a few windows moves less than one long window."""
-    windows = [window(sipx, workers, seconds) for _ in range(repeat)]
+def summary(windows):
+    """The windows and, per figure, the median over them as a rate (CPU as a fraction of one
+    core, wake-ups per second): other work on the machine comes and goes, and the median of a
+    few windows moves less than one long window."""
     m = {"windows": windows}
     for key in ("rooms", "media", "process", "wakeups", "workers"):
         m[key] = statistics.median(w[key] / w["elapsed"] for w in windows)
     return m
+
+
+def measure(sipx, workers, seconds, repeat):
+    """`repeat` windows in a row, summarised."""
+    return summary([window(sipx, workers, seconds) for _ in range(repeat)])
 
 
 def cpu_of(task):
