@@ -14,9 +14,6 @@ before answering 200. SIPx logs at warn level here, Kamailio at errors only.
 """
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import pathlib
@@ -28,23 +25,13 @@ import tempfile
 import time
 import urllib.request
 
+from common import free_port, signed
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PEERS = ROOT / "tests" / "e2e" / "peers"
 SIPX = ROOT / "target" / "release" / "sipx"
 PASSWORD = "benchpw-123"
 LADDER = [500, 1000, 2000, 4000, 6000, 8000, 10000, 11000, 12000, 13000, 14000, 15000, 17500, 20000]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def signed(key, secret):
-    exp = int(time.time()) + 3600
-    sig = base64.urlsafe_b64encode(hmac.new(secret.encode(), f"{key}{exp}".encode(), hashlib.sha256).digest())
-    return f"Sipx api_key={key}, expire_at={exp}, signature={sig.rstrip(b'=').decode()}"
 
 
 def api(base, method, path, header, body=None):

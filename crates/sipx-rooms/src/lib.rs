@@ -2,10 +2,10 @@
 //! phone participants (through the media engine) meet. Sans-IO: the rooms thread in
 //! `sipx-server` owns the UDP socket and the clock and feeds [`Sfu`].
 //!
-//! Files: `sfu.rs` (rooms, participants, forwarding), `browser.rs` (one browser's `Rtc` and
-//! its SDP negotiation), `track.rs`, `speaking.rs` (active speakers from audio levels),
-//! `signal.rs` (the signalling messages, docs/rooms-signalling.md), `view.rs` (what the API
-//! shows), `ids.rs`, `error.rs`.
+//! Files: `sfu.rs` (rooms, participants, forwarding; `sfu/tests.rs` drives it with str0m
+//! peers), `browser.rs` (one browser's `Rtc` and its SDP negotiation), `track.rs`, `speaking.rs`
+//! (active speakers from audio levels), `signal.rs` (the signalling messages,
+//! docs/rooms-signalling.md), `view.rs` (what the API shows), `ids.rs`, `error.rs`.
 
 mod browser;
 mod error;

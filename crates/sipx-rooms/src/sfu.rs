@@ -5,7 +5,8 @@
 //! participants, room events, and the next timeout. The rule of str0m holds: after any input,
 //! drain `poll_output` until it returns `Output::Timeout`.
 //!
-//! Forwarding: a browser's packet is routed to its session with `Rtc::accepts`, its media is
+//! Forwarding: a browser's packet is routed to its session with `Rtc::accepts` (asked first of
+//! the session that last took a datagram from that address, then of every session), its media is
 //! written to every other browser that receives the track (never back to the sender) and, when
 //! it is Opus audio, handed to every phone participant of the room, whose media thread decodes
 //! and mixes it. A phone's voice comes back as Opus and is written to the browsers.
@@ -202,6 +203,10 @@ pub struct Sfu {
     /// Reused per input.
     scratch: Vec<BrowserOutput>,
     next_speaking_check: Instant,
+    /// The session that last took a datagram from each source address, at most one address per
+    /// participant: a browser sends from its nominated candidate, so its datagrams are offered
+    /// to that session first instead of to every session in turn.
+    routes: HashMap<SocketAddr, ParticipantId>,
 }
 
 impl Sfu {
@@ -214,6 +219,7 @@ impl Sfu {
             out: VecDeque::new(),
             scratch: Vec::new(),
             next_speaking_check: now + SPEAKING_CHECK,
+            routes: HashMap::new(),
         }
     }
 
@@ -456,6 +462,7 @@ impl Sfu {
         let Some(mut p) = self.participants.remove(&id) else {
             return;
         };
+        self.routes.retain(|_, owner| *owner != id);
         if let Role::Browser(b) = &mut p.role {
             b.close();
             self.out.push_back(Output::Signal {
@@ -667,14 +674,28 @@ impl Sfu {
         destination: SocketAddr,
         bytes: &[u8],
     ) {
-        let owner = self.participants.iter().find_map(|(id, p)| match &p.role {
-            Role::Browser(b) if b.accepts(now, source, destination, bytes) => Some(*id),
-            _ => None,
+        let accepts = |p: &Participant| match &p.role {
+            Role::Browser(b) => b.accepts(now, source, destination, bytes),
+            Role::Phone => false,
+        };
+        let routed = self
+            .routes
+            .get(&source)
+            .copied()
+            .filter(|id| self.participants.get(id).is_some_and(accepts));
+        let owner = routed.or_else(|| {
+            self.participants
+                .iter()
+                .find_map(|(id, p)| accepts(p).then_some(*id))
         });
         let Some(id) = owner else {
             tracing::trace!(%source, "datagram for no session");
             return;
         };
+        if routed.is_none() {
+            self.routes.retain(|_, owner| *owner != id);
+            self.routes.insert(source, id);
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         if let Some(b) = self.browser_mut(id) {
             b.handle_datagram(now, source, destination, bytes, &mut scratch);
@@ -1029,3 +1050,6 @@ impl Sfu {
         self.participants.len()
     }
 }
+
+#[cfg(test)]
+mod tests;
