@@ -51,8 +51,6 @@ pub struct Browser {
     pending: Option<SdpPendingOffer>,
     pub tracks_in: Vec<TrackIn>,
     pub tracks_out: Vec<TrackOut>,
-    /// `TrackOut`s whose publisher left (same order as appended; looked up by source).
-    gone: Vec<TrackIn>,
     /// Inactive m-lines, reused for new tracks of their kind.
     idle: Vec<(Mid, MediaKind)>,
     next_timeout: Instant,
@@ -89,7 +87,6 @@ impl Browser {
             pending: None,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
-            gone: Vec::new(),
             idle: Vec::new(),
             next_timeout: now,
             last_keyframe_request: Vec::new(),
@@ -145,19 +142,8 @@ impl Browser {
         destination: SocketAddr,
         bytes: &[u8],
     ) -> bool {
-        let Ok(contents) = DatagramRecv::try_from(bytes) else {
-            return false;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
-        self.failed.is_none() && self.rtc.accepts(&input)
+        self.failed.is_none()
+            && receive_input(now, source, destination, bytes).is_some_and(|i| self.rtc.accepts(&i))
     }
 
     pub fn handle_datagram(
@@ -168,19 +154,9 @@ impl Browser {
         bytes: &[u8],
         out: &mut Vec<BrowserOutput>,
     ) {
-        let Ok(contents) = DatagramRecv::try_from(bytes) else {
-            return;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
-        self.input(input, out);
+        if let Some(input) = receive_input(now, source, destination, bytes) {
+            self.input(input, out);
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<BrowserOutput>) {
@@ -317,9 +293,6 @@ impl Browser {
         }
         self.tracks_out
             .retain(|t| !matches!(t.state, TrackOutState::NegotiatingIdle(_)));
-        let tracks_out = &self.tracks_out;
-        self.gone
-            .retain(|g| tracks_out.iter().any(|t| t.source == *g));
         Ok(opened)
     }
 
@@ -350,6 +323,7 @@ impl Browser {
             self.tracks_out.push(TrackOut {
                 source,
                 state: TrackOutState::ToOpen,
+                gone: false,
             });
         }
     }
@@ -358,9 +332,9 @@ impl Browser {
     pub fn unsubscribe_origin(&mut self, origin: ParticipantId) {
         self.tracks_out
             .retain(|t| !(t.source.origin == origin && t.state == TrackOutState::ToOpen));
-        for t in &self.tracks_out {
-            if t.source.origin == origin && !self.gone.contains(&t.source) {
-                self.gone.push(t.source);
+        for t in &mut self.tracks_out {
+            if t.source.origin == origin {
+                t.gone = true;
             }
         }
     }
@@ -372,9 +346,7 @@ impl Browser {
             return None;
         }
         for t in &mut self.tracks_out {
-            if let TrackOutState::Open(m) = t.state
-                && self.gone.contains(&t.source)
-            {
+            if let (TrackOutState::Open(m), true) = (t.state, t.gone) {
                 t.state = TrackOutState::ToIdle(m);
             }
         }
@@ -555,6 +527,25 @@ impl Browser {
     pub fn close(&mut self) {
         let _ = self.guard(|rtc| rtc.disconnect());
     }
+}
+
+/// A datagram as str0m's input (None: not STUN, DTLS, RTP or RTCP).
+fn receive_input(
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    bytes: &[u8],
+) -> Option<Input<'_>> {
+    let contents = DatagramRecv::try_from(bytes).ok()?;
+    Some(Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents,
+        },
+    ))
 }
 
 /// `Rtc::poll_output` borrows the session; this owns what the room needs of it.

@@ -184,6 +184,20 @@ impl Participant {
     }
 }
 
+/// One published packet on its way to a room's subscribers.
+struct Fanout<'a> {
+    source: TrackIn,
+    /// The publisher's codec parameters (a browser's); `None`: Opus (a phone's).
+    params: Option<str0m::format::PayloadParams>,
+    wallclock: Instant,
+    time: MediaTime,
+    payload: &'a Arc<[u8]>,
+    /// RFC 6464 level as str0m writes it (negative dBov).
+    rtp_level: Option<i8>,
+    /// Opus audio for phones: (extended seq, RTP time at 48 kHz); `None`: not for phones.
+    to_phones: Option<(u64, u64)>,
+}
+
 struct Room {
     created_at: u64,
     auto_created: bool,
@@ -860,61 +874,64 @@ impl Sfu {
             speaking_changed = p.speaking.level(now, level.unsigned_abs());
         }
         if !data.contiguous && !audio {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            if let Some(b) = self.browser_mut(from) {
-                b.request_keyframe(now, data.mid, &mut scratch);
-            }
-            self.scratch = scratch;
+            self.keyframe_for_new_subscriber(now, source);
         }
-        let is_opus = data.params.spec().codec == Codec::Opus;
-        let members = self.members_of(from);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for m in members {
-            if m == from {
-                continue;
-            }
-            let Some(q) = self.participants.get_mut(&m) else {
-                continue;
-            };
-            if !q.can_subscribe {
-                continue;
-            }
-            match &mut q.role {
-                Role::Browser(b) => b.write_media(
-                    source,
-                    Some(data.params),
-                    data.network_time,
-                    data.time,
-                    &data.data,
-                    data.ext_vals.audio_level,
-                    &mut scratch,
-                ),
-                Role::Phone if audio && is_opus => self.out.push_back(Output::ToPhone {
-                    to: m,
-                    source: from,
-                    seq: **data.seq_range.start(),
-                    rtp_time: data.time.numer(),
-                    payload: data.data.clone(),
-                }),
-                Role::Phone => {}
-            }
-        }
-        for o in scratch.drain(..) {
-            if let BrowserOutput::Transmit {
-                destination,
-                contents,
-            } = o
-            {
-                self.out.push_back(Output::Transmit {
-                    destination,
-                    contents,
-                });
-            }
-        }
-        self.scratch = scratch;
+        let to_phones = (audio && data.params.spec().codec == Codec::Opus)
+            .then(|| (**data.seq_range.start(), data.time.numer()));
+        self.fan_out(
+            now,
+            Fanout {
+                source,
+                params: Some(data.params),
+                wallclock: data.network_time,
+                time: data.time,
+                payload: &data.data,
+                rtp_level: data.ext_vals.audio_level,
+                to_phones,
+            },
+        );
         if speaking_changed {
             self.speaking_changed(from);
         }
+    }
+
+    /// Writes a published packet to every other subscriber of the room: browsers through
+    /// their session, phones (Opus audio only) through `Output::ToPhone`. What a browser's
+    /// session produces on the way (datagrams, feedback) is handled as its own output.
+    fn fan_out(&mut self, now: Instant, f: Fanout<'_>) {
+        let from = f.source.origin;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for m in self.members_of(from) {
+            if m == from {
+                continue;
+            }
+            let Some(q) = self.participants.get_mut(&m).filter(|q| q.can_subscribe) else {
+                continue;
+            };
+            match (&mut q.role, f.to_phones) {
+                (Role::Browser(b), _) => {
+                    b.write_media(
+                        f.source,
+                        f.params,
+                        f.wallclock,
+                        f.time,
+                        f.payload,
+                        f.rtp_level,
+                        &mut scratch,
+                    );
+                    self.process(now, m, &mut scratch);
+                }
+                (Role::Phone, Some((seq, rtp_time))) => self.out.push_back(Output::ToPhone {
+                    to: m,
+                    source: from,
+                    seq,
+                    rtp_time,
+                    payload: f.payload.clone(),
+                }),
+                (Role::Phone, None) => {}
+            }
+        }
+        self.scratch = scratch;
     }
 
     // ---- phones ----
@@ -942,46 +959,18 @@ impl Sfu {
             kind: MediaKind::Audio,
         };
         let payload: Arc<[u8]> = Arc::from(payload);
-        let time = MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-        let rtp_level = level.map(|l| -(l.min(127) as i8));
-        let members = self.members_of(from);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for m in members {
-            if m == from {
-                continue;
-            }
-            let Some(q) = self.participants.get_mut(&m) else {
-                continue;
-            };
-            if !q.can_subscribe {
-                continue;
-            }
-            match &mut q.role {
-                Role::Browser(b) => {
-                    b.write_media(source, None, now, time, &payload, rtp_level, &mut scratch)
-                }
-                Role::Phone => self.out.push_back(Output::ToPhone {
-                    to: m,
-                    source: from,
-                    seq,
-                    rtp_time,
-                    payload: payload.clone(),
-                }),
-            }
-        }
-        for o in scratch.drain(..) {
-            if let BrowserOutput::Transmit {
-                destination,
-                contents,
-            } = o
-            {
-                self.out.push_back(Output::Transmit {
-                    destination,
-                    contents,
-                });
-            }
-        }
-        self.scratch = scratch;
+        self.fan_out(
+            now,
+            Fanout {
+                source,
+                params: None,
+                wallclock: now,
+                time: MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+                payload: &payload,
+                rtp_level: level.map(|l| -(l.min(127) as i8)),
+                to_phones: Some((seq, rtp_time)),
+            },
+        );
         if speaking_changed {
             self.speaking_changed(from);
         }

@@ -41,6 +41,8 @@ pub enum TrackOutState {
 pub struct TrackOut {
     pub source: TrackIn,
     pub state: TrackOutState,
+    /// Its publisher left: once open, the m-line goes idle.
+    pub gone: bool,
 }
 
 impl TrackOut {

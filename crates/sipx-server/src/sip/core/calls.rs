@@ -264,12 +264,12 @@ impl Core {
                 link: link.clone(),
                 participant: None,
             });
-            let caller = req.from().map(|f| {
+            // Shown in the room: the caller's display name, else its number (SIP user).
+            let caller = req.from().and_then(|f| {
                 f.display
                     .clone()
                     .filter(|n| !n.is_empty())
                     .or_else(|| f.uri.as_sip().and_then(|u| u.user.clone()))
-                    .unwrap_or_else(|| "phone".to_owned())
             });
             let join = JoinRequest {
                 room: room.clone(),
