@@ -4,6 +4,7 @@
 //! tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
 
 pub mod auth;
+pub mod call_service;
 mod extract;
 mod observe;
 pub mod openapi;
@@ -31,7 +32,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
-    use routes::{app, apps, ops, registrations, rooms, sip_accounts, trunks};
+    use routes::{app, apps, calls, ops, registrations, rooms, sip_accounts, trunks};
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
@@ -76,6 +77,11 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
             post(rooms::mute),
         )
         .route("/v1/rtc", get(rooms::signalling::connect))
+        .route("/v1/calls", post(calls::create).get(calls::list))
+        .route("/v1/calls/{call_id}", get(calls::get).delete(calls::hangup))
+        .route("/v1/calls/{call_id}/dtmf", post(calls::send_dtmf))
+        .route("/v1/calls/{call_id}/mute", post(calls::mute))
+        .route("/v1/cdrs", get(calls::cdrs::list))
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 

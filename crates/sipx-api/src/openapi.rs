@@ -47,6 +47,13 @@ use crate::routes;
         routes::rooms::token::create_token,
         routes::rooms::remove_participant,
         routes::rooms::mute,
+        routes::calls::create,
+        routes::calls::list,
+        routes::calls::get,
+        routes::calls::hangup,
+        routes::calls::send_dtmf,
+        routes::calls::mute,
+        routes::calls::cdrs::list,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
     // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
@@ -57,6 +64,7 @@ use crate::routes;
         (name = "sip-accounts", description = "Credentials that gateways and phones register with, and their registrations"),
         (name = "trunks", description = "SIP trunks to and from providers"),
         (name = "rooms", description = "Built-in WebRTC rooms, their participants (browsers and phone calls) and join tokens"),
+        (name = "calls", description = "Phone calls into rooms: dial out, state history, hang up, DTMF, call detail records"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

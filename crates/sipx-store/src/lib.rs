@@ -9,6 +9,7 @@
 //! by it, so a handler cannot forget to.
 
 mod apps;
+mod calls;
 mod error;
 mod migrations;
 mod page;
@@ -20,6 +21,7 @@ mod time;
 mod trunks;
 
 pub use apps::{AppRecord, AppUpdate};
+pub use calls::{CallEnd, CallFilter, CallProgress, CallRecord, new_call_id};
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use registrations::{BindingSet, RegistrationRecord};

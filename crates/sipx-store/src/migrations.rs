@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "srtp policy",
         include_str!("../migrations/0004_srtp_policy.sql"),
     ),
+    (5, "calls", include_str!("../migrations/0005_calls.sql")),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod apps;
+pub mod calls;
 pub mod ops;
 pub mod registrations;
 pub mod rooms;

@@ -68,6 +68,7 @@ impl TestApi {
             health: Health::default(),
             runtime: sipx_api::Runtime::default(),
             rooms: None,
+            calls: None,
         };
         TestApi {
             router: sipx_api::router(state, limit),
