@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "srtp policy",
         include_str!("../migrations/0004_srtp_policy.sql"),
     ),
+    (
+        7,
+        "routing rules",
+        include_str!("../migrations/0007_routing_rules.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {
