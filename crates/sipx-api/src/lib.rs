@@ -32,7 +32,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
-    use routes::{app, apps, calls, ops, registrations, rooms, sip_accounts, trunks};
+    use routes::{
+        app, apps, calls, ops, registrations, rooms, routing_rules, sip_accounts, trunks,
+    };
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
@@ -64,6 +66,16 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
             get(trunks::get)
                 .patch(trunks::update)
                 .delete(trunks::delete),
+        )
+        .route(
+            "/v1/routing-rules",
+            post(routing_rules::create).get(routing_rules::list),
+        )
+        .route(
+            "/v1/routing-rules/{rule_id}",
+            get(routing_rules::get)
+                .patch(routing_rules::update)
+                .delete(routing_rules::delete),
         )
         .route("/v1/rooms", post(rooms::create).get(rooms::list))
         .route("/v1/rooms/{room}", get(rooms::get).delete(rooms::close))

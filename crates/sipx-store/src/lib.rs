@@ -14,6 +14,7 @@ mod error;
 mod migrations;
 mod page;
 mod registrations;
+mod routing_rules;
 mod sip_accounts;
 mod srtp;
 mod store;
@@ -25,6 +26,10 @@ pub use calls::{CallEnd, CallFilter, CallProgress, CallRecord, new_call_id};
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use registrations::{BindingSet, RegistrationRecord};
+pub use routing_rules::{
+    MatchKind, MissingRef, NumberMatch, RoutingRuleData, RoutingRuleRecord, RoutingRuleWithPin,
+    RuleAction, RuleKey,
+};
 pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 pub use srtp::SrtpPolicy;
 pub use store::Store;

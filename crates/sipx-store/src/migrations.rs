@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_srtp_policy.sql"),
     ),
     (5, "calls", include_str!("../migrations/0005_calls.sql")),
+    (
+        7,
+        "routing rules",
+        include_str!("../migrations/0007_routing_rules.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {
