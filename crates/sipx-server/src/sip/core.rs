@@ -89,6 +89,12 @@ pub(crate) enum CoreInput {
         crate::sip::call_service::CallCommand,
         crate::sip::call_service::Reply,
     ),
+    /// A dial-out's host was looked up.
+    Resolved {
+        id: String,
+        addr: Option<SocketAddr>,
+        invite: sipx_call::Invite,
+    },
     /// Input for a controlled call's machine, queued while it was being driven.
     CallInput {
         id: String,
@@ -543,6 +549,7 @@ impl Core {
             CoreInput::Media(event) => self.on_media_event(now, event),
             CoreInput::Call(cmd, reply) => self.on_call_command(now, cmd, reply),
             CoreInput::CallInput { id, input } => self.feed(now, &id, input),
+            CoreInput::Resolved { id, addr, invite } => self.on_resolved(now, &id, addr, invite),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
             CoreInput::TrunksLoaded {
