@@ -663,7 +663,11 @@ impl Core {
         let open_method = req.method == Method::Register
             || (req.method == Method::Options
                 && self.settings.unknown_source != UnknownSourcePolicy::Silent);
-        let gated = !open_method;
+        // Requests within a dialog SIPx holds (the BYE of a phone reached through a provider
+        // whose address is not an inbound source) belong to a call that is already allowed.
+        let in_our_dialog = sipx_sip::dialog::DialogId::of_request(&req)
+            .is_some_and(|id| self.calls.by_dialog.contains_key(&id));
+        let gated = !open_method && !in_our_dialog;
         // A new call's credentials also tell which trunk it came through, wherever it came from.
         let trunk_by_digest =
             if gated && (req.method == Method::Invite || !self.is_known_source(ip)) {
