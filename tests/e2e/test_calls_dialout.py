@@ -274,3 +274,33 @@ def test_a_trunk_with_digest_carries_the_call_to_a_phone_and_both_sides_hear(ser
     assert ("EARLY", 180) in states(ended) and ("CONFIRMED", 200) in states(ended), ended
     assert states(ended)[-1] == ("DISCONNECTED", 200) and ended["end"]["cause"] == "remote_hangup", ended
     assert "callee" not in participants(server, creds, "support")
+
+
+def test_dtmf_goes_both_ways(server, audio, tmp_path):
+    """Keys pressed on the phone reach the call (RFC 4733); keys sent through the API, and the
+    dial string after the answer, reach the phone as the right digits."""
+    creds = create_app(server)[:2]
+    account = api(server, creds, "POST", "/v1/sip-accounts",
+                  {"username": "dtmfgw", "password": "dtmfgw-pass-1", "dial_request_uri": "contact"},
+                  expect=201).json()
+    with gateway(tmp_path, server, "dtmfgw", "dtmfgw-pass-1", "127.0.0.155", audio.tone400_8k) as gw:
+        server.wait_log(lambda e: e.get("message") == "registration" and e.get("username") == "dtmfgw", 10)
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "+4930777", "route": {"sip_account_id": account["id"]}, "room": {"name": "ivr"},
+            "dtmf_after_answer": ",1,2"}, expect=201).json()
+        gw.wait_event("CALL_ESTABLISHED", 15)
+        wait_state(server, creds, created["id"], "CONFIRMED")
+        api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "9#"}, expect=202)
+        got = rooms.wait_until(lambda: (d := [e.get("param") for e in gw.events
+                                              if e.get("type") == "CALL_DTMF_START"]) and len(d) >= 4 and d,
+                               timeout=15, what="four digits at the phone")
+        assert got == ["1", "2", "9", "#"], got
+        gw.send_dtmf("47")
+        rooms.wait_until(lambda: len([e for e in server.events() if e.get("message") == "DTMF from the phone"]) >= 2,
+                         timeout=10, what="both digits")
+        pressed = [e["digit"] for e in server.events() if e.get("message") == "DTMF from the phone"]
+        assert pressed == ["4", "7"], pressed
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        gw.wait_event("CALL_CLOSED", 15)
+    r = api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "1"})
+    assert r.status_code == 409, r.text
