@@ -58,6 +58,7 @@ use crate::routes;
         routes::calls::hangup,
         routes::calls::send_dtmf,
         routes::calls::mute,
+        routes::calls::transfer,
         routes::calls::cdrs::list,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
