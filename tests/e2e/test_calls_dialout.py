@@ -142,6 +142,11 @@ def test_a_registered_gateway_takes_the_call_into_a_room_and_both_sides_hear(ser
 
     assert states(ended)[0] == ("CALLING", 0), ended
     assert ("CONFIRMED", 200) in states(ended), ended
+    # The leg's last statistics reach the record once the leg is gone.
+    stats = rooms.wait_until(lambda: call_state(server, creds, call_id).get("media"), timeout=10,
+                             what="media statistics")
+    assert stats["packets_received"] > 100 and stats["packets_sent"] > 100, stats
+    assert 1.0 <= stats["mos"] <= 4.5 and stats["packets_lost"] == 0, stats
     assert states(ended)[-1] == ("DISCONNECTED", 200), ended
     assert ended["end"]["cause"] == "local_hangup" and ended["done"], ended
     assert "customer" not in participants(server, creds, "sales")

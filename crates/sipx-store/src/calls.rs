@@ -157,13 +157,24 @@ impl Store {
     /// Rewrites what changes during a call; `false` when there is no such call.
     pub async fn update_call(&self, id: &str, p: &CallProgress) -> Result<bool, StoreError> {
         let query = sqlx::query(
-            "UPDATE calls SET state = ?, history = ?, sip_call_id = ?, codec = ?, stats = ?,
+            "UPDATE calls SET state = ?, history = ?, sip_call_id = ?, codec = ?,
+               stats = COALESCE(?, stats),
                answered_at_ms = ?, end_code = ?, end_reason = ?, end_cause = ?, ended_at_ms = ?,
                updated_at_ms = ?
              WHERE id = ?",
         );
         let done = bind_progress(query, p)
             .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets a call's media statistics (JSON), which arrive when its media leg is gone.
+    pub async fn update_call_stats(&self, id: &str, stats: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE calls SET stats = ? WHERE id = ?")
+            .bind(stats)
             .bind(id)
             .execute(&self.pool)
             .await?;

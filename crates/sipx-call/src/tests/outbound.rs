@@ -623,6 +623,10 @@ fn a_completed_transfer_ends_with_a_bye_as_transferred_and_before_the_answer_is_
     d.at(400).input(response(487, "Request Terminated", false));
     assert_eq!(
         d.ending(),
-        (487, "Request Terminated".to_owned(), Some(EndCause::LocalHangup))
+        (
+            487,
+            "Request Terminated".to_owned(),
+            Some(EndCause::LocalHangup)
+        )
     );
 }

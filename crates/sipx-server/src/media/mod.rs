@@ -55,14 +55,27 @@ pub enum LegMode {
 /// Something a leg reported, or its failure to start.
 #[derive(Debug)]
 pub enum MediaEvent {
-    Leg { leg: LegId, event: LegEvent },
-    Failed { leg: LegId, reason: String },
+    Leg {
+        leg: LegId,
+        event: LegEvent,
+    },
+    Failed {
+        leg: LegId,
+        reason: String,
+    },
+    /// The leg was removed; its last statistics, for the call's record.
+    Ended {
+        leg: LegId,
+        stats: Box<sipx_media::leg::LegStats>,
+    },
 }
 
 impl MediaEvent {
     pub fn leg(&self) -> LegId {
         match self {
-            MediaEvent::Leg { leg, .. } | MediaEvent::Failed { leg, .. } => *leg,
+            MediaEvent::Leg { leg, .. }
+            | MediaEvent::Failed { leg, .. }
+            | MediaEvent::Ended { leg, .. } => *leg,
         }
     }
 }

@@ -288,6 +288,10 @@ impl Worker {
                     && let Some(mut s) = self.slots[index].take()
                 {
                     s.mode.leave();
+                    let _ = self.events.send(MediaEvent::Ended {
+                        leg: id,
+                        stats: Box::new(s.leg.stats()),
+                    });
                     let registry = self.poll.registry();
                     let _ = registry.deregister(&mut s.rtp);
                     let _ = registry.deregister(&mut s.rtcp);

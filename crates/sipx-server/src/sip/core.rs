@@ -36,7 +36,7 @@ mod transfer;
 mod trunks;
 use calls::Calls;
 use control::Controls;
-pub(crate) use control::persist_calls;
+pub(crate) use control::{persist_call_stats, persist_calls};
 use origin::Origins;
 use sources::BindingSources;
 use trunks::TrunkReg;

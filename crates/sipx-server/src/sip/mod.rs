@@ -268,7 +268,8 @@ impl BoundSip {
             Err(e) => tracing::error!(error = %e, "cannot end the calls of an unclean stop"),
         }
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-        tasks_calls_writer(store.clone(), calls_rx);
+        let (stats_tx, stats_rx) = mpsc::unbounded_channel();
+        tasks_calls_writer(store.clone(), calls_rx, stats_rx);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::persist_loop(
             store.clone(),
@@ -341,7 +342,7 @@ impl BoundSip {
         if let Some((flow, socket)) = direct_udp {
             core.read_udp_directly(flow, socket);
         }
-        core.set_call_writer(calls_tx);
+        core.set_call_writer(calls_tx, stats_tx);
         // The media threads report into the core's queue.
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;
@@ -391,6 +392,8 @@ pub(crate) struct CoreQueue {
 fn tasks_calls_writer(
     store: Store,
     rx: mpsc::UnboundedReceiver<(String, sipx_store::CallProgress)>,
+    stats: mpsc::UnboundedReceiver<(String, String)>,
 ) {
-    tokio::spawn(core::persist_calls(store, rx));
+    tokio::spawn(core::persist_calls(store.clone(), rx));
+    tokio::spawn(core::persist_call_stats(store, stats));
 }

@@ -699,6 +699,9 @@ impl Core {
     }
 
     pub(super) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
+        if let MediaEvent::Ended { leg, stats } = event {
+            return self.on_leg_ended(leg, &stats);
+        }
         if let Some(call) = self.controls.by_leg.get(&event.leg()).cloned() {
             return self.on_controlled_media(now, &call, event);
         }
@@ -715,6 +718,7 @@ impl Core {
                 _ => {}
             },
             MediaEvent::Failed { reason, .. } => self.end_call(now, &id, &reason, true),
+            MediaEvent::Ended { .. } => {}
         }
     }
 

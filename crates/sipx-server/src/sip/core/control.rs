@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sipx_api::call_service::{CallCommandError, StoredHistoryEntry};
+use sipx_api::call_service::{CallCommandError, StoredHistoryEntry, StoredMediaStats};
 use sipx_call::{Command, Event, Input, MediaInput, MediaMode, Output, RoomInput};
 use sipx_media::dtmf::DtmfDigit;
 use sipx_media::leg::LegEvent;
@@ -108,6 +108,10 @@ pub(crate) struct Controls {
     timers: BTreeSet<(Instant, String)>,
     /// The rows' writer: one queue, so a call's writes land in order.
     pub persist: Option<mpsc::UnboundedSender<(String, CallProgress)>>,
+    /// Media statistics for the rows (a column of their own, written apart).
+    pub stats_writer: Option<mpsc::UnboundedSender<(String, String)>>,
+    /// Legs of calls already forgotten whose last statistics are still to come.
+    pub ended_legs: HashMap<LegId, (String, Instant)>,
 }
 
 impl Controls {
@@ -136,13 +140,30 @@ pub(crate) async fn persist_calls(
     }
 }
 
+/// Writes calls' media statistics.
+pub(crate) async fn persist_call_stats(
+    store: sipx_store::Store,
+    mut rx: mpsc::UnboundedReceiver<(String, String)>,
+) {
+    while let Some((id, stats)) = rx.recv().await {
+        if let Err(e) = store.update_call_stats(&id, &stats).await {
+            tracing::error!(call = %id, error = %e, "call statistics not stored");
+        }
+    }
+}
+
 fn digit(d: sipx_call::Digit) -> Option<DtmfDigit> {
     DtmfDigit::from_char(d.as_char())
 }
 
 impl Core {
-    pub(crate) fn set_call_writer(&mut self, tx: mpsc::UnboundedSender<(String, CallProgress)>) {
+    pub(crate) fn set_call_writer(
+        &mut self,
+        tx: mpsc::UnboundedSender<(String, CallProgress)>,
+        stats: mpsc::UnboundedSender<(String, String)>,
+    ) {
         self.controls.persist = Some(tx);
+        self.controls.stats_writer = Some(stats);
     }
 
     pub(super) fn on_call_command(&mut self, now: Instant, cmd: CallCommand, reply: Reply) {
@@ -531,6 +552,12 @@ impl Core {
             self.controls.timers.remove(&(at, id.to_owned()));
         }
         self.controls.by_leg.remove(&c.leg);
+        // Bounded: entries older than a minute (a leg that never started) are pruned.
+        let now = Instant::now();
+        self.controls
+            .ended_legs
+            .retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
+        self.controls.ended_legs.insert(c.leg, (id.to_owned(), now));
         self.controls.invites.retain(|_, v| v != id);
         self.controls.refers.retain(|_, v| v != id);
         if let Some(d) = &c.dialog {
@@ -572,8 +599,42 @@ impl Core {
                 }
                 return self.drive(now, id);
             }
+            MediaEvent::Ended { .. } => return,
         };
         self.feed(now, id, input);
+    }
+
+    /// A controlled call's leg is gone: its last statistics go into the call's record (the
+    /// call itself may have ended just before).
+    pub(super) fn on_leg_ended(&mut self, leg: LegId, stats: &sipx_media::leg::LegStats) {
+        let id = match self.controls.by_leg.get(&leg) {
+            Some(id) => id.clone(),
+            None => match self.controls.ended_legs.remove(&leg) {
+                Some((id, _)) => id,
+                None => return,
+            },
+        };
+        let m = &stats.media;
+        let stored = StoredMediaStats {
+            packets_received: m.packets_received,
+            packets_sent: m.packets_sent,
+            packets_lost: u64::try_from(m.packets_lost).unwrap_or(0),
+            jitter_ms: (m.jitter_ms * 10.0).round() / 10.0,
+            rtt_ms: m.rtt_ms.map(|r| (r * 10.0).round() / 10.0),
+            mos: Some((stats.mos * 100.0).round() / 100.0),
+        };
+        tracing::info!(
+            call = %id,
+            packets_received = m.packets_received,
+            packets_lost = m.packets_lost,
+            jitter_ms = m.jitter_ms,
+            mos = stats.mos,
+            "call media statistics"
+        );
+        if let (Some(tx), Ok(json)) = (&self.controls.stats_writer, serde_json::to_string(&stored))
+        {
+            let _ = tx.send((id, json));
+        }
     }
 
     /// The machine of the call answered on `dialog`, if it is a controlled one.
