@@ -452,7 +452,7 @@ async function hangUp(identity, button) {
 async function dial(event) {
   event.preventDefault();
   const box = $('[data-testid="dial-result"]');
-  const to = dialForm.elements.to.value.trim();
+  const to = dialable(dialForm.elements.to.value);
   if (!to) {
     dialForm.elements.to.setAttribute('aria-invalid', 'true');
     dialForm.elements.to.focus();
@@ -474,6 +474,17 @@ async function dial(event) {
       showResult(box, err, 'The call could not be placed');
     }
   }
+}
+
+/**
+ * What the user typed, as the API takes it: a SIP URI as is, a number without the spaces,
+ * dashes, dots and brackets people write numbers with.
+ * @param {string} typed
+ * @returns {string}
+ */
+function dialable(typed) {
+  const t = typed.trim();
+  return /^sips?:/i.test(t) ? t : t.replace(/[\s().-]/g, '');
 }
 
 /**

@@ -16,9 +16,9 @@ def test_unknown_sources_are_refused_and_trunk_networks_are_not(server):
                       json={"name": "carrier", "inbound": {"allowed_cidrs": ["127.0.0.62/32"]}})
     assert r.status_code == 201
     # The SIP service reloads trunks on the change; then the carrier's INVITE gets past the
-    # gate (no route to a room yet: 480).
+    # gate (no routing rule of the application matches: routing.no_rule_status, 404).
     server.wait_log(lambda e: e.get("message") == "trunks loaded" and e.get("inbound_networks") == 1, 10)
-    assert sip_transaction(target, "127.0.0.62", "INVITE") == 480
+    assert sip_transaction(target, "127.0.0.62", "INVITE") == 404
     assert sip_transaction(target, "127.0.0.63", "INVITE") == 403
 
 

@@ -3,15 +3,17 @@ pages see and hear each other; a real softphone (baresip) that calls into the ro
 phone tile whose level follows its voice, and the tile's hang-up button ends its call.
 Addresses 127.0.0.140-149 belong here and to scripts/screenshot-demo."""
 
+import subprocess
 import time
 
 import pytest
+import requests
 
 import demo_page
 import media
 import rooms
 from browser import chromium
-from conftest import create_app
+from conftest import PEERS, auth_header, create_app
 
 PHONE_IP = "127.0.0.140"
 
@@ -94,18 +96,44 @@ def test_phone_called_into_the_room_shows_a_level_and_hangs_up_from_its_tile(ser
     assert got.band_ratio > 0.7 and got.active_s >= 1.5, got
 
 
-def test_dial_form_says_that_dialing_out_is_not_there_yet(server):
-    """No `POST /v1/calls` yet: the form really asks, and says so plainly when refused."""
+def test_the_dial_form_calls_a_phone_into_the_room_and_its_tile_hangs_up(server, tmp_path):
+    """The form dials (`POST /v1/calls`): a number typed with spaces is refused politely when
+    the application has no route, a SIP URI reaches a phone (sipp) that answers; its tile shows
+    up in the room, and the tile's hang-up button ends the call with a BYE."""
     creds = create_app(server)[:2]
+    scenario = tmp_path / "uas_answer.xml"
+    scenario.write_text((PEERS / "sipp" / "uas_answer.xml").read_text())
     with chromium(rooms.ROOM_ARGS) as browser:
         page = demo_page.join(browser, server, creds, "lobby", "Ada")
         page.fill("[data-testid=dial-input]", "+1 555 010 0199")
         with page.expect_response(lambda r: r.url.endswith("/v1/calls")) as asked:
             page.click("[data-testid=dial-button]")
-        assert asked.value.request.method == "POST" and asked.value.status == 404
+        assert asked.value.request.post_data_json["to"] == "+15550100199"
+        assert asked.value.status == 503, asked.value.text()
         result = page.locator("[data-testid=dial-result]")
         result.wait_for(state="visible", timeout=10_000)
-        text = result.inner_text()
-        assert text.startswith("Dialing out arrives with call control"), text
-        assert "calling in" in text and "urn:sipx:problem" not in text, text
-        assert "info" in result.get_attribute("class")
+        assert "could not be placed" in result.inner_text() and "trunk" in result.inner_text()
+
+        sipp = subprocess.Popen(["sipp", "-sf", str(scenario), "-i", "127.0.0.145", "-p", "5060", "-m", "1",
+                                 "-nostdin", "-recv_timeout", "60000"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=tmp_path)
+        try:
+            page.fill("[data-testid=dial-input]", "sip:+15550100199@127.0.0.145:5060")
+            with page.expect_response(lambda r: r.url.endswith("/v1/calls")) as asked:
+                page.click("[data-testid=dial-button]")
+            assert asked.value.status == 201, asked.value.text()
+            call_id = asked.value.json()["id"]
+            assert call_id in result.inner_text()
+            tile = page.locator("[data-testid=tile][data-kind=phone]")
+            tile.wait_for(state="visible", timeout=15_000)
+            rooms.wait_until(lambda: "Connected" in tile.locator("[data-testid=call-state]").inner_text()
+                             or "connected" == tile.locator(".call-state").get_attribute("data-state"),
+                             what="the phone's tile showing the call connected")
+            tile.locator("[data-testid=hangup]").click()
+            tile.wait_for(state="detached", timeout=15_000)
+            assert sipp.wait(15) == 0  # it got its BYE
+        finally:
+            if sipp.poll() is None:
+                sipp.kill()
+    r = requests.get(server.url(f"/v1/calls/{call_id}"), headers=auth_header(*creds), timeout=10).json()
+    assert r["state"] == "DISCONNECTED" and r["end"]["cause"] == "room_removed", r

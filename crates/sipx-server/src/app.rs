@@ -56,8 +56,9 @@ impl App {
             _ => tls_files,
         };
         let health = Health::default();
-        let sip =
-            crate::sip::BoundSip::bind(&config.sip, &config.media, &health, sip_tls_files).await?;
+        let sip = crate::sip::BoundSip::bind(&config.sip, &config.media, &health, sip_tls_files)
+            .await?
+            .map(|s| s.with_routing(&config.routing));
         let rooms = if config.rooms.enabled {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             Some((crate::rooms::RoomsHandle::start(&config.rooms, tx)?, rx))

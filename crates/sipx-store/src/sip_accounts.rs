@@ -232,6 +232,16 @@ impl Store {
             .collect())
     }
 
+    /// Every account's id by username: the SIP core knows calls by the username their device
+    /// registered as, routing rules by the account's id.
+    pub async fn sip_account_ids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT username, id FROM sip_accounts ORDER BY username")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The account registering as `username`, with its password opened (for digest).
     pub async fn sip_account_credentials(
         &self,
@@ -378,6 +388,10 @@ mod tests {
         ));
         let (found, pw) = store.sip_account_credentials("gw1").await.unwrap().unwrap();
         assert_eq!(found.id, acct.id);
+        assert_eq!(
+            store.sip_account_ids().await.unwrap(),
+            vec![("gw1".to_owned(), acct.id.clone())]
+        );
         assert_eq!(pw.expose(), "gateway-pass-1");
 
         let upd = SipAccountUpdate {

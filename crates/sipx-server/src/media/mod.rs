@@ -13,6 +13,7 @@
 mod opus_fmtp;
 mod phone_link;
 mod ports;
+pub(crate) mod prompts;
 mod room_bridge;
 mod settings;
 #[cfg(test)]
@@ -50,6 +51,9 @@ pub enum LegMode {
     /// packets from it are decoded and mixed for the phone; silence once the link is closed.
     /// The media thread closes the link when the leg leaves this mode or is removed.
     Room(Arc<PhoneLink>),
+    /// A voice prompt is played from its start (received audio is dropped), then silence:
+    /// the PIN flow asks the caller by voice.
+    Prompt(sipx_call::Prompt),
 }
 
 /// Something a leg reported, or its failure to start.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sipx_media::leg::MediaLeg;
+use sipx_media::prompt::PromptPlayer;
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
@@ -38,6 +39,8 @@ enum Mode {
     Echo,
     Silence,
     Room(Box<RoomBridge>),
+    /// The prompt and the rate it was decoded at (a new frame rate restarts it).
+    Prompt(sipx_call::Prompt, u32, Box<PromptPlayer>),
 }
 
 impl Mode {
@@ -47,6 +50,13 @@ impl Mode {
         match mode {
             LegMode::Echo => Mode::Echo,
             LegMode::Silence => Mode::Silence,
+            LegMode::Prompt(prompt) => {
+                let rate = leg.config().frame_rate;
+                match super::prompts::player(prompt, rate) {
+                    Some(p) => Mode::Prompt(prompt, rate, Box::new(p)),
+                    None => Mode::Silence,
+                }
+            }
             LegMode::Room(link) => match RoomBridge::new(link.clone(), leg.config()) {
                 Ok(bridge) => Mode::Room(Box::new(bridge)),
                 Err(e) => {
@@ -258,6 +268,11 @@ impl Worker {
                         let link = LegMode::Room(bridge.link().clone());
                         s.mode = Mode::new(id, &s.leg, link);
                     }
+                    if let Mode::Prompt(prompt, rate, _) = s.mode
+                        && rate != s.leg.config().frame_rate
+                    {
+                        s.mode = Mode::new(id, &s.leg, LegMode::Prompt(prompt));
+                    }
                 }
             }
             Command::SetMode { id, mode } => {
@@ -346,6 +361,11 @@ impl Worker {
                     let n = frame.len().min(self.pcm.len());
                     self.pcm[..n].fill(0);
                     slot.leg.push_frame(now, &self.pcm[..n]);
+                }
+                Mode::Prompt(_, _, player) => {
+                    // What the caller says meanwhile is not needed; its DTMF still arrives.
+                    let _ = slot.leg.pull_frame(now);
+                    slot.leg.push_frame(now, player.next_frame());
                 }
                 Mode::Room(bridge) => bridge.tick(now, &mut slot.leg, &mut self.pcm),
             }

@@ -27,17 +27,24 @@ use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
 use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
+mod call_rows;
 mod calls;
 mod control;
 mod dial;
+mod inbound;
 mod origin;
+mod pin_gate;
+mod routing;
 mod sources;
 mod transfer;
 mod trunks;
+pub(crate) use call_rows::{RowWrite, persist_rows};
 use calls::Calls;
 use control::Controls;
 pub(crate) use control::{persist_call_stats, persist_calls};
 use origin::Origins;
+use pin_gate::GateTimers;
+use routing::Routing;
 use sources::BindingSources;
 use trunks::TrunkReg;
 
@@ -106,6 +113,13 @@ pub(crate) enum CoreInput {
         leg: crate::media::LegId,
         result: Result<sipx_rooms::ParticipantId, sipx_rooms::RoomError>,
     },
+    /// The routing rules (re)loaded from the store.
+    RoutingLoaded(Box<Routing>),
+    /// A routing webhook answered question `id` (`None`: no usable answer in time).
+    WebhookAnswered {
+        id: u64,
+        answer: Option<sipx_call::routing::WebhookAnswer>,
+    },
 }
 
 /// What the core needs to open connections of its own.
@@ -150,6 +164,8 @@ pub(crate) struct CoreSettings {
     /// The bound UDP, TCP and TLS listeners, for the ports SIPx advertises.
     pub listeners: Vec<(Transport, SocketAddr)>,
     pub media: crate::media::MediaSettings,
+    /// The answer to a call no routing rule of its application matches (404 or 480).
+    pub no_rule_status: u16,
 }
 
 pub(crate) struct Core {
@@ -189,6 +205,14 @@ pub(crate) struct Core {
     rooms: Option<crate::rooms::RoomsHandle>,
     calls: Calls,
     controls: Controls,
+    /// The routing rules by application.
+    routing: Routing,
+    /// INVITEs waiting for their routing webhook.
+    waiting: inbound::Waiting,
+    /// The deadlines of calls behind a PIN.
+    gates: GateTimers,
+    /// The writer of inbound calls' rows.
+    rows: Option<mpsc::UnboundedSender<RowWrite>>,
     /// The flow of each stream connection by its remote address: requests SIPx starts toward
     /// a device registered over TCP/TLS/WS go down the connection it registered on.
     stream_flows: HashMap<SocketAddr, FlowId>,
@@ -312,8 +336,16 @@ impl Core {
             rooms: None,
             calls: Calls::default(),
             controls: Controls::default(),
+            routing: Routing::default(),
+            waiting: inbound::Waiting::default(),
+            gates: GateTimers::default(),
+            rows: None,
             stream_flows: HashMap::new(),
         }
+    }
+
+    pub(crate) fn set_row_writer(&mut self, tx: mpsc::UnboundedSender<RowWrite>) {
+        self.rows = Some(tx);
     }
 
     pub(crate) fn set_media(&mut self, engine: crate::media::MediaEngine) {
@@ -427,12 +459,14 @@ impl Core {
         let direct = self.direct_udp.clone();
         self.publish_all();
         self.load_trunks();
+        self.load_routing();
         loop {
             let regs_due = self.trunk_regs.values().filter_map(TrunkReg::due).min();
             let deadline = [
                 self.endpoint.poll_timeout(),
                 regs_due,
                 self.controls.next_timeout(),
+                self.gates.next_timeout(),
             ]
             .into_iter()
             .flatten()
@@ -463,11 +497,13 @@ impl Core {
                     self.endpoint.handle_timeout(now);
                     self.poll_registrations(now);
                     self.poll_controls(now);
+                    self.poll_gates(now);
                 }
                 Ok(()) = changes.changed() => {
-                    // Trunks or accounts changed through the API: reload at once.
+                    // Trunks, accounts or rules changed through the API: reload at once.
                     self.accounts.clear();
                     self.load_trunks();
+                    self.load_routing();
                 }
                 Ok(()) = async {
                     match &direct {
@@ -553,6 +589,8 @@ impl Core {
             CoreInput::Resolved { id, addr, invite } => self.on_resolved(now, &id, addr, invite),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
+            CoreInput::RoutingLoaded(routing) => self.apply_routing(*routing),
+            CoreInput::WebhookAnswered { id, answer } => self.on_webhook_answer(now, id, answer),
             CoreInput::TrunksLoaded {
                 trunks,
                 account_srtp,
@@ -640,6 +678,7 @@ impl Core {
             Event::StrayResponse { response, .. } => self.on_stray_2xx(&response),
             Event::Ack { request, .. } => self.on_ack(now, request),
             Event::AckTimeout { txn } => self.on_ack_timeout(now, txn),
+            Event::Cancelled { invite } => self.on_cancelled(now, invite),
             Event::Malformed { peer, error } => {
                 metrics::counter!("sipx_sip_malformed_total").increment(1);
                 tracing::debug!(peer = %peer.addr, reason = %error.reason, "malformed SIP message");

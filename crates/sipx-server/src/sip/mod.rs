@@ -4,6 +4,7 @@
 mod abuse;
 mod call_service;
 mod core;
+mod route_webhook;
 mod transport;
 mod ws;
 
@@ -43,6 +44,7 @@ pub struct BoundSip {
     tls_client: Arc<rustls::ClientConfig>,
     media_config: crate::config::MediaConfig,
     media: crate::media::MediaSettings,
+    no_rule_status: u16,
 }
 
 impl BoundSip {
@@ -166,7 +168,14 @@ impl BoundSip {
             tls_client,
             media_config: media_config.clone(),
             media,
+            no_rule_status: crate::config::NoRuleStatus::default().code(),
         }))
+    }
+
+    /// How calls no routing rule matches are answered (`routing.no_rule_status`).
+    pub fn with_routing(mut self, routing: &crate::config::RoutingConfig) -> Self {
+        self.no_rule_status = routing.no_rule_status.code();
+        self
     }
 
     /// The UDP, TCP and TLS listeners' transports and addresses.
@@ -247,6 +256,7 @@ impl BoundSip {
             external_host: c.external_host.clone(),
             listeners: self.listeners(),
             media: self.media.clone(),
+            no_rule_status: self.no_rule_status,
         };
         let connector = core::Connector {
             flow_ids: self.ids.clone(),
@@ -270,6 +280,9 @@ impl BoundSip {
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats_rx) = mpsc::unbounded_channel();
         tasks_calls_writer(store.clone(), calls_rx, stats_rx);
+        let (rows_tx, rows_rx) = mpsc::unbounded_channel();
+        // Like the dial-outs' writer, it outlives the core so the last states land.
+        tokio::spawn(core::persist_rows(store.clone(), rows_rx));
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::persist_loop(
             store.clone(),
@@ -343,6 +356,7 @@ impl BoundSip {
             core.read_udp_directly(flow, socket);
         }
         core.set_call_writer(calls_tx, stats_tx);
+        core.set_row_writer(rows_tx);
         // The media threads report into the core's queue.
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;

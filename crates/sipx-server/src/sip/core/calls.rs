@@ -1,6 +1,7 @@
 //! Calls the core answers: INVITE dialogs (RFC 3261 §12–15) with SDP offer/answer (RFC 3264)
-//! and a media leg each. Until call control routes calls into rooms, the one destination is
-//! the echo test (`media.echo_extension`): what the caller sends, audio and DTMF, comes back.
+//! and a media leg each. Where a call goes (`inbound.rs`): the echo test
+//! (`media.echo_extension`: what the caller sends, audio and DTMF, comes back), a room, or a
+//! room behind a PIN (`pin_gate.rs`: prompts until the right digits).
 //!
 //! A call here is a UAS dialog: INVITE → 200 (answer, or our offer when the INVITE had none)
 //! → ACK (with the answer to a late offer) → re-INVITEs (hold, resume, new codec) and INFO
@@ -19,7 +20,10 @@ use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 
 use super::Core;
-use super::origin::{Origin, policy_name, srtp_policy};
+use super::call_rows::{CallRow, NewRow, end_cause};
+use super::inbound::{Destination, NewInvite};
+use super::origin::{policy_name, srtp_policy};
+use super::pin_gate::PinGate;
 use crate::media::{LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
 
 /// One answered INVITE dialog and its media.
@@ -38,6 +42,12 @@ pub(crate) struct Call {
     pub(super) started: Instant,
     /// Set for a call that joins a room.
     pub(super) room: Option<RoomSeat>,
+    /// How the caller is shown in a room: its display name, else its number.
+    pub(super) caller: String,
+    /// Set while the call waits behind its room's PIN.
+    pub(super) gate: Option<PinGate>,
+    /// The row of an inbound call in an application (`GET /v1/calls`).
+    pub(super) row: Option<CallRow>,
 }
 
 /// A call's place in a room: the audio link, and its participant once the rooms took it.
@@ -60,6 +70,9 @@ impl RoomSeat {
 impl Call {
     /// What the media thread does with the call's audio now.
     fn leg_mode(&self) -> LegMode {
+        if let Some(gate) = &self.gate {
+            return LegMode::Prompt(gate.playing);
+        }
         match &self.room {
             None => LegMode::Echo,
             Some(RoomSeat {
@@ -68,12 +81,6 @@ impl Call {
             Some(RoomSeat { link, .. }) => LegMode::Room(link.clone()),
         }
     }
-}
-
-/// Where a new call goes.
-enum Destination {
-    Echo,
-    Room(RoomKey),
 }
 
 /// The calls the core holds, by dialog.
@@ -174,31 +181,47 @@ impl Core {
         trunk_by_digest: Option<usize>,
     ) {
         let tag = self.endpoint.new_tag();
-        // Calls that come in have no policy of their own (dial-out through the API will).
         let origin = self
             .origins
             .origin(peer.addr, trunk_by_digest, &self.registered);
-        let destination = match self.destination(&req, &origin) {
-            Ok(d) => d,
-            Err((status, reason)) => {
-                let resp = req.response(status, Some(&tag)).with_reason(reason);
-                self.respond(now, txn, resp);
-                return;
-            }
+        let routed = self.route_invite(&req, &origin);
+        let invite = NewInvite {
+            txn,
+            req,
+            peer,
+            tag,
+            origin,
         };
+        self.go_on(now, invite, routed);
+    }
+
+    /// Answers a routed INVITE: SDP answer (or our offer), media leg, dialog; into a room (at
+    /// once, or behind its PIN) or the echo test.
+    pub(super) fn admit_invite(
+        &mut self,
+        now: Instant,
+        invite: NewInvite,
+        destination: Destination,
+        row: Option<NewRow>,
+    ) {
+        let NewInvite {
+            txn,
+            req,
+            peer,
+            tag,
+            origin,
+        } = invite;
         let Some(engine) = self.media.clone() else {
             let resp = req
                 .response(480, Some(&tag))
                 .with_reason("No route for this call");
-            self.respond(now, txn, resp);
-            return;
+            return self.refuse_invite(now, txn, resp, row);
         };
         if !req.body.is_empty() && !has_sdp(&req) {
             let resp = req
                 .response(415, Some(&tag))
                 .with_header("Accept", "application/sdp");
-            self.respond(now, txn, resp);
-            return;
+            return self.refuse_invite(now, txn, resp, row);
         }
         let offer = if req.body.is_empty() {
             None
@@ -210,8 +233,7 @@ impl Core {
                         "Warning",
                         format!("399 {} \"Bad SDP: {e}\"", self.warn_agent()),
                     );
-                    self.respond(now, txn, resp);
-                    return;
+                    return self.refuse_invite(now, txn, resp, row);
                 }
             }
         };
@@ -223,17 +245,12 @@ impl Core {
                     .response(503, Some(&tag))
                     .with_reason("No media port available")
                     .with_header("Retry-After", "5");
-                self.respond(now, txn, resp);
-                return;
+                return self.refuse_invite(now, txn, resp, row);
             }
         };
         let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
-        let mut sdp = match self.new_media_session(&engine, ports.rtp_port(), srtp) {
-            Some(s) => s,
-            None => {
-                self.respond(now, txn, req.response(500, Some(&tag)));
-                return;
-            }
+        let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
+            return self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
         };
         let body = match &offer {
             Some(offer) => match sdp.handle_offer(offer) {
@@ -249,15 +266,13 @@ impl Core {
                     let resp = req
                         .response(rejection.status(), Some(&tag))
                         .with_header("Warning", rejection.warning(&self.warn_agent()));
-                    self.respond(now, txn, resp);
-                    return;
+                    return self.refuse_invite(now, txn, resp, row);
                 }
             },
             None => match sdp.create_offer() {
                 Ok(o) => o.to_bytes(),
                 Err(_) => {
-                    self.respond(now, txn, req.response(500, Some(&tag)));
-                    return;
+                    return self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
                 }
             },
         };
@@ -265,11 +280,24 @@ impl Core {
             let resp = req
                 .response(400, Some(&tag))
                 .with_reason("Missing Contact or From tag");
-            self.respond(now, txn, resp);
-            return;
+            return self.refuse_invite(now, txn, resp, row);
         };
         let call_id = dialog.id.call_id.clone();
         let leg = engine.new_leg_id();
+        // Shown in the room: the caller's display name, else its number (SIP user).
+        let caller = req.from().and_then(|f| {
+            f.display
+                .clone()
+                .filter(|n| !n.is_empty())
+                .or_else(|| f.uri.as_sip().and_then(|u| u.user.clone()))
+        });
+        let identity = format!("phone-{}", leg.0);
+        let row = row.map(|r| {
+            let room = destination
+                .room()
+                .map(|k| (k.name.as_str(), identity.as_str()));
+            CallRow::start(r, room, self.rows.clone())
+        });
         let mut call = Call {
             dialog,
             sdp,
@@ -280,40 +308,17 @@ impl Core {
             peer,
             started: now,
             room: None,
+            gate: None,
+            row,
+            caller: caller.unwrap_or_else(|| "phone".to_owned()),
         };
-        if let Destination::Room(room) = &destination {
-            let Some(rooms) = self.rooms.clone() else {
-                self.respond(now, txn, req.response(480, Some(&tag)));
-                return;
-            };
-            let link = PhoneLink::new(rooms.notifier());
-            call.room = Some(RoomSeat {
-                link: link.clone(),
-                participant: None,
-            });
-            // Shown in the room: the caller's display name, else its number (SIP user).
-            let caller = req.from().and_then(|f| {
-                f.display
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .or_else(|| f.uri.as_sip().and_then(|u| u.user.clone()))
-            });
-            let join = JoinRequest {
-                room: room.clone(),
-                identity: format!("phone-{}", leg.0),
-                name: caller.unwrap_or_else(|| "phone".to_owned()),
-                can_publish: true,
-                can_subscribe: true,
-                call_id: Some(call_id.clone()),
-                wall: crate::unix_now(),
-            };
-            let inputs = self.inputs.clone();
-            tokio::spawn(async move {
-                let result = rooms.join_phone(join, link).await;
-                let _ = inputs
-                    .send(super::CoreInput::RoomJoined { leg, result })
-                    .await;
-            });
+        match &destination {
+            Destination::Echo => {}
+            // Routing gives rooms only when the rooms run.
+            Destination::Room(room) => self.seat(&mut call, room.clone()),
+            Destination::PinRoom(room, pin) => {
+                call.gate = Some(PinGate::new(now, pin.clone(), room.clone()));
+            }
         }
         let mut resp = self.answer_ok(&req, &tag, &peer, body);
         // RFC 3261 §12.1.1: the answer that creates the dialog carries the request's
@@ -323,79 +328,87 @@ impl Core {
             resp.headers.push("Record-Route", rr);
         }
         self.respond(now, txn, resp);
+        if let Some(row) = &mut call.row {
+            row.push("CONNECTING", 200, "OK", None);
+        }
         if let Some(negotiated) = call.sdp.negotiated().cloned()
             && let Some(ports) = call.ports.take()
         {
             log_negotiation(&call_id, &negotiated);
+            if let Some(row) = &mut call.row {
+                row.set_codec(negotiated.codec.name);
+            }
             self.start_leg(&engine, leg, ports, &negotiated, &call_id, call.leg_mode());
         }
         let from = req.from().map(|f| f.uri.to_string()).unwrap_or_default();
-        match &destination {
-            Destination::Echo => tracing::info!(
-                call_id = %call_id,
-                from,
-                to = %req.uri,
-                late_offer = call.answer_in_ack,
-                %origin,
-                srtp = policy_name(srtp),
-                "call answered by the echo test"
-            ),
-            Destination::Room(room) => tracing::info!(
-                call_id = %call_id,
-                from,
-                to = %req.uri,
-                late_offer = call.answer_in_ack,
-                %origin,
-                srtp = policy_name(srtp),
-                room = %room,
-                "call answered into a room"
-            ),
-        }
-        self.calls.by_leg.insert(leg, call.dialog.id.clone());
-        self.calls.by_dialog.insert(call.dialog.id.clone(), call);
+        let (what, room) = match &destination {
+            Destination::Echo => ("call answered by the echo test", None),
+            Destination::Room(room) => ("call answered into a room", Some(room)),
+            Destination::PinRoom(room, _) => ("call answered for a room's PIN", Some(room)),
+        };
+        tracing::info!(
+            call_id = %call_id,
+            call = call.row.as_ref().map(|r| r.id.as_str()),
+            from,
+            to = %req.uri,
+            late_offer = call.answer_in_ack,
+            %origin,
+            srtp = policy_name(srtp),
+            room = room.map(|r| r.to_string()),
+            "{what}"
+        );
+        let id = call.dialog.id.clone();
+        let gated = call.gate.is_some();
+        self.calls.by_leg.insert(leg, id.clone());
+        self.calls.by_dialog.insert(id.clone(), call);
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
+        if gated {
+            self.open_gate(now, &id);
+        }
     }
 
-    /// The echo test, a room (dial-in: `rooms.dial_in_prefix` + room name, in the application
-    /// of the trunk or account the call came through), or a refusal.
-    fn destination(
-        &self,
-        req: &Request,
-        origin: &Origin,
-    ) -> Result<Destination, (u16, &'static str)> {
-        let user = req
-            .uri
-            .as_sip()
-            .and_then(|u| u.user.as_deref())
-            .unwrap_or("");
-        let echo = &self.settings.media.echo_extension;
-        if !echo.is_empty() && user == echo {
-            return Ok(Destination::Echo);
+    /// Gives `call` its seat in `room` and asks the rooms to take it; the leg waits in
+    /// silence until they answer (`on_room_joined`).
+    fn seat(&self, call: &mut Call, room: RoomKey) {
+        let Some(rooms) = self.rooms.clone() else {
+            return;
+        };
+        let link = PhoneLink::new(rooms.notifier());
+        call.room = Some(RoomSeat {
+            link: link.clone(),
+            participant: None,
+        });
+        let leg = call.leg;
+        let join = JoinRequest {
+            room,
+            identity: format!("phone-{}", leg.0),
+            name: call.caller.clone(),
+            can_publish: true,
+            can_subscribe: true,
+            call_id: Some(call.dialog.id.call_id.clone()),
+            wall: crate::unix_now(),
+        };
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = rooms.join_phone(join, link).await;
+            let _ = inputs
+                .send(super::CoreInput::RoomJoined { leg, result })
+                .await;
+        });
+    }
+
+    /// An answered call (its PIN typed) joins `room`.
+    pub(super) fn join_room_of(&mut self, id: &DialogId, room: RoomKey) {
+        let Some(mut call) = self.calls.by_dialog.remove(id) else {
+            return;
+        };
+        if self.rooms.is_some() {
+            self.seat(&mut call, room);
         }
-        let rooms = self.rooms.as_ref();
-        let room_name = rooms
-            .map(|r| r.dial_in_prefix())
-            .filter(|p| !p.is_empty())
-            .and_then(|p| user.strip_prefix(p));
-        if let (Some(name), Some(rooms)) = (room_name, rooms) {
-            let app = match origin {
-                Origin::Trunk(id) => self.origins.trunk_app(id).map(str::to_owned),
-                Origin::Account(user) => self.bindings.get(user).map(|(app, _)| app.clone()),
-                Origin::Unknown => None,
-            };
-            let Some(app) = app else {
-                return Err((403, "Calls into rooms come through a trunk or SIP account"));
-            };
-            if !sipx_rooms::valid_name(name) {
-                return Err((404, "No such room"));
-            }
-            let key = RoomKey::new(app, name);
-            if !rooms.may_join(&key) {
-                return Err((404, "No such room"));
-            }
-            return Ok(Destination::Room(key));
+        if let Some(engine) = &self.media {
+            engine.set_mode(call.leg, call.leg_mode());
         }
-        Err((480, "No route for this call"))
+        self.calls.by_dialog.insert(id.clone(), call);
     }
 
     /// The rooms answered a phone's join.
@@ -548,7 +561,7 @@ impl Core {
                 };
                 self.respond(now, txn, resp);
                 if let Some((digit, duration)) = digit {
-                    self.on_digit(&id, digit, duration, "info");
+                    self.on_digit(now, &id, digit, duration, "info");
                 }
             }
             Method::Options => {
@@ -663,6 +676,9 @@ impl Core {
             return;
         };
         call.invite_txn = None;
+        if let Some(row) = call.row.as_mut().filter(|r| r.state() == "CONNECTING") {
+            row.push("CONFIRMED", 200, "OK", None);
+        }
         if !call.answer_in_ack {
             return;
         }
@@ -710,7 +726,7 @@ impl Core {
         };
         match event {
             MediaEvent::Leg { event, .. } => match event {
-                LegEvent::Dtmf(d) => self.on_digit(&id, d.digit, d.duration_ms, "rfc4733"),
+                LegEvent::Dtmf(d) => self.on_digit(now, &id, d.digit, d.duration_ms, "rfc4733"),
                 LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
                 LegEvent::RemoteLatched(addr) => {
                     tracing::info!(call_id = %id.call_id, %addr, "media latched to the address the caller sends from");
@@ -722,14 +738,34 @@ impl Core {
         }
     }
 
-    fn on_digit(&mut self, id: &DialogId, digit: DtmfDigit, duration_ms: u32, via: &'static str) {
-        tracing::info!(call_id = %id.call_id, digit = %digit.as_char(), duration_ms, via, "DTMF digit");
+    fn on_digit(
+        &mut self,
+        now: Instant,
+        id: &DialogId,
+        digit: DtmfDigit,
+        duration_ms: u32,
+        via: &'static str,
+    ) {
+        // A gated call's digits are its PIN: never logged.
+        let gated = self
+            .calls
+            .by_dialog
+            .get(id)
+            .is_some_and(|c| c.gate.is_some());
+        if gated {
+            tracing::info!(call_id = %id.call_id, duration_ms, via, "DTMF digit (PIN entry)");
+        } else {
+            tracing::info!(call_id = %id.call_id, digit = %digit.as_char(), duration_ms, via, "DTMF digit");
+        }
         metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
         if let Some(call) = self.control_of_dialog(id) {
             if let Some(digit) = sipx_call::Digit::from_char(digit.as_char()) {
                 let input = sipx_call::Input::Media(sipx_call::MediaInput::Dtmf { digit });
-                self.feed(Instant::now(), &call, input);
+                self.feed(now, &call, input);
             }
+            return;
+        }
+        if self.gate_digit(now, id, digit.as_char()) {
             return;
         }
         // The echo test sends every digit back as an RFC 4733 event, however it came.
@@ -824,6 +860,11 @@ impl Core {
             return;
         };
         self.calls.by_leg.remove(&call.leg);
+        self.close_gate(call.leg, call.gate.as_ref());
+        if let Some(row) = &mut call.row {
+            let (code, cause) = end_cause(reason, !send_bye);
+            row.end(code, reason, cause);
+        }
         if let Some(engine) = &self.media {
             engine.remove_leg(call.leg);
         }

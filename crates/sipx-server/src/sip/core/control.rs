@@ -19,7 +19,7 @@ use sipx_media::leg::LegEvent;
 use sipx_rooms::{JoinRequest, ParticipantId, RoomKey};
 use sipx_sip::ClientTxnId;
 use sipx_sip::dialog::DialogId;
-use sipx_store::{CallEnd, CallProgress};
+use sipx_store::CallProgress;
 use tokio::sync::mpsc;
 
 use super::Core;
@@ -66,23 +66,13 @@ impl Controlled {
     }
 
     fn progress(&self) -> CallProgress {
-        let last = self.history.last();
-        CallProgress {
-            state: last.map_or("CALLING", |h| h.state.as_str()).to_owned(),
-            history: serde_json::to_string(&self.history).unwrap_or_else(|_| "[]".to_owned()),
-            sip_call_id: self.sip_call_id.clone(),
-            codec: self.codec.clone(),
-            stats: None,
-            answered_at_ms: self.answered_at_ms,
-            end: last.and_then(|h| {
-                Some(CallEnd {
-                    code: h.code,
-                    reason: h.reason.clone(),
-                    cause: h.cause.clone()?,
-                    at_ms: h.at_ms,
-                })
-            }),
-        }
+        super::call_rows::progress(
+            &self.history,
+            "CALLING",
+            self.sip_call_id.clone(),
+            self.codec.clone(),
+            self.answered_at_ms,
+        )
     }
 
     pub fn trunk_id(&self) -> Option<&str> {

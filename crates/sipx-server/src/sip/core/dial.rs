@@ -611,6 +611,9 @@ impl Core {
                 peer,
                 started: now,
                 room: Some(RoomSeat::controlled(c.link.clone())),
+                caller: String::new(),
+                gate: None,
+                row: None,
             };
             c.dialog = Some(dialog_id.clone());
             self.controls

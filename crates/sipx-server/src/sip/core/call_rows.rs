@@ -1,0 +1,293 @@
+//! The rows of inbound calls (`GET /v1/calls`, direction `inbound`), written from the plain
+//! inbound path: `INCOMING 0` when a call is routed in an application, then `CONNECTING 200`
+//! at the answer, `CONFIRMED 200` at its ACK, and `DISCONNECTED` with code, reason and cause
+//! (a refusal, a cancel, a BYE either way, a timeout). Dialled-out calls have their own rows,
+//! written by `control.rs` from their machine.
+//!
+//! One writer task applies the rows' writes in the order they were queued, so a row is
+//! inserted before it is updated and always holds the call's last known state.
+
+use sipx_api::call_service::StoredHistoryEntry;
+use sipx_store::{CallEnd, CallProgress, CallRecord, Store};
+use tokio::sync::mpsc;
+
+use crate::sip::call_service::unix_ms;
+
+/// A write for the rows' writer.
+pub(crate) enum RowWrite {
+    Insert(Box<CallRecord>),
+    Update(String, Box<CallProgress>),
+}
+
+/// Applies the rows' writes in order.
+pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<RowWrite>) {
+    while let Some(write) = rx.recv().await {
+        let (id, result) = match write {
+            RowWrite::Insert(record) => (record.id.clone(), store.insert_call(&record).await),
+            RowWrite::Update(id, progress) => {
+                let r = store.update_call(&id, &progress).await.map(|_| ());
+                (id, r)
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(call = %id, error = %e, "inbound call state not stored");
+        }
+    }
+}
+
+/// What a row needs to be created, gathered when the call arrives; the row is written once
+/// the call's room (or refusal) is known, a webhook's answer later perhaps.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRow {
+    pub id: String,
+    pub app_id: String,
+    pub from: Option<String>,
+    pub to: String,
+    /// `trunk:<id>` or `sip_account:<id>`.
+    pub route: Option<String>,
+    pub sip_call_id: String,
+    /// When the INVITE arrived (Unix ms): the time of `INCOMING`.
+    pub arrived_ms: i64,
+}
+
+/// An inbound call's row as the core keeps it.
+#[derive(Debug)]
+pub(crate) struct CallRow {
+    pub id: String,
+    history: Vec<StoredHistoryEntry>,
+    sip_call_id: String,
+    codec: Option<String>,
+    answered_at_ms: Option<i64>,
+    tx: Option<mpsc::UnboundedSender<RowWrite>>,
+}
+
+impl CallRow {
+    /// Inserts the row of an arrived call, in `INCOMING`, with its room and identity when it
+    /// goes into one.
+    pub fn start(
+        new: NewRow,
+        room: Option<(&str, &str)>,
+        tx: Option<mpsc::UnboundedSender<RowWrite>>,
+    ) -> CallRow {
+        let mut row = CallRow {
+            id: new.id,
+            history: Vec::new(),
+            sip_call_id: new.sip_call_id,
+            codec: None,
+            answered_at_ms: None,
+            tx,
+        };
+        row.history.push(StoredHistoryEntry {
+            state: "INCOMING".to_owned(),
+            at_ms: new.arrived_ms,
+            code: 0,
+            reason: String::new(),
+            cause: None,
+        });
+        let record = CallRecord {
+            id: row.id.clone(),
+            app_id: new.app_id,
+            direction: "inbound".to_owned(),
+            from_uri: new.from,
+            to_uri: new.to,
+            route: new.route,
+            room: room.map(|(r, _)| r.to_owned()),
+            identity: room.map(|(_, i)| i.to_owned()),
+            webhook_url: None,
+            created_at_ms: new.arrived_ms,
+            progress: row.progress(),
+        };
+        row.send(RowWrite::Insert(Box::new(record)));
+        row
+    }
+
+    fn send(&self, write: RowWrite) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(write);
+        }
+    }
+
+    fn is_ended(&self) -> bool {
+        self.history.last().is_some_and(|h| h.cause.is_some())
+    }
+
+    pub fn state(&self) -> &str {
+        self.history.last().map_or("", |h| h.state.as_str())
+    }
+
+    pub fn set_codec(&mut self, codec: &str) {
+        self.codec = Some(codec.to_owned());
+    }
+
+    /// A new state; nothing after `DISCONNECTED`.
+    pub fn push(&mut self, state: &str, code: u16, reason: &str, cause: Option<&str>) {
+        if self.is_ended() {
+            return;
+        }
+        let at_ms = unix_ms();
+        if state == "CONNECTING" && self.answered_at_ms.is_none() {
+            self.answered_at_ms = Some(at_ms);
+        }
+        self.history.push(StoredHistoryEntry {
+            state: state.to_owned(),
+            at_ms,
+            code,
+            reason: reason.to_owned(),
+            cause: cause.map(str::to_owned),
+        });
+        tracing::info!(call = %self.id, state, code, reason, cause, "call state");
+        self.send(RowWrite::Update(self.id.clone(), Box::new(self.progress())));
+    }
+
+    /// The call ended: `DISCONNECTED` with why.
+    pub fn end(&mut self, code: u16, reason: &str, cause: &str) {
+        self.push("DISCONNECTED", code, reason, Some(cause));
+    }
+
+    fn progress(&self) -> CallProgress {
+        progress(
+            &self.history,
+            "INCOMING",
+            Some(self.sip_call_id.clone()),
+            self.codec.clone(),
+            self.answered_at_ms,
+        )
+    }
+}
+
+/// A call's row from its history: its state is the last entry's (`first` before any), and a
+/// last entry with a cause is its end.
+pub(crate) fn progress(
+    history: &[StoredHistoryEntry],
+    first: &str,
+    sip_call_id: Option<String>,
+    codec: Option<String>,
+    answered_at_ms: Option<i64>,
+) -> CallProgress {
+    let last = history.last();
+    CallProgress {
+        state: last.map_or(first, |h| h.state.as_str()).to_owned(),
+        history: serde_json::to_string(history).unwrap_or_else(|_| "[]".to_owned()),
+        sip_call_id,
+        codec,
+        stats: None,
+        answered_at_ms,
+        end: last.and_then(|h| {
+            Some(CallEnd {
+                code: h.code,
+                reason: h.reason.clone(),
+                cause: h.cause.clone()?,
+                at_ms: h.at_ms,
+            })
+        }),
+    }
+}
+
+impl Drop for CallRow {
+    /// A call forgotten without an ending (a path that drops it early) still ends its row.
+    fn drop(&mut self) {
+        if !self.is_ended() {
+            self.end(500, "Call dropped", "local_hangup");
+        }
+    }
+}
+
+/// The cause of an ended answered call, from the core's reason for ending it.
+pub(crate) fn end_cause(reason: &str, by_caller: bool) -> (u16, &'static str) {
+    if by_caller {
+        return (200, "remote_hangup");
+    }
+    match reason {
+        "media timeout" => (200, "media_timeout"),
+        "no ACK for the 200" => (408, "ack_timeout"),
+        "Room closed" | "Replaced in the room" | "Removed from the room" => (200, "room_removed"),
+        "Room failure" | "Room unavailable" => (200, "room_failed"),
+        _ => (200, "local_hangup"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn row(tx: mpsc::UnboundedSender<RowWrite>) -> CallRow {
+        CallRow::start(
+            NewRow {
+                id: "call_1".into(),
+                app_id: "app_1".into(),
+                from: Some("sip:100@x".into()),
+                to: "sip:200@y".into(),
+                route: Some("trunk:trunk_1".into()),
+                sip_call_id: "abc".into(),
+                arrived_ms: 1,
+            },
+            Some(("lobby", "phone-1")),
+            Some(tx),
+        )
+    }
+
+    fn states(p: &CallProgress) -> Vec<String> {
+        let h: Vec<StoredHistoryEntry> = serde_json::from_str(&p.history).unwrap();
+        h.into_iter().map(|e| e.state).collect()
+    }
+
+    #[test]
+    fn a_call_goes_incoming_connecting_confirmed_disconnected_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut r = row(tx);
+        r.push("CONNECTING", 200, "OK", None);
+        r.push("CONFIRMED", 200, "OK", None);
+        r.end(200, "caller hung up", "remote_hangup");
+        r.push("CONFIRMED", 200, "OK", None);
+        drop(r);
+        let Ok(RowWrite::Insert(rec)) = rx.try_recv() else {
+            panic!("the insert comes first")
+        };
+        assert_eq!(
+            (
+                rec.direction.as_str(),
+                rec.progress.state.as_str(),
+                rec.room.as_deref()
+            ),
+            ("inbound", "INCOMING", Some("lobby"))
+        );
+        let mut last = None;
+        while let Ok(w) = rx.try_recv() {
+            let RowWrite::Update(id, p) = w else {
+                panic!("one insert only")
+            };
+            assert_eq!(id, "call_1");
+            last = Some(p);
+        }
+        let last = last.unwrap();
+        assert_eq!(
+            states(&last),
+            ["INCOMING", "CONNECTING", "CONFIRMED", "DISCONNECTED"],
+            "nothing after the end, and no second end on drop"
+        );
+        let end = last.end.unwrap();
+        assert_eq!((end.code, end.cause.as_str()), (200, "remote_hangup"));
+        assert!(last.answered_at_ms.is_some());
+    }
+
+    #[test]
+    fn a_row_dropped_unended_is_ended() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(row(tx));
+        let _insert = rx.try_recv().unwrap();
+        let Ok(RowWrite::Update(_, p)) = rx.try_recv() else {
+            panic!("ended on drop")
+        };
+        assert_eq!(p.state, "DISCONNECTED");
+    }
+
+    #[test]
+    fn causes() {
+        assert_eq!(end_cause("anything", true), (200, "remote_hangup"));
+        assert_eq!(end_cause("no ACK for the 200", false), (408, "ack_timeout"));
+        assert_eq!(end_cause("Room closed", false), (200, "room_removed"));
+        assert_eq!(end_cause("Wrong PIN", false), (200, "local_hangup"));
+    }
+}

@@ -1,0 +1,270 @@
+"""Inbound calls routed by the routing rules (docs/routing.md) through an inbound trunk, against
+the real binary with real peers: baresip calls into a fixed room, a room per caller and a room
+named by the called number; sipp is refused by a `reject` rule and by no rule; a Python
+webhook receiver (checking the signature) picks the room, or answers too late and the rule's
+fallback room is taken; sipp types a wrong PIN (RFC 4733 from sip-tester's pcaps), hears the
+retry prompt and stays out of the room, then types the right one and is let in. Every call is a
+row of `GET /v1/calls` with direction `inbound`. Addresses 127.0.0.170-189 belong here."""
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+
+import media
+import rooms
+from conftest import auth_header, create_app, sip_addr, sip_transaction
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return media.make_audio()
+
+
+def api(server, creds, method, path, body=None, expect=None):
+    key, secret, _ = creds
+    r = requests.request(method, server.url(path), json=body, headers=auth_header(key, secret), timeout=10)
+    if expect is not None:
+        assert r.status_code == expect, (r.status_code, r.text)
+    return r
+
+
+def loads(server):
+    return len([e for e in server.events() if e.get("message") == "routing rules loaded"])
+
+
+def setup(server, ip, *rules):
+    """An application, an inbound trunk for `ip`, and `rules` (each limited to that trunk);
+    returns once the SIP core has loaded the last of them."""
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks",
+                {"name": "carrier", "inbound": {"allowed_cidrs": [f"{ip}/32"]}}, expect=201).json()
+    for rule in rules:
+        before = loads(server)
+        body = {**rule, "match": {"trunk_id": trunk["id"], **rule.get("match", {})}}
+        api(server, creds, "POST", "/v1/routing-rules", body, expect=201)
+        server.wait_log(lambda e, b=before: loads(server) > b, 10)
+    return creds, trunk["id"]
+
+
+def called(number, room=None, **action):
+    rule = {"match": {"called": {"kind": "exact", "value": number}}}
+    if room is not None:
+        rule["action"] = {"type": "fixed_room", "room": room, **action}
+    else:
+        rule["action"] = action
+    return rule
+
+
+def inbound_calls(server, creds):
+    return api(server, creds, "GET", "/v1/calls?direction=inbound&limit=100", expect=200).json()["items"]
+
+
+def wait_call(server, creds, pred, what):
+    return rooms.wait_until(lambda: next((c for c in inbound_calls(server, creds) if pred(c)), None),
+                            timeout=15, what=what)
+
+
+def phones_in(server, creds, room):
+    r = api(server, creds, "GET", f"/v1/rooms/{room}")
+    if r.status_code == 404:
+        return []
+    assert r.status_code == 200, r.text
+    return [p for p in r.json()["participants"] if p["kind"] == "phone"]
+
+
+def baresip(tmp_path, ip, audio, name="phone"):
+    return media.Baresip(tmp_path / name, ip, audio.tone400_8k, user="4915100", codecs=("pcmu",),
+                         rtp_ports=(32100, 32199))
+
+
+def dial(ua, server, user):
+    host, port = sip_addr(server)
+    return ua.dial(f"sip:{user}@{host}:{port}")
+
+
+def test_fixed_room_reject_and_no_rule(server, tmp_path, audio):
+    ip = "127.0.0.170"
+    creds, trunk = setup(server, ip, called("100", "lobby"),
+                         called("486", None, type="reject", sip_code=486, reason="Busy Here"))
+    target = sip_addr(server)
+    assert sip_transaction(target, ip, "INVITE", user="486") == 486
+    assert sip_transaction(target, ip, "INVITE", user="999") == 404, "no rule: routing.no_rule_status"
+
+    with baresip(tmp_path, ip, audio) as ua:
+        dial(ua, server, "100")
+        phone = rooms.wait_until(lambda: phones_in(server, creds, "lobby"), what="the phone in lobby")
+        assert phone[0]["call_state"] == "CONFIRMED", phone
+        call = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED", "a confirmed inbound call")
+        assert call["direction"] == "inbound" and call["room"]["name"] == "lobby", call
+        assert call["route"] == f"trunk:{trunk}" and call["codec"] == "PCMU", call
+        assert [h["state"] for h in call["history"]] == ["INCOMING", "CONNECTING", "CONFIRMED"], call
+        ua.hangup()
+    ended = wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "the call ended")
+    assert ended["end"]["cause"] == "remote_hangup", ended
+    rooms.wait_until(lambda: not phones_in(server, creds, "lobby"), what="the phone leaving")
+
+    refused = {c["end"]["code"]: c for c in inbound_calls(server, creds) if c["end"]["cause"] == "rejected"}
+    assert set(refused) == {486, 404}, refused
+    assert refused[486]["end"]["reason"] == "Busy Here"
+    assert [h["state"] for h in refused[404]["history"]] == ["INCOMING", "DISCONNECTED"]
+
+
+def test_room_per_caller_and_room_by_called_number(server, tmp_path, audio):
+    ip = "127.0.0.171"
+    creds, _ = setup(server, ip,
+                     {"match": {"called": {"kind": "prefix", "value": "7"}},
+                      "action": {"type": "room_per_caller", "prefix": "conf-"}},
+                     {"match": {"called": {"kind": "pattern", "value": r"49[0-9]+"}},
+                      "action": {"type": "room_by_called_number", "prefix": "did-"}})
+    seen = []
+    with baresip(tmp_path, ip, audio) as ua:
+        for _ in range(2):
+            dial(ua, server, "700")
+            call = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED", "a confirmed call")
+            room = call["room"]["name"]
+            assert room.startswith("conf-") and room not in seen, (room, seen)
+            assert phones_in(server, creds, room), room
+            seen.append(room)
+            ua.hangup()
+            wait_call(server, creds, lambda c, i=call["id"]: c["id"] == i and c["done"], "the call ended")
+
+        dial(ua, server, "4930123")
+        rooms.wait_until(lambda: phones_in(server, creds, "did-4930123"), what="the phone in did-4930123")
+        ua.hangup()
+
+
+class Receiver:
+    """A webhook receiver: checks each request's signature under the application's secret and
+    answers `answer` (a dict), or nothing until the question has timed out."""
+
+    def __init__(self, ip, secret, answer):
+        self.secret, self.answer = secret, answer
+        self.questions = []
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sig = dict(p.split("=", 1) for p in self.headers["SIPx-Signature"].split(","))
+                mac = hmac.new(outer.secret.encode(), sig["t"].encode() + b"." + body, hashlib.sha256)
+                outer.questions.append({"body": json.loads(body), "valid": hmac.compare_digest(
+                    mac.hexdigest(), sig["v1"]), "skew": abs(time.time() - int(sig["t"]))})
+                if outer.answer is None:
+                    # Too late: the rule's timeout passes before any answer.
+                    outer.release.wait(5)
+                reply = json.dumps(outer.answer or {"room": "too-late"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        self.url = f"http://{ip}:{self.httpd.server_address[1]}/route"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+
+
+def test_webhook_picks_the_room_or_the_fallback_is_taken(server, tmp_path, audio):
+    ip, hook_ip = "127.0.0.172", "127.0.0.173"
+    key, secret, _ = creds = create_app(server, "hooked")
+    receiver = Receiver(hook_ip, secret, {"room": "picked"})
+    try:
+        trunk = api(server, creds, "POST", "/v1/trunks",
+                    {"name": "carrier", "inbound": {"allowed_cidrs": [f"{ip}/32"]}}, expect=201).json()
+        before = loads(server)
+        api(server, creds, "POST", "/v1/routing-rules", {
+            "match": {"trunk_id": trunk["id"]},
+            "action": {"type": "webhook", "url": receiver.url, "timeout_ms": 1000, "fallback_room": "fallback"},
+        }, expect=201)
+        server.wait_log(lambda e: loads(server) > before, 10)
+        with baresip(tmp_path, ip, audio) as ua:
+            dial(ua, server, "800")
+            rooms.wait_until(lambda: phones_in(server, creds, "picked"), what="the phone in the picked room")
+            ua.hangup()
+            q = receiver.questions[0]
+            assert q["valid"] and q["skew"] < 60, q
+            assert q["body"] == {"call": {"from": "4915100", "to": "800", "trunk_id": trunk["id"],
+                                          "sip_account_id": None}}, q
+
+            receiver.answer = None
+            mark = len(ua.events)
+            ua.command("dial", f"sip:801@{sip_addr(server)[0]}:{sip_addr(server)[1]}")
+            # Ringing while the webhook is asked, then the fallback room.
+            ua.wait_event("CALL_RINGING", 10, since=mark)
+            ua.wait_event("CALL_ESTABLISHED", 10, since=mark)
+            rooms.wait_until(lambda: phones_in(server, creds, "fallback"), what="the phone in the fallback room")
+            assert not phones_in(server, creds, "too-late")
+            ua.hangup()
+    finally:
+        receiver.close()
+
+
+def frame_rms(payloads):
+    """RMS of each 20 ms PCMU payload."""
+    table = media.G711_TABLES[0]
+    return [float(np.sqrt(np.mean(table[np.frombuffer(p, dtype=np.uint8)].astype(np.float64) ** 2)))
+            for p in payloads]
+
+
+def test_pin_refuses_a_wrong_pin_with_a_prompt_and_admits_the_right_one(server, tmp_path, audio):
+    ip = "127.0.0.174"
+    creds, _ = setup(server, ip, called("555", "vault", pin="1234"))
+    target = sip_addr(server)
+    result = {}
+    with media.Capture(tmp_path / "pin.pcap", f"host {ip}") as cap:
+        sipp = threading.Thread(target=lambda: result.update(run=media.run_sipp_call(
+            "uac_pin.xml", tmp_path / "uac", ip, target, "-s", "555", "-d", "6000",
+            audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]}, timeout=60)))
+        sipp.start()
+        server.wait_log(lambda e: e.get("message") == "PIN prompt" and e.get("prompt") == "WrongPin", 20)
+        assert not phones_in(server, creds, "vault"), "a wrong PIN keeps the caller out"
+        server.wait_log(lambda e: e.get("message") == "PIN accepted: joining the room", 20)
+        phone = rooms.wait_until(lambda: phones_in(server, creds, "vault"), what="the phone in vault")
+        assert phone[0]["call_state"] == "CONFIRMED", phone
+        sipp.join(60)
+    run = result["run"]
+    assert run.returncode == 0, run.errors + run.stderr
+    # The PIN is never logged.
+    assert not any(e.get("digit") for e in server.events() if e.get("message", "").startswith("DTMF")), \
+        [e for e in server.events() if e.get("message", "").startswith("DTMF")]
+
+    # What SIPx sent: the retry prompt's speech right after the wrong PIN's "#", and the quiet
+    # of an empty room once the right one was taken.
+    sent = media.tshark_fields(cap.pcap, f"rtp && ip.dst=={ip} && udp.dstport==6000 && rtp.p_type==0",
+                               ["frame.time_relative", "rtp.payload"])
+    events = media.tshark_fields(cap.pcap, f"rtpevent && ip.src=={ip}", ["frame.time_relative", "rtpevent.event_id"],
+                                 "-o", "rtpevent.event_payload_type_value:101")
+    hashes = sorted(float(t) for t, ev in events if ev == "11")
+    assert hashes, events
+    wrong_at, right_at = hashes[0], hashes[-1]
+    assert right_at - wrong_at > 3, hashes
+
+    def window(start, end):
+        return frame_rms([bytes.fromhex(p.replace(":", "")) for t, p in sent if start <= float(t) < end])
+
+    retry = window(wrong_at + 0.2, wrong_at + 3.2)
+    in_room = window(right_at + 1.0, right_at + 4.0)
+    assert len(retry) > 100 and len(in_room) > 100, (len(retry), len(in_room))
+    speech = sum(r > 330 for r in retry) / len(retry)  # -40 dBFS
+    quiet = sum(r > 330 for r in in_room) / len(in_room)
+    assert speech > 0.4, f"the retry prompt should be heard: {speech:.2f} of its frames active"
+    assert quiet < 0.05, f"an empty room is quiet: {quiet:.2f}"
+
+    call = wait_call(server, creds, lambda c: c["done"], "the PIN call ended")
+    assert [h["state"] for h in call["history"]] == ["INCOMING", "CONNECTING", "CONFIRMED", "DISCONNECTED"], call
+    assert call["room"]["name"] == "vault" and call["end"]["cause"] == "remote_hangup", call
