@@ -1,12 +1,14 @@
-"""Third-party tools against the running server: a generated client, and schemathesis."""
+"""Third-party tools against the running server: a generated client (its dial-out reaches a sipp
+phone on 127.0.0.190), and schemathesis."""
 
 import importlib
 import os
 import pathlib
 import subprocess
 import sys
+import time
 
-from conftest import ADMIN_KEY, ADMIN_SECRET, ROOT, auth_header, create_app
+from conftest import ADMIN_KEY, ADMIN_SECRET, PEERS, ROOT, auth_header, create_app
 
 VENV_BIN = pathlib.Path(sys.executable).parent
 
@@ -37,6 +39,31 @@ def test_generated_python_client_creates_and_lists(server, tmp_path):
         assert acct.username == "gen-gw" and acct.max_bindings == 5
         page = list_accts.sync(client=tenant)
         assert [a.id for a in page.items] == [acct.id]
+
+        # A dial-out through the generated client, to a phone (sipp) that answers; its state
+        # read back until CONFIRMED, then hung up.
+        create_call = importlib.import_module(f"{pkg}.api.calls.create_call")
+        get_call = importlib.import_module(f"{pkg}.api.calls.get_call")
+        hangup_call = importlib.import_module(f"{pkg}.api.calls.hangup_call")
+        scenario = tmp_path / "uas_answer.xml"
+        scenario.write_text((PEERS / "sipp" / "uas_answer.xml").read_text())
+        sipp = subprocess.Popen(["sipp", "-sf", str(scenario), "-i", "127.0.0.190", "-p", "5060", "-m", "1",
+                                 "-nostdin", "-recv_timeout", "60000"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=tmp_path)
+        try:
+            call = create_call.sync(client=tenant, body=models.CreateCall(
+                to="sip:+4930123@127.0.0.190:5060", room=models.RoomInput(name="generated-room")))
+            assert call.state == "CALLING" and call.direction == "outbound", call
+            deadline = time.monotonic() + 20
+            while (got := get_call.sync(client=tenant, call_id=call.id)).state != "CONFIRMED":
+                assert time.monotonic() < deadline, got
+                time.sleep(0.1)
+            assert [h.state for h in got.history] == ["CALLING", "EARLY", "CONNECTING", "CONFIRMED"], got
+            hangup_call.sync(client=tenant, call_id=call.id)
+            assert sipp.wait(15) == 0  # it got its BYE
+        finally:
+            if sipp.poll() is None:
+                sipp.kill()
     finally:
         sys.path.remove(str(out.parent))
 
