@@ -345,3 +345,19 @@ def test_a_blind_transfer_moves_the_phone_and_ends_our_side(server, audio, tmp_p
     assert participants(server, creds, "desk") == []
     r = api(server, creds, "POST", f"/v1/calls/{created['id']}/transfer", {"to": "+1"})
     assert r.status_code == 409, r.text
+
+
+def test_max_duration_ends_an_answered_call(server, tmp_path):
+    creds = create_app(server)[:2]
+    with sipp_uas(tmp_path, "127.0.0.158", "uas_answer.xml") as uas:
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:+4930999@127.0.0.158:5060", "room": {"name": "short"}, "max_duration": 2},
+            expect=201).json()
+        confirmed = wait_state(server, creds, created["id"], "CONFIRMED", timeout=10)
+        ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=10)
+        assert uas.wait(10) == 0  # it got our BYE
+    answered = next(h["at"] for h in confirmed["history"] if h["state"] == "CONFIRMED")
+    assert ended["history"][-1]["reason"] == "Max duration reached", ended
+    assert ended["end"]["cause"] == "max_duration", ended
+    cdr = api(server, creds, "GET", "/v1/cdrs", expect=200).json()["items"][0]
+    assert cdr["answer"] == answered and cdr["duration_s"] == 2, cdr
