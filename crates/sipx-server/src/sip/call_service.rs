@@ -22,6 +22,8 @@ pub(crate) struct DialSpec {
     pub id: String,
     pub app_id: String,
     pub target: DialTarget,
+    /// Routes to try next when `target` fails before anything rang.
+    pub fallbacks: Vec<DialTarget>,
     pub params: sipx_call::DialOut,
     pub srtp: Option<sipx_store::SrtpPolicy>,
     pub webhook_url: Option<String>,
@@ -226,7 +228,10 @@ impl CallControl {
             .map_err(|_| CallCommandError::Unavailable("the SIP service stopped".to_owned()))?
     }
 
-    async fn target(&self, r: &DialRequest) -> Result<DialTarget, CallCommandError> {
+    /// The routes to try, in order: one for an explicit route; for an automatic one, every
+    /// outbound trunk by name, then the registered accounts (a failure of one that says
+    /// nothing about the callee — 5xx, 408, no answer at all — moves to the next).
+    async fn targets(&self, r: &DialRequest) -> Result<Vec<DialTarget>, CallCommandError> {
         let trunks = || async {
             self.store
                 .app_trunks_with_secrets(&r.app_id)
@@ -241,7 +246,7 @@ impl CallControl {
                     .find(|t| &t.trunk.id == id)
                     .ok_or_else(|| invalid("route.trunk_id", "no such enabled trunk"))?;
                 trunk_route(trunk)
-                    .map(DialTarget::Trunk)
+                    .map(|t| vec![DialTarget::Trunk(t)])
                     .ok_or_else(|| invalid("route.trunk_id", "the trunk has no outbound provider"))
             }
             DialRoute::SipAccount(id) => {
@@ -254,7 +259,7 @@ impl CallControl {
                 if !account.enabled {
                     return Err(invalid("route.sip_account_id", "the account is disabled"));
                 }
-                Ok(DialTarget::Accounts(vec![AccountRoute::of(account)]))
+                Ok(vec![DialTarget::Accounts(vec![AccountRoute::of(account)])])
             }
             DialRoute::Automatic if r.to.starts_with("sip:") || r.to.starts_with("sips:") => {
                 let uri = sipx_sip::msg::Uri::parse(&r.to);
@@ -272,20 +277,21 @@ impl CallControl {
                 } else {
                     5060
                 });
-                Ok(DialTarget::Direct {
+                Ok(vec![DialTarget::Direct {
                     uri: r.to.clone(),
                     transport,
                     addr: Lookup::of(&u.host, port),
                     host: u.host.clone(),
                     port,
-                })
+                }])
             }
             DialRoute::Automatic => {
-                for t in trunks().await? {
-                    if let Some(route) = trunk_route(t) {
-                        return Ok(DialTarget::Trunk(route));
-                    }
-                }
+                let mut targets: Vec<DialTarget> = trunks()
+                    .await?
+                    .into_iter()
+                    .filter_map(trunk_route)
+                    .map(DialTarget::Trunk)
+                    .collect();
                 let page = PageRequest {
                     after: None,
                     limit: 200,
@@ -301,13 +307,16 @@ impl CallControl {
                     .filter(|a| a.enabled)
                     .map(AccountRoute::of)
                     .collect();
-                if accounts.is_empty() {
+                if !accounts.is_empty() {
+                    targets.push(DialTarget::Accounts(accounts));
+                }
+                if targets.is_empty() {
                     return Err(CallCommandError::Unavailable(
                         "the application has no outbound trunk or SIP account to call through"
                             .to_owned(),
                     ));
                 }
-                Ok(DialTarget::Accounts(accounts))
+                Ok(targets)
             }
         }
     }
@@ -327,7 +336,11 @@ impl CallService for CallControl {
     fn dial(&self, r: DialRequest) -> BoxFuture<Result<String, CallCommandError>> {
         let this = self.clone();
         Box::pin(async move {
-            let target = this.target(&r).await?;
+            let mut targets = this.targets(&r).await?.into_iter();
+            let Some(target) = targets.next() else {
+                return Err(CallCommandError::Unavailable("no route".to_owned()));
+            };
+            let fallbacks: Vec<DialTarget> = targets.collect();
             let id = sipx_store::new_call_id();
             let dtmf = match &r.dtmf_after_answer {
                 Some(d) => DtmfSequence::parse(d)
@@ -384,6 +397,7 @@ impl CallService for CallControl {
                 id: id.clone(),
                 app_id: r.app_id,
                 target,
+                fallbacks,
                 params,
                 srtp: r.srtp,
                 webhook_url: r.webhook_url,

@@ -41,6 +41,10 @@ pub(crate) struct Controlled {
     /// The machine asked to leave: a join that completes later is undone at once.
     pub left_room: bool,
     pub target: DialTarget,
+    /// Routes still to try if this one fails before anything rang (automatic routing).
+    pub fallbacks: std::collections::VecDeque<DialTarget>,
+    /// The INVITE the machine asked for, kept to send it again along a fallback route.
+    pub invite: Option<sipx_call::Invite>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
     pub webhook_url: Option<String>,
     pub history: Vec<StoredHistoryEntry>,
@@ -229,6 +233,8 @@ impl Core {
             participant: None,
             left_room: false,
             target: spec.target,
+            fallbacks: spec.fallbacks.into(),
+            invite: None,
             srtp: spec.srtp,
             webhook_url: spec.webhook_url,
             history: Vec::new(),

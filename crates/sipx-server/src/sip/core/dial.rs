@@ -38,6 +38,8 @@ pub(crate) struct OutboundInvite {
     ack: Option<Vec<u8>>,
     /// The To tag of the answer we took.
     answered_tag: Option<String>,
+    /// A provisional response above 100 came: the callee was reached, no other route is tried.
+    rang: bool,
 }
 
 /// Where and how the INVITE goes.
@@ -238,10 +240,16 @@ impl Core {
 
     /// The machine asks for the INVITE (the room is joined).
     pub(super) fn send_invite(&mut self, now: Instant, id: &str, invite: sipx_call::Invite) {
+        if let Some(c) = self.controls.by_id.get_mut(id) {
+            c.invite = Some(invite.clone());
+        }
         let plan = match self.plan(id, &invite) {
             Ok(p) => p,
             Err(NoRoute::Transport(why)) => {
                 tracing::info!(call = %id, why, "dial-out cannot be sent");
+                if self.fall_back(now, id, 503) {
+                    return;
+                }
                 return self.feed_later(id, Input::Sip(SipInput::TransportError));
             }
             Err(NoRoute::Lookup(host, port)) => {
@@ -255,6 +263,9 @@ impl Core {
                 return;
             }
             Err(NoRoute::Status(code, reason)) => {
+                if self.fall_back(now, id, code) {
+                    return;
+                }
                 return self.feed_later(
                     id,
                     Input::Sip(SipInput::Response {
@@ -353,8 +364,34 @@ impl Core {
                 auth_attempts: 0,
                 ack: None,
                 answered_tag: None,
+                rang: false,
             });
         }
+    }
+
+    /// Tries the next route after a failure that says nothing about the callee (5xx, 408, no
+    /// answer, not registered), when one is left and nothing rang yet; `true` when the INVITE
+    /// went out again.
+    fn fall_back(&mut self, now: Instant, id: &str, status: u16) -> bool {
+        if !(status >= 500 || status == 408 || status == 480) {
+            return false;
+        }
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return false;
+        };
+        let rang = c.out.as_ref().is_some_and(|o| o.rang);
+        if rang || c.fsm.is_ended() || c.fallbacks.is_empty() {
+            return false;
+        }
+        let (Some(next), Some(invite)) = (c.fallbacks.pop_front(), c.invite.clone()) else {
+            return false;
+        };
+        tracing::info!(call = %id, status, "route failed: trying the next one");
+        c.target = next;
+        // The failed INVITE's sockets and session go; the next INVITE gets its own.
+        c.out = None;
+        self.send_invite(now, id, invite);
+        true
     }
 
     /// A dial-out's host was looked up: the INVITE can go (or the call fails with 503).
@@ -419,6 +456,18 @@ impl Core {
         }
         if status >= 300 {
             self.controls.invites.remove(&txn);
+            if self.fall_back(now, &id, status) {
+                return true;
+            }
+        }
+        if (101..200).contains(&status)
+            && let Some(out) = self
+                .controls
+                .by_id
+                .get_mut(&id)
+                .and_then(|c| c.out.as_mut())
+        {
+            out.rang = true;
         }
         let mut sdp = false;
         if (101..200).contains(&status) && has_sdp_body(&response.headers, &response.body) {
@@ -683,7 +732,9 @@ impl Core {
         let Some(id) = self.controls.invites.remove(&txn) else {
             return false;
         };
-        self.feed(now, &id, Input::Sip(SipInput::RequestTimeout));
+        if !self.fall_back(now, &id, 408) {
+            self.feed(now, &id, Input::Sip(SipInput::RequestTimeout));
+        }
         true
     }
 
