@@ -10,6 +10,7 @@
 
 mod apps;
 mod error;
+mod ids;
 mod migrations;
 mod page;
 mod registrations;
@@ -18,12 +19,18 @@ mod srtp;
 mod store;
 mod time;
 mod trunks;
+mod webhooks;
 
 pub use apps::{AppRecord, AppUpdate};
 pub use error::StoreError;
+pub use ids::sorted_id;
 pub use page::{Page, PageRequest};
 pub use registrations::{BindingSet, RegistrationRecord};
 pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 pub use srtp::SrtpPolicy;
 pub use store::Store;
 pub use trunks::{SecretChange, TrunkData, TrunkRecord, TrunkWithSecrets};
+pub use webhooks::{
+    AfterAttempt, AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, NewAttempt,
+    NewDelivery,
+};

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "srtp policy",
         include_str!("../migrations/0004_srtp_policy.sql"),
     ),
+    (
+        6,
+        "webhooks",
+        include_str!("../migrations/0006_webhooks.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {
