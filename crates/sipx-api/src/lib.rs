@@ -4,6 +4,7 @@
 //! tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
 
 pub mod auth;
+pub mod events;
 mod extract;
 mod observe;
 pub mod openapi;
@@ -21,6 +22,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
+pub use events::{AppEvent, EventBus};
 pub use observe::metrics_handle;
 pub use state::{
     AdminCredential, ApiState, AuthSettings, BindingView, Health, Runtime, TrunkRegistrationState,
@@ -31,7 +33,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
-    use routes::{app, apps, ops, registrations, rooms, sip_accounts, trunks};
+    use routes::{app, apps, events, ops, registrations, rooms, sip_accounts, trunks, webhooks};
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
@@ -42,7 +44,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/v1/app", get(app::current))
+        .route("/v1/app", get(app::current).patch(app::update_current))
         .route("/v1/apps", post(apps::create).get(apps::list))
         .route("/v1/apps/{app_id}", get(apps::get).patch(apps::update))
         .route("/v1/apps/{app_id}/rotate-secret", post(apps::rotate_secret))
@@ -76,6 +78,10 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
             post(rooms::mute),
         )
         .route("/v1/rtc", get(rooms::signalling::connect))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/webhook-deliveries", get(webhooks::list))
+        .route("/v1/webhook-deliveries/{delivery_id}", get(webhooks::get))
+        .route("/v1/webhooks/test", post(webhooks::test))
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 

@@ -24,6 +24,7 @@ use crate::routes;
         routes::ops::readyz,
         routes::ops::metrics,
         routes::app::current,
+        routes::app::update_current,
         routes::apps::create,
         routes::apps::list,
         routes::apps::get,
@@ -47,8 +48,16 @@ use crate::routes;
         routes::rooms::token::create_token,
         routes::rooms::remove_participant,
         routes::rooms::mute,
+        routes::events::stream,
+        routes::webhooks::list,
+        routes::webhooks::get,
+        routes::webhooks::test,
     ),
-    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    components(schemas(
+        crate::problem::Problem,
+        crate::problem::FieldError,
+        crate::routes::webhooks::EventEnvelope,
+    )),
     // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
     security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])),
     modifiers(&Security, &CommonResponses),
@@ -57,6 +66,7 @@ use crate::routes;
         (name = "sip-accounts", description = "Credentials that gateways and phones register with, and their registrations"),
         (name = "trunks", description = "SIP trunks to and from providers"),
         (name = "rooms", description = "Built-in WebRTC rooms, their participants (browsers and phone calls) and join tokens"),
+        (name = "events", description = "Application events: signed webhooks with their delivery log, and a server-sent-events stream"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

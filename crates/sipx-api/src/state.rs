@@ -18,6 +18,8 @@ pub struct ApiState {
     pub runtime: Runtime,
     /// The built-in rooms, when enabled.
     pub rooms: Option<std::sync::Arc<dyn crate::room_service::RoomService>>,
+    /// Where application events are published (webhooks and `GET /v1/events`).
+    pub events: crate::events::EventBus,
 }
 
 /// Live state the SIP service publishes for the API to show (it is not in the database).

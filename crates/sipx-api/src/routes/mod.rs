@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod apps;
+pub mod events;
 pub mod ops;
 pub mod registrations;
 pub mod rooms;
@@ -10,6 +11,7 @@ pub mod sip_accounts;
 pub mod srtp;
 pub mod trunks;
 pub mod web;
+pub mod webhooks;
 
 use serde::{Deserialize, Deserializer};
 
