@@ -4,6 +4,7 @@
 //! tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
 
 pub mod auth;
+pub mod call_service;
 pub mod events;
 mod extract;
 mod observe;
@@ -33,7 +34,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
-    use routes::{app, apps, events, ops, registrations, rooms, sip_accounts, trunks, webhooks};
+    use routes::{
+        app, apps, calls, events, ops, registrations, rooms, routing_rules, sip_accounts, trunks,
+        webhooks,
+    };
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
@@ -66,6 +70,16 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
                 .patch(trunks::update)
                 .delete(trunks::delete),
         )
+        .route(
+            "/v1/routing-rules",
+            post(routing_rules::create).get(routing_rules::list),
+        )
+        .route(
+            "/v1/routing-rules/{rule_id}",
+            get(routing_rules::get)
+                .patch(routing_rules::update)
+                .delete(routing_rules::delete),
+        )
         .route("/v1/rooms", post(rooms::create).get(rooms::list))
         .route("/v1/rooms/{room}", get(rooms::get).delete(rooms::close))
         .route("/v1/rooms/{room}/tokens", post(rooms::create_token))
@@ -78,6 +92,11 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
             post(rooms::mute),
         )
         .route("/v1/rtc", get(rooms::signalling::connect))
+        .route("/v1/calls", post(calls::create).get(calls::list))
+        .route("/v1/calls/{call_id}", get(calls::get).delete(calls::hangup))
+        .route("/v1/calls/{call_id}/dtmf", post(calls::send_dtmf))
+        .route("/v1/calls/{call_id}/mute", post(calls::mute))
+        .route("/v1/cdrs", get(calls::cdrs::list))
         .route("/v1/events", get(events::stream))
         .route("/v1/webhook-deliveries", get(webhooks::list))
         .route("/v1/webhook-deliveries/{delivery_id}", get(webhooks::get))

@@ -145,6 +145,33 @@ impl ApiError {
     }
 }
 
+/// Gathers every refused field of a body, so one answer lists them all.
+#[derive(Debug, Default)]
+pub(crate) struct Checker(Vec<FieldError>);
+
+impl Checker {
+    pub(crate) fn check(&mut self, ok: bool, field: impl Into<String>, message: &str) {
+        if !ok {
+            self.0.push(FieldError {
+                field: field.into(),
+                message: message.to_owned(),
+            });
+        }
+    }
+
+    /// `Err(422)` listing the refused fields, if any.
+    pub(crate) fn done(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(
+                "the request body breaks a rule".to_owned(),
+                self.0,
+            ))
+        }
+    }
+}
+
 impl From<sipx_store::StoreError> for ApiError {
     fn from(e: sipx_store::StoreError) -> Self {
         match e {

@@ -88,17 +88,25 @@
 //! - **A `LeaveRoom` also abandons a join in progress**: a `Joined` that arrives after it is
 //!   ignored here, and the driver must not leave the participant behind.
 //!
+//! # Routing and PINs
+//!
+//! [`routing::route`] picks the rule an inbound call matches and says what to do with it (a
+//! room, a webhook to ask, a refusal); [`PinEntry`] collects the PIN of a protected room by
+//! DTMF. Both are pure, like the call: plain types in, decisions out (docs/routing.md).
+//!
 //! Files: `call.rs` (the machine), `state.rs` (states, history entries, end causes), `io.rs`
 //! (inputs and outputs), `params.rs` (dial-out and inbound parameters, settings), `dtmf.rs`
 //! (digits, dial strings with pauses, pacing), `reason.rs` (reason phrases), `timer.rs`,
-//! `error.rs`.
+//! `error.rs`, `routing.rs` (inbound routing rules), `pin.rs` (PIN entry).
 
 mod call;
 mod dtmf;
 mod error;
 mod io;
 mod params;
+mod pin;
 mod reason;
+pub mod routing;
 mod state;
 mod timer;
 
@@ -110,4 +118,5 @@ pub use dtmf::{Digit, DtmfSequence, DtmfStep, DtmfTiming, MAX_DTMF_LEN, MAX_QUEU
 pub use error::CallError;
 pub use io::{Command, Event, Input, Invite, MediaInput, MediaMode, Output, RoomInput, SipInput};
 pub use params::{CallConfig, DialOut, Inbound, RoomTarget};
+pub use pin::{PIN_LEN, Pin, PinEntry, PinOutput, PinSettings, Prompt};
 pub use state::{CallState, CallStateKind, Direction, EndCause};

@@ -9,6 +9,7 @@
 //! - [`srtp`]: SDES-SRTP and SRTCP (RFC 3711, RFC 7714), in place.
 //! - [`resample`]: integer-ratio polyphase resampling, where a codec cannot run at the
 //!   leg's frame rate.
+//! - [`prompt`]: voice prompts (the PIN flow's) from embedded WAV files, as 20 ms frames.
 //! - [`stats`], [`session`]: receive/send statistics, RTCP reports, round-trip time.
 //! - [`jitter`]: an adaptive jitter buffer for one incoming stream.
 //! - [`dtmf`]: RFC 4733 telephone events (send and receive) and an in-band Goertzel detector.
@@ -33,6 +34,7 @@ pub mod leg;
 mod limiter;
 pub mod mixer;
 mod pcm_queue;
+pub mod prompt;
 pub mod resample;
 mod rng;
 pub mod rtcp;

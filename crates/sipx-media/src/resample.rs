@@ -86,6 +86,11 @@ impl Resampler {
         inputs * self.up / self.down
     }
 
+    /// The filter's group delay in output samples: what goes in comes out this much later.
+    pub fn delay(&self) -> usize {
+        (TAPS_PER_PHASE * self.up.max(self.down) - 1) / 2 / self.down
+    }
+
     /// Resamples `input` into the start of `output`, returning the samples written. Stops early
     /// if `output` is full (the caller sizes it with [`Resampler::output_len`]).
     pub fn process(&mut self, input: &[i16], output: &mut [i16]) -> usize {

@@ -180,6 +180,10 @@ impl App {
             _ => None,
         };
         let runtime = sipx_api::Runtime::default();
+        let core_queue = sip.as_ref().map(|_| crate::sip::BoundSip::core_queue());
+        let calls = core_queue
+            .as_ref()
+            .map(|q| crate::sip::BoundSip::call_control(q, store.clone()));
         let state = ApiState {
             store: store.clone(),
             auth: Arc::new(AuthSettings {
@@ -193,6 +197,7 @@ impl App {
             rooms: rooms
                 .as_ref()
                 .map(|(h, _)| Arc::new(h.clone()) as Arc<dyn sipx_api::room_service::RoomService>),
+            calls,
             events: events.clone(),
         };
         let router = sipx_api::router(state, config.http.body_limit);
@@ -214,9 +219,9 @@ impl App {
             stop_rx.clone(),
         );
         let mut sip_tasks = Vec::new();
-        if let Some(sip) = sip {
+        if let (Some(sip), Some(queue)) = (sip, core_queue) {
             match sip
-                .spawn(store.clone(), runtime, rooms, stop_rx.clone())
+                .spawn(store.clone(), queue, runtime, rooms, stop_rx.clone())
                 .await
             {
                 Ok(tasks) => sip_tasks = tasks,

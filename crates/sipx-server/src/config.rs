@@ -51,6 +51,7 @@ pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
     pub rooms: RoomsConfig,
+    pub routing: RoutingConfig,
     pub webhooks: WebhooksConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -139,6 +140,54 @@ impl Default for MediaConfig {
             media_timeout_secs: 30,
             echo_extension: "echo".to_owned(),
         }
+    }
+}
+
+/// Inbound routing rules (`/v1/routing-rules`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The answer to a call that no rule of its application matches: 404 or 480.
+    pub no_rule_status: NoRuleStatus,
+}
+
+/// The SIP status a call no rule matches gets: `404` (Not Found: the number does not exist
+/// here) or `480` (Temporarily Unavailable: try again later, for instance while rules are
+/// being set up).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(try_from = "u16", into = "u16")]
+pub enum NoRuleStatus {
+    #[default]
+    NotFound,
+    TemporarilyUnavailable,
+}
+
+impl NoRuleStatus {
+    pub fn code(self) -> u16 {
+        match self {
+            NoRuleStatus::NotFound => 404,
+            NoRuleStatus::TemporarilyUnavailable => 480,
+        }
+    }
+}
+
+impl TryFrom<u16> for NoRuleStatus {
+    type Error = String;
+
+    fn try_from(code: u16) -> Result<Self, String> {
+        match code {
+            404 => Ok(NoRuleStatus::NotFound),
+            480 => Ok(NoRuleStatus::TemporarilyUnavailable),
+            other => Err(format!(
+                "routing.no_rule_status must be 404 or 480, not {other}"
+            )),
+        }
+    }
+}
+
+impl From<NoRuleStatus> for u16 {
+    fn from(s: NoRuleStatus) -> u16 {
+        s.code()
     }
 }
 
@@ -354,6 +403,7 @@ impl Default for Config {
             sip: SipConfig::default(),
             media: MediaConfig::default(),
             rooms: RoomsConfig::default(),
+            routing: RoutingConfig::default(),
             webhooks: WebhooksConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
@@ -554,6 +604,25 @@ mod tests {
             let c = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(c.admin.api_key.as_deref(), Some("0023456789"));
             assert_eq!(c.admin.api_secret.unwrap().expose(), "1.50");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_rule_status_is_404_or_480() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.routing.no_rule_status.code(), 404);
+            assert!(c.to_redacted_toml().contains("no_rule_status = 404"));
+            jail.set_env("SIPX_ROUTING__NO_RULE_STATUS", "480");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                c.routing.no_rule_status,
+                NoRuleStatus::TemporarilyUnavailable
+            );
+            jail.set_env("SIPX_ROUTING__NO_RULE_STATUS", "500");
+            let e = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("404 or 480"), "{e}");
             Ok(())
         });
     }

@@ -6,6 +6,7 @@
 //! - [`dialog`]: dialogs (route sets, CSeq, target refresh, early dialogs and forking).
 //! - [`transport`]: names for transports, flows and peers.
 //! - [`digest`]: digest authentication, server and client side.
+//! - [`uac`]: what a caller derives from its INVITE (CANCEL, credentials, the ACK of a 2xx).
 //! - [`uas`]: the checks a UAS makes before acting on a request.
 //! - [`registrar`]: REGISTER processing over a set of bindings.
 
@@ -19,6 +20,7 @@ pub mod outbound;
 pub mod registrar;
 mod rng;
 pub mod transport;
+pub mod uac;
 pub mod uas;
 
 pub use endpoint::{ClientTxnId, Endpoint, EndpointConfig, Event, Output, ServerTxnId};

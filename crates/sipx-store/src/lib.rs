@@ -9,11 +9,13 @@
 //! by it, so a handler cannot forget to.
 
 mod apps;
+mod calls;
 mod error;
 mod ids;
 mod migrations;
 mod page;
 mod registrations;
+mod routing_rules;
 mod sip_accounts;
 mod srtp;
 mod store;
@@ -22,10 +24,15 @@ mod trunks;
 mod webhooks;
 
 pub use apps::{AppRecord, AppUpdate};
+pub use calls::{CallEnd, CallFilter, CallProgress, CallRecord, new_call_id};
 pub use error::StoreError;
 pub use ids::sorted_id;
 pub use page::{Page, PageRequest};
 pub use registrations::{BindingSet, RegistrationRecord};
+pub use routing_rules::{
+    MatchKind, MissingRef, NumberMatch, RoutingRuleData, RoutingRuleRecord, RoutingRuleWithPin,
+    RuleAction, RuleKey,
+};
 pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 pub use srtp::SrtpPolicy;
 pub use store::Store;

@@ -22,10 +22,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "srtp policy",
         include_str!("../migrations/0004_srtp_policy.sql"),
     ),
+    (5, "calls", include_str!("../migrations/0005_calls.sql")),
     (
         6,
         "webhooks",
         include_str!("../migrations/0006_webhooks.sql"),
+    ),
+    (
+        7,
+        "routing rules",
+        include_str!("../migrations/0007_routing_rules.sql"),
     ),
 ];
 

@@ -20,6 +20,8 @@ pub struct SipAccountRecord {
     pub description: Option<String>,
     /// SRTP policy of calls from the account's registered devices; `None`: the server's.
     pub srtp: Option<SrtpPolicy>,
+    /// `number` (the dialled number in the Request-URI of calls to its devices) or `contact`.
+    pub dial_request_uri: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -33,6 +35,7 @@ pub struct NewSipAccount {
     pub enabled: bool,
     pub description: Option<String>,
     pub srtp: Option<SrtpPolicy>,
+    pub dial_request_uri: String,
 }
 
 /// `None` leaves a field unchanged; `description: Some(None)` clears it, and so does
@@ -45,10 +48,11 @@ pub struct SipAccountUpdate {
     pub enabled: Option<bool>,
     pub description: Option<Option<String>>,
     pub srtp: Option<Option<SrtpPolicy>>,
+    pub dial_request_uri: Option<String>,
 }
 
 const COLUMNS: &str = "id, app_id, username, allowed_cidrs, max_bindings, enabled, description, \
-                       srtp, created_at_ms, updated_at_ms";
+                       srtp, dial_request_uri, created_at_ms, updated_at_ms";
 
 fn password_context(id: &str) -> String {
     format!("sip-password:{id}")
@@ -70,6 +74,7 @@ fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
         enabled: row.try_get("enabled")?,
         description: row.try_get("description")?,
         srtp: crate::srtp::from_column(row.try_get("srtp")?),
+        dial_request_uri: row.try_get("dial_request_uri")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -88,8 +93,9 @@ impl Store {
             .seal(&password_context(&id), new.password.expose().as_bytes());
         sqlx::query(
             "INSERT INTO sip_accounts (id, app_id, username, password_sealed, allowed_cidrs,
-             max_bindings, enabled, description, srtp, created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             max_bindings, enabled, description, srtp, dial_request_uri, created_at_ms,
+             updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id)
@@ -100,6 +106,7 @@ impl Store {
         .bind(new.enabled)
         .bind(new.description.as_deref())
         .bind(new.srtp.map(SrtpPolicy::as_str))
+        .bind(&new.dial_request_uri)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -114,6 +121,7 @@ impl Store {
             enabled: new.enabled,
             description: new.description.clone(),
             srtp: new.srtp,
+            dial_request_uri: new.dial_request_uri.clone(),
             created_at_ms: now,
             updated_at_ms: now,
         })
@@ -177,6 +185,7 @@ impl Store {
                enabled = COALESCE(?, enabled),
                description = CASE WHEN ? THEN ? ELSE description END,
                srtp = CASE WHEN ? THEN ? ELSE srtp END,
+               dial_request_uri = COALESCE(?, dial_request_uri),
                updated_at_ms = ?
              WHERE app_id = ? AND id = ?",
         )
@@ -188,6 +197,7 @@ impl Store {
         .bind(description)
         .bind(set_srtp)
         .bind(srtp)
+        .bind(update.dial_request_uri.as_deref())
         .bind(now_ms())
         .bind(app_id)
         .bind(id)
@@ -258,6 +268,7 @@ mod tests {
             enabled: true,
             description: Some("SIM gateway".to_owned()),
             srtp: None,
+            dial_request_uri: "number".to_owned(),
         }
     }
 

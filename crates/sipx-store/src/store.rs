@@ -14,7 +14,7 @@ use crate::StoreError;
 pub struct Store {
     pub(crate) pool: SqlitePool,
     pub(crate) master: Arc<MasterKey>,
-    /// Bumped on every write the SIP service caches (trunks, SIP accounts), so it reloads at
+    /// Bumped on every write the SIP service caches (trunks, SIP accounts, routing rules), so it reloads at
     /// once instead of polling.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -74,7 +74,7 @@ impl Store {
         Ok(())
     }
 
-    /// A receiver that wakes on every change to trunks or SIP accounts.
+    /// A receiver that wakes on every change to trunks, SIP accounts or routing rules.
     pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }

@@ -302,8 +302,28 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
+        self.with_secrets(&rows)
+    }
+
+    /// One application's enabled trunks with their passwords opened, by name: the routes a
+    /// dial-out may take.
+    pub async fn app_trunks_with_secrets(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<TrunkWithSecrets>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM trunks WHERE enabled = 1 AND app_id = ? ORDER BY name, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        self.with_secrets(&rows)
+    }
+
+    fn with_secrets(&self, rows: &[SqliteRow]) -> Result<Vec<TrunkWithSecrets>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let trunk = from_row(row)?;
             let open = |kind: &str, col: &str| -> Result<Option<Redacted<String>>, StoreError> {
                 let sealed: Option<String> = row.try_get(col)?;

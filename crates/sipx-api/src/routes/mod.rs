@@ -3,10 +3,12 @@
 
 pub mod app;
 pub mod apps;
+pub mod calls;
 pub mod events;
 pub mod ops;
 pub mod registrations;
 pub mod rooms;
+pub mod routing_rules;
 pub mod sip_accounts;
 pub mod srtp;
 pub mod trunks;
@@ -22,4 +24,36 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// A nested object that must be written as one. serde's derive also reads a struct (and an
+/// internally tagged enum) from an array of its fields in order, which no client means and the
+/// schema does not allow; like the top level (`extract::ApiJson`), such a field refuses it.
+fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    if !value.is_object() {
+        return Err(D::Error::custom("expected an object"));
+    }
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
+/// [`object`] for an optional field: `null` is `None`.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        value if value.is_object() => serde_json::from_value(value)
+            .map(Some)
+            .map_err(D::Error::custom),
+        _ => Err(D::Error::custom("expected an object or null")),
+    }
 }

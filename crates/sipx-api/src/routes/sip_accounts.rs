@@ -32,6 +32,7 @@ const MAX_CIDRS: usize = 32;
     "enabled": true,
     "description": "SIM gateway, 4 ports",
     "srtp": null,
+    "dial_request_uri": "number",
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -48,6 +49,7 @@ pub struct SipAccount {
     /// SRTP policy of calls from this account's registered devices; null: the server's
     /// `media.srtp`.
     pub srtp: Option<SrtpPolicy>,
+    pub dial_request_uri: DialRequestUri,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -64,8 +66,36 @@ impl From<SipAccountRecord> for SipAccount {
             enabled: r.enabled,
             description: r.description,
             srtp: r.srtp.map(SrtpPolicy::from),
+            dial_request_uri: if r.dial_request_uri == "contact" {
+                DialRequestUri::Contact
+            } else {
+                DialRequestUri::Number
+            },
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
+        }
+    }
+}
+
+/// How calls dialled out through the account's registered device address it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(example = "number")]
+pub enum DialRequestUri {
+    /// The registered contact with the dialled number as its user part: what SIM gateways
+    /// read the number to dial from.
+    #[default]
+    Number,
+    /// The registered contact unchanged, the number in `To` only (RFC 3261 §16.5
+    /// retargeting): for phones and softphones that accept only their own contact.
+    Contact,
+}
+
+impl DialRequestUri {
+    fn as_str(self) -> &'static str {
+        match self {
+            DialRequestUri::Number => "number",
+            DialRequestUri::Contact => "contact",
         }
     }
 }
@@ -115,6 +145,9 @@ pub struct CreateSipAccount {
     /// server's `media.srtp`.
     #[serde(default)]
     pub srtp: Option<SrtpPolicy>,
+    /// How dial-outs through this account address its device; `number` by default.
+    #[serde(default)]
+    pub dial_request_uri: DialRequestUri,
 }
 
 /// Absent fields are left unchanged; `"description": null` clears the description and
@@ -139,6 +172,7 @@ pub struct UpdateSipAccount {
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::present")]
     pub srtp: Option<Option<SrtpPolicy>>,
+    pub dial_request_uri: Option<DialRequestUri>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -151,6 +185,7 @@ pub struct UpdateSipAccount {
         "enabled": true,
         "description": "SIM gateway, 4 ports",
         "srtp": null,
+        "dial_request_uri": "number",
         "created_at": "2026-11-28T10:00:00.000Z",
         "updated_at": "2026-11-28T10:00:00.000Z"
     }],
@@ -274,6 +309,7 @@ pub async fn create(
         enabled: body.enabled,
         description: body.description,
         srtp: body.srtp.map(Into::into),
+        dial_request_uri: body.dial_request_uri.as_str().to_owned(),
     };
     let account = state.store.create_sip_account(&app.id, &new).await?;
     tracing::info!(app_id = %app.id, sip_account_id = %account.id, "SIP account created");
@@ -352,6 +388,7 @@ pub async fn update(
         enabled: body.enabled,
         description: body.description,
         srtp: body.srtp.map(|p| p.map(Into::into)),
+        dial_request_uri: body.dial_request_uri.map(|d| d.as_str().to_owned()),
     };
     state
         .store

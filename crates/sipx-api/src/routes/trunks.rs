@@ -15,7 +15,7 @@ use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListParams, encode_cursor};
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{ApiError, Checker};
 use crate::state::ApiState;
 use crate::time::rfc3339;
 
@@ -337,30 +337,6 @@ fn is_secret(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c.is_control())
 }
 
-struct Checker(Vec<FieldError>);
-
-impl Checker {
-    fn check(&mut self, ok: bool, field: impl Into<String>, message: &str) {
-        if !ok {
-            self.0.push(FieldError {
-                field: field.into(),
-                message: message.to_owned(),
-            });
-        }
-    }
-
-    fn done(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Invalid(
-                "the request body breaks a rule".to_owned(),
-                self.0,
-            ))
-        }
-    }
-}
-
 fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker) {
     c.check(
         is_host(&o.host),
@@ -547,7 +523,7 @@ pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CreateTrunk>,
 ) -> Result<(StatusCode, Json<Trunk>), ApiError> {
-    let mut c = Checker(Vec::new());
+    let mut c = Checker::default();
     check_name(&body.name, &mut c);
     if let Some(o) = &body.outbound {
         check_outbound(o, false, &mut c);
@@ -626,7 +602,7 @@ pub async fn update(
         .await?
         .ok_or_else(not_found)?;
     let mut data = current.data.clone();
-    let mut c = Checker(Vec::new());
+    let mut c = Checker::default();
     if let Some(name) = &body.name {
         check_name(name, &mut c);
         data.name = name.clone();

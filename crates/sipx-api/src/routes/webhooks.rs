@@ -19,41 +19,44 @@ use crate::time::rfc3339;
 /// Longest webhook URL accepted.
 pub const MAX_WEBHOOK_URL: usize = 2048;
 
-/// Checks a webhook URL: absolute `http`/`https` with a host, at most 2048 characters, no
-/// user name or password (they would be sent in clear in every request and shown in the
-/// delivery log; put a token in the path or query instead), no fragment. Returns it
-/// normalised, as it will be stored and shown.
-pub(crate) fn check_webhook_url(field: &str, raw: &str) -> Result<String, ApiError> {
-    let refuse = |why: &str| Err(ApiError::invalid_field(field, why));
+/// A webhook URL normalised (as it is stored, shown and sent to), or why it is refused:
+/// absolute `http`/`https` with a host, at most 2048 characters, no user name or password
+/// (they would travel in clear in every request and show in the delivery log; a token belongs
+/// in the path or query), no fragment. Calls' own webhook URLs follow the same rules.
+pub(crate) fn webhook_url(raw: &str) -> Result<String, &'static str> {
+    const TOO_LONG: &str = "must be at most 2048 characters";
     if raw.len() > MAX_WEBHOOK_URL {
-        return refuse("must be at most 2048 characters");
+        return Err(TOO_LONG);
     }
     // The URL parser silently drops tabs and line breaks; a URL holding them is a mistake.
     if raw.chars().any(char::is_control) {
-        return refuse("must not contain control characters");
+        return Err("must not contain control characters");
     }
-    let Ok(url) = url::Url::parse(raw) else {
-        return refuse("must be an absolute http:// or https:// URL");
-    };
+    let url = url::Url::parse(raw).map_err(|_| "must be an absolute http:// or https:// URL")?;
     if !matches!(url.scheme(), "http" | "https") {
-        return refuse("must be an http:// or https:// URL");
+        return Err("must be an http:// or https:// URL");
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return refuse("must name a host");
+        return Err("must name a host");
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return refuse(
+        return Err(
             "must not contain credentials (user:password@); put a token in the path or query instead",
         );
     }
     if url.fragment().is_some() {
-        return refuse("must not have a fragment (#…)");
+        return Err("must not have a fragment (#…)");
     }
-    let normalised = url.to_string();
+    let normalised = String::from(url);
     if normalised.len() > MAX_WEBHOOK_URL {
-        return refuse("must be at most 2048 characters");
+        return Err(TOO_LONG);
     }
     Ok(normalised)
+}
+
+/// [`webhook_url`] as a 422 naming `field`.
+pub(crate) fn check_webhook_url(field: &str, raw: &str) -> Result<String, ApiError> {
+    webhook_url(raw).map_err(|why| ApiError::invalid_field(field, why))
 }
 
 /// An event's envelope: the JSON body of every webhook and the `data:` of every

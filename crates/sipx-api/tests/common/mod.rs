@@ -73,6 +73,7 @@ impl TestApi {
             health: Health::default(),
             runtime: sipx_api::Runtime::default(),
             rooms: None,
+            calls: None,
             events: events.clone(),
         };
         TestApi {

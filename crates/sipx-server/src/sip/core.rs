@@ -28,10 +28,14 @@ use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
 mod calls;
+mod control;
+mod dial;
 mod origin;
 mod sources;
 mod trunks;
 use calls::Calls;
+use control::Controls;
+pub(crate) use control::persist_calls;
 use origin::Origins;
 use sources::BindingSources;
 use trunks::TrunkReg;
@@ -80,6 +84,16 @@ pub(crate) enum CoreInput {
     Media(crate::media::MediaEvent),
     /// The rooms removed a phone participant: its call must end.
     Room(crate::rooms::PhoneNotice),
+    /// A command of the API for call control.
+    Call(
+        crate::sip::call_service::CallCommand,
+        crate::sip::call_service::Reply,
+    ),
+    /// Input for a controlled call's machine, queued while it was being driven.
+    CallInput {
+        id: String,
+        input: sipx_call::Input,
+    },
     /// The rooms answered a phone's join.
     RoomJoined {
         leg: crate::media::LegId,
@@ -167,6 +181,10 @@ pub(crate) struct Core {
     media: Option<crate::media::MediaEngine>,
     rooms: Option<crate::rooms::RoomsHandle>,
     calls: Calls,
+    controls: Controls,
+    /// The flow of each stream connection by its remote address: requests SIPx starts toward
+    /// a device registered over TCP/TLS/WS go down the connection it registered on.
+    stream_flows: HashMap<SocketAddr, FlowId>,
 }
 
 /// Metric label of a method, without allocating (extension methods share one label).
@@ -286,11 +304,21 @@ impl Core {
             media: None,
             rooms: None,
             calls: Calls::default(),
+            controls: Controls::default(),
+            stream_flows: HashMap::new(),
         }
     }
 
     pub(crate) fn set_media(&mut self, engine: crate::media::MediaEngine) {
         self.media = Some(engine);
+    }
+
+    /// The connection a device at `addr` reached us on, if it is still open.
+    fn stream_flow(&self, addr: SocketAddr) -> Option<FlowId> {
+        self.stream_flows
+            .get(&addr)
+            .copied()
+            .filter(|f| self.streams.contains_key(f))
     }
 
     pub(crate) fn set_rooms(&mut self, rooms: crate::rooms::RoomsHandle) {
@@ -394,10 +422,14 @@ impl Core {
         self.load_trunks();
         loop {
             let regs_due = self.trunk_regs.values().filter_map(TrunkReg::due).min();
-            let deadline = match (self.endpoint.poll_timeout(), regs_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [
+                self.endpoint.poll_timeout(),
+                regs_due,
+                self.controls.next_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -423,6 +455,7 @@ impl Core {
                     let now = Instant::now();
                     self.endpoint.handle_timeout(now);
                     self.poll_registrations(now);
+                    self.poll_controls(now);
                 }
                 Ok(()) = changes.changed() => {
                     // Trunks or accounts changed through the API: reload at once.
@@ -469,6 +502,9 @@ impl Core {
     fn handle_input(&mut self, now: Instant, input: CoreInput) {
         match input {
             CoreInput::Parsed { peer, msg } => {
+                if peer.transport.is_reliable() {
+                    self.stream_flows.insert(peer.addr, peer.flow);
+                }
                 if self.admit(peer.addr.ip(), now) {
                     self.endpoint.handle_parsed(now, peer, msg);
                 }
@@ -483,6 +519,7 @@ impl Core {
             }
             CoreInput::FlowClosed { flow } => {
                 self.streams.remove(&flow);
+                self.stream_flows.retain(|_, f| *f != flow);
                 self.on_trunk_flow_failed(now, flow, "connection closed");
             }
             CoreInput::ConnectFailed { flow, reason } => {
@@ -504,6 +541,8 @@ impl Core {
                 }
             }
             CoreInput::Media(event) => self.on_media_event(now, event),
+            CoreInput::Call(cmd, reply) => self.on_call_command(now, cmd, reply),
+            CoreInput::CallInput { id, input } => self.feed(now, &id, input),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
             CoreInput::TrunksLoaded {
@@ -575,21 +614,29 @@ impl Core {
         match event {
             Event::Request { txn, request, peer } => self.on_request(now, txn, request, peer),
             Event::Response { txn, response, .. } => {
+                if self.on_invite_response(now, txn, &response) {
+                    return;
+                }
                 if response.status >= 200 && self.calls.owns_client_txn(txn) {
                     return;
                 }
                 self.on_registration_response(now, txn, &response)
             }
-            Event::ClientTimeout { txn } if !self.calls.owns_client_txn(txn) => {
+            // Timer B/F: a dial-out's INVITE or CANCEL, a BYE, else a registration's REGISTER
+            // (the guard hands the timeout to the first that owns the transaction).
+            Event::ClientTimeout { txn }
+                if !self.on_invite_timeout(now, txn) && !self.calls.owns_client_txn(txn) =>
+            {
                 self.on_registration_timeout(now, txn);
             }
+            Event::StrayResponse { response, .. } => self.on_stray_2xx(&response),
             Event::Ack { request, .. } => self.on_ack(now, request),
             Event::AckTimeout { txn } => self.on_ack_timeout(now, txn),
             Event::Malformed { peer, error } => {
                 metrics::counter!("sipx_sip_malformed_total").increment(1);
                 tracing::debug!(peer = %peer.addr, reason = %error.reason, "malformed SIP message");
             }
-            // Calls join with call control; until then nothing else needs the TU.
+            // CANCELs of INVITEs we answer at once are absorbed by the transaction layer.
             _ => {}
         }
     }

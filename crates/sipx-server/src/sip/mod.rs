@@ -2,6 +2,7 @@
 //! the core task, the socket tasks and the registration writer.
 
 mod abuse;
+mod call_service;
 mod core;
 mod transport;
 mod ws;
@@ -185,10 +186,26 @@ impl BoundSip {
         udp.chain(streams).collect()
     }
 
+    /// The core's input queue, made before the tasks start so the API's call control can hold
+    /// its sending end; pass both ends to [`BoundSip::spawn`].
+    pub(crate) fn core_queue() -> CoreQueue {
+        let (tx, rx) = mpsc::channel(4096);
+        CoreQueue { tx, rx }
+    }
+
+    /// Call control for the API, sending into `queue`.
+    pub(crate) fn call_control(
+        queue: &CoreQueue,
+        store: Store,
+    ) -> std::sync::Arc<dyn sipx_api::call_service::CallService> {
+        std::sync::Arc::new(call_service::CallControl::new(queue.tx.clone(), store))
+    }
+
     /// Starts every task; they stop when `stop` turns true.
     pub async fn spawn(
         self,
         store: Store,
+        queue: CoreQueue,
         runtime: sipx_api::Runtime,
         rooms: Option<(
             crate::rooms::RoomsHandle,
@@ -243,8 +260,15 @@ impl BoundSip {
             .live_registrations(i64::try_from(now_secs).unwrap_or(i64::MAX))
             .await?;
         tracing::info!(contacts = loaded.len(), "registrations restored");
-        let (tx, rx) = mpsc::channel(4096);
+        let CoreQueue { tx, rx } = queue;
         let (persist_tx, persist_rx) = mpsc::unbounded_channel();
+        match store.end_orphaned_calls("SIPx restarted").await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(calls = n, "calls left live by an unclean stop were ended"),
+            Err(e) => tracing::error!(error = %e, "cannot end the calls of an unclean stop"),
+        }
+        let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        tasks_calls_writer(store.clone(), calls_rx);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::persist_loop(
             store.clone(),
@@ -317,6 +341,7 @@ impl BoundSip {
         if let Some((flow, socket)) = direct_udp {
             core.read_udp_directly(flow, socket);
         }
+        core.set_call_writer(calls_tx);
         // The media threads report into the core's queue.
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;
@@ -354,4 +379,18 @@ impl BoundSip {
         tasks.push(tokio::spawn(core.run(rx, stop)));
         Ok(tasks)
     }
+}
+
+/// The SIP core's input queue (see [`BoundSip::core_queue`]).
+pub(crate) struct CoreQueue {
+    tx: mpsc::Sender<core::CoreInput>,
+    rx: mpsc::Receiver<core::CoreInput>,
+}
+
+/// The writer of call rows: it outlives the core so the last states land.
+fn tasks_calls_writer(
+    store: Store,
+    rx: mpsc::UnboundedReceiver<(String, sipx_store::CallProgress)>,
+) {
+    tokio::spawn(core::persist_calls(store, rx));
 }

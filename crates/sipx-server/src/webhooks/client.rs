@@ -62,7 +62,12 @@ impl WebhookClient {
     /// POSTs `body` as JSON with the extra `headers`; the answer's status, or why there was
     /// none. Bounded by the request timeout as a whole.
     pub async fn post(&self, url: &str, headers: &[(HeaderName, String)], body: Bytes) -> Outcome {
-        let uri: Uri = match url.parse() {
+        // Through the URL parser first: it puts a host in its ASCII form and escapes what HTTP
+        // does not allow, as a URL given by a call may need.
+        let uri = url::Url::parse(url)
+            .map_err(|e| e.to_string())
+            .and_then(|u| u.as_str().parse::<Uri>().map_err(|e| e.to_string()));
+        let uri = match uri {
             Ok(uri) => uri,
             Err(e) => return Outcome::Unsendable(format!("unusable URL: {e}")),
         };

@@ -24,26 +24,37 @@ use crate::media::{LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair}
 
 /// One answered INVITE dialog and its media.
 pub(crate) struct Call {
-    dialog: Dialog,
-    sdp: MediaSession,
-    leg: LegId,
+    pub(super) dialog: Dialog,
+    pub(super) sdp: MediaSession,
+    pub(super) leg: LegId,
     /// The sockets, until the leg starts (a late offer starts it at the ACK).
-    ports: Option<PortPair>,
+    pub(super) ports: Option<PortPair>,
     /// The INVITE (or re-INVITE) whose 2xx awaits its ACK.
-    invite_txn: Option<ServerTxnId>,
+    pub(super) invite_txn: Option<ServerTxnId>,
     /// We offered in a 2xx: its ACK carries the answer.
-    answer_in_ack: bool,
+    pub(super) answer_in_ack: bool,
     /// Where the caller's requests come from; ours go back there (NAT-safe).
-    peer: Peer,
-    started: Instant,
+    pub(super) peer: Peer,
+    pub(super) started: Instant,
     /// Set for a call that joins a room.
-    room: Option<RoomSeat>,
+    pub(super) room: Option<RoomSeat>,
 }
 
 /// A call's place in a room: the audio link, and its participant once the rooms took it.
 pub(crate) struct RoomSeat {
     link: Arc<PhoneLink>,
     participant: Option<ParticipantId>,
+}
+
+impl RoomSeat {
+    /// The seat of a controlled call: control holds the participant, so the leg's mode is
+    /// the room's from the start.
+    pub(super) fn controlled(link: Arc<PhoneLink>) -> RoomSeat {
+        RoomSeat {
+            link,
+            participant: Some(ParticipantId(u64::MAX)),
+        }
+    }
 }
 
 impl Call {
@@ -68,7 +79,7 @@ enum Destination {
 /// The calls the core holds, by dialog.
 #[derive(Default)]
 pub(crate) struct Calls {
-    by_dialog: HashMap<DialogId, Call>,
+    pub(super) by_dialog: HashMap<DialogId, Call>,
     by_leg: HashMap<LegId, DialogId>,
     /// Our BYEs in flight: their answers need no handling beyond matching.
     byes: HashMap<ClientTxnId, DialogId>,
@@ -81,6 +92,18 @@ impl Calls {
 
     pub fn owns_client_txn(&mut self, txn: ClientTxnId) -> bool {
         self.byes.remove(&txn).is_some()
+    }
+
+    /// A BYE we sent on `dialog`, whose answer needs only matching.
+    pub fn note_bye(&mut self, txn: ClientTxnId, dialog: DialogId) {
+        self.byes.insert(txn, dialog);
+    }
+
+    /// A dialled-out call the phone answered.
+    pub fn insert_answered(&mut self, call: Call) {
+        self.by_leg.insert(call.leg, call.dialog.id.clone());
+        self.by_dialog.insert(call.dialog.id.clone(), call);
+        metrics::gauge!("sipx_calls").set(self.by_dialog.len() as f64);
     }
 }
 
@@ -116,7 +139,7 @@ fn info_digit(req: &Request) -> Option<(DtmfDigit, u32)> {
     Some((digit, duration))
 }
 
-fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
+pub(super) fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
     tracing::info!(
         call_id,
         codec = n.codec.name,
@@ -129,9 +152,13 @@ fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
 }
 
 fn has_sdp(req: &Request) -> bool {
-    !req.body.is_empty()
-        && req
-            .headers
+    has_sdp_body(&req.headers, &req.body)
+}
+
+/// A body of type `application/sdp`.
+pub(super) fn has_sdp_body(headers: &sipx_sip::msg::Headers, body: &[u8]) -> bool {
+    !body.is_empty()
+        && headers
             .get("Content-Type")
             .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"))
 }
@@ -378,6 +405,9 @@ impl Core {
         leg: LegId,
         result: Result<ParticipantId, RoomError>,
     ) {
+        if self.on_controlled_join(now, leg, &result) {
+            return;
+        }
         let id = self.calls.by_leg.get(&leg).cloned();
         let call = id.as_ref().and_then(|id| self.calls.by_dialog.get_mut(id));
         match (call, result) {
@@ -409,7 +439,7 @@ impl Core {
         }
     }
 
-    fn new_media_session(
+    pub(super) fn new_media_session(
         &self,
         engine: &MediaEngine,
         port: u16,
@@ -460,7 +490,7 @@ impl Core {
             .unwrap_or_else(|| "sipx".to_owned())
     }
 
-    fn start_leg(
+    pub(super) fn start_leg(
         &self,
         engine: &MediaEngine,
         leg: LegId,
@@ -500,7 +530,12 @@ impl Core {
         match req.method {
             Method::Bye => {
                 self.respond(now, txn, req.response(200, Some(&tag)));
-                self.end_call(now, &id, "caller hung up", false);
+                match self.control_of_dialog(&id) {
+                    Some(call) => {
+                        self.feed(now, &call, sipx_call::Input::Sip(sipx_call::SipInput::Bye))
+                    }
+                    None => self.end_call(now, &id, "caller hung up", false),
+                }
             }
             Method::Invite | Method::Update => self.on_reoffer(now, txn, req, &id),
             Method::Info => {
@@ -659,6 +694,9 @@ impl Core {
     }
 
     pub(super) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
+        if let Some(call) = self.controls.by_leg.get(&event.leg()).cloned() {
+            return self.on_controlled_media(now, &call, event);
+        }
         let Some(id) = self.calls.by_leg.get(&event.leg()).cloned() else {
             return;
         };
@@ -678,6 +716,13 @@ impl Core {
     fn on_digit(&mut self, id: &DialogId, digit: DtmfDigit, duration_ms: u32, via: &'static str) {
         tracing::info!(call_id = %id.call_id, digit = %digit.as_char(), duration_ms, via, "DTMF digit");
         metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
+        if let Some(call) = self.control_of_dialog(id) {
+            if let Some(digit) = sipx_call::Digit::from_char(digit.as_char()) {
+                let input = sipx_call::Input::Media(sipx_call::MediaInput::Dtmf { digit });
+                self.feed(Instant::now(), &call, input);
+            }
+            return;
+        }
         // The echo test sends every digit back as an RFC 4733 event, however it came.
         if let (Some(engine), Some(call)) = (
             &self.media,
@@ -695,6 +740,18 @@ impl Core {
     /// The rooms removed a phone participant (API, room closed, replaced): hang its call up.
     pub(super) fn on_room_notice(&mut self, now: Instant, notice: crate::rooms::PhoneNotice) {
         let crate::rooms::PhoneNotice::Removed { call_id, reason } = notice;
+        if self.controls.by_id.contains_key(&call_id) {
+            let input = sipx_call::Input::Room(sipx_call::RoomInput::Removed {
+                why: match reason {
+                    "room_closed" => "Room closed",
+                    "replaced" => "Replaced in the room",
+                    "failed" => "Room failure",
+                    _ => "Removed from the room",
+                }
+                .to_owned(),
+            });
+            return self.feed(now, &call_id, input);
+        }
         let id = self
             .calls
             .by_dialog
@@ -712,7 +769,48 @@ impl Core {
         }
     }
 
+    /// Sends a BYE on an answered call's dialog (a controlled call's machine asks for it).
+    pub(super) fn send_bye(&mut self, now: Instant, id: &DialogId, reason: &str) {
+        if let Some(mut call) = self.calls.by_dialog.remove(id) {
+            self.send_bye_on(now, &mut call, reason);
+            self.calls.by_dialog.insert(id.clone(), call);
+        }
+    }
+
+    fn send_bye_on(&mut self, now: Instant, call: &mut Call, reason: &str) {
+        let branch = self.endpoint.new_branch();
+        let host = self
+            .local_host_for(call.peer.addr, call.peer.transport)
+            .unwrap_or_else(|| "invalid".to_owned());
+        let via = format!(
+            "SIP/2.0/{} {host};branch={branch};rport",
+            call.peer.transport.via_name()
+        );
+        let mut bye = call.dialog.request(Method::Bye, &via, None);
+        bye.headers
+            .push("Reason", format!("SIP;cause=200;text=\"{reason}\""));
+        bye.headers.push("Content-Length", "0");
+        let txn = self.endpoint.send_request(now, call.peer, bye);
+        self.calls.byes.insert(txn, call.dialog.id.clone());
+    }
+
+    /// A controlled call is over: its dialog entry goes (control stops the media and room).
+    pub(super) fn forget_dialog(&mut self, id: &DialogId) {
+        if let Some(call) = self.calls.by_dialog.remove(id) {
+            self.calls.by_leg.remove(&call.leg);
+        }
+        metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
+    }
+
     pub(super) fn end_call(&mut self, now: Instant, id: &DialogId, reason: &str, send_bye: bool) {
+        if let Some(call) = self.control_of_dialog(id) {
+            // The machine decides: an ending from here is a failure of the leg.
+            if let Some(c) = self.controls.by_id.get_mut(&call) {
+                c.fsm.hangup(now);
+            }
+            tracing::info!(call = %call, reason, "controlled call ending");
+            return self.drive(now, &call);
+        }
         let Some(mut call) = self.calls.by_dialog.remove(id) else {
             return;
         };
@@ -732,20 +830,7 @@ impl Core {
             rooms.phone_hung_up(*p);
         }
         if send_bye {
-            let branch = self.endpoint.new_branch();
-            let host = self
-                .local_host_for(call.peer.addr, call.peer.transport)
-                .unwrap_or_else(|| "invalid".to_owned());
-            let via = format!(
-                "SIP/2.0/{} {host};branch={branch};rport",
-                call.peer.transport.via_name()
-            );
-            let mut bye = call.dialog.request(Method::Bye, &via, None);
-            bye.headers
-                .push("Reason", format!("SIP;cause=200;text=\"{reason}\""));
-            bye.headers.push("Content-Length", "0");
-            let txn = self.endpoint.send_request(now, call.peer, bye);
-            self.calls.byes.insert(txn, id.clone());
+            self.send_bye_on(now, &mut call, reason);
         }
         tracing::info!(
             call_id = %id.call_id,

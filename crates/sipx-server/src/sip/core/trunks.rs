@@ -68,6 +68,14 @@ impl TrunkReg {
         }
     }
 
+    /// The open connection to the provider, for calls over TCP/TLS.
+    pub(crate) fn stream_flow(&self) -> Option<FlowId> {
+        match self.target.as_ref().ok()?.link {
+            Link::Up(flow) => Some(flow),
+            _ => None,
+        }
+    }
+
     fn link_on(&mut self, flow: FlowId) -> Option<&mut Link> {
         let t = self.target.as_mut().ok()?;
         matches!(t.link, Link::Connecting(f) | Link::Up(f) if f == flow).then_some(&mut t.link)

@@ -1,0 +1,398 @@
+//! The API's door to call control: checks what a command names against the store, chooses the
+//! route of a dial-out, records the new call, and hands the command to the SIP core's task.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sipx_api::call_service::{
+    CallCommandError, CallService, DialRequest, DialRoute, StoredHistoryEntry,
+};
+use sipx_api::room_service::BoxFuture;
+use sipx_call::DtmfSequence;
+use sipx_secrets::Redacted;
+use sipx_sip::Transport;
+use sipx_store::{CallProgress, CallRecord, PageRequest, Store, TrunkWithSecrets};
+use tokio::sync::{mpsc, oneshot};
+
+use super::core::CoreInput;
+
+/// A dial-out as the core takes it: the route resolved, the call recorded.
+#[derive(Debug)]
+pub(crate) struct DialSpec {
+    pub id: String,
+    pub app_id: String,
+    pub target: DialTarget,
+    pub params: sipx_call::DialOut,
+    pub srtp: Option<sipx_store::SrtpPolicy>,
+    pub webhook_url: Option<String>,
+}
+
+/// Where the INVITE goes.
+#[derive(Debug, Clone)]
+pub(crate) enum DialTarget {
+    /// Through a provider: the Request-URI is `sip:<number>@<host>[:port]`.
+    Trunk(TrunkRoute),
+    /// To a SIP URI given in `to`, straight to its host.
+    Direct {
+        uri: String,
+        transport: Transport,
+        addr: Option<SocketAddr>,
+    },
+    /// Through the first of these accounts with a registered device.
+    Accounts(Vec<AccountRoute>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AccountRoute {
+    pub id: String,
+    pub username: String,
+    /// Send to the registered contact unchanged (the number in To only).
+    pub contact_as_is: bool,
+}
+
+impl AccountRoute {
+    fn of(a: sipx_store::SipAccountRecord) -> AccountRoute {
+        AccountRoute {
+            contact_as_is: a.dial_request_uri == "contact",
+            id: a.id,
+            username: a.username,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TrunkRoute {
+    pub id: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub transport: Transport,
+    pub addr: Option<SocketAddr>,
+    /// (digest user, password) for the provider's challenges.
+    pub auth: Option<(String, Redacted<String>)>,
+    pub caller_id: Option<String>,
+    pub from_domain: Option<String>,
+    /// (prefix, replacement), the first matching applies.
+    pub number_rules: Vec<(String, String)>,
+    pub max_calls: Option<u32>,
+    pub srtp: Option<sipx_store::SrtpPolicy>,
+}
+
+pub(crate) enum CallCommand {
+    Dial(Box<DialSpec>),
+    Hangup {
+        app_id: String,
+        id: String,
+    },
+    Dtmf {
+        app_id: String,
+        id: String,
+        digits: DtmfSequence,
+    },
+    Mute {
+        app_id: String,
+        id: String,
+        muted: bool,
+    },
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<(), CallCommandError>>;
+
+#[derive(Clone)]
+pub(crate) struct CallControl {
+    core: mpsc::Sender<CoreInput>,
+    store: Store,
+}
+
+fn transport_of(name: &str) -> Transport {
+    match name {
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => Transport::Udp,
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    let host = host.trim_matches(['[', ']']);
+    tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+}
+
+async fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
+    let d = &t.trunk.data;
+    let host = d.host.clone()?;
+    let transport = transport_of(&d.transport);
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    let addr = resolve(&host, d.port.unwrap_or(default_port)).await;
+    #[derive(serde::Deserialize)]
+    struct Rule {
+        prefix: String,
+        replace_with: String,
+    }
+    let rules: Vec<Rule> = serde_json::from_str(&d.number_rules).unwrap_or_default();
+    let auth = match (&d.username, &t.password) {
+        (Some(user), Some(password)) => Some((
+            d.auth_username.clone().unwrap_or_else(|| user.clone()),
+            password.clone(),
+        )),
+        _ => None,
+    };
+    Some(TrunkRoute {
+        id: t.trunk.id.clone(),
+        host,
+        port: d.port,
+        transport,
+        addr,
+        auth,
+        caller_id: d.caller_id.clone(),
+        from_domain: d.from_domain.clone(),
+        number_rules: rules
+            .into_iter()
+            .map(|r| (r.prefix, r.replace_with))
+            .collect(),
+        max_calls: d.max_concurrent_calls,
+        srtp: d.srtp,
+    })
+}
+
+fn invalid(field: &'static str, message: &str) -> CallCommandError {
+    CallCommandError::Invalid {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+fn store_error(e: sipx_store::StoreError) -> CallCommandError {
+    tracing::error!(error = %e, "call control cannot read the store");
+    CallCommandError::Unavailable("the database is not available".to_owned())
+}
+
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl CallControl {
+    pub(crate) fn new(core: mpsc::Sender<CoreInput>, store: Store) -> Self {
+        CallControl { core, store }
+    }
+
+    async fn send(&self, make: impl FnOnce(Reply) -> CoreInput) -> Result<(), CallCommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.core
+            .send(make(tx))
+            .await
+            .map_err(|_| CallCommandError::Unavailable("the SIP service stopped".to_owned()))?;
+        rx.await
+            .map_err(|_| CallCommandError::Unavailable("the SIP service stopped".to_owned()))?
+    }
+
+    async fn target(&self, r: &DialRequest) -> Result<DialTarget, CallCommandError> {
+        let trunks = || async {
+            self.store
+                .app_trunks_with_secrets(&r.app_id)
+                .await
+                .map_err(store_error)
+        };
+        match &r.route {
+            DialRoute::Trunk(id) => {
+                let trunk = trunks()
+                    .await?
+                    .into_iter()
+                    .find(|t| &t.trunk.id == id)
+                    .ok_or_else(|| invalid("route.trunk_id", "no such enabled trunk"))?;
+                trunk_route(trunk)
+                    .await
+                    .map(DialTarget::Trunk)
+                    .ok_or_else(|| invalid("route.trunk_id", "the trunk has no outbound provider"))
+            }
+            DialRoute::SipAccount(id) => {
+                let account = self
+                    .store
+                    .get_sip_account(&r.app_id, id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| invalid("route.sip_account_id", "no such SIP account"))?;
+                if !account.enabled {
+                    return Err(invalid("route.sip_account_id", "the account is disabled"));
+                }
+                Ok(DialTarget::Accounts(vec![AccountRoute::of(account)]))
+            }
+            DialRoute::Automatic if r.to.starts_with("sip:") || r.to.starts_with("sips:") => {
+                let uri = sipx_sip::msg::Uri::parse(&r.to);
+                let Some(sipx_sip::msg::Uri::Sip(u)) = uri else {
+                    return Err(invalid("to", "not a SIP URI"));
+                };
+                let transport = match u.param("transport") {
+                    Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+                    Some(Some(t)) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
+                    _ if u.secure => Transport::Tls,
+                    _ => Transport::Udp,
+                };
+                let port = u.port.unwrap_or(if transport == Transport::Tls {
+                    5061
+                } else {
+                    5060
+                });
+                Ok(DialTarget::Direct {
+                    uri: r.to.clone(),
+                    transport,
+                    addr: resolve(&u.host, port).await,
+                })
+            }
+            DialRoute::Automatic => {
+                for t in trunks().await? {
+                    if let Some(route) = trunk_route(t).await {
+                        return Ok(DialTarget::Trunk(route));
+                    }
+                }
+                let page = PageRequest {
+                    after: None,
+                    limit: 200,
+                };
+                let accounts = self
+                    .store
+                    .list_sip_accounts(&r.app_id, &page)
+                    .await
+                    .map_err(store_error)?;
+                let accounts: Vec<AccountRoute> = accounts
+                    .items
+                    .into_iter()
+                    .filter(|a| a.enabled)
+                    .map(AccountRoute::of)
+                    .collect();
+                if accounts.is_empty() {
+                    return Err(CallCommandError::Unavailable(
+                        "the application has no outbound trunk or SIP account to call through"
+                            .to_owned(),
+                    ));
+                }
+                Ok(DialTarget::Accounts(accounts))
+            }
+        }
+    }
+}
+
+fn route_label(t: &DialTarget) -> Option<String> {
+    match t {
+        DialTarget::Trunk(r) => Some(format!("trunk:{}", r.id)),
+        DialTarget::Accounts(a) if a.len() == 1 => {
+            a.first().map(|r| format!("sip_account:{}", r.id))
+        }
+        DialTarget::Accounts(_) | DialTarget::Direct { .. } => None,
+    }
+}
+
+impl CallService for CallControl {
+    fn dial(&self, r: DialRequest) -> BoxFuture<Result<String, CallCommandError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let target = this.target(&r).await?;
+            let id = sipx_store::new_call_id();
+            let dtmf = match &r.dtmf_after_answer {
+                Some(d) => DtmfSequence::parse(d)
+                    .map_err(|e| invalid("dtmf_after_answer", &e.to_string()))?,
+                None => DtmfSequence::default(),
+            };
+            let identity = if r.identity.is_empty() {
+                format!("phone-{}", &id["call_".len()..])
+            } else {
+                r.identity.clone()
+            };
+            let now_ms = unix_ms();
+            let calling = StoredHistoryEntry {
+                state: "CALLING".to_owned(),
+                at_ms: now_ms,
+                code: 0,
+                reason: String::new(),
+                cause: None,
+            };
+            let record = CallRecord {
+                id: id.clone(),
+                app_id: r.app_id.clone(),
+                direction: "outbound".to_owned(),
+                from_uri: r.from.clone(),
+                to_uri: r.to.clone(),
+                route: route_label(&target),
+                room: Some(r.room.clone()),
+                identity: Some(identity.clone()),
+                webhook_url: r.webhook_url.clone(),
+                created_at_ms: now_ms,
+                progress: CallProgress {
+                    state: "CALLING".to_owned(),
+                    history: serde_json::to_string(&[calling]).unwrap_or_else(|_| "[]".into()),
+                    ..CallProgress::default()
+                },
+            };
+            this.store.insert_call(&record).await.map_err(store_error)?;
+            let params = sipx_call::DialOut {
+                to: r.to,
+                from: r.from,
+                route: record.route.clone(),
+                room: sipx_call::RoomTarget {
+                    room: r.room,
+                    identity,
+                    name: r.display_name,
+                    metadata: r.metadata,
+                },
+                ring_timeout: Some(r.ring_timeout),
+                max_duration: Some(r.max_duration),
+                dtmf_after_answer: dtmf,
+                early_media: r.early_media,
+            };
+            let spec = DialSpec {
+                id: id.clone(),
+                app_id: r.app_id,
+                target,
+                params,
+                srtp: r.srtp,
+                webhook_url: r.webhook_url,
+            };
+            this.send(|reply| CoreInput::Call(CallCommand::Dial(Box::new(spec)), reply))
+                .await?;
+            Ok(id)
+        })
+    }
+
+    fn hangup(&self, app_id: String, id: String) -> BoxFuture<Result<(), CallCommandError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.send(|reply| CoreInput::Call(CallCommand::Hangup { app_id, id }, reply))
+                .await
+        })
+    }
+
+    fn send_dtmf(
+        &self,
+        app_id: String,
+        id: String,
+        digits: String,
+    ) -> BoxFuture<Result<(), CallCommandError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let digits =
+                DtmfSequence::parse(&digits).map_err(|e| invalid("digits", &e.to_string()))?;
+            this.send(|reply| CoreInput::Call(CallCommand::Dtmf { app_id, id, digits }, reply))
+                .await
+        })
+    }
+
+    fn mute(
+        &self,
+        app_id: String,
+        id: String,
+        muted: bool,
+    ) -> BoxFuture<Result<(), CallCommandError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.send(|reply| CoreInput::Call(CallCommand::Mute { app_id, id, muted }, reply))
+                .await
+        })
+    }
+}

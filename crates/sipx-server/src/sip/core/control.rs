@@ -1,0 +1,573 @@
+//! Call control in the core: each dialled-out call is a `sipx_call::Call` state machine; this
+//! file feeds it (API commands, SIP answers, room and media events, its timers) and carries out
+//! what it asks (join or leave the room, send the INVITE, CANCEL or BYE, start or stop media,
+//! press keys). Every state change is written to the call's row and reported.
+//!
+//! The SIP side of a dial-out lives in `dial.rs` until the phone answers; after that the call
+//! is also an ordinary entry of `Calls` (its dialog), so in-dialog requests from the phone
+//! (BYE, re-INVITE for hold, INFO) take the same path as for answered calls, and reach the
+//! machine from there.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sipx_api::call_service::{CallCommandError, StoredHistoryEntry};
+use sipx_call::{Command, Event, Input, MediaInput, MediaMode, Output, RoomInput};
+use sipx_media::dtmf::DtmfDigit;
+use sipx_media::leg::LegEvent;
+use sipx_rooms::{JoinRequest, ParticipantId, RoomKey};
+use sipx_sip::ClientTxnId;
+use sipx_sip::dialog::DialogId;
+use sipx_store::{CallEnd, CallProgress};
+use tokio::sync::mpsc;
+
+use super::Core;
+use super::dial::OutboundInvite;
+use crate::media::{LegId, LegMode, MediaEvent, PhoneLink};
+use crate::sip::call_service::{CallCommand, DialSpec, DialTarget, Reply, unix_ms};
+
+/// A call under control.
+pub(crate) struct Controlled {
+    pub id: String,
+    pub app_id: String,
+    pub fsm: sipx_call::Call,
+    pub leg: LegId,
+    pub link: Arc<PhoneLink>,
+    pub room: RoomKey,
+    /// The phone's participant identity in the room.
+    pub identity: String,
+    pub participant: Option<ParticipantId>,
+    /// The machine asked to leave: a join that completes later is undone at once.
+    pub left_room: bool,
+    pub target: DialTarget,
+    pub srtp: Option<sipx_store::SrtpPolicy>,
+    pub webhook_url: Option<String>,
+    pub history: Vec<StoredHistoryEntry>,
+    pub answered_at_ms: Option<i64>,
+    pub codec: Option<String>,
+    pub sip_call_id: Option<String>,
+    /// The INVITE and its answers, until the call ends.
+    pub out: Option<OutboundInvite>,
+    /// Once answered: the dialog, whose entry in `Calls` carries the media leg.
+    pub dialog: Option<DialogId>,
+    pub armed: Option<Instant>,
+    /// The machine's `Instant`s become wall time through this pair.
+    pub epoch: (Instant, i64),
+}
+
+impl Controlled {
+    fn wall_ms(&self, at: Instant) -> i64 {
+        let (base, ms) = self.epoch;
+        let delta = at.saturating_duration_since(base).as_millis();
+        ms.saturating_add(i64::try_from(delta).unwrap_or(0))
+    }
+
+    fn progress(&self) -> CallProgress {
+        let last = self.history.last();
+        CallProgress {
+            state: last.map_or("CALLING", |h| h.state.as_str()).to_owned(),
+            history: serde_json::to_string(&self.history).unwrap_or_else(|_| "[]".to_owned()),
+            sip_call_id: self.sip_call_id.clone(),
+            codec: self.codec.clone(),
+            stats: None,
+            answered_at_ms: self.answered_at_ms,
+            end: last.and_then(|h| {
+                Some(CallEnd {
+                    code: h.code,
+                    reason: h.reason.clone(),
+                    cause: h.cause.clone()?,
+                    at_ms: h.at_ms,
+                })
+            }),
+        }
+    }
+
+    pub fn trunk_id(&self) -> Option<&str> {
+        match &self.target {
+            DialTarget::Trunk(t) => Some(&t.id),
+            _ => None,
+        }
+    }
+}
+
+/// The calls under control and their indexes.
+#[derive(Default)]
+pub(crate) struct Controls {
+    pub by_id: HashMap<String, Controlled>,
+    pub by_leg: HashMap<LegId, String>,
+    /// INVITE client transactions, to their call.
+    pub invites: HashMap<ClientTxnId, String>,
+    /// CANCELs in flight: their answers need nothing but matching.
+    pub cancels: HashSet<ClientTxnId>,
+    pub by_dialog: HashMap<DialogId, String>,
+    timers: BTreeSet<(Instant, String)>,
+    /// The rows' writer: one queue, so a call's writes land in order.
+    pub persist: Option<mpsc::UnboundedSender<(String, CallProgress)>>,
+}
+
+impl Controls {
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Calls through `trunk` that have not ended.
+    pub fn active_on_trunk(&self, trunk: &str) -> usize {
+        self.by_id
+            .values()
+            .filter(|c| c.trunk_id() == Some(trunk) && c.out.is_some())
+            .count()
+    }
+}
+
+/// Writes call rows in the order they were queued.
+pub(crate) async fn persist_calls(
+    store: sipx_store::Store,
+    mut rx: mpsc::UnboundedReceiver<(String, CallProgress)>,
+) {
+    while let Some((id, progress)) = rx.recv().await {
+        if let Err(e) = store.update_call(&id, &progress).await {
+            tracing::error!(call = %id, error = %e, "call state not stored");
+        }
+    }
+}
+
+fn digit(d: sipx_call::Digit) -> Option<DtmfDigit> {
+    DtmfDigit::from_char(d.as_char())
+}
+
+impl Core {
+    pub(crate) fn set_call_writer(&mut self, tx: mpsc::UnboundedSender<(String, CallProgress)>) {
+        self.controls.persist = Some(tx);
+    }
+
+    pub(super) fn on_call_command(&mut self, now: Instant, cmd: CallCommand, reply: Reply) {
+        let result = match cmd {
+            CallCommand::Dial(spec) => {
+                self.start_dial(now, *spec);
+                Ok(())
+            }
+            CallCommand::Hangup { app_id, id } => self
+                .controlled(&app_id, &id)
+                .map(|c| c.fsm.hangup(now))
+                .map(|()| self.drive(now, &id)),
+            CallCommand::Dtmf { app_id, id, digits } => match self.controlled(&app_id, &id) {
+                Ok(c) => c
+                    .fsm
+                    .send_dtmf(now, &digits)
+                    .map_err(|e| CallCommandError::Conflict(e.to_string())),
+                Err(e) => Err(e),
+            }
+            .map(|()| self.drive(now, &id)),
+            CallCommand::Mute { app_id, id, muted } => match self.controlled(&app_id, &id) {
+                Ok(c) => c
+                    .fsm
+                    .set_muted(now, muted)
+                    .map_err(|e| CallCommandError::Conflict(e.to_string())),
+                Err(e) => Err(e),
+            }
+            .map(|()| self.drive(now, &id)),
+        };
+        let _ = reply.send(result);
+    }
+
+    fn controlled(&mut self, app_id: &str, id: &str) -> Result<&mut Controlled, CallCommandError> {
+        match self.controls.by_id.get_mut(id) {
+            Some(c) if c.app_id == app_id => Ok(c),
+            // Ended calls are no longer in memory: the store says they ended.
+            _ => Err(CallCommandError::Conflict("the call has ended".to_owned())),
+        }
+    }
+
+    fn start_dial(&mut self, now: Instant, spec: DialSpec) {
+        let Some(engine) = self.media.clone() else {
+            tracing::error!(call = %spec.id, "no media engine: the call cannot start");
+            return;
+        };
+        let leg = engine.new_leg_id();
+        let notify = match &self.rooms {
+            Some(r) => r.notifier(),
+            None => Arc::new(|| {}),
+        };
+        let room = RoomKey::new(spec.app_id.clone(), spec.params.room.room.clone());
+        let identity = spec.params.room.identity.clone();
+        let fsm = sipx_call::Call::dial_out(
+            now,
+            spec.params,
+            sipx_call::CallConfig {
+                end_guard: 64 * self.endpoint.config().t1,
+                ..sipx_call::CallConfig::default()
+            },
+        );
+        let c = Controlled {
+            id: spec.id.clone(),
+            app_id: spec.app_id,
+            fsm,
+            leg,
+            link: PhoneLink::new(notify),
+            room,
+            identity,
+            participant: None,
+            left_room: false,
+            target: spec.target,
+            srtp: spec.srtp,
+            webhook_url: spec.webhook_url,
+            history: Vec::new(),
+            answered_at_ms: None,
+            codec: None,
+            sip_call_id: None,
+            out: None,
+            dialog: None,
+            armed: None,
+            epoch: (now, unix_ms()),
+        };
+        tracing::info!(call = %c.id, app_id = %c.app_id, room = %c.room, own_webhook = c.webhook_url.is_some(), "dial-out started");
+        self.controls.by_leg.insert(leg, spec.id.clone());
+        self.controls.by_id.insert(spec.id.clone(), c);
+        metrics::counter!("sipx_calls_started_total", "direction" => "outbound").increment(1);
+        self.drive(now, &spec.id);
+    }
+
+    /// Feeds the machine and carries out what it asks until it waits.
+    pub(super) fn feed(&mut self, now: Instant, id: &str, input: Input) {
+        if let Some(c) = self.controls.by_id.get_mut(id) {
+            c.fsm.handle_input(now, input);
+            self.drive(now, id);
+        }
+    }
+
+    /// Runs the outputs of call `id`'s machine; forgets the call once it has ended.
+    pub(super) fn drive(&mut self, now: Instant, id: &str) {
+        for _ in 0..1024 {
+            let Some(c) = self.controls.by_id.get_mut(id) else {
+                return;
+            };
+            match c.fsm.poll_output() {
+                Some(Output::Command(cmd)) => self.exec(now, id, cmd),
+                Some(Output::Event(e)) => self.emit(id, e),
+                Some(Output::Timeout(at)) => {
+                    self.arm(id, Some(at));
+                    break;
+                }
+                None => {
+                    self.arm(id, None);
+                    break;
+                }
+            }
+        }
+        if self
+            .controls
+            .by_id
+            .get(id)
+            .is_some_and(|c| c.fsm.is_ended())
+        {
+            self.forget(id);
+        }
+    }
+
+    fn arm(&mut self, id: &str, at: Option<Instant>) {
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return;
+        };
+        if c.armed == at {
+            return;
+        }
+        if let Some(old) = c.armed.take() {
+            self.controls.timers.remove(&(old, id.to_owned()));
+        }
+        if let Some(at) = at {
+            c.armed = Some(at);
+            self.controls.timers.insert((at, id.to_owned()));
+        }
+    }
+
+    /// Fires the calls' timers that are due.
+    pub(super) fn poll_controls(&mut self, now: Instant) {
+        while let Some((at, id)) = self.controls.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.controls.timers.remove(&(at, id.clone()));
+            if let Some(c) = self.controls.by_id.get_mut(&id) {
+                c.armed = None;
+                c.fsm.handle_timeout(now);
+            }
+            self.drive(now, &id);
+        }
+    }
+
+    fn exec(&mut self, now: Instant, id: &str, cmd: Command) {
+        match cmd {
+            Command::JoinRoom(target) => self.join_room(id, target),
+            Command::LeaveRoom => self.leave_room(id),
+            Command::SetMuted(muted) => self.mute_in_room(id, muted),
+            Command::SendInvite(invite) => self.send_invite(now, id, invite),
+            Command::SendCancel => self.send_cancel(now, id),
+            Command::SendBye => {
+                let dialog = self.controls.by_id.get(id).and_then(|c| c.dialog.clone());
+                match dialog {
+                    Some(d) => self.send_bye(now, &d, "Call ended"),
+                    None => self.bye_unregistered_answer(now, id),
+                }
+            }
+            // Dial-outs do not answer or reject: inbound calls do, and they are not
+            // controlled here yet.
+            Command::Answer | Command::Reject { .. } => {}
+            Command::StartMedia => self.start_dial_media(id),
+            Command::SetMediaMode(mode) => self.set_dial_media_mode(id, mode),
+            Command::StopMedia => {
+                if let (Some(engine), Some(c)) = (&self.media, self.controls.by_id.get(id)) {
+                    engine.remove_leg(c.leg);
+                }
+            }
+            Command::SendDtmf { digit: d, duration } => {
+                if let (Some(engine), Some(c), Some(d)) =
+                    (&self.media, self.controls.by_id.get(id), digit(d))
+                {
+                    engine.send_dtmf(c.leg, d, duration);
+                }
+            }
+        }
+    }
+
+    fn join_room(&mut self, id: &str, target: sipx_call::RoomTarget) {
+        let Some(c) = self.controls.by_id.get(id) else {
+            return;
+        };
+        let Some(rooms) = self.rooms.clone() else {
+            let input = Input::Room(RoomInput::Failed {
+                why: "the built-in rooms are disabled".to_owned(),
+            });
+            let id = id.to_owned();
+            let inputs = self.inputs.clone();
+            // Fed on the next turn: the machine is being driven right now.
+            tokio::spawn(async move {
+                let _ = inputs.send(super::CoreInput::CallInput { id, input }).await;
+            });
+            return;
+        };
+        let join = JoinRequest {
+            room: c.room.clone(),
+            identity: target.identity,
+            name: target.name,
+            can_publish: true,
+            can_subscribe: true,
+            call_id: Some(c.id.clone()),
+            wall: crate::unix_now(),
+        };
+        let (link, leg, inputs) = (c.link.clone(), c.leg, self.inputs.clone());
+        tokio::spawn(async move {
+            let result = rooms.join_phone(join, link).await;
+            let _ = inputs
+                .send(super::CoreInput::RoomJoined { leg, result })
+                .await;
+        });
+    }
+
+    /// The rooms answered a controlled call's join; `false` when `leg` is not one.
+    pub(super) fn on_controlled_join(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        result: &Result<ParticipantId, sipx_rooms::RoomError>,
+    ) -> bool {
+        let Some(id) = self.controls.by_leg.get(&leg).cloned() else {
+            return false;
+        };
+        let Some(c) = self.controls.by_id.get_mut(&id) else {
+            return true;
+        };
+        let input = match result {
+            Ok(p) if c.left_room => {
+                if let Some(rooms) = &self.rooms {
+                    rooms.phone_hung_up(*p);
+                }
+                return true;
+            }
+            Ok(p) => {
+                c.participant = Some(*p);
+                Input::Room(RoomInput::Joined {
+                    participant: p.0.to_string(),
+                })
+            }
+            Err(e) => Input::Room(RoomInput::Failed { why: e.to_string() }),
+        };
+        self.feed(now, &id, input);
+        true
+    }
+
+    fn leave_room(&mut self, id: &str) {
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return;
+        };
+        c.left_room = true;
+        c.link.close();
+        if let (Some(rooms), Some(p)) = (&self.rooms, c.participant.take()) {
+            rooms.phone_hung_up(p);
+        }
+    }
+
+    fn mute_in_room(&self, id: &str, muted: bool) {
+        let (Some(rooms), Some(c)) = (self.rooms.clone(), self.controls.by_id.get(id)) else {
+            return;
+        };
+        let (app, room) = (c.app_id.clone(), c.room.name.clone());
+        let identity = c.identity.clone();
+        tokio::spawn(async move {
+            use sipx_api::room_service::RoomService;
+            if let Err(e) = rooms.mute(app, room, identity, muted).await {
+                tracing::info!(error = %e, "mute not applied in the room");
+            }
+        });
+    }
+
+    fn start_dial_media(&mut self, id: &str) {
+        let Some(engine) = self.media.clone() else {
+            return;
+        };
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return;
+        };
+        // Before the answer the offer's session is the call's own (early media); after it,
+        // it belongs to the dialog's entry.
+        let (negotiated, ports, call_id) = match &c.dialog {
+            Some(d) => {
+                let Some(call) = self.calls.by_dialog.get_mut(d) else {
+                    return;
+                };
+                (
+                    call.sdp.negotiated().cloned(),
+                    call.ports.take(),
+                    d.call_id.clone(),
+                )
+            }
+            None => {
+                let Some(out) = c.out.as_mut() else {
+                    return;
+                };
+                (
+                    out.sdp.as_ref().and_then(|s| s.negotiated().cloned()),
+                    out.ports.take(),
+                    out.call_id.clone(),
+                )
+            }
+        };
+        let (Some(negotiated), Some(ports)) = (negotiated, ports) else {
+            return;
+        };
+        c.codec = Some(negotiated.codec.name.to_owned());
+        let leg = c.leg;
+        super::calls::log_negotiation(&call_id, &negotiated);
+        self.start_leg(&engine, leg, ports, &negotiated, &call_id, LegMode::Silence);
+    }
+
+    fn set_dial_media_mode(&mut self, id: &str, mode: MediaMode) {
+        let (Some(engine), Some(c)) = (&self.media, self.controls.by_id.get(id)) else {
+            return;
+        };
+        // Early media too goes to the room through the link; the phone then hears the room
+        // early, which no ringing phone minds.
+        let _ = mode;
+        engine.set_mode(c.leg, LegMode::Room(c.link.clone()));
+    }
+
+    fn emit(&mut self, id: &str, event: Event) {
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return;
+        };
+        match event {
+            Event::StateChanged(s) => {
+                let at_ms = c.wall_ms(s.at);
+                if matches!(
+                    s.kind,
+                    sipx_call::CallStateKind::Connecting | sipx_call::CallStateKind::Confirmed
+                ) && c.answered_at_ms.is_none()
+                {
+                    c.answered_at_ms = Some(at_ms);
+                }
+                c.history.push(StoredHistoryEntry {
+                    state: s.kind.as_str().to_owned(),
+                    at_ms,
+                    code: s.code,
+                    reason: s.reason.clone(),
+                    cause: s.cause.map(|x| x.as_str().to_owned()),
+                });
+                tracing::info!(
+                    call = %c.id,
+                    state = s.kind.as_str(),
+                    code = s.code,
+                    reason = %s.reason,
+                    cause = s.cause.map(|x| x.as_str()),
+                    "call state"
+                );
+                if let (Some(rooms), Some(p)) = (&self.rooms, c.participant) {
+                    rooms.set_call_state(p, s.kind.as_str());
+                }
+                if let Some(tx) = &self.controls.persist {
+                    let _ = tx.send((c.id.clone(), c.progress()));
+                }
+            }
+            Event::DtmfReceived { digit, .. } => {
+                tracing::info!(call = %c.id, digit = %digit.as_char(), "DTMF from the phone");
+            }
+        }
+    }
+
+    /// The call has ended: its SIP, media and room state go.
+    fn forget(&mut self, id: &str) {
+        let Some(c) = self.controls.by_id.remove(id) else {
+            return;
+        };
+        if let Some(at) = c.armed {
+            self.controls.timers.remove(&(at, id.to_owned()));
+        }
+        self.controls.by_leg.remove(&c.leg);
+        self.controls.invites.retain(|_, v| v != id);
+        if let Some(d) = &c.dialog {
+            self.controls.by_dialog.remove(d);
+            self.forget_dialog(d);
+        }
+        if let Some(engine) = &self.media {
+            engine.remove_leg(c.leg);
+        }
+        if let (Some(rooms), Some(p)) = (&self.rooms, c.participant) {
+            rooms.phone_hung_up(p);
+        }
+        c.link.close();
+        metrics::counter!("sipx_calls_ended_total", "direction" => "outbound").increment(1);
+    }
+
+    /// Something a controlled call's media leg reported.
+    pub(super) fn on_controlled_media(&mut self, now: Instant, id: &str, event: MediaEvent) {
+        let input = match event {
+            MediaEvent::Leg { event, .. } => match event {
+                LegEvent::Dtmf(d) => {
+                    metrics::counter!("sipx_dtmf_digits_total", "via" => "rfc4733").increment(1);
+                    match sipx_call::Digit::from_char(d.digit.as_char()) {
+                        Some(digit) => Input::Media(MediaInput::Dtmf { digit }),
+                        None => return,
+                    }
+                }
+                LegEvent::MediaTimeout => Input::Media(MediaInput::Timeout),
+                LegEvent::RemoteLatched(addr) => {
+                    tracing::info!(call = %id, %addr, "media latched to the address the phone sends from");
+                    return;
+                }
+                _ => return,
+            },
+            MediaEvent::Failed { reason, .. } => {
+                tracing::warn!(call = %id, reason, "media leg failed: hanging up");
+                if let Some(c) = self.controls.by_id.get_mut(id) {
+                    c.fsm.hangup(now);
+                }
+                return self.drive(now, id);
+            }
+        };
+        self.feed(now, id, input);
+    }
+
+    /// The machine of the call answered on `dialog`, if it is a controlled one.
+    pub(super) fn control_of_dialog(&self, dialog: &DialogId) -> Option<String> {
+        self.controls.by_dialog.get(dialog).cloned()
+    }
+}

@@ -1,0 +1,682 @@
+//! The SIP side of a dial-out until it is answered: the INVITE with our SDP offer (through a
+//! trunk's provider, to a device registered with a SIP account, or to a SIP URI), its digest
+//! challenges answered with the exact Request-URI, provisional answers (early media), the 2xx
+//! acknowledged and turned into a dialog, the CANCEL.
+//!
+//! The call's state machine hears of every answer except challenges (answered here).
+
+use std::time::Instant;
+
+use sipx_call::{Input, SipInput};
+use sipx_sdp::{MediaSession, SessionDescription};
+use sipx_secrets::Redacted;
+use sipx_sip::dialog::{Dialog, DialogId};
+use sipx_sip::msg::{HasHeaders, Headers, Method, Request, Response, Uri};
+use sipx_sip::uac::{Credentials, ack_for_2xx, cancel_for, with_credentials};
+use sipx_sip::{ClientTxnId, Peer, Transport};
+
+use super::Core;
+use super::calls::{Call, RoomSeat, has_sdp_body};
+use super::origin::{Origin, sdp_policy, srtp_policy};
+use crate::media::PortPair;
+use crate::sip::call_service::DialTarget;
+
+/// An INVITE we sent and what came of it.
+pub(crate) struct OutboundInvite {
+    /// As last sent (with credentials after a challenge).
+    pub invite: Request,
+    pub txn: ClientTxnId,
+    pub peer: Peer,
+    /// Our offer's session, until the answer moves it into the dialog's call.
+    pub sdp: Option<MediaSession>,
+    pub ports: Option<PortPair>,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    auth: Option<(String, Redacted<String>)>,
+    auth_attempts: u8,
+    /// The ACK of the 2xx, sent again for every retransmission of it.
+    ack: Option<Vec<u8>>,
+    /// The To tag of the answer we took.
+    answered_tag: Option<String>,
+}
+
+/// Where and how the INVITE goes.
+struct Plan {
+    peer: Peer,
+    request_uri: String,
+    to: String,
+    from: String,
+    auth: Option<(String, Redacted<String>)>,
+    srtp: Option<sipx_store::SrtpPolicy>,
+}
+
+/// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
+fn apply_number_rules(number: &str, rules: &[(String, String)]) -> String {
+    for (prefix, replacement) in rules {
+        if let Some(rest) = number.strip_prefix(prefix.as_str()) {
+            return format!("{replacement}{rest}");
+        }
+    }
+    number.to_owned()
+}
+
+fn transport_param(t: Transport) -> &'static str {
+    match t {
+        Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
+        _ => "",
+    }
+}
+
+/// The user part a SIP URI or a number gives.
+fn user_of(to: &str) -> String {
+    match Uri::parse(to) {
+        Some(Uri::Sip(u)) => u.user.unwrap_or_default(),
+        _ => to.to_owned(),
+    }
+}
+
+fn is_uri(to: &str) -> bool {
+    to.starts_with("sip:") || to.starts_with("sips:")
+}
+
+/// Why the INVITE cannot be sent: the machine hears it as an answer that never came.
+enum NoRoute {
+    Transport(&'static str),
+    Status(u16, &'static str),
+}
+
+impl Core {
+    fn plan(&self, id: &str, invite: &sipx_call::Invite) -> Result<Plan, NoRoute> {
+        let c = self
+            .controls
+            .by_id
+            .get(id)
+            .ok_or(NoRoute::Transport("gone"))?;
+        let udp_flow = self.udp.keys().min().copied();
+        match &c.target {
+            DialTarget::Trunk(t) => {
+                if let Some(max) = t.max_calls
+                    && self.controls.active_on_trunk(&t.id) >= max as usize
+                {
+                    return Err(NoRoute::Status(503, "Trunk call limit reached"));
+                }
+                let addr = t
+                    .addr
+                    .ok_or(NoRoute::Transport("the provider host does not resolve"))?;
+                let flow = match t.transport {
+                    Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
+                    _ => self
+                        .trunk_flow(&t.id)
+                        .ok_or(NoRoute::Transport("no connection to the provider"))?,
+                };
+                let hostport = match t.port {
+                    Some(p) => format!("{}:{p}", t.host),
+                    None => t.host.clone(),
+                };
+                let request_uri = if is_uri(&invite.to) {
+                    invite.to.clone()
+                } else {
+                    let number = apply_number_rules(&invite.to, &t.number_rules);
+                    format!("sip:{number}@{hostport}{}", transport_param(t.transport))
+                };
+                let from_user = invite
+                    .from
+                    .clone()
+                    .or_else(|| t.caller_id.clone())
+                    .unwrap_or_else(|| "sipx".to_owned());
+                let from_host = t.from_domain.clone().unwrap_or_else(|| t.host.clone());
+                Ok(Plan {
+                    peer: Peer {
+                        transport: t.transport,
+                        flow,
+                        addr,
+                    },
+                    to: format!("<{request_uri}>"),
+                    request_uri,
+                    from: format!("<sip:{from_user}@{from_host}>"),
+                    auth: t.auth.clone(),
+                    srtp: t.srtp,
+                })
+            }
+            DialTarget::Direct {
+                uri,
+                transport,
+                addr,
+            } => {
+                let addr = addr.ok_or(NoRoute::Transport("the host does not resolve"))?;
+                let flow = match transport {
+                    Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
+                    _ => self
+                        .stream_flow(addr)
+                        .ok_or(NoRoute::Transport("no connection to the host"))?,
+                };
+                let local = self.local_host_for(addr, *transport).unwrap_or_default();
+                let from_user = invite.from.clone().unwrap_or_else(|| "sipx".to_owned());
+                Ok(Plan {
+                    peer: Peer {
+                        transport: *transport,
+                        flow,
+                        addr,
+                    },
+                    request_uri: uri.clone(),
+                    to: format!("<{uri}>"),
+                    from: format!("<sip:{from_user}@{local}>"),
+                    auth: None,
+                    srtp: None,
+                })
+            }
+            DialTarget::Accounts(accounts) => {
+                // The first account with a live device; its best contact (highest q, then the
+                // newest registration).
+                let found = accounts.iter().find_map(|route| {
+                    let (_, bindings) = self.bindings.get(&route.username)?;
+                    let b = bindings.iter().max_by(|a, b| {
+                        a.q.unwrap_or(1.0)
+                            .total_cmp(&b.q.unwrap_or(1.0))
+                            .then(a.expires_at.cmp(&b.expires_at))
+                    })?;
+                    Some((route, b))
+                });
+                let (route, b) = found.ok_or(NoRoute::Status(480, "Not registered"))?;
+                let user = &route.username;
+                let flow = match b.transport {
+                    Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
+                    _ => self
+                        .stream_flow(b.source)
+                        .ok_or(NoRoute::Transport("the device's connection is closed"))?,
+                };
+                let contact = sipx_sip::msg::NameAddr::parse(&b.contact)
+                    .map(|n| n.uri)
+                    .or_else(|| Uri::parse(&b.contact));
+                let Some(Uri::Sip(mut target)) = contact else {
+                    return Err(NoRoute::Status(480, "Unusable registered contact"));
+                };
+                // Gateways read the number to dial from the Request-URI's user part; phones
+                // take only their own contact (and read To).
+                if !route.contact_as_is {
+                    target.user = Some(user_of(&invite.to));
+                }
+                let request_uri = Uri::Sip(target).to_string();
+                let local = self
+                    .local_host_for(b.source, b.transport)
+                    .unwrap_or_default();
+                let to_host = local.clone();
+                let from_user = invite.from.clone().unwrap_or_else(|| user.clone());
+                Ok(Plan {
+                    peer: Peer {
+                        transport: b.transport,
+                        flow,
+                        addr: b.source,
+                    },
+                    request_uri,
+                    to: format!("<sip:{}@{to_host}>", user_of(&invite.to)),
+                    from: format!("<sip:{from_user}@{local}>"),
+                    auth: None,
+                    srtp: self
+                        .origins
+                        .srtp(&Origin::Account(user.clone()))
+                        .map(|p| match p {
+                            sipx_sdp::SrtpPolicy::Disabled => sipx_store::SrtpPolicy::Disabled,
+                            sipx_sdp::SrtpPolicy::Allowed => sipx_store::SrtpPolicy::Allowed,
+                            sipx_sdp::SrtpPolicy::Required => sipx_store::SrtpPolicy::Required,
+                        }),
+                })
+            }
+        }
+    }
+
+    /// The machine asks for the INVITE (the room is joined).
+    pub(super) fn send_invite(&mut self, now: Instant, id: &str, invite: sipx_call::Invite) {
+        let plan = match self.plan(id, &invite) {
+            Ok(p) => p,
+            Err(NoRoute::Transport(why)) => {
+                tracing::info!(call = %id, why, "dial-out cannot be sent");
+                return self.feed_later(id, Input::Sip(SipInput::TransportError));
+            }
+            Err(NoRoute::Status(code, reason)) => {
+                return self.feed_later(
+                    id,
+                    Input::Sip(SipInput::Response {
+                        code,
+                        reason: reason.to_owned(),
+                        sdp: false,
+                    }),
+                );
+            }
+        };
+        let Some(engine) = self.media.clone() else {
+            return self.feed_later(id, Input::Sip(SipInput::TransportError));
+        };
+        let ports = match engine.allocate() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "no RTP port for a dial-out");
+                return self.feed_later(
+                    id,
+                    Input::Sip(SipInput::Response {
+                        code: 503,
+                        reason: "No media port available".to_owned(),
+                        sdp: false,
+                    }),
+                );
+            }
+        };
+        let call_srtp = self.controls.by_id.get(id).and_then(|c| c.srtp);
+        let srtp = srtp_policy(
+            call_srtp.map(sdp_policy),
+            plan.srtp.map(sdp_policy),
+            self.settings.media.srtp,
+        );
+        let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
+            return self.feed_later(id, Input::Sip(SipInput::TransportError));
+        };
+        let Ok(offer) = sdp.create_offer() else {
+            return self.feed_later(id, Input::Sip(SipInput::TransportError));
+        };
+        let Some(request_uri) = Uri::parse(&plan.request_uri) else {
+            return self.feed_later(
+                id,
+                Input::Sip(SipInput::Response {
+                    code: 416,
+                    reason: "Unsupported URI Scheme".to_owned(),
+                    sdp: false,
+                }),
+            );
+        };
+        let local = self
+            .local_host_for(plan.peer.addr, plan.peer.transport)
+            .unwrap_or_else(|| "invalid".to_owned());
+        let call_id = self.endpoint.new_call_id();
+        let tag = self.endpoint.new_tag();
+        let branch = self.endpoint.new_branch();
+        let mut h = Headers::new();
+        h.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {local};branch={branch};rport",
+                plan.peer.transport.via_name()
+            ),
+        );
+        h.push("Max-Forwards", "70");
+        h.push("From", format!("{};tag={tag}", plan.from));
+        h.push("To", plan.to.clone());
+        h.push("Call-ID", call_id.clone());
+        h.push("CSeq", "1 INVITE");
+        h.push(
+            "Contact",
+            format!("<sip:sipx@{local}{}>", transport_param(plan.peer.transport)),
+        );
+        h.push("Allow", self.uas.allow_header());
+        h.push("Supported", "replaces");
+        h.push("User-Agent", self.settings.server_header.clone());
+        h.push("Content-Type", "application/sdp");
+        let request = Request {
+            method: Method::Invite,
+            uri: request_uri,
+            headers: h,
+            body: offer.to_bytes(),
+        };
+        tracing::info!(call = %id, sip_call_id = %call_id, to = %plan.request_uri, peer = %plan.peer.addr, "INVITE sent");
+        let txn = self.endpoint.send_request(now, plan.peer, request.clone());
+        self.controls.invites.insert(txn, id.to_owned());
+        if let Some(c) = self.controls.by_id.get_mut(id) {
+            c.sip_call_id = Some(call_id.clone());
+            c.out = Some(OutboundInvite {
+                invite: request,
+                txn,
+                peer: plan.peer,
+                sdp: Some(sdp),
+                ports: Some(ports),
+                call_id,
+                auth: plan.auth,
+                auth_attempts: 0,
+                ack: None,
+                answered_tag: None,
+            });
+        }
+    }
+
+    /// Input for a call's machine, delivered on the core's next turn (the machine is being
+    /// driven when the need arises).
+    fn feed_later(&self, id: &str, input: Input) {
+        let (inputs, id) = (self.inputs.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let _ = inputs.send(super::CoreInput::CallInput { id, input }).await;
+        });
+    }
+
+    /// A response on one of our INVITE transactions; `false` when `txn` is not one.
+    pub(super) fn on_invite_response(
+        &mut self,
+        now: Instant,
+        txn: ClientTxnId,
+        response: &Response,
+    ) -> bool {
+        if self.controls.cancels.contains(&txn) {
+            if response.status >= 200 {
+                self.controls.cancels.remove(&txn);
+            }
+            return true;
+        }
+        let Some(id) = self.controls.invites.get(&txn).cloned() else {
+            return false;
+        };
+        let status = response.status;
+        if matches!(status, 401 | 407) && self.answer_challenge(now, &id, txn, response) {
+            return true;
+        }
+        if (200..300).contains(&status) {
+            self.on_invite_2xx(now, &id, response);
+            return true;
+        }
+        if status >= 300 {
+            self.controls.invites.remove(&txn);
+        }
+        let mut sdp = false;
+        if (101..200).contains(&status) && has_sdp_body(&response.headers, &response.body) {
+            sdp = self.take_answer(&id, response);
+        }
+        let reason = if response.reason.is_empty() {
+            sipx_sip::msg::reason_phrase(status).to_owned()
+        } else {
+            response.reason.clone()
+        };
+        self.feed(
+            now,
+            &id,
+            Input::Sip(SipInput::Response {
+                code: status,
+                reason,
+                sdp,
+            }),
+        );
+        true
+    }
+
+    /// Sends the INVITE again with credentials; `false` when it cannot (no credentials, a
+    /// second refusal that is not `stale`).
+    fn answer_challenge(
+        &mut self,
+        now: Instant,
+        id: &str,
+        txn: ClientTxnId,
+        response: &Response,
+    ) -> bool {
+        let branch = self.endpoint.new_branch();
+        let mut cnonce = [0u8; 8];
+        sipx_secrets::generate::fill(&mut cnonce);
+        let cnonce: String = cnonce.iter().map(|b| format!("{b:02x}")).collect();
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return false;
+        };
+        let Some(out) = c.out.as_mut() else {
+            return false;
+        };
+        let stale = response
+            .headers
+            .get_all(if response.status == 401 {
+                "WWW-Authenticate"
+            } else {
+                "Proxy-Authenticate"
+            })
+            .any(|v| v.to_ascii_lowercase().contains("stale=true"));
+        let Some((user, password)) = &out.auth else {
+            return false;
+        };
+        if out.auth_attempts >= 1 && !(stale && out.auth_attempts < 3) {
+            return false;
+        }
+        let creds = Credentials {
+            username: user,
+            password: password.expose(),
+        };
+        out.auth_attempts += 1;
+        let nc = 1;
+        let Some(next) = with_credentials(&out.invite, response, creds, &branch, &cnonce, nc)
+        else {
+            return false;
+        };
+        out.invite = next.clone();
+        let peer = out.peer;
+        self.controls.invites.remove(&txn);
+        let new_txn = self.endpoint.send_request(now, peer, next);
+        if let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) {
+            out.txn = new_txn;
+        }
+        self.controls.invites.insert(new_txn, id.to_owned());
+        tracing::info!(call = %id, status = response.status, "INVITE challenged: sent again with credentials");
+        true
+    }
+
+    /// Applies the SDP answer in `response` (a 183 or the 2xx); `true` when the call has a
+    /// negotiated media session after it.
+    fn take_answer(&mut self, id: &str, response: &Response) -> bool {
+        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+            return false;
+        };
+        let Some(sdp) = out.sdp.as_mut() else {
+            return true;
+        };
+        if sdp.negotiated().is_some() {
+            // Without reliable provisionals the 2xx repeats the early answer (RFC 3261
+            // §13.2.1): the first one stands.
+            return true;
+        }
+        match SessionDescription::parse(&response.body) {
+            Ok(answer) => match sdp.handle_answer(&answer) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::info!(call = %id, error = %e, "SDP answer refused");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::info!(call = %id, error = %e, "SDP answer does not parse");
+                false
+            }
+        }
+    }
+
+    fn on_invite_2xx(&mut self, now: Instant, id: &str, response: &Response) {
+        let to_tag = response.to().and_then(|t| t.tag().map(str::to_owned));
+        let via = |core: &mut Core, peer: &Peer| {
+            let branch = core.endpoint.new_branch();
+            let host = core
+                .local_host_for(peer.addr, peer.transport)
+                .unwrap_or_else(|| "invalid".to_owned());
+            format!(
+                "SIP/2.0/{} {host};branch={branch};rport",
+                peer.transport.via_name()
+            )
+        };
+        let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref()) else {
+            return;
+        };
+        let peer = out.peer;
+        if let Some(taken) = &out.answered_tag {
+            if Some(taken) == to_tag.as_ref() {
+                // A retransmission: our ACK was lost.
+                if let Some(ack) = out.ack.clone() {
+                    self.endpoint.send_stateless(peer, ack);
+                }
+            } else {
+                // Another fork answered too: acknowledge it and end it (RFC 3261 §13.2.2.4).
+                let invite = out.invite.clone();
+                if let Some(mut d) = Dialog::from_uac(&invite, response) {
+                    let v = via(self, &peer);
+                    let ack = ack_for_2xx(&mut d, &invite, &v);
+                    self.endpoint.send_stateless(peer, ack.to_bytes());
+                    let v = via(self, &peer);
+                    let mut bye = d.request(Method::Bye, &v, None);
+                    bye.headers.push("Content-Length", "0");
+                    let txn = self.endpoint.send_request(now, peer, bye);
+                    self.calls.note_bye(txn, d.id.clone());
+                }
+            }
+            return;
+        }
+        let invite = out.invite.clone();
+        let Some(mut dialog) = Dialog::from_uac(&invite, response) else {
+            tracing::info!(call = %id, "2xx without To tag or Contact: cannot acknowledge it");
+            self.feed(
+                now,
+                id,
+                Input::Sip(SipInput::Response {
+                    code: 502,
+                    reason: "Bad answer from the phone".to_owned(),
+                    sdp: false,
+                }),
+            );
+            return;
+        };
+        let v = via(self, &peer);
+        let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
+        self.endpoint.send_stateless(peer, ack.clone());
+        let sdp = if has_sdp_body(&response.headers, &response.body) {
+            self.take_answer(id, response)
+        } else {
+            self.controls
+                .by_id
+                .get(id)
+                .and_then(|c| c.out.as_ref())
+                .and_then(|o| o.sdp.as_ref())
+                .is_some_and(|s| s.negotiated().is_some())
+        };
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return;
+        };
+        let Some(out) = c.out.as_mut() else {
+            return;
+        };
+        out.ack = Some(ack);
+        out.answered_tag = to_tag;
+        let dialog_id = dialog.id.clone();
+        // The answered call joins the ordinary calls: in-dialog requests find it there.
+        if let Some(session) = out.sdp.take() {
+            let call = Call {
+                dialog,
+                sdp: session,
+                leg: c.leg,
+                ports: out.ports.take(),
+                invite_txn: None,
+                answer_in_ack: false,
+                peer,
+                started: now,
+                room: Some(RoomSeat::controlled(c.link.clone())),
+            };
+            c.dialog = Some(dialog_id.clone());
+            self.controls
+                .by_dialog
+                .insert(dialog_id.clone(), id.to_owned());
+            self.calls.insert_answered(call);
+        }
+        if !sdp {
+            tracing::info!(call = %id, "answered without a usable SDP answer: hanging up");
+            self.feed(
+                now,
+                id,
+                Input::Sip(SipInput::Response {
+                    code: 200,
+                    reason: "OK".to_owned(),
+                    sdp: false,
+                }),
+            );
+            if let Some(c) = self.controls.by_id.get_mut(id) {
+                c.fsm.hangup(now);
+            }
+            self.drive(now, id);
+            return;
+        }
+        let reason = if response.reason.is_empty() {
+            "OK".to_owned()
+        } else {
+            response.reason.clone()
+        };
+        self.feed(
+            now,
+            id,
+            Input::Sip(SipInput::Response {
+                code: response.status,
+                reason,
+                sdp,
+            }),
+        );
+    }
+
+    /// A 2xx that matched no transaction (Timer M has passed): acknowledged again when it is
+    /// one of our answered dial-outs.
+    pub(super) fn on_stray_2xx(&mut self, response: &Response) {
+        if !(200..300).contains(&response.status)
+            || response.cseq().is_none_or(|c| c.method != Method::Invite)
+        {
+            return;
+        }
+        let Some(dialog) = DialogId::of_response(response) else {
+            return;
+        };
+        let Some(id) = self.controls.by_dialog.get(&dialog) else {
+            return;
+        };
+        if let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref())
+            && let Some(ack) = out.ack.clone()
+        {
+            self.endpoint.send_stateless(out.peer, ack);
+        }
+    }
+
+    /// Timer B on one of our INVITEs; `false` when `txn` is not one.
+    pub(super) fn on_invite_timeout(&mut self, now: Instant, txn: ClientTxnId) -> bool {
+        if self.controls.cancels.remove(&txn) {
+            return true;
+        }
+        let Some(id) = self.controls.invites.remove(&txn) else {
+            return false;
+        };
+        self.feed(now, &id, Input::Sip(SipInput::RequestTimeout));
+        true
+    }
+
+    pub(super) fn send_cancel(&mut self, now: Instant, id: &str) {
+        let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref()) else {
+            return;
+        };
+        let cancel = cancel_for(&out.invite);
+        let peer = out.peer;
+        let txn = self.endpoint.send_request(now, peer, cancel);
+        self.controls.cancels.insert(txn);
+    }
+
+    /// A BYE was asked for a call with no dialog: nothing answered it, so nothing to end.
+    pub(super) fn bye_unregistered_answer(&mut self, _now: Instant, id: &str) {
+        tracing::debug!(call = %id, "BYE asked before any answer: nothing to end");
+    }
+
+    /// The connection SIPx keeps to a trunk's provider (registered over TCP/TLS).
+    fn trunk_flow(&self, trunk: &str) -> Option<sipx_sip::FlowId> {
+        self.trunk_regs.get(trunk).and_then(|r| r.stream_flow())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_matching_number_rule_rewrites() {
+        let rules = vec![
+            ("00".to_owned(), "+".to_owned()),
+            ("0".to_owned(), "+49".to_owned()),
+        ];
+        assert_eq!(apply_number_rules("0049301", &rules), "+49301");
+        assert_eq!(apply_number_rules("030123", &rules), "+4930123");
+        assert_eq!(apply_number_rules("+4930", &rules), "+4930");
+        assert_eq!(apply_number_rules("123", &[]), "123");
+    }
+
+    #[test]
+    fn the_user_of_a_uri_or_a_number() {
+        assert_eq!(user_of("sip:+4930@example.com"), "+4930");
+        assert_eq!(user_of("+4930"), "+4930");
+    }
+}

@@ -1,0 +1,238 @@
+"""Dial-out through the API (`POST /v1/calls`): a phone is called and joins a built-in room.
+
+Real peers: baresip registered to SIPx as a gateway account answers and plays a tone while a
+Chromium page in the room plays another; each must hear the other. sipp UASes refuse, ring
+forever, or are not there at all, and every call must end DISCONNECTED with the right code,
+reason and cause, with no participant left in the room. Addresses 127.0.0.150-169 belong here."""
+
+import contextlib
+import subprocess
+
+import pytest
+import requests
+
+import media
+import rooms
+from browser import static_server
+from conftest import PEERS, SIP_ENV, Server, auth_header, create_app, sip_addr
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return media.make_audio()
+
+
+@pytest.fixture
+def pages():
+    with static_server() as base:
+        yield base
+
+
+@pytest.fixture
+def fast_server(data_dir):
+    """A server whose SIP timers run fast (T1 = 50 ms: Timer B is 3.2 s), so an unreachable
+    phone is given up quickly."""
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__T1_MS": "50", "SIPX_ROOMS__UDP": "127.0.0.1:0"})
+    s.start()
+    yield s
+    s.stop()
+
+
+def api(server, creds, method, path, body=None, expect=None):
+    r = requests.request(method, server.url(path), json=body, headers=auth_header(*creds), timeout=10)
+    if expect is not None:
+        assert r.status_code == expect, (r.status_code, r.text)
+    return r
+
+
+def call_state(server, creds, call_id):
+    return api(server, creds, "GET", f"/v1/calls/{call_id}", expect=200).json()
+
+
+def wait_state(server, creds, call_id, state, timeout=30):
+    """The call once it reached `state` (polled: the API is the observable)."""
+    try:
+        return rooms.wait_until(lambda: (c := call_state(server, creds, call_id))["state"] == state and c,
+                                timeout=timeout, what=f"call {call_id} in {state}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{call_state(server, creds, call_id)}\n" + "\n".join([x for x in server.lines if '"request"' not in x][-25:])) from None
+
+
+def states(call):
+    return [(h["state"], h["code"]) for h in call["history"]]
+
+
+def participants(server, creds, room):
+    r = api(server, creds, "GET", f"/v1/rooms/{room}")
+    if r.status_code == 404:
+        return []
+    return [p["identity"] for p in r.json()["participants"]]
+
+
+@contextlib.contextmanager
+def sipp_uas(tmp_path, ip, scenario, **fill):
+    """A sipp UAS on ip:5060 answering one call as `scenario` says (words of `fill` replaced)."""
+    path = tmp_path / scenario
+    text = (PEERS / "sipp" / scenario).read_text()
+    for word, value in fill.items():
+        text = text.replace(word, value)
+    path.write_text(text)
+    log = open(tmp_path / f"sipp-{ip}.log", "w")
+    proc = subprocess.Popen(["sipp", "-sf", str(path), "-i", ip, "-p", "5060",
+                             "-m", "1", "-nostdin", "-recv_timeout", "60000", "-trace_err",
+                             "-error_file", str(tmp_path / f"sipp-{ip}-errors.log")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+def gateway(tmp_path, server, user, password, ip, tone):
+    """baresip registered to SIPx as `user`: the SIM gateway of these tests."""
+    host, port = sip_addr(server, "udp")
+    line = (f"<sip:{user}@{ip}>;auth_pass={password};outbound=\"sip:{host}:{port};transport=udp\";"
+            "regint=300;audio_codecs=pcmu;answermode=auto")
+    return media.Baresip(tmp_path / user, ip, tone, account=line, rtp_ports=(33000, 33099))
+
+
+def test_a_registered_gateway_takes_the_call_into_a_room_and_both_sides_hear(server, pages, audio, tmp_path):
+    creds = create_app(server)[:2]
+    # baresip answers only its own contact: the number goes in To (RFC 3261 retargeting).
+    account = api(server, creds, "POST", "/v1/sip-accounts",
+                  {"username": "simgw", "password": "simgw-pass-1", "dial_request_uri": "contact"},
+                  expect=201).json()
+    with rooms.peer_browsers(audio.tone1000_48k) as (b,), \
+            gateway(tmp_path, server, "simgw", "simgw-pass-1", "127.0.0.150", audio.tone400_8k) as gw:
+        server.wait_log(lambda e: e.get("message") == "registration" and e.get("username") == "simgw", 10)
+        page = rooms.open_peer(b, pages)
+        api(server, creds, "POST", "/v1/rooms", {"name": "sales"}, expect=201)
+        rooms.join(page, server, rooms.token(server, *creds, "sales", "agent"))
+
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "+4930123456", "route": {"sip_account_id": account["id"]},
+            "room": {"name": "sales", "identity": "customer", "display_name": "Customer"}}, expect=201).json()
+        assert created["state"] == "CALLING" and created["direction"] == "outbound", created
+        assert created["route"] == f"sip_account:{account['id']}", created
+        call_id = created["id"]
+
+        gw.wait_event("CALL_ESTABLISHED", 15)
+        confirmed = wait_state(server, creds, call_id, "CONFIRMED")
+        assert confirmed["codec"] == "PCMU", confirmed
+        sent = next(e for e in server.events() if e.get("message") == "INVITE sent")
+        assert sent["to"].startswith("sip:simgw") and sent["peer"].startswith("127.0.0.150:"), sent
+
+        heard = rooms.heard(page, "customer", 3, tmp_path / "page-hears-phone.wav")
+        check = media.tone_check(heard, 400)
+        assert check.band_ratio > 0.7, check
+
+        api(server, creds, "DELETE", f"/v1/calls/{call_id}", expect=202)
+        gw.wait_event("CALL_CLOSED", 15)
+        ended = wait_state(server, creds, call_id, "DISCONNECTED")
+        got = media.tone_check(gw.recording("dec"), 1000, skip_s=1.0)
+        assert got.band_ratio > 0.7 and got.active_s >= 1.5, got
+
+    assert states(ended)[0] == ("CALLING", 0), ended
+    assert ("CONFIRMED", 200) in states(ended), ended
+    assert states(ended)[-1] == ("DISCONNECTED", 200), ended
+    assert ended["end"]["cause"] == "local_hangup" and ended["done"], ended
+    assert "customer" not in participants(server, creds, "sales")
+    cdrs = api(server, creds, "GET", "/v1/cdrs", expect=200).json()["items"]
+    assert [c["call_id"] for c in cdrs] == [call_id], cdrs
+    csv = api(server, creds, "GET", "/v1/cdrs?format=csv", expect=200)
+    assert csv.headers["content-type"].startswith("text/csv") and call_id in csv.text, csv.text
+
+
+@pytest.mark.parametrize("code,reason,cause", [
+    ("486", "Busy Here", "rejected"),
+    ("404", "Not Found", "rejected"),
+    ("503", "Service Unavailable", "rejected"),
+])
+def test_a_refusal_ends_the_call_with_its_code_and_leaves_the_room(server, tmp_path, code, reason, cause):
+    creds = create_app(server)[:2]
+    with sipp_uas(tmp_path, "127.0.0.151", "uas_reject.xml", CODE=code, REASON=reason) as uas:
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:+4930111@127.0.0.151:5060", "room": {"name": "refusals"}}, expect=201).json()
+        ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=20)
+        assert uas.wait(10) == 0
+    assert states(ended)[-1] == ("DISCONNECTED", int(code)), ended
+    assert ended["history"][-1]["reason"] == reason and ended["end"]["cause"] == cause, ended
+    assert participants(server, creds, "refusals") == []
+
+
+def test_no_answer_within_the_ring_timeout_cancels_with_408(server, tmp_path):
+    creds = create_app(server)[:2]
+    with sipp_uas(tmp_path, "127.0.0.152", "uas_ring_until_cancel.xml") as uas:
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:+4930222@127.0.0.152:5060", "room": {"name": "ringing"}, "ring_timeout": 2},
+            expect=201).json()
+        early = wait_state(server, creds, created["id"], "EARLY", timeout=10)
+        assert ("EARLY", 180) in states(early), early
+        assert participants(server, creds, "ringing") == [early["room"]["identity"]]
+        ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=15)
+        # The phone got the CANCEL and answered it (sipp exits 0 only if its scenario ran).
+        assert uas.wait(10) == 0
+    assert states(ended) == [("CALLING", 0), ("EARLY", 180), ("DISCONNECTED", 408)], ended
+    assert ended["end"]["cause"] == "no_answer", ended
+    assert participants(server, creds, "ringing") == []
+
+
+def test_hanging_up_while_it_rings_cancels_with_487(server, tmp_path):
+    creds = create_app(server)[:2]
+    with sipp_uas(tmp_path, "127.0.0.153", "uas_ring_until_cancel.xml") as uas:
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:+4930333@127.0.0.153:5060", "room": {"name": "ringing"}}, expect=201).json()
+        wait_state(server, creds, created["id"], "EARLY", timeout=10)
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=15)
+        assert uas.wait(10) == 0
+    assert states(ended)[-1] == ("DISCONNECTED", 487), ended
+    assert ended["end"]["cause"] == "local_hangup", ended
+    assert participants(server, creds, "ringing") == []
+
+
+def test_an_unreachable_phone_times_out_with_408(fast_server, tmp_path):
+    creds = create_app(fast_server)[:2]
+    created = api(fast_server, creds, "POST", "/v1/calls", {
+        "to": "sip:+4930444@127.0.0.154:5999", "room": {"name": "nowhere"}}, expect=201).json()
+    ended = wait_state(fast_server, creds, created["id"], "DISCONNECTED", timeout=20)
+    assert states(ended) == [("CALLING", 0), ("DISCONNECTED", 408)], ended
+    assert ended["end"]["cause"] == "unreachable", ended
+    assert participants(fast_server, creds, "nowhere") == []
+
+
+def test_an_account_with_no_registered_device_ends_480(server):
+    creds = create_app(server)[:2]
+    account = api(server, creds, "POST", "/v1/sip-accounts",
+                  {"username": "offlinegw", "password": "offline-pass-1"}, expect=201).json()
+    created = api(server, creds, "POST", "/v1/calls", {
+        "to": "+4930555", "route": {"sip_account_id": account["id"]}, "room": {"name": "empty"}},
+        expect=201).json()
+    ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=10)
+    assert states(ended)[-1] == ("DISCONNECTED", 480), ended
+    assert ended["history"][-1]["reason"] == "Not registered", ended
+
+
+def test_bad_dial_requests_get_problem_bodies(server):
+    creds = create_app(server)[:2]
+    other = create_app(server, "other")[:2]
+    foreign = api(server, other, "POST", "/v1/trunks", {"name": "theirs", "outbound": {"host": "127.0.0.9"}},
+                  expect=201).json()
+    cases = [
+        ({"to": "not a number", "room": {"name": "r"}}, "to"),
+        ({"to": "+49301", "room": {"name": "bad room!"}}, "room.name"),
+        ({"to": "+49301", "room": {"name": "r"}, "ring_timeout": 0}, "ring_timeout"),
+        ({"to": "+49301", "room": {"name": "r"}, "dtmf_after_answer": "12x"}, "dtmf_after_answer"),
+        ({"to": "+49301", "room": {"name": "r"}, "webhook_url": "ftp://x"}, "webhook_url"),
+        ({"to": "+49301", "room": {"name": "r"}, "route": {"trunk_id": foreign["id"]}}, "route.trunk_id"),
+    ]
+    for body, field in cases:
+        r = api(server, creds, "POST", "/v1/calls", body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in r.json()["errors"]], (body, r.json())
+    r = api(server, creds, "GET", "/v1/calls/call_nope")
+    assert r.status_code == 404 and r.json()["type"].endswith("not-found"), r.text
