@@ -70,7 +70,8 @@ pub struct WebhooksConfig {
     pub connect_timeout_ms: u64,
     /// Time allowed for a whole attempt: connection, TLS, request and answer.
     pub request_timeout_ms: u64,
-    /// Attempts in progress at once, across every receiver.
+    /// Attempts in progress at once, across every receiver. 0 pauses sending: deliveries are
+    /// logged and stay pending (maintenance, or tests that must not reach outside).
     pub max_in_flight: usize,
     /// Finished deliveries (and their attempts) are kept in the log this long (0: forever).
     pub retention_hours: u64,

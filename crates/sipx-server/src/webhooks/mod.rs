@@ -58,7 +58,7 @@ pub fn spawn(
             Duration::from_millis(config.request_timeout_ms),
         ),
         policy: RetryPolicy::from(config),
-        max_in_flight: config.max_in_flight.max(1),
+        max_in_flight: config.max_in_flight,
         retention: Duration::from_secs(config.retention_hours.saturating_mul(3600)),
         store,
         queue,
