@@ -14,7 +14,7 @@ import requests
 import media
 import rooms
 from browser import static_server
-from conftest import PEERS, SIP_ENV, Server, auth_header, create_app, sip_addr
+from conftest import PEERS, SIP_ENV, Kamailio, Server, auth_header, create_app, sip_addr
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +236,71 @@ def test_bad_dial_requests_get_problem_bodies(server):
         assert field in [e["field"] for e in r.json()["errors"]], (body, r.json())
     r = api(server, creds, "GET", "/v1/calls/call_nope")
     assert r.status_code == 404 and r.json()["type"].endswith("not-found"), r.text
+
+
+def test_a_trunk_with_digest_carries_the_call_to_a_phone_and_both_sides_hear(server, pages, audio, tmp_path):
+    """The trunk's provider (Kamailio) challenges the INVITE (407); SIPx answers with the
+    trunk's credentials on the exact Request-URI, the provider routes the number to a phone
+    (baresip) that answers; the page and the phone hear each other."""
+    creds = create_app(server)[:2]
+    kam = Kamailio("provider.cfg", ("127.0.0.160", 5060), tmp_path / "kam", UAS='"sip:peer@127.0.0.161:5070"')
+    try:
+        trunk = api(server, creds, "POST", "/v1/trunks", {
+            "name": "provider", "outbound": {"host": "127.0.0.160", "port": 5060, "username": "trunkuser",
+                                             "password": "trunkpw-123"}}, expect=201).json()
+        phone = media.Baresip(tmp_path / "phone", "127.0.0.161", audio.tone400_8k, rtp_ports=(33100, 33199))
+        with rooms.peer_browsers(audio.tone1000_48k) as (b,), phone:
+            page = rooms.open_peer(b, pages)
+            rooms.join(page, server, rooms.token(server, *creds, "support", "agent"))
+            created = api(server, creds, "POST", "/v1/calls", {
+                "to": "+4930123456", "route": {"trunk_id": trunk["id"]},
+                "room": {"name": "support", "identity": "callee"}}, expect=201).json()
+            assert created["route"] == f"trunk:{trunk['id']}", created
+            phone.wait_event("CALL_ESTABLISHED", 15)
+            wait_state(server, creds, created["id"], "CONFIRMED")
+            heard = rooms.heard(page, "callee", 3, tmp_path / "page-hears-phone.wav")
+            check = media.tone_check(heard, 400)
+            assert check.band_ratio > 0.7, check
+            phone.hangup()
+            ended = wait_state(server, creds, created["id"], "DISCONNECTED")
+        got = media.tone_check(phone.recording("dec"), 1000, skip_s=1.0)
+        assert got.band_ratio > 0.7 and got.active_s >= 1.5, got
+        log = kam.log_text()
+        # One challenge, one authorised INVITE whose digest uri is the Request-URI as sent.
+        assert log.count("INVITE challenged") == 1 and "AUTHORIZED INVITE sip:+4930123456@127.0.0.160:5060" in log, log[-3000:]
+    finally:
+        kam.stop()
+    assert [s for s, _ in states(ended)] == ["CALLING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED"], ended
+    assert ("EARLY", 180) in states(ended) and ("CONFIRMED", 200) in states(ended), ended
+    assert states(ended)[-1] == ("DISCONNECTED", 200) and ended["end"]["cause"] == "remote_hangup", ended
+    assert "callee" not in participants(server, creds, "support")
+
+
+def test_dtmf_goes_both_ways(server, audio, tmp_path):
+    """Keys pressed on the phone reach the call (RFC 4733); keys sent through the API, and the
+    dial string after the answer, reach the phone as the right digits."""
+    creds = create_app(server)[:2]
+    account = api(server, creds, "POST", "/v1/sip-accounts",
+                  {"username": "dtmfgw", "password": "dtmfgw-pass-1", "dial_request_uri": "contact"},
+                  expect=201).json()
+    with gateway(tmp_path, server, "dtmfgw", "dtmfgw-pass-1", "127.0.0.155", audio.tone400_8k) as gw:
+        server.wait_log(lambda e: e.get("message") == "registration" and e.get("username") == "dtmfgw", 10)
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "+4930777", "route": {"sip_account_id": account["id"]}, "room": {"name": "ivr"},
+            "dtmf_after_answer": ",1,2"}, expect=201).json()
+        gw.wait_event("CALL_ESTABLISHED", 15)
+        wait_state(server, creds, created["id"], "CONFIRMED")
+        api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "9#"}, expect=202)
+        got = rooms.wait_until(lambda: (d := [e.get("param") for e in gw.events
+                                              if e.get("type") == "CALL_DTMF_START"]) and len(d) >= 4 and d,
+                               timeout=15, what="four digits at the phone")
+        assert got == ["1", "2", "9", "#"], got
+        gw.send_dtmf("47")
+        rooms.wait_until(lambda: len([e for e in server.events() if e.get("message") == "DTMF from the phone"]) >= 2,
+                         timeout=10, what="both digits")
+        pressed = [e["digit"] for e in server.events() if e.get("message") == "DTMF from the phone"]
+        assert pressed == ["4", "7"], pressed
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        gw.wait_event("CALL_CLOSED", 15)
+    r = api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "1"})
+    assert r.status_code == 409, r.text

@@ -55,7 +55,8 @@ CHECKS = ",".join([
 
 
 def schemathesis(server, header, *filters):
-    cmd = [str(VENV_BIN / "schemathesis"), "run", server.url("/openapi.json"), "-H",
+    cmd = [str(VENV_BIN / "schemathesis"), "--config-file", str(pathlib.Path(__file__).with_name("schemathesis.toml")),
+           "run", server.url("/openapi.json"), "-H",
            f"Authorization: {header}", "--checks", CHECKS, "--max-examples",
            os.environ.get("SIPX_SCHEMATHESIS_EXAMPLES", "40"), "--workers", "1", "--seed", "20261128",
            "--no-color", *filters]

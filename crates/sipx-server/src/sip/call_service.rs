@@ -36,7 +36,9 @@ pub(crate) enum DialTarget {
     Direct {
         uri: String,
         transport: Transport,
-        addr: Option<SocketAddr>,
+        host: String,
+        port: u16,
+        addr: Lookup,
     },
     /// Through the first of these accounts with a registered device.
     Accounts(Vec<AccountRoute>),
@@ -66,7 +68,9 @@ pub(crate) struct TrunkRoute {
     pub host: String,
     pub port: Option<u16>,
     pub transport: Transport,
-    pub addr: Option<SocketAddr>,
+    /// The port to look the host up with (the given one, else the transport's default).
+    pub lookup_port: u16,
+    pub addr: Lookup,
     /// (digest user, password) for the provider's challenges.
     pub auth: Option<(String, Redacted<String>)>,
     pub caller_id: Option<String>,
@@ -75,6 +79,36 @@ pub(crate) struct TrunkRoute {
     pub number_rules: Vec<(String, String)>,
     pub max_calls: Option<u32>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
+}
+
+/// A host's address: looked up by the core (off its task, bounded in time) when the INVITE is
+/// due, so a slow resolver never holds up the API's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    Pending,
+    Found(SocketAddr),
+    Failed,
+}
+
+impl Lookup {
+    /// An IP literal needs no lookup.
+    fn of(host: &str, port: u16) -> Lookup {
+        host.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .map_or(Lookup::Pending, |ip| {
+                Lookup::Found(SocketAddr::new(ip, port))
+            })
+    }
+}
+
+/// Looks `host` up, giving up after a few seconds.
+pub(crate) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    let host = host.trim_matches(['[', ']']);
+    let lookup = tokio::net::lookup_host((host, port));
+    match tokio::time::timeout(std::time::Duration::from_secs(3), lookup).await {
+        Ok(Ok(mut addrs)) => addrs.next(),
+        _ => None,
+    }
 }
 
 pub(crate) enum CallCommand {
@@ -111,15 +145,7 @@ fn transport_of(name: &str) -> Transport {
     }
 }
 
-async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    let host = host.trim_matches(['[', ']']);
-    tokio::net::lookup_host((host, port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-}
-
-async fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
+fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
     let d = &t.trunk.data;
     let host = d.host.clone()?;
     let transport = transport_of(&d.transport);
@@ -128,7 +154,8 @@ async fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
     } else {
         5060
     };
-    let addr = resolve(&host, d.port.unwrap_or(default_port)).await;
+    let lookup_port = d.port.unwrap_or(default_port);
+    let addr = Lookup::of(&host, lookup_port);
     #[derive(serde::Deserialize)]
     struct Rule {
         prefix: String,
@@ -147,6 +174,7 @@ async fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
         host,
         port: d.port,
         transport,
+        lookup_port,
         addr,
         auth,
         caller_id: d.caller_id.clone(),
@@ -208,7 +236,6 @@ impl CallControl {
                     .find(|t| &t.trunk.id == id)
                     .ok_or_else(|| invalid("route.trunk_id", "no such enabled trunk"))?;
                 trunk_route(trunk)
-                    .await
                     .map(DialTarget::Trunk)
                     .ok_or_else(|| invalid("route.trunk_id", "the trunk has no outbound provider"))
             }
@@ -243,12 +270,14 @@ impl CallControl {
                 Ok(DialTarget::Direct {
                     uri: r.to.clone(),
                     transport,
-                    addr: resolve(&u.host, port).await,
+                    addr: Lookup::of(&u.host, port),
+                    host: u.host.clone(),
+                    port,
                 })
             }
             DialRoute::Automatic => {
                 for t in trunks().await? {
-                    if let Some(route) = trunk_route(t).await {
+                    if let Some(route) = trunk_route(t) {
                         return Ok(DialTarget::Trunk(route));
                     }
                 }

@@ -89,6 +89,12 @@ pub(crate) enum CoreInput {
         crate::sip::call_service::CallCommand,
         crate::sip::call_service::Reply,
     ),
+    /// A dial-out's host was looked up.
+    Resolved {
+        id: String,
+        addr: Option<SocketAddr>,
+        invite: sipx_call::Invite,
+    },
     /// Input for a controlled call's machine, queued while it was being driven.
     CallInput {
         id: String,
@@ -543,6 +549,7 @@ impl Core {
             CoreInput::Media(event) => self.on_media_event(now, event),
             CoreInput::Call(cmd, reply) => self.on_call_command(now, cmd, reply),
             CoreInput::CallInput { id, input } => self.feed(now, &id, input),
+            CoreInput::Resolved { id, addr, invite } => self.on_resolved(now, &id, addr, invite),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
             CoreInput::TrunksLoaded {
@@ -656,7 +663,11 @@ impl Core {
         let open_method = req.method == Method::Register
             || (req.method == Method::Options
                 && self.settings.unknown_source != UnknownSourcePolicy::Silent);
-        let gated = !open_method;
+        // Requests within a dialog SIPx holds (the BYE of a phone reached through a provider
+        // whose address is not an inbound source) belong to a call that is already allowed.
+        let in_our_dialog = sipx_sip::dialog::DialogId::of_request(&req)
+            .is_some_and(|id| self.calls.by_dialog.contains_key(&id));
+        let gated = !open_method && !in_our_dialog;
         // A new call's credentials also tell which trunk it came through, wherever it came from.
         let trunk_by_digest =
             if gated && (req.method == Method::Invite || !self.is_known_source(ip)) {

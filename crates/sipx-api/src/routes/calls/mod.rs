@@ -39,12 +39,16 @@ pub struct RoomInput {
     #[schema(example = "builtin")]
     pub connector: String,
     /// The room's name.
+    #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub name: String,
     /// The phone's participant identity; `phone-<call id>` by default.
+    #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub identity: Option<String>,
     /// The name shown in the room; the dialled number by default.
+    #[schema(min_length = 1, max_length = 128)]
     pub display_name: Option<String>,
     /// Opaque to SIPx, at most 1024 bytes.
+    #[schema(max_length = 1024)]
     pub metadata: Option<String>,
 }
 
@@ -74,11 +78,14 @@ pub struct RouteInput {
 pub struct CreateCall {
     /// An E.164 number (`+4930123456`), a number the route understands (digits, `*`, `#`),
     /// or a `sip:`/`sips:` URI.
+    #[schema(pattern = r"^(\+?[0-9*#]{1,32}|sips?:[!-~]{1,250})$", max_length = 256)]
     pub to: String,
     /// Caller id; the trunk's caller id by default.
+    #[schema(pattern = r"^[A-Za-z0-9+*#._-]{1,64}$")]
     pub from: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object")]
     pub route: RouteInput,
+    #[serde(deserialize_with = "crate::routes::object")]
     pub room: RoomInput,
     /// Seconds to wait for an answer (1–600, default 60).
     #[schema(minimum = 1, maximum = 600)]
@@ -87,6 +94,7 @@ pub struct CreateCall {
     #[schema(minimum = 1, maximum = 86400)]
     pub max_duration: Option<u32>,
     /// Keys pressed once the phone answers: digits, `*`, `#`, `A`–`D`, `,` = 500 ms pause.
+    #[schema(pattern = r"^[0-9A-Da-d*#,]{0,128}$")]
     pub dtmf_after_answer: Option<String>,
     /// Let the room hear early media (a 183 with SDP: ringback, announcements).
     #[serde(default)]
@@ -94,6 +102,7 @@ pub struct CreateCall {
     /// SRTP for this call; the route's policy by default.
     pub srtp: Option<SrtpPolicy>,
     /// Receives this call's events instead of the application's webhook URL.
+    #[schema(pattern = r"^https?://[^@/\s]+(/\S*)?$", max_length = 2048)]
     pub webhook_url: Option<String>,
 }
 
@@ -220,6 +229,7 @@ pub struct CallQuery {
 #[schema(example = json!({"digits": "1234#"}))]
 pub struct SendDtmf {
     /// Digits, `*`, `#`, `A`–`D`; `,` pauses 500 ms. At most 128.
+    #[schema(pattern = r"^[0-9A-Da-d*#,]{1,128}$")]
     pub digits: String,
 }
 

@@ -19,7 +19,7 @@ use super::Core;
 use super::calls::{Call, RoomSeat, has_sdp_body};
 use super::origin::{Origin, sdp_policy, srtp_policy};
 use crate::media::PortPair;
-use crate::sip::call_service::DialTarget;
+use crate::sip::call_service::{DialTarget, Lookup, resolve};
 
 /// An INVITE we sent and what came of it.
 pub(crate) struct OutboundInvite {
@@ -84,6 +84,16 @@ fn is_uri(to: &str) -> bool {
 enum NoRoute {
     Transport(&'static str),
     Status(u16, &'static str),
+    /// The host must be looked up first.
+    Lookup(String, u16),
+}
+
+fn looked_up(addr: Lookup, host: &str, port: u16) -> Result<std::net::SocketAddr, NoRoute> {
+    match addr {
+        Lookup::Found(a) => Ok(a),
+        Lookup::Pending => Err(NoRoute::Lookup(host.to_owned(), port)),
+        Lookup::Failed => Err(NoRoute::Status(503, "Host does not resolve")),
+    }
 }
 
 impl Core {
@@ -101,9 +111,7 @@ impl Core {
                 {
                     return Err(NoRoute::Status(503, "Trunk call limit reached"));
                 }
-                let addr = t
-                    .addr
-                    .ok_or(NoRoute::Transport("the provider host does not resolve"))?;
+                let addr = looked_up(t.addr, &t.host, t.lookup_port)?;
                 let flow = match t.transport {
                     Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
                     _ => self
@@ -142,9 +150,11 @@ impl Core {
             DialTarget::Direct {
                 uri,
                 transport,
+                host,
+                port,
                 addr,
             } => {
-                let addr = addr.ok_or(NoRoute::Transport("the host does not resolve"))?;
+                let addr = looked_up(*addr, host, *port)?;
                 let flow = match transport {
                     Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
                     _ => self
@@ -233,6 +243,16 @@ impl Core {
             Err(NoRoute::Transport(why)) => {
                 tracing::info!(call = %id, why, "dial-out cannot be sent");
                 return self.feed_later(id, Input::Sip(SipInput::TransportError));
+            }
+            Err(NoRoute::Lookup(host, port)) => {
+                let (inputs, id) = (self.inputs.clone(), id.to_owned());
+                tokio::spawn(async move {
+                    let addr = resolve(&host, port).await;
+                    let _ = inputs
+                        .send(super::CoreInput::Resolved { id, addr, invite })
+                        .await;
+                });
+                return;
             }
             Err(NoRoute::Status(code, reason)) => {
                 return self.feed_later(
@@ -335,6 +355,30 @@ impl Core {
                 answered_tag: None,
             });
         }
+    }
+
+    /// A dial-out's host was looked up: the INVITE can go (or the call fails with 503).
+    pub(super) fn on_resolved(
+        &mut self,
+        now: Instant,
+        id: &str,
+        addr: Option<std::net::SocketAddr>,
+        invite: sipx_call::Invite,
+    ) {
+        let Some(c) = self.controls.by_id.get_mut(id) else {
+            return;
+        };
+        let found = addr.map_or(Lookup::Failed, Lookup::Found);
+        match &mut c.target {
+            DialTarget::Trunk(t) => t.addr = found,
+            DialTarget::Direct { addr, .. } => *addr = found,
+            DialTarget::Accounts(_) => {}
+        }
+        // Hung up meanwhile: the machine no longer waits for this INVITE.
+        if c.fsm.is_ended() || c.out.is_some() {
+            return;
+        }
+        self.send_invite(now, id, invite);
     }
 
     /// Input for a call's machine, delivered on the core's next turn (the machine is being
