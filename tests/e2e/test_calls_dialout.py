@@ -91,11 +91,16 @@ def sipp_uas(tmp_path, ip, scenario, **fill):
         log.close()
 
 
-def gateway(tmp_path, server, user, password, ip, tone):
-    """baresip registered to SIPx as `user`: the SIM gateway of these tests."""
+def gateway(tmp_path, server, user, password, ip, tone, proxy=True):
+    """baresip registered to SIPx as `user`: the SIM gateway of these tests. With `proxy`, all
+    its requests go through SIPx (outbound proxy); without, only its registrations do (its AOR
+    is at SIPx) and it calls other addresses directly."""
     host, port = sip_addr(server, "udp")
-    line = (f"<sip:{user}@{ip}>;auth_pass={password};outbound=\"sip:{host}:{port};transport=udp\";"
-            "regint=300;audio_codecs=pcmu;answermode=auto")
+    if proxy:
+        line = (f"<sip:{user}@{ip}>;auth_pass={password};outbound=\"sip:{host}:{port};transport=udp\";"
+                "regint=300;audio_codecs=pcmu;answermode=auto")
+    else:
+        line = f"<sip:{user}@{host}:{port}>;auth_pass={password};regint=300;audio_codecs=pcmu;answermode=auto"
     return media.Baresip(tmp_path / user, ip, tone, account=line, rtp_ports=(33000, 33099))
 
 
@@ -303,4 +308,35 @@ def test_dtmf_goes_both_ways(server, audio, tmp_path):
         api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
         gw.wait_event("CALL_CLOSED", 15)
     r = api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "1"})
+    assert r.status_code == 409, r.text
+
+
+def test_a_blind_transfer_moves_the_phone_and_ends_our_side(server, audio, tmp_path):
+    """REFER to a second phone (a sipp UAS): the first phone calls it, reports the answer by
+    NOTIFY, and SIPx's side ends `DISCONNECTED 200 Transferred`."""
+    creds = create_app(server)[:2]
+    account = api(server, creds, "POST", "/v1/sip-accounts",
+                  {"username": "xfergw", "password": "xfergw-pass-1", "dial_request_uri": "contact"},
+                  expect=201).json()
+    with gateway(tmp_path, server, "xfergw", "xfergw-pass-1", "127.0.0.156", audio.tone400_8k,
+                    proxy=False) as gw, \
+            sipp_uas(tmp_path, "127.0.0.157", "uas_answer.xml") as target:
+        server.wait_log(lambda e: e.get("message") == "registration" and e.get("username") == "xfergw", 10)
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "+4930888", "route": {"sip_account_id": account["id"]}, "room": {"name": "desk"}},
+            expect=201).json()
+        gw.wait_event("CALL_ESTABLISHED", 15)
+        wait_state(server, creds, created["id"], "CONFIRMED")
+        r = api(server, creds, "POST", f"/v1/calls/{created['id']}/transfer", {"to": "sip:desk2@127.0.0.157:5060"})
+        assert r.status_code == 202, r.text
+        ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=20)
+        # The new call is up between the two phones; hang it up to let sipp finish.
+        gw.command("hangup")
+        assert target.wait(15) == 0
+    assert ended["history"][-1]["reason"] == "Transferred" and ended["end"]["cause"] == "transferred", ended
+    progress = [(e["state"], e.get("status")) for e in server.events() if e.get("message") == "call transfer"]
+    assert progress[0] == ("requested", None) and ("accepted", 202) in progress, progress
+    assert progress[-1] == ("completed", 200), progress
+    assert participants(server, creds, "desk") == []
+    r = api(server, creds, "POST", f"/v1/calls/{created['id']}/transfer", {"to": "+1"})
     assert r.status_code == 409, r.text

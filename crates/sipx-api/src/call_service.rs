@@ -72,6 +72,14 @@ pub trait CallService: Send + Sync {
         call_id: String,
         digits: String,
     ) -> BoxFuture<Result<(), CallCommandError>>;
+    /// Blind transfer: asks the phone (REFER) to call `to` instead; our side ends once the
+    /// phone reports the new call answered.
+    fn transfer(
+        &self,
+        app_id: String,
+        call_id: String,
+        to: String,
+    ) -> BoxFuture<Result<(), CallCommandError>>;
     fn mute(
         &self,
         app_id: String,

@@ -96,6 +96,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/v1/calls/{call_id}", get(calls::get).delete(calls::hangup))
         .route("/v1/calls/{call_id}/dtmf", post(calls::send_dtmf))
         .route("/v1/calls/{call_id}/mute", post(calls::mute))
+        .route("/v1/calls/{call_id}/transfer", post(calls::transfer))
         .route("/v1/cdrs", get(calls::cdrs::list))
         .route("/v1/events", get(events::stream))
         .route("/v1/webhook-deliveries", get(webhooks::list))

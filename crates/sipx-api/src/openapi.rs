@@ -59,6 +59,7 @@ use crate::routes;
         routes::calls::hangup,
         routes::calls::send_dtmf,
         routes::calls::mute,
+        routes::calls::transfer,
         routes::calls::cdrs::list,
         routes::events::stream,
         routes::webhooks::list,

@@ -53,6 +53,7 @@ enum RoomLink {
 #[derive(Debug)]
 enum Trigger {
     LocalHangup,
+    Transferred,
     RingTimeout,
     RoomRemoved(String),
     RoomFailed(String),
@@ -184,6 +185,14 @@ impl Call {
     pub fn hangup(&mut self, now: Instant) {
         self.tick(now);
         self.leave(Trigger::LocalHangup);
+    }
+
+    /// The phone took a blind transfer (its NOTIFY said the new call was answered): our side
+    /// of the call ends with a BYE, recorded as `DISCONNECTED 200 Transferred`. Before the
+    /// answer it is an ordinary hang-up.
+    pub fn transferred(&mut self, now: Instant) {
+        self.tick(now);
+        self.leave(Trigger::Transferred);
     }
 
     /// Queues key presses for the phone, after any still waiting (the dial string after
@@ -527,7 +536,8 @@ impl Call {
             Trigger::LocalHangup if answered => {
                 End::new(200, "Normal call clearing", EndCause::LocalHangup)
             }
-            Trigger::LocalHangup => {
+            Trigger::Transferred if answered => End::new(200, "Transferred", EndCause::Transferred),
+            Trigger::LocalHangup | Trigger::Transferred => {
                 let code = unanswered(487, 603);
                 End::new(code, phrase(code), EndCause::LocalHangup)
             }

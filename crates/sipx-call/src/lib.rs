@@ -43,6 +43,7 @@
 //! | | hang-up | `SendBye`, `LeaveRoom`, `StopMedia` | `DISCONNECTED 200 Normal call clearing` (`LocalHangup`) |
 //! | | room removed / failed | `SendBye`, `StopMedia` | `DISCONNECTED 200 Removed from room: …` / `Room failed: …` |
 //! | | max duration | `SendBye`, `LeaveRoom`, `StopMedia` | `DISCONNECTED 200 Max duration reached` |
+//! | | transfer completed ([`Call::transferred`]) | same | `DISCONNECTED 200 Transferred` |
 //! | | media timeout | same | `DISCONNECTED 200 Media timeout` |
 //! | | DTMF step due | `SendDtmf` | `CONFIRMED` |
 //!

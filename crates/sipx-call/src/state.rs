@@ -89,6 +89,8 @@ pub enum EndCause {
     MediaTimeout,
     /// Inbound: our 2xx was never acknowledged.
     AckTimeout,
+    /// The phone took a blind transfer and the new call was answered.
+    Transferred,
 }
 
 impl EndCause {
@@ -105,6 +107,7 @@ impl EndCause {
             EndCause::MaxDuration => "max_duration",
             EndCause::MediaTimeout => "media_timeout",
             EndCause::AckTimeout => "ack_timeout",
+            EndCause::Transferred => "transferred",
         }
     }
 }

@@ -25,12 +25,16 @@ impl Default for UasPolicy {
                 Method::Options,
                 Method::Register,
                 Method::Info,
+                Method::Update,
+                // The progress of a transfer SIPx asked for (RFC 3515).
+                Method::Notify,
             ],
             supported: vec!["path".to_owned(), "outbound".to_owned()],
             accept: vec![
                 "application/sdp".to_owned(),
                 "application/dtmf-relay".to_owned(),
                 "application/dtmf".to_owned(),
+                "message/sipfrag".to_owned(),
             ],
         }
     }

@@ -596,3 +596,33 @@ fn time_never_goes_backwards() {
     let times: Vec<u64> = d.call.history().iter().map(|s| d.ms(s.at)).collect();
     assert_eq!(times, [0, 1000]);
 }
+
+#[test]
+fn a_completed_transfer_ends_with_a_bye_as_transferred_and_before_the_answer_is_a_hangup() {
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(300).input(response(180, "Ringing", false));
+    d.at(4000).input(response(200, "OK", true));
+    d.call.transferred(d.now);
+    assert_eq!(
+        d.drain(),
+        [Command::SendBye, Command::LeaveRoom, Command::StopMedia]
+    );
+    assert_eq!(
+        d.ending(),
+        (200, "Transferred".to_owned(), Some(EndCause::Transferred))
+    );
+    d.assert_finished();
+
+    // Not answered yet: there is nothing to transfer, so it ends like a hang-up.
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(300).input(response(180, "Ringing", false));
+    d.call.transferred(d.now);
+    d.drain();
+    d.at(400).input(response(487, "Request Terminated", false));
+    assert_eq!(
+        d.ending(),
+        (487, "Request Terminated".to_owned(), Some(EndCause::LocalHangup))
+    );
+}

@@ -127,6 +127,11 @@ pub(crate) enum CallCommand {
         id: String,
         muted: bool,
     },
+    Transfer {
+        app_id: String,
+        id: String,
+        to: String,
+    },
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<(), CallCommandError>>;
@@ -408,6 +413,19 @@ impl CallService for CallControl {
             let digits =
                 DtmfSequence::parse(&digits).map_err(|e| invalid("digits", &e.to_string()))?;
             this.send(|reply| CoreInput::Call(CallCommand::Dtmf { app_id, id, digits }, reply))
+                .await
+        })
+    }
+
+    fn transfer(
+        &self,
+        app_id: String,
+        id: String,
+        to: String,
+    ) -> BoxFuture<Result<(), CallCommandError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.send(|reply| CoreInput::Call(CallCommand::Transfer { app_id, id, to }, reply))
                 .await
         })
     }

@@ -32,6 +32,7 @@ mod control;
 mod dial;
 mod origin;
 mod sources;
+mod transfer;
 mod trunks;
 use calls::Calls;
 use control::Controls;

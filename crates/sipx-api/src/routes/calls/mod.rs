@@ -235,6 +235,15 @@ pub struct SendDtmf {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "+4930555000"}))]
+pub struct TransferCall {
+    /// Where the phone should go: a number (in the phone's own domain) or a `sip:` URI.
+    #[schema(pattern = r"^(\+?[0-9*#]{1,32}|sips?:[!-~]{1,250})$", max_length = 256)]
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"muted": true}))]
 pub struct MuteCall {
     /// Stop (true) or resume (false) sending the phone's audio into the room.
@@ -606,6 +615,41 @@ pub async fn send_dtmf(
     current(&state, &app.id, &id).await?;
     calls(&state)?
         .send_dtmf(app.id, id, body.digits)
+        .await
+        .map_err(command_error)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Transfer the phone elsewhere (blind)
+///
+/// SIPx sends the phone a REFER to `to`; the phone calls it and reports progress (NOTIFY),
+/// which SIPx logs and reports as `call.transfer` events. When the new call is answered, SIPx
+/// hangs up its side: `DISCONNECTED 200 Transferred`. A refused or failed transfer leaves the
+/// call as it was.
+#[utoipa::path(post, path = "/v1/calls/{call_id}/transfer", tag = "calls", operation_id = "transfer_call",
+    params(("call_id" = String, Path, description = "Call id")),
+    request_body = TransferCall,
+    responses(
+        (status = 202, description = "The REFER is on its way"),
+        (status = 409, description = "The call is not answered or has ended",
+            body = crate::problem::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn transfer(
+    Tenant(app): Tenant,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<TransferCall>,
+) -> Result<StatusCode, ApiError> {
+    let mut c = Checker::default();
+    c.check(
+        is_dialable_number(&body.to) || is_sip_uri(&body.to),
+        "to",
+        "an E.164 number, digits with * and #, or a sip:/sips: URI",
+    );
+    c.done()?;
+    current(&state, &app.id, &id).await?;
+    calls(&state)?
+        .transfer(app.id, id, body.to)
         .await
         .map_err(command_error)?;
     Ok(StatusCode::ACCEPTED)

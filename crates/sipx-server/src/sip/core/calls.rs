@@ -557,6 +557,11 @@ impl Core {
                     .with_header("Allow", self.uas.allow_header());
                 self.respond(now, txn, resp);
             }
+            Method::Notify if self.control_of_dialog(&id).is_some() => {
+                let call = self.control_of_dialog(&id).unwrap_or_default();
+                let status = self.on_transfer_notify(now, &call, &req);
+                self.respond(now, txn, req.response(status, Some(&tag)));
+            }
             _ => {
                 let resp = req
                     .response(405, Some(&tag))

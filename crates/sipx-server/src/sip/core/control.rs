@@ -52,6 +52,8 @@ pub(crate) struct Controlled {
     /// Once answered: the dialog, whose entry in `Calls` carries the media leg.
     pub dialog: Option<DialogId>,
     pub armed: Option<Instant>,
+    /// A blind transfer in progress: where the phone was asked to go.
+    pub transfer: Option<String>,
     /// The machine's `Instant`s become wall time through this pair.
     pub epoch: (Instant, i64),
 }
@@ -100,6 +102,8 @@ pub(crate) struct Controls {
     pub invites: HashMap<ClientTxnId, String>,
     /// CANCELs in flight: their answers need nothing but matching.
     pub cancels: HashSet<ClientTxnId>,
+    /// REFERs in flight, to their call.
+    pub refers: HashMap<ClientTxnId, String>,
     pub by_dialog: HashMap<DialogId, String>,
     timers: BTreeSet<(Instant, String)>,
     /// The rows' writer: one queue, so a call's writes land in order.
@@ -167,6 +171,10 @@ impl Core {
                 Err(e) => Err(e),
             }
             .map(|()| self.drive(now, &id)),
+            CallCommand::Transfer { app_id, id, to } => self
+                .controlled(&app_id, &id)
+                .map(|_| ())
+                .and_then(|()| self.start_transfer(now, &id, &to)),
         };
         let _ = reply.send(result);
     }
@@ -219,6 +227,7 @@ impl Core {
             out: None,
             dialog: None,
             armed: None,
+            transfer: None,
             epoch: (now, unix_ms()),
         };
         tracing::info!(call = %c.id, app_id = %c.app_id, room = %c.room, own_webhook = c.webhook_url.is_some(), "dial-out started");
@@ -523,6 +532,7 @@ impl Core {
         }
         self.controls.by_leg.remove(&c.leg);
         self.controls.invites.retain(|_, v| v != id);
+        self.controls.refers.retain(|_, v| v != id);
         if let Some(d) = &c.dialog {
             self.controls.by_dialog.remove(d);
             self.forget_dialog(d);

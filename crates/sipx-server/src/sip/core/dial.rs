@@ -397,6 +397,9 @@ impl Core {
         txn: ClientTxnId,
         response: &Response,
     ) -> bool {
+        if self.on_refer_response(txn, response) {
+            return true;
+        }
         if self.controls.cancels.contains(&txn) {
             if response.status >= 200 {
                 self.controls.cancels.remove(&txn);
@@ -671,7 +674,7 @@ impl Core {
 
     /// Timer B on one of our INVITEs; `false` when `txn` is not one.
     pub(super) fn on_invite_timeout(&mut self, now: Instant, txn: ClientTxnId) -> bool {
-        if self.controls.cancels.remove(&txn) {
+        if self.on_refer_timeout(txn) || self.controls.cancels.remove(&txn) {
             return true;
         }
         let Some(id) = self.controls.invites.remove(&txn) else {
