@@ -6,6 +6,7 @@ forever, or are not there at all, and every call must end DISCONNECTED with the 
 reason and cause, with no participant left in the room. Addresses 127.0.0.150-169 belong here."""
 
 import contextlib
+import json
 import subprocess
 
 import pytest
@@ -287,9 +288,13 @@ def test_a_trunk_with_digest_carries_the_call_to_a_phone_and_both_sides_hear(ser
 
 
 def test_dtmf_goes_both_ways(server, audio, tmp_path):
-    """Keys pressed on the phone reach the call (RFC 4733); keys sent through the API, and the
-    dial string after the answer, reach the phone as the right digits."""
+    """Keys pressed on the phone reach the call (RFC 4733) and come out as `call.dtmf` events;
+    keys sent through the API, and the dial string after the answer, reach the phone as the
+    right digits."""
+    from test_webhooks import EventStream
+
     creds = create_app(server)[:2]
+    stream = EventStream(server, creds, types="call.dtmf")
     account = api(server, creds, "POST", "/v1/sip-accounts",
                   {"username": "dtmfgw", "password": "dtmfgw-pass-1", "dial_request_uri": "contact"},
                   expect=201).json()
@@ -306,10 +311,10 @@ def test_dtmf_goes_both_ways(server, audio, tmp_path):
                                timeout=15, what="four digits at the phone")
         assert got == ["1", "2", "9", "#"], got
         gw.send_dtmf("47")
-        rooms.wait_until(lambda: len([e for e in server.events() if e.get("message") == "DTMF from the phone"]) >= 2,
-                         timeout=10, what="both digits")
-        pressed = [e["digit"] for e in server.events() if e.get("message") == "DTMF from the phone"]
-        assert pressed == ["4", "7"], pressed
+        pressed = [json.loads(stream.next_event()["data"]) for _ in range(2)]
+        assert [p["data"]["digit"] for p in pressed] == ["4", "7"], pressed
+        assert all(p["type"] == "call.dtmf" and p["call_id"] == created["id"] for p in pressed), pressed
+        stream.close()
         api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
         gw.wait_event("CALL_CLOSED", 15)
     r = api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "1"})
@@ -361,3 +366,48 @@ def test_max_duration_ends_an_answered_call(server, tmp_path):
     assert ended["end"]["cause"] == "max_duration", ended
     cdr = api(server, creds, "GET", "/v1/cdrs", expect=200).json()["items"][0]
     assert cdr["answer"] == answered and cdr["duration_s"] == 2, cdr
+
+
+def test_every_state_change_reaches_the_calls_webhook_signed_in_order_even_after_an_outage(data_dir, tmp_path):
+    """The call's own webhook receiver is down while the call happens: deliveries are retried,
+    and once it is up every state change arrives, signed, in order; the delivery log shows the
+    attempts. The event stream carries the same events."""
+    from test_webhooks import FAST, EventStream, Receiver, closed_port
+
+    server = Server(data_dir, env=FAST).start()
+    try:
+        creds = create_app(server)[:2]
+        port = closed_port()
+        stream = EventStream(server, creds, types="call.state")
+        with sipp_uas(tmp_path, "127.0.0.159", "uas_answer.xml") as uas:
+            created = api(server, creds, "POST", "/v1/calls", {
+                "to": "sip:+4930999@127.0.0.159:5060", "room": {"name": "hooks"}, "max_duration": 1,
+                "webhook_url": f"http://127.0.0.1:{port}/hook"}, expect=201).json()
+            wait_state(server, creds, created["id"], "DISCONNECTED", timeout=15)
+            assert uas.wait(10) == 0
+        streamed = [json.loads(stream.next_event()["data"])["data"]["state"] for _ in range(5)]
+        stream.close()
+        assert streamed == ["CALLING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED"], streamed
+
+        def retried():
+            items = api(server, creds, "GET", f"/v1/webhook-deliveries?call_id={created['id']}").json()["items"]
+            return items if items and items[0]["attempt_count"] >= 2 else None
+        rooms.wait_until(retried, timeout=15, what="the first delivery retried")
+
+        receiver = Receiver(creds[1], port)
+        try:
+            got = [receiver.next(15) for _ in range(5)]
+        finally:
+            receiver.close()
+        assert all(g["valid"] for g in got), got
+        events = [json.loads(g["body"]) for g in got]
+        assert [e["data"]["state"] for e in events] == ["CALLING", "EARLY", "CONNECTING", "CONFIRMED",
+                                                        "DISCONNECTED"], events
+        assert [e["data"]["seq"] for e in events] == [0, 1, 2, 3, 4]
+        assert all(e["type"] == "call.state" and e["call_id"] == created["id"] for e in events), events
+        assert events[1]["data"]["code"] == 180 and events[-1]["data"]["cause"] == "max_duration", events
+        log = api(server, creds, "GET", f"/v1/webhook-deliveries?call_id={created['id']}").json()["items"]
+        first = min(log, key=lambda d: d["id"])
+        assert first["attempt_count"] >= 2, first
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod call_service;
+pub mod events;
 mod extract;
 mod observe;
 pub mod openapi;
@@ -22,6 +23,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
+pub use events::{AppEvent, EventBus};
 pub use observe::metrics_handle;
 pub use state::{
     AdminCredential, ApiState, AuthSettings, BindingView, Health, Runtime, TrunkRegistrationState,
@@ -33,7 +35,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// Builds the API.
 pub fn router(state: ApiState, body_limit: usize) -> Router {
     use routes::{
-        app, apps, calls, ops, registrations, rooms, routing_rules, sip_accounts, trunks,
+        app, apps, calls, events, ops, registrations, rooms, routing_rules, sip_accounts, trunks,
+        webhooks,
     };
 
     let spec: serde_json::Value =
@@ -45,7 +48,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/v1/app", get(app::current))
+        .route("/v1/app", get(app::current).patch(app::update_current))
         .route("/v1/apps", post(apps::create).get(apps::list))
         .route("/v1/apps/{app_id}", get(apps::get).patch(apps::update))
         .route("/v1/apps/{app_id}/rotate-secret", post(apps::rotate_secret))
@@ -95,6 +98,10 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/v1/calls/{call_id}/mute", post(calls::mute))
         .route("/v1/calls/{call_id}/transfer", post(calls::transfer))
         .route("/v1/cdrs", get(calls::cdrs::list))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/webhook-deliveries", get(webhooks::list))
+        .route("/v1/webhook-deliveries/{delivery_id}", get(webhooks::get))
+        .route("/v1/webhooks/test", post(webhooks::test))
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 

@@ -24,6 +24,7 @@ use crate::routes;
         routes::ops::readyz,
         routes::ops::metrics,
         routes::app::current,
+        routes::app::update_current,
         routes::apps::create,
         routes::apps::list,
         routes::apps::get,
@@ -60,8 +61,16 @@ use crate::routes;
         routes::calls::mute,
         routes::calls::transfer,
         routes::calls::cdrs::list,
+        routes::events::stream,
+        routes::webhooks::list,
+        routes::webhooks::get,
+        routes::webhooks::test,
     ),
-    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    components(schemas(
+        crate::problem::Problem,
+        crate::problem::FieldError,
+        crate::routes::webhooks::EventEnvelope,
+    )),
     // Every operation is signed unless it says otherwise (the probes do, with `security(())`).
     security(("sipx_header" = []), ("api_key" = [], "expire_at" = [], "signature" = [])),
     modifiers(&Security, &CommonResponses),
@@ -72,6 +81,7 @@ use crate::routes;
         (name = "routing-rules", description = "Where incoming calls go: rooms (optionally behind a PIN), a webhook's choice, or a refusal"),
         (name = "rooms", description = "Built-in WebRTC rooms, their participants (browsers and phone calls) and join tokens"),
         (name = "calls", description = "Phone calls into rooms: dial out, state history, hang up, DTMF, call detail records"),
+        (name = "events", description = "Application events: signed webhooks with their delivery log, and a server-sent-events stream"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -20,6 +20,8 @@ pub struct ApiState {
     pub rooms: Option<std::sync::Arc<dyn crate::room_service::RoomService>>,
     /// Call control (the SIP core), when SIP is running.
     pub calls: Option<std::sync::Arc<dyn crate::call_service::CallService>>,
+    /// Where application events are published (webhooks and `GET /v1/events`).
+    pub events: crate::events::EventBus,
 }
 
 /// Live state the SIP service publishes for the API to show (it is not in the database).

@@ -141,8 +141,8 @@ async fn disabled_application_is_forbidden() {
     let c = api.new_app("a").await;
     let app = api.store.find_app(&c.key).await.unwrap().unwrap();
     let upd = sipx_store::AppUpdate {
-        name: None,
         disabled: Some(true),
+        ..sipx_store::AppUpdate::default()
     };
     api.store.update_app(&app.id, &upd).await.unwrap();
     api.call(&c, "GET", "/v1/app", None)

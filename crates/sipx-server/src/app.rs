@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sipx_api::{AdminCredential, ApiState, AuthSettings, Health};
+use sipx_api::events::DispatchQueue;
+use sipx_api::{AdminCredential, ApiState, AuthSettings, EventBus, Health};
 use sipx_secrets::Redacted;
 use sipx_store::Store;
 use tokio::net::TcpListener;
@@ -36,6 +37,12 @@ pub struct App {
         crate::rooms::RoomsHandle,
         tokio::sync::mpsc::UnboundedReceiver<crate::rooms::PhoneNotice>,
     )>,
+    /// Application events: the API and the SIP core publish, the webhook dispatcher and the
+    /// event streams consume.
+    events: EventBus,
+    dispatch: DispatchQueue,
+    /// TLS client settings for HTTPS webhook receivers.
+    webhook_tls: Arc<rustls::ClientConfig>,
 }
 
 impl App {
@@ -59,6 +66,7 @@ impl App {
         let sip = crate::sip::BoundSip::bind(&config.sip, &config.media, &health, sip_tls_files)
             .await?
             .map(|s| s.with_routing(&config.routing));
+        let webhook_tls = crate::tls::client_config(config.webhooks.tls_ca_file.as_deref())?;
         let rooms = if config.rooms.enabled {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             Some((crate::rooms::RoomsHandle::start(&config.rooms, tx)?, rx))
@@ -77,6 +85,7 @@ impl App {
             ))
         })?;
         let http_ready = health.listener("http");
+        let (events, dispatch) = EventBus::new();
         Ok(App {
             config,
             store,
@@ -87,6 +96,9 @@ impl App {
             tls,
             sip,
             rooms,
+            events,
+            dispatch,
+            webhook_tls,
         })
     }
 
@@ -135,6 +147,11 @@ impl App {
         self.http_listener.local_addr().ok()
     }
 
+    /// The bus application events are published on (the SIP core's calls publish there).
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
+    }
+
     /// The drain tracker that live calls register with.
     pub fn drain(&self) -> Drain {
         self.drain.clone()
@@ -152,6 +169,9 @@ impl App {
             tls,
             sip,
             rooms,
+            events,
+            dispatch,
+            webhook_tls,
         } = self;
         let admin = match (&config.admin.api_key, &config.admin.api_secret) {
             (Some(key), Some(secret)) => Some(AdminCredential {
@@ -179,6 +199,7 @@ impl App {
                 .as_ref()
                 .map(|(h, _)| Arc::new(h.clone()) as Arc<dyn sipx_api::room_service::RoomService>),
             calls,
+            events: events.clone(),
         };
         let router = sipx_api::router(state, config.http.body_limit);
 
@@ -191,10 +212,24 @@ impl App {
             tracing::info!(%addr, %scheme, url = %format!("{scheme}://{addr}/"), "HTTP API listening");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let webhooks = crate::webhooks::spawn(
+            store.clone(),
+            dispatch,
+            &config.webhooks,
+            webhook_tls,
+            stop_rx.clone(),
+        );
         let mut sip_tasks = Vec::new();
         if let (Some(sip), Some(queue)) = (sip, core_queue) {
             match sip
-                .spawn(store.clone(), queue, runtime, rooms, stop_rx.clone())
+                .spawn(
+                    store.clone(),
+                    queue,
+                    runtime,
+                    events.clone(),
+                    rooms,
+                    stop_rx.clone(),
+                )
                 .await
             {
                 Ok(tasks) => sip_tasks = tasks,
@@ -206,6 +241,8 @@ impl App {
 
         let how = shutdown.await;
         health.set_draining();
+        // Event streams never finish on their own: end them, or the drain waits for them.
+        events.close();
         let _ = stop_tx.send(true);
         let graceful = server.await.ok();
         match how {
@@ -241,6 +278,9 @@ impl App {
         for t in sip_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        // The dispatcher stopped on the same signal; what it had not sent stays pending in
+        // the database for the next start.
+        let _ = tokio::time::timeout(Duration::from_secs(5), webhooks).await;
         store.close().await;
     }
 }

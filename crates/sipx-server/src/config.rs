@@ -52,7 +52,46 @@ pub struct Config {
     pub media: MediaConfig,
     pub rooms: RoomsConfig,
     pub routing: RoutingConfig,
+    pub webhooks: WebhooksConfig,
     pub shutdown: ShutdownConfig,
+}
+
+/// Delivery of application events to webhooks (docs/webhooks.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Wait before the first retry of a failed delivery; each further retry waits twice as
+    /// long, up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// A delivery is retried until this long after its event; then it is marked failed.
+    pub retry_for_secs: u64,
+    /// Time allowed to open the TCP connection.
+    pub connect_timeout_ms: u64,
+    /// Time allowed for a whole attempt: connection, TLS, request and answer.
+    pub request_timeout_ms: u64,
+    /// Attempts in progress at once, across every receiver. 0 pauses sending: deliveries are
+    /// logged and stay pending (maintenance, or tests that must not reach outside).
+    pub max_in_flight: usize,
+    /// Finished deliveries (and their attempts) are kept in the log this long (0: forever).
+    pub retention_hours: u64,
+    /// Extra trusted CAs (PEM) for HTTPS receivers, beside the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 60_000,
+            retry_for_secs: 3600,
+            connect_timeout_ms: 5000,
+            request_timeout_ms: 10_000,
+            max_in_flight: 64,
+            retention_hours: 7 * 24,
+            tls_ca_file: None,
+        }
+    }
 }
 
 /// The media engine: RTP sockets, codecs, SRTP, jitter buffers.
@@ -366,6 +405,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             rooms: RoomsConfig::default(),
             routing: RoutingConfig::default(),
+            webhooks: WebhooksConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -498,6 +538,9 @@ mod tests {
             assert_eq!(c, Config::default());
             assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
             assert_eq!(c.http.body_limit, 1 << 20);
+            assert_eq!(c.webhooks.initial_backoff_ms, 1000);
+            assert_eq!(c.webhooks.max_backoff_ms, 60_000);
+            assert_eq!(c.webhooks.retry_for_secs, 3600);
             Ok(())
         });
     }
@@ -518,6 +561,7 @@ mod tests {
             )?;
             jail.set_env("SIPX_HTTP__LISTEN", "127.0.0.1:9100");
             jail.set_env("SIPX_ADMIN__API_SECRET", "env-secret");
+            jail.set_env("SIPX_WEBHOOKS__INITIAL_BACKOFF_MS", "100");
             let mut flags = Overrides::default();
             flags.set("data_dir", "/tmp/flag");
             let c = Config::load(Some(Path::new("sipx.toml")), &flags).unwrap();
@@ -528,6 +572,7 @@ mod tests {
                 "env beats file"
             );
             assert_eq!(c.http.body_limit, 2048, "file beats default");
+            assert_eq!(c.webhooks.initial_backoff_ms, 100);
             assert_eq!(c.admin.api_key.as_deref(), Some("from-file"));
             assert_eq!(c.admin.api_secret.as_ref().unwrap().expose(), "env-secret");
             Ok(())

@@ -15,6 +15,7 @@ mod media;
 mod rooms;
 mod sip;
 pub mod tls;
+mod webhooks;
 
 pub use app::{App, Shutdown, signals};
 pub use config::Config;

@@ -14,18 +14,22 @@ pub struct AppRecord {
     pub name: String,
     pub api_key: String,
     pub disabled: bool,
+    /// Where the application's events are POSTed; `None`: nowhere.
+    pub webhook_url: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
 
-/// Fields an operator may change. `None` leaves a field as it is.
+/// Fields an operator may change. `None` leaves a field as it is; `webhook_url: Some(None)`
+/// clears the URL.
 #[derive(Debug, Clone, Default)]
 pub struct AppUpdate {
     pub name: Option<String>,
     pub disabled: Option<bool>,
+    pub webhook_url: Option<Option<String>>,
 }
 
-const COLUMNS: &str = "id, name, api_key, disabled, created_at_ms, updated_at_ms";
+const COLUMNS: &str = "id, name, api_key, disabled, webhook_url, created_at_ms, updated_at_ms";
 
 fn secret_context(app_id: &str) -> String {
     format!("app-secret:{app_id}")
@@ -37,6 +41,7 @@ fn from_row(row: &SqliteRow) -> Result<AppRecord, sqlx::Error> {
         name: row.try_get("name")?,
         api_key: row.try_get("api_key")?,
         disabled: row.try_get("disabled")?,
+        webhook_url: row.try_get("webhook_url")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -56,6 +61,7 @@ impl Store {
             name: name.to_owned(),
             api_key: generate::api_key(),
             disabled: false,
+            webhook_url: None,
             created_at_ms: now,
             updated_at_ms: now,
         };
@@ -117,12 +123,16 @@ impl Store {
         id: &str,
         update: &AppUpdate,
     ) -> Result<Option<AppRecord>, StoreError> {
+        // `webhook_url` needs "leave" apart from "clear": the first flag says whether to set it.
         sqlx::query(
             "UPDATE apps SET name = COALESCE(?, name), disabled = COALESCE(?, disabled),
+             webhook_url = CASE WHEN ? THEN ? ELSE webhook_url END,
              updated_at_ms = ? WHERE id = ?",
         )
         .bind(update.name.as_deref())
         .bind(update.disabled)
+        .bind(update.webhook_url.is_some())
+        .bind(update.webhook_url.as_ref().and_then(Option::as_deref))
         .bind(now_ms())
         .bind(id)
         .execute(&self.pool)
@@ -171,6 +181,21 @@ impl Store {
         let secret = self.master.open(&secret_context(&app.id), &sealed)?;
         Ok(Some((app, Redacted::new(secret))))
     }
+
+    /// An application's secret opened, by application id: the key that signs its webhooks.
+    /// `None` when the application is gone.
+    pub async fn app_secret(&self, app_id: &str) -> Result<Option<Redacted<Vec<u8>>>, StoreError> {
+        let sealed: Option<String> =
+            sqlx::query_scalar("SELECT api_secret_sealed FROM apps WHERE id = ?")
+                .bind(app_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let secret = self.master.open(&secret_context(app_id), &sealed)?;
+        Ok(Some(Redacted::new(secret)))
+    }
 }
 
 #[cfg(test)]
@@ -213,12 +238,52 @@ mod tests {
         assert_eq!(now.expose(), rotated.expose().as_bytes());
 
         let upd = AppUpdate {
-            name: None,
             disabled: Some(true),
+            ..AppUpdate::default()
         };
         let disabled = store.update_app(&a.id, &upd).await.unwrap().unwrap();
         assert!(disabled.disabled);
         assert_eq!(disabled.name, "alpha");
+
+        let url = Some("https://example.com/hook".to_owned());
+        let set = AppUpdate {
+            webhook_url: Some(url.clone()),
+            ..AppUpdate::default()
+        };
+        assert_eq!(
+            store
+                .update_app(&a.id, &set)
+                .await
+                .unwrap()
+                .unwrap()
+                .webhook_url,
+            url
+        );
+        let rename = AppUpdate {
+            name: Some("alpha2".to_owned()),
+            ..AppUpdate::default()
+        };
+        let renamed = store.update_app(&a.id, &rename).await.unwrap().unwrap();
+        assert_eq!(renamed.webhook_url, url, "an absent field is left as it is");
+        let clear = AppUpdate {
+            webhook_url: Some(None),
+            ..AppUpdate::default()
+        };
+        assert_eq!(
+            store
+                .update_app(&a.id, &clear)
+                .await
+                .unwrap()
+                .unwrap()
+                .webhook_url,
+            None
+        );
+        let (_, now) = store.app_credentials(&a.api_key).await.unwrap().unwrap();
+        assert_eq!(
+            store.app_secret(&a.id).await.unwrap().unwrap().expose(),
+            now.expose()
+        );
+        assert!(store.app_secret("app_missing").await.unwrap().is_none());
         assert_eq!(store.find_app("beta").await.unwrap().unwrap().id, b.id);
         assert!(store.get_app("app_missing").await.unwrap().is_none());
         assert!(

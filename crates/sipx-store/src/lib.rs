@@ -11,6 +11,7 @@
 mod apps;
 mod calls;
 mod error;
+mod ids;
 mod migrations;
 mod page;
 mod registrations;
@@ -20,10 +21,12 @@ mod srtp;
 mod store;
 mod time;
 mod trunks;
+mod webhooks;
 
 pub use apps::{AppRecord, AppUpdate};
 pub use calls::{CallEnd, CallFilter, CallProgress, CallRecord, new_call_id};
 pub use error::StoreError;
+pub use ids::sorted_id;
 pub use page::{Page, PageRequest};
 pub use registrations::{BindingSet, RegistrationRecord};
 pub use routing_rules::{
@@ -34,3 +37,7 @@ pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 pub use srtp::SrtpPolicy;
 pub use store::Store;
 pub use trunks::{SecretChange, TrunkData, TrunkRecord, TrunkWithSecrets};
+pub use webhooks::{
+    AfterAttempt, AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, NewAttempt,
+    NewDelivery,
+};

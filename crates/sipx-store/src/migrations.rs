@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (5, "calls", include_str!("../migrations/0005_calls.sql")),
     (
+        6,
+        "webhooks",
+        include_str!("../migrations/0006_webhooks.sql"),
+    ),
+    (
         7,
         "routing rules",
         include_str!("../migrations/0007_routing_rules.sql"),

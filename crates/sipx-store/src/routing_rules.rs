@@ -340,7 +340,10 @@ impl Store {
         let id = format!("rule_{}", ulid::Ulid::new().to_string().to_lowercase());
         let now = now_ms();
         let sealed = self.seal_pin(&id, pin, None);
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the transaction reads, then writes. A deferred one would hold a read
+        // snapshot that another connection's commit makes stale, and its first write would
+        // fail with SQLITE_BUSY at once instead of waiting its turn.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(missing) = Self::check_refs(&mut tx, app_id, data).await? {
             return Ok(Err(missing));
         }
@@ -375,7 +378,10 @@ impl Store {
         data: &RoutingRuleData,
         pin: &SecretChange,
     ) -> Result<Option<Result<RoutingRuleRecord, MissingRef>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the transaction reads, then writes. A deferred one would hold a read
+        // snapshot that another connection's commit makes stale, and its first write would
+        // fail with SQLITE_BUSY at once instead of waiting its turn.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let old: Option<(Option<String>,)> =
             sqlx::query_as("SELECT pin_sealed FROM routing_rules WHERE app_id = ? AND id = ?")
                 .bind(app_id)

@@ -112,8 +112,8 @@ async fn run_async(config: &Config, cmd: AppsCommand) -> anyhow::Result<()> {
 
 async fn set_disabled(store: &Store, app: &AppRecord, disabled: bool) -> anyhow::Result<()> {
     let update = AppUpdate {
-        name: None,
         disabled: Some(disabled),
+        ..AppUpdate::default()
     };
     store.update_app(&app.id, &update).await?;
     println!(

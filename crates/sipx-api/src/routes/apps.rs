@@ -21,6 +21,7 @@ use crate::time::rfc3339;
     "name": "Support line",
     "api_key": "k3m9q2x7v4n8p1r5t6w0",
     "disabled": false,
+    "webhook_url": "https://example.com/sipx-events",
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -31,6 +32,9 @@ pub struct App {
     pub api_key: String,
     /// A disabled application's requests answer 403.
     pub disabled: bool,
+    /// Where the application's events are POSTed (signed; see docs/webhooks.md); null:
+    /// nowhere. A call's own webhook URL takes precedence for its events.
+    pub webhook_url: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -44,6 +48,7 @@ impl From<AppRecord> for App {
             name: r.name,
             api_key: r.api_key,
             disabled: r.disabled,
+            webhook_url: r.webhook_url,
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
         }
@@ -58,6 +63,7 @@ impl From<AppRecord> for App {
         "name": "Support line",
         "api_key": "k3m9q2x7v4n8p1r5t6w0",
         "disabled": false,
+        "webhook_url": null,
         "created_at": "2026-11-28T10:00:00.000Z",
         "updated_at": "2026-11-28T10:00:00.000Z"
     },
@@ -79,6 +85,7 @@ pub struct CreateApp {
     pub name: String,
 }
 
+/// Absent fields are left unchanged; `"webhook_url": null` removes the webhook.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"disabled": true}))]
@@ -86,6 +93,10 @@ pub struct UpdateApp {
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     pub disabled: Option<bool>,
+    /// An `http://` or `https://` URL without credentials, at most 2048 characters.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(max_length = 2048)]
+    pub webhook_url: Option<Option<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,6 +106,7 @@ pub struct UpdateApp {
         "name": "Support line",
         "api_key": "k3m9q2x7v4n8p1r5t6w0",
         "disabled": false,
+        "webhook_url": null,
         "created_at": "2026-11-28T10:00:00.000Z",
         "updated_at": "2026-11-28T10:00:00.000Z"
     }],
@@ -121,6 +133,19 @@ pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// A PATCH's `webhook_url`, checked: absent stays absent, null clears.
+pub(crate) fn checked_webhook_url(
+    url: Option<Option<String>>,
+) -> Result<Option<Option<String>>, ApiError> {
+    match url {
+        Some(Some(url)) => Ok(Some(Some(super::webhooks::check_webhook_url(
+            "webhook_url",
+            &url,
+        )?))),
+        other => Ok(other),
+    }
 }
 
 /// Create an application
@@ -181,7 +206,8 @@ pub async fn get(
 
 /// Update an application
 ///
-/// Renames it, or disables/enables it. A disabled application's requests answer 403.
+/// Renames it, disables/enables it, or sets its webhook URL. A disabled application's
+/// requests answer 403.
 #[utoipa::path(patch, path = "/v1/apps/{app_id}", tag = "apps", operation_id = "update_app",
     params(("app_id" = String, Path, description = "Application id")),
     request_body = UpdateApp,
@@ -198,6 +224,7 @@ pub async fn update(
     let update = AppUpdate {
         name: body.name,
         disabled: body.disabled,
+        webhook_url: checked_webhook_url(body.webhook_url)?,
     };
     state
         .store

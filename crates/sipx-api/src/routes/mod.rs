@@ -4,6 +4,7 @@
 pub mod app;
 pub mod apps;
 pub mod calls;
+pub mod events;
 pub mod ops;
 pub mod registrations;
 pub mod rooms;
@@ -12,6 +13,7 @@ pub mod sip_accounts;
 pub mod srtp;
 pub mod trunks;
 pub mod web;
+pub mod webhooks;
 
 use serde::{Deserialize, Deserializer};
 

@@ -21,6 +21,10 @@ pub const ADMIN_SECRET: &str = "operator-secret-0123456789";
 pub struct TestApi {
     pub router: Router,
     pub store: Store,
+    /// The bus the API publishes to, for publishing as the SIP core would.
+    pub events: sipx_api::EventBus,
+    /// What the webhook dispatcher would receive (no dispatcher runs in these tests).
+    pub dispatch: tokio::sync::Mutex<sipx_api::events::DispatchQueue>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +58,7 @@ impl TestApi {
         let store = Store::open(&dir.path().join("sipx.db"), MasterKey::generate().0)
             .await
             .unwrap();
+        let (events, dispatch) = sipx_api::EventBus::new();
         let state = ApiState {
             store: store.clone(),
             auth: Arc::new(AuthSettings {
@@ -69,10 +74,13 @@ impl TestApi {
             runtime: sipx_api::Runtime::default(),
             rooms: None,
             calls: None,
+            events: events.clone(),
         };
         TestApi {
             router: sipx_api::router(state, limit),
             store,
+            events,
+            dispatch: tokio::sync::Mutex::new(dispatch),
             _dir: dir,
         }
     }
@@ -124,14 +132,7 @@ impl TestApi {
         path: &str,
         body: Option<Value>,
     ) -> Reply {
-        let expire = (now() + 600).to_string();
-        let sig = sipx_secrets::sign(&creds.key, &expire, creds.secret.as_bytes());
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let uri = format!(
-            "{path}{sep}api_key={}&expire_at={expire}&signature={sig}",
-            creds.key
-        );
-        let mut req = Request::builder().method(method).uri(uri);
+        let mut req = Request::builder().method(method).uri(signed(creds, path));
         let body = match body {
             Some(v) => {
                 req = req.header("content-type", "application/json");
@@ -141,6 +142,17 @@ impl TestApi {
         };
         self.send(req.body(body).unwrap()).await
     }
+}
+
+/// `path` with a signature in its query string.
+pub fn signed(creds: &Creds, path: &str) -> String {
+    let expire = (now() + 600).to_string();
+    let sig = sipx_secrets::sign(&creds.key, &expire, creds.secret.as_bytes());
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!(
+        "{path}{sep}api_key={}&expire_at={expire}&signature={sig}",
+        creds.key
+    )
 }
 
 impl Reply {

@@ -31,6 +31,7 @@ mod call_rows;
 mod calls;
 mod control;
 mod dial;
+mod events;
 mod inbound;
 mod origin;
 mod pin_gate;
@@ -212,7 +213,9 @@ pub(crate) struct Core {
     /// The deadlines of calls behind a PIN.
     gates: GateTimers,
     /// The writer of inbound calls' rows.
-    rows: Option<mpsc::UnboundedSender<RowWrite>>,
+    rows: call_rows::RowSink,
+    /// Application events (webhooks, `/v1/events`).
+    events: Option<sipx_api::events::EventBus>,
     /// The flow of each stream connection by its remote address: requests SIPx starts toward
     /// a device registered over TCP/TLS/WS go down the connection it registered on.
     stream_flows: HashMap<SocketAddr, FlowId>,
@@ -339,13 +342,26 @@ impl Core {
             routing: Routing::default(),
             waiting: inbound::Waiting::default(),
             gates: GateTimers::default(),
-            rows: None,
+            rows: call_rows::RowSink::default(),
+            events: None,
             stream_flows: HashMap::new(),
         }
     }
 
     pub(crate) fn set_row_writer(&mut self, tx: mpsc::UnboundedSender<RowWrite>) {
-        self.rows = Some(tx);
+        self.rows.tx = Some(tx);
+    }
+
+    /// Where calls publish their events.
+    pub(crate) fn set_events(&mut self, bus: sipx_api::events::EventBus) {
+        self.rows.events = Some(bus.clone());
+        self.events = Some(bus);
+    }
+
+    fn publish_event(&self, event: sipx_api::events::AppEvent) {
+        if let Some(bus) = &self.events {
+            bus.publish(event);
+        }
     }
 
     pub(crate) fn set_media(&mut self, engine: crate::media::MediaEngine) {

@@ -216,6 +216,7 @@ impl BoundSip {
         store: Store,
         queue: CoreQueue,
         runtime: sipx_api::Runtime,
+        events: sipx_api::events::EventBus,
         rooms: Option<(
             crate::rooms::RoomsHandle,
             mpsc::UnboundedReceiver<crate::rooms::PhoneNotice>,
@@ -357,6 +358,7 @@ impl BoundSip {
         }
         core.set_call_writer(calls_tx, stats_tx);
         core.set_row_writer(rows_tx);
+        core.set_events(events);
         // The media threads report into the core's queue.
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;

@@ -364,19 +364,11 @@ fn is_caller_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+*#._-".contains(&b))
 }
 
+/// The rules every webhook URL follows (`routes::webhooks::webhook_url`).
 pub(crate) fn check_webhook_url(url: &str, field: &str, c: &mut Checker) {
-    let ok = url.len() <= 2048
-        && (url.starts_with("https://") || url.starts_with("http://"))
-        && !url.chars().any(|ch| ch.is_whitespace() || ch.is_control())
-        && !url
-            .split_once("://")
-            .map(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
-            .unwrap_or(true);
-    c.check(
-        ok,
-        field,
-        "an http(s) URL without credentials, at most 2048 characters",
-    );
+    if let Err(why) = super::webhooks::webhook_url(url) {
+        c.check(false, field, why);
+    }
 }
 
 fn check_create(body: &CreateCall, c: &mut Checker) {

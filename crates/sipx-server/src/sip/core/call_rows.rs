@@ -50,32 +50,44 @@ pub(crate) struct NewRow {
     pub arrived_ms: i64,
 }
 
+/// Where inbound calls' rows and events go.
+#[derive(Clone, Default)]
+pub(crate) struct RowSink {
+    pub tx: Option<mpsc::UnboundedSender<RowWrite>>,
+    pub events: Option<sipx_api::events::EventBus>,
+}
+
 /// An inbound call's row as the core keeps it.
-#[derive(Debug)]
 pub(crate) struct CallRow {
     pub id: String,
+    app_id: String,
     history: Vec<StoredHistoryEntry>,
     sip_call_id: String,
     codec: Option<String>,
     answered_at_ms: Option<i64>,
-    tx: Option<mpsc::UnboundedSender<RowWrite>>,
+    sink: RowSink,
+}
+
+impl std::fmt::Debug for CallRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallRow {
     /// Inserts the row of an arrived call, in `INCOMING`, with its room and identity when it
     /// goes into one.
-    pub fn start(
-        new: NewRow,
-        room: Option<(&str, &str)>,
-        tx: Option<mpsc::UnboundedSender<RowWrite>>,
-    ) -> CallRow {
+    pub fn start(new: NewRow, room: Option<(&str, &str)>, sink: RowSink) -> CallRow {
         let mut row = CallRow {
             id: new.id,
+            app_id: new.app_id.clone(),
             history: Vec::new(),
             sip_call_id: new.sip_call_id,
             codec: None,
             answered_at_ms: None,
-            tx,
+            sink,
         };
         row.history.push(StoredHistoryEntry {
             state: "INCOMING".to_owned(),
@@ -98,13 +110,28 @@ impl CallRow {
             progress: row.progress(),
         };
         row.send(RowWrite::Insert(Box::new(record)));
+        row.publish_last();
         row
     }
 
     fn send(&self, write: RowWrite) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = &self.sink.tx {
             let _ = tx.send(write);
         }
+    }
+
+    /// The newest history entry as a `call.state` event.
+    fn publish_last(&self) {
+        let (Some(bus), Some(entry)) = (&self.sink.events, self.history.last()) else {
+            return;
+        };
+        let tag = super::events::CallTag {
+            app_id: &self.app_id,
+            call_id: &self.id,
+            direction: "inbound",
+            webhook_url: None,
+        };
+        bus.publish(tag.state(entry, self.history.len() - 1));
     }
 
     fn is_ended(&self) -> bool {
@@ -137,6 +164,7 @@ impl CallRow {
         });
         tracing::info!(call = %self.id, state, code, reason, cause, "call state");
         self.send(RowWrite::Update(self.id.clone(), Box::new(self.progress())));
+        self.publish_last();
     }
 
     /// The call ended: `DISCONNECTED` with why.
@@ -224,7 +252,10 @@ mod tests {
                 arrived_ms: 1,
             },
             Some(("lobby", "phone-1")),
-            Some(tx),
+            RowSink {
+                tx: Some(tx),
+                events: None,
+            },
         )
     }
 

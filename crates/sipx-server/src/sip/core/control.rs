@@ -79,6 +79,15 @@ impl Controlled {
         )
     }
 
+    pub fn tag(&self) -> super::events::CallTag<'_> {
+        super::events::CallTag {
+            app_id: &self.app_id,
+            call_id: &self.id,
+            direction: "outbound",
+            webhook_url: self.webhook_url.as_deref(),
+        }
+    }
+
     pub fn trunk_id(&self) -> Option<&str> {
         match &self.target {
             DialTarget::Trunk(t) => Some(&t.id),
@@ -532,9 +541,15 @@ impl Core {
                 if let Some(tx) = &self.controls.persist {
                     let _ = tx.send((c.id.clone(), c.progress()));
                 }
+                if let (Some(bus), Some(entry)) = (&self.events, c.history.last()) {
+                    bus.publish(c.tag().state(entry, c.history.len() - 1));
+                }
             }
-            Event::DtmfReceived { digit, .. } => {
+            Event::DtmfReceived { digit, at } => {
                 tracing::info!(call = %c.id, digit = %digit.as_char(), "DTMF from the phone");
+                if let Some(bus) = &self.events {
+                    bus.publish(c.tag().dtmf(digit.as_char(), c.wall_ms(at)));
+                }
             }
         }
     }

@@ -161,6 +161,9 @@ impl Core {
 
     fn transfer_event(&self, id: &str, state: &str, status: Option<u16>, to: &str) {
         tracing::info!(call = %id, state, status, to, "call transfer");
+        if let Some(c) = self.controls.by_id.get(id) {
+            self.publish_event(c.tag().transfer(state, status, to));
+        }
     }
 }
 

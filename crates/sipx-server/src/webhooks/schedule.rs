@@ -1,0 +1,232 @@
+//! Which deliveries to attempt, and when: one queue per call and URL, so a call's events reach
+//! the receiver in order (a later one waits while an earlier one is retried); events without
+//! a call each go on their own. Pure: times are Unix milliseconds passed in.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use sipx_store::{AfterAttempt, DeliveryRecord};
+
+/// A delivery waiting for its next attempt.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: String,
+    pub app_id: String,
+    pub event_id: String,
+    pub call_id: Option<String>,
+    pub url: Arc<str>,
+    pub body: Arc<str>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub created_at_ms: i64,
+    /// When it is due (for a queue's later entries: not before the ones ahead).
+    pub next_at_ms: i64,
+}
+
+impl From<DeliveryRecord> for Pending {
+    fn from(d: DeliveryRecord) -> Self {
+        Pending {
+            next_at_ms: d.next_attempt_at_ms.unwrap_or(d.created_at_ms),
+            id: d.id,
+            app_id: d.app_id,
+            event_id: d.event_id,
+            call_id: d.call_id,
+            url: d.url.into(),
+            body: d.body.into(),
+            attempts: d.attempt_count,
+            created_at_ms: d.created_at_ms,
+        }
+    }
+}
+
+impl Pending {
+    /// The queue it waits in: its call's at its URL, or one of its own.
+    pub fn queue_key(&self) -> String {
+        match &self.call_id {
+            Some(call) => format!("call\u{0}{}\u{0}{call}\u{0}{}", self.app_id, self.url),
+            None => format!("one\u{0}{}", self.id),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Schedule {
+    queues: HashMap<String, VecDeque<Pending>>,
+    /// Each queue whose head is waiting (not being attempted), by when it is due.
+    due: BTreeSet<(i64, String)>,
+    /// Every delivery held, so one added twice (reloaded at start and also announced) is
+    /// held once.
+    held: HashSet<String>,
+}
+
+impl Schedule {
+    /// Queues a delivery behind the earlier ones of its call.
+    pub fn add(&mut self, p: Pending) {
+        if !self.held.insert(p.id.clone()) {
+            return;
+        }
+        let key = p.queue_key();
+        let queue = self.queues.entry(key.clone()).or_default();
+        if queue.is_empty() {
+            self.due.insert((p.next_at_ms, key));
+        }
+        queue.push_back(p);
+    }
+
+    /// Heads due at `now_ms`, at most `max`, earliest first. They stay at the head of their
+    /// queue, out of the due set, until [`Schedule::finish`].
+    pub fn take_due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((at, _)) = self.due.first() else {
+                break;
+            };
+            if *at > now_ms {
+                break;
+            }
+            let Some((_, key)) = self.due.pop_first() else {
+                break;
+            };
+            if let Some(head) = self.queues.get(&key).and_then(VecDeque::front) {
+                out.push(head.clone());
+            }
+        }
+        out
+    }
+
+    /// When the earliest waiting head is due.
+    pub fn next_due(&self) -> Option<i64> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
+    /// Applies what an attempt of `p` (as returned by `take_due`) led to.
+    pub fn finish(&mut self, p: &Pending, after: AfterAttempt) {
+        let key = p.queue_key();
+        let Some(queue) = self.queues.get_mut(&key) else {
+            return;
+        };
+        if queue.front().is_none_or(|head| head.id != p.id) {
+            return; // not ours: nothing to do
+        }
+        match after {
+            AfterAttempt::RetryAt(at) => {
+                if let Some(head) = queue.front_mut() {
+                    head.attempts = p.attempts + 1;
+                    head.next_at_ms = at;
+                }
+                self.due.insert((at, key));
+            }
+            AfterAttempt::Delivered | AfterAttempt::Failed => {
+                queue.pop_front();
+                self.held.remove(&p.id);
+                match queue.front() {
+                    Some(next) => {
+                        self.due.insert((next.next_at_ms, key));
+                    }
+                    None => {
+                        self.queues.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deliveries held (waiting or being attempted).
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: &str, call: Option<&str>, url: &str, at: i64) -> Pending {
+        Pending {
+            id: id.to_owned(),
+            app_id: "app_a".to_owned(),
+            event_id: format!("evt_{id}"),
+            call_id: call.map(str::to_owned),
+            url: url.into(),
+            body: "{}".into(),
+            attempts: 0,
+            created_at_ms: at,
+            next_at_ms: at,
+        }
+    }
+
+    fn ids(v: &[Pending]) -> Vec<&str> {
+        v.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_calls_events_wait_for_the_earlier_one() {
+        let mut s = Schedule::default();
+        s.add(pending("1", Some("c1"), "u", 0));
+        s.add(pending("2", Some("c1"), "u", 0));
+        s.add(pending("3", Some("c1"), "u", 0));
+        s.add(pending("x", Some("c2"), "u", 0));
+        s.add(pending("y", None, "u", 0));
+        s.add(pending("z", None, "u", 0));
+        let first = s.take_due(0, 10);
+        let mut got = ids(&first);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            ["1", "x", "y", "z"],
+            "one per call, every call-less one"
+        );
+        assert!(
+            s.take_due(0, 10).is_empty(),
+            "heads in flight are not handed out twice"
+        );
+
+        // 1 fails: retried at 1000; 2 and 3 wait behind it.
+        s.finish(&first[0], AfterAttempt::RetryAt(1000));
+        assert_eq!(s.next_due(), Some(1000));
+        assert!(s.take_due(999, 10).is_empty());
+        let again = s.take_due(1000, 10);
+        assert_eq!(ids(&again), ["1"]);
+        assert_eq!(again[0].attempts, 1);
+        s.finish(&again[0], AfterAttempt::Delivered);
+        let next = s.take_due(1000, 10);
+        assert_eq!(ids(&next), ["2"], "then the next of the call");
+        s.finish(&next[0], AfterAttempt::Failed);
+        assert_eq!(
+            ids(&s.take_due(1000, 10)),
+            ["3"],
+            "a failed one does not block"
+        );
+        assert_eq!(s.len(), 4, "3, x, y, z still held");
+    }
+
+    #[test]
+    fn the_same_call_to_another_url_is_another_queue() {
+        let mut s = Schedule::default();
+        s.add(pending("1", Some("c1"), "u1", 0));
+        s.add(pending("2", Some("c1"), "u2", 0));
+        assert_eq!(s.take_due(0, 10).len(), 2);
+    }
+
+    #[test]
+    fn respects_the_limit_and_the_time_order() {
+        let mut s = Schedule::default();
+        s.add(pending("late", None, "u", 50));
+        s.add(pending("early", None, "u", 10));
+        s.add(pending("mid", None, "u", 20));
+        assert_eq!(ids(&s.take_due(100, 2)), ["early", "mid"]);
+        assert_eq!(ids(&s.take_due(100, 2)), ["late"]);
+    }
+
+    #[test]
+    fn a_delivery_added_twice_is_held_once() {
+        let mut s = Schedule::default();
+        s.add(pending("1", Some("c"), "u", 0));
+        s.add(pending("1", Some("c"), "u", 0));
+        let got = s.take_due(0, 10);
+        assert_eq!(ids(&got), ["1"]);
+        s.finish(&got[0], AfterAttempt::Delivered);
+        assert_eq!(s.len(), 0);
+        assert!(s.next_due().is_none());
+    }
+}
