@@ -82,8 +82,7 @@ CHECKS = ",".join([
 
 
 def schemathesis(server, header, *filters):
-    cmd = [str(VENV_BIN / "schemathesis"), "--config-file", str(pathlib.Path(__file__).with_name("schemathesis.toml")),
-           "run", server.url("/openapi.json"), "-H",
+    cmd = [str(VENV_BIN / "schemathesis"), "run", server.url("/openapi.json"), "-H",
            f"Authorization: {header}", "--checks", CHECKS, "--max-examples",
            os.environ.get("SIPX_SCHEMATHESIS_EXAMPLES", "40"), "--workers", "1", "--seed", "20261128",
            "--no-color", *filters]
@@ -104,9 +103,11 @@ def test_schemathesis_application_operations(quiet_server):
     server = quiet_server
     key, secret, _ = create_app(server)
     # /v1/events is a stream that stays open: a request/response fuzzer would wait on it forever
-    # (tests/e2e/test_webhooks.py covers it).
+    # (tests/e2e/test_webhooks.py covers it). DELETE /v1/calls/{call_id} hangs a call up and
+    # the call's record stays readable (as the first SIPx's callstate did), which schemathesis'
+    # stateful phase reads as a use after free; test_calls_dialout.py covers hanging up.
     schemathesis(server, auth_header(key, secret)["Authorization"], "--exclude-path-regex",
-                 "^/v1/(apps|events$)")
+                 "^/v1/(apps|events$)", "--exclude-operation-id", "hangup_call")
 
 
 def test_schemathesis_operator_operations(server):
