@@ -33,7 +33,7 @@ def ensure_requirements():
 class Sipx:
     """The release binary on loopback, its JSON log read line by line."""
 
-    def __init__(self, binary, work):
+    def __init__(self, binary, work, extra_env=None):
         self.http, self.rooms_port, self.sip_port = free_port(), free_port(socket.SOCK_DGRAM), free_port(
             socket.SOCK_DGRAM)
         env = dict(os.environ, SIPX_ADMIN__API_KEY=OP_KEY, SIPX_ADMIN__API_SECRET=OP_SECRET,
@@ -41,6 +41,7 @@ class Sipx:
                    SIPX_ROOMS__UDP=f"127.0.0.1:{self.rooms_port}", SIPX_ROOMS__MAX_PARTICIPANTS="200",
                    # Warnings only, but the line that says a new trunk is in force.
                    SIPX_LOG__FILTER="warn,sipx_server::app=info,sipx_server::sip::core::trunks=info")
+        env.update(extra_env or {})
         env.pop("RUST_LOG", None)
         self.proc = subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "--log-format", "json", "serve",
                                       "--listen", f"127.0.0.1:{self.http}"], env=env,
@@ -49,7 +50,11 @@ class Sipx:
         self.log = open(work / "sipx.log", "w")  # noqa: SIM115 (written until sipx exits)
         threading.Thread(target=self._read, daemon=True).start()
         self.base = f"http://127.0.0.1:{self.http}"
-        self.wait_log("HTTP API listening", 30)
+        try:
+            self.wait_log("HTTP API listening", 30)
+        except SystemExit:
+            self.stop()
+            raise
 
     def _read(self):
         for line in self.proc.stderr:
@@ -76,6 +81,20 @@ class Sipx:
             data=json.dumps(body).encode() if body is not None else None)
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"null")
+
+    def metrics(self):
+        """GET /metrics as {"name{labels}": value} (Prometheus text; the API serves it unsigned)."""
+        with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    continue
+        return out
 
     def mute(self, tenant, room, identity, muted):
         """Mutes (or unmutes) a participant's audio through the API: the rooms thread has
