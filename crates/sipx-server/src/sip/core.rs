@@ -42,7 +42,6 @@ mod trunks;
 pub(crate) use call_rows::{RowWrite, persist_rows};
 use calls::Calls;
 use control::Controls;
-pub(crate) use control::{persist_call_stats, persist_calls};
 use origin::Origins;
 use pin_gate::GateTimers;
 use routing::Routing;
@@ -633,8 +632,9 @@ impl Core {
         // A trunk's inbound network is a provider the operator let in by name: its call rate
         // is the provider's, not a scanner's, so the per-source limit does not apply to it
         // (one carrier edge easily sends more than 200 messages a second).
-        if self.origins.trunk_by_network(ip).is_none()
-            && !self.guard.allow(ip, now, &self.settings.abuse)
+        // The trunk lookup is made only for a source over its rate, off the common path.
+        if !self.guard.allow(ip, now, &self.settings.abuse)
+            && self.origins.trunk_by_network(ip).is_none()
         {
             metrics::counter!("sipx_sip_dropped_total", "reason" => "rate").increment(1);
             return false;

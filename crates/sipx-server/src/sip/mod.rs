@@ -278,11 +278,9 @@ impl BoundSip {
             Ok(n) => tracing::warn!(calls = n, "calls left live by an unclean stop were ended"),
             Err(e) => tracing::error!(error = %e, "cannot end the calls of an unclean stop"),
         }
-        let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-        let (stats_tx, stats_rx) = mpsc::unbounded_channel();
-        tasks_calls_writer(store.clone(), calls_rx, stats_rx);
         let (rows_tx, rows_rx) = mpsc::unbounded_channel();
-        // Like the dial-outs' writer, it outlives the core so the last states land.
+        // The calls' rows: one writer, in queue order; it outlives the core so the last
+        // states land.
         tokio::spawn(core::persist_rows(store.clone(), rows_rx));
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::persist_loop(
@@ -356,7 +354,6 @@ impl BoundSip {
         if let Some((flow, socket)) = direct_udp {
             core.read_udp_directly(flow, socket);
         }
-        core.set_call_writer(calls_tx, stats_tx);
         core.set_row_writer(rows_tx);
         core.set_events(events);
         // The media threads report into the core's queue.
@@ -402,14 +399,4 @@ impl BoundSip {
 pub(crate) struct CoreQueue {
     tx: mpsc::Sender<core::CoreInput>,
     rx: mpsc::Receiver<core::CoreInput>,
-}
-
-/// The writer of call rows: it outlives the core so the last states land.
-fn tasks_calls_writer(
-    store: Store,
-    rx: mpsc::UnboundedReceiver<(String, sipx_store::CallProgress)>,
-    stats: mpsc::UnboundedReceiver<(String, String)>,
-) {
-    tokio::spawn(core::persist_calls(store.clone(), rx));
-    tokio::spawn(core::persist_call_stats(store, stats));
 }

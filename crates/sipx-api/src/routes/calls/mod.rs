@@ -371,12 +371,17 @@ pub(crate) fn check_webhook_url(url: &str, field: &str, c: &mut Checker) {
     }
 }
 
-fn check_create(body: &CreateCall, c: &mut Checker) {
+/// Where a call (or a transfer) goes: a number a trunk can dial, or a SIP URI.
+fn check_to(to: &str, c: &mut Checker) {
     c.check(
-        is_dialable_number(&body.to) || is_sip_uri(&body.to),
+        is_dialable_number(to) || is_sip_uri(to),
         "to",
         "an E.164 number, digits with * and #, or a sip:/sips: URI",
     );
+}
+
+fn check_create(body: &CreateCall, c: &mut Checker) {
+    check_to(&body.to, c);
     if let Some(from) = &body.from {
         c.check(
             is_caller_id(from),
@@ -641,11 +646,7 @@ pub async fn transfer(
     ApiJson(body): ApiJson<TransferCall>,
 ) -> Result<StatusCode, ApiError> {
     let mut c = Checker::default();
-    c.check(
-        is_dialable_number(&body.to) || is_sip_uri(&body.to),
-        "to",
-        "an E.164 number, digits with * and #, or a sip:/sips: URI",
-    );
+    check_to(&body.to, &mut c);
     c.done()?;
     current(&state, &app.id, &id).await?;
     calls(&state)?

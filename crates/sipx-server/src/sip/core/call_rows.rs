@@ -13,10 +13,12 @@ use tokio::sync::mpsc;
 
 use crate::sip::call_service::unix_ms;
 
-/// A write for the rows' writer.
+/// A write for the rows' writer, which serves every call, inbound and dialled out.
 pub(crate) enum RowWrite {
     Insert(Box<CallRecord>),
     Update(String, Box<CallProgress>),
+    /// A call's media statistics (JSON), which arrive once its leg is gone.
+    Stats(String, String),
 }
 
 /// Applies the rows' writes in order.
@@ -28,9 +30,13 @@ pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<R
                 let r = store.update_call(&id, &progress).await.map(|_| ());
                 (id, r)
             }
+            RowWrite::Stats(id, stats) => {
+                let r = store.update_call_stats(&id, &stats).await.map(|_| ());
+                (id, r)
+            }
         };
         if let Err(e) = result {
-            tracing::error!(call = %id, error = %e, "inbound call state not stored");
+            tracing::error!(call = %id, error = %e, "call state not stored");
         }
     }
 }

@@ -54,15 +54,17 @@ pub(crate) struct Call {
 pub(crate) struct RoomSeat {
     link: Arc<PhoneLink>,
     participant: Option<ParticipantId>,
+    /// A dialled-out call: its participant is control's (`control.rs`), which joined the room
+    /// before the INVITE, so the leg is in the room from the answer on.
+    controlled: bool,
 }
 
 impl RoomSeat {
-    /// The seat of a controlled call: control holds the participant, so the leg's mode is
-    /// the room's from the start.
     pub(super) fn controlled(link: Arc<PhoneLink>) -> RoomSeat {
         RoomSeat {
             link,
-            participant: Some(ParticipantId(u64::MAX)),
+            participant: None,
+            controlled: true,
         }
     }
 }
@@ -76,7 +78,9 @@ impl Call {
         match &self.room {
             None => LegMode::Echo,
             Some(RoomSeat {
-                participant: None, ..
+                participant: None,
+                controlled: false,
+                ..
             }) => LegMode::Silence,
             Some(RoomSeat { link, .. }) => LegMode::Room(link.clone()),
         }
@@ -377,6 +381,7 @@ impl Core {
         call.room = Some(RoomSeat {
             link: link.clone(),
             participant: None,
+            controlled: false,
         });
         let leg = call.leg;
         let join = JoinRequest {

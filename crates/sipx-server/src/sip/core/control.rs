@@ -20,9 +20,9 @@ use sipx_rooms::{JoinRequest, ParticipantId, RoomKey};
 use sipx_sip::ClientTxnId;
 use sipx_sip::dialog::DialogId;
 use sipx_store::CallProgress;
-use tokio::sync::mpsc;
 
 use super::Core;
+use super::call_rows::RowWrite;
 use super::dial::OutboundInvite;
 use crate::media::{LegId, LegMode, MediaEvent, PhoneLink};
 use crate::sip::call_service::{CallCommand, DialSpec, DialTarget, Reply, unix_ms};
@@ -109,10 +109,6 @@ pub(crate) struct Controls {
     pub refers: HashMap<ClientTxnId, String>,
     pub by_dialog: HashMap<DialogId, String>,
     timers: BTreeSet<(Instant, String)>,
-    /// The rows' writer: one queue, so a call's writes land in order.
-    pub persist: Option<mpsc::UnboundedSender<(String, CallProgress)>>,
-    /// Media statistics for the rows (a column of their own, written apart).
-    pub stats_writer: Option<mpsc::UnboundedSender<(String, String)>>,
     /// Legs of calls already forgotten whose last statistics are still to come.
     pub ended_legs: HashMap<LegId, (String, Instant)>,
 }
@@ -131,44 +127,11 @@ impl Controls {
     }
 }
 
-/// Writes call rows in the order they were queued.
-pub(crate) async fn persist_calls(
-    store: sipx_store::Store,
-    mut rx: mpsc::UnboundedReceiver<(String, CallProgress)>,
-) {
-    while let Some((id, progress)) = rx.recv().await {
-        if let Err(e) = store.update_call(&id, &progress).await {
-            tracing::error!(call = %id, error = %e, "call state not stored");
-        }
-    }
-}
-
-/// Writes calls' media statistics.
-pub(crate) async fn persist_call_stats(
-    store: sipx_store::Store,
-    mut rx: mpsc::UnboundedReceiver<(String, String)>,
-) {
-    while let Some((id, stats)) = rx.recv().await {
-        if let Err(e) = store.update_call_stats(&id, &stats).await {
-            tracing::error!(call = %id, error = %e, "call statistics not stored");
-        }
-    }
-}
-
 fn digit(d: sipx_call::Digit) -> Option<DtmfDigit> {
     DtmfDigit::from_char(d.as_char())
 }
 
 impl Core {
-    pub(crate) fn set_call_writer(
-        &mut self,
-        tx: mpsc::UnboundedSender<(String, CallProgress)>,
-        stats: mpsc::UnboundedSender<(String, String)>,
-    ) {
-        self.controls.persist = Some(tx);
-        self.controls.stats_writer = Some(stats);
-    }
-
     pub(super) fn on_call_command(&mut self, now: Instant, cmd: CallCommand, reply: Reply) {
         let result = match cmd {
             CallCommand::Dial(spec) => {
@@ -340,9 +303,9 @@ impl Core {
             Command::SendCancel => self.send_cancel(now, id),
             Command::SendBye => {
                 let dialog = self.controls.by_id.get(id).and_then(|c| c.dialog.clone());
-                match dialog {
-                    Some(d) => self.send_bye(now, &d, "Call ended"),
-                    None => self.bye_unregistered_answer(now, id),
+                // No dialog: nothing answered, so there is nothing to end.
+                if let Some(d) = dialog {
+                    self.send_bye(now, &d, "Call ended");
                 }
             }
             // Dial-outs do not answer or reject: inbound calls do, and they are not
@@ -538,8 +501,8 @@ impl Core {
                 if let (Some(rooms), Some(p)) = (&self.rooms, c.participant) {
                     rooms.set_call_state(p, s.kind.as_str());
                 }
-                if let Some(tx) = &self.controls.persist {
-                    let _ = tx.send((c.id.clone(), c.progress()));
+                if let Some(tx) = &self.rows.tx {
+                    let _ = tx.send(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
                 }
                 if let (Some(bus), Some(entry)) = (&self.events, c.history.last()) {
                     bus.publish(c.tag().state(entry, c.history.len() - 1));
@@ -642,9 +605,8 @@ impl Core {
             mos = stats.mos,
             "call media statistics"
         );
-        if let (Some(tx), Ok(json)) = (&self.controls.stats_writer, serde_json::to_string(&stored))
-        {
-            let _ = tx.send((id, json));
+        if let (Some(tx), Ok(json)) = (&self.rows.tx, serde_json::to_string(&stored)) {
+            let _ = tx.send(RowWrite::Stats(id, json));
         }
     }
 

@@ -49,7 +49,8 @@ struct Plan {
     to: String,
     from: String,
     auth: Option<(String, Redacted<String>)>,
-    srtp: Option<sipx_store::SrtpPolicy>,
+    /// The route's own SRTP policy, if it has one.
+    srtp: Option<sipx_sdp::SrtpPolicy>,
 }
 
 /// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
@@ -146,7 +147,7 @@ impl Core {
                     request_uri,
                     from: format!("<sip:{from_user}@{from_host}>"),
                     auth: t.auth.clone(),
-                    srtp: t.srtp,
+                    srtp: t.srtp.map(sdp_policy),
                 })
             }
             DialTarget::Direct {
@@ -225,14 +226,7 @@ impl Core {
                     to: format!("<sip:{}@{to_host}>", user_of(&invite.to)),
                     from: format!("<sip:{from_user}@{local}>"),
                     auth: None,
-                    srtp: self
-                        .origins
-                        .srtp(&Origin::Account(user.clone()))
-                        .map(|p| match p {
-                            sipx_sdp::SrtpPolicy::Disabled => sipx_store::SrtpPolicy::Disabled,
-                            sipx_sdp::SrtpPolicy::Allowed => sipx_store::SrtpPolicy::Allowed,
-                            sipx_sdp::SrtpPolicy::Required => sipx_store::SrtpPolicy::Required,
-                        }),
+                    srtp: self.origins.srtp(&Origin::Account(user.clone())),
                 })
             }
         }
@@ -296,7 +290,7 @@ impl Core {
         let call_srtp = self.controls.by_id.get(id).and_then(|c| c.srtp);
         let srtp = srtp_policy(
             call_srtp.map(sdp_policy),
-            plan.srtp.map(sdp_policy),
+            plan.srtp,
             self.settings.media.srtp,
         );
         let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
@@ -746,11 +740,6 @@ impl Core {
         let peer = out.peer;
         let txn = self.endpoint.send_request(now, peer, cancel);
         self.controls.cancels.insert(txn);
-    }
-
-    /// A BYE was asked for a call with no dialog: nothing answered it, so nothing to end.
-    pub(super) fn bye_unregistered_answer(&mut self, _now: Instant, id: &str) {
-        tracing::debug!(call = %id, "BYE asked before any answer: nothing to end");
     }
 
     /// The connection SIPx keeps to a trunk's provider (registered over TCP/TLS).

@@ -41,7 +41,7 @@ impl Core {
             .clone()
             .ok_or_else(|| conflict("the call is not answered"))?;
         let branch = self.endpoint.new_branch();
-        let Some(call) = self.calls.by_dialog.get_mut(&dialog) else {
+        let Some(call) = self.calls.by_dialog.get(&dialog) else {
             return Err(conflict("the call has ended"));
         };
         let peer = call.peer;
