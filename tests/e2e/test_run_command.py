@@ -8,9 +8,10 @@ from conftest import ROOT, Server
 
 
 def test_readme_run_command_serves_healthz_and_docs(tmp_path):
-    s = Server(tmp_path / "data")
-    # scripts/run builds (a no-op when scripts/test has built it) and execs `sipx serve` with
-    # our arguments; Server adds the data dir, JSON logs and a free port.
+    s = Server(tmp_path / "data", env={"RUN_PROFILE": "debug"})
+    # scripts/run builds (a no-op: scripts/test has built the debug binary, which RUN_PROFILE
+    # picks instead of a second, optimised build of the tree) and execs `sipx serve` with our
+    # arguments; Server adds the data dir, JSON logs and a free port.
     s.start_command = [str(ROOT / "scripts" / "run")]
     s.start(timeout=900)
     try:
