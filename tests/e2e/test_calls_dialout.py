@@ -71,8 +71,9 @@ def participants(server, creds, room):
 
 
 @contextlib.contextmanager
-def sipp_uas(tmp_path, ip, scenario, **fill):
-    """A sipp UAS on ip:5060 answering one call as `scenario` says (words of `fill` replaced)."""
+def sipp_uas(tmp_path, ip, scenario, calls=1, **fill):
+    """A sipp UAS on ip:5060 answering `calls` calls as `scenario` says (words of `fill`
+    replaced); every message it sees is in tmp_path/sipp-<ip>-messages.log."""
     path = tmp_path / scenario
     text = (PEERS / "sipp" / scenario).read_text()
     for word, value in fill.items():
@@ -80,8 +81,9 @@ def sipp_uas(tmp_path, ip, scenario, **fill):
     path.write_text(text)
     log = open(tmp_path / f"sipp-{ip}.log", "w")
     proc = subprocess.Popen(["sipp", "-sf", str(path), "-i", ip, "-p", "5060",
-                             "-m", "1", "-nostdin", "-recv_timeout", "60000", "-trace_err",
-                             "-error_file", str(tmp_path / f"sipp-{ip}-errors.log")],
+                             "-m", str(calls), "-nostdin", "-recv_timeout", "60000", "-trace_err",
+                             "-error_file", str(tmp_path / f"sipp-{ip}-errors.log"), "-trace_msg",
+                             "-message_file", str(tmp_path / f"sipp-{ip}-messages.log")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         yield proc
@@ -350,6 +352,61 @@ def test_a_blind_transfer_moves_the_phone_and_ends_our_side(server, audio, tmp_p
     assert participants(server, creds, "desk") == []
     r = api(server, creds, "POST", f"/v1/calls/{created['id']}/transfer", {"to": "+1"})
     assert r.status_code == 409, r.text
+
+
+def test_an_attended_transfer_connects_the_two_phones_and_ends_both_calls(server, audio, tmp_path):
+    """Two answered calls; transferring the first with `replaces` = the second sends the first
+    phone (linphonec) a REFER whose Refer-To carries a Replaces of the second call's dialog
+    (RFC 3891). The first phone calls the second (sipp) with it, the calls to SIPx end
+    `DISCONNECTED 200 Transferred`, and the two phones stay connected to each other."""
+    from linphone import linphonec
+
+    creds = create_app(server)[:2]
+    other_app = create_app(server)[:2]
+    with linphonec(tmp_path, audio.tone400_8k) as lin, \
+            sipp_uas(tmp_path, "127.0.0.159", "uas_answer.xml", calls=2) as target:
+        first = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:lin@127.0.0.1:5111", "room": {"name": "desk"}}, expect=201).json()
+        wait_state(server, creds, first["id"], "CONFIRMED")
+        second = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:colleague@127.0.0.159:5060", "room": {"name": "desk"}}, expect=201).json()
+        answered = wait_state(server, creds, second["id"], "CONFIRMED")
+
+        # Neither a call of another application nor the call itself can be the one replaced;
+        # `to` and `replaces` together, or neither, are refused.
+        path = f"/v1/calls/{first['id']}/transfer"
+        for body in ({"replaces": first["id"]}, {"to": "+1", "replaces": second["id"]}, {}):
+            r = api(server, creds, "POST", path, body)
+            assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+        r = api(server, other_app, "POST", f"/v1/calls/{second['id']}/transfer", {"replaces": first["id"]})
+        assert r.status_code == 404, r.text
+        r = api(server, creds, "POST", f"/v1/calls/{second['id']}/transfer",
+                {"replaces": "call_00000000000000000000"})
+        assert r.status_code == 422, r.text
+
+        r = api(server, creds, "POST", path, {"replaces": second["id"]})
+        assert r.status_code == 202, r.text
+        ended_first = wait_state(server, creds, first["id"], "DISCONNECTED", timeout=20)
+        ended_second = wait_state(server, creds, second["id"], "DISCONNECTED", timeout=20)
+        # The phones now talk to each other: linphonec has one call, to sipp.
+        lin.wait_output("calls", lambda out: "127.0.0.159" in out, what="linphonec's call to sipp")
+        lin.generic("terminate")
+        assert target.wait(15) == 0
+    for ended in (ended_first, ended_second):
+        assert ended["history"][-1]["reason"] == "Transferred" and ended["end"]["cause"] == "transferred", ended
+    # The second phone got an INVITE from the first one naming the dialog it had with SIPx.
+    messages = (tmp_path / "sipp-127.0.0.159-messages.log").read_text()
+    replaces = [line.split(":", 1)[1].strip() for line in messages.splitlines()
+                if line.lower().startswith("replaces:")]
+    assert len(replaces) == 1, replaces
+    call_id, *params = [p.strip() for p in replaces[0].split(";")]
+    tags = dict(p.split("=", 1) for p in params)
+    assert call_id == answered["sip_call_id"], (replaces, answered["sip_call_id"])
+    # to-tag is the second phone's own tag (sipp's), from-tag SIPx's.
+    assert "SIPpTag01" in tags["to-tag"] and "SIPpTag" not in tags["from-tag"], tags
+    progress = [(e["state"], e.get("status")) for e in server.events() if e.get("message") == "call transfer"]
+    assert progress[0] == ("requested", None) and progress[-1] == ("completed", 200), progress
+    assert participants(server, creds, "desk") == []
 
 
 def test_max_duration_ends_an_answered_call(server, tmp_path):

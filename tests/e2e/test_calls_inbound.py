@@ -99,8 +99,9 @@ def test_fixed_room_reject_and_no_rule(server, tmp_path, audio):
 
     with baresip(tmp_path, ip, audio) as ua:
         dial(ua, server, "100")
-        phone = rooms.wait_until(lambda: phones_in(server, creds, "lobby"), what="the phone in lobby")
-        assert phone[0]["call_state"] == "CONFIRMED", phone
+        # Its call state follows the join as a second step: wait for both.
+        rooms.wait_until(lambda: (p := phones_in(server, creds, "lobby")) and p[0]["call_state"] == "CONFIRMED",
+                         what="the phone in lobby, CONFIRMED")
         call = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED", "a confirmed inbound call")
         assert call["direction"] == "inbound" and call["room"]["name"] == "lobby", call
         assert call["route"] == f"trunk:{trunk}" and call["codec"] == "PCMU", call
@@ -234,8 +235,9 @@ def test_pin_refuses_a_wrong_pin_with_a_prompt_and_admits_the_right_one(server, 
         server.wait_log(lambda e: e.get("message") == "PIN prompt" and e.get("prompt") == "WrongPin", 20)
         assert not phones_in(server, creds, "vault"), "a wrong PIN keeps the caller out"
         server.wait_log(lambda e: e.get("message") == "PIN accepted: joining the room", 20)
-        phone = rooms.wait_until(lambda: phones_in(server, creds, "vault"), what="the phone in vault")
-        assert phone[0]["call_state"] == "CONFIRMED", phone
+        # Its call state follows the join as a second step: wait for both.
+        rooms.wait_until(lambda: (p := phones_in(server, creds, "vault")) and p[0]["call_state"] == "CONFIRMED",
+                         what="the phone in vault, CONFIRMED")
         sipp.join(60)
     run = result["run"]
     assert run.returncode == 0, run.errors + run.stderr
@@ -268,3 +270,54 @@ def test_pin_refuses_a_wrong_pin_with_a_prompt_and_admits_the_right_one(server, 
     call = wait_call(server, creds, lambda c: c["done"], "the PIN call ended")
     assert [h["state"] for h in call["history"]] == ["INCOMING", "CONNECTING", "CONFIRMED", "DISCONNECTED"], call
     assert call["room"]["name"] == "vault" and call["end"]["cause"] == "remote_hangup", call
+
+
+def test_the_api_hangs_up_presses_keys_mutes_and_transfers_an_inbound_call(server, tmp_path, audio):
+    """An answered inbound call takes the same commands as a dial-out: keys reach the phone
+    (RFC 4733), mute silences it in the room, a blind transfer moves it to a sipp UAS
+    (`DISCONNECTED 200 Transferred`), and DELETE hangs up (BYE, `local_hangup`)."""
+    from test_calls_dialout import sipp_uas
+
+    ip = "127.0.0.180"
+    creds, _ = setup(server, ip, called("100", "desk"))
+    with baresip(tmp_path, ip, audio) as ua:
+        dial(ua, server, "100")
+        call = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED", "a confirmed inbound call")
+        phone = rooms.wait_until(lambda: phones_in(server, creds, "desk"), what="the phone in desk")
+        assert phone[0]["call_id"] == call["id"], (phone, call["id"])
+
+        api(server, creds, "POST", f"/v1/calls/{call['id']}/dtmf", {"digits": "5,#"}, expect=202)
+        got = rooms.wait_until(lambda: (d := [e.get("param") for e in ua.events
+                                              if e.get("type") == "CALL_DTMF_START"]) and len(d) >= 2 and d,
+                               timeout=15, what="two digits at the phone")
+        assert got == ["5", "#"], got
+
+        api(server, creds, "POST", f"/v1/calls/{call['id']}/mute", {"muted": True}, expect=200)
+        rooms.wait_until(lambda: phones_in(server, creds, "desk")[0]["muted"], what="the phone muted")
+        api(server, creds, "POST", f"/v1/calls/{call['id']}/mute", {"muted": False}, expect=200)
+        rooms.wait_until(lambda: not phones_in(server, creds, "desk")[0]["muted"], what="the phone unmuted")
+
+        # Another application's key cannot touch the call.
+        stranger = create_app(server)
+        r = api(server, stranger, "DELETE", f"/v1/calls/{call['id']}")
+        assert r.status_code == 404, r.text
+
+        with sipp_uas(tmp_path, "127.0.0.181", "uas_answer.xml") as target:
+            api(server, creds, "POST", f"/v1/calls/{call['id']}/transfer",
+                {"to": "sip:desk2@127.0.0.181:5060"}, expect=202)
+            ended = wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "the transfer")
+            ua.hangup()
+            assert target.wait(15) == 0
+        assert ended["end"]["cause"] == "transferred" and ended["end"]["reason"] == "Transferred", ended
+        rooms.wait_until(lambda: not phones_in(server, creds, "desk"), what="the phone leaving")
+
+        dial(ua, server, "100")
+        second = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED" and c["id"] != call["id"],
+                           "a second confirmed call")
+        mark = len(ua.events)
+        api(server, creds, "DELETE", f"/v1/calls/{second['id']}", expect=202)
+        ua.wait_event("CALL_CLOSED", 15, since=mark)
+        ended = wait_call(server, creds, lambda c: c["id"] == second["id"] and c["done"], "the hang-up")
+        assert ended["end"]["cause"] == "local_hangup", ended
+        r = api(server, creds, "POST", f"/v1/calls/{second['id']}/dtmf", {"digits": "1"})
+        assert r.status_code == 409, r.text

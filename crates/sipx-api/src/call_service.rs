@@ -60,6 +60,16 @@ pub enum CallCommandError {
     Unavailable(String),
 }
 
+/// Where a transferred phone goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// A number (in the phone's own domain) or a SIP URI.
+    Blind { to: String },
+    /// The phone of another answered call of the same application, whose dialog the new call
+    /// replaces (RFC 3891).
+    Attended { replaces: String },
+}
+
 pub trait CallService: Send + Sync {
     /// Starts a dial-out and answers with the new call's id as soon as it is started.
     fn dial(&self, request: DialRequest) -> BoxFuture<Result<String, CallCommandError>>;
@@ -72,13 +82,13 @@ pub trait CallService: Send + Sync {
         call_id: String,
         digits: String,
     ) -> BoxFuture<Result<(), CallCommandError>>;
-    /// Blind transfer: asks the phone (REFER) to call `to` instead; our side ends once the
-    /// phone reports the new call answered.
+    /// Asks the phone (REFER) to call someone else; our side ends once the phone reports the
+    /// new call answered.
     fn transfer(
         &self,
         app_id: String,
         call_id: String,
-        to: String,
+        target: TransferTarget,
     ) -> BoxFuture<Result<(), CallCommandError>>;
     fn mute(
         &self,

@@ -75,6 +75,9 @@ pub struct Call {
     /// A leg was started and not stopped.
     media: bool,
     muted: bool,
+    /// An attended transfer is replacing this call's dialog at the phone (RFC 3891): the
+    /// phone's BYE then means the transfer went through, not a hang-up.
+    replaced: bool,
     /// Outbound: the INVITE to send once the room is joined.
     invite: Option<Invite>,
     early_media: bool,
@@ -130,6 +133,7 @@ impl Call {
             participant: None,
             media: false,
             muted: false,
+            replaced: false,
             invite: None,
             early_media: false,
             max_duration: max,
@@ -193,6 +197,14 @@ impl Call {
     pub fn transferred(&mut self, now: Instant) {
         self.tick(now);
         self.leave(Trigger::Transferred);
+    }
+
+    /// Another call's phone was asked to replace this call's dialog (attended transfer, REFER
+    /// with `Replaces`): if this phone now hangs up, it is because it was handed over, so the
+    /// call ends `DISCONNECTED 200 Transferred`. `false` withdraws it (the transfer failed).
+    pub fn set_replaced(&mut self, now: Instant, replaced: bool) {
+        self.tick(now);
+        self.replaced = replaced;
     }
 
     /// Queues key presses for the phone, after any still waiting (the dial string after
@@ -403,7 +415,10 @@ impl Call {
     }
 
     fn on_bye(&mut self) {
-        let clearing = End::new(200, "Normal call clearing", EndCause::RemoteHangup);
+        let clearing = match self.replaced {
+            true => End::new(200, "Transferred", EndCause::Transferred),
+            false => End::new(200, "Normal call clearing", EndCause::RemoteHangup),
+        };
         match std::mem::replace(&mut self.phase, Phase::Ended) {
             // A BYE before the 2xx: the 2xx was lost or overtaken; the dialog layer ACKs its
             // retransmission.

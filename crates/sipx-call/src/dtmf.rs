@@ -104,7 +104,7 @@ impl Default for DtmfTiming {
 /// Steps waiting to be played, in order (the dial string after answer, then API requests), and
 /// when the next may go.
 #[derive(Debug, Default)]
-pub(crate) struct DtmfQueue {
+pub struct DtmfQueue {
     steps: VecDeque<DtmfStep>,
     /// The previous step's tone, gap or pause lasts until then.
     ready_at: Option<Instant>,

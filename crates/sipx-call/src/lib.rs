@@ -115,7 +115,7 @@ mod timer;
 mod tests;
 
 pub use call::Call;
-pub use dtmf::{Digit, DtmfSequence, DtmfStep, DtmfTiming, MAX_DTMF_LEN, MAX_QUEUED};
+pub use dtmf::{Digit, DtmfQueue, DtmfSequence, DtmfStep, DtmfTiming, MAX_DTMF_LEN, MAX_QUEUED};
 pub use error::CallError;
 pub use io::{Command, Event, Input, Invite, MediaInput, MediaMode, Output, RoomInput, SipInput};
 pub use params::{CallConfig, DialOut, Inbound, RoomTarget};

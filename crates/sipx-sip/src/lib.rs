@@ -9,6 +9,7 @@
 //! - [`uac`]: what a caller derives from its INVITE (CANCEL, credentials, the ACK of a 2xx).
 //! - [`uas`]: the checks a UAS makes before acting on a request.
 //! - [`registrar`]: REGISTER processing over a set of bindings.
+//! - [`replaces`]: naming a dialog for a new INVITE to replace (attended transfer).
 
 pub mod dialog;
 pub mod digest;
@@ -18,6 +19,7 @@ pub mod fuzz;
 pub mod msg;
 pub mod outbound;
 pub mod registrar;
+pub mod replaces;
 mod rng;
 pub mod transport;
 pub mod uac;

@@ -630,3 +630,34 @@ fn a_completed_transfer_ends_with_a_bye_as_transferred_and_before_the_answer_is_
         )
     );
 }
+
+#[test]
+fn a_replaced_call_ends_as_transferred_when_its_phone_hangs_up() {
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(4000).input(response(200, "OK", true));
+    d.drain();
+    d.call.set_replaced(d.now, true);
+    let teardown = d.at(5000).input(sip(SipInput::Bye));
+    assert_eq!(teardown, [Command::LeaveRoom, Command::StopMedia]);
+    assert_eq!(
+        d.ending(),
+        (200, "Transferred".to_owned(), Some(EndCause::Transferred))
+    );
+
+    // A withdrawn replacement (the transfer failed) leaves an ordinary hang-up.
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(4000).input(response(200, "OK", true));
+    d.call.set_replaced(d.now, true);
+    d.call.set_replaced(d.now, false);
+    d.at(5000).input(sip(SipInput::Bye));
+    assert_eq!(
+        d.ending(),
+        (
+            200,
+            "Normal call clearing".to_owned(),
+            Some(EndCause::RemoteHangup)
+        )
+    );
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sipx_api::call_service::{
-    CallCommandError, CallService, DialRequest, DialRoute, StoredHistoryEntry,
+    CallCommandError, CallService, DialRequest, DialRoute, StoredHistoryEntry, TransferTarget,
 };
 use sipx_api::room_service::BoxFuture;
 use sipx_call::DtmfSequence;
@@ -132,7 +132,7 @@ pub(crate) enum CallCommand {
     Transfer {
         app_id: String,
         id: String,
-        to: String,
+        target: TransferTarget,
     },
 }
 
@@ -435,11 +435,11 @@ impl CallService for CallControl {
         &self,
         app_id: String,
         id: String,
-        to: String,
+        target: TransferTarget,
     ) -> BoxFuture<Result<(), CallCommandError>> {
         let this = self.clone();
         Box::pin(async move {
-            this.send(|reply| CoreInput::Call(CallCommand::Transfer { app_id, id, to }, reply))
+            this.send(|reply| CoreInput::Call(CallCommand::Transfer { app_id, id, target }, reply))
                 .await
         })
     }

@@ -33,6 +33,7 @@ mod control;
 mod dial;
 mod events;
 mod inbound;
+mod inbound_control;
 mod origin;
 mod pin_gate;
 mod routing;
@@ -205,6 +206,10 @@ pub(crate) struct Core {
     rooms: Option<crate::rooms::RoomsHandle>,
     calls: Calls,
     controls: Controls,
+    /// Transfers in progress (REFERs of ours), of dialled-out and inbound calls.
+    transfers: transfer::Transfers,
+    /// Keys queued for inbound calls through the API.
+    inbound_keys: inbound_control::InboundDtmf,
     /// The routing rules by application.
     routing: Routing,
     /// INVITEs waiting for their routing webhook.
@@ -338,6 +343,8 @@ impl Core {
             rooms: None,
             calls: Calls::default(),
             controls: Controls::default(),
+            transfers: transfer::Transfers::default(),
+            inbound_keys: inbound_control::InboundDtmf::default(),
             routing: Routing::default(),
             waiting: inbound::Waiting::default(),
             gates: GateTimers::default(),
@@ -482,6 +489,7 @@ impl Core {
                 regs_due,
                 self.controls.next_timeout(),
                 self.gates.next_timeout(),
+                self.inbound_keys.next_timeout(),
             ]
             .into_iter()
             .flatten()
@@ -513,6 +521,7 @@ impl Core {
                     self.poll_registrations(now);
                     self.poll_controls(now);
                     self.poll_gates(now);
+                    self.poll_inbound_dtmf(now);
                 }
                 Ok(()) = changes.changed() => {
                     // Trunks, accounts or rules changed through the API: reload at once.

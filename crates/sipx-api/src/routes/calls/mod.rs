@@ -15,6 +15,7 @@ use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::call_service::{
     CallCommandError, CallService, DialRequest, DialRoute, StoredHistoryEntry, StoredMediaStats,
+    TransferTarget,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListParams, encode_cursor};
@@ -237,9 +238,16 @@ pub struct SendDtmf {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"to": "+4930555000"}))]
 pub struct TransferCall {
-    /// Where the phone should go: a number (in the phone's own domain) or a `sip:` URI.
+    /// Blind transfer: where the phone should go, a number (in the phone's own domain) or a
+    /// `sip:` URI. Give this or `replaces`.
     #[schema(pattern = r"^(\+?[0-9*#]{1,32}|sips?:[!-~]{1,250})$", max_length = 256)]
-    pub to: String,
+    pub to: Option<String>,
+    /// Attended transfer: the id of another answered call of this application. The phone of
+    /// this call is asked to call that call's phone and take its place (REFER with
+    /// `Replaces`, RFC 3891): the two phones end up talking to each other and both calls end
+    /// `DISCONNECTED 200 Transferred`. Give this or `to`.
+    #[schema(max_length = 64)]
+    pub replaces: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -625,12 +633,17 @@ pub async fn send_dtmf(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Transfer the phone elsewhere (blind)
+/// Transfer the phone elsewhere (blind or attended)
 ///
-/// SIPx sends the phone a REFER to `to`; the phone calls it and reports progress (NOTIFY),
-/// which SIPx logs and reports as `call.transfer` events. When the new call is answered, SIPx
-/// hangs up its side: `DISCONNECTED 200 Transferred`. A refused or failed transfer leaves the
-/// call as it was.
+/// Blind (`to`): SIPx sends the phone a REFER to `to`; the phone calls it and reports progress
+/// (NOTIFY), which SIPx logs and reports as `call.transfer` events. When the new call is
+/// answered, SIPx hangs up its side: `DISCONNECTED 200 Transferred`.
+///
+/// Attended (`replaces`: another answered call): the REFER asks this call's phone to call the
+/// other call's phone with `Replaces` (RFC 3891), so the two phones talk to each other; both
+/// calls then end `DISCONNECTED 200 Transferred`.
+///
+/// A refused or failed transfer leaves the calls as they were.
 #[utoipa::path(post, path = "/v1/calls/{call_id}/transfer", tag = "calls", operation_id = "transfer_call",
     params(("call_id" = String, Path, description = "Call id")),
     request_body = TransferCall,
@@ -646,11 +659,41 @@ pub async fn transfer(
     ApiJson(body): ApiJson<TransferCall>,
 ) -> Result<StatusCode, ApiError> {
     let mut c = Checker::default();
-    check_to(&body.to, &mut c);
+    let target = match (body.to, body.replaces) {
+        (Some(to), None) => {
+            check_to(&to, &mut c);
+            TransferTarget::Blind { to }
+        }
+        (None, Some(other)) => {
+            c.check(
+                other != id,
+                "replaces",
+                "another call than the one transferred",
+            );
+            TransferTarget::Attended { replaces: other }
+        }
+        _ => {
+            c.check(
+                false,
+                "to",
+                "exactly one of `to` (blind) and `replaces` (attended)",
+            );
+            TransferTarget::Blind { to: String::new() }
+        }
+    };
     c.done()?;
     current(&state, &app.id, &id).await?;
+    if let TransferTarget::Attended { replaces } = &target {
+        // Only a call of the same application can be replaced: another tenant's id reads as
+        // no call at all.
+        if current(&state, &app.id, replaces).await.is_err() {
+            let mut c = Checker::default();
+            c.check(false, "replaces", "no call of this application has this id");
+            c.done()?;
+        }
+    }
     calls(&state)?
-        .transfer(app.id, id, body.to)
+        .transfer(app.id, id, target)
         .await
         .map_err(command_error)?;
     Ok(StatusCode::ACCEPTED)

@@ -131,13 +131,21 @@ impl CallRow {
         let (Some(bus), Some(entry)) = (&self.sink.events, self.history.last()) else {
             return;
         };
-        let tag = super::events::CallTag {
+        bus.publish(self.tag().state(entry, self.history.len() - 1));
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// Who the call belongs to, for its events.
+    pub fn tag(&self) -> super::events::CallTag<'_> {
+        super::events::CallTag {
             app_id: &self.app_id,
             call_id: &self.id,
             direction: "inbound",
             webhook_url: None,
-        };
-        bus.publish(tag.state(entry, self.history.len() - 1));
+        }
     }
 
     fn is_ended(&self) -> bool {
@@ -228,6 +236,11 @@ impl Drop for CallRow {
 
 /// The cause of an ended answered call, from the core's reason for ending it.
 pub(crate) fn end_cause(reason: &str, by_caller: bool) -> (u16, &'static str) {
+    // The phone went elsewhere, whoever sent the BYE (the replaced phone of an attended
+    // transfer hangs up itself).
+    if reason == super::transfer::TRANSFERRED {
+        return (200, "transferred");
+    }
     if by_caller {
         return (200, "remote_hangup");
     }

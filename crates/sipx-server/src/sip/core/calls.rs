@@ -53,7 +53,10 @@ pub(crate) struct Call {
 /// A call's place in a room: the audio link, and its participant once the rooms took it.
 pub(crate) struct RoomSeat {
     link: Arc<PhoneLink>,
-    participant: Option<ParticipantId>,
+    pub(super) participant: Option<ParticipantId>,
+    /// The room and the identity in it, for an inbound call (a dialled-out call's are its
+    /// control's).
+    pub(super) place: Option<(RoomKey, String)>,
     /// A dialled-out call: its participant is control's (`control.rs`), which joined the room
     /// before the INVITE, so the leg is in the room from the answer on.
     controlled: bool,
@@ -64,6 +67,7 @@ impl RoomSeat {
         RoomSeat {
             link,
             participant: None,
+            place: None,
             controlled: true,
         }
     }
@@ -378,19 +382,25 @@ impl Core {
             return;
         };
         let link = PhoneLink::new(rooms.notifier());
+        let leg = call.leg;
+        let identity = format!("phone-{}", leg.0);
         call.room = Some(RoomSeat {
             link: link.clone(),
             participant: None,
+            place: Some((room.clone(), identity.clone())),
             controlled: false,
         });
-        let leg = call.leg;
         let join = JoinRequest {
             room,
-            identity: format!("phone-{}", leg.0),
+            identity,
             name: call.caller.clone(),
             can_publish: true,
             can_subscribe: true,
-            call_id: Some(call.dialog.id.call_id.clone()),
+            // The API's id of the call when it has one (its row), as for dialled-out calls.
+            call_id: Some(match &call.row {
+                Some(row) => row.id.clone(),
+                None => call.dialog.id.call_id.clone(),
+            }),
             wall: crate::unix_now(),
         };
         let inputs = self.inputs.clone();
@@ -552,7 +562,20 @@ impl Core {
                     Some(call) => {
                         self.feed(now, &call, sipx_call::Input::Sip(sipx_call::SipInput::Bye))
                     }
-                    None => self.end_call(now, &id, "caller hung up", false),
+                    None => {
+                        // The phone an attended transfer replaced hangs up on us itself.
+                        let replaced = self
+                            .calls
+                            .by_dialog
+                            .get(&id)
+                            .and_then(|c| c.row.as_ref())
+                            .is_some_and(|r| self.transfers.is_replaced(&r.id));
+                        let reason = match replaced {
+                            true => super::transfer::TRANSFERRED,
+                            false => "caller hung up",
+                        };
+                        self.end_call(now, &id, reason, false)
+                    }
                 }
             }
             Method::Invite | Method::Update => self.on_reoffer(now, txn, req, &id),
@@ -575,8 +598,8 @@ impl Core {
                     .with_header("Allow", self.uas.allow_header());
                 self.respond(now, txn, resp);
             }
-            Method::Notify if self.control_of_dialog(&id).is_some() => {
-                let call = self.control_of_dialog(&id).unwrap_or_default();
+            Method::Notify if self.call_id_of_dialog(&id).is_some() => {
+                let call = self.call_id_of_dialog(&id).unwrap_or_default();
                 let status = self.on_transfer_notify(now, &call, &req);
                 self.respond(now, txn, req.response(status, Some(&tag)));
             }
@@ -866,6 +889,7 @@ impl Core {
         };
         self.calls.by_leg.remove(&call.leg);
         self.close_gate(call.leg, call.gate.as_ref());
+        self.inbound_gone(now, id, call.row.as_ref().map(|r| r.id.as_str()));
         if let Some(row) = &mut call.row {
             let (code, cause) = end_cause(reason, !send_bye);
             row.end(code, reason, cause);

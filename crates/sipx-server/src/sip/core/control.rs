@@ -56,8 +56,6 @@ pub(crate) struct Controlled {
     /// Once answered: the dialog, whose entry in `Calls` carries the media leg.
     pub dialog: Option<DialogId>,
     pub armed: Option<Instant>,
-    /// A blind transfer in progress: where the phone was asked to go.
-    pub transfer: Option<String>,
     /// The machine's `Instant`s become wall time through this pair.
     pub epoch: (Instant, i64),
 }
@@ -138,6 +136,15 @@ impl Core {
                 self.start_dial(now, *spec);
                 Ok(())
             }
+            CallCommand::Hangup { app_id, id } if !self.controls.by_id.contains_key(&id) => {
+                self.inbound_hangup(now, &app_id, &id)
+            }
+            CallCommand::Dtmf { app_id, id, digits } if !self.controls.by_id.contains_key(&id) => {
+                self.inbound_dtmf(now, &app_id, &id, &digits)
+            }
+            CallCommand::Mute { app_id, id, muted } if !self.controls.by_id.contains_key(&id) => {
+                self.inbound_mute(&app_id, &id, muted)
+            }
             CallCommand::Hangup { app_id, id } => self
                 .controlled(&app_id, &id)
                 .map(|c| c.fsm.hangup(now))
@@ -158,10 +165,9 @@ impl Core {
                 Err(e) => Err(e),
             }
             .map(|()| self.drive(now, &id)),
-            CallCommand::Transfer { app_id, id, to } => self
-                .controlled(&app_id, &id)
-                .map(|_| ())
-                .and_then(|()| self.start_transfer(now, &id, &to)),
+            CallCommand::Transfer { app_id, id, target } => {
+                self.start_transfer(now, &app_id, &id, &target)
+            }
         };
         let _ = reply.send(result);
     }
@@ -216,7 +222,6 @@ impl Core {
             out: None,
             dialog: None,
             armed: None,
-            transfer: None,
             epoch: (now, unix_ms()),
         };
         tracing::info!(call = %c.id, app_id = %c.app_id, room = %c.room, own_webhook = c.webhook_url.is_some(), "dial-out started");
@@ -259,7 +264,7 @@ impl Core {
             .get(id)
             .is_some_and(|c| c.fsm.is_ended())
         {
-            self.forget(id);
+            self.forget(now, id);
         }
     }
 
@@ -518,7 +523,7 @@ impl Core {
     }
 
     /// The call has ended: its SIP, media and room state go.
-    fn forget(&mut self, id: &str) {
+    fn forget(&mut self, now: Instant, id: &str) {
         let Some(c) = self.controls.by_id.remove(id) else {
             return;
         };
@@ -527,13 +532,13 @@ impl Core {
         }
         self.controls.by_leg.remove(&c.leg);
         // Bounded: entries older than a minute (a leg that never started) are pruned.
-        let now = Instant::now();
         self.controls
             .ended_legs
             .retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
         self.controls.ended_legs.insert(c.leg, (id.to_owned(), now));
         self.controls.invites.retain(|_, v| v != id);
         self.controls.refers.retain(|_, v| v != id);
+        self.transfer_party_gone(now, id);
         if let Some(d) = &c.dialog {
             self.controls.by_dialog.remove(d);
             self.forget_dialog(d);
@@ -613,5 +618,13 @@ impl Core {
     /// The machine of the call answered on `dialog`, if it is a controlled one.
     pub(super) fn control_of_dialog(&self, dialog: &DialogId) -> Option<String> {
         self.controls.by_dialog.get(dialog).cloned()
+    }
+
+    /// The API's id of the call `dialog` belongs to, dialled out or inbound.
+    pub(super) fn call_id_of_dialog(&self, dialog: &DialogId) -> Option<String> {
+        self.control_of_dialog(dialog).or_else(|| {
+            let row = self.calls.by_dialog.get(dialog)?.row.as_ref()?;
+            Some(row.id.clone())
+        })
     }
 }

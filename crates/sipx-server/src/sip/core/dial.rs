@@ -333,7 +333,8 @@ impl Core {
             format!("<sip:sipx@{local}{}>", transport_param(plan.peer.transport)),
         );
         h.push("Allow", self.uas.allow_header());
-        h.push("Supported", "replaces");
+        // No `Supported: replaces`: SIPx does not (yet) let an INVITE with Replaces take over
+        // one of its dialogs, so it must not invite phones to try.
         h.push("User-Agent", self.settings.server_header.clone());
         h.push("Content-Type", "application/sdp");
         let request = Request {
@@ -428,7 +429,7 @@ impl Core {
         txn: ClientTxnId,
         response: &Response,
     ) -> bool {
-        if self.on_refer_response(txn, response) {
+        if self.on_refer_response(now, txn, response) {
             return true;
         }
         if self.controls.cancels.contains(&txn) {
@@ -720,7 +721,7 @@ impl Core {
 
     /// Timer B on one of our INVITEs; `false` when `txn` is not one.
     pub(super) fn on_invite_timeout(&mut self, now: Instant, txn: ClientTxnId) -> bool {
-        if self.on_refer_timeout(txn) || self.controls.cancels.remove(&txn) {
+        if self.on_refer_timeout(now, txn) || self.controls.cancels.remove(&txn) {
             return true;
         }
         let Some(id) = self.controls.invites.remove(&txn) else {

@@ -65,11 +65,19 @@ impl CallTag<'_> {
         )
     }
 
-    pub fn transfer(&self, state: &str, status: Option<u16>, to: &str) -> AppEvent {
-        self.event(
-            "call.transfer",
-            json!({"call_id": self.call_id, "state": state, "status": status, "to": to}),
-        )
+    /// `replaces`: the other call of an attended transfer.
+    pub fn transfer(
+        &self,
+        state: &str,
+        status: Option<u16>,
+        to: &str,
+        replaces: Option<&str>,
+    ) -> AppEvent {
+        let mut data = json!({"call_id": self.call_id, "state": state, "status": status, "to": to});
+        if let Some(other) = replaces {
+            data["replaces"] = json!(other);
+        }
+        self.event("call.transfer", data)
     }
 }
 
