@@ -31,7 +31,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PEERS = ROOT / "tests" / "e2e" / "peers"
 SIPX = ROOT / "target" / "release" / "sipx"
 PASSWORD = "benchpw-123"
-LADDER = [500, 1000, 2000, 4000, 6000, 8000, 10000, 11000, 12000, 13000, 14000, 15000, 17500, 20000]
+LADDER = [500, 1000, 2000, 3000, 4000, 5000, 6000, 6500, 7000, 7500, 8000, 9000, 10000, 11000, 12000, 13000, 14000, 15000,
+          17500, 20000]
 
 
 def api(base, method, path, header, body=None):

@@ -22,8 +22,8 @@ impl DialogId {
     pub fn of_request(req: &Request) -> Option<DialogId> {
         Some(DialogId {
             call_id: req.call_id()?.to_owned(),
-            local_tag: req.to()?.tag()?.to_owned(),
-            remote_tag: req.from()?.tag()?.to_owned(),
+            local_tag: req.tag_of_to()?.to_owned(),
+            remote_tag: req.tag_of_from()?.to_owned(),
         })
     }
 
@@ -31,8 +31,8 @@ impl DialogId {
     pub fn of_response(resp: &Response) -> Option<DialogId> {
         Some(DialogId {
             call_id: resp.call_id()?.to_owned(),
-            local_tag: resp.from()?.tag()?.to_owned(),
-            remote_tag: resp.to()?.tag()?.to_owned(),
+            local_tag: resp.tag_of_from()?.to_owned(),
+            remote_tag: resp.tag_of_to()?.to_owned(),
         })
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use md5::Md5;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as DigestTrait, Sha256};
 
 use crate::msg::lex::{split_top, take_quoted, trim_ws};
 
@@ -37,15 +37,53 @@ impl Algorithm {
     }
 
     fn hash_hex(self, data: &str) -> String {
+        self.hash_joined(&[data]).as_str().to_owned()
+    }
+
+    /// `H(p1:p2:…)` in lower-case hex, hashed part by part: the server side checks several of
+    /// these per REGISTER, so no string is built for them.
+    fn hash_joined(self, parts: &[&str]) -> HexDigest {
+        fn feed<D: DigestTrait>(mut h: D, parts: &[&str]) -> D {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    h.update(b":");
+                }
+                h.update(p.as_bytes());
+            }
+            h
+        }
         match self {
-            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+            Algorithm::Md5 => HexDigest::of(&feed(Md5::new(), parts).finalize()),
+            Algorithm::Sha256 => HexDigest::of(&feed(Sha256::new(), parts).finalize()),
         }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A digest in lower-case hex, on the stack (at most SHA-256's 64 digits).
+struct HexDigest {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl HexDigest {
+    fn of(bytes: &[u8]) -> HexDigest {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = HexDigest {
+            buf: [0; 64],
+            len: 0,
+        };
+        for (i, b) in bytes.iter().take(32).enumerate() {
+            out.buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            out.buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+            out.len = 2 * i + 2;
+        }
+        out
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
 }
 
 /// The parameters of a `Digest` challenge or credentials, names lower-cased, quotes removed.
@@ -121,7 +159,7 @@ pub struct DigestServer {
     nonce_ttl_secs: u64,
     counter: u64,
     /// Highest nonce-count per nonce still valid.
-    seen: HashMap<String, (u64, u32)>,
+    seen: HashMap<String, (u64, u32), crate::FastHash>,
 }
 
 impl DigestServer {
@@ -133,7 +171,7 @@ impl DigestServer {
             key,
             nonce_ttl_secs,
             counter: 0,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
         }
     }
 
@@ -149,12 +187,12 @@ impl DigestServer {
         &self.realm
     }
 
-    fn mac(&self, data: &str) -> String {
+    fn mac(&self, data: &str) -> HexDigest {
         let mut h = Sha256::new();
         h.update(self.key);
         h.update(data.as_bytes());
         h.update(self.key);
-        hex(&h.finalize()[..12])
+        HexDigest::of(&h.finalize()[..12])
     }
 
     /// A fresh nonce: `<issued secs hex>.<counter hex>.<mac>`.
@@ -162,7 +200,7 @@ impl DigestServer {
         self.counter += 1;
         let body = format!("{now_secs:x}.{:x}", self.counter);
         let mac = self.mac(&body);
-        format!("{body}.{mac}")
+        format!("{body}.{}", mac.as_str())
     }
 
     /// `WWW-Authenticate` values, one per offered algorithm, in order of preference.
@@ -213,7 +251,7 @@ impl DigestServer {
         let (Some(mac), Some(body)) = (parts.next(), parts.next()) else {
             return Err(DigestError::UnknownNonce);
         };
-        if !constant_time_eq(self.mac(body).as_bytes(), mac.as_bytes()) {
+        if !constant_time_eq(self.mac(body).as_str().as_bytes(), mac.as_bytes()) {
             return Err(DigestError::UnknownNonce);
         }
         let issued = body
@@ -224,26 +262,25 @@ impl DigestServer {
         if now_secs.saturating_sub(issued) > self.nonce_ttl_secs || issued > now_secs + 5 {
             return Err(DigestError::Stale);
         }
-        let ha1 = algorithm.hash_hex(&format!("{username}:{}:{password}", self.realm));
-        let ha2 = algorithm.hash_hex(&format!("{method}:{uri}"));
+        let ha1 = algorithm.hash_joined(&[username, &self.realm, password]);
+        let ha2 = algorithm.hash_joined(&[method, uri]);
+        let (ha1, ha2) = (ha1.as_str(), ha2.as_str());
         let (expected, nc) = match creds.get("qop") {
             Some(q) if q.eq_ignore_ascii_case("auth") => {
                 let nc_text = get("nc")?;
                 let cnonce = get("cnonce")?;
                 let nc = u32::from_str_radix(nc_text, 16).map_err(|_| DigestError::Malformed)?;
                 (
-                    algorithm.hash_hex(&format!("{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")),
+                    algorithm.hash_joined(&[ha1, nonce, nc_text, cnonce, "auth", ha2]),
                     Some(nc),
                 )
             }
             Some(_) => return Err(DigestError::Malformed),
             // RFC 2069 compatibility: no qop, no nonce-count.
-            None => (algorithm.hash_hex(&format!("{ha1}:{nonce}:{ha2}")), None),
+            None => (algorithm.hash_joined(&[ha1, nonce, ha2]), None),
         };
-        if !constant_time_eq(
-            expected.as_bytes(),
-            response.to_ascii_lowercase().as_bytes(),
-        ) {
+        // Hex digits compare case-insensitively; the comparison stays constant-time.
+        if !constant_time_eq_ignore_case(expected.as_str().as_bytes(), response.as_bytes()) {
             return Err(DigestError::Mismatch);
         }
         if let Some(nc) = nc {
@@ -269,6 +306,15 @@ impl DigestServer {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `a` (lower case) against `b` in any case, in time independent of where they differ.
+fn constant_time_eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase()))
+            == 0
 }
 
 /// The `Authorization`/`Proxy-Authorization` value answering `challenge` (a `WWW-Authenticate`

@@ -174,11 +174,11 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     rng: Rng,
     next_id: u64,
-    txns: HashMap<u64, Txn>,
-    server_keys: HashMap<ServerKey, u64>,
-    client_keys: HashMap<ClientKey, u64>,
-    ack_keys: HashMap<DialogishKey, u64>,
-    merge_keys: HashMap<DialogishKey, (u64, String)>,
+    txns: HashMap<u64, Txn, crate::FastHash>,
+    server_keys: HashMap<ServerKey, u64, crate::FastHash>,
+    client_keys: HashMap<ClientKey, u64, crate::FastHash>,
+    ack_keys: HashMap<DialogishKey, u64, crate::FastHash>,
+    merge_keys: HashMap<DialogishKey, (u64, String), crate::FastHash>,
     timers: BTreeSet<(Instant, u64)>,
     out: VecDeque<Output>,
 }
@@ -189,11 +189,11 @@ impl Endpoint {
             rng: Rng::new(cfg.seed),
             cfg,
             next_id: 1,
-            txns: HashMap::new(),
-            server_keys: HashMap::new(),
-            client_keys: HashMap::new(),
-            ack_keys: HashMap::new(),
-            merge_keys: HashMap::new(),
+            txns: HashMap::default(),
+            server_keys: HashMap::default(),
+            client_keys: HashMap::default(),
+            ack_keys: HashMap::default(),
+            merge_keys: HashMap::default(),
             timers: BTreeSet::new(),
             out: VecDeque::new(),
         }
@@ -313,7 +313,7 @@ impl Endpoint {
         Some((
             req.call_id()?.to_owned(),
             req.cseq()?.seq,
-            req.from()?.tag()?.to_owned(),
+            req.tag_of_from()?.to_owned(),
         ))
     }
 
@@ -371,7 +371,7 @@ impl Endpoint {
         // transaction but another branch, and no To tag: it forked and came back. 482.
         // REGISTER is exempt: it goes to its domain's registrar and is never forked, and
         // skipping the bookkeeping matters at registrar rates.
-        let merge = if method != Method::Register && req.to().is_some_and(|t| t.tag().is_none()) {
+        let merge = if method != Method::Register && req.tag_of_to().is_none() {
             Self::dialogish(&req)
         } else {
             None

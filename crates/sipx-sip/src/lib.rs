@@ -25,5 +25,9 @@ pub mod transport;
 pub mod uac;
 pub mod uas;
 
+/// The hasher of the stack's maps: randomly seeded per map (keys come from the network), and
+/// much cheaper than std's SipHash on the strings every message looks up.
+pub type FastHash = foldhash::quality::RandomState;
+
 pub use endpoint::{ClientTxnId, Endpoint, EndpointConfig, Event, Output, ServerTxnId};
 pub use transport::{FlowId, Peer, Transmit, Transport};

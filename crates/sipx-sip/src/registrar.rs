@@ -46,10 +46,25 @@ impl Default for RegisterPolicy {
 
 /// Syntax a registrar needs beyond the message grammar: a SIP AOR in To, and Contacts that
 /// parse (RFC 4475 unksm2, regbadct). `Some(reason)` means 400.
+/// Whether To holds a `sip:`/`sips:` URI. A received request's To is well-formed (the parser
+/// checks it), so its scheme is enough and the address need not be parsed again; anything
+/// that does not look like a name-addr takes the full parse.
+fn to_is_sip(req: &Request) -> bool {
+    let Some(to) = req.headers.get("To") else {
+        return false;
+    };
+    let simple = !to.contains('"');
+    if simple && let Some(lt) = to.find('<') {
+        let uri = to[lt + 1..].trim_start();
+        let scheme = uri.split(':').next().unwrap_or("");
+        return scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
+    }
+    matches!(req.to().map(|t| t.uri), Some(Uri::Sip(_)))
+}
+
 pub fn check_syntax(req: &Request) -> Option<&'static str> {
-    match req.to().map(|t| t.uri) {
-        Some(Uri::Sip(_)) => {}
-        _ => return Some("To is not a SIP address-of-record"),
+    if !to_is_sip(req) {
+        return Some("To is not a SIP address-of-record");
     }
     for c in req.headers.list("Contact") {
         if c == "*" {

@@ -775,7 +775,7 @@ impl Core {
                 self.respond(now, txn, resp);
             }
             Method::Register => self.on_register(now, txn, req, peer),
-            _ if req.to().is_some_and(|t| t.tag().is_some()) => self.on_in_dialog(now, txn, req),
+            _ if req.tag_of_to().is_some() => self.on_in_dialog(now, txn, req),
             Method::Invite => self.on_new_invite(now, txn, req, peer, trunk_by_digest),
             _ => {
                 let resp = req.response(481, Some(&tag));

@@ -86,6 +86,66 @@ impl NameAddr {
     }
 }
 
+/// The `tag` parameter of a From/To value, found without parsing the address (every message
+/// that gets past the parser has well-formed From and To, and dialog matching reads their
+/// tags many times per message). On a value that is not a valid `name-addr`/`addr-spec` the
+/// answer is unspecified but never a panic.
+pub fn tag_param(value: &str) -> Option<&str> {
+    let s = trim_ws(value);
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    // A quoted display name may hold `<`, `>` and `;`.
+    if bytes.first() == Some(&b'"') {
+        i = 1;
+        while i < bytes.len() && bytes[i] != b'"' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        i += 1;
+    }
+    let rest = s.get(i.min(s.len())..)?;
+    let params = match rest.find('<') {
+        Some(lt) => {
+            let gt = rest[lt..].find('>')? + lt;
+            &rest[gt + 1..]
+        }
+        // addr-spec: everything after the first `;` is a header parameter.
+        None => &rest[rest.find(';')?..],
+    };
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut start = 0;
+    let pb = params.as_bytes();
+    for j in 0..=pb.len() {
+        let b = pb.get(j).copied();
+        if in_quotes {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, Some(b'\\')) => escaped = true,
+                (false, Some(b'"')) => in_quotes = false,
+                _ => {}
+            }
+            if b.is_some() {
+                continue;
+            }
+        }
+        match b {
+            Some(b'"') => in_quotes = true,
+            Some(b';') | None => {
+                let part = &params[start..j];
+                start = j + 1;
+                if let Some((name, v)) = part.split_once('=')
+                    && trim_ws(name).eq_ignore_ascii_case("tag")
+                {
+                    let v = trim_ws(v);
+                    return (!v.is_empty()).then_some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(d) = &self.display {
@@ -122,6 +182,35 @@ mod tests {
         assert_eq!(c.param("expires"), Some(Some("60")));
         let d = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(d.display.as_deref(), Some("caller"));
+    }
+
+    #[test]
+    fn the_tag_fast_path_agrees_with_the_full_parse() {
+        for v in [
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#,
+            " sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+            "Bob <sip:bob@biloxi.com;transport=tcp>;expires=60",
+            "caller<sip:caller@example.com>;tag=323",
+            r#""a;tag=no <x>" <sip:a@b;tag=uriparam>;foo="q;tag=no";TAG=yes"#,
+            "<sip:a@b>;tag",
+            "sip:a@b",
+            "<sips:[2001:db8::1]:5061>;x=1;tag=z9",
+        ] {
+            let full = NameAddr::parse(v).and_then(|a| a.tag().map(str::to_owned));
+            assert_eq!(tag_param(v).map(str::to_owned), full, "{v}");
+        }
+        // Garbage gives some answer, never a panic.
+        for v in [
+            "\"",
+            "\"\\",
+            "<",
+            ">;tag=1",
+            ";",
+            "\"abc\" <sip:a@b",
+            "\u{e9}<\u{e9}>;tag=\u{e9}",
+        ] {
+            let _ = tag_param(v);
+        }
     }
 
     #[test]

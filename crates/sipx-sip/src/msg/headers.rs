@@ -1,10 +1,13 @@
 //! Header storage: ordered lines, canonical names for known headers, unknown ones kept as sent.
 
+use std::borrow::Cow;
+
 use super::lex::{split_top, trim_ws};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub name: String,
+    /// Canonical for known headers (a static string: no allocation per header parsed).
+    pub name: Cow<'static, str>,
     pub value: String,
 }
 
@@ -102,19 +105,56 @@ pub fn canonical_name(name: &str) -> String {
     canonical(name).to_owned()
 }
 
+/// The stored name of a header: the static canonical spelling of a known header, else the name
+/// as given.
+pub(crate) fn stored_name(name: &str) -> Cow<'static, str> {
+    match known(name) {
+        Some(full) => Cow::Borrowed(full),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
+
 /// The canonical spelling, borrowed: lookups run on every header access, so they must not
 /// allocate.
 fn canonical(name: &str) -> &str {
+    known(name).unwrap_or(name)
+}
+
+/// The canonical spelling of a known header (full or compact name, any case).
+fn known(name: &str) -> Option<&'static str> {
+    // Most senders spell the common headers canonically: those need no table scan.
+    let exact = match name {
+        "Via" => "Via",
+        "From" => "From",
+        "To" => "To",
+        "Call-ID" => "Call-ID",
+        "CSeq" => "CSeq",
+        "Contact" => "Contact",
+        "Max-Forwards" => "Max-Forwards",
+        "Content-Length" => "Content-Length",
+        "Content-Type" => "Content-Type",
+        "Expires" => "Expires",
+        "User-Agent" => "User-Agent",
+        "Authorization" => "Authorization",
+        "Allow" => "Allow",
+        "Supported" => "Supported",
+        "Route" => "Route",
+        "Record-Route" => "Record-Route",
+        _ => "",
+    };
+    if !exact.is_empty() {
+        return Some(exact);
+    }
     if name.len() == 1 {
         let c = name.as_bytes()[0].to_ascii_lowercase() as char;
         if let Some((full, _)) = KNOWN.iter().find(|(_, compact)| *compact == Some(c)) {
-            return full;
+            return Some(full);
         }
     }
     KNOWN
         .iter()
         .find(|(full, _)| full.eq_ignore_ascii_case(name))
-        .map_or(name, |(full, _)| full)
+        .map(|(full, _)| *full)
 }
 
 pub fn is_list_header(canonical: &str) -> bool {
@@ -177,14 +217,26 @@ impl Headers {
 
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.0.push(Header {
-            name: canonical_name(name),
+            name: stored_name(name),
             value: value.into(),
         });
     }
 
+    /// The first value of a list header (the top Via, say), without collecting the others.
+    pub fn first_of_list(&self, name: &str) -> Option<&str> {
+        let line = self.get(name)?;
+        if !line.contains(',') {
+            return Some(trim_ws(line));
+        }
+        match split_top(line, ',') {
+            Some(parts) => parts.into_iter().next().map(trim_ws),
+            None => Some(line),
+        }
+    }
+
     /// Replaces every line of `name` with one line (added at the end if absent).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let name = canonical_name(name);
+        let name = stored_name(name);
         let value = value.into();
         match self.0.iter().position(|h| Self::matches(h, &name)) {
             Some(i) => {

@@ -180,10 +180,15 @@ pub trait HasHeaders {
             .collect()
     }
     fn top_via(&self) -> Option<Via> {
-        self.headers()
-            .list("Via")
-            .first()
-            .and_then(|v| Via::parse(v))
+        self.headers().first_of_list("Via").and_then(Via::parse)
+    }
+    /// The `tag` of From, without parsing the whole address.
+    fn tag_of_from(&self) -> Option<&str> {
+        self.headers().get("From").and_then(addr::tag_param)
+    }
+    /// The `tag` of To, without parsing the whole address.
+    fn tag_of_to(&self) -> Option<&str> {
+        self.headers().get("To").and_then(addr::tag_param)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Parsing one SIP message from bytes. Never panics; every refusal says why.
 
-use super::headers::{Header, Headers, canonical_name};
+use std::borrow::Cow;
+
+use super::headers::{Header, Headers, stored_name};
 use super::lex::{is_token, parse_u32, trim_ws};
 use super::{CSeq, Method, NameAddr, Request, Response, SipMessage, Uri, Via};
 
@@ -74,7 +76,7 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
     let start_line = lines
         .next()
         .ok_or_else(|| err("Empty message", is_request, None))?;
-    let mut headers = Headers::new();
+    let mut headers = Headers(Vec::with_capacity(16));
     for line in lines {
         let (name, value) = line
             .split_once(':')
@@ -84,7 +86,7 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
             return Err(err("Malformed header name", is_request, Some(&headers)));
         }
         headers.0.push(Header {
-            name: canonical_name(name),
+            name: stored_name(name),
             value: trim_ws(value).to_owned(),
         });
     }
@@ -98,18 +100,20 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
 
 /// Splits the header section into lines and joins continuation lines (a line starting with
 /// SP or HTAB continues the previous one; the line break and leading white space become one SP).
-fn unfold(head: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// Lines are borrowed unless folded (folding is rare).
+fn unfold(head: &str) -> Vec<Cow<'_, str>> {
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(20);
     for raw in head.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.starts_with([' ', '\t'])
             && let Some(prev) = out.last_mut()
         {
+            let prev = prev.to_mut();
             prev.push(' ');
             prev.push_str(trim_ws(line));
             continue;
         }
-        out.push(line.to_owned());
+        out.push(Cow::Borrowed(line));
     }
     out
 }

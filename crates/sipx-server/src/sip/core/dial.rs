@@ -570,7 +570,7 @@ impl Core {
     }
 
     fn on_invite_2xx(&mut self, now: Instant, id: &str, response: &Response) {
-        let to_tag = response.to().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = response.tag_of_to().map(str::to_owned);
         let via = |core: &mut Core, peer: &Peer| {
             let branch = core.endpoint.new_branch();
             let host = core

@@ -1,16 +1,38 @@
 //! Registered devices by the address their REGISTERs came from: the "known source" check lets
 //! them call, and a call from one of them belongs to its account (for the account's policies).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use sipx_sip::registrar::Binding;
 
-/// Source address → the accounts (usernames) with a live binding from it, one entry per
-/// binding.
+/// Source address → the accounts (usernames) with a live binding from it, counted per binding.
+/// One address may carry thousands of accounts (a gateway's SIM lines, an office behind one
+/// NAT): every lookup and update is a map access, never a scan of them.
 #[derive(Debug, Default)]
 pub(crate) struct BindingSources {
-    by_ip: HashMap<IpAddr, Vec<(SocketAddr, String)>>,
+    by_ip: HashMap<IpAddr, AtIp>,
+}
+
+/// The bindings registered from one IP address.
+#[derive(Debug, Default)]
+struct AtIp {
+    /// Per source socket, its accounts (ordered, so a shared socket's pick is stable).
+    by_source: HashMap<SocketAddr, BTreeMap<String, u32>>,
+    /// Every account on the address, with its number of bindings from it.
+    users: BTreeMap<String, u32>,
+}
+
+/// Adds `delta` (±1) to `user`'s count in `map`, dropping it at zero.
+fn count(map: &mut BTreeMap<String, u32>, user: &str, add: bool) {
+    if add {
+        *map.entry(user.to_owned()).or_default() += 1;
+    } else if let Some(n) = map.get_mut(user) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(user);
+        }
+    }
 }
 
 impl BindingSources {
@@ -18,23 +40,24 @@ impl BindingSources {
     pub fn replace(&mut self, username: &str, old: &[Binding], new: &[Binding]) {
         for b in old {
             let ip = b.source.ip();
-            if let Some(entries) = self.by_ip.get_mut(&ip) {
-                if let Some(i) = entries
-                    .iter()
-                    .position(|(addr, user)| *addr == b.source && user == username)
-                {
-                    entries.swap_remove(i);
+            let Some(at) = self.by_ip.get_mut(&ip) else {
+                continue;
+            };
+            if let Some(users) = at.by_source.get_mut(&b.source) {
+                count(users, username, false);
+                if users.is_empty() {
+                    at.by_source.remove(&b.source);
                 }
-                if entries.is_empty() {
-                    self.by_ip.remove(&ip);
-                }
+            }
+            count(&mut at.users, username, false);
+            if at.users.is_empty() {
+                self.by_ip.remove(&ip);
             }
         }
         for b in new {
-            self.by_ip
-                .entry(b.source.ip())
-                .or_default()
-                .push((b.source, username.to_owned()));
+            let at = self.by_ip.entry(b.source.ip()).or_default();
+            count(at.by_source.entry(b.source).or_default(), username, true);
+            count(&mut at.users, username, true);
         }
     }
 
@@ -44,24 +67,20 @@ impl BindingSources {
     }
 
     /// The account registered from `source` itself: the device's own socket, or its NAT
-    /// binding. With several (one device, several accounts), the first registered.
+    /// binding. With several (one device, several accounts), the first by name.
     pub fn registered_at(&self, source: SocketAddr) -> Option<&str> {
-        let entries = self.by_ip.get(&source.ip())?;
-        entries
-            .iter()
-            .find(|(addr, _)| *addr == source)
-            .map(|(_, user)| user.as_str())
+        let users = self.by_ip.get(&source.ip())?.by_source.get(&source)?;
+        users.keys().next().map(String::as_str)
     }
 
     /// The account registered from `ip` when it is the only one (a phone that calls from
     /// another socket than it registers from); `None` when none or several are.
     pub fn sole_account_on(&self, ip: IpAddr) -> Option<&str> {
-        let entries = self.by_ip.get(&ip)?;
-        let (_, first) = entries.first()?;
-        entries
-            .iter()
-            .all(|(_, user)| user == first)
-            .then_some(first.as_str())
+        let users = &self.by_ip.get(&ip)?.users;
+        match users.len() {
+            1 => users.keys().next().map(String::as_str),
+            _ => None,
+        }
     }
 }
 
