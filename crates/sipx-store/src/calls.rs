@@ -127,58 +127,95 @@ pub fn new_call_id() -> String {
     format!("call_{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
+/// A write of a call's row, for [`Store::write_calls`].
+#[derive(Debug, Clone)]
+pub enum CallWrite {
+    Insert(Box<CallRecord>),
+    /// What changes during a call.
+    Update(String, Box<CallProgress>),
+    /// A call's media statistics (JSON), which arrive when its media leg is gone.
+    Stats(String, String),
+}
+
+impl CallWrite {
+    pub fn call_id(&self) -> &str {
+        match self {
+            CallWrite::Insert(r) => &r.id,
+            CallWrite::Update(id, _) | CallWrite::Stats(id, _) => id,
+        }
+    }
+}
+
+fn insert_query(call: &CallRecord) -> Query<'_> {
+    let query = sqlx::query(
+        "INSERT INTO calls (id, app_id, direction, from_uri, to_uri, route, room, identity,
+         webhook_url, created_at_ms, state, history, sip_call_id, codec, stats,
+         answered_at_ms, end_code, end_reason, end_cause, ended_at_ms, updated_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&call.id)
+    .bind(&call.app_id)
+    .bind(&call.direction)
+    .bind(call.from_uri.as_deref())
+    .bind(&call.to_uri)
+    .bind(call.route.as_deref())
+    .bind(call.room.as_deref())
+    .bind(call.identity.as_deref())
+    .bind(call.webhook_url.as_deref())
+    .bind(call.created_at_ms);
+    bind_progress(query, &call.progress).bind(now_ms())
+}
+
+fn update_query<'q>(id: &'q str, p: &'q CallProgress) -> Query<'q> {
+    let query = sqlx::query(
+        "UPDATE calls SET state = ?, history = ?, sip_call_id = ?, codec = ?,
+           stats = COALESCE(?, stats),
+           answered_at_ms = ?, end_code = ?, end_reason = ?, end_cause = ?, ended_at_ms = ?,
+           updated_at_ms = ?
+         WHERE id = ?",
+    );
+    bind_progress(query, p).bind(now_ms()).bind(id)
+}
+
+fn stats_query<'q>(id: &'q str, stats: &'q str) -> Query<'q> {
+    sqlx::query("UPDATE calls SET stats = ? WHERE id = ?")
+        .bind(stats)
+        .bind(id)
+}
+
 impl Store {
     /// Stores a new call (its id chosen by the caller, see [`new_call_id`]).
     pub async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError> {
-        let p = &call.progress;
-        let query = sqlx::query(
-            "INSERT INTO calls (id, app_id, direction, from_uri, to_uri, route, room, identity,
-             webhook_url, created_at_ms, state, history, sip_call_id, codec, stats,
-             answered_at_ms, end_code, end_reason, end_cause, ended_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&call.id)
-        .bind(&call.app_id)
-        .bind(&call.direction)
-        .bind(call.from_uri.as_deref())
-        .bind(&call.to_uri)
-        .bind(call.route.as_deref())
-        .bind(call.room.as_deref())
-        .bind(call.identity.as_deref())
-        .bind(call.webhook_url.as_deref())
-        .bind(call.created_at_ms);
-        bind_progress(query, p)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        insert_query(call).execute(&self.pool).await?;
         Ok(())
     }
 
     /// Rewrites what changes during a call; `false` when there is no such call.
     pub async fn update_call(&self, id: &str, p: &CallProgress) -> Result<bool, StoreError> {
-        let query = sqlx::query(
-            "UPDATE calls SET state = ?, history = ?, sip_call_id = ?, codec = ?,
-               stats = COALESCE(?, stats),
-               answered_at_ms = ?, end_code = ?, end_reason = ?, end_cause = ?, ended_at_ms = ?,
-               updated_at_ms = ?
-             WHERE id = ?",
-        );
-        let done = bind_progress(query, p)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = update_query(id, p).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Sets a call's media statistics (JSON), which arrive when its media leg is gone.
     pub async fn update_call_stats(&self, id: &str, stats: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE calls SET stats = ? WHERE id = ?")
-            .bind(stats)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = stats_query(id, stats).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Applies `writes` in order in one transaction: at thousands of calls a second, one
+    /// commit per state change would be most of the database's work. All or nothing.
+    pub async fn write_calls(&self, writes: &[CallWrite]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for w in writes {
+            let query = match w {
+                CallWrite::Insert(r) => insert_query(r),
+                CallWrite::Update(id, p) => update_query(id, p),
+                CallWrite::Stats(id, stats) => stats_query(id, stats),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn get_call(&self, app_id: &str, id: &str) -> Result<Option<CallRecord>, StoreError> {
@@ -342,6 +379,40 @@ mod tests {
                 .items
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_writes_is_applied_in_order_or_not_at_all() {
+        let (store, _dir) = temp_store().await;
+        let app = store.create_app("a").await.unwrap().0.id;
+        let c = call(&app, "+1");
+        let answered = CallProgress {
+            state: "CONFIRMED".to_owned(),
+            history: "[]".to_owned(),
+            ..CallProgress::default()
+        };
+        store
+            .write_calls(&[
+                CallWrite::Insert(Box::new(c.clone())),
+                CallWrite::Update(c.id.clone(), Box::new(answered)),
+                CallWrite::Stats(c.id.clone(), "{\"mos\":4.1}".to_owned()),
+            ])
+            .await
+            .unwrap();
+        let got = store.get_call(&app, &c.id).await.unwrap().unwrap();
+        assert_eq!(got.progress.state, "CONFIRMED");
+        assert_eq!(got.progress.stats.as_deref(), Some("{\"mos\":4.1}"));
+
+        // A second insert of the same id fails, and takes the batch's other writes with it.
+        let other = call(&app, "+2");
+        let err = store
+            .write_calls(&[
+                CallWrite::Insert(Box::new(other.clone())),
+                CallWrite::Insert(Box::new(c.clone())),
+            ])
+            .await;
+        assert!(err.is_err());
+        assert!(store.get_call(&app, &other.id).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ mod trunks;
 mod webhooks;
 
 pub use apps::{AppRecord, AppUpdate};
-pub use calls::{CallEnd, CallFilter, CallProgress, CallRecord, new_call_id};
+pub use calls::{CallEnd, CallFilter, CallProgress, CallRecord, CallWrite, new_call_id};
 pub use error::StoreError;
 pub use ids::sorted_id;
 pub use page::{Page, PageRequest};

@@ -14,31 +14,55 @@ use tokio::sync::mpsc;
 use crate::sip::call_service::unix_ms;
 
 /// A write for the rows' writer, which serves every call, inbound and dialled out.
-pub(crate) enum RowWrite {
-    Insert(Box<CallRecord>),
-    Update(String, Box<CallProgress>),
-    /// A call's media statistics (JSON), which arrive once its leg is gone.
-    Stats(String, String),
+pub(crate) use sipx_store::CallWrite as RowWrite;
+
+/// At most this many writes go in one transaction.
+const BATCH: usize = 256;
+
+/// Applies the rows' writes in order: what queued meanwhile goes in one transaction, with a
+/// call's intermediate states folded into its last (each update carries the whole row).
+pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<RowWrite>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        fold_updates(&mut batch);
+        if let Err(e) = store.write_calls(&batch).await {
+            // One bad write must not lose the others: apply them one by one.
+            tracing::warn!(error = %e, writes = batch.len(), "call rows not stored together; retrying one by one");
+            for w in &batch {
+                if let Err(e) = store.write_calls(std::slice::from_ref(w)).await {
+                    tracing::error!(call = %w.call_id(), error = %e, "call state not stored");
+                }
+            }
+        }
+        batch.clear();
+    }
 }
 
-/// Applies the rows' writes in order.
-pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<RowWrite>) {
-    while let Some(write) = rx.recv().await {
-        let (id, result) = match write {
-            RowWrite::Insert(record) => (record.id.clone(), store.insert_call(&record).await),
-            RowWrite::Update(id, progress) => {
-                let r = store.update_call(&id, &progress).await.map(|_| ());
-                (id, r)
-            }
-            RowWrite::Stats(id, stats) => {
-                let r = store.update_call_stats(&id, &stats).await.map(|_| ());
-                (id, r)
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(call = %id, error = %e, "call state not stored");
+/// Drops every update of a call that a later update of the same call in `batch` overwrites.
+fn fold_updates(batch: &mut Vec<RowWrite>) {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, w) in batch.iter().enumerate() {
+        if let RowWrite::Update(id, _) = w {
+            last.insert(id.as_str(), i);
         }
     }
+    let keep: Vec<bool> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, w)| match w {
+            RowWrite::Update(id, _) => last.get(id.as_str()) == Some(&i),
+            _ => true,
+        })
+        .collect();
+    let mut flags = keep.into_iter();
+    batch.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// What a row needs to be created, gathered when the call arrives; the row is written once
@@ -281,6 +305,30 @@ mod tests {
     fn states(p: &CallProgress) -> Vec<String> {
         let h: Vec<StoredHistoryEntry> = serde_json::from_str(&p.history).unwrap();
         h.into_iter().map(|e| e.state).collect()
+    }
+
+    #[test]
+    fn a_batch_keeps_each_calls_last_update_after_its_insert() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut r = row(tx);
+        r.push("CONNECTING", 200, "OK", None);
+        r.push("CONFIRMED", 200, "OK", None);
+        let mut batch = Vec::new();
+        while let Ok(w) = rx.try_recv() {
+            batch.push(w);
+        }
+        batch.insert(2, RowWrite::Stats("call_1".into(), "{}".into()));
+        batch.push(RowWrite::Update("call_2".into(), Box::default()));
+        fold_updates(&mut batch);
+        let kinds: Vec<String> = batch
+            .iter()
+            .map(|w| match w {
+                RowWrite::Insert(_) => "insert".to_owned(),
+                RowWrite::Stats(..) => "stats".to_owned(),
+                RowWrite::Update(id, p) => format!("{id}:{}", p.state),
+            })
+            .collect();
+        assert_eq!(kinds, ["insert", "stats", "call_1:CONFIRMED", "call_2:"]);
     }
 
     #[test]
