@@ -137,6 +137,8 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        // Services that keep an application's settings (its webhook URL) reload them.
+        self.changed();
         self.get_app(id).await
     }
 

@@ -51,6 +51,7 @@ pub fn spawn(
     tls: Arc<rustls::ClientConfig>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    let changes = store.subscribe_changes();
     let dispatcher = Dispatcher {
         client: WebhookClient::new(
             tls,
@@ -66,6 +67,9 @@ pub fn spawn(
         schedule: Schedule::default(),
         in_flight: JoinSet::new(),
         attempting: HashMap::new(),
+        app_urls: HashMap::new(),
+        app_urls_since: std::time::Instant::now(),
+        changes,
         stop,
     };
     tokio::spawn(dispatcher.run())
@@ -85,8 +89,17 @@ struct Dispatcher {
     in_flight: JoinSet<AfterAttempt>,
     /// The delivery each attempt task works on.
     attempting: HashMap<Id, Pending>,
+    /// Applications' webhook URLs: read once, not once per event (thousands of calls a
+    /// second publish several events each). Dropped when the store reports a change, and
+    /// after a while (another SIPx may have changed the application).
+    app_urls: HashMap<String, Option<String>>,
+    app_urls_since: std::time::Instant,
+    changes: watch::Receiver<u64>,
     stop: watch::Receiver<bool>,
 }
+
+/// How long an application's webhook URL is trusted without a change signal.
+const APP_URL_TTL: Duration = Duration::from_secs(10);
 
 /// What woke the loop.
 enum Wake {
@@ -168,7 +181,14 @@ impl Dispatcher {
 
     /// Stores a delivery for each event that has a URL, and queues it.
     async fn intake(&mut self, batch: Vec<Dispatch>) {
-        let mut app_urls: HashMap<String, Option<String>> = HashMap::new();
+        if self.changes.has_changed().unwrap_or(false)
+            || self.app_urls_since.elapsed() > APP_URL_TTL
+        {
+            self.changes.mark_unchanged();
+            self.app_urls.clear();
+            self.app_urls_since = std::time::Instant::now();
+        }
+        let mut app_urls = std::mem::take(&mut self.app_urls);
         let mut new = Vec::new();
         for item in batch {
             match item {
@@ -180,6 +200,7 @@ impl Dispatcher {
                 }
             }
         }
+        self.app_urls = app_urls;
         if new.is_empty() {
             return;
         }
@@ -196,7 +217,7 @@ impl Dispatcher {
         }
     }
 
-    /// The call's own URL, else the application's (looked up once per batch).
+    /// The call's own URL, else the application's (from the cache, else the store).
     async fn url_for(
         &self,
         envelope: &Envelope,
