@@ -258,7 +258,11 @@ fn a_tone_crosses_for_every_codec_and_rate() {
 /// phase-true continuation, and the decoder needs a frame or two to fall back in step: if each
 /// loss damaged about two frames' worth as loudly as the signal, the SNR would sit near 10 dB.
 /// Measured: 9.9 dB at 8 kHz, 7.9 dB at 48 kHz (FEC on or off makes no difference on a pure
-/// tone), so Opus must keep 6 dB: the tone still clearly dominates.
+/// tone), so Opus must keep 6 dB: the tone still clearly dominates. G.729's concealment (the
+/// `g729` feature; bcg729 follows the standard's frame erasure concealment) is of the same
+/// kind: it repeats the last pitch excitation with decaying gains, and its predictors need a
+/// few 10 ms frames to fall back in step after each loss. Measured 6.6 dB (the network's
+/// pattern is seeded, so the figure repeats), so it must keep 5 dB.
 #[test]
 fn a_tone_survives_loss_and_jitter() {
     for (codec, pt, rate) in codec_cases() {
@@ -267,7 +271,12 @@ fn a_tone_survives_loss_and_jitter() {
         call.net.jitter_ms = 30;
         let (out, kinds) = call.tone(500);
         let snr = snr(&out, rate);
-        let threshold = if codec == CodecKind::Opus { 6.0 } else { 20.0 };
+        let threshold = match codec {
+            CodecKind::Opus => 6.0,
+            #[cfg(feature = "g729")]
+            CodecKind::G729 => 5.0,
+            _ => 20.0,
+        };
         assert!(snr > threshold, "{codec:?} at {rate}: {snr:.1} dB");
         let concealed = kinds.iter().filter(|k| **k == FrameKind::Concealed).count();
         assert!(concealed > 0, "{codec:?}: loss must show as concealment");
