@@ -4,7 +4,8 @@
 Measures, for each server, the highest REGISTER-with-digest rate (one REGISTER, its 401, the
 authenticated REGISTER and its 200 = one "call" in sipp's terms) that sipp completes with zero
 failures, stepping up a rate ladder; and the same for OPTIONS. Prints the figures and the
-SIPx/Kamailio ratios. Not a test: it prints, it does not judge.
+SIPx/Kamailio ratios. The two take turns at each rate of the ladder, so other load on the
+machine weighs on both alike. Not a test: it prints, it does not judge.
 
   .venv/bin/python bench/sip_register.py [--seconds 5] [--users 2000] [--max-rate 20000]
 
@@ -84,16 +85,26 @@ def sipp(scenario, target, local_ip, rate, seconds, workdir, users_csv=None):
     return p.returncode == 0 and failed == 0 and ok_calls == total, ok_calls, failed, elapsed
 
 
-def ladder(name, scenario, target, local_ip, seconds, max_rate, workdir, users_csv=None):
-    best = None
+def ladders(runs, scenario, seconds, max_rate, workdir, users_csv=None):
+    """Steps both servers up the ladder in turns (SIPx at a rate, then Kamailio at the same
+    rate), so that other load on the machine falls on both alike; each stops at its first
+    failed step. `runs` maps a name to (target, local_ip). Returns {name: best rate}."""
+    best = {name: None for name in runs}
+    going = set(runs)
     for rate in [r for r in LADDER if r <= max_rate]:
-        ok, done, failed, elapsed = sipp(scenario, target, local_ip, rate, seconds, workdir, users_csv)
-        achieved = done / elapsed if elapsed else 0
-        print(f"  {name:9} {scenario:18} rate {rate:6}/s: {'ok  ' if ok else 'FAIL'} "
-              f"{done} done, {failed} failed, {achieved:7.0f}/s achieved over {elapsed:.1f} s", flush=True)
-        if not ok:
+        for name, (target, local_ip) in runs.items():
+            if name not in going:
+                continue
+            ok, done, failed, elapsed = sipp(scenario, target, local_ip, rate, seconds, workdir, users_csv)
+            achieved = done / elapsed if elapsed else 0
+            print(f"  {name:9} {scenario:18} rate {rate:6}/s: {'ok  ' if ok else 'FAIL'} "
+                  f"{done} done, {failed} failed, {achieved:7.0f}/s achieved over {elapsed:.1f} s", flush=True)
+            if ok:
+                best[name] = rate
+            else:
+                going.discard(name)
+        if not going:
             break
-        best = rate
     return best
 
 
@@ -141,15 +152,17 @@ def main():
                                stdout=subprocess.DEVNULL, stderr=open(work / "kamailio.log", "w"))
         wait_udp(("127.0.0.51", 5060))
 
-        print(f"REGISTER with digest, {args.seconds} s per step, {args.users} users:", flush=True)
-        reg_sipx = ladder("SIPx", "register_auth.xml", ("127.0.0.50", 5060), "127.0.0.52", args.seconds,
-                          args.max_rate, work, users)
-        reg_kam = ladder("Kamailio", "register_auth.xml", ("127.0.0.51", 5060), "127.0.0.53", args.seconds,
-                         args.max_rate, work, users)
+        print(f"REGISTER with digest, {args.seconds} s per step, {args.users} users "
+              "(the servers take turns at each rate):", flush=True)
+        reg = ladders({"SIPx": (("127.0.0.50", 5060), "127.0.0.52"),
+                       "Kamailio": (("127.0.0.51", 5060), "127.0.0.53")},
+                      "register_auth.xml", args.seconds, args.max_rate, work, users)
         print(f"OPTIONS, {args.seconds} s per step:", flush=True)
-        opt_sipx = ladder("SIPx", "options.xml", ("127.0.0.50", 5060), "127.0.0.54", args.seconds, args.max_rate, work)
-        opt_kam = ladder("Kamailio", "options.xml", ("127.0.0.51", 5060), "127.0.0.55", args.seconds, args.max_rate,
-                         work)
+        opt = ladders({"SIPx": (("127.0.0.50", 5060), "127.0.0.54"),
+                       "Kamailio": (("127.0.0.51", 5060), "127.0.0.55")},
+                      "options.xml", args.seconds, args.max_rate, work)
+        reg_sipx, reg_kam = reg["SIPx"], reg["Kamailio"]
+        opt_sipx, opt_kam = opt["SIPx"], opt["Kamailio"]
     finally:
         sipx.terminate()
         if kam:
