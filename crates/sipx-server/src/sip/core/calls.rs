@@ -825,12 +825,14 @@ impl Core {
             });
             return self.feed(now, &call_id, input);
         }
+        // The participant carries the call's API id (its row) when it has one, else the SIP
+        // Call-ID (a call without an application, as the echo test's).
         let id = self
             .calls
             .by_dialog
-            .keys()
-            .find(|d| d.call_id == call_id)
-            .cloned();
+            .iter()
+            .find(|(d, c)| d.call_id == call_id || c.row.as_ref().is_some_and(|r| r.id == call_id))
+            .map(|(d, _)| d.clone());
         if let Some(id) = id {
             let reason = match reason {
                 "room_closed" => "Room closed",
