@@ -60,6 +60,19 @@ pub enum CallCommandError {
     Unavailable(String),
 }
 
+/// The first SIPx's number for a call state, for receivers written against it.
+pub fn state_number(state: &str) -> u8 {
+    match state {
+        "CALLING" => 1,
+        "INCOMING" => 2,
+        "EARLY" => 3,
+        "CONNECTING" => 4,
+        "CONFIRMED" => 5,
+        "DISCONNECTED" => 6,
+        _ => 0,
+    }
+}
+
 /// Where a transferred phone goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferTarget {

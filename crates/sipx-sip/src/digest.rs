@@ -36,10 +36,6 @@ impl Algorithm {
         }
     }
 
-    fn hash_hex(self, data: &str) -> String {
-        self.hash_joined(&[data]).as_str().to_owned()
-    }
-
     /// `H(p1:p2:…)` in lower-case hex, hashed part by part: the server side checks several of
     /// these per REGISTER, so no string is built for them.
     fn hash_joined(self, parts: &[&str]) -> HexDigest {
@@ -339,8 +335,9 @@ pub fn answer_challenge(
         q.split(',')
             .any(|x| trim_ws(x).eq_ignore_ascii_case("auth"))
     });
-    let ha1 = algorithm.hash_hex(&format!("{username}:{realm}:{password}"));
-    let ha2 = algorithm.hash_hex(&format!("{method}:{uri}"));
+    let ha1 = algorithm.hash_joined(&[username, realm, password]);
+    let ha2 = algorithm.hash_joined(&[method, uri]);
+    let (ha1, ha2) = (ha1.as_str(), ha2.as_str());
     let mut out = format!(
         "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm={}",
         algorithm.name()
@@ -348,11 +345,11 @@ pub fn answer_challenge(
     let response = if qop_auth {
         let nc = format!("{nc:08x}");
         out.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
-        algorithm.hash_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+        algorithm.hash_joined(&[ha1, nonce, &nc, cnonce, "auth", ha2])
     } else {
-        algorithm.hash_hex(&format!("{ha1}:{nonce}:{ha2}"))
+        algorithm.hash_joined(&[ha1, nonce, ha2])
     };
-    out.push_str(&format!(", response=\"{response}\""));
+    out.push_str(&format!(", response=\"{}\"", response.as_str()));
     if let Some(opaque) = challenge.get("opaque") {
         out.push_str(&format!(", opaque=\"{opaque}\""));
     }

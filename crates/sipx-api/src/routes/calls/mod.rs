@@ -15,7 +15,7 @@ use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::call_service::{
     CallCommandError, CallService, DialRequest, DialRoute, StoredHistoryEntry, StoredMediaStats,
-    TransferTarget,
+    TransferTarget, state_number,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListParams, encode_cursor};
@@ -256,18 +256,6 @@ pub struct TransferCall {
 pub struct MuteCall {
     /// Stop (true) or resume (false) sending the phone's audio into the room.
     pub muted: bool,
-}
-
-pub(crate) fn state_number(state: &str) -> u8 {
-    match state {
-        "CALLING" => 1,
-        "INCOMING" => 2,
-        "EARLY" => 3,
-        "CONNECTING" => 4,
-        "CONFIRMED" => 5,
-        "DISCONNECTED" => 6,
-        _ => 0,
-    }
 }
 
 pub(crate) fn call_dto(c: CallRecord) -> Call {

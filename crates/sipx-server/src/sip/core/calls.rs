@@ -813,15 +813,15 @@ impl Core {
     /// The rooms removed a phone participant (API, room closed, replaced): hang its call up.
     pub(super) fn on_room_notice(&mut self, now: Instant, notice: crate::rooms::PhoneNotice) {
         let crate::rooms::PhoneNotice::Removed { call_id, reason } = notice;
+        let reason = match reason {
+            "room_closed" => "Room closed",
+            "replaced" => "Replaced in the room",
+            "failed" => "Room failure",
+            _ => "Removed from the room",
+        };
         if self.controls.by_id.contains_key(&call_id) {
             let input = sipx_call::Input::Room(sipx_call::RoomInput::Removed {
-                why: match reason {
-                    "room_closed" => "Room closed",
-                    "replaced" => "Replaced in the room",
-                    "failed" => "Room failure",
-                    _ => "Removed from the room",
-                }
-                .to_owned(),
+                why: reason.to_owned(),
             });
             return self.feed(now, &call_id, input);
         }
@@ -834,12 +834,6 @@ impl Core {
             .find(|(d, c)| d.call_id == call_id || c.row.as_ref().is_some_and(|r| r.id == call_id))
             .map(|(d, _)| d.clone());
         if let Some(id) = id {
-            let reason = match reason {
-                "room_closed" => "Room closed",
-                "replaced" => "Replaced in the room",
-                "failed" => "Room failure",
-                _ => "Removed from the room",
-            };
             self.end_call(now, &id, reason, true);
         }
     }

@@ -3,21 +3,8 @@
 //! transfer (`call.transfer`). docs/webhooks.md shows the shapes.
 
 use serde_json::json;
-use sipx_api::call_service::StoredHistoryEntry;
+use sipx_api::call_service::{StoredHistoryEntry, state_number};
 use sipx_api::events::AppEvent;
-
-/// The state-number of the first SIPx, for receivers written against it.
-fn state_number(state: &str) -> u8 {
-    match state {
-        "CALLING" => 1,
-        "INCOMING" => 2,
-        "EARLY" => 3,
-        "CONNECTING" => 4,
-        "CONFIRMED" => 5,
-        "DISCONNECTED" => 6,
-        _ => 0,
-    }
-}
 
 /// Who a call belongs to and where its events go.
 pub(crate) struct CallTag<'a> {

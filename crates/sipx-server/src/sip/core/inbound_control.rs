@@ -31,27 +31,27 @@ fn ended() -> CallCommandError {
 }
 
 impl Core {
+    /// The answered inbound call whose row is `id`, with its dialog.
+    fn inbound_call(&self, id: &str) -> Option<(&DialogId, &CallRow)> {
+        self.calls
+            .by_dialog
+            .iter()
+            .find_map(|(d, c)| c.row.as_ref().filter(|r| r.id == id).map(|r| (d, r)))
+    }
+
     /// The dialog of the answered inbound call `id` of `app_id`.
     pub(super) fn inbound_dialog(&self, app_id: &str, id: &str) -> Option<DialogId> {
-        self.calls.by_dialog.iter().find_map(|(d, c)| {
-            let row = c.row.as_ref()?;
-            (row.id == id && row.app_id() == app_id).then(|| d.clone())
-        })
+        let (d, row) = self.inbound_call(id)?;
+        (row.app_id() == app_id).then(|| d.clone())
     }
 
     /// The dialog of the inbound call `id`, whatever its application.
     pub(super) fn inbound_dialog_any(&self, id: &str) -> Option<DialogId> {
-        self.calls
-            .by_dialog
-            .iter()
-            .find_map(|(d, c)| (c.row.as_ref()?.id == id).then(|| d.clone()))
+        self.inbound_call(id).map(|(d, _)| d.clone())
     }
 
     pub(super) fn inbound_row(&self, id: &str) -> Option<&CallRow> {
-        self.calls
-            .by_dialog
-            .values()
-            .find_map(|c| c.row.as_ref().filter(|r| r.id == id))
+        self.inbound_call(id).map(|(_, r)| r)
     }
 
     pub(super) fn inbound_hangup(

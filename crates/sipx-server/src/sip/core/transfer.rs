@@ -258,11 +258,7 @@ impl Core {
 
     /// A call ended: a transfer it was part of is over.
     pub(super) fn transfer_party_gone(&mut self, now: Instant, id: &str) {
-        if let Some(t) = self.transfers.pending.remove(id)
-            && let Some(other) = t.replaces
-        {
-            self.release_replaced(now, &other, id);
-        }
+        self.end_transfer(now, id);
         self.transfers.replaced.remove(id);
     }
 
