@@ -5,9 +5,13 @@
 //! Legs are sharded over the threads by id; a leg never moves, so each leg's state is touched
 //! by one thread only and nothing is locked on the packet path.
 
+mod opus_loop;
+mod phases;
 mod phone_link;
 mod ports;
 mod settings;
+mod timer;
+mod timing;
 mod worker;
 
 use std::net::IpAddr;
@@ -20,8 +24,8 @@ use sipx_media::leg::{LegConfig, LegEvent};
 use tokio::sync::mpsc;
 
 use crate::StartupError;
-use ports::PortAllocator;
 pub use phone_link::{LinkPacket, PhoneLink};
+use ports::PortAllocator;
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
 
@@ -34,6 +38,9 @@ pub struct LegId(pub u64);
 pub enum LegMode {
     /// The echo test: what arrives is sent back (audio and DTMF).
     Echo,
+    /// The echo test through an Opus encode and decode: the transcoding work of a phone in a
+    /// room (see `opus_loop`).
+    OpusEcho,
 }
 
 /// Something a leg reported, or its failure to start.

@@ -1,5 +1,7 @@
-//! One media thread: a `mio` poll loop over its legs' sockets, a 20 ms tick, and each leg's
-//! timers. Commands arrive on a channel with a `mio::Waker`; events leave on the core's queue.
+//! One media thread: a `mio` poll loop over its legs' sockets, each leg's 20 ms tick (legs
+//! spread over phases 1 ms apart, `phases`) and each leg's timers. Commands arrive on a channel
+//! with a `mio::Waker`; events leave on the core's queue. A timerfd (`timer`) wakes the poll on
+//! time; the thread times its own ticks and frames (`timing`): late ticks, added latency.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -8,14 +10,18 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sipx_media::leg::MediaLeg;
+use sipx_media::leg::{LegConfig, MediaLeg};
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
+use super::opus_loop::OpusLoop;
+use super::phases::{Phases, TICK, Turn};
+use super::timer::Timer;
+use super::timing::TickStats;
 use super::{Command, LegId, LegMode, MediaEvent};
 
 const WAKER: Token = Token(usize::MAX);
-const TICK: Duration = Duration::from_millis(20);
+const TIMER: Token = Token(usize::MAX - 1);
 /// Datagrams read per socket per wake-up, so one flooding peer cannot starve the others.
 const READ_BUDGET: usize = 64;
 
@@ -38,8 +44,12 @@ struct Slot {
     rtp: UdpSocket,
     rtcp: UdpSocket,
     mode: LegMode,
+    /// The Opus round trip of `LegMode::OpusEcho` (`None` in other modes).
+    opus: Option<OpusLoop>,
     /// RTCP shares the RTP socket (RFC 5761), else it leaves from the RTCP socket.
     muxed: bool,
+    /// The phase the leg ticks in.
+    phase: usize,
 }
 
 struct Worker {
@@ -53,10 +63,14 @@ struct Worker {
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     pcm: Vec<i16>,
-    next_tick: Instant,
+    phases: Phases,
+    /// Wakes the poll at the next deadline, to the microsecond (`None`: the poll's own
+    /// millisecond timeout).
+    timer: Option<Timer>,
     /// No leg's timer is due before this (it may be early, never late): legs are scanned for
     /// timers only then, not on every packet.
     timers_due: Option<Instant>,
+    stats: TickStats,
 }
 
 pub(crate) fn spawn(
@@ -66,6 +80,9 @@ pub(crate) fn spawn(
     let poll = Poll::new()?;
     let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = std_mpsc::channel();
+    let timer = Timer::new(poll.registry(), TIMER)
+        .inspect_err(|e| tracing::warn!(error = %e, "no precise media timer: ticks may be late"))
+        .ok();
     let mut worker = Worker {
         poll,
         commands: rx,
@@ -76,8 +93,10 @@ pub(crate) fn spawn(
         recv_buf: vec![0u8; 2048],
         send_buf: vec![0u8; 2048],
         pcm: vec![0i16; 48_000 / 50],
-        next_tick: Instant::now() + TICK,
+        phases: Phases::new(Instant::now()),
+        timer,
         timers_due: None,
+        stats: TickStats::exported(),
     };
     std::thread::Builder::new()
         .name(format!("sipx-media-{index}"))
@@ -96,11 +115,16 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             let now = Self::now();
-            let deadline = self
-                .timers_due
-                .map_or(self.next_tick, |t| t.min(self.next_tick));
+            let next_tick = self.phases.due();
+            let deadline = self.timers_due.map_or(next_tick, |t| t.min(next_tick));
             let wait = deadline.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+            // The timer wakes the poll on time; the poll's timeout, a millisecond later, is
+            // only a backstop.
+            let timeout = match self.timer.as_ref().map(|t| t.set(wait)) {
+                Some(Ok(())) => wait + Duration::from_millis(1),
+                _ => wait,
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "media poll failed; the media thread stops");
@@ -108,22 +132,21 @@ impl Worker {
             }
             let now = Self::now();
             for event in &events {
-                if event.token() == WAKER {
-                    if !self.drain_commands(now) {
-                        return;
+                match event.token() {
+                    WAKER => {
+                        if !self.drain_commands(now) {
+                            return;
+                        }
                     }
-                } else {
-                    self.receive(now, event.token());
+                    TIMER => {}
+                    token => self.receive(now, token),
                 }
             }
-            if now >= self.next_tick {
-                self.tick(now);
-                self.next_tick += TICK;
-                if self.next_tick + 5 * TICK < now {
-                    // Far behind (the machine stalled): skip ahead instead of bursting.
+            while let Some((turn, skipped)) = self.phases.next_turn(Self::now()) {
+                if skipped {
                     metrics::counter!("sipx_media_clock_skips_total").increment(1);
-                    self.next_tick = now + TICK;
                 }
+                self.tick(turn);
             }
             if self.timers_due.is_some_and(|t| t <= now) {
                 self.run_timers(now);
@@ -166,6 +189,7 @@ impl Worker {
                 mode,
             } => {
                 let muxed = config.remote_rtcp.is_none();
+                let opus = Self::opus_loop(id, mode, &config);
                 let leg = match MediaLeg::new(*config, now) {
                     Ok(leg) => leg,
                     Err(e) => {
@@ -195,13 +219,16 @@ impl Worker {
                     self.free.push(index);
                     return;
                 }
+                let phase = self.phases.add(index);
                 self.slots[index] = Some(Slot {
                     id,
                     leg,
                     rtp,
                     rtcp,
                     mode,
+                    opus,
                     muxed,
+                    phase,
                 });
                 self.by_id.insert(id, index);
                 metrics::gauge!("sipx_media_legs").increment(1.0);
@@ -209,6 +236,8 @@ impl Worker {
             Command::Update { id, config } => {
                 if let Some(s) = self.slot_mut(id) {
                     s.muxed = config.remote_rtcp.is_none();
+                    // The frame rate may have changed with the codec.
+                    s.opus = Self::opus_loop(id, s.mode, &config);
                     if let Err(e) = s.leg.update(*config, now) {
                         tracing::warn!(leg = id.0, error = %e, "cannot update a media leg");
                     }
@@ -230,11 +259,23 @@ impl Worker {
                     let registry = self.poll.registry();
                     let _ = registry.deregister(&mut s.rtp);
                     let _ = registry.deregister(&mut s.rtcp);
+                    self.phases.remove(index, s.phase);
                     self.free.push(index);
                     metrics::gauge!("sipx_media_legs").decrement(1.0);
                 }
             }
         }
+    }
+
+    /// The Opus round trip of an Opus echo leg, at the leg's frame rate. Without it (a rate
+    /// Opus cannot take) the leg echoes plainly.
+    fn opus_loop(id: LegId, mode: LegMode, config: &LegConfig) -> Option<OpusLoop> {
+        if mode != LegMode::OpusEcho {
+            return None;
+        }
+        OpusLoop::new(config.frame_rate, &config.opus)
+            .inspect_err(|e| tracing::warn!(leg = id.0, error = %e, "no Opus for the echo"))
+            .ok()
     }
 
     fn slot_mut(&mut self, id: LegId) -> Option<&mut Slot> {
@@ -263,37 +304,52 @@ impl Worker {
         self.flush(index);
     }
 
-    /// The 20 ms tick: every leg gives its received frame and takes the one it must send.
-    fn tick(&mut self, now: Instant) {
-        for index in 0..self.slots.len() {
+    /// One phase's tick: each of its legs gives its received frame and takes the one it must
+    /// send. Each frame sent is timed from when the tick was due (definitions in `timing`).
+    fn tick(&mut self, turn: Turn) {
+        let Turn { phase, due } = turn;
+        let now = Self::now();
+        for k in 0..self.phases.legs(phase).len() {
+            let Some(&index) = self.phases.legs(phase).get(k) else {
+                break;
+            };
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            match slot.mode {
-                LegMode::Echo => {
-                    let (_, frame) = slot.leg.pull_frame(now);
-                    let n = frame.len().min(self.pcm.len());
-                    self.pcm[..n].copy_from_slice(&frame[..n]);
-                    slot.leg.push_frame(now, &self.pcm[..n]);
-                }
+            let (_, frame) = slot.leg.pull_frame(now);
+            let frame = match slot.opus.as_mut() {
+                Some(opus) => opus.process(frame),
+                None => frame,
+            };
+            let n = frame.len().min(self.pcm.len());
+            self.pcm[..n].copy_from_slice(&frame[..n]);
+            slot.leg.push_frame(now, &self.pcm[..n]);
+            if self.flush(index) > 0 {
+                let sent = Self::now();
+                self.stats
+                    .frame_sent(sent.saturating_duration_since(due), TICK);
             }
-            self.flush(index);
         }
+        let end = Self::now();
+        self.stats
+            .tick_done(end.saturating_duration_since(now), end > due + TICK);
     }
 
-    /// Sends what the leg queued and forwards its events.
-    fn flush(&mut self, index: usize) {
+    /// Sends what the leg queued and forwards its events; returns the datagrams sent.
+    fn flush(&mut self, index: usize) -> usize {
         let Some(Some(slot)) = self.slots.get_mut(index) else {
-            return;
+            return 0;
         };
+        let mut sent = 0;
         while let Some((dest, n)) = slot.leg.poll_transmit(&mut self.send_buf) {
             let bytes = &self.send_buf[..n];
             let socket = match classify(bytes) {
                 PacketKind::Rtcp if !slot.muxed => &slot.rtcp,
                 _ => &slot.rtp,
             };
-            if socket.send_to(bytes, dest).is_err() {
-                metrics::counter!("sipx_media_send_errors_total").increment(1);
+            match socket.send_to(bytes, dest) {
+                Ok(_) => sent += 1,
+                Err(_) => metrics::counter!("sipx_media_send_errors_total").increment(1),
             }
         }
         while let Some(event) = slot.leg.poll_event() {
@@ -306,5 +362,6 @@ impl Worker {
         if let Some(at) = slot.leg.poll_timeout() {
             self.timers_due = Some(self.timers_due.map_or(at, |t| t.min(at)));
         }
+        sent
     }
 }

@@ -1,6 +1,7 @@
 //! Calls the core answers: INVITE dialogs (RFC 3261 §12–15) with SDP offer/answer (RFC 3264)
 //! and a media leg each. Until call control routes calls into rooms, the one destination is
-//! the echo test (`media.echo_extension`): what the caller sends, audio and DTMF, comes back.
+//! the echo test (`media.echo_extension`): what the caller sends, audio and DTMF, comes back;
+//! or the same through an Opus encode and decode (`media.opus_echo_extension`).
 //!
 //! A call here is a UAS dialog: INVITE → 200 (answer, or our offer when the INVITE had none)
 //! → ACK (with the answer to a late offer) → re-INVITEs (hold, resume, new codec) and INFO
@@ -24,6 +25,8 @@ pub(crate) struct Call {
     dialog: Dialog,
     sdp: MediaSession,
     leg: LegId,
+    /// What the leg does with the caller's audio.
+    mode: LegMode,
     /// The sockets, until the leg starts (a late offer starts it at the ACK).
     ports: Option<PortPair>,
     /// The INVITE (or re-INVITE) whose 2xx awaits its ACK.
@@ -116,14 +119,12 @@ impl Core {
         peer: Peer,
     ) {
         let tag = self.endpoint.new_tag();
-        let echo = &self.settings.media.echo_extension;
-        let to_echo = !echo.is_empty()
-            && req
-                .uri
-                .as_sip()
-                .and_then(|u| u.user.as_deref())
-                .is_some_and(|u| u == echo);
-        let Some(engine) = self.media.clone().filter(|_| to_echo) else {
+        let mode = req
+            .uri
+            .as_sip()
+            .and_then(|u| u.user.as_deref())
+            .and_then(|u| self.settings.media.echo_mode(u));
+        let Some((engine, mode)) = self.media.clone().zip(mode) else {
             let resp = req
                 .response(480, Some(&tag))
                 .with_reason("No route for this call");
@@ -204,6 +205,7 @@ impl Core {
             dialog,
             sdp,
             leg,
+            mode,
             ports: Some(ports),
             invite_txn: Some(txn),
             answer_in_ack: offer.is_none(),
@@ -216,13 +218,14 @@ impl Core {
             && let Some(ports) = call.ports.take()
         {
             log_negotiation(&call_id, &negotiated);
-            self.start_leg(&engine, leg, ports, &negotiated, &call_id);
+            self.start_leg(&engine, leg, mode, ports, &negotiated, &call_id);
         }
         tracing::info!(
             call_id = %call_id,
             from = req.from().map(|f| f.uri.to_string()).unwrap_or_default(),
             to = %req.uri,
             late_offer = call.answer_in_ack,
+            opus = mode == LegMode::OpusEcho,
             "call answered by the echo test"
         );
         self.calls.by_leg.insert(leg, call.dialog.id.clone());
@@ -280,12 +283,13 @@ impl Core {
         &self,
         engine: &MediaEngine,
         leg: LegId,
+        mode: LegMode,
         ports: PortPair,
         negotiated: &NegotiatedMedia,
         call_id: &str,
     ) {
         match crate::media::leg_config(negotiated, &self.settings.media, leg) {
-            Some(cfg) => engine.add_leg(leg, ports, cfg, LegMode::Echo),
+            Some(cfg) => engine.add_leg(leg, ports, cfg, mode),
             None => {
                 tracing::warn!(
                     call_id,
@@ -413,10 +417,10 @@ impl Core {
         let Some(negotiated) = call.sdp.negotiated().cloned() else {
             return;
         };
-        let (leg, ports) = (call.leg, call.ports.take());
+        let (leg, mode, ports) = (call.leg, call.mode, call.ports.take());
         log_negotiation(&id.call_id, &negotiated);
         match ports {
-            Some(ports) => self.start_leg(&engine, leg, ports, &negotiated, &id.call_id),
+            Some(ports) => self.start_leg(&engine, leg, mode, ports, &negotiated, &id.call_id),
             None => {
                 if let Some(cfg) = crate::media::leg_config(&negotiated, &self.settings.media, leg)
                 {
