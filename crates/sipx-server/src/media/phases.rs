@@ -65,6 +65,14 @@ impl Phases {
         self.groups.get(phase).map_or(&[], Vec::as_slice)
     }
 
+    /// After a spell without legs (no ticks were run), the schedule goes on from `now` rather
+    /// than catch up.
+    pub fn resume(&mut self, now: Instant) {
+        if self.due < now {
+            self.due = now + STEP;
+        }
+    }
+
     /// The phase due at or before `now`, if any, and the schedule moves on to the next one.
     /// Far behind (the machine stalled), it skips ahead: the next phase becomes due one step
     /// from `now`, and `skipped` says so.
@@ -140,5 +148,20 @@ mod tests {
         assert_eq!(p.next_turn(late), None);
         let (turn, _) = p.next_turn(late + STEP).unwrap();
         assert_eq!(turn.phase, 1, "phases keep their order");
+    }
+
+    #[test]
+    fn resuming_after_an_idle_spell_does_not_count_as_a_stall() {
+        let start = Instant::now();
+        let mut p = Phases::new(start);
+        let later = start + Duration::from_secs(5);
+        p.resume(later);
+        assert_eq!(p.due(), later + STEP);
+        assert_eq!(p.next_turn(later), None);
+        let (turn, skipped) = p.next_turn(later + STEP).unwrap();
+        assert_eq!((turn.phase, skipped), (0, false));
+        // A schedule on time is left alone.
+        p.resume(later);
+        assert_eq!(p.due(), later + 2 * STEP);
     }
 }

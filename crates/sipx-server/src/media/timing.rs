@@ -53,6 +53,7 @@ impl Histogram {
         self.counts[index] += 1;
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }

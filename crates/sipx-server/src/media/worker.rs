@@ -1,7 +1,10 @@
-//! One media thread: a `mio` poll loop over its legs' sockets, each leg's 20 ms tick (legs
-//! spread over phases 1 ms apart, `phases`) and each leg's timers. Commands arrive on a channel
-//! with a `mio::Waker`; events leave on the core's queue. A timerfd (`timer`) wakes the poll on
-//! time; the thread times its own ticks and frames (`timing`): late ticks, added latency.
+//! One media thread: each leg's 20 ms tick (legs spread over phases 1 ms apart, `phases`), its
+//! sockets and its timers. The thread sleeps in a `mio` poll woken by a timerfd (`timer`) at
+//! the next phase, or by a `mio::Waker` when commands arrive on their channel; events leave on
+//! the core's queue. Received datagrams do not wake it: the legs' sockets sit in a second poll,
+//! looked at without waiting once per wake-up, so a busy thread wakes a thousand times a
+//! second, not once per packet (a packet waits at most a phase, well inside any jitter
+//! buffer's delay). The thread times its own ticks and frames (`timing`).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -53,7 +56,10 @@ struct Slot {
 }
 
 struct Worker {
+    /// The waker and the timer: what the thread sleeps on.
     poll: Poll,
+    /// The legs' sockets, polled without waiting.
+    sockets: Poll,
     commands: std_mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<MediaEvent>,
     /// Slots by token index; a token is (slot index << 1) | socket (0 = RTP, 1 = RTCP).
@@ -85,6 +91,7 @@ pub(crate) fn spawn(
         .ok();
     let mut worker = Worker {
         poll,
+        sockets: Poll::new()?,
         commands: rx,
         events,
         slots: Vec::new(),
@@ -112,35 +119,50 @@ impl Worker {
     }
 
     fn run(&mut self) {
-        let mut events = Events::with_capacity(256);
+        let mut wakes = Events::with_capacity(4);
+        let mut ready = Events::with_capacity(1024);
         loop {
             let now = Self::now();
-            let next_tick = self.phases.due();
-            let deadline = self.timers_due.map_or(next_tick, |t| t.min(next_tick));
-            let wait = deadline.saturating_duration_since(now);
+            // Without legs, only commands and leg timers (none) wake the thread.
+            let next_tick = (!self.by_id.is_empty()).then(|| self.phases.due());
+            let deadline = match (next_tick, self.timers_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = deadline.map(|d| d.saturating_duration_since(now));
             // The timer wakes the poll on time; the poll's timeout, a millisecond later, is
             // only a backstop.
-            let timeout = match self.timer.as_ref().map(|t| t.set(wait)) {
-                Some(Ok(())) => wait + Duration::from_millis(1),
-                _ => wait,
+            let timeout = match (wait, self.timer.as_ref()) {
+                (Some(wait), Some(timer)) if timer.set(wait).is_ok() => {
+                    Some(wait + Duration::from_millis(1))
+                }
+                (wait, _) => wait,
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+            if let Err(e) = self.poll.poll(&mut wakes, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "media poll failed; the media thread stops");
                 return;
             }
             let now = Self::now();
-            for event in &events {
-                match event.token() {
-                    WAKER => {
-                        if !self.drain_commands(now) {
-                            return;
-                        }
-                    }
-                    TIMER => {}
-                    token => self.receive(now, token),
-                }
+            if self.by_id.is_empty() {
+                // No tick ran while there were no legs: the schedule goes on from now.
+                self.phases.resume(now);
+            }
+            if wakes.iter().any(|e| e.token() == WAKER) && !self.drain_commands(now) {
+                return;
+            }
+            if self.by_id.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.sockets.poll(&mut ready, Some(Duration::ZERO))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "media socket poll failed; the media thread stops");
+                return;
+            }
+            for event in &ready {
+                self.receive(now, event.token());
             }
             while let Some((turn, skipped)) = self.phases.next_turn(Self::now()) {
                 if skipped {
@@ -207,7 +229,7 @@ impl Worker {
                 });
                 let mut rtp = UdpSocket::from_std(ports.rtp);
                 let mut rtcp = UdpSocket::from_std(ports.rtcp);
-                let registry = self.poll.registry();
+                let registry = self.sockets.registry();
                 if registry
                     .register(&mut rtp, Token(index << 1), Interest::READABLE)
                     .and_then(|()| {
@@ -256,7 +278,7 @@ impl Worker {
                 if let Some(index) = self.by_id.remove(&id)
                     && let Some(mut s) = self.slots[index].take()
                 {
-                    let registry = self.poll.registry();
+                    let registry = self.sockets.registry();
                     let _ = registry.deregister(&mut s.rtp);
                     let _ = registry.deregister(&mut s.rtcp);
                     self.phases.remove(index, s.phase);
