@@ -543,7 +543,8 @@ def main():
         g = engine["gen"]
         print(f"  rtpengine: {engine['us_per_call']:.1f} µs/call, {100 * engine['cpu_share']:.1f} % CPU, "
               f"{engine['kib_per_call']:.1f} KiB/call, back {100 * g['received'] / max(1, g['sent']):.1f} %, "
-              f"audible {100 * g['audible'] / max(1, g['received']):.1f} %, reflected {g['reflected']}, "
+              f"audible {100 * g['audible'] / max(1, g['received']):.1f} %, reflected {g['reflected']} "
+              f"({g['reflected_transcoded']} not PCMU), "
               f"dev p99 {g['deviation_p99_ms']:.1f} ms", flush=True)
     else:
         print(f"  rtpengine could not run: {why}", flush=True)

@@ -85,6 +85,8 @@ struct Report {
     received: u64,
     audible: u64,
     reflected: u64,
+    /// Reflected packets that were not PCMU (a relay transcoding to Opus sends Opus).
+    reflected_transcoded: u64,
     other_payload_types: u64,
     /// |inter-arrival − 20 ms| per stream, in 100 µs steps.
     deviations: Vec<u64>,
@@ -117,6 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         received: 0,
         audible: 0,
         reflected: 0,
+        reflected_transcoded: 0,
         other_payload_types: 0,
         deviations: vec![0; DEVIATION_STEPS + 1],
         gaps: 0,
@@ -193,6 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         if len >= 12 {
                             // Our SSRC, not the relay's own, on what it gets back.
                             buf[8] ^= 0x5a;
+                            report.reflected_transcoded += u64::from(buf[1] & 0x7f != 0);
                         }
                         if r.send_to(&buf[..len], from).is_ok() {
                             report.reflected += 1;
@@ -258,7 +262,8 @@ fn print_report(r: &Report, streams: &[Stream], measured_seconds: f64) {
     let min_received = streams.iter().map(|s| s.received).min().unwrap_or(0);
     println!(
         "{{\"streams\": {}, \"seconds\": {measured_seconds:.3}, \"sent\": {}, \"received\": {}, \
-         \"audible\": {}, \"reflected\": {}, \"other_payload_types\": {}, \
+         \"audible\": {}, \"reflected\": {}, \"reflected_transcoded\": {}, \
+         \"other_payload_types\": {}, \
          \"silent_streams\": {silent}, \"min_received_per_stream\": {min_received}, \
          \"gaps\": {}, \"deviation_p50_ms\": {:.1}, \"deviation_p99_ms\": {:.1}, \
          \"deviation_max_ms\": {:.1}}}",
@@ -267,6 +272,7 @@ fn print_report(r: &Report, streams: &[Stream], measured_seconds: f64) {
         r.received,
         r.audible,
         r.reflected,
+        r.reflected_transcoded,
         r.other_payload_types,
         r.gaps,
         percentile(&r.deviations, 0.5),
