@@ -536,8 +536,8 @@ def main():
                   f"{g['deviation_p99_ms']:>7.1f} {100 * g['cpu_share']:>6.1f}", flush=True)
             if (s["late_frames"] or s["late_ticks"] or g["silent_streams"]) and n >= args.calls:
                 break
-        print("  (×floor: against the lowest floor so far; threads: CPU of each media thread; late t/f: late ticks/frames in the window; p50/p99: "
-              "added latency, bucket upper bounds; back: packets echoed/sent; dev p99: |inter-arrival − "
+        print("  (×floor: against the lowest floor so far; threads: CPU of each media thread; late t/f: late "
+              "ticks/frames in the window; p50/p99: added latency, bucket upper bounds; back: packets echoed/sent; dev p99: |inter-arrival − "
               "20 ms| at the generator; gen: the generator's CPU)", flush=True)
     finally:
         proc.terminate()
