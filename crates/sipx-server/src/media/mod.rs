@@ -11,6 +11,8 @@
 //! lock, taken a few times per 20 ms tick).
 
 mod opus_fmtp;
+mod opus_loop;
+mod phases;
 mod phone_link;
 mod ports;
 pub(crate) mod prompts;
@@ -18,6 +20,8 @@ mod room_bridge;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod timer;
+mod timing;
 mod worker;
 
 use std::net::IpAddr;
@@ -45,6 +49,9 @@ pub struct LegId(pub u64);
 pub enum LegMode {
     /// The echo test: what arrives is sent back (audio and DTMF).
     Echo,
+    /// The echo test through an Opus encode and decode: a phone's transcoding work in a room
+    /// with one speaker, without the room (see `opus_loop`).
+    OpusEcho,
     /// Received audio is dropped and silence is sent (a call waiting for its room).
     Silence,
     /// A participant of a room: the caller's voice goes to the link as Opus, the room's
@@ -54,6 +61,22 @@ pub enum LegMode {
     /// A voice prompt is played from its start (received audio is dropped), then silence:
     /// the PIN flow asks the caller by voice.
     Prompt(sipx_call::Prompt),
+}
+
+/// Which echo test a call reached (`media.echo_extension`, `media.opus_echo_extension`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Plain,
+    Opus,
+}
+
+impl Echo {
+    pub fn leg_mode(self) -> LegMode {
+        match self {
+            Echo::Plain => LegMode::Echo,
+            Echo::Opus => LegMode::OpusEcho,
+        }
+    }
 }
 
 /// Something a leg reported, or its failure to start.

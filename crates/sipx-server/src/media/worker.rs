@@ -1,5 +1,10 @@
-//! One media thread: a `mio` poll loop over its legs' sockets, a 20 ms tick, and each leg's
-//! timers. Commands arrive on a channel with a `mio::Waker`; events leave on the core's queue.
+//! One media thread: each leg's 20 ms tick (legs spread over phases 1 ms apart, `phases`), its
+//! sockets and its timers. The thread sleeps in a `mio` poll woken by a timerfd (`timer`) at
+//! the next phase, or by a `mio::Waker` when commands arrive on their channel; events leave on
+//! the core's queue. Received datagrams do not wake it: the legs' sockets sit in a second poll,
+//! looked at without waiting once per wake-up, so a busy thread wakes a thousand times a
+//! second, not once per packet (a packet waits at most a phase, well inside any jitter
+//! buffer's delay). The thread times its own ticks and frames (`timing`).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -13,11 +18,15 @@ use sipx_media::prompt::PromptPlayer;
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
+use super::opus_loop::OpusLoop;
+use super::phases::{Phases, TICK, Turn};
 use super::room_bridge::RoomBridge;
+use super::timer::Timer;
+use super::timing::TickStats;
 use super::{Command, LegId, LegMode, MediaEvent};
 
 const WAKER: Token = Token(usize::MAX);
-const TICK: Duration = Duration::from_millis(20);
+const TIMER: Token = Token(usize::MAX - 1);
 /// Datagrams read per socket per wake-up, so one flooding peer cannot starve the others.
 const READ_BUDGET: usize = 64;
 
@@ -37,6 +46,9 @@ impl Handle {
 /// A leg's mode with the state it needs.
 enum Mode {
     Echo,
+    /// The echo through an Opus encode and decode built for this frame rate (a new frame rate
+    /// rebuilds it).
+    OpusEcho(u32, Box<OpusLoop>),
     Silence,
     Room(Box<RoomBridge>),
     /// The prompt and the rate it was decoded at (a new frame rate restarts it).
@@ -49,6 +61,17 @@ impl Mode {
     fn new(id: LegId, leg: &MediaLeg, mode: LegMode) -> Mode {
         match mode {
             LegMode::Echo => Mode::Echo,
+            LegMode::OpusEcho => {
+                let config = leg.config();
+                match OpusLoop::new(config.frame_rate, &config.opus) {
+                    Ok(opus) => Mode::OpusEcho(config.frame_rate, Box::new(opus)),
+                    Err(e) => {
+                        // A rate Opus cannot take: the leg echoes plainly.
+                        tracing::warn!(leg = id.0, error = %e, "no Opus for the echo");
+                        Mode::Echo
+                    }
+                }
+            }
             LegMode::Silence => Mode::Silence,
             LegMode::Prompt(prompt) => {
                 let rate = leg.config().frame_rate;
@@ -84,10 +107,15 @@ struct Slot {
     mode: Mode,
     /// RTCP shares the RTP socket (RFC 5761), else it leaves from the RTCP socket.
     muxed: bool,
+    /// The phase the leg ticks in.
+    phase: usize,
 }
 
 struct Worker {
+    /// The waker and the timer: what the thread sleeps on.
     poll: Poll,
+    /// The legs' sockets, polled without waiting.
+    sockets: Poll,
     commands: std_mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<MediaEvent>,
     /// Slots by token index; a token is (slot index << 1) | socket (0 = RTP, 1 = RTCP).
@@ -97,10 +125,14 @@ struct Worker {
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     pcm: Vec<i16>,
-    next_tick: Instant,
+    phases: Phases,
+    /// Wakes the poll at the next deadline, to the microsecond (`None`: the poll's own
+    /// millisecond timeout).
+    timer: Option<Timer>,
     /// No leg's timer is due before this (it may be early, never late): legs are scanned for
     /// timers only then, not on every packet.
     timers_due: Option<Instant>,
+    stats: TickStats,
 }
 
 pub(crate) fn spawn(
@@ -110,8 +142,12 @@ pub(crate) fn spawn(
     let poll = Poll::new()?;
     let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = std_mpsc::channel();
+    let timer = Timer::new(poll.registry(), TIMER)
+        .inspect_err(|e| tracing::warn!(error = %e, "no precise media timer: ticks may be late"))
+        .ok();
     let mut worker = Worker {
         poll,
+        sockets: Poll::new()?,
         commands: rx,
         events,
         slots: Vec::new(),
@@ -120,8 +156,10 @@ pub(crate) fn spawn(
         recv_buf: vec![0u8; 2048],
         send_buf: vec![0u8; 2048],
         pcm: vec![0i16; 48_000 / 50],
-        next_tick: Instant::now() + TICK,
+        phases: Phases::new(Instant::now()),
+        timer,
         timers_due: None,
+        stats: TickStats::exported(),
     };
     std::thread::Builder::new()
         .name(format!("sipx-media-{index}"))
@@ -137,37 +175,56 @@ impl Worker {
     }
 
     fn run(&mut self) {
-        let mut events = Events::with_capacity(256);
+        let mut wakes = Events::with_capacity(4);
+        let mut ready = Events::with_capacity(1024);
         loop {
             let now = Self::now();
-            let deadline = self
-                .timers_due
-                .map_or(self.next_tick, |t| t.min(self.next_tick));
-            let wait = deadline.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+            // Without legs, only commands and leg timers (none) wake the thread.
+            let next_tick = (!self.by_id.is_empty()).then(|| self.phases.due());
+            let deadline = match (next_tick, self.timers_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = deadline.map(|d| d.saturating_duration_since(now));
+            // The timer wakes the poll on time; the poll's timeout, a millisecond later, is
+            // only a backstop.
+            let timeout = match (wait, self.timer.as_ref()) {
+                (Some(wait), Some(timer)) if timer.set(wait).is_ok() => {
+                    Some(wait + Duration::from_millis(1))
+                }
+                (wait, _) => wait,
+            };
+            if let Err(e) = self.poll.poll(&mut wakes, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "media poll failed; the media thread stops");
                 return;
             }
             let now = Self::now();
-            for event in &events {
-                if event.token() == WAKER {
-                    if !self.drain_commands(now) {
-                        return;
-                    }
-                } else {
-                    self.receive(now, event.token());
-                }
+            if self.by_id.is_empty() {
+                // No tick ran while there were no legs: the schedule goes on from now.
+                self.phases.resume(now);
             }
-            if now >= self.next_tick {
-                self.tick(now);
-                self.next_tick += TICK;
-                if self.next_tick + 5 * TICK < now {
-                    // Far behind (the machine stalled): skip ahead instead of bursting.
+            if wakes.iter().any(|e| e.token() == WAKER) && !self.drain_commands(now) {
+                return;
+            }
+            if self.by_id.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.sockets.poll(&mut ready, Some(Duration::ZERO))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "media socket poll failed; the media thread stops");
+                return;
+            }
+            for event in &ready {
+                self.receive(now, event.token());
+            }
+            while let Some((turn, skipped)) = self.phases.next_turn(Self::now()) {
+                if skipped {
                     metrics::counter!("sipx_media_clock_skips_total").increment(1);
-                    self.next_tick = now + TICK;
                 }
+                self.tick(turn);
             }
             if self.timers_due.is_some_and(|t| t <= now) {
                 self.run_timers(now);
@@ -231,7 +288,7 @@ impl Worker {
                 });
                 let mut rtp = UdpSocket::from_std(ports.rtp);
                 let mut rtcp = UdpSocket::from_std(ports.rtcp);
-                let registry = self.poll.registry();
+                let registry = self.sockets.registry();
                 if registry
                     .register(&mut rtp, Token(index << 1), Interest::READABLE)
                     .and_then(|()| {
@@ -244,6 +301,7 @@ impl Worker {
                     self.free.push(index);
                     return;
                 }
+                let phase = self.phases.add(index);
                 self.slots[index] = Some(Slot {
                     id,
                     leg,
@@ -251,6 +309,7 @@ impl Worker {
                     rtcp,
                     mode,
                     muxed,
+                    phase,
                 });
                 self.by_id.insert(id, index);
                 metrics::gauge!("sipx_media_legs").increment(1.0);
@@ -272,6 +331,11 @@ impl Worker {
                         && rate != s.leg.config().frame_rate
                     {
                         s.mode = Mode::new(id, &s.leg, LegMode::Prompt(prompt));
+                    }
+                    if let Mode::OpusEcho(rate, _) = s.mode
+                        && rate != s.leg.config().frame_rate
+                    {
+                        s.mode = Mode::new(id, &s.leg, LegMode::OpusEcho);
                     }
                 }
             }
@@ -307,9 +371,10 @@ impl Worker {
                         leg: id,
                         stats: Box::new(s.leg.stats()),
                     });
-                    let registry = self.poll.registry();
+                    let registry = self.sockets.registry();
                     let _ = registry.deregister(&mut s.rtp);
                     let _ = registry.deregister(&mut s.rtcp);
+                    self.phases.remove(index, s.phase);
                     self.free.push(index);
                     metrics::gauge!("sipx_media_legs").decrement(1.0);
                 }
@@ -343,15 +408,28 @@ impl Worker {
         self.flush(index);
     }
 
-    /// The 20 ms tick: every leg gives its received frame and takes the one it must send.
-    fn tick(&mut self, now: Instant) {
-        for index in 0..self.slots.len() {
+    /// One phase's tick: each of its legs gives its received frame and takes the one it must
+    /// send. Each frame sent is timed from when the tick was due (definitions in `timing`).
+    fn tick(&mut self, turn: Turn) {
+        let Turn { phase, due } = turn;
+        let now = Self::now();
+        for k in 0..self.phases.legs(phase).len() {
+            let Some(&index) = self.phases.legs(phase).get(k) else {
+                break;
+            };
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
             match &mut slot.mode {
                 Mode::Echo => {
                     let (_, frame) = slot.leg.pull_frame(now);
+                    let n = frame.len().min(self.pcm.len());
+                    self.pcm[..n].copy_from_slice(&frame[..n]);
+                    slot.leg.push_frame(now, &self.pcm[..n]);
+                }
+                Mode::OpusEcho(_, opus) => {
+                    let (_, frame) = slot.leg.pull_frame(now);
+                    let frame = opus.process(frame);
                     let n = frame.len().min(self.pcm.len());
                     self.pcm[..n].copy_from_slice(&frame[..n]);
                     slot.leg.push_frame(now, &self.pcm[..n]);
@@ -369,23 +447,32 @@ impl Worker {
                 }
                 Mode::Room(bridge) => bridge.tick(now, &mut slot.leg, &mut self.pcm),
             }
-            self.flush(index);
+            if self.flush(index) > 0 {
+                let sent = Self::now();
+                self.stats
+                    .frame_sent(sent.saturating_duration_since(due), TICK);
+            }
         }
+        let end = Self::now();
+        self.stats
+            .tick_done(end.saturating_duration_since(now), end > due + TICK);
     }
 
-    /// Sends what the leg queued and forwards its events.
-    fn flush(&mut self, index: usize) {
+    /// Sends what the leg queued and forwards its events; returns the datagrams sent.
+    fn flush(&mut self, index: usize) -> usize {
         let Some(Some(slot)) = self.slots.get_mut(index) else {
-            return;
+            return 0;
         };
+        let mut sent = 0;
         while let Some((dest, n)) = slot.leg.poll_transmit(&mut self.send_buf) {
             let bytes = &self.send_buf[..n];
             let socket = match classify(bytes) {
                 PacketKind::Rtcp if !slot.muxed => &slot.rtcp,
                 _ => &slot.rtp,
             };
-            if socket.send_to(bytes, dest).is_err() {
-                metrics::counter!("sipx_media_send_errors_total").increment(1);
+            match socket.send_to(bytes, dest) {
+                Ok(_) => sent += 1,
+                Err(_) => metrics::counter!("sipx_media_send_errors_total").increment(1),
             }
         }
         while let Some(event) = slot.leg.poll_event() {
@@ -398,5 +485,6 @@ impl Worker {
         if let Some(at) = slot.leg.poll_timeout() {
             self.timers_due = Some(self.timers_due.map_or(at, |t| t.min(at)));
         }
+        sent
     }
 }
