@@ -12,6 +12,7 @@ use crate::dtmf::DtmfDigit;
 use crate::ids::{Pt, Ssrc};
 use crate::rtp::RtpHeader;
 use crate::session::RtcpSession;
+use crate::silence::is_digital_silence;
 
 /// RFC 4733 volume of the key presses we send, in -dBm0.
 const DTMF_VOLUME: u8 = 10;
@@ -39,10 +40,18 @@ impl MediaLeg {
             None => self.pending.push(pcm),
         }
         let packet_samples = self.packet_samples();
+        let dtx = self.cfg.codec == CodecKind::Opus && self.cfg.opus.dtx;
         while self.pending.len() >= packet_samples {
             let pcm = &mut self.packet_pcm[..packet_samples];
             self.pending.pop_into(pcm);
-            match self.encoder.encode(pcm, &mut self.payload) {
+            // A DTX peer is sent nothing for digital silence: its decoder makes the same
+            // silence, and the encoder's work is saved (`crate::silence`).
+            let encoded = if dtx && is_digital_silence(pcm) {
+                Ok(0)
+            } else {
+                self.encoder.encode(pcm, &mut self.payload)
+            };
+            match encoded {
                 // Zero bytes: discontinuous transmission; the next packet starts a talkspurt.
                 Ok(0) => self.marker_next = true,
                 Ok(len) => self.send_audio(now, len),

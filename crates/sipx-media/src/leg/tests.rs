@@ -613,3 +613,48 @@ fn a_sender_stall_costs_little_more_than_the_stall() {
         );
     }
 }
+
+/// The RTP packets (marker, timestamp) a leg queued.
+fn sent_rtp(leg: &mut MediaLeg) -> Vec<(bool, u32)> {
+    let mut buf = [0u8; 1500];
+    let mut out = Vec::new();
+    while let Some((_, n)) = leg.poll_transmit(&mut buf) {
+        if crate::classify(&buf[..n]) == crate::PacketKind::Rtp {
+            let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            out.push((buf[1] & 0x80 != 0, ts));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_dtx_peer_gets_nothing_for_digital_silence_and_the_next_talkspurt_is_marked() {
+    let now = Instant::now();
+    let tone = Sine::new(440.0, 16000, 8000.0).take(320);
+    let silence = [0i16; 320];
+    let mut cfg = config(CodecKind::Opus, 111, b_addr(), 7);
+    cfg.frame_rate = 16000;
+    cfg.opus = cfg.opus.dtx(true);
+    let mut leg = MediaLeg::new(cfg.clone(), now).unwrap();
+    leg.push_frame(now, &tone);
+    let first = sent_rtp(&mut leg);
+    assert_eq!(first.len(), 1);
+    for _ in 0..50 {
+        leg.push_frame(now, &silence);
+    }
+    assert!(
+        sent_rtp(&mut leg).is_empty(),
+        "digital silence is not sent to a DTX peer"
+    );
+    leg.push_frame(now, &tone);
+    let after = sent_rtp(&mut leg);
+    // A new talkspurt, 51 frames of 960 ticks later: the clock ran through the silence.
+    assert_eq!(after, vec![(true, first[0].1.wrapping_add(51 * 960))]);
+    // Without DTX, silence is encoded and sent like anything else.
+    cfg.opus = cfg.opus.dtx(false);
+    let mut plain = MediaLeg::new(cfg, now).unwrap();
+    for _ in 0..5 {
+        plain.push_frame(now, &silence);
+    }
+    assert_eq!(sent_rtp(&mut plain).len(), 5);
+}
