@@ -216,7 +216,13 @@ def media_run(sipx, work, args):
     result = {"ok": not problems, "media_ok": media_ok, "step": step, "window": window, "played": played,
               "from": from_phones, "to": to_phones, "expected_to": overlap_packets(args),
               "skips": delta("sipx_media_clock_skips_total"), "send_errors": delta("sipx_media_send_errors_total"),
-              "encode_errors": delta("sipx_media_room_encode_errors_total")}
+              "encode_errors": delta("sipx_media_room_encode_errors_total"),
+              "received": delta("sipx_media_rtp_received_total"),
+              "sent": delta("sipx_media_rtp_sent_total"),
+              "jitter": {k: delta(f'sipx_media_jitter_total{{outcome="{k}"}}')
+                         for k in ("played", "late", "lost", "skipped", "underruns")},
+              "late_ticks": delta("sipx_media_late_ticks_total"), "ticks": delta("sipx_media_ticks_total"),
+              "link_dropped": delta('sipx_rooms_phone_link_dropped_total{direction="from_phone"}')}
     print(f"  calls: {'ok  ' if not problems else 'FAIL'} {step['created']} attempted, {step['ok']} succeeded, "
           f"{step['failed']} failed, {step['retrans']} retransmissions; {step['peak']:.0f} up at once; "
           f"INVITE->200 mean {step['setup_ms']:.0f} ms" + "".join(f"; {x}" for x in step["notes"] + problems),
@@ -230,6 +236,15 @@ def media_run(sipx, work, args):
           f"{result['skips']:.0f}, send errors {result['send_errors']:.0f}, encode errors "
           f"{result['encode_errors']:.0f}; whole run: SIPx CPU {step['cpu']['process']:.0f} %, "
           f"sipp {step['sipp_cpu']:.0f} %", flush=True)
+    # Where the played packets went: received by the legs, then their jitter buffers' verdicts
+    # (packets played or late; frames lost, skipped to cut the delay, underruns), the media
+    # threads' late ticks, and the caller's voice dropped on a full phone link.
+    j = result["jitter"]
+    print(f"  path: received by SIPx {result['received']:.0f} ({100 * result['received'] / played:.1f} %); "
+          f"jitter buffers: played {j['played']:.0f}, late {j['late']:.0f}, lost {j['lost']:.0f}, "
+          f"skipped {j['skipped']:.0f}, underrun ticks {j['underruns']:.0f}; late ticks "
+          f"{result['late_ticks']:.0f} of {result['ticks']:.0f}; dropped on full links toward the rooms "
+          f"{result['link_dropped']:.0f}; RTP sent to the phones {result['sent']:.0f}", flush=True)
     return result
 
 

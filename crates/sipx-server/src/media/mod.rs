@@ -10,6 +10,7 @@
 //! phone and encodes the caller's voice for the room, across the leg's [`PhoneLink`] (the one
 //! lock, taken a few times per 20 ms tick).
 
+mod mode;
 mod opus_fmtp;
 mod opus_loop;
 mod phases;
@@ -17,6 +18,7 @@ mod phone_link;
 mod ports;
 pub(crate) mod prompts;
 mod room_bridge;
+mod room_group;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -34,7 +36,7 @@ use sipx_media::leg::{LegConfig, LegEvent};
 use tokio::sync::mpsc;
 
 use crate::StartupError;
-pub use phone_link::{Notify, PhoneLink};
+pub use phone_link::{Joined, Notify, PhoneLink};
 use ports::PortAllocator;
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
@@ -186,8 +188,27 @@ impl MediaEngine {
         self.ports.allocate()
     }
 
+    /// A new leg's id, on the media thread its number falls to.
     pub fn new_leg_id(&self) -> LegId {
-        LegId(self.next_id.fetch_add(1, Ordering::Relaxed))
+        let k = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.leg_id(k, k)
+    }
+
+    /// A new leg's id on the media thread of `room`'s other phones: a room's phones mix
+    /// together (decoding each participant once for all of them) only on one thread.
+    pub fn new_leg_id_near(&self, room: &impl std::hash::Hash) -> LegId {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // The default hasher's fixed keys: the same room gives the same thread every time.
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(room);
+        let k = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.leg_id(k, hash)
+    }
+
+    /// The `k`th id, on thread `shard` modulo the threads: unique, since `k` is.
+    fn leg_id(&self, k: u64, shard: u64) -> LegId {
+        let n = self.workers.len().max(1) as u64;
+        LegId(k * n + shard % n)
     }
 
     fn worker(&self, id: LegId) -> &worker::Handle {

@@ -49,6 +49,18 @@ impl Phases {
         phase
     }
 
+    /// Places a leg in a given phase (a room's phones tick together, `room_group`); an
+    /// unknown phase gives the least loaded one. Returns the phase.
+    pub fn add_to(&mut self, slot: usize, phase: usize) -> usize {
+        match self.groups.get_mut(phase) {
+            Some(group) => {
+                group.push(slot);
+                phase
+            }
+            None => self.add(slot),
+        }
+    }
+
     pub fn remove(&mut self, slot: usize, phase: usize) {
         if let Some(group) = self.groups.get_mut(phase) {
             group.retain(|&s| s != slot);
@@ -112,6 +124,10 @@ mod tests {
         assert_eq!(p.add(99), phases[5]);
         p.remove(1234, 0);
         p.remove(0, PHASES + 1);
+        // A leg put beside others, whatever the load.
+        assert_eq!(p.add_to(500, 7), 7);
+        assert!(p.legs(7).contains(&500));
+        assert!(p.add_to(501, PHASES) < PHASES);
     }
 
     #[test]

@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sipx_media::leg::MediaLeg;
-use sipx_media::prompt::PromptPlayer;
+use sipx_media::leg::{LegStats, MediaLeg};
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
-use super::opus_loop::OpusLoop;
+use super::mode::Mode;
 use super::phases::{Phases, TICK, Turn};
-use super::room_bridge::RoomBridge;
+use super::room_group::Groups;
 use super::timer::Timer;
 use super::timing::TickStats;
 use super::{Command, LegId, LegMode, MediaEvent};
@@ -39,62 +38,6 @@ impl Handle {
     pub fn send(&self, command: Command) {
         if self.tx.send(command).is_ok() {
             let _ = self.waker.wake();
-        }
-    }
-}
-
-/// A leg's mode with the state it needs.
-enum Mode {
-    Echo,
-    /// The echo through an Opus encode and decode built for this frame rate (a new frame rate
-    /// rebuilds it).
-    OpusEcho(u32, Box<OpusLoop>),
-    Silence,
-    Room(Box<RoomBridge>),
-    /// The prompt and the rate it was decoded at (a new frame rate restarts it).
-    Prompt(sipx_call::Prompt, u32, Box<PromptPlayer>),
-}
-
-impl Mode {
-    /// The state for `mode` on `leg`; a room the leg cannot join (no Opus at its rate) leaves
-    /// it in silence, and says why.
-    fn new(id: LegId, leg: &MediaLeg, mode: LegMode) -> Mode {
-        match mode {
-            LegMode::Echo => Mode::Echo,
-            LegMode::OpusEcho => {
-                let config = leg.config();
-                match OpusLoop::new(config.frame_rate, &config.opus) {
-                    Ok(opus) => Mode::OpusEcho(config.frame_rate, Box::new(opus)),
-                    Err(e) => {
-                        // A rate Opus cannot take: the leg echoes plainly.
-                        tracing::warn!(leg = id.0, error = %e, "no Opus for the echo");
-                        Mode::Echo
-                    }
-                }
-            }
-            LegMode::Silence => Mode::Silence,
-            LegMode::Prompt(prompt) => {
-                let rate = leg.config().frame_rate;
-                match super::prompts::player(prompt, rate) {
-                    Some(p) => Mode::Prompt(prompt, rate, Box::new(p)),
-                    None => Mode::Silence,
-                }
-            }
-            LegMode::Room(link) => match RoomBridge::new(link.clone(), leg.config()) {
-                Ok(bridge) => Mode::Room(Box::new(bridge)),
-                Err(e) => {
-                    tracing::warn!(leg = id.0, error = %e, "a media leg cannot join its room");
-                    link.close();
-                    Mode::Silence
-                }
-            },
-        }
-    }
-
-    /// The leg leaves this mode: a room's link is closed, so the rooms side knows.
-    fn leave(&self) {
-        if let Mode::Room(bridge) = self {
-            bridge.link().close();
         }
     }
 }
@@ -121,6 +64,8 @@ struct Worker {
     /// Slots by token index; a token is (slot index << 1) | socket (0 = RTP, 1 = RTCP).
     slots: Vec<Option<Slot>>,
     by_id: HashMap<LegId, usize>,
+    /// The phones of each room on this thread, mixed together.
+    groups: Groups,
     free: Vec<usize>,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
@@ -152,6 +97,7 @@ pub(crate) fn spawn(
         events,
         slots: Vec::new(),
         by_id: HashMap::new(),
+        groups: Groups::default(),
         free: Vec::new(),
         recv_buf: vec![0u8; 2048],
         send_buf: vec![0u8; 2048],
@@ -281,11 +227,12 @@ impl Worker {
                         return;
                     }
                 };
-                let mode = Mode::new(id, &leg, mode);
                 let index = self.free.pop().unwrap_or_else(|| {
                     self.slots.push(None);
                     self.slots.len() - 1
                 });
+                let phase = self.phases.add(index);
+                let mode = Mode::new(id, &leg, mode, &mut self.groups, phase);
                 let mut rtp = UdpSocket::from_std(ports.rtp);
                 let mut rtcp = UdpSocket::from_std(ports.rtcp);
                 let registry = self.sockets.registry();
@@ -297,11 +244,11 @@ impl Worker {
                     .is_err()
                 {
                     tracing::warn!(leg = id.0, "cannot watch a media socket");
-                    mode.leave();
+                    mode.leave(&mut self.groups);
+                    self.phases.remove(index, phase);
                     self.free.push(index);
                     return;
                 }
-                let phase = self.phases.add(index);
                 self.slots[index] = Some(Slot {
                     id,
                     leg,
@@ -312,46 +259,40 @@ impl Worker {
                     phase,
                 });
                 self.by_id.insert(id, index);
+                self.align(index);
                 metrics::gauge!("sipx_media_legs").increment(1.0);
             }
             Command::Update { id, config } => {
-                if let Some(s) = self.slot_mut(id) {
+                let Some(&index) = self.by_id.get(&id) else {
+                    return;
+                };
+                let groups = &mut self.groups;
+                if let Some(Some(s)) = self.slots.get_mut(index) {
                     s.muxed = config.remote_rtcp.is_none();
                     if let Err(e) = s.leg.update(*config, now) {
                         tracing::warn!(leg = id.0, error = %e, "cannot update a media leg");
                     }
                     // A new frame rate needs decoders and an encoder at that rate.
-                    if let Mode::Room(bridge) = &s.mode
-                        && !bridge.fits(s.leg.config())
-                    {
-                        let link = LegMode::Room(bridge.link().clone());
-                        s.mode = Mode::new(id, &s.leg, link);
-                    }
-                    if let Mode::Prompt(prompt, rate, _) = s.mode
-                        && rate != s.leg.config().frame_rate
-                    {
-                        s.mode = Mode::new(id, &s.leg, LegMode::Prompt(prompt));
-                    }
-                    if let Mode::OpusEcho(rate, _) = s.mode
-                        && rate != s.leg.config().frame_rate
-                    {
-                        s.mode = Mode::new(id, &s.leg, LegMode::OpusEcho);
-                    }
+                    s.mode.refit(id, &s.leg, groups, s.phase);
                 }
+                self.align(index);
             }
             Command::SetMode { id, mode } => {
-                if let Some(s) = self.slot_mut(id) {
-                    let same_link = match (&s.mode, &mode) {
-                        (Mode::Room(bridge), LegMode::Room(link)) => {
-                            std::sync::Arc::ptr_eq(bridge.link(), link)
-                        }
+                let Some(&index) = self.by_id.get(&id) else {
+                    return;
+                };
+                let groups = &mut self.groups;
+                if let Some(Some(s)) = self.slots.get_mut(index) {
+                    let same_link = match (s.mode.link(), &mode) {
+                        (Some(old), LegMode::Room(link)) => std::sync::Arc::ptr_eq(old, link),
                         _ => false,
                     };
                     if !same_link {
-                        s.mode.leave();
-                        s.mode = Mode::new(id, &s.leg, mode);
+                        s.mode.leave(groups);
+                        s.mode = Mode::new(id, &s.leg, mode, groups, s.phase);
                     }
                 }
+                self.align(index);
             }
             Command::SendDtmf {
                 id,
@@ -366,10 +307,12 @@ impl Worker {
                 if let Some(index) = self.by_id.remove(&id)
                     && let Some(mut s) = self.slots[index].take()
                 {
-                    s.mode.leave();
+                    s.mode.leave(&mut self.groups);
+                    let stats = s.leg.stats();
+                    count_ended(&stats);
                     let _ = self.events.send(MediaEvent::Ended {
                         leg: id,
-                        stats: Box::new(s.leg.stats()),
+                        stats: Box::new(stats),
                     });
                     let registry = self.sockets.registry();
                     let _ = registry.deregister(&mut s.rtp);
@@ -379,6 +322,19 @@ impl Worker {
                     metrics::gauge!("sipx_media_legs").decrement(1.0);
                 }
             }
+        }
+    }
+
+    /// Moves a leg to the phase its mode needs (a room's legs tick together).
+    fn align(&mut self, index: usize) {
+        let Some(Some(s)) = self.slots.get_mut(index) else {
+            return;
+        };
+        if let Some(phase) = s.mode.phase()
+            && phase != s.phase
+        {
+            self.phases.remove(index, s.phase);
+            s.phase = self.phases.add_to(index, phase);
         }
     }
 
@@ -409,10 +365,21 @@ impl Worker {
     }
 
     /// One phase's tick: each of its legs gives its received frame and takes the one it must
-    /// send. Each frame sent is timed from when the tick was due (definitions in `timing`).
+    /// send. The legs see the tick at the time it was due, not when it ran: a thread running
+    /// late (or catching up a few phases at once) must not look to their jitter buffers like
+    /// a network delivering late, or they would drop and conceal frames that were there. Each
+    /// frame sent is timed from when the tick was due (definitions in `timing`).
     fn tick(&mut self, turn: Turn) {
         let Turn { phase, due } = turn;
         let now = Self::now();
+        // Every room leg's queued packets into its group first: a group mixes once, for all.
+        for &index in self.phases.legs(phase) {
+            if let Some(Some(slot)) = self.slots.get_mut(index) {
+                slot.mode.drain(&mut self.groups);
+            }
+        }
+        // A room leg that queued the caller's voice: the rooms thread is woken once, after.
+        let mut voice_queued = None;
         for k in 0..self.phases.legs(phase).len() {
             let Some(&index) = self.phases.legs(phase).get(k) else {
                 break;
@@ -420,38 +387,24 @@ impl Worker {
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            match &mut slot.mode {
-                Mode::Echo => {
-                    let (_, frame) = slot.leg.pull_frame(now);
-                    let n = frame.len().min(self.pcm.len());
-                    self.pcm[..n].copy_from_slice(&frame[..n]);
-                    slot.leg.push_frame(now, &self.pcm[..n]);
-                }
-                Mode::OpusEcho(_, opus) => {
-                    let (_, frame) = slot.leg.pull_frame(now);
-                    let frame = opus.process(frame);
-                    let n = frame.len().min(self.pcm.len());
-                    self.pcm[..n].copy_from_slice(&frame[..n]);
-                    slot.leg.push_frame(now, &self.pcm[..n]);
-                }
-                Mode::Silence => {
-                    let (_, frame) = slot.leg.pull_frame(now);
-                    let n = frame.len().min(self.pcm.len());
-                    self.pcm[..n].fill(0);
-                    slot.leg.push_frame(now, &self.pcm[..n]);
-                }
-                Mode::Prompt(_, _, player) => {
-                    // What the caller says meanwhile is not needed; its DTMF still arrives.
-                    let _ = slot.leg.pull_frame(now);
-                    slot.leg.push_frame(now, player.next_frame());
-                }
-                Mode::Room(bridge) => bridge.tick(now, &mut slot.leg, &mut self.pcm),
+            if slot
+                .mode
+                .tick(due, &mut slot.leg, &mut self.groups, &mut self.pcm)
+            {
+                voice_queued = Some(index);
             }
             if self.flush(index) > 0 {
                 let sent = Self::now();
                 self.stats
                     .frame_sent(sent.saturating_duration_since(due), TICK);
             }
+        }
+        if let Some(Some(Slot {
+            mode: Mode::Room(bridge),
+            ..
+        })) = voice_queued.and_then(|index| self.slots.get(index))
+        {
+            bridge.link().notify_rooms();
         }
         let end = Self::now();
         self.stats
@@ -486,5 +439,22 @@ impl Worker {
             self.timers_due = Some(self.timers_due.map_or(at, |t| t.min(at)));
         }
         sent
+    }
+}
+
+/// Adds an ended leg's counts to the process' totals: RTP received and sent, and what its
+/// jitter buffer made of what arrived (a benchmark compares them with what was played).
+fn count_ended(stats: &LegStats) {
+    metrics::counter!("sipx_media_rtp_received_total").increment(stats.media.packets_received);
+    metrics::counter!("sipx_media_rtp_sent_total").increment(stats.media.packets_sent);
+    let j = &stats.jitter;
+    for (outcome, n) in [
+        ("played", j.played),
+        ("lost", j.lost),
+        ("late", j.late),
+        ("skipped", j.skipped),
+        ("underruns", j.underruns),
+    ] {
+        metrics::counter!("sipx_media_jitter_total", "outcome" => outcome).increment(n);
     }
 }

@@ -290,7 +290,11 @@ impl Core {
             return self.refuse_invite(now, txn, resp, row);
         };
         let call_id = dialog.id.call_id.clone();
-        let leg = engine.new_leg_id();
+        // A room's phones share a media thread, where their room is mixed once for all.
+        let leg = match destination.room() {
+            Some(room) => engine.new_leg_id_near(room),
+            None => engine.new_leg_id(),
+        };
         // Shown in the room: the caller's display name, else its number (SIP user).
         let caller = req.from().and_then(|f| {
             f.display
