@@ -658,3 +658,32 @@ fn a_dtx_peer_gets_nothing_for_digital_silence_and_the_next_talkspurt_is_marked(
     }
     assert_eq!(sent_rtp(&mut plain).len(), 5);
 }
+
+#[test]
+fn legs_that_send_a_frame_per_packet_share_a_format_and_send_shared_packets() {
+    let now = Instant::now();
+    let pcmu = MediaLeg::new(config(CodecKind::Pcmu, 0, b_addr(), 1), now).unwrap();
+    let mut other = config(CodecKind::Pcmu, 0, addr("10.0.0.3:5000"), 2);
+    other.opus = other.opus.bitrate(12_000);
+    let other = MediaLeg::new(other, now).unwrap();
+    // G.711 ignores the Opus settings: two PCMU legs share whatever those say.
+    assert!(pcmu.shared_format().is_some());
+    assert_eq!(pcmu.shared_format(), other.shared_format());
+    let mut slow = config(CodecKind::Pcmu, 0, b_addr(), 3);
+    slow.ptime_ms = 30;
+    assert_eq!(MediaLeg::new(slow, now).unwrap().shared_format(), None);
+    let mut wide = config(CodecKind::Opus, 111, b_addr(), 4);
+    wide.frame_rate = 16000;
+    let mut opus = MediaLeg::new(wide, now).unwrap();
+    let format = opus.shared_format().unwrap();
+    assert_eq!((format.codec, format.rate), (CodecKind::Opus, 16000));
+    assert_eq!(format.options, opus.config().opus);
+    // A shared packet goes out as this leg's; an empty one is DTX and marks the next.
+    opus.push_payload(now, &[0xab; 40]);
+    opus.push_payload(now, &[]);
+    opus.push_payload(now, &[0xcd; 40]);
+    let sent = sent_rtp(&mut opus);
+    assert_eq!(sent.len(), 2);
+    assert!(sent[1].0, "the packet after DTX starts a talkspurt");
+    assert_eq!(sent[1].1.wrapping_sub(sent[0].1), 2 * 960);
+}

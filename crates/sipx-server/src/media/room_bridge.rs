@@ -1,7 +1,9 @@
 //! A leg in a room. Each 20 ms tick, first the room's packets queued on the leg's
 //! [`PhoneLink`] go into its group's `RoomListener` (and departures out of it), for every leg of
 //! the group (`room_group`); then each leg's caller frame is encoded by its `RoomSpeaker` and
-//! queued toward the room, and what the group mixed for the leg is what the phone hears.
+//! queued toward the room, and what the group mixed for the leg is what the phone hears: its
+//! own mix while it talks, otherwise the frame every quiet phone hears, encoded once for all
+//! of them that share the leg's format.
 //! The caller's frame is not encoded when it carries nothing (no RTP, digital silence) or when
 //! nobody in the room would hear it (alone, or muted).
 
@@ -111,15 +113,15 @@ impl RoomBridge {
         pcm: &mut [i16],
     ) -> bool {
         let frame = self.frame_rate as usize / 50;
-        let Some(silence) = pcm.get_mut(..frame) else {
+        let Some(out) = pcm.get_mut(..frame) else {
             return false;
         };
         let group = groups.get_mut(&self.group);
         let Some(group) = group.filter(|_| !self.link.is_closed()) else {
             // Out of the room: keep the leg's playout clock running; the phone hears silence.
             let _ = leg.pull_frame(at);
-            silence.fill(0);
-            leg.push_frame(at, silence);
+            out.fill(0);
+            leg.push_frame(at, out);
             return false;
         };
         group.mix(at);
@@ -139,12 +141,23 @@ impl RoomBridge {
                 Err(_) => metrics::counter!("sipx_media_room_encode_errors_total").increment(1),
             }
         }
-        match group.listener.heard(self.listener) {
-            Ok(heard) => leg.push_frame(at, heard.pcm),
-            Err(_) => {
-                silence.fill(0);
-                leg.push_frame(at, silence);
+        let talked = match group.listener.heard(self.listener) {
+            Ok(heard) if heard.pcm.len() == out.len() => {
+                out.copy_from_slice(heard.pcm);
+                heard.talked
             }
+            _ => {
+                out.fill(0);
+                true
+            }
+        };
+        let shared = match leg.shared_format().filter(|_| !talked) {
+            Some(format) => group.shared.encode(at, &format, out).ok(),
+            None => None,
+        };
+        match shared {
+            Some(payload) => leg.push_payload(at, payload),
+            None => leg.push_frame(at, out),
         }
         queued
     }

@@ -1,6 +1,7 @@
 //! The phones of one room on one media thread hear it through one `RoomListener`: each
 //! participant's Opus is decoded once for all of them and mixed once per distinct output
-//! (`sipx_media::bridge`). A group is keyed by the room (its number, `Joined`) and the frame
+//! (`sipx_media::bridge`), and what the phones that do not talk hear is encoded once per
+//! format (`SharedEncoders`). A group is keyed by the room (its number, `Joined`) and the frame
 //! rate; a leg whose link has not joined a room yet is a group of its own. Every leg of a
 //! group ticks in the group's phase, so the group is mixed once per 20 ms, after every member
 //! drained its link (`worker`). `MediaEngine::new_leg_id_near` puts a room's phones on one
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sipx_media::MediaError;
-use sipx_media::bridge::{ListenerId, RoomListener};
+use sipx_media::bridge::{ListenerId, RoomListener, SharedEncoders};
 use sipx_media::leg::LegConfig;
 
 use super::PhoneLink;
@@ -37,9 +38,10 @@ impl GroupKey {
     }
 }
 
-/// One group's listener, and when it was last mixed.
+/// One group's listener and shared encoders, and when it was last mixed.
 pub(super) struct Group {
     pub listener: RoomListener,
+    pub shared: SharedEncoders,
     /// The phase its legs tick in.
     pub phase: usize,
     mixed: Option<Instant>,
@@ -75,6 +77,7 @@ impl Groups {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(Group {
                 listener: RoomListener::new(config.frame_rate, &config.jitter)?,
+                shared: SharedEncoders::default(),
                 phase,
                 mixed: None,
             }),
