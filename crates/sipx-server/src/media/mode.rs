@@ -100,10 +100,11 @@ impl Mode {
         }
     }
 
-    /// Before the phase's legs tick: a room leg's queued packets into its group.
-    pub(super) fn drain(&mut self, groups: &mut Groups) {
+    /// Before the phase's legs tick (the tick due at `at`): a room leg's queued packets into
+    /// its group.
+    pub(super) fn drain(&mut self, at: Instant, groups: &mut Groups) {
         if let Mode::Room(bridge) = self {
-            bridge.drain(groups);
+            bridge.drain(at, groups);
         }
     }
 

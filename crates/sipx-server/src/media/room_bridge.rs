@@ -83,14 +83,19 @@ impl RoomBridge {
     }
 
     /// The room's packets and departures queued on the link, into the group: before any leg
-    /// of the group ticks.
-    pub(super) fn drain(&mut self, groups: &mut Groups) {
+    /// of the group ticks, the tick due at `at`. A packet is stamped when the rooms thread
+    /// queued it, or at `at` if that is earlier (the media thread is behind): on the ticks'
+    /// clock, as the legs' own RTP (`worker`).
+    pub(super) fn drain(&mut self, at: Instant, groups: &mut Groups) {
         let Some(group) = groups.get_mut(&self.group) else {
             return;
         };
         let (listener, departed) = (&mut group.listener, &mut self.departed);
         self.audience = self.link.drain_downlink(
-            |p| listener.handle_packet(p.arrived, p.source, p.seq, p.rtp_time, p.payload()),
+            |p| {
+                let arrived = p.arrived.min(at);
+                listener.handle_packet(arrived, p.source, p.seq, p.rtp_time, p.payload());
+            },
             |source| {
                 if departed.len() < departed.capacity() {
                     departed.push(source);

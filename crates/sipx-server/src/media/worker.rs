@@ -163,8 +163,11 @@ impl Worker {
                 tracing::error!(error = %e, "media socket poll failed; the media thread stops");
                 return;
             }
+            // RTP arrivals on the ticks' clock: a thread behind its schedule takes what arrived
+            // meanwhile as arrived when the next tick was due (see `receive`).
+            let on_schedule = now.min(self.phases.due());
             for event in &ready {
-                self.receive(now, event.token());
+                self.receive(now, on_schedule, event.token());
             }
             while let Some((turn, skipped)) = self.phases.next_turn(Self::now()) {
                 if skipped {
@@ -343,7 +346,12 @@ impl Worker {
         self.slots.get_mut(index)?.as_mut()
     }
 
-    fn receive(&mut self, now: Instant, token: Token) {
+    /// Reads a socket's datagrams. RTP is stamped `on_schedule`: the time now, or when the
+    /// thread is behind, the due time of the next tick, the clock the legs' ticks run on. A
+    /// thread that fell behind (not scheduled, or busy) reads late what arrived on time; stamped
+    /// with the time it read it, that would look to the jitter buffer like network delay, the
+    /// delay would grow and then be cut by dropping frames. RTCP keeps the time now (RTT).
+    fn receive(&mut self, now: Instant, on_schedule: Instant, token: Token) {
         let index = token.0 >> 1;
         let rtcp_socket = token.0 & 1 == 1;
         let Some(Some(slot)) = self.slots.get_mut(index) else {
@@ -353,8 +361,12 @@ impl Worker {
             let socket = if rtcp_socket { &slot.rtcp } else { &slot.rtp };
             match socket.recv_from(&mut self.recv_buf) {
                 Ok((n, source)) => {
-                    slot.leg
-                        .handle_receive(now, source, &mut self.recv_buf[..n]);
+                    let bytes = &mut self.recv_buf[..n];
+                    let at = match classify(bytes) {
+                        PacketKind::Rtp => on_schedule,
+                        _ => now,
+                    };
+                    slot.leg.handle_receive(at, source, bytes);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send, and the like.
@@ -375,7 +387,7 @@ impl Worker {
         // Every room leg's queued packets into its group first: a group mixes once, for all.
         for &index in self.phases.legs(phase) {
             if let Some(Some(slot)) = self.slots.get_mut(index) {
-                slot.mode.drain(&mut self.groups);
+                slot.mode.drain(due, &mut self.groups);
             }
         }
         // A room leg that queued the caller's voice: the rooms thread is woken once, after.
