@@ -15,6 +15,7 @@ mod opus_fmtp;
 mod opus_loop;
 mod phases;
 mod phone_link;
+mod placement;
 mod ports;
 pub(crate) mod prompts;
 mod room_bridge;
@@ -138,6 +139,8 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct MediaEngine {
     workers: Arc<Vec<worker::Handle>>,
+    /// Which thread each new leg goes to (taken once per leg added or removed).
+    placement: Arc<std::sync::Mutex<placement::Placement>>,
     ports: Arc<PortAllocator>,
     next_id: Arc<AtomicU64>,
     advertised: IpAddr,
@@ -167,6 +170,9 @@ impl MediaEngine {
             );
         }
         Ok(MediaEngine {
+            placement: Arc::new(std::sync::Mutex::new(placement::Placement::new(
+                workers.len(),
+            ))),
             workers: Arc::new(workers),
             ports: Arc::new(PortAllocator::new(
                 config.ip,
@@ -188,27 +194,35 @@ impl MediaEngine {
         self.ports.allocate()
     }
 
-    /// A new leg's id, on the media thread its number falls to.
+    /// A new leg's id, on the media thread with the fewest legs.
     pub fn new_leg_id(&self) -> LegId {
-        let k = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.leg_id(k, k)
+        self.place(None)
     }
 
-    /// A new leg's id on the media thread of `room`'s other phones: a room's phones mix
-    /// together (decoding each participant once for all of them) only on one thread.
+    /// A new leg's id on the media thread of `room`'s other phones (the least loaded one for
+    /// its first): a room's phones mix together, decoding each participant once for all of
+    /// them, only on one thread.
     pub fn new_leg_id_near(&self, room: &impl std::hash::Hash) -> LegId {
         use std::hash::{BuildHasher, BuildHasherDefault};
-        // The default hasher's fixed keys: the same room gives the same thread every time.
         let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
             .hash_one(room);
-        let k = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.leg_id(k, hash)
+        self.place(Some(hash))
     }
 
-    /// The `k`th id, on thread `shard` modulo the threads: unique, since `k` is.
-    fn leg_id(&self, k: u64, shard: u64) -> LegId {
+    /// The next id, whose thread (the id modulo the threads) the placement chose.
+    fn place(&self, room: Option<u64>) -> LegId {
         let n = self.workers.len().max(1) as u64;
-        LegId(k * n + shard % n)
+        let k = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Unique, since `k` is: the thread is the remainder.
+        self.placement()
+            .place(room, |thread| LegId(k * n + thread as u64 % n))
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, placement::Placement> {
+        // A panic while holding it leaves plain counts: still usable.
+        self.placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn worker(&self, id: LegId) -> &worker::Handle {
@@ -247,6 +261,7 @@ impl MediaEngine {
     }
 
     pub fn remove_leg(&self, id: LegId) {
+        self.placement().release(id);
         self.worker(id).send(Command::Remove { id });
     }
 }
