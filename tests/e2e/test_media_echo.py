@@ -7,6 +7,7 @@ import re
 import threading
 
 import pytest
+import requests
 
 import media
 from conftest import Server, sip_addr
@@ -39,12 +40,21 @@ def logged(server, message, **fields):
             and all(e.get(k) == v for k, v in fields.items())]
 
 
-def call(server, tmp_path, ip, scenario, *args, audio=None):
-    """One sipp call to the echo test, captured; returns (sipp run, pcap)."""
+def call(server, tmp_path, ip, scenario, *args, audio=None, user="echo"):
+    """One sipp call to the echo test (or `user`), captured; returns (sipp run, pcap)."""
     target = sip_addr(server, "udp")
     with Capture(tmp_path / "call.pcap", f"host {ip}") as cap:
-        run = run_sipp_call(scenario, tmp_path / "uac", ip, target, "-s", "echo", *args, audio=audio)
+        run = run_sipp_call(scenario, tmp_path / "uac", ip, target, "-s", user, *args, audio=audio)
     return run, cap.pcap
+
+
+def tone_call(server, tmp_path, ip, scenario, audio, *args, user="echo", skip_s=0.2):
+    """A PCMU call sending a 1000 Hz tone; returns (what came back, its tone check)."""
+    run, pcap = call(server, tmp_path, ip, scenario, "-d", "2000", *args, user=user,
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=(ip, SIPP_MEDIA_PORT), pt=0)
+    return back, media.tone_check(back.wav, 1000, skip_s=skip_s)
 
 
 def test_speech_through_the_echo_keeps_g711_quality(sipx, tmp_path, audio):
@@ -70,6 +80,25 @@ def test_pcma_tone_comes_back(sipx, tmp_path, audio):
     assert tone.band_ratio >= 0.99 and abs(tone.peak_hz - 1000) < 5, tone
     negotiated = logged(sipx, "call media negotiated")
     assert negotiated and negotiated[0]["codec"] == "PCMA", negotiated
+
+
+def test_the_opus_echo_transcodes_and_the_media_thread_reports_its_timing(sipx, tmp_path, audio):
+    # Back as PCMU after an Opus encode and decode at 8 kHz: the tone is still the tone.
+    back, tone = tone_call(sipx, tmp_path, "127.0.0.93", "uac_pcmu.xml", audio, user="echo-opus", skip_s=0.3)
+    answered = logged(sipx, "call answered by the echo test")
+    assert answered and answered[0]["opus"] is True, answered
+    assert back.packets >= 80 and tone.band_ratio >= 0.95 and abs(tone.peak_hz - 1000) < 10, (back, tone)
+    # Every frame sent was timed from its tick (the histogram is published about once a second).
+    text = requests.get(sipx.url("/metrics"), timeout=5).text
+
+    def metric(name):
+        return float(re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE).group(1))
+
+    assert metric("sipx_media_added_latency_seconds_count") >= 40, text
+    assert metric('sipx_media_added_latency_seconds_bucket{le="+Inf"}') \
+        == metric("sipx_media_added_latency_seconds_count")
+    assert metric("sipx_media_ticks_total") > 0 and metric("sipx_media_late_ticks_total") >= 0
+    assert "sipx_media_tick_busy_seconds_bucket" in text and "sipx_media_late_frames_total" in text
 
 
 def test_rfc4733_digits_are_reported_and_sent_back(sipx, tmp_path, audio):
@@ -107,13 +136,9 @@ def test_hold_and_resume_by_reinvite(sipx, tmp_path, audio):
 
 
 def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):
-    run, pcap = call(sipx, tmp_path, "127.0.0.85", "uac_late_offer.xml", "-d", "2000",
-                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
-    assert run.returncode == 0, run.errors + run.stderr
+    back, tone = tone_call(sipx, tmp_path, "127.0.0.85", "uac_late_offer.xml", audio)
     answered = logged(sipx, "call answered by the echo test")
     assert answered and answered[0]["late_offer"] is True, answered
-    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.85", SIPP_MEDIA_PORT), pt=0)
-    tone = media.tone_check(back.wav, 1000, skip_s=0.2)
     assert back.packets >= 60 and tone.band_ratio >= 0.99, (back, tone)
 
 

@@ -4,8 +4,14 @@
 //! compares whole-call costs against the sum printed here.
 //!
 //! ```sh
-//! cargo run --release -p sipx-codec --example codec_floor -- [--complexity N] [--frames N]
+//! cargo run --release -p sipx-codec --example codec_floor -- [--complexity N] [--frames N] \
+//!     [--input FILE.ulaw]
 //! ```
+//!
+//! `--input` takes the 8 kHz audio from raw μ-law (what a load generator sends) instead of the
+//! built-in speech-like signal, so a benchmark's floor is measured on the audio of its calls.
+//! `--calls N` also measures N calls' codecs side by side, each frame going round all of them as
+//! a media thread does: their states no longer fit the CPU caches, which one call's do.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -15,23 +21,30 @@ use sipx_codec::{
     AudioDecoder, AudioEncoder, CodecError, CodecKind, EncoderOptions, new_decoder, new_encoder,
 };
 
+/// The audio a measurement runs on: built in, or μ-law samples for 8 kHz runs.
+type Input = Option<Vec<i16>>;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut complexity = 5;
     let mut frames = 5000;
+    let mut calls = 1;
+    let mut input: Input = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or("missing value")?;
         match arg.as_str() {
             "--complexity" => complexity = value.parse()?,
             "--frames" => frames = value.parse()?,
+            "--calls" => calls = value.parse()?,
+            "--input" => input = Some(read_ulaw(&value)?),
             _ => return Err(format!("unknown argument {arg}").into()),
         }
     }
     let options = EncoderOptions::default().complexity(complexity);
     println!("µs per 20 ms frame, {frames} frames, Opus complexity {complexity}, FEC on");
 
-    let pcmu = encode_and_decode(CodecKind::Pcmu, 8000, &options, frames)?;
-    let opus = encode_and_decode(CodecKind::Opus, 8000, &options, frames)?;
+    let pcmu = encode_and_decode(CodecKind::Pcmu, 8000, &options, frames, &input, 1)?;
+    let opus = encode_and_decode(CodecKind::Opus, 8000, &options, frames, &input, 1)?;
     println!("{:<46}{pcmu:>8.2}", "PCMU encode + decode");
     println!(
         "{:<46}{opus:>8.2}",
@@ -42,41 +55,75 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "one PCMU <-> Opus call, both directions",
         pcmu + opus
     );
+    if calls > 1 {
+        let rounds = (frames / calls).max(10);
+        let pcmu = encode_and_decode(CodecKind::Pcmu, 8000, &options, rounds, &input, calls)?;
+        let opus = encode_and_decode(CodecKind::Opus, 8000, &options, rounds, &input, calls)?;
+        println!(
+            "{:<46}{:>8.2}",
+            format!("per call, {calls} calls side by side"),
+            pcmu + opus
+        );
+    }
 
     println!("for comparison:");
-    let g722 = encode_and_decode(CodecKind::G722, 16000, &options, frames)?;
-    let opus_48k = encode_and_decode(CodecKind::Opus, 48000, &options, frames)?;
+    let g722 = encode_and_decode(CodecKind::G722, 16000, &options, frames, &None, 1)?;
+    let opus_48k = encode_and_decode(CodecKind::Opus, 48000, &options, frames, &None, 1)?;
     println!("{:<46}{g722:>8.2}", "G.722 encode + decode at 16 kHz");
     println!("{:<46}{opus_48k:>8.2}", "Opus encode + decode at 48 kHz");
     Ok(())
 }
 
-/// Mean µs for encoding and decoding one 20 ms frame of speech-like audio, after a warm-up.
+/// Mean µs for encoding and decoding one 20 ms frame of speech-like audio, after a warm-up,
+/// per call when `calls` encoder/decoder pairs take turns (each at its own place in the audio).
 fn encode_and_decode(
     kind: CodecKind,
     rate: u32,
     options: &EncoderOptions,
     frames: usize,
+    input: &Input,
+    calls: usize,
 ) -> Result<f64, CodecError> {
-    let mut encoder = new_encoder(kind, rate, options)?;
-    let mut decoder = new_decoder(kind, rate)?;
+    let mut pairs = (0..calls)
+        .map(|_| Ok((new_encoder(kind, rate, options)?, new_decoder(kind, rate)?)))
+        .collect::<Result<Vec<_>, CodecError>>()?;
     let frame = rate as usize / 50;
-    let audio = speech_like(rate, 2 * rate as usize);
+    let audio = match input {
+        Some(samples) if rate == 8000 => samples.clone(),
+        _ => speech_like(rate, 2 * rate as usize),
+    };
+    let chunks: Vec<&[i16]> = audio.chunks_exact(frame).collect();
     let mut payload = vec![0u8; kind.max_payload_len(frame, rate)];
     let mut out = vec![0i16; frame];
-    let mut step = |pcm: &[i16]| -> Result<usize, CodecError> {
-        let n = encoder.encode(pcm, &mut payload)?;
-        decoder.decode(&payload[..n], &mut out)
+    let mut round = |k: usize| -> Result<(), CodecError> {
+        for (call, (encoder, decoder)) in pairs.iter_mut().enumerate() {
+            let pcm = chunks[(k + call * 37) % chunks.len()];
+            let n = encoder.encode(black_box(pcm), &mut payload)?;
+            black_box(decoder.decode(&payload[..n], &mut out)?);
+        }
+        Ok(())
     };
-    let mut input = audio.chunks_exact(frame).cycle();
-    for pcm in input.by_ref().take(100) {
-        black_box(step(pcm)?);
+    for k in 0..100 {
+        round(k)?;
     }
     let start = Instant::now();
-    for pcm in input.take(frames) {
-        black_box(step(black_box(pcm))?);
+    for k in 100..100 + frames {
+        round(k)?;
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / frames as f64)
+    Ok(start.elapsed().as_secs_f64() * 1e6 / (frames * calls) as f64)
+}
+
+/// Raw μ-law bytes as linear samples (at least one 20 ms frame).
+fn read_ulaw(path: &str) -> Result<Vec<i16>, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path)?;
+    if bytes.len() < 160 {
+        return Err(format!("{path}: less than 20 ms of audio").into());
+    }
+    let mut decoder = new_decoder(CodecKind::Pcmu, 8000)?;
+    let mut samples = vec![0i16; bytes.len()];
+    let n = decoder.decode(&bytes, &mut samples)?;
+    samples.truncate(n);
+    Ok(samples)
 }
 
 /// Voiced-sounding audio: harmonics of a 140 Hz voice plus noise, in syllables (4 per second,

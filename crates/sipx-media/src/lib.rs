@@ -14,6 +14,7 @@
 //! - [`jitter`]: an adaptive jitter buffer for one incoming stream.
 //! - [`dtmf`]: RFC 4733 telephone events (send and receive) and an in-band Goertzel detector.
 //! - [`mixer`]: mix-minus for one room, with a limiter and a single-speaker fast path.
+//! - [`silence`]: digital silence, which need not be encoded toward a room or a DTX peer.
 //! - [`bridge`]: the phone side of a room participant: the room's Opus streams decoded and
 //!   mixed for the phone ([`bridge::RoomListener`]), the caller's voice encoded for the room
 //!   ([`bridge::RoomSpeaker`]).
@@ -40,6 +41,7 @@ mod rng;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod silence;
 pub mod srtp;
 pub mod stats;
 

@@ -9,7 +9,9 @@
 //!
 //! Otherwise the sum is made once in i32, and each talker hears the sum minus its own frame;
 //! everyone who did not talk hears the same full mix. [`Mixer::output_key`] names each
-//! listener's output so the caller encodes once per distinct output.
+//! listener's output so the caller encodes once per distinct output. A participant that only
+//! talks ([`Mixer::add_talker`]: a room's browser, heard by phones but mixed for elsewhere)
+//! gets no mix-minus of its own.
 //!
 //! Buffers are allocated when a participant is added, never per tick.
 
@@ -44,6 +46,10 @@ pub enum OutputKey {
 struct Participant {
     input: Box<[i16]>,
     has_input: bool,
+    /// It talked in the last mixed tick.
+    talked: bool,
+    /// Someone reads its output (a talker only is mixed for nobody).
+    listening: bool,
     /// This participant's mix-minus, when it talked in a mixed tick.
     output: Box<[i16]>,
     limiter: Limiter,
@@ -82,11 +88,33 @@ impl Mixer {
         }
     }
 
-    /// Adds a participant (allocates its buffers).
+    /// Adds a participant that talks and listens (allocates its buffers).
     pub fn add(&mut self) -> ParticipantId {
+        self.add_with(true)
+    }
+
+    /// Adds a participant that only talks: its mix-minus is never made.
+    pub fn add_talker(&mut self) -> ParticipantId {
+        self.add_with(false)
+    }
+
+    /// Whether a participant listens from now on.
+    pub fn set_listening(&mut self, id: ParticipantId, listening: bool) -> Result<(), MediaError> {
+        let p = self
+            .participants
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(MediaError::ApiMisuse("unknown participant"))?;
+        p.listening = listening;
+        Ok(())
+    }
+
+    fn add_with(&mut self, listening: bool) -> ParticipantId {
         let participant = Participant {
             input: vec![0; self.frame].into_boxed_slice(),
             has_input: false,
+            talked: false,
+            listening,
             output: vec![0; self.frame].into_boxed_slice(),
             limiter: Limiter::new(),
             key: OutputKey::Silence,
@@ -167,11 +195,14 @@ impl Mixer {
                 [a, b] => OutputKey::Frame(id(if i == a { b } else { a })),
                 _ => OutputKey::AllBut(id(i)),
             };
+            p.talked = p.has_input;
             p.has_input = false;
         }
         if talkers.len() > 2 {
             for &i in &talkers {
-                self.mix_minus(i);
+                if self.participants[i].as_ref().is_some_and(|p| p.listening) {
+                    self.mix_minus(i);
+                }
             }
         }
         self.talkers = talkers;
@@ -212,9 +243,19 @@ impl Mixer {
         Ok(self.get(id)?.key)
     }
 
-    /// The samples a listener hears this tick.
+    /// Whether a participant talked in the last mixed tick: if not, it hears what every other
+    /// listener who did not talk hears.
+    pub fn talked(&self, id: ParticipantId) -> Result<bool, MediaError> {
+        Ok(self.get(id)?.talked)
+    }
+
+    /// The samples a listener hears this tick (silence for a talker that does not listen).
     pub fn output(&self, id: ParticipantId) -> Result<&[i16], MediaError> {
-        Ok(match self.get(id)?.key {
+        let p = self.get(id)?;
+        if !p.listening && matches!(p.key, OutputKey::AllBut(_)) {
+            return Ok(&self.silence);
+        }
+        Ok(match p.key {
             OutputKey::Silence => &self.silence,
             OutputKey::Frame(other) => &self.get(other)?.input,
             OutputKey::Everyone => &self.everyone,
@@ -349,6 +390,29 @@ mod tests {
                 assert!(third < fundamental / 100.0, "tick {k}: third {third}");
             }
         }
+    }
+
+    #[test]
+    fn a_talker_that_does_not_listen_gets_no_mix_of_its_own() {
+        let mut m = Mixer::new(FRAME, RATE);
+        let browsers = [m.add_talker(), m.add_talker(), m.add_talker()];
+        let phone = m.add();
+        for (k, id) in browsers.iter().enumerate() {
+            m.set_frame(*id, &sine(300.0 * (k + 1) as f32, 3000.0, 0))
+                .unwrap();
+        }
+        m.mix();
+        assert!(!m.talked(phone).unwrap() && m.talked(browsers[0]).unwrap());
+        assert_eq!(m.output_key(phone).unwrap(), OutputKey::Everyone);
+        assert!(m.output(browsers[0]).unwrap().iter().all(|&s| s == 0));
+        // Once it listens, it gets its mix-minus.
+        m.set_listening(browsers[0], true).unwrap();
+        for id in browsers {
+            m.set_frame(id, &sine(500.0, 3000.0, 0)).unwrap();
+        }
+        m.mix();
+        assert!(m.output(browsers[0]).unwrap().iter().any(|&s| s != 0));
+        assert!(m.set_listening(ParticipantId(99), true).is_err());
     }
 
     #[test]

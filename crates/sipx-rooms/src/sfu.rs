@@ -98,6 +98,12 @@ pub enum Output {
         to: ParticipantId,
         source: ParticipantId,
     },
+    /// Whether anyone hears the phone participant `phone` now (`sfu/audience.rs`): while
+    /// nobody does, its voice need not be encoded.
+    PhoneHeard {
+        phone: ParticipantId,
+        heard: bool,
+    },
     Event(RoomEvent),
     Timeout(Instant),
 }
@@ -123,6 +129,8 @@ struct Participant {
     joined_at: u64,
     speaking: SpeakingDetector,
     role: Role,
+    /// A phone's audience, as last told (`Output::PhoneHeard`).
+    heard: Option<bool>,
 }
 
 impl Participant {
@@ -351,6 +359,7 @@ impl Sfu {
             joined_at: req.wall,
             speaking: SpeakingDetector::default(),
             role,
+            heard: None,
         };
         let view = participant.view();
         let is_browser = matches!(participant.role, Role::Browser(_));
@@ -405,6 +414,7 @@ impl Sfu {
         for o in others.iter().copied().chain([id]) {
             self.negotiate(o);
         }
+        self.update_audience(&req.room);
         self.out.push_back(Output::Event(RoomEvent::Joined {
             room: req.room,
             id,
@@ -458,6 +468,7 @@ impl Sfu {
             p.muted = muted;
         }
         self.announce_update(id);
+        self.update_audience(room);
         self.participants
             .get(&id)
             .map(Participant::view)
@@ -511,6 +522,7 @@ impl Sfu {
             }
             self.negotiate(*o);
         }
+        self.update_audience(&p.room);
         tracing::info!(room = %p.room, identity = p.identity, reason = reason.as_str(), "participant left");
         self.out.push_back(Output::Event(RoomEvent::Left {
             room: p.room,
@@ -1040,5 +1052,6 @@ impl Sfu {
     }
 }
 
+mod audience;
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,42 @@ fn a_muted_participant_is_not_heard_and_everyone_is_told() {
     );
 }
 
+/// The `PhoneHeard` changes in `out`, in order.
+fn heard(out: &[Output]) -> Vec<(ParticipantId, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::PhoneHeard { phone, heard } => Some((*phone, *heard)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_phone_is_told_whether_anyone_hears_it_as_that_changes() {
+    let (mut sfu, now) = sfu(true);
+    let a = sfu.join(now, phone("sales", "a")).unwrap();
+    assert_eq!(heard(&drain(&mut sfu)), vec![(a, false)], "alone");
+    // A browser that only publishes hears nobody.
+    let talker = JoinRequest {
+        can_subscribe: false,
+        ..browser("sales", "talker")
+    };
+    sfu.join(now, talker).unwrap();
+    assert_eq!(heard(&drain(&mut sfu)), vec![]);
+    let b = sfu.join(now, phone("sales", "b")).unwrap();
+    assert_eq!(heard(&drain(&mut sfu)), vec![(a, true), (b, true)]);
+    // Muted, its voice goes nowhere; unmuted, it does again.
+    sfu.set_muted(&key("sales"), "a", true).unwrap();
+    assert_eq!(heard(&drain(&mut sfu)), vec![(a, false)]);
+    sfu.set_muted(&key("sales"), "a", false).unwrap();
+    assert_eq!(heard(&drain(&mut sfu)), vec![(a, true)]);
+    sfu.leave(now, b, LeaveReason::Hangup);
+    assert_eq!(heard(&drain(&mut sfu)), vec![(a, false)]);
+    // Another room's members change nothing here.
+    sfu.join(now, phone("other", "c")).unwrap();
+    assert!(!heard(&drain(&mut sfu)).iter().any(|(p, _)| *p == a));
+}
+
 #[test]
 fn removing_a_phone_reports_why_so_its_call_is_hung_up() {
     let (mut sfu, now) = sfu(true);

@@ -123,6 +123,10 @@ pub struct MediaConfig {
     /// User part of a Request-URI that reaches the echo test (audio and DTMF sent back);
     /// empty: no echo test.
     pub echo_extension: String,
+    /// User part that reaches the echo test through Opus: the caller's audio is encoded to
+    /// Opus and decoded again before it comes back (the transcoding work of a phone in a room,
+    /// for tests and `bench/media.py`); empty: none.
+    pub opus_echo_extension: String,
 }
 
 impl Default for MediaConfig {
@@ -140,6 +144,7 @@ impl Default for MediaConfig {
             jitter_max_ms: 200,
             media_timeout_secs: 30,
             echo_extension: "echo".to_owned(),
+            opus_echo_extension: "echo-opus".to_owned(),
         }
     }
 }
@@ -458,6 +463,7 @@ const VERBATIM_ENV: &[(&str, &str)] = &[
     ("SIP__REALM", "sip.realm"),
     ("SIP__EXTERNAL_HOST", "sip.external_host"),
     ("MEDIA__ECHO_EXTENSION", "media.echo_extension"),
+    ("MEDIA__OPUS_ECHO_EXTENSION", "media.opus_echo_extension"),
     ("MEDIA__SRTP", "media.srtp"),
 ];
 

@@ -1,11 +1,16 @@
-//! [`RoomListener`]: what a phone hears of a room. Each other participant (a *source*, keyed by
-//! the rooms thread) gets a jitter buffer and an Opus decoder at the phone's frame rate; every
-//! 20 ms the sources' frames are summed through a limiter, so loud voices together are turned
-//! down, never clipped. The SFU never forwards the phone's own audio, so the sum is already the
-//! phone's mix-minus.
+//! [`RoomListener`]: what the phones of a room hear of it, decoded once for all of them. Each
+//! participant heard (a *source*, keyed by the rooms thread) gets a jitter buffer and an Opus
+//! decoder at the phones' frame rate; every 20 ms ([`RoomListener::prepare`]) each source's
+//! frame is decoded once and the frames go through a [`Mixer`]: every phone listening
+//! ([`RoomListener::add_listener`]) hears the sources but itself (mix-minus: its own voice
+//! reaches the other phones' links, so it is a source here too), loud voices together turned
+//! down by a limiter, never clipped. A phone alone needs no mix-minus, as the SFU never
+//! forwards a phone its own audio: [`RoomListener::mix`] serves that case.
 //!
-//! Work is saved where the result is known without mixing: no source with audio gives silence,
-//! one gives that source's decoded frame as is (no sum, no limiter).
+//! Work is saved where the result is known without mixing (the mixer's fast paths): no source
+//! with audio gives silence, one gives that source's decoded frame as is (no sum, no limiter),
+//! and every phone that does not talk hears the same output, which [`Heard::talked`] lets the
+//! caller encode once for all of them.
 //!
 //! Bounds: at most [`MAX_SOURCES`] sources are decoded. A newcomer beyond that takes the place
 //! of the source that has been quiet (no frame louder than -50 dBov) the longest, once that
@@ -14,7 +19,8 @@
 //! long. A source with no packet for [`IDLE_AFTER`] is dropped.
 //!
 //! Memory: a source's jitter buffer and decoder are allocated when it first sends (a join, not
-//! a packet); mixing, packets and ticks allocate nothing.
+//! a packet), a listener's mixer buffers when it is added; mixing, packets and ticks allocate
+//! nothing.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +29,7 @@ use sipx_codec::CodecKind;
 use super::source::Source;
 use crate::error::MediaError;
 use crate::jitter::JitterConfig;
-use crate::limiter::{self, Limiter};
+use crate::mixer::{self, Mixer};
 
 /// Sources decoded at once.
 pub const MAX_SOURCES: usize = 16;
@@ -49,7 +55,27 @@ pub struct ListenerStats {
     pub concealed: u64,
 }
 
-/// What a phone hears of a room. See the module docs.
+/// A phone listening through a [`RoomListener`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerId(mixer::ParticipantId);
+
+/// What one listener hears this tick.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    pub pcm: &'a [i16],
+    /// It talked this tick, so it hears a mix of its own; otherwise it hears what every
+    /// listener who did not talk hears.
+    pub talked: bool,
+}
+
+/// A listening phone: its participant key (when known) and its place in the mixer.
+#[derive(Debug, Clone, Copy)]
+struct Listening {
+    key: Option<u64>,
+    slot: mixer::ParticipantId,
+}
+
+/// What the phones of a room hear. See the module docs.
 #[derive(Debug)]
 pub struct RoomListener {
     frame_rate: u32,
@@ -57,12 +83,12 @@ pub struct RoomListener {
     jitter: JitterConfig,
     /// At most [`MAX_SOURCES`], in no order; the capacity is reserved up front.
     sources: Vec<Source>,
-    /// The sum of the sources' frames, one frame taken at a time into `frame`.
-    total: Box<[i32]>,
+    listeners: Vec<Listening>,
+    /// The listener of [`RoomListener::mix`].
+    anonymous: ListenerId,
+    mixer: Mixer,
+    /// One source's decoded frame on its way into the mixer.
     frame: Box<[i16]>,
-    gains: Box<[f32]>,
-    limiter: Limiter,
-    steps: (f32, f32),
     stats: ListenerStats,
 }
 
@@ -76,15 +102,16 @@ impl RoomListener {
             ));
         }
         let frame = frame_rate as usize / 50;
+        let mut mixer = Mixer::new(frame, frame_rate);
+        let anonymous = ListenerId(mixer.add());
         Ok(RoomListener {
             frame_rate,
             jitter: jitter.clone(),
             sources: Vec::with_capacity(MAX_SOURCES),
-            total: vec![0; frame].into(),
+            listeners: Vec::new(),
+            anonymous,
+            mixer,
             frame: vec![0; frame].into(),
-            gains: vec![0.0; frame].into(),
-            limiter: Limiter::new(),
-            steps: limiter::steps(frame_rate),
             stats: ListenerStats::default(),
         })
     }
@@ -94,8 +121,42 @@ impl RoomListener {
         self.frame.len()
     }
 
+    /// A phone starts listening; `own` is its participant key, so that it does not hear
+    /// itself. Allocates its mixer buffers.
+    pub fn add_listener(&mut self, own: Option<u64>) -> ListenerId {
+        let source = own.and_then(|key| self.sources.iter().find(|s| s.key == key));
+        let slot = match source {
+            Some(s) => {
+                let _ = self.mixer.set_listening(s.slot, true);
+                s.slot
+            }
+            None => self.mixer.add(),
+        };
+        self.listeners.push(Listening { key: own, slot });
+        ListenerId(slot)
+    }
+
+    /// A phone stops listening.
+    pub fn remove_listener(&mut self, id: ListenerId) {
+        let Some(index) = self.listeners.iter().position(|l| l.slot == id.0) else {
+            return;
+        };
+        self.listeners.swap_remove(index);
+        if self.sources.iter().any(|s| s.slot == id.0) {
+            let _ = self.mixer.set_listening(id.0, false);
+        } else {
+            let _ = self.mixer.remove(id.0);
+        }
+    }
+
+    /// Phones listening (not counting [`RoomListener::mix`]'s own).
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
+    }
+
     /// One Opus packet of participant `source`: extended sequence number, RTP time in 48 kHz
-    /// ticks, arrival time `now`.
+    /// ticks, arrival time `now`. A packet already buffered (from another phone's link) is
+    /// recognised and dropped by the source's jitter buffer.
     pub fn handle_packet(
         &mut self,
         now: Instant,
@@ -133,10 +194,25 @@ impl RoomListener {
             self.retire(index);
             self.stats.replaced += 1;
         }
+        // A listening phone's voice shares its place in the mixer.
+        let listening = self.listeners.iter().find(|l| l.key == Some(key));
+        let slot = match listening {
+            Some(l) => l.slot,
+            None => self.mixer.add_talker(),
+        };
         // The rate was checked in `new`, so only a failing libopus gets here.
-        let source = Source::new(key, now, self.frame_rate, &self.jitter).ok()?;
-        self.sources.push(source);
-        Some(self.sources.len() - 1)
+        match Source::new(key, slot, now, self.frame_rate, &self.jitter) {
+            Ok(source) => {
+                self.sources.push(source);
+                Some(self.sources.len() - 1)
+            }
+            Err(_) => {
+                if listening.is_none() {
+                    let _ = self.mixer.remove(slot);
+                }
+                None
+            }
+        }
     }
 
     /// Participant `source` left: its decoder goes.
@@ -146,44 +222,52 @@ impl RoomListener {
         }
     }
 
-    /// Removes a source, keeping its counts.
+    /// Removes a source, keeping its counts; its place in the mixer stays while it listens.
     fn retire(&mut self, index: usize) {
         let s = self.sources.swap_remove(index);
         self.stats.late += s.late;
         self.stats.concealed += s.concealed;
+        if !self.listeners.iter().any(|l| l.slot == s.slot) {
+            let _ = self.mixer.remove(s.slot);
+        }
     }
 
-    /// The next 20 ms the phone hears, into `out` ([`RoomListener::frame_samples`] long).
-    /// Returns how many sources had audio in it. Call once per 20 ms tick.
+    /// This tick: each source's frame decoded once and mixed for every listener. Returns how
+    /// many sources had audio. Call once per 20 ms tick, then [`RoomListener::heard`].
+    pub fn prepare(&mut self, now: Instant) -> usize {
+        self.expire(now);
+        let mut heard = 0;
+        for s in &mut self.sources {
+            s.play(now);
+            if s.ready {
+                s.take(now, &mut self.frame);
+                // The frame has the mixer's length: both come from the frame rate.
+                let _ = self.mixer.set_frame(s.slot, &self.frame);
+                heard += 1;
+            }
+        }
+        self.mixer.mix();
+        heard
+    }
+
+    /// What `listener` hears this tick (after [`RoomListener::prepare`]).
+    pub fn heard(&self, listener: ListenerId) -> Result<Heard<'_>, MediaError> {
+        Ok(Heard {
+            pcm: self.mixer.output(listener.0)?,
+            talked: self.mixer.talked(listener.0)?,
+        })
+    }
+
+    /// The next 20 ms a phone alone hears, into `out` ([`RoomListener::frame_samples`] long):
+    /// every source. Returns how many sources had audio in it. Call once per 20 ms tick.
     pub fn mix(&mut self, now: Instant, out: &mut [i16]) -> Result<usize, MediaError> {
         if out.len() != self.frame.len() {
             return Err(MediaError::ApiMisuse(
                 "frame length differs from the listener's",
             ));
         }
-        self.expire(now);
-        let mut heard = 0;
-        for s in &mut self.sources {
-            s.play(now);
-            heard += usize::from(s.ready);
-        }
-        match heard {
-            0 => out.fill(0),
-            1 => {
-                if let Some(s) = self.sources.iter_mut().find(|s| s.ready) {
-                    s.take(now, out);
-                }
-            }
-            _ => {
-                self.total.fill(0);
-                for s in self.sources.iter_mut().filter(|s| s.ready) {
-                    s.take(now, &mut self.frame);
-                    limiter::accumulate(&mut self.total, &self.frame);
-                }
-                self.limiter
-                    .apply(&self.total, out, &mut self.gains, self.steps);
-            }
-        }
+        let heard = self.prepare(now);
+        out.copy_from_slice(self.heard(self.anonymous)?.pcm);
         Ok(heard)
     }
 

@@ -4,16 +4,19 @@
 //! (8 kHz for G.711 legs, 16 kHz for G.722 and Opus legs; Opus decodes and encodes at that rate
 //! directly, so nothing is resampled):
 //!
-//! - [`RoomListener`] (room → phone): each other participant's packets into a jitter buffer and
-//!   an Opus decoder of its own, mixed into the one 20 ms frame the phone hears.
+//! - [`RoomListener`] (room → phones): each participant's packets into a jitter buffer and an
+//!   Opus decoder of its own, decoded once and mixed (mix-minus) for every phone of the room
+//!   that listens through it.
+//! - [`SharedEncoders`]: what the phones that do not talk hear, encoded once per format.
 //! - [`RoomSpeaker`] (phone → room): the caller's 20 ms frames into Opus packets with their
 //!   48 kHz RTP time and RFC 6464 audio level.
 //!
-//! Files: `listener.rs` (sources, mixing), `source.rs` (one participant's stream), `speaker.rs`
-//! (encoding), `level.rs` (RFC 6464 levels).
+//! Files: `listener.rs` (sources, mixing), `source.rs` (one participant's stream), `shared.rs`
+//! (shared encoding), `speaker.rs` (encoding), `level.rs` (RFC 6464 levels).
 
 mod level;
 mod listener;
+mod shared;
 mod source;
 mod speaker;
 
@@ -21,7 +24,8 @@ mod speaker;
 mod tests;
 
 pub use level::audio_level;
-pub use listener::{ListenerStats, RoomListener};
+pub use listener::{Heard, ListenerId, ListenerStats, RoomListener};
+pub use shared::SharedEncoders;
 pub use speaker::{RoomSpeaker, SpokenPacket};
 
 /// Opus's RTP clock (RFC 7587): every participant's RTP time counts 48 kHz ticks.

@@ -21,6 +21,8 @@ const LOUD_LEVEL: u8 = 50;
 pub(super) struct Source {
     /// The rooms thread's key of the participant.
     pub(super) key: u64,
+    /// Its place in the listener's mixer.
+    pub(super) slot: crate::mixer::ParticipantId,
     jitter: JitterBuffer,
     stream: StreamDecoder,
     /// When its last packet arrived.
@@ -39,6 +41,7 @@ impl Source {
     /// `jitter` gives the delay bounds; the rest of its settings are Opus's.
     pub(super) fn new(
         key: u64,
+        slot: crate::mixer::ParticipantId,
         now: Instant,
         frame_rate: u32,
         jitter: &JitterConfig,
@@ -55,6 +58,7 @@ impl Source {
         };
         Ok(Source {
             key,
+            slot,
             jitter: JitterBuffer::new(&config),
             stream: StreamDecoder::new(CodecKind::Opus, frame_rate)?,
             last_packet: now,

@@ -403,3 +403,72 @@ fn the_speaker_sends_the_callers_voice_with_its_level() {
     assert_eq!((p.seq, p.rtp_time, p.level), (50, 51 * 960, 127));
     assert!(speaker.encode(&[0; 160]).is_err());
 }
+
+/// Three phones of a room on one listener, as a media thread holds them: each phone's link
+/// brings every packet but the phone's own, so each packet arrives twice or three times.
+#[test]
+fn phones_sharing_a_listener_each_hear_the_others_and_not_themselves() {
+    let rate = 16_000;
+    let t0 = Instant::now();
+    let mut listener = RoomListener::new(rate, &JitterConfig::default()).unwrap();
+    let phones = [
+        listener.add_listener(Some(1)),
+        listener.add_listener(Some(2)),
+        listener.add_listener(Some(3)),
+    ];
+    assert_eq!(listener.listeners(), 3);
+    // Phones 1 and 2 and a browser (9) talk; phone 3 only listens.
+    let mut talkers = [
+        Talker::phone(1, 440.0, 6000.0),
+        Talker::phone(2, 1000.0, 6000.0),
+        Talker::new(9, 1500.0, 6000.0),
+    ];
+    let mut heard = vec![Vec::new(); 3];
+    let mut talked = [false; 3];
+    for k in 0..100 {
+        let now = t0 + TICK * k;
+        for t in &mut talkers {
+            let p = t.next();
+            // Through every link but the talker's own.
+            for own in 1..=3u64 {
+                if own != p.key {
+                    listener.handle_packet(now, p.key, p.seq, p.rtp_time, &p.payload);
+                }
+            }
+        }
+        assert!(listener.prepare(now) <= 3);
+        for (i, id) in phones.iter().enumerate() {
+            let h = listener.heard(*id).unwrap();
+            heard[i].extend_from_slice(h.pcm);
+            talked[i] = h.talked;
+        }
+    }
+    let last = |pcm: &[i16]| pcm[pcm.len() - rate as usize..].to_vec();
+    let power = |i: usize, f: f64| goertzel_power(&last(&heard[i]), f, rate);
+    let loud = 0.3 * sine_power(6000.0);
+    let faint = 0.01 * sine_power(6000.0);
+    // Phone 1 hears 2 and the browser, not itself; phone 2 likewise; phone 3 everyone.
+    assert!(power(0, 440.0) < faint && power(0, 1000.0) > loud && power(0, 1500.0) > loud);
+    assert!(power(1, 1000.0) < faint && power(1, 440.0) > loud && power(1, 1500.0) > loud);
+    for f in [440.0, 1000.0, 1500.0] {
+        assert!(power(2, f) > loud, "phone 3 at {f} Hz: {}", power(2, f));
+    }
+    assert_eq!(talked, [true, true, false]);
+    // Three sources decoded, not one per phone; duplicates from the other links are dropped.
+    let stats = listener.stats();
+    assert_eq!(
+        (stats.sources, stats.late, stats.concealed),
+        (3, 0, 0),
+        "{stats:?}"
+    );
+    // A phone that leaves takes its mix with it; its voice stays a source while it sends.
+    listener.remove_listener(phones[0]);
+    assert_eq!(listener.listeners(), 2);
+    assert_eq!(listener.stats().sources, 3);
+    listener.forget(1);
+    assert_eq!(listener.stats().sources, 2);
+    assert!(
+        listener.heard(phones[0]).is_err(),
+        "gone from the mixer with its voice"
+    );
+}

@@ -504,7 +504,10 @@ impl JitterBuffer {
                 continue;
             }
             let error = ideal - c;
-            if error >= 2 * f || error + self.delay.target() > self.max_delay {
+            // Cut back to the largest delay with half a frame to spare: a skip moves the
+            // cursor a whole frame, and without the spare a target at its maximum would land
+            // it under the stretch threshold below, to drop and conceal frames by turns.
+            if error >= 2 * f || error + self.delay.target() > self.max_delay + f / 2 {
                 self.skip_window();
                 continue;
             }

@@ -33,6 +33,16 @@ use sipx_codec::{Encoder, new_encoder};
 
 pub use config::{FrameKind, LegConfig, LegEvent, LegStats};
 
+/// An encoding of 20 ms frames that legs can share ([`MediaLeg::shared_format`]): the same
+/// codec at the same rate with the same settings gives packets any of them can send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFormat {
+    pub codec: sipx_codec::CodecKind,
+    pub rate: u32,
+    /// The encoder's settings (Opus's; the others ignore them).
+    pub options: sipx_codec::EncoderOptions,
+}
+
 use crate::decoding::StreamDecoder;
 use crate::dtmf::{DtmfDetector, DtmfDigit, DtmfReceiver, DtmfSender};
 use crate::error::MediaError;

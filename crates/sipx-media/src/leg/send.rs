@@ -4,14 +4,16 @@
 
 use std::time::Instant;
 
-use sipx_codec::{AudioEncoder, CodecKind};
+use sipx_codec::{AudioEncoder, CodecKind, EncoderOptions};
 
+use super::SharedFormat;
 use super::transmit::{Channel, TransmitQueue};
 use super::{Counters, DTMF_QUEUE, DTMF_TICK, MediaLeg};
 use crate::dtmf::DtmfDigit;
 use crate::ids::{Pt, Ssrc};
 use crate::rtp::RtpHeader;
 use crate::session::RtcpSession;
+use crate::silence::is_digital_silence;
 
 /// RFC 4733 volume of the key presses we send, in -dBm0.
 const DTMF_VOLUME: u8 = 10;
@@ -39,10 +41,18 @@ impl MediaLeg {
             None => self.pending.push(pcm),
         }
         let packet_samples = self.packet_samples();
+        let dtx = self.cfg.codec == CodecKind::Opus && self.cfg.opus.dtx;
         while self.pending.len() >= packet_samples {
             let pcm = &mut self.packet_pcm[..packet_samples];
             self.pending.pop_into(pcm);
-            match self.encoder.encode(pcm, &mut self.payload) {
+            // A DTX peer is sent nothing for digital silence: its decoder makes the same
+            // silence, and the encoder's work is saved (`crate::silence`).
+            let encoded = if dtx && is_digital_silence(pcm) {
+                Ok(0)
+            } else {
+                self.encoder.encode(pcm, &mut self.payload)
+            };
+            match encoded {
                 // Zero bytes: discontinuous transmission; the next packet starts a talkspurt.
                 Ok(0) => self.marker_next = true,
                 Ok(len) => self.send_audio(now, len),
@@ -53,14 +63,43 @@ impl MediaLeg {
     }
 
     /// An already encoded 20 ms payload of this leg's codec (a room encodes once for all legs
-    /// with the same codec); sent as one packet whatever `ptime` says.
+    /// with the same [`SharedFormat`]); sent as one packet whatever `ptime` says. An empty
+    /// payload is discontinuous transmission: nothing is sent and the next packet starts a
+    /// talkspurt.
     pub fn push_payload(&mut self, now: Instant, payload: &[u8]) {
         let frame_at_codec = self.encode_rate as usize / 50;
-        if self.sending() && !payload.is_empty() && payload.len() <= self.payload.len() {
+        if payload.is_empty() {
+            self.marker_next = true;
+        } else if self.sending() && payload.len() <= self.payload.len() {
             self.payload[..payload.len()].copy_from_slice(payload);
             self.send_audio(now, payload.len());
         }
         self.skip_samples(frame_at_codec);
+    }
+
+    /// How this leg encodes a 20 ms frame into one packet, when another leg's encoding of the
+    /// same frame would do as well: G.711 (no state: the bytes are the same) or Opus (where the
+    /// saving matters; a listener moving between a shared encoder and its own gives the phone's
+    /// decoder one frame from another encoder's state), one packet per frame at the frame rate,
+    /// nothing pending. `None`: the leg encodes its frames itself ([`MediaLeg::push_frame`]).
+    pub fn shared_format(&self) -> Option<SharedFormat> {
+        let shareable = matches!(
+            self.cfg.codec,
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::Opus
+        );
+        let one_frame = self.encode_rate as usize / 50;
+        (shareable
+            && self.encode_rate == self.cfg.frame_rate
+            && self.packet_samples() == one_frame
+            && self.pending.len() == 0)
+            .then(|| SharedFormat {
+                codec: self.cfg.codec,
+                rate: self.encode_rate,
+                options: match self.cfg.codec {
+                    CodecKind::Opus => self.cfg.opus.clone(),
+                    _ => EncoderOptions::default(),
+                },
+            })
     }
 
     /// Sends a key press as RFC 4733 events (the leg must have telephone-event; otherwise the

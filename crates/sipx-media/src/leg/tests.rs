@@ -622,3 +622,77 @@ fn a_sender_stall_costs_little_more_than_the_stall() {
         );
     }
 }
+
+/// The RTP packets (marker, timestamp) a leg queued.
+fn sent_rtp(leg: &mut MediaLeg) -> Vec<(bool, u32)> {
+    let mut buf = [0u8; 1500];
+    let mut out = Vec::new();
+    while let Some((_, n)) = leg.poll_transmit(&mut buf) {
+        if crate::classify(&buf[..n]) == crate::PacketKind::Rtp {
+            let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            out.push((buf[1] & 0x80 != 0, ts));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_dtx_peer_gets_nothing_for_digital_silence_and_the_next_talkspurt_is_marked() {
+    let now = Instant::now();
+    let tone = Sine::new(440.0, 16000, 8000.0).take(320);
+    let silence = [0i16; 320];
+    let mut cfg = config(CodecKind::Opus, 111, b_addr(), 7);
+    cfg.frame_rate = 16000;
+    cfg.opus = cfg.opus.dtx(true);
+    let mut leg = MediaLeg::new(cfg.clone(), now).unwrap();
+    leg.push_frame(now, &tone);
+    let first = sent_rtp(&mut leg);
+    assert_eq!(first.len(), 1);
+    for _ in 0..50 {
+        leg.push_frame(now, &silence);
+    }
+    assert!(
+        sent_rtp(&mut leg).is_empty(),
+        "digital silence is not sent to a DTX peer"
+    );
+    leg.push_frame(now, &tone);
+    let after = sent_rtp(&mut leg);
+    // A new talkspurt, 51 frames of 960 ticks later: the clock ran through the silence.
+    assert_eq!(after, vec![(true, first[0].1.wrapping_add(51 * 960))]);
+    // Without DTX, silence is encoded and sent like anything else.
+    cfg.opus = cfg.opus.dtx(false);
+    let mut plain = MediaLeg::new(cfg, now).unwrap();
+    for _ in 0..5 {
+        plain.push_frame(now, &silence);
+    }
+    assert_eq!(sent_rtp(&mut plain).len(), 5);
+}
+
+#[test]
+fn legs_that_send_a_frame_per_packet_share_a_format_and_send_shared_packets() {
+    let now = Instant::now();
+    let pcmu = MediaLeg::new(config(CodecKind::Pcmu, 0, b_addr(), 1), now).unwrap();
+    let mut other = config(CodecKind::Pcmu, 0, addr("10.0.0.3:5000"), 2);
+    other.opus = other.opus.bitrate(12_000);
+    let other = MediaLeg::new(other, now).unwrap();
+    // G.711 ignores the Opus settings: two PCMU legs share whatever those say.
+    assert!(pcmu.shared_format().is_some());
+    assert_eq!(pcmu.shared_format(), other.shared_format());
+    let mut slow = config(CodecKind::Pcmu, 0, b_addr(), 3);
+    slow.ptime_ms = 30;
+    assert_eq!(MediaLeg::new(slow, now).unwrap().shared_format(), None);
+    let mut wide = config(CodecKind::Opus, 111, b_addr(), 4);
+    wide.frame_rate = 16000;
+    let mut opus = MediaLeg::new(wide, now).unwrap();
+    let format = opus.shared_format().unwrap();
+    assert_eq!((format.codec, format.rate), (CodecKind::Opus, 16000));
+    assert_eq!(format.options, opus.config().opus);
+    // A shared packet goes out as this leg's; an empty one is DTX and marks the next.
+    opus.push_payload(now, &[0xab; 40]);
+    opus.push_payload(now, &[]);
+    opus.push_payload(now, &[0xcd; 40]);
+    let sent = sent_rtp(&mut opus);
+    assert_eq!(sent.len(), 2);
+    assert!(sent[1].0, "the packet after DTX starts a talkspurt");
+    assert_eq!(sent[1].1.wrapping_sub(sent[0].1), 2 * 960);
+}

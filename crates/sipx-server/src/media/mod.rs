@@ -10,14 +10,21 @@
 //! phone and encodes the caller's voice for the room, across the leg's [`PhoneLink`] (the one
 //! lock, taken a few times per 20 ms tick).
 
+mod mode;
 mod opus_fmtp;
+mod opus_loop;
+mod phases;
 mod phone_link;
+mod placement;
 mod ports;
 pub(crate) mod prompts;
 mod room_bridge;
+mod room_group;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod timer;
+mod timing;
 mod worker;
 
 use std::net::IpAddr;
@@ -30,7 +37,7 @@ use sipx_media::leg::{LegConfig, LegEvent};
 use tokio::sync::mpsc;
 
 use crate::StartupError;
-pub use phone_link::{Notify, PhoneLink};
+pub use phone_link::{Joined, Notify, PhoneLink};
 use ports::PortAllocator;
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};
@@ -45,6 +52,9 @@ pub struct LegId(pub u64);
 pub enum LegMode {
     /// The echo test: what arrives is sent back (audio and DTMF).
     Echo,
+    /// The echo test through an Opus encode and decode: a phone's transcoding work in a room
+    /// with one speaker, without the room (see `opus_loop`).
+    OpusEcho,
     /// Received audio is dropped and silence is sent (a call waiting for its room).
     Silence,
     /// A participant of a room: the caller's voice goes to the link as Opus, the room's
@@ -54,6 +64,22 @@ pub enum LegMode {
     /// A voice prompt is played from its start (received audio is dropped), then silence:
     /// the PIN flow asks the caller by voice.
     Prompt(sipx_call::Prompt),
+}
+
+/// Which echo test a call reached (`media.echo_extension`, `media.opus_echo_extension`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Plain,
+    Opus,
+}
+
+impl Echo {
+    pub fn leg_mode(self) -> LegMode {
+        match self {
+            Echo::Plain => LegMode::Echo,
+            Echo::Opus => LegMode::OpusEcho,
+        }
+    }
 }
 
 /// Something a leg reported, or its failure to start.
@@ -113,6 +139,8 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct MediaEngine {
     workers: Arc<Vec<worker::Handle>>,
+    /// Which thread each new leg goes to (taken once per leg added or removed).
+    placement: Arc<std::sync::Mutex<placement::Placement>>,
     ports: Arc<PortAllocator>,
     next_id: Arc<AtomicU64>,
     advertised: IpAddr,
@@ -142,6 +170,9 @@ impl MediaEngine {
             );
         }
         Ok(MediaEngine {
+            placement: Arc::new(std::sync::Mutex::new(placement::Placement::new(
+                workers.len(),
+            ))),
             workers: Arc::new(workers),
             ports: Arc::new(PortAllocator::new(
                 config.ip,
@@ -163,8 +194,35 @@ impl MediaEngine {
         self.ports.allocate()
     }
 
+    /// A new leg's id, on the media thread with the fewest legs.
     pub fn new_leg_id(&self) -> LegId {
-        LegId(self.next_id.fetch_add(1, Ordering::Relaxed))
+        self.place(None)
+    }
+
+    /// A new leg's id on the media thread of `room`'s other phones (the least loaded one for
+    /// its first): a room's phones mix together, decoding each participant once for all of
+    /// them, only on one thread.
+    pub fn new_leg_id_near(&self, room: &impl std::hash::Hash) -> LegId {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(room);
+        self.place(Some(hash))
+    }
+
+    /// The next id, whose thread (the id modulo the threads) the placement chose.
+    fn place(&self, room: Option<u64>) -> LegId {
+        let n = self.workers.len().max(1) as u64;
+        let k = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Unique, since `k` is: the thread is the remainder.
+        self.placement()
+            .place(room, |thread| LegId(k * n + thread as u64 % n))
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, placement::Placement> {
+        // A panic while holding it leaves plain counts: still usable.
+        self.placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn worker(&self, id: LegId) -> &worker::Handle {
@@ -203,6 +261,7 @@ impl MediaEngine {
     }
 
     pub fn remove_leg(&self, id: LegId) {
+        self.placement().release(id);
         self.worker(id).send(Command::Remove { id });
     }
 }

@@ -6,7 +6,12 @@
 //! Two bounded queues of fixed-size packets under one mutex: the media thread touches it once per
 //! 20 ms tick, the rooms thread once per forwarded packet, so the lock is never contended for
 //! long and nothing is allocated per packet. When a queue is full the oldest packet is dropped
-//! (and counted): late audio is worth less than new audio.
+//! (and counted): late audio is worth less than new audio. The rooms thread also says here
+//! whether anyone hears the phone; while nobody does, its voice is not encoded.
+//!
+//! The media thread wakes the rooms thread once per phase of ticks that queued any voice
+//! ([`PhoneLink::notify_rooms`]), not once per packet: one wake-up per millisecond at most,
+//! whatever the number of phones.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -143,6 +148,19 @@ struct Inner {
     /// Participants that left: the media thread forgets their decoders.
     gone: Vec<u64>,
     closed: bool,
+    /// Someone in the room hears the phone (until told otherwise, assume so).
+    heard: bool,
+    /// The room (a number the rooms thread gives each room) and the phone's participant key in
+    /// it, once joined: phones of one room on one media thread mix together.
+    joined: Option<Joined>,
+}
+
+/// Where a joined phone is: its room's number and its own participant key (`LinkPacket::source`
+/// of its voice on other phones' links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    pub room: u64,
+    pub participant: u64,
 }
 
 /// What wakes the rooms thread when the caller's voice is queued.
@@ -161,7 +179,7 @@ impl std::fmt::Debug for PhoneLink {
 }
 
 impl PhoneLink {
-    /// `notify` is called (from the media thread) after the caller's voice is queued.
+    /// `notify` wakes the rooms thread (from the media thread, [`PhoneLink::notify_rooms`]).
     pub fn new(notify: Notify) -> Arc<PhoneLink> {
         let now = Self::now();
         Arc::new(PhoneLink {
@@ -170,6 +188,8 @@ impl PhoneLink {
                 up: Ring::new(UP_CAPACITY, now),
                 gone: Vec::with_capacity(8),
                 closed: false,
+                heard: true,
+                joined: None,
             }),
             notify,
         })
@@ -210,6 +230,16 @@ impl PhoneLink {
         }
     }
 
+    /// The phone joined room number `room` as participant `participant`.
+    pub fn set_joined(&self, joined: Joined) {
+        self.lock().joined = Some(joined);
+    }
+
+    /// Whether anyone in the room hears the phone (`sipx_rooms::Output::PhoneHeard`).
+    pub fn set_heard(&self, heard: bool) {
+        self.lock().heard = heard;
+    }
+
     /// Takes the caller's voice packets queued since the last call.
     pub fn drain_uplink(&self, f: impl FnMut(&LinkPacket)) {
         self.lock().up.drain(f);
@@ -217,16 +247,19 @@ impl PhoneLink {
 
     // ---- media thread side ----
 
-    /// Takes the room's packets queued since the last tick, and the participants that left.
-    pub fn drain_downlink(&self, f: impl FnMut(&LinkPacket), mut gone: impl FnMut(u64)) {
+    /// Takes the room's packets queued since the last tick, and the participants that left;
+    /// returns whether anyone hears the phone.
+    pub fn drain_downlink(&self, f: impl FnMut(&LinkPacket), mut gone: impl FnMut(u64)) -> bool {
         let mut inner = self.lock();
         inner.down.drain(f);
         for source in inner.gone.drain(..) {
             gone(source);
         }
+        inner.heard
     }
 
-    /// Queues one packet of the caller's voice and wakes the rooms thread.
+    /// Queues one packet of the caller's voice; [`PhoneLink::notify_rooms`] tells the rooms
+    /// thread.
     pub fn push_uplink(&self, seq: u64, rtp_time: u64, level: Option<u8>, payload: &[u8]) {
         let header = Header {
             source: 0,
@@ -236,10 +269,19 @@ impl PhoneLink {
             arrived: Self::now(),
         };
         self.lock().up.push(header, payload);
+    }
+
+    /// Wakes the rooms thread to take the voice queued on this link and on any other.
+    pub fn notify_rooms(&self) {
         (self.notify)();
     }
 
     // ---- either side ----
+
+    /// Where the phone joined, once it has.
+    pub fn joined(&self) -> Option<Joined> {
+        self.lock().joined
+    }
 
     /// The link is over (the call ended or the participant was removed).
     pub fn close(&self) {
@@ -286,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn uplink_wakes_the_rooms_thread_and_oversized_payloads_are_refused() {
+    fn uplink_is_taken_once_the_rooms_thread_is_woken_and_oversized_payloads_are_refused() {
         let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let w = woken.clone();
         let link = PhoneLink::new(Arc::new(move || {
@@ -294,7 +336,9 @@ mod tests {
         }));
         link.push_uplink(1, 960, Some(30), &[1, 2, 3]);
         link.push_uplink(2, 1920, None, &[0; MAX_PAYLOAD + 1]);
-        assert_eq!(woken.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(woken.load(std::sync::atomic::Ordering::Relaxed), 0);
+        link.notify_rooms();
+        assert_eq!(woken.load(std::sync::atomic::Ordering::Relaxed), 1);
         let mut got = Vec::new();
         link.drain_uplink(|p| got.push((p.seq, p.level, p.payload().len())));
         assert_eq!(got, vec![(1, Some(30), 3)]);
@@ -306,8 +350,12 @@ mod tests {
         let link = link();
         link.source_gone(4);
         let mut gone = Vec::new();
-        link.drain_downlink(|_| {}, |s| gone.push(s));
-        link.drain_downlink(|_| {}, |s| gone.push(s));
+        assert!(
+            link.drain_downlink(|_| {}, |s| gone.push(s)),
+            "heard until told"
+        );
+        link.set_heard(false);
+        assert!(!link.drain_downlink(|_| {}, |s| gone.push(s)));
         assert_eq!(gone, vec![4]);
         assert!(!link.is_closed());
         link.close();

@@ -9,13 +9,14 @@ use sipx_media::leg::LegConfig;
 use sipx_media::srtp::{SrtpConfig, SrtpKey, SrtpSuite};
 use sipx_sdp::{Codec, LocalCodec, NegotiatedMedia, RtcpTarget, SrtpPolicy};
 
-use super::LegId;
+use super::{Echo, LegId};
 use crate::StartupError;
 use crate::config::MediaConfig;
 
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
     pub echo_extension: String,
+    pub opus_echo_extension: String,
     pub codecs: Vec<LocalCodec>,
     pub srtp: SrtpPolicy,
     pub ptime_ms: u32,
@@ -75,6 +76,7 @@ impl MediaSettings {
         }
         Ok(MediaSettings {
             echo_extension: c.echo_extension.clone(),
+            opus_echo_extension: c.opus_echo_extension.clone(),
             codecs,
             srtp,
             ptime_ms: c.ptime_ms,
@@ -82,6 +84,22 @@ impl MediaSettings {
             jitter_max: Duration::from_millis(c.jitter_max_ms),
             media_timeout: Duration::from_secs(c.media_timeout_secs),
         })
+    }
+}
+
+impl MediaSettings {
+    /// The echo test a Request-URI's user part reaches, if any (an empty extension reaches
+    /// nothing).
+    pub fn echo(&self, user: &str) -> Option<Echo> {
+        if user.is_empty() {
+            None
+        } else if user == self.echo_extension {
+            Some(Echo::Plain)
+        } else if user == self.opus_echo_extension {
+            Some(Echo::Opus)
+        } else {
+            None
+        }
     }
 }
 
@@ -102,6 +120,21 @@ fn srtp_suite(suite: sipx_sdp::SrtpSuite) -> SrtpSuite {
         sipx_sdp::SrtpSuite::AesCm128HmacSha1_32 => SrtpSuite::AesCm128HmacSha1_32,
         sipx_sdp::SrtpSuite::AeadAes128Gcm => SrtpSuite::AeadAes128Gcm,
     }
+}
+
+/// The packets a leg's jitter buffer holds: its longest delay in 10 ms packets (the shortest
+/// packetisation), and room for reordering. Each slot costs its `max_payload`, so a ring
+/// sized for the worst case of every codec would be most of a call's memory.
+fn jitter_capacity(max_delay: Duration) -> usize {
+    let packets = usize::try_from(max_delay.as_millis() / 10).unwrap_or(usize::MAX);
+    packets.saturating_add(12).next_power_of_two().max(16)
+}
+
+/// The largest payload a jitter buffer slot keeps: 120 ms of the codec (the longest packet
+/// a leg decodes), at most an Ethernet MTU's worth. 960 bytes for G.711 instead of 1500.
+fn jitter_payload(codec: CodecKind, audio_rate: u32) -> usize {
+    let samples = audio_rate as usize * 120 / 1000;
+    codec.max_payload_len(samples, audio_rate).min(1500)
 }
 
 /// The leg configuration for a negotiation; `None` when this build lacks the codec or suite.
@@ -155,6 +188,8 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
                 .jitter_min
                 .max(Duration::from_millis(40))
                 .min(s.jitter_max),
+            capacity: jitter_capacity(s.jitter_max),
+            max_payload: jitter_payload(codec, n.codec.audio_rate),
             ..JitterConfig::default()
         },
         media_timeout: s.media_timeout,
@@ -170,4 +205,36 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         wallclock: std::time::SystemTime::now(),
         seed: u64::from_le_bytes(seed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_buffers_are_sized_by_their_delay_and_codec() {
+        // 200 ms of 10 ms packets and 12 for reordering, rounded up.
+        assert_eq!(jitter_capacity(Duration::from_millis(200)), 32);
+        assert_eq!(jitter_capacity(Duration::from_millis(500)), 64);
+        assert_eq!(jitter_capacity(Duration::ZERO), 16);
+        // 120 ms packets still fit.
+        assert_eq!(jitter_payload(CodecKind::Pcmu, 8000), 960);
+        assert_eq!(jitter_payload(CodecKind::G722, 16000), 960);
+        assert_eq!(jitter_payload(CodecKind::Opus, 48000), 1500);
+        assert_eq!(jitter_payload(CodecKind::G729, 8000), 120);
+    }
+
+    #[test]
+    fn each_echo_extension_reaches_its_mode_and_an_empty_one_nothing() {
+        let mut config = MediaConfig::default();
+        let s = MediaSettings::from_config(&config).unwrap();
+        assert_eq!(s.echo("echo"), Some(Echo::Plain));
+        assert_eq!(s.echo("echo-opus"), Some(Echo::Opus));
+        assert_eq!(s.echo("alice"), None);
+        assert_eq!(s.echo(""), None);
+        config.opus_echo_extension = String::new();
+        let s = MediaSettings::from_config(&config).unwrap();
+        assert_eq!(s.echo(""), None);
+        assert_eq!(s.echo("echo-opus"), None);
+    }
 }

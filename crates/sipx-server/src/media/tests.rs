@@ -141,24 +141,30 @@ fn sine_power() -> f64 {
     AMPLITUDE * AMPLITUDE / 2.0
 }
 
-#[test]
-fn a_pcmu_call_joins_a_room_and_leaves_it() {
+/// A one-thread engine on its own port range, and a phone for a leg of it.
+fn engine_and_phone(ports_from: u16) -> (MediaEngine, Phone, super::PortPair, LegConfig) {
     let (events, _events) = mpsc::unbounded_channel();
     let config = MediaConfig {
-        rtp_port_min: 47_000,
-        rtp_port_max: 47_199,
+        rtp_port_min: ports_from,
+        rtp_port_max: ports_from + 199,
         threads: 1,
         ..MediaConfig::default()
     };
     let engine = MediaEngine::start(&config, events).unwrap();
     let ports = engine.allocate().unwrap();
+    let (phone, cfg) = phone_for(&ports, CALLER_HZ);
+    (engine, phone, ports, cfg)
+}
+
+/// A PCMU phone saying `hz` to the leg on `ports`, and that leg's configuration.
+fn phone_for(ports: &super::PortPair, hz: f64) -> (Phone, LegConfig) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let mut phone = Phone {
+    let phone = Phone {
         leg: ports.rtp.local_addr().unwrap(),
-        voice: Sine::new(CALLER_HZ, 8000, AMPLITUDE),
+        voice: Sine::new(hz, 8000, AMPLITUDE),
         encoder: new_encoder(CodecKind::Pcmu, 8000, &EncoderOptions::default()).unwrap(),
         decoder: new_decoder(CodecKind::Pcmu, 8000).unwrap(),
         seq: 0,
@@ -170,6 +176,12 @@ fn a_pcmu_call_joins_a_room_and_leaves_it() {
         cname: "room-test".to_owned(),
         ..LegConfig::new(CodecKind::Pcmu, 0, phone.socket.local_addr().unwrap())
     };
+    (phone, cfg)
+}
+
+#[test]
+fn a_pcmu_call_joins_a_room_and_leaves_it() {
+    let (engine, mut phone, ports, cfg) = engine_and_phone(47_000);
     let id: LegId = engine.new_leg_id();
     // Waiting for the room: the phone hears silence.
     engine.add_leg(id, ports, cfg, LegMode::Silence);
@@ -227,4 +239,92 @@ fn a_pcmu_call_joins_a_room_and_leaves_it() {
         next.link.is_closed()
     });
     assert!(closed, "the link of a removed leg stays open");
+}
+
+#[test]
+fn the_room_is_sent_nothing_while_nobody_hears_the_caller_or_the_caller_is_silent() {
+    let (engine, mut phone, ports, cfg) = engine_and_phone(47_200);
+    let id = engine.new_leg_id();
+    let mut room = Room::new();
+    // Alone in the room: the caller's tone is not encoded.
+    room.link.set_heard(false);
+    engine.add_leg(id, ports, cfg, LegMode::Room(room.link.clone()));
+    for _ in 0..50 {
+        phone.exchange();
+        room.exchange();
+    }
+    assert!(
+        room.heard.is_empty(),
+        "{} samples reached nobody",
+        room.heard.len()
+    );
+    assert_eq!(room.woken.try_iter().count(), 0);
+    // Someone joined: the voice flows, and the phone hears the room meanwhile.
+    room.link.set_heard(true);
+    for _ in 0..50 {
+        phone.exchange();
+        room.exchange();
+    }
+    assert!(room.power(CALLER_HZ) > 0.5 * sine_power());
+    assert!(phone.power(ROOM_HZ) > 0.5 * sine_power());
+    // The phone sends digital silence (PCMU's zero code): nothing goes to the room.
+    phone.voice = Sine::new(CALLER_HZ, 8000, 0.0);
+    for _ in 0..10 {
+        phone.exchange();
+        room.exchange();
+    }
+    let before = room.heard.len();
+    for _ in 0..50 {
+        phone.exchange();
+        room.exchange();
+    }
+    assert_eq!(
+        room.heard.len(),
+        before,
+        "digital silence was encoded for the room"
+    );
+    engine.remove_leg(id);
+}
+
+/// Two phones of one room on one media thread, with the test playing the SFU: each phone's
+/// voice goes to the other's link (keyed by its participant). They share one group, where each
+/// participant is decoded once for both: a browser's tone put on A's link only (the SFU would
+/// put it on both) reaches B too. Each hears the other and the browser, never itself.
+#[test]
+fn two_phones_of_a_room_hear_each_other_and_not_themselves() {
+    const B_HZ: f64 = 852.0;
+    let (engine, mut a, ports_a, cfg_a) = engine_and_phone(47_400);
+    let ports_b = engine.allocate().unwrap();
+    let (mut b, cfg_b) = phone_for(&ports_b, B_HZ);
+    let (link_a, link_b) = (Room::new().link, Room::new().link);
+    for (link, participant) in [(&link_a, 10), (&link_b, 11)] {
+        link.set_joined(super::Joined {
+            room: 1,
+            participant,
+        });
+    }
+    let (id_a, id_b) = (
+        engine.new_leg_id_near(&"weekly"),
+        engine.new_leg_id_near(&"weekly"),
+    );
+    engine.add_leg(id_a, ports_a, cfg_a, LegMode::Room(link_a.clone()));
+    engine.add_leg(id_b, ports_b, cfg_b, LegMode::Room(link_b.clone()));
+    let mut browser = Sine::new(ROOM_HZ, 48_000, AMPLITUDE);
+    let mut encoder = OpusEncoder::new(48_000, &EncoderOptions::default().bitrate(32_000)).unwrap();
+    let (mut pcm, mut payload) = ([0i16; 960], [0u8; 1275]);
+    for seq in 0..100u64 {
+        a.exchange();
+        b.exchange();
+        browser.fill(&mut pcm);
+        let n = encoder.encode(&pcm, &mut payload).unwrap();
+        link_a.push_downlink(7, seq, seq * 960, &payload[..n]);
+        link_a.drain_uplink(|p| link_b.push_downlink(10, p.seq, p.rtp_time, p.payload()));
+        link_b.drain_uplink(|p| link_a.push_downlink(11, p.seq, p.rtp_time, p.payload()));
+    }
+    let hears = |phone: &Phone, f: f64| phone.power(f) > 0.3 * sine_power();
+    let deaf = |phone: &Phone, f: f64| phone.power(f) < 0.01 * sine_power();
+    assert!(hears(&a, B_HZ) && hears(&a, ROOM_HZ) && deaf(&a, CALLER_HZ));
+    assert!(hears(&b, CALLER_HZ) && hears(&b, ROOM_HZ) && deaf(&b, B_HZ));
+    engine.remove_leg(id_a);
+    engine.remove_leg(id_b);
 }

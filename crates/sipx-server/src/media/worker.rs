@@ -1,5 +1,10 @@
-//! One media thread: a `mio` poll loop over its legs' sockets, a 20 ms tick, and each leg's
-//! timers. Commands arrive on a channel with a `mio::Waker`; events leave on the core's queue.
+//! One media thread: each leg's 20 ms tick (legs spread over phases 1 ms apart, `phases`), its
+//! sockets and its timers. The thread sleeps in a `mio` poll woken by a timerfd (`timer`) at
+//! the next phase, or by a `mio::Waker` when commands arrive on their channel; events leave on
+//! the core's queue. Received datagrams do not wake it: the legs' sockets sit in a second poll,
+//! looked at without waiting once per wake-up, so a busy thread wakes a thousand times a
+//! second, not once per packet (a packet waits at most a phase, well inside any jitter
+//! buffer's delay). The thread times its own ticks and frames (`timing`).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -8,16 +13,19 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sipx_media::leg::MediaLeg;
-use sipx_media::prompt::PromptPlayer;
+use sipx_media::leg::{LegStats, MediaLeg};
 use sipx_media::{PacketKind, classify};
 use tokio::sync::mpsc;
 
-use super::room_bridge::RoomBridge;
+use super::mode::Mode;
+use super::phases::{Phases, TICK, Turn};
+use super::room_group::Groups;
+use super::timer::Timer;
+use super::timing::TickStats;
 use super::{Command, LegId, LegMode, MediaEvent};
 
 const WAKER: Token = Token(usize::MAX);
-const TICK: Duration = Duration::from_millis(20);
+const TIMER: Token = Token(usize::MAX - 1);
 /// Datagrams read per socket per wake-up, so one flooding peer cannot starve the others.
 const READ_BUDGET: usize = 64;
 
@@ -34,48 +42,6 @@ impl Handle {
     }
 }
 
-/// A leg's mode with the state it needs.
-enum Mode {
-    Echo,
-    Silence,
-    Room(Box<RoomBridge>),
-    /// The prompt and the rate it was decoded at (a new frame rate restarts it).
-    Prompt(sipx_call::Prompt, u32, Box<PromptPlayer>),
-}
-
-impl Mode {
-    /// The state for `mode` on `leg`; a room the leg cannot join (no Opus at its rate) leaves
-    /// it in silence, and says why.
-    fn new(id: LegId, leg: &MediaLeg, mode: LegMode) -> Mode {
-        match mode {
-            LegMode::Echo => Mode::Echo,
-            LegMode::Silence => Mode::Silence,
-            LegMode::Prompt(prompt) => {
-                let rate = leg.config().frame_rate;
-                match super::prompts::player(prompt, rate) {
-                    Some(p) => Mode::Prompt(prompt, rate, Box::new(p)),
-                    None => Mode::Silence,
-                }
-            }
-            LegMode::Room(link) => match RoomBridge::new(link.clone(), leg.config()) {
-                Ok(bridge) => Mode::Room(Box::new(bridge)),
-                Err(e) => {
-                    tracing::warn!(leg = id.0, error = %e, "a media leg cannot join its room");
-                    link.close();
-                    Mode::Silence
-                }
-            },
-        }
-    }
-
-    /// The leg leaves this mode: a room's link is closed, so the rooms side knows.
-    fn leave(&self) {
-        if let Mode::Room(bridge) = self {
-            bridge.link().close();
-        }
-    }
-}
-
 struct Slot {
     id: LegId,
     leg: MediaLeg,
@@ -84,23 +50,34 @@ struct Slot {
     mode: Mode,
     /// RTCP shares the RTP socket (RFC 5761), else it leaves from the RTCP socket.
     muxed: bool,
+    /// The phase the leg ticks in.
+    phase: usize,
 }
 
 struct Worker {
+    /// The waker and the timer: what the thread sleeps on.
     poll: Poll,
+    /// The legs' sockets, polled without waiting.
+    sockets: Poll,
     commands: std_mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<MediaEvent>,
     /// Slots by token index; a token is (slot index << 1) | socket (0 = RTP, 1 = RTCP).
     slots: Vec<Option<Slot>>,
     by_id: HashMap<LegId, usize>,
+    /// The phones of each room on this thread, mixed together.
+    groups: Groups,
     free: Vec<usize>,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     pcm: Vec<i16>,
-    next_tick: Instant,
+    phases: Phases,
+    /// Wakes the poll at the next deadline, to the microsecond (`None`: the poll's own
+    /// millisecond timeout).
+    timer: Option<Timer>,
     /// No leg's timer is due before this (it may be early, never late): legs are scanned for
     /// timers only then, not on every packet.
     timers_due: Option<Instant>,
+    stats: TickStats,
 }
 
 pub(crate) fn spawn(
@@ -110,18 +87,25 @@ pub(crate) fn spawn(
     let poll = Poll::new()?;
     let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = std_mpsc::channel();
+    let timer = Timer::new(poll.registry(), TIMER)
+        .inspect_err(|e| tracing::warn!(error = %e, "no precise media timer: ticks may be late"))
+        .ok();
     let mut worker = Worker {
         poll,
+        sockets: Poll::new()?,
         commands: rx,
         events,
         slots: Vec::new(),
         by_id: HashMap::new(),
+        groups: Groups::default(),
         free: Vec::new(),
         recv_buf: vec![0u8; 2048],
         send_buf: vec![0u8; 2048],
         pcm: vec![0i16; 48_000 / 50],
-        next_tick: Instant::now() + TICK,
+        phases: Phases::new(Instant::now()),
+        timer,
         timers_due: None,
+        stats: TickStats::exported(),
     };
     std::thread::Builder::new()
         .name(format!("sipx-media-{index}"))
@@ -137,37 +121,59 @@ impl Worker {
     }
 
     fn run(&mut self) {
-        let mut events = Events::with_capacity(256);
+        let mut wakes = Events::with_capacity(4);
+        let mut ready = Events::with_capacity(1024);
         loop {
             let now = Self::now();
-            let deadline = self
-                .timers_due
-                .map_or(self.next_tick, |t| t.min(self.next_tick));
-            let wait = deadline.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+            // Without legs, only commands and leg timers (none) wake the thread.
+            let next_tick = (!self.by_id.is_empty()).then(|| self.phases.due());
+            let deadline = match (next_tick, self.timers_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = deadline.map(|d| d.saturating_duration_since(now));
+            // The timer wakes the poll on time; the poll's timeout, a millisecond later, is
+            // only a backstop.
+            let timeout = match (wait, self.timer.as_ref()) {
+                (Some(wait), Some(timer)) if timer.set(wait).is_ok() => {
+                    Some(wait + Duration::from_millis(1))
+                }
+                (wait, _) => wait,
+            };
+            if let Err(e) = self.poll.poll(&mut wakes, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "media poll failed; the media thread stops");
                 return;
             }
             let now = Self::now();
-            for event in &events {
-                if event.token() == WAKER {
-                    if !self.drain_commands(now) {
-                        return;
-                    }
-                } else {
-                    self.receive(now, event.token());
-                }
+            if self.by_id.is_empty() {
+                // No tick ran while there were no legs: the schedule goes on from now.
+                self.phases.resume(now);
             }
-            if now >= self.next_tick {
-                self.tick(now);
-                self.next_tick += TICK;
-                if self.next_tick + 5 * TICK < now {
-                    // Far behind (the machine stalled): skip ahead instead of bursting.
+            if wakes.iter().any(|e| e.token() == WAKER) && !self.drain_commands(now) {
+                return;
+            }
+            if self.by_id.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.sockets.poll(&mut ready, Some(Duration::ZERO))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "media socket poll failed; the media thread stops");
+                return;
+            }
+            // RTP arrivals on the ticks' clock: a thread behind its schedule takes what arrived
+            // meanwhile as arrived when the next tick was due (see `receive`).
+            let on_schedule = now.min(self.phases.due());
+            for event in &ready {
+                self.receive(now, on_schedule, event.token());
+            }
+            while let Some((turn, skipped)) = self.phases.next_turn(Self::now()) {
+                if skipped {
                     metrics::counter!("sipx_media_clock_skips_total").increment(1);
-                    self.next_tick = now + TICK;
                 }
+                self.tick(turn);
             }
             if self.timers_due.is_some_and(|t| t <= now) {
                 self.run_timers(now);
@@ -224,14 +230,15 @@ impl Worker {
                         return;
                     }
                 };
-                let mode = Mode::new(id, &leg, mode);
                 let index = self.free.pop().unwrap_or_else(|| {
                     self.slots.push(None);
                     self.slots.len() - 1
                 });
+                let phase = self.phases.add(index);
+                let mode = Mode::new(id, &leg, mode, &mut self.groups, phase);
                 let mut rtp = UdpSocket::from_std(ports.rtp);
                 let mut rtcp = UdpSocket::from_std(ports.rtcp);
-                let registry = self.poll.registry();
+                let registry = self.sockets.registry();
                 if registry
                     .register(&mut rtp, Token(index << 1), Interest::READABLE)
                     .and_then(|()| {
@@ -240,7 +247,8 @@ impl Worker {
                     .is_err()
                 {
                     tracing::warn!(leg = id.0, "cannot watch a media socket");
-                    mode.leave();
+                    mode.leave(&mut self.groups);
+                    self.phases.remove(index, phase);
                     self.free.push(index);
                     return;
                 }
@@ -251,43 +259,43 @@ impl Worker {
                     rtcp,
                     mode,
                     muxed,
+                    phase,
                 });
                 self.by_id.insert(id, index);
+                self.align(index);
                 metrics::gauge!("sipx_media_legs").increment(1.0);
             }
             Command::Update { id, config } => {
-                if let Some(s) = self.slot_mut(id) {
+                let Some(&index) = self.by_id.get(&id) else {
+                    return;
+                };
+                let groups = &mut self.groups;
+                if let Some(Some(s)) = self.slots.get_mut(index) {
                     s.muxed = config.remote_rtcp.is_none();
                     if let Err(e) = s.leg.update(*config, now) {
                         tracing::warn!(leg = id.0, error = %e, "cannot update a media leg");
                     }
                     // A new frame rate needs decoders and an encoder at that rate.
-                    if let Mode::Room(bridge) = &s.mode
-                        && !bridge.fits(s.leg.config())
-                    {
-                        let link = LegMode::Room(bridge.link().clone());
-                        s.mode = Mode::new(id, &s.leg, link);
-                    }
-                    if let Mode::Prompt(prompt, rate, _) = s.mode
-                        && rate != s.leg.config().frame_rate
-                    {
-                        s.mode = Mode::new(id, &s.leg, LegMode::Prompt(prompt));
-                    }
+                    s.mode.refit(id, &s.leg, groups, s.phase);
                 }
+                self.align(index);
             }
             Command::SetMode { id, mode } => {
-                if let Some(s) = self.slot_mut(id) {
-                    let same_link = match (&s.mode, &mode) {
-                        (Mode::Room(bridge), LegMode::Room(link)) => {
-                            std::sync::Arc::ptr_eq(bridge.link(), link)
-                        }
+                let Some(&index) = self.by_id.get(&id) else {
+                    return;
+                };
+                let groups = &mut self.groups;
+                if let Some(Some(s)) = self.slots.get_mut(index) {
+                    let same_link = match (s.mode.link(), &mode) {
+                        (Some(old), LegMode::Room(link)) => std::sync::Arc::ptr_eq(old, link),
                         _ => false,
                     };
                     if !same_link {
-                        s.mode.leave();
-                        s.mode = Mode::new(id, &s.leg, mode);
+                        s.mode.leave(groups);
+                        s.mode = Mode::new(id, &s.leg, mode, groups, s.phase);
                     }
                 }
+                self.align(index);
             }
             Command::SendDtmf {
                 id,
@@ -302,18 +310,34 @@ impl Worker {
                 if let Some(index) = self.by_id.remove(&id)
                     && let Some(mut s) = self.slots[index].take()
                 {
-                    s.mode.leave();
+                    s.mode.leave(&mut self.groups);
+                    let stats = s.leg.stats();
+                    count_ended(&stats);
                     let _ = self.events.send(MediaEvent::Ended {
                         leg: id,
-                        stats: Box::new(s.leg.stats()),
+                        stats: Box::new(stats),
                     });
-                    let registry = self.poll.registry();
+                    let registry = self.sockets.registry();
                     let _ = registry.deregister(&mut s.rtp);
                     let _ = registry.deregister(&mut s.rtcp);
+                    self.phases.remove(index, s.phase);
                     self.free.push(index);
                     metrics::gauge!("sipx_media_legs").decrement(1.0);
                 }
             }
+        }
+    }
+
+    /// Moves a leg to the phase its mode needs (a room's legs tick together).
+    fn align(&mut self, index: usize) {
+        let Some(Some(s)) = self.slots.get_mut(index) else {
+            return;
+        };
+        if let Some(phase) = s.mode.phase()
+            && phase != s.phase
+        {
+            self.phases.remove(index, s.phase);
+            s.phase = self.phases.add_to(index, phase);
         }
     }
 
@@ -322,7 +346,12 @@ impl Worker {
         self.slots.get_mut(index)?.as_mut()
     }
 
-    fn receive(&mut self, now: Instant, token: Token) {
+    /// Reads a socket's datagrams. RTP is stamped `on_schedule`: the time now, or when the
+    /// thread is behind, the due time of the next tick, the clock the legs' ticks run on. A
+    /// thread that fell behind (not scheduled, or busy) reads late what arrived on time; stamped
+    /// with the time it read it, that would look to the jitter buffer like network delay, the
+    /// delay would grow and then be cut by dropping frames. RTCP keeps the time now (RTT).
+    fn receive(&mut self, now: Instant, on_schedule: Instant, token: Token) {
         let index = token.0 >> 1;
         let rtcp_socket = token.0 & 1 == 1;
         let Some(Some(slot)) = self.slots.get_mut(index) else {
@@ -332,8 +361,12 @@ impl Worker {
             let socket = if rtcp_socket { &slot.rtcp } else { &slot.rtp };
             match socket.recv_from(&mut self.recv_buf) {
                 Ok((n, source)) => {
-                    slot.leg
-                        .handle_receive(now, source, &mut self.recv_buf[..n]);
+                    let bytes = &mut self.recv_buf[..n];
+                    let at = match classify(bytes) {
+                        PacketKind::Rtp => on_schedule,
+                        _ => now,
+                    };
+                    slot.leg.handle_receive(at, source, bytes);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send, and the like.
@@ -343,49 +376,68 @@ impl Worker {
         self.flush(index);
     }
 
-    /// The 20 ms tick: every leg gives its received frame and takes the one it must send.
-    fn tick(&mut self, now: Instant) {
-        for index in 0..self.slots.len() {
+    /// One phase's tick: each of its legs gives its received frame and takes the one it must
+    /// send. The legs see the tick at the time it was due, not when it ran: a thread running
+    /// late (or catching up a few phases at once) must not look to their jitter buffers like
+    /// a network delivering late, or they would drop and conceal frames that were there. Each
+    /// frame sent is timed from when the tick was due (definitions in `timing`).
+    fn tick(&mut self, turn: Turn) {
+        let Turn { phase, due } = turn;
+        let now = Self::now();
+        // Every room leg's queued packets into its group first: a group mixes once, for all.
+        for &index in self.phases.legs(phase) {
+            if let Some(Some(slot)) = self.slots.get_mut(index) {
+                slot.mode.drain(due, &mut self.groups);
+            }
+        }
+        // A room leg that queued the caller's voice: the rooms thread is woken once, after.
+        let mut voice_queued = None;
+        for k in 0..self.phases.legs(phase).len() {
+            let Some(&index) = self.phases.legs(phase).get(k) else {
+                break;
+            };
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            match &mut slot.mode {
-                Mode::Echo => {
-                    let (_, frame) = slot.leg.pull_frame(now);
-                    let n = frame.len().min(self.pcm.len());
-                    self.pcm[..n].copy_from_slice(&frame[..n]);
-                    slot.leg.push_frame(now, &self.pcm[..n]);
-                }
-                Mode::Silence => {
-                    let (_, frame) = slot.leg.pull_frame(now);
-                    let n = frame.len().min(self.pcm.len());
-                    self.pcm[..n].fill(0);
-                    slot.leg.push_frame(now, &self.pcm[..n]);
-                }
-                Mode::Prompt(_, _, player) => {
-                    // What the caller says meanwhile is not needed; its DTMF still arrives.
-                    let _ = slot.leg.pull_frame(now);
-                    slot.leg.push_frame(now, player.next_frame());
-                }
-                Mode::Room(bridge) => bridge.tick(now, &mut slot.leg, &mut self.pcm),
+            if slot
+                .mode
+                .tick(due, &mut slot.leg, &mut self.groups, &mut self.pcm)
+            {
+                voice_queued = Some(index);
             }
-            self.flush(index);
+            if self.flush(index) > 0 {
+                let sent = Self::now();
+                self.stats
+                    .frame_sent(sent.saturating_duration_since(due), TICK);
+            }
         }
+        if let Some(Some(Slot {
+            mode: Mode::Room(bridge),
+            ..
+        })) = voice_queued.and_then(|index| self.slots.get(index))
+        {
+            bridge.link().notify_rooms();
+        }
+        let end = Self::now();
+        self.stats
+            .tick_done(end.saturating_duration_since(now), end > due + TICK);
     }
 
-    /// Sends what the leg queued and forwards its events.
-    fn flush(&mut self, index: usize) {
+    /// Sends what the leg queued and forwards its events; returns the datagrams sent.
+    fn flush(&mut self, index: usize) -> usize {
         let Some(Some(slot)) = self.slots.get_mut(index) else {
-            return;
+            return 0;
         };
+        let mut sent = 0;
         while let Some((dest, n)) = slot.leg.poll_transmit(&mut self.send_buf) {
             let bytes = &self.send_buf[..n];
             let socket = match classify(bytes) {
                 PacketKind::Rtcp if !slot.muxed => &slot.rtcp,
                 _ => &slot.rtp,
             };
-            if socket.send_to(bytes, dest).is_err() {
-                metrics::counter!("sipx_media_send_errors_total").increment(1);
+            match socket.send_to(bytes, dest) {
+                Ok(_) => sent += 1,
+                Err(_) => metrics::counter!("sipx_media_send_errors_total").increment(1),
             }
         }
         while let Some(event) = slot.leg.poll_event() {
@@ -398,5 +450,23 @@ impl Worker {
         if let Some(at) = slot.leg.poll_timeout() {
             self.timers_due = Some(self.timers_due.map_or(at, |t| t.min(at)));
         }
+        sent
+    }
+}
+
+/// Adds an ended leg's counts to the process' totals: RTP received and sent, and what its
+/// jitter buffer made of what arrived (a benchmark compares them with what was played).
+fn count_ended(stats: &LegStats) {
+    metrics::counter!("sipx_media_rtp_received_total").increment(stats.media.packets_received);
+    metrics::counter!("sipx_media_rtp_sent_total").increment(stats.media.packets_sent);
+    let j = &stats.jitter;
+    for (outcome, n) in [
+        ("played", j.played),
+        ("lost", j.lost),
+        ("late", j.late),
+        ("skipped", j.skipped),
+        ("underruns", j.underruns),
+    ] {
+        metrics::counter!("sipx_media_jitter_total", "outcome" => outcome).increment(n);
     }
 }

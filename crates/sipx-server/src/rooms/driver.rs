@@ -17,7 +17,7 @@ use sipx_rooms::{Output, ParticipantId, RoomEvent, Sfu, SfuConfig};
 use tokio::sync::mpsc;
 
 use super::{Command, PhoneNotice};
-use crate::media::PhoneLink;
+use crate::media::{Joined, PhoneLink};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -33,6 +33,10 @@ struct Driver {
     sfu: Sfu,
     sessions: HashMap<ParticipantId, mpsc::UnboundedSender<String>>,
     phones: HashMap<ParticipantId, Arc<PhoneLink>>,
+    /// A number per room for the media threads (`Joined::room`): unique for the process, so
+    /// a closed room's number is never another room's.
+    room_numbers: HashMap<sipx_rooms::RoomKey, u64>,
+    next_room_number: u64,
     notices: mpsc::UnboundedSender<PhoneNotice>,
     existing: Arc<std::sync::RwLock<std::collections::HashSet<sipx_rooms::RoomKey>>>,
     buf: Vec<u8>,
@@ -60,6 +64,8 @@ pub(super) fn spawn(
         sfu: Sfu::new(cfg, now()),
         sessions: HashMap::new(),
         phones: HashMap::new(),
+        room_numbers: HashMap::new(),
+        next_room_number: 1,
         notices,
         existing,
         buf: vec![0u8; 2048],
@@ -188,8 +194,18 @@ impl Driver {
                 self.sfu.leave(now, id, LeaveReason::Left);
             }
             Command::JoinPhone(join, link, reply) => {
+                let room = join.room.clone();
                 let result = self.sfu.join(now, join);
                 if let Ok(id) = result {
+                    let next = &mut self.next_room_number;
+                    let number = *self.room_numbers.entry(room).or_insert_with(|| {
+                        *next += 1;
+                        *next - 1
+                    });
+                    link.set_joined(Joined {
+                        room: number,
+                        participant: id.0,
+                    });
                     self.phones.insert(id, link);
                 }
                 let _ = reply.send(result);
@@ -240,6 +256,11 @@ impl Driver {
                         link.source_gone(source.0);
                     }
                 }
+                Output::PhoneHeard { phone, heard } => {
+                    if let Some(link) = self.phones.get(&phone) {
+                        link.set_heard(heard);
+                    }
+                }
                 Output::Event(event) => self.on_event(event),
             }
         }
@@ -266,6 +287,10 @@ impl Driver {
                     if let Some(link) = self.phones.remove(&id) {
                         link.close();
                         let (down, up) = link.dropped();
+                        metrics::counter!("sipx_rooms_phone_link_dropped_total", "direction" => "to_phone")
+                            .increment(down);
+                        metrics::counter!("sipx_rooms_phone_link_dropped_total", "direction" => "from_phone")
+                            .increment(up);
                         if down + up > 0 {
                             tracing::info!(
                                 participant = id.0,
@@ -286,6 +311,7 @@ impl Driver {
                 }
             }
             RoomEvent::Closed { room } => {
+                self.room_numbers.remove(&room);
                 if let Ok(mut set) = self.existing.write() {
                     set.remove(&room);
                 }

@@ -1,6 +1,7 @@
 //! Calls the core answers: INVITE dialogs (RFC 3261 §12–15) with SDP offer/answer (RFC 3264)
-//! and a media leg each. Where a call goes (`inbound.rs`): the echo test
-//! (`media.echo_extension`: what the caller sends, audio and DTMF, comes back), a room, or a
+//! and a media leg each. Where a call goes (`inbound.rs`): an echo test
+//! (`media.echo_extension`: what the caller sends, audio and DTMF, comes back;
+//! `media.opus_echo_extension`: the same through an Opus encode and decode), a room, or a
 //! room behind a PIN (`pin_gate.rs`: prompts until the right digits).
 //!
 //! A call here is a UAS dialog: INVITE → 200 (answer, or our offer when the INVITE had none)
@@ -24,13 +25,15 @@ use super::call_rows::{CallRow, NewRow, end_cause};
 use super::inbound::{Destination, NewInvite};
 use super::origin::{policy_name, srtp_policy};
 use super::pin_gate::PinGate;
-use crate::media::{LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
+use crate::media::{Echo, LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
 
 /// One answered INVITE dialog and its media.
 pub(crate) struct Call {
     pub(super) dialog: Dialog,
     pub(super) sdp: MediaSession,
     pub(super) leg: LegId,
+    /// Which echo test the leg is, when the call is in no room.
+    pub(super) echo: Echo,
     /// The sockets, until the leg starts (a late offer starts it at the ACK).
     pub(super) ports: Option<PortPair>,
     /// The INVITE (or re-INVITE) whose 2xx awaits its ACK.
@@ -80,7 +83,7 @@ impl Call {
             return LegMode::Prompt(gate.playing);
         }
         match &self.room {
-            None => LegMode::Echo,
+            None => self.echo.leg_mode(),
             Some(RoomSeat {
                 participant: None,
                 controlled: false,
@@ -204,7 +207,7 @@ impl Core {
     }
 
     /// Answers a routed INVITE: SDP answer (or our offer), media leg, dialog; into a room (at
-    /// once, or behind its PIN) or the echo test.
+    /// once, or behind its PIN) or an echo test.
     pub(super) fn admit_invite(
         &mut self,
         now: Instant,
@@ -291,7 +294,11 @@ impl Core {
             return self.refuse_invite(now, txn, resp, row);
         };
         let call_id = dialog.id.call_id.clone();
-        let leg = engine.new_leg_id();
+        // A room's phones share a media thread, where their room is mixed once for all.
+        let leg = match destination.room() {
+            Some(room) => engine.new_leg_id_near(room),
+            None => engine.new_leg_id(),
+        };
         // Shown in the room: the caller's display name, else its number (SIP user).
         let caller = req.from().and_then(|f| {
             f.display
@@ -310,6 +317,10 @@ impl Core {
             dialog,
             sdp,
             leg,
+            echo: match destination {
+                Destination::Echo(echo) => echo,
+                _ => Echo::Plain,
+            },
             ports: Some(ports),
             invite_txn: Some(txn),
             answer_in_ack: offer.is_none(),
@@ -321,7 +332,7 @@ impl Core {
             caller: caller.unwrap_or_else(|| "phone".to_owned()),
         };
         match &destination {
-            Destination::Echo => {}
+            Destination::Echo(_) => {}
             // Routing gives rooms only when the rooms run.
             Destination::Room(room) => self.seat(&mut call, room.clone()),
             Destination::PinRoom(room, pin) => {
@@ -350,7 +361,7 @@ impl Core {
         }
         let from = req.from().map(|f| f.uri.to_string()).unwrap_or_default();
         let (what, room) = match &destination {
-            Destination::Echo => ("call answered by the echo test", None),
+            Destination::Echo(_) => ("call answered by the echo test", None),
             Destination::Room(room) => ("call answered into a room", Some(room)),
             Destination::PinRoom(room, _) => ("call answered for a room's PIN", Some(room)),
         };
@@ -363,6 +374,8 @@ impl Core {
             %origin,
             srtp = policy_name(srtp),
             room = room.map(|r| r.to_string()),
+            // Only on the Opus echo test's answers.
+            opus = matches!(destination, Destination::Echo(Echo::Opus)).then_some(true),
             "{what}"
         );
         let id = call.dialog.id.clone();

@@ -185,12 +185,13 @@ impl Core {
             tracing::error!(call = %spec.id, "no media engine: the call cannot start");
             return;
         };
-        let leg = engine.new_leg_id();
+        let room = RoomKey::new(spec.app_id.clone(), spec.params.room.room.clone());
+        // On the media thread of the room's other phones (`MediaEngine::new_leg_id_near`).
+        let leg = engine.new_leg_id_near(&room);
         let notify = match &self.rooms {
             Some(r) => r.notifier(),
             None => Arc::new(|| {}),
         };
-        let room = RoomKey::new(spec.app_id.clone(), spec.params.room.room.clone());
         let identity = spec.params.room.identity.clone();
         let fsm = sipx_call::Call::dial_out(
             now,

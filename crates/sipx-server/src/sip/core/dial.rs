@@ -18,7 +18,7 @@ use sipx_sip::{ClientTxnId, Peer, Transport};
 use super::Core;
 use super::calls::{Call, RoomSeat, has_sdp_body};
 use super::origin::{Origin, sdp_policy, srtp_policy};
-use crate::media::PortPair;
+use crate::media::{Echo, PortPair};
 use crate::sip::call_service::{DialTarget, Lookup, resolve};
 
 /// An INVITE we sent and what came of it.
@@ -649,6 +649,7 @@ impl Core {
                 dialog,
                 sdp: session,
                 leg: c.leg,
+                echo: Echo::Plain,
                 ports: out.ports.take(),
                 invite_txn: None,
                 answer_in_ack: false,

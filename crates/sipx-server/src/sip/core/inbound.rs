@@ -1,4 +1,4 @@
-//! Where a new call goes: the echo test, a room dialled by name (`room-<name>`), or what the
+//! Where a new call goes: an echo test, a room dialled by name (`room-<name>`), or what the
 //! routing rules of the application it came through decide (a room, a room behind a PIN, a
 //! webhook to ask, a refusal). A webhook is asked in a task of its own while the caller hears
 //! ringing; its answer comes back as `CoreInput::WebhookAnswered` and the call goes on from
@@ -16,12 +16,13 @@ use sipx_sip::{Peer, ServerTxnId};
 use super::call_rows::{CallRow, NewRow};
 use super::origin::Origin;
 use super::{Core, CoreInput};
+use crate::media::Echo;
 use crate::sip::call_service::unix_ms;
 use crate::sip::route_webhook;
 
 /// Where an answered call's audio goes.
 pub(super) enum Destination {
-    Echo,
+    Echo(Echo),
     Room(RoomKey),
     /// The room, once the caller has typed its PIN.
     PinRoom(RoomKey, Pin),
@@ -30,7 +31,7 @@ pub(super) enum Destination {
 impl Destination {
     pub fn room(&self) -> Option<&RoomKey> {
         match self {
-            Destination::Echo => None,
+            Destination::Echo(_) => None,
             Destination::Room(k) | Destination::PinRoom(k, _) => Some(k),
         }
     }
@@ -110,9 +111,8 @@ impl Core {
     /// decision in the application of the trunk or account the call came through.
     pub(super) fn route_invite(&self, req: &Request, origin: &Origin) -> Routed {
         let called = user_of(&req.uri);
-        let echo = &self.settings.media.echo_extension;
-        if !echo.is_empty() && called == echo {
-            return Routed::Go(Destination::Echo, None);
+        if let Some(echo) = self.settings.media.echo(called) {
+            return Routed::Go(Destination::Echo(echo), None);
         }
         let app = self.app_of(origin);
         let (trunk_id, sip_account_id) = match origin {

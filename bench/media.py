@@ -1,0 +1,595 @@
+#!/usr/bin/env python3
+"""Media engine benchmark: SIPx transcoding PCMU <-> Opus, against the bare codec work (the floor)
+and against rtpengine doing the same transcoding, in the same run, on this machine. Prints the
+figures of issue 4 with their targets beside them. Not a test: it prints and judges, it does not
+fail the build.
+
+  .venv/bin/python bench/media.py [--calls 250] [--ladder 100,150,200,250,300,350]
+                                  [--seconds 10] [--warmup 4] [--rtpengine-calls 25]
+
+Needs `cargo build --release -p sipx` (this script builds the two examples it uses), the test
+material (espeak-ng and sox, installed by scripts/test) and, for the comparison, Debian's
+rtpengine: `apt-get install --no-install-recommends rtpengine-daemon` (userspace only; the
+kernel module is not used).
+
+What runs:
+- floor: `codec_floor` on the calls' own audio: PCMU decode + Opus encode fed 8 kHz + Opus decode
+  to 8 kHz + PCMU encode, straight on the codecs, µs per 20 ms. This is the work one
+  PCMU <-> Opus call cannot avoid. Measured 3 times at the start and once more before each step;
+  ratios use the lowest of these (anything else running only ever slows it, so the lowest is the
+  codecs' own cost, and the ratio is the strictest one).
+- calls: N SIP calls to SIPx's Opus echo test (`media.opus_echo_extension`): a PCMU leg whose
+  received audio goes through the jitter buffer and decoder, is encoded to Opus and decoded again
+  (what a phone in a room with one active speaker costs: its voice encoded for the room, the
+  speaker decoded for it), then re-encoded to PCMU and sent back. The calls are set up over SIP by
+  this script; RTP comes from `rtp_load` (one thread, one socket, measured and reported).
+  CPU is SIPx's whole process (user + system) over the window, less its idle rate, per call per
+  20 ms. Late ticks/frames and the added latency come from SIPx's /metrics (defined in
+  crates/sipx-server/src/media/timing.rs); the generator checks from outside that every stream
+  comes back, audible, at a steady 20 ms.
+- rtpengine: the same PCMU streams into rtpengine (ng protocol offer/answer with
+  codec transcode opus), its Opus side reflected back by the generator, so it decodes PCMU,
+  encodes Opus, decodes Opus and encodes PCMU per call, like SIPx; CPU measured the same way.
+- memory: SIPx's RSS with N calls up and their media flowing, less its RSS before the first
+  call, per call (so the allocator's own growth is charged to the calls).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+E2E = ROOT / "tests" / "e2e"
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+SIPX = TARGET / "sipx"
+FLOOR = TARGET / "examples" / "codec_floor"
+LOAD = TARGET / "examples" / "rtp_load"
+TICK = 0.02
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+SIPX_IP = "127.0.0.160"  # SIP and RTP of SIPx
+UAC_IP = "127.0.0.161"  # this script's SIP, and the generator's RTP
+ENGINE_IP = "127.0.0.170"  # rtpengine
+REFLECT_IP = "127.0.0.162"  # the far side of rtpengine's calls
+
+TARGETS = {"ratio": 1.3, "calls": 250, "p99_ms": 2.0, "kib_per_call": 256, "vs_rtpengine": 5.0}
+RTPENGINE_REFERENCE = (700, 910)  # µs per transcoded call, ../shared/DEPENDENCIES.md
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes: CPU, memory, threads
+# ------------------------------------------------------------------------------------------------
+
+def cpu_seconds(pid, task=None):
+    """User + system CPU seconds of a process (or one of its threads)."""
+    path = f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def threads(pid, prefix):
+    """Thread ids of a process whose name starts with prefix."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/comm") as f:
+            if f.read().startswith(prefix):
+                out.append(task)
+    return out
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+# ------------------------------------------------------------------------------------------------
+# SIP: a minimal UAC for calls to the echo test
+# ------------------------------------------------------------------------------------------------
+
+class Call:
+    def __init__(self, call_id, tag):
+        self.call_id, self.tag = call_id, tag
+        self.to = self.contact = self.rtp = None
+
+
+def header(msg, name):
+    m = re.search(rf"^{name}:\s*(.*?)\r?$", msg, re.MULTILINE | re.IGNORECASE)
+    return m.group(1) if m else ""
+
+
+class Uac:
+    """INVITEs, ACKs and BYEs over one UDP socket; many transactions in flight at once."""
+
+    def __init__(self, server):
+        self.server = server
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((UAC_IP, 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.port = self.sock.getsockname()[1]
+
+    def _request(self, method, uri, call, cseq, to, body=b"", ctype=None):
+        lines = [f"{method} {uri} SIP/2.0",
+                 f"Via: SIP/2.0/UDP {UAC_IP}:{self.port};branch=z9hG4bK{uuid.uuid4().hex[:16]}",
+                 "Max-Forwards: 70", f"From: <sip:bench@{UAC_IP}>;tag={call.tag}", f"To: {to}",
+                 f"Call-ID: {call.call_id}", f"CSeq: {cseq} {method}",
+                 f"Contact: <sip:bench@{UAC_IP}:{self.port}>"]
+        if ctype:
+            lines.append(f"Content-Type: {ctype}")
+        lines.append(f"Content-Length: {len(body)}")
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode() + body, self.server)
+
+    def _responses(self, pending, method, timeout):
+        """Final responses to `method` for the calls in `pending` (call-id -> resend function)."""
+        finals = {}
+        deadline = time.monotonic() + timeout
+        resend_at = time.monotonic() + 1.0
+        while len(finals) < len(pending) and time.monotonic() < deadline:
+            self.sock.settimeout(0.2)
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                if time.monotonic() > resend_at:
+                    for cid, resend in pending.items():
+                        if cid not in finals:
+                            resend()
+                    resend_at = time.monotonic() + 1.0
+                continue
+            msg = data.decode(errors="replace")
+            m = re.match(r"SIP/2.0 (\d{3})", msg)
+            cid = header(msg, "Call-ID")
+            if m and int(m.group(1)) >= 200 and cid in pending and header(msg, "CSeq").endswith(method):
+                finals[cid] = (int(m.group(1)), msg)
+        return finals
+
+    def invite(self, user, count, rtp_port, batch=25):
+        """Sets up `count` calls whose RTP goes to UAC_IP:rtp_port; returns the answered ones."""
+        sdp = (f"v=0\r\no=bench 1 1 IN IP4 {UAC_IP}\r\ns=-\r\nc=IN IP4 {UAC_IP}\r\nt=0 0\r\n"
+               f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+               "a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendrecv\r\n").encode()
+        uri = f"sip:{user}@{self.server[0]}:{self.server[1]}"
+        calls = []
+        for start in range(0, count, batch):
+            group = {}
+            for _ in range(min(batch, count - start)):
+                call = Call(uuid.uuid4().hex, uuid.uuid4().hex[:8])
+                send = (lambda c=call: self._request("INVITE", uri, c, 1, f"<{uri}>", sdp, "application/sdp"))
+                send()
+                group[call.call_id] = (call, send)
+            finals = self._responses({cid: s for cid, (_, s) in group.items()}, "INVITE", 10)
+            for cid, (status, msg) in finals.items():
+                call = group[cid][0]
+                call.to = header(msg, "To")
+                contact = re.search(r"<([^>]+)>", header(msg, "Contact"))
+                call.contact = contact.group(1) if contact else uri
+                self._request("ACK", call.contact, call, 1, call.to)
+                if status != 200:
+                    raise SystemExit(f"INVITE answered {status}: {msg.splitlines()[0]}")
+                body = msg.split("\r\n\r\n", 1)[1]
+                ip = re.search(r"^c=IN IP4 (\S+)", body, re.MULTILINE).group(1)
+                port = int(re.search(r"^m=audio (\d+)", body, re.MULTILINE).group(1))
+                call.rtp = (ip, port)
+                calls.append(call)
+        if len(calls) != count:
+            raise SystemExit(f"only {len(calls)} of {count} calls answered")
+        return calls
+
+    def bye(self, calls):
+        pending = {}
+        for call in calls:
+            send = (lambda c=call: self._request("BYE", c.contact, c, 2, c.to))
+            send()
+            pending[call.call_id] = send
+        return self._responses(pending, "BYE", 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# rtpengine's ng control protocol (bencode over UDP)
+# ------------------------------------------------------------------------------------------------
+
+def bencode(value):
+    if isinstance(value, int):
+        return b"i%de" % value
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes):
+        return b"%d:%s" % (len(value), value)
+    if isinstance(value, list):
+        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+    if isinstance(value, dict):
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in sorted(value.items())) + b"e"
+    raise TypeError(value)
+
+
+def bdecode(data, i=0):
+    """(value, next index) of the bencoded value at data[i]."""
+    c = data[i:i + 1]
+    if c == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1:end]), end + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items = []
+        while data[i:i + 1] != b"e":
+            v, i = bdecode(data, i)
+            items.append(v)
+        if c == b"l":
+            return items, i + 1
+        return {items[k].decode(): items[k + 1] for k in range(0, len(items), 2)}, i + 1
+    colon = data.index(b":", i)
+    n = int(data[i:colon])
+    return data[colon + 1:colon + 1 + n], colon + 1 + n
+
+
+class Ng:
+    def __init__(self, addr):
+        self.addr = addr
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(5)
+
+    def __call__(self, **command):
+        cookie = uuid.uuid4().hex[:12].encode()
+        self.sock.sendto(cookie + b" " + bencode(command), self.addr)
+        while True:
+            data, _ = self.sock.recvfrom(65536)
+            if data.startswith(cookie + b" "):
+                reply, _ = bdecode(data, len(cookie) + 1)
+                if reply.get("result") not in (b"ok", b"pong"):
+                    raise RuntimeError(f"rtpengine {command['command']}: {reply}")
+                return reply
+
+
+def sdp_port(sdp):
+    text = sdp.decode() if isinstance(sdp, bytes) else sdp
+    ip = re.search(r"^c=IN IP4 (\S+)", text, re.MULTILINE).group(1)
+    return ip, int(re.search(r"^m=audio (\d+)", text, re.MULTILINE).group(1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Measurements
+# ------------------------------------------------------------------------------------------------
+
+def floor_us(ulaw, runs=3):
+    """Median over runs of codec_floor's one-call figure, on the calls' audio."""
+    values = []
+    for _ in range(runs):
+        out = subprocess.run([str(FLOOR), "--input", str(ulaw), "--frames", "5000"], capture_output=True,
+                             text=True, check=True).stdout
+        values.append(float(re.search(r"one PCMU <-> Opus call, both directions\s+([\d.]+)", out).group(1)))
+    return sorted(values)[len(values) // 2], values
+
+
+def floor_side_by_side_us(ulaw, calls):
+    """codec_floor's per-call figure with `calls` codec pairs taking turns (cold caches)."""
+    out = subprocess.run([str(FLOOR), "--input", str(ulaw), "--frames", str(100 * calls), "--calls", str(calls)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"per call, \d+ calls side by side\s+([\d.]+)", out).group(1))
+
+
+def scrape(url):
+    """{'name{labels}': value} of a Prometheus text page."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
+
+
+def histogram_delta(before, after, name):
+    """[(upper bound s, cumulative count)] of a histogram's increase between two scrapes."""
+    out = []
+    for key, value in after.items():
+        m = re.fullmatch(rf'{name}_bucket\{{le="([^"]+)"\}}', key)
+        if m:
+            bound = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            out.append((bound, value - before.get(key, 0)))
+    return sorted(out)
+
+
+def quantile(buckets, q):
+    """The upper bound of the bucket holding the q-quantile (conservative: never below it)."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    return float("inf")
+
+
+def run_load(targets, payload, bind, seconds, warmup, work, reflect=None, measure=()):
+    """Runs rtp_load; at `warmup` and `warmup + seconds` calls each of `measure` (sampling
+    functions); returns (generator report, samples at start, samples at end, generator CPU s)."""
+    tfile = work / "targets.txt"
+    tfile.write_text("".join(f"{ip}:{port}\n" for ip, port in targets))
+    cmd = [str(LOAD), "--targets", str(tfile), "--payload", str(payload), "--bind", f"{bind[0]}:{bind[1]}",
+           "--seconds", str(warmup + seconds + 0.5), "--warmup", str(warmup)]
+    if reflect:
+        cmd += ["--reflect", f"{reflect[0]}:{reflect[1]}"]
+    gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    time.sleep(warmup)
+    first = [f() for f in measure] + [cpu_seconds(gen.pid), time.monotonic()]
+    time.sleep(max(0.0, t0 + warmup + seconds - time.monotonic()))
+    last = [f() for f in measure] + [cpu_seconds(gen.pid), time.monotonic()]
+    out, _ = gen.communicate(timeout=30)
+    report = json.loads(out)
+    report["cpu_share"] = (last[-2] - first[-2]) / (last[-1] - first[-1])
+    return report, first, last
+
+
+def free_udp_port(ip):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# SIPx
+# ------------------------------------------------------------------------------------------------
+
+def start_sipx(binary, work):
+    http = free_tcp_port()
+    env = dict(os.environ, SIPX_SIP__UDP=f'["{SIPX_IP}:5060"]', SIPX_SIP__TCP="[]", SIPX_LOG__FILTER="warn",
+               SIPX_SIP__TRUSTED_PROXIES='["127.0.0.0/8"]', SIPX_SIP__RATE_LIMIT_PER_SEC="0",
+               SIPX_MEDIA__IP=SIPX_IP, SIPX_MEDIA__RTP_PORT_MIN="30000", SIPX_MEDIA__RTP_PORT_MAX="33999")
+    for key in [k for k in env if k.startswith("SIPX_") and k not in (
+            "SIPX_SIP__UDP", "SIPX_SIP__TCP", "SIPX_LOG__FILTER", "SIPX_SIP__TRUSTED_PROXIES",
+            "SIPX_SIP__RATE_LIMIT_PER_SEC", "SIPX_MEDIA__IP", "SIPX_MEDIA__RTP_PORT_MIN",
+            "SIPX_MEDIA__RTP_PORT_MAX")]:
+        env.pop(key)
+    with open(work / "sipx.log", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "serve", "--listen",
+                                 f"127.0.0.1:{http}"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=1).read()
+            return proc, base
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"sipx exited: {(work / 'sipx.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+    raise SystemExit("sipx did not become ready")
+
+
+def sipx_step(proc, base, n, payload, args, work, rss_idle):
+    """N calls to the Opus echo: set up, measured, hung up. Returns a dict of figures."""
+    uac = Uac((SIPX_IP, 5060))
+    rtp_port = free_udp_port(UAC_IP)
+    calls = uac.invite("echo-opus", n, rtp_port)
+    media = threads(proc.pid, "sipx-media")
+    measure = [lambda: cpu_seconds(proc.pid), lambda: scrape(base + "/metrics"),
+               lambda: [cpu_seconds(proc.pid, t) for t in media]]
+    report, first, last = run_load([c.rtp for c in calls], payload, (UAC_IP, rtp_port), args.seconds,
+                                   args.warmup, work, measure=measure)
+    rss = rss_kib(proc.pid)
+    byes = uac.bye(calls)
+    elapsed = last[-1] - first[-1]
+    cpu = last[0] - first[0]
+    m0, m1 = first[1], last[1]
+    latency = histogram_delta(m0, m1, "sipx_media_added_latency_seconds")
+    busy = histogram_delta(m0, m1, "sipx_media_tick_busy_seconds")
+    delta = lambda name: m1.get(name, 0) - m0.get(name, 0)
+    return {
+        "calls": n, "elapsed": elapsed, "cpu": cpu,
+        "us_per_call": (cpu - args.idle_cpu * elapsed) / n / (elapsed / TICK) * 1e6,
+        "media_threads": [(b - a) / elapsed for a, b in zip(first[2], last[2])],
+        "ticks": delta("sipx_media_ticks_total"), "late_ticks": delta("sipx_media_late_ticks_total"),
+        "late_frames": delta("sipx_media_late_frames_total"),
+        "frames": latency[-1][1] if latency else 0,
+        "p50_ms": (quantile(latency, 0.5) or 0) * 1e3, "p99_ms": (quantile(latency, 0.99) or 0) * 1e3,
+        "busy_p99_ms": (quantile(busy, 0.99) or 0) * 1e3,
+        "rss_kib": rss, "kib_per_call": (rss - rss_idle) / n, "byes_ok": sum(1 for s, _ in byes.values() if s == 200),
+        "gen": report,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# rtpengine
+# ------------------------------------------------------------------------------------------------
+
+def rtpengine_run(n, payload, args, work):
+    """N PCMU <-> Opus calls through rtpengine (userspace). Returns figures, or the reason it
+    could not run."""
+    binary = shutil.which("rtpengine")
+    if not binary:
+        return None, "not installed (apt-get install --no-install-recommends rtpengine-daemon)"
+    ng_port = free_udp_port(ENGINE_IP)
+    with open(work / "rtpengine.log", "w") as log:  # the child keeps its own copy
+        proc = subprocess.Popen([binary, "--config-file=none", "--foreground", "--log-stderr", "--log-level=4",
+                                 f"--interface={ENGINE_IP}", f"--listen-ng={ENGINE_IP}:{ng_port}", "--table=-1",
+                                 "--port-min=40000", "--port-max=44999", "--num-threads=2", "--no-redis-required",
+                                 "--delete-delay=0"], stdout=log, stderr=log)
+    try:
+        ng = Ng((ENGINE_IP, ng_port))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ng(command="ping")
+                break
+            except (OSError, RuntimeError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    return None, f"did not start: {(work / 'rtpengine.log').read_text()[-1500:]}"
+                time.sleep(0.2)
+        time.sleep(2)
+        idle0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(3)
+        idle = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - t0)
+        rss_idle = rss_kib(proc.pid)
+        a_port, b_port = free_udp_port(UAC_IP), free_udp_port(REFLECT_IP)
+        targets, ids = [], []
+        for _ in range(n):
+            cid = uuid.uuid4().hex
+            offer = (f"v=0\r\no=a 1 1 IN IP4 {UAC_IP}\r\ns=-\r\nc=IN IP4 {UAC_IP}\r\nt=0 0\r\n"
+                     f"m=audio {a_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n")
+            ng(command="offer", **{"call-id": cid, "from-tag": "a"}, sdp=offer, codec={"transcode": ["opus"]})
+            answer = (f"v=0\r\no=b 1 1 IN IP4 {REFLECT_IP}\r\ns=-\r\nc=IN IP4 {REFLECT_IP}\r\nt=0 0\r\n"
+                      f"m=audio {b_port} RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n"
+                      "a=fmtp:96 useinbandfec=1\r\na=ptime:20\r\na=sendrecv\r\n")
+            reply = ng(command="answer", **{"call-id": cid, "from-tag": "a", "to-tag": "b"}, sdp=answer)
+            targets.append(sdp_port(reply["sdp"]))
+            ids.append(cid)
+        report, first, last = run_load(targets, payload, (UAC_IP, a_port), args.seconds, args.warmup, work,
+                                       reflect=(REFLECT_IP, b_port), measure=[lambda: cpu_seconds(proc.pid)])
+        rss = rss_kib(proc.pid)
+        for cid in ids:
+            ng(command="delete", **{"call-id": cid, "from-tag": "a"})
+        elapsed = last[-1] - first[-1]
+        cpu = last[0] - first[0]
+        return {"calls": n, "us_per_call": (cpu - idle * elapsed) / n / (elapsed / TICK) * 1e6,
+                "cpu_share": cpu / elapsed, "kib_per_call": (rss - rss_idle) / n, "gen": report}, None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# ------------------------------------------------------------------------------------------------
+
+def verdict(ok):
+    return "pass" if ok else "FAIL"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=TARGETS["calls"], help="the step whose figures are judged")
+    ap.add_argument("--ladder", default="100,150,200,250,300,350",
+                    help="call counts tried, in order, until one has late frames")
+    ap.add_argument("--seconds", type=float, default=10, help="measured window per step")
+    ap.add_argument("--warmup", type=float, default=4, help="seconds of media before the window")
+    ap.add_argument("--rtpengine-calls", type=int, default=25)
+    ap.add_argument("--sipx", type=pathlib.Path, default=SIPX, help="the binary (default: the release build)")
+    args = ap.parse_args()
+    if not args.sipx.exists():
+        raise SystemExit(f"build first: cargo build --release -p sipx (looked for {args.sipx})")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "sipx-codec", "--example", "codec_floor",
+                    "-p", "sipx-media", "--example", "rtp_load"], cwd=ROOT, check=True)
+    sys.path.insert(0, str(E2E))
+    import media
+    payload = media.make_audio()["speech_8k.ulaw"]
+    work = pathlib.Path(tempfile.mkdtemp(prefix="sipx-media-bench-"))
+    print(f"load average before: {loadavg()}  ({os.cpu_count()} CPUs)", flush=True)
+    if float(loadavg().split()[0]) > 0.5:
+        print("  (something else is running: late ticks and CPU figures will suffer; `top` shows what)", flush=True)
+
+    _, floors = floor_us(payload)
+    print(f"floor: {min(floors):.1f} µs per call per 20 ms (runs: {', '.join(f'{v:.1f}' for v in floors)})",
+          flush=True)
+    cold = floor_side_by_side_us(payload, args.calls)
+    print(f"floor with {args.calls} calls' codecs taking turns (no longer in the CPU caches): {cold:.1f} µs per call",
+          flush=True)
+
+    ladder = sorted({int(x) for x in args.ladder.split(",")} | {args.calls})
+    proc, base = start_sipx(args.sipx, work)
+    steps = []
+    try:
+        time.sleep(1)
+        idle0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(3)
+        args.idle_cpu = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - t0)
+        rss_idle = rss_kib(proc.pid)
+        print(f"SIPx idle: {args.idle_cpu * 100:.2f} % CPU, RSS {rss_idle} KiB", flush=True)
+        print(f"{'calls':>6} {'µs/call':>8} {'×floor':>7} {'CPU %':>6} {'threads %':>11} {'late t/f':>9} "
+              f"{'p50 ms':>7} {'p99 ms':>7} {'busy p99':>8} {'KiB/call':>8} {'back %':>7} {'dev p99':>7} "
+              f"{'gen %':>6}", flush=True)
+        for n in ladder:
+            # The floor once more before each step; the lowest seen so far is the codecs' cost.
+            floors.append(floor_us(payload, runs=1)[0])
+            step_floor = min(floors)
+            s = sipx_step(proc, base, n, payload, args, work, rss_idle)
+            steps.append(s)
+            g = s["gen"]
+            back = 100 * g["received"] / max(1, g["sent"])
+            print(f"{n:>6} {s['us_per_call']:>8.1f} {s['us_per_call'] / step_floor:>7.2f} "
+                  f"{100 * s['cpu'] / s['elapsed']:>6.1f} "
+                  f"{'/'.join(f'{100 * t:.0f}' for t in s['media_threads']):>11} "
+                  f"{int(s['late_ticks']):>4}/{int(s['late_frames']):<4} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} "
+                  f"{s['busy_p99_ms']:>8.1f} {s['kib_per_call']:>8.1f} {back:>7.1f} "
+                  f"{g['deviation_p99_ms']:>7.1f} {100 * g['cpu_share']:>6.1f}", flush=True)
+            if (s["late_frames"] or s["late_ticks"] or g["silent_streams"]) and n >= args.calls:
+                break
+        print("  (×floor: against the lowest floor so far; threads: CPU of each media thread; late t/f: late "
+              "ticks/frames in the window; p50/p99: added latency, bucket upper bounds; back: packets echoed/sent; dev p99: |inter-arrival − "
+              "20 ms| at the generator; gen: the generator's CPU)", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    print(f"rtpengine, {args.rtpengine_calls} calls ...", flush=True)
+    engine, why = rtpengine_run(args.rtpengine_calls, payload, args, work)
+    if engine:
+        g = engine["gen"]
+        print(f"  rtpengine: {engine['us_per_call']:.1f} µs/call, {100 * engine['cpu_share']:.1f} % CPU, "
+              f"{engine['kib_per_call']:.1f} KiB/call, back {100 * g['received'] / max(1, g['sent']):.1f} %, "
+              f"audible {100 * g['audible'] / max(1, g['received']):.1f} %, reflected {g['reflected']} "
+              f"({g['reflected_transcoded']} not PCMU), "
+              f"dev p99 {g['deviation_p99_ms']:.1f} ms", flush=True)
+    else:
+        print(f"  rtpengine could not run: {why}", flush=True)
+
+    judged = next((s for s in steps if s["calls"] == args.calls), None)
+    clean = [s["calls"] for s in steps if not (s["late_frames"] or s["late_ticks"] or s["gen"]["silent_streams"])]
+    most = max(clean) if clean else 0
+    print()
+    print(f"Figures (load average now {loadavg()}):")
+    print(f"{'figure':<52} {'measured':>12} {'target':>10}  ")
+    if judged:
+        floor = min(floors)
+        ratio = judged["us_per_call"] / floor
+        print(f"{'floor: bare codec work per call per 20 ms (lowest)':<52} {floor:>9.1f} µs {'':>10}")
+        print(f"{'  every floor run of this bench (µs)':<52} {' '.join(f'{v:.0f}' for v in floors)}")
+        print(f"{f'  the same, {args.calls} calls side by side (context)':<52} {cold:>9.1f} µs {'':>10}")
+        print(f"{f'SIPx per call per 20 ms, {args.calls} calls':<52} {judged['us_per_call']:>9.1f} µs {'':>10}")
+        print(f"{'SIPx / floor':<52} {ratio:>12.2f} {'≤ 1.3':>10}  {verdict(ratio <= TARGETS['ratio'])}")
+        print(f"{'concurrent calls with 0 late ticks and frames':<52} {most:>12} {'≥ 250':>10}  "
+              f"{verdict(most >= TARGETS['calls'])}")
+        print(f"{f'added latency p50 / p99, {args.calls} calls (ms)':<52} "
+              f"{judged['p50_ms']:>5.2f} /{judged['p99_ms']:>5.2f} {'p99 ≤ 2':>10}  "
+              f"{verdict(judged['p99_ms'] <= TARGETS['p99_ms'])}")
+    if judged:
+        kib = judged["kib_per_call"]
+        label = f"memory per call (RSS delta, {args.calls} calls)"
+        print(f"{label:<52} {kib:>8.1f} KiB {'≤ 256':>10}  {verdict(kib <= TARGETS['kib_per_call'])}")
+        if engine:
+            times = engine["us_per_call"] / judged["us_per_call"]
+            print(f"{'rtpengine per call per 20 ms (measured here)':<52} {engine['us_per_call']:>9.1f} µs")
+            print(f"{'rtpengine / SIPx':<52} {times:>11.1f}× {'≥ 5×':>10}  {verdict(times >= TARGETS['vs_rtpengine'])}")
+        else:
+            lo, hi = RTPENGINE_REFERENCE
+            times = lo / judged["us_per_call"]
+            print(f"{'rtpengine per call (REFERENCE, DEPENDENCIES.md)':<52} {lo:>5}-{hi} µs")
+            print(f"{'rtpengine (reference, low end) / SIPx':<52} {times:>11.1f}× {'≥ 5×':>10}  "
+                  f"{verdict(times >= TARGETS['vs_rtpengine'])}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
