@@ -22,9 +22,12 @@ belongs to the application and `sip:room-<name>@` joins that room (created on fi
 2. With media: --media-calls calls at --media-rate calls/s, all up at once (`-l`), each playing
    --media-seconds of a PCMU tone from a pcap (bench/tone_pcap.py) into a room of
    calls/--media-rooms phones, then BYE. Reported: failures, the peak of concurrent media legs,
-   SIPx's CPU while all calls are up, the packets SIPx took from the phones into the rooms and
-   sent toward them (each phone hears the others of its room) against what was played, and the
-   media threads' clock skips (ticks so late that the 20 ms clock jumped ahead).
+   SIPx's CPU while all calls are up, the caller frames that reached the others of the room
+   (through the rooms thread, encoded to Opus, or as PCM to the phones of the room on the same
+   media thread) against what was played, and the media threads' clock skips (ticks so late
+   that the 20 ms clock jumped ahead). The rooms hold phones only, so when a room's phones share
+   a media thread (SIPx places them so) nothing is encoded to Opus; bench/media.py measures
+   the Opus path a room with a browser needs.
 
 CPU is SIPx's (all threads; media and rooms threads apart) from /proc, as % of one core, and
 sipp's own from its rusage: on this 2-core machine sipp's ceiling is part of the figure. Other
@@ -205,7 +208,12 @@ def media_run(sipx, work, args):
         return after.get(key, 0) - step["before"].get(key, 0)
 
     played = args.media_calls * packets
-    from_phones = delta('sipx_rooms_phone_packets_total{direction="from_phone"}')
+    # A caller's voice reaches the others two ways: through the rooms thread (encoded, when
+    # someone not on its media thread hears it), or as PCM to the phones of its room on its
+    # own media thread (no codec).
+    through_rooms = delta('sipx_rooms_phone_packets_total{direction="from_phone"}')
+    beside = delta('sipx_media_room_voice_frames_total{heard_by="phones_beside"}')
+    from_phones = through_rooms + beside
     to_phones = delta('sipx_rooms_phone_packets_total{direction="to_phone"}')
     # The target: every call set up, all up at once, all gone afterwards.
     problems = step["problems"] + settled
@@ -217,7 +225,7 @@ def media_run(sipx, work, args):
     media_ok = from_phones >= 0.95 * heard
     result = {"ok": not problems, "media_ok": media_ok, "step": step, "window": window, "played": played,
               "heard": heard,
-              "from": from_phones, "to": to_phones, "expected_to": overlap_packets(args),
+              "from": from_phones, "through_rooms": through_rooms, "beside": beside, "to": to_phones, "expected_to": overlap_packets(args),
               "skips": delta("sipx_media_clock_skips_total"), "send_errors": delta("sipx_media_send_errors_total"),
               "encode_errors": delta("sipx_media_room_encode_errors_total"),
               "received": delta("sipx_media_rtp_received_total"),
@@ -235,8 +243,10 @@ def media_run(sipx, work, args):
               flush=True)
     print(f"  media: {'ok  ' if media_ok else 'FAIL'} RTP packets played {played}, {heard:.0f} while someone "
           f"else was in the room; taken into the rooms {from_phones:.0f} ({100 * from_phones / heard:.1f} % "
-          f"of those, 95 % needed), sent toward the phones "
-          f"{to_phones:.0f} (~{result['expected_to']:.0f} by the call schedule); media clock skips "
+          f"of those, 95 % needed: {through_rooms:.0f} through the rooms thread, {beside:.0f} as PCM to "
+          f"the phones beside on their media thread), forwarded toward the phones by the rooms thread "
+          f"{to_phones:.0f} (~{result['expected_to']:.0f} by the call schedule if all went through it); "
+          f"media clock skips "
           f"{result['skips']:.0f}, send errors {result['send_errors']:.0f}, encode errors "
           f"{result['encode_errors']:.0f}; whole run: SIPx CPU {step['cpu']['process']:.0f} %, "
           f"sipp {step['sipp_cpu']:.0f} %", flush=True)

@@ -98,11 +98,11 @@ pub enum Output {
         to: ParticipantId,
         source: ParticipantId,
     },
-    /// Whether anyone hears the phone participant `phone` now (`sfu/audience.rs`): while
-    /// nobody does, its voice need not be encoded.
+    /// Who hears the phone participant `phone` now (`sfu/audience.rs`), in no order; empty
+    /// when nobody does (alone, or muted): its voice then need not be encoded.
     PhoneHeard {
         phone: ParticipantId,
-        heard: bool,
+        heard_by: Vec<ParticipantId>,
     },
     Event(RoomEvent),
     Timeout(Instant),
@@ -130,7 +130,7 @@ struct Participant {
     speaking: SpeakingDetector,
     role: Role,
     /// A phone's audience, as last told (`Output::PhoneHeard`).
-    heard: Option<bool>,
+    heard: Option<Vec<ParticipantId>>,
 }
 
 impl Participant {

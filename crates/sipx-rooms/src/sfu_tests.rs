@@ -110,7 +110,7 @@ fn a_muted_participant_is_not_heard_and_everyone_is_told() {
 fn heard(out: &[Output]) -> Vec<(ParticipantId, bool)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::PhoneHeard { phone, heard } => Some((*phone, *heard)),
+            Output::PhoneHeard { phone, heard_by } => Some((*phone, !heard_by.is_empty())),
             _ => None,
         })
         .collect()
@@ -140,6 +140,39 @@ fn a_phone_is_told_whether_anyone_hears_it_as_that_changes() {
     // Another room's members change nothing here.
     sfu.join(now, phone("other", "c")).unwrap();
     assert!(!heard(&drain(&mut sfu)).iter().any(|(p, _)| *p == a));
+}
+
+/// The `PhoneHeard` lists in `out` for `phone`, each sorted.
+fn heard_by(out: &[Output], phone: ParticipantId) -> Vec<Vec<ParticipantId>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::PhoneHeard { phone: p, heard_by } if *p == phone => {
+                let mut list = heard_by.clone();
+                list.sort();
+                Some(list)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_phone_is_told_who_hears_it_so_its_media_thread_can_tell_phones_beside_it_from_others() {
+    let (mut sfu, now) = sfu(true);
+    let a = sfu.join(now, phone("sales", "a")).unwrap();
+    assert_eq!(heard_by(&drain(&mut sfu), a), vec![vec![]], "alone");
+    let b = sfu.join(now, phone("sales", "b")).unwrap();
+    assert_eq!(heard_by(&drain(&mut sfu), a), vec![vec![b]]);
+    let web = sfu.join(now, browser("sales", "web")).unwrap();
+    let mut both = vec![b, web];
+    both.sort();
+    assert_eq!(heard_by(&drain(&mut sfu), a), vec![both]);
+    // Still heard, by fewer: the list changed, so the phone is told.
+    sfu.leave(now, web, LeaveReason::Left);
+    assert_eq!(heard_by(&drain(&mut sfu), a), vec![vec![b]]);
+    // Muted: nobody, not even the phone beside it.
+    sfu.set_muted(&key("sales"), "a", true).unwrap();
+    assert_eq!(heard_by(&drain(&mut sfu), a), vec![vec![]]);
 }
 
 #[test]

@@ -2,10 +2,15 @@
 //! participant heard (a *source*, keyed by the rooms thread) gets a jitter buffer and an Opus
 //! decoder at the phones' frame rate; every 20 ms ([`RoomListener::prepare`]) each source's
 //! frame is decoded once and the frames go through a [`Mixer`]: every phone listening
-//! ([`RoomListener::add_listener`]) hears the sources but itself (mix-minus: its own voice
-//! reaches the other phones' links, so it is a source here too), loud voices together turned
+//! ([`RoomListener::add_listener`]) hears the sources but itself, loud voices together turned
 //! down by a limiter, never clipped. A phone alone needs no mix-minus, as the SFU never
 //! forwards a phone its own audio: [`RoomListener::mix`] serves that case.
+//!
+//! The listening phones' own voices do not go through Opus here: each gives its frame as it
+//! is ([`RoomListener::speak`]), and the others hear it in the same tick (mix-minus keeps it
+//! from its speaker). Packets keyed by a listening phone (the room's copy of that voice, when
+//! it is also encoded for someone elsewhere) are dropped, so no one hears it twice. A room of
+//! phones on one thread therefore costs no Opus at all.
 //!
 //! Work is saved where the result is known without mixing (the mixer's fast paths): no source
 //! with audio gives silence, one gives that source's decoded frame as is (no sum, no limiter),
@@ -124,29 +129,38 @@ impl RoomListener {
     /// A phone starts listening; `own` is its participant key, so that it does not hear
     /// itself. Allocates its mixer buffers.
     pub fn add_listener(&mut self, own: Option<u64>) -> ListenerId {
-        let source = own.and_then(|key| self.sources.iter().find(|s| s.key == key));
-        let slot = match source {
-            Some(s) => {
-                let _ = self.mixer.set_listening(s.slot, true);
-                s.slot
-            }
-            None => self.mixer.add(),
-        };
+        // Its voice comes through `speak` from now on, not as a decoded source.
+        if let Some(index) = own.and_then(|key| self.sources.iter().position(|s| s.key == key)) {
+            self.retire(index);
+        }
+        let slot = self.mixer.add();
         self.listeners.push(Listening { key: own, slot });
         ListenerId(slot)
     }
 
-    /// A phone stops listening.
+    /// Whether `key` is a listening phone's participant key (its voice comes through
+    /// [`RoomListener::speak`]).
+    pub fn is_listening(&self, key: u64) -> bool {
+        self.listeners.iter().any(|l| l.key == Some(key))
+    }
+
+    /// A listening phone's voice this tick, as it is (no codec): the other listeners hear it
+    /// in the next [`RoomListener::prepare`]. A phone that says nothing in a tick is silent
+    /// in it.
+    pub fn speak(&mut self, listener: ListenerId, pcm: &[i16]) -> Result<(), MediaError> {
+        if !self.listeners.iter().any(|l| l.slot == listener.0) {
+            return Err(MediaError::ApiMisuse("not a listener of this room"));
+        }
+        self.mixer.set_frame(listener.0, pcm)
+    }
+
+    /// A phone stops listening (and speaking).
     pub fn remove_listener(&mut self, id: ListenerId) {
         let Some(index) = self.listeners.iter().position(|l| l.slot == id.0) else {
             return;
         };
         self.listeners.swap_remove(index);
-        if self.sources.iter().any(|s| s.slot == id.0) {
-            let _ = self.mixer.set_listening(id.0, false);
-        } else {
-            let _ = self.mixer.remove(id.0);
-        }
+        let _ = self.mixer.remove(id.0);
     }
 
     /// Phones listening (not counting [`RoomListener::mix`]'s own).
@@ -156,7 +170,8 @@ impl RoomListener {
 
     /// One Opus packet of participant `source`: extended sequence number, RTP time in 48 kHz
     /// ticks, arrival time `now`. A packet already buffered (from another phone's link) is
-    /// recognised and dropped by the source's jitter buffer.
+    /// recognised and dropped by the source's jitter buffer; one of a listening phone is
+    /// dropped, as that voice comes through [`RoomListener::speak`].
     pub fn handle_packet(
         &mut self,
         now: Instant,
@@ -165,6 +180,9 @@ impl RoomListener {
         rtp_time_48k: u64,
         payload: &[u8],
     ) {
+        if self.is_listening(source) {
+            return;
+        }
         let index = match self.sources.iter().position(|s| s.key == source) {
             Some(index) => index,
             None => match self.admit(now, source) {
@@ -194,12 +212,7 @@ impl RoomListener {
             self.retire(index);
             self.stats.replaced += 1;
         }
-        // A listening phone's voice shares its place in the mixer.
-        let listening = self.listeners.iter().find(|l| l.key == Some(key));
-        let slot = match listening {
-            Some(l) => l.slot,
-            None => self.mixer.add_talker(),
-        };
+        let slot = self.mixer.add_talker();
         // The rate was checked in `new`, so only a failing libopus gets here.
         match Source::new(key, slot, now, self.frame_rate, &self.jitter) {
             Ok(source) => {
@@ -207,9 +220,7 @@ impl RoomListener {
                 Some(self.sources.len() - 1)
             }
             Err(_) => {
-                if listening.is_none() {
-                    let _ = self.mixer.remove(slot);
-                }
+                let _ = self.mixer.remove(slot);
                 None
             }
         }
@@ -222,14 +233,12 @@ impl RoomListener {
         }
     }
 
-    /// Removes a source, keeping its counts; its place in the mixer stays while it listens.
+    /// Removes a source and its place in the mixer, keeping its counts.
     fn retire(&mut self, index: usize) {
         let s = self.sources.swap_remove(index);
         self.stats.late += s.late;
         self.stats.concealed += s.concealed;
-        if !self.listeners.iter().any(|l| l.slot == s.slot) {
-            let _ = self.mixer.remove(s.slot);
-        }
+        let _ = self.mixer.remove(s.slot);
     }
 
     /// This tick: each source's frame decoded once and mixed for every listener. Returns how

@@ -1,13 +1,16 @@
-//! Whether anyone hears a phone participant: someone else in its room subscribes, and its own
-//! audio is forwarded (it may publish and is not muted). While nobody does, its media thread
-//! need not encode its voice for the room: the SFU would forward the packets to no one. Told
-//! through `Output::PhoneHeard` when it changes, after every join, departure and mute.
+//! Who hears a phone participant: the others in its room that subscribe, while its own audio
+//! is forwarded (it may publish and is not muted). Its media thread uses the list twice: while
+//! nobody hears the phone, or only phones that mix with it on the same thread (they take its
+//! voice there, as PCM), its voice is not encoded for the room, as the SFU would forward the
+//! packets to no one who needs them; and while nobody at all hears it, not even those phones
+//! hear it. Told through `Output::PhoneHeard` when it changes, after every join, departure and
+//! mute.
 
 use super::{Output, Participant, Role, Sfu};
 use crate::ids::{ParticipantId, RoomKey};
 
 impl Sfu {
-    /// Tells each phone of `room` whether it is heard, where that changed.
+    /// Tells each phone of `room` who hears it, where that changed.
     pub(super) fn update_audience(&mut self, room: &RoomKey) {
         let Some(members) = self.rooms.get(room).map(|r| r.members.clone()) else {
             return;
@@ -24,11 +27,23 @@ impl Sfu {
             if !matches!(p.role, Role::Phone) {
                 continue;
             }
-            let heard = forwarded(p) && subscribers.iter().any(|s| *s != id);
-            if p.heard != Some(heard) {
-                p.heard = Some(heard);
-                self.out.push_back(Output::PhoneHeard { phone: id, heard });
+            let forwarded = forwarded(p);
+            let heard_by = subscribers
+                .iter()
+                .copied()
+                .filter(|s| forwarded && *s != id);
+            if p.heard
+                .as_ref()
+                .is_some_and(|h| h.iter().copied().eq(heard_by.clone()))
+            {
+                continue;
             }
+            let heard_by: Vec<ParticipantId> = heard_by.collect();
+            p.heard = Some(heard_by.clone());
+            self.out.push_back(Output::PhoneHeard {
+                phone: id,
+                heard_by,
+            });
         }
     }
 }

@@ -37,7 +37,7 @@ use sipx_media::leg::{LegConfig, LegEvent};
 use tokio::sync::mpsc;
 
 use crate::StartupError;
-pub use phone_link::{Joined, Notify, PhoneLink};
+pub use phone_link::{Hearing, Joined, Notify, PhoneLink};
 use ports::PortAllocator;
 pub use ports::PortPair;
 pub use settings::{MediaSettings, leg_config};

@@ -108,15 +108,25 @@ impl Mode {
         }
     }
 
-    /// One 20 ms tick of `leg` in this mode, due at `at`; `pcm` is scratch. True when a room
-    /// leg queued the caller's voice (the rooms thread is to be woken).
+    /// After every leg of the phase drained, before any ticks: a room leg's caller frame to
+    /// its group (and toward the room). True when it queued the caller's voice toward the
+    /// room (the rooms thread is to be woken).
+    pub(super) fn speak(&mut self, at: Instant, leg: &mut MediaLeg, groups: &mut Groups) -> bool {
+        match self {
+            Mode::Room(bridge) => bridge.speak(at, leg, groups),
+            _ => false,
+        }
+    }
+
+    /// One 20 ms tick of `leg` in this mode, due at `at`, after every leg of the phase spoke;
+    /// `pcm` is scratch.
     pub(super) fn tick(
         &mut self,
         at: Instant,
         leg: &mut MediaLeg,
         groups: &mut Groups,
         pcm: &mut [i16],
-    ) -> bool {
+    ) {
         match self {
             Mode::Echo => {
                 let (_, frame) = leg.pull_frame(at);
@@ -142,14 +152,13 @@ impl Mode {
                 let _ = leg.pull_frame(at);
                 leg.push_frame(at, player.next_frame());
             }
-            Mode::Room(bridge) => return bridge.tick(at, leg, groups, pcm),
+            Mode::Room(bridge) => bridge.listen(at, leg, groups, pcm),
         }
-        false
     }
 
     /// The leg leaves this mode: out of its room's group, and the link closed, so the rooms
     /// side knows.
-    pub(super) fn leave(&self, groups: &mut Groups) {
+    pub(super) fn leave(&mut self, groups: &mut Groups) {
         if let Mode::Room(bridge) = self {
             bridge.detach(groups);
             bridge.link().close();

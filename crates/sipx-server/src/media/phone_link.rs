@@ -7,7 +7,8 @@
 //! 20 ms tick, the rooms thread once per forwarded packet, so the lock is never contended for
 //! long and nothing is allocated per packet. When a queue is full the oldest packet is dropped
 //! (and counted): late audio is worth less than new audio. The rooms thread also says here
-//! whether anyone hears the phone; while nobody does, its voice is not encoded.
+//! who hears the phone (`Audience`): its media thread encodes its voice for the room only for
+//! listeners that do not mix with it on that thread.
 //!
 //! The media thread wakes the rooms thread once per phase of ticks that queued any voice
 //! ([`PhoneLink::notify_rooms`]), not once per packet: one wake-up per millisecond at most,
@@ -148,8 +149,8 @@ struct Inner {
     /// Participants that left: the media thread forgets their decoders.
     gone: Vec<u64>,
     closed: bool,
-    /// Someone in the room hears the phone (until told otherwise, assume so).
-    heard: bool,
+    /// Who in the room hears the phone.
+    audience: Audience,
     /// The room (a number the rooms thread gives each room) and the phone's participant key in
     /// it, once joined: phones of one room on one media thread mix together.
     joined: Option<Joined>,
@@ -161,6 +162,24 @@ struct Inner {
 pub struct Joined {
     pub room: u64,
     pub participant: u64,
+}
+
+/// The participants that hear a phone, as the rooms thread last said
+/// (`sipx_rooms::Output::PhoneHeard`), with a version that changes whenever the list does.
+#[derive(Debug, Default)]
+struct Audience {
+    /// `None` until the rooms thread says: then the phone counts as heard by everyone.
+    heard_by: Option<Vec<u64>>,
+    version: u64,
+}
+
+/// Where a phone's voice is heard (`PhoneLink::hearing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hearing {
+    /// By phones that mix with it on its media thread: they take its frames as they are.
+    pub beside: bool,
+    /// By anyone else, through the rooms thread: its voice must be encoded for the room.
+    pub elsewhere: bool,
 }
 
 /// What wakes the rooms thread when the caller's voice is queued.
@@ -188,7 +207,7 @@ impl PhoneLink {
                 up: Ring::new(UP_CAPACITY, now),
                 gone: Vec::with_capacity(8),
                 closed: false,
-                heard: true,
+                audience: Audience::default(),
                 joined: None,
             }),
             notify,
@@ -235,9 +254,14 @@ impl PhoneLink {
         self.lock().joined = Some(joined);
     }
 
-    /// Whether anyone in the room hears the phone (`sipx_rooms::Output::PhoneHeard`).
-    pub fn set_heard(&self, heard: bool) {
-        self.lock().heard = heard;
+    /// The participants that hear the phone now (`sipx_rooms::Output::PhoneHeard`).
+    pub fn set_audience(&self, heard_by: impl IntoIterator<Item = u64>) {
+        let mut inner = self.lock();
+        let audience = &mut inner.audience;
+        let list = audience.heard_by.get_or_insert_with(Vec::new);
+        list.clear();
+        list.extend(heard_by);
+        audience.version += 1;
     }
 
     /// Takes the caller's voice packets queued since the last call.
@@ -248,14 +272,31 @@ impl PhoneLink {
     // ---- media thread side ----
 
     /// Takes the room's packets queued since the last tick, and the participants that left;
-    /// returns whether anyone hears the phone.
-    pub fn drain_downlink(&self, f: impl FnMut(&LinkPacket), mut gone: impl FnMut(u64)) -> bool {
+    /// returns the audience's version (see [`PhoneLink::hearing`]).
+    pub fn drain_downlink(&self, f: impl FnMut(&LinkPacket), mut gone: impl FnMut(u64)) -> u64 {
         let mut inner = self.lock();
         inner.down.drain(f);
         for source in inner.gone.drain(..) {
             gone(source);
         }
-        inner.heard
+        inner.audience.version
+    }
+
+    /// Who hears the phone, split by `beside` (true for a participant that mixes with the
+    /// phone on its media thread): (someone beside it does, someone else does). Before the
+    /// rooms thread said, everyone does.
+    pub fn hearing(&self, beside: impl Fn(u64) -> bool) -> Hearing {
+        let inner = self.lock();
+        match &inner.audience.heard_by {
+            None => Hearing {
+                beside: true,
+                elsewhere: true,
+            },
+            Some(list) => Hearing {
+                beside: list.iter().any(|&k| beside(k)),
+                elsewhere: list.iter().any(|&k| !beside(k)),
+            },
+        }
     }
 
     /// Queues one packet of the caller's voice; [`PhoneLink::notify_rooms`] tells the rooms
@@ -350,13 +391,25 @@ mod tests {
         let link = link();
         link.source_gone(4);
         let mut gone = Vec::new();
-        assert!(
-            link.drain_downlink(|_| {}, |s| gone.push(s)),
-            "heard until told"
-        );
-        link.set_heard(false);
-        assert!(!link.drain_downlink(|_| {}, |s| gone.push(s)));
+        let before = link.drain_downlink(|_| {}, |s| gone.push(s));
+        let everyone = Hearing {
+            beside: true,
+            elsewhere: true,
+        };
+        assert_eq!(link.hearing(|_| false), everyone, "heard until told");
+        link.set_audience([]);
+        assert_ne!(link.drain_downlink(|_| {}, |s| gone.push(s)), before);
         assert_eq!(gone, vec![4]);
+        let nobody = Hearing {
+            beside: false,
+            elsewhere: false,
+        };
+        assert_eq!(link.hearing(|_| true), nobody);
+        link.set_audience([7, 9]);
+        let hearing = link.hearing(|k| k == 7);
+        assert!(hearing.beside && hearing.elsewhere);
+        let hearing = link.hearing(|k| k == 7 || k == 9);
+        assert!(hearing.beside && !hearing.elsewhere);
         assert!(!link.is_closed());
         link.close();
         assert!(link.is_closed());

@@ -1,11 +1,15 @@
-//! A leg in a room. Each 20 ms tick, first the room's packets queued on the leg's
-//! [`PhoneLink`] go into its group's `RoomListener` (and departures out of it), for every leg of
-//! the group (`room_group`); then each leg's caller frame is encoded by its `RoomSpeaker` and
-//! queued toward the room, and what the group mixed for the leg is what the phone hears: its
-//! own mix while it talks, otherwise the frame every quiet phone hears, encoded once for all
-//! of them that share the leg's format.
+//! A leg in a room. Each 20 ms tick, for every leg of the group (`room_group`) in turn:
+//! 1. `drain`: the room's packets queued on the leg's [`PhoneLink`] go into its group's
+//!    `RoomListener` (and departures out of it);
+//! 2. `speak`: the caller's frame goes to the phones beside it in the group as it is, and,
+//!    encoded by the leg's `RoomSpeaker`, toward the room for whoever hears it elsewhere;
+//! 3. `listen`: what the group mixed for the leg is what the phone hears: its own mix while
+//!    it talks, otherwise the frame every quiet phone hears, encoded once for all of them
+//!    that share the leg's format.
+//!
 //! The caller's frame is not encoded when it carries nothing (no RTP, digital silence) or when
-//! nobody in the room would hear it (alone, or muted).
+//! nobody elsewhere hears it (alone, muted, or only phones of its group in the room), and the
+//! phones beside it do not hear it while the rooms thread says they do not (muted).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,8 +19,8 @@ use sipx_media::bridge::{ListenerId, RoomSpeaker};
 use sipx_media::leg::{FrameKind, LegConfig, MediaLeg};
 use sipx_media::silence::is_digital_silence;
 
-use super::PhoneLink;
 use super::room_group::{GroupKey, Groups};
+use super::{Hearing, PhoneLink};
 
 /// Departures taken per tick: the link keeps no more than this many between two ticks.
 const DEPARTURES: usize = 8;
@@ -33,8 +37,15 @@ pub(super) struct RoomBridge {
     frame_rate: u32,
     /// Participants that left, taken from the link while the listener is busy with packets.
     departed: Vec<u64>,
-    /// Someone in the room hears the caller (as the link said at the last drain).
-    audience: bool,
+    /// Who hears the caller, as worked out for the link's audience version and the group's
+    /// membership it holds for.
+    hearing: (u64, u64, Hearing),
+    /// The leg is out of its group this tick (the link closed): it hears silence.
+    outside: bool,
+    /// The caller's frames heard only by the phones beside it, and those encoded for the
+    /// room; added to the process' counters when the leg leaves the group.
+    frames_beside_only: u64,
+    frames_encoded: u64,
 }
 
 impl RoomBridge {
@@ -59,7 +70,18 @@ impl RoomBridge {
             speaker,
             frame_rate: config.frame_rate,
             departed: Vec::with_capacity(DEPARTURES),
-            audience: true,
+            // Worked out at the first drain (no link version is `u64::MAX`).
+            hearing: (
+                u64::MAX,
+                u64::MAX,
+                Hearing {
+                    beside: true,
+                    elsewhere: true,
+                },
+            ),
+            outside: false,
+            frames_beside_only: 0,
+            frames_encoded: 0,
         })
     }
 
@@ -78,8 +100,18 @@ impl RoomBridge {
     }
 
     /// Out of the group (the link stays as it is).
-    pub(super) fn detach(&self, groups: &mut Groups) {
+    pub(super) fn detach(&mut self, groups: &mut Groups) {
         groups.leave(self.group, self.listener);
+        for (heard_by, frames) in [
+            (
+                "phones_beside",
+                std::mem::take(&mut self.frames_beside_only),
+            ),
+            ("room", std::mem::take(&mut self.frames_encoded)),
+        ] {
+            metrics::counter!("sipx_media_room_voice_frames_total", "heard_by" => heard_by)
+                .increment(frames);
+        }
     }
 
     /// The room's packets and departures queued on the link, into the group: before any leg
@@ -91,7 +123,7 @@ impl RoomBridge {
             return;
         };
         let (listener, departed) = (&mut group.listener, &mut self.departed);
-        self.audience = self.link.drain_downlink(
+        let audience = self.link.drain_downlink(
             |p| {
                 let arrived = p.arrived.min(at);
                 listener.handle_packet(arrived, p.source, p.seq, p.rtp_time, p.payload());
@@ -105,47 +137,75 @@ impl RoomBridge {
         for source in self.departed.drain(..) {
             group.listener.forget(source);
         }
+        if (audience, group.membership) != (self.hearing.0, self.hearing.1) {
+            let listener = &group.listener;
+            let hearing = self.link.hearing(|key| listener.is_listening(key));
+            self.hearing = (audience, group.membership, hearing);
+        }
     }
 
-    /// One 20 ms tick of the leg, due at `at`; `pcm` is the media thread's scratch frame.
-    /// Returns whether the caller's voice was queued toward the room (the rooms thread is then
-    /// to be woken).
-    pub(super) fn tick(
+    /// The caller's frame of the tick due at `at`: to the phones beside it as it is, and
+    /// encoded toward the room when someone elsewhere hears it. Returns whether it was queued
+    /// toward the room (the rooms thread is then to be woken). Every leg of the group speaks
+    /// before any listens.
+    pub(super) fn speak(&mut self, at: Instant, leg: &mut MediaLeg, groups: &mut Groups) -> bool {
+        let (kind, voice) = leg.pull_frame(at);
+        let group = groups.get_mut(&self.group);
+        let Some(group) = group.filter(|_| !self.link.is_closed()) else {
+            // Out of the room: the leg's playout clock keeps running; the phone hears silence.
+            self.outside = true;
+            return false;
+        };
+        self.outside = false;
+        // Nothing from the phone (hold, no RTP, digital silence): the room is sent nothing, as
+        // with DTX, and its listeners hear the same silence.
+        if kind == FrameKind::Silence || is_digital_silence(voice) {
+            self.speaker.skip();
+            return false;
+        }
+        let Hearing { beside, elsewhere } = self.hearing.2;
+        if beside {
+            let _ = group.listener.speak(self.listener, voice);
+        }
+        if !elsewhere {
+            self.speaker.skip();
+            self.frames_beside_only += u64::from(beside);
+            return false;
+        }
+        match self.speaker.encode(voice) {
+            Ok(p) => {
+                self.link
+                    .push_uplink(p.seq, p.rtp_time, Some(p.level), p.payload);
+                self.frames_encoded += 1;
+                true
+            }
+            Err(_) => {
+                metrics::counter!("sipx_media_room_encode_errors_total").increment(1);
+                false
+            }
+        }
+    }
+
+    /// What the phone hears in the tick due at `at` (the group is mixed by the first of its
+    /// legs to listen); `pcm` is the media thread's scratch frame.
+    pub(super) fn listen(
         &mut self,
         at: Instant,
         leg: &mut MediaLeg,
         groups: &mut Groups,
         pcm: &mut [i16],
-    ) -> bool {
+    ) {
         let frame = self.frame_rate as usize / 50;
         let Some(out) = pcm.get_mut(..frame) else {
-            return false;
+            return;
         };
         let group = groups.get_mut(&self.group);
-        let Some(group) = group.filter(|_| !self.link.is_closed()) else {
-            // Out of the room: keep the leg's playout clock running; the phone hears silence.
-            let _ = leg.pull_frame(at);
+        let Some(group) = group.filter(|_| !self.outside) else {
             out.fill(0);
             leg.push_frame(at, out);
-            return false;
+            return;
         };
         group.mix(at);
-        let (kind, voice) = leg.pull_frame(at);
-        // Nothing from the phone (hold, no RTP, digital silence) or nobody to hear it: the room
-        // is sent nothing, as with DTX, and its listeners hear the same silence.
-        let mut queued = false;
-        if kind == FrameKind::Silence || !self.audience || is_digital_silence(voice) {
-            self.speaker.skip();
-        } else {
-            match self.speaker.encode(voice) {
-                Ok(p) => {
-                    self.link
-                        .push_uplink(p.seq, p.rtp_time, Some(p.level), p.payload);
-                    queued = true;
-                }
-                Err(_) => metrics::counter!("sipx_media_room_encode_errors_total").increment(1),
-            }
-        }
         let talked = match group.listener.heard(self.listener) {
             Ok(heard) if heard.pcm.len() == out.len() => {
                 out.copy_from_slice(heard.pcm);
@@ -164,6 +224,5 @@ impl RoomBridge {
             Some(payload) => leg.push_payload(at, payload),
             None => leg.push_frame(at, out),
         }
-        queued
     }
 }

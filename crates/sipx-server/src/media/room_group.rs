@@ -1,7 +1,7 @@
-//! The phones of one room on one media thread hear it through one `RoomListener`: each
-//! participant's Opus is decoded once for all of them and mixed once per distinct output
-//! (`sipx_media::bridge`), and what the phones that do not talk hear is encoded once per
-//! format (`SharedEncoders`). A group is keyed by the room (its number, `Joined`) and the frame
+//! The phones of one room on one media thread hear it through one `RoomListener`: their own
+//! voices cross between them as PCM, each other participant's Opus is decoded once for all of
+//! them, everything is mixed once per distinct output (`sipx_media::bridge`), and what the
+//! phones that do not talk hear is encoded once per format (`SharedEncoders`). A group is keyed by the room (its number, `Joined`) and the frame
 //! rate; a leg whose link has not joined a room yet is a group of its own. Every leg of a
 //! group ticks in the group's phase, so the group is mixed once per 20 ms, after every member
 //! drained its link (`worker`). `MediaEngine::new_leg_id_near` puts a room's phones on one
@@ -45,6 +45,9 @@ pub(super) struct Group {
     /// The phase its legs tick in.
     pub phase: usize,
     mixed: Option<Instant>,
+    /// Changes whenever a phone joins or leaves: a leg's idea of who hears it beside it
+    /// (`RoomBridge`) holds while this does.
+    pub membership: u64,
 }
 
 impl Group {
@@ -80,8 +83,10 @@ impl Groups {
                 shared: SharedEncoders::default(),
                 phase,
                 mixed: None,
+                membership: 0,
             }),
         };
+        group.membership += 1;
         Ok((group.listener.add_listener(own), group.phase))
     }
 
@@ -89,6 +94,7 @@ impl Groups {
     pub fn leave(&mut self, key: GroupKey, listener: ListenerId) {
         if let Some(group) = self.map.get_mut(&key) {
             group.listener.remove_listener(listener);
+            group.membership += 1;
             if group.listener.listeners() == 0 {
                 self.map.remove(&key);
             }

@@ -247,7 +247,7 @@ fn the_room_is_sent_nothing_while_nobody_hears_the_caller_or_the_caller_is_silen
     let id = engine.new_leg_id();
     let mut room = Room::new();
     // Alone in the room: the caller's tone is not encoded.
-    room.link.set_heard(false);
+    room.link.set_audience([]);
     engine.add_leg(id, ports, cfg, LegMode::Room(room.link.clone()));
     for _ in 0..50 {
         phone.exchange();
@@ -260,7 +260,7 @@ fn the_room_is_sent_nothing_while_nobody_hears_the_caller_or_the_caller_is_silen
     );
     assert_eq!(room.woken.try_iter().count(), 0);
     // Someone joined: the voice flows, and the phone hears the room meanwhile.
-    room.link.set_heard(true);
+    room.link.set_audience([99]);
     for _ in 0..50 {
         phone.exchange();
         room.exchange();
@@ -286,16 +286,26 @@ fn the_room_is_sent_nothing_while_nobody_hears_the_caller_or_the_caller_is_silen
     engine.remove_leg(id);
 }
 
-/// Two phones of one room on one media thread, with the test playing the SFU: each phone's
-/// voice goes to the other's link (keyed by its participant). They share one group, where each
-/// participant is decoded once for both: a browser's tone put on A's link only (the SFU would
-/// put it on both) reaches B too. Each hears the other and the browser, never itself.
-#[test]
-fn two_phones_of_a_room_hear_each_other_and_not_themselves() {
-    const B_HZ: f64 = 852.0;
-    let (engine, mut a, ports_a, cfg_a) = engine_and_phone(47_400);
+/// The second phone's tone.
+const B_HZ: f64 = 852.0;
+
+/// Two phones (A at the caller's tone, B at [`B_HZ`]) in room 1 as participants 10 and 11, on
+/// one media thread; `before` sets their links up before their legs start.
+fn two_phones(
+    base_port: u16,
+    before: impl FnOnce(&PhoneLink, &PhoneLink),
+) -> (
+    MediaEngine,
+    Phone,
+    Phone,
+    Arc<PhoneLink>,
+    Arc<PhoneLink>,
+    LegId,
+    LegId,
+) {
+    let (engine, a, ports_a, cfg_a) = engine_and_phone(base_port);
     let ports_b = engine.allocate().unwrap();
-    let (mut b, cfg_b) = phone_for(&ports_b, B_HZ);
+    let (b, cfg_b) = phone_for(&ports_b, B_HZ);
     let (link_a, link_b) = (Room::new().link, Room::new().link);
     for (link, participant) in [(&link_a, 10), (&link_b, 11)] {
         link.set_joined(super::Joined {
@@ -303,12 +313,23 @@ fn two_phones_of_a_room_hear_each_other_and_not_themselves() {
             participant,
         });
     }
+    before(&link_a, &link_b);
     let (id_a, id_b) = (
         engine.new_leg_id_near(&"weekly"),
         engine.new_leg_id_near(&"weekly"),
     );
     engine.add_leg(id_a, ports_a, cfg_a, LegMode::Room(link_a.clone()));
     engine.add_leg(id_b, ports_b, cfg_b, LegMode::Room(link_b.clone()));
+    (engine, a, b, link_a, link_b, id_a, id_b)
+}
+
+/// Two phones of one room on one media thread, with the test playing the SFU: each phone's
+/// voice goes to the other's link (keyed by its participant). They share one group, where each
+/// participant is decoded once for both: a browser's tone put on A's link only (the SFU would
+/// put it on both) reaches B too. Each hears the other and the browser, never itself.
+#[test]
+fn two_phones_of_a_room_hear_each_other_and_not_themselves() {
+    let (engine, mut a, mut b, link_a, link_b, id_a, id_b) = two_phones(47_400, |_, _| {});
     let mut browser = Sine::new(ROOM_HZ, 48_000, AMPLITUDE);
     let mut encoder = OpusEncoder::new(48_000, &EncoderOptions::default().bitrate(32_000)).unwrap();
     let (mut pcm, mut payload) = ([0i16; 960], [0u8; 1275]);
@@ -325,6 +346,76 @@ fn two_phones_of_a_room_hear_each_other_and_not_themselves() {
     let deaf = |phone: &Phone, f: f64| phone.power(f) < 0.01 * sine_power();
     assert!(hears(&a, B_HZ) && hears(&a, ROOM_HZ) && deaf(&a, CALLER_HZ));
     assert!(hears(&b, CALLER_HZ) && hears(&b, ROOM_HZ) && deaf(&b, B_HZ));
+    engine.remove_leg(id_a);
+    engine.remove_leg(id_b);
+}
+
+/// Two phones of one room on one media thread that only hear each other (as the rooms thread
+/// says): their voices cross as PCM inside the group, and nothing is encoded for the room.
+/// Then a browser joins (it hears both): their voices go to the room as well, and each phone
+/// still hears the other once, not also through the room's copy of its voice.
+#[test]
+fn phones_that_only_hear_each_other_mix_on_their_thread_without_opus() {
+    let (engine, mut a, mut b, link_a, link_b, id_a, id_b) =
+        two_phones(47_600, |link_a, link_b| {
+            link_a.set_audience([11]);
+            link_b.set_audience([10]);
+        });
+    let mut uplink = 0;
+    for _ in 0..60 {
+        a.exchange();
+        b.exchange();
+        link_a.drain_uplink(|_| uplink += 1);
+        link_b.drain_uplink(|_| uplink += 1);
+    }
+    assert_eq!(
+        uplink, 0,
+        "voices encoded for a room where nobody else listens"
+    );
+    let hears = |phone: &Phone, f: f64| phone.power(f) > 0.3 * sine_power();
+    let deaf = |phone: &Phone, f: f64| phone.power(f) < 0.01 * sine_power();
+    assert!(hears(&a, B_HZ) && deaf(&a, CALLER_HZ));
+    assert!(hears(&b, CALLER_HZ) && deaf(&b, B_HZ));
+
+    // A browser (participant 7) joins and hears both: the voices go to the room, and the SFU
+    // forwards each to the other phone too, which must not hear it twice.
+    link_a.set_audience([11, 7]);
+    link_b.set_audience([10, 7]);
+    let mut to_browser = 0;
+    for _ in 0..60 {
+        a.exchange();
+        b.exchange();
+        link_a.drain_uplink(|p| {
+            to_browser += 1;
+            link_b.push_downlink(10, p.seq, p.rtp_time, p.payload());
+        });
+        link_b.drain_uplink(|p| {
+            to_browser += 1;
+            link_a.push_downlink(11, p.seq, p.rtp_time, p.payload());
+        });
+    }
+    assert!(
+        to_browser > 100,
+        "only {to_browser} packets for the browser"
+    );
+    // Heard once: the tone's power stays that of one copy (two copies in phase would be ~4x,
+    // out of phase would cancel).
+    let once = |phone: &Phone, f: f64| {
+        let p = phone.power(f);
+        p > 0.3 * sine_power() && p < 1.5 * sine_power()
+    };
+    assert!(once(&a, B_HZ) && deaf(&a, CALLER_HZ));
+    assert!(once(&b, CALLER_HZ) && deaf(&b, B_HZ));
+
+    // Muted (the rooms thread says nobody hears A): B no longer hears A either.
+    link_a.set_audience([]);
+    for _ in 0..60 {
+        a.exchange();
+        b.exchange();
+        link_a.drain_uplink(|_| {});
+        link_b.drain_uplink(|_| {});
+    }
+    assert!(deaf(&b, CALLER_HZ), "a muted phone is heard beside it");
     engine.remove_leg(id_a);
     engine.remove_leg(id_b);
 }

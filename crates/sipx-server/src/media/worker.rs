@@ -235,7 +235,7 @@ impl Worker {
                     self.slots.len() - 1
                 });
                 let phase = self.phases.add(index);
-                let mode = Mode::new(id, &leg, mode, &mut self.groups, phase);
+                let mut mode = Mode::new(id, &leg, mode, &mut self.groups, phase);
                 let mut rtp = UdpSocket::from_std(ports.rtp);
                 let mut rtcp = UdpSocket::from_std(ports.rtcp);
                 let registry = self.sockets.registry();
@@ -390,8 +390,17 @@ impl Worker {
                 slot.mode.drain(due, &mut self.groups);
             }
         }
-        // A room leg that queued the caller's voice: the rooms thread is woken once, after.
+        // Every room leg's caller frame into its group (and toward the room) before any leg
+        // hears the group's mix of this tick. A room leg that queued the caller's voice: the
+        // rooms thread is woken once, after.
         let mut voice_queued = None;
+        for &index in self.phases.legs(phase) {
+            if let Some(Some(slot)) = self.slots.get_mut(index)
+                && slot.mode.speak(due, &mut slot.leg, &mut self.groups)
+            {
+                voice_queued = Some(index);
+            }
+        }
         for k in 0..self.phases.legs(phase).len() {
             let Some(&index) = self.phases.legs(phase).get(k) else {
                 break;
@@ -399,12 +408,8 @@ impl Worker {
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            if slot
-                .mode
-                .tick(due, &mut slot.leg, &mut self.groups, &mut self.pcm)
-            {
-                voice_queued = Some(index);
-            }
+            slot.mode
+                .tick(due, &mut slot.leg, &mut self.groups, &mut self.pcm);
             if self.flush(index) > 0 {
                 let sent = Self::now();
                 self.stats

@@ -256,9 +256,9 @@ impl Driver {
                         link.source_gone(source.0);
                     }
                 }
-                Output::PhoneHeard { phone, heard } => {
+                Output::PhoneHeard { phone, heard_by } => {
                     if let Some(link) = self.phones.get(&phone) {
-                        link.set_heard(heard);
+                        link.set_audience(heard_by.iter().map(|p| p.0));
                     }
                 }
                 Output::Event(event) => self.on_event(event),
