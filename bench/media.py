@@ -485,7 +485,7 @@ def main():
                     help="call counts tried, in order, until one has late frames")
     ap.add_argument("--seconds", type=float, default=10, help="measured window per step")
     ap.add_argument("--warmup", type=float, default=4, help="seconds of media before the window")
-    ap.add_argument("--rtpengine-calls", type=int, default=25)
+    ap.add_argument("--rtpengine-calls", type=int, default=25, help="0 skips the comparison")
     ap.add_argument("--sipx", type=pathlib.Path, default=SIPX, help="the binary (default: the release build)")
     args = ap.parse_args()
     if not args.sipx.exists():
@@ -543,8 +543,11 @@ def main():
         proc.terminate()
         proc.wait(10)
 
-    print(f"rtpengine, {args.rtpengine_calls} calls ...", flush=True)
-    engine, why = rtpengine_run(args.rtpengine_calls, payload, args, work)
+    if args.rtpengine_calls > 0:
+        print(f"rtpengine, {args.rtpengine_calls} calls ...", flush=True)
+        engine, why = rtpengine_run(args.rtpengine_calls, payload, args, work)
+    else:
+        engine, why = None, "skipped (--rtpengine-calls 0)"
     if engine:
         g = engine["gen"]
         print(f"  rtpengine: {engine['us_per_call']:.1f} µs/call, {100 * engine['cpu_share']:.1f} % CPU, "
