@@ -3,7 +3,9 @@
 
 mod apps_cli;
 
-// SIP handling allocates per message; mimalloc keeps that cheap on every thread.
+// SIP handling allocates per message; mimalloc keeps that cheap on every thread. It is built
+// without transparent huge pages (feature `no_thp`): with them, every page it gave back and
+// took again under call churn came back as a 2 MB page the kernel had to zero.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
