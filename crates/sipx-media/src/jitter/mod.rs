@@ -96,6 +96,7 @@ pub struct BufferedPacket<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     slots: &'a [Slot],
+    payloads: Payloads<'a>,
     first: i64,
     end: i64,
     cn_pt: Option<Pt>,
@@ -103,11 +104,12 @@ pub struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     pub fn packets(&self) -> impl Iterator<Item = BufferedPacket<'a>> + 'a {
-        let (slots, cn_pt) = (self.slots, self.cn_pt);
+        let (slots, payloads, cn_pt) = (self.slots, self.payloads, self.cn_pt);
         (self.first..self.end).filter_map(move |ext| {
-            let slot = &slots[slot_index(ext, slots.len() - 1)];
+            let index = slot_index(ext, slots.len() - 1);
+            let slot = &slots[index];
             (slot.state == SlotState::Played && slot.ext_seq == ext && Some(slot.pt) != cn_pt)
-                .then(|| slot.view())
+                .then(|| slot.view(payloads.of(index)))
         })
     }
 }
@@ -170,19 +172,36 @@ struct Slot {
     timestamp: u32,
     marker: bool,
     pt: Pt,
+    /// Bytes of its payload, kept at its place in the buffer's `payloads`.
     len: usize,
-    data: Box<[u8]>,
 }
 
 impl Slot {
-    fn view(&self) -> BufferedPacket<'_> {
+    /// The packet, with `payload` its place in the buffer's payloads.
+    fn view<'a>(&self, payload: &'a [u8]) -> BufferedPacket<'a> {
         BufferedPacket {
             seq: self.seq,
             timestamp: self.timestamp,
             marker: self.marker,
             pt: self.pt,
-            payload: &self.data[..self.len],
+            payload: payload.get(..self.len).unwrap_or_default(),
         }
+    }
+}
+
+/// Every slot's payload bytes in one block, `max` bytes per slot: one zeroed allocation per
+/// buffer instead of one per slot (a leg is made per call; under call churn the per-slot
+/// allocations and copies were most of a new leg's cost).
+#[derive(Debug, Clone, Copy)]
+struct Payloads<'a> {
+    bytes: &'a [u8],
+    max: usize,
+}
+
+impl<'a> Payloads<'a> {
+    fn of(self, index: usize) -> &'a [u8] {
+        let start = index * self.max;
+        self.bytes.get(start..start + self.max).unwrap_or_default()
     }
 }
 
@@ -268,6 +287,8 @@ pub struct JitterBuffer {
     cn_pt: Option<Pt>,
     max_payload: usize,
     slots: Vec<Slot>,
+    /// The slots' payload bytes, `max_payload` per slot ([`Payloads`]).
+    payloads: Box<[u8]>,
     /// `slots.len() - 1`.
     mask: usize,
     delay: DelayTracker,
@@ -294,7 +315,6 @@ impl JitterBuffer {
             marker: false,
             pt: Pt(0),
             len: 0,
-            data: vec![0; config.max_payload].into_boxed_slice(),
         };
         JitterBuffer {
             frame,
@@ -303,6 +323,7 @@ impl JitterBuffer {
             cn_pt: config.cn_pt,
             max_payload: config.max_payload,
             slots: vec![slot; capacity],
+            payloads: vec![0; capacity * config.max_payload].into_boxed_slice(),
             mask: capacity - 1,
             delay: DelayTracker::new(
                 rate,
@@ -393,7 +414,10 @@ impl JitterBuffer {
         slot.marker = header.marker;
         slot.pt = header.pt;
         slot.len = payload.len();
-        slot.data[..payload.len()].copy_from_slice(payload);
+        let start = index * self.max_payload;
+        if let Some(place) = self.payloads.get_mut(start..start + payload.len()) {
+            place.copy_from_slice(payload);
+        }
         self.learn_packet_units(ext_seq, ts);
         outcome
     }
@@ -623,10 +647,18 @@ impl JitterBuffer {
     }
 
     fn render(&self, decision: Decision) -> Playout<'_> {
-        let view = |ext: i64| self.slots[slot_index(ext, self.mask)].view();
+        let payloads = Payloads {
+            bytes: &self.payloads,
+            max: self.max_payload,
+        };
+        let view = |ext: i64| {
+            let index = slot_index(ext, self.mask);
+            self.slots[index].view(payloads.of(index))
+        };
         match decision {
             Decision::Frame => Playout::Frame(Frame {
                 slots: &self.slots,
+                payloads,
                 first: self.played.0,
                 end: self.played.1,
                 cn_pt: self.cn_pt,
