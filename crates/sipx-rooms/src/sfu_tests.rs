@@ -106,13 +106,25 @@ fn a_muted_participant_is_not_heard_and_everyone_is_told() {
     );
 }
 
-/// The `PhoneHeard` changes in `out`, in order.
-fn heard(out: &[Output]) -> Vec<(ParticipantId, bool)> {
+/// The `PhoneHeard` changes in `out`, in order, each list sorted.
+fn phone_heard(out: &[Output]) -> Vec<(ParticipantId, Vec<ParticipantId>)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::PhoneHeard { phone, heard_by } => Some((*phone, !heard_by.is_empty())),
+            Output::PhoneHeard { phone, heard_by } => {
+                let mut list = heard_by.clone();
+                list.sort();
+                Some((*phone, list))
+            }
             _ => None,
         })
+        .collect()
+}
+
+/// Whether each phone told is heard at all.
+fn heard(out: &[Output]) -> Vec<(ParticipantId, bool)> {
+    phone_heard(out)
+        .into_iter()
+        .map(|(phone, list)| (phone, !list.is_empty()))
         .collect()
 }
 
@@ -142,17 +154,12 @@ fn a_phone_is_told_whether_anyone_hears_it_as_that_changes() {
     assert!(!heard(&drain(&mut sfu)).iter().any(|(p, _)| *p == a));
 }
 
-/// The `PhoneHeard` lists in `out` for `phone`, each sorted.
+/// The `PhoneHeard` lists in `out` for `phone`.
 fn heard_by(out: &[Output], phone: ParticipantId) -> Vec<Vec<ParticipantId>> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::PhoneHeard { phone: p, heard_by } if *p == phone => {
-                let mut list = heard_by.clone();
-                list.sort();
-                Some(list)
-            }
-            _ => None,
-        })
+    phone_heard(out)
+        .into_iter()
+        .filter(|(p, _)| *p == phone)
+        .map(|(_, list)| list)
         .collect()
 }
 

@@ -184,6 +184,15 @@ struct Audience {
     version: u64,
 }
 
+/// The link's state as a tick's drain found it (`PhoneLink::drain_downlink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downlink {
+    /// The audience's version: it changes whenever [`PhoneLink::hearing`] may answer otherwise.
+    pub audience: u64,
+    /// The link is over ([`PhoneLink::close`]).
+    pub closed: bool,
+}
+
 /// Where a phone's voice is heard (`PhoneLink::hearing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hearing {
@@ -282,14 +291,21 @@ impl PhoneLink {
     // ---- media thread side ----
 
     /// Takes the room's packets queued since the last tick, and the participants that left;
-    /// returns the audience's version (see [`PhoneLink::hearing`]).
-    pub fn drain_downlink(&self, f: impl FnMut(&LinkPacket), mut gone: impl FnMut(u64)) -> u64 {
+    /// returns what else the tick needs to know of the link, under the same lock.
+    pub fn drain_downlink(
+        &self,
+        f: impl FnMut(&LinkPacket),
+        mut gone: impl FnMut(u64),
+    ) -> Downlink {
         let mut inner = self.lock();
         inner.down.drain(f);
         for source in inner.gone.drain(..) {
             gone(source);
         }
-        inner.audience.version
+        Downlink {
+            audience: inner.audience.version,
+            closed: inner.closed,
+        }
     }
 
     /// Who hears the phone, split by `beside` (true for a participant that mixes with the
@@ -339,6 +355,8 @@ impl PhoneLink {
         self.lock().closed = true;
     }
 
+    /// (The media thread learns it at each drain, [`Downlink::closed`].)
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
@@ -408,7 +426,10 @@ mod tests {
         };
         assert_eq!(link.hearing(|_| false), everyone, "heard until told");
         link.set_audience([]);
-        assert_ne!(link.drain_downlink(|_| {}, |s| gone.push(s)), before);
+        assert_ne!(
+            link.drain_downlink(|_| {}, |s| gone.push(s)).audience,
+            before.audience
+        );
         assert_eq!(gone, vec![4]);
         let nobody = Hearing {
             beside: false,
@@ -423,5 +444,6 @@ mod tests {
         assert!(!link.is_closed());
         link.close();
         assert!(link.is_closed());
+        assert!(link.drain_downlink(|_| {}, |_| {}).closed);
     }
 }

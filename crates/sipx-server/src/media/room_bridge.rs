@@ -40,7 +40,7 @@ pub(super) struct RoomBridge {
     /// Who hears the caller, as worked out for the link's audience version and the group's
     /// membership it holds for.
     hearing: (u64, u64, Hearing),
-    /// The leg is out of its group this tick (the link closed): it hears silence.
+    /// The link was closed at this tick's drain: out of the room, the leg hears silence.
     outside: bool,
     /// The caller's frames heard only by the phones beside it, and those encoded for the
     /// room; added to the process' counters when the leg leaves the group.
@@ -123,7 +123,7 @@ impl RoomBridge {
             return;
         };
         let (listener, departed) = (&mut group.listener, &mut self.departed);
-        let audience = self.link.drain_downlink(
+        let downlink = self.link.drain_downlink(
             |p| {
                 let arrived = p.arrived.min(at);
                 listener.handle_packet(arrived, p.source, p.seq, p.rtp_time, p.payload());
@@ -137,10 +137,11 @@ impl RoomBridge {
         for source in self.departed.drain(..) {
             group.listener.forget(source);
         }
-        if (audience, group.membership) != (self.hearing.0, self.hearing.1) {
+        self.outside = downlink.closed;
+        if (downlink.audience, group.membership) != (self.hearing.0, self.hearing.1) {
             let listener = &group.listener;
             let hearing = self.link.hearing(|key| listener.is_listening(key));
-            self.hearing = (audience, group.membership, hearing);
+            self.hearing = (downlink.audience, group.membership, hearing);
         }
     }
 
@@ -151,12 +152,10 @@ impl RoomBridge {
     pub(super) fn speak(&mut self, at: Instant, leg: &mut MediaLeg, groups: &mut Groups) -> bool {
         let (kind, voice) = leg.pull_frame(at);
         let group = groups.get_mut(&self.group);
-        let Some(group) = group.filter(|_| !self.link.is_closed()) else {
+        let Some(group) = group.filter(|_| !self.outside) else {
             // Out of the room: the leg's playout clock keeps running; the phone hears silence.
-            self.outside = true;
             return false;
         };
-        self.outside = false;
         // Nothing from the phone (hold, no RTP, digital silence): the room is sent nothing, as
         // with DTX, and its listeners hear the same silence.
         if kind == FrameKind::Silence || is_digital_silence(voice) {

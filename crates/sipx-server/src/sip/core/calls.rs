@@ -840,12 +840,13 @@ impl Core {
         }
         // The participant carries the call's API id (its row) when it has one, else the SIP
         // Call-ID (a call without an application, as the echo test's).
-        let id = self
-            .calls
-            .by_dialog
-            .iter()
-            .find(|(d, c)| d.call_id == call_id || c.row.as_ref().is_some_and(|r| r.id == call_id))
-            .map(|(d, _)| d.clone());
+        let id = self.inbound_dialog_any(&call_id).or_else(|| {
+            self.calls
+                .by_dialog
+                .keys()
+                .find(|d| d.call_id == call_id)
+                .cloned()
+        });
         if let Some(id) = id {
             self.end_call(now, &id, reason, true);
         }
