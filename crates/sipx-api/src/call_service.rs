@@ -84,8 +84,12 @@ pub enum TransferTarget {
 }
 
 pub trait CallService: Send + Sync {
-    /// Starts a dial-out and answers with the new call's id as soon as it is started.
-    fn dial(&self, request: DialRequest) -> BoxFuture<Result<String, CallCommandError>>;
+    /// Starts a dial-out and answers, as soon as it is started, with the call's record as it
+    /// was stored then (`CALLING`): what happened to it since is for `GET` and the events.
+    fn dial(
+        &self,
+        request: DialRequest,
+    ) -> BoxFuture<Result<sipx_store::CallRecord, CallCommandError>>;
     /// Hangs up in any state.
     fn hangup(&self, app_id: String, call_id: String) -> BoxFuture<Result<(), CallCommandError>>;
     /// Queues key presses for the phone (digits, `*`, `#`, `A`–`D`; `,` pauses 500 ms).

@@ -333,7 +333,7 @@ fn route_label(t: &DialTarget) -> Option<String> {
 }
 
 impl CallService for CallControl {
-    fn dial(&self, r: DialRequest) -> BoxFuture<Result<String, CallCommandError>> {
+    fn dial(&self, r: DialRequest) -> BoxFuture<Result<CallRecord, CallCommandError>> {
         let this = self.clone();
         Box::pin(async move {
             let mut targets = this.targets(&r).await?.into_iter();
@@ -404,7 +404,7 @@ impl CallService for CallControl {
             };
             this.send(|reply| CoreInput::Call(CallCommand::Dial(Box::new(spec)), reply))
                 .await?;
-            Ok(id)
+            Ok(record)
         })
     }
 
