@@ -490,7 +490,7 @@ def main():
     args = ap.parse_args()
     if not args.sipx.exists():
         raise SystemExit(f"build first: cargo build --release -p sipx (looked for {args.sipx})")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "sipx-codec", "--example", "codec_floor",
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "sipx-media", "--example", "codec_floor",
                     "-p", "sipx-media", "--example", "rtp_load"], cwd=ROOT, check=True)
     sys.path.insert(0, str(E2E))
     import media

@@ -1,7 +1,7 @@
 //! The per-call cost through the real leg code: microseconds per 20 ms for one PCMU ↔ Opus
 //! leg pair (the PCMU leg towards a phone at 8 kHz, the Opus leg towards a room fed at 8 kHz),
 //! both directions: receive, jitter buffer, decode, encode, packetise, transmit. Compare with
-//! the bare codec floor (`cargo run --release -p sipx-codec --example codec_floor`).
+//! the bare codec floor (`cargo run --release -p sipx-media --example codec_floor`).
 //!
 //! ```sh
 //! cargo run --release -p sipx-media --example leg_cost -- [--frames N] [--srtp]

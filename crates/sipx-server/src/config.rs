@@ -107,6 +107,12 @@ pub struct MediaConfig {
     pub rtp_port_max: u16,
     /// Media threads; 0: one per CPU core.
     pub threads: usize,
+    /// Each media thread on a core of its own, when there are no more threads than cores
+    /// (`media/scheduling.rs` says why).
+    pub pin_threads: bool,
+    /// The media threads' nice value, below the rest of the process so audio stays on time on
+    /// a busy machine; needs root or CAP_SYS_NICE (without, a warning). 0: leave it.
+    pub thread_nice: i32,
     /// Codecs offered and accepted on SIP legs, in order of preference:
     /// `opus`, `G722`, `PCMU`, `PCMA` (and `G729` in builds with the `g729` feature).
     pub codecs: Vec<String>,
@@ -137,6 +143,8 @@ impl Default for MediaConfig {
             rtp_port_min: 20_000,
             rtp_port_max: 29_999,
             threads: 0,
+            pin_threads: true,
+            thread_nice: -10,
             codecs: ["opus", "G722", "PCMU", "PCMA"].map(str::to_owned).to_vec(),
             srtp: "allowed".to_owned(),
             ptime_ms: 20,

@@ -19,6 +19,7 @@ mod listener;
 mod shared;
 mod source;
 mod speaker;
+mod voice;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ pub use level::audio_level;
 pub use listener::{Heard, ListenerId, ListenerStats, RoomListener};
 pub use shared::SharedEncoders;
 pub use speaker::{RoomSpeaker, SpokenPacket};
+pub use voice::{NARROWBAND_COMPLEXITY, WIDEBAND_COMPLEXITY, room_voice_options};
 
 /// Opus's RTP clock (RFC 7587): every participant's RTP time counts 48 kHz ticks.
 pub const OPUS_CLOCK: u32 = 48_000;

@@ -1,7 +1,7 @@
 //! [`RoomSpeaker`]: the caller's voice toward the room, as the Opus packets the SFU forwards.
 
+use sipx_codec::AudioEncoder;
 use sipx_codec::opus::OpusEncoder;
-use sipx_codec::{AudioEncoder, EncoderOptions};
 
 use super::level::audio_level;
 use super::{FRAME_TICKS, MAX_PAYLOAD};
@@ -20,8 +20,8 @@ pub struct SpokenPacket<'a> {
 }
 
 /// Encodes the phone leg's 20 ms frames to Opus: fed at the frame rate (no resampling), VoIP
-/// application, in-band FEC for the 10 % loss libopus assumes by default, no DTX (the caller
-/// feeds frames only while there is audio to send).
+/// application, with `room_voice_options` (in-band FEC sized by the listeners' reported loss),
+/// no DTX (the caller feeds frames only while there is audio to send).
 #[derive(Debug)]
 pub struct RoomSpeaker {
     encoder: OpusEncoder,
@@ -34,12 +34,8 @@ pub struct RoomSpeaker {
 impl RoomSpeaker {
     /// A speaker taking 20 ms frames at `frame_rate` (8, 12, 16, 24 or 48 kHz).
     pub fn new(frame_rate: u32) -> Result<RoomSpeaker, MediaError> {
-        let options = EncoderOptions::default()
-            .bitrate(bitrate(frame_rate))
-            .fec(true)
-            .dtx(false);
         Ok(RoomSpeaker {
-            encoder: OpusEncoder::new(frame_rate, &options)?,
+            encoder: OpusEncoder::new(frame_rate, &super::room_voice_options(frame_rate))?,
             frame: frame_rate as usize / 50,
             seq: 0,
             rtp_time: 0,
@@ -68,15 +64,14 @@ impl RoomSpeaker {
         })
     }
 
+    /// Sizes the in-band FEC for `percent` loss (0: none), as the listeners report it.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
+        Ok(self.encoder.set_expected_loss_percent(percent)?)
+    }
+
     /// A frame not sent (the phone sends nothing, or holds): the RTP time runs on, so the room
     /// sees the gap for what it is.
     pub fn skip(&mut self) {
         self.rtp_time += FRAME_TICKS;
     }
-}
-
-/// Enough for clean speech with room for FEC: 24 kbit/s narrowband, 32 kbit/s above (what
-/// browsers send for mono voice).
-fn bitrate(frame_rate: u32) -> u32 {
-    if frame_rate <= 8000 { 24_000 } else { 32_000 }
 }

@@ -20,6 +20,7 @@ mod ports;
 pub(crate) mod prompts;
 mod room_bridge;
 mod room_group;
+mod scheduling;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -161,10 +162,16 @@ impl MediaEngine {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        if !(-20..=19).contains(&config.thread_nice) {
+            return Err(StartupError::Config(
+                "media.thread_nice must be between -20 and 19".to_owned(),
+            ));
+        }
+        let placements = scheduling::plan(threads, config.pin_threads, config.thread_nice);
         let mut workers = Vec::with_capacity(threads);
-        for index in 0..threads {
+        for (index, placement) in placements.into_iter().enumerate() {
             workers.push(
-                worker::spawn(index, events.clone()).map_err(|e| {
+                worker::spawn(index, placement, events.clone()).map_err(|e| {
                     StartupError::Config(format!("cannot start a media thread: {e}"))
                 })?,
             );

@@ -38,7 +38,9 @@ impl Mode {
             LegMode::Echo => Mode::Echo,
             LegMode::OpusEcho => {
                 let config = leg.config();
-                match OpusLoop::new(config.frame_rate, &config.opus) {
+                // The room's settings, not the leg's: the echo stands for a phone in a room.
+                let options = sipx_media::bridge::room_voice_options(config.frame_rate);
+                match OpusLoop::new(config.frame_rate, &options) {
                     Ok(opus) => Mode::OpusEcho(config.frame_rate, Box::new(opus)),
                     Err(e) => {
                         // A rate Opus cannot take: the leg echoes plainly.

@@ -1,7 +1,8 @@
 //! The echo test through Opus (`media.opus_echo_extension`): each 20 ms frame the caller sent
 //! is encoded to Opus and decoded again before it goes back, at the leg's own frame rate
-//! (8 kHz for G.711). That is the codec work a phone does in a room with one active speaker:
-//! its voice encoded once for the room, the speaker's Opus decoded once for it. It lets the
+//! (8 kHz for G.711), with the room's encoder settings (`room_voice_options`). That is the codec
+//! work a phone does in a room with one active speaker: its voice encoded once for the room,
+//! the speaker's Opus decoded once for it. It lets the
 //! transcoding path be exercised and measured (bench/media.py) before rooms exist.
 
 use sipx_codec::{

@@ -419,3 +419,72 @@ fn phones_that_only_hear_each_other_mix_on_their_thread_without_opus() {
     engine.remove_leg(id_a);
     engine.remove_leg(id_b);
 }
+
+/// CPU seconds the threads named `name` of this process have used (the test runs in its own
+/// process under nextest, so they are this test's engine's).
+#[cfg(target_os = "linux")]
+fn thread_cpu_seconds(name: &str) -> f64 {
+    let ticks = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // utime and stime: fields 14 and 15 of stat, 11 and 12 after the command.
+            Some(fields.get(10)? + fields.get(11)?)
+        })
+        .sum::<u64>();
+    // Linux reports these in USER_HZ, 100 a second on every architecture it runs on.
+    ticks as f64 / 100.0
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_media_thread_sleeps_once_its_last_leg_is_gone() {
+    let (events, mut events_rx) = mpsc::unbounded_channel();
+    let config = MediaConfig {
+        rtp_port_min: 47_400,
+        rtp_port_max: 47_599,
+        threads: 1,
+        ..MediaConfig::default()
+    };
+    let engine = MediaEngine::start(&config, events).unwrap();
+    let ports = engine.allocate().unwrap();
+    let (mut phone, mut cfg) = phone_for(&ports, CALLER_HZ);
+    // A leg timer due soon after the leg is gone: the media timeout.
+    cfg.media_timeout = Duration::from_millis(100);
+    let id = engine.new_leg_id();
+    engine.add_leg(id, ports, cfg, LegMode::Silence);
+    // A few ticks with media: the thread has the leg's next timer in mind.
+    for _ in 0..5 {
+        phone.exchange();
+    }
+    engine.remove_leg(id);
+    let ended = loop {
+        match events_rx.blocking_recv() {
+            Some(super::MediaEvent::Ended { leg, .. }) if leg == id => break true,
+            Some(_) => continue,
+            None => break false,
+        }
+    };
+    assert!(ended);
+    // Past the removed leg's timer, the thread must be asleep: well under 10 % of a core
+    // (spinning, it took all of one).
+    std::thread::sleep(Duration::from_millis(300));
+    let before = thread_cpu_seconds("sipx-media-0");
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = thread_cpu_seconds("sipx-media-0") - before;
+    assert!(
+        used < 0.1,
+        "the idle media thread used {used} s of CPU in 1 s"
+    );
+}

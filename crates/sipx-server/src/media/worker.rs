@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use super::mode::Mode;
 use super::phases::{Phases, TICK, Turn};
 use super::room_group::Groups;
+use super::scheduling::{self, ThreadPlacement};
 use super::timer::Timer;
 use super::timing::TickStats;
 use super::{Command, LegId, LegMode, MediaEvent};
@@ -82,6 +83,7 @@ struct Worker {
 
 pub(crate) fn spawn(
     index: usize,
+    placement: ThreadPlacement,
     events: mpsc::UnboundedSender<MediaEvent>,
 ) -> std::io::Result<Handle> {
     let poll = Poll::new()?;
@@ -109,7 +111,10 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name(format!("sipx-media-{index}"))
-        .spawn(move || worker.run())?;
+        .spawn(move || {
+            scheduling::apply(placement);
+            worker.run()
+        })?;
     Ok(Handle { tx, waker })
 }
 
@@ -155,6 +160,9 @@ impl Worker {
                 return;
             }
             if self.by_id.is_empty() {
+                // The last leg's timer went with it: kept, it would be due forever and the
+                // thread would spin at once on every wake-up.
+                self.timers_due = None;
                 continue;
             }
             if let Err(e) = self.sockets.poll(&mut ready, Some(Duration::ZERO))

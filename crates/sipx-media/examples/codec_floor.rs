@@ -1,11 +1,13 @@
 //! The floor under a transcoded call: microseconds per 20 ms frame of the bare codec work,
 //! measured on this machine. One PCMU ↔ Opus call does, per 20 ms, a PCMU decode + Opus encode
 //! (phone to room) and an Opus decode + PCMU encode (room to phone); the media benchmark
-//! compares whole-call costs against the sum printed here.
+//! compares whole-call costs against the sum printed here. The Opus encoder has the room path's
+//! settings (`room_voice_options`: bitrate, complexity, FEC sized for no loss) unless flags
+//! change them.
 //!
 //! ```sh
-//! cargo run --release -p sipx-codec --example codec_floor -- [--complexity N] [--frames N] \
-//!     [--input FILE.ulaw]
+//! cargo run --release -p sipx-media --example codec_floor -- [--complexity N] [--frames N] \
+//!     [--input FILE.ulaw] [--bitrate BPS] [--loss PERCENT] [--calls N]
 //! ```
 //!
 //! `--input` takes the 8 kHz audio from raw μ-law (what a load generator sends) instead of the
@@ -20,12 +22,13 @@ use sipx_codec::tone::Sine;
 use sipx_codec::{
     AudioDecoder, AudioEncoder, CodecError, CodecKind, EncoderOptions, new_decoder, new_encoder,
 };
+use sipx_media::bridge::room_voice_options;
 
 /// The audio a measurement runs on: built in, or μ-law samples for 8 kHz runs.
 type Input = Option<Vec<i16>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut complexity = 5;
+    let mut options = room_voice_options(8000);
     let mut frames = 5000;
     let mut calls = 1;
     let mut input: Input = None;
@@ -33,15 +36,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(arg) = args.next() {
         let value = args.next().ok_or("missing value")?;
         match arg.as_str() {
-            "--complexity" => complexity = value.parse()?,
+            "--complexity" => options = options.complexity(value.parse()?),
             "--frames" => frames = value.parse()?,
             "--calls" => calls = value.parse()?,
+            "--bitrate" => options = options.bitrate(value.parse()?),
+            "--loss" => options = options.expected_loss_percent(value.parse()?),
             "--input" => input = Some(read_ulaw(&value)?),
             _ => return Err(format!("unknown argument {arg}").into()),
         }
     }
-    let options = EncoderOptions::default().complexity(complexity);
-    println!("µs per 20 ms frame, {frames} frames, Opus complexity {complexity}, FEC on");
+    println!(
+        "µs per 20 ms frame, {frames} frames, Opus at {} bit/s, complexity {}, FEC for {} % loss",
+        options.bitrate.unwrap_or(0),
+        options.complexity,
+        options.expected_loss_percent
+    );
 
     let pcmu = encode_and_decode(CodecKind::Pcmu, 8000, &options, frames, &input, 1)?;
     let opus = encode_and_decode(CodecKind::Opus, 8000, &options, frames, &input, 1)?;
@@ -67,8 +76,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("for comparison:");
-    let g722 = encode_and_decode(CodecKind::G722, 16000, &options, frames, &None, 1)?;
-    let opus_48k = encode_and_decode(CodecKind::Opus, 48000, &options, frames, &None, 1)?;
+    let g722 = encode_and_decode(
+        CodecKind::G722,
+        16000,
+        &room_voice_options(16000),
+        frames,
+        &None,
+        1,
+    )?;
+    let opus_48k = encode_and_decode(
+        CodecKind::Opus,
+        48000,
+        &room_voice_options(48000),
+        frames,
+        &None,
+        1,
+    )?;
     println!("{:<46}{g722:>8.2}", "G.722 encode + decode at 16 kHz");
     println!("{:<46}{opus_48k:>8.2}", "Opus encode + decode at 48 kHz");
     Ok(())

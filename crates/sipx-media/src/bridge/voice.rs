@@ -1,0 +1,38 @@
+//! How a phone's voice is encoded for the room: one setting for the room path, the Opus echo
+//! test that stands for it, and the benchmark floor that prices it, so all three measure the
+//! same work.
+//!
+//! Chosen by measurement (`bench/opus_voice.py`: PESQ of speech through μ-law → Opus → μ-law
+//! against the μ-law alone, and libopus' cost per 20 ms, on five recordings with and without
+//! background noise):
+//! - **24 kbit/s at 8 kHz**: narrowband SILK has every bit it can use; PESQ 4.27–4.47, where
+//!   libopus' automatic 11 kbit/s gives 3.7.
+//! - **complexity 2 at 8 kHz**: within 0.05 PESQ of complexity 5 on average (at most 0.10 on
+//!   one recording) for two thirds of its cost. The phone's audio went through G.711 already;
+//!   the encoder's finer searches find nothing left to keep. Wideband (G.722 phones) keeps 5:
+//!   not measured there.
+//! - **FEC sized by the loss the listeners report** (`RoomSpeaker::set_expected_loss`),
+//!   starting at none: sized for a fixed 10 %, the redundant copy takes its bits from the voice
+//!   (PESQ 4.39 → 4.06 on a clean network) and a fifth more CPU.
+
+use sipx_codec::EncoderOptions;
+
+/// Opus complexity for voice fed at 8 kHz (see the module's measurements).
+pub const NARROWBAND_COMPLEXITY: u8 = 2;
+/// Opus complexity above 8 kHz: libopus' default balance, not re-measured.
+pub const WIDEBAND_COMPLEXITY: u8 = 5;
+
+/// The encoder settings for a phone's voice fed at `frame_rate`, before any loss report.
+pub fn room_voice_options(frame_rate: u32) -> EncoderOptions {
+    let narrowband = frame_rate <= 8000;
+    EncoderOptions::default()
+        .bitrate(if narrowband { 24_000 } else { 32_000 })
+        .complexity(if narrowband {
+            NARROWBAND_COMPLEXITY
+        } else {
+            WIDEBAND_COMPLEXITY
+        })
+        .fec(true)
+        .expected_loss_percent(0)
+        .dtx(false)
+}
