@@ -19,6 +19,8 @@ use crate::track::{TrackIn, TrackOut, TrackOutState};
 
 /// A keyframe is asked of a publisher at most this often per track.
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
+/// How often str0m sums up what each track's receiver reported.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// ICE may recover (restart) within this time after it reports a disconnection.
 const ICE_GRACE: Duration = Duration::from_secs(15);
 
@@ -35,6 +37,11 @@ pub enum BrowserOutput {
     /// A subscriber wants a keyframe of the track it receives on `mid`.
     KeyframeWanted {
         mid: Mid,
+    },
+    /// The fraction (0.0–1.0) of what it receives on `mid` the browser reports lost.
+    ReportedLoss {
+        mid: Mid,
+        fraction: f32,
     },
 }
 
@@ -77,6 +84,9 @@ impl Browser {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            // Egress stats carry the loss the browser reports on each track it receives,
+            // which sizes the phones' Opus FEC (`sfu/listener_loss.rs`).
+            .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);
         let candidate = Candidate::host(candidate, "udp")
             .map_err(|e| format!("the rooms address cannot be an ICE candidate: {e}"))?;
@@ -236,6 +246,14 @@ impl Browser {
             }
             Event::MediaData(data) => out.push(BrowserOutput::Media(Box::new(data))),
             Event::KeyframeRequest(req) => out.push(BrowserOutput::KeyframeWanted { mid: req.mid }),
+            Event::MediaEgressStats(stats) => {
+                if let Some(fraction) = stats.loss {
+                    out.push(BrowserOutput::ReportedLoss {
+                        mid: stats.mid,
+                        fraction,
+                    });
+                }
+            }
             _ => {}
         }
     }

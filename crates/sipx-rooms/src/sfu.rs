@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::media::{MediaKind, MediaTime};
+use str0m::media::{MediaKind, MediaTime, Mid};
 
 use crate::browser::{Browser, BrowserOutput, SessionFailure};
 use crate::error::RoomError;
@@ -103,6 +103,12 @@ pub enum Output {
     PhoneHeard {
         phone: ParticipantId,
         heard_by: Vec<ParticipantId>,
+    },
+    /// The packet loss, in percent, the phone's Opus FEC should be sized for: the worst its
+    /// browser listeners report (`sfu/listener_loss.rs`); told when it changes.
+    PhoneLoss {
+        phone: ParticipantId,
+        percent: u8,
     },
     Event(RoomEvent),
     Timeout(Instant),
@@ -229,6 +235,8 @@ pub struct Sfu {
     /// participant: a browser sends from its nominated candidate, so its datagrams are offered
     /// to that session first instead of to every session in turn.
     routes: HashMap<SocketAddr, ParticipantId>,
+    /// The loss browsers report on the phones' voices.
+    listener_loss: listener_loss::ListenerLoss,
 }
 
 impl Sfu {
@@ -242,6 +250,7 @@ impl Sfu {
             scratch: Vec::new(),
             next_speaking_check: now + SPEAKING_CHECK,
             routes: HashMap::new(),
+            listener_loss: listener_loss::ListenerLoss::default(),
         }
     }
 
@@ -523,6 +532,9 @@ impl Sfu {
             self.negotiate(*o);
         }
         self.update_audience(&p.room);
+        for (phone, percent) in self.listener_loss.forget(id) {
+            self.out.push_back(Output::PhoneLoss { phone, percent });
+        }
         tracing::info!(room = %p.room, identity = p.identity, reason = reason.as_str(), "participant left");
         self.out.push_back(Output::Event(RoomEvent::Left {
             room: p.room,
@@ -819,6 +831,9 @@ impl Sfu {
                     }
                 }
                 BrowserOutput::Media(data) => forwarded.push(data),
+                BrowserOutput::ReportedLoss { mid, fraction } => {
+                    self.on_reported_loss(from, mid, fraction);
+                }
                 BrowserOutput::KeyframeWanted { mid } => {
                     let source = match self.participants.get(&from).map(|p| &p.role) {
                         Some(Role::Browser(b)) => b.source_of(mid),
@@ -832,6 +847,26 @@ impl Sfu {
         }
         for data in forwarded {
             self.forward_browser_media(now, from, data);
+        }
+    }
+
+    /// Browser `from` reported `fraction` lost on what it receives on `mid`: if that is a
+    /// phone's voice, the phone's FEC may change.
+    fn on_reported_loss(&mut self, from: ParticipantId, mid: Mid, fraction: f32) {
+        let source = match self.participants.get(&from).map(|p| &p.role) {
+            Some(Role::Browser(b)) => b.source_of(mid),
+            _ => None,
+        };
+        let Some(phone) = source.map(|s| s.origin).filter(|origin| {
+            matches!(
+                self.participants.get(origin).map(|p| &p.role),
+                Some(Role::Phone)
+            )
+        }) else {
+            return;
+        };
+        if let Some(percent) = self.listener_loss.report(phone, from, fraction) {
+            self.out.push_back(Output::PhoneLoss { phone, percent });
         }
     }
 
@@ -1053,5 +1088,6 @@ impl Sfu {
 }
 
 mod audience;
+mod listener_loss;
 #[cfg(test)]
 mod tests;

@@ -286,12 +286,20 @@ fn lost_packets_are_concealed_without_gaps() {
         // The tone carries on through it all.
         assert!(phone.power(2.0, 440.0) > 0.6 * sine_power(10_000.0));
     }
-    // A phone's packets carry FEC (SILK's LBRR) while libopus's voice detector takes the
-    // tone for speech, about the first 600 ms of a steady one: those losses are rebuilt from
-    // the next packet at full level, where concealment alone loses 4 to 12 dB.
-    let (levels, _) = lossy(Talker::phone(9, 440.0, 10_000.0), 10_000.0);
+    // Once its listeners report loss, a phone's packets carry FEC (SILK's LBRR) while
+    // libopus's voice detector takes the tone for speech, about the first 600 ms of a steady
+    // one: those losses are rebuilt from the next packet at full level, where concealment
+    // alone loses 4 to 12 dB (as it does before any loss is reported).
+    let mut protected = Talker::phone(9, 440.0, 10_000.0);
+    if let Voice::Phone(speaker) = &mut protected.voice {
+        speaker.set_expected_loss(10).unwrap();
+    }
+    let (levels, _) = lossy(protected, 10_000.0);
     let first = levels.iter().position(|db| db.abs() > 1.0);
     assert!(first.is_none_or(|i| i > 25), "{levels:?}");
+    let (levels, _) = lossy(Talker::phone(9, 440.0, 10_000.0), 10_000.0);
+    let first = levels.iter().position(|db| db.abs() > 1.0);
+    assert!(first.is_some_and(|i| i < 25), "{levels:?}");
 }
 
 #[test]
@@ -402,6 +410,38 @@ fn the_speaker_sends_the_callers_voice_with_its_level() {
     let p = speaker.encode(&[0; 320]).unwrap();
     assert_eq!((p.seq, p.rtp_time, p.level), (50, 51 * 960, 127));
     assert!(speaker.encode(&[0; 160]).is_err());
+}
+
+/// The speaker starts without FEC (no loss reported) and carries it once listeners report
+/// loss: a lost onset is then recovered from the next packet, where before only concealment
+/// (which can only extend the silence before it) was possible.
+#[test]
+fn the_speakers_fec_follows_the_loss_its_listeners_report() {
+    let lost_onset = |loss: Option<u8>| {
+        let mut speaker = RoomSpeaker::new(8000).unwrap();
+        if let Some(percent) = loss {
+            speaker.set_expected_loss(percent).unwrap();
+        }
+        let mut signal = vec![0i16; 8000];
+        Sine::new(700.0, 8000, 12_000.0).fill(&mut signal[20 * 160..]);
+        let packets: Vec<Vec<u8>> = signal
+            .chunks_exact(160)
+            .map(|frame| speaker.encode(frame).unwrap().payload.to_vec())
+            .collect();
+        let mut decoder = OpusDecoder::new(8000).unwrap();
+        let mut frame = [0i16; 160];
+        for packet in &packets[..20] {
+            decoder.decode(packet, &mut frame).unwrap();
+        }
+        // Packet 20 is lost; 21 may carry it.
+        let mut recovered = [0i16; 160];
+        decoder.recover(&packets[21], &mut recovered).unwrap();
+        mean_power(&recovered) / mean_power(&signal[20 * 160..21 * 160])
+    };
+    assert!(lost_onset(None) < 0.01, "no FEC before any loss report");
+    assert!(lost_onset(Some(0)) < 0.01, "none at 0 %");
+    let with_fec = lost_onset(Some(10));
+    assert!(with_fec > 0.125, "recovered {with_fec:.3} of the onset");
 }
 
 /// Three phones of a room on one listener, as a media thread holds them: each phone gives its

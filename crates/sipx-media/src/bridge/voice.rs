@@ -5,20 +5,23 @@
 //! Chosen by measurement (`bench/opus_voice.py`: PESQ of speech through μ-law → Opus → μ-law
 //! against the μ-law alone, and libopus' cost per 20 ms, on five recordings with and without
 //! background noise):
-//! - **24 kbit/s at 8 kHz**: narrowband SILK has every bit it can use; PESQ 4.27–4.47, where
-//!   libopus' automatic 11 kbit/s gives 3.7.
-//! - **complexity 2 at 8 kHz**: within 0.05 PESQ of complexity 5 on average (at most 0.10 on
-//!   one recording) for two thirds of its cost. The phone's audio went through G.711 already;
-//!   the encoder's finer searches find nothing left to keep. Wideband (G.722 phones) keeps 5:
-//!   not measured there.
+//! - **24 kbit/s at 8 kHz**: narrowband SILK has every bit it can use; PESQ 4.32–4.46 at
+//!   complexity 1 to 5, where libopus' automatic 11 kbit/s gives 3.2–4.0.
+//! - **complexity 1 at 8 kHz**: PESQ 4.40 on average against 4.42 at complexity 5 (at most
+//!   0.07 lower on one recording) for half its cost (47–60 µs per 20 ms for encode + decode
+//!   against 109–116 on the same run; complexity 2 and 3 cost more and score the same). The
+//!   phone's audio went through G.711 already; the encoder's finer searches find nothing left
+//!   to keep. Complexity 0 would be cheaper still, but libopus then sends no FEC at all.
+//!   Wideband (G.722 phones) keeps 5: not measured there.
 //! - **FEC sized by the loss the listeners report** (`RoomSpeaker::set_expected_loss`),
 //!   starting at none: sized for a fixed 10 %, the redundant copy takes its bits from the voice
-//!   (PESQ 4.39 → 4.06 on a clean network) and a fifth more CPU.
+//!   (mean PESQ on a clean network 4.40 → 3.88 at complexity 1, 4.42 → 4.09 at 5) and costs
+//!   CPU (a third more at complexity 5).
 
 use sipx_codec::EncoderOptions;
 
 /// Opus complexity for voice fed at 8 kHz (see the module's measurements).
-pub const NARROWBAND_COMPLEXITY: u8 = 2;
+pub const NARROWBAND_COMPLEXITY: u8 = 1;
 /// Opus complexity above 8 kHz: libopus' default balance, not re-measured.
 pub const WIDEBAND_COMPLEXITY: u8 = 5;
 

@@ -187,3 +187,71 @@ fn datagrams_from_strangers_are_dropped_and_leave_no_route() {
         }
     }
 }
+
+/// Everything the SFU has to say now, up to its timeout.
+fn outputs(sfu: &mut Sfu) -> Vec<Output> {
+    let mut out = Vec::new();
+    loop {
+        match sfu.poll_output() {
+            Output::Timeout(_) => return out,
+            o => out.push(o),
+        }
+    }
+}
+
+fn phone_loss(out: &[Output]) -> Vec<(ParticipantId, u8)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::PhoneLoss { phone, percent } => Some((*phone, *percent)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_loss_a_browser_reports_on_a_phones_voice_sizes_that_phones_fec() {
+    let now = Instant::now();
+    let mut sfu = sfu(now);
+    let request = |identity: &str, call: Option<&str>| JoinRequest {
+        room: RoomKey::new("app", "r"),
+        identity: identity.to_owned(),
+        name: identity.to_owned(),
+        can_publish: true,
+        can_subscribe: true,
+        call_id: call.map(str::to_owned),
+        wall: 0,
+    };
+    let phone = sfu.join(now, request("phone", Some("call-1"))).unwrap();
+    let web = sfu.join(now, request("web", None)).unwrap();
+    outputs(&mut sfu);
+    // The phone's voice reaches the browser on m-line "7" once negotiated; say it is.
+    let mid = Mid::from("7");
+    match sfu.participants.get_mut(&web).map(|p| &mut p.role) {
+        Some(Role::Browser(b)) => {
+            let track = b
+                .tracks_out
+                .iter_mut()
+                .find(|t| t.source.origin == phone)
+                .expect("the browser subscribes to the phone");
+            track.state = crate::track::TrackOutState::Open(mid);
+        }
+        _ => panic!("web is a browser"),
+    }
+    let report = |sfu: &mut Sfu, mid: Mid, fraction: f32| {
+        let mut reported = vec![BrowserOutput::ReportedLoss { mid, fraction }];
+        sfu.process(now, web, &mut reported);
+        phone_loss(&outputs(sfu))
+    };
+    assert_eq!(
+        report(&mut sfu, mid, 0.0),
+        vec![],
+        "no loss: no FEC, nothing to say"
+    );
+    assert_eq!(report(&mut sfu, mid, 0.12), vec![(phone, 10)]);
+    assert_eq!(report(&mut sfu, mid, 0.11), vec![], "same step");
+    // Loss on an m-line that carries no phone's voice changes nothing.
+    assert_eq!(report(&mut sfu, Mid::from("9"), 0.5), vec![]);
+    // The listener leaves: nobody reports loss any more.
+    sfu.leave(now, web, LeaveReason::Left);
+    assert_eq!(phone_loss(&outputs(&mut sfu)), vec![(phone, 0)]);
+}

@@ -162,6 +162,8 @@ struct Inner {
     closed: bool,
     /// Who in the room hears the phone.
     audience: Audience,
+    /// The loss, in percent, its listeners report on its voice: what its FEC is sized for.
+    expected_loss: u8,
     /// The room (a number the rooms thread gives each room) and the phone's participant key in
     /// it, once joined: phones of one room on one media thread mix together.
     joined: Option<Joined>,
@@ -191,6 +193,8 @@ pub struct Downlink {
     pub audience: u64,
     /// The link is over ([`PhoneLink::close`]).
     pub closed: bool,
+    /// The loss, in percent, to size the caller's Opus FEC for ([`PhoneLink::set_expected_loss`]).
+    pub expected_loss: u8,
 }
 
 /// Where a phone's voice is heard (`PhoneLink::hearing`).
@@ -227,6 +231,7 @@ impl PhoneLink {
                 gone: Vec::with_capacity(8),
                 closed: false,
                 audience: Audience::default(),
+                expected_loss: 0,
                 joined: None,
             }),
             notify,
@@ -283,6 +288,11 @@ impl PhoneLink {
         audience.version += 1;
     }
 
+    /// The loss, in percent, the phone's listeners report (`sipx_rooms::Output::PhoneLoss`).
+    pub fn set_expected_loss(&self, percent: u8) {
+        self.lock().expected_loss = percent;
+    }
+
     /// Takes the caller's voice packets queued since the last call.
     pub fn drain_uplink(&self, f: impl FnMut(&LinkPacket)) {
         self.lock().up.drain(f);
@@ -305,6 +315,7 @@ impl PhoneLink {
         Downlink {
             audience: inner.audience.version,
             closed: inner.closed,
+            expected_loss: inner.expected_loss,
         }
     }
 
@@ -445,5 +456,16 @@ mod tests {
         link.close();
         assert!(link.is_closed());
         assert!(link.drain_downlink(|_| {}, |_| {}).closed);
+    }
+
+    #[test]
+    fn the_loss_listeners_report_reaches_the_media_side_at_each_drain() {
+        let link = link();
+        assert_eq!(link.drain_downlink(|_| {}, |_| {}).expected_loss, 0);
+        link.set_expected_loss(10);
+        assert_eq!(link.drain_downlink(|_| {}, |_| {}).expected_loss, 10);
+        assert_eq!(link.drain_downlink(|_| {}, |_| {}).expected_loss, 10);
+        link.set_expected_loss(0);
+        assert_eq!(link.drain_downlink(|_| {}, |_| {}).expected_loss, 0);
     }
 }

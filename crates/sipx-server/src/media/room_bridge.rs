@@ -34,6 +34,9 @@ pub(super) struct RoomBridge {
     /// The phase its group ticks in.
     phase: usize,
     speaker: RoomSpeaker,
+    /// The loss the speaker's FEC is sized for, and what the link last said it should be.
+    speaker_loss: u8,
+    expected_loss: u8,
     frame_rate: u32,
     /// Participants that left, taken from the link while the listener is busy with packets.
     departed: Vec<u64>,
@@ -68,6 +71,8 @@ impl RoomBridge {
             listener,
             phase,
             speaker,
+            speaker_loss: 0,
+            expected_loss: 0,
             frame_rate: config.frame_rate,
             departed: Vec::with_capacity(DEPARTURES),
             // Worked out at the first drain (no link version is `u64::MAX`).
@@ -138,6 +143,7 @@ impl RoomBridge {
             group.listener.forget(source);
         }
         self.outside = downlink.closed;
+        self.expected_loss = downlink.expected_loss;
         if (downlink.audience, group.membership) != (self.hearing.0, self.hearing.1) {
             let listener = &group.listener;
             let hearing = self.link.hearing(|key| listener.is_listening(key));
@@ -170,6 +176,12 @@ impl RoomBridge {
             self.speaker.skip();
             self.frames_beside_only += u64::from(beside);
             return false;
+        }
+        if self.speaker_loss != self.expected_loss {
+            // Failing, the encoder keeps its FEC as it was; the next tick tries again.
+            if self.speaker.set_expected_loss(self.expected_loss).is_ok() {
+                self.speaker_loss = self.expected_loss;
+            }
         }
         match self.speaker.encode(voice) {
             Ok(p) => {

@@ -261,6 +261,11 @@ impl Driver {
                         link.set_audience(heard_by.iter().map(|p| p.0));
                     }
                 }
+                Output::PhoneLoss { phone, percent } => {
+                    if let Some(link) = self.phones.get(&phone) {
+                        link.set_expected_loss(percent);
+                    }
+                }
                 Output::Event(event) => self.on_event(event),
             }
         }
