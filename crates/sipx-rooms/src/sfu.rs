@@ -1062,6 +1062,18 @@ impl Sfu {
 
     // ---- output ----
 
+    /// Everything there is to say now, up to the timeout (tests read outputs whole).
+    #[cfg(test)]
+    pub(crate) fn drain_outputs(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        loop {
+            match self.poll_output() {
+                Output::Timeout(_) => return out,
+                o => out.push(o),
+            }
+        }
+    }
+
     pub fn poll_output(&mut self) -> Output {
         if let Some(o) = self.out.pop_front() {
             return o;

@@ -43,13 +43,7 @@ fn browser(room: &str, identity: &str) -> JoinRequest {
 
 /// Everything the SFU has to say, up to its timeout.
 fn drain(sfu: &mut Sfu) -> Vec<Output> {
-    let mut out = Vec::new();
-    loop {
-        match sfu.poll_output() {
-            Output::Timeout(_) => return out,
-            o => out.push(o),
-        }
-    }
+    sfu.drain_outputs()
 }
 
 #[test]

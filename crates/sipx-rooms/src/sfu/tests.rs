@@ -188,17 +188,6 @@ fn datagrams_from_strangers_are_dropped_and_leave_no_route() {
     }
 }
 
-/// Everything the SFU has to say now, up to its timeout.
-fn outputs(sfu: &mut Sfu) -> Vec<Output> {
-    let mut out = Vec::new();
-    loop {
-        match sfu.poll_output() {
-            Output::Timeout(_) => return out,
-            o => out.push(o),
-        }
-    }
-}
-
 fn phone_loss(out: &[Output]) -> Vec<(ParticipantId, u8)> {
     out.iter()
         .filter_map(|o| match o {
@@ -223,7 +212,7 @@ fn the_loss_a_browser_reports_on_a_phones_voice_sizes_that_phones_fec() {
     };
     let phone = sfu.join(now, request("phone", Some("call-1"))).unwrap();
     let web = sfu.join(now, request("web", None)).unwrap();
-    outputs(&mut sfu);
+    sfu.drain_outputs();
     // The phone's voice reaches the browser on m-line "7" once negotiated; say it is.
     let mid = Mid::from("7");
     match sfu.participants.get_mut(&web).map(|p| &mut p.role) {
@@ -240,7 +229,7 @@ fn the_loss_a_browser_reports_on_a_phones_voice_sizes_that_phones_fec() {
     let report = |sfu: &mut Sfu, mid: Mid, fraction: f32| {
         let mut reported = vec![BrowserOutput::ReportedLoss { mid, fraction }];
         sfu.process(now, web, &mut reported);
-        phone_loss(&outputs(sfu))
+        phone_loss(&sfu.drain_outputs())
     };
     assert_eq!(
         report(&mut sfu, mid, 0.0),
@@ -253,5 +242,5 @@ fn the_loss_a_browser_reports_on_a_phones_voice_sizes_that_phones_fec() {
     assert_eq!(report(&mut sfu, Mid::from("9"), 0.5), vec![]);
     // The listener leaves: nobody reports loss any more.
     sfu.leave(now, web, LeaveReason::Left);
-    assert_eq!(phone_loss(&outputs(&mut sfu)), vec![(phone, 0)]);
+    assert_eq!(phone_loss(&sfu.drain_outputs()), vec![(phone, 0)]);
 }
