@@ -23,6 +23,14 @@ def audio():
     return media.make_audio()
 
 
+def metric(server, name):
+    """A counter's value from /metrics (0 before its first increment)."""
+    for line in requests.get(server.url("/metrics"), timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_two_browsers_in_a_room_see_and_hear_each_other(server):
     creds = create_app(server)[:2]
     with chromium(rooms.ROOM_ARGS) as browser:
@@ -51,6 +59,7 @@ def test_phone_called_into_the_room_shows_a_level_and_hangs_up_from_its_tile(ser
     page_args = [*rooms.ROOM_ARGS, f"--use-file-for-fake-audio-capture={audio.tone1000_48k}"]
     phone = media.Baresip(tmp_path / "phone", PHONE_IP, audio.tone400_8k, user="+15550100199",
                           display_name="Front Desk", codecs=("pcmu",), rtp_ports=(32100, 32199))
+    reports_before = metric(server, "sipx_rooms_loss_reports_total")
     with chromium(page_args) as browser, phone as ua:
         page = demo_page.join(browser, server, (key, secret), "support", "Ada")
         errors = []
@@ -80,6 +89,13 @@ def test_phone_called_into_the_room_shows_a_level_and_hangs_up_from_its_tile(ser
         page.wait_for_function(
             "(el) => /^0:(0[5-9]|[1-5][0-9])$/.test(el.textContent)",
             arg=tile.locator(".call-time").element_handle(), timeout=10_000)
+
+        # The page's receiver reports on the phone's voice reach the SFU (they size the phone's
+        # Opus FEC): Chromium sends them every 5 s or so (stats have no event: a bounded poll).
+        deadline = time.monotonic() + 15
+        while metric(server, "sipx_rooms_loss_reports_total") <= reports_before:
+            assert time.monotonic() < deadline, "no loss report from the browser"
+            page.wait_for_timeout(500)
 
         # The hang-up button: BYE reaches the phone, the tile goes.
         mark = len(ua.events)

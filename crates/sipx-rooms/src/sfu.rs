@@ -237,6 +237,7 @@ pub struct Sfu {
     routes: HashMap<SocketAddr, ParticipantId>,
     /// The loss browsers report on the phones' voices.
     listener_loss: listener_loss::ListenerLoss,
+    loss_reports: u64,
 }
 
 impl Sfu {
@@ -251,6 +252,7 @@ impl Sfu {
             next_speaking_check: now + SPEAKING_CHECK,
             routes: HashMap::new(),
             listener_loss: listener_loss::ListenerLoss::default(),
+            loss_reports: 0,
         }
     }
 
@@ -853,6 +855,7 @@ impl Sfu {
     /// Browser `from` reported `fraction` lost on what it receives on `mid`: if that is a
     /// phone's voice, the phone's FEC may change.
     fn on_reported_loss(&mut self, from: ParticipantId, mid: Mid, fraction: f32) {
+        self.loss_reports += 1;
         let source = match self.participants.get(&from).map(|p| &p.role) {
             Some(Role::Browser(b)) => b.source_of(mid),
             _ => None,
@@ -1096,6 +1099,11 @@ impl Sfu {
 
     pub fn participant_count(&self) -> usize {
         self.participants.len()
+    }
+
+    /// Loss reports browsers sent on what they receive, since the start (for `/metrics`).
+    pub fn loss_reports(&self) -> u64 {
+        self.loss_reports
     }
 }
 

@@ -236,6 +236,7 @@ fn the_loss_a_browser_reports_on_a_phones_voice_sizes_that_phones_fec() {
         vec![],
         "no loss: no FEC, nothing to say"
     );
+    assert_eq!(sfu.loss_reports(), 1);
     assert_eq!(report(&mut sfu, mid, 0.12), vec![(phone, 10)]);
     assert_eq!(report(&mut sfu, mid, 0.11), vec![], "same step");
     // Loss on an m-line that carries no phone's voice changes nothing.

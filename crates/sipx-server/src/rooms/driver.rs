@@ -219,7 +219,11 @@ impl Driver {
     fn flush(&mut self) -> Instant {
         loop {
             match self.sfu.poll_output() {
-                Output::Timeout(t) => return t,
+                Output::Timeout(t) => {
+                    metrics::counter!("sipx_rooms_loss_reports_total")
+                        .absolute(self.sfu.loss_reports());
+                    return t;
+                }
                 Output::Transmit {
                     destination,
                     contents,
@@ -265,6 +269,7 @@ impl Driver {
                     if let Some(link) = self.phones.get(&phone) {
                         link.set_expected_loss(percent);
                     }
+                    metrics::counter!("sipx_rooms_phone_fec_changes_total").increment(1);
                 }
                 Output::Event(event) => self.on_event(event),
             }
