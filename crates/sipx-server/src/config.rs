@@ -107,8 +107,8 @@ pub struct MediaConfig {
     pub rtp_port_max: u16,
     /// Media threads; 0: one per CPU core.
     pub threads: usize,
-    /// Each media thread on a core of its own, when there are no more threads than cores
-    /// (`media/scheduling.rs` says why).
+    /// Each media thread on a core of its own, when there are as many threads as cores the
+    /// process may use (`media/scheduling.rs` says why).
     pub pin_threads: bool,
     /// The media threads' nice value, below the rest of the process so audio stays on time on
     /// a busy machine; needs root or CAP_SYS_NICE (without, a warning). 0: leave it.

@@ -1,9 +1,12 @@
 //! Where and how urgently the media threads run. Audio is due every 20 ms whatever else the
 //! machine does, so the media threads (a fixed few, one per core by default) get:
-//! - **a core each**, when there are no more threads than cores the process may use. Left to
-//!   itself the kernel at times runs two busy media threads on one core while the other core
-//!   serves lighter work, and both fall behind: at 200 calls on two cores, `bench/media.py`
-//!   counted 33,000 late frames in 25 s unpinned and 400 pinned.
+//! - **a core each**, when there are exactly as many threads as cores the process may use (the
+//!   default on a machine or a cpuset of its own). Left to itself the kernel at times runs two
+//!   busy media threads on one core while the other core serves lighter work, and both fall
+//!   behind: at 200 calls on two cores, `bench/media.py` counted 33,000 late frames in 25 s
+//!   unpinned and 400 pinned. With fewer threads than cores (a CPU quota on a shared host, or
+//!   `media.threads` set lower) nothing is pinned: several such processes would otherwise all
+//!   crowd onto the first cores.
 //! - **a lower nice value** than the rest of the process (signalling, API, database): when the
 //!   CPU is short they are served first, and the ticks stay on time (the same run: no late
 //!   frame at nice -10). This is FreeSWITCH's and Asterisk's "real-time priority" idea without
@@ -24,10 +27,10 @@ pub(crate) struct ThreadPlacement {
 }
 
 /// The placement of each of `threads` media threads: pinned one per CPU the process may use
-/// when `pin` and there are enough CPUs, else unpinned.
+/// when `pin` and there are exactly as many CPUs, else unpinned.
 pub(crate) fn plan(threads: usize, pin: bool, nice: i32) -> Vec<ThreadPlacement> {
     let cpus = if pin { allowed_cpus() } else { Vec::new() };
-    let pinned = cpus.len() >= threads;
+    let pinned = cpus.len() == threads;
     (0..threads)
         .map(|i| ThreadPlacement {
             cpu: pinned.then(|| cpus[i]),
@@ -99,7 +102,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threads_are_pinned_one_per_allowed_cpu_only_when_there_are_enough() {
+    fn threads_are_pinned_one_per_allowed_cpu_only_when_they_match_the_cpus() {
         let cpus = allowed_cpus();
         assert!(!cpus.is_empty());
         let plan_all = plan(cpus.len(), true, -5);
@@ -113,6 +116,14 @@ mod tests {
                 .iter()
                 .all(|p| p.cpu.is_none())
         );
+        if cpus.len() > 1 {
+            // Fewer threads than CPUs: a share of a bigger machine, left to the kernel.
+            assert!(
+                plan(cpus.len() - 1, true, 0)
+                    .iter()
+                    .all(|p| p.cpu.is_none())
+            );
+        }
         assert!(plan(1, false, 0).iter().all(|p| p.cpu.is_none()));
     }
 
