@@ -1,13 +1,14 @@
 //! The floor under a transcoded call: microseconds per 20 ms frame of the bare codec work,
 //! measured on this machine. One PCMU ↔ Opus call does, per 20 ms, a PCMU decode + Opus encode
 //! (phone to room) and an Opus decode + PCMU encode (room to phone); the media benchmark
-//! compares whole-call costs against the sum printed here. The Opus encoder has the room path's
+//! compares whole-call costs against the sum printed here. `--rate 16000` prices a G.722 phone's
+//! call instead (Opus at 16 kHz). The Opus encoder has the room path's
 //! settings (`room_voice_options`: bitrate, complexity, FEC sized for no loss) unless flags
 //! change them.
 //!
 //! ```sh
 //! cargo run --release -p sipx-media --example codec_floor -- [--complexity N] [--frames N] \
-//!     [--input FILE.ulaw] [--bitrate BPS] [--loss PERCENT] [--calls N]
+//!     [--input FILE.ulaw] [--bitrate BPS] [--loss PERCENT] [--calls N] [--rate 8000|16000]
 //! ```
 //!
 //! `--input` takes the 8 kHz audio from raw μ-law (what a load generator sends) instead of the
@@ -28,22 +29,36 @@ use sipx_media::bridge::room_voice_options;
 type Input = Option<Vec<i16>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut options = room_voice_options(8000);
+    let mut rate = 8000;
     let mut frames = 5000;
     let mut calls = 1;
     let mut input: Input = None;
+    let mut flags = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or("missing value")?;
         match arg.as_str() {
-            "--complexity" => options = options.complexity(value.parse()?),
+            "--rate" => rate = value.parse()?,
             "--frames" => frames = value.parse()?,
             "--calls" => calls = value.parse()?,
-            "--bitrate" => options = options.bitrate(value.parse()?),
-            "--loss" => options = options.expected_loss_percent(value.parse()?),
+            "--complexity" | "--bitrate" | "--loss" => flags.push((arg, value)),
             "--input" => input = Some(read_ulaw(&value)?),
             _ => return Err(format!("unknown argument {arg}").into()),
         }
+    }
+    // The phone's codec at the rate: μ-law at 8 kHz, G.722 at 16 kHz.
+    let (phone, phone_name) = match rate {
+        8000 => (CodecKind::Pcmu, "PCMU"),
+        16000 => (CodecKind::G722, "G.722"),
+        _ => return Err("--rate is 8000 (PCMU) or 16000 (G.722)".into()),
+    };
+    let mut options = room_voice_options(rate);
+    for (flag, value) in flags {
+        options = match flag.as_str() {
+            "--complexity" => options.complexity(value.parse()?),
+            "--bitrate" => options.bitrate(value.parse()?),
+            _ => options.expected_loss_percent(value.parse()?),
+        };
     }
     println!(
         "µs per 20 ms frame, {frames} frames, Opus at {} bit/s, complexity {}, FEC for {} % loss",
@@ -52,22 +67,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options.expected_loss_percent
     );
 
-    let pcmu = encode_and_decode(CodecKind::Pcmu, 8000, &options, frames, &input, 1)?;
-    let opus = encode_and_decode(CodecKind::Opus, 8000, &options, frames, &input, 1)?;
-    println!("{:<46}{pcmu:>8.2}", "PCMU encode + decode");
+    let khz = rate / 1000;
+    let pcmu = encode_and_decode(phone, rate, &options, frames, &input, 1)?;
+    let opus = encode_and_decode(CodecKind::Opus, rate, &options, frames, &input, 1)?;
+    println!("{:<46}{pcmu:>8.2}", format!("{phone_name} encode + decode"));
     println!(
         "{:<46}{opus:>8.2}",
-        "Opus encode fed 8 kHz + decode to 8 kHz"
+        format!("Opus encode fed {khz} kHz + decode to {khz} kHz")
     );
     println!(
         "{:<46}{:>8.2}",
-        "one PCMU <-> Opus call, both directions",
+        format!("one {phone_name} <-> Opus call, both directions"),
         pcmu + opus
     );
     if calls > 1 {
         let rounds = (frames / calls).max(10);
-        let pcmu = encode_and_decode(CodecKind::Pcmu, 8000, &options, rounds, &input, calls)?;
-        let opus = encode_and_decode(CodecKind::Opus, 8000, &options, rounds, &input, calls)?;
+        let pcmu = encode_and_decode(phone, rate, &options, rounds, &input, calls)?;
+        let opus = encode_and_decode(CodecKind::Opus, rate, &options, rounds, &input, calls)?;
         println!(
             "{:<46}{:>8.2}",
             format!("per call, {calls} calls side by side"),

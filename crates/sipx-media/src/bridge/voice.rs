@@ -12,17 +12,19 @@
 //!   against 109–116 on the same run; complexity 2 and 3 cost more and score the same). The
 //!   phone's audio went through G.711 already; the encoder's finer searches find nothing left
 //!   to keep. Complexity 0 would be cheaper still, but libopus then sends no FEC at all.
-//!   Wideband (G.722 phones) keeps 5: not measured there.
+//! - **32 kbit/s, complexity 5 at 16 kHz** (G.722 phones; `opus_voice.py --wideband`, PESQ
+//!   P.862.2): there the searches pay, wideband PESQ 4.33 at complexity 5 against 4.12 at 3
+//!   and 4.07 at 1; 24 kbit/s loses 0.18.
 //! - **FEC sized by the loss the listeners report** (`RoomSpeaker::set_expected_loss`),
 //!   starting at none: sized for a fixed 10 %, the redundant copy takes its bits from the voice
-//!   (mean PESQ on a clean network 4.40 → 3.88 at complexity 1, 4.42 → 4.09 at 5) and costs
-//!   CPU (a third more at complexity 5).
+//!   (mean PESQ on a clean network 4.40 → 3.88 at complexity 1, 4.42 → 4.09 at 5; wideband
+//!   4.33 → 3.76) and costs CPU (a third more at complexity 5).
 
 use sipx_codec::EncoderOptions;
 
 /// Opus complexity for voice fed at 8 kHz (see the module's measurements).
 pub const NARROWBAND_COMPLEXITY: u8 = 1;
-/// Opus complexity above 8 kHz: libopus' default balance, not re-measured.
+/// Opus complexity above 8 kHz (see the module's measurements).
 pub const WIDEBAND_COMPLEXITY: u8 = 5;
 
 /// The encoder settings for a phone's voice fed at `frame_rate`, before any loss report.
