@@ -25,6 +25,9 @@ use sipx_codec::{
 };
 use sipx_media::bridge::room_voice_options;
 
+#[path = "shared/voice_setup.rs"]
+mod voice_setup;
+
 /// The audio a measurement runs on: built in, or μ-law samples for 8 kHz runs.
 type Input = Option<Vec<i16>>;
 
@@ -41,25 +44,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--rate" => rate = value.parse()?,
             "--frames" => frames = value.parse()?,
             "--calls" => calls = value.parse()?,
-            "--complexity" | "--bitrate" | "--loss" => flags.push((arg, value)),
+            flag if voice_setup::is_opus_flag(flag) => flags.push((arg, value)),
             "--input" => input = Some(read_ulaw(&value)?),
             _ => return Err(format!("unknown argument {arg}").into()),
         }
     }
-    // The phone's codec at the rate: μ-law at 8 kHz, G.722 at 16 kHz.
-    let (phone, phone_name) = match rate {
-        8000 => (CodecKind::Pcmu, "PCMU"),
-        16000 => (CodecKind::G722, "G.722"),
-        _ => return Err("--rate is 8000 (PCMU) or 16000 (G.722)".into()),
-    };
-    let mut options = room_voice_options(rate);
-    for (flag, value) in flags {
-        options = match flag.as_str() {
-            "--complexity" => options.complexity(value.parse()?),
-            "--bitrate" => options.bitrate(value.parse()?),
-            _ => options.expected_loss_percent(value.parse()?),
-        };
-    }
+    let (phone, phone_name) = voice_setup::phone_codec(rate)?;
+    let options = voice_setup::voice_options(rate, &flags)?;
     println!(
         "µs per 20 ms frame, {frames} frames, Opus at {} bit/s, complexity {}, FEC for {} % loss",
         options.bitrate.unwrap_or(0),

@@ -12,7 +12,9 @@
 //! ```
 
 use sipx_codec::{AudioDecoder, AudioEncoder, CodecKind, new_decoder, new_encoder};
-use sipx_media::bridge::room_voice_options;
+
+#[path = "shared/voice_setup.rs"]
+mod voice_setup;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut input, mut reference, mut output) = (None, None, None);
@@ -26,23 +28,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--reference" => reference = Some(value),
             "--output" => output = Some(value),
             "--rate" => rate = value.parse()?,
-            "--complexity" | "--bitrate" | "--loss" => flags.push((arg, value)),
+            flag if voice_setup::is_opus_flag(flag) => flags.push((arg, value)),
             _ => return Err(format!("unknown argument {arg}").into()),
         }
     }
-    let phone = match rate {
-        8000 => CodecKind::Pcmu,
-        16000 => CodecKind::G722,
-        _ => return Err("--rate is 8000 (μ-law) or 16000 (G.722)".into()),
-    };
-    let mut options = room_voice_options(rate);
-    for (flag, value) in flags {
-        options = match flag.as_str() {
-            "--complexity" => options.complexity(value.parse()?),
-            "--bitrate" => options.bitrate(value.parse()?),
-            _ => options.expected_loss_percent(value.parse()?),
-        };
-    }
+    let (phone, _) = voice_setup::phone_codec(rate)?;
+    let options = voice_setup::voice_options(rate, &flags)?;
     let bytes = std::fs::read(input.ok_or("--input is required")?)?;
     let samples: Vec<i16> = bytes
         .chunks_exact(2)
