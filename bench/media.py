@@ -351,6 +351,14 @@ def run_load(targets, payload, bind, seconds, warmup, work, reflect=None, measur
     return report, first, last, marks
 
 
+def per_call_us(marks, n, idle):
+    """CPU µs per call per 20 ms in each window between `marks` (process CPU s first, time
+    last), less the idle rate. Figures use the lowest: the machine's speed varies from minute
+    to minute, and anything else running only ever slows the process measured."""
+    return [(b[0] - a[0] - idle * (b[-1] - a[-1])) / n / ((b[-1] - a[-1]) / TICK) * 1e6
+            for a, b in zip(marks, marks[1:])]
+
+
 def free_udp_port(ip):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((ip, 0))
@@ -411,12 +419,7 @@ def sipx_step(proc, base, n, payload, args, work, rss_idle):
     latency = histogram_delta(m0, m1, "sipx_media_added_latency_seconds")
     busy = histogram_delta(m0, m1, "sipx_media_tick_busy_seconds")
     delta = lambda name: m1.get(name, 0) - m0.get(name, 0)
-    # CPU per call in each window; the figure is the lowest, as the floor's is: the machine's
-    # speed varies from minute to minute, and anything else running only ever slows SIPx.
-    per_window = []
-    for a, b in zip(marks, marks[1:]):
-        span = b[-1] - a[-1]
-        per_window.append((b[0] - a[0] - args.idle_cpu * span) / n / (span / TICK) * 1e6)
+    per_window = per_call_us(marks, n, args.idle_cpu)
     return {
         "calls": n, "elapsed": elapsed, "cpu": cpu,
         "us_per_call": min(per_window), "us_per_call_windows": per_window,
@@ -484,10 +487,7 @@ def rtpengine_run(n, payload, args, work):
             ng(command="delete", **{"call-id": cid, "from-tag": "a"})
         elapsed = last[-1] - first[-1]
         cpu = last[0] - first[0]
-        # The lowest window, as for SIPx.
-        per_window = [(b[0] - a[0] - idle * (b[-1] - a[-1])) / n / ((b[-1] - a[-1]) / TICK) * 1e6
-                      for a, b in zip(marks, marks[1:])]
-        return {"calls": n, "us_per_call": min(per_window),
+        return {"calls": n, "us_per_call": min(per_call_us(marks, n, idle)),
                 "cpu_share": cpu / elapsed, "kib_per_call": (rss - rss_idle) / n, "gen": report}, None
     finally:
         proc.terminate()
@@ -518,7 +518,7 @@ def main():
     if not args.sipx.exists():
         raise SystemExit(f"build first: cargo build --release -p sipx (looked for {args.sipx})")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "sipx-media", "--example", "codec_floor",
-                    "-p", "sipx-media", "--example", "rtp_load"], cwd=ROOT, check=True)
+                    "--example", "rtp_load"], cwd=ROOT, check=True)
     sys.path.insert(0, str(E2E))
     import media
     payload = media.make_audio()["speech_8k.ulaw"]

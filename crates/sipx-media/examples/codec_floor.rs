@@ -59,9 +59,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let khz = rate / 1000;
-    let pcmu = encode_and_decode(phone, rate, &options, frames, &input, 1)?;
+    let phone_us = encode_and_decode(phone, rate, &options, frames, &input, 1)?;
     let opus = encode_and_decode(CodecKind::Opus, rate, &options, frames, &input, 1)?;
-    println!("{:<46}{pcmu:>8.2}", format!("{phone_name} encode + decode"));
+    println!(
+        "{:<46}{phone_us:>8.2}",
+        format!("{phone_name} encode + decode")
+    );
     println!(
         "{:<46}{opus:>8.2}",
         format!("Opus encode fed {khz} kHz + decode to {khz} kHz")
@@ -69,16 +72,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{:<46}{:>8.2}",
         format!("one {phone_name} <-> Opus call, both directions"),
-        pcmu + opus
+        phone_us + opus
     );
     if calls > 1 {
         let rounds = (frames / calls).max(10);
-        let pcmu = encode_and_decode(phone, rate, &options, rounds, &input, calls)?;
+        let phone_us = encode_and_decode(phone, rate, &options, rounds, &input, calls)?;
         let opus = encode_and_decode(CodecKind::Opus, rate, &options, rounds, &input, calls)?;
         println!(
             "{:<46}{:>8.2}",
             format!("per call, {calls} calls side by side"),
-            pcmu + opus
+            phone_us + opus
         );
     }
 

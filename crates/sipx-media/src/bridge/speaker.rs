@@ -25,6 +25,8 @@ pub struct SpokenPacket<'a> {
 #[derive(Debug)]
 pub struct RoomSpeaker {
     encoder: OpusEncoder,
+    /// The loss, in percent, the encoder's FEC is sized for now.
+    expected_loss: u8,
     frame: usize,
     seq: u64,
     rtp_time: u64,
@@ -34,8 +36,10 @@ pub struct RoomSpeaker {
 impl RoomSpeaker {
     /// A speaker taking 20 ms frames at `frame_rate` (8, 12, 16, 24 or 48 kHz).
     pub fn new(frame_rate: u32) -> Result<RoomSpeaker, MediaError> {
+        let options = super::room_voice_options(frame_rate);
         Ok(RoomSpeaker {
-            encoder: OpusEncoder::new(frame_rate, &super::room_voice_options(frame_rate))?,
+            encoder: OpusEncoder::new(frame_rate, &options)?,
+            expected_loss: options.expected_loss_percent,
             frame: frame_rate as usize / 50,
             seq: 0,
             rtp_time: 0,
@@ -64,9 +68,15 @@ impl RoomSpeaker {
         })
     }
 
-    /// Sizes the in-band FEC for `percent` loss (0: none), as the listeners report it.
+    /// Sizes the in-band FEC for `percent` loss (0: none), as the listeners report it; nothing
+    /// to do when it already is (a media thread says it every tick). On an error the encoder
+    /// keeps its FEC as it was, and the next call tries again.
     pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
-        Ok(self.encoder.set_expected_loss_percent(percent)?)
+        if percent != self.expected_loss {
+            self.encoder.set_expected_loss_percent(percent)?;
+            self.expected_loss = percent;
+        }
+        Ok(())
     }
 
     /// A frame not sent (the phone sends nothing, or holds): the RTP time runs on, so the room

@@ -200,9 +200,16 @@ struct Payloads<'a> {
 
 impl<'a> Payloads<'a> {
     fn of(self, index: usize) -> &'a [u8] {
-        let start = index * self.max;
-        self.bytes.get(start..start + self.max).unwrap_or_default()
+        self.bytes
+            .get(payload_place(index, self.max, self.max))
+            .unwrap_or_default()
     }
+}
+
+/// Where slot `index`'s first `len` payload bytes live in the block (`max` bytes per slot).
+fn payload_place(index: usize, max: usize, len: usize) -> std::ops::Range<usize> {
+    let start = index * max;
+    start..start + len
 }
 
 /// The ring slot of an extended sequence number; `mask` is the capacity (a power of two)
@@ -414,8 +421,8 @@ impl JitterBuffer {
         slot.marker = header.marker;
         slot.pt = header.pt;
         slot.len = payload.len();
-        let start = index * self.max_payload;
-        if let Some(place) = self.payloads.get_mut(start..start + payload.len()) {
+        let place = payload_place(index, self.max_payload, payload.len());
+        if let Some(place) = self.payloads.get_mut(place) {
             place.copy_from_slice(payload);
         }
         self.learn_packet_units(ext_seq, ts);

@@ -34,9 +34,6 @@ pub(super) struct RoomBridge {
     /// The phase its group ticks in.
     phase: usize,
     speaker: RoomSpeaker,
-    /// The loss the speaker's FEC is sized for, and what the link last said it should be.
-    speaker_loss: u8,
-    expected_loss: u8,
     frame_rate: u32,
     /// Participants that left, taken from the link while the listener is busy with packets.
     departed: Vec<u64>,
@@ -71,8 +68,6 @@ impl RoomBridge {
             listener,
             phase,
             speaker,
-            speaker_loss: 0,
-            expected_loss: 0,
             frame_rate: config.frame_rate,
             departed: Vec::with_capacity(DEPARTURES),
             // Worked out at the first drain (no link version is `u64::MAX`).
@@ -143,7 +138,8 @@ impl RoomBridge {
             group.listener.forget(source);
         }
         self.outside = downlink.closed;
-        self.expected_loss = downlink.expected_loss;
+        // The speaker acts only on a change; a failure is retried at the next drain.
+        let _ = self.speaker.set_expected_loss(downlink.expected_loss);
         if (downlink.audience, group.membership) != (self.hearing.0, self.hearing.1) {
             let listener = &group.listener;
             let hearing = self.link.hearing(|key| listener.is_listening(key));
@@ -176,12 +172,6 @@ impl RoomBridge {
             self.speaker.skip();
             self.frames_beside_only += u64::from(beside);
             return false;
-        }
-        if self.speaker_loss != self.expected_loss {
-            // Failing, the encoder keeps its FEC as it was; the next tick tries again.
-            if self.speaker.set_expected_loss(self.expected_loss).is_ok() {
-                self.speaker_loss = self.expected_loss;
-            }
         }
         match self.speaker.encode(voice) {
             Ok(p) => {

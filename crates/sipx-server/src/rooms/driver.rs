@@ -40,6 +40,8 @@ struct Driver {
     notices: mpsc::UnboundedSender<PhoneNotice>,
     existing: Arc<std::sync::RwLock<std::collections::HashSet<sipx_rooms::RoomKey>>>,
     buf: Vec<u8>,
+    /// `Sfu::loss_reports` as last given to `/metrics`.
+    loss_reports_exported: u64,
 }
 
 pub(super) fn spawn(
@@ -69,6 +71,7 @@ pub(super) fn spawn(
         notices,
         existing,
         buf: vec![0u8; 2048],
+        loss_reports_exported: 0,
     };
     std::thread::Builder::new()
         .name("sipx-rooms".to_owned())
@@ -220,8 +223,12 @@ impl Driver {
         loop {
             match self.sfu.poll_output() {
                 Output::Timeout(t) => {
-                    metrics::counter!("sipx_rooms_loss_reports_total")
-                        .absolute(self.sfu.loss_reports());
+                    // Reports come every few seconds; flushes, after every input.
+                    let reports = self.sfu.loss_reports();
+                    if reports != self.loss_reports_exported {
+                        self.loss_reports_exported = reports;
+                        metrics::counter!("sipx_rooms_loss_reports_total").absolute(reports);
+                    }
                     return t;
                 }
                 Output::Transmit {
