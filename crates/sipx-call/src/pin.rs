@@ -112,6 +112,11 @@ pub struct PinEntry {
 }
 
 impl PinEntry {
+    /// The PIN this entry waits for.
+    pub fn pin(&self) -> &Pin {
+        &self.pin
+    }
+
     pub fn new(pin: Pin, settings: PinSettings, now: Instant) -> Self {
         let mut entry = PinEntry {
             pin,

@@ -36,6 +36,7 @@ mod inbound;
 mod inbound_control;
 mod origin;
 mod pin_gate;
+mod replacing;
 mod routing;
 mod sources;
 mod transfer;
@@ -317,7 +318,12 @@ impl Core {
         Core {
             endpoint,
             settings,
-            uas: UasPolicy::default(),
+            uas: {
+                let mut uas = UasPolicy::default();
+                // An INVITE may take the place of one of our calls (`core/replacing.rs`).
+                uas.supported.push("replaces".to_owned());
+                uas
+            },
             digest,
             guard: AbuseGuard::default(),
             udp,

@@ -62,7 +62,7 @@ pub(crate) struct RoomSeat {
     pub(super) place: Option<(RoomKey, String)>,
     /// A dialled-out call: its participant is control's (`control.rs`), which joined the room
     /// before the INVITE, so the leg is in the room from the answer on.
-    controlled: bool,
+    pub(super) controlled: bool,
 }
 
 impl RoomSeat {
@@ -195,7 +195,6 @@ impl Core {
         let origin = self
             .origins
             .origin(peer.addr, trunk_by_digest, &self.registered);
-        let routed = self.route_invite(&req, &origin);
         let invite = NewInvite {
             txn,
             req,
@@ -203,6 +202,10 @@ impl Core {
             tag,
             origin,
         };
+        if invite.req.headers.get("Replaces").is_some() {
+            return self.on_replacing_invite(now, invite);
+        }
+        let routed = self.route_invite(&invite.req, &invite.origin);
         self.go_on(now, invite, routed);
     }
 
@@ -503,7 +506,9 @@ impl Core {
 
     /// A 200 for an INVITE with our tag, Contact and SDP.
     fn answer_ok(&self, req: &Request, tag: &str, peer: &Peer, sdp: Vec<u8>) -> Response {
-        let contact = self.contact_for(peer, "echo");
+        // Not a routable user: a new INVITE sent to it (an attended transfer's, with
+        // `Replaces`) must not land in a test or a room by its name.
+        let contact = self.contact_for(peer, "sipx");
         req.response(200, Some(tag))
             .with_header("Contact", contact)
             .with_header("Allow", self.uas.allow_header())

@@ -61,6 +61,26 @@ pub(super) enum Routed {
     },
 }
 
+/// The row of a new inbound call in application `app`, come through a trunk or an account.
+pub(super) fn new_row(
+    req: &Request,
+    app: &str,
+    trunk_id: Option<&str>,
+    sip_account_id: Option<&str>,
+) -> NewRow {
+    NewRow {
+        id: sipx_store::new_call_id(),
+        app_id: app.to_owned(),
+        from: req.from().map(|f| f.uri.to_string()),
+        to: req.uri.to_string(),
+        route: trunk_id
+            .map(|t| format!("trunk:{t}"))
+            .or_else(|| sip_account_id.map(|a| format!("sip_account:{a}"))),
+        sip_call_id: req.call_id().unwrap_or("").to_owned(),
+        arrived_ms: unix_ms(),
+    }
+}
+
 fn refuse(status: u16, reason: &str, row: Option<NewRow>) -> Routed {
     Routed::Refuse {
         status,
@@ -98,8 +118,20 @@ fn user_of(uri: &sipx_sip::msg::Uri) -> &str {
 }
 
 impl Core {
+    /// The trunk or SIP account (ids) a call came through, for its row.
+    pub(super) fn came_through<'a>(
+        &'a self,
+        origin: &'a Origin,
+    ) -> (Option<&'a str>, Option<&'a str>) {
+        match origin {
+            Origin::Trunk(id) => (Some(id.as_str()), None),
+            Origin::Account(user) => (None, self.routing.account_id(user)),
+            Origin::Unknown => (None, None),
+        }
+    }
+
     /// The application of the trunk or account a call came through.
-    fn app_of(&self, origin: &Origin) -> Option<String> {
+    pub(super) fn app_of(&self, origin: &Origin) -> Option<String> {
         match origin {
             Origin::Trunk(id) => self.origins.trunk_app(id).map(str::to_owned),
             Origin::Account(user) => self.bindings.get(user).map(|(app, _)| app.clone()),
@@ -115,22 +147,10 @@ impl Core {
             return Routed::Go(Destination::Echo(echo), None);
         }
         let app = self.app_of(origin);
-        let (trunk_id, sip_account_id) = match origin {
-            Origin::Trunk(id) => (Some(id.as_str()), None),
-            Origin::Account(user) => (None, self.routing.account_id(user)),
-            Origin::Unknown => (None, None),
-        };
-        let row = app.as_ref().map(|app| NewRow {
-            id: sipx_store::new_call_id(),
-            app_id: app.clone(),
-            from: req.from().map(|f| f.uri.to_string()),
-            to: req.uri.to_string(),
-            route: trunk_id
-                .map(|t| format!("trunk:{t}"))
-                .or_else(|| sip_account_id.map(|a| format!("sip_account:{a}"))),
-            sip_call_id: req.call_id().unwrap_or("").to_owned(),
-            arrived_ms: unix_ms(),
-        });
+        let (trunk_id, sip_account_id) = self.came_through(origin);
+        let row = app
+            .as_ref()
+            .map(|app| new_row(req, app, trunk_id, sip_account_id));
         let dial_in = self
             .rooms
             .as_ref()

@@ -38,6 +38,11 @@ impl PinGate {
         }
     }
 
+    /// The PIN the gate waits for.
+    pub fn pin(&self) -> &Pin {
+        self.entry.pin()
+    }
+
     fn deadline(&self) -> Option<Instant> {
         self.hang_up_at.or_else(|| self.entry.poll_timeout())
     }
