@@ -512,7 +512,9 @@ impl Core {
         req.response(200, Some(tag))
             .with_header("Contact", contact)
             .with_header("Allow", self.uas.allow_header())
-            .with_header("Supported", "replaces, timer")
+            // What SIPx does take part in; not `timer`: it never refreshes a session itself,
+            // so a caller's session timer stays the caller's to run (RFC 4028 §9).
+            .with_header("Supported", self.uas.supported.join(", "))
             .with_body("application/sdp", sdp)
     }
 
