@@ -133,17 +133,23 @@ impl CryptoAttr {
         SrtpSuite::from_name(&self.suite_name)
     }
 
-    /// True when SIPx can use this line: a known suite, every key of the right length, and no
-    /// session parameter changing the packet format (we implement none of them).
+    /// True when SIPx can use this line: a known suite, one key of the right length without
+    /// an MKI, and no session parameter that changes the packets or the keys. SIPx's SRTP
+    /// has one master key per direction and derives its session keys once (RFC 3711 with a
+    /// key derivation rate of 0): a line with several keys, an MKI (4 more bytes in every
+    /// packet) or a KDR other than 0 (keys derived anew every 2^n packets) would be accepted
+    /// and then fail to decrypt, so another line of the offer is taken, or the offer refused.
     pub fn is_usable(&self) -> bool {
         let Some(suite) = self.suite() else {
             return false;
         };
-        // KDR and WSH only tune what both ends already do; the others change packets.
-        let harmless = |p: &String| p.starts_with("KDR=") || p.starts_with("WSH=");
-        self.keys
-            .iter()
-            .all(|k| k.key_salt.len() == suite.key_salt_len())
+        // WSH only sizes the replay window, which is ours to choose.
+        let harmless = |p: &String| p == "KDR=0" || p.starts_with("WSH=");
+        let [key] = self.keys.as_slice() else {
+            return false;
+        };
+        key.key_salt.len() == suite.key_salt_len()
+            && key.mki.is_none()
             && self.session_params.iter().all(harmless)
     }
 
@@ -264,10 +270,19 @@ mod tests {
 
     #[test]
     fn usability_and_round_trip() {
-        let line = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^20|1:4 KDR=0");
+        let line = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^20 KDR=0 WSH=128");
         let c = CryptoAttr::parse(&line).unwrap();
         assert!(c.is_usable());
         assert_eq!(c.to_value(), line);
+        // What SIPx's SRTP does not do: an MKI, two keys, keys derived anew (KDR above 0).
+        for unusable in [
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^20|1:4"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^31|1:1;inline:{KEY_30}|2^31|2:1"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30} KDR=4"),
+        ] {
+            let c = CryptoAttr::parse(&unusable).unwrap();
+            assert!(!c.is_usable(), "{unusable}");
+        }
 
         // Right suite, wrong key length for GCM (28 bytes needed).
         let gcm = CryptoAttr::parse(&format!("1 AEAD_AES_128_GCM inline:{KEY_30}")).unwrap();

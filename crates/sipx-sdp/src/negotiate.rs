@@ -192,10 +192,16 @@ pub(crate) fn crypto_line(tag: u32, suite: SrtpSuite, key_salt: &[u8]) -> Attrib
     Attribute::new("crypto", line.to_value())
 }
 
-/// The packetisation we send with: the remote's `ptime`, else ours, never above its `maxptime`.
+/// The packetisations a media leg sends (sipx-media's `LegConfig::ptime_ms`).
+pub(crate) const SEND_PTIMES: std::ops::RangeInclusive<u32> = 10..=60;
+
+/// The packetisation we send with: the remote's `ptime`, else ours, never above its `maxptime`,
+/// and within what a leg can send. `ptime` is only a wish (RFC 8866 §6.4): a peer asking for
+/// 80 ms gets 60, one asking for 5 gets 10, rather than a call that cannot start.
 pub(crate) fn send_ptime(config: &MediaConfig, remote: &MediaDescription) -> u32 {
     let ptime = remote.ptime().unwrap_or(config.ptime);
-    remote.maxptime().map_or(ptime, |max| ptime.min(max))
+    let ptime = remote.maxptime().map_or(ptime, |max| ptime.min(max));
+    ptime.clamp(*SEND_PTIMES.start(), *SEND_PTIMES.end())
 }
 
 /// The `fmtp` we answer for a codec: ours, except that G.729 Annex B is off unless both allow it.
@@ -299,7 +305,8 @@ pub(crate) fn answer_audio(
     // What we ask to receive, within the offerer's maxptime.
     let ptime = media
         .maxptime()
-        .map_or(config.ptime, |max| config.ptime.min(max));
+        .map_or(config.ptime, |max| config.ptime.min(max))
+        .max(*SEND_PTIMES.start());
     attrs.push(Attribute::new("ptime", ptime.to_string()));
     if mux {
         attrs.push(Attribute::flag("rtcp-mux"));

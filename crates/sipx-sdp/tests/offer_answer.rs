@@ -512,6 +512,11 @@ fn ptime_and_maxptime() {
         ("a=ptime:30\n", 30, "20"),
         ("a=ptime:30\na=maxptime:20\n", 20, "20"),
         ("a=maxptime:10\n", 10, "10"),
+        // Beyond what a leg sends (10 to 60 ms): the nearest it can, not a failed call.
+        ("a=ptime:80\n", 60, "20"),
+        ("a=ptime:1000\n", 60, "20"),
+        ("a=ptime:5\n", 10, "20"),
+        ("a=maxptime:5\n", 10, "10"),
     ];
     for (attrs, send, answered) in cases {
         let mut b = bob();

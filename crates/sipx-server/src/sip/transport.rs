@@ -246,13 +246,17 @@ async fn stream_connection<S>(
     });
     let mut framer = Framer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut stopping = false;
     'conn: loop {
         let n = tokio::select! {
             r = reader.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => {
+                stopping = true;
+                break;
+            }
         };
         framer.push(&buf[..n]);
         loop {
@@ -274,5 +278,20 @@ async fn stream_connection<S>(
         }
     }
     let _ = core.send(CoreInput::FlowClosed { flow }).await;
-    write_task.abort();
+    finish_writer(write_task, stopping).await;
+}
+
+/// How long a closing connection may take to write what the core had queued for it.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends a connection's writer. The answers the core queued before it heard the connection
+/// close (the response to the last good message before a framing error, or to one the peer
+/// sent just before closing its side) still go out: the writer stops by itself once the core
+/// drops its sender, and is cut off after [`LINGER`] (a peer that reads nothing) or at once
+/// when SIPx shuts down.
+pub(super) async fn finish_writer(writer: tokio::task::JoinHandle<()>, stopping: bool) {
+    let abort = writer.abort_handle();
+    if stopping || tokio::time::timeout(LINGER, writer).await.is_err() {
+        abort.abort();
+    }
 }

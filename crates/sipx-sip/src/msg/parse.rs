@@ -58,6 +58,17 @@ fn split_head(buf: &[u8]) -> (&[u8], &[u8]) {
     (buf, &[])
 }
 
+/// The header section as text. SIP's is UTF-8 (RFC 3261 §7.3.1), but old PBXs and gateways
+/// send display names in Latin-1: refused, their calls would fail with no answer a caller can
+/// act on, so bytes that are not UTF-8 are read as Latin-1, which every byte is. Only quoted
+/// strings and comments may hold such bytes; anywhere else the parse fails as it would have.
+fn header_text(head: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(head) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => std::borrow::Cow::Owned(head.iter().copied().map(char::from).collect()),
+    }
+}
+
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -70,9 +81,8 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
         .unwrap_or(buf.len());
     let (head, body) = split_head(&buf[start..]);
     let is_request = !head.starts_with(b"SIP/");
-    let head = std::str::from_utf8(head)
-        .map_err(|_| err("Header section is not UTF-8", is_request, None))?;
-    let mut lines = unfold(head).into_iter();
+    let head = header_text(head);
+    let mut lines = unfold(&head).into_iter();
     let start_line = lines
         .next()
         .ok_or_else(|| err("Empty message", is_request, None))?;
@@ -291,6 +301,25 @@ mod tests {
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK-1"));
         assert_eq!(r.max_forwards(), Some(70));
         assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn a_latin1_display_name_is_read_as_latin1() {
+        let latin1: Vec<u8> = OPTIONS
+            .replace(
+                "From: <sip:probe",
+                "From: \"Jos\u{e9} M\u{fc}ller\" <sip:probe",
+            )
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).unwrap())
+            .collect();
+        assert!(std::str::from_utf8(&latin1).is_err());
+        let Ok(SipMessage::Request(r)) = parse_datagram(&latin1) else {
+            panic!("a Latin-1 display name is refused");
+        };
+        let from = r.from().unwrap();
+        assert_eq!(from.display.as_deref(), Some("Jos\u{e9} M\u{fc}ller"));
+        assert_eq!(from.tag(), Some("abc"));
     }
 
     #[test]
