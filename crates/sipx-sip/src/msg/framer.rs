@@ -97,7 +97,7 @@ impl Framer {
 
 /// Finds `Content-Length` (or `l`) in a raw header section.
 fn content_length(head: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(head).ok()?;
+    let text = super::parse::header_text(head);
     let mut found = None;
     for line in text.split("\r\n").skip(1) {
         let Some((name, value)) = line.split_once(':') else {

@@ -62,7 +62,7 @@ fn split_head(buf: &[u8]) -> (&[u8], &[u8]) {
 /// send display names in Latin-1: refused, their calls would fail with no answer a caller can
 /// act on, so bytes that are not UTF-8 are read as Latin-1, which every byte is. Only quoted
 /// strings and comments may hold such bytes; anywhere else the parse fails as it would have.
-fn header_text(head: &[u8]) -> std::borrow::Cow<'_, str> {
+pub(crate) fn header_text(head: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(head) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => std::borrow::Cow::Owned(head.iter().copied().map(char::from).collect()),
