@@ -146,6 +146,8 @@ def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):
     ("uac_sdp_multi_crypto.xml", "127.0.0.86", "200"),
     ("uac_sdp_no_s_line.xml", "127.0.0.87", "200"),
     ("uac_sdp_trailing_spaces.xml", "127.0.0.88", "200"),
+    # A SIP-I gateway's SDP beside an ISUP part it marks optional.
+    ("uac_sdp_multipart_isup.xml", "127.0.0.94", "200"),
     # SIPx's media listens on IPv4 only: an IPv6-only offer is refused cleanly.
     ("uac_sdp_ipv6.xml", "127.0.0.89", "488"),
 ])

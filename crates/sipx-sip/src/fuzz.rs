@@ -9,6 +9,12 @@ pub fn sip_message(data: &[u8]) {
     let Ok(msg) = parse_datagram(data) else {
         return;
     };
+    // Whatever the body, finding its SDP never panics and yields bytes of the body.
+    if let SipMessage::Request(r) = &msg
+        && let crate::msg::SdpBody::Sdp(sdp) = crate::msg::sdp_body(&r.headers, &r.body)
+    {
+        assert!(sdp.len() <= r.body.len());
+    }
     let bytes = msg.to_bytes();
     let again = match parse_datagram(&bytes) {
         Ok(m) => m,

@@ -32,6 +32,8 @@ impl Default for UasPolicy {
             supported: vec!["path".to_owned(), "outbound".to_owned()],
             accept: vec![
                 "application/sdp".to_owned(),
+                // SDP beside a part that may be ignored (SIP-I's ISUP): `msg::sdp_body`.
+                "multipart/mixed".to_owned(),
                 "application/dtmf-relay".to_owned(),
                 "application/dtmf".to_owned(),
                 "message/sipfrag".to_owned(),

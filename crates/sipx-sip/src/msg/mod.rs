@@ -5,6 +5,7 @@
 //! plain string compares; typed views (`Via`, `NameAddr`, `CSeq`) are parsed on demand.
 
 mod addr;
+mod body;
 mod build;
 mod framer;
 mod headers;
@@ -15,6 +16,7 @@ mod uri;
 mod via;
 
 pub use addr::NameAddr;
+pub use body::{SdpBody, sdp_body};
 pub use build::response_from_headers;
 pub use framer::{Framed, Framer, FramingError};
 pub use headers::{Header, Headers, canonical_name, is_list_header};

@@ -169,16 +169,26 @@ pub(super) fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
     );
 }
 
+/// The user of SIPx's Contact in its dialogs: no routable name, so a new INVITE sent to it
+/// (an attended transfer's, with `Replaces`) cannot land in a test or a room by its name.
+const CONTACT_USER: &str = "sipx";
+
 fn has_sdp(req: &Request) -> bool {
     has_sdp_body(&req.headers, &req.body)
 }
 
-/// A body of type `application/sdp`.
+/// The SDP of a body: all of it when it is `application/sdp`, or that part of a
+/// `multipart/mixed` one whose other parts may be ignored (a SIP-I gateway's ISUP).
+pub(super) fn sdp_of<'a>(headers: &sipx_sip::msg::Headers, body: &'a [u8]) -> Option<&'a [u8]> {
+    match sipx_sip::msg::sdp_body(headers, body) {
+        sipx_sip::msg::SdpBody::Sdp(sdp) => Some(sdp),
+        _ => None,
+    }
+}
+
+/// A body that carries SDP ([`sdp_of`]).
 pub(super) fn has_sdp_body(headers: &sipx_sip::msg::Headers, body: &[u8]) -> bool {
-    !body.is_empty()
-        && headers
-            .get("Content-Type")
-            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"))
+    sdp_of(headers, body).is_some()
 }
 
 impl Core {
@@ -237,10 +247,9 @@ impl Core {
                 .with_header("Accept", "application/sdp");
             return self.refuse_invite(now, txn, resp, row);
         }
-        let offer = if req.body.is_empty() {
-            None
-        } else {
-            match SessionDescription::parse(&req.body) {
+        let offer = match sdp_of(&req.headers, &req.body) {
+            None => None,
+            Some(sdp) => match SessionDescription::parse(sdp) {
                 Ok(sdp) => Some(sdp),
                 Err(e) => {
                     let resp = req.response(488, Some(&tag)).with_header(
@@ -249,7 +258,7 @@ impl Core {
                     );
                     return self.refuse_invite(now, txn, resp, row);
                 }
-            }
+            },
         };
         let ports = match engine.allocate() {
             Ok(p) => p,
@@ -506,9 +515,7 @@ impl Core {
 
     /// A 200 for an INVITE with our tag, Contact and SDP.
     fn answer_ok(&self, req: &Request, tag: &str, peer: &Peer, sdp: Vec<u8>) -> Response {
-        // Not a routable user: a new INVITE sent to it (an attended transfer's, with
-        // `Replaces`) must not land in a test or a room by its name.
-        let contact = self.contact_for(peer, "sipx");
+        let contact = self.contact_for(peer, CONTACT_USER);
         req.response(200, Some(tag))
             .with_header("Contact", contact)
             .with_header("Allow", self.uas.allow_header())
@@ -640,8 +647,11 @@ impl Core {
             return;
         };
         let peer = call.peer;
-        let result = if has_sdp(&req) {
-            match SessionDescription::parse(&req.body) {
+        let result = if !req.body.is_empty() && !has_sdp(&req) {
+            // A body SIPx cannot read (a part it must process beside the SDP).
+            Err((415, String::new()))
+        } else if let Some(sdp) = sdp_of(&req.headers, &req.body) {
+            match SessionDescription::parse(sdp) {
                 Ok(offer) => call
                     .sdp
                     .handle_offer(&offer)
@@ -662,7 +672,7 @@ impl Core {
             Ok((body, offered)) => {
                 let mut resp = if body.is_empty() {
                     req.response(200, Some(&tag))
-                        .with_header("Contact", self.contact_for(&peer, "echo"))
+                        .with_header("Contact", self.contact_for(&peer, CONTACT_USER))
                 } else {
                     self.answer_ok(&req, &tag, &peer, body)
                 };
@@ -731,9 +741,8 @@ impl Core {
             return;
         }
         call.answer_in_ack = false;
-        let answer = has_sdp(&req)
-            .then(|| SessionDescription::parse(&req.body).ok())
-            .flatten();
+        let answer =
+            sdp_of(&req.headers, &req.body).and_then(|sdp| SessionDescription::parse(sdp).ok());
         let accepted = match answer {
             Some(a) => call.sdp.handle_answer(&a).is_ok(),
             None => {

@@ -554,7 +554,8 @@ impl Core {
             // §13.2.1): the first one stands.
             return true;
         }
-        match SessionDescription::parse(&response.body) {
+        let sdp_bytes = super::calls::sdp_of(&response.headers, &response.body).unwrap_or_default();
+        match SessionDescription::parse(sdp_bytes) {
             Ok(answer) => match sdp.handle_answer(&answer) {
                 Ok(_) => true,
                 Err(e) => {
