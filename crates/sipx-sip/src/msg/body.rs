@@ -109,9 +109,7 @@ impl<'a> Part<'a> {
         let mut media_type = "text/plain".to_owned();
         let mut optional = false;
         for line in head.split("\r\n") {
-            let Some((name, value)) = line.split_once(':') else {
-                return None;
-            };
+            let (name, value) = line.split_once(':')?;
             match trim_ws(name).to_ascii_lowercase().as_str() {
                 "content-type" | "c" => media_type = media_type_of(value),
                 "content-disposition" => {
