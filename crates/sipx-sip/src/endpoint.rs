@@ -266,7 +266,10 @@ impl Endpoint {
             && let Some(headers) = &error.headers
             && headers.get("Via").is_some()
         {
-            let response = response_from_headers(headers, error.status, Some(&error.reason), None);
+            // A tag for the To even of a 400 (RFC 3261 §8.2.6.2), when the To is readable.
+            let tag = self.new_tag();
+            let response =
+                response_from_headers(headers, error.status, Some(&error.reason), Some(&tag));
             self.transmit(peer, response.to_bytes());
         }
         self.event(Event::Malformed { peer, error });

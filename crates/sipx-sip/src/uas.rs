@@ -93,7 +93,15 @@ pub fn precheck(req: &Request, policy: &UasPolicy, to_tag: &str) -> Option<Respo
             .iter()
             .all(|e| e.eq_ignore_ascii_case("identity"));
         if !type_ok || !encoding_ok {
-            return reply(415).map(|r| r.with_header("Accept", policy.accept.join(", ")));
+            return reply(415).map(|r| {
+                let r = r.with_header("Accept", policy.accept.join(", "));
+                // What was wrong was the encoding: say the one we read (RFC 3261 §21.4.13).
+                if encoding_ok {
+                    r
+                } else {
+                    r.with_header("Accept-Encoding", "identity")
+                }
+            });
         }
     }
     // 406: an INVITE whose Accept excludes SDP, the only answer we could give.
@@ -107,4 +115,38 @@ pub fn precheck(req: &Request, policy: &UasPolicy, to_tag: &str) -> Option<Respo
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{HasHeaders, SipMessage, parse_datagram};
+
+    fn with_body(extra: &str) -> Request {
+        let raw = format!(
+            "INVITE sip:echo@sipx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:echo@sipx.test>\r\n\
+             Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 3\r\n\r\nv=0"
+        );
+        match parse_datagram(raw.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_415_says_which_types_and_which_encoding_we_read() {
+        let policy = UasPolicy::default();
+        let gzip = with_body("Content-Type: application/sdp\r\nContent-Encoding: gzip\r\n");
+        let r = precheck(&gzip, &policy, "t").unwrap();
+        assert_eq!(r.status, 415);
+        assert_eq!(r.headers.get("Accept-Encoding"), Some("identity"));
+        assert!(r.headers.get("Accept").unwrap().contains("application/sdp"));
+        let text = with_body("Content-Type: text/plain\r\n");
+        let r = precheck(&text, &policy, "t").unwrap();
+        assert_eq!(r.status, 415);
+        assert_eq!(r.headers.get("Accept-Encoding"), None);
+        let sdp = with_body("Content-Type: application/sdp\r\n");
+        assert!(precheck(&sdp, &policy, "t").is_none());
+    }
 }

@@ -316,6 +316,9 @@ fn malformed_requests_get_400_with_the_reason() {
     };
     assert_eq!(r.status, 400);
     assert_eq!(r.reason, "CSeq method does not match the Request-Line");
+    // Even a 400 tags the To (RFC 3261 §8.2.6.2).
+    let to = r.headers.get("To").unwrap();
+    assert!(to.contains(";tag="), "{to}");
     assert!(matches!(ev[0], Event::Malformed { .. }));
 }
 
