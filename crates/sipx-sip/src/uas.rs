@@ -120,7 +120,7 @@ pub fn precheck(req: &Request, policy: &UasPolicy, to_tag: &str) -> Option<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msg::{HasHeaders, SipMessage, parse_datagram};
+    use crate::msg::{SipMessage, parse_datagram};
 
     fn with_body(extra: &str) -> Request {
         let raw = format!(
