@@ -2,7 +2,7 @@
 //! then `Content-Length` (mandatory on streams, RFC 3261 §18.3). CRLF keep-alives between
 //! messages (RFC 5626 §3.5.1) are recognised and reported so the transport can answer them.
 
-use super::parse::{find, parse_framed};
+use super::parse::parse_framed;
 use super::{MAX_MESSAGE_SIZE, ParseError, SipMessage};
 
 /// What the framer produced from the buffered bytes.
@@ -60,7 +60,8 @@ impl Framer {
             return Ok(self.take(total));
         }
         let from = self.scanned.saturating_sub(3);
-        let Some(head_end) = find(&self.buf[from..], b"\r\n\r\n").map(|i| i + from) else {
+        let Some((head_end, blank)) = header_end(&self.buf[from..]).map(|(i, n)| (i + from, n))
+        else {
             self.scanned = self.buf.len();
             if self.buf.len() > MAX_MESSAGE_SIZE {
                 return Err(FramingError::TooLarge);
@@ -70,7 +71,7 @@ impl Framer {
         self.scanned = head_end;
         let head = &self.buf[..head_end];
         let length = content_length(head).ok_or(FramingError::BadContentLength)?;
-        let total = head_end + 4 + length;
+        let total = head_end + blank + length;
         if total > MAX_MESSAGE_SIZE {
             return Err(FramingError::TooLarge);
         }
@@ -95,11 +96,39 @@ impl Framer {
     }
 }
 
+/// Where the header section ends: (where its last line ends, the bytes of the line break and
+/// the empty line after it). Lines end with CRLF (RFC 3261 §7); a bare LF is taken too, as the
+/// parser takes it, so a sloppy peer's message is framed as it is parsed.
+fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(i) = buf
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+    {
+        let nl = at + i;
+        let empty_line = match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => Some(1),
+            Some([b'\r', b'\n', ..]) => Some(2),
+            _ => None,
+        };
+        if let Some(n) = empty_line {
+            let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            return Some((line_end, nl + 1 + n - line_end));
+        }
+        at = nl + 1;
+    }
+    None
+}
+
 /// Finds `Content-Length` (or `l`) in a raw header section.
 fn content_length(head: &[u8]) -> Option<usize> {
     let text = super::parse::header_text(head);
     let mut found = None;
-    for line in text.split("\r\n").skip(1) {
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')).skip(1) {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -138,6 +167,23 @@ mod tests {
             f.next_unit().unwrap(),
             Some(Framed::Message(Ok(_)))
         ));
+        assert!(f.next_unit().unwrap().is_none());
+    }
+
+    #[test]
+    fn frames_a_message_whose_lines_end_in_bare_lf_as_the_parser_reads_it() {
+        let lf = String::from_utf8(MSG.to_vec())
+            .unwrap()
+            .replace("\r\n", "\n");
+        let mut f = Framer::new();
+        f.push(lf.as_bytes());
+        f.push(MSG);
+        for _ in 0..2 {
+            let Some(Framed::Message(Ok(SipMessage::Request(r)))) = f.next_unit().unwrap() else {
+                panic!("not framed");
+            };
+            assert_eq!(r.body, b"body");
+        }
         assert!(f.next_unit().unwrap().is_none());
     }
 
