@@ -60,6 +60,9 @@ pub(crate) fn remote_stream(
     if !ip.is_unspecified() && ip.is_ipv4() != config.address.is_ipv4() {
         return Err(Rejection::IncompatibleAddress);
     }
+    if ip.is_multicast() {
+        return Err(Rejection::MulticastNotAvailable);
+    }
     let mut direction = sdp.direction_for(media);
     if connection.is_hold_address() {
         direction = direction.without_receive();

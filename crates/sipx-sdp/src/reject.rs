@@ -15,6 +15,9 @@ pub enum Rejection {
     UnsupportedTransport(String),
     /// The media address is not an IP literal of our address family.
     IncompatibleAddress,
+    /// A multicast stream: SIPx answers unicast only, and an answer to a multicast offer must
+    /// carry the same group (RFC 3264 §6.2).
+    MulticastNotAvailable,
     /// Our policy requires SRTP and the peer offered plain RTP.
     SrtpRequired,
     /// The peer requires SRTP (`RTP/SAVP`) and our policy disables it.
@@ -41,6 +44,7 @@ impl Rejection {
             Rejection::NoCommonCodec => (305, "Incompatible media format"),
             Rejection::UnsupportedTransport(_) => (302, "Incompatible transport protocol"),
             Rejection::IncompatibleAddress => (301, "Incompatible network address formats"),
+            Rejection::MulticastNotAvailable => (330, "Multicast not available"),
             Rejection::SrtpRequired => (399, "SRTP required"),
             Rejection::SrtpNotSupported => (399, "SRTP not supported"),
             Rejection::NoCommonCryptoSuite => (399, "No supported SRTP crypto suite"),

@@ -597,3 +597,19 @@ fn debug_output_keeps_keys_out() {
         "{text}"
     );
 }
+
+#[test]
+fn a_multicast_stream_is_refused_with_330() {
+    let offer = parse(
+        "v=0\no=- 1 1 IN IP4 192.0.2.9\ns=-\nc=IN IP4 224.2.1.1/127\nt=0 0\n\
+         m=audio 5000 RTP/AVP 0\n",
+    );
+    let refused = bob().handle_offer(&offer).unwrap_err();
+    assert_eq!(refused.warning_parts().0, 330, "{refused}");
+    // A unicast address beside it at the media level is taken.
+    let offer = parse(
+        "v=0\no=- 1 1 IN IP4 192.0.2.9\ns=-\nc=IN IP4 224.2.1.1/127\nt=0 0\n\
+         m=audio 5000 RTP/AVP 0\nc=IN IP4 192.0.2.9\n",
+    );
+    assert!(bob().handle_offer(&offer).is_ok());
+}
