@@ -3,16 +3,20 @@ into a room. A phone on an inbound trunk calls into a room; a second phone of th
 then sends SIPx an INVITE naming the first call's dialog, is answered, takes the first call's
 place in the room, and the first call gets a BYE and ends `transferred`. Refusals: no such
 dialog (481), `early-only` on an answered call (486), two Replaces headers (400), a phone of
-another application (403). The phones are a small UDP user agent here, so the test knows the
-dialog's tags. Addresses 127.0.0.200-209 belong here."""
+another application (403). The transferring phone is a small UDP user agent here, so the test
+knows the dialog's tags; the phone that takes the transfer is, once, a real one (linphonec,
+which turns a REFER's Replaces into its INVITE). Addresses 127.0.0.200-209 belong here."""
 
 import random
 import re
 import socket
+import threading
+import urllib.parse
 
+import media
 import rooms
-from conftest import sip_addr
-from test_calls_inbound import api, called, phones_in, setup, wait_call
+from conftest import create_app, sip_addr
+from test_calls_inbound import api, called, loads, phones_in, setup, wait_call
 
 
 def sdp(ip, port):
@@ -32,6 +36,43 @@ class Phone:
 
     def close(self):
         self.sock.close()
+
+    def answer_requests(self):
+        """Answers every request that arrives (a transfer's NOTIFYs, a BYE) with 200, in a
+        thread, until the socket closes."""
+        def run():
+            while True:
+                try:
+                    text, source = self.sock.recvfrom(65535)
+                except OSError:
+                    return
+                text = text.decode(errors="replace")
+                if not text.startswith("SIP/2.0"):
+                    self.sock.sendto(ok_for(text), source)
+        threading.Thread(target=run, daemon=True).start()
+
+    def refer(self, dialog, answer, refer_to):
+        """Sends a REFER in `dialog` (the one `invite` returned, with its 200 `answer`) and
+        returns the status of its final response."""
+        call_id, tag, their_tag = dialog
+        target = re.search(r"<([^>]+)>", header(answer, "Contact")).group(1)
+        to = re.sub(r";tag=[^;>\s]+", "", header(answer, "To"))
+        branch = f"z9hG4bK{random.getrandbits(48):x}"
+        refer = (f"REFER {target} SIP/2.0\r\n"
+                 f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch={branch};rport\r\n"
+                 f"Max-Forwards: 70\r\nFrom: <sip:4915100@{self.ip}>;tag={tag}\r\n"
+                 f"To: {to};tag={their_tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 REFER\r\n"
+                 f"Contact: <sip:4915100@{self.ip}:{self.port}>\r\nRefer-To: <{refer_to}>\r\n"
+                 f"Referred-By: <sip:4915100@{self.ip}>\r\nContent-Length: 0\r\n\r\n")
+        self.sock.sendto(refer.encode(), self.target)
+        while True:
+            text = self.sock.recv(65535).decode(errors="replace")
+            if text.startswith("SIP/2.0 ") and f"branch={branch}" in text:
+                status = int(text.split(" ", 2)[1])
+                if status >= 200:
+                    return status
+            elif not text.startswith("SIP/2.0"):
+                self.sock.sendto(ok_for(text), self.target)
 
     def invite(self, user, extra=""):
         """Sends an INVITE and waits for its final response; ACKs it. Returns (status, the
@@ -72,11 +113,15 @@ class Phone:
             text, source = self.sock.recvfrom(65535)
             text = text.decode(errors="replace")
             if text.startswith("BYE ") and header(text, "Call-ID") == call_id:
-                lines = [line for line in text.split("\r\n") if line.split(":", 1)[0].lower() in
-                         ("via", "from", "to", "call-id", "cseq")]
-                ok = "SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n"
-                self.sock.sendto(ok.encode(), source)
+                self.sock.sendto(ok_for(text), source)
                 return text
+
+
+def ok_for(request):
+    """A 200 OK for a request's text."""
+    lines = [line for line in request.split("\r\n") if line.split(":", 1)[0].lower() in
+             ("via", "from", "to", "call-id", "cseq")]
+    return ("SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 def header(text, name):
@@ -156,3 +201,56 @@ def test_a_phone_of_another_application_cannot_replace_a_call(server):
     finally:
         owner.close()
         stranger.close()
+
+
+def test_a_real_phone_takes_an_attended_transfer_into_the_room(server, tmp_path):
+    """The receptionist (a UDP user agent) is in the room and on a second line with a real
+    phone (linphonec); she refers that phone to SIPx with a Replaces of her own call (RFC 5589
+    §7). linphonec sends SIPx the INVITE with Replaces; it takes her place in the room and her
+    call to SIPx ends `transferred`."""
+    from linphone import linphonec
+
+    creds = create_app(server)
+    # One trunk for both phones (linphonec sends from 127.0.0.1).
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "pbx", "inbound": {
+        "allowed_cidrs": ["127.0.0.208/32", "127.0.0.1/32"]}}, expect=201).json()
+    before = loads(server)
+    rule = called("300", "reception")
+    api(server, creds, "POST", "/v1/routing-rules",
+        {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}}, expect=201)
+    server.wait_log(lambda e: loads(server) > before, 10)
+    target = sip_addr(server)
+    audio = media.make_audio()
+    receptionist = Phone("127.0.0.208", target)
+    with linphonec(tmp_path, audio.tone400_8k) as lin:
+        # Its own offers name the address of its default route unless told otherwise.
+        lin.generic("ipv6 disable")
+        line2 = Phone("127.0.0.208", ("127.0.0.1", 5111))
+        try:
+            status, dialog, answer = receptionist.invite("300")
+            assert status == 200, answer
+            call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                             "the receptionist's call confirmed")
+            status, line2_dialog, line2_answer = line2.invite("lin")
+            assert status == 200, line2_answer
+            # Refer-To: SIPx's Contact, with a Replaces of her dialog named from SIPx's side.
+            contact = re.search(r"<([^>]+)>", header(answer, "Contact")).group(1)
+            named = f"{dialog[0]};to-tag={dialog[2]};from-tag={dialog[1]}"
+            refer_to = f"{contact}?Replaces={urllib.parse.quote(named, safe='')}"
+            assert line2.refer(line2_dialog, line2_answer, refer_to) == 202
+            line2.answer_requests()  # the transfer's NOTIFYs
+            bye = receptionist.wait_bye(dialog[0])
+            assert "Transferred" in (header(bye, "Reason") or ""), bye
+            ended = wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "her call ended")
+            assert ended["end"]["cause"] == "transferred", ended
+            new = wait_call(server, creds, lambda c: c["id"] != call["id"] and c["state"] == "CONFIRMED",
+                            "linphonec's call confirmed")
+            assert new["room"]["name"] == "reception", new
+            rooms.wait_until(lambda: [p["call_id"] for p in phones_in(server, creds, "reception")] == [new["id"]],
+                             what="only linphonec in the room")
+            lin.wait_output("calls", lambda out: f"{target[0]}" in out, what="linphonec's call to SIPx")
+            api(server, creds, "DELETE", f"/v1/calls/{new['id']}", expect=202)
+            wait_call(server, creds, lambda c: c["id"] == new["id"] and c["done"], "linphonec's call ended")
+        finally:
+            receptionist.close()
+            line2.close()
