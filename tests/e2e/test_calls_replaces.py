@@ -58,13 +58,9 @@ class Phone:
         target = re.search(r"<([^>]+)>", header(answer, "Contact")).group(1)
         to = re.sub(r";tag=[^;>\s]+", "", header(answer, "To"))
         branch = f"z9hG4bK{random.getrandbits(48):x}"
-        refer = (f"REFER {target} SIP/2.0\r\n"
-                 f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch={branch};rport\r\n"
-                 f"Max-Forwards: 70\r\nFrom: <sip:4915100@{self.ip}>;tag={tag}\r\n"
-                 f"To: {to};tag={their_tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 REFER\r\n"
-                 f"Contact: <sip:4915100@{self.ip}:{self.port}>\r\nRefer-To: <{refer_to}>\r\n"
-                 f"Referred-By: <sip:4915100@{self.ip}>\r\nContent-Length: 0\r\n\r\n")
-        self.sock.sendto(refer.encode(), self.target)
+        refer = self.head("REFER", target, branch, tag, f"{to};tag={their_tag}", call_id, 2,
+                          f"Refer-To: <{refer_to}>\r\nReferred-By: <sip:4915100@{self.ip}>\r\n")
+        self.sock.sendto((refer + "Content-Length: 0\r\n\r\n").encode(), self.target)
         while True:
             text = self.sock.recv(65535).decode(errors="replace")
             if text.startswith("SIP/2.0 ") and f"branch={branch}" in text:
@@ -74,6 +70,14 @@ class Phone:
             elif not text.startswith("SIP/2.0"):
                 self.sock.sendto(ok_for(text), self.target)
 
+    def head(self, method, uri, branch, tag, to, call_id, cseq, extra):
+        """A request's start line and headers, up to its body's headers."""
+        return (f"{method} {uri} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch={branch};rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:4915100@{self.ip}>;tag={tag}\r\n"
+                f"To: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+                f"Contact: <sip:4915100@{self.ip}:{self.port}>\r\n{extra}")
+
     def invite(self, user, extra=""):
         """Sends an INVITE and waits for its final response; ACKs it. Returns (status, the
         dialog as (Call-ID, our tag, SIPx's tag), the response text)."""
@@ -82,12 +86,8 @@ class Phone:
         branch = f"z9hG4bK{random.getrandbits(48):x}"
         body = sdp(self.ip, self.port + 2)
         host, port = self.target
-        head = (f"INVITE sip:{user}@{host}:{port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch={branch};rport\r\n"
-                f"Max-Forwards: 70\r\nFrom: <sip:4915100@{self.ip}>;tag={tag}\r\n"
-                f"To: <sip:{user}@{host}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
-                f"Contact: <sip:4915100@{self.ip}:{self.port}>\r\n{extra}"
-                f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        head = self.head("INVITE", f"sip:{user}@{host}:{port}", branch, tag, f"<sip:{user}@{host}>", call_id, 1,
+                         extra) + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
         self.sock.sendto(head.encode(), self.target)
         while True:
             text = self.sock.recv(65535).decode(errors="replace")
