@@ -196,6 +196,14 @@ def test_a_phone_of_another_application_cannot_replace_a_call(server):
         status, _, text = stranger.invite("sipx", replaces(dialog))
         assert status == 403, text
         assert not wait_call(server, creds, lambda c: c["id"] == call["id"], "the call")["done"]
+        # Nor an echo-test call, which has no row: it still has an owner.
+        status, echo_dialog, answer = owner.invite("echo")
+        assert status == 200, answer
+        status, _, text = stranger.invite("sipx", replaces(echo_dialog))
+        assert status == 403, text
+        status, _, text = owner.invite("sipx", replaces(echo_dialog))
+        assert status == 200, text
+        owner.wait_bye(echo_dialog[0])
         api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
         owner.wait_bye(dialog[0])
     finally:

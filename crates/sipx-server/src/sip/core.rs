@@ -771,6 +771,16 @@ impl Core {
             self.respond(now, txn, resp);
             return;
         }
+        // Only an INVITE may replace a dialog (RFC 3891 §3).
+        if !matches!(req.method, Method::Invite | Method::Ack | Method::Cancel)
+            && req.headers.get("Replaces").is_some()
+        {
+            let resp = req
+                .response(400, Some(&tag))
+                .with_reason("Replaces in a request other than INVITE");
+            self.respond(now, txn, resp);
+            return;
+        }
         match req.method {
             Method::Options => {
                 let resp = req

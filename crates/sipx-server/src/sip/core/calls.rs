@@ -23,7 +23,7 @@ use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 use super::Core;
 use super::call_rows::{CallRow, NewRow, end_cause};
 use super::inbound::{Destination, NewInvite};
-use super::origin::{policy_name, srtp_policy};
+use super::origin::{Origin, policy_name, srtp_policy};
 use super::pin_gate::PinGate;
 use crate::media::{Echo, LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
 
@@ -51,6 +51,8 @@ pub(crate) struct Call {
     pub(super) gate: Option<PinGate>,
     /// The row of an inbound call in an application (`GET /v1/calls`).
     pub(super) row: Option<CallRow>,
+    /// The trunk or account an inbound call came through (`None`: dialled out).
+    pub(super) origin: Option<Origin>,
 }
 
 /// A call's place in a room: the audio link, and its participant once the rooms took it.
@@ -62,7 +64,7 @@ pub(crate) struct RoomSeat {
     pub(super) place: Option<(RoomKey, String)>,
     /// A dialled-out call: its participant is control's (`control.rs`), which joined the room
     /// before the INVITE, so the leg is in the room from the answer on.
-    pub(super) controlled: bool,
+    controlled: bool,
 }
 
 impl RoomSeat {
@@ -227,7 +229,7 @@ impl Core {
         invite: NewInvite,
         destination: Destination,
         row: Option<NewRow>,
-    ) {
+    ) -> bool {
         let NewInvite {
             txn,
             req,
@@ -239,13 +241,19 @@ impl Core {
             let resp = req
                 .response(480, Some(&tag))
                 .with_reason("No route for this call");
-            return self.refuse_invite(now, txn, resp, row);
+            {
+                self.refuse_invite(now, txn, resp, row);
+                return false;
+            }
         };
         if !req.body.is_empty() && !has_sdp(&req) {
             let resp = req
                 .response(415, Some(&tag))
                 .with_header("Accept", "application/sdp");
-            return self.refuse_invite(now, txn, resp, row);
+            {
+                self.refuse_invite(now, txn, resp, row);
+                return false;
+            }
         }
         let offer = match sdp_of(&req.headers, &req.body) {
             None => None,
@@ -256,7 +264,10 @@ impl Core {
                         "Warning",
                         format!("399 {} \"Bad SDP: {e}\"", self.warn_agent()),
                     );
-                    return self.refuse_invite(now, txn, resp, row);
+                    {
+                        self.refuse_invite(now, txn, resp, row);
+                        return false;
+                    }
                 }
             },
         };
@@ -268,12 +279,18 @@ impl Core {
                     .response(503, Some(&tag))
                     .with_reason("No media port available")
                     .with_header("Retry-After", "5");
-                return self.refuse_invite(now, txn, resp, row);
+                {
+                    self.refuse_invite(now, txn, resp, row);
+                    return false;
+                }
             }
         };
         let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
         let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
-            return self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
+            {
+                self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
+                return false;
+            }
         };
         let body = match &offer {
             Some(offer) => match sdp.handle_offer(offer) {
@@ -289,13 +306,17 @@ impl Core {
                     let resp = req
                         .response(rejection.status(), Some(&tag))
                         .with_header("Warning", rejection.warning(&self.warn_agent()));
-                    return self.refuse_invite(now, txn, resp, row);
+                    {
+                        self.refuse_invite(now, txn, resp, row);
+                        return false;
+                    }
                 }
             },
             None => match sdp.create_offer() {
                 Ok(o) => o.to_bytes(),
                 Err(_) => {
-                    return self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
+                    self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
+                    return false;
                 }
             },
         };
@@ -303,7 +324,10 @@ impl Core {
             let resp = req
                 .response(400, Some(&tag))
                 .with_reason("Missing Contact or From tag");
-            return self.refuse_invite(now, txn, resp, row);
+            {
+                self.refuse_invite(now, txn, resp, row);
+                return false;
+            }
         };
         let call_id = dialog.id.call_id.clone();
         // A room's phones share a media thread, where their room is mixed once for all.
@@ -342,6 +366,7 @@ impl Core {
             gate: None,
             row,
             caller: caller.unwrap_or_else(|| "phone".to_owned()),
+            origin: Some(origin.clone()),
         };
         match &destination {
             Destination::Echo(_) => {}
@@ -398,6 +423,7 @@ impl Core {
         if gated {
             self.open_gate(now, &id);
         }
+        true
     }
 
     /// Gives `call` its seat in `room` and asks the rooms to take it; the leg waits in

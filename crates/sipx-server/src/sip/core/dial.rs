@@ -660,6 +660,7 @@ impl Core {
                 caller: String::new(),
                 gate: None,
                 row: None,
+                origin: None,
             };
             c.dialog = Some(dialog_id.clone());
             self.controls

@@ -246,7 +246,9 @@ impl Core {
     /// Answers, asks about or refuses a new INVITE as routing decided.
     pub(super) fn go_on(&mut self, now: Instant, invite: NewInvite, routed: Routed) {
         match routed {
-            Routed::Go(destination, row) => self.admit_invite(now, invite, destination, row),
+            Routed::Go(destination, row) => {
+                self.admit_invite(now, invite, destination, row);
+            }
             Routed::Ask(ask) => self.ask_webhook(now, invite, *ask),
             Routed::Refuse {
                 status,

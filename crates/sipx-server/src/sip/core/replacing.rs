@@ -2,8 +2,9 @@
 //! is how an attended transfer into a room ends: someone who called into the room hands their
 //! place to the caller they were talking to, whose phone then sends SIPx an INVITE naming the
 //! first call's dialog. The new call goes where the replaced one was (its room, its PIN gate
-//! or its echo test) and into its application; once the new call is answered, the replaced one
-//! ends with a BYE and its row reads `transferred`.
+//! or its echo test), and only from the same owner: the same application, or for a call in
+//! none (the echo test) the same trunk, account or address. Once the new call is answered,
+//! the replaced one ends with a BYE and its row reads `transferred`.
 
 use std::time::Instant;
 
@@ -11,7 +12,9 @@ use sipx_sip::msg::HasHeaders;
 use sipx_sip::replaces::Replaces;
 
 use super::Core;
+use super::calls::Call;
 use super::inbound::{Destination, NewInvite, new_row};
+use super::origin::Origin;
 use super::transfer::TRANSFERRED;
 
 impl Core {
@@ -31,22 +34,10 @@ impl Core {
         if target.early_only {
             return self.refuse_replacing(now, invite, 486, "The call is already answered");
         }
-        if call.room.as_ref().is_some_and(|seat| seat.controlled) {
-            // A dialled-out call's participant belongs to the API's call, which a phone cannot
-            // hand over.
-            return self.refuse_replacing(now, invite, 603, "This call cannot be handed over");
-        }
-        // The call's application, if it has one, must be the new caller's too: knowing a
-        // dialog's tags does not make a phone of another application its owner.
-        let app = call.row.as_ref().map(|row| row.app_id().to_owned());
-        if app.is_some() && app != self.app_of(&invite.origin) {
-            return self.refuse_replacing(
-                now,
-                invite,
-                403,
-                "The call belongs to another application",
-            );
-        }
+        // Knowing a dialog's tags does not make a phone its owner (§6).
+        let Some(app) = self.owned_by_the_same(call, &invite) else {
+            return self.refuse_replacing(now, invite, 403, "Not the owner of the call");
+        };
         let destination = match (&call.gate, &call.room) {
             (Some(gate), _) => Destination::PinRoom(gate.room.clone(), gate.pin().clone()),
             (None, Some(seat)) => match &seat.place {
@@ -59,22 +50,33 @@ impl Core {
             let (trunk, account) = self.came_through(&invite.origin);
             new_row(&invite.req, &app, trunk, account)
         });
-        let tag = invite.tag.clone();
-        let new_call = invite.req.call_id().unwrap_or("").to_owned();
         tracing::info!(
-            call_id = %new_call,
+            call_id = invite.req.call_id().unwrap_or(""),
             replaces = %target.dialog.call_id,
             "an INVITE takes the place of a call"
         );
-        self.admit_invite(now, invite, destination, row);
-        let answered = self
-            .calls
-            .by_dialog
-            .keys()
-            .any(|id| id.call_id == new_call && id.local_tag == tag);
-        if answered {
+        if self.admit_invite(now, invite, destination, row) {
             self.end_call(now, &target.dialog, TRANSFERRED, true);
         }
+    }
+
+    /// When `call` and the phone of `invite` have one owner: `Some` of their application (or
+    /// `None` for a call in none, which the same trunk, account or address may replace).
+    /// A dialled-out call is nobody's to hand over: its participant is the API's call.
+    fn owned_by_the_same(&self, call: &Call, invite: &NewInvite) -> Option<Option<String>> {
+        let origin = call.origin.as_ref()?;
+        let app = match &call.row {
+            Some(row) => Some(row.app_id().to_owned()),
+            None => self.app_of(origin),
+        };
+        let same = match &app {
+            Some(app) => self.app_of(&invite.origin).as_ref() == Some(app),
+            None => {
+                *origin == invite.origin
+                    && (*origin != Origin::Unknown || call.peer.addr.ip() == invite.peer.addr.ip())
+            }
+        };
+        same.then_some(app)
     }
 
     fn refuse_replacing(&mut self, now: Instant, invite: NewInvite, status: u16, reason: &str) {
@@ -92,9 +94,12 @@ impl Core {
     }
 }
 
-/// The dialog an INVITE's `Replaces` names, or the error status and reason: exactly one
-/// header, well formed (§3: several are a 400).
+/// The dialog an INVITE's `Replaces` names, or the error status and reason (§3): exactly one
+/// header, well formed, and no `Join` beside it.
 fn replaced_dialog(invite: &NewInvite) -> Result<Replaces, (u16, &'static str)> {
+    if invite.req.headers.get("Join").is_some() {
+        return Err((400, "Replaces and Join together"));
+    }
     let mut values = invite.req.headers.get_all("Replaces");
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err((400, "More than one Replaces header"));
