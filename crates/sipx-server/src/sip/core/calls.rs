@@ -175,8 +175,17 @@ pub(super) fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
 /// (an attended transfer's, with `Replaces`) cannot land in a test or a room by its name.
 const CONTACT_USER: &str = "sipx";
 
-fn has_sdp(req: &Request) -> bool {
-    has_sdp_body(&req.headers, &req.body)
+/// The bodies an INVITE, re-INVITE or UPDATE may carry its SDP in (a 415 lists them).
+const SDP_BODIES: &str = "application/sdp, multipart/mixed";
+
+/// The SDP a request offers: `Ok(None)` for none (no body, or only parts that may be
+/// ignored), `Err` for a body SIPx cannot read (it gets a 415).
+fn offered_sdp(req: &Request) -> Result<Option<&[u8]>, ()> {
+    match sipx_sip::msg::sdp_body(&req.headers, &req.body) {
+        sipx_sip::msg::SdpBody::Sdp(sdp) => Ok(Some(sdp)),
+        sipx_sip::msg::SdpBody::Absent => Ok(None),
+        sipx_sip::msg::SdpBody::Unusable => Err(()),
+    }
 }
 
 /// The SDP of a body: all of it when it is `application/sdp`, or that part of a
@@ -241,21 +250,17 @@ impl Core {
             let resp = req
                 .response(480, Some(&tag))
                 .with_reason("No route for this call");
-            {
-                self.refuse_invite(now, txn, resp, row);
-                return false;
-            }
+            self.refuse_invite(now, txn, resp, row);
+            return false;
         };
-        if !req.body.is_empty() && !has_sdp(&req) {
+        let Ok(offered) = offered_sdp(&req) else {
             let resp = req
                 .response(415, Some(&tag))
-                .with_header("Accept", "application/sdp");
-            {
-                self.refuse_invite(now, txn, resp, row);
-                return false;
-            }
-        }
-        let offer = match sdp_of(&req.headers, &req.body) {
+                .with_header("Accept", SDP_BODIES);
+            self.refuse_invite(now, txn, resp, row);
+            return false;
+        };
+        let offer = match offered {
             None => None,
             Some(sdp) => match SessionDescription::parse(sdp) {
                 Ok(sdp) => Some(sdp),
@@ -264,10 +269,8 @@ impl Core {
                         "Warning",
                         format!("399 {} \"Bad SDP: {e}\"", self.warn_agent()),
                     );
-                    {
-                        self.refuse_invite(now, txn, resp, row);
-                        return false;
-                    }
+                    self.refuse_invite(now, txn, resp, row);
+                    return false;
                 }
             },
         };
@@ -279,18 +282,14 @@ impl Core {
                     .response(503, Some(&tag))
                     .with_reason("No media port available")
                     .with_header("Retry-After", "5");
-                {
-                    self.refuse_invite(now, txn, resp, row);
-                    return false;
-                }
+                self.refuse_invite(now, txn, resp, row);
+                return false;
             }
         };
         let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
         let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
-            {
-                self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
-                return false;
-            }
+            self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
+            return false;
         };
         let body = match &offer {
             Some(offer) => match sdp.handle_offer(offer) {
@@ -306,10 +305,8 @@ impl Core {
                     let resp = req
                         .response(rejection.status(), Some(&tag))
                         .with_header("Warning", rejection.warning(&self.warn_agent()));
-                    {
-                        self.refuse_invite(now, txn, resp, row);
-                        return false;
-                    }
+                    self.refuse_invite(now, txn, resp, row);
+                    return false;
                 }
             },
             None => match sdp.create_offer() {
@@ -324,10 +321,8 @@ impl Core {
             let resp = req
                 .response(400, Some(&tag))
                 .with_reason("Missing Contact or From tag");
-            {
-                self.refuse_invite(now, txn, resp, row);
-                return false;
-            }
+            self.refuse_invite(now, txn, resp, row);
+            return false;
         };
         let call_id = dialog.id.call_id.clone();
         // A room's phones share a media thread, where their room is mixed once for all.
@@ -673,26 +668,24 @@ impl Core {
             return;
         };
         let peer = call.peer;
-        let result = if !req.body.is_empty() && !has_sdp(&req) {
+        let result = match offered_sdp(&req) {
             // A body SIPx cannot read (a part it must process beside the SDP).
-            Err((415, String::new()))
-        } else if let Some(sdp) = sdp_of(&req.headers, &req.body) {
-            match SessionDescription::parse(sdp) {
+            Err(()) => Err((415, String::new())),
+            Ok(Some(sdp)) => match SessionDescription::parse(sdp) {
                 Ok(offer) => call
                     .sdp
                     .handle_offer(&offer)
                     .map(|a| (a.to_bytes(), false))
                     .map_err(|r| (r.status(), r.warning(&agent))),
                 Err(e) => Err((488, format!("399 {agent} \"Bad SDP: {e}\""))),
-            }
-        } else if req.method == Method::Invite {
-            call.sdp
+            },
+            Ok(None) if req.method == Method::Invite => call
+                .sdp
                 .create_offer()
                 .map(|o| (o.to_bytes(), true))
-                .map_err(|_| (500, String::new()))
-        } else {
+                .map_err(|_| (500, String::new())),
             // An UPDATE without SDP refreshes the session only.
-            Ok((Vec::new(), false))
+            Ok(None) => Ok((Vec::new(), false)),
         };
         match result {
             Ok((body, offered)) => {
@@ -716,6 +709,9 @@ impl Core {
             }
             Err((status, warning)) => {
                 let mut resp = req.response(status, Some(&tag));
+                if status == 415 {
+                    resp.headers.push("Accept", SDP_BODIES);
+                }
                 if !warning.is_empty() {
                     resp.headers.push("Warning", warning);
                 }
