@@ -186,14 +186,23 @@ fn paced(
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let frame = rate as usize / 50;
     let audio = audio_at(rate, input);
-    let chunks: Vec<&[i16]> = audio.chunks_exact(frame).collect();
+    // What the phones send: the audio encoded once, in order, before anything is timed.
+    let mut encoder = new_encoder(phone, rate, options)?;
+    let mut payload = vec![0u8; frame];
+    let payloads = audio
+        .chunks_exact(frame)
+        .map(|chunk| {
+            let n = encoder.encode(chunk, &mut payload)?;
+            Ok(payload[..n].to_vec())
+        })
+        .collect::<Result<Vec<_>, CodecError>>()?;
     let threads = threads.clamp(1, calls.max(1));
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let share = calls / threads + usize::from(t < calls % threads);
-                let chunks = &chunks;
-                scope.spawn(move || paced_thread(phone, rate, options, share, seconds, chunks))
+                let payloads = &payloads;
+                scope.spawn(move || paced_thread(phone, rate, options, share, seconds, payloads))
             })
             .collect();
         handles
@@ -218,7 +227,7 @@ fn paced_thread(
     options: &EncoderOptions,
     calls: usize,
     seconds: f64,
-    chunks: &[&[i16]],
+    payloads: &[Vec<u8>],
 ) -> Result<(f64, usize), CodecError> {
     const STEPS: usize = 20;
     const STEP: Duration = Duration::from_millis(1);
@@ -237,9 +246,9 @@ fn paced_thread(
     let (mut pcm, mut out) = (vec![0i16; frame], vec![0i16; frame]);
     let mut call_frame = |call: usize, k: usize| -> Result<(), CodecError> {
         let (phone_enc, phone_dec, opus_enc, opus_dec) = &mut codecs[call];
-        // Phone to room: the phone's payload decoded, encoded to Opus.
-        let n = phone_enc.encode(chunks[(k + call * 37) % chunks.len()], &mut payload)?;
-        phone_dec.decode(&payload[..n], &mut pcm)?;
+        // Phone to room: the phone's payload (encoded before, as the phone did) decoded,
+        // encoded to Opus.
+        phone_dec.decode(&payloads[(k + call * 37) % payloads.len()], &mut pcm)?;
         let n = opus_enc.encode(black_box(&pcm), &mut payload)?;
         // Room to phone: Opus decoded, encoded for the phone.
         opus_dec.decode(&payload[..n], &mut out)?;

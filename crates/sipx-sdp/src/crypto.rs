@@ -135,10 +135,11 @@ impl CryptoAttr {
 
     /// True when SIPx can use this line: a known suite, one key of the right length without
     /// an MKI, and no session parameter that changes the packets or the keys. SIPx's SRTP
-    /// has one master key per direction and derives its session keys once (RFC 3711 with a
-    /// key derivation rate of 0): a line with several keys, an MKI (4 more bytes in every
-    /// packet) or a KDR other than 0 (keys derived anew every 2^n packets) would be accepted
-    /// and then fail to decrypt, so another line of the offer is taken, or the offer refused.
+    /// has one master key per direction and derives its session keys once (no `KDR`, RFC 4568
+    /// §6.3.1): a line with several keys, an MKI (more bytes in every packet) or a `KDR=n`
+    /// (keys derived anew every 2^n packets, n from 1 to 24) would be accepted and then fail
+    /// to decrypt, so another line of the offer is taken, or the offer refused. `KDR=0` is
+    /// outside the RFC's range; some phones write it to mean "once", and so it is read.
     pub fn is_usable(&self) -> bool {
         let Some(suite) = self.suite() else {
             return false;

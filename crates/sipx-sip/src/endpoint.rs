@@ -181,12 +181,16 @@ pub struct Endpoint {
     merge_keys: HashMap<DialogishKey, (u64, String), crate::FastHash>,
     timers: BTreeSet<(Instant, u64)>,
     out: VecDeque<Output>,
+    /// Keys the To tags of answers sent without a transaction (`stateless_tag`).
+    stateless_key: u64,
 }
 
 impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Self {
+        let mut rng = Rng::new(cfg.seed);
         Endpoint {
-            rng: Rng::new(cfg.seed),
+            stateless_key: rng.next_u64(),
+            rng,
             cfg,
             next_id: 1,
             txns: HashMap::default(),
@@ -259,6 +263,22 @@ impl Endpoint {
         }
     }
 
+    /// The To tag of an answer sent without a transaction: the same for every retransmission
+    /// of a request (RFC 3261 §8.2.7), from its Call-ID, From, CSeq and top Via, keyed so that
+    /// nobody can predict it (FNV-1a over the key and the fields).
+    fn stateless_tag(&self, headers: &crate::msg::Headers) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let fields = ["Call-ID", "From", "CSeq", "Via"].map(|n| headers.get(n).unwrap_or(""));
+        for bytes in std::iter::once(&self.stateless_key.to_le_bytes()[..])
+            .chain(fields.iter().flat_map(|f| [f.as_bytes(), b"\n"]))
+        {
+            for &b in bytes {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        format!("{hash:016x}")
+    }
+
     fn malformed(&mut self, peer: Peer, error: ParseError) {
         // Answer malformed requests when the response can be routed (it needs a Via); a
         // malformed response is dropped (RFC 3261 §18.1.2).
@@ -267,7 +287,7 @@ impl Endpoint {
             && headers.get("Via").is_some()
         {
             // A tag for the To even of a 400 (RFC 3261 §8.2.6.2), when the To is readable.
-            let tag = self.new_tag();
+            let tag = self.stateless_tag(headers);
             let response =
                 response_from_headers(headers, error.status, Some(&error.reason), Some(&tag));
             self.transmit(peer, response.to_bytes());

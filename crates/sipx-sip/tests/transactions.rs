@@ -316,10 +316,16 @@ fn malformed_requests_get_400_with_the_reason() {
     };
     assert_eq!(r.status, 400);
     assert_eq!(r.reason, "CSeq method does not match the Request-Line");
-    // Even a 400 tags the To (RFC 3261 §8.2.6.2).
+    // Even a 400 tags the To (RFC 3261 §8.2.6.2), with the same tag for a retransmission.
     let to = r.headers.get("To").unwrap();
     assert!(to.contains(";tag="), "{to}");
     assert!(matches!(ev[0], Event::Malformed { .. }));
+    ep.handle_datagram(Instant::now(), peer(Transport::Udp), bad.as_bytes());
+    let (again, _) = drain(&mut ep);
+    let SipMessage::Response(again) = &again[0] else {
+        panic!()
+    };
+    assert_eq!(again.headers.get("To"), Some(to));
 }
 
 #[test]

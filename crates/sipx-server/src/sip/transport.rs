@@ -246,17 +246,13 @@ async fn stream_connection<S>(
     });
     let mut framer = Framer::new();
     let mut buf = vec![0u8; 16 * 1024];
-    let mut stopping = false;
     'conn: loop {
         let n = tokio::select! {
             r = reader.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
-            _ = stop.wait_for(|s| *s) => {
-                stopping = true;
-                break;
-            }
+            _ = stop.wait_for(|s| *s) => break,
         };
         framer.push(&buf[..n]);
         loop {
@@ -278,7 +274,7 @@ async fn stream_connection<S>(
         }
     }
     let _ = core.send(CoreInput::FlowClosed { flow }).await;
-    finish_writer(write_task, stopping).await;
+    finish_writer(write_task, &mut stop).await;
 }
 
 /// How long a closing connection may take to write what the core had queued for it.
@@ -289,9 +285,17 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// sent just before closing its side) still go out: the writer stops by itself once the core
 /// drops its sender, and is cut off after [`LINGER`] (a peer that reads nothing) or at once
 /// when SIPx shuts down.
-pub(super) async fn finish_writer(writer: tokio::task::JoinHandle<()>, stopping: bool) {
+pub(super) async fn finish_writer(
+    writer: tokio::task::JoinHandle<()>,
+    stop: &mut watch::Receiver<bool>,
+) {
     let abort = writer.abort_handle();
-    if stopping || tokio::time::timeout(LINGER, writer).await.is_err() {
-        abort.abort();
+    if !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::timeout(LINGER, writer) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
     }
+    // A no-op when the writer is done.
+    abort.abort();
 }

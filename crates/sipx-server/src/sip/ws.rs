@@ -99,14 +99,10 @@ async fn session<S>(
         }
         let _ = sink.close().await;
     });
-    let mut stopping = false;
     loop {
         let next = tokio::select! {
             m = stream.next() => m,
-            _ = stop.wait_for(|s| *s) => {
-                stopping = true;
-                break;
-            }
+            _ = stop.wait_for(|s| *s) => break,
         };
         let bytes = match next {
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
@@ -123,5 +119,5 @@ async fn session<S>(
         }
     }
     let _ = core.send(CoreInput::FlowClosed { flow }).await;
-    super::transport::finish_writer(writer, stopping).await;
+    super::transport::finish_writer(writer, &mut stop).await;
 }

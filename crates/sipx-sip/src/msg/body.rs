@@ -1,7 +1,8 @@
 //! Where a message's SDP is: the body itself (`application/sdp`), or one part of a
 //! `multipart/mixed` body (RFC 2046 §5.1, RFC 5621). SIP-I and SIP-T gateways (RFC 3204) send
 //! the SDP beside an ISUP part marked `handling=optional`; a part SIPx cannot read that is not
-//! marked optional makes the body unusable (RFC 5621 §9.1: the request then gets a 415).
+//! marked optional (required is the default, RFC 3261 §20.11) makes the body unusable: the
+//! request then gets a 415 (RFC 5621).
 
 use super::Headers;
 use super::lex::trim_ws;
@@ -98,17 +99,28 @@ fn parts<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<Part<'a>>> {
 
 impl<'a> Part<'a> {
     fn parse(part: &'a [u8]) -> Option<Part<'a>> {
-        // A part with no headers starts with its blank line.
+        // A part with no headers starts with its blank line; one with headers and an empty
+        // body may have no blank line left (the delimiter took the last CRLF).
         let (head, body) = if let Some(body) = part.strip_prefix(b"\r\n") {
             (&part[..0], body)
-        } else {
-            let split = find(part, b"\r\n\r\n")?;
+        } else if let Some(split) = find(part, b"\r\n\r\n") {
             (&part[..split], &part[split + 4..])
+        } else {
+            (part.strip_suffix(b"\r\n").unwrap_or(part), &part[..0])
         };
         let head = header_text(head);
         let mut media_type = "text/plain".to_owned();
         let mut optional = false;
+        let mut encoded = false;
+        // Folded lines (RFC 2822 §2.2.3) joined to the line they continue.
+        let mut lines: Vec<String> = Vec::new();
         for line in head.split("\r\n") {
+            match (line.starts_with([' ', '\t']), lines.last_mut()) {
+                (true, Some(last)) => last.push_str(line),
+                _ => lines.push(line.to_owned()),
+            }
+        }
+        for line in &lines {
             let (name, value) = line.split_once(':')?;
             match trim_ws(name).to_ascii_lowercase().as_str() {
                 "content-type" | "c" => media_type = media_type_of(value),
@@ -117,11 +129,22 @@ impl<'a> Part<'a> {
                     optional = param(params, "handling")
                         .is_some_and(|h| h.eq_ignore_ascii_case("optional"));
                 }
+                // Base64 or quoted-printable SDP: not read (nobody sends it).
+                "content-transfer-encoding" => {
+                    encoded = !matches!(
+                        trim_ws(value).to_ascii_lowercase().as_str(),
+                        "7bit" | "8bit" | "binary"
+                    );
+                }
                 _ => {}
             }
         }
         Some(Part {
-            media_type,
+            media_type: if encoded {
+                format!("{media_type}; encoded")
+            } else {
+                media_type
+            },
             optional,
             body,
         })
@@ -209,7 +232,7 @@ mod tests {
     fn a_part_that_must_be_processed_makes_the_body_unusable() {
         let h = headers("multipart/mixed;boundary=unique-boundary-1");
         assert_eq!(sdp_body(&h, &sip_i("required", true)), SdpBody::Unusable);
-        // No Content-Disposition: handling is required by default (RFC 5621 §9.1).
+        // No Content-Disposition: handling is required by default (RFC 3261 §20.11).
         let body = sip_i("optional", true);
         let text = String::from_utf8_lossy(&body)
             .replace("Content-Disposition: signal;handling=optional\r\n", "");
@@ -220,6 +243,20 @@ mod tests {
         text.chars()
             .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
             .collect()
+    }
+
+    #[test]
+    fn folded_headers_empty_parts_and_encoded_sdp() {
+        let h = headers("multipart/mixed;boundary=b");
+        // A folded Content-Disposition; an optional part with headers and no body.
+        let body = format!(
+            "--b\r\nContent-Type: application/sdp\r\n\r\n{SDP}\r\n--b\r\nContent-Type: text/x\r\n\
+             Content-Disposition: signal;\r\n handling=optional\r\n--b--\r\n"
+        );
+        assert_eq!(sdp_body(&h, body.as_bytes()), SdpBody::Sdp(SDP.as_bytes()));
+        // Base64 SDP is not read as SDP: the part is one SIPx must process and cannot.
+        let body = "--b\r\nContent-Type: application/sdp\r\nContent-Transfer-Encoding: base64\r\n\r\ndj0w\r\n--b--";
+        assert_eq!(sdp_body(&h, body.as_bytes()), SdpBody::Unusable);
     }
 
     #[test]

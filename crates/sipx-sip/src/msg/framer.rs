@@ -2,7 +2,7 @@
 //! then `Content-Length` (mandatory on streams, RFC 3261 §18.3). CRLF keep-alives between
 //! messages (RFC 5626 §3.5.1) are recognised and reported so the transport can answer them.
 
-use super::parse::parse_framed;
+use super::parse::{header_end, parse_framed};
 use super::{MAX_MESSAGE_SIZE, ParseError, SipMessage};
 
 /// What the framer produced from the buffered bytes.
@@ -53,6 +53,11 @@ impl Framer {
         while self.buf.starts_with(b"\r\n") && !self.buf[2..].starts_with(b"\r") {
             self.consume(2);
         }
+        if self.pending_total.is_none() {
+            // Stray bare line feeds between messages, as the parser skips them.
+            let stray = self.buf.iter().take_while(|&&b| b == b'\n').count();
+            self.consume(stray);
+        }
         if self.buf == b"\r\n" || self.buf.is_empty() {
             return Ok(None);
         }
@@ -94,34 +99,6 @@ impl Framer {
         self.buf.drain(..n);
         self.scanned = self.scanned.saturating_sub(n);
     }
-}
-
-/// Where the header section ends: (where its last line ends, the bytes of the line break and
-/// the empty line after it). Lines end with CRLF (RFC 3261 §7); a bare LF is taken too, as the
-/// parser takes it, so a sloppy peer's message is framed as it is parsed.
-fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut at = 0;
-    while let Some(i) = buf
-        .get(at..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-    {
-        let nl = at + i;
-        let empty_line = match buf.get(nl + 1..) {
-            Some([b'\n', ..]) => Some(1),
-            Some([b'\r', b'\n', ..]) => Some(2),
-            _ => None,
-        };
-        if let Some(n) = empty_line {
-            let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
-            return Some((line_end, nl + 1 + n - line_end));
-        }
-        at = nl + 1;
-    }
-    None
 }
 
 /// Finds `Content-Length` (or `l`) in a raw header section.
@@ -176,6 +153,7 @@ mod tests {
             .unwrap()
             .replace("\r\n", "\n");
         let mut f = Framer::new();
+        f.push(b"\n\n");
         f.push(lf.as_bytes());
         f.push(MSG);
         for _ in 0..2 {

@@ -49,23 +49,58 @@ pub(crate) fn parse_framed(buf: &[u8]) -> Result<SipMessage, ParseError> {
 }
 
 fn split_head(buf: &[u8]) -> (&[u8], &[u8]) {
-    if let Some(i) = find(buf, b"\r\n\r\n") {
-        return (&buf[..i], &buf[i + 4..]);
+    match header_end(buf) {
+        Some((end, blank)) => (&buf[..end], &buf[end + blank..]),
+        None => (buf, &[]),
     }
-    if let Some(i) = find(buf, b"\n\n") {
-        return (&buf[..i], &buf[i + 2..]);
+}
+
+/// Where the header section ends: (where its last line ends, the bytes of that line break and
+/// the empty line after it). Lines end with CRLF (RFC 3261 §7); a bare LF is taken too, from
+/// sloppy peers. The first empty line counts, whatever its line ends: a body may hold more
+/// (a multipart one does). The framer cuts streams with this, so both read a message alike.
+pub(crate) fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(i) = buf
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+    {
+        let nl = at + i;
+        let empty_line = match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => Some(1),
+            Some([b'\r', b'\n', ..]) => Some(2),
+            _ => None,
+        };
+        if let Some(n) = empty_line {
+            let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            return Some((line_end, nl + 1 + n - line_end));
+        }
+        at = nl + 1;
     }
-    (buf, &[])
+    None
 }
 
 /// The header section as text. SIP's is UTF-8 (RFC 3261 §7.3.1), but old PBXs and gateways
 /// send display names in Latin-1: refused, their calls would fail with no answer a caller can
-/// act on, so bytes that are not UTF-8 are read as Latin-1, which every byte is. Only quoted
-/// strings and comments may hold such bytes; anywhere else the parse fails as it would have.
+/// act on, so a line that is not UTF-8 is read as Latin-1, which every byte is. Display names
+/// and free text may hold such bytes; what answers are matched by (Via, Call-ID, tags) must
+/// be ASCII (`check_common`).
 pub(crate) fn header_text(head: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(head) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => std::borrow::Cow::Owned(head.iter().copied().map(char::from).collect()),
+        // Line by line: one line's Latin-1 must not garble another line's UTF-8.
+        Err(_) => std::borrow::Cow::Owned(
+            head.split_inclusive(|&b| b == b'\n')
+                .map(|line| match std::str::from_utf8(line) {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => line.iter().copied().map(char::from).collect(),
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -242,7 +277,12 @@ fn check_common(headers: &Headers, is_request: bool) -> Result<(), ParseError> {
     if vias.is_empty() {
         return Err(bad("Missing Via"));
     }
-    if vias.iter().any(|v| Via::parse(v).is_none()) {
+    // What a peer matches its answers by must come back byte for byte, so it is ASCII, as the
+    // grammar says, even in a message read as Latin-1 (`header_text`).
+    if vias
+        .iter()
+        .any(|v| !v.is_ascii() || Via::parse(v).is_none())
+    {
         return Err(bad("Malformed Via"));
     }
     for name in ["From", "To", "Call-ID", "CSeq"] {
@@ -252,14 +292,23 @@ fn check_common(headers: &Headers, is_request: bool) -> Result<(), ParseError> {
             _ => return Err(bad(&format!("More than one {name}"))),
         }
     }
-    if headers.get("From").and_then(NameAddr::parse).is_none() {
+    let ascii_tag = |addr: NameAddr| addr.tag().is_none_or(str::is_ascii);
+    if !headers
+        .get("From")
+        .and_then(NameAddr::parse)
+        .is_some_and(ascii_tag)
+    {
         return Err(bad("Malformed From"));
     }
-    if headers.get("To").and_then(NameAddr::parse).is_none() {
+    if !headers
+        .get("To")
+        .and_then(NameAddr::parse)
+        .is_some_and(ascii_tag)
+    {
         return Err(bad("Malformed To"));
     }
     let call_id = headers.get("Call-ID").unwrap_or("");
-    if call_id.is_empty() || call_id.contains([' ', '\t']) {
+    if call_id.is_empty() || call_id.contains([' ', '\t']) || !call_id.is_ascii() {
         return Err(bad("Malformed Call-ID"));
     }
     if headers.get("CSeq").and_then(CSeq::parse).is_none() {
@@ -304,6 +353,21 @@ mod tests {
     }
 
     #[test]
+    fn the_first_empty_line_ends_the_headers_whatever_its_line_ends() {
+        // Bare-LF headers, then a body with CRLF blank lines in it (a multipart's).
+        let body = "--b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--b--";
+        let msg = OPTIONS.replace("\r\n", "\n").replace(
+            "Content-Length: 0\n\n",
+            &format!("Content-Length: {}\n\n{body}", body.len()),
+        );
+        let r = request(&msg);
+        assert_eq!(r.body, body.as_bytes());
+        assert_eq!(header_end(b"A: 1\r\n\nrest"), Some((4, 3)));
+        assert_eq!(header_end(b"A: 1\n\r\nrest"), Some((4, 3)));
+        assert_eq!(header_end(b"A: 1\r\nB: 2"), None);
+    }
+
+    #[test]
     fn a_latin1_display_name_is_read_as_latin1() {
         let latin1: Vec<u8> = OPTIONS
             .replace(
@@ -320,6 +384,30 @@ mod tests {
         let from = r.from().unwrap();
         assert_eq!(from.display.as_deref(), Some("Jos\u{e9} M\u{fc}ller"));
         assert_eq!(from.tag(), Some("abc"));
+        // Another line's UTF-8 is still UTF-8.
+        let mut mixed = latin1.clone();
+        let at = find(&mixed, b"Max-Forwards").unwrap();
+        mixed.splice(at..at, "Subject: caf\u{e9}\r\n".bytes());
+        let Ok(SipMessage::Request(r)) = parse_datagram(&mixed) else {
+            panic!("refused");
+        };
+        assert_eq!(r.headers.get("Subject"), Some("caf\u{e9}"));
+        // What answers are matched by must stay ASCII.
+        for (from, to) in [
+            ("Call-ID: opt-1@", "Call-ID: opt-\u{e9}@"),
+            ("branch=z9hG4bK-1", "branch=z9hG4bK-\u{e9}"),
+            ("tag=abc", "tag=ab\u{e9}"),
+        ] {
+            let bytes: Vec<u8> = OPTIONS
+                .replace(from, to)
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap())
+                .collect();
+            let Err(e) = parse_datagram(&bytes) else {
+                panic!("{to} taken");
+            };
+            assert!(e.reason.starts_with("Malformed"), "{to}: {}", e.reason);
+        }
     }
 
     #[test]

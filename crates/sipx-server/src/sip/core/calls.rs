@@ -171,8 +171,9 @@ pub(super) fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
     );
 }
 
-/// The user of SIPx's Contact in its dialogs: no routable name, so a new INVITE sent to it
-/// (an attended transfer's, with `Replaces`) cannot land in a test or a room by its name.
+/// The user of SIPx's Contact in its dialogs. Not `echo`, as it was: an attended transfer's
+/// INVITE is sent there, and with its `Replaces` it goes where the replaced call was
+/// (`replacing.rs`) whatever this says; without one, it is routed like any other new call.
 const CONTACT_USER: &str = "sipx";
 
 /// The bodies an INVITE, re-INVITE or UPDATE may carry its SDP in (a 415 lists them).
