@@ -325,8 +325,13 @@ async fn bad_rules_are_refused_with_the_field() {
             with_action(json!({"type": "webhook", "url": "https:///path"})),
             "action.url",
         ),
+        // The rules of every webhook URL: no credentials, no fragment.
         (
-            with_action(json!({"type": "webhook", "url": "https://a.example/x y"})),
+            with_action(json!({"type": "webhook", "url": "https://user:pw@a.example/"})),
+            "action.url",
+        ),
+        (
+            with_action(json!({"type": "webhook", "url": "https://a.example/#frag"})),
             "action.url",
         ),
         (

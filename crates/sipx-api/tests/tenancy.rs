@@ -7,21 +7,26 @@ mod common;
 use common::TestApi;
 use serde_json::json;
 
-#[tokio::test]
-async fn application_b_cannot_touch_application_a_objects() {
-    let api = TestApi::new().await;
-    let a = api.new_app("a").await;
-    let b = api.new_app("b").await;
+/// Creates A's SIP account `gw-a`; returns its id.
+async fn gateway_of_a(api: &TestApi, a: &common::Creds) -> String {
     let created = api
         .call(
-            &a,
+            a,
             "POST",
             "/v1/sip-accounts",
             Some(json!({"username": "gw-a", "password": "password-a-1"})),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.body["id"].as_str().unwrap().to_owned();
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn application_b_cannot_touch_application_a_objects() {
+    let api = TestApi::new().await;
+    let a = api.new_app("a").await;
+    let b = api.new_app("b").await;
+    let id = gateway_of_a(&api, &a).await;
     let path = format!("/v1/sip-accounts/{id}");
 
     api.call(&b, "GET", &path, None)
@@ -246,4 +251,84 @@ async fn trunks_crud_isolation_and_write_only_passwords() {
         );
     }
     assert_eq!(api.call(&a, "DELETE", &path, None).await.status, 204);
+}
+
+/// What SIP tells applications apart by: one application cannot claim a network another's
+/// trunk takes calls from, nor a user name SIP already authenticates (another trunk's inbound
+/// user, a SIP account, an application's key).
+#[tokio::test]
+async fn one_application_cannot_take_another_ones_calls_or_logins() {
+    let api = TestApi::new().await;
+    let a = api.new_app("a").await;
+    let b = api.new_app("b").await;
+    let trunk = |cidrs: serde_json::Value, user: Option<&str>| {
+        let mut inbound = json!({"allowed_cidrs": cidrs});
+        if let Some(u) = user {
+            inbound["username"] = json!(u);
+            inbound["password"] = json!("a-long-password-1");
+        }
+        Some(json!({"name": "carrier", "inbound": inbound}))
+    };
+    let created = api
+        .call(
+            &a,
+            "POST",
+            "/v1/trunks",
+            trunk(json!(["127.0.0.0/24"]), Some("carrier-a")),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // B: a narrower network inside A's, the whole internet, A's exact network: all refused.
+    for cidrs in [
+        json!(["127.0.0.77/32"]),
+        json!(["0.0.0.0/0"]),
+        json!(["127.0.0.0/24"]),
+    ] {
+        api.call(&b, "POST", "/v1/trunks", trunk(cidrs, None))
+            .await
+            .assert_problem(409, "conflict");
+    }
+    // A itself may have several trunks on its networks; B another network.
+    let again = api
+        .call(&a, "POST", "/v1/trunks", trunk(json!(["127.0.0.5"]), None))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    let other = api
+        .call(&b, "POST", "/v1/trunks", trunk(json!(["10.0.0.0/8"]), None))
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    // Nor may B's trunk grow into A's network afterwards.
+    let path = format!("/v1/trunks/{}", other.body["id"].as_str().unwrap());
+    api.call(
+        &b,
+        "PATCH",
+        &path,
+        Some(json!({"inbound": {"allowed_cidrs": ["127.0.0.9"]}})),
+    )
+    .await
+    .assert_problem(409, "conflict");
+
+    // User names: A's trunk user, A's key, a SIP account's user.
+    api.call(
+        &b,
+        "POST",
+        "/v1/trunks",
+        trunk(json!([]), Some("carrier-a")),
+    )
+    .await
+    .assert_problem(409, "conflict");
+    for taken in ["carrier-a", a.key.as_str()] {
+        api.call(
+            &b,
+            "POST",
+            "/v1/sip-accounts",
+            Some(json!({"username": taken, "password": "password-b-1"})),
+        )
+        .await
+        .assert_problem(409, "conflict");
+    }
+    gateway_of_a(&api, &a).await;
+    api.call(&b, "POST", "/v1/trunks", trunk(json!([]), Some("gw-a")))
+        .await
+        .assert_problem(409, "conflict");
 }

@@ -17,6 +17,7 @@ mod page;
 mod registrations;
 mod routing_rules;
 mod sip_accounts;
+mod sip_identities;
 mod srtp;
 mod store;
 mod time;
@@ -34,6 +35,7 @@ pub use routing_rules::{
     RuleAction, RuleKey,
 };
 pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
+pub use sip_identities::SipClaim;
 pub use srtp::SrtpPolicy;
 pub use store::Store;
 pub use trunks::{SecretChange, TrunkData, TrunkRecord, TrunkWithSecrets};

@@ -28,7 +28,6 @@ const MAX_TIMEOUT_MS: u32 = 10_000;
 /// Room prefixes leave room for the unique part or the number in a 64-character name.
 const MAX_PREFIX_LEN: usize = 32;
 const MAX_NUMBER_LEN: usize = 64;
-const MAX_URL_LEN: usize = 2048;
 
 /// How a number condition compares. `exact` and `prefix` ignore a leading `+` and the visual
 /// separators `-` `.` `(` `)` and space on both sides; `pattern` is a regular expression
@@ -314,18 +313,6 @@ fn is_text(s: &str, max: usize) -> bool {
     s.chars().count() <= max && !s.chars().any(char::is_control)
 }
 
-/// An absolute `http` or `https` URL with a host; the webhook client parses it for real.
-fn is_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
-    rest.is_some_and(|r| {
-        let host = r.split(['/', '?', '#']).next().unwrap_or("");
-        !host.is_empty() && !host.starts_with(':')
-    }) && s.len() <= MAX_URL_LEN
-        && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
 fn check_number(m: &NumberMatch, field: &str, c: &mut Checker) {
     match m.kind {
         MatchKind::Pattern => {
@@ -413,11 +400,15 @@ fn check_action(a: &ActionInput, c: &mut Checker) -> (StoredAction, SecretChange
             timeout_ms,
             fallback_room,
         } => {
-            c.check(
-                is_url(url),
-                "action.url",
-                "an absolute http or https URL, at most 2048 characters",
-            );
+            // The rules of every other webhook URL (no credentials, no fragment), and stored
+            // as they are stored.
+            let url = match super::webhooks::webhook_url(url) {
+                Ok(normalised) => normalised,
+                Err(why) => {
+                    c.check(false, "action.url", why);
+                    url.clone()
+                }
+            };
             c.check(
                 (100..=MAX_TIMEOUT_MS).contains(timeout_ms),
                 "action.timeout_ms",
@@ -428,7 +419,7 @@ fn check_action(a: &ActionInput, c: &mut Checker) -> (StoredAction, SecretChange
             }
             (
                 StoredAction::Webhook {
-                    url: url.clone(),
+                    url,
                     timeout_ms: *timeout_ms,
                     fallback_room: fallback_room.clone(),
                 },

@@ -301,6 +301,14 @@ pub async fn create(
     check_description(body.description.as_deref(), &mut errors);
     let allowed_cidrs = normalise_cidrs(&body.allowed_cidrs, &mut errors);
     refuse_if_any(errors)?;
+    // Nor another trunk's inbound user or an application's key, in any application.
+    let claim = super::sip_claims::Claim {
+        app_id: &app.id,
+        owner_id: None,
+        username: Some(&body.username),
+        networks: &[],
+    };
+    super::sip_claims::refuse_taken(&state, claim).await?;
     let new = NewSipAccount {
         username: body.username,
         password: Redacted::new(body.password),

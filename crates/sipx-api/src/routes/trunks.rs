@@ -511,13 +511,34 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such trunk".to_owned())
 }
 
+/// 409 when the trunk's inbound networks or user would take another's calls or logins.
+async fn refuse_taken_by_others(
+    state: &ApiState,
+    app_id: &str,
+    trunk_id: Option<&str>,
+    data: &TrunkData,
+) -> Result<(), ApiError> {
+    let claim = super::sip_claims::Claim {
+        app_id,
+        owner_id: trunk_id,
+        username: data.inbound_username.as_deref(),
+        networks: &data.inbound_cidrs,
+    };
+    super::sip_claims::refuse_taken(state, claim).await
+}
+
 /// Create a trunk
 ///
 /// A provider SIPx places calls through (`outbound`, optionally registering to it) and/or
 /// accepts calls from (`inbound`, by source address and/or digest).
 #[utoipa::path(post, path = "/v1/trunks", tag = "trunks", operation_id = "create_trunk",
     request_body = CreateTrunk,
-    responses((status = 201, description = "Created", body = Trunk)))]
+    responses(
+        (status = 201, description = "Created", body = Trunk),
+        (status = 409, description = "Its inbound networks overlap another application's, or its \
+            inbound user name is taken", body = crate::problem::Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
@@ -540,6 +561,7 @@ pub async fn create(
         ..TrunkData::new(body.name)
     };
     apply_outbound(&mut data, body.outbound.as_ref());
+    refuse_taken_by_others(&state, &app.id, None, &data).await?;
     let password = secret_change(&body.outbound.as_ref().and_then(|o| o.password.clone()));
     let trunk = state
         .store
@@ -589,7 +611,12 @@ pub async fn get(
 #[utoipa::path(patch, path = "/v1/trunks/{trunk_id}", tag = "trunks", operation_id = "update_trunk",
     params(("trunk_id" = String, Path, description = "Trunk id")),
     request_body = UpdateTrunk,
-    responses((status = 200, description = "The updated trunk", body = Trunk)))]
+    responses(
+        (status = 200, description = "The updated trunk", body = Trunk),
+        (status = 409, description = "Its inbound networks overlap another application's, or its \
+            inbound user name is taken", body = crate::problem::Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn update(
     Tenant(app): Tenant,
     State(state): State<ApiState>,
@@ -634,6 +661,7 @@ pub async fn update(
         inbound_password = secret_change(&i.password);
     }
     c.done()?;
+    refuse_taken_by_others(&state, &app.id, Some(&id), &data).await?;
     state
         .store
         .update_trunk(&app.id, &id, &data, &password, &inbound_password)

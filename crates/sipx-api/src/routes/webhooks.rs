@@ -32,6 +32,13 @@ pub(crate) fn webhook_url(raw: &str) -> Result<String, &'static str> {
     if raw.chars().any(char::is_control) {
         return Err("must not contain control characters");
     }
+    // `https:///x` would be read as host `x`: the authority must be there, not implied.
+    if raw
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.starts_with(['/', '?', '#']))
+    {
+        return Err("must name a host");
+    }
     let url = url::Url::parse(raw).map_err(|_| "must be an absolute http:// or https:// URL")?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http:// or https:// URL");

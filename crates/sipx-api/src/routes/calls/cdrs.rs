@@ -59,6 +59,8 @@ pub struct CdrQuery {
     pub since: Option<String>,
     /// `csv` for CSV (as does `Accept: text/csv`).
     pub format: Option<String>,
+    /// Items per page (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -150,10 +152,7 @@ pub async fn list(
     let since_ms = match &q.since {
         None => None,
         Some(s) => Some(
-            humantime::parse_rfc3339(s)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_millis()).ok())
+            crate::time::parse_rfc3339_ms(s)
                 .ok_or_else(|| ApiError::BadRequest("since must be an RFC 3339 time".to_owned()))?,
         ),
     };

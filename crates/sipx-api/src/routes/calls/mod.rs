@@ -221,6 +221,8 @@ pub struct CallQuery {
     pub room: Option<String>,
     /// `true`: only live calls; `false`: only ended ones.
     pub active: Option<bool>,
+    /// Items per page (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -1,0 +1,77 @@
+//! One application's SIP must not be another's: a trunk whose inbound networks overlap those
+//! of another application's trunk would take that application's calls (the narrowest network
+//! wins), and a user name SIP authenticates (a trunk's inbound digest user, a SIP account, an
+//! application key) that another already uses would take its logins. Such a trunk or account
+//! is refused with 409 before it is stored.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::problem::ApiError;
+use crate::state::ApiState;
+
+/// What a new or changed trunk or account would claim.
+pub(crate) struct Claim<'a> {
+    pub app_id: &'a str,
+    /// The trunk or account being changed, which may keep what it has.
+    pub owner_id: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub networks: &'a [String],
+}
+
+/// 409 when `claim` takes what another application's trunk, account or key has (a user name:
+/// what anything else has, in any application).
+pub(crate) async fn refuse_taken(state: &ApiState, claim: Claim<'_>) -> Result<(), ApiError> {
+    if claim.username.is_none() && claim.networks.is_empty() {
+        return Ok(());
+    }
+    let mine: Vec<IpNet> = claim.networks.iter().filter_map(|n| parse(n)).collect();
+    for other in state.store.sip_claims().await? {
+        if Some(other.owner_id.as_str()) == claim.owner_id {
+            continue;
+        }
+        if claim.username.is_some() && other.username.as_deref() == claim.username {
+            return Err(ApiError::Conflict(
+                "this SIP user name is already taken".to_owned(),
+            ));
+        }
+        if other.app_id == claim.app_id {
+            continue;
+        }
+        for theirs in other.networks.iter().filter_map(|n| parse(n)) {
+            if let Some(net) = mine.iter().find(|m| overlap(m, &theirs)) {
+                return Err(ApiError::Conflict(format!(
+                    "inbound network {net} overlaps one another application takes calls from"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse(net: &str) -> Option<IpNet> {
+    net.parse::<IpNet>()
+        .ok()
+        .or_else(|| net.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// Two prefixes overlap when one contains the other.
+fn overlap(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_overlap_when_one_holds_the_other() {
+        let net = |s: &str| parse(s).unwrap();
+        assert!(overlap(&net("127.0.0.0/24"), &net("127.0.0.77/32")));
+        assert!(overlap(&net("127.0.0.77"), &net("0.0.0.0/0")));
+        assert!(overlap(&net("10.0.0.0/8"), &net("10.0.0.0/8")));
+        assert!(!overlap(&net("10.0.0.0/8"), &net("11.0.0.0/8")));
+        assert!(!overlap(&net("127.0.0.1/32"), &net("::1/128")));
+    }
+}
