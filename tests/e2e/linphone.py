@@ -60,4 +60,15 @@ def linphonec(tmp_path, play_wav, port=5111):
         lin.generic(f"play {play_wav}")
         yield lin
     finally:
+        lin.sh("generic", "terminate all")
         lin.sh("exit")
+        # linphonecsh's exit is a request: a daemon still in a call may stay, holding its SIP
+        # port for the next test. Its command line names this test's own config file.
+        gone = False
+        for _ in range(50):
+            if subprocess.run(["pgrep", "-f", str(rc)], capture_output=True).returncode != 0:
+                gone = True
+                break
+            time.sleep(0.1)
+        if not gone:
+            subprocess.run(["pkill", "-KILL", "-f", str(rc)], capture_output=True)
