@@ -252,3 +252,27 @@ async fn array_shaped_patch_is_not_taken_for_an_empty_update() {
         .await;
     r.assert_problem(422, "invalid-body");
 }
+
+/// A list filter that can match nothing is refused, not answered with an empty page.
+#[tokio::test]
+async fn impossible_list_filters_are_refused() {
+    let api = TestApi::new().await;
+    let c = api.new_app("a").await;
+    for path in [
+        "/v1/calls?state=BOGUS",
+        "/v1/calls?direction=sideways",
+        "/v1/cdrs?format=xml",
+    ] {
+        api.call(&c, "GET", path, None)
+            .await
+            .assert_problem(400, "bad-request");
+    }
+    for path in [
+        "/v1/calls?state=confirmed",
+        "/v1/calls?state=DISCONNECTED&direction=inbound",
+        "/v1/cdrs?format=json",
+    ] {
+        let r = api.call(&c, "GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    }
+}

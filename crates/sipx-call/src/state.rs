@@ -34,6 +34,23 @@ pub enum CallStateKind {
 }
 
 impl CallStateKind {
+    /// Every state, in the order a call goes through them.
+    pub const ALL: [CallStateKind; 6] = [
+        CallStateKind::Calling,
+        CallStateKind::Incoming,
+        CallStateKind::Early,
+        CallStateKind::Connecting,
+        CallStateKind::Confirmed,
+        CallStateKind::Disconnected,
+    ];
+
+    /// The state a name stands for, in any case (`confirmed`, `CONFIRMED`).
+    pub fn from_name(name: &str) -> Option<CallStateKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(name))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CallStateKind::Calling => "CALLING",

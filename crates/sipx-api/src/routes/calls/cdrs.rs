@@ -57,7 +57,7 @@ pub struct CdrList {
 pub struct CdrQuery {
     /// Calls started at or after this time (RFC 3339).
     pub since: Option<String>,
-    /// `csv` for CSV (as does `Accept: text/csv`).
+    /// `csv` for CSV (as does `Accept: text/csv`), `json` (the default); anything else is a 400.
     pub format: Option<String>,
     /// Items per page (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -149,6 +149,14 @@ pub async fn list(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<CdrQuery>,
 ) -> Result<Response, ApiError> {
+    if q.format
+        .as_deref()
+        .is_some_and(|f| !matches!(f, "json" | "csv"))
+    {
+        return Err(ApiError::BadRequest(
+            "format must be json or csv".to_owned(),
+        ));
+    }
     let since_ms = match &q.since {
         None => None,
         Some(s) => Some(

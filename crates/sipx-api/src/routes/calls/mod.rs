@@ -213,9 +213,10 @@ pub struct CallList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallQuery {
-    /// Only calls in this state.
+    /// Only calls in this state (`CALLING`, `INCOMING`, `EARLY`, `CONNECTING`, `CONFIRMED`,
+    /// `DISCONNECTED`, in any case); another value is a 400.
     pub state: Option<String>,
-    /// `outbound` or `inbound`.
+    /// `outbound` or `inbound`; another value is a 400.
     pub direction: Option<String>,
     /// Only calls of this room.
     pub room: Option<String>,
@@ -512,8 +513,31 @@ pub async fn list(
         cursor: q.cursor,
     }
     .to_page_request()?;
+    // A filter that can match nothing is a mistake to say, not an empty page to give.
+    let state_filter = match q.state.as_deref() {
+        None => None,
+        Some(name) => Some(
+            sipx_call::CallStateKind::from_name(name)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "state must be CALLING, INCOMING, EARLY, CONNECTING, CONFIRMED or DISCONNECTED"
+                            .to_owned(),
+                    )
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    if q.direction
+        .as_deref()
+        .is_some_and(|d| !matches!(d, "inbound" | "outbound"))
+    {
+        return Err(ApiError::BadRequest(
+            "direction must be inbound or outbound".to_owned(),
+        ));
+    }
     let filter = CallFilter {
-        state: q.state,
+        state: state_filter,
         direction: q.direction,
         room: q.room,
         ended: q.active.map(|a| !a),
