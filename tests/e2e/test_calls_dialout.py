@@ -211,6 +211,9 @@ def test_an_unreachable_phone_times_out_with_408(fast_server, tmp_path):
     creds = create_app(fast_server)[:2]
     created = api(fast_server, creds, "POST", "/v1/calls", {
         "to": "sip:+4930444@127.0.0.154:5999", "room": {"name": "nowhere"}}, expect=201).json()
+    # In the room while it is dialled, and the room says so (it joined after CALLING began).
+    rooms.wait_until(lambda: [p["call_state"] for p in api(fast_server, creds, "GET", "/v1/rooms/nowhere").json()
+                              .get("participants", [])] == ["CALLING"], timeout=10, what="the phone CALLING in the room")
     ended = wait_state(fast_server, creds, created["id"], "DISCONNECTED", timeout=20)
     assert states(ended) == [("CALLING", 0), ("DISCONNECTED", 408)], ended
     assert ended["end"]["cause"] == "unreachable", ended

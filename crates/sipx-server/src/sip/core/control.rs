@@ -390,6 +390,14 @@ impl Core {
             }
             Ok(p) => {
                 c.participant = Some(*p);
+                // The room hears of later states as they come; this one came before it joined.
+                let now_state = c
+                    .history
+                    .last()
+                    .and_then(|e| sipx_call::CallStateKind::from_name(&e.state));
+                if let (Some(rooms), Some(state)) = (&self.rooms, now_state) {
+                    rooms.set_call_state(*p, state.as_str());
+                }
                 Input::Room(RoomInput::Joined {
                     participant: p.0.to_string(),
                 })
