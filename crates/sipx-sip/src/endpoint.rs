@@ -265,18 +265,15 @@ impl Endpoint {
 
     /// The To tag of an answer sent without a transaction: the same for every retransmission
     /// of a request (RFC 3261 §8.2.7), from its Call-ID, From, CSeq and top Via, keyed so that
-    /// nobody can predict it (FNV-1a over the key and the fields).
+    /// nobody can predict it (std's SipHash over the key and the fields).
     fn stateless_tag(&self, headers: &crate::msg::Headers) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let fields = ["Call-ID", "From", "CSeq", "Via"].map(|n| headers.get(n).unwrap_or(""));
-        for bytes in std::iter::once(&self.stateless_key.to_le_bytes()[..])
-            .chain(fields.iter().flat_map(|f| [f.as_bytes(), b"\n"]))
-        {
-            for &b in bytes {
-                hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        format!("{hash:016x}")
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.stateless_key.hash(&mut hasher);
+        ["Call-ID", "From", "CSeq", "Via"]
+            .map(|n| headers.get(n).unwrap_or(""))
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
     }
 
     fn malformed(&mut self, peer: Peer, error: ParseError) {

@@ -1,11 +1,8 @@
 //! `/v1/sip-accounts`: credentials that gateways and phones REGISTER with, per application.
 
-use std::net::IpAddr;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sipx_secrets::Redacted;
 use sipx_store::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
@@ -248,10 +245,7 @@ fn normalise_cidrs(cidrs: &[String], errors: &mut Vec<FieldError>) -> Vec<String
     }
     let mut out = Vec::with_capacity(cidrs.len());
     for (i, c) in cidrs.iter().enumerate() {
-        let parsed = c
-            .parse::<IpNet>()
-            .ok()
-            .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from));
+        let parsed = super::sip_claims::parse_net(c);
         match parsed {
             Some(net) => out.push(net.trunc().to_string()),
             None => errors.push(FieldError {

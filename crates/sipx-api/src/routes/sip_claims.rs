@@ -26,7 +26,7 @@ pub(crate) async fn refuse_taken(state: &ApiState, claim: Claim<'_>) -> Result<(
     if claim.username.is_none() && claim.networks.is_empty() {
         return Ok(());
     }
-    let mine: Vec<IpNet> = claim.networks.iter().filter_map(|n| parse(n)).collect();
+    let mine: Vec<IpNet> = claim.networks.iter().filter_map(|n| parse_net(n)).collect();
     for other in state.store.sip_claims().await? {
         if Some(other.owner_id.as_str()) == claim.owner_id {
             continue;
@@ -39,7 +39,7 @@ pub(crate) async fn refuse_taken(state: &ApiState, claim: Claim<'_>) -> Result<(
         if other.app_id == claim.app_id {
             continue;
         }
-        for theirs in other.networks.iter().filter_map(|n| parse(n)) {
+        for theirs in other.networks.iter().filter_map(|n| parse_net(n)) {
             if let Some(net) = mine.iter().find(|m| overlap(m, &theirs)) {
                 return Err(ApiError::Conflict(format!(
                     "inbound network {net} overlaps one another application takes calls from"
@@ -50,7 +50,8 @@ pub(crate) async fn refuse_taken(state: &ApiState, claim: Claim<'_>) -> Result<(
     Ok(())
 }
 
-fn parse(net: &str) -> Option<IpNet> {
+/// A network as the API takes it: `203.0.113.0/24`, or one address.
+pub(crate) fn parse_net(net: &str) -> Option<IpNet> {
     net.parse::<IpNet>()
         .ok()
         .or_else(|| net.parse::<IpAddr>().ok().map(IpNet::from))
@@ -67,7 +68,7 @@ mod tests {
 
     #[test]
     fn prefixes_overlap_when_one_holds_the_other() {
-        let net = |s: &str| parse(s).unwrap();
+        let net = |s: &str| parse_net(s).unwrap();
         assert!(overlap(&net("127.0.0.0/24"), &net("127.0.0.77/32")));
         assert!(overlap(&net("127.0.0.77"), &net("0.0.0.0/0")));
         assert!(overlap(&net("10.0.0.0/8"), &net("10.0.0.0/8")));

@@ -1,11 +1,8 @@
 //! `/v1/trunks`: SIP trunks to and from providers, per application.
 
-use std::net::IpAddr;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sipx_secrets::Redacted;
 use sipx_store::{SecretChange, TrunkData, TrunkRecord};
@@ -428,10 +425,7 @@ fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let net = s
-                .parse::<IpNet>()
-                .ok()
-                .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
+            let net = super::sip_claims::parse_net(s);
             c.check(
                 net.is_some(),
                 format!("inbound.allowed_cidrs[{i}]"),

@@ -198,11 +198,6 @@ pub(super) fn sdp_of<'a>(headers: &sipx_sip::msg::Headers, body: &'a [u8]) -> Op
     }
 }
 
-/// A body that carries SDP ([`sdp_of`]).
-pub(super) fn has_sdp_body(headers: &sipx_sip::msg::Headers, body: &[u8]) -> bool {
-    sdp_of(headers, body).is_some()
-}
-
 impl Core {
     /// A new INVITE (no To tag) that passed the source policy.
     pub(super) fn on_new_invite(

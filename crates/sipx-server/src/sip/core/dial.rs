@@ -16,7 +16,7 @@ use sipx_sip::uac::{Credentials, ack_for_2xx, cancel_for, with_credentials};
 use sipx_sip::{ClientTxnId, Peer, Transport};
 
 use super::Core;
-use super::calls::{Call, RoomSeat, has_sdp_body};
+use super::calls::{Call, RoomSeat, sdp_of};
 use super::origin::{Origin, sdp_policy, srtp_policy};
 use crate::media::{Echo, PortPair};
 use crate::sip::call_service::{DialTarget, Lookup, resolve};
@@ -465,7 +465,7 @@ impl Core {
             out.rang = true;
         }
         let mut sdp = false;
-        if (101..200).contains(&status) && has_sdp_body(&response.headers, &response.body) {
+        if (101..200).contains(&status) && sdp_of(&response.headers, &response.body).is_some() {
             sdp = self.take_answer(&id, response);
         }
         let reason = if response.reason.is_empty() {
@@ -554,7 +554,7 @@ impl Core {
             // §13.2.1): the first one stands.
             return true;
         }
-        let sdp_bytes = super::calls::sdp_of(&response.headers, &response.body).unwrap_or_default();
+        let sdp_bytes = sdp_of(&response.headers, &response.body).unwrap_or_default();
         match SessionDescription::parse(sdp_bytes) {
             Ok(answer) => match sdp.handle_answer(&answer) {
                 Ok(_) => true,
@@ -625,7 +625,7 @@ impl Core {
         let v = via(self, &peer);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
         self.endpoint.send_stateless(peer, ack.clone());
-        let sdp = if has_sdp_body(&response.headers, &response.body) {
+        let sdp = if sdp_of(&response.headers, &response.body).is_some() {
             self.take_answer(id, response)
         } else {
             self.controls
