@@ -51,11 +51,9 @@ def test_a_flooding_source_is_rate_limited_but_a_trunk_network_is_not(data_dir):
 
         # A provider's edge sends as fast as its callers call: its trunk network is not limited.
         key, secret, _ = create_app(s)
-        before = len([e for e in s.events() if e.get("message") == "trunks loaded"])
         r = requests.post(s.url("/v1/trunks"), headers=auth_header(key, secret), timeout=5,
                           json={"name": "carrier", "inbound": {"allowed_cidrs": ["127.0.0.67/32"]}})
         assert r.status_code == 201, r.text
-        s.wait_log(lambda e: len([x for x in s.events() if x.get("message") == "trunks loaded"]) > before, 10)
         answered = sum(sip_transaction(target, "127.0.0.67", "OPTIONS") == 200 for _ in range(12))
         assert answered == 12, answered
     finally:

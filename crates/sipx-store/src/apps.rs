@@ -138,7 +138,7 @@ impl Store {
         .execute(&self.pool)
         .await?;
         // Services that keep an application's settings (its webhook URL) reload them.
-        self.changed();
+        self.changed().await;
         self.get_app(id).await
     }
 

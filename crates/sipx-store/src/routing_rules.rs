@@ -362,7 +362,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.changed();
+        self.changed().await;
         let created = self
             .get_routing_rule(app_id, &id)
             .await?
@@ -409,7 +409,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.changed();
+        self.changed().await;
         Ok(self.get_routing_rule(app_id, id).await?.map(Ok))
     }
 
@@ -464,7 +464,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        self.changed();
+        self.changed().await;
         Ok(done.rows_affected() > 0)
     }
 

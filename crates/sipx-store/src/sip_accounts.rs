@@ -111,7 +111,7 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        self.changed();
+        self.changed().await;
         Ok(SipAccountRecord {
             id,
             app_id: app_id.to_owned(),
@@ -203,7 +203,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
-        self.changed();
+        self.changed().await;
         self.get_sip_account(app_id, id).await
     }
 
@@ -214,7 +214,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        self.changed();
+        self.changed().await;
         Ok(done.rows_affected() > 0)
     }
 

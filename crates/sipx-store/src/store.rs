@@ -17,7 +17,14 @@ pub struct Store {
     /// Bumped on every write the SIP service caches (trunks, SIP accounts, routing rules), so it reloads at
     /// once instead of polling.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The last version of `changes` the SIP service has loaded; `None` while no SIP service
+    /// follows this store (API-only tools and tests), so writes do not wait for one.
+    applied: Arc<tokio::sync::watch::Sender<Option<u64>>>,
 }
+
+/// How long a write waits for the SIP service to load it before answering anyway: a reload
+/// takes milliseconds, unless a trunk's host name resolves slowly.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,6 +59,7 @@ impl Store {
             pool,
             master: Arc::new(master),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
+            applied: Arc::new(tokio::sync::watch::channel(None).0),
         })
     }
 
@@ -79,8 +87,45 @@ impl Store {
         self.changes.subscribe()
     }
 
-    pub(crate) fn changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    /// The current version of the data `subscribe_changes` watches. A load that reads this
+    /// first, then the data, holds every write up to that version.
+    pub fn change_version(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// The SIP service has loaded everything up to `version`.
+    pub fn mark_applied(&self, version: u64) {
+        self.applied.send_if_modified(|v| {
+            let newer = v.is_none_or(|old| version > old);
+            if newer {
+                *v = Some(version);
+            }
+            newer
+        });
+    }
+
+    /// The SIP service stopped: writes no longer wait for it.
+    pub fn follower_gone(&self) {
+        self.applied.send_replace(None);
+    }
+
+    /// Tells the SIP service about a committed write, then waits until it has loaded it: an
+    /// API call that returned has taken effect, so the next INVITE follows the new rule or
+    /// trunk. Gives up (and says so) after `SETTLE_TIMEOUT`; the write stands either way.
+    pub(crate) async fn changed(&self) {
+        let mut version = 0;
+        self.changes.send_modify(|n| {
+            *n = n.saturating_add(1);
+            version = *n;
+        });
+        let mut applied = self.applied.subscribe();
+        if applied.borrow().is_none() {
+            return;
+        }
+        let loaded = applied.wait_for(|v| v.is_none_or(|v| v >= version));
+        if tokio::time::timeout(SETTLE_TIMEOUT, loaded).await.is_err() {
+            tracing::warn!(version, "the SIP service has not loaded a change yet");
+        }
     }
 
     /// Closes the pool, waiting for in-flight queries.
@@ -133,5 +178,45 @@ pub(crate) mod tests {
             store.app_credentials(&app.api_key).await,
             Err(StoreError::Sealed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_write_answers_once_the_sip_service_has_loaded_it() {
+        let (store, _dir) = temp_store().await;
+        // No SIP service follows the store: writes do not wait.
+        store.changed().await;
+        assert_eq!(store.change_version(), 1);
+
+        store.mark_applied(1);
+        let writer = tokio::spawn({
+            let store = store.clone();
+            async move { store.changed().await }
+        });
+        let mut changes = store.subscribe_changes();
+        changes.wait_for(|v| *v == 2).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(!writer.is_finished(), "the write waits for the SIP service");
+        store.mark_applied(1);
+        assert!(
+            !writer.is_finished(),
+            "an older version does not release it"
+        );
+        store.mark_applied(2);
+        tokio::time::timeout(Duration::from_secs(1), writer)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // A SIP service that stops releases the writes waiting for it.
+        let writer = tokio::spawn({
+            let store = store.clone();
+            async move { store.changed().await }
+        });
+        changes.wait_for(|v| *v == 3).await.unwrap();
+        store.follower_gone();
+        tokio::time::timeout(Duration::from_secs(1), writer)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -209,7 +209,7 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        self.changed();
+        self.changed().await;
         self.get_trunk(app_id, &id)
             .await?
             .ok_or(StoreError::Conflict("trunk"))
@@ -248,7 +248,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        self.changed();
+        self.changed().await;
         self.get_trunk(app_id, id).await
     }
 
@@ -289,7 +289,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        self.changed();
+        self.changed().await;
         Ok(done.rows_affected() > 0)
     }
 

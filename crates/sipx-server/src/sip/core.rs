@@ -34,6 +34,7 @@ mod dial;
 mod events;
 mod inbound;
 mod inbound_control;
+mod loaded;
 mod origin;
 mod pin_gate;
 mod replacing;
@@ -78,6 +79,8 @@ pub(crate) enum CoreInput {
     AccountLoaded {
         username: String,
         account: Option<Account>,
+        /// The store's change version the lookup started from.
+        version: u64,
     },
     /// Binding changes committed (or not): the REGISTER answers held back until then.
     Persisted {
@@ -89,6 +92,8 @@ pub(crate) enum CoreInput {
     TrunksLoaded {
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
         account_srtp: Vec<(String, sipx_store::SrtpPolicy)>,
+        /// The store's change version the load started from.
+        version: u64,
     },
     /// A media leg reported something (DTMF, media timeout).
     Media(crate::media::MediaEvent),
@@ -115,8 +120,11 @@ pub(crate) enum CoreInput {
         leg: crate::media::LegId,
         result: Result<sipx_rooms::ParticipantId, sipx_rooms::RoomError>,
     },
-    /// The routing rules (re)loaded from the store.
-    RoutingLoaded(Box<Routing>),
+    /// The routing rules (re)loaded from the store, from its change `version`.
+    RoutingLoaded {
+        routing: Box<Routing>,
+        version: u64,
+    },
     /// A routing webhook answered question `id` (`None`: no usable answer in time).
     WebhookAnswered {
         id: u64,
@@ -181,6 +189,8 @@ pub(crate) struct Core {
     /// username → (application, live bindings).
     bindings: HashMap<String, (String, Vec<Binding>)>,
     accounts: HashMap<String, (Option<Account>, Instant)>,
+    /// The store versions of the trunks, accounts and rules in place.
+    loaded: loaded::Loaded,
     pending: HashMap<String, Vec<PendingRegister>>,
     store: Store,
     inputs: mpsc::Sender<CoreInput>,
@@ -330,6 +340,7 @@ impl Core {
             streams: HashMap::new(),
             bindings,
             accounts: HashMap::new(),
+            loaded: loaded::Loaded::default(),
             pending: HashMap::new(),
             store,
             inputs,
@@ -531,7 +542,9 @@ impl Core {
                 }
                 Ok(()) = changes.changed() => {
                     // Trunks, accounts or rules changed through the API: reload at once.
+                    let version = *changes.borrow_and_update();
                     self.accounts.clear();
+                    self.loaded.accounts_emptied(version);
                     self.load_trunks();
                     self.load_routing();
                 }
@@ -546,6 +559,16 @@ impl Core {
                 _ = stop.wait_for(|s| *s) => break,
             }
             self.pump(Instant::now());
+        }
+        // API writes no longer wait for a core that will not load them.
+        self.store.follower_gone();
+    }
+
+    /// Tells the store which change version trunks and rules are both at, so the API writes
+    /// up to it can answer.
+    fn report_settled(&self) {
+        if let Some(version) = self.loaded.settled() {
+            self.store.mark_applied(version);
         }
     }
 
@@ -619,18 +642,37 @@ impl Core {
             CoreInput::Resolved { id, addr, invite } => self.on_resolved(now, &id, addr, invite),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
-            CoreInput::RoutingLoaded(routing) => self.apply_routing(*routing),
+            CoreInput::RoutingLoaded { routing, version } => {
+                if self.loaded.take_routing(version) {
+                    self.apply_routing(*routing);
+                    self.report_settled();
+                } else {
+                    tracing::debug!(version, "an older routing load finished late: dropped");
+                }
+            }
             CoreInput::WebhookAnswered { id, answer } => self.on_webhook_answer(now, id, answer),
             CoreInput::TrunksLoaded {
                 trunks,
                 account_srtp,
+                version,
             } => {
-                self.apply_trunks(now, trunks, account_srtp);
-                self.poll_registrations(now);
+                if self.loaded.take_trunks(version) {
+                    self.apply_trunks(now, trunks, account_srtp);
+                    self.poll_registrations(now);
+                    self.report_settled();
+                } else {
+                    tracing::debug!(version, "an older trunk load finished late: dropped");
+                }
             }
-            CoreInput::AccountLoaded { username, account } => {
-                self.accounts
-                    .insert(username.clone(), (account.clone(), now));
+            CoreInput::AccountLoaded {
+                username,
+                account,
+                version,
+            } => {
+                if self.loaded.account_cacheable(version) {
+                    self.accounts
+                        .insert(username.clone(), (account.clone(), now));
+                }
                 for p in self.pending.remove(&username).unwrap_or_default() {
                     self.finish_register(now, p, account.clone());
                 }
@@ -847,10 +889,15 @@ impl Core {
         if waiting.len() == 1 {
             let store = self.store.clone();
             let inputs = self.inputs.clone();
+            let version = store.change_version();
             tokio::spawn(async move {
                 let account = lookup(&store, &username).await;
                 let _ = inputs
-                    .send(CoreInput::AccountLoaded { username, account })
+                    .send(CoreInput::AccountLoaded {
+                        username,
+                        account,
+                        version,
+                    })
                     .await;
             });
         }

@@ -109,13 +109,18 @@ impl Core {
     pub(super) fn load_routing(&self) {
         let store = self.store.clone();
         let inputs = self.inputs.clone();
+        // Read before the rules: they hold at least every write up to it.
+        let version = store.change_version();
         tokio::spawn(async move {
             let rules = store.routing_rules_for_sip().await;
             let ids = store.sip_account_ids().await;
             match (rules, ids) {
                 (Ok(rules), Ok(ids)) => {
                     let _ = inputs
-                        .send(CoreInput::RoutingLoaded(Box::new(Routing::new(rules, ids))))
+                        .send(CoreInput::RoutingLoaded {
+                            routing: Box::new(Routing::new(rules, ids)),
+                            version,
+                        })
                         .await;
                 }
                 (Err(e), _) | (_, Err(e)) => {

@@ -95,6 +95,8 @@ impl Core {
     pub(super) fn load_trunks(&self) {
         let store = self.store.clone();
         let inputs = self.inputs.clone();
+        // Read before the trunks: they hold at least every write up to it.
+        let version = store.change_version();
         tokio::spawn(async move {
             let trunks = match store.trunks_for_sip().await {
                 Ok(t) => t,
@@ -128,6 +130,7 @@ impl Core {
                 .send(CoreInput::TrunksLoaded {
                     trunks: resolved,
                     account_srtp,
+                    version,
                 })
                 .await;
         });
