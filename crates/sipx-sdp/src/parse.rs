@@ -182,14 +182,22 @@ fn parse_origin(value: &str) -> Result<Origin, LineError> {
     };
     Ok(Origin {
         username: username.to_owned(),
-        session_id: id.parse().map_err(|_| "o= session id is not a number")?,
-        session_version: version
-            .parse()
-            .map_err(|_| "o= session version is not a number")?,
+        session_id: origin_number(id).ok_or("o= session id is not a number")?,
+        session_version: origin_number(version).ok_or("o= session version is not a number")?,
         net_type: net_type.to_owned(),
         addr_type: addr_type.to_owned(),
         address: address.to_owned(),
     })
+}
+
+/// A `sess-id` or `sess-version`: digits (RFC 8866 §5.2). Some senders use numbers wider than 64
+/// bits (a whole NTP timestamp and more); nothing is compared on a peer's values, so those are
+/// kept as the largest `u64` rather than refused.
+fn origin_number(field: &str) -> Option<u64> {
+    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(field.parse().unwrap_or(u64::MAX))
 }
 
 fn parse_connection(value: &str) -> Result<Connection, LineError> {

@@ -23,6 +23,18 @@ fn lf_only_and_trailing_whitespace_parse_like_crlf() {
 }
 
 #[test]
+fn origin_numbers_wider_than_64_bits_are_taken() {
+    let wide = BASIC.replace(
+        "o=- 1 2 ",
+        "o=- 3927362733459873465123 18446744073709551616000 ",
+    );
+    let sdp = parse(&wide);
+    assert_eq!(sdp.origin.session_id, u64::MAX);
+    assert_eq!(sdp.origin.session_version, u64::MAX);
+    assert!(SessionDescription::parse(BASIC.replace("o=- 1 2 ", "o=- 1 -2 ").as_bytes()).is_err());
+}
+
+#[test]
 fn missing_s_and_t_are_filled_in() {
     let sdp = parse("v=0\no=- 1 1 IN IP4 192.0.2.1\nc=IN IP4 192.0.2.1\nm=audio 4000 RTP/AVP 8\n");
     assert_eq!(sdp.session_name, "-");
