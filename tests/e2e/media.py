@@ -195,6 +195,34 @@ def two_tones_present(wav, f1, f2, min_each=0.2, min_both=0.6):
     return a >= min_each and b >= min_each and a + b >= min_both
 
 
+DTMF_ROWS = (697, 770, 852, 941)
+DTMF_COLUMNS = (1209, 1336, 1477, 1633)
+DTMF_KEYPAD = ("123A", "456B", "789C", "*0#D")
+
+
+def inband_digits(wav, frame_ms=40):
+    """The DTMF keys heard as tones in `wav` (Q.23 pairs), one per press: a frame holds a key
+    when its strongest row and column tones each carry a fifth of its energy and together 80 %,
+    and a press is a run of such frames."""
+    rate, x = read_wav(wav)
+    n = rate * frame_ms // 1000
+    keys, last = [], None
+    for i in range(0, len(x) - n + 1, n):
+        f = x[i:i + n]
+        key = None
+        if _dbfs(f) > -40:
+            # 40 ms frames resolve 25 Hz; +-30 Hz keeps neighbouring rows (73 Hz apart) apart.
+            rows, _ = _band_shares(f, rate, DTMF_ROWS, half_width=30)
+            cols, _ = _band_shares(f, rate, DTMF_COLUMNS, half_width=30)
+            r, c = int(np.argmax(rows)), int(np.argmax(cols))
+            if rows[r] >= 0.2 and cols[c] >= 0.2 and rows[r] + cols[c] >= 0.8:
+                key = DTMF_KEYPAD[r][c]
+        if key and key != last:
+            keys.append(key)
+        last = key
+    return "".join(keys)
+
+
 def resampled(wav, rate, out_dir=None):
     """`wav` at `rate` (sox), or `wav` itself when it already is."""
     with wave.open(str(wav), "rb") as w:

@@ -113,13 +113,26 @@ def test_rfc4733_digits_are_reported_and_sent_back(sipx, tmp_path, audio):
 
 def test_sip_info_digits_are_reported_and_sent_back_as_rfc4733(sipx, tmp_path, audio):
     run, pcap = call(sipx, tmp_path, "127.0.0.83", "uac_info_dtmf.xml", "-key", "digit", "5",
-                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+                     "-key", "formats", "0 101", audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
     assert run.returncode == 0, run.errors + run.stderr
     assert "DTMF_RELAY 200" in run.logs and "DTMF 200" in run.logs, run.logs
     digits = [e["digit"] for e in logged(sipx, "DTMF digit", via="info")]
     assert digits == ["5", "5"], digits
     back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.83", SIPP_MEDIA_PORT))
     assert back.dtmf == "55", back
+
+
+def test_digits_to_a_phone_without_telephone_event_come_back_as_tones(sipx, tmp_path, audio):
+    """A phone that offers no telephone-event (an rtpmap for 101 without 101 on the m= line does
+    not count) sends its keys by SIP INFO; the echo sends them back as the keys' tones, which a
+    tone detector reads."""
+    run, pcap = call(sipx, tmp_path, "127.0.0.95", "uac_info_dtmf.xml", "-key", "digit", "9",
+                     "-key", "formats", "0", audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    assert [e["digit"] for e in logged(sipx, "DTMF digit", via="info")] == ["9", "9"]
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.95", SIPP_MEDIA_PORT))
+    assert back.dtmf == "", "no RFC 4733 events to a phone that did not offer them"
+    assert media.inband_digits(tmp_path / "back.wav") == "99"
 
 
 def test_hold_and_resume_by_reinvite(sipx, tmp_path, audio):
@@ -133,6 +146,12 @@ def test_hold_and_resume_by_reinvite(sipx, tmp_path, audio):
     # Audio came back before the hold and again after the resume.
     back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.84", SIPP_MEDIA_PORT))
     assert back.packets >= 100, back
+    # One RTP source throughout: a re-INVITE is not a new stream, and RTCP names the same SSRC.
+    to_phone = "ip.dst==127.0.0.84"
+    rtp = {r[0] for r in media.tshark_fields(pcap, f"rtp && {to_phone}", ["rtp.ssrc"])}
+    rtcp = {r[0] for r in media.tshark_fields(pcap, f"rtcp.pt==200 && {to_phone}", ["rtcp.senderssrc"],
+                                              "-o", "rtcp.heuristic_rtcp:TRUE")}
+    assert len(rtp) == 1 and rtcp <= rtp, (rtp, rtcp)
 
 
 def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):

@@ -17,21 +17,10 @@
 
 use std::collections::VecDeque;
 
-use super::{DtmfDigit, DtmfEvent};
+use super::{COLUMNS as COLS, DtmfDigit, DtmfEvent, KEYPAD as KEYS, ROWS};
 
 const RATE: f32 = 8000.0;
 const BLOCK: usize = 102;
-const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
-const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-const KEYS: [[DtmfDigit; 4]; 4] = {
-    use DtmfDigit::*;
-    [
-        [D1, D2, D3, A],
-        [D4, D5, D6, B],
-        [D7, D8, D9, C],
-        [Star, D0, Pound, D],
-    ]
-};
 /// A full-scale-relative amplitude of 0.01 (-40 dBFS) gives this Goertzel power.
 const MIN_POWER: f32 = (0.01 * BLOCK as f32 / 2.0) * (0.01 * BLOCK as f32 / 2.0);
 /// 8 dB and 4 dB as power ratios.
@@ -193,12 +182,7 @@ pub(crate) mod tests {
     use crate::rng::Rng;
 
     fn digit_freqs(digit: DtmfDigit) -> (f32, f32) {
-        for (r, row) in KEYS.iter().enumerate() {
-            if let Some(c) = row.iter().position(|d| *d == digit) {
-                return (ROWS[r], COLS[c]);
-            }
-        }
-        panic!("no tones for {digit:?}")
+        digit.frequencies().expect("a key with tones")
     }
 
     /// Appends `ms` of the sum of `tones` (frequency, amplitude as a share of full scale).

@@ -1,11 +1,28 @@
-//! DTMF: RFC 4733 telephone events ([`rfc4733`]) and in-band tone detection ([`goertzel`]).
-//! Both report the same [`DtmfEvent`], so a leg can use either without the call layer caring.
+//! DTMF: RFC 4733 telephone events ([`rfc4733`]), in-band tone detection ([`goertzel`]) and
+//! in-band tone sending ([`tones`]). Detection reports the same [`DtmfEvent`] either way, so a
+//! leg can use either without the call layer caring.
 
 pub mod goertzel;
 pub mod rfc4733;
+pub mod tones;
 
 pub use goertzel::DtmfDetector;
 pub use rfc4733::{DtmfPacket, DtmfReceiver, DtmfSender};
+pub use tones::DtmfTones;
+
+/// The row (low group) and column (high group) frequencies of each key, in Hz (ITU-T Q.23).
+const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+const COLUMNS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+/// The keypad: `KEYPAD[row][column]`.
+const KEYPAD: [[DtmfDigit; 4]; 4] = {
+    use DtmfDigit::*;
+    [
+        [D1, D2, D3, A],
+        [D4, D5, D6, B],
+        [D7, D8, D9, C],
+        [Star, D0, Pound, D],
+    ]
+};
 
 /// A DTMF key, or a hook flash (RFC 4733 §3.2 event codes 0..=16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +82,14 @@ impl DtmfDigit {
     /// `0-9 * # A-D`, and `!` for flash (the usual SIP INFO / API spelling).
     pub fn as_char(self) -> char {
         b"0123456789*#ABCD!"[usize::from(self.event_code())] as char
+    }
+
+    /// The (row, column) tones of the key, in Hz; `None` for a flash, which has none.
+    pub fn frequencies(self) -> Option<(f32, f32)> {
+        KEYPAD.iter().enumerate().find_map(|(r, row)| {
+            let c = row.iter().position(|key| *key == self)?;
+            Some((ROWS[r], COLUMNS[c]))
+        })
     }
 
     pub fn from_char(c: char) -> Option<DtmfDigit> {

@@ -44,7 +44,7 @@ pub struct SharedFormat {
 }
 
 use crate::decoding::StreamDecoder;
-use crate::dtmf::{DtmfDetector, DtmfDigit, DtmfReceiver, DtmfSender};
+use crate::dtmf::{DtmfDetector, DtmfDigit, DtmfReceiver, DtmfSender, DtmfTones};
 use crate::error::MediaError;
 use crate::ids::Ssrc;
 use crate::jitter::{JitterBuffer, JitterConfig};
@@ -112,6 +112,10 @@ pub struct MediaLeg {
     dtmf_tx: Option<DtmfSender>,
     dtmf_queue: VecDeque<(DtmfDigit, Duration)>,
     next_dtmf: Option<Instant>,
+    /// Key presses sent as tones in the audio, for a peer without telephone-event, and the
+    /// frame they are written into.
+    tones: DtmfTones,
+    tone_frame: Box<[i16]>,
     transmit: TransmitQueue,
 }
 
@@ -206,16 +210,23 @@ impl MediaLeg {
                 .map(|(_, clock)| DtmfSender::new(clock, DTMF_TICK)),
             dtmf_queue: VecDeque::with_capacity(DTMF_QUEUE),
             next_dtmf: None,
+            tones: DtmfTones::new(cfg.frame_rate, DTMF_QUEUE),
+            tone_frame: vec![0; frame_samples].into(),
             transmit: TransmitQueue::new(),
             cfg,
         })
     }
 
-    /// Applies a re-INVITE: new direction, remote addresses, keys or codec. With the same
-    /// codec settings the codec state, SSRC, sequence and timestamps carry on; with new ones
-    /// the leg restarts its media with the new configuration's SSRC, sequence and timestamp
-    /// (the driver may pass the old SSRC to keep it).
-    pub fn update(&mut self, cfg: LegConfig, now: Instant) -> Result<(), MediaError> {
+    /// Applies a re-INVITE: new direction, remote addresses, keys or codec. The leg stays one
+    /// RTP source while its clock rate does: its SSRC (whatever `cfg` says), sequence,
+    /// timestamps and RTCP counts carry on, and with the same codec settings its codec state
+    /// too. A new clock rate is a new timeline, so the leg restarts its media with the new
+    /// configuration's SSRC, sequence and timestamp. (A session refresh must not make the far
+    /// end see a new source, nor RTCP report one SSRC while RTP carries another.)
+    pub fn update(&mut self, mut cfg: LegConfig, now: Instant) -> Result<(), MediaError> {
+        if cfg.clock_rate == self.cfg.clock_rate {
+            cfg.local_ssrc = self.cfg.local_ssrc;
+        }
         let srtp = if cfg.srtp == self.cfg.srtp {
             None
         } else {

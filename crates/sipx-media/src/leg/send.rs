@@ -1,6 +1,7 @@
 //! The send path: resample to the encoder's rate if needed, gather `ptime` of PCM, encode,
 //! packetise with our SSRC, sequence and timestamps; RFC 4733 key presses on their own 20 ms
-//! timer, in the same sequence space, with audio held back meanwhile.
+//! timer, in the same sequence space, with audio held back meanwhile; for a peer without
+//! telephone-event, key presses as tones in place of the audio (`DtmfTones`).
 
 use std::time::Instant;
 
@@ -21,11 +22,28 @@ const DTMF_VOLUME: u8 = 10;
 impl MediaLeg {
     /// 20 ms of audio at the frame rate to send. Encodes and sends a packet whenever `ptime`
     /// of audio has gathered. Nothing is sent while `send` is false or a key press is being
-    /// sent, but the RTP clock runs on. A frame of the wrong length is ignored.
+    /// sent, but the RTP clock runs on; key presses sent as tones replace the audio. A frame
+    /// of the wrong length is ignored.
     pub fn push_frame(&mut self, now: Instant, pcm: &[i16]) {
         if pcm.len() != self.frame.len() {
             return;
         }
+        if self.tones.is_active() {
+            self.push_tones(now);
+        } else {
+            self.encode_frame(now, pcm);
+        }
+    }
+
+    /// The next frame of key-press tones, encoded by this leg in place of the audio.
+    fn push_tones(&mut self, now: Instant) {
+        let mut frame = std::mem::take(&mut self.tone_frame);
+        self.tones.fill(&mut frame);
+        self.encode_frame(now, &frame);
+        self.tone_frame = frame;
+    }
+
+    fn encode_frame(&mut self, now: Instant, pcm: &[i16]) {
         let frame_at_codec = self.encode_rate as usize / 50;
         if !self.sending() {
             self.skip_samples(frame_at_codec + self.pending.len());
@@ -67,6 +85,11 @@ impl MediaLeg {
     /// payload is discontinuous transmission: nothing is sent and the next packet starts a
     /// talkspurt.
     pub fn push_payload(&mut self, now: Instant, payload: &[u8]) {
+        if self.tones.is_active() {
+            // Key-press tones replace the room's audio: this leg encodes them itself.
+            self.push_tones(now);
+            return;
+        }
         let frame_at_codec = self.encode_rate as usize / 50;
         if payload.is_empty() {
             self.marker_next = true;
@@ -102,16 +125,27 @@ impl MediaLeg {
             })
     }
 
-    /// Sends a key press as RFC 4733 events (the leg must have telephone-event; otherwise the
-    /// key is dropped). Presses queue behind one another; audio pauses while they play.
-    pub fn send_dtmf(&mut self, now: Instant, digit: DtmfDigit, duration: std::time::Duration) {
-        if self.dtmf_tx.is_none() || self.dtmf_queue.len() == DTMF_QUEUE {
-            return;
+    /// Sends a key press: as RFC 4733 events when the peer negotiated telephone-event,
+    /// otherwise as its two tones in the audio (a flash, which has no tones, is then dropped).
+    /// Presses queue behind one another (up to 16); audio pauses while they play. Returns
+    /// whether the press was queued.
+    pub fn send_dtmf(
+        &mut self,
+        now: Instant,
+        digit: DtmfDigit,
+        duration: std::time::Duration,
+    ) -> bool {
+        if self.dtmf_tx.is_none() {
+            return self.tones.push(digit, duration);
+        }
+        if self.dtmf_queue.len() == DTMF_QUEUE {
+            return false;
         }
         self.dtmf_queue.push_back((digit, duration));
         if self.next_dtmf.is_none() {
             self.start_next_dtmf(now);
         }
+        true
     }
 
     /// Sends the telephone-event packets due at `now`.

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipx_codec::CodecKind;
 use sipx_codec::tone::{Sine, tone_snr_db};
+use sipx_codec::{AudioEncoder, CodecKind};
 
 use super::*;
 use crate::dtmf::DtmfDigit;
@@ -107,8 +107,13 @@ impl Call {
 
     /// One 20 ms tick: A gets `a_pcm`, B silence; packets travel; B's frame is returned.
     fn tick(&mut self, a_pcm: &[i16]) -> (FrameKind, Vec<i16>) {
-        let silence = vec![0i16; self.b.frame.len()];
         self.a.push_frame(self.now, a_pcm);
+        self.tick_without_a()
+    }
+
+    /// A tick for which A was given its audio already (`push_payload`).
+    fn tick_without_a(&mut self) -> (FrameKind, Vec<i16>) {
+        let silence = vec![0i16; self.b.frame.len()];
         self.b.push_frame(self.now, &silence);
         for leg in [&mut self.a, &mut self.b] {
             if leg.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -407,6 +412,55 @@ fn inband_dtmf_is_detected_at_every_frame_rate() {
 }
 
 #[test]
+fn keys_to_a_peer_without_telephone_event_are_sent_as_tones() {
+    // Through each narrowband and wideband codec, and over a room's shared payloads.
+    for (codec, pt, shared) in [
+        (CodecKind::Pcmu, 0, false),
+        (CodecKind::Pcma, 8, false),
+        (CodecKind::G722, 9, false),
+        (CodecKind::Pcmu, 0, true),
+    ] {
+        let mut a = config(codec, pt, b_addr(), 1);
+        let mut b = config(codec, pt, a_addr(), 2);
+        a.telephone_event = None;
+        b.telephone_event = None;
+        b.detect_inband_dtmf = true;
+        let mut call = Call::new(a, b);
+        let keys = [
+            DtmfDigit::D7,
+            DtmfDigit::Star,
+            DtmfDigit::D7,
+            DtmfDigit::Pound,
+        ];
+        for key in keys {
+            assert!(call.a.send_dtmf(call.now, key, Duration::from_millis(100)));
+        }
+        assert!(
+            !call
+                .a
+                .send_dtmf(call.now, DtmfDigit::Flash, Duration::from_millis(100)),
+            "a flash has no tones"
+        );
+        // The room's audio (a 1 kHz tone, shared as PCMU payloads) is replaced meanwhile.
+        let n = call.a.frame.len();
+        let mut voice = Sine::new(1000.0, call.a.cfg.frame_rate, 8000.0);
+        let mut payload = vec![0u8; n];
+        let mut ulaw = sipx_codec::new_encoder(CodecKind::Pcmu, 8000, &Default::default()).unwrap();
+        for _ in 0..60 {
+            let frame = voice.take(n);
+            if shared {
+                let len = ulaw.encode(&frame, &mut payload).unwrap();
+                call.a.push_payload(call.now, &payload[..len]);
+                call.tick_without_a();
+            } else {
+                call.tick(&frame);
+            }
+        }
+        assert_eq!(digits_in(&call.b_events), keys, "{codec:?} shared={shared}");
+    }
+}
+
+#[test]
 fn hold_gives_silence_and_no_timeout_while_rtcp_flows() {
     let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
     // RTCP comes every 2-6 s (RFC 3550's randomised 5 s): a timeout meant to survive hold
@@ -436,6 +490,50 @@ fn hold_gives_silence_and_no_timeout_while_rtcp_flows() {
         !call.b_events.contains(&LegEvent::MediaTimeout),
         "{:?}",
         call.b_events
+    );
+}
+
+/// The SSRC of an RTP packet, or of an RTCP packet's sender (both at bytes 4..8 after the
+/// first four, RTCP's second byte being a packet type 200-204).
+fn ssrc_of(packet: &[u8]) -> (bool, u32) {
+    let rtcp = (200..=204).contains(&packet[1]);
+    let at = if rtcp { 4 } else { 8 };
+    let bytes = [packet[at], packet[at + 1], packet[at + 2], packet[at + 3]];
+    (rtcp, u32::from_be_bytes(bytes))
+}
+
+#[test]
+fn a_reinvite_keeps_the_source_while_the_clock_stays() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    call.tone(60);
+    let first = ssrc_of(&call.sent_by_a[0]).1;
+    // A session refresh (the driver draws a new SSRC for every configuration), then a move to
+    // PCMA: the same 8 kHz clock, so still the same source.
+    for codec in [(CodecKind::Pcmu, 0), (CodecKind::Pcma, 8)] {
+        let mut cfg = call.a.cfg.clone();
+        (cfg.codec, cfg.payload_type) = codec;
+        cfg.local_ssrc = first ^ 0x5a5a;
+        call.a.update(cfg, call.now).unwrap();
+        call.tone(400); // long enough for RTCP reports
+    }
+    let sources: std::collections::BTreeSet<_> =
+        call.sent_by_a.iter().map(|p| ssrc_of(p)).collect();
+    assert_eq!(
+        sources,
+        [(false, first), (true, first)].into(),
+        "RTP and RTCP keep one SSRC"
+    );
+    // G.722's clock is 8 kHz too; Opus (48 kHz) is a new timeline and a new source.
+    let mut cfg = config(CodecKind::Opus, 96, b_addr(), 77);
+    cfg.remote_rtp = call.a.cfg.remote_rtp;
+    call.a.update(cfg, call.now).unwrap();
+    let before = call.sent_by_a.len();
+    call.tone(60);
+    assert!(
+        call.sent_by_a[before..]
+            .iter()
+            .filter(|p| !ssrc_of(p).0)
+            .all(|p| ssrc_of(p).1 == 77)
     );
 }
 

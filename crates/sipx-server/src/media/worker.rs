@@ -310,8 +310,14 @@ impl Worker {
                 digit,
                 duration,
             } => {
-                if let Some(s) = self.slot_mut(id) {
-                    s.leg.send_dtmf(now, digit, duration);
+                if let Some(s) = self.slot_mut(id)
+                    && !s.leg.send_dtmf(now, digit, duration)
+                {
+                    tracing::warn!(
+                        leg = ?id,
+                        digit = %digit.as_char(),
+                        "key press not sent: 16 already waiting, or a flash to a phone without telephone-event"
+                    );
                 }
             }
             Command::Remove { id } => {

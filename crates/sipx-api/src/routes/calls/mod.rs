@@ -612,8 +612,9 @@ pub async fn hangup(
 
 /// Send DTMF to the phone
 ///
-/// RFC 4733 events on the phone's line, paced (100 ms tones, 100 ms gaps; `,` waits 500 ms),
-/// after any digits still queued.
+/// RFC 4733 events on the phone's line, or the keys' tones in its audio when the phone did not
+/// negotiate `telephone-event`; paced (100 ms tones, 100 ms gaps; `,` waits 500 ms), after any
+/// digits still queued.
 #[utoipa::path(post, path = "/v1/calls/{call_id}/dtmf", tag = "calls", operation_id = "send_call_dtmf",
     params(("call_id" = String, Path, description = "Call id")),
     request_body = SendDtmf,
