@@ -159,6 +159,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        // The secret is also the SIP password of the application key's devices: SIP drops its
+        // cached copy, so the old one stops working there at once too.
+        self.changed().await;
         Ok(self
             .get_app(id)
             .await?
@@ -234,7 +237,12 @@ mod tests {
         assert_eq!(next.items, vec![b.clone()]);
         assert!(next.next_after.is_none());
 
+        let changes = store.subscribe_changes();
         let (_, rotated) = store.rotate_app_secret(&a.id).await.unwrap().unwrap();
+        assert!(
+            changes.has_changed().unwrap(),
+            "SIP hears of it (the secret is the key's SIP password)"
+        );
         assert_ne!(rotated.expose(), secret_a.expose());
         let (_, now) = store.app_credentials(&a.api_key).await.unwrap().unwrap();
         assert_eq!(now.expose(), rotated.expose().as_bytes());
