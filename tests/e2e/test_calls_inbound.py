@@ -19,7 +19,7 @@ import requests
 
 import media
 import rooms
-from conftest import auth_header, create_app, sip_addr, sip_transaction
+from conftest import Server, auth_header, create_app, sip_addr, sip_transaction
 
 
 @pytest.fixture(scope="module")
@@ -267,11 +267,14 @@ def test_pin_refuses_a_wrong_pin_with_a_prompt_and_admits_the_right_one(server, 
 def test_the_api_hangs_up_presses_keys_mutes_and_transfers_an_inbound_call(server, tmp_path, audio):
     """An answered inbound call takes the same commands as a dial-out: keys reach the phone
     (RFC 4733), mute silences it in the room, a blind transfer moves it to a sipp UAS
-    (`DISCONNECTED 200 Transferred`), and DELETE hangs up (BYE, `local_hangup`)."""
+    (`DISCONNECTED 200 Transferred`), and DELETE hangs up (BYE, `local_hangup`). The keys the
+    phone presses are `call.dtmf` events, and the ended call keeps its media statistics."""
     from test_calls_dialout import sipp_uas
+    from test_webhooks import EventStream
 
     ip = "127.0.0.180"
     creds, _ = setup(server, ip, called("100", "desk"))
+    events = EventStream(server, creds)
     with baresip(tmp_path, ip, audio) as ua:
         dial(ua, server, "100")
         call = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED", "a confirmed inbound call")
@@ -283,6 +286,12 @@ def test_the_api_hangs_up_presses_keys_mutes_and_transfers_an_inbound_call(serve
                                               if e.get("type") == "CALL_DTMF_START"]) and len(d) >= 2 and d,
                                timeout=15, what="two digits at the phone")
         assert got == ["5", "#"], got
+
+        ua.send_dtmf("7")
+        while (event := events.next_event())["event"] != "call.dtmf":
+            pass
+        pressed = json.loads(event["data"])["data"]
+        assert (pressed["call_id"], pressed["digit"]) == (call["id"], "7"), event
 
         api(server, creds, "POST", f"/v1/calls/{call['id']}/mute", {"muted": True}, expect=200)
         rooms.wait_until(lambda: phones_in(server, creds, "desk")[0]["muted"], what="the phone muted")
@@ -302,6 +311,9 @@ def test_the_api_hangs_up_presses_keys_mutes_and_transfers_an_inbound_call(serve
             assert target.wait(15) == 0
         assert ended["end"]["cause"] == "transferred" and ended["end"]["reason"] == "Transferred", ended
         rooms.wait_until(lambda: not phones_in(server, creds, "desk"), what="the phone leaving")
+        stats = rooms.wait_until(lambda: api(server, creds, "GET", f"/v1/calls/{call['id']}").json()["media"],
+                                 what="the ended call's media statistics")
+        assert stats["packets_received"] > 50 and stats["packets_sent"] > 50, stats
 
         dial(ua, server, "100")
         second = wait_call(server, creds, lambda c: c["state"] == "CONFIRMED" and c["id"] != call["id"],
@@ -313,3 +325,24 @@ def test_the_api_hangs_up_presses_keys_mutes_and_transfers_an_inbound_call(serve
         assert ended["end"]["cause"] == "local_hangup", ended
         r = api(server, creds, "POST", f"/v1/calls/{second['id']}/dtmf", {"digits": "1"})
         assert r.status_code == 409, r.text
+
+
+def test_a_full_room_refuses_the_call_instead_of_answering_it(data_dir):
+    """Rooms of one: a second phone calling into the occupied room gets 486 Busy Here, not a 200
+    and then a BYE (over a carrier that would be a billed call and no busy tone), and its row
+    says so."""
+    s = Server(data_dir, env={"SIPX_ROOMS__MAX_PARTICIPANTS": "1"}).start()
+    try:
+        ip = "127.0.0.175"
+        creds, _ = setup(s, ip)
+        target = sip_addr(s)
+        # The first takes the seat (answered once it has it; its ACK never comes, which
+        # leaves it seated for the 32 s SIPx waits for one).
+        assert sip_transaction(target, ip, "INVITE", user="room-solo") == 200
+        assert sip_transaction(target, ip, "INVITE", user="room-solo") == 486
+        refused = wait_call(s, creds, lambda c: c["done"], "the refused call")
+        assert refused["end"]["code"] == 486 and refused["end"]["cause"] == "room_failed", refused
+        assert [h["state"] for h in refused["history"]] == ["INCOMING", "DISCONNECTED"], refused
+        assert len(phones_in(s, creds, "solo")) == 1
+    finally:
+        s.stop()

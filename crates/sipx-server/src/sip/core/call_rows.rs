@@ -162,6 +162,13 @@ impl CallRow {
         bus.publish(self.tag().state(entry, self.history.len() - 1));
     }
 
+    /// A key the phone pressed, as a `call.dtmf` event (never a PIN's: those stay unlogged).
+    pub fn publish_dtmf(&self, digit: char) {
+        if let Some(bus) = &self.sink.events {
+            bus.publish(self.tag().dtmf(digit, unix_ms()));
+        }
+    }
+
     pub fn app_id(&self) -> &str {
         &self.app_id
     }

@@ -38,6 +38,8 @@ pub(crate) struct Call {
     pub(super) ports: Option<PortPair>,
     /// The INVITE (or re-INVITE) whose 2xx awaits its ACK.
     pub(super) invite_txn: Option<ServerTxnId>,
+    /// The 200 of a call into a room, held back until the room takes the phone.
+    pub(super) held: Option<HeldAnswer>,
     /// We offered in a 2xx: its ACK carries the answer.
     pub(super) answer_in_ack: bool,
     /// Where the caller's requests come from; ours go back there (NAT-safe).
@@ -53,6 +55,25 @@ pub(crate) struct Call {
     pub(super) row: Option<CallRow>,
     /// The trunk or account an inbound call came through (`None`: dialled out).
     pub(super) origin: Option<Origin>,
+}
+
+/// The answer to a call into a room, sent once the room has taken the phone
+/// (`on_room_joined`): a room that refuses it (full) refuses the INVITE, rather than the call
+/// being answered (billed, over a carrier) and hung up at once.
+pub(crate) struct HeldAnswer {
+    ok: Response,
+    /// The INVITE's final answer if the room refuses it or the caller cancels; its status is
+    /// set then.
+    refusal: Response,
+}
+
+impl HeldAnswer {
+    fn refusal(self, status: u16) -> Response {
+        let mut resp = self.refusal;
+        resp.status = status;
+        resp.reason = sipx_sip::msg::reason_phrase(status).to_owned();
+        resp
+    }
 }
 
 /// A call's place in a room: the audio link, and its participant once the rooms took it.
@@ -350,6 +371,7 @@ impl Core {
             },
             ports: Some(ports),
             invite_txn: Some(txn),
+            held: None,
             answer_in_ack: offer.is_none(),
             peer,
             started: now,
@@ -374,9 +396,16 @@ impl Core {
         for rr in req.headers.get_all("Record-Route") {
             resp.headers.push("Record-Route", rr);
         }
-        self.respond(now, txn, resp);
-        if let Some(row) = &mut call.row {
-            row.push("CONNECTING", 200, "OK", None);
+        if matches!(destination, Destination::Room(_)) && call.room.is_some() {
+            call.held = Some(HeldAnswer {
+                ok: resp,
+                refusal: req.response(480, Some(&tag)),
+            });
+        } else {
+            self.respond(now, txn, resp);
+            if let Some(row) = &mut call.row {
+                row.push("CONNECTING", 200, "OK", None);
+            }
         }
         if let Some(negotiated) = call.sdp.negotiated().cloned()
             && let Some(ports) = call.ports.take()
@@ -480,6 +509,7 @@ impl Core {
         }
         let id = self.calls.by_leg.get(&leg).cloned();
         let call = id.as_ref().and_then(|id| self.calls.by_dialog.get_mut(id));
+        let mut answer = None;
         match (call, result) {
             (Some(call), Ok(participant)) => {
                 if let Some(seat) = &mut call.room {
@@ -492,6 +522,13 @@ impl Core {
                 if let Some(rooms) = &self.rooms {
                     rooms.set_call_state(participant, "CONFIRMED");
                 }
+                // In the room: the caller gets its 200 now.
+                if let (Some(held), Some(txn)) = (call.held.take(), call.invite_txn) {
+                    if let Some(row) = &mut call.row {
+                        row.push("CONNECTING", 200, "OK", None);
+                    }
+                    answer = Some((txn, held.ok));
+                }
             }
             // The caller hung up while joining.
             (None, Ok(participant)) => {
@@ -499,14 +536,54 @@ impl Core {
                     rooms.phone_hung_up(participant);
                 }
             }
-            (Some(_), Err(e)) => {
+            (Some(call), Err(e)) => {
                 tracing::info!(error = %e, "the room refused the call");
+                let unanswered = call.held.is_some();
                 if let Some(id) = id {
-                    self.end_call(now, &id, "Room unavailable", true);
+                    if unanswered {
+                        let status = match e {
+                            RoomError::Full => 486,
+                            RoomError::NotFound => 404,
+                            _ => 480,
+                        };
+                        self.refuse_held(now, &id, status, "room_failed");
+                    } else {
+                        self.end_call(now, &id, "Room unavailable", true);
+                    }
                 }
             }
             (None, Err(_)) => {}
         }
+        if let Some((txn, ok)) = answer {
+            self.respond(now, txn, ok);
+        }
+    }
+
+    /// A call whose 200 was held back ends before it: the room refused the phone, or the
+    /// caller cancelled. The INVITE gets `status` instead; `cause` goes into the row.
+    pub(super) fn refuse_held(&mut self, now: Instant, id: &DialogId, status: u16, cause: &str) {
+        let Some(mut call) = self.release_call(now, id) else {
+            return;
+        };
+        let (Some(held), Some(txn)) = (call.held.take(), call.invite_txn) else {
+            return;
+        };
+        let resp = held.refusal(status);
+        if let Some(row) = &mut call.row {
+            row.end(status, &resp.reason, cause);
+        }
+        tracing::info!(call_id = %id.call_id, status, cause, "call refused before its answer");
+        self.respond(now, txn, resp);
+        metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
+    }
+
+    /// The unanswered call whose INVITE is `txn`, if its 200 is held back.
+    pub(super) fn held_call_of(&self, txn: ServerTxnId) -> Option<DialogId> {
+        self.calls
+            .by_dialog
+            .iter()
+            .find(|(_, c)| c.held.is_some() && c.invite_txn == Some(txn))
+            .map(|(id, _)| id.clone())
     }
 
     pub(super) fn new_media_session(
@@ -843,6 +920,10 @@ impl Core {
         if self.gate_digit(now, id, digit.as_char()) {
             return;
         }
+        // An inbound call of an application: a `call.dtmf` event, as for a dialled-out one.
+        if let Some(row) = self.calls.by_dialog.get(id).and_then(|c| c.row.as_ref()) {
+            row.publish_dtmf(digit.as_char());
+        }
         // The echo test sends every digit back as an RFC 4733 event, however it came.
         if let (Some(engine), Some(call)) = (
             &self.media,
@@ -856,7 +937,22 @@ impl Core {
         }
     }
 
-    /// Ends a call: its leg stops; with `send_bye` the caller gets a BYE.
+    /// Takes an ending call out of the core: its maps, PIN gate, queued keys and media leg,
+    /// whose last statistics go into the call's row when they come.
+    fn release_call(&mut self, now: Instant, id: &DialogId) -> Option<Call> {
+        let call = self.calls.by_dialog.remove(id)?;
+        self.calls.by_leg.remove(&call.leg);
+        self.close_gate(call.leg, call.gate.as_ref());
+        self.inbound_gone(now, id, call.row.as_ref().map(|r| r.id.as_str()));
+        if let Some(row) = &call.row {
+            self.controls.leg_ended(now, call.leg, &row.id);
+        }
+        if let Some(engine) = &self.media {
+            engine.remove_leg(call.leg);
+        }
+        Some(call)
+    }
+
     /// The rooms removed a phone participant (API, room closed, replaced): hang its call up.
     pub(super) fn on_room_notice(&mut self, now: Instant, notice: crate::rooms::PhoneNotice) {
         let crate::rooms::PhoneNotice::Removed { call_id, reason } = notice;
@@ -919,6 +1015,7 @@ impl Core {
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }
 
+    /// Ends a call: its leg stops; with `send_bye` the caller gets a BYE.
     pub(super) fn end_call(&mut self, now: Instant, id: &DialogId, reason: &str, send_bye: bool) {
         if let Some(call) = self.control_of_dialog(id) {
             // The machine decides: an ending from here is a failure of the leg.
@@ -928,18 +1025,12 @@ impl Core {
             tracing::info!(call = %call, reason, "controlled call ending");
             return self.drive(now, &call);
         }
-        let Some(mut call) = self.calls.by_dialog.remove(id) else {
+        let Some(mut call) = self.release_call(now, id) else {
             return;
         };
-        self.calls.by_leg.remove(&call.leg);
-        self.close_gate(call.leg, call.gate.as_ref());
-        self.inbound_gone(now, id, call.row.as_ref().map(|r| r.id.as_str()));
         if let Some(row) = &mut call.row {
             let (code, cause) = end_cause(reason, !send_bye);
             row.end(code, reason, cause);
-        }
-        if let Some(engine) = &self.media {
-            engine.remove_leg(call.leg);
         }
         if let (
             Some(rooms),

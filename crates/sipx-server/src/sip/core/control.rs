@@ -107,8 +107,19 @@ pub(crate) struct Controls {
     pub refers: HashMap<ClientTxnId, String>,
     pub by_dialog: HashMap<DialogId, String>,
     timers: BTreeSet<(Instant, String)>,
-    /// Legs of calls already forgotten whose last statistics are still to come.
+    /// Legs of calls already forgotten (dialled out, or inbound with a row) whose last
+    /// statistics are still to come, by the id of the call's row.
     pub ended_legs: HashMap<LegId, (String, Instant)>,
+}
+
+impl Controls {
+    /// Remembers an ended call's leg until its statistics come (`on_leg_ended`). Bounded:
+    /// entries older than a minute (a leg that never started) are pruned.
+    pub fn leg_ended(&mut self, now: Instant, leg: LegId, call: &str) {
+        self.ended_legs
+            .retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
+        self.ended_legs.insert(leg, (call.to_owned(), now));
+    }
 }
 
 impl Controls {
@@ -540,11 +551,7 @@ impl Core {
             self.controls.timers.remove(&(at, id.to_owned()));
         }
         self.controls.by_leg.remove(&c.leg);
-        // Bounded: entries older than a minute (a leg that never started) are pruned.
-        self.controls
-            .ended_legs
-            .retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
-        self.controls.ended_legs.insert(c.leg, (id.to_owned(), now));
+        self.controls.leg_ended(now, c.leg, id);
         self.controls.invites.retain(|_, v| v != id);
         self.controls.refers.retain(|_, v| v != id);
         self.transfer_party_gone(now, id);

@@ -653,6 +653,7 @@ impl Core {
                 echo: Echo::Plain,
                 ports: out.ports.take(),
                 invite_txn: None,
+                held: None,
                 answer_in_ack: false,
                 peer,
                 started: now,

@@ -353,9 +353,13 @@ impl Core {
         self.go_on(now, a.invite, routed);
     }
 
-    /// The caller cancelled an INVITE; one still waiting for its webhook is answered 487
-    /// (others were answered at once, and the transaction layer absorbed the CANCEL).
+    /// The caller cancelled an INVITE; one still waiting for its webhook or its room is
+    /// answered 487 (others were answered at once, and the transaction layer absorbed the
+    /// CANCEL).
     pub(super) fn on_cancelled(&mut self, now: Instant, txn: ServerTxnId) {
+        if let Some(id) = self.held_call_of(txn) {
+            return self.refuse_held(now, &id, 487, "remote_cancel");
+        }
         let id = self
             .waiting
             .by_question
