@@ -251,3 +251,37 @@ def test_browser_style_phone_registers_over_websocket(data_dir):
         assert asyncio.run(no_subprotocol())
     finally:
         s.stop()
+
+
+def test_a_lapsed_registration_is_not_dialled(data_dir, tmp_path):
+    """A device that stops refreshing is gone the second its Expires runs out: not listed, and
+    a dial-out to its account ends `480 Not registered` at once, instead of ringing a dead
+    address until the INVITE times out."""
+    s = Server(data_dir, env={"SIPX_SIP__MIN_EXPIRES": "1", "SIPX_SIP__T1_MS": "50"}).start()
+    try:
+        creds = create_app(s)[:2]
+        r = requests.post(s.url("/v1/sip-accounts"), headers=auth_header(*creds), timeout=5,
+                          json={"username": "lapsing", "password": "lapsingpw1"})
+        assert r.status_code == 201, r.text
+        account_id = r.json()["id"]
+        p = run_sipp("register_auth.xml", sip_addr(s, "udp"), "127.0.0.46",
+                     "-inf", users_csv(tmp_path, "lapsing", "lapsingpw1"), "-set", "expires", "2")
+        assert p.returncode == 0, p.stdout[-2000:]
+        registered_at = time.monotonic()
+        assert [r["username"] for r in registrations(s, creds)] == ["lapsing"]
+        deadline = registered_at + 10
+        while registrations(s, creds) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not registrations(s, creds)
+        assert time.monotonic() - registered_at < 4, "dropped within a second or so of its Expires"
+        r = requests.post(s.url("/v1/calls"), headers=auth_header(*creds), timeout=5, json={
+            "to": "+4930888", "route": {"sip_account_id": account_id}, "room": {"name": "lapsed"}})
+        assert r.status_code == 201, r.text
+        call = r.json()
+        deadline = time.monotonic() + 10
+        while not call["done"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            call = requests.get(s.url(f"/v1/calls/{call['id']}"), headers=auth_header(*creds), timeout=5).json()
+        assert call["done"] and call["end"]["code"] == 480, call
+    finally:
+        s.stop()

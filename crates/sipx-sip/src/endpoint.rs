@@ -15,6 +15,12 @@ use crate::msg::{
 use crate::rng::Rng;
 use crate::transport::{Peer, Transmit};
 
+/// How long a client INVITE transaction waits in Proceeding (after a provisional answer)
+/// before it gives up: far longer than any ring the TU lets run (SIPx's API takes ring
+/// timeouts up to 10 minutes, then cancels), so it only ends a transaction whose UAS never
+/// sends a final answer, not even to a CANCEL. In the spirit of RFC 3261 §16.6's Timer C.
+const PROCEEDING_GUARD: Duration = Duration::from_secs(11 * 60);
+
 /// Timer base values (RFC 3261 §17.1.1.1 and Table 4).
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -665,6 +671,10 @@ impl Endpoint {
             (true, State::Calling | State::Proceeding, 100..=199) => {
                 t.state = State::Proceeding;
                 t.retransmit_at = None;
+                // Timer B stops here (RFC 3261 §17.1.1.2): a phone may ring for as long as
+                // the TU lets it, which then cancels. Only a guard against a UAS that never
+                // answers even a CANCEL remains, renewed by each provisional answer.
+                t.end_at = Some(now + PROCEEDING_GUARD);
             }
             (true, State::Calling | State::Proceeding, 200..=299) => {
                 t.state = State::Accepted;

@@ -180,11 +180,29 @@ pub fn apply(
             None => bindings.push(binding),
         }
     }
-    if bindings.len() > policy.max_bindings as usize {
-        return Err(refuse(
-            403,
-            Some("Too many registered contacts for this account"),
-        ));
+    // Over the limit, the bindings this REGISTER did not name give way, those lapsing first
+    // first: a device that rebooted (new port, new Call-ID) leaves its old binding behind,
+    // and refusing it would lock it out of its own account until that one lapses. Only a
+    // REGISTER that alone names too many contacts is refused.
+    let limit = policy.max_bindings as usize;
+    while bindings.len() > limit {
+        let stale = bindings
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.call_id != call_id || b.cseq != cseq)
+            .min_by_key(|(_, b)| b.expires_at)
+            .map(|(i, _)| i);
+        match stale {
+            Some(i) => {
+                bindings.remove(i);
+            }
+            None => {
+                return Err(refuse(
+                    403,
+                    Some("Too many registered contacts for this account"),
+                ));
+            }
+        }
     }
     Ok(bindings)
 }
@@ -263,6 +281,33 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_rebooted_device_takes_the_place_of_the_binding_that_lapses_first() {
+        let policy = RegisterPolicy {
+            max_bindings: 2,
+            ..RegisterPolicy::default()
+        };
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        let reg = |contact: &str, call_id: &str, current: &[Binding], now: u64| {
+            let req = register(contact, Some(300), 1);
+            let text = String::from_utf8(req.to_bytes())
+                .unwrap()
+                .replace("Call-ID: reg-1", &format!("Call-ID: {call_id}"));
+            let SipMessage::Request(req) = parse_datagram(text.as_bytes()).unwrap() else {
+                unreachable!()
+            };
+            apply(&req, current, &policy, now, src, Transport::Udp, "t")
+        };
+        let b = reg("<sip:gw1@10.0.0.2:4001>", "boot-1", &[], 1000).unwrap();
+        let b = reg("<sip:gw1@10.0.0.2:4002>", "boot-2", &b, 1010).unwrap();
+        let b = reg("<sip:gw1@10.0.0.2:4003>", "boot-3", &b, 1020).unwrap();
+        let contacts: Vec<&str> = b.iter().map(|b| b.contact.as_str()).collect();
+        assert_eq!(contacts, ["sip:gw1@10.0.0.2:4002", "sip:gw1@10.0.0.2:4003"]);
+        // One REGISTER naming more contacts than allowed is still refused.
+        let three = "<sip:gw1@10.0.0.5>, <sip:gw1@10.0.0.6>, <sip:gw1@10.0.0.7>";
+        assert_eq!(reg(three, "boot-4", &b, 1030).unwrap_err().status, 403);
     }
 
     #[test]

@@ -278,6 +278,51 @@ fn client_non_invite_retransmits_then_times_out() {
 }
 
 #[test]
+fn a_ringing_invite_waits_past_timer_b_for_its_final_answer() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let req = match parse_datagram(&request("INVITE", "z9hG4bKring", "")).unwrap() {
+        SipMessage::Request(r) => r,
+        _ => unreachable!(),
+    };
+    let txn = ep.send_request(t0, peer(Transport::Udp), req.clone());
+    drain(&mut ep);
+    let ringing = req.response(180, Some("callee")).to_bytes();
+    ep.handle_datagram(t0 + T1 / 2, peer(Transport::Udp), &ringing);
+    drain(&mut ep);
+    // Five minutes of ringing: no retransmission, no timeout (Timer B stopped at the 180).
+    let (sent, ev) = run_timers(&mut ep, t0, t0 + Duration::from_secs(300));
+    assert!(sent.is_empty() && ev.is_empty(), "{sent:?} {ev:?}");
+    let answer = req.response(200, Some("callee")).to_bytes();
+    ep.handle_datagram(t0 + Duration::from_secs(300), peer(Transport::Udp), &answer);
+    let (_, ev) = drain(&mut ep);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Response { txn: t, response, .. } if *t == txn && response.status == 200)),
+        "{ev:?}"
+    );
+    // A UAS that rings and then never answers at all is given up on in the end.
+    let req = match parse_datagram(&request("INVITE", "z9hG4bKmute", "")).unwrap() {
+        SipMessage::Request(r) => r,
+        _ => unreachable!(),
+    };
+    let t1 = t0 + Duration::from_secs(400);
+    let txn = ep.send_request(t1, peer(Transport::Udp), req.clone());
+    ep.handle_datagram(
+        t1,
+        peer(Transport::Udp),
+        &req.response(180, Some("c")).to_bytes(),
+    );
+    drain(&mut ep);
+    let (_, ev) = run_timers(&mut ep, t1, t1 + Duration::from_secs(3600));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::ClientTimeout { txn: t } if *t == txn)),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn client_invite_acks_error_answers_once_per_retransmission() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();

@@ -39,7 +39,9 @@ pub struct SipAccount {
     pub username: String,
     /// Source networks allowed to register; empty means any.
     pub allowed_cidrs: Vec<String>,
-    /// How many contacts may be registered at once.
+    /// How many contacts may be registered at once. A device registering a new contact
+    /// beyond it takes the place of the one that lapses first (a rebooted device leaves its
+    /// old contact behind); only a REGISTER naming more contacts by itself is refused.
     pub max_bindings: u32,
     pub enabled: bool,
     pub description: Option<String>,

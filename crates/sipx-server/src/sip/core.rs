@@ -488,6 +488,7 @@ impl Core {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+        let mut lapses = tokio::time::interval(Duration::from_secs(1));
         let mut changes = self.store.subscribe_changes();
         let mut keepalive = tokio::time::interval(
             self.settings
@@ -555,6 +556,7 @@ impl Core {
                     }
                 } => self.drain_udp(Instant::now()),
                 _ = housekeeping.tick() => self.housekeeping(),
+                _ = lapses.tick() => self.drop_lapsed_bindings(),
                 _ = keepalive.tick(), if keepalive_on => self.send_keepalives(),
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -578,6 +580,12 @@ impl Core {
         self.digest.prune(unix_now());
         self.accounts
             .retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_TTL);
+        metrics::gauge!("sipx_sip_banned_sources").set(self.guard.banned_count() as f64);
+    }
+
+    /// Drops the bindings whose time is up, every second: a device that stopped refreshing is
+    /// neither dialled nor let in as a known source a moment after its Expires.
+    fn drop_lapsed_bindings(&mut self) {
         let t = unix_now();
         let runtime = self.runtime.clone();
         let registered = &mut self.registered;
@@ -592,7 +600,6 @@ impl Core {
         });
         metrics::gauge!("sipx_sip_registered_contacts")
             .set(self.bindings.values().map(|(_, b)| b.len()).sum::<usize>() as f64);
-        metrics::gauge!("sipx_sip_banned_sources").set(self.guard.banned_count() as f64);
     }
 
     fn handle_input(&mut self, now: Instant, input: CoreInput) {

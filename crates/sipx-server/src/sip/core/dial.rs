@@ -182,9 +182,11 @@ impl Core {
             DialTarget::Accounts(accounts) => {
                 // The first account with a live device; its best contact (highest q, then the
                 // newest registration).
+                let now_secs = crate::unix_now();
                 let found = accounts.iter().find_map(|route| {
                     let (_, bindings) = self.bindings.get(&route.username)?;
-                    let b = bindings.iter().max_by(|a, b| {
+                    let live = bindings.iter().filter(|b| b.expires_at > now_secs);
+                    let b = live.max_by(|a, b| {
                         a.q.unwrap_or(1.0)
                             .total_cmp(&b.q.unwrap_or(1.0))
                             .then(a.expires_at.cmp(&b.expires_at))
