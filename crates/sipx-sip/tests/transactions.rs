@@ -31,6 +31,14 @@ fn request(method: &str, branch: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A request of ours, to send in a client transaction.
+fn outgoing(method: &str, branch: &str) -> Request {
+    match parse_datagram(&request(method, branch, "")).unwrap() {
+        SipMessage::Request(r) => r,
+        SipMessage::Response(_) => unreachable!(),
+    }
+}
+
 /// Drains outputs: (transmitted messages, events).
 fn drain(ep: &mut Endpoint) -> (Vec<SipMessage>, Vec<Event>) {
     let mut tx = Vec::new();
@@ -256,10 +264,7 @@ fn register_is_never_treated_as_merged() {
 fn client_non_invite_retransmits_then_times_out() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();
-    let req = match parse_datagram(&request("OPTIONS", "z9hG4bKc1", "")).unwrap() {
-        SipMessage::Request(r) => r,
-        _ => unreachable!(),
-    };
+    let req = outgoing("OPTIONS", "z9hG4bKc1");
     let txn = ep.send_request(t0, peer(Transport::Udp), req);
     drain(&mut ep);
     let (sent, ev) = run_timers(&mut ep, t0, t0 + 64 * T1);
@@ -281,10 +286,7 @@ fn client_non_invite_retransmits_then_times_out() {
 fn a_ringing_invite_waits_past_timer_b_for_its_final_answer() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();
-    let req = match parse_datagram(&request("INVITE", "z9hG4bKring", "")).unwrap() {
-        SipMessage::Request(r) => r,
-        _ => unreachable!(),
-    };
+    let req = outgoing("INVITE", "z9hG4bKring");
     let txn = ep.send_request(t0, peer(Transport::Udp), req.clone());
     drain(&mut ep);
     let ringing = req.response(180, Some("callee")).to_bytes();
@@ -302,10 +304,7 @@ fn a_ringing_invite_waits_past_timer_b_for_its_final_answer() {
         "{ev:?}"
     );
     // A UAS that rings and then never answers at all is given up on in the end.
-    let req = match parse_datagram(&request("INVITE", "z9hG4bKmute", "")).unwrap() {
-        SipMessage::Request(r) => r,
-        _ => unreachable!(),
-    };
+    let req = outgoing("INVITE", "z9hG4bKmute");
     let t1 = t0 + Duration::from_secs(400);
     let txn = ep.send_request(t1, peer(Transport::Udp), req.clone());
     ep.handle_datagram(
@@ -326,10 +325,7 @@ fn a_ringing_invite_waits_past_timer_b_for_its_final_answer() {
 fn client_invite_acks_error_answers_once_per_retransmission() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();
-    let req = match parse_datagram(&request("INVITE", "z9hG4bKci", "")).unwrap() {
-        SipMessage::Request(r) => r,
-        _ => unreachable!(),
-    };
+    let req = outgoing("INVITE", "z9hG4bKci");
     ep.send_request(t0, peer(Transport::Udp), req.clone());
     drain(&mut ep);
     let busy = req.response(486, Some("callee")).to_bytes();
