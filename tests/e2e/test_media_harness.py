@@ -148,7 +148,7 @@ SCENARIOS_AGAINST_BARESIP = [
     ("uac_hold_resume.xml", None, ["-d", "300"], ["HOLD recvonly", "RESUME ok"]),
     ("uac_late_offer.xml", None, ["-d", "1000"], []),
     # baresip takes application/dtmf-relay and refuses application/dtmf with 488.
-    ("uac_info_dtmf.xml", None, ["-key", "digit", "5"], ["DTMF_RELAY 200", "DTMF 488"]),
+    ("uac_info_dtmf.xml", None, ["-key", "digit", "5", "-key", "formats", "0 101"], ["DTMF_RELAY 200", "DTMF 488"]),
     # The "SRTP required" case, and its control: the same offer is accepted when SRTP is optional.
     ("uac_plain_rtp_offer.xml", "srtp-mand", [], ["FINAL 488"]),
     ("uac_plain_rtp_offer.xml", None, [], ["FINAL 200"]),

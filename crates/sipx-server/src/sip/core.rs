@@ -37,6 +37,7 @@ mod inbound_control;
 mod loaded;
 mod origin;
 mod pin_gate;
+mod provider_hosts;
 mod replacing;
 mod routing;
 mod sources;
@@ -120,6 +121,8 @@ pub(crate) enum CoreInput {
         leg: crate::media::LegId,
         result: Result<sipx_rooms::ParticipantId, sipx_rooms::RoomError>,
     },
+    /// A trunk provider's host resolved to a new address: the trunks load again.
+    ProviderHostsResolved,
     /// The routing rules (re)loaded from the store, from its change `version`.
     RoutingLoaded {
         routing: Box<Routing>,
@@ -204,6 +207,8 @@ pub(crate) struct Core {
     persisted: HashMap<String, HashMap<String, u64>>,
     /// trunk id → its outbound registration.
     trunk_regs: HashMap<String, TrunkReg>,
+    /// The providers' addresses, looked up off the core.
+    provider_hosts: provider_hosts::ProviderHosts,
     reg_txns: HashMap<ClientTxnId, String>,
     /// For connections SIPx opens itself (to providers).
     flow_ids: Arc<FlowIds>,
@@ -350,6 +355,7 @@ impl Core {
             origins: Origins::default(),
             persisted,
             trunk_regs: HashMap::new(),
+            provider_hosts: provider_hosts::ProviderHosts::default(),
             reg_txns: HashMap::new(),
             flow_ids: connector.flow_ids,
             tls_client: connector.tls,
@@ -658,6 +664,7 @@ impl Core {
                 }
             }
             CoreInput::WebhookAnswered { id, answer } => self.on_webhook_answer(now, id, answer),
+            CoreInput::ProviderHostsResolved => self.load_trunks(),
             CoreInput::TrunksLoaded {
                 trunks,
                 account_srtp,

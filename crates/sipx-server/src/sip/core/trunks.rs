@@ -91,10 +91,13 @@ fn transport_of(name: &str) -> Transport {
 }
 
 impl Core {
-    /// Reads the trunks and resolves their providers' addresses off the core task.
+    /// Reads the trunks and resolves their providers' addresses off the core task
+    /// (`provider_hosts`: briefly for a new host, then in the background, loading again when
+    /// it resolves).
     pub(super) fn load_trunks(&self) {
         let store = self.store.clone();
         let inputs = self.inputs.clone();
+        let hosts = self.provider_hosts.clone();
         // Read before the trunks: they hold at least every write up to it.
         let version = store.change_version();
         tokio::spawn(async move {
@@ -105,23 +108,28 @@ impl Core {
                     return;
                 }
             };
-            let mut resolved = Vec::with_capacity(trunks.len());
-            for t in trunks {
-                let d = &t.trunk.data;
-                let addr = match (&d.host, d.register) {
-                    (Some(host), true) => {
-                        let default_port = if d.transport == "tls" { 5061 } else { 5060 };
-                        let port = d.port.unwrap_or(default_port);
-                        let host = host.trim_matches(['[', ']']).to_owned();
-                        tokio::net::lookup_host((host.as_str(), port))
-                            .await
-                            .ok()
-                            .and_then(|mut a| a.next())
-                    }
-                    _ => None,
-                };
-                resolved.push((t, addr));
-            }
+            // Only registering trunks send to their host; the others need no address.
+            let wanted: Vec<_> = trunks
+                .iter()
+                .filter_map(|t| {
+                    let d = &t.trunk.data;
+                    let host = d.host.as_ref().filter(|_| d.register)?;
+                    let default_port = if d.transport == "tls" { 5061 } else { 5060 };
+                    let host = host.trim_matches(['[', ']']).to_owned();
+                    Some((t.trunk.id.clone(), (host, d.port.unwrap_or(default_port))))
+                })
+                .collect();
+            let keys: Vec<_> = wanted.iter().map(|(_, k)| k.clone()).collect();
+            let (addrs, later) = hosts.addresses(&keys).await;
+            let by_trunk: std::collections::HashMap<_, _> =
+                wanted.into_iter().map(|(id, _)| id).zip(addrs).collect();
+            let resolved: Vec<_> = trunks
+                .into_iter()
+                .map(|t| {
+                    let addr = by_trunk.get(&t.trunk.id).copied().flatten();
+                    (t, addr)
+                })
+                .collect();
             let account_srtp = store.sip_account_srtp_policies().await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies");
                 Vec::new()
@@ -133,6 +141,9 @@ impl Core {
                     version,
                 })
                 .await;
+            if !later.is_empty() && hosts.refresh(later).await {
+                let _ = inputs.send(CoreInput::ProviderHostsResolved).await;
+            }
         });
     }
 
