@@ -20,11 +20,13 @@ const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 const FRESH_FOR: Duration = Duration::from_secs(300);
 
 type Key = (String, u16);
+/// A lookup's result and when it was made.
+type Known = (Option<SocketAddr>, Instant);
 
 /// Shared by the core's trunk loads. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct ProviderHosts {
-    known: Arc<Mutex<HashMap<Key, (Option<SocketAddr>, Instant)>>>,
+    known: Arc<Mutex<HashMap<Key, Known>>>,
 }
 
 impl ProviderHosts {
@@ -72,7 +74,7 @@ impl ProviderHosts {
         changed
     }
 
-    fn get(&self, key: &Key) -> Option<(Option<SocketAddr>, Instant)> {
+    fn get(&self, key: &Key) -> Option<Known> {
         self.known.lock().ok()?.get(key).copied()
     }
 
