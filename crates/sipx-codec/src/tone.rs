@@ -1,5 +1,6 @@
-//! Test-signal helpers for tests and benchmarks: a sine generator, the Goertzel power at one
-//! frequency, and signal-to-noise ratios. (DTMF detection lives in the media crate.)
+//! Test-signal helpers for tests and benchmarks: a sine generator (also the oscillator of the
+//! media crate's in-band key tones), the Goertzel power at one frequency, and signal-to-noise
+//! ratios. (DTMF detection lives in the media crate.)
 
 use std::f64::consts::TAU;
 
@@ -21,12 +22,18 @@ impl Sine {
         }
     }
 
+    /// The next sample, unrounded (to add several tones before rounding once).
+    pub fn next_value(&mut self) -> f64 {
+        let value = self.amplitude * self.phase.sin();
+        self.phase = (self.phase + self.step) % TAU;
+        value
+    }
+
     /// Fills `out` with the next samples.
     pub fn fill(&mut self, out: &mut [i16]) {
         for sample in out {
             // `as` saturates, so amplitudes above full scale clip rather than wrap.
-            *sample = (self.amplitude * self.phase.sin()).round() as i16;
-            self.phase = (self.phase + self.step) % TAU;
+            *sample = self.next_value().round() as i16;
         }
     }
 

@@ -7,15 +7,16 @@
 //! of twist). Each press is followed by a pause, so the same digit twice is heard twice.
 
 use std::collections::VecDeque;
-use std::f32::consts::TAU;
 use std::time::Duration;
+
+use sipx_codec::tone::Sine;
 
 use super::DtmfDigit;
 
 /// Peak amplitudes (16-bit scale) of the row and column tones: a full-scale sine is +3.17 dBm0
 /// (G.711), so -9 dBm0 is 10^(-12.17/20) of full scale and -7 dBm0 2 dB more.
-const ROW_AMPLITUDE: f32 = 8_070.0;
-const COLUMN_AMPLITUDE: f32 = 10_160.0;
+const ROW_AMPLITUDE: f64 = 8_070.0;
+const COLUMN_AMPLITUDE: f64 = 10_160.0;
 /// Shortest and longest tone sent: detectors need 40 ms (Q.24); a stuck key is cut short.
 const MIN_TONE: Duration = Duration::from_millis(40);
 const MAX_TONE: Duration = Duration::from_secs(5);
@@ -33,9 +34,9 @@ pub struct DtmfTones {
 
 #[derive(Debug)]
 struct Playing {
-    /// Phase steps of the two tones, in radians per sample, and their phases.
-    steps: (f32, f32),
-    phases: (f32, f32),
+    /// The key's two tones.
+    row: Sine,
+    column: Sine,
     /// Samples of tone, then of pause, still to play.
     tone_left: usize,
     pause_left: usize,
@@ -84,12 +85,7 @@ impl DtmfTones {
         };
         let sample = if p.tone_left > 0 {
             p.tone_left -= 1;
-            let value = ROW_AMPLITUDE * p.phases.0.sin() + COLUMN_AMPLITUDE * p.phases.1.sin();
-            p.phases = (
-                (p.phases.0 + p.steps.0) % TAU,
-                (p.phases.1 + p.steps.1) % TAU,
-            );
-            value as i16
+            (p.row.next_value() + p.column.next_value()).round() as i16
         } else {
             p.pause_left = p.pause_left.saturating_sub(1);
             0
@@ -108,10 +104,9 @@ impl DtmfTones {
             return;
         };
         let samples = |d: Duration| (d.as_secs_f64() * f64::from(self.rate)).round() as usize;
-        let step = |f: f32| TAU * f / self.rate as f32;
         self.playing = Some(Playing {
-            steps: (step(row), step(column)),
-            phases: (0.0, 0.0),
+            row: Sine::new(f64::from(row), self.rate, ROW_AMPLITUDE),
+            column: Sine::new(f64::from(column), self.rate, COLUMN_AMPLITUDE),
             tone_left: samples(duration),
             pause_left: samples(PAUSE),
         });

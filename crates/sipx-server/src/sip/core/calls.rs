@@ -396,7 +396,8 @@ impl Core {
         for rr in req.headers.get_all("Record-Route") {
             resp.headers.push("Record-Route", rr);
         }
-        if matches!(destination, Destination::Room(_)) && call.room.is_some() {
+        // Seated (a room, no PIN to ask first): answered once the room takes the phone.
+        if call.room.is_some() {
             call.held = Some(HeldAnswer {
                 ok: resp,
                 refusal: req.response(480, Some(&tag)),
@@ -574,7 +575,6 @@ impl Core {
         }
         tracing::info!(call_id = %id.call_id, status, cause, "call refused before its answer");
         self.respond(now, txn, resp);
-        metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }
 
     /// The unanswered call whose INVITE is `txn`, if its 200 is held back.
@@ -950,6 +950,7 @@ impl Core {
         if let Some(engine) = &self.media {
             engine.remove_leg(call.leg);
         }
+        metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
         Some(call)
     }
 
@@ -1052,7 +1053,6 @@ impl Core {
             duration_s = now.duration_since(call.started).as_secs(),
             "call ended"
         );
-        metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }
 }
 

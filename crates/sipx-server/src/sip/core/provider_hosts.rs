@@ -30,14 +30,14 @@ pub(crate) struct ProviderHosts {
 }
 
 impl ProviderHosts {
-    /// The addresses of `hosts`: from memory when known, else looked up for at most
-    /// [`FIRST_LOOKUP`]. Also returns the hosts to look up (again) in the background:
-    /// unknown ones still pending, and stale ones.
-    pub async fn addresses(&self, hosts: &[Key]) -> (Vec<Option<SocketAddr>>, Vec<Key>) {
+    /// The address of each of `hosts` (`None` where there is no host): from memory when
+    /// known, else looked up for at most [`FIRST_LOOKUP`]. Also returns the hosts to look up
+    /// (again) in the background: unknown ones still pending, and stale ones.
+    pub async fn addresses(&self, hosts: &[Option<Key>]) -> (Vec<Option<SocketAddr>>, Vec<Key>) {
         let now = Instant::now();
         let mut todo = Vec::new();
         let mut unknown = Vec::new();
-        for key in hosts {
+        for key in hosts.iter().flatten() {
             match self.get(key) {
                 Some((_, at)) if now.duration_since(at) < FRESH_FOR => {}
                 Some(_) => todo.push(key.clone()),
@@ -54,7 +54,7 @@ impl ProviderHosts {
         todo.extend(unknown.into_iter().filter(|k| self.get(k).is_none()));
         let addresses = hosts
             .iter()
-            .map(|k| self.get(k).and_then(|(a, _)| a))
+            .map(|k| self.get(k.as_ref()?).and_then(|(a, _)| a))
             .collect();
         (addresses, todo)
     }
@@ -100,14 +100,17 @@ mod tests {
     async fn known_hosts_come_from_memory_and_unknown_ones_wait_briefly() {
         let hosts = ProviderHosts::default();
         let literal = ("127.0.0.1".to_owned(), 5060);
-        let (addrs, todo) = hosts.addresses(std::slice::from_ref(&literal)).await;
-        assert_eq!(addrs, [Some("127.0.0.1:5060".parse().unwrap())]);
+        let (addrs, todo) = hosts.addresses(&[Some(literal.clone()), None]).await;
+        assert_eq!(addrs, [Some("127.0.0.1:5060".parse().unwrap()), None]);
         assert!(todo.is_empty(), "resolved at once: nothing left to do");
         // A failure is remembered too: the next reload does not wait for it again.
         hosts.put(&("unresolvable.invalid".to_owned(), 5060), None);
         let started = Instant::now();
         let (addrs, todo) = hosts
-            .addresses(&[("unresolvable.invalid".to_owned(), 5060), literal])
+            .addresses(&[
+                Some(("unresolvable.invalid".to_owned(), 5060)),
+                Some(literal),
+            ])
             .await;
         assert!(started.elapsed() < FIRST_LOOKUP);
         assert_eq!(addrs[0], None);

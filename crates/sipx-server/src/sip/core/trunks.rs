@@ -111,25 +111,16 @@ impl Core {
             // Only registering trunks send to their host; the others need no address.
             let wanted: Vec<_> = trunks
                 .iter()
-                .filter_map(|t| {
+                .map(|t| {
                     let d = &t.trunk.data;
                     let host = d.host.as_ref().filter(|_| d.register)?;
                     let default_port = if d.transport == "tls" { 5061 } else { 5060 };
                     let host = host.trim_matches(['[', ']']).to_owned();
-                    Some((t.trunk.id.clone(), (host, d.port.unwrap_or(default_port))))
+                    Some((host, d.port.unwrap_or(default_port)))
                 })
                 .collect();
-            let keys: Vec<_> = wanted.iter().map(|(_, k)| k.clone()).collect();
-            let (addrs, later) = hosts.addresses(&keys).await;
-            let by_trunk: std::collections::HashMap<_, _> =
-                wanted.into_iter().map(|(id, _)| id).zip(addrs).collect();
-            let resolved: Vec<_> = trunks
-                .into_iter()
-                .map(|t| {
-                    let addr = by_trunk.get(&t.trunk.id).copied().flatten();
-                    (t, addr)
-                })
-                .collect();
+            let (addrs, later) = hosts.addresses(&wanted).await;
+            let resolved: Vec<_> = trunks.into_iter().zip(addrs).collect();
             let account_srtp = store.sip_account_srtp_policies().await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies");
                 Vec::new()
