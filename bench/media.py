@@ -111,6 +111,43 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+HALT_POLL = pathlib.Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def idle_policy():
+    """How this machine's CPUs idle, printed with the figures: on a VM guest whose idle driver
+    is `haltpoll` with polling off, an idle vCPU halts at once and the host may run something
+    else on the core, so code that sleeps between frames wakes to cold caches and the same
+    codec work costs more paced than back to back (README, Benchmarks, has the figures with
+    and without polling). Figures from machines that idle differently do not compare."""
+    def read(path):
+        try:
+            return pathlib.Path(path).read_text().strip()
+        except OSError:
+            return None
+    driver = read("/sys/devices/system/cpu/cpuidle/current_driver") or "none"
+    poll = read(HALT_POLL)
+    return f"cpuidle driver {driver}" + (f", guest halt polling {int(poll) // 1000} µs" if poll else "")
+
+
+class HaltPolling:
+    """`--guest-halt-poll-us`: sets the guest's halt polling for the run and puts the old value
+    back after (a diagnosis of the machine, not a setting of SIPx; needs root)."""
+
+    def __init__(self, micros):
+        self.micros, self.old = micros, None
+
+    def __enter__(self):
+        if self.micros is not None:
+            self.old = HALT_POLL.read_text().strip()
+            HALT_POLL.write_text(str(self.micros * 1000))
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            HALT_POLL.write_text(self.old)
+
+
 # ------------------------------------------------------------------------------------------------
 # SIP: a minimal UAC for calls to the echo test
 # ------------------------------------------------------------------------------------------------
@@ -577,7 +614,15 @@ def main():
     ap.add_argument("--warmup", type=float, default=4, help="seconds of media before the window")
     ap.add_argument("--rtpengine-calls", type=int, default=25, help="0 skips the comparison")
     ap.add_argument("--sipx", type=pathlib.Path, default=SIPX, help="the binary (default: the release build)")
+    ap.add_argument("--guest-halt-poll-us", type=int, default=None,
+                    help="diagnosis on a VM guest with the haltpoll idle driver: poll this long before "
+                         "halting an idle vCPU, for the run only (root); the machine, not SIPx, is changed")
     args = ap.parse_args()
+    with HaltPolling(args.guest_halt_poll_us):
+        return run(args)
+
+
+def run(args):
     if not args.sipx.exists():
         raise SystemExit(f"build first: cargo build --release -p sipx (looked for {args.sipx})")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "sipx-media", "--example", "codec_floor",
@@ -586,7 +631,7 @@ def main():
     import media
     payload = media.make_audio()["speech_8k.ulaw"]
     work = pathlib.Path(tempfile.mkdtemp(prefix="sipx-media-bench-"))
-    print(f"load average before: {loadavg()}  ({os.cpu_count()} CPUs)", flush=True)
+    print(f"load average before: {loadavg()}  ({os.cpu_count()} CPUs; {idle_policy()})", flush=True)
     if float(loadavg().split()[0]) > 0.5:
         print("  (something else is running: late ticks and CPU figures will suffer; `top` shows what)", flush=True)
 

@@ -161,6 +161,14 @@ def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):
     assert back.packets >= 60 and tone.band_ratio >= 0.99, (back, tone)
 
 
+def test_a_late_offer_left_unanswered_in_the_ack_ends_with_a_bye_naming_488(sipx, tmp_path):
+    # The scenario fails unless SIPx's BYE arrives and its Reason carries cause=488 (RFC 3326).
+    run, _ = call(sipx, tmp_path, "127.0.0.96", "uac_late_offer_no_answer.xml")
+    assert run.returncode == 0, run.errors + run.stderr + run.logs[-2000:]
+    ended = logged(sipx, "call ended")
+    assert ended and ended[0]["reason"] == "no usable SDP answer in the ACK", ended
+
+
 @pytest.mark.parametrize("scenario, ip, expected", [
     ("uac_sdp_multi_crypto.xml", "127.0.0.86", "200"),
     ("uac_sdp_no_s_line.xml", "127.0.0.87", "200"),

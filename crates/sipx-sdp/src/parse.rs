@@ -117,7 +117,7 @@ impl Builder {
             'c' => session.connection = Some(parse_connection(value)?),
             'b' => session.bandwidths.push(parse_bandwidth(value)?),
             't' | 'r' | 'z' => session.timing.push(raw(kind, value)),
-            'a' => session.attributes.push(parse_attribute(value)?),
+            'a' => session.attributes.extend(parse_attribute(value)),
             _ => session.other.push(raw(kind, value)),
         }
         Ok(())
@@ -161,7 +161,7 @@ fn media_line(media: &mut MediaDescription, kind: char, value: &str) -> Result<(
         'i' => media.info.push(raw(kind, value)),
         'c' => media.connections.push(parse_connection(value)?),
         'b' => media.bandwidths.push(parse_bandwidth(value)?),
-        'a' => media.attributes.push(parse_attribute(value)?),
+        'a' => media.attributes.extend(parse_attribute(value)),
         'v' | 'o' | 's' | 't' => return Err("session-level line inside a media section".into()),
         _ => media.other.push(raw(kind, value)),
     }
@@ -227,16 +227,16 @@ fn parse_bandwidth(value: &str) -> Result<Bandwidth, LineError> {
     })
 }
 
-fn parse_attribute(value: &str) -> Result<Attribute, LineError> {
+/// An `a=` line's name and value. A line without a name (`a=` alone, `a=:x`) says nothing
+/// and is dropped, as unknown attributes are (RFC 8866 §5.13): peers that send an empty
+/// attribute mean no harm, and refusing the whole offer for it would cost the call.
+fn parse_attribute(value: &str) -> Option<Attribute> {
     let (name, value) = match value.split_once(':') {
         Some((name, value)) => (name, Some(value.to_owned())),
         None => (value, None),
     };
     let name = name.trim();
-    if name.is_empty() {
-        return Err("a= without a name".into());
-    }
-    Ok(Attribute {
+    (!name.is_empty()).then(|| Attribute {
         name: name.to_owned(),
         value,
     })

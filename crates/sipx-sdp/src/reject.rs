@@ -13,8 +13,13 @@ pub enum Rejection {
     NoCommonCodec,
     /// A transport we do not speak, e.g. DTLS-SRTP (`UDP/TLS/RTP/SAVPF`) or TCP.
     UnsupportedTransport(String),
-    /// The media address is not an IP literal of our address family.
+    /// The media address is an IP literal of the other address family.
     IncompatibleAddress,
+    /// The media address is a host name (RFC 8866 §5.7 allows one): SIPx does not resolve
+    /// names in SDP, so it would not know where to send.
+    HostnameAddress,
+    /// No `c=` line for the audio stream, at media or session level (RFC 8866 §5.7).
+    NoConnection,
     /// A multicast stream: SIPx answers unicast only, and an answer to a multicast offer must
     /// carry the same group (RFC 3264 §6.2).
     MulticastNotAvailable,
@@ -44,6 +49,11 @@ impl Rejection {
             Rejection::NoCommonCodec => (305, "Incompatible media format"),
             Rejection::UnsupportedTransport(_) => (302, "Incompatible transport protocol"),
             Rejection::IncompatibleAddress => (301, "Incompatible network address formats"),
+            Rejection::HostnameAddress => (
+                301,
+                "Incompatible network address formats: an IP address is needed in c=",
+            ),
+            Rejection::NoConnection => (399, "Bad SDP: no c= line for the audio stream"),
             Rejection::MulticastNotAvailable => (330, "Multicast not available"),
             Rejection::SrtpRequired => (399, "SRTP required"),
             Rejection::SrtpNotSupported => (399, "SRTP not supported"),

@@ -173,6 +173,16 @@ fn cases() -> Vec<(&'static str, Local, Outcome)> {
         ),
         ("carrier_sbc_ipv6", Ipv6, plain(Pcmu, 0, Some((101, 8000)))),
         (
+            "pbx_hostname_connection",
+            Default,
+            Outcome::Refused(Rejection::HostnameAddress),
+        ),
+        (
+            "no_connection_line",
+            Default,
+            Outcome::Refused(Rejection::NoConnection),
+        ),
+        (
             "webrtc_chrome",
             Default,
             Outcome::Refused(Rejection::UnsupportedTransport("UDP/TLS/RTP/SAVPF".into())),

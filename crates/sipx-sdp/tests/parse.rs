@@ -113,7 +113,6 @@ fn malformed_input_names_line_and_reason() {
         (format!("v=0\n{o}\nc=IN IP4\n"), 3, "three fields"),
         (format!("v=0\n{o}\nb=AS\n"), 3, "<type>:<value>"),
         (format!("v=0\n{o}\nb=AS:lots\n"), 3, "not a number"),
-        (format!("v=0\n{o}\na=\n"), 3, "without a name"),
         (format!("v=0\n{o}\nm=audio\n"), 3, "m= needs"),
         (format!("v=0\n{o}\nm=audio 70000 RTP/AVP 0\n"), 3, "port"),
         (
@@ -144,6 +143,20 @@ fn malformed_input_names_line_and_reason() {
         SessionDescription::parse(&bytes),
         Err(SdpError::Malformed { line: 3, .. })
     ));
+}
+
+#[test]
+fn an_attribute_without_a_name_is_dropped_not_fatal() {
+    let text = "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\na=\nc=IN IP4 192.0.2.1\nt=0 0\n\
+                m=audio 4000 RTP/AVP 0\na=\na=:orphan\na=sendonly\n";
+    let sdp = SessionDescription::parse(text.as_bytes()).unwrap();
+    assert!(sdp.attributes.is_empty(), "{:?}", sdp.attributes);
+    let names: Vec<_> = sdp.media[0]
+        .attributes
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["sendonly"]);
 }
 
 #[test]

@@ -270,6 +270,9 @@ impl Drop for CallRow {
 }
 
 /// The cause of an ended answered call, from the core's reason for ending it.
+/// Why a call whose 2xx carried our offer ends at the ACK (RFC 3261 §13.3.1.4).
+pub(crate) const NO_USABLE_ANSWER: &str = "no usable SDP answer in the ACK";
+
 pub(crate) fn end_cause(reason: &str, by_caller: bool) -> (u16, &'static str) {
     // The phone went elsewhere, whoever sent the BYE (the replaced phone of an attended
     // transfer hangs up itself).
@@ -282,6 +285,7 @@ pub(crate) fn end_cause(reason: &str, by_caller: bool) -> (u16, &'static str) {
     match reason {
         "media timeout" => (200, "media_timeout"),
         "no ACK for the 200" => (408, "ack_timeout"),
+        NO_USABLE_ANSWER => (488, "local_hangup"),
         "Room closed" | "Replaced in the room" | "Removed from the room" => (200, "room_removed"),
         "Room failure" | "Room unavailable" => (200, "room_failed"),
         _ => (200, "local_hangup"),
@@ -398,5 +402,6 @@ mod tests {
         assert_eq!(end_cause("no ACK for the 200", false), (408, "ack_timeout"));
         assert_eq!(end_cause("Room closed", false), (200, "room_removed"));
         assert_eq!(end_cause("Wrong PIN", false), (200, "local_hangup"));
+        assert_eq!(end_cause(NO_USABLE_ANSWER, false), (488, "local_hangup"));
     }
 }

@@ -21,7 +21,7 @@ use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 
 use super::Core;
-use super::call_rows::{CallRow, NewRow, end_cause};
+use super::call_rows::{CallRow, NO_USABLE_ANSWER, NewRow, end_cause};
 use super::inbound::{Destination, NewInvite};
 use super::origin::{Origin, policy_name, srtp_policy};
 use super::pin_gate::PinGate;
@@ -849,7 +849,7 @@ impl Core {
             self.apply_negotiation(&id);
         } else if call.sdp.negotiated().is_none() {
             // RFC 3261 §13.3.1.4: a 2xx offer whose ACK brings no usable answer ends the call.
-            self.end_call(now, &id, "no usable SDP answer in the ACK", true);
+            self.end_call(now, &id, NO_USABLE_ANSWER, true);
         }
     }
 
@@ -1001,8 +1001,10 @@ impl Core {
             call.peer.transport.via_name()
         );
         let mut bye = call.dialog.request(Method::Bye, &via, None);
+        // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).
+        let (cause, _) = end_cause(reason, false);
         bye.headers
-            .push("Reason", format!("SIP;cause=200;text=\"{reason}\""));
+            .push("Reason", format!("SIP;cause={cause};text=\"{reason}\""));
         bye.headers.push("Content-Length", "0");
         let txn = self.endpoint.send_request(now, call.peer, bye);
         self.calls.byes.insert(txn, call.dialog.id.clone());
