@@ -24,6 +24,7 @@ fn leg(codec: CodecKind, pt: u8, remote: SocketAddr, ssrc: u32, srtp: bool) -> M
         let key = SrtpKey {
             key: vec![7; 16],
             salt: vec![8; 14],
+            mki: Vec::new(),
         };
         cfg.srtp = Some(SrtpConfig {
             suite: SrtpSuite::AesCm128HmacSha1_80,

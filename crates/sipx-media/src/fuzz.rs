@@ -126,6 +126,7 @@ pub fn srtp(data: &[u8]) {
         let key = SrtpKey {
             key: vec![1; suite.key_len()],
             salt: vec![2; suite.salt_len()],
+            mki: Vec::new(),
         };
         let config = SrtpConfig {
             suite,

@@ -93,6 +93,10 @@ pub struct CryptoAttr {
     pub session_params: Vec<String>,
 }
 
+/// The longest MKI SIPx takes (bytes on the wire): SDP writes the value as a decimal number,
+/// and those who use one (Microsoft's phones and SBCs among them) send one to four bytes.
+pub const MAX_MKI_LEN: u8 = 4;
+
 /// Most key parameters one line may carry; RFC 4568 allows several, nobody sends more than two.
 const MAX_KEYS: usize = 8;
 
@@ -133,13 +137,15 @@ impl CryptoAttr {
         SrtpSuite::from_name(&self.suite_name)
     }
 
-    /// True when SIPx can use this line: a known suite, one key of the right length without
-    /// an MKI, and no session parameter that changes the packets or the keys. SIPx's SRTP
-    /// has one master key per direction and derives its session keys once (no `KDR`, RFC 4568
-    /// §6.3.1): a line with several keys, an MKI (more bytes in every packet) or a `KDR=n`
-    /// (keys derived anew every 2^n packets, n from 1 to 24) would be accepted and then fail
-    /// to decrypt, so another line of the offer is taken, or the offer refused. `KDR=0` is
-    /// outside the RFC's range; some phones write it to mean "once", and so it is read.
+    /// True when SIPx can use this line: a known suite, one key of the right length, and no
+    /// session parameter that changes the packets or the keys. SIPx's SRTP has one master key
+    /// per direction and derives its session keys once (no `KDR`, RFC 4568 §6.3.1): a line
+    /// with several keys or a `KDR=n` (keys derived anew every 2^n packets, n from 1 to 24)
+    /// would be accepted and then fail to decrypt, so another line of the offer is taken, or
+    /// the offer refused. `KDR=0` is outside the RFC's range; some phones write it to mean
+    /// "once", and so it is read. An MKI is taken with the AES-CM suites, up to
+    /// [`MAX_MKI_LEN`] bytes and a value that fits them (RFC 7714 places GCM's elsewhere,
+    /// and nobody sends one there).
     pub fn is_usable(&self) -> bool {
         let Some(suite) = self.suite() else {
             return false;
@@ -149,8 +155,13 @@ impl CryptoAttr {
         let [key] = self.keys.as_slice() else {
             return false;
         };
+        let mki_fits = |&(value, len): &(u32, u8)| {
+            suite != SrtpSuite::AeadAes128Gcm
+                && len <= MAX_MKI_LEN
+                && u64::from(value) < 1u64 << (8 * u32::from(len))
+        };
         key.key_salt.len() == suite.key_salt_len()
-            && key.mki.is_none()
+            && key.mki.as_ref().is_none_or(mki_fits)
             && self.session_params.iter().all(harmless)
     }
 
@@ -217,6 +228,7 @@ mod tests {
     use super::*;
 
     const KEY_30: &str = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+    const KEY_28: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
 
     #[test]
     fn parses_key_params() {
@@ -275,11 +287,21 @@ mod tests {
         let c = CryptoAttr::parse(&line).unwrap();
         assert!(c.is_usable());
         assert_eq!(c.to_value(), line);
-        // What SIPx's SRTP does not do: an MKI, two keys, keys derived anew (KDR above 0).
-        for unusable in [
+        // An MKI of up to 4 bytes whose value fits them, with AES-CM.
+        for usable in [
             format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^20|1:4"),
+            format!("1 AES_CM_128_HMAC_SHA1_32 inline:{KEY_30}|2^31|255:1"),
+        ] {
+            assert!(CryptoAttr::parse(&usable).unwrap().is_usable(), "{usable}");
+        }
+        // What SIPx's SRTP does not do: two keys, keys derived anew (KDR above 0), an MKI
+        // longer than 4 bytes, or one whose value does not fit its length, or with GCM.
+        for unusable in [
             format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^31|1:1;inline:{KEY_30}|2^31|2:1"),
             format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30} KDR=4"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^31|1:5"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^31|256:1"),
+            format!("1 AEAD_AES_128_GCM inline:{KEY_28}|1:1"),
         ] {
             let c = CryptoAttr::parse(&unusable).unwrap();
             assert!(!c.is_usable(), "{unusable}");

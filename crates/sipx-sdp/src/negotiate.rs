@@ -167,11 +167,20 @@ pub(crate) fn usable_cryptos(media: &MediaDescription) -> impl Iterator<Item = C
         .filter(CryptoAttr::is_usable)
 }
 
-/// The SRTP parameters from the remote's chosen line and our key for the same suite.
+/// The MKI we send with when the peer's key has one: the value 1 in as many bytes as the
+/// peer's. RFC 4568 lets each side choose, but peers that use an MKI expect one back (and
+/// one on the line of the answer).
+pub(crate) fn local_mki(remote: &CryptoAttr) -> Option<(u32, u8)> {
+    remote.keys.first()?.mki.map(|(_, len)| (1, len))
+}
+
+/// The SRTP parameters from the remote's chosen line and our key for the same suite, sent
+/// with `mki` (what our own line says: [`local_mki`] in an answer, none after our offer).
 pub(crate) fn srtp_params(
     remote: &CryptoAttr,
     suite: SrtpSuite,
     local: &[u8],
+    mki: Option<(u32, u8)>,
 ) -> Option<SrtpParams> {
     let split = |key_salt: &[u8], mki: Option<(u32, u8)>| {
         let (key, salt) = key_salt.split_at_checked(suite.key_len())?;
@@ -185,19 +194,24 @@ pub(crate) fn srtp_params(
     Some(SrtpParams {
         suite,
         remote: split(&first.key_salt, first.mki)?,
-        local: split(local, None)?,
+        local: split(local, mki)?,
     })
 }
 
-/// Our crypto line for `suite` with `tag`.
-pub(crate) fn crypto_line(tag: u32, suite: SrtpSuite, key_salt: &[u8]) -> Attribute {
+/// Our crypto line for `suite` with `tag` (and `mki`, in an answer to a key that has one).
+pub(crate) fn crypto_line(
+    tag: u32,
+    suite: SrtpSuite,
+    key_salt: &[u8],
+    mki: Option<(u32, u8)>,
+) -> Attribute {
     let line = CryptoAttr {
         tag,
         suite_name: suite.name().to_owned(),
         keys: vec![KeyParam {
             key_salt: key_salt.to_vec(),
             lifetime: None,
-            mki: None,
+            mki,
         }],
         session_params: Vec::new(),
     };
@@ -327,8 +341,9 @@ pub(crate) fn answer_audio(
     if let Some((line, suite)) = crypto {
         // select_crypto only picks suites we hold a key for.
         let key = local_key(material, suite).unwrap_or_default();
-        attrs.push(crypto_line(line.tag, suite, key));
-        srtp = srtp_params(&line, suite, key);
+        let mki = local_mki(&line);
+        attrs.push(crypto_line(line.tag, suite, key, mki));
+        srtp = srtp_params(&line, suite, key, mki);
     }
     attrs.push(Attribute::flag(direction.as_str()));
 

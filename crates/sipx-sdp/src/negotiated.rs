@@ -104,6 +104,21 @@ pub struct SrtpKey {
     pub mki: Option<(u32, u8)>,
 }
 
+impl SrtpKey {
+    /// The MKI as every packet carries it: the value big-endian in its length's bytes
+    /// (`|1:4` is `[0, 0, 0, 1]`); empty without one. Lengths above 4 are not negotiated
+    /// ([`crate::crypto::MAX_MKI_LEN`]).
+    pub fn mki_bytes(&self) -> Vec<u8> {
+        match self.mki {
+            Some((value, len)) => {
+                let len = usize::from(len).min(4);
+                value.to_be_bytes()[4 - len..].to_vec()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for SrtpKey {
     // Keys stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -132,7 +132,7 @@ pub(crate) fn offer_audio(
             .iter()
             .filter_map(|&s| Some((s, local_key(material, s)?)));
         for (tag, (suite, key)) in (1..).zip(suites) {
-            attrs.push(crypto_line(tag, suite, key));
+            attrs.push(crypto_line(tag, suite, key, None));
         }
     }
     attrs.push(Attribute::flag(direction.as_str()));
@@ -183,7 +183,8 @@ pub(crate) fn accept_answer(
     let srtp = match accepted {
         Some((line, suite)) => {
             let key = local_key(material, suite).ok_or(Rejection::NoCommonCryptoSuite)?;
-            Some(srtp_params(&line, suite, key).ok_or(Rejection::NoCommonCryptoSuite)?)
+            // Our offer's line has no MKI: we send without one, whatever the answer's key has.
+            Some(srtp_params(&line, suite, key, None).ok_or(Rejection::NoCommonCryptoSuite)?)
         }
         None if config.srtp == SrtpPolicy::Required => return Err(Rejection::SrtpRequired),
         None if remote.secure_profile => return Err(Rejection::NoCommonCryptoSuite),

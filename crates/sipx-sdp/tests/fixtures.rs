@@ -388,16 +388,25 @@ fn remote_addresses_from_fixtures() {
 #[test]
 fn srtp_keys_from_the_offer_and_ours() {
     let mut session = MediaSession::new(config(Local::Default), &[7; KEY_MATERIAL_LEN]).unwrap();
-    session
+    let answer = session
         .handle_offer(&load("sbc_savp_many_cryptos"))
         .unwrap();
     let srtp = session.negotiated().unwrap().srtp.clone().unwrap();
-    // Tag 5, the first line SIPx's SRTP can use: tags 2 and 3 carry an MKI (SIPx sends and
-    // expects none), tag 1 is AES-256 and tag 4 leaves SRTCP unencrypted.
+    // Tag 2, the first line SIPx's SRTP can use (tag 1 is AES-256): its key has an MKI of one
+    // byte, value 1, so ours gets one of the same length, and the answer's line says so.
     assert_eq!(srtp.remote.key.len(), 16);
     assert_eq!(srtp.remote.salt.len(), 14);
-    assert_eq!(&srtp.remote.key[..3], &[0x5a, 0x70, 0xf4]);
-    assert_eq!(srtp.remote.mki, None);
+    assert_eq!(&srtp.remote.key[..3], &[0x43, 0x9f, 0x14]);
+    assert_eq!(srtp.remote.mki, Some((1, 1)));
+    assert_eq!(srtp.remote.mki_bytes(), [1]);
+    assert_eq!(srtp.local.mki, Some((1, 1)));
+    let crypto: Vec<_> = answer.media[0].attribute_values("crypto").collect();
+    assert!(
+        crypto.len() == 1
+            && crypto[0].starts_with("2 AES_CM_128_HMAC_SHA1_80 inline:")
+            && crypto[0].ends_with("|1:1"),
+        "{crypto:?}"
+    );
     assert_eq!(srtp.local.key, vec![7; 16]);
     assert_eq!(srtp.local.salt, vec![7; 14]);
 }

@@ -613,3 +613,23 @@ fn a_multicast_stream_is_refused_with_330() {
     );
     assert!(bob().handle_offer(&offer).is_ok());
 }
+
+#[test]
+fn an_answer_whose_key_has_an_mki_leaves_ours_without_one() {
+    // We offered tag 2 (AES_CM_128_HMAC_SHA1_80) without an MKI; the answer's key has one.
+    let mut a = MediaSession::new(
+        config("192.0.2.1", 4000).with_srtp(SrtpPolicy::Required),
+        &[1; KEY_MATERIAL_LEN],
+    )
+    .unwrap();
+    a.create_offer().unwrap();
+    a.handle_answer(&peer(
+        "m=audio 5000 RTP/SAVP 0\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:Q58UkAPCatLSRwKyxIjxLsijdiIza/dGI2kZ3qIj|2^31|3:2\n",
+    ))
+    .unwrap();
+    let srtp = a.negotiated().unwrap().srtp.clone().unwrap();
+    assert_eq!(srtp.remote.mki, Some((3, 2)));
+    assert_eq!(srtp.remote.mki_bytes(), [0, 3]);
+    assert_eq!(srtp.local.mki, None);
+    assert!(srtp.local.mki_bytes().is_empty());
+}

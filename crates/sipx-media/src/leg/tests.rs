@@ -299,6 +299,7 @@ fn srtp_on_both_sides_for_every_suite() {
         let key = |fill: u8| SrtpKey {
             key: vec![fill; suite.key_len()],
             salt: vec![fill + 1; suite.salt_len()],
+            mki: Vec::new(),
         };
         let mut a = config(CodecKind::Pcmu, 0, b_addr(), 1);
         let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
@@ -330,6 +331,7 @@ fn a_forged_packet_neither_plays_nor_latches() {
     let key = SrtpKey {
         key: vec![3; 16],
         salt: vec![4; 14],
+        mki: Vec::new(),
     };
     let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
     b.srtp = Some(SrtpConfig {

@@ -102,12 +102,26 @@ impl SrtpSuite {
 pub struct SrtpKey {
     pub key: Vec<u8>,
     pub salt: Vec<u8>,
+    /// The master key identifier every packet under this key carries (RFC 3711 §3.1), as it
+    /// is on the wire (`|1:4` in SDP is `[0, 0, 0, 1]`); empty when the key has none. AES-CM
+    /// suites only, at most [`MAX_MKI_LEN`] bytes.
+    pub mki: Vec<u8>,
 }
+
+/// The longest MKI SIPx takes: SDP writes the value as a decimal number, and the phones and
+/// SBCs that use one (Microsoft's among them) send one to four bytes.
+pub const MAX_MKI_LEN: usize = 4;
 
 impl std::fmt::Debug for SrtpKey {
     // Keys stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SrtpKey({} + {} bytes)", self.key.len(), self.salt.len())
+        write!(
+            f,
+            "SrtpKey({} + {} bytes, MKI {} bytes)",
+            self.key.len(),
+            self.salt.len(),
+            self.mki.len()
+        )
     }
 }
 
@@ -155,6 +169,9 @@ pub struct SrtpSession {
     suite: SrtpSuite,
     tx: Transform,
     rx: Transform,
+    /// The MKI we write into what we send, and the one the peer's packets must carry.
+    tx_mki: Vec<u8>,
+    rx_mki: Vec<u8>,
     tx_streams: [Option<TxStream>; STREAMS],
     rx_streams: [Option<RxStream>; STREAMS],
     /// SRTCP index of the next packet we send (31 bits).
@@ -175,10 +192,19 @@ impl std::fmt::Debug for SrtpSession {
 impl SrtpSession {
     /// Derives the session keys of both directions.
     pub fn new(config: &SrtpConfig) -> Result<Self, MediaError> {
+        for key in [&config.local, &config.remote] {
+            if key.mki.len() > MAX_MKI_LEN || !key.mki.is_empty() && config.suite.is_aead() {
+                return Err(MediaError::SrtpSetup(
+                    "an MKI is taken with AES-CM suites only, up to 4 bytes",
+                ));
+            }
+        }
         Ok(SrtpSession {
             suite: config.suite,
             tx: Transform::from_master(config.suite, &config.local)?,
             rx: Transform::from_master(config.suite, &config.remote)?,
+            tx_mki: config.local.mki.clone(),
+            rx_mki: config.remote.mki.clone(),
             tx_streams: [None; STREAMS],
             rx_streams: [None; STREAMS],
             srtcp_index: 0,
@@ -194,6 +220,8 @@ impl SrtpSession {
             suite,
             tx,
             rx,
+            tx_mki: Vec::new(),
+            rx_mki: Vec::new(),
             tx_streams: [None; STREAMS],
             rx_streams: [None; STREAMS],
             srtcp_index: 0,
@@ -210,18 +238,24 @@ impl SrtpSession {
         self.stats
     }
 
-    /// Protects the RTP packet in `buf[..len]` in place, appending the tag; returns the new
-    /// length. `buf` needs [`SrtpSuite::rtp_overhead`] spare bytes after the packet.
+    /// Protects the RTP packet in `buf[..len]` in place, appending the MKI (if any) and the
+    /// tag; returns the new length. `buf` needs [`SrtpSuite::rtp_overhead`] spare bytes after
+    /// the packet, plus the MKI's.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, MediaError> {
-        let need = len + self.suite.rtp_overhead();
+        let need = len + self.tx_mki.len() + self.suite.rtp_overhead();
         if buf.len() < need {
             return Err(MediaError::BufferTooSmall { need });
         }
         let header_len = rtp_header_len(&buf[..len])?;
         let (seq, ssrc) = rtp_seq_ssrc(buf);
         let roc = self.tx_roc(ssrc, seq);
-        self.tx
-            .protect_rtp(&mut buf[..need], header_len, len, ssrc, roc, seq)?;
+        self.tx.protect_rtp(
+            &mut buf[..need],
+            header_len,
+            len,
+            &self.tx_mki,
+            (ssrc, roc, seq),
+        )?;
         Ok(need)
     }
 
@@ -234,16 +268,18 @@ impl SrtpSession {
     }
 
     fn try_unprotect_rtp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let tag_len = self.suite.rtp_overhead();
+        let trailer = self.rx_mki.len() + self.suite.rtp_overhead();
         let header_len = rtp_header_len(packet)?;
-        if packet.len() < header_len + tag_len {
+        if packet.len() < header_len + trailer {
             return Err(MediaError::MalformedSrtp("shorter than header and tag"));
         }
         let (seq, ssrc) = rtp_seq_ssrc(packet);
         let (slot, mut stream) = self.rx_stream(ssrc);
         let (roc, index) = stream.roc.estimate(seq);
         stream.rtp_window.check(index)?;
-        let len = self.rx.unprotect_rtp(packet, header_len, ssrc, roc, seq)?;
+        let len = self
+            .rx
+            .unprotect_rtp(packet, header_len, &self.rx_mki, (ssrc, roc, seq))?;
         // Authenticated: only now may the packet move the ROC and the window, or take a slot.
         stream.rtp_window.accept(index);
         stream.roc.accept(roc, seq);
@@ -252,9 +288,10 @@ impl SrtpSession {
     }
 
     /// Protects the RTCP compound packet in `buf[..len]` in place (encrypted, E flag set);
-    /// returns the new length. `buf` needs [`SrtpSuite::rtcp_overhead`] spare bytes.
+    /// returns the new length. `buf` needs [`SrtpSuite::rtcp_overhead`] spare bytes, plus the
+    /// MKI's.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, MediaError> {
-        let need = len + self.suite.rtcp_overhead();
+        let need = len + self.tx_mki.len() + self.suite.rtcp_overhead();
         if buf.len() < need {
             return Err(MediaError::BufferTooSmall { need });
         }
@@ -263,7 +300,8 @@ impl SrtpSession {
         }
         let index = self.srtcp_index;
         self.srtcp_index = (self.srtcp_index + 1) & 0x7fff_ffff;
-        self.tx.protect_rtcp(&mut buf[..need], len, index)?;
+        self.tx
+            .protect_rtcp(&mut buf[..need], len, index, &self.tx_mki)?;
         Ok(need)
     }
 
@@ -275,7 +313,7 @@ impl SrtpSession {
     }
 
     fn try_unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let overhead = self.suite.rtcp_overhead();
+        let overhead = self.rx_mki.len() + self.suite.rtcp_overhead();
         if packet.len() < 8 + overhead {
             return Err(MediaError::MalformedSrtp(
                 "shorter than header, index and tag",
@@ -291,7 +329,9 @@ impl SrtpSession {
         let (encrypted, index) = (word & 0x8000_0000 != 0, word & 0x7fff_ffff);
         let (slot, mut stream) = self.rx_stream(ssrc);
         stream.rtcp_window.check(u64::from(index))?;
-        let len = self.rx.unprotect_rtcp(packet, index, encrypted)?;
+        let len = self
+            .rx
+            .unprotect_rtcp(packet, index, encrypted, &self.rx_mki)?;
         stream.rtcp_window.accept(u64::from(index));
         self.store_rx_stream(slot, stream);
         Ok(len)

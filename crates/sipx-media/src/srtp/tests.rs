@@ -18,6 +18,7 @@ fn rfc3711_master() -> SrtpKey {
     SrtpKey {
         key: hex("E1F97A0D3E018BE0D64FA32C06DE4139"),
         salt: hex("0EC675AD498AFEEBB6960B3AABE6"),
+        mki: Vec::new(),
     }
 }
 
@@ -34,6 +35,7 @@ fn key_for(suite: SrtpSuite, fill: u8) -> SrtpKey {
     SrtpKey {
         key: vec![fill; suite.key_len()],
         salt: vec![fill ^ 0x5a; suite.salt_len()],
+        mki: Vec::new(),
     }
 }
 
@@ -297,4 +299,93 @@ fn wrong_key_lengths_and_names() {
         assert_eq!(SrtpSuite::from_sdes_name(suite.sdes_name()), Some(suite));
     }
     assert_eq!(SrtpSuite::from_sdes_name("F8_128_HMAC_SHA1_80"), None);
+}
+
+/// libsrtp's reference packets with an MKI: the same bytes, the MKI between the encrypted part
+/// (SRTCP: the E flag and index) and the tag, which does not cover it (RFC 3711 §3.1, §3.4).
+#[test]
+fn an_mki_sits_before_the_tag_outside_what_it_authenticates() {
+    let mki = vec![0, 0, 0, 1];
+    let keyed = || SrtpKey {
+        mki: mki.clone(),
+        ..rfc3711_master()
+    };
+    let mut s = session(SrtpSuite::AesCm128HmacSha1_80, keyed(), keyed());
+    let with_mki = |packet: Vec<u8>, tag: usize| {
+        let mut p = packet;
+        let at = p.len() - tag;
+        p.splice(at..at, mki.iter().copied());
+        p
+    };
+    let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
+    let protected = with_mki(
+        hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb"),
+        10,
+    );
+    let mut buf = [0u8; 128];
+    buf[..plain.len()].copy_from_slice(&plain);
+    let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
+    assert_eq!(buf[..n], protected[..]);
+    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], plain[..]);
+
+    let rtcp = hex("81c8000bcafebabe abababababababababababababababab");
+    let srtcp = with_mki(
+        hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798"),
+        10,
+    );
+    buf[..rtcp.len()].copy_from_slice(&rtcp);
+    s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
+    buf[..rtcp.len()].copy_from_slice(&rtcp);
+    let n = s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
+    assert_eq!(buf[..n], srtcp[..]);
+    let n = s.unprotect_rtcp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], rtcp[..]);
+}
+
+#[test]
+fn a_packet_naming_another_mki_is_refused_and_gcm_takes_none() {
+    for suite in [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+    ] {
+        let key = |fill: u8, mki: &[u8]| SrtpKey {
+            mki: mki.to_vec(),
+            ..key_for(suite, fill)
+        };
+        let mut alice = session(suite, key(1, &[7]), key(2, &[9]));
+        let mut bob = session(suite, key(2, &[9]), key(1, &[7]));
+        let mut buf = vec![0u8; 200];
+        let len = rtp(5, &[0x55; 160]).len();
+        buf[..len].copy_from_slice(&rtp(5, &[0x55; 160]));
+        let n = alice.protect_rtp(&mut buf, len).unwrap();
+        assert_eq!(n, len + 1 + suite.rtp_overhead(), "{suite:?}");
+        let mut other = buf[..n].to_vec();
+        other[len] = 8;
+        assert_eq!(
+            bob.unprotect_rtp(&mut other),
+            Err(MediaError::MalformedSrtp("unknown MKI")),
+            "{suite:?}"
+        );
+        assert_eq!(bob.unprotect_rtp(&mut buf[..n]).unwrap(), len, "{suite:?}");
+        // Bob's answer comes back with his own MKI.
+        let mut back = vec![0u8; 200];
+        back[..len].copy_from_slice(&rtp(6, &[0x33; 160]));
+        let n = bob.protect_rtp(&mut back, len).unwrap();
+        assert_eq!(back[len], 9);
+        assert_eq!(alice.unprotect_rtp(&mut back[..n]).unwrap(), len);
+    }
+    let gcm = SrtpSuite::AeadAes128Gcm;
+    let with_mki = SrtpKey {
+        mki: vec![1],
+        ..key_for(gcm, 3)
+    };
+    assert!(
+        SrtpSession::new(&SrtpConfig {
+            suite: gcm,
+            local: with_mki.clone(),
+            remote: with_mki,
+        })
+        .is_err()
+    );
 }

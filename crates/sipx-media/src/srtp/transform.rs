@@ -161,21 +161,24 @@ impl Transform {
         })
     }
 
-    /// Encrypts `buf[header_len..len]` and writes the tag after it; `buf` ends at the tag.
+    /// Encrypts `buf[header_len..len]` and writes the MKI (AES-CM only) and the tag after it;
+    /// `buf` ends at the tag. The tag covers the header and the encrypted portion, not the
+    /// MKI (RFC 3711 §3.1).
     pub(super) fn protect_rtp(
         &self,
         buf: &mut [u8],
         header_len: usize,
         len: usize,
-        ssrc: u32,
-        roc: u32,
-        seq: u16,
+        mki: &[u8],
+        (ssrc, roc, seq): (u32, u32, u16),
     ) -> Result<(), MediaError> {
         match self {
             Transform::Cm { rtp, rtp_tag, .. } => {
                 rtp.apply(ssrc, rtp_index(roc, seq), &mut buf[header_len..len])?;
                 let tag = rtp.tag([&buf[..len], &roc.to_be_bytes()]);
-                buf[len..len + rtp_tag].copy_from_slice(&tag.as_ref()[..*rtp_tag]);
+                let at = len + mki.len();
+                buf[len..at].copy_from_slice(mki);
+                buf[at..at + rtp_tag].copy_from_slice(&tag.as_ref()[..*rtp_tag]);
             }
             Transform::Gcm { rtp, .. } => {
                 let nonce = rtp.nonce(ssrc, gcm_rtp_counter(roc, seq));
@@ -191,20 +194,25 @@ impl Transform {
         Ok(())
     }
 
-    /// Verifies and decrypts an SRTP packet filling `packet`; returns the RTP length.
+    /// Verifies and decrypts an SRTP packet filling `packet`, whose MKI (AES-CM only) must be
+    /// `mki`; returns the RTP length.
     pub(super) fn unprotect_rtp(
         &self,
         packet: &mut [u8],
         header_len: usize,
-        ssrc: u32,
-        roc: u32,
-        seq: u16,
+        mki: &[u8],
+        (ssrc, roc, seq): (u32, u32, u16),
     ) -> Result<usize, MediaError> {
         match self {
             Transform::Cm { rtp, rtp_tag, .. } => {
-                let end = packet.len() - rtp_tag;
+                let tag_at = packet.len() - rtp_tag;
+                let end = tag_at - mki.len();
+                // One master key per direction: a packet naming another is not ours to open.
+                if packet[end..tag_at] != *mki {
+                    return Err(MediaError::MalformedSrtp("unknown MKI"));
+                }
                 let tag = rtp.tag([&packet[..end], &roc.to_be_bytes()]);
-                verify_slices_are_equal(&tag.as_ref()[..*rtp_tag], &packet[end..])
+                verify_slices_are_equal(&tag.as_ref()[..*rtp_tag], &packet[tag_at..])
                     .map_err(|_| MediaError::SrtpAuthentication)?;
                 rtp.apply(ssrc, rtp_index(roc, seq), &mut packet[header_len..end])?;
                 Ok(end)
@@ -221,13 +229,14 @@ impl Transform {
         }
     }
 
-    /// Encrypts the RTCP packet in `buf[..len]` with SRTCP `index` and appends the trailer;
-    /// `buf` ends where the trailer does.
+    /// Encrypts the RTCP packet in `buf[..len]` with SRTCP `index` and appends the trailer
+    /// (E flag and index, the MKI for AES-CM, the tag); `buf` ends where the trailer does.
     pub(super) fn protect_rtcp(
         &self,
         buf: &mut [u8],
         len: usize,
         index: u32,
+        mki: &[u8],
     ) -> Result<(), MediaError> {
         let ssrc = crate::rtp::be_u32(&buf[4..8]);
         let e_index = (0x8000_0000 | index).to_be_bytes();
@@ -236,8 +245,11 @@ impl Transform {
                 rtcp.apply(ssrc, u64::from(index), &mut buf[8..len])?;
                 buf[len..len + INDEX_LEN].copy_from_slice(&e_index);
                 let end = len + INDEX_LEN;
+                // The tag covers the E flag and index, not the MKI after them (RFC 3711 §3.4).
                 let tag = rtcp.tag([&buf[..end], &[]]);
-                buf[end..end + RTCP_CM_TAG].copy_from_slice(&tag.as_ref()[..RTCP_CM_TAG]);
+                let at = end + mki.len();
+                buf[end..at].copy_from_slice(mki);
+                buf[at..at + RTCP_CM_TAG].copy_from_slice(&tag.as_ref()[..RTCP_CM_TAG]);
             }
             Transform::Gcm { rtcp, .. } => {
                 let nonce = rtcp.nonce(ssrc, gcm_rtcp_counter(index));
@@ -254,19 +266,25 @@ impl Transform {
         Ok(())
     }
 
-    /// Verifies and (if the E flag says so) decrypts an SRTCP packet; returns the RTCP length.
+    /// Verifies and (if the E flag says so) decrypts an SRTCP packet, whose MKI (AES-CM only)
+    /// must be `mki`; returns the RTCP length.
     pub(super) fn unprotect_rtcp(
         &self,
         packet: &mut [u8],
         index: u32,
         encrypted: bool,
+        mki: &[u8],
     ) -> Result<usize, MediaError> {
         let ssrc = crate::rtp::be_u32(&packet[4..8]);
         match self {
             Transform::Cm { rtcp, .. } => {
-                let end = packet.len() - RTCP_CM_TAG;
+                let tag_at = packet.len() - RTCP_CM_TAG;
+                let end = tag_at - mki.len();
+                if packet[end..tag_at] != *mki {
+                    return Err(MediaError::MalformedSrtp("unknown MKI"));
+                }
                 let tag = rtcp.tag([&packet[..end], &[]]);
-                verify_slices_are_equal(&tag.as_ref()[..RTCP_CM_TAG], &packet[end..])
+                verify_slices_are_equal(&tag.as_ref()[..RTCP_CM_TAG], &packet[tag_at..])
                     .map_err(|_| MediaError::SrtpAuthentication)?;
                 let len = end - INDEX_LEN;
                 if encrypted {

@@ -146,10 +146,12 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         local: SrtpKey {
             key: p.local.key.clone(),
             salt: p.local.salt.clone(),
+            mki: p.local.mki_bytes(),
         },
         remote: SrtpKey {
             key: p.remote.key.clone(),
             salt: p.remote.salt.clone(),
+            mki: p.remote.mki_bytes(),
         },
     });
     // Opus carries any rate: the peer's fmtp says what it plays back.
