@@ -91,16 +91,24 @@ fn rfc3711_b3_key_derivation() {
     }
 }
 
-#[test]
-fn libsrtp_reference_packets_aes_cm_80() {
-    let mut s = session(
-        SrtpSuite::AesCm128HmacSha1_80,
-        rfc3711_master(),
-        rfc3711_master(),
-    );
+/// libsrtp's reference packets, with `mki` (when not empty) inserted where RFC 3711 puts it:
+/// between the encrypted part (SRTCP: the E flag and index) and the tag, which does not cover
+/// it (§3.1, §3.4).
+fn libsrtp_reference_round_trip(mki: &[u8]) {
+    let keyed = || SrtpKey {
+        mki: mki.to_vec(),
+        ..rfc3711_master()
+    };
+    let mut s = session(SrtpSuite::AesCm128HmacSha1_80, keyed(), keyed());
+    let with_mki = |mut packet: Vec<u8>| {
+        let at = packet.len() - 10;
+        packet.splice(at..at, mki.iter().copied());
+        packet
+    };
     let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
-    let protected =
-        hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb");
+    let protected = with_mki(hex(
+        "800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb",
+    ));
     let mut buf = [0u8; 128];
     buf[..plain.len()].copy_from_slice(&plain);
     let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
@@ -110,8 +118,9 @@ fn libsrtp_reference_packets_aes_cm_80() {
 
     // libsrtp sends its first SRTCP packet with index 1; we start at 0, so send one first.
     let rtcp = hex("81c8000bcafebabe abababababababababababababababab");
-    let srtcp =
-        hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798");
+    let srtcp = with_mki(hex(
+        "81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798",
+    ));
     buf[..rtcp.len()].copy_from_slice(&rtcp);
     s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
     buf[..rtcp.len()].copy_from_slice(&rtcp);
@@ -119,6 +128,16 @@ fn libsrtp_reference_packets_aes_cm_80() {
     assert_eq!(buf[..n], srtcp[..]);
     let n = s.unprotect_rtcp(&mut buf[..n]).unwrap();
     assert_eq!(buf[..n], rtcp[..]);
+}
+
+#[test]
+fn libsrtp_reference_packets_aes_cm_80() {
+    libsrtp_reference_round_trip(&[]);
+}
+
+#[test]
+fn an_mki_sits_before_the_tag_outside_what_it_authenticates() {
+    libsrtp_reference_round_trip(&[0, 0, 0, 1]);
 }
 
 #[test]
@@ -299,48 +318,6 @@ fn wrong_key_lengths_and_names() {
         assert_eq!(SrtpSuite::from_sdes_name(suite.sdes_name()), Some(suite));
     }
     assert_eq!(SrtpSuite::from_sdes_name("F8_128_HMAC_SHA1_80"), None);
-}
-
-/// libsrtp's reference packets with an MKI: the same bytes, the MKI between the encrypted part
-/// (SRTCP: the E flag and index) and the tag, which does not cover it (RFC 3711 §3.1, §3.4).
-#[test]
-fn an_mki_sits_before_the_tag_outside_what_it_authenticates() {
-    let mki = vec![0, 0, 0, 1];
-    let keyed = || SrtpKey {
-        mki: mki.clone(),
-        ..rfc3711_master()
-    };
-    let mut s = session(SrtpSuite::AesCm128HmacSha1_80, keyed(), keyed());
-    let with_mki = |packet: Vec<u8>, tag: usize| {
-        let mut p = packet;
-        let at = p.len() - tag;
-        p.splice(at..at, mki.iter().copied());
-        p
-    };
-    let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
-    let protected = with_mki(
-        hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb"),
-        10,
-    );
-    let mut buf = [0u8; 128];
-    buf[..plain.len()].copy_from_slice(&plain);
-    let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
-    assert_eq!(buf[..n], protected[..]);
-    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
-    assert_eq!(buf[..n], plain[..]);
-
-    let rtcp = hex("81c8000bcafebabe abababababababababababababababab");
-    let srtcp = with_mki(
-        hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798"),
-        10,
-    );
-    buf[..rtcp.len()].copy_from_slice(&rtcp);
-    s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
-    buf[..rtcp.len()].copy_from_slice(&rtcp);
-    let n = s.protect_rtcp(&mut buf, rtcp.len()).unwrap();
-    assert_eq!(buf[..n], srtcp[..]);
-    let n = s.unprotect_rtcp(&mut buf[..n]).unwrap();
-    assert_eq!(buf[..n], rtcp[..]);
 }
 
 #[test]
