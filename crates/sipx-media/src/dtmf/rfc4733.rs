@@ -100,8 +100,10 @@ impl DtmfReceiver {
             return Ok(());
         };
         let ts = header.timestamp;
-        if self.last_reported == Some(ts) {
-            return Ok(()); // a repeated end packet of an event already reported
+        if self.is_reported(ts) {
+            // A repeated end packet of an event already reported, or one of an earlier event
+            // arriving late (§2.5.1.4): the key was pressed once.
+            return Ok(());
         }
         let duration = u32::from(p.duration);
         match &mut self.current {
@@ -110,13 +112,11 @@ impl DtmfReceiver {
                 cur.last_packet = now;
             }
             Some(cur) if (ts.wrapping_sub(cur.ts) as i32) < 0 => return Ok(()), // stale, reordered
-            Some(cur)
-                if cur.digit == digit
-                    && ts == cur.ts.wrapping_add(cur.duration)
-                    && !header.marker =>
-            {
-                // The next segment of a long event.
-                cur.earlier += cur.duration;
+            Some(cur) if cur.digit == digit && !header.marker && continues(cur, ts) => {
+                // The next segment of a long event (§2.5.2.3): its timestamp is the last
+                // one plus that segment's whole length, which counts even when the segment's
+                // last packets were lost.
+                cur.earlier += ts.wrapping_sub(cur.ts);
                 cur.ts = ts;
                 cur.duration = duration;
                 cur.last_packet = now;
@@ -138,6 +138,14 @@ impl DtmfReceiver {
             self.finish();
         }
         Ok(())
+    }
+
+    /// Whether `ts` belongs to the last event reported or one before it. Only the last ten
+    /// seconds count as before: a stream whose timestamps start again elsewhere (a new source
+    /// after a re-INVITE) is not taken for old events.
+    fn is_reported(&self, ts: u32) -> bool {
+        self.last_reported
+            .is_some_and(|last| last.wrapping_sub(ts) <= self.clock_rate.saturating_mul(10))
     }
 
     fn finish(&mut self) {
@@ -166,6 +174,15 @@ impl DtmfReceiver {
     pub fn poll_event(&mut self) -> Option<DtmfEvent> {
         self.events.pop_front()
     }
+}
+
+/// Whether a packet stamped `ts` starts the next segment of `cur` (same key, no marker): a
+/// segment ends only when its duration runs out of 16 bits, so the next one starts between
+/// half that and the full 16 bits after it, and never before what the segment already said.
+fn continues(cur: &Receiving, ts: u32) -> bool {
+    let step = ts.wrapping_sub(cur.ts);
+    step == cur.duration
+        || (step >= cur.duration && (MAX_SEGMENT / 2..=MAX_SEGMENT).contains(&step))
 }
 
 /// A telephone-event packet to send: the caller's RTP sender adds its own sequence number (so
@@ -387,6 +404,81 @@ mod tests {
             [DtmfEvent {
                 digit: DtmfDigit::D1,
                 duration_ms: 3_000
+            }]
+        );
+    }
+
+    /// Feeds `(timestamp, marker, code, end, duration)` packets 20 ms apart; the digits heard.
+    fn receive(rate: u32, packets: &[(u32, bool, u8, bool, u16)]) -> Vec<DtmfEvent> {
+        let t0 = Instant::now();
+        let mut rx = DtmfReceiver::new(rate);
+        for (i, &(timestamp, marker, code, end, duration)) in packets.iter().enumerate() {
+            let header = RtpHeader {
+                marker,
+                pt: Pt(101),
+                seq: i as u16,
+                timestamp,
+                ssrc: Ssrc(1),
+            };
+            let payload = EventPayload {
+                code,
+                end,
+                volume: 10,
+                duration,
+            };
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            rx.push(now, &header, &payload.to_bytes()).unwrap();
+        }
+        rx.handle_timeout(t0 + Duration::from_secs(60));
+        std::iter::from_fn(|| rx.poll_event()).collect()
+    }
+
+    #[test]
+    fn an_end_packet_of_an_earlier_key_arriving_late_is_not_a_second_press() {
+        let t = 50_000;
+        let events = receive(
+            8000,
+            &[
+                (t, true, 4, false, 160),
+                (t, false, 4, true, 800),
+                (t, false, 4, true, 800),
+                (t + 1280, true, 2, false, 160),
+                (t + 1280, false, 2, true, 640),
+                (t + 1280, false, 2, true, 640),
+                (t + 1280, false, 2, true, 640),
+                // The third end packet of the '4', held up in the network.
+                (t, false, 4, true, 800),
+            ],
+        );
+        let digits: Vec<_> = events.iter().map(|e| e.digit).collect();
+        assert_eq!(digits, [DtmfDigit::D4, DtmfDigit::D2]);
+        // A source that starts its timestamps again far away is heard.
+        let events = receive(
+            8000,
+            &[
+                (t, true, 4, true, 800),
+                (t.wrapping_sub(1_000_000), true, 6, true, 800),
+            ],
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    #[test]
+    fn a_long_press_stays_one_key_when_a_segment_loses_its_last_packets() {
+        // 10 s of '7' at 8 kHz: a first segment of 0xffff units whose packets from 65440 on
+        // were lost, then a second segment of 14465 units.
+        let t = 1_000;
+        let mut packets = vec![(t, true, 7, false, 160)];
+        packets.extend((2..=409).map(|k| (t, false, 7, false, k * 160)));
+        let next = t + 0xffff;
+        packets.extend((1..=90).map(|k| (next, false, 7, false, (k * 160).min(14_465))));
+        packets.extend([(next, false, 7, true, 14_465); 3]);
+        let events = receive(8000, &packets);
+        assert_eq!(
+            events,
+            [DtmfEvent {
+                digit: DtmfDigit::D7,
+                duration_ms: 10_000
             }]
         );
     }

@@ -34,6 +34,7 @@ mod dial;
 mod events;
 mod inbound;
 mod inbound_control;
+mod info_dtmf;
 mod loaded;
 mod origin;
 mod pin_gate;

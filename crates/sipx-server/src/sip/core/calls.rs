@@ -23,6 +23,7 @@ use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 use super::Core;
 use super::call_rows::{CallRow, NO_USABLE_ANSWER, NewRow, end_cause};
 use super::inbound::{Destination, NewInvite};
+use super::info_dtmf::{INFO_ACCEPT, InfoBody, read_info};
 use super::origin::{Origin, policy_name, srtp_policy};
 use super::pin_gate::PinGate;
 use crate::media::{Echo, LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
@@ -146,38 +147,6 @@ impl Calls {
         self.by_dialog.insert(call.dialog.id.clone(), call);
         metrics::gauge!("sipx_calls").set(self.by_dialog.len() as f64);
     }
-}
-
-/// DTMF carried in SIP INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
-fn info_digit(req: &Request) -> Option<(DtmfDigit, u32)> {
-    let content_type = req.headers.get("Content-Type")?.to_ascii_lowercase();
-    let body = std::str::from_utf8(&req.body).ok()?;
-    let (signal, duration) = if content_type.starts_with("application/dtmf-relay") {
-        let mut signal = None;
-        let mut duration = 250;
-        for line in body.lines() {
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            match k.trim().to_ascii_lowercase().as_str() {
-                "signal" => signal = Some(v.trim().to_owned()),
-                "duration" => duration = v.trim().parse().unwrap_or(250),
-                _ => {}
-            }
-        }
-        (signal?, duration)
-    } else if content_type.starts_with("application/dtmf") {
-        (body.trim().to_owned(), 250)
-    } else {
-        return None;
-    };
-    let mut chars = signal.chars();
-    let digit = match (chars.next(), chars.next()) {
-        (Some(c), None) => DtmfDigit::from_char(c.to_ascii_uppercase())?,
-        // Some gateways send the RFC 4733 event code instead of the character.
-        _ => DtmfDigit::from_event_code(signal.parse().ok()?)?,
-    };
-    Some((digit, duration))
 }
 
 pub(super) fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
@@ -701,15 +670,16 @@ impl Core {
             }
             Method::Invite | Method::Update => self.on_reoffer(now, txn, req, &id),
             Method::Info => {
-                let digit = info_digit(&req);
-                let resp = match digit {
-                    Some(_) => req.response(200, Some(&tag)),
-                    None => req
+                let body = read_info(&req);
+                let resp = match body {
+                    InfoBody::Digit(..) | InfoBody::Empty => req.response(200, Some(&tag)),
+                    InfoBody::Unreadable(why) => req.response(400, Some(&tag)).with_reason(why),
+                    InfoBody::Unsupported => req
                         .response(415, Some(&tag))
-                        .with_header("Accept", "application/dtmf-relay, application/dtmf"),
+                        .with_header("Accept", INFO_ACCEPT),
                 };
                 self.respond(now, txn, resp);
-                if let Some((digit, duration)) = digit {
+                if let InfoBody::Digit(digit, duration) = body {
                     self.on_digit(now, &id, digit, duration, "info");
                 }
             }
@@ -1055,50 +1025,5 @@ impl Core {
             duration_s = now.duration_since(call.started).as_secs(),
             "call ended"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn info(content_type: &str, body: &str) -> Request {
-        let raw = format!(
-            "INFO sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
-             From: <sip:a@x>;tag=1\r\nTo: <sip:echo@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 INFO\r\n\
-             Max-Forwards: 70\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        match sipx_sip::msg::parse_datagram(raw.as_bytes()).unwrap() {
-            sipx_sip::msg::SipMessage::Request(r) => r,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn info_dtmf_bodies_of_both_kinds_give_the_digit() {
-        let cases = [
-            (
-                "application/dtmf-relay",
-                "Signal=5\r\nDuration=160\r\n",
-                Some(('5', 160)),
-            ),
-            (
-                "application/dtmf-relay",
-                "signal= #\nduration=100",
-                Some(('#', 100)),
-            ),
-            ("application/dtmf-relay", "Signal=11\r\n", Some(('#', 250))),
-            ("application/dtmf", "*", Some(('*', 250))),
-            ("Application/DTMF-Relay", "Signal=a\r\n", Some(('A', 250))),
-            ("application/dtmf-relay", "Duration=160\r\n", None),
-            ("application/dtmf-relay", "Signal=Z\r\n", None),
-            ("text/plain", "5", None),
-        ];
-        for (ct, body, want) in cases {
-            let got = info_digit(&info(ct, body)).map(|(d, ms)| (d.as_char(), ms));
-            assert_eq!(got, want, "{ct} {body:?}");
-        }
     }
 }
