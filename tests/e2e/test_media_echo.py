@@ -122,6 +122,14 @@ def test_sip_info_digits_are_reported_and_sent_back_as_rfc4733(sipx, tmp_path, a
     assert back.dtmf == "55", back
 
 
+def test_sip_info_without_a_key_is_answered_by_what_is_wrong(sipx, tmp_path):
+    # The scenario fails unless a body-less INFO gets 200, an unknown key 400 and a text/plain
+    # body 415 with Accept; none of them is a digit.
+    run, _ = call(sipx, tmp_path, "127.0.0.97", "uac_info_answers.xml", "-key", "formats", "0 101")
+    assert run.returncode == 0, run.errors + run.stderr + run.logs[-2000:]
+    assert not logged(sipx, "DTMF digit"), logged(sipx, "DTMF digit")
+
+
 def test_digits_to_a_phone_without_telephone_event_come_back_as_tones(sipx, tmp_path, audio):
     """A phone that offers no telephone-event (an rtpmap for 101 without 101 on the m= line does
     not count) sends its keys by SIP INFO; the echo sends them back as the keys' tones, which a
