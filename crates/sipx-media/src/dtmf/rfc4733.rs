@@ -100,9 +100,12 @@ impl DtmfReceiver {
             return Ok(());
         };
         let ts = header.timestamp;
-        if self.is_reported(ts) {
-            // A repeated end packet of an event already reported, or one of an earlier event
-            // arriving late (§2.5.1.4): the key was pressed once.
+        let of_current = self.current.is_some_and(|cur| cur.ts == ts);
+        if !of_current && (self.last_reported == Some(ts) || p.end && self.is_reported(ts)) {
+            // A repeated packet of the event reported last, or an end packet of an earlier
+            // one arriving late (§2.5.1.4): the key was pressed once. Other packets with an
+            // older timestamp start a new event: senders that replay recorded events (sipp's
+            // pcaps) send each key with the timestamps it was recorded with.
             return Ok(());
         }
         let duration = u32::from(p.duration);
@@ -461,6 +464,29 @@ mod tests {
             ],
         );
         assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    #[test]
+    fn keys_replayed_with_older_timestamps_are_each_heard() {
+        // sipp's dtmf_2833_*.pcap, played 4, 3, 2, 1, #: each key keeps the timestamp it was
+        // recorded with, earlier than the one before, and ends with three end packets.
+        let mut packets = Vec::new();
+        for (code, t) in [
+            (4, 37_120),
+            (3, 31_040),
+            (2, 23_200),
+            (1, 13_280),
+            (11, 92_640),
+        ] {
+            packets.push((t, true, code, false, 160));
+            packets.push((t, false, code, false, 320));
+            packets.extend([(t, false, code, true, 480); 3]);
+        }
+        let digits: String = receive(8000, &packets)
+            .iter()
+            .map(|e| e.digit.as_char())
+            .collect();
+        assert_eq!(digits, "4321#");
     }
 
     #[test]
