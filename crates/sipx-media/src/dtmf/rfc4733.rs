@@ -119,7 +119,7 @@ impl DtmfReceiver {
                 // The next segment of a long event (§2.5.2.3): its timestamp is the last
                 // one plus that segment's whole length, which counts even when the segment's
                 // last packets were lost.
-                cur.earlier += ts.wrapping_sub(cur.ts);
+                cur.earlier = cur.earlier.saturating_add(ts.wrapping_sub(cur.ts));
                 cur.ts = ts;
                 cur.duration = duration;
                 cur.last_packet = now;
@@ -153,7 +153,7 @@ impl DtmfReceiver {
 
     fn finish(&mut self) {
         if let Some(cur) = self.current.take() {
-            let units = u64::from(cur.earlier + cur.duration);
+            let units = u64::from(cur.earlier) + u64::from(cur.duration);
             self.events.push_back(DtmfEvent {
                 digit: cur.digit,
                 duration_ms: (units * 1000 / u64::from(self.clock_rate)) as u32,
