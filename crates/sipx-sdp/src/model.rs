@@ -77,10 +77,19 @@ impl Connection {
         if !self.net_type.eq_ignore_ascii_case("IN") {
             return None;
         }
-        // Multicast addresses carry `/ttl` and `/count` suffixes; unicast ones do not.
-        let literal = self.address.split('/').next().unwrap_or_default();
-        let ip: IpAddr = literal.parse().ok()?;
+        let ip: IpAddr = self.literal().parse().ok()?;
         (addr_type_of(ip).eq_ignore_ascii_case(&self.addr_type)).then_some(ip)
+    }
+
+    /// An Internet address that is a host name rather than an IP literal (RFC 8866 §5.7 allows
+    /// one; this crate cannot resolve it).
+    pub fn is_host_name(&self) -> bool {
+        self.net_type.eq_ignore_ascii_case("IN") && self.literal().parse::<IpAddr>().is_err()
+    }
+
+    /// The address without multicast's `/ttl` and `/count` suffixes (unicast has none).
+    fn literal(&self) -> &str {
+        self.address.split('/').next().unwrap_or_default()
     }
 
     /// Old-style hold (RFC 2543): `c=IN IP4 0.0.0.0` meant "do not send to me".

@@ -9,7 +9,7 @@ use crate::attr::Fmtp;
 use crate::codec::{Codec, PayloadFormat, formats_of};
 use crate::config::{LocalCodec, MediaConfig, Preference, SrtpPolicy};
 use crate::crypto::{CryptoAttr, KeyParam, SrtpSuite};
-use crate::model::{Attribute, Connection, MediaDescription, SessionDescription};
+use crate::model::{Attribute, MediaDescription, SessionDescription};
 use crate::negotiated::{
     NegotiatedCodec, NegotiatedMedia, RtcpTarget, SrtpKey, SrtpParams, TelephoneEvent,
 };
@@ -39,17 +39,6 @@ pub(crate) struct RemoteStream {
     pub formats: Vec<PayloadFormat>,
 }
 
-/// Why a `c=` line gives no address: a host name, or anything else (another network type, a
-/// literal of the family the line does not name).
-fn unusable(connection: &Connection) -> Rejection {
-    let literal = connection.address.split('/').next().unwrap_or_default();
-    if connection.net_type.eq_ignore_ascii_case("IN") && literal.parse::<IpAddr>().is_err() {
-        Rejection::HostnameAddress
-    } else {
-        Rejection::IncompatibleAddress
-    }
-}
-
 /// Checks transport and address of a remote audio section and reads what every later choice
 /// needs. `rtcp_mux` is whether we will multiplex (both sides agreed).
 pub(crate) fn remote_stream(
@@ -64,7 +53,11 @@ pub(crate) fn remote_stream(
         _ => return Err(Rejection::UnsupportedTransport(media.proto.clone())),
     };
     let connection = sdp.connection_for(media).ok_or(Rejection::NoConnection)?;
-    let ip = connection.ip().ok_or_else(|| unusable(connection))?;
+    let ip = connection.ip().ok_or(if connection.is_host_name() {
+        Rejection::HostnameAddress
+    } else {
+        Rejection::IncompatibleAddress
+    })?;
     // An unspecified address is hold, not an address family statement.
     if !ip.is_unspecified() && ip.is_ipv4() != config.address.is_ipv4() {
         return Err(Rejection::IncompatibleAddress);

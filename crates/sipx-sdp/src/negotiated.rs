@@ -106,12 +106,11 @@ pub struct SrtpKey {
 
 impl SrtpKey {
     /// The MKI as every packet carries it: the value big-endian in its length's bytes
-    /// (`|1:4` is `[0, 0, 0, 1]`); empty without one. Lengths above 4 are not negotiated
-    /// ([`crate::crypto::MAX_MKI_LEN`]).
+    /// (`|1:4` is `[0, 0, 0, 1]`); empty without one. Longer ones are not negotiated.
     pub fn mki_bytes(&self) -> Vec<u8> {
         match self.mki {
             Some((value, len)) => {
-                let len = usize::from(len).min(4);
+                let len = usize::from(len.min(crate::crypto::MAX_MKI_LEN));
                 value.to_be_bytes()[4 - len..].to_vec()
             }
             None => Vec::new(),

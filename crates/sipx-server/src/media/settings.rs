@@ -141,18 +141,15 @@ fn jitter_payload(codec: CodecKind, audio_rate: u32) -> usize {
 /// The PCM rate is the codec's own (no resampling for the echo test).
 pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<LegConfig> {
     let codec = codec_kind(n.codec.codec)?;
+    let key = |k: &sipx_sdp::SrtpKey| SrtpKey {
+        key: k.key.clone(),
+        salt: k.salt.clone(),
+        mki: k.mki_bytes(),
+    };
     let srtp = n.srtp.as_ref().map(|p| SrtpConfig {
         suite: srtp_suite(p.suite),
-        local: SrtpKey {
-            key: p.local.key.clone(),
-            salt: p.local.salt.clone(),
-            mki: p.local.mki_bytes(),
-        },
-        remote: SrtpKey {
-            key: p.remote.key.clone(),
-            salt: p.remote.salt.clone(),
-            mki: p.remote.mki_bytes(),
-        },
+        local: key(&p.local),
+        remote: key(&p.remote),
     });
     // Opus carries any rate: the peer's fmtp says what it plays back.
     let remote_fmtp = n.codec.remote_fmtp.as_deref();

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sip::call_service::resolve;
+
 /// How long a reload waits for the lookups of hosts it has never resolved.
 const FIRST_LOOKUP: Duration = Duration::from_millis(500);
-/// How long one lookup may take in the background.
-const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 /// How long a result serves before it is looked up again.
 const FRESH_FOR: Duration = Duration::from_secs(300);
 
@@ -45,9 +45,8 @@ impl ProviderHosts {
             }
         }
         let first = async {
-            for key in &unknown {
-                let addr = lookup(key).await;
-                self.put(key, addr);
+            for key @ (host, port) in &unknown {
+                self.put(key, resolve(host, *port).await);
             }
         };
         let _ = tokio::time::timeout(FIRST_LOOKUP, first).await;
@@ -64,10 +63,7 @@ impl ProviderHosts {
         let mut changed = false;
         for key in hosts {
             let before = self.get(&key).and_then(|(a, _)| a);
-            let addr = tokio::time::timeout(LOOKUP_LIMIT, lookup(&key))
-                .await
-                .ok()
-                .flatten();
+            let addr = resolve(&key.0, key.1).await;
             self.put(&key, addr);
             changed |= addr != before;
         }
@@ -83,13 +79,6 @@ impl ProviderHosts {
             known.insert(key.clone(), (addr, Instant::now()));
         }
     }
-}
-
-async fn lookup((host, port): &Key) -> Option<SocketAddr> {
-    tokio::net::lookup_host((host.as_str(), *port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
 }
 
 #[cfg(test)]

@@ -115,8 +115,7 @@ impl Core {
                     let d = &t.trunk.data;
                     let host = d.host.as_ref().filter(|_| d.register)?;
                     let default_port = if d.transport == "tls" { 5061 } else { 5060 };
-                    let host = host.trim_matches(['[', ']']).to_owned();
-                    Some((host, d.port.unwrap_or(default_port)))
+                    Some((host.clone(), d.port.unwrap_or(default_port)))
                 })
                 .collect();
             let (addrs, later) = hosts.addresses(&wanted).await;
