@@ -3,8 +3,13 @@ comes back is checked on the wire: tone and speech quality (P.862), RFC 4733 dig
 digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99 belong to these
 tests; sipp runs as root (raw sockets for pcap and DTMF play), dumpcap captures on lo."""
 
+import contextlib
+import pathlib
 import re
+import socket
+import struct
 import threading
+import time
 
 import pytest
 import requests
@@ -248,3 +253,36 @@ def test_baresip_opus_call_gets_its_tone_back(sipx, tmp_path, audio):
     # What baresip decoded is its own tone, through SIPx's Opus decoder, jitter buffer and encoder.
     tone = media.tone_check(peer.recording("dec"), 1000)
     assert tone.band_ratio >= 0.9 and tone.active_s >= 1.5, tone
+
+
+def test_a_stranger_spraying_the_rtp_ports_gets_no_audio_and_plays_none(sipx, tmp_path, audio):
+    """RTP bleed: once SIPx knows where the caller sends from, packets from anywhere else that
+    prove nothing (no SRTP, not the caller's SSRC) are dropped, and SIPx keeps sending to the
+    caller. baresip sends from 127.0.0.1 while its SDP says 127.0.0.98, so SIPx has to latch:
+    the NAT case, where the first packet decides."""
+    host, port = sip_addr(sipx, "udp")
+    peer = Baresip(tmp_path / "bare", "127.0.0.98", audio.tone1000_8k, codecs=("pcmu",))
+    payload = pathlib.Path(audio["tone600_8k.ulaw"]).read_bytes()[:160]
+    heard = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spray, peer:
+        spray.bind(("127.0.0.99", 0))
+        spray.setblocking(False)
+        peer.dial(f"sip:echo@{host}:{port}")
+        sipx.wait_log(lambda e: e.get("message") == "media latched to the address the caller sends from")
+        # Two seconds of a 600 Hz tone from one stream at every even port of SIPx's range,
+        # each 20 ms, as an attacker who does not know the port would send it.
+        for seq in range(100):
+            header = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x5CA1AB1E)
+            for rtp_port in range(31000, 32000, 2):
+                spray.sendto(header + payload, ("127.0.0.1", rtp_port))
+            with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                while True:
+                    heard.append(spray.recvfrom(2048))
+            time.sleep(0.02)  # the stream's pace, not a wait for anything
+        peer.hangup()
+    assert heard == [], heard[:3]
+    back = media.tone_check(peer.recording("dec"), 1000)
+    assert back.band_ratio >= 0.9 and back.active_s >= 1.5, back
+    assert media.tone_check(peer.recording("dec"), 600).band_ratio < 0.01
+    dropped = logged(sipx, "media from an address that is not the caller's dropped")
+    assert dropped and dropped[0]["addr"].startswith("127.0.0.99:"), dropped

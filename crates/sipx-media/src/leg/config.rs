@@ -129,6 +129,10 @@ pub enum LegEvent {
     MediaTimeout,
     /// Symmetric RTP: the peer's packets come from this address, and we now send there.
     RemoteLatched(SocketAddr),
+    /// Valid packets came from an address that is not the peer's and proved nothing (see
+    /// `latch.rs`): dropped. Reported for the first such packet of the leg; the rest are
+    /// counted in [`LegStats::foreign_source`].
+    ForeignSource(SocketAddr),
     /// The peer started a new stream (new SSRC): decoder and jitter buffer restarted.
     SsrcChanged { old: Ssrc, new: Ssrc },
     /// The peer sent an RTCP BYE.
@@ -154,6 +158,8 @@ pub struct LegStats {
     pub decode_errors: u64,
     /// Packets dropped because the transmit queue was full or the caller's buffer too small.
     pub transmit_dropped: u64,
+    /// Packets from an address that is not the peer's, dropped (RTP bleed).
+    pub foreign_source: u64,
     /// Where we send RTP now (after any latching).
     pub remote_rtp: SocketAddr,
 }

@@ -10,12 +10,13 @@
 //!   and media timeouts; the 20 ms tick is the driver's own);
 //! - after any of these: drain [`MediaLeg::poll_transmit`] and [`MediaLeg::poll_event`].
 //!
-//! Files: `config.rs` (settings and reports), `receive.rs` (demux, SRTP, latching, jitter
-//! buffer), `playout.rs` (decode and conceal through `crate::decoding`, resample), `send.rs`
+//! Files: `config.rs` (settings and reports), `receive.rs` (demux, SRTP, jitter buffer),
+//! `latch.rs` (symmetric RTP, and which sources are the peer's), `playout.rs` (decode and conceal through `crate::decoding`, resample), `send.rs`
 //! (encode, packetise, DTMF), `transmit.rs` (the preallocated outgoing queue), `mos.rs` (the
 //! E-model estimate).
 
 mod config;
+mod latch;
 mod mos;
 mod playout;
 mod receive;
@@ -53,6 +54,7 @@ use crate::resample::Resampler;
 use crate::rng::Rng;
 use crate::session::{RtcpConfig, RtcpSession};
 use crate::srtp::SrtpSession;
+use latch::Latch;
 use transmit::TransmitQueue;
 
 /// Events kept before the oldest are dropped (the driver drains them after every call).
@@ -67,8 +69,9 @@ const DTMF_TICK: Duration = Duration::from_millis(20);
 pub struct MediaLeg {
     cfg: LegConfig,
     /// Where RTP goes now: the SDP address until symmetric RTP latches.
-    remote_rtp: SocketAddr,
-    remote_rtcp: Option<SocketAddr>,
+    rtp_latch: Latch,
+    /// RTCP's own port; `None` with rtcp-mux.
+    rtcp_latch: Option<Latch>,
     rtcp: RtcpSession,
     srtp: Option<SrtpSession>,
     events: VecDeque<LegEvent>,
@@ -126,6 +129,7 @@ struct Counters {
     malformed: u64,
     decode_errors: u64,
     transmit_dropped: u64,
+    foreign_source: u64,
 }
 
 impl MediaLeg {
@@ -168,8 +172,8 @@ impl MediaLeg {
             .detect_inband_dtmf
             .then(|| (DtmfDetector::new(), resampler(cfg.frame_rate, 8000)));
         Ok(MediaLeg {
-            remote_rtp: cfg.remote_rtp,
-            remote_rtcp: cfg.remote_rtcp,
+            rtp_latch: Latch::new(cfg.remote_rtp),
+            rtcp_latch: cfg.remote_rtcp.map(Latch::new),
             rtcp,
             srtp,
             events: VecDeque::with_capacity(EVENT_CAPACITY),
@@ -224,6 +228,8 @@ impl MediaLeg {
     /// configuration's SSRC, sequence and timestamp. (A session refresh must not make the far
     /// end see a new source, nor RTCP report one SSRC while RTP carries another.)
     pub fn update(&mut self, mut cfg: LegConfig, now: Instant) -> Result<(), MediaError> {
+        let signalled = (self.cfg.remote_rtp, self.cfg.remote_rtcp);
+        let latches = (self.rtp_latch, self.rtcp_latch);
         if cfg.clock_rate == self.cfg.clock_rate {
             cfg.local_ssrc = self.cfg.local_ssrc;
         }
@@ -248,13 +254,18 @@ impl MediaLeg {
         if let Some(srtp) = srtp {
             self.srtp = srtp;
         }
-        // Keep a latched address while the SDP address stays what it was.
-        if cfg.remote_rtp != self.cfg.remote_rtp {
-            self.remote_rtp = cfg.remote_rtp;
-        }
-        if cfg.remote_rtcp != self.cfg.remote_rtcp {
-            self.remote_rtcp = cfg.remote_rtcp;
-        }
+        // Keep what was learned of the peer's address while its SDP address stays what it
+        // was (even when the leg was rebuilt for a new codec); a new one is learned afresh.
+        self.rtp_latch = if cfg.remote_rtp == signalled.0 {
+            latches.0
+        } else {
+            Latch::new(cfg.remote_rtp)
+        };
+        self.rtcp_latch = if cfg.remote_rtcp == signalled.1 {
+            latches.1
+        } else {
+            cfg.remote_rtcp.map(Latch::new)
+        };
         if cfg.receive && !self.cfg.receive || cfg.media_timeout != self.cfg.media_timeout {
             self.last_heard = now;
             self.timeout_reported = false;
@@ -320,8 +331,8 @@ impl MediaLeg {
                 continue;
             };
             let dest = match channel {
-                transmit::Channel::Rtp => self.remote_rtp,
-                transmit::Channel::Rtcp => self.remote_rtcp.unwrap_or(self.remote_rtp),
+                transmit::Channel::Rtp => self.rtp_latch.current(),
+                transmit::Channel::Rtcp => self.rtcp_latch.unwrap_or(self.rtp_latch).current(),
             };
             return Some((dest, len));
         }
@@ -352,7 +363,8 @@ impl MediaLeg {
             malformed: self.counters.malformed,
             decode_errors: self.counters.decode_errors,
             transmit_dropped: self.counters.transmit_dropped,
-            remote_rtp: self.remote_rtp,
+            foreign_source: self.counters.foreign_source,
+            remote_rtp: self.rtp_latch.current(),
         }
     }
 

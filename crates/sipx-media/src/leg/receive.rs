@@ -1,10 +1,12 @@
-//! The receive path: tell RTP from RTCP by content, unprotect SRTP, latch the remote address,
-//! route telephone events to the DTMF receiver and audio and comfort noise to the jitter
-//! buffer.
+//! The receive path: tell RTP from RTCP by content, unprotect SRTP, take only the peer's
+//! packets (`latch.rs`), route telephone events to the DTMF receiver and audio and comfort
+//! noise to the jitter buffer.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::latch::{Admit, Proof};
+use super::transmit::Channel;
 use super::{LegEvent, MediaLeg};
 use crate::demux::{PacketKind, classify};
 use crate::ids::{Pt, Ssrc};
@@ -54,8 +56,10 @@ impl MediaLeg {
                 return;
             }
         };
-        // A valid packet of ours (authenticated, with SRTP): proof of where the peer is.
-        self.latch(source);
+        // A valid packet of ours; is it the peer's?
+        if !self.admitted(source, self.proof(header.ssrc), Channel::Rtp) {
+            return;
+        }
         self.heard(now);
         if !self.cfg.receive {
             return;
@@ -86,13 +90,24 @@ impl MediaLeg {
             },
             None => bytes.len(),
         };
+        // The sender's SSRC opens every compound packet (RFC 3550 §6.4); a shorter one is
+        // refused by the parser below anyway.
+        let sender = bytes
+            .get(4..8)
+            .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
+        let proof = sender.map_or(
+            Proof {
+                authenticated: self.srtp.is_some(),
+                known_ssrc: false,
+            },
+            |ssrc| self.proof(ssrc),
+        );
+        if !self.admitted(source, proof, Channel::Rtcp) {
+            return;
+        }
         if self.rtcp.handle_rtcp(now, &bytes[..len]).is_err() {
             self.counters.malformed += 1;
             return;
-        }
-        // RTCP on its own port latches that port; with rtcp-mux RTP does the latching.
-        if self.cfg.symmetric_rtp && self.remote_rtcp.is_some_and(|a| a != source) {
-            self.remote_rtcp = Some(source);
         }
         self.heard(now);
         while let Some(event) = self.rtcp.poll_event() {
@@ -102,10 +117,39 @@ impl MediaLeg {
         }
     }
 
-    fn latch(&mut self, source: SocketAddr) {
-        if self.cfg.symmetric_rtp && source != self.remote_rtp {
-            self.remote_rtp = source;
-            self.push_event(LegEvent::RemoteLatched(source));
+    /// What a packet can show of belonging to the call, beyond its address.
+    fn proof(&self, ssrc: Ssrc) -> Proof {
+        Proof {
+            // It got here through SRTP's authentication.
+            authenticated: self.srtp.is_some(),
+            known_ssrc: self.remote_ssrc == Some(ssrc),
+        }
+    }
+
+    /// Whether a valid packet from `source` is the peer's, by the latch of its channel (RTCP
+    /// on a port of its own has one; with rtcp-mux it shares RTP's). Reports a new RTP
+    /// address, and counts a refusal.
+    fn admitted(&mut self, source: SocketAddr, proof: Proof, channel: Channel) -> bool {
+        let symmetric = self.cfg.symmetric_rtp;
+        let (latch, is_rtp) = match (channel, self.rtcp_latch.as_mut()) {
+            (Channel::Rtcp, Some(own)) => (own, false),
+            _ => (&mut self.rtp_latch, true),
+        };
+        match latch.admit(source, proof, symmetric) {
+            Admit::Keep => true,
+            Admit::Moved(to) => {
+                if is_rtp {
+                    self.push_event(LegEvent::RemoteLatched(to));
+                }
+                true
+            }
+            Admit::Refuse => {
+                if self.counters.foreign_source == 0 {
+                    self.push_event(LegEvent::ForeignSource(source));
+                }
+                self.counters.foreign_source += 1;
+                false
+            }
         }
     }
 

@@ -796,3 +796,121 @@ fn legs_that_send_a_frame_per_packet_share_a_format_and_send_shared_packets() {
     assert!(sent[1].0, "the packet after DTX starts a talkspurt");
     assert_eq!(sent[1].1.wrapping_sub(sent[0].1), 2 * 960);
 }
+
+/// A plain RTP packet from someone who is not the peer: PCMU noise, or an RFC 4733 `1`.
+fn stranger_packet(seq: u16, dtmf: bool) -> Vec<u8> {
+    let [s0, s1] = seq.to_be_bytes();
+    let ts = (u32::from(seq) * 160).to_be_bytes();
+    let pt = if dtmf { 101 } else { 0 };
+    let mut p = vec![
+        0x80, pt, s0, s1, ts[0], ts[1], ts[2], ts[3], 0xde, 0xad, 0xbe, 0xef,
+    ];
+    if dtmf {
+        p.extend([1, 0x8a, 0x03, 0x20]); // key 1, end, 800 samples
+    } else {
+        p.extend((0..160).map(|i| if i % 2 == 0 { 0x00 } else { 0x80 })); // full-scale noise
+    }
+    p
+}
+
+#[test]
+fn a_stranger_spraying_the_port_neither_plays_nor_takes_the_call() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    // Behind a NAT: the peer's packets come from elsewhere than its SDP says.
+    let nat = addr("198.51.100.7:31000");
+    call.a_source = nat;
+    call.tone(60);
+    assert_eq!(call.b.stats().remote_rtp, nat);
+    // RTP bleed: someone sprays the port with audio and a key press, from another address.
+    let stranger = addr("203.0.113.66:666");
+    let rate = call.a.cfg.frame_rate as usize;
+    let mut sine = Sine::new(1000.0, rate as u32, 8000.0);
+    let mut out = Vec::new();
+    for i in 0..150u16 {
+        for dtmf in [false, true] {
+            let mut p = stranger_packet(i, dtmf);
+            call.b.handle_receive(call.now, stranger, &mut p);
+        }
+        let (_, frame) = call.tick(&sine.take(rate / 50));
+        out.extend(frame);
+    }
+    assert!(
+        snr(&out[rate..], 8000) > 25.0,
+        "the stranger's audio was mixed in"
+    );
+    assert!(digits_in(&call.b_events).is_empty(), "{:?}", call.b_events);
+    let stats = call.b.stats();
+    assert_eq!((stats.remote_rtp, stats.foreign_source), (nat, 300));
+    let reported: Vec<_> = call
+        .b_events
+        .iter()
+        .filter(|e| matches!(e, LegEvent::ForeignSource(_)))
+        .collect();
+    assert_eq!(reported, [&LegEvent::ForeignSource(stranger)]);
+}
+
+#[test]
+fn the_peers_stream_moving_to_a_new_port_is_followed() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    call.a_source = addr("198.51.100.7:31000");
+    call.tone(60);
+    // The NAT gives the peer a new port mid-call: same stream (SSRC), new address.
+    let rebound = addr("198.51.100.7:31444");
+    call.a_source = rebound;
+    let (out, _) = call.tone(100);
+    assert!(snr(&out, 8000) > 25.0);
+    let stats = call.b.stats();
+    assert_eq!((stats.remote_rtp, stats.foreign_source), (rebound, 0));
+}
+
+#[test]
+fn a_new_sdp_address_is_learned_afresh_and_a_new_codec_keeps_what_was_learned() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    let nat = addr("198.51.100.7:31000");
+    call.a_source = nat;
+    call.tone(60);
+    // A re-INVITE that changes the codec but not the address: the NAT's address stays.
+    let mut pcma = call.b.cfg.clone();
+    (pcma.codec, pcma.payload_type) = (CodecKind::Pcma, 8);
+    call.b.update(pcma.clone(), call.now).unwrap();
+    assert_eq!(call.b.stats().remote_rtp, nat);
+    let mut stray = stranger_packet(1, false);
+    stray[1] = 8;
+    call.b
+        .handle_receive(call.now, addr("203.0.113.66:666"), &mut stray);
+    assert_eq!(call.b.stats().foreign_source, 1);
+    // A re-INVITE to a new address: whoever sends first is the peer again.
+    pcma.remote_rtp = addr("192.0.2.77:7000");
+    call.b.update(pcma, call.now).unwrap();
+    let moved = addr("198.51.100.8:40000");
+    let mut first = stranger_packet(2, false);
+    first[1] = 8;
+    call.b.handle_receive(call.now, moved, &mut first);
+    assert_eq!(call.b.stats().remote_rtp, moved);
+}
+
+#[test]
+fn rtcp_on_its_own_port_is_taken_only_from_the_peer() {
+    let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
+    b.remote_rtcp = Some(addr("10.0.0.1:4001"));
+    let mut leg = MediaLeg::new(b, Instant::now()).unwrap();
+    let report = |ssrc: u32| {
+        let mut p = vec![0x80, 201, 0, 1];
+        p.extend(ssrc.to_be_bytes());
+        p
+    };
+    let nat = addr("198.51.100.7:31001");
+    leg.handle_receive(Instant::now(), nat, &mut report(0xaaaa));
+    leg.handle_receive(
+        Instant::now(),
+        addr("203.0.113.66:667"),
+        &mut report(0x5ca1),
+    );
+    let mut buf = [0u8; 1500];
+    let later = Instant::now() + Duration::from_secs(10);
+    leg.handle_timeout(later);
+    let sent: Vec<_> =
+        std::iter::from_fn(|| leg.poll_transmit(&mut buf).map(|(to, _)| to)).collect();
+    assert_eq!(sent, [nat]);
+    assert_eq!(leg.stats().foreign_source, 1);
+}

@@ -853,6 +853,9 @@ impl Core {
                 LegEvent::RemoteLatched(addr) => {
                     tracing::info!(call_id = %id.call_id, %addr, "media latched to the address the caller sends from");
                 }
+                LegEvent::ForeignSource(addr) => {
+                    tracing::warn!(call_id = %id.call_id, %addr, "media from an address that is not the caller's dropped");
+                }
                 _ => {}
             },
             MediaEvent::Failed { reason, .. } => self.end_call(now, &id, &reason, true),

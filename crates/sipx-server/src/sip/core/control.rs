@@ -585,6 +585,10 @@ impl Core {
                     tracing::info!(call = %id, %addr, "media latched to the address the phone sends from");
                     return;
                 }
+                LegEvent::ForeignSource(addr) => {
+                    tracing::warn!(call = %id, %addr, "media from an address that is not the phone's dropped");
+                    return;
+                }
                 _ => return,
             },
             MediaEvent::Failed { reason, .. } => {
