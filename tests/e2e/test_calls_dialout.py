@@ -8,7 +8,9 @@ reason and cause, with no participant left in the room. Addresses 127.0.0.150-16
 import contextlib
 import datetime
 import json
+import re
 import subprocess
+import threading
 
 import pytest
 import requests
@@ -477,5 +479,47 @@ def test_every_state_change_reaches_the_calls_webhook_signed_in_order_even_after
         log = api(server, creds, "GET", f"/v1/webhook-deliveries?call_id={created['id']}").json()["items"]
         first = min(log, key=lambda d: d["id"])
         assert first["attempt_count"] >= 2, first
+    finally:
+        server.stop()
+
+
+def test_a_phone_answering_sdes_gets_aes_256_gcm_when_sipx_offers_only_that(data_dir, audio, tmp_path):
+    """`media.srtp_suites` chooses what SIPx offers: AEAD_AES_256_GCM alone (RFC 7714), to an
+    account whose policy requires SRTP. baresip (libre's SRTP) answers it, and the call's audio
+    crosses encrypted both ways: no cleartext RTP on the wire, every packet of the phone taken
+    by SIPx (authenticated and decrypted), and none of SIPx's refused by baresip."""
+    server = Server(data_dir, env={"SIPX_MEDIA__SRTP_SUITES": '["AEAD_AES_256_GCM"]'}).start()
+    try:
+        creds = create_app(server)[:2]
+        account = api(server, creds, "POST", "/v1/sip-accounts",
+                      {"username": "gcmgw", "password": "gcmgw-pass-1", "dial_request_uri": "contact",
+                       "srtp": "required"}, expect=201).json()
+        host, port = sip_addr(server, "udp")
+        line = (f"<sip:gcmgw@127.0.0.157>;auth_pass=gcmgw-pass-1;outbound=\"sip:{host}:{port};transport=udp\";"
+                "regint=300;audio_codecs=pcmu;answermode=auto;mediaenc=srtp-mand")
+        phone = media.Baresip(tmp_path / "gcmgw", "127.0.0.157", audio.tone400_8k, account=line,
+                              rtp_ports=(33200, 33299))
+        with media.Capture(tmp_path / "gcm.pcap", "udp portrange 33200-33299") as cap, phone:
+            server.wait_log(lambda e: e.get("message") == "registration" and e.get("username") == "gcmgw", 10)
+            created = api(server, creds, "POST", "/v1/calls", {
+                "to": "+4930256", "route": {"sip_account_id": account["id"]}, "room": {"name": "vault"}},
+                expect=201).json()
+            phone.wait_event("CALL_ESTABLISHED", 15)
+            wait_state(server, creds, created["id"], "CONFIRMED")
+            negotiated = server.wait_log(lambda e: e.get("message") == "call media negotiated")
+            assert negotiated["srtp"] == "AEAD_AES_256_GCM", negotiated
+            threading.Event().wait(2.5)  # media time: nothing to wait for but the clock
+            phone.hangup()
+            wait_state(server, creds, created["id"], "DISCONNECTED")
+            log = phone.log_text()
+        media.assert_no_cleartext_rtp(cap.pcap, min_streams=2)
+        stats = rooms.wait_until(lambda: call_state(server, creds, created["id"]).get("media"), timeout=10,
+                                 what="media statistics")
+        # Every packet from the phone authenticated and decrypted: none lost, none refused.
+        assert stats["packets_received"] > 50 and stats["packets_lost"] == 0, stats
+        # And baresip decrypted SIPx's: its call summary counts only packets its SRTP let through.
+        assert "cryptosuite=AEAD_AES_256_GCM" in log, log
+        received = re.search(r"packets:\s+\d+\s+(\d+)", log)
+        assert received and int(received.group(1)) > 50, log[-1500:]
     finally:
         server.stop()

@@ -122,6 +122,8 @@ pub fn srtp(data: &[u8]) {
         SrtpSuite::AesCm128HmacSha1_80,
         SrtpSuite::AesCm128HmacSha1_32,
         SrtpSuite::AeadAes128Gcm,
+        SrtpSuite::Aes256CmHmacSha1_80,
+        SrtpSuite::AeadAes256Gcm,
     ] {
         let key = SrtpKey {
             key: vec![1; suite.key_len()],

@@ -58,7 +58,8 @@ pub struct MediaConfig {
     /// Offer and accept RTP/RTCP multiplexing on one port (RFC 5761).
     pub rtcp_mux: bool,
     pub srtp: SrtpPolicy,
-    /// SRTP suites we accept, most preferred first.
+    /// SRTP suites we accept, most preferred first; offers list the first
+    /// [`SrtpSuite::OFFERED`] of them.
     pub srtp_suites: Vec<SrtpSuite>,
     /// Whose codec order wins.
     pub preference: Preference,

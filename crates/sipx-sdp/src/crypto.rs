@@ -16,24 +16,42 @@ pub enum SrtpSuite {
     AesCm128HmacSha1_80,
     /// AES-128 counter mode, 32-bit HMAC-SHA1 tag (RFC 4568 §6.2.2).
     AesCm128HmacSha1_32,
+    /// AES-256 counter mode, 80-bit HMAC-SHA1 tag (RFC 6188 §3).
+    Aes256CmHmacSha1_80,
+    /// AES-256 counter mode, 32-bit HMAC-SHA1 tag (RFC 6188 §3).
+    Aes256CmHmacSha1_32,
     /// AES-128 GCM (RFC 7714 §14.2).
     AeadAes128Gcm,
+    /// AES-256 GCM (RFC 7714 §14.2).
+    AeadAes256Gcm,
 }
 
 impl SrtpSuite {
-    /// All suites, strongest first: a sensible default preference.
-    pub const ALL: [SrtpSuite; 3] = [
+    /// All suites, in the default preference: AES-128 first, GCM before encrypt-then-MAC and
+    /// the 80-bit tag before the 32-bit one, as every SRTP peer has them; the AES-256 suites
+    /// after, so an offer that has only those (some SBCs are set up so) is taken too.
+    pub const ALL: [SrtpSuite; 6] = [
         SrtpSuite::AeadAes128Gcm,
         SrtpSuite::AesCm128HmacSha1_80,
         SrtpSuite::AesCm128HmacSha1_32,
+        SrtpSuite::AeadAes256Gcm,
+        SrtpSuite::Aes256CmHmacSha1_80,
+        SrtpSuite::Aes256CmHmacSha1_32,
     ];
+
+    /// How many suites an offer lists: the first of the preference. Each line costs about 80
+    /// bytes, and an INVITE over UDP should stay under 1300 (RFC 3261 §18.1.1).
+    pub const OFFERED: usize = 3;
 
     /// The suite's name as written in `a=crypto`.
     pub fn name(self) -> &'static str {
         match self {
             SrtpSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
             SrtpSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            SrtpSuite::Aes256CmHmacSha1_80 => "AES_256_CM_HMAC_SHA1_80",
+            SrtpSuite::Aes256CmHmacSha1_32 => "AES_256_CM_HMAC_SHA1_32",
             SrtpSuite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            SrtpSuite::AeadAes256Gcm => "AEAD_AES_256_GCM",
         }
     }
 
@@ -45,21 +63,31 @@ impl SrtpSuite {
             .find(|s| s.name().eq_ignore_ascii_case(name))
     }
 
+    /// Whether the suite is AES-GCM (RFC 7714), which takes no MKI in the place AES-CM has it.
+    pub fn is_aead(self) -> bool {
+        matches!(self, SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm)
+    }
+
     /// Master key length in bytes.
-    pub fn key_len(self) -> usize {
-        16
+    pub const fn key_len(self) -> usize {
+        match self {
+            SrtpSuite::Aes256CmHmacSha1_80
+            | SrtpSuite::Aes256CmHmacSha1_32
+            | SrtpSuite::AeadAes256Gcm => 32,
+            _ => 16,
+        }
     }
 
     /// Master salt length in bytes: 112 bits for AES-CM, 96 bits for GCM.
-    pub fn salt_len(self) -> usize {
+    pub const fn salt_len(self) -> usize {
         match self {
-            SrtpSuite::AesCm128HmacSha1_80 | SrtpSuite::AesCm128HmacSha1_32 => 14,
-            SrtpSuite::AeadAes128Gcm => 12,
+            SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => 12,
+            _ => 14,
         }
     }
 
     /// Length of the `inline:` key material (key then salt).
-    pub fn key_salt_len(self) -> usize {
+    pub const fn key_salt_len(self) -> usize {
         self.key_len() + self.salt_len()
     }
 }
@@ -156,7 +184,7 @@ impl CryptoAttr {
             return false;
         };
         let mki_fits = |&(value, len): &(u32, u8)| {
-            suite != SrtpSuite::AeadAes128Gcm
+            !suite.is_aead()
                 && len <= MAX_MKI_LEN
                 && u64::from(value) < 1u64 << (8 * u32::from(len))
         };

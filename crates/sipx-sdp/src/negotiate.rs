@@ -17,15 +17,24 @@ use crate::reject::Rejection;
 
 /// Bytes of local key material [`crate::MediaSession::new`] needs when SRTP is not disabled:
 /// one key and salt per suite, so no two suites ever share a key.
-pub const KEY_MATERIAL_LEN: usize = 30 + 30 + 28;
+pub const KEY_MATERIAL_LEN: usize = {
+    let mut len = 0;
+    let mut i = 0;
+    while i < SrtpSuite::ALL.len() {
+        len += SrtpSuite::ALL[i].key_salt_len();
+        i += 1;
+    }
+    len
+};
 
-/// Our master key and salt for `suite`, cut from the caller's random bytes.
+/// Our master key and salt for `suite`, cut from the caller's random bytes: each suite's
+/// place follows those before it in [`SrtpSuite::ALL`].
 pub(crate) fn local_key(material: &[u8], suite: SrtpSuite) -> Option<&[u8]> {
-    let start = match suite {
-        SrtpSuite::AesCm128HmacSha1_80 => 0,
-        SrtpSuite::AesCm128HmacSha1_32 => 30,
-        SrtpSuite::AeadAes128Gcm => 60,
-    };
+    let start: usize = SrtpSuite::ALL
+        .iter()
+        .take_while(|&&s| s != suite)
+        .map(|s| s.key_salt_len())
+        .sum();
     material.get(start..start + suite.key_salt_len())
 }
 

@@ -3,7 +3,7 @@
 use crate::attr::Direction;
 use crate::codec::{Codec, formats_of};
 use crate::config::{MediaConfig, SrtpPolicy};
-use crate::crypto::CryptoAttr;
+use crate::crypto::{CryptoAttr, SrtpSuite};
 use crate::model::{Attribute, MediaDescription, SessionDescription};
 use crate::negotiate::{
     TELEPHONE_EVENT_FMTP, crypto_line, local_key, negotiated_codec, push_format, remote_stream,
@@ -130,7 +130,8 @@ pub(crate) fn offer_audio(
         let suites = config
             .srtp_suites
             .iter()
-            .filter_map(|&s| Some((s, local_key(material, s)?)));
+            .filter_map(|&s| Some((s, local_key(material, s)?)))
+            .take(SrtpSuite::OFFERED);
         for (tag, (suite, key)) in (1..).zip(suites) {
             attrs.push(crypto_line(tag, suite, key, None));
         }

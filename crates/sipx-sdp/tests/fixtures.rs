@@ -233,6 +233,22 @@ fn cases() -> Vec<(&'static str, Local, Outcome)> {
             SrtpDisabled,
             Outcome::Refused(Rejection::SrtpNotSupported),
         ),
+        (
+            "sbc_savp_aes256_only",
+            Default,
+            accepted(
+                Pcmu,
+                0,
+                Some((101, 8000)),
+                SendRecv,
+                Some(Aes256CmHmacSha1_80),
+            ),
+        ),
+        (
+            "cube_savp_gcm256_only",
+            Default,
+            accepted(Pcmu, 0, Some((101, 8000)), SendRecv, Some(AeadAes256Gcm)),
+        ),
     ]
 }
 
@@ -382,6 +398,23 @@ fn remote_addresses_from_fixtures() {
             RtcpTarget::Separate(a.parse().unwrap())
         });
         assert_eq!(n.remote_rtcp, want, "{name}");
+    }
+}
+
+#[test]
+fn an_aes_256_offer_gets_a_256_bit_key_back() {
+    for (name, salt) in [("sbc_savp_aes256_only", 14), ("cube_savp_gcm256_only", 12)] {
+        let mut session =
+            MediaSession::new(config(Local::Default), &[7; KEY_MATERIAL_LEN]).unwrap();
+        let answer = session.handle_offer(&load(name)).unwrap();
+        let srtp = session.negotiated().unwrap().srtp.clone().unwrap();
+        assert_eq!((srtp.remote.key.len(), srtp.remote.salt.len()), (32, salt));
+        assert_eq!((srtp.local.key.len(), srtp.local.salt.len()), (32, salt));
+        let crypto: Vec<_> = answer.media[0].attribute_values("crypto").collect();
+        let line = CryptoAttr::parse(crypto[0]).unwrap();
+        assert_eq!(crypto.len(), 1, "{name}");
+        assert_eq!(line.tag, 1, "{name}");
+        assert_eq!(line.keys[0].key_salt.len(), 32 + salt, "{name}");
     }
 }
 

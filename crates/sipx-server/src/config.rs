@@ -119,6 +119,10 @@ pub struct MediaConfig {
     /// SRTP (SDES) on SIP legs: `disabled`, `allowed` (used when the peer offers it) or
     /// `required` (plain RTP offers are refused with 488).
     pub srtp: String,
+    /// SDES suites taken, most preferred first; an offer lists the first three:
+    /// `AEAD_AES_128_GCM`, `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`,
+    /// `AEAD_AES_256_GCM`, `AES_256_CM_HMAC_SHA1_80`, `AES_256_CM_HMAC_SHA1_32`.
+    pub srtp_suites: Vec<String>,
     /// Packetisation SIPx sends, in ms.
     pub ptime_ms: u32,
     /// Adaptive jitter buffer bounds, in ms.
@@ -147,6 +151,9 @@ impl Default for MediaConfig {
             thread_nice: -10,
             codecs: ["opus", "G722", "PCMU", "PCMA"].map(str::to_owned).to_vec(),
             srtp: "allowed".to_owned(),
+            srtp_suites: sipx_sdp::SrtpSuite::ALL
+                .map(|s| s.name().to_owned())
+                .to_vec(),
             ptime_ms: 20,
             jitter_min_ms: 20,
             jitter_max_ms: 200,

@@ -1,7 +1,10 @@
 //! Session key derivation (RFC 3711 §4.3) with the AES-CM PRF and a key derivation rate of 0,
-//! also used by AES-GCM (RFC 7714 §11), whose 96-bit master salt is padded to 112 bits.
+//! also used by AES-GCM (RFC 7714 §11), whose 96-bit master salt is padded to 112 bits. A
+//! 256-bit master key runs the PRF on AES-256 (RFC 6188 §3).
 
-use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::cipher::{
+    AES_128, AES_256, Algorithm, EncryptingKey, EncryptionContext, UnboundCipherKey,
+};
 use aws_lc_rs::iv::FixedLength;
 
 use crate::error::MediaError;
@@ -36,10 +39,19 @@ pub(super) fn derive(
     keystream(master_key, iv, out)
 }
 
-/// Writes the AES-128 counter-mode keystream from `iv` into `out`.
+/// AES-128 or AES-256, by the key's length.
+pub(super) fn aes(key: &[u8]) -> Result<&'static Algorithm, MediaError> {
+    match key.len() {
+        16 => Ok(&AES_128),
+        32 => Ok(&AES_256),
+        _ => Err(MediaError::SrtpSetup("AES key length")),
+    }
+}
+
+/// Writes the AES counter-mode keystream from `iv` into `out`.
 pub(super) fn keystream(key: &[u8], iv: [u8; 16], out: &mut [u8]) -> Result<(), MediaError> {
     let failed = |_| MediaError::SrtpSetup("AES-CTR");
-    let key = EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, key).map_err(failed)?)
+    let key = EncryptingKey::ctr(UnboundCipherKey::new(aes(key)?, key).map_err(failed)?)
         .map_err(failed)?;
     out.fill(0);
     key.less_safe_encrypt(out, EncryptionContext::Iv128(FixedLength::from(iv)))

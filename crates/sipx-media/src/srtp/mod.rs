@@ -1,9 +1,11 @@
 //! SDES-keyed SRTP and SRTCP (RFC 3711, RFC 7714): protect and unprotect in place, in the
 //! caller's buffer, with no allocation per packet.
 //!
-//! Suites: `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32` (RFC 4568) and
-//! `AEAD_AES_128_GCM` (RFC 7714). Session keys come from the master key and salt by the AES-CM
-//! PRF with a key derivation rate of 0 (the SDES default; `KDR` and MKI are not supported).
+//! Suites: `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32` (RFC 4568), their AES-256
+//! forms `AES_256_CM_HMAC_SHA1_80` and `_32` (RFC 6188), and `AEAD_AES_128_GCM` and
+//! `AEAD_AES_256_GCM` (RFC 7714). Session keys come from the master key and salt by the AES-CM
+//! PRF (AES-256's for a 256-bit master key, RFC 6188 §3) with a key derivation rate of 0 (the
+//! SDES default; `KDR` is not supported); an MKI only with the AES-CM suites.
 //! The receive side tracks the rollover counter per remote SSRC (RFC 3711 Appendix A) and
 //! keeps a 128-packet replay window for SRTP and for SRTCP; a packet is accepted into the
 //! window only after its tag verified, so forged packets cannot move it.
@@ -37,63 +39,74 @@ pub enum SrtpSuite {
     AesCm128HmacSha1_80,
     /// AES-128 counter mode, 32-bit HMAC-SHA1 tag on SRTP (SRTCP keeps 80 bits).
     AesCm128HmacSha1_32,
+    /// AES-256 counter mode (RFC 6188), 80-bit HMAC-SHA1 tag.
+    Aes256CmHmacSha1_80,
+    /// AES-256 counter mode (RFC 6188), 32-bit HMAC-SHA1 tag on SRTP (SRTCP keeps 80 bits).
+    Aes256CmHmacSha1_32,
     /// AES-128 GCM, 128-bit tag.
     AeadAes128Gcm,
+    /// AES-256 GCM, 128-bit tag.
+    AeadAes256Gcm,
 }
 
 impl SrtpSuite {
+    pub(crate) const ALL: [SrtpSuite; 6] = [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+        SrtpSuite::Aes256CmHmacSha1_80,
+        SrtpSuite::Aes256CmHmacSha1_32,
+        SrtpSuite::AeadAes128Gcm,
+        SrtpSuite::AeadAes256Gcm,
+    ];
+
     /// The suite's SDP name.
     pub const fn sdes_name(self) -> &'static str {
         match self {
             SrtpSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
             SrtpSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            SrtpSuite::Aes256CmHmacSha1_80 => "AES_256_CM_HMAC_SHA1_80",
+            SrtpSuite::Aes256CmHmacSha1_32 => "AES_256_CM_HMAC_SHA1_32",
             SrtpSuite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            SrtpSuite::AeadAes256Gcm => "AEAD_AES_256_GCM",
         }
     }
 
     /// The suite an SDP name stands for.
     pub fn from_sdes_name(name: &str) -> Option<SrtpSuite> {
-        [
-            SrtpSuite::AesCm128HmacSha1_80,
-            SrtpSuite::AesCm128HmacSha1_32,
-            SrtpSuite::AeadAes128Gcm,
-        ]
-        .into_iter()
-        .find(|s| s.sdes_name() == name)
+        SrtpSuite::ALL.into_iter().find(|s| s.sdes_name() == name)
     }
 
-    /// Master key length in bytes.
+    /// Master key length in bytes (also the length of the session cipher key).
     pub const fn key_len(self) -> usize {
-        16
+        match self {
+            SrtpSuite::Aes256CmHmacSha1_80
+            | SrtpSuite::Aes256CmHmacSha1_32
+            | SrtpSuite::AeadAes256Gcm => 32,
+            _ => 16,
+        }
     }
 
     /// Master salt length in bytes: 112 bits for AES-CM, 96 for GCM.
     pub const fn salt_len(self) -> usize {
-        match self {
-            SrtpSuite::AeadAes128Gcm => 12,
-            _ => 14,
-        }
+        if self.is_aead() { 12 } else { 14 }
     }
 
     /// Bytes an SRTP packet grows by.
     pub const fn rtp_overhead(self) -> usize {
         match self {
-            SrtpSuite::AesCm128HmacSha1_80 => 10,
-            SrtpSuite::AesCm128HmacSha1_32 => 4,
-            SrtpSuite::AeadAes128Gcm => 16,
+            SrtpSuite::AesCm128HmacSha1_80 | SrtpSuite::Aes256CmHmacSha1_80 => 10,
+            SrtpSuite::AesCm128HmacSha1_32 | SrtpSuite::Aes256CmHmacSha1_32 => 4,
+            SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => 16,
         }
     }
 
     /// Bytes an SRTCP packet grows by: the tag plus the E flag and SRTCP index.
     pub const fn rtcp_overhead(self) -> usize {
-        match self {
-            SrtpSuite::AeadAes128Gcm => 16 + 4,
-            _ => 10 + 4,
-        }
+        if self.is_aead() { 16 + 4 } else { 10 + 4 }
     }
 
-    fn is_aead(self) -> bool {
-        self == SrtpSuite::AeadAes128Gcm
+    const fn is_aead(self) -> bool {
+        matches!(self, SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm)
     }
 }
 

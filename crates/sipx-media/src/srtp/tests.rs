@@ -39,11 +39,7 @@ fn key_for(suite: SrtpSuite, fill: u8) -> SrtpKey {
     }
 }
 
-const SUITES: [SrtpSuite; 3] = [
-    SrtpSuite::AesCm128HmacSha1_80,
-    SrtpSuite::AesCm128HmacSha1_32,
-    SrtpSuite::AeadAes128Gcm,
-];
+const SUITES: [SrtpSuite; 6] = SrtpSuite::ALL;
 
 fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, 0, 0, 0, 0, 0, 0x12, 0x34, 0xca, 0xfe, 0xba, 0xbe];
@@ -91,6 +87,15 @@ fn rfc3711_b3_key_derivation() {
     }
 }
 
+/// `plain` protects to exactly `protected`, which unprotects back to `plain`.
+fn assert_rtp_vector(s: &mut SrtpSession, buf: &mut [u8], plain: &[u8], protected: &[u8]) {
+    buf[..plain.len()].copy_from_slice(plain);
+    let n = s.protect_rtp(buf, plain.len()).unwrap();
+    assert_eq!(buf[..n], protected[..]);
+    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
+    assert_eq!(buf[..n], plain[..]);
+}
+
 /// libsrtp's reference packets, with `mki` (when not empty) inserted where RFC 3711 puts it:
 /// between the encrypted part (SRTCP: the E flag and index) and the tag, which does not cover
 /// it (§3.1, §3.4).
@@ -110,11 +115,7 @@ fn libsrtp_reference_round_trip(mki: &[u8]) {
         "800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb",
     ));
     let mut buf = [0u8; 128];
-    buf[..plain.len()].copy_from_slice(&plain);
-    let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
-    assert_eq!(buf[..n], protected[..]);
-    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
-    assert_eq!(buf[..n], plain[..]);
+    assert_rtp_vector(&mut s, &mut buf, &plain, &protected);
 
     // libsrtp sends its first SRTCP packet with index 1; we start at 0, so send one first.
     let rtcp = hex("81c8000bcafebabe abababababababababababababababab");
@@ -140,6 +141,23 @@ fn an_mki_sits_before_the_tag_outside_what_it_authenticates() {
     libsrtp_reference_round_trip(&[0, 0, 0, 1]);
 }
 
+/// libsrtp's AES-256 reference packet (`AES_256_CM_HMAC_SHA1_80`): the RFC 6188 key
+/// derivation on AES-256, then AES-256-CM and the 80-bit tag.
+#[test]
+fn libsrtp_reference_packet_aes_256_cm_80() {
+    let master = SrtpKey {
+        key: hex("f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6"),
+        salt: hex("3b04803de51ee7c96423ab5b78d2"),
+        mki: Vec::new(),
+    };
+    let mut s = session(SrtpSuite::Aes256CmHmacSha1_80, master.clone(), master);
+    let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
+    let protected =
+        hex("800f1234decafbadcafebabe f1d9de17ff251ff1aa007774b0b4b40d a08d9d9a5b3a55d8873b");
+    let mut buf = [0u8; 128];
+    assert_rtp_vector(&mut s, &mut buf, &plain, &protected);
+}
+
 #[test]
 fn rfc7714_gcm_vectors() {
     let key = hex("000102030405060708090a0b0c0d0e0f");
@@ -159,11 +177,7 @@ fn rfc7714_gcm_vectors() {
          0d294e6f 42a5f47a 51c7d19b 36de3adf 8833899d 7f27beb1 6a9152cf 765ee439 0cce",
     );
     let mut buf = [0u8; 128];
-    buf[..plain.len()].copy_from_slice(&plain);
-    let n = s.protect_rtp(&mut buf, plain.len()).unwrap();
-    assert_eq!(buf[..n], protected[..]);
-    let n = s.unprotect_rtp(&mut buf[..n]).unwrap();
-    assert_eq!(buf[..n], plain[..]);
+    assert_rtp_vector(&mut s, &mut buf, &plain, &protected);
 
     // §17.1: SRTCP with index 0x5d4 (sent after 0x5d4 earlier packets).
     let rtcp = hex(

@@ -1,13 +1,13 @@
 //! The per-packet cryptography of one direction: AES-CM + HMAC-SHA1 (RFC 3711 §4) or AES-GCM
 //! (RFC 7714), for SRTP and SRTCP. Everything works in place on the caller's buffer.
 
-use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 
-use super::kdf::{Label, derive};
+use super::kdf::{Label, aes, derive};
 use super::{SrtpKey, SrtpSuite};
 use crate::error::MediaError;
 
@@ -28,7 +28,7 @@ impl CmKeys {
     fn new(key: &[u8], salt: [u8; 14], auth: &[u8]) -> Result<Self, MediaError> {
         let failed = |_| MediaError::SrtpSetup("AES-CTR");
         Ok(CmKeys {
-            cipher: EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, key).map_err(failed)?)
+            cipher: EncryptingKey::ctr(UnboundCipherKey::new(aes(key)?, key).map_err(failed)?)
                 .map_err(failed)?,
             salt,
             auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, auth),
@@ -69,8 +69,13 @@ pub(super) struct GcmKeys {
 
 impl GcmKeys {
     fn new(key: &[u8], salt: [u8; 12]) -> Result<Self, MediaError> {
+        let algorithm = if key.len() == 32 {
+            &AES_256_GCM
+        } else {
+            &AES_128_GCM
+        };
         let unbound =
-            UnboundKey::new(&AES_128_GCM, key).map_err(|_| MediaError::SrtpSetup("AES-GCM"))?;
+            UnboundKey::new(algorithm, key).map_err(|_| MediaError::SrtpSetup("AES-GCM"))?;
         Ok(GcmKeys {
             aead: LessSafeKey::new(unbound),
             salt,
@@ -114,13 +119,15 @@ impl Transform {
             ));
         }
         let (k, s) = (&master.key[..], &master.salt[..]);
-        let mut key = [0u8; 16];
-        if suite == SrtpSuite::AeadAes128Gcm {
+        // The session cipher key is as long as the master key (RFC 6188 §3, RFC 7714 §11).
+        let mut buf = [0u8; 32];
+        let key = &mut buf[..suite.key_len()];
+        if suite.is_aead() {
             let mut gcm = |cipher, salt_label| -> Result<GcmKeys, MediaError> {
                 let mut salt = [0u8; 12];
-                derive(k, s, cipher, &mut key)?;
+                derive(k, s, cipher, key)?;
                 derive(k, s, salt_label, &mut salt)?;
-                GcmKeys::new(&key, salt)
+                GcmKeys::new(key, salt)
             };
             return Ok(Transform::Gcm {
                 rtp: gcm(Label::RtpCipher, Label::RtpSalt)?,
@@ -129,10 +136,10 @@ impl Transform {
         }
         let mut cm = |cipher, auth_label, salt_label| -> Result<CmKeys, MediaError> {
             let (mut salt, mut auth) = ([0u8; 14], [0u8; 20]);
-            derive(k, s, cipher, &mut key)?;
+            derive(k, s, cipher, key)?;
             derive(k, s, auth_label, &mut auth)?;
             derive(k, s, salt_label, &mut salt)?;
-            CmKeys::new(&key, salt, &auth)
+            CmKeys::new(key, salt, &auth)
         };
         Ok(Transform::Cm {
             rtp: cm(Label::RtpCipher, Label::RtpAuth, Label::RtpSalt)?,

@@ -19,6 +19,7 @@ pub struct MediaSettings {
     pub opus_echo_extension: String,
     pub codecs: Vec<LocalCodec>,
     pub srtp: SrtpPolicy,
+    pub srtp_suites: Vec<sipx_sdp::SrtpSuite>,
     pub ptime_ms: u32,
     pub jitter_min: Duration,
     pub jitter_max: Duration,
@@ -64,6 +65,24 @@ impl MediaSettings {
                 )));
             }
         };
+        let srtp_suites = c
+            .srtp_suites
+            .iter()
+            .map(|name| {
+                sipx_sdp::SrtpSuite::from_name(name).ok_or_else(|| {
+                    let known = sipx_sdp::SrtpSuite::ALL.map(sipx_sdp::SrtpSuite::name);
+                    StartupError::Config(format!(
+                        "media.srtp_suites: unknown suite {name:?} ({})",
+                        known.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if srtp_suites.is_empty() && srtp != SrtpPolicy::Disabled {
+            return Err(StartupError::Config(
+                "media.srtp_suites is empty while media.srtp is not disabled".to_owned(),
+            ));
+        }
         if !(10..=60).contains(&c.ptime_ms) || !c.ptime_ms.is_multiple_of(10) {
             return Err(StartupError::Config(
                 "media.ptime_ms must be 10, 20, 30, 40, 50 or 60".to_owned(),
@@ -79,6 +98,7 @@ impl MediaSettings {
             opus_echo_extension: c.opus_echo_extension.clone(),
             codecs,
             srtp,
+            srtp_suites,
             ptime_ms: c.ptime_ms,
             jitter_min: Duration::from_millis(c.jitter_min_ms),
             jitter_max: Duration::from_millis(c.jitter_max_ms),
@@ -118,7 +138,10 @@ fn srtp_suite(suite: sipx_sdp::SrtpSuite) -> SrtpSuite {
     match suite {
         sipx_sdp::SrtpSuite::AesCm128HmacSha1_80 => SrtpSuite::AesCm128HmacSha1_80,
         sipx_sdp::SrtpSuite::AesCm128HmacSha1_32 => SrtpSuite::AesCm128HmacSha1_32,
+        sipx_sdp::SrtpSuite::Aes256CmHmacSha1_80 => SrtpSuite::Aes256CmHmacSha1_80,
+        sipx_sdp::SrtpSuite::Aes256CmHmacSha1_32 => SrtpSuite::Aes256CmHmacSha1_32,
         sipx_sdp::SrtpSuite::AeadAes128Gcm => SrtpSuite::AeadAes128Gcm,
+        sipx_sdp::SrtpSuite::AeadAes256Gcm => SrtpSuite::AeadAes256Gcm,
     }
 }
 
@@ -235,5 +258,33 @@ mod tests {
         let s = MediaSettings::from_config(&config).unwrap();
         assert_eq!(s.echo(""), None);
         assert_eq!(s.echo("echo-opus"), None);
+    }
+
+    #[test]
+    fn srtp_suites_are_read_by_name_and_an_unknown_one_is_named() {
+        let mut config = MediaConfig {
+            srtp_suites: vec!["aead_aes_256_gcm".into(), "AES_256_CM_HMAC_SHA1_80".into()],
+            ..MediaConfig::default()
+        };
+        let s = MediaSettings::from_config(&config).unwrap();
+        assert_eq!(
+            s.srtp_suites,
+            [
+                sipx_sdp::SrtpSuite::AeadAes256Gcm,
+                sipx_sdp::SrtpSuite::Aes256CmHmacSha1_80
+            ]
+        );
+        config.srtp_suites = vec!["F8_128_HMAC_SHA1_80".into()];
+        let Err(StartupError::Config(e)) = MediaSettings::from_config(&config) else {
+            panic!("an unknown suite was taken");
+        };
+        assert!(
+            e.contains("\"F8_128_HMAC_SHA1_80\"") && e.contains("AEAD_AES_256_GCM"),
+            "{e}"
+        );
+        config.srtp_suites.clear();
+        assert!(MediaSettings::from_config(&config).is_err());
+        config.srtp = "disabled".into();
+        assert!(MediaSettings::from_config(&config).is_ok());
     }
 }

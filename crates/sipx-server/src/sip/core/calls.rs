@@ -570,6 +570,7 @@ impl Core {
         );
         config.codecs = self.settings.media.codecs.clone();
         config.srtp = srtp;
+        config.srtp_suites = self.settings.media.srtp_suites.clone();
         config.ptime = self.settings.media.ptime_ms;
         let mut keys = [0u8; sipx_sdp::KEY_MATERIAL_LEN];
         sipx_secrets::generate::fill(&mut keys);
