@@ -307,6 +307,10 @@ pub struct SipConfig {
     pub nat_keepalive_secs: u64,
     /// Socket receive buffer for UDP, in bytes.
     pub udp_recv_buffer: usize,
+    /// The smallest session timer interval (RFC 4028) taken from a caller, in seconds; a
+    /// shorter `Session-Expires` gets 422 with this `Min-SE`. RFC 4028 asks for 90 at least;
+    /// lower values are for tests.
+    pub session_min_se_secs: u32,
 }
 
 impl Default for SipConfig {
@@ -341,6 +345,7 @@ impl Default for SipConfig {
             unknown_source: UnknownSourcePolicy::Reject,
             nat_keepalive_secs: 30,
             udp_recv_buffer: 4 << 20,
+            session_min_se_secs: sipx_sip::session_timer::MIN_SE_FLOOR,
         }
     }
 }

@@ -15,6 +15,14 @@ pub fn sip_message(data: &[u8]) {
     {
         assert!(sdp.len() <= r.body.len());
     }
+    // Whatever its Session-Expires, reading it never panics, and an interval taken is never
+    // below the minimum.
+    if let SipMessage::Request(r) = &msg {
+        use crate::session_timer::{MIN_SE_FLOOR, UasTimer, negotiate_uas};
+        if let UasTimer::On { interval, .. } = negotiate_uas(r, MIN_SE_FLOOR, true) {
+            assert!(interval >= MIN_SE_FLOOR);
+        }
+    }
     let bytes = msg.to_bytes();
     let again = match parse_datagram(&bytes) {
         Ok(m) => m,

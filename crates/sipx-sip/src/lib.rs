@@ -10,6 +10,7 @@
 //! - [`uas`]: the checks a UAS makes before acting on a request.
 //! - [`registrar`]: REGISTER processing over a set of bindings.
 //! - [`replaces`]: naming a dialog for a new INVITE to replace (attended transfer).
+//! - [`session_timer`]: RFC 4028 session timers, answered and kept.
 
 pub mod dialog;
 pub mod digest;
@@ -21,6 +22,7 @@ pub mod outbound;
 pub mod registrar;
 pub mod replaces;
 mod rng;
+pub mod session_timer;
 pub mod transport;
 pub mod uac;
 pub mod uas;

@@ -41,6 +41,7 @@ mod pin_gate;
 mod provider_hosts;
 mod replacing;
 mod routing;
+mod session_timers;
 mod sources;
 mod transfer;
 mod trunks;
@@ -50,6 +51,7 @@ use control::Controls;
 use origin::Origins;
 use pin_gate::GateTimers;
 use routing::Routing;
+use session_timers::SessionTimers;
 use sources::BindingSources;
 use trunks::TrunkReg;
 
@@ -180,6 +182,8 @@ pub(crate) struct CoreSettings {
     pub media: crate::media::MediaSettings,
     /// The answer to a call no routing rule of its application matches (404 or 480).
     pub no_rule_status: u16,
+    /// The smallest session timer interval (RFC 4028 `Min-SE`) SIPx takes, in seconds.
+    pub session_min_se: u32,
 }
 
 pub(crate) struct Core {
@@ -233,6 +237,8 @@ pub(crate) struct Core {
     waiting: inbound::Waiting,
     /// The deadlines of calls behind a PIN.
     gates: GateTimers,
+    /// The calls' RFC 4028 session timers.
+    session_timers: SessionTimers,
     /// The writer of inbound calls' rows.
     rows: call_rows::RowSink,
     /// Application events (webhooks, `/v1/events`).
@@ -338,6 +344,8 @@ impl Core {
                 let mut uas = UasPolicy::default();
                 // An INVITE may take the place of one of our calls (`core/replacing.rs`).
                 uas.supported.push("replaces".to_owned());
+                // RFC 4028 session timers (`core/session_timers.rs`).
+                uas.supported.push("timer".to_owned());
                 uas
             },
             digest,
@@ -372,6 +380,7 @@ impl Core {
             routing: Routing::default(),
             waiting: inbound::Waiting::default(),
             gates: GateTimers::default(),
+            session_timers: SessionTimers::default(),
             rows: call_rows::RowSink::default(),
             events: None,
             stream_flows: HashMap::new(),
@@ -515,6 +524,7 @@ impl Core {
                 self.controls.next_timeout(),
                 self.gates.next_timeout(),
                 self.inbound_keys.next_timeout(),
+                self.session_timers.next_timeout(),
             ]
             .into_iter()
             .flatten()
@@ -547,6 +557,7 @@ impl Core {
                     self.poll_controls(now);
                     self.poll_gates(now);
                     self.poll_inbound_dtmf(now);
+                    self.poll_session_timers(now);
                 }
                 Ok(()) = changes.changed() => {
                     // Trunks, accounts or rules changed through the API: reload at once.
@@ -756,7 +767,10 @@ impl Core {
                 if self.on_invite_response(now, txn, &response) {
                     return;
                 }
-                if response.status >= 200 && self.calls.owns_client_txn(txn) {
+                if response.status >= 200
+                    && (self.calls.owns_client_txn(txn)
+                        || self.on_refresh_answer(now, txn, Some(&response)))
+                {
                     return;
                 }
                 self.on_registration_response(now, txn, &response)
@@ -764,7 +778,9 @@ impl Core {
             // Timer B/F: a dial-out's INVITE or CANCEL, a BYE, else a registration's REGISTER
             // (the guard hands the timeout to the first that owns the transaction).
             Event::ClientTimeout { txn }
-                if !self.on_invite_timeout(now, txn) && !self.calls.owns_client_txn(txn) =>
+                if !self.on_invite_timeout(now, txn)
+                    && !self.calls.owns_client_txn(txn)
+                    && !self.on_refresh_answer(now, txn, None) =>
             {
                 self.on_registration_timeout(now, txn);
             }

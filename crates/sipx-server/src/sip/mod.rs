@@ -258,6 +258,7 @@ impl BoundSip {
             listeners: self.listeners(),
             media: self.media.clone(),
             no_rule_status: self.no_rule_status,
+            session_min_se: c.session_min_se_secs.max(1),
         };
         let connector = core::Connector {
             flow_ids: self.ids.clone(),

@@ -285,6 +285,9 @@ pub(crate) fn end_cause(reason: &str, by_caller: bool) -> (u16, &'static str) {
     match reason {
         "media timeout" => (200, "media_timeout"),
         "no ACK for the 200" => (408, "ack_timeout"),
+        super::session_timers::SESSION_EXPIRED | super::session_timers::REFRESH_FAILED => {
+            (408, "session_expired")
+        }
         NO_USABLE_ANSWER => (488, "local_hangup"),
         "Room closed" | "Replaced in the room" | "Removed from the room" => (200, "room_removed"),
         "Room failure" | "Room unavailable" => (200, "room_failed"),

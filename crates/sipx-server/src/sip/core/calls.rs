@@ -56,6 +56,8 @@ pub(crate) struct Call {
     pub(super) row: Option<CallRow>,
     /// The trunk or account an inbound call came through (`None`: dialled out).
     pub(super) origin: Option<Origin>,
+    /// The RFC 4028 session timer, when the peer asked for one (`session_timers.rs`).
+    pub(super) timer: Option<sipx_sip::session_timer::SessionTimer>,
 }
 
 /// The answer to a call into a room, sent once the room has taken the phone
@@ -122,7 +124,7 @@ impl Call {
 #[derive(Default)]
 pub(crate) struct Calls {
     pub(super) by_dialog: HashMap<DialogId, Call>,
-    by_leg: HashMap<LegId, DialogId>,
+    pub(super) by_leg: HashMap<LegId, DialogId>,
     /// Our BYEs in flight: their answers need no handling beyond matching.
     byes: HashMap<ClientTxnId, DialogId>,
 }
@@ -246,6 +248,13 @@ impl Core {
             self.refuse_invite(now, txn, resp, row);
             return false;
         };
+        let session_timer = match self.session_timer_of(&req, &tag) {
+            Ok(timer) => timer,
+            Err(resp) => {
+                self.refuse_invite(now, txn, resp, row);
+                return false;
+            }
+        };
         let offer = match offered {
             None => None,
             Some(sdp) => match SessionDescription::parse(sdp) {
@@ -349,6 +358,7 @@ impl Core {
             row,
             caller: caller.unwrap_or_else(|| "phone".to_owned()),
             origin: Some(origin.clone()),
+            timer: None,
         };
         match &destination {
             Destination::Echo(_) => {}
@@ -359,6 +369,9 @@ impl Core {
             }
         }
         let mut resp = self.answer_ok(&req, &tag, &peer, body);
+        for (name, value) in session_timer.answer_headers() {
+            resp.headers.push(name, value);
+        }
         // RFC 3261 §12.1.1: the answer that creates the dialog carries the request's
         // Record-Route, so the caller's ACK and BYE take the proxies that asked to stay in
         // the path (our own requests already do: the dialog's route set).
@@ -410,6 +423,7 @@ impl Core {
         self.calls.by_leg.insert(leg, id.clone());
         self.calls.by_dialog.insert(id.clone(), call);
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
+        self.apply_session_timer(now, &id, session_timer);
         if gated {
             self.open_gate(now, &id);
         }
@@ -583,8 +597,7 @@ impl Core {
         req.response(200, Some(tag))
             .with_header("Contact", contact)
             .with_header("Allow", self.uas.allow_header())
-            // What SIPx does take part in; not `timer`: it never refreshes a session itself,
-            // so a caller's session timer stays the caller's to run (RFC 4028 §9).
+            // What SIPx takes part in, `timer` included (`session_timers.rs`).
             .with_header("Supported", self.uas.supported.join(", "))
             .with_body("application/sdp", sdp)
     }
@@ -708,6 +721,10 @@ impl Core {
     fn on_reoffer(&mut self, now: Instant, txn: ServerTxnId, req: Request, id: &DialogId) {
         let agent = self.warn_agent();
         let tag = id.local_tag.clone();
+        let session_timer = match self.session_timer_of(&req, &tag) {
+            Ok(timer) => timer,
+            Err(resp) => return self.respond(now, txn, resp),
+        };
         let Some(call) = self.calls.by_dialog.get_mut(id) else {
             return;
         };
@@ -742,6 +759,9 @@ impl Core {
                 if req.method != Method::Invite {
                     resp.headers.0.retain(|h| h.name != "Allow");
                 }
+                for (name, value) in session_timer.answer_headers() {
+                    resp.headers.push(name, value);
+                }
                 if req.method == Method::Invite
                     && let Some(call) = self.calls.by_dialog.get_mut(id)
                 {
@@ -750,6 +770,8 @@ impl Core {
                 }
                 self.respond(now, txn, resp);
                 self.apply_negotiation(id);
+                // Any 2xx to a re-INVITE or UPDATE refreshes the session (RFC 4028 §9).
+                self.apply_session_timer(now, id, session_timer);
             }
             Err((status, warning)) => {
                 let mut resp = req.response(status, Some(&tag));
@@ -917,6 +939,7 @@ impl Core {
         let call = self.calls.by_dialog.remove(id)?;
         self.calls.by_leg.remove(&call.leg);
         self.close_gate(call.leg, call.gate.as_ref());
+        self.forget_session_timer(call.leg);
         self.inbound_gone(now, id, call.row.as_ref().map(|r| r.id.as_str()));
         if let Some(row) = &call.row {
             self.controls.leg_ended(now, call.leg, &row.id);
@@ -966,14 +989,7 @@ impl Core {
     }
 
     fn send_bye_on(&mut self, now: Instant, call: &mut Call, reason: &str) {
-        let branch = self.endpoint.new_branch();
-        let host = self
-            .local_host_for(call.peer.addr, call.peer.transport)
-            .unwrap_or_else(|| "invalid".to_owned());
-        let via = format!(
-            "SIP/2.0/{} {host};branch={branch};rport",
-            call.peer.transport.via_name()
-        );
+        let via = self.new_via(&call.peer);
         let mut bye = call.dialog.request(Method::Bye, &via, None);
         // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).
         let (cause, _) = end_cause(reason, false);
@@ -988,6 +1004,7 @@ impl Core {
     pub(super) fn forget_dialog(&mut self, id: &DialogId) {
         if let Some(call) = self.calls.by_dialog.remove(id) {
             self.calls.by_leg.remove(&call.leg);
+            self.forget_session_timer(call.leg);
         }
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }

@@ -574,16 +574,7 @@ impl Core {
 
     fn on_invite_2xx(&mut self, now: Instant, id: &str, response: &Response) {
         let to_tag = response.tag_of_to().map(str::to_owned);
-        let via = |core: &mut Core, peer: &Peer| {
-            let branch = core.endpoint.new_branch();
-            let host = core
-                .local_host_for(peer.addr, peer.transport)
-                .unwrap_or_else(|| "invalid".to_owned());
-            format!(
-                "SIP/2.0/{} {host};branch={branch};rport",
-                peer.transport.via_name()
-            )
-        };
+        let via = |core: &mut Core, peer: &Peer| core.new_via(peer);
         let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref()) else {
             return;
         };
@@ -664,6 +655,7 @@ impl Core {
                 gate: None,
                 row: None,
                 origin: None,
+                timer: None,
             };
             c.dialog = Some(dialog_id.clone());
             self.controls

@@ -97,14 +97,10 @@ impl Core {
                 (refer_to, Some(replaces.clone()))
             }
         };
-        let branch = self.endpoint.new_branch();
+        let via = self.new_via(&peer);
         let host = self
             .local_host_for(peer.addr, peer.transport)
             .unwrap_or_else(|| "invalid".to_owned());
-        let via = format!(
-            "SIP/2.0/{} {host};branch={branch};rport",
-            peer.transport.via_name()
-        );
         let Some(call) = self.calls.by_dialog.get_mut(&dialog) else {
             return Err(conflict("the call has ended"));
         };

@@ -137,6 +137,18 @@ impl Core {
         });
     }
 
+    /// A Via for a new request of ours to `peer` (a fresh branch; `rport` for NAT).
+    pub(super) fn new_via(&mut self, peer: &Peer) -> String {
+        let branch = self.endpoint.new_branch();
+        let host = self
+            .local_host_for(peer.addr, peer.transport)
+            .unwrap_or_else(|| "invalid".to_owned());
+        format!(
+            "SIP/2.0/{} {host};branch={branch};rport",
+            peer.transport.via_name()
+        )
+    }
+
     /// The `host:port` to put in Via/Contact for requests to `dest`: the external host when
     /// set, else the local address that routes to `dest`; the port of a listener of the same
     /// transport, so the provider can reach SIPx there too.

@@ -1,0 +1,292 @@
+//! Session timers (RFC 4028), as the UAS of the requests that set them: what a request's
+//! `Session-Expires` asks and what the answer says ([`negotiate_uas`]), and one dialog's timer
+//! ([`SessionTimer`]): when to refresh with an UPDATE, and when a session nobody refreshed is
+//! over.
+//!
+//! Why: a peer that vanishes without a BYE while no media flows (a call on `inactive` hold)
+//! would otherwise hold its call and room seat for ever; and carriers that require the timer
+//! (`Require: timer`) used to get 420.
+
+use std::time::{Duration, Instant};
+
+use crate::msg::Request;
+use crate::msg::lex::trim_ws;
+
+/// The smallest interval RFC 4028 allows anyone to ask for (§4): the default of what we take.
+pub const MIN_SE_FLOOR: u32 = 90;
+
+/// Who sends the refreshes, named from the request's side (the UAC or UAS of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresher {
+    Uac,
+    Uas,
+}
+
+impl Refresher {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refresher::Uac => "uac",
+            Refresher::Uas => "uas",
+        }
+    }
+}
+
+/// A `Session-Expires` value: `delta-seconds *(;param)` (RFC 4028 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionExpires {
+    pub delta: u32,
+    pub refresher: Option<Refresher>,
+}
+
+impl SessionExpires {
+    /// Parses a header value; `None` when it is malformed. Unknown parameters are ignored,
+    /// a refresher other than `uac` or `uas` is malformed.
+    pub fn parse(value: &str) -> Option<SessionExpires> {
+        let mut parts = value.split(';');
+        let delta = trim_ws(parts.next()?);
+        if delta.is_empty() || delta.len() > 10 || !delta.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let delta = delta.parse().ok()?;
+        let mut refresher = None;
+        for param in parts {
+            let (name, value) = param.split_once('=').unwrap_or((param, ""));
+            if trim_ws(name).eq_ignore_ascii_case("refresher") {
+                refresher = match trim_ws(value).to_ascii_lowercase().as_str() {
+                    "uac" => Some(Refresher::Uac),
+                    "uas" => Some(Refresher::Uas),
+                    _ => return None,
+                };
+            }
+        }
+        Some(SessionExpires { delta, refresher })
+    }
+
+    /// The header value, e.g. `1800;refresher=uac`.
+    pub fn to_value(self) -> String {
+        match self.refresher {
+            Some(r) => format!("{};refresher={}", self.delta, r.as_str()),
+            None => self.delta.to_string(),
+        }
+    }
+}
+
+/// What a UAS does with a request's session timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UasTimer {
+    /// No timer: the request asked for none, or asked SIPx to refresh where it cannot.
+    Off,
+    /// The interval is below what we take: 422 with this `Min-SE` (§9).
+    TooSmall { min_se: u32 },
+    /// `Session-Expires` is malformed: 400 with this reason.
+    Malformed(&'static str),
+    /// The timer runs: the answer carries [`UasTimer::answer_headers`].
+    On { interval: u32, refresher: Refresher },
+}
+
+impl UasTimer {
+    /// The headers a 2xx to the request carries: `Session-Expires`, and `Require: timer` when
+    /// the UAC refreshes (RFC 4028 §9: it must know it has to).
+    pub fn answer_headers(self) -> Vec<(&'static str, String)> {
+        let UasTimer::On {
+            interval,
+            refresher,
+        } = self
+        else {
+            return Vec::new();
+        };
+        let expires = SessionExpires {
+            delta: interval,
+            refresher: Some(refresher),
+        };
+        let mut headers = vec![("Session-Expires", expires.to_value())];
+        if refresher == Refresher::Uac {
+            headers.push(("Require", "timer".to_owned()));
+        }
+        headers
+    }
+}
+
+/// Whether a request's `Supported` or `Require` names an option tag.
+fn names_option(req: &Request, tag: &str) -> bool {
+    ["Supported", "Require"].iter().any(|h| {
+        req.headers
+            .list(h)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tag))
+    })
+}
+
+/// The UAS's decision on a request's `Session-Expires` (RFC 4028 §9), taking intervals of at
+/// least `min_se` seconds. The UAC refreshes when it supports the timer and did not ask
+/// otherwise; SIPx refreshes when asked (or when the UAC does not support the timer, and a
+/// proxy asked for it) only with `can_refresh` (the peer takes UPDATE), else the timer is off.
+pub fn negotiate_uas(req: &Request, min_se: u32, can_refresh: bool) -> UasTimer {
+    let Some(value) = req.headers.get("Session-Expires") else {
+        return UasTimer::Off;
+    };
+    let Some(asked) = SessionExpires::parse(value) else {
+        return UasTimer::Malformed("Malformed Session-Expires");
+    };
+    if asked.delta < min_se {
+        return UasTimer::TooSmall { min_se };
+    }
+    let refresher = match asked.refresher {
+        Some(r) => r,
+        None if names_option(req, "timer") => Refresher::Uac,
+        None => Refresher::Uas,
+    };
+    if refresher == Refresher::Uas && !can_refresh {
+        return UasTimer::Off;
+    }
+    UasTimer::On {
+        interval: asked.delta,
+        refresher,
+    }
+}
+
+/// The `Min-SE` of a 422, if readable.
+pub fn min_se_of(headers: &crate::msg::Headers) -> Option<u32> {
+    let value = headers.get("Min-SE")?;
+    let delta = trim_ws(value.split(';').next()?);
+    delta.parse().ok()
+}
+
+/// What a [`SessionTimer`] asks of its dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerAction {
+    /// Send a refresh (an UPDATE with `Session-Expires: <interval>;refresher=uac`).
+    Refresh,
+    /// Nobody refreshed the session in time: end it with a BYE (§10).
+    Expired,
+}
+
+/// How a refresh we sent was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// 2xx: with the interval and refresher its `Session-Expires` says (`None`: no header, so
+    /// no timer any more, RFC 4028 §7.2).
+    Done(Option<SessionExpires>),
+    /// 422: the peer wants at least this interval; ask again at once.
+    TooSmall(u32),
+    /// 408 or 481: the dialog is gone (RFC 4028 §10 and RFC 5057).
+    DialogGone,
+    /// Anything else, or no answer: try again 2 s later, while the session lasts.
+    Failed,
+}
+
+/// After a failed refresh, the next try comes this much later.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// One dialog's session timer. Fed with time and refresh outcomes; says when it next needs
+/// [`SessionTimer::handle_timeout`].
+#[derive(Debug, Clone)]
+pub struct SessionTimer {
+    interval: Duration,
+    /// We send the refreshes (else the peer does).
+    ours: bool,
+    /// The last successful refresh (or the answer that started the timer).
+    refreshed_at: Instant,
+    /// Our next refresh, while no refresh of ours is in flight.
+    next_refresh: Option<Instant>,
+}
+
+impl SessionTimer {
+    /// A timer started now, of `interval` seconds, refreshed by us (`ours`) or by the peer.
+    pub fn new(now: Instant, interval: u32, ours: bool) -> SessionTimer {
+        let mut timer = SessionTimer {
+            interval: Duration::from_secs(u64::from(interval)),
+            ours,
+            refreshed_at: now,
+            next_refresh: None,
+        };
+        timer.restart(now);
+        timer
+    }
+
+    /// A refresh succeeded (ours, or the peer's request that we answered 2xx), with this
+    /// interval and refresher from now on.
+    pub fn refreshed(&mut self, now: Instant, interval: u32, ours: bool) {
+        self.interval = Duration::from_secs(u64::from(interval));
+        self.ours = ours;
+        self.restart(now);
+    }
+
+    fn restart(&mut self, now: Instant) {
+        self.refreshed_at = now;
+        // The refresher refreshes half-way (§10); the other side waits for it.
+        self.next_refresh = self.ours.then(|| now + self.interval / 2);
+    }
+
+    /// Whether we are the refresher.
+    pub fn ours(&self) -> bool {
+        self.ours
+    }
+
+    /// The interval in seconds.
+    pub fn interval(&self) -> u32 {
+        u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// When the session is over without a refresh. The side that waits sends its BYE a little
+    /// before the interval runs out, by the smaller of 32 s and a third of it (§10), so the
+    /// BYE arrives while proxies still hold the session; the refresher gives up at the end.
+    fn expiry(&self) -> Instant {
+        let end = self.refreshed_at + self.interval;
+        if self.ours {
+            end
+        } else {
+            end - (self.interval / 3).min(Duration::from_secs(32))
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        match self.next_refresh {
+            Some(at) => at.min(self.expiry()),
+            None => self.expiry(),
+        }
+    }
+
+    /// What is due at `now`, if anything. A refresh is asked for once, until its outcome.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<TimerAction> {
+        if now >= self.expiry() {
+            return Some(TimerAction::Expired);
+        }
+        match self.next_refresh {
+            Some(at) if now >= at => {
+                self.next_refresh = None;
+                Some(TimerAction::Refresh)
+            }
+            _ => None,
+        }
+    }
+
+    /// The answer to our refresh. Returns `false` when the timer is over (no timer any more,
+    /// or the dialog is gone: `DialogGone` means the call should end).
+    pub fn on_refresh_outcome(&mut self, now: Instant, outcome: RefreshOutcome) -> bool {
+        match outcome {
+            RefreshOutcome::Done(None) => false,
+            RefreshOutcome::Done(Some(se)) => {
+                // In our UPDATE we were the UAC: `uac` is us.
+                let ours = se.refresher != Some(Refresher::Uas);
+                self.refreshed(now, se.delta, ours);
+                true
+            }
+            RefreshOutcome::TooSmall(min_se) => {
+                self.interval = self.interval.max(Duration::from_secs(u64::from(min_se)));
+                self.next_refresh = Some(now);
+                true
+            }
+            RefreshOutcome::DialogGone => false,
+            RefreshOutcome::Failed => {
+                // Again shortly, while that is still before the end.
+                let again = now + RETRY;
+                self.next_refresh = (again < self.expiry()).then_some(again);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

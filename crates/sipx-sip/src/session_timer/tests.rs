@@ -1,0 +1,195 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::msg::{SipMessage, parse_datagram};
+
+fn invite(extra: &str) -> Request {
+    let raw = format!(
+        "INVITE sip:echo@sipx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:echo@sipx.test>\r\n\
+         Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+    );
+    match parse_datagram(raw.as_bytes()) {
+        Ok(SipMessage::Request(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn values_parse_with_their_refresher_and_junk_is_refused() {
+    assert_eq!(
+        SessionExpires::parse("1800;refresher=uac"),
+        Some(SessionExpires {
+            delta: 1800,
+            refresher: Some(Refresher::Uac)
+        })
+    );
+    assert_eq!(
+        SessionExpires::parse(" 90 ; x=1 ; REFRESHER = UAS "),
+        Some(SessionExpires {
+            delta: 90,
+            refresher: Some(Refresher::Uas)
+        })
+    );
+    for bad in [
+        "",
+        "abc",
+        "-5",
+        "1800;refresher=both",
+        "99999999999",
+        "18 00",
+    ] {
+        assert_eq!(SessionExpires::parse(bad), None, "{bad:?}");
+    }
+    assert_eq!(
+        SessionExpires::parse("600").unwrap().to_value(),
+        "600",
+        "no refresher given, none written"
+    );
+}
+
+#[test]
+fn the_uas_takes_the_interval_and_lets_a_supporting_uac_refresh() {
+    let req = invite("Supported: timer, replaces\r\nSession-Expires: 1800\r\nMin-SE: 90\r\n");
+    let timer = negotiate_uas(&req, MIN_SE_FLOOR, false);
+    assert_eq!(
+        timer,
+        UasTimer::On {
+            interval: 1800,
+            refresher: Refresher::Uac
+        }
+    );
+    assert_eq!(
+        timer.answer_headers(),
+        [
+            ("Session-Expires", "1800;refresher=uac".to_owned()),
+            ("Require", "timer".to_owned())
+        ]
+    );
+    // The compact form, and an explicit refresher=uas that we can honour with UPDATE.
+    let req = invite("Supported: timer\r\nx: 600;refresher=uas\r\n");
+    let timer = negotiate_uas(&req, MIN_SE_FLOOR, true);
+    assert_eq!(
+        timer,
+        UasTimer::On {
+            interval: 600,
+            refresher: Refresher::Uas
+        }
+    );
+    assert_eq!(
+        timer.answer_headers(),
+        [("Session-Expires", "600;refresher=uas".to_owned())]
+    );
+}
+
+#[test]
+fn too_small_malformed_absent_and_unrefreshable_timers() {
+    let small = invite("Supported: timer\r\nSession-Expires: 60\r\n");
+    assert_eq!(
+        negotiate_uas(&small, MIN_SE_FLOOR, true),
+        UasTimer::TooSmall { min_se: 90 }
+    );
+    let junk = invite("Session-Expires: soon\r\n");
+    assert!(matches!(
+        negotiate_uas(&junk, MIN_SE_FLOOR, true),
+        UasTimer::Malformed(_)
+    ));
+    assert_eq!(
+        negotiate_uas(&invite(""), MIN_SE_FLOOR, true),
+        UasTimer::Off
+    );
+    // A proxy asked for a timer the UAC does not support: we would refresh, and can only
+    // with UPDATE.
+    let proxied = invite("Session-Expires: 1800\r\n");
+    assert_eq!(negotiate_uas(&proxied, MIN_SE_FLOOR, false), UasTimer::Off);
+    assert_eq!(
+        negotiate_uas(&proxied, MIN_SE_FLOOR, true),
+        UasTimer::On {
+            interval: 1800,
+            refresher: Refresher::Uas
+        }
+    );
+}
+
+#[test]
+fn the_waiting_side_expires_before_the_interval_ends() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 90, false);
+    // 90 s less the smaller of 32 s and a third: 60 s.
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(60));
+    assert_eq!(timer.handle_timeout(t0 + Duration::from_secs(59)), None);
+    // The peer's refresh at 45 s moves it.
+    timer.refreshed(t0 + Duration::from_secs(45), 1800, false);
+    assert_eq!(
+        timer.poll_timeout(),
+        t0 + Duration::from_secs(45 + 1800 - 32)
+    );
+    assert_eq!(
+        timer.handle_timeout(t0 + Duration::from_secs(45 + 1768)),
+        Some(TimerAction::Expired)
+    );
+}
+
+#[test]
+fn the_refresher_refreshes_half_way_and_follows_the_answers() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 100, true);
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(50));
+    let at = t0 + Duration::from_secs(50);
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    // Asked once; until the answer, the next deadline is the session's end.
+    assert_eq!(timer.handle_timeout(at), None);
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(100));
+    // 422 Min-SE 120: again at once, with the bigger interval.
+    assert!(timer.on_refresh_outcome(at, RefreshOutcome::TooSmall(120)));
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    assert_eq!(timer.interval(), 120);
+    // A 500: again 2 s later.
+    assert!(timer.on_refresh_outcome(at, RefreshOutcome::Failed));
+    assert_eq!(timer.poll_timeout(), at + Duration::from_secs(2));
+    assert_eq!(
+        timer.handle_timeout(at + Duration::from_secs(2)),
+        Some(TimerAction::Refresh)
+    );
+    // 200 naming the peer as refresher from now on.
+    let done = SessionExpires {
+        delta: 300,
+        refresher: Some(Refresher::Uas),
+    };
+    let now = at + Duration::from_secs(3);
+    assert!(timer.on_refresh_outcome(now, RefreshOutcome::Done(Some(done))));
+    assert!(!timer.ours());
+    assert_eq!(timer.poll_timeout(), now + Duration::from_secs(300 - 32));
+    // A 2xx with no Session-Expires ends the timer; 481 ends the dialog.
+    assert!(!timer.on_refresh_outcome(now, RefreshOutcome::Done(None)));
+    assert!(!timer.on_refresh_outcome(now, RefreshOutcome::DialogGone));
+}
+
+#[test]
+fn a_refresher_that_never_gets_through_gives_up_at_the_end() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 90, true);
+    let mut now = t0;
+    let mut refreshes = 0;
+    for _ in 0..200 {
+        now = timer.poll_timeout();
+        match timer.handle_timeout(now) {
+            Some(TimerAction::Refresh) => {
+                refreshes += 1;
+                timer.on_refresh_outcome(now, RefreshOutcome::Failed);
+            }
+            Some(TimerAction::Expired) => break,
+            None => {}
+        }
+    }
+    assert_eq!(now, t0 + Duration::from_secs(90));
+    // Half-way (45 s), then every 2 s until the end.
+    assert_eq!(refreshes, 23);
+}
+
+#[test]
+fn min_se_is_read_from_a_422() {
+    let mut h = crate::msg::Headers::new();
+    h.push("Min-SE", "120;x=y");
+    assert_eq!(min_se_of(&h), Some(120));
+}

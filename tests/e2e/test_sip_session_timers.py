@@ -1,0 +1,71 @@
+"""RFC 4028 session timers on calls SIPx answers, with sipp as the caller: the 200 says the
+interval and who refreshes; a caller that does not refresh gets a BYE before the interval
+ends; a caller that refreshes by UPDATE keeps its call; a caller that asks SIPx to refresh gets
+UPDATEs half-way through each interval; too short an interval gets 422 with SIPx's Min-SE.
+SIPx runs with `sip.session_min_se_secs` at 5 so that intervals of seconds can be tested.
+Addresses 127.0.0.120-129 belong here."""
+
+import time
+
+import pytest
+
+from conftest import sip_addr
+from media import run_sipp_call
+from test_media_echo import echo_server, logged
+
+
+@pytest.fixture
+def sipx(data_dir):
+    s = echo_server(data_dir, SIPX_SIP__SESSION_MIN_SE_SECS="5")
+    yield s
+    s.stop()
+
+
+def sipp(server, tmp_path, ip, scenario, *args, timeout=40):
+    run = run_sipp_call(scenario, tmp_path / ip, ip, sip_addr(server, "udp"), "-s", "echo", *args,
+                        timeout=timeout)
+    assert run.returncode == 0, run.errors + run.stderr + run.logs
+    return run
+
+
+def session_expires(run):
+    """The Session-Expires values sipp saw, in order."""
+    return [line.split(" ", 1)[1] for line in run.logs.splitlines() if line.startswith("SESSION-EXPIRES ")]
+
+
+def ended(server):
+    return [(e["reason"], e["duration_s"]) for e in logged(server, "call ended")]
+
+
+def test_a_timer_nobody_refreshes_ends_the_call_before_the_interval(sipx, tmp_path):
+    started = time.monotonic()
+    run = sipp(sipx, tmp_path, "127.0.0.120", "uac_session_timer_expires.xml", "-set", "se", "6")
+    took = time.monotonic() - started
+    assert "FINAL 200" in run.logs and "BYE RECEIVED" in run.logs, run.logs
+    assert session_expires(run) == ["6;refresher=uac"], run.logs
+    # The BYE comes at 6 s less min(32, 6/3): 4 s after the answer, not at once, not after 6.
+    assert 3.5 <= took < 6, took
+    assert [reason for reason, _ in ended(sipx)] == ["session timer expired"], ended(sipx)
+
+
+def test_refreshes_by_update_keep_the_call_past_its_interval(sipx, tmp_path):
+    run = sipp(sipx, tmp_path, "127.0.0.121", "uac_session_timer_refreshes.xml", "-set", "se", "6")
+    assert session_expires(run) == ["6;refresher=uac"] * 4, run.logs
+    # 12 s in all, twice the interval, ended by the caller.
+    [(reason, seconds)] = ended(sipx)
+    assert reason == "caller hung up" and seconds >= 12, ended(sipx)
+
+
+def test_sipx_refreshes_by_update_when_asked(sipx, tmp_path):
+    run = sipp(sipx, tmp_path, "127.0.0.122", "uac_session_timer_sipx_refreshes.xml", "-set", "se", "6")
+    assert run.logs.count("UPDATE RECEIVED") == 2, run.logs
+    assert session_expires(run) == ["6;refresher=uas", "6;refresher=uac", "6;refresher=uac"], run.logs
+    # The UPDATEs came at 3 s and 6 s: the caller hung up after the second.
+    [(reason, seconds)] = ended(sipx)
+    assert reason == "caller hung up" and seconds >= 6, ended(sipx)
+
+
+def test_too_short_an_interval_gets_422_with_min_se(sipx, tmp_path):
+    run = sipp(sipx, tmp_path, "127.0.0.123", "uac_session_timer_expires.xml", "-set", "se", "3")
+    assert "FINAL 422 Min-SE 5" in run.logs, run.logs
+    assert not logged(sipx, "call answered by the echo test")
