@@ -5,13 +5,17 @@
 //! can reach the port range take the call over ("RTP bleed"): spray a packet at every port,
 //! and each leg turns its audio towards the sprayer and plays what it sent (keys included, so
 //! a PIN could be typed from outside). So a leg learns the peer's address once, from the first
-//! valid packet, and afterwards takes packets from another address only when they prove they
-//! belong to the call:
+//! valid media packet while it expects media, and afterwards takes packets from another
+//! address only when they prove they belong to the call:
 //! - SRTP authenticated them (only the peer holds the key);
 //! - they carry the SSRC of the stream already heard (a NAT that moved the peer to a new
 //!   port; someone off the path cannot know the SSRC);
-//! - they come from the address the peer's SDP gave (what signalling said outranks a guess).
+//! - they come from the address the peer's SDP gave (what signalling said outranks a guess);
+//! - for RTCP on a port of its own: they come from the host the RTP was learned from.
 //!
+//! RTCP never teaches an address by coming first (it has no payload type of the call to
+//! show, and a peer sends it seconds after its RTP), nor does RTP while the leg expects none
+//! (a `recvonly` peer sends none, so the first packet would be a stranger's).
 //! Anything else is dropped and counted. A new SDP address starts the learning again.
 
 use std::net::SocketAddr;
@@ -36,6 +40,10 @@ pub(super) enum Admit {
     Moved(SocketAddr),
     /// Drop the packet: it does not come from the peer.
     Refuse,
+    /// Drop the packet: nothing has shown where the peer is yet, and this packet may not
+    /// (RTCP before the first RTP, which a peer may send that early; RTP while no media is
+    /// expected).
+    Unknown,
 }
 
 /// What a packet from an unexpected address can show of itself.
@@ -45,6 +53,10 @@ pub(super) struct Proof {
     pub authenticated: bool,
     /// It carries the SSRC of the stream the leg is receiving.
     pub known_ssrc: bool,
+    /// RTCP on its own port, from the host the RTP was learned from.
+    pub peer_host: bool,
+    /// A media packet while the leg expects media: the first one may teach the address.
+    pub may_learn: bool,
 }
 
 impl Latch {
@@ -61,6 +73,11 @@ impl Latch {
         self.current
     }
 
+    /// Whether a packet has shown where the peer is.
+    pub(super) fn is_learned(&self) -> bool {
+        self.learned
+    }
+
     /// Whether a valid packet from `source` is the peer's; with `symmetric` on, a new
     /// address becomes the destination. Without `symmetric`, packets go to the SDP address
     /// and are taken from anywhere, as before symmetric RTP existed.
@@ -72,12 +89,18 @@ impl Latch {
             self.learned = true;
             return Admit::Keep;
         }
-        if !self.learned || proof.authenticated || proof.known_ssrc || source == self.signalled {
+        let proven =
+            proof.authenticated || proof.known_ssrc || proof.peer_host || source == self.signalled;
+        if proven || proof.may_learn && !self.learned {
             self.current = source;
             self.learned = true;
             return Admit::Moved(source);
         }
-        Admit::Refuse
+        if self.learned {
+            Admit::Refuse
+        } else {
+            Admit::Unknown
+        }
     }
 }
 
@@ -90,9 +113,12 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A media packet proving nothing.
     const NONE: Proof = Proof {
         authenticated: false,
         known_ssrc: false,
+        peer_host: false,
+        may_learn: true,
     };
 
     #[test]
@@ -141,6 +167,33 @@ mod tests {
             ..NONE
         };
         assert_eq!(latch.admit(roamed, srtp, true), Admit::Moved(roamed));
+    }
+
+    #[test]
+    fn rtcp_or_unexpected_media_teaches_nothing_but_proof_still_counts() {
+        let sdp = addr("192.168.1.10:4001");
+        let stranger = addr("203.0.113.66:666");
+        let unproven = Proof {
+            may_learn: false,
+            ..NONE
+        };
+        let mut latch = Latch::new(sdp);
+        assert_eq!(latch.admit(stranger, unproven, true), Admit::Unknown);
+        assert!(!latch.is_learned());
+        // The peer's RTCP from behind its NAT: the SSRC of its RTP, or the host its RTP came
+        // from.
+        let nat = addr("198.51.100.7:31001");
+        let ssrc = Proof {
+            known_ssrc: true,
+            ..unproven
+        };
+        assert_eq!(latch.admit(nat, ssrc, true), Admit::Moved(nat));
+        let mut other = Latch::new(sdp);
+        let host = Proof {
+            peer_host: true,
+            ..unproven
+        };
+        assert_eq!(other.admit(nat, host, true), Admit::Moved(nat));
     }
 
     #[test]

@@ -21,11 +21,21 @@ enum Payload {
 }
 
 impl MediaLeg {
-    /// One datagram from the leg's RTP or RTCP socket. SRTP is unprotected in place in
-    /// `bytes`. Anything that fails to parse, authenticate or match is counted and dropped.
+    /// One datagram from the leg's RTP socket: RTP, or RTCP (rtcp-mux, or a peer that sends
+    /// it there anyway). SRTP is unprotected in place in `bytes`. Anything that fails to
+    /// parse, authenticate or match is counted and dropped.
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
         match classify(bytes) {
             PacketKind::Rtp => self.receive_rtp(now, source, bytes),
+            PacketKind::Rtcp => self.receive_rtcp(now, source, bytes),
+            _ => self.counters.malformed += 1,
+        }
+    }
+
+    /// One datagram from the leg's RTCP socket: RTCP only. RTP has no business there (and
+    /// would give the first-packet latch a second door).
+    pub fn handle_receive_rtcp_port(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
+        match classify(bytes) {
             PacketKind::Rtcp => self.receive_rtcp(now, source, bytes),
             _ => self.counters.malformed += 1,
         }
@@ -56,8 +66,13 @@ impl MediaLeg {
                 return;
             }
         };
-        // A valid packet of ours; is it the peer's?
-        if !self.admitted(source, self.proof(header.ssrc), Channel::Rtp) {
+        // A valid packet of ours; is it the peer's? The first may say where the peer is, while
+        // media is expected.
+        let proof = Proof {
+            may_learn: self.cfg.receive,
+            ..self.proof(header.ssrc)
+        };
+        if !self.admitted(source, proof, Channel::Rtp) {
             return;
         }
         self.heard(now);
@@ -95,13 +110,15 @@ impl MediaLeg {
         let sender = bytes
             .get(4..8)
             .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
-        let proof = sender.map_or(
-            Proof {
-                authenticated: self.srtp.is_some(),
-                known_ssrc: false,
-            },
-            |ssrc| self.proof(ssrc),
-        );
+        let proof = Proof {
+            known_ssrc: sender.is_some_and(|ssrc| self.remote_ssrc == Some(ssrc)),
+            // On RTCP's own port, the host the RTP came from (a `recvonly` peer's reports name
+            // an SSRC that sends no RTP).
+            peer_host: self.rtcp_latch.is_some()
+                && self.rtp_latch.is_learned()
+                && source.ip() == self.rtp_latch.current().ip(),
+            ..self.proof(Ssrc(0))
+        };
         if !self.admitted(source, proof, Channel::Rtcp) {
             return;
         }
@@ -117,12 +134,14 @@ impl MediaLeg {
         }
     }
 
-    /// What a packet can show of belonging to the call, beyond its address.
+    /// What a packet with `ssrc` can show of belonging to the call, beyond its address.
     fn proof(&self, ssrc: Ssrc) -> Proof {
         Proof {
             // It got here through SRTP's authentication.
             authenticated: self.srtp.is_some(),
             known_ssrc: self.remote_ssrc == Some(ssrc),
+            peer_host: false,
+            may_learn: false,
         }
     }
 
@@ -143,7 +162,9 @@ impl MediaLeg {
                 }
                 true
             }
-            Admit::Refuse => {
+            // A peer's first report may come before its first RTP: no blame.
+            Admit::Unknown if channel == Channel::Rtcp => false,
+            Admit::Refuse | Admit::Unknown => {
                 if self.counters.foreign_source == 0 {
                     self.push_event(LegEvent::ForeignSource(source));
                 }

@@ -889,24 +889,59 @@ fn a_new_sdp_address_is_learned_afresh_and_a_new_codec_keeps_what_was_learned() 
 fn rtcp_on_its_own_port_is_taken_only_from_the_peer() {
     let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
     b.remote_rtcp = Some(addr("10.0.0.1:4001"));
-    let mut leg = MediaLeg::new(b, Instant::now()).unwrap();
+    let now = Instant::now();
+    let mut leg = MediaLeg::new(b, now).unwrap();
     let report = |ssrc: u32| {
         let mut p = vec![0x80, 201, 0, 1];
         p.extend(ssrc.to_be_bytes());
         p
     };
-    let nat = addr("198.51.100.7:31001");
-    leg.handle_receive(Instant::now(), nat, &mut report(0xaaaa));
-    leg.handle_receive(
-        Instant::now(),
-        addr("203.0.113.66:667"),
-        &mut report(0x5ca1),
-    );
+    // Before any RTP, RTCP from an unknown address teaches nothing.
+    let stranger = addr("203.0.113.66:667");
+    leg.handle_receive_rtcp_port(now, stranger, &mut report(0x5ca1));
+    // RTP arriving on the RTCP port is not taken either (it would latch the RTP).
+    let mut rtp = stranger_packet(1, false);
+    leg.handle_receive_rtcp_port(now, stranger, &mut rtp);
+    assert_eq!(leg.stats().remote_rtp, a_addr());
+    // The peer behind its NAT: RTP, then RTCP from the next port with the same SSRC.
+    let mut first = stranger_packet(2, false);
+    first[8..12].copy_from_slice(&0xaaaa_u32.to_be_bytes());
+    leg.handle_receive(now, addr("198.51.100.7:31000"), &mut first);
+    let nat_rtcp = addr("198.51.100.7:31001");
+    leg.handle_receive_rtcp_port(now, nat_rtcp, &mut report(0xaaaa));
+    leg.handle_receive_rtcp_port(now, stranger, &mut report(0x5ca1));
     let mut buf = [0u8; 1500];
-    let later = Instant::now() + Duration::from_secs(10);
+    let later = now + Duration::from_secs(10);
     leg.handle_timeout(later);
-    let sent: Vec<_> =
-        std::iter::from_fn(|| leg.poll_transmit(&mut buf).map(|(to, _)| to)).collect();
-    assert_eq!(sent, [nat]);
+    let sent: Vec<_> = std::iter::from_fn(|| leg.poll_transmit(&mut buf).map(|(to, _)| to))
+        .filter(|to| to.port() != 31000)
+        .collect();
+    assert_eq!(sent, [nat_rtcp]);
+    // Only the stranger's report after the peer was known counts as foreign.
+    assert_eq!(leg.stats().foreign_source, 1);
+    assert_eq!(leg.stats().malformed, 1);
+}
+
+#[test]
+fn rtcp_on_the_rtp_port_never_teaches_the_address() {
+    // rtcp-mux: a stranger's report before the peer's first packet must not latch.
+    let mut leg = MediaLeg::new(config(CodecKind::Pcmu, 0, a_addr(), 2), Instant::now()).unwrap();
+    let mut rr = vec![0x80, 201, 0, 1, 0, 0, 0xba, 0xd3];
+    leg.handle_receive(Instant::now(), addr("203.0.113.66:666"), &mut rr);
+    let nat = addr("198.51.100.7:31000");
+    let mut first = stranger_packet(1, false);
+    leg.handle_receive(Instant::now(), nat, &mut first);
+    assert_eq!(leg.stats().remote_rtp, nat);
+}
+
+#[test]
+fn a_peer_that_sends_nothing_cannot_be_impersonated() {
+    // The peer is recvonly (we only send): the first RTP would be a stranger's.
+    let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
+    b.receive = false;
+    let mut leg = MediaLeg::new(b, Instant::now()).unwrap();
+    let mut p = stranger_packet(1, false);
+    leg.handle_receive(Instant::now(), addr("203.0.113.66:666"), &mut p);
+    assert_eq!(leg.stats().remote_rtp, a_addr());
     assert_eq!(leg.stats().foreign_source, 1);
 }

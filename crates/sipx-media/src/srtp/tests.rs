@@ -380,3 +380,51 @@ fn a_packet_naming_another_mki_is_refused_and_gcm_takes_none() {
         .is_err()
     );
 }
+
+/// Authentication-only SRTCP with AES-GCM (E=0, RFC 7714 §9.2): the RTCP packet stays in the
+/// clear, the tag (GMAC over the packet, E flag and index) sits between it and E+index. The
+/// expected tag is computed here straight on AES-GCM with the RFC 7714 session key and salt.
+#[test]
+fn gcm_srtcp_without_encryption_is_authenticated_and_taken() {
+    use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = hex("000102030405060708090a0b0c0d0e0f");
+    let salt: [u8; 12] = hex("517569642070726f2071756f").try_into().unwrap();
+    let mut s = SrtpSession::from_transforms(
+        SrtpSuite::AeadAes128Gcm,
+        Transform::gcm_session(&key, salt).unwrap(),
+        Transform::gcm_session(&key, salt).unwrap(),
+    );
+    let rtcp = hex("81c8000d 4d617273 4e545031 4e545032 52545020 0000042a 0000e930 4c756e61");
+    let index: u32 = 0x5d4;
+    let e_index = index.to_be_bytes(); // E = 0
+    // IV = salt XOR (00 00 || SSRC || 00 00 || index).
+    let mut iv = [0u8; 12];
+    iv[2..6].copy_from_slice(&rtcp[4..8]);
+    iv[8..].copy_from_slice(&index.to_be_bytes());
+    for (b, k) in iv.iter_mut().zip(salt) {
+        *b ^= k;
+    }
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &key).unwrap());
+    let aad = [&rtcp[..], &e_index].concat();
+    let tag = aead
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(&aad[..]),
+            &mut [],
+        )
+        .unwrap();
+    let packet = [&rtcp[..], tag.as_ref(), &e_index].concat();
+    // A changed byte of the clear packet fails.
+    let mut bad = packet.clone();
+    bad[20] ^= 1;
+    assert_eq!(
+        s.unprotect_rtcp(&mut bad),
+        Err(MediaError::SrtpAuthentication)
+    );
+    let mut buf = packet.clone();
+    assert_eq!(s.unprotect_rtcp(&mut buf).unwrap(), rtcp.len());
+    assert_eq!(buf[..rtcp.len()], rtcp[..]);
+    // Once taken, the same packet again is a replay.
+    let mut again = packet;
+    assert_eq!(s.unprotect_rtcp(&mut again), Err(MediaError::SrtpReplay));
+}

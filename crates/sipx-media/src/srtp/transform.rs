@@ -300,11 +300,23 @@ impl Transform {
                 Ok(len)
             }
             Transform::Gcm { rtcp, .. } => {
-                if !encrypted {
-                    // RFC 7714 §9.2 allows authentication-only SRTCP; nobody sends it over SDES.
-                    return Err(MediaError::MalformedSrtp("unencrypted AES-GCM SRTCP"));
-                }
                 let end = packet.len() - INDEX_LEN;
+                if !encrypted {
+                    // Authentication only (RFC 7714 §9.2): the whole RTCP packet and the E flag
+                    // and index are the additional data and nothing is encrypted, so the
+                    // packet is RTCP || tag || E+index. Moving E+index next to the RTCP makes
+                    // the additional data one slice; the tag is opened on its own.
+                    let tag_at = end - GCM_TAG;
+                    let mut tag = [0u8; GCM_TAG];
+                    tag.copy_from_slice(&packet[tag_at..end]);
+                    packet.copy_within(end.., tag_at);
+                    let nonce = rtcp.nonce(ssrc, gcm_rtcp_counter(index));
+                    let aad = Aad::from(&packet[..tag_at + INDEX_LEN]);
+                    rtcp.aead
+                        .open_in_place(nonce, aad, &mut tag)
+                        .map_err(|_| MediaError::SrtpAuthentication)?;
+                    return Ok(tag_at);
+                }
                 let mut e_index = [0u8; 4];
                 e_index.copy_from_slice(&packet[end..]);
                 let nonce = rtcp.nonce(ssrc, gcm_rtcp_counter(index));

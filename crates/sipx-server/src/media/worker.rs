@@ -380,7 +380,11 @@ impl Worker {
                         PacketKind::Rtp => on_schedule,
                         _ => now,
                     };
-                    slot.leg.handle_receive(at, source, bytes);
+                    if rtcp_socket {
+                        slot.leg.handle_receive_rtcp_port(at, source, bytes);
+                    } else {
+                        slot.leg.handle_receive(at, source, bytes);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send, and the like.
