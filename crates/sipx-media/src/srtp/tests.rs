@@ -158,15 +158,21 @@ fn libsrtp_reference_packet_aes_256_cm_80() {
     assert_rtp_vector(&mut s, &mut buf, &plain, &protected);
 }
 
-#[test]
-fn rfc7714_gcm_vectors() {
+/// The RFC 7714 vectors' session key and salt (used directly, both ways), and a session on them.
+fn rfc7714_session() -> (Vec<u8>, [u8; 12], SrtpSession) {
     let key = hex("000102030405060708090a0b0c0d0e0f");
     let salt: [u8; 12] = hex("517569642070726f2071756f").try_into().unwrap();
-    let mut s = SrtpSession::from_transforms(
+    let s = SrtpSession::from_transforms(
         SrtpSuite::AeadAes128Gcm,
         Transform::gcm_session(&key, salt).unwrap(),
         Transform::gcm_session(&key, salt).unwrap(),
     );
+    (key, salt, s)
+}
+
+#[test]
+fn rfc7714_gcm_vectors() {
+    let (_, _, mut s) = rfc7714_session();
     // §16.1.1: RTP, SSRC 0x5501a0b2, sequence 0xf17b, ROC 0.
     let plain = hex(
         "8040f17b 8041f8d3 5501a0b2 47616c6c 69612065 7374206f 6d6e6973 20646976
@@ -387,13 +393,7 @@ fn a_packet_naming_another_mki_is_refused_and_gcm_takes_none() {
 #[test]
 fn gcm_srtcp_without_encryption_is_authenticated_and_taken() {
     use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-    let key = hex("000102030405060708090a0b0c0d0e0f");
-    let salt: [u8; 12] = hex("517569642070726f2071756f").try_into().unwrap();
-    let mut s = SrtpSession::from_transforms(
-        SrtpSuite::AeadAes128Gcm,
-        Transform::gcm_session(&key, salt).unwrap(),
-        Transform::gcm_session(&key, salt).unwrap(),
-    );
+    let (key, salt, mut s) = rfc7714_session();
     let rtcp = hex("81c8000d 4d617273 4e545031 4e545032 52545020 0000042a 0000e930 4c756e61");
     let index: u32 = 0x5d4;
     let e_index = index.to_be_bytes(); // E = 0
