@@ -43,11 +43,7 @@ impl SessionExpires {
     /// a refresher other than `uac` or `uas` is malformed.
     pub fn parse(value: &str) -> Option<SessionExpires> {
         let mut parts = value.split(';');
-        let delta = trim_ws(parts.next()?);
-        if delta.is_empty() || delta.len() > 10 || !delta.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let delta = delta.parse().ok()?;
+        let delta = parse_delta(parts.next()?)?;
         let mut refresher = None;
         for param in parts {
             let (name, value) = param.split_once('=').unwrap_or((param, ""));
@@ -69,6 +65,16 @@ impl SessionExpires {
             None => self.delta.to_string(),
         }
     }
+}
+
+/// `delta-seconds` (RFC 3261 §25.1: any number of digits): a value past what 32 bits hold is
+/// read as the largest they do, some 136 years.
+fn parse_delta(text: &str) -> Option<u32> {
+    let digits = trim_ws(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u32::MAX))
 }
 
 /// What a UAS does with a request's session timer.
@@ -147,9 +153,7 @@ pub fn negotiate_uas(req: &Request, min_se: u32, can_refresh: bool) -> UasTimer 
 
 /// The `Min-SE` of a 422, if readable.
 pub fn min_se_of(headers: &crate::msg::Headers) -> Option<u32> {
-    let value = headers.get("Min-SE")?;
-    let delta = trim_ws(value.split(';').next()?);
-    delta.parse().ok()
+    parse_delta(headers.get("Min-SE")?.split(';').next()?)
 }
 
 /// What a [`SessionTimer`] asks of its dialog.
@@ -183,37 +187,47 @@ const RETRY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct SessionTimer {
     interval: Duration,
+    /// The smallest interval either side takes: ours, raised by a peer's 422 (its `Min-SE`
+    /// goes into our refreshes, RFC 4028 §7.4).
+    min_se: u32,
     /// We send the refreshes (else the peer does).
     ours: bool,
     /// The last successful refresh (or the answer that started the timer).
     refreshed_at: Instant,
     /// Our next refresh, while no refresh of ours is in flight.
     next_refresh: Option<Instant>,
+    /// The refresh in flight is the immediate retry after a 422.
+    retried_422: bool,
 }
 
 impl SessionTimer {
-    /// A timer started now, of `interval` seconds, refreshed by us (`ours`) or by the peer.
-    pub fn new(now: Instant, interval: u32, ours: bool) -> SessionTimer {
+    /// A timer started now, of `interval` seconds (not below `min_se`), refreshed by us
+    /// (`ours`) or by the peer.
+    pub fn new(now: Instant, interval: u32, ours: bool, min_se: u32) -> SessionTimer {
         let mut timer = SessionTimer {
-            interval: Duration::from_secs(u64::from(interval)),
+            interval: Duration::ZERO,
+            min_se,
             ours,
             refreshed_at: now,
             next_refresh: None,
+            retried_422: false,
         };
-        timer.restart(now);
+        timer.refreshed(now, interval, ours);
         timer
     }
 
     /// A refresh succeeded (ours, or the peer's request that we answered 2xx), with this
-    /// interval and refresher from now on.
+    /// interval (an answer below the minimum is read as the minimum: a peer's odd 2xx must
+    /// not make us refresh in a loop or end the call at once) and refresher from now on.
     pub fn refreshed(&mut self, now: Instant, interval: u32, ours: bool) {
-        self.interval = Duration::from_secs(u64::from(interval));
+        self.interval = Duration::from_secs(u64::from(interval.max(self.min_se).max(1)));
         self.ours = ours;
         self.restart(now);
     }
 
     fn restart(&mut self, now: Instant) {
         self.refreshed_at = now;
+        self.retried_422 = false;
         // The refresher refreshes half-way (§10); the other side waits for it.
         self.next_refresh = self.ours.then(|| now + self.interval / 2);
     }
@@ -226,6 +240,11 @@ impl SessionTimer {
     /// The interval in seconds.
     pub fn interval(&self) -> u32 {
         u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// The `Min-SE` our refreshes carry.
+    pub fn min_se(&self) -> u32 {
+        self.min_se
     }
 
     /// When the session is over without a refresh. The side that waits sends its BYE a little
@@ -272,14 +291,20 @@ impl SessionTimer {
                 self.refreshed(now, se.delta, ours);
                 true
             }
-            RefreshOutcome::TooSmall(min_se) => {
-                self.interval = self.interval.max(Duration::from_secs(u64::from(min_se)));
+            // A 422 asking for more than we asked: again at once with that, once. One asking
+            // for no more, or a second one, is a peer that refuses whatever we send: a plain
+            // failure, retried at the failure's pace (never a loop of instant retries).
+            RefreshOutcome::TooSmall(min_se) if min_se > self.interval() && !self.retried_422 => {
+                self.min_se = self.min_se.max(min_se);
+                self.interval = Duration::from_secs(u64::from(min_se));
                 self.next_refresh = Some(now);
+                self.retried_422 = true;
                 true
             }
             RefreshOutcome::DialogGone => false,
-            RefreshOutcome::Failed => {
+            RefreshOutcome::TooSmall(_) | RefreshOutcome::Failed => {
                 // Again shortly, while that is still before the end.
+                self.retried_422 = false;
                 let again = now + RETRY;
                 self.next_refresh = (again < self.expiry()).then_some(again);
                 true

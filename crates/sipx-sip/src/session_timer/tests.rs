@@ -31,14 +31,7 @@ fn values_parse_with_their_refresher_and_junk_is_refused() {
             refresher: Some(Refresher::Uas)
         })
     );
-    for bad in [
-        "",
-        "abc",
-        "-5",
-        "1800;refresher=both",
-        "99999999999",
-        "18 00",
-    ] {
+    for bad in ["", "abc", "-5", "1800;refresher=both", "10.5", "18 00"] {
         assert_eq!(SessionExpires::parse(bad), None, "{bad:?}");
     }
     assert_eq!(
@@ -114,7 +107,7 @@ fn too_small_malformed_absent_and_unrefreshable_timers() {
 #[test]
 fn the_waiting_side_expires_before_the_interval_ends() {
     let t0 = Instant::now();
-    let mut timer = SessionTimer::new(t0, 90, false);
+    let mut timer = SessionTimer::new(t0, 90, false, MIN_SE_FLOOR);
     // 90 s less the smaller of 32 s and a third: 60 s.
     assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(60));
     assert_eq!(timer.handle_timeout(t0 + Duration::from_secs(59)), None);
@@ -133,7 +126,7 @@ fn the_waiting_side_expires_before_the_interval_ends() {
 #[test]
 fn the_refresher_refreshes_half_way_and_follows_the_answers() {
     let t0 = Instant::now();
-    let mut timer = SessionTimer::new(t0, 100, true);
+    let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
     assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(50));
     let at = t0 + Duration::from_secs(50);
     assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
@@ -168,7 +161,7 @@ fn the_refresher_refreshes_half_way_and_follows_the_answers() {
 #[test]
 fn a_refresher_that_never_gets_through_gives_up_at_the_end() {
     let t0 = Instant::now();
-    let mut timer = SessionTimer::new(t0, 90, true);
+    let mut timer = SessionTimer::new(t0, 90, true, MIN_SE_FLOOR);
     let mut now = t0;
     let mut refreshes = 0;
     for _ in 0..200 {
@@ -188,8 +181,53 @@ fn a_refresher_that_never_gets_through_gives_up_at_the_end() {
 }
 
 #[test]
-fn min_se_is_read_from_a_422() {
+fn min_se_is_read_from_a_422_and_big_values_saturate() {
     let mut h = crate::msg::Headers::new();
     h.push("Min-SE", "120;x=y");
     assert_eq!(min_se_of(&h), Some(120));
+    assert_eq!(
+        SessionExpires::parse("99999999999;refresher=uac").map(|s| s.delta),
+        Some(u32::MAX)
+    );
+}
+
+#[test]
+fn a_peer_that_answers_every_refresh_with_422_gets_no_storm() {
+    let t0 = Instant::now();
+    for min_se in [60, 100, 120] {
+        let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
+        let mut now = t0 + Duration::from_secs(50);
+        assert_eq!(timer.handle_timeout(now), Some(TimerAction::Refresh));
+        let mut sent = vec![now];
+        // 422 after 422, as fast as we send: at most one instant retry (when the peer asks
+        // for more than we did), then 2 s apart until the session is over.
+        loop {
+            timer.on_refresh_outcome(now, RefreshOutcome::TooSmall(min_se));
+            now = timer.poll_timeout();
+            match timer.handle_timeout(now) {
+                Some(TimerAction::Refresh) => sent.push(now),
+                Some(TimerAction::Expired) => break,
+                None => {}
+            }
+            assert!(sent.len() < 100, "{min_se}: {} refreshes", sent.len());
+        }
+        let instant = sent
+            .windows(2)
+            .filter(|w| w[1] - w[0] < Duration::from_secs(2))
+            .count();
+        assert_eq!(instant, usize::from(min_se > 100), "{min_se}: {sent:?}");
+    }
+}
+
+#[test]
+fn an_answer_below_the_minimum_is_read_as_the_minimum() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
+    let tiny = SessionExpires {
+        delta: 0,
+        refresher: Some(Refresher::Uac),
+    };
+    assert!(timer.on_refresh_outcome(t0, RefreshOutcome::Done(Some(tiny))));
+    assert_eq!(timer.interval(), MIN_SE_FLOOR);
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(45));
 }

@@ -95,7 +95,10 @@ impl Core {
                 let ours = refresher == Refresher::Uas;
                 match call.timer.as_mut() {
                     Some(t) => t.refreshed(now, interval, ours),
-                    None => call.timer = Some(SessionTimer::new(now, interval, ours)),
+                    None => {
+                        let min_se = self.settings.session_min_se;
+                        call.timer = Some(SessionTimer::new(now, interval, ours, min_se));
+                    }
                 }
             }
             _ => call.timer = None,
@@ -141,7 +144,8 @@ impl Core {
         let Some(call) = self.calls.by_dialog.get(id) else {
             return;
         };
-        let Some(interval) = call.timer.as_ref().map(SessionTimer::interval) else {
+        let Some((interval, min_se)) = call.timer.as_ref().map(|t| (t.interval(), t.min_se()))
+        else {
             return;
         };
         let peer = call.peer;
@@ -155,6 +159,7 @@ impl Core {
             refresher: Some(Refresher::Uac),
         };
         update.headers.push("Session-Expires", expires.to_value());
+        update.headers.push("Min-SE", min_se.to_string());
         update.headers.push("Supported", "timer");
         update.headers.push("Content-Length", "0");
         let txn = self.endpoint.send_request(now, peer, update);
