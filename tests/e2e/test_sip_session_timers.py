@@ -69,3 +69,11 @@ def test_too_short_an_interval_gets_422_with_min_se(sipx, tmp_path):
     run = sipp(sipx, tmp_path, "127.0.0.123", "uac_session_timer_expires.xml", "-set", "se", "3")
     assert "FINAL 422 Min-SE 5" in run.logs, run.logs
     assert not logged(sipx, "call answered by the echo test")
+
+
+def test_the_bye_of_a_call_ended_before_its_ack_waits_for_the_ack(sipx, tmp_path):
+    """RFC 3261 §15: the 5 s timer ends the call at 3.3 s, while sipp holds its ACK until
+    4.5 s; the BYE must wait for the ACK (one during the pause fails the scenario)."""
+    run = sipp(sipx, tmp_path, "127.0.0.124", "uac_session_timer_late_ack.xml", "-set", "se", "5")
+    assert "FINAL 200" in run.logs and "BYE RECEIVED" in run.logs, run.logs
+    assert [reason for reason, _ in ended(sipx)] == ["session timer expired"], ended(sipx)

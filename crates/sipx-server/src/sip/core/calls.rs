@@ -127,6 +127,17 @@ pub(crate) struct Calls {
     pub(super) by_leg: HashMap<LegId, DialogId>,
     /// Our BYEs in flight: their answers need no handling beyond matching.
     byes: HashMap<ClientTxnId, DialogId>,
+    /// Calls that ended before the ACK of our 2xx: their BYE waits for it, or for the 2xx's
+    /// transaction to time out (RFC 3261 §15).
+    byes_after_ack: HashMap<DialogId, PendingBye>,
+}
+
+/// The BYE of a call that ended before the ACK of its 2xx arrived.
+pub(crate) struct PendingBye {
+    dialog: Dialog,
+    peer: Peer,
+    reason: String,
+    invite_txn: ServerTxnId,
 }
 
 impl Calls {
@@ -818,6 +829,9 @@ impl Core {
         let Some(id) = DialogId::of_request(&req) else {
             return;
         };
+        if self.send_pending_bye(now, &id) {
+            return;
+        }
         let Some(call) = self.calls.by_dialog.get_mut(&id) else {
             return;
         };
@@ -848,6 +862,16 @@ impl Core {
 
     /// No ACK for our 2xx within 64*T1 (RFC 3261 §13.3.1.4): the call is over.
     pub(super) fn on_ack_timeout(&mut self, now: Instant, txn: ServerTxnId) {
+        let waiting = self
+            .calls
+            .byes_after_ack
+            .iter()
+            .find(|(_, p)| p.invite_txn == txn)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = waiting {
+            self.send_pending_bye(now, &id);
+            return;
+        }
         let id = self
             .calls
             .by_dialog
@@ -855,6 +879,10 @@ impl Core {
             .find(|(_, c)| c.invite_txn == Some(txn))
             .map(|(id, _)| id.clone());
         if let Some(id) = id {
+            // The wait for the ACK is over: the BYE goes at once.
+            if let Some(call) = self.calls.by_dialog.get_mut(&id) {
+                call.invite_txn = None;
+            }
             self.end_call(now, &id, "no ACK for the 200", true);
         }
     }
@@ -989,15 +1017,30 @@ impl Core {
     }
 
     fn send_bye_on(&mut self, now: Instant, call: &mut Call, reason: &str) {
-        let via = self.new_via(&call.peer);
-        let mut bye = call.dialog.request(Method::Bye, &via, None);
+        self.send_bye_in(now, &mut call.dialog, call.peer, reason);
+    }
+
+    fn send_bye_in(&mut self, now: Instant, dialog: &mut Dialog, peer: Peer, reason: &str) {
+        let via = self.new_via(&peer);
+        let mut bye = dialog.request(Method::Bye, &via, None);
         // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).
         let (cause, _) = end_cause(reason, false);
         bye.headers
             .push("Reason", format!("SIP;cause={cause};text=\"{reason}\""));
         bye.headers.push("Content-Length", "0");
-        let txn = self.endpoint.send_request(now, call.peer, bye);
-        self.calls.byes.insert(txn, call.dialog.id.clone());
+        let txn = self.endpoint.send_request(now, peer, bye);
+        self.calls.byes.insert(txn, dialog.id.clone());
+    }
+
+    /// The BYE of a call that ended while the ACK of its 2xx was outstanding: it goes once
+    /// the ACK arrives (or its wait times out). Returns whether `id` had one waiting.
+    fn send_pending_bye(&mut self, now: Instant, id: &DialogId) -> bool {
+        let Some(mut pending) = self.calls.byes_after_ack.remove(id) else {
+            return false;
+        };
+        let reason = std::mem::take(&mut pending.reason);
+        self.send_bye_in(now, &mut pending.dialog, pending.peer, &reason);
+        true
     }
 
     /// A controlled call is over: its dialog entry goes (control stops the media and room).
@@ -1037,8 +1080,20 @@ impl Core {
             // A no-op when the room removed it first (that is why the call ends).
             rooms.phone_hung_up(*p);
         }
-        if send_bye {
-            self.send_bye_on(now, &mut call, reason);
+        match call.invite_txn {
+            // RFC 3261 §15: no BYE before the ACK of our 2xx (the caller may not yet hold the
+            // dialog it would name); it waits for the ACK or the 2xx's timeout.
+            Some(invite_txn) if send_bye && call.held.is_none() => {
+                let pending = PendingBye {
+                    dialog: call.dialog,
+                    peer: call.peer,
+                    reason: reason.to_owned(),
+                    invite_txn,
+                };
+                self.calls.byes_after_ack.insert(id.clone(), pending);
+            }
+            _ if send_bye => self.send_bye_on(now, &mut call, reason),
+            _ => {}
         }
         tracing::info!(
             call_id = %id.call_id,
