@@ -286,3 +286,10 @@ def test_a_stranger_spraying_the_rtp_ports_gets_no_audio_and_plays_none(sipx, tm
     assert media.tone_check(peer.recording("dec"), 600).band_ratio < 0.01
     dropped = logged(sipx, "media from an address that is not the caller's dropped")
     assert dropped and dropped[0]["addr"].startswith("127.0.0.99:"), dropped
+    # The ended leg's count reaches /metrics (once the media thread has removed it, polled):
+    # the 100 packets aimed at its port.
+    deadline, count = time.monotonic() + 5, None
+    while count is None and time.monotonic() < deadline:
+        metrics = requests.get(sipx.url("/metrics"), timeout=5).text
+        count = re.search(r"^sipx_media_foreign_packets_total (\d+)", metrics, re.M)
+    assert count and int(count.group(1)) == 100, metrics[-2000:]

@@ -477,11 +477,13 @@ impl Worker {
     }
 }
 
-/// Adds an ended leg's counts to the process' totals: RTP received and sent, and what its
-/// jitter buffer made of what arrived (a benchmark compares them with what was played).
+/// Adds an ended leg's counts to the process' totals: RTP received and sent, packets from
+/// strangers dropped (`leg/latch.rs`: someone spraying the port range shows here), and what
+/// its jitter buffer made of what arrived (a benchmark compares them with what was played).
 fn count_ended(stats: &LegStats) {
     metrics::counter!("sipx_media_rtp_received_total").increment(stats.media.packets_received);
     metrics::counter!("sipx_media_rtp_sent_total").increment(stats.media.packets_sent);
+    metrics::counter!("sipx_media_foreign_packets_total").increment(stats.foreign_source);
     let j = &stats.jitter;
     for (outcome, n) in [
         ("played", j.played),
