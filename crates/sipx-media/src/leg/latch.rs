@@ -16,9 +16,25 @@
 //! RTCP never teaches an address by coming first (it has no payload type of the call to
 //! show, and a peer sends it seconds after its RTP), nor does RTP while the leg expects none
 //! (a `recvonly` peer sends none, so the first packet would be a stranger's).
+//!
+//! One packet must not lock the caller out, though: a scanner's single packet, or the tail of
+//! the previous call on a reused port, can arrive before the caller's first. So when the
+//! address learned has gone quiet for a second while media is expected, a new source that
+//! sends a run of in-sequence packets of one stream takes its place. A caller that is talking
+//! is never displaced; one that pauses without comfort noise can be, until its next packet
+//! (its SSRC is known: it comes straight back).
+//!
 //! Anything else is dropped and counted. A new SDP address starts the learning again.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::ids::Ssrc;
+
+/// How long the learned address must have been quiet before another source may take over.
+const QUIET: Duration = Duration::from_secs(1);
+/// In-sequence packets of one stream a new source must send to take over a quiet address.
+const RUN: u8 = 3;
 
 /// One destination of a leg (its RTP, or its RTCP on a port of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +45,11 @@ pub(super) struct Latch {
     current: SocketAddr,
     /// A packet has shown where the peer is: other addresses now need proof.
     learned: bool,
+    /// The last packet from `current`.
+    heard_at: Option<Instant>,
+    /// A source sending in sequence while `current` is quiet: (address, SSRC, last sequence
+    /// number, packets in a row).
+    candidate: Option<(SocketAddr, Ssrc, u16, u8)>,
 }
 
 /// What [`Latch::admit`] made of a packet's source.
@@ -57,6 +78,8 @@ pub(super) struct Proof {
     pub peer_host: bool,
     /// A media packet while the leg expects media: the first one may teach the address.
     pub may_learn: bool,
+    /// An RTP packet's stream and sequence number (for taking over a quiet address).
+    pub stream: Option<(Ssrc, u16)>,
 }
 
 impl Latch {
@@ -65,6 +88,8 @@ impl Latch {
             signalled,
             current: signalled,
             learned: false,
+            heard_at: None,
+            candidate: None,
         }
     }
 
@@ -78,22 +103,31 @@ impl Latch {
         self.learned
     }
 
-    /// Whether a valid packet from `source` is the peer's; with `symmetric` on, a new
-    /// address becomes the destination. Without `symmetric`, packets go to the SDP address
-    /// and are taken from anywhere, as before symmetric RTP existed.
-    pub(super) fn admit(&mut self, source: SocketAddr, proof: Proof, symmetric: bool) -> Admit {
+    /// Whether a valid packet from `source`, arrived at `now`, is the peer's; with
+    /// `symmetric` on, a new address becomes the destination. Without `symmetric`, packets go
+    /// to the SDP address and are taken from anywhere, as before symmetric RTP existed.
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        proof: Proof,
+        symmetric: bool,
+    ) -> Admit {
         if !symmetric {
             return Admit::Keep;
         }
         if source == self.current {
             self.learned = true;
+            self.heard_at = Some(now);
             return Admit::Keep;
         }
         let proven =
             proof.authenticated || proof.known_ssrc || proof.peer_host || source == self.signalled;
-        if proven || proof.may_learn && !self.learned {
+        if proven || proof.may_learn && (!self.learned || self.takes_over(now, source, proof)) {
             self.current = source;
             self.learned = true;
+            self.heard_at = Some(now);
+            self.candidate = None;
             return Admit::Moved(source);
         }
         if self.learned {
@@ -101,6 +135,28 @@ impl Latch {
         } else {
             Admit::Unknown
         }
+    }
+
+    /// Whether an unproven media packet from `source` completes a run that takes over the
+    /// learned address, gone quiet.
+    fn takes_over(&mut self, now: Instant, source: SocketAddr, proof: Proof) -> bool {
+        let quiet = self
+            .heard_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= QUIET);
+        let Some((ssrc, seq)) = proof.stream.filter(|_| quiet) else {
+            self.candidate = None;
+            return false;
+        };
+        let run = match self.candidate {
+            Some((addr, s, last, n))
+                if addr == source && s == ssrc && seq == last.wrapping_add(1) =>
+            {
+                n + 1
+            }
+            _ => 1,
+        };
+        self.candidate = Some((source, ssrc, seq, run));
+        run >= RUN
     }
 }
 
@@ -119,16 +175,21 @@ mod tests {
         known_ssrc: false,
         peer_host: false,
         may_learn: true,
+        stream: None,
     };
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
 
     #[test]
     fn the_first_source_is_learned_and_strangers_are_refused_after() {
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let nat = addr("198.51.100.7:31000");
-        assert_eq!(latch.admit(nat, NONE, true), Admit::Moved(nat));
-        assert_eq!(latch.admit(nat, NONE, true), Admit::Keep);
+        assert_eq!(latch.admit(t0(), nat, NONE, true), Admit::Moved(nat));
+        assert_eq!(latch.admit(t0(), nat, NONE, true), Admit::Keep);
         let stranger = addr("203.0.113.66:666");
-        assert_eq!(latch.admit(stranger, NONE, true), Admit::Refuse);
+        assert_eq!(latch.admit(t0(), stranger, NONE, true), Admit::Refuse);
         assert_eq!(latch.current(), nat);
     }
 
@@ -136,29 +197,29 @@ mod tests {
     fn the_signalled_address_proves_itself_and_locks_at_once() {
         let sdp = addr("192.0.2.5:4000");
         let mut latch = Latch::new(sdp);
-        assert_eq!(latch.admit(sdp, NONE, true), Admit::Keep);
+        assert_eq!(latch.admit(t0(), sdp, NONE, true), Admit::Keep);
         assert_eq!(
-            latch.admit(addr("203.0.113.66:666"), NONE, true),
+            latch.admit(t0(), addr("203.0.113.66:666"), NONE, true),
             Admit::Refuse
         );
         // Someone got in first: the address signalling gave takes the call back.
         let mut raced = Latch::new(sdp);
         let early = addr("203.0.113.66:666");
-        assert_eq!(raced.admit(early, NONE, true), Admit::Moved(early));
-        assert_eq!(raced.admit(sdp, NONE, true), Admit::Moved(sdp));
+        assert_eq!(raced.admit(t0(), early, NONE, true), Admit::Moved(early));
+        assert_eq!(raced.admit(t0(), sdp, NONE, true), Admit::Moved(sdp));
     }
 
     #[test]
     fn the_known_stream_or_an_authenticated_packet_moves_the_latch() {
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
-        latch.admit(addr("198.51.100.7:31000"), NONE, true);
+        latch.admit(t0(), addr("198.51.100.7:31000"), NONE, true);
         let rebound = addr("198.51.100.7:31007");
         let same_stream = Proof {
             known_ssrc: true,
             ..NONE
         };
         assert_eq!(
-            latch.admit(rebound, same_stream, true),
+            latch.admit(t0(), rebound, same_stream, true),
             Admit::Moved(rebound)
         );
         let roamed = addr("198.51.100.99:5000");
@@ -166,7 +227,7 @@ mod tests {
             authenticated: true,
             ..NONE
         };
-        assert_eq!(latch.admit(roamed, srtp, true), Admit::Moved(roamed));
+        assert_eq!(latch.admit(t0(), roamed, srtp, true), Admit::Moved(roamed));
     }
 
     #[test]
@@ -178,7 +239,7 @@ mod tests {
             ..NONE
         };
         let mut latch = Latch::new(sdp);
-        assert_eq!(latch.admit(stranger, unproven, true), Admit::Unknown);
+        assert_eq!(latch.admit(t0(), stranger, unproven, true), Admit::Unknown);
         assert!(!latch.is_learned());
         // The peer's RTCP from behind its NAT: the SSRC of its RTP, or the host its RTP came
         // from.
@@ -187,22 +248,114 @@ mod tests {
             known_ssrc: true,
             ..unproven
         };
-        assert_eq!(latch.admit(nat, ssrc, true), Admit::Moved(nat));
+        assert_eq!(latch.admit(t0(), nat, ssrc, true), Admit::Moved(nat));
         let mut other = Latch::new(sdp);
         let host = Proof {
             peer_host: true,
             ..unproven
         };
-        assert_eq!(other.admit(nat, host, true), Admit::Moved(nat));
+        assert_eq!(other.admit(t0(), nat, host, true), Admit::Moved(nat));
+    }
+
+    fn packet(ssrc: u32, seq: u16) -> Proof {
+        Proof {
+            stream: Some((Ssrc(ssrc), seq)),
+            ..NONE
+        }
+    }
+
+    #[test]
+    fn a_stray_first_packet_gives_way_to_a_stream_once_it_is_quiet() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut latch = Latch::new(addr("192.168.1.10:4000"));
+        // A scanner's single packet comes first and is learned.
+        let scanner = addr("203.0.113.66:666");
+        assert_eq!(
+            latch.admit(at(0), scanner, packet(1, 9), true),
+            Admit::Moved(scanner)
+        );
+        // The caller, behind a NAT, streams: refused while the scanner's packet is recent...
+        let nat = addr("198.51.100.7:31000");
+        for (i, ms) in (0..5).zip((20..).step_by(20)) {
+            assert_eq!(
+                latch.admit(at(ms), nat, packet(7, 100 + i), true),
+                Admit::Refuse
+            );
+        }
+        // ...and after a second of quiet, its third packet in sequence takes over.
+        assert_eq!(
+            latch.admit(at(1000), nat, packet(7, 150), true),
+            Admit::Refuse
+        );
+        assert_eq!(
+            latch.admit(at(1020), nat, packet(7, 151), true),
+            Admit::Refuse
+        );
+        assert_eq!(
+            latch.admit(at(1040), nat, packet(7, 152), true),
+            Admit::Moved(nat)
+        );
+        assert_eq!(latch.current(), nat);
+    }
+
+    #[test]
+    fn a_talking_caller_is_never_displaced_and_a_broken_run_starts_again() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut latch = Latch::new(addr("192.168.1.10:4000"));
+        let nat = addr("198.51.100.7:31000");
+        let sprayer = addr("203.0.113.66:666");
+        latch.admit(at(0), nat, packet(7, 1), true);
+        // The caller talks every 20 ms for 3 s; a perfect stream from elsewhere gets nowhere.
+        for i in 1..150u16 {
+            let ms = u64::from(i) * 20;
+            assert_eq!(
+                latch.admit(at(ms), nat, packet(7, 1 + i), true),
+                Admit::Keep
+            );
+            assert_eq!(
+                latch.admit(at(ms), sprayer, packet(5, i), true),
+                Admit::Refuse
+            );
+        }
+        // The caller pauses; a run with a gap, or one that changes stream, does not count.
+        let quiet = 3000 + 1000;
+        assert_eq!(
+            latch.admit(at(quiet), sprayer, packet(5, 10), true),
+            Admit::Refuse
+        );
+        assert_eq!(
+            latch.admit(at(quiet + 20), sprayer, packet(5, 12), true),
+            Admit::Refuse
+        );
+        assert_eq!(
+            latch.admit(at(quiet + 40), sprayer, packet(6, 13), true),
+            Admit::Refuse
+        );
+        assert_eq!(
+            latch.admit(at(quiet + 60), sprayer, packet(6, 14), true),
+            Admit::Refuse
+        );
+        // RTCP or media while none is expected never takes over.
+        let unexpected = Proof {
+            may_learn: false,
+            ..packet(6, 15)
+        };
+        assert_eq!(
+            latch.admit(at(quiet + 80), sprayer, unexpected, true),
+            Admit::Refuse
+        );
+        assert_eq!(latch.current(), nat);
     }
 
     #[test]
     fn without_symmetric_rtp_nothing_moves_and_nothing_is_refused() {
         let sdp = addr("192.0.2.5:4000");
         let mut latch = Latch::new(sdp);
-        latch.admit(sdp, NONE, false);
+        latch.admit(t0(), sdp, NONE, false);
         assert_eq!(
-            latch.admit(addr("203.0.113.66:666"), NONE, false),
+            latch.admit(t0(), addr("203.0.113.66:666"), NONE, false),
             Admit::Keep
         );
         assert_eq!(latch.current(), sdp);

@@ -70,9 +70,10 @@ impl MediaLeg {
         // media is expected.
         let proof = Proof {
             may_learn: self.cfg.receive,
+            stream: Some((header.ssrc, header.seq)),
             ..self.proof(header.ssrc)
         };
-        if !self.admitted(source, proof, Channel::Rtp) {
+        if !self.admitted(now, source, proof, Channel::Rtp) {
             return;
         }
         self.heard(now);
@@ -119,7 +120,7 @@ impl MediaLeg {
                 && source.ip() == self.rtp_latch.current().ip(),
             ..self.proof(Ssrc(0))
         };
-        if !self.admitted(source, proof, Channel::Rtcp) {
+        if !self.admitted(now, source, proof, Channel::Rtcp) {
             return;
         }
         if self.rtcp.handle_rtcp(now, &bytes[..len]).is_err() {
@@ -142,19 +143,26 @@ impl MediaLeg {
             known_ssrc: self.remote_ssrc == Some(ssrc),
             peer_host: false,
             may_learn: false,
+            stream: None,
         }
     }
 
     /// Whether a valid packet from `source` is the peer's, by the latch of its channel (RTCP
     /// on a port of its own has one; with rtcp-mux it shares RTP's). Reports a new RTP
     /// address, and counts a refusal.
-    fn admitted(&mut self, source: SocketAddr, proof: Proof, channel: Channel) -> bool {
+    fn admitted(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        proof: Proof,
+        channel: Channel,
+    ) -> bool {
         let symmetric = self.cfg.symmetric_rtp;
         let (latch, is_rtp) = match (channel, self.rtcp_latch.as_mut()) {
             (Channel::Rtcp, Some(own)) => (own, false),
             _ => (&mut self.rtp_latch, true),
         };
-        match latch.admit(source, proof, symmetric) {
+        match latch.admit(now, source, proof, symmetric) {
             Admit::Keep => true,
             Admit::Moved(to) => {
                 if is_rtp {

@@ -945,3 +945,19 @@ fn a_peer_that_sends_nothing_cannot_be_impersonated() {
     assert_eq!(leg.stats().remote_rtp, a_addr());
     assert_eq!(leg.stats().foreign_source, 1);
 }
+
+#[test]
+fn a_scanners_packet_before_the_caller_locks_it_out_for_a_second_only() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    let nat = addr("198.51.100.7:31000");
+    call.a_source = nat;
+    // A scanner's one packet reaches the leg before the caller's first.
+    let mut stray = stranger_packet(1, false);
+    call.b
+        .handle_receive(call.now, addr("203.0.113.66:666"), &mut stray);
+    assert_eq!(call.b.stats().remote_rtp, addr("203.0.113.66:666"));
+    // The caller streams; after a second of the scanner's quiet, the caller has the call.
+    let (out, _) = call.tone(150);
+    assert!(snr(&out[8000..], 8000) > 25.0);
+    assert_eq!(call.b.stats().remote_rtp, nat);
+}
