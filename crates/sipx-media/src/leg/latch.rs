@@ -43,9 +43,8 @@ pub(super) struct Latch {
     signalled: SocketAddr,
     /// Where packets go now.
     current: SocketAddr,
-    /// A packet has shown where the peer is: other addresses now need proof.
-    learned: bool,
-    /// The last packet from `current`.
+    /// The last packet from `current`; `None` until a packet has shown where the peer is
+    /// (after that, other addresses need proof).
     heard_at: Option<Instant>,
     /// A source sending in sequence while `current` is quiet: (address, SSRC, last sequence
     /// number, packets in a row).
@@ -61,9 +60,8 @@ pub(super) enum Admit {
     Moved(SocketAddr),
     /// Drop the packet: it does not come from the peer.
     Refuse,
-    /// Drop the packet: nothing has shown where the peer is yet, and this packet may not
-    /// (RTCP before the first RTP, which a peer may send that early; RTP while no media is
-    /// expected).
+    /// Drop the packet, without blame: RTCP before anything has shown where the peer is (a
+    /// peer may send its first report before its first RTP).
     Unknown,
 }
 
@@ -87,7 +85,6 @@ impl Latch {
         Latch {
             signalled,
             current: signalled,
-            learned: false,
             heard_at: None,
             candidate: None,
         }
@@ -100,7 +97,7 @@ impl Latch {
 
     /// Whether a packet has shown where the peer is.
     pub(super) fn is_learned(&self) -> bool {
-        self.learned
+        self.heard_at.is_some()
     }
 
     /// Whether a valid packet from `source`, arrived at `now`, is the peer's; with
@@ -117,20 +114,21 @@ impl Latch {
             return Admit::Keep;
         }
         if source == self.current {
-            self.learned = true;
             self.heard_at = Some(now);
             return Admit::Keep;
         }
         let proven =
             proof.authenticated || proof.known_ssrc || proof.peer_host || source == self.signalled;
-        if proven || proof.may_learn && (!self.learned || self.takes_over(now, source, proof)) {
+        let learned = self.is_learned();
+        if proven || proof.may_learn && (!learned || self.takes_over(now, source, proof)) {
             self.current = source;
-            self.learned = true;
             self.heard_at = Some(now);
             self.candidate = None;
             return Admit::Moved(source);
         }
-        if self.learned {
+        // RTCP before anything was learned is no one's fault (a peer may report before its
+        // first RTP); RTP that proves nothing is a stranger's.
+        if learned || proof.stream.is_some() {
             Admit::Refuse
         } else {
             Admit::Unknown

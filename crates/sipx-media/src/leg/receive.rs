@@ -71,7 +71,7 @@ impl MediaLeg {
         let proof = Proof {
             may_learn: self.cfg.receive,
             stream: Some((header.ssrc, header.seq)),
-            ..self.proof(header.ssrc)
+            ..self.proof(Some(header.ssrc))
         };
         if !self.admitted(now, source, proof, Channel::Rtp) {
             return;
@@ -112,13 +112,12 @@ impl MediaLeg {
             .get(4..8)
             .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
         let proof = Proof {
-            known_ssrc: sender.is_some_and(|ssrc| self.remote_ssrc == Some(ssrc)),
             // On RTCP's own port, the host the RTP came from (a `recvonly` peer's reports name
             // an SSRC that sends no RTP).
             peer_host: self.rtcp_latch.is_some()
                 && self.rtp_latch.is_learned()
                 && source.ip() == self.rtp_latch.current().ip(),
-            ..self.proof(Ssrc(0))
+            ..self.proof(sender)
         };
         if !self.admitted(now, source, proof, Channel::Rtcp) {
             return;
@@ -135,12 +134,12 @@ impl MediaLeg {
         }
     }
 
-    /// What a packet with `ssrc` can show of belonging to the call, beyond its address.
-    fn proof(&self, ssrc: Ssrc) -> Proof {
+    /// What a packet naming `ssrc` can show of belonging to the call, beyond its address.
+    fn proof(&self, ssrc: Option<Ssrc>) -> Proof {
         Proof {
             // It got here through SRTP's authentication.
             authenticated: self.srtp.is_some(),
-            known_ssrc: self.remote_ssrc == Some(ssrc),
+            known_ssrc: ssrc.is_some() && self.remote_ssrc == ssrc,
             peer_host: false,
             may_learn: false,
             stream: None,
@@ -170,9 +169,8 @@ impl MediaLeg {
                 }
                 true
             }
-            // A peer's first report may come before its first RTP: no blame.
-            Admit::Unknown if channel == Channel::Rtcp => false,
-            Admit::Refuse | Admit::Unknown => {
+            Admit::Unknown => false,
+            Admit::Refuse => {
                 if self.counters.foreign_source == 0 {
                     self.push_event(LegEvent::ForeignSource(source));
                 }

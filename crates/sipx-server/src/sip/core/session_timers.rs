@@ -103,8 +103,7 @@ impl Core {
             }
             _ => call.timer = None,
         }
-        let at = call.timer.as_ref().map(SessionTimer::poll_timeout);
-        self.session_timers.schedule(call.leg, at);
+        self.reschedule(id);
     }
 
     /// Runs the timers due by `now`: refreshes to send, sessions over.
@@ -200,6 +199,10 @@ impl Core {
             .is_some_and(|t| t.on_refresh_outcome(now, outcome));
         if outcome == RefreshOutcome::DialogGone {
             tracing::info!(call_id = %id.call_id, "the session refresh failed: ending the call");
+            // A dialled-out call only asks its machine to hang up: its timer must not fire too.
+            call.timer = None;
+            let leg = call.leg;
+            self.forget_session_timer(leg);
             // After a 481 the peer has no dialog left to send a BYE in (RFC 5057).
             let bye = response.is_none_or(|r| r.status != 481);
             self.end_call(now, &id, REFRESH_FAILED, bye);
