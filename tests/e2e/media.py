@@ -368,7 +368,12 @@ class Capture:
 
 
 def tshark_fields(pcap, display_filter, fields, *options):
-    """Rows of `fields` (lists of strings) for the packets matching `display_filter`."""
+    """Rows of `fields` (lists of strings) for the packets matching `display_filter`.
+
+    ICMP errors are left out: one quotes the packet it answers, whose IP and RTP fields then match
+    the filter too (a port-unreachable to the phone looks like an RTP packet *to* it, carrying the
+    phone's own SSRC)."""
+    display_filter = f"({display_filter}) && !icmp && !icmpv6"
     cmd = ["tshark", "-r", str(pcap), "-o", "rtp.heuristic_rtp:TRUE", *options, "-Y", display_filter,
            "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]
     for f in fields:
