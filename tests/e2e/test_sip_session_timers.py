@@ -2,6 +2,8 @@
 interval and who refreshes; a caller that does not refresh gets a BYE before the interval
 ends; a caller that refreshes by UPDATE keeps its call; a caller that asks SIPx to refresh gets
 UPDATEs half-way through each interval; too short an interval gets 422 with SIPx's Min-SE.
+And on calls SIPx dials out, with sipp as the phone: the INVITE offers a timer, a 422 raises
+it, and the phone's 200 decides who refreshes.
 SIPx runs with `sip.session_min_se_secs` at 5 so that intervals of seconds can be tested.
 Addresses 127.0.0.120-129 belong here."""
 
@@ -9,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import sip_addr
+from conftest import SIP_ENV, Server, create_app, sip_addr
 from media import run_sipp_call
 from test_media_echo import echo_server, logged
 
@@ -77,3 +79,52 @@ def test_the_bye_of_a_call_ended_before_its_ack_waits_for_the_ack(sipx, tmp_path
     run = sipp(sipx, tmp_path, "127.0.0.124", "uac_session_timer_late_ack.xml", "-set", "se", "5")
     assert "FINAL 200" in run.logs and "BYE RECEIVED" in run.logs, run.logs
     assert [reason for reason, _ in ended(sipx)] == ["session timer expired"], ended(sipx)
+
+
+@pytest.fixture
+def dialer(data_dir):
+    """SIPx with the rooms, offering a 6 s session timer on its dial-outs."""
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__SESSION_MIN_SE_SECS": "5",
+                              "SIPX_SIP__SESSION_EXPIRES_SECS": "6"}).start()
+    yield s
+    s.stop()
+
+
+def dial(server, creds, to):
+    from test_calls_dialout import api
+    return api(server, creds, "POST", "/v1/calls", {"to": to, "room": {"name": "timers"}}, expect=201).json()
+
+
+def test_a_dial_out_offers_a_timer_takes_a_422_and_refreshes_when_the_phone_says_so(dialer, tmp_path):
+    from test_calls_dialout import sipp_uas, wait_state
+    creds = create_app(dialer)[:2]
+    with sipp_uas(tmp_path, "127.0.0.125", "uas_session_timer_sipx_refreshes.xml") as uas:
+        created = dial(dialer, creds, "sip:+4930555@127.0.0.125:5060")
+        wait_state(dialer, creds, created["id"], "CONFIRMED", timeout=10)
+        # Two UPDATEs, 4 s apart, then the phone hangs up: the scenario fails on anything else.
+        assert uas.wait(20) == 0, (tmp_path / "sipp-127.0.0.125-errors.log").read_text()
+    ended = wait_state(dialer, creds, created["id"], "DISCONNECTED", timeout=10)
+    assert ended["end"]["cause"] == "remote_hangup", ended
+    messages = (tmp_path / "sipp-127.0.0.125-messages.log").read_text()
+    invites = [m for m in messages.split("\n\n") if m.lstrip().startswith("INVITE ")]
+    assert len(invites) == 2, messages[:3000]
+    assert "Session-Expires: 6;refresher=uas" in invites[0] and "Min-SE: 5" in invites[0], invites[0]
+    assert "Session-Expires: 8;refresher=uas" in invites[1] and "Min-SE: 8" in invites[1], invites[1]
+    updates = [m for m in messages.split("\n\n") if m.lstrip().startswith("UPDATE ")]
+    assert len(updates) == 2 and all("Session-Expires: 8;refresher=uac" in u and "Min-SE: 8" in u
+                                     for u in updates), updates
+
+
+def test_a_dial_out_whose_phone_never_refreshes_ends_session_expired(dialer, tmp_path):
+    from test_calls_dialout import sipp_uas, wait_state
+    creds = create_app(dialer)[:2]
+    with sipp_uas(tmp_path, "127.0.0.126", "uas_session_timer_peer_silent.xml") as uas:
+        created = dial(dialer, creds, "sip:+4930556@127.0.0.126:5060")
+        wait_state(dialer, creds, created["id"], "CONFIRMED", timeout=10)
+        answered = time.monotonic()
+        assert uas.wait(15) == 0, (tmp_path / "sipp-127.0.0.126-errors.log").read_text()
+        took = time.monotonic() - answered
+    ended = wait_state(dialer, creds, created["id"], "DISCONNECTED", timeout=10)
+    # 6 s less min(32, 6/3): the BYE about 4 s after the answer, not at once, not after 6.
+    assert 3 <= took < 6, took
+    assert ended["end"]["cause"] == "session_expired" and ended["history"][-1]["code"] == 408, ended

@@ -59,6 +59,7 @@ enum Trigger {
     RoomFailed(String),
     MaxDuration,
     MediaTimeout,
+    SessionExpired,
 }
 
 /// One call. Feed it inputs with `now`; after each, drain [`Call::poll_output`] until it returns
@@ -314,6 +315,14 @@ impl Call {
                 self.on_failure(End::new(503, "Service Unavailable", EndCause::Unreachable));
             }
             SipInput::Bye => self.on_bye(),
+            SipInput::SessionExpired => {
+                if matches!(
+                    self.phase,
+                    Phase::Confirmed | Phase::AwaitingAck { pending: None }
+                ) {
+                    self.leave(Trigger::SessionExpired);
+                }
+            }
             SipInput::Cancel => {
                 if let Phase::Incoming = self.phase {
                     self.command(Command::Reject {
@@ -576,6 +585,8 @@ impl Call {
             ),
             Trigger::MaxDuration => End::new(200, "Max duration reached", EndCause::MaxDuration),
             Trigger::MediaTimeout => End::new(200, "Media timeout", EndCause::MediaTimeout),
+            // As an inbound call's row says it (a 408 of the session, RFC 4028 §10).
+            Trigger::SessionExpired => End::new(408, "Session expired", EndCause::SessionExpired),
         }
     }
 

@@ -41,6 +41,9 @@ pub enum SipInput {
     Ack,
     /// Inbound: our 2xx was not acknowledged in time (Timer H/L).
     AckTimeout,
+    /// The RFC 4028 session timer ran out: nobody refreshed the session, or the peer answered
+    /// a refresh with 408/481. An answered call ends with a BYE.
+    SessionExpired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -108,6 +108,8 @@ pub enum EndCause {
     AckTimeout,
     /// The phone took a blind transfer and the new call was answered.
     Transferred,
+    /// The RFC 4028 session was not refreshed in time.
+    SessionExpired,
 }
 
 impl EndCause {
@@ -125,6 +127,7 @@ impl EndCause {
             EndCause::MediaTimeout => "media_timeout",
             EndCause::AckTimeout => "ack_timeout",
             EndCause::Transferred => "transferred",
+            EndCause::SessionExpired => "session_expired",
         }
     }
 }

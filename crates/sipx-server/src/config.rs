@@ -311,6 +311,10 @@ pub struct SipConfig {
     /// shorter `Session-Expires` gets 422 with this `Min-SE`. RFC 4028 asks for 90 at least;
     /// lower values are for tests.
     pub session_min_se_secs: u32,
+    /// The RFC 4028 session timer SIPx's own INVITEs (dial-outs) offer, in seconds, asking the
+    /// called side to refresh (`refresher=uas`); 0 offers none. Below `session_min_se_secs`,
+    /// that is offered.
+    pub session_expires_secs: u32,
 }
 
 impl Default for SipConfig {
@@ -346,6 +350,7 @@ impl Default for SipConfig {
             nat_keepalive_secs: 30,
             udp_recv_buffer: 4 << 20,
             session_min_se_secs: sipx_sip::session_timer::MIN_SE_FLOOR,
+            session_expires_secs: 1800,
         }
     }
 }

@@ -151,6 +151,22 @@ pub fn negotiate_uas(req: &Request, min_se: u32, can_refresh: bool) -> UasTimer 
     }
 }
 
+/// What the 2xx to our INVITE says of the session timer we offered (RFC 4028 §7.2): the
+/// interval and whether we refresh, or `None` when the answer has no `Session-Expires` (the
+/// peer does not support the timer, so no timer runs) or a malformed one. A 2xx that names no
+/// refresher is read by its `Require`: `timer` there means the UAC (us) must refresh.
+pub fn uac_timer_of(answer: &crate::msg::Headers) -> Option<(u32, bool)> {
+    let se = SessionExpires::parse(answer.get("Session-Expires")?)?;
+    let ours = match se.refresher {
+        Some(r) => r == Refresher::Uac,
+        None => answer
+            .list("Require")
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("timer")),
+    };
+    Some((se.delta, ours))
+}
+
 /// The `Min-SE` of a 422, if readable.
 pub fn min_se_of(headers: &crate::msg::Headers) -> Option<u32> {
     parse_delta(headers.get("Min-SE")?.split(';').next()?)
@@ -177,6 +193,9 @@ pub enum RefreshOutcome {
     DialogGone,
     /// Anything else, or no answer: try again 2 s later, while the session lasts.
     Failed,
+    /// Refused for good (a challenge we cannot answer): no more tries; the session ends when
+    /// its interval runs out, as it will at the peer.
+    Refused,
 }
 
 /// After a failed refresh, the next try comes this much later.
@@ -186,7 +205,11 @@ const RETRY: Duration = Duration::from_secs(2);
 /// [`SessionTimer::handle_timeout`].
 #[derive(Debug, Clone)]
 pub struct SessionTimer {
+    /// The interval our next refresh asks for.
     interval: Duration,
+    /// The interval the last refresh agreed: when the session ends. A 422 raises `interval`
+    /// for the next try, not the end of the session already running.
+    agreed: Duration,
     /// The smallest interval either side takes: ours, raised by a peer's 422 (its `Min-SE`
     /// goes into our refreshes, RFC 4028 §7.4).
     min_se: u32,
@@ -198,6 +221,9 @@ pub struct SessionTimer {
     next_refresh: Option<Instant>,
     /// The refresh in flight is the immediate retry after a 422.
     retried_422: bool,
+    /// Counts the restarts: an answer to a refresh sent before the last one (the peer
+    /// refreshed meanwhile) is stale.
+    epoch: u64,
 }
 
 impl SessionTimer {
@@ -206,11 +232,13 @@ impl SessionTimer {
     pub fn new(now: Instant, interval: u32, ours: bool, min_se: u32) -> SessionTimer {
         let mut timer = SessionTimer {
             interval: Duration::ZERO,
+            agreed: Duration::ZERO,
             min_se,
             ours,
             refreshed_at: now,
             next_refresh: None,
             retried_422: false,
+            epoch: 0,
         };
         timer.refreshed(now, interval, ours);
         timer
@@ -221,6 +249,7 @@ impl SessionTimer {
     /// not make us refresh in a loop or end the call at once) and refresher from now on.
     pub fn refreshed(&mut self, now: Instant, interval: u32, ours: bool) {
         self.interval = Duration::from_secs(u64::from(interval.max(self.min_se).max(1)));
+        self.agreed = self.interval;
         self.ours = ours;
         self.restart(now);
     }
@@ -228,6 +257,7 @@ impl SessionTimer {
     fn restart(&mut self, now: Instant) {
         self.refreshed_at = now;
         self.retried_422 = false;
+        self.epoch += 1;
         // The refresher refreshes half-way (§10); the other side waits for it.
         self.next_refresh = self.ours.then(|| now + self.interval / 2);
     }
@@ -242,6 +272,12 @@ impl SessionTimer {
         u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX)
     }
 
+    /// Which restart the timer is at: given back with a refresh's outcome
+    /// ([`SessionTimer::on_refresh_outcome`]), it tells a stale answer.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The `Min-SE` our refreshes carry.
     pub fn min_se(&self) -> u32 {
         self.min_se
@@ -251,11 +287,11 @@ impl SessionTimer {
     /// before the interval runs out, by the smaller of 32 s and a third of it (§10), so the
     /// BYE arrives while proxies still hold the session; the refresher gives up at the end.
     fn expiry(&self) -> Instant {
-        let end = self.refreshed_at + self.interval;
+        let end = self.refreshed_at + self.agreed;
         if self.ours {
             end
         } else {
-            end - (self.interval / 3).min(Duration::from_secs(32))
+            end - (self.agreed / 3).min(Duration::from_secs(32))
         }
     }
 
@@ -280,9 +316,19 @@ impl SessionTimer {
         }
     }
 
-    /// The answer to our refresh. Returns `false` when the timer is over (no timer any more,
-    /// or the dialog is gone: `DialogGone` means the call should end).
-    pub fn on_refresh_outcome(&mut self, now: Instant, outcome: RefreshOutcome) -> bool {
+    /// The answer to our refresh sent at `epoch`. Returns `false` when the timer is over (no
+    /// timer any more, or the dialog is gone: `DialogGone` means the call should end). The
+    /// answer to a refresh overtaken by the peer's own (the timer restarted since) changes
+    /// nothing, unless it says the dialog is gone.
+    pub fn on_refresh_outcome(
+        &mut self,
+        now: Instant,
+        epoch: u64,
+        outcome: RefreshOutcome,
+    ) -> bool {
+        if epoch != self.epoch && outcome != RefreshOutcome::DialogGone {
+            return true;
+        }
         match outcome {
             RefreshOutcome::Done(None) => false,
             RefreshOutcome::Done(Some(se)) => {
@@ -302,6 +348,10 @@ impl SessionTimer {
                 true
             }
             RefreshOutcome::DialogGone => false,
+            RefreshOutcome::Refused => {
+                self.next_refresh = None;
+                true
+            }
             RefreshOutcome::TooSmall(_) | RefreshOutcome::Failed => {
                 // Again shortly, while that is still before the end.
                 self.retried_422 = false;

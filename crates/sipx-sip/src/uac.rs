@@ -72,6 +72,16 @@ pub fn with_credentials(
         cnonce,
         nc,
     )?;
+    let mut next = next_attempt(request, branch)?;
+    next.headers.remove(answer_header);
+    next.headers.push(answer_header, value);
+    Some(next)
+}
+
+/// `request` again as a new transaction (after a challenge, a 422): the top Via gets a new
+/// `branch`, CSeq the next number, the rest is kept (Call-ID and From tag too, §8.1.3.5).
+/// `None` when the request has no readable Via.
+pub fn next_attempt(request: &Request, branch: &str) -> Option<Request> {
     let mut next = request.clone();
     let mut vias = next
         .headers
@@ -89,14 +99,11 @@ pub fn with_credentials(
         next.headers.push("Via", v);
     }
     for h in rest.iter() {
-        if h.name != answer_header {
-            next.headers.push(&h.name, h.value.clone());
-        }
+        next.headers.push(&h.name, h.value.clone());
     }
     let seq = request.cseq().map_or(1, |c| c.seq).saturating_add(1);
     next.headers
         .set("CSeq", format!("{seq} {}", request.method.as_str()));
-    next.headers.push(answer_header, value);
     Some(next)
 }
 

@@ -286,6 +286,7 @@ impl Driver {
             sip(SipInput::Cancel),
             sip(SipInput::Ack),
             sip(SipInput::AckTimeout),
+            sip(SipInput::SessionExpired),
             joined(),
             removed(),
             Input::Room(RoomInput::Failed {

@@ -378,6 +378,15 @@ fn cases() -> Vec<Case> {
         },
         Case {
             params: dial_out(),
+            name: "session timer expired: BYE",
+            steps: then(answered(), [At(90_000), In(sip(SipInput::SessionExpired))]),
+            commands: up(&[SendBye, LeaveRoom, StopMedia]),
+            states: answered_states.clone(),
+            end: (408, "Session expired", EndCause::SessionExpired),
+            ended_at: 90_000,
+        },
+        Case {
+            params: dial_out(),
             name: "hang-up twice after the answer: one BYE",
             steps: then(answered(), [At(5000), Hangup, At(5001), Hangup]),
             commands: up(&[SendBye, LeaveRoom, StopMedia]),

@@ -81,6 +81,7 @@ fn random_act(rng: &mut Rng) -> Act {
         ])),
         26 | 27 => Act::In(rng.pick(&[
             media_timeout(),
+            Input::Sip(SipInput::SessionExpired),
             Input::Media(MediaInput::Dtmf {
                 digit: Digit::from_char('7').unwrap(),
             }),

@@ -184,6 +184,8 @@ pub(crate) struct CoreSettings {
     pub no_rule_status: u16,
     /// The smallest session timer interval (RFC 4028 `Min-SE`) SIPx takes, in seconds.
     pub session_min_se: u32,
+    /// The session timer our dial-outs offer (0: none), not below `session_min_se`.
+    pub session_expires: u32,
 }
 
 pub(crate) struct Core {

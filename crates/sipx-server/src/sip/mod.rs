@@ -259,6 +259,10 @@ impl BoundSip {
             media: self.media.clone(),
             no_rule_status: self.no_rule_status,
             session_min_se: c.session_min_se_secs.max(1),
+            session_expires: match c.session_expires_secs {
+                0 => 0,
+                n => n.max(c.session_min_se_secs.max(1)),
+            },
         };
         let connector = core::Connector {
             flow_ids: self.ids.clone(),

@@ -134,11 +134,11 @@ fn the_refresher_refreshes_half_way_and_follows_the_answers() {
     assert_eq!(timer.handle_timeout(at), None);
     assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(100));
     // 422 Min-SE 120: again at once, with the bigger interval.
-    assert!(timer.on_refresh_outcome(at, RefreshOutcome::TooSmall(120)));
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::TooSmall(120)));
     assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
     assert_eq!(timer.interval(), 120);
     // A 500: again 2 s later.
-    assert!(timer.on_refresh_outcome(at, RefreshOutcome::Failed));
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::Failed));
     assert_eq!(timer.poll_timeout(), at + Duration::from_secs(2));
     assert_eq!(
         timer.handle_timeout(at + Duration::from_secs(2)),
@@ -150,12 +150,12 @@ fn the_refresher_refreshes_half_way_and_follows_the_answers() {
         refresher: Some(Refresher::Uas),
     };
     let now = at + Duration::from_secs(3);
-    assert!(timer.on_refresh_outcome(now, RefreshOutcome::Done(Some(done))));
+    assert!(timer.on_refresh_outcome(now, timer.epoch(), RefreshOutcome::Done(Some(done))));
     assert!(!timer.ours());
     assert_eq!(timer.poll_timeout(), now + Duration::from_secs(300 - 32));
     // A 2xx with no Session-Expires ends the timer; 481 ends the dialog.
-    assert!(!timer.on_refresh_outcome(now, RefreshOutcome::Done(None)));
-    assert!(!timer.on_refresh_outcome(now, RefreshOutcome::DialogGone));
+    assert!(!timer.on_refresh_outcome(now, timer.epoch(), RefreshOutcome::Done(None)));
+    assert!(!timer.on_refresh_outcome(now, timer.epoch(), RefreshOutcome::DialogGone));
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn a_refresher_that_never_gets_through_gives_up_at_the_end() {
         match timer.handle_timeout(now) {
             Some(TimerAction::Refresh) => {
                 refreshes += 1;
-                timer.on_refresh_outcome(now, RefreshOutcome::Failed);
+                timer.on_refresh_outcome(now, timer.epoch(), RefreshOutcome::Failed);
             }
             Some(TimerAction::Expired) => break,
             None => {}
@@ -202,7 +202,7 @@ fn a_peer_that_answers_every_refresh_with_422_gets_no_storm() {
         // 422 after 422, as fast as we send: at most one instant retry (when the peer asks
         // for more than we did), then 2 s apart until the session is over.
         loop {
-            timer.on_refresh_outcome(now, RefreshOutcome::TooSmall(min_se));
+            timer.on_refresh_outcome(now, timer.epoch(), RefreshOutcome::TooSmall(min_se));
             now = timer.poll_timeout();
             match timer.handle_timeout(now) {
                 Some(TimerAction::Refresh) => sent.push(now),
@@ -227,7 +227,98 @@ fn an_answer_below_the_minimum_is_read_as_the_minimum() {
         delta: 0,
         refresher: Some(Refresher::Uac),
     };
-    assert!(timer.on_refresh_outcome(t0, RefreshOutcome::Done(Some(tiny))));
+    assert!(timer.on_refresh_outcome(t0, timer.epoch(), RefreshOutcome::Done(Some(tiny))));
     assert_eq!(timer.interval(), MIN_SE_FLOOR);
     assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(45));
+}
+
+#[test]
+fn an_answer_to_a_refresh_the_peer_overtook_changes_nothing() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
+    let at = t0 + Duration::from_secs(50);
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    let sent = timer.epoch();
+    // The peer refreshes first, and takes the refresher's part.
+    let peer = at + Duration::from_secs(1);
+    timer.refreshed(peer, 200, false);
+    // Our UPDATE's 2xx, naming us, comes after: it must not make us refresh again.
+    let late = SessionExpires {
+        delta: 100,
+        refresher: Some(Refresher::Uac),
+    };
+    assert!(timer.on_refresh_outcome(peer, sent, RefreshOutcome::Done(Some(late))));
+    assert!(!timer.ours());
+    assert_eq!(timer.interval(), 200);
+    assert_eq!(timer.poll_timeout(), peer + Duration::from_secs(200 - 32));
+    // A 481, stale or not, still says the dialog is gone.
+    assert!(!timer.on_refresh_outcome(peer, sent, RefreshOutcome::DialogGone));
+}
+
+#[test]
+fn a_422_asks_more_of_the_next_refresh_without_moving_the_end() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
+    let at = t0 + Duration::from_secs(50);
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::TooSmall(600)));
+    assert_eq!(timer.interval(), 600);
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::Failed));
+    let mut now = at;
+    while timer.handle_timeout(now) != Some(TimerAction::Expired) {
+        now = timer.poll_timeout();
+        assert!(now <= t0 + Duration::from_secs(100), "{:?}", now - t0);
+    }
+    assert_eq!(now, t0 + Duration::from_secs(100));
+}
+
+#[test]
+fn a_refused_refresh_is_not_tried_again_and_the_session_ends_on_time() {
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
+    let at = t0 + Duration::from_secs(50);
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::Refused));
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(100));
+    assert_eq!(
+        timer.handle_timeout(t0 + Duration::from_secs(100)),
+        Some(TimerAction::Expired)
+    );
+}
+
+#[test]
+fn the_answer_to_our_invite_says_who_refreshes() {
+    let headers = |lines: &[(&str, &str)]| {
+        let mut h = crate::msg::Headers::new();
+        for (name, value) in lines {
+            h.push(name, *value);
+        }
+        h
+    };
+    assert_eq!(
+        uac_timer_of(&headers(&[("Session-Expires", "1800;refresher=uas")])),
+        Some((1800, false))
+    );
+    assert_eq!(
+        uac_timer_of(&headers(&[
+            ("Session-Expires", "900;refresher=uac"),
+            ("Require", "timer")
+        ])),
+        Some((900, true))
+    );
+    // No refresher named: `Require: timer` says it is us.
+    assert_eq!(
+        uac_timer_of(&headers(&[
+            ("Session-Expires", "600"),
+            ("Require", "timer")
+        ])),
+        Some((600, true))
+    );
+    assert_eq!(
+        uac_timer_of(&headers(&[("Session-Expires", "600")])),
+        Some((600, false))
+    );
+    assert_eq!(uac_timer_of(&headers(&[])), None);
+    assert_eq!(uac_timer_of(&headers(&[("Session-Expires", "soon")])), None);
 }

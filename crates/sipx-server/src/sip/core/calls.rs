@@ -58,6 +58,9 @@ pub(crate) struct Call {
     pub(super) origin: Option<Origin>,
     /// The RFC 4028 session timer, when the peer asked for one (`session_timers.rs`).
     pub(super) timer: Option<sipx_sip::session_timer::SessionTimer>,
+    /// The peer takes UPDATE, as its last `Allow` said: a refresh request without one does
+    /// not take SIPx's refreshing away.
+    pub(super) peer_update: bool,
 }
 
 /// The answer to a call into a room, sent once the room has taken the phone
@@ -259,7 +262,7 @@ impl Core {
             self.refuse_invite(now, txn, resp, row);
             return false;
         };
-        let session_timer = match self.session_timer_of(&req, &tag) {
+        let session_timer = match self.session_timer_of(&req, &tag, false) {
             Ok(timer) => timer,
             Err(resp) => {
                 self.refuse_invite(now, txn, resp, row);
@@ -370,6 +373,7 @@ impl Core {
             caller: caller.unwrap_or_else(|| "phone".to_owned()),
             origin: Some(origin.clone()),
             timer: None,
+            peer_update: super::session_timers::allows_update(&req.headers).unwrap_or(false),
         };
         match &destination {
             Destination::Echo(_) => {}
@@ -659,6 +663,16 @@ impl Core {
         let call = DialogId::of_request(&req)
             .and_then(|id| Some((self.calls.by_dialog.get_mut(&id)?, id)));
         let Some((call, id)) = call else {
+            // A caller hanging up while our BYE waits for its ACK: the dialog is still its,
+            // and the BYE it sends makes ours needless.
+            if req.method == Method::Bye
+                && let Some(id) = DialogId::of_request(&req)
+                && let Some(pending) = self.calls.byes_after_ack.remove(&id)
+            {
+                let resp = req.response(200, Some(&pending.dialog.id.local_tag));
+                self.respond(now, txn, resp);
+                return;
+            }
             self.respond(now, txn, req.response(481, None));
             return;
         };
@@ -732,7 +746,9 @@ impl Core {
     fn on_reoffer(&mut self, now: Instant, txn: ServerTxnId, req: Request, id: &DialogId) {
         let agent = self.warn_agent();
         let tag = id.local_tag.clone();
-        let session_timer = match self.session_timer_of(&req, &tag) {
+        self.note_peer_allow(id, &req.headers);
+        let peer_update = self.calls.by_dialog.get(id).is_some_and(|c| c.peer_update);
+        let session_timer = match self.session_timer_of(&req, &tag, peer_update) {
             Ok(timer) => timer,
             Err(resp) => return self.respond(now, txn, resp),
         };
@@ -1057,7 +1073,14 @@ impl Core {
         if let Some(call) = self.control_of_dialog(id) {
             // The machine decides: an ending from here is a failure of the leg.
             if let Some(c) = self.controls.by_id.get_mut(&call) {
-                c.fsm.hangup(now);
+                match reason {
+                    super::session_timers::SESSION_EXPIRED
+                    | super::session_timers::REFRESH_FAILED => c.fsm.handle_input(
+                        now,
+                        sipx_call::Input::Sip(sipx_call::SipInput::SessionExpired),
+                    ),
+                    _ => c.fsm.hangup(now),
+                }
             }
             tracing::info!(call = %call, reason, "controlled call ending");
             return self.drive(now, &call);

@@ -12,7 +12,8 @@ use sipx_sdp::{MediaSession, SessionDescription};
 use sipx_secrets::Redacted;
 use sipx_sip::dialog::{Dialog, DialogId};
 use sipx_sip::msg::{HasHeaders, Headers, Method, Request, Response, Uri};
-use sipx_sip::uac::{Credentials, ack_for_2xx, cancel_for, with_credentials};
+use sipx_sip::session_timer::{Refresher, SessionExpires, min_se_of};
+use sipx_sip::uac::{Credentials, ack_for_2xx, cancel_for, next_attempt, with_credentials};
 use sipx_sip::{ClientTxnId, Peer, Transport};
 
 use super::Core;
@@ -32,7 +33,7 @@ pub(crate) struct OutboundInvite {
     pub ports: Option<PortPair>,
     /// The SIP Call-ID.
     pub call_id: String,
-    auth: Option<(String, Redacted<String>)>,
+    pub(super) auth: Option<(String, Redacted<String>)>,
     auth_attempts: u8,
     /// The ACK of the 2xx, sent again for every retransmission of it.
     ack: Option<Vec<u8>>,
@@ -335,6 +336,17 @@ impl Core {
             format!("<sip:sipx@{local}{}>", transport_param(plan.peer.transport)),
         );
         h.push("Allow", self.uas.allow_header());
+        if self.settings.session_expires > 0 {
+            // The called side refreshes (RFC 4028 §7.1): it may do so by re-INVITE or UPDATE,
+            // both of which SIPx answers, where SIPx itself refreshes by UPDATE only.
+            h.push("Supported", "timer");
+            let expires = SessionExpires {
+                delta: self.settings.session_expires,
+                refresher: Some(Refresher::Uas),
+            };
+            h.push("Session-Expires", expires.to_value());
+            h.push("Min-SE", self.settings.session_min_se.to_string());
+        }
         // No `Supported: replaces`: SIPx does not (yet) let an INVITE with Replaces take over
         // one of its dialogs, so it must not invite phones to try.
         h.push("User-Agent", self.settings.server_header.clone());
@@ -447,6 +459,9 @@ impl Core {
         if matches!(status, 401 | 407) && self.answer_challenge(now, &id, txn, response) {
             return true;
         }
+        if status == 422 && self.retry_with_min_se(now, &id, txn, response) {
+            return true;
+        }
         if (200..300).contains(&status) {
             self.on_invite_2xx(now, &id, response);
             return true;
@@ -539,6 +554,52 @@ impl Core {
         }
         self.controls.invites.insert(new_txn, id.to_owned());
         tracing::info!(call = %id, status = response.status, "INVITE challenged: sent again with credentials");
+        true
+    }
+
+    /// Sends the INVITE again asking for the interval a 422 named (RFC 4028 §7.4); `false`
+    /// when it cannot: no `Min-SE`, or a second 422 asking no more than we did.
+    fn retry_with_min_se(
+        &mut self,
+        now: Instant,
+        id: &str,
+        txn: ClientTxnId,
+        response: &Response,
+    ) -> bool {
+        let branch = self.endpoint.new_branch();
+        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+            return false;
+        };
+        let asked = out
+            .invite
+            .headers
+            .get("Session-Expires")
+            .and_then(SessionExpires::parse);
+        let (Some(min_se), Some(asked)) = (min_se_of(&response.headers), asked) else {
+            return false;
+        };
+        // Each 422 must ask for more, and a few tries are enough for any chain of proxies.
+        if min_se <= asked.delta || out.invite.cseq().is_none_or(|c| c.seq >= 4) {
+            return false;
+        }
+        let Some(mut next) = next_attempt(&out.invite, &branch) else {
+            return false;
+        };
+        let expires = SessionExpires {
+            delta: min_se,
+            ..asked
+        };
+        next.headers.set("Session-Expires", expires.to_value());
+        next.headers.set("Min-SE", min_se.to_string());
+        out.invite = next.clone();
+        let peer = out.peer;
+        self.controls.invites.remove(&txn);
+        let new_txn = self.endpoint.send_request(now, peer, next);
+        if let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) {
+            out.txn = new_txn;
+        }
+        self.controls.invites.insert(new_txn, id.to_owned());
+        tracing::info!(call = %id, min_se, "INVITE's session timer too short for the peer: sent again");
         true
     }
 
@@ -656,12 +717,14 @@ impl Core {
                 row: None,
                 origin: None,
                 timer: None,
+                peer_update: false,
             };
             c.dialog = Some(dialog_id.clone());
             self.controls
                 .by_dialog
                 .insert(dialog_id.clone(), id.to_owned());
             self.calls.insert_answered(call);
+            self.start_uac_session_timer(now, &dialog_id, &invite, response);
         }
         if !sdp {
             tracing::info!(call = %id, "answered without a usable SDP answer: hanging up");

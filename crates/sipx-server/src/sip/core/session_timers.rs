@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use sipx_sip::ClientTxnId;
 use sipx_sip::dialog::DialogId;
-use sipx_sip::msg::{Method, Request, Response};
+use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::session_timer::{
     RefreshOutcome, Refresher, SessionExpires, SessionTimer, TimerAction, UasTimer, min_se_of,
-    negotiate_uas,
+    negotiate_uas, uac_timer_of,
 };
+use sipx_sip::uac::{Credentials, with_credentials};
 
 use super::Core;
 use crate::media::LegId;
@@ -27,7 +28,17 @@ pub(crate) const REFRESH_FAILED: &str = "session refresh failed";
 pub(crate) struct SessionTimers {
     queue: BTreeSet<(Instant, u64)>,
     due: HashMap<LegId, Instant>,
-    refreshes: HashMap<ClientTxnId, DialogId>,
+    refreshes: HashMap<ClientTxnId, Refresh>,
+}
+
+/// One of our UPDATEs in flight.
+struct Refresh {
+    dialog: DialogId,
+    /// The timer's epoch when it went: an answer overtaken by the peer's refresh is stale.
+    epoch: u64,
+    /// Kept to send again with credentials, once, if challenged.
+    request: Request,
+    challenged: bool,
 }
 
 impl SessionTimers {
@@ -64,13 +75,15 @@ impl SessionTimers {
 impl Core {
     /// The timer a request asks for, or the response refusing it (422 with our `Min-SE`, 400
     /// for a malformed `Session-Expires`). SIPx refreshes only by UPDATE, so only for a peer
-    /// whose `Allow` names it.
-    pub(super) fn session_timer_of(&self, req: &Request, tag: &str) -> Result<UasTimer, Response> {
-        let can_update = req
-            .headers
-            .list("Allow")
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case("UPDATE"));
+    /// that takes it: as the request's `Allow` says, or without one, as `peer_update` (what
+    /// the dialog last heard) says.
+    pub(super) fn session_timer_of(
+        &self,
+        req: &Request,
+        tag: &str,
+        peer_update: bool,
+    ) -> Result<UasTimer, Response> {
+        let can_update = allows_update(&req.headers).unwrap_or(peer_update);
         match negotiate_uas(req, self.settings.session_min_se, can_update) {
             UasTimer::TooSmall { min_se } => Err(req
                 .response(422, Some(tag))
@@ -121,6 +134,10 @@ impl Core {
             match action {
                 Some(TimerAction::Expired) => {
                     tracing::info!(call_id = %id.call_id, "no session refresh came: ending the call");
+                    // A dialled-out call only asks its machine to hang up: its timer goes now.
+                    if let Some(call) = self.calls.by_dialog.get_mut(&id) {
+                        call.timer = None;
+                    }
                     self.end_call(now, &id, SESSION_EXPIRED, true);
                     continue;
                 }
@@ -138,12 +155,45 @@ impl Core {
         }
     }
 
+    /// A dialled-out call's 2xx started the timer our `invite` offered (RFC 4028 §7.2), or
+    /// the answer has none and no timer runs. Our refreshes carry the INVITE's `Min-SE`
+    /// (raised by any 422 on the way, §7.4).
+    pub(super) fn start_uac_session_timer(
+        &mut self,
+        now: Instant,
+        id: &DialogId,
+        invite: &Request,
+        answer: &Response,
+    ) {
+        let min_se = min_se_of(&invite.headers)
+            .unwrap_or(0)
+            .max(self.settings.session_min_se);
+        let Some(call) = self.calls.by_dialog.get_mut(id) else {
+            return;
+        };
+        call.peer_update = allows_update(&answer.headers).unwrap_or(false);
+        call.timer = match uac_timer_of(&answer.headers) {
+            Some((_, true)) if !call.peer_update => {
+                // SIPx refreshes by UPDATE only; the peer will end the session when its
+                // interval runs out, and only media or a BYE tell us then.
+                tracing::warn!(call_id = %id.call_id, "the answer makes SIPx refresh the session but does not allow UPDATE: no refreshes will be sent");
+                None
+            }
+            Some((interval, ours)) => Some(SessionTimer::new(now, interval, ours, min_se)),
+            None => None,
+        };
+        self.reschedule(id);
+    }
+
     /// Our refresh: an UPDATE without a body (RFC 3311), naming us (its UAC) the refresher.
     fn send_refresh(&mut self, now: Instant, id: &DialogId) {
         let Some(call) = self.calls.by_dialog.get(id) else {
             return;
         };
-        let Some((interval, min_se)) = call.timer.as_ref().map(|t| (t.interval(), t.min_se()))
+        let Some((interval, min_se, epoch)) = call
+            .timer
+            .as_ref()
+            .map(|t| (t.interval(), t.min_se(), t.epoch()))
         else {
             return;
         };
@@ -161,8 +211,70 @@ impl Core {
         update.headers.push("Min-SE", min_se.to_string());
         update.headers.push("Supported", "timer");
         update.headers.push("Content-Length", "0");
-        let txn = self.endpoint.send_request(now, peer, update);
-        self.session_timers.refreshes.insert(txn, id.clone());
+        let txn = self.endpoint.send_request(now, peer, update.clone());
+        self.session_timers.refreshes.insert(
+            txn,
+            Refresh {
+                dialog: id.clone(),
+                epoch,
+                request: update,
+                challenged: false,
+            },
+        );
+    }
+
+    /// Our UPDATE again with the dialled-out call's credentials; `false` when there are
+    /// none or it was challenged already.
+    fn answer_refresh_challenge(
+        &mut self,
+        now: Instant,
+        refresh: &Refresh,
+        challenge: &Response,
+    ) -> bool {
+        if refresh.challenged {
+            return false;
+        }
+        let Some(auth) = self
+            .controls
+            .by_dialog
+            .get(&refresh.dialog)
+            .and_then(|id| self.controls.by_id.get(id))
+            .and_then(|c| c.out.as_ref())
+            .and_then(|o| o.auth.clone())
+        else {
+            return false;
+        };
+        let branch = self.endpoint.new_branch();
+        let mut cnonce = [0u8; 8];
+        sipx_secrets::generate::fill(&mut cnonce);
+        let cnonce: String = cnonce.iter().map(|b| format!("{b:02x}")).collect();
+        let creds = Credentials {
+            username: &auth.0,
+            password: auth.1.expose(),
+        };
+        let Some(next) = with_credentials(&refresh.request, challenge, creds, &branch, &cnonce, 1)
+        else {
+            return false;
+        };
+        let Some(call) = self.calls.by_dialog.get_mut(&refresh.dialog) else {
+            return false;
+        };
+        // The resent UPDATE took the next CSeq: the dialog's own count follows.
+        if let Some(seq) = next.cseq().map(|c| c.seq) {
+            call.dialog.local_cseq = call.dialog.local_cseq.max(seq);
+        }
+        let peer = call.peer;
+        let txn = self.endpoint.send_request(now, peer, next.clone());
+        self.session_timers.refreshes.insert(
+            txn,
+            Refresh {
+                dialog: refresh.dialog.clone(),
+                epoch: refresh.epoch,
+                request: next,
+                challenged: true,
+            },
+        );
+        true
     }
 
     /// The final answer to one of our refreshes (`None`: it timed out). Returns whether the
@@ -173,9 +285,15 @@ impl Core {
         txn: ClientTxnId,
         response: Option<&Response>,
     ) -> bool {
-        let Some(id) = self.session_timers.refreshes.remove(&txn) else {
+        let Some(refresh) = self.session_timers.refreshes.remove(&txn) else {
             return false;
         };
+        if let Some(challenge) = response.filter(|r| matches!(r.status, 401 | 407))
+            && self.answer_refresh_challenge(now, &refresh, challenge)
+        {
+            return true;
+        }
+        let id = refresh.dialog;
         let outcome = match response.map(|r| r.status) {
             Some(200..=299) => RefreshOutcome::Done(
                 response
@@ -188,6 +306,8 @@ impl Core {
             },
             // No answer at all is a 408 of our own.
             None | Some(408 | 481) => RefreshOutcome::DialogGone,
+            // A challenge we could not answer will not go away by asking again.
+            Some(401 | 407) => RefreshOutcome::Refused,
             _ => RefreshOutcome::Failed,
         };
         let Some(call) = self.calls.by_dialog.get_mut(&id) else {
@@ -196,7 +316,7 @@ impl Core {
         let keep = call
             .timer
             .as_mut()
-            .is_some_and(|t| t.on_refresh_outcome(now, outcome));
+            .is_some_and(|t| t.on_refresh_outcome(now, refresh.epoch, outcome));
         if outcome == RefreshOutcome::DialogGone {
             tracing::info!(call_id = %id.call_id, "the session refresh failed: ending the call");
             // A dialled-out call only asks its machine to hang up: its timer must not fire too.
@@ -215,8 +335,30 @@ impl Core {
         true
     }
 
+    /// A request's `Allow` (or a response's) heard on a call: whether the peer takes UPDATE
+    /// from now on.
+    pub(super) fn note_peer_allow(&mut self, id: &DialogId, headers: &sipx_sip::msg::Headers) {
+        if let (Some(call), Some(update)) =
+            (self.calls.by_dialog.get_mut(id), allows_update(headers))
+        {
+            call.peer_update = update;
+        }
+    }
+
     /// A call is gone: its timer too.
     pub(super) fn forget_session_timer(&mut self, leg: LegId) {
         self.session_timers.schedule(leg, None);
     }
+}
+
+/// Whether an `Allow` names UPDATE; `None` without an `Allow` (which says nothing: RFC 3261
+/// §20.5 makes it optional in most requests).
+pub(super) fn allows_update(headers: &sipx_sip::msg::Headers) -> Option<bool> {
+    headers.get("Allow")?;
+    Some(
+        headers
+            .list("Allow")
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case("UPDATE")),
+    )
 }
