@@ -83,6 +83,8 @@ pub struct RtcpSession {
     rtt: Option<Duration>,
     remote_view: Option<ReportBlock>,
     events: VecDeque<RtcpEvent>,
+    /// Our former SSRC, left after a collision: its BYE goes with the next report.
+    leaving: Option<Ssrc>,
 }
 
 impl RtcpSession {
@@ -110,6 +112,7 @@ impl RtcpSession {
             rtt: None,
             remote_view: None,
             events: VecDeque::with_capacity(4),
+            leaving: None,
             config,
         };
         session.schedule(now);
@@ -220,6 +223,21 @@ impl RtcpSession {
         Ok(Some(len))
     }
 
+    /// Our source becomes `ssrc` (RFC 3550 §8.2: after a collision). The old one says BYE in
+    /// the next report, which is due at once; the new source's counts start from zero.
+    pub fn change_ssrc(&mut self, now: Instant, ssrc: Ssrc) {
+        let old = std::mem::replace(&mut self.config.ssrc, ssrc);
+        self.leaving = Some(old);
+        self.sent = SendStats::default();
+        self.sent_at_last_report = 0;
+        self.next_report = now;
+    }
+
+    /// Our SSRC.
+    pub fn ssrc(&self) -> Ssrc {
+        self.config.ssrc
+    }
+
     /// Writes a final report and a BYE (RFC 3550 §6.6), for when the leg ends.
     pub fn write_bye(
         &mut self,
@@ -251,6 +269,9 @@ impl RtcpSession {
             w.receiver_report(self.config.ssrc, blocks)?;
         }
         w.sdes_cname(self.config.ssrc, self.config.cname.as_bytes())?;
+        if let Some(old) = self.leaving.take() {
+            w.bye(&[old], Some(b"SSRC collision"))?;
+        }
         self.sent_at_last_report = self.sent.packets;
         Ok(w.len())
     }

@@ -137,6 +137,10 @@ pub enum LegEvent {
     SsrcChanged { old: Ssrc, new: Ssrc },
     /// The peer sent an RTCP BYE.
     Bye,
+    /// RTP came in naming our own SSRC (RFC 3550 §8.2): the peer chose the same one, or
+    /// sends our packets back. We now send as `new`; our old source said BYE. Reported once:
+    /// more such packets are a loop, counted in [`LegStats::own_ssrc`].
+    SsrcCollision { old: Ssrc, new: Ssrc },
 }
 
 /// A snapshot of the leg for monitoring and CDRs.
@@ -160,6 +164,9 @@ pub struct LegStats {
     pub transmit_dropped: u64,
     /// Packets from an address that is not the peer's, dropped (RTP bleed).
     pub foreign_source: u64,
+    /// RTP packets naming our own SSRC (a collision, then our packets looped back): never
+    /// played.
+    pub own_ssrc: u64,
     /// Where we send RTP now (after any latching).
     pub remote_rtp: SocketAddr,
 }

@@ -130,6 +130,7 @@ struct Counters {
     decode_errors: u64,
     transmit_dropped: u64,
     foreign_source: u64,
+    own_ssrc: u64,
 }
 
 impl MediaLeg {
@@ -364,6 +365,7 @@ impl MediaLeg {
             decode_errors: self.counters.decode_errors,
             transmit_dropped: self.counters.transmit_dropped,
             foreign_source: self.counters.foreign_source,
+            own_ssrc: self.counters.own_ssrc,
             remote_rtp: self.rtp_latch.current(),
         }
     }

@@ -77,6 +77,9 @@ impl MediaLeg {
             return;
         }
         self.heard(now);
+        if header.ssrc.0 == self.cfg.local_ssrc {
+            return self.on_own_ssrc(now);
+        }
         if !self.cfg.receive {
             return;
         }
@@ -183,6 +186,29 @@ impl MediaLeg {
     fn heard(&mut self, now: Instant) {
         self.last_heard = now;
         self.timeout_reported = false;
+    }
+
+    /// RTP naming our own SSRC (RFC 3550 §8.2). The first time, the peer chose the same one
+    /// or sends our packets back: we take a new SSRC (the old one says BYE at once). Later
+    /// ones carry the new SSRC, which nobody chose by chance: our packets, looped back. Such
+    /// packets are never played, nor taken as the peer's stream.
+    fn on_own_ssrc(&mut self, now: Instant) {
+        self.counters.own_ssrc += 1;
+        if self.counters.own_ssrc > 1 {
+            return;
+        }
+        let old = Ssrc(self.cfg.local_ssrc);
+        // The low 32 bits of the generator: any value but the two in use.
+        let mut new = self.rng.next_u64() as u32;
+        while new == old.0 || Some(Ssrc(new)) == self.remote_ssrc {
+            new = new.wrapping_add(1);
+        }
+        self.cfg.local_ssrc = new;
+        self.rtcp.change_ssrc(now, Ssrc(new));
+        self.push_event(LegEvent::SsrcCollision {
+            old,
+            new: Ssrc(new),
+        });
     }
 
     /// A new source restarts decoding cleanly: the jitter buffer restarts itself on the new

@@ -961,3 +961,81 @@ fn a_scanners_packet_before_the_caller_locks_it_out_for_a_second_only() {
     assert!(snr(&out[8000..], 8000) > 25.0);
     assert_eq!(call.b.stats().remote_rtp, nat);
 }
+
+#[test]
+fn a_peer_with_our_ssrc_makes_us_change_ours_once_and_its_audio_plays() {
+    // B happens to draw A's SSRC (its own seed otherwise: the new SSRCs differ).
+    let b = LegConfig {
+        seed: 0xbbbb,
+        ..config(CodecKind::Pcmu, 0, a_addr(), 0xaaaa)
+    };
+    let mut call = Call::new(config(CodecKind::Pcmu, 0, b_addr(), 0xaaaa), b);
+    let (out, _) = call.tone(400); // long enough for RTCP reports both ways
+    assert!(snr(&out[8000..], 8000) > 25.0, "A's tone reaches B");
+    let collisions: Vec<_> = call
+        .a_events
+        .iter()
+        .chain(&call.b_events)
+        .filter_map(|e| match e {
+            LegEvent::SsrcCollision { old, new } => Some((*old, *new)),
+            _ => None,
+        })
+        .collect();
+    // Both heard the other's first packet before either changed: each changed once (RFC
+    // 3550 §8.2 allows it), to SSRCs of their own.
+    assert_eq!(collisions.len(), 2, "{collisions:?}");
+    assert!(collisions.iter().all(|(old, _)| *old == Ssrc(0xaaaa)));
+    assert_eq!((call.a.stats().own_ssrc, call.b.stats().own_ssrc), (1, 1));
+    let (a, b) = (call.a.cfg.local_ssrc, call.b.cfg.local_ssrc);
+    assert!(a != b && a != 0xaaaa && b != 0xaaaa, "{a:x} {b:x}");
+    // A's RTP now carries its new SSRC, and its RTCP said BYE for the old one.
+    let bye = call.sent_by_a.iter().any(|p| {
+        crate::rtcp::RtcpCompound::parse(p).is_ok_and(|c| {
+            c.packets().any(|p| {
+                matches!(p, crate::rtcp::RtcpPacket::Bye(b) if b.sources().any(|s| s == Ssrc(0xaaaa)))
+            })
+        })
+    });
+    assert!(bye, "A's RTCP says BYE for its old SSRC");
+    let last_rtp: Vec<_> = call
+        .sent_by_a
+        .iter()
+        .rev()
+        .filter(|p| !ssrc_of(p).0)
+        .take(10)
+        .map(|p| ssrc_of(p).1)
+        .collect();
+    assert_eq!(last_rtp, [a; 10]);
+}
+
+#[test]
+fn our_own_packets_looped_back_change_our_ssrc_once_and_never_play() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    let mut sine = Sine::new(1000.0, 8000, 8000.0);
+    let mut buf = [0u8; 1500];
+    let mut heard = Vec::new();
+    for _ in 0..200 {
+        call.a.push_frame(call.now, &sine.take(160));
+        // A's peer reflects everything A sends straight back to A.
+        while let Some((_, n)) = call.a.poll_transmit(&mut buf) {
+            let mut packet = buf[..n].to_vec();
+            call.a.handle_receive(call.now, b_addr(), &mut packet);
+        }
+        let (_, frame) = call.a.pull_frame(call.now);
+        heard.extend_from_slice(frame);
+        call.now += TICK;
+    }
+    let collisions = std::iter::from_fn(|| call.a.poll_event())
+        .filter(|e| matches!(e, LegEvent::SsrcCollision { .. }))
+        .count();
+    assert_eq!(collisions, 1, "one change, not one per packet");
+    assert!(
+        call.a.stats().own_ssrc >= 190,
+        "{}",
+        call.a.stats().own_ssrc
+    );
+    assert!(
+        heard.iter().all(|&s| s.abs() < 100),
+        "our own tone never plays back"
+    );
+}

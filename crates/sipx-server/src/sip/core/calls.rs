@@ -923,6 +923,9 @@ impl Core {
                 LegEvent::ForeignSource(addr) => {
                     tracing::warn!(call_id = %id.call_id, %addr, "media from an address that is not the caller's dropped");
                 }
+                LegEvent::SsrcCollision { old, new } => {
+                    tracing::info!(call_id = %id.call_id, old = old.0, new = new.0, "the caller's RTP named our SSRC: ours changed");
+                }
                 _ => {}
             },
             MediaEvent::Failed { reason, .. } => self.end_call(now, &id, &reason, true),

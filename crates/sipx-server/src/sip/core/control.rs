@@ -589,6 +589,10 @@ impl Core {
                     tracing::warn!(call = %id, %addr, "media from an address that is not the phone's dropped");
                     return;
                 }
+                LegEvent::SsrcCollision { old, new } => {
+                    tracing::info!(call = %id, old = old.0, new = new.0, "the phone's RTP named our SSRC: ours changed");
+                    return;
+                }
                 _ => return,
             },
             MediaEvent::Failed { reason, .. } => {
