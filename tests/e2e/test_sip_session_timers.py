@@ -128,3 +128,11 @@ def test_a_dial_out_whose_phone_never_refreshes_ends_session_expired(dialer, tmp
     # 6 s less min(32, 6/3): the BYE about 4 s after the answer, not at once, not after 6.
     assert 3 <= took < 6, took
     assert ended["end"]["cause"] == "session_expired" and ended["history"][-1]["code"] == 408, ended
+
+
+def test_a_caller_hanging_up_before_its_ack_while_our_bye_waits_gets_200(sipx, tmp_path):
+    """The timer ends the call at 3.3 s while the caller holds its ACK; at 4.5 s the caller
+    sends BYE instead: the dialog is still its own, so 200, and SIPx's own BYE is dropped."""
+    run = sipp(sipx, tmp_path, "127.0.0.127", "uac_session_timer_bye_before_ack.xml", "-set", "se", "5")
+    assert "BYE ANSWERED 200" in run.logs, run.logs
+    assert [reason for reason, _ in ended(sipx)] == ["session timer expired"], ended(sipx)
