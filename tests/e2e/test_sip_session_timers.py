@@ -136,3 +136,20 @@ def test_a_caller_hanging_up_before_its_ack_while_our_bye_waits_gets_200(sipx, t
     run = sipp(sipx, tmp_path, "127.0.0.127", "uac_session_timer_bye_before_ack.xml", "-set", "se", "5")
     assert "BYE ANSWERED 200" in run.logs, run.logs
     assert [reason for reason, _ in ended(sipx)] == ["session timer expired"], ended(sipx)
+
+
+def test_a_422_crossing_our_cancel_does_not_dial_the_phone_again(dialer, tmp_path):
+    from test_calls_dialout import api, sipp_uas, wait_state
+    import rooms
+    creds = create_app(dialer)[:2]
+    messages = tmp_path / "sipp-127.0.0.128-messages.log"
+    with sipp_uas(tmp_path, "127.0.0.128", "uas_422_after_cancel.xml") as uas:
+        created = dial(dialer, creds, "sip:+4930557@127.0.0.128:5060")
+        rooms.wait_until(lambda: messages.exists() and "SIP/2.0 100 Trying" in messages.read_text(),
+                         timeout=10, what="the phone's 100")
+        api(dialer, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        # The 422 is acknowledged and no new INVITE follows: the scenario fails on one.
+        assert uas.wait(15) == 0, (tmp_path / "sipp-127.0.0.128-errors.log").read_text()
+    ended = wait_state(dialer, creds, created["id"], "DISCONNECTED", timeout=5)
+    assert ended["end"]["cause"] == "local_hangup", ended
+    assert messages.read_text().count("INVITE sip:") == 1

@@ -605,6 +605,12 @@ impl Endpoint {
 
     // === Client side ===
 
+    /// Gives up a client transaction whose outcome no longer matters (the refresh of a call
+    /// that ended): no more retransmissions, and a late answer matches nothing.
+    pub fn abandon_request(&mut self, txn: ClientTxnId) {
+        self.remove(txn.0);
+    }
+
     /// Sends a request in a new client transaction. The request must carry its top Via with a
     /// branch from [`Endpoint::new_branch`]. ACKs do not go through here (see `send_stateless`).
     pub fn send_request(&mut self, now: Instant, peer: Peer, request: Request) -> ClientTxnId {

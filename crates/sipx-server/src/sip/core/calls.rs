@@ -986,7 +986,7 @@ impl Core {
         let call = self.calls.by_dialog.remove(id)?;
         self.calls.by_leg.remove(&call.leg);
         self.close_gate(call.leg, call.gate.as_ref());
-        self.forget_session_timer(call.leg);
+        self.forget_session_timer(id, call.leg);
         self.inbound_gone(now, id, call.row.as_ref().map(|r| r.id.as_str()));
         if let Some(row) = &call.row {
             self.controls.leg_ended(now, call.leg, &row.id);
@@ -1066,7 +1066,7 @@ impl Core {
     pub(super) fn forget_dialog(&mut self, id: &DialogId) {
         if let Some(call) = self.calls.by_dialog.remove(id) {
             self.calls.by_leg.remove(&call.leg);
-            self.forget_session_timer(call.leg);
+            self.forget_session_timer(id, call.leg);
         }
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }
@@ -1091,8 +1091,12 @@ impl Core {
         let Some(mut call) = self.release_call(now, id) else {
             return;
         };
+        // A call whose 200 still waits for its room was never answered: its INVITE gets a
+        // final refusal, not a BYE.
+        let unanswered = call.held.take().filter(|_| send_bye);
         if let Some(row) = &mut call.row {
             let (code, cause) = end_cause(reason, !send_bye);
+            let code = if unanswered.is_some() { 480 } else { code };
             row.end(code, reason, cause);
         }
         if let (
@@ -1106,10 +1110,13 @@ impl Core {
             // A no-op when the room removed it first (that is why the call ends).
             rooms.phone_hung_up(*p);
         }
-        match call.invite_txn {
+        match (call.invite_txn, unanswered) {
+            (Some(invite_txn), Some(held)) => {
+                self.respond(now, invite_txn, held.refusal(480));
+            }
             // RFC 3261 §15: no BYE before the ACK of our 2xx (the caller may not yet hold the
             // dialog it would name); it waits for the ACK or the 2xx's timeout.
-            Some(invite_txn) if send_bye && call.held.is_none() => {
+            (Some(invite_txn), None) if send_bye => {
                 let pending = PendingBye {
                     dialog: call.dialog,
                     peer: call.peer,

@@ -35,6 +35,8 @@ pub(crate) struct OutboundInvite {
     pub call_id: String,
     pub(super) auth: Option<(String, Redacted<String>)>,
     auth_attempts: u8,
+    /// We sent a CANCEL: the INVITE is not sent again (after a challenge or a 422).
+    cancelled: bool,
     /// The ACK of the 2xx, sent again for every retransmission of it.
     ack: Option<Vec<u8>>,
     /// The To tag of the answer we took.
@@ -371,6 +373,7 @@ impl Core {
                 call_id,
                 auth: plan.auth,
                 auth_attempts: 0,
+                cancelled: false,
                 ack: None,
                 answered_tag: None,
                 rang: false,
@@ -532,6 +535,10 @@ impl Core {
         let Some((user, password)) = &out.auth else {
             return false;
         };
+        // A call hung up meanwhile (the challenge crossed our CANCEL) is not dialled again.
+        if out.cancelled {
+            return false;
+        }
         if out.auth_attempts >= 1 && !(stale && out.auth_attempts < 3) {
             return false;
         }
@@ -578,8 +585,9 @@ impl Core {
         let (Some(min_se), Some(asked)) = (min_se_of(&response.headers), asked) else {
             return false;
         };
-        // Each 422 must ask for more, and a few tries are enough for any chain of proxies.
-        if min_se <= asked.delta || out.invite.cseq().is_none_or(|c| c.seq >= 4) {
+        // Each 422 must ask for more, and a few tries are enough for any chain of proxies. A
+        // call hung up meanwhile is not dialled again.
+        if out.cancelled || min_se <= asked.delta || out.invite.cseq().is_none_or(|c| c.seq >= 4) {
             return false;
         }
         let Some(mut next) = next_attempt(&out.invite, &branch) else {
@@ -795,9 +803,10 @@ impl Core {
     }
 
     pub(super) fn send_cancel(&mut self, now: Instant, id: &str) {
-        let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref()) else {
+        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
             return;
         };
+        out.cancelled = true;
         let cancel = cancel_for(&out.invite);
         let peer = out.peer;
         let txn = self.endpoint.send_request(now, peer, cancel);

@@ -322,7 +322,7 @@ impl Core {
             // A dialled-out call only asks its machine to hang up: its timer must not fire too.
             call.timer = None;
             let leg = call.leg;
-            self.forget_session_timer(leg);
+            self.forget_session_timer(&id, leg);
             // After a 481 the peer has no dialog left to send a BYE in (RFC 5057).
             let bye = response.is_none_or(|r| r.status != 481);
             self.end_call(now, &id, REFRESH_FAILED, bye);
@@ -345,9 +345,21 @@ impl Core {
         }
     }
 
-    /// A call is gone: its timer too.
-    pub(super) fn forget_session_timer(&mut self, leg: LegId) {
+    /// A call is gone: its timer too, and any refresh of it still in flight (whose answer
+    /// no longer matters; unanswered, it would be sent again until Timer F).
+    pub(super) fn forget_session_timer(&mut self, id: &DialogId, leg: LegId) {
         self.session_timers.schedule(leg, None);
+        let gone: Vec<ClientTxnId> = self
+            .session_timers
+            .refreshes
+            .iter()
+            .filter(|(_, r)| r.dialog == *id)
+            .map(|(txn, _)| *txn)
+            .collect();
+        for txn in gone {
+            self.session_timers.refreshes.remove(&txn);
+            self.endpoint.abandon_request(txn);
+        }
     }
 }
 
