@@ -233,11 +233,6 @@ impl RtcpSession {
         self.next_report = now;
     }
 
-    /// Our SSRC.
-    pub fn ssrc(&self) -> Ssrc {
-        self.config.ssrc
-    }
-
     /// Writes a final report and a BYE (RFC 3550 §6.6), for when the leg ends.
     pub fn write_bye(
         &mut self,

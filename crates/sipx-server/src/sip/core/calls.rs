@@ -262,7 +262,8 @@ impl Core {
             self.refuse_invite(now, txn, resp, row);
             return false;
         };
-        let session_timer = match self.session_timer_of(&req, &tag, false) {
+        let peer_update = super::session_timers::allows_update(&req.headers).unwrap_or(false);
+        let session_timer = match self.session_timer_of(&req, &tag, peer_update) {
             Ok(timer) => timer,
             Err(resp) => {
                 self.refuse_invite(now, txn, resp, row);
@@ -373,7 +374,7 @@ impl Core {
             caller: caller.unwrap_or_else(|| "phone".to_owned()),
             origin: Some(origin.clone()),
             timer: None,
-            peer_update: super::session_timers::allows_update(&req.headers).unwrap_or(false),
+            peer_update,
         };
         match &destination {
             Destination::Echo(_) => {}

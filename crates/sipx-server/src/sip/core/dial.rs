@@ -57,6 +57,13 @@ struct Plan {
 }
 
 /// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
+/// A fresh digest `cnonce` (RFC 7616 §3.4): 16 hex digits.
+pub(super) fn new_cnonce() -> String {
+    let mut cnonce = [0u8; 8];
+    sipx_secrets::generate::fill(&mut cnonce);
+    cnonce.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn apply_number_rules(number: &str, rules: &[(String, String)]) -> String {
     for (prefix, replacement) in rules {
         if let Some(rest) = number.strip_prefix(prefix.as_str()) {
@@ -515,9 +522,7 @@ impl Core {
         response: &Response,
     ) -> bool {
         let branch = self.endpoint.new_branch();
-        let mut cnonce = [0u8; 8];
-        sipx_secrets::generate::fill(&mut cnonce);
-        let cnonce: String = cnonce.iter().map(|b| format!("{b:02x}")).collect();
+        let cnonce = new_cnonce();
         let Some(c) = self.controls.by_id.get_mut(id) else {
             return false;
         };
@@ -535,10 +540,6 @@ impl Core {
         let Some((user, password)) = &out.auth else {
             return false;
         };
-        // A call hung up meanwhile (the challenge crossed our CANCEL) is not dialled again.
-        if out.cancelled {
-            return false;
-        }
         if out.auth_attempts >= 1 && !(stale && out.auth_attempts < 3) {
             return false;
         }
@@ -552,15 +553,28 @@ impl Core {
         else {
             return false;
         };
-        out.invite = next.clone();
-        let peer = out.peer;
-        self.controls.invites.remove(&txn);
-        let new_txn = self.endpoint.send_request(now, peer, next);
-        if let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) {
-            out.txn = new_txn;
+        let sent = self.resend_invite(now, id, txn, next);
+        if sent {
+            tracing::info!(call = %id, status = response.status, "INVITE challenged: sent again with credentials");
         }
+        sent
+    }
+
+    /// Sends `next`, the INVITE `txn` again (answering a challenge or a 422), in a new
+    /// transaction; `false` when the call was hung up meanwhile (the answer crossed our
+    /// CANCEL): it is not dialled again.
+    fn resend_invite(&mut self, now: Instant, id: &str, txn: ClientTxnId, next: Request) -> bool {
+        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+            return false;
+        };
+        if out.cancelled {
+            return false;
+        }
+        out.invite = next.clone();
+        let new_txn = self.endpoint.send_request(now, out.peer, next);
+        out.txn = new_txn;
+        self.controls.invites.remove(&txn);
         self.controls.invites.insert(new_txn, id.to_owned());
-        tracing::info!(call = %id, status = response.status, "INVITE challenged: sent again with credentials");
         true
     }
 
@@ -585,9 +599,8 @@ impl Core {
         let (Some(min_se), Some(asked)) = (min_se_of(&response.headers), asked) else {
             return false;
         };
-        // Each 422 must ask for more, and a few tries are enough for any chain of proxies. A
-        // call hung up meanwhile is not dialled again.
-        if out.cancelled || min_se <= asked.delta || out.invite.cseq().is_none_or(|c| c.seq >= 4) {
+        // Each 422 must ask for more, and a few tries are enough for any chain of proxies.
+        if min_se <= asked.delta || out.invite.cseq().is_none_or(|c| c.seq >= 4) {
             return false;
         }
         let Some(mut next) = next_attempt(&out.invite, &branch) else {
@@ -599,16 +612,11 @@ impl Core {
         };
         next.headers.set("Session-Expires", expires.to_value());
         next.headers.set("Min-SE", min_se.to_string());
-        out.invite = next.clone();
-        let peer = out.peer;
-        self.controls.invites.remove(&txn);
-        let new_txn = self.endpoint.send_request(now, peer, next);
-        if let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) {
-            out.txn = new_txn;
+        let sent = self.resend_invite(now, id, txn, next);
+        if sent {
+            tracing::info!(call = %id, min_se, "INVITE's session timer too short for the peer: sent again");
         }
-        self.controls.invites.insert(new_txn, id.to_owned());
-        tracing::info!(call = %id, min_se, "INVITE's session timer too short for the peer: sent again");
-        true
+        sent
     }
 
     /// Applies the SDP answer in `response` (a 183 or the 2xx); `true` when the call has a

@@ -75,16 +75,14 @@ impl SessionTimers {
 impl Core {
     /// The timer a request asks for, or the response refusing it (422 with our `Min-SE`, 400
     /// for a malformed `Session-Expires`). SIPx refreshes only by UPDATE, so only for a peer
-    /// that takes it: as the request's `Allow` says, or without one, as `peer_update` (what
-    /// the dialog last heard) says.
+    /// that takes it (`peer_update`: what the call last heard in an `Allow`).
     pub(super) fn session_timer_of(
         &self,
         req: &Request,
         tag: &str,
         peer_update: bool,
     ) -> Result<UasTimer, Response> {
-        let can_update = allows_update(&req.headers).unwrap_or(peer_update);
-        match negotiate_uas(req, self.settings.session_min_se, can_update) {
+        match negotiate_uas(req, self.settings.session_min_se, peer_update) {
             UasTimer::TooSmall { min_se } => Err(req
                 .response(422, Some(tag))
                 .with_header("Min-SE", min_se.to_string())),
@@ -134,10 +132,7 @@ impl Core {
             match action {
                 Some(TimerAction::Expired) => {
                     tracing::info!(call_id = %id.call_id, "no session refresh came: ending the call");
-                    // A dialled-out call only asks its machine to hang up: its timer goes now.
-                    if let Some(call) = self.calls.by_dialog.get_mut(&id) {
-                        call.timer = None;
-                    }
+                    self.stop_session_timer(&id);
                     self.end_call(now, &id, SESSION_EXPIRED, true);
                     continue;
                 }
@@ -245,9 +240,7 @@ impl Core {
             return false;
         };
         let branch = self.endpoint.new_branch();
-        let mut cnonce = [0u8; 8];
-        sipx_secrets::generate::fill(&mut cnonce);
-        let cnonce: String = cnonce.iter().map(|b| format!("{b:02x}")).collect();
+        let cnonce = super::dial::new_cnonce();
         let creds = Credentials {
             username: &auth.0,
             password: auth.1.expose(),
@@ -319,10 +312,7 @@ impl Core {
             .is_some_and(|t| t.on_refresh_outcome(now, refresh.epoch, outcome));
         if outcome == RefreshOutcome::DialogGone {
             tracing::info!(call_id = %id.call_id, "the session refresh failed: ending the call");
-            // A dialled-out call only asks its machine to hang up: its timer must not fire too.
-            call.timer = None;
-            let leg = call.leg;
-            self.forget_session_timer(&id, leg);
+            self.stop_session_timer(&id);
             // After a 481 the peer has no dialog left to send a BYE in (RFC 5057).
             let bye = response.is_none_or(|r| r.status != 481);
             self.end_call(now, &id, REFRESH_FAILED, bye);
@@ -342,6 +332,16 @@ impl Core {
             (self.calls.by_dialog.get_mut(id), allows_update(headers))
         {
             call.peer_update = update;
+        }
+    }
+
+    /// A call's timer stops now, before the call is gone: a dialled-out call only asks its
+    /// machine to hang up, and its timer must not fire meanwhile.
+    fn stop_session_timer(&mut self, id: &DialogId) {
+        if let Some(call) = self.calls.by_dialog.get_mut(id) {
+            call.timer = None;
+            let leg = call.leg;
+            self.forget_session_timer(id, leg);
         }
     }
 
