@@ -315,6 +315,10 @@ pub struct SipConfig {
     /// called side to refresh (`refresher=uas`); 0 offers none. Below `session_min_se_secs`,
     /// that is offered.
     pub session_expires_secs: u32,
+    /// Take blind transfers phones ask for by REFER (RFC 3515): SIPx calls the `Refer-To`'s
+    /// number into the phone's room, back through the trunk or account the phone's call went
+    /// through (or to the application's account of that name). Off: REFER gets 405.
+    pub accept_refer: bool,
 }
 
 impl Default for SipConfig {
@@ -351,6 +355,7 @@ impl Default for SipConfig {
             udp_recv_buffer: 4 << 20,
             session_min_se_secs: sipx_sip::session_timer::MIN_SE_FLOOR,
             session_expires_secs: 1800,
+            accept_refer: true,
         }
     }
 }

@@ -23,6 +23,14 @@ pub fn sip_message(data: &[u8]) {
             assert!(interval >= MIN_SE_FLOOR);
         }
     }
+    // Whatever its Refer-To, reading a REFER never panics, and a target taken is short and
+    // dialable (it becomes a dial-out's number).
+    if let SipMessage::Request(r) = &msg
+        && let Ok(referral) = crate::refer::read_referral(r)
+    {
+        assert!(!referral.target.is_empty() && referral.target.len() <= 64);
+        assert!(referral.target.is_ascii());
+    }
     let bytes = msg.to_bytes();
     let again = match parse_datagram(&bytes) {
         Ok(m) => m,

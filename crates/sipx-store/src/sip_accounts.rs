@@ -150,10 +150,29 @@ impl Store {
         app_id: &str,
         id: &str,
     ) -> Result<Option<SipAccountRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM sip_accounts WHERE app_id = ? AND id = ?");
+        self.sip_account_where(app_id, "id", id).await
+    }
+
+    /// The account of `app_id` that registers as `username`.
+    pub async fn sip_account_by_username(
+        &self,
+        app_id: &str,
+        username: &str,
+    ) -> Result<Option<SipAccountRecord>, StoreError> {
+        self.sip_account_where(app_id, "username", username).await
+    }
+
+    /// The account of `app_id` whose `column` (a fixed column name, never input) is `value`.
+    async fn sip_account_where(
+        &self,
+        app_id: &str,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<SipAccountRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM sip_accounts WHERE app_id = ? AND {column} = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app_id)
-            .bind(id)
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
@@ -297,6 +316,14 @@ mod tests {
             Some(acct.clone())
         );
         assert_eq!(store.get_sip_account(&b.id, &acct.id).await.unwrap(), None);
+        assert_eq!(
+            store.sip_account_by_username(&a.id, "gw1").await.unwrap(),
+            Some(acct.clone())
+        );
+        assert_eq!(
+            store.sip_account_by_username(&b.id, "gw1").await.unwrap(),
+            None
+        );
         let page = PageRequest {
             after: None,
             limit: 10,

@@ -332,76 +332,89 @@ fn route_label(t: &DialTarget) -> Option<String> {
     }
 }
 
+impl CallControl {
+    /// Chooses the dial-out's route and records the call (`CALLING`): what the core needs to
+    /// start it. The API's dial-outs and the transfers phones ask for share it.
+    pub(crate) async fn prepare(
+        &self,
+        r: DialRequest,
+    ) -> Result<(CallRecord, DialSpec), CallCommandError> {
+        let mut targets = self.targets(&r).await?.into_iter();
+        let Some(target) = targets.next() else {
+            return Err(CallCommandError::Unavailable("no route".to_owned()));
+        };
+        let fallbacks: Vec<DialTarget> = targets.collect();
+        let id = sipx_store::new_call_id();
+        let dtmf = match &r.dtmf_after_answer {
+            Some(d) => {
+                DtmfSequence::parse(d).map_err(|e| invalid("dtmf_after_answer", &e.to_string()))?
+            }
+            None => DtmfSequence::default(),
+        };
+        let identity = if r.identity.is_empty() {
+            format!("phone-{}", &id["call_".len()..])
+        } else {
+            r.identity.clone()
+        };
+        let now_ms = unix_ms();
+        let calling = StoredHistoryEntry {
+            state: "CALLING".to_owned(),
+            at_ms: now_ms,
+            code: 0,
+            reason: String::new(),
+            cause: None,
+        };
+        let record = CallRecord {
+            id: id.clone(),
+            app_id: r.app_id.clone(),
+            direction: "outbound".to_owned(),
+            from_uri: r.from.clone(),
+            to_uri: r.to.clone(),
+            route: route_label(&target),
+            room: Some(r.room.clone()),
+            identity: Some(identity.clone()),
+            webhook_url: r.webhook_url.clone(),
+            created_at_ms: now_ms,
+            progress: CallProgress {
+                state: "CALLING".to_owned(),
+                history: serde_json::to_string(&[calling]).unwrap_or_else(|_| "[]".into()),
+                ..CallProgress::default()
+            },
+        };
+        self.store.insert_call(&record).await.map_err(store_error)?;
+        let params = sipx_call::DialOut {
+            to: r.to,
+            from: r.from,
+            route: record.route.clone(),
+            room: sipx_call::RoomTarget {
+                room: r.room,
+                identity,
+                name: r.display_name,
+                metadata: r.metadata,
+            },
+            ring_timeout: Some(r.ring_timeout),
+            max_duration: Some(r.max_duration),
+            dtmf_after_answer: dtmf,
+            early_media: r.early_media,
+        };
+        let spec = DialSpec {
+            id: id.clone(),
+            app_id: r.app_id,
+            target,
+            fallbacks,
+            params,
+            srtp: r.srtp,
+            webhook_url: r.webhook_url,
+        };
+        Ok((record, spec))
+    }
+}
+
 impl CallService for CallControl {
     fn dial(&self, r: DialRequest) -> BoxFuture<Result<CallRecord, CallCommandError>> {
         let this = self.clone();
         Box::pin(async move {
-            let mut targets = this.targets(&r).await?.into_iter();
-            let Some(target) = targets.next() else {
-                return Err(CallCommandError::Unavailable("no route".to_owned()));
-            };
-            let fallbacks: Vec<DialTarget> = targets.collect();
-            let id = sipx_store::new_call_id();
-            let dtmf = match &r.dtmf_after_answer {
-                Some(d) => DtmfSequence::parse(d)
-                    .map_err(|e| invalid("dtmf_after_answer", &e.to_string()))?,
-                None => DtmfSequence::default(),
-            };
-            let identity = if r.identity.is_empty() {
-                format!("phone-{}", &id["call_".len()..])
-            } else {
-                r.identity.clone()
-            };
-            let now_ms = unix_ms();
-            let calling = StoredHistoryEntry {
-                state: "CALLING".to_owned(),
-                at_ms: now_ms,
-                code: 0,
-                reason: String::new(),
-                cause: None,
-            };
-            let record = CallRecord {
-                id: id.clone(),
-                app_id: r.app_id.clone(),
-                direction: "outbound".to_owned(),
-                from_uri: r.from.clone(),
-                to_uri: r.to.clone(),
-                route: route_label(&target),
-                room: Some(r.room.clone()),
-                identity: Some(identity.clone()),
-                webhook_url: r.webhook_url.clone(),
-                created_at_ms: now_ms,
-                progress: CallProgress {
-                    state: "CALLING".to_owned(),
-                    history: serde_json::to_string(&[calling]).unwrap_or_else(|_| "[]".into()),
-                    ..CallProgress::default()
-                },
-            };
-            this.store.insert_call(&record).await.map_err(store_error)?;
-            let params = sipx_call::DialOut {
-                to: r.to,
-                from: r.from,
-                route: record.route.clone(),
-                room: sipx_call::RoomTarget {
-                    room: r.room,
-                    identity,
-                    name: r.display_name,
-                    metadata: r.metadata,
-                },
-                ring_timeout: Some(r.ring_timeout),
-                max_duration: Some(r.max_duration),
-                dtmf_after_answer: dtmf,
-                early_media: r.early_media,
-            };
-            let spec = DialSpec {
-                id: id.clone(),
-                app_id: r.app_id,
-                target,
-                fallbacks,
-                params,
-                srtp: r.srtp,
-                webhook_url: r.webhook_url,
-            };
+            let (record, spec) = this.prepare(r).await?;
             this.send(|reply| CoreInput::Call(CallCommand::Dial(Box::new(spec)), reply))
                 .await?;
             Ok(record)

@@ -37,6 +37,7 @@ mod inbound_control;
 mod info_dtmf;
 mod loaded;
 mod origin;
+mod phone_transfer;
 mod pin_gate;
 mod provider_hosts;
 mod replacing;
@@ -136,6 +137,14 @@ pub(crate) enum CoreInput {
         id: u64,
         answer: Option<sipx_call::routing::WebhookAnswer>,
     },
+    /// The call a phone's REFER asked for, routed and recorded (or refused).
+    Referral {
+        referral: Box<phone_transfer::PendingReferral>,
+        placed: Result<
+            Box<crate::sip::call_service::DialSpec>,
+            sipx_api::call_service::CallCommandError,
+        >,
+    },
 }
 
 /// What the core needs to open connections of its own.
@@ -186,6 +195,8 @@ pub(crate) struct CoreSettings {
     pub session_min_se: u32,
     /// The session timer our dial-outs offer (0: none), not below `session_min_se`.
     pub session_expires: u32,
+    /// Blind transfers phones ask for by REFER are taken (`core/phone_transfer.rs`).
+    pub accept_refer: bool,
 }
 
 pub(crate) struct Core {
@@ -231,6 +242,8 @@ pub(crate) struct Core {
     controls: Controls,
     /// Transfers in progress (REFERs of ours), of dialled-out and inbound calls.
     transfers: transfer::Transfers,
+    /// Transfers phones asked for (REFERs they sent us), of dialled-out and inbound calls.
+    phone_transfers: phone_transfer::PhoneTransfers,
     /// Keys queued for inbound calls through the API.
     inbound_keys: inbound_control::InboundDtmf,
     /// The routing rules by application.
@@ -341,15 +354,22 @@ impl Core {
         }
         Core {
             endpoint,
-            settings,
+            // Before `settings` moves in.
             uas: {
                 let mut uas = UasPolicy::default();
                 // An INVITE may take the place of one of our calls (`core/replacing.rs`).
                 uas.supported.push("replaces".to_owned());
                 // RFC 4028 session timers (`core/session_timers.rs`).
                 uas.supported.push("timer".to_owned());
+                if settings.accept_refer {
+                    // Blind transfers a phone asks for (`core/phone_transfer.rs`); RFC 4488's
+                    // `Refer-Sub: false` is honoured.
+                    uas.allow.push(Method::Refer);
+                    uas.supported.push("norefersub".to_owned());
+                }
                 uas
             },
+            settings,
             digest,
             guard: AbuseGuard::default(),
             udp,
@@ -378,6 +398,7 @@ impl Core {
             calls: Calls::default(),
             controls: Controls::default(),
             transfers: transfer::Transfers::default(),
+            phone_transfers: phone_transfer::PhoneTransfers::default(),
             inbound_keys: inbound_control::InboundDtmf::default(),
             routing: Routing::default(),
             waiting: inbound::Waiting::default(),
@@ -678,6 +699,9 @@ impl Core {
                 }
             }
             CoreInput::WebhookAnswered { id, answer } => self.on_webhook_answer(now, id, answer),
+            CoreInput::Referral { referral, placed } => {
+                self.on_referral_placed(now, *referral, placed)
+            }
             CoreInput::ProviderHostsResolved => self.load_trunks(),
             CoreInput::TrunksLoaded {
                 trunks,
@@ -771,7 +795,8 @@ impl Core {
                 }
                 if response.status >= 200
                     && (self.calls.owns_client_txn(txn)
-                        || self.on_refresh_answer(now, txn, Some(&response)))
+                        || self.on_refresh_answer(now, txn, Some(&response))
+                        || self.on_referral_notify_answer(now, txn))
                 {
                     return;
                 }
@@ -782,7 +807,8 @@ impl Core {
             Event::ClientTimeout { txn }
                 if !self.on_invite_timeout(now, txn)
                     && !self.calls.owns_client_txn(txn)
-                    && !self.on_refresh_answer(now, txn, None) =>
+                    && !self.on_refresh_answer(now, txn, None)
+                    && !self.on_referral_notify_answer(now, txn) =>
             {
                 self.on_registration_timeout(now, txn);
             }
@@ -868,6 +894,13 @@ impl Core {
             Method::Register => self.on_register(now, txn, req, peer),
             _ if req.tag_of_to().is_some() => self.on_in_dialog(now, txn, req),
             Method::Invite => self.on_new_invite(now, txn, req, peer, trunk_by_digest),
+            // A REFER outside a dialog would ask SIPx to call on behalf of nobody's call.
+            Method::Refer => {
+                let resp = req
+                    .response(403, Some(&tag))
+                    .with_reason("REFER is taken only within a call");
+                self.respond(now, txn, resp);
+            }
             _ => {
                 let resp = req.response(481, Some(&tag));
                 self.respond(now, txn, resp);

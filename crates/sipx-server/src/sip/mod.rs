@@ -263,6 +263,7 @@ impl BoundSip {
                 0 => 0,
                 n => n.max(c.session_min_se_secs.max(1)),
             },
+            accept_refer: c.accept_refer,
         };
         let connector = core::Connector {
             flow_ids: self.ids.clone(),

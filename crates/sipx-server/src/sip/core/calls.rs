@@ -699,7 +699,10 @@ impl Core {
                             .by_dialog
                             .get(&id)
                             .and_then(|c| c.row.as_ref())
-                            .is_some_and(|r| self.transfers.is_replaced(&r.id));
+                            .is_some_and(|r| {
+                                self.transfers.is_replaced(&r.id)
+                                    || self.phone_transfers.is_referring(&r.id)
+                            });
                         let reason = match replaced {
                             true => super::transfer::TRANSFERRED,
                             false => "caller hung up",
@@ -734,10 +737,11 @@ impl Core {
                 let status = self.on_transfer_notify(now, &call, &req);
                 self.respond(now, txn, req.response(status, Some(&tag)));
             }
+            Method::Refer if self.settings.accept_refer => self.on_phone_refer(now, txn, req, &id),
             _ => {
                 let resp = req
                     .response(405, Some(&tag))
-                    .with_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE");
+                    .with_header("Allow", self.uas.allow_header());
                 self.respond(now, txn, resp);
             }
         }

@@ -191,7 +191,7 @@ impl Core {
         }
     }
 
-    fn start_dial(&mut self, now: Instant, spec: DialSpec) {
+    pub(super) fn start_dial(&mut self, now: Instant, spec: DialSpec) {
         let Some(engine) = self.media.clone() else {
             tracing::error!(call = %spec.id, "no media engine: the call cannot start");
             return;
@@ -259,7 +259,7 @@ impl Core {
             };
             match c.fsm.poll_output() {
                 Some(Output::Command(cmd)) => self.exec(now, id, cmd),
-                Some(Output::Event(e)) => self.emit(id, e),
+                Some(Output::Event(e)) => self.emit(now, id, e),
                 Some(Output::Timeout(at)) => {
                     self.arm(id, Some(at));
                     break;
@@ -494,7 +494,7 @@ impl Core {
         engine.set_mode(c.leg, LegMode::Room(c.link.clone()));
     }
 
-    fn emit(&mut self, id: &str, event: Event) {
+    fn emit(&mut self, now: Instant, id: &str, event: Event) {
         let Some(c) = self.controls.by_id.get_mut(id) else {
             return;
         };
@@ -532,6 +532,7 @@ impl Core {
                 if let (Some(bus), Some(entry)) = (&self.events, c.history.last()) {
                     bus.publish(c.tag().state(entry, c.history.len() - 1));
                 }
+                self.on_referred_state(now, id, s.kind, s.code);
             }
             Event::DtmfReceived { digit, at } => {
                 tracing::info!(call = %c.id, digit = %digit.as_char(), "DTMF from the phone");

@@ -42,7 +42,8 @@ impl Transfers {
         self.replaced.contains_key(id)
     }
 
-    fn busy(&self, id: &str) -> bool {
+    /// A transfer of ours involves the call.
+    pub fn busy(&self, id: &str) -> bool {
         self.pending.contains_key(id) || self.replaced.contains_key(id)
     }
 }
@@ -243,7 +244,7 @@ impl Core {
     }
 
     /// Ends a call whose phone went elsewhere: `DISCONNECTED 200 Transferred`, BYE.
-    fn end_transferred(&mut self, now: Instant, id: &str) {
+    pub(super) fn end_transferred(&mut self, now: Instant, id: &str) {
         if let Some(c) = self.controls.by_id.get_mut(id) {
             c.fsm.transferred(now);
             self.drive(now, id);
@@ -256,6 +257,7 @@ impl Core {
     pub(super) fn transfer_party_gone(&mut self, now: Instant, id: &str) {
         self.end_transfer(now, id);
         self.transfers.replaced.remove(id);
+        self.phone_transfer_party_gone(id);
     }
 
     fn transfer_event(&self, id: &str, state: &str, status: Option<u16>) {

@@ -1,0 +1,165 @@
+//! A REFER received in a dialog (RFC 3515): what it asks for, and the `message/sipfrag`
+//! NOTIFYs that report on it. SIPx takes blind transfers only: the `Refer-To` names someone
+//! to call; one that carries headers for the new INVITE (`Replaces`: an attended transfer)
+//! is refused, since SIPx would have to send them to a party it does not know.
+
+use crate::msg::lex::percent_decode;
+use crate::msg::{HasHeaders, NameAddr, Request, Uri, reason_phrase};
+
+/// A blind transfer a phone asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    /// Who to call: the user part of a SIP URI (unescaped) or a tel URI's number.
+    pub target: String,
+    /// The `Refer-To` as received, for logs and events.
+    pub refer_to: String,
+    /// The display name of the `Refer-To`, if any.
+    pub display: Option<String>,
+    /// The `id` of the `Event: refer` its NOTIFYs carry: the REFER's CSeq (RFC 3515 §2.4.6).
+    pub event_id: u32,
+    /// The referrer wants NOTIFYs (no `Refer-Sub: false`, RFC 4488).
+    pub notify: bool,
+}
+
+/// Why a REFER is refused: its final status and reason phrase.
+pub type Refusal = (u16, &'static str);
+
+/// The longest target taken: numbers and account names, not prose.
+const MAX_TARGET_LEN: usize = 64;
+
+/// Reads a REFER as a blind transfer, or says how to refuse it.
+pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
+    let mut values = req.headers.get_all("Refer-To");
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err((400, "A REFER carries exactly one Refer-To"));
+    };
+    let addr = NameAddr::parse(value).ok_or((400, "Unreadable Refer-To"))?;
+    let event_id = req.cseq().map_or(0, |c| c.seq);
+    let notify = !req
+        .headers
+        .get("Refer-Sub")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+    let target = match &addr.uri {
+        Uri::Sip(u) if !u.headers.is_empty() => {
+            return Err((
+                501,
+                "Refer-To with headers (attended transfer) not supported",
+            ));
+        }
+        Uri::Sip(u) => u
+            .user
+            .as_deref()
+            .and_then(percent_decode)
+            .ok_or((403, "Refer-To names no user to call"))?,
+        Uri::Tel(t) => t.number.clone(),
+        Uri::Other { .. } => return Err((416, "Refer-To scheme not supported")),
+    };
+    if !is_dialable(&target) {
+        return Err((403, "Refer-To user is not a number or account name"));
+    }
+    Ok(Referral {
+        target,
+        refer_to: addr.uri.to_string(),
+        display: addr.display.filter(|d| !d.trim().is_empty()),
+        event_id,
+        notify,
+    })
+}
+
+/// A number (`+`, digits, `*`, `#`, visual separators of tel URIs) or an account name.
+fn is_dialable(target: &str) -> bool {
+    !target.is_empty()
+        && target.len() <= MAX_TARGET_LEN
+        && target.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'*' | b'#' | b'.' | b'-' | b'_')
+        })
+}
+
+/// The body of a NOTIFY reporting `status` (RFC 3515 §2.4.5): a sipfrag status line.
+pub fn sipfrag(status: u16) -> String {
+    format!("SIP/2.0 {status} {}\r\n", reason_phrase(status))
+}
+
+/// The `Subscription-State` of a NOTIFY reporting `status`: a final status ends the implicit
+/// subscription (RFC 3515 §2.4.7, RFC 6665 §4.1.3).
+pub fn subscription_state(status: u16) -> &'static str {
+    if status >= 200 {
+        "terminated;reason=noresource"
+    } else {
+        "active;expires=60"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{SipMessage, parse_datagram};
+
+    fn refer(extra: &str) -> Request {
+        let text = format!(
+            "REFER sip:sipx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK1\r\n\
+             From: <sip:a@127.0.0.2>;tag=1\r\nTo: <sip:sipx@127.0.0.1>;tag=2\r\nCall-ID: c1\r\n\
+             CSeq: 7 REFER\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blind_transfer_names_a_number_or_an_account() {
+        let r = read_referral(&refer(
+            "Refer-To: \"Bob\" <sip:%2B4930123@pbx.example;user=phone>\r\n",
+        ))
+        .unwrap();
+        assert_eq!(r.target, "+4930123");
+        assert_eq!(r.display.as_deref(), Some("Bob"));
+        assert_eq!(r.event_id, 7);
+        assert!(r.notify);
+        let r = read_referral(&refer("r: tel:+1-555-0100\r\nRefer-Sub: False\r\n")).unwrap();
+        assert_eq!(r.target, "+1-555-0100");
+        assert!(!r.notify);
+        let r = read_referral(&refer("Refer-To: sip:alice@example.com\r\n")).unwrap();
+        assert_eq!(
+            (r.target.as_str(), r.refer_to.as_str()),
+            ("alice", "sip:alice@example.com")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_a_blind_transfer_is_refused() {
+        let status = |extra: &str| {
+            read_referral(&refer(extra))
+                .map(|_| 0)
+                .unwrap_or_else(|e| e.0)
+        };
+        assert_eq!(status(""), 400);
+        assert_eq!(
+            status("Refer-To: <sip:a@x>\r\nRefer-To: <sip:b@x>\r\n"),
+            400
+        );
+        assert_eq!(status("Refer-To: <sip:a@x\r\n"), 400);
+        assert_eq!(
+            status("Refer-To: <sip:bob@10.0.0.9?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n"),
+            501
+        );
+        assert_eq!(status("Refer-To: <sip:pbx.example>\r\n"), 403);
+        assert_eq!(status("Refer-To: <sip:a%20b@x>\r\n"), 403);
+        assert_eq!(status("Refer-To: <sip:%ff@x>\r\n"), 403);
+        assert_eq!(
+            status(&format!("Refer-To: <sip:{}@x>\r\n", "1".repeat(65))),
+            403
+        );
+        assert_eq!(status("Refer-To: <mailto:bob@example.com>\r\n"), 416);
+    }
+
+    #[test]
+    fn notify_bodies_report_a_status_and_end_on_a_final_one() {
+        assert_eq!(sipfrag(100), "SIP/2.0 100 Trying\r\n");
+        assert_eq!(sipfrag(486), "SIP/2.0 486 Busy Here\r\n");
+        assert_eq!(subscription_state(180), "active;expires=60");
+        assert_eq!(subscription_state(200), "terminated;reason=noresource");
+        assert_eq!(subscription_state(503), "terminated;reason=noresource");
+    }
+}
