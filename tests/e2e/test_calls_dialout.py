@@ -179,6 +179,29 @@ def test_a_refusal_ends_the_call_with_its_code_and_leaves_the_room(server, tmp_p
     assert participants(server, creds, "refusals") == []
 
 
+def test_a_route_that_fails_gives_way_to_the_next_and_the_row_names_the_one_that_carried_it(server, tmp_path):
+    """Automatic routing tries the trunks by name: `a-down` answers 503, so `b-up` carries the
+    call; the call's `route`, while up and in its CDR, is `b-up`'s (billing goes by it)."""
+    creds = create_app(server)[:2]
+    down = api(server, creds, "POST", "/v1/trunks", {"name": "a-down", "outbound": {"host": "127.0.0.163"}},
+               expect=201).json()
+    up = api(server, creds, "POST", "/v1/trunks", {"name": "b-up", "outbound": {"host": "127.0.0.164"}},
+             expect=201).json()
+    with sipp_uas(tmp_path, "127.0.0.163", "uas_reject.xml", CODE="503", REASON="Service Unavailable") as failing, \
+            sipp_uas(tmp_path, "127.0.0.164", "uas_answer.xml") as answering:
+        created = api(server, creds, "POST", "/v1/calls", {"to": "+4930123", "room": {"name": "fallback"}},
+                      expect=201).json()
+        assert created["route"] == f"trunk:{down['id']}", created
+        answered = wait_state(server, creds, created["id"], "CONFIRMED", timeout=20)
+        assert failing.wait(10) == 0
+        assert answered["route"] == f"trunk:{up['id']}", answered
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        wait_state(server, creds, created["id"], "DISCONNECTED")
+        assert answering.wait(10) == 0
+    cdrs = api(server, creds, "GET", "/v1/cdrs", expect=200).json()["items"]
+    assert [c["route"] for c in cdrs if c["call_id"] == created["id"]] == [f"trunk:{up['id']}"], cdrs
+
+
 def test_no_answer_within_the_ring_timeout_cancels_with_408(fast_server, tmp_path):
     """The phone rings until the call's ring timeout, which cancels it. Timer B (64·T1: 3.2 s
     on this server, 32 s by default) stops at the phone's 180 (RFC 3261 §17.1.1.2), so a ring

@@ -208,7 +208,63 @@ pub fn to_openapi_30(mut doc: Value) -> Value {
             walk_for_schemas(paths);
         }
     }
+    let types: Map<String, Value> = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .map(|schemas| {
+            schemas
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.get("type")?.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    nullable_refs(&mut doc, &types);
     doc
+}
+
+/// The `$ref` of `{allOf: [{$ref}]}`, or of `{allOf: [{allOf: [{$ref}], description…}]}` (the
+/// inner keywords move out); `None` for any other shape.
+fn single_ref(map: &mut Map<String, Value>) -> Option<String> {
+    let Some(Value::Array(alts)) = map.get("allOf") else {
+        return None;
+    };
+    let [only] = alts.as_slice() else {
+        return None;
+    };
+    if let Some(r) = only.get("$ref").and_then(Value::as_str) {
+        return Some(r.to_owned());
+    }
+    let mut inner = only.as_object()?.clone();
+    let r = single_ref(&mut inner)?;
+    inner.remove("allOf");
+    for (k, v) in inner {
+        map.entry(k).or_insert(v);
+    }
+    Some(r)
+}
+
+/// `{allOf: [{$ref: R}], nullable: true}` allows no `null` in OpenAPI 3.0.3: `nullable` acts
+/// only beside a `type`, and `R` refuses `null`. Strict validators and clients reject such a
+/// field's `null`; `oneOf: [R, {type: <R's type>, nullable: true, enum: [null]}]` takes it.
+fn nullable_refs(v: &mut Value, types: &Map<String, Value>) {
+    match v {
+        Value::Object(map) => {
+            let nullable = map.get("nullable") == Some(&json!(true)) && !map.contains_key("type");
+            if let (Some(r), true) = (single_ref(map), nullable) {
+                let name = r.rsplit('/').next().unwrap_or_default();
+                let mut none = json!({"nullable": true, "enum": [null]});
+                if let Some(t) = types.get(name) {
+                    none["type"] = t.clone();
+                }
+                map.remove("allOf");
+                map.remove("nullable");
+                map.insert("oneOf".to_owned(), json!([{ "$ref": r }, none]));
+            }
+            map.values_mut().for_each(|c| nullable_refs(c, types));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| nullable_refs(c, types)),
+        _ => {}
+    }
 }
 
 fn walk_for_schemas(v: &mut Value) {
@@ -340,7 +396,7 @@ mod tests {
     fn converts_nullable_forms() {
         let v = to_openapi_30(json!({
             "openapi": "3.1.0",
-            "components": {"schemas": {"X": {"type": "object", "properties": {
+            "components": {"schemas": {"Y": {"type": "object"}, "X": {"type": "object", "properties": {
                 "a": {"type": ["string", "null"]},
                 "b": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Y"}]},
                 "c": {"type": "array", "items": {"type": ["integer", "null"]}, "examples": [[1]]},
@@ -354,7 +410,8 @@ mod tests {
         assert_eq!(props["a"], json!({"type": "string", "nullable": true}));
         assert_eq!(
             props["b"],
-            json!({"allOf": [{"$ref": "#/components/schemas/Y"}], "nullable": true})
+            json!({"oneOf": [{"$ref": "#/components/schemas/Y"},
+                             {"type": "object", "nullable": true, "enum": [null]}]})
         );
         assert_eq!(
             props["c"]["items"],

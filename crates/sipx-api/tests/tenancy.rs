@@ -332,3 +332,34 @@ async fn one_application_cannot_take_another_ones_calls_or_logins() {
         .await
         .assert_problem(409, "conflict");
 }
+
+/// Two applications claiming the same user name or network at the same moment: one gets it,
+/// the other 409 (the check and the write are one step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_claims_of_two_applications_leave_one_owner() {
+    let api = std::sync::Arc::new(TestApi::new().await);
+    let a = api.new_app("a").await;
+    let b = api.new_app("b").await;
+    for round in 0..10 {
+        let user_trunk = json!({"name": "p", "inbound": {
+            "username": format!("pair-{round}"), "password": "a-long-password-1"}});
+        let net_trunk = json!({"name": "p", "inbound": {
+            "allowed_cidrs": [format!("10.{round}.0.0/16")]}});
+        let account = json!({"username": format!("mix-{round}"), "password": "password-b-1"});
+        let mixed_trunk = json!({"name": "p", "inbound": {
+            "username": format!("mix-{round}"), "password": "a-long-password-1"}});
+        for (path_a, body_a, path_b, body_b) in [
+            ("/v1/trunks", &user_trunk, "/v1/trunks", &user_trunk),
+            ("/v1/trunks", &net_trunk, "/v1/trunks", &net_trunk),
+            ("/v1/trunks", &mixed_trunk, "/v1/sip-accounts", &account),
+        ] {
+            let (first, second) = tokio::join!(
+                api.call(&a, "POST", path_a, Some(body_a.clone())),
+                api.call(&b, "POST", path_b, Some(body_b.clone())),
+            );
+            let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+            statuses.sort_unstable();
+            assert_eq!(statuses, [201, 409], "{} / {}", first.text, second.text);
+        }
+    }
+}

@@ -135,13 +135,15 @@ pub enum CallWrite {
     Update(String, Box<CallProgress>),
     /// A call's media statistics (JSON), which arrive when its media leg is gone.
     Stats(String, String),
+    /// The route a dial-out now takes (`trunk:<id>`…), when one failed and the next is tried.
+    Route(String, Option<String>),
 }
 
 impl CallWrite {
     pub fn call_id(&self) -> &str {
         match self {
             CallWrite::Insert(r) => &r.id,
-            CallWrite::Update(id, _) | CallWrite::Stats(id, _) => id,
+            CallWrite::Update(id, _) | CallWrite::Stats(id, _) | CallWrite::Route(id, _) => id,
         }
     }
 }
@@ -183,6 +185,12 @@ fn stats_query<'q>(id: &'q str, stats: &'q str) -> Query<'q> {
         .bind(id)
 }
 
+fn route_query<'q>(id: &'q str, route: Option<&'q str>) -> Query<'q> {
+    sqlx::query("UPDATE calls SET route = ? WHERE id = ?")
+        .bind(route)
+        .bind(id)
+}
+
 impl Store {
     /// Stores a new call (its id chosen by the caller, see [`new_call_id`]).
     pub async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError> {
@@ -211,6 +219,7 @@ impl Store {
                 CallWrite::Insert(r) => insert_query(r),
                 CallWrite::Update(id, p) => update_query(id, p),
                 CallWrite::Stats(id, stats) => stats_query(id, stats),
+                CallWrite::Route(id, route) => route_query(id, route.as_deref()),
             };
             query.execute(&mut *tx).await?;
         }

@@ -304,7 +304,7 @@ pub async fn create(
         username: Some(&body.username),
         networks: &[],
     };
-    super::sip_claims::refuse_taken(&state, claim).await?;
+    let _claimed = super::sip_claims::refuse_taken(&state, claim).await?;
     let new = NewSipAccount {
         username: body.username,
         password: Redacted::new(body.password),

@@ -511,7 +511,7 @@ async fn refuse_taken_by_others(
     app_id: &str,
     trunk_id: Option<&str>,
     data: &TrunkData,
-) -> Result<(), ApiError> {
+) -> Result<super::sip_claims::ClaimGuard, ApiError> {
     let claim = super::sip_claims::Claim {
         app_id,
         owner_id: trunk_id,
@@ -555,7 +555,7 @@ pub async fn create(
         ..TrunkData::new(body.name)
     };
     apply_outbound(&mut data, body.outbound.as_ref());
-    refuse_taken_by_others(&state, &app.id, None, &data).await?;
+    let _claimed = refuse_taken_by_others(&state, &app.id, None, &data).await?;
     let password = secret_change(&body.outbound.as_ref().and_then(|o| o.password.clone()));
     let trunk = state
         .store
@@ -655,7 +655,7 @@ pub async fn update(
         inbound_password = secret_change(&i.password);
     }
     c.done()?;
-    refuse_taken_by_others(&state, &app.id, Some(&id), &data).await?;
+    let _claimed = refuse_taken_by_others(&state, &app.id, Some(&id), &data).await?;
     state
         .store
         .update_trunk(&app.id, &id, &data, &password, &inbound_password)

@@ -322,7 +322,9 @@ impl CallControl {
     }
 }
 
-fn route_label(t: &DialTarget) -> Option<String> {
+/// What a call's row says of its route: `trunk:<id>`, `sip_account:<id>`, or nothing (a SIP
+/// URI, or whichever of several accounts answers).
+pub(crate) fn route_label(t: &DialTarget) -> Option<String> {
     match t {
         DialTarget::Trunk(r) => Some(format!("trunk:{}", r.id)),
         DialTarget::Accounts(a) if a.len() == 1 => {

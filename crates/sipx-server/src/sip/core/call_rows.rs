@@ -336,6 +336,7 @@ mod tests {
             batch.push(w);
         }
         batch.insert(2, RowWrite::Stats("call_1".into(), "{}".into()));
+        batch.insert(3, RowWrite::Route("call_1".into(), None));
         batch.push(RowWrite::Update("call_2".into(), Box::default()));
         fold_updates(&mut batch);
         let kinds: Vec<String> = batch
@@ -343,10 +344,14 @@ mod tests {
             .map(|w| match w {
                 RowWrite::Insert(_) => "insert".to_owned(),
                 RowWrite::Stats(..) => "stats".to_owned(),
+                RowWrite::Route(..) => "route".to_owned(),
                 RowWrite::Update(id, p) => format!("{id}:{}", p.state),
             })
             .collect();
-        assert_eq!(kinds, ["insert", "stats", "call_1:CONFIRMED", "call_2:"]);
+        assert_eq!(
+            kinds,
+            ["insert", "stats", "route", "call_1:CONFIRMED", "call_2:"]
+        );
     }
 
     #[test]

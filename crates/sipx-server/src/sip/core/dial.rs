@@ -405,8 +405,13 @@ impl Core {
         let (Some(next), Some(invite)) = (c.fallbacks.pop_front(), c.invite.clone()) else {
             return false;
         };
-        tracing::info!(call = %id, status, "route failed: trying the next one");
+        let route = crate::sip::call_service::route_label(&next);
+        tracing::info!(call = %id, status, next = ?route, "route failed: trying the next one");
         c.target = next;
+        // The row names the route that carries the call (billing goes by it).
+        if let Some(tx) = &self.rows.tx {
+            let _ = tx.send(super::call_rows::RowWrite::Route(id.to_owned(), route));
+        }
         // The failed INVITE's sockets and session go; the next INVITE gets its own.
         c.out = None;
         self.send_invite(now, id, invite);
