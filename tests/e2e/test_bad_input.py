@@ -38,3 +38,14 @@ def test_garbage_http_does_not_hurt_the_server(server):
             except OSError:
                 pass
     assert requests.get(server.url("/healthz"), timeout=5).status_code == 200
+
+
+def test_a_room_token_name_with_a_control_character_is_refused(server):
+    key, secret, _ = create_app(server, "tokens")
+    for name, status in [("\u0000", 422), ("Alice\r\nX: y", 422), ("Zoë", 201)]:
+        r = requests.post(server.url("/v1/rooms/lobby/tokens"), json={"identity": "alice", "name": name},
+                          headers=auth_header(key, secret), timeout=10)
+        assert r.status_code == status, (name, r.text)
+        if status == 422:
+            assert r.headers["content-type"] == "application/problem+json"
+            assert [e["field"] for e in r.json()["errors"]] == ["name"], r.text

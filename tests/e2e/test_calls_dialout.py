@@ -272,6 +272,9 @@ def test_bad_dial_requests_get_problem_bodies(server):
                   expect=201).json()
     cases = [
         ({"to": "not a number", "room": {"name": "r"}}, "to"),
+        # A Request-URI carries no headers part (RFC 3261 §19.1.1), and port 0 reaches nobody.
+        ({"to": "sip:1@127.0.0.233:5060?X-Inj=1", "room": {"name": "r"}}, "to"),
+        ({"to": "sip:1@127.0.0.233:0", "room": {"name": "r"}}, "to"),
         ({"to": "+49301", "room": {"name": "bad room!"}}, "room.name"),
         ({"to": "+49301", "room": {"name": "r"}, "ring_timeout": 0}, "ring_timeout"),
         ({"to": "+49301", "room": {"name": "r"}, "dtmf_after_answer": "12x"}, "dtmf_after_answer"),

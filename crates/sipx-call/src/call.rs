@@ -404,9 +404,26 @@ impl Call {
                 self.answered();
             }
             Phase::Cancelling { end, .. } => {
-                // The 2xx crossed our CANCEL; the dialog layer ACKs it, we end it.
+                // The 2xx crossed our CANCEL (or came before a CANCEL could go): the phone
+                // did answer, and its network bills from here, so the record says so; the
+                // dialog layer ACKs it and our BYE ends it.
+                self.record(
+                    CallStateKind::Connecting,
+                    code,
+                    reason_of(code, reason),
+                    None,
+                );
+                self.answered_at = Some(self.now);
                 self.command(Command::SendBye);
-                self.finish(end);
+                let reason = match end.cause {
+                    EndCause::LocalHangup => "Normal call clearing".to_owned(),
+                    _ => end.reason,
+                };
+                self.finish(End {
+                    code: 200,
+                    reason,
+                    ..end
+                });
             }
             // Retransmissions and 2xx from other forks are the dialog layer's.
             other => self.phase = other,

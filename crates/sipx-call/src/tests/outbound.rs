@@ -238,9 +238,25 @@ fn cases() -> Vec<Case> {
                 ],
             ),
             commands: vec![join(), invite(), SendCancel, LeaveRoom, SendBye],
-            states: vec![Calling, Early, Disconnected],
-            end: (487, "Request Terminated", EndCause::LocalHangup),
+            // The phone answered: the record shows it, and the call ends as an answered one.
+            states: vec![Calling, Early, Connecting, Disconnected],
+            end: (200, "Normal call clearing", EndCause::LocalHangup),
             ended_at: 2010,
+        },
+        Case {
+            params: dial_out(),
+            name: "hang-up before any provisional, then the phone answers: answered, then BYE",
+            steps: vec![
+                In(joined()),
+                At(10),
+                Hangup,
+                At(3000),
+                In(response(200, "OK", true)),
+            ],
+            commands: vec![join(), invite(), LeaveRoom, SendBye],
+            states: vec![Calling, Connecting, Disconnected],
+            end: (200, "Normal call clearing", EndCause::LocalHangup),
+            ended_at: 3000,
         },
         Case {
             params: dial_out(),

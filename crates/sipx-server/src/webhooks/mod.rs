@@ -324,13 +324,13 @@ async fn attempt(
     metrics::counter!("sipx_webhook_attempts_total", "result" => result).increment(1);
     // The host only: a URL's path or query may hold the receiver's token.
     let host = url_host(&p.url);
+    // Absent values are left out of the log line (no `Some(410)` text for tools to parse).
+    let (status, error) = (outcome.http_status(), outcome.error());
     match (&after, &outcome) {
         (AfterAttempt::Failed, _) => tracing::warn!(delivery_id = %p.id, app_id = %p.app_id,
-            %host, attempts, status = ?outcome.http_status(), error = ?outcome.error(),
-            "webhook delivery failed"),
-        _ => tracing::debug!(delivery_id = %p.id, %host, attempts,
-            status = ?outcome.http_status(), error = ?outcome.error(), duration_ms, result,
-            "webhook attempt"),
+            %host, attempts, status, error = error.as_deref(), "webhook delivery failed"),
+        _ => tracing::debug!(delivery_id = %p.id, %host, attempts, status,
+            error = error.as_deref(), duration_ms, result, "webhook attempt"),
     }
     let record = NewAttempt {
         at_ms,

@@ -345,13 +345,15 @@ fn is_dialable_number(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
+/// A SIP URI SIPx can put in a Request-URI: no headers part (RFC 3261 §19.1.1 forbids it
+/// there) and no port 0.
 fn is_sip_uri(s: &str) -> bool {
     s.len() <= 256
         && (s.starts_with("sip:") || s.starts_with("sips:"))
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(
             sipx_sip::msg::Uri::parse(s),
-            Some(sipx_sip::msg::Uri::Sip(_))
+            Some(sipx_sip::msg::Uri::Sip(u)) if u.headers.is_empty() && u.port != Some(0)
         )
 }
 
@@ -375,7 +377,7 @@ fn check_to(to: &str, c: &mut Checker) {
     c.check(
         is_dialable_number(to) || is_sip_uri(to),
         "to",
-        "an E.164 number, digits with * and #, or a sip:/sips: URI",
+        "an E.164 number, digits with * and #, or a sip:/sips: URI (without headers or port 0)",
     );
 }
 

@@ -87,8 +87,15 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
     check_name("room", &room)?;
     check_name("identity", &body.identity)?;
-    if body.name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-        return Err(ApiError::invalid_field("name", "at most 128 characters"));
+    if body
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 128 || n.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid_field(
+            "name",
+            "at most 128 characters, none of them control characters",
+        ));
     }
     let max = state.auth.room_token_max_ttl.as_secs();
     let ttl = body.ttl_secs.unwrap_or(3600.min(max));
