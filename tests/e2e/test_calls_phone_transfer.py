@@ -10,6 +10,7 @@ belong here."""
 import json
 import random
 import re
+import socket
 
 import pytest
 
@@ -283,5 +284,101 @@ def test_with_refer_turned_off_a_refer_gets_405_and_allow_leaves_it_out(refusing
         assert "REFER" not in header(refused, "Allow"), refused
         hang_up(phone, dialog, answer, cseq=3)
         assert not [c for c in all_calls(refusing, creds) if c["direction"] == "outbound"]
+    finally:
+        phone.close()
+
+
+class Answerer:
+    """A UDP phone on ip:5060 behind a trunk: answers every INVITE (PCMU) and every other
+    request 200, and can send a REFER in a dialog it answered."""
+
+    def __init__(self, ip):
+        self.ip = ip
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, 5060))
+        self.sock.settimeout(10)
+        self.tag = f"{random.getrandbits(32):x}"
+
+    def close(self):
+        self.sock.close()
+
+    def answer(self, request, source):
+        """200 to a request; an INVITE's carries our tag, Contact and SDP."""
+        if request.startswith("ACK "):
+            return
+        response = ok_for(request).decode()
+        if request.startswith("INVITE "):
+            body = (f"v=0\r\no=- 1 1 IN IP4 {self.ip}\r\ns=-\r\nc=IN IP4 {self.ip}\r\nt=0 0\r\n"
+                    "m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+            to = header(request, "To")
+            response = response.replace(f"To: {to}\r\n", f"To: {to};tag={self.tag}\r\n")
+            response = response.replace("Content-Length: 0\r\n\r\n",
+                                        f"Contact: <sip:phone@{self.ip}:5060>\r\nContent-Type: application/sdp\r\n"
+                                        f"Content-Length: {len(body)}\r\n\r\n{body}")
+        self.sock.sendto(response.encode(), source)
+
+    def refer(self, invite, source, refer_to):
+        """A REFER in the dialog `invite` opened; returns its branch."""
+        contact = re.search(r"<([^>]+)>", header(invite, "Contact")).group(1)
+        branch = f"z9hG4bK{random.getrandbits(48):x}"
+        request = (f"REFER {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {self.ip}:5060;branch={branch};rport\r\n"
+                   f"Max-Forwards: 70\r\nFrom: {header(invite, 'To')};tag={self.tag}\r\n"
+                   f"To: {header(invite, 'From')}\r\nCall-ID: {header(invite, 'Call-ID')}\r\nCSeq: 1 REFER\r\n"
+                   f"Contact: <sip:phone@{self.ip}:5060>\r\nRefer-To: <{refer_to}>\r\nContent-Length: 0\r\n\r\n")
+        self.sock.sendto(request.encode(), source)
+        return branch
+
+    def serve(self, done, what):
+        """Answers everything until `done(messages)`; returns the messages."""
+        seen = []
+        for _ in range(200):
+            try:
+                text, source = self.sock.recvfrom(65535)
+            except TimeoutError:
+                raise AssertionError(f"timed out waiting for {what}; seen: {seen}") from None
+            text = text.decode(errors="replace")
+            if not text.startswith("SIP/2.0"):
+                self.answer(text, source)
+            seen.append((text, source))
+            if done([m for m, _ in seen]):
+                return seen
+        raise AssertionError(f"no end to {what}")
+
+
+def test_a_dialled_phone_transfers_the_call_back_through_the_trunk(server):
+    """The phone SIPx dialled (through a trunk) answers, then transfers: SIPx calls the number
+    back through that trunk into the room, and the first call ends `transferred`."""
+    ip = "127.0.0.218"
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "pbx", "outbound": {"host": ip, "port": 5060}},
+                expect=201).json()
+    phone = Answerer(ip)
+    try:
+        first = api(server, creds, "POST", "/v1/calls", {
+            "to": "4930111", "room": {"name": "out-desk"}, "route": {"trunk_id": trunk["id"]}}, expect=201).json()
+        seen = phone.serve(lambda ms: any(m.startswith("ACK ") for m in ms), "the dial-out's INVITE and ACK")
+        invite, source = next((m, s) for m, s in seen if m.startswith("INVITE "))
+        assert "REFER" in (header(invite, "Allow") or ""), invite
+        wait_any_call(server, creds, lambda c: c["id"] == first["id"] and c["state"] == "CONFIRMED",
+                      "the dial-out confirmed")
+
+        branch = phone.refer(invite, source, f"sip:4930888@{ip}")
+        first_call_id = header(invite, "Call-ID")
+        seen = phone.serve(lambda ms: any(m.startswith("BYE ") and header(m, "Call-ID") == first_call_id
+                                          for m in ms), "the transfer's INVITE, the NOTIFYs and the BYE")
+        messages = [m for m, _ in seen]
+        assert status_of(branch, messages) == 202, messages
+        assert [sipfrag_status(n) for n in notifies(messages)][-1] == 200, messages
+        second = next(m for m in messages if m.startswith("INVITE "))
+        assert second.startswith(f"INVITE sip:4930888@{ip}"), second
+        assert header(second, "Call-ID") != first_call_id, second
+
+        ended = wait_any_call(server, creds, lambda c: c["id"] == first["id"] and c["done"], "the dial-out ended")
+        assert ended["end"]["cause"] == "transferred" and ended["end"]["code"] == 200, ended
+        new = wait_any_call(server, creds, lambda c: c["to"] == "4930888" and c["state"] == "CONFIRMED",
+                            "the transfer's call answered")
+        assert new["route"] == f"trunk:{trunk['id']}" and new["room"]["name"] == "out-desk", new
+        api(server, creds, "DELETE", f"/v1/calls/{new['id']}", expect=202)
+        phone.serve(lambda ms: any(m.startswith("BYE ") for m in ms), "the BYE of the transfer's call")
     finally:
         phone.close()
