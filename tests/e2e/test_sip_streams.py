@@ -1,11 +1,16 @@
 """SIP over a TCP connection and odd bytes, against the real binary: the answer to a good
 request still goes out when the same segment ends in bytes that cannot be framed (SIPx then
 closes the connection, RFC 3261 §18.3); a request whose display name is Latin-1, not UTF-8, is
-answered over UDP and TCP instead of dropped. Addresses 127.0.0.205-209 belong here."""
+answered over UDP and TCP instead of dropped. Connections that say nothing, or trickle a
+message, are closed; one address holds only so many; a keep-alive split across segments is
+still answered. Addresses 127.0.0.205-209 belong here."""
 
 import socket
+import time
 
-from conftest import sip_addr
+import pytest
+
+from conftest import SIP_ENV, Server, sip_addr
 
 
 def options(ip, port, transport, branch, display=b"Probe"):
@@ -53,3 +58,86 @@ def test_a_latin1_display_name_is_answered(server):
         s.sendall(options(ip, port, "TCP", "latin1t", latin1))
         got = s.recv(65535).decode("latin-1")
     assert got.startswith("SIP/2.0 200 "), got
+
+
+@pytest.fixture
+def guarded(data_dir):
+    """SIPx giving a connection 2 s to say something, and one address 4 connections."""
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__STREAM_SETUP_TIMEOUT_SECS": "2",
+                              "SIPX_SIP__MAX_CONNECTIONS_PER_SOURCE": "4"}).start()
+    yield s
+    s.stop()
+
+
+def closed_within(sock, seconds):
+    """Whether the server closes `sock` within `seconds` (reading nothing meanwhile)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(65535) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_silent_and_stalled_connections_are_closed_and_busy_ones_kept(guarded):
+    ip, port = sip_addr(guarded, "tcp")
+    src = ("127.0.0.207", 0)
+    with socket.create_connection((ip, port), timeout=5, source_address=src) as silent, \
+            socket.create_connection((ip, port), timeout=5, source_address=src) as stalled, \
+            socket.create_connection((ip, port), timeout=5, source_address=src) as busy:
+        started = time.monotonic()
+        stalled.sendall(options(ip, port, "TCP", "stall")[:40])
+        busy.sendall(options(ip, port, "TCP", "busy1"))
+        assert busy.recv(65535).startswith(b"SIP/2.0 200 ")
+        assert closed_within(silent, 10) and closed_within(stalled, 10)
+        assert time.monotonic() - started >= 1.5
+        # A connection that carried SIP may stay quiet longer than a new one may.
+        time.sleep(1)
+        busy.sendall(options(ip, port, "TCP", "busy2"))
+        busy.settimeout(5)
+        assert busy.recv(65535).startswith(b"SIP/2.0 200 ")
+
+
+def test_one_address_holds_only_its_share_of_connections(guarded):
+    ip, port = sip_addr(guarded, "tcp")
+    held = [socket.create_connection((ip, port), timeout=5, source_address=("127.0.0.208", 0))
+            for _ in range(4)]
+    try:
+        for i, s in enumerate(held):
+            s.sendall(options(ip, port, "TCP", f"held{i}"))
+            assert s.recv(65535).startswith(b"SIP/2.0 200 ")
+        with socket.create_connection((ip, port), timeout=5, source_address=("127.0.0.208", 0)) as extra:
+            assert closed_within(extra, 5)
+        # Another address is served, and a place freed is taken again.
+        with socket.create_connection((ip, port), timeout=5, source_address=("127.0.0.209", 0)) as other:
+            other.sendall(options(ip, port, "TCP", "other"))
+            assert other.recv(65535).startswith(b"SIP/2.0 200 ")
+        held.pop().close()
+        for _ in range(50):
+            again = socket.create_connection((ip, port), timeout=5, source_address=("127.0.0.208", 0))
+            again.sendall(options(ip, port, "TCP", "again"))
+            again.settimeout(5)
+            try:
+                answer = again.recv(65535)
+            except ConnectionResetError:
+                answer = b""
+            if answer.startswith(b"SIP/2.0 200 "):
+                held.append(again)
+                break
+            again.close()  # the server has not yet seen the freed place go
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the freed place was never given again")
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_keepalive_split_across_segments_is_answered(server):
+    ip, port = sip_addr(server, "tcp")
+    with socket.create_connection((ip, port), timeout=5, source_address=("127.0.0.205", 0)) as s:
+        s.sendall(b"\r\n")
+        time.sleep(0.3)  # two segments, as a byte stream may cut them
+        s.sendall(b"\r\n")
+        assert s.recv(16) == b"\r\n"

@@ -319,6 +319,15 @@ pub struct SipConfig {
     /// number into the phone's room, back through the trunk or account the phone's call went
     /// through (or to the application's account of that name). Off: REFER gets 405.
     pub accept_refer: bool,
+    /// Stream connections (TCP, TLS, WS, WSS) others may hold open at once, in all and from
+    /// one address; past either, a new one is closed at once. Bounded below the process's
+    /// open-file limit, which SIPx raises to its hard limit at start.
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// Seconds a new connection has to send its first message, and any connection to finish
+    /// a message it began (slow senders hold no connection for long). Once a connection has
+    /// carried SIP, it may stay silent for `max_expires` + 60 s (a registration's life).
+    pub stream_setup_timeout_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -356,6 +365,9 @@ impl Default for SipConfig {
             session_min_se_secs: sipx_sip::session_timer::MIN_SE_FLOOR,
             session_expires_secs: 1800,
             accept_refer: true,
+            max_connections: 8192,
+            max_connections_per_source: 256,
+            stream_setup_timeout_secs: 30,
         }
     }
 }

@@ -5,6 +5,7 @@ mod abuse;
 mod call_service;
 mod core;
 mod route_webhook;
+mod stream_limits;
 mod transport;
 mod ws;
 
@@ -294,6 +295,7 @@ impl BoundSip {
             persist_rx,
             tx.clone(),
         )));
+        let limits = stream_limits(c);
         let mut udp_map = HashMap::new();
         let mut direct_udp = None;
         for (flow, socket, ready) in self.udp {
@@ -328,6 +330,7 @@ impl BoundSip {
                 tls,
                 transport::Protocol::Stream,
                 self.ids.clone(),
+                limits.clone(),
                 tx.clone(),
                 stop.clone(),
             )));
@@ -346,6 +349,7 @@ impl BoundSip {
                 tls,
                 transport::Protocol::WebSocket,
                 self.ids.clone(),
+                limits.clone(),
                 tx.clone(),
                 stop.clone(),
             )));
@@ -405,4 +409,27 @@ impl BoundSip {
 pub(crate) struct CoreQueue {
     tx: mpsc::Sender<core::CoreInput>,
     rx: mpsc::Receiver<core::CoreInput>,
+}
+
+/// The bounds on others' stream connections, within the open files this process may have:
+/// half of them stay for media ports, the API and the database.
+fn stream_limits(c: &SipConfig) -> Arc<stream_limits::StreamLimits> {
+    let files = stream_limits::raise_open_file_limit(1 << 20);
+    let max_total = match files {
+        Some(n) => c
+            .max_connections
+            .min(usize::try_from(n / 2).unwrap_or(usize::MAX)),
+        None => c.max_connections,
+    };
+    tracing::info!(
+        open_files = files,
+        max_connections = max_total,
+        per_source = c.max_connections_per_source,
+        "SIP stream connection limits"
+    );
+    let timeouts = stream_limits::StreamTimeouts {
+        setup: Duration::from_secs(c.stream_setup_timeout_secs.max(1)),
+        idle: Duration::from_secs(u64::from(c.max_expires) + 60),
+    };
+    stream_limits::StreamLimits::new(max_total, c.max_connections_per_source, timeouts)
 }

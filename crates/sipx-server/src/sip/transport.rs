@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::core::CoreInput;
+use super::stream_limits::{StreamLimits, StreamTimeouts};
 
 /// Flow ids: UDP sockets and TCP connections share one numbering.
 #[derive(Debug, Default)]
@@ -106,12 +107,14 @@ impl Protocol {
     }
 }
 
-/// Accepts connections on a stream listener, TLS-wrapped when `tls` is set, one task each.
+/// Accepts connections on a stream listener, TLS-wrapped when `tls` is set, one task each,
+/// within `limits` (a connection past them is closed at once).
 pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     protocol: Protocol,
     ids: Arc<FlowIds>,
+    limits: Arc<StreamLimits>,
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -129,18 +132,38 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let Some(permit) = limits.admit(addr.ip()) else {
+            metrics::counter!("sipx_sip_connections_refused_total").increment(1);
+            tracing::debug!(%addr, "SIP connection refused: too many open");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let flow = ids.next();
         let (core, stop, tls) = (core.clone(), stop.clone(), tls.clone());
+        let timeouts = Some(limits.timeouts);
         tokio::spawn(async move {
+            // Held for the connection's life: its place comes back when it ends.
+            let _permit = permit;
             let Some(acceptor) = tls else {
                 let transport = protocol.transport(false);
-                return serve(protocol, stream, addr, flow, transport, core, stop).await;
+                let conn = Conn {
+                    addr,
+                    flow,
+                    transport,
+                    timeouts,
+                };
+                return serve(protocol, stream, conn, core, stop).await;
             };
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let transport = protocol.transport(true);
-                    serve(protocol, tls, addr, flow, transport, core, stop).await;
+                    let conn = Conn {
+                        addr,
+                        flow,
+                        transport,
+                        timeouts,
+                    };
+                    serve(protocol, tls, conn, core, stop).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%addr, error = %e, "SIP TLS handshake failed"),
                 Err(_) => tracing::debug!(%addr, "SIP TLS handshake timed out"),
@@ -178,11 +201,18 @@ pub async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
+    // SIPx's own connections (to providers) stay as long as SIPx keeps them.
+    let conn = |transport| Conn {
+        addr,
+        flow,
+        transport,
+        timeouts: None,
+    };
     let Some((connector, name)) = tls else {
-        return stream_connection(stream, addr, flow, Transport::Tcp, core, stop).await;
+        return stream_connection(stream, conn(Transport::Tcp), core, stop).await;
     };
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, stream)).await {
-        Ok(Ok(tls)) => stream_connection(tls, addr, flow, Transport::Tls, core, stop).await,
+        Ok(Ok(tls)) => stream_connection(tls, conn(Transport::Tls), core, stop).await,
         Ok(Err(e)) => {
             let _ = core
                 .send(failed(format!("TLS handshake failed: {e}")))
@@ -196,41 +226,78 @@ pub async fn connect(
     }
 }
 
+/// A connection as its task knows it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Conn {
+    pub addr: SocketAddr,
+    pub flow: FlowId,
+    pub transport: Transport,
+    /// `None` for SIPx's own connections, which no peer's silence closes.
+    pub timeouts: Option<StreamTimeouts>,
+}
+
+impl Conn {
+    pub fn peer(&self) -> Peer {
+        Peer {
+            transport: self.transport,
+            flow: self.flow,
+            addr: self.addr,
+        }
+    }
+}
+
 async fn serve<S>(
     protocol: Protocol,
     stream: S,
-    addr: SocketAddr,
-    flow: FlowId,
-    transport: Transport,
+    conn: Conn,
     core: mpsc::Sender<CoreInput>,
     stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match protocol {
-        Protocol::Stream => stream_connection(stream, addr, flow, transport, core, stop).await,
-        Protocol::WebSocket => {
-            super::ws::connection(stream, addr, flow, transport, core, stop).await
-        }
+        Protocol::Stream => stream_connection(stream, conn, core, stop).await,
+        Protocol::WebSocket => super::ws::connection(stream, conn, core, stop).await,
+    }
+}
+
+/// When a connection that stays silent from `now` on is closed: a first message, or the end
+/// of one begun, is due within the setup timeout; after that, silence may last the idle one.
+pub(super) fn silence_deadline(
+    timeouts: Option<StreamTimeouts>,
+    since: tokio::time::Instant,
+    carried_sip: bool,
+    partial: bool,
+) -> Option<tokio::time::Instant> {
+    let t = timeouts?;
+    Some(
+        since
+            + if carried_sip && !partial {
+                t.idle
+            } else {
+                t.setup
+            },
+    )
+}
+
+/// Sleeps until `deadline`, or forever without one.
+pub(super) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
 /// One stream connection (TCP or TLS): frames what arrives, writes what the core sends.
 async fn stream_connection<S>(
     stream: S,
-    addr: SocketAddr,
-    flow: FlowId,
-    transport: Transport,
+    conn: Conn,
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let peer = Peer {
-        transport,
-        flow,
-        addr,
-    };
+    let (addr, flow, peer) = (conn.addr, conn.flow, conn.peer());
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
@@ -246,23 +313,35 @@ async fn stream_connection<S>(
     });
     let mut framer = Framer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    // Since when the connection has been silent, or its current message unfinished.
+    let mut since = tokio::time::Instant::now();
+    let mut carried_sip = false;
     'conn: loop {
+        let deadline = silence_deadline(conn.timeouts, since, carried_sip, framer.has_partial());
         let n = tokio::select! {
             r = reader.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
             _ = stop.wait_for(|s| *s) => break,
+            _ = sleep_until(deadline) => {
+                metrics::counter!("sipx_sip_connections_timed_out_total").increment(1);
+                tracing::debug!(%addr, carried_sip, "closing a silent or stalled SIP connection");
+                break;
+            }
         };
+        let was_partial = framer.has_partial();
         framer.push(&buf[..n]);
         loop {
             match framer.next_unit() {
                 Ok(Some(Framed::Message(msg))) => {
+                    (carried_sip, since) = (true, tokio::time::Instant::now());
                     if core.send(CoreInput::Parsed { peer, msg }).await.is_err() {
                         break 'conn;
                     }
                 }
                 Ok(Some(Framed::Ping)) => {
+                    (carried_sip, since) = (true, tokio::time::Instant::now());
                     let _ = core.send(CoreInput::Pong { peer }).await;
                 }
                 Ok(None) => break,
@@ -271,6 +350,10 @@ async fn stream_connection<S>(
                     break 'conn;
                 }
             }
+        }
+        // A message begun now must be finished within the setup timeout from here.
+        if framer.has_partial() && !was_partial {
+            since = tokio::time::Instant::now();
         }
     }
     let _ = core.send(CoreInput::FlowClosed { flow }).await;

@@ -1,11 +1,9 @@
 //! SIP over WebSocket (RFC 7118), for browser SIP phones: each WebSocket message carries one
 //! SIP message; the handshake must agree on the `sip` subprotocol.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sipx_sip::{FlowId, Peer, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -13,6 +11,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
 use super::core::CoreInput;
+use super::transport::{Conn, silence_deadline, sleep_until};
 
 /// The WebSocket upgrade must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,9 +20,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// limit), then runs the session.
 pub(super) async fn connection<S>(
     stream: S,
-    addr: SocketAddr,
-    flow: FlowId,
-    transport: Transport,
+    conn: Conn,
     core: mpsc::Sender<CoreInput>,
     stop: watch::Receiver<bool>,
 ) where
@@ -58,29 +55,23 @@ pub(super) async fn connection<S>(
     {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "SIP WebSocket handshake failed");
+            tracing::debug!(addr = %conn.addr, error = %e, "SIP WebSocket handshake failed");
             return;
         }
         Err(_) => return,
     };
-    session(ws, addr, flow, transport, core, stop).await;
+    session(ws, conn, core, stop).await;
 }
 
 async fn session<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
-    addr: SocketAddr,
-    flow: FlowId,
-    transport: Transport,
+    conn: Conn,
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = Peer {
-        transport,
-        flow,
-        addr,
-    };
+    let (addr, flow, peer) = (conn.addr, conn.flow, conn.peer());
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
@@ -99,17 +90,31 @@ async fn session<S>(
         }
         let _ = sink.close().await;
     });
+    // Since when the connection has been silent (frames arrive whole: nothing is partial).
+    let mut since = tokio::time::Instant::now();
+    let mut carried_sip = false;
     loop {
+        let deadline = silence_deadline(conn.timeouts, since, carried_sip, false);
         let next = tokio::select! {
             m = stream.next() => m,
             _ = stop.wait_for(|s| *s) => break,
+            _ = sleep_until(deadline) => {
+                metrics::counter!("sipx_sip_connections_timed_out_total").increment(1);
+                tracing::debug!(%addr, carried_sip, "closing a silent SIP WebSocket");
+                break;
+            }
         };
         let bytes = match next {
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
             Some(Ok(Message::Binary(b))) => b.to_vec(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                // A keep-alive of a connection that carried SIP.
+                since = tokio::time::Instant::now();
+                continue;
+            }
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
         };
+        (carried_sip, since) = (true, tokio::time::Instant::now());
         if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
             continue;
         }

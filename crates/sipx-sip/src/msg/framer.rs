@@ -50,7 +50,9 @@ impl Framer {
             self.consume(4);
             return Ok(Some(Framed::Ping));
         }
-        while self.buf.starts_with(b"\r\n") && !self.buf[2..].starts_with(b"\r") {
+        // A CRLF with nothing after it yet may be the first half of a ping split across
+        // segments: it waits for what follows.
+        while self.buf.len() > 2 && self.buf.starts_with(b"\r\n") && self.buf[2] != b'\r' {
             self.consume(2);
         }
         if self.pending_total.is_none() {
@@ -93,6 +95,11 @@ impl Framer {
         self.scanned = 0;
         self.pending_total = None;
         Some(Framed::Message(parse_framed(&msg)))
+    }
+
+    /// Part of a message (or of a ping) has arrived and the rest has not.
+    pub fn has_partial(&self) -> bool {
+        !(self.buf.is_empty() || self.buf == b"\r\n")
     }
 
     fn consume(&mut self, n: usize) {
@@ -176,6 +183,30 @@ mod tests {
             }
         }
         assert_eq!(got, 2);
+    }
+
+    #[test]
+    fn a_ping_split_across_segments_is_still_a_ping_and_a_lone_pong_is_dropped() {
+        let mut f = Framer::new();
+        f.push(b"\r\n");
+        assert!(f.next_unit().unwrap().is_none());
+        assert!(!f.has_partial());
+        f.push(b"\r");
+        assert!(f.next_unit().unwrap().is_none());
+        assert!(f.has_partial());
+        f.push(b"\n");
+        assert!(matches!(f.next_unit().unwrap(), Some(Framed::Ping)));
+        // A pong (one CRLF) before a message is skipped.
+        f.push(b"\r\n");
+        f.push(MSG);
+        assert!(matches!(
+            f.next_unit().unwrap(),
+            Some(Framed::Message(Ok(_)))
+        ));
+        assert!(!f.has_partial());
+        f.push(&MSG[..10]);
+        assert!(f.next_unit().unwrap().is_none());
+        assert!(f.has_partial());
     }
 
     #[test]
