@@ -298,6 +298,8 @@ class Answerer:
         self.sock.bind((ip, 5060))
         self.sock.settimeout(10)
         self.tag = f"{random.getrandbits(32):x}"
+        # A Record-Route its 200s carry, as a proxy in front of it would add.
+        self.record_route = None
 
     def close(self):
         self.sock.close()
@@ -312,8 +314,9 @@ class Answerer:
                     "m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
             to = header(request, "To")
             response = response.replace(f"To: {to}\r\n", f"To: {to};tag={self.tag}\r\n")
+            routes = f"Record-Route: {self.record_route}\r\n" if self.record_route else ""
             response = response.replace("Content-Length: 0\r\n\r\n",
-                                        f"Contact: <sip:phone@{self.ip}:5060>\r\nContent-Type: application/sdp\r\n"
+                                        f"{routes}Contact: <sip:phone@{self.ip}:5060>\r\nContent-Type: application/sdp\r\n"
                                         f"Content-Length: {len(body)}\r\n\r\n{body}")
         self.sock.sendto(response.encode(), source)
 

@@ -8,7 +8,9 @@ use crate::msg::{Method, Request, Response, Uri};
 #[derive(Debug, Clone)]
 pub struct UasPolicy {
     pub allow: Vec<Method>,
-    /// Option tags (`Supported`), e.g. `path`, `outbound`, `replaces`.
+    /// Option tags (`Supported`), e.g. `replaces`, `timer`: only what is implemented, since a
+    /// peer that requires a tag relies on it (a `Require: path` SIPx ignored would strand the
+    /// phone behind its proxy).
     pub supported: Vec<String>,
     /// Body types understood.
     pub accept: Vec<String>,
@@ -29,7 +31,7 @@ impl Default for UasPolicy {
                 // The progress of a transfer SIPx asked for (RFC 3515).
                 Method::Notify,
             ],
-            supported: vec!["path".to_owned(), "outbound".to_owned()],
+            supported: Vec::new(),
             accept: vec![
                 "application/sdp".to_owned(),
                 // SDP beside a part that may be ignored (SIP-I's ISUP): `msg::sdp_body`.
@@ -131,6 +133,19 @@ mod tests {
         match parse_datagram(raw.as_bytes()) {
             Ok(SipMessage::Request(r)) => r,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn extensions_sipx_lacks_are_refused_not_ignored() {
+        let policy = UasPolicy::default();
+        for tag in ["path", "outbound", "100rel"] {
+            let req = with_body(&format!(
+                "Require: {tag}\r\nContent-Type: application/sdp\r\n"
+            ));
+            let r = precheck(&req, &policy, "t").unwrap();
+            assert_eq!(r.status, 420, "{tag}");
+            assert_eq!(r.headers.get("Unsupported"), Some(tag));
         }
     }
 

@@ -36,6 +36,7 @@ mod inbound;
 mod inbound_control;
 mod info_dtmf;
 mod loaded;
+mod next_hop;
 mod origin;
 mod phone_transfer;
 mod pin_gate;

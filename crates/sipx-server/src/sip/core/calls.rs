@@ -106,6 +106,11 @@ impl RoomSeat {
 }
 
 impl Call {
+    /// Where the call's next in-dialog request goes (`next_hop.rs`).
+    pub(super) fn request_peer(&self) -> Peer {
+        super::next_hop::next_hop(&self.dialog.route_set, self.peer)
+    }
+
     /// What the media thread does with the call's audio now.
     fn leg_mode(&self) -> LegMode {
         if let Some(gate) = &self.gate {
@@ -1045,6 +1050,7 @@ impl Core {
     }
 
     fn send_bye_in(&mut self, now: Instant, dialog: &mut Dialog, peer: Peer, reason: &str) {
+        let peer = super::next_hop::next_hop(&dialog.route_set, peer);
         let via = self.new_via(&peer);
         let mut bye = dialog.request(Method::Bye, &via, None);
         // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).

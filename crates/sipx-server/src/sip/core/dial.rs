@@ -18,6 +18,7 @@ use sipx_sip::{ClientTxnId, Peer, Transport};
 
 use super::Core;
 use super::calls::{Call, RoomSeat, sdp_of};
+use super::next_hop::next_hop;
 use super::origin::{Origin, sdp_policy, srtp_policy};
 use crate::media::{Echo, PortPair};
 use crate::sip::call_service::{DialTarget, Lookup, resolve};
@@ -37,8 +38,9 @@ pub(crate) struct OutboundInvite {
     auth_attempts: u8,
     /// We sent a CANCEL: the INVITE is not sent again (after a challenge or a 422).
     cancelled: bool,
-    /// The ACK of the 2xx, sent again for every retransmission of it.
-    ack: Option<Vec<u8>>,
+    /// The ACK of the 2xx and where it goes (the dialog's next hop), sent again for every
+    /// retransmission of the 2xx.
+    ack: Option<(Peer, Vec<u8>)>,
     /// The To tag of the answer we took.
     answered_tag: Option<String>,
     /// A provisional response above 100 came: the callee was reached, no other route is tried.
@@ -664,20 +666,21 @@ impl Core {
         if let Some(taken) = &out.answered_tag {
             if Some(taken) == to_tag.as_ref() {
                 // A retransmission: our ACK was lost.
-                if let Some(ack) = out.ack.clone() {
-                    self.endpoint.send_stateless(peer, ack);
+                if let Some((hop, ack)) = out.ack.clone() {
+                    self.endpoint.send_stateless(hop, ack);
                 }
             } else {
                 // Another fork answered too: acknowledge it and end it (RFC 3261 §13.2.2.4).
                 let invite = out.invite.clone();
                 if let Some(mut d) = Dialog::from_uac(&invite, response) {
-                    let v = via(self, &peer);
+                    let hop = next_hop(&d.route_set, peer);
+                    let v = via(self, &hop);
                     let ack = ack_for_2xx(&mut d, &invite, &v);
-                    self.endpoint.send_stateless(peer, ack.to_bytes());
-                    let v = via(self, &peer);
+                    self.endpoint.send_stateless(hop, ack.to_bytes());
+                    let v = via(self, &hop);
                     let mut bye = d.request(Method::Bye, &v, None);
                     bye.headers.push("Content-Length", "0");
-                    let txn = self.endpoint.send_request(now, peer, bye);
+                    let txn = self.endpoint.send_request(now, hop, bye);
                     self.calls.note_bye(txn, d.id.clone());
                 }
             }
@@ -697,9 +700,10 @@ impl Core {
             );
             return;
         };
-        let v = via(self, &peer);
+        let hop = next_hop(&dialog.route_set, peer);
+        let v = via(self, &hop);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
-        self.endpoint.send_stateless(peer, ack.clone());
+        self.endpoint.send_stateless(hop, ack.clone());
         let sdp = if sdp_of(&response.headers, &response.body).is_some() {
             self.take_answer(id, response)
         } else {
@@ -716,7 +720,7 @@ impl Core {
         let Some(out) = c.out.as_mut() else {
             return;
         };
-        out.ack = Some(ack);
+        out.ack = Some((hop, ack));
         out.answered_tag = to_tag;
         let dialog_id = dialog.id.clone();
         // The answered call joins the ordinary calls: in-dialog requests find it there.
@@ -795,9 +799,9 @@ impl Core {
             return;
         };
         if let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref())
-            && let Some(ack) = out.ack.clone()
+            && let Some((hop, ack)) = out.ack.clone()
         {
-            self.endpoint.send_stateless(out.peer, ack);
+            self.endpoint.send_stateless(hop, ack);
         }
     }
 

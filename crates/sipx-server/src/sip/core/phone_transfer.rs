@@ -291,7 +291,7 @@ impl Core {
         referral: &Referral,
         status: u16,
     ) -> bool {
-        let Some(peer) = self.calls.by_dialog.get(dialog).map(|c| c.peer) else {
+        let Some(peer) = self.calls.by_dialog.get(dialog).map(|c| c.request_peer()) else {
             return false;
         };
         let via = self.new_via(&peer);

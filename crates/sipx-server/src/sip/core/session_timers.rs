@@ -192,7 +192,7 @@ impl Core {
         else {
             return;
         };
-        let peer = call.peer;
+        let peer = call.request_peer();
         let via = self.new_via(&peer);
         let Some(call) = self.calls.by_dialog.get_mut(id) else {
             return;
@@ -256,7 +256,7 @@ impl Core {
         if let Some(seq) = next.cseq().map(|c| c.seq) {
             call.dialog.local_cseq = call.dialog.local_cseq.max(seq);
         }
-        let peer = call.peer;
+        let peer = call.request_peer();
         let txn = self.endpoint.send_request(now, peer, next.clone());
         self.session_timers.refreshes.insert(
             txn,

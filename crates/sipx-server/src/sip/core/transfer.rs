@@ -76,7 +76,7 @@ impl Core {
         let Some(call) = self.calls.by_dialog.get(&dialog) else {
             return Err(conflict("the call has ended"));
         };
-        let peer = call.peer;
+        let peer = call.request_peer();
         let (refer_to, replaces) = match target {
             TransferTarget::Blind { to } => (blind_refer_to(&call.dialog.remote_target, to)?, None),
             TransferTarget::Attended { replaces } => {

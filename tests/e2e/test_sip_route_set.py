@@ -1,0 +1,85 @@
+"""In-dialog requests follow the route set (RFC 3261 §12.2.1.1): a proxy that record-routes a
+call on an address other than the one it sends from gets SIPx's BYE (and, on a dial-out, its
+ACK) there, with the Route header; without a route set they go back where the peer's messages
+came from (a NATed phone's flow). Addresses 127.0.0.182-184 belong here."""
+
+import socket
+
+import rooms
+from conftest import create_app, sip_addr
+from test_calls_inbound import api, called, wait_call
+from test_calls_phone_transfer import Answerer, all_calls, wait_any_call
+from test_calls_replaces import Phone, header, ok_for
+
+
+def listener(ip, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, port))
+    s.settimeout(10)
+    return s
+
+
+def next_request(sock, method):
+    """The next `method` request on `sock`, answered 200."""
+    for _ in range(50):
+        text, source = sock.recvfrom(65535)
+        text = text.decode(errors="replace")
+        if text.startswith(f"{method} "):
+            sock.sendto(ok_for(text), source)
+            return text
+    raise AssertionError(f"no {method}")
+
+
+def test_sipx_hangs_up_through_the_proxy_that_record_routed_the_call(server):
+    proxy_out, proxy_hop = "127.0.0.182", ("127.0.0.183", 5080)
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "proxy", "inbound": {
+        "allowed_cidrs": [f"{proxy_out}/32"]}}, expect=201).json()
+    rule = called("300", "routed")
+    api(server, creds, "POST", "/v1/routing-rules", {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}},
+        expect=201)
+    phone = Phone(proxy_out, sip_addr(server))
+    hop = listener(*proxy_hop)
+    try:
+        status, dialog, answer = phone.invite("300", f"Record-Route: <sip:{proxy_hop[0]}:{proxy_hop[1]};lr>\r\n")
+        assert status == 200, answer
+        assert header(answer, "Record-Route"), answer
+        call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                         "the call confirmed")
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        bye = next_request(hop, "BYE")
+        assert header(bye, "Call-ID") == dialog[0], bye
+        assert header(bye, "Route") == f"<sip:{proxy_hop[0]}:{proxy_hop[1]};lr>", bye
+        # Loose routing: the Request-URI stays the phone's Contact.
+        assert bye.startswith(f"BYE sip:4915100@{proxy_out}:{phone.port}"), bye
+        wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "the call ended")
+    finally:
+        phone.close()
+        hop.close()
+
+
+def test_a_dial_out_acks_and_hangs_up_through_the_proxy_that_record_routed_it(server):
+    """The called side's proxy answers from its usual address but record-routes another."""
+    ip, proxy_hop = "127.0.0.184", ("127.0.0.183", 5081)
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "carrier", "outbound": {"host": ip, "port": 5060}},
+                expect=201).json()
+    phone = Answerer(ip)
+    phone.record_route = f"<sip:{proxy_hop[0]}:{proxy_hop[1]};lr>"
+    hop = listener(*proxy_hop)
+    try:
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "4930222", "room": {"name": "routed-out"}, "route": {"trunk_id": trunk["id"]}}, expect=201).json()
+        phone.serve(lambda ms: any(m.startswith("INVITE ") for m in ms), "the INVITE")
+        ack = next_request(hop, "ACK")
+        assert header(ack, "Route") == phone.record_route, ack
+        wait_any_call(server, creds, lambda c: c["id"] == created["id"] and c["state"] == "CONFIRMED",
+                      "the dial-out confirmed")
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        bye = next_request(hop, "BYE")
+        assert header(bye, "Route") == phone.record_route, bye
+        rooms.wait_until(lambda: [c for c in all_calls(server, creds) if c["id"] == created["id"] and c["done"]],
+                         what="the dial-out ended")
+    finally:
+        phone.close()
+        hop.close()
