@@ -346,3 +346,61 @@ def test_a_full_room_refuses_the_call_instead_of_answering_it(data_dir):
         assert len(phones_in(s, creds, "solo")) == 1
     finally:
         s.stop()
+
+
+def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
+    """RFC 3261 §15: a caller may hang up a ringing call by BYE on its early dialog. While the
+    routing webhook is still asked, the BYE gets 200 and the INVITE 487, and nothing rings on."""
+    import random
+    import re
+    import socket
+
+    ip, hook_ip = "127.0.0.186", "127.0.0.187"
+    key, secret, _ = creds = create_app(server, "early-bye")
+    receiver = Receiver(hook_ip, secret, None)  # answers only after the test
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ip, 0))
+    sock.settimeout(10)
+    port = sock.getsockname()[1]
+    try:
+        trunk = api(server, creds, "POST", "/v1/trunks",
+                    {"name": "carrier", "inbound": {"allowed_cidrs": [f"{ip}/32"]}}, expect=201).json()
+        api(server, creds, "POST", "/v1/routing-rules", {
+            "match": {"trunk_id": trunk["id"]},
+            "action": {"type": "webhook", "url": receiver.url, "timeout_ms": 5000, "fallback_room": "late"},
+        }, expect=201)
+        host, sport = sip_addr(server)
+        call_id, tag = f"{random.getrandbits(64):x}@{ip}", f"{random.getrandbits(32):x}"
+
+        def request(method, cseq, branch, to, extra=""):
+            return (f"{method} sip:802@{host}:{sport} SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:{port};branch={branch};rport\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:4915100@{ip}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+                    f"CSeq: {cseq} {method}\r\nContact: <sip:4915100@{ip}:{port}>\r\n{extra}").encode()
+
+        body = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+        sock.sendto(request("INVITE", 1, "z9hG4bKearly1", f"<sip:802@{host}>",
+                            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"),
+                    (host, sport))
+        ringing = None
+        while ringing is None:
+            text = sock.recv(65535).decode(errors="replace")
+            if text.startswith("SIP/2.0 180"):
+                ringing = text
+        to = re.search(r"^To: (.*)$", ringing, re.M).group(1).strip()
+        assert ";tag=" in to, ringing
+        rooms.wait_until(lambda: receiver.questions, what="the webhook asked")
+        sock.sendto(request("BYE", 2, "z9hG4bKearly2", to, "Content-Length: 0\r\n\r\n"), (host, sport))
+        finals = {}
+        while len(finals) < 2:
+            text = sock.recv(65535).decode(errors="replace")
+            status = int(text.split(" ", 2)[1]) if text.startswith("SIP/2.0 ") else 0
+            if status >= 200:
+                finals[re.search(r"CSeq: \d+ (\w+)", text).group(1)] = status
+        assert finals == {"BYE": 200, "INVITE": 487}, finals
+        sock.sendto(request("ACK", 1, "z9hG4bKearly1", to, "Content-Length: 0\r\n\r\n"), (host, sport))
+        ended = wait_call(server, creds, lambda c: c["sip_call_id"] == call_id and c["done"], "the call ended")
+        assert ended["end"]["code"] == 487, ended
+        assert not phones_in(server, creds, "late")
+    finally:
+        sock.close()
+        receiver.close()

@@ -133,6 +133,8 @@ struct Txn {
     merge_key: Option<(DialogishKey, String)>,
     /// Server: the last response sent. Client: the request.
     last: Vec<u8>,
+    /// Server INVITE: the To tag its responses carry, for the 200 to a CANCEL of it.
+    to_tag: Option<String>,
     /// Client INVITE: the request, to build the ACK of a non-2xx answer.
     request: Option<Request>,
     /// Client INVITE: the ACK sent for a non-2xx answer, resent on retransmissions.
@@ -158,6 +160,7 @@ impl Txn {
             ack_key: None,
             merge_key: None,
             last: Vec::new(),
+            to_tag: None,
             request: None,
             ack: None,
             acked: false,
@@ -517,9 +520,13 @@ impl Endpoint {
         });
         self.server_keys.insert(key, id);
         let status = if target.is_some() { 200 } else { 481 };
-        // The CANCEL's To tag must be the one the INVITE's responses carry; the TU adds it to
-        // the INVITE's answers, so here it is left as received (RFC 3261 §9.2 allows that).
-        let resp = req.response(status, None);
+        // A UAS tags its final responses (RFC 3261 §8.2.6.2); the CANCEL's should carry the
+        // tag the INVITE's responses carry (§9.2), else one of its own.
+        let tag = target
+            .and_then(|t| self.txns.get(&t))
+            .and_then(|t| t.to_tag.clone())
+            .unwrap_or_else(|| self.new_tag());
+        let resp = req.response(status, Some(&tag));
         self.respond(now, ServerTxnId(id), resp);
         if let Some(invite) = target
             && self
@@ -549,6 +556,9 @@ impl Endpoint {
         let peer = t.peer;
         let unreliable = !peer.transport.is_reliable();
         t.last = bytes.clone();
+        if t.invite && t.to_tag.is_none() {
+            t.to_tag = response.tag_of_to().map(str::to_owned);
+        }
         let status = response.status;
         let mut register_ack = None;
         match (t.invite, status) {

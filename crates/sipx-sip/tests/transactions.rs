@@ -52,6 +52,13 @@ fn drain(ep: &mut Endpoint) -> (Vec<SipMessage>, Vec<Event>) {
     (tx, ev)
 }
 
+fn to_tag(m: &SipMessage) -> Option<String> {
+    match m {
+        SipMessage::Response(r) => r.tag_of_to().map(str::to_owned),
+        SipMessage::Request(r) => r.tag_of_to().map(str::to_owned),
+    }
+}
+
 fn status(m: &SipMessage) -> u16 {
     match m {
         SipMessage::Response(r) => r.status,
@@ -211,10 +218,14 @@ fn cancel_matches_the_invite_or_gets_481() {
     let t0 = Instant::now();
     ep.handle_datagram(t0, peer(Transport::Udp), &request("INVITE", "z9hG4bKc", ""));
     let (_, ev) = drain(&mut ep);
-    let (invite, _) = the_request(&ev);
+    let (invite, req) = the_request(&ev);
+    ep.respond(t0, invite, req.response(180, Some("sipx-tag")));
+    drain(&mut ep);
     ep.handle_datagram(t0, peer(Transport::Udp), &request("CANCEL", "z9hG4bKc", ""));
     let (tx, ev) = drain(&mut ep);
     assert_eq!(status(&tx[0]), 200);
+    // Tagged as the INVITE's answers are (RFC 3261 §8.2.6.2, §9.2).
+    assert_eq!(to_tag(&tx[0]).as_deref(), Some("sipx-tag"));
     assert!(
         ev.iter()
             .any(|e| matches!(e, Event::Cancelled { invite: i } if *i == invite))
@@ -226,6 +237,7 @@ fn cancel_matches_the_invite_or_gets_481() {
     );
     let (tx, _) = drain(&mut ep);
     assert_eq!(status(&tx[0]), 481);
+    assert!(to_tag(&tx[0]).is_some());
 }
 
 #[test]

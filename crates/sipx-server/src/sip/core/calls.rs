@@ -679,6 +679,16 @@ impl Core {
                 self.respond(now, txn, resp);
                 return;
             }
+            // A caller may end an early dialog by BYE (RFC 3261 §15): the INVITE still
+            // waiting for its routing webhook then ends as if cancelled (§15.1.2: 487).
+            if req.method == Method::Bye
+                && let Some(id) = DialogId::of_request(&req)
+                && let Some(invite) = self.waiting_invite_of(&id)
+            {
+                self.respond(now, txn, req.response(200, Some(&id.local_tag)));
+                self.on_cancelled(now, invite);
+                return;
+            }
             self.respond(now, txn, req.response(481, None));
             return;
         };
@@ -691,6 +701,12 @@ impl Core {
             return;
         }
         match req.method {
+            // A BYE on the early dialog of a call whose 200 waits for its room: it ends as if
+            // cancelled (RFC 3261 §15.1.2), its INVITE answered 487.
+            Method::Bye if call.held.is_some() => {
+                self.respond(now, txn, req.response(200, Some(&tag)));
+                self.refuse_held(now, &id, 487, "remote_cancel");
+            }
             Method::Bye => {
                 self.respond(now, txn, req.response(200, Some(&tag)));
                 match self.control_of_dialog(&id) {

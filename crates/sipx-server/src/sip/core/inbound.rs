@@ -112,9 +112,14 @@ pub(crate) struct Waiting {
     next: u64,
 }
 
-/// The user part of a SIP URI, or "".
-fn user_of(uri: &sipx_sip::msg::Uri) -> &str {
-    uri.as_sip().and_then(|u| u.user.as_deref()).unwrap_or("")
+/// The user part of a SIP URI, or "", unescaped: `%36666` is `6666` (RFC 3261 §19.1.4), as a
+/// phone writing `#` as `%23` means `#`. An escape that does not decode stays as written.
+fn user_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
+    let user = uri.as_sip().and_then(|u| u.user.as_deref()).unwrap_or("");
+    match user.contains('%') {
+        true => sipx_sip::msg::lex::percent_decode(user).map_or(user.into(), Into::into),
+        false => user.into(),
+    }
 }
 
 impl Core {
@@ -143,6 +148,7 @@ impl Core {
     /// decision in the application of the trunk or account the call came through.
     pub(super) fn route_invite(&self, req: &Request, origin: &Origin) -> Routed {
         let called = user_of(&req.uri);
+        let called = called.as_ref();
         if let Some(echo) = self.settings.media.echo(called) {
             return Routed::Go(Destination::Echo(echo), None);
         }
@@ -174,7 +180,8 @@ impl Core {
             return refuse(480, "No route for this call", None);
         };
         let from = req.from();
-        let caller = from.as_ref().map_or("", |f| user_of(&f.uri));
+        let caller = from.as_ref().map(|f| user_of(&f.uri)).unwrap_or_default();
+        let caller = caller.as_ref();
         let call = InboundCall {
             trunk_id,
             sip_account_id,
@@ -356,6 +363,20 @@ impl Core {
     /// The caller cancelled an INVITE; one still waiting for its webhook or its room is
     /// answered 487 (others were answered at once, and the transaction layer absorbed the
     /// CANCEL).
+    /// The INVITE waiting for its webhook whose early dialog `id` names.
+    pub(super) fn waiting_invite_of(&self, id: &sipx_sip::dialog::DialogId) -> Option<ServerTxnId> {
+        self.waiting
+            .by_question
+            .values()
+            .find(|a| {
+                let req = &a.invite.req;
+                a.invite.tag == id.local_tag
+                    && req.call_id() == Some(id.call_id.as_str())
+                    && req.tag_of_from() == Some(id.remote_tag.as_str())
+            })
+            .map(|a| a.invite.txn)
+    }
+
     pub(super) fn on_cancelled(&mut self, now: Instant, txn: ServerTxnId) {
         if let Some(id) = self.held_call_of(txn) {
             return self.refuse_held(now, &id, 487, "remote_cancel");
@@ -378,4 +399,20 @@ async fn secret_of(store: &sipx_store::Store, app_id: &str) -> Option<Vec<u8>> {
     let app = store.get_app(app_id).await.ok().flatten()?;
     let (_, secret) = store.app_credentials(&app.api_key).await.ok().flatten()?;
     Some(secret.expose().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipx_sip::msg::Uri;
+
+    #[test]
+    fn the_called_user_is_read_unescaped() {
+        let user = |s: &str| user_of(&Uri::parse(s).unwrap()).into_owned();
+        assert_eq!(user("sip:%36666@192.0.2.1"), "6666");
+        assert_eq!(user("sip:%65cho@192.0.2.1"), "echo");
+        assert_eq!(user("sip:12%2334@192.0.2.1"), "12#34");
+        assert_eq!(user("sip:%zz@192.0.2.1"), "%zz");
+        assert_eq!(user("sip:192.0.2.1"), "");
+    }
 }
