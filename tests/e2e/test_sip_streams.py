@@ -141,3 +141,17 @@ def test_a_keepalive_split_across_segments_is_answered(server):
         time.sleep(0.3)  # two segments, as a byte stream may cut them
         s.sendall(b"\r\n")
         assert s.recv(16) == b"\r\n"
+
+
+def test_a_request_a_stream_cannot_frame_gets_400_before_the_close(server):
+    """RFC 3261 §18.3: on a stream, Content-Length is mandatory. A request whose head arrived
+    whole but whose length is missing or bad is answered 400, then the connection closes."""
+    ip, port = sip_addr(server, "tcp")
+    for branch, length in [("nolen", None), ("neglen", "-999"), ("hexlen", "0x10")]:
+        message = options(ip, port, "TCP", branch).replace(b"Content-Length: 0\r\n",
+                                                           b"" if length is None else f"Content-Length: {length}\r\n".encode())
+        with socket.create_connection((ip, port), timeout=5, source_address=("127.0.0.205", 0)) as s:
+            s.sendall(message)
+            got = read_all(s).decode(errors="replace")
+        assert got.startswith("SIP/2.0 400 "), (branch, got)
+        assert f"branch=z9hG4bK{branch}" in got, got

@@ -69,19 +69,24 @@ pub struct Dialog {
     pub secure: bool,
 }
 
+/// The Contact of a request or answer that sets up or refreshes a dialog: a SIP or SIPS URI
+/// (RFC 3261 §8.1.1.8; a `tel:` one names nowhere to send requests).
 fn contact_uri(headers: &Headers) -> Option<Uri> {
     headers
         .list("Contact")
         .first()
         .and_then(|c| NameAddr::parse(c))
         .map(|c| c.uri)
+        .filter(|u| matches!(u, Uri::Sip(_)))
 }
 
-fn routes(headers: &Headers) -> Vec<NameAddr> {
+/// The Record-Route values, or `None` when one does not parse: a dialog whose route set is
+/// partly unreadable would send its requests past a proxy that asked to see them.
+fn routes(headers: &Headers) -> Option<Vec<NameAddr>> {
     headers
         .list("Record-Route")
         .iter()
-        .filter_map(|r| NameAddr::parse(r))
+        .map(|r| NameAddr::parse(r))
         .collect()
 }
 
@@ -95,7 +100,7 @@ impl Dialog {
             200..=299 => DialogState::Confirmed,
             _ => return None,
         };
-        let mut route_set = routes(&response.headers);
+        let mut route_set = routes(&response.headers)?;
         route_set.reverse();
         Some(Dialog {
             id,
@@ -130,7 +135,7 @@ impl Dialog {
             local,
             remote,
             remote_target: contact_uri(&invite.headers)?,
-            route_set: routes(&invite.headers),
+            route_set: routes(&invite.headers)?,
             local_cseq: 0,
             remote_cseq: Some(invite.cseq()?.seq),
             secure: matches!(&invite.uri, Uri::Sip(u) if u.secure),
@@ -142,9 +147,11 @@ impl Dialog {
     pub fn confirm(&mut self, response: Option<&Response>) {
         self.state = DialogState::Confirmed;
         if let Some(r) = response {
-            let mut rs = routes(&r.headers);
-            rs.reverse();
-            self.route_set = rs;
+            // An unreadable route set leaves the early one in place.
+            if let Some(mut rs) = routes(&r.headers) {
+                rs.reverse();
+                self.route_set = rs;
+            }
             if let Some(target) = contact_uri(&r.headers) {
                 self.remote_target = target;
             }
@@ -246,6 +253,23 @@ mod tests {
             Ok(SipMessage::Request(r)) => r,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_dialog_needs_a_sip_contact_and_a_readable_route_set() {
+        let with = |from: &str, to: &str| {
+            let text = INVITE.replace(from, to);
+            match parse_datagram(text.as_bytes()) {
+                Ok(SipMessage::Request(r)) => Dialog::from_uas(&r, "t1", false),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(with("", "").is_some());
+        let contact = "Contact: <sip:alice@pc33.atlanta.example>";
+        assert!(with(contact, "Contact: <tel:+4930123>").is_none());
+        assert!(with(contact, "X-No-Contact: 1").is_none());
+        let rr = "Record-Route: <sip:p2.biloxi.example;lr>";
+        assert!(with(rr, "Record-Route: <sip:p2.biloxi.example;lr").is_none());
     }
 
     fn answer(status: u16, tag: &str, contact: &str) -> Response {

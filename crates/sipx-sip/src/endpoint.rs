@@ -661,6 +661,10 @@ impl Endpoint {
     }
 
     fn on_response(&mut self, now: Instant, peer: Peer, response: Response) {
+        // Ours carry one Via: a response with more is not ours to act on (RFC 3261 §18.1.2).
+        if response.headers.list("Via").len() != 1 {
+            return;
+        }
         let key = ClientKey {
             branch: response
                 .top_via()

@@ -393,3 +393,24 @@ fn reliable_transports_do_not_retransmit() {
     let (sent, _) = run_timers(&mut ep, t0, t0 + Duration::from_secs(10));
     assert!(sent.is_empty());
 }
+
+#[test]
+fn a_response_with_two_vias_is_not_ours_to_act_on() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let req = outgoing("OPTIONS", "z9hG4bKv1");
+    ep.send_request(t0, peer(Transport::Udp), req.clone());
+    drain(&mut ep);
+    let two_vias = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKv1\r\n\
+         Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKother\r\nTo: <sip:sipx.test>;tag=t\r\n\
+         From: <sip:caller@10.0.0.1>;tag=from1\r\nCall-ID: call-1\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n";
+    ep.handle_datagram(t0, peer(Transport::Udp), two_vias.as_bytes());
+    let (_, ev) = drain(&mut ep);
+    assert!(ev.is_empty(), "{ev:?}");
+    // The one-Via answer is taken.
+    let one_via = two_vias.replace("Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKother\r\n", "");
+    ep.handle_datagram(t0, peer(Transport::Udp), one_via.as_bytes());
+    let (_, ev) = drain(&mut ep);
+    assert!(matches!(ev.as_slice(), [Event::Response { .. }]), "{ev:?}");
+}

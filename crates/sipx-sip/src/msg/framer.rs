@@ -97,6 +97,25 @@ impl Framer {
         Some(Framed::Message(parse_framed(&msg)))
     }
 
+    /// After [`FramingError::BadContentLength`]: the request whose header section arrived
+    /// whole, as the error its 400 is built from (RFC 3261 §18.3: the connection closes after
+    /// it). `None` when there is no whole request head to answer.
+    pub fn refusal(&self) -> Option<ParseError> {
+        let (end, blank) = header_end(&self.buf)?;
+        let head = self.buf.get(..end + blank)?;
+        let reason = "Missing or bad Content-Length on a stream";
+        match parse_framed(head) {
+            Ok(SipMessage::Request(r)) => Some(ParseError {
+                reason: reason.to_owned(),
+                status: 400,
+                is_request: true,
+                headers: Some(r.headers),
+            }),
+            Ok(SipMessage::Response(_)) => None,
+            Err(e) => e.is_request.then_some(e),
+        }
+    }
+
     /// Part of a message (or of a ping) has arrived and the rest has not.
     pub fn has_partial(&self) -> bool {
         !(self.buf.is_empty() || self.buf == b"\r\n")
@@ -214,6 +233,17 @@ mod tests {
         let mut f = Framer::new();
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
         assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
+        // The head is whole: a 400 can be built from it before the connection closes.
+        let refusal = f.refusal().unwrap();
+        assert_eq!(refusal.status, 400);
+        assert!(refusal.headers.unwrap().get("Via").is_some());
+        let mut f = Framer::new();
+        let negative = String::from_utf8(MSG.to_vec())
+            .unwrap()
+            .replace("Content-Length: 4", "Content-Length: -999");
+        f.push(negative.as_bytes());
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
+        assert_eq!(f.refusal().unwrap().status, 400);
         let mut f = Framer::new();
         f.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
         assert_eq!(f.next_unit().unwrap_err(), FramingError::TooLarge);
