@@ -174,17 +174,23 @@ class Receiver:
         self.httpd.shutdown()
 
 
+def webhook_routed(server, creds, ip, url, timeout_ms, fallback_room):
+    """A trunk taking calls from `ip`, each routed by asking `url`; returns the trunk."""
+    trunk = api(server, creds, "POST", "/v1/trunks",
+                {"name": "carrier", "inbound": {"allowed_cidrs": [f"{ip}/32"]}}, expect=201).json()
+    api(server, creds, "POST", "/v1/routing-rules", {
+        "match": {"trunk_id": trunk["id"]},
+        "action": {"type": "webhook", "url": url, "timeout_ms": timeout_ms, "fallback_room": fallback_room},
+    }, expect=201)
+    return trunk
+
+
 def test_webhook_picks_the_room_or_the_fallback_is_taken(server, tmp_path, audio):
     ip, hook_ip = "127.0.0.172", "127.0.0.173"
     key, secret, _ = creds = create_app(server, "hooked")
     receiver = Receiver(hook_ip, secret, {"room": "picked"})
     try:
-        trunk = api(server, creds, "POST", "/v1/trunks",
-                    {"name": "carrier", "inbound": {"allowed_cidrs": [f"{ip}/32"]}}, expect=201).json()
-        api(server, creds, "POST", "/v1/routing-rules", {
-            "match": {"trunk_id": trunk["id"]},
-            "action": {"type": "webhook", "url": receiver.url, "timeout_ms": 1000, "fallback_room": "fallback"},
-        }, expect=201)
+        trunk = webhook_routed(server, creds, ip, receiver.url, 1000, "fallback")
         with baresip(tmp_path, ip, audio) as ua:
             dial(ua, server, "800")
             rooms.wait_until(lambda: phones_in(server, creds, "picked"), what="the phone in the picked room")
@@ -363,12 +369,7 @@ def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
     sock.settimeout(10)
     port = sock.getsockname()[1]
     try:
-        trunk = api(server, creds, "POST", "/v1/trunks",
-                    {"name": "carrier", "inbound": {"allowed_cidrs": [f"{ip}/32"]}}, expect=201).json()
-        api(server, creds, "POST", "/v1/routing-rules", {
-            "match": {"trunk_id": trunk["id"]},
-            "action": {"type": "webhook", "url": receiver.url, "timeout_ms": 5000, "fallback_room": "late"},
-        }, expect=201)
+        webhook_routed(server, creds, ip, receiver.url, 5000, "late")
         host, sport = sip_addr(server)
         call_id, tag = f"{random.getrandbits(64):x}@{ip}", f"{random.getrandbits(32):x}"
 

@@ -61,21 +61,28 @@ def send_refer(phone, dialog, answer, extra, cseq):
     return send_in_dialog(phone, "REFER", dialog, answer, extra, cseq)
 
 
-def read_until(phone, done, what):
-    """Every message SIPx sends the phone (requests answered 200), until `done(messages)`."""
+def serve_until(sock, answer, done, what):
+    """Every message on `sock` as (text, source), requests handed to `answer`, until
+    `done(texts)`; bounded by the socket's timeout and a message count."""
     seen = []
     for _ in range(200):
         try:
-            text, source = phone.sock.recvfrom(65535)
+            text, source = sock.recvfrom(65535)
         except TimeoutError:
             raise AssertionError(f"timed out waiting for {what}; seen: {seen}") from None
         text = text.decode(errors="replace")
         if not text.startswith("SIP/2.0"):
-            phone.sock.sendto(ok_for(text), source)
-        seen.append(text)
-        if done(seen):
+            answer(text, source)
+        seen.append((text, source))
+        if done([t for t, _ in seen]):
             return seen
     raise AssertionError(f"no end to {what}; seen: {seen}")
+
+
+def read_until(phone, done, what):
+    """Every message SIPx sends the phone (requests answered 200), until `done(messages)`."""
+    seen = serve_until(phone.sock, lambda text, source: phone.sock.sendto(ok_for(text), source), done, what)
+    return [t for t, _ in seen]
 
 
 def hang_up(phone, dialog, answer, cseq):
@@ -332,20 +339,8 @@ class Answerer:
         return branch
 
     def serve(self, done, what):
-        """Answers everything until `done(messages)`; returns the messages."""
-        seen = []
-        for _ in range(200):
-            try:
-                text, source = self.sock.recvfrom(65535)
-            except TimeoutError:
-                raise AssertionError(f"timed out waiting for {what}; seen: {seen}") from None
-            text = text.decode(errors="replace")
-            if not text.startswith("SIP/2.0"):
-                self.answer(text, source)
-            seen.append((text, source))
-            if done([m for m, _ in seen]):
-                return seen
-        raise AssertionError(f"no end to {what}")
+        """Answers everything until `done(messages)`; returns the messages and sources."""
+        return serve_until(self.sock, self.answer, done, what)
 
 
 def test_a_dialled_phone_transfers_the_call_back_through_the_trunk(server):
