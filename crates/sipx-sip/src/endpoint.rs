@@ -378,14 +378,33 @@ impl Endpoint {
         Some(via)
     }
 
-    fn on_request(&mut self, now: Instant, peer: Peer, mut req: Request) {
-        let Some(via) = Self::stamp_via(&mut req, &peer) else {
+    /// Where a request's responses go (RFC 3261 §18.2.2, RFC 3581). Over UDP without
+    /// `rport`, to the sent-by port of a Via that names the source address (a UA that sends
+    /// from one socket and listens on another); when the Via names another address (a UA
+    /// behind NAT that wrote its private one), back to the source, as with `rport`, since
+    /// the sent-by port is as unreachable as the address. Streams answer on the connection.
+    fn response_peer(via: &Via, peer: Peer) -> Peer {
+        let behind_nat = via.host.trim_matches(['[', ']']) != peer.addr.ip().to_string();
+        if peer.transport != crate::Transport::Udp || via.param("rport").is_some() || behind_nat {
+            return peer;
+        }
+        let port = via.port.unwrap_or(5060);
+        Peer {
+            addr: std::net::SocketAddr::new(peer.addr.ip(), port),
+            ..peer
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, source: Peer, mut req: Request) {
+        let Some(via) = Self::stamp_via(&mut req, &source) else {
             return;
         };
+        // Responses go where the Via says; the TU still learns where the request came from.
+        let peer = Self::response_peer(&via, source);
         let method = req.method.clone();
         let key = Self::server_key(&req, &via, &method);
         if method == Method::Ack {
-            self.on_ack(now, peer, req, &key);
+            self.on_ack(now, source, req, &key);
             return;
         }
         if let Some(&id) = self.server_keys.get(&key) {
@@ -442,7 +461,7 @@ impl Endpoint {
         self.event(Event::Request {
             txn: ServerTxnId(id),
             request: req,
-            peer,
+            peer: source,
         });
     }
 

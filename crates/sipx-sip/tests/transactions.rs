@@ -414,3 +414,50 @@ fn a_response_with_two_vias_is_not_ours_to_act_on() {
     let (_, ev) = drain(&mut ep);
     assert!(matches!(ev.as_slice(), [Event::Response { .. }]), "{ev:?}");
 }
+
+#[test]
+fn udp_responses_go_to_the_via_port_unless_rport_or_nat_says_otherwise() {
+    let from = |port: u16| Peer {
+        transport: Transport::Udp,
+        flow: FlowId(1),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let options = |via: &str, branch: &str| {
+        format!(
+            "OPTIONS sip:sipx.test SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:sipx.test>\r\nFrom: <sip:c@127.0.0.1>;tag=f\r\n\
+             Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let answered_at = |via: &str, branch: &str| {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let t0 = Instant::now();
+        ep.handle_datagram(t0, from(40000), options(via, branch).as_bytes());
+        let (txn, req) = {
+            let mut found = None;
+            while let Some(o) = ep.poll_output() {
+                if let Output::Event(Event::Request { txn, request, peer }) = o {
+                    // The TU hears where the request came from.
+                    assert_eq!(peer.addr.port(), 40000);
+                    found = Some((txn, request));
+                }
+            }
+            found.expect("the request")
+        };
+        ep.respond(t0, txn, req.response(200, Some("t")));
+        let mut dest = None;
+        while let Some(o) = ep.poll_output() {
+            if let Output::Transmit(t) = o {
+                dest = Some(t.peer.addr.port());
+            }
+        }
+        dest.expect("a response")
+    };
+    // RFC 3261 §18.2.2: the sent-by port.
+    assert_eq!(answered_at("127.0.0.1:5999", "z9hG4bKp1"), 5999);
+    assert_eq!(answered_at("127.0.0.1", "z9hG4bKp2"), 5060);
+    // RFC 3581: the source port.
+    assert_eq!(answered_at("127.0.0.1:5999;rport", "z9hG4bKp3"), 40000);
+    // A private sent-by (NAT): back to the source, where the NAT's mapping is.
+    assert_eq!(answered_at("10.0.0.7:5060", "z9hG4bKp4"), 40000);
+}
