@@ -9,7 +9,9 @@ import socket
 import time
 
 import pytest
+import requests
 
+import rooms
 from conftest import SIP_ENV, Server, sip_addr
 
 
@@ -155,3 +157,61 @@ def test_a_request_a_stream_cannot_frame_gets_400_before_the_close(server):
             got = read_all(s).decode(errors="replace")
         assert got.startswith("SIP/2.0 400 "), (branch, got)
         assert f"branch=z9hG4bK{branch}" in got, got
+
+
+def open_connections(server):
+    """SIPx's count of open stream connections (`/metrics`)."""
+    text = requests.get(server.url("/metrics"), timeout=5).text
+    line = next((l for l in text.splitlines() if l.startswith("sipx_sip_stream_connections ")), None)
+    return float(line.split()[1]) if line else None
+
+
+def test_an_answer_whose_connection_closed_goes_on_a_new_one(server):
+    """RFC 3261 §18.2.2: the caller's TCP connection closes while its INVITE rings (its
+    routing webhook is slow); its CANCEL comes on another connection. The 487 to the INVITE
+    goes on a connection SIPx opens to the caller's address at the Via's port."""
+    from conftest import create_app
+    from test_calls_inbound import Receiver, webhook_routed
+
+    ip = "127.0.0.209"
+    key, secret, _ = creds = create_app(server, "reconnect")
+    receiver = Receiver("127.0.0.208", secret, None)  # answers only after the test
+    listener = socket.socket()
+    listener.bind((ip, 0))
+    listener.listen(4)
+    listener.settimeout(10)
+    via_port = listener.getsockname()[1]
+    try:
+        webhook_routed(server, creds, ip, receiver.url, 5000, "late")
+        host, port = sip_addr(server, "tcp")
+        body = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+
+        def request(method, extra=""):
+            return (f"{method} sip:803@{host}:{port};transport=tcp SIP/2.0\r\n"
+                    f"Via: SIP/2.0/TCP {ip}:{via_port};branch=z9hG4bKrecon1\r\nMax-Forwards: 70\r\n"
+                    f"From: <sip:4915100@{ip}>;tag=recon\r\nTo: <sip:803@{host}>\r\nCall-ID: recon@{ip}\r\n"
+                    f"CSeq: 1 {method}\r\nContact: <sip:4915100@{ip}:{via_port};transport=tcp>\r\n{extra}").encode()
+
+        first = socket.create_connection((host, port), timeout=10, source_address=(ip, 0))
+        first.sendall(request("INVITE", f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"))
+        got = b""
+        while b"SIP/2.0 180" not in got:
+            chunk = first.recv(65535)
+            assert chunk, got
+            got += chunk
+        first.close()
+        # The CANCEL must come once SIPx has seen the connection close (else the 487 races
+        # into the closing one): its count of open connections says so.
+        rooms.wait_until(lambda: open_connections(server) == 0, what="the first connection seen closed")
+        with socket.create_connection((host, port), timeout=10, source_address=(ip, 0)) as second:
+            second.sendall(request("CANCEL", "Content-Length: 0\r\n\r\n"))
+            assert second.recv(65535).startswith(b"SIP/2.0 200 "), "the CANCEL's 200 on its own connection"
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(10)
+                answer = conn.recv(65535).decode(errors="replace")
+        assert answer.startswith("SIP/2.0 487 "), answer
+        assert "CSeq: 1 INVITE" in answer, answer
+    finally:
+        listener.close()
+        receiver.close()

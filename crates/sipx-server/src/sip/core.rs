@@ -41,6 +41,7 @@ mod origin;
 mod phone_transfer;
 mod pin_gate;
 mod provider_hosts;
+mod reconnect;
 mod replacing;
 mod routing;
 mod session_timers;
@@ -262,6 +263,8 @@ pub(crate) struct Core {
     /// The flow of each stream connection by its remote address: requests SIPx starts toward
     /// a device registered over TCP/TLS/WS go down the connection it registered on.
     stream_flows: HashMap<SocketAddr, FlowId>,
+    /// Connections opened for answers whose own connection closed.
+    reconnects: reconnect::Reconnects,
 }
 
 /// Metric label of a method, without allocating (extension methods share one label).
@@ -408,6 +411,7 @@ impl Core {
             rows: call_rows::RowSink::default(),
             events: None,
             stream_flows: HashMap::new(),
+            reconnects: reconnect::Reconnects::default(),
         }
     }
 
@@ -660,14 +664,19 @@ impl Core {
             }),
             CoreInput::FlowOpened { flow, tx } => {
                 self.streams.insert(flow, tx);
+                metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
+                self.on_reconnected(flow);
                 self.on_trunk_flow_opened(now, flow);
             }
             CoreInput::FlowClosed { flow } => {
                 self.streams.remove(&flow);
+                metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
                 self.stream_flows.retain(|_, f| *f != flow);
+                self.reconnect_gone(flow);
                 self.on_trunk_flow_failed(now, flow, "connection closed");
             }
             CoreInput::ConnectFailed { flow, reason } => {
+                self.reconnect_gone(flow);
                 self.on_trunk_flow_failed(now, flow, &reason);
             }
             CoreInput::Persisted { replies, ok } => {
@@ -761,7 +770,7 @@ impl Core {
         }
     }
 
-    fn send(&self, t: Transmit) {
+    fn send(&mut self, t: Transmit) {
         match t.peer.transport {
             Transport::Udp => {
                 if let Some(s) = self.udp.get(&t.peer.flow) {
@@ -770,11 +779,12 @@ impl Core {
                     let _ = s.try_send_to(&t.bytes, t.peer.addr);
                 }
             }
-            _ => {
-                if let Some(tx) = self.streams.get(&t.peer.flow) {
+            _ => match self.streams.get(&t.peer.flow) {
+                Some(tx) => {
                     let _ = tx.try_send(t.bytes);
                 }
-            }
+                None => self.send_on_new_connection(t),
+            },
         }
     }
 
