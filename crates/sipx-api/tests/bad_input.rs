@@ -253,6 +253,61 @@ async fn array_shaped_patch_is_not_taken_for_an_empty_update() {
     r.assert_problem(422, "invalid-body");
 }
 
+/// In a PATCH, `null` clears what can be cleared (`outbound`, `srtp`, a description); on any
+/// other field it is refused rather than silently ignored.
+#[tokio::test]
+async fn null_on_a_field_that_cannot_be_cleared_is_refused() {
+    let api = TestApi::new().await;
+    let app = api.new_app("nulls").await;
+    let trunk = api
+        .call(
+            &app,
+            "POST",
+            "/v1/trunks",
+            Some(
+                json!({"name": "t", "inbound": {"allowed_cidrs": ["192.0.2.1/32"]},
+                        "outbound": {"host": "192.0.2.2"}}),
+            ),
+        )
+        .await;
+    let trunk = format!("/v1/trunks/{}", trunk.body["id"].as_str().unwrap());
+    let rule = api
+        .call(
+            &app,
+            "POST",
+            "/v1/routing-rules",
+            Some(json!({"match": {"called": {"kind": "exact", "value": "1"}},
+                        "action": {"type": "fixed_room", "room": "r"}})),
+        )
+        .await;
+    let rule = format!("/v1/routing-rules/{}", rule.body["id"].as_str().unwrap());
+    for (path, field) in [
+        (&trunk, "name"),
+        (&trunk, "enabled"),
+        (&trunk, "inbound"),
+        (&rule, "match"),
+        (&rule, "action"),
+        (&rule, "priority"),
+    ] {
+        let r = api
+            .call(&app, "PATCH", path, Some(json!({ field: null })))
+            .await;
+        r.assert_problem(422, "invalid-body");
+        assert!(
+            r.text.contains("null clears nothing"),
+            "{field}: {}",
+            r.text
+        );
+    }
+    // What can be cleared still is.
+    let r = api
+        .call(&app, "PATCH", &trunk, Some(json!({"outbound": null})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["outbound"].is_null(), "{}", r.text);
+    assert_eq!(r.body["name"], "t");
+}
+
 /// A list filter that can match nothing is refused, not answered with an empty page.
 #[tokio::test]
 async fn impossible_list_filters_are_refused() {

@@ -90,8 +90,11 @@ pub struct CreateApp {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"disabled": true}))]
 pub struct UpdateApp {
-    #[schema(min_length = 1, max_length = 100)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub disabled: Option<bool>,
     /// An `http://` or `https://` URL without credentials, at most 2048 characters.
     #[serde(default, deserialize_with = "super::present")]

@@ -43,6 +43,33 @@ where
     serde_json::from_value(value).map_err(D::Error::custom)
 }
 
+/// A PATCH field that cannot be cleared: absent keeps the value (with `default`), and `null`
+/// is refused, since a client sending it means "clear" and nothing would be.
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::Error;
+    Option::<T>::deserialize(d)?
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(NOT_NULL))
+}
+
+const NOT_NULL: &str = "null clears nothing here: leave the field out to keep its value";
+
+/// [`object`] for a PATCH field that cannot be cleared (see [`not_null`]).
+fn object_not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    object_or_null(d)?
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(NOT_NULL))
+}
+
 /// [`object`] for an optional field: `null` is `None`.
 fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where

@@ -280,15 +280,20 @@ pub struct CreateRoutingRule {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"priority": 5, "enabled": false}))]
 pub struct UpdateRoutingRule {
-    #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(minimum = 0, maximum = 1000000, nullable = false)]
     pub priority: Option<u32>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "super::present")]
     #[schema(max_length = 200, value_type = Option<String>)]
     pub description: Option<Option<String>>,
-    #[serde(rename = "match", default, deserialize_with = "super::object_or_null")]
+    #[serde(rename = "match", default, deserialize_with = "super::object_not_null")]
+    #[schema(nullable = false)]
     pub matches: Option<RuleMatch>,
-    #[serde(default, deserialize_with = "super::object_or_null")]
+    #[serde(default, deserialize_with = "super::object_not_null")]
+    #[schema(nullable = false)]
     pub action: Option<ActionInput>,
 }
 

@@ -155,22 +155,30 @@ pub struct CreateSipAccount {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"max_bindings": 2, "enabled": false}))]
 pub struct UpdateSipAccount {
+    #[serde(default, deserialize_with = "super::not_null")]
     #[schema(
         min_length = 8,
         max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f]{8,128}$"
+        pattern = r"^[^\x00-\x1f\x7f]{8,128}$",
+        nullable = false
     )]
     pub password: Option<String>,
-    #[schema(max_items = 32)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(max_items = 32, nullable = false)]
     pub allowed_cidrs: Option<Vec<String>>,
-    #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(minimum = 1, maximum = 100, nullable = false)]
     pub max_bindings: Option<u32>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "super::present")]
     #[schema(max_length = 200)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::present")]
     pub srtp: Option<Option<SrtpPolicy>>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub dial_request_uri: Option<DialRequestUri>,
 }
 

@@ -286,11 +286,16 @@ pub struct CreateTrunk {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"enabled": false}))]
 pub struct UpdateTrunk {
-    #[schema(min_length = 1, max_length = 100)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "super::present")]
     pub outbound: Option<Option<OutboundInput>>,
+    #[serde(default, deserialize_with = "super::object_not_null")]
+    #[schema(nullable = false)]
     pub inbound: Option<InboundInput>,
     #[serde(default, deserialize_with = "super::present")]
     pub srtp: Option<Option<SrtpPolicy>>,
