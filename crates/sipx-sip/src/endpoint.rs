@@ -294,9 +294,16 @@ impl Endpoint {
         {
             // A tag for the To even of a 400 (RFC 3261 §8.2.6.2), when the To is readable.
             let tag = self.stateless_tag(headers);
+            // The Via says where it came from (§18.2.1) and where the answer goes (§18.2.2),
+            // as for any request.
+            let mut headers = headers.clone();
+            let to = match Self::stamp_via(&mut headers, &peer) {
+                Some(via) => Self::response_peer(&via, peer),
+                None => peer,
+            };
             let response =
-                response_from_headers(headers, error.status, Some(&error.reason), Some(&tag));
-            self.transmit(peer, response.to_bytes());
+                response_from_headers(&headers, error.status, Some(&error.reason), Some(&tag));
+            self.transmit(to, response.to_bytes());
         }
         self.event(Event::Malformed { peer, error });
     }
@@ -348,9 +355,9 @@ impl Endpoint {
 
     /// Records where the request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581).
     /// The header is rewritten only when a parameter must be added or changed.
-    fn stamp_via(req: &mut Request, peer: &Peer) -> Option<Via> {
-        let index = req.headers.0.iter().position(|h| h.name == "Via")?;
-        let line = &req.headers.0[index].value;
+    fn stamp_via(headers: &mut crate::msg::Headers, peer: &Peer) -> Option<Via> {
+        let index = headers.0.iter().position(|h| h.name == "Via")?;
+        let line = &headers.0[index].value;
         let values = crate::msg::lex::split_top(line, ',')?;
         let mut via = Via::parse(values.first()?)?;
         let ip = peer.addr.ip().to_string();
@@ -374,7 +381,7 @@ impl Endpoint {
             rebuilt.push_str(", ");
             rebuilt.push_str(v.trim());
         }
-        req.headers.0[index].value = rebuilt;
+        headers.0[index].value = rebuilt;
         Some(via)
     }
 
@@ -396,7 +403,7 @@ impl Endpoint {
     }
 
     fn on_request(&mut self, now: Instant, source: Peer, mut req: Request) {
-        let Some(via) = Self::stamp_via(&mut req, &source) else {
+        let Some(via) = Self::stamp_via(&mut req.headers, &source) else {
             return;
         };
         // Responses go where the Via says; the TU still learns where the request came from.

@@ -461,3 +461,23 @@ fn udp_responses_go_to_the_via_port_unless_rport_or_nat_says_otherwise() {
     // A private sent-by (NAT): back to the source, where the NAT's mapping is.
     assert_eq!(answered_at("10.0.0.7:5060", "z9hG4bKp4"), 40000);
 }
+
+#[test]
+fn a_400_for_a_malformed_request_says_where_it_came_from() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let bad = "OPTIONS sip:[::1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKbad;rport\r\n\
+               Max-Forwards: 70\r\nTo: <sip:sipx.test>\r\nFrom: <sip:c@10.0.0.1>;tag=f\r\n\
+               Call-ID: bad\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    ep.handle_datagram(t0, peer(Transport::Udp), bad.as_bytes());
+    let (tx, _) = drain(&mut ep);
+    let [SipMessage::Response(r)] = tx.as_slice() else {
+        panic!("{tx:?}");
+    };
+    assert_eq!(r.status, 400);
+    let via = r.headers.get("Via").unwrap();
+    assert!(
+        via.contains("received=127.0.0.1") && via.contains("rport=5070"),
+        "{via}"
+    );
+}
