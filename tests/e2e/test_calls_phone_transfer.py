@@ -1,5 +1,6 @@
 """A transfer the phone asks for (RFC 3515 blind transfer): a phone in a room sends SIPx a REFER,
-SIPx calls the Refer-To's number back through the phone's trunk into the same room, reports the
+SIPx calls the Refer-To's number back through the phone's trunk (with `sip.accept_refer: all`;
+as shipped, only to the application's accounts or back through an account) into the same room, reports the
 progress in NOTIFYs (message/sipfrag), and ends the phone's call `transferred` once the new call
 is answered. A failed new call leaves the phone's call as it was. Refusals: an attended transfer
 (Refer-To with Replaces, 501), two Refer-To (400), a call in no room (403), a REFER outside a
@@ -21,6 +22,22 @@ from test_calls_dialout import sipp_uas
 from test_calls_inbound import api, called, phones_in, wait_call
 from test_calls_replaces import Phone, header, ok_for
 from test_webhooks import EventStream
+
+
+@pytest.fixture
+def server(data_dir):
+    """SIPx taking transfers back through trunks too (`sip.accept_refer: all`)."""
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__ACCEPT_REFER": "all"}).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def cautious(data_dir):
+    """SIPx as shipped: transfers to accounts, or back through an account, only."""
+    s = Server(data_dir, env=SIP_ENV).start()
+    yield s
+    s.stop()
 
 
 def trunk_with_way_back(server, phone_ip, provider_ip, room, number="300"):
@@ -271,7 +288,7 @@ def test_a_real_phone_transfers_its_call(server, tmp_path):
 @pytest.fixture
 def refusing(data_dir):
     """SIPx with `sip.accept_refer` off."""
-    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__ACCEPT_REFER": "false"}).start()
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__ACCEPT_REFER": "off"}).start()
     yield s
     s.stop()
 
@@ -379,4 +396,42 @@ def test_a_dialled_phone_transfers_the_call_back_through_the_trunk(server):
         api(server, creds, "DELETE", f"/v1/calls/{new['id']}", expect=202)
         phone.serve(lambda ms: any(m.startswith("BYE ") for m in ms), "the BYE of the transfer's call")
     finally:
+        phone.close()
+
+
+def test_as_shipped_a_trunk_callers_refer_reaches_accounts_but_dials_nothing_through_the_trunk(cautious):
+    """A caller through a trunk may be anyone: as shipped, its REFER to a number is refused in
+    the NOTIFY (403) and nothing is dialled; to the application's account of that name, the
+    new call goes to the account. The app hears every step, even after the phone hangs up."""
+    server = cautious
+    phone_ip = "127.0.0.219"
+    creds, _ = trunk_with_way_back(server, phone_ip, "127.0.0.217", "front-desk")
+    api(server, creds, "POST", "/v1/sip-accounts", {"username": "colleague7", "password": "password-123"},
+        expect=201)
+    phone = Phone(phone_ip, sip_addr(server))
+    stream = EventStream(server, creds, types="call.transfer")
+    try:
+        status, dialog, answer = phone.invite("300")
+        assert status == 200, answer
+        branch = send_refer(phone, dialog, answer, "Refer-To: <sip:4930999@pbx.example>\r\n", cseq=2)
+        messages = read_until(phone, lambda seen: any(sipfrag_status(n) >= 200 for n in notifies(seen)),
+                              "the final NOTIFY")
+        assert status_of(branch, messages) == 202, messages
+        assert sipfrag_status(notifies(messages)[-1]) == 403, messages
+        assert not [c for c in all_calls(server, creds) if c["direction"] == "outbound"]
+
+        # To an account: the phone hangs up at once, as many do; the account has no device
+        # registered, so the new call ends 480, and the app still hears how it went.
+        branch = send_refer(phone, dialog, answer, "Refer-To: <sip:colleague7@pbx.example>\r\n", cseq=3)
+        read_until(phone, lambda seen: status_of(branch, seen), "the 202")
+        hang_up(phone, dialog, answer, cseq=4)
+        new = wait_any_call(server, creds, lambda c: c["direction"] == "outbound" and c["done"],
+                            "the call to the account ended")
+        assert new["route"].startswith("sip_account:") and new["end"]["code"] == 480, new
+        steps = []
+        while not [s for s in steps if s["state"] == "failed" and s.get("new_call_id")]:
+            steps.append(json.loads(stream.next_event()["data"])["data"])
+        assert steps[-1]["status"] == 480 and steps[-1]["new_call_id"] == new["id"], steps
+    finally:
+        stream.close()
         phone.close()

@@ -315,10 +315,11 @@ pub struct SipConfig {
     /// called side to refresh (`refresher=uas`); 0 offers none. Below `session_min_se_secs`,
     /// that is offered.
     pub session_expires_secs: u32,
-    /// Take blind transfers phones ask for by REFER (RFC 3515): SIPx calls the `Refer-To`'s
-    /// number into the phone's room, back through the trunk or account the phone's call went
-    /// through (or to the application's account of that name). Off: REFER gets 405.
-    pub accept_refer: bool,
+    /// Blind transfers phones ask for by REFER (RFC 3515): SIPx calls the `Refer-To` into the
+    /// phone's room, to the application's account of that name, else as a number back through
+    /// the account the phone's call came by (`accounts`, the default) or also its trunk
+    /// (`all`); `off`: REFER gets 405.
+    pub accept_refer: ReferPolicy,
     /// Stream connections (TCP, TLS, WS, WSS) others may hold open at once, in all and from
     /// one address; past either, a new one is closed at once. Bounded below the process's
     /// open-file limit, which SIPx raises to its hard limit at start.
@@ -364,12 +365,25 @@ impl Default for SipConfig {
             udp_recv_buffer: 4 << 20,
             session_min_se_secs: sipx_sip::session_timer::MIN_SE_FLOOR,
             session_expires_secs: 1800,
-            accept_refer: true,
+            accept_refer: ReferPolicy::Accounts,
             max_connections: 8192,
             max_connections_per_source: 256,
             stream_setup_timeout_secs: 30,
         }
     }
+}
+
+/// Which transfers phones may ask for (`sip.accept_refer`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferPolicy {
+    /// REFER gets 405.
+    Off,
+    /// To the application's accounts, or back through the referring call's account: never
+    /// through a trunk, where a caller could place calls on the operator's account.
+    Accounts,
+    /// Also back through the referring call's trunk.
+    All,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -11,6 +11,9 @@ use crate::msg::{HasHeaders, NameAddr, Request, Uri, reason_phrase};
 pub struct Referral {
     /// Who to call: the user part of a SIP URI (unescaped) or a tel URI's number.
     pub target: String,
+    /// The target as a number a trunk can dial (`+`, digits, `*`, `#`; a tel URI's visual
+    /// separators dropped), when it is one.
+    pub number: Option<String>,
     /// The `Refer-To` as received, for logs and events.
     pub refer_to: String,
     /// The display name of the `Refer-To`, if any.
@@ -58,6 +61,7 @@ pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
         return Err((403, "Refer-To user is not a number or account name"));
     }
     Ok(Referral {
+        number: dial_number(&target),
         target,
         refer_to: addr.uri.to_string(),
         display: addr.display.filter(|d| !d.trim().is_empty()),
@@ -75,6 +79,23 @@ fn is_dialable(target: &str) -> bool {
         })
 }
 
+/// `target` as a dialable number: visual separators (`-`, `.`, `(`, `)`) dropped, then an
+/// optional `+` and 1–32 of digits, `*` and `#`; `None` for a name.
+fn dial_number(target: &str) -> Option<String> {
+    let number: String = target
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = number.strip_prefix('+').unwrap_or(&number);
+    let dialable = !digits.is_empty()
+        && digits.len() <= 32
+        && digits.bytes().any(|b| b.is_ascii_digit())
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
+    dialable.then_some(number)
+}
+
 /// The body of a NOTIFY reporting `status` (RFC 3515 §2.4.5): a sipfrag status line.
 pub fn sipfrag(status: u16) -> String {
     format!("SIP/2.0 {status} {}\r\n", reason_phrase(status))
@@ -86,7 +107,8 @@ pub fn subscription_state(status: u16) -> &'static str {
     if status >= 200 {
         "terminated;reason=noresource"
     } else {
-        "active;expires=60"
+        // Long enough for the new call to ring out (60 s) and be placed.
+        "active;expires=180"
     }
 }
 
@@ -114,17 +136,24 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.target, "+4930123");
+        assert_eq!(r.number.as_deref(), Some("+4930123"));
         assert_eq!(r.display.as_deref(), Some("Bob"));
         assert_eq!(r.event_id, 7);
         assert!(r.notify);
         let r = read_referral(&refer("r: tel:+1-555-0100\r\nRefer-Sub: False\r\n")).unwrap();
         assert_eq!(r.target, "+1-555-0100");
+        assert_eq!(r.number.as_deref(), Some("+15550100"));
         assert!(!r.notify);
         let r = read_referral(&refer("Refer-To: sip:alice@example.com\r\n")).unwrap();
         assert_eq!(
             (r.target.as_str(), r.refer_to.as_str()),
             ("alice", "sip:alice@example.com")
         );
+        assert_eq!(r.number, None);
+        for name in ["..", "alice-other", "a.b", "*#"] {
+            let r = read_referral(&refer(&format!("Refer-To: <sip:{name}@x>\r\n"))).unwrap();
+            assert_eq!(r.number, None, "{name}");
+        }
     }
 
     #[test]
@@ -158,7 +187,7 @@ mod tests {
     fn notify_bodies_report_a_status_and_end_on_a_final_one() {
         assert_eq!(sipfrag(100), "SIP/2.0 100 Trying\r\n");
         assert_eq!(sipfrag(486), "SIP/2.0 486 Busy Here\r\n");
-        assert_eq!(subscription_state(180), "active;expires=60");
+        assert_eq!(subscription_state(180), "active;expires=180");
         assert_eq!(subscription_state(200), "terminated;reason=noresource");
         assert_eq!(subscription_state(503), "terminated;reason=noresource");
     }

@@ -197,8 +197,8 @@ pub(crate) struct CoreSettings {
     pub session_min_se: u32,
     /// The session timer our dial-outs offer (0: none), not below `session_min_se`.
     pub session_expires: u32,
-    /// Blind transfers phones ask for by REFER are taken (`core/phone_transfer.rs`).
-    pub accept_refer: bool,
+    /// Which blind transfers phones may ask for by REFER (`core/phone_transfer.rs`).
+    pub accept_refer: crate::config::ReferPolicy,
 }
 
 pub(crate) struct Core {
@@ -365,7 +365,7 @@ impl Core {
                 uas.supported.push("replaces".to_owned());
                 // RFC 4028 session timers (`core/session_timers.rs`).
                 uas.supported.push("timer".to_owned());
-                if settings.accept_refer {
+                if settings.accept_refer != crate::config::ReferPolicy::Off {
                     // Blind transfers a phone asks for (`core/phone_transfer.rs`); RFC 4488's
                     // `Refer-Sub: false` is honoured.
                     uas.allow.push(Method::Refer);
@@ -807,7 +807,7 @@ impl Core {
                 if response.status >= 200
                     && (self.calls.owns_client_txn(txn)
                         || self.on_refresh_answer(now, txn, Some(&response))
-                        || self.on_referral_notify_answer(now, txn))
+                        || self.on_referral_notify_answer(now, txn, Some(response.status)))
                 {
                     return;
                 }
@@ -819,7 +819,7 @@ impl Core {
                 if !self.on_invite_timeout(now, txn)
                     && !self.calls.owns_client_txn(txn)
                     && !self.on_refresh_answer(now, txn, None)
-                    && !self.on_referral_notify_answer(now, txn) =>
+                    && !self.on_referral_notify_answer(now, txn, None) =>
             {
                 self.on_registration_timeout(now, txn);
             }

@@ -185,7 +185,7 @@ pub(super) fn log_negotiation(call_id: &str, n: &NegotiatedMedia) {
 /// The user of SIPx's Contact in its dialogs. Not `echo`, as it was: an attended transfer's
 /// INVITE is sent there, and with its `Replaces` it goes where the replaced call was
 /// (`replacing.rs`) whatever this says; without one, it is routed like any other new call.
-const CONTACT_USER: &str = "sipx";
+pub(super) const CONTACT_USER: &str = "sipx";
 
 /// The bodies an INVITE, re-INVITE or UPDATE may carry its SDP in (a 415 lists them).
 const SDP_BODIES: &str = "application/sdp, multipart/mixed";
@@ -624,7 +624,7 @@ impl Core {
     }
 
     /// `<sip:user@host:port;transport=…>` where the peer can reach us.
-    fn contact_for(&self, peer: &Peer, user: &str) -> String {
+    pub(super) fn contact_for(&self, peer: &Peer, user: &str) -> String {
         let host = self
             .local_host_for(peer.addr, peer.transport)
             .unwrap_or_else(|| "invalid".to_owned());
@@ -758,7 +758,9 @@ impl Core {
                 let status = self.on_transfer_notify(now, &call, &req);
                 self.respond(now, txn, req.response(status, Some(&tag)));
             }
-            Method::Refer if self.settings.accept_refer => self.on_phone_refer(now, txn, req, &id),
+            Method::Refer if self.settings.accept_refer != crate::config::ReferPolicy::Off => {
+                self.on_phone_refer(now, txn, req, &id)
+            }
             _ => {
                 let resp = req
                     .response(405, Some(&tag))
@@ -1033,6 +1035,7 @@ impl Core {
             "failed" => "Room failure",
             _ => "Removed from the room",
         };
+        self.referrer_left_room(&call_id);
         if self.controls.by_id.contains_key(&call_id) {
             let input = sipx_call::Input::Room(sipx_call::RoomInput::Removed {
                 why: reason.to_owned(),

@@ -70,7 +70,7 @@ impl Core {
         let dialog = self
             .answered_dialog(app_id, id)?
             .ok_or_else(|| conflict("the call is not answered"))?;
-        if self.transfers.busy(id) {
+        if self.transfers.busy(id) || self.phone_transfers.is_referring(id) {
             return Err(conflict("a transfer of this call is in progress"));
         }
         let Some(call) = self.calls.by_dialog.get(&dialog) else {
@@ -99,9 +99,7 @@ impl Core {
             }
         };
         let via = self.new_via(&peer);
-        let host = self
-            .local_host_for(peer.addr, peer.transport)
-            .unwrap_or_else(|| "invalid".to_owned());
+        let contact = self.contact_for(&peer, super::calls::CONTACT_USER);
         let Some(call) = self.calls.by_dialog.get_mut(&dialog) else {
             return Err(conflict("the call has ended"));
         };
@@ -110,7 +108,7 @@ impl Core {
         refer
             .headers
             .push("Referred-By", format!("<{}>", call.dialog.local.uri));
-        refer.headers.push("Contact", format!("<sip:sipx@{host}>"));
+        refer.headers.push("Contact", contact);
         refer.headers.push("Content-Length", "0");
         let txn = self.endpoint.send_request(now, peer, refer);
         self.controls.refers.insert(txn, id.to_owned());
