@@ -85,6 +85,11 @@ def closed_within(sock, seconds):
 def test_silent_and_stalled_connections_are_closed_and_busy_ones_kept(guarded):
     ip, port = sip_addr(guarded, "tcp")
     src = ("127.0.0.207", 0)
+    # Keep-alives alone do not make a connection one that carried SIP.
+    with socket.create_connection((ip, port), timeout=5, source_address=src) as pinging:
+        pinging.sendall(b"\r\n\r\n")
+        assert pinging.recv(16) == b"\r\n"
+        assert closed_within(pinging, 10)
     with socket.create_connection((ip, port), timeout=5, source_address=src) as silent, \
             socket.create_connection((ip, port), timeout=5, source_address=src) as stalled, \
             socket.create_connection((ip, port), timeout=5, source_address=src) as busy:

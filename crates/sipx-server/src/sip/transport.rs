@@ -341,7 +341,10 @@ async fn stream_connection<S>(
                     }
                 }
                 Ok(Some(Framed::Ping)) => {
-                    (carried_sip, since) = (true, tokio::time::Instant::now());
+                    // A keep-alive keeps a connection that carried SIP; it does not make one.
+                    if carried_sip {
+                        since = tokio::time::Instant::now();
+                    }
                     let _ = core.send(CoreInput::Pong { peer }).await;
                 }
                 Ok(None) => break,

@@ -47,11 +47,12 @@ pub(super) async fn connection<S>(
             .insert("sec-websocket-protocol", HeaderValue::from_static("sip"));
         Ok(resp)
     };
-    let ws = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async(stream, check),
-    )
-    .await
+    // A connection must speak within the setup timeout: the handshake is its first words.
+    let limit = conn
+        .timeouts
+        .map_or(HANDSHAKE_TIMEOUT, |t| t.setup.min(HANDSHAKE_TIMEOUT));
+    let ws = match tokio::time::timeout(limit, tokio_tungstenite::accept_hdr_async(stream, check))
+        .await
     {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -107,17 +108,18 @@ async fn session<S>(
         let bytes = match next {
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
             Some(Ok(Message::Binary(b))) => b.to_vec(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                // A keep-alive of a connection that carried SIP.
-                since = tokio::time::Instant::now();
-                continue;
-            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Vec::new(),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
         };
-        (carried_sip, since) = (true, tokio::time::Instant::now());
+        // A keep-alive (a ping frame, a CRLF) keeps a connection that carried SIP; it does not
+        // make one.
         if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            if carried_sip {
+                since = tokio::time::Instant::now();
+            }
             continue;
         }
+        (carried_sip, since) = (true, tokio::time::Instant::now());
         let msg = sipx_sip::msg::parse_datagram(&bytes);
         if core.send(CoreInput::Parsed { peer, msg }).await.is_err() {
             break;
