@@ -220,3 +220,48 @@ def test_an_answer_whose_connection_closed_goes_on_a_new_one(server):
     finally:
         listener.close()
         receiver.close()
+
+
+def test_a_hang_up_after_the_callers_connection_closed_goes_on_a_new_one(server):
+    """A caller over TCP whose connection closes (its own, or one SIPx closed for silence)
+    still gets the BYE: SIPx connects to its Contact (RFC 3261 §18.1.1)."""
+    import re
+
+    from test_calls_inbound import api, called, setup, wait_call
+
+    ip = "127.0.0.206"
+    creds, _ = setup(server, ip, called("300", "tcp-room"))
+    listener = socket.socket()
+    listener.bind((ip, 0))
+    listener.listen(4)
+    listener.settimeout(10)
+    contact_port = listener.getsockname()[1]
+    try:
+        host, port = sip_addr(server, "tcp")
+        body = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+        head = (f"sip:300@{host}:{port};transport=tcp SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP {ip}:{contact_port};branch=z9hG4bKtcpbye{{n}}\r\nMax-Forwards: 70\r\n"
+                f"From: <sip:4915100@{ip}>;tag=tcpbye\r\nCall-ID: tcpbye@{ip}\r\n"
+                f"Contact: <sip:4915100@{ip}:{contact_port};transport=tcp>\r\n")
+        conn = socket.create_connection((host, port), timeout=10, source_address=(ip, 0))
+        conn.sendall(("INVITE " + head.format(n=1) + f"To: <sip:300@{host}>\r\nCSeq: 1 INVITE\r\n"
+                      f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+        got = ""
+        while not re.search(r"SIP/2.0 200 .*?\r\n\r\n", got, re.S):
+            chunk = conn.recv(65535).decode(errors="replace")
+            assert chunk, got
+            got += chunk
+        to = re.search(r"^To: (.*)$", got[got.index("SIP/2.0 200"):], re.M).group(1).strip()
+        conn.sendall(("ACK " + head.format(n=2) + f"To: {to}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode())
+        call = wait_call(server, creds, lambda c: c["sip_call_id"] == f"tcpbye@{ip}" and c["state"] == "CONFIRMED",
+                         "the call confirmed")
+        conn.close()
+        rooms.wait_until(lambda: open_connections(server) == 0, what="the caller's connection seen closed")
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        new, _ = listener.accept()
+        with new:
+            new.settimeout(10)
+            bye = new.recv(65535).decode(errors="replace")
+        assert bye.startswith(f"BYE sip:4915100@{ip}:{contact_port};transport=tcp "), bye
+    finally:
+        listener.close()

@@ -7,7 +7,8 @@
 //! - a connection must send its first message, and finish any message it starts, within the
 //!   setup timeout (a peer trickling bytes holds nothing for long);
 //! - a connection that carried SIP may then stay quiet for the idle timeout, longer than any
-//!   registration lasts, so a device registered over it is always reachable down it.
+//!   registration lasts, so a device registered over it is always reachable down it; a call
+//!   whose connection closed anyway is still reached on a new one (`core/reconnect.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,14 +1,19 @@
-//! Answers whose connection is gone (RFC 3261 §18.2.2): over TCP a response goes back on the
-//! connection its request came on; when that one has closed (a phone that reconnects, a proxy
-//! that recycles connections), SIPx opens one to the address the request came from, at the
-//! port its Via names, and sends the response there. Later responses of the same transaction
-//! follow it. Only responses: a request toward a device whose connection closed waits for
-//! the device to connect again.
+//! Messages whose connection is gone: over TCP SIPx answers and calls back on the connection
+//! a peer opened; when that one has closed (a phone that reconnects, a proxy that recycles
+//! connections, a quiet connection SIPx closed), it opens one:
+//! - for a response, to the address the request came from at the port its Via names (RFC
+//!   3261 §18.2.2);
+//! - for a request in a dialog (a BYE), to its next hop: the first Route, else the
+//!   Request-URI (the peer's Contact), when that names an address (§8.1.2, §18.1.1).
+//!
+//! Later messages for the closed connection follow on the new one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use sipx_sip::msg::{HasHeaders, SipMessage, parse_datagram};
+use std::net::IpAddr;
+
+use sipx_sip::msg::{HasHeaders, NameAddr, SipMessage, parse_datagram};
 use sipx_sip::{FlowId, Transmit, Transport};
 
 use super::Core;
@@ -23,21 +28,34 @@ pub(crate) struct Reconnects {
     waiting: HashMap<FlowId, Vec<Vec<u8>>>,
 }
 
-/// Where a response goes when its connection is gone: the address its request came from, at
-/// the Via's sent-by port (5060 by default); `None` for anything but a response.
-fn sent_by(bytes: &[u8], source: SocketAddr) -> Option<SocketAddr> {
-    let Ok(SipMessage::Response(r)) = parse_datagram(bytes) else {
-        return None;
-    };
-    let via = r.top_via()?;
-    Some(SocketAddr::new(source.ip(), via.port.unwrap_or(5060)))
+/// Where a message goes when its connection (to `source`) is gone: a response to the source's
+/// address at its Via's sent-by port (5060 by default); a request to its next hop when that is
+/// an IP address.
+fn new_destination(bytes: &[u8], source: SocketAddr) -> Option<SocketAddr> {
+    match parse_datagram(bytes).ok()? {
+        SipMessage::Response(r) => {
+            let via = r.top_via()?;
+            Some(SocketAddr::new(source.ip(), via.port.unwrap_or(5060)))
+        }
+        SipMessage::Request(r) => {
+            let route = r
+                .headers
+                .list("Route")
+                .first()
+                .and_then(|v| NameAddr::parse(v));
+            let uri = route.map_or(r.uri, |n| n.uri);
+            let hop = uri.as_sip()?;
+            let ip = hop.host.trim_matches(['[', ']']).parse::<IpAddr>().ok()?;
+            Some(SocketAddr::new(ip, hop.port.unwrap_or(5060)))
+        }
+    }
 }
 
 impl Core {
-    /// `t` is for a stream flow that has closed: a response goes on a connection opened in
-    /// its place (or already opened for an earlier one).
+    /// `t` is for a stream flow that has closed: it goes on a connection opened in its place
+    /// (or already opened for an earlier message).
     pub(super) fn send_on_new_connection(&mut self, t: Transmit) {
-        if t.peer.transport != Transport::Tcp || !t.bytes.starts_with(b"SIP/2.0 ") {
+        if t.peer.transport != Transport::Tcp {
             return;
         }
         if let Some(&flow) = self.reconnects.replaced.get(&t.peer.flow) {
@@ -50,7 +68,7 @@ impl Core {
                 return;
             }
         }
-        let Some(addr) = sent_by(&t.bytes, t.peer.addr) else {
+        let Some(addr) = new_destination(&t.bytes, t.peer.addr) else {
             return;
         };
         // The peer may have connected again from there already.
@@ -62,7 +80,7 @@ impl Core {
             return;
         }
         let flow = self.flow_ids.next();
-        tracing::debug!(%addr, "the request's connection closed: opening one for its answer");
+        tracing::debug!(%addr, "the connection closed: opening one for what goes its way");
         self.reconnects.replaced.insert(t.peer.flow, flow);
         self.reconnects.waiting.insert(flow, vec![t.bytes]);
         tokio::spawn(transport::connect(
@@ -100,6 +118,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_request_goes_to_its_next_hop() {
+        let source: SocketAddr = "192.0.2.7:40312".parse().unwrap();
+        let bye = |route: &str| {
+            format!(
+                "BYE sip:phone@192.0.2.8:5070;transport=tcp SIP/2.0\r\n\
+                 Via: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bK1\r\n{route}\
+                 From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+        };
+        assert_eq!(
+            new_destination(bye("").as_bytes(), source),
+            Some("192.0.2.8:5070".parse().unwrap())
+        );
+        assert_eq!(
+            new_destination(bye("Route: <sip:192.0.2.9;lr>\r\n").as_bytes(), source),
+            Some("192.0.2.9:5060".parse().unwrap())
+        );
+        let named = bye("").replace("192.0.2.8:5070", "phone.example");
+        assert_eq!(new_destination(named.as_bytes(), source), None);
+    }
+
+    #[test]
     fn a_response_goes_to_its_source_at_the_via_port() {
         let source: SocketAddr = "192.0.2.7:40312".parse().unwrap();
         let response = |via: &str| {
@@ -110,14 +151,13 @@ mod tests {
             )
         };
         assert_eq!(
-            sent_by(response("192.0.2.7:5070").as_bytes(), source),
+            new_destination(response("192.0.2.7:5070").as_bytes(), source),
             Some("192.0.2.7:5070".parse().unwrap())
         );
         // The address is the source's, whatever the Via says (RFC 3261 §18.2.2 `received`).
         assert_eq!(
-            sent_by(response("10.1.1.1").as_bytes(), source),
+            new_destination(response("10.1.1.1").as_bytes(), source),
             Some("192.0.2.7:5060".parse().unwrap())
         );
-        assert_eq!(sent_by(b"INVITE sip:x SIP/2.0\r\n\r\n", source), None);
     }
 }
