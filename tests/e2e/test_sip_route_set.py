@@ -83,3 +83,34 @@ def test_a_dial_out_acks_and_hangs_up_through_the_proxy_that_record_routed_it(se
     finally:
         phone.close()
         hop.close()
+
+
+def test_after_a_phone_moves_sipx_follows_it(server):
+    """Without a route set, requests go back where the phone's messages come from: an UPDATE
+    from a new address with a new Contact (a phone that changed network) moves SIPx's BYE."""
+    from test_calls_phone_transfer import send_in_dialog, status_of
+
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "mobile", "inbound": {
+        "allowed_cidrs": ["127.0.0.182/32"]}}, expect=201).json()
+    rule = called("300", "roaming")
+    api(server, creds, "POST", "/v1/routing-rules", {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}},
+        expect=201)
+    before, after = Phone("127.0.0.182", sip_addr(server)), Phone("127.0.0.182", sip_addr(server))
+    try:
+        status, dialog, answer = before.invite("300")
+        assert status == 200, answer
+        call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                         "the call confirmed")
+        branch = send_in_dialog(after, "UPDATE", dialog, answer, "", cseq=2)
+        for _ in range(20):
+            text = after.sock.recv(65535).decode(errors="replace")
+            if status_of(branch, [text]):
+                break
+        assert status_of(branch, [text]) == 200, text
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        bye = after.wait_bye(dialog[0])
+        assert bye.startswith(f"BYE sip:4915100@127.0.0.182:{after.port} "), bye
+    finally:
+        before.close()
+        after.close()

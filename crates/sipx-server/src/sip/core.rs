@@ -903,7 +903,7 @@ impl Core {
                 self.respond(now, txn, resp);
             }
             Method::Register => self.on_register(now, txn, req, peer),
-            _ if req.tag_of_to().is_some() => self.on_in_dialog(now, txn, req),
+            _ if req.tag_of_to().is_some() => self.on_in_dialog(now, txn, req, peer),
             Method::Invite => self.on_new_invite(now, txn, req, peer, trunk_by_digest),
             // A REFER outside a dialog would ask SIPx to call on behalf of nobody's call.
             Method::Refer => {

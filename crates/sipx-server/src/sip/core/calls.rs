@@ -665,7 +665,13 @@ impl Core {
     }
 
     /// A request with a To tag: it belongs to a call's dialog, or gets 481.
-    pub(super) fn on_in_dialog(&mut self, now: Instant, txn: ServerTxnId, req: Request) {
+    pub(super) fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        txn: ServerTxnId,
+        req: Request,
+        source: Peer,
+    ) {
         let call = DialogId::of_request(&req)
             .and_then(|id| Some((self.calls.by_dialog.get_mut(&id)?, id)));
         let Some((call, id)) = call else {
@@ -732,7 +738,14 @@ impl Core {
                     }
                 }
             }
-            Method::Invite | Method::Update => self.on_reoffer(now, txn, req, &id),
+            Method::Invite | Method::Update => {
+                // A target refresh from elsewhere (a phone that moved, or reconnected): our
+                // requests follow it, as they follow its new Contact (RFC 3261 §12.2.1.1).
+                if req.headers.get("Contact").is_some() {
+                    call.peer = source;
+                }
+                self.on_reoffer(now, txn, req, &id)
+            }
             Method::Info => {
                 let body = read_info(&req);
                 let resp = match body {
