@@ -175,6 +175,21 @@ impl SipUri {
     }
 }
 
+/// `user` written as a SIP URI's user part (RFC 3261 §25.1): unreserved characters and
+/// `user-unreserved` ones stay, anything else (`#`, `%`, `@`, `:`, spaces…) is `%XX`.
+pub fn escape_user(user: &str) -> String {
+    let mut out = String::with_capacity(user.len());
+    for b in user.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `host [":" port]`, host being a name, an IPv4 address or a bracketed IPv6 reference.
 pub fn parse_hostport(s: &str) -> Option<(String, Option<u16>)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
@@ -282,6 +297,13 @@ impl fmt::Display for SipUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_parts_are_escaped() {
+        assert_eq!(escape_user("+4930*12#"), "+4930*12%23");
+        assert_eq!(escape_user("a b@c:d%"), "a%20b%40c%3Ad%25");
+        assert_eq!(escape_user("alice.o'neil"), "alice.o'neil");
+    }
 
     fn sip(s: &str) -> SipUri {
         match Uri::parse(s) {

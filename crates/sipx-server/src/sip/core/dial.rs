@@ -91,6 +91,15 @@ fn user_of(to: &str) -> String {
     }
 }
 
+/// The user part to dial `to` with: a SIP URI's as written (already escaped), a number's
+/// escaped (`#` is `%23` on the wire).
+fn dial_user(to: &str) -> String {
+    match is_uri(to) {
+        true => user_of(to),
+        false => sipx_sip::msg::escape_user(to),
+    }
+}
+
 fn is_uri(to: &str) -> bool {
     to.starts_with("sip:") || to.starts_with("sips:")
 }
@@ -141,13 +150,14 @@ impl Core {
                     invite.to.clone()
                 } else {
                     let number = apply_number_rules(&invite.to, &t.number_rules);
+                    let number = sipx_sip::msg::escape_user(&number);
                     format!("sip:{number}@{hostport}{}", transport_param(t.transport))
                 };
                 let from_user = invite
                     .from
                     .clone()
                     .or_else(|| t.caller_id.clone())
-                    .unwrap_or_else(|| "sipx".to_owned());
+                    .map_or_else(|| "sipx".to_owned(), |u| sipx_sip::msg::escape_user(&u));
                 let from_host = t.from_domain.clone().unwrap_or_else(|| t.host.clone());
                 Ok(Plan {
                     peer: Peer {
@@ -177,7 +187,10 @@ impl Core {
                         .ok_or(NoRoute::Transport("no connection to the host"))?,
                 };
                 let local = self.local_host_for(addr, *transport).unwrap_or_default();
-                let from_user = invite.from.clone().unwrap_or_else(|| "sipx".to_owned());
+                let from_user = invite
+                    .from
+                    .as_deref()
+                    .map_or_else(|| "sipx".to_owned(), sipx_sip::msg::escape_user);
                 Ok(Plan {
                     peer: Peer {
                         transport: *transport,
@@ -222,14 +235,14 @@ impl Core {
                 // Gateways read the number to dial from the Request-URI's user part; phones
                 // take only their own contact (and read To).
                 if !route.contact_as_is {
-                    target.user = Some(user_of(&invite.to));
+                    target.user = Some(dial_user(&invite.to));
                 }
                 let request_uri = Uri::Sip(target).to_string();
                 let local = self
                     .local_host_for(b.source, b.transport)
                     .unwrap_or_default();
                 let to_host = local.clone();
-                let from_user = invite.from.clone().unwrap_or_else(|| user.clone());
+                let from_user = sipx_sip::msg::escape_user(invite.from.as_deref().unwrap_or(user));
                 Ok(Plan {
                     peer: Peer {
                         transport: b.transport,
@@ -237,7 +250,7 @@ impl Core {
                         addr: b.source,
                     },
                     request_uri,
-                    to: format!("<sip:{}@{to_host}>", user_of(&invite.to)),
+                    to: format!("<sip:{}@{to_host}>", dial_user(&invite.to)),
                     from: format!("<sip:{from_user}@{local}>"),
                     auth: None,
                     srtp: self.origins.srtp(&Origin::Account(user.clone())),
@@ -856,5 +869,7 @@ mod tests {
     fn the_user_of_a_uri_or_a_number() {
         assert_eq!(user_of("sip:+4930@example.com"), "+4930");
         assert_eq!(user_of("+4930"), "+4930");
+        assert_eq!(dial_user("*12#"), "*12%23");
+        assert_eq!(dial_user("sip:%2312@example.com"), "%2312");
     }
 }
