@@ -164,6 +164,19 @@ def test_a_request_a_stream_cannot_frame_gets_400_before_the_close(server):
         assert f"branch=z9hG4bK{branch}" in got, got
 
 
+def tcp_listener(ip):
+    """A TCP socket listening on `ip` (a phone's own port), and its port."""
+    listener = socket.socket()
+    listener.bind((ip, 0))
+    listener.listen(4)
+    listener.settimeout(10)
+    return listener, listener.getsockname()[1]
+
+
+def sdp_offer(ip):
+    return f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+
+
 def open_connections(server):
     """SIPx's count of open stream connections (`/metrics`)."""
     text = requests.get(server.url("/metrics"), timeout=5).text
@@ -181,15 +194,11 @@ def test_an_answer_whose_connection_closed_goes_on_a_new_one(server):
     ip = "127.0.0.209"
     key, secret, _ = creds = create_app(server, "reconnect")
     receiver = Receiver("127.0.0.208", secret, None)  # answers only after the test
-    listener = socket.socket()
-    listener.bind((ip, 0))
-    listener.listen(4)
-    listener.settimeout(10)
-    via_port = listener.getsockname()[1]
+    listener, via_port = tcp_listener(ip)
     try:
         webhook_routed(server, creds, ip, receiver.url, 5000, "late")
         host, port = sip_addr(server, "tcp")
-        body = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+        body = sdp_offer(ip)
 
         def request(method, extra=""):
             return (f"{method} sip:803@{host}:{port};transport=tcp SIP/2.0\r\n"
@@ -231,14 +240,10 @@ def test_a_hang_up_after_the_callers_connection_closed_goes_on_a_new_one(server)
 
     ip = "127.0.0.206"
     creds, _ = setup(server, ip, called("300", "tcp-room"))
-    listener = socket.socket()
-    listener.bind((ip, 0))
-    listener.listen(4)
-    listener.settimeout(10)
-    contact_port = listener.getsockname()[1]
+    listener, contact_port = tcp_listener(ip)
     try:
         host, port = sip_addr(server, "tcp")
-        body = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+        body = sdp_offer(ip)
         head = (f"sip:300@{host}:{port};transport=tcp SIP/2.0\r\n"
                 f"Via: SIP/2.0/TCP {ip}:{contact_port};branch=z9hG4bKtcpbye{{n}}\r\nMax-Forwards: 70\r\n"
                 f"From: <sip:4915100@{ip}>;tag=tcpbye\r\nCall-ID: tcpbye@{ip}\r\n"
