@@ -317,7 +317,8 @@ async fn one_application_cannot_take_another_ones_calls_or_logins() {
     )
     .await
     .assert_problem(409, "conflict");
-    for taken in ["carrier-a", a.key.as_str()] {
+    let admin = TestApi::admin();
+    for taken in ["carrier-a", a.key.as_str(), admin.key.as_str()] {
         api.call(
             &b,
             "POST",

@@ -39,6 +39,14 @@ pub(crate) async fn refuse_taken(
     if claim.username.is_none() && claim.networks.is_empty() {
         return Ok(guard);
     }
+    // The operator's key is no one's SIP user name either.
+    if let (Some(user), Some(admin)) = (claim.username, &state.auth.admin)
+        && user == admin.api_key
+    {
+        return Err(ApiError::Conflict(
+            "this SIP user name is already taken".to_owned(),
+        ));
+    }
     let mine: Vec<IpNet> = claim
         .networks
         .iter()
