@@ -114,3 +114,41 @@ def test_after_a_phone_moves_sipx_follows_it(server):
     finally:
         before.close()
         after.close()
+
+
+def test_a_refused_or_stranger_target_refresh_moves_nothing(server):
+    """Only a target refresh that succeeds, from an address SIPx takes requests from, moves
+    where the call's requests go: one refused packet, or one from elsewhere, must not."""
+    import random
+    import re
+
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "mobile", "inbound": {
+        "allowed_cidrs": ["127.0.0.182/32"]}}, expect=201).json()
+    rule = called("300", "steady")
+    api(server, creds, "POST", "/v1/routing-rules", {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}},
+        expect=201)
+    phone = Phone("127.0.0.182", sip_addr(server))
+    same_ip, stranger = Phone("127.0.0.182", sip_addr(server)), Phone("127.0.0.184", sip_addr(server))
+    try:
+        status, dialog, answer = phone.invite("300")
+        assert status == 200, answer
+        call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                         "the call confirmed")
+        target = re.search(r"<([^>]+)>", header(answer, "Contact")).group(1)
+        to = re.sub(r";tag=[^;>\s]+", "", header(answer, "To"))
+        for cseq, (ua, body, expected) in enumerate([(same_ip, "v=0\r\nbad\r\n", 488), (stranger, "", 200)], start=2):
+            branch = f"z9hG4bK{random.getrandbits(48):x}"
+            head = ua.head("UPDATE", target, branch, dialog[1], f"{to};tag={dialog[2]}", dialog[0], cseq, "")
+            extra = "Content-Type: application/sdp\r\n" if body else ""
+            ua.sock.sendto(f"{head}{extra}Content-Length: {len(body)}\r\n\r\n{body}".encode(), ua.target)
+            text = ""
+            while f"branch={branch}" not in text:
+                text = ua.sock.recv(65535).decode(errors="replace")
+            assert text.startswith(f"SIP/2.0 {expected} "), text
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        bye = phone.wait_bye(dialog[0])
+        assert header(bye, "Call-ID") == dialog[0], bye
+    finally:
+        for ua in (phone, same_ip, stranger):
+            ua.close()

@@ -385,14 +385,19 @@ impl Endpoint {
         Some(via)
     }
 
-    /// Where a request's responses go (RFC 3261 §18.2.2, RFC 3581). Over UDP without
-    /// `rport`, to the sent-by port of a Via that names the source address (a UA that sends
-    /// from one socket and listens on another); when the Via names another address (a UA
-    /// behind NAT that wrote its private one), back to the source, as with `rport`, since
-    /// the sent-by port is as unreachable as the address. Streams answer on the connection.
+    /// Where a request's responses go (RFC 3261 §18.2.2, RFC 3581), and so where the
+    /// requester is reached: over UDP without `rport`, the sent-by port of a Via that names
+    /// the source address (a UA that sends from one socket and listens on another); when the
+    /// Via names another address (a UA behind NAT that wrote its private one), the source, as
+    /// with `rport`, since the sent-by port is as unreachable as the address. Streams answer
+    /// on the connection.
     fn response_peer(via: &Via, peer: Peer) -> Peer {
         let behind_nat = via.host.trim_matches(['[', ']']) != peer.addr.ip().to_string();
-        if peer.transport != crate::Transport::Udp || via.param("rport").is_some() || behind_nat {
+        if peer.transport != crate::Transport::Udp
+            || via.param("rport").is_some()
+            || behind_nat
+            || via.port == Some(0)
+        {
             return peer;
         }
         let port = via.port.unwrap_or(5060);
@@ -406,7 +411,8 @@ impl Endpoint {
         let Some(via) = Self::stamp_via(&mut req.headers, &source) else {
             return;
         };
-        // Responses go where the Via says; the TU still learns where the request came from.
+        // Responses go where the Via says, and the TU reaches the requester there too (its
+        // BYE, a call to the device it registered).
         let peer = Self::response_peer(&via, source);
         let method = req.method.clone();
         let key = Self::server_key(&req, &via, &method);
@@ -468,7 +474,7 @@ impl Endpoint {
         self.event(Event::Request {
             txn: ServerTxnId(id),
             request: req,
-            peer: source,
+            peer,
         });
     }
 

@@ -433,13 +433,11 @@ fn udp_responses_go_to_the_via_port_unless_rport_or_nat_says_otherwise() {
         let mut ep = Endpoint::new(EndpointConfig::default());
         let t0 = Instant::now();
         ep.handle_datagram(t0, from(40000), options(via, branch).as_bytes());
-        let (txn, req) = {
+        let (txn, req, reach) = {
             let mut found = None;
             while let Some(o) = ep.poll_output() {
                 if let Output::Event(Event::Request { txn, request, peer }) = o {
-                    // The TU hears where the request came from.
-                    assert_eq!(peer.addr.port(), 40000);
-                    found = Some((txn, request));
+                    found = Some((txn, request, peer.addr.port()));
                 }
             }
             found.expect("the request")
@@ -451,7 +449,9 @@ fn udp_responses_go_to_the_via_port_unless_rport_or_nat_says_otherwise() {
                 dest = Some(t.peer.addr.port());
             }
         }
-        dest.expect("a response")
+        // The TU reaches the requester where its responses go (its BYE, a call to it).
+        assert_eq!(dest, Some(reach));
+        reach
     };
     // RFC 3261 §18.2.2: the sent-by port.
     assert_eq!(answered_at("127.0.0.1:5999", "z9hG4bKp1"), 5999);
@@ -460,6 +460,8 @@ fn udp_responses_go_to_the_via_port_unless_rport_or_nat_says_otherwise() {
     assert_eq!(answered_at("127.0.0.1:5999;rport", "z9hG4bKp3"), 40000);
     // A private sent-by (NAT): back to the source, where the NAT's mapping is.
     assert_eq!(answered_at("10.0.0.7:5060", "z9hG4bKp4"), 40000);
+    // Port 0 reaches nobody: the source.
+    assert_eq!(answered_at("127.0.0.1:0", "z9hG4bKp5"), 40000);
 }
 
 #[test]

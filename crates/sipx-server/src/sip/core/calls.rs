@@ -738,14 +738,7 @@ impl Core {
                     }
                 }
             }
-            Method::Invite | Method::Update => {
-                // A target refresh from elsewhere (a phone that moved, or reconnected): our
-                // requests follow it, as they follow its new Contact (RFC 3261 §12.2.1.1).
-                if req.headers.get("Contact").is_some() {
-                    call.peer = source;
-                }
-                self.on_reoffer(now, txn, req, &id)
-            }
+            Method::Invite | Method::Update => self.on_reoffer(now, txn, req, &id, source),
             Method::Info => {
                 let body = read_info(&req);
                 let resp = match body {
@@ -784,7 +777,14 @@ impl Core {
     }
 
     /// A re-INVITE or UPDATE: a new offer (hold, resume, codec change), or none (we offer).
-    fn on_reoffer(&mut self, now: Instant, txn: ServerTxnId, req: Request, id: &DialogId) {
+    fn on_reoffer(
+        &mut self,
+        now: Instant,
+        txn: ServerTxnId,
+        req: Request,
+        id: &DialogId,
+        source: Peer,
+    ) {
         let agent = self.warn_agent();
         let tag = id.local_tag.clone();
         self.note_peer_allow(id, &req.headers);
@@ -837,6 +837,7 @@ impl Core {
                     call.answer_in_ack = offered;
                 }
                 self.respond(now, txn, resp);
+                self.follow_target_refresh(id, &req, source);
                 self.apply_negotiation(id);
                 // Any 2xx to a re-INVITE or UPDATE refreshes the session (RFC 4028 §9).
                 self.apply_session_timer(now, id, session_timer);
@@ -851,6 +852,24 @@ impl Core {
                 }
                 self.respond(now, txn, resp);
             }
+        }
+    }
+
+    /// A target refresh that succeeded, sent from elsewhere (a phone that moved network or
+    /// reconnected): our requests follow it, as they follow its new Contact (RFC 3261
+    /// §12.2.1.1). Only to a source SIPx takes requests from anyway (the same address, a
+    /// trunk's network, a registered device, a trusted proxy): one accepted packet must not
+    /// send a call's BYE to anyone else.
+    fn follow_target_refresh(&mut self, id: &DialogId, req: &Request, source: Peer) {
+        if req.headers.get("Contact").is_none() {
+            return;
+        }
+        let Some(old) = self.calls.by_dialog.get(id).map(|c| c.peer) else {
+            return;
+        };
+        let trusted = source.addr.ip() == old.addr.ip() || self.is_known_source(source.addr.ip());
+        if let (true, Some(call)) = (trusted, self.calls.by_dialog.get_mut(id)) {
+            call.peer = source;
         }
     }
 

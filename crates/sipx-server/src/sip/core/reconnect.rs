@@ -4,7 +4,9 @@
 //! - for a response, to the address the request came from at the port its Via names (RFC
 //!   3261 §18.2.2);
 //! - for a request in a dialog (a BYE), to its next hop: the first Route, else the
-//!   Request-URI (the peer's Contact), when that names an address (§8.1.2, §18.1.1).
+//!   Request-URI (the peer's Contact), when that names the address the closed connection
+//!   came from (§8.1.2, §18.1.1). Another address is not connected to: a caller could name
+//!   any host in its Contact and have SIPx open connections to it.
 //!
 //! Later messages for the closed connection follow on the new one.
 
@@ -30,7 +32,7 @@ pub(crate) struct Reconnects {
 
 /// Where a message goes when its connection (to `source`) is gone: a response to the source's
 /// address at its Via's sent-by port (5060 by default); a request to its next hop when that is
-/// an IP address.
+/// the source's address.
 fn new_destination(bytes: &[u8], source: SocketAddr) -> Option<SocketAddr> {
     match parse_datagram(bytes).ok()? {
         SipMessage::Response(r) => {
@@ -46,7 +48,7 @@ fn new_destination(bytes: &[u8], source: SocketAddr) -> Option<SocketAddr> {
             let uri = route.map_or(r.uri, |n| n.uri);
             let hop = uri.as_sip()?;
             let ip = hop.host.trim_matches(['[', ']']).parse::<IpAddr>().ok()?;
-            Some(SocketAddr::new(ip, hop.port.unwrap_or(5060)))
+            (ip == source.ip()).then(|| SocketAddr::new(ip, hop.port.unwrap_or(5060)))
         }
     }
 }
@@ -118,8 +120,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_goes_to_its_next_hop() {
-        let source: SocketAddr = "192.0.2.7:40312".parse().unwrap();
+    fn a_request_goes_to_its_next_hop_at_the_same_address() {
+        let source: SocketAddr = "192.0.2.8:40312".parse().unwrap();
         let bye = |route: &str| {
             format!(
                 "BYE sip:phone@192.0.2.8:5070;transport=tcp SIP/2.0\r\n\
@@ -133,9 +135,16 @@ mod tests {
             Some("192.0.2.8:5070".parse().unwrap())
         );
         assert_eq!(
-            new_destination(bye("Route: <sip:192.0.2.9;lr>\r\n").as_bytes(), source),
-            Some("192.0.2.9:5060".parse().unwrap())
+            new_destination(bye("Route: <sip:192.0.2.8;lr>\r\n").as_bytes(), source),
+            Some("192.0.2.8:5060".parse().unwrap())
         );
+        // Nowhere else: the caller wrote its Contact and routes.
+        assert_eq!(
+            new_destination(bye("Route: <sip:192.0.2.9;lr>\r\n").as_bytes(), source),
+            None
+        );
+        let elsewhere: SocketAddr = "192.0.2.7:40312".parse().unwrap();
+        assert_eq!(new_destination(bye("").as_bytes(), elsewhere), None);
         let named = bye("").replace("192.0.2.8:5070", "phone.example");
         assert_eq!(new_destination(named.as_bytes(), source), None);
     }
