@@ -7,7 +7,7 @@ import socket
 
 import rooms
 from conftest import create_app, sip_addr
-from test_calls_inbound import api, called, wait_call
+from test_calls_inbound import api, called, setup, wait_call
 from test_calls_phone_transfer import Answerer, all_calls, wait_any_call
 from test_calls_replaces import Phone, header, ok_for
 
@@ -32,12 +32,7 @@ def next_request(sock, method):
 
 def test_sipx_hangs_up_through_the_proxy_that_record_routed_the_call(server):
     proxy_out, proxy_hop = "127.0.0.182", ("127.0.0.183", 5080)
-    creds = create_app(server)
-    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "proxy", "inbound": {
-        "allowed_cidrs": [f"{proxy_out}/32"]}}, expect=201).json()
-    rule = called("300", "routed")
-    api(server, creds, "POST", "/v1/routing-rules", {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}},
-        expect=201)
+    creds, _ = setup(server, proxy_out, called("300", "routed"))
     phone = Phone(proxy_out, sip_addr(server))
     hop = listener(*proxy_hop)
     try:
@@ -90,12 +85,7 @@ def test_after_a_phone_moves_sipx_follows_it(server):
     from a new address with a new Contact (a phone that changed network) moves SIPx's BYE."""
     from test_calls_phone_transfer import send_in_dialog, status_of
 
-    creds = create_app(server)
-    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "mobile", "inbound": {
-        "allowed_cidrs": ["127.0.0.182/32"]}}, expect=201).json()
-    rule = called("300", "roaming")
-    api(server, creds, "POST", "/v1/routing-rules", {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}},
-        expect=201)
+    creds, _ = setup(server, "127.0.0.182", called("300", "roaming"))
     before, after = Phone("127.0.0.182", sip_addr(server)), Phone("127.0.0.182", sip_addr(server))
     try:
         status, dialog, answer = before.invite("300")
@@ -122,12 +112,7 @@ def test_a_refused_or_stranger_target_refresh_moves_nothing(server):
     import random
     import re
 
-    creds = create_app(server)
-    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "mobile", "inbound": {
-        "allowed_cidrs": ["127.0.0.182/32"]}}, expect=201).json()
-    rule = called("300", "steady")
-    api(server, creds, "POST", "/v1/routing-rules", {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}},
-        expect=201)
+    creds, _ = setup(server, "127.0.0.182", called("300", "steady"))
     phone = Phone("127.0.0.182", sip_addr(server))
     same_ip, stranger = Phone("127.0.0.182", sip_addr(server)), Phone("127.0.0.184", sip_addr(server))
     try:

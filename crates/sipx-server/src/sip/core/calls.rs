@@ -675,25 +675,20 @@ impl Core {
         let call = DialogId::of_request(&req)
             .and_then(|id| Some((self.calls.by_dialog.get_mut(&id)?, id)));
         let Some((call, id)) = call else {
-            // A caller hanging up while our BYE waits for its ACK: the dialog is still its,
-            // and the BYE it sends makes ours needless.
             if req.method == Method::Bye
                 && let Some(id) = DialogId::of_request(&req)
-                && let Some(pending) = self.calls.byes_after_ack.remove(&id)
             {
-                let resp = req.response(200, Some(&pending.dialog.id.local_tag));
-                self.respond(now, txn, resp);
-                return;
-            }
-            // A caller may end an early dialog by BYE (RFC 3261 §15): the INVITE still
-            // waiting for its routing webhook then ends as if cancelled (§15.1.2: 487).
-            if req.method == Method::Bye
-                && let Some(id) = DialogId::of_request(&req)
-                && let Some(invite) = self.waiting_invite_of(&id)
-            {
-                self.respond(now, txn, req.response(200, Some(&id.local_tag)));
-                self.on_cancelled(now, invite);
-                return;
+                // A caller hanging up while our BYE waits for its ACK: the dialog is still
+                // its, and the BYE it sends makes ours needless.
+                if self.calls.byes_after_ack.remove(&id).is_some() {
+                    return self.respond(now, txn, req.response(200, Some(&id.local_tag)));
+                }
+                // A caller may end an early dialog by BYE (RFC 3261 §15): the INVITE still
+                // waiting for its routing webhook then ends as if cancelled (§15.1.2: 487).
+                if let Some(invite) = self.waiting_invite_of(&id) {
+                    self.respond(now, txn, req.response(200, Some(&id.local_tag)));
+                    return self.on_cancelled(now, invite);
+                }
             }
             self.respond(now, txn, req.response(481, None));
             return;

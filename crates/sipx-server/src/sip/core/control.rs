@@ -123,6 +123,15 @@ impl Controls {
 }
 
 impl Controls {
+    /// The INVITE of dial-out `id` and its answers, while it has one.
+    pub fn out(&self, id: &str) -> Option<&OutboundInvite> {
+        self.by_id.get(id).and_then(|c| c.out.as_ref())
+    }
+
+    pub fn out_mut(&mut self, id: &str) -> Option<&mut OutboundInvite> {
+        self.by_id.get_mut(id).and_then(|c| c.out.as_mut())
+    }
+
     pub fn next_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
     }

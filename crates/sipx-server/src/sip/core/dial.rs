@@ -503,11 +503,7 @@ impl Core {
             }
         }
         if (101..200).contains(&status)
-            && let Some(out) = self
-                .controls
-                .by_id
-                .get_mut(&id)
-                .and_then(|c| c.out.as_mut())
+            && let Some(out) = self.controls.out_mut(&id)
         {
             out.rang = true;
         }
@@ -543,10 +539,7 @@ impl Core {
     ) -> bool {
         let branch = self.endpoint.new_branch();
         let cnonce = new_cnonce();
-        let Some(c) = self.controls.by_id.get_mut(id) else {
-            return false;
-        };
-        let Some(out) = c.out.as_mut() else {
+        let Some(out) = self.controls.out_mut(id) else {
             return false;
         };
         let stale = response
@@ -584,7 +577,7 @@ impl Core {
     /// transaction; `false` when the call was hung up meanwhile (the answer crossed our
     /// CANCEL): it is not dialled again.
     fn resend_invite(&mut self, now: Instant, id: &str, txn: ClientTxnId, next: Request) -> bool {
-        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+        let Some(out) = self.controls.out_mut(id) else {
             return false;
         };
         if out.cancelled {
@@ -608,7 +601,7 @@ impl Core {
         response: &Response,
     ) -> bool {
         let branch = self.endpoint.new_branch();
-        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+        let Some(out) = self.controls.out_mut(id) else {
             return false;
         };
         let asked = out
@@ -642,7 +635,7 @@ impl Core {
     /// Applies the SDP answer in `response` (a 183 or the 2xx); `true` when the call has a
     /// negotiated media session after it.
     fn take_answer(&mut self, id: &str, response: &Response) -> bool {
-        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+        let Some(out) = self.controls.out_mut(id) else {
             return false;
         };
         let Some(sdp) = out.sdp.as_mut() else {
@@ -672,7 +665,7 @@ impl Core {
     fn on_invite_2xx(&mut self, now: Instant, id: &str, response: &Response) {
         let to_tag = response.tag_of_to().map(str::to_owned);
         let via = |core: &mut Core, peer: &Peer| core.new_via(peer);
-        let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref()) else {
+        let Some(out) = self.controls.out(id) else {
             return;
         };
         let peer = out.peer;
@@ -721,9 +714,7 @@ impl Core {
             self.take_answer(id, response)
         } else {
             self.controls
-                .by_id
-                .get(id)
-                .and_then(|c| c.out.as_ref())
+                .out(id)
                 .and_then(|o| o.sdp.as_ref())
                 .is_some_and(|s| s.negotiated().is_some())
         };
@@ -811,7 +802,7 @@ impl Core {
         let Some(id) = self.controls.by_dialog.get(&dialog) else {
             return;
         };
-        if let Some(out) = self.controls.by_id.get(id).and_then(|c| c.out.as_ref())
+        if let Some(out) = self.controls.out(id)
             && let Some((hop, ack)) = out.ack.clone()
         {
             self.endpoint.send_stateless(hop, ack);
@@ -833,7 +824,7 @@ impl Core {
     }
 
     pub(super) fn send_cancel(&mut self, now: Instant, id: &str) {
-        let Some(out) = self.controls.by_id.get_mut(id).and_then(|c| c.out.as_mut()) else {
+        let Some(out) = self.controls.out_mut(id) else {
             return;
         };
         out.cancelled = true;

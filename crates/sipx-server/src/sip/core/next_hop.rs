@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sipx_sip::msg::NameAddr;
+use sipx_sip::msg::{NameAddr, SipUri};
 use sipx_sip::{Peer, Transport};
 
 /// The peer a dialog's next request goes to: `received` (where its messages come from), or
@@ -28,19 +28,22 @@ pub(crate) fn next_hop(route_set: &[NameAddr], received: Peer) -> Peer {
     {
         return received;
     }
-    let Ok(ip) = first.host.trim_matches(['[', ']']).parse::<IpAddr>() else {
-        // A host name would need a lookup (RFC 3263) the core does not make here.
+    // A host name would need a lookup (RFC 3263) the core does not make here.
+    let Some(addr) = uri_addr(first) else {
         return received;
     };
     // The socket the call came on speaks one address family.
-    if ip.is_ipv4() != received.addr.is_ipv4() {
+    if addr.is_ipv4() != received.addr.is_ipv4() {
         return received;
     }
-    let port = first.port.unwrap_or(if first.secure { 5061 } else { 5060 });
-    Peer {
-        addr: SocketAddr::new(ip, port),
-        ..received
-    }
+    Peer { addr, ..received }
+}
+
+/// The address a SIP URI names, when its host is an IP address (port: the scheme's default).
+pub(crate) fn uri_addr(uri: &SipUri) -> Option<SocketAddr> {
+    let ip = uri.host.trim_matches(['[', ']']).parse::<IpAddr>().ok()?;
+    let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
+    Some(SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]

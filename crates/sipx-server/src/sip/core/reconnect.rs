@@ -13,8 +13,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use std::net::IpAddr;
-
 use sipx_sip::msg::{HasHeaders, NameAddr, SipMessage, parse_datagram};
 use sipx_sip::{FlowId, Transmit, Transport};
 
@@ -46,9 +44,8 @@ fn new_destination(bytes: &[u8], source: SocketAddr) -> Option<SocketAddr> {
                 .first()
                 .and_then(|v| NameAddr::parse(v));
             let uri = route.map_or(r.uri, |n| n.uri);
-            let hop = uri.as_sip()?;
-            let ip = hop.host.trim_matches(['[', ']']).parse::<IpAddr>().ok()?;
-            (ip == source.ip()).then(|| SocketAddr::new(ip, hop.port.unwrap_or(5060)))
+            let hop = super::next_hop::uri_addr(uri.as_sip()?)?;
+            (hop.ip() == source.ip()).then_some(hop)
         }
     }
 }

@@ -233,8 +233,7 @@ impl Core {
             .controls
             .by_dialog
             .get(&refresh.dialog)
-            .and_then(|id| self.controls.by_id.get(id))
-            .and_then(|c| c.out.as_ref())
+            .and_then(|id| self.controls.out(id))
             .and_then(|o| o.auth.clone())
         else {
             return false;
