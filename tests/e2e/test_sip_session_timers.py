@@ -1,12 +1,15 @@
 """RFC 4028 session timers on calls SIPx answers, with sipp as the caller: the 200 says the
 interval and who refreshes; a caller that does not refresh gets a BYE before the interval
 ends; a caller that refreshes by UPDATE keeps its call; a caller that asks SIPx to refresh gets
-UPDATEs half-way through each interval; too short an interval gets 422 with SIPx's Min-SE.
-And on calls SIPx dials out, with sipp as the phone: the INVITE offers a timer, a 422 raises
-it, and the phone's 200 decides who refreshes.
+UPDATEs half-way through each interval, or re-INVITEs when the caller does not take UPDATE;
+too short an interval gets 422 with SIPx's Min-SE. And on calls SIPx dials out, with sipp as
+the phone: the INVITE offers a timer, a 422 raises it, and the phone's 200 decides who
+refreshes, and how.
 SIPx runs with `sip.session_min_se_secs` at 5 so that intervals of seconds can be tested.
-Addresses 127.0.0.120-129 belong here."""
+Addresses 127.0.0.120-129, 127.0.0.47 and 127.0.0.48 belong here."""
 
+import re
+import socket
 import time
 
 import pytest
@@ -67,6 +70,46 @@ def test_sipx_refreshes_by_update_when_asked(sipx, tmp_path):
     assert reason == "caller hung up" and seconds >= 6, ended(sipx)
 
 
+def traced(text, start):
+    """The SIP messages, bodies included, of a sipp -trace_msg log that begin with `start`
+    (each is logged after a line of dashes and a line saying where it went or came from)."""
+    blocks = re.split(r"^-{20,}.*$", text, flags=re.M)
+    messages = [b.strip().split("\n", 1)[-1].strip() for b in blocks]
+    return [m for m in messages if m.startswith(start)]
+
+
+def traced_messages(workdir, scenario, start):
+    stem = scenario.removesuffix(".xml")
+    text = "".join(p.read_text(errors="replace") for p in workdir.glob(f"{stem}_*_messages.log"))
+    return traced(text, start)
+
+
+def sdp_line(message, prefix):
+    return next(line.strip() for line in message.splitlines() if line.strip().startswith(prefix))
+
+
+def test_sipx_refreshes_by_reinvite_a_caller_without_update(sipx, tmp_path):
+    scenario = "uac_session_timer_sipx_reinvites.xml"
+    run = sipp(sipx, tmp_path, "127.0.0.129", scenario, "-set", "se", "8", "-trace_msg")
+    assert "LAST ACK RECEIVED" in run.logs, run.logs
+    assert session_expires(run) == ["8;refresher=uas"] + ["8;refresher=uac"] * 3, run.logs
+    [(reason, seconds)] = ended(sipx)
+    # Re-INVITEs at 4 s (491), 6 s (the retry) and 10 s; the caller hung up after the last.
+    assert reason == "caller hung up" and seconds >= 10, ended(sipx)
+    workdir = tmp_path / "127.0.0.129"
+    # SIPx's answer to the call (sipp's own 200s answer CSeq 2 and later).
+    [answer] = [m for m in traced_messages(workdir, scenario, "SIP/2.0 200") if "CSeq: 1 INVITE" in m]
+    reinvites = traced_messages(workdir, scenario, "INVITE sip:sipp@")
+    assert len(reinvites) == 3, reinvites
+    for reinvite in reinvites:
+        # The session as it stands: the same origin and version, port and codec.
+        for prefix in ("o=", "m=audio", "c="):
+            assert sdp_line(reinvite, prefix) == sdp_line(answer, prefix), (reinvite, answer)
+        assert "UPDATE" not in reinvite.split("Allow:", 1)[0], reinvite
+    cseqs = [int(sdp_line(r, "CSeq:").split()[1]) for r in reinvites]
+    assert cseqs == sorted(set(cseqs)), cseqs
+
+
 def test_too_short_an_interval_gets_422_with_min_se(sipx, tmp_path):
     run = sipp(sipx, tmp_path, "127.0.0.123", "uac_session_timer_expires.xml", "-set", "se", "3")
     assert "FINAL 422 Min-SE 5" in run.logs, run.logs
@@ -113,6 +156,91 @@ def test_a_dial_out_offers_a_timer_takes_a_422_and_refreshes_when_the_phone_says
     updates = [m for m in messages.split("\n\n") if m.lstrip().startswith("UPDATE ")]
     assert len(updates) == 2 and all("Session-Expires: 8;refresher=uac" in u and "Min-SE: 8" in u
                                      for u in updates), updates
+
+
+def test_a_dial_out_refreshes_by_reinvite_a_phone_without_update(dialer, tmp_path):
+    from test_calls_dialout import sipp_uas, wait_state
+    creds = create_app(dialer)[:2]
+    with sipp_uas(tmp_path, "127.0.0.47", "uas_session_timer_sipx_reinvites.xml") as uas:
+        created = dial(dialer, creds, "sip:+4930558@127.0.0.47:5060")
+        wait_state(dialer, creds, created["id"], "CONFIRMED", timeout=10)
+        # Two re-INVITEs, 3 s apart, each acknowledged, then the phone hangs up: the scenario
+        # fails on anything else.
+        assert uas.wait(20) == 0, (tmp_path / "sipp-127.0.0.47-errors.log").read_text()
+    ended = wait_state(dialer, creds, created["id"], "DISCONNECTED", timeout=10)
+    assert ended["end"]["cause"] == "remote_hangup", ended
+    messages = (tmp_path / "sipp-127.0.0.47-messages.log").read_text()
+    invites = traced(messages, "INVITE ")
+    assert len(invites) == 3, messages[:3000]
+    first, refreshes = invites[0], invites[1:]
+    for refresh in refreshes:
+        assert "Session-Expires: 6;refresher=uac" in refresh, refresh
+        for prefix in ("o=", "m=audio"):
+            assert sdp_line(refresh, prefix) == sdp_line(first, prefix), (refresh, first)
+    assert len(traced(messages, "ACK ")) == 3, messages
+
+
+def receive(sock, method):
+    """The next `method` request on `sock` (others are ignored), with its source."""
+    for _ in range(50):
+        text, source = sock.recvfrom(65535)
+        text = text.decode(errors="replace")
+        if text.startswith(f"{method} "):
+            return text, source
+    raise AssertionError(f"no {method}")
+
+
+def test_a_retransmitted_2xx_to_our_refreshing_reinvite_is_acknowledged_again(dialer):
+    """A phone whose ACK was lost sends its 2xx again: each copy gets the same ACK (RFC 3261
+    §13.2.2.4), and the re-INVITE is not sent again."""
+    from test_calls_dialout import wait_state
+    from test_calls_replaces import header, ok_for
+    creds = create_app(dialer)[:2]
+    ip = "127.0.0.48"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ip, 5060))
+    sock.settimeout(10)
+    body = (f"v=0\r\no=- 7 7 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+            "m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+    def answered(request, to_tag=""):
+        ok = ok_for(request).decode()
+        if to_tag:
+            to = header(request, "To")
+            ok = ok.replace(f"To: {to}\r\n", f"To: {to};tag={to_tag}\r\n")
+        return ok.replace("Content-Length: 0\r\n\r\n",
+                          f"Contact: <sip:phone@{ip}:5060>\r\nAllow: INVITE, ACK, BYE, CANCEL\r\n"
+                          "Require: timer\r\nSession-Expires: 6;refresher=uac\r\n"
+                          f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+
+    try:
+        created = dial(dialer, creds, f"sip:+4930559@{ip}:5060")
+        invite, source = receive(sock, "INVITE")
+        sock.sendto(answered(invite, to_tag="ph1"), source)
+        receive(sock, "ACK")
+        wait_state(dialer, creds, created["id"], "CONFIRMED", timeout=10)
+        reinvite, source = receive(sock, "INVITE")
+        assert "Session-Expires: 6;refresher=uac" in reinvite and "o=" in reinvite, reinvite
+        ok = answered(reinvite)
+        sock.sendto(ok, source)
+        first, _ = receive(sock, "ACK")
+        sock.sendto(ok, source)
+        again, _ = receive(sock, "ACK")
+        assert header(first, "CSeq") == header(again, "CSeq") == header(reinvite, "CSeq").replace("INVITE", "ACK")
+        assert header(first, "Via") == header(again, "Via"), (first, again)
+        # The next refresh comes half an interval later, not at once: the 2xx was taken once.
+        sock.settimeout(2)
+        with pytest.raises(TimeoutError):
+            receive(sock, "INVITE")
+    finally:
+        sock.close()
+    api_hang_up(dialer, creds, created["id"])
+
+
+def api_hang_up(server, creds, call_id):
+    from test_calls_dialout import api, wait_state
+    api(server, creds, "DELETE", f"/v1/calls/{call_id}", expect=202)
+    wait_state(server, creds, call_id, "DISCONNECTED", timeout=40)
 
 
 def test_a_dial_out_whose_phone_never_refreshes_ends_session_expired(dialer, tmp_path):

@@ -126,6 +126,36 @@ impl MediaSession {
         Ok(sdp)
     }
 
+    /// Our offer in a session refresh (a re-INVITE for RFC 4028): the description we last
+    /// sent, unchanged and with its `o=` version (RFC 3264 §8), so the refresh proposes
+    /// nothing the peer has not agreed to (a full offer could make it switch codec). A full
+    /// offer when nothing was sent yet, or when we have since asked for a hold it does not say.
+    pub fn create_refresh_offer(&mut self) -> Result<SessionDescription, SdpError> {
+        if self.pending.is_some() {
+            return Err(SdpError::ApiMisuse("an offer is already outstanding"));
+        }
+        let last = match (&self.last_sent, &self.layout) {
+            (Some(last), Some(layout)) => last
+                .media
+                .get(layout.audio_index)
+                .map(|audio| (last.clone(), layout.audio_index, last.direction_for(audio))),
+            _ => None,
+        };
+        match last {
+            Some((sdp, audio_index, direction))
+                if self.direction == Direction::SendRecv || self.direction == direction =>
+            {
+                self.pending = Some(PendingOffer {
+                    sdp: sdp.clone(),
+                    audio_index,
+                    direction,
+                });
+                Ok(sdp)
+            }
+            _ => self.create_offer(),
+        }
+    }
+
     /// Our offer was refused (488, 491, a timeout…) or withdrawn: forget it and keep the
     /// previous negotiation, as RFC 3264 §8 requires.
     pub fn rollback_offer(&mut self) {

@@ -183,6 +183,55 @@ fn versions_move_only_when_our_sdp_changes() {
 }
 
 #[test]
+fn a_refresh_offer_repeats_what_was_agreed_and_keeps_its_version() {
+    let (mut a, mut b) = (alice(), bob());
+    // Bob's offer lists every codec; Alice answers with the one she takes.
+    let offer = b.create_offer().unwrap();
+    let answer = a.handle_offer(&offer).unwrap();
+    b.handle_answer(&answer).unwrap();
+    let agreed = a.negotiated().unwrap().codec.clone();
+
+    let refresh = a.create_refresh_offer().unwrap();
+    assert_eq!(refresh, answer, "the answer again, version and all");
+    assert!(a.offer_pending());
+    let reply = b.handle_offer(&parse(&refresh.to_string())).unwrap();
+    let negotiated = a.handle_answer(&parse(&reply.to_string())).unwrap();
+    assert_eq!(negotiated.codec, agreed);
+    assert_eq!(negotiated.direction, Direction::SendRecv);
+
+    // Put on hold by the peer (we answered recvonly): the refresh keeps saying so.
+    let mut hold = b.create_offer().unwrap();
+    hold.media[0].attributes.retain(|x| x.name != "sendrecv");
+    b.rollback_offer();
+    let held = parse(&hold.to_string().replace("m=audio", "a=sendonly\nm=audio"));
+    let held_answer = a.handle_offer(&held).unwrap();
+    assert_eq!(audio_direction(&held_answer), Direction::RecvOnly);
+    let refresh = a.create_refresh_offer().unwrap();
+    assert_eq!(audio_direction(&refresh), Direction::RecvOnly);
+    a.rollback_offer();
+
+    // Our own hold since: a full offer saying it, one version up.
+    a.set_direction(Direction::SendOnly);
+    let ours = a.create_refresh_offer().unwrap();
+    assert_eq!(audio_direction(&ours), Direction::SendOnly);
+    assert_eq!(
+        ours.origin.session_version,
+        held_answer.origin.session_version + 1
+    );
+
+    // Before anything was sent there is nothing to repeat: a full offer.
+    let mut fresh = alice();
+    assert_eq!(
+        fresh.create_refresh_offer().unwrap(),
+        alice().create_offer().unwrap()
+    );
+    assert!(matches!(
+        fresh.create_refresh_offer(),
+        Err(SdpError::ApiMisuse(_))
+    ));
+}
+
+#[test]
 fn hold_transitions() {
     use Direction::*;
     // (what alice asks for, what bob's answer says, alice's result, bob's result)

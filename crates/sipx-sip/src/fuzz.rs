@@ -19,7 +19,7 @@ pub fn sip_message(data: &[u8]) {
     // below the minimum.
     if let SipMessage::Request(r) = &msg {
         use crate::session_timer::{MIN_SE_FLOOR, UasTimer, negotiate_uas};
-        if let UasTimer::On { interval, .. } = negotiate_uas(r, MIN_SE_FLOOR, true) {
+        if let UasTimer::On { interval, .. } = negotiate_uas(r, MIN_SE_FLOOR) {
             assert!(interval >= MIN_SE_FLOOR);
         }
     }

@@ -80,7 +80,7 @@ fn parse_delta(text: &str) -> Option<u32> {
 /// What a UAS does with a request's session timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UasTimer {
-    /// No timer: the request asked for none, or asked SIPx to refresh where it cannot.
+    /// No timer: the request asked for none.
     Off,
     /// The interval is below what we take: 422 with this `Min-SE` (§9).
     TooSmall { min_se: u32 },
@@ -125,9 +125,9 @@ fn names_option(req: &Request, tag: &str) -> bool {
 
 /// The UAS's decision on a request's `Session-Expires` (RFC 4028 §9), taking intervals of at
 /// least `min_se` seconds. The UAC refreshes when it supports the timer and did not ask
-/// otherwise; SIPx refreshes when asked (or when the UAC does not support the timer, and a
-/// proxy asked for it) only with `can_refresh` (the peer takes UPDATE), else the timer is off.
-pub fn negotiate_uas(req: &Request, min_se: u32, can_refresh: bool) -> UasTimer {
+/// otherwise; SIPx refreshes when asked, or when the UAC does not support the timer and a
+/// proxy asked for it (by UPDATE, or by re-INVITE to a peer without UPDATE).
+pub fn negotiate_uas(req: &Request, min_se: u32) -> UasTimer {
     let Some(value) = req.headers.get("Session-Expires") else {
         return UasTimer::Off;
     };
@@ -142,9 +142,6 @@ pub fn negotiate_uas(req: &Request, min_se: u32, can_refresh: bool) -> UasTimer 
         None if names_option(req, "timer") => Refresher::Uac,
         None => Refresher::Uas,
     };
-    if refresher == Refresher::Uas && !can_refresh {
-        return UasTimer::Off;
-    }
     UasTimer::On {
         interval: asked.delta,
         refresher,
@@ -175,7 +172,7 @@ pub fn min_se_of(headers: &crate::msg::Headers) -> Option<u32> {
 /// What a [`SessionTimer`] asks of its dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerAction {
-    /// Send a refresh (an UPDATE with `Session-Expires: <interval>;refresher=uac`).
+    /// Send a refresh (an UPDATE or re-INVITE with `Session-Expires: <interval>;refresher=uac`).
     Refresh,
     /// Nobody refreshed the session in time: end it with a BYE (§10).
     Expired,
@@ -332,7 +329,7 @@ impl SessionTimer {
         match outcome {
             RefreshOutcome::Done(None) => false,
             RefreshOutcome::Done(Some(se)) => {
-                // In our UPDATE we were the UAC: `uac` is us.
+                // In our refresh we were the UAC: `uac` is us.
                 let ours = se.refresher != Some(Refresher::Uas);
                 self.refreshed(now, se.delta, ours);
                 true

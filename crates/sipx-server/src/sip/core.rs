@@ -42,6 +42,7 @@ mod phone_transfer;
 mod pin_gate;
 mod provider_hosts;
 mod reconnect;
+mod refresh_invite;
 mod replacing;
 mod routing;
 mod session_timers;

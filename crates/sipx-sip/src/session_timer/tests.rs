@@ -44,7 +44,7 @@ fn values_parse_with_their_refresher_and_junk_is_refused() {
 #[test]
 fn the_uas_takes_the_interval_and_lets_a_supporting_uac_refresh() {
     let req = invite("Supported: timer, replaces\r\nSession-Expires: 1800\r\nMin-SE: 90\r\n");
-    let timer = negotiate_uas(&req, MIN_SE_FLOOR, false);
+    let timer = negotiate_uas(&req, MIN_SE_FLOOR);
     assert_eq!(
         timer,
         UasTimer::On {
@@ -59,9 +59,9 @@ fn the_uas_takes_the_interval_and_lets_a_supporting_uac_refresh() {
             ("Require", "timer".to_owned())
         ]
     );
-    // The compact form, and an explicit refresher=uas that we can honour with UPDATE.
+    // The compact form, and an explicit refresher=uas, honoured (by UPDATE or re-INVITE).
     let req = invite("Supported: timer\r\nx: 600;refresher=uas\r\n");
-    let timer = negotiate_uas(&req, MIN_SE_FLOOR, true);
+    let timer = negotiate_uas(&req, MIN_SE_FLOOR);
     assert_eq!(
         timer,
         UasTimer::On {
@@ -76,27 +76,22 @@ fn the_uas_takes_the_interval_and_lets_a_supporting_uac_refresh() {
 }
 
 #[test]
-fn too_small_malformed_absent_and_unrefreshable_timers() {
+fn too_small_malformed_absent_and_proxy_asked_timers() {
     let small = invite("Supported: timer\r\nSession-Expires: 60\r\n");
     assert_eq!(
-        negotiate_uas(&small, MIN_SE_FLOOR, true),
+        negotiate_uas(&small, MIN_SE_FLOOR),
         UasTimer::TooSmall { min_se: 90 }
     );
     let junk = invite("Session-Expires: soon\r\n");
     assert!(matches!(
-        negotiate_uas(&junk, MIN_SE_FLOOR, true),
+        negotiate_uas(&junk, MIN_SE_FLOOR),
         UasTimer::Malformed(_)
     ));
-    assert_eq!(
-        negotiate_uas(&invite(""), MIN_SE_FLOOR, true),
-        UasTimer::Off
-    );
-    // A proxy asked for a timer the UAC does not support: we would refresh, and can only
-    // with UPDATE.
+    assert_eq!(negotiate_uas(&invite(""), MIN_SE_FLOOR), UasTimer::Off);
+    // A proxy asked for a timer the UAC does not support: we refresh.
     let proxied = invite("Session-Expires: 1800\r\n");
-    assert_eq!(negotiate_uas(&proxied, MIN_SE_FLOOR, false), UasTimer::Off);
     assert_eq!(
-        negotiate_uas(&proxied, MIN_SE_FLOOR, true),
+        negotiate_uas(&proxied, MIN_SE_FLOOR),
         UasTimer::On {
             interval: 1800,
             refresher: Refresher::Uas

@@ -268,7 +268,7 @@ impl Core {
             return false;
         };
         let peer_update = super::session_timers::allows_update(&req.headers).unwrap_or(false);
-        let session_timer = match self.session_timer_of(&req, &tag, peer_update) {
+        let session_timer = match self.session_timer_of(&req, &tag) {
             Ok(timer) => timer,
             Err(resp) => {
                 self.refuse_invite(now, txn, resp, row);
@@ -783,8 +783,7 @@ impl Core {
         let agent = self.warn_agent();
         let tag = id.local_tag.clone();
         self.note_peer_allow(id, &req.headers);
-        let peer_update = self.calls.by_dialog.get(id).is_some_and(|c| c.peer_update);
-        let session_timer = match self.session_timer_of(&req, &tag, peer_update) {
+        let session_timer = match self.session_timer_of(&req, &tag) {
             Ok(timer) => timer,
             Err(resp) => return self.respond(now, txn, resp),
         };
@@ -803,6 +802,10 @@ impl Core {
                     .map_err(|r| (r.status(), r.warning(&agent))),
                 Err(e) => Err((488, format!("399 {agent} \"Bad SDP: {e}\""))),
             },
+            // Our own re-INVITE's offer is outstanding (RFC 3261 §14.2).
+            Ok(None) if req.method == Method::Invite && call.sdp.offer_pending() => {
+                Err((491, String::new()))
+            }
             Ok(None) if req.method == Method::Invite => call
                 .sdp
                 .create_offer()
@@ -869,7 +872,7 @@ impl Core {
     }
 
     /// Hands the current negotiation to the call's media leg (started or updated).
-    fn apply_negotiation(&mut self, id: &DialogId) {
+    pub(super) fn apply_negotiation(&mut self, id: &DialogId) {
         let Some(engine) = self.media.clone() else {
             return;
         };

@@ -1,7 +1,8 @@
 //! RFC 4028 session timers on the calls the core holds (`sipx_sip::session_timer` decides):
 //! the `Session-Expires` of each INVITE, re-INVITE or UPDATE SIPx answers sets the dialog's
 //! timer; when the peer refreshes, a refresh that does not come ends the call with a BYE; when
-//! SIPx refreshes (the peer asked it to), it sends an UPDATE half-way through each interval.
+//! SIPx refreshes (the peer asked it to), it sends an UPDATE half-way through each interval,
+//! or a re-INVITE to a peer that does not take UPDATE (`refresh_invite.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -31,17 +32,25 @@ pub(crate) struct SessionTimers {
     refreshes: HashMap<ClientTxnId, Refresh>,
 }
 
-/// One of our UPDATEs in flight.
-struct Refresh {
-    dialog: DialogId,
+/// One of our refreshes (UPDATE or re-INVITE) in flight.
+pub(super) struct Refresh {
+    pub(super) dialog: DialogId,
     /// The timer's epoch when it went: an answer overtaken by the peer's refresh is stale.
     epoch: u64,
     /// Kept to send again with credentials, once, if challenged.
-    request: Request,
+    pub(super) request: Request,
     challenged: bool,
+    /// A re-INVITE answered 2xx: its ACK, sent again for each retransmission of the 2xx
+    /// (kept until the call's next refresh or its end).
+    pub(super) ack: Option<(sipx_sip::Peer, Vec<u8>)>,
 }
 
 impl SessionTimers {
+    /// A refresh stays known after its answer (a re-INVITE's, for its ACK).
+    pub(super) fn keep(&mut self, txn: ClientTxnId, refresh: Refresh) {
+        self.refreshes.insert(txn, refresh);
+    }
+
     pub fn next_timeout(&self) -> Option<Instant> {
         self.queue.first().map(|(at, _)| *at)
     }
@@ -74,15 +83,9 @@ impl SessionTimers {
 
 impl Core {
     /// The timer a request asks for, or the response refusing it (422 with our `Min-SE`, 400
-    /// for a malformed `Session-Expires`). SIPx refreshes only by UPDATE, so only for a peer
-    /// that takes it (`peer_update`: what the call last heard in an `Allow`).
-    pub(super) fn session_timer_of(
-        &self,
-        req: &Request,
-        tag: &str,
-        peer_update: bool,
-    ) -> Result<UasTimer, Response> {
-        match negotiate_uas(req, self.settings.session_min_se, peer_update) {
+    /// for a malformed `Session-Expires`).
+    pub(super) fn session_timer_of(&self, req: &Request, tag: &str) -> Result<UasTimer, Response> {
+        match negotiate_uas(req, self.settings.session_min_se) {
             UasTimer::TooSmall { min_se } => Err(req
                 .response(422, Some(tag))
                 .with_header("Min-SE", min_se.to_string())),
@@ -167,20 +170,15 @@ impl Core {
             return;
         };
         call.peer_update = allows_update(&answer.headers).unwrap_or(false);
-        call.timer = match uac_timer_of(&answer.headers) {
-            Some((_, true)) if !call.peer_update => {
-                // SIPx refreshes by UPDATE only; the peer will end the session when its
-                // interval runs out, and only media or a BYE tell us then.
-                tracing::warn!(call_id = %id.call_id, "the answer makes SIPx refresh the session but does not allow UPDATE: no refreshes will be sent");
-                None
-            }
-            Some((interval, ours)) => Some(SessionTimer::new(now, interval, ours, min_se)),
-            None => None,
-        };
+        call.timer = uac_timer_of(&answer.headers)
+            .map(|(interval, ours)| SessionTimer::new(now, interval, ours, min_se));
         self.reschedule(id);
     }
 
-    /// Our refresh: an UPDATE without a body (RFC 3311), naming us (its UAC) the refresher.
+    /// Our refresh, naming us (its UAC) the refresher: an UPDATE without a body (RFC 3311)
+    /// to a peer that takes UPDATE, else a re-INVITE offering the session as it is (RFC 4028
+    /// §7.4). A re-INVITE waits, as a failed refresh does, while another offer or INVITE of
+    /// the dialog is under way.
     fn send_refresh(&mut self, now: Instant, id: &DialogId) {
         let Some(call) = self.calls.by_dialog.get(id) else {
             return;
@@ -192,33 +190,68 @@ impl Core {
         else {
             return;
         };
+        let by_update = call.peer_update;
+        if !by_update && !self.can_reinvite(id) {
+            return self.refresh_failed(now, id, epoch);
+        }
+        // The re-INVITE that refreshed the session before is long answered: its ACK goes.
+        self.session_timers
+            .refreshes
+            .retain(|_, r| r.dialog != *id || r.ack.is_none());
         let peer = call.request_peer();
         let via = self.new_via(&peer);
-        let Some(call) = self.calls.by_dialog.get_mut(id) else {
-            return;
-        };
-        let mut update = call.dialog.request(Method::Update, &via, None);
         let expires = SessionExpires {
             delta: interval,
             refresher: Some(Refresher::Uac),
         };
-        update.headers.push("Session-Expires", expires.to_value());
-        update.headers.push("Min-SE", min_se.to_string());
-        update.headers.push("Supported", "timer");
-        update.headers.push("Content-Length", "0");
-        let txn = self.endpoint.send_request(now, peer, update.clone());
+        let request = if by_update {
+            let contact = self.contact_for(&peer, super::calls::CONTACT_USER);
+            let Some(call) = self.calls.by_dialog.get_mut(id) else {
+                return;
+            };
+            let mut update = call.dialog.request(Method::Update, &via, None);
+            update.headers.push("Contact", contact);
+            update.headers.push("Content-Length", "0");
+            Some(update)
+        } else {
+            self.refresh_invite(id, &via)
+        };
+        let Some(mut request) = request else {
+            return self.refresh_failed(now, id, epoch);
+        };
+        request.headers.push("Session-Expires", expires.to_value());
+        request.headers.push("Min-SE", min_se.to_string());
+        // What SIPx takes part in, `timer` included.
+        request
+            .headers
+            .push("Supported", self.uas.supported.join(", "));
+        let txn = self.endpoint.send_request(now, peer, request.clone());
         self.session_timers.refreshes.insert(
             txn,
             Refresh {
                 dialog: id.clone(),
                 epoch,
-                request: update,
+                request,
                 challenged: false,
+                ack: None,
             },
         );
     }
 
-    /// Our UPDATE again with the dialled-out call's credentials; `false` when there are
+    /// A refresh that could not go now is tried again as a failed one is.
+    fn refresh_failed(&mut self, now: Instant, id: &DialogId, epoch: u64) {
+        if let Some(timer) = self
+            .calls
+            .by_dialog
+            .get_mut(id)
+            .and_then(|c| c.timer.as_mut())
+        {
+            timer.on_refresh_outcome(now, epoch, RefreshOutcome::Failed);
+        }
+        self.reschedule(id);
+    }
+
+    /// Our refresh again with the dialled-out call's credentials; `false` when there are
     /// none or it was challenged already.
     fn answer_refresh_challenge(
         &mut self,
@@ -264,6 +297,7 @@ impl Core {
                 epoch: refresh.epoch,
                 request: next,
                 challenged: true,
+                ack: None,
             },
         );
         true
@@ -285,7 +319,29 @@ impl Core {
         {
             return true;
         }
-        let id = refresh.dialog;
+        let (id, epoch) = (refresh.dialog.clone(), refresh.epoch);
+        let invite = refresh.request.method == Method::Invite;
+        let retransmission = match response.filter(|r| (200..300).contains(&r.status)) {
+            Some(ok) if invite => !self.on_refresh_invite_2xx(txn, refresh, ok),
+            Some(ok) => {
+                if let Some(call) = self.calls.by_dialog.get_mut(&id) {
+                    call.dialog.on_refresh_response(ok);
+                }
+                false
+            }
+            // The re-INVITE's offer is void: the session stays as it was (RFC 3264 §8).
+            None if invite => {
+                if let Some(call) = self.calls.by_dialog.get_mut(&id) {
+                    call.sdp.rollback_offer();
+                }
+                false
+            }
+            None => false,
+        };
+        if retransmission {
+            // Of a 2xx already taken, acknowledged again: nothing else changes.
+            return true;
+        }
         let outcome = match response.map(|r| r.status) {
             Some(200..=299) => RefreshOutcome::Done(
                 response
@@ -308,7 +364,7 @@ impl Core {
         let keep = call
             .timer
             .as_mut()
-            .is_some_and(|t| t.on_refresh_outcome(now, refresh.epoch, outcome));
+            .is_some_and(|t| t.on_refresh_outcome(now, epoch, outcome));
         if outcome == RefreshOutcome::DialogGone {
             tracing::info!(call_id = %id.call_id, "the session refresh failed: ending the call");
             self.stop_session_timer(&id);
