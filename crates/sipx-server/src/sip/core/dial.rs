@@ -793,6 +793,7 @@ impl Core {
     pub(super) fn on_stray_2xx(&mut self, response: &Response) {
         if !(200..300).contains(&response.status)
             || response.cseq().is_none_or(|c| c.method != Method::Invite)
+            || self.reack_stray_refresh_2xx(response)
         {
             return;
         }

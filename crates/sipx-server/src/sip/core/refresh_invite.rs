@@ -6,7 +6,7 @@
 use sipx_sdp::SessionDescription;
 use sipx_sip::ClientTxnId;
 use sipx_sip::dialog::DialogId;
-use sipx_sip::msg::{Method, Request, Response};
+use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::uac::ack_for_2xx;
 
 use super::Core;
@@ -86,6 +86,22 @@ impl Core {
         }
         refresh.ack = Some((hop, ack));
         self.session_timers.keep(txn, refresh);
+        true
+    }
+
+    /// A 2xx to one of our refreshing re-INVITEs after its transaction is gone (the peer
+    /// missed every ACK so far): acknowledged again. Returns whether it was one.
+    pub(super) fn reack_stray_refresh_2xx(&mut self, response: &Response) -> bool {
+        let (Some(dialog), Some(seq)) = (
+            DialogId::of_response(response),
+            response.cseq().map(|c| c.seq),
+        ) else {
+            return false;
+        };
+        let Some((hop, ack)) = self.session_timers.ack_of(&dialog, seq) else {
+            return false;
+        };
+        self.endpoint.send_stateless(hop, ack);
         true
     }
 }

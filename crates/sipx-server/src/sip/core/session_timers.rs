@@ -51,6 +51,14 @@ impl SessionTimers {
         self.refreshes.insert(txn, refresh);
     }
 
+    /// The ACK we sent for the 2xx to our re-INVITE of CSeq `seq` in `dialog`, if any.
+    pub(super) fn ack_of(&self, dialog: &DialogId, seq: u32) -> Option<(sipx_sip::Peer, Vec<u8>)> {
+        self.refreshes
+            .values()
+            .filter(|r| r.dialog == *dialog && r.request.cseq().is_some_and(|c| c.seq == seq))
+            .find_map(|r| r.ack.clone())
+    }
+
     pub fn next_timeout(&self) -> Option<Instant> {
         self.queue.first().map(|(at, _)| *at)
     }
