@@ -6,7 +6,7 @@ too short an interval gets 422 with SIPx's Min-SE. And on calls SIPx dials out, 
 the phone: the INVITE offers a timer, a 422 raises it, and the phone's 200 decides who
 refreshes, and how.
 SIPx runs with `sip.session_min_se_secs` at 5 so that intervals of seconds can be tested.
-Addresses 127.0.0.120-129, 127.0.0.47 and 127.0.0.48 belong here."""
+Addresses 127.0.0.120-129 and 127.0.0.47-49 belong here."""
 
 import re
 import socket
@@ -108,6 +108,45 @@ def test_sipx_refreshes_by_reinvite_a_caller_without_update(sipx, tmp_path):
         assert "UPDATE" not in reinvite.split("Allow:", 1)[0], reinvite
     cseqs = [int(sdp_line(r, "CSeq:").split()[1]) for r in reinvites]
     assert cseqs == sorted(set(cseqs)), cseqs
+
+
+@pytest.mark.parametrize("late_answer", [487, 200])
+def test_a_refresh_the_caller_answers_after_hanging_up_is_acknowledged(sipx, late_answer):
+    """The caller hangs up while SIPx's re-INVITE waits, then answers it, as RFC 3261 §15.1.2
+    asks (487) or too late (200): the 487 gets its ACK in the INVITE's transaction, the 200
+    its own ACK and then a BYE (§13.2.2.4), not silence."""
+    from test_calls_phone_transfer import send_in_dialog, status_of
+    from test_calls_replaces import Phone, header, ok_for
+    ip = "127.0.0.49"
+    phone = Phone(ip, sip_addr(sipx, "udp"))
+    try:
+        status, dialog, answer = phone.invite(
+            "echo", "Allow: INVITE, ACK, BYE, CANCEL\r\nSupported: timer\r\nSession-Expires: 6;refresher=uas\r\n")
+        assert status == 200 and "6;refresher=uas" in header(answer, "Session-Expires"), answer
+        reinvite, source = receive(phone.sock, "INVITE")
+        branch = send_in_dialog(phone, "BYE", dialog, answer, "", 2)
+        seen = []
+        while status_of(branch, seen) is None:
+            seen.append(phone.sock.recv(65535).decode(errors="replace"))
+        assert status_of(branch, seen) == 200, seen
+        late = ok_for(reinvite).decode()
+        if late_answer == 487:
+            late = late.replace("SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated")
+        else:
+            body = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n"
+            late = late.replace("Content-Length: 0\r\n\r\n", f"Contact: <sip:4915100@{ip}:{phone.port}>\r\n"
+                                f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        phone.sock.sendto(late.encode(), source)
+        ack, _ = receive(phone.sock, "ACK")
+        assert header(ack, "CSeq") == header(reinvite, "CSeq").replace("INVITE", "ACK"), ack
+        same_branch = header(ack, "Via") == header(reinvite, "Via")
+        assert same_branch == (late_answer == 487), (ack, reinvite)
+        if late_answer == 200:
+            bye, _ = receive(phone.sock, "BYE")
+            assert header(bye, "Call-ID") == dialog[0], bye
+    finally:
+        phone.close()
+    assert [reason for reason, _ in ended(sipx)] == ["caller hung up"], ended(sipx)
 
 
 def test_too_short_an_interval_gets_422_with_min_se(sipx, tmp_path):

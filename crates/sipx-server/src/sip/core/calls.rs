@@ -1044,7 +1044,7 @@ impl Core {
         let call = self.calls.by_dialog.remove(id)?;
         self.calls.by_leg.remove(&call.leg);
         self.close_gate(call.leg, call.gate.as_ref());
-        self.forget_session_timer(id, call.leg);
+        self.forget_session_timer(id, super::session_timers::EndingCall::of(&call));
         self.inbound_gone(now, id, call.row.as_ref().map(|r| r.id.as_str()));
         if let Some(row) = &call.row {
             self.controls.leg_ended(now, call.leg, &row.id);
@@ -1126,7 +1126,7 @@ impl Core {
     pub(super) fn forget_dialog(&mut self, id: &DialogId) {
         if let Some(call) = self.calls.by_dialog.remove(id) {
             self.calls.by_leg.remove(&call.leg);
-            self.forget_session_timer(id, call.leg);
+            self.forget_session_timer(id, super::session_timers::EndingCall::of(&call));
         }
         metrics::gauge!("sipx_calls").set(self.calls.len() as f64);
     }

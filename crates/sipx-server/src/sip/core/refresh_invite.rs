@@ -4,10 +4,12 @@
 //! answer becomes the session's, as any answer does. `session_timers.rs` decides when.
 
 use sipx_sdp::SessionDescription;
-use sipx_sip::ClientTxnId;
-use sipx_sip::dialog::DialogId;
+use std::time::Instant;
+
+use sipx_sip::dialog::{Dialog, DialogId};
 use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::uac::ack_for_2xx;
+use sipx_sip::{ClientTxnId, Peer};
 
 use super::Core;
 use super::calls::{CONTACT_USER, sdp_of};
@@ -103,5 +105,26 @@ impl Core {
         };
         self.endpoint.send_stateless(hop, ack);
         true
+    }
+
+    /// A 2xx to our re-INVITE of a call that has ended meanwhile: acknowledged, then ended
+    /// with a BYE (RFC 3261 §13.2.2.4), in the dialog the call had.
+    pub(super) fn end_orphan_2xx(
+        &mut self,
+        now: Instant,
+        mut dialog: Dialog,
+        peer: Peer,
+        invite: &Request,
+        ok: &Response,
+    ) {
+        dialog.on_refresh_response(ok);
+        let via = self.new_via(&peer);
+        let ack = ack_for_2xx(&mut dialog, invite, &via);
+        self.endpoint.send_stateless(peer, ack.to_bytes());
+        let via = self.new_via(&peer);
+        let mut bye = dialog.request(Method::Bye, &via, None);
+        bye.headers.push("Content-Length", "0");
+        let txn = self.endpoint.send_request(now, peer, bye);
+        self.calls.note_bye(txn, dialog.id.clone());
     }
 }

@@ -43,6 +43,9 @@ pub(super) struct Refresh {
     /// A re-INVITE answered 2xx: its ACK, sent again for each retransmission of the 2xx
     /// (kept until the call's next refresh or its end).
     pub(super) ack: Option<(sipx_sip::Peer, Vec<u8>)>,
+    /// A re-INVITE whose call ended before its answer: the dialog and where it went, to
+    /// acknowledge and end a 2xx that may still come.
+    pub(super) orphan: Option<(sipx_sip::dialog::Dialog, sipx_sip::Peer)>,
 }
 
 impl SessionTimers {
@@ -242,6 +245,7 @@ impl Core {
                 request,
                 challenged: false,
                 ack: None,
+                orphan: None,
             },
         );
     }
@@ -306,6 +310,7 @@ impl Core {
                 request: next,
                 challenged: true,
                 ack: None,
+                orphan: None,
             },
         );
         true
@@ -319,9 +324,15 @@ impl Core {
         txn: ClientTxnId,
         response: Option<&Response>,
     ) -> bool {
-        let Some(refresh) = self.session_timers.refreshes.remove(&txn) else {
+        let Some(mut refresh) = self.session_timers.refreshes.remove(&txn) else {
             return false;
         };
+        if let Some((dialog, peer)) = refresh.orphan.take() {
+            if let Some(ok) = response.filter(|r| (200..300).contains(&r.status)) {
+                self.end_orphan_2xx(now, dialog, peer, &refresh.request, ok);
+            }
+            return true;
+        }
         if let Some(challenge) = response.filter(|r| matches!(r.status, 401 | 407))
             && self.answer_refresh_challenge(now, &refresh, challenge)
         {
@@ -403,25 +414,54 @@ impl Core {
     fn stop_session_timer(&mut self, id: &DialogId) {
         if let Some(call) = self.calls.by_dialog.get_mut(id) {
             call.timer = None;
-            let leg = call.leg;
-            self.forget_session_timer(id, leg);
+        }
+        if let Some(call) = self.calls.by_dialog.get(id) {
+            let ending = EndingCall::of(call);
+            self.forget_session_timer(id, ending);
         }
     }
 
-    /// A call is gone: its timer too, and any refresh of it still in flight (whose answer
-    /// no longer matters; unanswered, it would be sent again until Timer F).
-    pub(super) fn forget_session_timer(&mut self, id: &DialogId, leg: LegId) {
-        self.session_timers.schedule(leg, None);
+    /// A call is gone: its timer too, and its refreshes. An UPDATE still in flight is
+    /// abandoned (its answer no longer matters; unanswered, it would be sent again until
+    /// Timer F). A re-INVITE still in flight runs on (RFC 3261 §15.1.2: the peer answers it
+    /// 487, which the transaction acknowledges), and a 2xx to it is acknowledged and ended
+    /// with a BYE (§13.2.2.4), from the dialog kept here.
+    pub(super) fn forget_session_timer(&mut self, id: &DialogId, call: EndingCall) {
+        self.session_timers.schedule(call.leg, None);
         let gone: Vec<ClientTxnId> = self
             .session_timers
             .refreshes
             .iter()
-            .filter(|(_, r)| r.dialog == *id)
+            .filter(|(_, r)| r.dialog == *id && r.orphan.is_none())
             .map(|(txn, _)| *txn)
             .collect();
         for txn in gone {
-            self.session_timers.refreshes.remove(&txn);
-            self.endpoint.abandon_request(txn);
+            let Some(mut refresh) = self.session_timers.refreshes.remove(&txn) else {
+                continue;
+            };
+            if refresh.request.method == Method::Invite && refresh.ack.is_none() {
+                refresh.orphan = Some((call.dialog.clone(), call.peer));
+                self.session_timers.refreshes.insert(txn, refresh);
+            } else {
+                self.endpoint.abandon_request(txn);
+            }
+        }
+    }
+}
+
+/// What is kept of a call that ends, for a refresh of it still in flight.
+pub(super) struct EndingCall {
+    leg: LegId,
+    dialog: sipx_sip::dialog::Dialog,
+    peer: sipx_sip::Peer,
+}
+
+impl EndingCall {
+    pub(super) fn of(call: &super::calls::Call) -> EndingCall {
+        EndingCall {
+            leg: call.leg,
+            dialog: call.dialog.clone(),
+            peer: call.request_peer(),
         }
     }
 }
