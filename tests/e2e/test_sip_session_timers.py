@@ -177,17 +177,24 @@ def dial(server, creds, to):
     return api(server, creds, "POST", "/v1/calls", {"to": to, "room": {"name": "timers"}}, expect=201).json()
 
 
-def test_a_dial_out_offers_a_timer_takes_a_422_and_refreshes_when_the_phone_says_so(dialer, tmp_path):
+def dial_until_the_phone_hangs_up(server, tmp_path, ip, number, scenario):
+    """Dials a sipp phone on ip:5060 playing `scenario` to its end, which is its hang-up;
+    returns every SIP message the phone saw."""
     from test_calls_dialout import sipp_uas, wait_state
-    creds = create_app(dialer)[:2]
-    with sipp_uas(tmp_path, "127.0.0.125", "uas_session_timer_sipx_refreshes.xml") as uas:
-        created = dial(dialer, creds, "sip:+4930555@127.0.0.125:5060")
-        wait_state(dialer, creds, created["id"], "CONFIRMED", timeout=10)
-        # Two UPDATEs, 4 s apart, then the phone hangs up: the scenario fails on anything else.
-        assert uas.wait(20) == 0, (tmp_path / "sipp-127.0.0.125-errors.log").read_text()
-    ended = wait_state(dialer, creds, created["id"], "DISCONNECTED", timeout=10)
+    creds = create_app(server)[:2]
+    with sipp_uas(tmp_path, ip, scenario) as uas:
+        created = dial(server, creds, f"sip:{number}@{ip}:5060")
+        wait_state(server, creds, created["id"], "CONFIRMED", timeout=10)
+        assert uas.wait(20) == 0, (tmp_path / f"sipp-{ip}-errors.log").read_text()
+    ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=10)
     assert ended["end"]["cause"] == "remote_hangup", ended
-    messages = (tmp_path / "sipp-127.0.0.125-messages.log").read_text()
+    return (tmp_path / f"sipp-{ip}-messages.log").read_text()
+
+
+def test_a_dial_out_offers_a_timer_takes_a_422_and_refreshes_when_the_phone_says_so(dialer, tmp_path):
+    # Two UPDATEs, 4 s apart, then the phone hangs up: the scenario fails on anything else.
+    messages = dial_until_the_phone_hangs_up(dialer, tmp_path, "127.0.0.125", "+4930555",
+                                             "uas_session_timer_sipx_refreshes.xml")
     invites = [m for m in messages.split("\n\n") if m.lstrip().startswith("INVITE ")]
     assert len(invites) == 2, messages[:3000]
     assert "Session-Expires: 6;refresher=uas" in invites[0] and "Min-SE: 5" in invites[0], invites[0]
@@ -198,17 +205,10 @@ def test_a_dial_out_offers_a_timer_takes_a_422_and_refreshes_when_the_phone_says
 
 
 def test_a_dial_out_refreshes_by_reinvite_a_phone_without_update(dialer, tmp_path):
-    from test_calls_dialout import sipp_uas, wait_state
-    creds = create_app(dialer)[:2]
-    with sipp_uas(tmp_path, "127.0.0.47", "uas_session_timer_sipx_reinvites.xml") as uas:
-        created = dial(dialer, creds, "sip:+4930558@127.0.0.47:5060")
-        wait_state(dialer, creds, created["id"], "CONFIRMED", timeout=10)
-        # Two re-INVITEs, 3 s apart, each acknowledged, then the phone hangs up: the scenario
-        # fails on anything else.
-        assert uas.wait(20) == 0, (tmp_path / "sipp-127.0.0.47-errors.log").read_text()
-    ended = wait_state(dialer, creds, created["id"], "DISCONNECTED", timeout=10)
-    assert ended["end"]["cause"] == "remote_hangup", ended
-    messages = (tmp_path / "sipp-127.0.0.47-messages.log").read_text()
+    # Two re-INVITEs, 3 s apart, each acknowledged, then the phone hangs up: the scenario
+    # fails on anything else.
+    messages = dial_until_the_phone_hangs_up(dialer, tmp_path, "127.0.0.47", "+4930558",
+                                             "uas_session_timer_sipx_reinvites.xml")
     invites = traced(messages, "INVITE ")
     assert len(invites) == 3, messages[:3000]
     first, refreshes = invites[0], invites[1:]
