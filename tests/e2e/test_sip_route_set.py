@@ -80,6 +80,15 @@ def test_a_dial_out_acks_and_hangs_up_through_the_proxy_that_record_routed_it(se
         hop.close()
 
 
+def confirmed_call(server, creds, phone):
+    """The phone's call to 300, answered and confirmed: (dialog, SIPx's 200, the call's row)."""
+    status, dialog, answer = phone.invite("300")
+    assert status == 200, answer
+    call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                     "the call confirmed")
+    return dialog, answer, call
+
+
 def test_after_a_phone_moves_sipx_follows_it(server):
     """Without a route set, requests go back where the phone's messages come from: an UPDATE
     from a new address with a new Contact (a phone that changed network) moves SIPx's BYE."""
@@ -88,10 +97,7 @@ def test_after_a_phone_moves_sipx_follows_it(server):
     creds, _ = setup(server, "127.0.0.182", called("300", "roaming"))
     before, after = Phone("127.0.0.182", sip_addr(server)), Phone("127.0.0.182", sip_addr(server))
     try:
-        status, dialog, answer = before.invite("300")
-        assert status == 200, answer
-        call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
-                         "the call confirmed")
+        dialog, answer, call = confirmed_call(server, creds, before)
         branch = send_in_dialog(after, "UPDATE", dialog, answer, "", cseq=2)
         for _ in range(20):
             text = after.sock.recv(65535).decode(errors="replace")
@@ -116,10 +122,7 @@ def test_a_refused_or_stranger_target_refresh_moves_nothing(server):
     phone = Phone("127.0.0.182", sip_addr(server))
     same_ip, stranger = Phone("127.0.0.182", sip_addr(server)), Phone("127.0.0.184", sip_addr(server))
     try:
-        status, dialog, answer = phone.invite("300")
-        assert status == 200, answer
-        call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
-                         "the call confirmed")
+        dialog, answer, call = confirmed_call(server, creds, phone)
         target = re.search(r"<([^>]+)>", header(answer, "Contact")).group(1)
         to = re.sub(r";tag=[^;>\s]+", "", header(answer, "To"))
         for cseq, (ua, body, expected) in enumerate([(same_ip, "v=0\r\nbad\r\n", 488), (stranger, "", 200)], start=2):

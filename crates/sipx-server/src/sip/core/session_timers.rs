@@ -412,13 +412,12 @@ impl Core {
     /// A call's timer stops now, before the call is gone: a dialled-out call only asks its
     /// machine to hang up, and its timer must not fire meanwhile.
     fn stop_session_timer(&mut self, id: &DialogId) {
-        if let Some(call) = self.calls.by_dialog.get_mut(id) {
-            call.timer = None;
-        }
-        if let Some(call) = self.calls.by_dialog.get(id) {
-            let ending = EndingCall::of(call);
-            self.forget_session_timer(id, ending);
-        }
+        let Some(call) = self.calls.by_dialog.get_mut(id) else {
+            return;
+        };
+        call.timer = None;
+        let ending = EndingCall::of(call);
+        self.forget_session_timer(id, ending);
     }
 
     /// A call is gone: its timer too, and its refreshes. An UPDATE still in flight is
