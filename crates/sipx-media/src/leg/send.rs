@@ -200,9 +200,12 @@ impl MediaLeg {
         self.cfg.send && self.next_dtmf.is_none()
     }
 
-    /// Samples per packet at the encoder's rate: `ptime`, except Opus, always 20 ms.
+    /// Samples per packet at the encoder's rate: `ptime`, except Opus: 20 ms, or 10 ms for a
+    /// peer that asks for less than 20 (`a=maxptime:10` is a limit, RFC 8866 §6.5). Opus
+    /// frames longer than 20 ms save bandwidth, not work, and `ptime` above 20 is only a wish.
     fn packet_samples(&self) -> usize {
         let ms = match self.cfg.codec {
+            CodecKind::Opus if self.cfg.ptime_ms < 20 => 10,
             CodecKind::Opus => 20,
             CodecKind::G729 => self.cfg.ptime_ms / 10 * 10,
             _ => self.cfg.ptime_ms,

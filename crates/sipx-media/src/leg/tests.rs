@@ -656,6 +656,35 @@ fn opus_timestamps_count_48khz() {
 }
 
 #[test]
+fn opus_is_sent_in_10_ms_packets_to_a_peer_that_takes_no_longer_and_in_20_otherwise() {
+    for (ptime, packets, ticks) in [(10, 300, 480), (20, 150, 960), (40, 150, 960)] {
+        let mut a = config(CodecKind::Opus, 111, b_addr(), 1);
+        a.ptime_ms = ptime;
+        let b = config(CodecKind::Opus, 111, a_addr(), 2);
+        let mut call = Call::new(a, b);
+        let (out, _) = call.tone(150);
+        assert!(snr(&out, 8000) > 15.0, "ptime {ptime}");
+        let rtp: Vec<_> = call
+            .sent_by_a
+            .iter()
+            .filter(|p| p[1] & 0x7f == 111)
+            .collect();
+        assert!(
+            rtp.len().abs_diff(packets) <= 1,
+            "ptime {ptime}: {} packets",
+            rtp.len()
+        );
+        assert!(
+            rtp.windows(2).all(|w| {
+                let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                ts(w[1]).wrapping_sub(ts(w[0])) == ticks
+            }),
+            "ptime {ptime}"
+        );
+    }
+}
+
+#[test]
 fn junk_unknown_types_and_comfort_noise_are_handled() {
     let now = Instant::now();
     let mut leg = MediaLeg::new(config(CodecKind::Pcmu, 0, a_addr(), 2), now).unwrap();
