@@ -46,6 +46,7 @@ pub struct BindingView {
     pub source: String,
     pub transport: String,
     pub user_agent: Option<String>,
+    pub path: Vec<String>,
 }
 
 /// Where SIPx's registration to a trunk's provider stands.

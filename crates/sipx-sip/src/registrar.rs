@@ -23,6 +23,10 @@ pub struct Binding {
     pub source: SocketAddr,
     pub transport: Transport,
     pub user_agent: Option<String>,
+    /// The REGISTER's `Path` values, in order (RFC 3327): the proxies a request to this contact
+    /// must pass through, the first one nearest to SIPx. Empty when the device registered
+    /// directly.
+    pub path: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,11 @@ pub fn apply(
     }
 
     let user_agent = req.headers.get("User-Agent").map(str::to_owned);
+    let path = req.headers.list("Path");
+    if path.iter().any(|p| NameAddr::parse(p).is_none()) {
+        return Err(refuse(400, Some("Malformed Path")));
+    }
+    let path: Vec<String> = path.into_iter().map(str::to_owned).collect();
     for c in contacts {
         let Some(addr) = NameAddr::parse(c) else {
             return Err(refuse(400, Some("Malformed Contact")));
@@ -174,6 +183,7 @@ pub fn apply(
             source,
             transport,
             user_agent: user_agent.clone(),
+            path: path.clone(),
         };
         match bindings.iter_mut().find(|b| b.contact == contact) {
             Some(b) => *b = binding,
@@ -207,7 +217,10 @@ pub fn apply(
     Ok(bindings)
 }
 
-/// The 200 OK listing every current binding with its remaining time.
+/// The 200 OK listing every current binding with its remaining time, and the request's `Path`
+/// when the device says it supports `path` (RFC 3327 §5.3: it then learns the route requests
+/// to it will take; a device that does not know the extension gets none, as its proxy stays
+/// on the path all the same).
 pub fn ok_response(req: &Request, bindings: &[Binding], now_secs: u64, to_tag: &str) -> Response {
     let mut r = req.response(200, Some(to_tag));
     for b in bindings {
@@ -215,6 +228,17 @@ pub fn ok_response(req: &Request, bindings: &[Binding], now_secs: u64, to_tag: &
         let q = b.q.map(|q| format!(";q={q}")).unwrap_or_default();
         r.headers
             .push("Contact", format!("<{}>;expires={left}{q}", b.contact));
+    }
+    let supports_path = ["Supported", "Require"].iter().any(|h| {
+        req.headers
+            .list(h)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("path"))
+    });
+    if supports_path {
+        for p in req.headers.list("Path") {
+            r.headers.push("Path", p);
+        }
     }
     r
 }
@@ -346,6 +370,64 @@ mod tests {
             run(&register("<sip:gw1@10.0.0.9>", Some(0), 10), &b, 5000)
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    /// `register`'s message with `extra` header lines before Content-Length.
+    fn register_with(extra: &str, cseq: u32) -> Request {
+        let text = format!(
+            "REGISTER sip:sipx.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK{cseq}\r\n\
+             To: <sip:gw1@sipx.test>\r\nFrom: <sip:gw1@sipx.test>;tag=f\r\nCall-ID: reg-1\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:gw1@192.168.1.9:5060>\r\nExpires: 300\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(text.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_path_is_kept_in_order_and_returned_only_to_a_device_that_supports_it() {
+        let two = "Path: <sip:edge2.test;lr>\r\nPath: <sip:p1@10.0.0.1:5080;lr;ob>, <sip:edge1.test;lr>\r\n";
+        let req = register_with(&format!("Supported: path, outbound\r\n{two}"), 1);
+        let b = run(&req, &[], 1000).unwrap();
+        assert_eq!(
+            b[0].path,
+            [
+                "<sip:edge2.test;lr>",
+                "<sip:p1@10.0.0.1:5080;lr;ob>",
+                "<sip:edge1.test;lr>"
+            ]
+        );
+        let ok = ok_response(&req, &b, 1000, "t");
+        assert_eq!(ok.headers.list("Path"), b[0].path);
+
+        let unaware = register_with(two, 2);
+        let b = run(&unaware, &[], 1000).unwrap();
+        assert_eq!(b[0].path.len(), 3, "the path is used all the same");
+        assert!(
+            ok_response(&unaware, &b, 1000, "t")
+                .headers
+                .get("Path")
+                .is_none()
+        );
+
+        let direct = register_with("Supported: path\r\n", 3);
+        let b = run(&direct, &[], 1000).unwrap();
+        assert!(b[0].path.is_empty());
+        assert!(
+            ok_response(&direct, &b, 1000, "t")
+                .headers
+                .get("Path")
+                .is_none()
+        );
+
+        let bad = register_with("Path: <sip:edge.test;lr\r\n", 4);
+        let refused = run(&bad, &[], 1000).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.reason.as_str()),
+            (400, "Malformed Path")
         );
     }
 }

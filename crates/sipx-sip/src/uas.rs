@@ -9,7 +9,7 @@ use crate::msg::{Method, Request, Response, Uri};
 pub struct UasPolicy {
     pub allow: Vec<Method>,
     /// Option tags (`Supported`), e.g. `replaces`, `timer`: only what is implemented, since a
-    /// peer that requires a tag relies on it (a `Require: path` SIPx ignored would strand the
+    /// peer that requires a tag relies on it (a `Require: outbound` SIPx ignored would strand the
     /// phone behind its proxy).
     pub supported: Vec<String>,
     /// Body types understood.
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn extensions_sipx_lacks_are_refused_not_ignored() {
         let policy = UasPolicy::default();
-        for tag in ["path", "outbound", "100rel"] {
+        for tag in ["gruu", "outbound", "100rel"] {
             let req = with_body(&format!(
                 "Require: {tag}\r\nContent-Type: application/sdp\r\n"
             ));

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "routing rules",
         include_str!("../migrations/0007_routing_rules.sql"),
     ),
+    (
+        8,
+        "registration path",
+        include_str!("../migrations/0008_registration_path.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

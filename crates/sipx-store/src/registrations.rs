@@ -19,6 +19,8 @@ pub struct RegistrationRecord {
     pub source: String,
     pub transport: String,
     pub user_agent: Option<String>,
+    /// The proxies on the way to the contact (RFC 3327 `Path` values, in order).
+    pub path: Vec<String>,
 }
 
 /// The new full set of bindings of one username (empty: all removed).
@@ -30,7 +32,20 @@ pub struct BindingSet {
 }
 
 const COLUMNS: &str =
-    "username, app_id, contact, expires_at, q, call_id, cseq, source, transport, user_agent";
+    "username, app_id, contact, expires_at, q, call_id, cseq, source, transport, user_agent, path";
+
+/// `path` is stored one value per line: a header value holds no line break once parsed.
+fn join_path(path: &[String]) -> String {
+    path.join("\n")
+}
+
+fn split_path(stored: &str) -> Vec<String> {
+    stored
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 fn from_row(row: &SqliteRow) -> Result<RegistrationRecord, sqlx::Error> {
     let cseq: i64 = row.try_get("cseq")?;
@@ -45,6 +60,7 @@ fn from_row(row: &SqliteRow) -> Result<RegistrationRecord, sqlx::Error> {
         source: row.try_get("source")?,
         transport: row.try_get("transport")?,
         user_agent: row.try_get("user_agent")?,
+        path: split_path(row.try_get("path")?),
     })
 }
 
@@ -61,8 +77,8 @@ impl Store {
             for b in &set.bindings {
                 sqlx::query(
                     "INSERT INTO registrations (username, app_id, contact, expires_at, q, call_id,
-                     cseq, source, transport, user_agent, updated_at_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     cseq, source, transport, user_agent, path, updated_at_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&set.username)
                 .bind(&set.app_id)
@@ -74,6 +90,7 @@ impl Store {
                 .bind(&b.source)
                 .bind(&b.transport)
                 .bind(b.user_agent.as_deref())
+                .bind(join_path(&b.path))
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -125,6 +142,7 @@ mod tests {
             source: "127.0.0.1:5070".into(),
             transport: "UDP".into(),
             user_agent: Some("ua".into()),
+            path: Vec::new(),
         }
     }
 
@@ -160,5 +178,27 @@ mod tests {
         assert_eq!(store.live_registrations(1000).await.unwrap().len(), 1);
         assert_eq!(store.live_registrations(3000).await.unwrap().len(), 0);
         assert_eq!(store.purge_expired_registrations(3000).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_path_comes_back_as_it_went_in() {
+        let (store, _dir) = temp_store().await;
+        let (a, _) = store.create_app("a").await.unwrap();
+        let path = vec![
+            "<sip:edge2.test;lr>".to_owned(),
+            "<sip:10.0.0.1:5080;lr;received=\"sip:192.0.2.7:1024\">".to_owned(),
+        ];
+        let mut behind = rec("gw1", &a.id, "sip:x@1", 2000);
+        behind.path = path.clone();
+        let direct = rec("gw1", &a.id, "sip:x@2", 2000);
+        let set = BindingSet {
+            username: "gw1".into(),
+            app_id: a.id.clone(),
+            bindings: vec![behind, direct],
+        };
+        store.replace_registrations(&[set]).await.unwrap();
+        let live = store.live_registrations(1000).await.unwrap();
+        assert_eq!(live[0].path, path);
+        assert!(live[1].path.is_empty());
     }
 }

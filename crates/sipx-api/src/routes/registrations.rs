@@ -24,7 +24,8 @@ use crate::time::rfc3339;
     "q": null,
     "source": "203.0.113.7:5060",
     "transport": "UDP",
-    "user_agent": "GoIP-4 1.0"
+    "user_agent": "GoIP-4 1.0",
+    "path": []
 }))]
 pub struct Registration {
     /// The SIP account (or application API key) that registered.
@@ -42,6 +43,10 @@ pub struct Registration {
     /// UDP, TCP, TLS, WS or WSS.
     pub transport: String,
     pub user_agent: Option<String>,
+    /// The proxies calls to this contact go through (the REGISTER's RFC 3327 `Path`), the one
+    /// nearest SIPx first; empty when the device registered directly. `source` is then the
+    /// proxy's address.
+    pub path: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -66,6 +71,7 @@ fn to_dto(username: String, b: BindingView, now: u64) -> Registration {
         source: b.source,
         transport: b.transport,
         user_agent: b.user_agent,
+        path: b.path,
     }
 }
 

@@ -305,6 +305,7 @@ fn binding_views(bindings: &[Binding]) -> Vec<BindingView> {
             source: b.source.to_string(),
             transport: b.transport.via_name().to_owned(),
             user_agent: b.user_agent.clone(),
+            path: b.path.clone(),
         })
         .collect()
 }
@@ -355,6 +356,7 @@ impl Core {
                 source,
                 transport,
                 user_agent: r.user_agent,
+                path: r.path,
             });
         }
         Core {
@@ -366,6 +368,8 @@ impl Core {
                 uas.supported.push("replaces".to_owned());
                 // RFC 4028 session timers (`core/session_timers.rs`).
                 uas.supported.push("timer".to_owned());
+                // RFC 3327: a device registered through proxies is reached through them.
+                uas.supported.push("path".to_owned());
                 if settings.accept_refer != crate::config::ReferPolicy::Off {
                     // Blind transfers a phone asks for (`core/phone_transfer.rs`); RFC 4488's
                     // `Refer-Sub: false` is honoured.
@@ -520,7 +524,9 @@ impl Core {
             return;
         };
         for (_, bindings) in self.bindings.values() {
-            for b in bindings.iter().filter(|b| b.transport == Transport::Udp) {
+            // A device behind proxies (a `Path`) is kept reachable by them, not by SIPx.
+            let direct_udp = |b: &&Binding| b.transport == Transport::Udp && b.path.is_empty();
+            for b in bindings.iter().filter(direct_udp) {
                 // A double CRLF: ignored by SIP stacks, enough to keep a NAT binding open.
                 let _ = socket.try_send_to(b"\r\n\r\n", b.source);
             }
@@ -1150,6 +1156,7 @@ impl Core {
                     source: b.source.to_string(),
                     transport: b.transport.via_name().to_owned(),
                     user_agent: b.user_agent.clone(),
+                    path: b.path.clone(),
                 })
                 .collect(),
         };

@@ -56,6 +56,9 @@ struct Plan {
     auth: Option<(String, Redacted<String>)>,
     /// The route's own SRTP policy, if it has one.
     srtp: Option<sipx_sdp::SrtpPolicy>,
+    /// `Route` values the INVITE carries: a registered device's `Path` (RFC 3327 §5.4), so its
+    /// proxies (the first of which is `peer`) take it there.
+    route: Vec<String>,
 }
 
 /// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
@@ -170,6 +173,7 @@ impl Core {
                     from: format!("<sip:{from_user}@{from_host}>"),
                     auth: t.auth.clone(),
                     srtp: t.srtp.map(sdp_policy),
+                    route: Vec::new(),
                 })
             }
             DialTarget::Direct {
@@ -202,6 +206,7 @@ impl Core {
                     from: format!("<sip:{from_user}@{local}>"),
                     auth: None,
                     srtp: None,
+                    route: Vec::new(),
                 })
             }
             DialTarget::Accounts(accounts) => {
@@ -254,6 +259,7 @@ impl Core {
                     from: format!("<sip:{from_user}@{local}>"),
                     auth: None,
                     srtp: self.origins.srtp(&Origin::Account(user.clone())),
+                    route: b.path.clone(),
                 })
             }
         }
@@ -351,6 +357,9 @@ impl Core {
             ),
         );
         h.push("Max-Forwards", "70");
+        for route in &plan.route {
+            h.push("Route", route.clone());
+        }
         h.push("From", format!("{};tag={tag}", plan.from));
         h.push("To", plan.to.clone());
         h.push("Call-ID", call_id.clone());

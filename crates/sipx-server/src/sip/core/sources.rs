@@ -36,9 +36,12 @@ fn count(map: &mut BTreeMap<String, u32>, user: &str, add: bool) {
 }
 
 impl BindingSources {
-    /// `username`'s contacts went from `old` to `new`.
+    /// `username`'s contacts went from `old` to `new`. A binding with a `Path` came through
+    /// proxies: its source is the proxy, which speaks for many devices, not the device, so it
+    /// is not counted (a call from the proxy is let in as its own, a trusted proxy's).
     pub fn replace(&mut self, username: &str, old: &[Binding], new: &[Binding]) {
-        for b in old {
+        let direct = |b: &&Binding| b.path.is_empty();
+        for b in old.iter().filter(direct) {
             let ip = b.source.ip();
             let Some(at) = self.by_ip.get_mut(&ip) else {
                 continue;
@@ -54,7 +57,7 @@ impl BindingSources {
                 self.by_ip.remove(&ip);
             }
         }
-        for b in new {
+        for b in new.iter().filter(direct) {
             let at = self.by_ip.entry(b.source.ip()).or_default();
             count(at.by_source.entry(b.source).or_default(), username, true);
             count(&mut at.users, username, true);
@@ -101,6 +104,7 @@ pub(super) mod tests {
             source: source.parse().unwrap(),
             transport: Transport::Udp,
             user_agent: None,
+            path: Vec::new(),
         }
     }
 
@@ -140,5 +144,22 @@ pub(super) mod tests {
         assert_eq!(at(&s, "192.0.2.1:5060"), Some("alice"));
         s.replace("alice", &a[1..], &[]);
         assert!(!s.contains_ip("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_proxy_that_relays_registrations_with_a_path_does_not_become_the_device() {
+        let mut s = BindingSources::default();
+        let mut behind = binding("192.0.2.5:5060");
+        behind.path = vec!["<sip:192.0.2.5;lr>".to_owned()];
+        s.replace("alice", &[], std::slice::from_ref(&behind));
+        assert_eq!(at(&s, "192.0.2.5:5060"), None);
+        assert!(!s.contains_ip("192.0.2.5".parse().unwrap()));
+        // The same account registering directly, and then gone both ways.
+        let direct = binding("192.0.2.6:5060");
+        let both = [behind.clone(), direct.clone()];
+        s.replace("alice", std::slice::from_ref(&behind), &both);
+        assert_eq!(at(&s, "192.0.2.6:5060"), Some("alice"));
+        s.replace("alice", &both, &[]);
+        assert!(!s.contains_ip("192.0.2.6".parse().unwrap()));
     }
 }
