@@ -1,7 +1,7 @@
 """A device registered through an edge proxy that adds a Path (RFC 3327): Kamailio with
 `add_path_received()` between a raw UDP gateway and SIPx. The gateway's Contact names an
 address nobody can reach (as a device behind NAT writes its private one); only the Path leads
-back to it. Addresses 127.0.0.192-194 belong here."""
+back to it. Addresses 127.0.0.192-196 belong here."""
 
 import hashlib
 import random
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Kamailio, create_app, sip_addr
+from conftest import SIP_ENV, Kamailio, Server, create_app, sip_addr
 from test_calls_dialout import api, wait_state
 
 EDGE = ("127.0.0.192", 5060)
@@ -24,13 +24,15 @@ def md5(text):
 
 
 class Gateway:
-    """A minimal UDP user agent behind the edge proxy: registers, answers one INVITE."""
+    """A minimal UDP user agent: registers as `user` (through the edge proxy, or straight to
+    `via`), answers one INVITE. `extra` header lines go into every REGISTER."""
 
-    def __init__(self, sipx_host):
-        self.sipx_host = sipx_host
+    def __init__(self, sipx_host, user="pathgw", via=EDGE, bind=GATEWAY, extra=""):
+        self.sipx_host, self.user, self.via, self.extra = sipx_host, user, via, extra
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(GATEWAY)
+        self.sock.bind(bind)
         self.sock.settimeout(0.5)
+        self.cseq = 0
 
     def close(self):
         self.sock.close()
@@ -52,29 +54,32 @@ class Gateway:
             return lines[0], headers, body, text
         raise AssertionError(f"no {first_line_start!r} within {timeout} s")
 
-    def register(self, cseq, authorization="", supported="path"):
+    def register(self, authorization="", supported="path"):
+        self.cseq += 1
+        local = self.sock.getsockname()
         branch = f"z9hG4bK{random.getrandbits(48):x}"
         msg = (f"REGISTER sip:{self.sipx_host} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {GATEWAY[0]}:{GATEWAY[1]};branch={branch};rport\r\n"
+               f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch={branch};rport\r\n"
                "Max-Forwards: 70\r\n"
-               f"To: <sip:pathgw@{self.sipx_host}>\r\nFrom: <sip:pathgw@{self.sipx_host}>;tag=gw1\r\n"
-               f"Call-ID: path-reg-1\r\nCSeq: {cseq} REGISTER\r\n"
+               f"To: <sip:{self.user}@{self.sipx_host}>\r\nFrom: <sip:{self.user}@{self.sipx_host}>;tag=gw1\r\n"
+               f"Call-ID: path-reg-{self.user}\r\nCSeq: {self.cseq} REGISTER\r\n"
                f"Contact: <{UNREACHABLE_CONTACT}>\r\nExpires: 300\r\nSupported: {supported}\r\n"
-               f"{authorization}Content-Length: 0\r\n\r\n")
-        self.sock.sendto(msg.encode(), EDGE)
+               f"{self.extra}{authorization}Content-Length: 0\r\n\r\n")
+        self.sock.sendto(msg.encode(), self.via)
         return self.receive("SIP/2.0 ")
 
-    def register_with_digest(self, password):
-        first, headers, _, text = self.register(1)
+    def register_with_digest(self, password, supported="path"):
+        first, headers, _, text = self.register(supported=supported)
         assert first.startswith("SIP/2.0 401"), text
         www = next(v for k, v in headers if k.lower() == "www-authenticate")
         nonce = www.split('nonce="')[1].split('"')[0]
         realm = www.split('realm="')[1].split('"')[0]
         uri = f"sip:{self.sipx_host}"
-        response = md5(f"{md5(f'pathgw:{realm}:{password}')}:{nonce}:00000001:c0ffee:auth:{md5(f'REGISTER:{uri}')}")
-        auth = (f'Authorization: Digest username="pathgw", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+        ha1, ha2 = md5(f"{self.user}:{realm}:{password}"), md5(f"REGISTER:{uri}")
+        response = md5(f"{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}")
+        auth = (f'Authorization: Digest username="{self.user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
                 f'response="{response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"\r\n')
-        return self.register(2, auth)
+        return self.register(auth, supported)
 
     def answer(self, invite_text, status, extra=""):
         """A response to the request in `invite_text`, its Via, From, To, Call-ID and CSeq
@@ -153,16 +158,72 @@ def test_a_device_that_does_not_support_path_gets_none_back_but_is_still_reached
     gw = Gateway(f"{host}:{port}")
     try:
         # `supported` names another extension only.
-        original = gw.register
-
-        def register(cseq, authorization="", supported="100rel"):
-            return original(cseq, authorization, supported)
-
-        gw.register = register
-        first, headers, _, text = gw.register_with_digest("pathgw-pass-2")
+        first, headers, _, text = gw.register_with_digest("pathgw-pass-2", supported="100rel")
         assert first.startswith("SIP/2.0 200"), text
         assert not [v for k, v in headers if k.lower() == "path"], text
         regs = api(server, creds, "GET", "/v1/registrations", expect=200).json()["items"]
         assert len(regs) == 1 and len(regs[0]["path"]) == 1 and "received=" in regs[0]["path"][0], regs
+    finally:
+        gw.close()
+
+
+def test_a_changed_path_is_what_a_restart_brings_back(data_dir):
+    """A refresh that changes only the Path is written through, like a new contact: after a
+    restart the device is reached along its new path (and a path dropped stays dropped)."""
+    s = Server(data_dir, env=SIP_ENV).start()
+    try:
+        creds = create_app(s)[:2]
+        api(s, creds, "POST", "/v1/sip-accounts", {"username": "movinggw", "password": "movinggw-pass"}, expect=201)
+        api(s, creds, "POST", "/v1/sip-accounts", {"username": "dropsgw", "password": "dropsgw-pass1"}, expect=201)
+        host, port = sip_addr(s, "udp")
+        for user, password, paths in (("movinggw", "movinggw-pass", ["gen=old", "gen=new"]),
+                                      ("dropsgw", "dropsgw-pass1", ["gen=x", None])):
+            gw = Gateway(f"{host}:{port}", user=user, via=(host, port), bind=("127.0.0.195", 0))
+            try:
+                for path in paths:
+                    gw.extra = f"Path: <sip:127.0.0.194;lr;{path}>\r\n" if path else ""
+                    first, _, _, text = gw.register_with_digest(password)
+                    assert first.startswith("SIP/2.0 200"), text
+            finally:
+                gw.close()
+    finally:
+        assert s.stop() == 0
+    s = Server(data_dir, env=SIP_ENV).start()
+    try:
+        s.wait_log(lambda e: e.get("message") == "registrations restored" and e.get("contacts") == 2, 10)
+        regs = {r["username"]: r["path"] for r in api(s, creds, "GET", "/v1/registrations", expect=200).json()["items"]}
+        assert regs == {"movinggw": ["<sip:127.0.0.194;lr;gen=new>"], "dropsgw": []}, regs
+    finally:
+        s.stop()
+
+
+def test_a_deleted_accounts_device_is_neither_listed_nor_dialled_for_another_application(server):
+    """An account's registrations end with it, and its name taken by another application's
+    new account does not bring the old device along."""
+    host, port = sip_addr(server, "udp")
+    first_app, second_app = create_app(server)[:2], create_app(server)[:2]
+    old = api(server, first_app, "POST", "/v1/sip-accounts", {"username": "reusedgw", "password": "reusedgw-pw1"},
+              expect=201).json()
+    gw = Gateway(f"{host}:{port}", user="reusedgw", via=(host, port), bind=("127.0.0.196", 0))
+    try:
+        first, _, _, text = gw.register_with_digest("reusedgw-pw1")
+        assert first.startswith("SIP/2.0 200"), text
+        assert len(api(server, first_app, "GET", "/v1/registrations", expect=200).json()["items"]) == 1
+        api(server, first_app, "DELETE", f"/v1/sip-accounts/{old['id']}", expect=204)
+        # The delete answers once the SIP service has loaded it.
+        assert api(server, first_app, "GET", "/v1/registrations", expect=200).json()["items"] == []
+        server.wait_log(lambda e: e.get("message") == "registration ended: its account is gone"
+                        and e.get("username") == "reusedgw", 10)
+        new = api(server, second_app, "POST", "/v1/sip-accounts",
+                  {"username": "reusedgw", "password": "reusedgw-pw2"}, expect=201).json()
+        assert api(server, second_app, "GET", "/v1/registrations", expect=200).json()["items"] == []
+        created = api(server, second_app, "POST", "/v1/calls", {
+            "to": "+4930111", "route": {"sip_account_id": new["id"]}, "room": {"name": "reused"}},
+            expect=201).json()
+        ended = wait_state(server, second_app, created["id"], "DISCONNECTED")
+        assert ended["history"][-1]["code"] == 480, ended
+        gw.sock.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            gw.sock.recvfrom(65535)
     finally:
         gw.close()

@@ -48,6 +48,21 @@ impl Default for RegisterPolicy {
     }
 }
 
+/// The most proxies a `Path` may name, and the most bytes it may take: every request to the
+/// device carries it as its `Route`, and over UDP an INVITE must stay well within a datagram
+/// (a deployment has one edge proxy, two at most).
+const MAX_PATH_HOPS: usize = 8;
+const MAX_PATH_BYTES: usize = 1024;
+
+/// A `Path` value (RFC 3327 §4): a name-addr, so in angle brackets (a bare URI would turn its
+/// `;lr` into a header parameter), naming a SIP proxy, with no control characters.
+fn is_path_value(value: &str) -> bool {
+    // `<` cannot appear in a bare URI.
+    let bracketed = value.contains('<');
+    let clean = !value.bytes().any(|b| b == 0x7f || (b < 0x20 && b != b'\t'));
+    bracketed && clean && NameAddr::parse(value).is_some_and(|a| matches!(a.uri, Uri::Sip(_)))
+}
+
 /// Syntax a registrar needs beyond the message grammar: a SIP AOR in To, and Contacts that
 /// parse (RFC 4475 unksm2, regbadct). `Some(reason)` means 400.
 /// Whether To holds a `sip:`/`sips:` URI. A received request's To is well-formed (the parser
@@ -136,7 +151,10 @@ pub fn apply(
 
     let user_agent = req.headers.get("User-Agent").map(str::to_owned);
     let path = req.headers.list("Path");
-    if path.iter().any(|p| NameAddr::parse(p).is_none()) {
+    if path.len() > MAX_PATH_HOPS || path.iter().map(|p| p.len()).sum::<usize>() > MAX_PATH_BYTES {
+        return Err(refuse(400, Some("Path too long")));
+    }
+    if !path.iter().all(|p| is_path_value(p)) {
         return Err(refuse(400, Some("Malformed Path")));
     }
     let path: Vec<String> = path.into_iter().map(str::to_owned).collect();
@@ -423,11 +441,28 @@ mod tests {
                 .is_none()
         );
 
-        let bad = register_with("Path: <sip:edge.test;lr\r\n", 4);
-        let refused = run(&bad, &[], 1000).unwrap_err();
+        for bad in [
+            "<sip:edge.test;lr",
+            "sip:edge.test;lr",
+            "<tel:+123>",
+            "\"Ed\x00ge\" <sip:edge.test;lr>",
+        ] {
+            let req = register_with(&format!("Path: {bad}\r\n"), 4);
+            let refused = run(&req, &[], 1000).unwrap_err();
+            assert_eq!(
+                (refused.status, refused.reason.as_str()),
+                (400, "Malformed Path"),
+                "{bad:?}"
+            );
+        }
+        let hops: Vec<String> = (0..9).map(|i| format!("<sip:p{i}.test;lr>")).collect();
+        let long = register_with(&format!("Path: {}\r\n", hops.join(", ")), 5);
+        let refused = run(&long, &[], 1000).unwrap_err();
         assert_eq!(
             (refused.status, refused.reason.as_str()),
-            (400, "Malformed Path")
+            (400, "Path too long")
         );
+        let eight = register_with(&format!("Path: {}\r\n", hops[..8].join(", ")), 6);
+        assert_eq!(run(&eight, &[], 1000).unwrap()[0].path.len(), 8);
     }
 }

@@ -186,7 +186,7 @@ mod tests {
         let (a, _) = store.create_app("a").await.unwrap();
         let path = vec![
             "<sip:edge2.test;lr>".to_owned(),
-            "<sip:10.0.0.1:5080;lr;received=\"sip:192.0.2.7:1024\">".to_owned(),
+            "<sip:10.0.0.1:5080;lr;received=sip:192.0.2.7:1024>".to_owned(),
         ];
         let mut behind = rec("gw1", &a.id, "sip:x@1", 2000);
         behind.path = path.clone();

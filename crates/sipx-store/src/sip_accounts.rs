@@ -237,6 +237,17 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Every name a device may register with, and its application: the SIP accounts'
+    /// usernames and the applications' API keys (devices set up for the first SIPx). The SIP
+    /// core drops bindings whose name is no longer among them.
+    pub async fn registrants(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT username, app_id FROM sip_accounts UNION ALL SELECT api_key, id FROM apps",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The SRTP policy of every account that has one of its own, by username: the SIP core's
     /// view for calls from registered devices (accounts without one follow the server's).
     pub async fn sip_account_srtp_policies(&self) -> Result<Vec<(String, SrtpPolicy)>, StoreError> {

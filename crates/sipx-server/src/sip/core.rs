@@ -4,7 +4,7 @@
 //! One task, one `&mut` owner: no locks around protocol state. Anything slow (database reads)
 //! runs in a spawned task whose result comes back as another input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -100,6 +100,9 @@ pub(crate) enum CoreInput {
     TrunksLoaded {
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
         account_srtp: Vec<(String, sipx_store::SrtpPolicy)>,
+        /// (name, application) of every account and API key devices register with; `None`
+        /// when they could not be read.
+        registrants: Option<HashSet<(String, String)>>,
         /// The store's change version the load started from.
         version: u64,
     },
@@ -212,7 +215,11 @@ pub(crate) struct Core {
     streams: HashMap<FlowId, mpsc::Sender<Vec<u8>>>,
     /// username → (application, live bindings).
     bindings: HashMap<String, (String, Vec<Binding>)>,
-    accounts: HashMap<String, (Option<Account>, Instant)>,
+    /// username → the store version its account was read at for its latest REGISTER: a load
+    /// of the accounts from before it may not know the account yet (`drop_orphan_bindings`).
+    binding_versions: HashMap<String, u64>,
+    /// username → (its account or none, when read, the store version it was read at).
+    accounts: HashMap<String, (Option<Account>, Instant, u64)>,
     /// The store versions of the trunks, accounts and rules in place.
     loaded: loaded::Loaded,
     pending: HashMap<String, Vec<PendingRegister>>,
@@ -224,8 +231,8 @@ pub(crate) struct Core {
     registered: BindingSources,
     /// The trunks' inbound networks and digest users, and the trunks' and accounts' policies.
     origins: Origins,
-    /// username → contact → the expiry last written to the store.
-    persisted: HashMap<String, HashMap<String, u64>>,
+    /// username → contact → the binding as last written to the store.
+    persisted: HashMap<String, HashMap<String, Binding>>,
     /// trunk id → its outbound registration.
     trunk_regs: HashMap<String, TrunkReg>,
     /// The providers' addresses, looked up off the core.
@@ -294,6 +301,17 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// Whether `new` is `old` refreshed: the same in all but its expiry and the REGISTER that
+/// refreshed it (Call-ID, CSeq), which a restart may forget.
+fn same_but_refresh(old: &Binding, new: &Binding) -> bool {
+    old.contact == new.contact
+        && old.q == new.q
+        && old.source == new.source
+        && old.transport == new.transport
+        && old.user_agent == new.user_agent
+        && old.path == new.path
+}
+
 /// The API's view of registered contacts.
 fn binding_views(bindings: &[Binding]) -> Vec<BindingView> {
     bindings
@@ -331,13 +349,7 @@ impl Core {
         connector: Connector,
     ) -> Self {
         let mut bindings: HashMap<String, (String, Vec<Binding>)> = HashMap::new();
-        let mut persisted: HashMap<String, HashMap<String, u64>> = HashMap::new();
-        for r in &loaded {
-            persisted
-                .entry(r.username.clone())
-                .or_default()
-                .insert(r.contact.clone(), u64::try_from(r.expires_at).unwrap_or(0));
-        }
+        let mut persisted: HashMap<String, HashMap<String, Binding>> = HashMap::new();
         for r in loaded {
             let (Ok(source), Some(transport)) =
                 (r.source.parse(), Transport::from_via(&r.transport))
@@ -347,7 +359,7 @@ impl Core {
             let entry = bindings
                 .entry(r.username.clone())
                 .or_insert_with(|| (r.app_id.clone(), Vec::new()));
-            entry.1.push(Binding {
+            let binding = Binding {
                 contact: r.contact,
                 expires_at: u64::try_from(r.expires_at).unwrap_or(0),
                 q: r.q.map(|q| q as f32),
@@ -357,7 +369,12 @@ impl Core {
                 transport,
                 user_agent: r.user_agent,
                 path: r.path,
-            });
+            };
+            persisted
+                .entry(r.username.clone())
+                .or_default()
+                .insert(binding.contact.clone(), binding.clone());
+            entry.1.push(binding);
         }
         Core {
             endpoint,
@@ -384,6 +401,7 @@ impl Core {
             udp,
             streams: HashMap::new(),
             bindings,
+            binding_versions: HashMap::new(),
             accounts: HashMap::new(),
             loaded: loaded::Loaded::default(),
             pending: HashMap::new(),
@@ -632,7 +650,7 @@ impl Core {
         self.guard.prune(now, &self.settings.abuse);
         self.digest.prune(unix_now());
         self.accounts
-            .retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_TTL);
+            .retain(|_, (_, at, _)| now.duration_since(*at) < ACCOUNT_TTL);
         metrics::gauge!("sipx_sip_banned_sources").set(self.guard.banned_count() as f64);
     }
 
@@ -653,6 +671,36 @@ impl Core {
         });
         metrics::gauge!("sipx_sip_registered_contacts")
             .set(self.bindings.values().map(|(_, b)| b.len()).sum::<usize>() as f64);
+    }
+
+    /// Drops the bindings of accounts deleted (or moved to another application) as of store
+    /// `version`: a deleted account's registrations end with it, and its device must not be
+    /// dialled as a new account of the same name. A binding whose account was read after
+    /// `version` is newer than this list and stays.
+    fn drop_orphan_bindings(&mut self, registrants: &HashSet<(String, String)>, version: u64) {
+        let orphans: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(user, (app, _))| {
+                !registrants.contains(&((*user).clone(), app.clone()))
+                    && self
+                        .binding_versions
+                        .get(*user)
+                        .is_none_or(|&v| v <= version)
+            })
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in orphans {
+            let Some((app, old)) = self.bindings.remove(&user) else {
+                continue;
+            };
+            tracing::info!(username = %user, contacts = old.len(), "registration ended: its account is gone");
+            self.binding_versions.remove(&user);
+            self.persisted.remove(&user);
+            self.registered.replace(&user, &old, &[]);
+            self.publish_bindings(&user, &app, &[]);
+            self.persist_bindings(&user, &app, &[], None);
+        }
     }
 
     fn handle_input(&mut self, now: Instant, input: CoreInput) {
@@ -723,10 +771,14 @@ impl Core {
             CoreInput::TrunksLoaded {
                 trunks,
                 account_srtp,
+                registrants,
                 version,
             } => {
                 if self.loaded.take_trunks(version) {
                     self.apply_trunks(now, trunks, account_srtp);
+                    if let Some(registrants) = registrants {
+                        self.drop_orphan_bindings(&registrants, version);
+                    }
                     self.poll_registrations(now);
                     self.report_settled();
                 } else {
@@ -740,10 +792,10 @@ impl Core {
             } => {
                 if self.loaded.account_cacheable(version) {
                     self.accounts
-                        .insert(username.clone(), (account.clone(), now));
+                        .insert(username.clone(), (account.clone(), now, version));
                 }
                 for p in self.pending.remove(&username).unwrap_or_default() {
-                    self.finish_register(now, p, account.clone());
+                    self.finish_register(now, p, account.clone(), version);
                 }
             }
         }
@@ -961,11 +1013,11 @@ impl Core {
             peer,
             creds,
         };
-        if let Some((account, at)) = self.accounts.get(&username)
+        if let Some((account, at, version)) = self.accounts.get(&username)
             && now.duration_since(*at) < ACCOUNT_TTL
         {
-            let account = account.clone();
-            self.finish_register(now, pending, account);
+            let (account, version) = (account.clone(), *version);
+            self.finish_register(now, pending, account, version);
             return;
         }
         let waiting = self.pending.entry(username.clone()).or_default();
@@ -997,7 +1049,14 @@ impl Core {
         self.challenge(now, p.txn, &p.request, false);
     }
 
-    fn finish_register(&mut self, now: Instant, p: PendingRegister, account: Option<Account>) {
+    /// Answers a REGISTER whose account (read at store `version`) is known.
+    fn finish_register(
+        &mut self,
+        now: Instant,
+        p: PendingRegister,
+        account: Option<Account>,
+        version: u64,
+    ) {
         let now_secs = unix_now();
         // An unknown user is answered exactly like a wrong password: no account enumeration.
         let Some(account) = account else {
@@ -1047,9 +1106,11 @@ impl Core {
             max_bindings: account.max_bindings,
             ..self.settings.register.clone()
         };
+        // Bindings an earlier account of this name left in another application are not its.
         let current = self
             .bindings
             .get(&username)
+            .filter(|(app, _)| *app == account.app_id)
             .map(|(_, b)| b.as_slice())
             .unwrap_or(&[]);
         match registrar::apply(
@@ -1085,7 +1146,9 @@ impl Core {
                 self.registered.replace(&username, &old, &new);
                 if new.is_empty() {
                     self.bindings.remove(&username);
+                    self.binding_versions.remove(&username);
                 } else {
+                    self.binding_versions.insert(username.clone(), version);
                     self.bindings.insert(username, (account.app_id, new));
                 }
             }
@@ -1094,24 +1157,31 @@ impl Core {
     }
 
     /// Whether a REGISTER's outcome must reach the store before it is answered. Adding or
-    /// removing a contact must. A refresh need not while the stored expiry still lies at least
-    /// half an interval beyond what the refresh asks: the stored binding then outlives the
-    /// next refresh, so a restart in between loses nothing. It keeps the write rate of
-    /// frequently refreshing devices far below their REGISTER rate.
+    /// removing a contact, or changing how it is reached (source, transport, `Path`), must. A
+    /// plain refresh need not while the stored expiry still lies at least half an interval
+    /// beyond what the refresh asks: the stored binding then outlives the next refresh, so a
+    /// restart in between loses nothing. It keeps the write rate of frequently refreshing
+    /// devices far below their REGISTER rate.
     fn needs_write(&mut self, username: &str, new: &[Binding], now_secs: u64) -> bool {
         let stored = self.persisted.get(username);
-        let same_contacts = match stored {
-            Some(s) => s.len() == new.len() && new.iter().all(|b| s.contains_key(&b.contact)),
+        let same_bindings = match stored {
+            Some(s) => {
+                s.len() == new.len()
+                    && new.iter().all(|b| {
+                        s.get(&b.contact)
+                            .is_some_and(|old| same_but_refresh(old, b))
+                    })
+            }
             None => new.is_empty(),
         };
         let fresh_enough = stored.is_some_and(|s| {
             new.iter().all(|b| {
                 let interval = b.expires_at.saturating_sub(now_secs);
                 s.get(&b.contact)
-                    .is_some_and(|&at| at + interval / 2 >= b.expires_at)
+                    .is_some_and(|old| old.expires_at + interval / 2 >= b.expires_at)
             })
         });
-        if same_contacts && (new.is_empty() || fresh_enough) {
+        if same_bindings && (new.is_empty() || fresh_enough) {
             return false;
         }
         if new.is_empty() {
@@ -1119,9 +1189,7 @@ impl Core {
         } else {
             self.persisted.insert(
                 username.to_owned(),
-                new.iter()
-                    .map(|b| (b.contact.clone(), b.expires_at))
-                    .collect(),
+                new.iter().map(|b| (b.contact.clone(), b.clone())).collect(),
             );
         }
         true

@@ -214,7 +214,12 @@ impl Core {
                 // newest registration).
                 let now_secs = crate::unix_now();
                 let found = accounts.iter().find_map(|route| {
-                    let (_, bindings) = self.bindings.get(&route.username)?;
+                    // Only the call's own application's devices: a name freed by a deleted
+                    // account may be another application's now.
+                    let (app, bindings) = self.bindings.get(&route.username)?;
+                    if *app != c.app_id {
+                        return None;
+                    }
                     let live = bindings.iter().filter(|b| b.expires_at > now_secs);
                     let b = live.max_by(|a, b| {
                         a.q.unwrap_or(1.0)
@@ -248,12 +253,21 @@ impl Core {
                     .unwrap_or_default();
                 let to_host = local.clone();
                 let from_user = sipx_sip::msg::escape_user(invite.from.as_deref().unwrap_or(user));
+                // Through the device's proxies, the first of which is where its REGISTER came
+                // from, or the address its Path names for it (RFC 3327 §5.4, as `next_hop`
+                // takes a route set's first hop).
+                let path: Vec<sipx_sip::msg::NameAddr> = b
+                    .path
+                    .iter()
+                    .filter_map(|p| sipx_sip::msg::NameAddr::parse(p))
+                    .collect();
+                let received = Peer {
+                    transport: b.transport,
+                    flow,
+                    addr: b.source,
+                };
                 Ok(Plan {
-                    peer: Peer {
-                        transport: b.transport,
-                        flow,
-                        addr: b.source,
-                    },
+                    peer: super::next_hop::next_hop(&path, received),
                     request_uri,
                     to: format!("<sip:{}@{to_host}>", dial_user(&invite.to)),
                     from: format!("<sip:{from_user}@{local}>"),

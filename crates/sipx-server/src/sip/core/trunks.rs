@@ -124,10 +124,18 @@ impl Core {
                 tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies");
                 Vec::new()
             });
+            let registrants = match store.registrants().await {
+                Ok(r) => Some(r.into_iter().collect()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the SIP account names");
+                    None
+                }
+            };
             let _ = inputs
                 .send(CoreInput::TrunksLoaded {
                     trunks: resolved,
                     account_srtp,
+                    registrants,
                     version,
                 })
                 .await;
