@@ -420,13 +420,14 @@ class RtpStream:
     too_late: int = 0         # with playout_ms: packets that missed their playout time
 
 
-def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=None):
+def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=None, renumbered=None):
     """One G.711 (PCMU/PCMA) stream of a capture, as an 8 kHz 16-bit WAV ordered by sequence
     number with lost packets as silence (an ideal jitter buffer), and the RFC 4733 digits it
     carried. `dst`/`src` are (ip, port) to pick the stream; `pt` keeps one audio PT only.
     `playout_ms` plays a receiver with a fixed buffer instead: each packet is due that long after
     the first one's arrival plus its place in the sequence, and one that arrives later is
-    silence too (0: no jitter buffer at all).
+    silence too (0: no jitter buffer at all). `renumbered` maps dynamic payload types a peer gave
+    G.711 to their static ones ({98: 0}: PT 98 is PCMU).
     G.722 and Opus are not decoded here: baresip records what it decoded itself (-dec.wav)."""
     flt = ["rtp"]
     for side, addr in (("dst", dst), ("src", src)):
@@ -435,6 +436,7 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=
     rows = tshark_fields(pcap, " && ".join(flt), ["rtp.ssrc", "rtp.seq", "rtp.p_type", "rtp.payload",
                                                   "rtpevent.event_id", "rtp.timestamp", "frame.time_relative"],
                          "-o", f"rtpevent.event_payload_type_value:{event_pt}")
+    tables = {**G711_TABLES, **{p: G711_TABLES[law] for p, law in (renumbered or {}).items()}}
     streams, pts, digits, last_event = {}, Counter(), [], None
     for ssrc, seq, ptype, payload, event, ts, arrival in rows:
         if not seq:
@@ -447,7 +449,7 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=
                 last_event = (ssrc, ts)
         if event:
             continue
-        if ptype in G711_TABLES and (pt is None or ptype == pt):
+        if ptype in tables and (pt is None or ptype == pt):
             streams.setdefault(ssrc, []).append((int(seq), ptype, bytes.fromhex(payload.replace(":", "")),
                                                  float(arrival)))
     chunks, gaps, late, too_late = [], 0, 0, 0
@@ -476,7 +478,7 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=
             if last is not None and ext > last + 1:
                 gaps += ext - last - 1
                 chunks.append(np.zeros(len(data) * (ext - last - 1), dtype=np.int16))
-            chunks.append(G711_TABLES[ptype][np.frombuffer(data, dtype=np.uint8)])
+            chunks.append(tables[ptype][np.frombuffer(data, dtype=np.uint8)])
             last = ext
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     write_wav(out, 8000, samples)

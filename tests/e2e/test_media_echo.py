@@ -1,6 +1,6 @@
 """The media engine end to end: real SIP peers call SIPx's echo test (sip:echo@<sipx>) and what
 comes back is checked on the wire: tone and speech quality (P.862), RFC 4733 digits, SIP INFO
-digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99 belong to these
+digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99 and 127.0.0.197 belong to these
 tests; sipp runs as root (raw sockets for pcap and DTMF play), dumpcap captures on lo."""
 
 import contextlib
@@ -148,10 +148,17 @@ def test_digits_to_a_phone_without_telephone_event_come_back_as_tones(sipx, tmp_
     assert media.inband_digits(tmp_path / "back.wav") == "99"
 
 
-def test_hold_and_resume_by_reinvite(sipx, tmp_path, audio):
-    run, pcap = call(sipx, tmp_path, "127.0.0.84", "uac_hold_resume.xml", "-d", "1500",
-                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+def test_hold_and_resume_by_reinvite(data_dir, tmp_path, audio):
+    """The phone holds for 2.5 s sending nothing at all, with a 1 s media timeout: a held call
+    is not a dead one (RFC 3264 §8.4), and audio comes back after the resume."""
+    sipx = echo_server(data_dir, SIPX_MEDIA__MEDIA_TIMEOUT_SECS="1")
+    try:
+        run, pcap = call(sipx, tmp_path, "127.0.0.84", "uac_hold_resume.xml", "-d", "2500",
+                         audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    finally:
+        sipx.stop()
     assert run.returncode == 0, run.errors + run.stderr + run.logs
+    assert not logged(sipx, "call ended", reason="media timeout"), logged(sipx, "call ended")
     assert re.search(r"HOLD (recvonly|inactive)", run.logs) and "RESUME ok" in run.logs, run.logs
     directions = [e["direction"] for e in logged(sipx, "call media negotiated")]
     assert directions[0] == "sendrecv" and directions[1] in ("recvonly", "inactive") \
@@ -168,9 +175,24 @@ def test_hold_and_resume_by_reinvite(sipx, tmp_path, audio):
 
 
 def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):
-    back, tone = tone_call(sipx, tmp_path, "127.0.0.85", "uac_late_offer.xml", audio)
+    back, tone = tone_call(sipx, tmp_path, "127.0.0.85", "uac_late_offer.xml", audio,
+                           "-key", "pcmu_pt", "0", "-key", "te_pt", "101")
     answered = logged(sipx, "call answered by the echo test")
     assert answered and answered[0]["late_offer"] is True, answered
+    assert back.packets >= 60 and tone.band_ratio >= 0.99, (back, tone)
+
+
+def test_a_late_offer_answered_with_other_payload_numbers_is_heard_on_ours_and_answered_on_its(sipx, tmp_path,
+                                                                                               audio):
+    """SIPx offered PCMU as 0; the answer in the ACK calls it 98. The caller sends with 0 (the
+    offer's numbers are what the offerer receives, RFC 3264 §5.1) and SIPx sends back with 98."""
+    run, pcap = call(sipx, tmp_path, "127.0.0.197", "uac_late_offer.xml", "-d", "2000",
+                     "-key", "pcmu_pt", "98", "-key", "te_pt", "96",
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.197", SIPP_MEDIA_PORT), renumbered={98: 0})
+    assert set(back.payload_types) == {98}, back
+    tone = media.tone_check(back.wav, 1000, skip_s=0.2)
     assert back.packets >= 60 and tone.band_ratio >= 0.99, (back, tone)
 
 

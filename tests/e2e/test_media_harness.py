@@ -146,7 +146,7 @@ def test_srtp_checker_tells_encrypted_from_cleartext(tmp_path, audio, mediaenc, 
 SCENARIOS_AGAINST_BARESIP = [
     # scenario, baresip mediaenc, extra sipp args, lines the scenario must log
     ("uac_hold_resume.xml", None, ["-d", "300"], ["HOLD recvonly", "RESUME ok"]),
-    ("uac_late_offer.xml", None, ["-d", "1000"], []),
+    ("uac_late_offer.xml", None, ["-d", "1000", "-key", "pcmu_pt", "0", "-key", "te_pt", "101"], []),
     # baresip takes application/dtmf-relay and refuses application/dtmf with 488.
     ("uac_info_dtmf.xml", None, ["-key", "digit", "5", "-key", "formats", "0 101"], ["DTMF_RELAY 200", "DTMF 488"]),
     # The "SRTP required" case, and its control: the same offer is accepted when SRTP is optional.

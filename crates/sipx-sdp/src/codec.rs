@@ -80,8 +80,11 @@ impl Codec {
 
     /// True when `format` (as resolved from an SDP) is this codec.
     pub fn matches(self, format: &PayloadFormat) -> bool {
+        // G.722's RTP clock is 8000 (RFC 3551 §4.5.2), but many devices write its audio rate,
+        // 16000: the same codec, answered with the right clock.
+        let g722_audio_rate = self == Codec::G722 && format.clock_rate == 16000;
         if !format.encoding.eq_ignore_ascii_case(self.encoding_name())
-            || format.clock_rate != self.clock_rate()
+            || format.clock_rate != self.clock_rate() && !g722_audio_rate
         {
             return false;
         }
@@ -205,7 +208,8 @@ mod tests {
             (13, None),
             (96, Some(Codec::Opus)),
             (97, Some(Codec::Opus)),
-            (98, None), // G.722 is always 8000 in SDP; 16000 is some other thing
+            // G.722's clock is 8000 in SDP; 16000, its audio rate, is a common slip.
+            (98, Some(Codec::G722)),
             (101, None),
             (99, None), // dynamic without rtpmap
         ];

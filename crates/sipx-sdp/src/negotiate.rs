@@ -134,6 +134,7 @@ pub(crate) fn select_telephone_event(
     let chosen = at(codec_clock).or_else(|| at(8000)).or(events.first())?;
     Some(TelephoneEvent {
         payload_type: chosen.payload_type,
+        receive_payload_type: chosen.payload_type,
         clock_rate: chosen.clock_rate,
     })
 }
@@ -254,6 +255,7 @@ pub(crate) fn negotiated_codec(
     NegotiatedCodec {
         codec,
         payload_type,
+        receive_payload_type: payload_type,
         name: codec.encoding_name(),
         clock_rate: codec.clock_rate(),
         channels: codec.channels().unwrap_or(1),

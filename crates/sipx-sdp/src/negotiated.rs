@@ -51,8 +51,12 @@ pub enum RtcpTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NegotiatedCodec {
     pub codec: Codec,
-    /// Payload type used in both directions (the offerer's number).
+    /// Payload type we send with: the offerer's number when we answered, the answer's when we
+    /// offered (RFC 3264 §5.1: each side's numbers are what it receives).
     pub payload_type: u8,
+    /// Payload type the peer sends with: our offer's number when we offered, which an answer
+    /// may have renumbered (RFC 3264 §6.1 only asks it not to); else `payload_type`.
+    pub receive_payload_type: u8,
     /// Encoding name, clock rate and channels as written in SDP.
     pub name: &'static str,
     pub clock_rate: u32,
@@ -81,7 +85,10 @@ impl NegotiatedCodec {
 /// RFC 4733 telephone events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TelephoneEvent {
+    /// The number we send events with (as for [`NegotiatedCodec::payload_type`]).
     pub payload_type: u8,
+    /// The number the peer sends them with (as for [`NegotiatedCodec::receive_payload_type`]).
+    pub receive_payload_type: u8,
     pub clock_rate: u32,
 }
 

@@ -166,12 +166,24 @@ pub(crate) fn accept_answer(
             Some((f, local, offered_pt))
         })
         .ok_or(Rejection::NoCommonCodec)?;
-    let codec = negotiated_codec(
+    let mut codec = negotiated_codec(
         local.codec,
         format.payload_type,
         media.fmtp(format.payload_type),
         offered.fmtp(offered_pt),
     );
+    // The answer's numbers are what the peer receives; ours, what it sends us (RFC 3264 §5.1).
+    codec.receive_payload_type = offered_pt;
+    let telephone_event =
+        select_telephone_event(config, &remote.formats, codec.clock_rate).map(|mut event| {
+            if let Some(ours) = ours
+                .iter()
+                .find(|o| o.is_telephone_event() && o.clock_rate == event.clock_rate)
+            {
+                event.receive_payload_type = ours.payload_type;
+            }
+            event
+        });
 
     let offered_lines: Vec<CryptoAttr> = usable_cryptos(offered).collect();
     let accepted = usable_cryptos(media).find_map(|line| {
@@ -195,7 +207,7 @@ pub(crate) fn accept_answer(
     Ok(NegotiatedMedia {
         remote_rtp: remote.rtp,
         remote_rtcp: remote.rtcp,
-        telephone_event: select_telephone_event(config, &remote.formats, codec.clock_rate),
+        telephone_event,
         codec,
         ptime: send_ptime(config, media),
         direction: offered_direction.intersect(remote.direction.reversed()),

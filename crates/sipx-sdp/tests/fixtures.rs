@@ -97,6 +97,12 @@ fn cases() -> Vec<(&'static str, Local, Outcome)> {
             Default,
             plain(Pcmu, 0, Some((101, 8000))),
         ),
+        // A phone that writes G.722's audio rate as its clock: still G.722.
+        (
+            "g722_audio_rate_phone",
+            Default,
+            plain(G722, 9, Some((101, 8000))),
+        ),
         (
             "freeswitch_opus_g722",
             Theirs,

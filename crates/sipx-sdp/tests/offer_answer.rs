@@ -481,6 +481,38 @@ fn answer_picks_first_codec_of_the_answer_we_offered() {
 }
 
 #[test]
+fn an_answer_that_renumbers_sends_with_its_numbers_and_receives_with_ours() {
+    let mut a = alice();
+    a.create_offer().unwrap();
+    // Our PCMU is 0, our telephone-event/8000 101, opus 111: the answer calls them 98 and 96.
+    let answer = peer(
+        "m=audio 5000 RTP/AVP 98 96\na=rtpmap:98 PCMU/8000\na=rtpmap:96 telephone-event/8000\n",
+    );
+    let n = a.handle_answer(&answer).unwrap();
+    assert_eq!(n.codec.codec, Codec::Pcmu);
+    assert_eq!(
+        (n.codec.payload_type, n.codec.receive_payload_type),
+        (98, 0)
+    );
+    let event = n.telephone_event.unwrap();
+    assert_eq!((event.payload_type, event.receive_payload_type), (96, 101));
+
+    // An answer that keeps our numbers: one number each way.
+    let mut a = alice();
+    a.create_offer().unwrap();
+    let answer = peer(
+        "m=audio 5000 RTP/AVP 111 110\na=rtpmap:111 opus/48000/2\na=rtpmap:110 telephone-event/48000\n",
+    );
+    let n = a.handle_answer(&answer).unwrap();
+    assert_eq!(
+        (n.codec.payload_type, n.codec.receive_payload_type),
+        (111, 111)
+    );
+    let event = n.telephone_event.unwrap();
+    assert_eq!((event.payload_type, event.receive_payload_type), (110, 110));
+}
+
+#[test]
 fn telephone_event_matches_the_codec_clock() {
     let offer =
         |formats: &str, maps: &str| peer(&format!("m=audio 5000 RTP/AVP {formats}\n{maps}"));

@@ -16,7 +16,12 @@ use crate::stats::MediaStats;
 #[derive(Debug, Clone)]
 pub struct LegConfig {
     pub codec: CodecKind,
+    /// The payload type we send audio with.
     pub payload_type: u8,
+    /// The one the peer sends it with, when our offer numbered it otherwise than the answer
+    /// did (RFC 3264 §5.1); packets with `payload_type` are taken as audio too, since some
+    /// peers send with their own numbers.
+    pub receive_payload_type: u8,
     /// RTP clock of the codec (G.722: 8000, Opus: 48000).
     pub clock_rate: u32,
     /// Packetisation we send, 10..=60 ms. What we receive may be anything. Opus always sends
@@ -25,6 +30,9 @@ pub struct LegConfig {
     /// RFC 4733 telephone events: (payload type, clock rate). Its clock should be the
     /// codec's RTP clock, as RFC 4733 §2.1 asks.
     pub telephone_event: Option<(u8, u32)>,
+    /// The payload type the peer sends events with, when not the one of `telephone_event`
+    /// (as for `receive_payload_type`).
+    pub receive_event_payload_type: Option<u8>,
     pub remote_rtp: SocketAddr,
     /// `None` means rtcp-mux: RTCP goes to `remote_rtp`.
     pub remote_rtcp: Option<SocketAddr>,
@@ -33,16 +41,16 @@ pub struct LegConfig {
     pub frame_rate: u32,
     /// Jitter buffer settings; its clock rate is taken from `clock_rate`.
     pub jitter: JitterConfig,
-    /// No RTP or RTCP for this long while `receive` is true gives one
-    /// [`LegEvent::MediaTimeout`]. `Duration::ZERO` turns the check off.
+    /// No RTP or RTCP for this long while `receive` and `send` are true gives one
+    /// [`LegEvent::MediaTimeout`]: a peer that holds us may send nothing at all, one we hold
+    /// owes us nothing. `Duration::ZERO` turns the check off.
     pub media_timeout: Duration,
     /// We send media: false when our direction is recvonly or inactive (the peer holds us with
     /// sendonly, or the stream is inactive). RTCP is sent either way.
     pub send: bool,
     /// We expect media: false when our direction is sendonly or inactive (we hold the peer).
-    /// While false, received audio is dropped and the media timeout is off. While true, the
-    /// peer's RTCP also counts as life, so a peer that holds us and sends only RTCP does not
-    /// time out.
+    /// While false, received audio is dropped and the media timeout is off. The peer's RTCP
+    /// counts as life as well as its RTP.
     pub receive: bool,
     /// Send to wherever the peer's valid packets really come from (NAT).
     pub symmetric_rtp: bool,
@@ -71,9 +79,11 @@ impl LegConfig {
         LegConfig {
             codec,
             payload_type,
+            receive_payload_type: payload_type,
             clock_rate: codec.rtp_clock_rate(),
             ptime_ms: 20,
             telephone_event: None,
+            receive_event_payload_type: None,
             remote_rtp,
             remote_rtcp: None,
             srtp: None,
@@ -99,6 +109,8 @@ impl LegConfig {
     pub(super) fn same_media(&self, other: &LegConfig) -> bool {
         self.codec == other.codec
             && self.payload_type == other.payload_type
+            && self.receive_payload_type == other.receive_payload_type
+            && self.receive_event_payload_type == other.receive_event_payload_type
             && self.clock_rate == other.clock_rate
             && self.ptime_ms == other.ptime_ms
             && self.telephone_event == other.telephone_event

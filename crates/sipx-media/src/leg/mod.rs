@@ -23,6 +23,14 @@ mod receive;
 mod send;
 mod transmit;
 
+/// Whether silence from the peer can end the call: only while both directions flow. We hold
+/// the peer (we only send): it owes us nothing. The peer holds us (we only receive: its
+/// `sendonly`, `inactive` or `c=0.0.0.0`): it may send music, or nothing at all, not even
+/// RTCP, as many phones do (RFC 3264 §8.4); the wait starts again when it resumes.
+fn timeout_armed(cfg: &LegConfig) -> bool {
+    cfg.receive && cfg.send && !cfg.media_timeout.is_zero()
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -267,7 +275,9 @@ impl MediaLeg {
         } else {
             cfg.remote_rtcp.map(Latch::new)
         };
-        if cfg.receive && !self.cfg.receive || cfg.media_timeout != self.cfg.media_timeout {
+        if timeout_armed(&cfg) && !timeout_armed(&self.cfg)
+            || cfg.media_timeout != self.cfg.media_timeout
+        {
             self.last_heard = now;
             self.timeout_reported = false;
         }
@@ -317,7 +327,7 @@ impl MediaLeg {
     }
 
     fn media_deadline(&self) -> Option<Instant> {
-        let armed = self.cfg.receive && !self.cfg.media_timeout.is_zero() && !self.timeout_reported;
+        let armed = timeout_armed(&self.cfg) && !self.timeout_reported;
         armed.then(|| self.last_heard + self.cfg.media_timeout)
     }
 

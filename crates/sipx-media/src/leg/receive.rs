@@ -55,12 +55,15 @@ impl MediaLeg {
             return;
         };
         let header = packet.header;
+        // The numbers the peer should send with first; then the ones it answered with, which
+        // some peers send with instead.
+        let send_event = self.cfg.telephone_event.map(|(te, _)| te);
         let kind = match header.pt {
-            pt if pt.0 == self.cfg.payload_type => Payload::Audio,
+            pt if pt.0 == self.cfg.receive_payload_type => Payload::Audio,
+            pt if self.cfg.receive_event_payload_type == Some(pt.0) => Payload::TelephoneEvent,
             Pt::CN => Payload::ComfortNoise,
-            pt if self.cfg.telephone_event.is_some_and(|(te, _)| te == pt.0) => {
-                Payload::TelephoneEvent
-            }
+            pt if pt.0 == self.cfg.payload_type => Payload::Audio,
+            pt if send_event == Some(pt.0) => Payload::TelephoneEvent,
             _ => {
                 self.counters.unknown_payload_types += 1;
                 return;

@@ -491,6 +491,38 @@ fn hold_gives_silence_and_no_timeout_while_rtcp_flows() {
     );
 }
 
+#[test]
+fn a_peer_that_holds_us_and_sends_nothing_at_all_is_not_timed_out_until_it_resumes() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    call.tone(60);
+    // A holds B (B only receives), and then nothing crosses: no RTP, no RTCP.
+    let mut held = call.b.cfg.clone();
+    held.send = false;
+    call.b.update(held.clone(), call.now).unwrap();
+    call.net.loss = 1.0;
+    call.tone(1000); // 20 s, four times the timeout
+    assert!(
+        !call.b_events.contains(&LegEvent::MediaTimeout),
+        "{:?}",
+        call.b_events
+    );
+    // A resumes and still sends nothing: B gives up after the timeout, counted from the resume.
+    held.send = true;
+    call.b.update(held, call.now).unwrap();
+    call.tone(240);
+    assert!(!call.b_events.contains(&LegEvent::MediaTimeout));
+    call.tone(20);
+    assert_eq!(
+        call.b_events
+            .iter()
+            .filter(|e| **e == LegEvent::MediaTimeout)
+            .count(),
+        1,
+        "{:?}",
+        call.b_events
+    );
+}
+
 /// The SSRC of an RTP packet, or of an RTCP packet's sender (both at bytes 4..8 after the
 /// first four, RTCP's second byte being a packet type 200-204).
 fn ssrc_of(packet: &[u8]) -> (bool, u32) {
@@ -637,6 +669,36 @@ fn every_ptime_is_sent_and_received() {
             assert!(rtp[1..].iter().all(|p| p[1] & 0x80 == 0));
         }
     }
+}
+
+#[test]
+fn a_peer_that_renumbered_our_offer_is_heard_on_our_numbers_and_on_its_own() {
+    // A sends PCMU as 98 and events as 96 (the numbers its answer gave); B offered 0 and 101.
+    let mut a = config(CodecKind::Pcmu, 98, b_addr(), 1);
+    a.telephone_event = Some((96, 8000));
+    let mut b = config(CodecKind::Pcmu, 98, a_addr(), 2);
+    b.receive_payload_type = 0;
+    b.telephone_event = Some((96, 8000));
+    b.receive_event_payload_type = Some(101);
+    // Sending with its own numbers (as many peers do): heard.
+    let mut call = Call::new(a.clone(), b.clone());
+    let (out, _) = call.tone(100);
+    assert!(snr(&out, 8000) > 25.0);
+    // Sending with ours, as RFC 3264 §5.1 asks: heard, and the key press too.
+    a.payload_type = 0;
+    a.telephone_event = Some((101, 8000));
+    let mut call = Call::new(a, b);
+    let (out, _) = call.tone(100);
+    assert!(snr(&out, 8000) > 25.0);
+    assert!(
+        call.a
+            .send_dtmf(call.now, DtmfDigit::D5, Duration::from_millis(100))
+    );
+    let silence = vec![0i16; 160];
+    for _ in 0..50 {
+        call.tick(&silence);
+    }
+    assert_eq!(digits_in(&call.b_events), [DtmfDigit::D5]);
 }
 
 #[test]

@@ -189,12 +189,14 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
     Some(LegConfig {
         codec,
         payload_type: n.codec.payload_type,
+        receive_payload_type: n.codec.receive_payload_type,
         clock_rate: n.codec.clock_rate,
         ptime_ms: n.ptime,
         telephone_event: n
             .telephone_event
             .as_ref()
             .map(|t| (t.payload_type, t.clock_rate)),
+        receive_event_payload_type: n.telephone_event.as_ref().map(|t| t.receive_payload_type),
         remote_rtp: n.remote_rtp,
         remote_rtcp: match n.remote_rtcp {
             RtcpTarget::Muxed => None,
