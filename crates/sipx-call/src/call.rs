@@ -60,6 +60,8 @@ enum Trigger {
     MaxDuration,
     MediaTimeout,
     SessionExpired,
+    /// The phone's answer cannot be used (no common codec, no usable crypto): why.
+    AnswerRefused(String),
 }
 
 /// One call. Feed it inputs with `now`; after each, drain [`Call::poll_output`] until it returns
@@ -190,6 +192,14 @@ impl Call {
     pub fn hangup(&mut self, now: Instant) {
         self.tick(now);
         self.leave(Trigger::LocalHangup);
+    }
+
+    /// The phone answered with an SDP answer SIPx cannot use (`why`: the refusal's text): the
+    /// call is over at once, with a BYE after the ACK (RFC 3261 §13.2.1), recorded as
+    /// `DISCONNECTED 488 <why>` with cause `media_refused`.
+    pub fn answer_refused(&mut self, now: Instant, why: &str) {
+        self.tick(now);
+        self.leave(Trigger::AnswerRefused(why.to_owned()));
     }
 
     /// The phone took a blind transfer (its NOTIFY said the new call was answered): our side
@@ -604,6 +614,7 @@ impl Call {
             Trigger::MediaTimeout => End::new(200, "Media timeout", EndCause::MediaTimeout),
             // As an inbound call's row says it (a 408 of the session, RFC 4028 §10).
             Trigger::SessionExpired => End::new(408, "Session expired", EndCause::SessionExpired),
+            Trigger::AnswerRefused(why) => End::new(488, cut(why), EndCause::MediaRefused),
         }
     }
 

@@ -110,6 +110,8 @@ pub enum EndCause {
     Transferred,
     /// The RFC 4028 session was not refreshed in time.
     SessionExpired,
+    /// The phone's SDP answer could not be used (no common codec, no usable crypto).
+    MediaRefused,
 }
 
 impl EndCause {
@@ -128,6 +130,7 @@ impl EndCause {
             EndCause::AckTimeout => "ack_timeout",
             EndCause::Transferred => "transferred",
             EndCause::SessionExpired => "session_expired",
+            EndCause::MediaRefused => "media_refused",
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct MediaSession {
     last_sent: Option<SessionDescription>,
     /// Our offer awaiting an answer.
     pending: Option<PendingOffer>,
+    /// Our offer last answered, until the next exchange: a later answer to it may replace the
+    /// first ([`MediaSession::replace_answer`]).
+    answered_offer: Option<PendingOffer>,
     negotiated: Option<NegotiatedMedia>,
     layout: Option<Layout>,
 }
@@ -66,6 +69,7 @@ impl MediaSession {
             numbers: PayloadNumbers::default(),
             last_sent: None,
             pending: None,
+            answered_offer: None,
             negotiated: None,
             layout: None,
         })
@@ -94,6 +98,7 @@ impl MediaSession {
         if self.pending.is_some() {
             return Err(SdpError::ApiMisuse("an offer is already outstanding"));
         }
+        self.answered_offer = None;
         let proto = match &self.layout {
             Some(layout) => layout.audio_proto.clone(),
             None => default_proto(self.config.srtp).to_owned(),
@@ -145,6 +150,7 @@ impl MediaSession {
             Some((sdp, audio_index, direction))
                 if self.direction == Direction::SendRecv || self.direction == direction =>
             {
+                self.answered_offer = None;
                 self.pending = Some(PendingOffer {
                     sdp: sdp.clone(),
                     audio_index,
@@ -195,7 +201,26 @@ impl MediaSession {
             audio_proto: offered.proto.clone(),
         });
         self.agree(&negotiated);
+        self.answered_offer = Some(pending);
         Ok(negotiated)
+    }
+
+    /// Another answer to the offer last answered, which replaces the first: the 2xx of an
+    /// INVITE whose 183 carried an early answer, when it brings a different one (another fork
+    /// answered, RFC 3261 §13.2.2.4, or the phone changed its mind). As with
+    /// [`MediaSession::handle_answer`], on failure the previous negotiation stays.
+    pub fn replace_answer(
+        &mut self,
+        answer: &SessionDescription,
+    ) -> Result<NegotiatedMedia, SdpError> {
+        if self.pending.is_some() {
+            return Err(SdpError::ApiMisuse("an offer is outstanding"));
+        }
+        let offer = self.answered_offer.take().ok_or(SdpError::ApiMisuse(
+            "no answered offer to take another answer to",
+        ))?;
+        self.pending = Some(offer);
+        self.handle_answer(answer)
     }
 
     /// An offer from the peer (initial or re-offer). Returns our answer, or why we refuse:
@@ -208,6 +233,7 @@ impl MediaSession {
         if self.pending.is_some() {
             return Err(Rejection::Glare);
         }
+        self.answered_offer = None;
         let mut first_error = None;
         let mut chosen = None;
         for (index, media) in offer.media.iter().enumerate() {

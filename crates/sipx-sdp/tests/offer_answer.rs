@@ -513,6 +513,40 @@ fn an_answer_that_renumbers_sends_with_its_numbers_and_receives_with_ours() {
 }
 
 #[test]
+fn a_second_answer_to_the_same_offer_replaces_the_first_until_the_next_exchange() {
+    let mut a = alice();
+    a.create_offer().unwrap();
+    // The 183's early answer, then the 2xx of another fork with its own.
+    let early = peer("m=audio 5000 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n");
+    a.handle_answer(&early).unwrap();
+    let fork = parse(
+        "v=0\no=- 7 1 IN IP4 192.0.2.70\ns=-\nc=IN IP4 192.0.2.70\nt=0 0\nm=audio 7000 RTP/AVP 97\na=rtpmap:97 PCMA/8000\n",
+    );
+    let n = a.replace_answer(&fork).unwrap();
+    assert_eq!(n.codec.codec, Codec::Pcma);
+    assert_eq!(
+        (n.codec.payload_type, n.codec.receive_payload_type),
+        (97, 8)
+    );
+    assert_eq!(n.remote_rtp, "192.0.2.70:7000".parse().unwrap());
+    assert_eq!(a.negotiated().unwrap().codec.codec, Codec::Pcma);
+    // An unusable second answer leaves the agreed session as it was.
+    let mut b = alice();
+    b.create_offer().unwrap();
+    b.handle_answer(&early).unwrap();
+    let useless = peer("m=audio 5000 RTP/AVP 3\na=rtpmap:3 GSM/8000\n");
+    assert!(b.replace_answer(&useless).is_err());
+    assert_eq!(b.negotiated().unwrap().codec.codec, Codec::Pcmu);
+    // Once a new exchange has begun, the old offer takes no more answers.
+    a.create_offer().unwrap();
+    a.rollback_offer();
+    assert!(matches!(
+        a.replace_answer(&early),
+        Err(SdpError::ApiMisuse(_))
+    ));
+}
+
+#[test]
 fn telephone_event_matches_the_codec_clock() {
     let offer =
         |formats: &str, maps: &str| peer(&format!("m=audio 5000 RTP/AVP {formats}\n{maps}"));

@@ -657,6 +657,29 @@ fn a_completed_transfer_ends_with_a_bye_as_transferred_and_before_the_answer_is_
 }
 
 #[test]
+fn an_answer_that_cannot_be_used_ends_the_call_with_a_bye_as_media_refused() {
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(300).input(response(180, "Ringing", false));
+    d.at(2000).input(response(200, "OK", false));
+    d.drain();
+    d.call.answer_refused(d.now, "Incompatible media format");
+    assert_eq!(
+        d.drain(),
+        [Command::SendBye, Command::LeaveRoom, Command::StopMedia]
+    );
+    assert_eq!(
+        d.ending(),
+        (
+            488,
+            "Incompatible media format".to_owned(),
+            Some(EndCause::MediaRefused)
+        )
+    );
+    d.assert_finished();
+}
+
+#[test]
 fn a_replaced_call_ends_as_transferred_when_its_phone_hangs_up() {
     let mut d = Driver::outbound(dial_out());
     d.input(joined());

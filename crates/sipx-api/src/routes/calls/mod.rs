@@ -124,7 +124,8 @@ pub struct HistoryEntry {
     pub reason: String,
     /// On `DISCONNECTED`: `rejected`, `unreachable`, `no_answer`, `local_hangup`,
     /// `remote_hangup`, `remote_cancel`, `room_removed`, `room_failed`, `max_duration`,
-    /// `media_timeout`, `ack_timeout`, `transferred`, `session_expired`, `restart`.
+    /// `media_timeout`, `ack_timeout`, `transferred`, `session_expired`, `media_refused`,
+    /// `restart`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
 }

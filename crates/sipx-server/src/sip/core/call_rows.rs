@@ -288,7 +288,7 @@ pub(crate) fn end_cause(reason: &str, by_caller: bool) -> (u16, &'static str) {
         super::session_timers::SESSION_EXPIRED | super::session_timers::REFRESH_FAILED => {
             (408, "session_expired")
         }
-        NO_USABLE_ANSWER => (488, "local_hangup"),
+        NO_USABLE_ANSWER => (488, "media_refused"),
         "Room closed" | "Replaced in the room" | "Removed from the room" => (200, "room_removed"),
         "Room failure" | "Room unavailable" => (200, "room_failed"),
         _ => (200, "local_hangup"),
@@ -410,6 +410,6 @@ mod tests {
         assert_eq!(end_cause("no ACK for the 200", false), (408, "ack_timeout"));
         assert_eq!(end_cause("Room closed", false), (200, "room_removed"));
         assert_eq!(end_cause("Wrong PIN", false), (200, "local_hangup"));
-        assert_eq!(end_cause(NO_USABLE_ANSWER, false), (488, "local_hangup"));
+        assert_eq!(end_cause(NO_USABLE_ANSWER, false), (488, "media_refused"));
     }
 }

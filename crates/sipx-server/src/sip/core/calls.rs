@@ -1086,26 +1086,36 @@ impl Core {
         }
     }
 
-    /// Sends a BYE on an answered call's dialog (a controlled call's machine asks for it).
-    pub(super) fn send_bye(&mut self, now: Instant, id: &DialogId, reason: &str) {
+    /// Sends a BYE on an answered call's dialog (a controlled call's machine asks for it),
+    /// whose `Reason` (RFC 3326) is `cause` and `text`, as the call's end states them.
+    pub(super) fn send_bye_saying(&mut self, now: Instant, id: &DialogId, cause: u16, text: &str) {
         if let Some(mut call) = self.calls.by_dialog.remove(id) {
-            self.send_bye_on(now, &mut call, reason);
+            self.send_bye_in(now, &mut call.dialog, call.peer, cause, text);
             self.calls.by_dialog.insert(id.clone(), call);
         }
     }
 
     fn send_bye_on(&mut self, now: Instant, call: &mut Call, reason: &str) {
-        self.send_bye_in(now, &mut call.dialog, call.peer, reason);
+        // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).
+        let (cause, _) = end_cause(reason, false);
+        self.send_bye_in(now, &mut call.dialog, call.peer, cause, reason);
     }
 
-    fn send_bye_in(&mut self, now: Instant, dialog: &mut Dialog, peer: Peer, reason: &str) {
+    fn send_bye_in(
+        &mut self,
+        now: Instant,
+        dialog: &mut Dialog,
+        peer: Peer,
+        cause: u16,
+        reason: &str,
+    ) {
         let peer = super::next_hop::next_hop(&dialog.route_set, peer);
         let via = self.new_via(&peer);
         let mut bye = dialog.request(Method::Bye, &via, None);
-        // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).
-        let (cause, _) = end_cause(reason, false);
+        // A quoted string holds no `"` or `\` unescaped (RFC 3261 §25.1).
+        let text = reason.replace(['"', '\\'], "'");
         bye.headers
-            .push("Reason", format!("SIP;cause={cause};text=\"{reason}\""));
+            .push("Reason", format!("SIP;cause={cause};text=\"{text}\""));
         bye.headers.push("Content-Length", "0");
         let txn = self.endpoint.send_request(now, peer, bye);
         self.calls.byes.insert(txn, dialog.id.clone());
@@ -1118,7 +1128,8 @@ impl Core {
             return false;
         };
         let reason = std::mem::take(&mut pending.reason);
-        self.send_bye_in(now, &mut pending.dialog, pending.peer, &reason);
+        let (cause, _) = end_cause(&reason, false);
+        self.send_bye_in(now, &mut pending.dialog, pending.peer, cause, &reason);
         true
     }
 

@@ -328,10 +328,22 @@ impl Core {
             Command::SendInvite(invite) => self.send_invite(now, id, invite),
             Command::SendCancel => self.send_cancel(now, id),
             Command::SendBye => {
-                let dialog = self.controls.by_id.get(id).and_then(|c| c.dialog.clone());
+                let Some(c) = self.controls.by_id.get(id) else {
+                    return;
+                };
+                // The BYE's Reason says what the call's end says (RFC 3326): its code and
+                // text, e.g. `200 "Media timeout"`, `488 "Incompatible media format"`.
+                let (cause, text) = c
+                    .fsm
+                    .history()
+                    .last()
+                    .filter(|s| s.kind == sipx_call::CallStateKind::Disconnected)
+                    .map_or((200, "Call ended".to_owned()), |s| {
+                        (s.code, s.reason.clone())
+                    });
                 // No dialog: nothing answered, so there is nothing to end.
-                if let Some(d) = dialog {
-                    self.send_bye(now, &d, "Call ended");
+                if let Some(d) = c.dialog.clone() {
+                    self.send_bye_saying(now, &d, cause, &text);
                 }
             }
             // Dial-outs do not answer or reject: inbound calls do, and they are not

@@ -43,8 +43,22 @@ pub(crate) struct OutboundInvite {
     ack: Option<(Peer, Vec<u8>)>,
     /// The To tag of the answer we took.
     answered_tag: Option<String>,
+    /// The first SDP answer taken (in a 183) and the To tag it came with: a 2xx that repeats
+    /// it changes nothing, one with another replaces it.
+    early_answer: Option<(Option<String>, Vec<u8>)>,
     /// A provisional response above 100 came: the callee was reached, no other route is tried.
     rang: bool,
+}
+
+/// What an SDP answer did to a dial-out's media session.
+#[derive(Debug, PartialEq, Eq)]
+enum AnswerOutcome {
+    /// Taken, or a repeat of the one taken.
+    Agreed,
+    /// A 2xx's answer replaced the early one.
+    Changed,
+    /// Unusable: why, as the call's end will say.
+    Refused(String),
 }
 
 /// Where and how the INVITE goes.
@@ -421,6 +435,7 @@ impl Core {
                 cancelled: false,
                 ack: None,
                 answered_tag: None,
+                early_answer: None,
                 rang: false,
             });
         }
@@ -532,7 +547,10 @@ impl Core {
         }
         let mut sdp = false;
         if (101..200).contains(&status) && sdp_of(&response.headers, &response.body).is_some() {
-            sdp = self.take_answer(&id, response);
+            sdp = !matches!(
+                self.take_answer(&id, response, false),
+                AnswerOutcome::Refused(_)
+            );
         }
         let reason = if response.reason.is_empty() {
             sipx_sip::msg::reason_phrase(status).to_owned()
@@ -655,32 +673,53 @@ impl Core {
         sent
     }
 
-    /// Applies the SDP answer in `response` (a 183 or the 2xx); `true` when the call has a
-    /// negotiated media session after it.
-    fn take_answer(&mut self, id: &str, response: &Response) -> bool {
+    /// Applies the SDP answer in `response` (a 183, or the 2xx when `final_answer`). Without
+    /// reliable provisionals the 2xx repeats the early answer (RFC 3261 §13.2.1), so the first
+    /// stands for what repeats it; a 2xx with another answer (another fork's, RFC 3261
+    /// §13.2.2.4, or the phone's second thought) replaces it.
+    fn take_answer(&mut self, id: &str, response: &Response, final_answer: bool) -> AnswerOutcome {
+        let tag = response.tag_of_to().map(str::to_owned);
+        let body = sdp_of(&response.headers, &response.body).unwrap_or_default();
         let Some(out) = self.controls.out_mut(id) else {
-            return false;
+            return AnswerOutcome::Refused("the call is gone".to_owned());
         };
         let Some(sdp) = out.sdp.as_mut() else {
-            return true;
+            return AnswerOutcome::Agreed;
         };
-        if sdp.negotiated().is_some() {
-            // Without reliable provisionals the 2xx repeats the early answer (RFC 3261
-            // §13.2.1): the first one stands.
-            return true;
+        let replacing = sdp.negotiated().is_some();
+        if replacing {
+            let repeated = out
+                .early_answer
+                .as_ref()
+                .is_none_or(|(t, b)| *t == tag && b.as_slice() == body);
+            if !final_answer || repeated {
+                return AnswerOutcome::Agreed;
+            }
         }
-        let sdp_bytes = sdp_of(&response.headers, &response.body).unwrap_or_default();
-        match SessionDescription::parse(sdp_bytes) {
-            Ok(answer) => match sdp.handle_answer(&answer) {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::info!(call = %id, error = %e, "SDP answer refused");
-                    false
-                }
-            },
+        let answer = match SessionDescription::parse(body) {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::info!(call = %id, error = %e, "SDP answer does not parse");
-                false
+                return AnswerOutcome::Refused(e.to_string());
+            }
+        };
+        let taken = if replacing {
+            sdp.replace_answer(&answer)
+        } else {
+            sdp.handle_answer(&answer)
+        };
+        match taken {
+            Ok(_) if replacing => {
+                tracing::info!(call = %id, "the 2xx brought another SDP answer than the early one: it replaces it");
+                AnswerOutcome::Changed
+            }
+            Ok(_) => {
+                out.early_answer = Some((tag, body.to_vec()));
+                AnswerOutcome::Agreed
+            }
+            Err(e) => {
+                tracing::info!(call = %id, error = %e, "SDP answer refused");
+                AnswerOutcome::Refused(e.to_string())
             }
         }
     }
@@ -733,13 +772,17 @@ impl Core {
         let v = via(self, &hop);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
         self.endpoint.send_stateless(hop, ack.clone());
-        let sdp = if sdp_of(&response.headers, &response.body).is_some() {
-            self.take_answer(id, response)
+        let answer = if sdp_of(&response.headers, &response.body).is_some() {
+            self.take_answer(id, response, true)
+        } else if self
+            .controls
+            .out(id)
+            .and_then(|o| o.sdp.as_ref())
+            .is_some_and(|s| s.negotiated().is_some())
+        {
+            AnswerOutcome::Agreed
         } else {
-            self.controls
-                .out(id)
-                .and_then(|o| o.sdp.as_ref())
-                .is_some_and(|s| s.negotiated().is_some())
+            AnswerOutcome::Refused("No SDP answer".to_owned())
         };
         let Some(c) = self.controls.by_id.get_mut(id) else {
             return;
@@ -749,6 +792,8 @@ impl Core {
         };
         out.ack = Some((hop, ack));
         out.answered_tag = to_tag;
+        // Early media started the leg on the early answer: a new answer must reach it.
+        let restart_leg = answer == AnswerOutcome::Changed && out.ports.is_none();
         let dialog_id = dialog.id.clone();
         // The answered call joins the ordinary calls: in-dialog requests find it there.
         if let Some(session) = out.sdp.take() {
@@ -778,8 +823,22 @@ impl Core {
             self.calls.insert_answered(call);
             self.start_uac_session_timer(now, &dialog_id, &invite, response);
         }
-        if !sdp {
-            tracing::info!(call = %id, "answered without a usable SDP answer: hanging up");
+        if answer == AnswerOutcome::Changed {
+            if restart_leg {
+                self.apply_negotiation(&dialog_id);
+            }
+            let codec = self
+                .calls
+                .by_dialog
+                .get(&dialog_id)
+                .and_then(|call| call.sdp.negotiated())
+                .map(|n| n.codec.name.to_owned());
+            if let (Some(c), Some(codec)) = (self.controls.by_id.get_mut(id), codec) {
+                c.codec = Some(codec);
+            }
+        }
+        if let AnswerOutcome::Refused(why) = answer {
+            tracing::info!(call = %id, why, "answered without a usable SDP answer: hanging up");
             self.feed(
                 now,
                 id,
@@ -790,11 +849,12 @@ impl Core {
                 }),
             );
             if let Some(c) = self.controls.by_id.get_mut(id) {
-                c.fsm.hangup(now);
+                c.fsm.answer_refused(now, &why);
             }
             self.drive(now, id);
             return;
         }
+        let sdp = true;
         let reason = if response.reason.is_empty() {
             "OK".to_owned()
         } else {
