@@ -37,39 +37,38 @@ impl PayloadNumbers {
         codec.static_payload_type().unwrap_or(self.opus)
     }
 
-    /// Adopts the numbers of a negotiation, moving any of ours they collide with.
+    /// Adopts the numbers of a negotiation, moving any of ours they collide with: an answer
+    /// may have given one of our numbers to another format (`101 PCMU/8000` where we offered
+    /// 101 as telephone-event), and one number must not stand for two formats in a session
+    /// (RFC 3264 §8.3.2).
     pub(crate) fn learn(&mut self, negotiated: &NegotiatedMedia) {
-        if negotiated.codec.codec == Codec::Opus {
-            self.opus = negotiated.codec.payload_type;
-        }
-        match negotiated.telephone_event {
-            Some(e) if e.clock_rate == 8000 => self.events_8000 = e.payload_type,
-            Some(e) if e.clock_rate == 48000 => self.events_48000 = e.payload_type,
-            _ => {}
-        }
+        let learned_opus =
+            (negotiated.codec.codec == Codec::Opus).then_some(negotiated.codec.payload_type);
+        let event_at = |clock: u32| {
+            negotiated
+                .telephone_event
+                .filter(|e| e.clock_rate == clock)
+                .map(|e| e.payload_type)
+        };
         let fixed = [negotiated.codec.payload_type]
             .into_iter()
             .chain(negotiated.telephone_event.map(|e| e.payload_type));
         let mut taken: Vec<u8> = [0, 8, 9, 13, 18].into_iter().chain(fixed).collect();
-        for slot in [
-            &mut self.opus,
-            &mut self.events_8000,
-            &mut self.events_48000,
+        for (slot, learned) in [
+            (&mut self.opus, learned_opus),
+            (&mut self.events_8000, event_at(8000)),
+            (&mut self.events_48000, event_at(48000)),
         ] {
-            if taken.contains(slot) && !is_learned(*slot, negotiated) {
-                *slot = (96..=127).find(|pt| !taken.contains(pt)).unwrap_or(*slot);
+            match learned {
+                Some(pt) => *slot = pt,
+                None if taken.contains(slot) => {
+                    *slot = (96..=127).find(|pt| !taken.contains(pt)).unwrap_or(*slot);
+                }
+                None => {}
             }
             taken.push(*slot);
         }
     }
-}
-
-fn is_learned(pt: u8, negotiated: &NegotiatedMedia) -> bool {
-    let codec = negotiated.codec.codec == Codec::Opus && negotiated.codec.payload_type == pt;
-    codec
-        || negotiated
-            .telephone_event
-            .is_some_and(|e| e.payload_type == pt)
 }
 
 /// The `m=` proto of our first offer: `RTP/SAVP` only when SRTP is required; with SRTP merely

@@ -178,6 +178,34 @@ impl MediaSession {
         let pending = self.pending.take().ok_or(SdpError::ApiMisuse(
             "an answer arrived with no offer outstanding",
         ))?;
+        let negotiated = self.read_answer(&pending, answer)?;
+        self.settle(pending, &negotiated);
+        Ok(negotiated)
+    }
+
+    /// An answer in a provisional response (a 183 without reliable provisionals): taken as
+    /// [`MediaSession::handle_answer`] takes one when it is usable; when it is not, our offer
+    /// stays outstanding, since the 2xx brings the answer that counts (RFC 3261 §13.2.1).
+    pub fn handle_early_answer(
+        &mut self,
+        answer: &SessionDescription,
+    ) -> Result<NegotiatedMedia, SdpError> {
+        let pending = self.pending.as_ref().ok_or(SdpError::ApiMisuse(
+            "an answer arrived with no offer outstanding",
+        ))?;
+        let negotiated = self.read_answer(pending, answer)?;
+        if let Some(pending) = self.pending.take() {
+            self.settle(pending, &negotiated);
+        }
+        Ok(negotiated)
+    }
+
+    /// What `answer` makes of our offer `pending`.
+    fn read_answer(
+        &self,
+        pending: &PendingOffer,
+        answer: &SessionDescription,
+    ) -> Result<NegotiatedMedia, SdpError> {
         let offered = pending
             .sdp
             .media
@@ -187,22 +215,27 @@ impl MediaSession {
             .media
             .get(pending.audio_index)
             .ok_or(Rejection::NoAudio)?;
-        let negotiated = accept_answer(
+        Ok(accept_answer(
             &self.config,
             &self.key_material,
             offered,
             pending.direction,
             answer,
             media,
-        )?;
-        self.layout = Some(Layout {
-            media: pending.sdp.media.iter().map(disabled_copy).collect(),
-            audio_index: pending.audio_index,
-            audio_proto: offered.proto.clone(),
-        });
-        self.agree(&negotiated);
+        )?)
+    }
+
+    /// Makes `negotiated`, the answer to `pending`, the session's.
+    fn settle(&mut self, pending: PendingOffer, negotiated: &NegotiatedMedia) {
+        if let Some(offered) = pending.sdp.media.get(pending.audio_index) {
+            self.layout = Some(Layout {
+                media: pending.sdp.media.iter().map(disabled_copy).collect(),
+                audio_index: pending.audio_index,
+                audio_proto: offered.proto.clone(),
+            });
+        }
+        self.agree(negotiated);
         self.answered_offer = Some(pending);
-        Ok(negotiated)
     }
 
     /// Another answer to the offer last answered, which replaces the first: the 2xx of an

@@ -547,6 +547,50 @@ fn a_second_answer_to_the_same_offer_replaces_the_first_until_the_next_exchange(
 }
 
 #[test]
+fn after_an_answer_that_took_our_numbers_for_other_formats_a_new_offer_gives_each_number_one_format()
+ {
+    for answer in [
+        "m=audio 5000 RTP/AVP 101 111\na=rtpmap:101 PCMU/8000\na=rtpmap:111 telephone-event/8000\n",
+        "m=audio 5000 RTP/AVP 101 96\na=rtpmap:101 opus/48000/2\na=rtpmap:96 telephone-event/48000\n",
+    ] {
+        let mut a = alice();
+        a.create_offer().unwrap();
+        a.handle_answer(&peer(answer)).unwrap();
+        let reoffer = a.create_offer().unwrap();
+        let m = &reoffer.media[0];
+        let mut formats = m.formats.clone();
+        formats.sort();
+        formats.dedup();
+        assert_eq!(formats.len(), m.formats.len(), "{answer}: {:?}", m.formats);
+        let mut mapped: Vec<u8> = m.rtpmaps().map(|r| r.payload_type).collect();
+        let count = mapped.len();
+        mapped.sort_unstable();
+        mapped.dedup();
+        assert_eq!(mapped.len(), count, "{answer}: {reoffer}");
+    }
+}
+
+#[test]
+fn an_unusable_early_answer_leaves_the_offer_to_the_final_one() {
+    let mut a = alice();
+    a.create_offer().unwrap();
+    let gsm = peer("m=audio 5000 RTP/AVP 3\na=rtpmap:3 GSM/8000\n");
+    assert!(a.handle_early_answer(&gsm).is_err());
+    assert!(a.offer_pending());
+    let n = a
+        .handle_answer(&peer("m=audio 5002 RTP/AVP 8\na=rtpmap:8 PCMA/8000\n"))
+        .unwrap();
+    assert_eq!(n.codec.codec, Codec::Pcma);
+    // A usable early answer is taken like a final one.
+    let mut b = alice();
+    b.create_offer().unwrap();
+    b.handle_early_answer(&peer("m=audio 5000 RTP/AVP 0\n"))
+        .unwrap();
+    assert!(!b.offer_pending());
+    assert_eq!(b.negotiated().unwrap().codec.codec, Codec::Pcmu);
+}
+
+#[test]
 fn telephone_event_matches_the_codec_clock() {
     let offer =
         |formats: &str, maps: &str| peer(&format!("m=audio 5000 RTP/AVP {formats}\n{maps}"));

@@ -1112,8 +1112,16 @@ impl Core {
         let peer = super::next_hop::next_hop(&dialog.route_set, peer);
         let via = self.new_via(&peer);
         let mut bye = dialog.request(Method::Bye, &via, None);
-        // A quoted string holds no `"` or `\` unescaped (RFC 3261 §25.1).
-        let text = reason.replace(['"', '\\'], "'");
+        // A quoted string holds no `"`, `\` or control characters (RFC 3261 §25.1), and the
+        // text may come from the phone's own SDP.
+        let text: String = reason
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => '\'',
+                c if c.is_control() => ' ',
+                c => c,
+            })
+            .collect();
         bye.headers
             .push("Reason", format!("SIP;cause={cause};text=\"{text}\""));
         bye.headers.push("Content-Length", "0");

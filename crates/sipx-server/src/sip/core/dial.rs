@@ -61,6 +61,14 @@ enum AnswerOutcome {
     Refused(String),
 }
 
+/// `text` with its control characters as spaces: a refusal's text may quote the phone's SDP,
+/// and it goes into the call's history and a BYE's `Reason`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Where and how the INVITE goes.
 struct Plan {
     peer: Peer,
@@ -700,13 +708,16 @@ impl Core {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::info!(call = %id, error = %e, "SDP answer does not parse");
-                return AnswerOutcome::Refused(e.to_string());
+                return AnswerOutcome::Refused(printable(&e.to_string()));
             }
         };
         let taken = if replacing {
             sdp.replace_answer(&answer)
-        } else {
+        } else if final_answer {
             sdp.handle_answer(&answer)
+        } else {
+            // An early answer SIPx cannot take leaves the offer to the 2xx's.
+            sdp.handle_early_answer(&answer)
         };
         match taken {
             Ok(_) if replacing => {
@@ -719,7 +730,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::info!(call = %id, error = %e, "SDP answer refused");
-                AnswerOutcome::Refused(e.to_string())
+                AnswerOutcome::Refused(printable(&e.to_string()))
             }
         }
     }
