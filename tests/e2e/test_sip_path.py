@@ -1,7 +1,7 @@
 """A device registered through an edge proxy that adds a Path (RFC 3327): Kamailio with
 `add_path_received()` between a raw UDP gateway and SIPx. The gateway's Contact names an
 address nobody can reach (as a device behind NAT writes its private one); only the Path leads
-back to it. Addresses 127.0.0.192-196 belong here."""
+back to it. Addresses 127.0.0.188-189 and 127.0.0.192-196 belong here."""
 
 import socket
 
@@ -152,4 +152,34 @@ def test_a_deleted_accounts_device_is_neither_listed_nor_dialled_for_another_app
         with pytest.raises(socket.timeout):
             gw.sock.recvfrom(65535)
     finally:
+        gw.close()
+
+
+def test_a_path_cannot_aim_calls_at_another_host(server):
+    """A device that writes a Path itself, naming another host: calls still go to where its
+    REGISTER came from (with the Route), never to the host it named."""
+    host, port = sip_addr(server, "udp")
+    creds = create_app(server)[:2]
+    account = api(server, creds, "POST", "/v1/sip-accounts",
+                  {"username": "aimgw", "password": "aimgw-pass-1", "dial_request_uri": "contact"},
+                  expect=201).json()
+    elsewhere = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    elsewhere.bind(("127.0.0.189", 5099))
+    elsewhere.settimeout(0.5)
+    gw = Gateway(f"{host}:{port}", user="aimgw", via=(host, port), bind=("127.0.0.188", 5070),
+                 extra="Path: <sip:127.0.0.189:5099;lr>\r\n")
+    try:
+        first, _, _, text = gw.register_with_digest("aimgw-pass-1")
+        assert first.startswith("SIP/2.0 200"), text
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "+4930999", "route": {"sip_account_id": account["id"]}, "room": {"name": "aim"}},
+            expect=201).json()
+        _, headers, _, invite = gw.receive("INVITE ")
+        assert [v for k, v in headers if k.lower() == "route"] == ["<sip:127.0.0.189:5099;lr>"], invite
+        gw.answer(invite, "486 Busy Here")
+        wait_state(server, creds, created["id"], "DISCONNECTED")
+        with pytest.raises(socket.timeout):
+            elsewhere.recvfrom(65535)
+    finally:
+        elsewhere.close()
         gw.close()

@@ -28,9 +28,10 @@ pub struct MediaSession {
     last_sent: Option<SessionDescription>,
     /// Our offer awaiting an answer.
     pending: Option<PendingOffer>,
-    /// Our offer last answered, until the next exchange: a later answer to it may replace the
-    /// first ([`MediaSession::replace_answer`]).
-    answered_offer: Option<PendingOffer>,
+    /// Our offer last answered, with the payload numbers from before its answer, until the
+    /// next exchange: a later answer to it may replace the first
+    /// ([`MediaSession::replace_answer`]), and the first one's numbers with it.
+    answered_offer: Option<(PendingOffer, PayloadNumbers)>,
     negotiated: Option<NegotiatedMedia>,
     layout: Option<Layout>,
 }
@@ -234,8 +235,9 @@ impl MediaSession {
                 audio_proto: offered.proto.clone(),
             });
         }
+        let before = self.numbers.clone();
         self.agree(negotiated);
-        self.answered_offer = Some(pending);
+        self.answered_offer = Some((pending, before));
     }
 
     /// Another answer to the offer last answered, which replaces the first: the 2xx of an
@@ -249,11 +251,14 @@ impl MediaSession {
         if self.pending.is_some() {
             return Err(SdpError::ApiMisuse("an offer is outstanding"));
         }
-        let offer = self.answered_offer.take().ok_or(SdpError::ApiMisuse(
+        let (offer, before) = self.answered_offer.take().ok_or(SdpError::ApiMisuse(
             "no answered offer to take another answer to",
         ))?;
-        self.pending = Some(offer);
-        self.handle_answer(answer)
+        let negotiated = self.read_answer(&offer, answer)?;
+        // The numbers the first answer taught us were that fork's, not this dialog's.
+        self.numbers = before;
+        self.settle(offer, &negotiated);
+        Ok(negotiated)
     }
 
     /// An offer from the peer (initial or re-offer). Returns our answer, or why we refuse:

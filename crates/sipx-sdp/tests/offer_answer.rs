@@ -530,6 +530,22 @@ fn a_second_answer_to_the_same_offer_replaces_the_first_until_the_next_exchange(
     );
     assert_eq!(n.remote_rtp, "192.0.2.70:7000".parse().unwrap());
     assert_eq!(a.negotiated().unwrap().codec.codec, Codec::Pcma);
+    // The early answer's numbers went with it: a re-offer keeps our INVITE's 101 for events.
+    let mut c = alice();
+    c.create_offer().unwrap();
+    c.handle_answer(&peer(
+        "m=audio 5000 RTP/AVP 101\na=rtpmap:101 opus/48000/2\n",
+    ))
+    .unwrap();
+    c.replace_answer(&fork).unwrap();
+    let reoffer = c.create_offer().unwrap();
+    let m = &reoffer.media[0];
+    assert_eq!(
+        m.rtpmap(101).unwrap().encoding,
+        "telephone-event",
+        "{reoffer}"
+    );
+    assert_eq!(m.rtpmap(111).unwrap().encoding, "opus", "{reoffer}");
     // An unusable second answer leaves the agreed session as it was.
     let mut b = alice();
     b.create_offer().unwrap();

@@ -157,6 +157,16 @@ pub fn apply(
     if !path.iter().all(|p| is_path_value(p)) {
         return Err(refuse(400, Some("Malformed Path")));
     }
+    // A strict router would have to become the Request-URI of every request to the device
+    // (RFC 3261 §12.2.1.1); proxies that add a Path are loose routers (RFC 3327 §5.1).
+    let loose = |p: &&str| {
+        NameAddr::parse(p)
+            .and_then(|a| a.uri.as_sip().map(|u| u.param("lr").is_some()))
+            .unwrap_or(false)
+    };
+    if !path.iter().all(loose) {
+        return Err(refuse(400, Some("Path entry without lr (strict routing)")));
+    }
     let path: Vec<String> = path.into_iter().map(str::to_owned).collect();
     for c in contacts {
         let Some(addr) = NameAddr::parse(c) else {
@@ -462,7 +472,10 @@ mod tests {
             (refused.status, refused.reason.as_str()),
             (400, "Path too long")
         );
-        let eight = register_with(&format!("Path: {}\r\n", hops[..8].join(", ")), 6);
+        let strict = register_with("Path: <sip:edge.test>\r\n", 6);
+        let refused = run(&strict, &[], 1000).unwrap_err();
+        assert_eq!(refused.reason, "Path entry without lr (strict routing)");
+        let eight = register_with(&format!("Path: {}\r\n", hops[..8].join(", ")), 7);
         assert_eq!(run(&eight, &[], 1000).unwrap()[0].path.len(), 8);
     }
 }

@@ -660,12 +660,16 @@ impl Core {
         let t = unix_now();
         let runtime = self.runtime.clone();
         let registered = &mut self.registered;
+        let versions = &mut self.binding_versions;
         self.bindings.retain(|user, (app, b)| {
             let lapsed: Vec<Binding> = b.iter().filter(|x| x.expires_at <= t).cloned().collect();
             if !lapsed.is_empty() {
                 b.retain(|x| x.expires_at > t);
                 registered.replace(user, &lapsed, &[]);
                 runtime.set_bindings(user, app, binding_views(b));
+            }
+            if b.is_empty() {
+                versions.remove(user);
             }
             !b.is_empty()
         });
@@ -790,10 +794,14 @@ impl Core {
                 account,
                 version,
             } => {
-                if self.loaded.account_cacheable(version) {
-                    self.accounts
-                        .insert(username.clone(), (account.clone(), now, version));
+                if !self.loaded.account_cacheable(version) {
+                    // The accounts changed while this one was read (it may be deleted, or
+                    // have another password): the waiting REGISTERs wait for a fresh read.
+                    self.look_up_account(username);
+                    return;
                 }
+                self.accounts
+                    .insert(username.clone(), (account.clone(), now, version));
                 for p in self.pending.remove(&username).unwrap_or_default() {
                     self.finish_register(now, p, account.clone(), version);
                 }
@@ -1023,20 +1031,25 @@ impl Core {
         let waiting = self.pending.entry(username.clone()).or_default();
         waiting.push(pending);
         if waiting.len() == 1 {
-            let store = self.store.clone();
-            let inputs = self.inputs.clone();
-            let version = store.change_version();
-            tokio::spawn(async move {
-                let account = lookup(&store, &username).await;
-                let _ = inputs
-                    .send(CoreInput::AccountLoaded {
-                        username,
-                        account,
-                        version,
-                    })
-                    .await;
-            });
+            self.look_up_account(username);
         }
+    }
+
+    /// Reads `username`'s account off the core; `AccountLoaded` brings it back.
+    fn look_up_account(&self, username: String) {
+        let store = self.store.clone();
+        let inputs = self.inputs.clone();
+        let version = store.change_version();
+        tokio::spawn(async move {
+            let account = lookup(&store, &username).await;
+            let _ = inputs
+                .send(CoreInput::AccountLoaded {
+                    username,
+                    account,
+                    version,
+                })
+                .await;
+        });
     }
 
     fn auth_failed(&mut self, now: Instant, p: &PendingRegister) {
@@ -1124,6 +1137,14 @@ impl Core {
         ) {
             Ok(new) => {
                 let resp = registrar::ok_response(&p.request, &new, now_secs, &tag);
+                if self
+                    .bindings
+                    .get(&username)
+                    .is_some_and(|(app, _)| *app != account.app_id)
+                {
+                    // The name moved to another application: its rows must say so.
+                    self.persisted.remove(&username);
+                }
                 tracing::info!(
                     %username,
                     source = %p.peer.addr,

@@ -1112,16 +1112,8 @@ impl Core {
         let peer = super::next_hop::next_hop(&dialog.route_set, peer);
         let via = self.new_via(&peer);
         let mut bye = dialog.request(Method::Bye, &via, None);
-        // A quoted string holds no `"`, `\` or control characters (RFC 3261 §25.1), and the
-        // text may come from the phone's own SDP.
-        let text: String = reason
-            .chars()
-            .map(|c| match c {
-                '"' | '\\' => '\'',
-                c if c.is_control() => ' ',
-                c => c,
-            })
-            .collect();
+        // A quoted string holds no `"` or `\` unescaped (RFC 3261 §25.1).
+        let text = printable(reason).replace(['"', '\\'], "'");
         bye.headers
             .push("Reason", format!("SIP;cause={cause};text=\"{text}\""));
         bye.headers.push("Content-Length", "0");
@@ -1214,4 +1206,12 @@ impl Core {
             "call ended"
         );
     }
+}
+
+/// `text` with its control characters as spaces: a refusal's text may quote the phone's SDP,
+/// and it goes into a call's history and a BYE's `Reason` (a quoted string, RFC 3261 §25.1).
+pub(super) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

@@ -61,14 +61,6 @@ enum AnswerOutcome {
     Refused(String),
 }
 
-/// `text` with its control characters as spaces: a refusal's text may quote the phone's SDP,
-/// and it goes into the call's history and a BYE's `Reason`.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// Where and how the INVITE goes.
 struct Plan {
     peer: Peer,
@@ -275,21 +267,16 @@ impl Core {
                     .unwrap_or_default();
                 let to_host = local.clone();
                 let from_user = sipx_sip::msg::escape_user(invite.from.as_deref().unwrap_or(user));
-                // Through the device's proxies, the first of which is where its REGISTER came
-                // from, or the address its Path names for it (RFC 3327 §5.4, as `next_hop`
-                // takes a route set's first hop).
-                let path: Vec<sipx_sip::msg::NameAddr> = b
-                    .path
-                    .iter()
-                    .filter_map(|p| sipx_sip::msg::NameAddr::parse(p))
-                    .collect();
-                let received = Peer {
-                    transport: b.transport,
-                    flow,
-                    addr: b.source,
-                };
+                // To where the REGISTER came from: the device, or the first of the proxies
+                // its Path names (RFC 3327 §5.4), which the Route carries on. Not to the
+                // address the Path's first entry names: a Path is the device's word, and it
+                // must not aim SIPx's calls at a host of its choosing.
                 Ok(Plan {
-                    peer: super::next_hop::next_hop(&path, received),
+                    peer: Peer {
+                        transport: b.transport,
+                        flow,
+                        addr: b.source,
+                    },
                     request_uri,
                     to: format!("<sip:{}@{to_host}>", dial_user(&invite.to)),
                     from: format!("<sip:{from_user}@{local}>"),
@@ -708,7 +695,7 @@ impl Core {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::info!(call = %id, error = %e, "SDP answer does not parse");
-                return AnswerOutcome::Refused(printable(&e.to_string()));
+                return AnswerOutcome::Refused(super::calls::printable(&e.to_string()));
             }
         };
         let taken = if replacing {
@@ -730,7 +717,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::info!(call = %id, error = %e, "SDP answer refused");
-                AnswerOutcome::Refused(printable(&e.to_string()))
+                AnswerOutcome::Refused(super::calls::printable(&e.to_string()))
             }
         }
     }
@@ -865,7 +852,6 @@ impl Core {
             self.drive(now, id);
             return;
         }
-        let sdp = true;
         let reason = if response.reason.is_empty() {
             "OK".to_owned()
         } else {
@@ -877,7 +863,7 @@ impl Core {
             Input::Sip(SipInput::Response {
                 code: response.status,
                 reason,
-                sdp,
+                sdp: true,
             }),
         );
     }
