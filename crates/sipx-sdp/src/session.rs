@@ -176,12 +176,10 @@ impl MediaSession {
         &mut self,
         answer: &SessionDescription,
     ) -> Result<NegotiatedMedia, SdpError> {
-        let pending = self.pending.take().ok_or(SdpError::ApiMisuse(
-            "an answer arrived with no offer outstanding",
-        ))?;
-        let negotiated = self.read_answer(&pending, answer)?;
-        self.settle(pending, &negotiated);
-        Ok(negotiated)
+        let taken = self.handle_early_answer(answer);
+        // A final answer ends the exchange, taken or not.
+        self.pending = None;
+        taken
     }
 
     /// An answer in a provisional response (a 183 without reliable provisionals): taken as

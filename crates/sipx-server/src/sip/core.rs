@@ -213,11 +213,8 @@ pub(crate) struct Core {
     guard: AbuseGuard,
     udp: HashMap<FlowId, Arc<UdpSocket>>,
     streams: HashMap<FlowId, mpsc::Sender<Vec<u8>>>,
-    /// username → (application, live bindings).
-    bindings: HashMap<String, (String, Vec<Binding>)>,
-    /// username → the store version its account was read at for its latest REGISTER: a load
-    /// of the accounts from before it may not know the account yet (`drop_orphan_bindings`).
-    binding_versions: HashMap<String, u64>,
+    /// username → its live registration.
+    bindings: HashMap<String, Registration>,
     /// username → (its account or none, when read, the store version it was read at).
     accounts: HashMap<String, (Option<Account>, Instant, u64)>,
     /// The store versions of the trunks, accounts and rules in place.
@@ -231,8 +228,8 @@ pub(crate) struct Core {
     registered: BindingSources,
     /// The trunks' inbound networks and digest users, and the trunks' and accounts' policies.
     origins: Origins,
-    /// username → contact → the binding as last written to the store.
-    persisted: HashMap<String, HashMap<String, Binding>>,
+    /// username → (application, contact → the binding) as last written to the store.
+    persisted: HashMap<String, (String, HashMap<String, Binding>)>,
     /// trunk id → its outbound registration.
     trunk_regs: HashMap<String, TrunkReg>,
     /// The providers' addresses, looked up off the core.
@@ -301,6 +298,16 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// A username's live registration.
+pub(crate) struct Registration {
+    pub app_id: String,
+    pub contacts: Vec<Binding>,
+    /// The store version its account was read at for its latest REGISTER (0: restored at
+    /// start): a load of the accounts from before it may not know the account yet
+    /// (`drop_orphan_bindings`).
+    pub read_at: u64,
+}
+
 /// Whether `new` is `old` refreshed: the same in all but its expiry and the REGISTER that
 /// refreshed it (Call-ID, CSeq), which a restart may forget.
 fn same_but_refresh(old: &Binding, new: &Binding) -> bool {
@@ -348,8 +355,8 @@ impl Core {
         runtime: Runtime,
         connector: Connector,
     ) -> Self {
-        let mut bindings: HashMap<String, (String, Vec<Binding>)> = HashMap::new();
-        let mut persisted: HashMap<String, HashMap<String, Binding>> = HashMap::new();
+        let mut bindings: HashMap<String, Registration> = HashMap::new();
+        let mut persisted: HashMap<String, (String, HashMap<String, Binding>)> = HashMap::new();
         for r in loaded {
             let (Ok(source), Some(transport)) =
                 (r.source.parse(), Transport::from_via(&r.transport))
@@ -358,7 +365,11 @@ impl Core {
             };
             let entry = bindings
                 .entry(r.username.clone())
-                .or_insert_with(|| (r.app_id.clone(), Vec::new()));
+                .or_insert_with(|| Registration {
+                    app_id: r.app_id.clone(),
+                    contacts: Vec::new(),
+                    read_at: 0,
+                });
             let binding = Binding {
                 contact: r.contact,
                 expires_at: u64::try_from(r.expires_at).unwrap_or(0),
@@ -372,9 +383,10 @@ impl Core {
             };
             persisted
                 .entry(r.username.clone())
-                .or_default()
+                .or_insert_with(|| (r.app_id.clone(), HashMap::new()))
+                .1
                 .insert(binding.contact.clone(), binding.clone());
-            entry.1.push(binding);
+            entry.contacts.push(binding);
         }
         Core {
             endpoint,
@@ -401,7 +413,6 @@ impl Core {
             udp,
             streams: HashMap::new(),
             bindings,
-            binding_versions: HashMap::new(),
             accounts: HashMap::new(),
             loaded: loaded::Loaded::default(),
             pending: HashMap::new(),
@@ -506,7 +517,15 @@ impl Core {
 
     /// Shows every restored binding to the API.
     pub(crate) fn publish_all(&mut self) {
-        for (user, (app, b)) in &self.bindings {
+        for (
+            user,
+            Registration {
+                app_id: app,
+                contacts: b,
+                ..
+            },
+        ) in &self.bindings
+        {
             self.publish_bindings(user, app, b);
             self.registered.replace(user, &[], b);
         }
@@ -541,7 +560,10 @@ impl Core {
         let Some((_, socket)) = self.udp.iter().min_by_key(|(f, _)| **f) else {
             return;
         };
-        for (_, bindings) in self.bindings.values() {
+        for Registration {
+            contacts: bindings, ..
+        } in self.bindings.values()
+        {
             // A device behind proxies (a `Path`) is kept reachable by them, not by SIPx.
             let direct_udp = |b: &&Binding| b.transport == Transport::Udp && b.path.is_empty();
             for b in bindings.iter().filter(direct_udp) {
@@ -660,21 +682,29 @@ impl Core {
         let t = unix_now();
         let runtime = self.runtime.clone();
         let registered = &mut self.registered;
-        let versions = &mut self.binding_versions;
-        self.bindings.retain(|user, (app, b)| {
-            let lapsed: Vec<Binding> = b.iter().filter(|x| x.expires_at <= t).cloned().collect();
-            if !lapsed.is_empty() {
-                b.retain(|x| x.expires_at > t);
-                registered.replace(user, &lapsed, &[]);
-                runtime.set_bindings(user, app, binding_views(b));
-            }
-            if b.is_empty() {
-                versions.remove(user);
-            }
-            !b.is_empty()
-        });
-        metrics::gauge!("sipx_sip_registered_contacts")
-            .set(self.bindings.values().map(|(_, b)| b.len()).sum::<usize>() as f64);
+        self.bindings.retain(
+            |user,
+             Registration {
+                 app_id: app,
+                 contacts: b,
+                 ..
+             }| {
+                let lapsed: Vec<Binding> =
+                    b.iter().filter(|x| x.expires_at <= t).cloned().collect();
+                if !lapsed.is_empty() {
+                    b.retain(|x| x.expires_at > t);
+                    registered.replace(user, &lapsed, &[]);
+                    runtime.set_bindings(user, app, binding_views(b));
+                }
+                !b.is_empty()
+            },
+        );
+        metrics::gauge!("sipx_sip_registered_contacts").set(
+            self.bindings
+                .values()
+                .map(|r| r.contacts.len())
+                .sum::<usize>() as f64,
+        );
     }
 
     /// Drops the bindings of accounts deleted (or moved to another application) as of store
@@ -685,21 +715,21 @@ impl Core {
         let orphans: Vec<String> = self
             .bindings
             .iter()
-            .filter(|(user, (app, _))| {
-                !registrants.contains(&((*user).clone(), app.clone()))
-                    && self
-                        .binding_versions
-                        .get(*user)
-                        .is_none_or(|&v| v <= version)
+            .filter(|(user, r)| {
+                r.read_at <= version && !registrants.contains(&((*user).clone(), r.app_id.clone()))
             })
             .map(|(user, _)| user.clone())
             .collect();
         for user in orphans {
-            let Some((app, old)) = self.bindings.remove(&user) else {
+            let Some(Registration {
+                app_id: app,
+                contacts: old,
+                ..
+            }) = self.bindings.remove(&user)
+            else {
                 continue;
             };
             tracing::info!(username = %user, contacts = old.len(), "registration ended: its account is gone");
-            self.binding_versions.remove(&user);
             self.persisted.remove(&user);
             self.registered.replace(&user, &old, &[]);
             self.publish_bindings(&user, &app, &[]);
@@ -1123,8 +1153,8 @@ impl Core {
         let current = self
             .bindings
             .get(&username)
-            .filter(|(app, _)| *app == account.app_id)
-            .map(|(_, b)| b.as_slice())
+            .filter(|r| r.app_id == account.app_id)
+            .map(|r| r.contacts.as_slice())
             .unwrap_or(&[]);
         match registrar::apply(
             &p.request,
@@ -1137,14 +1167,6 @@ impl Core {
         ) {
             Ok(new) => {
                 let resp = registrar::ok_response(&p.request, &new, now_secs, &tag);
-                if self
-                    .bindings
-                    .get(&username)
-                    .is_some_and(|(app, _)| *app != account.app_id)
-                {
-                    // The name moved to another application: its rows must say so.
-                    self.persisted.remove(&username);
-                }
                 tracing::info!(
                     %username,
                     source = %p.peer.addr,
@@ -1152,7 +1174,7 @@ impl Core {
                     contacts = new.len(),
                     "registration"
                 );
-                if self.needs_write(&username, &new, now_secs) {
+                if self.needs_write(&username, &account.app_id, &new, now_secs) {
                     // The 200 leaves once the change is durable (group commit by the writer).
                     self.persist_bindings(&username, &account.app_id, &new, Some((p.txn, resp)));
                 } else {
@@ -1162,15 +1184,18 @@ impl Core {
                 let old = self
                     .bindings
                     .get(&username)
-                    .map(|(_, b)| b.clone())
+                    .map(|r| r.contacts.clone())
                     .unwrap_or_default();
                 self.registered.replace(&username, &old, &new);
                 if new.is_empty() {
                     self.bindings.remove(&username);
-                    self.binding_versions.remove(&username);
                 } else {
-                    self.binding_versions.insert(username.clone(), version);
-                    self.bindings.insert(username, (account.app_id, new));
+                    let registration = Registration {
+                        app_id: account.app_id,
+                        contacts: new,
+                        read_at: version,
+                    };
+                    self.bindings.insert(username, registration);
                 }
             }
             Err(resp) => self.respond(now, p.txn, resp),
@@ -1183,8 +1208,19 @@ impl Core {
     /// beyond what the refresh asks: the stored binding then outlives the next refresh, so a
     /// restart in between loses nothing. It keeps the write rate of frequently refreshing
     /// devices far below their REGISTER rate.
-    fn needs_write(&mut self, username: &str, new: &[Binding], now_secs: u64) -> bool {
-        let stored = self.persisted.get(username);
+    fn needs_write(
+        &mut self,
+        username: &str,
+        app_id: &str,
+        new: &[Binding],
+        now_secs: u64,
+    ) -> bool {
+        // A name that moved to another application is written through: its rows must say so.
+        let stored = self
+            .persisted
+            .get(username)
+            .filter(|(app, _)| app == app_id)
+            .map(|(_, s)| s);
         let same_bindings = match stored {
             Some(s) => {
                 s.len() == new.len()
@@ -1208,10 +1244,9 @@ impl Core {
         if new.is_empty() {
             self.persisted.remove(username);
         } else {
-            self.persisted.insert(
-                username.to_owned(),
-                new.iter().map(|b| (b.contact.clone(), b.clone())).collect(),
-            );
+            let stored = new.iter().map(|b| (b.contact.clone(), b.clone())).collect();
+            self.persisted
+                .insert(username.to_owned(), (app_id.to_owned(), stored));
         }
         true
     }

@@ -1096,9 +1096,14 @@ impl Core {
     }
 
     fn send_bye_on(&mut self, now: Instant, call: &mut Call, reason: &str) {
-        // RFC 3326: the status the ending stands for (a bad answer in the ACK: 488).
+        self.send_bye_ending(now, &mut call.dialog, call.peer, reason);
+    }
+
+    /// A BYE for an ending SIPx names by `reason`: its `Reason` carries the status the ending
+    /// stands for (RFC 3326; a bad answer in the ACK: 488).
+    fn send_bye_ending(&mut self, now: Instant, dialog: &mut Dialog, peer: Peer, reason: &str) {
         let (cause, _) = end_cause(reason, false);
-        self.send_bye_in(now, &mut call.dialog, call.peer, cause, reason);
+        self.send_bye_in(now, dialog, peer, cause, reason);
     }
 
     fn send_bye_in(
@@ -1128,8 +1133,7 @@ impl Core {
             return false;
         };
         let reason = std::mem::take(&mut pending.reason);
-        let (cause, _) = end_cause(&reason, false);
-        self.send_bye_in(now, &mut pending.dialog, pending.peer, cause, &reason);
+        self.send_bye_ending(now, &mut pending.dialog, pending.peer, &reason);
         true
     }
 

@@ -230,11 +230,14 @@ impl Core {
                 let found = accounts.iter().find_map(|route| {
                     // Only the call's own application's devices: a name freed by a deleted
                     // account may be another application's now.
-                    let (app, bindings) = self.bindings.get(&route.username)?;
-                    if *app != c.app_id {
+                    let registration = self.bindings.get(&route.username)?;
+                    if registration.app_id != c.app_id {
                         return None;
                     }
-                    let live = bindings.iter().filter(|b| b.expires_at > now_secs);
+                    let live = registration
+                        .contacts
+                        .iter()
+                        .filter(|b| b.expires_at > now_secs);
                     let b = live.max_by(|a, b| {
                         a.q.unwrap_or(1.0)
                             .total_cmp(&b.q.unwrap_or(1.0))

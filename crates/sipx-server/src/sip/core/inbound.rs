@@ -139,7 +139,7 @@ impl Core {
     pub(super) fn app_of(&self, origin: &Origin) -> Option<String> {
         match origin {
             Origin::Trunk(id) => self.origins.trunk_app(id).map(str::to_owned),
-            Origin::Account(user) => self.bindings.get(user).map(|(app, _)| app.clone()),
+            Origin::Account(user) => self.bindings.get(user).map(|r| r.app_id.clone()),
             Origin::Unknown => None,
         }
     }
