@@ -2,11 +2,12 @@
 SIPx calls the Refer-To's number back through the phone's trunk (with `sip.accept_refer: all`;
 as shipped, only to the application's accounts or back through an account) into the same room, reports the
 progress in NOTIFYs (message/sipfrag), and ends the phone's call `transferred` once the new call
-is answered. A failed new call leaves the phone's call as it was. Refusals: an attended transfer
-(Refer-To with Replaces, 501), two Refer-To (400), a call in no room (403), a REFER outside a
-dialog (403). The referring phone is a small UDP user agent (it must see every NOTIFY); the
-phone the transfer reaches is sipp behind the trunk's outbound host. Addresses 127.0.0.210-219
-belong here."""
+is answered. An attended transfer (Refer-To with Replaces, RFC 5589 §7) does the same with an
+INVITE that carries the Replaces and requires it. A failed new call leaves the phone's call as it
+was. Refusals: a malformed Replaces (400), two Refer-To (400), a call in no room (403), a REFER
+outside a dialog (403). The referring phone is a small UDP user agent (it must see every NOTIFY);
+the phone the transfer reaches is sipp behind the trunk's outbound host. Addresses
+127.0.0.210-220 belong here."""
 
 import json
 import random
@@ -184,6 +185,45 @@ def test_a_phone_transfers_its_call_back_through_its_trunk_into_the_room(server,
         phone.close()
 
 
+def test_an_attended_transfer_invites_the_consulted_phone_to_replace_its_call(server, tmp_path):
+    """The phone talked to 4930555 first (the consultation call, c2@pbx.example) and sends SIPx a
+    REFER whose Refer-To carries that call's Replaces: SIPx's INVITE to 4930555 carries it, with
+    `Require: replaces`, and none of the Refer-To's other headers."""
+    phone_ip, provider_ip = "127.0.0.214", "127.0.0.220"
+    creds, trunk_id = trunk_with_way_back(server, phone_ip, provider_ip, "attended-desk")
+    phone = Phone(phone_ip, sip_addr(server))
+    try:
+        with sipp_uas(tmp_path, provider_ip, "uas_answer.xml") as colleague:
+            status, dialog, answer = phone.invite("300")
+            assert status == 200, answer
+            call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                             "the phone's call confirmed")
+            branch = send_refer(phone, dialog, answer,
+                                "Refer-To: <sip:4930555@pbx.example?Replaces=c2%40pbx.example%3Bto-tag%3Dcol-1"
+                                "%3Bfrom-tag%3Dph-2&Subject=injected>\r\n", cseq=2)
+            messages = read_until(phone, lambda seen: any(m.startswith("BYE ") for m in seen),
+                                  "the NOTIFYs and the BYE")
+            assert status_of(branch, messages) == 202, messages
+            assert [sipfrag_status(n) for n in notifies(messages)][-1] == 200, messages
+            ended = wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "the phone's call ended")
+            assert ended["end"]["cause"] == "transferred", ended
+            new = wait_any_call(server, creds, lambda c: c["direction"] == "outbound" and c["state"] == "CONFIRMED",
+                                "the transfer's call answered")
+            assert new["to"] == "4930555" and new["route"] == f"trunk:{trunk_id}", new
+            rooms.wait_until(lambda: [p["call_id"] for p in phones_in(server, creds, "attended-desk")] == [new["id"]],
+                             what="the new call's phone in the room")
+            api(server, creds, "DELETE", f"/v1/calls/{new['id']}", expect=202)
+            colleague.wait(20)
+        log = (tmp_path / f"sipp-{provider_ip}-messages.log").read_text()
+        invite = log[log.index("INVITE sip:4930555@"):]
+        invite = invite[:invite.index("\r\n\r\n") if "\r\n\r\n" in invite else len(invite)]
+        assert re.search(r"^Replaces: c2@pbx\.example;to-tag=col-1;from-tag=ph-2\r?$", invite, re.M), invite
+        assert re.search(r"^Require: replaces\r?$", invite, re.M), invite
+        assert "injected" not in invite and "Subject" not in invite, invite
+    finally:
+        phone.close()
+
+
 def test_a_failed_transfer_leaves_the_call_and_refusals_change_nothing(server, tmp_path):
     phone_ip, provider_ip = "127.0.0.212", "127.0.0.213"
     creds, _ = trunk_with_way_back(server, phone_ip, provider_ip, "busy-desk")
@@ -221,7 +261,8 @@ def test_a_failed_transfer_leaves_the_call_and_refusals_change_nothing(server, t
         assert {c["end"]["code"] for c in busy} == {486}, busy
 
         refusals = [
-            ("Refer-To: <sip:bob@127.0.0.9?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n", 501),
+            # A Replaces that would smuggle a header line into SIPx's INVITE.
+            ("Refer-To: <sip:4930666@x?Replaces=abc%0D%0AContact%3A%20x%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n", 400),
             ("Refer-To: <sip:1@x>\r\nRefer-To: <sip:2@x>\r\n", 400),
             ("Refer-To: <sip:pbx.example>\r\n", 403),
         ]

@@ -1,12 +1,15 @@
 //! A REFER received in a dialog (RFC 3515): what it asks for, and the `message/sipfrag`
-//! NOTIFYs that report on it. SIPx takes blind transfers only: the `Refer-To` names someone
-//! to call; one that carries headers for the new INVITE (`Replaces`: an attended transfer)
-//! is refused, since SIPx would have to send them to a party it does not know.
+//! NOTIFYs that report on it. The `Refer-To` names someone to call. A `Replaces` among its
+//! URI headers makes it an attended transfer (RFC 5589 §7): the referring phone talked to
+//! that someone first, and the INVITE must take the place of that consultation call at the
+//! someone's phone. The other URI headers are not copied into SIPx's INVITE: they would be
+//! the phone's words in SIPx's request (RFC 3515 §2.1 leaves the choice to the referee).
 
-use crate::msg::lex::percent_decode;
+use crate::msg::lex::{is_token, percent_decode};
 use crate::msg::{HasHeaders, NameAddr, Request, Uri, reason_phrase};
+use crate::replaces::Replaces;
 
-/// A blind transfer a phone asked for.
+/// A transfer a phone asked for: blind, or attended when it carries `replaces`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referral {
     /// Who to call: the user part of a SIP URI (unescaped) or a tel URI's number.
@@ -22,6 +25,9 @@ pub struct Referral {
     pub event_id: u32,
     /// The referrer wants NOTIFYs (no `Refer-Sub: false`, RFC 4488).
     pub notify: bool,
+    /// An attended transfer's `Replaces` value for the INVITE (RFC 3891), checked and written
+    /// anew: the consultation call the new one takes the place of at the target's phone.
+    pub replaces: Option<String>,
 }
 
 /// Why a REFER is refused: its final status and reason phrase.
@@ -30,7 +36,7 @@ pub type Refusal = (u16, &'static str);
 /// The longest target taken: numbers and account names, not prose.
 const MAX_TARGET_LEN: usize = 64;
 
-/// Reads a REFER as a blind transfer, or says how to refuse it.
+/// Reads a REFER as a transfer, or says how to refuse it.
 pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
     let mut values = req.headers.get_all("Refer-To");
     let (Some(value), None) = (values.next(), values.next()) else {
@@ -42,13 +48,11 @@ pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
         .headers
         .get("Refer-Sub")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+    let replaces = match &addr.uri {
+        Uri::Sip(u) => replaces_of(&u.headers)?,
+        _ => None,
+    };
     let target = match &addr.uri {
-        Uri::Sip(u) if !u.headers.is_empty() => {
-            return Err((
-                501,
-                "Refer-To with headers (attended transfer) not supported",
-            ));
-        }
         Uri::Sip(u) => u
             .user
             .as_deref()
@@ -67,7 +71,56 @@ pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
         display: addr.display.filter(|d| !d.trim().is_empty()),
         event_id,
         notify,
+        replaces,
     })
+}
+
+/// The `Replaces` among a `Refer-To`'s URI headers (escaped, RFC 3261 §19.1.1), checked and
+/// written anew so that nothing but a dialog's name reaches SIPx's INVITE; `None` without one.
+fn replaces_of(headers: &[(String, String)]) -> Result<Option<String>, Refusal> {
+    let mut values = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Replaces"))
+        .map(|(_, value)| value);
+    let (value, more) = (values.next(), values.next());
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if more.is_some() {
+        return Err((400, "Refer-To with more than one Replaces"));
+    }
+    let malformed = (400, "Malformed Replaces in Refer-To");
+    let decoded = percent_decode(value).ok_or(malformed)?;
+    let replaces = Replaces::parse(&decoded).ok_or(malformed)?;
+    let id = &replaces.dialog;
+    // RFC 3261 §25.1: a Call-ID is `word [@ word]`, tags are tokens. Anything else (spaces,
+    // line breaks, separators) would change the INVITE's meaning or its framing.
+    if !is_call_id(&id.call_id) || !is_token(&id.local_tag) || !is_token(&id.remote_tag) {
+        return Err(malformed);
+    }
+    let early_only = if replaces.early_only {
+        ";early-only"
+    } else {
+        ""
+    };
+    Ok(Some(format!(
+        "{};to-tag={};from-tag={}{early_only}",
+        id.call_id, id.local_tag, id.remote_tag
+    )))
+}
+
+/// `word ["@" word]` (RFC 3261 §25.1), at most 256 bytes.
+fn is_call_id(value: &str) -> bool {
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~()<>:\\\"/[]?{}".contains(&b))
+    };
+    value.len() <= 256
+        && match value.split_once('@') {
+            Some((a, b)) => word(a) && word(b),
+            None => word(value),
+        }
 }
 
 /// A number (`+`, digits, `*`, `#`, visual separators of tel URIs) or an account name.
@@ -157,6 +210,32 @@ mod tests {
     }
 
     #[test]
+    fn an_attended_transfer_carries_the_consultation_calls_name_and_nothing_else() {
+        let r = read_referral(&refer(
+            "Refer-To: <sip:4930555@pbx.example;user=phone?Replaces=c2%40pbx.example%3Bto-tag%3Dt1\
+             %3Bfrom-tag%3Df2&Require=replaces&Contact=%3Csip%3Aevil%40x%3E>\r\n",
+        ))
+        .unwrap();
+        assert_eq!(r.number.as_deref(), Some("4930555"));
+        assert_eq!(
+            r.replaces.as_deref(),
+            Some("c2@pbx.example;to-tag=t1;from-tag=f2")
+        );
+        // The name matched case-blind; early-only kept; unknown parameters dropped.
+        let r = read_referral(&refer(
+            "Refer-To: <sip:alice@x?replaces=k%3BFrom-Tag%3Da%3Bearly-only%3Bx%3Dy%3Bto-tag%3Db>\r\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            r.replaces.as_deref(),
+            Some("k;to-tag=b;from-tag=a;early-only")
+        );
+        // Headers without a Replaces: a blind transfer, the headers left out.
+        let r = read_referral(&refer("Refer-To: <sip:alice@x?Subject=hi>\r\n")).unwrap();
+        assert_eq!((r.target.as_str(), r.replaces), ("alice", None));
+    }
+
+    #[test]
     fn what_cannot_be_a_blind_transfer_is_refused() {
         let status = |extra: &str| {
             read_referral(&refer(extra))
@@ -169,10 +248,22 @@ mod tests {
             400
         );
         assert_eq!(status("Refer-To: <sip:a@x\r\n"), 400);
-        assert_eq!(
-            status("Refer-To: <sip:bob@10.0.0.9?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n"),
-            501
-        );
+        for bad in [
+            // No from-tag; an empty Call-ID; a line break or a space smuggled in by escaping;
+            // a bad escape; two of them.
+            "abc%3Bto-tag%3D1",
+            "%3Bto-tag%3D1%3Bfrom-tag%3D2",
+            "abc%0D%0AContact%3A%20x%3Bto-tag%3D1%3Bfrom-tag%3D2",
+            "abc%3Bto-tag%3D1%20x%3Bfrom-tag%3D2",
+            "abc%3Bto-tag%3D1%3Bfrom-tag%3D%2",
+            "a%3Bto-tag%3D1%3Bfrom-tag%3D2&Replaces=b%3Bto-tag%3D1%3Bfrom-tag%3D2",
+        ] {
+            assert_eq!(
+                status(&format!("Refer-To: <sip:bob@10.0.0.9?Replaces={bad}>\r\n")),
+                400,
+                "{bad}"
+            );
+        }
         assert_eq!(status("Refer-To: <sip:pbx.example>\r\n"), 403);
         assert_eq!(status("Refer-To: <sip:a%20b@x>\r\n"), 403);
         assert_eq!(status("Refer-To: <sip:%ff@x>\r\n"), 403);

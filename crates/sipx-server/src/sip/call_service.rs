@@ -27,6 +27,8 @@ pub(crate) struct DialSpec {
     pub params: sipx_call::DialOut,
     pub srtp: Option<sipx_store::SrtpPolicy>,
     pub webhook_url: Option<String>,
+    /// The `Replaces` its INVITE carries (a phone's attended transfer, `core/phone_transfer`).
+    pub replaces: Option<String>,
 }
 
 /// Where the INVITE goes.
@@ -407,6 +409,7 @@ impl CallControl {
             params,
             srtp: r.srtp,
             webhook_url: r.webhook_url,
+            replaces: None,
         };
         Ok((record, spec))
     }

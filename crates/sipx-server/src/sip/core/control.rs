@@ -47,6 +47,8 @@ pub(crate) struct Controlled {
     pub invite: Option<sipx_call::Invite>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
     pub webhook_url: Option<String>,
+    /// The `Replaces` every INVITE of this call carries, along any route.
+    pub replaces: Option<String>,
     pub history: Vec<StoredHistoryEntry>,
     pub answered_at_ms: Option<i64>,
     pub codec: Option<String>,
@@ -236,6 +238,7 @@ impl Core {
             invite: None,
             srtp: spec.srtp,
             webhook_url: spec.webhook_url,
+            replaces: spec.replaces,
             history: Vec::new(),
             answered_at_ms: None,
             codec: None,

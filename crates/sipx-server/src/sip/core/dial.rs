@@ -406,8 +406,15 @@ impl Core {
             h.push("Session-Expires", expires.to_value());
             h.push("Min-SE", self.settings.session_min_se.to_string());
         }
-        // No `Supported: replaces`: SIPx does not (yet) let an INVITE with Replaces take over
-        // one of its dialogs, so it must not invite phones to try.
+        // No `Supported: replaces`: SIPx does not let an INVITE with Replaces take over a
+        // dialled-out call (`core/replacing.rs`), so it must not invite phones to try.
+        if let Some(replaces) = self.controls.by_id.get(id).and_then(|c| c.replaces.clone()) {
+            // An attended transfer: the call takes the place of the consultation call at the
+            // called phone, or fails there (RFC 3891 §4): a phone that cannot replace must not
+            // ring as a second call beside the one it is in.
+            h.push("Replaces", replaces);
+            h.push("Require", "replaces");
+        }
         h.push("User-Agent", self.settings.server_header.clone());
         h.push("Content-Type", "application/sdp");
         let request = Request {

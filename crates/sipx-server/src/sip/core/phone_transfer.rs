@@ -1,5 +1,7 @@
-//! Transfers a phone asks for (RFC 3515, blind): a REFER in the dialog of a call in a room
-//! asks SIPx to call someone else into that room in the phone's place.
+//! Transfers a phone asks for (RFC 3515): a REFER in the dialog of a call in a room asks SIPx
+//! to call someone else into that room in the phone's place. Blind, or attended (RFC 5589 §7):
+//! the phone talked to that someone first, and the new call's INVITE carries the `Replaces`
+//! of that consultation call, so it takes its place at the called phone.
 //!
 //! The new call is an ordinary dial-out of the call's application (a row, `call.state`
 //! events), placed the way `POST /v1/calls` would place it: to the application's SIP account
@@ -482,7 +484,9 @@ async fn place_referral(
         srtp: None,
         webhook_url: pending.referrer.webhook_url.clone(),
     };
-    control.prepare(request).await.map(|(_, spec)| spec)
+    let (_, mut spec) = control.prepare(request).await?;
+    spec.replaces = referral.replaces.clone();
+    Ok(spec)
 }
 
 /// Where the referred call goes, and the `to` it dials: the application's enabled account
