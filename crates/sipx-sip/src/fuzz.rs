@@ -30,6 +30,17 @@ pub fn sip_message(data: &[u8]) {
     {
         assert!(!referral.target.is_empty() && referral.target.len() <= 64);
         assert!(referral.target.is_ascii());
+        // An attended transfer's Replaces goes into SIPx's INVITE: one header line that reads
+        // back as the dialog it names.
+        if let Some(replaces) = &referral.replaces {
+            assert!(
+                !replaces
+                    .bytes()
+                    .any(|b| b.is_ascii_control() || b == b' ' || b == b',')
+            );
+            let read = crate::replaces::Replaces::parse(replaces);
+            assert!(read.is_some_and(|r| replaces.starts_with(&r.dialog.call_id)));
+        }
     }
     let bytes = msg.to_bytes();
     let again = match parse_datagram(&bytes) {
