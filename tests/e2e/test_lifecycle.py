@@ -195,3 +195,94 @@ def test_operator_api_refuses_application_credentials(server):
     assert r.status_code == 401
     r = requests.get(server.url("/v1/apps"), headers=auth_header(ADMIN_KEY, ADMIN_SECRET), timeout=5)
     assert r.status_code == 200 and len(r.json()["items"]) == 1
+
+
+def drain_env(seconds):
+    from conftest import SIP_ENV
+    return {**SIP_ENV, "SIPX_SHUTDOWN__DRAIN_TIMEOUT_SECS": str(seconds)}
+
+
+def phone_in_a_room(server, phone_ip, room):
+    """An application whose trunk lets a raw phone on `phone_ip` call 300 into `room`; the
+    phone's answered call as (phone, creds, dialog, answer, call row)."""
+    from conftest import sip_addr
+    from test_calls_inbound import wait_call
+    from test_calls_phone_transfer import trunk_with_way_back
+    from test_calls_replaces import Phone
+
+    creds, _ = trunk_with_way_back(server, phone_ip, "127.0.0.222", room)
+    phone = Phone(phone_ip, sip_addr(server))
+    status, dialog, answer = phone.invite("300")
+    assert status == 200, answer
+    call = wait_call(server, creds, lambda c: c["sip_call_id"] == dialog[0] and c["state"] == "CONFIRMED",
+                     "the phone's call confirmed")
+    return phone, creds, dialog, answer, call
+
+
+def stored_call(data_dir, creds, call_id, env):
+    """The call's row as a fresh start of SIPx on the same data reads it."""
+    s = Server(data_dir, env=env).start()
+    try:
+        r = requests.get(s.url(f"/v1/calls/{call_id}"), headers=auth_header(*creds[:2]), timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+    finally:
+        s.stop()
+
+
+def test_a_drain_lets_calls_finish_and_turns_new_ones_away(data_dir):
+    """SIGTERM: the call that is up goes on (the phone hangs up when it likes), a new INVITE
+    gets 503 with Retry-After, and the process exits once the call is over, its end stored as
+    the phone's hang-up. Addresses 127.0.0.221-222."""
+    from conftest import sip_addr
+    from test_calls_phone_transfer import hang_up
+    from test_calls_replaces import Phone
+
+    env = drain_env(60)
+    s = Server(data_dir, env=env).start()
+    phone = late = None
+    try:
+        phone, creds, dialog, answer, call = phone_in_a_room(s, "127.0.0.221", "drained")
+        s.proc.send_signal(signal.SIGTERM)
+        s.wait_log(lambda e: "draining" in (e.get("message") or ""))
+        # A second call from the same trunk.
+        late = Phone("127.0.0.221", sip_addr(s))
+        status, _, refusal = late.invite("300")
+        assert status == 503, refusal
+        assert "Retry-After: 0" in refusal, refusal
+        # Still draining: the call holds the process.
+        assert s.proc.poll() is None
+        hang_up(phone, dialog, answer, cseq=2)
+        assert s.proc.wait(20) == 0
+        assert "drained" in [e.get("message") for e in s.events()]
+    finally:
+        for p in (phone, late):
+            if p:
+                p.close()
+        s.stop(signal.SIGKILL)
+    row = stored_call(data_dir, creds, call["id"], env)
+    assert row["done"] and row["end"]["cause"] == "remote_hangup", row
+
+
+def test_calls_still_up_at_the_end_of_a_drain_are_hung_up_and_stored(data_dir):
+    """A drain that times out, and SIGINT: the phone gets a BYE saying why, and the call's end
+    is stored (not left live for the next start to end as `SIPx restarted`)."""
+    from test_calls_replaces import header
+
+    for sig, room in ((signal.SIGTERM, "timed-out"), (signal.SIGINT, "interrupted")):
+        env, data = drain_env(1), data_dir / room
+        s = Server(data, env=env).start()
+        phone = None
+        try:
+            phone, creds, dialog, _, call = phone_in_a_room(s, "127.0.0.221", room)
+            s.proc.send_signal(sig)
+            bye = phone.wait_bye(dialog[0])
+            assert "Service shutting down" in (header(bye, "Reason") or ""), bye
+            assert s.proc.wait(20) == 0
+        finally:
+            if phone:
+                phone.close()
+            s.stop(signal.SIGKILL)
+        row = stored_call(data, creds, call["id"], env)
+        assert row["done"] and row["end"]["cause"] == "local_hangup", row
+        assert row["end"]["reason"] == "Service shutting down", row

@@ -212,12 +212,15 @@ impl App {
             tracing::info!(%addr, %scheme, url = %format!("{scheme}://{addr}/"), "HTTP API listening");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        // SIP (and the webhooks its calls' events go out by) stops later than HTTP: calls go
+        // on through a drain, and end with a BYE when it is over (`sip/core/shutdown.rs`).
+        let (sip_stop_tx, sip_stop_rx) = watch::channel(false);
         let webhooks = crate::webhooks::spawn(
             store.clone(),
             dispatch,
             &config.webhooks,
             webhook_tls,
-            stop_rx.clone(),
+            sip_stop_rx.clone(),
         );
         let mut sip_tasks = Vec::new();
         if let (Some(sip), Some(queue)) = (sip, core_queue) {
@@ -228,7 +231,7 @@ impl App {
                     runtime,
                     events.clone(),
                     rooms,
-                    stop_rx.clone(),
+                    crate::sip::ShutdownLink::new(drain.clone(), health.clone(), sip_stop_rx),
                 )
                 .await
             {
@@ -273,8 +276,11 @@ impl App {
                 }
             }
         }
-        // The SIP tasks end on the stop signal; the registration writer ends once the core is
-        // gone, after flushing what was queued.
+        // Calls still up are hung up now (at once for SIGINT, after the drain for SIGTERM).
+        let _ = sip_stop_tx.send(true);
+        // The SIP tasks end on the stop signal; the registration and call-row writers end once
+        // the core is gone, after flushing what was queued (the rows of calls that ended on
+        // the way out among them), and only then does the database close.
         for t in sip_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }

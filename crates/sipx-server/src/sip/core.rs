@@ -46,6 +46,7 @@ mod refresh_invite;
 mod replacing;
 mod routing;
 mod session_timers;
+mod shutdown;
 mod sources;
 mod transfer;
 mod trunks;
@@ -56,6 +57,7 @@ use origin::Origins;
 use pin_gate::GateTimers;
 use routing::Routing;
 use session_timers::SessionTimers;
+pub(crate) use shutdown::ShutdownLink;
 use sources::BindingSources;
 use trunks::TrunkReg;
 
@@ -270,6 +272,8 @@ pub(crate) struct Core {
     stream_flows: HashMap<SocketAddr, FlowId>,
     /// Connections opened for answers whose own connection closed.
     reconnects: reconnect::Reconnects,
+    /// The process' drain and health, when the core takes part in a graceful stop.
+    shutdown: Option<shutdown::ShutdownLink>,
 }
 
 /// Metric label of a method, without allocating (extension methods share one label).
@@ -446,6 +450,7 @@ impl Core {
             events: None,
             stream_flows: HashMap::new(),
             reconnects: reconnect::Reconnects::default(),
+            shutdown: None,
         }
     }
 
@@ -651,9 +656,15 @@ impl Core {
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = lapses.tick() => self.drop_lapsed_bindings(),
                 _ = keepalive.tick(), if keepalive_on => self.send_keepalives(),
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stop.wait_for(|s| *s) => {
+                    let now = Instant::now();
+                    self.end_all_calls(now);
+                    self.pump(now);
+                    break;
+                }
             }
             self.pump(Instant::now());
+            self.track_live_calls();
         }
         // API writes no longer wait for a core that will not load them.
         self.store.follower_gone();

@@ -4,6 +4,7 @@
 mod abuse;
 mod call_service;
 mod core;
+pub(crate) use core::ShutdownLink;
 mod route_webhook;
 mod stream_limits;
 mod transport;
@@ -22,7 +23,7 @@ use sipx_sip::registrar::RegisterPolicy;
 use sipx_sip::{Endpoint, EndpointConfig, FlowId, Transport};
 use sipx_store::Store;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -222,8 +223,9 @@ impl BoundSip {
             crate::rooms::RoomsHandle,
             mpsc::UnboundedReceiver<crate::rooms::PhoneNotice>,
         )>,
-        stop: watch::Receiver<bool>,
+        shutdown: core::ShutdownLink,
     ) -> Result<Vec<JoinHandle<()>>, StartupError> {
+        let stop = shutdown.stop();
         let c = &self.config;
         let mut seed = [0u8; 8];
         sipx_secrets::generate::fill(&mut seed);
@@ -286,9 +288,10 @@ impl BoundSip {
             Err(e) => tracing::error!(error = %e, "cannot end the calls of an unclean stop"),
         }
         let (rows_tx, rows_rx) = mpsc::unbounded_channel();
-        // The calls' rows: one writer, in queue order; it outlives the core so the last
-        // states land.
-        tokio::spawn(core::persist_rows(store.clone(), rows_rx));
+        // The calls' rows: one writer, in queue order. It ends once the core (which holds its
+        // queue) is gone, after writing what was queued; the caller awaits it after the core,
+        // before it closes the database, so the states of calls that ended on the way out land.
+        let rows_writer = tokio::spawn(core::persist_rows(store.clone(), rows_rx));
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::persist_loop(
             store.clone(),
@@ -366,6 +369,7 @@ impl BoundSip {
         }
         core.set_row_writer(rows_tx);
         core.set_events(events);
+        core.set_shutdown(shutdown);
         // The media threads report into the core's queue.
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let engine = crate::media::MediaEngine::start(&self.media_config, media_tx)?;
@@ -401,6 +405,7 @@ impl BoundSip {
             }));
         }
         tasks.push(tokio::spawn(core.run(rx, stop)));
+        tasks.push(rows_writer);
         Ok(tasks)
     }
 }
