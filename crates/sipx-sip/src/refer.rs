@@ -35,6 +35,9 @@ pub type Refusal = (u16, &'static str);
 
 /// The longest target taken: numbers and account names, not prose.
 const MAX_TARGET_LEN: usize = 64;
+/// The longest tag taken into a `Replaces` (real ones are a few dozen characters; a huge one
+/// would make SIPx's INVITE too big for a datagram).
+const MAX_TAG_LEN: usize = 128;
 
 /// Reads a REFER as a transfer, or says how to refuse it.
 pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
@@ -95,7 +98,8 @@ fn replaces_of(headers: &[(String, String)]) -> Result<Option<String>, Refusal> 
     let id = &replaces.dialog;
     // RFC 3261 §25.1: a Call-ID is `word [@ word]`, tags are tokens. Anything else (spaces,
     // line breaks, separators) would change the INVITE's meaning or its framing.
-    if !is_call_id(&id.call_id) || !is_token(&id.local_tag) || !is_token(&id.remote_tag) {
+    let tag = |t: &str| is_token(t) && t.len() <= MAX_TAG_LEN;
+    if !is_call_id(&id.call_id) || !tag(&id.local_tag) || !tag(&id.remote_tag) {
         return Err(malformed);
     }
     let early_only = if replaces.early_only {
@@ -257,6 +261,9 @@ mod tests {
             "abc%3Bto-tag%3D1%20x%3Bfrom-tag%3D2",
             "abc%3Bto-tag%3D1%3Bfrom-tag%3D%2",
             "a%3Bto-tag%3D1%3Bfrom-tag%3D2&Replaces=b%3Bto-tag%3D1%3Bfrom-tag%3D2",
+            // A tag twice; a tag too long to be one.
+            "abc%3Bto-tag%3D1%3Bto-tag%3D3%3Bfrom-tag%3D2",
+            &format!("abc%3Bto-tag%3D{}%3Bfrom-tag%3D2", "t".repeat(129)),
         ] {
             assert_eq!(
                 status(&format!("Refer-To: <sip:bob@10.0.0.9?Replaces={bad}>\r\n")),

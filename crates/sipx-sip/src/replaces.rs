@@ -73,7 +73,8 @@ pub struct Replaces {
 }
 
 impl Replaces {
-    /// Parses a header value; `None` when the Call-ID or either tag is missing.
+    /// Parses a header value; `None` when the Call-ID or either tag is missing, or a tag is
+    /// given twice (which of them would be meant?).
     pub fn parse(value: &str) -> Option<Replaces> {
         let mut parts = value.split(';');
         let call_id = parts.next()?.trim();
@@ -86,11 +87,20 @@ impl Replaces {
                 Some((n, v)) => (n.trim(), Some(v.trim())),
                 None => (param.trim(), None),
             };
-            match (name.to_ascii_lowercase().as_str(), val) {
-                ("to-tag", Some(v)) => to_tag = Some(v.to_owned()),
-                ("from-tag", Some(v)) => from_tag = Some(v.to_owned()),
-                ("early-only", None) => early_only = true,
-                _ => {}
+            let tag = match (name.to_ascii_lowercase().as_str(), val) {
+                ("to-tag", Some(v)) => Some((&mut to_tag, v)),
+                ("from-tag", Some(v)) => Some((&mut from_tag, v)),
+                ("early-only", None) => {
+                    early_only = true;
+                    None
+                }
+                _ => None,
+            };
+            if let Some((slot, v)) = tag {
+                if slot.is_some() {
+                    return None;
+                }
+                *slot = Some(v.to_owned());
             }
         }
         Some(Replaces {
@@ -174,5 +184,6 @@ mod tests {
         assert_eq!(Replaces::parse(";to-tag=a;from-tag=b"), None);
         assert_eq!(Replaces::parse("x;to-tag=;from-tag=b"), None);
         assert_eq!(Replaces::parse(""), None);
+        assert_eq!(Replaces::parse("x;to-tag=a;from-tag=b;TO-TAG=c"), None);
     }
 }
