@@ -883,8 +883,18 @@ impl Core {
             Transport::Udp => {
                 if let Some(s) = self.udp.get(&t.peer.flow) {
                     // Non-blocking: on a full socket buffer the message is lost, as UDP may
-                    // lose it anyway; transaction retransmissions cover it.
-                    let _ = s.try_send_to(&t.bytes, t.peer.addr);
+                    // lose it anyway; transaction retransmissions cover it. Other errors (a
+                    // message too big for a datagram, an unreachable network) would repeat.
+                    match s.try_send_to(&t.bytes, t.peer.addr) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            metrics::counter!("sipx_sip_udp_send_dropped_total").increment(1);
+                        }
+                        Err(e) => {
+                            metrics::counter!("sipx_sip_udp_send_errors_total").increment(1);
+                            tracing::warn!(peer = %t.peer.addr, bytes = t.bytes.len(), error = %e, "SIP message not sent");
+                        }
+                    }
                 }
             }
             _ => match self.streams.get(&t.peer.flow) {
