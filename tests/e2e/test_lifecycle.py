@@ -1,6 +1,7 @@
 """Process lifecycle: restarts, crashes, signals, startup errors, HTTPS, configuration."""
 
 import hashlib
+import re
 import signal
 import socket
 import ssl
@@ -286,3 +287,112 @@ def test_calls_still_up_at_the_end_of_a_drain_are_hung_up_and_stored(data_dir):
         row = stored_call(data, creds, call["id"], env)
         assert row["done"] and row["end"]["cause"] == "local_hangup", row
         assert row["end"]["reason"] == "Service shutting down", row
+
+
+def test_dial_outs_up_at_a_stop_end_with_a_bye_or_a_cancel_saying_why(data_dir, tmp_path):
+    """SIGINT with two dial-outs up: the answered one gets a BYE saying "Service shutting down",
+    the ringing one a CANCEL, whose 487 SIPx waits for and acknowledges; both rows are stored
+    with that reason. Addresses 127.0.0.224-225."""
+    from test_calls_dialout import api, sipp_uas, wait_state
+
+    env = drain_env(30)
+    s = Server(data_dir, env=env).start()
+    try:
+        creds = create_app(s)
+        with sipp_uas(tmp_path, "127.0.0.224", "uas_answer.xml") as answering, \
+                sipp_uas(tmp_path, "127.0.0.225", "uas_ring_until_cancel.xml") as ringing:
+            up = api(s, creds[:2], "POST", "/v1/calls", {
+                "to": "sip:+4930111@127.0.0.224:5060", "room": {"name": "up"}}, expect=201).json()
+            rings = api(s, creds[:2], "POST", "/v1/calls", {
+                "to": "sip:+4930222@127.0.0.225:5060", "room": {"name": "rings"}}, expect=201).json()
+            wait_state(s, creds[:2], up["id"], "CONFIRMED", timeout=15)
+            wait_state(s, creds[:2], rings["id"], "EARLY", timeout=15)
+            s.proc.send_signal(signal.SIGINT)
+            assert s.proc.wait(20) == 0
+            # Both scenarios end well only if SIPx sent the BYE, and the CANCEL and the 487's ACK.
+            assert answering.wait(10) == 0 and ringing.wait(10) == 0
+        log = (tmp_path / "sipp-127.0.0.224-messages.log").read_text()
+        assert re.search(r'^Reason: SIP;cause=200;text="Service shutting down"', log, re.M), log[-2000:]
+    finally:
+        s.stop(signal.SIGKILL)
+    for call, code in ((up, 200), (rings, 487)):
+        row = stored_call(data_dir, creds, call["id"], env)
+        end = {k: row["end"][k] for k in ("code", "reason", "cause")}
+        assert end == {"code": code, "reason": "Service shutting down", "cause": "local_hangup"}, row
+
+
+def test_another_signal_during_a_drain_stops_at_once(data_dir):
+    """A 60 s drain with a call up, then SIGINT: the call is hung up and the process exits at
+    once."""
+    from test_calls_replaces import header
+
+    env = drain_env(60)
+    s = Server(data_dir, env=env).start()
+    phone = None
+    try:
+        phone, creds, dialog, _, call = phone_in_a_room(s, "127.0.0.221", "twice")
+        s.proc.send_signal(signal.SIGTERM)
+        s.wait_log(lambda e: "draining" in (e.get("message") or ""))
+        s.proc.send_signal(signal.SIGINT)
+        bye = phone.wait_bye(dialog[0])
+        assert "Service shutting down" in (header(bye, "Reason") or ""), bye
+        assert s.proc.wait(10) == 0
+        assert any("another signal" in (e.get("message") or "") for e in s.events())
+    finally:
+        if phone:
+            phone.close()
+        s.stop(signal.SIGKILL)
+
+
+def test_a_call_over_tcp_gets_its_bye_before_the_process_exits(data_dir):
+    """The BYE of a call hung up on the way out goes down the phone's TCP connection before it
+    closes (the connections stop after the core). Address 127.0.0.226."""
+    from conftest import sip_addr
+    from test_calls_inbound import wait_call
+    from test_calls_phone_transfer import trunk_with_way_back
+    from test_calls_replaces import header, sdp
+
+    env = drain_env(30)
+    s = Server(data_dir, env=env).start()
+    ip = "127.0.0.226"
+    conn = socket.create_connection(sip_addr(s, "tcp"), timeout=10, source_address=(ip, 0))
+    try:
+        creds, _ = trunk_with_way_back(s, ip, "127.0.0.222", "over-tcp")
+        port = conn.getsockname()[1]
+        host, sport = sip_addr(s, "tcp")
+        body = sdp(ip, 40226)
+        head = (f"SIP/2.0/TCP {ip}:{port};branch=z9hG4bK{port}x1", "a1", f"c{port}@{ip}")
+        invite = (f"INVITE sip:300@{host}:{sport};transport=tcp SIP/2.0\r\nVia: {head[0]}\r\n"
+                  f"Max-Forwards: 70\r\nFrom: <sip:4915100@{ip}>;tag={head[1]}\r\nTo: <sip:300@{host}>\r\n"
+                  f"Call-ID: {head[2]}\r\nCSeq: 1 INVITE\r\nContact: <sip:4915100@{ip}:{port};transport=tcp>\r\n"
+                  f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        conn.sendall(invite.encode())
+        received = ""
+
+        def until(pred, what):
+            nonlocal received
+            for _ in range(100):
+                if pred(received):
+                    return
+                chunk = conn.recv(65535).decode(errors="replace")
+                assert chunk, f"the connection closed before {what}: {received[-1500:]}"
+                received += chunk
+            raise AssertionError(f"no {what}: {received[-1500:]}")
+
+        until(lambda r: "SIP/2.0 200 " in r, "the 200")
+        ok = received[received.index("SIP/2.0 200 "):]
+        to = header(ok, "To")
+        conn.sendall((f"ACK sip:300@{host}:{sport};transport=tcp SIP/2.0\r\n"
+                      f"Via: SIP/2.0/TCP {ip}:{port};branch=z9hG4bK{port}x2\r\nMax-Forwards: 70\r\n"
+                      f"From: <sip:4915100@{ip}>;tag={head[1]}\r\nTo: {to}\r\nCall-ID: {head[2]}\r\n"
+                      "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode())
+        wait_call(s, creds, lambda c: c["sip_call_id"] == head[2] and c["state"] == "CONFIRMED",
+                  "the TCP call confirmed")
+        s.proc.send_signal(signal.SIGINT)
+        until(lambda r: "\r\nBYE " in r or r.startswith("BYE "), "the BYE")
+        bye = received[received.index("BYE "):]
+        assert "Service shutting down" in (header(bye, "Reason") or ""), bye
+        assert s.proc.wait(20) == 0
+    finally:
+        conn.close()
+        s.stop(signal.SIGKILL)

@@ -62,7 +62,12 @@ enum Trigger {
     SessionExpired,
     /// The phone's answer cannot be used (no common codec, no usable crypto): why.
     AnswerRefused(String),
+    /// SIPx is stopping.
+    ShuttingDown,
 }
+
+/// How a call that SIPx hangs up on its way out ends (its BYE's `Reason` says the same).
+pub const SHUTTING_DOWN: &str = "Service shutting down";
 
 /// One call. Feed it inputs with `now`; after each, drain [`Call::poll_output`] until it returns
 /// `Output::Timeout` or `None` (nothing to do and no timer: the call has ended or waits for an
@@ -192,6 +197,14 @@ impl Call {
     pub fn hangup(&mut self, now: Instant) {
         self.tick(now);
         self.leave(Trigger::LocalHangup);
+    }
+
+    /// SIPx is stopping: a hang-up like [`Call::hangup`], recorded as
+    /// `DISCONNECTED <code> Service shutting down` (200 once answered, else 487 outbound or 503
+    /// inbound) with cause `local_hangup`.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.tick(now);
+        self.leave(Trigger::ShuttingDown);
     }
 
     /// The phone answered with an SDP answer SIPx cannot use (`why`: the refusal's text): the
@@ -426,7 +439,9 @@ impl Call {
                 self.answered_at = Some(self.now);
                 self.command(Command::SendBye);
                 let reason = match end.cause {
-                    EndCause::LocalHangup => "Normal call clearing".to_owned(),
+                    EndCause::LocalHangup if end.reason != SHUTTING_DOWN => {
+                        "Normal call clearing".to_owned()
+                    }
                     _ => end.reason,
                 };
                 self.finish(End {
@@ -615,6 +630,9 @@ impl Call {
             // As an inbound call's row says it (a 408 of the session, RFC 4028 §10).
             Trigger::SessionExpired => End::new(408, "Session expired", EndCause::SessionExpired),
             Trigger::AnswerRefused(why) => End::new(488, cut(why), EndCause::MediaRefused),
+            Trigger::ShuttingDown => {
+                End::new(unanswered(487, 503), SHUTTING_DOWN, EndCause::LocalHangup)
+            }
         }
     }
 

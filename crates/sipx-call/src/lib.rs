@@ -114,7 +114,7 @@ mod timer;
 #[cfg(test)]
 mod tests;
 
-pub use call::Call;
+pub use call::{Call, SHUTTING_DOWN};
 pub use dtmf::{Digit, DtmfQueue, DtmfSequence, DtmfStep, DtmfTiming, MAX_DTMF_LEN, MAX_QUEUED};
 pub use error::CallError;
 pub use io::{Command, Event, Input, Invite, MediaInput, MediaMode, Output, RoomInput, SipInput};

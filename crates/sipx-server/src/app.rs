@@ -260,19 +260,28 @@ impl App {
                     "SIGTERM: draining (new work refused)"
                 );
                 let start = tokio::time::Instant::now();
-                let requests_done = match graceful {
-                    Some(g) => tokio::time::timeout(timeout, g.shutdown()).await.is_ok(),
-                    None => true,
+                let drained = async {
+                    let requests_done = match graceful {
+                        Some(g) => tokio::time::timeout(timeout, g.shutdown()).await.is_ok(),
+                        None => true,
+                    };
+                    let left = timeout.saturating_sub(start.elapsed());
+                    requests_done && drain.wait_idle(left).await
                 };
-                let left = timeout.saturating_sub(start.elapsed());
-                let calls_done = drain.wait_idle(left).await;
-                if requests_done && calls_done {
-                    tracing::info!("drained");
-                } else {
-                    tracing::warn!(
+                // A second SIGTERM, or a SIGINT, during the drain: stop now (README).
+                tokio::select! {
+                    done = drained => if done {
+                        tracing::info!("drained");
+                    } else {
+                        tracing::warn!(
+                            live = drain.active(),
+                            "drain timeout: stopping with work still live"
+                        );
+                    },
+                    () = another_signal() => tracing::warn!(
                         live = drain.active(),
-                        "drain timeout: stopping with work still live"
-                    );
+                        "another signal during the drain: stopping now"
+                    ),
                 }
             }
         }
@@ -288,6 +297,23 @@ impl App {
         // the database for the next start.
         let _ = tokio::time::timeout(Duration::from_secs(5), webhooks).await;
         store.close().await;
+    }
+}
+
+/// Resolves at the next SIGTERM or SIGINT (never, if they cannot be listened for).
+async fn another_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 

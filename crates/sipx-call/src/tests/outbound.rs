@@ -709,3 +709,34 @@ fn a_replaced_call_ends_as_transferred_when_its_phone_hangs_up() {
         )
     );
 }
+
+#[test]
+fn a_call_up_when_sipx_stops_ends_saying_so_with_a_bye_or_a_cancel() {
+    let shutting_down = || Some(EndCause::LocalHangup);
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(300).input(response(180, "Ringing", false));
+    d.at(4000).input(response(200, "OK", true));
+    d.call.shut_down(d.now);
+    assert_eq!(
+        d.drain(),
+        [Command::SendBye, Command::LeaveRoom, Command::StopMedia]
+    );
+    assert_eq!(
+        d.ending(),
+        (200, crate::SHUTTING_DOWN.to_owned(), shutting_down())
+    );
+    d.assert_finished();
+
+    // Still ringing: a CANCEL, and the 487 that answers it ends the call with the same words.
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    d.at(300).input(response(180, "Ringing", false));
+    d.call.shut_down(d.now);
+    assert!(d.drain().contains(&Command::SendCancel));
+    d.at(400).input(response(487, "Request Terminated", false));
+    assert_eq!(
+        d.ending(),
+        (487, crate::SHUTTING_DOWN.to_owned(), shutting_down())
+    );
+}

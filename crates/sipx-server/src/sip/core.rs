@@ -581,7 +581,7 @@ impl Core {
     pub(crate) async fn run(
         mut self,
         mut rx: mpsc::Receiver<CoreInput>,
-        mut stop: watch::Receiver<bool>,
+        mut close: watch::Receiver<bool>,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
         let mut lapses = tokio::time::interval(Duration::from_secs(1));
@@ -605,6 +605,7 @@ impl Core {
                 self.gates.next_timeout(),
                 self.inbound_keys.next_timeout(),
                 self.session_timers.next_timeout(),
+                self.closing_deadline(),
             ]
             .into_iter()
             .flatten()
@@ -656,15 +657,19 @@ impl Core {
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = lapses.tick() => self.drop_lapsed_bindings(),
                 _ = keepalive.tick(), if keepalive_on => self.send_keepalives(),
-                _ = stop.wait_for(|s| *s) => {
-                    let now = Instant::now();
-                    self.end_all_calls(now);
-                    self.pump(now);
-                    break;
+                _ = close.wait_for(|s| *s), if self.closing_deadline().is_none() => {
+                    if self.shutdown.is_none() {
+                        break;
+                    }
+                    self.close(Instant::now());
                 }
             }
-            self.pump(Instant::now());
+            let now = Instant::now();
+            self.pump(now);
             self.track_live_calls();
+            if self.closed(now) {
+                break;
+            }
         }
         // API writes no longer wait for a core that will not load them.
         self.store.follower_gone();

@@ -212,7 +212,8 @@ impl BoundSip {
         std::sync::Arc::new(call_service::CallControl::new(queue.tx.clone(), store))
     }
 
-    /// Starts every task; they stop when `stop` turns true.
+    /// Starts every task; the core closes when `shutdown`'s signal turns true, and the others
+    /// stop after it.
     pub async fn spawn(
         self,
         store: Store,
@@ -225,7 +226,9 @@ impl BoundSip {
         )>,
         shutdown: core::ShutdownLink,
     ) -> Result<Vec<JoinHandle<()>>, StartupError> {
-        let stop = shutdown.stop();
+        // Sockets and connections stop after the core has closed (`core/shutdown.rs`).
+        let stop = shutdown.io_stop();
+        let close = shutdown.close_signal();
         let c = &self.config;
         let mut seed = [0u8; 8];
         sipx_secrets::generate::fill(&mut seed);
@@ -404,7 +407,7 @@ impl BoundSip {
                 }
             }));
         }
-        tasks.push(tokio::spawn(core.run(rx, stop)));
+        tasks.push(tokio::spawn(core.run(rx, close)));
         tasks.push(rows_writer);
         Ok(tasks)
     }

@@ -118,10 +118,19 @@ pub async fn accept_loop(
     core: mpsc::Sender<CoreInput>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The connections, so that a stop lets them write what the core queued last (the BYEs of
+    // calls hung up on the way out) before the process exits.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
+            a = listener.accept() => Some(a),
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(accepted) = accepted else {
+            let all_done = async { while connections.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(STOP_LINGER, all_done).await;
+            return;
         };
         let (stream, addr) = match accepted {
             Ok(conn) => conn,
@@ -141,7 +150,7 @@ pub async fn accept_loop(
         let flow = ids.next();
         let (core, stop, tls) = (core.clone(), stop.clone(), tls.clone());
         let timeouts = Some(limits.timeouts);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Held for the connection's life: its place comes back when it ends.
             let _permit = permit;
             let Some(acceptor) = tls else {
@@ -370,23 +379,30 @@ async fn stream_connection<S>(
 
 /// How long a closing connection may take to write what the core had queued for it.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// The same when SIPx stops: the core has closed, and its last messages are queued.
+const STOP_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Ends a connection's writer. The answers the core queued before it heard the connection
 /// close (the response to the last good message before a framing error, or to one the peer
 /// sent just before closing its side) still go out: the writer stops by itself once the core
-/// drops its sender, and is cut off after [`LINGER`] (a peer that reads nothing) or at once
-/// when SIPx shuts down.
+/// drops its sender, and is cut off after [`LINGER`] (a peer that reads nothing), or
+/// [`STOP_LINGER`] when SIPx stops (the core, closed first, has queued its last messages: the
+/// BYEs of the calls it hung up).
 pub(super) async fn finish_writer(
-    writer: tokio::task::JoinHandle<()>,
+    mut writer: tokio::task::JoinHandle<()>,
     stop: &mut watch::Receiver<bool>,
 ) {
     let abort = writer.abort_handle();
     if !*stop.borrow() {
         tokio::select! {
-            _ = tokio::time::timeout(LINGER, writer) => {}
+            _ = tokio::time::timeout(LINGER, &mut writer) => {
+                // Done, or cut off (a no-op when done).
+                abort.abort();
+                return;
+            }
             _ = stop.wait_for(|s| *s) => {}
         }
     }
-    // A no-op when the writer is done.
+    let _ = tokio::time::timeout(STOP_LINGER, &mut writer).await;
     abort.abort();
 }

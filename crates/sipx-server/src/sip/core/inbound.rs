@@ -360,6 +360,24 @@ impl Core {
         self.go_on(now, a.invite, routed);
     }
 
+    /// Whether an INVITE waits for its routing webhook.
+    pub(super) fn has_waiting_invites(&self) -> bool {
+        !self.waiting.by_question.is_empty()
+    }
+
+    /// SIPx is stopping: every INVITE still waiting for its webhook is refused `503`.
+    pub(super) fn refuse_waiting_invites(&mut self, now: Instant) {
+        let waiting: Vec<Asking> = self.waiting.by_question.drain().map(|(_, a)| a).collect();
+        for a in waiting {
+            let resp = a
+                .invite
+                .req
+                .response(503, Some(&a.invite.tag))
+                .with_reason("Shutting down");
+            self.refuse_invite(now, a.invite.txn, resp, Some(a.row));
+        }
+    }
+
     /// The caller cancelled an INVITE; one still waiting for its webhook or its room is
     /// answered 487 (others were answered at once, and the transaction layer absorbed the
     /// CANCEL).

@@ -1,12 +1,15 @@
 //! The SIP side of a stop. While SIGTERM drains, calls that are up go on (they hold the
 //! process' drain open, `crate::drain`) and new INVITEs get `503` with `Retry-After`, so a
-//! proxy or trunk in front tries another SIPx. When the drain ends (no call left, or its timeout)
-//! or at SIGINT, the calls still up are hung up (BYE, CANCEL for one still ringing out) and
-//! their rows written before the core stops: phones are not left with a dead call until
-//! their media or session timer notices, and nothing is left looking live for the next start
-//! to end as `SIPx restarted`.
+//! proxy or trunk in front tries another SIPx. When the drain ends (no call left, or its
+//! timeout) or at SIGINT, the core closes: the calls still up are hung up (BYE; CANCEL for a
+//! dial-out still ringing; `503` for an INVITE still waiting for its routing webhook), and it
+//! runs on for at most [`CLOSING_GRACE`] so that those endings complete (a CANCEL's 487, a
+//! BYE's retransmission) and their rows are written. Only then do SIP's sockets and
+//! connections stop (`io_stop`): a BYE over TCP must not find its connection gone. Phones are
+//! not left with a dead call until their own timers notice, and nothing is left looking live
+//! for the next start to end as `SIPx restarted`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sipx_sip::ServerTxnId;
 use sipx_sip::dialog::DialogId;
@@ -16,32 +19,43 @@ use tokio::sync::watch;
 use super::Core;
 use crate::drain::{Drain, DrainGuard};
 
-/// The BYE's `Reason` text and the call's end reason when SIPx hangs up on its way out.
-pub(crate) const SHUTTING_DOWN: &str = "Service shutting down";
+/// How long a closing core waits for the endings it started to complete.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
 
 /// How the SIP side takes part in the process' stop.
 pub(crate) struct ShutdownLink {
     drain: Drain,
     health: sipx_api::Health,
-    /// Turns true when SIP stops: after the drain, or at once.
-    stop: watch::Receiver<bool>,
+    /// Turns true when the core must close: after the drain, or at once.
+    close: watch::Receiver<bool>,
+    /// Stops SIP's sockets and connections once the core has closed.
+    io_stop: watch::Sender<bool>,
     /// Held while any call is up.
     live: Option<DrainGuard>,
+    /// Set once closing: the core stops at this time, or earlier once no call is left.
+    closing_until: Option<Instant>,
 }
 
 impl ShutdownLink {
-    pub fn new(drain: Drain, health: sipx_api::Health, stop: watch::Receiver<bool>) -> Self {
+    pub fn new(drain: Drain, health: sipx_api::Health, close: watch::Receiver<bool>) -> Self {
         ShutdownLink {
             drain,
             health,
-            stop,
+            close,
+            io_stop: watch::channel(false).0,
             live: None,
+            closing_until: None,
         }
     }
 
-    /// The signal SIP's tasks stop on.
-    pub fn stop(&self) -> watch::Receiver<bool> {
-        self.stop.clone()
+    /// The signal the core closes on.
+    pub fn close_signal(&self) -> watch::Receiver<bool> {
+        self.close.clone()
+    }
+
+    /// The signal SIP's socket and connection tasks stop on: after the core has closed.
+    pub fn io_stop(&self) -> watch::Receiver<bool> {
+        self.io_stop.subscribe()
     }
 }
 
@@ -50,9 +64,12 @@ impl Core {
         self.shutdown = Some(link);
     }
 
-    /// Whether any call is up (answered, ringing either way, or being placed).
+    /// Whether any call is up (answered, ringing either way, being placed, or waiting for its
+    /// routing webhook).
     fn has_live_calls(&self) -> bool {
-        !self.calls.by_dialog.is_empty() || !self.controls.by_id.is_empty()
+        !self.calls.by_dialog.is_empty()
+            || !self.controls.by_id.is_empty()
+            || self.has_waiting_invites()
     }
 
     /// Holds the drain open while calls are up; run after each turn of the core.
@@ -68,18 +85,18 @@ impl Core {
         }
     }
 
-    /// A new INVITE while the process drains: refused with `503` and true.
+    /// A new INVITE while the process drains or closes: refused with `503` and true.
     pub(super) fn refuse_while_draining(
         &mut self,
         now: Instant,
         txn: ServerTxnId,
         req: &Request,
     ) -> bool {
-        if !self
+        let stopping = self
             .shutdown
             .as_ref()
-            .is_some_and(|l| l.health.is_draining())
-        {
+            .is_some_and(|l| l.health.is_draining() || l.closing_until.is_some());
+        if !stopping {
             return false;
         }
         let tag = self.endpoint.new_tag();
@@ -90,27 +107,58 @@ impl Core {
         true
     }
 
-    /// Hangs up every call still up, on the way out; the caller sends what it queued.
-    pub(super) fn end_all_calls(&mut self, now: Instant) {
-        let dialogs: Vec<DialogId> = self.calls.by_dialog.keys().cloned().collect();
-        let ended = dialogs.len();
-        for dialog in dialogs {
-            // A dialled-out call's dialog goes through its machine, like the others below.
-            self.end_call(now, &dialog, SHUTTING_DOWN, true);
+    /// Closes: hangs up every call still up; the core then runs until [`Core::closed`].
+    pub(super) fn close(&mut self, now: Instant) {
+        let Some(link) = self.shutdown.as_mut() else {
+            return;
+        };
+        if link.closing_until.is_some() {
+            return;
+        }
+        link.closing_until = Some(now + CLOSING_GRACE);
+        self.refuse_waiting_invites(now);
+        // Dialled-out calls end through their machine (their dialogs too), the others here.
+        let dialogs: Vec<DialogId> = self
+            .calls
+            .by_dialog
+            .keys()
+            .filter(|d| self.control_of_dialog(d).is_none())
+            .cloned()
+            .collect();
+        for dialog in &dialogs {
+            self.end_call(now, dialog, sipx_call::SHUTTING_DOWN, true);
         }
         let ids: Vec<String> = self.controls.by_id.keys().cloned().collect();
         for id in &ids {
             if let Some(c) = self.controls.by_id.get_mut(id) {
-                c.fsm.hangup(now);
+                c.fsm.shut_down(now);
             }
             self.drive(now, id);
         }
-        if ended + ids.len() > 0 {
+        if !dialogs.is_empty() || !ids.is_empty() {
             tracing::warn!(
-                dialogs = ended,
+                calls = dialogs.len(),
                 dialled_out = ids.len(),
                 "stopping: the calls still up are hung up"
             );
         }
+    }
+
+    /// When a closing core stops at the latest (`None`: not closing).
+    pub(super) fn closing_deadline(&self) -> Option<Instant> {
+        self.shutdown.as_ref().and_then(|l| l.closing_until)
+    }
+
+    /// A closing core is done: its calls have ended (their last messages sent, their rows
+    /// queued) or the grace is over. SIP's sockets and connections then stop.
+    pub(super) fn closed(&self, now: Instant) -> bool {
+        let Some(until) = self.closing_deadline() else {
+            return false;
+        };
+        let done = now >= until || !self.has_live_calls();
+        if done && let Some(link) = &self.shutdown {
+            link.io_stop.send_replace(true);
+        }
+        done
     }
 }
