@@ -51,7 +51,10 @@ class Server:
         self.env.update({"SIPX_ADMIN__API_KEY": ADMIN_KEY, "SIPX_ADMIN__API_SECRET": ADMIN_SECRET})
         self.env.pop("RUST_LOG", None)
         self.env.update({"SIPX_SIP__UDP": '["127.0.0.1:0"]', "SIPX_SIP__TCP": '["127.0.0.1:0"]',
-                         "SIPX_ROOMS__UDP": "127.0.0.1:0"})
+                         "SIPX_ROOMS__UDP": "127.0.0.1:0",
+                         # A stop waits for the calls still up (the drain) at most this long; a
+                         # test that ends with a call up need not wait the default 30 s.
+                         "SIPX_SHUTDOWN__DRAIN_TIMEOUT_SECS": "3"})
         self.env.update(env or {})
         self.proc = None
         self.lines = []

@@ -1,6 +1,7 @@
 """Process lifecycle: restarts, crashes, signals, startup errors, HTTPS, configuration."""
 
 import hashlib
+import json
 import re
 import signal
 import socket
@@ -233,9 +234,9 @@ def stored_call(data_dir, creds, call_id, env):
 
 def test_a_drain_lets_calls_finish_and_turns_new_ones_away(data_dir):
     """SIGTERM: the call that is up goes on (the phone hangs up when it likes), a new INVITE
-    gets 503 with Retry-After, and the process exits once the call is over, its end stored as
+    gets 503 with a Retry-After of the drain's length (so does an OPTIONS probe), and the process exits once the call is over, its end stored as
     the phone's hang-up. Addresses 127.0.0.221-222."""
-    from conftest import sip_addr
+    from conftest import sip_addr, sip_transaction
     from test_calls_phone_transfer import hang_up
     from test_calls_replaces import Phone
 
@@ -250,7 +251,10 @@ def test_a_drain_lets_calls_finish_and_turns_new_ones_away(data_dir):
         late = Phone("127.0.0.221", sip_addr(s))
         status, _, refusal = late.invite("300")
         assert status == 503, refusal
-        assert "Retry-After: 0" in refusal, refusal
+        # RFC 3261 §21.5.4: not this instance for the drain's length.
+        assert "\r\nRetry-After: 60\r\n" in refusal, refusal
+        # A proxy's OPTIONS probe hears the same.
+        assert sip_transaction(sip_addr(s), "127.0.0.222", "OPTIONS") == 503
         # Still draining: the call holds the process.
         assert s.proc.poll() is None
         hang_up(phone, dialog, answer, cseq=2)
@@ -395,4 +399,37 @@ def test_a_call_over_tcp_gets_its_bye_before_the_process_exits(data_dir):
         assert s.proc.wait(20) == 0
     finally:
         conn.close()
+        s.stop(signal.SIGKILL)
+
+
+def test_the_events_of_calls_hung_up_at_a_stop_reach_the_webhook(data_dir):
+    """SIGINT with a call up: the call's DISCONNECTED event is stored before the process exits,
+    so the application's webhook gets it (at once, or from the next start)."""
+    from test_calls_inbound import api
+    from test_webhooks import Receiver
+
+    env = drain_env(30)
+    s = Server(data_dir, env=env).start()
+    phone = receiver = None
+    try:
+        phone, creds, dialog, _, call = phone_in_a_room(s, "127.0.0.221", "heard")
+        receiver = Receiver(creds[1])
+        api(s, creds, "PATCH", "/v1/app", {"webhook_url": receiver.url}, expect=200)
+        s.proc.send_signal(signal.SIGINT)
+        phone.wait_bye(dialog[0])
+        assert s.proc.wait(20) == 0
+        s = Server(data_dir, env=env).start()
+        for _ in range(50):
+            got = receiver.next(timeout=15)
+            event = json.loads(got["body"])
+            data = event.get("data", {})
+            if data.get("call_id") == call["id"] and data.get("state") == "DISCONNECTED":
+                assert got["valid"] and data["reason"] == "Service shutting down", event
+                break
+        else:
+            raise AssertionError("no DISCONNECTED event for the call")
+    finally:
+        for p in (phone, receiver):
+            if p:
+                p.close()
         s.stop(signal.SIGKILL)

@@ -212,15 +212,17 @@ impl App {
             tracing::info!(%addr, %scheme, url = %format!("{scheme}://{addr}/"), "HTTP API listening");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        // SIP (and the webhooks its calls' events go out by) stops later than HTTP: calls go
-        // on through a drain, and end with a BYE when it is over (`sip/core/shutdown.rs`).
+        // SIP stops later than HTTP: calls go on through a drain, and end with a BYE when it
+        // is over (`sip/core/shutdown.rs`). The webhook dispatcher stops last, once the calls'
+        // last events are queued.
         let (sip_stop_tx, sip_stop_rx) = watch::channel(false);
+        let (webhooks_stop_tx, webhooks_stop_rx) = watch::channel(false);
         let webhooks = crate::webhooks::spawn(
             store.clone(),
             dispatch,
             &config.webhooks,
             webhook_tls,
-            sip_stop_rx.clone(),
+            webhooks_stop_rx,
         );
         let mut sip_tasks = Vec::new();
         if let (Some(sip), Some(queue)) = (sip, core_queue) {
@@ -231,7 +233,12 @@ impl App {
                     runtime,
                     events.clone(),
                     rooms,
-                    crate::sip::ShutdownLink::new(drain.clone(), health.clone(), sip_stop_rx),
+                    crate::sip::ShutdownLink::new(
+                        drain.clone(),
+                        health.clone(),
+                        Duration::from_secs(config.shutdown.drain_timeout_secs),
+                        sip_stop_rx,
+                    ),
                 )
                 .await
             {
@@ -293,8 +300,10 @@ impl App {
         for t in sip_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        // The dispatcher stopped on the same signal; what it had not sent stays pending in
-        // the database for the next start.
+        // The dispatcher stores the events still queued (those of the calls just ended among
+        // them) and stops; what it had not sent stays pending in the database for the next
+        // start.
+        let _ = webhooks_stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), webhooks).await;
         store.close().await;
     }

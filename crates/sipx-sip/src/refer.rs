@@ -70,12 +70,25 @@ pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
     Ok(Referral {
         number: dial_number(&target),
         target,
-        refer_to: addr.uri.to_string(),
+        refer_to: without_headers(&addr.uri),
         display: addr.display.filter(|d| !d.trim().is_empty()),
         event_id,
         notify,
         replaces,
     })
+}
+
+/// The `Refer-To` URI for logs and events, without its headers: they were the phone's words
+/// for an INVITE (only a checked `Replaces` was used), of any length.
+fn without_headers(uri: &Uri) -> String {
+    match uri {
+        Uri::Sip(u) if !u.headers.is_empty() => {
+            let mut bare = u.clone();
+            bare.headers.clear();
+            bare.to_string()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The `Replaces` among a `Refer-To`'s URI headers (escaped, RFC 3261 §19.1.1), checked and
@@ -225,6 +238,7 @@ mod tests {
             r.replaces.as_deref(),
             Some("c2@pbx.example;to-tag=t1;from-tag=f2")
         );
+        assert_eq!(r.refer_to, "sip:4930555@pbx.example;user=phone");
         // The name matched case-blind; early-only kept; unknown parameters dropped.
         let r = read_referral(&refer(
             "Refer-To: <sip:alice@x?replaces=k%3BFrom-Tag%3Da%3Bearly-only%3Bx%3Dy%3Bto-tag%3Db>\r\n",
@@ -240,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn what_cannot_be_a_blind_transfer_is_refused() {
+    fn what_cannot_be_a_transfer_is_refused() {
         let status = |extra: &str| {
             read_referral(&refer(extra))
                 .map(|_| 0)

@@ -667,7 +667,7 @@ impl Core {
             let now = Instant::now();
             self.pump(now);
             self.track_live_calls();
-            if self.closed(now) {
+            if self.stop_io_once_closed(now) {
                 break;
             }
         }
@@ -1017,6 +1017,11 @@ impl Core {
             return;
         }
         match req.method {
+            // A proxy's probe while SIPx stops: send new calls elsewhere.
+            Method::Options if req.tag_of_to().is_none() && self.stopping().is_some() => {
+                let resp = self.shutting_down_response(&req, &tag);
+                self.respond(now, txn, resp);
+            }
             Method::Options => {
                 let resp = req
                     .response(200, Some(&tag))

@@ -134,7 +134,17 @@ impl Dispatcher {
                 _ = prune.tick() => Wake::Prune,
             };
             match wake {
-                Wake::Stop => break,
+                Wake::Stop => {
+                    // Events published up to now are stored, to be sent after a restart.
+                    let mut last = Vec::new();
+                    while let Ok(item) = self.queue.try_recv() {
+                        last.push(item);
+                    }
+                    if !last.is_empty() {
+                        self.intake(last).await;
+                    }
+                    break;
+                }
                 Wake::Finished(Ok((id, after))) => {
                     if let Some(p) = self.attempting.remove(&id) {
                         self.schedule.finish(&p, after);

@@ -134,10 +134,10 @@ pub(crate) struct Calls {
     pub(super) by_dialog: HashMap<DialogId, Call>,
     pub(super) by_leg: HashMap<LegId, DialogId>,
     /// Our BYEs in flight: their answers need no handling beyond matching.
-    byes: HashMap<ClientTxnId, DialogId>,
+    pub(super) byes: HashMap<ClientTxnId, DialogId>,
     /// Calls that ended before the ACK of our 2xx: their BYE waits for it, or for the 2xx's
     /// transaction to time out (RFC 3261 §15).
-    byes_after_ack: HashMap<DialogId, PendingBye>,
+    pub(super) byes_after_ack: HashMap<DialogId, PendingBye>,
 }
 
 /// The BYE of a call that ended before the ACK of its 2xx arrived.
@@ -219,7 +219,7 @@ impl Core {
         peer: Peer,
         trunk_by_digest: Option<usize>,
     ) {
-        if self.refuse_while_draining(now, txn, &req) {
+        if self.refuse_while_stopping(now, txn, &req) {
             return;
         }
         let tag = self.endpoint.new_tag();

@@ -203,6 +203,11 @@ impl Core {
     }
 
     pub(super) fn start_dial(&mut self, now: Instant, spec: DialSpec) {
+        if self.closing_deadline().is_some() {
+            // Recorded while SIPx stops: not placed.
+            tracing::info!(call = %spec.id, "dial-out not placed: SIPx is stopping");
+            return self.end_unplaced(&spec, 503, sipx_call::SHUTTING_DOWN, "local_hangup");
+        }
         let Some(engine) = self.media.clone() else {
             tracing::error!(call = %spec.id, "no media engine: the call cannot start");
             return;

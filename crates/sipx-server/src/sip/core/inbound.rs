@@ -369,11 +369,7 @@ impl Core {
     pub(super) fn refuse_waiting_invites(&mut self, now: Instant) {
         let waiting: Vec<Asking> = self.waiting.by_question.drain().map(|(_, a)| a).collect();
         for a in waiting {
-            let resp = a
-                .invite
-                .req
-                .response(503, Some(&a.invite.tag))
-                .with_reason("Shutting down");
+            let resp = self.shutting_down_response(&a.invite.req, &a.invite.tag);
             self.refuse_invite(now, a.invite.txn, resp, Some(a.row));
         }
     }

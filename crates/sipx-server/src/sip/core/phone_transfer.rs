@@ -112,6 +112,11 @@ impl PhoneTransfers {
     pub fn is_referring(&self, call: &str) -> bool {
         self.referring.contains(call)
     }
+
+    /// Whether a referred call is being routed and recorded off the core.
+    pub fn is_placing(&self) -> bool {
+        !self.placing.is_empty()
+    }
 }
 
 impl Core {
@@ -227,7 +232,7 @@ impl Core {
         if self.phone_transfers.abandoned.remove(&sub.referrer.id) {
             tracing::info!(call = %sub.referrer.id, "transfer dropped: the room let the phone go");
             if let Ok(spec) = &placed {
-                self.end_unplaced(spec);
+                self.end_unplaced(spec, 410, "Room closed", "room_removed");
             }
             let new_call = placed.as_ref().ok().map(|s| s.id.clone());
             return self.referral_failed(now, &sub, 410, new_call.as_deref());
@@ -252,8 +257,8 @@ impl Core {
         }
     }
 
-    /// A recorded call that is not placed after all: its row ends at once.
-    fn end_unplaced(&self, spec: &DialSpec) {
+    /// A recorded call that is not placed after all: its row ends at once, so.
+    pub(super) fn end_unplaced(&self, spec: &DialSpec, code: u16, reason: &str, cause: &str) {
         let at_ms = unix_ms();
         let entry = |state: &str, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
             state: state.to_owned(),
@@ -264,7 +269,7 @@ impl Core {
         };
         let history = [
             entry("CALLING", 0, "", None),
-            entry("DISCONNECTED", 410, "Room closed", Some("room_removed")),
+            entry("DISCONNECTED", code, reason, Some(cause)),
         ];
         let progress = super::call_rows::progress(&history, "CALLING", None, None, None);
         if let Some(tx) = &self.rows.tx {

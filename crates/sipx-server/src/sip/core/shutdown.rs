@@ -1,19 +1,21 @@
 //! The SIP side of a stop. While SIGTERM drains, calls that are up go on (they hold the
-//! process' drain open, `crate::drain`) and new INVITEs get `503` with `Retry-After`, so a
-//! proxy or trunk in front tries another SIPx. When the drain ends (no call left, or its
+//! process' drain open, `crate::drain`), and new INVITEs and out-of-dialog OPTIONS get `503`
+//! with a `Retry-After` of the drain's length, so a proxy or trunk in front sends new calls to
+//! another SIPx meanwhile (RFC 3261 §21.5.4). When the drain ends (no call left, or its
 //! timeout) or at SIGINT, the core closes: the calls still up are hung up (BYE; CANCEL for a
-//! dial-out still ringing; `503` for an INVITE still waiting for its routing webhook), and it
-//! runs on for at most [`CLOSING_GRACE`] so that those endings complete (a CANCEL's 487, a
-//! BYE's retransmission) and their rows are written. Only then do SIP's sockets and
-//! connections stop (`io_stop`): a BYE over TCP must not find its connection gone. Phones are
-//! not left with a dead call until their own timers notice, and nothing is left looking live
-//! for the next start to end as `SIPx restarted`.
+//! dial-out still ringing; `503` for an INVITE still waiting for its routing webhook or its
+//! room), and it runs on for at most [`CLOSING_GRACE`] so that those endings complete (a
+//! CANCEL's 487, a BYE's 200 or its retransmissions, a BYE that waits for an ACK). Dial-outs
+//! whose ending is still under way then are recorded as ended anyway. Only then do SIP's
+//! sockets and connections stop (`io_stop`): a BYE over TCP must not find its connection gone.
+//! Phones are not left with a dead call until their own timers notice, and nothing is left
+//! looking live for the next start to end as `SIPx restarted`.
 
 use std::time::{Duration, Instant};
 
 use sipx_sip::ServerTxnId;
 use sipx_sip::dialog::DialogId;
-use sipx_sip::msg::Request;
+use sipx_sip::msg::{Request, Response};
 use tokio::sync::watch;
 
 use super::Core;
@@ -26,21 +28,29 @@ const CLOSING_GRACE: Duration = Duration::from_secs(2);
 pub(crate) struct ShutdownLink {
     drain: Drain,
     health: sipx_api::Health,
+    /// `Retry-After` of the 503s while stopping: the drain's length.
+    retry_after_secs: u64,
     /// Turns true when the core must close: after the drain, or at once.
     close: watch::Receiver<bool>,
     /// Stops SIP's sockets and connections once the core has closed.
     io_stop: watch::Sender<bool>,
     /// Held while any call is up.
     live: Option<DrainGuard>,
-    /// Set once closing: the core stops at this time, or earlier once no call is left.
+    /// Set once closing: the core stops at this time, or earlier once every ending is done.
     closing_until: Option<Instant>,
 }
 
 impl ShutdownLink {
-    pub fn new(drain: Drain, health: sipx_api::Health, close: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        drain: Drain,
+        health: sipx_api::Health,
+        drain_timeout: Duration,
+        close: watch::Receiver<bool>,
+    ) -> Self {
         ShutdownLink {
             drain,
             health,
+            retry_after_secs: drain_timeout.as_secs().max(1),
             close,
             io_stop: watch::channel(false).0,
             live: None,
@@ -70,6 +80,7 @@ impl Core {
         !self.calls.by_dialog.is_empty()
             || !self.controls.by_id.is_empty()
             || self.has_waiting_invites()
+            || self.phone_transfers.is_placing()
     }
 
     /// Holds the drain open while calls are up; run after each turn of the core.
@@ -85,36 +96,47 @@ impl Core {
         }
     }
 
+    /// `Some(seconds)` for the `Retry-After` of a 503 while the process drains or closes.
+    pub(super) fn stopping(&self) -> Option<u64> {
+        let link = self.shutdown.as_ref()?;
+        (link.health.is_draining() || link.closing_until.is_some()).then_some(link.retry_after_secs)
+    }
+
+    /// The answer to a new request while SIPx stops: `503` with `Retry-After`.
+    pub(super) fn shutting_down_response(&self, req: &Request, tag: &str) -> Response {
+        let retry_after = self
+            .shutdown
+            .as_ref()
+            .map_or(1, |link| link.retry_after_secs);
+        let mut resp = req
+            .response(503, Some(tag))
+            .with_reason(sipx_call::SHUTTING_DOWN);
+        resp.headers.push("Retry-After", retry_after.to_string());
+        resp
+    }
+
     /// A new INVITE while the process drains or closes: refused with `503` and true.
-    pub(super) fn refuse_while_draining(
+    pub(super) fn refuse_while_stopping(
         &mut self,
         now: Instant,
         txn: ServerTxnId,
         req: &Request,
     ) -> bool {
-        let stopping = self
-            .shutdown
-            .as_ref()
-            .is_some_and(|l| l.health.is_draining() || l.closing_until.is_some());
-        if !stopping {
+        if self.stopping().is_none() {
             return false;
         }
         let tag = self.endpoint.new_tag();
-        let mut resp = req.response(503, Some(&tag)).with_reason("Shutting down");
-        // RFC 3261 §21.5.4: try elsewhere now; this instance will not take it.
-        resp.headers.push("Retry-After", "0");
+        let resp = self.shutting_down_response(req, &tag);
         self.respond(now, txn, resp);
         true
     }
 
-    /// Closes: hangs up every call still up; the core then runs until [`Core::closed`].
+    /// Closes: hangs up every call still up; the core then runs until
+    /// [`Core::stop_io_once_closed`] says it is done.
     pub(super) fn close(&mut self, now: Instant) {
         let Some(link) = self.shutdown.as_mut() else {
             return;
         };
-        if link.closing_until.is_some() {
-            return;
-        }
         link.closing_until = Some(now + CLOSING_GRACE);
         self.refuse_waiting_invites(now);
         // Dialled-out calls end through their machine (their dialogs too), the others here.
@@ -149,16 +171,33 @@ impl Core {
         self.shutdown.as_ref().and_then(|l| l.closing_until)
     }
 
-    /// A closing core is done: its calls have ended (their last messages sent, their rows
-    /// queued) or the grace is over. SIP's sockets and connections then stop.
-    pub(super) fn closed(&self, now: Instant) -> bool {
+    /// True once a closing core is done: every ending it started has completed (calls gone,
+    /// BYEs answered or given up), or the grace is over, when the dial-outs still ending are
+    /// recorded as ended. SIP's sockets and connections are then told to stop.
+    pub(super) fn stop_io_once_closed(&mut self, now: Instant) -> bool {
         let Some(until) = self.closing_deadline() else {
             return false;
         };
-        let done = now >= until || !self.has_live_calls();
-        if done && let Some(link) = &self.shutdown {
+        let ending = self.has_live_calls()
+            || !self.calls.byes.is_empty()
+            || !self.calls.byes_after_ack.is_empty();
+        if ending && now < until {
+            return false;
+        }
+        // Machines still waiting for an answer to their CANCEL or BYE: their wait is over.
+        let ids: Vec<String> = self.controls.by_id.keys().cloned().collect();
+        for id in &ids {
+            if let Some(c) = self.controls.by_id.get_mut(id) {
+                c.fsm.handle_timeout(now + GIVE_UP);
+            }
+            self.drive(now, id);
+        }
+        if let Some(link) = &self.shutdown {
             link.io_stop.send_replace(true);
         }
-        done
+        true
     }
 }
+
+/// Past every wait a call's machine may still have (its end guard is 64 × T1).
+const GIVE_UP: Duration = Duration::from_secs(3600);
