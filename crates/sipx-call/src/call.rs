@@ -207,6 +207,25 @@ impl Call {
         self.leave(Trigger::ShuttingDown);
     }
 
+    /// SIPx stops and waits no longer for the other side to finish an ending (the answer to a
+    /// CANCEL, an ACK before its BYE): the ending is recorded now, as its end guard would.
+    pub fn give_up(&mut self, now: Instant) {
+        self.tick(now);
+        self.timers.set(Timer::EndGuard, None);
+        self.end_without_waiting();
+    }
+
+    fn end_without_waiting(&mut self) {
+        match std::mem::replace(&mut self.phase, Phase::Ended) {
+            Phase::Cancelling { end, .. } => self.finish(end),
+            Phase::AwaitingAck { pending: Some(end) } => {
+                self.command(Command::SendBye);
+                self.finish(end);
+            }
+            other => self.phase = other,
+        }
+    }
+
     /// The phone answered with an SDP answer SIPx cannot use (`why`: the refusal's text): the
     /// call is over at once, with a BYE after the ACK (RFC 3261 §13.2.1), recorded as
     /// `DISCONNECTED 488 <why>` with cause `media_refused`.
@@ -285,14 +304,7 @@ impl Call {
         let now = self.now;
         if self.timers.take_expired(Timer::EndGuard, now) {
             // The other side never finished the ending: declare it over.
-            match std::mem::replace(&mut self.phase, Phase::Ended) {
-                Phase::Cancelling { end, .. } => self.finish(end),
-                Phase::AwaitingAck { pending: Some(end) } => {
-                    self.command(Command::SendBye);
-                    self.finish(end);
-                }
-                other => self.phase = other,
-            }
+            self.end_without_waiting();
         }
         if self.timers.take_expired(Timer::Ring, now) {
             self.leave(Trigger::RingTimeout);

@@ -740,3 +740,27 @@ fn a_call_up_when_sipx_stops_ends_saying_so_with_a_bye_or_a_cancel() {
         (487, crate::SHUTTING_DOWN.to_owned(), shutting_down())
     );
 }
+
+#[test]
+fn a_stopping_sipx_records_an_unanswered_cancel_as_ended_at_once() {
+    let mut d = Driver::outbound(dial_out());
+    d.input(joined());
+    // No provisional answer: no CANCEL may go (RFC 3261 §9.1), the end waits for a response.
+    d.at(300);
+    d.call.shut_down(d.now);
+    assert!(!d.drain().contains(&Command::SendCancel));
+    d.at(2300);
+    d.call.give_up(d.now);
+    d.drain();
+    assert_eq!(
+        d.ending(),
+        (
+            487,
+            crate::SHUTTING_DOWN.to_owned(),
+            Some(EndCause::LocalHangup)
+        )
+    );
+    let ended_at = d.call.history().last().map(|s| d.ms(s.at));
+    assert_eq!(ended_at, Some(2300));
+    d.assert_finished();
+}

@@ -188,7 +188,7 @@ impl Core {
         let ids: Vec<String> = self.controls.by_id.keys().cloned().collect();
         for id in &ids {
             if let Some(c) = self.controls.by_id.get_mut(id) {
-                c.fsm.handle_timeout(now + GIVE_UP);
+                c.fsm.give_up(now);
             }
             self.drive(now, id);
         }
@@ -198,6 +198,3 @@ impl Core {
         true
     }
 }
-
-/// Past every wait a call's machine may still have (its end guard is 64 × T1).
-const GIVE_UP: Duration = Duration::from_secs(3600);
