@@ -157,8 +157,8 @@ impl App {
         self.drain.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops as it asks.
-    pub async fn run(self, shutdown: impl Future<Output = Shutdown>) {
+    /// Serves until the first of `signals`, then stops as it asks (another cuts a drain short).
+    pub async fn run(self, mut signals: Signals) {
         let App {
             config,
             store,
@@ -249,7 +249,7 @@ impl App {
         http_ready.store(true, Ordering::SeqCst);
         let server = tokio::spawn(crate::http::serve(http_listener, tls, router, stop_rx));
 
-        let how = shutdown.await;
+        let how = signals.next().await;
         health.set_draining();
         // Event streams never finish on their own: end them, or the drain waits for them.
         events.close();
@@ -285,7 +285,7 @@ impl App {
                             "drain timeout: stopping with work still live"
                         );
                     },
-                    () = another_signal() => tracing::warn!(
+                    _ = signals.next() => tracing::warn!(
                         live = drain.active(),
                         "another signal during the drain: stopping now"
                     ),
@@ -309,40 +309,35 @@ impl App {
     }
 }
 
-/// Resolves at the next SIGTERM or SIGINT (never, if they cannot be listened for).
-async fn another_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
-/// Installs the SIGTERM (drain) and SIGINT (immediate) handlers now, and returns the future that
-/// resolves on the first of them.
+/// Installs the SIGTERM (drain) and SIGINT (immediate) handlers now.
 ///
 /// Installing them before anything is bound matters: until a handler exists, SIGTERM kills the
 /// process outright, skipping the drain.
-pub fn signals() -> Result<impl Future<Output = Shutdown>, StartupError> {
+pub fn signals() -> Result<Signals, StartupError> {
     use tokio::signal::unix::{SignalKind, signal};
     let install = |kind| {
         signal(kind)
             .map_err(|e| StartupError::Config(format!("cannot install signal handlers: {e}")))
     };
-    let mut term = install(SignalKind::terminate())?;
-    let mut int = install(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => Shutdown::Drain,
-            _ = int.recv() => Shutdown::Immediate,
-        }
+    Ok(Signals {
+        term: install(SignalKind::terminate())?,
+        int: install(SignalKind::interrupt())?,
     })
+}
+
+/// SIGTERM and SIGINT, listened for from start to exit: the first asks for a stop, another
+/// during a drain cuts it short.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// The next signal, as the stop it asks for.
+    pub async fn next(&mut self) -> Shutdown {
+        tokio::select! {
+            _ = self.term.recv() => Shutdown::Drain,
+            _ = self.int.recv() => Shutdown::Immediate,
+        }
+    }
 }

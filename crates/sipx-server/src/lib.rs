@@ -17,7 +17,7 @@ mod sip;
 pub mod tls;
 mod webhooks;
 
-pub use app::{App, Shutdown, signals};
+pub use app::{App, Shutdown, Signals, signals};
 pub use config::Config;
 pub use drain::{Drain, DrainGuard};
 pub use error::StartupError;

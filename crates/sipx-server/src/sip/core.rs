@@ -1016,12 +1016,17 @@ impl Core {
             self.respond(now, txn, resp);
             return;
         }
+        // While SIPx stops, new calls and a proxy's probes are sent elsewhere
+        // (`core/shutdown.rs`); calls already up go on.
+        if req.tag_of_to().is_none()
+            && matches!(req.method, Method::Invite | Method::Options)
+            && self.is_stopping()
+        {
+            let resp = self.shutting_down_response(&req, &tag);
+            self.respond(now, txn, resp);
+            return;
+        }
         match req.method {
-            // A proxy's probe while SIPx stops: send new calls elsewhere.
-            Method::Options if req.tag_of_to().is_none() && self.stopping().is_some() => {
-                let resp = self.shutting_down_response(&req, &tag);
-                self.respond(now, txn, resp);
-            }
             Method::Options => {
                 let resp = req
                     .response(200, Some(&tag))

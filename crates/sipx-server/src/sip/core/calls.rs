@@ -219,9 +219,6 @@ impl Core {
         peer: Peer,
         trunk_by_digest: Option<usize>,
     ) {
-        if self.refuse_while_stopping(now, txn, &req) {
-            return;
-        }
         let tag = self.endpoint.new_tag();
         let origin = self
             .origins

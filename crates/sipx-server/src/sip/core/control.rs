@@ -194,6 +194,27 @@ impl Core {
         let _ = reply.send(result);
     }
 
+    /// A recorded dial-out that is not placed after all (its room let the referring phone go,
+    /// or SIPx is stopping): its row ends at once, `DISCONNECTED` with `code`, `reason`, `cause`.
+    pub(super) fn end_unplaced(&self, spec: &DialSpec, code: u16, reason: &str, cause: &str) {
+        let at_ms = unix_ms();
+        let entry = |state: &str, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
+            state: state.to_owned(),
+            at_ms,
+            code,
+            reason: reason.to_owned(),
+            cause: cause.map(str::to_owned),
+        };
+        let history = [
+            entry("CALLING", 0, "", None),
+            entry("DISCONNECTED", code, reason, Some(cause)),
+        ];
+        let progress = super::call_rows::progress(&history, "CALLING", None, None, None);
+        if let Some(tx) = &self.rows.tx {
+            let _ = tx.send(RowWrite::Update(spec.id.clone(), Box::new(progress)));
+        }
+    }
+
     fn controlled(&mut self, app_id: &str, id: &str) -> Result<&mut Controlled, CallCommandError> {
         match self.controls.by_id.get_mut(id) {
             Some(c) if c.app_id == app_id => Ok(c),

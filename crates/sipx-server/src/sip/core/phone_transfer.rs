@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use sipx_api::call_service::{CallCommandError, DialRequest, DialRoute, StoredHistoryEntry};
+use sipx_api::call_service::{CallCommandError, DialRequest, DialRoute};
 use sipx_call::CallStateKind;
 use sipx_sip::ClientTxnId;
 use sipx_sip::ServerTxnId;
@@ -30,7 +30,7 @@ use super::events::CallTag;
 use super::origin::Origin;
 use super::{Core, CoreInput};
 use crate::config::ReferPolicy;
-use crate::sip::call_service::{CallControl, DialSpec, DialTarget, unix_ms};
+use crate::sip::call_service::{CallControl, DialSpec, DialTarget};
 
 /// How long the referred call may ring: the API's default.
 const RING_TIMEOUT: Duration = Duration::from_secs(60);
@@ -254,29 +254,6 @@ impl Core {
                 tracing::info!(call = %sub.referrer.id, error = ?e, status, "transfer: the new call cannot be placed");
                 self.referral_failed(now, &sub, status, None);
             }
-        }
-    }
-
-    /// A recorded call that is not placed after all: its row ends at once, so.
-    pub(super) fn end_unplaced(&self, spec: &DialSpec, code: u16, reason: &str, cause: &str) {
-        let at_ms = unix_ms();
-        let entry = |state: &str, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
-            state: state.to_owned(),
-            at_ms,
-            code,
-            reason: reason.to_owned(),
-            cause: cause.map(str::to_owned),
-        };
-        let history = [
-            entry("CALLING", 0, "", None),
-            entry("DISCONNECTED", code, reason, Some(cause)),
-        ];
-        let progress = super::call_rows::progress(&history, "CALLING", None, None, None);
-        if let Some(tx) = &self.rows.tx {
-            let _ = tx.send(super::call_rows::RowWrite::Update(
-                spec.id.clone(),
-                Box::new(progress),
-            ));
         }
     }
 

@@ -13,7 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use sipx_sip::ServerTxnId;
 use sipx_sip::dialog::DialogId;
 use sipx_sip::msg::{Request, Response};
 use tokio::sync::watch;
@@ -96,13 +95,15 @@ impl Core {
         }
     }
 
-    /// `Some(seconds)` for the `Retry-After` of a 503 while the process drains or closes.
-    pub(super) fn stopping(&self) -> Option<u64> {
-        let link = self.shutdown.as_ref()?;
-        (link.health.is_draining() || link.closing_until.is_some()).then_some(link.retry_after_secs)
+    /// Whether the process drains or closes: new calls are turned away.
+    pub(super) fn is_stopping(&self) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|l| l.health.is_draining() || l.closing_until.is_some())
     }
 
-    /// The answer to a new request while SIPx stops: `503` with `Retry-After`.
+    /// The answer to a new request while SIPx stops: `503` with a `Retry-After` of the drain's
+    /// length.
     pub(super) fn shutting_down_response(&self, req: &Request, tag: &str) -> Response {
         let retry_after = self
             .shutdown
@@ -113,22 +114,6 @@ impl Core {
             .with_reason(sipx_call::SHUTTING_DOWN);
         resp.headers.push("Retry-After", retry_after.to_string());
         resp
-    }
-
-    /// A new INVITE while the process drains or closes: refused with `503` and true.
-    pub(super) fn refuse_while_stopping(
-        &mut self,
-        now: Instant,
-        txn: ServerTxnId,
-        req: &Request,
-    ) -> bool {
-        if self.stopping().is_none() {
-            return false;
-        }
-        let tag = self.endpoint.new_tag();
-        let resp = self.shutting_down_response(req, &tag);
-        self.respond(now, txn, resp);
-        true
     }
 
     /// Closes: hangs up every call still up; the core then runs until
@@ -150,20 +135,26 @@ impl Core {
         for dialog in &dialogs {
             self.end_call(now, dialog, sipx_call::SHUTTING_DOWN, true);
         }
-        let ids: Vec<String> = self.controls.by_id.keys().cloned().collect();
-        for id in &ids {
-            if let Some(c) = self.controls.by_id.get_mut(id) {
-                c.fsm.shut_down(now);
-            }
-            self.drive(now, id);
-        }
-        if !dialogs.is_empty() || !ids.is_empty() {
+        let dialled_out = self.each_dial_out(now, sipx_call::Call::shut_down);
+        if !dialogs.is_empty() || dialled_out > 0 {
             tracing::warn!(
                 calls = dialogs.len(),
-                dialled_out = ids.len(),
+                dialled_out,
                 "stopping: the calls still up are hung up"
             );
         }
+    }
+
+    /// Feeds `step` to every dial-out's machine and carries out what it asks; returns how many.
+    fn each_dial_out(&mut self, now: Instant, step: fn(&mut sipx_call::Call, Instant)) -> usize {
+        let ids: Vec<String> = self.controls.by_id.keys().cloned().collect();
+        for id in &ids {
+            if let Some(c) = self.controls.by_id.get_mut(id) {
+                step(&mut c.fsm, now);
+            }
+            self.drive(now, id);
+        }
+        ids.len()
     }
 
     /// When a closing core stops at the latest (`None`: not closing).
@@ -185,13 +176,7 @@ impl Core {
             return false;
         }
         // Machines still waiting for an answer to their CANCEL or BYE: their wait is over.
-        let ids: Vec<String> = self.controls.by_id.keys().cloned().collect();
-        for id in &ids {
-            if let Some(c) = self.controls.by_id.get_mut(id) {
-                c.fsm.give_up(now);
-            }
-            self.drive(now, id);
-        }
+        self.each_dial_out(now, sipx_call::Call::give_up);
         if let Some(link) = &self.shutdown {
             link.io_stop.send_replace(true);
         }
