@@ -119,6 +119,35 @@ def test_application_key_can_register_like_the_first_sipx(server, tmp_path):
     assert [r["username"] for r in registrations(server, (key, secret))] == [key]
 
 
+def test_a_retransmitted_register_gets_the_same_challenge(server):
+    """The 401 is sent without keeping a transaction, but a retransmission of the REGISTER (its
+    answer was late or lost) gets the same bytes again: a fresh nonce and tag would reach a
+    client that already answered the first challenge as an unexpected second 401 (sipp
+    aborts on it)."""
+    import socket
+    target = sip_addr(server, "udp")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.227", 0))
+        port = s.getsockname()[1]
+        register = (f"REGISTER sip:{target[0]}:{target[1]} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.227:{port};branch=z9hG4bKretrans1;rport\r\n"
+                    "Max-Forwards: 70\r\nTo: <sip:zed@sipx.test>\r\nFrom: <sip:zed@sipx.test>;tag=z1\r\n"
+                    "Call-ID: retrans-register@127.0.0.227\r\nCSeq: 1 REGISTER\r\n"
+                    f"Contact: <sip:zed@127.0.0.227:{port}>\r\nContent-Length: 0\r\n\r\n").encode()
+        s.settimeout(3)
+        answers = []
+        for _ in range(3):
+            s.sendto(register, target)
+            answers.append(s.recv(65535))
+        assert answers[0].startswith(b"SIP/2.0 401 "), answers[0]
+        assert answers[1] == answers[0] and answers[2] == answers[0]
+        # Another REGISTER (a new branch) gets a challenge of its own.
+        s.sendto(register.replace(b"z9hG4bKretrans1", b"z9hG4bKretrans2"), target)
+        other = s.recv(65535)
+    nonce = lambda b: re.search(rb'nonce="([^"]+)"', b).group(1)
+    assert other.startswith(b"SIP/2.0 401 ") and nonce(other) != nonce(answers[0])
+
+
 def test_registrations_and_trunks_survive_a_restart(data_dir, tmp_path):
     s = Server(data_dir).start()
     creds = create_app(s)[:2]

@@ -192,7 +192,17 @@ pub struct Endpoint {
     out: VecDeque<Output>,
     /// Keys the To tags of answers sent without a transaction (`stateless_tag`).
     stateless_key: u64,
+    /// The last answers sent by `respond_stateless`, so that a retransmission of their request
+    /// gets the same bytes again rather than a fresh challenge with another nonce and tag (a
+    /// strict client that already moved on takes a different 401 as unexpected). Bounded: under
+    /// a flood of unauthenticated requests the oldest go first, and a late retransmission then
+    /// just earns a fresh challenge, as a stateless UAS's would.
+    stateless_answers: HashMap<ServerKey, Vec<u8>, crate::FastHash>,
+    stateless_order: VecDeque<ServerKey>,
 }
+
+/// How many stateless answers are remembered (about 1 KiB each).
+const STATELESS_ANSWERS: usize = 4096;
 
 impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Self {
@@ -209,6 +219,8 @@ impl Endpoint {
             merge_keys: HashMap::default(),
             timers: BTreeSet::new(),
             out: VecDeque::new(),
+            stateless_answers: HashMap::default(),
+            stateless_order: VecDeque::new(),
         }
     }
 
@@ -424,6 +436,11 @@ impl Endpoint {
             self.on_retransmitted_request(id);
             return;
         }
+        if let Some(bytes) = self.stateless_answers.get(&key) {
+            let bytes = bytes.clone();
+            self.transmit(peer, bytes);
+            return;
+        }
         if method == Method::Cancel {
             self.on_cancel(now, peer, req, key);
             return;
@@ -626,16 +643,33 @@ impl Endpoint {
     }
 
     /// Answers and forgets the transaction at once (RFC 3261 §8.2.7 stateless UAS): for 401
-    /// challenges, where a retransmitted request just earns a fresh challenge, so keeping the
-    /// transaction for Timer J would cost memory for nothing.
+    /// challenges, where keeping a whole transaction until Timer J would cost memory for
+    /// nothing. Only the answer's bytes are kept, in a bounded memory, for the request's
+    /// retransmissions.
     pub fn respond_stateless(&mut self, txn: ServerTxnId, response: Response) {
-        if let Some(t) = self.txns.get(&txn.0)
-            && t.server
-            && matches!(t.state, State::Trying | State::Proceeding)
+        let Some(t) = self.txns.get_mut(&txn.0) else {
+            return;
+        };
+        if !t.server || !matches!(t.state, State::Trying | State::Proceeding) {
+            return;
+        }
+        let (peer, key) = (t.peer, t.server_key.clone());
+        self.remove(txn.0);
+        let bytes = response.to_bytes();
+        if let Some(key) = key {
+            self.remember_stateless(key, bytes.clone());
+        }
+        self.transmit(peer, bytes);
+    }
+
+    fn remember_stateless(&mut self, key: ServerKey, bytes: Vec<u8>) {
+        if self.stateless_order.len() >= STATELESS_ANSWERS
+            && let Some(oldest) = self.stateless_order.pop_front()
         {
-            let peer = t.peer;
-            self.remove(txn.0);
-            self.transmit(peer, response.to_bytes());
+            self.stateless_answers.remove(&oldest);
+        }
+        if self.stateless_answers.insert(key.clone(), bytes).is_none() {
+            self.stateless_order.push_back(key);
         }
     }
 

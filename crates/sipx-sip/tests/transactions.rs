@@ -261,6 +261,71 @@ fn merged_request_gets_482() {
 }
 
 #[test]
+fn a_retransmitted_request_answered_statelessly_gets_the_same_answer_again() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let register = request("REGISTER", "z9hG4bKs1", "");
+    ep.handle_datagram(t0, peer(Transport::Udp), &register);
+    let (_, ev) = drain(&mut ep);
+    let (txn, req) = the_request(&ev);
+    let challenge = |tag: &str| {
+        let mut r = req.response(401, Some(tag));
+        r.headers
+            .push("WWW-Authenticate", format!("Digest nonce=\"{tag}\""));
+        r
+    };
+    ep.respond_stateless(txn, challenge("first"));
+    let sent = |ep: &mut Endpoint| -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| ep.poll_output())
+            .filter_map(|o| match o {
+                Output::Transmit(t) => Some(t.bytes),
+                Output::Event(_) => None,
+            })
+            .collect()
+    };
+    let first = sent(&mut ep);
+    assert_eq!(first.len(), 1);
+    assert_eq!(ep.transaction_count(), 0, "no transaction is kept");
+    // The retransmission gets the very same bytes (same nonce, same tag), and no event.
+    ep.handle_datagram(t0 + T1, peer(Transport::Udp), &register);
+    let (again, ev) = (sent(&mut ep), drain(&mut ep).1);
+    assert_eq!(again, first);
+    assert!(ev.is_empty());
+    // Another request (another branch) is new.
+    ep.handle_datagram(
+        t0 + T1,
+        peer(Transport::Udp),
+        &request("REGISTER", "z9hG4bKs2", ""),
+    );
+    let (tx, ev) = drain(&mut ep);
+    assert!(tx.is_empty());
+    let (txn2, req2) = the_request(&ev);
+    ep.respond_stateless(txn2, req2.response(401, Some("second")));
+    drain(&mut ep);
+    // The memory is bounded: once thousands of other answers went out, the first is forgotten
+    // and its retransmission is a new request again.
+    for i in 0..5000 {
+        ep.handle_datagram(
+            t0 + T1,
+            peer(Transport::Udp),
+            &request("REGISTER", &format!("z9hG4bKf{i}"), ""),
+        );
+        let (_, ev) = drain(&mut ep);
+        let (t, r) = the_request(&ev);
+        ep.respond_stateless(t, r.response(401, Some("x")));
+        drain(&mut ep);
+    }
+    ep.handle_datagram(t0 + 2 * T1, peer(Transport::Udp), &register);
+    let (tx, ev) = drain(&mut ep);
+    assert!(tx.is_empty());
+    assert_eq!(
+        ev.len(),
+        1,
+        "a forgotten answer's request reaches the TU again"
+    );
+}
+
+#[test]
 fn register_is_never_treated_as_merged() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();
