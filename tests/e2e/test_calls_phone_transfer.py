@@ -188,7 +188,7 @@ def test_a_phone_transfers_its_call_back_through_its_trunk_into_the_room(server,
 def test_an_attended_transfer_invites_the_consulted_phone_to_replace_its_call(server, tmp_path):
     """The phone talked to 4930555 first (the consultation call, c2@pbx.example) and sends SIPx a
     REFER whose Refer-To carries that call's Replaces: SIPx's INVITE to 4930555 carries it, with
-    `Require: replaces`, and none of the Refer-To's other headers."""
+    `Require: replaces`, and none of the Refer-To's other headers; and the REFER's Referred-By."""
     phone_ip, provider_ip = "127.0.0.214", "127.0.0.220"
     creds, trunk_id = trunk_with_way_back(server, phone_ip, provider_ip, "attended-desk")
     phone = Phone(phone_ip, sip_addr(server))
@@ -200,7 +200,9 @@ def test_an_attended_transfer_invites_the_consulted_phone_to_replace_its_call(se
                              "the phone's call confirmed")
             branch = send_refer(phone, dialog, answer,
                                 "Refer-To: <sip:4930555@pbx.example?Replaces=c2%40pbx.example%3Bto-tag%3Dcol-1"
-                                "%3Bfrom-tag%3Dph-2&Subject=injected>\r\n", cseq=2)
+                                "%3Bfrom-tag%3Dph-2&Subject=injected>\r\n"
+                                'Referred-By: "Desk 12" <sip:desk12@pbx.example>;cid="token@pbx.example"\r\n',
+                                cseq=2)
             messages = read_until(phone, lambda seen: any(m.startswith("BYE ") for m in seen),
                                   "the NOTIFYs and the BYE")
             assert status_of(branch, messages) == 202, messages
@@ -220,6 +222,9 @@ def test_an_attended_transfer_invites_the_consulted_phone_to_replace_its_call(se
         assert re.search(r"^Replaces: c2@pbx\.example;to-tag=col-1;from-tag=ph-2\r?$", invite, re.M), invite
         assert re.search(r"^Require: replaces\r?$", invite, re.M), invite
         assert "injected" not in invite and "Subject" not in invite, invite
+        # Who transferred the call, for the colleague's display (RFC 3892), without the token
+        # reference (its body is not carried over).
+        assert re.search(r'^Referred-By: "Desk 12" <sip:desk12@pbx\.example>\r?$', invite, re.M), invite
     finally:
         phone.close()
 

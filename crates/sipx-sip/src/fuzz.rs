@@ -41,6 +41,11 @@ pub fn sip_message(data: &[u8]) {
             let read = crate::replaces::Replaces::parse(replaces);
             assert!(read.is_some_and(|r| replaces.starts_with(&r.dialog.call_id)));
         }
+        // So does the Referred-By: one line, an address without parameters.
+        if let Some(by) = &referral.referred_by {
+            assert!(by.len() <= 256 && !by.chars().any(char::is_control));
+            assert!(crate::msg::NameAddr::parse(by).is_some_and(|a| a.params.is_empty()));
+        }
     }
     let bytes = msg.to_bytes();
     let again = match parse_datagram(&bytes) {

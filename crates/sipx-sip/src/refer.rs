@@ -28,6 +28,9 @@ pub struct Referral {
     /// An attended transfer's `Replaces` value for the INVITE (RFC 3891), checked and written
     /// anew: the consultation call the new one takes the place of at the target's phone.
     pub replaces: Option<String>,
+    /// The REFER's `Referred-By` (RFC 3892), written anew for the INVITE: who transferred the
+    /// call, for the called party's display.
+    pub referred_by: Option<String>,
 }
 
 /// Why a REFER is refused: its final status and reason phrase.
@@ -75,7 +78,44 @@ pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
         event_id,
         notify,
         replaces,
+        referred_by: referred_by_of(req),
     })
+}
+
+/// The longest `Referred-By` passed on: an address, not prose.
+const MAX_REFERRED_BY_LEN: usize = 256;
+
+/// The REFER's `Referred-By`, for the INVITE it triggers (RFC 3892 §3: the referee copies it):
+/// its display name and SIP or tel URI, without URI headers or header parameters (a `cid`
+/// would name a signed token in the REFER's body, which SIPx does not carry over). A value
+/// that cannot be read, or two of them, is left out rather than refused: it only informs the
+/// called party.
+fn referred_by_of(req: &Request) -> Option<String> {
+    let mut values = req.headers.get_all("Referred-By");
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let addr = NameAddr::parse(value)?;
+    if matches!(addr.uri, Uri::Other { .. }) {
+        return None;
+    }
+    let bare = NameAddr {
+        // A display name with control characters is dropped (not all peers take them quoted).
+        display: addr
+            .display
+            .filter(|d| !d.trim().is_empty() && !d.chars().any(char::is_control)),
+        uri: match &addr.uri {
+            Uri::Sip(u) if !u.headers.is_empty() => {
+                let mut u = u.clone();
+                u.headers.clear();
+                Uri::Sip(u)
+            }
+            other => other.clone(),
+        },
+        params: Vec::new(),
+    }
+    .to_string();
+    (bare.len() <= MAX_REFERRED_BY_LEN).then_some(bare)
 }
 
 /// The `Refer-To` URI for logs and events, without its headers: they were the phone's words
@@ -251,6 +291,38 @@ mod tests {
         // Headers without a Replaces: a blind transfer, the headers left out.
         let r = read_referral(&refer("Refer-To: <sip:alice@x?Subject=hi>\r\n")).unwrap();
         assert_eq!((r.target.as_str(), r.replaces), ("alice", None));
+    }
+
+    #[test]
+    fn the_referred_by_is_passed_on_as_an_address_and_nothing_else() {
+        let by = |extra: &str| {
+            read_referral(&refer(&format!("Refer-To: <sip:bob@x>\r\n{extra}")))
+                .unwrap()
+                .referred_by
+        };
+        assert_eq!(by(""), None);
+        assert_eq!(
+            by("Referred-By: \"Alice\" <sip:alice@pbx.example>;cid=\"20398823.2UWQFN309shb3@pbx\"\r\n")
+                .as_deref(),
+            Some("\"Alice\" <sip:alice@pbx.example>")
+        );
+        assert_eq!(
+            by("b: <sip:+4930111@pbx.example;user=phone?Subject=x>\r\n").as_deref(),
+            Some("<sip:+4930111@pbx.example;user=phone>")
+        );
+        assert_eq!(
+            by("Referred-By: tel:+15550100\r\n").as_deref(),
+            Some("<tel:+15550100>")
+        );
+        // Unreadable, two of them, another scheme, too long: left out, the REFER still taken.
+        for bad in [
+            "Referred-By: <sip:alice@x\r\n".to_owned(),
+            "Referred-By: <sip:a@x>\r\nReferred-By: <sip:b@x>\r\n".to_owned(),
+            "Referred-By: <mailto:alice@example.com>\r\n".to_owned(),
+            format!("Referred-By: <sip:{}@x>\r\n", "a".repeat(300)),
+        ] {
+            assert_eq!(by(&bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub(crate) struct DialSpec {
     pub webhook_url: Option<String>,
     /// The `Replaces` its INVITE carries (a phone's attended transfer, `core/phone_transfer`).
     pub replaces: Option<String>,
+    /// The `Referred-By` its INVITE carries (a phone's transfer, RFC 3892).
+    pub referred_by: Option<String>,
 }
 
 /// Where the INVITE goes.
@@ -410,6 +412,7 @@ impl CallControl {
             srtp: r.srtp,
             webhook_url: r.webhook_url,
             replaces: None,
+            referred_by: None,
         };
         Ok((record, spec))
     }

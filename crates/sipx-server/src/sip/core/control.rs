@@ -49,6 +49,8 @@ pub(crate) struct Controlled {
     pub webhook_url: Option<String>,
     /// The `Replaces` every INVITE of this call carries, along any route.
     pub replaces: Option<String>,
+    /// The `Referred-By` every INVITE of this call carries: the phone that transferred it.
+    pub referred_by: Option<String>,
     pub history: Vec<StoredHistoryEntry>,
     pub answered_at_ms: Option<i64>,
     pub codec: Option<String>,
@@ -265,6 +267,7 @@ impl Core {
             srtp: spec.srtp,
             webhook_url: spec.webhook_url,
             replaces: spec.replaces,
+            referred_by: spec.referred_by,
             history: Vec::new(),
             answered_at_ms: None,
             codec: None,

@@ -408,7 +408,12 @@ impl Core {
         }
         // No `Supported: replaces`: SIPx does not let an INVITE with Replaces take over a
         // dialled-out call (`core/replacing.rs`), so it must not invite phones to try.
-        if let Some(replaces) = self.controls.by_id.get(id).and_then(|c| c.replaces.clone()) {
+        let control = self.controls.by_id.get(id);
+        if let Some(by) = control.and_then(|c| c.referred_by.clone()) {
+            // A phone's transfer: the called party may show who put the call through.
+            h.push("Referred-By", by);
+        }
+        if let Some(replaces) = control.and_then(|c| c.replaces.clone()) {
             // An attended transfer: the call takes the place of the consultation call at the
             // called phone, or fails there (RFC 3891 §4): a phone that cannot replace must not
             // ring as a second call beside the one it is in.

@@ -468,6 +468,7 @@ async fn place_referral(
     };
     let (_, mut spec) = control.prepare(request).await?;
     spec.replaces = referral.replaces.clone();
+    spec.referred_by = referral.referred_by.clone();
     Ok(spec)
 }
 
