@@ -1,5 +1,6 @@
 """Process lifecycle: restarts, crashes, signals, startup errors, HTTPS, configuration."""
 
+import collections
 import hashlib
 import json
 import re
@@ -396,6 +397,79 @@ def test_a_call_over_tcp_gets_its_bye_before_the_process_exits(data_dir):
         until(lambda r: "\r\nBYE " in r or r.startswith("BYE "), "the BYE")
         bye = received[received.index("BYE "):]
         assert "Service shutting down" in (header(bye, "Reason") or ""), bye
+        assert s.proc.wait(20) == 0
+    finally:
+        conn.close()
+        s.stop(signal.SIGKILL)
+
+
+def test_a_slow_connection_carrying_hundreds_of_calls_loses_no_message(data_dir):
+    """One TCP connection carries 600 calls (a proxy in front of SIPx) and reads slowly: every
+    answer to its burst of INVITEs, and every BYE when SIGINT hangs them all up at once, goes
+    down it. None is dropped for want of queue room: over TCP nothing would send it again.
+    (Before, a queue of 256 messages per connection lost all answers past the first 128 calls.)
+    Addresses 127.0.0.228-229."""
+    from conftest import sip_addr
+    from test_calls_phone_transfer import trunk_with_way_back
+    from test_calls_replaces import sdp
+
+    calls = 600
+    s = Server(data_dir, env=drain_env(30)).start()
+    ip = "127.0.0.228"
+    # A proxy that reads slowly, over a path of Ethernet-sized segments (loopback's 64 KiB ones
+    # would let the kernel buffer megabytes): the kernel holds a few BYEs, SIPx's queue the rest.
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1200)
+    conn.settimeout(20)
+    conn.bind((ip, 0))
+    conn.connect(sip_addr(s, "tcp"))
+    try:
+        trunk_with_way_back(s, ip, "127.0.0.229", "unused")  # lets the proxy's calls in
+        port = conn.getsockname()[1]
+        host, sport = sip_addr(s, "tcp")
+        body = sdp(ip, 40228)
+
+        def request(method, n, to, extra="", content=""):
+            return (f"{method} sip:echo@{host}:{sport};transport=tcp SIP/2.0\r\n"
+                    f"Via: SIP/2.0/TCP {ip}:{port};branch=z9hG4bK{method[0]}{n}x{port}\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:proxy@{ip}>;tag=p{n}\r\nTo: {to}\r\n"
+                    f"Call-ID: many-{n}@{ip}\r\nCSeq: 1 {method}\r\n"
+                    f"Contact: <sip:proxy@{ip}:{port};transport=tcp>\r\n{extra}"
+                    f"Content-Length: {len(content)}\r\n\r\n{content}")
+
+        received = ""
+
+        def until(pred, what):
+            nonlocal received
+            for _ in range(20000):
+                if pred(received):
+                    return
+                try:
+                    chunk = conn.recv(1 << 20).decode(errors="replace")
+                except TimeoutError:
+                    chunk = None
+                seen = collections.Counter(re.findall(r"^(SIP/2.0 \d+|[A-Z]+) ", received, re.M))
+                assert chunk, f"no {what} before a silence or the close: {dict(seen)} {received[-1000:]}"
+                received += chunk
+            raise AssertionError(f"no {what}: {received[-1500:]}")
+
+        for n in range(calls):
+            conn.sendall(request("INVITE", n, f"<sip:echo@{host}>", "Content-Type: application/sdp\r\n",
+                                 body).encode())
+        until(lambda r: r.count("SIP/2.0 200 ") >= calls, f"{calls} answers")
+        oks = [m for m in received.split("SIP/2.0 ") if m.startswith("200 ")]
+        to_of = {}
+        for ok in oks:
+            cid = re.search(r"^Call-ID: many-(\d+)@", ok, re.M).group(1)
+            to_of[int(cid)] = re.search(r"^To: (.*?)\r?$", ok, re.M).group(1)
+        assert len(to_of) == calls, sorted(set(range(calls)) - set(to_of))[:10]
+        conn.sendall("".join(request("ACK", n, to_of[n]) for n in range(calls)).encode())
+        received = ""
+        s.proc.send_signal(signal.SIGINT)
+        s.wait_log(lambda e: "calls still up are hung up" in (e.get("message") or ""))
+        until(lambda r: len(set(re.findall(r"^BYE sip:[^\r]*\r\n(?:[^\r]+\r\n)*?Call-ID: many-(\d+)@", r, re.M)))
+              >= calls, f"{calls} BYEs")
         assert s.proc.wait(20) == 0
     finally:
         conn.close()

@@ -76,7 +76,7 @@ pub(crate) enum CoreInput {
     },
     FlowOpened {
         flow: FlowId,
-        tx: mpsc::Sender<Vec<u8>>,
+        tx: super::write_queue::WriteQueue,
     },
     FlowClosed {
         flow: FlowId,
@@ -214,7 +214,10 @@ pub(crate) struct Core {
     digest: DigestServer,
     guard: AbuseGuard,
     udp: HashMap<FlowId, Arc<UdpSocket>>,
-    streams: HashMap<FlowId, mpsc::Sender<Vec<u8>>>,
+    streams: HashMap<FlowId, super::write_queue::WriteQueue>,
+    /// The tasks of the connections SIPx opened itself (to providers, or again toward a peer
+    /// whose connection closed), waited for when SIPx stops like accepted ones are.
+    own_connections: tokio::task::JoinSet<()>,
     /// username → its live registration.
     bindings: HashMap<String, Registration>,
     /// username → (its account or none, when read, the store version it was read at).
@@ -416,6 +419,7 @@ impl Core {
             guard: AbuseGuard::default(),
             udp,
             streams: HashMap::new(),
+            own_connections: tokio::task::JoinSet::new(),
             bindings,
             accounts: HashMap::new(),
             loaded: loaded::Loaded::default(),
@@ -673,6 +677,12 @@ impl Core {
         }
         // API writes no longer wait for a core that will not load them.
         self.store.follower_gone();
+        // SIPx's own connections write what was queued for them last (an ACK, a BYE) before
+        // the process exits: their writers end once the core's senders are gone.
+        // (Their tasks tell the core they closed: with its queue gone, at once.)
+        let own = std::mem::take(&mut self.own_connections);
+        drop((self, rx));
+        super::transport::let_connections_finish(own).await;
     }
 
     /// Tells the store which change version trunks and rules are both at, so the API writes
@@ -685,6 +695,7 @@ impl Core {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
+        while self.own_connections.try_join_next().is_some() {}
         self.guard.prune(now, &self.settings.abuse);
         self.digest.prune(unix_now());
         self.accounts
@@ -904,7 +915,11 @@ impl Core {
             }
             _ => match self.streams.get(&t.peer.flow) {
                 Some(tx) => {
-                    let _ = tx.try_send(t.bytes);
+                    if tx.push(t.bytes) == Err(super::write_queue::Overflow::Full) {
+                        // Megabytes wait unread: the peer is stuck, and this is lost with them.
+                        metrics::counter!("sipx_sip_stream_send_dropped_total").increment(1);
+                        tracing::warn!(peer = %t.peer.addr, "SIP message not sent: the connection's peer reads nothing");
+                    }
                 }
                 None => self.send_on_new_connection(t),
             },

@@ -8,6 +8,7 @@ pub(crate) use core::ShutdownLink;
 mod route_webhook;
 mod stream_limits;
 mod transport;
+mod write_queue;
 mod ws;
 
 use std::collections::HashMap;

@@ -128,9 +128,7 @@ pub async fn accept_loop(
             _ = stop.wait_for(|s| *s) => None,
         };
         let Some(accepted) = accepted else {
-            let all_done = async { while connections.join_next().await.is_some() {} };
-            let _ = tokio::time::timeout(STOP_LINGER, all_done).await;
-            return;
+            return let_connections_finish(connections).await;
         };
         let (stream, addr) = match accepted {
             Ok(conn) => conn,
@@ -308,12 +306,12 @@ async fn stream_connection<S>(
 {
     let (addr, flow, peer) = (conn.addr, conn.flow, conn.peer());
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    let (tx, mut rx) = super::write_queue::write_queue();
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
         return;
     }
     let write_task = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
+        while let Some(bytes) = rx.next().await {
             if writer.write_all(&bytes).await.is_err() {
                 break;
             }
@@ -375,6 +373,13 @@ async fn stream_connection<S>(
     }
     let _ = core.send(CoreInput::FlowClosed { flow }).await;
     finish_writer(write_task, &mut stop).await;
+}
+
+/// Waits, for at most [`STOP_LINGER`], for the connection tasks in `connections` to write what
+/// the core queued last and end (they were told to stop).
+pub(super) async fn let_connections_finish(mut connections: tokio::task::JoinSet<()>) {
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(STOP_LINGER, all_done).await;
 }
 
 /// How long a closing connection may take to write what the core had queued for it.

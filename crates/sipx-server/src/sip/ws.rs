@@ -74,12 +74,12 @@ async fn session<S>(
 {
     let (addr, flow, peer) = (conn.addr, conn.flow, conn.peer());
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    let (tx, mut rx) = super::write_queue::write_queue();
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
         return;
     }
     let writer = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
+        while let Some(bytes) = rx.next().await {
             // SIP is text; a message that is not UTF-8 (a binary body) goes as a binary frame.
             let msg = match String::from_utf8(bytes) {
                 Ok(text) => Message::text(text),

@@ -59,7 +59,7 @@ impl Core {
         }
         if let Some(&flow) = self.reconnects.replaced.get(&t.peer.flow) {
             if let Some(tx) = self.streams.get(&flow) {
-                let _ = tx.try_send(t.bytes);
+                let _ = tx.push(t.bytes);
                 return;
             }
             if let Some(queued) = self.reconnects.waiting.get_mut(&flow) {
@@ -74,7 +74,7 @@ impl Core {
         if let Some(flow) = self.stream_flow(addr) {
             self.reconnects.replaced.insert(t.peer.flow, flow);
             if let Some(tx) = self.streams.get(&flow) {
-                let _ = tx.try_send(t.bytes);
+                let _ = tx.push(t.bytes);
             }
             return;
         }
@@ -82,7 +82,7 @@ impl Core {
         tracing::debug!(%addr, "the connection closed: opening one for what goes its way");
         self.reconnects.replaced.insert(t.peer.flow, flow);
         self.reconnects.waiting.insert(flow, vec![t.bytes]);
-        tokio::spawn(transport::connect(
+        self.own_connections.spawn(transport::connect(
             addr,
             None,
             flow,
@@ -98,7 +98,7 @@ impl Core {
             self.streams.get(&flow),
         ) {
             for bytes in queued {
-                let _ = tx.try_send(bytes);
+                let _ = tx.push(bytes);
             }
         }
     }

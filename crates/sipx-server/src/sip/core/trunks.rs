@@ -343,7 +343,7 @@ impl Core {
                     _ => None,
                 };
                 tracing::debug!(trunk_id = %id, addr = %target.addr, transport = %target.transport, "connecting to provider");
-                tokio::spawn(transport::connect(
+                self.own_connections.spawn(transport::connect(
                     target.addr,
                     tls,
                     flow,
