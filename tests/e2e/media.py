@@ -432,7 +432,8 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=
     flt = ["rtp"]
     for side, addr in (("dst", dst), ("src", src)):
         if addr:
-            flt.append(f"ip.{side}=={addr[0]} && udp.{side}port=={addr[1]}")
+            family = "ipv6" if ":" in addr[0] else "ip"
+            flt.append(f"{family}.{side}=={addr[0]} && udp.{side}port=={addr[1]}")
     rows = tshark_fields(pcap, " && ".join(flt), ["rtp.ssrc", "rtp.seq", "rtp.p_type", "rtp.payload",
                                                   "rtpevent.event_id", "rtp.timestamp", "frame.time_relative"],
                          "-o", f"rtpevent.event_payload_type_value:{event_pt}")
