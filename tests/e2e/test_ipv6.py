@@ -62,3 +62,58 @@ def test_sip_over_tcp_on_ipv6_answers_with_an_ip6_sdp(sipx6):
         ok = received[received.index("SIP/2.0 200 "):]
         assert re.search(r"^c=IN IP6 ::1\r?$", ok, re.M), ok
         assert re.search(r"^Contact: <sip:[^>]*\[::1\]", ok, re.M), ok
+
+
+def sip_addrs(server, transport="udp"):
+    """Every address a running server's SIP listeners of `transport` got."""
+    want = f"SIP listening on {transport.upper()}"
+    server.wait_log(lambda e: e.get("message") == want, 10)
+    out = []
+    for e in server.events():
+        if e.get("message") == want:
+            host, port = e["addr"].rsplit(":", 1)
+            out.append((host, int(port)))
+    return out
+
+
+def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path, audio):
+    """media.ip on IPv4 and media.second_ip on IPv6 (an IPv4 trunk and an IPv6 IMS core on one
+    SIPx): an IPv6 caller is answered in IP6 and an IPv4 one in IP4, and both hear their tone
+    come back; a dial-out to an IPv6 phone is offered in IP6. Addresses ::1, 127.0.0.230."""
+    from test_calls_dialout import api, sipp_uas, wait_state
+    from conftest import create_app
+
+    s = echo_server(data_dir, SIPX_SIP__UDP='["127.0.0.1:0", "[::1]:0"]',
+                    SIPX_SIP__TRUSTED_PROXIES='["127.0.0.0/8", "::1/128"]', SIPX_MEDIA__SECOND_IP="::1")
+    try:
+        listeners = dict(sip_addrs(s))
+        for caller, host in (("::1", "[::1]"), ("127.0.0.230", "127.0.0.1")):
+            work = tmp_path / caller.replace(":", "_")
+            with Capture(work / "call.pcap", f"host {caller}") as cap:
+                run = run_sipp_call("uac_pcmu.xml", work / "uac", caller, (host, listeners[host]), "-s", "echo",
+                                    "-d", "2000", audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+            assert run.returncode == 0, run.errors + run.stderr
+            back = media.rtp_to_wav(cap.pcap, work / "back.wav", dst=(caller, SIPP_MEDIA_PORT), pt=0)
+            tone = media.tone_check(back.wav, 1000, skip_s=0.2)
+            assert back.packets >= 80 and tone.band_ratio >= 0.99, (caller, back, tone)
+            family = "IN IP6 ::1" if ":" in caller else "IN IP4 127.0.0.1"
+            answers = media.tshark_fields(cap.pcap, "sip.Status-Code == 200 && sdp",
+                                          ["sdp.connection_info", "sip.Contact"])
+            assert answers and all(row[0] == family for row in answers), (caller, answers)
+            # The Contact names SIPx's listener of the caller's family: its BYE can reach it.
+            assert all(f"@{host}:{listeners[host]}" in row[1] for row in answers), (caller, answers)
+        creds = create_app(s)[:2]
+        with sipp_uas(tmp_path, "::1", "uas_answer.xml") as phone:
+            call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930111@[::1]:5060",
+                                                       "room": {"name": "v6"}}, expect=201).json()
+            wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
+            api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+            assert phone.wait(20) == 0
+        log = (tmp_path / "sipp-::1-messages.log").read_text()
+        invite = log[log.index("INVITE sip:+4930111@"):]
+        assert re.search(r"^c=IN IP6 ::1\r?$", invite, re.M), invite[:1500]
+        # Sent from the IPv6 listener, which its Via and Contact name.
+        assert re.search(rf"^Via: SIP/2.0/UDP \[::1\]:{listeners['[::1]']};", invite, re.M), invite[:1500]
+        assert re.search(rf"^Contact: <sip:[^>]*@\[::1\]:{listeners['[::1]']}", invite, re.M), invite[:1500]
+    finally:
+        s.stop()

@@ -213,6 +213,19 @@ impl SessionDescription {
         media.connections.first().or(self.connection.as_ref())
     }
 
+    /// The address of the first enabled audio stream, when it is an IP literal other than the
+    /// unspecified (hold) one: where the peer's media is, so that a dual-stack SIPx answers
+    /// from an address of its family.
+    pub fn audio_address(&self) -> Option<IpAddr> {
+        let audio = self
+            .media
+            .iter()
+            .find(|m| m.kind.eq_ignore_ascii_case("audio") && m.port != 0)?;
+        self.connection_for(audio)?
+            .ip()
+            .filter(|ip| !ip.is_unspecified())
+    }
+
     /// The direction that applies to `media`: media-level wins, then session-level, then the
     /// default `sendrecv` (RFC 8866 §6.7).
     pub fn direction_for(&self, media: &MediaDescription) -> Direction {

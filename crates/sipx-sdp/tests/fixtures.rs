@@ -449,3 +449,21 @@ fn srtp_keys_from_the_offer_and_ours() {
     assert_eq!(srtp.local.key, vec![7; 16]);
     assert_eq!(srtp.local.salt, vec![7; 14]);
 }
+
+#[test]
+fn the_audio_address_tells_which_family_to_answer_from() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("carrier_sbc_ipv6", Some("2001:db8:100::1")),
+        // The audio stream's own c= line (a session without one).
+        ("cisco_cp8845_with_video", Some("172.16.1.20")),
+        ("linphone", Some("192.0.2.71")),
+        // The hold address and a host name say nothing about a family.
+        ("hold_zero_address", None),
+        ("pbx_hostname_connection", None),
+        ("no_connection_line", None),
+    ];
+    for &(name, want) in cases {
+        let got = load(name).audio_address();
+        assert_eq!(got, want.map(|a| a.parse().unwrap()), "{name}");
+    }
+}

@@ -102,6 +102,12 @@ pub struct MediaConfig {
     pub ip: std::net::IpAddr,
     /// Address written into SDP when it differs from `ip` (1:1 NAT: cloud VMs, Docker).
     pub external_ip: Option<std::net::IpAddr>,
+    /// A second RTP address, of the other IP family than `ip`, for a dual-stack SIPx (an
+    /// IPv4 trunk and an IPv6 IMS core): each call's media uses the address of its peer's
+    /// family, from the same port range.
+    pub second_ip: Option<std::net::IpAddr>,
+    /// Address written into SDP for `second_ip`'s calls when it differs from it.
+    pub second_external_ip: Option<std::net::IpAddr>,
     /// RTP port range (even ports for RTP, the next odd one for RTCP).
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
@@ -144,6 +150,8 @@ impl Default for MediaConfig {
         MediaConfig {
             ip: std::net::IpAddr::from([127, 0, 0, 1]),
             external_ip: None,
+            second_ip: None,
+            second_external_ip: None,
             rtp_port_min: 20_000,
             rtp_port_max: 29_999,
             threads: 0,

@@ -12,6 +12,7 @@ use crate::msg::{
     HasHeaders, MAGIC_COOKIE, Method, ParseError, Request, Response, SipMessage, Via,
     parse_datagram, response_from_headers,
 };
+use crate::recent_answers::RecentAnswers;
 use crate::rng::Rng;
 use crate::transport::{Peer, Transmit};
 
@@ -192,22 +193,15 @@ pub struct Endpoint {
     out: VecDeque<Output>,
     /// Keys the To tags of answers sent without a transaction (`stateless_tag`).
     stateless_key: u64,
-    /// The last answers sent by `respond_stateless`, so that a retransmission of their request
-    /// gets the same bytes again rather than a fresh challenge with another nonce and tag (a
-    /// strict client that already moved on takes a different 401 as unexpected). Bounded: under
-    /// a flood of unauthenticated requests the oldest go first, and a late retransmission then
-    /// just earns a fresh challenge, as a stateless UAS's would.
-    stateless_answers: HashMap<ServerKey, Vec<u8>, crate::FastHash>,
-    stateless_order: VecDeque<ServerKey>,
+    /// The answers `respond_stateless` sent lately, for their requests' retransmissions.
+    stateless_answers: RecentAnswers<ServerKey>,
 }
-
-/// How many stateless answers are remembered (about 1 KiB each).
-const STATELESS_ANSWERS: usize = 4096;
 
 impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Self {
         let mut rng = Rng::new(cfg.seed);
         Endpoint {
+            stateless_answers: RecentAnswers::new(64 * cfg.t1),
             stateless_key: rng.next_u64(),
             rng,
             cfg,
@@ -219,8 +213,6 @@ impl Endpoint {
             merge_keys: HashMap::default(),
             timers: BTreeSet::new(),
             out: VecDeque::new(),
-            stateless_answers: HashMap::default(),
-            stateless_order: VecDeque::new(),
         }
     }
 
@@ -436,8 +428,11 @@ impl Endpoint {
             self.on_retransmitted_request(id);
             return;
         }
-        if let Some(bytes) = self.stateless_answers.get(&key) {
-            let bytes = bytes.clone();
+        if source.transport == crate::Transport::Udp
+            && let Some(bytes) = self
+                .stateless_answers
+                .answer(now, &key, &Self::request_id(&req))
+        {
             self.transmit(peer, bytes);
             return;
         }
@@ -644,9 +639,9 @@ impl Endpoint {
 
     /// Answers and forgets the transaction at once (RFC 3261 §8.2.7 stateless UAS): for 401
     /// challenges, where keeping a whole transaction until Timer J would cost memory for
-    /// nothing. Only the answer's bytes are kept, in a bounded memory, for the request's
-    /// retransmissions.
-    pub fn respond_stateless(&mut self, txn: ServerTxnId, response: Response) {
+    /// nothing. Over UDP only the answer's bytes are kept, in a bounded memory
+    /// (`recent_answers.rs`), for the request's retransmissions.
+    pub fn respond_stateless(&mut self, now: Instant, txn: ServerTxnId, response: Response) {
         let Some(t) = self.txns.get_mut(&txn.0) else {
             return;
         };
@@ -656,21 +651,24 @@ impl Endpoint {
         let (peer, key) = (t.peer, t.server_key.clone());
         self.remove(txn.0);
         let bytes = response.to_bytes();
-        if let Some(key) = key {
-            self.remember_stateless(key, bytes.clone());
+        if let Some(key) = key
+            && peer.transport == crate::Transport::Udp
+        {
+            let key_len = key.branch.len() + key.sent_by.len() + key.method.len();
+            let request = Self::request_id(&response);
+            self.stateless_answers
+                .remember(now, key, key_len, request, bytes.clone());
         }
         self.transmit(peer, bytes);
     }
 
-    fn remember_stateless(&mut self, key: ServerKey, bytes: Vec<u8>) {
-        if self.stateless_order.len() >= STATELESS_ANSWERS
-            && let Some(oldest) = self.stateless_order.pop_front()
-        {
-            self.stateless_answers.remove(&oldest);
-        }
-        if self.stateless_answers.insert(key.clone(), bytes).is_none() {
-            self.stateless_order.push_back(key);
-        }
+    /// A request's Call-ID and CSeq number (a response's echo them): told apart from another
+    /// request under the same transaction key (a client that reuses its branches).
+    fn request_id(message: &impl HasHeaders) -> crate::recent_answers::RequestId {
+        (
+            message.call_id().unwrap_or_default().to_owned(),
+            message.cseq().map_or(0, |c| c.seq),
+        )
     }
 
     /// Drops a server transaction without answering (a scanner, a banned source): nothing is

@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod fuzz;
 pub mod msg;
 pub mod outbound;
+mod recent_answers;
 pub mod refer;
 pub mod registrar;
 pub mod replaces;

@@ -115,7 +115,8 @@ fn referred_by_of(req: &Request) -> Option<String> {
         params: Vec::new(),
     }
     .to_string();
-    (bare.len() <= MAX_REFERRED_BY_LEN).then_some(bare)
+    // Control characters can hide in a URI too (C1 ones, as UTF-8): none goes out.
+    (bare.len() <= MAX_REFERRED_BY_LEN && !bare.chars().any(char::is_control)).then_some(bare)
 }
 
 /// The `Refer-To` URI for logs and events, without its headers: they were the phone's words
@@ -320,6 +321,7 @@ mod tests {
             "Referred-By: <sip:a@x>\r\nReferred-By: <sip:b@x>\r\n".to_owned(),
             "Referred-By: <mailto:alice@example.com>\r\n".to_owned(),
             format!("Referred-By: <sip:{}@x>\r\n", "a".repeat(300)),
+            "Referred-By: <sip:a\u{85}b@x>\r\n".to_owned(),
         ] {
             assert_eq!(by(&bad), None, "{bad}");
         }

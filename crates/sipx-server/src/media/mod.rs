@@ -136,6 +136,34 @@ pub(crate) enum Command {
     },
 }
 
+/// `media.second_ip` (bound) and the address its calls' SDP carries, checked: of the other
+/// family than `media.ip`, and `second_external_ip` only with it and of its family.
+fn second_address(
+    config: &crate::config::MediaConfig,
+) -> Result<Option<(IpAddr, IpAddr)>, StartupError> {
+    let Some(second) = config.second_ip else {
+        return match config.second_external_ip {
+            Some(_) => Err(StartupError::Config(
+                "media.second_external_ip needs media.second_ip".to_owned(),
+            )),
+            None => Ok(None),
+        };
+    };
+    if second.is_ipv4() == config.ip.is_ipv4() {
+        return Err(StartupError::Config(
+            "media.second_ip must be of the other IP family than media.ip (IPv6 beside IPv4, or IPv4 beside IPv6)"
+                .to_owned(),
+        ));
+    }
+    let advertised = config.second_external_ip.unwrap_or(second);
+    if advertised.is_ipv4() != second.is_ipv4() {
+        return Err(StartupError::Config(
+            "media.second_external_ip must be of media.second_ip's family".to_owned(),
+        ));
+    }
+    Ok(Some((second, advertised)))
+}
+
 /// The handle the SIP core holds. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaEngine {
@@ -145,6 +173,8 @@ pub struct MediaEngine {
     ports: Arc<PortAllocator>,
     next_id: Arc<AtomicU64>,
     advertised: IpAddr,
+    /// `media.second_ip`'s ports and the address its calls' SDP carries (dual stack).
+    second: Option<(Arc<PortAllocator>, IpAddr)>,
 }
 
 impl MediaEngine {
@@ -158,6 +188,7 @@ impl MediaEngine {
                 "media.rtp_port_min must be below media.rtp_port_max".to_owned(),
             ));
         }
+        let second = second_address(config)?;
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -188,17 +219,23 @@ impl MediaEngine {
             )),
             next_id: Arc::new(AtomicU64::new(1)),
             advertised: config.external_ip.unwrap_or(config.ip),
+            second: second.map(|(bind, advertised)| {
+                let ports = PortAllocator::new(bind, config.rtp_port_min, config.rtp_port_max);
+                (Arc::new(ports), advertised)
+            }),
         })
     }
 
-    /// The address to put into SDP.
-    pub fn advertised_ip(&self) -> IpAddr {
-        self.advertised
-    }
-
-    /// Binds an RTP/RTCP socket pair for a new leg.
-    pub fn allocate(&self) -> std::io::Result<PortPair> {
-        self.ports.allocate()
+    /// Binds an RTP/RTCP socket pair for a new leg whose peer is at `peer` (its SDP's address,
+    /// else its SIP address), and returns the address to put into SDP with it: on
+    /// `media.second_ip` when that is of the peer's family, else on `media.ip`.
+    pub fn allocate_for(&self, peer: Option<IpAddr>) -> std::io::Result<(PortPair, IpAddr)> {
+        if let (Some(peer), Some((ports, advertised))) = (peer, &self.second)
+            && peer.is_ipv4() == advertised.is_ipv4()
+        {
+            return Ok((ports.allocate()?, *advertised));
+        }
+        Ok((self.ports.allocate()?, self.advertised))
     }
 
     /// A new leg's id, on the media thread with the fewest legs.

@@ -151,7 +151,7 @@ fn engine_and_phone(ports_from: u16) -> (MediaEngine, Phone, super::PortPair, Le
         ..MediaConfig::default()
     };
     let engine = MediaEngine::start(&config, events).unwrap();
-    let ports = engine.allocate().unwrap();
+    let ports = engine.allocate_for(None).unwrap().0;
     let (phone, cfg) = phone_for(&ports, CALLER_HZ);
     (engine, phone, ports, cfg)
 }
@@ -304,7 +304,7 @@ fn two_phones(
     LegId,
 ) {
     let (engine, a, ports_a, cfg_a) = engine_and_phone(base_port);
-    let ports_b = engine.allocate().unwrap();
+    let ports_b = engine.allocate_for(None).unwrap().0;
     let (b, cfg_b) = phone_for(&ports_b, B_HZ);
     let (link_a, link_b) = (Room::new().link, Room::new().link);
     for (link, participant) in [(&link_a, 10), (&link_b, 11)] {
@@ -458,7 +458,7 @@ fn a_media_thread_sleeps_once_its_last_leg_is_gone() {
         ..MediaConfig::default()
     };
     let engine = MediaEngine::start(&config, events).unwrap();
-    let ports = engine.allocate().unwrap();
+    let ports = engine.allocate_for(None).unwrap().0;
     let (mut phone, mut cfg) = phone_for(&ports, CALLER_HZ);
     // A leg timer due soon after the leg is gone: the media timeout.
     cfg.media_timeout = Duration::from_millis(100);
@@ -487,4 +487,62 @@ fn a_media_thread_sleeps_once_its_last_leg_is_gone() {
         used < 0.1,
         "the idle media thread used {used} s of CPU in 1 s"
     );
+}
+
+#[test]
+fn a_dual_stack_engine_binds_each_leg_in_its_peers_family() {
+    let (events, _events) = mpsc::unbounded_channel();
+    let base = MediaConfig {
+        rtp_port_min: 47_800,
+        rtp_port_max: 47_899,
+        threads: 1,
+        ..MediaConfig::default()
+    };
+    let v6: std::net::IpAddr = "::1".parse().unwrap();
+    let config = MediaConfig {
+        second_ip: Some(v6),
+        second_external_ip: Some("2001:db8::7".parse().unwrap()),
+        ..base.clone()
+    };
+    let engine = MediaEngine::start(&config, events.clone()).unwrap();
+    let (ports, advertised) = engine
+        .allocate_for(Some("2001:db8::1".parse().unwrap()))
+        .unwrap();
+    assert_eq!(ports.rtp.local_addr().unwrap().ip(), v6);
+    assert_eq!(
+        advertised,
+        "2001:db8::7".parse::<std::net::IpAddr>().unwrap()
+    );
+    for peer in [Some("192.0.2.1".parse().unwrap()), None] {
+        let (ports, advertised) = engine.allocate_for(peer).unwrap();
+        assert_eq!(ports.rtp.local_addr().unwrap().ip(), base.ip);
+        assert_eq!(advertised, base.ip);
+    }
+    // Without a second address, an IPv6 peer's leg is on media.ip (its offer is then refused
+    // by the SDP side, 488, as before).
+    let single = MediaEngine::start(&base, events.clone()).unwrap();
+    let (ports, advertised) = single.allocate_for(Some(v6)).unwrap();
+    assert_eq!(
+        (ports.rtp.local_addr().unwrap().ip(), advertised),
+        (base.ip, base.ip)
+    );
+    // A second address of the same family, or an external one without it or of another
+    // family, is a configuration error.
+    for bad in [
+        MediaConfig {
+            second_ip: Some("127.0.0.2".parse().unwrap()),
+            ..base.clone()
+        },
+        MediaConfig {
+            second_external_ip: Some(v6),
+            ..base.clone()
+        },
+        MediaConfig {
+            second_ip: Some(v6),
+            second_external_ip: Some("192.0.2.9".parse().unwrap()),
+            ..base.clone()
+        },
+    ] {
+        assert!(MediaEngine::start(&bad, events.clone()).is_err(), "{bad:?}");
+    }
 }

@@ -565,8 +565,28 @@ impl Core {
             .then_some(trunk)
     }
 
+    /// The UDP socket to send to `dest` from: the first one of `dest`'s address family (a
+    /// dual-stack SIPx listens on both), else the first at all (one on `[::]` may reach IPv4
+    /// peers too).
+    pub(super) fn udp_flow_for(&self, dest: SocketAddr) -> Option<FlowId> {
+        let same_family =
+            |s: &UdpSocket| s.local_addr().is_ok_and(|a| a.is_ipv4() == dest.is_ipv4());
+        self.udp
+            .iter()
+            .filter(|(_, s)| same_family(s))
+            .map(|(f, _)| *f)
+            .min()
+            .or_else(|| self.udp.keys().min().copied())
+    }
+
     fn send_keepalives(&self) {
-        let Some((_, socket)) = self.udp.iter().min_by_key(|(f, _)| **f) else {
+        let v4 = SocketAddr::from(([0, 0, 0, 0], 0));
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+        let socket_for = |dest: SocketAddr| {
+            let family = if dest.is_ipv4() { v4 } else { v6 };
+            self.udp_flow_for(family).and_then(|f| self.udp.get(&f))
+        };
+        let (Some(socket4), Some(socket6)) = (socket_for(v4), socket_for(v6)) else {
             return;
         };
         for Registration {
@@ -577,6 +597,7 @@ impl Core {
             let direct_udp = |b: &&Binding| b.transport == Transport::Udp && b.path.is_empty();
             for b in bindings.iter().filter(direct_udp) {
                 // A double CRLF: ignored by SIP stacks, enough to keep a NAT binding open.
+                let socket = if b.source.is_ipv4() { socket4 } else { socket6 };
                 let _ = socket.try_send_to(b"\r\n\r\n", b.source);
             }
         }
@@ -786,6 +807,7 @@ impl Core {
             }
             CoreInput::FlowClosed { flow } => {
                 self.streams.remove(&flow);
+                while self.own_connections.try_join_next().is_some() {}
                 metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
                 self.stream_flows.retain(|_, f| *f != flow);
                 self.reconnect_gone(flow);
@@ -913,14 +935,8 @@ impl Core {
                     }
                 }
             }
-            _ => match self.streams.get(&t.peer.flow) {
-                Some(tx) => {
-                    if tx.push(t.bytes) == Err(super::write_queue::Overflow::Full) {
-                        // Megabytes wait unread: the peer is stuck, and this is lost with them.
-                        metrics::counter!("sipx_sip_stream_send_dropped_total").increment(1);
-                        tracing::warn!(peer = %t.peer.addr, "SIP message not sent: the connection's peer reads nothing");
-                    }
-                }
+            _ => match self.streams.get_mut(&t.peer.flow) {
+                Some(tx) => tx.send(t.bytes),
                 None => self.send_on_new_connection(t),
             },
         }
@@ -1068,7 +1084,7 @@ impl Core {
     }
 
     /// A 401 with fresh challenges, sent statelessly: the nonce carries all the state.
-    fn challenge(&mut self, _now: Instant, txn: ServerTxnId, req: &Request, stale: bool) {
+    fn challenge(&mut self, now: Instant, txn: ServerTxnId, req: &Request, stale: bool) {
         let tag = self.endpoint.new_tag();
         let mut resp = req.response(401, Some(&tag));
         for c in self.digest.challenges(unix_now(), stale) {
@@ -1077,7 +1093,7 @@ impl Core {
         resp.headers
             .push("Server", self.settings.server_header.clone());
         metrics::counter!("sipx_sip_responses_total", "status" => "401").increment(1);
-        self.endpoint.respond_stateless(txn, resp);
+        self.endpoint.respond_stateless(now, txn, resp);
     }
 
     fn on_register(&mut self, now: Instant, txn: ServerTxnId, req: Request, peer: Peer) {

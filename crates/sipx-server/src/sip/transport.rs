@@ -306,7 +306,7 @@ async fn stream_connection<S>(
 {
     let (addr, flow, peer) = (conn.addr, conn.flow, conn.peer());
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = super::write_queue::write_queue();
+    let (tx, mut rx) = super::write_queue::write_queue(addr);
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
         return;
     }

@@ -74,7 +74,7 @@ async fn session<S>(
 {
     let (addr, flow, peer) = (conn.addr, conn.flow, conn.peer());
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = super::write_queue::write_queue();
+    let (tx, mut rx) = super::write_queue::write_queue(addr);
     if core.send(CoreInput::FlowOpened { flow, tx }).await.is_err() {
         return;
     }

@@ -289,7 +289,13 @@ impl Core {
                 }
             },
         };
-        let ports = match engine.allocate() {
+        // A dual-stack SIPx answers from an address of the family of the offer's media, or of
+        // the caller's when it offers nothing (late offer).
+        let family = offer
+            .as_ref()
+            .and_then(SessionDescription::audio_address)
+            .unwrap_or(peer.addr.ip());
+        let (ports, media_ip) = match engine.allocate_for(Some(family)) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "no RTP port for a call");
@@ -302,7 +308,7 @@ impl Core {
             }
         };
         let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
-        let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
+        let Some(mut sdp) = self.new_media_session(media_ip, ports.rtp_port(), srtp) else {
             self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
             return false;
         };
@@ -590,19 +596,16 @@ impl Core {
             .map(|(id, _)| id.clone())
     }
 
+    /// The SDP side of a new media leg, whose SDP carries `ip` and `port`.
     pub(super) fn new_media_session(
         &self,
-        engine: &MediaEngine,
+        ip: std::net::IpAddr,
         port: u16,
         srtp: sipx_sdp::SrtpPolicy,
     ) -> Option<MediaSession> {
         let mut session_id = [0u8; 8];
         sipx_secrets::generate::fill(&mut session_id);
-        let mut config = sipx_sdp::MediaConfig::new(
-            engine.advertised_ip(),
-            port,
-            u64::from_le_bytes(session_id) >> 1,
-        );
+        let mut config = sipx_sdp::MediaConfig::new(ip, port, u64::from_le_bytes(session_id) >> 1);
         config.codecs = self.settings.media.codecs.clone();
         config.srtp = srtp;
         config.srtp_suites = self.settings.media.srtp_suites.clone();

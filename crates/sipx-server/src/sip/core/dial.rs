@@ -144,7 +144,7 @@ impl Core {
             .by_id
             .get(id)
             .ok_or(NoRoute::Transport("gone"))?;
-        let udp_flow = self.udp.keys().min().copied();
+        let no_udp = NoRoute::Transport("no UDP listener");
         match &c.target {
             DialTarget::Trunk(t) => {
                 if let Some(max) = t.max_calls
@@ -154,7 +154,7 @@ impl Core {
                 }
                 let addr = looked_up(t.addr, &t.host, t.lookup_port)?;
                 let flow = match t.transport {
-                    Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
+                    Transport::Udp => self.udp_flow_for(addr).ok_or(no_udp)?,
                     _ => self
                         .trunk_flow(&t.id)
                         .ok_or(NoRoute::Transport("no connection to the provider"))?,
@@ -199,7 +199,7 @@ impl Core {
             } => {
                 let addr = looked_up(*addr, host, *port)?;
                 let flow = match transport {
-                    Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
+                    Transport::Udp => self.udp_flow_for(addr).ok_or(no_udp)?,
                     _ => self
                         .stream_flow(addr)
                         .ok_or(NoRoute::Transport("no connection to the host"))?,
@@ -248,7 +248,7 @@ impl Core {
                 let (route, b) = found.ok_or(NoRoute::Status(480, "Not registered"))?;
                 let user = &route.username;
                 let flow = match b.transport {
-                    Transport::Udp => udp_flow.ok_or(NoRoute::Transport("no UDP listener"))?,
+                    Transport::Udp => self.udp_flow_for(b.source).ok_or(no_udp)?,
                     _ => self
                         .stream_flow(b.source)
                         .ok_or(NoRoute::Transport("the device's connection is closed"))?,
@@ -332,7 +332,8 @@ impl Core {
         let Some(engine) = self.media.clone() else {
             return self.feed_later(id, Input::Sip(SipInput::TransportError));
         };
-        let ports = match engine.allocate() {
+        // A dual-stack SIPx offers an address of the family of the hop the INVITE goes to.
+        let (ports, media_ip) = match engine.allocate_for(Some(plan.peer.addr.ip())) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "no RTP port for a dial-out");
@@ -352,7 +353,7 @@ impl Core {
             plan.srtp,
             self.settings.media.srtp,
         );
-        let Some(mut sdp) = self.new_media_session(&engine, ports.rtp_port(), srtp) else {
+        let Some(mut sdp) = self.new_media_session(media_ip, ports.rtp_port(), srtp) else {
             return self.feed_later(id, Input::Sip(SipInput::TransportError));
         };
         let Ok(offer) = sdp.create_offer() else {

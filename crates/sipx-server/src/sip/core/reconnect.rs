@@ -58,8 +58,8 @@ impl Core {
             return;
         }
         if let Some(&flow) = self.reconnects.replaced.get(&t.peer.flow) {
-            if let Some(tx) = self.streams.get(&flow) {
-                let _ = tx.push(t.bytes);
+            if let Some(tx) = self.streams.get_mut(&flow) {
+                tx.send(t.bytes);
                 return;
             }
             if let Some(queued) = self.reconnects.waiting.get_mut(&flow) {
@@ -73,8 +73,8 @@ impl Core {
         // The peer may have connected again from there already.
         if let Some(flow) = self.stream_flow(addr) {
             self.reconnects.replaced.insert(t.peer.flow, flow);
-            if let Some(tx) = self.streams.get(&flow) {
-                let _ = tx.push(t.bytes);
+            if let Some(tx) = self.streams.get_mut(&flow) {
+                tx.send(t.bytes);
             }
             return;
         }
@@ -95,10 +95,10 @@ impl Core {
     pub(super) fn on_reconnected(&mut self, flow: FlowId) {
         if let (Some(queued), Some(tx)) = (
             self.reconnects.waiting.remove(&flow),
-            self.streams.get(&flow),
+            self.streams.get_mut(&flow),
         ) {
             for bytes in queued {
-                let _ = tx.push(bytes);
+                tx.send(bytes);
             }
         }
     }

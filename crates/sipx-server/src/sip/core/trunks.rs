@@ -162,9 +162,11 @@ impl Core {
     /// transport, so the provider can reach SIPx there too.
     pub(super) fn local_host_for(&self, dest: SocketAddr, transport: Transport) -> Option<String> {
         let listeners = &self.settings.listeners;
+        // A listener of the transport and of `dest`'s family (a dual-stack SIPx has both).
         let local = listeners
             .iter()
-            .find(|(t, _)| *t == transport)
+            .find(|(t, a)| *t == transport && a.is_ipv4() == dest.is_ipv4())
+            .or_else(|| listeners.iter().find(|(t, _)| *t == transport))
             .or_else(|| listeners.first())?
             .1;
         if let Some(host) = &self.settings.external_host {
@@ -190,10 +192,7 @@ impl Core {
         let addr = addr.ok_or("the provider host does not resolve")?;
         let link = match transport {
             Transport::Udp => Link::Udp(
-                *self
-                    .udp
-                    .keys()
-                    .min()
+                self.udp_flow_for(addr)
                     .ok_or("no UDP listener to send from")?,
             ),
             Transport::Tls if self.tls_client.is_none() => {
