@@ -429,9 +429,9 @@ impl Endpoint {
             return;
         }
         if source.transport == crate::Transport::Udp
-            && let Some(bytes) = self
-                .stateless_answers
-                .answer(now, &key, &Self::request_id(&req))
+            && let Some(bytes) =
+                self.stateless_answers
+                    .answer(now, &key, &Self::request_id(&req, peer))
         {
             self.transmit(peer, bytes);
             return;
@@ -655,19 +655,21 @@ impl Endpoint {
             && peer.transport == crate::Transport::Udp
         {
             let key_len = key.branch.len() + key.sent_by.len() + key.method.len();
-            let request = Self::request_id(&response);
+            let request = Self::request_id(&response, peer);
             self.stateless_answers
                 .remember(now, key, key_len, request, bytes.clone());
         }
         self.transmit(peer, bytes);
     }
 
-    /// A request's Call-ID and CSeq number (a response's echo them): told apart from another
-    /// request under the same transaction key (a client that reuses its branches).
-    fn request_id(message: &impl HasHeaders) -> crate::recent_answers::RequestId {
+    /// A request's Call-ID and CSeq number (a response's echo them) and where its answer
+    /// goes: told apart from another request under the same transaction key (a client that
+    /// reuses its branches, another device behind another NAT with the same private Via).
+    fn request_id(message: &impl HasHeaders, peer: Peer) -> crate::recent_answers::RequestId {
         (
             message.call_id().unwrap_or_default().to_owned(),
             message.cseq().map_or(0, |c| c.seq),
+            peer.addr,
         )
     }
 

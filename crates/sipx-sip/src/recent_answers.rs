@@ -4,8 +4,8 @@
 //! unexpected 401 (sipp aborts on it).
 //!
 //! What a transaction would have absorbed, and no more: UDP retransmissions, for Timer J
-//! (64·T1), of the very request (same Call-ID and CSeq as well as the same branch, for clients
-//! that reuse branches). Bounded in entries and bytes: under a flood of unauthenticated
+//! (64·T1), of the very request (same Call-ID, CSeq and source as well as the same branch:
+//! clients reuse branches, and devices behind different NATs may write the same Via). Bounded in entries and bytes: under a flood of unauthenticated
 //! requests the oldest go first, and a late retransmission then earns a fresh challenge, as it
 //! would from a stateless UAS.
 
@@ -18,8 +18,9 @@ const MAX_ENTRIES: usize = 4096;
 /// ...and this many bytes of them (answers copy the request's Vias: a hostile one can be big).
 const MAX_BYTES: usize = 4 << 20;
 
-/// Which request an answer was for, beyond its transaction key.
-pub(crate) type RequestId = (String, u32);
+/// Which request an answer was for, beyond its transaction key: its Call-ID, CSeq number,
+/// and where the answer went.
+pub(crate) type RequestId = (String, u32, std::net::SocketAddr);
 
 struct Answer {
     bytes: Vec<u8>,
@@ -135,7 +136,7 @@ mod tests {
     use super::*;
 
     fn id(call: &str, cseq: u32) -> RequestId {
-        (call.to_owned(), cseq)
+        (call.to_owned(), cseq, ([192, 0, 2, 1], 5060).into())
     }
 
     #[test]
@@ -164,6 +165,10 @@ mod tests {
         // A client that reused its branch for the REGISTER with credentials (CSeq 2).
         assert_eq!(recent.answer(t0, &"k1", &id("c", 2)), None);
         assert_eq!(recent.answer(t0, &"k1", &id("c", 1)), None, "forgotten");
+        // Another device behind another NAT that wrote the same Via and branch.
+        recent.remember(t0, "k1", 2, id("c", 1), b"401 a".to_vec());
+        let elsewhere = ("c".to_owned(), 1, ([198, 51, 100, 7], 5060).into());
+        assert_eq!(recent.answer(t0, &"k1", &elsewhere), None);
         // Answered again under the same key: the newer answer stays when the older expires.
         recent.remember(t0, "k2", 2, id("d", 1), b"401 b".to_vec());
         recent.remember(

@@ -86,7 +86,7 @@ pub fn read_referral(req: &Request) -> Result<Referral, Refusal> {
 const MAX_REFERRED_BY_LEN: usize = 256;
 
 /// The REFER's `Referred-By`, for the INVITE it triggers (RFC 3892 §3: the referee copies it):
-/// its display name and SIP or tel URI, without URI headers or header parameters (a `cid`
+/// its display name and SIP or tel URI, without URI headers, password or header parameters (a `cid`
 /// would name a signed token in the REFER's body, which SIPx does not carry over). A value
 /// that cannot be read, or two of them, is left out rather than refused: it only informs the
 /// called party.
@@ -105,9 +105,11 @@ fn referred_by_of(req: &Request) -> Option<String> {
             .display
             .filter(|d| !d.trim().is_empty() && !d.chars().any(char::is_control)),
         uri: match &addr.uri {
-            Uri::Sip(u) if !u.headers.is_empty() => {
+            Uri::Sip(u) => {
+                // No URI headers, and no password (RFC 3261 §19.1.1: never to be sent on).
                 let mut u = u.clone();
                 u.headers.clear();
+                u.password = None;
                 Uri::Sip(u)
             }
             other => other.clone(),
@@ -314,6 +316,10 @@ mod tests {
         assert_eq!(
             by("Referred-By: tel:+15550100\r\n").as_deref(),
             Some("<tel:+15550100>")
+        );
+        assert_eq!(
+            by("Referred-By: <sip:alice:secret@pbx.example;transport=tcp>\r\n").as_deref(),
+            Some("<sip:alice@pbx.example;transport=tcp>")
         );
         // Unreadable, two of them, another scheme, too long: left out, the REFER still taken.
         for bad in [

@@ -1178,7 +1178,10 @@ impl Core {
             .verify(&p.creds, "REGISTER", account.password.expose(), now_secs)
         {
             Ok(_) => {}
-            Err(DigestError::Stale) => {
+            // A nonce-count used again (the right password, though: it is checked first) is
+            // a client that answered one challenge twice, or a replay: a fresh nonce, not a
+            // failure counted towards a ban.
+            Err(DigestError::Stale | DigestError::Replay) => {
                 self.challenge(now, p.txn, &p.request, true);
                 return;
             }
