@@ -79,7 +79,8 @@ def sip_addrs(server, transport="udp"):
 def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path, audio):
     """media.ip on IPv4 and media.second_ip on IPv6 (an IPv4 trunk and an IPv6 IMS core on one
     SIPx): an IPv6 caller is answered in IP6 and an IPv4 one in IP4, and both hear their tone
-    come back; a dial-out to an IPv6 phone is offered in IP6. Addresses ::1, 127.0.0.230."""
+    come back; a dial-out to an IPv6 phone is offered in IP6, one to an IPv4-mapped address in
+    IP4. Addresses ::1, 127.0.0.230-231."""
     from test_calls_dialout import api, sipp_uas, wait_state
     from conftest import create_app
 
@@ -109,11 +110,54 @@ def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path,
             wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
             api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
             assert phone.wait(20) == 0
+        # An IPv4-mapped address is the IPv4 one: sent from the IPv4 listener, offered in IP4.
+        with sipp_uas(tmp_path, "127.0.0.231", "uas_answer.xml") as phone4:
+            call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930222@[::ffff:127.0.0.231]:5060",
+                                                       "room": {"name": "v6"}}, expect=201).json()
+            wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
+            api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+            assert phone4.wait(20) == 0
+        log4 = (tmp_path / "sipp-127.0.0.231-messages.log").read_text()
+        assert re.search(r"^c=IN IP4 127\.0\.0\.1\r?$", log4, re.M), log4[:1500]
         log = (tmp_path / "sipp-::1-messages.log").read_text()
         invite = log[log.index("INVITE sip:+4930111@"):]
         assert re.search(r"^c=IN IP6 ::1\r?$", invite, re.M), invite[:1500]
         # Sent from the IPv6 listener, which its Via and Contact name.
         assert re.search(rf"^Via: SIP/2.0/UDP \[::1\]:{listeners['[::1]']};", invite, re.M), invite[:1500]
         assert re.search(rf"^Contact: <sip:[^>]*@\[::1\]:{listeners['[::1]']}", invite, re.M), invite[:1500]
+    finally:
+        s.stop()
+
+
+def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_gets_brackets(data_dir, tmp_path):
+    """An IPv4-only SIPx asked to dial an IPv6 address ends the call at once (503, unreachable)
+    instead of retransmitting into an error for 32 s; an IPv6-only SIPx whose
+    `sip.external_host` is an IPv6 address written without brackets names it with them in Via
+    and Contact, and its dial-outs are answered."""
+    from test_calls_dialout import api, sipp_uas, wait_state
+    from conftest import Server, create_app
+
+    s = Server(data_dir).start()
+    try:
+        creds = create_app(s)[:2]
+        call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930333@[::1]:5060", "room": {"name": "v4"}},
+                   expect=201).json()
+        ended = wait_state(s, creds, call["id"], "DISCONNECTED", timeout=5)
+        assert ended["end"]["code"] == 503 and ended["end"]["cause"] == "unreachable", ended
+    finally:
+        s.stop()
+    s = echo_server(data_dir, SIPX_SIP__UDP='["[::1]:0"]', SIPX_SIP__TCP='[]', SIPX_MEDIA__IP="::1",
+                    SIPX_SIP__EXTERNAL_HOST="::1")
+    try:
+        creds = create_app(s)[:2]
+        with sipp_uas(tmp_path, "::1", "uas_answer.xml") as phone:
+            call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930444@[::1]:5060", "room": {"name": "x"}},
+                       expect=201).json()
+            wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
+            api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+            assert phone.wait(20) == 0
+        invite = (tmp_path / "sipp-::1-messages.log").read_text()
+        assert re.search(r"^Via: SIP/2.0/UDP \[::1\]:\d+;", invite, re.M), invite[:1500]
+        assert re.search(r"^Contact: <sip:[^>]*@\[::1\]:\d+", invite, re.M), invite[:1500]
     finally:
         s.stop()

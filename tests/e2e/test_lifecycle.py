@@ -126,6 +126,9 @@ def test_startup_errors_are_one_clear_line(data_dir, tmp_path):
     env = {"SIPX_HTTP__TLS__CERT": str(junk), "SIPX_HTTP__TLS__KEY": str(junk)}
     assert "TLS" in startup_failure(data_dir, env=env)
     assert "master key" in startup_failure(data_dir, env={"SIPX_MASTER_KEY": "too-short"})
+    # Media addresses SDP could not name usefully stop the start too (before SIP binds).
+    assert "media.second_ip" in startup_failure(data_dir, env={"SIPX_MEDIA__SECOND_IP": "127.0.0.2"})
+    assert "media.external_ip" in startup_failure(data_dir, env={"SIPX_MEDIA__IP": "0.0.0.0"})
 
 
 def test_a_different_master_key_is_refused_at_start(data_dir):

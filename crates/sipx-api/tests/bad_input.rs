@@ -331,3 +331,44 @@ async fn impossible_list_filters_are_refused() {
         assert_eq!(r.status, 200, "{path}: {}", r.text);
     }
 }
+
+/// A provider's IPv6 address is taken with or without brackets and kept with them, as URIs
+/// write it; anything else in `host` is refused.
+#[tokio::test]
+async fn a_trunk_host_may_be_an_ipv6_address_with_or_without_brackets() {
+    let api = TestApi::new().await;
+    let app = api.new_app("v6").await;
+    for (i, host) in ["2001:DB8::5", "[2001:db8::5]"].into_iter().enumerate() {
+        let r = api
+            .call(
+                &app,
+                "POST",
+                "/v1/trunks",
+                Some(json!({"name": format!("v6-{i}"), "outbound": {"host": host, "from_domain": host}})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{host}: {}", r.text);
+        assert_eq!(r.body["outbound"]["host"], "[2001:db8::5]", "{}", r.text);
+        assert_eq!(
+            r.body["outbound"]["from_domain"], "[2001:db8::5]",
+            "{}",
+            r.text
+        );
+    }
+    for host in [
+        "2001:db8::5::1",
+        "[2001:db8::5]:5060",
+        "[192.0.2.1]",
+        "[fe80::1%eth0]",
+    ] {
+        let r = api
+            .call(
+                &app,
+                "POST",
+                "/v1/trunks",
+                Some(json!({"name": "bad", "outbound": {"host": host}})),
+            )
+            .await;
+        r.assert_problem(422, "invalid-body");
+    }
+}

@@ -215,7 +215,7 @@ impl SessionDescription {
 
     /// The address of the first enabled audio stream, when it is an IP literal other than the
     /// unspecified (hold) one: where the peer's media is, so that a dual-stack SIPx answers
-    /// from an address of its family.
+    /// from an address of its family (an IPv4-mapped IPv6 address is the IPv4 one).
     pub fn audio_address(&self) -> Option<IpAddr> {
         let audio = self
             .media
@@ -223,6 +223,7 @@ impl SessionDescription {
             .find(|m| m.kind.eq_ignore_ascii_case("audio") && m.port != 0)?;
         self.connection_for(audio)?
             .ip()
+            .map(|ip| ip.to_canonical())
             .filter(|ip| !ip.is_unspecified())
     }
 

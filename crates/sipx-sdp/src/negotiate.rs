@@ -67,6 +67,8 @@ pub(crate) fn remote_stream(
     } else {
         Rejection::IncompatibleAddress
     })?;
+    // `IN IP6 ::ffff:192.0.2.1` is an IPv4 address written as IPv6: RTP goes over IPv4.
+    let ip = ip.to_canonical();
     // An unspecified address is hold, not an address family statement.
     if !ip.is_unspecified() && ip.is_ipv4() != config.address.is_ipv4() {
         return Err(Rejection::IncompatibleAddress);

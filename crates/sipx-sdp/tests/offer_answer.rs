@@ -808,3 +808,21 @@ fn an_answer_whose_key_has_an_mki_leaves_ours_without_one() {
     assert_eq!(srtp.local.mki, None);
     assert!(srtp.local.mki_bytes().is_empty());
 }
+
+#[test]
+fn an_ipv4_mapped_address_is_the_ipv4_one() {
+    // A peer that writes its IPv4 media address as IPv6: answered in IP4, RTP sent over IPv4.
+    let offer = parse(
+        "v=0\r\no=- 1 1 IN IP6 ::ffff:198.51.100.7\r\ns=-\r\nc=IN IP6 ::ffff:198.51.100.7\r\n\
+         t=0 0\r\nm=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+    );
+    assert_eq!(offer.audio_address(), Some("198.51.100.7".parse().unwrap()));
+    let mut bob = bob();
+    let answer = bob.handle_offer(&offer).unwrap();
+    let n = bob.negotiated().unwrap();
+    assert_eq!(n.remote_rtp, "198.51.100.7:30000".parse().unwrap());
+    assert!(answer.to_string().contains("c=IN IP4 "), "{answer}");
+    // Under an IPv6 SIPx it is another family's address: refused.
+    let mut v6 = MediaSession::new(config("2001:db8::1", 4000), &[1; KEY_MATERIAL_LEN]).unwrap();
+    assert!(v6.handle_offer(&offer).is_err());
+}

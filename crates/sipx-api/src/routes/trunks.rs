@@ -207,7 +207,8 @@ fn default_expires() -> u32 {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"host": "sip.carrier-a.example", "username": "4930123456", "password": "s3cret-pass", "register": true, "register_expires": 600}))]
 pub struct OutboundInput {
-    /// Provider host name or IP address (no scheme, no port).
+    /// Provider host name or IP address (no scheme, no port; an IPv6 address with or without
+    /// brackets, kept with them).
     #[schema(min_length = 1, max_length = 253)]
     pub host: String,
     #[schema(minimum = 1, maximum = 65535)]
@@ -321,6 +322,9 @@ fn is_number(s: &str, allow_empty: bool) -> bool {
 fn is_host(s: &str) -> bool {
     if let Some(v6) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
     }
     !s.is_empty()
         && s.len() <= 253
@@ -489,7 +493,7 @@ fn secret_change(p: &Option<String>) -> SecretChange {
 
 /// Folds validated input into the stored shape.
 fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
-    d.host = o.map(|o| o.host.to_ascii_lowercase());
+    d.host = o.map(|o| uri_host(&o.host));
     d.port = o.and_then(|o| o.port);
     d.transport = o
         .map_or(TrunkTransport::Udp, |o| o.transport)
@@ -497,13 +501,22 @@ fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
         .to_owned();
     d.username = o.and_then(|o| o.username.clone());
     d.auth_username = o.and_then(|o| o.auth_username.clone());
-    d.from_domain = o.and_then(|o| o.from_domain.clone());
+    d.from_domain = o.and_then(|o| o.from_domain.as_deref().map(uri_host));
     d.register = o.is_some_and(|o| o.register);
     d.register_expires = o.map_or(3600, |o| o.register_expires);
     d.caller_id = o.and_then(|o| o.caller_id.clone());
     d.number_rules = serde_json::to_string(&o.map(|o| o.number_rules.clone()).unwrap_or_default())
         .unwrap_or_else(|_| "[]".to_owned());
     d.max_concurrent_calls = o.and_then(|o| o.max_concurrent_calls);
+}
+
+/// A host as URIs write it: lower case, an IPv6 address within brackets (RFC 3261 §25.1; the
+/// API takes it with or without them).
+fn uri_host(host: &str) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => host.to_ascii_lowercase(),
+    }
 }
 
 fn not_found() -> ApiError {

@@ -10,6 +10,7 @@
 //! phone and encodes the caller's voice for the room, across the leg's [`PhoneLink`] (the one
 //! lock, taken a few times per 20 ms tick).
 
+mod addresses;
 mod mode;
 mod opus_fmtp;
 mod opus_loop;
@@ -136,34 +137,6 @@ pub(crate) enum Command {
     },
 }
 
-/// `media.second_ip` (bound) and the address its calls' SDP carries, checked: of the other
-/// family than `media.ip`, and `second_external_ip` only with it and of its family.
-fn second_address(
-    config: &crate::config::MediaConfig,
-) -> Result<Option<(IpAddr, IpAddr)>, StartupError> {
-    let Some(second) = config.second_ip else {
-        return match config.second_external_ip {
-            Some(_) => Err(StartupError::Config(
-                "media.second_external_ip needs media.second_ip".to_owned(),
-            )),
-            None => Ok(None),
-        };
-    };
-    if second.is_ipv4() == config.ip.is_ipv4() {
-        return Err(StartupError::Config(
-            "media.second_ip must be of the other IP family than media.ip (IPv6 beside IPv4, or IPv4 beside IPv6)"
-                .to_owned(),
-        ));
-    }
-    let advertised = config.second_external_ip.unwrap_or(second);
-    if advertised.is_ipv4() != second.is_ipv4() {
-        return Err(StartupError::Config(
-            "media.second_external_ip must be of media.second_ip's family".to_owned(),
-        ));
-    }
-    Ok(Some((second, advertised)))
-}
-
 /// The handle the SIP core holds. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaEngine {
@@ -188,7 +161,7 @@ impl MediaEngine {
                 "media.rtp_port_min must be below media.rtp_port_max".to_owned(),
             ));
         }
-        let second = second_address(config)?;
+        let second = addresses::check(config)?;
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

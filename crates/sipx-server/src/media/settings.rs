@@ -28,6 +28,8 @@ pub struct MediaSettings {
 
 impl MediaSettings {
     pub fn from_config(c: &MediaConfig) -> Result<Self, StartupError> {
+        // Checked here too, before SIP binds anything: a start fails on one clear line.
+        super::addresses::check(c)?;
         let codecs = c
             .codecs
             .iter()

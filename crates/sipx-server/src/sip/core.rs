@@ -566,29 +566,27 @@ impl Core {
     }
 
     /// The UDP socket to send to `dest` from: the first one of `dest`'s address family (a
-    /// dual-stack SIPx listens on both), else the first at all (one on `[::]` may reach IPv4
-    /// peers too).
+    /// dual-stack SIPx listens on both), else one on `[::]`, which reaches IPv4 peers too;
+    /// `None` when no listener can reach it (the call fails at once instead of timing out).
     pub(super) fn udp_flow_for(&self, dest: SocketAddr) -> Option<FlowId> {
-        let same_family =
-            |s: &UdpSocket| s.local_addr().is_ok_and(|a| a.is_ipv4() == dest.is_ipv4());
-        self.udp
-            .iter()
-            .filter(|(_, s)| same_family(s))
-            .map(|(f, _)| *f)
-            .min()
-            .or_else(|| self.udp.keys().min().copied())
+        let v4 = dest.ip().to_canonical().is_ipv4();
+        let local = |s: &UdpSocket| s.local_addr().ok();
+        let pick = |fits: &dyn Fn(SocketAddr) -> bool| {
+            self.udp
+                .iter()
+                .filter(|(_, s)| local(s).is_some_and(fits))
+                .map(|(f, _)| *f)
+                .min()
+        };
+        pick(&|a| a.is_ipv4() == v4)
+            .or_else(|| pick(&|a| a.ip() == std::net::Ipv6Addr::UNSPECIFIED))
     }
 
     fn send_keepalives(&self) {
         let v4 = SocketAddr::from(([0, 0, 0, 0], 0));
         let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-        let socket_for = |dest: SocketAddr| {
-            let family = if dest.is_ipv4() { v4 } else { v6 };
-            self.udp_flow_for(family).and_then(|f| self.udp.get(&f))
-        };
-        let (Some(socket4), Some(socket6)) = (socket_for(v4), socket_for(v6)) else {
-            return;
-        };
+        let socket_for = |dest: SocketAddr| self.udp_flow_for(dest).and_then(|f| self.udp.get(&f));
+        let (socket4, socket6) = (socket_for(v4), socket_for(v6));
         for Registration {
             contacts: bindings, ..
         } in self.bindings.values()
@@ -597,8 +595,13 @@ impl Core {
             let direct_udp = |b: &&Binding| b.transport == Transport::Udp && b.path.is_empty();
             for b in bindings.iter().filter(direct_udp) {
                 // A double CRLF: ignored by SIP stacks, enough to keep a NAT binding open.
-                let socket = if b.source.is_ipv4() { socket4 } else { socket6 };
-                let _ = socket.try_send_to(b"\r\n\r\n", b.source);
+                let socket = match b.source.ip().to_canonical().is_ipv4() {
+                    true => socket4,
+                    false => socket6,
+                };
+                if let Some(socket) = socket {
+                    let _ = socket.try_send_to(b"\r\n\r\n", b.source);
+                }
             }
         }
     }

@@ -131,7 +131,8 @@ enum NoRoute {
 
 fn looked_up(addr: Lookup, host: &str, port: u16) -> Result<std::net::SocketAddr, NoRoute> {
     match addr {
-        Lookup::Found(a) => Ok(a),
+        // An IPv4-mapped IPv6 address is the IPv4 one: sent from an IPv4 listener.
+        Lookup::Found(a) => Ok(std::net::SocketAddr::new(a.ip().to_canonical(), a.port())),
         Lookup::Pending => Err(NoRoute::Lookup(host.to_owned(), port)),
         Lookup::Failed => Err(NoRoute::Status(503, "Host does not resolve")),
     }
@@ -144,7 +145,7 @@ impl Core {
             .by_id
             .get(id)
             .ok_or(NoRoute::Transport("gone"))?;
-        let no_udp = NoRoute::Transport("no UDP listener");
+        let no_udp = NoRoute::Transport("no UDP listener of the destination's address family");
         match &c.target {
             DialTarget::Trunk(t) => {
                 if let Some(max) = t.max_calls

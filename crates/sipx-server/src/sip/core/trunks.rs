@@ -90,6 +90,15 @@ fn transport_of(name: &str) -> Transport {
     }
 }
 
+/// Whether `host` (a name, or an address in URI form) may stand for SIPx towards `dest`: a
+/// name, or an address of `dest`'s family.
+fn of_family_or_a_name(host: &str, dest: SocketAddr) -> bool {
+    host.trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .is_none_or(|ip| ip.is_ipv4() == dest.is_ipv4())
+}
+
 impl Core {
     /// Reads the trunks and resolves their providers' addresses off the core task
     /// (`provider_hosts`: briefly for a new host, then in the background, loading again when
@@ -169,7 +178,11 @@ impl Core {
             .or_else(|| listeners.iter().find(|(t, _)| *t == transport))
             .or_else(|| listeners.first())?
             .1;
-        if let Some(host) = &self.settings.external_host {
+        // An external address of the other family than `dest`'s is not how it reaches us (a
+        // dual-stack SIPx behind an IPv4 NAT still has its IPv6 address): a name always is.
+        if let Some(host) = &self.settings.external_host
+            && of_family_or_a_name(host, dest)
+        {
             return Some(format!("{host}:{}", local.port()));
         }
         let ip = if local.ip().is_unspecified() {
@@ -488,4 +501,22 @@ fn same_registration(a: &RegistrationConfig, b: &RegistrationConfig) -> bool {
         b.expires,
         &b.local_host,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::of_family_or_a_name;
+
+    #[test]
+    fn an_external_address_stands_for_sipx_only_towards_its_family() {
+        let v4 = "192.0.2.1:5060".parse().unwrap();
+        let v6 = "[2001:db8::1]:5060".parse().unwrap();
+        assert!(of_family_or_a_name("198.51.100.5", v4));
+        assert!(!of_family_or_a_name("198.51.100.5", v6));
+        assert!(of_family_or_a_name("[2001:db8::5]", v6));
+        assert!(!of_family_or_a_name("[2001:db8::5]", v4));
+        assert!(of_family_or_a_name("sip.example.com", v4));
+        assert!(of_family_or_a_name("sip.example.com", v6));
+    }
 }
