@@ -64,16 +64,24 @@ def test_sip_over_tcp_on_ipv6_answers_with_an_ip6_sdp(sipx6):
         assert re.search(r"^Contact: <sip:[^>]*\[::1\]", ok, re.M), ok
 
 
-def sip_addrs(server, transport="udp"):
-    """Every address a running server's SIP listeners of `transport` got."""
+def sip_addrs(server, count, transport="udp"):
+    """The addresses the server's `count` SIP listeners of `transport` got (each logs its own)."""
     want = f"SIP listening on {transport.upper()}"
-    server.wait_log(lambda e: e.get("message") == want, 10)
-    out = []
-    for e in server.events():
-        if e.get("message") == want:
-            host, port = e["addr"].rsplit(":", 1)
-            out.append((host, int(port)))
-    return out
+    seen = lambda: [e["addr"] for e in server.events() if e.get("message") == want]  # noqa: E731
+    server.wait_log(lambda _: len(seen()) >= count, 10)
+    return [(host, int(port)) for host, port in (a.rsplit(":", 1) for a in seen())]
+
+
+def dial_answered(server, creds, tmp_path, phone_ip, to):
+    """A dial-out through the API to `to`, answered by a sipp UAS on `phone_ip` (its messages
+    in tmp_path/sipp-<ip>-messages.log), then hung up."""
+    from test_calls_dialout import api, sipp_uas, wait_state
+
+    with sipp_uas(tmp_path, phone_ip, "uas_answer.xml") as phone:
+        call = api(server, creds, "POST", "/v1/calls", {"to": to, "room": {"name": "v6"}}, expect=201).json()
+        wait_state(server, creds, call["id"], "CONFIRMED", timeout=15)
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        assert phone.wait(20) == 0
 
 
 def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path, audio):
@@ -81,13 +89,12 @@ def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path,
     SIPx): an IPv6 caller is answered in IP6 and an IPv4 one in IP4, and both hear their tone
     come back; a dial-out to an IPv6 phone is offered in IP6, one to an IPv4-mapped address in
     IP4. Addresses ::1, 127.0.0.230-231."""
-    from test_calls_dialout import api, sipp_uas, wait_state
     from conftest import create_app
 
     s = echo_server(data_dir, SIPX_SIP__UDP='["127.0.0.1:0", "[::1]:0"]',
                     SIPX_SIP__TRUSTED_PROXIES='["127.0.0.0/8", "::1/128"]', SIPX_MEDIA__SECOND_IP="::1")
     try:
-        listeners = dict(sip_addrs(s))
+        listeners = dict(sip_addrs(s, 2))
         for caller, host in (("::1", "[::1]"), ("127.0.0.230", "127.0.0.1")):
             work = tmp_path / caller.replace(":", "_")
             with Capture(work / "call.pcap", f"host {caller}") as cap:
@@ -104,19 +111,9 @@ def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path,
             # The Contact names SIPx's listener of the caller's family: its BYE can reach it.
             assert all(f"@{host}:{listeners[host]}" in row[1] for row in answers), (caller, answers)
         creds = create_app(s)[:2]
-        with sipp_uas(tmp_path, "::1", "uas_answer.xml") as phone:
-            call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930111@[::1]:5060",
-                                                       "room": {"name": "v6"}}, expect=201).json()
-            wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
-            api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
-            assert phone.wait(20) == 0
+        dial_answered(s, creds, tmp_path, "::1", "sip:+4930111@[::1]:5060")
         # An IPv4-mapped address is the IPv4 one: sent from the IPv4 listener, offered in IP4.
-        with sipp_uas(tmp_path, "127.0.0.231", "uas_answer.xml") as phone4:
-            call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930222@[::ffff:127.0.0.231]:5060",
-                                                       "room": {"name": "v6"}}, expect=201).json()
-            wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
-            api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
-            assert phone4.wait(20) == 0
+        dial_answered(s, creds, tmp_path, "127.0.0.231", "sip:+4930222@[::ffff:127.0.0.231]:5060")
         log4 = (tmp_path / "sipp-127.0.0.231-messages.log").read_text()
         assert re.search(r"^c=IN IP4 127\.0\.0\.1\r?$", log4, re.M), log4[:1500]
         log = (tmp_path / "sipp-::1-messages.log").read_text()
@@ -134,7 +131,7 @@ def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_get
     instead of retransmitting into an error for 32 s; an IPv6-only SIPx whose
     `sip.external_host` is an IPv6 address written without brackets names it with them in Via
     and Contact, and its dial-outs are answered."""
-    from test_calls_dialout import api, sipp_uas, wait_state
+    from test_calls_dialout import api, wait_state
     from conftest import Server, create_app
 
     s = Server(data_dir).start()
@@ -149,13 +146,7 @@ def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_get
     s = echo_server(data_dir, SIPX_SIP__UDP='["[::1]:0"]', SIPX_SIP__TCP='[]', SIPX_MEDIA__IP="::1",
                     SIPX_SIP__EXTERNAL_HOST="::1")
     try:
-        creds = create_app(s)[:2]
-        with sipp_uas(tmp_path, "::1", "uas_answer.xml") as phone:
-            call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930444@[::1]:5060", "room": {"name": "x"}},
-                       expect=201).json()
-            wait_state(s, creds, call["id"], "CONFIRMED", timeout=15)
-            api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
-            assert phone.wait(20) == 0
+        dial_answered(s, create_app(s)[:2], tmp_path, "::1", "sip:+4930444@[::1]:5060")
         invite = (tmp_path / "sipp-::1-messages.log").read_text()
         assert re.search(r"^Via: SIP/2.0/UDP \[::1\]:\d+;", invite, re.M), invite[:1500]
         assert re.search(r"^Contact: <sip:[^>]*@\[::1\]:\d+", invite, re.M), invite[:1500]
