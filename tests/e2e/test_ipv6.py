@@ -127,8 +127,9 @@ def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path,
 
 
 def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_gets_brackets(data_dir, tmp_path):
-    """An IPv4-only SIPx asked to dial an IPv6 address ends the call at once (503, unreachable)
-    instead of retransmitting into an error for 32 s; an IPv6-only SIPx whose
+    """An IPv4-only SIPx asked to dial an IPv6 address, or an IPv6-only one an IPv4 address, ends
+    the call at once (503, unreachable) instead of retransmitting into an error for 32 s; an
+    IPv6-only SIPx whose
     `sip.external_host` is an IPv6 address written without brackets names it with them in Via
     and Contact, and its dial-outs are answered."""
     from test_calls_dialout import api, wait_state
@@ -144,11 +145,17 @@ def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_get
     finally:
         s.stop()
     s = echo_server(data_dir, SIPX_SIP__UDP='["[::1]:0"]', SIPX_SIP__TCP='[]', SIPX_MEDIA__IP="::1",
-                    SIPX_SIP__EXTERNAL_HOST="::1")
+                    SIPX_SIP__EXTERNAL_HOST="2001:db8::5")
     try:
-        dial_answered(s, create_app(s)[:2], tmp_path, "::1", "sip:+4930444@[::1]:5060")
+        creds = create_app(s)[:2]
+        dial_answered(s, creds, tmp_path, "::1", "sip:+4930444@[::1]:5060")
         invite = (tmp_path / "sipp-::1-messages.log").read_text()
-        assert re.search(r"^Via: SIP/2.0/UDP \[::1\]:\d+;", invite, re.M), invite[:1500]
-        assert re.search(r"^Contact: <sip:[^>]*@\[::1\]:\d+", invite, re.M), invite[:1500]
+        assert re.search(r"^Via: SIP/2.0/UDP \[2001:db8::5\]:\d+;", invite, re.M), invite[:1500]
+        assert re.search(r"^Contact: <sip:[^>]*@\[2001:db8::5\]:\d+", invite, re.M), invite[:1500]
+        # And the other way round: no IPv4 listener for an IPv4 phone.
+        call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930555@127.0.0.232:5060", "room": {"name": "x"}},
+                   expect=201).json()
+        ended = wait_state(s, creds, call["id"], "DISCONNECTED", timeout=5)
+        assert ended["end"]["code"] == 503 and ended["end"]["cause"] == "unreachable", ended
     finally:
         s.stop()

@@ -338,7 +338,10 @@ async fn impossible_list_filters_are_refused() {
 async fn a_trunk_host_may_be_an_ipv6_address_with_or_without_brackets() {
     let api = TestApi::new().await;
     let app = api.new_app("v6").await;
-    for (i, host) in ["2001:DB8::5", "[2001:db8::5]"].into_iter().enumerate() {
+    for (i, host) in ["2001:DB8::5", "[2001:db8::5]", "[2001:0DB8:0::5]"]
+        .into_iter()
+        .enumerate()
+    {
         let r = api
             .call(
                 &app,

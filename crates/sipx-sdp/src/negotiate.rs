@@ -94,7 +94,10 @@ fn rtcp_target(media: &MediaDescription, rtp_ip: IpAddr, mux: bool) -> RtcpTarge
         return RtcpTarget::Muxed;
     }
     match media.rtcp() {
-        Some(rtcp) => RtcpTarget::Separate(SocketAddr::new(rtcp.ip().unwrap_or(rtp_ip), rtcp.port)),
+        Some(rtcp) => RtcpTarget::Separate(SocketAddr::new(
+            rtcp.ip().map_or(rtp_ip, |ip| ip.to_canonical()),
+            rtcp.port,
+        )),
         None => RtcpTarget::Separate(SocketAddr::new(rtp_ip, media.port.saturating_add(1))),
     }
 }

@@ -493,7 +493,7 @@ fn secret_change(p: &Option<String>) -> SecretChange {
 
 /// Folds validated input into the stored shape.
 fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
-    d.host = o.map(|o| uri_host(&o.host));
+    d.host = o.map(|o| uri_host(&o.host).to_ascii_lowercase());
     d.port = o.and_then(|o| o.port);
     d.transport = o
         .map_or(TrunkTransport::Udp, |o| o.transport)
@@ -510,12 +510,12 @@ fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
     d.max_concurrent_calls = o.and_then(|o| o.max_concurrent_calls);
 }
 
-/// A host as URIs write it: lower case, an IPv6 address within brackets (RFC 3261 §25.1; the
-/// API takes it with or without them).
+/// A host as URIs write it: an IPv6 address within brackets (RFC 3261 §25.1; the API takes it
+/// with or without them), in its canonical form.
 fn uri_host(host: &str) -> String {
-    match host.parse::<std::net::Ipv6Addr>() {
+    match host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>() {
         Ok(v6) => format!("[{v6}]"),
-        Err(_) => host.to_ascii_lowercase(),
+        Err(_) => host.to_owned(),
     }
 }
 

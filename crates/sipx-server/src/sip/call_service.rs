@@ -102,7 +102,8 @@ impl Lookup {
         host.trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
             .map_or(Lookup::Pending, |ip| {
-                Lookup::Found(SocketAddr::new(ip, port))
+                // An IPv4-mapped address is the IPv4 one (sent from an IPv4 listener).
+                Lookup::Found(SocketAddr::new(ip.to_canonical(), port))
             })
     }
 }
@@ -112,7 +113,9 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     let host = host.trim_matches(['[', ']']);
     let lookup = tokio::net::lookup_host((host, port));
     match tokio::time::timeout(std::time::Duration::from_secs(3), lookup).await {
-        Ok(Ok(mut addrs)) => addrs.next(),
+        Ok(Ok(mut addrs)) => addrs
+            .next()
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())),
         _ => None,
     }
 }

@@ -566,20 +566,15 @@ impl Core {
     }
 
     /// The UDP socket to send to `dest` from: the first one of `dest`'s address family (a
-    /// dual-stack SIPx listens on both), else one on `[::]`, which reaches IPv4 peers too;
-    /// `None` when no listener can reach it (the call fails at once instead of timing out).
+    /// dual-stack SIPx listens on both; IPv6 sockets are bound IPv6-only); `None` when no
+    /// listener can reach it (the call fails at once instead of timing out).
     pub(super) fn udp_flow_for(&self, dest: SocketAddr) -> Option<FlowId> {
         let v4 = dest.ip().to_canonical().is_ipv4();
-        let local = |s: &UdpSocket| s.local_addr().ok();
-        let pick = |fits: &dyn Fn(SocketAddr) -> bool| {
-            self.udp
-                .iter()
-                .filter(|(_, s)| local(s).is_some_and(fits))
-                .map(|(f, _)| *f)
-                .min()
-        };
-        pick(&|a| a.is_ipv4() == v4)
-            .or_else(|| pick(&|a| a.ip() == std::net::Ipv6Addr::UNSPECIFIED))
+        self.udp
+            .iter()
+            .filter(|(_, s)| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4))
+            .map(|(f, _)| *f)
+            .min()
     }
 
     fn send_keepalives(&self) {

@@ -101,13 +101,11 @@ impl BoundSip {
         }
         let mut tcp = Vec::new();
         for addr in &config.tcp {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    what: "SIP over TCP",
-                    addr: *addr,
-                    source,
-                })?;
+            let listener = transport::bind_stream(*addr).map_err(|source| StartupError::Bind {
+                what: "SIP over TCP",
+                addr: *addr,
+                source,
+            })?;
             let ready = health.listener(&format!("sip-tcp {addr}"));
             tcp.push((listener, None, ready));
         }
@@ -126,13 +124,11 @@ impl BoundSip {
             )?))
         };
         for addr in &config.tls {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    what: "SIP over TLS",
-                    addr: *addr,
-                    source,
-                })?;
+            let listener = transport::bind_stream(*addr).map_err(|source| StartupError::Bind {
+                what: "SIP over TLS",
+                addr: *addr,
+                source,
+            })?;
             let ready = health.listener(&format!("sip-tls {addr}"));
             tcp.push((listener, acceptor.clone(), ready));
         }
@@ -149,13 +145,11 @@ impl BoundSip {
         for (addrs, tls, what, name) in kinds {
             for addr in addrs {
                 let listener =
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| StartupError::Bind {
-                            what,
-                            addr: *addr,
-                            source,
-                        })?;
+                    transport::bind_stream(*addr).map_err(|source| StartupError::Bind {
+                        what,
+                        addr: *addr,
+                        source,
+                    })?;
                 let ready = health.listener(&format!("{name} {addr}"));
                 ws.push((listener, tls.clone(), ready));
             }

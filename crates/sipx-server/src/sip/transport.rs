@@ -39,6 +39,22 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSock
     UdpSocket::from_std(socket.into())
 }
 
+/// Binds a stream (TCP, TLS, WebSocket) listener; an IPv6 one IPv6-only, as UDP sockets are, so
+/// that a dual-stack SIPx lists one listener per family and every peer's address is of its own
+/// family (never an IPv4-mapped one).
+pub fn bind_stream(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// A received datagram as a message, or `None` for a keep-alive CRLF (RFC 5626 §3.5.1 over
 /// UDP), which carries none.
 pub fn parse_datagram(bytes: &[u8]) -> Option<Result<SipMessage, ParseError>> {
@@ -131,7 +147,11 @@ pub async fn accept_loop(
             return let_connections_finish(connections).await;
         };
         let (stream, addr) = match accepted {
-            Ok(conn) => conn,
+            // An IPv4-mapped peer (a listener some other code bound dual-stack) is an IPv4 one.
+            Ok((stream, addr)) => (
+                stream,
+                SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+            ),
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
                 tracing::warn!(error = %e, "SIP accept failed");
