@@ -74,9 +74,10 @@ def participants(server, creds, room):
 
 
 @contextlib.contextmanager
-def sipp_uas(tmp_path, ip, scenario, calls=1, **fill):
+def sipp_uas(tmp_path, ip, scenario, calls=1, args=(), **fill):
     """A sipp UAS on ip:5060 answering `calls` calls as `scenario` says (words of `fill`
-    replaced); every message it sees is in tmp_path/sipp-<ip>-messages.log."""
+    replaced; `args` added to sipp's, e.g. `-t t1` for TCP); every message it sees is in
+    tmp_path/sipp-<ip>-messages.log."""
     path = tmp_path / scenario
     text = (PEERS / "sipp" / scenario).read_text()
     for word, value in fill.items():
@@ -86,7 +87,7 @@ def sipp_uas(tmp_path, ip, scenario, calls=1, **fill):
     proc = subprocess.Popen(["sipp", "-sf", str(path), "-i", ip, "-p", "5060",
                              "-m", str(calls), "-nostdin", "-recv_timeout", "60000", "-trace_err",
                              "-error_file", str(tmp_path / f"sipp-{ip}-errors.log"), "-trace_msg",
-                             "-message_file", str(tmp_path / f"sipp-{ip}-messages.log")],
+                             "-message_file", str(tmp_path / f"sipp-{ip}-messages.log"), *args],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         yield proc
@@ -549,3 +550,39 @@ def test_a_phone_answering_sdes_gets_aes_256_gcm_when_sipx_offers_only_that(data
         assert received and int(received.group(1)) > 50, log[-1500:]
     finally:
         server.stop()
+
+
+def tcp_accepts(addr):
+    import socket
+    try:
+        socket.create_connection(addr, timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_tcp_trunk_that_does_not_register_connects_for_its_calls(server, tmp_path):
+    """A trunk over TCP that SIPx does not register with (a provider that knows SIPx by its
+    address or its digest answers) gets its connection when a call first needs it; calls placed
+    meanwhile wait for it, and both go down that one connection. Address 127.0.0.234."""
+    creds = create_app(server)[:2]
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "tcp-provider", "outbound": {
+        "host": "127.0.0.234", "port": 5060, "transport": "tcp"}}, expect=201).json()
+    connections = lambda: int(re.search(r"^sipx_sip_stream_connections (\d+)",  # noqa: E731
+                                        requests.get(server.url("/metrics"), timeout=5).text, re.M).group(1))
+    with sipp_uas(tmp_path, "127.0.0.234", "uas_answer.xml", calls=2, args=("-t", "t1")) as provider:
+        # sipp listens once it has started: a refused connection would end the calls with 503.
+        rooms.wait_until(lambda: tcp_accepts(("127.0.0.234", 5060)), timeout=10, what="sipp listening on TCP")
+        calls = [api(server, creds, "POST", "/v1/calls", {"to": f"+4930{n}", "room": {"name": "tcp"},
+                                                          "route": {"trunk_id": trunk["id"]}}, expect=201).json()
+                 for n in (111, 222)]
+        for call in calls:
+            answered = wait_state(server, creds, call["id"], "CONFIRMED", timeout=15)
+            assert answered["route"] == f"trunk:{trunk['id']}", answered
+        assert connections() == 1
+        for call in calls:
+            api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        assert provider.wait(20) == 0
+    log = (tmp_path / "sipp-127.0.0.234-messages.log").read_text()
+    assert log.count("INVITE sip:+4930111@127.0.0.234:5060;transport=tcp") >= 1, log[:2000]
+    assert re.search(r"^Via: SIP/2.0/TCP ", log, re.M), log[:2000]

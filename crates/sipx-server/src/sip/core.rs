@@ -49,6 +49,7 @@ mod session_timers;
 mod shutdown;
 mod sources;
 mod transfer;
+mod trunk_links;
 mod trunks;
 pub(crate) use call_rows::{RowWrite, persist_rows};
 use calls::Calls;
@@ -218,6 +219,8 @@ pub(crate) struct Core {
     /// The tasks of the connections SIPx opened itself (to providers, or again toward a peer
     /// whose connection closed), waited for when SIPx stops like accepted ones are.
     own_connections: tokio::task::JoinSet<()>,
+    /// The connections of TCP/TLS trunks that do not register, opened for their calls.
+    trunk_links: trunk_links::TrunkLinks,
     /// username → its live registration.
     bindings: HashMap<String, Registration>,
     /// username → (its account or none, when read, the store version it was read at).
@@ -420,6 +423,7 @@ impl Core {
             udp,
             streams: HashMap::new(),
             own_connections: tokio::task::JoinSet::new(),
+            trunk_links: trunk_links::TrunkLinks::new(),
             bindings,
             accounts: HashMap::new(),
             loaded: loaded::Loaded::default(),
@@ -802,6 +806,7 @@ impl Core {
                 metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
                 self.on_reconnected(flow);
                 self.on_trunk_flow_opened(now, flow);
+                self.on_trunk_link_opened(now, flow);
             }
             CoreInput::FlowClosed { flow } => {
                 self.streams.remove(&flow);
@@ -810,10 +815,12 @@ impl Core {
                 self.stream_flows.retain(|_, f| *f != flow);
                 self.reconnect_gone(flow);
                 self.on_trunk_flow_failed(now, flow, "connection closed");
+                self.on_trunk_link_gone(now, flow, "connection closed");
             }
             CoreInput::ConnectFailed { flow, reason } => {
                 self.reconnect_gone(flow);
                 self.on_trunk_flow_failed(now, flow, &reason);
+                self.on_trunk_link_gone(now, flow, &reason);
             }
             CoreInput::Persisted { replies, ok } => {
                 for (txn, resp) in replies {

@@ -127,6 +127,9 @@ enum NoRoute {
     Status(u16, &'static str),
     /// The host must be looked up first.
     Lookup(String, u16),
+    /// The trunk's provider must be connected to first (TCP or TLS, a trunk that does not
+    /// register): (trunk id, host, address, transport).
+    Connect(String, String, std::net::SocketAddr, Transport),
 }
 
 fn looked_up(addr: Lookup, host: &str, port: u16) -> Result<std::net::SocketAddr, NoRoute> {
@@ -156,9 +159,17 @@ impl Core {
                 let addr = looked_up(t.addr, &t.host, t.lookup_port)?;
                 let flow = match t.transport {
                     Transport::Udp => self.udp_flow_for(addr).ok_or(no_udp)?,
-                    _ => self
-                        .trunk_flow(&t.id)
-                        .ok_or(NoRoute::Transport("no connection to the provider"))?,
+                    _ => match self.trunk_flow(&t.id).or(self.trunk_link(&t.id, addr)) {
+                        Some(flow) => flow,
+                        // A registering trunk's connection comes back with its registration.
+                        None if self.trunk_regs.contains_key(&t.id) => {
+                            return Err(NoRoute::Transport("no connection to the provider"));
+                        }
+                        None => {
+                            let (id, host) = (t.id.clone(), t.host.clone());
+                            return Err(NoRoute::Connect(id, host, addr, t.transport));
+                        }
+                    },
                 };
                 let hostport = match t.port {
                     Some(p) => format!("{}:{p}", t.host),
@@ -305,6 +316,15 @@ impl Core {
                     return;
                 }
                 return self.feed_later(id, Input::Sip(SipInput::TransportError));
+            }
+            Err(NoRoute::Connect(trunk, host, addr, transport)) => {
+                let to = super::trunk_links::Provider {
+                    trunk: &trunk,
+                    host: &host,
+                    addr,
+                    transport,
+                };
+                return self.await_trunk_link(now, id, invite, to);
             }
             Err(NoRoute::Lookup(host, port)) => {
                 let (inputs, id) = (self.inputs.clone(), id.to_owned());
@@ -456,7 +476,7 @@ impl Core {
     /// Tries the next route after a failure that says nothing about the callee (5xx, 408, no
     /// answer, not registered), when one is left and nothing rang yet; `true` when the INVITE
     /// went out again.
-    fn fall_back(&mut self, now: Instant, id: &str, status: u16) -> bool {
+    pub(super) fn fall_back(&mut self, now: Instant, id: &str, status: u16) -> bool {
         if !(status >= 500 || status == 408 || status == 480) {
             return false;
         }
@@ -509,7 +529,7 @@ impl Core {
 
     /// Input for a call's machine, delivered on the core's next turn (the machine is being
     /// driven when the need arises).
-    fn feed_later(&self, id: &str, input: Input) {
+    pub(super) fn feed_later(&self, id: &str, input: Input) {
         let (inputs, id) = (self.inputs.clone(), id.to_owned());
         tokio::spawn(async move {
             let _ = inputs.send(super::CoreInput::CallInput { id, input }).await;

@@ -241,6 +241,9 @@ impl Core {
             inbound_users = self.origins.user_count(),
             "trunks loaded"
         );
+        // Connections of trunks deleted meanwhile close.
+        let ids: Vec<String> = trunks.iter().map(|(t, _)| t.trunk.id.clone()).collect();
+        self.keep_trunk_links(now, &ids);
         let mut keep = std::collections::HashMap::new();
         for (t, addr) in trunks {
             let d = &t.trunk.data;

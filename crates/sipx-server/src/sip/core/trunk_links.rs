@@ -1,0 +1,177 @@
+//! Connections to the providers of trunks over TCP or TLS that SIPx does not register with
+//! (trunks that know SIPx by its address or by its answers to their challenges, as many SIP
+//! trunking services do over TLS). A trunk that registers keeps its connection through its
+//! registration (`trunks.rs`); one that does not gets its connection when a call first needs
+//! it: the call's INVITE waits for it, as do the others placed meanwhile, and later calls share
+//! it until it closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sipx_call::{Input, SipInput};
+use sipx_sip::{FlowId, Transport};
+
+use super::Core;
+use crate::sip::transport;
+
+/// A trunk's connection, to the provider's address.
+pub(crate) struct TrunkLink {
+    flow: FlowId,
+    addr: SocketAddr,
+    /// While it is being opened: the dial-outs waiting for it, with the INVITE each asked for.
+    waiting: Option<Vec<(String, sipx_call::Invite)>>,
+}
+
+/// By trunk id.
+pub(crate) type TrunkLinks = HashMap<String, TrunkLink>;
+
+/// Where a trunk's provider is, and how it is reached.
+pub(super) struct Provider<'a> {
+    pub trunk: &'a str,
+    pub host: &'a str,
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+impl Core {
+    /// The open connection of trunk `id` (one that does not register) to `addr`.
+    pub(super) fn trunk_link(&self, id: &str, addr: SocketAddr) -> Option<FlowId> {
+        self.trunk_links
+            .get(id)
+            .filter(|l| l.addr == addr && l.waiting.is_none())
+            .map(|l| l.flow)
+    }
+
+    /// Dial-out `call` needs a connection to its trunk's provider for its INVITE: opened now,
+    /// or already being opened; the INVITE goes once it is up.
+    pub(super) fn await_trunk_link(
+        &mut self,
+        now: Instant,
+        call: &str,
+        invite: sipx_call::Invite,
+        to: Provider<'_>,
+    ) {
+        if let Some(link) = self.trunk_links.get_mut(to.trunk) {
+            if let Some(waiting) = &mut link.waiting
+                && link.addr == to.addr
+            {
+                waiting.push((call.to_owned(), invite));
+                return;
+            }
+            // Open to the trunk's old address, or being opened there: another is opened.
+            let old = link.flow;
+            self.fail_waiting(now, to.trunk, "the provider's address changed");
+            self.streams.remove(&old);
+        }
+        let tls = match to.transport {
+            Transport::Tls => {
+                let host = to.host.trim_matches(['[', ']']).to_owned();
+                match (
+                    self.tls_client.clone(),
+                    rustls::pki_types::ServerName::try_from(host),
+                ) {
+                    (Some(connector), Ok(name)) => Some((connector, name)),
+                    _ => {
+                        tracing::info!(
+                            call,
+                            trunk = to.trunk,
+                            "dial-out cannot be sent: no TLS to the provider"
+                        );
+                        return self.link_failed(now, call);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let flow = self.flow_ids.next();
+        tracing::debug!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");
+        let waiting = Some(vec![(call.to_owned(), invite)]);
+        let link = TrunkLink {
+            flow,
+            addr: to.addr,
+            waiting,
+        };
+        self.trunk_links.insert(to.trunk.to_owned(), link);
+        self.own_connections.spawn(transport::connect(
+            to.addr,
+            tls,
+            flow,
+            self.inputs.clone(),
+            self.stop.clone(),
+        ));
+    }
+
+    /// A connection is up: the INVITEs that waited for it go.
+    pub(super) fn on_trunk_link_opened(&mut self, now: Instant, flow: FlowId) {
+        let Some(link) = self.trunk_links.values_mut().find(|l| l.flow == flow) else {
+            return;
+        };
+        for (call, invite) in link.waiting.take().unwrap_or_default() {
+            // Hung up meanwhile: the machine no longer waits for this INVITE.
+            let waits = self
+                .controls
+                .by_id
+                .get(&call)
+                .is_some_and(|c| !c.fsm.is_ended() && c.out.is_none());
+            if waits {
+                self.send_invite(now, &call, invite);
+            }
+        }
+    }
+
+    /// A connection closed or could not be opened: the dial-outs waiting for it fail (503, the
+    /// next route tried); later ones open another.
+    pub(super) fn on_trunk_link_gone(&mut self, now: Instant, flow: FlowId, reason: &str) {
+        let Some(trunk) = self
+            .trunk_links
+            .iter()
+            .find(|(_, l)| l.flow == flow)
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        self.fail_waiting(now, &trunk, reason);
+        self.trunk_links.remove(&trunk);
+    }
+
+    /// Closes the connections of trunks no longer there.
+    pub(super) fn keep_trunk_links(&mut self, now: Instant, trunks: &[String]) {
+        let gone: Vec<String> = self
+            .trunk_links
+            .keys()
+            .filter(|id| !trunks.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.fail_waiting(now, &id, "the trunk is gone");
+            if let Some(link) = self.trunk_links.remove(&id) {
+                // Dropping the writer's queue ends the connection.
+                self.streams.remove(&link.flow);
+            }
+        }
+    }
+
+    fn fail_waiting(&mut self, now: Instant, trunk: &str, reason: &str) {
+        let waiting = self
+            .trunk_links
+            .get_mut(trunk)
+            .and_then(|l| l.waiting.take())
+            .unwrap_or_default();
+        for (call, _) in waiting {
+            tracing::info!(
+                call,
+                trunk,
+                reason,
+                "dial-out cannot be sent: no connection to the provider"
+            );
+            self.link_failed(now, &call);
+        }
+    }
+
+    fn link_failed(&mut self, now: Instant, call: &str) {
+        if !self.fall_back(now, call, 503) {
+            self.feed_later(call, Input::Sip(SipInput::TransportError));
+        }
+    }
+}
