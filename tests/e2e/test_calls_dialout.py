@@ -586,3 +586,51 @@ def test_a_tcp_trunk_that_does_not_register_connects_for_its_calls(server, tmp_p
     log = (tmp_path / "sipp-127.0.0.234-messages.log").read_text()
     assert log.count("INVITE sip:+4930111@127.0.0.234:5060;transport=tcp") >= 1, log[:2000]
     assert re.search(r"^Via: SIP/2.0/TCP ", log, re.M), log[:2000]
+
+
+def test_a_call_hung_up_while_its_trunk_connection_opens_never_reaches_the_provider(server):
+    """The provider is slow to accept (its backlog is full, so SIPx's SYNs go unanswered): a
+    call hung up meanwhile ends at once, and when the provider accepts at last no INVITE comes.
+    Address 127.0.0.235."""
+    import socket
+    import time
+    creds = create_app(server)[:2]
+    provider = socket.socket()
+    provider.bind(("127.0.0.235", 5060))
+    provider.listen(0)
+    # Connections the provider does not accept fill its backlog.
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.235", 5060))
+        fillers.append(f)
+    try:
+        trunk = api(server, creds, "POST", "/v1/trunks", {"name": "slow", "outbound": {
+            "host": "127.0.0.235", "port": 5060, "transport": "tcp"}}, expect=201).json()
+        call = api(server, creds, "POST", "/v1/calls", {"to": "+4930777", "room": {"name": "slow"},
+                                                        "route": {"trunk_id": trunk["id"]}}, expect=201).json()
+        server.wait_log(lambda e: e.get("message") == "connecting to the provider for a call")
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        ended = wait_state(server, creds, call["id"], "DISCONNECTED", timeout=3)
+        assert ended["end"]["cause"] == "local_hangup", ended
+        # The provider accepts everything now: SIPx's connection, if it opens, carries nothing.
+        provider.settimeout(0.5)
+        received = b""
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline and b"INVITE" not in received:
+            try:
+                conn, _ = provider.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(0.5)
+            try:
+                received += conn.recv(65535)
+            except (TimeoutError, OSError):
+                pass
+            fillers.append(conn)
+        assert b"INVITE" not in received, received[:500]
+    finally:
+        for f in fillers:
+            f.close()
+        provider.close()

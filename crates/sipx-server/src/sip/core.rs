@@ -423,7 +423,7 @@ impl Core {
             udp,
             streams: HashMap::new(),
             own_connections: tokio::task::JoinSet::new(),
-            trunk_links: trunk_links::TrunkLinks::new(),
+            trunk_links: trunk_links::TrunkLinks::default(),
             bindings,
             accounts: HashMap::new(),
             loaded: loaded::Loaded::default(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sipx_api::call_service::{CallCommandError, StoredHistoryEntry, StoredMediaStats};
-use sipx_call::{Command, Event, Input, MediaInput, MediaMode, Output, RoomInput};
+use sipx_call::{Command, Event, Input, MediaInput, MediaMode, Output, RoomInput, SipInput};
 use sipx_media::dtmf::DtmfDigit;
 use sipx_media::leg::LegEvent;
 use sipx_rooms::{JoinRequest, ParticipantId, RoomKey};
@@ -171,8 +171,19 @@ impl Core {
             }
             CallCommand::Hangup { app_id, id } => self
                 .controlled(&app_id, &id)
-                .map(|c| c.fsm.hangup(now))
-                .map(|()| self.drive(now, &id)),
+                .map(|c| {
+                    c.fsm.hangup(now);
+                    // Its INVITE has not gone yet (its host being looked up, its trunk's
+                    // connection being opened): nothing to cancel, and it must never go. The
+                    // call ends now, as one whose INVITE could not be sent.
+                    c.invite.is_some() && c.out.is_none()
+                })
+                .map(|unsent| {
+                    if unsent {
+                        self.feed_later(&id, Input::Sip(SipInput::TransportError));
+                    }
+                    self.drive(now, &id)
+                }),
             CallCommand::Dtmf { app_id, id, digits } => match self.controlled(&app_id, &id) {
                 Ok(c) => c
                     .fsm

@@ -23,8 +23,13 @@ pub(crate) struct TrunkLink {
     waiting: Option<Vec<(String, sipx_call::Invite)>>,
 }
 
-/// By trunk id.
-pub(crate) type TrunkLinks = HashMap<String, TrunkLink>;
+/// The trunks' connections, and those being opened for trunks gone or changed meanwhile (to
+/// close once they open).
+#[derive(Default)]
+pub(crate) struct TrunkLinks {
+    by_trunk: HashMap<String, TrunkLink>,
+    abandoned: std::collections::HashSet<FlowId>,
+}
 
 /// Where a trunk's provider is, and how it is reached.
 pub(super) struct Provider<'a> {
@@ -38,6 +43,7 @@ impl Core {
     /// The open connection of trunk `id` (one that does not register) to `addr`.
     pub(super) fn trunk_link(&self, id: &str, addr: SocketAddr) -> Option<FlowId> {
         self.trunk_links
+            .by_trunk
             .get(id)
             .filter(|l| l.addr == addr && l.waiting.is_none())
             .map(|l| l.flow)
@@ -52,7 +58,7 @@ impl Core {
         invite: sipx_call::Invite,
         to: Provider<'_>,
     ) {
-        if let Some(link) = self.trunk_links.get_mut(to.trunk) {
+        if let Some(link) = self.trunk_links.by_trunk.get_mut(to.trunk) {
             if let Some(waiting) = &mut link.waiting
                 && link.addr == to.addr
             {
@@ -60,9 +66,7 @@ impl Core {
                 return;
             }
             // Open to the trunk's old address, or being opened there: another is opened.
-            let old = link.flow;
-            self.fail_waiting(now, to.trunk, "the provider's address changed");
-            self.streams.remove(&old);
+            self.drop_link(now, to.trunk, "the provider's address changed");
         }
         let tls = match to.transport {
             Transport::Tls => {
@@ -85,14 +89,14 @@ impl Core {
             _ => None,
         };
         let flow = self.flow_ids.next();
-        tracing::debug!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");
+        tracing::info!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");
         let waiting = Some(vec![(call.to_owned(), invite)]);
         let link = TrunkLink {
             flow,
             addr: to.addr,
             waiting,
         };
-        self.trunk_links.insert(to.trunk.to_owned(), link);
+        self.trunk_links.by_trunk.insert(to.trunk.to_owned(), link);
         self.own_connections.spawn(transport::connect(
             to.addr,
             tls,
@@ -104,7 +108,17 @@ impl Core {
 
     /// A connection is up: the INVITEs that waited for it go.
     pub(super) fn on_trunk_link_opened(&mut self, now: Instant, flow: FlowId) {
-        let Some(link) = self.trunk_links.values_mut().find(|l| l.flow == flow) else {
+        if self.trunk_links.abandoned.remove(&flow) {
+            // Opened for a trunk gone or changed meanwhile: closed at once.
+            self.close_stream(flow);
+            return;
+        }
+        let Some(link) = self
+            .trunk_links
+            .by_trunk
+            .values_mut()
+            .find(|l| l.flow == flow)
+        else {
             return;
         };
         for (call, invite) in link.waiting.take().unwrap_or_default() {
@@ -125,36 +139,65 @@ impl Core {
     pub(super) fn on_trunk_link_gone(&mut self, now: Instant, flow: FlowId, reason: &str) {
         let Some(trunk) = self
             .trunk_links
+            .by_trunk
             .iter()
             .find(|(_, l)| l.flow == flow)
             .map(|(id, _)| id.clone())
         else {
+            self.trunk_links.abandoned.remove(&flow);
             return;
         };
         self.fail_waiting(now, &trunk, reason);
-        self.trunk_links.remove(&trunk);
+        self.trunk_links.by_trunk.remove(&trunk);
     }
 
-    /// Closes the connections of trunks no longer there.
-    pub(super) fn keep_trunk_links(&mut self, now: Instant, trunks: &[String]) {
-        let gone: Vec<String> = self
+    /// Closes the connections of trunks no longer there, or whose provider moved: `trunks`
+    /// are the trunks there are, with their provider's address when known.
+    pub(super) fn keep_trunk_links(
+        &mut self,
+        now: Instant,
+        trunks: &[(String, Option<SocketAddr>)],
+    ) {
+        let stale: Vec<String> = self
             .trunk_links
-            .keys()
-            .filter(|id| !trunks.contains(id))
-            .cloned()
+            .by_trunk
+            .iter()
+            .filter(|(id, link)| {
+                !trunks
+                    .iter()
+                    .any(|(t, addr)| t == *id && addr.is_none_or(|a| a == link.addr))
+            })
+            .map(|(id, _)| id.clone())
             .collect();
-        for id in gone {
-            self.fail_waiting(now, &id, "the trunk is gone");
-            if let Some(link) = self.trunk_links.remove(&id) {
-                // Dropping the writer's queue ends the connection.
-                self.streams.remove(&link.flow);
-            }
+        for id in stale {
+            self.drop_link(now, &id, "the trunk changed or is gone");
         }
+    }
+
+    /// Ends trunk `trunk`'s connection: the calls waiting for it fail; an open one closes, one
+    /// being opened is closed once it opens.
+    fn drop_link(&mut self, now: Instant, trunk: &str, reason: &str) {
+        self.fail_waiting(now, trunk, reason);
+        let Some(link) = self.trunk_links.by_trunk.remove(trunk) else {
+            return;
+        };
+        if self.streams.contains_key(&link.flow) {
+            self.close_stream(link.flow);
+        } else {
+            self.trunk_links.abandoned.insert(link.flow);
+        }
+    }
+
+    /// Drops the writer's queue of `flow`, which ends the connection.
+    fn close_stream(&mut self, flow: FlowId) {
+        self.streams.remove(&flow);
+        metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
     }
 
     fn fail_waiting(&mut self, now: Instant, trunk: &str, reason: &str) {
         let waiting = self
             .trunk_links
+            .by_trunk
             .get_mut(trunk)
             .and_then(|l| l.waiting.take())
             .unwrap_or_default();

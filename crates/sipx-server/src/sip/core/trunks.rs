@@ -241,8 +241,11 @@ impl Core {
             inbound_users = self.origins.user_count(),
             "trunks loaded"
         );
-        // Connections of trunks deleted meanwhile close.
-        let ids: Vec<String> = trunks.iter().map(|(t, _)| t.trunk.id.clone()).collect();
+        // Connections of trunks deleted or moved meanwhile close.
+        let ids: Vec<_> = trunks
+            .iter()
+            .map(|(t, addr)| (t.trunk.id.clone(), *addr))
+            .collect();
         self.keep_trunk_links(now, &ids);
         let mut keep = std::collections::HashMap::new();
         for (t, addr) in trunks {
