@@ -126,22 +126,26 @@ def test_a_dual_stack_sipx_answers_each_caller_in_its_family(data_dir, tmp_path,
         s.stop()
 
 
+def ends_unreachable_at_once(server, creds, to):
+    """A dial-out to `to`, which no SIP listener can reach, ends 503 `unreachable` within 5 s."""
+    from test_calls_dialout import api, wait_state
+
+    call = api(server, creds, "POST", "/v1/calls", {"to": to, "room": {"name": "x"}}, expect=201).json()
+    ended = wait_state(server, creds, call["id"], "DISCONNECTED", timeout=5)
+    assert ended["end"]["code"] == 503 and ended["end"]["cause"] == "unreachable", ended
+
+
 def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_gets_brackets(data_dir, tmp_path):
     """An IPv4-only SIPx asked to dial an IPv6 address, or an IPv6-only one an IPv4 address, ends
     the call at once (503, unreachable) instead of retransmitting into an error for 32 s; an
     IPv6-only SIPx whose
     `sip.external_host` is an IPv6 address written without brackets names it with them in Via
     and Contact, and its dial-outs are answered."""
-    from test_calls_dialout import api, wait_state
     from conftest import Server, create_app
 
     s = Server(data_dir).start()
     try:
-        creds = create_app(s)[:2]
-        call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930333@[::1]:5060", "room": {"name": "v4"}},
-                   expect=201).json()
-        ended = wait_state(s, creds, call["id"], "DISCONNECTED", timeout=5)
-        assert ended["end"]["code"] == 503 and ended["end"]["cause"] == "unreachable", ended
+        ends_unreachable_at_once(s, create_app(s)[:2], "sip:+4930333@[::1]:5060")
     finally:
         s.stop()
     s = echo_server(data_dir, SIPX_SIP__UDP='["[::1]:0"]', SIPX_SIP__TCP='[]', SIPX_MEDIA__IP="::1",
@@ -153,9 +157,6 @@ def test_a_call_no_listener_can_send_fails_at_once_and_an_ipv6_external_host_get
         assert re.search(r"^Via: SIP/2.0/UDP \[2001:db8::5\]:\d+;", invite, re.M), invite[:1500]
         assert re.search(r"^Contact: <sip:[^>]*@\[2001:db8::5\]:\d+", invite, re.M), invite[:1500]
         # And the other way round: no IPv4 listener for an IPv4 phone.
-        call = api(s, creds, "POST", "/v1/calls", {"to": "sip:+4930555@127.0.0.232:5060", "room": {"name": "x"}},
-                   expect=201).json()
-        ended = wait_state(s, creds, call["id"], "DISCONNECTED", timeout=5)
-        assert ended["end"]["code"] == 503 and ended["end"]["cause"] == "unreachable", ended
+        ends_unreachable_at_once(s, creds, "sip:+4930555@127.0.0.232:5060")
     finally:
         s.stop()
