@@ -108,14 +108,43 @@ impl Lookup {
     }
 }
 
-/// Looks `host` up, giving up after a few seconds.
-pub(crate) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+/// The address families SIPx has SIP listeners of.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Families {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+impl Families {
+    pub fn of(listeners: &[(Transport, SocketAddr)]) -> Families {
+        Families {
+            v4: listeners.iter().any(|(_, a)| a.is_ipv4()),
+            v6: listeners.iter().any(|(_, a)| a.is_ipv6()),
+        }
+    }
+
+    fn has(self, addr: &SocketAddr) -> bool {
+        if addr.is_ipv4() { self.v4 } else { self.v6 }
+    }
+}
+
+/// Looks `host` up, giving up after a few seconds: its first address of a family SIPx has a
+/// listener of (a name with both AAAA and A records is reached from an IPv4-only SIPx by its
+/// A record), else its first.
+pub(crate) async fn resolve(host: &str, port: u16, families: Families) -> Option<SocketAddr> {
     let host = host.trim_matches(['[', ']']);
     let lookup = tokio::net::lookup_host((host, port));
     match tokio::time::timeout(std::time::Duration::from_secs(3), lookup).await {
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs
+                .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+                .collect();
+            addrs
+                .iter()
+                .find(|a| families.has(a))
+                .or(addrs.first())
+                .copied()
+        }
         _ => None,
     }
 }
@@ -479,5 +508,32 @@ impl CallService for CallControl {
             this.send(|reply| CoreInput::Call(CallCommand::Mute { app_id, id, muted }, reply))
                 .await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{Families, resolve};
+
+    /// `localhost` has an address of each family on most systems (`/etc/hosts`): a SIPx with
+    /// listeners of one family gets the address of that family, whichever comes first.
+    #[tokio::test]
+    async fn a_name_resolves_to_an_address_of_a_family_sipx_listens_on() {
+        let all: Vec<_> = tokio::net::lookup_host(("localhost", 5060))
+            .await
+            .unwrap()
+            .collect();
+        for (v4, v6) in [(true, false), (false, true)] {
+            let families = Families { v4, v6 };
+            if !all.iter().any(|a| a.is_ipv4() == v4) {
+                continue;
+            }
+            let got = resolve("localhost", 5060, families).await.unwrap();
+            assert_eq!(got.is_ipv4(), v4, "{got} for {families:?} among {all:?}");
+        }
+        // No family of SIPx's: the first address, as before.
+        let none = Families::default();
+        assert!(resolve("localhost", 5060, none).await.is_some());
     }
 }

@@ -365,6 +365,7 @@ impl Core {
         runtime: Runtime,
         connector: Connector,
     ) -> Self {
+        let families = super::call_service::Families::of(&settings.listeners);
         let mut bindings: HashMap<String, Registration> = HashMap::new();
         let mut persisted: HashMap<String, (String, HashMap<String, Binding>)> = HashMap::new();
         for r in loaded {
@@ -436,7 +437,7 @@ impl Core {
             origins: Origins::default(),
             persisted,
             trunk_regs: HashMap::new(),
-            provider_hosts: provider_hosts::ProviderHosts::default(),
+            provider_hosts: provider_hosts::ProviderHosts::new(families),
             reg_txns: HashMap::new(),
             flow_ids: connector.flow_ids,
             tls_client: connector.tls,

@@ -328,8 +328,9 @@ impl Core {
             }
             Err(NoRoute::Lookup(host, port)) => {
                 let (inputs, id) = (self.inputs.clone(), id.to_owned());
+                let families = super::super::call_service::Families::of(&self.settings.listeners);
                 tokio::spawn(async move {
-                    let addr = resolve(&host, port).await;
+                    let addr = resolve(&host, port, families).await;
                     let _ = inputs
                         .send(super::CoreInput::Resolved { id, addr, invite })
                         .await;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sip::call_service::resolve;
+use crate::sip::call_service::{Families, resolve};
 
 /// How long a reload waits for the lookups of hosts it has never resolved.
 const FIRST_LOOKUP: Duration = Duration::from_millis(500);
@@ -27,9 +27,18 @@ type Known = (Option<SocketAddr>, Instant);
 #[derive(Clone, Default)]
 pub(crate) struct ProviderHosts {
     known: Arc<Mutex<HashMap<Key, Known>>>,
+    /// Which of a host's addresses SIPx can reach.
+    families: Families,
 }
 
 impl ProviderHosts {
+    pub fn new(families: Families) -> Self {
+        ProviderHosts {
+            families,
+            ..ProviderHosts::default()
+        }
+    }
+
     /// The address of each of `hosts` (`None` where there is no host): from memory when
     /// known, else looked up for at most [`FIRST_LOOKUP`]. Also returns the hosts to look up
     /// (again) in the background: unknown ones still pending, and stale ones.
@@ -46,7 +55,7 @@ impl ProviderHosts {
         }
         let first = async {
             for key @ (host, port) in &unknown {
-                self.put(key, resolve(host, *port).await);
+                self.put(key, resolve(host, *port, self.families).await);
             }
         };
         let _ = tokio::time::timeout(FIRST_LOOKUP, first).await;
@@ -63,7 +72,7 @@ impl ProviderHosts {
         let mut changed = false;
         for key in hosts {
             let before = self.get(&key).and_then(|(a, _)| a);
-            let addr = resolve(&key.0, key.1).await;
+            let addr = resolve(&key.0, key.1, self.families).await;
             self.put(&key, addr);
             changed |= addr != before;
         }
