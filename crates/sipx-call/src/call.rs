@@ -175,6 +175,12 @@ impl Call {
         matches!(self.phase, Phase::Ended)
     }
 
+    /// Ending a dial-out that was not answered: its CANCEL goes (or waits for a provisional
+    /// answer), and the call ends on the INVITE's final answer or a transport error.
+    pub fn is_cancelling(&self) -> bool {
+        matches!(self.phase, Phase::Cancelling { .. })
+    }
+
     /// The room's id for the phone's participant, once joined.
     pub fn participant(&self) -> Option<&str> {
         self.participant.as_deref()

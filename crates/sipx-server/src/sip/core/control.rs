@@ -171,19 +171,8 @@ impl Core {
             }
             CallCommand::Hangup { app_id, id } => self
                 .controlled(&app_id, &id)
-                .map(|c| {
-                    c.fsm.hangup(now);
-                    // Its INVITE has not gone yet (its host being looked up, its trunk's
-                    // connection being opened): nothing to cancel, and it must never go. The
-                    // call ends now, as one whose INVITE could not be sent.
-                    c.invite.is_some() && c.out.is_none()
-                })
-                .map(|unsent| {
-                    if unsent {
-                        self.feed_later(&id, Input::Sip(SipInput::TransportError));
-                    }
-                    self.drive(now, &id)
-                }),
+                .map(|c| c.fsm.hangup(now))
+                .map(|()| self.drive(now, &id)),
             CallCommand::Dtmf { app_id, id, digits } => match self.controlled(&app_id, &id) {
                 Ok(c) => c
                     .fsm
@@ -322,13 +311,17 @@ impl Core {
                 }
             }
         }
-        if self
-            .controls
-            .by_id
-            .get(id)
-            .is_some_and(|c| c.fsm.is_ended())
-        {
-            self.forget(now, id);
+        let Some(c) = self.controls.by_id.get(id) else {
+            return;
+        };
+        if c.fsm.is_ended() {
+            return self.forget(now, id);
+        }
+        // Ending (hung up, ring timeout, room gone, SIPx stopping) while its INVITE has not
+        // gone yet (its host being looked up, its trunk's connection being opened): there is
+        // nothing to cancel, and the INVITE must never go. It ends as one that could not be sent.
+        if c.fsm.is_cancelling() && c.invite.is_some() && c.out.is_none() {
+            self.feed_later(id, Input::Sip(SipInput::TransportError));
         }
     }
 
