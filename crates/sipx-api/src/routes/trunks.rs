@@ -493,7 +493,7 @@ fn secret_change(p: &Option<String>) -> SecretChange {
 
 /// Folds validated input into the stored shape.
 fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
-    d.host = o.map(|o| uri_host(&o.host).to_ascii_lowercase());
+    d.host = o.map(|o| sipx_sip::msg::uri_host(&o.host).to_ascii_lowercase());
     d.port = o.and_then(|o| o.port);
     d.transport = o
         .map_or(TrunkTransport::Udp, |o| o.transport)
@@ -501,22 +501,13 @@ fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
         .to_owned();
     d.username = o.and_then(|o| o.username.clone());
     d.auth_username = o.and_then(|o| o.auth_username.clone());
-    d.from_domain = o.and_then(|o| o.from_domain.as_deref().map(uri_host));
+    d.from_domain = o.and_then(|o| o.from_domain.as_deref().map(sipx_sip::msg::uri_host));
     d.register = o.is_some_and(|o| o.register);
     d.register_expires = o.map_or(3600, |o| o.register_expires);
     d.caller_id = o.and_then(|o| o.caller_id.clone());
     d.number_rules = serde_json::to_string(&o.map(|o| o.number_rules.clone()).unwrap_or_default())
         .unwrap_or_else(|_| "[]".to_owned());
     d.max_concurrent_calls = o.and_then(|o| o.max_concurrent_calls);
-}
-
-/// A host as URIs write it: an IPv6 address within brackets (RFC 3261 §25.1; the API takes it
-/// with or without them), in its canonical form.
-fn uri_host(host: &str) -> String {
-    match host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => format!("[{v6}]"),
-        Err(_) => host.to_owned(),
-    }
 }
 
 fn not_found() -> ApiError {

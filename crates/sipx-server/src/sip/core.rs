@@ -215,6 +215,9 @@ pub(crate) struct Core {
     digest: DigestServer,
     guard: AbuseGuard,
     udp: HashMap<FlowId, Arc<UdpSocket>>,
+    /// The first UDP listener of each family (IPv4, IPv6), which requests to that family
+    /// leave from.
+    udp_by_family: [Option<FlowId>; 2],
     streams: HashMap<FlowId, super::write_queue::WriteQueue>,
     /// The tasks of the connections SIPx opened itself (to providers, or again toward a peer
     /// whose connection closed), waited for when SIPx stops like accepted ones are.
@@ -366,6 +369,13 @@ impl Core {
         connector: Connector,
     ) -> Self {
         let families = super::call_service::Families::of(&settings.listeners);
+        let first_udp = |v4: bool| {
+            udp.iter()
+                .filter(|(_, s)| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4))
+                .map(|(f, _)| *f)
+                .min()
+        };
+        let udp_by_family = [first_udp(true), first_udp(false)];
         let mut bindings: HashMap<String, Registration> = HashMap::new();
         let mut persisted: HashMap<String, (String, HashMap<String, Binding>)> = HashMap::new();
         for r in loaded {
@@ -422,6 +432,7 @@ impl Core {
             digest,
             guard: AbuseGuard::default(),
             udp,
+            udp_by_family,
             streams: HashMap::new(),
             own_connections: tokio::task::JoinSet::new(),
             trunk_links: trunk_links::TrunkLinks::default(),
@@ -574,19 +585,10 @@ impl Core {
     /// dual-stack SIPx listens on both; IPv6 sockets are bound IPv6-only); `None` when no
     /// listener can reach it (the call fails at once instead of timing out).
     pub(super) fn udp_flow_for(&self, dest: SocketAddr) -> Option<FlowId> {
-        let v4 = dest.ip().to_canonical().is_ipv4();
-        self.udp
-            .iter()
-            .filter(|(_, s)| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4))
-            .map(|(f, _)| *f)
-            .min()
+        self.udp_by_family[usize::from(dest.is_ipv6())]
     }
 
     fn send_keepalives(&self) {
-        let v4 = SocketAddr::from(([0, 0, 0, 0], 0));
-        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-        let socket_for = |dest: SocketAddr| self.udp_flow_for(dest).and_then(|f| self.udp.get(&f));
-        let (socket4, socket6) = (socket_for(v4), socket_for(v6));
         for Registration {
             contacts: bindings, ..
         } in self.bindings.values()
@@ -595,11 +597,7 @@ impl Core {
             let direct_udp = |b: &&Binding| b.transport == Transport::Udp && b.path.is_empty();
             for b in bindings.iter().filter(direct_udp) {
                 // A double CRLF: ignored by SIP stacks, enough to keep a NAT binding open.
-                let socket = match b.source.ip().to_canonical().is_ipv4() {
-                    true => socket4,
-                    false => socket6,
-                };
-                if let Some(socket) = socket {
+                if let Some(socket) = self.udp_flow_for(b.source).and_then(|f| self.udp.get(&f)) {
                     let _ = socket.try_send_to(b"\r\n\r\n", b.source);
                 }
             }

@@ -255,7 +255,7 @@ impl BoundSip {
             nat_keepalive: (c.nat_keepalive_secs > 0)
                 .then(|| Duration::from_secs(c.nat_keepalive_secs)),
             server_header: format!("SIPx/{}", env!("CARGO_PKG_VERSION")),
-            external_host: c.external_host.as_deref().map(uri_host),
+            external_host: c.external_host.as_deref().map(sipx_sip::msg::uri_host),
             listeners: self.listeners(),
             media: self.media.clone(),
             no_rule_status: self.no_rule_status,
@@ -408,15 +408,6 @@ impl BoundSip {
     }
 }
 
-/// `host` as it goes into a URI or a Via: an IPv6 address within brackets (RFC 3261 §25.1), as
-/// operators often write it without them.
-fn uri_host(host: &str) -> String {
-    match host.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => format!("[{v6}]"),
-        Err(_) => host.to_owned(),
-    }
-}
-
 /// The SIP core's input queue (see [`BoundSip::core_queue`]).
 pub(crate) struct CoreQueue {
     tx: mpsc::Sender<core::CoreInput>,
@@ -444,17 +435,4 @@ fn stream_limits(c: &SipConfig) -> Arc<stream_limits::StreamLimits> {
         idle: Duration::from_secs(u64::from(c.max_expires) + 60),
     };
     stream_limits::StreamLimits::new(max_total, c.max_connections_per_source, timeouts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uri_host;
-
-    #[test]
-    fn an_external_ipv6_address_goes_into_uris_within_brackets() {
-        assert_eq!(uri_host("2001:db8::5"), "[2001:db8::5]");
-        assert_eq!(uri_host("[2001:db8::5]"), "[2001:db8::5]");
-        assert_eq!(uri_host("198.51.100.5"), "198.51.100.5");
-        assert_eq!(uri_host("sip.example.com"), "sip.example.com");
-    }
 }

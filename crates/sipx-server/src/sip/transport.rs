@@ -147,11 +147,7 @@ pub async fn accept_loop(
             return let_connections_finish(connections).await;
         };
         let (stream, addr) = match accepted {
-            // An IPv4-mapped peer (a listener some other code bound dual-stack) is an IPv4 one.
-            Ok((stream, addr)) => (
-                stream,
-                SocketAddr::new(addr.ip().to_canonical(), addr.port()),
-            ),
+            Ok(conn) => conn,
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
                 tracing::warn!(error = %e, "SIP accept failed");
@@ -207,10 +203,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// carries requests both ways) or `ConnectFailed`.
 pub async fn connect(
     addr: SocketAddr,
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
+    tls: ProviderTls,
     flow: FlowId,
     core: mpsc::Sender<CoreInput>,
     stop: watch::Receiver<bool>,
@@ -251,6 +244,28 @@ pub async fn connect(
                 .await;
         }
     }
+}
+
+/// How a connection of SIPx's own to a provider at `host` is secured: not at all over TCP;
+/// over TLS, with a certificate verified against `host`.
+pub(super) type ProviderTls = Option<(
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+)>;
+
+/// The [`ProviderTls`] for `transport` to `host`, or why there is none.
+pub(super) fn provider_tls(
+    client: Option<&tokio_rustls::TlsConnector>,
+    transport: Transport,
+    host: &str,
+) -> Result<ProviderTls, &'static str> {
+    if transport != Transport::Tls {
+        return Ok(None);
+    }
+    let client = client.ok_or("no TLS client configuration")?;
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+        .map_err(|_| "the provider host is not a TLS name")?;
+    Ok(Some((client.clone(), name)))
 }
 
 /// A connection as its task knows it.

@@ -175,6 +175,15 @@ impl SipUri {
     }
 }
 
+/// `host` as a URI or a Via writes it (RFC 3261 §25.1): an IPv6 address within brackets and in
+/// its canonical form (people write it with or without them), anything else as it is.
+pub fn uri_host(host: &str) -> String {
+    match host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => host.to_owned(),
+    }
+}
+
 /// `user` written as a SIP URI's user part (RFC 3261 §25.1): unreserved characters and
 /// `user-unreserved` ones stay, anything else (`#`, `%`, `@`, `:`, spaces…) is `%XX`.
 pub fn escape_user(user: &str) -> String {
@@ -297,6 +306,15 @@ impl fmt::Display for SipUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_host_goes_into_uris_within_brackets() {
+        assert_eq!(uri_host("2001:db8::5"), "[2001:db8::5]");
+        assert_eq!(uri_host("[2001:db8::5]"), "[2001:db8::5]");
+        assert_eq!(uri_host("[2001:0DB8:0::5]"), "[2001:db8::5]");
+        assert_eq!(uri_host("198.51.100.5"), "198.51.100.5");
+        assert_eq!(uri_host("sip.example.com"), "sip.example.com");
+    }
 
     #[test]
     fn user_parts_are_escaped() {

@@ -134,8 +134,7 @@ enum NoRoute {
 
 fn looked_up(addr: Lookup, host: &str, port: u16) -> Result<std::net::SocketAddr, NoRoute> {
     match addr {
-        // An IPv4-mapped IPv6 address is the IPv4 one: sent from an IPv4 listener.
-        Lookup::Found(a) => Ok(std::net::SocketAddr::new(a.ip().to_canonical(), a.port())),
+        Lookup::Found(a) => Ok(a),
         Lookup::Pending => Err(NoRoute::Lookup(host.to_owned(), port)),
         Lookup::Failed => Err(NoRoute::Status(503, "Host does not resolve")),
     }

@@ -68,25 +68,12 @@ impl Core {
             // Open to the trunk's old address, or being opened there: another is opened.
             self.drop_link(now, to.trunk, "the provider's address changed");
         }
-        let tls = match to.transport {
-            Transport::Tls => {
-                let host = to.host.trim_matches(['[', ']']).to_owned();
-                match (
-                    self.tls_client.clone(),
-                    rustls::pki_types::ServerName::try_from(host),
-                ) {
-                    (Some(connector), Ok(name)) => Some((connector, name)),
-                    _ => {
-                        tracing::info!(
-                            call,
-                            trunk = to.trunk,
-                            "dial-out cannot be sent: no TLS to the provider"
-                        );
-                        return self.link_failed(now, call);
-                    }
-                }
+        let tls = match transport::provider_tls(self.tls_client.as_ref(), to.transport, to.host) {
+            Ok(tls) => tls,
+            Err(reason) => {
+                tracing::info!(call, trunk = to.trunk, reason, "dial-out cannot be sent");
+                return self.link_failed(now, call);
             }
-            _ => None,
         };
         let flow = self.flow_ids.next();
         tracing::info!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");

@@ -342,23 +342,19 @@ impl Core {
             if target.link == Link::Down {
                 let flow = self.flow_ids.next();
                 target.link = Link::Connecting(flow);
-                let tls = match target.transport {
-                    Transport::Tls => {
-                        let Some(connector) = self.tls_client.clone() else {
-                            continue;
-                        };
-                        match rustls::pki_types::ServerName::try_from(target.host.clone()) {
-                            Ok(name) => Some((connector, name)),
-                            Err(_) => {
-                                target.link = Link::Down;
-                                t.reg
-                                    .on_transport_error(now, "the provider host is not a TLS name");
-                                self.publish(&id);
-                                continue;
-                            }
-                        }
+                let tls = transport::provider_tls(
+                    self.tls_client.as_ref(),
+                    target.transport,
+                    &target.host,
+                );
+                let tls = match tls {
+                    Ok(tls) => tls,
+                    Err(reason) => {
+                        target.link = Link::Down;
+                        t.reg.on_transport_error(now, reason);
+                        self.publish(&id);
+                        continue;
                     }
-                    _ => None,
                 };
                 tracing::debug!(trunk_id = %id, addr = %target.addr, transport = %target.transport, "connecting to provider");
                 self.own_connections.spawn(transport::connect(
