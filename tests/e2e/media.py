@@ -494,7 +494,9 @@ def rtp_to_wav(pcap, out, dst=None, src=None, pt=None, event_pt=101, playout_ms=
 def call_sdps(pcap, caller_ip):
     """The SDP of the caller's first INVITE and of the 200 that answered it, from a capture."""
     offer = answer = ""
-    for src, payload in tshark_fields(pcap, f"sip && ip.addr=={caller_ip}", ["ip.src", "udp.payload"]):
+    # Read as UDP, not through tshark's `sip`: it picks a dissector by port first, and SIPx's
+    # ephemeral SIP port is sometimes one Wireshark gives another protocol (47808 is BACnet).
+    for src, payload in tshark_fields(pcap, f"udp && ip.addr=={caller_ip}", ["ip.src", "udp.payload"]):
         text = bytes.fromhex(payload.replace(":", "")).decode(errors="replace")
         head, _, body = text.partition("\r\n\r\n")
         if "m=audio" not in body or not any(line.lower().startswith("cseq:") and "INVITE" in line

@@ -5,6 +5,7 @@ import subprocess
 import requests
 
 from conftest import Kamailio, Server, auth_header, create_app, run_sipp, sip_addr
+from test_calls_dialout import wait_state
 from test_sip_registrar import account, registrations, users_csv
 
 
@@ -173,6 +174,52 @@ def test_sipx_registers_to_another_sipx_over_verified_tls(tmp_path):
         trunk_logged(s, trunk_id, "trunk connection lost", 1)
         reg = get_trunk(s, creds, trunk_id)["registration"]
         assert reg["state"] == "failed" and "certificate" in reg["last_reason"], reg
+    finally:
+        for s in (provider, customer, untrusting):
+            s.stop()
+
+
+def test_a_tls_trunk_that_does_not_register_connects_verified_for_its_calls(tmp_path):
+    """A trunk over TLS without registration (a provider that knows SIPx by its address): the
+    first call opens the connection, verifying the provider's certificate against the trunk's
+    host through sip.tls_ca_file, and is answered over it. A SIPx that does not trust the
+    provider's CA fails the call at once, with no INVITE sent in the clear or otherwise."""
+    ca, cert, key = ca_and_server_cert(tmp_path)
+    provider = Server(tmp_path / "provider", env={
+        "SIPX_SIP__TLS": '["127.0.0.1:0"]', "SIPX_SIP__TLS_CERT": str(cert), "SIPX_SIP__TLS_KEY": str(key),
+        "SIPX_MEDIA__ECHO_EXTENSION": "+4930999"}).start()
+    customer = Server(tmp_path / "customer", env={"SIPX_SIP__TLS_CA_FILE": str(ca)}).start()
+    untrusting = Server(tmp_path / "untrusting").start()
+    try:
+        pcreds = create_app(provider)[:2]
+        r = requests.post(provider.url("/v1/trunks"), headers=auth_header(*pcreds), timeout=5,
+                          json={"name": "customers", "inbound": {"allowed_cidrs": ["127.0.0.1/32"]}})
+        assert r.status_code == 201, r.text
+        host, port = sip_addr(provider, "tls")
+        ends = {}
+        for name, s in (("customer", customer), ("untrusting", untrusting)):
+            creds = create_app(s)[:2]
+            r = requests.post(s.url("/v1/trunks"), headers=auth_header(*creds), timeout=5, json={
+                "name": "provider-tls", "outbound": {"host": host, "port": port, "transport": "tls"}})
+            assert r.status_code == 201, r.text
+            trunk_id = r.json()["id"]
+            r = requests.post(s.url("/v1/calls"), headers=auth_header(*creds), timeout=5, json={
+                "to": "+4930999", "room": {"name": "tls"}, "route": {"trunk_id": trunk_id}})
+            assert r.status_code == 201, r.text
+            call = r.json()["id"]
+            if name == "customer":
+                answered = wait_state(s, creds, call, "CONFIRMED", timeout=15)
+                assert answered["route"] == f"trunk:{trunk_id}", answered
+                r = requests.delete(s.url(f"/v1/calls/{call}"), headers=auth_header(*creds), timeout=5)
+                assert r.status_code == 202, r.text
+            ends[name] = wait_state(s, creds, call, "DISCONNECTED", timeout=15)["end"]
+        assert ends["customer"]["cause"] == "local_hangup", ends
+        assert ends["untrusting"]["cause"] == "unreachable" and ends["untrusting"]["code"] == 503, ends
+        # The provider answered one call, through its trunk for the customer, over TLS: the
+        # untrusting SIPx sent nothing once the handshake failed.
+        answered = [e for e in provider.events() if e.get("message") == "call answered by the echo test"]
+        assert len(answered) == 1 and answered[0]["origin"].startswith("trunk:"), answered
+        assert ";transport=tls" in answered[0]["to"], answered
     finally:
         for s in (provider, customer, untrusting):
             s.stop()

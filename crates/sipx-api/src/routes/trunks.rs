@@ -319,19 +319,6 @@ fn is_number(s: &str, allow_empty: bool) -> bool {
             .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
-fn is_host(s: &str) -> bool {
-    if let Some(v6) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return v6.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    if s.parse::<std::net::Ipv6Addr>().is_ok() {
-        return true;
-    }
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
 fn is_sip_user(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -345,7 +332,7 @@ fn is_secret(s: &str) -> bool {
 
 fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker) {
     c.check(
-        is_host(&o.host),
+        sipx_sip::msg::is_host(&o.host),
         "outbound.host",
         "a host name or IP address, without scheme or port",
     );
@@ -371,7 +358,7 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
     }
     if let Some(d) = &o.from_domain {
         c.check(
-            is_host(d),
+            sipx_sip::msg::is_host(d),
             "outbound.from_domain",
             "a host name or IP address",
         );

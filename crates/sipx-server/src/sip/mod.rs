@@ -84,6 +84,15 @@ impl BoundSip {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(host) = config.external_host.as_deref()
+            && !sipx_sip::msg::is_host(host)
+        {
+            // A port here would be written after SIPx's own ("host:5060:5061"): the listeners'
+            // ports are advertised as they are, so a NAT must forward them unchanged.
+            return Err(StartupError::Config(format!(
+                "sip.external_host: {host:?} is not a host name or address (no port, no scheme)"
+            )));
+        }
         let tls_client = crate::tls::client_config(config.tls_ca_file.as_deref())?;
         let media = crate::media::MediaSettings::from_config(media_config)?;
         let ids = Arc::new(FlowIds::default());

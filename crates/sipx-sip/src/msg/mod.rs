@@ -21,7 +21,7 @@ pub use build::response_from_headers;
 pub use framer::{Framed, Framer, FramingError};
 pub use headers::{Header, Headers, canonical_name, is_list_header};
 pub use parse::{ParseError, parse_datagram};
-pub use uri::{SipUri, TelUri, Uri, escape_user, parse_hostport, uri_host};
+pub use uri::{SipUri, TelUri, Uri, escape_user, is_host, parse_hostport, uri_host};
 pub use via::{MAGIC_COOKIE, Via};
 
 use std::fmt;

@@ -184,6 +184,22 @@ pub fn uri_host(host: &str) -> String {
     }
 }
 
+/// Whether `s` is a host a URI may name (RFC 3261 §25.1 `host`): a domain name, an IPv4 address,
+/// or an IPv6 address with or without its brackets. No port, user or parameters: configuration
+/// and API input that should be a bare host are checked with it.
+pub fn is_host(s: &str) -> bool {
+    if let Some(v6) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 /// `user` written as a SIP URI's user part (RFC 3261 §25.1): unreserved characters and
 /// `user-unreserved` ones stay, anything else (`#`, `%`, `@`, `:`, spaces…) is `%XX`.
 pub fn escape_user(user: &str) -> String {
@@ -363,6 +379,31 @@ mod tests {
             panic!()
         };
         assert_eq!(t.number, "+1-201-555-0123");
+    }
+
+    #[test]
+    fn a_bare_host_is_a_name_or_an_address_without_port_or_scheme() {
+        for good in [
+            "sip.example.com",
+            "198.51.100.5",
+            "2001:db8::5",
+            "[2001:db8::5]",
+            "a-b.c",
+        ] {
+            assert!(is_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "198.51.100.5:5060",
+            "[2001:db8::5]:5060",
+            "sip:example.com",
+            "example.com;transport=tcp",
+            "user@example.com",
+            "[example.com]",
+            "exa mple.com",
+        ] {
+            assert!(!is_host(bad), "{bad}");
+        }
     }
 
     #[test]
