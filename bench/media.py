@@ -430,16 +430,14 @@ def free_tcp_port():
 # SIPx
 # ------------------------------------------------------------------------------------------------
 
-def start_sipx(binary, work):
+def start_sipx(binary, work, media_threads=0):
     http = free_tcp_port()
-    env = dict(os.environ, SIPX_SIP__UDP=f'["{SIPX_IP}:5060"]', SIPX_SIP__TCP="[]", SIPX_LOG__FILTER="warn",
-               SIPX_SIP__TRUSTED_PROXIES='["127.0.0.0/8"]', SIPX_SIP__RATE_LIMIT_PER_SEC="0",
-               SIPX_MEDIA__IP=SIPX_IP, SIPX_MEDIA__RTP_PORT_MIN="30000", SIPX_MEDIA__RTP_PORT_MAX="33999")
-    for key in [k for k in env if k.startswith("SIPX_") and k not in (
-            "SIPX_SIP__UDP", "SIPX_SIP__TCP", "SIPX_LOG__FILTER", "SIPX_SIP__TRUSTED_PROXIES",
-            "SIPX_SIP__RATE_LIMIT_PER_SEC", "SIPX_MEDIA__IP", "SIPX_MEDIA__RTP_PORT_MIN",
-            "SIPX_MEDIA__RTP_PORT_MAX")]:
-        env.pop(key)
+    ours = dict(SIPX_SIP__UDP=f'["{SIPX_IP}:5060"]', SIPX_SIP__TCP="[]", SIPX_LOG__FILTER="warn",
+                SIPX_SIP__TRUSTED_PROXIES='["127.0.0.0/8"]', SIPX_SIP__RATE_LIMIT_PER_SEC="0",
+                SIPX_MEDIA__IP=SIPX_IP, SIPX_MEDIA__RTP_PORT_MIN="30000", SIPX_MEDIA__RTP_PORT_MAX="33999",
+                SIPX_MEDIA__THREADS=str(media_threads))
+    # Only these settings: a SIPX_ variable left in the caller's environment would change the run.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPX_")} | ours
     with open(work / "sipx.log", "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "serve", "--listen",
                                  f"127.0.0.1:{http}"], env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -614,6 +612,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=4, help="seconds of media before the window")
     ap.add_argument("--rtpengine-calls", type=int, default=25, help="0 skips the comparison")
     ap.add_argument("--sipx", type=pathlib.Path, default=SIPX, help="the binary (default: the release build)")
+    ap.add_argument("--media-threads", type=int, default=0, help="SIPx's media.threads (0: one per CPU)")
     ap.add_argument("--guest-halt-poll-us", type=int, default=None,
                     help="diagnosis on a VM guest with the haltpoll idle driver: poll this long before "
                          "halting an idle vCPU, for the run only (root); the machine, not SIPx, is changed")
@@ -643,7 +642,7 @@ def run(args):
           flush=True)
 
     ladder = sorted({int(x) for x in args.ladder.split(",")} | {args.calls})
-    proc, base = start_sipx(args.sipx, work)
+    proc, base = start_sipx(args.sipx, work, args.media_threads)
     steps, paired, paced = [], [], []
     try:
         time.sleep(1)

@@ -314,3 +314,28 @@ def test_a_drain_ends_open_streams(data_dir):
         assert server.proc.wait(15) == 0
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_one_applications_dead_receiver_does_not_hold_back_another_ones_events(data_dir):
+    """A's receiver accepts connections and never answers: each attempt holds a slot until the
+    request times out. A may hold only its share of the slots, so B's event goes at once."""
+    s = Server(data_dir, env={**FAST, "SIPX_WEBHOOKS__MAX_IN_FLIGHT": "4",
+                              "SIPX_WEBHOOKS__MAX_IN_FLIGHT_PER_APP": "2",
+                              "SIPX_WEBHOOKS__REQUEST_TIMEOUT_MS": "8000"}).start()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(64)  # never accepted: connections complete, requests get no answer
+    a, b = create_app(s, "a"), create_app(s, "b")
+    receiver = Receiver(b[1])
+    try:
+        for _ in range(6):
+            send_test_event(s, a, url=f"http://127.0.0.1:{dead.getsockname()[1]}/hook")
+        sent = send_test_event(s, b, url=receiver.url)
+        started = time.monotonic()
+        got = receiver.next(timeout=6)
+        assert json.loads(got["body"])["id"] == sent["event_id"]
+        assert time.monotonic() - started < 4, "B's event waited for A's attempts to time out"
+    finally:
+        receiver.close()
+        dead.close()
+        s.stop()

@@ -85,9 +85,26 @@ pub async fn observe(req: Request, next: Next) -> Response {
         tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
     });
     metrics::counter!("sipx_http_requests_total",
-        "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string())
+        "route" => route.clone(), "method" => method_label(&method), "status" => status.to_string())
     .increment(1);
     metrics::histogram!("sipx_http_request_duration_seconds", "route" => route)
         .record(elapsed.as_secs_f64());
     response
+}
+
+/// A method as a metric label: the standard ones by name, any other as `other` (a client may
+/// send any token as a method, and each would be a new series on `/metrics`).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }

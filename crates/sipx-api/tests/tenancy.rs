@@ -278,15 +278,27 @@ async fn one_application_cannot_take_another_ones_calls_or_logins() {
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
-    // B: a narrower network inside A's, the whole internet, A's exact network: all refused.
+    // B: a narrower network inside A's, a wider one, A's exact network: all refused.
     for cidrs in [
         json!(["127.0.0.77/32"]),
-        json!(["0.0.0.0/0"]),
+        json!(["127.0.0.0/16"]),
         json!(["127.0.0.0/24"]),
     ] {
         api.call(&b, "POST", "/v1/trunks", trunk(cidrs, None))
             .await
             .assert_problem(409, "conflict");
+    }
+    // No application may claim more than an IPv4 /16 or an IPv6 /32 in one network: the
+    // first to claim the whole internet would have taken every other one's trunk calls.
+    for cidrs in [
+        json!(["0.0.0.0/0"]),
+        json!(["::/0"]),
+        json!(["10.0.0.0/15"]),
+        json!(["2001:db8::/31"]),
+    ] {
+        api.call(&b, "POST", "/v1/trunks", trunk(cidrs, None))
+            .await
+            .assert_problem(422, "invalid-body");
     }
     // A itself may have several trunks on its networks; B another network.
     let again = api
@@ -294,7 +306,12 @@ async fn one_application_cannot_take_another_ones_calls_or_logins() {
         .await;
     assert_eq!(again.status, 201, "{}", again.text);
     let other = api
-        .call(&b, "POST", "/v1/trunks", trunk(json!(["10.0.0.0/8"]), None))
+        .call(
+            &b,
+            "POST",
+            "/v1/trunks",
+            trunk(json!(["10.0.0.0/16", "2001:db8::/32"]), None),
+        )
         .await;
     assert_eq!(other.status, 201, "{}", other.text);
     // Nor may B's trunk grow into A's network afterwards.

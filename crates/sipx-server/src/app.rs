@@ -247,7 +247,17 @@ impl App {
             }
         }
         http_ready.store(true, Ordering::SeqCst);
-        let server = tokio::spawn(crate::http::serve(http_listener, tls, router, stop_rx));
+        let http_limits = (
+            crate::http::connection_limits(&config.http),
+            Duration::from_secs(config.http.header_timeout_secs.max(1)),
+        );
+        let server = tokio::spawn(crate::http::serve(
+            http_listener,
+            tls,
+            router,
+            http_limits,
+            stop_rx,
+        ));
 
         let how = signals.next().await;
         health.set_draining();

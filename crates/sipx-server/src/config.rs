@@ -73,6 +73,9 @@ pub struct WebhooksConfig {
     /// Attempts in progress at once, across every receiver. 0 pauses sending: deliveries are
     /// logged and stay pending (maintenance, or tests that must not reach outside).
     pub max_in_flight: usize,
+    /// Attempts in progress at once for one application: a tenant whose receiver is slow or
+    /// down cannot hold every slot while the others' events wait.
+    pub max_in_flight_per_app: usize,
     /// Finished deliveries (and their attempts) are kept in the log this long (0: forever).
     pub retention_hours: u64,
     /// Extra trusted CAs (PEM) for HTTPS receivers, beside the system's roots.
@@ -88,6 +91,7 @@ impl Default for WebhooksConfig {
             connect_timeout_ms: 5000,
             request_timeout_ms: 10_000,
             max_in_flight: 64,
+            max_in_flight_per_app: 8,
             retention_hours: 7 * 24,
             tls_ca_file: None,
         }
@@ -426,6 +430,14 @@ pub struct HttpConfig {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     pub tls: TlsConfig,
+    /// Connections others may hold open to the API at once (WebSocket signalling and event
+    /// streams included), in all and from one address; past either, a new one is closed at once.
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// Seconds a connection has to send a request's headers, and may wait idle between
+    /// requests (slow or silent clients hold no connection for long). Upgraded WebSockets and
+    /// event streams are not bound by it.
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -495,6 +507,9 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit: 1 << 20,
             tls: TlsConfig::default(),
+            max_connections: 4096,
+            max_connections_per_source: 256,
+            header_timeout_secs: 30,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod app;
 pub mod config;
+mod connection_limits;
 mod drain;
 mod error;
 mod http;

@@ -426,7 +426,7 @@ pub(crate) struct CoreQueue {
 /// The bounds on others' stream connections, within the open files this process may have:
 /// half of them stay for media ports, the API and the database.
 fn stream_limits(c: &SipConfig) -> Arc<stream_limits::StreamLimits> {
-    let files = stream_limits::raise_open_file_limit(1 << 20);
+    let files = crate::connection_limits::raise_open_file_limit(1 << 20);
     let max_total = match files {
         Some(n) => c
             .max_connections
@@ -443,5 +443,11 @@ fn stream_limits(c: &SipConfig) -> Arc<stream_limits::StreamLimits> {
         setup: Duration::from_secs(c.stream_setup_timeout_secs.max(1)),
         idle: Duration::from_secs(u64::from(c.max_expires) + 60),
     };
-    stream_limits::StreamLimits::new(max_total, c.max_connections_per_source, timeouts)
+    Arc::new(stream_limits::StreamLimits {
+        connections: crate::connection_limits::ConnectionLimits::new(
+            max_total,
+            c.max_connections_per_source,
+        ),
+        timeouts,
+    })
 }

@@ -155,7 +155,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Some(permit) = limits.admit(addr.ip()) else {
+        let Some(permit) = limits.connections.admit(addr.ip()) else {
             metrics::counter!("sipx_sip_connections_refused_total").increment(1);
             tracing::debug!(%addr, "SIP connection refused: too many open");
             continue;

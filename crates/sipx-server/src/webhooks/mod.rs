@@ -64,7 +64,7 @@ pub fn spawn(
         store,
         queue,
         intake_open: true,
-        schedule: Schedule::default(),
+        schedule: Schedule::new(config.max_in_flight_per_app),
         in_flight: JoinSet::new(),
         attempting: HashMap::new(),
         app_urls: HashMap::new(),

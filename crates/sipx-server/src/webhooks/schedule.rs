@@ -1,6 +1,9 @@
 //! Which deliveries to attempt, and when: one queue per call and URL, so a call's events reach
 //! the receiver in order (a later one waits while an earlier one is retried); events without
-//! a call each go on their own. Pure: times are Unix milliseconds passed in.
+//! a call each go on their own. An application has at most `per_app` attempts in flight, so
+//! one whose receiver is slow or unreachable (each attempt waiting out its timeout) cannot
+//! hold every slot while other applications' events wait. Pure: times are Unix milliseconds
+//! passed in.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -49,7 +52,7 @@ impl Pending {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Schedule {
     queues: HashMap<String, VecDeque<Pending>>,
     /// Each queue whose head is waiting (not being attempted), by when it is due.
@@ -57,9 +60,38 @@ pub struct Schedule {
     /// Every delivery held, so one added twice (reloaded at start and also announced) is
     /// held once.
     held: HashSet<String>,
+    /// Attempts in flight per application, and the most one may have.
+    in_flight: HashMap<String, usize>,
+    per_app: usize,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule::new(usize::MAX)
+    }
 }
 
 impl Schedule {
+    pub fn new(per_app: usize) -> Self {
+        Schedule {
+            queues: HashMap::new(),
+            due: BTreeSet::new(),
+            held: HashSet::new(),
+            in_flight: HashMap::new(),
+            per_app: per_app.max(1),
+        }
+    }
+
+    /// Whether the application of the queue `key` has a slot free.
+    fn may_start(&self, key: &str) -> bool {
+        let app = self
+            .queues
+            .get(key)
+            .and_then(VecDeque::front)
+            .map(|p| p.app_id.as_str());
+        app.is_none_or(|app| self.in_flight.get(app).copied().unwrap_or(0) < self.per_app)
+    }
+
     /// Queues a delivery behind the earlier ones of its call.
     pub fn add(&mut self, p: Pending) {
         if !self.held.insert(p.id.clone()) {
@@ -75,28 +107,36 @@ impl Schedule {
 
     /// Heads due at `now_ms`, at most `max`, earliest first. They stay at the head of their
     /// queue, out of the due set, until [`Schedule::finish`].
+    /// Heads of applications at their limit are left waiting.
     pub fn take_due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
         let mut out = Vec::new();
-        while out.len() < max {
-            let Some((at, _)) = self.due.first() else {
-                break;
-            };
-            if *at > now_ms {
+        let mut taken = Vec::new();
+        for (at, key) in &self.due {
+            if out.len() >= max || *at > now_ms {
                 break;
             }
-            let Some((_, key)) = self.due.pop_first() else {
-                break;
-            };
-            if let Some(head) = self.queues.get(&key).and_then(VecDeque::front) {
+            if !self.may_start(key) {
+                continue;
+            }
+            if let Some(head) = self.queues.get(key).and_then(VecDeque::front) {
+                *self.in_flight.entry(head.app_id.clone()).or_default() += 1;
                 out.push(head.clone());
             }
+            taken.push((*at, key.clone()));
+        }
+        for entry in &taken {
+            self.due.remove(entry);
         }
         out
     }
 
-    /// When the earliest waiting head is due.
+    /// When the earliest head that may start is due (`None`: nothing may start before an
+    /// attempt finishes).
     pub fn next_due(&self) -> Option<i64> {
-        self.due.first().map(|(at, _)| *at)
+        self.due
+            .iter()
+            .find(|(_, key)| self.may_start(key))
+            .map(|(at, _)| *at)
     }
 
     /// Applies what an attempt of `p` (as returned by `take_due`) led to.
@@ -107,6 +147,12 @@ impl Schedule {
         };
         if queue.front().is_none_or(|head| head.id != p.id) {
             return; // not ours: nothing to do
+        }
+        if let Some(n) = self.in_flight.get_mut(&p.app_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&p.app_id);
+            }
         }
         match after {
             AfterAttempt::RetryAt(at) => {
@@ -216,6 +262,31 @@ mod tests {
         s.add(pending("mid", None, "u", 20));
         assert_eq!(ids(&s.take_due(100, 2)), ["early", "mid"]);
         assert_eq!(ids(&s.take_due(100, 2)), ["late"]);
+    }
+
+    #[test]
+    fn an_application_at_its_limit_leaves_the_slots_to_the_others() {
+        let mut s = Schedule::new(2);
+        for n in 0..5 {
+            s.add(pending(&format!("a{n}"), None, "slow", n));
+        }
+        let mut b = pending("b0", None, "fine", 10);
+        b.app_id = "app_b".to_owned();
+        s.add(b);
+        let first = s.take_due(100, 10);
+        assert_eq!(
+            ids(&first),
+            ["a0", "a1", "b0"],
+            "two of A's, then B's at once"
+        );
+        assert_eq!(
+            s.next_due(),
+            None,
+            "A's others wait for a slot, not a timer"
+        );
+        s.finish(&first[0], AfterAttempt::RetryAt(1000));
+        assert_eq!(s.next_due(), Some(2), "a slot came back: A's next may go");
+        assert_eq!(ids(&s.take_due(100, 10)), ["a2"]);
     }
 
     #[test]

@@ -1,0 +1,86 @@
+"""The API's connections are bounded: clients that open connections and send nothing, or never
+finish their headers, cannot take the file descriptors every other client needs. Addresses
+127.0.0.236 (the silent client) and 127.0.0.1 (everyone else)."""
+
+import socket
+import time
+
+import requests
+
+from conftest import Server, create_app
+from test_webhooks import EventStream, Receiver, send_test_event
+
+SILENT = "127.0.0.236"
+
+
+def half_request(addr):
+    """A connection from SILENT that starts a request and never finishes its headers."""
+    s = socket.create_connection(addr, timeout=10, source_address=(SILENT, 0))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    return s
+
+
+def closed_by_server(s, timeout):
+    """Reads until the server closes the connection; False if it is still open at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            if not s.recv(4096):
+                return True
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_silent_api_connections_are_bounded_per_source_and_timed_out(tmp_path):
+    s = Server(tmp_path / "data", env={"SIPX_HTTP__MAX_CONNECTIONS_PER_SOURCE": "4",
+                                       "SIPX_HTTP__HEADER_TIMEOUT_SECS": "4"}).start()
+    held = []
+    try:
+        creds = create_app(s)
+        # An event stream outlives the header timeout: it is a response, not a wait for headers.
+        stream = EventStream(s, creds)
+        opened = time.monotonic()
+        host, port = s.base.removeprefix("http://").rsplit(":", 1)
+        addr = (host, int(port))
+        held = [half_request(addr) for _ in range(4)]
+        # The fifth from the same address is closed at once, long before the header timeout.
+        extra = half_request(addr)
+        held.append(extra)
+        assert closed_by_server(extra, 2.5), "a connection past the per-source bound stayed open"
+        # Other clients are served meanwhile.
+        assert requests.get(s.url("/healthz"), timeout=5).status_code == 200
+        # The four that never finished their headers are closed once the timeout is up.
+        for conn in held[:4]:
+            assert closed_by_server(conn, 8), "a connection that never finished its headers stayed open"
+        assert time.monotonic() - opened > 4
+        # The address may connect again, and the stream still carries events.
+        fresh = socket.create_connection(addr, timeout=5, source_address=(SILENT, 0))
+        held.append(fresh)
+        fresh.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert fresh.recv(64).startswith(b"HTTP/1.1 200"), "the address was not served again"
+        receiver = Receiver(creds[1])
+        try:
+            sent = send_test_event(s, creds, url=receiver.url)
+            assert stream.next_event()["id"] == sent["event_id"]
+        finally:
+            receiver.close()
+            stream.close()
+        metrics = requests.get(s.url("/metrics"), timeout=5).text
+        assert "sipx_http_connections_refused_total 1" in metrics, metrics[:3000]
+    finally:
+        for conn in held:
+            conn.close()
+        s.stop()
+
+
+def test_unknown_methods_share_one_metric_series(server):
+    """Any token is a valid HTTP method: each must not become a series of its own on /metrics."""
+    for n in range(3):
+        r = requests.request(f"PROBE{n}XYZ", server.url("/v1/rooms"), timeout=5)
+        assert 400 <= r.status_code < 500, r.status_code
+    metrics = requests.get(server.url("/metrics"), timeout=5).text
+    assert "PROBE0XYZ" not in metrics and 'method="other"' in metrics, metrics[:3000]
