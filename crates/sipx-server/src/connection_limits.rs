@@ -74,6 +74,18 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// `max` connections, within `1/share` of the open files this process may have (raised to
+/// its hard limit first), so that one listener's clients cannot take the descriptors the
+/// others, media ports and the database need. Returns the bound and the open-file limit.
+pub fn within_open_files(max: usize, share: u64) -> (usize, Option<u64>) {
+    let files = raise_open_file_limit(1 << 20);
+    let bound = match files {
+        Some(n) => max.min(usize::try_from(n / share.max(1)).unwrap_or(usize::MAX)),
+        None => max,
+    };
+    (bound, files)
+}
+
 /// Raises this process's soft limit on open files to its hard limit (at most `want`): the
 /// default 1024 would cap calls and connections long before the machine does. Returns the
 /// limit in force.

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::HttpConfig;
-use crate::connection_limits::{ConnectionLimits, raise_open_file_limit};
+use crate::connection_limits::{ConnectionLimits, within_open_files};
 
 /// A TLS handshake that has not finished by then is dropped (slowloris guard).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,12 +25,7 @@ const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The API's connection bounds: the configured ones, within a quarter of the open files this
 /// process may have (half go to SIP's connections, the rest to media ports and the database).
 pub fn connection_limits(c: &HttpConfig) -> Arc<ConnectionLimits> {
-    let max_total = match raise_open_file_limit(1 << 20) {
-        Some(files) => c
-            .max_connections
-            .min(usize::try_from(files / 4).unwrap_or(usize::MAX)),
-        None => c.max_connections,
-    };
+    let (max_total, _) = within_open_files(c.max_connections, 4);
     tracing::info!(
         max_connections = max_total,
         per_source = c.max_connections_per_source,

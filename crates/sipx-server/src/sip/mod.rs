@@ -426,13 +426,7 @@ pub(crate) struct CoreQueue {
 /// The bounds on others' stream connections, within the open files this process may have:
 /// half of them stay for media ports, the API and the database.
 fn stream_limits(c: &SipConfig) -> Arc<stream_limits::StreamLimits> {
-    let files = crate::connection_limits::raise_open_file_limit(1 << 20);
-    let max_total = match files {
-        Some(n) => c
-            .max_connections
-            .min(usize::try_from(n / 2).unwrap_or(usize::MAX)),
-        None => c.max_connections,
-    };
+    let (max_total, files) = crate::connection_limits::within_open_files(c.max_connections, 2);
     tracing::info!(
         open_files = files,
         max_connections = max_total,
