@@ -634,3 +634,22 @@ def test_a_call_hung_up_while_its_trunk_connection_opens_never_reaches_the_provi
         for f in fillers:
             f.close()
         provider.close()
+
+
+def test_a_call_into_a_room_that_joins_cannot_create_is_refused_at_once(data_dir):
+    """With rooms.auto_create off, a dial into a room that does not exist is a 404 at the
+    request, not a phone rung and then hung up for want of a room. Once the room is created,
+    the same request is a call. Address 127.0.0.238 (nothing answers there)."""
+    s = Server(data_dir, env={"SIPX_ROOMS__AUTO_CREATE": "false"}).start()
+    try:
+        creds = create_app(s)[:2]
+        body = {"to": "sip:+4930444@127.0.0.238:5060", "room": {"name": "not-yet"}}
+        r = requests.post(s.url("/v1/calls"), headers=auth_header(*creds), json=body, timeout=5)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", r.text
+        assert "POST /v1/rooms" in r.json()["detail"], r.text
+        assert api(s, creds, "GET", "/v1/calls").json()["items"] == []
+        api(s, creds, "POST", "/v1/rooms", {"name": "not-yet"}, expect=201)
+        call = api(s, creds, "POST", "/v1/calls", body, expect=201).json()
+        api(s, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+    finally:
+        s.stop()

@@ -20,6 +20,9 @@ pub struct SignalSession {
 pub trait RoomService: Send + Sync {
     fn create(&self, app: String, name: String) -> BoxFuture<Result<RoomView, RoomError>>;
     fn get(&self, app: String, name: String) -> BoxFuture<Result<RoomView, RoomError>>;
+    /// Whether a phone or browser joining `name` now would find a room: it exists, or joins
+    /// create rooms (`rooms.auto_create`).
+    fn may_join(&self, app: &str, name: &str) -> bool;
     fn list(&self, app: String) -> BoxFuture<Vec<RoomView>>;
     fn close(&self, app: String, name: String) -> BoxFuture<Result<(), RoomError>>;
     fn remove_participant(

@@ -139,7 +139,7 @@ async fn every_bad_credential_answers_401_problem() {
 async fn disabled_application_is_forbidden() {
     let api = TestApi::new().await;
     let c = api.new_app("a").await;
-    let app = api.store.find_app(&c.key).await.unwrap().unwrap();
+    let app = api.store.find_app(&c.key).await.unwrap().remove(0);
     let upd = sipx_store::AppUpdate {
         disabled: Some(true),
         ..sipx_store::AppUpdate::default()

@@ -103,19 +103,20 @@ impl Store {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
-    /// Finds an application by id, API key or (when unique) name: what an operator types.
-    pub async fn find_app(&self, needle: &str) -> Result<Option<AppRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM apps WHERE id = ?1 OR api_key = ?1 OR name = ?1 ORDER BY id LIMIT 2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(needle)
-            .fetch_all(&self.pool)
-            .await?;
-        match rows.as_slice() {
-            [one] => Ok(Some(from_row(one)?)),
-            _ => Ok(None),
+    /// The applications an operator means by `needle`: the one with that id or API key, else
+    /// those with that name (several when names repeat: the caller asks for an id).
+    pub async fn find_app(&self, needle: &str) -> Result<Vec<AppRecord>, StoreError> {
+        for column in ["id", "api_key", "name"] {
+            let sql = format!("SELECT {COLUMNS} FROM apps WHERE {column} = ? ORDER BY id LIMIT 10");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(needle)
+                .fetch_all(&self.pool)
+                .await?;
+            if !rows.is_empty() {
+                return rows.iter().map(|r| Ok(from_row(r)?)).collect();
+            }
         }
+        Ok(Vec::new())
     }
 
     pub async fn update_app(
@@ -294,7 +295,18 @@ mod tests {
             now.expose()
         );
         assert!(store.app_secret("app_missing").await.unwrap().is_none());
-        assert_eq!(store.find_app("beta").await.unwrap().unwrap().id, b.id);
+        assert_eq!(store.find_app("beta").await.unwrap()[0].id, b.id);
+        // An id or key is meant before a name that happens to read the same.
+        let (named_like_key, _) = store.create_app(&a.api_key).await.unwrap();
+        assert_eq!(store.find_app(&a.api_key).await.unwrap()[0].id, a.id);
+        assert_eq!(store.find_app(&a.id).await.unwrap().len(), 1);
+        store.create_app("beta").await.unwrap();
+        assert_eq!(
+            store.find_app("beta").await.unwrap().len(),
+            2,
+            "names repeat"
+        );
+        assert_ne!(named_like_key.id, a.id);
         assert!(store.get_app("app_missing").await.unwrap().is_none());
         assert!(
             store

@@ -17,11 +17,13 @@ pub enum AppsCommand {
     },
     /// List applications.
     List,
-    /// Disable an application (its requests answer 403). Takes an id, API key or name.
+    /// Disable an application (its API requests answer 403 at once, SIP registrations with its
+    /// key within 5 s). Takes an id, API key or name.
     Disable { app: String },
     /// Enable a disabled application.
     Enable { app: String },
-    /// Issue a new secret; the old one stops working at once.
+    /// Issue a new secret; the old one stops working at once for the API, and within 5 s for
+    /// SIP registrations with the application key (a running SIPx reads accounts again then).
     RotateSecret { app: String },
 }
 
@@ -50,9 +52,14 @@ async fn run_async(config: &Config, cmd: AppsCommand) -> anyhow::Result<()> {
     let master = sipx_server::load_master_key(config)?;
     let store = Store::open(&config.data_dir.join("sipx.db"), master).await?;
     let find = async |needle: &str| -> anyhow::Result<AppRecord> {
-        store.find_app(needle).await?.ok_or_else(|| {
-            anyhow::anyhow!("no application matches {needle:?} (give its id or API key)")
-        })
+        let mut found = store.find_app(needle).await?;
+        match found.len() {
+            0 => anyhow::bail!("no application matches {needle:?} (give its id or API key)"),
+            1 => Ok(found.remove(0)),
+            n => anyhow::bail!(
+                "{n} applications are named {needle:?}: give the id or API key of one (sipx apps list)"
+            ),
+        }
     };
     match cmd {
         AppsCommand::Create { name } => {

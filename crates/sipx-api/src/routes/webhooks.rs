@@ -32,6 +32,10 @@ pub(crate) fn webhook_url(raw: &str) -> Result<String, &'static str> {
     if raw.chars().any(char::is_control) {
         return Err("must not contain control characters");
     }
+    // Nor spaces: the parser would write them as %20, a URL other than the one given.
+    if raw.chars().any(char::is_whitespace) {
+        return Err("must not contain spaces (write them as %20)");
+    }
     // `https:///x` would be read as host `x`: the authority must be there, not implied.
     if raw
         .split_once("://")
@@ -412,6 +416,11 @@ mod tests {
             "http://127.0.0.1:8000/hook?token=abc"
         );
         assert!(check_webhook_url("u", "https://[::1]:9/x").is_ok());
+        // A query straight after the host, as the schema's pattern allows.
+        assert_eq!(
+            check_webhook_url("u", "http://hooks.example:8001?x=1").unwrap(),
+            "http://hooks.example:8001/?x=1"
+        );
     }
 
     #[test]
@@ -428,6 +437,7 @@ mod tests {
             "https://user@example.com/",
             "https://example.com/#frag",
             "https://exa\nmple.com/",
+            "http://example.com/a b",
             "http://",
             long.as_str(),
         ] {

@@ -186,6 +186,10 @@ impl RoomService for RoomsHandle {
         })
     }
 
+    fn may_join(&self, app: &str, name: &str) -> bool {
+        RoomsHandle::may_join(self, &RoomKey::new(app.to_owned(), name.to_owned()))
+    }
+
     fn list(&self, app: String) -> BoxFuture<Vec<RoomView>> {
         let h = self.clone();
         Box::pin(async move { h.ask(|r| Command::List(app, r)).await.unwrap_or_default() })

@@ -103,7 +103,7 @@ pub struct CreateCall {
     /// SRTP for this call; the route's policy by default.
     pub srtp: Option<SrtpPolicy>,
     /// Receives this call's events instead of the application's webhook URL.
-    #[schema(pattern = r"^https?://[^@/\s]+(/\S*)?$", max_length = 2048)]
+    #[schema(pattern = r"^https?://[^@/?#\s]+([/?][^#\s]*)?$", max_length = 2048)]
     pub webhook_url: Option<String>,
 }
 
@@ -149,7 +149,7 @@ pub struct MediaStats {
     pub packets_lost: u64,
     pub jitter_ms: f64,
     pub rtt_ms: Option<f64>,
-    /// An E-model (ITU-T G.107) estimate, 1 to 4.5.
+    /// An E-model (ITU-T G.107) estimate, 1 to 4.5; null when no packet was received.
     pub mos: Option<f64>,
 }
 
@@ -455,6 +455,8 @@ fn check_create(body: &CreateCall, c: &mut Checker) {
     request_body = CreateCall,
     responses(
         (status = 201, description = "The call is started", body = Call),
+        (status = 404, description = "No such room, and joins do not create rooms",
+            body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule", body = crate::problem::Problem,
             content_type = "application/problem+json"),
         (status = 503, description = "No route or media port for the call now",
@@ -468,6 +470,14 @@ pub async fn create(
     let mut c = Checker::default();
     check_create(&body, &mut c);
     c.done()?;
+    // Said now rather than by a call that rings the phone and then fails for want of a room.
+    if let Some(rooms) = &state.rooms
+        && !rooms.may_join(&app.id, &body.room.name)
+    {
+        return Err(ApiError::NotFound(
+            "no such room, and rooms are not created by joining (rooms.auto_create): create it with POST /v1/rooms".to_owned(),
+        ));
+    }
     let route = match (body.route.trunk_id, body.route.sip_account_id) {
         (Some(t), _) => DialRoute::Trunk(t),
         (None, Some(a)) => DialRoute::SipAccount(a),

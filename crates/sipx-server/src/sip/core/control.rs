@@ -682,7 +682,9 @@ impl Core {
             packets_lost: u64::try_from(m.packets_lost).unwrap_or(0),
             jitter_ms: (m.jitter_ms * 10.0).round() / 10.0,
             rtt_ms: m.rtt_ms.map(|r| (r * 10.0).round() / 10.0),
-            mos: Some((stats.mos * 100.0).round() / 100.0),
+            // Nothing heard, nothing to score: a call whose media never came has no MOS,
+            // rather than the perfect one no loss would give.
+            mos: (m.packets_received > 0).then(|| (stats.mos * 100.0).round() / 100.0),
         };
         tracing::info!(
             call = %id,
