@@ -339,3 +339,25 @@ def test_one_applications_dead_receiver_does_not_hold_back_another_ones_events(d
         receiver.close()
         dead.close()
         s.stop()
+
+
+def test_webhooks_never_reach_a_denied_network(data_dir):
+    """Cloud metadata (169.254.169.254) is denied by default; an operator may deny loopback too.
+    A URL naming a denied address, or a host name resolving only to denied addresses, fails at
+    once, with nothing sent; the receiver on that address gets nothing."""
+    s = Server(data_dir, env={**FAST, "SIPX_WEBHOOKS__DENY_NETWORKS":
+                              '["169.254.0.0/16", "127.0.0.0/8", "::1/128"]'}).start()
+    a = create_app(s, "a")
+    receiver = Receiver(a[1])
+    try:
+        for url in ("http://169.254.169.254/latest/meta-data/", receiver.url,
+                    f"http://localhost:{receiver.port}/hook"):
+            sent = send_test_event(s, a, url=url)
+            d = await_delivery(s, a, sent["delivery_id"], lambda d: d["status"] != "pending", "settled")
+            assert d["status"] == "failed" and d["attempt_count"] == 1, d
+            assert "deny_networks" in d["attempts"][0]["error"], d
+        with pytest.raises(AssertionError):
+            receiver.next(timeout=0.5)
+    finally:
+        receiver.close()
+        s.stop()

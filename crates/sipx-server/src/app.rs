@@ -43,6 +43,7 @@ pub struct App {
     dispatch: DispatchQueue,
     /// TLS client settings for HTTPS webhook receivers.
     webhook_tls: Arc<rustls::ClientConfig>,
+    webhook_deny: crate::webhooks::DenyList,
 }
 
 impl App {
@@ -67,6 +68,7 @@ impl App {
             .await?
             .map(|s| s.with_routing(&config.routing));
         let webhook_tls = crate::tls::client_config(config.webhooks.tls_ca_file.as_deref())?;
+        let webhook_deny = crate::webhooks::DenyList::parse(&config.webhooks.deny_networks)?;
         let rooms = if config.rooms.enabled {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             Some((crate::rooms::RoomsHandle::start(&config.rooms, tx)?, rx))
@@ -99,6 +101,7 @@ impl App {
             events,
             dispatch,
             webhook_tls,
+            webhook_deny,
         })
     }
 
@@ -172,6 +175,7 @@ impl App {
             events,
             dispatch,
             webhook_tls,
+            webhook_deny,
         } = self;
         let admin = match (&config.admin.api_key, &config.admin.api_secret) {
             (Some(key), Some(secret)) => Some(AdminCredential {
@@ -221,7 +225,7 @@ impl App {
             store.clone(),
             dispatch,
             &config.webhooks,
-            webhook_tls,
+            (webhook_tls, webhook_deny),
             webhooks_stop_rx,
         );
         let mut sip_tasks = Vec::new();

@@ -80,6 +80,10 @@ pub struct WebhooksConfig {
     pub retention_hours: u64,
     /// Extra trusted CAs (PEM) for HTTPS receivers, beside the system's roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Networks webhooks are never sent to (`webhooks/deny.rs`): link-local (cloud metadata)
+    /// and addresses no receiver has by default. A SIPx whose tenants should not reach its
+    /// own host or network adds `127.0.0.0/8`, `::1` and its private ranges.
+    pub deny_networks: Vec<String>,
 }
 
 impl Default for WebhooksConfig {
@@ -94,6 +98,10 @@ impl Default for WebhooksConfig {
             max_in_flight_per_app: 8,
             retention_hours: 7 * 24,
             tls_ca_file: None,
+            deny_networks: crate::webhooks::DEFAULT_DENY
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::deny::{DenyList, GuardedResolver};
 use super::policy::Outcome;
 
 /// Most of a receiver's answer body read (and thrown away) so the connection can be reused.
@@ -31,15 +33,16 @@ pub struct WebhookClient {
     client: Client<Connector, Full<Bytes>>,
     request_timeout: Duration,
     user_agent: HeaderValue,
+    deny: DenyList,
 }
 
 impl WebhookClient {
     pub fn new(
         tls: Arc<rustls::ClientConfig>,
-        connect_timeout: Duration,
-        request_timeout: Duration,
+        (connect_timeout, request_timeout): (Duration, Duration),
+        deny: DenyList,
     ) -> Self {
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(deny.clone()));
         http.enforce_http(false); // https:// URIs reach the connector, which adds TLS
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -56,6 +59,7 @@ impl WebhookClient {
             client,
             request_timeout,
             user_agent: HeaderValue::from_static(concat!("sipx/", env!("CARGO_PKG_VERSION"))),
+            deny,
         }
     }
 
@@ -64,9 +68,20 @@ impl WebhookClient {
     pub async fn post(&self, url: &str, headers: &[(HeaderName, String)], body: Bytes) -> Outcome {
         // Through the URL parser first: it puts a host in its ASCII form and escapes what HTTP
         // does not allow, as a URL given by a call may need.
-        let uri = url::Url::parse(url)
-            .map_err(|e| e.to_string())
-            .and_then(|u| u.as_str().parse::<Uri>().map_err(|e| e.to_string()));
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string());
+        // An address in the URL is not looked up, so the resolver's check does not see it.
+        let literal = match parsed.as_ref().ok().and_then(url::Url::host) {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if literal.is_some_and(|ip| self.deny.denies(ip)) {
+            return Outcome::Unsendable(
+                "the URL's address is one webhooks may not reach (webhooks.deny_networks)"
+                    .to_owned(),
+            );
+        }
+        let uri = parsed.and_then(|u| u.as_str().parse::<Uri>().map_err(|e| e.to_string()));
         let uri = match uri {
             Ok(uri) => uri,
             Err(e) => return Outcome::Unsendable(format!("unusable URL: {e}")),
@@ -82,28 +97,44 @@ impl WebhookClient {
             Err(e) => return Outcome::Unsendable(format!("cannot build the request: {e}")),
         };
         let exchange = async {
-            let answer = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| describe(&e))?;
+            let answer = self.client.request(request).await.map_err(|e| {
+                // A name that resolves only to denied addresses is refused for good.
+                (denied(&e), describe(&e))
+            })?;
             let status = answer.status().as_u16();
             // Read what the receiver sent, within reason, so the connection can be reused;
             // a body too long or cut short does not change the status.
             let _ = Limited::new(answer.into_body(), MAX_ANSWER_BODY)
                 .collect()
                 .await;
-            Ok::<u16, String>(status)
+            Ok::<u16, (bool, String)>(status)
         };
         match tokio::time::timeout(self.request_timeout, exchange).await {
             Ok(Ok(status)) => Outcome::Answered(status),
-            Ok(Err(e)) => Outcome::NoAnswer(e),
+            Ok(Err((true, e))) => Outcome::Unsendable(e),
+            Ok(Err((false, e))) => Outcome::NoAnswer(e),
             Err(_) => Outcome::NoAnswer(format!(
                 "no answer within {} ms",
                 self.request_timeout.as_millis()
             )),
         }
     }
+}
+
+/// Whether the request failed because the receiver's addresses are all denied
+/// (`GuardedResolver`'s error, somewhere in the chain).
+fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An error with its causes, `outer: inner: root` (hyper's own message alone says little).
@@ -124,7 +155,7 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 /// Opens TCP, then TLS for `https`.
 #[derive(Clone)]
 struct Connector {
-    http: HttpConnector,
+    http: HttpConnector<GuardedResolver>,
     tls: TlsConnector,
 }
 

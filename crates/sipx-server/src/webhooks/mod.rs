@@ -13,6 +13,7 @@
 //! see each event at least once and drop repeats by `SIPx-Event-Id`.
 
 mod client;
+mod deny;
 mod policy;
 mod schedule;
 #[cfg(test)]
@@ -31,6 +32,7 @@ use tokio::task::{Id, JoinHandle, JoinSet};
 
 use crate::config::WebhooksConfig;
 pub use client::WebhookClient;
+pub(crate) use deny::{DEFAULT_DENY, DenyList};
 pub use policy::{Outcome, RetryPolicy};
 use schedule::{Pending, Schedule};
 
@@ -48,15 +50,18 @@ pub fn spawn(
     store: Store,
     queue: DispatchQueue,
     config: &WebhooksConfig,
-    tls: Arc<rustls::ClientConfig>,
+    (tls, deny): (Arc<rustls::ClientConfig>, DenyList),
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let changes = store.subscribe_changes();
     let dispatcher = Dispatcher {
         client: WebhookClient::new(
             tls,
-            Duration::from_millis(config.connect_timeout_ms),
-            Duration::from_millis(config.request_timeout_ms),
+            (
+                Duration::from_millis(config.connect_timeout_ms),
+                Duration::from_millis(config.request_timeout_ms),
+            ),
+            deny,
         ),
         policy: RetryPolicy::from(config),
         max_in_flight: config.max_in_flight,

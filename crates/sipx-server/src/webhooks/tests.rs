@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::DenyList;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -87,7 +88,13 @@ async fn setup(app_url: Option<&str>, config: &WebhooksConfig) -> Setup {
     let (bus, queue) = EventBus::new();
     let (stop, stop_rx) = watch::channel(false);
     let tls = crate::tls::client_config(None).unwrap();
-    super::spawn(store.clone(), queue, config, tls, stop_rx);
+    super::spawn(
+        store.clone(),
+        queue,
+        config,
+        (tls, DenyList::default()),
+        stop_rx,
+    );
     Setup {
         store,
         bus,
@@ -313,7 +320,10 @@ async fn pending_deliveries_resume_at_start() {
         store.clone(),
         queue,
         &fast(),
-        crate::tls::client_config(None).unwrap(),
+        (
+            crate::tls::client_config(None).unwrap(),
+            DenyList::default(),
+        ),
         stop_rx,
     );
     let got = next(&mut rx).await;

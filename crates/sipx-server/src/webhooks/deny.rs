@@ -1,0 +1,139 @@
+//! Networks webhooks are never sent to (`webhooks.deny_networks`): by default the link-local
+//! ones, where clouds answer with their metadata and credentials, and addresses no receiver
+//! has. A tenant chooses its webhook URL, and the delivery log shows what answered: without
+//! this, a URL could aim SIPx at its own host's metadata service. The check is on the
+//! addresses a host name resolves to, right before connecting, so a name that resolves
+//! somewhere harmless for the check and elsewhere for the connection gets nowhere.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use ipnet::IpNet;
+
+use crate::error::StartupError;
+
+/// What `webhooks.deny_networks` holds when not set.
+pub const DEFAULT_DENY: &[&str] = &[
+    "169.254.0.0/16",     // IPv4 link-local: cloud metadata services (169.254.169.254)
+    "fe80::/10",          // IPv6 link-local
+    "fd00:ec2::254/128",  // a cloud's IPv6 metadata address
+    "100.100.100.200/32", // another cloud's metadata address
+    "0.0.0.0/8",          // "this network": reaches the local host on Linux
+    "::/128",
+    "224.0.0.0/4", // multicast
+    "ff00::/8",
+    "255.255.255.255/32",
+];
+
+/// The parsed list.
+#[derive(Debug, Clone, Default)]
+pub struct DenyList(Arc<[IpNet]>);
+
+impl DenyList {
+    pub fn parse(networks: &[String]) -> Result<DenyList, StartupError> {
+        networks
+            .iter()
+            .map(|n| {
+                n.parse::<IpNet>()
+                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        StartupError::Config(format!(
+                            "webhooks.deny_networks: {n:?} is not an address or network"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| DenyList(v.into()))
+    }
+
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// The system's resolver, keeping only the addresses the list allows.
+#[derive(Clone)]
+pub struct GuardedResolver {
+    inner: GaiResolver,
+    deny: DenyList,
+}
+
+impl GuardedResolver {
+    pub fn new(deny: DenyList) -> Self {
+        GuardedResolver {
+            inner: GaiResolver::new(),
+            deny,
+        }
+    }
+}
+
+type Addrs = std::vec::IntoIter<SocketAddr>;
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = Addrs;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Addrs>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let deny = self.deny.clone();
+        let lookup = self.inner.call(name.clone());
+        Box::pin(async move {
+            let allowed: Vec<SocketAddr> = lookup.await?.filter(|a| !deny.denies(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{name} resolves only to addresses webhooks may not reach (webhooks.deny_networks)"
+                    ),
+                ));
+            }
+            Ok(allowed.into_iter())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_list_denies_metadata_and_link_local_and_allows_the_rest() {
+        let list = DenyList::parse(
+            &DEFAULT_DENY
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        for denied in [
+            "169.254.169.254",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "0.0.0.0",
+            "fd00:ec2::254",
+        ] {
+            assert!(list.denies(denied.parse().unwrap()), "{denied}");
+        }
+        for allowed in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.10",
+            "203.0.113.9",
+            "::1",
+            "2001:db8::1",
+        ] {
+            assert!(!list.denies(allowed.parse().unwrap()), "{allowed}");
+        }
+        assert!(DenyList::parse(&["nope".to_owned()]).is_err());
+    }
+}
