@@ -361,3 +361,34 @@ def test_webhooks_never_reach_a_denied_network(data_dir):
     finally:
         receiver.close()
         s.stop()
+
+
+def test_pending_deliveries_follow_the_application_url_when_it_changes(fast_server):
+    """The usual reason to change a webhook URL is that the old one is broken: what is still
+    pending for the application's URL goes to the new one, and ends when the URL is removed.
+    A delivery made to a URL of its own (a call's, a test's) keeps it."""
+    a = create_app(fast_server, "a")
+    broken = f"http://127.0.0.1:{closed_port()}/hook"
+    assert api(fast_server, a, "PATCH", "/v1/app", json={"webhook_url": broken}).status_code == 200
+    first = send_test_event(fast_server, a)
+    own = send_test_event(fast_server, a, url=broken)
+    for sent in (first, own):
+        await_delivery(fast_server, a, sent["delivery_id"], lambda d: d["attempt_count"] >= 1, "attempted")
+    receiver = Receiver(a[1])
+    try:
+        assert api(fast_server, a, "PATCH", "/v1/app", json={"webhook_url": receiver.url}).status_code == 200
+        got = receiver.next()
+        assert json.loads(got["body"])["id"] == first["event_id"] and got["valid"]
+        d = await_delivery(fast_server, a, first["delivery_id"], lambda d: d["status"] == "delivered", "delivered")
+        assert d["url"] == receiver.url, d
+        still = delivery(fast_server, a, own["delivery_id"])
+        assert still["status"] == "pending" and still["url"] == broken, still
+
+        assert api(fast_server, a, "PATCH", "/v1/app", json={"webhook_url": broken}).status_code == 200
+        second = send_test_event(fast_server, a)
+        await_delivery(fast_server, a, second["delivery_id"], lambda d: d["attempt_count"] >= 1, "attempted")
+        assert api(fast_server, a, "PATCH", "/v1/app", json={"webhook_url": None}).status_code == 200
+        d = await_delivery(fast_server, a, second["delivery_id"], lambda d: d["status"] != "pending", "settled")
+        assert d["status"] == "failed" and "removed" in d["attempts"][-1]["error"], d
+    finally:
+        receiver.close()

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registration path",
         include_str!("../migrations/0008_registration_path.sql"),
     ),
+    (
+        9,
+        "deliveries follow the app url",
+        include_str!("../migrations/0009_deliveries_follow_the_app_url.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

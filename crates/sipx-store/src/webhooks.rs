@@ -48,6 +48,8 @@ pub struct NewDelivery {
     pub event_type: String,
     pub call_id: Option<String>,
     pub url: String,
+    /// Made to the application's webhook URL: each attempt goes where it points then.
+    pub to_app_url: bool,
     /// The envelope exactly as it will be POSTed.
     pub body: String,
 }
@@ -59,7 +61,9 @@ pub struct DeliveryRecord {
     pub event_id: String,
     pub event_type: String,
     pub call_id: Option<String>,
+    /// Where it was last sent (or is to be sent).
     pub url: String,
+    pub to_app_url: bool,
     pub body: String,
     pub status: DeliveryStatus,
     pub attempt_count: u32,
@@ -88,6 +92,8 @@ pub struct NewAttempt {
     pub duration_ms: u32,
     pub http_status: Option<u16>,
     pub error: Option<String>,
+    /// The URL it went to, when not the delivery's (its application's URL changed).
+    pub url: Option<String>,
 }
 
 /// What an attempt leads to.
@@ -109,8 +115,8 @@ pub struct DeliveryFilter {
 /// Longest error text kept per attempt: enough for a reason, not a receiver's whole page.
 const MAX_ERROR_CHARS: usize = 300;
 
-const COLUMNS: &str = "id, app_id, event_id, event_type, call_id, url, body, status, \
-                       attempt_count, next_attempt_at_ms, created_at_ms, updated_at_ms";
+const COLUMNS: &str = "id, app_id, event_id, event_type, call_id, url, to_app_url, body, \
+                       status, attempt_count, next_attempt_at_ms, created_at_ms, updated_at_ms";
 
 fn from_row(row: &SqliteRow) -> Result<DeliveryRecord, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -122,6 +128,7 @@ fn from_row(row: &SqliteRow) -> Result<DeliveryRecord, sqlx::Error> {
         event_type: row.try_get("event_type")?,
         call_id: row.try_get("call_id")?,
         url: row.try_get("url")?,
+        to_app_url: row.try_get::<i64, _>("to_app_url")? != 0,
         body: row.try_get("body")?,
         status: DeliveryStatus::from_column(&status),
         attempt_count: u32::try_from(attempts).unwrap_or(0),
@@ -162,6 +169,7 @@ impl Store {
                 event_type: d.event_type.clone(),
                 call_id: d.call_id.clone(),
                 url: d.url.clone(),
+                to_app_url: d.to_app_url,
                 body: d.body.clone(),
                 status: DeliveryStatus::Pending,
                 attempt_count: 0,
@@ -171,8 +179,9 @@ impl Store {
             };
             sqlx::query(
                 "INSERT INTO webhook_deliveries (id, app_id, event_id, event_type, call_id, url,
-                 body, status, attempt_count, next_attempt_at_ms, created_at_ms, updated_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                 to_app_url, body, status, attempt_count, next_attempt_at_ms, created_at_ms,
+                 updated_at_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             )
             .bind(&record.id)
             .bind(&record.app_id)
@@ -180,6 +189,7 @@ impl Store {
             .bind(&record.event_type)
             .bind(record.call_id.as_deref())
             .bind(&record.url)
+            .bind(i64::from(record.to_app_url))
             .bind(&record.body)
             .bind(now)
             .bind(now)
@@ -222,10 +232,11 @@ impl Store {
         .await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET attempt_count = attempt_count + 1, status = ?,
-             next_attempt_at_ms = ?, updated_at_ms = ? WHERE id = ?",
+             next_attempt_at_ms = ?, url = COALESCE(?, url), updated_at_ms = ? WHERE id = ?",
         )
         .bind(status.as_str())
         .bind(next)
+        .bind(attempt.url.as_deref())
         .bind(now_ms())
         .bind(delivery_id)
         .execute(&mut *tx)
@@ -323,6 +334,7 @@ mod tests {
             event_type: "call.state".to_owned(),
             call_id: call.map(str::to_owned),
             url: "https://example.com/hook".to_owned(),
+            to_app_url: false,
             body: format!(r#"{{"n":{n}}}"#),
         }
     }
@@ -338,6 +350,7 @@ mod tests {
             duration_ms,
             http_status: status,
             error: error.map(str::to_owned),
+            url: None,
         }
     }
 

@@ -387,6 +387,7 @@ pub async fn test(
             event_type: envelope.kind.clone(),
             call_id: None,
             url: url.clone(),
+            to_app_url: body.url.is_none(),
             body: envelope.json.clone(),
         }])
         .await?

@@ -210,7 +210,8 @@ impl Dispatcher {
                 Dispatch::Stored(delivery) => self.schedule.add(Pending::from(delivery)),
                 Dispatch::Event(envelope) => {
                     if let Some(url) = self.url_for(&envelope, &mut app_urls).await {
-                        new.push(delivery_of(&envelope, url));
+                        let to_app_url = envelope.webhook_url.is_none();
+                        new.push(delivery_of(&envelope, url, to_app_url));
                     }
                 }
             }
@@ -289,14 +290,32 @@ impl Dispatcher {
     }
 }
 
-fn delivery_of(envelope: &Envelope, url: String) -> NewDelivery {
+fn delivery_of(envelope: &Envelope, url: String, to_app_url: bool) -> NewDelivery {
     NewDelivery {
         app_id: envelope.app_id.clone(),
         event_id: envelope.id.clone(),
         event_type: envelope.kind.clone(),
         call_id: envelope.call_id.clone(),
         url,
+        to_app_url,
         body: envelope.json.clone(),
+    }
+}
+
+/// Where an attempt of `p` goes: its URL, or for a delivery to the application's URL, that
+/// URL as it is now (`None`: it was removed, and the delivery ends).
+async fn target(store: &Store, p: &Pending) -> Result<Option<String>, Outcome> {
+    if !p.to_app_url {
+        return Ok(Some(p.url.to_string()));
+    }
+    match store.get_app(&p.app_id).await {
+        Ok(app) => Ok(app.and_then(|a| a.webhook_url)),
+        Err(e) => {
+            tracing::error!(error = %e, app_id = %p.app_id, "cannot read the application's webhook URL");
+            Err(Outcome::NoAnswer(
+                "the application's webhook URL could not be read".to_owned(),
+            ))
+        }
     }
 }
 
@@ -309,10 +328,15 @@ async fn attempt(
 ) -> AfterAttempt {
     let at_ms = now_ms();
     let started = tokio::time::Instant::now();
-    let outcome = match store.app_secret(&p.app_id).await {
+    let url = target(store, p).await;
+    let outcome = match (&url, store.app_secret(&p.app_id).await) {
         // The application is gone, and its delivery log with it.
-        Ok(None) => return AfterAttempt::Failed,
-        Ok(Some(secret)) => {
+        (_, Ok(None)) => return AfterAttempt::Failed,
+        (Err(outcome), _) => outcome.clone(),
+        (Ok(None), _) => Outcome::Unsendable(
+            "the application's webhook URL was removed before this delivery was made".to_owned(),
+        ),
+        (Ok(Some(url)), Ok(Some(secret))) => {
             let t = u64::try_from(at_ms / 1000).unwrap_or(0);
             let signature = sipx_secrets::sign_webhook(secret.expose(), t, p.body.as_bytes());
             let headers = [
@@ -321,9 +345,9 @@ async fn attempt(
                 (DELIVERY_ID, p.id.clone()),
             ];
             let body = Bytes::copy_from_slice(p.body.as_bytes());
-            client.post(&p.url, &headers, body).await
+            client.post(url, &headers, body).await
         }
-        Err(e) => {
+        (_, Err(e)) => {
             tracing::error!(error = %e, app_id = %p.app_id, "cannot open the application secret");
             Outcome::NoAnswer("the application's secret could not be opened".to_owned())
         }
@@ -338,7 +362,12 @@ async fn attempt(
     };
     metrics::counter!("sipx_webhook_attempts_total", "result" => result).increment(1);
     // The host only: a URL's path or query may hold the receiver's token.
-    let host = url_host(&p.url);
+    let host = url_host(
+        url.as_ref()
+            .ok()
+            .and_then(Option::as_deref)
+            .unwrap_or(&p.url),
+    );
     // Absent values are left out of the log line (no `Some(410)` text for tools to parse).
     let (status, error) = (outcome.http_status(), outcome.error());
     match (&after, &outcome) {
@@ -352,6 +381,7 @@ async fn attempt(
         duration_ms,
         http_status: outcome.http_status(),
         error: outcome.error(),
+        url: url.ok().flatten().filter(|u| **u != *p.url),
     };
     if let Err(e) = store.record_webhook_attempt(&p.id, &record, after).await {
         tracing::error!(error = %e, delivery_id = %p.id, "cannot record a webhook attempt");

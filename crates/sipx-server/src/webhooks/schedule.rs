@@ -18,6 +18,8 @@ pub struct Pending {
     pub event_id: String,
     pub call_id: Option<String>,
     pub url: Arc<str>,
+    /// Goes to the application's URL as it is at each attempt (`url`: as it was last).
+    pub to_app_url: bool,
     pub body: Arc<str>,
     /// Attempts made so far.
     pub attempts: u32,
@@ -35,6 +37,7 @@ impl From<DeliveryRecord> for Pending {
             event_id: d.event_id,
             call_id: d.call_id,
             url: d.url.into(),
+            to_app_url: d.to_app_url,
             body: d.body.into(),
             attempts: d.attempt_count,
             created_at_ms: d.created_at_ms,
@@ -43,10 +46,16 @@ impl From<DeliveryRecord> for Pending {
 }
 
 impl Pending {
-    /// The queue it waits in: its call's at its URL, or one of its own.
+    /// The queue it waits in: its call's at its URL (the application's URL, whatever it
+    /// becomes, is one), or one of its own.
     pub fn queue_key(&self) -> String {
+        let url = if self.to_app_url {
+            "\u{0}app"
+        } else {
+            &*self.url
+        };
         match &self.call_id {
-            Some(call) => format!("call\u{0}{}\u{0}{call}\u{0}{}", self.app_id, self.url),
+            Some(call) => format!("call\u{0}{}\u{0}{call}\u{0}{url}", self.app_id),
             None => format!("one\u{0}{}", self.id),
         }
     }
@@ -194,6 +203,7 @@ mod tests {
             event_id: format!("evt_{id}"),
             call_id: call.map(str::to_owned),
             url: url.into(),
+            to_app_url: false,
             body: "{}".into(),
             attempts: 0,
             created_at_ms: at,

@@ -307,6 +307,7 @@ async fn pending_deliveries_resume_at_start() {
             event_type: "call.state".to_owned(),
             call_id: Some("c".to_owned()),
             url: url.clone(),
+            to_app_url: false,
             body: body.to_owned(),
         }])
         .await
