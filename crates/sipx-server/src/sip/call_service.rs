@@ -31,6 +31,9 @@ pub(crate) struct DialSpec {
     pub replaces: Option<String>,
     /// The `Referred-By` its INVITE carries (a phone's transfer, RFC 3892).
     pub referred_by: Option<String>,
+    /// When its row was written, `CALLING`: the core's wall times count from there, so the
+    /// history it writes starts with the time the API answered with.
+    pub created_at_ms: i64,
 }
 
 /// Where the INVITE goes.
@@ -445,6 +448,7 @@ impl CallControl {
             webhook_url: r.webhook_url,
             replaces: None,
             referred_by: None,
+            created_at_ms: now_ms,
         };
         Ok((record, spec))
     }

@@ -275,7 +275,7 @@ impl Core {
             out: None,
             dialog: None,
             armed: None,
-            epoch: (now, unix_ms()),
+            epoch: (now, spec.created_at_ms),
         };
         tracing::info!(call = %c.id, app_id = %c.app_id, room = %c.room, own_webhook = c.webhook_url.is_some(), "dial-out started");
         self.controls.by_leg.insert(leg, spec.id.clone());
