@@ -405,3 +405,24 @@ def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
     finally:
         sock.close()
         receiver.close()
+
+
+def test_a_trunk_listing_its_numbers_reaches_those_only(server):
+    """A trunk's `inbound.numbers` (its DIDs) are all its callers may reach: another number with
+    a rule of its own, a room by name and the echo test are refused with 404. Address
+    127.0.0.239."""
+    ip = "127.0.0.239"
+    creds = create_app(server)
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "dids", "inbound": {
+        "allowed_cidrs": [f"{ip}/32"], "numbers": ["+4930123456"]}}, expect=201).json()
+    for number in ("+4930123456", "+4930999999"):
+        rule = called(number, "main")
+        api(server, creds, "POST", "/v1/routing-rules",
+            {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}}, expect=201)
+    target = sip_addr(server)
+    assert sip_transaction(target, ip, "INVITE", user="+4930999999") == 404
+    assert sip_transaction(target, ip, "INVITE", user="room-secret") == 404
+    assert sip_transaction(target, ip, "INVITE", user="echo") == 404
+    assert sip_transaction(target, ip, "INVITE", user="+4930123456") == 200
+    refused = [e for e in server.events() if e.get("message") == "call refused: not a number of its trunk"]
+    assert len(refused) == 3 and all(e["trunk"] == trunk["id"] for e in refused), refused

@@ -106,7 +106,8 @@ pub struct TrunkInbound {
     /// Digest user name the provider must authenticate with, when set.
     pub username: Option<String>,
     pub has_password: bool,
-    /// Numbers (DIDs) the trunk may reach.
+    /// Numbers (DIDs) the trunk may reach; empty: any. A call through it to anything else (a
+    /// room by name, the echo test) gets 404.
     pub numbers: Vec<String>,
 }
 
@@ -253,6 +254,8 @@ pub struct InboundInput {
     /// Write-only. Absent on update: the stored one is kept.
     #[schema(max_length = 128)]
     pub password: Option<String>,
+    /// Numbers (DIDs) the trunk may reach, matched on the Request-URI's or To's number
+    /// (`+`, spaces, dashes, dots and brackets aside); empty: any.
     #[serde(default)]
     #[schema(max_items = 256)]
     pub numbers: Vec<String>,

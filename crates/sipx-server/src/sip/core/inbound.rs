@@ -122,6 +122,14 @@ fn user_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The number a URI names: a SIP URI's user part, a tel URI's number.
+fn number_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
+    match uri {
+        sipx_sip::msg::Uri::Tel(t) => t.number.as_str().into(),
+        _ => user_of(uri),
+    }
+}
+
 impl Core {
     /// The trunk or SIP account (ids) a call came through, for its row.
     pub(super) fn came_through<'a>(
@@ -149,6 +157,18 @@ impl Core {
     pub(super) fn route_invite(&self, req: &Request, origin: &Origin) -> Routed {
         let called = user_of(&req.uri);
         let called = called.as_ref();
+        // A trunk that lists its numbers (DIDs) reaches those only: not the echo test, not a
+        // room by name, not another number. A provider sending to a registered contact puts
+        // the number in To, so To's counts too.
+        if let Origin::Trunk(trunk) = origin {
+            let to = req.to().map(|t| number_of(&t.uri).into_owned());
+            let dialled = [Some(called), to.as_deref()];
+            let dialled: Vec<&str> = dialled.into_iter().flatten().collect();
+            if !self.origins.trunk_reaches(trunk, &dialled) {
+                tracing::info!(trunk = %trunk, called, "call refused: not a number of its trunk");
+                return refuse(404, "Not a number of this trunk", None);
+            }
+        }
         if let Some(echo) = self.settings.media.echo(called) {
             return Routed::Go(Destination::Echo(echo), None);
         }

@@ -73,6 +73,19 @@ pub(crate) struct Origins {
     accounts: HashMap<String, SrtpPolicy>,
     /// The application of each trunk, by trunk id.
     trunk_apps: HashMap<String, String>,
+    /// The numbers a trunk may reach (its DIDs), written as `number_key` writes them, by
+    /// trunk id; a trunk without any may reach every number.
+    trunk_numbers: HashMap<String, Vec<String>>,
+}
+
+/// A number as the list of a trunk's numbers and a dialled one are compared: without a
+/// leading `+`, visual separators or URI parameters (`+49 (30) 123-456;npdi` is `4930123456`).
+fn number_key(number: &str) -> String {
+    let number = number.split(';').next().unwrap_or("");
+    number
+        .chars()
+        .filter(|c| !matches!(c, '+' | '-' | '.' | '(' | ')' | ' '))
+        .collect()
 }
 
 impl Origins {
@@ -106,11 +119,29 @@ impl Origins {
             if let (Some(user), Some(password)) = (&d.inbound_username, &t.inbound_password) {
                 o.users.insert(user.clone(), (password.clone(), i));
             }
+            if !d.inbound_numbers.is_empty() {
+                o.trunk_numbers.insert(
+                    t.trunk.id.clone(),
+                    d.inbound_numbers.iter().map(|n| number_key(n)).collect(),
+                );
+            }
         }
         // Longest prefix first; a stable sort keeps the store's order (by id) among equals.
         o.nets
             .sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         o
+    }
+
+    /// Whether a call through trunk `trunk_id` may reach `called` (the numbers it was sent
+    /// to: its Request-URI's, its To's): yes when the trunk lists no numbers, else only when
+    /// one of them is on its list.
+    pub fn trunk_reaches(&self, trunk_id: &str, called: &[&str]) -> bool {
+        self.trunk_numbers.get(trunk_id).is_none_or(|numbers| {
+            called
+                .iter()
+                .map(|c| number_key(c))
+                .any(|c| !c.is_empty() && numbers.contains(&c))
+        })
     }
 
     /// The application a trunk belongs to.
@@ -298,5 +329,34 @@ mod tests {
         assert_eq!(o.srtp(&Origin::Account("bob".into())), None);
         assert_eq!(o.srtp(&Origin::Unknown), None);
         assert_eq!(Origin::Trunk("t1".into()).to_string(), "trunk:t1");
+    }
+
+    #[test]
+    fn a_trunk_with_numbers_reaches_only_them() {
+        let mut limited = trunk("t_dids", &["192.0.2.0/24"], None, None);
+        limited.trunk.data.inbound_numbers = vec!["+49 30 123456".to_owned(), "4930999".to_owned()];
+        let open = trunk("t_open", &["198.51.100.0/24"], None, None);
+        let o = Origins::new([&limited, &open], Vec::new());
+        for reached in [
+            ["+4930123456"].as_slice(),
+            &["4930123456;npdi"],
+            &["+49-30-999"],
+            &["room-x", "+4930123456"],
+        ] {
+            assert!(o.trunk_reaches("t_dids", reached), "{reached:?}");
+        }
+        for refused in [
+            ["+4930123457"].as_slice(),
+            &["room-secret"],
+            &["echo"],
+            &[""],
+            &[],
+        ] {
+            assert!(!o.trunk_reaches("t_dids", refused), "{refused:?}");
+        }
+        assert!(
+            o.trunk_reaches("t_open", &["anything"]),
+            "no list: every number"
+        );
     }
 }
