@@ -34,7 +34,9 @@ const PING_MS = 20_000;
 const WELCOME_TIMEOUT_MS = 15_000;
 
 // Close codes of the signalling socket (docs/rooms-signalling.md) and the reasons reported.
-const CLOSE_REASONS = { 4401: 'unauthorized', 4404: 'room_not_found', 4409: 'replaced' };
+const CLOSE_REASONS = {
+  4401: 'unauthorized', 4403: 'forbidden', 4404: 'room_not_found', 4409: 'identity_taken', 4503: 'unavailable',
+};
 
 /** The `/v1/rtc` URL of the page's own origin (ws: or wss: as the page). */
 function defaultUrl() {
@@ -53,8 +55,9 @@ function defaultUrl() {
  * - `track-ended` {@link RemoteTrack}: it stopped (participant left, unpublished, m-line reused)
  * - `speaking` `{speakers: [{identity, level}]}`: loudest first, level 0..1
  * - `call-state` `{identity, call_id, call_state, participant}`: a phone participant's call
- * - `closed` `{reason}`: the session is over (`left`, `replaced`, `unauthorized`, a server
- *   reason, or `disconnected`); emitted once
+ * - `closed` `{reason}`: the session is over (`left`, `replaced`, `unauthorized`, `forbidden`,
+ *   `room_not_found`, `identity_taken`, `unavailable`, a server reason, or `disconnected`);
+ *   emitted once
  * - `error` `{code, message}`: a request was refused or the WebRTC side failed
  */
 export class SipxRoom extends EventTarget {

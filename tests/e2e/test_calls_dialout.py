@@ -657,3 +657,41 @@ def test_a_call_into_a_room_that_joins_cannot_create_is_refused_at_once(data_dir
         assert ended["history"][0] == call["history"][0], (call["history"], ended["history"])
     finally:
         s.stop()
+
+
+def test_a_call_never_takes_an_identity_someone_has_in_the_room(server):
+    """A second dial-out under the identity of a call already in the room is refused (409), not
+    placed to hang the first one up once it is answered; a browser's join token cannot take a
+    phone-… name. Address 127.0.0.238 (nothing answers there: the first call stays CALLING)."""
+    creds = create_app(server)[:2]
+    body = {"to": "sip:+4930555@127.0.0.238:5060", "room": {"name": "desk", "identity": "cust"}}
+    first = api(server, creds, "POST", "/v1/calls", body, expect=201).json()
+    rooms.wait_until(lambda: any(p["identity"] == "cust" for p in
+                                 api(server, creds, "GET", "/v1/rooms/desk", expect=200).json()["participants"]),
+                     what="the first call in the room")
+    r = api(server, creds, "POST", "/v1/calls", body)
+    assert r.status_code == 409 and "cust" in r.json()["detail"], r.text
+    assert call_state(server, creds, first["id"])["state"] == "CALLING"
+    r = api(server, creds, "POST", "/v1/rooms/desk/tokens", {"identity": "phone-7"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "identity", r.text
+    # A browser whose token names the caller is turned away; the caller stays.
+    token = api(server, creds, "POST", "/v1/rooms/desk/tokens", {"identity": "cust"}, expect=201).json()["token"]
+    assert ws_close_code(server, token) == 4409
+    assert call_state(server, creds, first["id"])["state"] == "CALLING"
+    api(server, creds, "DELETE", f"/v1/calls/{first['id']}", expect=202)
+
+
+def ws_close_code(server, token):
+    """Opens the room signalling socket with `token` and returns the code it is closed with."""
+    import asyncio
+    import websockets
+
+    async def run():
+        url = server.url("/v1/rtc").replace("http://", "ws://") + f"?token={token}"
+        async with websockets.connect(url, open_timeout=5) as ws:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=5)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+    return asyncio.run(run())

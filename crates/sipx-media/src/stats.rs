@@ -282,6 +282,21 @@ pub struct MediaStats {
     pub remote_jitter_ms: Option<f64>,
 }
 
+impl MediaStats {
+    /// These counts added to `earlier`'s (the same call before its RTCP session restarted);
+    /// the rates, jitter and round trip are this session's.
+    pub fn after(self, earlier: &MediaStats) -> MediaStats {
+        MediaStats {
+            packets_received: self.packets_received + earlier.packets_received,
+            octets_received: self.octets_received + earlier.octets_received,
+            packets_lost: self.packets_lost + earlier.packets_lost,
+            packets_sent: self.packets_sent + earlier.packets_sent,
+            octets_sent: self.octets_sent + earlier.octets_sent,
+            ..self
+        }
+    }
+}
+
 /// Converts a duration into clock ticks at `rate` Hz (rounding down).
 pub(crate) fn duration_to_units(d: Duration, rate: u32) -> u64 {
     (d.as_nanos() * u128::from(rate) / 1_000_000_000) as u64

@@ -11,6 +11,10 @@ pub enum RoomError {
     ParticipantNotFound,
     #[error("the room is full")]
     Full,
+    /// Another participant has the identity, and one of the two is a phone: a browser only
+    /// ever replaces a browser (its own reconnection), never a live call.
+    #[error("the identity is taken in the room")]
+    IdentityTaken,
     #[error("names are 1-64 letters, digits, '-', '_', '.', '@' or '+'")]
     InvalidName,
     #[error("internal error: {0}")]

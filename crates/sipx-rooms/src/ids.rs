@@ -45,6 +45,16 @@ pub fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'))
 }
 
+/// The prefix of the identities SIPx gives phone participants that have none of their own
+/// (`phone-<n>`). Browsers may not take one: a browser joining first under a phone's coming
+/// name would turn that call away.
+pub const PHONE_IDENTITY_PREFIX: &str = "phone-";
+
+/// Whether a browser may join under `identity` (see [`PHONE_IDENTITY_PREFIX`]).
+pub fn browser_may_use(identity: &str) -> bool {
+    !identity.starts_with(PHONE_IDENTITY_PREFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

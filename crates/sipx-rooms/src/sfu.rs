@@ -320,8 +320,9 @@ impl Sfu {
 
     // ---- participants ----
 
-    /// A browser (no `call_id`) or a phone participant joins. The same identity in the room is
-    /// replaced.
+    /// A browser (no `call_id`) or a phone participant joins. A browser of the same identity
+    /// replaces the one in the room (the same person reconnecting); a phone never replaces
+    /// anyone, nor is replaced (`RoomError::IdentityTaken`).
     pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<ParticipantId, RoomError> {
         if !valid_name(&req.room.name) || !valid_name(&req.identity) {
             return Err(RoomError::InvalidName);
@@ -342,6 +343,13 @@ impl Sfu {
             );
         }
         if let Some(old) = self.find(&req.room, &req.identity) {
+            let old_is_browser = self
+                .participants
+                .get(&old)
+                .is_some_and(|p| matches!(p.role, Role::Browser(_)));
+            if !old_is_browser || req.call_id.is_some() {
+                return Err(RoomError::IdentityTaken);
+            }
             self.remove(now, old, LeaveReason::Replaced);
         }
         let members = self.rooms.get(&req.room).map_or(0, |r| r.members.len());

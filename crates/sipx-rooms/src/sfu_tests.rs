@@ -324,3 +324,38 @@ fn a_phone_that_speaks_is_announced_as_a_speaker() {
     assert!(announced);
     assert!(sfu.room(&key("sales")).unwrap().participants[0].speaking);
 }
+
+#[test]
+fn a_browser_replaces_only_a_browser_and_a_phone_is_never_replaced() {
+    let (mut sfu, now) = sfu(true);
+    let caller = sfu.join(now, phone("desk", "cust")).unwrap();
+    // A browser taking a live caller's identity, or another call with it: refused, the caller
+    // stays.
+    assert_eq!(
+        sfu.join(now, browser("desk", "cust")),
+        Err(RoomError::IdentityTaken)
+    );
+    assert_eq!(
+        sfu.join(now, phone("desk", "cust")),
+        Err(RoomError::IdentityTaken)
+    );
+    // A call may not take a browser's identity either.
+    let agent = sfu.join(now, browser("desk", "agent")).unwrap();
+    assert_eq!(
+        sfu.join(now, phone("desk", "agent")),
+        Err(RoomError::IdentityTaken)
+    );
+    drain(&mut sfu);
+    // The same browser reconnecting replaces its older connection.
+    let again = sfu.join(now, browser("desk", "agent")).unwrap();
+    assert_ne!(again, agent);
+    let view = sfu.room(&key("desk")).unwrap();
+    let mut members: Vec<_> = view
+        .participants
+        .iter()
+        .map(|p| p.identity.as_str())
+        .collect();
+    members.sort_unstable();
+    assert_eq!(members, ["agent", "cust"]);
+    assert!(sfu.participant_id(&key("desk"), "cust") == Some(caller));
+}

@@ -62,6 +62,7 @@ use crate::resample::Resampler;
 use crate::rng::Rng;
 use crate::session::{RtcpConfig, RtcpSession};
 use crate::srtp::SrtpSession;
+use crate::stats::MediaStats;
 use latch::Latch;
 use transmit::TransmitQueue;
 
@@ -84,6 +85,9 @@ pub struct MediaLeg {
     srtp: Option<SrtpSession>,
     events: VecDeque<LegEvent>,
     counters: Counters,
+    /// What the RTCP sessions this leg had before its last rebuild for another clock rate
+    /// counted (`update`): a call's packet counts span its codec changes.
+    earlier: MediaStats,
     // Receiving.
     jitter: JitterBuffer,
     /// Decoder, concealment and the PCM queue at the decoder's rate.
@@ -187,6 +191,7 @@ impl MediaLeg {
             srtp,
             events: VecDeque::with_capacity(EVENT_CAPACITY),
             counters: Counters::default(),
+            earlier: MediaStats::default(),
             jitter,
             stream,
             decode_rate,
@@ -255,6 +260,10 @@ impl MediaLeg {
                 // Same source and clock: keep its RTCP counts and the sequence running.
                 std::mem::swap(&mut next.rtcp, &mut self.rtcp);
                 (next.seq, next.ts) = (self.seq, self.ts);
+                next.earlier = self.earlier;
+            } else {
+                // A new source: its RTCP starts afresh, the call's counts go on.
+                next.earlier = self.stats().media;
             }
             next.events = std::mem::take(&mut self.events);
             next.counters = self.counters;
@@ -361,7 +370,7 @@ impl MediaLeg {
 
     /// Counters, codec, jitter buffer state and a MOS estimate.
     pub fn stats(&self) -> LegStats {
-        let media = self.rtcp.stats();
+        let media = self.rtcp.stats().after(&self.earlier);
         let jitter = self.jitter.stats();
         let mos = mos::estimate(self.cfg.codec, &media, &jitter, self.cfg.ptime_ms);
         LegStats {

@@ -1130,3 +1130,32 @@ fn our_own_packets_looped_back_change_our_ssrc_once_and_never_play() {
         "our own tone never plays back"
     );
 }
+
+#[test]
+fn a_codec_change_to_another_clock_keeps_the_calls_packet_counts() {
+    let mut call = Call::pair(CodecKind::Opus, 111);
+    call.tone(50);
+    let before = call.b.stats().media;
+    assert!(
+        before.packets_received >= 45 && before.packets_sent >= 45,
+        "{before:?}"
+    );
+    // A re-INVITE moves the call to PCMU: a new source and clock, so RTCP starts afresh; the
+    // call's counts go on from where they were.
+    let mut pcmu = call.b.cfg.clone();
+    (pcmu.codec, pcmu.payload_type, pcmu.clock_rate) = (CodecKind::Pcmu, 0, 8000);
+    call.b.update(pcmu, call.now).unwrap();
+    let after = call.b.stats().media;
+    assert_eq!(
+        (
+            after.packets_received,
+            after.packets_sent,
+            after.octets_received
+        ),
+        (
+            before.packets_received,
+            before.packets_sent,
+            before.octets_received
+        )
+    );
+}

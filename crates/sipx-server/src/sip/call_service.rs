@@ -393,7 +393,11 @@ impl CallControl {
             None => DtmfSequence::default(),
         };
         let identity = if r.identity.is_empty() {
-            format!("phone-{}", &id["call_".len()..])
+            format!(
+                "{}{}",
+                sipx_rooms::PHONE_IDENTITY_PREFIX,
+                &id["call_".len()..]
+            )
         } else {
             r.identity.clone()
         };

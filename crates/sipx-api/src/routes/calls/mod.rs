@@ -42,7 +42,8 @@ pub struct RoomInput {
     /// The room's name.
     #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub name: String,
-    /// The phone's participant identity; `phone-<call id>` by default.
+    /// The phone's participant identity; `phone-<call id>` by default. One a participant of
+    /// the room has already is refused (409): a call never replaces anyone.
     #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub identity: Option<String>,
     /// The name shown in the room; the dialled number by default.
@@ -446,6 +447,19 @@ fn check_create(body: &CreateCall, c: &mut Checker) {
     }
 }
 
+/// What the room shows for a dialled phone without a display name: the user part of a SIP
+/// address (usually the number), a tel URI's number, or the number as dialled.
+fn shown_name_of(to: &str) -> String {
+    match sipx_sip::msg::Uri::parse(to) {
+        Some(sipx_sip::msg::Uri::Tel(t)) => t.number,
+        Some(uri) => uri
+            .as_sip()
+            .and_then(|u| u.user.clone())
+            .unwrap_or_else(|| to.to_owned()),
+        None => to.to_owned(),
+    }
+}
+
 /// Dial a phone into a room
 ///
 /// Answers at once with the started call (state `CALLING`), like the first SIPx: SIPx joins the
@@ -456,6 +470,8 @@ fn check_create(body: &CreateCall, c: &mut Checker) {
     responses(
         (status = 201, description = "The call is started", body = Call),
         (status = 404, description = "No such room, and joins do not create rooms",
+            body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The room has a participant of that identity",
             body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule", body = crate::problem::Problem,
             content_type = "application/problem+json"),
@@ -470,13 +486,22 @@ pub async fn create(
     let mut c = Checker::default();
     check_create(&body, &mut c);
     c.done()?;
-    // Said now rather than by a call that rings the phone and then fails for want of a room.
-    if let Some(rooms) = &state.rooms
-        && !rooms.may_join(&app.id, &body.room.name)
-    {
-        return Err(ApiError::NotFound(
-            "no such room, and rooms are not created by joining (rooms.auto_create): create it with POST /v1/rooms".to_owned(),
-        ));
+    // Said now rather than by a call that rings the phone and then fails for want of a room,
+    // or of the identity it was to have there.
+    if let Some(rooms) = &state.rooms {
+        if !rooms.may_join(&app.id, &body.room.name) {
+            return Err(ApiError::NotFound(
+                "no such room, and rooms are not created by joining (rooms.auto_create): create it with POST /v1/rooms".to_owned(),
+            ));
+        }
+        if let Some(identity) = &body.room.identity
+            && let Ok(room) = rooms.get(app.id.clone(), body.room.name.clone()).await
+            && room.participants.iter().any(|p| &p.identity == identity)
+        {
+            return Err(ApiError::Conflict(format!(
+                "{identity} is in the room already: a call takes an identity of its own"
+            )));
+        }
     }
     let route = match (body.route.trunk_id, body.route.sip_account_id) {
         (Some(t), _) => DialRoute::Trunk(t),
@@ -486,7 +511,10 @@ pub async fn create(
     let identity = body.room.identity;
     let request = DialRequest {
         app_id: app.id.clone(),
-        display_name: body.room.display_name.unwrap_or_else(|| body.to.clone()),
+        display_name: body
+            .room
+            .display_name
+            .unwrap_or_else(|| shown_name_of(&body.to)),
         to: body.to,
         from: body.from,
         route,

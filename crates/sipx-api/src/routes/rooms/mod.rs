@@ -151,6 +151,9 @@ pub(crate) fn room_error(e: RoomError) -> ApiError {
             ApiError::NotFound("no such participant in the room".to_owned())
         }
         RoomError::Full => ApiError::Conflict("the room is full".to_owned()),
+        RoomError::IdentityTaken => {
+            ApiError::Conflict("the identity is taken in the room".to_owned())
+        }
         RoomError::InvalidName => ApiError::invalid_field("name", e.to_string()),
         e => ApiError::Internal(e.to_string()),
     }

@@ -29,6 +29,7 @@ pub struct ConnectParams {
 const UNAUTHORIZED: u16 = 4401;
 const FORBIDDEN: u16 = 4403;
 const NOT_FOUND: u16 = 4404;
+const CONFLICT: u16 = 4409;
 const UNAVAILABLE: u16 = 4503;
 
 pub async fn connect(
@@ -68,6 +69,11 @@ async fn check_token(state: &ApiState, token: &str) -> Result<(String, JoinClaim
     }
     if !sipx_rooms::valid_name(&claims.room) || !sipx_rooms::valid_name(&claims.sub) {
         return Err(refuse("the token names an invalid room or identity"));
+    }
+    if !sipx_rooms::browser_may_use(&claims.sub) {
+        return Err(refuse(
+            "phone-… identities are SIPx's for phone participants",
+        ));
     }
     Ok((app.id, claims))
 }
@@ -112,6 +118,14 @@ async fn session(
         Ok(s) => s,
         Err(RoomError::NotFound) => return close(socket, NOT_FOUND, "no such room".into()).await,
         Err(RoomError::Full) => return close(socket, FORBIDDEN, "the room is full".into()).await,
+        Err(RoomError::IdentityTaken) => {
+            return close(
+                socket,
+                CONFLICT,
+                "a phone participant has this identity".into(),
+            )
+            .await;
+        }
         Err(e) => return close(socket, 1011, e.to_string()).await,
     };
     let id = signal.id;

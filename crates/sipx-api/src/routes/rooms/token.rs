@@ -43,7 +43,9 @@ fn yes() -> bool {
 #[schema(example = json!({"identity": "alice", "name": "Alice", "can_publish": true,
     "can_subscribe": true, "ttl_secs": 3600}))]
 pub struct CreateToken {
-    /// Who joins: unique in the room (a second join with the same identity replaces the first).
+    /// Who joins: unique in the room. A second join with the same identity replaces the first
+    /// browser; one that a phone participant has is refused (close code 4409). Not `phone-…`:
+    /// SIPx names phone participants so.
     #[schema(example = "alice")]
     pub identity: String,
     /// Shown to the others; defaults to the identity.
@@ -87,6 +89,12 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
     check_name("room", &room)?;
     check_name("identity", &body.identity)?;
+    if !sipx_rooms::browser_may_use(&body.identity) {
+        return Err(ApiError::invalid_field(
+            "identity",
+            "phone-… names are SIPx's for phone participants",
+        ));
+    }
     if body
         .name
         .as_ref()

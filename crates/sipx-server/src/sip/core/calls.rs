@@ -358,7 +358,7 @@ impl Core {
                 .filter(|n| !n.is_empty())
                 .or_else(|| f.uri.as_sip().and_then(|u| u.user.clone()))
         });
-        let identity = format!("phone-{}", leg.0);
+        let identity = format!("{}{}", sipx_rooms::PHONE_IDENTITY_PREFIX, leg.0);
         let row = row.map(|r| {
             let room = destination
                 .room()
@@ -465,7 +465,7 @@ impl Core {
         };
         let link = PhoneLink::new(rooms.notifier());
         let leg = call.leg;
-        let identity = format!("phone-{}", leg.0);
+        let identity = format!("{}{}", sipx_rooms::PHONE_IDENTITY_PREFIX, leg.0);
         call.room = Some(RoomSeat {
             link: link.clone(),
             participant: None,
@@ -896,6 +896,19 @@ impl Core {
                 if let Some(cfg) = crate::media::leg_config(&negotiated, &self.settings.media, leg)
                 {
                     engine.update_leg(leg, cfg);
+                }
+                // A re-offer may change the codec: the call's record names the one in use.
+                let codec = negotiated.codec.name;
+                if let Some(row) = &mut call.row {
+                    row.set_codec(codec);
+                }
+                if let Some(c) = self
+                    .controls
+                    .by_leg
+                    .get(&leg)
+                    .and_then(|id| self.controls.by_id.get_mut(id))
+                {
+                    c.codec = Some(codec.to_owned());
                 }
             }
         }
