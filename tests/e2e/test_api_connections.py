@@ -2,12 +2,13 @@
 finish their headers, cannot take the file descriptors every other client needs. Addresses
 127.0.0.236 (the silent client) and 127.0.0.1 (everyone else)."""
 
+import json
 import socket
 import time
 
 import requests
 
-from conftest import Server, create_app
+from conftest import Server, auth_header, create_app
 from test_webhooks import EventStream, Receiver, send_test_event
 
 SILENT = "127.0.0.236"
@@ -46,14 +47,17 @@ def test_silent_api_connections_are_bounded_per_source_and_timed_out(tmp_path):
         opened = time.monotonic()
         host, port = s.base.removeprefix("http://").rsplit(":", 1)
         addr = (host, int(port))
-        held = [half_request(addr) for _ in range(4)]
+        # Three that start a request and never finish it, one that never says anything.
+        held = [half_request(addr) for _ in range(3)]
+        held.append(socket.create_connection(addr, timeout=10, source_address=(SILENT, 0)))
         # The fifth from the same address is closed at once, long before the header timeout.
         extra = half_request(addr)
         held.append(extra)
         assert closed_by_server(extra, 2.5), "a connection past the per-source bound stayed open"
         # Other clients are served meanwhile.
         assert requests.get(s.url("/healthz"), timeout=5).status_code == 200
-        # The four that never finished their headers are closed once the timeout is up.
+        # The four that never finished their headers (or never began) are closed once the
+        # timeout is up.
         for conn in held[:4]:
             assert closed_by_server(conn, 8), "a connection that never finished its headers stayed open"
         assert time.monotonic() - opened > 4
@@ -84,3 +88,44 @@ def test_unknown_methods_share_one_metric_series(server):
         assert 400 <= r.status_code < 500, r.status_code
     metrics = requests.get(server.url("/metrics"), timeout=5).text
     assert "PROBE0XYZ" not in metrics and 'method="other"' in metrics, metrics[:3000]
+
+
+def test_open_websockets_count_against_the_bound(tmp_path):
+    """A WebSocket keeps its connection's place for as long as it is open: hyper hands the
+    socket over at the upgrade, the place must go with it."""
+    import asyncio
+    import websockets
+
+    s = Server(tmp_path / "data", env={"SIPX_HTTP__MAX_CONNECTIONS_PER_SOURCE": "3"}).start()
+    try:
+        creds = create_app(s)
+        host, port = s.base.removeprefix("http://").rsplit(":", 1)
+        addr = (host, int(port))
+        tokens = []
+        for n in range(3):
+            r = requests.post(s.url("/v1/rooms/bounded/tokens"), headers=auth_header(*creds[:2]),
+                              json={"identity": f"web-{n}"}, timeout=5)
+            assert r.status_code == 201, r.text
+            tokens.append(r.json()["token"])
+
+        async def run():
+            sockets = []
+            try:
+                for token in tokens:
+                    raw = socket.create_connection(addr, timeout=5, source_address=(SILENT, 0))
+                    ws = await websockets.connect(f"ws://{host}:{port}/v1/rtc?token={token}", sock=raw,
+                                                  open_timeout=5)
+                    sockets.append(ws)
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
+                # Three sockets open: a fourth connection from the address is closed at once.
+                extra = socket.create_connection(addr, timeout=5, source_address=(SILENT, 0))
+                try:
+                    return closed_by_server(extra, 2.5)
+                finally:
+                    extra.close()
+            finally:
+                for ws in sockets:
+                    await ws.close()
+        assert asyncio.run(run()), "open WebSockets did not count"
+    finally:
+        s.stop()

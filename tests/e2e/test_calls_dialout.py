@@ -674,6 +674,8 @@ def test_a_call_never_takes_an_identity_someone_has_in_the_room(server):
     assert call_state(server, creds, first["id"])["state"] == "CALLING"
     r = api(server, creds, "POST", "/v1/rooms/desk/tokens", {"identity": "phone-7"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "identity", r.text
+    r = api(server, creds, "POST", "/v1/calls", {**body, "room": {"name": "desk", "identity": "phone-1"}})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "room.identity", r.text
     # A browser whose token names the caller is turned away; the caller stays.
     token = api(server, creds, "POST", "/v1/rooms/desk/tokens", {"identity": "cust"}, expect=201).json()["token"]
     assert ws_close_code(server, token) == 4409

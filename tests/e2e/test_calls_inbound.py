@@ -19,7 +19,7 @@ import requests
 
 import media
 import rooms
-from conftest import Server, auth_header, create_app, sip_addr, sip_transaction
+from conftest import Server, auth_header, create_app, run_sipp, sip_addr, sip_transaction
 
 
 @pytest.fixture(scope="module")
@@ -426,3 +426,40 @@ def test_a_trunk_listing_its_numbers_reaches_those_only(server):
     assert sip_transaction(target, ip, "INVITE", user="+4930123456") == 200
     refused = [e for e in server.events() if e.get("message") == "call refused: not a number of its trunk"]
     assert len(refused) == 3 and all(e["trunk"] == trunk["id"] for e in refused), refused
+    # A provider sending to SIPx's registered contact names the number in To only; a room's
+    # name in the Request-URI beside a listed To goes by the number, not into that room.
+    assert sip_transaction(target, ip, "INVITE", user="room-secret", to_user="+4930123456") == 200
+    rooms.wait_until(lambda: len([c for c in inbound_calls(server, creds) if c["room"]]) == 2,
+                     what="two calls with a room")
+    assert {c["room"]["name"] for c in inbound_calls(server, creds) if c["room"]} == {"main"}
+
+
+def test_a_routing_webhook_never_reaches_a_denied_network(data_dir):
+    """`webhooks.deny_networks` holds for routing webhooks too: with loopback denied, the
+    receiver on 127.0.0.174 is never asked and the call takes its fallback room. Caller
+    127.0.0.175."""
+    ip, hook_ip = "127.0.0.175", "127.0.0.174"
+    s = Server(data_dir, env={"SIPX_WEBHOOKS__DENY_NETWORKS": '["127.0.0.0/8", "::1/128"]'}).start()
+    creds = create_app(s, "denied")
+    receiver = Receiver(hook_ip, creds[1], {"room": "picked"})
+    try:
+        webhook_routed(s, creds, ip, receiver.url, 1000, "fallback")
+        assert sip_transaction(sip_addr(s), ip, "INVITE", user="900") == 200
+        assert not receiver.questions, receiver.questions
+        call = wait_call(s, creds, lambda c: c["room"] is not None, "the call in a room")
+        assert call["room"]["name"] == "fallback", call
+        assert any("deny_networks" in (e.get("error") or "") for e in s.events()), "no reason logged"
+    finally:
+        receiver.close()
+        s.stop()
+
+
+def test_a_reoffer_that_changes_the_codec_is_what_the_call_record_names(server):
+    """A phone in a room moves from PCMU to PCMA by re-INVITE: the call's record names PCMA.
+    Address 127.0.0.176."""
+    ip = "127.0.0.176"
+    creds, _ = setup(server, ip, called("600", "codecs"))
+    run = run_sipp("uac_codec_change.xml", sip_addr(server), ip, "-s", "600", "-d", "800")
+    assert run.returncode == 0, run.stdout + run.stderr
+    call = wait_call(server, creds, lambda c: c["done"], "the call ended")
+    assert call["codec"] == "PCMA", call

@@ -295,6 +295,8 @@ async fn one_application_cannot_take_another_ones_calls_or_logins() {
         json!(["::/0"]),
         json!(["10.0.0.0/15"]),
         json!(["2001:db8::/31"]),
+        // The IPv4 internet written as IPv4-mapped IPv6: as wide as 0.0.0.0/0.
+        json!(["::ffff:0.0.0.0/96"]),
     ] {
         api.call(&b, "POST", "/v1/trunks", trunk(cidrs, None))
             .await

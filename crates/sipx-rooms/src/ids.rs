@@ -46,12 +46,13 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 /// The prefix of the identities SIPx gives phone participants that have none of their own
-/// (`phone-<n>`). Browsers may not take one: a browser joining first under a phone's coming
-/// name would turn that call away.
+/// (`phone-<n>`). No one may choose one (a browser's token, a dial-out's `identity`): taken
+/// first, a phone's coming name would turn that call away.
 pub const PHONE_IDENTITY_PREFIX: &str = "phone-";
 
-/// Whether a browser may join under `identity` (see [`PHONE_IDENTITY_PREFIX`]).
-pub fn browser_may_use(identity: &str) -> bool {
+/// Whether an application may choose `identity` for a participant (see
+/// [`PHONE_IDENTITY_PREFIX`]).
+pub fn may_choose_identity(identity: &str) -> bool {
     !identity.starts_with(PHONE_IDENTITY_PREFIX)
 }
 

@@ -21,5 +21,5 @@ mod track;
 pub mod view;
 
 pub use error::RoomError;
-pub use ids::{PHONE_IDENTITY_PREFIX, ParticipantId, RoomKey, browser_may_use, valid_name};
+pub use ids::{PHONE_IDENTITY_PREFIX, ParticipantId, RoomKey, may_choose_identity, valid_name};
 pub use sfu::{JoinRequest, Output, RoomEvent, Sfu, SfuConfig};

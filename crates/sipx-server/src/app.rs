@@ -64,11 +64,14 @@ impl App {
             _ => tls_files,
         };
         let health = Health::default();
+        let webhook_deny = crate::webhooks::DenyList::parse(&config.webhooks.deny_networks)?;
         let sip = crate::sip::BoundSip::bind(&config.sip, &config.media, &health, sip_tls_files)
             .await?
-            .map(|s| s.with_routing(&config.routing));
+            .map(|s| {
+                s.with_routing(&config.routing)
+                    .with_webhook_deny(webhook_deny.clone())
+            });
         let webhook_tls = crate::tls::client_config(config.webhooks.tls_ca_file.as_deref())?;
-        let webhook_deny = crate::webhooks::DenyList::parse(&config.webhooks.deny_networks)?;
         let rooms = if config.rooms.enabled {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             Some((crate::rooms::RoomsHandle::start(&config.rooms, tx)?, rx))

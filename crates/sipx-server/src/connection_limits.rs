@@ -40,7 +40,7 @@ impl ConnectionLimits {
 
     /// A place for a connection from `source`, or `None` when a bound is reached.
     pub fn admit(self: &Arc<Self>, source: IpAddr) -> Option<ConnectionPermit> {
-        let source = source.to_canonical();
+        let source = source_of(source);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let from_source = open.by_source.get(&source).copied().unwrap_or(0);
         if open.total >= self.max_total || from_source >= self.max_per_source {
@@ -58,6 +58,18 @@ impl ConnectionLimits {
     #[cfg(test)]
     fn open(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+/// The source a connection counts against: its address, or for IPv6 its /64 (one host
+/// commonly holds a whole /64, and would otherwise escape the per-source bound).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -131,6 +143,11 @@ mod tests {
         assert!(l.admit("192.0.2.2".parse().unwrap()).is_some());
         drop(first);
         assert!(l.admit(a).is_some());
+        // The addresses of one IPv6 /64 are one source.
+        let _v6 = l.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _v6b = l.admit("2001:db8:1:2::ffff".parse().unwrap()).unwrap();
+        assert!(l.admit("2001:db8:1:2:aaaa::7".parse().unwrap()).is_none());
+        assert!(l.admit("2001:db8:1:3::1".parse().unwrap()).is_some());
     }
 
     #[test]

@@ -1,21 +1,29 @@
 //! The HTTP(S) accept loop: one task per connection, TLS when configured, graceful stop.
 //! Connections are bounded (`connection_limits`) and must send their headers in time, so
 //! clients that open connections and say nothing cannot take the API's file descriptors.
+//!
+//! HTTP/1.1 only (with upgrades, for WebSockets): hyper times the wait for a request's headers
+//! from the moment a connection opens and between requests, where its HTTP/2 server has no
+//! such timer and the protocol sniffing of `hyper_util`'s auto server waits for a first byte
+//! without one. Browsers reach the API over HTTP/1.1 as well (ALPN offers only it).
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::HttpConfig;
-use crate::connection_limits::{ConnectionLimits, within_open_files};
+use crate::connection_limits::{ConnectionLimits, ConnectionPermit, within_open_files};
 
 /// A TLS handshake that has not finished by then is dropped (slowloris guard).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,25 +43,37 @@ pub fn connection_limits(c: &HttpConfig) -> Arc<ConnectionLimits> {
     ConnectionLimits::new(max_total, c.max_connections_per_source)
 }
 
-/// Serves `router` until `stop` turns true, then stops accepting and returns a handle that
-/// resolves when every open connection has finished its in-flight requests.
+/// The open connections at a stop: each finishes the requests it has in flight, then closes.
+pub struct Connections {
+    graceful: watch::Sender<bool>,
+    open: mpsc::Receiver<()>,
+}
+
+impl Connections {
+    /// Asks every connection to finish, and returns once all have.
+    pub async fn shutdown(mut self) {
+        let _ = self.graceful.send(true);
+        // Each connection's task holds a sender; `None` once the last is gone.
+        let _ = self.open.recv().await;
+    }
+}
+
+/// Serves `router` until `stop` turns true, then stops accepting and returns the connections
+/// still open, to wait for.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     (limits, header_timeout): (Arc<ConnectionLimits>, Duration),
     mut stop: watch::Receiver<bool>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
+) -> Connections {
+    let (graceful, graceful_rx) = watch::channel(false);
+    let (open_tx, open) = mpsc::channel::<()>(1);
     let acceptor = tls.map(TlsAcceptor::from);
-    let mut builder = Builder::new(TokioExecutor::new());
-    // hyper times the wait for a request's headers only with a timer; that wait includes an
-    // idle keep-alive connection's wait for its next request.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
     let mut accept_error_logged: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
@@ -81,24 +101,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        match &acceptor {
-            None => {
-                tokio::spawn(async move {
-                    // Held for the connection's life, upgrades included.
-                    let _permit = permit;
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
+        let (builder, acceptor) = (builder.clone(), acceptor.clone());
+        let (mut graceful_rx, open_tx) = (graceful_rx.clone(), open_tx.clone());
+        tokio::spawn(async move {
+            let _open = open_tx;
+            let result = match acceptor {
+                None => {
+                    let io = TokioIo::new(Counted::new(stream, permit));
+                    let conn = builder.serve_connection(io, service).with_upgrades();
+                    finish_on_stop(conn, &mut graceful_rx).await
+                }
+                Some(acceptor) => {
                     let tls =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
@@ -110,13 +123,88 @@ pub async fn serve(
                             }
                             Err(_) => return,
                         };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                    let io = TokioIo::new(Counted::new(tls, permit));
+                    let conn = builder.serve_connection(io, service).with_upgrades();
+                    finish_on_stop(conn, &mut graceful_rx).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+        });
+    }
+    Connections { graceful, open }
+}
+
+/// Serves a connection; once a stop begins, lets it finish the request in flight and close.
+async fn finish_on_stop<I>(
+    conn: http1::UpgradeableConnection<I, TowerToHyperService<Router>>,
+    graceful: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        stopping = graceful.wait_for(|g| *g) => drop(stopping),
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
+/// A connection's stream with its place in the bounds: the place is given back when the stream
+/// is dropped, which for a WebSocket is when the socket closes, not when hyper hands it over.
+struct Counted<S> {
+    io: S,
+    _permit: ConnectionPermit,
+}
+
+impl<S> Counted<S> {
+    fn new(io: S, permit: ConnectionPermit) -> Self {
+        Counted {
+            io,
+            _permit: permit,
         }
     }
-    graceful
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }

@@ -13,11 +13,12 @@ fn tls_err(msg: String) -> StartupError {
     StartupError::Tls(msg)
 }
 
-/// Builds a server configuration from PEM files, with ALPN for HTTP/2 and HTTP/1.1.
+/// Builds a server configuration from PEM files, with ALPN for HTTP/1.1 (the API serves no
+/// HTTP/2: `http.rs` says why).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, StartupError> {
     let mut config = plain_server_config(cert, key)?;
     if let Some(c) = Arc::get_mut(&mut config) {
-        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
     }
     Ok(config)
 }

@@ -84,7 +84,7 @@ pub(crate) fn parse_net(net: &str) -> Option<IpNet> {
 
 /// A network as it claims sources: an IPv4-mapped IPv6 one (`::ffff:192.0.2.1`) claims the
 /// IPv4 addresses a dual-stack socket shows that way.
-fn claimed_net(net: &str) -> Option<IpNet> {
+pub(crate) fn claimed_net(net: &str) -> Option<IpNet> {
     let net = parse_net(net)?;
     if let IpNet::V6(v6) = net
         && let Some(v4) = v6.addr().to_ipv4_mapped()

@@ -426,7 +426,9 @@ fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let net = super::sip_claims::parse_net(s);
+            // Stored as it claims sources: an IPv4-mapped network is the IPv4 one (and is as
+            // wide as that one is).
+            let net = super::sip_claims::claimed_net(s);
             c.check(
                 net.is_some(),
                 format!("inbound.allowed_cidrs[{i}]"),

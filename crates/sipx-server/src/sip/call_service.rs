@@ -31,9 +31,11 @@ pub(crate) struct DialSpec {
     pub replaces: Option<String>,
     /// The `Referred-By` its INVITE carries (a phone's transfer, RFC 3892).
     pub referred_by: Option<String>,
-    /// When its row was written, `CALLING`: the core's wall times count from there, so the
-    /// history it writes starts with the time the API answered with.
-    pub created_at_ms: i64,
+    /// When its row was written, `CALLING` (the monotonic clock and the wall clock read
+    /// together): the core's wall times count from there, so the history it writes starts
+    /// with the time the API answered with, and later times are not shifted by the wait
+    /// before the core took the dial.
+    pub created: (std::time::Instant, i64),
 }
 
 /// Where the INVITE goes.
@@ -401,7 +403,8 @@ impl CallControl {
         } else {
             r.identity.clone()
         };
-        let now_ms = unix_ms();
+        let created = (std::time::Instant::now(), unix_ms());
+        let now_ms = created.1;
         let calling = StoredHistoryEntry {
             state: "CALLING".to_owned(),
             at_ms: now_ms,
@@ -452,7 +455,7 @@ impl CallControl {
             webhook_url: r.webhook_url,
             replaces: None,
             referred_by: None,
-            created_at_ms: now_ms,
+            created,
         };
         Ok((record, spec))
     }

@@ -200,6 +200,8 @@ pub(crate) struct CoreSettings {
     pub media: crate::media::MediaSettings,
     /// The answer to a call no routing rule of its application matches (404 or 480).
     pub no_rule_status: u16,
+    /// Networks routing webhooks are never sent to.
+    pub webhook_deny: crate::webhooks::DenyList,
     /// The smallest session timer interval (RFC 4028 `Min-SE`) SIPx takes, in seconds.
     pub session_min_se: u32,
     /// The session timer our dial-outs offer (0: none), not below `session_min_se`.

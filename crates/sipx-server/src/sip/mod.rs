@@ -48,6 +48,8 @@ pub struct BoundSip {
     media_config: crate::config::MediaConfig,
     media: crate::media::MediaSettings,
     no_rule_status: u16,
+    /// Networks routing webhooks are never sent to (`webhooks.deny_networks`).
+    webhook_deny: crate::webhooks::DenyList,
 }
 
 impl BoundSip {
@@ -175,12 +177,19 @@ impl BoundSip {
             media_config: media_config.clone(),
             media,
             no_rule_status: crate::config::NoRuleStatus::default().code(),
+            webhook_deny: crate::webhooks::DenyList::default(),
         }))
     }
 
     /// How calls no routing rule matches are answered (`routing.no_rule_status`).
     pub fn with_routing(mut self, routing: &crate::config::RoutingConfig) -> Self {
         self.no_rule_status = routing.no_rule_status.code();
+        self
+    }
+
+    /// Where routing webhooks may not go: the networks webhooks may not reach.
+    pub fn with_webhook_deny(mut self, deny: crate::webhooks::DenyList) -> Self {
+        self.webhook_deny = deny;
         self
     }
 
@@ -268,6 +277,7 @@ impl BoundSip {
             listeners: self.listeners(),
             media: self.media.clone(),
             no_rule_status: self.no_rule_status,
+            webhook_deny: self.webhook_deny.clone(),
             session_min_se: c.session_min_se_secs.max(1),
             session_expires: match c.session_expires_secs {
                 0 => 0,

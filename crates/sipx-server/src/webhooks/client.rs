@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::deny::{DenyList, GuardedResolver};
+use super::deny::{Denied, DenyList, GuardedResolver};
 use super::policy::Outcome;
 
 /// Most of a receiver's answer body read (and thrown away) so the connection can be reused.
@@ -122,14 +122,15 @@ impl WebhookClient {
 }
 
 /// Whether the request failed because the receiver's addresses are all denied
-/// (`GuardedResolver`'s error, somewhere in the chain).
+/// (`GuardedResolver`'s `Denied`, somewhere in the chain).
 fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(cause) = source {
-        if cause
+        let inner = cause
             .downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::PermissionDenied)
-        {
+            .and_then(io::Error::get_ref)
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if cause.is::<Denied>() || inner.is_some_and(|i| i.is::<Denied>()) {
             return true;
         }
         source = cause.source();

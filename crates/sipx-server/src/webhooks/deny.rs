@@ -57,6 +57,23 @@ impl DenyList {
     }
 }
 
+/// The error a lookup ends with when every address it found is denied: told apart from any
+/// other failure to connect (a local firewall's EPERM is worth a retry, this is not).
+#[derive(Debug)]
+pub struct Denied(String);
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} resolves only to addresses webhooks may not reach (webhooks.deny_networks)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Denied {}
+
 /// The system's resolver, keeping only the addresses the list allows.
 #[derive(Clone)]
 pub struct GuardedResolver {
@@ -92,9 +109,7 @@ impl tower::Service<Name> for GuardedResolver {
             if allowed.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{name} resolves only to addresses webhooks may not reach (webhooks.deny_networks)"
-                    ),
+                    Denied(name.to_string()),
                 ));
             }
             Ok(allowed.into_iter())

@@ -334,7 +334,7 @@ async fn attempt(
         (_, Ok(None)) => return AfterAttempt::Failed,
         (Err(outcome), _) => outcome.clone(),
         (Ok(None), _) => Outcome::Unsendable(
-            "the application's webhook URL was removed before this delivery was made".to_owned(),
+            "the application's webhook URL was removed while this delivery was pending".to_owned(),
         ),
         (Ok(Some(url)), Ok(Some(secret))) => {
             let t = u64::try_from(at_ms / 1000).unwrap_or(0);

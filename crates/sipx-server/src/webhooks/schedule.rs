@@ -64,8 +64,16 @@ impl Pending {
 #[derive(Debug)]
 pub struct Schedule {
     queues: HashMap<String, VecDeque<Pending>>,
-    /// Each queue whose head is waiting (not being attempted), by when it is due.
-    due: BTreeSet<(i64, String)>,
+    /// Each application's queues whose head is waiting (not being attempted), by when the
+    /// head is due.
+    due: HashMap<String, BTreeSet<(i64, String)>>,
+    /// The applications that may start an attempt (some head waiting, a slot free), by when
+    /// their earliest head is due: what to start next is the first of these, without looking
+    /// at the waiting heads of applications at their limit (a dead receiver's backlog can be
+    /// tens of thousands).
+    ready: BTreeSet<(i64, String)>,
+    /// Each ready application's entry in `ready`.
+    ready_at: HashMap<String, i64>,
     /// Every delivery held, so one added twice (reloaded at start and also announced) is
     /// held once.
     held: HashSet<String>,
@@ -84,21 +92,40 @@ impl Schedule {
     pub fn new(per_app: usize) -> Self {
         Schedule {
             queues: HashMap::new(),
-            due: BTreeSet::new(),
+            due: HashMap::new(),
+            ready: BTreeSet::new(),
+            ready_at: HashMap::new(),
             held: HashSet::new(),
             in_flight: HashMap::new(),
             per_app: per_app.max(1),
         }
     }
 
-    /// Whether the application of the queue `key` has a slot free.
-    fn may_start(&self, key: &str) -> bool {
-        let app = self
-            .queues
-            .get(key)
-            .and_then(VecDeque::front)
-            .map(|p| p.app_id.as_str());
-        app.is_none_or(|app| self.in_flight.get(app).copied().unwrap_or(0) < self.per_app)
+    /// Puts application `app`'s entry in `ready` right: its earliest waiting head, if it has
+    /// one and a slot free; none otherwise.
+    fn refresh(&mut self, app: &str) {
+        if let Some(at) = self.ready_at.remove(app) {
+            self.ready.remove(&(at, app.to_owned()));
+        }
+        let busy = self.in_flight.get(app).copied().unwrap_or(0);
+        let earliest = self
+            .due
+            .get(app)
+            .and_then(BTreeSet::first)
+            .map(|(at, _)| *at);
+        if let Some(at) = earliest.filter(|_| busy < self.per_app) {
+            self.ready.insert((at, app.to_owned()));
+            self.ready_at.insert(app.to_owned(), at);
+        }
+    }
+
+    /// Queue `key`'s head (of application `app`) waits again, due at `at`.
+    fn wait(&mut self, app: &str, at: i64, key: String) {
+        self.due
+            .entry(app.to_owned())
+            .or_default()
+            .insert((at, key));
+        self.refresh(app);
     }
 
     /// Queues a delivery behind the earlier ones of its call.
@@ -108,33 +135,42 @@ impl Schedule {
         }
         let key = p.queue_key();
         let queue = self.queues.entry(key.clone()).or_default();
-        if queue.is_empty() {
-            self.due.insert((p.next_at_ms, key));
-        }
+        let first = queue.is_empty();
+        let (app, at) = (p.app_id.clone(), p.next_at_ms);
         queue.push_back(p);
+        if first {
+            self.wait(&app, at, key);
+        }
     }
 
     /// Heads due at `now_ms`, at most `max`, earliest first. They stay at the head of their
-    /// queue, out of the due set, until [`Schedule::finish`].
-    /// Heads of applications at their limit are left waiting.
+    /// queue, out of the due set, until [`Schedule::finish`]. Heads of applications at their
+    /// limit are left waiting.
     pub fn take_due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
         let mut out = Vec::new();
-        let mut taken = Vec::new();
-        for (at, key) in &self.due {
-            if out.len() >= max || *at > now_ms {
+        while out.len() < max {
+            let Some((at, app)) = self.ready.first().cloned() else {
+                break;
+            };
+            if at > now_ms {
                 break;
             }
-            if !self.may_start(key) {
-                continue;
+            let key = self
+                .due
+                .get_mut(&app)
+                .and_then(BTreeSet::pop_first)
+                .map(|(_, key)| key);
+            if self.due.get(&app).is_some_and(BTreeSet::is_empty) {
+                self.due.remove(&app);
             }
-            if let Some(head) = self.queues.get(key).and_then(VecDeque::front) {
-                *self.in_flight.entry(head.app_id.clone()).or_default() += 1;
+            if let Some(head) = key
+                .and_then(|k| self.queues.get(&k))
+                .and_then(VecDeque::front)
+            {
+                *self.in_flight.entry(app.clone()).or_default() += 1;
                 out.push(head.clone());
             }
-            taken.push((*at, key.clone()));
-        }
-        for entry in &taken {
-            self.due.remove(entry);
+            self.refresh(&app);
         }
         out
     }
@@ -142,10 +178,7 @@ impl Schedule {
     /// When the earliest head that may start is due (`None`: nothing may start before an
     /// attempt finishes).
     pub fn next_due(&self) -> Option<i64> {
-        self.due
-            .iter()
-            .find(|(_, key)| self.may_start(key))
-            .map(|(at, _)| *at)
+        self.ready.first().map(|(at, _)| *at)
     }
 
     /// Applies what an attempt of `p` (as returned by `take_due`) led to.
@@ -163,26 +196,27 @@ impl Schedule {
                 self.in_flight.remove(&p.app_id);
             }
         }
-        match after {
+        let next_at = match after {
             AfterAttempt::RetryAt(at) => {
                 if let Some(head) = queue.front_mut() {
                     head.attempts = p.attempts + 1;
                     head.next_at_ms = at;
                 }
-                self.due.insert((at, key));
+                Some(at)
             }
             AfterAttempt::Delivered | AfterAttempt::Failed => {
                 queue.pop_front();
                 self.held.remove(&p.id);
-                match queue.front() {
-                    Some(next) => {
-                        self.due.insert((next.next_at_ms, key));
-                    }
-                    None => {
-                        self.queues.remove(&key);
-                    }
+                let next = queue.front().map(|next| next.next_at_ms);
+                if next.is_none() {
+                    self.queues.remove(&key);
                 }
+                next
             }
+        };
+        match next_at {
+            Some(at) => self.wait(&p.app_id, at, key),
+            None => self.refresh(&p.app_id),
         }
     }
 

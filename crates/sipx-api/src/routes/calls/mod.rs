@@ -32,7 +32,7 @@ const DEFAULT_RING_TIMEOUT_S: u32 = 60;
 /// Where the phone goes: a room of a connector.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"connector": "builtin", "name": "support", "identity": "phone-1",
+#[schema(example = json!({"connector": "builtin", "name": "support", "identity": "customer-1",
     "display_name": "Customer", "metadata": "{\"ticket\": 42}"}))]
 pub struct RoomInput {
     /// The room system: `builtin` (SIPx's own WebRTC rooms) for now.
@@ -42,8 +42,9 @@ pub struct RoomInput {
     /// The room's name.
     #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub name: String,
-    /// The phone's participant identity; `phone-<call id>` by default. One a participant of
-    /// the room has already is refused (409): a call never replaces anyone.
+    /// The phone's participant identity; `phone-<call id>` by default (`phone-…` names are
+    /// SIPx's). One a participant of the room has already is refused (409): a call never
+    /// replaces anyone.
     #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub identity: Option<String>,
     /// The name shown in the room; the dialled number by default.
@@ -412,6 +413,11 @@ fn check_create(body: &CreateCall, c: &mut Checker) {
             sipx_rooms::valid_name(identity),
             "room.identity",
             "1-64 letters, digits, '-', '_', '.', '@' or '+'",
+        );
+        c.check(
+            sipx_rooms::may_choose_identity(identity),
+            "room.identity",
+            "phone-… names are SIPx's for phones without an identity of their own",
         );
     }
     if let Some(name) = &body.room.display_name {

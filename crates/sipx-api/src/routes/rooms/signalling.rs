@@ -70,7 +70,7 @@ async fn check_token(state: &ApiState, token: &str) -> Result<(String, JoinClaim
     if !sipx_rooms::valid_name(&claims.room) || !sipx_rooms::valid_name(&claims.sub) {
         return Err(refuse("the token names an invalid room or identity"));
     }
-    if !sipx_rooms::browser_may_use(&claims.sub) {
+    if !sipx_rooms::may_choose_identity(&claims.sub) {
         return Err(refuse(
             "phone-… identities are SIPx's for phone participants",
         ));

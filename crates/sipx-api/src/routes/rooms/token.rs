@@ -89,7 +89,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
     check_name("room", &room)?;
     check_name("identity", &body.identity)?;
-    if !sipx_rooms::browser_may_use(&body.identity) {
+    if !sipx_rooms::may_choose_identity(&body.identity) {
         return Err(ApiError::invalid_field(
             "identity",
             "phone-… names are SIPx's for phone participants",

@@ -195,6 +195,14 @@ impl CallRow {
         self.codec = Some(codec.to_owned());
     }
 
+    /// Writes the row as it is now (a change that comes without a new state: the codec of a
+    /// re-offer); nothing once it has ended.
+    pub fn save(&self) {
+        if !self.is_ended() {
+            self.send(RowWrite::Update(self.id.clone(), Box::new(self.progress())));
+        }
+    }
+
     /// A new state; nothing after `DISCONNECTED`.
     pub fn push(&mut self, state: &str, code: u16, reason: &str, cause: Option<&str>) {
         if self.is_ended() {

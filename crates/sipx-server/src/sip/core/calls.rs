@@ -901,15 +901,9 @@ impl Core {
                 let codec = negotiated.codec.name;
                 if let Some(row) = &mut call.row {
                     row.set_codec(codec);
+                    row.save();
                 }
-                if let Some(c) = self
-                    .controls
-                    .by_leg
-                    .get(&leg)
-                    .and_then(|id| self.controls.by_id.get_mut(id))
-                {
-                    c.codec = Some(codec.to_owned());
-                }
+                self.set_dial_out_codec(leg, codec);
             }
         }
     }

@@ -243,8 +243,10 @@ impl Core {
             None => Arc::new(|| {}),
         };
         let identity = spec.params.room.identity.clone();
+        // The call began when the API recorded it (its `CALLING`), not when the core took it.
+        let began = spec.created.0.min(now);
         let fsm = sipx_call::Call::dial_out(
-            now,
+            began,
             spec.params,
             sipx_call::CallConfig {
                 end_guard: 64 * self.endpoint.config().t1,
@@ -275,13 +277,29 @@ impl Core {
             out: None,
             dialog: None,
             armed: None,
-            epoch: (now, spec.created_at_ms),
+            epoch: spec.created,
         };
         tracing::info!(call = %c.id, app_id = %c.app_id, room = %c.room, own_webhook = c.webhook_url.is_some(), "dial-out started");
         self.controls.by_leg.insert(leg, spec.id.clone());
         self.controls.by_id.insert(spec.id.clone(), c);
         metrics::counter!("sipx_calls_started_total", "direction" => "outbound").increment(1);
         self.drive(now, &spec.id);
+    }
+
+    /// A dial-out's codec changed by a re-offer: its record names the one in use.
+    pub(super) fn set_dial_out_codec(&mut self, leg: LegId, codec: &str) {
+        let Some(c) = self
+            .controls
+            .by_leg
+            .get(&leg)
+            .and_then(|id| self.controls.by_id.get_mut(id))
+        else {
+            return;
+        };
+        c.codec = Some(codec.to_owned());
+        if let Some(tx) = &self.rows.tx {
+            let _ = tx.send(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
+        }
     }
 
     /// Feeds the machine and carries out what it asks until it waits.

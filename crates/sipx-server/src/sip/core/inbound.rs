@@ -14,7 +14,7 @@ use sipx_sip::msg::{HasHeaders, Request};
 use sipx_sip::{Peer, ServerTxnId};
 
 use super::call_rows::{CallRow, NewRow};
-use super::origin::Origin;
+use super::origin::{Origin, Reach};
 use super::{Core, CoreInput};
 use crate::media::Echo;
 use crate::sip::call_service::unix_ms;
@@ -155,18 +155,22 @@ impl Core {
     /// The echo test, a room dialled by name (`rooms.dial_in_prefix` + name), or the rules'
     /// decision in the application of the trunk or account the call came through.
     pub(super) fn route_invite(&self, req: &Request, origin: &Origin) -> Routed {
-        let called = user_of(&req.uri);
-        let called = called.as_ref();
-        // A trunk that lists its numbers (DIDs) reaches those only: not the echo test, not a
-        // room by name, not another number. A provider sending to a registered contact puts
-        // the number in To, so To's counts too.
+        let uri_number = number_of(&req.uri);
+        let to_number = req.to().map(|t| number_of(&t.uri).into_owned());
+        let mut called = uri_number.as_ref();
+        // A trunk that lists its numbers (DIDs) reaches those only, and the call goes by the
+        // one it reached: not to the echo test or a room by name, not to another number. A
+        // provider sending to a registered contact puts the number in To, so To's counts too.
         if let Origin::Trunk(trunk) = origin {
-            let to = req.to().map(|t| number_of(&t.uri).into_owned());
-            let dialled = [Some(called), to.as_deref()];
+            let dialled = [Some(called), to_number.as_deref()];
             let dialled: Vec<&str> = dialled.into_iter().flatten().collect();
-            if !self.origins.trunk_reaches(trunk, &dialled) {
-                tracing::info!(trunk = %trunk, called, "call refused: not a number of its trunk");
-                return refuse(404, "Not a number of this trunk", None);
+            match self.origins.reached(trunk, &dialled) {
+                Reach::Any => {}
+                Reach::Listed(number) => called = number,
+                Reach::NotListed => {
+                    tracing::info!(trunk = %trunk, called, "call refused: not a number of its trunk");
+                    return refuse(404, "Not a number of this trunk", None);
+                }
             }
         }
         if let Some(echo) = self.settings.media.echo(called) {
@@ -327,6 +331,7 @@ impl Core {
         self.waiting.next += 1;
         let (store, inputs) = (self.store.clone(), self.inputs.clone());
         let tls = self.tls_client.clone();
+        let deny = self.settings.webhook_deny.clone();
         let (url, timeout, app_id) = (ask.url, ask.timeout, ask.row.app_id.clone());
         tracing::info!(call = %ask.row.id, %url, "asking the routing webhook");
         self.waiting.by_question.insert(
@@ -345,7 +350,7 @@ impl Core {
                         u64::try_from(unix_ms() / 1000).unwrap_or(0),
                         &body,
                     );
-                    match route_webhook::ask(&url, timeout, signature, body, tls).await {
+                    match route_webhook::ask(&url, timeout, signature, body, (tls, &deny)).await {
                         Ok((status, body)) => {
                             let parsed = route_webhook::parse_answer(status, &body);
                             if parsed.is_none() {

@@ -78,6 +78,17 @@ pub(crate) struct Origins {
     trunk_numbers: HashMap<String, Vec<String>>,
 }
 
+/// What a call through a trunk may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach<'a> {
+    /// The trunk lists no numbers: whatever it was sent to.
+    Any,
+    /// This number, one of the trunk's: the call is routed by it, whatever else it names.
+    Listed(&'a str),
+    /// None of the trunk's numbers.
+    NotListed,
+}
+
 /// A number as the list of a trunk's numbers and a dialled one are compared: without a
 /// leading `+`, visual separators or URI parameters (`+49 (30) 123-456;npdi` is `4930123456`).
 fn number_key(number: &str) -> String {
@@ -132,16 +143,19 @@ impl Origins {
         o
     }
 
-    /// Whether a call through trunk `trunk_id` may reach `called` (the numbers it was sent
-    /// to: its Request-URI's, its To's): yes when the trunk lists no numbers, else only when
-    /// one of them is on its list.
-    pub fn trunk_reaches(&self, trunk_id: &str, called: &[&str]) -> bool {
-        self.trunk_numbers.get(trunk_id).is_none_or(|numbers| {
-            called
-                .iter()
-                .map(|c| number_key(c))
-                .any(|c| !c.is_empty() && numbers.contains(&c))
-        })
+    /// Which of `dialled` (the numbers a call was sent to, in order: its Request-URI's, its
+    /// To's) a call through trunk `trunk_id` reaches.
+    pub fn reached<'a>(&self, trunk_id: &str, dialled: &[&'a str]) -> Reach<'a> {
+        let Some(numbers) = self.trunk_numbers.get(trunk_id) else {
+            return Reach::Any;
+        };
+        dialled
+            .iter()
+            .find(|d| {
+                let key = number_key(d);
+                !key.is_empty() && numbers.contains(&key)
+            })
+            .map_or(Reach::NotListed, |d| Reach::Listed(d))
     }
 
     /// The application a trunk belongs to.
@@ -337,14 +351,19 @@ mod tests {
         limited.trunk.data.inbound_numbers = vec!["+49 30 123456".to_owned(), "4930999".to_owned()];
         let open = trunk("t_open", &["198.51.100.0/24"], None, None);
         let o = Origins::new([&limited, &open], Vec::new());
-        for reached in [
-            ["+4930123456"].as_slice(),
-            &["4930123456;npdi"],
-            &["+49-30-999"],
-            &["room-x", "+4930123456"],
-        ] {
-            assert!(o.trunk_reaches("t_dids", reached), "{reached:?}");
-        }
+        let reached = |dialled: &[&'static str]| o.reached("t_dids", dialled);
+        assert_eq!(reached(&["+4930123456"]), Reach::Listed("+4930123456"));
+        assert_eq!(
+            reached(&["4930123456;npdi"]),
+            Reach::Listed("4930123456;npdi")
+        );
+        assert_eq!(reached(&["+49-30-999"]), Reach::Listed("+49-30-999"));
+        // A room's name or the echo test in the Request-URI with a listed number in To: the
+        // call goes by the number, not to the room.
+        assert_eq!(
+            reached(&["room-secret", "+4930123456"]),
+            Reach::Listed("+4930123456")
+        );
         for refused in [
             ["+4930123457"].as_slice(),
             &["room-secret"],
@@ -352,11 +371,8 @@ mod tests {
             &[""],
             &[],
         ] {
-            assert!(!o.trunk_reaches("t_dids", refused), "{refused:?}");
+            assert_eq!(reached(refused), Reach::NotListed, "{refused:?}");
         }
-        assert!(
-            o.trunk_reaches("t_open", &["anything"]),
-            "no list: every number"
-        );
+        assert_eq!(o.reached("t_open", &["anything"]), Reach::Any);
     }
 }
