@@ -14,6 +14,10 @@ use crate::problem::ApiError;
 /// for a struct (`[null, null]` as an all-absent PATCH), so the top level is checked first.
 pub struct ApiJson<T>(pub T);
 
+/// How long a request's whole body may take to arrive: a sender trickling it holds its
+/// connection no longer (the headers have their own timeout, `http.header_timeout_secs`).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
@@ -22,9 +26,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(v)) => v,
-            Err(rejection) => return Err(json_rejection(rejection)),
+        let read = axum::Json::<serde_json::Value>::from_request(req, state);
+        let value = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Ok(Ok(axum::Json(v))) => v,
+            Ok(Err(rejection)) => return Err(json_rejection(rejection)),
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                )));
+            }
         };
         if !value.is_object() {
             return Err(ApiError::Invalid(
@@ -105,5 +116,28 @@ where
             .map_err(|e: PathRejection| {
                 ApiError::BadRequest(format!("invalid path: {}", e.body_text()))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_finishes_is_refused_after_the_timeout() {
+        let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let req = Request::builder()
+            .method("POST")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from_stream(never))
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let r = ApiJson::<serde_json::Value>::from_request(req, &()).await;
+        assert!(
+            matches!(&r, Err(ApiError::BadRequest(m)) if m.contains("did not arrive")),
+            "{:?}",
+            r.err()
+        );
+        assert_eq!(started.elapsed(), BODY_TIMEOUT);
     }
 }

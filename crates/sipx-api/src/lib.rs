@@ -18,10 +18,6 @@ mod time;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-
-/// How long a request's body may take to arrive (a slow or stalled sender's connection is
-/// not held longer).
-const REQUEST_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -115,10 +111,6 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(routes::web::router())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        // A request body that stalls holds its connection no longer than its headers may.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            REQUEST_BODY_TIMEOUT,
-        ))
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(
             ServiceBuilder::new()

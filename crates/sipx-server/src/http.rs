@@ -27,6 +27,8 @@ use crate::connection_limits::{ConnectionLimits, ConnectionPermit, within_open_f
 
 /// A TLS handshake that has not finished by then is dropped (slowloris guard).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At a stop, how long a connection may take to finish the request it has in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A failing accept (out of file descriptors) is logged at most this often.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -150,7 +152,11 @@ where
         stopping = graceful.wait_for(|g| *g) => drop(stopping),
     }
     conn.as_mut().graceful_shutdown();
-    conn.await
+    // A request in flight gets a little while; one whose client has sent half its headers
+    // (or trickles a body) does not hold the stop for its whole timeout.
+    tokio::time::timeout(STOP_GRACE, conn)
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// A connection's stream with its place in the bounds: the place is given back when the stream

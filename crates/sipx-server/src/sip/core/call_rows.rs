@@ -191,8 +191,11 @@ impl CallRow {
         self.history.last().map_or("", |h| h.state.as_str())
     }
 
-    pub fn set_codec(&mut self, codec: &str) {
+    /// Names the call's codec; whether that changed it.
+    pub fn set_codec(&mut self, codec: &str) -> bool {
+        let changed = self.codec.as_deref() != Some(codec);
         self.codec = Some(codec.to_owned());
+        changed
     }
 
     /// Writes the row as it is now (a change that comes without a new state: the codec of a

@@ -199,17 +199,18 @@ impl Core {
     /// A recorded dial-out that is not placed after all (its room let the referring phone go,
     /// or SIPx is stopping): its row ends at once, `DISCONNECTED` with `code`, `reason`, `cause`.
     pub(super) fn end_unplaced(&self, spec: &DialSpec, code: u16, reason: &str, cause: &str) {
-        let at_ms = unix_ms();
-        let entry = |state: &str, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
-            state: state.to_owned(),
-            at_ms,
-            code,
-            reason: reason.to_owned(),
-            cause: cause.map(str::to_owned),
-        };
+        let entry =
+            |state: &str, at_ms, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
+                state: state.to_owned(),
+                at_ms,
+                code,
+                reason: reason.to_owned(),
+                cause: cause.map(str::to_owned),
+            };
+        // `CALLING` as the API recorded it.
         let history = [
-            entry("CALLING", 0, "", None),
-            entry("DISCONNECTED", code, reason, Some(cause)),
+            entry("CALLING", spec.created.1, 0, "", None),
+            entry("DISCONNECTED", unix_ms(), code, reason, Some(cause)),
         ];
         let progress = super::call_rows::progress(&history, "CALLING", None, None, None);
         if let Some(tx) = &self.rows.tx {
@@ -296,6 +297,9 @@ impl Core {
         else {
             return;
         };
+        if c.codec.as_deref() == Some(codec) {
+            return; // a hold, a resume, a session refresh: nothing to write
+        }
         c.codec = Some(codec.to_owned());
         if let Some(tx) = &self.rows.tx {
             let _ = tx.send(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
