@@ -463,3 +463,22 @@ def test_a_reoffer_that_changes_the_codec_is_what_the_call_record_names(server):
     assert run.returncode == 0, run.stdout + run.stderr
     call = wait_call(server, creds, lambda c: c["done"], "the call ended")
     assert call["codec"] == "PCMA", call
+
+
+def test_a_trunk_network_stored_wider_than_allowed_is_flagged_at_start(data_dir):
+    """Networks wider than an IPv4 /16 are refused by the API now; one stored before (here
+    written into the database directly) still loads, with a warning naming it."""
+    import sqlite3
+    s = Server(data_dir).start()
+    creds = create_app(s)
+    trunk = api(s, creds, "POST", "/v1/trunks", {"name": "old", "inbound": {
+        "allowed_cidrs": ["10.1.0.0/16"]}}, expect=201).json()
+    s.stop()
+    with sqlite3.connect(data_dir / "sipx.db") as db:
+        db.execute("UPDATE trunks SET inbound_cidrs = '10.0.0.0/8' WHERE id = ?", (trunk["id"],))
+    s = Server(data_dir).start()
+    try:
+        warned = s.wait_log(lambda e: e.get("level") == "WARN" and e.get("trunk") == trunk["id"], 10)
+        assert warned["network"] == "10.0.0.0/8" and "wider" in warned["message"], warned
+    finally:
+        s.stop()

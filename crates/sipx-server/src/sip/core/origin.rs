@@ -125,6 +125,15 @@ impl Origins {
                             .ok()
                             .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from))
                     })
+                    .inspect(|n| {
+                        // Stored before the API bounded networks (`sipx-api` trunks.rs): say so,
+                        // it takes other applications' calls.
+                        let widest = if n.addr().is_ipv4() { 16 } else { 32 };
+                        if n.prefix_len() < widest {
+                            tracing::warn!(trunk = %t.trunk.id, network = %n,
+                                "a trunk's inbound network is wider than an IPv4 /16 or IPv6 /32: it takes every other application's calls from there; narrow it");
+                        }
+                    })
                     .map(|n| (n, i)),
             );
             if let (Some(user), Some(password)) = (&d.inbound_username, &t.inbound_password) {
