@@ -129,3 +129,23 @@ def test_open_websockets_count_against_the_bound(tmp_path):
         assert asyncio.run(run()), "open WebSockets did not count"
     finally:
         s.stop()
+
+
+def test_a_stop_does_not_wait_for_connections_that_said_nothing(tmp_path):
+    """With nothing live, SIGTERM stops at once although a client holds a connection that has
+    sent nothing, over HTTP and over HTTPS (one still in its TLS handshake): such a connection
+    has no request to finish."""
+    for tls in (False, True):
+        args = ("--dev-tls",) if tls else ()
+        s = Server(tmp_path / f"data-{tls}", *args, env={"SIPX_SHUTDOWN__DRAIN_TIMEOUT_SECS": "10"}).start()
+        host, port = s.base.split("://", 1)[1].rsplit(":", 1)
+        silent = socket.create_connection((host, int(port)), timeout=5, source_address=(SILENT, 0))
+        try:
+            # The server has accepted it: the health check after it is answered.
+            requests.get(s.url("/healthz"), timeout=5, verify=False)
+            started = time.monotonic()
+            assert s.stop(timeout=15) == 0
+            took = time.monotonic() - started
+            assert took < 3, f"the stop waited {took:.1f} s for a silent connection (tls={tls})"
+        finally:
+            silent.close()

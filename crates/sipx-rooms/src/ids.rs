@@ -53,7 +53,10 @@ pub const PHONE_IDENTITY_PREFIX: &str = "phone-";
 /// Whether an application may choose `identity` for a participant (see
 /// [`PHONE_IDENTITY_PREFIX`]).
 pub fn may_choose_identity(identity: &str) -> bool {
-    !identity.starts_with(PHONE_IDENTITY_PREFIX)
+    // Whatever its case: `PHONE-2` beside `phone-2` would read as the same participant.
+    !identity
+        .get(..PHONE_IDENTITY_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(PHONE_IDENTITY_PREFIX))
 }
 
 #[cfg(test)]
@@ -68,5 +71,15 @@ mod tests {
         assert!(!valid_name("a b"));
         assert!(!valid_name("x/y"));
         assert!(!valid_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn phone_names_are_sipxs_whatever_their_case() {
+        for reserved in ["phone-2", "PHONE-2", "Phone-x"] {
+            assert!(!may_choose_identity(reserved), "{reserved}");
+        }
+        for free in ["phone", "phones-2", "my-phone-2", "alice", "p"] {
+            assert!(may_choose_identity(free), "{free}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -109,25 +110,33 @@ pub async fn serve(
             let _open = open_tx;
             let result = match acceptor {
                 None => {
-                    let io = TokioIo::new(Counted::new(stream, permit));
-                    let conn = builder.serve_connection(io, service).with_upgrades();
-                    finish_on_stop(conn, &mut graceful_rx).await
+                    let (io, heard) = Counted::new(stream, permit);
+                    let conn = builder
+                        .serve_connection(TokioIo::new(io), service)
+                        .with_upgrades();
+                    finish_on_stop(conn, &mut graceful_rx, &heard).await
                 }
                 Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let io = TokioIo::new(Counted::new(tls, permit));
-                    let conn = builder.serve_connection(io, service).with_upgrades();
-                    finish_on_stop(conn, &mut graceful_rx).await
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let tls = tokio::select! {
+                        done = handshake => done,
+                        // A stop does not wait for a handshake.
+                        stopping = graceful_rx.wait_for(|g| *g) => { drop(stopping); return; }
+                    };
+                    let tls = match tls {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let (io, heard) = Counted::new(tls, permit);
+                    let conn = builder
+                        .serve_connection(TokioIo::new(io), service)
+                        .with_upgrades();
+                    finish_on_stop(conn, &mut graceful_rx, &heard).await
                 }
             };
             if let Err(e) = result {
@@ -139,9 +148,11 @@ pub async fn serve(
 }
 
 /// Serves a connection; once a stop begins, lets it finish the request in flight and close.
+/// A connection that has not sent a byte has nothing in flight and is closed at once.
 async fn finish_on_stop<I>(
     conn: http1::UpgradeableConnection<I, TowerToHyperService<Router>>,
     graceful: &mut watch::Receiver<bool>,
+    heard: &AtomicBool,
 ) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -150,6 +161,9 @@ where
     tokio::select! {
         result = conn.as_mut() => return result,
         stopping = graceful.wait_for(|g| *g) => drop(stopping),
+    }
+    if !heard.load(Ordering::Relaxed) {
+        return Ok(());
     }
     conn.as_mut().graceful_shutdown();
     // A request in flight gets a little while; one whose client has sent half its headers
@@ -164,14 +178,19 @@ where
 struct Counted<S> {
     io: S,
     _permit: ConnectionPermit,
+    /// Whether the client has sent anything at all.
+    heard: Arc<AtomicBool>,
 }
 
 impl<S> Counted<S> {
-    fn new(io: S, permit: ConnectionPermit) -> Self {
-        Counted {
+    fn new(io: S, permit: ConnectionPermit) -> (Self, Arc<AtomicBool>) {
+        let heard = Arc::new(AtomicBool::new(false));
+        let counted = Counted {
             io,
             _permit: permit,
-        }
+            heard: heard.clone(),
+        };
+        (counted, heard)
     }
 }
 
@@ -181,7 +200,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.heard.store(true, Ordering::Relaxed);
+        }
+        read
     }
 }
 

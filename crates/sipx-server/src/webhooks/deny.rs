@@ -51,9 +51,23 @@ impl DenyList {
             .map(|v| DenyList(v.into()))
     }
 
+    /// An IPv6 address carrying an IPv4 one (IPv4-mapped, IPv4-compatible, the NAT64 prefix
+    /// `64:ff9b::/96`) is checked as that IPv4 address too: through a NAT64 gateway it reaches it.
     pub fn denies(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        let embedded = match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                let low = std::net::Ipv4Addr::from((u128::from(v6) & 0xffff_ffff) as u32);
+                let compatible = s[..6] == [0; 6] && u32::from(low) > 1;
+                let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+                (compatible || nat64).then_some(IpAddr::V4(low))
+            }
+            IpAddr::V4(_) => None,
+        };
+        self.0
+            .iter()
+            .any(|net| net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&v4)))
     }
 }
 
@@ -134,6 +148,8 @@ mod tests {
             "169.254.169.254",
             "fe80::1",
             "::ffff:169.254.169.254",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
             "0.0.0.0",
             "fd00:ec2::254",
         ] {
@@ -146,6 +162,7 @@ mod tests {
             "203.0.113.9",
             "::1",
             "2001:db8::1",
+            "64:ff9b::cb00:7109",
         ] {
             assert!(!list.denies(allowed.parse().unwrap()), "{allowed}");
         }

@@ -123,10 +123,16 @@ fn user_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
 }
 
 /// The number a URI names: a SIP URI's user part, a tel URI's number.
+/// A SIP user part's own parameters (`+4930123456;phone-context=+49`, `…;npdi`) are not part of
+/// the number: left in, they would reach the rules (a room named by the called number would
+/// take the caller's digits after the number).
 fn number_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
     match uri {
         sipx_sip::msg::Uri::Tel(t) => t.number.as_str().into(),
-        _ => user_of(uri),
+        _ => match user_of(uri) {
+            std::borrow::Cow::Borrowed(user) => user.split(';').next().unwrap_or("").into(),
+            std::borrow::Cow::Owned(user) => user.split(';').next().unwrap_or("").to_owned().into(),
+        },
     }
 }
 
