@@ -13,6 +13,8 @@ mod pagination;
 pub mod problem;
 pub mod room_service;
 mod routes;
+
+pub use routes::sip_claims::too_wide_to_claim;
 pub mod state;
 mod time;
 

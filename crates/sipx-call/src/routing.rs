@@ -89,8 +89,10 @@ pub enum NumberMatch {
     Pattern(Pattern),
 }
 
-/// A number as dialled: no leading `+`, no visual separators.
+/// A number as dialled: no leading `+`, no visual separators, no URI parameters
+/// (`+49 (30) 123-456;npdi` is `4930123456`).
 fn dialled(s: &str) -> impl Iterator<Item = char> + '_ {
+    let s = s.split(';').next().unwrap_or("");
     s.strip_prefix('+')
         .unwrap_or(s)
         .chars()

@@ -10,7 +10,7 @@ pub mod registrations;
 pub mod rooms;
 pub mod routing_rules;
 pub mod sip_accounts;
-mod sip_claims;
+pub(crate) mod sip_claims;
 pub mod srtp;
 pub mod trunks;
 pub mod web;

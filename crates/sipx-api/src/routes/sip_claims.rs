@@ -97,6 +97,18 @@ pub(crate) fn claimed_net(net: &str) -> Option<IpNet> {
     Some(net)
 }
 
+/// Whether a trunk's network is wider than any may claim: more than a /16 of IPv4 (65 536
+/// addresses, more than any carrier's signalling network) or a /32 of IPv6 (a whole
+/// provider's allocation). The API refuses such a network; the SIP core warns of one stored
+/// before the bound.
+pub fn too_wide_to_claim(net: &IpNet) -> bool {
+    let narrowest = match net {
+        IpNet::V4(_) => 16,
+        IpNet::V6(_) => 32,
+    };
+    net.prefix_len() < narrowest
+}
+
 /// Two prefixes overlap when one contains the other.
 fn overlap(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())

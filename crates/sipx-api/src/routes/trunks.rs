@@ -437,22 +437,13 @@ fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
             // A trunk's networks are its alone (`sip_claims`): a network as wide as the
             // Internet would take every source from every other application.
             c.check(
-                net.is_none_or(|n| n.prefix_len() >= narrowest_claim(&n)),
+                net.is_none_or(|n| !super::sip_claims::too_wide_to_claim(&n)),
                 format!("inbound.allowed_cidrs[{i}]"),
                 "too wide: at most an IPv4 /16 or an IPv6 /32 (list several for more)",
             );
             net.map(|n| n.trunc().to_string())
         })
         .collect()
-}
-
-/// The shortest prefix a trunk may claim: a /16 of IPv4 (65 536 addresses, more than any
-/// carrier's signalling network), a /32 of IPv6 (a whole provider's allocation).
-fn narrowest_claim(net: &ipnet::IpNet) -> u8 {
-    match net {
-        ipnet::IpNet::V4(_) => 16,
-        ipnet::IpNet::V6(_) => 32,
-    }
 }
 
 fn check_inbound(i: &InboundInput, c: &mut Checker) -> Vec<String> {

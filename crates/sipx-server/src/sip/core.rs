@@ -709,6 +709,27 @@ impl Core {
         super::transport::let_connections_finish(own).await;
     }
 
+    /// Opens a connection of SIPx's own to `addr` (to a provider, or again towards a peer
+    /// whose connection closed), TLS-wrapped when `tls` says so; `FlowOpened` or
+    /// `ConnectFailed` follows with the flow returned.
+    fn connect_own(&mut self, addr: SocketAddr, tls: super::transport::ProviderTls) -> FlowId {
+        let flow = self.flow_ids.next();
+        self.own_connections.spawn(super::transport::connect(
+            addr,
+            tls,
+            flow,
+            self.inputs.clone(),
+            self.stop.clone(),
+        ));
+        flow
+    }
+
+    /// Drops the writer's queue of `flow`, which ends the connection.
+    fn close_stream(&mut self, flow: FlowId) {
+        self.streams.remove(&flow);
+        metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
+    }
+
     /// Tells the store which change version trunks and rules are both at, so the API writes
     /// up to it can answer.
     fn report_settled(&self) {
@@ -810,9 +831,8 @@ impl Core {
                 self.on_trunk_link_opened(now, flow);
             }
             CoreInput::FlowClosed { flow } => {
-                self.streams.remove(&flow);
+                self.close_stream(flow);
                 while self.own_connections.try_join_next().is_some() {}
-                metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
                 self.stream_flows.retain(|_, f| *f != flow);
                 self.reconnect_gone(flow);
                 self.on_trunk_flow_failed(now, flow, "connection closed");

@@ -104,7 +104,7 @@ pub async fn ask(
     timeout: Duration,
     signature: String,
     body: Vec<u8>,
-    (tls, deny): (tokio_rustls::TlsConnector, &crate::webhooks::DenyList),
+    (tls, deny): (tokio_rustls::TlsConnector, crate::webhooks::DenyList),
 ) -> Result<(u16, Bytes), AskError> {
     let uri: hyper::Uri = url.parse().map_err(|e| AskError::Url(format!("{e}")))?;
     let https = match uri.scheme_str() {
@@ -133,22 +133,13 @@ pub async fn ask(
         .header("SIPx-Signature", signature)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| AskError::Url(e.to_string()))?;
-    let deny = deny.clone();
     let exchange = async move {
         let bare = host.trim_matches(['[', ']']);
-        // Only to addresses webhooks may reach (`webhooks.deny_networks`), checked on what
-        // the name resolves to, then connected to as checked.
-        let allowed: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
+        // Only to addresses webhooks may reach (`webhooks.deny_networks`).
+        let allowed = deny
+            .resolve(bare, port)
             .await
-            .map_err(|e| AskError::Io(format!("lookup: {e}")))?
-            .filter(|a| !deny.denies(a.ip()))
-            .collect();
-        if allowed.is_empty() {
-            return Err(AskError::Io(
-                "the host is only at addresses webhooks may not reach (webhooks.deny_networks)"
-                    .to_owned(),
-            ));
-        }
+            .map_err(|e| AskError::Io(format!("lookup: {e}")))?;
         let tcp = TcpStream::connect(&allowed[..])
             .await
             .map_err(|e| AskError::Io(format!("connect: {e}")))?;
@@ -257,7 +248,7 @@ mod tests {
                 Duration::from_secs(1),
                 String::new(),
                 Vec::new(),
-                (tls.clone(), &crate::webhooks::DenyList::default()),
+                (tls.clone(), crate::webhooks::DenyList::default()),
             ));
             assert!(matches!(r, Err(AskError::Url(_))), "{url}: {r:?}");
         }

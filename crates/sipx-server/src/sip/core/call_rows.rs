@@ -191,19 +191,18 @@ impl CallRow {
         self.history.last().map_or("", |h| h.state.as_str())
     }
 
-    /// Names the call's codec; whether that changed it.
-    pub fn set_codec(&mut self, codec: &str) -> bool {
-        let changed = self.codec.as_deref() != Some(codec);
+    pub fn set_codec(&mut self, codec: &str) {
         self.codec = Some(codec.to_owned());
-        changed
     }
 
-    /// Writes the row as it is now (a change that comes without a new state: the codec of a
-    /// re-offer); nothing once it has ended.
-    pub fn save(&self) {
-        if !self.is_ended() {
-            self.send(RowWrite::Update(self.id.clone(), Box::new(self.progress())));
+    /// A re-offer's codec: written at once when it changed (no new state will carry it),
+    /// nothing for a hold, a resume or a refresh, nor once the call has ended.
+    pub fn update_codec(&mut self, codec: &str) {
+        if self.codec.as_deref() == Some(codec) || self.is_ended() {
+            return;
         }
+        self.set_codec(codec);
+        self.send(RowWrite::Update(self.id.clone(), Box::new(self.progress())));
     }
 
     /// A new state; nothing after `DISCONNECTED`.

@@ -899,10 +899,8 @@ impl Core {
                 }
                 // A re-offer may change the codec: the call's record names the one in use.
                 let codec = negotiated.codec.name;
-                if let Some(row) = &mut call.row
-                    && row.set_codec(codec)
-                {
-                    row.save();
+                if let Some(row) = &mut call.row {
+                    row.update_codec(codec);
                 }
                 self.set_dial_out_codec(leg, codec);
             }

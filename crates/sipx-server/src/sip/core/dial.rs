@@ -327,7 +327,7 @@ impl Core {
             }
             Err(NoRoute::Lookup(host, port)) => {
                 let (inputs, id) = (self.inputs.clone(), id.to_owned());
-                let families = super::super::call_service::Families::of(&self.settings.listeners);
+                let families = self.provider_hosts.families();
                 tokio::spawn(async move {
                     let addr = resolve(&host, port, families).await;
                     let _ = inputs
@@ -520,11 +520,25 @@ impl Core {
             DialTarget::Direct { addr, .. } => *addr = found,
             DialTarget::Accounts(_) => {}
         }
-        // Hung up meanwhile: the machine no longer waits for this INVITE.
-        if c.fsm.is_ended() || c.out.is_some() {
-            return;
+        self.send_invite_if_waited(now, id, invite);
+    }
+
+    /// Sends a dial-out's INVITE that waited (for its host's lookup, its trunk's connection),
+    /// unless the call was hung up meanwhile and its machine no longer waits for it.
+    pub(super) fn send_invite_if_waited(
+        &mut self,
+        now: Instant,
+        id: &str,
+        invite: sipx_call::Invite,
+    ) {
+        let waits = self
+            .controls
+            .by_id
+            .get(id)
+            .is_some_and(|c| !c.fsm.is_ended() && c.out.is_none());
+        if waits {
+            self.send_invite(now, id, invite);
         }
-        self.send_invite(now, id, invite);
     }
 
     /// Input for a call's machine, delivered on the core's next turn (the machine is being

@@ -129,10 +129,13 @@ fn user_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
 fn number_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
     match uri {
         sipx_sip::msg::Uri::Tel(t) => t.number.as_str().into(),
-        _ => match user_of(uri) {
-            std::borrow::Cow::Borrowed(user) => user.split(';').next().unwrap_or("").into(),
-            std::borrow::Cow::Owned(user) => user.split(';').next().unwrap_or("").to_owned().into(),
-        },
+        _ => {
+            let user = user_of(uri);
+            match user.find(';') {
+                Some(end) => user[..end].to_owned().into(),
+                None => user,
+            }
+        }
     }
 }
 
@@ -356,7 +359,7 @@ impl Core {
                         u64::try_from(unix_ms() / 1000).unwrap_or(0),
                         &body,
                     );
-                    match route_webhook::ask(&url, timeout, signature, body, (tls, &deny)).await {
+                    match route_webhook::ask(&url, timeout, signature, body, (tls, deny)).await {
                         Ok((status, body)) => {
                             let parsed = route_webhook::parse_answer(status, &body);
                             if parsed.is_none() {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use sipx_call::routing::NumberMatch;
 use sipx_sdp::SrtpPolicy;
 use sipx_secrets::Redacted;
 use sipx_store::TrunkWithSecrets;
@@ -73,9 +74,9 @@ pub(crate) struct Origins {
     accounts: HashMap<String, SrtpPolicy>,
     /// The application of each trunk, by trunk id.
     trunk_apps: HashMap<String, String>,
-    /// The numbers a trunk may reach (its DIDs), written as `number_key` writes them, by
-    /// trunk id; a trunk without any may reach every number.
-    trunk_numbers: HashMap<String, Vec<String>>,
+    /// The numbers a trunk may reach (its DIDs), matched as routing rules match an exact
+    /// number, by trunk id; a trunk without any may reach every number.
+    trunk_numbers: HashMap<String, Vec<NumberMatch>>,
 }
 
 /// What a call through a trunk may reach.
@@ -87,16 +88,6 @@ pub(crate) enum Reach<'a> {
     Listed(&'a str),
     /// None of the trunk's numbers.
     NotListed,
-}
-
-/// A number as the list of a trunk's numbers and a dialled one are compared: without a
-/// leading `+`, visual separators or URI parameters (`+49 (30) 123-456;npdi` is `4930123456`).
-fn number_key(number: &str) -> String {
-    let number = number.split(';').next().unwrap_or("");
-    number
-        .chars()
-        .filter(|c| !matches!(c, '+' | '-' | '.' | '(' | ')' | ' '))
-        .collect()
 }
 
 impl Origins {
@@ -128,8 +119,7 @@ impl Origins {
                     .inspect(|n| {
                         // Stored before the API bounded networks (`sipx-api` trunks.rs): say so,
                         // it takes other applications' calls.
-                        let widest = if n.addr().is_ipv4() { 16 } else { 32 };
-                        if n.prefix_len() < widest {
+                        if sipx_api::too_wide_to_claim(n) {
                             tracing::warn!(trunk = %t.trunk.id, network = %n,
                                 "a trunk's inbound network is wider than an IPv4 /16 or IPv6 /32: it takes every other application's calls from there; narrow it");
                         }
@@ -142,7 +132,10 @@ impl Origins {
             if !d.inbound_numbers.is_empty() {
                 o.trunk_numbers.insert(
                     t.trunk.id.clone(),
-                    d.inbound_numbers.iter().map(|n| number_key(n)).collect(),
+                    d.inbound_numbers
+                        .iter()
+                        .map(|n| NumberMatch::Exact(n.clone()))
+                        .collect(),
                 );
             }
         }
@@ -160,10 +153,7 @@ impl Origins {
         };
         dialled
             .iter()
-            .find(|d| {
-                let key = number_key(d);
-                !key.is_empty() && numbers.contains(&key)
-            })
+            .find(|d| numbers.iter().any(|n| n.matches(d)))
             .map_or(Reach::NotListed, |d| Reach::Listed(d))
     }
 

@@ -32,6 +32,11 @@ pub(crate) struct ProviderHosts {
 }
 
 impl ProviderHosts {
+    /// The address families SIPx has SIP listeners of, which lookups prefer.
+    pub fn families(&self) -> Families {
+        self.families
+    }
+
     pub fn new(families: Families) -> Self {
         ProviderHosts {
             families,

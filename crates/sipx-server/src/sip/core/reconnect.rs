@@ -17,7 +17,6 @@ use sipx_sip::msg::{HasHeaders, NameAddr, SipMessage, parse_datagram};
 use sipx_sip::{FlowId, Transmit, Transport};
 
 use super::Core;
-use crate::sip::transport;
 
 /// Connections opened in place of closed ones.
 #[derive(Default)]
@@ -78,17 +77,10 @@ impl Core {
             }
             return;
         }
-        let flow = self.flow_ids.next();
         tracing::debug!(%addr, "the connection closed: opening one for what goes its way");
+        let flow = self.connect_own(addr, None);
         self.reconnects.replaced.insert(t.peer.flow, flow);
         self.reconnects.waiting.insert(flow, vec![t.bytes]);
-        self.own_connections.spawn(transport::connect(
-            addr,
-            None,
-            flow,
-            self.inputs.clone(),
-            self.stop.clone(),
-        ));
     }
 
     /// A connection is up: what waited for it goes.

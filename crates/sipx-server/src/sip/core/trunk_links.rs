@@ -75,8 +75,8 @@ impl Core {
                 return self.link_failed(now, call);
             }
         };
-        let flow = self.flow_ids.next();
         tracing::info!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");
+        let flow = self.connect_own(to.addr, tls);
         let waiting = Some(vec![(call.to_owned(), invite)]);
         let link = TrunkLink {
             flow,
@@ -84,13 +84,6 @@ impl Core {
             waiting,
         };
         self.trunk_links.by_trunk.insert(to.trunk.to_owned(), link);
-        self.own_connections.spawn(transport::connect(
-            to.addr,
-            tls,
-            flow,
-            self.inputs.clone(),
-            self.stop.clone(),
-        ));
     }
 
     /// A connection is up: the INVITEs that waited for it go.
@@ -109,15 +102,7 @@ impl Core {
             return;
         };
         for (call, invite) in link.waiting.take().unwrap_or_default() {
-            // Hung up meanwhile: the machine no longer waits for this INVITE.
-            let waits = self
-                .controls
-                .by_id
-                .get(&call)
-                .is_some_and(|c| !c.fsm.is_ended() && c.out.is_none());
-            if waits {
-                self.send_invite(now, &call, invite);
-            }
+            self.send_invite_if_waited(now, &call, invite);
         }
     }
 
@@ -138,23 +123,20 @@ impl Core {
         self.trunk_links.by_trunk.remove(&trunk);
     }
 
-    /// Closes the connections of trunks no longer there, or whose provider moved: `trunks`
-    /// are the trunks there are, with their provider's address when known.
+    /// Closes the connections of trunks no longer there, or that register now (a moved
+    /// provider is noticed by the next call, `await_trunk_link`): `unregistered` are the
+    /// trunks there are that do not register.
     pub(super) fn keep_trunk_links(
         &mut self,
         now: Instant,
-        trunks: &[(String, Option<SocketAddr>)],
+        unregistered: &std::collections::HashSet<String>,
     ) {
         let stale: Vec<String> = self
             .trunk_links
             .by_trunk
-            .iter()
-            .filter(|(id, link)| {
-                !trunks
-                    .iter()
-                    .any(|(t, addr)| t == *id && addr.is_none_or(|a| a == link.addr))
-            })
-            .map(|(id, _)| id.clone())
+            .keys()
+            .filter(|id| !unregistered.contains(*id))
+            .cloned()
             .collect();
         for id in stale {
             self.drop_link(now, &id, "the trunk changed or is gone");
@@ -173,12 +155,6 @@ impl Core {
         } else {
             self.trunk_links.abandoned.insert(link.flow);
         }
-    }
-
-    /// Drops the writer's queue of `flow`, which ends the connection.
-    fn close_stream(&mut self, flow: FlowId) {
-        self.streams.remove(&flow);
-        metrics::gauge!("sipx_sip_stream_connections").set(self.streams.len() as f64);
     }
 
     fn fail_waiting(&mut self, now: Instant, trunk: &str, reason: &str) {

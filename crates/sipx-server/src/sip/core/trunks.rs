@@ -241,12 +241,13 @@ impl Core {
             inbound_users = self.origins.user_count(),
             "trunks loaded"
         );
-        // Connections of trunks deleted or moved meanwhile close.
-        let ids: Vec<_> = trunks
+        // Connections of trunks deleted, or registering now (they have their own), close.
+        let unregistered: std::collections::HashSet<String> = trunks
             .iter()
-            .map(|(t, addr)| (t.trunk.id.clone(), *addr))
+            .filter(|(t, _)| !t.trunk.data.register)
+            .map(|(t, _)| t.trunk.id.clone())
             .collect();
-        self.keep_trunk_links(now, &ids);
+        self.keep_trunk_links(now, &unregistered);
         let mut keep = std::collections::HashMap::new();
         for (t, addr) in trunks {
             let d = &t.trunk.data;
@@ -299,18 +300,18 @@ impl Core {
             };
             keep.insert(id, entry);
         }
-        for (gone, t) in &self.trunk_regs {
-            self.runtime.set_trunk_registration(gone, None);
+        let gone = std::mem::replace(&mut self.trunk_regs, keep);
+        for (id, t) in gone {
+            self.runtime.set_trunk_registration(&id, None);
             // Closing the writer ends the connection of a removed trunk.
             if let Ok(Target {
                 link: Link::Up(flow),
                 ..
             }) = t.target
             {
-                self.streams.remove(&flow);
+                self.close_stream(flow);
             }
         }
-        self.trunk_regs = keep;
         let ids: Vec<String> = self.trunk_regs.keys().cloned().collect();
         for id in ids {
             self.publish(&id);
@@ -340,8 +341,6 @@ impl Core {
                 }
             };
             if target.link == Link::Down {
-                let flow = self.flow_ids.next();
-                target.link = Link::Connecting(flow);
                 let tls = transport::provider_tls(
                     self.tls_client.as_ref(),
                     target.transport,
@@ -350,20 +349,17 @@ impl Core {
                 let tls = match tls {
                     Ok(tls) => tls,
                     Err(reason) => {
-                        target.link = Link::Down;
                         t.reg.on_transport_error(now, reason);
                         self.publish(&id);
                         continue;
                     }
                 };
                 tracing::debug!(trunk_id = %id, addr = %target.addr, transport = %target.transport, "connecting to provider");
-                self.own_connections.spawn(transport::connect(
-                    target.addr,
-                    tls,
-                    flow,
-                    self.inputs.clone(),
-                    self.stop.clone(),
-                ));
+                let addr = target.addr;
+                let flow = self.connect_own(addr, tls);
+                if let Some(Ok(target)) = self.trunk_regs.get_mut(&id).map(|t| &mut t.target) {
+                    target.link = Link::Connecting(flow);
+                }
                 continue;
             }
             let Some(peer) = t.peer() else { continue };
