@@ -1,10 +1,10 @@
-//! One media thread: each leg's 20 ms tick (legs spread over phases 1 ms apart, `phases`), its
+//! One media thread: each leg's 20 ms tick (legs in phases 1 ms apart, `phases`), its
 //! sockets and its timers. The thread sleeps in a `mio` poll woken by a timerfd (`timer`) at
 //! the next phase, or by a `mio::Waker` when commands arrive on their channel; events leave on
 //! the core's queue. Received datagrams do not wake it: the legs' sockets sit in a second poll,
-//! looked at without waiting once per wake-up, so a busy thread wakes a thousand times a
-//! second, not once per packet (a packet waits at most a phase, well inside any jitter
-//! buffer's delay). The thread times its own ticks and frames (`timing`).
+//! looked at without waiting once per wake-up, so a thread wakes 200 to 1000 times a second
+//! (the phases with legs, and every 5 ms), not once per packet (a packet waits at most 5 ms,
+//! well inside any jitter buffer's delay). The thread times its own ticks and frames (`timing`).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
