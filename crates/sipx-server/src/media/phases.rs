@@ -91,7 +91,7 @@ impl Phases {
 
     /// Whether the thread wakes for a phase: it has legs, or it is a reading phase.
     fn wakes(&self, phase: usize) -> bool {
-        phase % READ_EVERY == 0 || self.groups.get(phase).is_some_and(|g| !g.is_empty())
+        phase.is_multiple_of(READ_EVERY) || self.groups.get(phase).is_some_and(|g| !g.is_empty())
     }
 
     /// Places a leg in a given phase (a room's phones tick together, `room_group`); an
