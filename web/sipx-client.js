@@ -56,7 +56,7 @@ function defaultUrl() {
  * - `speaking` `{speakers: [{identity, level}]}`: loudest first, level 0..1
  * - `call-state` `{identity, call_id, call_state, participant}`: a phone participant's call
  * - `closed` `{reason}`: the session is over (`left`, `replaced`, `unauthorized`, `forbidden`,
- *   `room_not_found`, `identity_taken`, `unavailable`, a server reason, or `disconnected`);
+ *   `room_not_found`, `identity_taken`, `unavailable`, `stopping`, a server reason, or `disconnected`);
  *   emitted once
  * - `error` `{code, message}`: a request was refused or the WebRTC side failed
  */

@@ -3,6 +3,7 @@ finish their headers, cannot take the file descriptors every other client needs.
 127.0.0.236 (the silent client) and 127.0.0.1 (everyone else)."""
 
 import json
+import signal
 import socket
 import time
 
@@ -149,3 +150,37 @@ def test_a_stop_does_not_wait_for_connections_that_said_nothing(tmp_path):
             assert took < 3, f"the stop waited {took:.1f} s for a silent connection (tls={tls})"
         finally:
             silent.close()
+
+
+def test_room_sockets_are_told_when_the_server_stops(tmp_path):
+    """At the stop (no call live, so the drain ends at once) a browser's signalling socket gets
+    the `closed` message with reason `stopping` and a going-away close frame (1001), instead of
+    a connection that just drops; the stop does not wait for the client."""
+    import asyncio
+    import websockets
+
+    s = Server(tmp_path / "data", env={"SIPX_SHUTDOWN__DRAIN_TIMEOUT_SECS": "10"}).start()
+    try:
+        creds = create_app(s)
+        r = requests.post(s.url("/v1/rooms/stopping/tokens"), headers=auth_header(*creds[:2]),
+                          json={"identity": "web-1"}, timeout=5)
+        assert r.status_code == 201, r.text
+        token = r.json()["token"]
+        ws_url = s.base.replace("http://", "ws://") + f"/v1/rtc?token={token}"
+
+        async def run():
+            async with websockets.connect(ws_url, open_timeout=5) as ws:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
+                started = time.monotonic()
+                s.proc.send_signal(signal.SIGTERM)
+                last = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                return last, ws.close_code, ws.close_reason, time.monotonic() - started
+
+        last, code, reason, took = asyncio.run(run())
+        assert last == {"type": "closed", "reason": "stopping"}, last
+        assert (code, reason) == (1001, "server stopping")
+        assert took < 5, f"the socket was closed {took:.1f} s after SIGTERM"
+        assert s.proc.wait(10) == 0
+    finally:
+        s.stop()

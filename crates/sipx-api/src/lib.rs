@@ -13,6 +13,7 @@ mod pagination;
 pub mod problem;
 pub mod room_service;
 mod routes;
+pub mod socket_stop;
 
 pub use routes::sip_claims::too_wide_to_claim;
 pub mod state;

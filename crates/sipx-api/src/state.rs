@@ -22,6 +22,8 @@ pub struct ApiState {
     pub calls: Option<std::sync::Arc<dyn crate::call_service::CallService>>,
     /// Where application events are published (webhooks and `GET /v1/events`).
     pub events: crate::events::EventBus,
+    /// The room signalling sockets' end at the stop.
+    pub sockets: crate::socket_stop::SocketStop,
 }
 
 /// Live state the SIP service publishes for the API to show (it is not in the database).

@@ -192,6 +192,7 @@ impl App {
         let calls = core_queue
             .as_ref()
             .map(|q| crate::sip::BoundSip::call_control(q, store.clone()));
+        let sockets = sipx_api::socket_stop::SocketStop::default();
         let state = ApiState {
             store: store.clone(),
             auth: Arc::new(AuthSettings {
@@ -207,6 +208,7 @@ impl App {
                 .map(|(h, _)| Arc::new(h.clone()) as Arc<dyn sipx_api::room_service::RoomService>),
             calls,
             events: events.clone(),
+            sockets: sockets.clone(),
         };
         let router = sipx_api::router(state, config.http.body_limit);
 
@@ -316,6 +318,14 @@ impl App {
         // the way out among them), and only then does the database close.
         for t in sip_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        // The calls are over: the browsers still in rooms are told the server goes away
+        // (WebSocket 1001) rather than see their connection drop.
+        if !sockets.close_all(Duration::from_secs(2)).await {
+            tracing::warn!(
+                open = sockets.open_count(),
+                "room sockets still open at the stop"
+            );
         }
         // The dispatcher stores the events still queued (those of the calls just ended among
         // them) and stops; what it had not sent stays pending in the database for the next

@@ -75,6 +75,7 @@ impl TestApi {
             rooms: None,
             calls: None,
             events: events.clone(),
+            sockets: Default::default(),
         };
         TestApi {
             router: sipx_api::router(state, limit),

@@ -93,6 +93,8 @@ async fn session(
     socket: WebSocket,
     checked: Result<(String, JoinClaims), (u16, String)>,
 ) {
+    // Counted from the upgrade: the stop waits for this socket's close frame.
+    let mut place = state.sockets.open();
     let (app, claims) = match checked {
         Ok(c) => c,
         Err((code, reason)) => return close(socket, code, reason).await,
@@ -132,6 +134,15 @@ async fn session(
     let mut socket = socket;
     loop {
         tokio::select! {
+            // The service stops (after its drain): the participant is told why, and the
+            // socket closes as going away.
+            () = place.stopping() => {
+                let bye = serde_json::json!({"type": "closed", "reason": "stopping"});
+                let _ = socket.send(Message::Text(bye.to_string().into())).await;
+                close(socket, 1001, "server stopping".into()).await;
+                rooms.disconnect(id);
+                return;
+            }
             incoming = tokio::time::timeout(IDLE, socket.recv()) => match incoming {
                 Ok(Some(Ok(Message::Text(text)))) => rooms.signal(id, text.as_str().to_owned()),
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
