@@ -255,6 +255,75 @@ fn cases() -> Vec<(&'static str, Local, Outcome)> {
             Default,
             accepted(Pcmu, 0, Some((101, 8000)), SendRecv, Some(AeadAes256Gcm)),
         ),
+        // Teams Direct Routing's side: ICE lines, codecs we lack (SILK, SIREN, RED), comfort
+        // noise at two rates, and one key with an MKI beside one without.
+        (
+            "teams_direct_routing_mki",
+            Default,
+            accepted(
+                Pcmu,
+                0,
+                Some((101, 8000)),
+                SendRecv,
+                Some(AesCm128HmacSha1_80),
+            ),
+        ),
+        (
+            "teams_direct_routing_mki",
+            SrtpDisabled,
+            Outcome::Refused(Rejection::SrtpNotSupported),
+        ),
+        ("twilio_pcmu_only", Default, plain(Pcmu, 0, Some((101, 8000)))),
+        (
+            "twilio_pcmu_only",
+            OpusFirst,
+            plain(Pcmu, 0, Some((101, 8000))),
+        ),
+        (
+            "yealink_g729_first",
+            Default,
+            plain(Pcmu, 0, Some((101, 8000))),
+        ),
+        (
+            "yealink_g729_first",
+            Theirs,
+            plain(G729, 18, Some((101, 8000))),
+        ),
+        // Spaces after the fmtp's semicolons, stereo asked for: still Opus.
+        (
+            "grandstream_opus_spaced_fmtp",
+            OpusFirst,
+            plain(Opus, 123, Some((101, 8000))),
+        ),
+        // 30 ms packets, channel counts written out, the connection line per medium only.
+        (
+            "avaya_ptime30_channels",
+            Theirs,
+            plain(Pcma, 8, Some((101, 8000))),
+        ),
+        (
+            "avaya_ptime30_channels",
+            SrtpRequired,
+            Outcome::Refused(Rejection::SrtpRequired),
+        ),
+        // Best effort by two audio sections: the secure one while SRTP is allowed, the plain
+        // one when it is not.
+        (
+            "two_audio_lines_savp_then_avp",
+            Default,
+            accepted(
+                Pcmu,
+                0,
+                Some((101, 8000)),
+                SendRecv,
+                Some(AesCm128HmacSha1_80),
+            ),
+        ),
+        (
+            "two_audio_lines_savp_then_avp",
+            SrtpDisabled,
+            plain(Pcmu, 0, Some((101, 8000))),
+        ),
     ]
 }
 
