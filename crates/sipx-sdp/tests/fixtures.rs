@@ -273,7 +273,11 @@ fn cases() -> Vec<(&'static str, Local, Outcome)> {
             SrtpDisabled,
             Outcome::Refused(Rejection::SrtpNotSupported),
         ),
-        ("twilio_pcmu_only", Default, plain(Pcmu, 0, Some((101, 8000)))),
+        (
+            "twilio_pcmu_only",
+            Default,
+            plain(Pcmu, 0, Some((101, 8000))),
+        ),
         (
             "twilio_pcmu_only",
             OpusFirst,
