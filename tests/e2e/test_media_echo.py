@@ -290,7 +290,7 @@ def test_a_stranger_spraying_the_rtp_ports_gets_no_audio_and_plays_none(sipx, tm
         spray.bind(("127.0.0.99", 0))
         spray.setblocking(False)
         peer.dial(f"sip:echo@{host}:{port}")
-        sipx.wait_log(lambda e: e.get("message") == "media latched to the address the caller sends from")
+        sipx.wait_log(lambda e: e.get("message") == "media latched to the address the peer sends from")
         # Two seconds of a 600 Hz tone from one stream at every even port of SIPx's range,
         # each 20 ms, as an attacker who does not know the port would send it.
         for seq in range(100):
@@ -306,7 +306,7 @@ def test_a_stranger_spraying_the_rtp_ports_gets_no_audio_and_plays_none(sipx, tm
     back = media.tone_check(peer.recording("dec"), 1000)
     assert back.band_ratio >= 0.9 and back.active_s >= 1.5, back
     assert media.tone_check(peer.recording("dec"), 600).band_ratio < 0.01
-    dropped = logged(sipx, "media from an address that is not the caller's dropped")
+    dropped = logged(sipx, "media from an address that is not the peer's dropped")
     assert dropped and dropped[0]["addr"].startswith("127.0.0.99:"), dropped
     # The ended leg's count reaches /metrics (once the media thread has removed it, polled):
     # the 100 packets aimed at its port.

@@ -72,6 +72,8 @@ pub struct RtcpSession {
     start: Instant,
     start_ntp: NtpTime,
     remote: Option<ReceiveStats>,
+    /// What the peer's earlier streams (SSRCs) counted.
+    earlier_sources: SourceTotals,
     /// When the remote source last sent RTP: it counts as a sender for two intervals.
     remote_last_rtp: Option<Instant>,
     sent: SendStats,
@@ -85,6 +87,14 @@ pub struct RtcpSession {
     events: VecDeque<RtcpEvent>,
     /// Our former SSRC, left after a collision: its BYE goes with the next report.
     leaving: Option<Ssrc>,
+}
+
+/// Counts of streams the peer no longer sends.
+#[derive(Debug, Clone, Copy, Default)]
+struct SourceTotals {
+    arrived: u64,
+    octets: u64,
+    lost: i64,
 }
 
 impl RtcpSession {
@@ -101,6 +111,7 @@ impl RtcpSession {
             start: now,
             start_ntp,
             remote: None,
+            earlier_sources: SourceTotals::default(),
             remote_last_rtp: None,
             sent: SendStats::default(),
             sent_at_last_report: 0,
@@ -135,10 +146,16 @@ impl RtcpSession {
         payload_len: usize,
     ) -> SeqCheck {
         let clock_rate = self.config.clock_rate;
-        let remote = match &mut self.remote {
-            Some(r) if r.ssrc() == header.ssrc => r,
-            other => other.insert(ReceiveStats::new(header.ssrc, clock_rate, now)),
-        };
+        if let Some(old) = self.remote.as_ref().filter(|r| r.ssrc() != header.ssrc) {
+            // A call's counts span the peer's streams.
+            self.earlier_sources.arrived += old.arrived();
+            self.earlier_sources.octets += old.octets();
+            self.earlier_sources.lost += old.lost_total();
+            self.remote = None;
+        }
+        let remote = self
+            .remote
+            .get_or_insert_with(|| ReceiveStats::new(header.ssrc, clock_rate, now));
         self.remote_last_rtp = Some(now);
         remote.on_packet(now, header.seq, header.timestamp, payload_len)
     }
@@ -319,9 +336,10 @@ impl RtcpSession {
     pub fn stats(&self) -> MediaStats {
         let remote = self.remote.as_ref();
         MediaStats {
-            packets_received: remote.map_or(0, ReceiveStats::packets),
-            octets_received: remote.map_or(0, ReceiveStats::octets),
-            packets_lost: remote.map_or(0, ReceiveStats::cumulative_lost),
+            packets_received: self.earlier_sources.arrived
+                + remote.map_or(0, ReceiveStats::arrived),
+            octets_received: self.earlier_sources.octets + remote.map_or(0, ReceiveStats::octets),
+            packets_lost: self.earlier_sources.lost + remote.map_or(0, ReceiveStats::lost_total),
             fraction_lost: remote.map_or(0.0, ReceiveStats::fraction_lost),
             jitter_ms: remote.map_or(0.0, ReceiveStats::jitter_ms),
             packets_sent: self.sent.packets,
@@ -397,8 +415,8 @@ mod tests {
         let sa = a.stats();
         let sb = b.stats();
         assert_eq!(sa.packets_sent, 1500);
-        // B saw 9 of every 10 (the first one is probation).
-        assert_eq!(sb.packets_received, 1349);
+        // B saw 9 of every 10, the first one (A.1's probation) included.
+        assert_eq!(sb.packets_received, 1350);
         assert_eq!(sb.packets_lost, 150);
         assert!((sb.fraction_lost - 0.1).abs() < 0.02, "{sb:?}");
         assert!(sb.jitter_ms < 0.5, "{sb:?}");

@@ -39,7 +39,12 @@ pub struct ReceiveStats {
     bad_seq: u32,
     probation: u8,
     received: u64,
+    /// Every packet from the source, counted or not by A.1 (probation, restarts, strays):
+    /// what a call's statistics say arrived.
+    arrived: u64,
     octets: u64,
+    /// Loss counted before the last restart of the numbering (A.1 starts again from zero).
+    lost_before: i64,
     expected_prior: u64,
     received_prior: u64,
     last_fraction: u8,
@@ -65,7 +70,9 @@ impl ReceiveStats {
             bad_seq: u32::MAX,
             probation: MIN_SEQUENTIAL,
             received: 0,
+            arrived: 0,
             octets: 0,
+            lost_before: 0,
             expected_prior: 0,
             received_prior: 0,
             last_fraction: 0,
@@ -89,8 +96,9 @@ impl ReceiveStats {
         payload_len: usize,
     ) -> SeqCheck {
         let check = self.update_seq(seq);
+        self.arrived += 1;
+        self.octets += payload_len as u64;
         if check == SeqCheck::Valid {
-            self.octets += payload_len as u64;
             self.update_jitter(now, timestamp);
         }
         check
@@ -141,6 +149,7 @@ impl ReceiveStats {
     }
 
     fn init_seq(&mut self, seq: u16) {
+        self.lost_before += self.cumulative_lost();
         self.base_seq = u32::from(seq);
         self.max_seq = seq;
         // Out of the 16-bit range: matches no packet until a jump sets it.
@@ -221,8 +230,19 @@ impl ReceiveStats {
         }
     }
 
+    /// Packets counted by A.1 since the numbering last (re)started.
     pub fn packets(&self) -> u64 {
         self.received
+    }
+
+    /// Every packet that arrived from the source.
+    pub fn arrived(&self) -> u64 {
+        self.arrived
+    }
+
+    /// Loss over the source's whole life, across restarts of its numbering.
+    pub fn lost_total(&self) -> i64 {
+        self.lost_before + self.cumulative_lost()
     }
 
     pub fn octets(&self) -> u64 {
@@ -351,6 +371,7 @@ mod tests {
         assert_eq!(block.cumulative_lost, 10);
         assert_eq!(block.highest_seq, 99);
         assert_eq!(block.fraction_lost, (10 * 256 / 99) as u8);
+        assert_eq!((s.arrived(), s.lost_total()), (90, 10));
         // A clean interval next: fraction 0, cumulative unchanged.
         let more: Vec<u16> = (100..150u16).collect();
         feed(&mut s, t0, &more);
@@ -370,6 +391,20 @@ mod tests {
         // Restarted: the base moved, no loss for the gap.
         assert_eq!(s.packets(), 1);
         assert_eq!(s.cumulative_lost(), 0);
+        // Every packet still arrived.
+        assert_eq!(s.arrived(), 7);
+    }
+
+    #[test]
+    fn loss_before_a_restart_of_the_numbering_is_kept_in_the_total() {
+        let t0 = Instant::now();
+        let mut s = ReceiveStats::new(Ssrc(1), RATE, t0);
+        feed(&mut s, t0, &[1, 2, 3, 5, 6]);
+        assert_eq!(s.lost_total(), 1);
+        feed(&mut s, t0, &[40_000, 40_001, 40_003]);
+        assert_eq!(s.cumulative_lost(), 1, "A.1 counts from the restart");
+        assert_eq!(s.lost_total(), 2);
+        assert_eq!(s.arrived(), 8);
     }
 
     #[test]

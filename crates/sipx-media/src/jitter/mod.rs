@@ -377,12 +377,20 @@ impl JitterBuffer {
             restart
         } else {
             stream.suspect = None;
-            ext_seq >= stream.play_seq
-                && (ext_seq >= stream.play_seq + capacity
-                    || self
-                        .delay
-                        .base()
-                        .is_some_and(|b| (sample.transit - b).abs() > self.resync_units))
+            // The next packet in sequence stamped more than a frame before the one ahead of
+            // it: the sender rebased its clock (some do after a hold or a media switch; RFC
+            // 3550 lets a stream's timestamps jump). Its packets would all be late until the
+            // old clock was caught up: start over from it instead.
+            let rebased = stream.last_pushed.is_some_and(|(last_seq, last_ts)| {
+                ext_seq == last_seq + 1 && ts < last_ts - self.frame
+            });
+            rebased
+                || ext_seq >= stream.play_seq
+                    && (ext_seq >= stream.play_seq + capacity
+                        || self
+                            .delay
+                            .base()
+                            .is_some_and(|b| (sample.transit - b).abs() > self.resync_units))
         };
         if jumped {
             self.stats.resyncs += 1;

@@ -385,6 +385,24 @@ fn timestamp_jump_resynchronises() {
 }
 
 #[test]
+fn a_clock_rebased_backwards_by_less_than_the_resync_bound_restarts_at_once() {
+    let mut d = Driver::new();
+    let mut log = Vec::new();
+    for k in 0..30u16 {
+        let ms = 20 * u64::from(k);
+        // In sequence, but from k = 10 the timestamps start again half a second back (a
+        // phone after a hold): without a restart every packet would be late for 0.5 s.
+        let back = if k < 10 { 0 } else { 4_000 };
+        let pushed = d.push(ms, k, 100_000 + 160 * u32::from(k) - back, false, 0);
+        assert_eq!(pushed == Pushed::Resynced, k == 10, "k {k}");
+        log.push(d.tick(ms));
+    }
+    assert_eq!((d.jb.stats().resyncs, d.jb.stats().late), (1, 0));
+    let expected: Vec<String> = (10..28).map(|k| format!("F{k}")).collect();
+    assert_eq!(log[12..], expected);
+}
+
+#[test]
 fn a_new_ssrc_restarts_the_stream() {
     let mut d = Driver::new();
     for k in 0..5u16 {

@@ -153,6 +153,14 @@ pub enum LegEvent {
     /// sends our packets back. We now send as `new`; our old source said BYE. Reported once:
     /// more such packets are a loop, counted in [`LegStats::own_ssrc`].
     SsrcCollision { old: Ssrc, new: Ssrc },
+    /// RTP of a payload type the SDP did not agree on (the peer changed codec without a new
+    /// offer, say): dropped. Reported for the first such packet of the leg; the rest are
+    /// counted in [`LegStats::unknown_payload_types`].
+    UnexpectedPayloadType(u8),
+    /// A second stream arrived while the one playing still sends (see `source.rs`): not
+    /// played. Reported for its first packet; the rest are counted in
+    /// [`LegStats::other_ssrc`].
+    SecondStream(Ssrc),
 }
 
 /// A snapshot of the leg for monitoring and CDRs.
@@ -179,6 +187,9 @@ pub struct LegStats {
     /// RTP packets naming our own SSRC (a collision, then our packets looped back): never
     /// played.
     pub own_ssrc: u64,
+    /// RTP packets of a second stream (SSRC) sent while the one playing still sends: not
+    /// played (`source`).
+    pub other_ssrc: u64,
     /// Where we send RTP now (after any latching).
     pub remote_rtp: SocketAddr,
 }

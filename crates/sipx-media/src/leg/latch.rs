@@ -24,6 +24,11 @@
 //! is never displaced; one that pauses without comfort noise can be, until its next packet
 //! (its SSRC is known: it comes straight back).
 //!
+//! A packet with proof from another address while the learned one still sends (one SBC
+//! sending the stream from two ports in turn) is taken, but the destination moves only once
+//! the learned address has been quiet for [`SETTLE`]: a NAT that moved the peer gets there
+//! a few packets later, two live sources no longer swap it (and report it) on every packet.
+//!
 //! Anything else is dropped and counted. A new SDP address starts the learning again.
 
 use std::net::SocketAddr;
@@ -35,6 +40,9 @@ use crate::ids::Ssrc;
 const QUIET: Duration = Duration::from_secs(1);
 /// In-sequence packets of one stream a new source must send to take over a quiet address.
 const RUN: u8 = 3;
+/// How long the learned address must have been quiet before a source with proof becomes the
+/// destination (its packets are taken meanwhile).
+const SETTLE: Duration = Duration::from_millis(80);
 
 /// One destination of a leg (its RTP, or its RTCP on a port of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +128,12 @@ impl Latch {
         let proven =
             proof.authenticated || proof.known_ssrc || proof.peer_host || source == self.signalled;
         let learned = self.is_learned();
+        let still_sending = self
+            .heard_at
+            .is_some_and(|at| now.saturating_duration_since(at) < SETTLE);
+        if proven && learned && still_sending && source != self.signalled {
+            return Admit::Keep;
+        }
         if proven || proof.may_learn && (!learned || self.takes_over(now, source, proof)) {
             self.current = source;
             self.heard_at = Some(now);
@@ -208,16 +222,22 @@ mod tests {
     }
 
     #[test]
-    fn the_known_stream_or_an_authenticated_packet_moves_the_latch() {
+    fn the_known_stream_or_an_authenticated_packet_moves_the_latch_once_the_old_address_is_quiet() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
-        latch.admit(t0(), addr("198.51.100.7:31000"), NONE, true);
+        let first = addr("198.51.100.7:31000");
+        latch.admit(at(0), first, NONE, true);
         let rebound = addr("198.51.100.7:31007");
         let same_stream = Proof {
             known_ssrc: true,
             ..NONE
         };
+        // Taken at once, but the old address sent 20 ms ago: the destination stays.
+        assert_eq!(latch.admit(at(20), rebound, same_stream, true), Admit::Keep);
+        assert_eq!(latch.current(), first);
         assert_eq!(
-            latch.admit(t0(), rebound, same_stream, true),
+            latch.admit(at(80), rebound, same_stream, true),
             Admit::Moved(rebound)
         );
         let roamed = addr("198.51.100.99:5000");
@@ -225,7 +245,39 @@ mod tests {
             authenticated: true,
             ..NONE
         };
-        assert_eq!(latch.admit(t0(), roamed, srtp, true), Admit::Moved(roamed));
+        assert_eq!(
+            latch.admit(at(200), roamed, srtp, true),
+            Admit::Moved(roamed)
+        );
+    }
+
+    #[test]
+    fn two_addresses_sending_in_turn_do_not_swap_the_destination() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut latch = Latch::new(addr("192.168.1.10:4000"));
+        let (a, b) = (addr("198.51.100.7:31000"), addr("198.51.100.7:31002"));
+        let same_stream = Proof {
+            known_ssrc: true,
+            ..NONE
+        };
+        assert_eq!(latch.admit(at(0), a, NONE, true), Admit::Moved(a));
+        for k in 1..50 {
+            let (from, when) = if k % 2 == 1 {
+                (b, at(10 * k))
+            } else {
+                (a, at(10 * k))
+            };
+            assert_eq!(
+                latch.admit(when, from, same_stream, true),
+                Admit::Keep,
+                "packet {k}"
+            );
+        }
+        assert_eq!(latch.current(), a);
+        // The signalled address is believed at once, whatever else sends.
+        let sdp = addr("192.168.1.10:4000");
+        assert_eq!(latch.admit(at(500), sdp, NONE, true), Admit::Moved(sdp));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod mos;
 mod playout;
 mod receive;
 mod send;
+mod source;
 mod transmit;
 
 /// Whether silence from the peer can end the call: only while both directions flow. We hold
@@ -64,6 +65,7 @@ use crate::session::{RtcpConfig, RtcpSession};
 use crate::srtp::SrtpSession;
 use crate::stats::MediaStats;
 use latch::Latch;
+use source::SourceChoice;
 use transmit::TransmitQueue;
 
 /// Events kept before the oldest are dropped (the driver drains them after every call).
@@ -99,7 +101,8 @@ pub struct MediaLeg {
     dtmf_rx: Option<DtmfReceiver>,
     /// In-band detection at 8 kHz, with a resampler from the frame rate if it is higher.
     inband: Option<(DtmfDetector, Option<Resampler>)>,
-    remote_ssrc: Option<Ssrc>,
+    /// The peer's stream that plays.
+    source: SourceChoice,
     /// The 20 ms at decoder rate taken from the stream decoder's queue.
     decoded: Box<[i16]>,
     /// The frame handed to the caller.
@@ -143,6 +146,9 @@ struct Counters {
     transmit_dropped: u64,
     foreign_source: u64,
     own_ssrc: u64,
+    other_ssrc: u64,
+    /// Whether [`LegEvent::UnexpectedPayloadType`] was reported.
+    payload_type_reported: bool,
 }
 
 impl MediaLeg {
@@ -200,7 +206,7 @@ impl MediaLeg {
                 .telephone_event
                 .map(|(_, clock)| DtmfReceiver::new(clock)),
             inband,
-            remote_ssrc: None,
+            source: SourceChoice::default(),
             decoded: vec![0; decode_frame].into(),
             frame: vec![0; frame_samples].into(),
             narrow: vec![0; 160].into(),
@@ -385,6 +391,7 @@ impl MediaLeg {
             transmit_dropped: self.counters.transmit_dropped,
             foreign_source: self.counters.foreign_source,
             own_ssrc: self.counters.own_ssrc,
+            other_ssrc: self.counters.other_ssrc,
             remote_rtp: self.rtp_latch.current(),
         }
     }

@@ -3,9 +3,10 @@
 //! noise to the jitter buffer.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::latch::{Admit, Proof};
+use super::source::Choice;
 use super::transmit::Channel;
 use super::{LegEvent, MediaLeg};
 use crate::demux::{PacketKind, classify};
@@ -64,7 +65,12 @@ impl MediaLeg {
             Pt::CN => Payload::ComfortNoise,
             pt if pt.0 == self.cfg.payload_type => Payload::Audio,
             pt if send_event == Some(pt.0) => Payload::TelephoneEvent,
-            _ => {
+            pt => {
+                // Said once, and only of the peer's packets (anyone can send to the port).
+                if !self.counters.payload_type_reported && source == self.rtp_latch.current() {
+                    self.counters.payload_type_reported = true;
+                    self.push_event(LegEvent::UnexpectedPayloadType(pt.0));
+                }
                 self.counters.unknown_payload_types += 1;
                 return;
             }
@@ -86,7 +92,13 @@ impl MediaLeg {
         if !self.cfg.receive {
             return;
         }
-        self.on_ssrc(header.ssrc);
+        if !self.on_ssrc(now, header.ssrc) {
+            if self.counters.other_ssrc == 0 {
+                self.push_event(LegEvent::SecondStream(header.ssrc));
+            }
+            self.counters.other_ssrc += 1;
+            return;
+        }
         self.rtcp
             .on_rtp_received(now, &header, packet.payload.len());
         match kind {
@@ -145,7 +157,7 @@ impl MediaLeg {
         Proof {
             // It got here through SRTP's authentication.
             authenticated: self.srtp.is_some(),
-            known_ssrc: ssrc.is_some() && self.remote_ssrc == ssrc,
+            known_ssrc: ssrc.is_some() && self.source.playing() == ssrc,
             peer_host: false,
             may_learn: false,
             stream: None,
@@ -203,7 +215,7 @@ impl MediaLeg {
         let old = Ssrc(self.cfg.local_ssrc);
         // The low 32 bits of the generator: any value but the two in use.
         let mut new = self.rng.next_u64() as u32;
-        while new == old.0 || Some(Ssrc(new)) == self.remote_ssrc {
+        while new == old.0 || Some(Ssrc(new)) == self.source.playing() {
             new = new.wrapping_add(1);
         }
         self.cfg.local_ssrc = new;
@@ -214,17 +226,19 @@ impl MediaLeg {
         });
     }
 
-    /// A new source restarts decoding cleanly: the jitter buffer restarts itself on the new
-    /// SSRC; the decoder's history and the queued PCM belong to the old stream.
-    fn on_ssrc(&mut self, ssrc: Ssrc) {
-        match self.remote_ssrc {
-            Some(old) if old != ssrc => {
-                self.remote_ssrc = Some(ssrc);
+    /// Whether a packet of `ssrc` plays (`source`). A stream taking over restarts decoding
+    /// cleanly: the jitter buffer restarts itself on the new SSRC; the decoder's history and
+    /// the queued PCM belong to the old stream.
+    fn on_ssrc(&mut self, now: Instant, ssrc: Ssrc) -> bool {
+        let packet_time = Duration::from_millis(u64::from(self.cfg.ptime_ms));
+        match self.source.choose(now, ssrc, packet_time) {
+            Choice::Playing => true,
+            Choice::TookOver { old } => {
                 self.reset_decoding();
                 self.push_event(LegEvent::SsrcChanged { old, new: ssrc });
+                true
             }
-            Some(_) => {}
-            None => self.remote_ssrc = Some(ssrc),
+            Choice::Ignored => false,
         }
     }
 }

@@ -620,6 +620,19 @@ fn a_new_ssrc_restarts_cleanly() {
     call.a = MediaLeg::new(fresh, call.now).unwrap();
     let (out, _) = call.tone(150);
     assert!(snr(&out[8000..], 8000) > 25.0);
+    // The call's count spans both streams: every RTP packet delivered, but the new stream's
+    // first, which came while the old one had sent a packet time before (`source.rs`).
+    let is_rtp = |p: &Vec<u8>| crate::demux::classify(p) == crate::demux::PacketKind::Rtp;
+    let sent = call.sent_by_a.iter().filter(|p| is_rtp(p)).count();
+    let in_flight = call
+        .net
+        .in_flight
+        .iter()
+        .filter(|p| p.1 && is_rtp(&p.3))
+        .count();
+    let stats = call.b.stats();
+    assert_eq!(stats.other_ssrc, 1);
+    assert_eq!(stats.media.packets_received, (sent - in_flight - 1) as u64);
     let changes: Vec<_> = call
         .b_events
         .iter()
@@ -632,6 +645,43 @@ fn a_new_ssrc_restarts_cleanly() {
             new: Ssrc(0xcccc)
         }]
     );
+}
+
+#[test]
+fn a_second_stream_from_the_peers_address_does_not_interrupt_the_one_playing() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    // Early media of a second fork relayed to the same port: another SSRC, its own numbering
+    // and a 2 kHz tone, one packet between each two of the first stream.
+    let mut other = MediaLeg::new(config(CodecKind::Pcmu, 0, b_addr(), 0xdddd), call.now).unwrap();
+    let mut sine = Sine::new(1000.0, 8000, 8000.0);
+    let mut second = Sine::new(2000.0, 8000, 8000.0);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    for i in 0..150 {
+        // It starts once the first is playing (whichever comes first keeps the leg).
+        other.push_frame(call.now, &second.take(160));
+        while let Some((_, n)) = other.poll_transmit(&mut buf).filter(|_| i >= 5) {
+            let at = call.now + Duration::from_millis(5);
+            call.net
+                .in_flight
+                .push((at, true, call.a_source, buf[..n].to_vec()));
+        }
+        let _ = other.pull_frame(call.now);
+        let (_, frame) = call.tick(&sine.take(160));
+        if i >= 50 {
+            out.extend(frame);
+        }
+    }
+    let stats = call.b.stats();
+    assert!(snr(&out, 8000) > 25.0, "snr {}", snr(&out, 8000));
+    assert!(stats.other_ssrc >= 140, "{stats:?}");
+    assert_eq!((stats.jitter.resyncs, stats.jitter.ssrc_changes), (0, 0));
+    let seconds: Vec<_> = call
+        .b_events
+        .iter()
+        .filter(|e| matches!(e, LegEvent::SecondStream(_) | LegEvent::SsrcChanged { .. }))
+        .collect();
+    assert_eq!(seconds, [&LegEvent::SecondStream(Ssrc(0xdddd))]);
 }
 
 #[test]

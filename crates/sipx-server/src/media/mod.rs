@@ -11,6 +11,7 @@
 //! lock, taken a few times per 20 ms tick).
 
 mod addresses;
+pub(crate) mod leg_notices;
 mod mode;
 mod opus_fmtp;
 mod opus_loop;

@@ -494,4 +494,17 @@ fn count_ended(stats: &LegStats) {
     ] {
         metrics::counter!("sipx_media_jitter_total", "outcome" => outcome).increment(n);
     }
+    metrics::counter!("sipx_media_jitter_resyncs_total").increment(j.resyncs);
+    // Packets that reached the leg and were not played, by why.
+    for (reason, n) in [
+        ("malformed", stats.malformed),
+        ("unknown_payload_type", stats.unknown_payload_types),
+        ("second_stream", stats.other_ssrc),
+        ("own_ssrc", stats.own_ssrc),
+        ("too_large", j.too_large),
+        ("duplicate", j.duplicates),
+        ("decode_error", stats.decode_errors),
+    ] {
+        metrics::counter!("sipx_media_dropped_total", "reason" => reason).increment(n);
+    }
 }

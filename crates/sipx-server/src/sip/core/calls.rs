@@ -984,16 +984,9 @@ impl Core {
             MediaEvent::Leg { event, .. } => match event {
                 LegEvent::Dtmf(d) => self.on_digit(now, &id, d.digit, d.duration_ms, "rfc4733"),
                 LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
-                LegEvent::RemoteLatched(addr) => {
-                    tracing::info!(call_id = %id.call_id, %addr, "media latched to the address the caller sends from");
+                other => {
+                    crate::media::leg_notices::log(&id.call_id, &other);
                 }
-                LegEvent::ForeignSource(addr) => {
-                    tracing::warn!(call_id = %id.call_id, %addr, "media from an address that is not the caller's dropped");
-                }
-                LegEvent::SsrcCollision { old, new } => {
-                    tracing::info!(call_id = %id.call_id, old = old.0, new = new.0, "the caller's RTP named our SSRC: ours changed");
-                }
-                _ => {}
             },
             MediaEvent::Failed { reason, .. } => self.end_call(now, &id, &reason, true),
             MediaEvent::Ended { .. } => {}

@@ -661,19 +661,10 @@ impl Core {
                     }
                 }
                 LegEvent::MediaTimeout => Input::Media(MediaInput::Timeout),
-                LegEvent::RemoteLatched(addr) => {
-                    tracing::info!(call = %id, %addr, "media latched to the address the phone sends from");
+                other => {
+                    crate::media::leg_notices::log(&id, &other);
                     return;
                 }
-                LegEvent::ForeignSource(addr) => {
-                    tracing::warn!(call = %id, %addr, "media from an address that is not the phone's dropped");
-                    return;
-                }
-                LegEvent::SsrcCollision { old, new } => {
-                    tracing::info!(call = %id, old = old.0, new = new.0, "the phone's RTP named our SSRC: ours changed");
-                    return;
-                }
-                _ => return,
             },
             MediaEvent::Failed { reason, .. } => {
                 tracing::warn!(call = %id, reason, "media leg failed: hanging up");
