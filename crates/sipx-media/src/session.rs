@@ -150,7 +150,8 @@ impl RtcpSession {
             // A call's counts span the peer's streams.
             self.earlier_sources.arrived += old.arrived();
             self.earlier_sources.octets += old.octets();
-            self.earlier_sources.lost += old.lost_total();
+            // Duplicates (negative loss) of one stream do not hide another's loss.
+            self.earlier_sources.lost += old.lost_total().max(0);
             self.remote = None;
         }
         let remote = self

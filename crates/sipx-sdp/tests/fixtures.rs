@@ -9,7 +9,7 @@ use std::path::Path;
 use sipx_sdp::crypto::CryptoAttr;
 use sipx_sdp::{
     Codec, Direction, KEY_MATERIAL_LEN, MediaConfig, MediaSession, Preference, Rejection,
-    SessionDescription, SrtpPolicy, SrtpSuite,
+    RtcpTarget, SessionDescription, SrtpPolicy, SrtpSuite,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -538,5 +538,46 @@ fn the_audio_address_tells_which_family_to_answer_from() {
     for &(name, want) in cases {
         let got = load(name).audio_address();
         assert_eq!(got, want.map(|a| a.parse().unwrap()), "{name}");
+    }
+}
+
+/// What the outcome table does not show for some fixtures: the packetisation, RTCP's target,
+/// the key chosen among several, which of two sections is live.
+#[test]
+fn the_details_of_some_fixtures() {
+    let answer = |name: &str, local: Local| {
+        let mut session = MediaSession::new(config(local), &[7; KEY_MATERIAL_LEN]).unwrap();
+        let answer = session.handle_offer(&load(name)).unwrap();
+        (answer, session.negotiated().unwrap().clone())
+    };
+    // 30 ms packets asked for are sent; RTCP goes where `a=rtcp` says.
+    let (_, n) = answer("avaya_ptime30_channels", Local::Theirs);
+    assert_eq!(n.ptime, 30);
+    assert_eq!(n.remote_rtp, "203.0.113.40:35000".parse().unwrap());
+    assert_eq!(
+        n.remote_rtcp,
+        RtcpTarget::Separate("203.0.113.40:35001".parse().unwrap())
+    );
+    // rtcp-mux offered beside `a=rtcp`: muxed, and said so. The key taken is one the offer
+    // gave, with its MKI when it had one (tag 2 has MKI 1, length 1; tag 3 none).
+    let (a, n) = answer("teams_direct_routing_mki", Local::Default);
+    assert_eq!(n.remote_rtcp, RtcpTarget::Muxed);
+    let live = a.media.iter().find(|m| m.port != 0).unwrap();
+    assert!(live.has_attribute("rtcp-mux"));
+    let ours = CryptoAttr::parse(live.attribute_values("crypto").next().unwrap()).unwrap();
+    let remote = n.srtp.unwrap().remote;
+    match ours.tag {
+        2 => assert_eq!(remote.mki, Some((1, 1))),
+        3 => assert_eq!(remote.mki, None),
+        tag => panic!("tag {tag} was not offered for this suite"),
+    }
+    // Best effort by two sections: the secure one is live while SRTP is allowed, else the
+    // plain one.
+    for (local, live_index) in [(Local::Default, 0), (Local::SrtpDisabled, 1)] {
+        let (a, _) = answer("two_audio_lines_savp_then_avp", local);
+        let ports: Vec<bool> = a.media.iter().map(|m| m.port != 0).collect();
+        let mut expected = vec![false, false];
+        expected[live_index] = true;
+        assert_eq!(ports, expected, "{local:?}");
     }
 }

@@ -687,6 +687,15 @@ impl JitterBuffer {
         }
     }
 
+    /// How much audio the peer's packets carry, as learned from consecutive packets in
+    /// sequence (the frame length until then).
+    pub fn packet_time(&self) -> Duration {
+        let units = self.stream.as_ref().map_or(self.frame, |s| s.packet_units);
+        Duration::from_micros(
+            (units.max(1) as u64).saturating_mul(1_000_000) / u64::from(self.rate),
+        )
+    }
+
     /// Counters and current levels.
     pub fn stats(&self) -> JitterStats {
         let to_ms = |units: i64| units as f64 * 1000.0 / f64::from(self.rate);

@@ -3,7 +3,7 @@
 //! noise to the jitter buffer.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::latch::{Admit, Proof};
 use super::source::Choice;
@@ -11,10 +11,11 @@ use super::transmit::Channel;
 use super::{LegEvent, MediaLeg};
 use crate::demux::{PacketKind, classify};
 use crate::ids::{Pt, Ssrc};
-use crate::rtp::RtpPacket;
+use crate::rtp::{RtpHeader, RtpPacket};
 use crate::session::RtcpEvent;
 
 /// What an RTP packet's payload type makes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Payload {
     Audio,
     ComfortNoise,
@@ -92,6 +93,13 @@ impl MediaLeg {
         if !self.cfg.receive {
             return;
         }
+        if kind == Payload::TelephoneEvent
+            && self.source.playing().is_some_and(|p| p != header.ssrc)
+        {
+            // Key presses under an SSRC of their own beside the audio (some gateways send
+            // them so): heard, without taking the audio's place nor its statistics.
+            return self.receive_event(now, &header, packet.payload);
+        }
         if !self.on_ssrc(now, header.ssrc) {
             if self.counters.other_ssrc == 0 {
                 self.push_event(LegEvent::SecondStream(header.ssrc));
@@ -102,18 +110,21 @@ impl MediaLeg {
         self.rtcp
             .on_rtp_received(now, &header, packet.payload.len());
         match kind {
-            Payload::TelephoneEvent => {
-                if let Some(rx) = self.dtmf_rx.as_mut()
-                    && rx.push(now, &header, packet.payload).is_err()
-                {
-                    self.counters.malformed += 1;
-                }
-                self.drain_dtmf_events();
-            }
+            Payload::TelephoneEvent => self.receive_event(now, &header, packet.payload),
             Payload::Audio | Payload::ComfortNoise => {
                 self.jitter.push(now, &header, packet.payload);
             }
         }
+    }
+
+    /// An RFC 4733 packet, to the key press receiver.
+    fn receive_event(&mut self, now: Instant, header: &RtpHeader, payload: &[u8]) {
+        if let Some(rx) = self.dtmf_rx.as_mut()
+            && rx.push(now, header, payload).is_err()
+        {
+            self.counters.malformed += 1;
+        }
+        self.drain_dtmf_events();
     }
 
     fn receive_rtcp(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
@@ -183,6 +194,9 @@ impl MediaLeg {
             Admit::Keep => true,
             Admit::Moved(to) => {
                 if is_rtp {
+                    // The stream from the peer's new address plays, whatever played before
+                    // (the old address may still send a little: a re-INVITE moved the call).
+                    self.source.let_go();
                     self.push_event(LegEvent::RemoteLatched(to));
                 }
                 true
@@ -230,8 +244,7 @@ impl MediaLeg {
     /// cleanly: the jitter buffer restarts itself on the new SSRC; the decoder's history and
     /// the queued PCM belong to the old stream.
     fn on_ssrc(&mut self, now: Instant, ssrc: Ssrc) -> bool {
-        let packet_time = Duration::from_millis(u64::from(self.cfg.ptime_ms));
-        match self.source.choose(now, ssrc, packet_time) {
+        match self.source.choose(now, ssrc, self.jitter.packet_time()) {
             Choice::Playing => true,
             Choice::TookOver { old } => {
                 self.reset_decoding();

@@ -15,8 +15,8 @@ const MIN_QUIET: Duration = Duration::from_millis(40);
 
 #[derive(Debug, Default)]
 pub(super) struct SourceChoice {
-    /// The stream playing, and when it last sent.
-    playing: Option<(Ssrc, Instant)>,
+    /// The stream playing, and when it last sent (`None`: let go, any stream may take over).
+    playing: Option<(Ssrc, Option<Instant>)>,
 }
 
 /// What a packet of a stream means for the leg.
@@ -36,23 +36,31 @@ impl SourceChoice {
         self.playing.map(|(ssrc, _)| ssrc)
     }
 
-    /// Decides for a packet of `ssrc` arriving at `now`; `packet_time` is how often the peer
-    /// sends.
+    /// Decides for a packet of `ssrc` arriving at `now`; `packet_time` is how much audio the
+    /// peer's packets carry (how often it sends).
     pub fn choose(&mut self, now: Instant, ssrc: Ssrc, packet_time: Duration) -> Choice {
         let choice = match self.playing {
             None => Choice::Playing,
             Some((playing, _)) if playing == ssrc => Choice::Playing,
             Some((playing, last)) => {
                 let quiet = (2 * packet_time).max(MIN_QUIET);
-                if now.saturating_duration_since(last) >= quiet {
+                if last.is_none_or(|last| now.saturating_duration_since(last) >= quiet) {
                     Choice::TookOver { old: playing }
                 } else {
                     return Choice::Ignored;
                 }
             }
         };
-        self.playing = Some((ssrc, now));
+        self.playing = Some((ssrc, Some(now)));
         choice
+    }
+
+    /// The peer moved (its packets come from a new address): the next stream heard plays,
+    /// even if the one playing has just sent.
+    pub fn let_go(&mut self) {
+        if let Some((_, last)) = self.playing.as_mut() {
+            *last = None;
+        }
     }
 }
 

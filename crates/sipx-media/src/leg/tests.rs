@@ -685,6 +685,54 @@ fn a_second_stream_from_the_peers_address_does_not_interrupt_the_one_playing() {
 }
 
 #[test]
+fn key_presses_under_an_ssrc_of_their_own_are_heard_beside_the_audio() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    let mut sine = Sine::new(1000.0, 8000, 8000.0);
+    for _ in 0..20 {
+        call.tick(&sine.take(160));
+    }
+    // A gateway sends key 7 under another SSRC while the audio goes on: a start, an update
+    // and three end packets (RFC 4733 §2.5.1.4), 20 ms apart.
+    let event = |seq: u16, end: bool, duration: u16| {
+        let [s0, s1] = seq.to_be_bytes();
+        let [d0, d1] = duration.to_be_bytes();
+        let flags = if end { 0x8a } else { 0x0a };
+        vec![
+            0x80, 101, s0, s1, 0, 0, 0x10, 0, 0x0e, 0x0e, 0x0e, 0x0e, 7, flags, d0, d1,
+        ]
+    };
+    let packets = [
+        event(500, false, 160),
+        event(501, false, 320),
+        event(502, true, 480),
+        event(503, true, 480),
+        event(504, true, 480),
+    ];
+    let mut out = Vec::new();
+    for (k, packet) in packets.into_iter().enumerate() {
+        let at = call.now + Duration::from_millis(5);
+        call.net.in_flight.push((at, true, call.a_source, packet));
+        let (_, frame) = call.tick(&sine.take(160));
+        if k > 0 {
+            out.extend(frame);
+        }
+    }
+    for _ in 0..10 {
+        out.extend(call.tick(&sine.take(160)).1);
+    }
+    assert_eq!(digits_in(&call.b_events), [DtmfDigit::D7]);
+    // The audio's stream kept playing and kept its statistics.
+    assert!(snr(&out, 8000) > 25.0);
+    assert!(
+        !call
+            .b_events
+            .iter()
+            .any(|e| matches!(e, LegEvent::SsrcChanged { .. }))
+    );
+    assert_eq!(call.b.stats().jitter.ssrc_changes, 0);
+}
+
+#[test]
 fn every_ptime_is_sent_and_received() {
     for (codec, pt) in [(CodecKind::Pcmu, 0), (CodecKind::G722, 9)] {
         for ptime in [10, 20, 30, 40, 60] {

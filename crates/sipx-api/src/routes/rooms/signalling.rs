@@ -132,6 +132,7 @@ async fn session(
     };
     let id = signal.id;
     let mut socket = socket;
+    let mut idle_at = tokio::time::Instant::now() + IDLE;
     loop {
         tokio::select! {
             // The service stops (after its drain): the participant is told why, and the
@@ -143,16 +144,21 @@ async fn session(
                 rooms.disconnect(id);
                 return;
             }
-            incoming = tokio::time::timeout(IDLE, socket.recv()) => match incoming {
-                Ok(Some(Ok(Message::Text(text)))) => rooms.signal(id, text.as_str().to_owned()),
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
-                Ok(Some(Ok(_))) => {} // binary, ping, pong: nothing to do
-                Err(_) => {
-                    close(socket, 1001, "idle".into()).await;
-                    rooms.disconnect(id);
-                    return;
+            // Timed from the client's last frame: what the server sends does not keep a
+            // silent client's socket open.
+            () = tokio::time::sleep_until(idle_at) => {
+                close(socket, 1001, "idle".into()).await;
+                rooms.disconnect(id);
+                return;
+            }
+            incoming = socket.recv() => {
+                idle_at = tokio::time::Instant::now() + IDLE;
+                match incoming {
+                    Some(Ok(Message::Text(text))) => rooms.signal(id, text.as_str().to_owned()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {} // binary, ping, pong: nothing to do
                 }
-            },
+            }
             outgoing = signal.outgoing.recv() => match outgoing {
                 Some(text) => {
                     if socket.send(Message::Text(text.into())).await.is_err() {
