@@ -15,6 +15,7 @@
 //! (encode, packetise, DTMF), `transmit.rs` (the preallocated outgoing queue), `mos.rs` (the
 //! E-model estimate).
 
+mod clock_step;
 mod config;
 mod latch;
 mod mos;
@@ -103,6 +104,8 @@ pub struct MediaLeg {
     inband: Option<(DtmfDetector, Option<Resampler>)>,
     /// The peer's stream that plays.
     source: SourceChoice,
+    /// Halves the timestamps of a sender whose clock runs at twice its codec's rate.
+    clock_step: clock_step::ClockStep,
     /// The 20 ms at decoder rate taken from the stream decoder's queue.
     decoded: Box<[i16]>,
     /// The frame handed to the caller.
@@ -207,6 +210,7 @@ impl MediaLeg {
                 .map(|(_, clock)| DtmfReceiver::new(clock)),
             inband,
             source: SourceChoice::default(),
+            clock_step: clock_step::ClockStep::default(),
             decoded: vec![0; decode_frame].into(),
             frame: vec![0; frame_samples].into(),
             narrow: vec![0; 160].into(),

@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use sipx_codec::CodecKind;
+
+use super::clock_step::ClockStep;
 use super::latch::{Admit, Proof};
 use super::source::Choice;
 use super::transmit::Channel;
@@ -56,7 +59,7 @@ impl MediaLeg {
             self.counters.malformed += 1;
             return;
         };
-        let header = packet.header;
+        let mut header = packet.header;
         // The numbers the peer should send with first; then the ones it answered with, which
         // some peers send with instead.
         let send_event = self.cfg.telephone_event.map(|(te, _)| te);
@@ -106,6 +109,16 @@ impl MediaLeg {
             }
             self.counters.other_ssrc += 1;
             return;
+        }
+        if kind == Payload::Audio
+            && matches!(
+                self.cfg.codec,
+                CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722
+            )
+        {
+            header.timestamp =
+                self.clock_step
+                    .timestamp(header.seq, header.timestamp, packet.payload.len());
         }
         self.rtcp
             .on_rtp_received(now, &header, packet.payload.len());
@@ -248,6 +261,7 @@ impl MediaLeg {
             Choice::Playing => true,
             Choice::TookOver { old } => {
                 self.reset_decoding();
+                self.clock_step = ClockStep::default();
                 self.push_event(LegEvent::SsrcChanged { old, new: ssrc });
                 true
             }

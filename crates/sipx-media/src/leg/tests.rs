@@ -733,6 +733,38 @@ fn key_presses_under_an_ssrc_of_their_own_are_heard_beside_the_audio() {
 }
 
 #[test]
+fn a_sender_stamping_at_twice_its_codecs_clock_is_heard() {
+    for (codec, pt) in [(CodecKind::G722, 9), (CodecKind::Pcmu, 0)] {
+        let mut call = Call::pair(codec, pt);
+        let rate = call.a.cfg.frame_rate;
+        let mut sine = Sine::new(1000.0, rate, 8000.0);
+        // A's packets leave stamped at twice RFC 3551's 8 kHz clock (320 a 20 ms packet), as
+        // some G.722 senders stamp theirs.
+        let base = call.a.cfg.initial_ts;
+        let mut out = Vec::new();
+        for i in 0..150 {
+            let (_, frame) = call.tick(&sine.take(rate as usize / 50));
+            for (_, to_b, _, bytes) in call.net.in_flight.iter_mut() {
+                if *to_b && crate::demux::classify(bytes) == crate::demux::PacketKind::Rtp {
+                    let ts = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+                    let doubled = base.wrapping_add(ts.wrapping_sub(base).wrapping_mul(2));
+                    bytes[4..8].copy_from_slice(&doubled.to_be_bytes());
+                }
+            }
+            if i >= 50 {
+                out.extend(frame);
+            }
+        }
+        let st = call.b.stats().jitter;
+        assert!(
+            snr(&out, rate) > 25.0,
+            "{codec:?} snr {} {st:?}",
+            snr(&out, rate)
+        );
+    }
+}
+
+#[test]
 fn every_ptime_is_sent_and_received() {
     for (codec, pt) in [(CodecKind::Pcmu, 0), (CodecKind::G722, 9)] {
         for ptime in [10, 20, 30, 40, 60] {
