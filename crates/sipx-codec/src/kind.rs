@@ -121,6 +121,17 @@ impl CodecKind {
         ticks as u32
     }
 
+    /// RTP timestamp ticks per payload byte, for codecs whose payload length is its duration:
+    /// one for G.711 and for G.722 (16 kHz audio at 4 bits a sample, on RFC 3551's 8 kHz
+    /// clock). `None` for the others (Opus frames vary; G.729's comfort noise frames are
+    /// shorter than its speech frames).
+    pub const fn ticks_per_payload_byte(self) -> Option<u32> {
+        match self {
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => Some(1),
+            CodecKind::Opus | CodecKind::G729 => None,
+        }
+    }
+
     /// A payload buffer size that always holds the encoding of `samples` at `audio_rate`.
     pub fn max_payload_len(self, samples: usize, audio_rate: u32) -> usize {
         match self {

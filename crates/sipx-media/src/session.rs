@@ -72,8 +72,6 @@ pub struct RtcpSession {
     start: Instant,
     start_ntp: NtpTime,
     remote: Option<ReceiveStats>,
-    /// What the peer's earlier streams (SSRCs) counted.
-    earlier_sources: SourceTotals,
     /// When the remote source last sent RTP: it counts as a sender for two intervals.
     remote_last_rtp: Option<Instant>,
     sent: SendStats,
@@ -87,14 +85,6 @@ pub struct RtcpSession {
     events: VecDeque<RtcpEvent>,
     /// Our former SSRC, left after a collision: its BYE goes with the next report.
     leaving: Option<Ssrc>,
-}
-
-/// Counts of streams the peer no longer sends.
-#[derive(Debug, Clone, Copy, Default)]
-struct SourceTotals {
-    arrived: u64,
-    octets: u64,
-    lost: i64,
 }
 
 impl RtcpSession {
@@ -111,7 +101,6 @@ impl RtcpSession {
             start: now,
             start_ntp,
             remote: None,
-            earlier_sources: SourceTotals::default(),
             remote_last_rtp: None,
             sent: SendStats::default(),
             sent_at_last_report: 0,
@@ -138,7 +127,8 @@ impl RtcpSession {
     }
 
     /// Counts a received RTP packet. A new SSRC replaces the tracked source and restarts its
-    /// statistics (a re-INVITE or a media server switching streams).
+    /// RFC 3550 statistics (a re-INVITE or a media server switching streams); the call's
+    /// totals go on (`ReceiveStats::new_source`).
     pub fn on_rtp_received(
         &mut self,
         now: Instant,
@@ -146,17 +136,13 @@ impl RtcpSession {
         payload_len: usize,
     ) -> SeqCheck {
         let clock_rate = self.config.clock_rate;
-        if let Some(old) = self.remote.as_ref().filter(|r| r.ssrc() != header.ssrc) {
-            // A call's counts span the peer's streams.
-            self.earlier_sources.arrived += old.arrived();
-            self.earlier_sources.octets += old.octets();
-            // Duplicates (negative loss) of one stream do not hide another's loss.
-            self.earlier_sources.lost += old.lost_total().max(0);
-            self.remote = None;
-        }
         let remote = self
             .remote
             .get_or_insert_with(|| ReceiveStats::new(header.ssrc, clock_rate, now));
+        if remote.ssrc() != header.ssrc {
+            // A call's counts span the peer's streams.
+            remote.new_source(header.ssrc, now);
+        }
         self.remote_last_rtp = Some(now);
         remote.on_packet(now, header.seq, header.timestamp, payload_len)
     }
@@ -337,10 +323,9 @@ impl RtcpSession {
     pub fn stats(&self) -> MediaStats {
         let remote = self.remote.as_ref();
         MediaStats {
-            packets_received: self.earlier_sources.arrived
-                + remote.map_or(0, ReceiveStats::arrived),
-            octets_received: self.earlier_sources.octets + remote.map_or(0, ReceiveStats::octets),
-            packets_lost: self.earlier_sources.lost + remote.map_or(0, ReceiveStats::lost_total),
+            packets_received: remote.map_or(0, ReceiveStats::arrived),
+            octets_received: remote.map_or(0, ReceiveStats::octets),
+            packets_lost: remote.map_or(0, ReceiveStats::lost_total),
             fraction_lost: remote.map_or(0.0, ReceiveStats::fraction_lost),
             jitter_ms: remote.map_or(0.0, ReceiveStats::jitter_ms),
             packets_sent: self.sent.packets,

@@ -87,6 +87,15 @@ impl ReceiveStats {
         self.ssrc
     }
 
+    /// Another stream of the peer takes over (a new SSRC): A.1 starts again for it, while
+    /// what the call received and lost so far goes on. Duplicates (negative loss) of the old
+    /// stream do not hide the new one's loss.
+    pub fn new_source(&mut self, ssrc: Ssrc, now: Instant) {
+        let kept = (self.arrived, self.octets, self.lost_total().max(0));
+        *self = ReceiveStats::new(ssrc, self.clock_rate, now);
+        (self.arrived, self.octets, self.lost_before) = kept;
+    }
+
     /// Feeds one received packet: sequence validation, counters and jitter.
     pub fn on_packet(
         &mut self,

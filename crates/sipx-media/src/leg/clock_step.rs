@@ -1,7 +1,7 @@
 //! Repairs a sender whose RTP clock runs at twice the rate RFC 3551 gives its codec. For G.711
-//! and G.722 a packet's payload bytes are its length in timestamp units (G.722's clock is
-//! 8000 Hz although it samples at 16 kHz, RFC 3551 §4.5.2), and some G.722 senders stamp at
-//! 16 kHz instead. Taken as written, their timestamps run twice as fast as their audio: the
+//! and G.722 a packet's payload length is its duration (`CodecKind::ticks_per_payload_byte`;
+//! G.722's clock is 8000 Hz although it samples at 16 kHz, RFC 3551 §4.5.2), and some G.722
+//! senders stamp at 16 kHz instead. Taken as written, their timestamps run twice as fast as their audio: the
 //! jitter buffer sees a stream gaining 20 ms every packet and throws most of it away. Once
 //! a run of packets in sequence shows steps of exactly twice their length, their timestamps
 //! are halved (from where the stream stood) before anything else sees them; a step of their
@@ -12,7 +12,7 @@ const RUN: u8 = 8;
 
 #[derive(Debug, Default)]
 pub(super) struct ClockStep {
-    /// The last packet: sequence number, timestamp as sent, payload length.
+    /// The last packet: sequence number, timestamp as sent, duration in ticks.
     last: Option<(u16, u32, u32)>,
     run: u8,
     /// While repairing: a timestamp as sent, and the timestamp it was given.
@@ -20,9 +20,8 @@ pub(super) struct ClockStep {
 }
 
 impl ClockStep {
-    /// The timestamp to use for a packet of a sample codec (`len` payload bytes).
-    pub fn timestamp(&mut self, seq: u16, ts: u32, len: usize) -> u32 {
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
+    /// The timestamp to use for a packet `len` ticks long (from its payload's length).
+    pub fn timestamp(&mut self, seq: u16, ts: u32, len: u32) -> u32 {
         if let Some((last_seq, last_ts, last_len)) = self.last
             && seq == last_seq.wrapping_add(1)
             && last_len > 0

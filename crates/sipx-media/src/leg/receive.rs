@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use sipx_codec::CodecKind;
-
 use super::clock_step::ClockStep;
 use super::latch::{Admit, Proof};
 use super::source::Choice;
@@ -111,14 +109,14 @@ impl MediaLeg {
             return;
         }
         if kind == Payload::Audio
-            && matches!(
-                self.cfg.codec,
-                CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722
-            )
+            && let Some(per_byte) = self.cfg.codec.ticks_per_payload_byte()
         {
-            header.timestamp =
-                self.clock_step
-                    .timestamp(header.seq, header.timestamp, packet.payload.len());
+            let ticks = u32::try_from(packet.payload.len())
+                .unwrap_or(u32::MAX)
+                .saturating_mul(per_byte);
+            header.timestamp = self
+                .clock_step
+                .timestamp(header.seq, header.timestamp, ticks);
         }
         self.rtcp
             .on_rtp_received(now, &header, packet.payload.len());
