@@ -683,6 +683,33 @@ def test_a_call_never_takes_an_identity_someone_has_in_the_room(server):
     api(server, creds, "DELETE", f"/v1/calls/{first['id']}", expect=202)
 
 
+
+def test_dial_outs_racing_for_one_identity_get_one_call(server, tmp_path):
+    """Dial-outs sent at once under one identity: one call, the others refused (409) at once,
+    not each placed to ring and fail to join once answered. Once that call has ended, the
+    identity is free again."""
+    import concurrent.futures
+
+    creds = create_app(server)[:2]
+    body = {"to": "sip:+4930556@127.0.0.239:5060", "room": {"name": "race", "identity": "racer"}}
+    with sipp_uas(tmp_path, "127.0.0.239", "uas_ring_until_cancel.xml") as uas:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: api(server, creds, "POST", "/v1/calls", body), range(8)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [201] + [409] * 7, [(r.status_code, r.text) for r in answers]
+        first = next(r.json() for r in answers if r.status_code == 201)
+        refused = next(r for r in answers if r.status_code == 409)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "racer" in refused.json()["detail"], refused.text
+        live = api(server, creds, "GET", "/v1/calls?room=race&active=true", expect=200).json()["items"]
+        assert [c["id"] for c in live] == [first["id"]], live
+        wait_state(server, creds, first["id"], "EARLY", timeout=10)
+        api(server, creds, "DELETE", f"/v1/calls/{first['id']}", expect=202)
+        wait_state(server, creds, first["id"], "DISCONNECTED", timeout=15)
+        assert uas.wait(10) == 0
+    again = api(server, creds, "POST", "/v1/calls", body, expect=201).json()
+    api(server, creds, "DELETE", f"/v1/calls/{again['id']}", expect=202)
+
 def ws_close_code(server, token):
     """Opens the room signalling socket with `token` and returns the code it is closed with."""
     import asyncio

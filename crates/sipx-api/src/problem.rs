@@ -54,6 +54,10 @@ pub enum ApiError {
     MethodNotAllowed,
     Conflict(String),
     PayloadTooLarge(String),
+    /// The request's URI is longer than the server reads (answered by the HTTP layer).
+    UriTooLong(String),
+    /// The request's header fields are larger than the server reads (the HTTP layer too).
+    HeadersTooLarge(String),
     UnsupportedMediaType(String),
     /// Well-formed JSON that does not fit the schema or the rules.
     Invalid(String, Vec<FieldError>),
@@ -91,6 +95,12 @@ impl ApiError {
                 "payload-too-large",
                 "Payload too large",
             ),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request header fields too large",
+            ),
             ApiError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -123,6 +133,8 @@ impl ApiError {
             | ApiError::NotFound(d)
             | ApiError::Conflict(d)
             | ApiError::PayloadTooLarge(d)
+            | ApiError::UriTooLong(d)
+            | ApiError::HeadersTooLarge(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::Unavailable(d) => (d.clone(), Vec::new()),
             ApiError::MethodNotAllowed => (

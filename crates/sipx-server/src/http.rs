@@ -26,6 +26,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::HttpConfig;
 use crate::connection_limits::{ConnectionLimits, ConnectionPermit, within_open_files};
 
+mod automatic_replies;
+use automatic_replies::ProblemReplies;
+
 /// A TLS handshake that has not finished by then is dropped (slowloris guard).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At a stop, how long a connection may take to finish the request it has in flight.
@@ -110,7 +113,7 @@ pub async fn serve(
             let _open = open_tx;
             let result = match acceptor {
                 None => {
-                    let (io, heard) = Counted::new(stream, permit);
+                    let (io, heard) = Counted::new(ProblemReplies::new(stream), permit);
                     let conn = builder
                         .serve_connection(TokioIo::new(io), service)
                         .with_upgrades();
@@ -132,7 +135,7 @@ pub async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let (io, heard) = Counted::new(tls, permit);
+                    let (io, heard) = Counted::new(ProblemReplies::new(tls), permit);
                     let conn = builder
                         .serve_connection(TokioIo::new(io), service)
                         .with_upgrades();
@@ -237,5 +240,84 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves a one-route API on a loopback port; sends `request` over a fresh connection and
+    /// returns all the server wrote before closing.
+    async fn exchange(request: &[u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/ok", axum::routing::get(|| async { "fine" }));
+        let limits = ConnectionLimits::new(8, 8);
+        let (stop_tx, stop) = watch::channel(false);
+        let server = tokio::spawn(serve(
+            listener,
+            None,
+            router,
+            (limits, Duration::from_secs(5)),
+            stop,
+        ));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply));
+        let _ = read.await;
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    fn problem_of(reply: &str) -> (&str, serde_json::Value) {
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((reply, ""));
+        let problem = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+        (head, problem)
+    }
+
+    #[tokio::test]
+    async fn requests_hyper_cannot_parse_get_problem_documents() {
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+        let many_headers = format!(
+            "GET /ok HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X-Padding: y\r\n".repeat(200)
+        );
+        let cases: [(&[u8], u16, &str); 5] = [
+            (
+                b"GET /ok HTTP/1.1\r\nbad header\r\n\r\n",
+                400,
+                "bad-request",
+            ),
+            (b"\x00\x01\x02garbage\r\n\r\n", 400, "bad-request"),
+            (b"GET /ok HTTP/9.9\r\n\r\n", 400, "bad-request"),
+            (long_uri.as_bytes(), 414, "uri-too-long"),
+            (many_headers.as_bytes(), 431, "headers-too-large"),
+        ];
+        for (request, status, slug) in cases {
+            let reply = exchange(request).await;
+            let (head, problem) = problem_of(&reply);
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{reply}");
+            assert!(
+                head.contains("\r\ncontent-type: application/problem+json"),
+                "{reply}"
+            );
+            assert_eq!(problem["status"], status, "{reply}");
+            assert_eq!(problem["type"], format!("urn:sipx:problem:{slug}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn well_formed_requests_are_answered_as_before() {
+        let reply = exchange(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nfine"), "{reply}");
+        let reply =
+            exchange(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(reply.starts_with("HTTP/1.1 404 Not Found\r\n"), "{reply}");
+        assert!(!reply.contains("problem+json"), "{reply}");
     }
 }

@@ -273,6 +273,26 @@ impl Store {
         Ok(Page::from_rows(rows, page.limit, |c| c.id.clone()))
     }
 
+    /// The id of a live call (not ended) of `app_id` that has, or is to have, `identity` in
+    /// `room`: a dial-out still ringing holds its identity before it is in the room.
+    pub async fn live_call_with_identity(
+        &self,
+        app_id: &str,
+        room: &str,
+        identity: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let id = sqlx::query_scalar::<_, String>(
+            "SELECT id FROM calls WHERE app_id = ? AND ended_at_ms IS NULL
+               AND room = ? AND identity = ? LIMIT 1",
+        )
+        .bind(app_id)
+        .bind(room)
+        .bind(identity)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
     /// Calls that were live when SIPx last stopped without ending them (a crash, `kill -9`):
     /// their SIP and media state is gone, so they are ended now. Returns how many.
     pub async fn end_orphaned_calls(&self, reason: &str) -> Result<u64, StoreError> {
@@ -440,5 +460,32 @@ mod tests {
                 .ends_with("\"code\":500,\"reason\":\"SIPx restarted\",\"cause\":\"restart\"}]")
         );
         assert_eq!(store.end_orphaned_calls("again").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_live_call_holds_its_identity_in_its_room_until_it_ends() {
+        let (store, _dir) = temp_store().await;
+        let app = store.create_app("a").await.unwrap().0.id;
+        let other = store.create_app("b").await.unwrap().0.id;
+        let c = call(&app, "+1");
+        store.insert_call(&c).await.unwrap();
+        let held = |app: String, room: &'static str, identity: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .live_call_with_identity(&app, room, identity)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            held(app.clone(), "support", "phone").await,
+            Some(c.id.clone())
+        );
+        assert_eq!(held(app.clone(), "support", "other").await, None);
+        assert_eq!(held(app.clone(), "sales", "phone").await, None);
+        assert_eq!(held(other, "support", "phone").await, None);
+        store.end_orphaned_calls("ended").await.unwrap();
+        assert_eq!(held(app, "support", "phone").await, None);
     }
 }

@@ -2,6 +2,7 @@
 //! route of a dial-out, records the new call, and hands the command to the SIP core's task.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sipx_api::call_service::{
@@ -183,6 +184,9 @@ pub(crate) type Reply = oneshot::Sender<Result<(), CallCommandError>>;
 pub(crate) struct CallControl {
     core: mpsc::Sender<CoreInput>,
     store: Store,
+    /// Held from the check that a chosen identity is free to the dial-out's row holding it,
+    /// so two dial-outs racing for one identity cannot both pass the check.
+    identity_claims: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn transport_of(name: &str) -> Transport {
@@ -256,7 +260,11 @@ pub(crate) fn unix_ms() -> i64 {
 
 impl CallControl {
     pub(crate) fn new(core: mpsc::Sender<CoreInput>, store: Store) -> Self {
-        CallControl { core, store }
+        CallControl {
+            core,
+            store,
+            identity_claims: Arc::default(),
+        }
     }
 
     async fn send(&self, make: impl FnOnce(Reply) -> CoreInput) -> Result<(), CallCommandError> {
@@ -465,7 +473,27 @@ impl CallService for CallControl {
     fn dial(&self, r: DialRequest) -> BoxFuture<Result<CallRecord, CallCommandError>> {
         let this = self.clone();
         Box::pin(async move {
+            // A chosen identity is the call's from its start: a dial-out still ringing is not
+            // in the room yet, so the API's check of the room's participants cannot see it,
+            // and a second call under its name would ring, be answered, and then fail to join.
+            let claim = match r.identity.is_empty() {
+                true => None,
+                false => Some(this.identity_claims.lock().await),
+            };
+            if claim.is_some()
+                && let Some(other) = this
+                    .store
+                    .live_call_with_identity(&r.app_id, &r.room, &r.identity)
+                    .await
+                    .map_err(store_error)?
+            {
+                return Err(CallCommandError::Conflict(format!(
+                    "{} is taken in the room by call {other}, not ended: a call takes an identity of its own",
+                    r.identity
+                )));
+            }
             let (record, spec) = this.prepare(r).await?;
+            drop(claim);
             this.send(|reply| CoreInput::Call(CallCommand::Dial(Box::new(spec)), reply))
                 .await?;
             Ok(record)

@@ -43,8 +43,8 @@ pub struct RoomInput {
     #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub name: String,
     /// The phone's participant identity; `phone-<call id>` by default (`phone-…` names are
-    /// SIPx's). One a participant of the room has already is refused (409): a call never
-    /// replaces anyone.
+    /// SIPx's). One a participant of the room has already, or a call not ended has (one still
+    /// ringing included), is refused (409): a call never replaces anyone.
     #[schema(pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub identity: Option<String>,
     /// The name shown in the room; the dialled number by default.
@@ -477,7 +477,7 @@ fn shown_name_of(to: &str) -> String {
         (status = 201, description = "The call is started", body = Call),
         (status = 404, description = "No such room, and joins do not create rooms",
             body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The room has a participant of that identity",
+        (status = 409, description = "The room has a participant of that identity, or a call not ended has it",
             body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule", body = crate::problem::Problem,
             content_type = "application/problem+json"),

@@ -1,0 +1,201 @@
+//! Problem documents for the requests hyper answers by itself.
+//!
+//! A request hyper cannot parse (a malformed request line or header field, a URI or header
+//! section over its limits) never reaches the API's handlers: hyper writes a bare `400`, `414`
+//! or `431` with an empty body and closes the connection. Every error of the API is an RFC 9457
+//! problem document, these included, so this stream wrapper recognises such an automatic reply
+//! as it is written and writes a problem document in its place. hyper offers no hook for it.
+//!
+//! The recognition cannot catch a reply of the API's own: its handlers answer these statuses
+//! only through `ApiError`, always with a body, and an automatic reply is one buffer holding
+//! only a head with `content-length: 0`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use sipx_api::problem::ApiError;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A connection's stream, with hyper's automatic error replies turned into problem documents.
+pub(crate) struct ProblemReplies<S> {
+    io: S,
+    /// A replacement being written, and the length of the buffer it stands for.
+    replacing: Option<Replacing>,
+}
+
+struct Replacing {
+    bytes: Vec<u8>,
+    written: usize,
+    stands_for: usize,
+}
+
+impl<S> ProblemReplies<S> {
+    pub(crate) fn new(io: S) -> Self {
+        ProblemReplies {
+            io,
+            replacing: None,
+        }
+    }
+}
+
+/// The problem document to send instead of `head`, when `head` is one of hyper's automatic
+/// replies: the same head (status, date) with a body and its type, and the connection's close
+/// said (hyper closes it after such a reply).
+fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let error = match status {
+        b"400" => ApiError::BadRequest(
+            "the request is not well-formed HTTP/1.1 (request line or header fields)".to_owned(),
+        ),
+        b"414" => ApiError::UriTooLong("the request's URI is too long".to_owned()),
+        b"431" => ApiError::HeadersTooLarge(
+            "the request's header fields are too large or too many".to_owned(),
+        ),
+        _ => return None,
+    };
+    const EMPTY: &[u8] = b"\r\ncontent-length: 0\r\n";
+    let end = head.len().checked_sub(4)?;
+    // Exactly one head, ending the buffer: nothing after it, no second head inside.
+    if head.get(end..) != Some(b"\r\n\r\n".as_slice()) || find(head, b"\r\n\r\n") != Some(end) {
+        return None;
+    }
+    let at = find(head, EMPTY)?;
+    let body = serde_json::to_vec(&error.to_problem()).ok()?;
+    let mut reply = Vec::with_capacity(head.len() + body.len() + 96);
+    reply.extend_from_slice(&head[..at]);
+    reply.extend_from_slice(b"\r\ncontent-type: application/problem+json");
+    reply.extend_from_slice(format!("\r\ncontent-length: {}", body.len()).as_bytes());
+    reply.extend_from_slice(b"\r\nconnection: close\r\n");
+    reply.extend_from_slice(&head[at + EMPTY.len()..]);
+    reply.extend_from_slice(&body);
+    Some(reply)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl<S: AsyncWrite + Unpin> ProblemReplies<S> {
+    /// Writes what remains of the replacement; ready with the length of the buffer it stands
+    /// for once all of it is written.
+    fn poll_replacing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(r) = self.replacing.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        while r.written < r.bytes.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &r.bytes[r.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            r.written += n;
+        }
+        let stands_for = r.stands_for;
+        self.replacing = None;
+        Poll::Ready(Ok(stands_for))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ProblemReplies<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemReplies<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.replacing.is_none() {
+            match replacement(buf) {
+                Some(bytes) => {
+                    this.replacing = Some(Replacing {
+                        bytes,
+                        written: 0,
+                        stands_for: buf.len(),
+                    })
+                }
+                None => return Pin::new(&mut this.io).poll_write(cx, buf),
+            }
+        }
+        // hyper writes the same buffer again after a `Pending`: the replacement goes on.
+        this.poll_replacing(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next())
+            && (this.replacing.is_some() || replacement(only).is_some())
+        {
+            return Pin::new(this).poll_write(cx, only);
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_replacing(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_replacing(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYPER_400: &[u8] =
+        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 02:00:00 GMT\r\n\r\n";
+
+    #[test]
+    fn an_automatic_reply_becomes_a_problem_document() {
+        let reply = replacement(HYPER_400).unwrap();
+        let text = String::from_utf8(reply).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("\r\ncontent-type: application/problem+json\r\n"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
+        assert!(head.contains("\r\ndate: Tue, 01 Dec 2026 02:00:00 GMT"));
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["type"], "urn:sipx:problem:bad-request");
+        assert_eq!(problem["status"], 400);
+    }
+
+    #[test]
+    fn the_apis_own_replies_pass_unchanged() {
+        for head in [
+            // A body follows (in another buffer): the API's own problem.
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 80\r\n\r\n".as_slice(),
+            // Head and body in one buffer.
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nHTTP/1.1 400 x\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            // A body that happens to look like a head, written on its own.
+            b"HTTP/1.1 431 x\r\n\r\n",
+            b"HTTP/1.1 4",
+        ] {
+            assert_eq!(replacement(head), None, "{}", String::from_utf8_lossy(head));
+        }
+    }
+}
