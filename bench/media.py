@@ -106,6 +106,18 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
+def cpu_jiffies():
+    """(steal, total) jiffies of all CPUs: time the hypervisor ran something else while this
+    machine's CPUs wanted to run (/proc/stat, `steal`), and all time."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def steal_share(a, b):
+    return (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -461,7 +473,7 @@ def sipx_step(proc, base, n, payload, args, work, rss_idle):
     calls = uac.invite("echo-opus", n, rtp_port)
     media = threads(proc.pid, "sipx-media")
     measure = [lambda: cpu_seconds(proc.pid), lambda: scrape(base + "/metrics"),
-               lambda: [cpu_seconds(proc.pid, t) for t in media]]
+               lambda: [cpu_seconds(proc.pid, t) for t in media], cpu_jiffies]
     report, first, last, marks = run_load([c.rtp for c in calls], payload, (UAC_IP, rtp_port), args.seconds,
                                           args.warmup, work, measure=measure, windows=args.windows)
     rss = rss_kib(proc.pid)
@@ -483,7 +495,7 @@ def sipx_step(proc, base, n, payload, args, work, rss_idle):
         "p50_ms": (quantile(latency, 0.5) or 0) * 1e3, "p99_ms": (quantile(latency, 0.99) or 0) * 1e3,
         "busy_p99_ms": (quantile(busy, 0.99) or 0) * 1e3, "latency": latency, "busy": busy,
         "rss_kib": rss, "kib_per_call": (rss - rss_idle) / n, "byes_ok": sum(1 for s, _ in byes.values() if s == 200),
-        "gen": report,
+        "steal": steal_share(first[3], last[3]), "gen": report,
     }
 
 
@@ -529,6 +541,7 @@ def combine_rounds(rounds):
         "busy_p99_ms": (quantile(busy, 0.99) or 0) * 1e3, "latency": latency, "busy": busy,
         "rss_kib": max(r["rss_kib"] for r in rounds), "kib_per_call": max(r["kib_per_call"] for r in rounds),
         "byes_ok": total("byes_ok"), "gen": gen,
+        "steal": sum(r["steal"] * r["elapsed"] for r in rounds) / elapsed,
     }
 
 
@@ -653,7 +666,7 @@ def run(args):
         print(f"SIPx idle: {args.idle_cpu * 100:.2f} % CPU, RSS {rss_idle} KiB", flush=True)
         print(f"{'calls':>6} {'µs/call':>8} {'×floor':>7} {'CPU %':>6} {'threads %':>11} {'late t/f':>9} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'busy p99':>8} {'KiB/call':>8} {'back %':>7} {'dev p99':>7} "
-              f"{'gen %':>6}", flush=True)
+              f"{'gen %':>6} {'steal %':>7}", flush=True)
         for n in ladder:
             # The floor once more before each step; the lowest seen so far is the codecs' cost.
             floors += floor_us(payload, runs=1)
@@ -673,13 +686,14 @@ def run(args):
                   f"{'/'.join(f'{100 * t:.0f}' for t in s['media_threads']):>11} "
                   f"{int(s['late_ticks']):>4}/{int(s['late_frames']):<4} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} "
                   f"{s['busy_p99_ms']:>8.1f} {s['kib_per_call']:>8.1f} {back:>7.1f} "
-                  f"{g['deviation_p99_ms']:>7.1f} {100 * g['cpu_share']:>6.1f}", flush=True)
+                  f"{g['deviation_p99_ms']:>7.1f} {100 * g['cpu_share']:>6.1f} {100 * s['steal']:>7.1f}", flush=True)
             if not on_time(s) and n >= args.calls:
                 break
         print(f"  (×floor: the {args.calls}-call step against its own floor runs, the others against the lowest "
               "short floor run so far, a stricter figure; threads: CPU of each media thread; late t/f: late "
               "ticks/frames in the window; p50/p99: added latency, bucket upper bounds; back: packets echoed/sent; dev p99: |inter-arrival − "
-              "20 ms| at the generator; gen: the generator's CPU)", flush=True)
+              "20 ms| at the generator; gen: the generator's CPU; steal: CPU time the hypervisor gave to others while "
+              "this machine wanted it, which delays wake-ups by milliseconds and shows in p99)", flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
