@@ -685,9 +685,9 @@ def test_a_call_never_takes_an_identity_someone_has_in_the_room(server):
 
 
 def test_dial_outs_racing_for_one_identity_get_one_call(server, tmp_path):
-    """Dial-outs sent at once under one identity: one call, the others refused (409) at once,
-    not each placed to ring and fail to join once answered. Once that call has ended, the
-    identity is free again."""
+    """Dial-outs sent at once under one identity: one call, the others refused (409), not
+    recorded as calls that then end `room_failed` when the core finds the identity taken. Once
+    that call has ended, the identity is free again."""
     import concurrent.futures
 
     creds = create_app(server)[:2]

@@ -20,14 +20,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A connection's stream, with hyper's automatic error replies turned into problem documents.
 pub(crate) struct ProblemReplies<S> {
     io: S,
-    /// A replacement being written, and the length of the buffer it stands for.
-    replacing: Option<Replacing>,
-}
-
-struct Replacing {
-    bytes: Vec<u8>,
-    written: usize,
-    stands_for: usize,
+    /// A replacement accepted from hyper (as the reply it stands for) and not all written yet:
+    /// the rest, and how much of it has gone. Written before anything else, and by a flush
+    /// or a shutdown, like a write buffer's contents.
+    replacing: Option<(Vec<u8>, usize)>,
 }
 
 impl<S> ProblemReplies<S> {
@@ -40,8 +36,8 @@ impl<S> ProblemReplies<S> {
 }
 
 /// The problem document to send instead of `head`, when `head` is one of hyper's automatic
-/// replies: the same head (status, date) with a body and its type, and the connection's close
-/// said (hyper closes it after such a reply).
+/// replies: the same head (status, date) with a body and its type, a request id like every
+/// answer of the API, and the connection's close said (hyper closes it after such a reply).
 fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
     let error = match status {
@@ -49,8 +45,10 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
             "the request is not well-formed HTTP/1.1 (request line or header fields)".to_owned(),
         ),
         b"414" => ApiError::UriTooLong("the request's URI is too long".to_owned()),
+        // hyper says the same of a request line longer than all it reads.
         b"431" => ApiError::HeadersTooLarge(
-            "the request's header fields are too large or too many".to_owned(),
+            "the request's head (request line and header fields) is too large, or has too many fields"
+                .to_owned(),
         ),
         _ => return None,
     };
@@ -62,10 +60,17 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     }
     let at = find(head, EMPTY)?;
     let body = serde_json::to_vec(&error.to_problem()).ok()?;
-    let mut reply = Vec::with_capacity(head.len() + body.len() + 96);
+    let request_id = ulid::Ulid::new();
+    tracing::info!(
+        status = %String::from_utf8_lossy(status),
+        %request_id,
+        "a request that is not HTTP/1.1 hyper can parse was answered with a problem"
+    );
+    let mut reply = Vec::with_capacity(head.len() + body.len() + 128);
     reply.extend_from_slice(&head[..at]);
     reply.extend_from_slice(b"\r\ncontent-type: application/problem+json");
     reply.extend_from_slice(format!("\r\ncontent-length: {}", body.len()).as_bytes());
+    reply.extend_from_slice(format!("\r\nx-request-id: {request_id}").as_bytes());
     reply.extend_from_slice(b"\r\nconnection: close\r\n");
     reply.extend_from_slice(&head[at + EMPTY.len()..]);
     reply.extend_from_slice(&body);
@@ -77,22 +82,30 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl<S: AsyncWrite + Unpin> ProblemReplies<S> {
-    /// Writes what remains of the replacement; ready with the length of the buffer it stands
-    /// for once all of it is written.
-    fn poll_replacing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(r) = self.replacing.as_mut() else {
-            return Poll::Ready(Ok(0));
-        };
-        while r.written < r.bytes.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &r.bytes[r.written..]))?;
+    /// Writes what remains of a replacement; ready once none remains.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = self.replacing.as_mut() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*written..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            r.written += n;
+            *written += n;
+            if *written == bytes.len() {
+                self.replacing = None;
+            }
         }
-        let stands_for = r.stands_for;
-        self.replacing = None;
-        Poll::Ready(Ok(stands_for))
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `buf` in as its replacement, when it is an automatic reply: all of it is then
+    /// accepted, and the replacement goes out as far as the stream takes it now.
+    fn replaced(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        let bytes = replacement(buf)?;
+        self.replacing = Some((bytes, 0));
+        Some(match self.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(buf.len())),
+        })
     }
 }
 
@@ -113,20 +126,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemReplies<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.replacing.is_none() {
-            match replacement(buf) {
-                Some(bytes) => {
-                    this.replacing = Some(Replacing {
-                        bytes,
-                        written: 0,
-                        stands_for: buf.len(),
-                    })
-                }
-                None => return Pin::new(&mut this.io).poll_write(cx, buf),
-            }
+        ready!(this.poll_drain(cx))?;
+        if let Some(done) = this.replaced(cx, buf) {
+            return done;
         }
-        // hyper writes the same buffer again after a `Pending`: the replacement goes on.
-        this.poll_replacing(cx)
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -135,11 +139,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemReplies<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
         let mut filled = bufs.iter().filter(|b| !b.is_empty());
         if let (Some(only), None) = (filled.next(), filled.next())
-            && (this.replacing.is_some() || replacement(only).is_some())
+            && let Some(done) = this.replaced(cx, only)
         {
-            return Pin::new(this).poll_write(cx, only);
+            return done;
         }
         Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
@@ -150,13 +155,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemReplies<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_replacing(cx))?;
+        ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_replacing(cx))?;
+        ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
@@ -177,6 +182,8 @@ mod tests {
         assert!(head.contains("\r\ncontent-type: application/problem+json\r\n"));
         assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
         assert!(head.contains("\r\ndate: Tue, 01 Dec 2026 02:00:00 GMT"));
+        assert!(head.contains("\r\nx-request-id: "));
+        assert!(head.contains("\r\nconnection: close\r\n"));
         let problem: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(problem["type"], "urn:sipx:problem:bad-request");
         assert_eq!(problem["status"], 400);
@@ -197,5 +204,63 @@ mod tests {
         ] {
             assert_eq!(replacement(head), None, "{}", String::from_utf8_lossy(head));
         }
+    }
+
+    /// A stream that takes one byte a call, and says Pending every other call.
+    #[derive(Default)]
+    struct Trickle {
+        out: Vec<u8>,
+        calls: usize,
+        flushed: bool,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.calls += 1;
+            if this.calls.is_multiple_of(2) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.out.extend_from_slice(&buf[..buf.len().min(1)]);
+            Poll::Ready(Ok(buf.len().min(1)))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushed = true;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_stream_gets_the_whole_replacement_once() {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = ProblemReplies::new(Trickle::default());
+        // hyper's own write loop: the whole head is accepted in one write, then flushed.
+        let n = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_write(cx, HYPER_400))
+            .await
+            .unwrap();
+        assert_eq!(n, HYPER_400.len(), "the automatic reply is accepted whole");
+        stream.flush().await.unwrap();
+        let written = String::from_utf8(stream.io.out.clone()).unwrap();
+        assert_eq!(written.matches("HTTP/1.1 400").count(), 1, "{written}");
+        let (head, body) = written.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(
+            serde_json::from_str::<serde_json::Value>(body).is_ok(),
+            "{body}"
+        );
+        assert!(stream.io.flushed);
+        // What follows passes unchanged.
+        stream.write_all(b"next").await.unwrap();
+        assert!(String::from_utf8_lossy(&stream.io.out).ends_with("}next"));
     }
 }

@@ -1,8 +1,9 @@
 //! The API's door to call control: checks what a command names against the store, chooses the
 //! route of a dial-out, records the new call, and hands the command to the SIP core's task.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sipx_api::call_service::{
@@ -184,9 +185,41 @@ pub(crate) type Reply = oneshot::Sender<Result<(), CallCommandError>>;
 pub(crate) struct CallControl {
     core: mpsc::Sender<CoreInput>,
     store: Store,
-    /// Held from the check that a chosen identity is free to the dial-out's row holding it,
-    /// so two dial-outs racing for one identity cannot both pass the check.
-    identity_claims: Arc<tokio::sync::Mutex<()>>,
+    /// The (app, room, identity) of the dial-outs being recorded: held from the check that a
+    /// chosen identity is free until the call's row holds it, so two dial-outs racing for one
+    /// identity cannot both pass the check.
+    identity_claims: Arc<Mutex<HashSet<ClaimKey>>>,
+}
+
+type ClaimKey = (String, String, String);
+
+/// A dial-out's claim on its identity while it is recorded; given back when dropped.
+struct IdentityClaim {
+    claims: Arc<Mutex<HashSet<ClaimKey>>>,
+    key: ClaimKey,
+}
+
+impl IdentityClaim {
+    /// The claim, unless another dial-out being recorded holds it.
+    fn take(claims: &Arc<Mutex<HashSet<ClaimKey>>>, key: ClaimKey) -> Option<IdentityClaim> {
+        let mut held = claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.insert(key.clone()).then(|| IdentityClaim {
+            claims: claims.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for IdentityClaim {
+    fn drop(&mut self) {
+        let mut held = self
+            .claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.remove(&self.key);
+    }
 }
 
 fn transport_of(name: &str) -> Transport {
@@ -250,6 +283,27 @@ fn invalid(field: &'static str, message: &str) -> CallCommandError {
 fn store_error(e: sipx_store::StoreError) -> CallCommandError {
     tracing::error!(error = %e, "call control cannot read the store");
     CallCommandError::Unavailable("the database is not available".to_owned())
+}
+
+/// The history of a dial-out ended before it was placed: `CALLING` as the API recorded it (at
+/// `created_ms`), then `DISCONNECTED` now with `code`, `reason` and `cause`.
+pub(crate) fn unplaced_history(
+    created_ms: i64,
+    code: u16,
+    reason: &str,
+    cause: &str,
+) -> [StoredHistoryEntry; 2] {
+    let entry = |state: &str, at_ms, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
+        state: state.to_owned(),
+        at_ms,
+        code,
+        reason: reason.to_owned(),
+        cause: cause.map(str::to_owned),
+    };
+    [
+        entry("CALLING", created_ms, 0, "", None),
+        entry("DISCONNECTED", unix_ms(), code, reason, Some(cause)),
+    ]
 }
 
 pub(crate) fn unix_ms() -> i64 {
@@ -384,6 +438,54 @@ pub(crate) fn route_label(t: &DialTarget) -> Option<String> {
 }
 
 impl CallControl {
+    /// Records a dial-out and hands it to the core.
+    async fn dial_recorded(&self, r: DialRequest) -> Result<CallRecord, CallCommandError> {
+        // The API checked the room's participants, but a dial-out recorded meanwhile (its
+        // phone joins the room only once the core has it) passed the same check: without the
+        // claim and the check of live rows, both would be placed, and the later one would
+        // ring, then fail to join. A chosen identity is a live call's until it ends.
+        let _claim = match r.identity.is_empty() {
+            true => None,
+            false => {
+                let key = (r.app_id.clone(), r.room.clone(), r.identity.clone());
+                let taken = || {
+                    CallCommandError::Conflict(format!(
+                        "{} is taken in the room by a call not ended: a call takes an identity of its own",
+                        r.identity
+                    ))
+                };
+                let claim = IdentityClaim::take(&self.identity_claims, key).ok_or_else(taken)?;
+                let live = self
+                    .store
+                    .live_call_with_identity(&r.app_id, &r.room, &r.identity);
+                if live.await.map_err(store_error)?.is_some() {
+                    return Err(taken());
+                }
+                Some(claim)
+            }
+        };
+        let (record, spec) = self.prepare(r).await?;
+        let (id, created_ms) = (spec.id.clone(), spec.created.1);
+        let sent = self
+            .send(|reply| CoreInput::Call(CallCommand::Dial(Box::new(spec)), reply))
+            .await;
+        if let Err(e) = sent {
+            // The core never had the call: its row is ended here, or it would stay live.
+            self.end_unsent(&id, created_ms).await;
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Ends the row of a dial-out the core never took (it had stopped).
+    async fn end_unsent(&self, id: &str, created_ms: i64) {
+        let history = unplaced_history(created_ms, 503, sipx_call::SHUTTING_DOWN, "local_hangup");
+        let progress = super::core::call_progress(&history, "CALLING", None, None, None);
+        if let Err(e) = self.store.update_call(id, &progress).await {
+            tracing::error!(call = %id, error = %e, "a dial-out's row could not be ended");
+        }
+    }
+
     /// Chooses the dial-out's route and records the call (`CALLING`): what the core needs to
     /// start it. The API's dial-outs and the transfers phones ask for share it.
     pub(crate) async fn prepare(
@@ -471,32 +573,19 @@ impl CallControl {
 
 impl CallService for CallControl {
     fn dial(&self, r: DialRequest) -> BoxFuture<Result<CallRecord, CallCommandError>> {
-        let this = self.clone();
+        // Its own task: a client that goes away mid-request makes hyper drop this future, and
+        // that must not stop the dial-out between its row's insert and the core taking it (a
+        // row left live would hold its identity until a restart).
+        let task = tokio::spawn({
+            let this = self.clone();
+            async move { this.dial_recorded(r).await }
+        });
         Box::pin(async move {
-            // A chosen identity is the call's from its start: a dial-out still ringing is not
-            // in the room yet, so the API's check of the room's participants cannot see it,
-            // and a second call under its name would ring, be answered, and then fail to join.
-            let claim = match r.identity.is_empty() {
-                true => None,
-                false => Some(this.identity_claims.lock().await),
-            };
-            if claim.is_some()
-                && let Some(other) = this
-                    .store
-                    .live_call_with_identity(&r.app_id, &r.room, &r.identity)
-                    .await
-                    .map_err(store_error)?
-            {
-                return Err(CallCommandError::Conflict(format!(
-                    "{} is taken in the room by call {other}, not ended: a call takes an identity of its own",
-                    r.identity
-                )));
-            }
-            let (record, spec) = this.prepare(r).await?;
-            drop(claim);
-            this.send(|reply| CoreInput::Call(CallCommand::Dial(Box::new(spec)), reply))
-                .await?;
-            Ok(record)
+            task.await.unwrap_or_else(|_| {
+                Err(CallCommandError::Unavailable(
+                    "the dial-out was interrupted".to_owned(),
+                ))
+            })
         })
     }
 
@@ -574,5 +663,71 @@ mod tests {
         // No family of SIPx's: the first address, as before.
         let none = Families::default();
         assert!(resolve("localhost", 5060, none).await.is_some());
+    }
+
+    fn dial_request(app_id: &str) -> sipx_api::call_service::DialRequest {
+        sipx_api::call_service::DialRequest {
+            app_id: app_id.to_owned(),
+            to: "sip:+4930123@127.0.0.1:5060".to_owned(),
+            from: None,
+            route: sipx_api::call_service::DialRoute::Automatic,
+            room: "desk".to_owned(),
+            identity: "cust".to_owned(),
+            display_name: "Customer".to_owned(),
+            metadata: None,
+            ring_timeout: std::time::Duration::from_secs(30),
+            max_duration: std::time::Duration::from_secs(60),
+            dtmf_after_answer: None,
+            early_media: false,
+            srtp: None,
+            webhook_url: None,
+        }
+    }
+
+    /// A dial-out the core never took (it had stopped) gets its row ended, which frees its
+    /// identity; a dial-out being recorded holds its identity against a second one.
+    #[tokio::test]
+    async fn a_dial_out_the_core_never_took_ends_its_row_and_frees_its_identity() {
+        use sipx_api::call_service::{CallCommandError, CallService};
+        let dir = tempfile::tempdir().unwrap();
+        let key = sipx_secrets::MasterKey::generate().0;
+        let store = sipx_store::Store::open(&dir.path().join("sipx.db"), key)
+            .await
+            .unwrap();
+        let app = store.create_app("a").await.unwrap().0.id;
+        // A core that has stopped: its inputs' receiver is gone.
+        let (core, _) = tokio::sync::mpsc::channel(1);
+        let control = super::CallControl::new(core, store.clone());
+
+        let key = (app.clone(), "desk".to_owned(), "cust".to_owned());
+        let held = super::IdentityClaim::take(&control.identity_claims, key.clone()).unwrap();
+        let refused = control.dial(dial_request(&app)).await;
+        assert!(
+            matches!(refused, Err(CallCommandError::Conflict(_))),
+            "{refused:?}"
+        );
+        assert!(super::IdentityClaim::take(&control.identity_claims, key.clone()).is_none());
+        drop(held);
+
+        let failed = control.dial(dial_request(&app)).await;
+        assert!(
+            matches!(failed, Err(CallCommandError::Unavailable(_))),
+            "{failed:?}"
+        );
+        let live = store.live_call_with_identity(&app, "desk", "cust").await;
+        assert_eq!(live.unwrap(), None, "the row was ended");
+        let page = sipx_store::PageRequest {
+            after: None,
+            limit: 10,
+        };
+        let rows = store
+            .list_calls(&app, &sipx_store::CallFilter::default(), &page)
+            .await
+            .unwrap();
+        let row = &rows.items[0];
+        assert_eq!(row.progress.state, "DISCONNECTED");
+        assert_eq!(row.progress.end.as_ref().map(|e| e.code), Some(503));
+        // And the claim was given back.
+        assert!(super::IdentityClaim::take(&control.identity_claims, key).is_some());
     }
 }

@@ -28,6 +28,7 @@ use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
 mod call_rows;
+pub(crate) use call_rows::progress as call_progress;
 mod calls;
 mod control;
 mod dial;

@@ -25,7 +25,7 @@ use super::Core;
 use super::call_rows::RowWrite;
 use super::dial::OutboundInvite;
 use crate::media::{LegId, LegMode, MediaEvent, PhoneLink};
-use crate::sip::call_service::{CallCommand, DialSpec, DialTarget, Reply, unix_ms};
+use crate::sip::call_service::{CallCommand, DialSpec, DialTarget, Reply, unplaced_history};
 
 /// A call under control.
 pub(crate) struct Controlled {
@@ -199,19 +199,7 @@ impl Core {
     /// A recorded dial-out that is not placed after all (its room let the referring phone go,
     /// or SIPx is stopping): its row ends at once, `DISCONNECTED` with `code`, `reason`, `cause`.
     pub(super) fn end_unplaced(&self, spec: &DialSpec, code: u16, reason: &str, cause: &str) {
-        let entry =
-            |state: &str, at_ms, code, reason: &str, cause: Option<&str>| StoredHistoryEntry {
-                state: state.to_owned(),
-                at_ms,
-                code,
-                reason: reason.to_owned(),
-                cause: cause.map(str::to_owned),
-            };
-        // `CALLING` as the API recorded it.
-        let history = [
-            entry("CALLING", spec.created.1, 0, "", None),
-            entry("DISCONNECTED", unix_ms(), code, reason, Some(cause)),
-        ];
+        let history = unplaced_history(spec.created.1, code, reason, cause);
         let progress = super::call_rows::progress(&history, "CALLING", None, None, None);
         if let Some(tx) = &self.rows.tx {
             let _ = tx.send(RowWrite::Update(spec.id.clone(), Box::new(progress)));
@@ -234,7 +222,7 @@ impl Core {
         }
         let Some(engine) = self.media.clone() else {
             tracing::error!(call = %spec.id, "no media engine: the call cannot start");
-            return;
+            return self.end_unplaced(&spec, 500, "No media engine", "local_hangup");
         };
         let room = RoomKey::new(spec.app_id.clone(), spec.params.room.room.clone());
         // On the media thread of the room's other phones (`MediaEngine::new_leg_id_near`).

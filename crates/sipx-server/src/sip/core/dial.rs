@@ -21,7 +21,7 @@ use super::calls::{Call, RoomSeat, sdp_of};
 use super::next_hop::next_hop;
 use super::origin::{Origin, sdp_policy, srtp_policy};
 use crate::media::{Echo, PortPair};
-use crate::sip::call_service::{DialTarget, Lookup, resolve};
+use crate::sip::call_service::{DialTarget, Lookup};
 
 /// An INVITE we sent and what came of it.
 pub(crate) struct OutboundInvite {
@@ -327,9 +327,9 @@ impl Core {
             }
             Err(NoRoute::Lookup(host, port)) => {
                 let (inputs, id) = (self.inputs.clone(), id.to_owned());
-                let families = self.provider_hosts.families();
+                let hosts = self.provider_hosts.clone();
                 tokio::spawn(async move {
-                    let addr = resolve(&host, port, families).await;
+                    let addr = hosts.lookup(&host, port).await;
                     let _ = inputs
                         .send(super::CoreInput::Resolved { id, addr, invite })
                         .await;
