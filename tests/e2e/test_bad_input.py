@@ -50,7 +50,11 @@ def test_garbage_http_gets_a_problem_document_and_does_not_hurt_the_server(serve
         assert b"\r\ncontent-type: application/problem+json" in head, head
         problem = json.loads(body)
         assert (problem["status"], problem["type"]) == (status, f"urn:sipx:problem:{slug}"), problem
+        assert head.count(b"\r\nx-request-id: ") == 1, head
     assert requests.get(server.url("/healthz"), timeout=5).status_code == 200
+    metrics = requests.get(server.url("/metrics"), timeout=5).text
+    for status, count in [(400, 3), (414, 1), (431, 1)]:
+        assert f'sipx_http_unparsable_requests_total{{status="{status}"}} {count}' in metrics, metrics
 
 
 def test_a_room_token_name_with_a_control_character_is_refused(server):

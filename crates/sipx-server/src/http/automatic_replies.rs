@@ -61,8 +61,12 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     let at = find(head, EMPTY)?;
     let body = serde_json::to_vec(&error.to_problem()).ok()?;
     let request_id = ulid::Ulid::new();
+    let status = String::from_utf8_lossy(status).into_owned();
+    // Beside the router's per-route counts, which never see these requests.
+    metrics::counter!("sipx_http_unparsable_requests_total", "status" => status.clone())
+        .increment(1);
     tracing::info!(
-        status = %String::from_utf8_lossy(status),
+        %status,
         %request_id,
         "a request that is not HTTP/1.1 hyper can parse was answered with a problem"
     );
