@@ -51,6 +51,7 @@ def test_garbage_http_gets_a_problem_document_and_does_not_hurt_the_server(serve
         problem = json.loads(body)
         assert (problem["status"], problem["type"]) == (status, f"urn:sipx:problem:{slug}"), problem
         assert head.count(b"\r\nx-request-id: ") == 1, head
+        assert head.lower().count(b"\r\nconnection: close") == 1, head
     assert requests.get(server.url("/healthz"), timeout=5).status_code == 200
     metrics = requests.get(server.url("/metrics"), timeout=5).text
     for status, count in [(400, 3), (414, 1), (431, 1)]:

@@ -306,6 +306,11 @@ mod tests {
                 "{reply}"
             );
             assert_eq!(problem["status"], status, "{reply}");
+            let closes = head
+                .to_ascii_lowercase()
+                .matches("\r\nconnection: close")
+                .count();
+            assert_eq!(closes, 1, "{reply}");
             assert_eq!(problem["type"], format!("urn:sipx:problem:{slug}"));
         }
     }

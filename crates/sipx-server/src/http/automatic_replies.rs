@@ -75,7 +75,11 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     reply.extend_from_slice(b"\r\ncontent-type: application/problem+json");
     reply.extend_from_slice(format!("\r\ncontent-length: {}", body.len()).as_bytes());
     reply.extend_from_slice(format!("\r\nx-request-id: {request_id}").as_bytes());
-    reply.extend_from_slice(b"\r\nconnection: close\r\n");
+    // hyper says it already when it closes the connection at once; not twice.
+    if find(&head.to_ascii_lowercase(), b"\r\nconnection: close\r\n").is_none() {
+        reply.extend_from_slice(b"\r\nconnection: close");
+    }
+    reply.extend_from_slice(b"\r\n");
     reply.extend_from_slice(&head[at + EMPTY.len()..]);
     reply.extend_from_slice(&body);
     Some(reply)
@@ -187,7 +191,16 @@ mod tests {
         assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
         assert!(head.contains("\r\ndate: Tue, 01 Dec 2026 02:00:00 GMT"));
         assert!(head.contains("\r\nx-request-id: "));
-        assert!(head.contains("\r\nconnection: close\r\n"));
+        assert_eq!(
+            head.matches("\r\nconnection: close\r\n").count(),
+            1,
+            "{head}"
+        );
+        // As hyper writes it when it closes at once: the header is not said twice.
+        let closing = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let text = String::from_utf8(replacement(closing).unwrap()).unwrap();
+        assert_eq!(text.matches("connection: close").count(), 1, "{text}");
+        assert!(text.contains("\r\ndate: x\r\n\r\n{"), "{text}");
         let problem: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(problem["type"], "urn:sipx:problem:bad-request");
         assert_eq!(problem["status"], 400);
