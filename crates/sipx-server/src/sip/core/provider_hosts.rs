@@ -35,12 +35,17 @@ type Key = (String, u16);
 /// What is known of a host.
 #[derive(Debug, Clone, Copy)]
 struct Known {
-    /// Its address: the last one found, while no longer ago than [`STALE_FOR`].
-    addr: Option<SocketAddr>,
+    /// Its address, the last one found, and when it was found: kept while no older than
+    /// [`STALE_FOR`].
+    found: Option<(SocketAddr, Instant)>,
     /// When it was last looked up, whatever came of it.
     looked_up: Instant,
-    /// When `addr` was last found.
-    found: Instant,
+}
+
+impl Known {
+    fn addr(&self) -> Option<SocketAddr> {
+        self.found.map(|(addr, _)| addr)
+    }
 }
 
 /// Shared by the core's trunk loads. Cheap to clone.
@@ -82,7 +87,7 @@ impl ProviderHosts {
         todo.extend(unknown.into_iter().filter(|k| self.get(k).is_none()));
         let addresses = hosts
             .iter()
-            .map(|k| self.get(k.as_ref()?).and_then(|k| k.addr))
+            .map(|k| self.get(k.as_ref()?).and_then(|k| k.addr()))
             .collect();
         (addresses, todo)
     }
@@ -91,7 +96,7 @@ impl ProviderHosts {
     pub async fn refresh(&self, hosts: Vec<Key>) -> bool {
         let mut changed = false;
         for key in hosts {
-            let before = self.get(&key).and_then(|k| k.addr);
+            let before = self.get(&key).and_then(|k| k.addr());
             let addr = resolve(&key.0, key.1, self.families).await;
             changed |= self.put(&key, addr) != before;
         }
@@ -103,11 +108,7 @@ impl ProviderHosts {
     pub async fn lookup(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let key = (host.to_owned(), port);
         match self.get(&key) {
-            Some(Known {
-                addr: Some(addr),
-                looked_up,
-                ..
-            }) if looked_up.elapsed() < FRESH_FOR => Some(addr),
+            Some(k) if k.looked_up.elapsed() < FRESH_FOR && k.addr().is_some() => k.addr(),
             _ => {
                 let addr = resolve(host, port, self.families).await;
                 self.put(&key, addr)
@@ -129,30 +130,23 @@ impl ProviderHosts {
         let Ok(mut known) = self.known.lock() else {
             return addr;
         };
-        let entry = match (addr, known.get(key)) {
-            (Some(addr), _) => Known {
-                addr: Some(addr),
-                looked_up: now,
-                found: now,
+        let serves =
+            |found: &(SocketAddr, Instant)| now.saturating_duration_since(found.1) < STALE_FOR;
+        let entry = Known {
+            found: match addr {
+                Some(addr) => Some((addr, now)),
+                None => known.get(key).and_then(|old| old.found).filter(serves),
             },
-            (None, Some(old)) if now.saturating_duration_since(old.found) < STALE_FOR => Known {
-                looked_up: now,
-                ..*old
-            },
-            (None, _) => Known {
-                addr: None,
-                looked_up: now,
-                found: now,
-            },
+            looked_up: now,
         };
         if known.len() >= MAX_KNOWN && !known.contains_key(key) {
             known.retain(|_, k| now.saturating_duration_since(k.looked_up) < FRESH_FOR);
             if known.len() >= MAX_KNOWN {
-                return entry.addr;
+                return entry.addr();
             }
         }
         known.insert(key.clone(), entry);
-        entry.addr
+        entry.addr()
     }
 }
 
