@@ -16,6 +16,7 @@ import pytest
 
 from conftest import SIP_ENV, Server, create_app, sip_addr
 from media import run_sipp_call
+from rooms import wait_until
 from test_media_echo import echo_server, logged
 
 
@@ -39,7 +40,10 @@ def session_expires(run):
 
 
 def ended(server):
-    return [(e["reason"], e["duration_s"]) for e in logged(server, "call ended")]
+    """The calls' ends SIPx logged, once it has logged one: a call's end is logged a moment
+    after the last SIP message of it a test sees."""
+    found = wait_until(lambda: logged(server, "call ended"), timeout=10, what="a call's end logged")
+    return [(e["reason"], e["duration_s"]) for e in found]
 
 
 def test_a_timer_nobody_refreshes_ends_the_call_before_the_interval(sipx, tmp_path):
