@@ -11,9 +11,10 @@ source scripts/lib/build-deps.sh
 # audio (espeak-ng, sox with its codec formats), capture on lo (tshark brings dumpcap; its debconf
 # question takes the default under DEBIAN_FRONTEND=noninteractive) and build pesq (gcc).
 # rtpengine (userspace only) is the SBC's media relay and the G.729 peer (it links bcg729);
-# libbcg729-dev builds SIPx's own G.729 (the g729 feature) for that test.
+# libbcg729-dev builds SIPx's own G.729 (the g729 feature) for that test. dnsmasq (the binary
+# alone) is the name server that publishes providers' SRV records (RFC 3263 tests).
 apt_install chromium python3 python3-venv python3-dev sip-tester baresip-core kamailio linphone-cli openssl \
-  sox libsox-fmt-all espeak-ng tshark rtpengine-daemon libbcg729-dev
+  sox libsox-fmt-all espeak-ng tshark rtpengine-daemon libbcg729-dev dnsmasq-base
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"

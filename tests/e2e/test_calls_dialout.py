@@ -78,7 +78,9 @@ def sipp_uas(tmp_path, ip, scenario, calls=1, args=(), **fill):
     """A sipp UAS on ip:5060 answering `calls` calls as `scenario` says (words of `fill`
     replaced; `args` added to sipp's, e.g. `-t t1` for TCP); every message it sees is in
     tmp_path/sipp-<ip>-messages.log."""
-    path = tmp_path / scenario
+    # One file per sipp: two filled in differently must not overwrite each other's before
+    # their sipp has read it.
+    path = tmp_path / f"{ip}-{scenario}"
     text = (PEERS / "sipp" / scenario).read_text()
     for word, value in fill.items():
         text = text.replace(word, value)

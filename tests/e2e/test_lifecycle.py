@@ -131,6 +131,7 @@ def test_startup_errors_are_one_clear_line(data_dir, tmp_path):
     assert "media.external_ip" in startup_failure(data_dir, env={"SIPX_MEDIA__IP": "0.0.0.0"})
     # A port in sip.external_host would be written after SIPx's own in every Via and Contact.
     assert "sip.external_host" in startup_failure(data_dir, env={"SIPX_SIP__EXTERNAL_HOST": "198.51.100.5:5060"})
+    assert "sip.dns_servers" in startup_failure(data_dir, env={"SIPX_SIP__DNS_SERVERS": '["ns1.example.net"]'})
 
 
 def test_a_different_master_key_is_refused_at_start(data_dir):

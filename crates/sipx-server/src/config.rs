@@ -292,6 +292,9 @@ pub struct SipConfig {
     /// Host (name or address) to advertise in Via/Contact behind 1:1 NAT; the listen address
     /// otherwise.
     pub external_host: Option<String>,
+    /// Name servers (`ip` or `ip:port`) asked for the SRV records of providers' hosts given
+    /// without a port (RFC 3263); empty: the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<String>,
     /// Digest realm.
     pub realm: String,
     /// Transaction timers (RFC 3261 §17), in milliseconds.
@@ -364,6 +367,7 @@ impl Default for SipConfig {
             ws: Vec::new(),
             wss: Vec::new(),
             external_host: None,
+            dns_servers: Vec::new(),
             realm: "sipx".to_owned(),
             t1_ms: 500,
             t2_ms: 4000,

@@ -50,7 +50,8 @@ pub(crate) enum DialTarget {
         uri: String,
         transport: Transport,
         host: String,
-        port: u16,
+        /// As the URI gives it (none: SRV records decide, else the transport's default).
+        port: Option<u16>,
         addr: Lookup,
     },
     /// Through the first of these accounts with a registered device.
@@ -81,8 +82,6 @@ pub(crate) struct TrunkRoute {
     pub host: String,
     pub port: Option<u16>,
     pub transport: Transport,
-    /// The port to look the host up with (the given one, else the transport's default).
-    pub lookup_port: u16,
     pub addr: Lookup,
     /// (digest user, password) for the provider's challenges.
     pub auth: Option<(String, Redacted<String>)>,
@@ -104,11 +103,12 @@ pub(crate) enum Lookup {
 }
 
 impl Lookup {
-    /// An IP literal needs no lookup.
-    fn of(host: &str, port: u16) -> Lookup {
+    /// An IP literal needs no lookup (at the given port, else the transport's default).
+    fn of(host: &str, port: Option<u16>, transport: Transport) -> Lookup {
         host.trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
             .map_or(Lookup::Pending, |ip| {
+                let port = port.unwrap_or_else(|| super::locate::default_port(transport));
                 // An IPv4-mapped address is the IPv4 one (sent from an IPv4 listener).
                 Lookup::Found(SocketAddr::new(ip.to_canonical(), port))
             })
@@ -130,29 +130,8 @@ impl Families {
         }
     }
 
-    fn has(self, addr: &SocketAddr) -> bool {
+    pub fn has(self, addr: &SocketAddr) -> bool {
         if addr.is_ipv4() { self.v4 } else { self.v6 }
-    }
-}
-
-/// Looks `host` up, giving up after a few seconds: its first address of a family SIPx has a
-/// listener of (a name with both AAAA and A records is reached from an IPv4-only SIPx by its
-/// A record), else its first.
-pub(crate) async fn resolve(host: &str, port: u16, families: Families) -> Option<SocketAddr> {
-    let host = host.trim_matches(['[', ']']);
-    let lookup = tokio::net::lookup_host((host, port));
-    match tokio::time::timeout(std::time::Duration::from_secs(3), lookup).await {
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs
-                .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
-                .collect();
-            addrs
-                .iter()
-                .find(|a| families.has(a))
-                .or(addrs.first())
-                .copied()
-        }
-        _ => None,
     }
 }
 
@@ -234,13 +213,7 @@ fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
     let d = &t.trunk.data;
     let host = d.host.clone()?;
     let transport = transport_of(&d.transport);
-    let default_port = if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    };
-    let lookup_port = d.port.unwrap_or(default_port);
-    let addr = Lookup::of(&host, lookup_port);
+    let addr = Lookup::of(&host, d.port, transport);
     #[derive(serde::Deserialize)]
     struct Rule {
         prefix: String,
@@ -259,7 +232,6 @@ fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
         host,
         port: d.port,
         transport,
-        lookup_port,
         addr,
         auth,
         caller_id: d.caller_id.clone(),
@@ -375,17 +347,12 @@ impl CallControl {
                     _ if u.secure => Transport::Tls,
                     _ => Transport::Udp,
                 };
-                let port = u.port.unwrap_or(if transport == Transport::Tls {
-                    5061
-                } else {
-                    5060
-                });
                 Ok(vec![DialTarget::Direct {
                     uri: r.to.clone(),
                     transport,
-                    addr: Lookup::of(&u.host, port),
+                    addr: Lookup::of(&u.host, u.port, transport),
                     host: u.host.clone(),
-                    port,
+                    port: u.port,
                 }])
             }
             DialRoute::Automatic => {
@@ -642,28 +609,6 @@ impl CallService for CallControl {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{Families, resolve};
-
-    /// `localhost` has an address of each family on most systems (`/etc/hosts`): a SIPx with
-    /// listeners of one family gets the address of that family, whichever comes first.
-    #[tokio::test]
-    async fn a_name_resolves_to_an_address_of_a_family_sipx_listens_on() {
-        let all: Vec<_> = tokio::net::lookup_host(("localhost", 5060))
-            .await
-            .unwrap()
-            .collect();
-        for (v4, v6) in [(true, false), (false, true)] {
-            let families = Families { v4, v6 };
-            if !all.iter().any(|a| a.is_ipv4() == v4) {
-                continue;
-            }
-            let got = resolve("localhost", 5060, families).await.unwrap();
-            assert_eq!(got.is_ipv4(), v4, "{got} for {families:?} among {all:?}");
-        }
-        // No family of SIPx's: the first address, as before.
-        let none = Families::default();
-        assert!(resolve("localhost", 5060, none).await.is_some());
-    }
 
     fn dial_request(app_id: &str) -> sipx_api::call_service::DialRequest {
         sipx_api::call_service::DialRequest {

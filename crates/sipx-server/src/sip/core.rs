@@ -46,6 +46,7 @@ mod reconnect;
 mod refresh_invite;
 mod replacing;
 mod routing;
+mod server_failover;
 mod session_timers;
 mod shutdown;
 mod sources;
@@ -122,7 +123,8 @@ pub(crate) enum CoreInput {
     /// A dial-out's host was looked up.
     Resolved {
         id: String,
-        addr: Option<SocketAddr>,
+        /// In the order to try them; none when the host does not resolve.
+        addrs: Vec<SocketAddr>,
         invite: sipx_call::Invite,
     },
     /// Input for a controlled call's machine, queued while it was being driven.
@@ -209,6 +211,8 @@ pub(crate) struct CoreSettings {
     pub session_expires: u32,
     /// Which blind transfers phones may ask for by REFER (`core/phone_transfer.rs`).
     pub accept_refer: crate::config::ReferPolicy,
+    /// Name servers for SRV lookups (`locate`); empty: the system's.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 pub(crate) struct Core {
@@ -372,6 +376,7 @@ impl Core {
         connector: Connector,
     ) -> Self {
         let families = super::call_service::Families::of(&settings.listeners);
+        let locator = super::locate::Locator::new(&settings.dns_servers, families);
         let first_udp = |v4: bool| {
             udp.iter()
                 .filter(|(_, s)| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4))
@@ -451,7 +456,7 @@ impl Core {
             origins: Origins::default(),
             persisted,
             trunk_regs: HashMap::new(),
-            provider_hosts: provider_hosts::ProviderHosts::new(families),
+            provider_hosts: provider_hosts::ProviderHosts::new(locator),
             reg_txns: HashMap::new(),
             flow_ids: connector.flow_ids,
             tls_client: connector.tls,
@@ -862,7 +867,7 @@ impl Core {
             CoreInput::Media(event) => self.on_media_event(now, event),
             CoreInput::Call(cmd, reply) => self.on_call_command(now, cmd, reply),
             CoreInput::CallInput { id, input } => self.feed(now, &id, input),
-            CoreInput::Resolved { id, addr, invite } => self.on_resolved(now, &id, addr, invite),
+            CoreInput::Resolved { id, addrs, invite } => self.on_resolved(now, &id, addrs, invite),
             CoreInput::Room(notice) => self.on_room_notice(now, notice),
             CoreInput::RoomJoined { leg, result } => self.on_room_joined(now, leg, result),
             CoreInput::RoutingLoaded { routing, version } => {

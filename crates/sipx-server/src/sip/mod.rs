@@ -4,6 +4,7 @@
 mod abuse;
 mod call_service;
 mod core;
+mod locate;
 pub(crate) use core::ShutdownLink;
 mod route_webhook;
 mod stream_limits;
@@ -43,6 +44,8 @@ pub struct BoundSip {
     ids: Arc<FlowIds>,
     algorithms: Vec<Algorithm>,
     trusted: Vec<ipnet::IpNet>,
+    /// `sip.dns_servers`, read.
+    dns_servers: Vec<std::net::SocketAddr>,
     /// For SIPx's own TLS connections (registering to providers).
     tls_client: Arc<rustls::ClientConfig>,
     media_config: crate::config::MediaConfig,
@@ -82,6 +85,22 @@ impl BoundSip {
                     .map_err(|_| {
                         StartupError::Config(format!(
                             "sip.trusted_proxies: {t:?} is not an address or network"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dns_servers = config
+            .dns_servers
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::SocketAddr>()
+                    .or_else(|_| {
+                        let ip = s.trim_matches(['[', ']']).parse::<std::net::IpAddr>()?;
+                        Ok::<_, std::net::AddrParseError>(std::net::SocketAddr::new(ip, 53))
+                    })
+                    .map_err(|_| {
+                        StartupError::Config(format!(
+                            "sip.dns_servers: {s:?} is not an address, or an address and port"
                         ))
                     })
             })
@@ -173,6 +192,7 @@ impl BoundSip {
             ids,
             algorithms,
             trusted,
+            dns_servers,
             tls_client,
             media_config: media_config.clone(),
             media,
@@ -284,6 +304,7 @@ impl BoundSip {
                 n => n.max(c.session_min_se_secs.max(1)),
             },
             accept_refer: c.accept_refer,
+            dns_servers: self.dns_servers.clone(),
         };
         let connector = core::Connector {
             flow_ids: self.ids.clone(),

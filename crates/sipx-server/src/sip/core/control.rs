@@ -43,6 +43,9 @@ pub(crate) struct Controlled {
     pub target: DialTarget,
     /// Routes still to try if this one fails before anything rang (automatic routing).
     pub fallbacks: std::collections::VecDeque<DialTarget>,
+    /// The target's other addresses (SRV targets, more A records), tried in turn when the
+    /// one in use does not answer, fails to carry the INVITE or answers 503 (RFC 3263 §4.3).
+    pub alternates: std::collections::VecDeque<std::net::SocketAddr>,
     /// The INVITE the machine asked for, kept to send it again along a fallback route.
     pub invite: Option<sipx_call::Invite>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
@@ -254,6 +257,7 @@ impl Core {
             left_room: false,
             target: spec.target,
             fallbacks: spec.fallbacks.into(),
+            alternates: std::collections::VecDeque::new(),
             invite: None,
             srtp: spec.srtp,
             webhook_url: spec.webhook_url,

@@ -20,6 +20,7 @@ use super::Core;
 use super::calls::{Call, RoomSeat, sdp_of};
 use super::next_hop::next_hop;
 use super::origin::{Origin, sdp_policy, srtp_policy};
+use super::server_failover::ServerFailure;
 use crate::media::{Echo, PortPair};
 use crate::sip::call_service::{DialTarget, Lookup};
 
@@ -47,7 +48,7 @@ pub(crate) struct OutboundInvite {
     /// it changes nothing, one with another replaces it.
     early_answer: Option<(Option<String>, Vec<u8>)>,
     /// A provisional response above 100 came: the callee was reached, no other route is tried.
-    rang: bool,
+    pub(super) rang: bool,
 }
 
 /// What an SDP answer did to a dial-out's media session.
@@ -126,16 +127,21 @@ enum NoRoute {
     Transport(&'static str),
     Status(u16, &'static str),
     /// The host must be looked up first.
-    Lookup(String, u16),
+    Lookup(super::provider_hosts::Key),
     /// The trunk's provider must be connected to first (TCP or TLS, a trunk that does not
     /// register): (trunk id, host, address, transport).
     Connect(String, String, std::net::SocketAddr, Transport),
 }
 
-fn looked_up(addr: Lookup, host: &str, port: u16) -> Result<std::net::SocketAddr, NoRoute> {
+fn looked_up(
+    addr: Lookup,
+    host: &str,
+    port: Option<u16>,
+    transport: Transport,
+) -> Result<std::net::SocketAddr, NoRoute> {
     match addr {
         Lookup::Found(a) => Ok(a),
-        Lookup::Pending => Err(NoRoute::Lookup(host.to_owned(), port)),
+        Lookup::Pending => Err(NoRoute::Lookup((host.to_owned(), port, transport))),
         Lookup::Failed => Err(NoRoute::Status(503, "Host does not resolve")),
     }
 }
@@ -155,7 +161,16 @@ impl Core {
                 {
                     return Err(NoRoute::Status(503, "Trunk call limit reached"));
                 }
-                let addr = looked_up(t.addr, &t.host, t.lookup_port)?;
+                // A registering trunk's calls go where its registration is (its connection,
+                // over TCP/TLS); a TCP/TLS trunk's, over the connection it has open, wherever a
+                // lookup would put them first now.
+                let addr = match self
+                    .registered_addr(&t.id)
+                    .or_else(|| self.trunk_link_addr(&t.id, t.transport))
+                {
+                    Some(addr) => addr,
+                    None => looked_up(t.addr, &t.host, t.port, t.transport)?,
+                };
                 let flow = match t.transport {
                     Transport::Udp => self.udp_flow_for(addr).ok_or(no_udp)?,
                     _ => match self.trunk_flow(&t.id).or(self.trunk_link(&t.id, addr)) {
@@ -208,7 +223,7 @@ impl Core {
                 port,
                 addr,
             } => {
-                let addr = looked_up(*addr, host, *port)?;
+                let addr = looked_up(*addr, host, *port, *transport)?;
                 let flow = match transport {
                     Transport::Udp => self.udp_flow_for(addr).ok_or(no_udp)?,
                     _ => self
@@ -325,13 +340,13 @@ impl Core {
                 };
                 return self.await_trunk_link(now, id, invite, to);
             }
-            Err(NoRoute::Lookup(host, port)) => {
+            Err(NoRoute::Lookup(key)) => {
                 let (inputs, id) = (self.inputs.clone(), id.to_owned());
                 let hosts = self.provider_hosts.clone();
                 tokio::spawn(async move {
-                    let addr = hosts.lookup(&host, port).await;
+                    let addrs = hosts.lookup(&key).await;
                     let _ = inputs
-                        .send(super::CoreInput::Resolved { id, addr, invite })
+                        .send(super::CoreInput::Resolved { id, addrs, invite })
                         .await;
                 });
                 return;
@@ -484,7 +499,10 @@ impl Core {
             return false;
         };
         let rang = c.out.as_ref().is_some_and(|o| o.rang);
-        if rang || c.fsm.is_ended() || c.fallbacks.is_empty() {
+        if rang || c.fsm.is_ended() {
+            return false;
+        }
+        if c.fallbacks.is_empty() {
             return false;
         }
         let (Some(next), Some(invite)) = (c.fallbacks.pop_front(), c.invite.clone()) else {
@@ -493,6 +511,7 @@ impl Core {
         let route = crate::sip::call_service::route_label(&next);
         tracing::info!(call = %id, status, next = ?route, "route failed: trying the next one");
         c.target = next;
+        c.alternates.clear();
         // The row names the route that carries the call (billing goes by it).
         if let Some(tx) = &self.rows.tx {
             let _ = tx.send(super::call_rows::RowWrite::Route(id.to_owned(), route));
@@ -508,13 +527,15 @@ impl Core {
         &mut self,
         now: Instant,
         id: &str,
-        addr: Option<std::net::SocketAddr>,
+        addrs: Vec<std::net::SocketAddr>,
         invite: sipx_call::Invite,
     ) {
         let Some(c) = self.controls.by_id.get_mut(id) else {
             return;
         };
-        let found = addr.map_or(Lookup::Failed, Lookup::Found);
+        let mut addrs = addrs.into_iter();
+        let found = addrs.next().map_or(Lookup::Failed, Lookup::Found);
+        c.alternates = addrs.collect();
         match &mut c.target {
             DialTarget::Trunk(t) => t.addr = found,
             DialTarget::Direct { addr, .. } => *addr = found,
@@ -582,6 +603,9 @@ impl Core {
         }
         if status >= 300 {
             self.controls.invites.remove(&txn);
+            if status == 503 && self.try_next_address(now, &id, ServerFailure::Unavailable) {
+                return true;
+            }
             if self.fall_back(now, &id, status) {
                 return true;
             }
@@ -949,7 +973,9 @@ impl Core {
         let Some(id) = self.controls.invites.remove(&txn) else {
             return false;
         };
-        if !self.fall_back(now, &id, 408) {
+        if !self.try_next_address(now, &id, ServerFailure::NoAnswer)
+            && !self.fall_back(now, &id, 408)
+        {
             self.feed(now, &id, Input::Sip(SipInput::RequestTimeout));
         }
         true
@@ -967,6 +993,11 @@ impl Core {
     }
 
     /// The connection SIPx keeps to a trunk's provider (registered over TCP/TLS).
+    /// Where trunk `trunk` registers, when it does.
+    fn registered_addr(&self, trunk: &str) -> Option<std::net::SocketAddr> {
+        self.trunk_regs.get(trunk).and_then(|r| r.addr())
+    }
+
     fn trunk_flow(&self, trunk: &str) -> Option<sipx_sip::FlowId> {
         self.trunk_regs.get(trunk).and_then(|r| r.stream_flow())
     }

@@ -1,50 +1,102 @@
 //! The addresses of providers' hosts (trunks that register, and the hosts dial-outs go to),
-//! looked up off the core and remembered.
+//! located off the core (`locate`: SRV, then A/AAAA) and remembered.
 //!
 //! A trunk reload must be quick: an API write to trunks, accounts or rules answers only once
 //! the core has loaded it (`loaded.rs`), and a name server that does not answer would hold
 //! every such write for its whole timeout. So a reload waits for a new host's lookup only
 //! briefly ([`FIRST_LOOKUP`]); what is still pending then is looked up in the background, and
 //! the trunks load again when it resolves. Results, failures included, are kept for
-//! [`FRESH_FOR`], then looked up again in the background while the old address serves.
+//! [`FRESH_FOR`], then looked up again in the background while the old addresses serve.
 //!
-//! A lookup that fails does not take a known address away: it goes on serving for up to
-//! [`STALE_FOR`] after it was last found (RFC 8767's "serve stale"). A name server's outage
+//! A lookup that fails does not take known addresses away: they go on serving for up to
+//! [`STALE_FOR`] after they were last found (RFC 8767's "serve stale"). A name server's outage
 //! must not end the registrations and calls of providers that have not moved.
+//!
+//! A host can have several addresses (SRV targets, several A records), tried in order. One
+//! that failed (no answer, a transport error, 503) is set aside: it goes to the end of the
+//! order for [`SET_ASIDE_FOR`], across lookups (RFC 3263 §4.3). A registration stays at the
+//! address it uses while that is one of its host's and not set aside: it moves only when its
+//! server fails or leaves the host's records, not every time a lookup puts a recovered
+//! primary first again (each move is a new registration, and a primary still down would cost
+//! a registration's worth of failing REGISTERs every time).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sip::call_service::{Families, resolve};
+use sipx_sip::Transport;
+
+use crate::sip::locate::Locator;
 
 /// How long a reload waits for the lookups of hosts it has never resolved.
 const FIRST_LOOKUP: Duration = Duration::from_millis(500);
 /// How long a result serves before it is looked up again.
 const FRESH_FOR: Duration = Duration::from_secs(300);
-/// How long after it was last found an address serves while lookups of its host fail.
+/// How long a host never found waits before it is looked up again (a provider's new name
+/// whose records are still on their way, a name server that was down).
+const NOT_FOUND_FOR: Duration = Duration::from_secs(30);
+/// How long after they were last found addresses serve while lookups of their host fail.
 const STALE_FOR: Duration = Duration::from_secs(24 * 3600);
+/// How long an address that failed is tried after the others.
+const SET_ASIDE_FOR: Duration = Duration::from_secs(600);
 /// Hosts remembered at most: dial-outs to SIP URIs name hosts of the API user's choosing.
 /// When full, hosts not looked up for [`FRESH_FOR`] make room; failing that, a new host's
 /// result is not kept.
 const MAX_KNOWN: usize = 10_000;
 
-type Key = (String, u16);
+/// A server as SIPx is told it: host, port if given (none: SRV decides), transport.
+pub(crate) type Key = (String, Option<u16>, Transport);
 
 /// What is known of a host.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Known {
-    /// Its address, the last one found, and when it was found: kept while no older than
-    /// [`STALE_FOR`].
-    found: Option<(SocketAddr, Instant)>,
+    /// Its addresses in the order its records give, the last ones found, and when they were
+    /// found: kept while no older than [`STALE_FOR`].
+    found: Option<(Vec<SocketAddr>, Instant)>,
     /// When it was last looked up, whatever came of it.
     looked_up: Instant,
+    /// Its addresses that failed, and when (the latest failure last).
+    failed: Vec<(SocketAddr, Instant)>,
 }
 
 impl Known {
-    fn addr(&self) -> Option<SocketAddr> {
-        self.found.map(|(addr, _)| addr)
+    /// Whether it was looked up recently enough not to be looked up again.
+    fn is_fresh(&self, now: Instant) -> bool {
+        let fresh_for = if self.found.is_some() {
+            FRESH_FOR
+        } else {
+            NOT_FOUND_FOR
+        };
+        now.saturating_duration_since(self.looked_up) < fresh_for
+    }
+
+    /// The addresses in the order to try them: as found, those set aside after the others
+    /// (the one that failed last, last).
+    fn ordered(&self, now: Instant) -> Vec<SocketAddr> {
+        let Some((found, _)) = &self.found else {
+            return Vec::new();
+        };
+        let aside: Vec<SocketAddr> = self
+            .failed
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < SET_ASIDE_FOR)
+            .map(|(a, _)| *a)
+            .filter(|a| found.contains(a))
+            .collect();
+        let mut ordered: Vec<SocketAddr> = found
+            .iter()
+            .copied()
+            .filter(|a| !aside.contains(a))
+            .collect();
+        ordered.extend(aside);
+        ordered
+    }
+
+    fn is_set_aside(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.failed
+            .iter()
+            .any(|(a, at)| *a == addr && now.saturating_duration_since(*at) < SET_ASIDE_FOR)
     }
 }
 
@@ -52,101 +104,159 @@ impl Known {
 #[derive(Clone, Default)]
 pub(crate) struct ProviderHosts {
     known: Arc<Mutex<HashMap<Key, Known>>>,
-    /// Which of a host's addresses SIPx can reach.
-    families: Families,
+    locator: Locator,
 }
 
 impl ProviderHosts {
-    pub fn new(families: Families) -> Self {
+    pub fn new(locator: Locator) -> Self {
         ProviderHosts {
-            families,
+            locator,
             ..ProviderHosts::default()
         }
     }
 
-    /// The address of each of `hosts` (`None` where there is no host): from memory when
-    /// known, else looked up for at most [`FIRST_LOOKUP`]. Also returns the hosts to look up
-    /// (again) in the background: unknown ones still pending, and stale ones.
-    pub async fn addresses(&self, hosts: &[Option<Key>]) -> (Vec<Option<SocketAddr>>, Vec<Key>) {
+    /// The address to use for each of `hosts` (`None` where there is no host), given the one
+    /// in use (a registration's): that one while it is still the host's and not set aside,
+    /// else the first to try. From memory when known, else looked up for at most
+    /// [`FIRST_LOOKUP`]. Also returns the hosts to look up (again) in the background: unknown
+    /// ones still pending, and stale ones.
+    pub async fn addresses(
+        &self,
+        hosts: &[Option<(Key, Option<SocketAddr>)>],
+    ) -> (Vec<Option<SocketAddr>>, Vec<Key>) {
         let now = Instant::now();
         let mut todo = Vec::new();
         let mut unknown = Vec::new();
-        for key in hosts.iter().flatten() {
+        for (key, _) in hosts.iter().flatten() {
             match self.get(key) {
-                Some(k) if now.duration_since(k.looked_up) < FRESH_FOR => {}
+                Some(k) if k.is_fresh(now) => {}
                 Some(_) => todo.push(key.clone()),
                 None => unknown.push(key.clone()),
             }
         }
         let first = async {
-            for key @ (host, port) in &unknown {
-                self.put(key, resolve(host, *port, self.families).await);
+            for key in &unknown {
+                let found = self.locate(key).await;
+                self.put(key, found);
             }
         };
         let _ = tokio::time::timeout(FIRST_LOOKUP, first).await;
         todo.extend(unknown.into_iter().filter(|k| self.get(k).is_none()));
+        let now = Instant::now();
         let addresses = hosts
             .iter()
-            .map(|k| self.get(k.as_ref()?).and_then(|k| k.addr()))
+            .map(|host| {
+                let (key, in_use) = host.as_ref()?;
+                let known = self.get(key)?;
+                let ordered = known.ordered(now);
+                let usable = |a: &SocketAddr| !known.is_set_aside(*a, now);
+                match in_use {
+                    Some(a) if ordered.contains(a) && usable(a) => Some(*a),
+                    // Every address failed: where it is, rather than churn among them.
+                    Some(a) if ordered.contains(a) && !ordered.iter().any(usable) => Some(*a),
+                    _ => ordered.first().copied(),
+                }
+            })
             .collect();
         (addresses, todo)
     }
 
-    /// Looks `hosts` up; true when any address is new (the trunks should load again).
+    /// Looks `hosts` up; true when any host's first address is new (the trunks should load
+    /// again).
     pub async fn refresh(&self, hosts: Vec<Key>) -> bool {
         let mut changed = false;
         for key in hosts {
-            let before = self.get(&key).and_then(|k| k.addr());
-            let addr = resolve(&key.0, key.1, self.families).await;
-            changed |= self.put(&key, addr) != before;
+            let before = self.first(&key);
+            let found = self.locate(&key).await;
+            changed |= self.put(&key, found).first().copied() != before;
         }
         changed
     }
 
-    /// The address of a dial-out's host: from memory while fresh, else looked up now (the
-    /// caller waits; it is off the core). When the lookup fails, the last address found serves.
-    pub async fn lookup(&self, host: &str, port: u16) -> Option<SocketAddr> {
-        let key = (host.to_owned(), port);
-        match self.get(&key) {
-            Some(k) if k.looked_up.elapsed() < FRESH_FOR && k.addr().is_some() => k.addr(),
-            _ => {
-                let addr = resolve(host, port, self.families).await;
-                self.put(&key, addr)
-            }
+    /// The addresses of a dial-out's host, in the order to try them: from memory while
+    /// fresh, else looked up now (the caller waits; it is off the core). When the lookup
+    /// fails, the last addresses found serve.
+    pub async fn lookup(&self, key: &Key) -> Vec<SocketAddr> {
+        let now = Instant::now();
+        let fresh = self
+            .get(key)
+            .is_some_and(|k| k.is_fresh(now) && k.found.is_some());
+        if fresh && let Some(k) = self.get(key) {
+            return k.ordered(now);
         }
+        let found = self.locate(key).await;
+        self.put(key, found)
+    }
+
+    /// `addr` of `key` failed (no answer, a transport error, 503): it is tried after the
+    /// host's other addresses for [`SET_ASIDE_FOR`]. True when the host has another address
+    /// that has not failed (somewhere to move to).
+    pub fn set_aside(&self, key: &Key, addr: SocketAddr) -> bool {
+        self.set_aside_at(key, addr, Instant::now())
+    }
+
+    fn set_aside_at(&self, key: &Key, addr: SocketAddr, now: Instant) -> bool {
+        let Ok(mut known) = self.known.lock() else {
+            return false;
+        };
+        let Some(k) = known.get_mut(key) else {
+            return false;
+        };
+        k.failed
+            .retain(|(a, at)| *a != addr && now.saturating_duration_since(*at) < SET_ASIDE_FOR);
+        k.failed.push((addr, now));
+        k.ordered(now).iter().any(|a| !k.is_set_aside(*a, now))
+    }
+
+    fn first(&self, key: &Key) -> Option<SocketAddr> {
+        self.get(key)?.ordered(Instant::now()).first().copied()
+    }
+
+    async fn locate(&self, (host, port, transport): &Key) -> Vec<SocketAddr> {
+        self.locator.locate(host, *port, *transport).await
     }
 
     fn get(&self, key: &Key) -> Option<Known> {
-        self.known.lock().ok()?.get(key).copied()
+        self.known.lock().ok()?.get(key).cloned()
     }
 
-    /// Records a lookup's result; returns the host's address now (a failure keeps the last one
-    /// found while it is no older than [`STALE_FOR`]).
-    fn put(&self, key: &Key, addr: Option<SocketAddr>) -> Option<SocketAddr> {
-        self.put_at(key, addr, Instant::now())
+    /// Records a lookup's result; returns the host's addresses in the order to try them (a
+    /// failure keeps the last ones found while they are no older than [`STALE_FOR`]; what
+    /// failed stays set aside).
+    fn put(&self, key: &Key, found: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        self.put_at(key, found, Instant::now())
     }
 
-    fn put_at(&self, key: &Key, addr: Option<SocketAddr>, now: Instant) -> Option<SocketAddr> {
+    fn put_at(&self, key: &Key, found: Vec<SocketAddr>, now: Instant) -> Vec<SocketAddr> {
         let Ok(mut known) = self.known.lock() else {
-            return addr;
+            return found;
         };
         let serves =
-            |found: &(SocketAddr, Instant)| now.saturating_duration_since(found.1) < STALE_FOR;
+            |(_, at): &(Vec<SocketAddr>, Instant)| now.saturating_duration_since(*at) < STALE_FOR;
+        let old = known.get(key);
         let entry = Known {
-            found: match addr {
-                Some(addr) => Some((addr, now)),
-                None => known.get(key).and_then(|old| old.found).filter(serves),
+            found: match found.is_empty() {
+                false => Some((found, now)),
+                true => old.and_then(|old| old.found.clone()).filter(serves),
             },
             looked_up: now,
+            failed: old.map_or_else(Vec::new, |old| {
+                old.failed
+                    .iter()
+                    .copied()
+                    .filter(|(_, at)| now.saturating_duration_since(*at) < SET_ASIDE_FOR)
+                    .collect()
+            }),
         };
         if known.len() >= MAX_KNOWN && !known.contains_key(key) {
             known.retain(|_, k| now.saturating_duration_since(k.looked_up) < FRESH_FOR);
             if known.len() >= MAX_KNOWN {
-                return entry.addr();
+                return entry.ordered(now);
             }
         }
+        let ordered = entry.ordered(now);
         known.insert(key.clone(), entry);
-        entry.addr()
+        ordered
     }
 }
 
@@ -154,20 +264,30 @@ impl ProviderHosts {
 mod tests {
     use super::*;
 
+    fn key(host: &str, port: u16) -> Key {
+        (host.to_owned(), Some(port), Transport::Udp)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
     #[tokio::test]
     async fn known_hosts_come_from_memory_and_unknown_ones_wait_briefly() {
         let hosts = ProviderHosts::default();
-        let literal = ("127.0.0.1".to_owned(), 5060);
-        let (addrs, todo) = hosts.addresses(&[Some(literal.clone()), None]).await;
-        assert_eq!(addrs, [Some("127.0.0.1:5060".parse().unwrap()), None]);
+        let literal = key("127.0.0.1", 5060);
+        let (addrs, todo) = hosts
+            .addresses(&[Some((literal.clone(), None)), None])
+            .await;
+        assert_eq!(addrs, [Some(addr("127.0.0.1:5060")), None]);
         assert!(todo.is_empty(), "resolved at once: nothing left to do");
         // A failure is remembered too: the next reload does not wait for it again.
-        hosts.put(&("unresolvable.invalid".to_owned(), 5060), None);
+        hosts.put(&key("unresolvable.invalid", 5060), Vec::new());
         let started = Instant::now();
         let (addrs, todo) = hosts
             .addresses(&[
-                Some(("unresolvable.invalid".to_owned(), 5060)),
-                Some(literal),
+                Some((key("unresolvable.invalid", 5060), None)),
+                Some((literal, None)),
             ])
             .await;
         assert!(started.elapsed() < FIRST_LOOKUP);
@@ -178,34 +298,109 @@ mod tests {
     #[tokio::test]
     async fn a_failed_lookup_keeps_the_last_address_found_for_a_while() {
         let hosts = ProviderHosts::default();
-        let key = ("sbc.provider.invalid".to_owned(), 5060);
-        let addr: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+        let key = key("sbc.provider.invalid", 5060);
+        let found = vec![addr("192.0.2.7:5060")];
         let long_ago = Instant::now() - FRESH_FOR - Duration::from_secs(1);
-        hosts.put_at(&key, Some(addr), long_ago);
+        hosts.put_at(&key, found.clone(), long_ago);
         // Stale: looked up again (the .invalid name fails), and the address still serves, to
         // dial-outs and to the registering trunks' reloads alike.
-        assert_eq!(hosts.lookup(&key.0, key.1).await, Some(addr));
+        assert_eq!(hosts.lookup(&key).await, found);
         assert!(!hosts.refresh(vec![key.clone()]).await, "nothing changed");
-        let (addrs, todo) = hosts.addresses(&[Some(key.clone())]).await;
-        assert_eq!((addrs, todo), (vec![Some(addr)], vec![]));
+        let (addrs, todo) = hosts.addresses(&[Some((key.clone(), None))]).await;
+        assert_eq!((addrs, todo), (vec![Some(found[0])], vec![]));
         // ... until it has not been found for STALE_FOR.
         let too_long_ago = Instant::now() - STALE_FOR - Duration::from_secs(1);
-        hosts.put_at(&key, Some(addr), too_long_ago);
-        assert_eq!(hosts.put(&key, None), None);
+        hosts.put_at(&key, found, too_long_ago);
+        assert_eq!(hosts.put(&key, Vec::new()), []);
     }
 
     #[tokio::test]
     async fn a_fresh_address_serves_dial_outs_without_a_lookup() {
         let hosts = ProviderHosts::default();
         // A name that no lookup could find: only memory can answer.
-        let key = ("sbc.provider.invalid".to_owned(), 5061);
-        let addr: SocketAddr = "192.0.2.8:5061".parse().unwrap();
-        hosts.put(&key, Some(addr));
-        assert_eq!(hosts.lookup(&key.0, key.1).await, Some(addr));
+        let known = key("sbc.provider.invalid", 5061);
+        let found = vec![addr("192.0.2.8:5061")];
+        hosts.put(&known, found.clone());
+        assert_eq!(hosts.lookup(&known).await, found);
         assert_eq!(
-            hosts.lookup(&key.0, 5062).await,
-            None,
+            hosts.lookup(&key("sbc.provider.invalid", 5062)).await,
+            [],
             "another port, another key"
         );
+        let other_transport = (
+            "sbc.provider.invalid".to_owned(),
+            Some(5061),
+            Transport::Tcp,
+        );
+        assert_eq!(
+            hosts.lookup(&other_transport).await,
+            [],
+            "another transport too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_address_is_tried_last_for_a_while_even_after_a_lookup() {
+        let hosts = ProviderHosts::default();
+        let srv = ("sbc.provider.invalid".to_owned(), None, Transport::Udp);
+        let (primary, backup) = (addr("192.0.2.1:5060"), addr("192.0.2.2:5070"));
+        hosts.put(&srv, vec![primary, backup]);
+        assert!(hosts.set_aside(&srv, primary));
+        assert_eq!(hosts.lookup(&srv).await, [backup, primary]);
+        assert_eq!(
+            hosts.addresses(&[Some((srv.clone(), None))]).await.0,
+            [Some(backup)]
+        );
+        // A new lookup gives the same order: the primary stays set aside.
+        assert_eq!(hosts.put(&srv, vec![primary, backup]), [backup, primary]);
+        // Both failed: nowhere better to move to, and the one that failed first comes first
+        // again.
+        assert!(!hosts.set_aside(&srv, backup));
+        assert_eq!(hosts.lookup(&srv).await, [primary, backup]);
+        // Once SET_ASIDE_FOR has passed, the records' order stands again.
+        let long_ago = Instant::now() - SET_ASIDE_FOR - Duration::from_secs(1);
+        hosts.set_aside_at(&srv, primary, long_ago);
+        hosts.set_aside_at(&srv, backup, long_ago);
+        assert_eq!(hosts.lookup(&srv).await, [primary, backup]);
+    }
+
+    #[tokio::test]
+    async fn a_registration_stays_at_its_address_until_that_fails_or_goes() {
+        let hosts = ProviderHosts::default();
+        let srv = ("sbc.provider.invalid".to_owned(), None, Transport::Udp);
+        let (primary, backup) = (addr("192.0.2.1:5060"), addr("192.0.2.2:5070"));
+        hosts.put(&srv, vec![primary, backup]);
+        let at = |in_use| {
+            let hosts = hosts.clone();
+            let srv = srv.clone();
+            async move { hosts.addresses(&[Some((srv, in_use))]).await.0[0] }
+        };
+        // Registered at the backup (the primary had failed, and has recovered since): it
+        // stays there.
+        assert_eq!(at(Some(backup)).await, Some(backup));
+        // Its server failed: the first other one.
+        hosts.set_aside(&srv, backup);
+        assert_eq!(at(Some(backup)).await, Some(primary));
+        // Its server is no longer among the host's: the first.
+        let moved = addr("192.0.2.3:5060");
+        hosts.put(&srv, vec![primary, backup]);
+        assert_eq!(at(Some(moved)).await, Some(primary));
+        // Every server failed: it stays where it is (its own back-off paces it), rather than
+        // moving back and forth.
+        assert!(!hosts.set_aside(&srv, primary));
+        assert_eq!(at(Some(backup)).await, Some(backup));
+    }
+
+    #[tokio::test]
+    async fn a_host_never_found_is_looked_up_again_sooner_than_one_found() {
+        let hosts = ProviderHosts::default();
+        let (never, found) = (key("nothing.invalid", 5060), key("192.0.2.5", 5060));
+        let a_minute_ago = Instant::now() - Duration::from_secs(60);
+        hosts.put_at(&never, Vec::new(), a_minute_ago);
+        hosts.put_at(&found, vec![addr("192.0.2.5:5060")], a_minute_ago);
+        let (_, todo) = hosts
+            .addresses(&[Some((never.clone(), None)), Some((found, None))])
+            .await;
+        assert_eq!(todo, [never]);
     }
 }

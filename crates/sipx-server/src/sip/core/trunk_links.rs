@@ -49,6 +49,14 @@ impl Core {
             .map(|l| l.flow)
     }
 
+    /// The address of trunk `id`'s connection, open or being opened (none over UDP).
+    pub(super) fn trunk_link_addr(&self, id: &str, transport: Transport) -> Option<SocketAddr> {
+        if transport == Transport::Udp {
+            return None;
+        }
+        self.trunk_links.by_trunk.get(id).map(|l| l.addr)
+    }
+
     /// Dial-out `call` needs a connection to its trunk's provider for its INVITE: opened now,
     /// or already being opened; the INVITE goes once it is up.
     pub(super) fn await_trunk_link(
@@ -72,7 +80,7 @@ impl Core {
             Ok(tls) => tls,
             Err(reason) => {
                 tracing::info!(call, trunk = to.trunk, reason, "dial-out cannot be sent");
-                return self.link_failed(now, call);
+                return self.link_failed(now, call, false);
             }
         };
         tracing::info!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");
@@ -119,8 +127,15 @@ impl Core {
             self.trunk_links.abandoned.remove(&flow);
             return;
         };
-        self.fail_waiting(now, &trunk, reason);
-        self.trunk_links.by_trunk.remove(&trunk);
+        // Gone from the map first: a call that moves to the provider's next address opens a
+        // link of its own there.
+        let waiting = self
+            .trunk_links
+            .by_trunk
+            .remove(&trunk)
+            .and_then(|l| l.waiting)
+            .unwrap_or_default();
+        self.fail_calls(now, &trunk, waiting, reason, true);
     }
 
     /// Closes the connections of trunks no longer there, or that register now (a moved
@@ -146,8 +161,7 @@ impl Core {
     /// Ends trunk `trunk`'s connection: the calls waiting for it fail; an open one closes, one
     /// being opened is closed once it opens.
     fn drop_link(&mut self, now: Instant, trunk: &str, reason: &str) {
-        self.fail_waiting(now, trunk, reason);
-        let Some(link) = self.trunk_links.by_trunk.remove(trunk) else {
+        let Some(mut link) = self.trunk_links.by_trunk.remove(trunk) else {
             return;
         };
         if self.streams.contains_key(&link.flow) {
@@ -155,15 +169,20 @@ impl Core {
         } else {
             self.trunk_links.abandoned.insert(link.flow);
         }
+        let waiting = link.waiting.take().unwrap_or_default();
+        self.fail_calls(now, trunk, waiting, reason, false);
     }
 
-    fn fail_waiting(&mut self, now: Instant, trunk: &str, reason: &str) {
-        let waiting = self
-            .trunk_links
-            .by_trunk
-            .get_mut(trunk)
-            .and_then(|l| l.waiting.take())
-            .unwrap_or_default();
+    /// The dial-outs that waited for a connection that will not carry them; `unreachable`:
+    /// the provider's server could not be connected to, so each tries its next address.
+    fn fail_calls(
+        &mut self,
+        now: Instant,
+        trunk: &str,
+        waiting: Vec<(String, sipx_call::Invite)>,
+        reason: &str,
+        unreachable: bool,
+    ) {
         for (call, _) in waiting {
             tracing::info!(
                 call,
@@ -171,11 +190,20 @@ impl Core {
                 reason,
                 "dial-out cannot be sent: no connection to the provider"
             );
-            self.link_failed(now, &call);
+            self.link_failed(now, &call, unreachable);
         }
     }
 
-    fn link_failed(&mut self, now: Instant, call: &str) {
+    fn link_failed(&mut self, now: Instant, call: &str, unreachable: bool) {
+        if unreachable
+            && self.try_next_address(
+                now,
+                call,
+                super::server_failover::ServerFailure::NoConnection,
+            )
+        {
+            return;
+        }
         if !self.fall_back(now, call, 503) {
             self.feed_later(call, Input::Sip(SipInput::TransportError));
         }

@@ -13,6 +13,7 @@ use sipx_sip::outbound::{OutboundRegistration, RegState, RegistrationConfig};
 use sipx_sip::{ClientTxnId, FlowId, Peer, Transport};
 use sipx_store::TrunkWithSecrets;
 
+use super::provider_hosts::Key;
 use super::{Core, CoreInput, unix_now};
 use crate::sip::transport;
 
@@ -21,6 +22,8 @@ pub(crate) struct TrunkReg {
     reg: OutboundRegistration,
     /// Where the REGISTERs go, or why they cannot be sent.
     target: Result<Target, &'static str>,
+    /// The provider's server as the trunk names it, whose addresses `target` is the first of.
+    server: Key,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +71,11 @@ impl TrunkReg {
         }
     }
 
+    /// Where the REGISTERs go.
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.target.as_ref().ok().map(|t| t.addr)
+    }
+
     /// The open connection to the provider, for calls over TCP/TLS.
     pub(crate) fn stream_flow(&self) -> Option<FlowId> {
         match self.target.as_ref().ok()?.link {
@@ -107,6 +115,12 @@ impl Core {
         let store = self.store.clone();
         let inputs = self.inputs.clone();
         let hosts = self.provider_hosts.clone();
+        // Where each registration goes now: it stays there while that server is fine.
+        let in_use: std::collections::HashMap<String, SocketAddr> = self
+            .trunk_regs
+            .iter()
+            .filter_map(|(id, t)| Some((id.clone(), t.addr()?)))
+            .collect();
         // Read before the trunks: they hold at least every write up to it.
         let version = store.change_version();
         tokio::spawn(async move {
@@ -123,8 +137,8 @@ impl Core {
                 .map(|t| {
                     let d = &t.trunk.data;
                     let host = d.host.as_ref().filter(|_| d.register)?;
-                    let default_port = if d.transport == "tls" { 5061 } else { 5060 };
-                    Some((host.clone(), d.port.unwrap_or(default_port)))
+                    let server = (host.clone(), d.port, transport_of(&d.transport));
+                    Some((server, in_use.get(&t.trunk.id).copied()))
                 })
                 .collect();
             let (addrs, later) = hosts.addresses(&wanted).await;
@@ -275,7 +289,9 @@ impl Core {
             };
             // An unchanged trunk keeps its registration (its Call-ID: refreshes must reuse it)
             // and its connection.
-            let existing = self.trunk_regs.remove(&id).filter(|r| {
+            let old = self.trunk_regs.remove(&id);
+            let had_one = old.is_some();
+            let existing = old.filter(|r| {
                 let same_target = match (&r.target, &target) {
                     (Ok(a), Ok(b)) => {
                         (a.transport, a.addr, &a.host) == (b.transport, b.addr, &b.host)
@@ -285,6 +301,9 @@ impl Core {
                 };
                 same_target && same_registration(r.reg.config(), &cfg)
             });
+            if had_one && existing.is_none() {
+                self.retire_registration(&id);
+            }
             let entry = match existing {
                 Some(e) => e,
                 None => {
@@ -295,7 +314,11 @@ impl Core {
                         tracing::warn!(trunk_id = %id, reason, "trunk cannot register");
                         reg.on_transport_error(now, reason);
                     }
-                    TrunkReg { reg, target }
+                    TrunkReg {
+                        reg,
+                        target,
+                        server: (host.clone(), d.port, transport),
+                    }
                 }
             };
             keep.insert(id, entry);
@@ -316,6 +339,13 @@ impl Core {
         for id in ids {
             self.publish(&id);
         }
+    }
+
+    /// A registration replaced by another (the trunk changed, or moved to another server):
+    /// answers to its REGISTERs must not reach the new one. Its connection is left open: calls
+    /// placed over it may still need it, and the provider closes it when it is idle.
+    fn retire_registration(&mut self, id: &str) {
+        self.reg_txns.retain(|_, trunk| trunk != id);
     }
 
     /// Sends the REGISTERs that are due, opening connections first where needed.
@@ -402,14 +432,39 @@ impl Core {
         };
         // Answers to REGISTERs sent on the lost connection will never come.
         self.reg_txns.retain(|_, trunk| *trunk != id);
+        let mut unreachable = false;
         if let Some(t) = self.trunk_regs.get_mut(&id) {
             if let Some(link) = t.link_on(flow) {
+                // One that never opened says the server is down; one that closed is opened
+                // again to the same server (providers close idle connections).
+                unreachable = matches!(link, Link::Connecting(_));
                 *link = Link::Down;
             }
             t.reg.on_transport_error(now, reason);
         }
         tracing::warn!(trunk_id = %id, reason, "trunk connection lost");
         self.publish(&id);
+        if unreachable {
+            self.try_next_server(&id);
+        }
+    }
+
+    /// The provider's server in use failed (no answer, no connection, 503): if the trunk's
+    /// host has another address that has not failed, the trunks load again and the
+    /// registration moves there (RFC 3263 §4.3). It stays there while that server works.
+    fn try_next_server(&mut self, id: &str) {
+        let Some(TrunkReg {
+            target: Ok(target),
+            server,
+            ..
+        }) = self.trunk_regs.get(id)
+        else {
+            return;
+        };
+        if self.provider_hosts.set_aside(server, target.addr) {
+            tracing::info!(trunk_id = %id, failed = %target.addr, "provider server failed: registering at its next address");
+            self.load_trunks();
+        }
     }
 
     pub(super) fn on_registration_response(
@@ -431,6 +486,7 @@ impl Core {
         };
         let next = t.reg.on_response(now, response, &branch, &cnonce);
         let peer = t.peer();
+        let server_down = response.status == 503 && next.is_none();
         if response.status >= 300 && next.is_none() {
             tracing::warn!(trunk_id = %id, status = response.status, reason = %response.reason, "trunk registration failed");
         } else if (200..300).contains(&response.status) {
@@ -441,6 +497,9 @@ impl Core {
             self.reg_txns.insert(txn, id.clone());
         }
         self.publish(&id);
+        if server_down {
+            self.try_next_server(&id);
+        }
     }
 
     /// No answer to a trunk's REGISTER.
@@ -451,6 +510,7 @@ impl Core {
             t.reg.on_timeout(now);
             tracing::warn!(trunk_id = %id, "trunk registration timed out");
             self.publish(&id);
+            self.try_next_server(&id);
         }
     }
 
