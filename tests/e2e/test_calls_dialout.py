@@ -712,6 +712,42 @@ def test_dial_outs_racing_for_one_identity_get_one_call(server, tmp_path):
     again = api(server, creds, "POST", "/v1/calls", body, expect=201).json()
     api(server, creds, "DELETE", f"/v1/calls/{again['id']}", expect=202)
 
+def test_a_call_read_on_its_state_event_is_in_that_state_and_its_identity_free_on_disconnected(server, tmp_path):
+    """An application reacting to `/v1/events` reads the call (`GET /v1/calls/{id}`) on each
+    `call.state` event and finds it in that state; on `DISCONNECTED` it dials the same identity
+    again at once, and gets its call (no 409 from a row not yet ended). Address 127.0.0.165."""
+    from test_webhooks import EventStream
+
+    creds = create_app(server)[:2]
+    stream = EventStream(server, creds, types="call.state")
+    order = ["CALLING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED"]
+    body = {"to": "sip:+4930557@127.0.0.165:5060", "room": {"name": "events", "identity": "desk-1"}}
+    try:
+        with sipp_uas(tmp_path, "127.0.0.165", "uas_answer.xml", calls=2) as uas:
+            call = api(server, creds, "POST", "/v1/calls", body, expect=201).json()
+            seen = []
+            while not seen or seen[-1] != "DISCONNECTED":
+                event = json.loads(stream.next_event(timeout=20)["data"])["data"]
+                if event["call_id"] != call["id"]:
+                    continue
+                if event["state"] == "DISCONNECTED":
+                    again = api(server, creds, "POST", "/v1/calls", body)
+                    assert again.status_code == 201, again.text
+                now = api(server, creds, "GET", f"/v1/calls/{call['id']}", expect=200).json()
+                assert order.index(now["state"]) >= order.index(event["state"]), (event, now["state"])
+                if event["state"] == "CONFIRMED":
+                    api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+                seen.append(event["state"])
+            assert seen[-2:] == ["CONFIRMED", "DISCONNECTED"], seen
+            second = again.json()
+            wait_state(server, creds, second["id"], "CONFIRMED", timeout=15)
+            api(server, creds, "DELETE", f"/v1/calls/{second['id']}", expect=202)
+            wait_state(server, creds, second["id"], "DISCONNECTED")
+            assert uas.wait(20) == 0
+    finally:
+        stream.close()
+
+
 def ws_close_code(server, token):
     """Opens the room signalling socket with `token` and returns the code it is closed with."""
     import asyncio

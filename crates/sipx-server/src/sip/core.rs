@@ -53,7 +53,7 @@ mod sources;
 mod transfer;
 mod trunk_links;
 mod trunks;
-pub(crate) use call_rows::{RowWrite, persist_rows};
+pub(crate) use call_rows::persist_rows;
 use calls::Calls;
 use control::Controls;
 use origin::Origins;
@@ -279,10 +279,8 @@ pub(crate) struct Core {
     gates: GateTimers,
     /// The calls' RFC 4028 session timers.
     session_timers: SessionTimers,
-    /// The writer of inbound calls' rows.
+    /// The writer of calls' rows, and the publisher of their events after it.
     rows: call_rows::RowSink,
-    /// Application events (webhooks, `/v1/events`).
-    events: Option<sipx_api::events::EventBus>,
     /// The flow of each stream connection by its remote address: requests SIPx starts toward
     /// a device registered over TCP/TLS/WS go down the connection it registered on.
     stream_flows: HashMap<SocketAddr, FlowId>,
@@ -475,27 +473,23 @@ impl Core {
             gates: GateTimers::default(),
             session_timers: SessionTimers::default(),
             rows: call_rows::RowSink::default(),
-            events: None,
             stream_flows: HashMap::new(),
             reconnects: reconnect::Reconnects::default(),
             shutdown: None,
         }
     }
 
-    pub(crate) fn set_row_writer(&mut self, tx: mpsc::UnboundedSender<RowWrite>) {
+    pub(crate) fn set_row_writer(&mut self, tx: mpsc::UnboundedSender<call_rows::Queued>) {
         self.rows.tx = Some(tx);
     }
 
-    /// Where calls publish their events.
+    /// Where calls publish their events (through the rows' writer: after the rows say so).
     pub(crate) fn set_events(&mut self, bus: sipx_api::events::EventBus) {
-        self.rows.events = Some(bus.clone());
-        self.events = Some(bus);
+        self.rows.events = Some(bus);
     }
 
     fn publish_event(&self, event: sipx_api::events::AppEvent) {
-        if let Some(bus) = &self.events {
-            bus.publish(event);
-        }
+        self.rows.publish(event);
     }
 
     pub(crate) fn set_media(&mut self, engine: crate::media::MediaEngine) {

@@ -5,7 +5,10 @@
 //! written by `control.rs` from their machine.
 //!
 //! One writer task applies the rows' writes in the order they were queued, so a row is
-//! inserted before it is updated and always holds the call's last known state.
+//! inserted before it is updated and always holds the call's last known state. The calls'
+//! events go through the same queue and are published once the writes queued before them are
+//! stored: an application that reads a call (`GET /v1/calls/{id}`) on its `call.state` event,
+//! or dials its identity again on `DISCONNECTED`, finds the row saying so.
 
 use sipx_api::call_service::StoredHistoryEntry;
 use sipx_store::{CallEnd, CallProgress, CallRecord, Store};
@@ -13,8 +16,16 @@ use tokio::sync::mpsc;
 
 use crate::sip::call_service::unix_ms;
 
+use sipx_api::events::{AppEvent, EventBus};
 /// A write for the rows' writer, which serves every call, inbound and dialled out.
 pub(crate) use sipx_store::CallWrite as RowWrite;
+
+/// What the rows' writer is given, in order.
+pub(crate) enum Queued {
+    Write(RowWrite),
+    /// An event, published once every write queued before it is stored.
+    Publish(EventBus, AppEvent),
+}
 
 /// At most this many writes go in one transaction.
 const BATCH: usize = 256;
@@ -23,30 +34,50 @@ const BATCH: usize = 256;
 const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Applies the rows' writes in order: what queued meanwhile goes in one transaction, with a
-/// call's intermediate states folded into its last (each update carries the whole row).
-pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<RowWrite>) {
+/// call's intermediate states folded into its last (each update carries the whole row); then
+/// publishes the events queued with them, in order.
+pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut events = Vec::new();
     while let Some(first) = rx.recv().await {
-        batch.push(first);
+        let mut queued = vec![first];
         tokio::time::sleep(GROUP_WINDOW).await;
-        while batch.len() < BATCH {
+        while queued.len() < BATCH {
             match rx.try_recv() {
-                Ok(w) => batch.push(w),
+                Ok(q) => queued.push(q),
                 Err(_) => break,
             }
         }
-        fold_updates(&mut batch);
-        if let Err(e) = store.write_calls(&batch).await {
-            // One bad write must not lose the others: apply them one by one.
-            tracing::warn!(error = %e, writes = batch.len(), "call rows not stored together; retrying one by one");
-            for w in &batch {
-                if let Err(e) = store.write_calls(std::slice::from_ref(w)).await {
-                    tracing::error!(call = %w.call_id(), error = %e, "call state not stored");
-                }
+        for q in queued {
+            match q {
+                Queued::Write(w) => batch.push(w),
+                Queued::Publish(bus, event) => events.push((bus, event)),
             }
         }
-        batch.clear();
+        store_batch(&store, &mut batch).await;
+        // Stored or failed for good: either way the events go, after.
+        for (bus, event) in events.drain(..) {
+            bus.publish(event);
+        }
     }
+}
+
+/// Writes `batch` in one transaction (one by one if that fails) and empties it.
+async fn store_batch(store: &Store, batch: &mut Vec<RowWrite>) {
+    if batch.is_empty() {
+        return;
+    }
+    fold_updates(batch);
+    if let Err(e) = store.write_calls(batch).await {
+        // One bad write must not lose the others: apply them one by one.
+        tracing::warn!(error = %e, writes = batch.len(), "call rows not stored together; retrying one by one");
+        for w in batch.iter() {
+            if let Err(e) = store.write_calls(std::slice::from_ref(w)).await {
+                tracing::error!(call = %w.call_id(), error = %e, "call state not stored");
+            }
+        }
+    }
+    batch.clear();
 }
 
 /// Drops every update of a call that a later update of the same call in `batch` overwrites.
@@ -84,11 +115,37 @@ pub(crate) struct NewRow {
     pub arrived_ms: i64,
 }
 
-/// Where inbound calls' rows and events go.
+/// Where calls' rows and events go.
 #[derive(Clone, Default)]
 pub(crate) struct RowSink {
-    pub tx: Option<mpsc::UnboundedSender<RowWrite>>,
-    pub events: Option<sipx_api::events::EventBus>,
+    pub tx: Option<mpsc::UnboundedSender<Queued>>,
+    pub events: Option<EventBus>,
+}
+
+impl RowSink {
+    pub fn write(&self, write: RowWrite) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Queued::Write(write));
+        }
+    }
+
+    /// Publishes `event` once the writes queued before it are stored (at once when there is
+    /// no writer: tests, or the writer gone at the very end).
+    pub fn publish(&self, event: AppEvent) {
+        let Some(bus) = &self.events else {
+            return;
+        };
+        let unsent = match &self.tx {
+            Some(tx) => tx
+                .send(Queued::Publish(bus.clone(), event))
+                .err()
+                .map(|e| e.0),
+            None => Some(Queued::Publish(bus.clone(), event)),
+        };
+        if let Some(Queued::Publish(bus, event)) = unsent {
+            bus.publish(event);
+        }
+    }
 }
 
 /// An inbound call's row as the core keeps it.
@@ -149,24 +206,20 @@ impl CallRow {
     }
 
     fn send(&self, write: RowWrite) {
-        if let Some(tx) = &self.sink.tx {
-            let _ = tx.send(write);
-        }
+        self.sink.write(write);
     }
 
     /// The newest history entry as a `call.state` event.
     fn publish_last(&self) {
-        let (Some(bus), Some(entry)) = (&self.sink.events, self.history.last()) else {
-            return;
-        };
-        bus.publish(self.tag().state(entry, self.history.len() - 1));
+        if let Some(entry) = self.history.last() {
+            self.sink
+                .publish(self.tag().state(entry, self.history.len() - 1));
+        }
     }
 
     /// A key the phone pressed, as a `call.dtmf` event (never a PIN's: those stay unlogged).
     pub fn publish_dtmf(&self, digit: char) {
-        if let Some(bus) = &self.sink.events {
-            bus.publish(self.tag().dtmf(digit, unix_ms()));
-        }
+        self.sink.publish(self.tag().dtmf(digit, unix_ms()));
     }
 
     pub fn app_id(&self) -> &str {
@@ -311,7 +364,7 @@ mod tests {
 
     use super::*;
 
-    fn row(tx: mpsc::UnboundedSender<RowWrite>) -> CallRow {
+    fn row(tx: mpsc::UnboundedSender<Queued>) -> CallRow {
         CallRow::start(
             NewRow {
                 id: "call_1".into(),
@@ -342,7 +395,7 @@ mod tests {
         r.push("CONNECTING", 200, "OK", None);
         r.push("CONFIRMED", 200, "OK", None);
         let mut batch = Vec::new();
-        while let Ok(w) = rx.try_recv() {
+        while let Ok(Queued::Write(w)) = rx.try_recv() {
             batch.push(w);
         }
         batch.insert(2, RowWrite::Stats("call_1".into(), "{}".into()));
@@ -373,7 +426,7 @@ mod tests {
         r.end(200, "caller hung up", "remote_hangup");
         r.push("CONFIRMED", 200, "OK", None);
         drop(r);
-        let Ok(RowWrite::Insert(rec)) = rx.try_recv() else {
+        let Ok(Queued::Write(RowWrite::Insert(rec))) = rx.try_recv() else {
             panic!("the insert comes first")
         };
         assert_eq!(
@@ -386,7 +439,7 @@ mod tests {
         );
         let mut last = None;
         while let Ok(w) = rx.try_recv() {
-            let RowWrite::Update(id, p) = w else {
+            let Queued::Write(RowWrite::Update(id, p)) = w else {
                 panic!("one insert only")
             };
             assert_eq!(id, "call_1");
@@ -408,7 +461,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         drop(row(tx));
         let _insert = rx.try_recv().unwrap();
-        let Ok(RowWrite::Update(_, p)) = rx.try_recv() else {
+        let Ok(Queued::Write(RowWrite::Update(_, p))) = rx.try_recv() else {
             panic!("ended on drop")
         };
         assert_eq!(p.state, "DISCONNECTED");
@@ -421,5 +474,62 @@ mod tests {
         assert_eq!(end_cause("Room closed", false), (200, "room_removed"));
         assert_eq!(end_cause("Wrong PIN", false), (200, "local_hangup"));
         assert_eq!(end_cause(NO_USABLE_ANSWER, false), (488, "media_refused"));
+    }
+
+    /// An application reading a call on its `call.state` event finds the row in that state:
+    /// the event is published only once the write queued before it is stored.
+    #[tokio::test]
+    async fn a_calls_event_is_published_after_its_row_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("sipx.db"),
+            sipx_secrets::MasterKey::generate().0,
+        )
+        .await
+        .unwrap();
+        let app = store.create_app("a").await.unwrap().0.id;
+        let (bus, _dispatch) = EventBus::new();
+        let mut stream = bus.subscribe(&app).events;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut r = CallRow::start(
+            NewRow {
+                id: "call_1".into(),
+                app_id: app.clone(),
+                from: None,
+                to: "sip:200@y".into(),
+                route: None,
+                sip_call_id: "abc".into(),
+                arrived_ms: 1,
+            },
+            None,
+            RowSink {
+                tx: Some(tx),
+                events: Some(bus),
+            },
+        );
+        r.push("CONNECTING", 200, "OK", None);
+        r.end(200, "caller hung up", "remote_hangup");
+        // Nothing is published before the writer has stored the rows.
+        assert!(matches!(
+            stream.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ));
+        let writer = tokio::spawn(persist_rows(store.clone(), rx));
+        for expected in ["INCOMING", "CONNECTING", "DISCONNECTED"] {
+            let event = stream.recv().await.unwrap();
+            assert!(event.json.contains(expected), "{}", event.json);
+            let row = store.get_call(&app, "call_1").await.unwrap().unwrap();
+            // The row holds at least this event's state (a later one, when they were written
+            // in one batch), never an earlier one.
+            let states = ["INCOMING", "CONNECTING", "DISCONNECTED"];
+            let at = |s: &str| states.iter().position(|x| *x == s);
+            assert!(
+                at(&row.progress.state) >= at(expected),
+                "{} for {expected}",
+                row.progress.state
+            );
+        }
+        drop(r);
+        writer.await.unwrap();
     }
 }

@@ -204,9 +204,8 @@ impl Core {
     pub(super) fn end_unplaced(&self, spec: &DialSpec, code: u16, reason: &str, cause: &str) {
         let history = unplaced_history(spec.created.1, code, reason, cause);
         let progress = super::call_rows::progress(&history, "CALLING", None, None, None);
-        if let Some(tx) = &self.rows.tx {
-            let _ = tx.send(RowWrite::Update(spec.id.clone(), Box::new(progress)));
-        }
+        self.rows
+            .write(RowWrite::Update(spec.id.clone(), Box::new(progress)));
     }
 
     fn controlled(&mut self, app_id: &str, id: &str) -> Result<&mut Controlled, CallCommandError> {
@@ -293,9 +292,8 @@ impl Core {
             return; // a hold, a resume, a session refresh: nothing to write
         }
         c.codec = Some(codec.to_owned());
-        if let Some(tx) = &self.rows.tx {
-            let _ = tx.send(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
-        }
+        self.rows
+            .write(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
     }
 
     /// Feeds the machine and carries out what it asks until it waits.
@@ -597,19 +595,17 @@ impl Core {
                 if let (Some(rooms), Some(p)) = (&self.rooms, c.participant) {
                     rooms.set_call_state(p, s.kind.as_str());
                 }
-                if let Some(tx) = &self.rows.tx {
-                    let _ = tx.send(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
-                }
-                if let (Some(bus), Some(entry)) = (&self.events, c.history.last()) {
-                    bus.publish(c.tag().state(entry, c.history.len() - 1));
+                self.rows
+                    .write(RowWrite::Update(c.id.clone(), Box::new(c.progress())));
+                if let Some(entry) = c.history.last() {
+                    self.rows.publish(c.tag().state(entry, c.history.len() - 1));
                 }
                 self.on_referred_state(now, id, s.kind, s.code);
             }
             Event::DtmfReceived { digit, at } => {
                 tracing::info!(call = %c.id, digit = %digit.as_char(), "DTMF from the phone");
-                if let Some(bus) = &self.events {
-                    bus.publish(c.tag().dtmf(digit.as_char(), c.wall_ms(at)));
-                }
+                self.rows
+                    .publish(c.tag().dtmf(digit.as_char(), c.wall_ms(at)));
             }
         }
     }
@@ -699,8 +695,8 @@ impl Core {
             mos = stats.mos,
             "call media statistics"
         );
-        if let (Some(tx), Ok(json)) = (&self.rows.tx, serde_json::to_string(&stored)) {
-            let _ = tx.send(RowWrite::Stats(id, json));
+        if let Ok(json) = serde_json::to_string(&stored) {
+            self.rows.write(RowWrite::Stats(id, json));
         }
     }
 

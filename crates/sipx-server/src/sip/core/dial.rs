@@ -513,9 +513,8 @@ impl Core {
         c.target = next;
         c.alternates.clear();
         // The row names the route that carries the call (billing goes by it).
-        if let Some(tx) = &self.rows.tx {
-            let _ = tx.send(super::call_rows::RowWrite::Route(id.to_owned(), route));
-        }
+        self.rows
+            .write(super::call_rows::RowWrite::Route(id.to_owned(), route));
         // The failed INVITE's sockets and session go; the next INVITE gets its own.
         c.out = None;
         self.send_invite(now, id, invite);
