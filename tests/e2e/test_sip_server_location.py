@@ -154,3 +154,29 @@ def test_a_tcp_trunk_connects_to_the_srv_backup_when_the_primary_refuses(server,
         place_and_hang_up(server, creds, ["+4930555", "+4930666"])
         assert backup.wait(20) == 0
     assert moves(server) == [("127.0.0.240:5060", "127.0.0.242:5060", "NoConnection")]
+
+
+def test_a_call_hung_up_before_any_answer_is_not_sent_to_the_next_server(fast_server, tmp_path):
+    """Hung up while the primary (127.0.0.248, a socket that reads and never answers) has not
+    answered at all: no CANCEL can go yet, and when Timer B ends the INVITE the call ends; it is
+    not sent to the backup (127.0.0.249)."""
+    import socket
+
+    server = fast_server
+    creds = create_app(server)[:2]
+    api(server, creds, "POST", "/v1/trunks", {"name": "carrier", "outbound": {"host": DOMAIN}}, expect=201)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.248", 5060))
+    silent.settimeout(10)
+    try:
+        with dnsmasq(*DNS, **srv_records("_sip._udp", "127.0.0.248", "127.0.0.249")), \
+                sipp_uas(tmp_path, "127.0.0.249", "uas_answer.xml"):
+            call = api(server, creds, "POST", "/v1/calls", {"to": "+4930777", "room": {"name": "srv"}},
+                       expect=201).json()
+            assert silent.recv(65535).startswith(b"INVITE "), "the INVITE reached the primary"
+            api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+            ended = wait_state(server, creds, call["id"], "DISCONNECTED", timeout=20)
+            assert "CONFIRMED" not in [h["state"] for h in ended["history"]], ended
+    finally:
+        silent.close()
+    assert moves(server) == []

@@ -102,26 +102,33 @@ impl Locator {
     }
 
     /// The addresses of `host` to try in order (RFC 3263 §4.2); empty when it does not
-    /// resolve.
-    pub async fn locate(
-        &self,
-        host: &str,
-        port: Option<u16>,
-        transport: Transport,
-    ) -> Vec<SocketAddr> {
+    /// resolve. Only addresses of families SIPx has listeners of, unless it has no other.
+    pub async fn locate(&self, host: &str, port: Option<u16>, transport: Transport) -> Located {
         let host = host.trim_matches(['[', ']']);
         if let Ok(ip) = host.parse::<IpAddr>() {
             let port = port.unwrap_or_else(|| default_port(transport));
-            return vec![SocketAddr::new(ip.to_canonical(), port)];
+            return Located::complete(vec![SocketAddr::new(ip.to_canonical(), port)]);
         }
         // Loopback names are never asked of DNS (RFC 6761 §6.3).
         let loopback = host.eq_ignore_ascii_case("localhost")
             || host.to_ascii_lowercase().ends_with(".localhost");
         if let Some(port) = port.or(loopback.then(|| default_port(transport))) {
-            return self.addresses_of(host, port).await;
+            return Located::complete(self.addresses_of(host, port).await);
         }
-        let Some(targets) = self.srv_targets(host, transport).await else {
-            return self.addresses_of(host, default_port(transport)).await;
+        let targets = match self.srv_targets(host, transport).await {
+            SrvAnswer::Targets(targets) => targets,
+            SrvAnswer::NoRecords => {
+                let addrs = self.addresses_of(host, default_port(transport)).await;
+                return Located::complete(addrs);
+            }
+            SrvAnswer::Failed => {
+                // A guess: the name's own records, for a host never found before.
+                let addrs = self.addresses_of(host, default_port(transport)).await;
+                return Located {
+                    addrs,
+                    complete: false,
+                };
+            }
         };
         // The targets' lookups share one deadline: a locate stays bounded however many
         // targets there are.
@@ -138,14 +145,15 @@ impl Locator {
                 }
             }
         }
-        found
+        Located::complete(self.reachable_only(found))
     }
 
-    /// The SRV targets of `host` for `transport`, in the order to try them: none when it has
-    /// no SRV records or the lookup failed (its A/AAAA records serve then), empty when it says
-    /// it offers no such service (a lone target ".", RFC 2782).
-    async fn srv_targets(&self, host: &str, transport: Transport) -> Option<Vec<(String, u16)>> {
-        let resolver = self.srv.as_ref()?;
+    /// The SRV targets of `host` for `transport`, in the order to try them (empty when it says
+    /// it offers no such service: a lone target ".", RFC 2782).
+    async fn srv_targets(&self, host: &str, transport: Transport) -> SrvAnswer {
+        let Some(resolver) = self.srv.as_ref() else {
+            return SrvAnswer::NoRecords;
+        };
         let service = match transport {
             Transport::Tls => "_sips._tcp",
             Transport::Tcp => "_sip._tcp",
@@ -168,18 +176,18 @@ impl Locator {
                     _ => None,
                 })
                 .collect(),
-            Ok(Err(e)) if e.is_no_records_found() => return None,
+            Ok(Err(e)) if e.is_no_records_found() => return SrvAnswer::NoRecords,
             Ok(Err(e)) => {
-                tracing::debug!(name, error = %e, "SRV lookup failed: A/AAAA records serve");
-                return None;
+                tracing::debug!(name, error = %e, "SRV lookup failed");
+                return SrvAnswer::Failed;
             }
             Err(_) => {
-                tracing::debug!(name, "SRV lookup timed out: A/AAAA records serve");
-                return None;
+                tracing::debug!(name, "SRV lookup timed out");
+                return SrvAnswer::Failed;
             }
         };
         if records.is_empty() {
-            return None;
+            return SrvAnswer::NoRecords;
         }
         let state = RandomState::new();
         let mut draws = 0u64;
@@ -187,7 +195,7 @@ impl Locator {
             draws += 1;
             (state.hash_one(draws) % (u64::from(bound) + 1)) as u32
         };
-        Some(srv_order(records, &mut random))
+        SrvAnswer::Targets(srv_order(records, &mut random))
     }
 
     /// `host`'s addresses at `port` from the system's resolver.
@@ -197,7 +205,16 @@ impl Locator {
         let Ok(Ok(addrs)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await else {
             return Vec::new();
         };
-        self.reachable_first(addrs.map(|a| a.ip()), port)
+        self.reachable_only(self.reachable_first(addrs.map(|a| a.ip()), port))
+    }
+
+    /// The addresses of a family SIPx has a listener of, if there is any: a server SIPx
+    /// cannot send to is no server to move on to.
+    fn reachable_only(&self, mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        if addrs.iter().any(|a| self.families.has(a)) {
+            addrs.retain(|a| self.families.has(a));
+        }
+        addrs
     }
 
     /// An SRV target's addresses at `port`, from the name servers that gave the SRV records:
@@ -227,6 +244,34 @@ impl Locator {
         addrs.sort_by_key(|a| !self.families.has(a));
         addrs
     }
+}
+
+/// What a locate found.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Located {
+    /// In the order to try them.
+    pub addrs: Vec<SocketAddr>,
+    /// False when the SRV lookup failed (no answer, a server error) and `addrs` are the name's
+    /// own A/AAAA records instead: a guess, which must not replace SRV servers known before.
+    pub complete: bool,
+}
+
+impl Located {
+    fn complete(addrs: Vec<SocketAddr>) -> Located {
+        Located {
+            addrs,
+            complete: true,
+        }
+    }
+}
+
+/// What the SRV lookup said.
+enum SrvAnswer {
+    Targets(Vec<(String, u16)>),
+    /// No such records (or no name server to ask): the name's own A/AAAA records serve.
+    NoRecords,
+    /// No answer, or a server error.
+    Failed,
 }
 
 /// One SRV record (RFC 2782).
@@ -354,26 +399,29 @@ mod tests {
                 v6: false,
             },
         );
-        assert_eq!(
-            locator.locate("[::1]", None, Transport::Tls).await,
-            ["[::1]:5061".parse::<SocketAddr>().unwrap()]
-        );
-        assert_eq!(
-            locator
-                .locate("192.0.2.1", Some(5080), Transport::Udp)
-                .await,
-            ["192.0.2.1:5080".parse::<SocketAddr>().unwrap()]
-        );
-        // localhost has both families: the one SIPx listens on comes first.
+        let addrs =
+            |s: &[&str]| -> Vec<SocketAddr> { s.iter().map(|a| a.parse().unwrap()).collect() };
+        let tls = locator.locate("[::1]", None, Transport::Tls).await;
+        assert_eq!(tls.addrs, addrs(&["[::1]:5061"]));
+        let given = locator
+            .locate("192.0.2.1", Some(5080), Transport::Udp)
+            .await;
+        assert_eq!(given.addrs, addrs(&["192.0.2.1:5080"]));
+        // localhost has both families (on most systems): only the one SIPx listens on.
         let found = locator
             .locate("localhost", Some(5062), Transport::Udp)
             .await;
-        assert_eq!(found.first(), Some(&"127.0.0.1:5062".parse().unwrap()));
-        assert!(
-            locator
-                .locate("nothing.invalid", Some(5060), Transport::Udp)
-                .await
-                .is_empty()
-        );
+        assert_eq!(found.addrs, addrs(&["127.0.0.1:5062"]));
+        assert!(found.complete);
+        let nothing = locator
+            .locate("nothing.invalid", Some(5060), Transport::Udp)
+            .await;
+        assert!(nothing.addrs.is_empty());
+        // No family SIPx listens on: every address, rather than none.
+        let neither = Locator::new(&[], Families::default());
+        let all = neither
+            .locate("localhost", Some(5062), Transport::Udp)
+            .await;
+        assert!(!all.addrs.is_empty());
     }
 }

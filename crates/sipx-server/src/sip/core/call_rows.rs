@@ -32,12 +32,14 @@ const BATCH: usize = 256;
 /// How long the first write of a batch waits for others: a commit (an fsync) every few
 /// milliseconds instead of one per state change when calls come by the thousand.
 const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long a batch's events wait for its rows to be stored: past it, they go anyway (a
+/// webhook late by a second is worse than one a moment ahead of its row).
+const EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Applies the rows' writes in order: what queued meanwhile goes in one transaction, with a
 /// call's intermediate states folded into its last (each update carries the whole row); then
 /// publishes the events queued with them, in order.
 pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    let mut batch = Vec::with_capacity(BATCH);
     let mut events = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut queued = vec![first];
@@ -48,36 +50,46 @@ pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<Q
                 Err(_) => break,
             }
         }
+        let mut batch = Vec::with_capacity(queued.len());
         for q in queued {
             match q {
                 Queued::Write(w) => batch.push(w),
                 Queued::Publish(bus, event) => events.push((bus, event)),
             }
         }
-        store_batch(&store, &mut batch).await;
-        // Stored or failed for good: either way the events go, after.
+        // The write runs on its own, so a database that is slow (locked, a disk stalling)
+        // holds the events back for EVENTS_WAIT at most; the next batch still waits for it,
+        // so rows are written in order.
+        let mut writing = tokio::spawn(store_batch(store.clone(), batch));
+        let stored = tokio::time::timeout(EVENTS_WAIT, &mut writing)
+            .await
+            .is_ok();
+        // Stored, failed for good, or late: the events go.
         for (bus, event) in events.drain(..) {
             bus.publish(event);
+        }
+        if !stored {
+            tracing::warn!("call rows slow to store: their events went first");
+            let _ = writing.await;
         }
     }
 }
 
-/// Writes `batch` in one transaction (one by one if that fails) and empties it.
-async fn store_batch(store: &Store, batch: &mut Vec<RowWrite>) {
+/// Writes `batch` in one transaction (one by one if that fails).
+async fn store_batch(store: Store, mut batch: Vec<RowWrite>) {
     if batch.is_empty() {
         return;
     }
-    fold_updates(batch);
-    if let Err(e) = store.write_calls(batch).await {
+    fold_updates(&mut batch);
+    if let Err(e) = store.write_calls(&batch).await {
         // One bad write must not lose the others: apply them one by one.
         tracing::warn!(error = %e, writes = batch.len(), "call rows not stored together; retrying one by one");
-        for w in batch.iter() {
+        for w in &batch {
             if let Err(e) = store.write_calls(std::slice::from_ref(w)).await {
                 tracing::error!(call = %w.call_id(), error = %e, "call state not stored");
             }
         }
     }
-    batch.clear();
 }
 
 /// Drops every update of a call that a later update of the same call in `batch` overwrites.

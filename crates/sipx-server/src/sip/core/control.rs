@@ -43,9 +43,10 @@ pub(crate) struct Controlled {
     pub target: DialTarget,
     /// Routes still to try if this one fails before anything rang (automatic routing).
     pub fallbacks: std::collections::VecDeque<DialTarget>,
-    /// The target's other addresses (SRV targets, more A records), tried in turn when the
-    /// one in use does not answer, fails to carry the INVITE or answers 503 (RFC 3263 §4.3).
-    pub alternates: std::collections::VecDeque<std::net::SocketAddr>,
+    /// The target's addresses this call's INVITEs went to and that failed (no answer, 503,
+    /// no connection): the next attempt goes to another of its host's (RFC 3263 §4.3,
+    /// `server_failover.rs`).
+    pub tried: Vec<std::net::SocketAddr>,
     /// The INVITE the machine asked for, kept to send it again along a fallback route.
     pub invite: Option<sipx_call::Invite>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
@@ -68,6 +69,14 @@ pub(crate) struct Controlled {
 }
 
 impl Controlled {
+    /// Whether its INVITE may go again, elsewhere: nothing rang, and nobody hung up.
+    pub(super) fn may_try_again(&self) -> bool {
+        let out = self.out.as_ref();
+        let rang = out.is_some_and(|o| o.rang);
+        let cancelled = out.is_some_and(|o| o.cancelled);
+        !(rang || cancelled || self.fsm.is_ended() || self.fsm.is_cancelling())
+    }
+
     fn wall_ms(&self, at: Instant) -> i64 {
         let (base, ms) = self.epoch;
         let delta = at.saturating_duration_since(base).as_millis();
@@ -256,7 +265,7 @@ impl Core {
             left_room: false,
             target: spec.target,
             fallbacks: spec.fallbacks.into(),
-            alternates: std::collections::VecDeque::new(),
+            tried: Vec::new(),
             invite: None,
             srtp: spec.srtp,
             webhook_url: spec.webhook_url,

@@ -38,7 +38,7 @@ pub(crate) struct OutboundInvite {
     pub(super) auth: Option<(String, Redacted<String>)>,
     auth_attempts: u8,
     /// We sent a CANCEL: the INVITE is not sent again (after a challenge or a 422).
-    cancelled: bool,
+    pub(super) cancelled: bool,
     /// The ACK of the 2xx and where it goes (the dialog's next hop), sent again for every
     /// retransmission of the 2xx.
     ack: Option<(Peer, Vec<u8>)>,
@@ -498,11 +498,7 @@ impl Core {
         let Some(c) = self.controls.by_id.get_mut(id) else {
             return false;
         };
-        let rang = c.out.as_ref().is_some_and(|o| o.rang);
-        if rang || c.fsm.is_ended() {
-            return false;
-        }
-        if c.fallbacks.is_empty() {
+        if !c.may_try_again() || c.fallbacks.is_empty() {
             return false;
         }
         let (Some(next), Some(invite)) = (c.fallbacks.pop_front(), c.invite.clone()) else {
@@ -511,7 +507,7 @@ impl Core {
         let route = crate::sip::call_service::route_label(&next);
         tracing::info!(call = %id, status, next = ?route, "route failed: trying the next one");
         c.target = next;
-        c.alternates.clear();
+        c.tried.clear();
         // The row names the route that carries the call (billing goes by it).
         self.rows
             .write(super::call_rows::RowWrite::Route(id.to_owned(), route));
@@ -532,9 +528,7 @@ impl Core {
         let Some(c) = self.controls.by_id.get_mut(id) else {
             return;
         };
-        let mut addrs = addrs.into_iter();
-        let found = addrs.next().map_or(Lookup::Failed, Lookup::Found);
-        c.alternates = addrs.collect();
+        let found = addrs.first().copied().map_or(Lookup::Failed, Lookup::Found);
         match &mut c.target {
             DialTarget::Trunk(t) => t.addr = found,
             DialTarget::Direct { addr, .. } => *addr = found,
@@ -602,7 +596,10 @@ impl Core {
         }
         if status >= 300 {
             self.controls.invites.remove(&txn);
-            if status == 503 && self.try_next_address(now, &id, ServerFailure::Unavailable) {
+            if status == 503
+                && let Some(failed) = self.address_tried(&id)
+                && self.try_next_address(now, &id, ServerFailure::Unavailable, failed)
+            {
                 return true;
             }
             if self.fall_back(now, &id, status) {
@@ -972,9 +969,10 @@ impl Core {
         let Some(id) = self.controls.invites.remove(&txn) else {
             return false;
         };
-        if !self.try_next_address(now, &id, ServerFailure::NoAnswer)
-            && !self.fall_back(now, &id, 408)
-        {
+        let moved = self
+            .address_tried(&id)
+            .is_some_and(|failed| self.try_next_address(now, &id, ServerFailure::NoAnswer, failed));
+        if !moved && !self.fall_back(now, &id, 408) {
             self.feed(now, &id, Input::Sip(SipInput::RequestTimeout));
         }
         true
@@ -991,12 +989,12 @@ impl Core {
         self.controls.cancels.insert(txn);
     }
 
-    /// The connection SIPx keeps to a trunk's provider (registered over TCP/TLS).
     /// Where trunk `trunk` registers, when it does.
     fn registered_addr(&self, trunk: &str) -> Option<std::net::SocketAddr> {
         self.trunk_regs.get(trunk).and_then(|r| r.addr())
     }
 
+    /// The connection SIPx keeps to a trunk's provider (registered over TCP/TLS).
     fn trunk_flow(&self, trunk: &str) -> Option<sipx_sip::FlowId> {
         self.trunk_regs.get(trunk).and_then(|r| r.stream_flow())
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use sipx_sip::Transport;
 
-use crate::sip::locate::Locator;
+use crate::sip::locate::{Located, Locator};
 
 /// How long a reload waits for the lookups of hosts it has never resolved.
 const FIRST_LOOKUP: Duration = Duration::from_millis(500);
@@ -208,11 +208,17 @@ impl ProviderHosts {
         k.ordered(now).iter().any(|a| !k.is_set_aside(*a, now))
     }
 
+    /// `key`'s addresses in the order to try them now, from memory (none when unknown).
+    pub fn ordered(&self, key: &Key) -> Vec<SocketAddr> {
+        self.get(key)
+            .map_or_else(Vec::new, |k| k.ordered(Instant::now()))
+    }
+
     fn first(&self, key: &Key) -> Option<SocketAddr> {
         self.get(key)?.ordered(Instant::now()).first().copied()
     }
 
-    async fn locate(&self, (host, port, transport): &Key) -> Vec<SocketAddr> {
+    async fn locate(&self, (host, port, transport): &Key) -> Located {
         self.locator.locate(host, *port, *transport).await
     }
 
@@ -221,23 +227,24 @@ impl ProviderHosts {
     }
 
     /// Records a lookup's result; returns the host's addresses in the order to try them (a
-    /// failure keeps the last ones found while they are no older than [`STALE_FOR`]; what
-    /// failed stays set aside).
-    fn put(&self, key: &Key, found: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    /// failure keeps the last ones found while they are no older than [`STALE_FOR`], and so
+    /// does a guess made when the SRV lookup failed; what failed stays set aside).
+    fn put(&self, key: &Key, found: Located) -> Vec<SocketAddr> {
         self.put_at(key, found, Instant::now())
     }
 
-    fn put_at(&self, key: &Key, found: Vec<SocketAddr>, now: Instant) -> Vec<SocketAddr> {
+    fn put_at(&self, key: &Key, found: Located, now: Instant) -> Vec<SocketAddr> {
         let Ok(mut known) = self.known.lock() else {
-            return found;
+            return found.addrs;
         };
         let serves =
             |(_, at): &(Vec<SocketAddr>, Instant)| now.saturating_duration_since(*at) < STALE_FOR;
         let old = known.get(key);
+        let stale = old.and_then(|old| old.found.clone()).filter(serves);
         let entry = Known {
-            found: match found.is_empty() {
-                false => Some((found, now)),
-                true => old.and_then(|old| old.found.clone()).filter(serves),
+            found: match (found.addrs.is_empty(), found.complete, stale) {
+                (false, true, _) | (false, false, None) => Some((found.addrs, now)),
+                (_, _, stale) => stale,
             },
             looked_up: now,
             failed: old.map_or_else(Vec::new, |old| {
@@ -272,6 +279,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// What a lookup found.
+    fn found(addrs: &[SocketAddr]) -> Located {
+        Located {
+            addrs: addrs.to_vec(),
+            complete: true,
+        }
+    }
+
     #[tokio::test]
     async fn known_hosts_come_from_memory_and_unknown_ones_wait_briefly() {
         let hosts = ProviderHosts::default();
@@ -282,7 +297,7 @@ mod tests {
         assert_eq!(addrs, [Some(addr("127.0.0.1:5060")), None]);
         assert!(todo.is_empty(), "resolved at once: nothing left to do");
         // A failure is remembered too: the next reload does not wait for it again.
-        hosts.put(&key("unresolvable.invalid", 5060), Vec::new());
+        hosts.put(&key("unresolvable.invalid", 5060), found(&[]));
         let started = Instant::now();
         let (addrs, todo) = hosts
             .addresses(&[
@@ -299,19 +314,33 @@ mod tests {
     async fn a_failed_lookup_keeps_the_last_address_found_for_a_while() {
         let hosts = ProviderHosts::default();
         let key = key("sbc.provider.invalid", 5060);
-        let found = vec![addr("192.0.2.7:5060")];
+        let addrs = vec![addr("192.0.2.7:5060")];
         let long_ago = Instant::now() - FRESH_FOR - Duration::from_secs(1);
-        hosts.put_at(&key, found.clone(), long_ago);
+        hosts.put_at(&key, found(&addrs), long_ago);
         // Stale: looked up again (the .invalid name fails), and the address still serves, to
         // dial-outs and to the registering trunks' reloads alike.
-        assert_eq!(hosts.lookup(&key).await, found);
+        assert_eq!(hosts.lookup(&key).await, addrs);
         assert!(!hosts.refresh(vec![key.clone()]).await, "nothing changed");
-        let (addrs, todo) = hosts.addresses(&[Some((key.clone(), None))]).await;
-        assert_eq!((addrs, todo), (vec![Some(found[0])], vec![]));
-        // ... until it has not been found for STALE_FOR.
+        let (picked, todo) = hosts.addresses(&[Some((key.clone(), None))]).await;
+        assert_eq!((picked, todo), (vec![Some(addrs[0])], vec![]));
+        // A guess made when the SRV lookup failed (the domain's own A record) does not replace
+        // them either; with nothing known, it serves.
+        let guess = Located {
+            addrs: vec![addr("198.51.100.80:5060")],
+            complete: false,
+        };
+        assert_eq!(hosts.put(&key, guess.clone()), addrs);
+        assert_eq!(
+            hosts.put(
+                &("elsewhere.invalid".to_owned(), None, Transport::Udp),
+                guess.clone()
+            ),
+            guess.addrs
+        );
+        // ... until they have not been found for STALE_FOR.
         let too_long_ago = Instant::now() - STALE_FOR - Duration::from_secs(1);
-        hosts.put_at(&key, found, too_long_ago);
-        assert_eq!(hosts.put(&key, Vec::new()), []);
+        hosts.put_at(&key, found(&addrs), too_long_ago);
+        assert_eq!(hosts.put(&key, found(&[])), []);
     }
 
     #[tokio::test]
@@ -319,9 +348,9 @@ mod tests {
         let hosts = ProviderHosts::default();
         // A name that no lookup could find: only memory can answer.
         let known = key("sbc.provider.invalid", 5061);
-        let found = vec![addr("192.0.2.8:5061")];
-        hosts.put(&known, found.clone());
-        assert_eq!(hosts.lookup(&known).await, found);
+        let addrs = vec![addr("192.0.2.8:5061")];
+        hosts.put(&known, found(&addrs));
+        assert_eq!(hosts.lookup(&known).await, addrs);
         assert_eq!(
             hosts.lookup(&key("sbc.provider.invalid", 5062)).await,
             [],
@@ -344,7 +373,7 @@ mod tests {
         let hosts = ProviderHosts::default();
         let srv = ("sbc.provider.invalid".to_owned(), None, Transport::Udp);
         let (primary, backup) = (addr("192.0.2.1:5060"), addr("192.0.2.2:5070"));
-        hosts.put(&srv, vec![primary, backup]);
+        hosts.put(&srv, found(&[primary, backup]));
         assert!(hosts.set_aside(&srv, primary));
         assert_eq!(hosts.lookup(&srv).await, [backup, primary]);
         assert_eq!(
@@ -352,7 +381,10 @@ mod tests {
             [Some(backup)]
         );
         // A new lookup gives the same order: the primary stays set aside.
-        assert_eq!(hosts.put(&srv, vec![primary, backup]), [backup, primary]);
+        assert_eq!(
+            hosts.put(&srv, found(&[primary, backup])),
+            [backup, primary]
+        );
         // Both failed: nowhere better to move to, and the one that failed first comes first
         // again.
         assert!(!hosts.set_aside(&srv, backup));
@@ -369,7 +401,7 @@ mod tests {
         let hosts = ProviderHosts::default();
         let srv = ("sbc.provider.invalid".to_owned(), None, Transport::Udp);
         let (primary, backup) = (addr("192.0.2.1:5060"), addr("192.0.2.2:5070"));
-        hosts.put(&srv, vec![primary, backup]);
+        hosts.put(&srv, found(&[primary, backup]));
         let at = |in_use| {
             let hosts = hosts.clone();
             let srv = srv.clone();
@@ -383,7 +415,7 @@ mod tests {
         assert_eq!(at(Some(backup)).await, Some(primary));
         // Its server is no longer among the host's: the first.
         let moved = addr("192.0.2.3:5060");
-        hosts.put(&srv, vec![primary, backup]);
+        hosts.put(&srv, found(&[primary, backup]));
         assert_eq!(at(Some(moved)).await, Some(primary));
         // Every server failed: it stays where it is (its own back-off paces it), rather than
         // moving back and forth.
@@ -394,12 +426,12 @@ mod tests {
     #[tokio::test]
     async fn a_host_never_found_is_looked_up_again_sooner_than_one_found() {
         let hosts = ProviderHosts::default();
-        let (never, found) = (key("nothing.invalid", 5060), key("192.0.2.5", 5060));
+        let (never, known) = (key("nothing.invalid", 5060), key("192.0.2.5", 5060));
         let a_minute_ago = Instant::now() - Duration::from_secs(60);
-        hosts.put_at(&never, Vec::new(), a_minute_ago);
-        hosts.put_at(&found, vec![addr("192.0.2.5:5060")], a_minute_ago);
+        hosts.put_at(&never, found(&[]), a_minute_ago);
+        hosts.put_at(&known, found(&[addr("192.0.2.5:5060")]), a_minute_ago);
         let (_, todo) = hosts
-            .addresses(&[Some((never.clone(), None)), Some((found, None))])
+            .addresses(&[Some((never.clone(), None)), Some((known, None))])
             .await;
         assert_eq!(todo, [never]);
     }

@@ -80,7 +80,7 @@ impl Core {
             Ok(tls) => tls,
             Err(reason) => {
                 tracing::info!(call, trunk = to.trunk, reason, "dial-out cannot be sent");
-                return self.link_failed(now, call, false);
+                return self.link_failed(now, call, None);
             }
         };
         tracing::info!(trunk_id = %to.trunk, addr = %to.addr, transport = %to.transport, "connecting to the provider for a call");
@@ -129,13 +129,11 @@ impl Core {
         };
         // Gone from the map first: a call that moves to the provider's next address opens a
         // link of its own there.
-        let waiting = self
-            .trunk_links
-            .by_trunk
-            .remove(&trunk)
-            .and_then(|l| l.waiting)
-            .unwrap_or_default();
-        self.fail_calls(now, &trunk, waiting, reason, true);
+        let Some(link) = self.trunk_links.by_trunk.remove(&trunk) else {
+            return;
+        };
+        let waiting = link.waiting.unwrap_or_default();
+        self.fail_calls(now, &trunk, waiting, reason, Some(link.addr));
     }
 
     /// Closes the connections of trunks no longer there, or that register now (a moved
@@ -170,18 +168,18 @@ impl Core {
             self.trunk_links.abandoned.insert(link.flow);
         }
         let waiting = link.waiting.take().unwrap_or_default();
-        self.fail_calls(now, trunk, waiting, reason, false);
+        self.fail_calls(now, trunk, waiting, reason, None);
     }
 
     /// The dial-outs that waited for a connection that will not carry them; `unreachable`:
-    /// the provider's server could not be connected to, so each tries its next address.
+    /// the provider's server there could not be connected to, so each tries another address.
     fn fail_calls(
         &mut self,
         now: Instant,
         trunk: &str,
         waiting: Vec<(String, sipx_call::Invite)>,
         reason: &str,
-        unreachable: bool,
+        unreachable: Option<SocketAddr>,
     ) {
         for (call, _) in waiting {
             tracing::info!(
@@ -194,13 +192,10 @@ impl Core {
         }
     }
 
-    fn link_failed(&mut self, now: Instant, call: &str, unreachable: bool) {
-        if unreachable
-            && self.try_next_address(
-                now,
-                call,
-                super::server_failover::ServerFailure::NoConnection,
-            )
+    fn link_failed(&mut self, now: Instant, call: &str, unreachable: Option<SocketAddr>) {
+        let failure = super::server_failover::ServerFailure::NoConnection;
+        if let Some(failed) = unreachable
+            && self.try_next_address(now, call, failure, failed)
         {
             return;
         }
