@@ -201,7 +201,8 @@ impl Drop for IdentityClaim {
     }
 }
 
-fn transport_of(name: &str) -> Transport {
+/// A trunk's `transport` setting.
+pub(crate) fn transport_of(name: &str) -> Transport {
     match name {
         "tcp" => Transport::Tcp,
         "tls" => Transport::Tls,

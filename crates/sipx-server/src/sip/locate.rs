@@ -53,7 +53,7 @@ pub(crate) fn default_port(transport: Transport) -> u16 {
 pub(crate) struct Locator {
     /// For SRV lookups; none when no name server is known (SRV is then skipped).
     srv: Option<Arc<TokioResolver>>,
-    /// Which addresses SIPx can reach: those come first.
+    /// Which addresses SIPx can reach: only those are kept, when there are any.
     families: Families,
 }
 
@@ -117,17 +117,12 @@ impl Locator {
         }
         let targets = match self.srv_targets(host, transport).await {
             SrvAnswer::Targets(targets) => targets,
-            SrvAnswer::NoRecords => {
+            answer => {
+                // The name's own records; after a failed SRV lookup only a guess, for a host
+                // never found before.
                 let addrs = self.addresses_of(host, default_port(transport)).await;
-                return Located::complete(addrs);
-            }
-            SrvAnswer::Failed => {
-                // A guess: the name's own records, for a host never found before.
-                let addrs = self.addresses_of(host, default_port(transport)).await;
-                return Located {
-                    addrs,
-                    complete: false,
-                };
+                let complete = !matches!(answer, SrvAnswer::Failed);
+                return Located { addrs, complete };
             }
         };
         // The targets' lookups share one deadline: a locate stays bounded however many
@@ -205,7 +200,7 @@ impl Locator {
         let Ok(Ok(addrs)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await else {
             return Vec::new();
         };
-        self.reachable_only(self.reachable_first(addrs.map(|a| a.ip()), port))
+        self.reachable_only(at_port(addrs.map(|a| a.ip()), port))
     }
 
     /// The addresses of a family SIPx has a listener of, if there is any: a server SIPx
@@ -226,24 +221,22 @@ impl Locator {
         let name = format!("{}.", target.trim_end_matches('.'));
         let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, resolver.lookup_ip(name.as_str()));
         match lookup.await {
-            Ok(Ok(ips)) => self.reachable_first(ips.iter(), port),
+            Ok(Ok(ips)) => at_port(ips.iter(), port),
             _ => Vec::new(),
         }
     }
+}
 
-    /// `ips` at `port`, those of a family SIPx has a listener of first (stable: the
-    /// resolver's order stands within each family).
-    fn reachable_first(&self, ips: impl Iterator<Item = IpAddr>, port: u16) -> Vec<SocketAddr> {
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        for ip in ips {
-            let addr = SocketAddr::new(ip.to_canonical(), port);
-            if !addrs.contains(&addr) {
-                addrs.push(addr);
-            }
+/// `ips` at `port`, each once, in the resolver's order.
+fn at_port(ips: impl Iterator<Item = IpAddr>, port: u16) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for ip in ips {
+        let addr = SocketAddr::new(ip.to_canonical(), port);
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
         }
-        addrs.sort_by_key(|a| !self.families.has(a));
-        addrs
     }
+    addrs
 }
 
 /// What a locate found.

@@ -329,7 +329,7 @@ impl BoundSip {
         // The calls' rows: one writer, in queue order. It ends once the core (which holds its
         // queue) is gone, after writing what was queued; the caller awaits it after the core,
         // before it closes the database, so the states of calls that ended on the way out land.
-        let rows_writer = tokio::spawn(core::persist_rows(store.clone(), rows_rx));
+        let rows_writer = tokio::spawn(core::persist_rows(store.clone(), events.clone(), rows_rx));
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::persist_loop(
             store.clone(),

@@ -24,7 +24,7 @@ pub(crate) use sipx_store::CallWrite as RowWrite;
 pub(crate) enum Queued {
     Write(RowWrite),
     /// An event, published once every write queued before it is stored.
-    Publish(EventBus, AppEvent),
+    Publish(AppEvent),
 }
 
 /// At most this many writes go in one transaction.
@@ -39,7 +39,11 @@ const EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Applies the rows' writes in order: what queued meanwhile goes in one transaction, with a
 /// call's intermediate states folded into its last (each update carries the whole row); then
 /// publishes the events queued with them, in order.
-pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<Queued>) {
+pub(crate) async fn persist_rows(
+    store: Store,
+    events_bus: EventBus,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+) {
     let mut events = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut queued = vec![first];
@@ -54,7 +58,7 @@ pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<Q
         for q in queued {
             match q {
                 Queued::Write(w) => batch.push(w),
-                Queued::Publish(bus, event) => events.push((bus, event)),
+                Queued::Publish(event) => events.push(event),
             }
         }
         // The write runs on its own, so a database that is slow (locked, a disk stalling)
@@ -65,8 +69,8 @@ pub(crate) async fn persist_rows(store: Store, mut rx: mpsc::UnboundedReceiver<Q
             .await
             .is_ok();
         // Stored, failed for good, or late: the events go.
-        for (bus, event) in events.drain(..) {
-            bus.publish(event);
+        for event in events.drain(..) {
+            events_bus.publish(event);
         }
         if !stored {
             tracing::warn!("call rows slow to store: their events went first");
@@ -148,13 +152,10 @@ impl RowSink {
             return;
         };
         let unsent = match &self.tx {
-            Some(tx) => tx
-                .send(Queued::Publish(bus.clone(), event))
-                .err()
-                .map(|e| e.0),
-            None => Some(Queued::Publish(bus.clone(), event)),
+            Some(tx) => tx.send(Queued::Publish(event)).err().map(|e| e.0),
+            None => Some(Queued::Publish(event)),
         };
-        if let Some(Queued::Publish(bus, event)) = unsent {
+        if let Some(Queued::Publish(event)) = unsent {
             bus.publish(event);
         }
     }
@@ -516,7 +517,7 @@ mod tests {
             None,
             RowSink {
                 tx: Some(tx),
-                events: Some(bus),
+                events: Some(bus.clone()),
             },
         );
         r.push("CONNECTING", 200, "OK", None);
@@ -526,7 +527,7 @@ mod tests {
             stream.try_recv(),
             Err(tokio::sync::broadcast::error::TryRecvError::Empty)
         ));
-        let writer = tokio::spawn(persist_rows(store.clone(), rx));
+        let writer = tokio::spawn(persist_rows(store.clone(), bus.clone(), rx));
         for expected in ["INCOMING", "CONNECTING", "DISCONNECTED"] {
             let event = stream.recv().await.unwrap();
             assert!(event.json.contains(expected), "{}", event.json);

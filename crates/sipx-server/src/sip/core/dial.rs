@@ -596,10 +596,7 @@ impl Core {
         }
         if status >= 300 {
             self.controls.invites.remove(&txn);
-            if status == 503
-                && let Some(failed) = self.address_tried(&id)
-                && self.try_next_address(now, &id, ServerFailure::Unavailable, failed)
-            {
+            if status == 503 && self.try_next_address(now, &id, ServerFailure::Unavailable, None) {
                 return true;
             }
             if self.fall_back(now, &id, status) {
@@ -969,9 +966,7 @@ impl Core {
         let Some(id) = self.controls.invites.remove(&txn) else {
             return false;
         };
-        let moved = self
-            .address_tried(&id)
-            .is_some_and(|failed| self.try_next_address(now, &id, ServerFailure::NoAnswer, failed));
+        let moved = self.try_next_address(now, &id, ServerFailure::NoAnswer, None);
         if !moved && !self.fall_back(now, &id, 408) {
             self.feed(now, &id, Input::Sip(SipInput::RequestTimeout));
         }

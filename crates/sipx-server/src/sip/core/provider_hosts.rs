@@ -71,19 +71,21 @@ impl Known {
         now.saturating_duration_since(self.looked_up) < fresh_for
     }
 
+    /// The addresses set aside at `now`, the one that failed last, last.
+    fn set_aside(&self, now: Instant) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.failed
+            .iter()
+            .filter(move |(_, at)| still_aside(*at, now))
+            .map(|(a, _)| *a)
+    }
+
     /// The addresses in the order to try them: as found, those set aside after the others
     /// (the one that failed last, last).
     fn ordered(&self, now: Instant) -> Vec<SocketAddr> {
         let Some((found, _)) = &self.found else {
             return Vec::new();
         };
-        let aside: Vec<SocketAddr> = self
-            .failed
-            .iter()
-            .filter(|(_, at)| now.saturating_duration_since(*at) < SET_ASIDE_FOR)
-            .map(|(a, _)| *a)
-            .filter(|a| found.contains(a))
-            .collect();
+        let aside: Vec<SocketAddr> = self.set_aside(now).filter(|a| found.contains(a)).collect();
         let mut ordered: Vec<SocketAddr> = found
             .iter()
             .copied()
@@ -94,10 +96,13 @@ impl Known {
     }
 
     fn is_set_aside(&self, addr: SocketAddr, now: Instant) -> bool {
-        self.failed
-            .iter()
-            .any(|(a, at)| *a == addr && now.saturating_duration_since(*at) < SET_ASIDE_FOR)
+        self.set_aside(now).any(|a| a == addr)
     }
+}
+
+/// Whether an address that failed `at` is still tried after the others at `now`.
+fn still_aside(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < SET_ASIDE_FOR
 }
 
 /// Shared by the core's trunk loads. Cheap to clone.
@@ -178,10 +183,10 @@ impl ProviderHosts {
     /// fails, the last addresses found serve.
     pub async fn lookup(&self, key: &Key) -> Vec<SocketAddr> {
         let now = Instant::now();
-        let fresh = self
+        if let Some(k) = self
             .get(key)
-            .is_some_and(|k| k.is_fresh(now) && k.found.is_some());
-        if fresh && let Some(k) = self.get(key) {
+            .filter(|k| k.is_fresh(now) && k.found.is_some())
+        {
             return k.ordered(now);
         }
         let found = self.locate(key).await;
@@ -203,7 +208,7 @@ impl ProviderHosts {
             return false;
         };
         k.failed
-            .retain(|(a, at)| *a != addr && now.saturating_duration_since(*at) < SET_ASIDE_FOR);
+            .retain(|(a, at)| *a != addr && still_aside(*at, now));
         k.failed.push((addr, now));
         k.ordered(now).iter().any(|a| !k.is_set_aside(*a, now))
     }
@@ -215,7 +220,7 @@ impl ProviderHosts {
     }
 
     fn first(&self, key: &Key) -> Option<SocketAddr> {
-        self.get(key)?.ordered(Instant::now()).first().copied()
+        self.ordered(key).first().copied()
     }
 
     async fn locate(&self, (host, port, transport): &Key) -> Located {
@@ -251,7 +256,7 @@ impl ProviderHosts {
                 old.failed
                     .iter()
                     .copied()
-                    .filter(|(_, at)| now.saturating_duration_since(*at) < SET_ASIDE_FOR)
+                    .filter(|(_, at)| still_aside(*at, now))
                     .collect()
             }),
         };

@@ -35,15 +35,19 @@ pub(super) enum ServerFailure {
 }
 
 impl Core {
-    /// Sends dial-out `id` to another address of its host after `failure` at `failed` (the
-    /// address its INVITE went to); false when there is none left to try (nothing moved).
+    /// Sends dial-out `id` to another address of its host after `failure` at `failed` (by
+    /// default, the address its target names); false when there is none left to try (nothing
+    /// moved).
     pub(super) fn try_next_address(
         &mut self,
         now: Instant,
         id: &str,
         failure: ServerFailure,
-        failed: SocketAddr,
+        failed: Option<SocketAddr>,
     ) -> bool {
+        let Some(failed) = failed.or_else(|| self.address_tried(id)) else {
+            return false;
+        };
         let Some(c) = self.controls.by_id.get(id) else {
             return false;
         };
@@ -93,8 +97,8 @@ impl Core {
         true
     }
 
-    /// Where dial-out `id`'s INVITE went (or was to go), when it was to a looked-up address.
-    pub(super) fn address_tried(&self, id: &str) -> Option<SocketAddr> {
+    /// Where dial-out `id`'s INVITE went (or was to go), when its target names an address.
+    fn address_tried(&self, id: &str) -> Option<SocketAddr> {
         match &self.controls.by_id.get(id)?.target {
             DialTarget::Trunk(t) => match t.addr {
                 Lookup::Found(a) => Some(a),

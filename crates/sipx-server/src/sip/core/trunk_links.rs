@@ -194,9 +194,7 @@ impl Core {
 
     fn link_failed(&mut self, now: Instant, call: &str, unreachable: Option<SocketAddr>) {
         let failure = super::server_failover::ServerFailure::NoConnection;
-        if let Some(failed) = unreachable
-            && self.try_next_address(now, call, failure, failed)
-        {
+        if unreachable.is_some() && self.try_next_address(now, call, failure, unreachable) {
             return;
         }
         if !self.fall_back(now, call, 503) {

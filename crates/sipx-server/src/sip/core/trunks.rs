@@ -15,6 +15,7 @@ use sipx_store::TrunkWithSecrets;
 
 use super::provider_hosts::Key;
 use super::{Core, CoreInput, unix_now};
+use crate::sip::call_service::transport_of;
 use crate::sip::transport;
 
 /// SIPx registering to one trunk's provider.
@@ -22,8 +23,6 @@ pub(crate) struct TrunkReg {
     reg: OutboundRegistration,
     /// Where the REGISTERs go, or why they cannot be sent.
     target: Result<Target, &'static str>,
-    /// The provider's server as the trunk names it, whose addresses `target` is the first of.
-    server: Key,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +70,13 @@ impl TrunkReg {
         }
     }
 
+    /// The provider's server as the trunk names it, one of whose addresses `target` is.
+    fn server(&self) -> Key {
+        let c = self.reg.config();
+        let transport = transport_of(&c.transport);
+        (c.registrar_host.clone(), c.registrar_port, transport)
+    }
+
     /// Where the REGISTERs go.
     pub(crate) fn addr(&self) -> Option<SocketAddr> {
         self.target.as_ref().ok().map(|t| t.addr)
@@ -87,14 +93,6 @@ impl TrunkReg {
     fn link_on(&mut self, flow: FlowId) -> Option<&mut Link> {
         let t = self.target.as_mut().ok()?;
         matches!(t.link, Link::Connecting(f) | Link::Up(f) if f == flow).then_some(&mut t.link)
-    }
-}
-
-fn transport_of(name: &str) -> Transport {
-    match name {
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        _ => Transport::Udp,
     }
 }
 
@@ -314,11 +312,7 @@ impl Core {
                         tracing::warn!(trunk_id = %id, reason, "trunk cannot register");
                         reg.on_transport_error(now, reason);
                     }
-                    TrunkReg {
-                        reg,
-                        target,
-                        server: (host.clone(), d.port, transport),
-                    }
+                    TrunkReg { reg, target }
                 }
             };
             keep.insert(id, entry);
@@ -453,16 +447,15 @@ impl Core {
     /// host has another address that has not failed, the trunks load again and the
     /// registration moves there (RFC 3263 §4.3). It stays there while that server works.
     fn try_next_server(&mut self, id: &str) {
-        let Some(TrunkReg {
-            target: Ok(target),
-            server,
-            ..
-        }) = self.trunk_regs.get(id)
+        let Some((server, failed)) = self
+            .trunk_regs
+            .get(id)
+            .and_then(|t| Some((t.server(), t.addr()?)))
         else {
             return;
         };
-        if self.provider_hosts.set_aside(server, target.addr) {
-            tracing::info!(trunk_id = %id, failed = %target.addr, "provider server failed: registering at its next address");
+        if self.provider_hosts.set_aside(&server, failed) {
+            tracing::info!(trunk_id = %id, %failed, "provider server failed: registering at its next address");
             self.load_trunks();
         }
     }
