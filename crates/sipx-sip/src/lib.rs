@@ -9,6 +9,7 @@
 //! - [`uac`]: what a caller derives from its INVITE (CANCEL, credentials, the ACK of a 2xx).
 //! - [`uas`]: the checks a UAS makes before acting on a request.
 //! - [`registrar`]: REGISTER processing over a set of bindings.
+//! - [`reliable`]: reliable provisional responses to our INVITEs (RFC 3262): which to PRACK.
 //! - [`refer`]: a REFER received (a blind transfer a phone asks for) and its NOTIFY bodies.
 //! - [`replaces`]: naming a dialog for a new INVITE to replace (attended transfer).
 //! - [`session_timer`]: RFC 4028 session timers, answered and kept.
@@ -23,6 +24,7 @@ pub mod outbound;
 mod recent_answers;
 pub mod refer;
 pub mod registrar;
+pub mod reliable;
 pub mod replaces;
 mod rng;
 pub mod session_timer;

@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn extensions_sipx_lacks_are_refused_not_ignored() {
         let policy = UasPolicy::default();
-        for tag in ["gruu", "outbound", "100rel"] {
+        for tag in ["gruu", "outbound", "precondition"] {
             let req = with_body(&format!(
                 "Require: {tag}\r\nContent-Type: application/sdp\r\n"
             ));

@@ -426,6 +426,10 @@ impl Core {
                 uas.supported.push("timer".to_owned());
                 // RFC 3327: a device registered through proxies is reached through them.
                 uas.supported.push("path".to_owned());
+                // RFC 3262: a caller that requires reliable provisionals gets none but 100
+                // Trying, which keeps its promise (`core/inbound.rs`, `ask_webhook`).
+                uas.supported
+                    .push(sipx_sip::reliable::OPTION_TAG.to_owned());
                 if settings.accept_refer != crate::config::ReferPolicy::Off {
                     // Blind transfers a phone asks for (`core/phone_transfer.rs`); RFC 4488's
                     // `Refer-Sub: false` is honoured.

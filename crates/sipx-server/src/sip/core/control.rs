@@ -119,6 +119,8 @@ pub(crate) struct Controls {
     pub invites: HashMap<ClientTxnId, String>,
     /// CANCELs in flight: their answers need nothing but matching.
     pub cancels: HashSet<ClientTxnId>,
+    /// PRACKs in flight (RFC 3262): their answers need nothing but matching.
+    pub pracks: HashSet<ClientTxnId>,
     /// REFERs in flight, to their call.
     pub refers: HashMap<ClientTxnId, String>,
     pub by_dialog: HashMap<DialogId, String>,

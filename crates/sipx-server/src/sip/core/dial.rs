@@ -1,7 +1,8 @@
 //! The SIP side of a dial-out until it is answered: the INVITE with our SDP offer (through a
 //! trunk's provider, to a device registered with a SIP account, or to a SIP URI), its digest
-//! challenges answered with the exact Request-URI, provisional answers (early media), the 2xx
-//! acknowledged and turned into a dialog, the CANCEL.
+//! challenges answered with the exact Request-URI, provisional answers (early media; those
+//! sent reliably acknowledged by PRACK, RFC 3262), the 2xx acknowledged and turned into a
+//! dialog, the CANCEL.
 //!
 //! The call's state machine hears of every answer except challenges (answered here).
 
@@ -12,6 +13,7 @@ use sipx_sdp::{MediaSession, SessionDescription};
 use sipx_secrets::Redacted;
 use sipx_sip::dialog::{Dialog, DialogId};
 use sipx_sip::msg::{HasHeaders, Headers, Method, Request, Response, Uri};
+use sipx_sip::reliable::{self, Provisional, ReliableProvisionals};
 use sipx_sip::session_timer::{Refresher, SessionExpires, min_se_of};
 use sipx_sip::uac::{Credentials, ack_for_2xx, cancel_for, next_attempt, with_credentials};
 use sipx_sip::{ClientTxnId, Peer, Transport};
@@ -49,6 +51,8 @@ pub(crate) struct OutboundInvite {
     early_answer: Option<(Option<String>, Vec<u8>)>,
     /// A provisional response above 100 came: the callee was reached, no other route is tried.
     pub(super) rang: bool,
+    /// The provisional answers sent reliably, per early dialog.
+    reliable: ReliableProvisionals,
 }
 
 /// What an SDP answer did to a dial-out's media session.
@@ -60,6 +64,11 @@ enum AnswerOutcome {
     Changed,
     /// Unusable: why, as the call's end will say.
     Refused(String),
+}
+
+/// The last CSeq number the PRACKs of the early dialog with To tag `tag` took (0: none).
+fn pracked_cseq(out: &OutboundInvite, tag: Option<&str>) -> u32 {
+    tag.and_then(|t| out.reliable.last_cseq(t)).unwrap_or(0)
 }
 
 /// Where and how the INVITE goes.
@@ -432,10 +441,16 @@ impl Core {
             format!("<sip:sipx@{local}{}>", transport_param(plan.peer.transport)),
         );
         h.push("Allow", self.uas.allow_header());
+        // Reliable provisionals are acknowledged (RFC 3262): networks that require them
+        // (IMS cores, carriers' SBCs) answer 421 to an INVITE that does not offer them.
+        let mut supported = vec![reliable::OPTION_TAG];
+        if self.settings.session_expires > 0 {
+            supported.push("timer");
+        }
+        h.push("Supported", supported.join(", "));
         if self.settings.session_expires > 0 {
             // The called side refreshes (RFC 4028 §7.1): it may do so by re-INVITE or UPDATE,
             // both of which SIPx answers, where SIPx itself refreshes by UPDATE only.
-            h.push("Supported", "timer");
             let expires = SessionExpires {
                 delta: self.settings.session_expires,
                 refresher: Some(Refresher::Uas),
@@ -484,6 +499,7 @@ impl Core {
                 answered_tag: None,
                 early_answer: None,
                 rang: false,
+                reliable: ReliableProvisionals::default(),
             });
         }
     }
@@ -574,6 +590,16 @@ impl Core {
         if self.on_refer_response(now, txn, response) {
             return true;
         }
+        if self.controls.pracks.contains(&txn) {
+            if response.status >= 200 {
+                self.controls.pracks.remove(&txn);
+            }
+            if response.status >= 300 {
+                // The callee gives up on the call itself if it needed the PRACK.
+                tracing::info!(status = response.status, "PRACK refused");
+            }
+            return true;
+        }
         if self.controls.cancels.contains(&txn) {
             if response.status >= 200 {
                 self.controls.cancels.remove(&txn);
@@ -603,6 +629,9 @@ impl Core {
                 return true;
             }
         }
+        if (101..200).contains(&status) && !self.acknowledge_if_reliable(now, &id, response) {
+            return true;
+        }
         if (101..200).contains(&status)
             && let Some(out) = self.controls.out_mut(&id)
         {
@@ -630,6 +659,34 @@ impl Core {
             }),
         );
         true
+    }
+
+    /// Sends the PRACK a provisional answer sent reliably asks for (RFC 3262 §4); `false` when
+    /// the answer is to be dropped: a retransmission of one acknowledged, or one out of order.
+    fn acknowledge_if_reliable(&mut self, now: Instant, id: &str, response: &Response) -> bool {
+        if reliable::rseq_of(response).is_none() {
+            return true;
+        }
+        let Some(out) = self.controls.out(id) else {
+            return true;
+        };
+        let (peer, invite) = (out.peer, out.invite.clone());
+        // The PRACK goes as the early dialog's requests go: to the first hop of its route set.
+        let hop =
+            Dialog::from_uac(&invite, response).map_or(peer, |d| next_hop(&d.route_set, peer));
+        let via = self.new_via(&hop);
+        let Some(out) = self.controls.out_mut(id) else {
+            return true;
+        };
+        match out.reliable.on_provisional(&invite, response, &via) {
+            Provisional::Unreliable => true,
+            Provisional::Drop => false,
+            Provisional::Acknowledge(prack) => {
+                let txn = self.endpoint.send_request(now, hop, *prack);
+                self.controls.pracks.insert(txn);
+                true
+            }
+        }
     }
 
     /// Sends the INVITE again with credentials; `false` when it cannot (no credentials, a
@@ -688,6 +745,8 @@ impl Core {
             return false;
         }
         out.invite = next.clone();
+        // Early dialogs of the INVITE before do not go on in this one.
+        out.reliable = ReliableProvisionals::default();
         let new_txn = self.endpoint.send_request(now, out.peer, next);
         out.txn = new_txn;
         self.controls.invites.remove(&txn);
@@ -807,6 +866,7 @@ impl Core {
                 // Another fork answered too: acknowledge it and end it (RFC 3261 §13.2.2.4).
                 let invite = out.invite.clone();
                 if let Some(mut d) = Dialog::from_uac(&invite, response) {
+                    d.local_cseq = d.local_cseq.max(pracked_cseq(out, to_tag.as_deref()));
                     let hop = next_hop(&d.route_set, peer);
                     let v = via(self, &hop);
                     let ack = ack_for_2xx(&mut d, &invite, &v);
@@ -821,6 +881,7 @@ impl Core {
             return;
         }
         let invite = out.invite.clone();
+        let pracked = pracked_cseq(out, to_tag.as_deref());
         let Some(mut dialog) = Dialog::from_uac(&invite, response) else {
             tracing::info!(call = %id, "2xx without To tag or Contact: cannot acknowledge it");
             self.feed(
@@ -834,6 +895,8 @@ impl Core {
             );
             return;
         };
+        // Requests in the dialog count on from its PRACKs' CSeq numbers.
+        dialog.local_cseq = dialog.local_cseq.max(pracked);
         let hop = next_hop(&dialog.route_set, peer);
         let v = via(self, &hop);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
@@ -960,7 +1023,10 @@ impl Core {
 
     /// Timer B on one of our INVITEs; `false` when `txn` is not one.
     pub(super) fn on_invite_timeout(&mut self, now: Instant, txn: ClientTxnId) -> bool {
-        if self.on_refer_timeout(now, txn) || self.controls.cancels.remove(&txn) {
+        if self.on_refer_timeout(now, txn)
+            || self.controls.cancels.remove(&txn)
+            || self.controls.pracks.remove(&txn)
+        {
             return true;
         }
         let Some(id) = self.controls.invites.remove(&txn) else {

@@ -323,10 +323,14 @@ impl Core {
         self.respond(now, txn, resp);
     }
 
-    /// Asks the rule's webhook which room; the caller hears ringing meanwhile.
+    /// Asks the rule's webhook which room; the caller hears ringing meanwhile, unless it
+    /// requires provisional answers to be sent reliably (RFC 3262): SIPx sends none of them
+    /// reliably, and 100 Trying alone keeps that caller waiting.
     pub(super) fn ask_webhook(&mut self, now: Instant, invite: NewInvite, ask: Ask) {
-        let ringing = invite.req.response(180, Some(&invite.tag));
-        self.respond(now, invite.txn, ringing);
+        if !sipx_sip::reliable::requires_reliable(&invite.req.headers) {
+            let ringing = invite.req.response(180, Some(&invite.tag));
+            self.respond(now, invite.txn, ringing);
+        }
         let question = route_webhook::Question {
             call: route_webhook::QuestionCall {
                 from: &ask.caller,
