@@ -10,6 +10,8 @@ import re
 import socket
 import time
 
+import pytest
+
 from conftest import create_app, sip_addr
 from raw_ua import RawUa
 from test_calls_dialout import api, wait_state
@@ -22,10 +24,23 @@ PHONE = "127.0.0.50"
 CALLER = "127.0.0.51"
 
 
-def early_sdp(port):
+def early_sdp(port, pt=0, name="PCMU"):
     return ("Content-Type: application/sdp\r\n\r\n"
             f"v=0\r\no=phone 1 1 IN IP4 {PHONE}\r\ns=-\r\nc=IN IP4 {PHONE}\r\nt=0 0\r\n"
-            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+            f"m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n")
+
+
+def rtp_socket(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((PHONE, port))
+    s.settimeout(0.2)
+    return s
+
+
+def raw_phone(server, port):
+    host, sip_port = sip_addr(server, "udp")
+    return RawUa(f"{host}:{sip_port}", user="phone", via=(host, sip_port), bind=(PHONE, port),
+                 contact=f"sip:phone@{PHONE}:{port}")
 
 
 def contact(ua):
@@ -43,12 +58,7 @@ def cseq_of(headers):
 
 def test_reliable_provisionals_get_one_prack_each_and_the_early_answer_stands(server):
     creds = create_app(server)[:2]
-    host, sip_port = sip_addr(server, "udp")
-    ua = RawUa(f"{host}:{sip_port}", user="phone", via=(host, sip_port), bind=(PHONE, 5080),
-               contact=f"sip:phone@{PHONE}:5080")
-    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    media.bind((PHONE, 40300))
-    media.settimeout(0.2)
+    ua, media = raw_phone(server, 5080), rtp_socket(40300)
     try:
         created = api(server, creds, "POST", "/v1/calls",
                       {"to": f"sip:ims@{PHONE}:5080", "room": {"name": "reliable"}}, expect=201).json()
@@ -113,9 +123,7 @@ def test_a_reliable_provisional_out_of_order_waits_for_the_one_before_it(server)
     """RSeq 2 before RSeq 1 (the first lost on the way): no PRACK for 2 until 1 came; the
     callee's retransmission of 2 then gets its PRACK."""
     creds = create_app(server)[:2]
-    host, sip_port = sip_addr(server, "udp")
-    ua = RawUa(f"{host}:{sip_port}", user="phone", via=(host, sip_port), bind=(PHONE, 5082),
-               contact=f"sip:phone@{PHONE}:5082")
+    ua = raw_phone(server, 5082)
     try:
         created = api(server, creds, "POST", "/v1/calls",
                       {"to": f"sip:ims@{PHONE}:5082", "room": {"name": "reordered"}}, expect=201).json()
@@ -140,6 +148,46 @@ def test_a_reliable_provisional_out_of_order_waits_for_the_one_before_it(server)
         ua.receive("ACK ")
         wait_state(server, creds, created["id"], "DISCONNECTED")
     finally:
+        ua.close()
+
+
+@pytest.mark.parametrize("same_fork", [False, True], ids=["other-fork", "same-fork"])
+def test_the_2xx_dialogs_reliable_answer_is_the_calls(server, same_fork):
+    """Fork x's reliable 183 (PCMU to 40302) is the early answer. Other fork: fork y's
+    reliable 183 (PCMA to 40304) and its 200 without SDP: the call's media goes where y's
+    answer says. Same fork: x's 200 carries another SDP (PCMA to 40304), which is ignored: a
+    reliable answer is its dialog's (RFC 3262 §5)."""
+    creds = create_app(server)[:2]
+    port = 5084 if same_fork else 5086
+    ua, first, second = raw_phone(server, port), rtp_socket(40302 + 4 * same_fork), rtp_socket(40304 + 4 * same_fork)
+    try:
+        created = api(server, creds, "POST", "/v1/calls",
+                      {"to": f"sip:ims@{PHONE}:{port}", "room": {"name": "forks"}}, expect=201).json()
+        _, _, _, invite = ua.receive("INVITE ")
+        first_port, second_port = first.getsockname()[1], second.getsockname()[1]
+        ua.answer(invite, "183 Session Progress", reliable(ua, 1) + early_sdp(first_port), tag="x")
+        _, _, _, prack = ua.receive("PRACK ")
+        ua.answer(prack, "200 OK")
+        if same_fork:
+            ua.answer(invite, "200 OK", contact(ua) + early_sdp(second_port, 8, "PCMA"), tag="x")
+        else:
+            ua.answer(invite, "183 Session Progress", reliable(ua, 1) + early_sdp(second_port, 8, "PCMA"), tag="y")
+            _, h, _, prack = ua.receive("PRACK ")
+            assert "tag=y" in header(h, "To"), prack
+            ua.answer(prack, "200 OK")
+            ua.answer(invite, "200 OK", contact(ua), tag="y")
+        ua.receive("ACK ")
+        confirmed = wait_state(server, creds, created["id"], "CONFIRMED")
+        media, codec, pt = (first, "PCMU", 0) if same_fork else (second, "PCMA", 8)
+        assert confirmed["codec"] == codec, confirmed
+        got = payload_types(media, 25)
+        assert len(got) == 25 and set(got) == {pt}, got
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        _, _, _, bye = ua.receive("BYE ")
+        ua.answer(bye, "200 OK")
+    finally:
+        for s in (first, second):
+            s.close()
         ua.close()
 
 

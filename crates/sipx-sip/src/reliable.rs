@@ -8,7 +8,7 @@
 //! PRACKs take CSeq numbers in that dialog, which the 2xx's dialog must then count on from.
 
 use crate::dialog::Dialog;
-use crate::msg::{HasHeaders, Headers, Method, Request, Response};
+use crate::msg::{HasHeaders, Headers, Method, NameAddr, Request, Response};
 
 /// The option tag of reliable provisional responses.
 pub const OPTION_TAG: &str = "100rel";
@@ -48,12 +48,13 @@ pub enum Provisional {
     Drop,
 }
 
-/// One early dialog's reliable answers: its dialog (for PRACK's CSeq, route and target) and
-/// the last `RSeq` acknowledged in order.
+/// One early dialog's reliable answers: its dialog (for PRACK's CSeq, route and target), the
+/// last `RSeq` acknowledged in order, and the SDP answer the first of them with one carried.
 #[derive(Debug)]
 struct EarlyDialog {
     dialog: Dialog,
     last_rseq: u32,
+    answer: Option<Vec<u8>>,
 }
 
 /// The reliable provisional answers to one INVITE, per early dialog.
@@ -101,6 +102,7 @@ impl ReliableProvisionals {
                 self.early.push(EarlyDialog {
                     dialog,
                     last_rseq: rseq,
+                    answer: None,
                 });
                 self.early.len() - 1
             }
@@ -118,13 +120,38 @@ impl ReliableProvisionals {
         Provisional::Acknowledge(Box::new(prack))
     }
 
+    fn find(&self, tag: &str) -> Option<&EarlyDialog> {
+        self.early.iter().find(|e| e.dialog.id.remote_tag == tag)
+    }
+
     /// The last CSeq number our PRACKs took in the early dialog that `tag` names: the dialog
     /// the 2xx confirms must count on from it (RFC 3261 §12.2.1.1).
     pub fn last_cseq(&self, tag: &str) -> Option<u32> {
-        self.early
-            .iter()
+        self.find(tag).map(|e| e.dialog.local_cseq)
+    }
+
+    /// The route set of the early dialog `tag` names: its PRACKs' first hop is found from it.
+    pub fn route_set(&self, tag: &str) -> Option<&[NameAddr]> {
+        self.find(tag).map(|e| e.dialog.route_set.as_slice())
+    }
+
+    /// Keeps `sdp`, the SDP answer of a reliable answer in the early dialog `tag` names, unless
+    /// one came before: the first is the dialog's answer (RFC 3262 §5, RFC 3261 §13.2.1).
+    pub fn keep_answer(&mut self, tag: &str, sdp: &[u8]) {
+        if let Some(e) = self
+            .early
+            .iter_mut()
             .find(|e| e.dialog.id.remote_tag == tag)
-            .map(|e| e.dialog.local_cseq)
+            && e.answer.is_none()
+        {
+            e.answer = Some(sdp.to_vec());
+        }
+    }
+
+    /// The SDP answer a reliable answer of the early dialog `tag` names carried: the answer of
+    /// that dialog's 2xx too, whether it repeats it, leaves it out or (wrongly) differs.
+    pub fn answer(&self, tag: &str) -> Option<&[u8]> {
+        self.find(tag).and_then(|e| e.answer.as_deref())
     }
 }
 
@@ -223,6 +250,29 @@ mod tests {
         assert_eq!(p.headers.get("RAck"), Some("2 3 INVITE"));
         assert_eq!(p.headers.get("CSeq"), Some("5 PRACK"));
         assert_eq!(rel.last_cseq("a"), Some(5));
+    }
+
+    #[test]
+    fn the_first_reliable_answer_of_a_dialog_is_its_answer() {
+        let mut rel = ReliableProvisionals::default();
+        let via = "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKp";
+        prack(rel.on_provisional(
+            &invite(),
+            &provisional("183 Session Progress", "a", RELIABLE),
+            via,
+        ));
+        rel.keep_answer("a", b"first");
+        rel.keep_answer("a", b"second");
+        rel.keep_answer("b", b"no such dialog");
+        assert_eq!(rel.answer("a"), Some(&b"first"[..]));
+        assert_eq!(rel.answer("b"), None);
+        let routes: Vec<String> = rel
+            .route_set("a")
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(routes, ["<sip:sbc.carrier.example;lr>"]);
     }
 
     #[test]

@@ -638,9 +638,11 @@ impl Core {
             out.rang = true;
         }
         let mut sdp = false;
-        if (101..200).contains(&status) && sdp_of(&response.headers, &response.body).is_some() {
+        if (101..200).contains(&status)
+            && let Some(body) = sdp_of(&response.headers, &response.body)
+        {
             sdp = !matches!(
-                self.take_answer(&id, response, false),
+                self.take_answer(&id, response.tag_of_to(), body, false),
                 AnswerOutcome::Refused(_)
             );
         }
@@ -671,9 +673,15 @@ impl Core {
             return true;
         };
         let (peer, invite) = (out.peer, out.invite.clone());
-        // The PRACK goes as the early dialog's requests go: to the first hop of its route set.
-        let hop =
-            Dialog::from_uac(&invite, response).map_or(peer, |d| next_hop(&d.route_set, peer));
+        // The PRACK goes as the early dialog's requests go: to the first hop of its route set
+        // (the one this answer opens, for the first in its dialog).
+        let known = response
+            .tag_of_to()
+            .and_then(|t| out.reliable.route_set(t))
+            .map(|routes| next_hop(routes, peer));
+        let hop = known.unwrap_or_else(|| {
+            Dialog::from_uac(&invite, response).map_or(peer, |d| next_hop(&d.route_set, peer))
+        });
         let via = self.new_via(&hop);
         let Some(out) = self.controls.out_mut(id) else {
             return true;
@@ -682,6 +690,12 @@ impl Core {
             Provisional::Unreliable => true,
             Provisional::Drop => false,
             Provisional::Acknowledge(prack) => {
+                if let (Some(tag), Some(sdp)) = (
+                    response.tag_of_to(),
+                    sdp_of(&response.headers, &response.body),
+                ) {
+                    out.reliable.keep_answer(tag, sdp);
+                }
                 let txn = self.endpoint.send_request(now, hop, *prack);
                 self.controls.pracks.insert(txn);
                 true
@@ -799,9 +813,14 @@ impl Core {
     /// reliable provisionals the 2xx repeats the early answer (RFC 3261 §13.2.1), so the first
     /// stands for what repeats it; a 2xx with another answer (another fork's, RFC 3261
     /// §13.2.2.4, or the phone's second thought) replaces it.
-    fn take_answer(&mut self, id: &str, response: &Response, final_answer: bool) -> AnswerOutcome {
-        let tag = response.tag_of_to().map(str::to_owned);
-        let body = sdp_of(&response.headers, &response.body).unwrap_or_default();
+    fn take_answer(
+        &mut self,
+        id: &str,
+        tag: Option<&str>,
+        body: &[u8],
+        final_answer: bool,
+    ) -> AnswerOutcome {
+        let tag = tag.map(str::to_owned);
         let Some(out) = self.controls.out_mut(id) else {
             return AnswerOutcome::Refused("the call is gone".to_owned());
         };
@@ -901,8 +920,17 @@ impl Core {
         let v = via(self, &hop);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
         self.endpoint.send_stateless(hop, ack.clone());
-        let answer = if sdp_of(&response.headers, &response.body).is_some() {
-            self.take_answer(id, response, true)
+        let reliable = to_tag
+            .as_deref()
+            .and_then(|t| self.controls.out(id)?.reliable.answer(t))
+            .map(<[u8]>::to_vec);
+        let answer = if let Some(body) = reliable {
+            // A reliable answer is its dialog's: the 2xx need not repeat it, and SDP in it
+            // that differs is ignored (RFC 3262 §5, RFC 3261 §13.2.1). Another fork's early
+            // answer is replaced by it.
+            self.take_answer(id, to_tag.as_deref(), &body, true)
+        } else if let Some(body) = sdp_of(&response.headers, &response.body) {
+            self.take_answer(id, to_tag.as_deref(), body, true)
         } else if self
             .controls
             .out(id)

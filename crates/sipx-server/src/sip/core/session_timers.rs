@@ -232,10 +232,16 @@ impl Core {
         };
         request.headers.push("Session-Expires", expires.to_value());
         request.headers.push("Min-SE", min_se.to_string());
-        // What SIPx takes part in, `timer` included.
-        request
-            .headers
-            .push("Supported", self.uas.supported.join(", "));
+        // What SIPx takes part in, `timer` included; not `100rel`: SIPx acknowledges the
+        // reliable provisionals of its dial-outs' INVITEs only, a refresh's would go unanswered.
+        let supported: Vec<&str> = self
+            .uas
+            .supported
+            .iter()
+            .map(String::as_str)
+            .filter(|t| *t != sipx_sip::reliable::OPTION_TAG)
+            .collect();
+        request.headers.push("Supported", supported.join(", "));
         let txn = self.endpoint.send_request(now, peer, request.clone());
         self.session_timers.refreshes.insert(
             txn,
