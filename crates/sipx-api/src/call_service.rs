@@ -30,6 +30,8 @@ pub struct DialRequest {
     pub to: String,
     /// Caller id: a number or SIP user; the trunk's own caller id when `None`.
     pub from: Option<String>,
+    /// The called phone is not shown the caller id (RFC 3323 `Privacy: id`).
+    pub withhold_caller_id: bool,
     pub route: DialRoute,
     pub room: String,
     pub identity: String,

@@ -5,6 +5,7 @@
 //! - [`endpoint`]: the transaction layer (four state machines, timers A–M, RFC 6026).
 //! - [`dialog`]: dialogs (route sets, CSeq, target refresh, early dialogs and forking).
 //! - [`transport`]: names for transports, flows and peers.
+//! - [`identity`]: who a call is from, asserted (RFC 3325) or withheld (RFC 3323).
 //! - [`digest`]: digest authentication, server and client side.
 //! - [`uac`]: what a caller derives from its INVITE (CANCEL, credentials, the ACK of a 2xx).
 //! - [`uas`]: the checks a UAS makes before acting on a request.
@@ -19,6 +20,7 @@ pub mod digest;
 pub mod endpoint;
 #[cfg(any(test, feature = "_fuzz"))]
 pub mod fuzz;
+pub mod identity;
 pub mod msg;
 pub mod outbound;
 mod recent_answers;

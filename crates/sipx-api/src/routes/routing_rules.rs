@@ -67,7 +67,8 @@ pub struct RuleMatch {
     /// The called number (Request-URI user part).
     #[serde(default, deserialize_with = "super::object_or_null")]
     pub called: Option<NumberMatch>,
-    /// The calling number (From user part).
+    /// The calling number: as a trunk asserts it (`P-Asserted-Identity`) unless the caller
+    /// withholds it, else From's user part.
     #[serde(default, deserialize_with = "super::object_or_null")]
     pub caller: Option<NumberMatch>,
 }

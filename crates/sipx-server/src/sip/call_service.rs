@@ -28,6 +28,8 @@ pub(crate) struct DialSpec {
     pub fallbacks: Vec<DialTarget>,
     pub params: sipx_call::DialOut,
     pub srtp: Option<sipx_store::SrtpPolicy>,
+    /// Its INVITEs' From is anonymous, with `Privacy: id`.
+    pub withhold_caller_id: bool,
     pub webhook_url: Option<String>,
     /// The `Replaces` its INVITE carries (a phone's attended transfer, `core/phone_transfer`).
     pub replaces: Option<String>,
@@ -530,6 +532,7 @@ impl CallControl {
             fallbacks,
             params,
             srtp: r.srtp,
+            withhold_caller_id: r.withhold_caller_id,
             webhook_url: r.webhook_url,
             replaces: None,
             referred_by: None,
@@ -616,6 +619,7 @@ mod tests {
             app_id: app_id.to_owned(),
             to: "sip:+4930123@127.0.0.1:5060".to_owned(),
             from: None,
+            withhold_caller_id: false,
             route: sipx_api::call_service::DialRoute::Automatic,
             room: "desk".to_owned(),
             identity: "cust".to_owned(),

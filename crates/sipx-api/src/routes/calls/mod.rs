@@ -86,6 +86,11 @@ pub struct CreateCall {
     /// Caller id; the trunk's caller id by default.
     #[schema(pattern = r"^[A-Za-z0-9+*#._-]{1,64}$")]
     pub from: Option<String>,
+    /// Withhold the caller id from the called phone: the INVITE's From is anonymous and asks
+    /// for privacy (`Privacy: id`, RFC 3323/3325), while a trunk's provider still gets the
+    /// number in `P-Asserted-Identity`, which it needs for billing and emergency calls.
+    #[serde(default)]
+    pub withhold_caller_id: bool,
     #[serde(default, deserialize_with = "crate::routes::object")]
     pub route: RouteInput,
     #[serde(deserialize_with = "crate::routes::object")]
@@ -523,6 +528,7 @@ pub async fn create(
             .unwrap_or_else(|| shown_name_of(&body.to)),
         to: body.to,
         from: body.from,
+        withhold_caller_id: body.withhold_caller_id,
         route,
         room: body.room.name,
         identity: identity.unwrap_or_default(),

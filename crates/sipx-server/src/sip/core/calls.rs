@@ -351,8 +351,10 @@ impl Core {
             Some(room) => engine.new_leg_id_near(room),
             None => engine.new_leg_id(),
         };
-        // Shown in the room: the caller's display name, else its number (SIP user).
-        let caller = req.from().and_then(|f| {
+        // Shown in the room: the caller's display name, else its number (SIP user); as its
+        // trunk asserts it, unless withheld (`sipx_sip::identity`).
+        let trusted = matches!(origin, Origin::Trunk(_));
+        let caller = sipx_sip::identity::caller(&req, trusted).and_then(|f| {
             f.display
                 .clone()
                 .filter(|n| !n.is_empty())

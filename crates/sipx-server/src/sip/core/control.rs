@@ -50,6 +50,8 @@ pub(crate) struct Controlled {
     /// The INVITE the machine asked for, kept to send it again along a fallback route.
     pub invite: Option<sipx_call::Invite>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
+    /// Every INVITE of this call withholds the caller id (`dial.rs`).
+    pub withhold_caller_id: bool,
     pub webhook_url: Option<String>,
     /// The `Replaces` every INVITE of this call carries, along any route.
     pub replaces: Option<String>,
@@ -270,6 +272,7 @@ impl Core {
             tried: Vec::new(),
             invite: None,
             srtp: spec.srtp,
+            withhold_caller_id: spec.withhold_caller_id,
             webhook_url: spec.webhook_url,
             replaces: spec.replaces,
             referred_by: spec.referred_by,

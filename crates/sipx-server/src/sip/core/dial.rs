@@ -83,6 +83,9 @@ struct Plan {
     /// `Route` values the INVITE carries: a registered device's `Path` (RFC 3327 §5.4), so its
     /// proxies (the first of which is `peer`) take it there.
     route: Vec<String>,
+    /// The caller's identity as SIPx asserts it to a trunk's provider (RFC 3325): the number
+    /// From shows, kept there when From is anonymous. Only providers get it.
+    asserted: Option<String>,
 }
 
 /// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
@@ -205,12 +208,14 @@ impl Core {
                     let number = sipx_sip::msg::escape_user(&number);
                     format!("sip:{number}@{hostport}{}", transport_param(t.transport))
                 };
-                let from_user = invite
+                let number = invite
                     .from
                     .clone()
                     .or_else(|| t.caller_id.clone())
-                    .map_or_else(|| "sipx".to_owned(), |u| sipx_sip::msg::escape_user(&u));
+                    .map(|u| sipx_sip::msg::escape_user(&u));
                 let from_host = t.from_domain.clone().unwrap_or_else(|| t.host.clone());
+                let asserted = number.as_ref().map(|n| format!("<sip:{n}@{from_host}>"));
+                let from_user = number.unwrap_or_else(|| "sipx".to_owned());
                 Ok(Plan {
                     peer: Peer {
                         transport: t.transport,
@@ -223,6 +228,7 @@ impl Core {
                     auth: t.auth.clone(),
                     srtp: t.srtp.map(sdp_policy),
                     route: Vec::new(),
+                    asserted,
                 })
             }
             DialTarget::Direct {
@@ -256,6 +262,7 @@ impl Core {
                     auth: None,
                     srtp: None,
                     route: Vec::new(),
+                    asserted: None,
                 })
             }
             DialTarget::Accounts(accounts) => {
@@ -321,6 +328,7 @@ impl Core {
                     auth: None,
                     srtp: self.origins.srtp(&Origin::Account(user.clone())),
                     route: b.path.clone(),
+                    asserted: None,
                 })
             }
         }
@@ -432,7 +440,13 @@ impl Core {
         for route in &plan.route {
             h.push("Route", route.clone());
         }
-        h.push("From", format!("{};tag={tag}", plan.from));
+        let control = self.controls.by_id.get(id);
+        let withhold = control.is_some_and(|c| c.withhold_caller_id);
+        let from = match withhold {
+            true => sipx_sip::identity::ANONYMOUS_FROM,
+            false => plan.from.as_str(),
+        };
+        h.push("From", format!("{from};tag={tag}"));
         h.push("To", plan.to.clone());
         h.push("Call-ID", call_id.clone());
         h.push("CSeq", "1 INVITE");
@@ -460,7 +474,12 @@ impl Core {
         }
         // No `Supported: replaces`: SIPx does not let an INVITE with Replaces take over a
         // dialled-out call (`core/replacing.rs`), so it must not invite phones to try.
-        let control = self.controls.by_id.get(id);
+        if withhold {
+            h.push("Privacy", "id");
+        }
+        if let Some(asserted) = &plan.asserted {
+            h.push("P-Asserted-Identity", asserted.clone());
+        }
         if let Some(by) = control.and_then(|c| c.referred_by.clone()) {
             // A phone's transfer: the called party may show who put the call through.
             h.push("Referred-By", by);

@@ -71,7 +71,8 @@ pub(super) fn new_row(
     NewRow {
         id: sipx_store::new_call_id(),
         app_id: app.to_owned(),
-        from: req.from().map(|f| f.uri.to_string()),
+        // As the trunk asserts it, unless withheld (`sipx_sip::identity`).
+        from: sipx_sip::identity::caller(req, trunk_id.is_some()).map(|f| f.uri.to_string()),
         to: req.uri.to_string(),
         route: trunk_id
             .map(|t| format!("trunk:{t}"))
@@ -212,8 +213,8 @@ impl Core {
         let (Some(app), Some(row)) = (app, row) else {
             return refuse(480, "No route for this call", None);
         };
-        let from = req.from();
-        let caller = from.as_ref().map(|f| user_of(&f.uri)).unwrap_or_default();
+        let from = sipx_sip::identity::caller(req, trunk_id.is_some());
+        let caller = from.as_ref().map(|f| number_of(&f.uri)).unwrap_or_default();
         let caller = caller.as_ref();
         let call = InboundCall {
             trunk_id,

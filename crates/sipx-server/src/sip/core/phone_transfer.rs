@@ -454,6 +454,7 @@ async fn place_referral(
         app_id: app_id.clone(),
         to,
         from: None,
+        withhold_caller_id: false,
         route,
         room,
         identity: String::new(),

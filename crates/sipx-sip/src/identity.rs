@@ -1,0 +1,101 @@
+//! Who a call is from: as the network asserts it (`P-Asserted-Identity`, RFC 3325) and as
+//! the caller wants it shown or withheld (`Privacy`, RFC 3323).
+//!
+//! A carrier's From is what the caller chose to present (a company's main number, or
+//! `anonymous`); the identity it asserts is the line that calls. SIPx believes an assertion
+//! only from a peer it trusts (a trunk), and never passes on one whose caller asked for it to
+//! be withheld (`Privacy: id`).
+
+use crate::msg::{HasHeaders, Headers, NameAddr, Request, Uri};
+
+/// The From of a caller who withholds its identity (RFC 3323 §4.1.1.3).
+pub const ANONYMOUS_FROM: &str = "\"Anonymous\" <sip:anonymous@anonymous.invalid>";
+
+/// Whether `Privacy` asks for the asserted identity to be withheld: it lists `id` (RFC 3325
+/// §9.3). Values are separated by `;` (RFC 3323 §4.2); commas and repeated headers are read
+/// too, as some carriers write them.
+pub fn identity_withheld(headers: &Headers) -> bool {
+    headers.get_all("Privacy").any(|line| {
+        line.split([';', ','])
+            .any(|v| v.trim().eq_ignore_ascii_case("id"))
+    })
+}
+
+/// The first identity `P-Asserted-Identity` asserts with a SIP, SIPS or tel URI (one header
+/// may carry a SIP and a tel URI of one caller, RFC 3325 §9.1).
+pub fn asserted_identity(headers: &Headers) -> Option<NameAddr> {
+    headers
+        .list("P-Asserted-Identity")
+        .into_iter()
+        .filter_map(NameAddr::parse)
+        .find(|a| matches!(a.uri, Uri::Sip(_) | Uri::Tel(_)))
+}
+
+/// The caller of `request` as SIPx reports it: the asserted identity when the request comes
+/// from a peer SIPx trusts (`trusted`) and its caller does not withhold it, else From.
+pub fn caller(request: &Request, trusted: bool) -> Option<NameAddr> {
+    let believed = trusted && !identity_withheld(&request.headers);
+    believed
+        .then(|| asserted_identity(&request.headers))
+        .flatten()
+        .or_else(|| request.from())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::msg::{SipMessage, parse_datagram};
+
+    fn invite(extra: &str) -> Request {
+        let raw = format!(
+            "INVITE sip:800@sipx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             Max-Forwards: 70\r\nFrom: \"Reception\" <sip:+4930100@carrier.example>;tag=1\r\n\
+             To: <sip:800@sipx.test>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}\
+             Content-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(raw.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn shown(request: &Request, trusted: bool) -> String {
+        caller(request, trusted).unwrap().uri.to_string()
+    }
+
+    #[test]
+    fn a_trusted_peers_assertion_names_the_caller() {
+        let r = invite("P-Asserted-Identity: \"Desk 7\" <sip:+4930107@carrier.example>\r\n");
+        assert_eq!(shown(&r, true), "sip:+4930107@carrier.example");
+        assert_eq!(caller(&r, true).unwrap().display.as_deref(), Some("Desk 7"));
+        // From anyone else, an assertion is only a claim: From stands.
+        assert_eq!(shown(&r, false), "sip:+4930100@carrier.example");
+    }
+
+    #[test]
+    fn a_withheld_identity_is_not_passed_on() {
+        for privacy in ["id", "ID", "header;id", "user; id", "none,id"] {
+            let r = invite(&format!(
+                "Privacy: {privacy}\r\nP-Asserted-Identity: <sip:+4930107@carrier.example>\r\n"
+            ));
+            assert!(identity_withheld(&r.headers), "{privacy}");
+            assert_eq!(shown(&r, true), "sip:+4930100@carrier.example", "{privacy}");
+        }
+        for privacy in ["none", "user", "identity", "header"] {
+            let r = invite(&format!("Privacy: {privacy}\r\n"));
+            assert!(!identity_withheld(&r.headers), "{privacy}");
+        }
+    }
+
+    #[test]
+    fn the_first_sip_or_tel_identity_is_taken() {
+        let r = invite(
+            "P-Asserted-Identity: <mailto:x@example.com>, <tel:+4930107>\r\n\
+             P-Asserted-Identity: <sip:+4930108@carrier.example>\r\n",
+        );
+        assert_eq!(shown(&r, true), "tel:+4930107");
+        let junk = invite("P-Asserted-Identity: <<<\r\n");
+        assert_eq!(shown(&junk, true), "sip:+4930100@carrier.example");
+    }
+}
