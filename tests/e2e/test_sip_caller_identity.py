@@ -17,6 +17,7 @@ from conftest import create_app, sip_addr
 from raw_ua import RawUa
 from test_calls_dialout import api, wait_state
 from test_calls_dialout_answers import header
+from test_calls_inbound import phones_in
 
 PROVIDER = "127.0.0.52"
 CARRIER = "127.0.0.53"
@@ -44,8 +45,9 @@ def test_a_dial_out_asserts_its_number_to_the_provider_and_withholds_it_on_reque
         assert asserted == f"<sip:+4930123456@{PROVIDER}>", invite
         if withhold:
             assert header(headers, "Privacy") == "id", invite
+            # At the trunk's host, as its provider may check From's domain.
             assert header(headers, "From").startswith(
-                '"Anonymous" <sip:anonymous@anonymous.invalid>;tag='), invite
+                f'"Anonymous" <sip:anonymous@{PROVIDER}>;tag='), invite
             assert "4930123456" not in header(headers, "From"), invite
         else:
             assert header(headers, "Privacy") is None, invite
@@ -132,3 +134,29 @@ def test_a_trunks_call_is_from_the_identity_it_asserts_unless_withheld(server, e
                                                         expect=200).json()["items"]
                                           if c["sip_call_id"] == call_id), None), what="the call's row")
     assert call["from"] == expected, call
+
+
+@pytest.mark.parametrize("extra, shown", [
+    (ASSERTED, "Desk 7"),
+    ("P-Asserted-Identity: <tel:+4930107>\r\n", "+4930107"),
+    ("Privacy: id\r\n" + ASSERTED, "Anonymous"),
+    ("Privacy: id\r\n", "Anonymous"),
+], ids=["asserted", "asserted-tel", "withheld", "withheld-from"])
+def test_the_room_shows_the_asserted_caller_or_anonymous(server, extra, shown):
+    """The room's members see the asserted caller (its name, else its number, a tel URI's
+    too); a caller who withholds its identity is "Anonymous" there even when its carrier leaves
+    the number in From (Privacy: id alone)."""
+    creds = create_app(server)
+    trunk = api(server, creds[:2], "POST", "/v1/trunks",
+                {"name": "carrier", "inbound": {"allowed_cidrs": [f"{CARRIER}/32"]}}, expect=201).json()
+    api(server, creds[:2], "POST", "/v1/routing-rules", {
+        "match": {"trunk_id": trunk["id"]},
+        "action": {"type": "fixed_room", "room": "lobby"}, "priority": 10}, expect=201)
+    status, call_id = call_in(server, CARRIER, extra)
+    assert status == 200, status
+    call = rooms.wait_until(lambda: next((c for c in api(server, creds[:2], "GET", "/v1/calls?direction=inbound",
+                                                        expect=200).json()["items"]
+                                          if c["sip_call_id"] == call_id), None), what="the call's row")
+    phones = rooms.wait_until(lambda: phones_in(server, creds, "lobby"), what="the caller in the room")
+    assert [p["name"] for p in phones] == [shown], phones
+    api(server, creds[:2], "DELETE", f"/v1/calls/{call['id']}", expect=202)

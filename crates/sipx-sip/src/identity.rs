@@ -8,8 +8,18 @@
 
 use crate::msg::{HasHeaders, Headers, NameAddr, Request, Uri};
 
-/// The From of a caller who withholds its identity (RFC 3323 §4.1.1.3).
-pub const ANONYMOUS_FROM: &str = "\"Anonymous\" <sip:anonymous@anonymous.invalid>";
+/// The From of a caller who withholds its identity (RFC 3323 §4.1.1.3), at `host`: a
+/// provider that checks the From domain of its customers' calls (the reason a trunk names
+/// one) refuses `anonymous.invalid`, the host for every other route.
+pub fn anonymous_from(host: Option<&str>) -> String {
+    let host = host
+        .filter(|h| !h.is_empty())
+        .unwrap_or("anonymous.invalid");
+    format!("\"Anonymous\" <sip:anonymous@{host}>")
+}
+
+/// The name shown for a caller who withholds its identity.
+pub const ANONYMOUS_NAME: &str = "Anonymous";
 
 /// Whether `Privacy` asks for the asserted identity to be withheld: it lists `id` (RFC 3325
 /// §9.3). Values are separated by `;` (RFC 3323 §4.2); commas and repeated headers are read
@@ -29,6 +39,32 @@ pub fn asserted_identity(headers: &Headers) -> Option<NameAddr> {
         .into_iter()
         .filter_map(NameAddr::parse)
         .find(|a| matches!(a.uri, Uri::Sip(_) | Uri::Tel(_)))
+}
+
+/// The caller's name as others see it (in a room): the display name, else the number; or
+/// [`ANONYMOUS_NAME`] when withheld. A carrier may mark a withheld number by `Privacy: id`
+/// alone and leave it in From, where it is the called side's to keep (its call records and
+/// routing) but not to show around (RFC 3323 §4.1.1.3).
+pub fn shown_name(request: &Request, trusted: bool) -> Option<String> {
+    if identity_withheld(&request.headers) {
+        return Some(ANONYMOUS_NAME.to_owned());
+    }
+    let caller = caller(request, trusted)?;
+    caller
+        .display
+        .filter(|n| !n.is_empty())
+        .or_else(|| match &caller.uri {
+            Uri::Tel(t) => Some(t.number.clone()),
+            Uri::Sip(u) => u.user.as_deref().map(user_number),
+            _ => None,
+        })
+}
+
+/// A SIP user part as a number: unescaped (`%2B49…`), without its own parameters
+/// (`+4930123;npdi`).
+fn user_number(user: &str) -> String {
+    let user = user.split(';').next().unwrap_or(user);
+    crate::msg::lex::percent_decode(user).unwrap_or_else(|| user.to_owned())
 }
 
 /// The caller of `request` as SIPx reports it: the asserted identity when the request comes
@@ -86,6 +122,40 @@ mod tests {
             let r = invite(&format!("Privacy: {privacy}\r\n"));
             assert!(!identity_withheld(&r.headers), "{privacy}");
         }
+    }
+
+    #[test]
+    fn others_are_shown_a_name_a_number_or_anonymous() {
+        let name = |extra: &str, trusted| shown_name(&invite(extra), trusted);
+        let desk = "P-Asserted-Identity: \"Desk 7\" <sip:+4930107@carrier.example>\r\n";
+        assert_eq!(name(desk, true).as_deref(), Some("Desk 7"));
+        assert_eq!(name(desk, false).as_deref(), Some("Reception"));
+        let tel = "P-Asserted-Identity: <tel:+4930107>\r\n";
+        assert_eq!(name(tel, true).as_deref(), Some("+4930107"));
+        let escaped = "P-Asserted-Identity: <sip:%2B4930107;npdi@carrier.example>\r\n";
+        assert_eq!(name(escaped, true).as_deref(), Some("+4930107"));
+        // Withheld: the number From still shows is not shown on.
+        assert_eq!(
+            name("Privacy: id\r\n", true).as_deref(),
+            Some(ANONYMOUS_NAME)
+        );
+        assert_eq!(
+            name("Privacy: id\r\n", false).as_deref(),
+            Some(ANONYMOUS_NAME)
+        );
+    }
+
+    #[test]
+    fn an_anonymous_from_is_at_the_given_host() {
+        assert_eq!(
+            anonymous_from(Some("sip.carrier.example")),
+            "\"Anonymous\" <sip:anonymous@sip.carrier.example>"
+        );
+        assert_eq!(
+            anonymous_from(None),
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>"
+        );
+        assert_eq!(anonymous_from(Some("")), anonymous_from(None));
     }
 
     #[test]

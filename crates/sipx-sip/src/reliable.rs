@@ -13,18 +13,22 @@ use crate::msg::{HasHeaders, Headers, Method, NameAddr, Request, Response};
 /// The option tag of reliable provisional responses.
 pub const OPTION_TAG: &str = "100rel";
 
+/// The highest `RSeq` an early dialog's first reliable answer may carry (RFC 3262 §3).
+const FIRST_RSEQ_MAX: u32 = 0x7fff_ffff;
+
 /// Early dialogs this many at most are acknowledged: a fork storm cannot grow the state.
 const MAX_EARLY_DIALOGS: usize = 16;
 
 /// The `RSeq` of a provisional response sent reliably: a 101–199 that requires `100rel` and
-/// carries a valid `RSeq` (1 to 2^31 − 1, RFC 3262 §7.1). A 1xx that requires `100rel` without
-/// one is taken as unreliable: there is nothing to acknowledge it by.
+/// carries an `RSeq` (1 to 2^32 − 1, RFC 3262 §7.1: a dialog's first is at most 2^31 − 1, the
+/// ones after it go up by one). A 1xx that requires `100rel` without one is taken as
+/// unreliable: there is nothing to acknowledge it by.
 pub fn rseq_of(response: &Response) -> Option<u32> {
     if !(101..200).contains(&response.status) || !requires_reliable(&response.headers) {
         return None;
     }
     let rseq: u32 = response.headers.get("RSeq")?.trim().parse().ok()?;
-    (1..=0x7fff_ffff).contains(&rseq).then_some(rseq)
+    (rseq >= 1).then_some(rseq)
 }
 
 /// Whether a message's `Require` names `100rel`: an INVITE's asks its provisional answers
@@ -93,6 +97,9 @@ impl ReliableProvisionals {
                 i
             }
             None => {
+                if rseq > FIRST_RSEQ_MAX {
+                    return Provisional::Unreliable;
+                }
                 if self.early.len() >= MAX_EARLY_DIALOGS {
                     return Provisional::Drop;
                 }
@@ -307,6 +314,31 @@ mod tests {
                 "{extra}"
             );
         }
+        // Past 2^31 − 1 only after a first answer below it.
+        let first = provisional(
+            "180 Ringing",
+            "z",
+            "Require: 100rel\r\nRSeq: 2147483647\r\n",
+        );
+        let next = provisional(
+            "183 Progress",
+            "z",
+            "Require: 100rel\r\nRSeq: 2147483648\r\n",
+        );
+        assert!(matches!(
+            rel.on_provisional(&invite(), &first, via),
+            Provisional::Acknowledge(_)
+        ));
+        let Provisional::Acknowledge(prack) = rel.on_provisional(&invite(), &next, via) else {
+            panic!("the second reliable answer is acknowledged");
+        };
+        assert!(
+            prack
+                .headers
+                .get("RAck")
+                .unwrap()
+                .starts_with("2147483648 ")
+        );
         // Another tag in the Require list, spelled in capitals: still reliable.
         let r = provisional("180 Ringing", "a", "Require: timer, 100REL\r\nRSeq: 9\r\n");
         assert_eq!(rseq_of(&r), Some(9));

@@ -351,15 +351,10 @@ impl Core {
             Some(room) => engine.new_leg_id_near(room),
             None => engine.new_leg_id(),
         };
-        // Shown in the room: the caller's display name, else its number (SIP user); as its
-        // trunk asserts it, unless withheld (`sipx_sip::identity`).
+        // Shown in the room: the caller's display name, else its number; as its trunk
+        // asserts it, "Anonymous" when withheld (`sipx_sip::identity`).
         let trusted = matches!(origin, Origin::Trunk(_));
-        let caller = sipx_sip::identity::caller(&req, trusted).and_then(|f| {
-            f.display
-                .clone()
-                .filter(|n| !n.is_empty())
-                .or_else(|| f.uri.as_sip().and_then(|u| u.user.clone()))
-        });
+        let caller = sipx_sip::identity::shown_name(&req, trusted);
         let identity = format!("{}{}", sipx_rooms::PHONE_IDENTITY_PREFIX, leg.0);
         let row = row.map(|r| {
             let room = destination
@@ -428,7 +423,11 @@ impl Core {
             }
             self.start_leg(&engine, leg, ports, &negotiated, &call_id, call.leg_mode());
         }
+        // Both: a routing rule's `caller` is the asserted one, which From may not show.
         let from = req.from().map(|f| f.uri.to_string()).unwrap_or_default();
+        let asserted = sipx_sip::identity::caller(&req, trusted)
+            .map(|f| f.uri.to_string())
+            .filter(|a| *a != from);
         let (what, room) = match &destination {
             Destination::Echo(_) => ("call answered by the echo test", None),
             Destination::Room(room) => ("call answered into a room", Some(room)),
@@ -438,6 +437,7 @@ impl Core {
             call_id = %call_id,
             call = call.row.as_ref().map(|r| r.id.as_str()),
             from,
+            asserted,
             to = %req.uri,
             late_offer = call.answer_in_ack,
             %origin,

@@ -86,6 +86,9 @@ struct Plan {
     /// The caller's identity as SIPx asserts it to a trunk's provider (RFC 3325): the number
     /// From shows, kept there when From is anonymous. Only providers get it.
     asserted: Option<String>,
+    /// From when the caller id is withheld: at the trunk's From domain, which its provider
+    /// may check (`sipx_sip::identity::anonymous_from`).
+    anonymous_from: String,
 }
 
 /// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
@@ -229,6 +232,7 @@ impl Core {
                     srtp: t.srtp.map(sdp_policy),
                     route: Vec::new(),
                     asserted,
+                    anonymous_from: sipx_sip::identity::anonymous_from(Some(&from_host)),
                 })
             }
             DialTarget::Direct {
@@ -263,6 +267,7 @@ impl Core {
                     srtp: None,
                     route: Vec::new(),
                     asserted: None,
+                    anonymous_from: sipx_sip::identity::anonymous_from(None),
                 })
             }
             DialTarget::Accounts(accounts) => {
@@ -329,6 +334,7 @@ impl Core {
                     srtp: self.origins.srtp(&Origin::Account(user.clone())),
                     route: b.path.clone(),
                     asserted: None,
+                    anonymous_from: sipx_sip::identity::anonymous_from(None),
                 })
             }
         }
@@ -443,7 +449,7 @@ impl Core {
         let control = self.controls.by_id.get(id);
         let withhold = control.is_some_and(|c| c.withhold_caller_id);
         let from = match withhold {
-            true => sipx_sip::identity::ANONYMOUS_FROM,
+            true => plan.anonymous_from.as_str(),
             false => plan.from.as_str(),
         };
         h.push("From", format!("{from};tag={tag}"));

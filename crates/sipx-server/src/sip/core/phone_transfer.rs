@@ -58,6 +58,8 @@ struct Referrer {
     app_id: String,
     direction: &'static str,
     webhook_url: Option<String>,
+    /// A dial-out that withheld its caller id: the call it is transferred to withholds it too.
+    withhold_caller_id: bool,
 }
 
 impl Referrer {
@@ -189,6 +191,7 @@ impl Core {
                 app_id: c.app_id.clone(),
                 direction: "outbound",
                 webhook_url: c.webhook_url.clone(),
+                withhold_caller_id: c.withhold_caller_id,
             };
             return Some((referrer, c.room.name.clone(), back));
         }
@@ -206,6 +209,7 @@ impl Core {
             app_id: row.app_id().to_owned(),
             direction: "inbound",
             webhook_url: None,
+            withhold_caller_id: false,
         };
         Some((referrer, room.name.clone(), back))
     }
@@ -454,7 +458,7 @@ async fn place_referral(
         app_id: app_id.clone(),
         to,
         from: None,
-        withhold_caller_id: false,
+        withhold_caller_id: pending.referrer.withhold_caller_id,
         route,
         room,
         identity: String::new(),
