@@ -6,6 +6,8 @@
 //! only from a peer it trusts (a trunk), and never passes on one whose caller asked for it to
 //! be withheld (`Privacy: id`).
 
+use std::borrow::Cow;
+
 use crate::msg::{HasHeaders, Headers, NameAddr, Request, Uri};
 
 /// The From of a caller who withholds its identity (RFC 3323 §4.1.1.3), at `host`: a
@@ -53,18 +55,34 @@ pub fn shown_name(request: &Request, trusted: bool) -> Option<String> {
     caller
         .display
         .filter(|n| !n.is_empty())
-        .or_else(|| match &caller.uri {
-            Uri::Tel(t) => Some(t.number.clone()),
-            Uri::Sip(u) => u.user.as_deref().map(user_number),
-            _ => None,
-        })
+        .or_else(|| Some(number_of(&caller.uri).into_owned()).filter(|n| !n.is_empty()))
 }
 
-/// A SIP user part as a number: unescaped (`%2B49…`), without its own parameters
-/// (`+4930123;npdi`).
-fn user_number(user: &str) -> String {
-    let user = user.split(';').next().unwrap_or(user);
-    crate::msg::lex::percent_decode(user).unwrap_or_else(|| user.to_owned())
+/// The user part of a SIP URI, or "", unescaped: `%36666` is `6666` (RFC 3261 §19.1.4), as a
+/// phone writing `#` as `%23` means `#`. An escape that does not decode stays as written.
+pub fn user_of(uri: &Uri) -> Cow<'_, str> {
+    let user = uri.as_sip().and_then(|u| u.user.as_deref()).unwrap_or("");
+    match user.contains('%') {
+        true => crate::msg::lex::percent_decode(user).map_or(user.into(), Into::into),
+        false => user.into(),
+    }
+}
+
+/// The number a URI names: a SIP URI's user part, a tel URI's number.
+/// A SIP user part's own parameters (`+4930123456;phone-context=+49`, `…;npdi`) are not part of
+/// the number: left in, they would reach the rules (a room named by the called number would
+/// take the caller's digits after the number).
+pub fn number_of(uri: &Uri) -> Cow<'_, str> {
+    match uri {
+        Uri::Tel(t) => t.number.as_str().into(),
+        _ => {
+            let user = user_of(uri);
+            match user.find(';') {
+                Some(end) => user[..end].to_owned().into(),
+                None => user,
+            }
+        }
+    }
 }
 
 /// The caller of `request` as SIPx reports it: the asserted identity when the request comes
@@ -143,6 +161,16 @@ mod tests {
             name("Privacy: id\r\n", false).as_deref(),
             Some(ANONYMOUS_NAME)
         );
+    }
+
+    #[test]
+    fn the_called_user_is_read_unescaped() {
+        let user = |s: &str| user_of(&Uri::parse(s).unwrap()).into_owned();
+        assert_eq!(user("sip:%36666@192.0.2.1"), "6666");
+        assert_eq!(user("sip:%65cho@192.0.2.1"), "echo");
+        assert_eq!(user("sip:12%2334@192.0.2.1"), "12#34");
+        assert_eq!(user("sip:%zz@192.0.2.1"), "%zz");
+        assert_eq!(user("sip:192.0.2.1"), "");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use sipx_call::Pin;
 use sipx_call::routing::{Decision, InboundCall, WebhookAnswer, after_webhook};
 use sipx_rooms::RoomKey;
+use sipx_sip::identity::number_of;
 use sipx_sip::msg::{HasHeaders, Request};
 use sipx_sip::{Peer, ServerTxnId};
 
@@ -111,33 +112,6 @@ pub(crate) struct Asking {
 pub(crate) struct Waiting {
     by_question: HashMap<u64, Asking>,
     next: u64,
-}
-
-/// The user part of a SIP URI, or "", unescaped: `%36666` is `6666` (RFC 3261 §19.1.4), as a
-/// phone writing `#` as `%23` means `#`. An escape that does not decode stays as written.
-fn user_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
-    let user = uri.as_sip().and_then(|u| u.user.as_deref()).unwrap_or("");
-    match user.contains('%') {
-        true => sipx_sip::msg::lex::percent_decode(user).map_or(user.into(), Into::into),
-        false => user.into(),
-    }
-}
-
-/// The number a URI names: a SIP URI's user part, a tel URI's number.
-/// A SIP user part's own parameters (`+4930123456;phone-context=+49`, `…;npdi`) are not part of
-/// the number: left in, they would reach the rules (a room named by the called number would
-/// take the caller's digits after the number).
-fn number_of(uri: &sipx_sip::msg::Uri) -> std::borrow::Cow<'_, str> {
-    match uri {
-        sipx_sip::msg::Uri::Tel(t) => t.number.as_str().into(),
-        _ => {
-            let user = user_of(uri);
-            match user.find(';') {
-                Some(end) => user[..end].to_owned().into(),
-                None => user,
-            }
-        }
-    }
 }
 
 impl Core {
@@ -452,20 +426,4 @@ async fn secret_of(store: &sipx_store::Store, app_id: &str) -> Option<Vec<u8>> {
     let app = store.get_app(app_id).await.ok().flatten()?;
     let (_, secret) = store.app_credentials(&app.api_key).await.ok().flatten()?;
     Some(secret.expose().clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sipx_sip::msg::Uri;
-
-    #[test]
-    fn the_called_user_is_read_unescaped() {
-        let user = |s: &str| user_of(&Uri::parse(s).unwrap()).into_owned();
-        assert_eq!(user("sip:%36666@192.0.2.1"), "6666");
-        assert_eq!(user("sip:%65cho@192.0.2.1"), "echo");
-        assert_eq!(user("sip:12%2334@192.0.2.1"), "12#34");
-        assert_eq!(user("sip:%zz@192.0.2.1"), "%zz");
-        assert_eq!(user("sip:192.0.2.1"), "");
-    }
 }
