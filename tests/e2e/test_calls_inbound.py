@@ -436,6 +436,63 @@ def test_a_trunk_listing_its_numbers_reaches_those_only(server):
     assert {c["room"]["name"] for c in inbound_calls(server, creds) if c["room"]} == {"main"}
 
 
+def test_a_trunks_number_rules_put_its_numbers_in_the_applications_form(server):
+    """A German carrier writes numbers nationally (`030123456`) or with the international
+    access code (`0044…`); the trunk's `inbound.number_rules` rewrite both into E.164 before
+    its DIDs, the routing rules and the room see them: a caller from the UK asserted as
+    `00441632960` meets the rule for `+44` callers, a national caller the room named by the
+    called number, the routing webhook is asked with the rewritten numbers, and a number the
+    rules make no DID of the trunk is refused. Addresses 127.0.0.177 (carrier), .178 (webhook)."""
+    ip = "127.0.0.177"
+    _, secret, _ = creds = create_app(server)
+    receiver = Receiver("127.0.0.178", secret, {"room": "asked"})
+    try:
+        number_rules_routed(server, creds, ip, receiver)
+    finally:
+        receiver.close()
+
+
+def number_rules_routed(server, creds, ip, receiver):
+    rules = [{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}]
+    # Refused whole, naming the rule at fault, and nothing is stored.
+    bad = api(server, creds, "POST", "/v1/trunks", {"name": "de", "inbound": {
+        "allowed_cidrs": [f"{ip}/32"], "number_rules": [rules[0], {"prefix": "0x", "replace_with": "+49"}]}},
+        expect=422).json()
+    assert "inbound.number_rules[1]" in json.dumps(bad), bad
+    assert api(server, creds, "GET", "/v1/trunks", expect=200).json()["items"] == []
+    trunk = api(server, creds, "POST", "/v1/trunks", {"name": "de", "inbound": {
+        "allowed_cidrs": [f"{ip}/32"], "numbers": ["+4930123456", "+4930777777"], "number_rules": rules}},
+        expect=201).json()
+    assert trunk["inbound"]["number_rules"] == rules, trunk
+    assert api(server, creds, "GET", f"/v1/trunks/{trunk['id']}", expect=200).json()["inbound"]["number_rules"] == rules
+    for rule in (
+        {"priority": 10, "match": {"caller": {"kind": "prefix", "value": "+44"}},
+         "action": {"type": "fixed_room", "room": "uk-desk"}},
+        {"priority": 20, "match": {"called": {"kind": "exact", "value": "+4930123456"}},
+         "action": {"type": "room_by_called_number", "prefix": "did-"}},
+        {"priority": 30, "match": {"called": {"kind": "exact", "value": "+4930777777"}},
+         "action": {"type": "webhook", "url": receiver.url, "timeout_ms": 3000}},
+    ):
+        api(server, creds, "POST", "/v1/routing-rules",
+            {**rule, "match": {"trunk_id": trunk["id"], **rule["match"]}}, expect=201)
+    target = sip_addr(server)
+    uk = "P-Asserted-Identity: <sip:00441632960@carrier.example>\r\n"
+    national = "P-Asserted-Identity: <tel:0301112223>\r\n"
+    assert sip_transaction(target, ip, "INVITE", user="030123456", extra_headers=uk) == 200
+    assert sip_transaction(target, ip, "INVITE", user="004930123456", extra_headers=national) == 200
+    # 0301234560 is +49301234560 after the rules: not the trunk's DID.
+    assert sip_transaction(target, ip, "INVITE", user="0301234560", extra_headers=national) == 404
+    uk_phones = rooms.wait_until(lambda: phones_in(server, creds, "uk-desk"), what="the UK caller in its room")
+    assert [p["name"] for p in uk_phones] == ["+441632960"], uk_phones
+    did_phones = rooms.wait_until(lambda: phones_in(server, creds, "did-4930123456"),
+                                  what="the national caller in the room of the called number")
+    assert [p["name"] for p in did_phones] == ["+49301112223"], did_phones
+    assert sip_transaction(target, ip, "INVITE", user="030777777", extra_headers=national) == 200
+    assert [q["body"]["call"] for q in receiver.questions] == [{
+        "from": "+49301112223", "to": "+4930777777", "trunk_id": trunk["id"], "sip_account_id": None}], \
+        receiver.questions
+
+
 def test_a_routing_webhook_never_reaches_a_denied_network(data_dir):
     """`webhooks.deny_networks` holds for routing webhooks too: with loopback denied, the
     receiver on 127.0.0.174 is never asked and the call takes its fallback room. Caller

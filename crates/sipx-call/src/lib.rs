@@ -98,12 +98,14 @@
 //! Files: `call.rs` (the machine), `state.rs` (states, history entries, end causes), `io.rs`
 //! (inputs and outputs), `params.rs` (dial-out and inbound parameters, settings), `dtmf.rs`
 //! (digits, dial strings with pauses, pacing), `reason.rs` (reason phrases), `timer.rs`,
-//! `error.rs`, `routing.rs` (inbound routing rules), `pin.rs` (PIN entry).
+//! `error.rs`, `routing.rs` (inbound routing rules), `pin.rs` (PIN entry), `numbers.rs` (a
+//! trunk's number rewrites).
 
 mod call;
 mod dtmf;
 mod error;
 mod io;
+mod numbers;
 mod params;
 mod pin;
 mod reason;
@@ -118,6 +120,7 @@ pub use call::{Call, SHUTTING_DOWN};
 pub use dtmf::{Digit, DtmfQueue, DtmfSequence, DtmfStep, DtmfTiming, MAX_DTMF_LEN, MAX_QUEUED};
 pub use error::CallError;
 pub use io::{Command, Event, Input, Invite, MediaInput, MediaMode, Output, RoomInput, SipInput};
+pub use numbers::NumberRules;
 pub use params::{CallConfig, DialOut, Inbound, RoomTarget};
 pub use pin::{PIN_LEN, Pin, PinEntry, PinOutput, PinSettings, Prompt};
 pub use state::{CallState, CallStateKind, Direction, EndCause};

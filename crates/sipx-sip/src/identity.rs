@@ -43,11 +43,16 @@ pub fn asserted_identity(headers: &Headers) -> Option<NameAddr> {
         .find(|a| matches!(a.uri, Uri::Sip(_) | Uri::Tel(_)))
 }
 
-/// The caller's name as others see it (in a room): the display name, else the number; or
-/// [`ANONYMOUS_NAME`] when withheld. A carrier may mark a withheld number by `Privacy: id`
-/// alone and leave it in From, where it is the called side's to keep (its call records and
-/// routing) but not to show around (RFC 3323 §4.1.1.3).
-pub fn shown_name(request: &Request, trusted: bool) -> Option<String> {
+/// The caller's name as others see it (in a room): the display name, else the number, in the
+/// form `number_form` gives it (a trunk's number rules); or [`ANONYMOUS_NAME`] when withheld.
+/// A carrier may mark a withheld number by `Privacy: id` alone and leave it in From, where it
+/// is the called side's to keep (its call records and routing) but not to show around
+/// (RFC 3323 §4.1.1.3).
+pub fn shown_name(
+    request: &Request,
+    trusted: bool,
+    number_form: impl FnOnce(&str) -> String,
+) -> Option<String> {
     if identity_withheld(&request.headers) {
         return Some(ANONYMOUS_NAME.to_owned());
     }
@@ -55,7 +60,7 @@ pub fn shown_name(request: &Request, trusted: bool) -> Option<String> {
     caller
         .display
         .filter(|n| !n.is_empty())
-        .or_else(|| Some(number_of(&caller.uri).into_owned()).filter(|n| !n.is_empty()))
+        .or_else(|| Some(number_form(&number_of(&caller.uri))).filter(|n| !n.is_empty()))
 }
 
 /// The user part of a SIP URI, or "", unescaped: `%36666` is `6666` (RFC 3261 §19.1.4), as a
@@ -144,7 +149,7 @@ mod tests {
 
     #[test]
     fn others_are_shown_a_name_a_number_or_anonymous() {
-        let name = |extra: &str, trusted| shown_name(&invite(extra), trusted);
+        let name = |extra: &str, trusted| shown_name(&invite(extra), trusted, str::to_owned);
         let desk = "P-Asserted-Identity: \"Desk 7\" <sip:+4930107@carrier.example>\r\n";
         assert_eq!(name(desk, true).as_deref(), Some("Desk 7"));
         assert_eq!(name(desk, false).as_deref(), Some("Reception"));
@@ -152,6 +157,12 @@ mod tests {
         assert_eq!(name(tel, true).as_deref(), Some("+4930107"));
         let escaped = "P-Asserted-Identity: <sip:%2B4930107;npdi@carrier.example>\r\n";
         assert_eq!(name(escaped, true).as_deref(), Some("+4930107"));
+        // A number is shown in the form its trunk's rules give; a display name is not a number.
+        let national = "P-Asserted-Identity: <tel:030107>\r\n";
+        let e164 = |n: &str| n.replacen('0', "+49", 1);
+        let shown_as = |extra: &str| shown_name(&invite(extra), true, e164);
+        assert_eq!(shown_as(national).as_deref(), Some("+4930107"));
+        assert_eq!(shown_as(desk).as_deref(), Some("Desk 7"));
         // Withheld: the number From still shows is not shown on.
         assert_eq!(
             name("Privacy: id\r\n", true).as_deref(),

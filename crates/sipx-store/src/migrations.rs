@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deliveries follow the app url",
         include_str!("../migrations/0009_deliveries_follow_the_app_url.sql"),
     ),
+    (
+        10,
+        "trunk inbound number rules",
+        include_str!("../migrations/0010_trunk_inbound_number_rules.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

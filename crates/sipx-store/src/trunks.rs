@@ -29,6 +29,8 @@ pub struct TrunkData {
     pub inbound_cidrs: Vec<String>,
     pub inbound_username: Option<String>,
     pub inbound_numbers: Vec<String>,
+    /// JSON array of rewrite rules for the numbers of calls in, validated by the API.
+    pub inbound_number_rules: String,
     /// SRTP policy of calls through the trunk, either way; `None`: the server's.
     pub srtp: Option<SrtpPolicy>,
 }
@@ -54,6 +56,7 @@ impl TrunkData {
             inbound_cidrs: Vec::new(),
             inbound_username: None,
             inbound_numbers: Vec::new(),
+            inbound_number_rules: "[]".to_owned(),
             srtp: None,
         }
     }
@@ -89,7 +92,7 @@ pub struct TrunkWithSecrets {
 const COLUMNS: &str = "id, app_id, name, enabled, host, port, transport, username, auth_username, \
     password_sealed, from_domain, register, register_expires, caller_id, number_rules, \
     max_concurrent_calls, inbound_cidrs, inbound_username, inbound_password_sealed, \
-    inbound_numbers, srtp, created_at_ms, updated_at_ms";
+    inbound_numbers, inbound_number_rules, srtp, created_at_ms, updated_at_ms";
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
@@ -123,6 +126,7 @@ fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
             inbound_cidrs: words(&cidrs),
             inbound_username: row.try_get("inbound_username")?,
             inbound_numbers: words(&numbers),
+            inbound_number_rules: row.try_get("inbound_number_rules")?,
             srtp: crate::srtp::from_column(row.try_get("srtp")?),
         },
         has_password: password.is_some(),
@@ -160,6 +164,7 @@ fn bind_fields<'q>(
         .bind(data.inbound_username.as_deref())
         .bind(sealed_in)
         .bind(data.inbound_numbers.join(" "))
+        .bind(&data.inbound_number_rules)
         .bind(data.srtp.map(SrtpPolicy::as_str))
 }
 
@@ -199,8 +204,9 @@ impl Store {
             "INSERT INTO trunks (id, app_id, name, enabled, host, port, transport, username,
              auth_username, password_sealed, from_domain, register, register_expires, caller_id,
              number_rules, max_concurrent_calls, inbound_cidrs, inbound_username,
-             inbound_password_sealed, inbound_numbers, srtp, created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             inbound_password_sealed, inbound_numbers, inbound_number_rules, srtp, created_at_ms,
+             updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id);
@@ -240,7 +246,7 @@ impl Store {
              username = ?, auth_username = ?, password_sealed = ?, from_domain = ?, register = ?,
              register_expires = ?, caller_id = ?, number_rules = ?, max_concurrent_calls = ?,
              inbound_cidrs = ?, inbound_username = ?, inbound_password_sealed = ?,
-             inbound_numbers = ?, srtp = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
+             inbound_numbers = ?, inbound_number_rules = ?, srtp = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
         );
         bind_fields(update, data, sealed, sealed_in)
             .bind(now_ms())
@@ -369,6 +375,7 @@ mod tests {
             inbound_cidrs: vec!["192.0.2.0/24".into()],
             inbound_username: None,
             inbound_numbers: vec!["+4930123456".into()],
+            inbound_number_rules: r#"[{"prefix":"0","replace_with":"+49"}]"#.into(),
             srtp: Some(SrtpPolicy::Required),
         }
     }
@@ -397,6 +404,7 @@ mod tests {
         let mut d = data("p2");
         d.register = false;
         d.srtp = None;
+        d.inbound_number_rules = "[]".into();
         let u = store
             .update_trunk(
                 &a.id,
@@ -410,6 +418,7 @@ mod tests {
             .unwrap();
         assert!(u.has_password && u.has_inbound_password && !u.data.register);
         assert_eq!(u.data.srtp, None, "the policy is cleared with the update");
+        assert_eq!(u.data, d, "every field is written by the update");
         assert!(
             store
                 .update_trunk(&b.id, &t.id, &d, &SecretChange::Keep, &SecretChange::Keep)

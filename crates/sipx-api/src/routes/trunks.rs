@@ -99,16 +99,20 @@ pub struct TrunkRegistration {
 
 /// Who may send calls in through this trunk.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"]}))]
+#[schema(example = json!({"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"],
+    "number_rules": [{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}]}))]
 pub struct TrunkInbound {
     /// Source networks accepted; empty with no username: inbound disabled.
     pub allowed_cidrs: Vec<String>,
     /// Digest user name the provider must authenticate with, when set.
     pub username: Option<String>,
     pub has_password: bool,
-    /// Numbers (DIDs) the trunk may reach; empty: any. A call through it to anything else (a
-    /// room by name, the echo test) gets 404.
+    /// Numbers (DIDs) the trunk may reach, in the form `number_rules` give; empty: any. A
+    /// call through it to anything else (a room by name, the echo test) gets 404.
     pub numbers: Vec<String>,
+    /// Rewrites of the called and calling numbers of calls in, into the application's form
+    /// (first matching rule wins), before the DIDs, routing rules and webhooks see them.
+    pub number_rules: Vec<NumberRule>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,7 +127,8 @@ pub struct TrunkInbound {
         "register_expires": 600, "caller_id": "+4930123456",
         "number_rules": [{"prefix": "0", "replace_with": "+49"}], "max_concurrent_calls": 10
     },
-    "inbound": {"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"]},
+    "inbound": {"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"],
+        "number_rules": [{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}]},
     "srtp": "required",
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
@@ -168,6 +173,8 @@ impl From<TrunkRecord> for Trunk {
     fn from(r: TrunkRecord) -> Self {
         let d = r.data;
         let rules: Vec<NumberRule> = serde_json::from_str(&d.number_rules).unwrap_or_default();
+        let inbound_rules: Vec<NumberRule> =
+            serde_json::from_str(&d.inbound_number_rules).unwrap_or_default();
         Trunk {
             id: r.id,
             name: d.name,
@@ -192,6 +199,7 @@ impl From<TrunkRecord> for Trunk {
                 username: d.inbound_username,
                 has_password: r.has_inbound_password,
                 numbers: d.inbound_numbers,
+                number_rules: inbound_rules,
             },
             srtp: d.srtp.map(SrtpPolicy::from),
             created_at: rfc3339(r.created_at_ms),
@@ -242,7 +250,8 @@ pub struct OutboundInput {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"allowed_cidrs": ["198.51.100.0/24"], "numbers": ["+4930123456"]}))]
+#[schema(example = json!({"allowed_cidrs": ["198.51.100.0/24"], "numbers": ["+4930123456"],
+    "number_rules": [{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}]}))]
 pub struct InboundInput {
     /// Source networks of the carrier's calls (CIDR, or single addresses): each at most an
     /// IPv4 /16 or an IPv6 /32, and none overlapping another application's.
@@ -259,6 +268,13 @@ pub struct InboundInput {
     #[serde(default)]
     #[schema(max_items = 256)]
     pub numbers: Vec<String>,
+    /// Rewrites of the called and calling numbers of calls in (first matching rule wins):
+    /// `[{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}]` turns
+    /// a German carrier's `030123456` and `004930123456` into `+4930123456`. `numbers`, the
+    /// routing rules and the routing webhook see the rewritten numbers.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub number_rules: Vec<NumberRule>,
 }
 
 fn default_true() -> bool {
@@ -392,21 +408,7 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
             "a phone number: optional +, then digits",
         );
     }
-    c.check(
-        o.number_rules.len() <= 32,
-        "outbound.number_rules",
-        "at most 32 rules",
-    );
-    for (i, r) in o.number_rules.iter().enumerate() {
-        c.check(
-            is_number(&r.prefix, true)
-                && is_number(&r.replace_with, true)
-                && r.prefix.len() <= 17
-                && r.replace_with.len() <= 17,
-            format!("outbound.number_rules[{i}]"),
-            "prefix and replace_with: optional +, then up to 16 digits",
-        );
-    }
+    check_number_rules(&o.number_rules, "outbound.number_rules", c);
     if let Some(m) = o.max_concurrent_calls {
         c.check(
             (1..=100_000).contains(&m),
@@ -414,6 +416,25 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
             "must be 1 to 100000",
         );
     }
+}
+
+fn check_number_rules(rules: &[NumberRule], field: &str, c: &mut Checker) {
+    c.check(rules.len() <= 32, field, "at most 32 rules");
+    for (i, r) in rules.iter().enumerate() {
+        c.check(
+            is_number(&r.prefix, true)
+                && is_number(&r.replace_with, true)
+                && r.prefix.len() <= 17
+                && r.replace_with.len() <= 17,
+            format!("{field}[{i}]"),
+            "prefix and replace_with: optional +, then up to 16 digits",
+        );
+    }
+}
+
+/// Number rules as stored: a JSON array.
+fn stored_rules(rules: &[NumberRule]) -> String {
+    serde_json::to_string(rules).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
@@ -473,6 +494,7 @@ fn check_inbound(i: &InboundInput, c: &mut Checker) -> Vec<String> {
             "a phone number: optional +, then digits",
         );
     }
+    check_number_rules(&i.number_rules, "inbound.number_rules", c);
     normalise_cidrs(&i.allowed_cidrs, c)
 }
 
@@ -506,8 +528,7 @@ fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
     d.register = o.is_some_and(|o| o.register);
     d.register_expires = o.map_or(3600, |o| o.register_expires);
     d.caller_id = o.and_then(|o| o.caller_id.clone());
-    d.number_rules = serde_json::to_string(&o.map(|o| o.number_rules.clone()).unwrap_or_default())
-        .unwrap_or_else(|_| "[]".to_owned());
+    d.number_rules = stored_rules(o.map_or(&[], |o| &o.number_rules));
     d.max_concurrent_calls = o.and_then(|o| o.max_concurrent_calls);
 }
 
@@ -561,6 +582,7 @@ pub async fn create(
         inbound_cidrs: cidrs,
         inbound_username: inbound.username.clone(),
         inbound_numbers: inbound.numbers.clone(),
+        inbound_number_rules: stored_rules(&inbound.number_rules),
         srtp: body.srtp.map(Into::into),
         ..TrunkData::new(body.name)
     };
@@ -662,6 +684,7 @@ pub async fn update(
         data.inbound_cidrs = check_inbound(i, &mut c);
         data.inbound_username = i.username.clone();
         data.inbound_numbers = i.numbers.clone();
+        data.inbound_number_rules = stored_rules(&i.number_rules);
         inbound_password = secret_change(&i.password);
     }
     c.done()?;

@@ -10,7 +10,7 @@ use sipx_api::call_service::{
     CallCommandError, CallService, DialRequest, DialRoute, StoredHistoryEntry, TransferTarget,
 };
 use sipx_api::room_service::BoxFuture;
-use sipx_call::DtmfSequence;
+use sipx_call::{DtmfSequence, NumberRules};
 use sipx_secrets::Redacted;
 use sipx_sip::Transport;
 use sipx_store::{CallProgress, CallRecord, PageRequest, Store, TrunkWithSecrets};
@@ -89,8 +89,8 @@ pub(crate) struct TrunkRoute {
     pub auth: Option<(String, Redacted<String>)>,
     pub caller_id: Option<String>,
     pub from_domain: Option<String>,
-    /// (prefix, replacement), the first matching applies.
-    pub number_rules: Vec<(String, String)>,
+    /// The called number into the provider's form.
+    pub number_rules: NumberRules,
     pub max_calls: Option<u32>,
     pub srtp: Option<sipx_store::SrtpPolicy>,
 }
@@ -212,17 +212,23 @@ pub(crate) fn transport_of(name: &str) -> Transport {
     }
 }
 
-fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
-    let d = &t.trunk.data;
-    let host = d.host.clone()?;
-    let transport = transport_of(&d.transport);
-    let addr = Lookup::of(&host, d.port, transport);
+/// A trunk's number rules as the API stores them (a JSON array of `prefix`/`replace_with`);
+/// the API validated them, so a column that does not parse is taken as no rules.
+pub(crate) fn stored_number_rules(json: &str) -> NumberRules {
     #[derive(serde::Deserialize)]
     struct Rule {
         prefix: String,
         replace_with: String,
     }
-    let rules: Vec<Rule> = serde_json::from_str(&d.number_rules).unwrap_or_default();
+    let rules: Vec<Rule> = serde_json::from_str(json).unwrap_or_default();
+    NumberRules::new(rules.into_iter().map(|r| (r.prefix, r.replace_with)))
+}
+
+fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
+    let d = &t.trunk.data;
+    let host = d.host.clone()?;
+    let transport = transport_of(&d.transport);
+    let addr = Lookup::of(&host, d.port, transport);
     let auth = match (&d.username, &t.password) {
         (Some(user), Some(password)) => Some((
             d.auth_username.clone().unwrap_or_else(|| user.clone()),
@@ -239,10 +245,7 @@ fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
         auth,
         caller_id: d.caller_id.clone(),
         from_domain: d.from_domain.clone(),
-        number_rules: rules
-            .into_iter()
-            .map(|r| (r.prefix, r.replace_with))
-            .collect(),
+        number_rules: stored_number_rules(&d.number_rules),
         max_calls: d.max_concurrent_calls,
         srtp: d.srtp,
     })

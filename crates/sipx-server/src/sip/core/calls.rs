@@ -354,7 +354,9 @@ impl Core {
         // Shown in the room: the caller's display name, else its number; as its trunk
         // asserts it, "Anonymous" when withheld (`sipx_sip::identity`).
         let trusted = matches!(origin, Origin::Trunk(_));
-        let caller = sipx_sip::identity::shown_name(&req, trusted);
+        let caller = sipx_sip::identity::shown_name(&req, trusted, |n| {
+            self.origins.inbound_number(&origin, n).into_owned()
+        });
         let identity = format!("{}{}", sipx_rooms::PHONE_IDENTITY_PREFIX, leg.0);
         let row = row.map(|r| {
             let room = destination

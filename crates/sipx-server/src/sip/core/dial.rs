@@ -99,15 +99,6 @@ pub(super) fn new_cnonce() -> String {
     cnonce.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn apply_number_rules(number: &str, rules: &[(String, String)]) -> String {
-    for (prefix, replacement) in rules {
-        if let Some(rest) = number.strip_prefix(prefix.as_str()) {
-            return format!("{replacement}{rest}");
-        }
-    }
-    number.to_owned()
-}
-
 fn transport_param(t: Transport) -> &'static str {
     match t {
         Transport::Tcp => ";transport=tcp",
@@ -207,7 +198,7 @@ impl Core {
                 let request_uri = if is_uri(&invite.to) {
                     invite.to.clone()
                 } else {
-                    let number = apply_number_rules(&invite.to, &t.number_rules);
+                    let number = t.number_rules.apply(&invite.to);
                     let number = sipx_sip::msg::escape_user(&number);
                     format!("sip:{number}@{hostport}{}", transport_param(t.transport))
                 };
@@ -1117,18 +1108,6 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_matching_number_rule_rewrites() {
-        let rules = vec![
-            ("00".to_owned(), "+".to_owned()),
-            ("0".to_owned(), "+49".to_owned()),
-        ];
-        assert_eq!(apply_number_rules("0049301", &rules), "+49301");
-        assert_eq!(apply_number_rules("030123", &rules), "+4930123");
-        assert_eq!(apply_number_rules("+4930", &rules), "+4930");
-        assert_eq!(apply_number_rules("123", &[]), "123");
-    }
 
     #[test]
     fn the_user_of_a_uri_or_a_number() {

@@ -4,6 +4,7 @@
 //! ringing; its answer comes back as `CoreInput::WebhookAnswered` and the call goes on from
 //! there (or was cancelled meanwhile).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -139,9 +140,12 @@ impl Core {
     /// The echo test, a room dialled by name (`rooms.dial_in_prefix` + name), or the rules'
     /// decision in the application of the trunk or account the call came through.
     pub(super) fn route_invite(&self, req: &Request, origin: &Origin) -> Routed {
-        let uri_number = number_of(&req.uri);
-        let to_number = req.to().map(|t| number_of(&t.uri).into_owned());
-        let mut called = uri_number.as_ref();
+        // Numbers as the application writes them (its trunk's inbound number rules), for the
+        // trunk's DIDs, the rules and the webhook alike.
+        let in_app_form = |n: Cow<'_, str>| self.origins.inbound_number(origin, &n).into_owned();
+        let uri_number = in_app_form(number_of(&req.uri));
+        let to_number = req.to().map(|t| in_app_form(number_of(&t.uri)));
+        let mut called = uri_number.as_str();
         // A trunk that lists its numbers (DIDs) reaches those only, and the call goes by the
         // one it reached: not to the echo test or a room by name, not to another number. A
         // provider sending to a registered contact puts the number in To, so To's counts too.
@@ -188,8 +192,11 @@ impl Core {
             return refuse(480, "No route for this call", None);
         };
         let from = sipx_sip::identity::caller(req, trunk_id.is_some());
-        let caller = from.as_ref().map(|f| number_of(&f.uri)).unwrap_or_default();
-        let caller = caller.as_ref();
+        let caller = from
+            .as_ref()
+            .map(|f| in_app_form(number_of(&f.uri)))
+            .unwrap_or_default();
+        let caller = caller.as_str();
         let call = InboundCall {
             trunk_id,
             sip_account_id,

@@ -2,17 +2,20 @@
 //! it. The layers, first set wins: the call's own (API dial-out, coming) > its trunk's or
 //! account's > the server's (`media.srtp`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use sipx_call::NumberRules;
 use sipx_call::routing::NumberMatch;
 use sipx_sdp::SrtpPolicy;
 use sipx_secrets::Redacted;
 use sipx_store::TrunkWithSecrets;
 
 use super::sources::BindingSources;
+use crate::sip::call_service::stored_number_rules;
 
 /// Where a call came from, as far as its policies go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub(crate) struct Origins {
     /// The numbers a trunk may reach (its DIDs), matched as routing rules match an exact
     /// number, by trunk id; a trunk without any may reach every number.
     trunk_numbers: HashMap<String, Vec<NumberMatch>>,
+    /// The rewrites of the numbers of calls in, by trunk id, for trunks that have any.
+    trunk_number_rules: HashMap<String, NumberRules>,
 }
 
 /// What a call through a trunk may reach.
@@ -129,6 +134,10 @@ impl Origins {
             if let (Some(user), Some(password)) = (&d.inbound_username, &t.inbound_password) {
                 o.users.insert(user.clone(), (password.clone(), i));
             }
+            let rules = stored_number_rules(&d.inbound_number_rules);
+            if !rules.is_empty() {
+                o.trunk_number_rules.insert(t.trunk.id.clone(), rules);
+            }
             if !d.inbound_numbers.is_empty() {
                 o.trunk_numbers.insert(
                     t.trunk.id.clone(),
@@ -155,6 +164,18 @@ impl Origins {
             .iter()
             .find(|d| numbers.iter().any(|n| n.matches(d)))
             .map_or(Reach::NotListed, |d| Reach::Listed(d))
+    }
+
+    /// A number of a call in through `origin` (called or calling) in the application's form:
+    /// rewritten by its trunk's inbound number rules.
+    pub fn inbound_number<'a>(&self, origin: &Origin, number: &'a str) -> Cow<'a, str> {
+        match origin {
+            Origin::Trunk(id) => self
+                .trunk_number_rules
+                .get(id)
+                .map_or(Cow::Borrowed(number), |r| r.apply(number)),
+            _ => Cow::Borrowed(number),
+        }
     }
 
     /// The application a trunk belongs to.
@@ -373,5 +394,25 @@ mod tests {
             assert_eq!(reached(refused), Reach::NotListed, "{refused:?}");
         }
         assert_eq!(o.reached("t_open", &["anything"]), Reach::Any);
+    }
+
+    #[test]
+    fn a_trunks_inbound_rules_rewrite_its_numbers_only() {
+        let mut national = trunk("t_de", &["192.0.2.0/24"], None, None);
+        national.trunk.data.inbound_number_rules =
+            r#"[{"prefix":"00","replace_with":"+"},{"prefix":"0","replace_with":"+49"}]"#.into();
+        let plain = trunk("t_plain", &["198.51.100.0/24"], None, None);
+        let o = Origins::new([&national, &plain], Vec::new());
+        let de = Origin::Trunk("t_de".into());
+        assert_eq!(o.inbound_number(&de, "030123456"), "+4930123456");
+        assert_eq!(o.inbound_number(&de, "00441632960"), "+441632960");
+        assert_eq!(o.inbound_number(&de, "+4930123456"), "+4930123456");
+        for other in [
+            Origin::Trunk("t_plain".into()),
+            Origin::Account("030".into()),
+            Origin::Unknown,
+        ] {
+            assert_eq!(o.inbound_number(&other, "030123456"), "030123456");
+        }
     }
 }
