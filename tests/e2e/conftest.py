@@ -228,10 +228,11 @@ class Kamailio:
         self.log.close()
 
 
-def sip_transaction(target, local_ip, method, *, ua="sipx-tests", extra_headers="", user="1000", to_user=None):
-    """Sends one request for `user` (To: `to_user`, by default the same) over UDP from
-    `local_ip` and returns the final status (or None when nothing final arrives within 3 s);
-    ACKs a non-2xx final answer to an INVITE."""
+def sip_transaction(target, local_ip, method, *, ua="sipx-tests", extra_headers="", user="1000", to_user=None,
+                    from_user="caller"):
+    """Sends one request for `user` (To: `to_user`, by default the same) from `from_user` over
+    UDP from `local_ip` and returns the final status (or None when nothing final arrives within
+    3 s); ACKs a non-2xx final answer to an INVITE."""
     import random
     import socket
     branch = f"z9hG4bK{random.getrandbits(48):x}"
@@ -241,7 +242,7 @@ def sip_transaction(target, local_ip, method, *, ua="sipx-tests", extra_headers=
         head = (f"{method} sip:{user}@{target[0]}:{target[1]} SIP/2.0\r\n"
                 f"Via: SIP/2.0/UDP {local_ip}:{port};branch={branch};rport\r\n"
                 f"Max-Forwards: 70\r\nTo: <sip:{to_user or user}@{target[0]}>\r\n"
-                f"From: <sip:caller@{local_ip}>;tag=t{branch[-6:]}\r\nCall-ID: {branch}@{local_ip}\r\n"
+                f"From: <sip:{from_user}@{local_ip}>;tag=t{branch[-6:]}\r\nCall-ID: {branch}@{local_ip}\r\n"
                 f"CSeq: 1 {method}\r\nContact: <sip:caller@{local_ip}:{port}>\r\nUser-Agent: {ua}\r\n"
                 f"{extra_headers}Content-Length: 0\r\n\r\n")
         s.sendto(head.encode(), target)

@@ -493,6 +493,43 @@ def number_rules_routed(server, creds, ip, receiver):
         receiver.questions
 
 
+def test_a_sim_gateways_number_rules_put_its_numbers_in_the_applications_form(server):
+    """A SIM gateway registered as a SIP account passes on the national numbers of the mobile
+    network; the account's `number_rules` make them E.164 before its calls are routed: the
+    rule for caller +4915112345 calling +4930123456 takes a call from `015112345` to
+    `030123456`, and the room shows the caller so. The rules are checked, replaced and
+    removed by PATCH. Address 127.0.0.179."""
+    from raw_ua import RawUa
+    ip = "127.0.0.179"
+    creds = create_app(server)
+    rules = [{"prefix": "0", "replace_with": "+49"}]
+    account = api(server, creds, "POST", "/v1/sip-accounts", {
+        "username": "gsmgw", "password": "gsmgw-pass-1", "number_rules": rules}, expect=201).json()
+    assert account["number_rules"] == rules, account
+    bad = api(server, creds, "PATCH", f"/v1/sip-accounts/{account['id']}",
+              {"number_rules": [{"prefix": "0", "replace_with": "+49 30"}]}, expect=422).json()
+    assert "number_rules[0]" in json.dumps(bad), bad
+    assert api(server, creds, "GET", f"/v1/sip-accounts/{account['id']}", expect=200).json()["number_rules"] == rules
+    api(server, creds, "POST", "/v1/routing-rules", {"match": {
+        "sip_account_id": account["id"], "caller": {"kind": "exact", "value": "+4915112345"},
+        "called": {"kind": "exact", "value": "+4930123456"}},
+        "action": {"type": "fixed_room", "room": "gsm"}}, expect=201)
+    host, port = sip_addr(server)
+    gw = RawUa(f"{host}:{port}", "gsmgw", (host, port), (ip, 5070), f"sip:gsmgw@{ip}:5070")
+    try:
+        first, _, _, text = gw.register_with_digest("gsmgw-pass-1")
+        assert first.startswith("SIP/2.0 200"), text
+    finally:
+        gw.close()
+    assert sip_transaction((host, port), ip, "INVITE", user="030123456", from_user="015112345") == 200
+    phones = rooms.wait_until(lambda: phones_in(server, creds, "gsm"), what="the gateway's caller in the room")
+    assert [p["name"] for p in phones] == ["+4915112345"], phones
+    # Without its rules, the same call matches no rule.
+    cleared = api(server, creds, "PATCH", f"/v1/sip-accounts/{account['id']}", {"number_rules": []}, expect=200)
+    assert cleared.json()["number_rules"] == [], cleared.text
+    assert sip_transaction((host, port), ip, "INVITE", user="030123456", from_user="015112345") == 404
+
+
 def test_a_routing_webhook_never_reaches_a_denied_network(data_dir):
     """`webhooks.deny_networks` holds for routing webhooks too: with loopback denied, the
     receiver on 127.0.0.174 is never asked and the call takes its fallback room. Caller

@@ -171,6 +171,11 @@ impl Checker {
         }
     }
 
+    /// The refused fields so far, for a handler that gathers them itself.
+    pub(crate) fn into_errors(self) -> Vec<FieldError> {
+        self.0
+    }
+
     /// `Err(422)` listing the refused fields, if any.
     pub(crate) fn done(self) -> Result<(), ApiError> {
         if self.0.is_empty() {

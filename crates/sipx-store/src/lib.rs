@@ -34,7 +34,7 @@ pub use routing_rules::{
     MatchKind, MissingRef, NumberMatch, RoutingRuleData, RoutingRuleRecord, RoutingRuleWithPin,
     RuleAction, RuleKey,
 };
-pub use sip_accounts::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
+pub use sip_accounts::{AccountCallSettings, NewSipAccount, SipAccountRecord, SipAccountUpdate};
 pub use sip_identities::SipClaim;
 pub use srtp::SrtpPolicy;
 pub use store::Store;

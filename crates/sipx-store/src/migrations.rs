@@ -45,8 +45,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "trunk inbound number rules",
-        include_str!("../migrations/0010_trunk_inbound_number_rules.sql"),
+        "number rules of calls in",
+        include_str!("../migrations/0010_number_rules_of_calls_in.sql"),
     ),
 ];
 

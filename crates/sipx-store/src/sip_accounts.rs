@@ -22,6 +22,8 @@ pub struct SipAccountRecord {
     pub srtp: Option<SrtpPolicy>,
     /// `number` (the dialled number in the Request-URI of calls to its devices) or `contact`.
     pub dial_request_uri: String,
+    /// JSON array of rewrite rules for the numbers of its devices' calls, validated by the API.
+    pub number_rules: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -36,6 +38,7 @@ pub struct NewSipAccount {
     pub description: Option<String>,
     pub srtp: Option<SrtpPolicy>,
     pub dial_request_uri: String,
+    pub number_rules: String,
 }
 
 /// `None` leaves a field unchanged; `description: Some(None)` clears it, and so does
@@ -49,10 +52,22 @@ pub struct SipAccountUpdate {
     pub description: Option<Option<String>>,
     pub srtp: Option<Option<SrtpPolicy>>,
     pub dial_request_uri: Option<String>,
+    pub number_rules: Option<String>,
+}
+
+/// What the SIP core applies to the calls of an account's devices, for an account that sets
+/// anything of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountCallSettings {
+    pub username: String,
+    /// `None`: the server's.
+    pub srtp: Option<SrtpPolicy>,
+    /// JSON array, as [`SipAccountRecord::number_rules`].
+    pub number_rules: String,
 }
 
 const COLUMNS: &str = "id, app_id, username, allowed_cidrs, max_bindings, enabled, description, \
-                       srtp, dial_request_uri, created_at_ms, updated_at_ms";
+                       srtp, dial_request_uri, number_rules, created_at_ms, updated_at_ms";
 
 fn password_context(id: &str) -> String {
     format!("sip-password:{id}")
@@ -75,6 +90,7 @@ fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
         description: row.try_get("description")?,
         srtp: crate::srtp::from_column(row.try_get("srtp")?),
         dial_request_uri: row.try_get("dial_request_uri")?,
+        number_rules: row.try_get("number_rules")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -93,9 +109,9 @@ impl Store {
             .seal(&password_context(&id), new.password.expose().as_bytes());
         sqlx::query(
             "INSERT INTO sip_accounts (id, app_id, username, password_sealed, allowed_cidrs,
-             max_bindings, enabled, description, srtp, dial_request_uri, created_at_ms,
-             updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             max_bindings, enabled, description, srtp, dial_request_uri, number_rules,
+             created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id)
@@ -107,6 +123,7 @@ impl Store {
         .bind(new.description.as_deref())
         .bind(new.srtp.map(SrtpPolicy::as_str))
         .bind(&new.dial_request_uri)
+        .bind(&new.number_rules)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -122,6 +139,7 @@ impl Store {
             description: new.description.clone(),
             srtp: new.srtp,
             dial_request_uri: new.dial_request_uri.clone(),
+            number_rules: new.number_rules.clone(),
             created_at_ms: now,
             updated_at_ms: now,
         })
@@ -205,6 +223,7 @@ impl Store {
                description = CASE WHEN ? THEN ? ELSE description END,
                srtp = CASE WHEN ? THEN ? ELSE srtp END,
                dial_request_uri = COALESCE(?, dial_request_uri),
+               number_rules = COALESCE(?, number_rules),
                updated_at_ms = ?
              WHERE app_id = ? AND id = ?",
         )
@@ -217,6 +236,7 @@ impl Store {
         .bind(set_srtp)
         .bind(srtp)
         .bind(update.dial_request_uri.as_deref())
+        .bind(update.number_rules.as_deref())
         .bind(now_ms())
         .bind(app_id)
         .bind(id)
@@ -248,17 +268,22 @@ impl Store {
         .await?)
     }
 
-    /// The SRTP policy of every account that has one of its own, by username: the SIP core's
-    /// view for calls from registered devices (accounts without one follow the server's).
-    pub async fn sip_account_srtp_policies(&self) -> Result<Vec<(String, SrtpPolicy)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT username, srtp FROM sip_accounts WHERE srtp IS NOT NULL ORDER BY username",
+    /// The SRTP policy and number rules of every account that sets either, by username: the
+    /// SIP core's view for calls from registered devices (the others follow the server's).
+    pub async fn sip_account_call_settings(&self) -> Result<Vec<AccountCallSettings>, StoreError> {
+        let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+            "SELECT username, srtp, number_rules FROM sip_accounts
+             WHERE srtp IS NOT NULL OR number_rules != '[]' ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(user, srtp)| Some((user, SrtpPolicy::parse(&srtp)?)))
+            .map(|(username, srtp, number_rules)| AccountCallSettings {
+                username,
+                srtp: srtp.as_deref().and_then(SrtpPolicy::parse),
+                number_rules,
+            })
             .collect())
     }
 
@@ -309,6 +334,7 @@ mod tests {
             description: Some("SIM gateway".to_owned()),
             srtp: None,
             dial_request_uri: "number".to_owned(),
+            number_rules: "[]".to_owned(),
         }
     }
 
@@ -386,9 +412,13 @@ mod tests {
         let stored = store.get_sip_account(&a.id, &acct.id).await.unwrap();
         assert_eq!(stored.unwrap().srtp, Some(SrtpPolicy::Required));
         assert_eq!(
-            store.sip_account_srtp_policies().await.unwrap(),
-            vec![("gw1".to_owned(), SrtpPolicy::Required)],
-            "accounts without a policy of their own are not listed"
+            store.sip_account_call_settings().await.unwrap(),
+            vec![AccountCallSettings {
+                username: "gw1".to_owned(),
+                srtp: Some(SrtpPolicy::Required),
+                number_rules: "[]".to_owned(),
+            }],
+            "accounts without a policy or rules of their own are not listed"
         );
         // Another field changed: the policy stays.
         let upd = SipAccountUpdate {
@@ -409,7 +439,31 @@ mod tests {
         };
         let cleared = store.update_sip_account(&a.id, &acct.id, &upd).await;
         assert_eq!(cleared.unwrap().unwrap().srtp, None);
-        assert!(store.sip_account_srtp_policies().await.unwrap().is_empty());
+        assert!(store.sip_account_call_settings().await.unwrap().is_empty());
+        // Number rules alone list an account too, and are kept by other updates.
+        let rules = r#"[{"prefix":"0","replace_with":"+49"}]"#;
+        let upd = SipAccountUpdate {
+            number_rules: Some(rules.to_owned()),
+            ..Default::default()
+        };
+        let ruled = store.update_sip_account(&a.id, &acct.id, &upd).await;
+        assert_eq!(ruled.unwrap().unwrap().number_rules, rules);
+        let upd = SipAccountUpdate {
+            enabled: Some(true),
+            ..Default::default()
+        };
+        store
+            .update_sip_account(&a.id, &acct.id, &upd)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sip_account_call_settings().await.unwrap(),
+            vec![AccountCallSettings {
+                username: "gw1".to_owned(),
+                srtp: None,
+                number_rules: rules.to_owned(),
+            }]
+        );
     }
 
     #[tokio::test]

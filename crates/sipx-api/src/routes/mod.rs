@@ -5,6 +5,7 @@ pub mod app;
 pub mod apps;
 pub mod calls;
 pub mod events;
+pub mod number_rules;
 pub mod ops;
 pub mod registrations;
 pub mod rooms;

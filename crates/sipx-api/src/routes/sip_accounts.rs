@@ -8,11 +8,12 @@ use sipx_secrets::Redacted;
 use sipx_store::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 use utoipa::ToSchema;
 
+use super::number_rules::{self, NumberRule};
 use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListParams, encode_cursor};
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{ApiError, Checker, FieldError};
 use crate::state::ApiState;
 use crate::time::rfc3339;
 
@@ -30,6 +31,7 @@ const MAX_CIDRS: usize = 32;
     "description": "SIM gateway, 4 ports",
     "srtp": null,
     "dial_request_uri": "number",
+    "number_rules": [{"prefix": "0", "replace_with": "+49"}],
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -49,6 +51,10 @@ pub struct SipAccount {
     /// `media.srtp`.
     pub srtp: Option<SrtpPolicy>,
     pub dial_request_uri: DialRequestUri,
+    /// Rewrites of the called and calling numbers of its devices' calls, into the
+    /// application's form (first matching rule wins), before the routing rules and webhooks
+    /// see them.
+    pub number_rules: Vec<NumberRule>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -70,6 +76,7 @@ impl From<SipAccountRecord> for SipAccount {
             } else {
                 DialRequestUri::Number
             },
+            number_rules: number_rules::from_stored(&r.number_rules),
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
         }
@@ -147,6 +154,12 @@ pub struct CreateSipAccount {
     /// How dial-outs through this account address its device; `number` by default.
     #[serde(default)]
     pub dial_request_uri: DialRequestUri,
+    /// Rewrites of the called and calling numbers of its devices' calls (first matching rule
+    /// wins): a SIM gateway that passes on `0151…` with `[{"prefix": "0", "replace_with":
+    /// "+49"}]` gives the routing rules `+49151…`.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub number_rules: Vec<NumberRule>,
 }
 
 /// Absent fields are left unchanged; `"description": null` clears the description and
@@ -180,6 +193,10 @@ pub struct UpdateSipAccount {
     #[serde(default, deserialize_with = "super::not_null")]
     #[schema(nullable = false)]
     pub dial_request_uri: Option<DialRequestUri>,
+    /// Replaces the list; `[]` removes every rule.
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(max_items = 32, nullable = false)]
+    pub number_rules: Option<Vec<NumberRule>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -193,6 +210,7 @@ pub struct UpdateSipAccount {
         "description": "SIM gateway, 4 ports",
         "srtp": null,
         "dial_request_uri": "number",
+        "number_rules": [],
         "created_at": "2026-11-28T10:00:00.000Z",
         "updated_at": "2026-11-28T10:00:00.000Z"
     }],
@@ -267,6 +285,12 @@ fn normalise_cidrs(cidrs: &[String], errors: &mut Vec<FieldError>) -> Vec<String
     out
 }
 
+fn rules_errors(rules: &[NumberRule]) -> Vec<FieldError> {
+    let mut c = Checker::default();
+    number_rules::check(rules, "number_rules", &mut c);
+    c.into_errors()
+}
+
 fn refuse_if_any(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {
         Ok(())
@@ -304,6 +328,7 @@ pub async fn create(
     check_max_bindings(body.max_bindings, &mut errors);
     check_description(body.description.as_deref(), &mut errors);
     let allowed_cidrs = normalise_cidrs(&body.allowed_cidrs, &mut errors);
+    errors.extend(rules_errors(&body.number_rules));
     refuse_if_any(errors)?;
     // Nor another trunk's inbound user or an application's key, in any application.
     let claim = super::sip_claims::Claim {
@@ -322,6 +347,7 @@ pub async fn create(
         description: body.description,
         srtp: body.srtp.map(Into::into),
         dial_request_uri: body.dial_request_uri.as_str().to_owned(),
+        number_rules: number_rules::to_stored(&body.number_rules),
     };
     let account = state.store.create_sip_account(&app.id, &new).await?;
     tracing::info!(app_id = %app.id, sip_account_id = %account.id, "SIP account created");
@@ -392,6 +418,9 @@ pub async fn update(
         .allowed_cidrs
         .as_deref()
         .map(|c| normalise_cidrs(c, &mut errors));
+    if let Some(rules) = &body.number_rules {
+        errors.extend(rules_errors(rules));
+    }
     refuse_if_any(errors)?;
     let update = SipAccountUpdate {
         password: body.password.map(Redacted::new),
@@ -401,6 +430,7 @@ pub async fn update(
         description: body.description,
         srtp: body.srtp.map(|p| p.map(Into::into)),
         dial_request_uri: body.dial_request_uri.map(|d| d.as_str().to_owned()),
+        number_rules: body.number_rules.as_deref().map(number_rules::to_stored),
     };
     state
         .store

@@ -8,6 +8,7 @@ use sipx_secrets::Redacted;
 use sipx_store::{SecretChange, TrunkData, TrunkRecord};
 use utoipa::ToSchema;
 
+use super::number_rules::{self, NumberRule, is_number};
 use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -42,18 +43,6 @@ impl TrunkTransport {
             _ => TrunkTransport::Udp,
         }
     }
-}
-
-/// Rewrites a dialled number before it is sent: a number starting with `prefix` has that
-/// prefix replaced with `replace_with` (first matching rule wins).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"prefix": "0", "replace_with": "+49"}))]
-pub struct NumberRule {
-    #[schema(pattern = r"^\+?[0-9*#]{0,16}$")]
-    pub prefix: String,
-    #[schema(pattern = r"^\+?[0-9*#]{0,16}$")]
-    pub replace_with: String,
 }
 
 /// Where and how calls go out.
@@ -172,9 +161,8 @@ fn to_dto(r: TrunkRecord, state: &ApiState) -> Trunk {
 impl From<TrunkRecord> for Trunk {
     fn from(r: TrunkRecord) -> Self {
         let d = r.data;
-        let rules: Vec<NumberRule> = serde_json::from_str(&d.number_rules).unwrap_or_default();
-        let inbound_rules: Vec<NumberRule> =
-            serde_json::from_str(&d.inbound_number_rules).unwrap_or_default();
+        let rules = number_rules::from_stored(&d.number_rules);
+        let inbound_rules = number_rules::from_stored(&d.inbound_number_rules);
         Trunk {
             id: r.id,
             name: d.name,
@@ -331,15 +319,6 @@ pub struct TrunkList {
     pub next_cursor: Option<String>,
 }
 
-fn is_number(s: &str, allow_empty: bool) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    (allow_empty || !digits.is_empty())
-        && digits.len() <= 32
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
-}
-
 fn is_sip_user(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -408,7 +387,7 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
             "a phone number: optional +, then digits",
         );
     }
-    check_number_rules(&o.number_rules, "outbound.number_rules", c);
+    number_rules::check(&o.number_rules, "outbound.number_rules", c);
     if let Some(m) = o.max_concurrent_calls {
         c.check(
             (1..=100_000).contains(&m),
@@ -416,25 +395,6 @@ fn check_outbound(o: &OutboundInput, has_stored_password: bool, c: &mut Checker)
             "must be 1 to 100000",
         );
     }
-}
-
-fn check_number_rules(rules: &[NumberRule], field: &str, c: &mut Checker) {
-    c.check(rules.len() <= 32, field, "at most 32 rules");
-    for (i, r) in rules.iter().enumerate() {
-        c.check(
-            is_number(&r.prefix, true)
-                && is_number(&r.replace_with, true)
-                && r.prefix.len() <= 17
-                && r.replace_with.len() <= 17,
-            format!("{field}[{i}]"),
-            "prefix and replace_with: optional +, then up to 16 digits",
-        );
-    }
-}
-
-/// Number rules as stored: a JSON array.
-fn stored_rules(rules: &[NumberRule]) -> String {
-    serde_json::to_string(rules).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn normalise_cidrs(cidrs: &[String], c: &mut Checker) -> Vec<String> {
@@ -494,7 +454,7 @@ fn check_inbound(i: &InboundInput, c: &mut Checker) -> Vec<String> {
             "a phone number: optional +, then digits",
         );
     }
-    check_number_rules(&i.number_rules, "inbound.number_rules", c);
+    number_rules::check(&i.number_rules, "inbound.number_rules", c);
     normalise_cidrs(&i.allowed_cidrs, c)
 }
 
@@ -528,7 +488,7 @@ fn apply_outbound(d: &mut TrunkData, o: Option<&OutboundInput>) {
     d.register = o.is_some_and(|o| o.register);
     d.register_expires = o.map_or(3600, |o| o.register_expires);
     d.caller_id = o.and_then(|o| o.caller_id.clone());
-    d.number_rules = stored_rules(o.map_or(&[], |o| &o.number_rules));
+    d.number_rules = number_rules::to_stored(o.map_or(&[], |o| &o.number_rules));
     d.max_concurrent_calls = o.and_then(|o| o.max_concurrent_calls);
 }
 
@@ -582,7 +542,7 @@ pub async fn create(
         inbound_cidrs: cidrs,
         inbound_username: inbound.username.clone(),
         inbound_numbers: inbound.numbers.clone(),
-        inbound_number_rules: stored_rules(&inbound.number_rules),
+        inbound_number_rules: number_rules::to_stored(&inbound.number_rules),
         srtp: body.srtp.map(Into::into),
         ..TrunkData::new(body.name)
     };
@@ -684,7 +644,7 @@ pub async fn update(
         data.inbound_cidrs = check_inbound(i, &mut c);
         data.inbound_username = i.username.clone();
         data.inbound_numbers = i.numbers.clone();
-        data.inbound_number_rules = stored_rules(&i.number_rules);
+        data.inbound_number_rules = number_rules::to_stored(&i.number_rules);
         inbound_password = secret_change(&i.password);
     }
     c.done()?;

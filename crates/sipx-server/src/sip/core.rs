@@ -101,10 +101,10 @@ pub(crate) enum CoreInput {
         ok: bool,
     },
     /// Trunks (re)loaded from the store, each with its provider's resolved address, and the
-    /// SIP accounts' SRTP policies (those that have one).
+    /// SIP accounts' SRTP policies and number rules (those that set any).
     TrunksLoaded {
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
-        account_srtp: Vec<(String, sipx_store::SrtpPolicy)>,
+        accounts: Vec<sipx_store::AccountCallSettings>,
         /// (name, application) of every account and API key devices register with; `None`
         /// when they could not be read.
         registrants: Option<HashSet<(String, String)>>,
@@ -883,12 +883,12 @@ impl Core {
             CoreInput::ProviderHostsResolved => self.load_trunks(),
             CoreInput::TrunksLoaded {
                 trunks,
-                account_srtp,
+                accounts,
                 registrants,
                 version,
             } => {
                 if self.loaded.take_trunks(version) {
-                    self.apply_trunks(now, trunks, account_srtp);
+                    self.apply_trunks(now, trunks, accounts);
                     if let Some(registrants) = registrants {
                         self.drop_orphan_bindings(&registrants, version);
                     }

@@ -75,6 +75,9 @@ pub(crate) struct Origins {
     trunks: Vec<(String, Option<SrtpPolicy>)>,
     /// Accounts with a policy of their own, by username.
     accounts: HashMap<String, SrtpPolicy>,
+    /// The rewrites of the numbers of calls from an account's devices, by username, for
+    /// accounts that have any.
+    account_number_rules: HashMap<String, NumberRules>,
     /// The application of each trunk, by trunk id.
     trunk_apps: HashMap<String, String>,
     /// The numbers a trunk may reach (its DIDs), matched as routing rules match an exact
@@ -98,15 +101,18 @@ pub(crate) enum Reach<'a> {
 impl Origins {
     pub fn new<'a>(
         trunks: impl IntoIterator<Item = &'a TrunkWithSecrets>,
-        accounts: Vec<(String, sipx_store::SrtpPolicy)>,
+        accounts: Vec<sipx_store::AccountCallSettings>,
     ) -> Self {
-        let mut o = Origins {
-            accounts: accounts
-                .into_iter()
-                .map(|(user, p)| (user, sdp_policy(p)))
-                .collect(),
-            ..Origins::default()
-        };
+        let mut o = Origins::default();
+        for a in accounts {
+            if let Some(p) = a.srtp {
+                o.accounts.insert(a.username.clone(), sdp_policy(p));
+            }
+            let rules = stored_number_rules(&a.number_rules);
+            if !rules.is_empty() {
+                o.account_number_rules.insert(a.username, rules);
+            }
+        }
         for (i, t) in trunks.into_iter().enumerate() {
             let d = &t.trunk.data;
             o.trunks.push((t.trunk.id.clone(), d.srtp.map(sdp_policy)));
@@ -167,15 +173,14 @@ impl Origins {
     }
 
     /// A number of a call in through `origin` (called or calling) in the application's form:
-    /// rewritten by its trunk's inbound number rules.
+    /// rewritten by its trunk's inbound number rules, or its account's.
     pub fn inbound_number<'a>(&self, origin: &Origin, number: &'a str) -> Cow<'a, str> {
-        match origin {
-            Origin::Trunk(id) => self
-                .trunk_number_rules
-                .get(id)
-                .map_or(Cow::Borrowed(number), |r| r.apply(number)),
-            _ => Cow::Borrowed(number),
-        }
+        let rules = match origin {
+            Origin::Trunk(id) => self.trunk_number_rules.get(id),
+            Origin::Account(user) => self.account_number_rules.get(user),
+            Origin::Unknown => None,
+        };
+        rules.map_or(Cow::Borrowed(number), |r| r.apply(number))
     }
 
     /// The application a trunk belongs to.
@@ -301,7 +306,11 @@ mod tests {
                 ),
                 trunk("trunk_plain", &["198.51.100.7"], None, None),
             ],
-            vec![("alice".to_owned(), Stored::Disabled)],
+            vec![sipx_store::AccountCallSettings {
+                username: "alice".to_owned(),
+                srtp: Some(Stored::Disabled),
+                number_rules: "[]".to_owned(),
+            }],
         )
     }
 
@@ -397,19 +406,28 @@ mod tests {
     }
 
     #[test]
-    fn a_trunks_inbound_rules_rewrite_its_numbers_only() {
+    fn number_rules_rewrite_the_numbers_of_their_trunk_or_account_only() {
         let mut national = trunk("t_de", &["192.0.2.0/24"], None, None);
         national.trunk.data.inbound_number_rules =
             r#"[{"prefix":"00","replace_with":"+"},{"prefix":"0","replace_with":"+49"}]"#.into();
         let plain = trunk("t_plain", &["198.51.100.0/24"], None, None);
-        let o = Origins::new([&national, &plain], Vec::new());
+        let gateway = sipx_store::AccountCallSettings {
+            username: "gsm-gw".to_owned(),
+            srtp: None,
+            number_rules: r#"[{"prefix":"0","replace_with":"+33"}]"#.to_owned(),
+        };
+        let o = Origins::new([&national, &plain], vec![gateway]);
         let de = Origin::Trunk("t_de".into());
         assert_eq!(o.inbound_number(&de, "030123456"), "+4930123456");
         assert_eq!(o.inbound_number(&de, "00441632960"), "+441632960");
         assert_eq!(o.inbound_number(&de, "+4930123456"), "+4930123456");
+        // An account's rules are its own, and set no SRTP policy.
+        let gsm = Origin::Account("gsm-gw".into());
+        assert_eq!(o.inbound_number(&gsm, "0612345678"), "+33612345678");
+        assert_eq!(o.srtp(&gsm), None);
         for other in [
             Origin::Trunk("t_plain".into()),
-            Origin::Account("030".into()),
+            Origin::Account("alice".into()),
             Origin::Unknown,
         ] {
             assert_eq!(o.inbound_number(&other, "030123456"), "030123456");

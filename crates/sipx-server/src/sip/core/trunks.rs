@@ -141,8 +141,8 @@ impl Core {
                 .collect();
             let (addrs, later) = hosts.addresses(&wanted).await;
             let resolved: Vec<_> = trunks.into_iter().zip(addrs).collect();
-            let account_srtp = store.sip_account_srtp_policies().await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies");
+            let accounts = store.sip_account_call_settings().await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies and number rules");
                 Vec::new()
             });
             let registrants = match store.registrants().await {
@@ -155,7 +155,7 @@ impl Core {
             let _ = inputs
                 .send(CoreInput::TrunksLoaded {
                     trunks: resolved,
-                    account_srtp,
+                    accounts,
                     registrants,
                     version,
                 })
@@ -244,9 +244,9 @@ impl Core {
         &mut self,
         now: Instant,
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
-        account_srtp: Vec<(String, sipx_store::SrtpPolicy)>,
+        accounts: Vec<sipx_store::AccountCallSettings>,
     ) {
-        self.origins = super::Origins::new(trunks.iter().map(|(t, _)| t), account_srtp);
+        self.origins = super::Origins::new(trunks.iter().map(|(t, _)| t), accounts);
         tracing::info!(
             trunks = trunks.len(),
             inbound_networks = self.origins.network_count(),

@@ -1,0 +1,6 @@
+-- Rewrites of the numbers a call in names (called and caller), into the form the application's
+-- routing rules and DIDs use, for calls through a trunk and from a SIP account's devices: JSON
+-- like trunks.number_rules, e.g.
+-- [{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}].
+ALTER TABLE trunks ADD COLUMN inbound_number_rules TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE sip_accounts ADD COLUMN number_rules TEXT NOT NULL DEFAULT '[]';
