@@ -22,8 +22,12 @@ impl NumberRules {
         self.0.is_empty()
     }
 
-    /// `number` with the first matching rule's prefix replaced; unchanged when none matches.
+    /// `number` with the first matching rule's prefix replaced; unchanged when none matches,
+    /// or when it is not a number at all (a room's name, `echo`), which no rule is about.
     pub fn apply<'a>(&self, number: &'a str) -> Cow<'a, str> {
+        if !is_number(number) {
+            return Cow::Borrowed(number);
+        }
         self.0
             .iter()
             .find_map(|(prefix, with)| {
@@ -33,6 +37,15 @@ impl NumberRules {
             })
             .unwrap_or(Cow::Borrowed(number))
     }
+}
+
+/// An optional `+`, then digits, `*`, `#` and the visual separators of a tel URI.
+fn is_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty()
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"*#-.() ".contains(&b))
 }
 
 #[cfg(test)]
@@ -65,9 +78,13 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_prefix_matches_every_number() {
+    fn an_empty_prefix_matches_every_number_and_nothing_else() {
         let rules = NumberRules::new([("".to_owned(), "+1".to_owned())]);
         assert_eq!(rules.apply("2025550100"), "+12025550100");
+        assert_eq!(rules.apply("202-555-0100"), "+1202-555-0100");
+        for name in ["echo", "room-support", "alice", "+", "", "12ab"] {
+            assert_eq!(rules.apply(name), name);
+        }
     }
 
     #[test]
