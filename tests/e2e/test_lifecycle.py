@@ -3,16 +3,20 @@
 import collections
 import hashlib
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import tomllib
+import urllib.parse
 
 import requests
 
-from conftest import ADMIN_KEY, ADMIN_SECRET, Server, auth_header, create_app, run_cli
+from conftest import ADMIN_KEY, ADMIN_SECRET, Server, auth_header, create_app, run_cli, sip_addr
 
 
 def test_restart_keeps_applications_keys_and_objects(data_dir):
@@ -157,6 +161,73 @@ def test_dev_tls_serves_https_with_the_printed_fingerprint(data_dir):
             assert plain.status_code != 200
         except requests.RequestException:
             pass
+    finally:
+        s.stop()
+
+
+def _self_signed(directory, name):
+    """A fresh self-signed P-256 pair for 127.0.0.1 under `directory`, as (cert, key) paths."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def _presented(host, port):
+    """The DER certificate a TLS listener presents to a new connection."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def _der(path):
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(data_dir, tmp_path):
+    """HTTPS and SIP over TLS share the operator's certificate files. Renewed in place (new
+    files renamed over the old, as ACME clients do), the next handshake of either listener
+    presents the new certificate, while the process and its connections stay up; a certificate
+    written before its key (a pair that does not match) is logged and the previous one is
+    served until the key follows."""
+    live = tmp_path / "live"
+    live.mkdir()
+    old_cert, old_key = _self_signed(tmp_path, "old")
+    new_cert, new_key = _self_signed(tmp_path, "new")
+    cert, key = live / "cert.pem", live / "key.pem"
+    shutil.copy(old_cert, cert)
+    shutil.copy(old_key, key)
+    s = Server(data_dir, env={"SIPX_HTTP__TLS__CERT": str(cert), "SIPX_HTTP__TLS__KEY": str(key),
+                              "SIPX_SIP__TLS": '["127.0.0.1:0"]'}).start()
+    try:
+        https = urllib.parse.urlsplit(s.base)
+        listeners = {"https": (https.hostname, https.port), "sip-tls": sip_addr(s, "tls")}
+        for name, addr in listeners.items():
+            assert _presented(*addr) == _der(old_cert), name
+        kept = socket.create_connection(listeners["sip-tls"], timeout=5)
+        kept_tls = ssl._create_unverified_context().wrap_socket(kept)
+
+        def renew(source, target):
+            staged = target.with_suffix(".staged")
+            shutil.copy(source, staged)
+            os.replace(staged, target)
+
+        renew(new_cert, cert)
+        for name, addr in listeners.items():
+            assert _presented(*addr) == _der(old_cert), f"{name}: the new certificate without its key"
+        s.wait_log(lambda e: "do not form a usable pair" in e.get("message", ""), 5)
+        renew(new_key, key)
+        for name, addr in listeners.items():
+            assert _presented(*addr) == _der(new_cert), name
+        assert any(e.get("message") == "TLS certificate reloaded" for e in s.events())
+        # A connection made before the renewal is still served, by the same process.
+        kept_tls.sendall(b"\r\n\r\n")
+        assert kept_tls.recv(16) == b"\r\n"
+        kept_tls.close()
+        assert s.proc.poll() is None
+        assert requests.get(s.url("/healthz"), verify=str(new_cert), timeout=5).status_code == 200
     finally:
         s.stop()
 

@@ -1,13 +1,17 @@
-//! HTTPS for the API: operator-provided PEM files, or a self-signed development certificate.
+//! TLS for the API and SIP: operator-provided PEM files, read again when they change, or a
+//! self-signed development certificate; and the trust SIPx's own TLS connections use.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::StartupError;
+use served_cert::ServedCert;
+
+mod served_cert;
 
 fn tls_err(msg: String) -> StartupError {
     StartupError::Tls(msg)
@@ -23,29 +27,16 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Start
     Ok(config)
 }
 
-/// A server configuration from PEM files, without ALPN (SIP over TLS).
+/// A server configuration from PEM files, without ALPN (SIP over TLS). The files are read
+/// again when they change (`served_cert.rs`), so a renewed certificate needs no restart.
 pub fn plain_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, StartupError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_err(format!("cannot read certificate {}: {e}", cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_err(format!("bad certificate PEM in {}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(tls_err(format!("no certificate in {}", cert.display())));
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| tls_err(format!("cannot read private key {}: {e}", key.display())))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls_err(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| {
-        tls_err(format!(
-            "certificate and key do not form a usable pair: {e}"
-        ))
-    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let served = ServedCert::load(cert, key, provider.clone()).map_err(tls_err)?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(served));
     Ok(Arc::new(config))
 }
 
