@@ -156,14 +156,20 @@ mod tests {
         std::fs::rename(&next, path).unwrap();
     }
 
-    #[test]
-    fn a_renewed_pair_is_served_from_the_next_handshake() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    /// A pair written in `dir` and served: (served, cert path, key path, certificate PEM).
+    fn served_in(dir: &Path) -> (ServedCert, PathBuf, PathBuf, String) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let (a_cert, a_key) = pair();
         std::fs::write(&cert, &a_cert).unwrap();
         std::fs::write(&key, &a_key).unwrap();
         let served = ServedCert::load(&cert, &key, provider()).unwrap();
+        (served, cert, key, a_cert)
+    }
+
+    #[test]
+    fn a_renewed_pair_is_served_from_the_next_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let (served, cert, key, a_cert) = served_in(dir.path());
         assert_eq!(presented(&served), der(&a_cert));
         assert_eq!(
             presented(&served),
@@ -180,11 +186,7 @@ mod tests {
     #[test]
     fn a_half_written_or_mismatched_pair_keeps_the_previous_one_until_it_is_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        let (a_cert, a_key) = pair();
-        std::fs::write(&cert, &a_cert).unwrap();
-        std::fs::write(&key, &a_key).unwrap();
-        let served = ServedCert::load(&cert, &key, provider()).unwrap();
+        let (served, cert, key, a_cert) = served_in(dir.path());
 
         // The new certificate first: it does not match the old key.
         let (b_cert, b_key) = pair();
