@@ -45,8 +45,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "number rules of calls in",
-        include_str!("../migrations/0010_number_rules_of_calls_in.sql"),
+        "number rules and codecs",
+        include_str!("../migrations/0010_number_rules_and_codecs.sql"),
     ),
 ];
 

@@ -24,6 +24,8 @@ pub struct SipAccountRecord {
     pub dial_request_uri: String,
     /// JSON array of rewrite rules for the numbers of its devices' calls, validated by the API.
     pub number_rules: String,
+    /// Codec names in order of preference; `None`: the server's.
+    pub codecs: Option<Vec<String>>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -39,6 +41,7 @@ pub struct NewSipAccount {
     pub srtp: Option<SrtpPolicy>,
     pub dial_request_uri: String,
     pub number_rules: String,
+    pub codecs: Option<Vec<String>>,
 }
 
 /// `None` leaves a field unchanged; `description: Some(None)` clears it, and so does
@@ -53,6 +56,8 @@ pub struct SipAccountUpdate {
     pub srtp: Option<Option<SrtpPolicy>>,
     pub dial_request_uri: Option<String>,
     pub number_rules: Option<String>,
+    /// `Some(None)` returns the account to the server's codecs.
+    pub codecs: Option<Option<Vec<String>>>,
 }
 
 /// What the SIP core applies to the calls of an account's devices, for an account that sets
@@ -64,10 +69,13 @@ pub struct AccountCallSettings {
     pub srtp: Option<SrtpPolicy>,
     /// JSON array, as [`SipAccountRecord::number_rules`].
     pub number_rules: String,
+    /// `None`: the server's.
+    pub codecs: Option<Vec<String>>,
 }
 
 const COLUMNS: &str = "id, app_id, username, allowed_cidrs, max_bindings, enabled, description, \
-                       srtp, dial_request_uri, number_rules, created_at_ms, updated_at_ms";
+                       srtp, dial_request_uri, number_rules, codecs, created_at_ms, \
+                       updated_at_ms";
 
 fn password_context(id: &str) -> String {
     format!("sip-password:{id}")
@@ -77,9 +85,14 @@ fn join_cidrs(cidrs: &[String]) -> String {
     cidrs.join(" ")
 }
 
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
 fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
     let cidrs: String = row.try_get("allowed_cidrs")?;
     let max_bindings: i64 = row.try_get("max_bindings")?;
+    let codecs: Option<String> = row.try_get("codecs")?;
     Ok(SipAccountRecord {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
@@ -91,6 +104,7 @@ fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
         srtp: crate::srtp::from_column(row.try_get("srtp")?),
         dial_request_uri: row.try_get("dial_request_uri")?,
         number_rules: row.try_get("number_rules")?,
+        codecs: codecs.as_deref().map(words),
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -109,9 +123,9 @@ impl Store {
             .seal(&password_context(&id), new.password.expose().as_bytes());
         sqlx::query(
             "INSERT INTO sip_accounts (id, app_id, username, password_sealed, allowed_cidrs,
-             max_bindings, enabled, description, srtp, dial_request_uri, number_rules,
+             max_bindings, enabled, description, srtp, dial_request_uri, number_rules, codecs,
              created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id)
@@ -124,6 +138,7 @@ impl Store {
         .bind(new.srtp.map(SrtpPolicy::as_str))
         .bind(&new.dial_request_uri)
         .bind(&new.number_rules)
+        .bind(new.codecs.as_ref().map(|c| c.join(" ")))
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -140,6 +155,7 @@ impl Store {
             srtp: new.srtp,
             dial_request_uri: new.dial_request_uri.clone(),
             number_rules: new.number_rules.clone(),
+            codecs: new.codecs.clone(),
             created_at_ms: now,
             updated_at_ms: now,
         })
@@ -214,6 +230,10 @@ impl Store {
             Some(p) => (true, p.map(SrtpPolicy::as_str)),
             None => (false, None),
         };
+        let (set_codecs, codecs) = match &update.codecs {
+            Some(c) => (true, c.as_ref().map(|c| c.join(" "))),
+            None => (false, None),
+        };
         sqlx::query(
             "UPDATE sip_accounts SET
                password_sealed = COALESCE(?, password_sealed),
@@ -224,6 +244,7 @@ impl Store {
                srtp = CASE WHEN ? THEN ? ELSE srtp END,
                dial_request_uri = COALESCE(?, dial_request_uri),
                number_rules = COALESCE(?, number_rules),
+               codecs = CASE WHEN ? THEN ? ELSE codecs END,
                updated_at_ms = ?
              WHERE app_id = ? AND id = ?",
         )
@@ -237,6 +258,8 @@ impl Store {
         .bind(srtp)
         .bind(update.dial_request_uri.as_deref())
         .bind(update.number_rules.as_deref())
+        .bind(set_codecs)
+        .bind(codecs)
         .bind(now_ms())
         .bind(app_id)
         .bind(id)
@@ -268,22 +291,26 @@ impl Store {
         .await?)
     }
 
-    /// The SRTP policy and number rules of every account that sets either, by username: the
+    /// The SRTP policy, number rules and codecs of every account that sets any, by username: the
     /// SIP core's view for calls from registered devices (the others follow the server's).
     pub async fn sip_account_call_settings(&self) -> Result<Vec<AccountCallSettings>, StoreError> {
-        let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
-            "SELECT username, srtp, number_rules FROM sip_accounts
-             WHERE srtp IS NOT NULL OR number_rules != '[]' ORDER BY username",
+        let rows: Vec<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
+            "SELECT username, srtp, number_rules, codecs FROM sip_accounts
+             WHERE srtp IS NOT NULL OR number_rules != '[]' OR codecs IS NOT NULL
+             ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(username, srtp, number_rules)| AccountCallSettings {
-                username,
-                srtp: srtp.as_deref().and_then(SrtpPolicy::parse),
-                number_rules,
-            })
+            .map(
+                |(username, srtp, number_rules, codecs)| AccountCallSettings {
+                    username,
+                    srtp: srtp.as_deref().and_then(SrtpPolicy::parse),
+                    number_rules,
+                    codecs: codecs.as_deref().map(words),
+                },
+            )
             .collect())
     }
 
@@ -335,6 +362,7 @@ mod tests {
             srtp: None,
             dial_request_uri: "number".to_owned(),
             number_rules: "[]".to_owned(),
+            codecs: None,
         }
     }
 
@@ -417,6 +445,7 @@ mod tests {
                 username: "gw1".to_owned(),
                 srtp: Some(SrtpPolicy::Required),
                 number_rules: "[]".to_owned(),
+                codecs: None,
             }],
             "accounts without a policy or rules of their own are not listed"
         );
@@ -462,8 +491,27 @@ mod tests {
                 username: "gw1".to_owned(),
                 srtp: None,
                 number_rules: rules.to_owned(),
+                codecs: None,
             }]
         );
+        // Codecs of its own: listed, and cleared by Some(None).
+        let pcma = Some(vec!["PCMA".to_owned(), "G722".to_owned()]);
+        let upd = SipAccountUpdate {
+            codecs: Some(pcma.clone()),
+            ..Default::default()
+        };
+        let with = store.update_sip_account(&a.id, &acct.id, &upd).await;
+        assert_eq!(with.unwrap().unwrap().codecs, pcma);
+        assert_eq!(
+            store.sip_account_call_settings().await.unwrap()[0].codecs,
+            pcma
+        );
+        let upd = SipAccountUpdate {
+            codecs: Some(None),
+            ..Default::default()
+        };
+        let without = store.update_sip_account(&a.id, &acct.id, &upd).await;
+        assert_eq!(without.unwrap().unwrap().codecs, None);
     }
 
     #[tokio::test]

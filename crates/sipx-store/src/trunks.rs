@@ -33,6 +33,8 @@ pub struct TrunkData {
     pub inbound_number_rules: String,
     /// SRTP policy of calls through the trunk, either way; `None`: the server's.
     pub srtp: Option<SrtpPolicy>,
+    /// Codec names in order of preference, validated by the API; `None`: the server's.
+    pub codecs: Option<Vec<String>>,
 }
 
 impl TrunkData {
@@ -58,6 +60,7 @@ impl TrunkData {
             inbound_numbers: Vec::new(),
             inbound_number_rules: "[]".to_owned(),
             srtp: None,
+            codecs: None,
         }
     }
 }
@@ -92,7 +95,7 @@ pub struct TrunkWithSecrets {
 const COLUMNS: &str = "id, app_id, name, enabled, host, port, transport, username, auth_username, \
     password_sealed, from_domain, register, register_expires, caller_id, number_rules, \
     max_concurrent_calls, inbound_cidrs, inbound_username, inbound_password_sealed, \
-    inbound_numbers, inbound_number_rules, srtp, created_at_ms, updated_at_ms";
+    inbound_numbers, inbound_number_rules, srtp, codecs, created_at_ms, updated_at_ms";
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
@@ -106,6 +109,7 @@ fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
     let numbers: String = row.try_get("inbound_numbers")?;
     let password: Option<String> = row.try_get("password_sealed")?;
     let inbound_password: Option<String> = row.try_get("inbound_password_sealed")?;
+    let codecs: Option<String> = row.try_get("codecs")?;
     Ok(TrunkRecord {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
@@ -128,6 +132,7 @@ fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
             inbound_numbers: words(&numbers),
             inbound_number_rules: row.try_get("inbound_number_rules")?,
             srtp: crate::srtp::from_column(row.try_get("srtp")?),
+            codecs: codecs.as_deref().map(words),
         },
         has_password: password.is_some(),
         has_inbound_password: inbound_password.is_some(),
@@ -166,6 +171,7 @@ fn bind_fields<'q>(
         .bind(data.inbound_numbers.join(" "))
         .bind(&data.inbound_number_rules)
         .bind(data.srtp.map(SrtpPolicy::as_str))
+        .bind(data.codecs.as_ref().map(|c| c.join(" ")))
 }
 
 fn context(kind: &str, id: &str) -> String {
@@ -204,9 +210,9 @@ impl Store {
             "INSERT INTO trunks (id, app_id, name, enabled, host, port, transport, username,
              auth_username, password_sealed, from_domain, register, register_expires, caller_id,
              number_rules, max_concurrent_calls, inbound_cidrs, inbound_username,
-             inbound_password_sealed, inbound_numbers, inbound_number_rules, srtp, created_at_ms,
-             updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             inbound_password_sealed, inbound_numbers, inbound_number_rules, srtp, codecs,
+             created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(app_id);
@@ -246,7 +252,7 @@ impl Store {
              username = ?, auth_username = ?, password_sealed = ?, from_domain = ?, register = ?,
              register_expires = ?, caller_id = ?, number_rules = ?, max_concurrent_calls = ?,
              inbound_cidrs = ?, inbound_username = ?, inbound_password_sealed = ?,
-             inbound_numbers = ?, inbound_number_rules = ?, srtp = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
+             inbound_numbers = ?, inbound_number_rules = ?, srtp = ?, codecs = ?, updated_at_ms = ? WHERE app_id = ? AND id = ?",
         );
         bind_fields(update, data, sealed, sealed_in)
             .bind(now_ms())
@@ -377,6 +383,7 @@ mod tests {
             inbound_numbers: vec!["+4930123456".into()],
             inbound_number_rules: r#"[{"prefix":"0","replace_with":"+49"}]"#.into(),
             srtp: Some(SrtpPolicy::Required),
+            codecs: Some(vec!["PCMA".into(), "opus".into()]),
         }
     }
 
@@ -405,6 +412,7 @@ mod tests {
         d.register = false;
         d.srtp = None;
         d.inbound_number_rules = "[]".into();
+        d.codecs = None;
         let u = store
             .update_trunk(
                 &a.id,

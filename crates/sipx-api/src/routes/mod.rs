@@ -4,6 +4,7 @@
 pub mod app;
 pub mod apps;
 pub mod calls;
+pub mod codecs;
 pub mod events;
 pub mod number_rules;
 pub mod ops;

@@ -8,6 +8,7 @@ use sipx_secrets::Redacted;
 use sipx_store::{NewSipAccount, SipAccountRecord, SipAccountUpdate};
 use utoipa::ToSchema;
 
+use super::codecs::{self, CodecName};
 use super::number_rules::{self, NumberRule};
 use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
@@ -32,6 +33,7 @@ const MAX_CIDRS: usize = 32;
     "srtp": null,
     "dial_request_uri": "number",
     "number_rules": [{"prefix": "0", "replace_with": "+49"}],
+    "codecs": null,
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -55,6 +57,9 @@ pub struct SipAccount {
     /// application's form (first matching rule wins), before the routing rules and webhooks
     /// see them.
     pub number_rules: Vec<NumberRule>,
+    /// Codecs of its devices' calls, in order of preference; null: the server's
+    /// `media.codecs`.
+    pub codecs: Option<Vec<CodecName>>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -77,6 +82,7 @@ impl From<SipAccountRecord> for SipAccount {
                 DialRequestUri::Number
             },
             number_rules: number_rules::from_stored(&r.number_rules),
+            codecs: r.codecs.as_deref().map(codecs::from_stored),
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
         }
@@ -160,10 +166,16 @@ pub struct CreateSipAccount {
     #[serde(default)]
     #[schema(max_items = 32)]
     pub number_rules: Vec<NumberRule>,
+    /// Codecs of its devices' calls, in order of preference (a GSM gateway: `["PCMA"]`);
+    /// absent or null: the server's `media.codecs`.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 5)]
+    pub codecs: Option<Vec<CodecName>>,
 }
 
-/// Absent fields are left unchanged; `"description": null` clears the description and
-/// `"srtp": null` returns the account to the server's SRTP policy.
+/// Absent fields are left unchanged; `"description": null` clears the description, and
+/// `"srtp": null` and `"codecs": null` return the account to the server's SRTP policy and
+/// codecs.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"max_bindings": 2, "enabled": false}))]
@@ -197,6 +209,10 @@ pub struct UpdateSipAccount {
     #[serde(default, deserialize_with = "super::not_null")]
     #[schema(max_items = 32, nullable = false)]
     pub number_rules: Option<Vec<NumberRule>>,
+    /// `null` returns the account to the server's `media.codecs`.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(min_items = 1, max_items = 5)]
+    pub codecs: Option<Option<Vec<CodecName>>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -211,6 +227,7 @@ pub struct UpdateSipAccount {
         "srtp": null,
         "dial_request_uri": "number",
         "number_rules": [],
+        "codecs": null,
         "created_at": "2026-11-28T10:00:00.000Z",
         "updated_at": "2026-11-28T10:00:00.000Z"
     }],
@@ -291,6 +308,14 @@ fn rules_errors(rules: &[NumberRule]) -> Vec<FieldError> {
     c.into_errors()
 }
 
+fn codecs_errors(list: Option<&[CodecName]>) -> Vec<FieldError> {
+    let mut c = Checker::default();
+    if let Some(list) = list {
+        codecs::check(list, "codecs", &mut c);
+    }
+    c.into_errors()
+}
+
 fn refuse_if_any(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {
         Ok(())
@@ -329,6 +354,7 @@ pub async fn create(
     check_description(body.description.as_deref(), &mut errors);
     let allowed_cidrs = normalise_cidrs(&body.allowed_cidrs, &mut errors);
     errors.extend(rules_errors(&body.number_rules));
+    errors.extend(codecs_errors(body.codecs.as_deref()));
     refuse_if_any(errors)?;
     // Nor another trunk's inbound user or an application's key, in any application.
     let claim = super::sip_claims::Claim {
@@ -348,6 +374,7 @@ pub async fn create(
         srtp: body.srtp.map(Into::into),
         dial_request_uri: body.dial_request_uri.as_str().to_owned(),
         number_rules: number_rules::to_stored(&body.number_rules),
+        codecs: body.codecs.as_deref().map(codecs::to_stored),
     };
     let account = state.store.create_sip_account(&app.id, &new).await?;
     tracing::info!(app_id = %app.id, sip_account_id = %account.id, "SIP account created");
@@ -421,6 +448,9 @@ pub async fn update(
     if let Some(rules) = &body.number_rules {
         errors.extend(rules_errors(rules));
     }
+    errors.extend(codecs_errors(
+        body.codecs.as_ref().and_then(Option::as_deref),
+    ));
     refuse_if_any(errors)?;
     let update = SipAccountUpdate {
         password: body.password.map(Redacted::new),
@@ -431,6 +461,10 @@ pub async fn update(
         srtp: body.srtp.map(|p| p.map(Into::into)),
         dial_request_uri: body.dial_request_uri.map(|d| d.as_str().to_owned()),
         number_rules: body.number_rules.as_deref().map(number_rules::to_stored),
+        codecs: body
+            .codecs
+            .as_ref()
+            .map(|c| c.as_deref().map(codecs::to_stored)),
     };
     state
         .store

@@ -8,6 +8,7 @@ use sipx_secrets::Redacted;
 use sipx_store::{SecretChange, TrunkData, TrunkRecord};
 use utoipa::ToSchema;
 
+use super::codecs::{self, CodecName};
 use super::number_rules::{self, NumberRule, is_number};
 use super::srtp::SrtpPolicy;
 use crate::auth::Tenant;
@@ -119,6 +120,7 @@ pub struct TrunkInbound {
     "inbound": {"allowed_cidrs": ["198.51.100.0/24"], "username": null, "has_password": false, "numbers": ["+4930123456"],
         "number_rules": [{"prefix": "00", "replace_with": "+"}, {"prefix": "0", "replace_with": "+49"}]},
     "srtp": "required",
+    "codecs": ["PCMA", "G722"],
     "created_at": "2026-11-28T10:00:00.000Z",
     "updated_at": "2026-11-28T10:00:00.000Z"
 }))]
@@ -134,6 +136,9 @@ pub struct Trunk {
     pub inbound: TrunkInbound,
     /// SRTP policy of calls through this trunk, in and out; null: the server's `media.srtp`.
     pub srtp: Option<SrtpPolicy>,
+    /// Codecs of calls through this trunk, in and out, in order of preference; null: the
+    /// server's `media.codecs`.
+    pub codecs: Option<Vec<CodecName>>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -190,6 +195,7 @@ impl From<TrunkRecord> for Trunk {
                 number_rules: inbound_rules,
             },
             srtp: d.srtp.map(SrtpPolicy::from),
+            codecs: d.codecs.as_deref().map(codecs::from_stored),
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
         }
@@ -287,11 +293,17 @@ pub struct CreateTrunk {
     /// SRTP policy of calls through this trunk; absent or null: the server's `media.srtp`.
     #[serde(default)]
     pub srtp: Option<SrtpPolicy>,
+    /// Codecs of calls through this trunk, in order of preference (offered in that order,
+    /// and the first the other side also has is taken); absent or null: the server's
+    /// `media.codecs`.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 5)]
+    pub codecs: Option<Vec<CodecName>>,
 }
 
 /// Fields present replace the stored ones; `outbound`/`inbound` are replaced as a whole
 /// (passwords left out are kept); `"outbound": null` makes the trunk inbound-only;
-/// `"srtp": null` returns it to the server's SRTP policy.
+/// `"srtp": null` and `"codecs": null` return it to the server's SRTP policy and codecs.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"enabled": false}))]
@@ -309,6 +321,10 @@ pub struct UpdateTrunk {
     pub inbound: Option<InboundInput>,
     #[serde(default, deserialize_with = "super::present")]
     pub srtp: Option<Option<SrtpPolicy>>,
+    /// `null` returns the trunk to the server's `media.codecs`.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(min_items = 1, max_items = 5)]
+    pub codecs: Option<Option<Vec<CodecName>>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -536,6 +552,9 @@ pub async fn create(
     }
     let inbound = body.inbound.unwrap_or_default();
     let cidrs = check_inbound(&inbound, &mut c);
+    if let Some(list) = &body.codecs {
+        codecs::check(list, "codecs", &mut c);
+    }
     c.done()?;
     let mut data = TrunkData {
         enabled: body.enabled,
@@ -544,6 +563,7 @@ pub async fn create(
         inbound_numbers: inbound.numbers.clone(),
         inbound_number_rules: number_rules::to_stored(&inbound.number_rules),
         srtp: body.srtp.map(Into::into),
+        codecs: body.codecs.as_deref().map(codecs::to_stored),
         ..TrunkData::new(body.name)
     };
     apply_outbound(&mut data, body.outbound.as_ref());
@@ -625,6 +645,12 @@ pub async fn update(
     }
     if let Some(srtp) = body.srtp {
         data.srtp = srtp.map(Into::into);
+    }
+    if let Some(list) = &body.codecs {
+        if let Some(list) = list {
+            codecs::check(list, "codecs", &mut c);
+        }
+        data.codecs = list.as_deref().map(codecs::to_stored);
     }
     let mut password = SecretChange::Keep;
     match &body.outbound {

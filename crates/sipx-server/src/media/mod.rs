@@ -43,7 +43,7 @@ use crate::StartupError;
 pub use phone_link::{Hearing, Joined, Notify, PhoneLink};
 use ports::PortAllocator;
 pub use ports::PortPair;
-pub use settings::{MediaSettings, leg_config};
+pub use settings::{MediaSettings, codec_named, leg_config};
 
 /// A leg's name, unique for the engine's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -26,6 +26,21 @@ pub struct MediaSettings {
     pub media_timeout: Duration,
 }
 
+/// The codec a configuration or the API names (any case), if this build has it.
+pub fn codec_named(name: &str) -> Result<Codec, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "pcmu" => Ok(Codec::Pcmu),
+        "pcma" => Ok(Codec::Pcma),
+        "g722" => Ok(Codec::G722),
+        "opus" => Ok(Codec::Opus),
+        "g729" if cfg!(feature = "g729") => Ok(Codec::G729),
+        "g729" => Err("G729 needs a build with the g729 feature".to_owned()),
+        _ => Err(format!(
+            "unknown codec {name:?} (opus, G722, PCMU, PCMA, G729)"
+        )),
+    }
+}
+
 impl MediaSettings {
     pub fn from_config(c: &MediaConfig) -> Result<Self, StartupError> {
         // Checked here too, before SIP binds anything: a start fails on one clear line.
@@ -34,24 +49,9 @@ impl MediaSettings {
             .codecs
             .iter()
             .map(|name| {
-                let codec = match name.to_ascii_lowercase().as_str() {
-                    "pcmu" => Codec::Pcmu,
-                    "pcma" => Codec::Pcma,
-                    "g722" => Codec::G722,
-                    "opus" => Codec::Opus,
-                    "g729" if cfg!(feature = "g729") => Codec::G729,
-                    "g729" => {
-                        return Err(StartupError::Config(
-                            "media.codecs: G729 needs a build with the g729 feature".to_owned(),
-                        ));
-                    }
-                    _ => {
-                        return Err(StartupError::Config(format!(
-                            "media.codecs: unknown codec {name:?} (opus, G722, PCMU, PCMA, G729)"
-                        )));
-                    }
-                };
-                Ok(LocalCodec::new(codec))
+                codec_named(name)
+                    .map(LocalCodec::new)
+                    .map_err(|e| StartupError::Config(format!("media.codecs: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if codecs.is_empty() {

@@ -308,7 +308,8 @@ impl Core {
             }
         };
         let srtp = srtp_policy(None, self.origins.srtp(&origin), self.settings.media.srtp);
-        let Some(mut sdp) = self.new_media_session(media_ip, ports.rtp_port(), srtp) else {
+        let codecs = self.origins.codecs(&origin);
+        let Some(mut sdp) = self.new_media_session(media_ip, ports.rtp_port(), srtp, codecs) else {
             self.refuse_invite(now, txn, req.response(500, Some(&tag)), row);
             return false;
         };
@@ -600,17 +601,19 @@ impl Core {
             .map(|(id, _)| id.clone())
     }
 
-    /// The SDP side of a new media leg, whose SDP carries `ip` and `port`.
+    /// The SDP side of a new media leg, whose SDP carries `ip` and `port`; `codecs` are its
+    /// trunk's or account's own, else the server's.
     pub(super) fn new_media_session(
         &self,
         ip: std::net::IpAddr,
         port: u16,
         srtp: sipx_sdp::SrtpPolicy,
+        codecs: Option<&[sipx_sdp::LocalCodec]>,
     ) -> Option<MediaSession> {
         let mut session_id = [0u8; 8];
         sipx_secrets::generate::fill(&mut session_id);
         let mut config = sipx_sdp::MediaConfig::new(ip, port, u64::from_le_bytes(session_id) >> 1);
-        config.codecs = self.settings.media.codecs.clone();
+        config.codecs = codecs.map_or_else(|| self.settings.media.codecs.clone(), <[_]>::to_vec);
         config.srtp = srtp;
         config.srtp_suites = self.settings.media.srtp_suites.clone();
         config.ptime = self.settings.media.ptime_ms;

@@ -80,6 +80,8 @@ struct Plan {
     auth: Option<(String, Redacted<String>)>,
     /// The route's own SRTP policy, if it has one.
     srtp: Option<sipx_sdp::SrtpPolicy>,
+    /// The route's own codecs, if it has them.
+    codecs: Option<Vec<sipx_sdp::LocalCodec>>,
     /// `Route` values the INVITE carries: a registered device's `Path` (RFC 3327 §5.4), so its
     /// proxies (the first of which is `peer`) take it there.
     route: Vec<String>,
@@ -221,6 +223,10 @@ impl Core {
                     from: format!("<sip:{from_user}@{from_host}>"),
                     auth: t.auth.clone(),
                     srtp: t.srtp.map(sdp_policy),
+                    codecs: self
+                        .origins
+                        .codecs(&Origin::Trunk(t.id.clone()))
+                        .map(<[_]>::to_vec),
                     route: Vec::new(),
                     asserted,
                     anonymous_from: sipx_sip::identity::anonymous_from(Some(&from_host)),
@@ -256,6 +262,7 @@ impl Core {
                     from: format!("<sip:{from_user}@{local}>"),
                     auth: None,
                     srtp: None,
+                    codecs: None,
                     route: Vec::new(),
                     asserted: None,
                     anonymous_from: sipx_sip::identity::anonymous_from(None),
@@ -323,6 +330,10 @@ impl Core {
                     from: format!("<sip:{from_user}@{local}>"),
                     auth: None,
                     srtp: self.origins.srtp(&Origin::Account(user.clone())),
+                    codecs: self
+                        .origins
+                        .codecs(&Origin::Account(user.clone()))
+                        .map(<[_]>::to_vec),
                     route: b.path.clone(),
                     asserted: None,
                     anonymous_from: sipx_sip::identity::anonymous_from(None),
@@ -403,7 +414,8 @@ impl Core {
             plan.srtp,
             self.settings.media.srtp,
         );
-        let Some(mut sdp) = self.new_media_session(media_ip, ports.rtp_port(), srtp) else {
+        let codecs = plan.codecs.as_deref();
+        let Some(mut sdp) = self.new_media_session(media_ip, ports.rtp_port(), srtp, codecs) else {
             return self.feed_later(id, Input::Sip(SipInput::TransportError));
         };
         let Ok(offer) = sdp.create_offer() else {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 use sipx_call::NumberRules;
 use sipx_call::routing::NumberMatch;
-use sipx_sdp::SrtpPolicy;
+use sipx_sdp::{LocalCodec, SrtpPolicy};
 use sipx_secrets::Redacted;
 use sipx_store::TrunkWithSecrets;
 
@@ -63,6 +63,29 @@ pub(crate) fn srtp_policy(
     call.or(origin).unwrap_or(server)
 }
 
+/// A trunk's or account's codec names as codecs of this build; a name it lacks (G729 without
+/// the `g729` feature) is left out, and a list left empty is none (the server's).
+fn local_codecs(names: &[String], owner: &str) -> Option<Vec<LocalCodec>> {
+    let codecs: Vec<LocalCodec> = names
+        .iter()
+        .filter_map(|name| match crate::media::codec_named(name) {
+            Ok(codec) => Some(LocalCodec::new(codec)),
+            Err(error) => {
+                tracing::warn!(owner, %error, "a codec of its list is left out");
+                None
+            }
+        })
+        .collect();
+    if codecs.is_empty() {
+        tracing::warn!(
+            owner,
+            "none of its codecs is in this build: the server's media.codecs apply"
+        );
+        return None;
+    }
+    Some(codecs)
+}
+
 /// What the core knows to tell a call's origin: the trunks' inbound networks and digest users,
 /// and the policies of trunks and accounts that have their own.
 #[derive(Debug, Default)]
@@ -78,6 +101,9 @@ pub(crate) struct Origins {
     /// The rewrites of the numbers of calls from an account's devices, by username, for
     /// accounts that have any.
     account_number_rules: HashMap<String, NumberRules>,
+    /// The codecs of trunks (by id) and accounts (by username) that have their own.
+    trunk_codecs: HashMap<String, Vec<LocalCodec>>,
+    account_codecs: HashMap<String, Vec<LocalCodec>>,
     /// The application of each trunk, by trunk id.
     trunk_apps: HashMap<String, String>,
     /// The numbers a trunk may reach (its DIDs), matched as routing rules match an exact
@@ -107,6 +133,13 @@ impl Origins {
         for a in accounts {
             if let Some(p) = a.srtp {
                 o.accounts.insert(a.username.clone(), sdp_policy(p));
+            }
+            if let Some(codecs) = a
+                .codecs
+                .as_deref()
+                .and_then(|c| local_codecs(c, &a.username))
+            {
+                o.account_codecs.insert(a.username.clone(), codecs);
             }
             let rules = stored_number_rules(&a.number_rules);
             if !rules.is_empty() {
@@ -139,6 +172,13 @@ impl Origins {
             );
             if let (Some(user), Some(password)) = (&d.inbound_username, &t.inbound_password) {
                 o.users.insert(user.clone(), (password.clone(), i));
+            }
+            if let Some(codecs) = d
+                .codecs
+                .as_deref()
+                .and_then(|c| local_codecs(c, &t.trunk.id))
+            {
+                o.trunk_codecs.insert(t.trunk.id.clone(), codecs);
             }
             let rules = stored_number_rules(&d.inbound_number_rules);
             if !rules.is_empty() {
@@ -181,6 +221,16 @@ impl Origins {
             Origin::Unknown => None,
         };
         rules.map_or(Cow::Borrowed(number), |r| r.apply(number))
+    }
+
+    /// The codecs of calls through `origin`, when it has its own (else the server's).
+    pub fn codecs(&self, origin: &Origin) -> Option<&[LocalCodec]> {
+        match origin {
+            Origin::Trunk(id) => self.trunk_codecs.get(id),
+            Origin::Account(user) => self.account_codecs.get(user),
+            Origin::Unknown => None,
+        }
+        .map(Vec::as_slice)
     }
 
     /// The application a trunk belongs to.
@@ -310,6 +360,7 @@ mod tests {
                 username: "alice".to_owned(),
                 srtp: Some(Stored::Disabled),
                 number_rules: "[]".to_owned(),
+                codecs: None,
             }],
         )
     }
@@ -415,6 +466,7 @@ mod tests {
             username: "gsm-gw".to_owned(),
             srtp: None,
             number_rules: r#"[{"prefix":"0","replace_with":"+33"}]"#.to_owned(),
+            codecs: None,
         };
         let o = Origins::new([&national, &plain], vec![gateway]);
         let de = Origin::Trunk("t_de".into());
@@ -432,5 +484,34 @@ mod tests {
         ] {
             assert_eq!(o.inbound_number(&other, "030123456"), "030123456");
         }
+    }
+
+    #[test]
+    fn codecs_of_their_own_in_their_order_without_those_the_build_lacks() {
+        let names = |n: &[&str]| Some(n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        let mut pcma_first = trunk("t_pcma", &["192.0.2.0/24"], None, None);
+        pcma_first.trunk.data.codecs = names(&["PCMA", "opus"]);
+        let mut unknown_only = trunk("t_odd", &["198.51.100.0/24"], None, None);
+        unknown_only.trunk.data.codecs = names(&["AMR"]);
+        let gateway = sipx_store::AccountCallSettings {
+            username: "gw".to_owned(),
+            srtp: None,
+            number_rules: "[]".to_owned(),
+            codecs: names(&["g722"]),
+        };
+        let o = Origins::new([&pcma_first, &unknown_only], vec![gateway]);
+        let of = |origin: &Origin| {
+            o.codecs(origin)
+                .map(|c| c.iter().map(|l| l.codec).collect::<Vec<_>>())
+        };
+        use sipx_sdp::Codec;
+        assert_eq!(
+            of(&Origin::Trunk("t_pcma".into())),
+            Some(vec![Codec::Pcma, Codec::Opus])
+        );
+        assert_eq!(of(&Origin::Account("gw".into())), Some(vec![Codec::G722]));
+        // Nothing usable left: the server's list, as for a trunk without one.
+        assert_eq!(of(&Origin::Trunk("t_odd".into())), None);
+        assert_eq!(of(&Origin::Unknown), None);
     }
 }
