@@ -17,7 +17,7 @@ pub enum CodecName {
     Pcmu,
     #[serde(rename = "PCMA")]
     Pcma,
-    /// Only in builds with the `g729` feature; elsewhere it is left out of the list.
+    /// Only in builds with the `g729` feature (elsewhere refused with 422).
     G729,
 }
 
@@ -57,6 +57,11 @@ pub(super) fn check(codecs: &[CodecName], field: &str, c: &mut Checker) {
         .enumerate()
         .any(|(i, codec)| codecs[..i].contains(codec));
     c.check(!repeated, field, "each codec at most once");
+    c.check(
+        cfg!(feature = "g729") || !codecs.contains(&CodecName::G729),
+        field,
+        "G729 needs a build with the g729 feature",
+    );
 }
 
 pub(super) fn to_stored(codecs: &[CodecName]) -> Vec<String> {
@@ -69,4 +74,33 @@ pub(super) fn from_stored(names: &[String]) -> Vec<CodecName> {
         .iter()
         .filter_map(|n| CodecName::from_name(n))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(codecs: &[CodecName]) -> bool {
+        let mut c = Checker::default();
+        check(codecs, "codecs", &mut c);
+        !c.into_errors().is_empty()
+    }
+
+    #[test]
+    fn a_list_has_codecs_each_once_and_g729_where_built() {
+        use CodecName::*;
+        assert!(!refused(&[Pcma, Opus, G722, Pcmu]));
+        assert!(refused(&[]));
+        assert!(refused(&[Pcma, Opus, Pcma]));
+        assert_eq!(refused(&[G729, Pcmu]), !cfg!(feature = "g729"));
+    }
+
+    #[test]
+    fn stored_names_read_back_in_order() {
+        use CodecName::*;
+        let stored = to_stored(&[G722, Opus, Pcmu]);
+        assert_eq!(stored, ["G722", "opus", "PCMU"]);
+        assert_eq!(from_stored(&stored), [G722, Opus, Pcmu]);
+        assert_eq!(from_stored(&["pcma".to_owned(), "AMR".to_owned()]), [Pcma]);
+    }
 }
