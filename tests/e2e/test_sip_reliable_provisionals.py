@@ -43,6 +43,16 @@ def raw_phone(server, port):
                  contact=f"sip:phone@{PHONE}:{port}")
 
 
+def dial_raw_phone(server, port, room):
+    """A new application dials a raw phone on `port` into `room`: (its credentials, the
+    phone, the created call)."""
+    creds = create_app(server)[:2]
+    ua = raw_phone(server, port)
+    created = api(server, creds, "POST", "/v1/calls",
+                  {"to": f"sip:ims@{PHONE}:{port}", "room": {"name": room}}, expect=201).json()
+    return creds, ua, created
+
+
 def contact(ua):
     return f"Contact: <sip:phone@{PHONE}:{ua.sock.getsockname()[1]}>\r\n"
 
@@ -119,14 +129,33 @@ def test_reliable_provisionals_get_one_prack_each_and_the_early_answer_stands(se
         ua.close()
 
 
+def test_a_reliable_early_answer_sipx_cannot_use_cancels_the_call(server):
+    """The answer of a reliable 183 is the call's: one with no codec SIPx has is acknowledged
+    (the PRACK stops its retransmissions) and the call is cancelled at once, ending 488
+    `media_refused`, instead of ringing on until the callee answers into a BYE."""
+    creds, ua, created = dial_raw_phone(server, 5082, "refused-early")
+    try:
+        _, invite_headers, _, invite = ua.receive("INVITE ")
+        ua.answer(invite, "183 Session Progress", reliable(ua, 1) + early_sdp(40302, 96, "AMR"), tag="ims")
+        _, _, _, prack = ua.receive("PRACK ")
+        ua.answer(prack, "200 OK")
+        first, cancel_headers, _, cancel = ua.receive("CANCEL ")
+        assert cseq_of(cancel_headers) == (cseq_of(invite_headers)[0], "CANCEL"), cancel
+        ua.answer(cancel, "200 OK")
+        ua.answer(invite, "487 Request Terminated", tag="ims")
+        ua.receive("ACK ")
+        ended = wait_state(server, creds, created["id"], "DISCONNECTED")
+        assert (ended["end"]["code"], ended["end"]["cause"]) == (488, "media_refused"), ended
+        assert "CONFIRMED" not in [h["state"] for h in ended["history"]], ended
+    finally:
+        ua.close()
+
+
 def test_a_reliable_provisional_out_of_order_waits_for_the_one_before_it(server):
     """RSeq 2 before RSeq 1 (the first lost on the way): no PRACK for 2 until 1 came; the
     callee's retransmission of 2 then gets its PRACK."""
-    creds = create_app(server)[:2]
-    ua = raw_phone(server, 5082)
+    creds, ua, created = dial_raw_phone(server, 5082, "reordered")
     try:
-        created = api(server, creds, "POST", "/v1/calls",
-                      {"to": f"sip:ims@{PHONE}:5082", "room": {"name": "reordered"}}, expect=201).json()
         _, _, _, invite = ua.receive("INVITE ")
         ua.answer(invite, "180 Ringing", reliable(ua, 8), tag="r")
         _, h, _, prack = ua.receive("PRACK ")

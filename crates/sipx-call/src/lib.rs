@@ -99,7 +99,7 @@
 //! (inputs and outputs), `params.rs` (dial-out and inbound parameters, settings), `dtmf.rs`
 //! (digits, dial strings with pauses, pacing), `reason.rs` (reason phrases), `timer.rs`,
 //! `error.rs`, `routing.rs` (inbound routing rules), `pin.rs` (PIN entry), `numbers.rs` (a
-//! trunk's number rewrites).
+//! trunk's or account's number rewrites).
 
 mod call;
 mod dtmf;

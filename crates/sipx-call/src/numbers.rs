@@ -23,13 +23,16 @@ impl NumberRules {
     }
 
     /// `number` with the first matching rule's prefix replaced; unchanged when none matches,
-    /// or when it is not a number at all (a room's name, `echo`), which no rule is about.
+    /// or when it is not a number at all (a room's name, `echo`), which no rule is about. An
+    /// empty prefix matches every number but one already in international form (`+…`): a
+    /// carrier that writes numbers two ways must not get `+1` put before `+1202…`.
     pub fn apply<'a>(&self, number: &'a str) -> Cow<'a, str> {
         if !is_number(number) {
             return Cow::Borrowed(number);
         }
         self.0
             .iter()
+            .filter(|(prefix, _)| !prefix.is_empty() || !number.starts_with('+'))
             .find_map(|(prefix, with)| {
                 number
                     .strip_prefix(prefix.as_str())
@@ -78,10 +81,12 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_prefix_matches_every_number_and_nothing_else() {
+    fn an_empty_prefix_matches_every_national_number_and_nothing_else() {
         let rules = NumberRules::new([("".to_owned(), "+1".to_owned())]);
         assert_eq!(rules.apply("2025550100"), "+12025550100");
         assert_eq!(rules.apply("202-555-0100"), "+1202-555-0100");
+        assert_eq!(rules.apply("+12025550100"), "+12025550100");
+        assert_eq!(rules.apply("+442071234567"), "+442071234567");
         for name in ["echo", "room-support", "alice", "+", "", "12ab"] {
             assert_eq!(rules.apply(name), name);
         }

@@ -132,6 +132,15 @@ fn received_is_taken_with_or_without_brackets() {
             (parsed.host.as_str(), parsed.port),
             ("[2001:db8::9:1]", Some(6050))
         );
+        let got = parsed.params.iter().find(|(k, _)| k == "received");
+        let address = got.and_then(|(_, v)| v.as_deref()).unwrap_or("");
+        assert_eq!(
+            address
+                .trim_matches(['[', ']'])
+                .parse::<std::net::Ipv6Addr>(),
+            "2001:db8::9:255".parse::<std::net::Ipv6Addr>(),
+            "{received}"
+        );
     }
 }
 

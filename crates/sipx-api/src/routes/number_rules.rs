@@ -55,3 +55,11 @@ pub(super) fn to_stored(rules: &[NumberRule]) -> String {
 pub(super) fn from_stored(json: &str) -> Vec<NumberRule> {
     serde_json::from_str(json).unwrap_or_default()
 }
+
+/// Stored rules as (prefix, replacement) pairs, in order: what the SIP service applies.
+pub fn stored_rule_pairs(json: &str) -> Vec<(String, String)> {
+    from_stored(json)
+        .into_iter()
+        .map(|r| (r.prefix, r.replace_with))
+        .collect()
+}

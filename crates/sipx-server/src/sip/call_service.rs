@@ -212,16 +212,9 @@ pub(crate) fn transport_of(name: &str) -> Transport {
     }
 }
 
-/// A trunk's number rules as the API stores them (a JSON array of `prefix`/`replace_with`);
-/// the API validated them, so a column that does not parse is taken as no rules.
+/// Number rules as the API stores them (`sipx_api::stored_rule_pairs`).
 pub(crate) fn stored_number_rules(json: &str) -> NumberRules {
-    #[derive(serde::Deserialize)]
-    struct Rule {
-        prefix: String,
-        replace_with: String,
-    }
-    let rules: Vec<Rule> = serde_json::from_str(json).unwrap_or_default();
-    NumberRules::new(rules.into_iter().map(|r| (r.prefix, r.replace_with)))
+    NumberRules::new(sipx_api::stored_rule_pairs(json))
 }
 
 fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {

@@ -101,10 +101,11 @@ pub(crate) enum CoreInput {
         ok: bool,
     },
     /// Trunks (re)loaded from the store, each with its provider's resolved address, and the
-    /// SIP accounts' SRTP policies and number rules (those that set any).
+    /// SIP accounts' SRTP policies, number rules and codecs (those that set any; `None` when
+    /// they could not be read).
     TrunksLoaded {
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
-        accounts: Vec<sipx_store::AccountCallSettings>,
+        accounts: Option<Vec<sipx_store::AccountCallSettings>>,
         /// (name, application) of every account and API key devices register with; `None`
         /// when they could not be read.
         registrants: Option<HashSet<(String, String)>>,

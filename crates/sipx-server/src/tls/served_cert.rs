@@ -202,6 +202,7 @@ mod tests {
         assert_eq!(presented(&served), der(&b_cert));
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_symbolic_link_pointed_at_a_renewed_file_is_followed() {
         let dir = tempfile::tempdir().unwrap();

@@ -93,7 +93,6 @@ struct Plan {
     anonymous_from: String,
 }
 
-/// `to` as the trunk dials it: a number rewritten by the first rule whose prefix matches.
 /// A fresh digest `cnonce` (RFC 7616 §3.4): 16 hex digits.
 pub(super) fn new_cnonce() -> String {
     let mut cnonce = [0u8; 8];
@@ -666,13 +665,18 @@ impl Core {
             out.rang = true;
         }
         let mut sdp = false;
+        // The answer of a reliable 1xx is the call's (RFC 3262 §5): one SIPx cannot use ends
+        // the call now, by CANCEL, rather than at the 200 by BYE after the callee answered.
+        let mut refused_for_good = None;
         if (101..200).contains(&status)
             && let Some(body) = sdp_of(&response.headers, &response.body)
         {
-            sdp = !matches!(
-                self.take_answer(&id, response.tag_of_to(), body, false),
-                AnswerOutcome::Refused(_)
-            );
+            match self.take_answer(&id, response.tag_of_to(), body, false) {
+                AnswerOutcome::Refused(why) if reliable::rseq_of(response).is_some() => {
+                    refused_for_good = Some(why);
+                }
+                outcome => sdp = !matches!(outcome, AnswerOutcome::Refused(_)),
+            }
         }
         let reason = if response.reason.is_empty() {
             sipx_sip::msg::reason_phrase(status).to_owned()
@@ -688,6 +692,13 @@ impl Core {
                 sdp,
             }),
         );
+        if let Some(why) = refused_for_good {
+            tracing::info!(call = %id, why, "a reliable early answer SIPx cannot use: cancelling");
+            if let Some(c) = self.controls.by_id.get_mut(&id) {
+                c.fsm.answer_refused(now, &why);
+            }
+            self.drive(now, &id);
+        }
         true
     }
 

@@ -143,9 +143,13 @@ impl Core {
         // Numbers as the application writes them (its trunk's inbound number rules), for the
         // trunk's DIDs, the rules and the webhook alike.
         let in_app_form = |n: Cow<'_, str>| self.origins.inbound_number(origin, &n).into_owned();
-        let uri_number = in_app_form(number_of(&req.uri));
+        let dialled_number = number_of(&req.uri);
+        let uri_number = in_app_form(dialled_number.clone());
         let to_number = req.to().map(|t| in_app_form(number_of(&t.uri)));
         let mut called = uri_number.as_str();
+        // The echo test and rooms by name are SIPx's own addresses, as dialled: no trunk's
+        // rules rewrite them (a numeric echo extension stays reachable).
+        let mut addressed = dialled_number.as_ref();
         // A trunk that lists its numbers (DIDs) reaches those only, and the call goes by the
         // one it reached: not to the echo test or a room by name, not to another number. A
         // provider sending to a registered contact puts the number in To, so To's counts too.
@@ -154,14 +158,14 @@ impl Core {
             let dialled: Vec<&str> = dialled.into_iter().flatten().collect();
             match self.origins.reached(trunk, &dialled) {
                 Reach::Any => {}
-                Reach::Listed(number) => called = number,
+                Reach::Listed(number) => (called, addressed) = (number, number),
                 Reach::NotListed => {
                     tracing::info!(trunk = %trunk, called, "call refused: not a number of its trunk");
                     return refuse(404, "Not a number of this trunk", None);
                 }
             }
         }
-        if let Some(echo) = self.settings.media.echo(called) {
+        if let Some(echo) = self.settings.media.echo(addressed) {
             return Routed::Go(Destination::Echo(echo), None);
         }
         let app = self.app_of(origin);
@@ -174,7 +178,7 @@ impl Core {
             .as_ref()
             .map(|r| r.dial_in_prefix())
             .filter(|p| !p.is_empty())
-            .and_then(|p| called.strip_prefix(p));
+            .and_then(|p| addressed.strip_prefix(p));
         if let Some(name) = dial_in {
             let Some(app) = app else {
                 return refuse(

@@ -101,6 +101,8 @@ pub(crate) struct Origins {
     /// The rewrites of the numbers of calls from an account's devices, by username, for
     /// accounts that have any.
     account_number_rules: HashMap<String, NumberRules>,
+    /// The accounts' settings as loaded, for a reload that cannot read them again.
+    account_settings: Vec<sipx_store::AccountCallSettings>,
     /// The codecs of trunks (by id) and accounts (by username) that have their own.
     trunk_codecs: HashMap<String, Vec<LocalCodec>>,
     account_codecs: HashMap<String, Vec<LocalCodec>>,
@@ -129,7 +131,10 @@ impl Origins {
         trunks: impl IntoIterator<Item = &'a TrunkWithSecrets>,
         accounts: Vec<sipx_store::AccountCallSettings>,
     ) -> Self {
-        let mut o = Origins::default();
+        let mut o = Origins {
+            account_settings: accounts.clone(),
+            ..Origins::default()
+        };
         for a in accounts {
             if let Some(p) = a.srtp {
                 o.accounts.insert(a.username.clone(), sdp_policy(p));
@@ -221,6 +226,11 @@ impl Origins {
             Origin::Unknown => None,
         };
         rules.map_or(Cow::Borrowed(number), |r| r.apply(number))
+    }
+
+    /// The accounts' settings these were made from.
+    pub fn account_settings(&self) -> &[sipx_store::AccountCallSettings] {
+        &self.account_settings
     }
 
     /// The codecs of calls through `origin`, when it has its own (else the server's).

@@ -141,10 +141,14 @@ impl Core {
                 .collect();
             let (addrs, later) = hosts.addresses(&wanted).await;
             let resolved: Vec<_> = trunks.into_iter().zip(addrs).collect();
-            let accounts = store.sip_account_call_settings().await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies and number rules");
-                Vec::new()
-            });
+            // `None` when they cannot be read: the core keeps those it has.
+            let accounts = store
+                .sip_account_call_settings()
+                .await
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "cannot load the SIP accounts' SRTP policies, number rules and codecs: keeping those loaded before");
+                })
+                .ok();
             let registrants = match store.registrants().await {
                 Ok(r) => Some(r.into_iter().collect()),
                 Err(e) => {
@@ -244,8 +248,9 @@ impl Core {
         &mut self,
         now: Instant,
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
-        accounts: Vec<sipx_store::AccountCallSettings>,
+        accounts: Option<Vec<sipx_store::AccountCallSettings>>,
     ) {
+        let accounts = accounts.unwrap_or_else(|| self.origins.account_settings().to_vec());
         self.origins = super::Origins::new(trunks.iter().map(|(t, _)| t), accounts);
         tracing::info!(
             trunks = trunks.len(),
