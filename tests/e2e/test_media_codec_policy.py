@@ -4,11 +4,13 @@ of PCMU and PCMA is answered with, and what a dial-out through the trunk offers 
 Addresses 127.0.0.105-109 belong to these tests."""
 
 import itertools
+import os
 import re
 
+import pytest
 import requests
 
-from conftest import auth_header, create_app, sip_addr
+from conftest import Server, auth_header, create_app, sip_addr
 from media import run_sipp_call
 from raw_ua import RawUa
 from test_media_echo import echo_server, logged
@@ -97,3 +99,26 @@ def test_a_sip_accounts_codecs_are_what_its_devices_calls_use(data_dir, tmp_path
         assert offer_pcmu_pcma(s, tmp_path, "127.0.0.108") == (200, "PCMU")
     finally:
         s.stop()
+
+
+def test_g729_is_listed_only_by_a_build_that_has_it(data_dir, tmp_path):
+    """The default build refuses G729 in a trunk's codecs with 422; the `g729` build
+    (scripts/test makes it, as for test_media_sbc.py) takes it."""
+    from test_media_sbc import G729_BINARY
+    body = {"name": "G.729 carrier", "codecs": ["G729", "PCMU"]}
+    s = Server(data_dir).start()
+    try:
+        r = requests.post(s.url("/v1/trunks"), headers=auth_header(*create_app(s)[:2]), json=body, timeout=5)
+        assert r.status_code == 422 and "g729" in r.text, r.text
+    finally:
+        s.stop()
+    if not os.access(G729_BINARY, os.X_OK):
+        pytest.fail(f"no G.729 build at {G729_BINARY}: scripts/test makes it")
+    g729 = Server(tmp_path / "g729-data")
+    g729.start_command = [G729_BINARY, "serve"]
+    g729.start()
+    try:
+        trunk = api(g729, create_app(g729)[:2], "POST", "/v1/trunks", body)
+        assert trunk["codecs"] == ["G729", "PCMU"], trunk
+    finally:
+        g729.stop()

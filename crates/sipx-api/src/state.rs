@@ -24,6 +24,8 @@ pub struct ApiState {
     pub events: crate::events::EventBus,
     /// The room signalling sockets' end at the stop.
     pub sockets: crate::socket_stop::SocketStop,
+    /// Whether this build has G.729 (the `g729` feature): trunks and accounts may list it.
+    pub g729: bool,
 }
 
 /// Live state the SIP service publishes for the API to show (it is not in the database).

@@ -209,6 +209,7 @@ impl App {
             calls,
             events: events.clone(),
             sockets: sockets.clone(),
+            g729: cfg!(feature = "g729"),
         };
         let router = sipx_api::router(state, config.http.body_limit);
 

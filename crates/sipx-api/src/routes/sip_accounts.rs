@@ -308,10 +308,10 @@ fn rules_errors(rules: &[NumberRule]) -> Vec<FieldError> {
     c.into_errors()
 }
 
-fn codecs_errors(list: Option<&[CodecName]>) -> Vec<FieldError> {
+fn codecs_errors(list: Option<&[CodecName]>, g729: bool) -> Vec<FieldError> {
     let mut c = Checker::default();
     if let Some(list) = list {
-        codecs::check(list, "codecs", &mut c);
+        codecs::check(list, g729, "codecs", &mut c);
     }
     c.into_errors()
 }
@@ -354,7 +354,7 @@ pub async fn create(
     check_description(body.description.as_deref(), &mut errors);
     let allowed_cidrs = normalise_cidrs(&body.allowed_cidrs, &mut errors);
     errors.extend(rules_errors(&body.number_rules));
-    errors.extend(codecs_errors(body.codecs.as_deref()));
+    errors.extend(codecs_errors(body.codecs.as_deref(), state.g729));
     refuse_if_any(errors)?;
     // Nor another trunk's inbound user or an application's key, in any application.
     let claim = super::sip_claims::Claim {
@@ -450,6 +450,7 @@ pub async fn update(
     }
     errors.extend(codecs_errors(
         body.codecs.as_ref().and_then(Option::as_deref),
+        state.g729,
     ));
     refuse_if_any(errors)?;
     let update = SipAccountUpdate {

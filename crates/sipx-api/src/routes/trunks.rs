@@ -553,7 +553,7 @@ pub async fn create(
     let inbound = body.inbound.unwrap_or_default();
     let cidrs = check_inbound(&inbound, &mut c);
     if let Some(list) = &body.codecs {
-        codecs::check(list, "codecs", &mut c);
+        codecs::check(list, state.g729, "codecs", &mut c);
     }
     c.done()?;
     let mut data = TrunkData {
@@ -648,7 +648,7 @@ pub async fn update(
     }
     if let Some(list) = &body.codecs {
         if let Some(list) = list {
-            codecs::check(list, "codecs", &mut c);
+            codecs::check(list, state.g729, "codecs", &mut c);
         }
         data.codecs = list.as_deref().map(codecs::to_stored);
     }

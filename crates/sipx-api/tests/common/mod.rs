@@ -72,6 +72,7 @@ impl TestApi {
             metrics: sipx_api::metrics_handle(),
             health: Health::default(),
             runtime: sipx_api::Runtime::default(),
+            g729: false,
             rooms: None,
             calls: None,
             events: events.clone(),
