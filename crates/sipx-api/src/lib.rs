@@ -15,7 +15,7 @@ pub mod room_service;
 mod routes;
 pub mod socket_stop;
 
-pub use routes::number_rules::stored_rule_pairs;
+pub use routes::number_rules::stored_number_rules;
 pub use routes::sip_claims::too_wide_to_claim;
 pub mod state;
 mod time;

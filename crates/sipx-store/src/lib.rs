@@ -43,3 +43,8 @@ pub use webhooks::{
     AfterAttempt, AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, NewAttempt,
     NewDelivery,
 };
+
+/// A column holding a space-separated list (networks, numbers, codec names), as its items.
+pub(crate) fn words(column: &str) -> Vec<String> {
+    column.split_whitespace().map(str::to_owned).collect()
+}

@@ -5,7 +5,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::time::now_ms;
-use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError};
+
+use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError, words};
 
 /// A SIP account as stored, without its password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +86,6 @@ fn join_cidrs(cidrs: &[String]) -> String {
     cidrs.join(" ")
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_owned).collect()
-}
-
 fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
     let cidrs: String = row.try_get("allowed_cidrs")?;
     let max_bindings: i64 = row.try_get("max_bindings")?;
@@ -97,7 +94,7 @@ fn from_row(row: &SqliteRow) -> Result<SipAccountRecord, sqlx::Error> {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
         username: row.try_get("username")?,
-        allowed_cidrs: cidrs.split_whitespace().map(str::to_owned).collect(),
+        allowed_cidrs: words(&cidrs),
         max_bindings: u32::try_from(max_bindings).unwrap_or(0),
         enabled: row.try_get("enabled")?,
         description: row.try_get("description")?,

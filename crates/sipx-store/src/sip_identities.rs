@@ -33,7 +33,7 @@ impl Store {
                 app_id: row.try_get("app_id")?,
                 owner_id: row.try_get("id")?,
                 username: row.try_get("inbound_username")?,
-                networks: cidrs.split_whitespace().map(str::to_owned).collect(),
+                networks: crate::words(&cidrs),
             });
         }
         for row in sqlx::query("SELECT id, app_id, username FROM sip_accounts")

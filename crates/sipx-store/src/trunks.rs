@@ -5,7 +5,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::time::now_ms;
-use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError};
+
+use crate::{Page, PageRequest, SrtpPolicy, Store, StoreError, words};
 
 /// Everything about a trunk except its secrets.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,10 +97,6 @@ const COLUMNS: &str = "id, app_id, name, enabled, host, port, transport, usernam
     password_sealed, from_domain, register, register_expires, caller_id, number_rules, \
     max_concurrent_calls, inbound_cidrs, inbound_username, inbound_password_sealed, \
     inbound_numbers, inbound_number_rules, srtp, codecs, created_at_ms, updated_at_ms";
-
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_owned).collect()
-}
 
 fn from_row(row: &SqliteRow) -> Result<TrunkRecord, sqlx::Error> {
     let port: Option<i64> = row.try_get("port")?;

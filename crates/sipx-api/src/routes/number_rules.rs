@@ -56,10 +56,11 @@ pub(super) fn from_stored(json: &str) -> Vec<NumberRule> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-/// Stored rules as (prefix, replacement) pairs, in order: what the SIP service applies.
-pub fn stored_rule_pairs(json: &str) -> Vec<(String, String)> {
-    from_stored(json)
-        .into_iter()
-        .map(|r| (r.prefix, r.replace_with))
-        .collect()
+/// Stored rules as the SIP service applies them.
+pub fn stored_number_rules(json: &str) -> sipx_call::NumberRules {
+    sipx_call::NumberRules::new(
+        from_stored(json)
+            .into_iter()
+            .map(|r| (r.prefix, r.replace_with)),
+    )
 }

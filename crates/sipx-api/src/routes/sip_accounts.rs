@@ -302,14 +302,16 @@ fn normalise_cidrs(cidrs: &[String], errors: &mut Vec<FieldError>) -> Vec<String
     out
 }
 
-fn rules_errors(rules: &[NumberRule]) -> Vec<FieldError> {
+/// What is wrong with the number rules and codecs given (either may be left out).
+fn lists_errors(
+    rules: Option<&[NumberRule]>,
+    list: Option<&[CodecName]>,
+    g729: bool,
+) -> Vec<FieldError> {
     let mut c = Checker::default();
-    number_rules::check(rules, "number_rules", &mut c);
-    c.into_errors()
-}
-
-fn codecs_errors(list: Option<&[CodecName]>, g729: bool) -> Vec<FieldError> {
-    let mut c = Checker::default();
+    if let Some(rules) = rules {
+        number_rules::check(rules, "number_rules", &mut c);
+    }
     if let Some(list) = list {
         codecs::check(list, g729, "codecs", &mut c);
     }
@@ -353,8 +355,11 @@ pub async fn create(
     check_max_bindings(body.max_bindings, &mut errors);
     check_description(body.description.as_deref(), &mut errors);
     let allowed_cidrs = normalise_cidrs(&body.allowed_cidrs, &mut errors);
-    errors.extend(rules_errors(&body.number_rules));
-    errors.extend(codecs_errors(body.codecs.as_deref(), state.g729));
+    errors.extend(lists_errors(
+        Some(&body.number_rules),
+        body.codecs.as_deref(),
+        state.g729,
+    ));
     refuse_if_any(errors)?;
     // Nor another trunk's inbound user or an application's key, in any application.
     let claim = super::sip_claims::Claim {
@@ -445,10 +450,8 @@ pub async fn update(
         .allowed_cidrs
         .as_deref()
         .map(|c| normalise_cidrs(c, &mut errors));
-    if let Some(rules) = &body.number_rules {
-        errors.extend(rules_errors(rules));
-    }
-    errors.extend(codecs_errors(
+    errors.extend(lists_errors(
+        body.number_rules.as_deref(),
         body.codecs.as_ref().and_then(Option::as_deref),
         state.g729,
     ));

@@ -212,11 +212,6 @@ pub(crate) fn transport_of(name: &str) -> Transport {
     }
 }
 
-/// Number rules as the API stores them (`sipx_api::stored_rule_pairs`).
-pub(crate) fn stored_number_rules(json: &str) -> NumberRules {
-    NumberRules::new(sipx_api::stored_rule_pairs(json))
-}
-
 fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
     let d = &t.trunk.data;
     let host = d.host.clone()?;
@@ -238,7 +233,7 @@ fn trunk_route(t: TrunkWithSecrets) -> Option<TrunkRoute> {
         auth,
         caller_id: d.caller_id.clone(),
         from_domain: d.from_domain.clone(),
-        number_rules: stored_number_rules(&d.number_rules),
+        number_rules: sipx_api::stored_number_rules(&d.number_rules),
         max_calls: d.max_concurrent_calls,
         srtp: d.srtp,
     })

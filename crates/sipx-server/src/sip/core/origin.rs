@@ -15,7 +15,7 @@ use sipx_secrets::Redacted;
 use sipx_store::TrunkWithSecrets;
 
 use super::sources::BindingSources;
-use crate::sip::call_service::stored_number_rules;
+use sipx_api::stored_number_rules;
 
 /// Where a call came from, as far as its policies go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,33 +86,49 @@ fn local_codecs(names: &[String], owner: &str) -> Option<Vec<LocalCodec>> {
     Some(codecs)
 }
 
+/// What a trunk or account sets for its own calls, over the server's settings.
+#[derive(Debug, Default)]
+struct OwnSettings {
+    srtp: Option<SrtpPolicy>,
+    /// Into the application's form, for the numbers of calls in.
+    number_rules: NumberRules,
+    codecs: Option<Vec<LocalCodec>>,
+}
+
+impl OwnSettings {
+    fn new(
+        srtp: Option<sipx_store::SrtpPolicy>,
+        number_rules: &str,
+        codecs: Option<&[String]>,
+        owner: &str,
+    ) -> OwnSettings {
+        OwnSettings {
+            srtp: srtp.map(sdp_policy),
+            number_rules: stored_number_rules(number_rules),
+            codecs: codecs.and_then(|c| local_codecs(c, owner)),
+        }
+    }
+}
+
 /// What the core knows to tell a call's origin: the trunks' inbound networks and digest users,
-/// and the policies of trunks and accounts that have their own.
+/// and what trunks and accounts set for their own calls.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
     /// Inbound networks with the index of their trunk, most specific first.
     nets: Vec<(IpNet, usize)>,
     /// Inbound digest users: password and trunk index.
     users: HashMap<String, (Redacted<String>, usize)>,
-    /// Trunk id and SRTP policy, by index.
-    trunks: Vec<(String, Option<SrtpPolicy>)>,
-    /// Accounts with a policy of their own, by username.
-    accounts: HashMap<String, SrtpPolicy>,
-    /// The rewrites of the numbers of calls from an account's devices, by username, for
-    /// accounts that have any.
-    account_number_rules: HashMap<String, NumberRules>,
-    /// The accounts' settings as loaded, for a reload that cannot read them again.
-    account_settings: Vec<sipx_store::AccountCallSettings>,
-    /// The codecs of trunks (by id) and accounts (by username) that have their own.
-    trunk_codecs: HashMap<String, Vec<LocalCodec>>,
-    account_codecs: HashMap<String, Vec<LocalCodec>>,
+    /// Trunk ids, by index.
+    trunks: Vec<String>,
+    /// Trunks' own settings, by trunk id.
+    trunk_settings: HashMap<String, OwnSettings>,
+    /// Accounts' own settings, by username (only accounts that set any).
+    account_settings: HashMap<String, OwnSettings>,
     /// The application of each trunk, by trunk id.
     trunk_apps: HashMap<String, String>,
     /// The numbers a trunk may reach (its DIDs), matched as routing rules match an exact
     /// number, by trunk id; a trunk without any may reach every number.
     trunk_numbers: HashMap<String, Vec<NumberMatch>>,
-    /// The rewrites of the numbers of calls in, by trunk id, for trunks that have any.
-    trunk_number_rules: HashMap<String, NumberRules>,
 }
 
 /// What a call through a trunk may reach.
@@ -127,33 +143,37 @@ pub(crate) enum Reach<'a> {
 }
 
 impl Origins {
+    /// `accounts`: `None` keeps the accounts' settings of `previous` (they could not be read).
     pub fn new<'a>(
         trunks: impl IntoIterator<Item = &'a TrunkWithSecrets>,
-        accounts: Vec<sipx_store::AccountCallSettings>,
+        accounts: Option<Vec<sipx_store::AccountCallSettings>>,
+        mut previous: Origins,
     ) -> Self {
+        let account_settings = match accounts {
+            Some(accounts) => accounts
+                .into_iter()
+                .map(|a| {
+                    let own =
+                        OwnSettings::new(a.srtp, &a.number_rules, a.codecs.as_deref(), &a.username);
+                    (a.username, own)
+                })
+                .collect(),
+            None => std::mem::take(&mut previous.account_settings),
+        };
         let mut o = Origins {
-            account_settings: accounts.clone(),
+            account_settings,
             ..Origins::default()
         };
-        for a in accounts {
-            if let Some(p) = a.srtp {
-                o.accounts.insert(a.username.clone(), sdp_policy(p));
-            }
-            if let Some(codecs) = a
-                .codecs
-                .as_deref()
-                .and_then(|c| local_codecs(c, &a.username))
-            {
-                o.account_codecs.insert(a.username.clone(), codecs);
-            }
-            let rules = stored_number_rules(&a.number_rules);
-            if !rules.is_empty() {
-                o.account_number_rules.insert(a.username, rules);
-            }
-        }
         for (i, t) in trunks.into_iter().enumerate() {
             let d = &t.trunk.data;
-            o.trunks.push((t.trunk.id.clone(), d.srtp.map(sdp_policy)));
+            o.trunks.push(t.trunk.id.clone());
+            let own = OwnSettings::new(
+                d.srtp,
+                &d.inbound_number_rules,
+                d.codecs.as_deref(),
+                &t.trunk.id,
+            );
+            o.trunk_settings.insert(t.trunk.id.clone(), own);
             o.trunk_apps
                 .insert(t.trunk.id.clone(), t.trunk.app_id.clone());
             o.nets.extend(
@@ -177,17 +197,6 @@ impl Origins {
             );
             if let (Some(user), Some(password)) = (&d.inbound_username, &t.inbound_password) {
                 o.users.insert(user.clone(), (password.clone(), i));
-            }
-            if let Some(codecs) = d
-                .codecs
-                .as_deref()
-                .and_then(|c| local_codecs(c, &t.trunk.id))
-            {
-                o.trunk_codecs.insert(t.trunk.id.clone(), codecs);
-            }
-            let rules = stored_number_rules(&d.inbound_number_rules);
-            if !rules.is_empty() {
-                o.trunk_number_rules.insert(t.trunk.id.clone(), rules);
             }
             if !d.inbound_numbers.is_empty() {
                 o.trunk_numbers.insert(
@@ -217,30 +226,25 @@ impl Origins {
             .map_or(Reach::NotListed, |d| Reach::Listed(d))
     }
 
+    /// What `origin` sets for its own calls, if anything.
+    fn own(&self, origin: &Origin) -> Option<&OwnSettings> {
+        match origin {
+            Origin::Trunk(id) => self.trunk_settings.get(id),
+            Origin::Account(user) => self.account_settings.get(user),
+            Origin::Unknown => None,
+        }
+    }
+
     /// A number of a call in through `origin` (called or calling) in the application's form:
     /// rewritten by its trunk's inbound number rules, or its account's.
     pub fn inbound_number<'a>(&self, origin: &Origin, number: &'a str) -> Cow<'a, str> {
-        let rules = match origin {
-            Origin::Trunk(id) => self.trunk_number_rules.get(id),
-            Origin::Account(user) => self.account_number_rules.get(user),
-            Origin::Unknown => None,
-        };
-        rules.map_or(Cow::Borrowed(number), |r| r.apply(number))
-    }
-
-    /// The accounts' settings these were made from.
-    pub fn account_settings(&self) -> &[sipx_store::AccountCallSettings] {
-        &self.account_settings
+        self.own(origin)
+            .map_or(Cow::Borrowed(number), |o| o.number_rules.apply(number))
     }
 
     /// The codecs of calls through `origin`, when it has its own (else the server's).
     pub fn codecs(&self, origin: &Origin) -> Option<&[LocalCodec]> {
-        match origin {
-            Origin::Trunk(id) => self.trunk_codecs.get(id),
-            Origin::Account(user) => self.account_codecs.get(user),
-            Origin::Unknown => None,
-        }
-        .map(Vec::as_slice)
+        self.own(origin)?.codecs.as_deref()
     }
 
     /// The application a trunk belongs to.
@@ -278,7 +282,7 @@ impl Origins {
         trunk_by_digest: Option<usize>,
         registered: &BindingSources,
     ) -> Origin {
-        let trunk = |i: usize| self.trunks.get(i).map(|(id, _)| Origin::Trunk(id.clone()));
+        let trunk = |i: usize| self.trunks.get(i).map(|id| Origin::Trunk(id.clone()));
         if let Some(o) = trunk_by_digest.and_then(trunk) {
             return o;
         }
@@ -295,15 +299,7 @@ impl Origins {
 
     /// The SRTP policy of an origin, when it has one of its own.
     pub fn srtp(&self, origin: &Origin) -> Option<SrtpPolicy> {
-        match origin {
-            Origin::Trunk(id) => self
-                .trunks
-                .iter()
-                .find(|(t, _)| t == id)
-                .and_then(|(_, p)| *p),
-            Origin::Account(user) => self.accounts.get(user).copied(),
-            Origin::Unknown => None,
-        }
+        self.own(origin)?.srtp
     }
 }
 
@@ -366,12 +362,13 @@ mod tests {
                 ),
                 trunk("trunk_plain", &["198.51.100.7"], None, None),
             ],
-            vec![sipx_store::AccountCallSettings {
+            Some(vec![sipx_store::AccountCallSettings {
                 username: "alice".to_owned(),
                 srtp: Some(Stored::Disabled),
                 number_rules: "[]".to_owned(),
                 codecs: None,
-            }],
+            }]),
+            Origins::default(),
         )
     }
 
@@ -440,7 +437,7 @@ mod tests {
         let mut limited = trunk("t_dids", &["192.0.2.0/24"], None, None);
         limited.trunk.data.inbound_numbers = vec!["+49 30 123456".to_owned(), "4930999".to_owned()];
         let open = trunk("t_open", &["198.51.100.0/24"], None, None);
-        let o = Origins::new([&limited, &open], Vec::new());
+        let o = Origins::new([&limited, &open], Some(Vec::new()), Origins::default());
         let reached = |dialled: &[&'static str]| o.reached("t_dids", dialled);
         assert_eq!(reached(&["+4930123456"]), Reach::Listed("+4930123456"));
         assert_eq!(
@@ -478,7 +475,7 @@ mod tests {
             number_rules: r#"[{"prefix":"0","replace_with":"+33"}]"#.to_owned(),
             codecs: None,
         };
-        let o = Origins::new([&national, &plain], vec![gateway]);
+        let o = Origins::new([&national, &plain], Some(vec![gateway]), Origins::default());
         let de = Origin::Trunk("t_de".into());
         assert_eq!(o.inbound_number(&de, "030123456"), "+4930123456");
         assert_eq!(o.inbound_number(&de, "00441632960"), "+441632960");
@@ -509,7 +506,11 @@ mod tests {
             number_rules: "[]".to_owned(),
             codecs: names(&["g722"]),
         };
-        let o = Origins::new([&pcma_first, &unknown_only], vec![gateway]);
+        let o = Origins::new(
+            [&pcma_first, &unknown_only],
+            Some(vec![gateway]),
+            Origins::default(),
+        );
         let of = |origin: &Origin| {
             o.codecs(origin)
                 .map(|c| c.iter().map(|l| l.codec).collect::<Vec<_>>())

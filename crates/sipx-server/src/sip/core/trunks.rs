@@ -250,8 +250,8 @@ impl Core {
         trunks: Vec<(TrunkWithSecrets, Option<SocketAddr>)>,
         accounts: Option<Vec<sipx_store::AccountCallSettings>>,
     ) {
-        let accounts = accounts.unwrap_or_else(|| self.origins.account_settings().to_vec());
-        self.origins = super::Origins::new(trunks.iter().map(|(t, _)| t), accounts);
+        let previous = std::mem::take(&mut self.origins);
+        self.origins = super::Origins::new(trunks.iter().map(|(t, _)| t), accounts, previous);
         tracing::info!(
             trunks = trunks.len(),
             inbound_networks = self.origins.network_count(),
