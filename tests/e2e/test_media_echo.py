@@ -1,6 +1,6 @@
 """The media engine end to end: real SIP peers call SIPx's echo test (sip:echo@<sipx>) and what
 comes back is checked on the wire: tone and speech quality (P.862), RFC 4733 digits, SIP INFO
-digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99 and 127.0.0.197 belong to these
+digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99, 127.0.0.197 and 127.0.0.199 belong to these
 tests; sipp runs as root (raw sockets for pcap and DTMF play), dumpcap captures on lo."""
 
 import contextlib
@@ -11,10 +11,12 @@ import struct
 import threading
 import time
 
+import numpy as np
 import pytest
 import requests
 
 import media
+import sdes
 from conftest import Server, sip_addr
 from media import Baresip, Capture, run_sipp_call
 
@@ -315,3 +317,112 @@ def test_a_stranger_spraying_the_rtp_ports_gets_no_audio_and_plays_none(sipx, tm
         metrics = requests.get(sipx.url("/metrics"), timeout=5).text
         count = re.search(r"^sipx_media_foreign_packets_total (\d+)", metrics, re.M)
     assert count and int(count.group(1)) == 100, metrics[-2000:]
+
+
+class SdesCaller:
+    """A caller written by hand: one UDP socket for SIP and one for SRTP, from `ip`, offering
+    PCMU under AES_CM_128_HMAC_SHA1_80 with its own key. It keeps the rollover counter of what
+    it sends, so its sequence can be made to wrap within a test."""
+
+    def __init__(self, ip, target):
+        self.ip, self.target = ip, target
+        self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sip.bind((ip, 0))
+        self.rtp.bind((ip, 0))
+        self.sip.settimeout(5)
+        self.rtp.setblocking(False)
+        self.inline = sdes.new_inline()
+        self.ours, self.theirs = sdes.SrtpContext(self.inline), None
+        self.call_id, self.tag, self.to_tag, self.cseq = f"sdes-{time.monotonic_ns()}", "c1", "", 0
+        self.seq, self.roc, self.ts, self.remote = 65_536 - 50, 0, 0, None
+        self.received = []  # (arrival, SRTP packet)
+
+    def close(self):
+        self.sip.close()
+        self.rtp.close()
+
+    def _request(self, method, cseq, body=""):
+        port = self.sip.getsockname()[1]
+        to_tag = f";tag={self.to_tag}" if self.to_tag else ""
+        kind = "Content-Type: application/sdp\r\n" if body else ""
+        msg = (f"{method} sip:echo@{self.target[0]}:{self.target[1]} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {self.ip}:{port};branch=z9hG4bK{time.monotonic_ns():x};rport\r\n"
+               f"Max-Forwards: 70\r\nTo: <sip:echo@{self.target[0]}>{to_tag}\r\n"
+               f"From: <sip:caller@{self.ip}>;tag={self.tag}\r\nCall-ID: {self.call_id}\r\n"
+               f"CSeq: {cseq} {method}\r\nContact: <sip:caller@{self.ip}:{port}>\r\n{kind}"
+               f"Content-Length: {len(body)}\r\n\r\n{body}")
+        self.sip.sendto(msg.encode(), self.target)
+
+    def invite(self, version, extra=""):
+        """INVITE (or re-INVITE) and its ACK; returns SIPx's answer."""
+        self.cseq += 1
+        rtp_port = self.rtp.getsockname()[1]
+        self._request("INVITE", self.cseq,
+                      f"v=0\r\no=caller 7 {version} IN IP4 {self.ip}\r\ns=-\r\nc=IN IP4 {self.ip}\r\nt=0 0\r\n"
+                      f"m=audio {rtp_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+                      f"a=crypto:1 {sdes.SUITE} inline:{self.inline}\r\n{extra}a=sendrecv\r\n")
+        while True:
+            text = self.sip.recv(65535).decode()
+            if f"CSeq: {self.cseq} INVITE" in text and not text.startswith("SIP/2.0 1"):
+                break
+        assert text.startswith("SIP/2.0 200"), text
+        self.to_tag = re.search(r"^To:.*;tag=([^;\s]+)", text, re.M | re.I).group(1)
+        self._request("ACK", self.cseq)
+        answer = text.partition("\r\n\r\n")[2]
+        self.theirs = sdes.SrtpContext(re.search(rf"a=crypto:1 {sdes.SUITE} inline:([^|\s]+)", answer).group(1))
+        host = re.search(r"^c=IN IP4 (\S+)", answer, re.M).group(1)
+        self.remote = (host, int(re.search(r"^m=audio (\d+)", answer, re.M).group(1)))
+        return answer
+
+    def send_tone(self, frames, payloads):
+        """`frames` packets of the tone at the stream's pace, keeping what comes back."""
+        for _ in range(frames):
+            header = struct.pack("!BBHII", 0x80, 0, self.seq, self.ts, 0x5DE5CA11)
+            self.rtp.sendto(self.ours.protect(header + next(payloads), self.roc), self.remote)
+            self.seq, self.ts = (self.seq + 1) & 0xFFFF, self.ts + 160
+            self.roc += self.seq == 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    self.received.append((time.monotonic(), self.rtp.recv(2048)))
+            time.sleep(0.02)  # the stream's pace, not a wait for anything
+
+    def bye(self):
+        self.cseq += 1
+        self._request("BYE", self.cseq)
+
+
+def test_an_srtp_call_renegotiated_after_the_callers_sequence_wrapped_keeps_its_audio(sipx, audio):
+    """A crypto context lives as long as its key (RFC 3711 §3.3.1, RFC 4568 §7.1.4). The caller's
+    sequence wraps, so its rollover counter is 1; then a re-INVITE keeps the key but asks for
+    30 ms packets, which makes SIPx set up the call's media anew. SIPx must still verify the
+    caller's packets and echo the tone, under its own unchanged context."""
+    tone = pathlib.Path(audio["tone1000_8k.ulaw"]).read_bytes()
+    payloads = (tone[i:i + 160] for i in range(0, len(tone) - 160, 160))
+    caller = SdesCaller("127.0.0.199", sip_addr(sipx, "udp"))
+    try:
+        caller.invite(1)
+        caller.send_tone(100, payloads)  # wraps after 50
+        assert caller.roc == 1
+        caller.invite(2, "a=ptime:30\r\n")
+        renegotiated = time.monotonic()
+        caller.send_tone(100, payloads)
+        caller.bye()
+    finally:
+        caller.close()
+    after = [p for at, p in caller.received if at > renegotiated + 0.3]
+    assert len(after) >= 40, len(caller.received)
+    plain = [caller.theirs.unprotect(p, 0) for p in after]
+    assert None not in plain, f"{plain.count(None)} of SIPx's packets do not verify"
+    assert {len(p) for p in plain} == {12 + 240}, "SIPx sends 30 ms packets as asked"
+    pcm = media.G711_TABLES[0][np.frombuffer(b"".join(p[12:] for p in plain), dtype=np.uint8)]
+    wav = pathlib.Path(sipx.data_dir) / "back.wav"
+    media.write_wav(wav, 8000, pcm)
+    back = media.tone_check(wav, 1000)
+    assert back.band_ratio >= 0.9 and back.active_s >= 1.0, back
+    # Nothing of the caller's was refused: the count reaches /metrics once the leg is gone.
+    deadline, refused = time.monotonic() + 5, None
+    while refused is None and time.monotonic() < deadline:
+        metrics = requests.get(sipx.url("/metrics"), timeout=5).text
+        refused = re.search(r'^sipx_media_dropped_total\{reason="srtp_authentication"\} (\d+)', metrics, re.M)
+    assert refused and int(refused.group(1)) == 0, metrics[-3000:]

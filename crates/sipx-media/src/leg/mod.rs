@@ -257,13 +257,16 @@ impl MediaLeg {
         if cfg.clock_rate == self.cfg.clock_rate {
             cfg.local_ssrc = self.cfg.local_ssrc;
         }
-        let srtp = if cfg.srtp == self.cfg.srtp {
-            None
-        } else {
-            Some(cfg.srtp.as_ref().map(SrtpSession::new).transpose()?)
+        // Everything that can fail comes first, so a refused update leaves the leg as it was.
+        let srtp = match (&self.srtp, &self.cfg.srtp, &cfg.srtp) {
+            (_, old, new) if old == new => None,
+            (Some(session), Some(old), Some(new)) => Some(Some(session.renegotiated(old, new)?)),
+            (_, _, new) => Some(new.as_ref().map(SrtpSession::new).transpose()?),
         };
         if !cfg.same_media(&self.cfg) {
             let mut next = MediaLeg::new(cfg.clone(), now)?;
+            // SRTP contexts outlive a new codec or packetisation: see `renegotiated`.
+            next.srtp = self.srtp.take();
             if next.cfg.local_ssrc == self.cfg.local_ssrc
                 && next.cfg.clock_rate == self.cfg.clock_rate
             {

@@ -321,6 +321,55 @@ fn srtp_on_both_sides_for_every_suite() {
     }
 }
 
+/// A re-negotiation that rebuilds SIPx's leg (here a new packetisation) while the keys stay:
+/// both directions' SRTP contexts go on. The far end (B) keeps its counters, so a leg that
+/// started again at rollover counter 0 after the sequence wrap would be refused both ways, and
+/// its SRTCP would repeat indexes already sent under the same key.
+#[test]
+fn srtp_contexts_survive_a_rebuild_for_new_media_settings() {
+    let suite = SrtpSuite::AesCm128HmacSha1_80;
+    let key = |fill: u8| SrtpKey {
+        key: vec![fill; suite.key_len()],
+        salt: vec![fill + 1; suite.salt_len()],
+        mki: Vec::new(),
+    };
+    let mut a = config(CodecKind::Pcmu, 0, b_addr(), 1);
+    let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
+    a.srtp = Some(SrtpConfig {
+        suite,
+        local: key(1),
+        remote: key(9),
+    });
+    b.srtp = Some(SrtpConfig {
+        suite,
+        local: key(9),
+        remote: key(1),
+    });
+    let mut call = Call::new(a, b);
+    call.tone(600); // both sequences wrap (from 65 000) and RTCP goes each way
+    assert!(call.a.seq < 1000 && call.b.seq < 1000, "both wrapped");
+    let mut renegotiated = call.a.cfg.clone();
+    renegotiated.ptime_ms = 40;
+    call.a.update(renegotiated, call.now).unwrap();
+    let (out, _) = call.tone(600);
+    assert!(
+        snr(&out, 8000) > 25.0,
+        "A's audio reaches B after the update"
+    );
+    for (leg, stats) in [("A", call.a.stats()), ("B", call.b.stats())] {
+        let srtp = stats.srtp.unwrap();
+        assert_eq!(
+            (srtp.auth_failures, srtp.replays),
+            (0, 0),
+            "{leg}: {srtp:?}"
+        );
+    }
+    assert!(
+        call.a.stats().media.packets_received > 1100,
+        "B's packets reach A"
+    );
+}
+
 #[test]
 fn a_forged_packet_neither_plays_nor_latches() {
     let suite = SrtpSuite::AesCm128HmacSha1_80;

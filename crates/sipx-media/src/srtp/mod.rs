@@ -226,6 +226,29 @@ impl SrtpSession {
         })
     }
 
+    /// This session under `new`, the configuration a re-negotiation agreed on, where `old` is
+    /// the one it runs on. A direction whose key did not change keeps its crypto context
+    /// (RFC 3711 §3.2.1; RFC 4568 §7.1.4): its rollover counters and replay windows, and on
+    /// our side the SRTCP index. Starting them again under the same key would send packet
+    /// indexes already used (keystream reuse, §9.1) and make the peer, whose counters went on,
+    /// refuse everything after a sequence wrap. A new key or suite is a new context.
+    pub fn renegotiated(&self, old: &SrtpConfig, new: &SrtpConfig) -> Result<Self, MediaError> {
+        let mut next = SrtpSession::new(new)?;
+        next.stats = self.stats;
+        if old.suite != new.suite {
+            return Ok(next);
+        }
+        if old.local == new.local {
+            next.tx_streams = self.tx_streams;
+            next.srtcp_index = self.srtcp_index;
+        }
+        if old.remote == new.remote {
+            next.rx_streams = self.rx_streams;
+            next.uses = self.uses;
+        }
+        Ok(next)
+    }
+
     /// A session keyed with session keys directly (the RFC 7714 vectors skip derivation).
     #[cfg(test)]
     fn from_transforms(suite: SrtpSuite, tx: Transform, rx: Transform) -> Self {

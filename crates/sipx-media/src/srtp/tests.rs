@@ -326,6 +326,60 @@ fn srtcp_round_trip_replay_and_tamper() {
     }
 }
 
+/// A re-negotiation in which only the peer's key changes: our sending context (rollover
+/// counter past a wrap, SRTCP index) goes on under our unchanged key, while the peer's new key
+/// is a new receiving context starting at rollover counter 0.
+#[test]
+fn a_renegotiation_keeps_the_context_of_each_unchanged_key() {
+    let suite = SrtpSuite::AesCm128HmacSha1_80;
+    let (ours, theirs, their_new) = (key_for(suite, 1), key_for(suite, 2), key_for(suite, 3));
+    let config = |local: &SrtpKey, remote: &SrtpKey| SrtpConfig {
+        suite,
+        local: local.clone(),
+        remote: remote.clone(),
+    };
+    let (old_sipx, old_peer) = (config(&ours, &theirs), config(&theirs, &ours));
+    let mut sipx = SrtpSession::new(&old_sipx).unwrap();
+    let mut peer = SrtpSession::new(&old_peer).unwrap();
+    let send = |from: &mut SrtpSession, to: &mut SrtpSession, seq: u16| {
+        let mut buf = rtp(seq, &[seq as u8; 20]);
+        let len = buf.len();
+        buf.resize(len + suite.rtp_overhead(), 0);
+        from.protect_rtp(&mut buf, len).unwrap();
+        to.unprotect_rtp(&mut buf)
+    };
+    let rr = hex("81c90007 cafebabe 12345678 01000002 0000ffff 00000010 00000000 00000000");
+    let report = |from: &mut SrtpSession, to: &mut SrtpSession| {
+        let mut buf = vec![0u8; rr.len() + suite.rtcp_overhead()];
+        buf[..rr.len()].copy_from_slice(&rr);
+        from.protect_rtcp(&mut buf, rr.len()).unwrap();
+        to.unprotect_rtcp(&mut buf)
+    };
+    for seq in (65_530..=u16::MAX).chain(0..5) {
+        send(&mut sipx, &mut peer, seq).unwrap();
+        send(&mut peer, &mut sipx, seq).unwrap();
+    }
+    report(&mut sipx, &mut peer).unwrap();
+    // The peer re-keys its own direction; SIPx keeps its key.
+    let (new_sipx, new_peer) = (config(&ours, &their_new), config(&their_new, &ours));
+    let mut sipx = sipx.renegotiated(&old_sipx, &new_sipx).unwrap();
+    let mut peer = peer.renegotiated(&old_peer, &new_peer).unwrap();
+    assert_eq!(send(&mut sipx, &mut peer, 5), Ok(32), "ours still at ROC 1");
+    assert_eq!(
+        report(&mut sipx, &mut peer),
+        Ok(rr.len()),
+        "no SRTCP index again"
+    );
+    assert_eq!(send(&mut peer, &mut sipx, 100), Ok(32), "theirs new");
+    assert_eq!(sipx.stats(), SrtpStats::default());
+    // A new suite is a new context both ways, even with the same keys.
+    let other = SrtpConfig {
+        suite: SrtpSuite::AesCm128HmacSha1_32,
+        ..new_sipx.clone()
+    };
+    assert!(sipx.renegotiated(&new_sipx, &other).unwrap().tx_streams[0].is_none());
+}
+
 #[test]
 fn wrong_key_lengths_and_names() {
     let bad = SrtpConfig {

@@ -495,7 +495,9 @@ fn count_ended(stats: &LegStats) {
         metrics::counter!("sipx_media_jitter_total", "outcome" => outcome).increment(n);
     }
     metrics::counter!("sipx_media_jitter_resyncs_total").increment(j.resyncs);
-    // Packets that reached the leg and were not played, by why.
+    // Packets that reached the leg and were not played, by why; SRTP that did not verify
+    // shows a peer with another key, or a crypto context lost.
+    let srtp = stats.srtp.unwrap_or_default();
     for (reason, n) in [
         ("malformed", stats.malformed),
         ("unknown_payload_type", stats.unknown_payload_types),
@@ -504,6 +506,9 @@ fn count_ended(stats: &LegStats) {
         ("too_large", j.too_large),
         ("duplicate", j.duplicates),
         ("decode_error", stats.decode_errors),
+        ("srtp_authentication", srtp.auth_failures),
+        ("srtp_replay", srtp.replays),
+        ("srtp_malformed", srtp.malformed),
     ] {
         metrics::counter!("sipx_media_dropped_total", "reason" => reason).increment(n);
     }
