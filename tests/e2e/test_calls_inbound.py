@@ -356,7 +356,8 @@ def test_a_full_room_refuses_the_call_instead_of_answering_it(data_dir):
 
 def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
     """RFC 3261 §15: a caller may hang up a ringing call by BYE on its early dialog. While the
-    routing webhook is still asked, the BYE gets 200 and the INVITE 487, and nothing rings on."""
+    routing webhook is still asked, the BYE gets 200 and the INVITE 487, and nothing rings on.
+    Before it, other requests in that early dialog are answered, not refused with 481."""
     import random
     import re
     import socket
@@ -390,7 +391,31 @@ def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
         to = re.search(r"^To: (.*)$", ringing, re.M).group(1).strip()
         assert ";tag=" in to, ringing
         rooms.wait_until(lambda: receiver.questions, what="the webhook asked")
-        sock.sendto(request("BYE", 2, "z9hG4bKearly2", to, "Content-Length: 0\r\n\r\n"), (host, sport))
+        # The 180 opens the early dialog, so it says where requests inside it go (§12.1.1).
+        assert re.search(r"^Contact: <sip:", ringing, re.M), ringing
+
+        def answer_to(method, cseq, branch, extra):
+            sock.sendto(request(method, cseq, branch, to, extra), (host, sport))
+            while True:
+                text = sock.recv(65535).decode(errors="replace")
+                if text.startswith("SIP/2.0 ") and f"CSeq: {cseq} {method}" in text:
+                    return text
+
+        # Inside the early dialog: an UPDATE without an offer refreshes the target; one with an
+        # offer waits for our answer to the INVITE's (RFC 3311 §5.2); keys pressed are taken;
+        # a PRACK acknowledges no reliable provisional SIPx sent (RFC 3262 §3).
+        update = answer_to("UPDATE", 2, "z9hG4bKearlyu1", "Content-Length: 0\r\n\r\n")
+        assert update.startswith("SIP/2.0 200") and re.search(r"^Contact: <sip:", update, re.M), update
+        offer = answer_to("UPDATE", 3, "z9hG4bKearlyu2",
+                          f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        retry = re.search(r"^Retry-After: (\d+)", offer, re.M)
+        assert offer.startswith("SIP/2.0 500") and retry and 1 <= int(retry.group(1)) <= 10, offer
+        info = answer_to("INFO", 4, "z9hG4bKearlyi",
+                         "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=5\r\nDuration=160\r\n")
+        assert info.startswith("SIP/2.0 200"), info
+        prack = answer_to("PRACK", 5, "z9hG4bKearlyp", "RAck: 1 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        assert prack.startswith("SIP/2.0 481"), prack
+        sock.sendto(request("BYE", 6, "z9hG4bKearly2", to, "Content-Length: 0\r\n\r\n"), (host, sport))
         finals = {}
         while len(finals) < 2:
             text = sock.recv(65535).decode(errors="replace")

@@ -190,7 +190,9 @@ pub fn apply(
             .flatten()
             .and_then(|q| q.parse::<f32>().ok())
             .filter(|q| (0.0..=1.0).contains(q));
-        if let Some(existing) = bindings.iter().position(|b| b.contact == contact) {
+        // Matched by URI equivalence (§10.3 step 7, §19.1.4), not as written.
+        let same = |b: &Binding| Uri::parse(&b.contact).is_some_and(|u| u.equivalent(&addr.uri));
+        if let Some(existing) = bindings.iter().position(same) {
             let b = &bindings[existing];
             if b.call_id == call_id && b.cseq >= cseq {
                 return Err(refuse(500, Some("Out-of-order REGISTER")));
@@ -213,7 +215,7 @@ pub fn apply(
             user_agent: user_agent.clone(),
             path: path.clone(),
         };
-        match bindings.iter_mut().find(|b| b.contact == contact) {
+        match bindings.iter_mut().find(|b| same(b)) {
             Some(b) => *b = binding,
             None => bindings.push(binding),
         }
@@ -333,6 +335,28 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A device that writes its contact another way when it refreshes or removes it (host
+    /// case, escapes, parameter order and case) still names the same binding (§19.1.4).
+    #[test]
+    fn a_contact_written_another_way_names_the_same_binding() {
+        let first = "<sip:%67w1@GW.Example:5009;transport=udp;x=1>";
+        let b = run(&register(first, Some(300), 1), &[], 1000).unwrap();
+        let again = "<sip:gw1@gw.example:5009;x=1;transport=UDP>";
+        let refreshed = run(&register(again, Some(600), 2), &b, 1100).unwrap();
+        assert_eq!(refreshed.len(), 1, "no second binding");
+        assert_eq!(refreshed[0].expires_at, 1700);
+        let removed = run(&register(again, Some(0), 3), &refreshed, 1200).unwrap();
+        assert!(removed.is_empty(), "{removed:?}");
+        // Another port, or another transport, is another contact.
+        for other in [
+            "<sip:gw1@gw.example:5010;transport=udp>",
+            "<sip:gw1@gw.example:5009>",
+        ] {
+            let two = run(&register(other, Some(300), 4), &refreshed, 1200).unwrap();
+            assert_eq!(two.len(), 2, "{other}");
+        }
     }
 
     #[test]

@@ -137,10 +137,12 @@ pub fn negotiate_uas(req: &Request, min_se: u32) -> UasTimer {
     if asked.delta < min_se {
         return UasTimer::TooSmall { min_se };
     }
+    // A UAC that does not list `timer` cannot refresh (a proxy put the header in): the UAS
+    // does, whatever the header says (§9), and its answer requires nothing of the UAC.
     let refresher = match asked.refresher {
+        _ if !names_option(req, "timer") => Refresher::Uas,
         Some(r) => r,
-        None if names_option(req, "timer") => Refresher::Uac,
-        None => Refresher::Uas,
+        None => Refresher::Uac,
     };
     UasTimer::On {
         interval: asked.delta,

@@ -30,6 +30,9 @@ impl Default for UasPolicy {
                 Method::Update,
                 // The progress of a transfer SIPx asked for (RFC 3515).
                 Method::Notify,
+                // With `100rel` supported (RFC 3262 §3); one that acknowledges nothing SIPx
+                // sent gets 481.
+                Method::Prack,
             ],
             supported: Vec::new(),
             accept: vec![

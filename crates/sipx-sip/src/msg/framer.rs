@@ -2,6 +2,7 @@
 //! then `Content-Length` (mandatory on streams, RFC 3261 §18.3). CRLF keep-alives between
 //! messages (RFC 5626 §3.5.1) are recognised and reported so the transport can answer them.
 
+use super::lex::trim_ws;
 use super::parse::{header_end, parse_framed};
 use super::{MAX_MESSAGE_SIZE, ParseError, SipMessage};
 
@@ -127,21 +128,27 @@ impl Framer {
     }
 }
 
-/// Finds `Content-Length` (or `l`) in a raw header section.
+/// Finds `Content-Length` (or `l`) in a raw header section, reading its lines as the parser
+/// does (folded lines joined), so the stream is cut where the message ends for both. Values
+/// that disagree are refused: cutting at either would leave the stream out of step.
 fn content_length(head: &[u8]) -> Option<usize> {
     let text = super::parse::header_text(head);
     let mut found = None;
-    for line in text.split('\n').map(|l| l.trim_end_matches('\r')).skip(1) {
+    for line in super::parse::unfold(&text).iter().skip(1) {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let name = name.trim_matches([' ', '\t']);
+        let name = trim_ws(name);
         if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-            let v = value.trim_matches([' ', '\t']);
+            let v = trim_ws(value);
             if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            found = Some(v.parse().ok()?);
+            let length = v.parse().ok()?;
+            if found.is_some_and(|f| f != length) {
+                return None;
+            }
+            found = Some(length);
         }
     }
     found
@@ -226,6 +233,41 @@ mod tests {
         f.push(&MSG[..10]);
         assert!(f.next_unit().unwrap().is_none());
         assert!(f.has_partial());
+    }
+
+    /// The framer reads the header lines as the parser does: a folded Content-Length is one,
+    /// an `l:` continuing another header is not, and two that disagree end the stream.
+    #[test]
+    fn content_length_is_read_as_the_parser_reads_it() {
+        let text = String::from_utf8(MSG.to_vec()).unwrap();
+        let folded = text.replace("Content-Length: 4", "Content-Length:\r\n 4");
+        let mut f = Framer::new();
+        f.push(folded.as_bytes());
+        f.push(MSG);
+        for _ in 0..2 {
+            let Some(Framed::Message(Ok(SipMessage::Request(r)))) = f.next_unit().unwrap() else {
+                panic!("not framed");
+            };
+            assert_eq!(r.body, b"body");
+        }
+        let continued = text.replace("Call-ID: x\r\n", "Call-ID: x\r\nSubject: hi\r\n l: 30\r\n");
+        let mut f = Framer::new();
+        f.push(continued.as_bytes());
+        f.push(MSG);
+        for _ in 0..2 {
+            assert!(matches!(
+                f.next_unit().unwrap(),
+                Some(Framed::Message(Ok(_)))
+            ));
+        }
+        let conflicting = text.replace("Content-Length: 4", "Content-Length: 0\r\nl: 4");
+        let mut f = Framer::new();
+        f.push(conflicting.as_bytes());
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
+        assert_eq!(
+            f.refusal().unwrap().reason,
+            "Conflicting Content-Length values"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod lex;
 mod parse;
 mod serialize;
 mod uri;
+mod uri_eq;
 mod via;
 
 pub use addr::NameAddr;

@@ -122,18 +122,27 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
         .next()
         .ok_or_else(|| err("Empty message", is_request, None))?;
     let mut headers = Headers(Vec::with_capacity(16));
+    let mut bad_line = None;
     for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| err("Header line without a colon", is_request, Some(&headers)))?;
+        let Some((name, value)) = line.split_once(':') else {
+            bad_line.get_or_insert("Header line without a colon");
+            continue;
+        };
         let name = trim_ws(name);
         if !is_token(name) {
-            return Err(err("Malformed header name", is_request, Some(&headers)));
+            bad_line.get_or_insert("Malformed header name");
+            continue;
         }
         headers.0.push(Header {
             name: stored_name(name),
             value: trim_ws(value).to_owned(),
         });
+    }
+    // Refused only after reading the lines that do parse: the 400 copies the Via, From, To,
+    // Call-ID and CSeq they hold (RFC 3261 §8.2.6.2), wherever the bad line was, so the peer
+    // can match it to its request instead of retransmitting until it gives up.
+    if let Some(reason) = bad_line {
+        return Err(err(reason, is_request, Some(&headers)));
     }
     let body = take_body(body, &headers, framed, is_request)?;
     if is_request {
@@ -146,7 +155,7 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
 /// Splits the header section into lines and joins continuation lines (a line starting with
 /// SP or HTAB continues the previous one; the line break and leading white space become one SP).
 /// Lines are borrowed unless folded (folding is rare).
-fn unfold(head: &str) -> Vec<Cow<'_, str>> {
+pub(crate) fn unfold(head: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(20);
     for raw in head.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -350,6 +359,27 @@ mod tests {
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK-1"));
         assert_eq!(r.max_forwards(), Some(70));
         assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn a_bad_header_line_is_refused_with_every_readable_header_kept_for_the_400() {
+        for (bad, reason) in [
+            ("This line has no colon\r\n", "Header line without a colon"),
+            ("X Bad: 1\r\n", "Malformed header name"),
+        ] {
+            let msg = OPTIONS.replace(
+                "Max-Forwards: 70\r\n",
+                &format!("Max-Forwards: 70\r\n{bad}"),
+            );
+            let Err(e) = parse_datagram(msg.as_bytes()) else {
+                panic!("{bad:?} taken");
+            };
+            assert_eq!(e.reason, reason);
+            let headers = e.headers.unwrap();
+            for name in ["Via", "To", "From", "Call-ID", "CSeq"] {
+                assert!(headers.get(name).is_some(), "{bad:?}: {name} lost");
+            }
+        }
     }
 
     #[test]

@@ -88,15 +88,26 @@ fn too_small_malformed_absent_and_proxy_asked_timers() {
         UasTimer::Malformed(_)
     ));
     assert_eq!(negotiate_uas(&invite(""), MIN_SE_FLOOR), UasTimer::Off);
-    // A proxy asked for a timer the UAC does not support: we refresh.
-    let proxied = invite("Session-Expires: 1800\r\n");
-    assert_eq!(
-        negotiate_uas(&proxied, MIN_SE_FLOOR),
-        UasTimer::On {
-            interval: 1800,
-            refresher: Refresher::Uas
-        }
-    );
+    // A proxy asked for a timer the UAC does not support: we refresh, even when the proxy
+    // named the UAC (§9), and require nothing of a UAC that does not know the extension.
+    for proxied in [
+        "Session-Expires: 1800\r\n",
+        "Session-Expires: 1800;refresher=uac\r\n",
+    ] {
+        let timer = negotiate_uas(&invite(proxied), MIN_SE_FLOOR);
+        assert_eq!(
+            timer,
+            UasTimer::On {
+                interval: 1800,
+                refresher: Refresher::Uas
+            },
+            "{proxied}"
+        );
+        assert_eq!(
+            timer.answer_headers(),
+            [("Session-Expires", "1800;refresher=uas".to_owned())]
+        );
+    }
 }
 
 #[test]

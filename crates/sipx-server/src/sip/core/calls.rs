@@ -23,7 +23,7 @@ use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 use super::Core;
 use super::call_rows::{CallRow, NO_USABLE_ANSWER, NewRow, end_cause};
 use super::inbound::{Destination, NewInvite};
-use super::info_dtmf::{INFO_ACCEPT, InfoBody, read_info};
+use super::info_dtmf::{InfoBody, answer_info};
 use super::origin::{Origin, policy_name, srtp_policy};
 use super::pin_gate::PinGate;
 use crate::media::{Echo, LegId, LegMode, MediaEngine, MediaEvent, PhoneLink, PortPair};
@@ -685,23 +685,7 @@ impl Core {
         let call = DialogId::of_request(&req)
             .and_then(|id| Some((self.calls.by_dialog.get_mut(&id)?, id)));
         let Some((call, id)) = call else {
-            if req.method == Method::Bye
-                && let Some(id) = DialogId::of_request(&req)
-            {
-                // A caller hanging up while our BYE waits for its ACK: the dialog is still
-                // its, and the BYE it sends makes ours needless.
-                if self.calls.byes_after_ack.remove(&id).is_some() {
-                    return self.respond(now, txn, req.response(200, Some(&id.local_tag)));
-                }
-                // A caller may end an early dialog by BYE (RFC 3261 §15): the INVITE still
-                // waiting for its routing webhook then ends as if cancelled (§15.1.2: 487).
-                if let Some(invite) = self.waiting_invite_of(&id) {
-                    self.respond(now, txn, req.response(200, Some(&id.local_tag)));
-                    return self.on_cancelled(now, invite);
-                }
-            }
-            self.respond(now, txn, req.response(481, None));
-            return;
+            return self.on_unconfirmed_dialog(now, txn, req, source);
         };
         let tag = id.local_tag.clone();
         if let Err(DialogError::OutOfOrder) = call.dialog.on_request(&req) {
@@ -745,14 +729,7 @@ impl Core {
             }
             Method::Invite | Method::Update => self.on_reoffer(now, txn, req, &id, source),
             Method::Info => {
-                let body = read_info(&req);
-                let resp = match body {
-                    InfoBody::Digit(..) | InfoBody::Empty => req.response(200, Some(&tag)),
-                    InfoBody::Unreadable(why) => req.response(400, Some(&tag)).with_reason(why),
-                    InfoBody::Unsupported => req
-                        .response(415, Some(&tag))
-                        .with_header("Accept", INFO_ACCEPT),
-                };
+                let (resp, body) = answer_info(&req, &tag);
                 self.respond(now, txn, resp);
                 if let InfoBody::Digit(digit, duration) = body {
                     self.on_digit(now, &id, digit, duration, "info");
@@ -768,6 +745,11 @@ impl Core {
                 let call = self.call_id_of_dialog(&id).unwrap_or_default();
                 let status = self.on_transfer_notify(now, &call, &req);
                 self.respond(now, txn, req.response(status, Some(&tag)));
+            }
+            // No subscription of ours it could be for (RFC 6665 §4.1.3); no reliable
+            // provisional response it could acknowledge (RFC 3262 §3: SIPx sends none).
+            Method::Notify | Method::Prack => {
+                self.respond(now, txn, req.response(481, Some(&tag)));
             }
             Method::Refer if self.settings.accept_refer != crate::config::ReferPolicy::Off => {
                 self.on_phone_refer(now, txn, req, &id)

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use sipx_call::Pin;
 use sipx_call::routing::{Decision, InboundCall, WebhookAnswer, after_webhook};
 use sipx_rooms::RoomKey;
+use sipx_sip::dialog::DialogId;
 use sipx_sip::identity::number_of;
-use sipx_sip::msg::{HasHeaders, Request};
+use sipx_sip::msg::{HasHeaders, Method, Request};
 use sipx_sip::{Peer, ServerTxnId};
 
 use super::call_rows::{CallRow, NewRow};
+use super::calls::CONTACT_USER;
 use super::origin::{Origin, Reach};
 use super::{Core, CoreInput};
 use crate::media::Echo;
@@ -314,7 +316,11 @@ impl Core {
     /// reliably, and 100 Trying alone keeps that caller waiting.
     pub(super) fn ask_webhook(&mut self, now: Instant, invite: NewInvite, ask: Ask) {
         if !sipx_sip::reliable::requires_reliable(&invite.req.headers) {
-            let ringing = invite.req.response(180, Some(&invite.tag));
+            // It opens an early dialog, so it names where requests inside it go (§12.1.1).
+            let ringing = invite
+                .req
+                .response(180, Some(&invite.tag))
+                .with_header("Contact", self.contact_for(&invite.peer, CONTACT_USER));
             self.respond(now, invite.txn, ringing);
         }
         let question = route_webhook::Question {
@@ -398,11 +404,8 @@ impl Core {
         }
     }
 
-    /// The caller cancelled an INVITE; one still waiting for its webhook or its room is
-    /// answered 487 (others were answered at once, and the transaction layer absorbed the
-    /// CANCEL).
     /// The INVITE waiting for its webhook whose early dialog `id` names.
-    pub(super) fn waiting_invite_of(&self, id: &sipx_sip::dialog::DialogId) -> Option<ServerTxnId> {
+    pub(super) fn waiting_invite_of(&self, id: &DialogId) -> Option<ServerTxnId> {
         self.waiting
             .by_question
             .values()
@@ -413,6 +416,55 @@ impl Core {
                     && req.tag_of_from() == Some(id.remote_tag.as_str())
             })
             .map(|a| a.invite.txn)
+    }
+
+    /// A request with a To tag that names none of our confirmed dialogs: one inside the early
+    /// dialog our 180 opened while the caller's INVITE waits for its routing webhook (RFC 3261
+    /// §12), a caller's BYE crossing ours, or one for a dialog that is gone (481).
+    pub(super) fn on_unconfirmed_dialog(
+        &mut self,
+        now: Instant,
+        txn: ServerTxnId,
+        req: Request,
+        source: Peer,
+    ) {
+        let Some(id) = DialogId::of_request(&req) else {
+            return self.respond(now, txn, req.response(481, None));
+        };
+        let tag = id.local_tag.clone();
+        // A caller hanging up while our BYE waits for its ACK: the dialog is still its, and
+        // the BYE it sends makes ours needless.
+        if req.method == Method::Bye && self.calls.byes_after_ack.remove(&id).is_some() {
+            return self.respond(now, txn, req.response(200, Some(&tag)));
+        }
+        let Some(invite) = self.waiting_invite_of(&id) else {
+            return self.respond(now, txn, req.response(481, None));
+        };
+        let resp = match req.method {
+            // A caller may end an early dialog by BYE (RFC 3261 §15): its INVITE then ends as
+            // if cancelled (§15.1.2: 487).
+            Method::Bye => {
+                self.respond(now, txn, req.response(200, Some(&tag)));
+                return self.on_cancelled(now, invite);
+            }
+            // Our answer to the INVITE's offer has not gone yet, so a new offer has to wait
+            // (RFC 3311 §5.2: 500 with a Retry-After of up to 10 s). One without an offer
+            // just refreshes the target: its 2xx carries our Contact.
+            Method::Update if !req.body.is_empty() => req
+                .response(500, Some(&tag))
+                .with_reason("Offer before the answer to the INVITE")
+                .with_header("Retry-After", retry_after_secs().to_string()),
+            Method::Update => req
+                .response(200, Some(&tag))
+                .with_header("Contact", self.contact_for(&source, CONTACT_USER)),
+            // Keys pressed before the call is answered go nowhere yet.
+            Method::Info => super::info_dtmf::answer_info(&req, &tag).0,
+            Method::Options => req
+                .response(200, Some(&tag))
+                .with_header("Allow", self.uas.allow_header()),
+            _ => req.response(481, Some(&tag)),
+        };
+        self.respond(now, txn, resp);
     }
 
     pub(super) fn on_cancelled(&mut self, now: Instant, txn: ServerTxnId) {
@@ -437,4 +489,11 @@ async fn secret_of(store: &sipx_store::Store, app_id: &str) -> Option<Vec<u8>> {
     let app = store.get_app(app_id).await.ok().flatten()?;
     let (_, secret) = store.app_credentials(&app.api_key).await.ok().flatten()?;
     Some(secret.expose().clone())
+}
+
+/// A `Retry-After` drawn from 1 to 10 s (RFC 3311 §5.2 asks for a random one up to 10).
+fn retry_after_secs() -> u8 {
+    let mut byte = [0u8];
+    sipx_secrets::generate::fill(&mut byte);
+    1 + byte[0] % 10
 }

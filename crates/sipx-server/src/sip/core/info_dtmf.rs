@@ -3,7 +3,7 @@
 //! what each INFO gets back.
 
 use sipx_media::dtmf::DtmfDigit;
-use sipx_sip::msg::Request;
+use sipx_sip::msg::{Request, Response};
 
 /// The bodies an INFO may carry here (the 415's `Accept`).
 pub(super) const INFO_ACCEPT: &str = "application/dtmf-relay, application/dtmf";
@@ -26,9 +26,29 @@ pub(super) enum InfoBody {
     Unreadable(&'static str),
     /// A body of another type: 415 with [`INFO_ACCEPT`].
     Unsupported,
+    /// An INFO for an Info Package (RFC 6086): SIPx takes none, so 469 (§4.2.2).
+    OtherPackage,
+}
+
+/// What an INFO gets back (with our dialog `tag`), and what it said.
+pub(super) fn answer_info(req: &Request, tag: &str) -> (Response, InfoBody) {
+    let body = read_info(req);
+    let resp = match body {
+        InfoBody::Digit(..) | InfoBody::Empty => req.response(200, Some(tag)),
+        InfoBody::Unreadable(why) => req.response(400, Some(tag)).with_reason(why),
+        InfoBody::Unsupported => req
+            .response(415, Some(tag))
+            .with_header("Accept", INFO_ACCEPT),
+        // `Recv-Info` lists the packages we take: none.
+        InfoBody::OtherPackage => req.response(469, Some(tag)).with_header("Recv-Info", ""),
+    };
+    (resp, body)
 }
 
 pub(super) fn read_info(req: &Request) -> InfoBody {
+    if req.headers.get("Info-Package").is_some() {
+        return InfoBody::OtherPackage;
+    }
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return InfoBody::Empty;
     }
