@@ -781,35 +781,50 @@ fn key_presses_under_an_ssrc_of_their_own_are_heard_beside_the_audio() {
     assert_eq!(call.b.stats().jitter.ssrc_changes, 0);
 }
 
+/// A's packets leave with their timestamps rewritten by `stamp` (from the offset it would
+/// have given, counted from A's first timestamp); B's output after the first second.
+fn heard_with_timestamps(codec: CodecKind, pt: u8, stamp: impl Fn(u32) -> u32) -> (Vec<i16>, u32) {
+    let mut call = Call::pair(codec, pt);
+    let rate = call.a.cfg.frame_rate;
+    let mut sine = Sine::new(1000.0, rate, 8000.0);
+    let base = call.a.cfg.initial_ts;
+    let mut out = Vec::new();
+    for i in 0..150 {
+        let (_, frame) = call.tick(&sine.take(rate as usize / 50));
+        for (_, to_b, _, bytes) in call.net.in_flight.iter_mut() {
+            if *to_b && crate::demux::classify(bytes) == crate::demux::PacketKind::Rtp {
+                let ts = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+                let given = base.wrapping_add(stamp(ts.wrapping_sub(base)));
+                bytes[4..8].copy_from_slice(&given.to_be_bytes());
+            }
+        }
+        if i >= 50 {
+            out.extend(frame);
+        }
+    }
+    (out, rate)
+}
+
 #[test]
 fn a_sender_stamping_at_twice_its_codecs_clock_is_heard() {
     for (codec, pt) in [(CodecKind::G722, 9), (CodecKind::Pcmu, 0)] {
-        let mut call = Call::pair(codec, pt);
-        let rate = call.a.cfg.frame_rate;
-        let mut sine = Sine::new(1000.0, rate, 8000.0);
-        // A's packets leave stamped at twice RFC 3551's 8 kHz clock (320 a 20 ms packet), as
-        // some G.722 senders stamp theirs.
-        let base = call.a.cfg.initial_ts;
-        let mut out = Vec::new();
-        for i in 0..150 {
-            let (_, frame) = call.tick(&sine.take(rate as usize / 50));
-            for (_, to_b, _, bytes) in call.net.in_flight.iter_mut() {
-                if *to_b && crate::demux::classify(bytes) == crate::demux::PacketKind::Rtp {
-                    let ts = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-                    let doubled = base.wrapping_add(ts.wrapping_sub(base).wrapping_mul(2));
-                    bytes[4..8].copy_from_slice(&doubled.to_be_bytes());
-                }
-            }
-            if i >= 50 {
-                out.extend(frame);
-            }
-        }
-        let st = call.b.stats().jitter;
-        assert!(
-            snr(&out, rate) > 25.0,
-            "{codec:?} snr {} {st:?}",
-            snr(&out, rate)
-        );
+        // Twice RFC 3551's 8 kHz clock (320 a 20 ms packet), as some G.722 senders stamp.
+        let (out, rate) = heard_with_timestamps(codec, pt, |offset| offset.wrapping_mul(2));
+        assert!(snr(&out, rate) > 25.0, "{codec:?} snr {}", snr(&out, rate));
+    }
+}
+
+#[test]
+fn a_sender_whose_timestamps_never_move_is_heard() {
+    for (codec, pt) in [(CodecKind::G722, 9), (CodecKind::Pcmu, 0)] {
+        let (out, rate) = heard_with_timestamps(codec, pt, |_| 0);
+        assert!(snr(&out, rate) > 25.0, "{codec:?} snr {}", snr(&out, rate));
+        // Not a tone between gaps: the level holds (a frame in two lost drops it by 3 dB).
+        let quiet = out
+            .chunks(rate as usize / 50)
+            .filter(|f| f.iter().map(|&x| i32::from(x).abs()).max().unwrap_or(0) < 1000)
+            .count();
+        assert!(quiet <= 2, "{codec:?}: {quiet} quiet frames");
     }
 }
 
