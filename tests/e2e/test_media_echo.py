@@ -1,6 +1,6 @@
 """The media engine end to end: real SIP peers call SIPx's echo test (sip:echo@<sipx>) and what
 comes back is checked on the wire: tone and speech quality (P.862), RFC 4733 digits, SIP INFO
-digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99, 127.0.0.197 and 127.0.0.199 belong to these
+digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99, 127.0.0.197, 127.0.0.199 and 127.0.0.203 belong to these
 tests; sipp runs as root (raw sockets for pcap and DTMF play), dumpcap captures on lo."""
 
 import contextlib
@@ -8,6 +8,7 @@ import pathlib
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -149,6 +150,29 @@ def test_digits_to_a_phone_without_telephone_event_come_back_as_tones(sipx, tmp_
     assert back.dtmf == "", "no RFC 4733 events to a phone that did not offer them"
     assert media.inband_digits(tmp_path / "back.wav") == "99"
 
+
+def test_keys_sent_only_as_tones_are_heard_and_come_back_once(sipx, tmp_path):
+    """A phone that did not negotiate telephone-event sends its keys as tones in the audio (an
+    analogue line behind a gateway). SIPx hears them (`media.inband_dtmf`, on by default) and
+    reports each once; the echo gives them back in the echoed audio, not a second time as
+    tones of its own."""
+    rate, keys = 8000, {"1": (697, 1209), "5": (770, 1336), "9": (852, 1477), "#": (941, 1477)}
+    t = np.arange(int(0.12 * rate)) / rate
+    parts = [np.zeros(rate // 2)]
+    for key in "159#":
+        low, high = keys[key]
+        parts += [0.25 * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t)), np.zeros(int(0.15 * rate))]
+    parts.append(np.zeros(rate))
+    wav, ulaw = tmp_path / "keys.wav", tmp_path / "keys.ulaw"
+    media.write_wav(wav, rate, (np.concatenate(parts) * 32767).astype(np.int16))
+    subprocess.run(["sox", str(wav), "-t", "raw", "-e", "mu-law", str(ulaw)], check=True, timeout=30)
+    run, pcap = call(sipx, tmp_path, "127.0.0.203", "uac_pcmu_tones_only.xml", "-d", "3000",
+                     audio={"uac_audio.ulaw": ulaw})
+    assert run.returncode == 0, run.errors + run.stderr
+    heard = [e["digit"] for e in logged(sipx, "DTMF digit", via="inband")]
+    assert heard == list("159#"), heard
+    media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.203", SIPP_MEDIA_PORT))
+    assert media.inband_digits(tmp_path / "back.wav") == "159#"
 
 def test_hold_and_resume_by_reinvite(data_dir, tmp_path, audio):
     """The phone holds for 2.5 s sending nothing at all, with a 1 s media timeout: a held call

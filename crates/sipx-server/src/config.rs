@@ -148,6 +148,9 @@ pub struct MediaConfig {
     pub jitter_max_ms: u64,
     /// A call whose peer sends no RTP or RTCP for this long is hung up (0: never).
     pub media_timeout_secs: u64,
+    /// Listen for DTMF tones in the audio of calls that did not negotiate `telephone-event`
+    /// (gateways and analogue lines that send keys only as tones), and report them as digits.
+    pub inband_dtmf: bool,
     /// User part of a Request-URI that reaches the echo test (audio and DTMF sent back);
     /// empty: no echo test.
     pub echo_extension: String,
@@ -178,6 +181,7 @@ impl Default for MediaConfig {
             jitter_min_ms: 20,
             jitter_max_ms: 200,
             media_timeout_secs: 30,
+            inband_dtmf: true,
             echo_extension: "echo".to_owned(),
             opus_echo_extension: "echo-opus".to_owned(),
         }

@@ -135,8 +135,11 @@ pub enum FrameKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LegEvent {
-    /// A key press ended (RFC 4733, or detected in-band).
+    /// A key press ended, sent as RFC 4733 events.
     Dtmf(DtmfEvent),
+    /// A key press ended, heard as its tones in the audio (`detect_inband_dtmf`): the audio
+    /// itself carries it on wherever it goes.
+    DtmfInBand(DtmfEvent),
     /// Nothing arrived for `media_timeout` while we expected media. Reported once per outage.
     MediaTimeout,
     /// Symmetric RTP: the peer's packets come from this address, and we now send there.

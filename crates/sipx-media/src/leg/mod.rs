@@ -414,7 +414,7 @@ impl MediaLeg {
             self.push_event(LegEvent::Dtmf(e));
         }
         while let Some(e) = self.inband.as_mut().and_then(|(d, _)| d.poll_event()) {
-            self.push_event(LegEvent::Dtmf(e));
+            self.push_event(LegEvent::DtmfInBand(e));
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct MediaSettings {
     pub jitter_min: Duration,
     pub jitter_max: Duration,
     pub media_timeout: Duration,
+    /// `media.inband_dtmf`.
+    pub inband_dtmf: bool,
 }
 
 /// The codec a configuration or the API names (any case), if this build has it.
@@ -105,6 +107,7 @@ impl MediaSettings {
             jitter_min: Duration::from_millis(c.jitter_min_ms),
             jitter_max: Duration::from_millis(c.jitter_max_ms),
             media_timeout: Duration::from_secs(c.media_timeout_secs),
+            inband_dtmf: c.inband_dtmf,
         })
     }
 }
@@ -222,7 +225,8 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         send: n.may_send(),
         receive: n.should_receive(),
         symmetric_rtp: true,
-        detect_inband_dtmf: false,
+        // Only without telephone-event: a key sent both ways would be reported twice.
+        detect_inband_dtmf: s.inband_dtmf && n.telephone_event.is_none(),
         opus,
         local_ssrc: u32::from_le_bytes([a, b, c, d]),
         initial_seq: u16::from_le_bytes([e, f]) & 0x7fff,

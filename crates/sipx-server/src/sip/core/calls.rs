@@ -972,6 +972,9 @@ impl Core {
         match event {
             MediaEvent::Leg { event, .. } => match event {
                 LegEvent::Dtmf(d) => self.on_digit(now, &id, d.digit, d.duration_ms, "rfc4733"),
+                LegEvent::DtmfInBand(d) => {
+                    self.on_digit(now, &id, d.digit, d.duration_ms, "inband")
+                }
                 LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
                 other => {
                     crate::media::leg_notices::log(&id.call_id, &other);
@@ -1016,10 +1019,12 @@ impl Core {
         if let Some(row) = self.calls.by_dialog.get(id).and_then(|c| c.row.as_ref()) {
             row.publish_dtmf(digit.as_char());
         }
-        // The echo test sends every digit back as an RFC 4733 event, however it came.
-        if let (Some(engine), Some(call)) = (
+        // The echo test sends every digit back as an RFC 4733 event (or tones), however it
+        // came; tones it heard come back in the echoed audio already.
+        if let (Some(engine), Some(call), false) = (
             &self.media,
             self.calls.by_dialog.get(id).filter(|c| c.room.is_none()),
+            via == "inband",
         ) {
             engine.send_dtmf(
                 call.leg,

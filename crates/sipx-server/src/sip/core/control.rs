@@ -655,8 +655,12 @@ impl Core {
     pub(super) fn on_controlled_media(&mut self, now: Instant, id: &str, event: MediaEvent) {
         let input = match event {
             MediaEvent::Leg { event, .. } => match event {
-                LegEvent::Dtmf(d) => {
-                    metrics::counter!("sipx_dtmf_digits_total", "via" => "rfc4733").increment(1);
+                LegEvent::Dtmf(d) | LegEvent::DtmfInBand(d) => {
+                    let via = match event {
+                        LegEvent::Dtmf(_) => "rfc4733",
+                        _ => "inband",
+                    };
+                    metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
                     match sipx_call::Digit::from_char(d.digit.as_char()) {
                         Some(digit) => Input::Media(MediaInput::Dtmf { digit }),
                         None => return,
