@@ -8,6 +8,7 @@ reason and cause, with no participant left in the room. Addresses 127.0.0.150-16
 import contextlib
 import datetime
 import json
+import pathlib
 import re
 import subprocess
 import threading
@@ -255,6 +256,37 @@ def test_an_unreachable_phone_times_out_with_408(fast_server, tmp_path):
     assert ended["end"]["cause"] == "unreachable", ended
     assert participants(fast_server, creds, "nowhere") == []
 
+
+def test_a_phone_sending_another_codec_its_answer_listed_is_heard(data_dir, audio, tmp_path):
+    """RFC 3264 §5.1: an answer listing several codecs lets the phone send with any of them, as
+    PBXs do after a transfer or a bridge. This phone (sipp) answers PCMA first, then PCMU, and
+    sends PCMU: SIPx sends PCMA and takes the PCMU as the call's audio, so the call outlives
+    its 2 s media timeout and counts what came."""
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_MEDIA__MEDIA_TIMEOUT_SECS": "2",
+                              "SIPX_ROOMS__UDP": "127.0.0.1:0"}).start()
+    try:
+        creds = create_app(s)[:2]
+        ip = "127.0.0.166"
+        (tmp_path / "uac_audio.ulaw").write_bytes(pathlib.Path(audio["tone1000_8k.ulaw"]).read_bytes())
+        fill = {"m=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000":
+                "m=audio [media_port] RTP/AVP 8 0\na=rtpmap:8 PCMA/8000\na=rtpmap:0 PCMU/8000",
+                '<recv request="ACK" />':
+                '<recv request="ACK" />\n  <nop><action><exec rtp_stream="uac_audio.ulaw,-1,0"/></action></nop>'}
+        with sipp_uas(tmp_path, ip, "uas_answer.xml", **fill):
+            created = api(s, creds, "POST", "/v1/calls", {
+                "to": f"sip:phone@{ip}:5060", "room": {"name": "codecs"}}, expect=201).json()
+            wait_state(s, creds, created["id"], "CONFIRMED")
+            # Twice the media timeout with only PCMU coming: the call must not end by itself.
+            with pytest.raises(AssertionError):
+                s.wait_log(lambda e: "media timeout" in json.dumps(e).lower().replace("_", " "), 4)
+            api(s, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+            ended = wait_state(s, creds, created["id"], "DISCONNECTED")
+        assert ended["end"]["cause"] == "local_hangup", ended
+        stats = rooms.wait_until(lambda: api(s, creds, "GET", f"/v1/calls/{created['id']}").json()["media"],
+                                 what="the ended call's media statistics")
+        assert stats["packets_received"] >= 150, stats
+    finally:
+        s.stop()
 
 def test_an_account_with_no_registered_device_ends_480(server):
     creds = create_app(server)[:2]

@@ -360,6 +360,7 @@ pub(crate) fn answer_audio(
         remote_rtp: remote.rtp,
         remote_rtcp: remote.rtcp,
         codec,
+        also_received: Vec::new(),
         telephone_event: event,
         ptime: send_ptime(config, media),
         direction,

@@ -14,6 +14,10 @@ pub struct NegotiatedMedia {
     /// Where to send RTCP.
     pub remote_rtcp: RtcpTarget,
     pub codec: NegotiatedCodec,
+    /// The other codecs of ours an answer to our offer listed, in its order: its sender may
+    /// change to any of them mid-call (RFC 3264 §5.1). Empty when we answered (our answer
+    /// lists one codec).
+    pub also_received: Vec<NegotiatedCodec>,
     /// RFC 4733 DTMF, when both sides support it.
     pub telephone_event: Option<TelephoneEvent>,
     /// Packetisation time to send with, in milliseconds.

@@ -173,6 +173,22 @@ pub(crate) fn accept_answer(
     );
     // The answer's numbers are what the peer receives; ours, what it sends us (RFC 3264 §5.1).
     codec.receive_payload_type = offered_pt;
+    let also_received = remote
+        .formats
+        .iter()
+        .filter_map(|f| {
+            let local = config.codecs.iter().find(|l| l.codec.matches(f))?;
+            let offered_format = ours.iter().find(|o| local.codec.matches(o))?;
+            let mut other = negotiated_codec(
+                local.codec,
+                f.payload_type,
+                media.fmtp(f.payload_type),
+                offered.fmtp(offered_format.payload_type),
+            );
+            other.receive_payload_type = offered_format.payload_type;
+            (local.codec != codec.codec).then_some(other)
+        })
+        .collect();
     let telephone_event =
         select_telephone_event(config, &remote.formats, codec.clock_rate).map(|mut event| {
             if let Some(ours) = ours
@@ -208,6 +224,7 @@ pub(crate) fn accept_answer(
         remote_rtcp: remote.rtcp,
         telephone_event,
         codec,
+        also_received,
         ptime: send_ptime(config, media),
         direction: offered_direction.intersect(remote.direction.reversed()),
         srtp,

@@ -480,6 +480,35 @@ fn answer_picks_first_codec_of_the_answer_we_offered() {
     assert!(n.srtp.is_none());
 }
 
+/// RFC 3264 §5.1: an answer listing several codecs may be sent with any of them. The first
+/// is ours to send; the others we offered come back as codecs the peer may change to, with
+/// their numbers each way. What we did not offer (iLBC) or answered twice is not among them.
+#[test]
+fn the_other_codecs_of_an_answer_are_ones_the_peer_may_change_to() {
+    let mut a = alice();
+    a.create_offer().unwrap();
+    let answer = peer(
+        "m=audio 5000 RTP/AVP 8 98 97 9 101\na=rtpmap:98 iLBC/8000\na=rtpmap:97 PCMU/8000\n\
+         a=rtpmap:101 telephone-event/8000\n",
+    );
+    let n = a.handle_answer(&answer).unwrap();
+    assert_eq!(n.codec.codec, Codec::Pcma);
+    let others: Vec<_> = n
+        .also_received
+        .iter()
+        .map(|c| (c.codec, c.payload_type, c.receive_payload_type))
+        .collect();
+    assert_eq!(others, [(Codec::Pcmu, 97, 0), (Codec::G722, 9, 9)]);
+    // One codec answered: nothing else to expect; and our own answers list one.
+    let mut a = alice();
+    a.create_offer().unwrap();
+    let n = a.handle_answer(&peer("m=audio 5000 RTP/AVP 0\n")).unwrap();
+    assert!(n.also_received.is_empty());
+    let (mut a, mut b) = (alice(), bob());
+    exchange(&mut a, &mut b);
+    assert!(b.negotiated().unwrap().also_received.is_empty());
+}
+
 #[test]
 fn an_answer_that_renumbers_sends_with_its_numbers_and_receives_with_ours() {
     let mut a = alice();

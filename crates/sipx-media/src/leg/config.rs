@@ -22,6 +22,11 @@ pub struct LegConfig {
     /// did (RFC 3264 §5.1); packets with `payload_type` are taken as audio too, since some
     /// peers send with their own numbers.
     pub receive_payload_type: u8,
+    /// Other codecs the peer may send with, by payload type: an answer that listed several
+    /// lets its sender change among them mid-call (RFC 3264 §5.1), as PBXs do after a
+    /// transfer or a bridge. Each must have `clock_rate` for its RTP clock. What plays is
+    /// decoded by each packet's codec; we send with `codec` only.
+    pub also_received: Vec<(u8, CodecKind)>,
     /// RTP clock of the codec (G.722: 8000, Opus: 48000).
     pub clock_rate: u32,
     /// Packetisation we send, 10..=60 ms. What we receive may be anything. Opus always sends
@@ -80,6 +85,7 @@ impl LegConfig {
             codec,
             payload_type,
             receive_payload_type: payload_type,
+            also_received: Vec::new(),
             clock_rate: codec.rtp_clock_rate(),
             ptime_ms: 20,
             telephone_event: None,
@@ -104,12 +110,22 @@ impl LegConfig {
         }
     }
 
+    /// The codec of audio received with payload type `pt`: one of `also_received`, else
+    /// `codec`.
+    pub(super) fn codec_of(&self, pt: u8) -> CodecKind {
+        self.also_received
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map_or(self.codec, |&(_, codec)| codec)
+    }
+
     /// Whether two configurations encode and decode the same way (so `update` keeps the
     /// codec state, SSRC and sequence).
     pub(super) fn same_media(&self, other: &LegConfig) -> bool {
         self.codec == other.codec
             && self.payload_type == other.payload_type
             && self.receive_payload_type == other.receive_payload_type
+            && self.also_received == other.also_received
             && self.receive_event_payload_type == other.receive_event_payload_type
             && self.clock_rate == other.clock_rate
             && self.ptime_ms == other.ptime_ms

@@ -40,7 +40,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipx_codec::{Encoder, new_encoder};
+use sipx_codec::{CodecKind, Encoder, new_encoder};
 
 pub use config::{FrameKind, LegConfig, LegEvent, LegStats};
 
@@ -95,6 +95,8 @@ pub struct MediaLeg {
     jitter: JitterBuffer,
     /// Decoder, concealment and the PCM queue at the decoder's rate.
     stream: StreamDecoder,
+    /// What `stream` decodes: `cfg.codec`, or one of `cfg.also_received` the peer changed to.
+    decoding: CodecKind,
     /// The rate the decoder produces (the frame rate when it can).
     decode_rate: u32,
     /// Decoder rate → frame rate, when they differ.
@@ -166,7 +168,7 @@ impl MediaLeg {
                 "frame rate must be 8000, 16000 or 48000",
             ));
         }
-        let decode_rate = codec_rate(&cfg)?;
+        let decode_rate = codec_rate(cfg.codec, cfg.frame_rate)?;
         let encode_rate = decode_rate;
         let stream = StreamDecoder::new(cfg.codec, decode_rate)?;
         let encoder = new_encoder(cfg.codec, encode_rate, &cfg.opus)?;
@@ -203,6 +205,7 @@ impl MediaLeg {
             earlier: MediaStats::default(),
             jitter,
             stream,
+            decoding: cfg.codec,
             decode_rate,
             upsampler: resampler(decode_rate, cfg.frame_rate),
             dtmf_rx: cfg
@@ -441,13 +444,12 @@ fn copy_and_protect(
 /// The PCM rate the codec runs at: the frame rate when the codec can take and give it (no
 /// resampling: Opus and G.722 at 8 kHz, Opus at 16 and 48 kHz, G.722 at 16 kHz), otherwise
 /// the codec's native rate (G.711 and G.729 at 8 kHz, G.722 at 16 kHz for 48 kHz frames).
-fn codec_rate(cfg: &LegConfig) -> Result<u32, MediaError> {
-    let kind = cfg.codec;
-    if kind.supports_audio_rate(cfg.frame_rate) {
-        return Ok(cfg.frame_rate);
+fn codec_rate(kind: CodecKind, frame_rate: u32) -> Result<u32, MediaError> {
+    if kind.supports_audio_rate(frame_rate) {
+        return Ok(frame_rate);
     }
     let native = kind.native_audio_rate();
-    if Resampler::new(native, cfg.frame_rate).is_some() {
+    if Resampler::new(native, frame_rate).is_some() {
         Ok(native)
     } else {
         Err(MediaError::ApiMisuse("no codec rate fits the frame rate"))

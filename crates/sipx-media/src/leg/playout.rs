@@ -5,8 +5,13 @@
 
 use std::time::Instant;
 
-use super::{FrameKind, MediaLeg};
-use crate::decoding::Played;
+use sipx_codec::CodecKind;
+
+use super::{FrameKind, MediaLeg, codec_rate};
+use crate::MediaError;
+use crate::decoding::{Played, StreamDecoder};
+use crate::jitter::Playout;
+use crate::resample::Resampler;
 
 impl MediaLeg {
     /// The next 20 ms of received audio at the frame rate: decoded, concealed (PLC or Opus
@@ -39,7 +44,30 @@ impl MediaLeg {
 
     /// Runs one jitter buffer tick into the queue. `None`: nothing new for this tick.
     fn fill_queue(&mut self, now: Instant) -> Option<FrameKind> {
-        match self.stream.play(self.jitter.tick(now)) {
+        let playout = self.jitter.tick(now);
+        // Audio in another codec the answer listed comes to play: decode with that codec
+        // from here on (what was queued before it played in the old one).
+        if let Playout::Frame(frame) = &playout
+            && let Some(first) = frame.packets().next()
+            && self.cfg.codec_of(first.pt.0) != self.decoding
+        {
+            let codec = self.cfg.codec_of(first.pt.0);
+            match decoder_for(codec, self.cfg.frame_rate) {
+                Ok((stream, rate)) => {
+                    self.stream = stream;
+                    self.decoding = codec;
+                    self.decode_rate = rate;
+                    self.upsampler = Resampler::new(rate, self.cfg.frame_rate)
+                        .filter(|_| rate != self.cfg.frame_rate);
+                    if self.decoded.len() < rate as usize / 50 {
+                        self.decoded = vec![0; rate as usize / 50].into();
+                    }
+                }
+                // Played as the old codec would: concealed as errors.
+                Err(_) => self.counters.decode_errors += 1,
+            }
+        }
+        match self.stream.play(playout) {
             Played::Frame { errors } => {
                 self.cn_level = None;
                 self.counters.decode_errors += u64::from(errors);
@@ -91,4 +119,11 @@ fn comfort_noise(rng: &mut crate::rng::Rng, level: u8, out: &mut [i16]) {
     for s in out {
         *s = ((rng.unit() * 2.0 - 1.0) * peak) as i16;
     }
+}
+
+/// A decoder for `codec` and the rate it produces, for frames at `frame_rate`. Allocates: only
+/// when the peer changes codec.
+fn decoder_for(codec: CodecKind, frame_rate: u32) -> Result<(StreamDecoder, u32), MediaError> {
+    let rate = codec_rate(codec, frame_rate)?;
+    Ok((StreamDecoder::new(codec, rate)?, rate))
 }

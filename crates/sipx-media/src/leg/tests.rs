@@ -382,6 +382,32 @@ fn srtp_contexts_survive_a_rebuild_for_new_media_settings() {
     );
 }
 
+/// RFC 3264 §5.1: B's peer answered PCMA first and PCMU after it, so it may send either. A
+/// sends PCMU, then changes to PCMA, then to G.722 (same 8 kHz RTP clock): B decodes each
+/// with its own codec, and counts none as a stranger's payload type.
+#[test]
+fn a_peer_changing_to_another_codec_its_answer_listed_is_heard() {
+    let mut b = config(CodecKind::Pcma, 8, a_addr(), 2);
+    b.also_received = vec![(0, CodecKind::Pcmu), (9, CodecKind::G722)];
+    let mut call = Call::new(config(CodecKind::Pcmu, 0, b_addr(), 1), b);
+    let (out, _) = call.tone(150);
+    assert!(snr(&out, 8000) > 25.0, "PCMU heard: {}", snr(&out, 8000));
+    for (codec, pt) in [(CodecKind::Pcma, 8), (CodecKind::G722, 9)] {
+        // The same source goes on in another codec (its numbering restarts with the leg).
+        let a = config(codec, pt, b_addr(), 1);
+        call.a = MediaLeg::new(a, call.now).unwrap();
+        let (out, _) = call.tone(150);
+        assert!(
+            snr(&out, 8000) > 25.0,
+            "{codec:?} heard: {}",
+            snr(&out, 8000)
+        );
+    }
+    let stats = call.b.stats();
+    assert_eq!(stats.unknown_payload_types, 0);
+    assert!(stats.media.packets_received >= 440, "{:?}", stats.media);
+}
+
 #[test]
 fn a_forged_packet_neither_plays_nor_latches() {
     let suite = SrtpSuite::AesCm128HmacSha1_80;

@@ -188,6 +188,28 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         ),
         _ => (n.codec.audio_rate, EncoderOptions::default()),
     };
+    // Codecs the peer may change to: those this build has, on the same RTP clock (the jitter
+    // buffer and RTCP count in it), by our number and by the answer's (peers send with either).
+    let mut also_received = Vec::new();
+    for other in n
+        .also_received
+        .iter()
+        .filter(|o| o.clock_rate == n.codec.clock_rate)
+    {
+        if let Some(kind) = codec_kind(other.codec) {
+            for pt in [other.receive_payload_type, other.payload_type] {
+                let taken = [n.codec.payload_type, n.codec.receive_payload_type].contains(&pt)
+                    || also_received.iter().any(|&(p, _)| p == pt);
+                if !taken {
+                    also_received.push((pt, kind));
+                }
+            }
+        }
+    }
+    let max_payload = also_received
+        .iter()
+        .map(|&(_, kind)| jitter_payload(kind, kind.native_audio_rate()))
+        .fold(jitter_payload(codec, n.codec.audio_rate), usize::max);
     let mut random = [0u8; 18];
     sipx_secrets::generate::fill(&mut random);
     let [a, b, c, d, e, f, g, h, i, j, seed @ ..] = random;
@@ -195,6 +217,7 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         codec,
         payload_type: n.codec.payload_type,
         receive_payload_type: n.codec.receive_payload_type,
+        also_received,
         clock_rate: n.codec.clock_rate,
         ptime_ms: n.ptime,
         telephone_event: n
@@ -218,7 +241,7 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
                 .max(Duration::from_millis(40))
                 .min(s.jitter_max),
             capacity: jitter_capacity(s.jitter_max),
-            max_payload: jitter_payload(codec, n.codec.audio_rate),
+            max_payload,
             ..JitterConfig::default()
         },
         media_timeout: s.media_timeout,
