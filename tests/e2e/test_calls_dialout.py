@@ -288,6 +288,21 @@ def test_a_phone_sending_another_codec_its_answer_listed_is_heard(data_dir, audi
     finally:
         s.stop()
 
+def test_keys_for_a_phone_that_holds_the_call_are_refused(server, tmp_path):
+    """A phone that answers `sendonly` holds the call: it takes no media, so keys sent to it
+    would go nowhere. The API says so (409) rather than accepting them."""
+    creds = create_app(server)[:2]
+    ip = "127.0.0.167"
+    fill = {"a=rtpmap:0 PCMU/8000": "a=rtpmap:0 PCMU/8000\na=sendonly"}
+    with sipp_uas(tmp_path, ip, "uas_answer.xml", **fill):
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": f"sip:phone@{ip}:5060", "room": {"name": "held"}}, expect=201).json()
+        wait_state(server, creds, created["id"], "CONFIRMED")
+        r = api(server, creds, "POST", f"/v1/calls/{created['id']}/dtmf", {"digits": "12"})
+        assert r.status_code == 409 and "holds the call" in r.json()["detail"], r.text
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        wait_state(server, creds, created["id"], "DISCONNECTED")
+
 def test_an_account_with_no_registered_device_ends_480(server):
     creds = create_app(server)[:2]
     account = api(server, creds, "POST", "/v1/sip-accounts",

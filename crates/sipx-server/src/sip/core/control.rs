@@ -132,6 +132,21 @@ pub(crate) struct Controls {
     pub ended_legs: HashMap<LegId, (String, Instant)>,
 }
 
+/// Why keys are not sent to a phone that holds the call: it takes no media now.
+pub(super) const KEYS_HELD: &str =
+    "the phone holds the call (it takes no media now): send the keys once it resumes";
+
+impl Core {
+    /// Whether the phone of `dialog` holds the call (its SDP says it takes no media), so keys
+    /// pressed now would go nowhere.
+    pub(super) fn keys_held(&self, dialog: Option<&DialogId>) -> bool {
+        dialog
+            .and_then(|d| self.calls.by_dialog.get(d))
+            .and_then(|c| c.sdp.negotiated())
+            .is_some_and(|n| !n.may_send())
+    }
+}
+
 impl Controls {
     /// Remembers an ended call's leg until its statistics come (`on_leg_ended`). Bounded:
     /// entries older than a minute (a leg that never started) are pruned.
@@ -150,6 +165,11 @@ impl Controls {
 
     pub fn out_mut(&mut self, id: &str) -> Option<&mut OutboundInvite> {
         self.by_id.get_mut(id).and_then(|c| c.out.as_mut())
+    }
+
+    /// The dialog of dial-out `id`, once it has one.
+    pub fn dialog_of(&self, id: &str) -> Option<&DialogId> {
+        self.by_id.get(id).and_then(|c| c.dialog.as_ref())
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
@@ -189,6 +209,9 @@ impl Core {
                 .controlled(&app_id, &id)
                 .map(|c| c.fsm.hangup(now))
                 .map(|()| self.drive(now, &id)),
+            CallCommand::Dtmf { id, .. } if self.keys_held(self.controls.dialog_of(&id)) => {
+                Err(CallCommandError::Conflict(KEYS_HELD.to_owned()))
+            }
             CallCommand::Dtmf { app_id, id, digits } => match self.controlled(&app_id, &id) {
                 Ok(c) => c
                     .fsm

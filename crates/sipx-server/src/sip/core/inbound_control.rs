@@ -100,6 +100,11 @@ impl Core {
         digits: &DtmfSequence,
     ) -> Result<(), CallCommandError> {
         let dialog = self.inbound_dialog(app_id, id).ok_or_else(ended)?;
+        if self.keys_held(Some(&dialog)) {
+            return Err(CallCommandError::Conflict(
+                super::control::KEYS_HELD.to_owned(),
+            ));
+        }
         self.inbound_keys
             .queues
             .entry(dialog)
