@@ -402,8 +402,9 @@ def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
                     return text
 
         # Inside the early dialog: an UPDATE without an offer refreshes the target; one with an
-        # offer waits for our answer to the INVITE's (RFC 3311 §5.2); keys pressed are taken;
-        # a PRACK acknowledges no reliable provisional SIPx sent (RFC 3262 §3).
+        # offer waits for our answer to the INVITE's (RFC 3311 §5.2); an INFO with a key gets
+        # 200 (there is no call to give it to yet); a PRACK acknowledges no reliable
+        # provisional SIPx sent (RFC 3262 §3).
         update = answer_to("UPDATE", 2, "z9hG4bKearlyu1", "Content-Length: 0\r\n\r\n")
         assert update.startswith("SIP/2.0 200") and re.search(r"^Contact: <sip:", update, re.M), update
         offer = answer_to("UPDATE", 3, "z9hG4bKearlyu2",

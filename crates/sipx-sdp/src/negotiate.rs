@@ -127,6 +127,7 @@ pub(crate) fn select_telephone_event(
     config: &MediaConfig,
     offered: &[PayloadFormat],
     codec_clock: u32,
+    media: &MediaDescription,
 ) -> Option<TelephoneEvent> {
     if !config.telephone_event {
         return None;
@@ -141,7 +142,28 @@ pub(crate) fn select_telephone_event(
         payload_type: chosen.payload_type,
         receive_payload_type: chosen.payload_type,
         clock_rate: chosen.clock_rate,
+        keys: event_keys(media.fmtp(chosen.payload_type).as_deref()),
     })
+}
+
+/// Which of the keys' events (0-15) a peer's telephone-event `fmtp` lists (`0-11`, `0-9,11`,
+/// `0-15,16`): bit n for event n. Without an fmtp a peer takes 0-15 (RFC 4733 §2.4.1); one
+/// that cannot be read is taken as that too.
+pub(crate) fn event_keys(fmtp: Option<&str>) -> u16 {
+    let Some(fmtp) = fmtp else {
+        return u16::MAX;
+    };
+    let mut keys = 0u16;
+    for part in fmtp.split(',').map(str::trim) {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let (Ok(low), Ok(high)) = (low.trim().parse::<u8>(), high.trim().parse::<u8>()) else {
+            return u16::MAX;
+        };
+        for event in low..=high.min(15) {
+            keys |= 1 << event;
+        }
+    }
+    keys
 }
 
 /// The crypto line to accept from an offer, as the SRTP policy decides.
@@ -289,8 +311,10 @@ pub(crate) fn push_format(
     }
 }
 
-/// DTMF events 0-15 (digits, `*`, `#`, A-D) and 16 (flash), as almost everyone offers.
-pub(crate) const TELEPHONE_EVENT_FMTP: &str = "0-16";
+/// The events we take (RFC 4733 §2.4.1): 0-15, the keys (digits, `*`, `#`, A-D), which SIPx
+/// reports and sends. Not 16 (flash): nothing it could be passed on as, so offering it would
+/// tell a phone its hook flashes are heard.
+pub(crate) const TELEPHONE_EVENT_FMTP: &str = "0-15";
 
 /// Accepts one remote audio section of an offer: the answer section and the outcome.
 pub(crate) fn answer_audio(
@@ -304,7 +328,7 @@ pub(crate) fn answer_audio(
     let remote = remote_stream(config, offer, media, mux)?;
     let (format, local) = select_codec(config, &remote.formats).ok_or(Rejection::NoCommonCodec)?;
     let crypto = select_crypto(config, material, media, remote.secure_profile)?;
-    let event = select_telephone_event(config, &remote.formats, format.clock_rate);
+    let event = select_telephone_event(config, &remote.formats, format.clock_rate, media);
     let direction = remote.direction.reversed().intersect(local_direction);
 
     let remote_fmtp = media.fmtp(format.payload_type);

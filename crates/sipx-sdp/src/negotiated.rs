@@ -94,6 +94,8 @@ pub struct TelephoneEvent {
     /// The number the peer sends them with (as for [`NegotiatedCodec::receive_payload_type`]).
     pub receive_payload_type: u8,
     pub clock_rate: u32,
+    /// The keys' events (0-15) the peer takes, bit n for event n: what its `fmtp` lists.
+    pub keys: u16,
 }
 
 /// SDES-SRTP parameters of the stream.

@@ -189,8 +189,8 @@ pub(crate) fn accept_answer(
             (local.codec != codec.codec).then_some(other)
         })
         .collect();
-    let telephone_event =
-        select_telephone_event(config, &remote.formats, codec.clock_rate).map(|mut event| {
+    let telephone_event = select_telephone_event(config, &remote.formats, codec.clock_rate, media)
+        .map(|mut event| {
             if let Some(ours) = ours
                 .iter()
                 .find(|o| o.is_telephone_event() && o.clock_rate == event.clock_rate)

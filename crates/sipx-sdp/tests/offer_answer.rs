@@ -62,9 +62,9 @@ fn first_offer_lists_everything_we_support() {
         "a=rtpmap:18 G729/8000",
         "a=fmtp:18 annexb=no",
         "a=rtpmap:101 telephone-event/8000",
-        "a=fmtp:101 0-16",
+        "a=fmtp:101 0-15",
         "a=rtpmap:110 telephone-event/48000",
-        "a=fmtp:110 0-16",
+        "a=fmtp:110 0-15",
         "a=ptime:20",
         "a=rtcp-mux",
         "a=crypto:1 AEAD_AES_128_GCM inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ==",
@@ -507,6 +507,27 @@ fn the_other_codecs_of_an_answer_are_ones_the_peer_may_change_to() {
     let (mut a, mut b) = (alice(), bob());
     exchange(&mut a, &mut b);
     assert!(b.negotiated().unwrap().also_received.is_empty());
+}
+
+/// The keys a peer takes as events are what its telephone-event `fmtp` lists (RFC 4733
+/// §2.4.1); without one, 0-15.
+#[test]
+fn the_keys_a_peer_takes_as_events_are_read_from_its_fmtp() {
+    for (fmtp, keys) in [
+        ("a=fmtp:101 0-11\n", 0x0fff),
+        ("a=fmtp:101 0-9,11, 15\n", 0x8bff),
+        ("a=fmtp:101 0-16\n", 0xffff),
+        ("", 0xffff),
+        ("a=fmtp:101 junk\n", 0xffff),
+    ] {
+        let mut a = alice();
+        a.create_offer().unwrap();
+        let answer = peer(&format!(
+            "m=audio 5000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n{fmtp}"
+        ));
+        let n = a.handle_answer(&answer).unwrap();
+        assert_eq!(n.telephone_event.unwrap().keys, keys, "{fmtp:?}");
+    }
 }
 
 #[test]

@@ -44,8 +44,11 @@ pub(super) struct ClockStep {
 impl ClockStep {
     /// The timestamp to use for a packet `len` ticks long (from its payload's length).
     pub fn timestamp(&mut self, seq: u16, ts: u32, len: u32) -> u32 {
+        let in_order = self
+            .last
+            .is_some_and(|(last_seq, ..)| seq == last_seq.wrapping_add(1));
         if let Some((last_seq, last_ts, last_len, last_given)) = self.last
-            && seq == last_seq.wrapping_add(1)
+            && in_order
             && last_len > 0
         {
             let step = ts.wrapping_sub(last_ts);
@@ -75,8 +78,30 @@ impl ClockStep {
             }
         }
         let given = self.map(seq, ts);
+        // Each packet in order is the new anchor, so the distances from it stay short: the
+        // sequence numbers wrap every 65 536 packets, the timestamps every 2^32 ticks.
+        if in_order {
+            self.repair = match self.repair {
+                Some(Repair::Halve { .. }) => Some(Repair::Halve {
+                    from: ts,
+                    to: given,
+                }),
+                Some(Repair::Count { len, .. }) => Some(Repair::Count {
+                    seq,
+                    to: given,
+                    len,
+                }),
+                other => other,
+            };
+        }
         self.last = Some((seq, ts, len, given));
         given
+    }
+
+    /// The timestamp for a packet that tells no length (comfort noise, a codec whose payload
+    /// does not say its duration): the repair in force, without learning from it.
+    pub fn apply(&self, seq: u16, ts: u32) -> u32 {
+        self.map(seq, ts)
     }
 
     fn repairing(&self) -> bool {
@@ -147,6 +172,14 @@ mod tests {
         assert_eq!(given[0], 7777);
         for k in 1..20 {
             assert_eq!(given[k].wrapping_sub(given[k - 1]), 160, "packet {k}");
+        }
+        // Past a sequence wrap and beyond half the sequence space: still one step a packet.
+        let mut long = ClockStep::default();
+        let mut previous = long.timestamp(0, 42, 160);
+        for k in 1..100_000u32 {
+            let given = long.timestamp(k as u16, 42, 160);
+            assert_eq!(given.wrapping_sub(previous), 160, "packet {k}");
+            previous = given;
         }
         // A lost packet leaves its place; a late one goes back into it.
         let after_gap = stuck.timestamp(start.wrapping_add(21), 7777, 160);

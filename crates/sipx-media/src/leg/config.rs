@@ -35,6 +35,9 @@ pub struct LegConfig {
     /// RFC 4733 telephone events: (payload type, clock rate). Its clock should be the
     /// codec's RTP clock, as RFC 4733 §2.1 asks.
     pub telephone_event: Option<(u8, u32)>,
+    /// The keys' events (0-15) the peer takes as telephone events, bit n for event n (its
+    /// `fmtp`); a key it does not take goes as tones in the audio.
+    pub telephone_event_keys: u16,
     /// The payload type the peer sends events with, when not the one of `telephone_event`
     /// (as for `receive_payload_type`).
     pub receive_event_payload_type: Option<u8>,
@@ -89,6 +92,7 @@ impl LegConfig {
             clock_rate: codec.rtp_clock_rate(),
             ptime_ms: 20,
             telephone_event: None,
+            telephone_event_keys: u16::MAX,
             receive_event_payload_type: None,
             remote_rtp,
             remote_rtcp: None,
@@ -180,6 +184,17 @@ pub enum LegEvent {
     /// played. Reported for its first packet; the rest are counted in
     /// [`LegStats::other_ssrc`].
     SecondStream(Ssrc),
+}
+
+impl LegEvent {
+    /// A key press, and how it came (`rfc4733` or `inband`, as metrics and logs name it).
+    pub fn key(&self) -> Option<(DtmfEvent, &'static str)> {
+        match *self {
+            LegEvent::Dtmf(e) => Some((e, "rfc4733")),
+            LegEvent::DtmfInBand(e) => Some((e, "inband")),
+            _ => None,
+        }
+    }
 }
 
 /// A snapshot of the leg for monitoring and CDRs.

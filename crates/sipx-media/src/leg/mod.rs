@@ -19,6 +19,7 @@ mod clock_step;
 mod config;
 mod latch;
 mod mos;
+mod other_codecs;
 mod playout;
 mod receive;
 mod send;
@@ -93,14 +94,12 @@ pub struct MediaLeg {
     earlier: MediaStats,
     // Receiving.
     jitter: JitterBuffer,
-    /// Decoder, concealment and the PCM queue at the decoder's rate.
-    stream: StreamDecoder,
-    /// What `stream` decodes: `cfg.codec`, or one of `cfg.also_received` the peer changed to.
-    decoding: CodecKind,
-    /// The rate the decoder produces (the frame rate when it can).
-    decode_rate: u32,
-    /// Decoder rate → frame rate, when they differ.
-    upsampler: Option<Resampler>,
+    /// What decodes now: decoder, concealment and PCM queue at the decoder's rate (the frame
+    /// rate when it can), and the resampler to the frame rate. For `cfg.codec`, or one of
+    /// `cfg.also_received` the peer changed to.
+    playing: other_codecs::DecodePath,
+    /// The decoders of the other codecs the peer may change to (`other_codecs.rs`).
+    spare_paths: Vec<other_codecs::DecodePath>,
     dtmf_rx: Option<DtmfReceiver>,
     /// In-band detection at 8 kHz, with a resampler from the frame rate if it is higher.
     inband: Option<(DtmfDetector, Option<Resampler>)>,
@@ -139,6 +138,8 @@ pub struct MediaLeg {
     /// frame they are written into.
     tones: DtmfTones,
     tone_frame: Box<[i16]>,
+    /// Ticks left during which in-band detection takes our own key tones' echo for silence.
+    tones_echo_ticks: u8,
     transmit: TransmitQueue,
 }
 
@@ -171,8 +172,15 @@ impl MediaLeg {
         let decode_rate = codec_rate(cfg.codec, cfg.frame_rate)?;
         let encode_rate = decode_rate;
         let stream = StreamDecoder::new(cfg.codec, decode_rate)?;
+        let spare_paths = other_codecs::spare_paths(cfg.codec, &cfg.also_received, cfg.frame_rate)?;
+        // Room for 20 ms at the highest rate any of them decodes at.
+        let decode_frame = spare_paths
+            .iter()
+            .map(|p| p.rate)
+            .fold(decode_rate, u32::max) as usize
+            / 50;
         let encoder = new_encoder(cfg.codec, encode_rate, &cfg.opus)?;
-        let resampler = |from, to| (from != to).then(|| Resampler::new(from, to)).flatten();
+        let resampler = other_codecs::resampler;
         let jitter = JitterBuffer::new(&JitterConfig {
             clock_rate: cfg.clock_rate,
             ..cfg.jitter.clone()
@@ -191,7 +199,6 @@ impl MediaLeg {
             cfg.wallclock,
         );
         let frame_samples = cfg.frame_rate as usize / 50;
-        let decode_frame = decode_rate as usize / 50;
         let inband = cfg
             .detect_inband_dtmf
             .then(|| (DtmfDetector::new(), resampler(cfg.frame_rate, 8000)));
@@ -204,10 +211,13 @@ impl MediaLeg {
             counters: Counters::default(),
             earlier: MediaStats::default(),
             jitter,
-            stream,
-            decoding: cfg.codec,
-            decode_rate,
-            upsampler: resampler(decode_rate, cfg.frame_rate),
+            playing: other_codecs::DecodePath {
+                codec: cfg.codec,
+                stream,
+                rate: decode_rate,
+                upsampler: resampler(decode_rate, cfg.frame_rate),
+            },
+            spare_paths,
             dtmf_rx: cfg
                 .telephone_event
                 .map(|(_, clock)| DtmfReceiver::new(clock)),
@@ -243,6 +253,7 @@ impl MediaLeg {
             next_dtmf: None,
             tones: DtmfTones::new(cfg.frame_rate, DTMF_QUEUE),
             tone_frame: vec![0; frame_samples].into(),
+            tones_echo_ticks: 0,
             transmit: TransmitQueue::new(),
             cfg,
         })

@@ -5,21 +5,20 @@
 
 use std::time::Instant;
 
-use sipx_codec::CodecKind;
+use super::{FrameKind, MediaLeg};
 
-use super::{FrameKind, MediaLeg, codec_rate};
-use crate::MediaError;
-use crate::decoding::{Played, StreamDecoder};
+/// Ticks after our last key tone during which what comes back is taken as its echo.
+const TONE_ECHO_TICKS: u8 = 5;
+use crate::decoding::Played;
 use crate::jitter::Playout;
-use crate::resample::Resampler;
 
 impl MediaLeg {
     /// The next 20 ms of received audio at the frame rate: decoded, concealed (PLC or Opus
     /// FEC), comfort noise or silence. Call once per 20 ms tick.
     pub fn pull_frame(&mut self, now: Instant) -> (FrameKind, &[i16]) {
         let kind = self.fill_queue(now);
-        let need = self.decode_rate as usize / 50;
-        let real = self.stream.pop_into(&mut self.decoded[..need]);
+        let need = self.playing.rate as usize / 50;
+        let real = self.playing.stream.pop_into(&mut self.decoded[..need]);
         let kind = match kind {
             // Audio left over from a longer packet plays as what it was.
             None if real > 0 => self.last_kind,
@@ -27,7 +26,7 @@ impl MediaLeg {
             Some(kind) => kind,
         };
         self.last_kind = kind;
-        match self.upsampler.as_mut() {
+        match self.playing.upsampler.as_mut() {
             Some(up) => {
                 up.process(&self.decoded[..need], &mut self.frame);
             }
@@ -45,29 +44,21 @@ impl MediaLeg {
     /// Runs one jitter buffer tick into the queue. `None`: nothing new for this tick.
     fn fill_queue(&mut self, now: Instant) -> Option<FrameKind> {
         let playout = self.jitter.tick(now);
-        // Audio in another codec the answer listed comes to play: decode with that codec
-        // from here on (what was queued before it played in the old one).
-        if let Playout::Frame(frame) = &playout
+        // Audio in another codec the answer listed comes to play: its decoder takes over
+        // (`other_codecs.rs`). Decided by the tick's first packet: a tick that holds both
+        // codecs (10 ms packets, at the change) plays the rest in the same one.
+        if !self.spare_paths.is_empty()
+            && let Playout::Frame(frame) = &playout
             && let Some(first) = frame.packets().next()
-            && self.cfg.codec_of(first.pt.0) != self.decoding
         {
             let codec = self.cfg.codec_of(first.pt.0);
-            match decoder_for(codec, self.cfg.frame_rate) {
-                Ok((stream, rate)) => {
-                    self.stream = stream;
-                    self.decoding = codec;
-                    self.decode_rate = rate;
-                    self.upsampler = Resampler::new(rate, self.cfg.frame_rate)
-                        .filter(|_| rate != self.cfg.frame_rate);
-                    if self.decoded.len() < rate as usize / 50 {
-                        self.decoded = vec![0; rate as usize / 50].into();
-                    }
-                }
-                // Played as the old codec would: concealed as errors.
-                Err(_) => self.counters.decode_errors += 1,
+            if codec != self.playing.codec
+                && let Some(spare) = self.spare_paths.iter_mut().find(|p| p.codec == codec)
+            {
+                std::mem::swap(spare, &mut self.playing);
             }
         }
-        match self.stream.play(playout) {
+        match self.playing.stream.play(playout) {
             Played::Frame { errors } => {
                 self.cn_level = None;
                 self.counters.decode_errors += u64::from(errors);
@@ -92,6 +83,17 @@ impl MediaLeg {
         let Some((detector, down)) = self.inband.as_mut() else {
             return;
         };
+        // While we send keys as tones, and a little after, what comes back may be their echo
+        // (an analogue line's hybrid): the detector hears silence instead.
+        if self.tones.is_active() {
+            self.tones_echo_ticks = TONE_ECHO_TICKS;
+        }
+        if self.tones_echo_ticks > 0 {
+            self.tones_echo_ticks -= 1;
+            self.narrow.fill(0);
+            detector.process(&self.narrow);
+            return self.drain_dtmf_events();
+        }
         match down {
             Some(down) => {
                 let n = down.process(&self.frame, &mut self.narrow);
@@ -104,9 +106,9 @@ impl MediaLeg {
 
     /// Forgets the old stream's decoder state, queued audio and resampler history.
     pub(super) fn reset_decoding(&mut self) {
-        self.stream.reset();
+        self.playing.stream.reset();
         self.cn_level = None;
-        if let Some(up) = self.upsampler.as_mut() {
+        if let Some(up) = self.playing.upsampler.as_mut() {
             up.reset();
         }
     }
@@ -119,11 +121,4 @@ fn comfort_noise(rng: &mut crate::rng::Rng, level: u8, out: &mut [i16]) {
     for s in out {
         *s = ((rng.unit() * 2.0 - 1.0) * peak) as i16;
     }
-}
-
-/// A decoder for `codec` and the rate it produces, for frames at `frame_rate`. Allocates: only
-/// when the peer changes codec.
-fn decoder_for(codec: CodecKind, frame_rate: u32) -> Result<(StreamDecoder, u32), MediaError> {
-    let rate = codec_rate(codec, frame_rate)?;
-    Ok((StreamDecoder::new(codec, rate)?, rate))
 }

@@ -111,16 +111,22 @@ impl MediaLeg {
             self.counters.other_ssrc += 1;
             return;
         }
-        if kind == Payload::Audio
-            && let Some(per_byte) = self.cfg.codec_of(header.pt.0).ticks_per_payload_byte()
-        {
-            let ticks = u32::try_from(packet.payload.len())
-                .unwrap_or(u32::MAX)
-                .saturating_mul(per_byte);
-            header.timestamp = self
-                .clock_step
-                .timestamp(header.seq, header.timestamp, ticks);
-        }
+        let per_byte = self.cfg.codec_of(header.pt.0).ticks_per_payload_byte();
+        header.timestamp = match (kind, per_byte) {
+            (Payload::Audio, Some(per_byte)) => {
+                let ticks = u32::try_from(packet.payload.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_mul(per_byte);
+                self.clock_step
+                    .timestamp(header.seq, header.timestamp, ticks)
+            }
+            // Comfort noise, and audio whose length its payload does not tell, on the same
+            // timeline as the audio around it.
+            (Payload::Audio | Payload::ComfortNoise, _) => {
+                self.clock_step.apply(header.seq, header.timestamp)
+            }
+            (Payload::TelephoneEvent, _) => header.timestamp,
+        };
         self.rtcp
             .on_rtp_received(now, &header, packet.payload.len());
         match kind {

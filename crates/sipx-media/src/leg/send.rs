@@ -135,7 +135,11 @@ impl MediaLeg {
         digit: DtmfDigit,
         duration: std::time::Duration,
     ) -> bool {
-        if self.dtmf_tx.is_none() {
+        // Tones for a peer without telephone-event, or one whose events leave this key out
+        // (`0-11`: no A-D). Flash has no tones; it stays an event.
+        let code = digit.event_code();
+        let taken = code > 15 || self.cfg.telephone_event_keys & (1 << code) != 0;
+        if self.dtmf_tx.is_none() || !taken {
             return self.tones.push(digit, duration);
         }
         if self.dtmf_queue.len() == DTMF_QUEUE {

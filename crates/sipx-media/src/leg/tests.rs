@@ -408,6 +408,40 @@ fn a_peer_changing_to_another_codec_its_answer_listed_is_heard() {
     assert!(stats.media.packets_received >= 440, "{:?}", stats.media);
 }
 
+/// The same, within one stream: A's numbering and timing go on while its packets change to
+/// PCMA (payloads rewritten on the way) and back. Every frame B plays after the start is
+/// the tone at full level: no PCMU decoded as PCMA, no frame lost to the change.
+#[test]
+fn one_stream_changing_codec_and_back_plays_every_frame() {
+    use sipx_codec::g711::Law;
+    let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
+    b.also_received = vec![(8, CodecKind::Pcma)];
+    let mut call = Call::new(config(CodecKind::Pcmu, 0, b_addr(), 1), b);
+    let mut sine = Sine::new(1000.0, 8000, 8000.0);
+    let mut quiet = 0;
+    let mut out = Vec::new();
+    for i in 0..300 {
+        let (_, frame) = call.tick(&sine.take(160));
+        if (100..200).contains(&i) {
+            for (_, to_b, _, bytes) in call.net.in_flight.iter_mut() {
+                if *to_b && bytes.len() == 12 + 160 && bytes[1] & 0x7f == 0 {
+                    bytes[1] = (bytes[1] & 0x80) | 8;
+                    for b in &mut bytes[12..] {
+                        *b = Law::A.encode(Law::Mu.decode(*b));
+                    }
+                }
+            }
+        }
+        if i >= 50 {
+            quiet += usize::from(frame.iter().map(|&x| i32::from(x).abs()).max() < Some(1000));
+            out.extend(frame);
+        }
+    }
+    assert_eq!(quiet, 0, "frames lost at the changes");
+    assert!(snr(&out, 8000) > 25.0, "snr {}", snr(&out, 8000));
+    assert_eq!(call.b.stats().unknown_payload_types, 0);
+}
+
 #[test]
 fn a_forged_packet_neither_plays_nor_latches() {
     let suite = SrtpSuite::AesCm128HmacSha1_80;
@@ -543,6 +577,25 @@ fn keys_to_a_peer_without_telephone_event_are_sent_as_tones() {
         }
         assert_eq!(tones_in(&call.b_events), keys, "{codec:?} shared={shared}");
     }
+}
+
+/// A peer whose telephone-event `fmtp` says `0-11` takes no A-D as events: those go as tones
+/// in the audio, the others as events.
+#[test]
+fn keys_a_peer_takes_no_events_for_go_as_tones() {
+    let mut a = config(CodecKind::Pcmu, 0, b_addr(), 1);
+    a.telephone_event_keys = 0x0fff;
+    let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
+    b.detect_inband_dtmf = true;
+    let mut call = Call::new(a, b);
+    for key in [DtmfDigit::D1, DtmfDigit::A] {
+        assert!(call.a.send_dtmf(call.now, key, Duration::from_millis(100)));
+        for _ in 0..25 {
+            call.tick(&vec![0; call.a.frame.len()]);
+        }
+    }
+    assert_eq!(digits_in(&call.b_events), [DtmfDigit::D1]);
+    assert_eq!(tones_in(&call.b_events), [DtmfDigit::A]);
 }
 
 #[test]

@@ -225,6 +225,7 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
             .as_ref()
             .map(|t| (t.payload_type, t.clock_rate)),
         receive_event_payload_type: n.telephone_event.as_ref().map(|t| t.receive_payload_type),
+        telephone_event_keys: n.telephone_event.as_ref().map_or(u16::MAX, |t| t.keys),
         remote_rtp: n.remote_rtp,
         remote_rtcp: match n.remote_rtcp {
             RtcpTarget::Muxed => None,

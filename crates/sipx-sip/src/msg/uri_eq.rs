@@ -3,7 +3,7 @@
 //! refreshes or removes it (host case, `%`-escapes, parameter order and case), and a text
 //! compare would leave the old binding behind, still dialled, until it lapses.
 
-use super::lex::{find_param, percent_decode};
+use super::lex::find_param;
 use super::uri::{SipUri, Uri, uri_host};
 
 /// Parameters that make two URIs differ when only one of them has it (§19.1.4); any other
@@ -36,8 +36,35 @@ impl SipUri {
     }
 }
 
+/// `part` with the escapes of unreserved characters decoded (§19.1.4: `%61` is `a`, but
+/// `%3B` is not `;`) and the others' hex digits in one case.
 fn decoded(part: Option<&str>) -> Option<String> {
-    part.map(|s| percent_decode(s).unwrap_or_else(|| s.to_owned()))
+    let part = part?;
+    let bytes = part.as_bytes();
+    let mut out = String::with_capacity(part.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| part.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(b) if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            Some(b) => {
+                out.push_str(&format!("%{b:02X}"));
+                i += 3;
+            }
+            None => {
+                let c = part[i..].chars().next().unwrap_or('%');
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Parameter values compare without regard to case, escapes decoded.
@@ -110,6 +137,7 @@ mod tests {
                 "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
             ),
             ("sip:gw1@LOCALHOST:5009", "sip:gw1@localhost:5009"),
+            ("sip:a%3bb@atlanta.com", "sip:a%3Bb@atlanta.com"),
             ("sip:gw1@[2001:DB8::0:1]:5060", "sip:gw1@[2001:db8::1]:5060"),
         ] {
             assert!(same(a, b), "{a} / {b}");
@@ -135,6 +163,8 @@ mod tests {
                 "sip:carol@chicago.com;security=off",
             ),
             ("sips:alice@atlanta.com", "sip:alice@atlanta.com"),
+            // An escaped reserved character is not the character itself.
+            ("sip:a%3Bb@atlanta.com", "sip:a;b@atlanta.com"),
         ] {
             assert!(!same(a, b), "{a} / {b}");
         }

@@ -673,7 +673,7 @@ pub async fn hangup(
     request_body = SendDtmf,
     responses(
         (status = 202, description = "Queued"),
-        (status = 409, description = "The call is not answered or has ended",
+        (status = 409, description = "The call is not answered, has ended, or the phone holds it (its SDP takes no media)",
             body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn send_dtmf(

@@ -971,9 +971,10 @@ impl Core {
         };
         match event {
             MediaEvent::Leg { event, .. } => match event {
-                LegEvent::Dtmf(d) => self.on_digit(now, &id, d.digit, d.duration_ms, "rfc4733"),
-                LegEvent::DtmfInBand(d) => {
-                    self.on_digit(now, &id, d.digit, d.duration_ms, "inband")
+                LegEvent::Dtmf(_) | LegEvent::DtmfInBand(_) => {
+                    if let Some((d, via)) = event.key() {
+                        self.on_digit(now, &id, d.digit, d.duration_ms, via)
+                    }
                 }
                 LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
                 other => {

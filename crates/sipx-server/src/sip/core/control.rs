@@ -209,15 +209,16 @@ impl Core {
                 .controlled(&app_id, &id)
                 .map(|c| c.fsm.hangup(now))
                 .map(|()| self.drive(now, &id)),
-            CallCommand::Dtmf { id, .. } if self.keys_held(self.controls.dialog_of(&id)) => {
-                Err(CallCommandError::Conflict(KEYS_HELD.to_owned()))
-            }
-            CallCommand::Dtmf { app_id, id, digits } => match self.controlled(&app_id, &id) {
-                Ok(c) => c
+            CallCommand::Dtmf { app_id, id, digits } => match (
+                self.keys_held(self.controls.dialog_of(&id)),
+                self.controlled(&app_id, &id),
+            ) {
+                (true, Ok(_)) => Err(CallCommandError::Conflict(KEYS_HELD.to_owned())),
+                (false, Ok(c)) => c
                     .fsm
                     .send_dtmf(now, &digits)
                     .map_err(|e| CallCommandError::Conflict(e.to_string())),
-                Err(e) => Err(e),
+                (_, Err(e)) => Err(e),
             }
             .map(|()| self.drive(now, &id)),
             CallCommand::Mute { app_id, id, muted } => match self.controlled(&app_id, &id) {
@@ -678,10 +679,9 @@ impl Core {
     pub(super) fn on_controlled_media(&mut self, now: Instant, id: &str, event: MediaEvent) {
         let input = match event {
             MediaEvent::Leg { event, .. } => match event {
-                LegEvent::Dtmf(d) | LegEvent::DtmfInBand(d) => {
-                    let via = match event {
-                        LegEvent::Dtmf(_) => "rfc4733",
-                        _ => "inband",
+                LegEvent::Dtmf(_) | LegEvent::DtmfInBand(_) => {
+                    let Some((d, via)) = event.key() else {
+                        return;
                     };
                     metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
                     match sipx_call::Digit::from_char(d.digit.as_char()) {
