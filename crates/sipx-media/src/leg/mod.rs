@@ -11,9 +11,11 @@
 //! - after any of these: drain [`MediaLeg::poll_transmit`] and [`MediaLeg::poll_event`].
 //!
 //! Files: `config.rs` (settings and reports), `receive.rs` (demux, SRTP, jitter buffer),
-//! `latch.rs` (symmetric RTP, and which sources are the peer's), `playout.rs` (decode and conceal through `crate::decoding`, resample), `send.rs`
-//! (encode, packetise, DTMF), `transmit.rs` (the preallocated outgoing queue), `mos.rs` (the
-//! E-model estimate).
+//! `latch.rs` (symmetric RTP, and which sources are the peer's), `clock_step.rs` (senders whose
+//! timestamps run double or not at all), `playout.rs` (decode and conceal through
+//! `crate::decoding`, resample), `other_codecs.rs` (the decoders of codecs an answer also
+//! listed), `send.rs` (encode, packetise, DTMF), `transmit.rs` (the preallocated outgoing
+//! queue), `mos.rs` (the E-model estimate).
 
 mod clock_step;
 mod config;
