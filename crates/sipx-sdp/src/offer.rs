@@ -9,7 +9,7 @@ use crate::negotiate::{
     TELEPHONE_EVENT_FMTP, crypto_line, local_key, negotiated_codec, push_format, remote_stream,
     select_telephone_event, send_ptime, srtp_params, usable_cryptos,
 };
-use crate::negotiated::NegotiatedMedia;
+use crate::negotiated::{NegotiatedCodec, NegotiatedMedia};
 use crate::reject::Rejection;
 
 /// Payload type numbers for the formats without a static number. They start at common values
@@ -154,41 +154,39 @@ pub(crate) fn accept_answer(
     let mux = offered.rtcp_mux() && media.rtcp_mux();
     let remote = remote_stream(config, answer, media, mux)?;
 
-    // The first answered format we offered is the one to send (RFC 3264 §7).
+    // The answered formats we offered, each codec once, in the answer's order: the first is
+    // the one to send (RFC 3264 §7); the peer may send any of them (§5.1). The answer's
+    // numbers are what the peer receives; ours, what it sends us.
     let ours = formats_of(offered);
-    let (format, local, offered_pt) = remote
-        .formats
-        .iter()
-        .find_map(|f| {
-            let local = config.codecs.iter().find(|l| l.codec.matches(f))?;
-            let offered_pt = ours.iter().find(|o| local.codec.matches(o))?.payload_type;
-            Some((f, local, offered_pt))
-        })
-        .ok_or(Rejection::NoCommonCodec)?;
-    let mut codec = negotiated_codec(
-        local.codec,
-        format.payload_type,
-        media.fmtp(format.payload_type),
-        offered.fmtp(offered_pt),
-    );
-    // The answer's numbers are what the peer receives; ours, what it sends us (RFC 3264 §5.1).
-    codec.receive_payload_type = offered_pt;
-    let also_received = remote
-        .formats
-        .iter()
-        .filter_map(|f| {
-            let local = config.codecs.iter().find(|l| l.codec.matches(f))?;
-            let offered_format = ours.iter().find(|o| local.codec.matches(o))?;
-            let mut other = negotiated_codec(
-                local.codec,
-                f.payload_type,
-                media.fmtp(f.payload_type),
-                offered.fmtp(offered_format.payload_type),
-            );
-            other.receive_payload_type = offered_format.payload_type;
-            (local.codec != codec.codec).then_some(other)
-        })
-        .collect();
+    let mut answered: Vec<NegotiatedCodec> = Vec::new();
+    for f in &remote.formats {
+        let Some(local) = config.codecs.iter().find(|l| l.codec.matches(f)) else {
+            continue;
+        };
+        let Some(offered_pt) = ours
+            .iter()
+            .find(|o| local.codec.matches(o))
+            .map(|o| o.payload_type)
+        else {
+            continue;
+        };
+        if answered.iter().any(|c| c.codec == local.codec) {
+            continue;
+        }
+        let mut codec = negotiated_codec(
+            local.codec,
+            f.payload_type,
+            media.fmtp(f.payload_type),
+            offered.fmtp(offered_pt),
+        );
+        codec.receive_payload_type = offered_pt;
+        answered.push(codec);
+    }
+    if answered.is_empty() {
+        return Err(Rejection::NoCommonCodec);
+    }
+    let codec = answered.remove(0);
+    let also_received = answered;
     let telephone_event = select_telephone_event(config, &remote.formats, codec.clock_rate, media)
         .map(|mut event| {
             if let Some(ours) = ours

@@ -114,13 +114,18 @@ impl LegConfig {
         }
     }
 
-    /// The codec of audio received with payload type `pt`: one of `also_received`, else
-    /// `codec`.
-    pub(super) fn codec_of(&self, pt: u8) -> CodecKind {
+    /// The codec of `also_received` that payload type `pt` names, if any.
+    pub(super) fn other_codec(&self, pt: u8) -> Option<CodecKind> {
         self.also_received
             .iter()
             .find(|(p, _)| *p == pt)
-            .map_or(self.codec, |&(_, codec)| codec)
+            .map(|&(_, codec)| codec)
+    }
+
+    /// The codec of audio received with payload type `pt`: one of `also_received`, else
+    /// `codec`.
+    pub(super) fn codec_of(&self, pt: u8) -> CodecKind {
+        self.other_codec(pt).unwrap_or(self.codec)
     }
 
     /// Whether two configurations encode and decode the same way (so `update` keeps the

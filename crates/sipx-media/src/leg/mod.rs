@@ -57,7 +57,6 @@ pub struct SharedFormat {
     pub options: sipx_codec::EncoderOptions,
 }
 
-use crate::decoding::StreamDecoder;
 use crate::dtmf::{DtmfDetector, DtmfDigit, DtmfReceiver, DtmfSender, DtmfTones};
 use crate::error::MediaError;
 use crate::ids::Ssrc;
@@ -171,15 +170,14 @@ impl MediaLeg {
                 "frame rate must be 8000, 16000 or 48000",
             ));
         }
-        let decode_rate = codec_rate(cfg.codec, cfg.frame_rate)?;
-        let encode_rate = decode_rate;
-        let stream = StreamDecoder::new(cfg.codec, decode_rate)?;
+        let playing = other_codecs::DecodePath::new(cfg.codec, cfg.frame_rate)?;
+        let encode_rate = playing.rate;
         let spare_paths = other_codecs::spare_paths(cfg.codec, &cfg.also_received, cfg.frame_rate)?;
         // Room for 20 ms at the highest rate any of them decodes at.
         let decode_frame = spare_paths
             .iter()
             .map(|p| p.rate)
-            .fold(decode_rate, u32::max) as usize
+            .fold(playing.rate, u32::max) as usize
             / 50;
         let encoder = new_encoder(cfg.codec, encode_rate, &cfg.opus)?;
         let resampler = other_codecs::resampler;
@@ -213,12 +211,7 @@ impl MediaLeg {
             counters: Counters::default(),
             earlier: MediaStats::default(),
             jitter,
-            playing: other_codecs::DecodePath {
-                codec: cfg.codec,
-                stream,
-                rate: decode_rate,
-                upsampler: resampler(decode_rate, cfg.frame_rate),
-            },
+            playing,
             spare_paths,
             dtmf_rx: cfg
                 .telephone_event

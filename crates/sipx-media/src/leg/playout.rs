@@ -6,11 +6,11 @@
 use std::time::Instant;
 
 use super::{FrameKind, MediaLeg};
+use crate::decoding::Played;
+use crate::jitter::Playout;
 
 /// Ticks after our last key tone during which what comes back is taken as its echo.
 const TONE_ECHO_TICKS: u8 = 5;
-use crate::decoding::Played;
-use crate::jitter::Playout;
 
 impl MediaLeg {
     /// The next 20 ms of received audio at the frame rate: decoded, concealed (PLC or Opus

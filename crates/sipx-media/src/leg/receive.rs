@@ -61,7 +61,7 @@ impl MediaLeg {
         // The numbers the peer should send with first; then the ones it answered with, which
         // some peers send with instead.
         let send_event = self.cfg.telephone_event.map(|(te, _)| te);
-        let also = |pt: Pt| self.cfg.also_received.iter().any(|(p, _)| *p == pt.0);
+        let other_codec = self.cfg.other_codec(header.pt.0);
         let kind = match header.pt {
             pt if pt.0 == self.cfg.receive_payload_type => Payload::Audio,
             pt if self.cfg.receive_event_payload_type == Some(pt.0) => Payload::TelephoneEvent,
@@ -69,7 +69,7 @@ impl MediaLeg {
             pt if pt.0 == self.cfg.payload_type => Payload::Audio,
             pt if send_event == Some(pt.0) => Payload::TelephoneEvent,
             // Another codec the answer listed: the peer changed to it.
-            pt if also(pt) => Payload::Audio,
+            _ if other_codec.is_some() => Payload::Audio,
             pt => {
                 // Said once, and only of the peer's packets (anyone can send to the port).
                 if !self.counters.payload_type_reported && source == self.rtp_latch.current() {
@@ -111,7 +111,9 @@ impl MediaLeg {
             self.counters.other_ssrc += 1;
             return;
         }
-        let per_byte = self.cfg.codec_of(header.pt.0).ticks_per_payload_byte();
+        let per_byte = other_codec
+            .unwrap_or(self.cfg.codec)
+            .ticks_per_payload_byte();
         header.timestamp = match (kind, per_byte) {
             (Payload::Audio, Some(per_byte)) => {
                 let ticks = u32::try_from(packet.payload.len())

@@ -301,45 +301,8 @@ fn a_tone_survives_loss_and_jitter() {
     }
 }
 
-#[test]
-fn srtp_on_both_sides_for_every_suite() {
-    for suite in SrtpSuite::ALL {
-        let key = |fill: u8| SrtpKey {
-            key: vec![fill; suite.key_len()],
-            salt: vec![fill + 1; suite.salt_len()],
-            mki: Vec::new(),
-        };
-        let mut a = config(CodecKind::Pcmu, 0, b_addr(), 1);
-        let mut b = config(CodecKind::Pcmu, 0, a_addr(), 2);
-        a.srtp = Some(SrtpConfig {
-            suite,
-            local: key(1),
-            remote: key(9),
-        });
-        b.srtp = Some(SrtpConfig {
-            suite,
-            local: key(9),
-            remote: key(1),
-        });
-        let mut call = Call::new(a, b);
-        let (out, _) = call.tone(400); // past an RTCP report each way, and the seq wrap
-        assert!(snr(&out, 8000) > 25.0, "{suite:?}");
-        let stats = call.b.stats();
-        assert_eq!(stats.srtp.unwrap().auth_failures, 0, "{suite:?}");
-        assert!(stats.media.rtt_ms.is_some() || call.a.stats().media.rtt_ms.is_some());
-        // The wire carries no plain G.711: the packets grew by the tag and differ from RTP.
-        let packet = call.sent_by_a.iter().find(|p| p[1] & 0x7f == 0).unwrap();
-        assert_eq!(packet.len(), 12 + 160 + suite.rtp_overhead());
-    }
-}
-
-/// A re-negotiation that rebuilds SIPx's leg (here a new packetisation) while the keys stay:
-/// both directions' SRTP contexts go on. The far end (B) keeps its counters, so a leg that
-/// started again at rollover counter 0 after the sequence wrap would be refused both ways, and
-/// its SRTCP would repeat indexes already sent under the same key.
-#[test]
-fn srtp_contexts_survive_a_rebuild_for_new_media_settings() {
-    let suite = SrtpSuite::AesCm128HmacSha1_80;
+/// A PCMU call with SDES-SRTP in `suite` both ways (A's key fills with 1, B's with 9).
+fn srtp_call(suite: SrtpSuite) -> Call {
     let key = |fill: u8| SrtpKey {
         key: vec![fill; suite.key_len()],
         salt: vec![fill + 1; suite.salt_len()],
@@ -357,7 +320,31 @@ fn srtp_contexts_survive_a_rebuild_for_new_media_settings() {
         local: key(9),
         remote: key(1),
     });
-    let mut call = Call::new(a, b);
+    Call::new(a, b)
+}
+
+#[test]
+fn srtp_on_both_sides_for_every_suite() {
+    for suite in SrtpSuite::ALL {
+        let mut call = srtp_call(suite);
+        let (out, _) = call.tone(400); // past an RTCP report each way, and the seq wrap
+        assert!(snr(&out, 8000) > 25.0, "{suite:?}");
+        let stats = call.b.stats();
+        assert_eq!(stats.srtp.unwrap().auth_failures, 0, "{suite:?}");
+        assert!(stats.media.rtt_ms.is_some() || call.a.stats().media.rtt_ms.is_some());
+        // The wire carries no plain G.711: the packets grew by the tag and differ from RTP.
+        let packet = call.sent_by_a.iter().find(|p| p[1] & 0x7f == 0).unwrap();
+        assert_eq!(packet.len(), 12 + 160 + suite.rtp_overhead());
+    }
+}
+
+/// A re-negotiation that rebuilds SIPx's leg (here a new packetisation) while the keys stay:
+/// both directions' SRTP contexts go on. The far end (B) keeps its counters, so a leg that
+/// started again at rollover counter 0 after the sequence wrap would be refused both ways, and
+/// its SRTCP would repeat indexes already sent under the same key.
+#[test]
+fn srtp_contexts_survive_a_rebuild_for_new_media_settings() {
+    let mut call = srtp_call(SrtpSuite::AesCm128HmacSha1_80);
     call.tone(600); // both sequences wrap (from 65 000) and RTCP goes each way
     assert!(call.a.seq < 1000 && call.b.seq < 1000, "both wrapped");
     let mut renegotiated = call.a.cfg.clone();

@@ -190,20 +190,18 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
     };
     // Codecs the peer may change to: those this build has, on the same RTP clock (the jitter
     // buffer and RTCP count in it), by our number and by the answer's (peers send with either).
-    let mut also_received = Vec::new();
-    for other in n
+    let numbered = n
         .also_received
         .iter()
         .filter(|o| o.clock_rate == n.codec.clock_rate)
-    {
-        if let Some(kind) = codec_kind(other.codec) {
-            for pt in [other.receive_payload_type, other.payload_type] {
-                let taken = [n.codec.payload_type, n.codec.receive_payload_type].contains(&pt)
-                    || also_received.iter().any(|&(p, _)| p == pt);
-                if !taken {
-                    also_received.push((pt, kind));
-                }
-            }
+        .filter_map(|o| Some((codec_kind(o.codec)?, o)))
+        .flat_map(|(kind, o)| [(o.receive_payload_type, kind), (o.payload_type, kind)]);
+    let mut also_received: Vec<(u8, CodecKind)> = Vec::new();
+    for (pt, kind) in numbered {
+        let taken = [n.codec.payload_type, n.codec.receive_payload_type].contains(&pt)
+            || also_received.iter().any(|&(p, _)| p == pt);
+        if !taken {
+            also_received.push((pt, kind));
         }
     }
     let max_payload = also_received

@@ -2,8 +2,7 @@
 //! then `Content-Length` (mandatory on streams, RFC 3261 §18.3). CRLF keep-alives between
 //! messages (RFC 5626 §3.5.1) are recognised and reported so the transport can answer them.
 
-use super::lex::trim_ws;
-use super::parse::{header_end, parse_framed};
+use super::parse::{self, header_end, parse_framed};
 use super::{MAX_MESSAGE_SIZE, ParseError, SipMessage};
 
 /// What the framer produced from the buffered bytes.
@@ -128,30 +127,15 @@ impl Framer {
     }
 }
 
-/// Finds `Content-Length` (or `l`) in a raw header section, reading its lines as the parser
-/// does (folded lines joined), so the stream is cut where the message ends for both. Values
-/// that disagree are refused: cutting at either would leave the stream out of step.
+/// The `Content-Length` of a raw header section, read by the parser's own reading of header
+/// lines (`parse::read_headers`, `parse::content_length`), so the stream is cut where the
+/// parser will say the message ends. None when there is none, or the values disagree or do not
+/// parse: cutting at either would leave the stream out of step.
 fn content_length(head: &[u8]) -> Option<usize> {
-    let text = super::parse::header_text(head);
-    let mut found = None;
-    for line in super::parse::unfold(&text).iter().skip(1) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let name = trim_ws(name);
-        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-            let v = trim_ws(value);
-            if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let length = v.parse().ok()?;
-            if found.is_some_and(|f| f != length) {
-                return None;
-            }
-            found = Some(length);
-        }
-    }
-    found
+    let text = parse::header_text(head);
+    let (headers, _) = parse::read_headers(parse::unfold(&text).into_iter().skip(1));
+    let length = parse::content_length(&headers).ok()??;
+    usize::try_from(length).ok()
 }
 
 #[cfg(test)]

@@ -121,23 +121,7 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
     let start_line = lines
         .next()
         .ok_or_else(|| err("Empty message", is_request, None))?;
-    let mut headers = Headers(Vec::with_capacity(16));
-    let mut bad_line = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            bad_line.get_or_insert("Header line without a colon");
-            continue;
-        };
-        let name = trim_ws(name);
-        if !is_token(name) {
-            bad_line.get_or_insert("Malformed header name");
-            continue;
-        }
-        headers.0.push(Header {
-            name: stored_name(name),
-            value: trim_ws(value).to_owned(),
-        });
-    }
+    let (headers, bad_line) = read_headers(lines);
     // Refused only after reading the lines that do parse: the 400 copies the Via, From, To,
     // Call-ID and CSeq they hold (RFC 3261 §8.2.6.2), wherever the bad line was, so the peer
     // can match it to its request instead of retransmitting until it gives up.
@@ -172,24 +156,51 @@ pub(crate) fn unfold(head: &str) -> Vec<Cow<'_, str>> {
     out
 }
 
+/// The header lines after the start line (unfolded), and why the first that does not parse
+/// does not. The framer reads a stream's heads with this too, so both agree on them.
+pub(crate) fn read_headers<'a>(
+    lines: impl Iterator<Item = Cow<'a, str>>,
+) -> (Headers, Option<&'static str>) {
+    let mut headers = Headers(Vec::with_capacity(16));
+    let mut bad_line = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            bad_line.get_or_insert("Header line without a colon");
+            continue;
+        };
+        let name = trim_ws(name);
+        if !is_token(name) {
+            bad_line.get_or_insert("Malformed header name");
+            continue;
+        }
+        headers.0.push(Header {
+            name: stored_name(name),
+            value: trim_ws(value).to_owned(),
+        });
+    }
+    (headers, bad_line)
+}
+
+/// The `Content-Length` the headers give (`l` included), if any; all of them must agree.
+pub(crate) fn content_length(headers: &Headers) -> Result<Option<u32>, &'static str> {
+    let mut length: Option<u32> = None;
+    for v in headers.get_all("Content-Length") {
+        let n = parse_u32(v).ok_or("Bad Content-Length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("Conflicting Content-Length values");
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
 fn take_body(
     body: &[u8],
     headers: &Headers,
     framed: bool,
     is_request: bool,
 ) -> Result<Vec<u8>, ParseError> {
-    let mut length: Option<u32> = None;
-    for v in headers.get_all("Content-Length") {
-        let n = parse_u32(v).ok_or_else(|| err("Bad Content-Length", is_request, Some(headers)))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(err(
-                "Conflicting Content-Length values",
-                is_request,
-                Some(headers),
-            ));
-        }
-        length = Some(n);
-    }
+    let length = content_length(headers).map_err(|why| err(why, is_request, Some(headers)))?;
     match length {
         Some(n) => {
             let n = n as usize;
