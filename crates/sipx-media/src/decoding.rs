@@ -33,7 +33,7 @@ pub(crate) struct StreamDecoder {
     queue: PcmQueue,
     /// One packet's decoded PCM, before it is queued.
     scratch: Box<[i16]>,
-    /// Samples of the last received packet: what one lost packet covers.
+    /// Samples of the last received packet: what a packet the decoder refuses is replaced by.
     last_packet_samples: usize,
 }
 
@@ -54,10 +54,12 @@ impl StreamDecoder {
 
     /// Decodes or conceals what one tick of the jitter buffer handed out into the queue.
     pub(crate) fn play(&mut self, playout: Playout<'_>) -> Played {
-        let out = &mut self.scratch;
         match playout {
             Playout::Frame(frame) => {
+                let gaps = frame.gaps();
+                self.conceal(gaps.before, None);
                 let mut errors = 0;
+                let out = &mut self.scratch;
                 for packet in frame.packets() {
                     match self.decoder.decode(packet.payload, out) {
                         Ok(n) => {
@@ -73,18 +75,12 @@ impl StreamDecoder {
                         }
                     }
                 }
+                self.conceal(gaps.after, None);
                 Played::Frame { errors }
             }
             Playout::Continue | Playout::Empty => Played::Nothing,
-            Playout::Lost { fec } => {
-                let n = self.last_packet_samples.min(out.len());
-                let filled = match fec {
-                    Some(next) => self.decoder.recover(next.payload, &mut out[..n]),
-                    None => self.decoder.conceal(&mut out[..n]),
-                };
-                if filled.is_ok() {
-                    self.queue.push(&out[..n]);
-                }
+            Playout::Lost { fec, units } => {
+                self.conceal(units, fec.map(|next| next.payload));
                 Played::Lost
             }
             Playout::ComfortNoise { update } => {
@@ -93,6 +89,35 @@ impl StreamDecoder {
                 let level = update.map(|p| p.payload.first().map_or(127, |l| l & 0x7f));
                 Played::ComfortNoise { level }
             }
+        }
+    }
+
+    /// Conceals `units` of RTP timestamp into the queue: exactly the span the jitter buffer
+    /// accounts for, so the queue neither runs dry nor grows (concealing a whole 60 ms packet
+    /// on each tick that waits for one would pile up delay nobody measures). In pieces the
+    /// codec can make (Opus: 2.5 to 60 ms; G.729: 10 ms); the last piece, the one just before
+    /// the next packet, recovers from its FEC when there is some.
+    fn conceal(&mut self, units: u32, fec: Option<&[u8]>) {
+        let clock = u64::from(self.kind.rtp_clock_rate().max(1));
+        let wanted = u64::from(units) * u64::from(self.rate) / clock;
+        let mut left = usize::try_from(wanted)
+            .unwrap_or(usize::MAX)
+            .min(self.scratch.len());
+        while left > 0 {
+            let n = concealable(self.kind, self.rate, left);
+            if n == 0 {
+                return;
+            }
+            left -= n;
+            let out = &mut self.scratch[..n];
+            let filled = match fec {
+                Some(next) if left == 0 => self.decoder.recover(next, out),
+                _ => self.decoder.conceal(out),
+            };
+            if filled.is_err() {
+                return;
+            }
+            self.queue.push(out);
         }
     }
 
@@ -114,5 +139,202 @@ impl StreamDecoder {
         }
         self.queue.clear();
         self.last_packet_samples = self.rate as usize / 50;
+    }
+}
+
+/// The longest piece of at most `samples` that `kind`'s concealment makes in one call at
+/// `rate` (0: none, the rest stays unfilled).
+fn concealable(kind: CodecKind, rate: u32, samples: usize) -> usize {
+    match kind {
+        CodecKind::Opus => {
+            let quantum = (rate as usize / 400).max(1);
+            [24, 16, 8, 4, 2, 1]
+                .into_iter()
+                .map(|q| q * quantum)
+                .find(|&n| n <= samples)
+                .unwrap_or(0)
+        }
+        CodecKind::G729 => samples - samples % 80,
+        // G.711 and G.722 conceal any length.
+        _ => samples,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The jitter buffer and the stream decoder together, as a leg runs them once per 20 ms,
+    //! for every packet time, under loss, drift and jitter: every tick gets a whole frame of
+    //! audio (nothing zero-filled mid-stream) and no delay piles up in the PCM queue.
+
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::{Duration, Instant};
+
+    use sipx_codec::tone::Sine;
+    use sipx_codec::{AudioEncoder, EncoderOptions, new_encoder};
+
+    use super::*;
+    use crate::ids::{Pt, Ssrc};
+    use crate::jitter::{JitterBuffer, JitterConfig};
+    use crate::rng::Rng;
+    use crate::rtp::RtpHeader;
+
+    struct Net {
+        ptime_ms: u32,
+        /// Packets the network drops, by index.
+        drop: fn(u32) -> bool,
+        /// Sender clock error: +0.005 sends 0.5 % more audio per real second.
+        drift: f64,
+        jitter_ms: f64,
+    }
+
+    struct Outcome {
+        /// Samples zero-filled for want of audio, after the start and before the end.
+        starved: usize,
+        /// The most audio left queued after a tick took its frame, in ms.
+        max_queued_ms: f64,
+        lost: u64,
+    }
+
+    fn run(kind: CodecKind, net: &Net) -> Outcome {
+        let rate = 8000;
+        let clock = kind.rtp_clock_rate();
+        let packet_samples = (rate * net.ptime_ms / 1000) as usize;
+        let mut encoder = new_encoder(kind, rate, &EncoderOptions::default()).unwrap();
+        let mut tone = Sine::new(440.0, rate, 8000.0);
+        let mut rng = Rng::new(7);
+        let t0 = Instant::now();
+        let seconds = 12;
+        let count = seconds * 1000 / net.ptime_ms;
+        let mut arrivals = Vec::new();
+        for i in 0..count {
+            let pcm = tone.take(packet_samples);
+            let mut payload = vec![0u8; 1500];
+            let n = encoder.encode(&pcm, &mut payload).unwrap();
+            payload.truncate(n);
+            if (net.drop)(i) {
+                continue;
+            }
+            let sent_ms = f64::from(i * net.ptime_ms) / (1.0 + net.drift);
+            let at = sent_ms + 30.0 + rng.unit() * net.jitter_ms;
+            arrivals.push((t0 + Duration::from_micros((at * 1000.0) as u64), i, payload));
+        }
+        arrivals.sort_by_key(|a| a.0);
+        let config = JitterConfig {
+            clock_rate: clock,
+            ..JitterConfig::default()
+        };
+        let mut jitter = JitterBuffer::new(&config);
+        let mut decoder = StreamDecoder::new(kind, rate).unwrap();
+        let mut frame = vec![0i16; rate as usize / 50];
+        let mut next = arrivals.iter().peekable();
+        let (mut starved, mut max_queued) = (0, 0);
+        let ticks = seconds * 50;
+        for k in 0..ticks {
+            let now = t0 + Duration::from_millis(u64::from(k) * 20);
+            while let Some((at, i, payload)) = next.next_if(|a| a.0 <= now) {
+                let header = RtpHeader {
+                    marker: *i == 0,
+                    pt: Pt(if kind == CodecKind::Opus { 111 } else { 0 }),
+                    seq: *i as u16,
+                    timestamp: i * net.ptime_ms * clock / 1000,
+                    ssrc: Ssrc(1),
+                };
+                jitter.push(*at, &header, payload);
+            }
+            decoder.play(jitter.tick(now));
+            let real = decoder.pop_into(&mut frame);
+            // After the first second (playout started) and before the stream's last second.
+            if k >= 50 && k < ticks - 50 {
+                starved += frame.len() - real;
+                max_queued = max_queued.max(decoder.queued());
+            }
+        }
+        Outcome {
+            starved,
+            max_queued_ms: max_queued as f64 * 1000.0 / f64::from(rate),
+            lost: jitter.stats().lost,
+        }
+    }
+
+    fn every_ptime(kind: CodecKind) -> &'static [u32] {
+        match kind {
+            // Opus frames are 10, 20, 40 or 60 ms (no 30).
+            CodecKind::Opus => &[10, 20, 40, 60],
+            _ => &[10, 20, 30, 40, 60],
+        }
+    }
+
+    fn check(name: &str, net: Net, lost: bool) {
+        for kind in [CodecKind::Pcmu, CodecKind::Opus] {
+            for &ptime_ms in every_ptime(kind) {
+                let net = Net { ptime_ms, ..net };
+                let out = run(kind, &net);
+                let case = format!("{name}, {kind:?} {ptime_ms} ms");
+                assert_eq!(out.starved, 0, "{case}: samples missing");
+                // What one packet leaves after the frame taken from it, and a frame of slack
+                // for a stretch; a concealment longer than the gap it covers stays as delay.
+                let bound = f64::from(ptime_ms.max(20)) + 20.0;
+                assert!(
+                    out.max_queued_ms <= bound,
+                    "{case}: {} ms queued",
+                    out.max_queued_ms
+                );
+                assert_eq!(out.lost > 0, lost, "{case}: {} lost", out.lost);
+            }
+        }
+    }
+
+    const CLEAN: Net = Net {
+        ptime_ms: 20,
+        drop: |_| false,
+        drift: 0.0,
+        jitter_ms: 0.0,
+    };
+
+    #[test]
+    fn single_losses_are_concealed_for_as_long_as_they_last() {
+        // Packets lost one at a time, at every place in the 20 ms frame pattern.
+        check(
+            "single losses",
+            Net {
+                drop: |i| i % 37 == 11,
+                ..CLEAN
+            },
+            true,
+        );
+    }
+
+    #[test]
+    fn a_drifting_sender_neither_starves_nor_builds_a_backlog() {
+        check(
+            "slow sender",
+            Net {
+                drift: -0.005,
+                ..CLEAN
+            },
+            false,
+        );
+        check(
+            "fast sender",
+            Net {
+                drift: 0.005,
+                ..CLEAN
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn loss_with_jitter_keeps_the_queue_short() {
+        check(
+            "3 % loss, 20 ms jitter",
+            Net {
+                drop: |i| i % 33 == 5,
+                jitter_ms: 20.0,
+                ..CLEAN
+            },
+            true,
+        );
     }
 }

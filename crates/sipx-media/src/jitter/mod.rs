@@ -100,9 +100,26 @@ pub struct Frame<'a> {
     first: i64,
     end: i64,
     cn_pt: Option<Pt>,
+    gaps: Gaps,
+}
+
+/// Audio missing inside one tick's window, in timestamp units: before its first packet (the
+/// packet that should have started the window was lost) and after its last one (the packet
+/// that should have ended it was lost or is late). Only with packets shorter than the frame
+/// (10 ms) can a window be part played, part missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gaps {
+    pub before: u32,
+    pub after: u32,
 }
 
 impl<'a> Frame<'a> {
+    /// What of this window no packet covers: to conceal around the packets' audio, so the
+    /// window still gives a whole frame.
+    pub fn gaps(&self) -> Gaps {
+        self.gaps
+    }
+
     pub fn packets(&self) -> impl Iterator<Item = BufferedPacket<'a>> + 'a {
         let (slots, payloads, cn_pt) = (self.slots, self.payloads, self.cn_pt);
         (self.first..self.end).filter_map(move |ext| {
@@ -121,9 +138,13 @@ pub enum Playout<'a> {
     Frame(Frame<'a>),
     /// Nothing new starts here: the audio of an earlier frame or loss still covers this tick.
     Continue,
-    /// A packet is missing: conceal one packet's worth. `fec` is the packet after the gap when
-    /// it is already here, for codecs with in-band FEC (Opus).
-    Lost { fec: Option<BufferedPacket<'a>> },
+    /// A packet is missing: conceal `units` of timestamp (a frame while waiting for a late
+    /// packet, else up to the missing packet's length, the ticks after it `Continue`). `fec`
+    /// is the packet after the gap when it is already here, for codecs with in-band FEC (Opus).
+    Lost {
+        fec: Option<BufferedPacket<'a>>,
+        units: u32,
+    },
     /// Comfort noise: `update` carries a new RFC 3389 payload, `None` means keep generating.
     ComfortNoise { update: Option<BufferedPacket<'a>> },
     /// Nothing to play: not started, or silence without comfort noise.
@@ -518,7 +539,14 @@ impl JitterBuffer {
                 return self.on_nothing_buffered();
             };
             let in_window = ts < c + f;
-            if !in_window && c < stream.covered() {
+            let covered = stream.covered();
+            if !in_window && c < covered {
+                // Audio handed out earlier still plays here. Unless the packet that should
+                // continue it inside this window is missing (30 ms packets: the one starting
+                // 10 ms into it): then its audio is concealed now, not found short later.
+                if covered < c + f && ext > stream.play_seq {
+                    return self.conceal_loss(ext, ts);
+                }
                 stream.cursor += f;
                 return Decision::Continue;
             }
@@ -552,7 +580,10 @@ impl JitterBuffer {
             }
             if error < -f / 2 {
                 self.stats.stretched += 1;
-                return Decision::Lost { fec: None };
+                return Decision::Lost {
+                    fec: None,
+                    units: f,
+                };
             }
             return self.play_window();
         }
@@ -563,37 +594,57 @@ impl JitterBuffer {
         let Some(stream) = self.stream.as_mut() else {
             return Decision::Empty;
         };
-        if stream.cursor < stream.covered() {
+        let (c, covered) = (stream.cursor, stream.covered());
+        if c < covered {
             stream.cursor += self.frame;
+            if covered < c + self.frame && stream.talking {
+                // The audio handed out ends inside this window and the packet to go on from
+                // it is not here: conceal the rest of the window (it is late now if it comes).
+                stream.covered_until = c + self.frame;
+                self.stats.underruns += 1;
+                return Decision::Lost {
+                    fec: None,
+                    units: c + self.frame - covered,
+                };
+            }
             return Decision::Continue;
         }
         if stream.talking && stream.underrun_ticks < MAX_UNDERRUN_TICKS {
             // Probably a late packet: conceal and keep the playout point, so it still plays.
             stream.underrun_ticks += 1;
             self.stats.underruns += 1;
-            return Decision::Lost { fec: None };
+            return Decision::Lost {
+                fec: None,
+                units: self.frame,
+            };
         }
         stream.talking = false;
         silence(stream)
     }
 
-    /// A packet is missing before `next` (at sequence `ext`, timestamp `ts`): conceal one
-    /// packet's worth, or the whole gap if it is shorter.
+    /// A packet is missing before `next` (at sequence `ext`, timestamp `ts`): conceal from
+    /// where the audio handed out ends, one packet's worth (at least to the end of this
+    /// window, at most up to `next`). The playout point moves one frame; the ticks the
+    /// concealed audio still covers `Continue`.
     fn conceal_loss(&mut self, ext: i64, ts: i64) -> Decision {
         let f = self.frame;
         let Some(stream) = self.stream.as_mut() else {
             return Decision::Empty;
         };
         let c = stream.cursor;
-        let units = stream.packet_units.max(f).min(ts - c);
+        let start = stream.covered().max(c);
+        let end = (start + stream.packet_units).max(c + f).min(ts).max(start);
         let fec = (ext == stream.play_seq + 1).then_some(ext);
-        let packets = (units / stream.packet_units.max(1)).max(1);
+        let packets = ((end - start) / stream.packet_units.max(1)).max(1);
         stream.play_seq = (stream.play_seq + packets).min(ext);
-        stream.covered_until = c + units;
+        stream.covered_until = end;
         stream.cursor += f;
         stream.underrun_ticks = 0;
         self.stats.lost += 1;
-        Decision::Lost { fec }
+        Decision::Lost {
+            fec,
+            units: end - start,
+        }
     }
 
     /// Drops what starts in the current window to cut the delay by a frame (or a packet).
@@ -621,7 +672,9 @@ impl JitterBuffer {
         self.stats.skipped += 1;
     }
 
-    /// Hands out everything that starts in the current window.
+    /// Hands out everything that starts in the current window, with what of the window no
+    /// packet covers (`Gaps`): a lost packet before the first one handed out (a sequence gap),
+    /// and the rest of the window after the last one, whose next packet has not come.
     fn play_window(&mut self) -> Decision {
         let f = self.frame;
         let cn_pt = self.cn_pt;
@@ -630,7 +683,10 @@ impl JitterBuffer {
         };
         let c = stream.cursor;
         let first = stream.play_seq;
+        let start = stream.covered().max(c);
         let (mut audio, mut last_cn) = (0, None);
+        let mut gaps = Gaps::default();
+        let mut audio_end = None;
         for ext in stream.play_seq..=stream.ext.highest_seq {
             let slot = &mut self.slots[slot_index(ext, self.mask)];
             if slot.state != SlotState::Buffered || slot.ext_seq != ext {
@@ -643,18 +699,30 @@ impl JitterBuffer {
             stream.play_seq = ext + 1;
             if Some(slot.pt) == cn_pt {
                 last_cn = Some(ext);
+                audio_end = None;
             } else {
+                if audio == 0 && ext > first && slot.ts > start {
+                    gaps.before = units_u32(slot.ts - start);
+                }
                 audio += 1;
                 stream.last_audio_ts = Some(slot.ts);
+                audio_end = Some(slot.ts + stream.packet_units);
             }
         }
         self.played = (first, stream.play_seq);
         stream.cursor += f;
         stream.underrun_ticks = 0;
         if audio > 0 {
+            if let Some(end) = audio_end
+                && end < c + f
+            {
+                gaps.after = units_u32(c + f - end);
+                stream.covered_until = c + f;
+            }
+            self.stats.lost += u64::from(gaps.before > 0) + u64::from(gaps.after > 0);
             stream.in_cn = false;
             self.stats.played += audio;
-            return Decision::Frame;
+            return Decision::Frame(gaps);
         }
         stream.talking = false;
         stream.in_cn = true;
@@ -671,15 +739,19 @@ impl JitterBuffer {
             self.slots[index].view(payloads.of(index))
         };
         match decision {
-            Decision::Frame => Playout::Frame(Frame {
+            Decision::Frame(gaps) => Playout::Frame(Frame {
                 slots: &self.slots,
                 payloads,
                 first: self.played.0,
                 end: self.played.1,
                 cn_pt: self.cn_pt,
+                gaps,
             }),
             Decision::Continue => Playout::Continue,
-            Decision::Lost { fec } => Playout::Lost { fec: fec.map(view) },
+            Decision::Lost { fec, units } => Playout::Lost {
+                fec: fec.map(view),
+                units: u32::try_from(units).unwrap_or(0),
+            },
             Decision::ComfortNoise(update) => Playout::ComfortNoise {
                 update: update.map(view),
             },
@@ -719,11 +791,16 @@ impl JitterBuffer {
 /// A tick's choice, before borrowing the slots for the caller.
 #[derive(Debug, Clone, Copy)]
 enum Decision {
-    Frame,
+    Frame(Gaps),
     Continue,
-    Lost { fec: Option<i64> },
+    Lost { fec: Option<i64>, units: i64 },
     ComfortNoise(Option<i64>),
     Empty,
+}
+
+/// A span inside one window (at most a frame) as the `u32` the playout reports.
+fn units_u32(units: i64) -> u32 {
+    u32::try_from(units.max(0)).unwrap_or(u32::MAX)
 }
 
 fn silence(stream: &Stream) -> Decision {

@@ -284,8 +284,8 @@ impl Driver {
                 format!("F{}", seqs.join("+"))
             }
             Playout::Continue => "C".into(),
-            Playout::Lost { fec: Some(p) } => format!("L(fec {})", p.seq),
-            Playout::Lost { fec: None } => "L".into(),
+            Playout::Lost { fec: Some(p), .. } => format!("L(fec {})", p.seq),
+            Playout::Lost { fec: None, .. } => "L".into(),
             Playout::ComfortNoise { update: Some(_) } => "CN!".into(),
             Playout::ComfortNoise { update: None } => "CN".into(),
             Playout::Empty => "-".into(),
