@@ -51,6 +51,8 @@ pub struct ReceiveStats {
     /// Interarrival jitter (A.8) in timestamp units, kept as a float to avoid A.8's scaling.
     jitter: f64,
     last_transit: Option<u32>,
+    /// Timestamp of the packet `last_transit` is from.
+    last_timestamp: u32,
     /// Arrival times are measured in timestamp units from here.
     epoch: Instant,
     /// Middle bits of the last SR's NTP time and when it arrived, for LSR/DLSR.
@@ -78,6 +80,7 @@ impl ReceiveStats {
             last_fraction: 0,
             jitter: 0.0,
             last_transit: None,
+            last_timestamp: 0,
             epoch: now,
             last_sr: None,
         }
@@ -169,8 +172,14 @@ impl ReceiveStats {
         self.expected_prior = 0;
     }
 
-    /// RFC 3550 A.8: J += (|D| - J) / 16, with D the change in transit time.
+    /// RFC 3550 A.8: J += (|D| - J) / 16, with D the change in transit time. Packets that
+    /// share the last one's timestamp (every packet of an RFC 4733 key press) are left out:
+    /// sent 50 ms apart with one sampling instant, each would count as 50 ms of jitter.
     fn update_jitter(&mut self, now: Instant, timestamp: u32) {
+        if self.last_transit.is_some() && self.last_timestamp == timestamp {
+            return;
+        }
+        self.last_timestamp = timestamp;
         let arrival = duration_to_units(now.saturating_duration_since(self.epoch), self.clock_rate);
         // Transit times only matter as differences, so wrapping u32 arithmetic is exact.
         let transit = (arrival as u32).wrapping_sub(timestamp);
@@ -429,6 +438,27 @@ mod tests {
         }
         assert!((s.jitter_ms() - 10.0).abs() < 0.1, "{}", s.jitter_ms());
         assert_eq!(s.report_block(t0).jitter, 79);
+    }
+
+    #[test]
+    fn key_presses_stamped_once_add_no_jitter() {
+        let t0 = Instant::now();
+        let mut s = ReceiveStats::new(Ssrc(1), RATE, t0);
+        // Audio on time, then a 100 ms key press: six event packets 20 ms apart, all with the
+        // timestamp of its start, then audio again.
+        let mut seq = 0u16;
+        let mut at = |s: &mut ReceiveStats, ms: u64, ts: u32| {
+            s.on_packet(t0 + Duration::from_millis(ms), seq, ts, 160);
+            seq += 1;
+        };
+        for i in 0..50u32 {
+            at(&mut s, u64::from(20 * i), i * 160);
+        }
+        for k in 0..6u64 {
+            at(&mut s, 1000 + 20 * k, 50 * 160);
+        }
+        at(&mut s, 56 * 20, 56 * 160);
+        assert!(s.jitter_ms() < 0.5, "{}", s.jitter_ms());
     }
 
     #[test]

@@ -142,15 +142,39 @@ const STATIC_PAYLOAD_TYPES: [(u8, &str, u32); 7] = [
 
 /// The format of payload type `pt` in `media`: its `rtpmap` when present, otherwise the static
 /// table. A dynamic payload type without `rtpmap` means nothing and gives `None`.
+///
+/// A static number whose `rtpmap` names its codec in a way of its own (`18 G729a/8000`,
+/// `G729ab`: Linksys and Cisco ATAs write their configured names) is the static codec: the
+/// name begins with it and the clock is its clock. RFC 3551 fixes those numbers, and such
+/// devices read them without the name.
 pub fn resolve_format(media: &MediaDescription, pt: u8) -> Option<PayloadFormat> {
-    if let Some(map) = media.rtpmap(pt) {
-        return Some(PayloadFormat {
-            payload_type: pt,
-            encoding: map.encoding,
-            clock_rate: map.clock_rate,
-            channels: map.channels,
-        });
+    let fixed = static_format(pt);
+    let Some(map) = media.rtpmap(pt) else {
+        return fixed;
+    };
+    let mapped = PayloadFormat {
+        payload_type: pt,
+        encoding: map.encoding,
+        clock_rate: map.clock_rate,
+        channels: map.channels,
+    };
+    match fixed {
+        Some(fixed)
+            if Codec::of(&mapped).is_none()
+                && fixed.clock_rate == mapped.clock_rate
+                && mapped
+                    .encoding
+                    .get(..fixed.encoding.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(&fixed.encoding)) =>
+        {
+            Some(fixed)
+        }
+        _ => Some(mapped),
     }
+}
+
+/// RFC 3551's meaning of a static payload type.
+fn static_format(pt: u8) -> Option<PayloadFormat> {
     STATIC_PAYLOAD_TYPES
         .iter()
         .find(|(n, _, _)| *n == pt)
@@ -230,6 +254,25 @@ mod tests {
             Codec::of(&resolve_format(&m, 0).unwrap()),
             Some(Codec::Pcma)
         );
+    }
+
+    #[test]
+    fn a_static_number_under_a_name_of_its_own_keeps_its_meaning() {
+        let m = media(
+            &["18", "0", "9", "4"],
+            &[
+                "18 G729a/8000",
+                "0 pcmu-x/8000",
+                "9 G7221/16000",
+                "4 G729ab/8000",
+            ],
+        );
+        let codec = |pt| resolve_format(&m, pt).map(|f| (f.encoding, f.clock_rate));
+        assert_eq!(codec(18), Some(("G729".into(), 8000)));
+        assert_eq!(codec(0), Some(("PCMU".into(), 8000)));
+        // Another clock, or a name that is not the static one's: what the rtpmap says.
+        assert_eq!(codec(9), Some(("G7221".into(), 16000)));
+        assert_eq!(codec(4), Some(("G729ab".into(), 8000)));
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub(crate) fn offer_audio(
     material: &[u8],
     direction: Direction,
     proto: &str,
+    mki: Option<(u32, u8)>,
 ) -> MediaDescription {
     let mut media = MediaDescription::new("audio", config.rtp_port, proto, Vec::new());
     for local in &config.codecs {
@@ -132,7 +133,7 @@ pub(crate) fn offer_audio(
             .filter_map(|&s| Some((s, local_key(material, s)?)))
             .take(SrtpSuite::OFFERED);
         for (tag, (suite, key)) in (1..).zip(suites) {
-            attrs.push(crypto_line(tag, suite, key, None));
+            attrs.push(crypto_line(tag, suite, key, mki));
         }
     }
     attrs.push(Attribute::flag(direction.as_str()));
@@ -201,16 +202,17 @@ pub(crate) fn accept_answer(
     let offered_lines: Vec<CryptoAttr> = usable_cryptos(offered).collect();
     let accepted = usable_cryptos(media).find_map(|line| {
         let suite = line.suite()?;
-        offered_lines
+        let ours = offered_lines
             .iter()
-            .any(|o| o.tag == line.tag && o.suite() == Some(suite))
-            .then_some((line, suite))
+            .find(|o| o.tag == line.tag && o.suite() == Some(suite))?;
+        Some((line, suite, ours.keys.first().and_then(|k| k.mki)))
     });
     let srtp = match accepted {
-        Some((line, suite)) => {
+        Some((line, suite, mki)) => {
             let key = local_key(material, suite).ok_or(Rejection::NoCommonCryptoSuite)?;
-            // Our offer's line has no MKI: we send without one, whatever the answer's key has.
-            Some(srtp_params(&line, suite, key, None).ok_or(Rejection::NoCommonCryptoSuite)?)
+            // We send with the MKI our own line declared (a re-offer repeating an answer we
+            // gave to a key with an MKI has one), whatever the answer's key has.
+            Some(srtp_params(&line, suite, key, mki).ok_or(Rejection::NoCommonCryptoSuite)?)
         }
         None if config.srtp == SrtpPolicy::Required => return Err(Rejection::SrtpRequired),
         None if remote.secure_profile => return Err(Rejection::NoCommonCryptoSuite),

@@ -104,12 +104,20 @@ impl MediaSession {
             Some(layout) => layout.audio_proto.clone(),
             None => default_proto(self.config.srtp).to_owned(),
         };
+        // An MKI our packets already carry stays: a re-offer that dropped it would make the
+        // peer read our packets' last bytes as one.
+        let mki = self
+            .negotiated
+            .as_ref()
+            .and_then(|n| n.srtp.as_ref())
+            .and_then(|srtp| srtp.local.mki);
         let audio = offer_audio(
             &self.config,
             &self.numbers,
             &self.key_material,
             self.direction,
             &proto,
+            mki,
         );
         let (media, audio_index) = match &self.layout {
             Some(layout) => {

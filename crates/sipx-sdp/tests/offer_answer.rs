@@ -860,6 +860,42 @@ fn an_answer_whose_key_has_an_mki_leaves_ours_without_one() {
 }
 
 #[test]
+fn our_mki_stays_the_same_through_refreshes_and_re_offers() {
+    // A peer whose key has an MKI (Microsoft's SBCs, IMS): our answer's key gets one too.
+    let offer = "m=audio 5000 RTP/SAVP 0\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:Q58UkAPCatLSRwKyxIjxLsijdiIza/dGI2kZ3qIj|2^31|1:1\n";
+    let mut a = MediaSession::new(
+        config("192.0.2.1", 4000).with_srtp(SrtpPolicy::Required),
+        &[1; KEY_MATERIAL_LEN],
+    )
+    .unwrap();
+    let answer = a.handle_offer(&peer(offer)).unwrap().to_string();
+    assert!(answer.contains("|1:1"), "{answer}");
+    let local = || a.negotiated().unwrap().srtp.clone().unwrap().local;
+    let first = local();
+    assert_eq!(first.mki, Some((1, 1)));
+    // A session refresh repeats our answer as an offer; the peer's answer repeats its key.
+    let refresh = a.create_refresh_offer().unwrap().to_string();
+    assert!(refresh.contains("|1:1"), "{refresh}");
+    a.handle_answer(&peer(offer)).unwrap();
+    let after_refresh = a.negotiated().unwrap().srtp.clone().unwrap().local;
+    assert_eq!(
+        after_refresh, first,
+        "the refresh changed what our packets carry"
+    );
+    // A full re-offer (the peer sent a re-INVITE without SDP) keeps the MKI as well.
+    let reoffer = a.create_offer().unwrap().to_string();
+    assert!(
+        reoffer
+            .lines()
+            .filter(|l| l.starts_with("a=crypto"))
+            .all(|l| l.ends_with("|1:1")),
+        "{reoffer}"
+    );
+    a.handle_answer(&peer(offer)).unwrap();
+    assert_eq!(a.negotiated().unwrap().srtp.clone().unwrap().local, first);
+}
+
+#[test]
 fn an_ipv4_mapped_address_is_the_ipv4_one() {
     // A peer that writes its IPv4 media address as IPv6: answered in IP4, RTP sent over IPv4.
     let offer = parse(

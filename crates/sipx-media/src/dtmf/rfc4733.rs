@@ -70,8 +70,10 @@ pub struct DtmfReceiver {
     /// An event without packets for this long has ended (its end packets were all lost).
     timeout: Duration,
     current: Option<Receiving>,
-    /// Timestamp of the last event reported, so its repeated end packets are ignored.
-    last_reported: Option<u32>,
+    /// Timestamp and key of the last event reported, so its repeated end packets are ignored
+    /// (a packet of another key with that timestamp is a new event: some senders stamp
+    /// back-to-back keys alike).
+    last_reported: Option<(u32, DtmfDigit)>,
     events: VecDeque<DtmfEvent>,
 }
 
@@ -100,8 +102,11 @@ impl DtmfReceiver {
             return Ok(());
         };
         let ts = header.timestamp;
-        let of_current = self.current.is_some_and(|cur| cur.ts == ts);
-        if !of_current && (self.last_reported == Some(ts) || p.end && self.is_reported(ts)) {
+        let of_current = self
+            .current
+            .is_some_and(|cur| cur.ts == ts && cur.digit == digit);
+        let repeat = self.last_reported == Some((ts, digit));
+        if !of_current && (repeat || p.end && self.is_reported(ts, digit)) {
             // A repeated packet of the event reported last, or an end packet of an earlier
             // one arriving late (§2.5.1.4): the key was pressed once. Other packets with an
             // older timestamp start a new event: senders that replay recorded events (sipp's
@@ -110,7 +115,7 @@ impl DtmfReceiver {
         }
         let duration = u32::from(p.duration);
         match &mut self.current {
-            Some(cur) if cur.ts == ts => {
+            Some(cur) if cur.ts == ts && cur.digit == digit => {
                 cur.duration = cur.duration.max(duration);
                 cur.last_packet = now;
             }
@@ -146,9 +151,11 @@ impl DtmfReceiver {
     /// Whether `ts` belongs to the last event reported or one before it. Only the last ten
     /// seconds count as before: a stream whose timestamps start again elsewhere (a new source
     /// after a re-INVITE) is not taken for old events.
-    fn is_reported(&self, ts: u32) -> bool {
-        self.last_reported
-            .is_some_and(|last| last.wrapping_sub(ts) <= self.clock_rate.saturating_mul(10))
+    fn is_reported(&self, ts: u32, digit: DtmfDigit) -> bool {
+        self.last_reported.is_some_and(|(last, last_digit)| {
+            let age = last.wrapping_sub(ts);
+            (age > 0 || last_digit == digit) && age <= self.clock_rate.saturating_mul(10)
+        })
     }
 
     fn finish(&mut self) {
@@ -158,7 +165,7 @@ impl DtmfReceiver {
                 digit: cur.digit,
                 duration_ms: (units * 1000 / u64::from(self.clock_rate)) as u32,
             });
-            self.last_reported = Some(cur.ts);
+            self.last_reported = Some((cur.ts, cur.digit));
         }
     }
 
@@ -487,6 +494,23 @@ mod tests {
             .map(|e| e.digit.as_char())
             .collect();
         assert_eq!(digits, "4321#");
+    }
+
+    #[test]
+    fn keys_stamped_alike_are_each_heard_once() {
+        // A sender that stamps back-to-back keys with one timestamp: each is a key, each
+        // ends with three end packets.
+        let t = 8_000;
+        let mut packets = Vec::new();
+        for code in [1, 2, 1] {
+            packets.push((t, true, code, false, 160));
+            packets.extend([(t, false, code, true, 640); 3]);
+        }
+        let digits: String = receive(8000, &packets)
+            .iter()
+            .map(|e| e.digit.as_char())
+            .collect();
+        assert_eq!(digits, "121");
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::ids::{Pt, Ssrc};
 use crate::rtp::RtpHeader;
 use delay::DelayTracker;
 
+/// A slot's sequence number before any packet (or since a restart) used it.
+const NO_PACKET: i64 = i64::MIN;
+
 /// Consecutive underrun ticks concealed before the stream is taken as silent.
 const MAX_UNDERRUN_TICKS: u32 = 5;
 
@@ -336,7 +339,7 @@ impl JitterBuffer {
         let capacity = config.capacity.clamp(4, 1 << 14).next_power_of_two();
         let slot = Slot {
             state: SlotState::Empty,
-            ext_seq: 0,
+            ext_seq: NO_PACKET,
             ts: 0,
             seq: 0,
             timestamp: 0,
@@ -425,6 +428,13 @@ impl JitterBuffer {
             self.stats.late += 1;
             return Pushed::Late;
         }
+        let index = slot_index(ext_seq, self.mask);
+        if self.slots[index].ext_seq == ext_seq {
+            // Here before (buffered, played or dropped): a copy, as a redundant path or an
+            // SBC's failover sends. Its lateness says nothing of the network's delay.
+            self.stats.duplicates += 1;
+            return Pushed::Duplicate;
+        }
         self.delay.record(sample);
         if !stream.started && ext_seq < stream.play_seq {
             // Reordered before playout began: move the start back to it.
@@ -436,12 +446,7 @@ impl JitterBuffer {
             self.stats.late += 1;
             return Pushed::Late;
         }
-        let index = slot_index(ext_seq, self.mask);
         let slot = &mut self.slots[index];
-        if slot.state == SlotState::Buffered && slot.ext_seq == ext_seq {
-            self.stats.duplicates += 1;
-            return Pushed::Duplicate;
-        }
         slot.state = SlotState::Buffered;
         slot.ext_seq = ext_seq;
         slot.ts = ts;
@@ -478,6 +483,7 @@ impl JitterBuffer {
     fn restart(&mut self) {
         for slot in &mut self.slots {
             slot.state = SlotState::Empty;
+            slot.ext_seq = NO_PACKET;
         }
         self.stream = None;
         self.played = (0, 0);

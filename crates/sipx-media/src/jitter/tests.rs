@@ -339,6 +339,38 @@ fn duplicates_and_late_packets_are_counted() {
 }
 
 #[test]
+fn copies_of_played_packets_do_not_raise_the_target() {
+    // Every tenth packet comes again 120 ms later (a redundant path, an SBC's failover).
+    let run = |copies: bool| {
+        let mut d = Driver::new();
+        let mut copies_due = Vec::new();
+        for k in 0..500u16 {
+            let ms = 20 * u64::from(k);
+            d.push(ms + 30, k, 160 * u32::from(k), k == 0, 0);
+            if copies && k % 10 == 0 {
+                copies_due.push((ms + 150, k));
+            }
+            while let Some(&(at, seq)) = copies_due.first().filter(|c| c.0 <= ms + 30) {
+                assert_eq!(
+                    d.push(at, seq, 160 * u32::from(seq), false, 0),
+                    Pushed::Duplicate
+                );
+                copies_due.remove(0);
+            }
+            d.tick(ms + 30);
+        }
+        d.jb.stats()
+    };
+    let (clean, copied) = (run(false), run(true));
+    assert!(copied.duplicates >= 45, "{copied:?}");
+    assert!(
+        copied.target_ms <= clean.target_ms + 5.0,
+        "{clean:?} / {copied:?}"
+    );
+    assert_eq!((copied.late, copied.lost), (0, 0), "{copied:?}");
+}
+
+#[test]
 fn comfort_noise_and_silence_are_not_losses_and_talkspurts_recentre() {
     let mut d = Driver::new();
     let mut log = Vec::new();

@@ -367,14 +367,20 @@ impl MediaLeg {
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         loop {
             let (channel, packet) = self.transmit.pop()?;
+            let dest = match channel {
+                transmit::Channel::Rtp => self.rtp_latch.current(),
+                transmit::Channel::Rtcp => self.rtcp_latch.unwrap_or(self.rtp_latch).current(),
+            };
+            // A peer on hold the RFC 2543 way (`c=IN IP4 0.0.0.0`) that sends nothing has no
+            // address to send to: datagrams to 0.0.0.0 would come back to this host, to
+            // whichever of its ports the peer's port number is.
+            if dest.ip().is_unspecified() || dest.port() == 0 {
+                continue;
+            }
             let written = copy_and_protect(self.srtp.as_mut(), channel, packet, buf);
             let Some(len) = written else {
                 self.counters.transmit_dropped += 1;
                 continue;
-            };
-            let dest = match channel {
-                transmit::Channel::Rtp => self.rtp_latch.current(),
-                transmit::Channel::Rtcp => self.rtcp_latch.unwrap_or(self.rtp_latch).current(),
             };
             return Some((dest, len));
         }

@@ -619,6 +619,26 @@ fn hold_gives_silence_and_no_timeout_while_rtcp_flows() {
 }
 
 #[test]
+fn nothing_is_sent_to_a_peer_on_hold_at_the_unspecified_address() {
+    // A re-INVITE holding us the RFC 2543 way: `c=IN IP4 0.0.0.0`, answered `recvonly`.
+    let mut cfg = config(CodecKind::Pcmu, 0, addr("0.0.0.0:17010"), 1);
+    cfg.send = false;
+    let start = Instant::now();
+    let mut leg = MediaLeg::new(cfg, start).unwrap();
+    let mut buf = [0u8; 1500];
+    let silence = [0i16; 160];
+    for k in 0..1000 {
+        let now = start + TICK * k;
+        leg.push_frame(now, &silence);
+        if leg.poll_timeout().is_some_and(|t| t <= now) {
+            leg.handle_timeout(now);
+        }
+        // RTCP reports fall due in these 20 s, and nowhere to send them.
+        assert_eq!(leg.poll_transmit(&mut buf), None, "tick {k}");
+    }
+}
+
+#[test]
 fn a_peer_that_holds_us_and_sends_nothing_at_all_is_not_timed_out_until_it_resumes() {
     let mut call = Call::pair(CodecKind::Pcmu, 0);
     call.tone(60);

@@ -121,6 +121,15 @@ pub struct SrtpKey {
     pub mki: Vec<u8>,
 }
 
+impl SrtpKey {
+    /// The same master key and salt, whatever MKI labels them: the crypto context (rollover
+    /// counters, SRTCP index) belongs to the key, and an MKI that comes or goes in a new
+    /// exchange changes only what each packet carries.
+    pub fn same_master(&self, other: &SrtpKey) -> bool {
+        self.key == other.key && self.salt == other.salt
+    }
+}
+
 /// The longest MKI SIPx takes: SDP writes the value as a decimal number, and the phones and
 /// SBCs that use one (Microsoft's among them) send one to four bytes.
 pub const MAX_MKI_LEN: usize = 4;
@@ -238,11 +247,11 @@ impl SrtpSession {
         if old.suite != new.suite {
             return Ok(next);
         }
-        if old.local == new.local {
+        if old.local.same_master(&new.local) {
             next.tx_streams = self.tx_streams;
             next.srtcp_index = self.srtcp_index;
         }
-        if old.remote == new.remote {
+        if old.remote.same_master(&new.remote) {
             next.rx_streams = self.rx_streams;
             next.uses = self.uses;
         }

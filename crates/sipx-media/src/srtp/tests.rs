@@ -344,16 +344,16 @@ fn a_renegotiation_keeps_the_context_of_each_unchanged_key() {
     let send = |from: &mut SrtpSession, to: &mut SrtpSession, seq: u16| {
         let mut buf = rtp(seq, &[seq as u8; 20]);
         let len = buf.len();
-        buf.resize(len + suite.rtp_overhead(), 0);
-        from.protect_rtp(&mut buf, len).unwrap();
-        to.unprotect_rtp(&mut buf)
+        buf.resize(len + suite.rtp_overhead() + MAX_MKI_LEN, 0);
+        let n = from.protect_rtp(&mut buf, len).unwrap();
+        to.unprotect_rtp(&mut buf[..n])
     };
     let rr = hex("81c90007 cafebabe 12345678 01000002 0000ffff 00000010 00000000 00000000");
     let report = |from: &mut SrtpSession, to: &mut SrtpSession| {
-        let mut buf = vec![0u8; rr.len() + suite.rtcp_overhead()];
+        let mut buf = vec![0u8; rr.len() + suite.rtcp_overhead() + MAX_MKI_LEN];
         buf[..rr.len()].copy_from_slice(&rr);
-        from.protect_rtcp(&mut buf, rr.len()).unwrap();
-        to.unprotect_rtcp(&mut buf)
+        let n = from.protect_rtcp(&mut buf, rr.len()).unwrap();
+        to.unprotect_rtcp(&mut buf[..n])
     };
     for seq in (65_530..=u16::MAX).chain(0..5) {
         send(&mut sipx, &mut peer, seq).unwrap();
@@ -372,6 +372,29 @@ fn a_renegotiation_keeps_the_context_of_each_unchanged_key() {
     );
     assert_eq!(send(&mut peer, &mut sipx, 100), Ok(32), "theirs new");
     assert_eq!(sipx.stats(), SrtpStats::default());
+    // Our key gaining an MKI (an exchange with a peer whose key has one) is still our key:
+    // its context goes on, and the packets carry the MKI.
+    let ours_with_mki = SrtpKey {
+        mki: vec![1],
+        ..ours.clone()
+    };
+    let (mki_sipx, mki_peer) = (
+        config(&ours_with_mki, &their_new),
+        config(&their_new, &ours_with_mki),
+    );
+    let mut sipx = sipx.renegotiated(&new_sipx, &mki_sipx).unwrap();
+    let mut peer = peer.renegotiated(&new_peer, &mki_peer).unwrap();
+    assert_eq!(
+        send(&mut sipx, &mut peer, 6),
+        Ok(32),
+        "ours still at ROC 1, with an MKI"
+    );
+    assert_eq!(
+        report(&mut sipx, &mut peer),
+        Ok(rr.len()),
+        "no SRTCP index again"
+    );
+    let new_sipx = mki_sipx;
     // A new suite is a new context both ways, even with the same keys.
     let other = SrtpConfig {
         suite: SrtpSuite::AesCm128HmacSha1_32,
