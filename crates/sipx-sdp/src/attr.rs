@@ -236,7 +236,7 @@ impl MediaDescription {
     }
 }
 
-fn parse_millis(value: &str) -> Option<u32> {
+pub(crate) fn parse_millis(value: &str) -> Option<u32> {
     let value = value.trim();
     let whole = value.split_once('.').map_or(value, |(w, _)| w);
     whole.parse().ok().filter(|&ms| ms > 0)

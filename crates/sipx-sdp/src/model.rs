@@ -227,6 +227,18 @@ impl SessionDescription {
             .filter(|ip| !ip.is_unspecified())
     }
 
+    /// `a=ptime` and `a=maxptime` for `media`: its own, else the session-level ones. RFC 8866
+    /// defines both for media only, but gateways that write them once at the top mean every
+    /// stream.
+    pub fn ptimes_for(&self, media: &MediaDescription) -> (Option<u32>, Option<u32>) {
+        let session =
+            |name| attribute_values(&self.attributes, name).find_map(crate::attr::parse_millis);
+        (
+            media.ptime().or_else(|| session("ptime")),
+            media.maxptime().or_else(|| session("maxptime")),
+        )
+    }
+
     /// The direction that applies to `media`: media-level wins, then session-level, then the
     /// default `sendrecv` (RFC 8866 §6.7).
     pub fn direction_for(&self, media: &MediaDescription) -> Direction {

@@ -254,9 +254,14 @@ pub(crate) const SEND_PTIMES: std::ops::RangeInclusive<u32> = 10..=60;
 /// The packetisation we send with: the remote's `ptime`, else ours, never above its `maxptime`,
 /// and within what a leg can send. `ptime` is only a wish (RFC 8866 §6.4): a peer asking for
 /// 80 ms gets 60, one asking for 5 gets 10, rather than a call that cannot start.
-pub(crate) fn send_ptime(config: &MediaConfig, remote: &MediaDescription) -> u32 {
-    let ptime = remote.ptime().unwrap_or(config.ptime);
-    let ptime = remote.maxptime().map_or(ptime, |max| ptime.min(max));
+pub(crate) fn send_ptime(
+    config: &MediaConfig,
+    session: &SessionDescription,
+    remote: &MediaDescription,
+) -> u32 {
+    let (ptime, maxptime) = session.ptimes_for(remote);
+    let ptime = ptime.unwrap_or(config.ptime);
+    let ptime = maxptime.map_or(ptime, |max| ptime.min(max));
     ptime.clamp(*SEND_PTIMES.start(), *SEND_PTIMES.end())
 }
 
@@ -362,8 +367,9 @@ pub(crate) fn answer_audio(
         );
     }
     // What we ask to receive, within the offerer's maxptime.
-    let ptime = media
-        .maxptime()
+    let ptime = offer
+        .ptimes_for(media)
+        .1
         .map_or(config.ptime, |max| config.ptime.min(max))
         .max(*SEND_PTIMES.start());
     attrs.push(Attribute::new("ptime", ptime.to_string()));
@@ -386,7 +392,7 @@ pub(crate) fn answer_audio(
         codec,
         also_received: Vec::new(),
         telephone_event: event,
-        ptime: send_ptime(config, media),
+        ptime: send_ptime(config, offer, media),
         direction,
         srtp,
         proto: media.proto.clone(),

@@ -225,7 +225,7 @@ pub(crate) fn accept_answer(
         telephone_event,
         codec,
         also_received,
-        ptime: send_ptime(config, media),
+        ptime: send_ptime(config, answer, media),
         direction: offered_direction.intersect(remote.direction.reversed()),
         srtp,
         proto: media.proto.clone(),

@@ -24,7 +24,18 @@ impl SessionDescription {
                 line: number,
                 reason: reason.to_owned(),
             };
-            let text = std::str::from_utf8(raw).map_err(|_| malformed("not UTF-8"))?;
+            let lossy;
+            let text = match std::str::from_utf8(raw) {
+                Ok(text) => text,
+                // Free text (`s=`, `i=`, `u=`, `e=`, `p=`) may be in another charset (RFC 8866
+                // §6.10 `a=charset`, Latin-1 in practice): SIPx never reads it, so it is taken
+                // as it decodes rather than refusing the call.
+                Err(_) if matches!(raw.first(), Some(b's' | b'i' | b'u' | b'e' | b'p')) => {
+                    lossy = String::from_utf8_lossy(raw);
+                    &lossy
+                }
+                Err(_) => return Err(malformed("not UTF-8")),
+            };
             // Bare LF endings and trailing blanks are common; both are harmless.
             let text = text.trim_matches([' ', '\t', '\r']);
             if text.is_empty() {

@@ -743,6 +743,21 @@ fn ptime_and_maxptime() {
         ("a=ptime:5\n", 10, "20"),
         ("a=maxptime:5\n", 10, "10"),
     ];
+    // Written once at session level, as some gateways do: the same.
+    let at_session_level = |attrs: &str| {
+        let text = PEER_HEAD.replace("t=0 0\n", &format!("t=0 0\n{attrs}"));
+        parse(&format!("{text}m=audio 5000 RTP/AVP 0\n"))
+    };
+    for (attrs, send, answered) in cases {
+        let mut b = bob();
+        let answer = b.handle_offer(&at_session_level(attrs)).unwrap();
+        assert_eq!(b.negotiated().unwrap().ptime, send, "session level {attrs}");
+        assert_eq!(
+            answer.media[0].attribute_values("ptime").next(),
+            Some(answered),
+            "session level {attrs}"
+        );
+    }
     for (attrs, send, answered) in cases {
         let mut b = bob();
         let answer = b.handle_offer(&offer(attrs)).unwrap();

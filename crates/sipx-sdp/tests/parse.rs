@@ -138,11 +138,25 @@ fn malformed_input_names_line_and_reason() {
         }
     }
     let mut bytes = format!("v=0\n{o}\n").into_bytes();
-    bytes.extend_from_slice(b"s=\xff\xfe\n");
+    bytes.extend_from_slice(b"a=\xff\xfe\n");
     assert!(matches!(
         SessionDescription::parse(&bytes),
         Err(SdpError::Malformed { line: 3, .. })
     ));
+}
+
+#[test]
+fn free_text_in_another_charset_is_taken_and_other_lines_are_not() {
+    // `s=` in Latin-1 ("Caf\xe9"), as some PBXs write a session name.
+    let mut bytes = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=Caf".to_vec();
+    bytes.extend_from_slice(b"\xe9\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
+    let sdp = SessionDescription::parse(&bytes).unwrap();
+    assert!(sdp.session_name.starts_with("Caf"), "{}", sdp.session_name);
+    assert_eq!(sdp.media.len(), 1);
+    // Anywhere SIPx reads, bytes that are not UTF-8 are still malformed.
+    let mut bad = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCM".to_vec();
+    bad.extend_from_slice(b"\xe9/8000\r\n");
+    assert!(SessionDescription::parse(&bad).is_err());
 }
 
 #[test]
