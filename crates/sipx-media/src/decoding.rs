@@ -235,7 +235,11 @@ mod tests {
             while let Some((at, i, payload)) = next.next_if(|a| a.0 <= now) {
                 let header = RtpHeader {
                     marker: *i == 0,
-                    pt: Pt(if kind == CodecKind::Opus { 111 } else { 0 }),
+                    pt: Pt(match kind {
+                        CodecKind::Opus => 111,
+                        CodecKind::G729 => 18,
+                        _ => 0,
+                    }),
                     seq: *i as u16,
                     timestamp: i * net.ptime_ms * clock / 1000,
                     ssrc: Ssrc(1),
@@ -266,7 +270,13 @@ mod tests {
     }
 
     fn check(name: &str, net: Net, lost: bool) {
-        for kind in [CodecKind::Pcmu, CodecKind::Opus] {
+        let kinds = [
+            CodecKind::Pcmu,
+            CodecKind::Opus,
+            #[cfg(feature = "g729")]
+            CodecKind::G729,
+        ];
+        for kind in kinds {
             for &ptime_ms in every_ptime(kind) {
                 let net = Net { ptime_ms, ..net };
                 let out = run(kind, &net);
