@@ -230,6 +230,16 @@ def test_a_late_offer_left_unanswered_in_the_ack_ends_with_a_bye_naming_488(sipx
     assert ended and ended[0]["reason"] == "no usable SDP answer in the ACK", ended
 
 
+def test_an_unusable_answer_in_the_ack_to_a_reinvite_offer_ends_the_call_with_a_bye_naming_488(sipx, tmp_path):
+    """A call up with PCMU; the caller re-INVITEs without SDP and answers SIPx's offer in the
+    ACK with a codec SIPx did not offer. Kept, the old session would leave a call up with dead
+    audio (the caller sends what its answer says); SIPx ends it, as for an initial late offer."""
+    run, _ = call(sipx, tmp_path, "127.0.0.204", "uac_reinvite_no_sdp_bad_answer.xml")
+    assert run.returncode == 0, run.errors + run.stderr + run.logs[-2000:]
+    ended = logged(sipx, "call ended")
+    assert ended and ended[0]["reason"] == "no usable SDP answer in the ACK", ended
+
+
 @pytest.mark.parametrize("scenario, ip, expected", [
     ("uac_sdp_multi_crypto.xml", "127.0.0.86", "200"),
     ("uac_sdp_no_s_line.xml", "127.0.0.87", "200"),

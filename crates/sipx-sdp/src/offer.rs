@@ -133,6 +133,8 @@ pub(crate) fn offer_audio(
             .filter_map(|&s| Some((s, local_key(material, s)?)))
             .take(SrtpSuite::OFFERED);
         for (tag, (suite, key)) in (1..).zip(suites) {
+            // SIPx's AEAD (GCM) suites take no MKI: their lines go without one.
+            let mki = mki.filter(|_| !suite.is_aead());
             attrs.push(crypto_line(tag, suite, key, mki));
         }
     }

@@ -27,10 +27,10 @@ impl SessionDescription {
             let lossy;
             let text = match std::str::from_utf8(raw) {
                 Ok(text) => text,
-                // Free text (`s=`, `i=`, `u=`, `e=`, `p=`) may be in another charset (RFC 8866
-                // §6.10 `a=charset`, Latin-1 in practice): SIPx never reads it, so it is taken
-                // as it decodes rather than refusing the call.
-                Err(_) if matches!(raw.first(), Some(b's' | b'i' | b'u' | b'e' | b'p')) => {
+                // Free text (`s=`, `i=`, `u=`, `e=`, `p=`, the `o=` user name) may be in
+                // another charset (RFC 8866 §6.10 `a=charset`, Latin-1 in practice): SIPx never
+                // reads it, so it is taken as it decodes rather than refusing the call.
+                Err(_) if matches!(raw.first(), Some(b's' | b'i' | b'u' | b'e' | b'p' | b'o')) => {
                     lossy = String::from_utf8_lossy(raw);
                     &lossy
                 }

@@ -915,20 +915,35 @@ impl Core {
             return;
         }
         call.answer_in_ack = false;
-        let answer =
-            sdp_of(&req.headers, &req.body).and_then(|sdp| SessionDescription::parse(sdp).ok());
-        let accepted = match answer {
-            Some(a) => call.sdp.handle_answer(&a).is_ok(),
+        let established = call.sdp.negotiated().is_some();
+        let answer = sdp_of(&req.headers, &req.body).map(SessionDescription::parse);
+        let refused = match answer {
+            Some(Ok(a)) => call.sdp.handle_answer(&a).err().map(|e| e.to_string()),
+            Some(Err(e)) => {
+                call.sdp.rollback_offer();
+                Some(e.to_string())
+            }
             None => {
                 call.sdp.rollback_offer();
-                false
+                if established {
+                    // A peer that re-INVITEd without SDP and acknowledged our offer without
+                    // an answer agreed to nothing new: the session stays as it was.
+                    tracing::warn!(call_id = %id.call_id, "the ACK to our offer in a re-INVITE's 200 has no answer; the session stays as it was");
+                    return;
+                }
+                Some("no SDP".to_owned())
             }
         };
-        if accepted {
-            self.apply_negotiation(&id);
-        } else if call.sdp.negotiated().is_none() {
-            // RFC 3261 §13.3.1.4: a 2xx offer whose ACK brings no usable answer ends the call.
-            self.end_call(now, &id, NO_USABLE_ANSWER, true);
+        match refused {
+            None => self.apply_negotiation(&id),
+            Some(why) => {
+                // RFC 3261 §13.3.1.4: a 2xx offer whose ACK brings no usable answer ends the
+                // call. Mid-call as well: the peer now sends what its answer says (another
+                // suite, another key), which the session SIPx keeps cannot play (RFC 6337
+                // §3.1.3).
+                tracing::warn!(call_id = %id.call_id, error = %why, "the answer in the ACK to our offer cannot be used; the call ends");
+                self.end_call(now, &id, NO_USABLE_ANSWER, true);
+            }
         }
     }
 
