@@ -186,6 +186,8 @@ mod tests {
         /// Sender clock error: +0.005 sends 0.5 % more audio per real second.
         drift: f64,
         jitter_ms: f64,
+        /// One-way delay before jitter.
+        base_ms: f64,
     }
 
     struct Outcome {
@@ -194,6 +196,8 @@ mod tests {
         /// The most audio left queued after a tick took its frame, in ms.
         max_queued_ms: f64,
         lost: u64,
+        /// Packets that came and were dropped, or frames concealed, to move the delay.
+        delay_moves: u64,
     }
 
     fn run(kind: CodecKind, net: &Net) -> Outcome {
@@ -216,7 +220,7 @@ mod tests {
                 continue;
             }
             let sent_ms = f64::from(i * net.ptime_ms) / (1.0 + net.drift);
-            let at = sent_ms + 30.0 + rng.unit() * net.jitter_ms;
+            let at = sent_ms + net.base_ms + rng.unit() * net.jitter_ms;
             arrivals.push((t0 + Duration::from_micros((at * 1000.0) as u64), i, payload));
         }
         arrivals.sort_by_key(|a| a.0);
@@ -258,6 +262,7 @@ mod tests {
             starved,
             max_queued_ms: max_queued as f64 * 1000.0 / f64::from(rate),
             lost: jitter.stats().lost,
+            delay_moves: jitter.stats().skipped + jitter.stats().stretched,
         }
     }
 
@@ -269,7 +274,9 @@ mod tests {
         }
     }
 
-    fn check(name: &str, net: Net, lost: bool) {
+    /// `steady`: the network's delay does not change, so neither may the playout's (no packet
+    /// that came dropped, no frame concealed to wait longer).
+    fn check(name: &str, net: Net, lost: bool, steady: bool) {
         let kinds = [
             CodecKind::Pcmu,
             CodecKind::Opus,
@@ -291,6 +298,9 @@ mod tests {
                     out.max_queued_ms
                 );
                 assert_eq!(out.lost > 0, lost, "{case}: {} lost", out.lost);
+                if steady {
+                    assert_eq!(out.delay_moves, 0, "{case}: the delay moved");
+                }
             }
         }
     }
@@ -300,39 +310,35 @@ mod tests {
         drop: |_| false,
         drift: 0.0,
         jitter_ms: 0.0,
+        base_ms: 30.0,
     };
 
     #[test]
     fn single_losses_are_concealed_for_as_long_as_they_last() {
-        // Packets lost one at a time, at every place in the 20 ms frame pattern.
-        check(
-            "single losses",
-            Net {
+        // Packets lost one at a time, at every place in the 20 ms frame pattern, behind
+        // networks of several delays (where the playout point falls in a packet differs).
+        for base_ms in [5.0, 30.0, 50.0, 68.0, 88.0, 110.0] {
+            let net = Net {
                 drop: |i| i % 37 == 11,
+                base_ms,
                 ..CLEAN
-            },
-            true,
-        );
+            };
+            check(&format!("single losses {base_ms} ms away"), net, true, true);
+        }
     }
 
     #[test]
     fn a_drifting_sender_neither_starves_nor_builds_a_backlog() {
-        check(
-            "slow sender",
-            Net {
-                drift: -0.005,
-                ..CLEAN
-            },
-            false,
-        );
-        check(
-            "fast sender",
-            Net {
-                drift: 0.005,
-                ..CLEAN
-            },
-            false,
-        );
+        let slow = Net {
+            drift: -0.005,
+            ..CLEAN
+        };
+        check("slow sender", slow, false, false);
+        let fast = Net {
+            drift: 0.005,
+            ..CLEAN
+        };
+        check("fast sender", fast, false, false);
     }
 
     #[test]
@@ -345,6 +351,7 @@ mod tests {
                 ..CLEAN
             },
             true,
+            false,
         );
     }
 }

@@ -551,7 +551,10 @@ impl JitterBuffer {
                 // continue it inside this window is missing (30 ms packets: the one starting
                 // 10 ms into it): then its audio is concealed now, not found short later.
                 if covered < c + f && ext > stream.play_seq {
-                    return self.conceal_loss(ext, ts);
+                    match self.conceal_loss(ext, ts) {
+                        Some(decision) => return decision,
+                        None => continue,
+                    }
                 }
                 stream.cursor += f;
                 return Decision::Continue;
@@ -570,7 +573,10 @@ impl JitterBuffer {
             }
             if !in_window {
                 if ext > stream.play_seq {
-                    return self.conceal_loss(ext, ts);
+                    match self.conceal_loss(ext, ts) {
+                        Some(decision) => return decision,
+                        None => continue,
+                    }
                 }
                 // No sequence gap: the sender went quiet without a marker (DTX).
                 stream.talking = false;
@@ -631,13 +637,25 @@ impl JitterBuffer {
     /// A packet is missing before `next` (at sequence `ext`, timestamp `ts`): conceal from
     /// where the audio handed out ends, one packet's worth (at least to the end of this
     /// window, at most up to `next`). The playout point moves one frame; the ticks the
-    /// concealed audio still covers `Continue`.
-    fn conceal_loss(&mut self, ext: i64, ts: i64) -> Decision {
+    /// concealed audio still covers `Continue`. `None`: the ticks spent waiting for the
+    /// missing packet already concealed all of it, and `next` plays now.
+    fn conceal_loss(&mut self, ext: i64, ts: i64) -> Option<Decision> {
         let f = self.frame;
-        let Some(stream) = self.stream.as_mut() else {
-            return Decision::Empty;
-        };
+        let stream = self.stream.as_mut()?;
+        // Ticks that waited for this packet (underruns) concealed its start, holding the
+        // playout point in case it came late. It was lost: that concealment stands for it,
+        // and the playout point moves over it, so the wait adds no delay (with 60 ms packets
+        // it took two ticks, whose frames a later skip would have cut from real audio).
+        let waited = i64::from(stream.underrun_ticks) * f;
+        stream.underrun_ticks = 0;
+        stream.cursor = (stream.cursor + waited).min(ts);
+        self.stats.lost += 1;
         let c = stream.cursor;
+        if c >= ts {
+            stream.play_seq = ext;
+            stream.covered_until = ts;
+            return None;
+        }
         let start = stream.covered().max(c);
         let end = (start + stream.packet_units).max(c + f).min(ts).max(start);
         let fec = (ext == stream.play_seq + 1).then_some(ext);
@@ -645,12 +663,10 @@ impl JitterBuffer {
         stream.play_seq = (stream.play_seq + packets).min(ext);
         stream.covered_until = end;
         stream.cursor += f;
-        stream.underrun_ticks = 0;
-        self.stats.lost += 1;
-        Decision::Lost {
+        Some(Decision::Lost {
             fec,
             units: end - start,
-        }
+        })
     }
 
     /// Drops what starts in the current window to cut the delay by a frame (or a packet).
