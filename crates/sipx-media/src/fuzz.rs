@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use sipx_codec::CodecKind;
+
+use crate::decoding::StreamDecoder;
 use crate::demux::classify;
 use crate::dtmf::DtmfReceiver;
 use crate::ids::{Pt, Ssrc};
@@ -60,8 +63,10 @@ pub fn rtp_rtcp(data: &[u8]) {
 }
 
 /// Bytes as a script of pushes (arbitrary sequence numbers, timestamps, markers, payload
-/// types, SSRC changes), clock steps and ticks. Invariants: no panic, never more packets
-/// buffered than the ring holds, and what plays comes out in sequence order within a frame.
+/// types, SSRC changes), clock steps and ticks, each tick's playout decoded (PCMU) as a leg
+/// does. Invariants: no panic (in the buffer, nor in the decoder concealing what it is told
+/// to), never more packets buffered than the ring holds, and what plays comes out in sequence
+/// order within a frame.
 pub fn jitter_ops(data: &[u8]) {
     let config = JitterConfig {
         capacity: 16,
@@ -72,6 +77,8 @@ pub fn jitter_ops(data: &[u8]) {
     let mut now = Instant::now();
     let (mut seq, mut ts, mut ssrc) = (0u16, 0u32, 1u32);
     let payload = [0u8; 80];
+    let mut decoder = StreamDecoder::new(CodecKind::Pcmu, 8000).ok();
+    let mut pcm = [0i16; 160];
     for op in data.chunks(5) {
         let [kind, a, b, c, d] = [0, 1, 2, 3, 4].map(|i| op.get(i).copied().unwrap_or(0));
         match kind % 4 {
@@ -98,7 +105,8 @@ pub fn jitter_ops(data: &[u8]) {
             }
             2 => {
                 now += Duration::from_millis(20);
-                if let Playout::Frame(frame) = jb.tick(now) {
+                let playout = jb.tick(now);
+                if let Playout::Frame(frame) = &playout {
                     let seqs: Vec<u16> = frame.packets().map(|p| p.seq).collect();
                     for w in seqs.windows(2) {
                         assert!(
@@ -106,6 +114,11 @@ pub fn jitter_ops(data: &[u8]) {
                             "frame out of order: {seqs:?}"
                         );
                     }
+                }
+                // What the jitter buffer asks to conceal, the decoder can make.
+                if let Some(decoder) = decoder.as_mut() {
+                    decoder.play(playout);
+                    decoder.pop_into(&mut pcm);
                 }
             }
             _ => now += Duration::from_millis(u64::from(a) * 4),
