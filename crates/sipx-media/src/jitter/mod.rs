@@ -708,15 +708,21 @@ impl JitterBuffer {
         let start = stream.covered().max(c);
         let (mut audio, mut last_cn) = (0, None);
         let mut gaps = Gaps::default();
-        let mut audio_end = None;
+        let (mut audio_end, mut missing) = (None, 0);
         for ext in stream.play_seq..=stream.ext.highest_seq {
-            let slot = &mut self.slots[slot_index(ext, self.mask)];
+            let index = slot_index(ext, self.mask);
+            let slot = &self.slots[index];
             if slot.state != SlotState::Buffered || slot.ext_seq != ext {
                 continue;
             }
             if slot.ts >= c + f {
                 break;
             }
+            // Numbers passed over that never came (one that came late was counted so).
+            missing += (stream.play_seq..ext)
+                .filter(|&e| self.slots[slot_index(e, self.mask)].ext_seq != e)
+                .count();
+            let slot = &mut self.slots[index];
             slot.state = SlotState::Played;
             stream.play_seq = ext + 1;
             if Some(slot.pt) == cn_pt {
@@ -738,10 +744,12 @@ impl JitterBuffer {
             if let Some(end) = audio_end
                 && end < c + f
             {
+                // Lost or late (it is late now if it comes), or the talkspurt's end.
                 gaps.after = units_u32(c + f - end);
                 stream.covered_until = c + f;
+                self.stats.underruns += 1;
             }
-            self.stats.lost += u64::from(gaps.before > 0) + u64::from(gaps.after > 0);
+            self.stats.lost += missing as u64;
             stream.in_cn = false;
             self.stats.played += audio;
             return Decision::Frame(gaps);
