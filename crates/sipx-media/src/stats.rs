@@ -288,7 +288,8 @@ impl ReceiveStats {
 pub struct SendStats {
     pub packets: u64,
     pub octets: u64,
-    /// Timestamp and time of the last packet sent, to place "now" on the RTP clock.
+    /// Timestamp and time of the last packet sent with a new timestamp, to place "now" on the
+    /// RTP clock.
     pub last: Option<(u32, Instant)>,
 }
 
@@ -296,7 +297,11 @@ impl SendStats {
     pub fn on_packet(&mut self, now: Instant, timestamp: u32, payload_len: usize) {
         self.packets += 1;
         self.octets += payload_len as u64;
-        self.last = Some((timestamp, now));
+        // The packets of one key press all carry its start's timestamp, over 100 ms and more:
+        // the first one places it on the clock, the later ones would drag the clock back.
+        if self.last.is_none_or(|(last, _)| last != timestamp) {
+            self.last = Some((timestamp, now));
+        }
     }
 }
 

@@ -135,6 +135,8 @@ pub struct MediaLeg {
     dtmf_tx: Option<DtmfSender>,
     dtmf_queue: VecDeque<(DtmfDigit, Duration)>,
     next_dtmf: Option<Instant>,
+    /// Where the telephone event being sent ends on our RTP clock.
+    dtmf_end: Option<u32>,
     /// Key presses sent as tones in the audio, for a peer without telephone-event, and the
     /// frame they are written into.
     tones: DtmfTones,
@@ -246,6 +248,7 @@ impl MediaLeg {
                 .map(|(_, clock)| DtmfSender::new(clock, DTMF_TICK)),
             dtmf_queue: VecDeque::with_capacity(DTMF_QUEUE),
             next_dtmf: None,
+            dtmf_end: None,
             tones: DtmfTones::new(cfg.frame_rate, DTMF_QUEUE),
             tone_frame: vec![0; frame_samples].into(),
             tones_echo_ticks: 0,
@@ -341,6 +344,18 @@ impl MediaLeg {
         {
             self.timeout_reported = true;
             self.push_event(LegEvent::MediaTimeout);
+        }
+    }
+
+    /// Ends our stream (RFC 3550 §6.3.7): a last report and a BYE, queued to be sent before
+    /// the leg goes, so the peer and monitors in the path learn the source left at once.
+    pub fn end(&mut self, now: Instant) {
+        let rtcp = &mut self.rtcp;
+        let queued = self.transmit.push(transmit::Channel::Rtcp, |buf| {
+            rtcp.write_bye(now, buf, None)
+        });
+        if !queued {
+            self.counters.transmit_dropped += 1;
         }
     }
 

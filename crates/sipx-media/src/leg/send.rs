@@ -157,7 +157,14 @@ impl MediaLeg {
         while let Some(due) = self.next_dtmf.filter(|&t| t <= now) {
             let packet = self.dtmf_tx.as_mut().and_then(|tx| tx.poll_packet());
             let Some(packet) = packet else {
-                // The event is over: audio resumes as a new talkspurt after it.
+                // The event is over: audio resumes as a new talkspurt after it, never on its
+                // timestamps. The RTP clock ran on meanwhile (`encode_frame` skips the audio
+                // not sent), so this only moves it when the event outlasted the ticks.
+                if let Some(end) = self.dtmf_end.take()
+                    && (end.wrapping_sub(self.ts) as i32) > 0
+                {
+                    self.ts = end;
+                }
                 self.next_dtmf = None;
                 self.marker_next = true;
                 self.start_next_dtmf(due);
@@ -176,12 +183,11 @@ impl MediaLeg {
                     header,
                     &packet.payload,
                 );
-                // Audio after the event must not reuse its timestamps.
+                // Where the event ends on the RTP clock, applied once it is over: moved here,
+                // the clock would count the first packet's duration and the tick's frame both
+                // (20 ms ahead of real time after every key).
                 let duration = u16::from_be_bytes([packet.payload[2], packet.payload[3]]);
-                let end = packet.timestamp.wrapping_add(u32::from(duration));
-                if (end.wrapping_sub(self.ts) as i32) > 0 {
-                    self.ts = end;
-                }
+                self.dtmf_end = Some(packet.timestamp.wrapping_add(u32::from(duration)));
             }
             self.next_dtmf = Some(due + DTMF_TICK);
         }

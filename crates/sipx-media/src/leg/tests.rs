@@ -1116,6 +1116,73 @@ fn sent_rtp(leg: &mut MediaLeg) -> Vec<(bool, u32)> {
 }
 
 #[test]
+fn audio_after_keys_keeps_to_the_clock_and_reports_place_the_clock_right() {
+    // A key press between frames (as the API sends one), then another: the audio after them
+    // is stamped by the time that passed, for 8 kHz and for Opus's 48 kHz with events at 48.
+    for (codec, pt, per_tick) in [(CodecKind::Pcmu, 0u8, 160u32), (CodecKind::Opus, 111, 960)] {
+        let cfg = config(codec, pt, b_addr(), 1);
+        let start = Instant::now();
+        let mut leg = MediaLeg::new(cfg, start).unwrap();
+        let mut buf = [0u8; 1500];
+        let tone = Sine::new(440.0, 8000, 8000.0).take(160);
+        let mut audio = Vec::new(); // (tick, timestamp) of each audio packet
+        let mut srs = Vec::new(); // (tick, RTP timestamp of the SR)
+        // A short key, then one held 2.5 s, during which reports fall due.
+        for k in 0..260u32 {
+            let now = start + TICK * k;
+            if let Some(held) = [(40, 100), (47, 2500)]
+                .iter()
+                .find(|p| p.0 == k)
+                .map(|p| p.1)
+            {
+                let key = start + TICK * k + Duration::from_millis(7);
+                leg.handle_timeout(key);
+                assert!(leg.send_dtmf(key, DtmfDigit::D5, Duration::from_millis(held)));
+            }
+            if leg.poll_timeout().is_some_and(|t| t <= now) {
+                leg.handle_timeout(now);
+            }
+            leg.push_frame(now, &tone);
+            while let Some((_, n)) = leg.poll_transmit(&mut buf) {
+                let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                if crate::classify(&buf[..n]) == crate::PacketKind::Rtcp && buf[1] == 200 {
+                    let sr_ts = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]);
+                    srs.push((k, sr_ts));
+                } else if buf[1] & 0x7f == pt {
+                    audio.push((k, ts));
+                }
+            }
+        }
+        let offset = |(k, ts): (u32, u32)| ts.wrapping_sub(k * per_tick) as i32;
+        let first = offset(audio[0]);
+        assert!(
+            audio.iter().any(|&(k, _)| k > 185),
+            "{codec:?}: audio resumed"
+        );
+        for &packet in &audio {
+            assert_eq!(
+                offset(packet),
+                first,
+                "{codec:?}: packet at tick {}",
+                packet.0
+            );
+        }
+        // Each report's RTP time is the audio clock's at that moment (within a tick).
+        assert!(
+            srs.iter().any(|&(k, _)| (50..170).contains(&k)),
+            "{codec:?}: {srs:?}"
+        );
+        for &report in &srs {
+            assert!(
+                (offset(report) - first).abs() <= per_tick as i32,
+                "{codec:?}: SR at tick {}",
+                report.0
+            );
+        }
+    }
+}
+
+#[test]
 fn a_dtx_peer_gets_nothing_for_digital_silence_and_the_next_talkspurt_is_marked() {
     let now = Instant::now();
     let tone = Sine::new(440.0, 16000, 8000.0).take(320);

@@ -9,7 +9,7 @@ use sipx_media::leg::LegConfig;
 use sipx_media::srtp::{SrtpConfig, SrtpKey, SrtpSuite};
 use sipx_sdp::{Codec, LocalCodec, NegotiatedMedia, RtcpTarget, SrtpPolicy};
 
-use super::{Echo, LegId};
+use super::Echo;
 use crate::StartupError;
 use crate::config::MediaConfig;
 
@@ -167,7 +167,7 @@ fn jitter_payload(codec: CodecKind, audio_rate: u32) -> usize {
 
 /// The leg configuration for a negotiation; `None` when this build lacks the codec or suite.
 /// The PCM rate is the codec's own (no resampling for the echo test).
-pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<LegConfig> {
+pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings) -> Option<LegConfig> {
     let codec = codec_kind(n.codec.codec)?;
     let key = |k: &sipx_sdp::SrtpKey| SrtpKey {
         key: k.key.clone(),
@@ -208,9 +208,11 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         .iter()
         .map(|&(_, kind)| jitter_payload(kind, kind.native_audio_rate()))
         .fold(jitter_payload(codec, n.codec.audio_rate), usize::max);
-    let mut random = [0u8; 18];
+    let mut random = [0u8; 30];
     sipx_secrets::generate::fill(&mut random);
-    let [a, b, c, d, e, f, g, h, i, j, seed @ ..] = random;
+    let [a, b, c, d, e, f, g, h, i, j, rest @ ..] = random;
+    let (seed, cname) = rest.split_at(8);
+    let seed: [u8; 8] = seed.try_into().unwrap_or_default();
     Some(LegConfig {
         codec,
         payload_type: n.codec.payload_type,
@@ -253,7 +255,9 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings, leg: LegId) -> Option<
         local_ssrc: u32::from_le_bytes([a, b, c, d]),
         initial_seq: u16::from_le_bytes([e, f]) & 0x7fff,
         initial_ts: u32::from_le_bytes([g, h, i, j]),
-        cname: format!("sipx-{}", leg.0),
+        // RFC 7022 §4.2: a random 96-bit CNAME, unique without naming the host or counting
+        // the calls (one per leg: the RTCP session is the leg's).
+        cname: cname.iter().map(|b| format!("{b:02x}")).collect(),
         wallclock: std::time::SystemTime::now(),
         seed: u64::from_le_bytes(seed),
     })

@@ -232,13 +232,31 @@ fn a_pcmu_call_joins_a_room_and_leaves_it() {
     let next = Room::new();
     engine.set_mode(id, LegMode::Room(next.link.clone()));
     engine.remove_leg(id);
-    let closed = (0..10).any(|_| {
-        // The leg's last packets pace this wait; after it is gone, the read times out.
+    // The leg's last datagram is an RTCP BYE (RFC 3550 §6.3.7); then nothing comes.
+    let mut bye = false;
+    for _ in 0..20 {
         let mut buf = [0u8; 1500];
-        let _ = phone.socket.recv_from(&mut buf);
-        next.link.is_closed()
-    });
-    assert!(closed, "the link of a removed leg stays open");
+        let Ok((n, _)) = phone.socket.recv_from(&mut buf) else {
+            break;
+        };
+        bye |= rtcp_types(&buf[..n]).contains(&203);
+    }
+    assert!(bye, "no RTCP BYE from a removed leg");
+    assert!(
+        next.link.is_closed(),
+        "the link of a removed leg stays open"
+    );
+}
+
+/// The packet types of an RTCP compound packet (none for RTP).
+fn rtcp_types(packet: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut at = 0;
+    while packet.len() >= at + 4 && (200..=206).contains(&packet[at + 1]) {
+        types.push(packet[at + 1]);
+        at += (usize::from(u16::from_be_bytes([packet[at + 2], packet[at + 3]])) + 1) * 4;
+    }
+    types
 }
 
 #[test]

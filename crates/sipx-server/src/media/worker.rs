@@ -321,6 +321,14 @@ impl Worker {
                 }
             }
             Command::Remove { id } => {
+                let Some(index) = self.by_id.get(&id).copied() else {
+                    return;
+                };
+                // Its last report and BYE leave before the sockets close.
+                if let Some(Some(slot)) = self.slots.get_mut(index) {
+                    slot.leg.end(now);
+                }
+                self.flush(index);
                 if let Some(index) = self.by_id.remove(&id)
                     && let Some(mut s) = self.slots[index].take()
                 {

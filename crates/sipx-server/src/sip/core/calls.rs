@@ -662,7 +662,7 @@ impl Core {
         call_id: &str,
         mode: LegMode,
     ) {
-        match crate::media::leg_config(negotiated, &self.settings.media, leg) {
+        match crate::media::leg_config(negotiated, &self.settings.media) {
             Some(cfg) => engine.add_leg(leg, ports, cfg, mode),
             None => {
                 tracing::warn!(
@@ -882,8 +882,7 @@ impl Core {
                 self.start_leg(&engine, leg, ports, &negotiated, &id.call_id, mode)
             }
             None => {
-                if let Some(cfg) = crate::media::leg_config(&negotiated, &self.settings.media, leg)
-                {
+                if let Some(cfg) = crate::media::leg_config(&negotiated, &self.settings.media) {
                     engine.update_leg(leg, cfg);
                 }
                 // A re-offer may change the codec: the call's record names the one in use.
