@@ -110,9 +110,15 @@ impl StreamDecoder {
             }
             left -= n;
             let out = &mut self.scratch[..n];
-            let filled = match fec {
-                Some(next) if left == 0 => self.decoder.recover(next, out),
-                _ => self.decoder.conceal(out),
+            let recovered = match fec {
+                Some(next) if left == 0 => self.decoder.recover(next, out).is_ok(),
+                _ => false,
+            };
+            // Without FEC, or when the next payload holds none it can read: concealment.
+            let filled = if recovered {
+                Ok(n)
+            } else {
+                self.decoder.conceal(out)
             };
             if filled.is_err() {
                 return;
@@ -143,21 +149,12 @@ impl StreamDecoder {
 }
 
 /// The longest piece of at most `samples` that `kind`'s concealment makes in one call at
-/// `rate` (0: none, the rest stays unfilled).
+/// `rate` (0: none, the rest stays unfilled): the longest frame the codec takes.
 fn concealable(kind: CodecKind, rate: u32, samples: usize) -> usize {
-    match kind {
-        CodecKind::Opus => {
-            let quantum = (rate as usize / 400).max(1);
-            [24, 16, 8, 4, 2, 1]
-                .into_iter()
-                .map(|q| q * quantum)
-                .find(|&n| n <= samples)
-                .unwrap_or(0)
-        }
-        CodecKind::G729 => samples - samples % 80,
-        // G.711 and G.722 conceal any length.
-        _ => samples,
-    }
+    (1..=samples)
+        .rev()
+        .find(|&n| kind.is_valid_frame(n, rate))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -263,6 +260,25 @@ mod tests {
             max_queued_ms: max_queued as f64 * 1000.0 / f64::from(rate),
             lost: jitter.stats().lost,
             delay_moves: jitter.stats().skipped + jitter.stats().stretched,
+        }
+    }
+
+    #[test]
+    fn a_span_is_concealed_whole_in_pieces_each_codec_makes() {
+        // (codec, its RTP clock units for the span, samples at 8 kHz)
+        let mut cases = vec![
+            (CodecKind::Pcmu, 200, 200),
+            (CodecKind::Opus, 1440, 240), // 30 ms: 20 + 10
+            (CodecKind::Opus, 2400, 400), // 50 ms: 40 + 10
+            (CodecKind::Opus, 5760, 960), // 120 ms: 60 + 60
+        ];
+        if cfg!(feature = "g729") {
+            cases.push((CodecKind::G729, 240, 240));
+        }
+        for (kind, units, samples) in cases {
+            let mut decoder = StreamDecoder::new(kind, 8000).unwrap();
+            decoder.conceal(units, None);
+            assert_eq!(decoder.queued(), samples, "{kind:?} {units}");
         }
     }
 

@@ -143,10 +143,9 @@ const STATIC_PAYLOAD_TYPES: [(u8, &str, u32); 7] = [
 /// The format of payload type `pt` in `media`: its `rtpmap` when present, otherwise the static
 /// table. A dynamic payload type without `rtpmap` means nothing and gives `None`.
 ///
-/// A static number whose `rtpmap` names its codec in a way of its own (`18 G729a/8000`,
-/// `G729ab`: Linksys and Cisco ATAs write their configured names) is the static codec: the
-/// name begins with it and the clock is its clock. RFC 3551 fixes those numbers, and such
-/// devices read them without the name.
+/// Static payload type 18 under the name of its annexes (`18 G729a/8000`, `G729ab`: Linksys
+/// and Cisco ATAs write their configured names) is G.729: RFC 3551 fixes the number, such
+/// devices read it without the name, and annexes A and B are G.729's own bitstream.
 pub fn resolve_format(media: &MediaDescription, pt: u8) -> Option<PayloadFormat> {
     let fixed = static_format(pt);
     let Some(map) = media.rtpmap(pt) else {
@@ -158,14 +157,20 @@ pub fn resolve_format(media: &MediaDescription, pt: u8) -> Option<PayloadFormat>
         clock_rate: map.clock_rate,
         channels: map.channels,
     };
+    // Annex A and B are G.729 (its bitstream, its decoder); D and E are other codecs.
+    let annex_of_ours = |fixed: &PayloadFormat| {
+        let name = mapped.encoding.to_ascii_lowercase();
+        let base = fixed.encoding.to_ascii_lowercase();
+        base == "g729"
+            && name
+                .strip_prefix(&base)
+                .is_some_and(|annex| matches!(annex, "a" | "b" | "ab"))
+    };
     match fixed {
         Some(fixed)
             if Codec::of(&mapped).is_none()
                 && fixed.clock_rate == mapped.clock_rate
-                && mapped
-                    .encoding
-                    .get(..fixed.encoding.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(&fixed.encoding)) =>
+                && annex_of_ours(&fixed) =>
         {
             Some(fixed)
         }
@@ -258,21 +263,17 @@ mod tests {
 
     #[test]
     fn a_static_number_under_a_name_of_its_own_keeps_its_meaning() {
-        let m = media(
-            &["18", "0", "9", "4"],
-            &[
-                "18 G729a/8000",
-                "0 pcmu-x/8000",
-                "9 G7221/16000",
-                "4 G729ab/8000",
-            ],
-        );
-        let codec = |pt| resolve_format(&m, pt).map(|f| (f.encoding, f.clock_rate));
-        assert_eq!(codec(18), Some(("G729".into(), 8000)));
-        assert_eq!(codec(0), Some(("PCMU".into(), 8000)));
-        // Another clock, or a name that is not the static one's: what the rtpmap says.
-        assert_eq!(codec(9), Some(("G7221".into(), 16000)));
-        assert_eq!(codec(4), Some(("G729ab".into(), 8000)));
+        let codec = |map: &str| {
+            let pt = map.split(' ').next().unwrap();
+            resolve_format(&media(&[pt], &[map]), pt.parse().unwrap()).map(|f| f.encoding)
+        };
+        assert_eq!(codec("18 G729a/8000").as_deref(), Some("G729"));
+        assert_eq!(codec("18 g729AB/8000").as_deref(), Some("G729"));
+        // Other codecs, another clock, another number: what the rtpmap says.
+        assert_eq!(codec("18 G729D/8000").as_deref(), Some("G729D"));
+        assert_eq!(codec("18 G729a/16000").as_deref(), Some("G729a"));
+        assert_eq!(codec("0 pcmu-x/8000").as_deref(), Some("pcmu-x"));
+        assert_eq!(codec("4 G729ab/8000").as_deref(), Some("G729ab"));
     }
 
     #[test]

@@ -205,7 +205,8 @@ pub(crate) fn local_mki(remote: &CryptoAttr) -> Option<(u32, u8)> {
 }
 
 /// The SRTP parameters from the remote's chosen line and our key for the same suite, sent
-/// with `mki` (what our own line says: [`local_mki`] in an answer, none after our offer).
+/// with `mki` (what our own line says: [`local_mki`] in an answer, our offered line's MKI
+/// after our offer).
 pub(crate) fn srtp_params(
     remote: &CryptoAttr,
     suite: SrtpSuite,
@@ -228,7 +229,8 @@ pub(crate) fn srtp_params(
     })
 }
 
-/// Our crypto line for `suite` with `tag` (and `mki`, in an answer to a key that has one).
+/// Our crypto line for `suite` with `tag` (and `mki`: in an answer to a key that has one, and
+/// in a re-offer while one is in force).
 pub(crate) fn crypto_line(
     tag: u32,
     suite: SrtpSuite,

@@ -28,8 +28,9 @@ impl SessionDescription {
             let text = match std::str::from_utf8(raw) {
                 Ok(text) => text,
                 // Free text (`s=`, `i=`, `u=`, `e=`, `p=`, the `o=` user name) may be in
-                // another charset (RFC 8866 §6.10 `a=charset`, Latin-1 in practice): SIPx never
-                // reads it, so it is taken as it decodes rather than refusing the call.
+                // another charset (RFC 8866 §6.10 `a=charset`, Latin-1 in practice). SIPx reads
+                // none of it (of `o=`, only its numbers, which are ASCII or refused as usual),
+                // so the line is taken as it decodes rather than the call refused.
                 Err(_) if matches!(raw.first(), Some(b's' | b'i' | b'u' | b'e' | b'p' | b'o')) => {
                     lossy = String::from_utf8_lossy(raw);
                     &lossy

@@ -105,7 +105,10 @@ impl DtmfReceiver {
         let of_current = self
             .current
             .is_some_and(|cur| cur.ts == ts && cur.digit == digit);
-        let repeat = self.last_reported == Some((ts, digit));
+        // The same key stamped alike again is a new press when its first packet says so
+        // (the marker, on a packet that is not an end packet).
+        let restart = header.marker && !p.end;
+        let repeat = self.last_reported == Some((ts, digit)) && !restart;
         if !of_current && (repeat || p.end && self.is_reported(ts, digit)) {
             // A repeated packet of the event reported last, or an end packet of an earlier
             // one arriving late (§2.5.1.4): the key was pressed once. Other packets with an
@@ -502,7 +505,7 @@ mod tests {
         // ends with three end packets.
         let t = 8_000;
         let mut packets = Vec::new();
-        for code in [1, 2, 1] {
+        for code in [1, 2, 1, 1] {
             packets.push((t, true, code, false, 160));
             packets.extend([(t, false, code, true, 640); 3]);
         }
@@ -510,7 +513,7 @@ mod tests {
             .iter()
             .map(|e| e.digit.as_char())
             .collect();
-        assert_eq!(digits, "121");
+        assert_eq!(digits, "1211");
     }
 
     #[test]

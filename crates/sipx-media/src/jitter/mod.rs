@@ -77,7 +77,7 @@ pub enum Pushed {
     Buffered,
     /// Buffered after throwing the old stream away (timestamp or sequence jump, new SSRC).
     Resynced,
-    /// Already buffered.
+    /// Here before: buffered, played or dropped already.
     Duplicate,
     /// Its window already played; dropped.
     Late,
@@ -164,7 +164,8 @@ pub struct JitterStats {
     pub depth_ms: f64,
     pub target_ms: f64,
     pub played: u64,
-    /// Frames concealed because their packet never came in time.
+    /// Packets that never came (their sequence numbers passed over; late ones count in
+    /// `late`, and numbers other packets of the stream took, such as key presses, in neither).
     pub lost: u64,
     pub late: u64,
     pub duplicates: u64,
@@ -173,7 +174,8 @@ pub struct JitterStats {
     pub skipped: u64,
     /// Frames concealed to let the delay grow (sender clock slow, target rose).
     pub stretched: u64,
-    /// Ticks concealed while waiting for a packet that had not arrived.
+    /// Ticks concealed, wholly or in part, while waiting for a packet that had not arrived
+    /// (lost, late, or none: a talkspurt's end).
     pub underruns: u64,
     pub resyncs: u64,
     pub ssrc_changes: u64,
@@ -372,6 +374,26 @@ impl JitterBuffer {
         }
     }
 
+    /// A packet of the stream that does not come here took `header`'s sequence number (an
+    /// RFC 4733 event: same source, same numbering, to the DTMF receiver): that number is not
+    /// a loss.
+    pub fn note_other_packet(&mut self, header: &RtpHeader) {
+        let Some(stream) = self
+            .stream
+            .as_ref()
+            .filter(|_| self.ssrc == Some(header.ssrc))
+        else {
+            return;
+        };
+        let ext = &stream.ext;
+        let ext_seq = ext.highest_seq + i64::from(header.seq.wrapping_sub(ext.last_seq) as i16);
+        let slot = &mut self.slots[slot_index(ext_seq, self.mask)];
+        // Only a free slot: one holding a packet, or handed out by the last tick, stays.
+        if slot.state == SlotState::Empty {
+            slot.ext_seq = ext_seq;
+        }
+    }
+
     /// Offers one received packet (not telephone-events: those go to the DTMF receiver).
     pub fn push(&mut self, now: Instant, header: &RtpHeader, payload: &[u8]) -> Pushed {
         if payload.len() > self.max_payload {
@@ -547,14 +569,17 @@ impl JitterBuffer {
             let in_window = ts < c + f;
             let covered = stream.covered();
             if !in_window && c < covered {
-                // Audio handed out earlier still plays here. Unless the packet that should
-                // continue it inside this window is missing (30 ms packets: the one starting
-                // 10 ms into it): then its audio is concealed now, not found short later.
-                if covered < c + f && ext > stream.play_seq {
-                    match self.conceal_loss(ext, ts) {
-                        Some(decision) => return decision,
-                        None => continue,
+                // Audio handed out earlier still plays here. When it ends inside this window
+                // (30 ms packets), the rest is concealed now rather than found short later:
+                // as the missing packet's (a sequence gap) or as a talkspurt's tail.
+                if covered < c + f {
+                    if ext > stream.play_seq {
+                        match self.conceal_loss(ext, ts) {
+                            Some(decision) => return decision,
+                            None => continue,
+                        }
                     }
+                    return self.conceal_tail();
                 }
                 stream.cursor += f;
                 return Decision::Continue;
@@ -608,17 +633,11 @@ impl JitterBuffer {
         };
         let (c, covered) = (stream.cursor, stream.covered());
         if c < covered {
-            stream.cursor += self.frame;
             if covered < c + self.frame && stream.talking {
-                // The audio handed out ends inside this window and the packet to go on from
-                // it is not here: conceal the rest of the window (it is late now if it comes).
-                stream.covered_until = c + self.frame;
-                self.stats.underruns += 1;
-                return Decision::Lost {
-                    fec: None,
-                    units: c + self.frame - covered,
-                };
+                // The packet to go on from it is not here (it is late now if it comes).
+                return self.conceal_tail();
             }
+            stream.cursor += self.frame;
             return Decision::Continue;
         }
         if stream.talking && stream.underrun_ticks < MAX_UNDERRUN_TICKS {
@@ -632,6 +651,23 @@ impl JitterBuffer {
         }
         stream.talking = false;
         silence(stream)
+    }
+
+    /// The audio handed out ends inside this window: conceal the rest of it, so the window
+    /// still gives a whole frame, and move on.
+    fn conceal_tail(&mut self) -> Decision {
+        let f = self.frame;
+        let Some(stream) = self.stream.as_mut() else {
+            return Decision::Empty;
+        };
+        let (c, covered) = (stream.cursor, stream.covered());
+        stream.cursor += f;
+        stream.covered_until = c + f;
+        self.stats.underruns += 1;
+        Decision::Lost {
+            fec: None,
+            units: c + f - covered,
+        }
     }
 
     /// A packet is missing before `next` (at sequence `ext`, timestamp `ts`): conceal from
@@ -649,20 +685,25 @@ impl JitterBuffer {
         let waited = i64::from(stream.underrun_ticks) * f;
         stream.underrun_ticks = 0;
         stream.cursor = (stream.cursor + waited).min(ts);
-        self.stats.lost += 1;
         let c = stream.cursor;
+        let from = stream.play_seq;
         if c >= ts {
             stream.play_seq = ext;
             stream.covered_until = ts;
+            self.stats.lost += never_came(&self.slots, self.mask, from, ext);
             return None;
         }
         let start = stream.covered().max(c);
         let end = (start + stream.packet_units).max(c + f).min(ts).max(start);
-        let fec = (ext == stream.play_seq + 1).then_some(ext);
+        // The packet after a single loss, for Opus FEC; comfort noise carries none.
+        let next_pt = self.slots[slot_index(ext, self.mask)].pt;
+        let fec = (ext == stream.play_seq + 1 && Some(next_pt) != self.cn_pt).then_some(ext);
         let packets = ((end - start) / stream.packet_units.max(1)).max(1);
         stream.play_seq = (stream.play_seq + packets).min(ext);
         stream.covered_until = end;
         stream.cursor += f;
+        let to = stream.play_seq;
+        self.stats.lost += never_came(&self.slots, self.mask, from, to);
         Some(Decision::Lost {
             fec,
             units: end - start,
@@ -718,10 +759,7 @@ impl JitterBuffer {
             if slot.ts >= c + f {
                 break;
             }
-            // Numbers passed over that never came (one that came late was counted so).
-            missing += (stream.play_seq..ext)
-                .filter(|&e| self.slots[slot_index(e, self.mask)].ext_seq != e)
-                .count();
+            missing += never_came(&self.slots, self.mask, stream.play_seq, ext);
             let slot = &mut self.slots[index];
             slot.state = SlotState::Played;
             stream.play_seq = ext + 1;
@@ -749,7 +787,7 @@ impl JitterBuffer {
                 stream.covered_until = c + f;
                 self.stats.underruns += 1;
             }
-            self.stats.lost += missing as u64;
+            self.stats.lost += missing;
             stream.in_cn = false;
             self.stats.played += audio;
             return Decision::Frame(gaps);
@@ -780,7 +818,7 @@ impl JitterBuffer {
             Decision::Continue => Playout::Continue,
             Decision::Lost { fec, units } => Playout::Lost {
                 fec: fec.map(view),
-                units: u32::try_from(units).unwrap_or(0),
+                units: units_u32(units),
             },
             Decision::ComfortNoise(update) => Playout::ComfortNoise {
                 update: update.map(view),
@@ -828,9 +866,19 @@ enum Decision {
     Empty,
 }
 
-/// A span inside one window (at most a frame) as the `u32` the playout reports.
+/// A span (at most a few frames) as the `u32` the playout reports.
 fn units_u32(units: i64) -> u32 {
     u32::try_from(units.max(0)).unwrap_or(u32::MAX)
+}
+
+/// How many of the sequence numbers `from..to` never came: losses. One that came late, or
+/// that another packet of the stream took (`note_other_packet`), left its number in its slot.
+/// At most a ring's worth is looked at.
+fn never_came(slots: &[Slot], mask: usize, from: i64, to: i64) -> u64 {
+    let to = to.min(from.saturating_add(slots.len() as i64));
+    (from..to)
+        .filter(|&e| slots[slot_index(e, mask)].ext_seq != e)
+        .count() as u64
 }
 
 fn silence(stream: &Stream) -> Decision {

@@ -269,6 +269,8 @@ impl MediaLeg {
         if cfg.clock_rate == self.cfg.clock_rate {
             cfg.local_ssrc = self.cfg.local_ssrc;
         }
+        // One CNAME for the leg's whole life: it binds a new SSRC to the old (RFC 3550 §6.5.1).
+        cfg.cname.clone_from(&self.cfg.cname);
         // Everything that can fail comes first, so a refused update leaves the leg as it was.
         let srtp = match (&self.srtp, &self.cfg.srtp, &cfg.srtp) {
             (_, old, new) if old == new => None,

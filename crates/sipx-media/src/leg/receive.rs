@@ -132,7 +132,10 @@ impl MediaLeg {
         self.rtcp
             .on_rtp_received(now, &header, packet.payload.len());
         match kind {
-            Payload::TelephoneEvent => self.receive_event(now, &header, packet.payload),
+            Payload::TelephoneEvent => {
+                self.jitter.note_other_packet(&header);
+                self.receive_event(now, &header, packet.payload);
+            }
             Payload::Audio | Payload::ComfortNoise => {
                 self.jitter.push(now, &header, packet.payload);
             }

@@ -701,17 +701,27 @@ fn a_reinvite_keeps_the_source_while_the_clock_stays() {
         "RTP and RTCP keep one SSRC"
     );
     // G.722's clock is 8 kHz too; Opus (48 kHz) is a new timeline and a new source.
+    let cname = call.a.cfg.cname.clone();
     let mut cfg = config(CodecKind::Opus, 96, b_addr(), 77);
     cfg.remote_rtp = call.a.cfg.remote_rtp;
     call.a.update(cfg, call.now).unwrap();
     let before = call.sent_by_a.len();
-    call.tone(60);
+    call.tone(400);
     assert!(
         call.sent_by_a[before..]
             .iter()
             .filter(|p| !ssrc_of(p).0)
             .all(|p| ssrc_of(p).1 == 77)
     );
+    // The new source goes on under the leg's one CNAME (RFC 3550 §6.5.1), whatever the new
+    // configuration drew.
+    let cnames = |name: &[u8]| {
+        call.sent_by_a[before..]
+            .iter()
+            .filter(|p| ssrc_of(p).0 && p.windows(name.len()).any(|w| w == name))
+            .count()
+    };
+    assert!(cnames(cname.as_bytes()) > 0 && cnames(b"leg77") == 0);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use sipx_media::leg::LegEvent;
 use sipx_rooms::{JoinRequest, ParticipantId, RoomError, RoomKey};
 use sipx_sdp::{MediaSession, NegotiatedMedia, SessionDescription};
 use sipx_sip::dialog::{Dialog, DialogError, DialogId};
-use sipx_sip::msg::{HasHeaders, Method, Request, Response};
+use sipx_sip::msg::{HasHeaders, Method, Request, Response, SdpBody};
 use sipx_sip::{ClientTxnId, Peer, ServerTxnId, Transport};
 
 use super::Core;
@@ -915,14 +915,20 @@ impl Core {
         }
         call.answer_in_ack = false;
         let established = call.sdp.negotiated().is_some();
-        let answer = sdp_of(&req.headers, &req.body).map(SessionDescription::parse);
-        let refused = match answer {
-            Some(Ok(a)) => call.sdp.handle_answer(&a).err().map(|e| e.to_string()),
-            Some(Err(e)) => {
+        let refused = match sipx_sip::msg::sdp_body(&req.headers, &req.body) {
+            SdpBody::Sdp(sdp) => match SessionDescription::parse(sdp) {
+                Ok(a) => call.sdp.handle_answer(&a).err().map(|e| e.to_string()),
+                Err(e) => {
+                    call.sdp.rollback_offer();
+                    Some(e.to_string())
+                }
+            },
+            // An answer SIPx cannot read is still an answer: the peer goes by it.
+            SdpBody::Unusable => {
                 call.sdp.rollback_offer();
-                Some(e.to_string())
+                Some("a body without a usable SDP answer".to_owned())
             }
-            None => {
+            SdpBody::Absent => {
                 call.sdp.rollback_offer();
                 if established {
                     // A peer that re-INVITEd without SDP and acknowledged our offer without
