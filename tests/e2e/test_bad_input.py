@@ -1,6 +1,7 @@
 """Bad input over real HTTP: a 4xx problem document every time, never a 500."""
 
 import json
+import re
 import socket
 
 import pytest
@@ -27,6 +28,24 @@ def test_bad_bodies(server, what, body, ctype, status):
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["status"] == status
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(server):
+    """Headers that announce a body over the limit get 413 at once: waiting for a body that
+    may never come would hold the connection for the whole body timeout (30 s)."""
+    key, secret, _ = create_app(server, "declared-oversize")
+    host, port = server.base.removeprefix("http://").split(":")
+    head = "".join(f"{k}: {v}\r\n" for k, v in auth_header(key, secret).items())
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall((f"POST /v1/sip-accounts HTTP/1.1\r\nHost: x\r\n{head}"
+                   "Content-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n").encode())
+        reply = b""  # each read within the socket's 5 s, or the test fails
+        while b"\r\n\r\n" not in reply or len(reply.partition(b"\r\n\r\n")[2]) < int(
+                re.search(rb"(?i)\r\ncontent-length: (\d+)", reply).group(1)):
+            reply += s.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), reply[:300]
+    assert json.loads(body)["status"] == 413
 
 
 def test_garbage_http_gets_a_problem_document_and_does_not_hurt_the_server(server):

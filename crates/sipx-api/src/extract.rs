@@ -52,6 +52,27 @@ where
     }
 }
 
+/// Refuses at once, with 413, a request whose `Content-Length` already says its body is over
+/// the limit: reading it would only end in the same 413, or for a sender that never sends
+/// it, a connection held for the whole body timeout.
+pub(crate) async fn refuse_declared_oversize(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge("the body exceeds the size limit".to_owned())
+            .into_response();
+    }
+    next.run(req).await
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => ApiError::Invalid(

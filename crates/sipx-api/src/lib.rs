@@ -115,6 +115,10 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(routes::web::router())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            extract::refuse_declared_oversize,
+        ))
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(
             ServiceBuilder::new()
