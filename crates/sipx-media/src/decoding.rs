@@ -110,17 +110,10 @@ impl StreamDecoder {
             }
             left -= n;
             let out = &mut self.scratch[..n];
-            let recovered = match fec {
-                Some(next) if left == 0 => self.decoder.recover(next, out).is_ok(),
-                _ => false,
-            };
+            let recovered =
+                left == 0 && fec.is_some_and(|next| self.decoder.recover(next, out).is_ok());
             // Without FEC, or when the next payload holds none it can read: concealment.
-            let filled = if recovered {
-                Ok(n)
-            } else {
-                self.decoder.conceal(out)
-            };
-            if filled.is_err() {
+            if !recovered && self.decoder.conceal(out).is_err() {
                 return;
             }
             self.queue.push(out);

@@ -50,9 +50,8 @@ pub struct ReceiveStats {
     last_fraction: u8,
     /// Interarrival jitter (A.8) in timestamp units, kept as a float to avoid A.8's scaling.
     jitter: f64,
-    last_transit: Option<u32>,
-    /// Timestamp of the packet `last_transit` is from.
-    last_timestamp: u32,
+    /// The last packet counted for jitter: its timestamp and transit time.
+    last_transit: Option<(u32, u32)>,
     /// Arrival times are measured in timestamp units from here.
     epoch: Instant,
     /// Middle bits of the last SR's NTP time and when it arrived, for LSR/DLSR.
@@ -80,7 +79,6 @@ impl ReceiveStats {
             last_fraction: 0,
             jitter: 0.0,
             last_transit: None,
-            last_timestamp: 0,
             epoch: now,
             last_sr: None,
         }
@@ -176,18 +174,18 @@ impl ReceiveStats {
     /// share the last one's timestamp (every packet of an RFC 4733 key press) are left out:
     /// sent 50 ms apart with one sampling instant, each would count as 50 ms of jitter.
     fn update_jitter(&mut self, now: Instant, timestamp: u32) {
-        if self.last_transit.is_some() && self.last_timestamp == timestamp {
-            return;
-        }
-        self.last_timestamp = timestamp;
         let arrival = duration_to_units(now.saturating_duration_since(self.epoch), self.clock_rate);
         // Transit times only matter as differences, so wrapping u32 arithmetic is exact.
         let transit = (arrival as u32).wrapping_sub(timestamp);
-        if let Some(last) = self.last_transit {
-            let d = f64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
-            self.jitter += (d - self.jitter) / 16.0;
+        match self.last_transit {
+            Some((last_timestamp, _)) if last_timestamp == timestamp => return,
+            Some((_, last)) => {
+                let d = f64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+            None => {}
         }
-        self.last_transit = Some(transit);
+        self.last_transit = Some((timestamp, transit));
     }
 
     /// Remembers an SR from this source, for the LSR/DLSR of our next report.

@@ -147,35 +147,28 @@ const STATIC_PAYLOAD_TYPES: [(u8, &str, u32); 7] = [
 /// and Cisco ATAs write their configured names) is G.729: RFC 3551 fixes the number, such
 /// devices read it without the name, and annexes A and B are G.729's own bitstream.
 pub fn resolve_format(media: &MediaDescription, pt: u8) -> Option<PayloadFormat> {
-    let fixed = static_format(pt);
     let Some(map) = media.rtpmap(pt) else {
-        return fixed;
+        return static_format(pt);
     };
-    let mapped = PayloadFormat {
+    if pt == 18 && is_g729_annex(&map.encoding) && map.clock_rate == 8000 {
+        return static_format(pt);
+    }
+    Some(PayloadFormat {
         payload_type: pt,
         encoding: map.encoding,
         clock_rate: map.clock_rate,
         channels: map.channels,
-    };
-    // Annex A and B are G.729 (its bitstream, its decoder); D and E are other codecs.
-    let annex_of_ours = |fixed: &PayloadFormat| {
-        let name = mapped.encoding.to_ascii_lowercase();
-        let base = fixed.encoding.to_ascii_lowercase();
-        base == "g729"
-            && name
-                .strip_prefix(&base)
-                .is_some_and(|annex| matches!(annex, "a" | "b" | "ab"))
-    };
-    match fixed {
-        Some(fixed)
-            if Codec::of(&mapped).is_none()
-                && fixed.clock_rate == mapped.clock_rate
-                && annex_of_ours(&fixed) =>
-        {
-            Some(fixed)
-        }
-        _ => Some(mapped),
-    }
+    })
+}
+
+/// `G729a`, `G729b`, `G729ab` in any case: G.729's annexes A and B, its own bitstream (D and
+/// E are other codecs).
+fn is_g729_annex(name: &str) -> bool {
+    let (base, annex) = name.split_at_checked(4).unwrap_or((name, ""));
+    base.eq_ignore_ascii_case("G729")
+        && ["a", "b", "ab"]
+            .iter()
+            .any(|a| annex.eq_ignore_ascii_case(a))
 }
 
 /// RFC 3551's meaning of a static payload type.

@@ -730,7 +730,16 @@ fn g729_annex_b_needs_both_sides() {
 
 #[test]
 fn ptime_and_maxptime() {
-    let offer = |attrs: &str| peer(&format!("m=audio 5000 RTP/AVP 0\n{attrs}"));
+    // At media level, or written once at session level as some gateways do: the same.
+    let offer = |session_level: bool, attrs: &str| {
+        let (session, media) = if session_level {
+            (attrs, "")
+        } else {
+            ("", attrs)
+        };
+        let head = PEER_HEAD.replace("t=0 0\n", &format!("t=0 0\n{session}"));
+        parse(&format!("{head}m=audio 5000 RTP/AVP 0\n{media}"))
+    };
     // (offer attributes, ptime we send with, ptime we answer)
     let cases = [
         ("", 20, "20"),
@@ -743,30 +752,18 @@ fn ptime_and_maxptime() {
         ("a=ptime:5\n", 10, "20"),
         ("a=maxptime:5\n", 10, "10"),
     ];
-    // Written once at session level, as some gateways do: the same.
-    let at_session_level = |attrs: &str| {
-        let text = PEER_HEAD.replace("t=0 0\n", &format!("t=0 0\n{attrs}"));
-        parse(&format!("{text}m=audio 5000 RTP/AVP 0\n"))
-    };
-    for (attrs, send, answered) in cases {
-        let mut b = bob();
-        let answer = b.handle_offer(&at_session_level(attrs)).unwrap();
-        assert_eq!(b.negotiated().unwrap().ptime, send, "session level {attrs}");
-        assert_eq!(
-            answer.media[0].attribute_values("ptime").next(),
-            Some(answered),
-            "session level {attrs}"
-        );
-    }
-    for (attrs, send, answered) in cases {
-        let mut b = bob();
-        let answer = b.handle_offer(&offer(attrs)).unwrap();
-        assert_eq!(b.negotiated().unwrap().ptime, send, "{attrs}");
-        assert_eq!(
-            answer.media[0].attribute_values("ptime").next(),
-            Some(answered),
-            "{attrs}"
-        );
+    for session_level in [false, true] {
+        for (attrs, send, answered) in cases {
+            let mut b = bob();
+            let answer = b.handle_offer(&offer(session_level, attrs)).unwrap();
+            let level = if session_level { "session" } else { "media" };
+            assert_eq!(b.negotiated().unwrap().ptime, send, "{level} {attrs}");
+            assert_eq!(
+                answer.media[0].attribute_values("ptime").next(),
+                Some(answered),
+                "{level} {attrs}"
+            );
+        }
     }
 }
 

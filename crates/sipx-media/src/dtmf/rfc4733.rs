@@ -421,6 +421,14 @@ mod tests {
         );
     }
 
+    /// The keys `receive` hears at 8 kHz, as characters.
+    fn keys_heard(packets: &[(u32, bool, u8, bool, u16)]) -> String {
+        receive(8000, packets)
+            .iter()
+            .map(|e| e.digit.as_char())
+            .collect()
+    }
+
     /// Feeds `(timestamp, marker, code, end, duration)` packets 20 ms apart; the digits heard.
     fn receive(rate: u32, packets: &[(u32, bool, u8, bool, u16)]) -> Vec<DtmfEvent> {
         let t0 = Instant::now();
@@ -492,10 +500,7 @@ mod tests {
             packets.push((t, false, code, false, 320));
             packets.extend([(t, false, code, true, 480); 3]);
         }
-        let digits: String = receive(8000, &packets)
-            .iter()
-            .map(|e| e.digit.as_char())
-            .collect();
+        let digits = keys_heard(&packets);
         assert_eq!(digits, "4321#");
     }
 
@@ -509,10 +514,7 @@ mod tests {
             packets.push((t, true, code, false, 160));
             packets.extend([(t, false, code, true, 640); 3]);
         }
-        let digits: String = receive(8000, &packets)
-            .iter()
-            .map(|e| e.digit.as_char())
-            .collect();
+        let digits = keys_heard(&packets);
         assert_eq!(digits, "1211");
     }
 

@@ -263,8 +263,13 @@ impl Extender {
         }
     }
 
+    /// The extended number of `seq`, the nearest to the highest seen.
+    fn seq_of(&self, seq: u16) -> i64 {
+        self.highest_seq + i64::from(seq.wrapping_sub(self.last_seq) as i16)
+    }
+
     fn extend(&mut self, seq: u16, ts: u32) -> (i64, i64) {
-        let ext_seq = self.highest_seq + i64::from(seq.wrapping_sub(self.last_seq) as i16);
+        let ext_seq = self.seq_of(seq);
         if ext_seq > self.highest_seq {
             (self.highest_seq, self.last_seq) = (ext_seq, seq);
         }
@@ -385,8 +390,7 @@ impl JitterBuffer {
         else {
             return;
         };
-        let ext = &stream.ext;
-        let ext_seq = ext.highest_seq + i64::from(header.seq.wrapping_sub(ext.last_seq) as i16);
+        let ext_seq = stream.ext.seq_of(header.seq);
         let slot = &mut self.slots[slot_index(ext_seq, self.mask)];
         // Only a free slot: one holding a packet, or handed out by the last tick, stays.
         if slot.state == SlotState::Empty {

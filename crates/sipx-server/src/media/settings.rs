@@ -208,11 +208,10 @@ pub fn leg_config(n: &NegotiatedMedia, s: &MediaSettings) -> Option<LegConfig> {
         .iter()
         .map(|&(_, kind)| jitter_payload(kind, kind.native_audio_rate()))
         .fold(jitter_payload(codec, n.codec.audio_rate), usize::max);
-    let mut random = [0u8; 30];
+    let (mut random, mut cname) = ([0u8; 18], [0u8; 12]);
     sipx_secrets::generate::fill(&mut random);
-    let [a, b, c, d, e, f, g, h, i, j, rest @ ..] = random;
-    let (seed, cname) = rest.split_at(8);
-    let seed: [u8; 8] = seed.try_into().unwrap_or_default();
+    sipx_secrets::generate::fill(&mut cname);
+    let [a, b, c, d, e, f, g, h, i, j, seed @ ..] = random;
     Some(LegConfig {
         codec,
         payload_type: n.codec.payload_type,

@@ -321,7 +321,7 @@ impl Worker {
                 }
             }
             Command::Remove { id } => {
-                let Some(index) = self.by_id.get(&id).copied() else {
+                let Some(index) = self.by_id.remove(&id) else {
                     return;
                 };
                 // Its last report and BYE leave before the sockets close.
@@ -329,9 +329,7 @@ impl Worker {
                     slot.leg.end(now);
                 }
                 self.flush(index);
-                if let Some(index) = self.by_id.remove(&id)
-                    && let Some(mut s) = self.slots[index].take()
-                {
+                if let Some(mut s) = self.slots[index].take() {
                     s.mode.leave(&mut self.groups);
                     let stats = s.leg.stats();
                     count_ended(&stats);

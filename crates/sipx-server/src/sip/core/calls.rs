@@ -914,29 +914,24 @@ impl Core {
             return;
         }
         call.answer_in_ack = false;
-        let established = call.sdp.negotiated().is_some();
-        let refused = match sipx_sip::msg::sdp_body(&req.headers, &req.body) {
-            SdpBody::Sdp(sdp) => match SessionDescription::parse(sdp) {
-                Ok(a) => call.sdp.handle_answer(&a).err().map(|e| e.to_string()),
-                Err(e) => {
-                    call.sdp.rollback_offer();
-                    Some(e.to_string())
-                }
-            },
+        let answer = match sipx_sip::msg::sdp_body(&req.headers, &req.body) {
+            SdpBody::Sdp(sdp) => SessionDescription::parse(sdp).map_err(|e| e.to_string()),
             // An answer SIPx cannot read is still an answer: the peer goes by it.
-            SdpBody::Unusable => {
+            SdpBody::Unusable => Err("a body without a usable SDP answer".to_owned()),
+            SdpBody::Absent if call.sdp.negotiated().is_some() => {
+                // A peer that re-INVITEd without SDP and acknowledged our offer without an
+                // answer agreed to nothing new: the session stays as it was.
                 call.sdp.rollback_offer();
-                Some("a body without a usable SDP answer".to_owned())
+                tracing::warn!(call_id = %id.call_id, "the ACK to our offer in a re-INVITE's 200 has no answer; the session stays as it was");
+                return;
             }
-            SdpBody::Absent => {
+            SdpBody::Absent => Err("no SDP".to_owned()),
+        };
+        let refused = match answer {
+            Ok(a) => call.sdp.handle_answer(&a).err().map(|e| e.to_string()),
+            Err(why) => {
                 call.sdp.rollback_offer();
-                if established {
-                    // A peer that re-INVITEd without SDP and acknowledged our offer without
-                    // an answer agreed to nothing new: the session stays as it was.
-                    tracing::warn!(call_id = %id.call_id, "the ACK to our offer in a re-INVITE's 200 has no answer; the session stays as it was");
-                    return;
-                }
-                Some("no SDP".to_owned())
+                Some(why)
             }
         };
         match refused {
