@@ -68,10 +68,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         phone.push_frame(now, &frame);
         room.push_frame(now, &frame);
         let mut inbound = Vec::new();
-        while let Some((_, n)) = phone.poll_transmit(&mut buf) {
+        while let Some(t) = phone.poll_transmit(&mut buf) {
+            let n = t.len;
             inbound.push((true, buf[..n].to_vec()));
         }
-        while let Some((_, n)) = room.poll_transmit(&mut buf) {
+        while let Some(t) = room.poll_transmit(&mut buf) {
+            let n = t.len;
             inbound.push((false, buf[..n].to_vec()));
         }
         let started = Instant::now();
@@ -92,10 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bridge.copy_from_slice(opus.pull_frame(now).1);
         pcmu.push_frame(now, &bridge);
         let mut outbound = Vec::new();
-        while let Some((_, n)) = pcmu.poll_transmit(&mut buf) {
+        while let Some(t) = pcmu.poll_transmit(&mut buf) {
+            let n = t.len;
             outbound.push((true, buf[..n].to_vec()));
         }
-        while let Some((_, n)) = opus.poll_transmit(&mut buf) {
+        while let Some(t) = opus.poll_transmit(&mut buf) {
+            let n = t.len;
             outbound.push((false, buf[..n].to_vec()));
         }
         timed += started.elapsed();

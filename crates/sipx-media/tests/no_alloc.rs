@@ -38,7 +38,8 @@ fn leg(codec: CodecKind, pt: u8, remote: &str, ssrc: u32, now: Instant) -> Media
 
 /// Moves every queued datagram of `from` into `to` through one reused buffer.
 fn wire(from: &mut MediaLeg, to: &mut MediaLeg, source: SocketAddr, now: Instant, buf: &mut [u8]) {
-    while let Some((_, n)) = from.poll_transmit(buf) {
+    while let Some(t) = from.poll_transmit(buf) {
+        let n = t.len;
         to.handle_receive(now, source, &mut buf[..n]);
     }
 }

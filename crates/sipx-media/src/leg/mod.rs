@@ -47,6 +47,22 @@ use sipx_codec::{CodecKind, Encoder, new_encoder};
 
 pub use config::{FrameKind, LegConfig, LegEvent, LegStats};
 
+/// A datagram [`MediaLeg::poll_transmit`] wrote: where it goes, its length, and which of the
+/// leg's two sockets it leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub dest: SocketAddr,
+    pub len: usize,
+    pub socket: LegSocket,
+}
+
+/// A leg's sockets: RTP (also RTCP under rtcp-mux), and RTCP on its own port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegSocket {
+    Rtp,
+    Rtcp,
+}
+
 /// An encoding of 20 ms frames that legs can share ([`MediaLeg::shared_format`]): the same
 /// codec at the same rate with the same settings gives packets any of them can send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,8 +396,8 @@ impl MediaLeg {
     }
 
     /// The next datagram to send, written into `buf` (1500 bytes always suffice): its
-    /// destination and length. SRTP is applied here, in `buf`.
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+    /// destination, length and socket. SRTP is applied here, in `buf`.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         loop {
             let (channel, packet) = self.transmit.pop()?;
             let dest = match channel {
@@ -399,7 +415,13 @@ impl MediaLeg {
                 self.counters.transmit_dropped += 1;
                 continue;
             };
-            return Some((dest, len));
+            // RTCP leaves from the RTCP port unless the peer multiplexes (RFC 5761): the
+            // leg knows which it queued, where the bytes alone may not tell (`is_marked_rtp`).
+            let socket = match channel {
+                transmit::Channel::Rtcp if self.cfg.remote_rtcp.is_some() => LegSocket::Rtcp,
+                _ => LegSocket::Rtp,
+            };
+            return Some(Transmit { dest, len, socket });
         }
     }
 

@@ -28,11 +28,49 @@ impl MediaLeg {
     /// it there anyway). SRTP is unprotected in place in `bytes`. Anything that fails to
     /// parse, authenticate or match is counted and dropped.
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
-        match classify(bytes) {
+        match self.classify_received(bytes) {
             PacketKind::Rtp => self.receive_rtp(now, source, bytes),
             PacketKind::Rtcp => self.receive_rtcp(now, source, bytes),
             _ => self.counters.malformed += 1,
         }
+    }
+
+    /// What a datagram on the leg's RTP socket is. By its first bytes (`demux::classify`),
+    /// except RTP that reads as RTCP: a marker bit on payload type 72–95 puts 200–223 in the
+    /// second byte, RTCP's packet types. RFC 5761 §4 keeps those numbers out of multiplexed
+    /// sessions only, so a peer that keeps RTCP on its own port may give them to a codec; on
+    /// such a leg, a number the leg receives is RTP, unless the datagram is well-formed RTCP
+    /// (a peer that sends its reports to the RTP port anyway).
+    pub fn classify_received(&self, bytes: &[u8]) -> PacketKind {
+        match classify(bytes) {
+            PacketKind::Rtcp if self.is_marked_rtp(bytes) => PacketKind::Rtp,
+            kind => kind,
+        }
+    }
+
+    fn is_marked_rtp(&self, bytes: &[u8]) -> bool {
+        let muxed = self.cfg.remote_rtcp.is_none();
+        !muxed
+            && bytes
+                .get(1)
+                .is_some_and(|&b| self.payload_kind(Pt(b & 0x7f)).is_some())
+            && !is_compound_rtcp(bytes)
+    }
+
+    /// What a payload type is on this leg, if the leg receives it: first the numbers the peer
+    /// should send with, then the ones it answered with, which some peers send with instead.
+    fn payload_kind(&self, pt: Pt) -> Option<Payload> {
+        let send_event = self.cfg.telephone_event.map(|(te, _)| te);
+        Some(match pt {
+            pt if pt.0 == self.cfg.receive_payload_type => Payload::Audio,
+            pt if self.cfg.receive_event_payload_type == Some(pt.0) => Payload::TelephoneEvent,
+            Pt::CN => Payload::ComfortNoise,
+            pt if pt.0 == self.cfg.payload_type => Payload::Audio,
+            pt if send_event == Some(pt.0) => Payload::TelephoneEvent,
+            // Another codec the answer listed: the peer changed to it.
+            pt if self.cfg.other_codec(pt.0).is_some() => Payload::Audio,
+            _ => return None,
+        })
     }
 
     /// One datagram from the leg's RTCP socket: RTCP only. RTP has no business there (and
@@ -58,19 +96,11 @@ impl MediaLeg {
             return;
         };
         let mut header = packet.header;
-        // The numbers the peer should send with first; then the ones it answered with, which
-        // some peers send with instead.
-        let send_event = self.cfg.telephone_event.map(|(te, _)| te);
         let other_codec = self.cfg.other_codec(header.pt.0);
-        let kind = match header.pt {
-            pt if pt.0 == self.cfg.receive_payload_type => Payload::Audio,
-            pt if self.cfg.receive_event_payload_type == Some(pt.0) => Payload::TelephoneEvent,
-            Pt::CN => Payload::ComfortNoise,
-            pt if pt.0 == self.cfg.payload_type => Payload::Audio,
-            pt if send_event == Some(pt.0) => Payload::TelephoneEvent,
-            // Another codec the answer listed: the peer changed to it.
-            _ if other_codec.is_some() => Payload::Audio,
-            pt => {
+        let kind = match self.payload_kind(header.pt) {
+            Some(kind) => kind,
+            None => {
+                let pt = header.pt;
                 // Said once, and only of the peer's packets (anyone can send to the port).
                 if !self.counters.payload_type_reported && source == self.rtp_latch.current() {
                     self.counters.payload_type_reported = true;
@@ -280,4 +310,21 @@ impl MediaLeg {
             Choice::Ignored => false,
         }
     }
+}
+
+/// Whether `bytes` are RTCP packets end to end: each header's length word (in 32-bit words,
+/// less one) lands on the next header, the last exactly on the end (RFC 3550 §6.1). An RTP
+/// packet's sequence number stands where that word is, and seldom adds up so.
+fn is_compound_rtcp(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(&[first, _, high, low]) = bytes.get(at..at + 4) else {
+            return false;
+        };
+        if first >> 6 != 2 {
+            return false;
+        }
+        at += 4 * (usize::from(u16::from_be_bytes([high, low])) + 1);
+    }
+    at == bytes.len()
 }

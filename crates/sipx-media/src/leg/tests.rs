@@ -146,12 +146,12 @@ impl Call {
 
     fn flush(&mut self) {
         let mut buf = [0u8; 1500];
-        while let Some((dest, n)) = self.a.poll_transmit(&mut buf) {
+        while let Some(Transmit { dest, len: n, .. }) = self.a.poll_transmit(&mut buf) {
             assert!(dest == b_addr() || dest == addr("192.0.2.9:9"), "{dest}");
             self.sent_by_a.push(buf[..n].to_vec());
             self.send(true, buf[..n].to_vec());
         }
-        while let Some((dest, n)) = self.b.poll_transmit(&mut buf) {
+        while let Some(Transmit { dest, len: n, .. }) = self.b.poll_transmit(&mut buf) {
             if dest == self.a_source {
                 self.send(false, buf[..n].to_vec());
             }
@@ -817,7 +817,7 @@ fn a_second_stream_from_the_peers_address_does_not_interrupt_the_one_playing() {
     for i in 0..150 {
         // It starts once the first is playing (whichever comes first keeps the leg).
         other.push_frame(call.now, &second.take(160));
-        while let Some((_, n)) = other.poll_transmit(&mut buf).filter(|_| i >= 5) {
+        while let Some(Transmit { len: n, .. }) = other.poll_transmit(&mut buf).filter(|_| i >= 5) {
             let at = call.now + Duration::from_millis(5);
             call.net
                 .in_flight
@@ -1116,7 +1116,7 @@ fn a_sender_stall_costs_little_more_than_the_stall() {
 fn sent_rtp(leg: &mut MediaLeg) -> Vec<(bool, u32)> {
     let mut buf = [0u8; 1500];
     let mut out = Vec::new();
-    while let Some((_, n)) = leg.poll_transmit(&mut buf) {
+    while let Some(Transmit { len: n, .. }) = leg.poll_transmit(&mut buf) {
         if crate::classify(&buf[..n]) == crate::PacketKind::Rtp {
             let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
             out.push((buf[1] & 0x80 != 0, ts));
@@ -1153,7 +1153,7 @@ fn audio_after_keys_keeps_to_the_clock_and_reports_place_the_clock_right() {
                 leg.handle_timeout(now);
             }
             leg.push_frame(now, &tone);
-            while let Some((_, n)) = leg.poll_transmit(&mut buf) {
+            while let Some(Transmit { len: n, .. }) = leg.poll_transmit(&mut buf) {
                 let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
                 if crate::classify(&buf[..n]) == crate::PacketKind::Rtcp && buf[1] == 200 {
                     let sr_ts = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]);
@@ -1373,7 +1373,7 @@ fn rtcp_on_its_own_port_is_taken_only_from_the_peer() {
     let mut buf = [0u8; 1500];
     let later = now + Duration::from_secs(10);
     leg.handle_timeout(later);
-    let sent: Vec<_> = std::iter::from_fn(|| leg.poll_transmit(&mut buf).map(|(to, _)| to))
+    let sent: Vec<_> = std::iter::from_fn(|| leg.poll_transmit(&mut buf).map(|t| t.dest))
         .filter(|to| to.port() != 31000)
         .collect();
     assert_eq!(sent, [nat_rtcp]);
@@ -1477,7 +1477,7 @@ fn our_own_packets_looped_back_change_our_ssrc_once_and_never_play() {
     for _ in 0..200 {
         call.a.push_frame(call.now, &sine.take(160));
         // A's peer reflects everything A sends straight back to A.
-        while let Some((_, n)) = call.a.poll_transmit(&mut buf) {
+        while let Some(Transmit { len: n, .. }) = call.a.poll_transmit(&mut buf) {
             let mut packet = buf[..n].to_vec();
             call.a.handle_receive(call.now, b_addr(), &mut packet);
         }
@@ -1526,5 +1526,70 @@ fn a_codec_change_to_another_clock_keeps_the_calls_packet_counts() {
             before.packets_sent,
             before.octets_received
         )
+    );
+}
+
+#[test]
+fn marked_rtp_on_payload_types_72_to_95_is_rtp_on_legs_without_rtcp_mux() {
+    // A marker bit on these numbers makes the second byte 200–223, RTCP's packet types. A
+    // peer that keeps RTCP on its own port may use them (RFC 5761 §4 forbids them only under
+    // mux): its talkspurts' first packets are audio, and ours leave from the RTP socket.
+    let mut heard = Vec::new();
+    for pt in [0, 72, 77, 95] {
+        let apart = |mut cfg: LegConfig, rtcp: &str| {
+            cfg.remote_rtcp = Some(addr(rtcp));
+            cfg
+        };
+        let mut call = Call::new(
+            apart(
+                config(CodecKind::Pcmu, pt, b_addr(), 0xaaaa),
+                "10.0.0.2:5001",
+            ),
+            apart(
+                config(CodecKind::Pcmu, pt, a_addr(), 0xbbbb),
+                "10.0.0.1:4001",
+            ),
+        );
+        let mut tone = vec![0i16; 160];
+        Sine::new(1000.0, 8000, 8000.0).fill(&mut tone);
+        for _ in 0..10 {
+            call.tick(&tone);
+        }
+        let first = &call.sent_by_a[0];
+        assert_eq!(first[1], 0x80 | pt, "PT {pt}: the first packet is marked");
+        // As many as PCMU on its usual number (the last still on its way), marked one too.
+        heard.push(call.b.stats().media.packets_received);
+        assert_eq!(heard.last(), heard.first(), "PT {pt}: {heard:?}");
+        assert_eq!(call.b.stats().malformed, 0, "PT {pt}");
+
+        // Which socket each datagram leaves from: the leg says, not the bytes.
+        let now = Instant::now();
+        let mut leg = MediaLeg::new(
+            apart(config(CodecKind::Pcmu, pt, a_addr(), 7), "10.0.0.1:4001"),
+            now,
+        )
+        .unwrap();
+        let mut buf = [0u8; 1500];
+        leg.push_frame(now, &tone);
+        let sent = leg.poll_transmit(&mut buf).unwrap();
+        assert_eq!(
+            (buf[1], sent.socket),
+            (0x80 | pt, LegSocket::Rtp),
+            "PT {pt}"
+        );
+        leg.handle_timeout(now + Duration::from_secs(10));
+        let report = std::iter::from_fn(|| leg.poll_transmit(&mut buf))
+            .find(|t| t.dest == addr("10.0.0.1:4001"))
+            .unwrap();
+        assert_eq!(report.socket, LegSocket::Rtcp, "PT {pt}");
+    }
+    // Reports a peer sends to the RTP port anyway are still reports, whatever the numbers.
+    let mut cfg = config(CodecKind::Pcmu, 72, a_addr(), 2);
+    cfg.remote_rtcp = Some(addr("10.0.0.1:4001"));
+    let leg = MediaLeg::new(cfg, Instant::now()).unwrap();
+    let sender_report_header = [0x80, 200, 0, 1, 0, 0, 0xba, 0xd3];
+    assert_eq!(
+        leg.classify_received(&sender_report_header),
+        crate::PacketKind::Rtcp
     );
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sipx_media::leg::{LegStats, MediaLeg};
-use sipx_media::{PacketKind, classify};
+use sipx_media::PacketKind;
+use sipx_media::leg::{LegSocket, LegStats, MediaLeg, Transmit};
 use tokio::sync::mpsc;
 
 use super::mode::Mode;
@@ -49,8 +49,6 @@ struct Slot {
     rtp: UdpSocket,
     rtcp: UdpSocket,
     mode: Mode,
-    /// RTCP shares the RTP socket (RFC 5761), else it leaves from the RTCP socket.
-    muxed: bool,
     /// The phase the leg ticks in.
     phase: usize,
 }
@@ -223,7 +221,6 @@ impl Worker {
                 config,
                 mode,
             } => {
-                let muxed = config.remote_rtcp.is_none();
                 let leg = match MediaLeg::new(*config, now) {
                     Ok(leg) => leg,
                     Err(e) => {
@@ -266,7 +263,6 @@ impl Worker {
                     rtp,
                     rtcp,
                     mode,
-                    muxed,
                     phase,
                 });
                 self.by_id.insert(id, index);
@@ -279,7 +275,6 @@ impl Worker {
                 };
                 let groups = &mut self.groups;
                 if let Some(Some(s)) = self.slots.get_mut(index) {
-                    s.muxed = config.remote_rtcp.is_none();
                     if let Err(e) = s.leg.update(*config, now) {
                         tracing::warn!(leg = id.0, error = %e, "cannot update a media leg");
                     }
@@ -382,8 +377,8 @@ impl Worker {
             match socket.recv_from(&mut self.recv_buf) {
                 Ok((n, source)) => {
                     let bytes = &mut self.recv_buf[..n];
-                    let at = match classify(bytes) {
-                        PacketKind::Rtp => on_schedule,
+                    let at = match slot.leg.classify_received(bytes) {
+                        PacketKind::Rtp if !rtcp_socket => on_schedule,
                         _ => now,
                     };
                     if rtcp_socket {
@@ -458,13 +453,13 @@ impl Worker {
             return 0;
         };
         let mut sent = 0;
-        while let Some((dest, n)) = slot.leg.poll_transmit(&mut self.send_buf) {
-            let bytes = &self.send_buf[..n];
-            let socket = match classify(bytes) {
-                PacketKind::Rtcp if !slot.muxed => &slot.rtcp,
-                _ => &slot.rtp,
+        while let Some(Transmit { dest, len, socket }) = slot.leg.poll_transmit(&mut self.send_buf)
+        {
+            let socket = match socket {
+                LegSocket::Rtp => &slot.rtp,
+                LegSocket::Rtcp => &slot.rtcp,
             };
-            match socket.send_to(bytes, dest) {
+            match socket.send_to(&self.send_buf[..len], dest) {
                 Ok(_) => sent += 1,
                 Err(_) => metrics::counter!("sipx_media_send_errors_total").increment(1),
             }
