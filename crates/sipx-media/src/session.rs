@@ -129,11 +129,13 @@ impl RtcpSession {
     /// Counts a received RTP packet. A new SSRC replaces the tracked source and restarts its
     /// RFC 3550 statistics (a re-INVITE or a media server switching streams); the call's
     /// totals go on (`ReceiveStats::new_source`).
+    /// `sampled`: see [`ReceiveStats::on_packet`].
     pub fn on_rtp_received(
         &mut self,
         now: Instant,
         header: &RtpHeader,
         payload_len: usize,
+        sampled: bool,
     ) -> SeqCheck {
         let clock_rate = self.config.clock_rate;
         let remote = self
@@ -144,7 +146,7 @@ impl RtcpSession {
             remote.new_source(header.ssrc, now);
         }
         self.remote_last_rtp = Some(now);
-        remote.on_packet(now, header.seq, header.timestamp, payload_len)
+        remote.on_packet(now, header.seq, (header.timestamp, sampled), payload_len)
     }
 
     /// Counts a sent RTP packet.
@@ -376,7 +378,7 @@ mod tests {
             };
             a.on_rtp_sent(now, &header, 160);
             if k % 10 != 5 {
-                b.on_rtp_received(now + one_way, &header, 160);
+                b.on_rtp_received(now + one_way, &header, 160, true);
             }
             for (from_a, session) in [(true, &mut a), (false, &mut b)] {
                 if let Some(n) = session.poll_transmit(now, &mut buf).unwrap() {

@@ -97,18 +97,21 @@ impl ReceiveStats {
         (self.arrived, self.octets, self.lost_before) = kept;
     }
 
-    /// Feeds one received packet: sequence validation, counters and jitter.
+    /// Feeds one received packet: sequence validation, counters and jitter. `sampled`: whether
+    /// its timestamp is when its audio was sampled (audio, comfort noise), which jitter needs;
+    /// an RFC 4733 event's is when its key press began, and a sender that interleaves its
+    /// events with audio would otherwise swing the transit time by the event's age.
     pub fn on_packet(
         &mut self,
         now: Instant,
         seq: u16,
-        timestamp: u32,
+        (timestamp, sampled): (u32, bool),
         payload_len: usize,
     ) -> SeqCheck {
         let check = self.update_seq(seq);
         self.arrived += 1;
         self.octets += payload_len as u64;
-        if check == SeqCheck::Valid {
+        if check == SeqCheck::Valid && sampled {
             self.update_jitter(now, timestamp);
         }
         check
@@ -360,7 +363,7 @@ mod tests {
             .enumerate()
             .map(|(i, &s)| {
                 let now = t0 + Duration::from_millis(20 * i as u64);
-                stats.on_packet(now, s, u32::from(s) * 160, 160)
+                stats.on_packet(now, s, (u32::from(s) * 160, true), 160)
             })
             .collect()
     }
@@ -405,10 +408,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = ReceiveStats::new(Ssrc(1), RATE, t0);
         feed(&mut s, t0, &[1, 2, 3]);
-        assert_eq!(s.on_packet(t0, 20_000, 0, 1), SeqCheck::Jump);
-        assert_eq!(s.on_packet(t0, 4, 0, 1), SeqCheck::Valid);
-        assert_eq!(s.on_packet(t0, 30_000, 0, 1), SeqCheck::Jump);
-        assert_eq!(s.on_packet(t0, 30_001, 0, 1), SeqCheck::Valid);
+        assert_eq!(s.on_packet(t0, 20_000, (0, true), 1), SeqCheck::Jump);
+        assert_eq!(s.on_packet(t0, 4, (0, true), 1), SeqCheck::Valid);
+        assert_eq!(s.on_packet(t0, 30_000, (0, true), 1), SeqCheck::Jump);
+        assert_eq!(s.on_packet(t0, 30_001, (0, true), 1), SeqCheck::Valid);
         // Restarted: the base moved, no loss for the gap.
         assert_eq!(s.packets(), 1);
         assert_eq!(s.cumulative_lost(), 0);
@@ -437,7 +440,7 @@ mod tests {
         for i in 0..400u32 {
             let extra = if i % 2 == 0 { 0 } else { 10 };
             let now = t0 + Duration::from_millis(u64::from(20 * i + extra));
-            s.on_packet(now, i as u16, i * 160, 160);
+            s.on_packet(now, i as u16, (i * 160, true), 160);
         }
         assert!((s.jitter_ms() - 10.0).abs() < 0.1, "{}", s.jitter_ms());
         assert_eq!(s.report_block(t0).jitter, 79);
@@ -451,7 +454,7 @@ mod tests {
         // timestamp of its start, then audio again.
         let mut seq = 0u16;
         let mut at = |s: &mut ReceiveStats, ms: u64, ts: u32| {
-            s.on_packet(t0 + Duration::from_millis(ms), seq, ts, 160);
+            s.on_packet(t0 + Duration::from_millis(ms), seq, (ts, true), 160);
             seq += 1;
         };
         for i in 0..50u32 {

@@ -159,8 +159,12 @@ impl MediaLeg {
             }
             (Payload::TelephoneEvent, _) => header.timestamp,
         };
-        self.rtcp
-            .on_rtp_received(now, &header, packet.payload.len());
+        self.rtcp.on_rtp_received(
+            now,
+            &header,
+            packet.payload.len(),
+            kind != Payload::TelephoneEvent,
+        );
         match kind {
             Payload::TelephoneEvent => {
                 self.jitter.note_other_packet(&header);

@@ -1593,3 +1593,40 @@ fn marked_rtp_on_payload_types_72_to_95_is_rtp_on_legs_without_rtcp_mux() {
         crate::PacketKind::Rtcp
     );
 }
+
+#[test]
+fn key_presses_interleaved_with_the_audio_add_no_jitter() {
+    // A gateway that goes on sending audio during a key press, its event packets between the
+    // audio ones under the same SSRC and numbering, each stamped with the press's start
+    // (RFC 4733 §2.5.1.2). Everything arrives exactly on time: the jitter is zero.
+    let t0 = Instant::now();
+    let mut leg = MediaLeg::new(config(CodecKind::Pcmu, 0, a_addr(), 2), t0).unwrap();
+    let packet = |seq: u16, ts: u32, event: Option<u16>| {
+        let [s0, s1] = seq.to_be_bytes();
+        let [t0, t1, t2, t3] = ts.to_be_bytes();
+        let mut p = vec![0x80, 0, s0, s1, t0, t1, t2, t3, 0, 0, 0, 9];
+        match event {
+            Some(duration) => {
+                p[1] = 101;
+                p.extend([5, 0x0a]);
+                p.extend(duration.to_be_bytes());
+            }
+            None => p.extend([0xffu8; 160]),
+        }
+        p
+    };
+    let mut seq = 0u16;
+    for i in 0..100u32 {
+        let at = t0 + Duration::from_millis(u64::from(20 * i));
+        leg.handle_receive(at, a_addr(), &mut packet(seq, i * 160, None));
+        seq += 1;
+        if (50..70).contains(&i) {
+            let duration = u16::try_from((i - 49) * 160).unwrap();
+            let event = packet(seq, 50 * 160, Some(duration));
+            leg.handle_receive(at, a_addr(), &mut event.clone());
+            seq += 1;
+        }
+    }
+    let jitter = leg.stats().media.jitter_ms;
+    assert!(jitter < 0.5, "{jitter} ms");
+}
