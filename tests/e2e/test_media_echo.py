@@ -240,6 +240,17 @@ def test_an_unusable_answer_in_the_ack_to_a_reinvite_offer_ends_the_call_with_a_
     assert ended and ended[0]["reason"] == "no usable SDP answer in the ACK", ended
 
 
+def test_an_earlier_reinvites_ack_arriving_late_is_not_taken_for_the_answer_to_sipxs_offer(sipx, tmp_path):
+    """Two re-INVITEs; the first one's ACK arrives after the second's 200, which carries SIPx's
+    offer. Only the ACK with the second's CSeq answers it (RFC 3261 §13.2.2.4): its unusable
+    answer must end the call with a BYE naming 488. Taken for the answer, the stale ACK (no
+    body) would roll the offer back and the real answer would be ignored: no BYE."""
+    run, _ = call(sipx, tmp_path, "127.0.0.223", "uac_reinvite_reordered_acks.xml")
+    assert run.returncode == 0, run.errors + run.stderr + run.logs[-2000:]
+    ended = logged(sipx, "call ended")
+    assert ended and ended[0]["reason"] == "no usable SDP answer in the ACK", ended
+
+
 @pytest.mark.parametrize("scenario, ip, expected", [
     ("uac_sdp_multi_crypto.xml", "127.0.0.86", "200"),
     ("uac_sdp_no_s_line.xml", "127.0.0.87", "200"),
