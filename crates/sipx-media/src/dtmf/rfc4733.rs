@@ -267,6 +267,15 @@ impl DtmfSender {
         Ok(())
     }
 
+    /// Cuts the key press being sent short: its next packets are its end, at the duration
+    /// sent so far (at least one packet's). An end already under way is left as it is.
+    pub fn end_now(&mut self) {
+        let tick = self.tick_units;
+        if let Some(cur) = self.current.as_mut() {
+            cur.remaining = cur.elapsed.max(tick);
+        }
+    }
+
     /// True while packets remain; the leg sends no audio meanwhile.
     pub fn is_active(&self) -> bool {
         self.current.is_some()

@@ -295,6 +295,11 @@ impl MediaLeg {
         };
         if !cfg.same_media(&self.cfg) {
             let mut next = MediaLeg::new(cfg.clone(), now)?;
+            // A key press being sent ends here, under the settings it began with; the presses
+            // waiting go on under the new ones (as events or as tones, as the peer now takes
+            // them), after the old one's end packets.
+            let waiting = self.end_dtmf_now(now);
+            std::mem::swap(&mut next.transmit, &mut self.transmit);
             // SRTP contexts outlive a new codec or packetisation: see `renegotiated`.
             next.srtp = self.srtp.take();
             if next.cfg.local_ssrc == self.cfg.local_ssrc
@@ -311,6 +316,9 @@ impl MediaLeg {
             next.events = std::mem::take(&mut self.events);
             next.counters = self.counters;
             *self = next;
+            for (digit, duration) in waiting {
+                self.send_dtmf(now, digit, duration);
+            }
         }
         if let Some(srtp) = srtp {
             self.srtp = srtp;

@@ -3,7 +3,8 @@
 //! timer, in the same sequence space, with audio held back meanwhile; for a peer without
 //! telephone-event, key presses as tones in place of the audio (`DtmfTones`).
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use sipx_codec::{AudioEncoder, CodecKind, EncoderOptions};
 
@@ -191,6 +192,26 @@ impl MediaLeg {
             }
             self.next_dtmf = Some(due + DTMF_TICK);
         }
+    }
+
+    /// Ends the key press being sent at once, its end packets queued now (RFC 4733
+    /// §2.5.1.4: without them the peer holds the key down until its own timeout), and hands
+    /// back the presses still waiting. For a change of media settings, which starts the
+    /// sender afresh.
+    pub(super) fn end_dtmf_now(&mut self, now: Instant) -> VecDeque<(DtmfDigit, Duration)> {
+        let waiting = std::mem::take(&mut self.dtmf_queue);
+        if let Some(tx) = self.dtmf_tx.as_mut() {
+            tx.end_now();
+        }
+        // Three end packets, then the event is over: bounded, whatever the sender's state.
+        for _ in 0..8 {
+            if self.next_dtmf.is_none() {
+                break;
+            }
+            self.next_dtmf = Some(now);
+            self.send_due_dtmf(now);
+        }
+        waiting
     }
 
     fn start_next_dtmf(&mut self, now: Instant) {

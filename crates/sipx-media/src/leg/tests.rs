@@ -1630,3 +1630,44 @@ fn key_presses_interleaved_with_the_audio_add_no_jitter() {
     let jitter = leg.stats().media.jitter_ms;
     assert!(jitter < 0.5, "{jitter} ms");
 }
+
+#[test]
+fn a_key_press_cut_by_new_media_settings_is_ended_and_the_waiting_ones_follow() {
+    // A re-INVITE changes A's codec (PCMU to PCMA: same clock, same source) in the middle of
+    // a one-second key: the key's end packets must still go out (RFC 4733 §2.5.1.4), else B
+    // holds the key until its own timeout; the key queued behind it goes after.
+    let mut b = config(CodecKind::Pcma, 8, a_addr(), 2);
+    b.also_received = vec![(0, CodecKind::Pcmu)];
+    let mut call = Call::new(config(CodecKind::Pcmu, 0, b_addr(), 1), b);
+    let silence = vec![0i16; 160];
+    for _ in 0..10 {
+        call.tick(&silence);
+    }
+    call.a
+        .send_dtmf(call.now, DtmfDigit::D5, Duration::from_secs(1));
+    call.a
+        .send_dtmf(call.now, DtmfDigit::Pound, Duration::from_millis(100));
+    for _ in 0..15 {
+        call.tick(&silence);
+    }
+    call.a
+        .update(config(CodecKind::Pcma, 8, b_addr(), 1), call.now)
+        .unwrap();
+    for _ in 0..40 {
+        call.tick(&silence);
+    }
+    let events: Vec<(u8, bool, u16)> = call
+        .sent_by_a
+        .iter()
+        .filter(|p| p.len() == 16 && p[1] & 0x7f == 101)
+        .map(|p| (p[12], p[13] & 0x80 != 0, u16::from_be_bytes([p[14], p[15]])))
+        .collect();
+    let ends_of = |code: u8| events.iter().filter(|e| e.0 == code && e.1).count();
+    assert_eq!((ends_of(5), ends_of(11)), (3, 3), "{events:?}");
+    // The cut key ends at what it had sent: 15 packets of 20 ms.
+    let cut = events.iter().find(|e| e.0 == 5 && e.1).unwrap();
+    assert_eq!(cut.2, 15 * 160, "{events:?}");
+    assert_eq!(digits_in(&call.b_events), [DtmfDigit::D5, DtmfDigit::Pound]);
+    // The audio after them is PCMA.
+    assert_eq!(call.sent_by_a.last().unwrap()[1] & 0x7f, 8);
+}
