@@ -18,11 +18,14 @@
 //! (a `recvonly` peer sends none, so the first packet would be a stranger's).
 //!
 //! One packet must not lock the caller out, though: a scanner's single packet, or the tail of
-//! the previous call on a reused port, can arrive before the caller's first. So when the
-//! address learned has gone quiet for a second while media is expected, a new source that
-//! sends a run of in-sequence packets of one stream takes its place. A caller that is talking
-//! is never displaced; one that pauses without comfort noise can be, until its next packet
-//! (its SSRC is known: it comes straight back).
+//! the previous call on a reused port, can arrive before the caller's first. So when the address learned has
+//! gone quiet for a second while media is expected, a new source that sends a run of
+//! in-sequence packets of one stream takes its place, but only while what was learned has
+//! sent for less than [`ESTABLISHED`] (a tail, a stray). An address that has sent longer, or
+//! that proved itself, is the peer's: a caller that pauses without comfort noise (a mute,
+//! voice activity detection) is never displaced by someone spraying the port meanwhile, who
+//! would hear the call and speak into it. Only proof moves it then, as Asterisk's strict RTP
+//! does once it has learned.
 //!
 //! A packet with proof from another address while the learned one still sends (one SBC
 //! sending the stream from two ports in turn) is taken, but the destination moves only once
@@ -43,6 +46,9 @@ const RUN: u8 = 3;
 /// How long the learned address must have been quiet before a source with proof becomes the
 /// destination (its packets are taken meanwhile).
 const SETTLE: Duration = Duration::from_millis(80);
+/// How long an address learned without proof must have sent before no unproven source may
+/// take over from it.
+const ESTABLISHED: Duration = Duration::from_secs(2);
 
 /// One destination of a leg (its RTP, or its RTCP on a port of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,8 @@ pub(super) struct Latch {
     /// The last packet from `current`; `None` until a packet has shown where the peer is
     /// (after that, other addresses need proof).
     heard_at: Option<Instant>,
+    /// When `current` was learned, and whether by proof (then it is the peer's for good).
+    learned: Option<(Instant, bool)>,
     /// A source sending in sequence while `current` is quiet: (address, SSRC, last sequence
     /// number, packets in a row).
     candidate: Option<(SocketAddr, Ssrc, u16, u8)>,
@@ -94,6 +102,7 @@ impl Latch {
             signalled,
             current: signalled,
             heard_at: None,
+            learned: None,
             candidate: None,
         }
     }
@@ -106,6 +115,18 @@ impl Latch {
     /// Whether a packet has shown where the peer is.
     pub(super) fn is_learned(&self) -> bool {
         self.heard_at.is_some()
+    }
+
+    /// Whether the address learned is the peer's for good: it proved itself, or has sent for
+    /// [`ESTABLISHED`].
+    fn is_established(&self) -> bool {
+        match (self.learned, self.heard_at) {
+            (Some((_, true)), _) => true,
+            (Some((since, false)), Some(last)) => {
+                last.saturating_duration_since(since) >= ESTABLISHED
+            }
+            _ => false,
+        }
     }
 
     /// Whether a valid packet from `source`, arrived at `now`, is the peer's; with
@@ -122,6 +143,10 @@ impl Latch {
             return Admit::Keep;
         }
         if source == self.current {
+            if self.heard_at.is_none() {
+                // The signalled address, heard first: proof enough.
+                self.learned = Some((now, true));
+            }
             self.heard_at = Some(now);
             return Admit::Keep;
         }
@@ -137,6 +162,7 @@ impl Latch {
         if proven || proof.may_learn && (!learned || self.takes_over(now, source, proof)) {
             self.current = source;
             self.heard_at = Some(now);
+            self.learned = Some((now, proven));
             self.candidate = None;
             return Admit::Moved(source);
         }
@@ -150,12 +176,13 @@ impl Latch {
     }
 
     /// Whether an unproven media packet from `source` completes a run that takes over the
-    /// learned address, gone quiet.
+    /// learned address, gone quiet and not established.
     fn takes_over(&mut self, now: Instant, source: SocketAddr, proof: Proof) -> bool {
-        let quiet = self
-            .heard_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= QUIET);
-        let Some((ssrc, seq)) = proof.stream.filter(|_| quiet) else {
+        let open = !self.is_established()
+            && self
+                .heard_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= QUIET);
+        let Some((ssrc, seq)) = proof.stream.filter(|_| open) else {
             self.candidate = None;
             return false;
         };
@@ -397,6 +424,38 @@ mod tests {
             Admit::Refuse
         );
         assert_eq!(latch.current(), nat);
+    }
+
+    #[test]
+    fn a_caller_that_has_talked_is_not_displaced_by_a_run_while_it_pauses() {
+        // The "RTP bleed" takeover: a caller behind a NAT (not at its SDP address) talks for
+        // 3 s, then pauses without comfort noise; someone sprays a perfect stream at the port.
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut latch = Latch::new(addr("192.168.1.10:4000"));
+        let nat = addr("198.51.100.7:31000");
+        let sprayer = addr("203.0.113.66:666");
+        assert_eq!(
+            latch.admit(at(0), nat, packet(7, 1), true),
+            Admit::Moved(nat)
+        );
+        for i in 1..150u16 {
+            latch.admit(at(u64::from(i) * 20), nat, packet(7, 1 + i), true);
+        }
+        for i in 0..100u16 {
+            let ms = 3000 + 1200 + u64::from(i) * 20;
+            assert_eq!(
+                latch.admit(at(ms), sprayer, packet(5, i), true),
+                Admit::Refuse,
+                "packet {i}"
+            );
+        }
+        assert_eq!(latch.current(), nat);
+        // The caller speaks again: its packets are taken, its audio still goes to it.
+        assert_eq!(
+            latch.admit(at(6300), nat, packet(7, 300), true),
+            Admit::Keep
+        );
     }
 
     #[test]
