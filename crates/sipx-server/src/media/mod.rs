@@ -181,16 +181,19 @@ impl MediaEngine {
                 })?,
             );
         }
+        let ports = PortAllocator::new(config.ip, config.rtp_port_min, config.rtp_port_max);
+        if ports.is_empty() {
+            return Err(StartupError::Config(format!(
+                "media.rtp_port_min..media.rtp_port_max ({}..{}) holds no RTP/RTCP pair (an even port and the next)",
+                config.rtp_port_min, config.rtp_port_max
+            )));
+        }
         Ok(MediaEngine {
             placement: Arc::new(std::sync::Mutex::new(placement::Placement::new(
                 workers.len(),
             ))),
             workers: Arc::new(workers),
-            ports: Arc::new(PortAllocator::new(
-                config.ip,
-                config.rtp_port_min,
-                config.rtp_port_max,
-            )),
+            ports: Arc::new(ports),
             next_id: Arc::new(AtomicU64::new(1)),
             advertised: config.external_ip.unwrap_or(config.ip),
             second: second.map(|(bind, advertised)| {

@@ -27,9 +27,15 @@ pub(crate) struct PortAllocator {
 }
 
 impl PortAllocator {
+    /// The pairs of `min..=max`: each even port whose odd neighbour is in the range too (none,
+    /// for a range without one: then every allocation fails, never binds outside it).
     pub fn new(ip: IpAddr, min: u16, max: u16) -> Self {
-        let first = min + (min % 2);
-        let pairs = (max.saturating_sub(first) / 2).max(1);
+        let first = u32::from(min) + u32::from(min % 2);
+        let pairs = (u32::from(max) + 1).saturating_sub(first) / 2;
+        let (first, pairs) = (
+            u16::try_from(first).unwrap_or(u16::MAX),
+            u16::try_from(pairs).unwrap_or(0),
+        );
         PortAllocator {
             ip,
             first,
@@ -38,8 +44,16 @@ impl PortAllocator {
         }
     }
 
+    /// Whether the range holds no pair at all.
+    pub fn is_empty(&self) -> bool {
+        self.pairs == 0
+    }
+
     /// Binds the next free pair; tries the whole range once.
     pub fn allocate(&self) -> std::io::Result<PortPair> {
+        if self.pairs == 0 {
+            return Err(no_free_pair());
+        }
         let start = {
             let mut c = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
             let s = *c;
@@ -63,11 +77,15 @@ impl PortAllocator {
             }
             return Ok(PortPair { rtp, rtcp });
         }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "no free RTP port pair in media.rtp_port_min..media.rtp_port_max",
-        ))
+        Err(no_free_pair())
     }
+}
+
+fn no_free_pair() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free RTP port pair in media.rtp_port_min..media.rtp_port_max",
+    )
 }
 
 #[cfg(test)]
@@ -85,6 +103,22 @@ mod tests {
         let _busy = UdpSocket::bind("127.0.0.1:41005").unwrap();
         let p2 = a.allocate().unwrap();
         assert_eq!(p2.rtp_port(), 41_006);
+    }
+
+    #[test]
+    fn the_range_is_inclusive_and_never_left() {
+        // 41_030..=41_037 holds four pairs, the last ending on the range's last port.
+        let a = PortAllocator::new(IpAddr::from([127, 0, 0, 1]), 41_030, 41_037);
+        let pairs: Vec<_> = (0..4).map(|_| a.allocate().unwrap()).collect();
+        let mut ports: Vec<u16> = pairs.iter().map(PortPair::rtp_port).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [41_030, 41_032, 41_034, 41_036]);
+        assert!(a.allocate().is_err());
+        // No even port with its neighbour inside: nothing, rather than a port outside.
+        let none = PortAllocator::new(IpAddr::from([127, 0, 0, 1]), 41_041, 41_042);
+        assert!(none.allocate().is_err());
+        let top = PortAllocator::new(IpAddr::from([127, 0, 0, 1]), 65_535, 65_535);
+        assert!(top.allocate().is_err());
     }
 
     #[test]

@@ -564,3 +564,29 @@ fn a_dual_stack_engine_binds_each_leg_in_its_peers_family() {
         assert!(MediaEngine::start(&bad, events.clone()).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_datagram_too_big_for_the_receive_buffer_is_dropped_whole() {
+    // Cut to the buffer's size, a 4000-byte datagram would read as valid RTP and, coming
+    // first, teach the leg its sender's address: the call's audio would go there.
+    let (engine, mut phone, ports, cfg) = engine_and_phone(48_200);
+    let id = engine.new_leg_id();
+    engine.add_leg(id, ports, cfg, LegMode::Echo);
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut big = vec![0u8; 4000];
+    big[0] = 0x80;
+    big[8..12].copy_from_slice(&0x5bad_u32.to_be_bytes());
+    stranger.send_to(&big, phone.leg).unwrap();
+    for _ in 0..25 {
+        phone.exchange();
+    }
+    let mut buf = [0u8; 1500];
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "the leg sent to the sender of a datagram it cut short"
+    );
+    engine.remove_leg(id);
+}

@@ -375,6 +375,12 @@ impl Worker {
         for _ in 0..READ_BUDGET {
             let socket = if rtcp_socket { &slot.rtcp } else { &slot.rtp };
             match socket.recv_from(&mut self.recv_buf) {
+                // A datagram that filled the buffer may have been cut short (UDP drops what
+                // does not fit, silently): no RTP or RTCP of a call comes near that size.
+                Ok((n, _)) if n >= self.recv_buf.len() => {
+                    metrics::counter!("sipx_media_dropped_total", "reason" => "oversized")
+                        .increment(1);
+                }
                 Ok((n, source)) => {
                     let bytes = &mut self.recv_buf[..n];
                     let at = match slot.leg.classify_received(bytes) {
