@@ -59,10 +59,21 @@ impl StreamDecoder {
                 let gaps = frame.gaps();
                 self.conceal(gaps.before, None);
                 let mut errors = 0;
-                let out = &mut self.scratch;
-                for packet in frame.packets() {
+                let step = frame.packet_units();
+                let mut packets = frame.packets().peekable();
+                while let Some(packet) = packets.next() {
+                    // A packet holds no more audio than its place on the timeline: until the
+                    // next packet starts, the last one a packet time. More (a payload that
+                    // says 120 ms stamped as 20, a foreign or corrupt payload) would lengthen
+                    // the queue, and so the delay, for the rest of the call; it is cut.
+                    let until_next = packets
+                        .peek()
+                        .map_or(0, |next| next.timestamp.wrapping_sub(packet.timestamp));
+                    let most = self.samples_in(until_next.max(step));
+                    let out = &mut self.scratch;
                     match self.decoder.decode(packet.payload, out) {
                         Ok(n) => {
+                            let n = n.min(most);
                             self.queue.push(&out[..n]);
                             self.last_packet_samples = n;
                         }
@@ -92,17 +103,19 @@ impl StreamDecoder {
         }
     }
 
+    /// Samples at the decoder's rate in `units` of RTP timestamp.
+    fn samples_in(&self, units: u32) -> usize {
+        let clock = u64::from(self.kind.rtp_clock_rate().max(1));
+        usize::try_from(u64::from(units) * u64::from(self.rate) / clock).unwrap_or(usize::MAX)
+    }
+
     /// Conceals `units` of RTP timestamp into the queue: exactly the span the jitter buffer
     /// accounts for, so the queue neither runs dry nor grows (concealing a whole 60 ms packet
     /// on each tick that waits for one would pile up delay nobody measures). In pieces the
     /// codec can make (Opus: 2.5 to 60 ms; G.729: 10 ms); the last piece, the one just before
     /// the next packet, recovers from its FEC when there is some.
     fn conceal(&mut self, units: u32, fec: Option<&[u8]>) {
-        let clock = u64::from(self.kind.rtp_clock_rate().max(1));
-        let wanted = u64::from(units) * u64::from(self.rate) / clock;
-        let mut left = usize::try_from(wanted)
-            .unwrap_or(usize::MAX)
-            .min(self.scratch.len());
+        let mut left = self.samples_in(units).min(self.scratch.len());
         while left > 0 {
             let n = concealable(self.kind, self.rate, left);
             if n == 0 {
@@ -272,6 +285,48 @@ mod tests {
             let mut decoder = StreamDecoder::new(kind, 8000).unwrap();
             decoder.conceal(units, None);
             assert_eq!(decoder.queued(), samples, "{kind:?} {units}");
+        }
+    }
+
+    #[test]
+    fn a_packet_longer_than_its_place_on_the_timeline_adds_no_delay() {
+        // Every 25th packet's payload says 60 ms where its timestamp step says 20 (a foreign
+        // or corrupt payload does as much): played whole, each would add 40 ms to the queue,
+        // and so to the delay, for the rest of the call.
+        for kind in [CodecKind::Pcmu, CodecKind::Opus] {
+            let (rate, clock) = (8000, kind.rtp_clock_rate());
+            let mut encoder = new_encoder(kind, rate, &EncoderOptions::default()).unwrap();
+            let mut tone = Sine::new(440.0, rate, 8000.0);
+            let config = JitterConfig {
+                clock_rate: clock,
+                ..JitterConfig::default()
+            };
+            let mut jitter = JitterBuffer::new(&config);
+            let mut decoder = StreamDecoder::new(kind, rate).unwrap();
+            let mut frame = vec![0i16; 160];
+            let t0 = Instant::now();
+            let mut max_queued = 0;
+            for k in 0..500u32 {
+                let now = t0 + Duration::from_millis(u64::from(k) * 20);
+                let long = k % 25 == 12;
+                let pcm = tone.take(if long { 480 } else { 160 });
+                let mut payload = vec![0u8; 1500];
+                let n = encoder.encode(&pcm, &mut payload).unwrap();
+                let header = RtpHeader {
+                    marker: k == 0,
+                    pt: Pt(if kind == CodecKind::Opus { 111 } else { 0 }),
+                    seq: k as u16,
+                    timestamp: k * clock / 50,
+                    ssrc: Ssrc(1),
+                };
+                jitter.push(now, &header, &payload[..n]);
+                decoder.play(jitter.tick(now));
+                decoder.pop_into(&mut frame);
+                if k >= 50 {
+                    max_queued = max_queued.max(decoder.queued());
+                }
+            }
+            assert!(max_queued <= 160, "{kind:?}: {} ms queued", max_queued / 8);
         }
     }
 

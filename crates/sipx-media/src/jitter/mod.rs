@@ -104,6 +104,7 @@ pub struct Frame<'a> {
     end: i64,
     cn_pt: Option<Pt>,
     gaps: Gaps,
+    packet_units: u32,
 }
 
 /// Audio missing inside one tick's window, in timestamp units: before its first packet (the
@@ -121,6 +122,12 @@ impl<'a> Frame<'a> {
     /// window still gives a whole frame.
     pub fn gaps(&self) -> Gaps {
         self.gaps
+    }
+
+    /// How long the stream's packets last on its timeline (timestamp units, learned from
+    /// consecutive packets): how much of the window the last of these packets stands for.
+    pub fn packet_units(&self) -> u32 {
+        self.packet_units
     }
 
     pub fn packets(&self) -> impl Iterator<Item = BufferedPacket<'a>> + 'a {
@@ -818,6 +825,9 @@ impl JitterBuffer {
                 end: self.played.1,
                 cn_pt: self.cn_pt,
                 gaps,
+                packet_units: units_u32(
+                    self.stream.as_ref().map_or(self.frame, |s| s.packet_units),
+                ),
             }),
             Decision::Continue => Playout::Continue,
             Decision::Lost { fec, units } => Playout::Lost {
