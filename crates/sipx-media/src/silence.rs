@@ -18,6 +18,34 @@ pub fn is_digital_silence(pcm: &[i16]) -> bool {
     pcm.iter().all(|s| s.unsigned_abs() <= SILENT_MAGNITUDE)
 }
 
+/// Skips a DTX encoder's work on digital silence, but only once the encoder has itself gone
+/// quiet: the frames into a pause still go through it, so that it codes the fade and hangover
+/// the peer's decoder conceals the pause from. Skipped at once, the peer conceals the last
+/// speech frame over the whole pause, and hears it as noise.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DtxSkip {
+    /// The encoder's last frame was one not to send.
+    resting: bool,
+}
+
+impl DtxSkip {
+    /// `encode`'s length for `pcm`, or 0 (send nothing) without calling it: with `dtx`, on
+    /// digital silence after the encoder itself sent nothing.
+    pub(crate) fn encode<E>(
+        &mut self,
+        dtx: bool,
+        pcm: &[i16],
+        encode: impl FnOnce(&[i16]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        if dtx && self.resting && is_digital_silence(pcm) {
+            return Ok(0);
+        }
+        let encoded = encode(pcm);
+        self.resting = matches!(encoded, Ok(0));
+        encoded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sipx_codec::tone::Sine;

@@ -10,7 +10,7 @@ use sipx_codec::{AudioEncoder, CodecKind, Encoder, new_encoder};
 
 use crate::error::MediaError;
 use crate::leg::SharedFormat;
-use crate::silence::is_digital_silence;
+use crate::silence::DtxSkip;
 
 /// One format's encoder and this tick's packet.
 #[derive(Debug)]
@@ -21,6 +21,7 @@ struct Shared {
     len: usize,
     /// The tick `payload` was encoded for.
     at: Option<Instant>,
+    dtx_skip: DtxSkip,
 }
 
 /// A room's shared encoders, one per format. See the module docs.
@@ -48,6 +49,7 @@ impl SharedEncoders {
                     payload: vec![0; format.codec.max_payload_len(samples, format.rate)].into(),
                     len: 0,
                     at: None,
+                    dtx_skip: DtxSkip::default(),
                     format: format.clone(),
                 });
                 self.encoders.len() - 1
@@ -58,11 +60,10 @@ impl SharedEncoders {
         };
         if s.at != Some(at) {
             let dtx = s.format.codec == CodecKind::Opus && s.format.options.dtx;
-            s.len = if dtx && is_digital_silence(pcm) {
-                0
-            } else {
-                s.encoder.encode(pcm, &mut s.payload)?
-            };
+            let (encoder, payload) = (&mut s.encoder, &mut s.payload);
+            s.len = s
+                .dtx_skip
+                .encode(dtx, pcm, |pcm| encoder.encode(pcm, payload))?;
             s.at = Some(at);
         }
         Ok(&s.payload[..s.len])

@@ -81,6 +81,7 @@ use crate::pcm_queue::PcmQueue;
 use crate::resample::Resampler;
 use crate::rng::Rng;
 use crate::session::{RtcpConfig, RtcpSession};
+use crate::silence::DtxSkip;
 use crate::srtp::SrtpSession;
 use crate::stats::MediaStats;
 use latch::Latch;
@@ -148,6 +149,8 @@ pub struct MediaLeg {
     seq: u16,
     ts: u32,
     marker_next: bool,
+    /// Opus DTX: whether the encoder may be skipped on silence (`crate::silence`).
+    dtx_skip: DtxSkip,
     dtmf_tx: Option<DtmfSender>,
     dtmf_queue: VecDeque<(DtmfDigit, Duration)>,
     next_dtmf: Option<Instant>,
@@ -259,6 +262,7 @@ impl MediaLeg {
             seq: cfg.initial_seq,
             ts: cfg.initial_ts,
             marker_next: true,
+            dtx_skip: DtxSkip::default(),
             dtmf_tx: cfg
                 .telephone_event
                 .map(|(_, clock)| DtmfSender::new(clock, DTMF_TICK)),

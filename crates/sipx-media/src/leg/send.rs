@@ -15,7 +15,6 @@ use crate::dtmf::DtmfDigit;
 use crate::ids::{Pt, Ssrc};
 use crate::rtp::RtpHeader;
 use crate::session::RtcpSession;
-use crate::silence::is_digital_silence;
 
 /// RFC 4733 volume of the key presses we send, in -dBm0.
 const DTMF_VOLUME: u8 = 10;
@@ -66,11 +65,10 @@ impl MediaLeg {
             self.pending.pop_into(pcm);
             // A DTX peer is sent nothing for digital silence: its decoder makes the same
             // silence, and the encoder's work is saved (`crate::silence`).
-            let encoded = if dtx && is_digital_silence(pcm) {
-                Ok(0)
-            } else {
-                self.encoder.encode(pcm, &mut self.payload)
-            };
+            let (encoder, payload) = (&mut self.encoder, &mut self.payload);
+            let encoded = self
+                .dtx_skip
+                .encode(dtx, pcm, |pcm| encoder.encode(pcm, payload));
             match encoded {
                 // Zero bytes: discontinuous transmission; the next packet starts a talkspurt.
                 Ok(0) => self.marker_next = true,

@@ -1671,3 +1671,32 @@ fn a_key_press_cut_by_new_media_settings_is_ended_and_the_waiting_ones_follow() 
     // The audio after them is PCMA.
     assert_eq!(call.sent_by_a.last().unwrap()[1] & 0x7f, 8);
 }
+
+#[test]
+fn opus_dtx_codes_the_way_into_a_pause_before_it_stops_sending() {
+    // A peer with `usedtx=1`: nothing is sent through a pause, but not from its first frame:
+    // the encoder codes the fade and hangover first, or the peer conceals the last speech
+    // frame over the whole pause (a tone-like noise through every silence).
+    let mut cfg = config(CodecKind::Opus, 111, b_addr(), 7);
+    cfg.opus = cfg.opus.dtx(true);
+    let now = Instant::now();
+    let mut leg = MediaLeg::new(cfg, now).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut tone = Sine::new(440.0, 8000, 8000.0);
+    // Opus packets sent (not RTCP).
+    let mut sent = |leg: &mut MediaLeg, pcm: &[i16], k: u32| {
+        leg.push_frame(now + Duration::from_millis(u64::from(k) * 20), pcm);
+        let mut opus = 0;
+        while let Some(t) = leg.poll_transmit(&mut buf) {
+            opus += usize::from(t.len > 12 && buf[1] & 0x7f == 111);
+        }
+        opus
+    };
+    let talking: usize = (0..50).map(|k| sent(&mut leg, &tone.take(160), k)).sum();
+    assert_eq!(talking, 50);
+    let pausing: usize = (50..100).map(|k| sent(&mut leg, &[0; 160], k)).sum();
+    assert!(
+        (1..25).contains(&pausing),
+        "{pausing} packets in a second of pause"
+    );
+}
