@@ -117,12 +117,18 @@ mod tests {
             assert_eq!(ulaw.len(), 160);
         }
         assert_eq!(shared.len(), 2);
-        // A DTX format sends nothing for digital silence, and the frame after it is encoded.
+        // A DTX format sends nothing for digital silence once its encoder has coded the way
+        // into it (within half a second), and the frame after it is encoded.
         let dtx = format(CodecKind::Opus, 16000, EncoderOptions::default().dtx(true));
-        let at = t0 + Duration::from_secs(1);
-        assert!(shared.encode(at, &dtx, &[0; 320]).unwrap().is_empty());
+        let tick = |k: u32| t0 + Duration::from_secs(1) + Duration::from_millis(20) * k;
+        let quiet = (0..25)
+            .find(|&k| shared.encode(tick(k), &dtx, &[0; 320]).unwrap().is_empty())
+            .unwrap();
+        for k in quiet + 1..quiet + 50 {
+            assert!(shared.encode(tick(k), &dtx, &[0; 320]).unwrap().is_empty());
+        }
         let loud = Sine::new(440.0, 16000, 8000.0).take(320);
-        let later = at + Duration::from_millis(20);
+        let later = tick(quiet + 50);
         assert!(!shared.encode(later, &dtx, &loud).unwrap().is_empty());
         assert_eq!(shared.len(), 3);
     }

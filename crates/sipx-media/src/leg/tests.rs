@@ -1204,6 +1204,13 @@ fn a_dtx_peer_gets_nothing_for_digital_silence_and_the_next_talkspurt_is_marked(
     leg.push_frame(now, &tone);
     let first = sent_rtp(&mut leg);
     assert_eq!(first.len(), 1);
+    // The encoder codes the way into the pause (`opus_dtx_codes_the_way_into_a_pause...`),
+    // then nothing more is sent.
+    for _ in 0..50 {
+        leg.push_frame(now, &silence);
+    }
+    let into_pause = sent_rtp(&mut leg).len();
+    assert!(into_pause < 25, "{into_pause} packets into a pause");
     for _ in 0..50 {
         leg.push_frame(now, &silence);
     }
@@ -1213,8 +1220,8 @@ fn a_dtx_peer_gets_nothing_for_digital_silence_and_the_next_talkspurt_is_marked(
     );
     leg.push_frame(now, &tone);
     let after = sent_rtp(&mut leg);
-    // A new talkspurt, 51 frames of 960 ticks later: the clock ran through the silence.
-    assert_eq!(after, vec![(true, first[0].1.wrapping_add(51 * 960))]);
+    // A new talkspurt, 101 frames of 960 ticks later: the clock ran through the silence.
+    assert_eq!(after, vec![(true, first[0].1.wrapping_add(101 * 960))]);
     // Without DTX, silence is encoded and sent like anything else.
     cfg.opus = cfg.opus.dtx(false);
     let mut plain = MediaLeg::new(cfg, now).unwrap();
