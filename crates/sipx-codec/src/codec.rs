@@ -63,6 +63,11 @@ pub struct EncoderOptions {
     pub expected_loss_percent: u8,
     /// Discontinuous transmission: Opus DTX, G.729 Annex B voice activity detection.
     pub dtx: bool,
+    /// Opus at a constant bitrate (a peer's `cbr=1`, RFC 7587 §6.1).
+    pub cbr: bool,
+    /// The highest rate the peer's Opus decoder plays back (`maxplaybackrate`): Opus codes no
+    /// wider a band than it renders. `None`: as wide as the encoder's input.
+    pub max_playback_rate: Option<u32>,
 }
 
 impl Default for EncoderOptions {
@@ -73,6 +78,8 @@ impl Default for EncoderOptions {
             fec: true,
             expected_loss_percent: 10,
             dtx: false,
+            cbr: false,
+            max_playback_rate: None,
         }
     }
 }

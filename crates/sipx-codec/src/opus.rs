@@ -3,7 +3,9 @@
 //! libopus takes and gives those rates natively, so a narrowband leg never resamples, which is
 //! most of the cost of a PCMU ↔ Opus call.
 
-use opusic_c::{Application, Bitrate, Channels, ErrorCode, InbandFec, SampleRate, Signal};
+use opusic_c::{
+    Application, Bandwidth, Bitrate, Channels, ErrorCode, InbandFec, SampleRate, Signal,
+};
 
 use crate::{AudioDecoder, AudioEncoder, CodecError, CodecKind, EncoderOptions};
 
@@ -43,6 +45,18 @@ fn check_frame(samples: usize, rate: u32) -> Result<(), CodecError> {
             kind: KIND,
             samples,
         })
+    }
+}
+
+/// The widest Opus band a decoder playing back at `rate` renders (RFC 7587 §6.1: 8 kHz
+/// narrowband, 12 mediumband, 16 wideband, 24 super-wideband, above fullband).
+fn widest_band(rate: u32) -> Bandwidth {
+    match rate {
+        ..12_000 => Bandwidth::Narrow,
+        12_000..16_000 => Bandwidth::Medium,
+        16_000..24_000 => Bandwidth::Wide,
+        24_000..48_000 => Bandwidth::Superwide,
+        _ => Bandwidth::Full,
     }
 }
 
@@ -95,6 +109,12 @@ impl OpusEncoder {
             .set_packet_loss(options.expected_loss_percent)
             .map_err(library_error)?;
         inner.set_dtx(options.dtx).map_err(library_error)?;
+        inner.set_vbr(!options.cbr).map_err(library_error)?;
+        if let Some(rate) = options.max_playback_rate {
+            inner
+                .set_max_bandwidth(widest_band(rate))
+                .map_err(library_error)?;
+        }
         let mut encoder = Self {
             inner,
             rate: audio_rate,

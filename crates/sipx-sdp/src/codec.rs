@@ -68,11 +68,13 @@ impl Codec {
         }
     }
 
-    /// The `fmtp` SIPx writes by default: in-band FEC for Opus (it hides loss on mobile
-    /// networks), and no Annex B for G.729 (comfort noise frames would need a CNG of our own).
+    /// The `fmtp` SIPx writes by default: for Opus, in-band FEC (it hides loss on mobile
+    /// networks) and the 16 kHz SIPx plays back and captures at most on a SIP leg (RFC 7587
+    /// §6.1: a peer spends no bits on bands above it); no Annex B for G.729 (comfort noise
+    /// frames would need a CNG of our own).
     pub fn default_fmtp(self) -> Option<&'static str> {
         match self {
-            Codec::Opus => Some("useinbandfec=1"),
+            Codec::Opus => Some("maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1"),
             Codec::G729 => Some("annexb=no"),
             _ => None,
         }

@@ -58,7 +58,7 @@ fn first_offer_lists_everything_we_support() {
         "a=rtpmap:8 PCMA/8000",
         "a=rtpmap:9 G722/8000",
         "a=rtpmap:111 opus/48000/2",
-        "a=fmtp:111 useinbandfec=1",
+        "a=fmtp:111 maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1",
         "a=rtpmap:18 G729/8000",
         "a=fmtp:18 annexb=no",
         "a=rtpmap:101 telephone-event/8000",

@@ -168,3 +168,50 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(OpusEncoder::new(44100, &EncoderOptions::default()).is_err());
     assert!(OpusEncoder::new(8000, &EncoderOptions::default().complexity(11)).is_err());
 }
+
+#[test]
+fn a_peers_cbr_and_playback_rate_shape_the_packets() {
+    // Speech-like input whose loudness varies: VBR sizes follow it, CBR (`cbr=1`) does not.
+    let mut pcm = Sine::new(300.0, 16000, 9000.0).take(16000);
+    for (i, s) in pcm.iter_mut().enumerate() {
+        if (i / 1600) % 2 == 1 {
+            *s /= 40;
+        }
+    }
+    let sizes = |options: &EncoderOptions| -> Vec<usize> {
+        encode_all(&pcm, 16000, options)
+            .iter()
+            .map(Vec::len)
+            .collect()
+    };
+    let options = EncoderOptions::default().bitrate(20_000);
+    let vbr = sizes(&options);
+    let cbr = sizes(&EncoderOptions {
+        cbr: true,
+        ..options.clone()
+    });
+    assert!(vbr.iter().min() != vbr.iter().max(), "{vbr:?}");
+    assert!(cbr.iter().all(|&n| n == cbr[0]), "{cbr:?}");
+    // A decoder that plays back at 12 kHz is sent at most mediumband (TOC configurations
+    // 0-7: SILK narrow- and mediumband), not the wideband 16 kHz input allows.
+    let toc_config = |pcm: &[i16], options: &EncoderOptions| -> Vec<u8> {
+        encode_all(pcm, 16000, options)
+            .iter()
+            .map(|p| p[0] >> 3)
+            .collect()
+    };
+    let wide = Sine::new(6000.0, 16000, 6000.0).take(16000);
+    for (s, w) in pcm.iter_mut().zip(wide) {
+        *s = s.saturating_add(w);
+    }
+    let options = EncoderOptions::default().bitrate(32_000);
+    assert!(toc_config(&pcm, &options).iter().any(|&c| c >= 8));
+    let medium = toc_config(
+        &pcm,
+        &EncoderOptions {
+            max_playback_rate: Some(12_000),
+            ..options
+        },
+    );
+    assert!(medium.iter().all(|&c| c < 8), "{medium:?}");
+}

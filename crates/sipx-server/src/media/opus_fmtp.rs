@@ -8,17 +8,21 @@ use sipx_sdp::attr::Fmtp;
 /// Opus's own bitrate bounds (RFC 7587: 6 to 510 kbit/s).
 const BITRATE: std::ops::RangeInclusive<u32> = 6_000..=510_000;
 
-/// Encoder options for a peer whose `fmtp` is `remote`: `maxaveragebitrate` caps the bitrate,
-/// in-band FEC only for a decoder that says `useinbandfec=1` (the default is 0: it would be
-/// wasted bits), DTX when it asks with `usedtx=1`.
+/// Encoder options for a peer whose `fmtp` is `remote`: `maxaveragebitrate` caps the bitrate
+/// (a value outside Opus's range is ignored, RFC 7587 §6.1), in-band FEC only for a decoder
+/// that says `useinbandfec=1` (the default is 0: it would be wasted bits), DTX when it asks
+/// with `usedtx=1`, a constant bitrate with `cbr=1`, and no wider a band than its
+/// `maxplaybackrate` renders.
 pub fn encoder_options(remote: Option<&str>) -> EncoderOptions {
     let param = |name| remote.and_then(|f| Fmtp::param(f, name));
     let mut options = EncoderOptions::default();
     options.bitrate = param("maxaveragebitrate")
         .and_then(|v| v.parse::<u32>().ok())
-        .map(|b| b.clamp(*BITRATE.start(), *BITRATE.end()));
+        .filter(|b| BITRATE.contains(b));
     options.fec = param("useinbandfec") == Some("1");
     options.dtx = param("usedtx") == Some("1");
+    options.cbr = param("cbr") == Some("1");
+    options.max_playback_rate = param("maxplaybackrate").and_then(|v| v.parse::<u32>().ok());
     options
 }
 
@@ -59,11 +63,18 @@ mod tests {
         assert_eq!(o.complexity, EncoderOptions::default().complexity);
         assert_eq!(frame_rate(Some("maxplaybackrate=8000")), 8_000);
         assert_eq!(frame_rate(Some("maxplaybackrate=12000")), 16_000);
-        // Out of Opus's range, or not a number: clamped, or left to libopus.
+        // Out of Opus's range, or not a number: ignored, left to libopus.
         assert_eq!(
             encoder_options(Some("maxaveragebitrate=1000")).bitrate,
+            None
+        );
+        assert_eq!(
+            encoder_options(Some("maxaveragebitrate=6000")).bitrate,
             Some(6_000)
         );
+        let o = encoder_options(Some("cbr=1;maxplaybackrate=12000"));
+        assert!(o.cbr);
+        assert_eq!(o.max_playback_rate, Some(12_000));
         assert_eq!(encoder_options(Some("maxaveragebitrate=x")).bitrate, None);
         assert!(!encoder_options(Some("useinbandfec=0")).fec);
     }
