@@ -66,10 +66,16 @@ impl StreamDecoder {
                     // next packet starts, the last one a packet time. More (a payload that
                     // says 120 ms stamped as 20, a foreign or corrupt payload) would lengthen
                     // the queue, and so the delay, for the rest of the call; it is cut.
-                    let until_next = packets
-                        .peek()
-                        .map_or(0, |next| next.timestamp.wrapping_sub(packet.timestamp));
-                    let most = self.samples_in(until_next.max(step));
+                    // Before the packet time is learned, the last packet is taken whole.
+                    let span = match packets.peek() {
+                        Some(next) => Some(
+                            next.timestamp
+                                .wrapping_sub(packet.timestamp)
+                                .max(step.unwrap_or(0)),
+                        ),
+                        None => step,
+                    };
+                    let most = span.map_or(usize::MAX, |units| self.samples_in(units));
                     let out = &mut self.scratch;
                     match self.decoder.decode(packet.payload, out) {
                         Ok(n) => {

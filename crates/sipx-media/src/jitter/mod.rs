@@ -104,7 +104,7 @@ pub struct Frame<'a> {
     end: i64,
     cn_pt: Option<Pt>,
     gaps: Gaps,
-    packet_units: u32,
+    packet_units: Option<u32>,
 }
 
 /// Audio missing inside one tick's window, in timestamp units: before its first packet (the
@@ -126,7 +126,8 @@ impl<'a> Frame<'a> {
 
     /// How long the stream's packets last on its timeline (timestamp units, learned from
     /// consecutive packets): how much of the window the last of these packets stands for.
-    pub fn packet_units(&self) -> u32 {
+    /// `None` until two consecutive packets have shown it.
+    pub fn packet_units(&self) -> Option<u32> {
         self.packet_units
     }
 
@@ -308,8 +309,10 @@ struct Stream {
     /// The sequence number that would confirm a backwards restart of the sender.
     suspect: Option<u16>,
     underrun_ticks: u32,
-    /// Timestamp units per packet, learned from consecutive packets.
+    /// Timestamp units per packet, learned from consecutive packets (until then, a frame).
     packet_units: i64,
+    /// Whether `packet_units` was learned.
+    packet_units_learned: bool,
     last_pushed: Option<(i64, i64)>,
 }
 
@@ -508,6 +511,7 @@ impl JitterBuffer {
             && plausible.contains(&(ts - last_ts))
         {
             stream.packet_units = ts - last_ts;
+            stream.packet_units_learned = true;
         }
         stream.last_pushed = Some((ext_seq, ts));
     }
@@ -825,9 +829,11 @@ impl JitterBuffer {
                 end: self.played.1,
                 cn_pt: self.cn_pt,
                 gaps,
-                packet_units: units_u32(
-                    self.stream.as_ref().map_or(self.frame, |s| s.packet_units),
-                ),
+                packet_units: self
+                    .stream
+                    .as_ref()
+                    .filter(|s| s.packet_units_learned)
+                    .map(|s| units_u32(s.packet_units)),
             }),
             Decision::Continue => Playout::Continue,
             Decision::Lost { fec, units } => Playout::Lost {
@@ -917,6 +923,7 @@ fn new_stream(header: &RtpHeader, frame: i64) -> Stream {
         suspect: None,
         underrun_ticks: 0,
         packet_units: frame,
+        packet_units_learned: false,
         last_pushed: None,
     }
 }

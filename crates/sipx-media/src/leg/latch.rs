@@ -21,11 +21,14 @@
 //! the previous call on a reused port, can arrive before the caller's first. So when the address learned has
 //! gone quiet for a second while media is expected, a new source that sends a run of
 //! in-sequence packets of one stream takes its place, but only while what was learned has
-//! sent for less than [`ESTABLISHED`] (a tail, a stray). An address that has sent longer, or
-//! that proved itself, is the peer's: a caller that pauses without comfort noise (a mute,
-//! voice activity detection) is never displaced by someone spraying the port meanwhile, who
-//! would hear the call and speak into it. Only proof moves it then, as Asterisk's strict RTP
-//! does once it has learned.
+//! not yet sent media without a pause for [`ESTABLISHED`] (a tail, a stray: a scanner's packets
+//! now and then never add up to that). An address that has, or that proved itself, is the
+//! peer's: a caller that pauses without comfort noise (a mute, voice activity detection) is
+//! never displaced by someone spraying the port meanwhile, who would hear the call and speak
+//! into it. Only proof moves it then, as Asterisk's strict RTP does once it has learned, until
+//! a re-INVITE (signalling, which is authenticated) lets an unproven address be displaced
+//! again: a NAT mapping that expired during a hold moves a caller to a new port, and maybe a
+//! new SSRC.
 //!
 //! A packet with proof from another address while the learned one still sends (one SBC
 //! sending the stream from two ports in turn) is taken, but the destination moves only once
@@ -46,10 +49,12 @@ const RUN: u8 = 3;
 /// How long the learned address must have been quiet before a source with proof becomes the
 /// destination (its packets are taken meanwhile).
 const SETTLE: Duration = Duration::from_millis(80);
-/// How long an address learned without proof must have sent before no unproven source may
-/// take over from it: longer than a scanner's packets or a reused port's tail (ports are
-/// reused round-robin, so seldom), shorter than a caller's first words.
+/// How long an address learned without proof must have sent media without a pause of
+/// [`QUIET`], in at least [`ESTABLISHED_PACKETS`] packets, before no unproven source may take
+/// over from it: longer than a scanner's packets or a reused port's tail (ports are reused
+/// round-robin, so seldom), shorter than a caller's first words.
 const ESTABLISHED: Duration = Duration::from_millis(500);
+const ESTABLISHED_PACKETS: u32 = 8;
 
 /// One destination of a leg (its RTP, or its RTCP on a port of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +66,12 @@ pub(super) struct Latch {
     /// The last packet from `current`; `None` until a packet has shown where the peer is
     /// (after that, other addresses need proof).
     heard_at: Option<Instant>,
-    /// When `current` was learned, and whether by proof (then it is the peer's for good).
-    learned: Option<(Instant, bool)>,
+    /// `current` proved itself (the signalled address, SRTP, the known stream).
+    proven: bool,
+    /// `current` proved itself or sent a run of [`ESTABLISHED`]: only proof moves the latch.
+    settled: bool,
+    /// `current`'s packets since its last pause of [`QUIET`]: since when, how many.
+    run: Option<(Instant, u32)>,
     /// A source sending in sequence while `current` is quiet: (address, SSRC, last sequence
     /// number, packets in a row).
     candidate: Option<(SocketAddr, Ssrc, u16, u8)>,
@@ -103,7 +112,9 @@ impl Latch {
             signalled,
             current: signalled,
             heard_at: None,
-            learned: None,
+            proven: false,
+            settled: false,
+            run: None,
             candidate: None,
         }
     }
@@ -118,16 +129,26 @@ impl Latch {
         self.heard_at.is_some()
     }
 
-    /// Whether the address learned is the peer's for good: it proved itself, or has sent for
-    /// [`ESTABLISHED`].
-    fn is_established(&self) -> bool {
-        match (self.learned, self.heard_at) {
-            (Some((_, true)), _) => true,
-            (Some((since, false)), Some(last)) => {
-                last.saturating_duration_since(since) >= ESTABLISHED
-            }
-            _ => false,
+    /// A re-INVITE: an address that never proved itself may be displaced again, once quiet.
+    pub(super) fn renew(&mut self) {
+        if !self.proven {
+            self.settled = false;
+            self.run = None;
         }
+    }
+
+    /// A packet from `current` at `now`: its run goes on, or starts after a pause.
+    fn heard(&mut self, now: Instant) {
+        let (since, packets) = match (self.run, self.heard_at) {
+            (Some((since, n)), Some(last)) if now.saturating_duration_since(last) < QUIET => {
+                (since, n + 1)
+            }
+            _ => (now, 1),
+        };
+        self.run = Some((since, packets));
+        self.settled |=
+            packets >= ESTABLISHED_PACKETS && now.saturating_duration_since(since) >= ESTABLISHED;
+        self.heard_at = Some(now);
     }
 
     /// Whether a valid packet from `source`, arrived at `now`, is the peer's; with
@@ -146,9 +167,9 @@ impl Latch {
         if source == self.current {
             if self.heard_at.is_none() {
                 // The signalled address, heard first: proof enough.
-                self.learned = Some((now, true));
+                (self.proven, self.settled) = (true, true);
             }
-            self.heard_at = Some(now);
+            self.heard(now);
             return Admit::Keep;
         }
         let proven =
@@ -162,8 +183,8 @@ impl Latch {
         }
         if proven || proof.may_learn && (!learned || self.takes_over(now, source, proof)) {
             self.current = source;
-            self.heard_at = Some(now);
-            self.learned = Some((now, proven));
+            (self.proven, self.settled, self.run) = (proven, proven, None);
+            self.heard(now);
             self.candidate = None;
             return Admit::Moved(source);
         }
@@ -179,7 +200,7 @@ impl Latch {
     /// Whether an unproven media packet from `source` completes a run that takes over the
     /// learned address, gone quiet and not established.
     fn takes_over(&mut self, now: Instant, source: SocketAddr, proof: Proof) -> bool {
-        let open = !self.is_established()
+        let open = !self.settled
             && self
                 .heard_at
                 .is_none_or(|at| now.saturating_duration_since(at) >= QUIET);
@@ -458,6 +479,46 @@ mod tests {
             latch.admit(at(6300), nat, packet(7, 300), true),
             Admit::Keep
         );
+    }
+
+    #[test]
+    fn a_scanners_packets_now_and_then_never_settle_the_latch() {
+        // Two packets half a second apart are not a caller's media: the caller, refused
+        // meanwhile, takes over once they stop.
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut latch = Latch::new(addr("192.168.1.10:4000"));
+        let scanner = addr("203.0.113.66:666");
+        let nat = addr("198.51.100.7:31000");
+        latch.admit(at(0), scanner, packet(1, 9), true);
+        latch.admit(at(600), scanner, packet(1, 10), true);
+        let moved = (0..100u16)
+            .map(|i| latch.admit(at(100 + u64::from(i) * 20), nat, packet(7, i), true))
+            .position(|a| a == Admit::Moved(nat));
+        // Quiet from 600 ms: the third packet of the caller's run after 1600 ms moves it.
+        assert_eq!(moved, Some(77), "{latch:?}");
+    }
+
+    #[test]
+    fn a_reinvite_lets_a_caller_that_never_proved_itself_move_again() {
+        // A NAT mapping expires during a hold: after the re-INVITE the caller sends from a new
+        // port, and a new SSRC; what it sent before proves nothing about it now.
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut latch = Latch::new(addr("192.168.1.10:4000"));
+        let (old, new) = (addr("198.51.100.7:31000"), addr("198.51.100.7:40000"));
+        for i in 0..50u16 {
+            latch.admit(at(u64::from(i) * 20), old, packet(7, i), true);
+        }
+        let resume = |latch: &mut Latch| {
+            (0..3u16)
+                .map(|i| latch.admit(at(5000 + u64::from(i) * 20), new, packet(8, i), true))
+                .last()
+        };
+        let mut held = latch;
+        assert_eq!(resume(&mut held), Some(Admit::Refuse), "settled");
+        latch.renew();
+        assert_eq!(resume(&mut latch), Some(Admit::Moved(new)));
     }
 
     #[test]

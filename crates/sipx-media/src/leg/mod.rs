@@ -330,7 +330,9 @@ impl MediaLeg {
         // Keep what was learned of the peer's address while its SDP address stays what it
         // was (even when the leg was rebuilt for a new codec); a new one is learned afresh.
         self.rtp_latch = if cfg.remote_rtp == signalled.0 {
-            latches.0
+            let mut kept = latches.0;
+            kept.renew();
+            kept
         } else {
             Latch::new(cfg.remote_rtp)
         };

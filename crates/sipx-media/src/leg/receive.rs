@@ -54,7 +54,7 @@ impl MediaLeg {
             && bytes
                 .get(1)
                 .is_some_and(|&b| self.payload_kind(Pt(b & 0x7f)).is_some())
-            && !is_compound_rtcp(bytes)
+            && crate::rtcp::RtcpCompound::parse(bytes).is_err()
     }
 
     /// What a payload type is on this leg, if the leg receives it: first the numbers the peer
@@ -314,21 +314,4 @@ impl MediaLeg {
             Choice::Ignored => false,
         }
     }
-}
-
-/// Whether `bytes` are RTCP packets end to end: each header's length word (in 32-bit words,
-/// less one) lands on the next header, the last exactly on the end (RFC 3550 §6.1). An RTP
-/// packet's sequence number stands where that word is, and seldom adds up so.
-fn is_compound_rtcp(bytes: &[u8]) -> bool {
-    let mut at = 0;
-    while at < bytes.len() {
-        let Some(&[first, _, high, low]) = bytes.get(at..at + 4) else {
-            return false;
-        };
-        if first >> 6 != 2 {
-            return false;
-        }
-        at += 4 * (usize::from(u16::from_be_bytes([high, low])) + 1);
-    }
-    at == bytes.len()
 }

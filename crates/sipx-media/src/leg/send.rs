@@ -15,6 +15,7 @@ use crate::dtmf::DtmfDigit;
 use crate::ids::{Pt, Ssrc};
 use crate::rtp::RtpHeader;
 use crate::session::RtcpSession;
+use crate::silence::DtxSkip;
 
 /// RFC 4733 volume of the key presses we send, in -dBm0.
 const DTMF_VOLUME: u8 = 10;
@@ -93,6 +94,9 @@ impl MediaLeg {
         if payload.is_empty() {
             self.marker_next = true;
         } else if self.sending() && payload.len() <= self.payload.len() {
+            // Speech from the room's encoder: this leg's own has not coded the way into the
+            // next pause (`DtxSkip`).
+            self.dtx_skip = DtxSkip::default();
             self.payload[..payload.len()].copy_from_slice(payload);
             self.send_audio(now, payload.len());
         }

@@ -1591,12 +1591,12 @@ fn marked_rtp_on_payload_types_72_to_95_is_rtp_on_legs_without_rtcp_mux() {
         assert_eq!(report.socket, LegSocket::Rtcp, "PT {pt}");
     }
     // Reports a peer sends to the RTP port anyway are still reports, whatever the numbers.
-    let mut cfg = config(CodecKind::Pcmu, 72, a_addr(), 2);
+    let mut cfg = config(CodecKind::Pcmu, 73, a_addr(), 2);
     cfg.remote_rtcp = Some(addr("10.0.0.1:4001"));
     let leg = MediaLeg::new(cfg, Instant::now()).unwrap();
-    let sender_report_header = [0x80, 200, 0, 1, 0, 0, 0xba, 0xd3];
+    let receiver_report = [0x80, 201, 0, 1, 0, 0, 0xba, 0xd3];
     assert_eq!(
-        leg.classify_received(&sender_report_header),
+        leg.classify_received(&receiver_report),
         crate::PacketKind::Rtcp
     );
 }
