@@ -67,7 +67,13 @@ pub enum Event {
     /// should answer the INVITE with 487.
     Cancelled { invite: ServerTxnId },
     /// An ACK outside any transaction: the ACK of a 2xx (RFC 3261 §17.1.1.3), for dialogs.
-    Ack { request: Request, peer: Peer },
+    /// `acked`: the INVITE transaction whose 2xx it acknowledges (matched by Call-ID, CSeq
+    /// number and From tag), while that transaction is known.
+    Ack {
+        request: Request,
+        peer: Peer,
+        acked: Option<ServerTxnId>,
+    },
     /// A response on a client transaction.
     Response {
         txn: ClientTxnId,
@@ -541,11 +547,19 @@ impl Endpoint {
             t.retransmit_at = None;
             self.rearm(id);
             if first {
-                self.event(Event::Ack { request: req, peer });
+                self.event(Event::Ack {
+                    request: req,
+                    peer,
+                    acked: Some(ServerTxnId(id)),
+                });
             }
             return;
         }
-        self.event(Event::Ack { request: req, peer });
+        self.event(Event::Ack {
+            request: req,
+            peer,
+            acked: None,
+        });
     }
 
     fn on_cancel(&mut self, now: Instant, peer: Peer, req: Request, key: ServerKey) {

@@ -190,6 +190,11 @@ fn invite_2xx_is_retransmitted_until_the_end_to_end_ack() {
         ev.iter().filter(|e| matches!(e, Event::Ack { .. })).count(),
         1
     );
+    // It names the INVITE transaction it acknowledges.
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Ack { acked: Some(t), .. } if *t == txn))
+    );
     let (sent, ev) = run_timers(&mut ep, t0, t0 + Duration::from_secs(40));
     assert!(sent.is_empty());
     assert!(!ev.iter().any(|e| matches!(e, Event::AckTimeout { .. })));

@@ -239,6 +239,12 @@ mod tests {
         stream: None,
     };
 
+    /// A test's clock: `at(ms)` is `ms` after its start.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let start = Instant::now();
+        move |ms| start + Duration::from_millis(ms)
+    }
+
     fn t0() -> Instant {
         Instant::now()
     }
@@ -272,8 +278,7 @@ mod tests {
 
     #[test]
     fn the_known_stream_or_an_authenticated_packet_moves_the_latch_once_the_old_address_is_quiet() {
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let first = addr("198.51.100.7:31000");
         latch.admit(at(0), first, NONE, true);
@@ -302,8 +307,7 @@ mod tests {
 
     #[test]
     fn two_addresses_sending_in_turn_do_not_swap_the_destination() {
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let (a, b) = (addr("198.51.100.7:31000"), addr("198.51.100.7:31002"));
         let same_stream = Proof {
@@ -365,8 +369,7 @@ mod tests {
 
     #[test]
     fn a_stray_first_packet_gives_way_to_a_stream_once_it_is_quiet() {
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         // A scanner's single packet comes first and is learned.
         let scanner = addr("203.0.113.66:666");
@@ -400,8 +403,7 @@ mod tests {
 
     #[test]
     fn a_talking_caller_is_never_displaced_and_a_broken_run_starts_again() {
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let nat = addr("198.51.100.7:31000");
         let sprayer = addr("203.0.113.66:666");
@@ -453,8 +455,7 @@ mod tests {
         // The "RTP bleed" takeover: a caller behind a NAT (not at its SDP address) talks for
         // a second, then pauses without comfort noise; someone sprays a perfect stream at the
         // port.
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let nat = addr("198.51.100.7:31000");
         let sprayer = addr("203.0.113.66:666");
@@ -485,8 +486,7 @@ mod tests {
     fn a_scanners_packets_now_and_then_never_settle_the_latch() {
         // Two packets half a second apart are not a caller's media: the caller, refused
         // meanwhile, takes over once they stop.
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let scanner = addr("203.0.113.66:666");
         let nat = addr("198.51.100.7:31000");
@@ -503,8 +503,7 @@ mod tests {
     fn a_reinvite_lets_a_caller_that_never_proved_itself_move_again() {
         // A NAT mapping expires during a hold: after the re-INVITE the caller sends from a new
         // port, and a new SSRC; what it sent before proves nothing about it now.
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = clock();
         let mut latch = Latch::new(addr("192.168.1.10:4000"));
         let (old, new) = (addr("198.51.100.7:31000"), addr("198.51.100.7:40000"));
         for i in 0..50u16 {

@@ -28,7 +28,20 @@ impl MediaLeg {
     /// it there anyway). SRTP is unprotected in place in `bytes`. Anything that fails to
     /// parse, authenticate or match is counted and dropped.
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, bytes: &mut [u8]) {
-        match self.classify_received(bytes) {
+        let kind = self.classify_received(bytes);
+        self.handle_classified(kind, now, source, bytes);
+    }
+
+    /// [`MediaLeg::handle_receive`] for a datagram the driver classified already
+    /// ([`MediaLeg::classify_received`]), as it does to stamp RTP on its ticks' clock.
+    pub fn handle_classified(
+        &mut self,
+        kind: PacketKind,
+        now: Instant,
+        source: SocketAddr,
+        bytes: &mut [u8],
+    ) {
+        match kind {
             PacketKind::Rtp => self.receive_rtp(now, source, bytes),
             PacketKind::Rtcp => self.receive_rtcp(now, source, bytes),
             _ => self.counters.malformed += 1,

@@ -383,14 +383,18 @@ impl Worker {
                 }
                 Ok((n, source)) => {
                     let bytes = &mut self.recv_buf[..n];
-                    let at = match slot.leg.classify_received(bytes) {
-                        PacketKind::Rtp if !rtcp_socket => on_schedule,
-                        _ => now,
-                    };
                     if rtcp_socket {
-                        slot.leg.handle_receive_rtcp_port(at, source, bytes);
+                        slot.leg.handle_receive_rtcp_port(now, source, bytes);
                     } else {
-                        slot.leg.handle_receive(at, source, bytes);
+                        // Classified once: it says how to stamp the datagram, and the leg
+                        // takes the answer rather than work it out again.
+                        let kind = slot.leg.classify_received(bytes);
+                        let at = if kind == PacketKind::Rtp {
+                            on_schedule
+                        } else {
+                            now
+                        };
+                        slot.leg.handle_classified(kind, at, source, bytes);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

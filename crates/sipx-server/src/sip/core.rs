@@ -1009,7 +1009,7 @@ impl Core {
                 self.on_registration_timeout(now, txn);
             }
             Event::StrayResponse { response, .. } => self.on_stray_2xx(&response),
-            Event::Ack { request, .. } => self.on_ack(now, request),
+            Event::Ack { request, acked, .. } => self.on_ack(now, request, acked),
             Event::AckTimeout { txn } => self.on_ack_timeout(now, txn),
             Event::Cancelled { invite } => self.on_cancelled(now, invite),
             Event::Malformed { peer, error } => {

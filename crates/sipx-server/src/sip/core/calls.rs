@@ -37,12 +37,10 @@ pub(crate) struct Call {
     pub(super) echo: Echo,
     /// The sockets, until the leg starts (a late offer starts it at the ACK).
     pub(super) ports: Option<PortPair>,
-    /// The INVITE (or re-INVITE) whose 2xx awaits its ACK.
+    /// The INVITE (or re-INVITE) whose 2xx awaits its ACK: only that INVITE's ACK ends the
+    /// exchange (RFC 3261 §13.2.2.4). The ACK of an earlier re-INVITE, reordered behind a
+    /// later one, is not the later one's, nor its answer.
     pub(super) invite_txn: Option<ServerTxnId>,
-    /// That INVITE's CSeq number: only an ACK with the same ends the exchange (RFC 3261
-    /// §13.2.2.4). The ACK of an earlier re-INVITE, reordered behind a later one, is not the
-    /// later one's, nor its answer.
-    pub(super) invite_cseq: Option<u32>,
     /// The 200 of a call into a room, held back until the room takes the phone.
     pub(super) held: Option<HeldAnswer>,
     /// We offered in a 2xx: its ACK carries the answer.
@@ -379,7 +377,6 @@ impl Core {
             },
             ports: Some(ports),
             invite_txn: Some(txn),
-            invite_cseq: req.cseq().map(|c| c.seq),
             held: None,
             answer_in_ack: offer.is_none(),
             peer,
@@ -829,7 +826,6 @@ impl Core {
                     && let Some(call) = self.calls.by_dialog.get_mut(id)
                 {
                     call.invite_txn = Some(txn);
-                    call.invite_cseq = req.cseq().map(|c| c.seq);
                     call.answer_in_ack = offered;
                 }
                 self.respond(now, txn, resp);
@@ -902,7 +898,7 @@ impl Core {
     }
 
     /// The ACK of our 2xx: the end of the INVITE exchange, with the answer to a late offer.
-    pub(super) fn on_ack(&mut self, now: Instant, req: Request) {
+    pub(super) fn on_ack(&mut self, now: Instant, req: Request, acked: Option<ServerTxnId>) {
         let Some(id) = DialogId::of_request(&req) else {
             return;
         };
@@ -912,13 +908,14 @@ impl Core {
         let Some(call) = self.calls.by_dialog.get_mut(&id) else {
             return;
         };
-        let seq = req.cseq().map(|c| c.seq);
-        if call.invite_cseq.is_some_and(|awaited| seq != Some(awaited)) {
-            tracing::debug!(call_id = %id.call_id, cseq = ?seq, "an ACK of an earlier INVITE, reordered: the one awaited is still to come");
+        if call
+            .invite_txn
+            .is_some_and(|awaited| acked != Some(awaited))
+        {
+            tracing::debug!(call_id = %id.call_id, "an ACK of an earlier INVITE, reordered: the one awaited is still to come");
             return;
         }
         call.invite_txn = None;
-        call.invite_cseq = None;
         if let Some(row) = call.row.as_mut().filter(|r| r.state() == "CONNECTING") {
             row.push("CONFIRMED", 200, "OK", None);
         }

@@ -1000,7 +1000,6 @@ impl Core {
                 echo: Echo::Plain,
                 ports: out.ports.take(),
                 invite_txn: None,
-                invite_cseq: None,
                 held: None,
                 answer_in_ack: false,
                 peer,
