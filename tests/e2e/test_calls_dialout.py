@@ -279,11 +279,20 @@ def test_a_phone_sending_another_codec_its_answer_listed_is_heard(data_dir, audi
             # Twice the media timeout with only PCMU coming: the call must not end by itself.
             with pytest.raises(AssertionError):
                 s.wait_log(lambda e: "media timeout" in json.dumps(e).lower().replace("_", " "), 4)
+            # A live call shows its media statistics (refreshed every 5 s) before it ends.
+            live = rooms.wait_until(
+                lambda: (c := api(s, creds, "GET", f"/v1/calls/{created['id']}").json()).get("media") and c,
+                timeout=10, what="the live call's media statistics")
+            assert live["state"] == "CONFIRMED" and not live["done"], live
+            assert live["media"]["packets_received"] > 50 and live["media"]["packets_sent"] > 50, live
             api(s, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
             ended = wait_state(s, creds, created["id"], "DISCONNECTED")
         assert ended["end"]["cause"] == "local_hangup", ended
-        stats = rooms.wait_until(lambda: api(s, creds, "GET", f"/v1/calls/{created['id']}").json()["media"],
-                                 what="the ended call's media statistics")
+        # The last statistics replace the live ones once the leg is gone.
+        stats = rooms.wait_until(
+            lambda: (m := api(s, creds, "GET", f"/v1/calls/{created['id']}").json()["media"])["packets_received"]
+            > live["media"]["packets_received"] and m,
+            what="the ended call's last media statistics")
         assert stats["packets_received"] >= 150, stats
     finally:
         s.stop()

@@ -8,6 +8,7 @@ refreshes, and how.
 SIPx runs with `sip.session_min_se_secs` at 5 so that intervals of seconds can be tested.
 Addresses 127.0.0.120-129 and 127.0.0.47-49 belong here."""
 
+import datetime
 import re
 import socket
 import time
@@ -82,6 +83,24 @@ def traced(text, start):
     return [m for m in messages if m.startswith(start)]
 
 
+def traced_times(workdir, scenario, start):
+    """When each traced message of a sipp run beginning with `start` was sent or received."""
+    stem = scenario.removesuffix(".xml")
+    text = "".join(p.read_text(errors="replace") for p in workdir.glob(f"{stem}_*_messages.log"))
+    return traced_times_in(text, start)
+
+
+def traced_times_in(text, start):
+    """When each message of a sipp -trace_msg log beginning with `start` was sent or received
+    (seconds, from the date on the line of dashes before it)."""
+    parts = re.split(r"^-{20,} (\S+ \S+)$", text, flags=re.M)
+    times = []
+    for stamp, block in zip(parts[1::2], parts[2::2]):
+        if block.strip().split("\n", 1)[-1].strip().startswith(start):
+            times.append(datetime.datetime.fromisoformat(stamp).timestamp())
+    return times
+
+
 def traced_messages(workdir, scenario, start):
     stem = scenario.removesuffix(".xml")
     text = "".join(p.read_text(errors="replace") for p in workdir.glob(f"{stem}_*_messages.log"))
@@ -98,9 +117,15 @@ def test_sipx_refreshes_by_reinvite_a_caller_without_update(sipx, tmp_path):
     assert "LAST ACK RECEIVED" in run.logs, run.logs
     assert session_expires(run) == ["8;refresher=uas"] + ["8;refresher=uac"] * 3, run.logs
     [(reason, seconds)] = ended(sipx)
-    # Re-INVITEs at 4 s (491), 6 s (the retry) and 10 s; the caller hung up after the last.
-    assert reason == "caller hung up" and seconds >= 10, ended(sipx)
+    # Re-INVITEs at 4 s (491), 4 to 6 s (the retry) and 4 s after it; the caller hung up after
+    # the last.
+    assert reason == "caller hung up" and seconds >= 8, ended(sipx)
     workdir = tmp_path / "127.0.0.129"
+    # The caller generated the Call-ID, so SIPx retries within 0 to 2 s of the 491 (RFC 3261
+    # §14.1), not in the 2.1 to 4 s kept for the caller: the two would cross again.
+    [refused] = traced_times(workdir, scenario, "SIP/2.0 491")
+    retried = [t for t in traced_times(workdir, scenario, "INVITE sip:sipp@") if t > refused]
+    assert retried and retried[0] - refused <= 2.2, (refused, retried)
     # SIPx's answer to the call (sipp's own 200s answer CSeq 2 and later).
     [answer] = [m for m in traced_messages(workdir, scenario, "SIP/2.0 200") if "CSeq: 1 INVITE" in m]
     reinvites = traced_messages(workdir, scenario, "INVITE sip:sipp@")
@@ -224,6 +249,20 @@ def test_a_dial_out_refreshes_by_reinvite_a_phone_without_update(dialer, tmp_pat
         for prefix in ("o=", "m=audio"):
             assert sdp_line(refresh, prefix) == sdp_line(first, prefix), (refresh, first)
     assert len(traced(messages, "ACK ")) == 3, messages
+
+
+def test_a_dial_outs_refresh_that_meets_a_491_goes_again_2_1_to_4_s_later(dialer, tmp_path):
+    """SIPx dialled out, so it generated the Call-ID: after a 491 it waits 2.1 to 4 s (RFC 3261
+    §14.1), leaving 0 to 2 s to the phone, whose own request crossed SIPx's."""
+    ip = "127.0.0.237"
+    scenario = "uas_session_timer_sipx_reinvite_glare.xml"
+    messages = dial_until_the_phone_hangs_up(dialer, tmp_path, ip, "+4930559", scenario)
+    assert len(traced(messages, "INVITE ")) == 3, messages[:3000]
+    log = (tmp_path / f"sipp-{ip}-messages.log").read_text()
+    times = traced_times_in(log, "SIP/2.0 491")
+    assert len(times) == 1, log[:3000]
+    retried = [t for t in traced_times_in(log, "INVITE ") if t > times[0]]
+    assert retried and 2.1 <= retried[0] - times[0] <= 4.3, (times, retried)
 
 
 def receive(sock, method):

@@ -190,6 +190,10 @@ pub enum RefreshOutcome {
     TooSmall(u32),
     /// 408 or 481: the dialog is gone (RFC 4028 §10 and RFC 5057).
     DialogGone,
+    /// 491: the peer's own re-INVITE or UPDATE crossed ours. Try again after this wait,
+    /// which the caller draws as RFC 3261 §14.1 says ([`glare_wait`]) so that the two sides
+    /// do not meet again.
+    Glare(Duration),
     /// Anything else, or no answer: try again 2 s later, while the session lasts.
     Failed,
     /// Refused for good (a challenge we cannot answer): no more tries; the session ends when
@@ -199,6 +203,15 @@ pub enum RefreshOutcome {
 
 /// After a failed refresh, the next try comes this much later.
 const RETRY: Duration = Duration::from_secs(2);
+
+/// How long to wait after a 491 before asking again (RFC 3261 §14.1): 2.1 to 4 s for the
+/// side that generated the dialog's Call-ID (the caller), 0 to 2 s for the other, in steps of
+/// 10 ms; `random` picks the point in that range. The two ranges do not overlap, so the
+/// callee always goes first and the two requests cannot cross again.
+pub fn glare_wait(owns_call_id: bool, random: u16) -> Duration {
+    let (first, steps) = if owns_call_id { (210, 190) } else { (0, 200) };
+    Duration::from_millis(10 * (first + u64::from(random) % (steps + 1)))
+}
 
 /// One dialog's session timer. Fed with time and refresh outcomes; says when it next needs
 /// [`SessionTimer::handle_timeout`].
@@ -351,10 +364,14 @@ impl SessionTimer {
                 self.next_refresh = None;
                 true
             }
-            RefreshOutcome::TooSmall(_) | RefreshOutcome::Failed => {
+            RefreshOutcome::TooSmall(_) | RefreshOutcome::Failed | RefreshOutcome::Glare(_) => {
                 // Again shortly, while that is still before the end.
                 self.retried_422 = false;
-                let again = now + RETRY;
+                let wait = match outcome {
+                    RefreshOutcome::Glare(wait) => wait,
+                    _ => RETRY,
+                };
+                let again = now + wait;
                 self.next_refresh = (again < self.expiry()).then_some(again);
                 true
             }

@@ -96,6 +96,12 @@ pub enum MediaEvent {
         leg: LegId,
         reason: String,
     },
+    /// The statistics of a leg still running, every [`worker::STATS_EVERY`] (the call's
+    /// record shows them while the call lasts).
+    Stats {
+        leg: LegId,
+        stats: Box<sipx_media::leg::LegStats>,
+    },
     /// The leg was removed; its last statistics, for the call's record.
     Ended {
         leg: LegId,
@@ -108,6 +114,7 @@ impl MediaEvent {
         match self {
             MediaEvent::Leg { leg, .. }
             | MediaEvent::Failed { leg, .. }
+            | MediaEvent::Stats { leg, .. }
             | MediaEvent::Ended { leg, .. } => *leg,
         }
     }

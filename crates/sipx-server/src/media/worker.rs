@@ -29,6 +29,10 @@ const WAKER: Token = Token(usize::MAX);
 const TIMER: Token = Token(usize::MAX - 1);
 /// Datagrams read per socket per wake-up, so one flooding peer cannot starve the others.
 const READ_BUDGET: usize = 64;
+/// How often a live leg's statistics go to its call, so that the call's record (`GET
+/// /v1/calls/{id}`, `media`) shows a call's quality while it lasts, not only once it ended: about
+/// one RTCP report interval (RFC 3550 §6.2), the pace at which loss and round trip change.
+pub(crate) const STATS_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) struct Handle {
     tx: std_mpsc::Sender<Command>,
@@ -51,6 +55,8 @@ struct Slot {
     mode: Mode,
     /// The phase the leg ticks in.
     phase: usize,
+    /// When the leg's statistics next go to the call (`MediaEvent::Stats`).
+    stats_due: Instant,
 }
 
 struct Worker {
@@ -264,6 +270,7 @@ impl Worker {
                     rtcp,
                     mode,
                     phase,
+                    stats_due: now + STATS_EVERY,
                 });
                 self.by_id.insert(id, index);
                 self.align(index);
@@ -443,6 +450,15 @@ impl Worker {
                 let sent = Self::now();
                 self.stats
                     .frame_sent(sent.saturating_duration_since(due), TICK);
+            }
+            if let Some(Some(slot)) = self.slots.get_mut(index)
+                && due >= slot.stats_due
+            {
+                slot.stats_due = due + STATS_EVERY;
+                let _ = self.events.send(MediaEvent::Stats {
+                    leg: slot.id,
+                    stats: Box::new(slot.leg.stats()),
+                });
             }
         }
         if let Some(Some(Slot {

@@ -328,3 +328,32 @@ fn the_answer_to_our_invite_says_who_refreshes() {
     assert_eq!(uac_timer_of(&headers(&[])), None);
     assert_eq!(uac_timer_of(&headers(&[("Session-Expires", "soon")])), None);
 }
+
+#[test]
+fn after_a_491_the_caller_waits_2_1_to_4_s_and_the_callee_at_most_2_s() {
+    let ms = |d: Duration| d.as_millis();
+    // The whole of each range is reachable, in steps of 10 ms, and nothing outside it.
+    assert_eq!(ms(glare_wait(true, 0)), 2_100);
+    assert_eq!(ms(glare_wait(true, 190)), 4_000);
+    assert_eq!(ms(glare_wait(false, 0)), 0);
+    assert_eq!(ms(glare_wait(false, 200)), 2_000);
+    for random in [1, 191, 777, u16::MAX] {
+        let owner = ms(glare_wait(true, random));
+        let other = ms(glare_wait(false, random));
+        assert!(
+            (2_100..=4_000).contains(&owner) && owner % 10 == 0,
+            "{owner}"
+        );
+        assert!(other <= 2_000 && other % 10 == 0, "{other}");
+    }
+
+    // The refresh goes again after the wait drawn, not the 2 s of other failures.
+    let t0 = Instant::now();
+    let mut timer = SessionTimer::new(t0, 100, true, MIN_SE_FLOOR);
+    let at = timer.poll_timeout();
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    let wait = glare_wait(true, 37);
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::Glare(wait)));
+    assert_eq!(timer.poll_timeout(), at + wait);
+    assert_eq!(timer.handle_timeout(at + wait), Some(TimerAction::Refresh));
+}

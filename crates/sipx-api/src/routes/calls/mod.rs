@@ -146,7 +146,8 @@ pub struct CallRoom {
     pub identity: Option<String>,
 }
 
-/// Media statistics of the phone leg, as last reported.
+/// Media statistics of the phone leg, as last reported: every 5 s while the call's media
+/// flows, and its final figures once the call's media leg is gone.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"packets_received": 15000, "packets_sent": 15000, "packets_lost": 12,
     "jitter_ms": 3.5, "rtt_ms": 42.0, "mos": 4.3}))]

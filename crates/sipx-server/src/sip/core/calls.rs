@@ -984,8 +984,10 @@ impl Core {
     }
 
     pub(super) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
-        if let MediaEvent::Ended { leg, stats } = event {
-            return self.on_leg_ended(leg, &stats);
+        match &event {
+            MediaEvent::Ended { leg, stats } => return self.on_leg_ended(*leg, stats),
+            MediaEvent::Stats { leg, stats } => return self.on_leg_stats(*leg, stats),
+            _ => {}
         }
         if let Some(call) = self.controls.by_leg.get(&event.leg()).cloned() {
             return self.on_controlled_media(now, &call, event);
@@ -1006,7 +1008,7 @@ impl Core {
                 }
             },
             MediaEvent::Failed { reason, .. } => self.end_call(now, &id, &reason, true),
-            MediaEvent::Ended { .. } => {}
+            MediaEvent::Stats { .. } | MediaEvent::Ended { .. } => {}
         }
     }
 

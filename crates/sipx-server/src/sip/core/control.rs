@@ -702,7 +702,7 @@ impl Core {
                 }
                 return self.drive(now, id);
             }
-            MediaEvent::Ended { .. } => return,
+            MediaEvent::Stats { .. } | MediaEvent::Ended { .. } => return,
         };
         self.feed(now, id, input);
     }
@@ -718,6 +718,27 @@ impl Core {
             },
         };
         let m = &stats.media;
+        tracing::info!(
+            call = %id,
+            packets_received = m.packets_received,
+            packets_lost = m.packets_lost,
+            jitter_ms = m.jitter_ms,
+            mos = stats.mos,
+            "call media statistics"
+        );
+        self.store_leg_stats(id, stats);
+    }
+
+    /// A live leg's statistics so far: the call's record shows them while the call lasts.
+    /// A leg its call let go of already (ended, transferred) waits for its last ones.
+    pub(super) fn on_leg_stats(&mut self, leg: LegId, stats: &sipx_media::leg::LegStats) {
+        if let Some(id) = self.controls.by_leg.get(&leg).cloned() {
+            self.store_leg_stats(id, stats);
+        }
+    }
+
+    fn store_leg_stats(&mut self, id: String, stats: &sipx_media::leg::LegStats) {
+        let m = &stats.media;
         let stored = StoredMediaStats {
             packets_received: m.packets_received,
             packets_sent: m.packets_sent,
@@ -728,14 +749,6 @@ impl Core {
             // rather than the perfect one no loss would give.
             mos: (m.packets_received > 0).then(|| (stats.mos * 100.0).round() / 100.0),
         };
-        tracing::info!(
-            call = %id,
-            packets_received = m.packets_received,
-            packets_lost = m.packets_lost,
-            jitter_ms = m.jitter_ms,
-            mos = stats.mos,
-            "call media statistics"
-        );
         if let Ok(json) = serde_json::to_string(&stored) {
             self.rows.write(RowWrite::Stats(id, json));
         }

@@ -11,8 +11,8 @@ use sipx_sip::ClientTxnId;
 use sipx_sip::dialog::DialogId;
 use sipx_sip::msg::{HasHeaders, Method, Request, Response};
 use sipx_sip::session_timer::{
-    RefreshOutcome, Refresher, SessionExpires, SessionTimer, TimerAction, UasTimer, min_se_of,
-    negotiate_uas, uac_timer_of,
+    RefreshOutcome, Refresher, SessionExpires, SessionTimer, TimerAction, UasTimer, glare_wait,
+    min_se_of, negotiate_uas, uac_timer_of,
 };
 use sipx_sip::uac::{Credentials, with_credentials};
 
@@ -269,6 +269,15 @@ impl Core {
         self.reschedule(id);
     }
 
+    /// Whether we generated the dialog's Call-ID: we sent its INVITE (a dialled-out call).
+    fn owns_call_id(&self, id: &DialogId) -> bool {
+        self.controls
+            .by_dialog
+            .get(id)
+            .and_then(|call| self.controls.out(call))
+            .is_some()
+    }
+
     /// Our refresh again with the dialled-out call's credentials; `false` when there are
     /// none or it was challenged already.
     fn answer_refresh_challenge(
@@ -381,6 +390,7 @@ impl Core {
             None | Some(408 | 481) => RefreshOutcome::DialogGone,
             // A challenge we could not answer will not go away by asking again.
             Some(401 | 407) => RefreshOutcome::Refused,
+            Some(491) => RefreshOutcome::Glare(glare_wait(self.owns_call_id(&id), random_u16())),
             _ => RefreshOutcome::Failed,
         };
         let Some(call) = self.calls.by_dialog.get_mut(&id) else {
@@ -481,4 +491,12 @@ pub(super) fn allows_update(headers: &sipx_sip::msg::Headers) -> Option<bool> {
             .iter()
             .any(|m| m.eq_ignore_ascii_case("UPDATE")),
     )
+}
+
+/// A random number for a wait drawn after a 491 (its spread is what keeps the two sides from
+/// crossing again; it guards no secret).
+fn random_u16() -> u16 {
+    let mut bytes = [0u8; 2];
+    sipx_secrets::generate::fill(&mut bytes);
+    u16::from_le_bytes(bytes)
 }
