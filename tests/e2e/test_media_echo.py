@@ -130,6 +130,24 @@ def test_sip_info_digits_are_reported_and_sent_back_as_rfc4733(sipx, tmp_path, a
     assert back.dtmf == "55", back
 
 
+def test_a_key_sent_both_as_events_and_as_info_is_one_digit(sipx, tmp_path, audio):
+    """A gateway that sends each key as RFC 4733 events and as a SIP INFO too: "1" INFO first,
+    "2" events first; each is reported (and echoed) once. Its Content-Types put white space
+    around the slash (RFC 3261 §25.1), which must still be read as SDP and as a key. Address
+    127.0.0.250."""
+    ip = "127.0.0.250"
+    run, pcap = call(sipx, tmp_path, ip, "uac_dtmf_both_ways.xml", "-trace_logs",
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    assert "INFO1 200" in run.logs and "INFO2 200" in run.logs, run.logs
+    # sipp's Call-IDs end with its address.
+    heard = [(e["digit"], e["via"]) for e in logged(sipx, "DTMF digit")
+             if e.get("call_id", "").endswith(f"@{ip}")]
+    assert heard == [("1", "info"), ("2", "rfc4733")], heard
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=(ip, SIPP_MEDIA_PORT))
+    assert back.dtmf == "12", back
+
+
 def test_sip_info_without_a_key_is_answered_by_what_is_wrong(sipx, tmp_path):
     # The scenario fails unless a body-less INFO gets 200, an unknown key 400 and a text/plain
     # body 415 with Accept; none of them is a digit.

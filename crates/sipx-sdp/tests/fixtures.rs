@@ -398,6 +398,29 @@ fn g722_reports_its_audio_rate() {
 }
 
 #[test]
+fn g722_offered_at_its_audio_rate_is_answered_as_offered() {
+    // The answer keeps the offerer's meaning of its payload type (RFC 3264 §6.1); SIPx's
+    // RTP clock for it stays RFC 3551's.
+    for (name, rtpmap) in [
+        ("g722_audio_rate_phone", "9 G722/16000"),
+        ("hold_inactive_freeswitch", "9 G722/8000"),
+    ] {
+        let mut session =
+            MediaSession::new(config(Local::Default), &[7; KEY_MATERIAL_LEN]).unwrap();
+        let answer = session.handle_offer(&load(name)).unwrap();
+        let media = &answer.media[0];
+        let written: Vec<_> = media
+            .attributes
+            .iter()
+            .filter(|a| a.name == "rtpmap")
+            .filter_map(|a| a.value.as_deref())
+            .collect();
+        assert!(written.contains(&rtpmap), "{name}: {written:?}");
+        assert_eq!(session.negotiated().unwrap().codec.clock_rate, 8000);
+    }
+}
+
+#[test]
 fn remote_addresses_from_fixtures() {
     use sipx_sdp::RtcpTarget;
     let cases: &[(&str, Local, &str, Option<&str>)] = &[

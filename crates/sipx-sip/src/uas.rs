@@ -1,7 +1,7 @@
 //! Checks a UAS makes before acting on a request (RFC 3261 §8.2): method, URI scheme,
 //! required extensions, body type and acceptable answer types. Each failure is the response.
 
-use crate::msg::lex::trim_ws;
+use crate::msg::lex::mime_type;
 use crate::msg::{Method, Request, Response, Uri};
 
 /// What this UAS supports.
@@ -85,10 +85,7 @@ pub fn precheck(req: &Request, policy: &UasPolicy, to_tag: &str) -> Option<Respo
     }
     // 415: a body we cannot read (type or encoding).
     if !req.body.is_empty() && req.method != Method::Ack {
-        let ctype = req
-            .headers
-            .get("Content-Type")
-            .map(|c| trim_ws(c.split(';').next().unwrap_or("")).to_ascii_lowercase());
+        let ctype = req.headers.get("Content-Type").map(mime_type);
         let type_ok = ctype
             .as_deref()
             .is_some_and(|c| policy.accept.iter().any(|a| a == c));
@@ -112,7 +109,7 @@ pub fn precheck(req: &Request, policy: &UasPolicy, to_tag: &str) -> Option<Respo
     // 406: an INVITE whose Accept excludes SDP, the only answer we could give.
     if req.method == Method::Invite && req.headers.get("Accept").is_some() {
         let accepts_sdp = req.headers.list("Accept").iter().any(|a| {
-            let t = trim_ws(a.split(';').next().unwrap_or("")).to_ascii_lowercase();
+            let t = mime_type(a);
             t == "application/sdp" || t == "application/*" || t == "*/*"
         });
         if !accepts_sdp {
@@ -166,5 +163,9 @@ mod tests {
         assert_eq!(r.headers.get("Accept-Encoding"), None);
         let sdp = with_body("Content-Type: application/sdp\r\n");
         assert!(precheck(&sdp, &policy, "t").is_none());
+        // White space around the slash is allowed (RFC 3261 §25.1), in Accept too.
+        let spaced =
+            with_body("Content-Type: Application / SDP ; x=1\r\nAccept: application /sdp\r\n");
+        assert!(precheck(&spaced, &policy, "t").is_none());
     }
 }

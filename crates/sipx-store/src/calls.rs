@@ -204,7 +204,8 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Sets a call's media statistics (JSON), which arrive when its media leg is gone.
+    /// Sets a call's media statistics (JSON): every few seconds while its media flows, and
+    /// last when its media leg is gone.
     pub async fn update_call_stats(&self, id: &str, stats: &str) -> Result<bool, StoreError> {
         let done = stats_query(id, stats).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)

@@ -61,6 +61,8 @@ struct Receiving {
     earlier: u32,
     duration: u32,
     last_packet: Instant,
+    /// Newest sequence number seen of the event.
+    seq: u16,
 }
 
 /// Receives telephone events of one stream.
@@ -74,6 +76,10 @@ pub struct DtmfReceiver {
     /// (a packet of another key with that timestamp is a new event: some senders stamp
     /// back-to-back keys alike).
     last_reported: Option<(u32, DtmfDigit)>,
+    /// Newest sequence number of the event reported last: a start packet of that event
+    /// arriving after its end (reordered) is older than it, a new press of the same key
+    /// stamped alike is newer.
+    last_reported_seq: u16,
     events: VecDeque<DtmfEvent>,
 }
 
@@ -85,6 +91,7 @@ impl DtmfReceiver {
             timeout: Duration::from_millis(300),
             current: None,
             last_reported: None,
+            last_reported_seq: 0,
             events: VecDeque::with_capacity(4),
         }
     }
@@ -106,8 +113,9 @@ impl DtmfReceiver {
             .current
             .is_some_and(|cur| cur.ts == ts && cur.digit == digit);
         // The same key stamped alike again is a new press when its first packet says so
-        // (the marker, on a packet that is not an end packet).
-        let restart = header.marker && !p.end;
+        // (the marker, on a packet that is not an end packet) and comes after the last one
+        // reported; before it, it is that event's own start packet, reordered.
+        let restart = header.marker && !p.end && seq_newer(header.seq, self.last_reported_seq);
         let repeat = self.last_reported == Some((ts, digit)) && !restart;
         if !of_current && (repeat || p.end && self.is_reported(ts, digit)) {
             // A repeated packet of the event reported last, or an end packet of an earlier
@@ -121,6 +129,9 @@ impl DtmfReceiver {
             Some(cur) if cur.ts == ts && cur.digit == digit => {
                 cur.duration = cur.duration.max(duration);
                 cur.last_packet = now;
+                if seq_newer(header.seq, cur.seq) {
+                    cur.seq = header.seq;
+                }
             }
             Some(cur) if (ts.wrapping_sub(cur.ts) as i32) < 0 => return Ok(()), // stale, reordered
             Some(cur) if cur.digit == digit && !header.marker && continues(cur, ts) => {
@@ -131,6 +142,7 @@ impl DtmfReceiver {
                 cur.ts = ts;
                 cur.duration = duration;
                 cur.last_packet = now;
+                cur.seq = header.seq;
             }
             _ => {
                 // A new event; a previous one whose end packets were all lost ends here. The
@@ -142,6 +154,7 @@ impl DtmfReceiver {
                     earlier: 0,
                     duration,
                     last_packet: now,
+                    seq: header.seq,
                 });
             }
         }
@@ -169,6 +182,7 @@ impl DtmfReceiver {
                 duration_ms: (units * 1000 / u64::from(self.clock_rate)) as u32,
             });
             self.last_reported = Some((cur.ts, cur.digit));
+            self.last_reported_seq = cur.seq;
         }
     }
 
@@ -187,6 +201,11 @@ impl DtmfReceiver {
     pub fn poll_event(&mut self) -> Option<DtmfEvent> {
         self.events.pop_front()
     }
+}
+
+/// Whether sequence number `a` comes after `b` (RFC 3550 numbers wrap at 16 bits).
+fn seq_newer(a: u16, b: u16) -> bool {
+    (a.wrapping_sub(b) as i16) > 0
 }
 
 /// Whether a packet stamped `ts` starts the next segment of `cur` (same key, no marker): a
@@ -438,15 +457,25 @@ mod tests {
             .collect()
     }
 
-    /// Feeds `(timestamp, marker, code, end, duration)` packets 20 ms apart; the digits heard.
+    /// Feeds `(timestamp, marker, code, end, duration)` packets 20 ms apart, numbered in the
+    /// order given; the digits heard.
     fn receive(rate: u32, packets: &[(u32, bool, u8, bool, u16)]) -> Vec<DtmfEvent> {
+        let numbered: Vec<_> = (0..).zip(packets.iter().copied()).collect();
+        receive_numbered(rate, &numbered)
+    }
+
+    /// As `receive`, with each packet's sequence number given first.
+    fn receive_numbered(
+        rate: u32,
+        packets: &[(u16, (u32, bool, u8, bool, u16))],
+    ) -> Vec<DtmfEvent> {
         let t0 = Instant::now();
         let mut rx = DtmfReceiver::new(rate);
-        for (i, &(timestamp, marker, code, end, duration)) in packets.iter().enumerate() {
+        for (i, &(seq, (timestamp, marker, code, end, duration))) in packets.iter().enumerate() {
             let header = RtpHeader {
                 marker,
                 pt: Pt(101),
-                seq: i as u16,
+                seq,
                 timestamp,
                 ssrc: Ssrc(1),
             };
@@ -491,6 +520,32 @@ mod tests {
             ],
         );
         assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    #[test]
+    fn a_start_packet_arriving_after_its_end_is_not_a_second_press() {
+        // The marker packet (seq 10) held up behind the first end packet; sequence numbers
+        // wrap on the way.
+        let seq = |n: u16| 65_530u16.wrapping_add(n);
+        let nine = |marker, end, duration| (4_000, marker, 9, end, duration);
+        let events = receive_numbered(
+            8000,
+            &[
+                (seq(11), nine(false, false, 320)),
+                (seq(12), nine(false, true, 480)),
+                (seq(10), nine(true, false, 160)),
+                (seq(13), nine(false, true, 480)),
+                (seq(14), nine(false, true, 480)),
+                // The same key pressed again, stamped alike: a second press.
+                (seq(15), nine(true, false, 160)),
+                (seq(16), nine(false, true, 320)),
+            ],
+        );
+        let nine_for = |duration_ms| DtmfEvent {
+            digit: DtmfDigit::D9,
+            duration_ms,
+        };
+        assert_eq!(events, [nine_for(60), nine_for(40)]);
     }
 
     #[test]

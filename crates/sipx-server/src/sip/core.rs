@@ -32,6 +32,7 @@ pub(crate) use call_rows::progress as call_progress;
 mod calls;
 mod control;
 mod dial;
+mod digit_paths;
 mod events;
 mod inbound;
 mod inbound_control;

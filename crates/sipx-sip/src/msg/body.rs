@@ -5,7 +5,7 @@
 //! request then gets a 415 (RFC 5621).
 
 use super::Headers;
-use super::lex::trim_ws;
+use super::lex::{mime_type, trim_ws};
 use super::parse::{find, header_text};
 
 /// What a body offers as SDP.
@@ -123,7 +123,7 @@ impl<'a> Part<'a> {
         for line in &lines {
             let (name, value) = line.split_once(':')?;
             match trim_ws(name).to_ascii_lowercase().as_str() {
-                "content-type" | "c" => media_type = media_type_of(value),
+                "content-type" | "c" => media_type = mime_type(value),
                 "content-disposition" => {
                     let (_, params) = value.split_once(';').unwrap_or((value, ""));
                     optional = param(params, "handling")
@@ -153,12 +153,8 @@ impl<'a> Part<'a> {
 
 /// `type/subtype` in lower case, and the parameters after it.
 fn media_type(value: &str) -> (String, &str) {
-    let (mime, params) = value.split_once(';').unwrap_or((value, ""));
-    (trim_ws(mime).to_ascii_lowercase(), params)
-}
-
-fn media_type_of(value: &str) -> String {
-    media_type(value).0
+    let params = value.split_once(';').map_or("", |(_, params)| params);
+    (mime_type(value), params)
 }
 
 /// A parameter's value in `;`-separated `name=value` pairs, unquoted.
@@ -263,6 +259,11 @@ mod tests {
     fn plain_sdp_other_types_and_broken_multiparts() {
         assert_eq!(
             sdp_body(&headers("application/sdp; charset=utf-8"), SDP.as_bytes()),
+            SdpBody::Sdp(SDP.as_bytes())
+        );
+        // SWS around the slash (RFC 3261 §25.1).
+        assert_eq!(
+            sdp_body(&headers("Application / SDP"), SDP.as_bytes()),
             SdpBody::Sdp(SDP.as_bytes())
         );
         assert_eq!(

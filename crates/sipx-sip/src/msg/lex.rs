@@ -1,6 +1,17 @@
 //! Lexical helpers of RFC 3261 §25: tokens, LWS, quoted strings, and splitting that respects
 //! quotes and angle brackets. Everything works on `&str` slices and never panics on any input.
 
+/// The `type/subtype` of a media type (`Content-Type`, an `Accept` entry), in lower case and
+/// without its parameters or the white space RFC 3261 §25.1 allows around the slash
+/// (`SLASH = SWS "/" SWS`): `Application / SDP; x=1` is `application/sdp`.
+pub fn mime_type(value: &str) -> String {
+    let bare = value.split(';').next().unwrap_or_default();
+    match bare.split_once('/') {
+        Some((ty, sub)) => format!("{}/{}", trim_ws(ty), trim_ws(sub)).to_ascii_lowercase(),
+        None => trim_ws(bare).to_ascii_lowercase(),
+    }
+}
+
 /// `token` characters: alphanumerics and `-.!%*_+`'~`.
 pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
@@ -193,6 +204,21 @@ pub fn parse_u32(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types_lose_case_parameters_and_white_space() {
+        assert_eq!(mime_type("application/sdp"), "application/sdp");
+        assert_eq!(
+            mime_type(" Application \t/  SDP ;level=1"),
+            "application/sdp"
+        );
+        assert_eq!(
+            mime_type("multipart/mixed;boundary=\"a/b\""),
+            "multipart/mixed"
+        );
+        assert_eq!(mime_type("text"), "text");
+        assert_eq!(mime_type(""), "");
+    }
 
     #[test]
     fn splits_outside_quotes_and_brackets() {

@@ -63,6 +63,8 @@ pub(crate) struct Call {
     /// The peer takes UPDATE, as its last `Allow` said: a refresh request without one does
     /// not take SIPx's refreshing away.
     pub(super) peer_update: bool,
+    /// The keys heard lately, by path: one press sent two ways is one digit.
+    pub(super) keys: super::digit_paths::DigitPaths,
 }
 
 /// The answer to a call into a room, sent once the room has taken the phone
@@ -388,6 +390,7 @@ impl Core {
             origin: Some(origin.clone()),
             timer: None,
             peer_update,
+            keys: Default::default(),
         };
         match &destination {
             Destination::Echo(_) => {}
@@ -1020,6 +1023,11 @@ impl Core {
         duration_ms: u32,
         via: &'static str,
     ) {
+        let heard = self.calls.by_dialog.get_mut(id);
+        if heard.is_some_and(|call| !call.keys.admit(now, digit, via)) {
+            tracing::debug!(call_id = %id.call_id, via, "DTMF key already heard another way");
+            return;
+        }
         // A gated call's digits are its PIN: never logged.
         let gated = self
             .calls

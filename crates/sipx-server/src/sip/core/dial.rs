@@ -1011,6 +1011,7 @@ impl Core {
                 origin: None,
                 timer: None,
                 peer_update: false,
+                keys: Default::default(),
             };
             c.dialog = Some(dialog_id.clone());
             self.controls

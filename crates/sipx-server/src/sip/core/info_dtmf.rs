@@ -3,6 +3,7 @@
 //! what each INFO gets back.
 
 use sipx_media::dtmf::DtmfDigit;
+use sipx_sip::msg::lex::mime_type;
 use sipx_sip::msg::{Request, Response};
 
 /// The bodies an INFO may carry here (the 415's `Accept`).
@@ -52,15 +53,11 @@ pub(super) fn read_info(req: &Request) -> InfoBody {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return InfoBody::Empty;
     }
-    let content_type = req
-        .headers
-        .get("Content-Type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type = mime_type(req.headers.get("Content-Type").unwrap_or_default());
     let Ok(body) = std::str::from_utf8(&req.body) else {
         return InfoBody::Unreadable("DTMF body is not text");
     };
-    let (signal, duration) = if content_type.starts_with("application/dtmf-relay") {
+    let (signal, duration) = if content_type == "application/dtmf-relay" {
         let mut signal = None;
         let mut duration = None;
         for line in body.lines() {
@@ -77,7 +74,7 @@ pub(super) fn read_info(req: &Request) -> InfoBody {
             return InfoBody::Unreadable("No Signal in the DTMF body");
         };
         (signal, duration)
-    } else if content_type.starts_with("application/dtmf") {
+    } else if content_type == "application/dtmf" {
         (body.trim(), None)
     } else {
         return InfoBody::Unsupported;
@@ -149,6 +146,8 @@ mod tests {
                 "Signal=Z\r\n",
                 InfoBody::Unreadable("Unknown DTMF signal"),
             ),
+            (Some("application / dtmf ;x=1"), "7", digit('7', 250)),
+            (Some("application/dtmf-relayx"), "7", InfoBody::Unsupported),
             (Some("text/plain"), "5", InfoBody::Unsupported),
             (None, "", InfoBody::Empty),
             (Some("application/dtmf-relay"), "", InfoBody::Empty),
