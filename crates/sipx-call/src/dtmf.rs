@@ -14,7 +14,7 @@ pub const MAX_DTMF_LEN: usize = 128;
 /// without bound.
 pub const MAX_QUEUED: usize = 256;
 
-/// A DTMF key: `0-9`, `*`, `#`, `A-D`. Stored as its (upper-case) character; the driver maps it
+/// A DTMF key: `0-9`, `*`, `#`, `A-D`, or a heard hook flash (`!`). Stored as its (upper-case) character; the driver maps it
 /// to an RFC 4733 event or an INFO body.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digit(char);
@@ -23,6 +23,16 @@ impl Digit {
     pub fn from_char(c: char) -> Option<Digit> {
         let c = c.to_ascii_uppercase();
         matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(Digit(c))
+    }
+
+    /// A key the phone pressed: a digit as `from_char`, or `!`, a hook flash (RFC 4733 event
+    /// 16), which a phone can send and an application may want (call waiting, transfer on an
+    /// analogue line) but a dial string cannot ask for.
+    pub fn heard(c: char) -> Option<Digit> {
+        if c == '!' {
+            return Some(Digit(c));
+        }
+        Digit::from_char(c)
     }
 
     pub fn as_char(self) -> char {
@@ -189,6 +199,14 @@ mod tests {
         assert!(DtmfSequence::parse("1w2").is_err());
         assert!(DtmfSequence::parse("E").is_err());
         assert!(DtmfSequence::parse("!").is_err());
+    }
+
+    #[test]
+    fn a_heard_flash_is_a_key_but_not_one_to_dial() {
+        assert_eq!(Digit::heard('!').map(Digit::as_char), Some('!'));
+        assert_eq!(Digit::heard('b').map(Digit::as_char), Some('B'));
+        assert_eq!(Digit::from_char('!'), None);
+        assert_eq!(Digit::heard('x'), None);
     }
 
     #[test]

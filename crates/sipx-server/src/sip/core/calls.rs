@@ -1041,7 +1041,7 @@ impl Core {
         }
         metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
         if let Some(call) = self.control_of_dialog(id) {
-            if let Some(digit) = sipx_call::Digit::from_char(digit.as_char()) {
+            if let Some(digit) = sipx_call::Digit::heard(digit.as_char()) {
                 let input = sipx_call::Input::Media(sipx_call::MediaInput::Dtmf { digit });
                 self.feed(now, &call, input);
             }

@@ -688,7 +688,7 @@ impl Core {
                         return;
                     }
                     metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
-                    match sipx_call::Digit::from_char(d.digit.as_char()) {
+                    match sipx_call::Digit::heard(d.digit.as_char()) {
                         Some(digit) => Input::Media(MediaInput::Dtmf { digit }),
                         None => return,
                     }
