@@ -450,25 +450,24 @@ mod tests {
     }
 
     /// The keys `receive` hears at 8 kHz, as characters.
-    fn keys_heard(packets: &[(u32, bool, u8, bool, u16)]) -> String {
+    fn keys_heard(packets: &[Packet]) -> String {
         receive(8000, packets)
             .iter()
             .map(|e| e.digit.as_char())
             .collect()
     }
 
-    /// Feeds `(timestamp, marker, code, end, duration)` packets 20 ms apart, numbered in the
-    /// order given; the digits heard.
-    fn receive(rate: u32, packets: &[(u32, bool, u8, bool, u16)]) -> Vec<DtmfEvent> {
+    /// A telephone-event packet: (timestamp, marker, code, end, duration).
+    type Packet = (u32, bool, u8, bool, u16);
+
+    /// Feeds packets 20 ms apart, numbered in the order given; the digits heard.
+    fn receive(rate: u32, packets: &[Packet]) -> Vec<DtmfEvent> {
         let numbered: Vec<_> = (0..).zip(packets.iter().copied()).collect();
         receive_numbered(rate, &numbered)
     }
 
     /// As `receive`, with each packet's sequence number given first.
-    fn receive_numbered(
-        rate: u32,
-        packets: &[(u16, (u32, bool, u8, bool, u16))],
-    ) -> Vec<DtmfEvent> {
+    fn receive_numbered(rate: u32, packets: &[(u16, Packet)]) -> Vec<DtmfEvent> {
         let t0 = Instant::now();
         let mut rx = DtmfReceiver::new(rate);
         for (i, &(seq, (timestamp, marker, code, end, duration))) in packets.iter().enumerate() {
