@@ -284,6 +284,59 @@ def test_odd_sdps_are_answered_or_refused_cleanly(sipx, tmp_path, scenario, ip, 
     assert f"FINAL {expected}" in run.logs, run.logs
 
 
+def test_an_answer_keeps_the_offers_time_and_unusable_keys_or_dispositions_are_refused(sipx):
+    """Hand-written INVITEs to the echo test: an offer with NTP times in `t=` is answered with
+    the same `t=` (RFC 3264 §6); a crypto line whose key lives 1 packet is refused (RFC 4568
+    §6.1: 488, nothing else offered); an SDP body marked `render` is not a session
+    description (RFC 3261 §20.11: 415). Address 127.0.0.251."""
+    ip = "127.0.0.251"
+    host, port = sip_addr(sipx)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ip, 0))
+    sock.settimeout(10)
+    me = sock.getsockname()[1]
+    key = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR"
+
+    def invite(n, profile, lines, extra=""):
+        sdp = (f"v=0\r\no=- {n} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\n{lines[0]}\r\n"
+               f"m=audio 40000 {profile} 0\r\n" + "".join(f"{l}\r\n" for l in lines[1:]))
+        call_id, tag = f"t{n}-{time.monotonic_ns()}@{ip}", f"tag{n}"
+        head = (f"sip:echo@{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:{me};branch=z9hG4bKt{n}\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:a@{ip}>;tag={tag}\r\nTo: <sip:echo@{host}>\r\n"
+                f"Call-ID: {call_id}\r\n")
+        sock.sendto((f"INVITE {head}CSeq: 1 INVITE\r\nContact: <sip:a@{ip}:{me}>\r\n{extra}"
+                     f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode(),
+                    (host, port))
+        while True:
+            text = sock.recv(65535).decode(errors="replace")
+            if not (text.startswith("SIP/2.0 ") and call_id in text and "CSeq: 1 INVITE" in text):
+                continue  # the last call's BYE answered, or a request
+            status = int(text.split(" ", 2)[1])
+            if status >= 200:
+                break
+        to = re.search(r"^To: (.*)$", text, re.M).group(1).strip()
+        end = head.replace(f"To: <sip:echo@{host}>", f"To: {to}")
+        sock.sendto(f"ACK {end}CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n".encode(), (host, port))
+        if status == 200:
+            sock.sendto(f"BYE {end}CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n".encode(), (host, port))
+        return status, text
+
+    try:
+        status, answer = invite(1, "RTP/AVP", ["t=3034423619 3042462419"])
+        assert status == 200 and "\r\nt=3034423619 3042462419\r\n" in answer, answer
+        status, answer = invite(2, "RTP/SAVP", ["t=0 0", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^0"])
+        assert status == 488 and "Warning: 399" in answer, answer
+        # The same key living 2^31 packets is taken.
+        status, answer = invite(3, "RTP/SAVP", ["t=0 0", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^31"])
+        assert status == 200 and "a=crypto:1 AES_CM_128_HMAC_SHA1_80" in answer, answer
+        status, answer = invite(4, "RTP/AVP", ["t=0 0"], "Content-Disposition: render\r\n")
+        assert status == 415, answer
+        status, answer = invite(5, "RTP/AVP", ["t=0 0"], "Content-Disposition: session;handling=required\r\n")
+        assert status == 200, answer
+    finally:
+        sock.close()
+
+
 def test_srtp_required_refuses_plain_rtp_with_488_and_a_warning(data_dir, tmp_path):
     s = echo_server(data_dir, SIPX_MEDIA__SRTP="required")
     try:

@@ -209,15 +209,15 @@ def dial(server, creds, to):
     return api(server, creds, "POST", "/v1/calls", {"to": to, "room": {"name": "timers"}}, expect=201).json()
 
 
-def dial_until_the_phone_hangs_up(server, tmp_path, ip, number, scenario):
-    """Dials a sipp phone on ip:5060 playing `scenario` to its end, which is its hang-up;
-    returns every SIP message the phone saw."""
+def dial_until_the_phone_hangs_up(server, tmp_path, ip, number, scenario, lasts=20):
+    """Dials a sipp phone on ip:5060 playing `scenario` to its end, which is its hang-up
+    within `lasts` seconds; returns every SIP message the phone saw."""
     from test_calls_dialout import sipp_uas, wait_state
     creds = create_app(server)[:2]
     with sipp_uas(tmp_path, ip, scenario) as uas:
         created = dial(server, creds, f"sip:{number}@{ip}:5060")
         wait_state(server, creds, created["id"], "CONFIRMED", timeout=10)
-        assert uas.wait(20) == 0, (tmp_path / f"sipp-{ip}-errors.log").read_text()
+        assert uas.wait(lasts) == 0, (tmp_path / f"sipp-{ip}-errors.log").read_text()
     ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=10)
     assert ended["end"]["cause"] == "remote_hangup", ended
     return (tmp_path / f"sipp-{ip}-messages.log").read_text()
@@ -251,12 +251,23 @@ def test_a_dial_out_refreshes_by_reinvite_a_phone_without_update(dialer, tmp_pat
     assert len(traced(messages, "ACK ")) == 3, messages
 
 
-def test_a_dial_outs_refresh_that_meets_a_491_goes_again_2_1_to_4_s_later(dialer, tmp_path):
+@pytest.fixture
+def slow_dialer(data_dir):
+    """SIPx offering a 30 s session timer on its dial-outs: room for a 491's whole wait
+    between its refresh (15 s) and the moment the phone would give up (20 s)."""
+    s = Server(data_dir, env={**SIP_ENV, "SIPX_SIP__SESSION_MIN_SE_SECS": "5",
+                              "SIPX_SIP__SESSION_EXPIRES_SECS": "30"}).start()
+    yield s
+    s.stop()
+
+
+def test_a_dial_outs_refresh_that_meets_a_491_goes_again_2_1_to_4_s_later(slow_dialer, tmp_path):
     """SIPx dialled out, so it generated the Call-ID: after a 491 it waits 2.1 to 4 s (RFC 3261
-    §14.1), leaving 0 to 2 s to the phone, whose own request crossed SIPx's."""
+    §14.1), leaving 0 to 2 s to the phone, whose own request crossed SIPx's. (With less time
+    left before the phone gives up, the retry comes sooner: session_timer's unit tests.)"""
     ip = "127.0.0.237"
     scenario = "uas_session_timer_sipx_reinvite_glare.xml"
-    messages = dial_until_the_phone_hangs_up(dialer, tmp_path, ip, "+4930559", scenario)
+    messages = dial_until_the_phone_hangs_up(slow_dialer, tmp_path, ip, "+4930559", scenario, lasts=35)
     assert len(traced(messages, "INVITE ")) == 3, messages[:3000]
     log = (tmp_path / f"sipp-{ip}-messages.log").read_text()
     times = traced_times_in(log, "SIP/2.0 491")

@@ -125,6 +125,10 @@ pub struct CryptoAttr {
 /// and those who use one (Microsoft's phones and SBCs among them) send one to four bytes.
 pub const MAX_MKI_LEN: u8 = 4;
 
+/// The shortest key lifetime SIPx takes, in packets: 2^20, RFC 4568's own example, lasts
+/// 5.8 hours of 20 ms audio.
+pub const MIN_KEY_LIFETIME: u64 = 1 << 20;
+
 /// Most key parameters one line may carry; RFC 4568 allows several, nobody sends more than two.
 const MAX_KEYS: usize = 8;
 
@@ -178,8 +182,11 @@ impl CryptoAttr {
         let Some(suite) = self.suite() else {
             return false;
         };
-        // WSH only sizes the replay window, which is ours to choose.
-        let harmless = |p: &String| p == "KDR=0" || p.starts_with("WSH=");
+        // WSH only sizes the replay window, which is ours to choose; FEC_ORDER=FEC_SRTP is
+        // the default order (RFC 4568 §6.3.6), and there is no FEC here to order.
+        let harmless = |p: &String| {
+            p == "KDR=0" || p.starts_with("WSH=") || p.eq_ignore_ascii_case("FEC_ORDER=FEC_SRTP")
+        };
         let [key] = self.keys.as_slice() else {
             return false;
         };
@@ -190,6 +197,7 @@ impl CryptoAttr {
         };
         key.key_salt.len() == suite.key_salt_len()
             && key.mki.as_ref().is_none_or(mki_fits)
+            && key.lifetime_is_long_enough()
             && self.session_params.iter().all(harmless)
     }
 
@@ -231,6 +239,32 @@ impl KeyParam {
             lifetime,
             mki,
         })
+    }
+
+    /// The key's lifetime in packets, as written (`2^20`, `1048576`); `None` when it is not
+    /// written (the suite's maximum then applies) or too large to mean anything.
+    pub fn lifetime_packets(&self) -> Option<u64> {
+        let written = self.lifetime.as_deref()?;
+        match written.strip_prefix("2^") {
+            Some(power) => 1u64
+                .checked_shl(power.parse().ok()?)
+                .filter(|_| power.len() <= 2),
+            None => written.parse().ok(),
+        }
+    }
+
+    /// Whether the key may be used for a call: SIPx keeps one master key per direction for
+    /// as long as the peer keeps it, re-keying only when the peer offers a new one, so a key
+    /// must last: at least [`MIN_KEY_LIFETIME`] packets (hours of audio at 50 packets a
+    /// second), and no more than SRTP's own limit of 2^48 (RFC 3711 §9.2), past which the
+    /// number is not a lifetime at all. A line with an unusable lifetime is refused (RFC
+    /// 4568 §6.1), so another line of the offer is taken, or the offer refused.
+    fn lifetime_is_long_enough(&self) -> bool {
+        match (&self.lifetime, self.lifetime_packets()) {
+            (None, _) => true,
+            (Some(_), Some(packets)) => (MIN_KEY_LIFETIME..=1 << 48).contains(&packets),
+            (Some(_), None) => false,
+        }
     }
 
     fn to_value(&self) -> String {
@@ -310,6 +344,37 @@ mod tests {
     }
 
     #[test]
+    fn a_key_must_outlast_a_long_call() {
+        let with = |lifetime: &str| {
+            CryptoAttr::parse(&format!(
+                "1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|{lifetime}"
+            ))
+            .unwrap()
+        };
+        for (lifetime, packets, usable) in [
+            ("2^20", Some(1 << 20), true),
+            ("2^31", Some(1 << 31), true),
+            ("2^48", Some(1 << 48), true),
+            ("1048576", Some(1 << 20), true),
+            ("2^0", Some(1), false),
+            ("1", Some(1), false),
+            ("0", Some(0), false),
+            ("2^19", Some(1 << 19), false),
+            ("2^49", Some(1 << 49), false),
+            ("2^99", None, false),
+            ("99999999999999999999", None, false),
+        ] {
+            let c = with(lifetime);
+            assert_eq!(c.keys[0].lifetime_packets(), packets, "{lifetime}");
+            assert_eq!(c.is_usable(), usable, "{lifetime}");
+        }
+        // No lifetime: the suite's own maximum.
+        let bare =
+            CryptoAttr::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}")).unwrap();
+        assert!(bare.is_usable());
+    }
+
+    #[test]
     fn usability_and_round_trip() {
         let line = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30}|2^20 KDR=0 WSH=128");
         let c = CryptoAttr::parse(&line).unwrap();
@@ -340,6 +405,10 @@ mod tests {
         assert!(!gcm.is_usable());
         let unencrypted = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30} UNENCRYPTED_SRTP");
         assert!(!CryptoAttr::parse(&unencrypted).unwrap().is_usable());
+        let fec_default = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30} FEC_ORDER=FEC_SRTP");
+        assert!(CryptoAttr::parse(&fec_default).unwrap().is_usable());
+        let fec_first = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_30} FEC_ORDER=SRTP_FEC");
+        assert!(!CryptoAttr::parse(&fec_first).unwrap().is_usable());
         // Unpadded base64 is accepted.
         let unpadded =
             CryptoAttr::parse("1 AEAD_AES_128_GCM inline:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")

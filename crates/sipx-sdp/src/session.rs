@@ -34,6 +34,10 @@ pub struct MediaSession {
     answered_offer: Option<(PendingOffer, PayloadNumbers)>,
     negotiated: Option<NegotiatedMedia>,
     layout: Option<Layout>,
+    /// The session's `t=` (and `r=`, `z=`) lines: `t=0 0` until an offer says otherwise,
+    /// then the offer's, which an answer must repeat (RFC 3264 §6: the time of a session is
+    /// not negotiated) and our later offers keep.
+    timing: Vec<Line>,
 }
 
 struct PendingOffer {
@@ -73,6 +77,10 @@ impl MediaSession {
             answered_offer: None,
             negotiated: None,
             layout: None,
+            timing: vec![Line {
+                kind: 't',
+                value: "0 0".to_owned(),
+            }],
         })
     }
 
@@ -306,6 +314,9 @@ impl MediaSession {
         let layout: Vec<MediaDescription> = offer.media.iter().map(disabled_copy).collect();
         let mut media = layout.clone();
         media[audio_index] = audio;
+        if offer.timing.iter().any(|line| line.kind == 't') {
+            self.timing.clone_from(&offer.timing);
+        }
         let answer = self.stamp(media);
         self.layout = Some(Layout {
             media: layout,
@@ -338,10 +349,7 @@ impl MediaSession {
             info: Vec::new(),
             connection: Some(Connection::for_ip(address)),
             bandwidths: Vec::new(),
-            timing: vec![Line {
-                kind: 't',
-                value: "0 0".to_owned(),
-            }],
+            timing: self.timing.clone(),
             other: Vec::new(),
             attributes: Vec::new(),
             media,

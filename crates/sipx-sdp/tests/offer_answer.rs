@@ -929,3 +929,26 @@ fn an_ipv4_mapped_address_is_the_ipv4_one() {
     let mut v6 = MediaSession::new(config("2001:db8::1", 4000), &[1; KEY_MATERIAL_LEN]).unwrap();
     assert!(v6.handle_offer(&offer).is_err());
 }
+
+#[test]
+fn the_answer_repeats_the_offers_time_and_later_offers_keep_it() {
+    // RFC 3264 §6: the time of a session is not negotiated.
+    let timed = "v=0\no=- 1 1 IN IP4 192.0.2.9\ns=-\nc=IN IP4 192.0.2.9\n\
+                 t=3034423619 3042462419\nr=604800 3600 0\nm=audio 5000 RTP/AVP 0\n";
+    let mut bob = bob();
+    let answer = bob.handle_offer(&parse(timed)).unwrap().to_string();
+    assert!(
+        answer.contains("\r\nt=3034423619 3042462419\r\nr=604800 3600 0\r\n"),
+        "{answer}"
+    );
+    let offer = bob.create_offer().unwrap().to_string();
+    assert!(offer.contains("\r\nt=3034423619 3042462419\r\n"), "{offer}");
+    // Without a t= line (tolerated), the answer says t=0 0.
+    let untimed =
+        "v=0\no=- 1 1 IN IP4 192.0.2.9\ns=-\nc=IN IP4 192.0.2.9\nm=audio 5000 RTP/AVP 0\n";
+    let answer = self::bob()
+        .handle_offer(&parse(untimed))
+        .unwrap()
+        .to_string();
+    assert!(answer.contains("\r\nt=0 0\r\n"), "{answer}");
+}

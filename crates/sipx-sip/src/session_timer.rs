@@ -299,12 +299,17 @@ impl SessionTimer {
     /// before the interval runs out, by the smaller of 32 s and a third of it (§10), so the
     /// BYE arrives while proxies still hold the session; the refresher gives up at the end.
     fn expiry(&self) -> Instant {
-        let end = self.refreshed_at + self.agreed;
         if self.ours {
-            end
+            self.refreshed_at + self.agreed
         } else {
-            end - (self.agreed / 3).min(Duration::from_secs(32))
+            self.peer_gives_up()
         }
+    }
+
+    /// When the side that waits for refreshes ends the session without one (§10).
+    fn peer_gives_up(&self) -> Instant {
+        let end = self.refreshed_at + self.agreed;
+        end - (self.agreed / 3).min(Duration::from_secs(32))
     }
 
     pub fn poll_timeout(&self) -> Instant {
@@ -371,7 +376,15 @@ impl SessionTimer {
                     RefreshOutcome::Glare(wait) => wait,
                     _ => RETRY,
                 };
-                let again = now + wait;
+                // Not after the peer's last moment while that is still ahead: waiting for
+                // the refresh, it sends its BYE a little before the end (`expiry`). A short
+                // interval leaves less than the full wait; the session comes first. Past
+                // that moment, a lenient peer may still take one, at the usual pace.
+                let last_chance = self.peer_gives_up();
+                let again = match now + wait {
+                    again if again > last_chance && last_chance > now => last_chance,
+                    again => again,
+                };
                 self.next_refresh = (again < self.expiry()).then_some(again);
                 true
             }

@@ -33,7 +33,14 @@ pub fn sdp_body<'a>(headers: &Headers, body: &'a [u8]) -> SdpBody<'a> {
     };
     let (mime, params) = media_type(content_type);
     if mime == "application/sdp" {
-        return SdpBody::Sdp(body);
+        // An SDP body is the session description unless its disposition says it is
+        // something else (RFC 3261 §20.11: `session` is SDP's default); such a body SIPx must
+        // handle is one it cannot (415), one it may ignore is no offer.
+        return match headers.get("Content-Disposition").map(disposition) {
+            None | Some(Disposition { session: true, .. }) => SdpBody::Sdp(body),
+            Some(Disposition { optional: true, .. }) => SdpBody::Absent,
+            Some(_) => SdpBody::Unusable,
+        };
     }
     if mime != "multipart/mixed" {
         return SdpBody::Unusable;
@@ -43,7 +50,8 @@ pub fn sdp_body<'a>(headers: &Headers, body: &'a [u8]) -> SdpBody<'a> {
     };
     let mut sdp = None;
     for part in parts {
-        if sdp.is_none() && part.media_type == "application/sdp" && !part.body.is_empty() {
+        let session = part.media_type == "application/sdp" && part.session;
+        if sdp.is_none() && session && !part.body.is_empty() {
             sdp = Some(part.body);
         } else if !part.optional {
             return SdpBody::Unusable;
@@ -59,6 +67,8 @@ struct Part<'a> {
     media_type: String,
     /// `Content-Disposition: …;handling=optional`: the part may be ignored.
     optional: bool,
+    /// No `Content-Disposition`, or `session`: an SDP part is the session description.
+    session: bool,
     body: &'a [u8],
 }
 
@@ -111,6 +121,7 @@ impl<'a> Part<'a> {
         let head = header_text(head);
         let mut media_type = "text/plain".to_owned();
         let mut optional = false;
+        let mut session = true;
         let mut encoded = false;
         // Folded lines (RFC 2822 §2.2.3) joined to the line they continue.
         let mut lines: Vec<String> = Vec::new();
@@ -124,11 +135,7 @@ impl<'a> Part<'a> {
             let (name, value) = line.split_once(':')?;
             match trim_ws(name).to_ascii_lowercase().as_str() {
                 "content-type" | "c" => media_type = mime_type(value),
-                "content-disposition" => {
-                    let (_, params) = value.split_once(';').unwrap_or((value, ""));
-                    optional = param(params, "handling")
-                        .is_some_and(|h| h.eq_ignore_ascii_case("optional"));
-                }
+                "content-disposition" => Disposition { optional, session } = disposition(value),
                 // Base64 or quoted-printable SDP: not read (nobody sends it).
                 "content-transfer-encoding" => {
                     encoded = !matches!(
@@ -146,8 +153,25 @@ impl<'a> Part<'a> {
                 media_type
             },
             optional,
+            session,
             body,
         })
+    }
+}
+
+/// What a `Content-Disposition` says of its body.
+struct Disposition {
+    /// The disposition type is `session`.
+    session: bool,
+    /// `handling=optional`: the body may be ignored (required is the default).
+    optional: bool,
+}
+
+fn disposition(value: &str) -> Disposition {
+    let (kind, params) = value.split_once(';').unwrap_or((value, ""));
+    Disposition {
+        session: trim_ws(kind).eq_ignore_ascii_case("session"),
+        optional: param(params, "handling").is_some_and(|h| h.eq_ignore_ascii_case("optional")),
     }
 }
 
@@ -261,6 +285,22 @@ mod tests {
             sdp_body(&headers("application/sdp; charset=utf-8"), SDP.as_bytes()),
             SdpBody::Sdp(SDP.as_bytes())
         );
+        // The disposition: session (SDP's default) or absent is the session description;
+        // another that must be handled cannot be, one that may be ignored is no offer.
+        for (disposition, want) in [
+            ("session", SdpBody::Sdp(SDP.as_bytes())),
+            ("Session;handling=required", SdpBody::Sdp(SDP.as_bytes())),
+            ("render", SdpBody::Unusable),
+            ("icon;handling=required", SdpBody::Unusable),
+            ("alert; handling=optional", SdpBody::Absent),
+        ] {
+            let mut with = headers("application/sdp");
+            with.0.push(Header {
+                name: "Content-Disposition".into(),
+                value: disposition.to_owned(),
+            });
+            assert_eq!(sdp_body(&with, SDP.as_bytes()), want, "{disposition}");
+        }
         // SWS around the slash (RFC 3261 §25.1).
         assert_eq!(
             sdp_body(&headers("Application / SDP"), SDP.as_bytes()),

@@ -356,4 +356,29 @@ fn after_a_491_the_caller_waits_2_1_to_4_s_and_the_callee_at_most_2_s() {
     assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::Glare(wait)));
     assert_eq!(timer.poll_timeout(), at + wait);
     assert_eq!(timer.handle_timeout(at + wait), Some(TimerAction::Refresh));
+
+    // A 6 s session refreshed at 3 s: the phone, waiting, gives up at 4 s (6 s less a
+    // third), so the retry comes then, not 2.1-4 s after the 491.
+    let mut timer = SessionTimer::new(t0, 6, true, 1);
+    let at = timer.poll_timeout();
+    assert_eq!(at, t0 + Duration::from_secs(3));
+    assert_eq!(timer.handle_timeout(at), Some(TimerAction::Refresh));
+    let wait = glare_wait(true, 190);
+    assert!(timer.on_refresh_outcome(at, timer.epoch(), RefreshOutcome::Glare(wait)));
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(4));
+    assert_eq!(
+        timer.handle_timeout(t0 + Duration::from_secs(4)),
+        Some(TimerAction::Refresh)
+    );
+    // A failure past that moment: again at the usual pace, while the session lasts.
+    let late = t0 + Duration::from_millis(4_500);
+    let wait = glare_wait(true, 0);
+    assert!(timer.on_refresh_outcome(late, timer.epoch(), RefreshOutcome::Glare(wait)));
+    assert_eq!(
+        timer.poll_timeout(),
+        t0 + Duration::from_secs(6),
+        "2.1 s on is past the end"
+    );
+    assert!(timer.on_refresh_outcome(late, timer.epoch(), RefreshOutcome::Failed));
+    assert_eq!(timer.poll_timeout(), t0 + Duration::from_secs(6));
 }
