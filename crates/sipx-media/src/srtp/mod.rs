@@ -17,6 +17,7 @@
 //! RFC 7714 vectors and libsrtp's reference packets are the tests.
 
 mod kdf;
+mod receive;
 mod replay;
 mod transform;
 
@@ -24,12 +25,15 @@ mod transform;
 mod tests;
 
 use crate::error::MediaError;
-use replay::{ReplayWindow, RocTracker};
+use receive::Receiver;
 use transform::Transform;
 
 /// Remote SSRCs whose rollover counter and replay window are kept at once. A leg has one;
 /// a few more cover a source switch without losing the old stream's replay state.
 const STREAMS: usize = 4;
+
+/// Room kept for a packet while an old key is tried after the new one: any datagram.
+const SCRATCH: usize = 2048;
 
 /// An SRTP crypto suite as named in SDP `a=crypto` (RFC 4568 §6.2, RFC 7714 §14.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,17 +171,6 @@ pub struct SrtpStats {
     pub malformed: u64,
 }
 
-/// One remote source's receive state.
-#[derive(Debug, Clone, Copy)]
-struct RxStream {
-    ssrc: u32,
-    roc: RocTracker,
-    rtp_window: ReplayWindow,
-    rtcp_window: ReplayWindow,
-    /// Order of last use, to replace the stalest when a new source appears.
-    last_used: u64,
-}
-
 /// Our sending state: one SSRC per leg, but a table costs nothing and keeps `update` honest.
 #[derive(Debug, Clone, Copy)]
 struct TxStream {
@@ -190,15 +183,18 @@ struct TxStream {
 pub struct SrtpSession {
     suite: SrtpSuite,
     tx: Transform,
-    rx: Transform,
-    /// The MKI we write into what we send, and the one the peer's packets must carry.
+    /// The MKI we write into what we send.
     tx_mki: Vec<u8>,
-    rx_mki: Vec<u8>,
     tx_streams: [Option<TxStream>; STREAMS],
-    rx_streams: [Option<RxStream>; STREAMS],
     /// SRTCP index of the next packet we send (31 bits).
     srtcp_index: u32,
-    uses: u64,
+    /// What the peer's packets are opened with.
+    rx: Receiver,
+    /// The peer's key before it re-keyed, until a packet under the new one arrives: what it
+    /// sent before it had our answer is still on the way (RFC 4568 §7.1.4).
+    previous: Option<Box<Receiver>>,
+    /// A packet as it came, while `previous` is kept: a failed attempt may have changed it.
+    scratch: Vec<u8>,
     stats: SrtpStats,
 }
 
@@ -224,13 +220,12 @@ impl SrtpSession {
         Ok(SrtpSession {
             suite: config.suite,
             tx: Transform::from_master(config.suite, &config.local)?,
-            rx: Transform::from_master(config.suite, &config.remote)?,
             tx_mki: config.local.mki.clone(),
-            rx_mki: config.remote.mki.clone(),
             tx_streams: [None; STREAMS],
-            rx_streams: [None; STREAMS],
             srtcp_index: 0,
-            uses: 0,
+            rx: Receiver::new(config.suite, &config.remote)?,
+            previous: None,
+            scratch: Vec::new(),
             stats: SrtpStats::default(),
         })
     }
@@ -240,20 +235,25 @@ impl SrtpSession {
     /// (RFC 3711 §3.2.1; RFC 4568 §7.1.4): its rollover counters and replay windows, and on
     /// our side the SRTCP index. Starting them again under the same key would send packet
     /// indexes already used (keystream reuse, §9.1) and make the peer, whose counters went on,
-    /// refuse everything after a sequence wrap. A new key or suite is a new context.
+    /// refuse everything after a sequence wrap. A new key or suite is a new context; a new
+    /// key of the peer's leaves the old one open until the new one is heard.
     pub fn renegotiated(&self, old: &SrtpConfig, new: &SrtpConfig) -> Result<Self, MediaError> {
         let mut next = SrtpSession::new(new)?;
         next.stats = self.stats;
-        if old.suite != new.suite {
-            return Ok(next);
+        let same_suite = old.suite == new.suite;
+        if same_suite && old.remote.same_master(&new.remote) {
+            next.rx.streams = self.rx.streams;
+            next.rx.uses = self.rx.uses;
+        } else {
+            let mut previous = Receiver::new(old.suite, &old.remote)?;
+            previous.streams = self.rx.streams;
+            previous.uses = self.rx.uses;
+            next.previous = Some(Box::new(previous));
+            next.scratch = Vec::with_capacity(SCRATCH);
         }
-        if old.local.same_master(&new.local) {
+        if same_suite && old.local.same_master(&new.local) {
             next.tx_streams = self.tx_streams;
             next.srtcp_index = self.srtcp_index;
-        }
-        if old.remote.same_master(&new.remote) {
-            next.rx_streams = self.rx_streams;
-            next.uses = self.uses;
         }
         Ok(next)
     }
@@ -264,13 +264,12 @@ impl SrtpSession {
         SrtpSession {
             suite,
             tx,
-            rx,
             tx_mki: Vec::new(),
-            rx_mki: Vec::new(),
             tx_streams: [None; STREAMS],
-            rx_streams: [None; STREAMS],
             srtcp_index: 0,
-            uses: 0,
+            rx: Receiver::from_transform(suite, rx, Vec::new()),
+            previous: None,
+            scratch: Vec::new(),
             stats: SrtpStats::default(),
         }
     }
@@ -307,29 +306,9 @@ impl SrtpSession {
     /// Unprotects the SRTP packet filling `packet` in place; returns the length of the RTP
     /// packet now at its start. Replays and failed tags are errors and counted.
     pub fn unprotect_rtp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let result = self.try_unprotect_rtp(packet);
+        let result = self.open(packet, Receiver::unprotect_rtp);
         self.count(&result);
         result
-    }
-
-    fn try_unprotect_rtp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let trailer = self.rx_mki.len() + self.suite.rtp_overhead();
-        let header_len = rtp_header_len(packet)?;
-        if packet.len() < header_len + trailer {
-            return Err(MediaError::MalformedSrtp("shorter than header and tag"));
-        }
-        let (seq, ssrc) = rtp_seq_ssrc(packet);
-        let (slot, mut stream) = self.rx_stream(ssrc);
-        let (roc, index) = stream.roc.estimate(seq);
-        stream.rtp_window.check(index)?;
-        let len = self
-            .rx
-            .unprotect_rtp(packet, header_len, &self.rx_mki, (ssrc, roc, seq))?;
-        // Authenticated: only now may the packet move the ROC and the window, or take a slot.
-        stream.rtp_window.accept(index);
-        stream.roc.accept(roc, seq);
-        self.store_rx_stream(slot, stream);
-        Ok(len)
     }
 
     /// Protects the RTCP compound packet in `buf[..len]` in place (encrypted, E flag set);
@@ -352,34 +331,41 @@ impl SrtpSession {
 
     /// Unprotects the SRTCP packet filling `packet` in place; returns the RTCP length.
     pub fn unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let result = self.try_unprotect_rtcp(packet);
+        let result = self.open(packet, Receiver::unprotect_rtcp);
         self.count(&result);
         result
     }
 
-    fn try_unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let overhead = self.rx_mki.len() + self.suite.rtcp_overhead();
-        if packet.len() < 8 + overhead {
-            return Err(MediaError::MalformedSrtp(
-                "shorter than header, index and tag",
-            ));
+    /// Opens a packet under the peer's key, or under the one before it while that is kept.
+    /// The first packet the new key opens closes the old one: the peer has moved on, and
+    /// what still comes under the old key is late.
+    fn open(
+        &mut self,
+        packet: &mut [u8],
+        unprotect: fn(&mut Receiver, &mut [u8]) -> Result<usize, MediaError>,
+    ) -> Result<usize, MediaError> {
+        if self.previous.is_none() {
+            return unprotect(&mut self.rx, packet);
         }
-        let ssrc = crate::rtp::be_u32(&packet[4..8]);
-        let index_at = if self.suite.is_aead() {
-            packet.len() - 4
-        } else {
-            packet.len() - overhead
-        };
-        let word = crate::rtp::be_u32(&packet[index_at..index_at + 4]);
-        let (encrypted, index) = (word & 0x8000_0000 != 0, word & 0x7fff_ffff);
-        let (slot, mut stream) = self.rx_stream(ssrc);
-        stream.rtcp_window.check(u64::from(index))?;
-        let len = self
-            .rx
-            .unprotect_rtcp(packet, index, encrypted, &self.rx_mki)?;
-        stream.rtcp_window.accept(u64::from(index));
-        self.store_rx_stream(slot, stream);
-        Ok(len)
+        self.scratch.clear();
+        self.scratch.extend_from_slice(packet);
+        match unprotect(&mut self.rx, packet) {
+            Ok(len) => {
+                self.previous = None;
+                Ok(len)
+            }
+            Err(refused) => {
+                packet.copy_from_slice(&self.scratch);
+                // A replay under the old key says more than the new key's failed tag.
+                match self.previous.as_deref_mut() {
+                    Some(previous) => unprotect(previous, packet).map_err(|e| match e {
+                        MediaError::SrtpReplay => e,
+                        _ => refused,
+                    }),
+                    None => Err(refused),
+                }
+            }
+        }
     }
 
     fn count(&mut self, result: &Result<usize, MediaError>) {
@@ -419,38 +405,6 @@ impl SrtpSession {
         }
         stream.last_seq = Some(seq);
         stream.roc
-    }
-
-    /// `ssrc`'s receive state and its slot, or fresh state if the source is new. The state is
-    /// a copy, written back by [`SrtpSession::store_rx_stream`] once a packet authenticated,
-    /// so forged packets can neither move a window nor evict a real source.
-    fn rx_stream(&self, ssrc: u32) -> (Option<usize>, RxStream) {
-        let slot = self
-            .rx_streams
-            .iter()
-            .position(|s| s.is_some_and(|s| s.ssrc == ssrc));
-        let stream = slot.and_then(|i| self.rx_streams[i]).unwrap_or(RxStream {
-            ssrc,
-            roc: RocTracker::default(),
-            rtp_window: ReplayWindow::default(),
-            rtcp_window: ReplayWindow::default(),
-            last_used: 0,
-        });
-        (slot, stream)
-    }
-
-    /// Keeps an authenticated source's state; a new source replaces the least recently used.
-    fn store_rx_stream(&mut self, slot: Option<usize>, mut stream: RxStream) {
-        self.uses += 1;
-        stream.last_used = self.uses;
-        let slot = slot.unwrap_or_else(|| {
-            self.rx_streams
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, s)| s.map_or(0, |s| s.last_used))
-                .map_or(0, |(i, _)| i)
-        });
-        self.rx_streams[slot] = Some(stream);
     }
 }
 

@@ -404,6 +404,66 @@ fn a_renegotiation_keeps_the_context_of_each_unchanged_key() {
 }
 
 #[test]
+fn packets_under_the_peers_old_key_are_taken_until_its_new_key_is_heard() {
+    for (old_suite, new_suite) in [
+        (
+            SrtpSuite::AesCm128HmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_80,
+        ),
+        (SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AeadAes128Gcm),
+        (SrtpSuite::AeadAes128Gcm, SrtpSuite::AesCm128HmacSha1_32),
+    ] {
+        let ours = key_for(old_suite, 1);
+        let old = SrtpConfig {
+            suite: old_suite,
+            local: ours.clone(),
+            remote: key_for(old_suite, 2),
+        };
+        let new = SrtpConfig {
+            suite: new_suite,
+            local: key_for(new_suite, 1),
+            remote: key_for(new_suite, 3),
+        };
+        let flip = |c: &SrtpConfig| SrtpConfig {
+            suite: c.suite,
+            local: c.remote.clone(),
+            remote: c.local.clone(),
+        };
+        let (mut peer_old, mut peer_new) = (
+            SrtpSession::new(&flip(&old)).unwrap(),
+            SrtpSession::new(&flip(&new)).unwrap(),
+        );
+        let sealed = |peer: &mut SrtpSession, seq: u16| {
+            let mut buf = rtp(seq, &[seq as u8; 40]);
+            let len = buf.len();
+            buf.resize(len + 32, 0);
+            let n = peer.protect_rtp(&mut buf, len).unwrap();
+            buf.truncate(n);
+            buf
+        };
+        let mut sipx = SrtpSession::new(&old).unwrap();
+        assert!(sipx.unprotect_rtp(&mut sealed(&mut peer_old, 10)).is_ok());
+        let mut sipx = sipx.renegotiated(&old, &new).unwrap();
+        // Sent before the peer had the answer, arriving after it: taken, and opened right.
+        let mut late = sealed(&mut peer_old, 11);
+        assert_eq!(sipx.unprotect_rtp(&mut late), Ok(52), "{old_suite:?}");
+        assert_eq!(late[12..52], [11u8; 40]);
+        // Its replay window came along: the same packet again is a replay.
+        let mut again = sealed(&mut peer_old, 10);
+        assert_eq!(sipx.unprotect_rtp(&mut again), Err(MediaError::SrtpReplay));
+        // The new key heard: the old one is closed.
+        assert!(sipx.unprotect_rtp(&mut sealed(&mut peer_new, 12)).is_ok());
+        let mut straggler = sealed(&mut peer_old, 13);
+        assert_eq!(
+            sipx.unprotect_rtp(&mut straggler),
+            Err(MediaError::SrtpAuthentication),
+            "{old_suite:?} -> {new_suite:?}"
+        );
+        assert_eq!(sipx.stats().auth_failures, 1);
+    }
+}
+
+#[test]
 fn wrong_key_lengths_and_names() {
     let bad = SrtpConfig {
         suite: SrtpSuite::AeadAes128Gcm,
