@@ -15,6 +15,9 @@ use crate::rtp::RtpHeader;
 
 /// How many times the final packet is sent (§2.5.1.4).
 const END_REPEATS: u8 = 3;
+/// What a key's reported length may exceed the time its packets took to arrive by: the
+/// first packet's own share of the duration, and a few lost at the start.
+const HEARD_SLACK_MS: u64 = 120;
 /// Largest duration one segment can say.
 const MAX_SEGMENT: u32 = 0xffff;
 
@@ -60,6 +63,7 @@ struct Receiving {
     /// Duration of earlier segments of the same event.
     earlier: u32,
     duration: u32,
+    first_packet: Instant,
     last_packet: Instant,
     /// Newest sequence number seen of the event.
     seq: u16,
@@ -153,6 +157,7 @@ impl DtmfReceiver {
                     ts,
                     earlier: 0,
                     duration,
+                    first_packet: now,
                     last_packet: now,
                     seq: header.seq,
                 });
@@ -177,9 +182,16 @@ impl DtmfReceiver {
     fn finish(&mut self) {
         if let Some(cur) = self.current.take() {
             let units = u64::from(cur.earlier) + u64::from(cur.duration);
+            let said_ms = units * 1000 / u64::from(self.clock_rate);
+            // No longer than its packets took to come, give or take the first one's share
+            // and lost ones: some senders count the duration on another clock than the one
+            // their SDP gave (baresip on Opus: 48 kHz units under telephone-event/8000, six
+            // times the real length).
+            let heard = cur.last_packet.saturating_duration_since(cur.first_packet);
+            let heard_ms = heard.as_millis() as u64 + HEARD_SLACK_MS;
             self.events.push_back(DtmfEvent {
                 digit: cur.digit,
-                duration_ms: (units * 1000 / u64::from(self.clock_rate)) as u32,
+                duration_ms: said_ms.min(heard_ms) as u32,
             });
             self.last_reported = Some((cur.ts, cur.digit));
             self.last_reported_seq = cur.seq;
@@ -545,6 +557,18 @@ mod tests {
             duration_ms,
         };
         assert_eq!(events, [nine_for(60), nine_for(40)]);
+    }
+
+    #[test]
+    fn a_duration_counted_on_a_faster_clock_is_held_to_the_time_the_key_took() {
+        // telephone-event/8000 in the SDP, 48 kHz units in the packets: 180 ms said as 8640
+        // units, which at 8 kHz would be 1080 ms. Packets 20 ms apart over 160 ms.
+        let t = 9_000;
+        let mut packets: Vec<Packet> = (1..=9).map(|k| (t, k == 1, 3, false, k * 960)).collect();
+        packets.extend([(t, false, 3, true, 8_640); 3]);
+        let events = receive(8000, &packets);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!((160..=300).contains(&events[0].duration_ms), "{events:?}");
     }
 
     #[test]

@@ -166,7 +166,10 @@ pub enum LegEvent {
     /// itself carries it on wherever it goes.
     DtmfInBand(DtmfEvent),
     /// Nothing arrived for `media_timeout` while we expected media. Reported once per outage.
-    MediaTimeout,
+    /// `elsewhere`: packets did arrive meanwhile, from an address that is not the peer's and
+    /// proved nothing (`ForeignSource`), so they were dropped: the peer may have moved
+    /// without a re-INVITE, which is worth saying when the call ends for it.
+    MediaTimeout { elsewhere: bool },
     /// Symmetric RTP: the peer's packets come from this address, and we now send there.
     RemoteLatched(SocketAddr),
     /// Valid packets came from an address that is not the peer's and proved nothing (see

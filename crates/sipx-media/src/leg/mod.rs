@@ -136,6 +136,8 @@ pub struct MediaLeg {
     cn_level: Option<u8>,
     rng: Rng,
     last_heard: Instant,
+    /// The last packet dropped for coming from an address that is not the peer's.
+    last_foreign: Option<Instant>,
     timeout_reported: bool,
     // Sending.
     encoder: Encoder,
@@ -247,6 +249,7 @@ impl MediaLeg {
             cn_level: None,
             rng: Rng::new(cfg.seed ^ 0x636e),
             last_heard: now,
+            last_foreign: None,
             timeout_reported: false,
             encoder,
             encode_rate,
@@ -375,7 +378,8 @@ impl MediaLeg {
             && now >= deadline
         {
             self.timeout_reported = true;
-            self.push_event(LegEvent::MediaTimeout);
+            let elsewhere = self.last_foreign.is_some_and(|at| at > self.last_heard);
+            self.push_event(LegEvent::MediaTimeout { elsewhere });
         }
     }
 

@@ -279,6 +279,7 @@ impl MediaLeg {
                     self.push_event(LegEvent::ForeignSource(source));
                 }
                 self.counters.foreign_source += 1;
+                self.last_foreign = Some(now);
                 false
             }
         }

@@ -612,7 +612,10 @@ fn hold_gives_silence_and_no_timeout_while_rtcp_flows() {
     assert_eq!(rtp_sent, 0, "no RTP on hold");
     assert!(call.sent_by_a.len() > before, "RTCP continues on hold");
     assert!(
-        !call.b_events.contains(&LegEvent::MediaTimeout),
+        !call
+            .b_events
+            .iter()
+            .any(|e| matches!(e, LegEvent::MediaTimeout { .. })),
         "{:?}",
         call.b_events
     );
@@ -649,7 +652,10 @@ fn a_peer_that_holds_us_and_sends_nothing_at_all_is_not_timed_out_until_it_resum
     call.net.loss = 1.0;
     call.tone(1000); // 20 s, four times the timeout
     assert!(
-        !call.b_events.contains(&LegEvent::MediaTimeout),
+        !call
+            .b_events
+            .iter()
+            .any(|e| matches!(e, LegEvent::MediaTimeout { .. })),
         "{:?}",
         call.b_events
     );
@@ -657,12 +663,17 @@ fn a_peer_that_holds_us_and_sends_nothing_at_all_is_not_timed_out_until_it_resum
     held.send = true;
     call.b.update(held, call.now).unwrap();
     call.tone(240);
-    assert!(!call.b_events.contains(&LegEvent::MediaTimeout));
+    assert!(
+        !call
+            .b_events
+            .iter()
+            .any(|e| matches!(e, LegEvent::MediaTimeout { .. }))
+    );
     call.tone(20);
     assert_eq!(
         call.b_events
             .iter()
-            .filter(|e| **e == LegEvent::MediaTimeout)
+            .filter(|e| matches!(e, LegEvent::MediaTimeout { .. }))
             .count(),
         1,
         "{:?}",
@@ -737,7 +748,7 @@ fn silence_from_the_network_times_out_once_unless_not_expected() {
         let timeouts = call
             .b_events
             .iter()
-            .filter(|e| **e == LegEvent::MediaTimeout)
+            .filter(|e| matches!(e, LegEvent::MediaTimeout { .. }))
             .count();
         assert_eq!(timeouts, usize::from(receive), "receive={receive}");
     }
@@ -1705,5 +1716,27 @@ fn opus_dtx_codes_the_way_into_a_pause_before_it_stops_sending() {
     assert!(
         (1..25).contains(&pausing),
         "{pausing} packets in a second of pause"
+    );
+}
+
+#[test]
+fn a_timeout_while_a_stranger_sends_says_media_came_from_elsewhere() {
+    let mut call = Call::pair(CodecKind::Pcmu, 0);
+    call.tone(60);
+    // A's stream starts again from another port with a new SSRC and no re-INVITE: nothing
+    // proves it is A's, so B drops it and times out, saying packets kept coming.
+    call.a = MediaLeg::new(config(CodecKind::Pcmu, 0, b_addr(), 0xcccc), call.now).unwrap();
+    call.a_source = addr("10.0.0.1:4999");
+    call.tone(300);
+    let timeouts: Vec<_> = call
+        .b_events
+        .iter()
+        .filter(|e| matches!(e, LegEvent::MediaTimeout { .. }))
+        .collect();
+    assert_eq!(
+        timeouts,
+        [&LegEvent::MediaTimeout { elsewhere: true }],
+        "{:?}",
+        call.b_events
     );
 }

@@ -34,3 +34,15 @@ pub(crate) fn log(call: &dyn std::fmt::Display, event: &LegEvent) -> bool {
     }
     true
 }
+
+/// Before a call ends for a media timeout: when packets kept coming from another address
+/// meanwhile, says so. The peer may have moved (a NAT, a relay) with a new SSRC and no
+/// re-INVITE, which the RTP bleed rules do not follow (`sipx_media::leg` latch).
+pub(crate) fn timeout_elsewhere(call: &dyn std::fmt::Display, elsewhere: bool) {
+    if elsewhere {
+        tracing::warn!(
+            call = %call,
+            "media timeout while RTP kept arriving from an address that is not the peer's (dropped: it proved nothing); a peer that moves needs a re-INVITE"
+        );
+    }
+}

@@ -1005,7 +1005,10 @@ impl Core {
                         self.on_digit(now, &id, d.digit, d.duration_ms, via)
                     }
                 }
-                LegEvent::MediaTimeout => self.end_call(now, &id, "media timeout", true),
+                LegEvent::MediaTimeout { elsewhere } => {
+                    crate::media::leg_notices::timeout_elsewhere(&id.call_id, elsewhere);
+                    self.end_call(now, &id, "media timeout", true)
+                }
                 other => {
                     crate::media::leg_notices::log(&id.call_id, &other);
                 }

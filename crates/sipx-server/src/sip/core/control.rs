@@ -693,7 +693,10 @@ impl Core {
                         None => return,
                     }
                 }
-                LegEvent::MediaTimeout => Input::Media(MediaInput::Timeout),
+                LegEvent::MediaTimeout { elsewhere } => {
+                    crate::media::leg_notices::timeout_elsewhere(&id, elsewhere);
+                    Input::Media(MediaInput::Timeout)
+                }
                 other => {
                     crate::media::leg_notices::log(&id, &other);
                     return;
