@@ -435,6 +435,10 @@ def test_a_stranger_spraying_the_rtp_ports_gets_no_audio_and_plays_none(sipx, tm
     assert count and int(count.group(1)) == 100, metrics[-2000:]
 
 
+# Linux's socket option for nanosecond arrival stamps (Python names only the microsecond one).
+SO_TIMESTAMPNS = 35
+
+
 class SdesCaller:
     """A caller written by hand: one UDP socket for SIP and one for SRTP, from `ip`, offering
     PCMU under AES_CM_128_HMAC_SHA1_80 with its own key. It keeps the rollover counter of what
@@ -448,11 +452,14 @@ class SdesCaller:
         self.rtp.bind((ip, 0))
         self.sip.settimeout(5)
         self.rtp.setblocking(False)
+        # The kernel stamps each datagram's arrival (SO_TIMESTAMPNS): reads come in batches.
+        self.rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.inline = sdes.new_inline()
         self.ours, self.theirs = sdes.SrtpContext(self.inline), None
         self.call_id, self.tag, self.to_tag, self.cseq = f"sdes-{time.monotonic_ns()}", "c1", "", 0
         self.seq, self.roc, self.ts, self.remote = 65_536 - 50, 0, 0, None
         self.received = []  # (arrival, SRTP packet)
+        self.stamps = []  # the kernel's arrival time of each, in seconds
 
     def close(self):
         self.sip.close()
@@ -500,7 +507,12 @@ class SdesCaller:
             self.roc += self.seq == 0
             with contextlib.suppress(BlockingIOError):
                 while True:
-                    self.received.append((time.monotonic(), self.rtp.recv(2048)))
+                    data, ancillary, _, _ = self.rtp.recvmsg(2048, 64)
+                    self.received.append((time.monotonic(), data))
+                    self.stamps.append(next(
+                        (sec + nsec / 1e9 for level, kind, value in ancillary
+                         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                         for sec, nsec in [struct.unpack("qq", value[:16])]), None))
             time.sleep(0.02)  # the stream's pace, not a wait for anything
 
     def bye(self):
@@ -531,6 +543,10 @@ def test_an_srtp_call_renegotiated_after_the_callers_sequence_wrapped_keeps_its_
     plain = [caller.theirs.unprotect(p, 0) for p in after]
     assert None not in plain, f"{plain.count(None)} of SIPx's packets do not verify"
     assert {len(p) for p in plain} == {12 + 240}, "SIPx sends 30 ms packets as asked"
+    # ... evenly spaced, not 20 and 40 ms apart in turn on its 20 ms tick.
+    arrivals = [k for (at, _), k in zip(caller.received, caller.stamps) if at > renegotiated + 0.3]
+    gaps = np.diff(arrivals) * 1000
+    assert np.mean(np.abs(gaps - 30) <= 7) >= 0.7, np.round(gaps).tolist()
     pcm = media.G711_TABLES[0][np.frombuffer(b"".join(p[12:] for p in plain), dtype=np.uint8)]
     wav = pathlib.Path(sipx.data_dir) / "back.wav"
     media.write_wav(wav, 8000, pcm)

@@ -138,6 +138,11 @@ pub struct MediaLeg {
     last_heard: Instant,
     /// The last packet dropped for coming from an address that is not the peer's.
     last_foreign: Option<Instant>,
+    /// The latest time the leg was given (a frame, a timeout): queued packets due by then
+    /// may leave (`poll_transmit`).
+    clock: Instant,
+    /// When the last packet paced out of the tick's rhythm was due (`send::pace`).
+    last_paced: Option<Instant>,
     timeout_reported: bool,
     // Sending.
     encoder: Encoder,
@@ -251,6 +256,8 @@ impl MediaLeg {
             last_heard: now,
             last_foreign: None,
             timeout_reported: false,
+            clock: now,
+            last_paced: None,
             encoder,
             encode_rate,
             downsampler: resampler(cfg.frame_rate, encode_rate),
@@ -360,6 +367,7 @@ impl MediaLeg {
     /// Runs what is due at `now`: DTMF packets and end timeouts, RTCP reports, the media
     /// timeout. Calling it early or twice does nothing extra.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         self.send_due_dtmf(now);
         if let Some(rx) = self.dtmf_rx.as_mut() {
             rx.handle_timeout(now);
@@ -393,6 +401,7 @@ impl MediaLeg {
         if !queued {
             self.counters.transmit_dropped += 1;
         }
+        self.transmit.release_all();
     }
 
     /// When [`MediaLeg::handle_timeout`] next has work (the 20 ms tick is not included).
@@ -402,6 +411,7 @@ impl MediaLeg {
             self.next_dtmf,
             self.dtmf_rx.as_ref().and_then(DtmfReceiver::poll_timeout),
             self.media_deadline(),
+            self.transmit.waiting_until(),
         ]
         .into_iter()
         .flatten()
@@ -417,7 +427,7 @@ impl MediaLeg {
     /// destination, length and socket. SRTP is applied here, in `buf`.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         loop {
-            let (channel, packet) = self.transmit.pop()?;
+            let (channel, packet) = self.transmit.pop(self.clock)?;
             let dest = match channel {
                 transmit::Channel::Rtp => self.rtp_latch.current(),
                 transmit::Channel::Rtcp => self.rtcp_latch.unwrap_or(self.rtp_latch).current(),

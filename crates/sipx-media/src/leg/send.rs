@@ -19,6 +19,8 @@ use crate::silence::DtxSkip;
 
 /// RFC 4733 volume of the key presses we send, in -dBm0.
 const DTMF_VOLUME: u8 = 10;
+/// A paced packet due this close to now leaves now: not worth a wake-up of its own.
+const PACE_SLACK: Duration = Duration::from_millis(2);
 
 impl MediaLeg {
     /// 20 ms of audio at the frame rate to send. Encodes and sends a packet whenever `ptime`
@@ -26,6 +28,7 @@ impl MediaLeg {
     /// sent, but the RTP clock runs on; key presses sent as tones replace the audio. A frame
     /// of the wrong length is ignored.
     pub fn push_frame(&mut self, now: Instant, pcm: &[i16]) {
+        self.clock = self.clock.max(now);
         if pcm.len() != self.frame.len() {
             return;
         }
@@ -60,6 +63,7 @@ impl MediaLeg {
             None => self.pending.push(pcm),
         }
         let packet_samples = self.packet_samples();
+        let paced = packet_samples != frame_at_codec;
         let dtx = self.cfg.codec == CodecKind::Opus && self.cfg.opus.dtx;
         while self.pending.len() >= packet_samples {
             let pcm = &mut self.packet_pcm[..packet_samples];
@@ -73,7 +77,10 @@ impl MediaLeg {
             match encoded {
                 // Zero bytes: discontinuous transmission; the next packet starts a talkspurt.
                 Ok(0) => self.marker_next = true,
-                Ok(len) => self.send_audio(now, len),
+                Ok(len) => {
+                    let due = paced.then(|| self.pace(now, packet_samples)).flatten();
+                    self.send_audio(now, due, len);
+                }
                 Err(_) => self.counters.transmit_dropped += 1,
             }
             self.skip_samples(packet_samples);
@@ -85,6 +92,7 @@ impl MediaLeg {
     /// payload is discontinuous transmission: nothing is sent and the next packet starts a
     /// talkspurt.
     pub fn push_payload(&mut self, now: Instant, payload: &[u8]) {
+        self.clock = self.clock.max(now);
         if self.tones.is_active() {
             // Key-press tones replace the room's audio: this leg encodes them itself.
             self.push_tones(now);
@@ -98,7 +106,7 @@ impl MediaLeg {
             // next pause (`DtxSkip`).
             self.dtx_skip = DtxSkip::default();
             self.payload[..payload.len()].copy_from_slice(payload);
-            self.send_audio(now, payload.len());
+            self.send_audio(now, None, payload.len());
         }
         self.skip_samples(frame_at_codec);
     }
@@ -254,18 +262,34 @@ impl MediaLeg {
     }
 
     /// Sends `self.payload[..len]` as the next audio packet.
-    fn send_audio(&mut self, now: Instant, len: usize) {
+    /// Queues the encoded payload, to leave at `due` if it must wait.
+    fn send_audio(&mut self, now: Instant, due: Option<Instant>, len: usize) {
         let header = self.header(Pt(self.cfg.payload_type), self.marker_next, self.ts);
         self.marker_next = false;
         let payload = &self.payload[..len];
-        queue_rtp(
-            &mut self.transmit,
-            &mut self.rtcp,
-            &mut self.counters,
-            now,
-            header,
-            payload,
-        );
+        if self
+            .transmit
+            .push_at(Channel::Rtp, due, |buf| header.write_packet(payload, buf))
+        {
+            self.rtcp.on_rtp_sent(now, &header, payload.len());
+        } else {
+            self.counters.transmit_dropped += 1;
+        }
+    }
+
+    /// When a packet of `samples` (a packet time other than the 20 ms tick: 10, 30 ms...)
+    /// should leave: one packet time after the last, so they go evenly spaced rather than
+    /// two at once on a tick or 20 and 40 ms apart in turn (a peer's jitter buffer sees that
+    /// as jitter), but never later than one packet time from now, nor before now. `None`:
+    /// now, or within [`PACE_SLACK`] of it.
+    fn pace(&mut self, now: Instant, samples: usize) -> Option<Instant> {
+        let ptime = Duration::from_micros(samples as u64 * 1_000_000 / u64::from(self.encode_rate));
+        let at = self
+            .last_paced
+            .map_or(now, |last| (last + ptime).max(now))
+            .min(now + ptime);
+        self.last_paced = Some(at);
+        (at > now + PACE_SLACK).then_some(at)
     }
 
     /// Our next header; takes a sequence number.

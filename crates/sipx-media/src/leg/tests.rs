@@ -1740,3 +1740,44 @@ fn a_timeout_while_a_stranger_sends_says_media_came_from_elsewhere() {
         call.b_events
     );
 }
+
+/// When each RTP packet a lone leg sends leaves, in ms from the start, driven as a media
+/// thread does: a frame every 20 ms, timers looked at every millisecond.
+fn send_times(codec: CodecKind, ptime_ms: u32) -> Vec<u64> {
+    let mut cfg = config(codec, 0, b_addr(), 9);
+    cfg.ptime_ms = ptime_ms;
+    let start = Instant::now();
+    let mut leg = MediaLeg::new(cfg, start).unwrap();
+    let mut buf = [0u8; 1500];
+    let tone: Vec<i16> = Sine::new(1000.0, 8000, 8000.0).take(160);
+    let mut times = Vec::new();
+    for ms in 0..600u64 {
+        let now = start + Duration::from_millis(ms);
+        if ms % 20 == 0 {
+            leg.push_frame(now, &tone);
+        }
+        if leg.poll_timeout().is_some_and(|t| t <= now) {
+            leg.handle_timeout(now);
+        }
+        while let Some(t) = leg.poll_transmit(&mut buf) {
+            // RTP only (RTCP's second byte is its packet type, 200 and up).
+            if t.socket == LegSocket::Rtp && buf[1] & 0x7f == 0 {
+                times.push(ms);
+            }
+        }
+    }
+    times
+}
+
+#[test]
+fn packets_of_another_length_than_the_tick_leave_evenly_spaced() {
+    for (ptime, step) in [(10, 10), (30, 30), (20, 20), (40, 40), (60, 60)] {
+        let times = send_times(CodecKind::Pcmu, ptime);
+        assert!(times.len() >= 500 / step as usize, "{ptime} ms: {times:?}");
+        let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|&g| g.abs_diff(step) <= 1),
+            "{ptime} ms: {gaps:?}"
+        );
+    }
+}

@@ -1,6 +1,10 @@
 //! The outgoing packet queue: a ring of preallocated datagram buffers, so producing a packet
 //! (at `push_frame`, at an RTCP or DTMF timeout) and handing it out (`poll_transmit`) never
-//! allocates. Packets are stored in clear; SRTP is applied in the caller's buffer.
+//! allocates. Packets are stored in clear; SRTP is applied in the caller's buffer. A packet
+//! may wait for its time (`push_at`): packets of other lengths than the 20 ms tick leave
+//! evenly spaced, not in bursts on the tick.
+
+use std::time::Instant;
 
 use crate::error::MediaError;
 
@@ -19,6 +23,8 @@ pub(super) enum Channel {
 #[derive(Debug)]
 struct Slot {
     channel: Channel,
+    /// Not to be sent before this.
+    due: Option<Instant>,
     len: usize,
     data: Box<[u8]>,
 }
@@ -35,6 +41,7 @@ impl TransmitQueue {
         let slots = (0..SLOTS)
             .map(|_| Slot {
                 channel: Channel::Rtp,
+                due: None,
                 len: 0,
                 data: vec![0; SLOT_SIZE].into(),
             })
@@ -53,6 +60,17 @@ impl TransmitQueue {
         channel: Channel,
         write: impl FnOnce(&mut [u8]) -> Result<usize, MediaError>,
     ) -> bool {
+        self.push_at(channel, None, write)
+    }
+
+    /// As [`TransmitQueue::push`], for a packet not to leave before `due`; what is queued
+    /// after it waits for it too (order is kept).
+    pub(super) fn push_at(
+        &mut self,
+        channel: Channel,
+        due: Option<Instant>,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, MediaError>,
+    ) -> bool {
         if self.len == SLOTS {
             return false;
         }
@@ -61,6 +79,7 @@ impl TransmitQueue {
             Ok(0) => true,
             Ok(len) => {
                 slot.channel = channel;
+                slot.due = due;
                 slot.len = len;
                 self.len += 1;
                 true
@@ -69,9 +88,22 @@ impl TransmitQueue {
         }
     }
 
-    /// The oldest packet, removed from the queue (its bytes stay valid until the next push).
-    pub(super) fn pop(&mut self) -> Option<(Channel, &[u8])> {
-        if self.len == 0 {
+    /// When the oldest packet may leave, if it has to wait.
+    pub(super) fn waiting_until(&self) -> Option<Instant> {
+        (self.len > 0).then(|| self.slots[self.head].due).flatten()
+    }
+
+    /// Lets every packet queued leave at once (the leg is ending).
+    pub(super) fn release_all(&mut self) {
+        for k in 0..self.len {
+            self.slots[(self.head + k) % SLOTS].due = None;
+        }
+    }
+
+    /// The oldest packet, if it may leave at `now`, removed from the queue (its bytes stay
+    /// valid until the next push).
+    pub(super) fn pop(&mut self, now: Instant) -> Option<(Channel, &[u8])> {
+        if self.len == 0 || self.slots[self.head].due.is_some_and(|due| due > now) {
             return None;
         }
         let slot = &self.slots[self.head];
