@@ -14,8 +14,8 @@ pub const MAX_DTMF_LEN: usize = 128;
 /// without bound.
 pub const MAX_QUEUED: usize = 256;
 
-/// A DTMF key: `0-9`, `*`, `#`, `A-D`, or a heard hook flash (`!`). Stored as its (upper-case) character; the driver maps it
-/// to an RFC 4733 event or an INFO body.
+/// A DTMF key: `0-9`, `*`, `#`, `A-D`, or a heard hook flash (`!`). Stored as its
+/// (upper-case) character; the driver maps it to an RFC 4733 event or an INFO body.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digit(char);
 

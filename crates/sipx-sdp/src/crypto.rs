@@ -246,9 +246,7 @@ impl KeyParam {
     pub fn lifetime_packets(&self) -> Option<u64> {
         let written = self.lifetime.as_deref()?;
         match written.strip_prefix("2^") {
-            Some(power) => 1u64
-                .checked_shl(power.parse().ok()?)
-                .filter(|_| power.len() <= 2),
+            Some(power) => 1u64.checked_shl(power.parse().ok()?),
             None => written.parse().ok(),
         }
     }
@@ -260,11 +258,10 @@ impl KeyParam {
     /// number is not a lifetime at all. A line with an unusable lifetime is refused (RFC
     /// 4568 §6.1), so another line of the offer is taken, or the offer refused.
     fn lifetime_is_long_enough(&self) -> bool {
-        match (&self.lifetime, self.lifetime_packets()) {
-            (None, _) => true,
-            (Some(_), Some(packets)) => (MIN_KEY_LIFETIME..=1 << 48).contains(&packets),
-            (Some(_), None) => false,
-        }
+        self.lifetime.is_none()
+            || self
+                .lifetime_packets()
+                .is_some_and(|packets| (MIN_KEY_LIFETIME..=1 << 48).contains(&packets))
     }
 
     fn to_value(&self) -> String {

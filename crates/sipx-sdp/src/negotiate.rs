@@ -348,20 +348,15 @@ pub(crate) fn answer_audio(
         &media.proto,
         vec![codec.payload_type.to_string()],
     );
-    // A G.722 offered at its audio rate (`G722/16000`) is answered as the offer wrote it:
-    // the answer may not give the offerer's payload type another meaning (RFC 3264 §6.1),
-    // and such a peer may not know its format by RFC 3551's clock. SIPx stamps 8000 either way.
-    let written_clock = if local.codec == Codec::G722 {
-        format.clock_rate
-    } else {
-        codec.clock_rate
-    };
     let attrs = &mut answer.attributes;
     push_format(
         attrs,
         codec.payload_type,
         codec.name,
-        written_clock,
+        // As the offer wrote it: the answer may not give the offerer's payload type another
+        // meaning (RFC 3264 §6.1). It is the codec's own clock, except for a G.722 offered
+        // at its audio rate (`G722/16000`), which SIPx still stamps at 8000.
+        format.clock_rate,
         local.codec.channels(),
         codec.local_fmtp.as_deref(),
     );

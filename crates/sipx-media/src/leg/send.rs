@@ -190,7 +190,7 @@ impl MediaLeg {
                     transmit,
                     rtcp,
                     &mut self.counters,
-                    now,
+                    (now, None),
                     header,
                     &packet.payload,
                 );
@@ -261,20 +261,19 @@ impl MediaLeg {
         self.ts = self.ts.wrapping_add(ticks);
     }
 
-    /// Sends `self.payload[..len]` as the next audio packet.
-    /// Queues the encoded payload, to leave at `due` if it must wait.
+    /// Queues `self.payload[..len]` as the next audio packet, to leave at `due` if it must
+    /// wait.
     fn send_audio(&mut self, now: Instant, due: Option<Instant>, len: usize) {
         let header = self.header(Pt(self.cfg.payload_type), self.marker_next, self.ts);
         self.marker_next = false;
-        let payload = &self.payload[..len];
-        if self
-            .transmit
-            .push_at(Channel::Rtp, due, |buf| header.write_packet(payload, buf))
-        {
-            self.rtcp.on_rtp_sent(now, &header, payload.len());
-        } else {
-            self.counters.transmit_dropped += 1;
-        }
+        queue_rtp(
+            &mut self.transmit,
+            &mut self.rtcp,
+            &mut self.counters,
+            (now, due),
+            header,
+            &self.payload[..len],
+        );
     }
 
     /// When a packet of `samples` (a packet time other than the 20 ms tick: 10, 30 ms...)
@@ -306,17 +305,18 @@ impl MediaLeg {
     }
 }
 
-/// Queues one RTP packet and counts it as sent (or dropped). Takes the fields it needs, so a
-/// payload borrowed from the leg's own buffer can be passed.
+/// Queues one RTP packet made at `now`, to leave at `due` if it must wait, and counts it as
+/// sent (or dropped). Takes the fields it needs, so a payload borrowed from the leg's own
+/// buffer can be passed.
 fn queue_rtp(
     transmit: &mut TransmitQueue,
     rtcp: &mut RtcpSession,
     counters: &mut Counters,
-    now: Instant,
+    (now, due): (Instant, Option<Instant>),
     header: RtpHeader,
     payload: &[u8],
 ) {
-    if transmit.push(Channel::Rtp, |buf| header.write_packet(payload, buf)) {
+    if transmit.push_at(Channel::Rtp, due, |buf| header.write_packet(payload, buf)) {
         rtcp.on_rtp_sent(now, &header, payload.len());
     } else {
         counters.transmit_dropped += 1;

@@ -20,7 +20,7 @@ pub(super) struct RxStream {
 
 /// What the packets of one remote master key are opened with.
 pub(super) struct Receiver {
-    pub suite: SrtpSuite,
+    suite: SrtpSuite,
     transform: Transform,
     /// The MKI the peer's packets must carry (empty: none).
     mki: Vec<u8>,

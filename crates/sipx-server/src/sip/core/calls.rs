@@ -1018,6 +1018,19 @@ impl Core {
         }
     }
 
+    /// Whether a key a call heard `via` one path is a new press, not one already heard
+    /// another way (`digit_paths.rs`).
+    pub(super) fn is_new_press(
+        &mut self,
+        now: Instant,
+        id: &DialogId,
+        digit: DtmfDigit,
+        via: &'static str,
+    ) -> bool {
+        let call = self.calls.by_dialog.get_mut(id);
+        call.is_none_or(|call| call.keys.admit(now, digit, via))
+    }
+
     fn on_digit(
         &mut self,
         now: Instant,
@@ -1026,8 +1039,7 @@ impl Core {
         duration_ms: u32,
         via: &'static str,
     ) {
-        let heard = self.calls.by_dialog.get_mut(id);
-        if heard.is_some_and(|call| !call.keys.admit(now, digit, via)) {
+        if !self.is_new_press(now, id, digit, via) {
             tracing::debug!(call_id = %id.call_id, via, "DTMF key already heard another way");
             return;
         }

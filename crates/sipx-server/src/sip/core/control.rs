@@ -684,7 +684,10 @@ impl Core {
                     let Some((d, via)) = event.key() else {
                         return;
                     };
-                    if !self.is_new_press(now, event_leg, d.digit, via) {
+                    // The dialled-out call's dialog, once answered, keeps the keys it heard.
+                    if let Some(dialog) = self.calls.by_leg.get(&event_leg).cloned()
+                        && !self.is_new_press(now, &dialog, d.digit, via)
+                    {
                         return;
                     }
                     metrics::counter!("sipx_dtmf_digits_total", "via" => via).increment(1);
@@ -762,24 +765,6 @@ impl Core {
     }
 
     /// The machine of the call answered on `dialog`, if it is a controlled one.
-    /// Whether a key a leg heard is a new press, not one already heard another way
-    /// (`digit_paths.rs`); a leg without an answered call has heard nothing else.
-    fn is_new_press(
-        &mut self,
-        now: Instant,
-        leg: LegId,
-        digit: DtmfDigit,
-        via: &'static str,
-    ) -> bool {
-        let Some(dialog) = self.calls.by_leg.get(&leg) else {
-            return true;
-        };
-        match self.calls.by_dialog.get_mut(dialog) {
-            Some(call) => call.keys.admit(now, digit, via),
-            None => true,
-        }
-    }
-
     pub(super) fn control_of_dialog(&self, dialog: &DialogId) -> Option<String> {
         self.controls.by_dialog.get(dialog).cloned()
     }
