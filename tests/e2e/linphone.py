@@ -37,14 +37,15 @@ class Linphone:
 
 
 @contextlib.contextmanager
-def linphonec(tmp_path, play_wav, port=5111):
+def linphonec(tmp_path, play_wav, port=5111, sip_settings=()):
     """A linphonec on 127.0.0.1:`port` (sip:lin@127.0.0.1:port) that answers every call at
-    once and plays `play_wav`; its whole state lives in tmp_path/linphone-home."""
+    once and plays `play_wav`; its whole state lives in tmp_path/linphone-home. `sip_settings`
+    are more `key=value` lines for its config's [sip] section."""
     home = tmp_path / "linphone-home"
     (home / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
     rc = home / "linphonerc"  # linphonec rewrites its config file: give it a copy
-    rc.write_text((PEERS / "linphone" / "linphonerc").read_text().replace("sip_port=5111",
-                                                                            f"sip_port={port}"))
+    config = (PEERS / "linphone" / "linphonerc").read_text().replace("sip_port=5111", f"sip_port={port}")
+    rc.write_text(config.replace("[sip]\n", "[sip]\n" + "".join(f"{line}\n" for line in sip_settings), 1))
     lin = Linphone(home, dict(os.environ, HOME=str(home)))
     r = lin.sh("init", "-c", str(rc), "-d", "0")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -109,7 +109,7 @@ impl SrtpSuite {
         if self.is_aead() { 16 + 4 } else { 10 + 4 }
     }
 
-    const fn is_aead(self) -> bool {
+    pub(crate) const fn is_aead(self) -> bool {
         matches!(self, SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm)
     }
 }
@@ -241,6 +241,10 @@ impl SrtpSession {
         let mut next = SrtpSession::new(new)?;
         next.stats = self.stats;
         let same_suite = old.suite == new.suite;
+        if same_suite {
+            // The peer's SRTCP tag length goes with its software, not its key.
+            next.rx.rtcp_tag = self.rx.rtcp_tag;
+        }
         if same_suite && old.remote.same_master(&new.remote) {
             next.rx.streams = self.rx.streams;
             next.rx.uses = self.rx.uses;
@@ -248,6 +252,7 @@ impl SrtpSession {
             let mut previous = Receiver::new(old.suite, &old.remote)?;
             previous.streams = self.rx.streams;
             previous.uses = self.rx.uses;
+            previous.rtcp_tag = self.rx.rtcp_tag;
             next.previous = Some(Box::new(previous));
             next.scratch = Vec::with_capacity(SCRATCH);
         }
@@ -313,9 +318,15 @@ impl SrtpSession {
 
     /// Protects the RTCP compound packet in `buf[..len]` in place (encrypted, E flag set);
     /// returns the new length. `buf` needs [`SrtpSuite::rtcp_overhead`] spare bytes, plus the
-    /// MKI's.
+    /// MKI's. The AES-CM tag is as long as the peer's (`Receiver::rtcp_tag`): a peer that
+    /// sends 32-bit SRTCP tags checks ours at that length too.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, MediaError> {
-        let need = len + self.tx_mki.len() + self.suite.rtcp_overhead();
+        let tag = self.rx.rtcp_tag;
+        let need = if self.suite.is_aead() {
+            len + self.suite.rtcp_overhead()
+        } else {
+            len + self.tx_mki.len() + 4 + tag
+        };
         if buf.len() < need {
             return Err(MediaError::BufferTooSmall { need });
         }
@@ -325,7 +336,7 @@ impl SrtpSession {
         let index = self.srtcp_index;
         self.srtcp_index = (self.srtcp_index + 1) & 0x7fff_ffff;
         self.tx
-            .protect_rtcp(&mut buf[..need], len, index, &self.tx_mki)?;
+            .protect_rtcp(&mut buf[..need], len, index, (&self.tx_mki, tag))?;
         Ok(need)
     }
 

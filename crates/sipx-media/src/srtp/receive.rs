@@ -3,7 +3,7 @@
 //! session holds one, and for a while after the peer re-keys, the one before it too.
 
 use super::replay::{ReplayWindow, RocTracker};
-use super::transform::Transform;
+use super::transform::{RTCP_CM_TAG, SHORT_RTCP_CM_TAG, Transform};
 use super::{STREAMS, SrtpKey, SrtpSuite, rtp_header_len, rtp_seq_ssrc};
 use crate::error::MediaError;
 
@@ -27,6 +27,11 @@ pub(super) struct Receiver {
     pub streams: [Option<RxStream>; STREAMS],
     /// Packets authenticated so far: the order of use for `streams`.
     pub uses: u64,
+    /// The length of the AES-CM SRTCP tag the peer's last authenticated SRTCP packet had:
+    /// RFC 4568's 80 bits, or 32 with a `_32` suite from a peer that uses one libsrtp policy
+    /// for RTP and RTCP (linphone does). Either is taken with a `_32` suite, whose RTP is
+    /// authenticated with 32 bits anyway; with any other suite, only the RFC's.
+    pub rtcp_tag: usize,
 }
 
 impl Receiver {
@@ -45,6 +50,7 @@ impl Receiver {
             mki,
             streams: [None; STREAMS],
             uses: 0,
+            rtcp_tag: RTCP_CM_TAG,
         }
     }
 
@@ -70,8 +76,39 @@ impl Receiver {
     }
 
     /// Verifies (and decrypts) the SRTCP packet filling `packet`; returns the RTCP length.
+    /// With a `_32` suite, a packet that fails with the tag length last seen is tried with
+    /// the other one (the first error stands if both fail), and a success sets it.
     pub fn unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
-        let overhead = self.mki.len() + self.suite.rtcp_overhead();
+        let first = self.unprotect_rtcp_tagged(packet, self.rtcp_tag);
+        let other = match self.rtcp_tag {
+            RTCP_CM_TAG => SHORT_RTCP_CM_TAG,
+            _ => RTCP_CM_TAG,
+        };
+        match first {
+            Err(e) if self.suite.rtp_overhead() == SHORT_RTCP_CM_TAG => {
+                match self.unprotect_rtcp_tagged(packet, other) {
+                    Ok(len) => {
+                        self.rtcp_tag = other;
+                        Ok(len)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            result => result,
+        }
+    }
+
+    /// [`Receiver::unprotect_rtcp`] with an AES-CM tag of `cm_tag` bytes.
+    fn unprotect_rtcp_tagged(
+        &mut self,
+        packet: &mut [u8],
+        cm_tag: usize,
+    ) -> Result<usize, MediaError> {
+        let overhead = if self.suite.is_aead() {
+            self.suite.rtcp_overhead()
+        } else {
+            self.mki.len() + 4 + cm_tag
+        };
         if packet.len() < 8 + overhead {
             return Err(MediaError::MalformedSrtp(
                 "shorter than header, index and tag",
@@ -89,7 +126,7 @@ impl Receiver {
         stream.rtcp_window.check(u64::from(index))?;
         let len = self
             .transform
-            .unprotect_rtcp(packet, index, encrypted, &self.mki)?;
+            .unprotect_rtcp(packet, index, encrypted, (&self.mki, cm_tag))?;
         stream.rtcp_window.accept(u64::from(index));
         self.store(slot, stream);
         Ok(len)

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::kdf::{Label, derive, keystream};
-use super::transform::Transform;
+use super::transform::{RTCP_CM_TAG, SHORT_RTCP_CM_TAG, Transform};
 use super::*;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -324,6 +324,71 @@ fn srtcp_round_trip_replay_and_tamper() {
         );
         assert_eq!(bob.unprotect_rtcp(&mut buf).unwrap(), rr.len());
     }
+}
+
+/// A phone that tags SRTCP with 32 bits, SIPx, both under `suite`, and the phone's report `rr`
+/// as it sends it.
+fn short_tag_phone(suite: SrtpSuite, rr: &[u8]) -> (SrtpSession, SrtpSession, Vec<u8>) {
+    let (ka, kb) = (key_for(suite, 5), key_for(suite, 6));
+    let mut phone = session(suite, ka.clone(), kb.clone());
+    phone.rx.rtcp_tag = SHORT_RTCP_CM_TAG;
+    let sipx = session(suite, kb, ka);
+    let report = protected_rtcp(&mut phone, rr);
+    (phone, sipx, report)
+}
+
+fn protected_rtcp(session: &mut SrtpSession, rr: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; rr.len() + session.suite().rtcp_overhead()];
+    buf[..rr.len()].copy_from_slice(rr);
+    let n = session.protect_rtcp(&mut buf, rr.len()).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// A peer that authenticates SRTCP with 32 bits under a `_32` suite (libsrtp with one policy
+/// for RTP and RTCP, as linphone sets it) instead of RFC 4568's 80: its reports are taken,
+/// forged or replayed ones are not, and ours go back at its length; a peer back on 80 bits is
+/// followed. Under an 80-bit suite a short tag is refused.
+#[test]
+fn a_peer_using_32_bit_srtcp_tags_is_understood_and_mirrored_under_a_32_suite_only() {
+    let rr = hex("81c90007 cafebabe 12345678 01000002 0000ffff 00000010 00000000 00000000");
+    for suite in [
+        SrtpSuite::AesCm128HmacSha1_32,
+        SrtpSuite::Aes256CmHmacSha1_32,
+    ] {
+        let (mut phone, mut sipx, report) = short_tag_phone(suite, &rr);
+        assert_eq!(report.len(), rr.len() + 4 + SHORT_RTCP_CM_TAG);
+        let mut forged = report.clone();
+        forged[report.len() - 1] ^= 1;
+        assert_eq!(
+            sipx.unprotect_rtcp(&mut forged),
+            Err(MediaError::SrtpAuthentication)
+        );
+        assert_eq!(
+            sipx.rx.rtcp_tag, RTCP_CM_TAG,
+            "{suite:?}: a forgery teaches nothing"
+        );
+        let mut packet = report.clone();
+        let len = sipx.unprotect_rtcp(&mut packet).unwrap();
+        assert_eq!(packet[..len], rr[..], "{suite:?}");
+        assert_eq!(
+            sipx.unprotect_rtcp(&mut report.clone()),
+            Err(MediaError::SrtpReplay)
+        );
+        // SIPx's own reports now carry a 32-bit tag, which the phone checks.
+        let mut ours = protected_rtcp(&mut sipx, &rr);
+        assert_eq!(ours.len(), rr.len() + 4 + SHORT_RTCP_CM_TAG);
+        assert_eq!(phone.unprotect_rtcp(&mut ours), Ok(rr.len()));
+        // Back on 80 bits, and SIPx with it.
+        phone.rx.rtcp_tag = RTCP_CM_TAG;
+        let mut long = protected_rtcp(&mut phone, &rr);
+        assert_eq!(long.len(), rr.len() + 4 + RTCP_CM_TAG);
+        assert_eq!(sipx.unprotect_rtcp(&mut long), Ok(rr.len()));
+        assert_eq!(sipx.rx.rtcp_tag, RTCP_CM_TAG);
+    }
+    let (_, mut sipx, mut report) = short_tag_phone(SrtpSuite::AesCm128HmacSha1_80, &rr);
+    assert!(sipx.unprotect_rtcp(&mut report).is_err());
+    assert_eq!(sipx.rx.rtcp_tag, RTCP_CM_TAG);
 }
 
 /// A re-negotiation in which only the peer's key changes: our sending context (rollover

@@ -12,7 +12,11 @@ use super::{SrtpKey, SrtpSuite};
 use crate::error::MediaError;
 
 /// HMAC-SHA1 tag on SRTCP with the AES-CM suites (80 bits for both, RFC 4568 §6.2).
-const RTCP_CM_TAG: usize = 10;
+/// SRTCP's tag with AES-CM: 80 bits for every suite, the `_32` ones too (RFC 4568 §6.2).
+pub(super) const RTCP_CM_TAG: usize = 10;
+/// The 32-bit SRTCP tag some peers use with the `_32` suites (one policy for RTP and RTCP
+/// in libsrtp, as linphone and others set it): taken and mirrored, see `Receiver`.
+pub(super) const SHORT_RTCP_CM_TAG: usize = 4;
 const GCM_TAG: usize = 16;
 /// The E flag and 31-bit SRTCP index.
 const INDEX_LEN: usize = 4;
@@ -237,13 +241,14 @@ impl Transform {
     }
 
     /// Encrypts the RTCP packet in `buf[..len]` with SRTCP `index` and appends the trailer
-    /// (E flag and index, the MKI for AES-CM, the tag); `buf` ends where the trailer does.
+    /// (E flag and index, the MKI for AES-CM, the tag: `cm_tag` bytes with AES-CM); `buf`
+    /// ends where the trailer does.
     pub(super) fn protect_rtcp(
         &self,
         buf: &mut [u8],
         len: usize,
         index: u32,
-        mki: &[u8],
+        (mki, cm_tag): (&[u8], usize),
     ) -> Result<(), MediaError> {
         let ssrc = crate::rtp::be_u32(&buf[4..8]);
         let e_index = (0x8000_0000 | index).to_be_bytes();
@@ -256,7 +261,7 @@ impl Transform {
                 let tag = rtcp.tag([&buf[..end], &[]]);
                 let at = end + mki.len();
                 buf[end..at].copy_from_slice(mki);
-                buf[at..at + RTCP_CM_TAG].copy_from_slice(&tag.as_ref()[..RTCP_CM_TAG]);
+                buf[at..at + cm_tag].copy_from_slice(&tag.as_ref()[..cm_tag]);
             }
             Transform::Gcm { rtcp, .. } => {
                 let nonce = rtcp.nonce(ssrc, gcm_rtcp_counter(index));
@@ -274,24 +279,25 @@ impl Transform {
     }
 
     /// Verifies and (if the E flag says so) decrypts an SRTCP packet, whose MKI (AES-CM only)
-    /// must be `mki`; returns the RTCP length.
+    /// must be `mki` and whose AES-CM tag is `cm_tag` bytes; returns the RTCP length. The
+    /// packet is left as it was when the tag fails.
     pub(super) fn unprotect_rtcp(
         &self,
         packet: &mut [u8],
         index: u32,
         encrypted: bool,
-        mki: &[u8],
+        (mki, cm_tag): (&[u8], usize),
     ) -> Result<usize, MediaError> {
         let ssrc = crate::rtp::be_u32(&packet[4..8]);
         match self {
             Transform::Cm { rtcp, .. } => {
-                let tag_at = packet.len() - RTCP_CM_TAG;
+                let tag_at = packet.len() - cm_tag;
                 let end = tag_at - mki.len();
                 if packet[end..tag_at] != *mki {
                     return Err(MediaError::MalformedSrtp("unknown MKI"));
                 }
                 let tag = rtcp.tag([&packet[..end], &[]]);
-                verify_slices_are_equal(&tag.as_ref()[..RTCP_CM_TAG], &packet[tag_at..])
+                verify_slices_are_equal(&tag.as_ref()[..cm_tag], &packet[tag_at..])
                     .map_err(|_| MediaError::SrtpAuthentication)?;
                 let len = end - INDEX_LEN;
                 if encrypted {
