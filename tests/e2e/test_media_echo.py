@@ -119,6 +119,23 @@ def test_rfc4733_digits_are_reported_and_sent_back(sipx, tmp_path, audio):
     assert back.dtmf == "12#", back
 
 
+def test_rfc4733_digits_offered_only_at_16000_hz_are_reported_and_sent_back(sipx, tmp_path, audio):
+    """A phone that offers telephone-event at 16000 Hz only (some pair it with G.722): its keys
+    are heard and SIPx's go back at that payload type, not lost for want of an 8000 Hz one."""
+    text = (media.PEERS / "sipp" / "uac_pcmu_dtmf.xml").read_text()
+    assert "telephone-event/8000" in text
+    scenario = tmp_path / "uac_pcmu_dtmf_16k.xml"
+    scenario.write_text(text.replace("telephone-event/8000", "telephone-event/16000"))
+    run, pcap = call(sipx, tmp_path, "127.0.0.252", str(scenario),
+                     audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})
+    assert run.returncode == 0, run.errors + run.stderr
+    assert "telephone-event/16000" in media.call_sdps(pcap, "127.0.0.252")[1]
+    digits = "".join(e["digit"] for e in logged(sipx, "DTMF digit", via="rfc4733"))
+    assert digits == "12#", sipx.events()[-20:]
+    back = media.rtp_to_wav(pcap, tmp_path / "back.wav", dst=("127.0.0.252", SIPP_MEDIA_PORT))
+    assert back.dtmf == "12#", back
+
+
 def test_sip_info_digits_are_reported_and_sent_back_as_rfc4733(sipx, tmp_path, audio):
     run, pcap = call(sipx, tmp_path, "127.0.0.83", "uac_info_dtmf.xml", "-key", "digit", "5",
                      "-key", "formats", "0 101", audio={"uac_audio.ulaw": audio["tone1000_8k.ulaw"]})

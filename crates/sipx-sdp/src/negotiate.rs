@@ -122,7 +122,9 @@ pub(crate) fn select_codec<'a>(
 }
 
 /// The telephone-event format to use among `offered`: the one at the codec's clock rate, else
-/// the 8000 Hz one, else whichever there is (at 8000 or 48000 Hz, the rates we generate).
+/// the 8000 Hz one, else whichever there is at a rate events are sent and read at: 8000,
+/// 48000 (Opus, RFC 7587 §7) or 16000 (what some phones pair with G.722 and wideband codecs;
+/// a peer offering only that one would otherwise have its keys go unheard).
 pub(crate) fn select_telephone_event(
     config: &MediaConfig,
     offered: &[PayloadFormat],
@@ -134,7 +136,7 @@ pub(crate) fn select_telephone_event(
     }
     let events: Vec<&PayloadFormat> = offered
         .iter()
-        .filter(|f| f.is_telephone_event() && matches!(f.clock_rate, 8000 | 48000))
+        .filter(|f| f.is_telephone_event() && matches!(f.clock_rate, 8000 | 16000 | 48000))
         .collect();
     let at = |clock: u32| events.iter().find(|f| f.clock_rate == clock);
     let chosen = at(codec_clock).or_else(|| at(8000)).or(events.first())?;

@@ -662,14 +662,18 @@ fn telephone_event_matches_the_codec_clock() {
         |formats: &str, maps: &str| peer(&format!("m=audio 5000 RTP/AVP {formats}\n{maps}"));
     let both = "a=rtpmap:96 opus/48000/2\na=rtpmap:97 telephone-event/48000\na=rtpmap:101 telephone-event/8000\n";
     let only_48k = "a=rtpmap:96 opus/48000/2\na=rtpmap:97 telephone-event/48000\n";
-    let odd = "a=rtpmap:96 opus/48000/2\na=rtpmap:99 telephone-event/16000\n";
+    let only_16k = "a=rtpmap:96 opus/48000/2\na=rtpmap:99 telephone-event/16000\n";
+    // What some phones pair with G.722: 16000 Hz events, alone or beside 8000 Hz ones.
+    let g722 = "a=rtpmap:9 G722/8000\na=rtpmap:99 telephone-event/16000\na=rtpmap:101 telephone-event/8000\n";
     type Row<'a> = (&'a [Codec], bool, &'a str, &'a str, Option<(u8, u32)>);
     let cases: &[Row] = &[
         (&[Codec::Opus], true, "96 97 101", both, Some((97, 48000))),
         (&[Codec::Pcmu], true, "0 97 101", both, Some((101, 8000))),
         // Only the "wrong" clock on offer: still better than no DTMF.
         (&[Codec::Pcmu], true, "0 97", only_48k, Some((97, 48000))),
-        (&[Codec::Pcmu], true, "0 99", odd, None),
+        (&[Codec::Pcmu], true, "0 99", only_16k, Some((99, 16000))),
+        (&[Codec::G722], true, "9 99", g722, Some((99, 16000))),
+        (&[Codec::G722], true, "9 99 101", g722, Some((101, 8000))),
         (&[Codec::Opus], false, "96 97 101", both, None),
     ];
     for &(codecs, enabled, formats, maps, want) in cases {

@@ -88,7 +88,7 @@ pub struct DtmfReceiver {
 }
 
 impl DtmfReceiver {
-    /// `clock_rate` of the telephone-event payload type (8000 or 48000).
+    /// `clock_rate` of the telephone-event payload type (8000, 16000 or 48000).
     pub fn new(clock_rate: u32) -> Self {
         DtmfReceiver {
             clock_rate: clock_rate.max(1),
