@@ -104,12 +104,26 @@ impl SrtpSuite {
         }
     }
 
-    /// Bytes an SRTCP packet grows by: the tag plus the E flag and SRTCP index.
+    /// Bytes an SRTCP packet grows by at most: the tag plus the E flag and SRTCP index.
     pub const fn rtcp_overhead(self) -> usize {
-        if self.is_aead() { 16 + 4 } else { 10 + 4 }
+        self.rtcp_trailer(transform::RTCP_CM_TAG)
     }
 
-    pub(crate) const fn is_aead(self) -> bool {
+    /// The SRTCP trailer (tag, E flag and index, without an MKI) when an AES-CM tag is
+    /// `cm_tag` bytes (GCM's is always 16).
+    const fn rtcp_trailer(self, cm_tag: usize) -> usize {
+        if self.is_aead() { 16 + 4 } else { cm_tag + 4 }
+    }
+
+    /// The `_32` suites, with which some peers tag SRTCP with 32 bits too (`Receiver`).
+    const fn has_short_tags(self) -> bool {
+        matches!(
+            self,
+            SrtpSuite::AesCm128HmacSha1_32 | SrtpSuite::Aes256CmHmacSha1_32
+        )
+    }
+
+    const fn is_aead(self) -> bool {
         matches!(self, SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm)
     }
 }
@@ -322,11 +336,7 @@ impl SrtpSession {
     /// sends 32-bit SRTCP tags checks ours at that length too.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, MediaError> {
         let tag = self.rx.rtcp_tag;
-        let need = if self.suite.is_aead() {
-            len + self.suite.rtcp_overhead()
-        } else {
-            len + self.tx_mki.len() + 4 + tag
-        };
+        let need = len + self.tx_mki.len() + self.suite.rtcp_trailer(tag);
         if buf.len() < need {
             return Err(MediaError::BufferTooSmall { need });
         }

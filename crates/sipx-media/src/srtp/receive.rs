@@ -80,22 +80,21 @@ impl Receiver {
     /// the other one (the first error stands if both fail), and a success sets it.
     pub fn unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, MediaError> {
         let first = self.unprotect_rtcp_tagged(packet, self.rtcp_tag);
+        let Err(refused) = first else {
+            return first;
+        };
+        if !self.suite.has_short_tags() {
+            return Err(refused);
+        }
         let other = match self.rtcp_tag {
             RTCP_CM_TAG => SHORT_RTCP_CM_TAG,
             _ => RTCP_CM_TAG,
         };
-        match first {
-            Err(e) if self.suite.rtp_overhead() == SHORT_RTCP_CM_TAG => {
-                match self.unprotect_rtcp_tagged(packet, other) {
-                    Ok(len) => {
-                        self.rtcp_tag = other;
-                        Ok(len)
-                    }
-                    Err(_) => Err(e),
-                }
-            }
-            result => result,
-        }
+        let len = self
+            .unprotect_rtcp_tagged(packet, other)
+            .map_err(|_| refused)?;
+        self.rtcp_tag = other;
+        Ok(len)
     }
 
     /// [`Receiver::unprotect_rtcp`] with an AES-CM tag of `cm_tag` bytes.
@@ -104,11 +103,7 @@ impl Receiver {
         packet: &mut [u8],
         cm_tag: usize,
     ) -> Result<usize, MediaError> {
-        let overhead = if self.suite.is_aead() {
-            self.suite.rtcp_overhead()
-        } else {
-            self.mki.len() + 4 + cm_tag
-        };
+        let overhead = self.mki.len() + self.suite.rtcp_trailer(cm_tag);
         if packet.len() < 8 + overhead {
             return Err(MediaError::MalformedSrtp(
                 "shorter than header, index and tag",

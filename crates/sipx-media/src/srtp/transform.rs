@@ -11,7 +11,6 @@ use super::kdf::{Label, aes, derive};
 use super::{SrtpKey, SrtpSuite};
 use crate::error::MediaError;
 
-/// HMAC-SHA1 tag on SRTCP with the AES-CM suites (80 bits for both, RFC 4568 §6.2).
 /// SRTCP's tag with AES-CM: 80 bits for every suite, the `_32` ones too (RFC 4568 §6.2).
 pub(super) const RTCP_CM_TAG: usize = 10;
 /// The 32-bit SRTCP tag some peers use with the `_32` suites (one policy for RTP and RTCP
