@@ -357,7 +357,8 @@ def test_a_full_room_refuses_the_call_instead_of_answering_it(data_dir):
 def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
     """RFC 3261 §15: a caller may hang up a ringing call by BYE on its early dialog. While the
     routing webhook is still asked, the BYE gets 200 and the INVITE 487, and nothing rings on.
-    Before it, other requests in that early dialog are answered, not refused with 481."""
+    Before it, other requests in that early dialog are answered, not refused with 481 (an
+    OPTIONS too); after it, an OPTIONS in that dialog gets 481."""
     import random
     import re
     import socket
@@ -416,7 +417,10 @@ def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
         assert info.startswith("SIP/2.0 200"), info
         prack = answer_to("PRACK", 5, "z9hG4bKearlyp", "RAck: 1 1 INVITE\r\nContent-Length: 0\r\n\r\n")
         assert prack.startswith("SIP/2.0 481"), prack
-        sock.sendto(request("BYE", 6, "z9hG4bKearly2", to, "Content-Length: 0\r\n\r\n"), (host, sport))
+        # An OPTIONS inside the dialog asks whether it lives (a proxy's dialog keepalive).
+        alive = answer_to("OPTIONS", 6, "z9hG4bKearlyo", "Content-Length: 0\r\n\r\n")
+        assert alive.startswith("SIP/2.0 200"), alive
+        sock.sendto(request("BYE", 7, "z9hG4bKearly2", to, "Content-Length: 0\r\n\r\n"), (host, sport))
         finals = {}
         while len(finals) < 2:
             text = sock.recv(65535).decode(errors="replace")
@@ -428,6 +432,14 @@ def test_a_bye_on_the_early_dialog_ends_a_ringing_call_as_a_cancel(server):
         ended = wait_call(server, creds, lambda c: c["sip_call_id"] == call_id and c["done"], "the call ended")
         assert ended["end"]["code"] == 487, ended
         assert not phones_in(server, creds, "late")
+        # Once it ended, the dialog is gone: 481, so the keepalive ends it there too (RFC 3261
+        # §12.2.2), as for a tag that never was.
+        gone = answer_to("OPTIONS", 8, "z9hG4bKearlyo2", "Content-Length: 0\r\n\r\n")
+        assert gone.startswith("SIP/2.0 481"), gone
+        to = re.sub(r";tag=[^;>]+", ";tag=never-issued", to)
+        assert ";tag=never-issued" in to, to
+        unknown = answer_to("OPTIONS", 9, "z9hG4bKearlyo3", "Content-Length: 0\r\n\r\n")
+        assert unknown.startswith("SIP/2.0 481"), unknown
     finally:
         sock.close()
         receiver.close()

@@ -3,7 +3,8 @@
 //! Server side: [`DigestServer`] issues challenges and verifies answers. Nonces are stateless
 //! (a timestamp and a counter, authenticated by a keyed SHA-256), so any number of clients can be
 //! challenged without memory; what *is* remembered is the highest nonce-count seen per nonce, to
-//! refuse replays. An expired nonce is answered with `stale=true`, so clients retry silently.
+//! refuse replays; an answer without `qop` (RFC 2069) uses its nonce up. An expired nonce with
+//! a right digest is answered with `stale=true`, so clients retry silently.
 //!
 //! Client side: [`answer_challenge`] builds the `Authorization` value for a challenge.
 
@@ -255,9 +256,8 @@ impl DigestServer {
             .next()
             .and_then(|t| u64::from_str_radix(t, 16).ok())
             .ok_or(DigestError::UnknownNonce)?;
-        if now_secs.saturating_sub(issued) > self.nonce_ttl_secs || issued > now_secs + 5 {
-            return Err(DigestError::Stale);
-        }
+        let expired =
+            now_secs.saturating_sub(issued) > self.nonce_ttl_secs || issued > now_secs + 5;
         let ha1 = algorithm.hash_joined(&[username, &self.realm, password]);
         let ha2 = algorithm.hash_joined(&[method, uri]);
         let (ha1, ha2) = (ha1.as_str(), ha2.as_str());
@@ -268,24 +268,29 @@ impl DigestServer {
                 let nc = u32::from_str_radix(nc_text, 16).map_err(|_| DigestError::Malformed)?;
                 (
                     algorithm.hash_joined(&[ha1, nonce, nc_text, cnonce, "auth", ha2]),
-                    Some(nc),
+                    nc,
                 )
             }
             Some(_) => return Err(DigestError::Malformed),
-            // RFC 2069 compatibility: no qop, no nonce-count.
-            None => (algorithm.hash_joined(&[ha1, nonce, ha2]), None),
+            // RFC 2069 compatibility: no qop, no nonce-count. Nothing tells a second use of
+            // such an answer from a replay of it (its digest covers neither a count nor the
+            // Contact), so its nonce is good for one use: as if it had counted to the top.
+            None => (algorithm.hash_joined(&[ha1, nonce, ha2]), u32::MAX),
         };
         // Hex digits compare case-insensitively; the comparison stays constant-time.
         if !constant_time_eq_ignore_case(expected.as_str().as_bytes(), response.as_bytes()) {
             return Err(DigestError::Mismatch);
         }
-        if let Some(nc) = nc {
-            let entry = self.seen.entry(nonce.to_owned()).or_insert((issued, 0));
-            if nc <= entry.1 {
-                return Err(DigestError::Replay);
-            }
-            entry.1 = nc;
+        // Stale only once the digest is right (RFC 2617 §3.2.1): a wrong password on an old
+        // nonce must not make the client retry it silently.
+        if expired {
+            return Err(DigestError::Stale);
         }
+        let entry = self.seen.entry(nonce.to_owned()).or_insert((issued, 0));
+        if entry.1 == u32::MAX || nc <= entry.1 {
+            return Err(DigestError::Replay);
+        }
+        entry.1 = nc;
         Ok(Verified {
             username: username.to_owned(),
             algorithm,
@@ -467,6 +472,70 @@ mod tests {
         assert_eq!(
             s.verify(&c5, "REGISTER", "alicepw", 1000),
             Err(DigestError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_wrong_password_on_an_old_nonce_is_a_mismatch_not_stale() {
+        let mut s = server();
+        let challenge = s.challenges(1000, false).remove(0);
+        let bad = creds_for(&challenge, "wrong", 1);
+        assert_eq!(
+            s.verify(&bad, "REGISTER", "alicepw", 1400),
+            Err(DigestError::Mismatch)
+        );
+        let good = creds_for(&challenge, "alicepw", 1);
+        assert_eq!(
+            s.verify(&good, "REGISTER", "alicepw", 1400),
+            Err(DigestError::Stale)
+        );
+    }
+
+    /// An RFC 2069 answer (no qop) to `challenge`.
+    fn qopless(challenge: &str, password: &str) -> DigestParams {
+        let nonce = DigestParams::parse(challenge)
+            .unwrap()
+            .get("nonce")
+            .unwrap()
+            .to_owned();
+        let md5 = Algorithm::Md5;
+        let ha1 = md5.hash_joined(&["alice", "sipx.test", password]);
+        let ha2 = md5.hash_joined(&["REGISTER", "sip:sipx.test"]);
+        let response = md5.hash_joined(&[ha1.as_str(), &nonce, ha2.as_str()]);
+        DigestParams::parse(&format!(
+            "Digest username=\"alice\", realm=\"sipx.test\", nonce=\"{nonce}\", \
+             uri=\"sip:sipx.test\", response=\"{}\"",
+            response.as_str()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_answer_without_qop_is_good_for_one_use_of_its_nonce() {
+        let mut s = server();
+        let challenge = s.challenges(1000, false).remove(0);
+        let once = qopless(&challenge, "alicepw");
+        assert!(s.verify(&once, "REGISTER", "alicepw", 1000).is_ok());
+        // The same answer again (a replay, or a client reusing the nonce): a fresh challenge.
+        assert_eq!(
+            s.verify(&once, "REGISTER", "alicepw", 1001),
+            Err(DigestError::Replay)
+        );
+        // Nor does the nonce count on with qop after it.
+        let counted = creds_for(&challenge, "alicepw", 7);
+        assert_eq!(
+            s.verify(&counted, "REGISTER", "alicepw", 1001),
+            Err(DigestError::Replay)
+        );
+        assert_eq!(
+            s.verify(&qopless(&challenge, "wrong"), "REGISTER", "alicepw", 1001),
+            Err(DigestError::Mismatch)
+        );
+        // A new nonce works once more.
+        let next = s.challenges(1002, false).remove(0);
+        assert!(
+            s.verify(&qopless(&next, "alicepw"), "REGISTER", "alicepw", 1002)
+                .is_ok()
         );
     }
 

@@ -481,8 +481,12 @@ impl Endpoint {
             self.merge_keys.insert(m, (id, key.branch));
         }
         if invite {
-            // 100 Trying at once: it stops the caller's INVITE retransmissions early.
-            let trying = req.response(100, None);
+            // 100 Trying at once: it stops the caller's INVITE retransmissions early. It
+            // carries the request's Timestamp (RFC 3261 §8.2.6.1), sent with no delay to add.
+            let mut trying = req.response(100, None);
+            if let Some(stamp) = req.headers.get("Timestamp") {
+                trying.headers.push("Timestamp", stamp);
+            }
             let bytes = trying.to_bytes();
             if let Some(t) = self.txns.get_mut(&id) {
                 t.last = bytes.clone();

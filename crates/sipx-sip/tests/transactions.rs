@@ -558,3 +558,33 @@ fn a_400_for_a_malformed_request_says_where_it_came_from() {
         "{via}"
     );
 }
+
+#[test]
+fn the_100_trying_carries_the_invites_timestamp() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    let invite = String::from_utf8(request("INVITE", "z9hG4bKts", ""))
+        .unwrap()
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nTimestamp: 54.21 0.3\r\n",
+        );
+    ep.handle_datagram(t0, peer(Transport::Udp), invite.as_bytes());
+    let (tx, _) = drain(&mut ep);
+    let SipMessage::Response(trying) = &tx[0] else {
+        panic!("no response");
+    };
+    assert_eq!(trying.status, 100);
+    assert_eq!(trying.headers.get("Timestamp"), Some("54.21 0.3"));
+    // Without one in the request, there is none in the answer.
+    let plain = String::from_utf8(request("INVITE", "z9hG4bKnts", ""))
+        .unwrap()
+        .replace("call-1", "call-2");
+    ep.handle_datagram(t0, peer(Transport::Udp), plain.as_bytes());
+    let (tx, _) = drain(&mut ep);
+    let SipMessage::Response(trying) = &tx[0] else {
+        panic!("no response");
+    };
+    assert_eq!(trying.status, 100);
+    assert_eq!(trying.headers.get("Timestamp"), None);
+}

@@ -1090,6 +1090,9 @@ impl Core {
             return;
         }
         match req.method {
+            // Within a dialog, OPTIONS asks whether it is still alive: Kamailio's dialog
+            // keepalives and SBCs end theirs on a 481 (RFC 3261 §12.2.2).
+            Method::Options if req.tag_of_to().is_some() => self.on_in_dialog(now, txn, req, peer),
             Method::Options => {
                 let resp = req
                     .response(200, Some(&tag))

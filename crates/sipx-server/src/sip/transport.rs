@@ -392,8 +392,8 @@ async fn stream_connection<S>(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "closing SIP stream connection");
-                    // A request whose head arrived whole gets its 400 before the close.
-                    if let Some(refusal) = framer.refusal() {
+                    // A request whose head arrived gets its 400 or 513 before the close.
+                    if let Some(refusal) = framer.refusal(&e) {
                         let msg = Err(refusal);
                         let _ = core.send(CoreInput::Parsed { peer, msg }).await;
                     }

@@ -97,21 +97,42 @@ impl Framer {
         Some(Framed::Message(parse_framed(&msg)))
     }
 
-    /// After [`FramingError::BadContentLength`]: the request whose header section arrived
-    /// whole, as the error its 400 is built from (RFC 3261 §18.3: the connection closes after
-    /// it). `None` when there is no whole request head to answer.
-    pub fn refusal(&self) -> Option<ParseError> {
-        let (end, blank) = header_end(&self.buf)?;
-        let head = self.buf.get(..end + blank)?;
-        let reason = "Missing or bad Content-Length on a stream";
-        match parse_framed(head) {
+    /// After a [`FramingError`]: the request whose header section arrived, as the error its
+    /// answer is built from, before the connection closes (RFC 3261 §18.3). A missing or bad
+    /// `Content-Length` gets 400; a message over the size limit gets 513 (§21.5.14), read from
+    /// its complete header lines when its header section never ended within the limit.
+    /// `None` when there is no request head to answer.
+    pub fn refusal(&self, error: &FramingError) -> Option<ParseError> {
+        let (status, reason) = match error {
+            FramingError::BadContentLength => (400, "Missing or bad Content-Length on a stream"),
+            FramingError::TooLarge => (513, "Message Too Large"),
+        };
+        let head = match header_end(&self.buf) {
+            Some((end, blank)) => self.buf.get(..end + blank)?.to_vec(),
+            None if *error == FramingError::TooLarge => {
+                // The lines that ended, closed by an empty line: the cut-off line is not read.
+                let last_line = self.buf.iter().rposition(|&b| b == b'\n')?;
+                let mut head = self.buf.get(..=last_line)?.to_vec();
+                head.extend_from_slice(b"\r\n");
+                head
+            }
+            None => return None,
+        };
+        match parse_framed(&head) {
             Ok(SipMessage::Request(r)) => Some(ParseError {
                 reason: reason.to_owned(),
-                status: 400,
+                status,
                 is_request: true,
                 headers: Some(r.headers),
             }),
             Ok(SipMessage::Response(_)) => None,
+            // Too large is the first thing wrong with it, whatever else is (its head may
+            // announce a body that never came whole).
+            Err(e) if *error == FramingError::TooLarge => e.is_request.then(|| ParseError {
+                reason: reason.to_owned(),
+                status,
+                ..e
+            }),
             Err(e) => e.is_request.then_some(e),
         }
     }
@@ -249,7 +270,7 @@ mod tests {
         f.push(conflicting.as_bytes());
         assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
         assert_eq!(
-            f.refusal().unwrap().reason,
+            f.refusal(&FramingError::BadContentLength).unwrap().reason,
             "Conflicting Content-Length values"
         );
     }
@@ -260,7 +281,7 @@ mod tests {
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
         assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
         // The head is whole: a 400 can be built from it before the connection closes.
-        let refusal = f.refusal().unwrap();
+        let refusal = f.refusal(&FramingError::BadContentLength).unwrap();
         assert_eq!(refusal.status, 400);
         assert!(refusal.headers.unwrap().get("Via").is_some());
         let mut f = Framer::new();
@@ -269,9 +290,45 @@ mod tests {
             .replace("Content-Length: 4", "Content-Length: -999");
         f.push(negative.as_bytes());
         assert_eq!(f.next_unit().unwrap_err(), FramingError::BadContentLength);
-        assert_eq!(f.refusal().unwrap().status, 400);
+        assert_eq!(
+            f.refusal(&FramingError::BadContentLength).unwrap().status,
+            400
+        );
         let mut f = Framer::new();
         f.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
         assert_eq!(f.next_unit().unwrap_err(), FramingError::TooLarge);
+        assert!(
+            f.refusal(&FramingError::TooLarge).is_none(),
+            "no request to answer"
+        );
+    }
+
+    #[test]
+    fn a_request_over_the_size_limit_is_answered_513_from_its_head() {
+        let head = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+                    From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n";
+        let big_header = format!("Subject: {}\r\n", "a".repeat(MAX_MESSAGE_SIZE));
+        // The header section ends, past the limit.
+        let mut f = Framer::new();
+        f.push(format!("{head}{big_header}Content-Length: 0\r\n\r\n").as_bytes());
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::TooLarge);
+        let refusal = f.refusal(&FramingError::TooLarge).unwrap();
+        assert_eq!(
+            (refusal.status, refusal.reason.as_str()),
+            (513, "Message Too Large")
+        );
+        assert!(refusal.headers.unwrap().get("Call-ID").is_some());
+        // It never ends within the limit: the lines that did end are answered.
+        let mut f = Framer::new();
+        f.push(format!("{head}{}", &big_header[..MAX_MESSAGE_SIZE]).as_bytes());
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::TooLarge);
+        let refusal = f.refusal(&FramingError::TooLarge).unwrap();
+        assert_eq!(refusal.status, 513);
+        assert!(refusal.headers.unwrap().get("CSeq").is_some());
+        // A body announced past the limit: 513 too.
+        let mut f = Framer::new();
+        f.push(format!("{head}Content-Length: 70000\r\n\r\n").as_bytes());
+        assert_eq!(f.next_unit().unwrap_err(), FramingError::TooLarge);
+        assert_eq!(f.refusal(&FramingError::TooLarge).unwrap().status, 513);
     }
 }

@@ -457,9 +457,12 @@ impl Core {
             Method::Update => req
                 .response(200, Some(&tag))
                 .with_header("Contact", self.contact_for(&source, CONTACT_USER)),
-            // Keys pressed before the call is answered go nowhere yet. (OPTIONS never comes
-            // here: it is answered alike in or out of a dialog.)
+            // Keys pressed before the call is answered go nowhere yet.
             Method::Info => super::info_dtmf::answer_info(&req, &tag).0,
+            // The early dialog is alive.
+            Method::Options => req
+                .response(200, Some(&tag))
+                .with_header("Allow", self.uas.allow_header()),
             _ => req.response(481, Some(&tag)),
         };
         self.respond(now, txn, resp);
