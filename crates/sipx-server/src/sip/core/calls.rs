@@ -346,7 +346,7 @@ impl Core {
         let Some(dialog) = Dialog::from_uas(&req, &tag, false) else {
             let resp = req
                 .response(400, Some(&tag))
-                .with_reason("Missing From tag, or Contact or Record-Route not a SIP address");
+                .with_reason(Dialog::why_not_from_uas(&req));
             self.refuse_invite(now, txn, resp, row);
             return false;
         };
