@@ -337,7 +337,9 @@ pub(crate) fn answer_audio(
     let remote = remote_stream(config, offer, media, mux)?;
     let (format, local) = select_codec(config, &remote.formats).ok_or(Rejection::NoCommonCodec)?;
     let crypto = select_crypto(config, material, media, remote.secure_profile)?;
-    let event = select_telephone_event(config, &remote.formats, format.clock_rate, media);
+    // Events on the clock the audio is stamped at: G.722's is 8000 even when offered at its
+    // audio rate (`G722/16000`).
+    let event = select_telephone_event(config, &remote.formats, local.codec.clock_rate(), media);
     let direction = remote.direction.reversed().intersect(local_direction);
 
     let remote_fmtp = media.fmtp(format.payload_type);

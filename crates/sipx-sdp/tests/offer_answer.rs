@@ -665,6 +665,8 @@ fn telephone_event_matches_the_codec_clock() {
     let only_16k = "a=rtpmap:96 opus/48000/2\na=rtpmap:99 telephone-event/16000\n";
     // What some phones pair with G.722: 16000 Hz events, alone or beside 8000 Hz ones.
     let g722 = "a=rtpmap:9 G722/8000\na=rtpmap:99 telephone-event/16000\na=rtpmap:101 telephone-event/8000\n";
+    // G.722 written at its audio rate: its RTP clock is still 8000 Hz.
+    let g722_16k = "a=rtpmap:9 G722/16000\na=rtpmap:99 telephone-event/16000\na=rtpmap:101 telephone-event/8000\n";
     type Row<'a> = (&'a [Codec], bool, &'a str, &'a str, Option<(u8, u32)>);
     let cases: &[Row] = &[
         (&[Codec::Opus], true, "96 97 101", both, Some((97, 48000))),
@@ -674,6 +676,13 @@ fn telephone_event_matches_the_codec_clock() {
         (&[Codec::Pcmu], true, "0 99", only_16k, Some((99, 16000))),
         (&[Codec::G722], true, "9 99", g722, Some((99, 16000))),
         (&[Codec::G722], true, "9 99 101", g722, Some((101, 8000))),
+        (
+            &[Codec::G722],
+            true,
+            "9 99 101",
+            g722_16k,
+            Some((101, 8000)),
+        ),
         (&[Codec::Opus], false, "96 97 101", both, None),
     ];
     for &(codecs, enabled, formats, maps, want) in cases {

@@ -163,6 +163,9 @@ pub struct MediaLeg {
     next_dtmf: Option<Instant>,
     /// Where the telephone event being sent ends on our RTP clock.
     dtmf_end: Option<u32>,
+    /// The RTP timestamp the key press being sent started at: its segments' timestamps and
+    /// durations count the events' clock from there (RFC 4733 §2.5.2.3).
+    dtmf_start: u32,
     /// Key presses sent as tones in the audio, for a peer without telephone-event, and the
     /// frame they are written into.
     tones: DtmfTones,
@@ -279,6 +282,7 @@ impl MediaLeg {
             dtmf_queue: VecDeque::with_capacity(DTMF_QUEUE),
             next_dtmf: None,
             dtmf_end: None,
+            dtmf_start: 0,
             tones: DtmfTones::new(cfg.frame_rate, DTMF_QUEUE),
             tone_frame: vec![0; frame_samples].into(),
             tones_echo_ticks: 0,

@@ -182,7 +182,7 @@ impl MediaLeg {
                 continue;
             };
             if self.cfg.send
-                && let Some((pt, _)) = self.cfg.telephone_event
+                && let Some((pt, event_clock)) = self.cfg.telephone_event
             {
                 let header = self.header(Pt(pt), packet.marker, packet.timestamp);
                 let (transmit, rtcp) = (&mut self.transmit, &mut self.rtcp);
@@ -197,8 +197,14 @@ impl MediaLeg {
                 // Where the event ends on the RTP clock, applied once it is over: moved here,
                 // the clock would count the first packet's duration and the tick's frame both
                 // (20 ms ahead of real time after every key).
+                // It counts the events' clock, which may not be the audio's
+                // (telephone-event/16000 beside G.722's 8 kHz RTP clock, /8000 beside Opus):
+                // the audio goes on where the press ends in real time.
                 let duration = u16::from_be_bytes([packet.payload[2], packet.payload[3]]);
-                self.dtmf_end = Some(packet.timestamp.wrapping_add(u32::from(duration)));
+                let units = packet.timestamp.wrapping_sub(self.dtmf_start) + u32::from(duration);
+                let ticks = u64::from(units) * u64::from(self.cfg.codec.rtp_clock_rate())
+                    / u64::from(event_clock.max(1));
+                self.dtmf_end = Some(self.dtmf_start.wrapping_add(ticks as u32));
             }
             self.next_dtmf = Some(due + DTMF_TICK);
         }
@@ -232,6 +238,7 @@ impl MediaLeg {
             return;
         };
         if tx.start(digit, duration, DTMF_VOLUME, self.ts).is_ok() {
+            self.dtmf_start = self.ts;
             self.next_dtmf = Some(now);
             self.send_due_dtmf(now);
         }

@@ -1139,9 +1139,17 @@ fn sent_rtp(leg: &mut MediaLeg) -> Vec<(bool, u32)> {
 #[test]
 fn audio_after_keys_keeps_to_the_clock_and_reports_place_the_clock_right() {
     // A key press between frames (as the API sends one), then another: the audio after them
-    // is stamped by the time that passed, for 8 kHz and for Opus's 48 kHz with events at 48.
-    for (codec, pt, per_tick) in [(CodecKind::Pcmu, 0u8, 160u32), (CodecKind::Opus, 111, 960)] {
-        let cfg = config(codec, pt, b_addr(), 1);
+    // is stamped by the time that passed, for 8 kHz and for Opus's 48 kHz, with events on the
+    // audio's clock or on another (their durations count that one).
+    for (codec, pt, per_tick, event_clock) in [
+        (CodecKind::Pcmu, 0u8, 160u32, 8000),
+        (CodecKind::Opus, 111, 960, 48000),
+        (CodecKind::G722, 9, 160, 16000),
+        (CodecKind::Opus, 111, 960, 8000),
+        (CodecKind::Pcmu, 0, 160, 48000),
+    ] {
+        let mut cfg = config(codec, pt, b_addr(), 1);
+        cfg.telephone_event = Some((101, event_clock));
         let start = Instant::now();
         let mut leg = MediaLeg::new(cfg, start).unwrap();
         let mut buf = [0u8; 1500];
@@ -1184,7 +1192,7 @@ fn audio_after_keys_keeps_to_the_clock_and_reports_place_the_clock_right() {
             assert_eq!(
                 offset(packet),
                 first,
-                "{codec:?}: packet at tick {}",
+                "{codec:?} with events at {event_clock} Hz: packet at tick {}",
                 packet.0
             );
         }
