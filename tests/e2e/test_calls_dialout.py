@@ -329,7 +329,11 @@ def test_bad_dial_requests_get_problem_bodies(server):
     other = create_app(server, "other")[:2]
     foreign = api(server, other, "POST", "/v1/trunks", {"name": "theirs", "outbound": {"host": "127.0.0.9"}},
                   expect=201).json()
+    plain = api(server, creds, "POST", "/v1/trunks", {"name": "plain", "outbound": {"host": "127.0.0.9"}},
+                expect=201).json()
     cases = [
+        # A sips: URI travels over TLS on every hop (RFC 3261 §26.2.2): not through a UDP trunk.
+        ({"to": "sips:1@127.0.0.9", "room": {"name": "r"}, "route": {"trunk_id": plain["id"]}}, "to"),
         ({"to": "not a number", "room": {"name": "r"}}, "to"),
         # A Request-URI carries no headers part (RFC 3261 §19.1.1), and port 0 reaches nobody.
         ({"to": "sip:1@127.0.0.233:5060?X-Inj=1", "room": {"name": "r"}}, "to"),

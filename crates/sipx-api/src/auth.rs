@@ -54,14 +54,20 @@ pub fn credentials(parts: &Parts) -> Result<Credentials, ApiError> {
     let mut signature = None;
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
-        match k {
-            "api_key" => api_key = v,
-            "expire_at" => expire_at = v,
-            "signature" => signature = v,
-            _ => {}
+        let slot = match k {
+            "api_key" => &mut api_key,
+            "expire_at" => &mut expire_at,
+            "signature" => &mut signature,
+            _ => continue,
+        };
+        // Named twice, a credential could be read one way here and another by a proxy.
+        if slot.is_some() {
+            return Err(unauthorized(&format!("{k} is given more than once")));
         }
+        *slot = Some(percent_decode(v));
     }
+    let (api_key, expire_at, signature) =
+        (api_key.flatten(), expire_at.flatten(), signature.flatten());
     match (api_key, expire_at, signature) {
         (Some(api_key), Some(expire_at), Some(signature)) => Ok(Credentials {
             api_key,
@@ -90,11 +96,14 @@ fn parse_header(value: &str) -> Option<Credentials> {
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(v)
             .to_owned();
-        match k.trim() {
-            "api_key" => api_key = Some(v),
-            "expire_at" => expire_at = Some(v),
-            "signature" => signature = Some(v),
+        let slot = match k.trim() {
+            "api_key" => &mut api_key,
+            "expire_at" => &mut expire_at,
+            "signature" => &mut signature,
             _ => return None,
+        };
+        if slot.replace(v).is_some() {
+            return None;
         }
     }
     Some(Credentials {
@@ -268,6 +277,17 @@ mod tests {
         assert!(credentials(&parts("/x", Some("Bearer abc"))).is_err());
         assert!(credentials(&parts("/x", Some("Sipx api_key=k"))).is_err());
         assert!(credentials(&parts("/x?api_key=%zz&expire_at=1&signature=s", None)).is_err());
+        // A credential named twice is refused, not read as its first or last value.
+        let twice = credentials(&parts(
+            "/x?api_key=k&expire_at=10&signature=s-_&api_key=other",
+            None,
+        ));
+        assert!(twice.is_err());
+        let twice = credentials(&parts(
+            "/x",
+            Some("Sipx api_key=k, expire_at=10, signature=s-_, signature=t"),
+        ));
+        assert!(twice.is_err());
     }
 
     #[test]

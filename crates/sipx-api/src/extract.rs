@@ -6,9 +6,11 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
+use crate::unique_keys::UniqueKeys;
 
-/// JSON body. Syntax errors → 400, schema errors (types, unknown fields, not an object) → 422,
-/// wrong content type → 415, over the body limit → 413.
+/// JSON body. Syntax errors → 400, schema errors (types, unknown fields, not an object, a key
+/// repeated in an object: `unique_keys`) → 422, wrong content type → 415, over the body
+/// limit → 413.
 ///
 /// Every request body of this API is a JSON object. serde's derive would also accept an array
 /// for a struct (`[null, null]` as an all-absent PATCH), so the top level is checked first.
@@ -26,9 +28,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let read = axum::Json::<serde_json::Value>::from_request(req, state);
+        let read = axum::Json::<UniqueKeys>::from_request(req, state);
         let value = match tokio::time::timeout(BODY_TIMEOUT, read).await {
-            Ok(Ok(axum::Json(v))) => v,
+            Ok(Ok(axum::Json(UniqueKeys(v)))) => v,
             Ok(Err(rejection)) => return Err(json_rejection(rejection)),
             Err(_) => {
                 return Err(ApiError::BadRequest(format!(

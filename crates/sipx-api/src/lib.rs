@@ -19,6 +19,7 @@ pub use routes::number_rules::stored_number_rules;
 pub use routes::sip_claims::too_wide_to_claim;
 pub mod state;
 mod time;
+mod unique_keys;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -45,8 +46,12 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
 
     let spec: serde_json::Value =
         serde_json::from_str(&openapi::openapi_json()).unwrap_or(serde_json::Value::Null);
-    let docs =
-        utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", spec);
+    let docs = Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", spec),
+    )
+    .layer(axum::middleware::map_response(
+        ops::bare_not_found_as_problem,
+    ));
 
     let api = Router::new()
         .route("/healthz", get(ops::healthz))

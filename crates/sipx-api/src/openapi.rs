@@ -175,10 +175,30 @@ impl utoipa::Modify for CommonResponses {
 pub fn openapi_json() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let value = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    let mut value = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    close_enum_variants(&mut value);
     let mut text = serde_json::to_string_pretty(&to_openapi_30(value)).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Tagged enums read with `deny_unknown_fields`: each variant refuses fields it does not name
+/// (422), which utoipa writes down for structs only.
+const CLOSED_ENUMS: &[&str] = &["ActionInput"];
+
+fn close_enum_variants(doc: &mut Value) {
+    for name in CLOSED_ENUMS {
+        let variants = doc
+            .pointer_mut(&format!("/components/schemas/{name}/oneOf"))
+            .and_then(Value::as_array_mut);
+        for variant in variants
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            variant.insert("additionalProperties".to_owned(), Value::Bool(false));
+        }
+    }
 }
 
 /// Rewrites the OpenAPI 3.1 constructs utoipa emits into their 3.0.3 equivalents:

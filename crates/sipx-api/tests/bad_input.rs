@@ -159,6 +159,22 @@ async fn malformed_bodies_answer_4xx_problems() {
             "payload-too-large",
         ),
         (
+            "repeated key",
+            "POST",
+            json_ct,
+            "{\"username\": \"u1\", \"password\": \"password-1\", \"username\": \"u2\"}".into(),
+            422,
+            "invalid-body",
+        ),
+        (
+            "repeated nested key",
+            "POST",
+            json_ct,
+            "{\"username\": \"u1\", \"password\": \"password-1\", \"allowed_cidrs\": [], \"description\": \"d\", \"description\": \"e\"}".into(),
+            422,
+            "invalid-body",
+        ),
+        (
             "invalid utf-8 escape",
             "POST",
             json_ct,
@@ -230,6 +246,17 @@ async fn bad_queries_paths_and_methods_answer_problems() {
     api.call(&c, "GET", "/v1/nothing-here", None)
         .await
         .assert_problem(404, "not-found");
+    // Swagger UI's own unknown files, and the signalling WebSocket asked without an upgrade.
+    api.call(&c, "GET", "/docs/nope", None)
+        .await
+        .assert_problem(404, "not-found");
+    let plain = api.call(&c, "GET", "/v1/rtc?token=x", None).await;
+    plain.assert_problem(400, "bad-request");
+    assert!(
+        plain.body["detail"].as_str().unwrap().contains("WebSocket"),
+        "{}",
+        plain.text
+    );
     let r = api.call(&c, "PUT", "/v1/sip-accounts", None).await;
     r.assert_problem(405, "method-not-allowed");
 }

@@ -105,6 +105,17 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such resource".to_owned())
 }
 
+/// Swagger UI answers a file it does not have with an empty 404: the API's problem document
+/// instead, as for any other unknown path.
+pub async fn bare_not_found_as_problem(response: Response) -> Response {
+    if response.status() == StatusCode::NOT_FOUND
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return not_found().await.into_response();
+    }
+    response
+}
+
 /// Fallback for known paths with a method they do not take.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed

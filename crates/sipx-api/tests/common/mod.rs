@@ -35,6 +35,7 @@ pub struct Creds {
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub content_type: String,
     pub request_id: Option<String>,
     pub body: Value,
@@ -114,11 +115,13 @@ impl TestApi {
             .headers()
             .get("x-request-id")
             .map(|v| v.to_str().unwrap().to_owned());
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply {
             status,
+            headers,
             content_type,
             request_id,
             body,

@@ -314,9 +314,17 @@ impl CallControl {
                     .into_iter()
                     .find(|t| &t.trunk.id == id)
                     .ok_or_else(|| invalid("route.trunk_id", "no such enabled trunk"))?;
-                trunk_route(trunk)
-                    .map(|t| vec![DialTarget::Trunk(t)])
-                    .ok_or_else(|| invalid("route.trunk_id", "the trunk has no outbound provider"))
+                let route = trunk_route(trunk).ok_or_else(|| {
+                    invalid("route.trunk_id", "the trunk has no outbound provider")
+                })?;
+                // A sips: URI is reached over TLS on every hop (RFC 3261 §26.2.2).
+                if r.to.starts_with("sips:") && route.transport != Transport::Tls {
+                    return Err(invalid(
+                        "to",
+                        "a sips: URI goes over TLS only, and this trunk is not TLS",
+                    ));
+                }
+                Ok(vec![DialTarget::Trunk(route)])
             }
             DialRoute::SipAccount(id) => {
                 let account = self
@@ -335,10 +343,12 @@ impl CallControl {
                 let Some(sipx_sip::msg::Uri::Sip(u)) = uri else {
                     return Err(invalid("to", "not a SIP URI"));
                 };
+                // sips: is TLS whatever its transport parameter (`;transport=tcp` is TLS over
+                // TCP, RFC 3261 §26.2.2).
                 let transport = match u.param("transport") {
+                    _ if u.secure => Transport::Tls,
                     Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
                     Some(Some(t)) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
-                    _ if u.secure => Transport::Tls,
                     _ => Transport::Udp,
                 };
                 Ok(vec![DialTarget::Direct {

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sipx_store::{CallFilter, CallRecord};
@@ -133,10 +133,13 @@ fn to_csv(items: &[Cdr]) -> String {
 /// List call detail records
 ///
 /// One record per ended call, oldest first. `?format=csv` (or `Accept: text/csv`) gives the
-/// same page as CSV, with a header line; follow `Link`-less pagination with `cursor`.
+/// same page as CSV, with a header line; its `Link` header (`rel="next"`) gives the next
+/// page's path and query, to which the credentials are added.
 #[utoipa::path(get, path = "/v1/cdrs", tag = "calls", operation_id = "list_cdrs",
     params(CdrQuery),
-    responses((status = 200, description = "One page of records, as JSON or as CSV", content(
+    responses((status = 200, description = "One page of records, as JSON or as CSV",
+        headers(("Link" = String, description = "CSV only, when more records follow: \
+            `</v1/cdrs?format=csv&cursor=…>; rel=\"next\"`")), content(
         (CdrList = "application/json"),
         (String = "text/csv", example = json!(
             "call_id,direction,from,to,route,room,codec,start,answer,end,duration_s,code,reason,cause\r\n\
@@ -166,7 +169,7 @@ pub async fn list(
     };
     let page = ListParams {
         limit: q.limit,
-        cursor: q.cursor,
+        cursor: q.cursor.clone(),
     }
     .to_page_request()?;
     let filter = CallFilter {
@@ -177,13 +180,37 @@ pub async fn list(
     let page = state.store.list_calls(&app.id, &filter, &page).await?;
     let items: Vec<Cdr> = page.items.into_iter().filter_map(cdr).collect();
     if wants_csv(&headers, q.format.as_deref()) {
-        return Ok(csv_response(to_csv(&items), "sipx-cdrs.csv"));
+        let mut response = csv_response(to_csv(&items), "sipx-cdrs.csv");
+        // CSV has no room for the cursor: the next page's address goes in a `Link` header.
+        if let Some(next) = page
+            .next_after
+            .as_deref()
+            .map(|after| next_csv_page(&q, after))
+            && let Ok(value) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+        {
+            response.headers_mut().insert(header::LINK, value);
+        }
+        return Ok(response);
     }
     Ok(Json(CdrList {
         items,
         next_cursor: page.next_after.as_deref().map(encode_cursor),
     })
     .into_response())
+}
+
+/// The path and query of the CSV page after the record `after`, with the same filter and
+/// page size (credentials are the client's to add).
+fn next_csv_page(q: &CdrQuery, after: &str) -> String {
+    let mut next = format!("/v1/cdrs?format=csv&cursor={}", encode_cursor(after));
+    if let Some(limit) = q.limit {
+        next.push_str(&format!("&limit={limit}"));
+    }
+    if let Some(since) = &q.since {
+        // An RFC 3339 time (checked): only its `+` needs escaping in a query.
+        next.push_str(&format!("&since={}", since.replace('+', "%2B")));
+    }
+    next
 }
 
 #[cfg(test)]

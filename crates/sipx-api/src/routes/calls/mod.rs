@@ -50,7 +50,7 @@ pub struct RoomInput {
     /// The name shown in the room; the dialled number by default.
     #[schema(min_length = 1, max_length = 128)]
     pub display_name: Option<String>,
-    /// Opaque to SIPx, at most 1024 bytes.
+    /// Opaque to SIPx, at most 1024 characters.
     #[schema(max_length = 1024)]
     pub metadata: Option<String>,
 }
@@ -435,7 +435,12 @@ fn check_create(body: &CreateCall, c: &mut Checker) {
         );
     }
     if let Some(m) = &body.room.metadata {
-        c.check(m.len() <= 1024, "room.metadata", "at most 1024 bytes");
+        // Characters, as the schema's maxLength counts them.
+        c.check(
+            m.chars().count() <= 1024,
+            "room.metadata",
+            "at most 1024 characters",
+        );
     }
     c.check(
         body.ring_timeout.is_none_or(|t| (1..=600).contains(&t)),

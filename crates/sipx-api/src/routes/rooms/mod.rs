@@ -45,7 +45,7 @@ pub struct Room {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"identity": "phone-12", "name": "+4930123456", "kind": "phone",
     "tracks": [{"kind": "audio", "muted": false}], "muted": false, "speaking": false,
-    "call_id": "a84b4c76e66710", "call_state": "CONFIRMED",
+    "call_id": "call_01jd8x4q3w5e6r7t8y9u0i1o2p", "call_state": "CONFIRMED",
     "joined_at": "2026-11-29T10:01:00.000Z"}))]
 pub struct Participant {
     pub identity: String,
@@ -57,7 +57,8 @@ pub struct Participant {
     /// Its audio is not heard by the room.
     pub muted: bool,
     pub speaking: bool,
-    /// For phones: the call it stands for.
+    /// For phones: the call it stands for, its `id` in `/v1/calls` (a call that has no
+    /// record, an echo test's, gives its SIP Call-ID).
     pub call_id: Option<String>,
     /// For phones: where the call stands.
     pub call_state: Option<String>,
@@ -86,7 +87,7 @@ pub struct RoomList {
 #[schema(example = json!({"name": "sales"}))]
 pub struct CreateRoom {
     /// 1–64 letters, digits, `-`, `_`, `.`, `@`, `+`; unique within the application.
-    #[schema(example = "sales")]
+    #[schema(example = "sales", pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub name: String,
 }
 

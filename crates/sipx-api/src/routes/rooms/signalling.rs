@@ -4,14 +4,18 @@
 
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sipx_rooms::{JoinRequest, RoomError, RoomKey};
 
 use super::token::JoinClaims;
 use super::unix_now;
+use crate::extract::ApiQuery;
+use crate::problem::ApiError;
 use crate::state::ApiState;
 
 /// Largest signalling frame accepted (an SDP offer with many m-lines stays far below).
@@ -34,9 +38,21 @@ const UNAVAILABLE: u16 = 4503;
 
 pub async fn connect(
     State(state): State<ApiState>,
-    Query(params): Query<ConnectParams>,
-    ws: WebSocketUpgrade,
+    ApiQuery(params): ApiQuery<ConnectParams>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A plain GET (a browser tab, a probe) gets a problem document, as every refusal does.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let why = rejection.body_text();
+            return match rejection.status() {
+                StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+                _ => ApiError::BadRequest(format!("this is a WebSocket endpoint: {why}")),
+            }
+            .into_response();
+        }
+    };
     let checked = check_token(&state, &params.token).await;
     ws.max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| session(state, socket, checked))

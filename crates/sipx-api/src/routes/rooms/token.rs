@@ -46,16 +46,18 @@ pub struct CreateToken {
     /// Who joins: unique in the room. A second join with the same identity replaces the first
     /// browser; one that a phone participant has is refused (close code 4409). Not `phone-…`:
     /// SIPx names phone participants so.
-    #[schema(example = "alice")]
+    #[schema(example = "alice", pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub identity: String,
-    /// Shown to the others; defaults to the identity.
-    #[schema(example = "Alice")]
+    /// Shown to the others; defaults to the identity. No control characters.
+    #[schema(example = "Alice", max_length = 128)]
     pub name: Option<String>,
     /// May send audio/video (default true).
     pub can_publish: Option<bool>,
     /// May receive the others (default true).
     pub can_subscribe: Option<bool>,
-    /// Lifetime in seconds (default 3600; at most the server's `rooms.max_token_ttl_secs`).
+    /// Lifetime in seconds (default 3600; at most the server's `rooms.max_token_ttl_secs`,
+    /// 86400 unless configured otherwise).
+    #[schema(minimum = 1, example = 3600)]
     pub ttl_secs: Option<u64>,
 }
 
