@@ -322,6 +322,8 @@ def test_an_account_with_no_registered_device_ends_480(server):
     ended = wait_state(server, creds, created["id"], "DISCONNECTED", timeout=10)
     assert states(ended)[-1] == ("DISCONNECTED", 480), ended
     assert ended["history"][-1]["reason"] == "Not registered", ended
+    # No phone was reached: unreachable, not refused by one.
+    assert ended["end"]["cause"] == "unreachable", ended
 
 
 def test_bad_dial_requests_get_problem_bodies(server):

@@ -355,6 +355,10 @@ impl Call {
             SipInput::TransportError => {
                 self.on_failure(End::new(503, "Service Unavailable", EndCause::Unreachable));
             }
+            SipInput::NotSent { code, reason } => {
+                let reason = reason_of(code, reason);
+                self.on_failure(End::new(code, reason, EndCause::Unreachable));
+            }
             SipInput::Bye => self.on_bye(),
             SipInput::SessionExpired => {
                 if matches!(

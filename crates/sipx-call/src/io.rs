@@ -33,6 +33,9 @@ pub enum SipInput {
     RequestTimeout,
     /// The INVITE could not be delivered (treated as 503, RFC 3261 §8.1.3.1).
     TransportError,
+    /// The INVITE could not be sent at all, for the driver's reason (a host that does not
+    /// resolve, no registered device, the trunk's call limit): the callee was not reached.
+    NotSent { code: u16, reason: String },
     /// The phone's BYE (the driver answers it 200).
     Bye,
     /// Inbound: the caller's CANCEL matched our INVITE server transaction.

@@ -31,6 +31,7 @@
 //! | | 2xx | `StartMedia` if not yet, `SetMediaMode(Bridged)`; DTMF after answer begins | `CONNECTING 200`, `CONFIRMED 200` |
 //! | | 3xx–6xx | `LeaveRoom`, `StopMedia` | `DISCONNECTED code reason` (`Rejected`) |
 //! | | Timer B / transport error | `LeaveRoom`, `StopMedia` | `DISCONNECTED 408 Request Timeout` / `503 Service Unavailable` (`Unreachable`) |
+//! | | not sent (`NotSent`: no address, no device, trunk full) | `LeaveRoom`, `StopMedia` | `DISCONNECTED code reason` (`Unreachable`) |
 //! | | ring timeout | `SendCancel`¹, `LeaveRoom`, `StopMedia` | cancelling, to end `408 No answer` (`NoAnswer`) |
 //! | | hang-up | same | cancelling, to end `487 Request Terminated` |
 //! | | room removed / failed | `SendCancel`¹, `StopMedia` | cancelling, to end `487 Removed from room: …` / `500 Room failed: …` |

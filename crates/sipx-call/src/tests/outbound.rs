@@ -171,6 +171,22 @@ fn cases() -> Vec<Case> {
         },
         Case {
             params: dial_out(),
+            name: "unreachable: the INVITE could not be sent (no registered device)",
+            steps: vec![
+                In(joined()),
+                At(10),
+                In(sip(SipInput::NotSent {
+                    code: 480,
+                    reason: "Not registered".to_owned(),
+                })),
+            ],
+            commands: vec![join(), invite(), LeaveRoom],
+            states: vec![Calling, Disconnected],
+            end: (480, "Not registered", EndCause::Unreachable),
+            ended_at: 10,
+        },
+        Case {
+            params: dial_out(),
             name: "unreachable: transport error",
             steps: vec![In(joined()), At(10), In(sip(SipInput::TransportError))],
             commands: vec![join(), invite(), LeaveRoom],

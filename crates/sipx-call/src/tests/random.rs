@@ -66,6 +66,10 @@ fn random_act(rng: &mut Rng) -> Act {
         16..=18 => Act::In(sip(rng.pick(&[
             SipInput::RequestTimeout,
             SipInput::TransportError,
+            SipInput::NotSent {
+                code: 480,
+                reason: "Not registered".to_owned(),
+            },
             SipInput::Bye,
             SipInput::Cancel,
             SipInput::Ack,
@@ -143,9 +147,9 @@ impl Seen {
                     _ => {}
                 }
             }
-            Input::Sip(SipInput::RequestTimeout | SipInput::TransportError)
-                if self.invite_sent && self.settled.is_none() =>
-            {
+            Input::Sip(
+                SipInput::RequestTimeout | SipInput::TransportError | SipInput::NotSent { .. },
+            ) if self.invite_sent && self.settled.is_none() => {
                 self.settled = Some(false);
             }
             Input::Sip(SipInput::Bye) if self.invite_sent || self.answer_sent => {

@@ -379,14 +379,8 @@ impl Core {
                 if self.fall_back(now, id, code) {
                     return;
                 }
-                return self.feed_later(
-                    id,
-                    Input::Sip(SipInput::Response {
-                        code,
-                        reason: reason.to_owned(),
-                        sdp: false,
-                    }),
-                );
+                let reason = reason.to_owned();
+                return self.feed_later(id, Input::Sip(SipInput::NotSent { code, reason }));
             }
         };
         let Some(engine) = self.media.clone() else {
