@@ -153,3 +153,67 @@ def test_the_dial_form_calls_a_phone_into_the_room_and_its_tile_hangs_up(server,
                 sipp.kill()
     r = requests.get(server.url(f"/v1/calls/{call_id}"), headers=auth_header(*creds), timeout=10).json()
     assert r["state"] == "DISCONNECTED" and r["end"]["cause"] == "room_removed", r
+
+
+# A page at SIPx's own origin driving the browser client: joins and records what it receives.
+CLIENT_JOIN = """async ([url, token, video]) => {
+  const { SipxRoom } = await import('/sipx-client.js');
+  window.room = await SipxRoom.join({ url, token, publish: { audio: true, video } });
+  return window.room.self.identity;
+}"""
+
+# Bytes received so far on the m-line of `identity`'s track of `kind`.
+CLIENT_RECEIVED = """async ([identity, kind]) => {
+  const track = window.room.tracks.find((t) => t.identity === identity && t.kind === kind);
+  if (!track) return -1;
+  let bytes = 0;
+  (await window.room.peerConnection.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.mid === track.mid) bytes = s.bytesReceived;
+  });
+  return bytes;
+}"""
+
+
+def test_a_track_published_again_after_the_server_offered_meanwhile_reaches_the_others(server):
+    """Ada and Bob are in a room; Bob stops his camera. Cy joins, so the server offers Bob her
+    tracks while his camera is off, and Bob answers. Bob turns the camera back on: Ada sees it
+    again. The server offers Bob's stopped m-line `recvonly`: had it offered it `inactive`, as
+    Bob left it, his answer could only be `inactive` and, by JSEP's rule for answers, his
+    browser would never renegotiate: the camera would stay off for everyone."""
+    key, secret, _ = create_app(server)
+    url = server.url("/v1/rtc")
+
+    def received(page, identity, kind):
+        return page.evaluate(CLIENT_RECEIVED, [identity, kind])
+
+    def grows(page, identity, kind, what):
+        start = rooms.wait_until(lambda: received(page, identity, kind) >= 0, what=f"{what}: the track")
+        rooms.wait_until(lambda: received(page, identity, kind) > start + 2000, what=what)
+
+    with chromium(rooms.ROOM_ARGS) as browser:
+        pages = {}
+        for name in ("ada", "bob", "cy"):
+            page = browser.new_context().new_page()
+            page.goto(server.url("/"))
+            pages[name] = page
+        ada, bob, cy = pages["ada"], pages["bob"], pages["cy"]
+        for name in ("ada", "bob"):
+            tok = rooms.token(server, key, secret, "huddle", name)["token"]
+            pages[name].evaluate(CLIENT_JOIN, [url, tok, True])
+        grows(ada, "bob", "video", "Bob's camera at Ada")
+
+        bob.evaluate("() => window.room.publish({ video: false })")
+        stable = """() => window.room.peerConnection.signalingState === 'stable'
+          && window.room.peerConnection.getTransceivers().every((t) => t.direction === t.currentDirection
+            || t.currentDirection === null || t.currentDirection === 'stopped')"""
+        rooms.wait_until(lambda: bob.evaluate(stable), what="Bob's camera stopped and negotiated")
+
+        cy.evaluate(CLIENT_JOIN, [url, rooms.token(server, key, secret, "huddle", "cy")["token"], False])
+        rooms.wait_until(lambda: received(bob, "cy", "audio") >= 0, what="the server's offer of Cy to Bob")
+        rooms.wait_until(lambda: bob.evaluate(stable), what="Bob's answer")
+
+        bob.evaluate("() => window.room.publish({ video: true })")
+        before = received(ada, "bob", "video")
+        rooms.wait_until(lambda: received(ada, "bob", "video") > before + 2000, timeout=15,
+                         what="Bob's camera at Ada again")
+        grows(cy, "bob", "video", "Bob's camera at Cy")

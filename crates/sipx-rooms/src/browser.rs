@@ -410,8 +410,23 @@ impl Browser {
             .iter()
             .map(|t| format!("p{}", t.source.origin.0))
             .collect();
+        let own: Vec<Mid> = self.tracks_in.iter().filter_map(|t| t.mid).collect();
         let result = self.guard(move |rtc| {
+            // The browser's own m-lines it stopped sending on are offered `recvonly`, not
+            // `inactive` as it left them: an answer to `inactive` can only be `inactive`, so a
+            // browser that publishes again while this offer is out would never renegotiate
+            // (JSEP §5.3.1) and its track would stay off.
+            let stopped: Vec<Mid> = own
+                .into_iter()
+                .filter(|&m| {
+                    rtc.media(m)
+                        .is_some_and(|m| m.direction() == Direction::Inactive)
+                })
+                .collect();
             let mut change = rtc.sdp_api();
+            for m in stopped {
+                change.set_direction(m, Direction::RecvOnly);
+            }
             let mut mids = Vec::with_capacity(waiting.len());
             for (t, stream) in waiting.iter().zip(origin_names) {
                 match t.state {
