@@ -159,6 +159,8 @@ def test_the_dial_form_calls_a_phone_into_the_room_and_its_tile_hangs_up(server,
 CLIENT_JOIN = """async ([url, token, video]) => {
   const { SipxRoom } = await import('/sipx-client.js');
   window.room = await SipxRoom.join({ url, token, publish: { audio: true, video } });
+  window.ended = [];
+  window.room.addEventListener('track-ended', (e) => window.ended.push([e.detail.identity, e.detail.kind]));
   return window.room.self.identity;
 }"""
 
@@ -175,11 +177,12 @@ CLIENT_RECEIVED = """async ([identity, kind]) => {
 
 
 def test_a_track_published_again_after_the_server_offered_meanwhile_reaches_the_others(server):
-    """Ada and Bob are in a room; Bob stops his camera. Cy joins, so the server offers Bob her
-    tracks while his camera is off, and Bob answers. Bob turns the camera back on: Ada sees it
-    again. The server offers Bob's stopped m-line `recvonly`: had it offered it `inactive`, as
-    Bob left it, his answer could only be `inactive` and, by JSEP's rule for answers, his
-    browser would never renegotiate: the camera would stay off for everyone."""
+    """Ada and Bob are in a room; Bob stops his camera: Ada's client reports the track ended
+    and the API lists Bob's audio only. Cy joins, so the server offers Bob her tracks while his
+    camera is off, and Bob answers. Bob turns the camera back on: Ada and Cy see it again. The
+    server offers Bob's stopped m-line `recvonly`: had it offered it `inactive`, as Bob left
+    it, his answer could only be `inactive` and, by JSEP's rule for answers, his browser would
+    never renegotiate: the camera would stay off for everyone."""
     key, secret, _ = create_app(server)
     url = server.url("/v1/rtc")
 
@@ -207,6 +210,13 @@ def test_a_track_published_again_after_the_server_offered_meanwhile_reaches_the_
           && window.room.peerConnection.getTransceivers().every((t) => t.direction === t.currentDirection
             || t.currentDirection === null || t.currentDirection === 'stopped')"""
         rooms.wait_until(lambda: bob.evaluate(stable), what="Bob's camera stopped and negotiated")
+        rooms.wait_until(lambda: ["bob", "video"] in ada.evaluate("() => window.ended"),
+                         what="Ada told that Bob's camera ended")
+
+        def bobs_tracks():
+            r = requests.get(server.url("/v1/rooms/huddle"), headers=auth_header(key, secret), timeout=10)
+            return sorted(t["kind"] for p in r.json()["participants"] if p["identity"] == "bob" for t in p["tracks"])
+        rooms.wait_until(lambda: bobs_tracks() == ["audio"], what="the API listing Bob's audio only")
 
         cy.evaluate(CLIENT_JOIN, [url, rooms.token(server, key, secret, "huddle", "cy")["token"], False])
         rooms.wait_until(lambda: received(bob, "cy", "audio") >= 0, what="the server's offer of Cy to Bob")
@@ -217,3 +227,4 @@ def test_a_track_published_again_after_the_server_offered_meanwhile_reaches_the_
         rooms.wait_until(lambda: received(ada, "bob", "video") > before + 2000, timeout=15,
                          what="Bob's camera at Ada again")
         grows(cy, "bob", "video", "Bob's camera at Cy")
+        assert bobs_tracks() == ["audio", "video"]

@@ -31,8 +31,10 @@ pub enum BrowserOutput {
         destination: SocketAddr,
         contents: Vec<u8>,
     },
-    /// The browser started sending a new track.
+    /// The browser started sending a new track, or sends again on an m-line it had stopped.
     TrackAdded(TrackIn),
+    /// The browser stopped sending a track (unpublished): its m-line stays, inactive.
+    TrackRemoved(TrackIn),
     Media(Box<str0m::media::MediaData>),
     /// A subscriber wants a keyframe of the track it receives on `mid`.
     KeyframeWanted {
@@ -56,8 +58,14 @@ pub struct Browser {
     pub id: ParticipantId,
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
+    /// The tracks the browser sends now.
     pub tracks_in: Vec<TrackIn>,
     pub tracks_out: Vec<TrackOut>,
+    /// Every m-line the browser opened to send on, sending or stopped: its tracks come and go
+    /// on them as it publishes and unpublishes.
+    sent_mids: Vec<(Mid, MediaKind)>,
+    /// Tracks started or stopped by a negotiation that just settled, for the next drain.
+    settled: Vec<BrowserOutput>,
     /// Inactive m-lines, reused for new tracks of their kind.
     idle: Vec<(Mid, MediaKind)>,
     next_timeout: Instant,
@@ -97,6 +105,8 @@ impl Browser {
             pending: None,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
+            sent_mids: Vec::new(),
+            settled: Vec::new(),
             idle: Vec::new(),
             next_timeout: now,
             last_keyframe_request: Vec::new(),
@@ -188,6 +198,7 @@ impl Browser {
 
     /// Polls the session until it only has a timeout to report.
     pub fn drain(&mut self, out: &mut Vec<BrowserOutput>) {
+        out.append(&mut self.settled);
         loop {
             let Some(polled) = self.guard(|rtc| match rtc.poll_output() {
                 Ok(o) => Ok(Polled::from(o)),
@@ -242,6 +253,7 @@ impl Browser {
                     kind: added.kind,
                 };
                 self.tracks_in.push(track);
+                self.sent_mids.push((added.mid, added.kind));
                 out.push(BrowserOutput::TrackAdded(track));
             }
             Event::MediaData(data) => out.push(BrowserOutput::Media(Box::new(data))),
@@ -275,7 +287,36 @@ impl Browser {
             .ok_or_else(|| "the session failed".to_owned())??;
         self.pending = None;
         self.settle_after_rollback();
+        self.reconcile_sent();
         Ok(answer.to_sdp_string())
+    }
+
+    /// Once a negotiation settled: which of the browser's sending m-lines carry a track now.
+    /// Read from the session, not from its direction events: those also fire for the
+    /// `recvonly` our own offer proposes (`make_offer`), before the browser agreed to anything.
+    fn reconcile_sent(&mut self) {
+        for &(mid, kind) in &self.sent_mids {
+            let sending = self.rtc.media(mid).is_some_and(|m| {
+                matches!(m.direction(), Direction::RecvOnly | Direction::SendRecv)
+            });
+            let at = self.tracks_in.iter().position(|t| t.mid == Some(mid));
+            match (sending, at) {
+                (true, None) => {
+                    let track = TrackIn {
+                        origin: self.id,
+                        mid: Some(mid),
+                        kind,
+                    };
+                    self.tracks_in.push(track);
+                    self.settled.push(BrowserOutput::TrackAdded(track));
+                }
+                (false, Some(i)) => {
+                    let track = self.tracks_in.remove(i);
+                    self.settled.push(BrowserOutput::TrackRemoved(track));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The browser's answer to our offer. Returns the tracks that just opened.
@@ -311,6 +352,7 @@ impl Browser {
         }
         self.tracks_out
             .retain(|t| !matches!(t.state, TrackOutState::NegotiatingIdle(_)));
+        self.reconcile_sent();
         Ok(opened)
     }
 
@@ -337,7 +379,13 @@ impl Browser {
 
     /// Receive a track published by someone else.
     pub fn subscribe(&mut self, source: TrackIn) {
-        if !self.tracks_out.iter().any(|t| t.source == source) {
+        // A gone one of the same source (stopped, published again on its m-line) is on its way
+        // out: the track gets a new m-line.
+        if !self
+            .tracks_out
+            .iter()
+            .any(|t| t.source == source && !t.gone)
+        {
             self.tracks_out.push(TrackOut {
                 source,
                 state: TrackOutState::ToOpen,
@@ -348,10 +396,19 @@ impl Browser {
 
     /// A publisher left: stop receiving its tracks.
     pub fn unsubscribe_origin(&mut self, origin: ParticipantId) {
+        self.unsubscribe_where(|s| s.origin == origin);
+    }
+
+    /// Stops receiving one track (its publisher stopped sending it).
+    pub fn unsubscribe(&mut self, source: TrackIn) {
+        self.unsubscribe_where(|s| *s == source);
+    }
+
+    fn unsubscribe_where(&mut self, gone: impl Fn(&TrackIn) -> bool) {
         self.tracks_out
-            .retain(|t| !(t.source.origin == origin && t.state == TrackOutState::ToOpen));
+            .retain(|t| !(gone(&t.source) && t.state == TrackOutState::ToOpen));
         for t in &mut self.tracks_out {
-            if t.source.origin == origin {
+            if gone(&t.source) {
                 t.gone = true;
             }
         }
@@ -410,7 +467,7 @@ impl Browser {
             .iter()
             .map(|t| format!("p{}", t.source.origin.0))
             .collect();
-        let own: Vec<Mid> = self.tracks_in.iter().filter_map(|t| t.mid).collect();
+        let own: Vec<Mid> = self.sent_mids.iter().map(|&(m, _)| m).collect();
         let result = self.guard(move |rtc| {
             // The browser's own m-lines it stopped sending on are offered `recvonly`, not
             // `inactive` as it left them: an answer to `inactive` can only be `inactive`, so a
@@ -495,8 +552,8 @@ impl Browser {
         let Some(mid) = self
             .tracks_out
             .iter()
-            .find(|t| t.source == source)
-            .and_then(TrackOut::open_mid)
+            .filter(|t| t.source == source && !t.gone)
+            .find_map(TrackOut::open_mid)
         else {
             return;
         };

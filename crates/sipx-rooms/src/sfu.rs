@@ -153,6 +153,8 @@ impl Participant {
 
     fn view(&self) -> ParticipantView {
         let tracks = match &self.role {
+            // A browser that may not publish sends nothing anyone receives: no tracks to show.
+            Role::Browser(_) if !self.can_publish => Vec::new(),
             Role::Browser(b) => b
                 .tracks_in
                 .iter()
@@ -694,21 +696,23 @@ impl Sfu {
 
     /// A new track in the room: every other subscribing browser receives it.
     fn publish(&mut self, track: TrackIn) {
-        let Some(room) = self.participants.get(&track.origin).map(|p| p.room.clone()) else {
-            return;
-        };
-        let members = self
-            .rooms
-            .get(&room)
-            .map(|r| r.members.clone())
-            .unwrap_or_default();
-        for m in members {
+        for m in self.members_of(track.origin) {
             if m == track.origin {
                 continue;
             }
             let subscribes = self.participants.get(&m).is_some_and(|p| p.can_subscribe);
             if let (true, Some(b)) = (subscribes, self.browser_mut(m)) {
                 b.subscribe(track);
+            }
+        }
+    }
+
+    /// A browser stopped sending a track: the others stop receiving it (its m-line at each
+    /// goes inactive, which their clients report as the track's end).
+    fn unpublish(&mut self, track: TrackIn) {
+        for m in self.members_of(track.origin) {
+            if let Some(b) = self.browser_mut(m).filter(|_| m != track.origin) {
+                b.unsubscribe(track);
             }
         }
     }
@@ -838,6 +842,13 @@ impl Sfu {
                         for m in members {
                             self.negotiate(m);
                         }
+                    }
+                }
+                BrowserOutput::TrackRemoved(track) => {
+                    self.unpublish(track);
+                    self.announce_update(from);
+                    for m in self.members_of(from) {
+                        self.negotiate(m);
                     }
                 }
                 BrowserOutput::Media(data) => forwarded.push(data),
