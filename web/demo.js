@@ -595,6 +595,8 @@ function enterRoom(room, roomName, audio) {
   for (const p of room.participants.values()) ensureTile(p);
   room.addEventListener('participant-joined', (e) => ensureTile(e.detail.participant));
   room.addEventListener('participant-updated', (e) => ensureTile(e.detail.participant));
+  // Muted (or unmuted) by the application: the own tile says so too.
+  room.addEventListener('self-updated', (e) => ensureTile(e.detail.participant, true));
   room.addEventListener('call-state', (e) => ensureTile(e.detail.participant));
   room.addEventListener('participant-left', (e) => removeTile(e.detail.identity));
   room.addEventListener('track', onTrack);

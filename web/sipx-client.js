@@ -51,6 +51,7 @@ function defaultUrl() {
  * - `participant-joined` `{participant}`
  * - `participant-left` `{identity, reason, participant}`
  * - `participant-updated` `{participant, previous}`
+ * - `self-updated` `{participant, previous}`: {@link SipxRoom#self} changed (muted by the API)
  * - `track` {@link RemoteTrack}: a remote participant's audio or video began to arrive
  * - `track-ended` {@link RemoteTrack}: it stopped (participant left, unpublished, m-line reused)
  * - `speaking` `{speakers: [{identity, level}]}`: loudest first, level 0..1
@@ -356,7 +357,10 @@ export class SipxRoom extends EventTarget {
 
   #onUpdated(participant) {
     if (this.self && participant.identity === this.self.identity) {
+      // This participant changed: muted through the API, say, which it did not do itself.
+      const previous = this.self;
       this.self = participant;
+      this.#emit('self-updated', { participant, previous });
       return;
     }
     const previous = this.participants.get(participant.identity);

@@ -103,3 +103,42 @@ def test_join_tokens_are_checked_and_rooms_are_per_application(server, pages, au
         events = page.evaluate("() => window.peerEvents()")
         assert {"type": "closed", "reason": "room_closed"} in events, events
 
+
+
+def test_a_token_the_application_minted_itself_is_held_to_the_apis_rules(server):
+    """docs/rooms-signalling.md: an application may sign its own join tokens (HS256 with its
+    secret). One whose shown name the API would refuse (too long, control characters) is
+    refused at the socket (4401) instead of showing that name to the room."""
+    import asyncio
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    import websockets
+
+    key, secret, _ = create_app(server, "self-minted")
+
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    def mint(name):
+        head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64(json.dumps({"iss": key, "sub": "guest", "room": "lobby", "exp": int(time.time()) + 300,
+                               "name": name}).encode())
+        mac = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{b64(mac)}"
+
+    async def close_of(token):
+        url = server.url("/v1/rtc").replace("http://", "ws://", 1) + "?token=" + token
+        async with websockets.connect(url, open_timeout=10) as ws:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=10)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code, closed.rcvd.reason
+
+    for bad in ["x" * 129, "Mallory\x1b[2J"]:
+        code, reason = asyncio.run(close_of(mint(bad)))
+        assert (code, reason) == (4401, "the token's name is not valid"), (bad, code, reason)

@@ -48,6 +48,15 @@ def test_two_browsers_in_a_room_see_and_hear_each_other(server):
             while demo_page.inbound_bytes(page, "audio") < first + 1000:
                 assert time.monotonic() < deadline, "no audio received"
                 page.wait_for_timeout(200)
+        # Muted by the application through the API: Bob's own tile says so, as Ada's tile of him.
+        identity = bob.evaluate("() => import('/demo.js').then((m) => m.currentRoom().self.identity)")
+        r = requests.post(server.url(f"/v1/rooms/standup/participants/{identity}/mute"), json={"muted": True},
+                          headers=auth_header(*creds), timeout=10)
+        assert r.status_code == 200, r.text
+        for page in (bob, ada):
+            icon = page.locator("[data-testid=tile]", has_text="Bob").locator(".muted-icon")
+            page.wait_for_function("(el) => !el.hasAttribute('hidden')", arg=icon.element_handle(),
+                                   timeout=10_000)
         bob.click("[data-testid=leave-button]")
         ada.locator("[data-testid=tile]", has_text="Bob").wait_for(state="detached", timeout=10_000)
 

@@ -278,8 +278,7 @@ impl Browser {
         // Parsed inside the guard too: str0m's parser is the first to see the browser's text.
         let answer = self
             .guard(|rtc| {
-                let offer =
-                    SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad offer: {e}"))?;
+                let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| unreadable("offer", &e))?;
                 rtc.sdp_api()
                     .accept_offer(offer)
                     .map_err(|e| format!("offer refused: {e}"))
@@ -328,7 +327,7 @@ impl Browser {
         let result = self
             .guard(|rtc| {
                 let answer =
-                    SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("bad answer: {e}"))?;
+                    SdpAnswer::from_sdp_string(sdp).map_err(|e| unreadable("answer", &e))?;
                 rtc.sdp_api()
                     .accept_answer(pending, answer)
                     .map_err(|e| e.to_string())
@@ -653,4 +652,11 @@ impl From<Output> for Polled {
             Output::Event(e) => Polled::Event(Box::new(e)),
         }
     }
+}
+
+/// The error a client gets for SDP that does not parse. The parser's own message goes to the
+/// log only: it names places in the server's memory (`PointerOffset(0x…)`).
+fn unreadable(what: &str, error: &dyn std::fmt::Display) -> String {
+    tracing::debug!(%error, "unreadable {what}");
+    format!("bad {what}: the SDP could not be read")
 }

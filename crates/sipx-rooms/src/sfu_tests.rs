@@ -293,6 +293,19 @@ fn bad_signalling_gets_an_error_not_a_failure() {
             "{text}: {out:?}"
         );
     }
+    // The parser's own words name server memory: the client gets a plain one.
+    sfu.handle_signal(now, w, r#"{"type":"offer","sdp":"v=0\r\nbroken"}"#);
+    let said: Vec<String> = drain(&mut sfu)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Signal {
+                message: ServerMessage::Error { message, .. },
+                ..
+            } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said, ["bad offer: the SDP could not be read"]);
     sfu.handle_signal(now, w, r#"{"type":"ping"}"#);
     assert!(drain(&mut sfu).iter().any(|o| matches!(
         o,

@@ -1113,8 +1113,13 @@ impl Core {
         };
         self.referrer_left_room(&call_id);
         if self.controls.by_id.contains_key(&call_id) {
+            // The machine says "Removed from room: <why>": the why, not the phrase again.
+            let why = match reason {
+                "Removed from the room" => "removed by the application",
+                other => other,
+            };
             let input = sipx_call::Input::Room(sipx_call::RoomInput::Removed {
-                why: reason.to_owned(),
+                why: why.to_owned(),
             });
             return self.feed(now, &call_id, input);
         }
