@@ -142,3 +142,33 @@ def test_a_token_the_application_minted_itself_is_held_to_the_apis_rules(server)
     for bad in ["x" * 129, "Mallory\x1b[2J"]:
         code, reason = asyncio.run(close_of(mint(bad)))
         assert (code, reason) == (4401, "the token's name is not valid"), (bad, code, reason)
+
+
+def test_a_frame_over_the_limit_closes_the_socket_with_1009(server):
+    """A signalling frame over 256 KiB is not read: the socket closes with 1009 (message too
+    big, RFC 6455 §7.4.1), so the client can tell that from a network failure, and the
+    participant is gone from the room."""
+    import asyncio
+    import json
+
+    import websockets
+
+    key, secret, _ = create_app(server, "big-frames")
+    tok = rooms.token(server, key, secret, "lobby", "chatty")
+
+    async def close_after_big_frame():
+        async with websockets.connect(rooms.ws_url(server, tok), open_timeout=10) as ws:
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            assert welcome["type"] == "welcome", welcome
+            await ws.send(json.dumps({"type": "ping", "pad": "x" * 300_000}))
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=10)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+    assert asyncio.run(close_after_big_frame()) == 1009
+    people = rooms.wait_until(
+        lambda: requests.get(server.url("/v1/rooms/lobby"), headers=auth_header(key, secret), timeout=10),
+        what="the room")
+    assert people.status_code == 404 or people.json()["participants"] == [], people.text

@@ -157,6 +157,12 @@ impl utoipa::Modify for CommonResponses {
                         add("404", "No such object for this application");
                     }
                 }
+                if path.starts_with("/v1/rooms") {
+                    add(
+                        "503",
+                        "The built-in rooms are disabled (`rooms.enabled = false`)",
+                    );
+                }
                 if op.request_body.is_some() {
                     add("413", "The body exceeds the size limit");
                     add("415", "The body is not `application/json`");

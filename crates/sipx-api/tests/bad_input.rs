@@ -402,3 +402,22 @@ async fn a_trunk_host_may_be_an_ipv6_address_with_or_without_brackets() {
         r.assert_problem(422, "invalid-body");
     }
 }
+
+#[tokio::test]
+async fn rooms_calls_answer_503_while_the_rooms_are_off() {
+    // This router has no rooms (`rooms.enabled = false`): a join token would only be refused
+    // at the socket, so it is not minted.
+    let api = TestApi::new().await;
+    let c = api.new_app("a").await;
+    api.call(
+        &c,
+        "POST",
+        "/v1/rooms/standup/tokens",
+        Some(json!({"identity": "ada"})),
+    )
+    .await
+    .assert_problem(503, "unavailable");
+    api.call(&c, "GET", "/v1/rooms", None)
+        .await
+        .assert_problem(503, "unavailable");
+}

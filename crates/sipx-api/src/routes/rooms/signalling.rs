@@ -180,7 +180,16 @@ async fn session(
                 idle_at = tokio::time::Instant::now() + IDLE;
                 match incoming {
                     Some(Ok(Message::Text(text))) => rooms.signal(id, text.as_str().to_owned()),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    // A frame over MAX_FRAME, or one that breaks the protocol: the client is
+                    // told which (RFC 6455 §7.4.1), not left with a dropped connection.
+                    Some(Err(e)) => {
+                        let error = e.to_string();
+                        let code = if error.contains("too long") { 1009 } else { 1002 };
+                        close(socket, code, error).await;
+                        rooms.disconnect(id);
+                        return;
+                    }
                     Some(Ok(_)) => {} // binary, ping, pong: nothing to do
                 }
             }

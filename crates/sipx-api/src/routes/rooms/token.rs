@@ -89,6 +89,8 @@ pub async fn create_token(
     ApiPath(room): ApiPath<String>,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
+    // A token for rooms that are off would only be refused at the socket.
+    super::rooms(&state)?;
     check_name("room", &room)?;
     check_name("identity", &body.identity)?;
     if !sipx_rooms::may_choose_identity(&body.identity) {
