@@ -619,6 +619,12 @@ const CLOSE_MESSAGES = {
   removed: 'You were removed from the room.',
   room_closed: 'The room was closed.',
   unauthorized: 'The join token was refused or has expired.',
+  forbidden: 'The application is disabled, or the room is full.',
+  room_not_found: 'There is no such room.',
+  identity_taken: 'A phone in the room already has that name.',
+  unavailable: 'The rooms are not available right now.',
+  stopping: 'SIPx is stopping. Join again in a moment.',
+  failed: 'The media connection failed (a firewall may block UDP).',
   disconnected: 'The connection to SIPx was lost.',
 };
 
