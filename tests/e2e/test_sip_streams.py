@@ -44,6 +44,9 @@ def test_the_answer_before_a_framing_error_still_goes_out(server):
         got = read_all(s).decode(errors="replace")
     assert got.startswith("SIP/2.0 200 "), got
     assert "branch=z9hG4bKframe1" in got, got
+    # What an OPTIONS answer says SIPx takes (RFC 3261 §11.2).
+    for line in ("Accept: application/sdp", "Accept-Encoding: identity", "Accept-Language: en"):
+        assert f"\r\n{line}" in got, (line, got)
 
 
 def test_a_latin1_display_name_is_answered(server):

@@ -1098,6 +1098,9 @@ impl Core {
                     .response(200, Some(&tag))
                     .with_header("Allow", self.uas.allow_header())
                     .with_header("Accept", self.uas.accept.join(", "))
+                    // RFC 3261 §11.2: what else it takes: bodies as they are, in English.
+                    .with_header("Accept-Encoding", "identity")
+                    .with_header("Accept-Language", "en")
                     .with_header("Supported", self.uas.supported.join(", "));
                 self.respond(now, txn, resp);
             }
