@@ -49,34 +49,53 @@ pub fn credentials(parts: &Parts) -> Result<Credentials, ApiError> {
         });
     }
     let query = parts.uri.query().unwrap_or("");
-    let mut api_key = None;
-    let mut expire_at = None;
-    let mut signature = None;
+    let mut found = Found::default();
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match k {
-            "api_key" => &mut api_key,
-            "expire_at" => &mut expire_at,
-            "signature" => &mut signature,
-            _ => continue,
-        };
-        // Named twice, a credential could be read one way here and another by a proxy.
-        if slot.is_some() {
+        if !CREDENTIALS.contains(&k) {
+            continue;
+        }
+        let v = percent_decode(v)
+            .ok_or_else(|| unauthorized(&format!("{k} is not percent-encoded UTF-8")))?;
+        if found.take(k, v).is_err() {
             return Err(unauthorized(&format!("{k} is given more than once")));
         }
-        *slot = Some(percent_decode(v));
     }
-    let (api_key, expire_at, signature) =
-        (api_key.flatten(), expire_at.flatten(), signature.flatten());
-    match (api_key, expire_at, signature) {
-        (Some(api_key), Some(expire_at), Some(signature)) => Ok(Credentials {
-            api_key,
-            expire_at,
-            signature,
-        }),
-        _ => Err(unauthorized(
+    found.complete().ok_or_else(|| {
+        unauthorized(
             "missing credentials: pass api_key, expire_at and signature in the query string or the Authorization header",
-        )),
+        )
+    })
+}
+
+/// The credentials a request carries, by name.
+const CREDENTIALS: [&str; 3] = ["api_key", "expire_at", "signature"];
+
+/// The credentials read so far, each taken once: named twice, one could be read one way here
+/// and another way by a proxy in front.
+#[derive(Default)]
+struct Found([Option<String>; 3]);
+
+impl Found {
+    /// Takes `value` as credential `name`; `Err` for one of them named again. A name that is
+    /// none of [`CREDENTIALS`] is `Ok(false)`.
+    fn take(&mut self, name: &str, value: String) -> Result<bool, ()> {
+        let Some(i) = CREDENTIALS.iter().position(|n| *n == name) else {
+            return Ok(false);
+        };
+        match self.0[i].replace(value) {
+            Some(_) => Err(()),
+            None => Ok(true),
+        }
+    }
+
+    fn complete(self) -> Option<Credentials> {
+        let [api_key, expire_at, signature] = self.0;
+        Some(Credentials {
+            api_key: api_key?,
+            expire_at: expire_at?,
+            signature: signature?,
+        })
     }
 }
 
@@ -85,9 +104,7 @@ fn parse_header(value: &str) -> Option<Credentials> {
     if !scheme.eq_ignore_ascii_case(SCHEME) {
         return None;
     }
-    let mut api_key = None;
-    let mut expire_at = None;
-    let mut signature = None;
+    let mut found = Found::default();
     for item in rest.split(',') {
         let (k, v) = item.trim().split_once('=')?;
         let v = v.trim();
@@ -96,21 +113,12 @@ fn parse_header(value: &str) -> Option<Credentials> {
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(v)
             .to_owned();
-        let slot = match k.trim() {
-            "api_key" => &mut api_key,
-            "expire_at" => &mut expire_at,
-            "signature" => &mut signature,
-            _ => return None,
-        };
-        if slot.replace(v).is_some() {
+        // Anything else in the header, or a credential twice, and it does not read.
+        if found.take(k.trim(), v) != Ok(true) {
             return None;
         }
     }
-    Some(Credentials {
-        api_key: api_key?,
-        expire_at: expire_at?,
-        signature: signature?,
-    })
+    found.complete()
 }
 
 /// Decodes `%XX` and `+`; `None` when the result is not UTF-8 or an escape is broken.

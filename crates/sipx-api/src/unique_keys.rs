@@ -50,16 +50,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::String(v))
     }
 
+    // JSON's null (serde_json gives it as unit, never as an option).
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        UniqueKeys::deserialize(deserializer).map(|v| v.0)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {

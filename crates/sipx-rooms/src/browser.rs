@@ -243,18 +243,14 @@ impl Browser {
                 }
                 _ => {}
             },
+            // A new m-line the browser sends on: its track starts as any other does.
             Event::MediaAdded(added)
                 if matches!(added.direction, Direction::RecvOnly | Direction::SendRecv)
-                    && !self.tracks_in.iter().any(|t| t.mid == Some(added.mid)) =>
+                    && !self.sent_mids.iter().any(|&(m, _)| m == added.mid) =>
             {
-                let track = TrackIn {
-                    origin: self.id,
-                    mid: Some(added.mid),
-                    kind: added.kind,
-                };
-                self.tracks_in.push(track);
                 self.sent_mids.push((added.mid, added.kind));
-                out.push(BrowserOutput::TrackAdded(track));
+                self.reconcile_sent();
+                out.append(&mut self.settled);
             }
             Event::MediaData(data) => out.push(BrowserOutput::Media(Box::new(data))),
             Event::KeyframeRequest(req) => out.push(BrowserOutput::KeyframeWanted { mid: req.mid }),
@@ -290,14 +286,20 @@ impl Browser {
         Ok(answer.to_sdp_string())
     }
 
+    /// The session's direction on `mid` (ours: `RecvOnly` while the browser sends there).
+    fn direction(&self, mid: Mid) -> Option<Direction> {
+        self.rtc.media(mid).map(|m| m.direction())
+    }
+
     /// Once a negotiation settled: which of the browser's sending m-lines carry a track now.
     /// Read from the session, not from its direction events: those also fire for the
     /// `recvonly` our own offer proposes (`make_offer`), before the browser agreed to anything.
     fn reconcile_sent(&mut self) {
         for &(mid, kind) in &self.sent_mids {
-            let sending = self.rtc.media(mid).is_some_and(|m| {
-                matches!(m.direction(), Direction::RecvOnly | Direction::SendRecv)
-            });
+            let sending = matches!(
+                self.direction(mid),
+                Some(Direction::RecvOnly | Direction::SendRecv)
+            );
             let at = self.tracks_in.iter().position(|t| t.mid == Some(mid));
             match (sending, at) {
                 (true, None) => {
@@ -466,19 +468,17 @@ impl Browser {
             .iter()
             .map(|t| format!("p{}", t.source.origin.0))
             .collect();
-        let own: Vec<Mid> = self.sent_mids.iter().map(|&(m, _)| m).collect();
+        // The browser's own m-lines it stopped sending on are offered `recvonly`, not
+        // `inactive` as it left them: an answer to `inactive` can only be `inactive`, so a
+        // browser that publishes again while this offer is out would never renegotiate
+        // (JSEP §5.3.1) and its track would stay off.
+        let stopped: Vec<Mid> = self
+            .sent_mids
+            .iter()
+            .map(|&(m, _)| m)
+            .filter(|&m| self.direction(m) == Some(Direction::Inactive))
+            .collect();
         let result = self.guard(move |rtc| {
-            // The browser's own m-lines it stopped sending on are offered `recvonly`, not
-            // `inactive` as it left them: an answer to `inactive` can only be `inactive`, so a
-            // browser that publishes again while this offer is out would never renegotiate
-            // (JSEP §5.3.1) and its track would stay off.
-            let stopped: Vec<Mid> = own
-                .into_iter()
-                .filter(|&m| {
-                    rtc.media(m)
-                        .is_some_and(|m| m.direction() == Direction::Inactive)
-                })
-                .collect();
             let mut change = rtc.sdp_api();
             for m in stopped {
                 change.set_direction(m, Direction::RecvOnly);

@@ -707,6 +707,14 @@ impl Sfu {
         }
     }
 
+    /// `from`'s tracks changed: the room is told, and everyone is offered what changed.
+    fn tracks_changed(&mut self, from: ParticipantId) {
+        self.announce_update(from);
+        for m in self.members_of(from) {
+            self.negotiate(m);
+        }
+    }
+
     /// A browser stopped sending a track: the others stop receiving it (its m-line at each
     /// goes inactive, which their clients report as the track's end).
     fn unpublish(&mut self, track: TrackIn) {
@@ -837,19 +845,12 @@ impl Sfu {
                 BrowserOutput::TrackAdded(track) => {
                     if self.participants.get(&from).is_some_and(|p| p.can_publish) {
                         self.publish(track);
-                        self.announce_update(from);
-                        let members = self.members_of(from);
-                        for m in members {
-                            self.negotiate(m);
-                        }
+                        self.tracks_changed(from);
                     }
                 }
                 BrowserOutput::TrackRemoved(track) => {
                     self.unpublish(track);
-                    self.announce_update(from);
-                    for m in self.members_of(from) {
-                        self.negotiate(m);
-                    }
+                    self.tracks_changed(from);
                 }
                 BrowserOutput::Media(data) => forwarded.push(data),
                 BrowserOutput::ReportedLoss { mid, fraction } => {

@@ -116,16 +116,26 @@ impl Dialog {
     }
 
     /// The UAS's dialog from a received INVITE and the tag it answers with (§12.1.1).
-    /// `provisional`: the dialog is early until the 2xx is sent.
-    pub fn from_uas(invite: &Request, local_tag: &str, provisional: bool) -> Option<Dialog> {
-        let mut local = invite.to()?;
+    /// `provisional`: the dialog is early until the 2xx is sent. Without one, the first fault
+    /// found, named as the reason phrase of the INVITE's 400 (a UA's log then says what to fix).
+    pub fn from_uas(
+        invite: &Request,
+        local_tag: &str,
+        provisional: bool,
+    ) -> Result<Dialog, &'static str> {
+        const MISSING: &str = "Missing dialog headers";
+        let mut local = invite.to().ok_or(MISSING)?;
         local.set_param("tag", Some(local_tag.to_owned()));
-        let remote = invite.from()?;
-        Some(Dialog {
+        let remote = invite.from().ok_or(MISSING)?;
+        let remote_tag = remote.tag().ok_or("Missing From tag")?.to_owned();
+        if invite.headers.list("Contact").is_empty() {
+            return Err("Missing Contact");
+        }
+        Ok(Dialog {
             id: DialogId {
-                call_id: invite.call_id()?.to_owned(),
+                call_id: invite.call_id().ok_or(MISSING)?.to_owned(),
                 local_tag: local_tag.to_owned(),
-                remote_tag: remote.tag()?.to_owned(),
+                remote_tag,
             },
             state: if provisional {
                 DialogState::Early
@@ -134,28 +144,12 @@ impl Dialog {
             },
             local,
             remote,
-            remote_target: contact_uri(&invite.headers)?,
-            route_set: routes(&invite.headers)?,
+            remote_target: contact_uri(&invite.headers).ok_or("Contact not a SIP address")?,
+            route_set: routes(&invite.headers).ok_or("Bad Record-Route")?,
             local_cseq: 0,
-            remote_cseq: Some(invite.cseq()?.seq),
+            remote_cseq: Some(invite.cseq().ok_or(MISSING)?.seq),
             secure: matches!(&invite.uri, Uri::Sip(u) if u.secure),
         })
-    }
-
-    /// Why [`Dialog::from_uas`] makes no dialog of `invite`, as the reason phrase of its 400:
-    /// the first fault found, named (a UA's log then says what to fix).
-    pub fn why_not_from_uas(invite: &Request) -> &'static str {
-        if invite.from().is_none_or(|f| f.tag().is_none()) {
-            "Missing From tag"
-        } else if invite.headers.list("Contact").is_empty() {
-            "Missing Contact"
-        } else if contact_uri(&invite.headers).is_none() {
-            "Contact not a SIP address"
-        } else if routes(&invite.headers).is_none() {
-            "Bad Record-Route"
-        } else {
-            "Missing dialog headers"
-        }
     }
 
     /// A 2xx arrived (or was sent): the dialog is confirmed; a UAC takes the final route set
@@ -277,9 +271,7 @@ mod tests {
         let with = |from: &str, to: &str| {
             let text = INVITE.replace(from, to);
             match parse_datagram(text.as_bytes()) {
-                Ok(SipMessage::Request(r)) => {
-                    Dialog::from_uas(&r, "t1", false).ok_or(Dialog::why_not_from_uas(&r))
-                }
+                Ok(SipMessage::Request(r)) => Dialog::from_uas(&r, "t1", false),
                 other => panic!("{other:?}"),
             }
         };

@@ -1094,14 +1094,7 @@ impl Core {
             // keepalives and SBCs end theirs on a 481 (RFC 3261 §12.2.2).
             Method::Options if req.tag_of_to().is_some() => self.on_in_dialog(now, txn, req, peer),
             Method::Options => {
-                let resp = req
-                    .response(200, Some(&tag))
-                    .with_header("Allow", self.uas.allow_header())
-                    .with_header("Accept", self.uas.accept.join(", "))
-                    // RFC 3261 §11.2: what else it takes: bodies as they are, in English.
-                    .with_header("Accept-Encoding", "identity")
-                    .with_header("Accept-Language", "en")
-                    .with_header("Supported", self.uas.supported.join(", "));
+                let resp = self.options_answer(&req, &tag);
                 self.respond(now, txn, resp);
             }
             Method::Register => self.on_register(now, txn, req, peer),
@@ -1119,6 +1112,17 @@ impl Core {
                 self.respond(now, txn, resp);
             }
         }
+    }
+
+    /// The 200 to an OPTIONS, in or out of a dialog: what SIPx takes (RFC 3261 §11.2), bodies
+    /// as they are and in English.
+    pub(super) fn options_answer(&self, req: &Request, tag: &str) -> Response {
+        req.response(200, Some(tag))
+            .with_header("Allow", self.uas.allow_header())
+            .with_header("Accept", self.uas.accept.join(", "))
+            .with_header("Accept-Encoding", "identity")
+            .with_header("Accept-Language", "en")
+            .with_header("Supported", self.uas.supported.join(", "))
     }
 
     /// A 401 with fresh challenges, sent statelessly: the nonce carries all the state.

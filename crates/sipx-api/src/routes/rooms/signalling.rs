@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sipx_rooms::{JoinRequest, RoomError, RoomKey};
 
-use super::token::{JoinClaims, valid_display_name};
+use super::token::{JoinClaims, display_name};
 use super::unix_now;
 use crate::extract::ApiQuery;
 use crate::problem::ApiError;
@@ -87,19 +87,12 @@ async fn check_token(state: &ApiState, token: &str) -> Result<(String, JoinClaim
         return Err(refuse("the token names an invalid room or identity"));
     }
     // A token the application minted itself gets the checks SIPx's own minting makes.
-    if claims
-        .name
-        .as_deref()
-        .is_some_and(|n| !valid_display_name(n))
-    {
-        return Err(refuse("the token's name is not valid"));
-    }
+    let name = display_name(claims.name).map_err(|()| refuse("the token's name is not valid"))?;
     if !sipx_rooms::may_choose_identity(&claims.sub) {
         return Err(refuse(
             "phone-… identities are SIPx's for phone participants",
         ));
     }
-    let name = claims.name.filter(|n| !n.trim().is_empty());
     Ok((app.id, JoinClaims { name, ..claims }))
 }
 

@@ -99,12 +99,12 @@ pub async fn create_token(
             "phone-… names are SIPx's for phone participants",
         ));
     }
-    if body.name.as_deref().is_some_and(|n| !valid_display_name(n)) {
+    let Ok(name) = display_name(body.name) else {
         return Err(ApiError::invalid_field(
             "name",
             "at most 128 characters, none of them control characters",
         ));
-    }
+    };
     let max = state.auth.room_token_max_ttl.as_secs();
     let ttl = body.ttl_secs.unwrap_or(3600.min(max));
     if ttl == 0 || ttl > max {
@@ -121,8 +121,7 @@ pub async fn create_token(
         iss: app.api_key.clone(),
         sub: body.identity.clone(),
         room: room.clone(),
-        // An empty name is none: the identity is shown.
-        name: body.name.filter(|n| !n.trim().is_empty()),
+        name,
         can_publish: body.can_publish.unwrap_or(true),
         can_subscribe: body.can_subscribe.unwrap_or(true),
         exp: now + ttl,
@@ -142,8 +141,14 @@ pub async fn create_token(
     ))
 }
 
-/// A participant's shown name: at most 128 characters, none of them control characters. Checked
-/// when SIPx mints a token and when a browser joins with one an application minted itself.
-pub(crate) fn valid_display_name(name: &str) -> bool {
-    name.chars().count() <= 128 && !name.chars().any(char::is_control)
+/// A participant's shown name as a token may carry it: at most 128 characters, none of them
+/// control characters (`Err` otherwise); an empty one is none, so the identity is shown.
+/// Checked when SIPx mints a token and when a browser joins with one an application minted
+/// itself.
+pub(crate) fn display_name(name: Option<String>) -> Result<Option<String>, ()> {
+    match name {
+        Some(n) if n.chars().count() > 128 || n.chars().any(char::is_control) => Err(()),
+        Some(n) if n.trim().is_empty() => Ok(None),
+        name => Ok(name),
+    }
 }

@@ -343,12 +343,13 @@ impl Core {
                 }
             },
         };
-        let Some(dialog) = Dialog::from_uas(&req, &tag, false) else {
-            let resp = req
-                .response(400, Some(&tag))
-                .with_reason(Dialog::why_not_from_uas(&req));
-            self.refuse_invite(now, txn, resp, row);
-            return false;
+        let dialog = match Dialog::from_uas(&req, &tag, false) {
+            Ok(dialog) => dialog,
+            Err(why) => {
+                let resp = req.response(400, Some(&tag)).with_reason(why);
+                self.refuse_invite(now, txn, resp, row);
+                return false;
+            }
         };
         let call_id = dialog.id.call_id.clone();
         // A room's phones share a media thread, where their room is mixed once for all.
@@ -741,9 +742,7 @@ impl Core {
                 }
             }
             Method::Options => {
-                let resp = req
-                    .response(200, Some(&tag))
-                    .with_header("Allow", self.uas.allow_header());
+                let resp = self.options_answer(&req, &tag);
                 self.respond(now, txn, resp);
             }
             Method::Notify if self.call_id_of_dialog(&id).is_some() => {
@@ -1105,19 +1104,16 @@ impl Core {
     /// The rooms removed a phone participant (API, room closed, replaced): hang its call up.
     pub(super) fn on_room_notice(&mut self, now: Instant, notice: crate::rooms::PhoneNotice) {
         let crate::rooms::PhoneNotice::Removed { call_id, reason } = notice;
-        let reason = match reason {
-            "room_closed" => "Room closed",
-            "replaced" => "Replaced in the room",
-            "failed" => "Room failure",
-            _ => "Removed from the room",
+        // The ending's reason, and the why a dialled-out call's machine writes after
+        // "Removed from room: " (not that phrase again).
+        let (reason, why) = match reason {
+            "room_closed" => ("Room closed", "Room closed"),
+            "replaced" => ("Replaced in the room", "Replaced in the room"),
+            "failed" => ("Room failure", "Room failure"),
+            _ => ("Removed from the room", "removed by the application"),
         };
         self.referrer_left_room(&call_id);
         if self.controls.by_id.contains_key(&call_id) {
-            // The machine says "Removed from room: <why>": the why, not the phrase again.
-            let why = match reason {
-                "Removed from the room" => "removed by the application",
-                other => other,
-            };
             let input = sipx_call::Input::Room(sipx_call::RoomInput::Removed {
                 why: why.to_owned(),
             });

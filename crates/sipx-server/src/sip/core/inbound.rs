@@ -460,9 +460,7 @@ impl Core {
             // Keys pressed before the call is answered go nowhere yet.
             Method::Info => super::info_dtmf::answer_info(&req, &tag).0,
             // The early dialog is alive.
-            Method::Options => req
-                .response(200, Some(&tag))
-                .with_header("Allow", self.uas.allow_header()),
+            Method::Options => self.options_answer(&req, &tag),
             _ => req.response(481, Some(&tag)),
         };
         self.respond(now, txn, resp);
