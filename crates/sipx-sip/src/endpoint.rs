@@ -627,10 +627,11 @@ impl Endpoint {
             (_, 100..=199) => t.state = State::Proceeding,
             (true, 200..=299) => {
                 t.state = State::Accepted;
-                // The UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4); the
-                // Accepted state also absorbs INVITE retransmissions (Timer L).
+                // The UAS core retransmits its 2xx until the ACK (RFC 3261 §13.3.1.4) over
+                // any transport: the 2xx is end to end, and a proxy further on may forward
+                // it over UDP. The Accepted state also absorbs INVITE retransmissions (Timer L).
                 t.interval = t1;
-                t.retransmit_at = unreliable.then(|| now + t1);
+                t.retransmit_at = Some(now + t1);
                 t.end_at = Some(now + 64 * t1);
                 register_ack = ack_key;
             }

@@ -86,17 +86,24 @@ pub enum UasTimer {
     TooSmall { min_se: u32 },
     /// `Session-Expires` is malformed: 400 with this reason.
     Malformed(&'static str),
-    /// The timer runs: the answer carries [`UasTimer::answer_headers`].
-    On { interval: u32, refresher: Refresher },
+    /// The timer runs: the answer carries [`UasTimer::answer_headers`]. `uac_supports`: the
+    /// request listed `timer`, so the answer may require it.
+    On {
+        interval: u32,
+        refresher: Refresher,
+        uac_supports: bool,
+    },
 }
 
 impl UasTimer {
     /// The headers a 2xx to the request carries: `Session-Expires`, and `Require: timer` when
-    /// the UAC refreshes (RFC 4028 §9: it must know it has to).
+    /// the UAC supports the timer (RFC 4028 §9: a MUST when it refreshes, a SHOULD when we do,
+    /// so that it knows the session is timed).
     pub fn answer_headers(self) -> Vec<(&'static str, String)> {
         let UasTimer::On {
             interval,
             refresher,
+            uac_supports,
         } = self
         else {
             return Vec::new();
@@ -106,7 +113,7 @@ impl UasTimer {
             refresher: Some(refresher),
         };
         let mut headers = vec![("Session-Expires", expires.to_value())];
-        if refresher == Refresher::Uac {
+        if uac_supports {
             headers.push(("Require", "timer".to_owned()));
         }
         headers
@@ -139,14 +146,16 @@ pub fn negotiate_uas(req: &Request, min_se: u32) -> UasTimer {
     }
     // A UAC that does not list `timer` cannot refresh (a proxy put the header in): the UAS
     // does, whatever the header says (§9), and its answer requires nothing of the UAC.
+    let uac_supports = names_option(req, "timer");
     let refresher = match asked.refresher {
-        _ if !names_option(req, "timer") => Refresher::Uas,
+        _ if !uac_supports => Refresher::Uas,
         Some(r) => r,
         None => Refresher::Uac,
     };
     UasTimer::On {
         interval: asked.delta,
         refresher,
+        uac_supports,
     }
 }
 

@@ -470,6 +470,33 @@ fn reliable_transports_do_not_retransmit() {
 }
 
 #[test]
+fn a_2xx_is_retransmitted_over_a_stream_too() {
+    // The 2xx is end to end (RFC 3261 §13.3.1.4): a proxy past the TCP hop may use UDP, so
+    // it goes again until the ACK whatever the transport, unlike a non-2xx answer.
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.handle_datagram(t0, peer(Transport::Tcp), &request("INVITE", "z9hG4bKs", ""));
+    let (_, ev) = drain(&mut ep);
+    let (txn, req) = the_request(&ev);
+    ep.respond(t0, txn, req.response(200, Some("t")));
+    drain(&mut ep);
+    let (sent, _) = run_timers(&mut ep, t0, t0 + Duration::from_millis(3600));
+    assert_eq!(sent, [500, 1500, 3500].map(Duration::from_millis).to_vec());
+    ep.handle_datagram(
+        t0 + Duration::from_secs(4),
+        peer(Transport::Tcp),
+        &request("ACK", "z9hG4bKsack", ";tag=t"),
+    );
+    drain(&mut ep);
+    let (sent, _) = run_timers(
+        &mut ep,
+        t0 + Duration::from_secs(4),
+        t0 + Duration::from_secs(40),
+    );
+    assert!(sent.is_empty());
+}
+
+#[test]
 fn a_response_with_two_vias_is_not_ours_to_act_on() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();

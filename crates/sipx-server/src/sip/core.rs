@@ -27,12 +27,14 @@ use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
 use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
+mod bye_answer;
 mod call_rows;
 pub(crate) use call_rows::progress as call_progress;
 mod calls;
 mod control;
 mod dial;
 mod digit_paths;
+mod early_dialogs;
 mod events;
 mod inbound;
 mod inbound_control;
@@ -991,7 +993,7 @@ impl Core {
                     return;
                 }
                 if response.status >= 200
-                    && (self.calls.owns_client_txn(txn)
+                    && (self.on_bye_answer(now, txn, &response)
                         || self.on_refresh_answer(now, txn, Some(&response))
                         || self.on_referral_notify_answer(now, txn, Some(response.status)))
                 {
@@ -1040,7 +1042,8 @@ impl Core {
         // Requests within a dialog SIPx holds (the BYE of a phone reached through a provider
         // whose address is not an inbound source) belong to a call that is already allowed.
         let in_our_dialog = sipx_sip::dialog::DialogId::of_request(&req)
-            .is_some_and(|id| self.calls.by_dialog.contains_key(&id));
+            .is_some_and(|id| self.calls.by_dialog.contains_key(&id))
+            || self.dial_out_in_early_dialog(&req).is_some();
         let gated = !open_method && !in_our_dialog;
         // A new call's credentials also tell which trunk it came through, wherever it came from.
         let trunk_by_digest =

@@ -49,7 +49,8 @@ fn the_uas_takes_the_interval_and_lets_a_supporting_uac_refresh() {
         timer,
         UasTimer::On {
             interval: 1800,
-            refresher: Refresher::Uac
+            refresher: Refresher::Uac,
+            uac_supports: true
         }
     );
     assert_eq!(
@@ -66,12 +67,17 @@ fn the_uas_takes_the_interval_and_lets_a_supporting_uac_refresh() {
         timer,
         UasTimer::On {
             interval: 600,
-            refresher: Refresher::Uas
+            refresher: Refresher::Uas,
+            uac_supports: true
         }
     );
+    // The UAC supports the timer: the answer says the session is timed (§9, SHOULD).
     assert_eq!(
         timer.answer_headers(),
-        [("Session-Expires", "600;refresher=uas".to_owned())]
+        [
+            ("Session-Expires", "600;refresher=uas".to_owned()),
+            ("Require", "timer".to_owned())
+        ]
     );
 }
 
@@ -99,7 +105,8 @@ fn too_small_malformed_absent_and_proxy_asked_timers() {
             timer,
             UasTimer::On {
                 interval: 1800,
-                refresher: Refresher::Uas
+                refresher: Refresher::Uas,
+                uac_supports: false
             },
             "{proxied}"
         );

@@ -137,8 +137,9 @@ impl Call {
 pub(crate) struct Calls {
     pub(super) by_dialog: HashMap<DialogId, Call>,
     pub(super) by_leg: HashMap<LegId, DialogId>,
-    /// Our BYEs in flight: their answers need no handling beyond matching.
-    pub(super) byes: HashMap<ClientTxnId, DialogId>,
+    /// Our BYEs in flight: their answers need no handling beyond matching, or one retry
+    /// with credentials when challenged (`bye_answer.rs`).
+    pub(super) byes: HashMap<ClientTxnId, super::bye_answer::SentBye>,
     /// Calls that ended before the ACK of our 2xx: their BYE waits for it, or for the 2xx's
     /// transaction to time out (RFC 3261 §15).
     pub(super) byes_after_ack: HashMap<DialogId, PendingBye>,
@@ -161,9 +162,15 @@ impl Calls {
         self.byes.remove(&txn).is_some()
     }
 
-    /// A BYE we sent on `dialog`, whose answer needs only matching.
-    pub fn note_bye(&mut self, txn: ClientTxnId, dialog: DialogId) {
-        self.byes.insert(txn, dialog);
+    /// A BYE we sent on `dialog`; `retry` sends it again if challenged.
+    pub fn note_bye(
+        &mut self,
+        txn: ClientTxnId,
+        dialog: DialogId,
+        retry: Option<super::bye_answer::ByeRetry>,
+    ) {
+        self.byes
+            .insert(txn, super::bye_answer::SentBye { dialog, retry });
     }
 
     /// A dialled-out call the phone answered.
@@ -652,7 +659,7 @@ impl Core {
     }
 
     /// The host in our Warning headers.
-    fn warn_agent(&self) -> String {
+    pub(super) fn warn_agent(&self) -> String {
         self.settings
             .external_host
             .clone()
@@ -1169,8 +1176,9 @@ impl Core {
         bye.headers
             .push("Reason", format!("SIP;cause={cause};text=\"{text}\""));
         bye.headers.push("Content-Length", "0");
+        let retry = self.bye_retry(&dialog.id, &bye, peer);
         let txn = self.endpoint.send_request(now, peer, bye);
-        self.calls.byes.insert(txn, dialog.id.clone());
+        self.calls.note_bye(txn, dialog.id.clone(), retry);
     }
 
     /// The BYE of a call that ended while the ACK of its 2xx was outstanding: it goes once

@@ -53,6 +53,35 @@ pub(crate) struct OutboundInvite {
     pub(super) rang: bool,
     /// The provisional answers sent reliably, per early dialog.
     reliable: ReliableProvisionals,
+    /// The To tags of the early dialogs provisional answers opened (a forking proxy opens
+    /// one per phone that rings): the callee may send requests in them (RFC 3311 §5.1).
+    early_tags: Vec<String>,
+    /// Forks whose 2xx came after another's, acknowledged and ended by BYE: their To tag and
+    /// ACK, sent again if their 2xx is.
+    ended_forks: Vec<(String, Peer, Vec<u8>)>,
+}
+
+/// Early dialogs kept per dial-out: forks past this many are not answered in their early
+/// dialog (their 2xx still is).
+const EARLY_DIALOGS_KEPT: usize = 16;
+
+impl OutboundInvite {
+    /// The SDP answer a reliable provisional of the early dialog with To tag `tag` brought.
+    pub(super) fn reliable_answer(&self, tag: &str) -> Option<&[u8]> {
+        self.reliable.answer(tag)
+    }
+
+    /// Whether `req`, from the callee, belongs to an early dialog of this INVITE: our From
+    /// tag as its To tag, a provisional answer's To tag as its From tag.
+    pub(super) fn in_early_dialog(&self, req: &Request) -> bool {
+        self.answered_tag.is_none()
+            && req.call_id() == Some(self.call_id.as_str())
+            && req.tag_of_to().is_some()
+            && req.tag_of_to() == self.invite.tag_of_from()
+            && req
+                .tag_of_from()
+                .is_some_and(|t| self.early_tags.iter().any(|e| e == t))
+    }
 }
 
 /// What an SDP answer did to a dial-out's media session.
@@ -519,6 +548,8 @@ impl Core {
                 ack: None,
                 answered_tag: None,
                 early_answer: None,
+                early_tags: Vec::new(),
+                ended_forks: Vec::new(),
                 rang: false,
                 reliable: ReliableProvisionals::default(),
             });
@@ -657,6 +688,12 @@ impl Core {
             && let Some(out) = self.controls.out_mut(&id)
         {
             out.rang = true;
+            if let Some(tag) = response.tag_of_to()
+                && !out.early_tags.iter().any(|t| t == tag)
+                && out.early_tags.len() < EARLY_DIALOGS_KEPT
+            {
+                out.early_tags.push(tag.to_owned());
+            }
         }
         let mut sdp = false;
         // The answer of a reliable 1xx is the call's (RFC 3262 §5): one SIPx cannot use ends
@@ -914,20 +951,39 @@ impl Core {
                 if let Some((hop, ack)) = out.ack.clone() {
                     self.endpoint.send_stateless(hop, ack);
                 }
+            } else if let Some((_, hop, ack)) = out
+                .ended_forks
+                .iter()
+                .find(|(t, _, _)| Some(t) == to_tag.as_ref())
+            {
+                // A fork ended already sends its 2xx again: our ACK was lost, the BYE is
+                // its own transaction and goes on by itself.
+                self.endpoint.send_stateless(*hop, ack.clone());
             } else {
                 // Another fork answered too: acknowledge it and end it (RFC 3261 §13.2.2.4).
                 let invite = out.invite.clone();
+                let auth = out.auth.clone();
                 if let Some(mut d) = Dialog::from_uac(&invite, response) {
                     d.local_cseq = d.local_cseq.max(pracked_cseq(out, to_tag.as_deref()));
                     let hop = next_hop(&d.route_set, peer);
                     let v = via(self, &hop);
-                    let ack = ack_for_2xx(&mut d, &invite, &v);
-                    self.endpoint.send_stateless(hop, ack.to_bytes());
+                    let ack = ack_for_2xx(&mut d, &invite, &v).to_bytes();
+                    self.endpoint.send_stateless(hop, ack.clone());
+                    if let (Some(out), Some(tag)) = (self.controls.out_mut(id), to_tag.clone())
+                        && out.ended_forks.len() < EARLY_DIALOGS_KEPT
+                    {
+                        out.ended_forks.push((tag, hop, ack));
+                    }
                     let v = via(self, &hop);
                     let mut bye = d.request(Method::Bye, &v, None);
                     bye.headers.push("Content-Length", "0");
+                    let retry = auth.map(|auth| super::bye_answer::ByeRetry {
+                        bye: bye.clone(),
+                        peer: hop,
+                        auth,
+                    });
                     let txn = self.endpoint.send_request(now, hop, bye);
-                    self.calls.note_bye(txn, d.id.clone());
+                    self.calls.note_bye(txn, d.id.clone(), retry);
                 }
             }
             return;
@@ -964,12 +1020,12 @@ impl Core {
             self.take_answer(id, to_tag.as_deref(), &body, true)
         } else if let Some(body) = sdp_of(&response.headers, &response.body) {
             self.take_answer(id, to_tag.as_deref(), body, true)
-        } else if self
-            .controls
-            .out(id)
-            .and_then(|o| o.sdp.as_ref())
-            .is_some_and(|s| s.negotiated().is_some())
-        {
+        } else if self.controls.out(id).is_some_and(|o| {
+            // Offer and answer are per dialog (RFC 3261 §13.2.1): an early answer counts for
+            // the 2xx of its own fork only, another fork's 2xx without SDP answered nothing.
+            let own = o.early_answer.as_ref().is_some_and(|(t, _)| *t == to_tag);
+            own && o.sdp.as_ref().is_some_and(|s| s.negotiated().is_some())
+        }) {
             AnswerOutcome::Agreed
         } else {
             AnswerOutcome::Refused("No SDP answer".to_owned())

@@ -437,6 +437,9 @@ impl Core {
         if req.method == Method::Bye && self.calls.byes_after_ack.remove(&id).is_some() {
             return self.respond(now, txn, req.response(200, Some(&tag)));
         }
+        if let Some(call) = self.dial_out_in_early_dialog(&req) {
+            return self.on_early_dial_out_request(now, txn, req, source, &call);
+        }
         let Some(invite) = self.waiting_invite_of(&id) else {
             return self.respond(now, txn, req.response(481, None));
         };
@@ -454,14 +457,7 @@ impl Core {
                 .response(500, Some(&tag))
                 .with_reason("Offer before the answer to the INVITE")
                 .with_header("Retry-After", retry_after_secs().to_string()),
-            Method::Update => req
-                .response(200, Some(&tag))
-                .with_header("Contact", self.contact_for(&source, CONTACT_USER)),
-            // Keys pressed before the call is answered go nowhere yet.
-            Method::Info => super::info_dtmf::answer_info(&req, &tag).0,
-            // The early dialog is alive.
-            Method::Options => self.options_answer(&req, &tag),
-            _ => req.response(481, Some(&tag)),
+            _ => self.early_dialog_answer(&req, &tag, &source),
         };
         self.respond(now, txn, resp);
     }

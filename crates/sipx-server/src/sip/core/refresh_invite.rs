@@ -125,6 +125,6 @@ impl Core {
         let mut bye = dialog.request(Method::Bye, &via, None);
         bye.headers.push("Content-Length", "0");
         let txn = self.endpoint.send_request(now, peer, bye);
-        self.calls.note_bye(txn, dialog.id.clone());
+        self.calls.note_bye(txn, dialog.id.clone(), None);
     }
 }

@@ -115,6 +115,7 @@ impl Core {
             UasTimer::On {
                 interval,
                 refresher,
+                ..
             } => {
                 // The request's UAS is SIPx: `uas` is us.
                 let ours = refresher == Refresher::Uas;
