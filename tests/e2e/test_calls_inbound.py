@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import socket
 import threading
 import time
 
@@ -304,6 +305,11 @@ def test_the_api_hangs_up_presses_keys_mutes_and_transfers_an_inbound_call(serve
         api(server, creds, "POST", f"/v1/calls/{call['id']}/mute", {"muted": False}, expect=200)
         rooms.wait_until(lambda: not phones_in(server, creds, "desk")[0]["muted"], what="the phone unmuted")
 
+        # The live call shows its media statistics (refreshed every 5 s while it lasts).
+        live = rooms.wait_until(lambda: (c := api(server, creds, "GET", f"/v1/calls/{call['id']}").json()).get("media")
+                                and not c["done"] and c, timeout=12, what="the live call's media statistics")
+        assert live["media"]["packets_received"] > 50 and live["media"]["packets_sent"] > 50, live
+
         # Another application's key cannot touch the call.
         stranger = create_app(server)
         r = api(server, stranger, "DELETE", f"/v1/calls/{call['id']}")
@@ -350,6 +356,34 @@ def test_a_full_room_refuses_the_call_instead_of_answering_it(data_dir):
         assert refused["end"]["code"] == 486 and refused["end"]["cause"] == "room_failed", refused
         assert [h["state"] for h in refused["history"]] == ["INCOMING", "DISCONNECTED"], refused
         assert len(phones_in(s, creds, "solo")) == 1
+    finally:
+        s.stop()
+
+
+def test_a_caller_that_never_acknowledges_the_200_ends_for_the_missing_ack(data_dir):
+    """No ACK and no media: the media timeout (2 s here) comes first, but the call ends for
+    what went wrong, the ACK that never came (`ack_timeout`), not as a media timeout."""
+    s = Server(data_dir, env={"SIPX_MEDIA__MEDIA_TIMEOUT_SECS": "2"}).start()
+    try:
+        ip = "127.0.0.176"
+        creds, _ = setup(s, ip)
+        host, port = sip_addr(s)
+        sdp = f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40260 RTP/AVP 0\r\n"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((ip, 0))
+            u.settimeout(10)
+            local = u.getsockname()[1]
+            u.sendto((f"INVITE sip:room-noack@{host}:{port} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP {ip}:{local};branch=z9hG4bKnoack;rport\r\nMax-Forwards: 70\r\n"
+                      f"From: <sip:caller@{ip}>;tag=noack\r\nTo: <sip:room-noack@{host}>\r\n"
+                      f"Call-ID: noack@{ip}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{ip}:{local}>\r\n"
+                      f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode(),
+                     (host, port))
+            answer = ""
+            while not answer.startswith("SIP/2.0 200 "):
+                answer = u.recv(65535).decode(errors="replace")
+        ended = wait_call(s, creds, lambda c: c["done"], "the unacknowledged call ended")
+        assert ended["end"]["cause"] == "ack_timeout", ended
     finally:
         s.stop()
 

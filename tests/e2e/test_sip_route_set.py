@@ -1,7 +1,9 @@
 """In-dialog requests follow the route set (RFC 3261 §12.2.1.1): a proxy that record-routes a
 call on an address other than the one it sends from gets SIPx's BYE (and, on a dial-out, its
-ACK) there, with the Route header; without a route set they go back where the peer's messages
-came from (a NATed phone's flow). Addresses 127.0.0.182-184 belong here."""
+ACK) there, with the Route header. Without a route set they go to the peer's Contact (an SBC
+cluster's other node), unless the peer is behind NAT (its Via names another address than the
+one it sends from): then back where its messages came from. Addresses 127.0.0.182-185 belong
+here."""
 
 import socket
 
@@ -140,3 +142,79 @@ def test_a_refused_or_stranger_target_refresh_moves_nothing(server):
     finally:
         for ua in (phone, same_ip, stranger):
             ua.close()
+
+
+class ContactElsewhere(Phone):
+    """A phone (an SBC cluster's node) whose INVITE names another node in its Contact; `via`
+    overrides the sent-by its Via names (a NATed phone's inside address)."""
+
+    def __init__(self, ip, target, contact, via=None):
+        super().__init__(ip, target)
+        self.contact, self.via = contact, via
+
+    def head(self, method, uri, branch, tag, to, call_id, cseq, extra):
+        text = super().head(method, uri, branch, tag, to, call_id, cseq, extra)
+        text = text.replace(f"Contact: <sip:4915100@{self.ip}:{self.port}>", f"Contact: <{self.contact}>")
+        if self.via:
+            text = text.replace(f"Via: SIP/2.0/UDP {self.ip}:{self.port};", f"Via: SIP/2.0/UDP {self.via};")
+        return text
+
+
+def test_without_a_route_set_sipx_hangs_up_at_the_callers_contact(server):
+    """The INVITE comes from one node (.182), its Contact names another (.185:5094): SIPx's BYE
+    goes to the Contact (RFC 3261 §12.2.1.1), where it used to go back to the sender."""
+    creds, _ = setup(server, "127.0.0.182", called("300", "cluster"))
+    node = listener("127.0.0.185", 5094)
+    phone = ContactElsewhere("127.0.0.182", sip_addr(server), "sip:4915100@127.0.0.185:5094")
+    try:
+        dialog, _, call = confirmed_call(server, creds, phone)
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        bye = next_request(node, "BYE")
+        assert header(bye, "Call-ID") == dialog[0] and bye.startswith("BYE sip:4915100@127.0.0.185:5094 "), bye
+        wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "the call ended")
+    finally:
+        phone.close()
+        node.close()
+
+
+def test_a_caller_behind_nat_is_hung_up_where_it_sends_from(server):
+    """A phone whose Via names an inside address (10.0.0.5:5060, no rport answer needed) and a
+    Contact there: that Contact is no way to it, so the BYE goes back where it sends from."""
+    creds, _ = setup(server, "127.0.0.182", called("300", "natted"))
+    phone = ContactElsewhere("127.0.0.182", sip_addr(server), "sip:4915100@10.0.0.5:5060", via="10.0.0.5:5060")
+    try:
+        dialog, _, call = confirmed_call(server, creds, phone)
+        api(server, creds, "DELETE", f"/v1/calls/{call['id']}", expect=202)
+        bye = phone.wait_bye(dialog[0])
+        assert bye.startswith("BYE sip:4915100@10.0.0.5:5060 "), bye
+    finally:
+        phone.close()
+
+
+def test_a_dial_out_acks_and_hangs_up_at_the_callees_contact(server):
+    """A SIP URI dialled straight: the 200 comes from .184:5096 and names .185:5098 in its
+    Contact (a B2BUA's other node). The ACK and the BYE go to the Contact."""
+    from raw_ua import RawUa
+
+    creds = create_app(server)
+    host, sip_port = sip_addr(server)
+    ua = RawUa(f"{host}:{sip_port}", user="node", via=(host, sip_port), bind=("127.0.0.184", 5096),
+               contact="sip:node@127.0.0.185:5098")
+    node = listener("127.0.0.185", 5098)
+    try:
+        created = api(server, creds, "POST", "/v1/calls", {
+            "to": "sip:callee@127.0.0.184:5096", "room": {"name": "b2bua"}}, expect=201).json()
+        _, _, _, invite = ua.receive("INVITE ")
+        body = ("v=0\r\no=n 1 1 IN IP4 127.0.0.184\r\ns=-\r\nc=IN IP4 127.0.0.184\r\nt=0 0\r\n"
+                "m=audio 40230 RTP/AVP 0\r\n")
+        ua.answer(invite, "200 OK", f"Contact: <sip:node@127.0.0.185:5098>\r\nContent-Type: application/sdp\r\n\r\n{body}")
+        ack = next_request(node, "ACK")
+        assert ack.startswith("ACK sip:node@127.0.0.185:5098 "), ack
+        wait_any_call(server, creds, lambda c: c["id"] == created["id"] and c["state"] == "CONFIRMED",
+                      "the dial-out confirmed")
+        api(server, creds, "DELETE", f"/v1/calls/{created['id']}", expect=202)
+        bye = next_request(node, "BYE")
+        assert header(bye, "Call-ID") == header(invite, "Call-ID"), bye
+    finally:
+        ua.close()
+        node.close()

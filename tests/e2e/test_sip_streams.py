@@ -3,7 +3,10 @@ request still goes out when the same segment ends in bytes that cannot be framed
 closes the connection, RFC 3261 §18.3); a request whose display name is Latin-1, not UTF-8, is
 answered over UDP and TCP instead of dropped. Connections that say nothing, or trickle a
 message, are closed; one address holds only so many; a keep-alive split across segments is
-still answered; one too large gets 513. Addresses 127.0.0.205-209 belong here."""
+still answered; one too large gets 513. The 200 to an INVITE over WebSocket names the
+WebSocket listener in its Contact. SIPx's own connections to a provider leave from its
+listener's address. An RFC 2543 caller (no From tag, no branch cookie, no Contact) gets its call
+(RFC 4475 §3.4.1). Addresses 127.0.0.205-209 belong here."""
 
 import socket
 import time
@@ -291,3 +294,99 @@ def test_a_hang_up_after_the_callers_connection_closed_goes_on_a_new_one(server)
         assert bye.startswith(f"BYE sip:4915100@{ip}:{contact_port};transport=tcp "), bye
     finally:
         listener.close()
+
+
+def test_an_invite_over_websocket_is_answered_with_the_websocket_listener_as_contact(data_dir):
+    """RFC 7118 §5: the Contact of SIPx's 200 must reach SIPx again over WebSocket, for a proxy
+    or gateway that routes the caller's BYE by it; it used to name the UDP port."""
+    from websockets.sync.client import connect
+
+    env = {**SIP_ENV, "SIPX_SIP__WS": '["127.0.0.1:0"]', "SIPX_SIP__TRUSTED_PROXIES": '["127.0.0.0/8"]'}
+    s = Server(data_dir, env=env).start()
+    try:
+        host, port = sip_addr(s, "ws")
+        sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.205\r\ns=-\r\nc=IN IP4 127.0.0.205\r\nt=0 0\r\n"
+               "m=audio 40240 RTP/AVP 0\r\n")
+        invite = (f"INVITE sip:echo@{host}:{port};transport=ws SIP/2.0\r\n"
+                  "Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKws1;rport\r\n"
+                  "Max-Forwards: 70\r\nFrom: <sip:web@127.0.0.205>;tag=ws1\r\n"
+                  f"To: <sip:echo@{host}>\r\nCall-ID: ws1@127.0.0.205\r\nCSeq: 1 INVITE\r\n"
+                  "Contact: <sip:web@df7jal23ls0d.invalid;transport=ws>\r\n"
+                  f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+        with connect(f"ws://{host}:{port}", subprotocols=["sip"], open_timeout=10) as ws:
+            ws.send(invite)
+            answer = ""
+            while not answer.startswith("SIP/2.0 200 "):
+                answer = ws.recv(timeout=10)
+                answer = answer if isinstance(answer, str) else answer.decode()
+            contact = next(line for line in answer.split("\r\n") if line.lower().startswith("contact:"))
+            assert f"@{host}:{port};transport=ws>" in contact, contact
+    finally:
+        s.stop()
+
+
+def test_a_connection_to_a_provider_leaves_from_the_listeners_address(data_dir):
+    """SIPx listens for TCP on 127.0.0.207; its connection to a TCP trunk's provider comes from
+    that address (the one its Via names, and a provider's access list admits), where it used
+    to come from whichever address the routing table picked (127.0.0.1 here)."""
+    from test_calls_dialout import api
+    from conftest import create_app
+
+    env = {"SIPX_SIP__UDP": '["127.0.0.207:0"]', "SIPX_SIP__TCP": '["127.0.0.207:0"]'}
+    s = Server(data_dir, env=env).start()
+    provider = socket.socket()
+    provider.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    provider.bind(("127.0.0.209", 5072))
+    provider.listen(4)
+    provider.settimeout(15)
+    try:
+        creds = create_app(s)[:2]
+        trunk = api(s, creds, "POST", "/v1/trunks", {"name": "tcp-acl", "outbound": {
+            "host": "127.0.0.209", "port": 5072, "transport": "tcp"}}, expect=201).json()
+        api(s, creds, "POST", "/v1/calls", {"to": "+4930999", "room": {"name": "acl"},
+                                             "route": {"trunk_id": trunk["id"]}}, expect=201)
+        conn, source = provider.accept()
+        conn.settimeout(10)
+        first = conn.recv(65535).decode(errors="replace")
+        conn.close()
+        assert source[0] == "127.0.0.207", source
+        assert first.startswith("INVITE ") and "SIP/2.0/TCP 127.0.0.207:" in first, first[:400]
+    finally:
+        provider.close()
+        s.stop()
+
+
+def test_an_rfc_2543_caller_without_from_tag_or_contact_gets_its_call(data_dir):
+    """RFC 4475 §3.4.1 (inv2543) aimed at the echo test: no From tag (null, RFC 3261 §12.1.1),
+    no branch cookie, no Max-Forwards, no Content-Length and no Contact. It is answered 200,
+    and its BYE, without a From tag either, ends the call. It used to get 400."""
+    env = {**SIP_ENV, "SIPX_SIP__TRUSTED_PROXIES": '["127.0.0.0/8"]'}
+    s = Server(data_dir, env=env).start()
+    try:
+        ip, port = sip_addr(s, "udp")
+        sdp = ("v=0\r\no=mhandley 29739 7272939 IN IP4 127.0.0.206\r\ns=-\r\nc=IN IP4 127.0.0.206\r\n"
+               "t=0 0\r\nm=audio 40250 RTP/AVP 0\r\n")
+        common = ("From: <sip:+13035551111@127.0.0.206:5098;user=phone>\r\n"
+                  f"To: sip:echo@{ip}\r\nCall-ID: inv2543.1717@127.0.0.206\r\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.206", 5098))
+            u.settimeout(10)
+            invite = (f"INVITE sip:echo@{ip}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.206:5098\r\n" + common
+                      + f"CSeq: 56 INVITE\r\nContent-Type: application/sdp\r\n\r\n{sdp}")
+            u.sendto(invite.encode(), (ip, port))
+            answer = ""
+            while not answer.startswith("SIP/2.0 2") and not answer.startswith("SIP/2.0 4"):
+                answer = u.recv(65535).decode(errors="replace")
+            assert answer.startswith("SIP/2.0 200 "), answer
+            to = next(line for line in answer.split("\r\n") if line.lower().startswith("to:"))
+            tail = common.replace(f"To: sip:echo@{ip}", f"To: {to.split(':', 1)[1].strip()}")
+            u.sendto((f"ACK sip:echo@{ip}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.206:5098\r\n" + tail
+                      + "CSeq: 56 ACK\r\nContent-Length: 0\r\n\r\n").encode(), (ip, port))
+            u.sendto((f"BYE sip:echo@{ip}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.206:5098\r\n" + tail
+                      + "CSeq: 57 BYE\r\nContent-Length: 0\r\n\r\n").encode(), (ip, port))
+            got = ""
+            while "CSeq: 57 BYE" not in got:
+                got = u.recv(65535).decode(errors="replace")
+            assert got.startswith("SIP/2.0 200 "), got
+    finally:
+        s.stop()

@@ -56,6 +56,10 @@ impl StreamDecoder {
     pub(crate) fn play(&mut self, playout: Playout<'_>) -> Played {
         match playout {
             Playout::Frame(frame) => {
+                // What earlier packets left queued plays up to its place on the timeline
+                // and no further: a packet taken whole that said more than its timestamps
+                // (below) leaves no delay behind.
+                self.queue.truncate(self.samples_in(frame.carry()));
                 let gaps = frame.gaps();
                 self.conceal(gaps.before, None);
                 let mut errors = 0;
@@ -63,17 +67,18 @@ impl StreamDecoder {
                 let mut packets = frame.packets().peekable();
                 while let Some(packet) = packets.next() {
                     // A packet holds no more audio than its place on the timeline: until the
-                    // next packet starts, the last one a packet time. More (a payload that
-                    // says 120 ms stamped as 20, a foreign or corrupt payload) would lengthen
-                    // the queue, and so the delay, for the rest of the call; it is cut.
-                    // Before the packet time is learned, the last packet is taken whole.
+                    // next packet starts. More (a payload that says 120 ms stamped as 20, a
+                    // foreign or corrupt payload) would lengthen the queue, and so the delay;
+                    // it is cut. The last one is cut to its own length once the packet after
+                    // it showed it, else taken whole: senders change packet lengths (20 then
+                    // 60 ms), and the next frame's `carry` cuts what it said too much.
                     let span = match packets.peek() {
                         Some(next) => Some(
                             next.timestamp
                                 .wrapping_sub(packet.timestamp)
                                 .max(step.unwrap_or(0)),
                         ),
-                        None => step,
+                        None => packet.units,
                     };
                     let most = span.map_or(usize::MAX, |units| self.samples_in(units));
                     let out = &mut self.scratch;
@@ -294,6 +299,18 @@ mod tests {
         }
     }
 
+    /// A jitter buffer and a decoder for a `kind` stream at 8 kHz, as a leg makes them.
+    fn receiver(kind: CodecKind) -> (JitterBuffer, StreamDecoder) {
+        let config = JitterConfig {
+            clock_rate: kind.rtp_clock_rate(),
+            ..JitterConfig::default()
+        };
+        (
+            JitterBuffer::new(&config),
+            StreamDecoder::new(kind, 8000).unwrap(),
+        )
+    }
+
     #[test]
     fn a_packet_longer_than_its_place_on_the_timeline_adds_no_delay() {
         // Every 25th packet's payload says 60 ms where its timestamp step says 20 (a foreign
@@ -303,12 +320,7 @@ mod tests {
             let (rate, clock) = (8000, kind.rtp_clock_rate());
             let mut encoder = new_encoder(kind, rate, &EncoderOptions::default()).unwrap();
             let mut tone = Sine::new(440.0, rate, 8000.0);
-            let config = JitterConfig {
-                clock_rate: clock,
-                ..JitterConfig::default()
-            };
-            let mut jitter = JitterBuffer::new(&config);
-            let mut decoder = StreamDecoder::new(kind, rate).unwrap();
+            let (mut jitter, mut decoder) = receiver(kind);
             let mut frame = vec![0i16; 160];
             let t0 = Instant::now();
             let mut max_queued = 0;
@@ -333,6 +345,57 @@ mod tests {
                 }
             }
             assert!(max_queued <= 160, "{kind:?}: {} ms queued", max_queued / 8);
+        }
+    }
+
+    #[test]
+    fn packets_that_change_length_play_whole() {
+        // 20 ms then 60 ms packets by turns, each sent once its last sample is captured: a
+        // 60 ms packet handed out before the next one shows its length plays its whole
+        // 60 ms, at any phase of the ticks (it used to be cut to the 20 ms the last pair of
+        // packets showed, and 40 ms of silence followed).
+        for kind in [CodecKind::Pcmu, CodecKind::Opus] {
+            for phase_ms in [0u64, 3, 7, 11, 15, 19] {
+                let (rate, clock) = (8000, kind.rtp_clock_rate());
+                let mut encoder = new_encoder(kind, rate, &EncoderOptions::default()).unwrap();
+                let mut tone = Sine::new(440.0, rate, 8000.0);
+                let t0 = Instant::now();
+                let (mut arrivals, mut ms, mut i) = (Vec::new(), 0u32, 0u32);
+                while ms < 6000 {
+                    let len = if i % 2 == 0 { 20 } else { 60 };
+                    let pcm = tone.take((rate * len / 1000) as usize);
+                    let mut payload = vec![0u8; 1500];
+                    let n = encoder.encode(&pcm, &mut payload).unwrap();
+                    payload.truncate(n);
+                    let header = RtpHeader {
+                        marker: i == 0,
+                        pt: Pt(if kind == CodecKind::Opus { 111 } else { 0 }),
+                        seq: i as u16,
+                        timestamp: ms * clock / 1000,
+                        ssrc: Ssrc(1),
+                    };
+                    let at = t0 + Duration::from_millis(u64::from(ms + len + 30));
+                    arrivals.push((at, header, payload));
+                    ms += len;
+                    i += 1;
+                }
+                let (mut jitter, mut decoder) = receiver(kind);
+                let mut frame = vec![0i16; 160];
+                let mut next = arrivals.iter().peekable();
+                let mut starved = 0;
+                for k in 0..300u64 {
+                    let now = t0 + Duration::from_millis(k * 20 + phase_ms);
+                    while let Some((at, header, payload)) = next.next_if(|a| a.0 <= now) {
+                        jitter.push(*at, header, payload);
+                    }
+                    decoder.play(jitter.tick(now));
+                    let real = decoder.pop_into(&mut frame);
+                    if (50..250).contains(&k) {
+                        starved += frame.len() - real;
+                    }
+                }
+                assert_eq!(starved, 0, "{kind:?} at {phase_ms} ms");
+            }
         }
     }
 

@@ -25,6 +25,11 @@ impl PcmQueue {
         self.len = 0;
     }
 
+    /// Keeps the oldest `len` samples at most, dropping the newest.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     pub(crate) fn push(&mut self, samples: &[i16]) {
         let samples = &samples[samples.len().saturating_sub(self.buf.len())..];
         let overflow = (self.len + samples.len()).saturating_sub(self.buf.len());

@@ -23,7 +23,7 @@ impl DialogId {
         Some(DialogId {
             call_id: req.call_id()?.to_owned(),
             local_tag: req.tag_of_to()?.to_owned(),
-            remote_tag: req.tag_of_from()?.to_owned(),
+            remote_tag: req.tag_of_from().unwrap_or_default().to_owned(),
         })
     }
 
@@ -127,10 +127,22 @@ impl Dialog {
         let mut local = invite.to().ok_or(MISSING)?;
         local.set_param("tag", Some(local_tag.to_owned()));
         let remote = invite.from().ok_or(MISSING)?;
-        let remote_tag = remote.tag().ok_or("Missing From tag")?.to_owned();
-        if invite.headers.list("Contact").is_empty() {
-            return Err("Missing Contact");
-        }
+        // An RFC 2543 peer sends no From tag: its tag is null (RFC 3261 §12.1.1), and its
+        // requests in the dialog carry none either (`DialogId::of_request`).
+        let remote_tag = remote.tag().unwrap_or_default().to_owned();
+        // An RFC 2543 peer (no magic cookie in its branch) may send no Contact: its requests
+        // come from, and ours go to, its From address (RFC 4475 §3.4.1 asks for leniency).
+        let rfc2543 = invite.top_via().is_none_or(|v| {
+            !v.branch()
+                .is_some_and(|b| b.starts_with(crate::msg::MAGIC_COOKIE))
+        });
+        let contact = contact_uri(&invite.headers);
+        let remote_target = match (contact, invite.headers.list("Contact").is_empty()) {
+            (Some(target), _) => target,
+            (None, true) if rfc2543 => remote.uri.clone(),
+            (None, true) => return Err("Missing Contact"),
+            (None, false) => return Err("Contact not a SIP address"),
+        };
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id().ok_or(MISSING)?.to_owned(),
@@ -144,7 +156,7 @@ impl Dialog {
             },
             local,
             remote,
-            remote_target: contact_uri(&invite.headers).ok_or("Contact not a SIP address")?,
+            remote_target,
             route_set: routes(&invite.headers).ok_or("Bad Record-Route")?,
             local_cseq: 0,
             remote_cseq: Some(invite.cseq().ok_or(MISSING)?.seq),
@@ -294,7 +306,20 @@ mod tests {
             with(rr, "Record-Route: <sip:p2.biloxi.example;lr").err(),
             Some("Bad Record-Route")
         );
-        assert_eq!(with(";tag=1928301774", "").err(), Some("Missing From tag"));
+        // RFC 2543 peers send no From tag: a null one (RFC 3261 §12.1.1).
+        let untagged = with(";tag=1928301774", "").map(|d| d.id.remote_tag);
+        assert_eq!(untagged, Ok(String::new()));
+        // Nor, some, a Contact: known by a branch without the magic cookie, they are
+        // reached at their From address (RFC 4475 §3.4.1).
+        let old = INVITE
+            .replace(contact, "X-No-Contact: 1")
+            .replace("branch=z9hG4bK", "branch=");
+        let Ok(SipMessage::Request(r)) = parse_datagram(old.as_bytes()) else {
+            panic!("{old}")
+        };
+        let from = r.from().unwrap().uri.to_string();
+        let target = Dialog::from_uas(&r, "t1", false).map(|d| d.remote_target.to_string());
+        assert_eq!(target, Ok(from));
     }
 
     fn answer(status: u16, tag: &str, contact: &str) -> Response {

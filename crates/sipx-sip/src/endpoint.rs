@@ -356,10 +356,11 @@ impl Endpoint {
     }
 
     fn dialogish(req: &impl HasHeaders) -> Option<DialogishKey> {
+        // No From tag (an RFC 2543 peer): a null one (RFC 3261 §12.1.1).
         Some((
             req.call_id()?.to_owned(),
             req.cseq()?.seq,
-            req.tag_of_from()?.to_owned(),
+            req.tag_of_from().unwrap_or_default().to_owned(),
         ))
     }
 

@@ -457,6 +457,19 @@ fn malformed_requests_get_400_with_the_reason() {
 }
 
 #[test]
+fn a_malformed_ack_is_dropped_unanswered() {
+    // No ACK is ever answered (RFC 3261 §17): not even a 400 for a bad one.
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let bad = String::from_utf8(request("ACK", "z9hG4bKa", ""))
+        .unwrap()
+        .replace("CSeq: 1 ACK", "CSeq: 1 INVITE");
+    ep.handle_datagram(Instant::now(), peer(Transport::Udp), bad.as_bytes());
+    let (tx, ev) = drain(&mut ep);
+    assert!(tx.is_empty(), "{tx:?}");
+    assert!(matches!(ev[0], Event::Malformed { .. }));
+}
+
+#[test]
 fn reliable_transports_do_not_retransmit() {
     let mut ep = Endpoint::new(EndpointConfig::default());
     let t0 = Instant::now();

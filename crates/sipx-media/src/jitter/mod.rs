@@ -93,6 +93,8 @@ pub struct BufferedPacket<'a> {
     pub marker: bool,
     pub pt: Pt,
     pub payload: &'a [u8],
+    /// Timestamp units of audio it carries, once the next packet in sequence showed them.
+    pub units: Option<u32>,
 }
 
 /// The payloads that start inside one tick's window, in order (comfort noise excluded).
@@ -105,6 +107,7 @@ pub struct Frame<'a> {
     cn_pt: Option<Pt>,
     gaps: Gaps,
     packet_units: Option<u32>,
+    carry: u32,
 }
 
 /// Audio missing inside one tick's window, in timestamp units: before its first packet (the
@@ -129,6 +132,14 @@ impl<'a> Frame<'a> {
     /// `None` until two consecutive packets have shown it.
     pub fn packet_units(&self) -> Option<u32> {
         self.packet_units
+    }
+
+    /// How much audio handed out before this window still plays in it (timestamp units):
+    /// what earlier packets and concealment may have left queued, and no more. A packet
+    /// taken whole before the next one showed its length, or one whose payload says more
+    /// than its timestamps, leaves no delay past the packet after it.
+    pub fn carry(&self) -> u32 {
+        self.carry
     }
 
     pub fn packets(&self) -> impl Iterator<Item = BufferedPacket<'a>> + 'a {
@@ -208,6 +219,10 @@ struct Slot {
     pt: Pt,
     /// Bytes of its payload, kept at its place in the buffer's `payloads`.
     len: usize,
+    /// Timestamp units of audio it carries, once the next packet in sequence told (0: not
+    /// known yet, the stream's `packet_units` stands in). Senders may change packet lengths
+    /// mid-stream: a 60 ms packet after 20 ms ones still lasts 60 ms.
+    units: i64,
 }
 
 impl Slot {
@@ -219,6 +234,7 @@ impl Slot {
             marker: self.marker,
             pt: self.pt,
             payload: payload.get(..self.len).unwrap_or_default(),
+            units: (self.units > 0).then(|| units_u32(self.units)),
         }
     }
 }
@@ -302,6 +318,9 @@ struct Stream {
     /// Timestamp of the last audio packet handed out: its audio lasts one packet time, which
     /// is only known once the next packet has arrived, so it is applied when asked.
     last_audio_ts: Option<i64>,
+    /// That packet's sequence number and its own length once known (0: not yet).
+    last_audio_ext: i64,
+    last_audio_units: i64,
     /// Playout has begun (before it, a reordered earlier packet may move the start back).
     started: bool,
     talking: bool,
@@ -319,10 +338,20 @@ struct Stream {
 impl Stream {
     /// How far audio already handed out or concealed reaches.
     fn covered(&self) -> i64 {
-        let played = self
-            .last_audio_ts
-            .map_or(i64::MIN, |ts| ts + self.packet_units);
+        let units = match self.last_audio_units {
+            0 => self.packet_units,
+            known => known,
+        };
+        let played = self.last_audio_ts.map_or(i64::MIN, |ts| ts + units);
         self.covered_until.max(played)
+    }
+
+    /// How long the packet in `slot` lasts: its own length if known, else the stream's.
+    fn units_of(&self, slot: &Slot) -> i64 {
+        match slot.units {
+            0 => self.packet_units,
+            known => known,
+        }
     }
 }
 
@@ -363,6 +392,7 @@ impl JitterBuffer {
             marker: false,
             pt: Pt(0),
             len: 0,
+            units: 0,
         };
         JitterBuffer {
             frame,
@@ -491,12 +521,41 @@ impl JitterBuffer {
         slot.marker = header.marker;
         slot.pt = header.pt;
         slot.len = payload.len();
+        slot.units = 0;
         let place = payload_place(index, self.max_payload, payload.len());
         if let Some(place) = self.payloads.get_mut(place) {
             place.copy_from_slice(payload);
         }
         self.learn_packet_units(ext_seq, ts);
+        self.learn_lengths(ext_seq, ts);
         outcome
+    }
+
+    /// Gives the packets on either side of the one just in (`ext_seq` at `ts`) their own
+    /// lengths, from the timestamps of consecutive packets (believed between half a frame
+    /// and six frames, as `learn_packet_units`).
+    fn learn_lengths(&mut self, ext_seq: i64, ts: i64) {
+        let plausible = self.frame / 2..=self.frame * 6;
+        let before = slot_index(ext_seq - 1, self.mask);
+        if self.slots[before].ext_seq == ext_seq - 1 {
+            let units = ts - self.slots[before].ts;
+            if plausible.contains(&units) {
+                self.slots[before].units = units;
+                if let Some(stream) = self.stream.as_mut()
+                    && stream.last_audio_ext == ext_seq - 1
+                {
+                    stream.last_audio_units = units;
+                }
+            }
+        }
+        let after = slot_index(ext_seq + 1, self.mask);
+        if self.slots[after].ext_seq == ext_seq + 1 {
+            let units = self.slots[after].ts - ts;
+            if plausible.contains(&units) {
+                let index = slot_index(ext_seq, self.mask);
+                self.slots[index].units = units;
+            }
+        }
     }
 
     /// Learns the packetisation from consecutive packets in sequence (believed between half a
@@ -743,7 +802,7 @@ impl JitterBuffer {
             }
             slot.state = SlotState::Empty;
             stream.play_seq = ext + 1;
-            end = end.max(slot.ts + stream.packet_units);
+            end = end.max(slot.ts + stream.units_of(slot));
         }
         stream.cursor = end;
         stream.covered_until = end;
@@ -787,7 +846,9 @@ impl JitterBuffer {
                 }
                 audio += 1;
                 stream.last_audio_ts = Some(slot.ts);
-                audio_end = Some(slot.ts + stream.packet_units);
+                stream.last_audio_ext = ext;
+                stream.last_audio_units = slot.units;
+                audio_end = Some(slot.ts + stream.units_of(slot));
             }
         }
         self.played = (first, stream.play_seq);
@@ -805,7 +866,10 @@ impl JitterBuffer {
             self.stats.lost += missing;
             stream.in_cn = false;
             self.stats.played += audio;
-            return Decision::Frame(gaps);
+            return Decision::Frame {
+                gaps,
+                carry: start - c,
+            };
         }
         stream.talking = false;
         stream.in_cn = true;
@@ -822,7 +886,7 @@ impl JitterBuffer {
             self.slots[index].view(payloads.of(index))
         };
         match decision {
-            Decision::Frame(gaps) => Playout::Frame(Frame {
+            Decision::Frame { gaps, carry } => Playout::Frame(Frame {
                 slots: &self.slots,
                 payloads,
                 first: self.played.0,
@@ -834,6 +898,7 @@ impl JitterBuffer {
                     .as_ref()
                     .filter(|s| s.packet_units_learned)
                     .map(|s| units_u32(s.packet_units)),
+                carry: units_u32(carry),
             }),
             Decision::Continue => Playout::Continue,
             Decision::Lost { fec, units } => Playout::Lost {
@@ -879,7 +944,7 @@ impl JitterBuffer {
 /// A tick's choice, before borrowing the slots for the caller.
 #[derive(Debug, Clone, Copy)]
 enum Decision {
-    Frame(Gaps),
+    Frame { gaps: Gaps, carry: i64 },
     Continue,
     Lost { fec: Option<i64>, units: i64 },
     ComfortNoise(Option<i64>),
@@ -917,6 +982,8 @@ fn new_stream(header: &RtpHeader, frame: i64) -> Stream {
         play_seq: i64::from(header.seq),
         covered_until: i64::from(header.timestamp),
         last_audio_ts: None,
+        last_audio_ext: NO_PACKET,
+        last_audio_units: 0,
         started: false,
         talking: false,
         in_cn: false,

@@ -246,6 +246,84 @@ fn packetisation_from_10_to_60_ms() {
     assert_eq!(out.continue_ticks, out.sent / 2);
 }
 
+/// A sender whose packets change length as `pattern` (ms, repeated) says, each sent when its
+/// last sample is captured and arriving 30 ms later, with the buffer's ticks `phase_ms` after
+/// the stream's start: (played packets in order, lost ticks, continue ticks, packets sent,
+/// continue ticks the lengths call for, the last packet's aside).
+fn simulate_pattern(
+    pattern: &[u32],
+    phase_ms: u32,
+    seconds: u32,
+) -> (Vec<u32>, u32, u32, u32, u32) {
+    let t0 = Instant::now();
+    let (mut arrivals, mut ts_ms, mut i) = (Vec::new(), 0u32, 0u32);
+    let mut windows_started = std::collections::BTreeSet::new();
+    while ts_ms < seconds * 1000 {
+        let len = pattern[i as usize % pattern.len()];
+        let header = RtpHeader {
+            marker: i == 0,
+            pt: Pt(0),
+            seq: 100u16.wrapping_add(i as u16),
+            timestamp: 4000 + ts_ms * 8,
+            ssrc: Ssrc(3),
+        };
+        let sent = ts_ms + len;
+        arrivals.push((t0 + Duration::from_millis(u64::from(sent + 30)), header, i));
+        windows_started.insert(ts_ms / 20);
+        ts_ms += len;
+        i += 1;
+    }
+    // Every 20 ms window up to the last packet's in which no packet starts continues one (the
+    // last packet's length no next packet tells: it plays as the stream's).
+    let last = windows_started.last().copied().unwrap_or(0);
+    let expected_continues = (0..last).filter(|w| !windows_started.contains(w)).count() as u32;
+    let mut jb = JitterBuffer::new(&JitterConfig::default());
+    let (mut played, mut lost, mut continues) = (Vec::new(), 0, 0);
+    let mut next = arrivals.iter().peekable();
+    for k in 0..(seconds * 50 + 50) {
+        let now = t0 + Duration::from_millis(u64::from(k * 20 + phase_ms));
+        while let Some((at, header, n)) = next.next_if(|(at, _, _)| *at <= now) {
+            jb.push(*at, header, &n.to_be_bytes());
+        }
+        match jb.tick(now) {
+            Playout::Frame(frame) => {
+                played.extend(
+                    frame
+                        .packets()
+                        .map(|p| u32::from_be_bytes(p.payload.try_into().unwrap())),
+                );
+            }
+            Playout::Lost { .. } if next.peek().is_some() => lost += 1,
+            Playout::Continue => continues += 1,
+            _ => {}
+        }
+    }
+    (played, lost, continues, i, expected_continues)
+}
+
+#[test]
+fn packets_of_changing_lengths_play_whole_at_any_phase() {
+    // Each packet lasts as long as its own timestamps say, not as long as the last pair of
+    // packets did: a 60 ms packet after a 20 ms one plays its whole 60 ms.
+    for pattern in [
+        &[20, 60][..],
+        &[40, 40, 20, 20],
+        &[20, 40, 60, 30, 30],
+        &[60, 20, 20],
+    ] {
+        for phase in 0..20 {
+            let (played, lost, continues, sent, expected) = simulate_pattern(pattern, phase, 4);
+            let what = format!("{pattern:?} at {phase} ms");
+            assert_in_order(&played);
+            assert_eq!(played.len() as u32, sent, "{what}");
+            // At most one frame stretched at the start: the first long packet arrives a
+            // packet time after its first sample, later than the short ones led to expect.
+            assert!(lost <= 1, "{what}: {lost} lost ticks");
+            assert_eq!(continues, expected, "{what}");
+        }
+    }
+}
+
 /// A hand-driven buffer for event-level tests: 8 kHz, 20 ms packets.
 struct Driver {
     jb: JitterBuffer,

@@ -125,10 +125,16 @@ pub(crate) struct Families {
 }
 
 impl Families {
+    /// The families SIPx can send requests from: WebSocket listeners only take connections.
     pub fn of(listeners: &[(Transport, SocketAddr)]) -> Families {
+        let sending = || {
+            listeners
+                .iter()
+                .filter(|(t, _)| !matches!(t, Transport::Ws | Transport::Wss))
+        };
         Families {
-            v4: listeners.iter().any(|(_, a)| a.is_ipv4()),
-            v6: listeners.iter().any(|(_, a)| a.is_ipv6()),
+            v4: sending().any(|(_, a)| a.is_ipv4()),
+            v6: sending().any(|(_, a)| a.is_ipv6()),
         }
     }
 

@@ -722,8 +722,23 @@ impl Core {
     /// `ConnectFailed` follows with the flow returned.
     fn connect_own(&mut self, addr: SocketAddr, tls: super::transport::ProviderTls) -> FlowId {
         let flow = self.flow_ids.next();
+        let transport = if tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
+        // From the listener of the transport and family (as its Via names it), unless that
+        // listens on all addresses.
+        let from = self
+            .settings
+            .listeners
+            .iter()
+            .find(|(t, a)| *t == transport && a.is_ipv4() == addr.is_ipv4())
+            .map(|(_, a)| a.ip())
+            .filter(|ip| !ip.is_unspecified());
         self.own_connections.spawn(super::transport::connect(
             addr,
+            from,
             tls,
             flow,
             self.inputs.clone(),

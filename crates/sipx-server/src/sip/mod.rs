@@ -213,7 +213,8 @@ impl BoundSip {
         self
     }
 
-    /// The UDP, TCP and TLS listeners' transports and addresses.
+    /// The UDP, TCP, TLS and WebSocket listeners' transports and addresses (a Contact names
+    /// the one of the transport a peer reached us by).
     fn listeners(&self) -> Vec<(Transport, SocketAddr)> {
         let udp = self
             .udp
@@ -227,7 +228,15 @@ impl BoundSip {
             };
             Some((t, l.local_addr().ok()?))
         });
-        udp.chain(streams).collect()
+        let ws = self.ws.iter().filter_map(|(l, tls, _)| {
+            let t = if tls.is_some() {
+                Transport::Wss
+            } else {
+                Transport::Ws
+            };
+            Some((t, l.local_addr().ok()?))
+        });
+        udp.chain(streams).chain(ws).collect()
     }
 
     /// The core's input queue, made before the tasks start so the API's call control can hold

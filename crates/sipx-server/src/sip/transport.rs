@@ -195,21 +195,37 @@ pub async fn accept_loop(
     }
 }
 
+/// A TCP connection to `addr`, from `from` (any port) when given.
+async fn open(addr: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 /// An outgoing connection that is not up by then has failed.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens a stream connection of SIPx's own (TCP, or TLS verified against `server_name`) and
 /// serves it like an accepted one. The core learns the outcome as `FlowOpened` (then its flow
-/// carries requests both ways) or `ConnectFailed`.
+/// carries requests both ways) or `ConnectFailed`. `from`: the local address to send from, a
+/// listener's, so that a provider that admits SIPx by its address (and reads the Via) sees
+/// the one SIPx listens on, not whichever the routing table picks on a host with several.
 pub async fn connect(
     addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
     tls: ProviderTls,
     flow: FlowId,
     core: mpsc::Sender<CoreInput>,
     stop: watch::Receiver<bool>,
 ) {
     let failed = |reason: String| CoreInput::ConnectFailed { flow, reason };
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, open(addr, from)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let _ = core.send(failed(format!("connection failed: {e}"))).await;

@@ -13,7 +13,7 @@ pub struct ParseError {
     pub reason: String,
     /// What a request with this error is answered with: 400, or 505 for another SIP version.
     pub status: u16,
-    /// True when the start line was a request line.
+    /// True when the start line was a request line that may be answered (any but ACK).
     pub is_request: bool,
     /// The header lines, when they could be read: the error response copies Via, From, To,
     /// Call-ID and CSeq from them.
@@ -114,7 +114,17 @@ fn parse(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
-    let (head, body) = split_head(&buf[start..]);
+    // An ACK is never answered (RFC 3261 §17.1.1.3, §17.2.1): a malformed one is dropped
+    // like a malformed response.
+    let ack = buf[start..].starts_with(b"ACK ");
+    parse_message(&buf[start..], framed).map_err(|mut e| {
+        e.is_request &= !ack;
+        e
+    })
+}
+
+fn parse_message(buf: &[u8], framed: bool) -> Result<SipMessage, ParseError> {
+    let (head, body) = split_head(buf);
     let is_request = !head.starts_with(b"SIP/");
     let head = header_text(head);
     let mut lines = unfold(&head).into_iter();

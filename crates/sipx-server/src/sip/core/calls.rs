@@ -45,8 +45,15 @@ pub(crate) struct Call {
     pub(super) held: Option<HeldAnswer>,
     /// We offered in a 2xx: its ACK carries the answer.
     pub(super) answer_in_ack: bool,
-    /// Where the caller's requests come from; ours go back there (NAT-safe).
+    /// Where the caller's requests come from; ours go back there (NAT-safe) unless
+    /// `follow_target`.
     pub(super) peer: Peer,
+    /// The remote target our requests go to when no route set says otherwise (RFC 3261
+    /// §12.2.1.1, `next_hop.rs`), for a peer that is neither a registered device (its flow is
+    /// the way back) nor, dialled out, a trunk's provider (the trunk's outbound proxy), and
+    /// whose INVITE's Via named where it came from (no NAT between). Moved only by a target
+    /// refresh SIPx took from a source it trusts, as `peer` is; `None`: requests go to `peer`.
+    pub(super) followed_target: Option<sipx_sip::msg::Uri>,
     pub(super) started: Instant,
     /// Set for a call that joins a room.
     pub(super) room: Option<RoomSeat>,
@@ -112,7 +119,8 @@ impl RoomSeat {
 impl Call {
     /// Where the call's next in-dialog request goes (`next_hop.rs`).
     pub(super) fn request_peer(&self) -> Peer {
-        super::next_hop::next_hop(&self.dialog.route_set, self.peer)
+        let target = self.followed_target.as_ref();
+        super::next_hop::next_hop(&self.dialog.route_set, target, self.peer)
     }
 
     /// What the media thread does with the call's audio now.
@@ -148,6 +156,7 @@ pub(crate) struct Calls {
 /// The BYE of a call that ended before the ACK of its 2xx arrived.
 pub(crate) struct PendingBye {
     dialog: Dialog,
+    /// Where it goes: the dialog's next hop (`Call::request_peer`).
     peer: Peer,
     reason: String,
     invite_txn: ServerTxnId,
@@ -377,6 +386,9 @@ impl Core {
                 .map(|k| (k.name.as_str(), identity.as_str()));
             CallRow::start(r, room, self.rows.clone())
         });
+        let followed_target = (!matches!(origin, Origin::Account(_))
+            && super::next_hop::via_names_source(req.top_via().as_ref(), peer.addr))
+        .then(|| dialog.remote_target.clone());
         let mut call = Call {
             dialog,
             sdp,
@@ -390,6 +402,7 @@ impl Core {
             held: None,
             answer_in_ack: offer.is_none(),
             peer,
+            followed_target,
             started: now,
             room: None,
             gate: None,
@@ -637,7 +650,12 @@ impl Core {
 
     /// A 200 for an INVITE with our tag, Contact and SDP.
     fn answer_ok(&self, req: &Request, tag: &str, peer: &Peer, sdp: Vec<u8>) -> Response {
-        let contact = self.contact_for(peer, CONTACT_USER);
+        let mut contact = self.contact_for(peer, CONTACT_USER);
+        // A dialog a SIPS URI opened keeps to TLS: our Contact is SIPS too (RFC 3261 §12.1.1),
+        // over the TLS transports that can carry it.
+        if asks_sips(req) && matches!(peer.transport, Transport::Tls | Transport::Wss) {
+            contact = contact.replacen("<sip:", "<sips:", 1);
+        }
         req.response(200, Some(tag))
             .with_header("Contact", contact)
             .with_header("Allow", self.uas.allow_header())
@@ -871,6 +889,9 @@ impl Core {
         let trusted = source.addr.ip() == old.addr.ip() || self.is_known_source(source.addr.ip());
         if let (true, Some(call)) = (trusted, self.calls.by_dialog.get_mut(id)) {
             call.peer = source;
+            if call.followed_target.is_some() {
+                call.followed_target = Some(call.dialog.remote_target.clone());
+            }
         }
     }
 
@@ -1013,7 +1034,18 @@ impl Core {
                 }
                 LegEvent::MediaTimeout { elsewhere } => {
                     crate::media::leg_notices::timeout_elsewhere(&id.call_id, elsewhere);
-                    self.end_call(now, &id, "media timeout", true)
+                    // A caller that never acknowledged our 200 sent no media either: the call
+                    // ends for the missing ACK (RFC 3261 §13.3.1.4), as it would 2 s later.
+                    let unacknowledged = self
+                        .calls
+                        .by_dialog
+                        .get(&id)
+                        .is_some_and(|c| c.invite_txn.is_some() && c.held.is_none());
+                    let reason = match unacknowledged {
+                        true => "no ACK for the 200",
+                        false => "media timeout",
+                    };
+                    self.end_call(now, &id, reason, true)
                 }
                 other => {
                     crate::media::leg_notices::log(&id.call_id, &other);
@@ -1144,17 +1176,20 @@ impl Core {
     /// whose `Reason` (RFC 3326) is `cause` and `text`, as the call's end states them.
     pub(super) fn send_bye_saying(&mut self, now: Instant, id: &DialogId, cause: u16, text: &str) {
         if let Some(mut call) = self.calls.by_dialog.remove(id) {
-            self.send_bye_in(now, &mut call.dialog, call.peer, cause, text);
+            let hop = call.request_peer();
+            self.send_bye_in(now, &mut call.dialog, hop, cause, text);
             self.calls.by_dialog.insert(id.clone(), call);
         }
     }
 
     fn send_bye_on(&mut self, now: Instant, call: &mut Call, reason: &str) {
-        self.send_bye_ending(now, &mut call.dialog, call.peer, reason);
+        let hop = call.request_peer();
+        self.send_bye_ending(now, &mut call.dialog, hop, reason);
     }
 
     /// A BYE for an ending SIPx names by `reason`: its `Reason` carries the status the ending
     /// stands for (RFC 3326; a bad answer in the ACK: 488).
+    /// `peer`: where the BYE goes, the dialog's next hop (`Call::request_peer`).
     fn send_bye_ending(&mut self, now: Instant, dialog: &mut Dialog, peer: Peer, reason: &str) {
         let (cause, _) = end_cause(reason, false);
         self.send_bye_in(now, dialog, peer, cause, reason);
@@ -1168,7 +1203,6 @@ impl Core {
         cause: u16,
         reason: &str,
     ) {
-        let peer = super::next_hop::next_hop(&dialog.route_set, peer);
         let via = self.new_via(&peer);
         let mut bye = dialog.request(Method::Bye, &via, None);
         // A quoted string holds no `"` or `\` unescaped (RFC 3261 §25.1).
@@ -1248,8 +1282,8 @@ impl Core {
             // dialog it would name); it waits for the ACK or the 2xx's timeout.
             (Some(invite_txn), None) if send_bye => {
                 let pending = PendingBye {
+                    peer: call.request_peer(),
                     dialog: call.dialog,
-                    peer: call.peer,
                     reason: reason.to_owned(),
                     invite_txn,
                 };
@@ -1273,4 +1307,63 @@ pub(super) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// Whether a dialog-opening request asks for SIPS (RFC 3261 §12.1.1): its Request-URI, else
+/// its top Record-Route, else (with no Record-Route) its Contact.
+fn asks_sips(req: &Request) -> bool {
+    let sips = |v: &str| {
+        let v = v.trim_start();
+        let v = v.find('<').map_or(v, |i| &v[i + 1..]);
+        v.len() >= 5 && v[..5].eq_ignore_ascii_case("sips:")
+    };
+    matches!(&req.uri, sipx_sip::msg::Uri::Sip(u) if u.secure)
+        || match req.headers.first_of_list("Record-Route") {
+            Some(rr) => sips(rr),
+            None => req.headers.get("Contact").is_some_and(sips),
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use sipx_sip::msg::{SipMessage, parse_datagram};
+
+    use super::*;
+
+    fn request(uri: &str, extra: &str) -> Request {
+        let text = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:b@192.0.2.2>\r\n\
+             Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sips_request_uri_record_route_or_contact_asks_for_a_sips_contact() {
+        // RFC 3261 §12.1.1: the Request-URI, else the top Record-Route, else the Contact.
+        assert!(asks_sips(&request(
+            "sips:b@192.0.2.2",
+            "Contact: <sip:a@192.0.2.1>\r\n"
+        )));
+        assert!(asks_sips(&request(
+            "sip:b@192.0.2.2",
+            "Record-Route: <sips:p.example.com;lr>\r\nContact: <sip:a@192.0.2.1>\r\n"
+        )));
+        assert!(asks_sips(&request(
+            "sip:b@192.0.2.2",
+            "Contact: \"A\" <SIPS:a@192.0.2.1>\r\n"
+        )));
+        assert!(!asks_sips(&request(
+            "sip:b@192.0.2.2",
+            "Record-Route: <sip:p.example.com;lr>\r\nContact: <sips:a@192.0.2.1>\r\n"
+        )));
+        assert!(!asks_sips(&request(
+            "sip:b@192.0.2.2",
+            "Contact: <sip:a@192.0.2.1>\r\n"
+        )));
+    }
 }

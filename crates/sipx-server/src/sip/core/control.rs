@@ -742,7 +742,12 @@ impl Core {
     /// A live leg's statistics so far: the call's record shows them while the call lasts.
     /// A leg its call let go of already (ended, transferred) waits for its last ones.
     pub(super) fn on_leg_stats(&mut self, leg: LegId, stats: &sipx_media::leg::LegStats) {
-        if let Some(id) = self.controls.by_leg.get(&leg).cloned() {
+        // A dialled-out call's, else an inbound call's with a row.
+        let id = self.controls.by_leg.get(&leg).cloned().or_else(|| {
+            let dialog = self.calls.by_leg.get(&leg)?;
+            Some(self.calls.by_dialog.get(dialog)?.row.as_ref()?.id.clone())
+        });
+        if let Some(id) = id {
             self.store_leg_stats(id, stats);
         }
     }

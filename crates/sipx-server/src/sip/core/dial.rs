@@ -65,6 +65,18 @@ pub(crate) struct OutboundInvite {
 /// dialog (their 2xx still is).
 const EARLY_DIALOGS_KEPT: usize = 16;
 
+impl Core {
+    /// Whether dial-out `id`'s requests in its dialog go to the callee's Contact when no
+    /// route set says otherwise (`next_hop.rs`): a SIP URI dialled straight; a trunk's
+    /// provider is its outbound proxy, a registered device's flow is the way to it.
+    fn follows_target(&self, id: &str) -> bool {
+        self.controls
+            .by_id
+            .get(id)
+            .is_some_and(|c| matches!(c.target, DialTarget::Direct { .. }))
+    }
+}
+
 impl OutboundInvite {
     /// The SDP answer a reliable provisional of the early dialog with To tag `tag` brought.
     pub(super) fn reliable_answer(&self, tag: &str) -> Option<&[u8]> {
@@ -744,14 +756,17 @@ impl Core {
         };
         let (peer, invite) = (out.peer, out.invite.clone());
         // The PRACK goes as the early dialog's requests go: to the first hop of its route set
-        // (the one this answer opens, for the first in its dialog).
-        let known = response
+        // (the one this answer opens, for the first in its dialog), else to its target.
+        let early = Dialog::from_uac(&invite, response);
+        let target = early
+            .as_ref()
+            .filter(|_| self.follows_target(id))
+            .map(|d| &d.remote_target);
+        let routes = response
             .tag_of_to()
             .and_then(|t| out.reliable.route_set(t))
-            .map(|routes| next_hop(routes, peer));
-        let hop = known.unwrap_or_else(|| {
-            Dialog::from_uac(&invite, response).map_or(peer, |d| next_hop(&d.route_set, peer))
-        });
+            .or(early.as_ref().map(|d| d.route_set.as_slice()));
+        let hop = routes.map_or(peer, |r| next_hop(r, target, peer));
         let via = self.new_via(&hop);
         let Some(out) = self.controls.out_mut(id) else {
             return true;
@@ -965,7 +980,8 @@ impl Core {
                 let auth = out.auth.clone();
                 if let Some(mut d) = Dialog::from_uac(&invite, response) {
                     d.local_cseq = d.local_cseq.max(pracked_cseq(out, to_tag.as_deref()));
-                    let hop = next_hop(&d.route_set, peer);
+                    let target = self.follows_target(id).then_some(&d.remote_target);
+                    let hop = next_hop(&d.route_set, target, peer);
                     let v = via(self, &hop);
                     let ack = ack_for_2xx(&mut d, &invite, &v).to_bytes();
                     self.endpoint.send_stateless(hop, ack.clone());
@@ -1005,7 +1021,12 @@ impl Core {
         };
         // Requests in the dialog count on from its PRACKs' CSeq numbers.
         dialog.local_cseq = dialog.local_cseq.max(pracked);
-        let hop = next_hop(&dialog.route_set, peer);
+        let follow_target = self.follows_target(id);
+        let hop = next_hop(
+            &dialog.route_set,
+            follow_target.then_some(&dialog.remote_target),
+            peer,
+        );
         let v = via(self, &hop);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
         self.endpoint.send_stateless(hop, ack.clone());
@@ -1043,6 +1064,7 @@ impl Core {
         let dialog_id = dialog.id.clone();
         // The answered call joins the ordinary calls: in-dialog requests find it there.
         if let Some(session) = out.sdp.take() {
+            let followed_target = follow_target.then(|| dialog.remote_target.clone());
             let call = Call {
                 dialog,
                 sdp: session,
@@ -1053,6 +1075,7 @@ impl Core {
                 held: None,
                 answer_in_ack: false,
                 peer,
+                followed_target,
                 started: now,
                 room: Some(RoomSeat::controlled(c.link.clone())),
                 caller: String::new(),
