@@ -243,12 +243,15 @@ fn parse_request(line: &str, headers: Headers, body: Vec<u8>) -> Result<Request,
         return Err(bad("Malformed method"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        let mut e = bad("Version Not Supported");
-        // Bytes, not a str slice: the version may hold multi-byte characters.
+        // Another SIP version is 505 (RFC 3261 §21.5.7); another protocol's (HTTP/1.1) is no
+        // SIP request line at all. Bytes, not a str slice: the version may hold multi-byte
+        // characters.
         if version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
+            let mut e = bad("Version Not Supported");
             e.status = 505;
+            return Err(e);
         }
-        return Err(e);
+        return Err(bad("Not a SIP request line"));
     }
     if uri.starts_with('<') {
         return Err(bad("Request-URI in angle brackets"));
@@ -508,6 +511,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.status, 505);
+        // Another protocol's version is no SIP version to refuse by 505.
+        let http = OPTIONS.replace("SIP/2.0\r\nVia", "HTTP/1.1\r\nVia");
+        let e = parse_datagram(http.as_bytes()).unwrap_err();
+        assert_eq!((e.status, e.reason.as_str()), (400, "Not a SIP request line"));
     }
 
     #[test]
