@@ -686,6 +686,11 @@ impl Core {
         }
         if status >= 300 {
             self.controls.invites.remove(&txn);
+            if status < 400 {
+                // Not followed (docs/calls.md): the callee would pick whom SIPx calls.
+                let contact = response.headers.get("Contact").map(super::calls::printable);
+                tracing::info!(call = %id, status, contact, "redirect not followed");
+            }
             if status == 503 && self.try_next_address(now, &id, ServerFailure::Unavailable, None) {
                 return true;
             }
