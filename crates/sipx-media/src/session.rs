@@ -72,6 +72,9 @@ pub struct RtcpSession {
     start: Instant,
     start_ntp: NtpTime,
     remote: Option<ReceiveStats>,
+    /// The remote source said BYE (RFC 3550 §6.3.7) and sent no RTP since: our reports leave
+    /// it out, its counts stay the call's.
+    remote_left: bool,
     /// When the remote source last sent RTP: it counts as a sender for two intervals.
     remote_last_rtp: Option<Instant>,
     sent: SendStats,
@@ -101,6 +104,7 @@ impl RtcpSession {
             start: now,
             start_ntp,
             remote: None,
+            remote_left: false,
             remote_last_rtp: None,
             sent: SendStats::default(),
             sent_at_last_report: 0,
@@ -146,6 +150,7 @@ impl RtcpSession {
             remote.new_source(header.ssrc, now);
         }
         self.remote_last_rtp = Some(now);
+        self.remote_left = false;
         remote.on_packet(now, header.seq, (header.timestamp, sampled), payload_len)
     }
 
@@ -177,6 +182,9 @@ impl RtcpSession {
                 }
                 RtcpPacket::Bye(bye) => {
                     for ssrc in bye.sources() {
+                        if self.remote.as_ref().is_some_and(|r| r.ssrc() == ssrc) {
+                            self.remote_left = true;
+                        }
                         self.events.push_back(RtcpEvent::Bye { ssrc });
                     }
                 }
@@ -254,7 +262,10 @@ impl RtcpSession {
     }
 
     fn write_report(&mut self, now: Instant, buf: &mut [u8]) -> Result<usize, MediaError> {
-        let block = self.remote.as_mut().map(|r| r.report_block(now));
+        let block = match self.remote_left {
+            true => None,
+            false => self.remote.as_mut().map(|r| r.report_block(now)),
+        };
         let blocks = block.as_slice();
         let mut w = RtcpWriter::new(buf);
         if self.sent.packets > self.sent_at_last_report {
@@ -483,5 +494,39 @@ mod tests {
         peer.handle_rtcp(t0, &buf[..n]).unwrap();
         assert_eq!(peer.poll_event(), Some(RtcpEvent::Bye { ssrc: Ssrc(1) }));
         assert!(peer.handle_rtcp(t0, &buf[..n - 1]).is_err());
+    }
+
+    #[test]
+    fn a_source_that_said_bye_leaves_our_reports_until_it_sends_again() {
+        // RFC 3550 §6.3.7: a participant that left is not reported on.
+        let t0 = Instant::now();
+        let mut s = RtcpSession::new(config(1), t0, UNIX_EPOCH);
+        let mut peer = RtcpSession::new(config(2), t0, UNIX_EPOCH);
+        let header = |seq| RtpHeader {
+            marker: false,
+            pt: Pt(0),
+            seq,
+            timestamp: 8000 + u32::from(seq) * 160,
+            ssrc: Ssrc(2),
+        };
+        let mut buf = [0u8; 1500];
+        let blocks = |s: &mut RtcpSession, at: Instant, buf: &mut [u8]| {
+            let n = s.write_report(at, buf).unwrap();
+            let compound = RtcpCompound::parse(&buf[..n]).unwrap();
+            let first = compound.packets().next();
+            match first {
+                Some(RtcpPacket::ReceiverReport(rr)) => rr.reports().count(),
+                Some(RtcpPacket::SenderReport(sr)) => sr.reports().count(),
+                other => panic!("{other:?}"),
+            }
+        };
+        s.on_rtp_received(t0, &header(1), 160, true);
+        assert_eq!(blocks(&mut s, t0, &mut buf), 1);
+        let n = peer.write_bye(t0, &mut buf, None).unwrap();
+        let bye = buf[..n].to_vec();
+        s.handle_rtcp(t0, &bye).unwrap();
+        assert_eq!(blocks(&mut s, t0, &mut buf), 0);
+        s.on_rtp_received(t0, &header(2), 160, true);
+        assert_eq!(blocks(&mut s, t0, &mut buf), 1);
     }
 }

@@ -514,7 +514,10 @@ mod tests {
         // Another protocol's version is no SIP version to refuse by 505.
         let http = OPTIONS.replace("SIP/2.0\r\nVia", "HTTP/1.1\r\nVia");
         let e = parse_datagram(http.as_bytes()).unwrap_err();
-        assert_eq!((e.status, e.reason.as_str()), (400, "Not a SIP request line"));
+        assert_eq!(
+            (e.status, e.reason.as_str()),
+            (400, "Not a SIP request line")
+        );
     }
 
     #[test]
