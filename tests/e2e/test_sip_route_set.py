@@ -218,3 +218,37 @@ def test_a_dial_out_acks_and_hangs_up_at_the_callees_contact(server):
     finally:
         ua.close()
         node.close()
+
+
+def test_a_bye_ends_the_retransmissions_of_a_2xx_waiting_for_its_ack(server):
+    """An offerless re-INVITE: SIPx's 200 carries its offer and waits for the ACK, going again
+    at T1, 2·T1, … (RFC 3261 §13.3.1.4). The phone hangs up instead: after the BYE's 200 the
+    re-INVITE's 200 goes no more (it used to go on for 32 s)."""
+    import time
+
+    from test_calls_phone_transfer import send_in_dialog, status_of
+
+    creds, _ = setup(server, "127.0.0.182", called("300", "reinvite-bye"))
+    phone = Phone("127.0.0.182", sip_addr(server))
+    try:
+        dialog, answer, call = confirmed_call(server, creds, phone)
+        reinvite = send_in_dialog(phone, "INVITE", dialog, answer, "", cseq=2)
+        seen = []
+        while status_of(reinvite, seen) != 200:
+            seen.append(phone.sock.recv(65535).decode(errors="replace"))
+        bye = send_in_dialog(phone, "BYE", dialog, answer, "", cseq=3)
+        while status_of(bye, seen) != 200:
+            seen.append(phone.sock.recv(65535).decode(errors="replace"))
+        # Absence has no event to wait for: listen past the next two retransmission times.
+        phone.sock.settimeout(0.2)
+        later, deadline = [], time.monotonic() + 2.2
+        while time.monotonic() < deadline:
+            try:
+                later.append(phone.sock.recv(65535).decode(errors="replace"))
+            except OSError:
+                pass
+        again = [m for m in later if m.startswith("SIP/2.0 200") and f"branch={reinvite}" in m]
+        assert not again, again
+        wait_call(server, creds, lambda c: c["id"] == call["id"] and c["done"], "the call ended")
+    finally:
+        phone.close()

@@ -1290,6 +1290,9 @@ impl Core {
                 self.calls.byes_after_ack.insert(id.clone(), pending);
             }
             _ if send_bye => self.send_bye_on(now, &mut call, reason),
+            // The peer ended the dialog (its BYE) while our 2xx to its (re-)INVITE waited for
+            // the ACK: the 2xx goes no more.
+            (Some(invite_txn), None) => self.endpoint.abandon(invite_txn),
             _ => {}
         }
         tracing::info!(
