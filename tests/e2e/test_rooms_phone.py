@@ -1,7 +1,11 @@
 """Phone participants in built-in rooms: a real softphone (baresip) calls into a room
 (`sip:room-<name>@sipx` through a trunk's inbound network, which names the application) where
 Chromium pages are; each side hears the other (tone detection on what was really received), no
-one hears themselves, and teardown works both ways. Addresses 127.0.0.130-139 belong here."""
+one hears themselves, and teardown works both ways; a phone that holds the call is not heard
+while it plays its hold music. Addresses 127.0.0.130-139 belong here."""
+
+import base64
+import threading
 
 import pytest
 import requests
@@ -112,3 +116,49 @@ def test_calls_into_rooms_need_an_application(server, tmp_path, audio):
         ua.command("dial", f"sip:room-any@{target[0]}:{target[1]}")
         closed = ua.wait_event("CALL_CLOSED", 10, since=mark)
         assert "403" in closed.get("param", ""), closed
+
+
+def test_a_phone_that_holds_the_call_is_not_heard_in_the_room(server, pages, audio, tmp_path):
+    """sipp calls into the room playing a 600 Hz tone, holds by re-INVITE `sendonly` and goes
+    on playing it (hold music), then resumes. The page hears the tone before and after the
+    hold, and not during it (it used to hear the hold music)."""
+    key, secret, _ = create_app(server)
+    ip = "127.0.0.132"
+    rooms.trunk_for(server, key, secret, ip)
+    done = []
+    with rooms.peer_browsers(audio.tone1000_48k) as (b,):
+        page = rooms.open_peer(b, pages)
+        rooms.join(page, server, rooms.token(server, key, secret, "onhold", "agent"))
+
+        def negotiations():
+            return [e.get("direction") for e in server.events() if e.get("message") == "call media negotiated"]
+
+        base = len(negotiations())  # this call's come after these
+        sipp = threading.Thread(target=lambda: done.append(media.run_sipp_call(
+            "uac_hold_music.xml", tmp_path / "uac", ip, sip_addr(server), "-s", "room-onhold", "-d", "5000",
+            audio={"uac_audio.ulaw": audio["tone600_8k.ulaw"]})))
+        sipp.start()
+        try:
+            who = phone_identity(page)
+            talking = media.tone_check(rooms.heard(page, who, 1.5, tmp_path / "talking.wav"), 600)
+            assert talking.band_ratio > 0.7, talking
+
+            def heard_after(directions, name):
+                """What the page heard of the phone once its negotiations read `directions`."""
+                rooms.wait_until(lambda: negotiations()[base:] == directions, timeout=20,
+                                 what=f"the phone's negotiations to read {directions}")
+                # The last 1.5 s, once 2.5 s more were heard: all of it after the change.
+                start = page.evaluate("() => window.heardSeconds()").get(who, 0)
+                rooms.wait_until(lambda: page.evaluate("() => window.heardSeconds()").get(who, 0) >= start + 2.5,
+                                 timeout=15, what=f"audio from {who} {name}")
+                path = tmp_path / f"{name}.wav"
+                path.write_bytes(base64.b64decode(page.evaluate("a => window.heardWav(a[0], a[1])", [who, 1.5])))
+                return media.tone_check(path, 600)
+
+            held = heard_after(["sendrecv", "recvonly"], "held")
+            assert held.active_s < 0.2, held
+            resumed = heard_after(["sendrecv", "recvonly", "sendrecv"], "resumed")
+            assert resumed.band_ratio > 0.7, resumed
+        finally:
+            sipp.join(60)
+    assert done and done[0].returncode == 0, done and (done[0].errors + done[0].stderr + done[0].logs)

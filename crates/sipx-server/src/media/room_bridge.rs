@@ -152,6 +152,9 @@ impl RoomBridge {
     /// toward the room (the rooms thread is then to be woken). Every leg of the group speaks
     /// before any listens.
     pub(super) fn speak(&mut self, at: Instant, leg: &mut MediaLeg, groups: &mut Groups) -> bool {
+        // A phone that holds the call (its SDP `sendonly`: SIPx sends it nothing) plays its
+        // hold music, not its caller's voice: the room does not hear it until it resumes.
+        let holding = !leg.config().send;
         let (kind, voice) = leg.pull_frame(at);
         let group = groups.get_mut(&self.group);
         let Some(group) = group.filter(|_| !self.outside) else {
@@ -160,7 +163,7 @@ impl RoomBridge {
         };
         // Nothing from the phone (hold, no RTP, digital silence): the room is sent nothing, as
         // with DTX, and its listeners hear the same silence.
-        if kind == FrameKind::Silence || is_digital_silence(voice) {
+        if holding || kind == FrameKind::Silence || is_digital_silence(voice) {
             self.speaker.skip();
             return false;
         }
