@@ -140,7 +140,8 @@ impl CSeq {
     pub fn parse(s: &str) -> Option<CSeq> {
         let s = lex::trim_ws(s);
         let i = s.find([' ', '\t'])?;
-        let seq = lex::parse_u32(&s[..i])?;
+        // Less than 2**31 (RFC 3261 §8.1.1.5): a larger number is no CSeq.
+        let seq = lex::parse_u32(&s[..i]).filter(|&n| n < 1 << 31)?;
         let method = lex::trim_ws(&s[i..]);
         if !lex::is_token(method) {
             return None;

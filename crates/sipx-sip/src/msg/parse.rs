@@ -481,6 +481,11 @@ mod tests {
                 OPTIONS.replace("CSeq: 7 OPTIONS", "CSeq: 7 INVITE"),
                 "CSeq method does not match the Request-Line",
             ),
+            // RFC 3261 §8.1.1.5: less than 2**31.
+            (
+                OPTIONS.replace("CSeq: 7 OPTIONS", "CSeq: 2147483648 OPTIONS"),
+                "Malformed CSeq",
+            ),
             (
                 OPTIONS.replace("Content-Length: 0", "Content-Length: 10"),
                 "Content-Length exceeds the message body",
