@@ -251,17 +251,7 @@ mod tests {
         for k in 0..ticks {
             let now = t0 + Duration::from_millis(u64::from(k) * 20);
             while let Some((at, i, payload)) = next.next_if(|a| a.0 <= now) {
-                let header = RtpHeader {
-                    marker: *i == 0,
-                    pt: Pt(match kind {
-                        CodecKind::Opus => 111,
-                        CodecKind::G729 => 18,
-                        _ => 0,
-                    }),
-                    seq: *i as u16,
-                    timestamp: i * net.ptime_ms * clock / 1000,
-                    ssrc: Ssrc(1),
-                };
+                let header = header(kind, *i, i * net.ptime_ms * clock / 1000);
                 jitter.push(*at, &header, payload);
             }
             decoder.play(jitter.tick(now));
@@ -299,6 +289,21 @@ mod tests {
         }
     }
 
+    /// The header of packet `i` of a `kind` stream at RTP time `timestamp` (the first marked).
+    fn header(kind: CodecKind, i: u32, timestamp: u32) -> RtpHeader {
+        RtpHeader {
+            marker: i == 0,
+            pt: Pt(match kind {
+                CodecKind::Opus => 111,
+                CodecKind::G729 => 18,
+                _ => 0,
+            }),
+            seq: i as u16,
+            timestamp,
+            ssrc: Ssrc(1),
+        }
+    }
+
     /// A jitter buffer and a decoder for a `kind` stream at 8 kHz, as a leg makes them.
     fn receiver(kind: CodecKind) -> (JitterBuffer, StreamDecoder) {
         let config = JitterConfig {
@@ -330,13 +335,7 @@ mod tests {
                 let pcm = tone.take(if long { 480 } else { 160 });
                 let mut payload = vec![0u8; 1500];
                 let n = encoder.encode(&pcm, &mut payload).unwrap();
-                let header = RtpHeader {
-                    marker: k == 0,
-                    pt: Pt(if kind == CodecKind::Opus { 111 } else { 0 }),
-                    seq: k as u16,
-                    timestamp: k * clock / 50,
-                    ssrc: Ssrc(1),
-                };
+                let header = header(kind, k, k * clock / 50);
                 jitter.push(now, &header, &payload[..n]);
                 decoder.play(jitter.tick(now));
                 decoder.pop_into(&mut frame);
@@ -367,13 +366,7 @@ mod tests {
                     let mut payload = vec![0u8; 1500];
                     let n = encoder.encode(&pcm, &mut payload).unwrap();
                     payload.truncate(n);
-                    let header = RtpHeader {
-                        marker: i == 0,
-                        pt: Pt(if kind == CodecKind::Opus { 111 } else { 0 }),
-                        seq: i as u16,
-                        timestamp: ms * clock / 1000,
-                        ssrc: Ssrc(1),
-                    };
+                    let header = header(kind, i, ms * clock / 1000);
                     let at = t0 + Duration::from_millis(u64::from(ms + len + 30));
                     arrivals.push((at, header, payload));
                     ms += len;

@@ -318,9 +318,9 @@ struct Stream {
     /// Timestamp of the last audio packet handed out: its audio lasts one packet time, which
     /// is only known once the next packet has arrived, so it is applied when asked.
     last_audio_ts: Option<i64>,
-    /// That packet's sequence number and its own length once known (0: not yet).
+    /// That packet's sequence number: its slot tells its own length once the next packet
+    /// showed it.
     last_audio_ext: i64,
-    last_audio_units: i64,
     /// Playout has begun (before it, a reordered earlier packet may move the start back).
     started: bool,
     talking: bool,
@@ -337,12 +337,15 @@ struct Stream {
 
 impl Stream {
     /// How far audio already handed out or concealed reaches.
-    fn covered(&self) -> i64 {
-        let units = match self.last_audio_units {
-            0 => self.packet_units,
-            known => known,
-        };
-        let played = self.last_audio_ts.map_or(i64::MIN, |ts| ts + units);
+    fn covered(&self, slots: &[Slot], mask: usize) -> i64 {
+        let played = self.last_audio_ts.map_or(i64::MIN, |ts| {
+            let slot = &slots[slot_index(self.last_audio_ext, mask)];
+            match slot.ext_seq == self.last_audio_ext {
+                true => ts + self.units_of(slot),
+                // Its slot holds a newer packet already: the stream's length stands in.
+                false => ts + self.packet_units,
+            }
+        });
         self.covered_until.max(played)
     }
 
@@ -526,14 +529,14 @@ impl JitterBuffer {
         if let Some(place) = self.payloads.get_mut(place) {
             place.copy_from_slice(payload);
         }
-        self.learn_packet_units(ext_seq, ts);
         self.learn_lengths(ext_seq, ts);
         outcome
     }
 
-    /// Gives the packets on either side of the one just in (`ext_seq` at `ts`) their own
-    /// lengths, from the timestamps of consecutive packets (believed between half a frame
-    /// and six frames, as `learn_packet_units`).
+    /// Learns packet lengths from the timestamps of consecutive packets (believed between
+    /// half a frame and six frames, i.e. 10..=120 ms with 20 ms frames): the packets on
+    /// either side of the one just in (`ext_seq` at `ts`) get their own, and the one before
+    /// it gives the stream's packetisation, which stands in for lengths not yet known.
     fn learn_lengths(&mut self, ext_seq: i64, ts: i64) {
         let plausible = self.frame / 2..=self.frame * 6;
         let before = slot_index(ext_seq - 1, self.mask);
@@ -541,10 +544,9 @@ impl JitterBuffer {
             let units = ts - self.slots[before].ts;
             if plausible.contains(&units) {
                 self.slots[before].units = units;
-                if let Some(stream) = self.stream.as_mut()
-                    && stream.last_audio_ext == ext_seq - 1
-                {
-                    stream.last_audio_units = units;
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.packet_units = units;
+                    stream.packet_units_learned = true;
                 }
             }
         }
@@ -556,23 +558,9 @@ impl JitterBuffer {
                 self.slots[index].units = units;
             }
         }
-    }
-
-    /// Learns the packetisation from consecutive packets in sequence (believed between half a
-    /// frame and six frames, i.e. 10..=120 ms with 20 ms frames).
-    fn learn_packet_units(&mut self, ext_seq: i64, ts: i64) {
-        let plausible = self.frame / 2..=self.frame * 6;
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
-        if let Some((last_seq, last_ts)) = stream.last_pushed
-            && ext_seq == last_seq + 1
-            && plausible.contains(&(ts - last_ts))
-        {
-            stream.packet_units = ts - last_ts;
-            stream.packet_units_learned = true;
+        if let Some(stream) = self.stream.as_mut() {
+            stream.last_pushed = Some((ext_seq, ts));
         }
-        stream.last_pushed = Some((ext_seq, ts));
     }
 
     /// Forgets the stream (not the measured target): the next packet starts a new one.
@@ -641,7 +629,7 @@ impl JitterBuffer {
                 return self.on_nothing_buffered();
             };
             let in_window = ts < c + f;
-            let covered = stream.covered();
+            let covered = stream.covered(&self.slots, self.mask);
             if !in_window && c < covered {
                 // Audio handed out earlier still plays here. When it ends inside this window
                 // (30 ms packets), the rest is concealed now rather than found short later:
@@ -705,7 +693,7 @@ impl JitterBuffer {
         let Some(stream) = self.stream.as_mut() else {
             return Decision::Empty;
         };
-        let (c, covered) = (stream.cursor, stream.covered());
+        let (c, covered) = (stream.cursor, stream.covered(&self.slots, self.mask));
         if c < covered {
             if covered < c + self.frame && stream.talking {
                 // The packet to go on from it is not here (it is late now if it comes).
@@ -734,7 +722,7 @@ impl JitterBuffer {
         let Some(stream) = self.stream.as_mut() else {
             return Decision::Empty;
         };
-        let (c, covered) = (stream.cursor, stream.covered());
+        let (c, covered) = (stream.cursor, stream.covered(&self.slots, self.mask));
         stream.cursor += f;
         stream.covered_until = c + f;
         self.stats.underruns += 1;
@@ -767,7 +755,7 @@ impl JitterBuffer {
             self.stats.lost += never_came(&self.slots, self.mask, from, ext);
             return None;
         }
-        let start = stream.covered().max(c);
+        let start = stream.covered(&self.slots, self.mask).max(c);
         let end = (start + stream.packet_units).max(c + f).min(ts).max(start);
         // The packet after a single loss, for Opus FEC; comfort noise carries none.
         let next_pt = self.slots[slot_index(ext, self.mask)].pt;
@@ -820,7 +808,7 @@ impl JitterBuffer {
         };
         let c = stream.cursor;
         let first = stream.play_seq;
-        let start = stream.covered().max(c);
+        let start = stream.covered(&self.slots, self.mask).max(c);
         let (mut audio, mut last_cn) = (0, None);
         let mut gaps = Gaps::default();
         let (mut audio_end, mut missing) = (None, 0);
@@ -847,7 +835,6 @@ impl JitterBuffer {
                 audio += 1;
                 stream.last_audio_ts = Some(slot.ts);
                 stream.last_audio_ext = ext;
-                stream.last_audio_units = slot.units;
                 audio_end = Some(slot.ts + stream.units_of(slot));
             }
         }
@@ -983,7 +970,6 @@ fn new_stream(header: &RtpHeader, frame: i64) -> Stream {
         covered_until: i64::from(header.timestamp),
         last_audio_ts: None,
         last_audio_ext: NO_PACKET,
-        last_audio_units: 0,
         started: false,
         talking: false,
         in_cn: false,

@@ -27,7 +27,7 @@ use super::abuse::{AbuseGuard, AbusePolicy, is_scanner};
 use super::transport::FlowIds;
 use crate::config::UnknownSourcePolicy;
 
-mod bye_answer;
+mod byes;
 mod call_rows;
 pub(crate) use call_rows::progress as call_progress;
 mod calls;
@@ -730,11 +730,8 @@ impl Core {
         // From the listener of the transport and family (as its Via names it), unless that
         // listens on all addresses.
         let from = self
-            .settings
-            .listeners
-            .iter()
-            .find(|(t, a)| *t == transport && a.is_ipv4() == addr.is_ipv4())
-            .map(|(_, a)| a.ip())
+            .listener_for(addr, transport)
+            .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified());
         self.own_connections.spawn(super::transport::connect(
             addr,

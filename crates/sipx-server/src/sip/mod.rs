@@ -220,23 +220,19 @@ impl BoundSip {
             .udp
             .iter()
             .filter_map(|(_, s, _)| Some((Transport::Udp, s.local_addr().ok()?)));
-        let streams = self.tcp.iter().filter_map(|(l, tls, _)| {
-            let t = if tls.is_some() {
-                Transport::Tls
-            } else {
-                Transport::Tcp
-            };
-            Some((t, l.local_addr().ok()?))
+        // Stream listeners, TLS-wrapped or not: (plain, secure) names for each kind.
+        let tcp = self
+            .tcp
+            .iter()
+            .map(|(l, tls, _)| (l, tls.is_some(), Transport::Tcp, Transport::Tls));
+        let ws = self
+            .ws
+            .iter()
+            .map(|(l, tls, _)| (l, tls.is_some(), Transport::Ws, Transport::Wss));
+        let streams = tcp.chain(ws).filter_map(|(l, secure, plain, tls)| {
+            Some((if secure { tls } else { plain }, l.local_addr().ok()?))
         });
-        let ws = self.ws.iter().filter_map(|(l, tls, _)| {
-            let t = if tls.is_some() {
-                Transport::Wss
-            } else {
-                Transport::Ws
-            };
-            Some((t, l.local_addr().ok()?))
-        });
-        udp.chain(streams).chain(ws).collect()
+        udp.chain(streams).collect()
     }
 
     /// The core's input queue, made before the tasks start so the API's call control can hold

@@ -46,7 +46,7 @@ pub(crate) struct Call {
     /// We offered in a 2xx: its ACK carries the answer.
     pub(super) answer_in_ack: bool,
     /// Where the caller's requests come from; ours go back there (NAT-safe) unless
-    /// `follow_target`.
+    /// `followed_target` says otherwise.
     pub(super) peer: Peer,
     /// The remote target our requests go to when no route set says otherwise (RFC 3261
     /// §12.2.1.1, `next_hop.rs`), for a peer that is neither a registered device (its flow is
@@ -146,8 +146,8 @@ pub(crate) struct Calls {
     pub(super) by_dialog: HashMap<DialogId, Call>,
     pub(super) by_leg: HashMap<LegId, DialogId>,
     /// Our BYEs in flight: their answers need no handling beyond matching, or one retry
-    /// with credentials when challenged (`bye_answer.rs`).
-    pub(super) byes: HashMap<ClientTxnId, super::bye_answer::SentBye>,
+    /// with credentials when challenged (`byes.rs`).
+    pub(super) byes: HashMap<ClientTxnId, super::byes::SentBye>,
     /// Calls that ended before the ACK of our 2xx: their BYE waits for it, or for the 2xx's
     /// transaction to time out (RFC 3261 §15).
     pub(super) byes_after_ack: HashMap<DialogId, PendingBye>,
@@ -176,10 +176,10 @@ impl Calls {
         &mut self,
         txn: ClientTxnId,
         dialog: DialogId,
-        retry: Option<super::bye_answer::ByeRetry>,
+        retry: Option<super::byes::ByeRetry>,
     ) {
         self.byes
-            .insert(txn, super::bye_answer::SentBye { dialog, retry });
+            .insert(txn, super::byes::SentBye { dialog, retry });
     }
 
     /// A dialled-out call the phone answered.
@@ -1203,16 +1203,11 @@ impl Core {
         cause: u16,
         reason: &str,
     ) {
-        let via = self.new_via(&peer);
-        let mut bye = dialog.request(Method::Bye, &via, None);
         // A quoted string holds no `"` or `\` unescaped (RFC 3261 §25.1).
         let text = printable(reason).replace(['"', '\\'], "'");
-        bye.headers
-            .push("Reason", format!("SIP;cause={cause};text=\"{text}\""));
-        bye.headers.push("Content-Length", "0");
-        let retry = self.bye_retry(&dialog.id, &bye, peer);
-        let txn = self.endpoint.send_request(now, peer, bye);
-        self.calls.note_bye(txn, dialog.id.clone(), retry);
+        let reason = format!("SIP;cause={cause};text=\"{text}\"");
+        let auth = self.dial_auth(&dialog.id);
+        self.send_bye(now, dialog, peer, Some(reason), auth);
     }
 
     /// The BYE of a call that ended while the ACK of its 2xx was outstanding: it goes once
@@ -1315,15 +1310,13 @@ pub(super) fn printable(text: &str) -> String {
 /// Whether a dialog-opening request asks for SIPS (RFC 3261 §12.1.1): its Request-URI, else
 /// its top Record-Route, else (with no Record-Route) its Contact.
 fn asks_sips(req: &Request) -> bool {
-    let sips = |v: &str| {
-        let v = v.trim_start();
-        let v = v.find('<').map_or(v, |i| &v[i + 1..]);
-        v.len() >= 5 && v[..5].eq_ignore_ascii_case("sips:")
-    };
-    matches!(&req.uri, sipx_sip::msg::Uri::Sip(u) if u.secure)
-        || match req.headers.first_of_list("Record-Route") {
-            Some(rr) => sips(rr),
-            None => req.headers.get("Contact").is_some_and(sips),
+    use sipx_sip::msg::{NameAddr, Uri};
+    let sips = |uri: &Uri| matches!(uri, Uri::Sip(u) if u.secure);
+    let first = |name| req.headers.first_of_list(name).and_then(NameAddr::parse);
+    sips(&req.uri)
+        || match req.headers.get("Record-Route") {
+            Some(_) => first("Record-Route").is_some_and(|a| sips(&a.uri)),
+            None => first("Contact").is_some_and(|a| sips(&a.uri)),
         }
 }
 

@@ -12,7 +12,7 @@ use sipx_call::{Input, SipInput};
 use sipx_sdp::{MediaSession, SessionDescription};
 use sipx_secrets::Redacted;
 use sipx_sip::dialog::{Dialog, DialogId};
-use sipx_sip::msg::{HasHeaders, Headers, Method, Request, Response, Uri};
+use sipx_sip::msg::{HasHeaders, Headers, Method, NameAddr, Request, Response, Uri};
 use sipx_sip::reliable::{self, Provisional, ReliableProvisionals};
 use sipx_sip::session_timer::{Refresher, SessionExpires, min_se_of};
 use sipx_sip::uac::{Credentials, ack_for_2xx, cancel_for, next_attempt, with_credentials};
@@ -74,6 +74,12 @@ impl Core {
             .by_id
             .get(id)
             .is_some_and(|c| matches!(c.target, DialTarget::Direct { .. }))
+    }
+
+    /// Where dial-out `id`'s requests in a dialog with `routes` and remote `target` go
+    /// (`next_hop.rs`), its INVITE having gone to `peer`.
+    fn dialog_hop(&self, id: &str, routes: &[NameAddr], target: &Uri, peer: Peer) -> Peer {
+        next_hop(routes, self.follows_target(id).then_some(target), peer)
     }
 }
 
@@ -762,16 +768,11 @@ impl Core {
         let (peer, invite) = (out.peer, out.invite.clone());
         // The PRACK goes as the early dialog's requests go: to the first hop of its route set
         // (the one this answer opens, for the first in its dialog), else to its target.
-        let early = Dialog::from_uac(&invite, response);
-        let target = early
-            .as_ref()
-            .filter(|_| self.follows_target(id))
-            .map(|d| &d.remote_target);
-        let routes = response
-            .tag_of_to()
-            .and_then(|t| out.reliable.route_set(t))
-            .or(early.as_ref().map(|d| d.route_set.as_slice()));
-        let hop = routes.map_or(peer, |r| next_hop(r, target, peer));
+        let hop = Dialog::from_uac(&invite, response).map_or(peer, |early| {
+            let known = response.tag_of_to().and_then(|t| out.reliable.route_set(t));
+            let routes = known.unwrap_or(&early.route_set);
+            self.dialog_hop(id, routes, &early.remote_target, peer)
+        });
         let via = self.new_via(&hop);
         let Some(out) = self.controls.out_mut(id) else {
             return true;
@@ -985,8 +986,7 @@ impl Core {
                 let auth = out.auth.clone();
                 if let Some(mut d) = Dialog::from_uac(&invite, response) {
                     d.local_cseq = d.local_cseq.max(pracked_cseq(out, to_tag.as_deref()));
-                    let target = self.follows_target(id).then_some(&d.remote_target);
-                    let hop = next_hop(&d.route_set, target, peer);
+                    let hop = self.dialog_hop(id, &d.route_set, &d.remote_target, peer);
                     let v = via(self, &hop);
                     let ack = ack_for_2xx(&mut d, &invite, &v).to_bytes();
                     self.endpoint.send_stateless(hop, ack.clone());
@@ -995,16 +995,7 @@ impl Core {
                     {
                         out.ended_forks.push((tag, hop, ack));
                     }
-                    let v = via(self, &hop);
-                    let mut bye = d.request(Method::Bye, &v, None);
-                    bye.headers.push("Content-Length", "0");
-                    let retry = auth.map(|auth| super::bye_answer::ByeRetry {
-                        bye: bye.clone(),
-                        peer: hop,
-                        auth,
-                    });
-                    let txn = self.endpoint.send_request(now, hop, bye);
-                    self.calls.note_bye(txn, d.id.clone(), retry);
+                    self.send_bye(now, &mut d, hop, None, auth);
                 }
             }
             return;
@@ -1026,12 +1017,8 @@ impl Core {
         };
         // Requests in the dialog count on from its PRACKs' CSeq numbers.
         dialog.local_cseq = dialog.local_cseq.max(pracked);
+        let hop = self.dialog_hop(id, &dialog.route_set, &dialog.remote_target, peer);
         let follow_target = self.follows_target(id);
-        let hop = next_hop(
-            &dialog.route_set,
-            follow_target.then_some(&dialog.remote_target),
-            peer,
-        );
         let v = via(self, &hop);
         let ack = ack_for_2xx(&mut dialog, &invite, &v).to_bytes();
         self.endpoint.send_stateless(hop, ack.clone());

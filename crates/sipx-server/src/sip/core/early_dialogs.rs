@@ -15,6 +15,8 @@ use super::calls::CONTACT_USER;
 impl Core {
     /// The dial-out whose early dialog `req` belongs to, if any.
     pub(super) fn dial_out_in_early_dialog(&self, req: &Request) -> Option<String> {
+        // Only requests with a To tag are in a dialog: the others need no search.
+        req.tag_of_to()?;
         self.controls
             .by_id
             .iter()

@@ -5,7 +5,7 @@
 //! cluster or B2BUA may name another node than the one that sent the INVITE or the 2xx),
 //! unless the peer is behind NAT, where its Contact names an address we cannot reach and its
 //! flow is the way back: when the call's origin says so (a registered device, a provider
-//! reached as the trunk's outbound proxy, `Call::follow_target`), when its Via did not name
+//! reached as the trunk's outbound proxy, `Call::followed_target`), when its Via did not name
 //! where it came from, or when the Contact is a private address and the peer a public one.
 //!
 //! Over TCP, TLS and WebSocket the connection the call came on stays the way back (a proxy

@@ -121,10 +121,7 @@ impl Core {
         let via = self.new_via(&peer);
         let ack = ack_for_2xx(&mut dialog, invite, &via);
         self.endpoint.send_stateless(peer, ack.to_bytes());
-        let via = self.new_via(&peer);
-        let mut bye = dialog.request(Method::Bye, &via, None);
-        bye.headers.push("Content-Length", "0");
-        let txn = self.endpoint.send_request(now, peer, bye);
-        self.calls.note_bye(txn, dialog.id.clone(), None);
+        let auth = self.dial_auth(&dialog.id);
+        self.send_bye(now, &mut dialog, peer, None, auth);
     }
 }

@@ -182,18 +182,33 @@ impl Core {
         )
     }
 
+    /// The listener of `transport` and of `dest`'s family (a dual-stack SIPx has both).
+    pub(super) fn listener_for(
+        &self,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> Option<SocketAddr> {
+        self.settings
+            .listeners
+            .iter()
+            .find(|(t, a)| *t == transport && a.is_ipv4() == dest.is_ipv4())
+            .map(|(_, a)| *a)
+    }
+
     /// The `host:port` to put in Via/Contact for requests to `dest`: the external host when
     /// set, else the local address that routes to `dest`; the port of a listener of the same
     /// transport, so the provider can reach SIPx there too.
     pub(super) fn local_host_for(&self, dest: SocketAddr, transport: Transport) -> Option<String> {
         let listeners = &self.settings.listeners;
-        // A listener of the transport and of `dest`'s family (a dual-stack SIPx has both).
-        let local = listeners
-            .iter()
-            .find(|(t, a)| *t == transport && a.is_ipv4() == dest.is_ipv4())
-            .or_else(|| listeners.iter().find(|(t, _)| *t == transport))
-            .or_else(|| listeners.first())?
-            .1;
+        let local = self
+            .listener_for(dest, transport)
+            .or_else(|| {
+                listeners
+                    .iter()
+                    .find(|(t, _)| *t == transport)
+                    .map(|(_, a)| *a)
+            })
+            .or_else(|| listeners.first().map(|(_, a)| *a))?;
         // An external address of the other family than `dest`'s is not how it reaches us (a
         // dual-stack SIPx behind an IPv4 NAT still has its IPv6 address): a name always is.
         if let Some(host) = &self.settings.external_host

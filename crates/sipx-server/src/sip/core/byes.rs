@@ -1,12 +1,12 @@
-//! Our BYEs in flight and their answers. A provider that challenges its BYEs (as it does its
-//! INVITEs) gets the BYE again once, with the dial-out's credentials (RFC 3261 §22.2): left
-//! unanswered, the call would stay up, and billed, on its side.
+//! Our BYEs: sent, kept while in flight, answered. A provider that challenges its BYEs (as it
+//! does its INVITEs) gets the BYE again once, with the dial-out's credentials (RFC 3261
+//! §22.2): left unanswered, the call would stay up, and billed, on its side.
 
 use std::time::Instant;
 
 use sipx_secrets::Redacted;
-use sipx_sip::dialog::DialogId;
-use sipx_sip::msg::{Request, Response};
+use sipx_sip::dialog::{Dialog, DialogId};
+use sipx_sip::msg::{Method, Request, Response};
 use sipx_sip::uac::{Credentials, with_credentials};
 use sipx_sip::{ClientTxnId, Peer};
 
@@ -20,32 +20,49 @@ pub(crate) struct SentBye {
     pub retry: Option<ByeRetry>,
 }
 
-/// A BYE as sent, where it went, and the dial-out's credentials (user, password).
+/// A dial-out's credentials: (user, password).
+pub(crate) type DialAuth = (String, Redacted<String>);
+
+/// A BYE as sent, where it went, and the dial-out's credentials.
 pub(crate) struct ByeRetry {
     pub bye: Request,
     pub peer: Peer,
-    pub auth: (String, Redacted<String>),
+    pub auth: DialAuth,
 }
 
 impl Core {
-    /// The retry of a BYE on `dialog`: for a dialled-out call that had credentials.
-    pub(super) fn bye_retry(
-        &self,
-        dialog: &DialogId,
-        bye: &Request,
-        peer: Peer,
-    ) -> Option<ByeRetry> {
-        let auth = self
-            .controls
+    /// Sends a BYE in `dialog` to `hop`, the dialog's next hop, with `reason` as its `Reason`
+    /// (RFC 3326) when given; with `auth` it goes again once if challenged.
+    pub(super) fn send_bye(
+        &mut self,
+        now: Instant,
+        dialog: &mut Dialog,
+        hop: Peer,
+        reason: Option<String>,
+        auth: Option<DialAuth>,
+    ) {
+        let via = self.new_via(&hop);
+        let mut bye = dialog.request(Method::Bye, &via, None);
+        if let Some(reason) = reason {
+            bye.headers.push("Reason", reason);
+        }
+        bye.headers.push("Content-Length", "0");
+        let retry = auth.map(|auth| ByeRetry {
+            bye: bye.clone(),
+            peer: hop,
+            auth,
+        });
+        let txn = self.endpoint.send_request(now, hop, bye);
+        self.calls.note_bye(txn, dialog.id.clone(), retry);
+    }
+
+    /// The credentials of the dialled-out call on `dialog`, if it is one that has them.
+    pub(super) fn dial_auth(&self, dialog: &DialogId) -> Option<DialAuth> {
+        self.controls
             .by_dialog
             .get(dialog)
             .and_then(|id| self.controls.out(id))
-            .and_then(|o| o.auth.clone())?;
-        Some(ByeRetry {
-            bye: bye.clone(),
-            peer,
-            auth,
-        })
+            .and_then(|o| o.auth.clone())
     }
 
     /// The final answer to one of our BYEs; `false` when `txn` is not one.
