@@ -78,13 +78,14 @@ class Phone:
                 f"To: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
                 f"Contact: <sip:4915100@{self.ip}:{self.port}>\r\n{extra}")
 
-    def invite(self, user, extra=""):
-        """Sends an INVITE and waits for its final response; ACKs it. Returns (status, the
-        dialog as (Call-ID, our tag, SIPx's tag), the response text)."""
+    def invite(self, user, extra="", body=None):
+        """Sends an INVITE (with `body`, else PCMU on our port + 2) and waits for its final
+        response; ACKs it. Returns (status, the dialog as (Call-ID, our tag, SIPx's tag), the
+        response text)."""
         call_id = f"{random.getrandbits(64):x}@{self.ip}"
         tag = f"{random.getrandbits(32):x}"
         branch = f"z9hG4bK{random.getrandbits(48):x}"
-        body = sdp(self.ip, self.port + 2)
+        body = body or sdp(self.ip, self.port + 2)
         host, port = self.target
         head = self.head("INVITE", f"sip:{user}@{host}:{port}", branch, tag, f"<sip:{user}@{host}>", call_id, 1,
                          extra) + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"

@@ -1,10 +1,11 @@
 """The media engine end to end: real SIP peers call SIPx's echo test (sip:echo@<sipx>) and what
 comes back is checked on the wire: tone and speech quality (P.862), RFC 4733 digits, SIP INFO
-digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99, 127.0.0.197, 127.0.0.199 and 127.0.0.203 belong to these
+digits, SRTP, hold and resume, late offer, odd SDPs. Addresses 127.0.0.80-99, 127.0.0.133, 127.0.0.197, 127.0.0.199 and 127.0.0.203 belong to these
 tests; sipp runs as root (raw sockets for pcap and DTMF play), dumpcap captures on lo."""
 
 import contextlib
 import pathlib
+import random
 import re
 import socket
 import struct
@@ -20,6 +21,7 @@ import media
 import sdes
 from conftest import Server, sip_addr
 from media import Baresip, Capture, run_sipp_call
+from test_calls_replaces import Phone, header
 
 SIPP_MEDIA_PORT = 6000
 
@@ -233,6 +235,120 @@ def test_hold_and_resume_by_reinvite(data_dir, tmp_path, audio):
     rtcp = {r[0] for r in media.tshark_fields(pcap, f"rtcp.pt==200 && {to_phone}", ["rtcp.senderssrc"],
                                               "-o", "rtcp.heuristic_rtcp:TRUE")}
     assert len(rtp) == 1 and rtcp <= rtp, (rtp, rtcp)
+
+
+class RemovingPhone:
+    """A raw UDP phone for what sipp cannot do: it aborts on an answer whose port is 0. Calls
+    the echo test with PCMU, sends RTP from its own port, re-INVITEs with any port."""
+
+    def __init__(self, ip, target):
+        self.phone = Phone(ip, target)
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp.bind((ip, 0))
+        self.rtp.settimeout(0.1)
+        self.ip, self.target, self.cseq, self.seq = ip, target, 1, 0
+
+    def sdp(self, port, version):
+        return (f"v=0\r\no=- 1 {version} IN IP4 {self.ip}\r\ns=-\r\nc=IN IP4 {self.ip}\r\nt=0 0\r\n"
+                f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+    def call(self):
+        """The echo test's answer to an INVITE from the RTP port."""
+        status, self.dialog, answer = self.phone.invite("echo", body=self.sdp(self.rtp.getsockname()[1], 1))
+        assert status == 200, answer
+        self.remote_target = re.search(r"<([^>]+)>", header(answer, "Contact")).group(1)
+        self.to = re.sub(r";tag=[^;>\s]+", "", header(answer, "To"))
+        return answer
+
+    def request(self, method, body=""):
+        """A request in the call (an INVITE's 200 ACKed); returns its final response."""
+        call_id, tag, their_tag = self.dialog
+        self.cseq += 1
+        branch = f"z9hG4bK{random.getrandbits(48):x}"
+        to = f"{self.to};tag={their_tag}"
+        content = f"Content-Type: application/sdp\r\n" if body else ""
+        msg = self.phone.head(method, self.remote_target, branch, tag, to, call_id, self.cseq, "") + \
+            f"{content}Content-Length: {len(body)}\r\n\r\n{body}"
+        self.phone.sock.sendto(msg.encode(), self.target)
+        while True:
+            text = self.phone.sock.recv(65535).decode(errors="replace")
+            if text.startswith("SIP/2.0 ") and f"branch={branch}" in text and int(text.split(" ", 2)[1]) >= 200:
+                break
+        if method == "INVITE":
+            ack = self.phone.head("ACK", self.remote_target, f"z9hG4bK{random.getrandbits(48):x}", tag, to,
+                                  call_id, self.cseq, "")
+            self.phone.sock.sendto((ack + "Content-Length: 0\r\n\r\n").encode(), self.target)
+        return text
+
+    def reinvite(self, port, version):
+        """A re-INVITE offering `port` (0: the stream removed); its final response."""
+        return self.request("INVITE", self.sdp(port, version))
+
+    def talk(self, answer, tone, seconds):
+        """Sends `seconds` of `tone` (µ-law) to the answer's RTP address at 20 ms; returns the
+        RTP packets that came back meanwhile and for 0.5 s after."""
+        port = int(re.search(r"m=audio (\d+) ", answer).group(1))
+        dest = (re.search(r"c=IN IP4 (\S+)", answer).group(1), port)
+        back, frames = [], int(seconds / 0.02)
+        start = time.monotonic()
+        for n in range(frames + 25):
+            if n < frames:
+                payload = tone[(n * 160) % (len(tone) - 160):][:160]
+                self.seq += 1
+                header = struct.pack("!BBHII", 0x80, 0, self.seq & 0xFFFF, self.seq * 160, 0x5151)
+                self.rtp.sendto(header + payload, dest)
+            while time.monotonic() < start + (n + 1) * 0.02:
+                with contextlib.suppress(socket.timeout):
+                    self.rtp.settimeout(max(0.001, start + (n + 1) * 0.02 - time.monotonic()))
+                    back.append(self.rtp.recv(2048))
+        return back
+
+    def listen(self, seconds):
+        """The RTP that arrives within `seconds`, sending nothing."""
+        back, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.rtp.settimeout(max(0.001, deadline - time.monotonic()))
+            with contextlib.suppress(socket.timeout):
+                back.append(self.rtp.recv(2048))
+        return back
+
+    def close(self):
+        self.phone.close()
+        self.rtp.close()
+
+
+def loud(packets):
+    """The packets whose µ-law payload is a tone, not silence."""
+    return [p for p in packets if len(p) > 12 and
+            np.abs(np.array([media._ulaw_to_linear(b) for b in p[12:]])).mean() > 1000]
+
+
+def test_a_reinvite_removing_the_audio_is_answered_with_port_0_and_the_audio_comes_back(data_dir, audio):
+    """RFC 3264 §8.2: a re-offer with `m=audio 0` removes the stream, and the answer must say
+    port 0 too (refused with 488, the phone and SIPx would disagree on the media). While it is
+    gone nothing goes to the phone, and 2 s of silence with a 1 s media timeout end nothing;
+    the next offer brings the audio back."""
+    sipx = echo_server(data_dir, SIPX_MEDIA__MEDIA_TIMEOUT_SECS="1")
+    phone = RemovingPhone("127.0.0.133", sip_addr(sipx, "udp"))
+    tone = pathlib.Path(audio["tone1000_8k.ulaw"]).read_bytes()
+    try:
+        answer = phone.call()
+        assert len(loud(phone.talk(answer, tone, 1.0))) >= 30
+        removed = phone.reinvite(0, 2)
+        assert removed.startswith("SIP/2.0 200 "), removed
+        assert re.search(r"^m=audio 0 RTP/AVP", removed, re.M), removed
+        assert phone.listen(2.0) == [], "RTP to a removed stream"
+        restored = phone.reinvite(phone.rtp.getsockname()[1], 3)
+        assert restored.startswith("SIP/2.0 200 ") and not re.search(r"^m=audio 0 ", restored, re.M), restored
+        assert len(loud(phone.talk(restored, tone, 1.0))) >= 30
+        assert phone.request("BYE").startswith("SIP/2.0 200 ")
+    finally:
+        phone.close()
+        sipx.stop()
+    ended = logged(sipx, "call ended")
+    assert [e.get("reason") for e in ended] == ["caller hung up"], ended
+    directions = [e["direction"] for e in logged(sipx, "call media negotiated")]
+    assert directions == ["sendrecv", "inactive", "sendrecv"], directions
 
 
 def test_late_offer_takes_the_answer_from_the_ack(sipx, tmp_path, audio):

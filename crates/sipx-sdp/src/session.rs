@@ -10,7 +10,7 @@ use crate::config::{MediaConfig, SrtpPolicy};
 use crate::error::SdpError;
 use crate::model::{Connection, Line, MediaDescription, Origin, SessionDescription};
 use crate::negotiate::{KEY_MATERIAL_LEN, answer_audio};
-use crate::negotiated::NegotiatedMedia;
+use crate::negotiated::{NegotiatedMedia, RtcpTarget};
 use crate::offer::{PayloadNumbers, accept_answer, default_proto, offer_audio};
 use crate::reject::Rejection;
 
@@ -286,6 +286,9 @@ impl MediaSession {
             return Err(Rejection::Glare);
         }
         self.answered_offer = None;
+        if let Some(answer) = self.accept_audio_removal(offer) {
+            return Ok(answer);
+        }
         let mut first_error = None;
         let mut chosen = None;
         for (index, media) in offer.media.iter().enumerate() {
@@ -325,6 +328,39 @@ impl MediaSession {
         });
         self.agree(&negotiated);
         Ok(answer)
+    }
+
+    /// A re-offer that sets every audio stream's port to 0 removes the audio (RFC 3264 §8.2,
+    /// some PBXes before a transfer): it must be answered with port 0 too, not refused, and
+    /// the call stays up with no media either way (`inactive`, so that silence does not end
+    /// it) until an offer brings a stream back. `None` when the offer is not that.
+    fn accept_audio_removal(&mut self, offer: &SessionDescription) -> Option<SessionDescription> {
+        let mut audio = offer.media.iter().filter(|m| m.is_audio()).peekable();
+        audio.peek()?;
+        if !audio.all(|m| m.is_disabled()) {
+            return None;
+        }
+        let mut removed = self.negotiated.clone()?;
+        removed.direction = Direction::Inactive;
+        // Nor RTCP: the peer has closed its ports (port 0 is "send nothing" to a leg).
+        removed.remote_rtp.set_port(0);
+        if let RtcpTarget::Separate(rtcp) = &mut removed.remote_rtcp {
+            rtcp.set_port(0);
+        }
+        let media: Vec<MediaDescription> = offer.media.iter().map(disabled_copy).collect();
+        let audio_index = self
+            .layout
+            .as_ref()
+            .map_or(0, |layout| layout.audio_index)
+            .min(media.len().saturating_sub(1));
+        let answer = self.stamp(media.clone());
+        self.layout = Some(Layout {
+            media,
+            audio_index,
+            audio_proto: removed.proto.clone(),
+        });
+        self.agree(&removed);
+        Some(answer)
     }
 
     fn agree(&mut self, negotiated: &NegotiatedMedia) {

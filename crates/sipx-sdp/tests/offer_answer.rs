@@ -965,3 +965,35 @@ fn the_answer_repeats_the_offers_time_and_later_offers_keep_it() {
         .to_string();
     assert!(answer.contains("\r\nt=0 0\r\n"), "{answer}");
 }
+
+#[test]
+fn a_re_offer_removing_the_audio_is_answered_with_port_0_and_can_bring_it_back() {
+    let mut b = bob();
+    b.handle_offer(&peer("m=audio 5000 RTP/AVP 0\nm=video 5002 RTP/AVP 96\n"))
+        .unwrap();
+    // RFC 3264 §8.2: every stream at port 0. Answered with port 0, not refused; no media
+    // flows (inactive: silence must not end the call), nothing goes to the closed ports.
+    let removal = peer("m=audio 0 RTP/AVP 0\nm=video 0 RTP/AVP 96\n");
+    let answer = b.handle_offer(&removal).unwrap();
+    let ports: Vec<u16> = answer.media.iter().map(|m| m.port).collect();
+    assert_eq!(ports, [0, 0]);
+    assert_eq!(answer.origin.session_version, 2, "our SDP changed");
+    let off = b.negotiated().unwrap();
+    assert_eq!(off.direction, Direction::Inactive);
+    assert_eq!(off.remote_rtp.port(), 0);
+    // The same removal again: the same answer, version and all.
+    assert_eq!(b.handle_offer(&removal).unwrap(), answer);
+    // A later offer brings the stream back.
+    let back = b
+        .handle_offer(&peer("m=audio 5004 RTP/AVP 0\nm=video 0 RTP/AVP 96\n"))
+        .unwrap();
+    assert_eq!(back.media[0].port, 6000);
+    let on = b.negotiated().unwrap();
+    assert_eq!(on.direction, Direction::SendRecv);
+    assert_eq!(on.remote_rtp.port(), 5004);
+    // An initial offer with no live audio is still refused: there is no call to keep.
+    assert!(matches!(
+        bob().handle_offer(&peer("m=audio 0 RTP/AVP 0\n")),
+        Err(Rejection::NoAudio)
+    ));
+}
